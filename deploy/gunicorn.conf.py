@@ -1,0 +1,37 @@
+"""gunicorn settings for Ollama Proxy: ``gunicorn -c deploy/gunicorn.conf.py wsgi:app``.
+
+Every value can be changed from the environment (for systemd's EnvironmentFile)
+or by gunicorn's own command-line flags, which win over this file.
+"""
+
+import multiprocessing
+import os
+
+
+def _env(name, default, kind=str):
+    return kind(os.environ.get(name, default))
+
+
+bind = _env("OLLAMA_PROXY_BIND", "127.0.0.1:8080")
+# gevent: one worker holds thousands of idle streams; the work per chunk is small.
+worker_class = "gevent"
+workers = _env("OLLAMA_PROXY_WORKERS", min(multiprocessing.cpu_count(), 4), int)
+worker_connections = _env("OLLAMA_PROXY_WORKER_CONNECTIONS", 2000, int)
+# For gevent workers this is a heartbeat, not a request limit: a stream may last an hour.
+timeout = _env("OLLAMA_PROXY_WORKER_TIMEOUT", 60, int)
+# On SIGTERM or SIGHUP, running streams get this long to finish.
+graceful_timeout = _env("OLLAMA_PROXY_GRACEFUL_TIMEOUT", 120, int)
+# Longer than nginx's upstream keepalive_timeout, so nginx closes idle connections first.
+keepalive = _env("OLLAMA_PROXY_KEEPALIVE", 75, int)
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 16380
+# The proxy writes its own access log under logs/; gunicorn's errors go to stderr (journald).
+accesslog = None
+errorlog = "-"
+loglevel = _env("OLLAMA_PROXY_GUNICORN_LOG_LEVEL", "info")
+proc_name = "ollama-proxy"
+# Trust X-Forwarded-* only from a proxy on this host (nginx).
+forwarded_allow_ips = _env("OLLAMA_PROXY_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# gunicorn 27's control socket is not used: HUP reloads, TERM stops (see the systemd unit).
+control_socket_disable = _env("OLLAMA_PROXY_CONTROL_SOCKET", "off") == "off"

@@ -1,0 +1,3 @@
+"""Ollama Proxy: a gateway in front of Ollama servers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,92 @@
+"""Build the WSGI application: settings, logs, auth, CORS, backends, blueprints."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, request
+from flask_cors import CORS
+from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
+
+from ollama_proxy import auth, logs
+from ollama_proxy.backends.ollama import OllamaBackend
+from ollama_proxy.blueprints import health, native
+from ollama_proxy.config import Settings, load_settings
+from ollama_proxy.errors import (
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ProxyError,
+    to_anthropic_error,
+    to_ollama_error,
+    to_openai_error,
+)
+
+log = logging.getLogger(__name__)
+
+_HTTP_ERRORS = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge}
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Create the proxy's Flask app from ``settings`` (default: the configuration file)."""
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.limits.max_body_bytes)
+    app.json.sort_keys = False
+    logs.init_app(app)
+    auth.init_app(app)
+    if settings.cors.origins:
+        CORS(app, origins=list(settings.cors.origins), expose_headers=["X-Request-Id"], max_age=600)
+    app.extensions["ollama_proxy.backend"] = OllamaBackend(settings.service)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(native.bp)
+    register_error_handlers(app)
+    return app
+
+
+def error_body(error: ProxyError, path: str) -> dict:
+    """Render ``error`` in the protocol of the surface that ``path`` belongs to."""
+    if path.startswith(("/v1/messages", "/anthropic/")):
+        return to_anthropic_error(error)
+    if path.startswith("/v1/"):
+        return to_openai_error(error)
+    return to_ollama_error(error)
+
+
+def error_response(error: ProxyError) -> Response:
+    response = jsonify(error_body(error, request.path))
+    response.status_code = error.status
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    return response
+
+
+def _from_http_exception(exc: HTTPException) -> Response:
+    kind = _HTTP_ERRORS.get(exc.code or 500, ProxyError)
+    if exc.code == 404:
+        message = f"no such endpoint: {request.method} {request.path}"
+    elif isinstance(exc, WerkzeugMethodNotAllowed):
+        allowed = ", ".join(m for m in exc.valid_methods or () if m not in ("HEAD", "OPTIONS"))
+        message = f"method {request.method} is not allowed on {request.path} (use {allowed})"
+    elif exc.code == 413:
+        message = f"the request body is larger than the limit ({request.max_content_length} bytes)"
+    else:
+        message = exc.description or exc.name
+    response = error_response(kind(message, status=exc.code))
+    if isinstance(exc, WerkzeugMethodNotAllowed) and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
+
+
+def _from_unexpected(exc: Exception) -> Response:
+    record = logs.access_record(request.environ)
+    request_id = record.request_id if record else "-"
+    log.exception("unexpected error in %s %s (request %s)", request.method, request.path, request_id)
+    return error_response(ProxyError(f"internal error in the proxy (request id {request_id})"))
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(ProxyError, error_response)
+    app.register_error_handler(HTTPException, _from_http_exception)
+    app.register_error_handler(Exception, _from_unexpected)

@@ -1,0 +1,1 @@
+"""Upstreams: everything that puts bytes on the wire to a model server."""

@@ -1,0 +1,144 @@
+"""Talk to one Ollama server: pooled connections, timeouts, errors mapped once.
+
+This module and its siblings are the only ones that import ``requests``. Every
+``requests``/``urllib3`` failure becomes a ``ProxyError`` here, both when the
+request is sent and while the answer streams in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from ollama_proxy.config import ServiceSettings
+from ollama_proxy.errors import UpstreamTimeout, UpstreamUnavailable
+
+# Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
+# ones the proxy owns: the client's credentials, Host, Origin (Ollama answers 403 to
+# foreign origins), and framing, which requests recomputes.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "proxy-connection",
+})
+_NOT_FORWARDED_UP = HOP_BY_HOP | {
+    "host", "origin", "referer", "authorization", "x-api-key", "cookie", "content-length", "accept-encoding",
+}
+_NOT_FORWARDED_DOWN = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
+READ_PIECE = 64 * 1024
+
+
+def upstream_headers(client_headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Return the client's headers that may go on to Ollama."""
+    headers = {k: v for k, v in client_headers if k.lower() not in _NOT_FORWARDED_UP}
+    headers["Accept-Encoding"] = "identity"  # bytes pass through as they are: no decoding
+    return headers
+
+
+def downstream_headers(upstream: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Return Ollama's headers that may go on to the client (CORS is the proxy's own)."""
+    return {k: v for k, v in upstream
+            if k.lower() not in _NOT_FORWARDED_DOWN and not k.lower().startswith("access-control-")}
+
+
+class UpstreamResponse:
+    """An open answer from Ollama; iterate or read it, and always close it."""
+
+    def __init__(self, response: requests.Response, describe: str):
+        self._response = response
+        self._describe = describe
+        self.status = response.status_code
+        self.headers = response.headers
+
+    @property
+    def is_ndjson(self) -> bool:
+        return self.headers.get("Content-Type", "").startswith("application/x-ndjson")
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """Yield the body as it arrives: each chunk the moment Ollama sends it."""
+        raw = self._response.raw
+        try:
+            if raw.chunked and raw.supports_chunked_reads():
+                yield from raw.read_chunked(READ_PIECE, decode_content=False)
+            else:
+                while piece := raw.read1(READ_PIECE, decode_content=False):
+                    yield piece
+        except urllib3.exceptions.ReadTimeoutError:
+            raise UpstreamTimeout(f"{self._describe} stopped sending mid-answer") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise UpstreamUnavailable(f"connection to {self._describe} lost mid-answer: {_reason(exc)}") from None
+
+    def read(self) -> bytes:
+        """Return the whole body."""
+        return b"".join(self.iter_bytes())
+
+    def close(self) -> None:
+        # Closing (not releasing) drops the connection: Ollama sees the client go and
+        # stops generating, instead of the pool draining the rest of the answer.
+        self._response.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+_KNOWN_CAUSES = ("Connection refused", "Connection reset by peer", "Connection aborted", "Broken pipe",
+                 "Name or service not known", "Temporary failure in name resolution", "No route to host",
+                 "Network is unreachable", "Remote end closed connection without response")
+
+
+def _reason(exc: BaseException) -> str:
+    """Return the cause of a requests/urllib3 error in a few words, not a repr chain."""
+    text = str(exc)
+    for cause in _KNOWN_CAUSES:
+        if cause in text:
+            return cause.lower()
+    return text
+
+
+class OllamaBackend:
+    """One Ollama server, reached through one pooled session per worker process."""
+
+    def __init__(self, settings: ServiceSettings, name: str = "default"):
+        self.name = name
+        self.base_url = settings.base_url
+        self.settings = settings
+        self._session: requests.Session | None = None
+        self._pid = 0
+
+    @property
+    def describe(self) -> str:
+        return f"Ollama at {self.base_url}"
+
+    def session(self) -> requests.Session:
+        """Return this process's session (a forked worker must not share its parent's sockets)."""
+        if self._session is None or self._pid != os.getpid():
+            session = requests.Session()
+            session.trust_env = False  # no proxy variables or .netrc between us and a LAN server
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.settings.pool_size, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._session, self._pid = session, os.getpid()
+        return self._session
+
+    def open(self, method: str, path: str, *, body=None, headers: dict[str, str] | None = None,
+             query: str = "", timeout: tuple[float, float] | None = None) -> UpstreamResponse:
+        """Send a request and return the open answer once its headers are in."""
+        url = self.base_url + path + (f"?{query}" if query else "")
+        timeout = timeout or (self.settings.connect_timeout, self.settings.read_timeout)
+        try:
+            response = self.session().request(method, url, data=body, headers=headers,
+                                              stream=True, timeout=timeout, allow_redirects=False)
+        except requests.exceptions.ConnectTimeout:
+            raise UpstreamTimeout(f"{self.describe} did not accept a connection within "
+                                  f"{timeout[0]:g}s") from None
+        except requests.exceptions.ReadTimeout:
+            raise UpstreamTimeout(f"{self.describe} did not answer within {timeout[1]:g}s") from None
+        except requests.exceptions.RequestException as exc:
+            raise UpstreamUnavailable(f"cannot reach {self.describe}: {_reason(exc)}") from None
+        return UpstreamResponse(response, self.describe)

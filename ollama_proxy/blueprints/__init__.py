@@ -1,0 +1,1 @@
+"""The surfaces the proxy serves, one blueprint each."""

@@ -1,0 +1,65 @@
+"""The ``ollama-proxy`` command: serve the proxy, or check a configuration file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ollama_proxy import __version__
+from ollama_proxy.config import CONFIG_ENV, PROJECT_ROOT, ConfigError, config_path, load_settings
+
+GUNICORN_CONF = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
+
+
+def check_config(path: str | None) -> int:
+    """Load and check a configuration; print a summary or the problem."""
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 1
+    auth = settings.auth
+    print(f"configuration OK: {settings.source}")
+    print(f"  upstream:   {settings.service.base_url}")
+    print(f"  tokens:     {len(auth.generate_tokens)} generate, {len(auth.manage_tokens)} manage")
+    print(f"  logs:       {settings.logging.dir}")
+    print(f"  CORS:       {', '.join(settings.cors.origins) or 'off'}")
+    if not auth.generate_tokens and not auth.manage_tokens:
+        print("  warning:    no tokens: every request but /health will be refused (401)")
+    return 0
+
+
+def serve(config: str | None, bind: str | None, extra: list[str]) -> int:
+    """Replace this process with gunicorn running the proxy (signals go straight to it)."""
+    if config:
+        os.environ[CONFIG_ENV] = os.path.abspath(config)
+    if check_config(str(config_path())) != 0:
+        return 1
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--chdir", str(PROJECT_ROOT)]
+    if bind:
+        argv += ["-b", bind]
+    os.execv(sys.executable, argv + extra + ["wsgi:app"])
+    return 0  # not reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ollama-proxy", description="A gateway in front of Ollama servers.")
+    parser.add_argument("--version", action="version", version=f"ollama-proxy {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="run the proxy under gunicorn with gevent workers")
+    run.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV} or config/config.yaml)")
+    run.add_argument("--bind", help="address to listen on (default: 127.0.0.1:8080)")
+    run.add_argument("gunicorn_args", nargs=argparse.REMAINDER,
+                     help="after --, more gunicorn options (e.g. -- --workers 4)")
+    check = commands.add_parser("check-config", help="check a configuration file and print a summary")
+    check.add_argument("path", nargs="?", help=f"configuration file (default: ${CONFIG_ENV} or config/config.yaml)")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        extra = [a for a in args.gunicorn_args if a != "--"]
+        return serve(args.config, args.bind, extra)
+    return check_config(args.path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Load the YAML configuration, apply environment overrides, and check it.
+
+Every key is declared once, in the schemas below, with its type, its default
+and a line of help. The result is a frozen ``Settings`` object kept on the app.
+Environment variables are read here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+
+CONFIG_ENV = "OLLAMA_PROXY_CONFIG"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "config.yaml"
+
+# Environment variable -> (section, key). systemd units and containers set these.
+ENV_OVERRIDES = {
+    "OLLAMA_PROXY_BASE_URL": ("service", "base_url"),
+    "OLLAMA_PROXY_CONNECT_TIMEOUT": ("service", "connect_timeout"),
+    "OLLAMA_PROXY_READ_TIMEOUT": ("service", "read_timeout"),
+    "OLLAMA_PROXY_LOG_DIR": ("logging", "dir"),
+    "OLLAMA_PROXY_LOG_LEVEL": ("logging", "level"),
+    "OLLAMA_PROXY_CORS_ORIGINS": ("cors", "origins"),
+    # Tokens from the environment keep secrets out of a YAML file that may be shared.
+    "OLLAMA_PROXY_GENERATE_TOKENS": ("auth", "generate_tokens"),
+    "OLLAMA_PROXY_MANAGE_TOKENS": ("auth", "manage_tokens"),
+}
+_LIST_OVERRIDES = {"OLLAMA_PROXY_CORS_ORIGINS", "OLLAMA_PROXY_GENERATE_TOKENS", "OLLAMA_PROXY_MANAGE_TOKENS"}
+
+MiB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Token:
+    name: str
+    secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    generate_tokens: tuple[Token, ...]
+    manage_tokens: tuple[Token, ...]
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    base_url: str
+    connect_timeout: float
+    read_timeout: float
+    health_timeout: float
+    pool_size: int
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    max_body_bytes: int
+    max_blob_bytes: int
+
+
+@dataclass(frozen=True)
+class CorsSettings:
+    origins: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    dir: str
+    level: str
+    access_file: str
+    error_file: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    auth: AuthSettings
+    service: ServiceSettings
+    limits: LimitSettings
+    cors: CorsSettings
+    logging: LoggingSettings
+    source: str = "<defaults>"
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE  # a misspelt key must stop the start, not be ignored
+
+
+class TokenField(fields.Field):
+    """A token: a plain string (named by its index) or ``{name, token}``."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and value:
+            return {"token": value}
+        if isinstance(value, dict) and set(value) <= {"name", "token"} \
+                and isinstance(value.get("token"), str) and value["token"] \
+                and isinstance(value.get("name", ""), str):
+            return value
+        raise ValidationError("a token is a non-empty string or {name: ..., token: ...}")
+
+
+def _tokens(kind: str, entries: list[dict]) -> tuple[Token, ...]:
+    return tuple(Token(e.get("name") or f"{kind}#{i}", e["token"]) for i, e in enumerate(entries))
+
+
+class AuthSchema(_Strict):
+    generate_tokens = fields.List(TokenField(), load_default=list,
+                                  metadata={"help": "tokens that may call inference and listing endpoints"})
+    manage_tokens = fields.List(TokenField(), load_default=list,
+                                metadata={"help": "tokens that may also manage models and upload blobs"})
+
+    @post_load
+    def build(self, data, **kwargs):
+        return AuthSettings(_tokens("generate", data["generate_tokens"]), _tokens("manage", data["manage_tokens"]))
+
+
+_seconds = validate.Range(min=0, min_inclusive=False)
+
+
+class ServiceSchema(_Strict):
+    base_url = fields.Url(load_default="http://localhost:11434", require_tld=False,
+                          schemes={"http", "https"}, metadata={"help": "the Ollama server"})
+    connect_timeout = fields.Float(load_default=5.0, validate=_seconds,
+                                   metadata={"help": "seconds to open a connection to Ollama"})
+    read_timeout = fields.Float(load_default=600.0, validate=_seconds,
+                                metadata={"help": "seconds to wait for each piece of an answer"})
+    health_timeout = fields.Float(load_default=2.0, validate=_seconds,
+                                  metadata={"help": "seconds /health waits for Ollama"})
+    pool_size = fields.Integer(load_default=1000, strict=True, validate=validate.Range(min=1),
+                               metadata={"help": "pooled connections to Ollama per worker"})
+
+    @post_load
+    def build(self, data, **kwargs):
+        data["base_url"] = data["base_url"].rstrip("/")
+        return ServiceSettings(**data)
+
+
+class LimitSchema(_Strict):
+    max_body_bytes = fields.Integer(load_default=50 * MiB, strict=True, validate=validate.Range(min=1),
+                                    metadata={"help": "largest JSON request body; larger answers 413"})
+    max_blob_bytes = fields.Integer(load_default=64 * 1024 * MiB, strict=True, validate=validate.Range(min=1),
+                                    metadata={"help": "largest blob upload (streamed, never held in memory)"})
+
+    @post_load
+    def build(self, data, **kwargs):
+        return LimitSettings(**data)
+
+
+class CorsSchema(_Strict):
+    origins = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list,
+                          metadata={"help": 'origins browsers may call from; ["*"] for any, [] for none'})
+
+    @post_load
+    def build(self, data, **kwargs):
+        return CorsSettings(tuple(data["origins"]))
+
+
+class LoggingSchema(_Strict):
+    dir = fields.String(load_default="logs", validate=validate.Length(min=1),
+                        metadata={"help": "log directory, relative to the project root unless absolute"})
+    level = fields.String(load_default="INFO",
+                          validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]),
+                          metadata={"help": "level of the error log"})
+    access_file = fields.String(load_default="access.log", metadata={"help": "one JSON line per request"})
+    error_file = fields.String(load_default="error.log", metadata={"help": "warnings, errors, upstream failures"})
+
+    @post_load
+    def build(self, data, **kwargs):
+        if not os.path.isabs(data["dir"]):
+            data["dir"] = str(PROJECT_ROOT / data["dir"])
+        return LoggingSettings(**data)
+
+
+def _section(schema: type[Schema]) -> fields.Nested:
+    return fields.Nested(schema, load_default=lambda: schema().load({}))
+
+
+class SettingsSchema(_Strict):
+    auth = _section(AuthSchema)
+    service = _section(ServiceSchema)
+    limits = _section(LimitSchema)
+    cors = _section(CorsSchema)
+    logging = _section(LoggingSchema)
+
+    @post_load
+    def build(self, data, **kwargs):
+        return Settings(**data)
+
+
+def _flatten(messages: Any, prefix: str = "") -> list[str]:
+    if isinstance(messages, dict):
+        out = []
+        for key, value in messages.items():
+            out += _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+        return out
+    if isinstance(messages, list) and messages and isinstance(messages[0], str):
+        return [f"{prefix}: {' '.join(messages)}"]
+    return [f"{prefix}: {messages}"]
+
+
+def apply_env(raw: dict, environ: dict[str, str]) -> dict:
+    """Return ``raw`` with the ``OLLAMA_PROXY_*`` overrides found in ``environ``."""
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for name, (section, key) in ENV_OVERRIDES.items():
+        if name in environ:
+            value: Any = environ[name]
+            if name in _LIST_OVERRIDES:
+                value = [item.strip() for item in value.split(",") if item.strip()]
+            target = merged.setdefault(section, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"{section}: must be a mapping")
+            target[key] = value
+    return merged
+
+
+def parse_settings(raw: Any, source: str = "<memory>", environ: dict[str, str] | None = None) -> Settings:
+    """Check a parsed YAML document (plus environment overrides) and build Settings."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the configuration must be a mapping of sections")
+    raw = apply_env(raw, os.environ if environ is None else environ)
+    try:
+        settings = SettingsSchema().load(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + "; ".join(_flatten(exc.messages))) from None
+    return replace(settings, source=source)
+
+
+def config_path(environ: dict[str, str] | None = None) -> Path:
+    """Return the configuration file to use: $OLLAMA_PROXY_CONFIG or the default."""
+    environ = os.environ if environ is None else environ
+    return Path(environ[CONFIG_ENV]) if environ.get(CONFIG_ENV) else DEFAULT_CONFIG
+
+
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read, override and check the configuration file at ``path``."""
+    path = Path(path) if path else config_path(environ)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_settings(raw, str(path), environ)

@@ -1,0 +1,181 @@
+"""Write the access and error logs under the log directory, secrets redacted.
+
+The access line is written by a WSGI middleware when the response *closes*, so
+a stream is logged once, with the bytes it really sent, its duration, and
+whether the client left before the end. The middleware also gives every
+request an id (kept from ``X-Request-Id`` when a front proxy set a sane one)
+and puts it on every response, error pages included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from logging.handlers import WatchedFileHandler
+
+from flask import Flask
+
+from ollama_proxy.config import Settings
+
+ACCESS_LOGGER = "ollama_proxy.access"
+RECORD_KEY = "ollama_proxy.access"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_URL_USERINFO = re.compile(r"(://)[^/@\s]+@")
+
+
+@dataclass
+class AccessRecord:
+    """What one request did; views fill in ``model`` and ``principal``."""
+
+    request_id: str
+    method: str
+    path: str
+    client: str
+    started: float
+    status: int = 0
+    bytes: int = 0
+    first_byte: float | None = None
+    completed: bool = False
+    model: str | None = None
+    principal: str | None = None
+
+    def line(self, now: float) -> str:
+        entry = {
+            "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "request_id": self.request_id,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "bytes": self.bytes,
+            "duration_ms": round((now - self.started) * 1000, 2),
+            "ttfb_ms": None if self.first_byte is None else round((self.first_byte - self.started) * 1000, 2),
+            "model": self.model,
+            "token": self.principal,
+            "client": self.client,
+            "aborted": not self.completed,
+        }
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class _LoggedBody:
+    """Count what a response body sends, and log the request when it closes."""
+
+    def __init__(self, body, record: AccessRecord, logger: logging.Logger):
+        self._body = body
+        self._record = record
+        self._logger = logger
+
+    def __iter__(self):
+        record = self._record
+        for chunk in self._body:
+            if record.first_byte is None:
+                record.first_byte = time.perf_counter()
+            record.bytes += len(chunk)
+            yield chunk
+        record.completed = True
+
+    def close(self):
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()  # closes the view's generator: the upstream response goes with it
+        finally:
+            self._logger.info(self._record.line(time.perf_counter()))
+
+
+class AccessLogMiddleware:
+    """Wrap a WSGI app: request id in and out, one access line per response."""
+
+    def __init__(self, app, logger: logging.Logger):
+        self.app = app
+        self.logger = logger
+
+    def __call__(self, environ, start_response):
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        record = AccessRecord(
+            request_id=incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex,
+            method=environ.get("REQUEST_METHOD", ""),
+            path=environ.get("PATH_INFO", ""),  # no query string: it is the client's to fill with anything
+            client=environ.get("REMOTE_ADDR", ""),
+            started=time.perf_counter(),
+        )
+        environ[RECORD_KEY] = record
+
+        def recording_start_response(status, headers, exc_info=None):
+            record.status = int(status.split(" ", 1)[0])
+            headers = [(k, v) for k, v in headers if k.lower() != "x-request-id"]
+            headers.append(("X-Request-Id", record.request_id))
+            return start_response(status, headers, exc_info)
+
+        return _LoggedBody(self.app(environ, recording_start_response), record, self.logger)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Format a record, then blank every configured secret and URL password in it."""
+
+    def __init__(self, fmt: str, secrets: list[str]):
+        super().__init__(fmt)
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redact(super().format(record))
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return _URL_USERINFO.sub(r"\1***@", text)
+
+
+def _file_handler(path: str, formatter: logging.Formatter) -> logging.Handler:
+    # WatchedFileHandler reopens the file after logrotate moves it; every worker appends.
+    handler = WatchedFileHandler(path, encoding="utf-8", delay=True)
+    handler.setFormatter(formatter)
+    handler._ollama_proxy = True  # marks handlers this module owns, to replace them on re-init
+    return handler
+
+
+def _replace_handlers(logger: logging.Logger, *handlers: logging.Handler) -> None:
+    for old in [h for h in logger.handlers if getattr(h, "_ollama_proxy", False)]:
+        logger.removeHandler(old)
+        old.close()
+    for handler in handlers:
+        logger.addHandler(handler)
+
+
+def configure(settings: Settings) -> logging.Logger:
+    """Point the package's loggers at the log directory; return the access logger."""
+    conf = settings.logging
+    os.makedirs(conf.dir, exist_ok=True)
+    secrets = [t.secret for t in settings.auth.generate_tokens + settings.auth.manage_tokens]
+    error_format = RedactingFormatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s", secrets)
+
+    package = logging.getLogger("ollama_proxy")
+    package.setLevel(conf.level)
+    console = logging.StreamHandler()
+    console.setFormatter(error_format)
+    console._ollama_proxy = True
+    _replace_handlers(package, _file_handler(os.path.join(conf.dir, conf.error_file), error_format), console)
+    package.propagate = False
+
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    _replace_handlers(access, _file_handler(os.path.join(conf.dir, conf.access_file),
+                                            RedactingFormatter("%(message)s", secrets)))
+    return access
+
+
+def access_record(environ) -> AccessRecord | None:
+    """Return the access record of the request behind ``environ``."""
+    return environ.get(RECORD_KEY)
+
+
+def init_app(app: Flask) -> None:
+    access = configure(app.config["SETTINGS"])
+    app.wsgi_app = AccessLogMiddleware(app.wsgi_app, access)

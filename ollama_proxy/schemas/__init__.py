@@ -1,0 +1,1 @@
+"""Marshmallow schemas for request bodies, one module per surface."""

@@ -1,0 +1,45 @@
+"""Parse a JSON body and check it against a schema, failing as InvalidRequest."""
+
+from __future__ import annotations
+
+import json
+
+from marshmallow import Schema, ValidationError
+
+from ollama_proxy.errors import InvalidRequest
+
+
+def parse_json_object(raw: bytes) -> dict:
+    """Return the JSON object in ``raw``, or raise InvalidRequest saying what is wrong."""
+    if not raw.strip():
+        raise InvalidRequest("the request body is empty: a JSON object is required")
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidRequest("the request body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} "
+                             f"column {exc.colno}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return body
+
+
+def field_path(messages, prefix: str = "") -> tuple[str, str]:
+    """Return the first failing field of marshmallow's messages as (``a.b[0].c``, message)."""
+    key, value = next(iter(messages.items()))
+    path = f"{prefix}[{key}]" if isinstance(key, int) else (f"{prefix}.{key}" if prefix else str(key))
+    if isinstance(value, dict):
+        return field_path(value, path)
+    return path, value[0] if isinstance(value, list) else str(value)
+
+
+def load(schema: Schema, body: dict) -> dict:
+    """Check ``body`` with ``schema``; raise InvalidRequest naming the first bad field."""
+    try:
+        return schema.load(body)
+    except ValidationError as exc:
+        param, message = field_path(exc.messages)
+        if param == "_schema":
+            raise InvalidRequest(message) from None
+        raise InvalidRequest(f"{param}: {message}", param=param) from None

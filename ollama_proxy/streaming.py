@@ -1,0 +1,87 @@
+"""Frame streams (NDJSON, SSE) and hand them to WSGI so that closing them closes upstream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+
+# nginx buffers proxied answers unless told not to; a stream must reach the client as it is made.
+STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def ndjson_line(obj) -> bytes:
+    """Encode one object as an NDJSON line."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def sse_event(data, event: str | None = None) -> bytes:
+    """Encode one Server-Sent Event whose data is ``data`` as JSON."""
+    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Yield the non-empty lines of a byte stream whose chunks split lines anywhere."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        if b"\n" not in chunk:
+            continue
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield line
+    if pending.strip():
+        yield pending
+
+
+class ClosingStream:
+    """Iterate ``chunks`` and call ``on_close`` once when the server closes the body.
+
+    The WSGI server calls ``close()`` at the end, on an error, and when the client
+    went away, even if the body was never iterated: a generator's own ``finally``
+    would not run in that last case, and the upstream connection would leak.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], on_close: Callable[[], None]):
+        self._chunks = chunks
+        self._on_close = on_close
+        self._closed = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._on_close()
+
+
+def ndjson_relay(chunks: Iterator[bytes], on_error: Callable[[Exception], None]) -> Iterator[bytes]:
+    """Pass NDJSON bytes through; if the source fails, end with an ``{"error"}`` line.
+
+    That last line is how Ollama itself reports an error once a stream has
+    started (the status line has gone already).
+    """
+    from ollama_proxy.errors import ProxyError
+
+    last = b"\n"
+    try:
+        for chunk in chunks:
+            if chunk:
+                last = chunk[-1:]
+                yield chunk
+    except ProxyError as exc:
+        on_error(exc)
+        yield (b"" if last == b"\n" else b"\n") + ndjson_line({"error": exc.message})

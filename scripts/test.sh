@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install Ollama Proxy and everything its tests need into .venv, then run the whole suite.
+# Arguments go to pytest, e.g.: scripts/test.sh tests/unit -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install --quiet --upgrade pip
+.venv/bin/pip install --quiet -e '.[test]'
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,63 @@
+"""Fixtures: one fake Ollama and one real proxy for the whole session, reset per test."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.server import ProxyServer
+from tests.fakes.ollama import FakeOllama
+
+GENERATE = "gen-token-0123456789"
+ALICE = "alice-token-abcdefghij"
+MANAGE = "manage-token-zyxwvut"
+SECRETS = (GENERATE, ALICE, MANAGE)
+MAX_BODY = 1024 * 1024
+ALLOWED_ORIGIN = "http://chat.example.lan"
+
+
+def base_config(upstream_url: str, **service) -> dict:
+    return {
+        "auth": {"generate_tokens": [GENERATE, {"name": "alice", "token": ALICE}],
+                 "manage_tokens": [{"name": "admin", "token": MANAGE}]},
+        "service": {"base_url": upstream_url, "read_timeout": 3, "connect_timeout": 2, **service},
+        "limits": {"max_body_bytes": MAX_BODY, "max_blob_bytes": 8 * MAX_BODY},
+        "cors": {"origins": [ALLOWED_ORIGIN]},
+    }
+
+
+@pytest.fixture(scope="session")
+def fake_server():
+    with FakeOllama() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(fake_server):
+    fake_server.reset()
+    return fake_server
+
+
+@pytest.fixture(scope="session")
+def proxy(fake_server, tmp_path_factory):
+    server = ProxyServer(base_config(fake_server.url), tmp_path_factory.mktemp("proxy")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_proxy(tmp_path):
+    """Start extra proxies with their own configuration; stopped after the test."""
+    servers = []
+
+    def start(config: dict, **kwargs) -> ProxyServer:
+        server = ProxyServer(config, tmp_path / f"proxy{len(servers)}", **kwargs)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def auth(token: str = GENERATE) -> dict:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,87 @@
+"""Start the real proxy (gunicorn, gevent workers) on a free port, as a user would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ProxyServer:
+    """One gunicorn process tree serving the proxy with a given configuration."""
+
+    def __init__(self, config: dict, workdir: Path, *, workers: int = 2, env: dict | None = None,
+                 bind: str | None = None):
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / "config.yaml"
+        config.setdefault("logging", {}).setdefault("dir", str(workdir / "logs"))
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_dir = Path(config["logging"]["dir"])
+        self.port = free_port()
+        self.bind = bind or f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.bind}"
+        self.stderr_path = workdir / "gunicorn.stderr"
+        self.workers = workers
+        self.env = env or {}
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> ProxyServer:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_PROXY_")}
+        env.update(OLLAMA_PROXY_CONFIG=str(self.config_path), **self.env)
+        argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "-b", self.bind,
+                "--workers", str(self.workers), "wsgi:app"]
+        self._stderr = open(self.stderr_path, "wb")
+        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._stderr, stderr=subprocess.STDOUT)
+        wait_until_listening(self.url, self.process, timeout, self.stderr_path)
+        return self
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._stderr.close()
+        return self.process.returncode
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def access_lines(self) -> list[str]:
+        path = self.log_dir / "access.log"
+        return path.read_text().splitlines() if path.exists() else []
+
+
+def wait_until_listening(url: str, process: subprocess.Popen | None, timeout: float, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text() if log else ''}")
+        try:
+            requests.get(url + "/health", timeout=1).close()
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server at {url} did not start within {timeout}s")

@@ -1,0 +1,54 @@
+import pytest
+
+from ollama_proxy.auth import GENERATE, MANAGE, Principal, TokenTable, required_scope, token_from_headers
+from ollama_proxy.config import parse_settings
+
+
+@pytest.mark.parametrize("headers, token", [
+    ({"Authorization": "Bearer abc"}, "abc"),
+    ({"Authorization": "bearer  abc "}, "abc"),
+    ({"Authorization": "abc"}, "abc"),
+    ({"x-api-key": "abc"}, "abc"),
+    ({"Authorization": "Bearer abc", "x-api-key": "other"}, "abc"),
+    ({"Authorization": "Bearer"}, "Bearer"),
+    ({}, None),
+    ({"x-api-key": "  "}, None),
+])
+def test_token_from_headers(headers, token):
+    assert token_from_headers(headers) == token
+
+
+@pytest.mark.parametrize("path, scope", [
+    ("/health", None),
+    ("/", GENERATE),
+    ("/api/tags", GENERATE),
+    ("/api/chat", GENERATE),
+    ("/api/show", GENERATE),
+    ("/api/pull", MANAGE),
+    ("/api/push", MANAGE),
+    ("/api/create", MANAGE),
+    ("/api/copy", MANAGE),
+    ("/api/delete", MANAGE),
+    ("/api/blobs/sha256:00", MANAGE),
+])
+def test_required_scope(path, scope):
+    assert required_scope(path) == scope
+
+
+def test_token_table_finds_scope_and_name():
+    settings = parse_settings({"auth": {"generate_tokens": ["g", {"name": "alice", "token": "a"}],
+                                        "manage_tokens": ["m"]}}, environ={})
+    table = TokenTable(settings.auth)
+    assert table.find("g") == Principal("generate#0", GENERATE)
+    assert table.find("a") == Principal("alice", GENERATE)
+    assert table.find("m") == Principal("manage#0", MANAGE)
+    assert table.find("x") is None
+    assert table.find("") is None
+    assert table.find("g ") is None
+
+
+@pytest.mark.parametrize("scope, needed, allowed", [
+    (GENERATE, GENERATE, True), (GENERATE, MANAGE, False), (MANAGE, GENERATE, True), (MANAGE, MANAGE, True),
+])
+def test_principal_may(scope, needed, allowed):
+    assert Principal("p", scope).may(needed) is allowed

@@ -1,0 +1,75 @@
+import json
+import logging
+
+from ollama_proxy.logs import AccessLogMiddleware, RedactingFormatter, access_record
+
+
+class ListHandler(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def _run(app, environ_extra=None, consume=None):
+    logger = logging.getLogger("test.access")
+    handler = ListHandler()
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    started = {}
+
+    def start_response(status, headers, exc_info=None):
+        started.update(status=status, headers=headers)
+
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/chat", "QUERY_STRING": "token=secret",
+               "REMOTE_ADDR": "10.1.2.3", **(environ_extra or {})}
+    body = AccessLogMiddleware(app, logger)(environ, start_response)
+    chunks = []
+    for chunk in body:
+        chunks.append(chunk)
+        if consume is not None and len(chunks) >= consume:
+            break
+    body.close()
+    return started, chunks, handler.lines
+
+
+def _streaming_app(environ, start_response):
+    record = access_record(environ)
+    record.model, record.principal = "llama3.2", "alice"
+    start_response("200 OK", [("Content-Type", "application/x-ndjson"), ("X-Request-Id", "spoof")])
+    return iter([b"one\n", b"two\n", b"three\n"])
+
+
+def test_access_line_counts_bytes_and_names_the_token_not_the_secret():
+    started, chunks, lines = _run(_streaming_app)
+    entry = json.loads(lines[0])
+    assert entry["status"] == 200 and entry["bytes"] == 14 and entry["aborted"] is False
+    assert entry["model"] == "llama3.2" and entry["token"] == "alice"
+    assert entry["path"] == "/api/chat" and entry["client"] == "10.1.2.3"
+    assert "secret" not in lines[0]  # the query string is not logged
+    ids = [v for k, v in started["headers"] if k == "X-Request-Id"]
+    assert ids == [entry["request_id"]] and len(ids[0]) == 32
+
+
+def test_stream_left_early_is_logged_as_aborted_once():
+    _, chunks, lines = _run(_streaming_app, consume=1)
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["aborted"] is True and entry["bytes"] == 4
+
+
+def test_sane_incoming_request_id_is_kept_and_insane_one_replaced():
+    _, _, lines = _run(_streaming_app, {"HTTP_X_REQUEST_ID": "nginx-abc.123"})
+    assert json.loads(lines[0])["request_id"] == "nginx-abc.123"
+    _, _, lines = _run(_streaming_app, {"HTTP_X_REQUEST_ID": "bad id\nwith newline"})
+    assert json.loads(lines[0])["request_id"] != "bad id\nwith newline"
+
+
+def test_redacting_formatter_blanks_secrets_and_url_passwords():
+    formatter = RedactingFormatter("%(message)s", ["tok-123", ""])
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1,
+                               "token tok-123 to http://user:pw@gpu1:11434/api", None, None)
+    assert formatter.format(record) == "token *** to http://***@gpu1:11434/api"
