@@ -9,6 +9,7 @@ status instead of a truncated body.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, request
@@ -35,7 +36,8 @@ def relay(upstream: UpstreamResponse) -> Response:
     if upstream.status >= 500:
         log.warning("%s answered %d to %s %s", backend().describe, upstream.status, request.method, request.path)
     if upstream.is_ndjson and request.method != "HEAD":
-        stream = ClosingStream(ndjson_relay(upstream.iter_bytes(), _log_stream_failure), upstream.close)
+        on_error = partial(_log_stream_failure, f"{request.method} {request.path}")
+        stream = ClosingStream(ndjson_relay(upstream.iter_bytes(), on_error), upstream.close)
         return Response(stream, upstream.status, {**headers, **STREAM_HEADERS}, direct_passthrough=True)
     with upstream:
         body = upstream.read()
@@ -45,8 +47,9 @@ def relay(upstream: UpstreamResponse) -> Response:
     return response
 
 
-def _log_stream_failure(error: Exception) -> None:
-    log.warning("stream of %s %s cut: %s", request.method, request.path, error)
+def _log_stream_failure(described: str, error: Exception) -> None:
+    # Runs inside the stream, after the view returned: no request context here.
+    log.warning("stream of %s cut: %s", described, error)
 
 
 def _forward(body=None) -> Response:

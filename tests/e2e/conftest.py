@@ -19,7 +19,7 @@ def base_config(upstream_url: str, **service) -> dict:
     return {
         "auth": {"generate_tokens": [GENERATE, {"name": "alice", "token": ALICE}],
                  "manage_tokens": [{"name": "admin", "token": MANAGE}]},
-        "service": {"base_url": upstream_url, "read_timeout": 3, "connect_timeout": 2, **service},
+        "service": {"base_url": upstream_url, "read_timeout": 30, "connect_timeout": 2, **service},
         "limits": {"max_body_bytes": MAX_BODY, "max_blob_bytes": 8 * MAX_BODY},
         "cors": {"origins": [ALLOWED_ORIGIN]},
     }
