@@ -21,8 +21,9 @@ worker_connections = _env("OLLAMA_PROXY_WORKER_CONNECTIONS", 2000, int)
 timeout = _env("OLLAMA_PROXY_WORKER_TIMEOUT", 60, int)
 # On SIGTERM or SIGHUP, running streams get this long to finish.
 graceful_timeout = _env("OLLAMA_PROXY_GRACEFUL_TIMEOUT", 120, int)
-# Longer than nginx's upstream keepalive_timeout, so nginx closes idle connections first.
-keepalive = _env("OLLAMA_PROXY_KEEPALIVE", 75, int)
+# Seconds an idle keep-alive connection is kept. Short, because a stopping worker waits
+# for idle connections too; nginx's upstream keepalive_timeout must be shorter still.
+keepalive = _env("OLLAMA_PROXY_KEEPALIVE", 5, int)
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 16380

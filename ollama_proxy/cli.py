@@ -39,6 +39,7 @@ def serve(config: str | None, bind: str | None, extra: list[str]) -> int:
     argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--chdir", str(PROJECT_ROOT)]
     if bind:
         argv += ["-b", bind]
+    sys.stdout.flush()  # execv drops whatever is still buffered
     os.execv(sys.executable, argv + extra + ["wsgi:app"])
     return 0  # not reached
 

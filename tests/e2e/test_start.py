@@ -1,0 +1,105 @@
+"""The start contract, tried from outside exactly as a new user or a unit file would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import requests
+
+from tests.e2e.conftest import GENERATE, auth, base_config
+from tests.e2e.server import ROOT, GUNICORN_CONF, free_port, wait_until_listening
+
+CLI = [sys.executable, "-m", "ollama_proxy.cli"]
+
+
+def _clean_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_PROXY_")}
+    return {**env, **extra}
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        print(process.stdout.read().decode() if process.stdout else "")
+        raise
+
+
+def test_gunicorn_without_bind_listens_on_8080_with_the_env_config(tmp_path, fake):
+    import yaml
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**base_config(fake.url), "logging": {"dir": str(tmp_path / "logs")}}))
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "wsgi:app"],
+                               cwd=ROOT, env=_clean_env(OLLAMA_PROXY_CONFIG=str(config)),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_listening("http://127.0.0.1:8080", process, 30)
+        assert requests.get("http://127.0.0.1:8080/api/tags", headers=auth()).status_code == 200
+        assert (tmp_path / "logs" / "access.log").exists()  # the log directory is created at start
+    finally:
+        _stop(process)
+
+
+def test_serve_command_checks_the_config_then_runs_gunicorn(tmp_path, fake):
+    import yaml
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**base_config(fake.url), "logging": {"dir": str(tmp_path / "logs")}}))
+    port = free_port()
+    process = subprocess.Popen(CLI + ["serve", "--config", str(config), "--bind", f"127.0.0.1:{port}",
+                                      "--", "--workers", "1"],
+                               cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until_listening(f"http://127.0.0.1:{port}", process, 30)
+        with requests.post(f"http://127.0.0.1:{port}/api/chat", headers=auth(GENERATE),
+                           json={"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}],
+                                 "stream": False}) as answer:
+            assert answer.json()["message"]["content"] == "You said: hi"
+    finally:
+        _stop(process)
+    with process.stdout:
+        output = process.stdout.read().decode()
+    assert f"configuration OK: {config}" in output
+    assert "Using worker: gevent" in output
+
+
+def test_serve_refuses_a_bad_config_before_starting(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("service:\n  base_url: http://x:1\n  timeout: 5\n")
+    result = subprocess.run(CLI + ["serve", "--config", str(config)], capture_output=True, text=True,
+                            env=_clean_env(), timeout=30)
+    assert result.returncode == 1
+    assert "service.timeout: Unknown field" in result.stderr
+
+
+def test_check_config_on_the_default_file(tmp_path):
+    result = subprocess.run(CLI + ["check-config"], capture_output=True, text=True, cwd=tmp_path,
+                            env=_clean_env(), timeout=30)
+    assert result.returncode == 0
+    assert f"configuration OK: {ROOT / 'config' / 'config.yaml'}" in result.stdout
+    assert "no tokens" in result.stdout
+
+
+def test_check_config_names_a_bad_key_and_fails(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("auth:\n  generate_tokens: [a]\nservice:\n  read_timeout: soon\n")
+    result = subprocess.run(CLI + ["check-config", str(config)], capture_output=True, text=True,
+                            env=_clean_env(), timeout=30)
+    assert result.returncode == 1
+    assert "service.read_timeout: Not a valid number" in result.stderr
+
+
+def test_wsgi_start_stops_on_a_bad_config_with_the_key_named(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("limits:\n  max_body_bytes: lots\n")
+    result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "-b",
+                             f"127.0.0.1:{free_port()}", "wsgi:app"], cwd=ROOT, capture_output=True, text=True,
+                            env=_clean_env(OLLAMA_PROXY_CONFIG=str(config)), timeout=60)
+    assert result.returncode != 0
+    assert "limits.max_body_bytes: Not a valid integer" in result.stdout + result.stderr
