@@ -68,6 +68,15 @@ class LimitSettings:
 
 
 @dataclass(frozen=True)
+class ImageSettings:
+    fetch_urls: bool
+    allow_private: bool
+    max_bytes: int
+    timeout: float
+    max_redirects: int
+
+
+@dataclass(frozen=True)
 class CorsSettings:
     origins: tuple[str, ...]
 
@@ -85,6 +94,7 @@ class Settings:
     auth: AuthSettings
     service: ServiceSettings
     limits: LimitSettings
+    images: ImageSettings
     cors: CorsSettings
     logging: LoggingSettings
     source: str = "<defaults>"
@@ -155,6 +165,21 @@ class LimitSchema(_Strict):
         return LimitSettings(**data)
 
 
+class ImageSchema(_Strict):
+    fetch_urls = fields.Boolean(load_default=True, metadata={"help": "fetch http(s) image URLs for clients"})
+    allow_private = fields.Boolean(load_default=False,
+                                   metadata={"help": "let image URLs reach loopback, private and link-local hosts"})
+    max_bytes = fields.Integer(load_default=20 * MiB, strict=True, validate=validate.Range(min=1),
+                               metadata={"help": "largest image fetched from a URL"})
+    timeout = fields.Float(load_default=10.0, validate=_seconds, metadata={"help": "seconds to fetch one image"})
+    max_redirects = fields.Integer(load_default=3, strict=True, validate=validate.Range(min=0),
+                                   metadata={"help": "redirects followed when fetching an image"})
+
+    @post_load
+    def build(self, data, **kwargs):
+        return ImageSettings(**data)
+
+
 class CorsSchema(_Strict):
     origins = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list,
                           metadata={"help": 'origins browsers may call from; ["*"] for any, [] for none'})
@@ -188,6 +213,7 @@ class SettingsSchema(_Strict):
     auth = _section(AuthSchema)
     service = _section(ServiceSchema)
     limits = _section(LimitSchema)
+    images = _section(ImageSchema)
     cors = _section(CorsSchema)
     logging = _section(LoggingSchema)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from logging.handlers import WatchedFileHandler
 
-from flask import Flask
+from flask import Flask, request
 
 from ollama_proxy.config import Settings
 
@@ -174,6 +174,13 @@ def configure(settings: Settings) -> logging.Logger:
 def access_record(environ) -> AccessRecord | None:
     """Return the access record of the request behind ``environ``."""
     return environ.get(RECORD_KEY)
+
+
+def note_model(model: str | None) -> None:
+    """Put the model a request asked for on its access line."""
+    record = access_record(request.environ)
+    if record is not None:
+        record.model = model
 
 
 def init_app(app: Flask) -> None:

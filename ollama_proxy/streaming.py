@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
+
+from ollama_proxy.errors import ProxyError
 
 # nginx buffers proxied answers unless told not to; a stream must reach the client as it is made.
 STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
@@ -74,8 +79,6 @@ def ndjson_relay(chunks: Iterator[bytes], on_error: Callable[[Exception], None])
     That last line is how Ollama itself reports an error once a stream has
     started (the status line has gone already).
     """
-    from ollama_proxy.errors import ProxyError
-
     last = b"\n"
     try:
         for chunk in chunks:
@@ -85,3 +88,59 @@ def ndjson_relay(chunks: Iterator[bytes], on_error: Callable[[Exception], None])
     except ProxyError as exc:
         on_error(exc)
         yield (b"" if last == b"\n" else b"\n") + ndjson_line({"error": exc.message})
+
+
+class StreamConverter(Protocol):
+    """What a surface's stream converter offers: frames out for chunks in."""
+
+    finished: bool
+
+    def process(self, chunk: dict) -> list: ...
+
+    def close(self) -> list: ...
+
+    def fail(self, message: str) -> list: ...
+
+
+def converted(chunks: Iterator[dict], converter: StreamConverter,
+              on_error: Callable[[Exception], None]) -> Iterator:
+    """Yield a converter's frames for each chunk, ending with an error frame if the source fails."""
+    try:
+        for chunk in chunks:
+            yield from converter.process(chunk)
+            if converter.finished:
+                return
+        yield from converter.close()
+    except ProxyError as exc:
+        on_error(exc)
+        yield from converter.fail(exc.message)
+
+
+def interleave(sources: list[Iterator]) -> Iterator:
+    """Yield items from several iterators as each produces them.
+
+    Each source is read by its own thread; under gunicorn's gevent worker,
+    threads are greenlets, so this costs a greenlet per source, not an OS thread.
+    """
+    if len(sources) == 1:
+        yield from sources[0]
+        return
+    items: queue.Queue = queue.Queue()
+    finished = object()
+
+    def drain(source: Iterator) -> None:
+        try:
+            for item in source:
+                items.put(item)
+        finally:
+            items.put(finished)
+
+    for source in sources:
+        threading.Thread(target=drain, args=(source,), daemon=True).start()
+    running = len(sources)
+    while running:
+        item = items.get()
+        if item is finished:
+            running -= 1
+        else:
+            yield item

@@ -7,6 +7,7 @@ request is sent and while the answer streams in.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator
 
@@ -15,7 +16,8 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from ollama_proxy.config import ServiceSettings
-from ollama_proxy.errors import UpstreamTimeout, UpstreamUnavailable
+from ollama_proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from ollama_proxy.streaming import split_lines
 
 # Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
 # ones the proxy owns: the client's credentials, Host, Origin (Ollama answers 403 to
@@ -74,6 +76,37 @@ class UpstreamResponse:
     def read(self) -> bytes:
         """Return the whole body."""
         return b"".join(self.iter_bytes())
+
+    def iter_chunks(self) -> Iterator[dict]:
+        """Yield each NDJSON line of a stream as a dict, as soon as it is complete."""
+        for line in split_lines(self.iter_bytes()):
+            yield self._decode(line)
+
+    def json(self) -> dict:
+        """Return the whole body as a JSON object."""
+        return self._decode(self.read())
+
+    def raise_for_error(self) -> None:
+        """Raise Ollama's error, with its status and message, if it answered one (and close)."""
+        if self.status < 400:
+            return
+        with self:
+            body = self.read()
+        try:
+            message = json.loads(body)["error"]
+        except (ValueError, KeyError, TypeError):
+            message = body.decode("utf-8", "replace").strip() or f"status {self.status}"
+        code = "model_not_found" if self.status == 404 and "not found" in str(message) else None
+        raise UpstreamError(str(message), status=self.status, code=code)
+
+    def _decode(self, data: bytes) -> dict:
+        try:
+            value = json.loads(data)
+        except ValueError:
+            raise UpstreamError(f"{self._describe} sent something that is not JSON: {data[:80]!r}") from None
+        if not isinstance(value, dict):
+            raise UpstreamError(f"{self._describe} sent JSON that is not an object")
+        return value
 
     def close(self) -> None:
         # Closing (not releasing) drops the connection: Ollama sees the client go and
@@ -142,3 +175,10 @@ class OllamaBackend:
         except requests.exceptions.RequestException as exc:
             raise UpstreamUnavailable(f"cannot reach {self.describe}: {_reason(exc)}") from None
         return UpstreamResponse(response, self.describe)
+
+    def post_json(self, path: str, body: dict) -> UpstreamResponse:
+        """POST a JSON body; return the open answer, or raise Ollama's error."""
+        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        upstream = self.open("POST", path, body=data, headers={"Content-Type": "application/json"})
+        upstream.raise_for_error()
+        return upstream

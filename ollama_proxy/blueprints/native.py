@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, request
 
 from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse, downstream_headers, upstream_headers
 from ollama_proxy.errors import InvalidRequest
-from ollama_proxy.logs import access_record
+from ollama_proxy.logs import note_model
 from ollama_proxy.schemas.loading import load, parse_json_object
 from ollama_proxy.schemas.ollama import BODY_SCHEMAS
 from ollama_proxy.streaming import STREAM_HEADERS, ClosingStream, ndjson_relay
@@ -67,9 +67,7 @@ def forward_checked() -> Response:
     """Check a JSON body against its endpoint's schema, then forward its bytes as they came."""
     raw = request.get_data()
     data = load(BODY_SCHEMAS[request.path], parse_json_object(raw))
-    record = access_record(request.environ)
-    if record is not None:
-        record.model = data.get("model") or data.get("name") or data.get("source")
+    note_model(data.get("model") or data.get("name") or data.get("source"))
     return _forward(raw)
 
 

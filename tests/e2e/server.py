@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -15,6 +16,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
+
+
+def die_with_parent() -> None:
+    """Have the kernel stop a child server when the test process dies (Linux)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -48,7 +54,8 @@ class ProxyServer:
         argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "-b", self.bind,
                 "--workers", str(self.workers), "wsgi:app"]
         self._stderr = open(self.stderr_path, "wb")
-        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._stderr, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._stderr, stderr=subprocess.STDOUT,
+                                        preexec_fn=die_with_parent)
         wait_until_listening(self.url, self.process, timeout, self.stderr_path)
         return self
 

@@ -134,7 +134,7 @@ def test_streaming_arrives_chunk_by_chunk(proxy, fake):
         for line in answer.iter_lines():
             arrivals.append(time.monotonic() - started)
             json.loads(line)
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
     print(f"arrivals (s): {[round(a, 3) for a in arrivals]}; gaps: {[round(g, 3) for g in gaps]}")
     assert len(arrivals) == count + 1
     assert arrivals[0] < delay * 2, "the first chunk waited for later ones"
@@ -180,7 +180,8 @@ def test_bad_credentials_are_refused_in_ollamas_shape(proxy, fake, headers, stat
 
 @pytest.mark.parametrize("method, path, body", [
     ("POST", "/api/pull", {"model": "x"}), ("POST", "/api/push", {"model": "x"}),
-    ("POST", "/api/create", {"model": "x", "from": "llama3.2"}), ("POST", "/api/copy", {"source": "a", "destination": "b"}),
+    ("POST", "/api/create", {"model": "x", "from": "llama3.2"}),
+    ("POST", "/api/copy", {"source": "a", "destination": "b"}),
     ("DELETE", "/api/delete", {"model": "x"}), ("POST", f"/api/blobs/sha256:{'a' * 64}", None),
 ])
 def test_generate_token_may_not_manage(proxy, fake, method, path, body):

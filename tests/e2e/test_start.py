@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 
 import requests
 
 from tests.e2e.conftest import GENERATE, auth, base_config
-from tests.e2e.server import ROOT, GUNICORN_CONF, free_port, wait_until_listening
+from tests.e2e.server import GUNICORN_CONF, ROOT, die_with_parent, free_port, wait_until_listening
 
 CLI = [sys.executable, "-m", "ollama_proxy.cli"]
 
@@ -33,15 +34,18 @@ def _stop(process: subprocess.Popen) -> None:
 def test_gunicorn_without_bind_listens_on_8080_with_the_env_config(tmp_path, fake):
     import yaml
 
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", 8080)) != 0, "port 8080 is taken: this test needs it free"
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({**base_config(fake.url), "logging": {"dir": str(tmp_path / "logs")}}))
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "wsgi:app"],
                                cwd=ROOT, env=_clean_env(OLLAMA_PROXY_CONFIG=str(config)),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
     try:
         wait_until_listening("http://127.0.0.1:8080", process, 30)
+        assert (tmp_path / "logs").is_dir()  # created at start
         assert requests.get("http://127.0.0.1:8080/api/tags", headers=auth()).status_code == 200
-        assert (tmp_path / "logs" / "access.log").exists()  # the log directory is created at start
+        fake.wait_for(lambda: (tmp_path / "logs" / "access.log").exists())
     finally:
         _stop(process)
 
@@ -54,7 +58,8 @@ def test_serve_command_checks_the_config_then_runs_gunicorn(tmp_path, fake):
     port = free_port()
     process = subprocess.Popen(CLI + ["serve", "--config", str(config), "--bind", f"127.0.0.1:{port}",
                                       "--", "--workers", "1"],
-                               cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               preexec_fn=die_with_parent)
     try:
         wait_until_listening(f"http://127.0.0.1:{port}", process, 30)
         with requests.post(f"http://127.0.0.1:{port}/api/chat", headers=auth(GENERATE),

@@ -1,0 +1,142 @@
+"""Fetch images that clients name by http(s) URL, which Ollama itself refuses.
+
+The proxy fetching a URL for a client is a server-side request forgery risk:
+a client could make it read a service on the proxy's own host or LAN. So every
+connection (redirects included) resolves the host once, refuses loopback,
+private, link-local and other non-public addresses unless the configuration
+allows them, and connects to the very address it checked, so a DNS answer
+cannot change between the check and the connect. Size, time and content type
+are bounded by settings.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import socket
+import time
+from collections.abc import Callable
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util import connection as urllib3_connection
+
+from ollama_proxy.config import ImageSettings
+from ollama_proxy.errors import InvalidRequest, PayloadTooLarge
+from ollama_proxy.translate.images import is_image_url
+
+READ_PIECE = 64 * 1024
+
+
+def is_public(address: str) -> bool:
+    """Say whether an IP address is on the public internet."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _checked_address(host: str, port: int) -> tuple[str, int]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise InvalidRequest(f"image URL host {host!r} cannot be resolved") from None
+    for *_, sockaddr in infos:
+        if not is_public(sockaddr[0]):
+            raise InvalidRequest(f"image URL host {host!r} resolves to {sockaddr[0]}, a private or local "
+                                 "address; the proxy does not fetch from those (images.allow_private)")
+    return infos[0][4][0], port
+
+
+class _GuardedConnectionMixin:
+    def _new_conn(self) -> socket.socket:
+        address = _checked_address(self._dns_host, self.port)
+        # InvalidRequest is not an OSError: urllib3 lets it through untouched.
+        return urllib3_connection.create_connection(address, self.timeout, source_address=self.source_address,
+                                                    socket_options=self.socket_options)
+
+
+class _GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+
+
+class ImageFetcher:
+    """Download an image URL into the base64 string Ollama's ``images`` takes."""
+
+    def __init__(self, settings: ImageSettings):
+        self.settings = settings
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.session.max_redirects = settings.max_redirects
+        adapter = HTTPAdapter() if settings.allow_private else _GuardedAdapter()
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def fetch(self, url: str) -> str:
+        """Return the image at ``url`` as base64, or raise a client error saying why not."""
+        limit = self.settings.timeout
+        try:
+            with self.session.get(url, stream=True, timeout=(limit, limit), headers={"Accept": "image/*"}) as answer:
+                _check_answer(answer, url, self.settings.max_bytes)
+                return base64.b64encode(self._read(answer, url)).decode()
+        except requests.TooManyRedirects:
+            raise InvalidRequest(f"image URL {url} redirects more than {self.settings.max_redirects} times") from None
+        except requests.Timeout:
+            raise InvalidRequest(f"image URL {url} did not answer within {limit:g}s") from None
+        except requests.RequestException as exc:
+            raise InvalidRequest(f"image URL {url} could not be fetched: {type(exc).__name__}") from None
+
+    def _read(self, answer: requests.Response, url: str) -> bytes:
+        deadline = time.monotonic() + self.settings.timeout
+        data = bytearray()
+        for piece in answer.iter_content(READ_PIECE):
+            data += piece
+            if len(data) > self.settings.max_bytes:
+                raise PayloadTooLarge(f"image at {url} is larger than {self.settings.max_bytes} bytes")
+            if time.monotonic() > deadline:
+                raise InvalidRequest(f"image URL {url} took longer than {self.settings.timeout:g}s to send")
+        return bytes(data)
+
+
+def _check_answer(answer: requests.Response, url: str, max_bytes: int) -> None:
+    if answer.status_code != 200:
+        raise InvalidRequest(f"image URL {url} answered status {answer.status_code}")
+    kind = answer.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if not kind.startswith("image/"):
+        raise InvalidRequest(f"image URL {url} is not an image (Content-Type {kind or 'missing'!r})")
+    length = answer.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > max_bytes:
+        raise PayloadTooLarge(f"image at {url} is larger than {max_bytes} bytes")
+
+
+def resolve_image_urls(ollama_body: dict, fetch: Callable[[str], str], enabled: bool = True) -> None:
+    """Replace every image URL in an Ollama chat or generate body by the fetched image."""
+    holders = [m for m in ollama_body.get("messages") or [] if isinstance(m, dict)] + [ollama_body]
+    for holder in holders:
+        images = holder.get("images")
+        if not images or not any(isinstance(i, str) and is_image_url(i) for i in images):
+            continue
+        if not enabled:
+            raise InvalidRequest("image URLs are not fetched by this proxy (images.fetch_urls): "
+                                 "send the image as a data: URI")
+        holder["images"] = [fetch(i) if isinstance(i, str) and is_image_url(i) else i for i in images]

@@ -1,0 +1,178 @@
+"""Share what every OpenAI endpoint's translation needs: options, usage, frames.
+
+A request field is either *mapped* (translated into Ollama's shape and not sent
+as itself), *gateway-level* (read by the gateway, never sent to Ollama), or
+*passed through* unchanged: Ollama ignores what it does not know, so fields
+OpenAI defines without an Ollama counterpart, and unknown fields, cost nothing
+and lose nothing. A field whose value is ``null`` is dropped: in OpenAI's API
+``null`` means "not set", while some Ollama fields (``format``, ``keep_alive``)
+fail to decode it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ollama_proxy.errors import InvalidRequest
+
+#: Fields the gateway reads itself and never sends to Ollama (``echo`` too, for
+#: text completions: see ``openai_completion``).
+GATEWAY_FIELDS = frozenset({"stream_options", "n", "exclude_reasoning"})
+
+#: Sampling fields whose OpenAI name is also their name in Ollama's ``options``.
+_SAME_NAME_OPTIONS = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
+
+#: Request fields that ``sampling_options`` maps (so they are not passed through).
+OPTION_FIELDS = frozenset({*_SAME_NAME_OPTIONS, "seed", "stop", "max_tokens",
+                           "max_completion_tokens", "num_ctx", "options"})
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """What the gateway itself does with a request, beyond the Ollama body."""
+
+    stream: bool = False
+    n: int = 1
+    include_usage: bool = False
+    exclude_reasoning: bool = False
+    echo: bool = False
+
+
+def gateway_settings(body: dict) -> GatewaySettings:
+    """Read the gateway-level settings of an OpenAI request."""
+    stream = stream_flag(body)
+    n = body.get("n")
+    if n is None:
+        n = 1
+    elif not _is_int(n) or n < 1:
+        raise InvalidRequest("n must be an integer of at least 1", param="n")
+    stream_options = body.get("stream_options") or {}
+    if not isinstance(stream_options, dict):
+        raise InvalidRequest("stream_options must be an object", param="stream_options")
+    return GatewaySettings(
+        stream=stream,
+        n=n,
+        include_usage=stream and _flag(stream_options, "include_usage", "stream_options.include_usage"),
+        exclude_reasoning=_flag(body, "exclude_reasoning", "exclude_reasoning"),
+        echo=_flag(body, "echo", "echo"),
+    )
+
+
+def stream_flag(body: dict) -> bool:
+    """Return the request's ``stream`` flag; OpenAI's default is ``false``."""
+    return _flag(body, "stream", "stream")
+
+
+def passthrough(body: dict, mapped: frozenset[str] | set[str]) -> dict:
+    """Copy the fields of ``body`` that are neither mapped nor gateway-level."""
+    skip = mapped | GATEWAY_FIELDS
+    return {key: value for key, value in body.items() if key not in skip and value is not None}
+
+
+def sampling_options(body: dict) -> dict:
+    """Map OpenAI's sampling fields, ``num_ctx`` and ``options`` to Ollama's ``options``."""
+    options = {}
+    for name in _SAME_NAME_OPTIONS:
+        if body.get(name) is not None:
+            options[name] = _number(body[name], name)
+    for name in ("seed", "num_ctx"):
+        if body.get(name) is not None:
+            options[name] = _integer(body[name], name)
+    for name in ("max_tokens", "max_completion_tokens"):  # the newer name wins
+        if body.get(name) is not None:
+            options["num_predict"] = _integer(body[name], name)
+    if body.get("stop") is not None:
+        options["stop"] = _stop_list(body["stop"])
+    explicit = body.get("options")
+    if explicit is not None:
+        if not isinstance(explicit, dict):
+            raise InvalidRequest("options must be an object", param="options")
+        options.update(explicit)  # the client's own Ollama options win
+    return options
+
+
+def to_openai_usage(ollama_resp: dict) -> dict:
+    """Build OpenAI's ``usage`` from Ollama's token counts (missing counts are 0)."""
+    prompt = ollama_resp.get("prompt_eval_count") or 0
+    completion = ollama_resp.get("eval_count") or 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
+
+
+def sum_usage(usages: list[dict | None]) -> dict:
+    """Add up several ``usage`` objects (the gateway runs n generations for n > 1)."""
+    prompt = sum((usage or {}).get("prompt_tokens") or 0 for usage in usages)
+    completion = sum((usage or {}).get("completion_tokens") or 0 for usage in usages)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def merge_completions(results: list[dict]) -> dict:
+    """Merge single-choice completions (chat or text) into one with every choice."""
+    if not results:
+        raise ValueError("merge_completions needs at least one completion")
+    choices = [choice for result in results for choice in result["choices"]]
+    merged = dict(results[0])
+    merged["choices"] = [{**choice, "index": index} for index, choice in enumerate(choices)]
+    merged["usage"] = sum_usage([result.get("usage") for result in results])
+    return merged
+
+
+def usage_frame(completion_id: str, created: int, model: str, usage: dict, object_name: str) -> dict:
+    """Build a stream's usage chunk: OpenAI sends it last, with an empty ``choices``."""
+    return {"id": completion_id, "object": object_name, "created": created, "model": model,
+            "choices": [], "usage": usage}
+
+
+def finish_reason(done_reason: str | None, *, tool_calls: bool = False) -> str:
+    """Map Ollama's ``done_reason`` to OpenAI's ``finish_reason``."""
+    # Ollama says "stop" when the model called tools; OpenAI clients wait for
+    # "tool_calls" before they run them.
+    if tool_calls:
+        return "tool_calls"
+    return "length" if done_reason == "length" else "stop"
+
+
+def error_frame(message: str) -> dict:
+    """Build the OpenAI error object sent as the last frame of a failed stream."""
+    return {"error": {"message": message, "type": "api_error", "param": None, "code": None}}
+
+
+def ollama_error_text(error: object) -> str:
+    """Return the message of an Ollama ``error`` value (a string, or an object)."""
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    return error if isinstance(error, str) else str(error)
+
+
+def _stop_list(stop: object) -> list[str]:
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list) and all(isinstance(item, str) for item in stop):
+        return list(stop)
+    raise InvalidRequest("stop must be a string or a list of strings", param="stop")
+
+
+def _flag(container: dict, key: str, param: str) -> bool:
+    value = container.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{param} must be true or false", param=param)
+    return value
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int subclass in Python but never a valid count in JSON.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _integer(value: object, param: str) -> int:
+    if not _is_int(value):
+        raise InvalidRequest(f"{param} must be an integer", param=param)
+    return value
+
+
+def _number(value: object, param: str) -> int | float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise InvalidRequest(f"{param} must be a number", param=param)
+    return value

@@ -1,0 +1,171 @@
+"""Translate OpenAI (legacy) text completions to and from Ollama ``/api/generate``.
+
+Mapped: ``prompt``, ``stream``, ``logprobs`` (an int: how many alternatives)
+and the sampling fields; ``suffix`` has the same name in both. ``echo`` is
+done by the gateway: Ollama cannot repeat the prompt, so the translated
+response starts with ``echo_prefix`` (pass the prompt when ``echo`` is true);
+prompt tokens get no logprobs. Thinking output has no place in a text
+completion and is dropped.
+"""
+
+from __future__ import annotations
+
+from ollama_proxy.errors import InvalidRequest
+from ollama_proxy.translate.openai_common import (
+    OPTION_FIELDS,
+    error_frame,
+    finish_reason,
+    ollama_error_text,
+    passthrough,
+    sampling_options,
+    stream_flag,
+    to_openai_usage,
+    usage_frame,
+)
+
+_MAPPED = frozenset({"prompt", "stream", "logprobs", "echo", *OPTION_FIELDS})
+
+_OBJECT = "text_completion"
+
+
+def from_openai_completion(body: dict) -> dict:
+    """Translate an OpenAI completions request into an Ollama /api/generate body."""
+    ollama = passthrough(body, _MAPPED)
+    ollama["prompt"] = _prompt(body.get("prompt"))
+    options = sampling_options(body)
+    if options:
+        ollama["options"] = options
+    ollama.update(_logprobs(body.get("logprobs")))
+    # Always sent: Ollama streams by default, OpenAI does not.
+    ollama["stream"] = stream_flag(body)
+    return ollama
+
+
+def _prompt(prompt: object) -> str:
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        return prompt[0]
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and len(prompt) > 1 and all(isinstance(item, str) for item in prompt):
+        raise InvalidRequest("prompt must be a single string: Ollama generates from one prompt per request, "
+                             "so send one request per prompt", param="prompt")
+    if isinstance(prompt, list) and prompt and all(isinstance(item, (int, list)) for item in prompt):
+        raise InvalidRequest("token arrays are not supported: Ollama takes the prompt as text", param="prompt")
+    # Ollama given no prompt loads the model and generates nothing.
+    raise InvalidRequest("prompt must be a string or a list of one string", param="prompt")
+
+
+def _logprobs(logprobs: object) -> dict:
+    if logprobs is None or logprobs is False:
+        return {}
+    if logprobs is True:  # not OpenAI's shape, but its meaning is plain
+        return {"logprobs": True}
+    if isinstance(logprobs, int) and logprobs >= 0:
+        return {"logprobs": True, "top_logprobs": logprobs}
+    raise InvalidRequest("logprobs must be an integer of at least 0", param="logprobs")
+
+
+def to_openai_completion(ollama_resp: dict, *, completion_id: str, created: int, model: str,
+                         choice_index: int = 0, echo_prefix: str = "") -> dict:
+    """Translate a non-streamed Ollama generate response into an OpenAI text_completion."""
+    choice = {
+        "index": choice_index,
+        "text": echo_prefix + (ollama_resp.get("response") or ""),
+        "logprobs": to_legacy_logprobs(ollama_resp.get("logprobs"), len(echo_prefix)),
+        "finish_reason": finish_reason(ollama_resp.get("done_reason")),
+    }
+    return {"id": completion_id, "object": _OBJECT, "created": created, "model": model,
+            "choices": [choice], "usage": to_openai_usage(ollama_resp)}
+
+
+def to_legacy_logprobs(entries: list[dict] | None, offset: int = 0) -> dict | None:
+    """Translate Ollama's logprobs into the completions API's parallel lists.
+
+    ``offset`` is where the first token starts in the choice's text.
+    """
+    if not entries:
+        return None
+    tokens = [entry.get("token", "") for entry in entries]
+    offsets = []
+    for token in tokens:
+        offsets.append(offset)
+        offset += len(token)
+    return {
+        "tokens": tokens,
+        "token_logprobs": [entry.get("logprob") for entry in entries],
+        "top_logprobs": [{top.get("token", ""): top.get("logprob") for top in entry.get("top_logprobs") or []}
+                         for entry in entries],
+        "text_offset": offsets,
+    }
+
+
+class CompletionStreamConverter:
+    """Turn Ollama /api/generate stream chunks into OpenAI text_completion chunks.
+
+    Used like ``ChatStreamConverter``: ``process`` each chunk, ``close`` at
+    the end of the upstream, ``fail`` when the gateway gives up.
+    """
+
+    def __init__(self, completion_id: str, created: int, model: str, *, include_usage: bool = False,
+                 choice_index: int = 0, echo_prefix: str = ""):
+        self.completion_id = completion_id
+        self.created = created
+        self.model = model
+        self.include_usage = include_usage
+        self.choice_index = choice_index
+        self.echo_prefix = echo_prefix
+        self.finished = False
+        self.usage: dict | None = None
+        self._started = False
+        self._offset = len(echo_prefix)
+
+    def process(self, ollama_chunk: dict) -> list[dict]:
+        """Return the OpenAI chunks for one Ollama chunk (often one, maybe none)."""
+        if self.finished:
+            return []
+        if "error" in ollama_chunk:
+            return self.fail(ollama_error_text(ollama_chunk["error"]))
+        frames = []
+        text = ollama_chunk.get("response") or ""
+        if text:
+            frames += self._start()
+            logprobs = to_legacy_logprobs(ollama_chunk.get("logprobs"), self._offset)
+            self._offset += len(text)
+            frames.append(self._frame(text, logprobs=logprobs))
+        if ollama_chunk.get("done"):
+            frames += self._start()
+            frames += self._finish(ollama_chunk)
+        return frames
+
+    def close(self) -> list[dict]:
+        """Return the frames owed when the upstream ends: an error if it never said done."""
+        if self.finished:
+            return []
+        return self.fail("the upstream closed the stream before the response was complete")
+
+    def fail(self, message: str) -> list[dict]:
+        """Finish the stream with an OpenAI error frame."""
+        self.finished = True
+        return [error_frame(message)]
+
+    def _start(self) -> list[dict]:
+        if self._started:
+            return []
+        self._started = True
+        return [self._frame(self.echo_prefix)] if self.echo_prefix else []
+
+    def _finish(self, done_chunk: dict) -> list[dict]:
+        self.finished = True
+        self.usage = to_openai_usage(done_chunk)
+        frames = [self._frame("", reason=finish_reason(done_chunk.get("done_reason")))]
+        if self.include_usage:
+            frames.append(usage_frame(self.completion_id, self.created, self.model, self.usage, _OBJECT))
+        return frames
+
+    def _frame(self, text: str, *, reason: str | None = None, logprobs: dict | None = None) -> dict:
+        frame = {"id": self.completion_id, "object": _OBJECT, "created": self.created, "model": self.model,
+                 "choices": [{"index": self.choice_index, "text": text, "logprobs": logprobs,
+                              "finish_reason": reason}]}
+        if self.include_usage:
+            frame["usage"] = None  # OpenAI's convention: null on every chunk but the last
+        return frame

@@ -1,0 +1,958 @@
+"""A fake Ollama server for end-to-end tests of the gateway.
+
+It speaks Ollama's HTTP API as /work/shared/reference/ollama-api.md documents it, over real
+sockets: streams are NDJSON sent with chunked transfer encoding, one JSON object per chunk,
+each sent the moment it is produced. Tests script how each model answers (``script``) and
+read back what the fake was sent (``requests``) and how each stream ended (``streams``).
+
+For a manual run: ``python -m tests.fakes.ollama --port 11434 [--chunk-delay 0.02]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import ipaddress
+import json
+import math
+import random
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import IO, Any, NoReturn
+from urllib.parse import urlsplit
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, abort
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+LISTEN_BACKLOG = 1024
+BLOB_PIECE_SIZE = 64 * 1024
+PROMPT_EVAL_NS_PER_WORD = 250_000
+KEEP_ALIVE = timedelta(minutes=5)
+NOT_JSON_LINE = b"this line is not JSON\n"
+
+_LOCAL_ORIGIN = re.compile(
+    r"https?://(localhost|127\.0\.0\.1|0\.0\.0\.0)(:\d+)?"
+    r"|(app|file|tauri|vscode-webview|vscode-file)://.*"
+)
+_ZERO_DURATION = re.compile(r"0+(\.0*)?(ns|us|µs|ms|s|m|h)?")
+_DIGEST = re.compile(r"sha256[:-]([0-9a-f]{64})")
+_TOKEN = re.compile(r"\S+\s*|\s+")
+
+# family -> (context_length, embedding_length), for /api/show and /api/ps
+_FAMILY_SIZES = {"llama": (131072, 3072), "qwen3": (40960, 4096), "bert": (512, 384)}
+_TEMPLATE = "{{ if .System }}{{ .System }}\n\n{{ end }}{{ .Prompt }}"
+_PARAMETERS = 'stop                           "<|eot_id|>"'
+_LICENSE = "Fake model for tests; no rights granted or needed."
+_DEFAULT_CAPABILITIES = {
+    "llama3.2:latest": ["completion", "tools"],
+    "qwen3:8b": ["completion", "tools", "thinking"],
+    "llava:latest": ["completion", "vision"],
+    "all-minilm:latest": ["embedding"],
+}
+
+
+@dataclass
+class Behavior:
+    """How the fake answers for one model; every field is optional."""
+
+    reply: str | None = None  # default: "You said: " + the last user message / the prompt
+    thinking: str | None = None  # streamed before the reply when the model thinks
+    tool_calls: list[dict] | None = None  # sent only when the request offers tools
+    tool_calls_in_done: bool = False  # put them in the done object, not a chunk before it
+    done_reason: str = "stop"
+    chunk_delay: float = 0.0  # seconds between chunks (and between progress objects)
+    first_byte_delay: float = 0.0  # seconds before answering at all (model loading)
+    drop_after: int | None = None  # after N chunks, cut the connection
+    error_after: int | None = None  # after N chunks, send {"error": ...} and end the stream
+    error_message: str = "an error was encountered while running the model"
+    bad_line_after: int | None = None  # after N chunks, send a line that is not JSON
+    status: int | None = None  # answer at once with this status and {"error": error}
+    error: str = "internal error"
+    embedding_dims: int = 8
+
+
+@dataclass
+class Recorded:
+    """One request as the fake received it (a blob upload's body is not kept)."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    json: Any  # the parsed body, or None
+    at: float  # time.monotonic()
+
+
+@dataclass
+class StreamRecord:
+    """What became of one NDJSON stream the fake sent."""
+
+    path: str
+    model: str | None
+    started: float
+    chunks_sent: int = 0
+    completed: bool = False  # every scripted line went out
+    aborted: bool = False  # the client went away before the end
+    closed_at: float | None = None
+
+
+@dataclass
+class _Prompt:
+    """What a generate or chat request asks the model."""
+
+    text: str  # what the default reply echoes
+    words: int
+    tools_offered: bool
+
+
+@dataclass
+class _Turn:
+    """What the model says in one generate or chat answer, and when the answer began."""
+
+    model: str  # as the request spelled it: Ollama echoes that back
+    behavior: Behavior
+    parts: list[dict]  # message fields, one streamed chunk each
+    final: dict  # message fields of the done object
+    prompt_words: int
+    eval_count: int
+    started: float
+    loaded: float
+
+    @classmethod
+    def plan(cls, model: str, behavior: Behavior, prompt: _Prompt, thinks: bool, started: float) -> _Turn:
+        """Work out the chunks of the model's answer to prompt."""
+        reply = f"You said: {prompt.text}" if behavior.reply is None else behavior.reply
+        thinking = (behavior.thinking or "") if thinks else ""
+        parts = [{"thinking": token} for token in _tokens(thinking)]
+        parts += [{"content": token} for token in _tokens(reply)]
+        eval_count = len(parts)
+        calls = behavior.tool_calls if prompt.tools_offered else None
+        final = {}
+        if calls and behavior.tool_calls_in_done:
+            final = {"tool_calls": calls}
+        elif calls:
+            parts.append({"tool_calls": calls})
+        return cls(model, behavior, parts, final, prompt.words, eval_count, started, time.monotonic())
+
+    def done_fields(self) -> dict:
+        """Return the done object's fields after the message: done, done_reason and metrics."""
+        load = _ns(self.loaded - self.started)
+        prompt_eval = self.prompt_words * PROMPT_EVAL_NS_PER_WORD
+        evaluation = _ns(time.monotonic() - self.loaded)
+        return {
+            "done": True,
+            "done_reason": self.behavior.done_reason,
+            "total_duration": load + prompt_eval + evaluation,
+            "load_duration": load,
+            "prompt_eval_count": self.prompt_words,
+            "prompt_eval_duration": prompt_eval,
+            "eval_count": self.eval_count,
+            "eval_duration": evaluation,
+        }
+
+
+class _Handler(WSGIRequestHandler):
+    """Werkzeug's request handler, speaking HTTP/1.1 (chunked streams) without Nagle delays."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+
+class FakeOllama:
+    """An Ollama server on 127.0.0.1 whose models answer as tests script them."""
+
+    url: str
+    models: dict[str, dict]  # name with tag -> its /api/tags entry
+    capabilities: dict[str, list[str]]  # name with tag -> capabilities for /api/show
+    loaded: set[str]  # names in /api/ps
+    requests: list[Recorded]
+    streams: list[StreamRecord]
+    blobs: dict[str, int]  # digest -> size of uploaded blobs
+
+    def __init__(self, version: str = "0.12.6") -> None:
+        self.version = version
+        self.url = ""
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._routes = Map(
+            [
+                Rule("/", endpoint=self._root, methods=["GET"]),
+                Rule("/api/version", endpoint=self._version, methods=["GET"]),
+                Rule("/api/tags", endpoint=self._tags, methods=["GET"]),
+                Rule("/api/ps", endpoint=self._ps, methods=["GET"]),
+                Rule("/api/show", endpoint=self._show, methods=["POST"]),
+                Rule("/api/generate", endpoint=self._generate, methods=["POST"]),
+                Rule("/api/chat", endpoint=self._chat, methods=["POST"]),
+                Rule("/api/embed", endpoint=self._embed, methods=["POST"]),
+                Rule("/api/embeddings", endpoint=self._embeddings, methods=["POST"]),
+                Rule("/api/pull", endpoint=self._pull, methods=["POST"]),
+                Rule("/api/push", endpoint=self._push, methods=["POST"]),
+                Rule("/api/create", endpoint=self._create, methods=["POST"]),
+                Rule("/api/copy", endpoint=self._copy, methods=["POST"]),
+                Rule("/api/delete", endpoint=self._delete, methods=["DELETE"]),
+                Rule("/api/blobs/<digest>", endpoint=self._head_blob, methods=["HEAD"]),
+                Rule("/api/blobs/<digest>", endpoint=self._upload_blob, methods=["POST"]),
+            ],
+            merge_slashes=False,
+        )
+        self.reset()
+
+    def start(self, port: int = 0) -> FakeOllama:
+        """Serve in a daemon thread on the port (0: any free one) and return self."""
+        self._stopping.clear()
+        self._server = make_server("127.0.0.1", port, self._wsgi, threaded=True, request_handler=_Handler)
+        self._server.socket.listen(LISTEN_BACKLOG)  # make_server listens with a backlog of 128
+        self.url = f"http://127.0.0.1:{self._server.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-ollama", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; streams still running skip their remaining delays."""
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> FakeOllama:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def script(self, model: str, **fields: Any) -> None:
+        """Make model (tag optional) answer with Behavior(**fields)."""
+        self._scripts[_canonical(model).lower()] = Behavior(**fields)
+
+    def reset(self) -> None:
+        """Forget recordings, scripts, uploads and loaded models; restore the default models."""
+        self.models = _default_models()
+        self.capabilities = {name: list(caps) for name, caps in _DEFAULT_CAPABILITIES.items()}
+        self.loaded = set()
+        self.requests = []
+        self.streams = []
+        self.blobs = {}
+        self._scripts: dict[str, Behavior] = {}
+
+    def last(self, path: str) -> Recorded:
+        """Return the last request recorded for path."""
+        for recorded in reversed(self.requests):
+            if recorded.path == path:
+                return recorded
+        raise AssertionError(f"no request to {path} was recorded")
+
+    def wait_for(self, predicate: Callable[[], object], timeout: float = 5.0) -> None:
+        """Poll predicate until it holds; fail if it does not within timeout seconds."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition still false after {timeout} s")
+            time.sleep(0.01)
+
+    # Dispatch
+
+    def _wsgi(self, environ: dict, start_response: Callable) -> Any:
+        """Answer one WSGI request."""
+        return self._respond(Request(environ))(environ, start_response)
+
+    def _respond(self, request: Request) -> Response:
+        """Record the request, then answer it as Ollama's router and middleware would."""
+        handler, args = self._route(request)
+        body = b"" if handler == self._upload_blob else request.get_data()
+        recorded = self._record(request, body)
+        if not (_allowed_host(request.host) and _allowed_origin(request.headers.get("Origin", ""))):
+            return _empty(403)
+        try:
+            return handler(request, recorded, **args)
+        except HTTPException as refusal:
+            return refusal.get_response()
+
+    def _route(self, request: Request) -> tuple[Callable[..., Response], dict]:
+        """Find the handler for the request's method and path."""
+        try:
+            return self._routes.bind_to_environ(request.environ).match()
+        except NotFound:
+            return _page_not_found, {}
+        except MethodNotAllowed:
+            return _method_not_allowed, {}
+
+    def _record(self, request: Request, body: bytes) -> Recorded:
+        """Append the request to self.requests and return its record."""
+        recorded = Recorded(
+            method=request.method,
+            path=request.path,
+            query=request.query_string.decode(errors="replace"),
+            headers={name.lower(): value for name, value in request.headers.items()},
+            body=body,
+            json=_parse_json(body),
+            at=time.monotonic(),
+        )
+        self.requests.append(recorded)
+        return recorded
+
+    # Endpoints
+
+    def _root(self, request: Request, recorded: Recorded) -> Response:
+        """Answer GET and HEAD /."""
+        return Response("Ollama is running", content_type="text/plain; charset=utf-8")
+
+    def _version(self, request: Request, recorded: Recorded) -> Response:
+        """Answer /api/version."""
+        return _json({"version": self.version})
+
+    def _tags(self, request: Request, recorded: Recorded) -> Response:
+        """Answer /api/tags with the installed models."""
+        return _json({"models": list(self.models.values())})
+
+    def _ps(self, request: Request, recorded: Recorded) -> Response:
+        """Answer /api/ps with the loaded models."""
+        return _json({"models": [self._running(name) for name in sorted(self.loaded) if name in self.models]})
+
+    def _show(self, request: Request, recorded: Recorded) -> Response:
+        """Answer /api/show with a model's details, metadata and capabilities."""
+        requested, _ = self._model_of(_object(recorded))
+        name = self._installed(requested, f"model '{requested}' not found")
+        entry = self.models[name]
+        family = entry["details"]["family"]
+        context_length, embedding_length = _FAMILY_SIZES.get(family, (4096, 4096))
+        return _json(
+            {
+                "license": _LICENSE,
+                "modelfile": f'# Modelfile generated by "ollama show"\nFROM {name}\nTEMPLATE """{_TEMPLATE}"""\n',
+                "parameters": _PARAMETERS,
+                "template": _TEMPLATE,
+                "details": entry["details"],
+                "model_info": {
+                    "general.architecture": family,
+                    f"{family}.context_length": context_length,
+                    f"{family}.embedding_length": embedding_length,
+                },
+                "capabilities": self.capabilities.get(name, []),
+                "modified_at": entry["modified_at"],
+            }
+        )
+
+    def _generate(self, request: Request, recorded: Recorded) -> Response:
+        """Answer /api/generate: complete the prompt, or load or unload the model if there is none."""
+        return self._converse(request, recorded, "generate", _generate_object, _prompt_of_generate)
+
+    def _chat(self, request: Request, recorded: Recorded) -> Response:
+        """Answer /api/chat: reply to the messages, or load or unload the model if there are none."""
+        return self._converse(request, recorded, "chat", _chat_object, _prompt_of_chat)
+
+    def _embed(self, request: Request, recorded: Recorded) -> Response:
+        """Answer /api/embed with one deterministic vector per input text."""
+        body = _object(recorded)
+        requested, behavior = self._model_of(body)
+        name = self._installed(requested, _not_pulled(requested))
+        texts = _embed_inputs(body.get("input"))
+        self._keep_loaded(name, body)
+        if not texts:
+            return _json({"model": requested, "embeddings": []})
+        loaded = time.monotonic()
+        dimensions = body.get("dimensions") or behavior.embedding_dims
+        return _json(
+            {
+                "model": requested,
+                "embeddings": [_embedding(text, dimensions) for text in texts],
+                "total_duration": _ns(time.monotonic() - recorded.at),
+                "load_duration": _ns(loaded - recorded.at),
+                "prompt_eval_count": _count_words(*texts),
+            }
+        )
+
+    def _embeddings(self, request: Request, recorded: Recorded) -> Response:
+        """Answer the legacy /api/embeddings with one vector for the prompt."""
+        body = _object(recorded)
+        requested, behavior = self._model_of(body)
+        name = self._installed(requested, _not_pulled(requested))
+        self._keep_loaded(name, body)
+        prompt = body.get("prompt") or ""
+        return _json({"embedding": _embedding(prompt, behavior.embedding_dims) if prompt else []})
+
+    def _pull(self, request: Request, recorded: Recorded) -> Response:
+        """Answer /api/pull with download progress, installing the model."""
+        body = _object(recorded)
+        requested, behavior = self._model_of(body)
+        name = self._find(requested) or _canonical(requested)
+        self.models.setdefault(name, _model_entry(name))
+        self.capabilities.setdefault(name, ["completion"])
+        events = self._spaced(_pull_statuses(name), behavior.chunk_delay)
+        return self._answer(request, body, name, behavior, events, _latest)
+
+    def _push(self, request: Request, recorded: Recorded) -> Response:
+        """Answer /api/push with upload progress."""
+        body = _object(recorded)
+        requested, behavior = self._model_of(body)
+        name = self._installed(requested, f'model "{requested}" not found')
+        events = self._spaced(_push_statuses(name), behavior.chunk_delay)
+        return self._answer(request, body, name, behavior, events, _latest)
+
+    def _create(self, request: Request, recorded: Recorded) -> Response:
+        """Answer /api/create: install a model made from another one or from uploaded blobs."""
+        body = _object(recorded)
+        requested, behavior = self._model_of(body)
+        name = _canonical(requested)
+        if body.get("from"):
+            statuses = self._create_from_model(name, body["from"], bool(body.get("system")))
+        elif body.get("files"):
+            statuses = self._create_from_files(name, list(body["files"].values()))
+        else:
+            abort(_error(400, "neither 'from' or 'files' was specified"))
+        events = self._spaced([{"status": status} for status in statuses], behavior.chunk_delay)
+        return self._answer(request, body, name, behavior, events, _latest)
+
+    def _copy(self, request: Request, recorded: Recorded) -> Response:
+        """Answer /api/copy: install the source model under a second name."""
+        body = _object(recorded)
+        source, destination = body.get("source") or "", body.get("destination") or ""
+        if not destination:
+            abort(_error(400, f'destination "{destination}" is invalid'))
+        name = self._installed(source, f'model "{source}" not found')
+        copy = _canonical(destination)
+        self.models[copy] = {**self.models[name], "name": copy, "model": copy}
+        self.capabilities[copy] = list(self.capabilities.get(name, []))
+        return _empty(200)
+
+    def _delete(self, request: Request, recorded: Recorded) -> Response:
+        """Answer /api/delete: uninstall the model."""
+        requested, _ = self._model_of(_object(recorded))
+        name = self._installed(requested, f"model '{requested}' not found")
+        del self.models[name]
+        self.capabilities.pop(name, None)
+        self.loaded.discard(name)
+        return _empty(200)
+
+    def _head_blob(self, request: Request, recorded: Recorded, digest: str) -> Response:
+        """Answer HEAD /api/blobs/<digest>: 200 if that blob was uploaded, else 404."""
+        if _blob_key(digest) in self.blobs:
+            return _empty(200)
+        return _error(404, f'blob "{digest}" not found')
+
+    def _upload_blob(self, request: Request, recorded: Recorded, digest: str) -> Response:
+        """Answer POST /api/blobs/<digest>: keep the blob's size if the body matches the digest."""
+        key = _blob_key(digest)
+        if key in self.blobs:
+            return _empty(200)
+        actual, size = _digest_of(request.stream)
+        if actual != key:
+            return _error(400, f'digest mismatch, expected "{digest}", got "{actual}"')
+        self.blobs[key] = size
+        return _empty(201)
+
+    # Models
+
+    def _model_of(self, body: dict) -> tuple[str, Behavior]:
+        """Return the requested model name and its behavior, after its scripted delay and status."""
+        requested = body.get("model")
+        if not isinstance(requested, str) or not requested:
+            abort(_error(400, "model is required"))
+        behavior = self._scripts.get(_canonical(requested).lower(), Behavior())
+        self._pause(behavior.first_byte_delay)
+        if behavior.status:
+            abort(_error(behavior.status, behavior.error))
+        return requested, behavior
+
+    def _find(self, requested: str) -> str | None:
+        """Return the installed model's name for requested (tag optional, any case), if any."""
+        wanted = _canonical(requested).lower()
+        return next((name for name in list(self.models) if name.lower() == wanted), None)
+
+    def _installed(self, requested: str, not_found: str) -> str:
+        """Return the installed model's name for requested, or refuse with 404 and not_found."""
+        name = self._find(requested)
+        if name is None:
+            abort(_error(404, not_found))
+        return name
+
+    def _keep_loaded(self, name: str, body: dict) -> None:
+        """Load the model for a request, or unload it when the request's keep_alive is zero."""
+        if _is_zero_duration(body.get("keep_alive")):
+            self.loaded.discard(name)
+        else:
+            self.loaded.add(name)
+
+    def _running(self, name: str) -> dict:
+        """Return the /api/ps entry of a loaded model."""
+        entry = self.models[name]
+        context_length, _ = _FAMILY_SIZES.get(entry["details"]["family"], (4096, 4096))
+        return {
+            "name": name,
+            "model": name,
+            "size": entry["size"],
+            "digest": entry["digest"],
+            "details": entry["details"],
+            "expires_at": _rfc3339(datetime.now(timezone.utc) + KEEP_ALIVE),
+            "size_vram": entry["size"],
+            "context_length": context_length,
+        }
+
+    def _create_from_model(self, name: str, source: str, has_system: bool) -> list[str]:
+        """Install name as a variant of the installed model source; return the statuses."""
+        base = self._installed(source, f'model "{source}" not found')
+        details = {**self.models[base]["details"], "parent_model": base}
+        self.models[name] = _model_entry(name, self.models[base]["size"], **details)
+        self.capabilities[name] = list(self.capabilities.get(base, []))
+        layers = [f"using already created layer {digest}" for digest, _ in _layers(base)]
+        system = ["creating system layer"] if has_system else []
+        return ["reading model metadata", *system, *layers, "writing manifest", "success"]
+
+    def _create_from_files(self, name: str, digests: list[str]) -> list[str]:
+        """Install name as a model built from uploaded blobs; return the statuses."""
+        for digest in digests:
+            if _blob_key(digest) not in self.blobs:
+                abort(_error(400, f'blob "{digest}" not found'))
+        self.models[name] = _model_entry(name)
+        self.capabilities[name] = ["completion"]
+        layers = [f"using existing layer {digest}" for digest in digests]
+        return ["parsing GGUF", *layers, "writing manifest", "success"]
+
+    # Generation and streaming
+
+    def _converse(
+        self,
+        request: Request,
+        recorded: Recorded,
+        action: str,
+        shape: Callable[..., dict],
+        prompt_of: Callable[[dict], _Prompt | None],
+    ) -> Response:
+        """Answer a generate or chat request the way Ollama's handlers do."""
+        body = _object(recorded)
+        requested, behavior = self._model_of(body)
+        name = self._installed(requested, _not_pulled(requested))
+        prompt = prompt_of(body)
+        if prompt is None and _is_zero_duration(body.get("keep_alive")):
+            self.loaded.discard(name)
+            return _json(shape(requested, {}, done=True, done_reason="unload"))
+        self._require_capabilities(name, requested, body, action)
+        self._keep_loaded(name, body)
+        if prompt is None:
+            return _json(shape(requested, {}, done=True, done_reason="load"))
+        turn = _Turn.plan(requested, behavior, prompt, self._thinks(name, body), recorded.at)
+        return self._answer(request, body, name, behavior, self._generation_events(turn, shape), _merge)
+
+    def _require_capabilities(self, name: str, requested: str, body: dict, action: str) -> None:
+        """Refuse, with Ollama's 400 answers, what the model cannot do."""
+        capabilities = self.capabilities.get(name, [])
+        if body.get("think") and "thinking" not in capabilities:
+            abort(_error(400, f'"{requested}" does not support thinking'))
+        if "completion" not in capabilities:
+            abort(_error(400, f'"{requested}" does not support {action}'))
+        if body.get("tools") and "tools" not in capabilities:
+            abort(_error(400, f"{_qualified(name)} does not support tools"))
+
+    def _thinks(self, name: str, body: dict) -> bool:
+        """Tell whether the model thinks aloud: thinking models do unless told not to."""
+        think = body.get("think")
+        return "thinking" in self.capabilities.get(name, []) and (think is None or bool(think))
+
+    def _generation_events(self, turn: _Turn, shape: Callable[..., dict]) -> Iterator[dict]:
+        """Yield a generation's chunks one chunk_delay apart, then its done object."""
+        for part in turn.parts:
+            yield shape(turn.model, part, done=False)
+            self._pause(turn.behavior.chunk_delay)
+        yield shape(turn.model, turn.final, **turn.done_fields())
+
+    def _spaced(self, events: list[dict], delay: float) -> Iterator[dict]:
+        """Yield prepared events one delay apart."""
+        for index, event in enumerate(events):
+            if index:
+                self._pause(delay)
+            yield event
+
+    def _answer(
+        self,
+        request: Request,
+        body: dict,
+        model: str,
+        behavior: Behavior,
+        events: Iterator[dict],
+        merge: Callable[[list[dict]], dict],
+    ) -> Response:
+        """Stream events as NDJSON, or merge them into one JSON object if the request says stream false."""
+        sock = request.environ["werkzeug.socket"]
+        if body.get("stream") is False:
+            return self._collect(sock, behavior, events, merge)
+        record = StreamRecord(path=request.path, model=model, started=time.monotonic())
+        self.streams.append(record)
+        return Response(self._stream_lines(record, behavior, events, sock), content_type="application/x-ndjson")
+
+    def _stream_lines(
+        self, record: StreamRecord, behavior: Behavior, events: Iterator[dict], sock: socket.socket
+    ) -> Iterator[bytes]:
+        """Yield events as NDJSON lines with the scripted faults, noting in record how the stream ends."""
+        try:
+            for index, event in enumerate(events):
+                if index == behavior.drop_after:
+                    _hang_up(sock)
+                if index == behavior.error_after:
+                    yield _ndjson_line({"error": behavior.error_message})
+                    record.chunks_sent += 1
+                    break
+                if index == behavior.bad_line_after:
+                    yield NOT_JSON_LINE
+                    record.chunks_sent += 1
+                yield _ndjson_line(event)
+                record.chunks_sent += 1
+            record.completed = True
+        except GeneratorExit:  # the server closes the stream when writing to the client fails
+            record.aborted = True
+            raise
+        finally:
+            record.closed_at = time.monotonic()
+
+    def _collect(
+        self, sock: socket.socket, behavior: Behavior, events: Iterator[dict], merge: Callable[[list[dict]], dict]
+    ) -> Response:
+        """Run a whole stream, then answer with one JSON object, as Ollama does for stream false."""
+        chunks = []
+        for index, event in enumerate(events):
+            if index == behavior.drop_after:
+                _hang_up(sock)
+            if index == behavior.error_after:
+                return _error(500, behavior.error_message)
+            chunks.append(event)
+        return _json(merge(chunks))
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep for seconds, or less if the fake is stopping."""
+        self._stopping.wait(seconds)
+
+
+# Requests
+
+
+def _parse_json(body: bytes) -> Any:
+    """Return the parsed JSON body, or None if it is not JSON."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _object(recorded: Recorded) -> dict:
+    """Return the request's JSON object, or refuse the request with Ollama's 400 answer."""
+    if isinstance(recorded.json, dict):
+        return recorded.json
+    text = recorded.body.decode(errors="replace")
+    if not text.strip():
+        abort(_error(400, "missing request body"))
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as problem:
+        abort(_error(400, _go_syntax_error(text, problem)))
+    kind = {list: "array", str: "string", bool: "bool", type(None): "null"}.get(type(value), "number")
+    abort(_error(400, f"json: cannot unmarshal {kind} into Go value of type api.Request"))
+
+
+def _go_syntax_error(text: str, problem: json.JSONDecodeError) -> str:
+    """Word a JSON syntax error roughly as Go's encoding/json does."""
+    if problem.pos >= len(text.rstrip()):
+        return "unexpected EOF"
+    return f"invalid character {text[problem.pos]!r} looking for beginning of value"
+
+
+def _allowed_host(host: str) -> bool:
+    """Tell whether Ollama, listening on loopback, serves a request with this Host header."""
+    hostname = urlsplit(f"//{host}").hostname or ""
+    try:
+        address = ipaddress.ip_address(hostname)
+    except ValueError:
+        local_names = ("", "localhost", socket.gethostname().lower())
+        return hostname in local_names or hostname.endswith((".localhost", ".local", ".internal"))
+    return address.is_loopback or address.is_private or address.is_unspecified
+
+
+def _allowed_origin(origin: str) -> bool:
+    """Tell whether Ollama's default CORS rules let a request with this Origin header through."""
+    return not origin or _LOCAL_ORIGIN.fullmatch(origin) is not None
+
+
+def _canonical(name: str) -> str:
+    """Return the model name with Ollama's default tag: "llama3.2" means "llama3.2:latest"."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+def _is_zero_duration(value: Any) -> bool:
+    """Tell whether a keep_alive value means zero (0, "0", "0s", "0m", ...)."""
+    if isinstance(value, (int, float)):
+        return value == 0
+    return isinstance(value, str) and _ZERO_DURATION.fullmatch(value.strip()) is not None
+
+
+def _prompt_of_generate(body: dict) -> _Prompt | None:
+    """Return what a /api/generate request asks, or None if its prompt is empty."""
+    prompt = body.get("prompt") or ""
+    if not prompt:
+        return None
+    return _Prompt(text=prompt, words=_count_words(body.get("system"), prompt), tools_offered=False)
+
+
+def _prompt_of_chat(body: dict) -> _Prompt | None:
+    """Return what a /api/chat request asks, or None if it has no messages."""
+    messages = body.get("messages") or []
+    if not messages:
+        return None
+    said = [message.get("content") or "" for message in messages if message.get("role") == "user"]
+    return _Prompt(
+        text=said[-1] if said else "",
+        words=_count_words(*(message.get("content") for message in messages)),
+        tools_offered=bool(body.get("tools")),
+    )
+
+
+def _embed_inputs(value: Any) -> list[str]:
+    """Return the texts of an /api/embed input, refusing what Ollama refuses."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(text, str) for text in value):
+        return value
+    abort(_error(400, "invalid input type"))
+
+
+def _blob_key(digest: str) -> str:
+    """Return the digest as sha256:<hex>, refusing a malformed one as Ollama does."""
+    match = _DIGEST.fullmatch(digest)
+    if match is None:
+        abort(_error(400, "invalid digest format"))
+    return f"sha256:{match[1]}"
+
+
+def _digest_of(stream: IO[bytes]) -> tuple[str, int]:
+    """Hash a request body piece by piece; return its sha256:<hex> digest and its size."""
+    hasher, size = hashlib.sha256(), 0
+    while piece := stream.read(BLOB_PIECE_SIZE):
+        hasher.update(piece)
+        size += len(piece)
+    return f"sha256:{hasher.hexdigest()}", size
+
+
+# Answers
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    """Answer with a JSON object as Gin's c.JSON writes it."""
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return Response(text, status=status, content_type="application/json; charset=utf-8")
+
+
+def _error(status: int, message: str) -> Response:
+    """Answer with Ollama's error object."""
+    return _json({"error": message}, status)
+
+
+def _empty(status: int) -> Response:
+    """Answer with no body and no Content-Type, as Go's net/http does."""
+    response = Response(status=status)
+    del response.headers["Content-Type"]
+    return response
+
+
+def _page_not_found(request: Request, recorded: Recorded) -> Response:
+    """Answer an unknown path as Gin does."""
+    return Response("404 page not found", status=404, content_type="text/plain")
+
+
+def _method_not_allowed(request: Request, recorded: Recorded) -> Response:
+    """Answer a known path asked with the wrong method as Gin does."""
+    return Response("405 method not allowed", status=405, content_type="text/plain")
+
+
+def _not_pulled(requested: str) -> str:
+    """Return the message Ollama gives when asked to run a model it does not have."""
+    return f'model "{requested}" not found, try pulling it first'
+
+
+def _qualified(name: str) -> str:
+    """Return the fully qualified name Ollama uses in capability errors."""
+    return f"registry.ollama.ai/{name if '/' in name else 'library/' + name}"
+
+
+def _hang_up(sock: socket.socket) -> NoReturn:
+    """Cut the connection without finishing the response, as a crashing server would."""
+    sock.shutdown(socket.SHUT_RDWR)
+    raise ConnectionAbortedError("the fake dropped the connection as scripted")  # werkzeug ignores these
+
+
+def _ndjson_line(event: dict) -> bytes:
+    """Serialize one event as an NDJSON line."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def _generate_object(model: str, part: dict, **tail: Any) -> dict:
+    """Build a /api/generate answer object from message fields and the fields after them."""
+    head = {"model": model, "created_at": _now(), "response": part.get("content", "")}
+    if "thinking" in part:
+        head["thinking"] = part["thinking"]
+    return {**head, **tail}
+
+
+def _chat_object(model: str, part: dict, **tail: Any) -> dict:
+    """Build a /api/chat answer object from message fields and the fields after them."""
+    message = {"role": "assistant", "content": "", **part}
+    return {"model": model, "created_at": _now(), "message": message, **tail}
+
+
+def _merge(chunks: list[dict]) -> dict:
+    """Fold a generation's chunks into the one object Ollama answers when stream is false."""
+    final = chunks[-1]
+    fields = [chunk.get("message", chunk) for chunk in chunks]
+    text_key = "content" if "message" in final else "response"
+    fields[-1][text_key] = "".join(field[text_key] for field in fields)
+    thinking = "".join(field.get("thinking", "") for field in fields)
+    calls = [call for field in fields for call in field.get("tool_calls", [])]
+    if thinking:
+        fields[-1]["thinking"] = thinking
+    if calls:
+        fields[-1]["tool_calls"] = calls
+    return final
+
+
+def _latest(statuses: list[dict]) -> dict:
+    """Return the last progress object, which Ollama sends alone when stream is false."""
+    return statuses[-1]
+
+
+def _layers(name: str) -> list[tuple[str, int]]:
+    """Return the (digest, size) of each layer of a model, made up but stable."""
+    sizes = (2_019_377_376, 7_711, 1_429)
+    return [
+        (f"sha256:{hashlib.sha256(f'{name}#{index}'.encode()).hexdigest()}", size) for index, size in enumerate(sizes)
+    ]
+
+
+def _pull_statuses(name: str) -> list[dict]:
+    """Return the progress objects of pulling a model, in Ollama's order."""
+    statuses = [{"status": "pulling manifest"}]
+    for digest, total in _layers(name):
+        status = f"pulling {digest[7:19]}"
+        statuses += [
+            {"status": status, "digest": digest, "total": total, "completed": total * step // 4} for step in range(1, 5)
+        ]
+    endings = ("verifying sha256 digest", "writing manifest", "removing any unused layers", "success")
+    return statuses + [{"status": status} for status in endings]
+
+
+def _push_statuses(name: str) -> list[dict]:
+    """Return the progress objects of pushing a model, in Ollama's order."""
+    statuses = [{"status": "retrieving manifest"}]
+    for digest, total in _layers(name):
+        statuses.append({"status": "starting upload", "digest": digest, "total": total})
+        statuses += [
+            {"status": f"pushing {digest[7:19]}", "digest": digest, "total": total, "completed": total * step // 2}
+            for step in (1, 2)
+        ]
+    return statuses + [{"status": "pushing manifest"}, {"status": "success"}]
+
+
+# Values
+
+
+def _now() -> str:
+    """Return the current time as Ollama stamps created_at."""
+    return _rfc3339(datetime.now(timezone.utc))
+
+
+def _rfc3339(moment: datetime) -> str:
+    """Format a UTC time as RFC 3339 with microseconds and Z."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _ns(seconds: float) -> int:
+    """Convert seconds to whole nanoseconds."""
+    return int(seconds * 1e9)
+
+
+def _tokens(text: str) -> list[str]:
+    """Split text into the pieces the fake streams: each word with the whitespace after it."""
+    return _TOKEN.findall(text)
+
+
+def _count_words(*texts: Any) -> int:
+    """Count the words in those texts that are strings."""
+    return sum(len(text.split()) for text in texts if isinstance(text, str))
+
+
+def _embedding(text: str, dimensions: int) -> list[float]:
+    """Return a unit vector that depends only on text, rounded to 6 places."""
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+    generator = random.Random(seed)
+    values = [generator.uniform(-1, 1) for _ in range(dimensions)]
+    norm = math.sqrt(math.fsum(value * value for value in values)) or 1.0
+    return [round(value / norm, 6) for value in values]
+
+
+def _model_entry(name: str, size: int = 4_920_753_328, **details: Any) -> dict:
+    """Build a model's /api/tags entry; details override those of a generic 8B llama."""
+    return {
+        "name": name,
+        "model": name,
+        "modified_at": _now(),
+        "size": size,
+        "digest": hashlib.sha256(name.encode()).hexdigest(),
+        "details": {
+            "parent_model": "",
+            "format": "gguf",
+            "family": "llama",
+            "families": ["llama"],
+            "parameter_size": "8.0B",
+            "quantization_level": "Q4_K_M",
+            **details,
+        },
+    }
+
+
+def _default_models() -> dict[str, dict]:
+    """Return the /api/tags entries of the models a fresh fake has."""
+    entries = [
+        _model_entry("llama3.2:latest", 2_019_393_189, parameter_size="3.2B"),
+        _model_entry("qwen3:8b", 5_225_388_164, family="qwen3", families=["qwen3"], parameter_size="8.2B"),
+        _model_entry(
+            "llava:latest", 4_733_363_377, families=["llama", "clip"], parameter_size="7B", quantization_level="Q4_0"
+        ),
+        _model_entry(
+            "all-minilm:latest",
+            45_960_996,
+            family="bert",
+            families=["bert"],
+            parameter_size="23M",
+            quantization_level="F16",
+        ),
+    ]
+    return {entry["name"]: entry for entry in entries}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve a fake Ollama until interrupted, for trying the gateway by hand."""
+    parser = argparse.ArgumentParser(description="Serve a fake Ollama on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=11434)
+    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between streamed chunks")
+    args = parser.parse_args(argv)
+    fake = FakeOllama().start(args.port)
+    for name in fake.models:
+        fake.script(name, chunk_delay=args.chunk_delay)
+    print(f"Fake Ollama listening on {fake.url}; Ctrl-C stops it.")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

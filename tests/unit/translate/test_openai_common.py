@@ -1,0 +1,100 @@
+"""Table tests for what every OpenAI translation shares."""
+
+import pytest
+
+from ollama_proxy.errors import InvalidRequest
+from ollama_proxy.translate.openai_common import (
+    GatewaySettings,
+    finish_reason,
+    gateway_settings,
+    merge_completions,
+    sum_usage,
+)
+
+SETTINGS_CASES = [
+    pytest.param({}, GatewaySettings(), id="defaults"),
+    pytest.param({"stream": False, "n": None, "stream_options": None}, GatewaySettings(), id="nulls"),
+    pytest.param({"stream": True, "stream_options": {"include_usage": True}},
+                 GatewaySettings(stream=True, include_usage=True), id="include-usage"),
+    pytest.param({"stream": False, "stream_options": {"include_usage": True}}, GatewaySettings(),
+                 id="include-usage-needs-stream"),
+    pytest.param({"n": 3, "exclude_reasoning": True, "echo": True},
+                 GatewaySettings(n=3, exclude_reasoning=True, echo=True), id="n-exclude-echo"),
+]
+
+
+@pytest.mark.parametrize("body, expected", SETTINGS_CASES)
+def test_gateway_settings(body, expected):
+    assert gateway_settings(body) == expected
+
+
+SETTINGS_REFUSED = [
+    pytest.param({"n": 0}, "n", id="n-zero"),
+    pytest.param({"n": "2"}, "n", id="n-string"),
+    pytest.param({"n": True}, "n", id="n-bool"),
+    pytest.param({"stream": "true"}, "stream", id="stream-string"),
+    pytest.param({"stream": True, "stream_options": ["include_usage"]}, "stream_options", id="options-list"),
+    pytest.param({"stream": True, "stream_options": {"include_usage": "yes"}}, "stream_options.include_usage",
+                 id="include-usage-string"),
+    pytest.param({"exclude_reasoning": 1}, "exclude_reasoning", id="exclude-int"),
+]
+
+
+@pytest.mark.parametrize("body, param", SETTINGS_REFUSED)
+def test_gateway_settings_refused(body, param):
+    with pytest.raises(InvalidRequest) as caught:
+        gateway_settings(body)
+    assert caught.value.param == param
+
+
+FINISH_CASES = [
+    pytest.param("stop", False, "stop", id="stop"),
+    pytest.param("length", False, "length", id="length"),
+    pytest.param(None, False, "stop", id="missing"),
+    pytest.param("unload", False, "stop", id="other"),
+    pytest.param("stop", True, "tool_calls", id="tool-calls"),
+    pytest.param("length", True, "tool_calls", id="tool-calls-win"),
+]
+
+
+@pytest.mark.parametrize("done_reason, tool_calls, expected", FINISH_CASES)
+def test_finish_reason(done_reason, tool_calls, expected):
+    assert finish_reason(done_reason, tool_calls=tool_calls) == expected
+
+
+def usage(prompt, completion):
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def single(text, index, use):
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": index, "message": {"role": "assistant", "content": text},
+                         "logprobs": None, "finish_reason": "stop"}], "usage": use}
+
+
+MERGE_CASES = [
+    pytest.param([single("a", 0, usage(5, 1))], single("a", 0, usage(5, 1)), id="one"),
+    pytest.param(
+        [single("a", 0, usage(5, 1)), single("b", 0, usage(5, 2)), single("c", 7, usage(0, 3))],
+        {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+         "choices": [{"index": i, "message": {"role": "assistant", "content": text},
+                      "logprobs": None, "finish_reason": "stop"} for i, text in enumerate("abc")],
+         "usage": usage(10, 6)},
+        id="three-reindexed-and-summed"),
+]
+
+
+@pytest.mark.parametrize("results, expected", MERGE_CASES)
+def test_merge_completions(results, expected):
+    assert merge_completions(results) == expected
+
+
+SUM_CASES = [
+    pytest.param([], usage(0, 0), id="none"),
+    pytest.param([usage(1, 2), None, {"prompt_tokens": 3}], usage(4, 2), id="partial"),
+]
+
+
+@pytest.mark.parametrize("usages, expected", SUM_CASES)
+def test_sum_usage(usages, expected):
+    assert sum_usage(usages) == expected
