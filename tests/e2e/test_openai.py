@@ -132,6 +132,19 @@ def test_reasoning_is_returned_under_both_names_and_can_be_excluded(client, fake
     assert "exclude_reasoning" not in fake.last("/api/chat").json
 
 
+def test_logprobs_are_asked_for_and_mapped_back(client, fake):
+    fake.script("llama3.2:latest", reply="hi there")
+    answer = client.chat.completions.create(model="llama3.2", messages=HELLO, logprobs=True, top_logprobs=2)
+    assert fake.last("/api/chat").json["logprobs"] is True and fake.last("/api/chat").json["top_logprobs"] == 2
+    content = answer.choices[0].logprobs.content
+    assert [t.token for t in content] == ["hi ", "there"]
+    assert content[0].logprob == -0.25 and content[0].bytes == list(b"hi ")
+    assert [t.token for t in content[0].top_logprobs] == ["hi ", "HI "]
+    chunks = list(client.chat.completions.create(model="llama3.2", messages=HELLO, logprobs=True, stream=True))
+    streamed = [t.token for c in chunks if c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert streamed == ["hi ", "there"]
+
+
 def test_image_as_data_uri(client, fake):
     data_uri = "data:image/png;base64," + base64.b64encode(PNG).decode()
     client.chat.completions.create(model="llava", messages=[{"role": "user", "content": [

@@ -125,9 +125,11 @@ class _Turn:
     eval_count: int
     started: float
     loaded: float
+    top_logprobs: int | None = None  # None: the request did not ask for logprobs
 
     @classmethod
-    def plan(cls, model: str, behavior: Behavior, prompt: _Prompt, thinks: bool, started: float) -> _Turn:
+    def plan(cls, model: str, behavior: Behavior, prompt: _Prompt, thinks: bool, started: float,
+             top_logprobs: int | None = None) -> _Turn:
         """Work out the chunks of the model's answer to prompt."""
         reply = f"You said: {prompt.text}" if behavior.reply is None else behavior.reply
         thinking = (behavior.thinking or "") if thinks else ""
@@ -140,7 +142,7 @@ class _Turn:
             final = {"tool_calls": calls}
         elif calls:
             parts.append({"tool_calls": calls})
-        return cls(model, behavior, parts, final, prompt.words, eval_count, started, time.monotonic())
+        return cls(model, behavior, parts, final, prompt.words, eval_count, started, time.monotonic(), top_logprobs)
 
     def done_fields(self) -> dict:
         """Return the done object's fields after the message: done, done_reason and metrics."""
@@ -540,7 +542,8 @@ class FakeOllama:
         self._keep_loaded(name, body)
         if prompt is None:
             return _json(shape(requested, {}, done=True, done_reason="load"))
-        turn = _Turn.plan(requested, behavior, prompt, self._thinks(name, body), recorded.at)
+        top_logprobs = (body.get("top_logprobs") or 0) if body.get("logprobs") else None
+        turn = _Turn.plan(requested, behavior, prompt, self._thinks(name, body), recorded.at, top_logprobs)
         return self._answer(request, body, name, behavior, self._generation_events(turn, shape), _merge)
 
     def _require_capabilities(self, name: str, requested: str, body: dict, action: str) -> None:
@@ -561,7 +564,10 @@ class FakeOllama:
     def _generation_events(self, turn: _Turn, shape: Callable[..., dict]) -> Iterator[dict]:
         """Yield a generation's chunks one chunk_delay apart, then its done object."""
         for part in turn.parts:
-            yield shape(turn.model, part, done=False)
+            chunk = shape(turn.model, part, done=False)
+            if turn.top_logprobs is not None and "content" in part:
+                chunk["logprobs"] = [_logprob(part["content"], turn.top_logprobs)]
+            yield chunk
             self._pause(turn.behavior.chunk_delay)
         yield shape(turn.model, turn.final, **turn.done_fields())
 
@@ -819,7 +825,18 @@ def _merge(chunks: list[dict]) -> dict:
         fields[-1]["thinking"] = thinking
     if calls:
         fields[-1]["tool_calls"] = calls
+    logprobs = [entry for chunk in chunks for entry in chunk.get("logprobs", [])]
+    if logprobs:
+        final["logprobs"] = logprobs
     return final
+
+
+def _logprob(token: str, top: int) -> dict:
+    """Return the documented Logprob object of a generated token, with top alternatives."""
+    alternatives = [token, token.upper(), token.strip() or "_", "?"][:top]
+    return {"token": token, "logprob": -0.25, "bytes": list(token.encode()),
+            "top_logprobs": [{"token": t, "logprob": -0.25 - i, "bytes": list(t.encode())}
+                             for i, t in enumerate(alternatives)]}
 
 
 def _latest(statuses: list[dict]) -> dict:
