@@ -68,6 +68,19 @@ def test_chat_stream_with_usage(client, fake):
     assert len({c.id for c in chunks}) == 1
 
 
+def test_sse_frames_leave_as_each_upstream_chunk_arrives(client, fake):
+    import time
+
+    fake.script("llama3.2:latest", reply="a b c d", chunk_delay=0.2)
+    started = time.monotonic()
+    arrivals = [time.monotonic() - started
+                for c in client.chat.completions.create(model="llama3.2", messages=HELLO, stream=True)
+                if c.choices and c.choices[0].delta.content]
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    print(f"SSE content arrivals (s): {[round(a, 3) for a in arrivals]}")
+    assert len(arrivals) == 4 and all(gap > 0.1 for gap in gaps)
+
+
 def test_chat_stream_with_the_async_client(proxy, fake):
     async def run() -> str:
         async with openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=GENERATE) as client:
