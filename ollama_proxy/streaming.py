@@ -101,12 +101,20 @@ class StreamConverter(Protocol):
 
     def fail(self, message: str) -> list: ...
 
+    def ping(self) -> list: ...
+
+
+HEARTBEAT = object()  # a chunk source's word that nothing came for a while
+
 
 def converted(chunks: Iterator[dict], converter: StreamConverter,
               on_error: Callable[[Exception], None]) -> Iterator:
     """Yield a converter's frames for each chunk, ending with an error frame if the source fails."""
     try:
         for chunk in chunks:
+            if chunk is HEARTBEAT:
+                yield from converter.ping()
+                continue
             yield from converter.process(chunk)
             if converter.finished:
                 return
@@ -144,3 +152,40 @@ def interleave(sources: list[Iterator]) -> Iterator:
             running -= 1
         else:
             yield item
+
+
+class _Raised:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def with_heartbeat(items: Iterator, interval: float) -> Iterator:
+    """Yield ``items``; whenever none comes for ``interval`` seconds, yield HEARTBEAT.
+
+    The items are read by a thread (a greenlet under gevent); their errors are
+    raised here, in the reader's place.
+    """
+    arrived: queue.Queue = queue.Queue()
+    finished = object()
+
+    def drain() -> None:
+        try:
+            for item in items:
+                arrived.put(item)
+        except BaseException as exc:  # handed over to the consumer, which raises it
+            arrived.put(_Raised(exc))
+        finally:
+            arrived.put(finished)
+
+    threading.Thread(target=drain, daemon=True).start()
+    while True:
+        try:
+            item = arrived.get(timeout=interval)
+        except queue.Empty:
+            yield HEARTBEAT
+            continue
+        if item is finished:
+            return
+        if isinstance(item, _Raised):
+            raise item.error
+        yield item

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ollama_proxy.blueprints.openai import backend, read_body
+from ollama_proxy.blueprints.relay import backend, read_body
 from ollama_proxy.schemas.openai import EmbeddingsRequest
 from ollama_proxy.translate import openai as oa
 

@@ -546,6 +546,12 @@ class MessagesStreamConverter:
         self.finished = True
         return [("error", {"type": "error", "error": {"type": "api_error", "message": message}})]
 
+    fail = error
+
+    def close(self) -> list[Event]:
+        """Return what is owed when the upstream ends: an error if it never said done."""
+        return self.error("the upstream closed the stream before the response was complete")
+
     def _start(self, chunk: dict) -> list[Event]:
         if self._started:
             return []

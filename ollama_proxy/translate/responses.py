@@ -538,6 +538,16 @@ class ResponsesStreamConverter:
         response = self._snapshot("failed", output, error={"code": "server_error", "message": message})
         return events + [self._event("response.failed", response=response)]
 
+    fail = error
+
+    def close(self) -> list[dict]:
+        """Return what is owed when the upstream ends: a failure if it never said done."""
+        return self.error("the upstream closed the stream before the response was complete")
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
     def _event(self, kind: str, **fields: object) -> dict:
         event = {"type": kind, "sequence_number": self._sequence, **fields}
         self._sequence += 1
