@@ -59,6 +59,7 @@ class ServiceSettings:
     read_timeout: float
     health_timeout: float
     pool_size: int
+    stream_ping_interval: float
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,8 @@ class ServiceSchema(_Strict):
                                   metadata={"help": "seconds /health waits for Ollama"})
     pool_size = fields.Integer(load_default=1000, strict=True, validate=validate.Range(min=1),
                                metadata={"help": "pooled connections to Ollama per worker"})
+    stream_ping_interval = fields.Float(load_default=10.0, validate=_seconds,
+                                        metadata={"help": "seconds of upstream silence before an SSE ping"})
 
     @post_load
     def build(self, data, **kwargs):

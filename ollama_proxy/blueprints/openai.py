@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ollama_proxy.blueprints.relay import backend, generate, new_id, now, open_streams, prepare, read_body, sse_response
+from ollama_proxy.blueprints.relay import (
+    backend,
+    closer,
+    generate,
+    new_id,
+    now,
+    open_streams,
+    prepare,
+    read_body,
+    sse_response,
+)
 from ollama_proxy.errors import NotFound
 from ollama_proxy.schemas.openai import ChatCompletionRequest, CompletionRequest
 from ollama_proxy.streaming import SSE_DONE, sse_event
@@ -27,7 +37,8 @@ def _stream(path: str, ollama_body: dict, converters: list, usage_frame: dict | 
             return [SSE_DONE]
         usage_frame["usage"] = oa.sum_usage([c.usage for c in converters])
         return [sse_event(usage_frame), SSE_DONE]
-    return sse_response(upstreams, converters, sse_event, trailer=trailer)
+    return sse_response([u.iter_chunks() for u in upstreams], converters, sse_event, closer(upstreams),
+                        trailer=trailer)
 
 
 def _summed_usage_frame(gateway: oa.GatewaySettings, reply_id: str, created: int, model: str,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
 from flask import Response, current_app, request
@@ -90,29 +90,63 @@ def open_streams(path: str, ollama_body: dict, n: int = 1) -> list[UpstreamRespo
         raise
 
 
-def sse_response(upstreams: list[UpstreamResponse], converters: list, encode: Callable[[object], bytes], *,
-                 trailer: Callable[[], list[bytes]] = list, heartbeat: float | None = None) -> Response:
-    """Stream the converters' frames as SSE; closing the response closes every upstream.
-
-    ``encode`` frames one converter output; ``trailer`` returns the bytes sent
-    after every converter is done; with ``heartbeat``, a converter is asked for
-    a ``ping`` whenever its upstream has been silent that many seconds.
-    """
-    on_error = partial(_log_stream_failure, f"{request.method} {request.path}")
-
-    def chunks(upstream: UpstreamResponse):
-        return with_heartbeat(upstream.iter_chunks(), heartbeat) if heartbeat else upstream.iter_chunks()
-    sources = [converted(chunks(u), c, on_error) for u, c in zip(upstreams, converters, strict=True)]
-
-    def frames():
-        for frame in interleave(sources):
-            yield encode(frame)
-        yield from trailer()
-
-    def close_all():
+def closer(upstreams: list[UpstreamResponse]) -> Callable[[], None]:
+    def close_all() -> None:
         for upstream in upstreams:
             upstream.close()
-    return Response(ClosingStream(frames(), close_all), 200, SSE_HEADERS, direct_passthrough=True)
+    return close_all
+
+
+def sse_response(sources: list[Iterator[dict]], converters: list, encode: Callable[[object], bytes],
+                 close: Callable[[], None], *, trailer: Callable[[], list[bytes]] = list,
+                 heartbeat: float | None = None) -> Response:
+    """Stream the converters' frames for their chunk sources as SSE.
+
+    ``encode`` frames one converter output; ``close`` runs when the response
+    closes (the end, or the client gone), to close the upstreams; ``trailer``
+    returns the bytes sent after every converter is done; with ``heartbeat``,
+    a converter is asked for a ``ping`` whenever its source is silent that long.
+    """
+    on_error = partial(_log_stream_failure, f"{request.method} {request.path}")
+    if heartbeat:
+        sources = [with_heartbeat(source, heartbeat) for source in sources]
+    frames_of = [converted(s, c, on_error) for s, c in zip(sources, converters, strict=True)]
+
+    def frames():
+        for frame in interleave(frames_of):
+            yield encode(frame)
+        yield from trailer()
+    return Response(ClosingStream(frames(), close), 200, SSE_HEADERS, direct_passthrough=True)
+
+
+def relay_stream(path: str, ollama_body: dict, converter, encode: Callable[[object], bytes],
+                 heartbeat: float) -> Response:
+    """Relay one stream with pings; start it even before Ollama answers, if that takes long.
+
+    Ollama sends nothing, headers included, while a model loads. Waiting up to
+    ``heartbeat`` seconds keeps a quick error's own status (404 for an unknown
+    model); past that the stream starts and pings the client until Ollama
+    answers, and an error then arrives as the surface's error event.
+    """
+    server = backend()  # the side thread has no app context
+    pool = ThreadPoolExecutor(max_workers=1)
+    pending = pool.submit(server.post_json, path, {**ollama_body, "stream": True})
+    pool.shutdown(wait=False)  # the thread ends when Ollama answers; nobody waits for it here
+    try:
+        upstream = pending.result(timeout=heartbeat)
+    except TimeoutError:
+        return sse_response([_late_chunks(pending)], [converter], encode, partial(_close_late, pending),
+                            heartbeat=heartbeat)
+    return sse_response([upstream.iter_chunks()], [converter], encode, upstream.close, heartbeat=heartbeat)
+
+
+def _late_chunks(pending: Future) -> Iterator[dict]:
+    yield from pending.result().iter_chunks()
+
+
+def _close_late(pending: Future) -> None:
+    # Runs now if Ollama has answered, else as soon as it does.
+    pending.add_done_callback(lambda done: done.exception() is None and done.result().close())
 
 
 def _log_stream_failure(described: str, error: Exception) -> None:

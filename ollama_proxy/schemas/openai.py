@@ -32,3 +32,7 @@ class CompletionRequest(OpenAIBody):
 
 class EmbeddingsRequest(OpenAIBody):
     input = Typed(str, list, required=True)
+
+
+class ResponsesRequest(OpenAIBody):
+    input = Typed(str, list, required=True)

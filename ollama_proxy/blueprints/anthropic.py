@@ -1,0 +1,46 @@
+"""Serve Anthropic's Messages API (``/v1/messages``) on top of Ollama's /api/chat.
+
+Also under ``/anthropic/v1/...`` for configurations written for that prefix.
+Protocol knowledge lives in ``translate.anthropic``; this module only glues.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from ollama_proxy.blueprints.relay import generate, new_id, prepare, read_body, relay_stream
+from ollama_proxy.schemas.anthropic import CountTokensRequest, MessagesRequest
+from ollama_proxy.streaming import sse_event
+from ollama_proxy.translate import anthropic as an
+
+bp = Blueprint("anthropic", __name__)
+
+
+def _encode(event: tuple[str, dict]) -> bytes:
+    name, data = event
+    return sse_event(data, name)
+
+
+def messages() -> Response:
+    body = read_body(MessagesRequest())
+    ollama_body = prepare(an.from_anthropic_messages(body))
+    message_id, model = new_id("msg_"), body["model"]
+    if ollama_body.get("stream"):
+        converter = an.MessagesStreamConverter(message_id, model, new_id=new_id)
+        heartbeat = current_app.config["SETTINGS"].service.stream_ping_interval
+        return relay_stream("/api/chat", ollama_body, converter, _encode, heartbeat)
+    answer = generate("/api/chat", ollama_body)[0]
+    return jsonify(an.to_anthropic_message(answer, message_id=message_id, model=model, new_id=new_id))
+
+
+def count_tokens() -> Response:
+    """Estimate the input tokens of a request (Ollama has no tokenizer endpoint)."""
+    body = read_body(CountTokensRequest())
+    return jsonify(input_tokens=an.count_tokens(body))
+
+
+for _prefix in ("", "/anthropic"):
+    bp.add_url_rule(f"{_prefix}/v1/messages", endpoint=f"{_prefix}messages", view_func=messages,
+                    methods=["POST"])
+    bp.add_url_rule(f"{_prefix}/v1/messages/count_tokens", endpoint=f"{_prefix}count_tokens",
+                    view_func=count_tokens, methods=["POST"])

@@ -1,0 +1,35 @@
+"""Serve OpenAI's Responses API (``/v1/responses``, stateless) on top of Ollama's /api/chat.
+
+Nothing is stored: ``previous_response_id`` and ``store: true`` are refused by
+the translator with a clear 400. Protocol knowledge lives in
+``translate.responses``; this module only glues.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from ollama_proxy.blueprints.relay import generate, new_id, now, open_streams, prepare, read_body, sse_response
+from ollama_proxy.schemas.openai import ResponsesRequest
+from ollama_proxy.streaming import sse_event
+from ollama_proxy.translate import responses as rs
+
+bp = Blueprint("responses", __name__)
+
+
+def _encode(event: dict) -> bytes:
+    return sse_event(event, event["type"])
+
+
+@bp.post("/v1/responses")
+def create_response() -> Response:
+    body = read_body(ResponsesRequest())
+    ollama_body = prepare(rs.from_responses_request(body))
+    response_id, created_at, model = new_id("resp_"), now(), body["model"]
+    if ollama_body.get("stream"):
+        converter = rs.ResponsesStreamConverter(response_id, created_at, model, new_id=new_id, request=body)
+        upstream = open_streams("/api/chat", ollama_body)[0]
+        return sse_response([upstream.iter_chunks()], [converter], _encode, upstream.close)
+    answer = generate("/api/chat", ollama_body)[0]
+    return jsonify(rs.to_responses_response(answer, response_id=response_id, created_at=created_at, model=model,
+                                            new_id=new_id, request=body))
