@@ -25,7 +25,13 @@ import json
 
 from ollama_proxy.errors import InvalidRequest
 from ollama_proxy.translate.images import image_reference
-from ollama_proxy.translate.openai_common import OPTION_FIELDS, passthrough, sampling_options, stream_flag
+from ollama_proxy.translate.openai_common import (
+    OPTION_FIELDS,
+    passthrough,
+    sampling_options,
+    stream_flag,
+    think_from_effort,
+)
 
 _MAPPED = frozenset({"messages", "tools", "tool_choice", "response_format", "reasoning_effort",
                      "reasoning", "stream", *OPTION_FIELDS})
@@ -36,9 +42,6 @@ _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant"
 #: Roles whose ``content`` may be null (OpenAI: an assistant turn with only tool calls).
 _NULL_CONTENT_ROLES = {"assistant", "function"}
 
-# OpenAI's efforts on Ollama's think levels; "none" turns thinking off.
-_THINK = {"none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high",
-          "xhigh": "high", "max": "max"}
 
 
 def from_openai_chat(body: dict) -> dict:
@@ -245,6 +248,4 @@ def _think(body: dict) -> bool | str | None:
         effort, param = body["reasoning_effort"], "reasoning_effort"
     else:
         return None
-    if effort not in _THINK:
-        raise InvalidRequest(f"{param} must be one of {', '.join(_THINK)}", param=param)
-    return _THINK[effort]
+    return think_from_effort(effort, param)

@@ -11,13 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from ollama_proxy.translate.openai_common import (
-    error_frame,
-    finish_reason,
-    ollama_error_text,
-    to_openai_usage,
-    usage_frame,
-)
+from ollama_proxy.translate.openai_common import StreamLifecycle, finish_reason, to_openai_usage, usage_frame
 
 NewId = Callable[[str], str]
 
@@ -86,12 +80,10 @@ def _token_logprob(entry: dict) -> dict:
     return {"token": entry.get("token", ""), "logprob": entry.get("logprob"), "bytes": entry.get("bytes")}
 
 
-class ChatStreamConverter:
+class ChatStreamConverter(StreamLifecycle):
     """Turn Ollama /api/chat stream chunks into OpenAI chat.completion.chunk objects.
 
-    Feed every Ollama chunk to ``process``; call ``close`` when the upstream
-    ends, and ``fail`` when the gateway gives up mid-stream. Once finished
-    (done, error, close or fail) the converter returns nothing more. ``usage``
+    The stream's life (``process``, ``close``, ``fail``) is ``StreamLifecycle``'s. ``usage``
     holds the last usage seen, so a gateway serving n > 1 can drop each
     converter's usage chunk (``choices == []``) and send one summed
     ``usage_frame`` instead.
@@ -99,6 +91,7 @@ class ChatStreamConverter:
 
     def __init__(self, completion_id: str, created: int, model: str, *, new_id: NewId,
                  include_usage: bool = False, exclude_reasoning: bool = False, choice_index: int = 0):
+        super().__init__()
         self.completion_id = completion_id
         self.created = created
         self.model = model
@@ -106,37 +99,13 @@ class ChatStreamConverter:
         self.include_usage = include_usage
         self.exclude_reasoning = exclude_reasoning
         self.choice_index = choice_index
-        self.finished = False
-        self.usage: dict | None = None
-        self._started = False
         self._tool_calls = 0
 
-    def process(self, ollama_chunk: dict) -> list[dict]:
-        """Return the OpenAI chunks for one Ollama chunk (often one, maybe none)."""
-        if self.finished:
-            return []
-        if "error" in ollama_chunk:
-            return self.fail(ollama_error_text(ollama_chunk["error"]))
-        frames = []
+    def _content(self, ollama_chunk: dict) -> list[dict]:
         delta = self._delta(ollama_chunk.get("message") or {})
-        if delta:
-            frames += self._start()
-            frames.append(self._frame(delta, logprobs=to_openai_logprobs(ollama_chunk.get("logprobs"))))
-        if ollama_chunk.get("done"):
-            frames += self._start()
-            frames += self._finish(ollama_chunk)
-        return frames
-
-    def close(self) -> list[dict]:
-        """Return the frames owed when the upstream ends: an error if it never said done."""
-        if self.finished:
+        if not delta:
             return []
-        return self.fail("the upstream closed the stream before the response was complete")
-
-    def fail(self, message: str) -> list[dict]:
-        """Finish the stream with an OpenAI error frame."""
-        self.finished = True
-        return [error_frame(message)]
+        return self._start() + [self._frame(delta, logprobs=to_openai_logprobs(ollama_chunk.get("logprobs")))]
 
     def _delta(self, message: dict) -> dict:
         delta = {}
@@ -153,10 +122,7 @@ class ChatStreamConverter:
         index, self._tool_calls = self._tool_calls, self._tool_calls + 1
         return {"index": index, **to_openai_tool_call(call, self.new_id)}
 
-    def _start(self) -> list[dict]:
-        if self._started:
-            return []
-        self._started = True
+    def _start_frames(self) -> list[dict]:
         return [self._frame({"role": "assistant", "content": ""})]
 
     def _finish(self, done_chunk: dict) -> list[dict]:

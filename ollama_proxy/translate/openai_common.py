@@ -83,12 +83,29 @@ def sampling_options(body: dict) -> dict:
             options["num_predict"] = _integer(body[name], name)
     if body.get("stop") is not None:
         options["stop"] = _stop_list(body["stop"])
+    return with_explicit_options(options, body)
+
+
+def with_explicit_options(options: dict, body: dict) -> dict:
+    """Merge the client's own Ollama ``options`` over the mapped ones: they win."""
     explicit = body.get("options")
     if explicit is not None:
         if not isinstance(explicit, dict):
             raise InvalidRequest("options must be an object", param="options")
-        options.update(explicit)  # the client's own Ollama options win
+        options.update(explicit)
     return options
+
+
+# OpenAI's reasoning efforts on Ollama's think levels; "none" turns thinking off.
+THINK_BY_EFFORT = {"none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high",
+                   "xhigh": "high", "max": "max"}
+
+
+def think_from_effort(effort: object, param: str) -> bool | str:
+    """Map a reasoning effort to Ollama's ``think``, or refuse an unknown one."""
+    if effort not in THINK_BY_EFFORT:
+        raise InvalidRequest(f"{param} must be one of {', '.join(THINK_BY_EFFORT)}", param=param)
+    return THINK_BY_EFFORT[effort]
 
 
 def to_openai_usage(ollama_resp: dict) -> dict:
@@ -130,6 +147,59 @@ def finish_reason(done_reason: str | None, *, tool_calls: bool = False) -> str:
     if tool_calls:
         return "tool_calls"
     return "length" if done_reason == "length" else "stop"
+
+
+class StreamLifecycle:
+    """What every OpenAI stream converter does around its content frames.
+
+    ``process`` each Ollama chunk, ``close`` when the upstream ends, ``fail``
+    when the gateway gives up. Once finished (done, error, close or fail) the
+    converter returns nothing more. Subclasses say what a chunk's content
+    becomes (``_content``), what opens the stream (``_start_frames``) and what
+    ends it (``_finish``).
+    """
+
+    def __init__(self) -> None:
+        self.finished = False
+        self.usage: dict | None = None
+        self._started = False
+
+    def process(self, ollama_chunk: dict) -> list[dict]:
+        """Return the OpenAI chunks for one Ollama chunk (often one, maybe none)."""
+        if self.finished:
+            return []
+        if "error" in ollama_chunk:
+            return self.fail(ollama_error_text(ollama_chunk["error"]))
+        frames = self._content(ollama_chunk)
+        if ollama_chunk.get("done"):
+            frames += self._start() + self._finish(ollama_chunk)
+        return frames
+
+    def close(self) -> list[dict]:
+        """Return the frames owed when the upstream ends: an error if it never said done."""
+        if self.finished:
+            return []
+        return self.fail("the upstream closed the stream before the response was complete")
+
+    def fail(self, message: str) -> list[dict]:
+        """Finish the stream with an OpenAI error frame."""
+        self.finished = True
+        return [error_frame(message)]
+
+    def _start(self) -> list[dict]:
+        if self._started:
+            return []
+        self._started = True
+        return self._start_frames()
+
+    def _content(self, ollama_chunk: dict) -> list[dict]:
+        raise NotImplementedError
+
+    def _start_frames(self) -> list[dict]:
+        raise NotImplementedError
+
+    def _finish(self, done_chunk: dict) -> list[dict]:
+        raise NotImplementedError
 
 
 def error_frame(message: str) -> dict:

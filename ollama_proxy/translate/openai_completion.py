@@ -13,9 +13,8 @@ from __future__ import annotations
 from ollama_proxy.errors import InvalidRequest
 from ollama_proxy.translate.openai_common import (
     OPTION_FIELDS,
-    error_frame,
+    StreamLifecycle,
     finish_reason,
-    ollama_error_text,
     passthrough,
     sampling_options,
     stream_flag,
@@ -99,7 +98,7 @@ def to_legacy_logprobs(entries: list[dict] | None, offset: int = 0) -> dict | No
     }
 
 
-class CompletionStreamConverter:
+class CompletionStreamConverter(StreamLifecycle):
     """Turn Ollama /api/generate stream chunks into OpenAI text_completion chunks.
 
     Used like ``ChatStreamConverter``: ``process`` each chunk, ``close`` at
@@ -108,50 +107,25 @@ class CompletionStreamConverter:
 
     def __init__(self, completion_id: str, created: int, model: str, *, include_usage: bool = False,
                  choice_index: int = 0, echo_prefix: str = ""):
+        super().__init__()
         self.completion_id = completion_id
         self.created = created
         self.model = model
         self.include_usage = include_usage
         self.choice_index = choice_index
         self.echo_prefix = echo_prefix
-        self.finished = False
-        self.usage: dict | None = None
-        self._started = False
         self._offset = len(echo_prefix)
 
-    def process(self, ollama_chunk: dict) -> list[dict]:
-        """Return the OpenAI chunks for one Ollama chunk (often one, maybe none)."""
-        if self.finished:
-            return []
-        if "error" in ollama_chunk:
-            return self.fail(ollama_error_text(ollama_chunk["error"]))
-        frames = []
+    def _content(self, ollama_chunk: dict) -> list[dict]:
         text = ollama_chunk.get("response") or ""
-        if text:
-            frames += self._start()
-            logprobs = to_legacy_logprobs(ollama_chunk.get("logprobs"), self._offset)
-            self._offset += len(text)
-            frames.append(self._frame(text, logprobs=logprobs))
-        if ollama_chunk.get("done"):
-            frames += self._start()
-            frames += self._finish(ollama_chunk)
-        return frames
-
-    def close(self) -> list[dict]:
-        """Return the frames owed when the upstream ends: an error if it never said done."""
-        if self.finished:
+        if not text:
             return []
-        return self.fail("the upstream closed the stream before the response was complete")
+        frames = self._start()
+        logprobs = to_legacy_logprobs(ollama_chunk.get("logprobs"), self._offset)
+        self._offset += len(text)
+        return frames + [self._frame(text, logprobs=logprobs)]
 
-    def fail(self, message: str) -> list[dict]:
-        """Finish the stream with an OpenAI error frame."""
-        self.finished = True
-        return [error_frame(message)]
-
-    def _start(self) -> list[dict]:
-        if self._started:
-            return []
-        self._started = True
+    def _start_frames(self) -> list[dict]:
         return [self._frame(self.echo_prefix)] if self.echo_prefix else []
 
     def _finish(self, done_chunk: dict) -> list[dict]:

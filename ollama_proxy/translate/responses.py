@@ -36,6 +36,7 @@ from collections.abc import Callable
 
 from ollama_proxy.errors import InvalidRequest
 from ollama_proxy.translate.images import image_reference
+from ollama_proxy.translate.openai_common import think_from_effort, with_explicit_options
 
 NewId = Callable[[str], str]
 
@@ -57,9 +58,6 @@ _DROPPED = frozenset({"parallel_tool_calls", "max_tool_calls", "truncation", "me
                       "background", "background_options", "context_management", "moderation",
                       "access_programs", "image"})
 
-# Responses efforts on Ollama's think levels; "none" turns thinking off.
-_THINK = {"none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high",
-          "xhigh": "high", "max": "max"}
 
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 
@@ -331,12 +329,7 @@ def _options(body: dict) -> dict:
                           ("max_output_tokens", "num_predict"), ("num_ctx", "num_ctx")):
         if body.get(field) is not None:
             options[option] = body[field]
-    explicit = body.get("options")
-    if explicit is not None:
-        if not isinstance(explicit, dict):
-            raise InvalidRequest("options must be an object", param="options")
-        options.update(explicit)  # the client's own Ollama options win
-    return options
+    return with_explicit_options(options, body)
 
 
 def _think(reasoning: object) -> bool | str | None:
@@ -347,9 +340,7 @@ def _think(reasoning: object) -> bool | str | None:
     effort = reasoning.get("effort")
     if effort is None:
         return None
-    if effort not in _THINK:
-        raise InvalidRequest(f"reasoning.effort must be one of {', '.join(_THINK)}", param="reasoning.effort")
-    return _THINK[effort]
+    return think_from_effort(effort, "reasoning.effort")
 
 
 def _format(text: object) -> str | dict | None:
