@@ -24,6 +24,7 @@ ENV_OVERRIDES = {
     "OLLAMA_PROXY_BASE_URL": ("service", "base_url"),
     "OLLAMA_PROXY_CONNECT_TIMEOUT": ("service", "connect_timeout"),
     "OLLAMA_PROXY_READ_TIMEOUT": ("service", "read_timeout"),
+    "OLLAMA_PROXY_STREAM_IDLE_TIMEOUT": ("service", "stream_idle_timeout"),
     "OLLAMA_PROXY_LOG_DIR": ("logging", "dir"),
     "OLLAMA_PROXY_LOG_LEVEL": ("logging", "level"),
     "OLLAMA_PROXY_CORS_ORIGINS": ("cors", "origins"),
@@ -57,6 +58,7 @@ class ServiceSettings:
     base_url: str
     connect_timeout: float
     read_timeout: float
+    stream_idle_timeout: float
     health_timeout: float
     pool_size: int
     stream_ping_interval: float
@@ -143,7 +145,9 @@ class ServiceSchema(_Strict):
     connect_timeout = fields.Float(load_default=5.0, validate=_seconds,
                                    metadata={"help": "seconds to open a connection to Ollama"})
     read_timeout = fields.Float(load_default=600.0, validate=_seconds,
-                                metadata={"help": "seconds to wait for each piece of an answer"})
+                                metadata={"help": "seconds to wait for an answer to start"})
+    stream_idle_timeout = fields.Float(load_default=300.0, validate=_seconds,
+                                       metadata={"help": "seconds of silence allowed inside a started stream"})
     health_timeout = fields.Float(load_default=2.0, validate=_seconds,
                                   metadata={"help": "seconds /health waits for Ollama"})
     pool_size = fields.Integer(load_default=1000, strict=True, validate=validate.Range(min=1),

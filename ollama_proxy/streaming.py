@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
@@ -189,3 +190,39 @@ def with_heartbeat(items: Iterator, interval: float) -> Iterator:
         if isinstance(item, _Raised):
             raise item.error
         yield item
+
+
+def watch_client(environ: dict, on_gone: Callable[[], None]) -> Callable[[], None]:
+    """Call ``on_gone`` as soon as the client hangs up; return the function that stops watching.
+
+    While Ollama is silent (a model loading, thinking unseen), a client that
+    left is only noticed at the next write. Under gevent a greenlet can wait on
+    the client's socket instead: a peek returns b"" the moment the peer closes,
+    and costs nothing until then. Elsewhere (tests, other workers) nothing is
+    watched.
+    """
+    sock = environ.get("gunicorn.socket")
+    if sock is None or not _gevent_active():
+        return lambda: None
+    import gevent
+
+    def watch() -> None:
+        try:
+            gone = sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            gone = True
+        if gone:
+            on_gone()
+
+    watcher = gevent.spawn(watch)
+    # Gone before returning: gunicorn reads the next request from this socket
+    # next, and gevent allows one reader per socket.
+    return lambda: watcher.kill(block=True, timeout=1)
+
+
+def _gevent_active() -> bool:
+    try:
+        from gevent import monkey
+    except ImportError:
+        return False
+    return monkey.is_module_patched("socket")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
 from collections.abc import Iterable, Iterator
 
 import requests
@@ -47,13 +49,23 @@ def downstream_headers(upstream: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 class UpstreamResponse:
-    """An open answer from Ollama; iterate or read it, and always close it."""
+    """An open answer from Ollama; iterate or read it, and always close it.
 
-    def __init__(self, response: requests.Response, describe: str):
+    ``waited`` is how long Ollama took to start answering; ``busy`` adds the
+    time spent reading the body, for the Server-Timing header.
+    """
+
+    def __init__(self, response: requests.Response, describe: str, waited: float, idle_timeout: float):
         self._response = response
         self._describe = describe
+        self._idle_timeout = idle_timeout
         self.status = response.status_code
         self.headers = response.headers
+        self.waited = self.busy = waited
+        self._socket = _socket_of(response)
+        if self._socket is not None:
+            # From here on each read waits for the next piece of a started answer.
+            self._socket.settimeout(idle_timeout)
 
     @property
     def is_ndjson(self) -> bool:
@@ -69,13 +81,18 @@ class UpstreamResponse:
                 while piece := raw.read1(READ_PIECE, decode_content=False):
                     yield piece
         except urllib3.exceptions.ReadTimeoutError:
-            raise UpstreamTimeout(f"{self._describe} stopped sending mid-answer") from None
+            raise UpstreamTimeout(f"{self._describe} sent nothing for {self._idle_timeout:g}s "
+                                  "mid-answer (service.stream_idle_timeout)") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise UpstreamUnavailable(f"connection to {self._describe} lost mid-answer: {_reason(exc)}") from None
 
     def read(self) -> bytes:
         """Return the whole body."""
-        return b"".join(self.iter_bytes())
+        started = time.perf_counter()
+        try:
+            return b"".join(self.iter_bytes())
+        finally:
+            self.busy += time.perf_counter() - started
 
     def iter_chunks(self) -> Iterator[dict]:
         """Yield each NDJSON line of a stream as a dict, as soon as it is complete."""
@@ -108,6 +125,14 @@ class UpstreamResponse:
             raise UpstreamError(f"{self._describe} sent JSON that is not an object")
         return value
 
+    def abort(self) -> None:
+        """Drop the connection from any greenlet: the reader sees the end, Ollama sees us go."""
+        if self._socket is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
+
     def close(self) -> None:
         # Closing (not releasing) drops the connection: Ollama sees the client go and
         # stops generating, instead of the pool draining the rest of the answer.
@@ -118,6 +143,16 @@ class UpstreamResponse:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _socket_of(response: requests.Response) -> socket.socket | None:
+    """Return the socket an answer is read from.
+
+    Taken from the response's reader, not the pooled connection: http.client
+    hands the socket over to the response when the server says Connection: close.
+    """
+    reader = getattr(response.raw._fp, "fp", None)  # http.client's buffered reader over a SocketIO
+    return getattr(getattr(reader, "raw", None), "_sock", None)
 
 
 _KNOWN_CAUSES = ("Connection refused", "Connection reset by peer", "Connection aborted", "Broken pipe",
@@ -164,6 +199,7 @@ class OllamaBackend:
         """Send a request and return the open answer once its headers are in."""
         url = self.base_url + path + (f"?{query}" if query else "")
         timeout = timeout or (self.settings.connect_timeout, self.settings.read_timeout)
+        started = time.perf_counter()
         try:
             response = self.session().request(method, url, data=body, headers=headers,
                                               stream=True, timeout=timeout, allow_redirects=False)
@@ -171,10 +207,12 @@ class OllamaBackend:
             raise UpstreamTimeout(f"{self.describe} did not accept a connection within "
                                   f"{timeout[0]:g}s") from None
         except requests.exceptions.ReadTimeout:
-            raise UpstreamTimeout(f"{self.describe} did not answer within {timeout[1]:g}s") from None
+            raise UpstreamTimeout(f"{self.describe} did not answer within {timeout[1]:g}s "
+                                  "(service.read_timeout)") from None
         except requests.exceptions.RequestException as exc:
             raise UpstreamUnavailable(f"cannot reach {self.describe}: {_reason(exc)}") from None
-        return UpstreamResponse(response, self.describe)
+        return UpstreamResponse(response, self.describe, time.perf_counter() - started,
+                                self.settings.stream_idle_timeout)
 
     def post_json(self, path: str, body: dict) -> UpstreamResponse:
         """POST a JSON body; return the open answer, or raise Ollama's error."""

@@ -19,7 +19,7 @@ from ollama_proxy.errors import InvalidRequest
 from ollama_proxy.logs import note_model
 from ollama_proxy.schemas.loading import load, parse_json_object
 from ollama_proxy.schemas.ollama import BODY_SCHEMAS
-from ollama_proxy.streaming import STREAM_HEADERS, ClosingStream, ndjson_relay
+from ollama_proxy.streaming import STREAM_HEADERS, ClosingStream, ndjson_relay, watch_client
 
 bp = Blueprint("native", __name__)
 log = logging.getLogger(__name__)
@@ -37,7 +37,9 @@ def relay(upstream: UpstreamResponse) -> Response:
         log.warning("%s answered %d to %s %s", backend().describe, upstream.status, request.method, request.path)
     if upstream.is_ndjson and request.method != "HEAD":
         on_error = partial(_log_stream_failure, f"{request.method} {request.path}")
-        stream = ClosingStream(ndjson_relay(upstream.iter_bytes(), on_error), upstream.close)
+        stop_watching = watch_client(request.environ, upstream.abort)
+        stream = ClosingStream(ndjson_relay(upstream.iter_bytes(), on_error),
+                               lambda: (stop_watching(), upstream.close()))
         return Response(stream, upstream.status, {**headers, **STREAM_HEADERS}, direct_passthrough=True)
     with upstream:
         body = upstream.read()

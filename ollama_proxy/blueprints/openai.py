@@ -10,8 +10,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from ollama_proxy.blueprints.relay import (
+    Upstreams,
     backend,
-    closer,
     generate,
     new_id,
     now,
@@ -37,7 +37,7 @@ def _stream(path: str, ollama_body: dict, converters: list, usage_frame: dict | 
             return [SSE_DONE]
         usage_frame["usage"] = oa.sum_usage([c.usage for c in converters])
         return [sse_event(usage_frame), SSE_DONE]
-    return sse_response([u.iter_chunks() for u in upstreams], converters, sse_event, closer(upstreams),
+    return sse_response([u.iter_chunks() for u in upstreams], converters, sse_event, Upstreams(upstreams),
                         trailer=trailer)
 
 

@@ -22,7 +22,15 @@ from ollama_proxy.backends.image_fetcher import resolve_image_urls
 from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse
 from ollama_proxy.logs import note_model
 from ollama_proxy.schemas.loading import load, parse_json_object
-from ollama_proxy.streaming import STREAM_HEADERS, ClosingStream, converted, interleave, with_heartbeat
+from ollama_proxy.streaming import (
+    STREAM_HEADERS,
+    ClosingStream,
+    converted,
+    interleave,
+    watch_client,
+    with_heartbeat,
+)
+from ollama_proxy.translate.ollama import fold_chunks
 
 log = logging.getLogger(__name__)
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", **STREAM_HEADERS}
@@ -64,13 +72,15 @@ def in_parallel(task: Callable[[int], object], n: int) -> list:
 
 
 def generate(path: str, ollama_body: dict, n: int = 1) -> list[dict]:
-    """Return n whole Ollama answers."""
-    server = backend()  # the side threads have no app context
-
-    def one(_: int) -> dict:
-        with server.post_json(path, {**ollama_body, "stream": False}) as upstream:
-            return upstream.json()
-    return in_parallel(one, n)
+    """Return n whole Ollama answers, folded from streams a leaving client can close."""
+    upstreams = open_streams(path, ollama_body, n)
+    group = Upstreams(upstreams)
+    stop_watching = watch_client(request.environ, group.abort)
+    try:
+        return in_parallel(lambda i: fold_chunks(list(upstreams[i].iter_chunks())), n)
+    finally:
+        stop_watching()
+        group.close()
 
 
 def open_streams(path: str, ollama_body: dict, n: int = 1) -> list[UpstreamResponse]:
@@ -90,22 +100,41 @@ def open_streams(path: str, ollama_body: dict, n: int = 1) -> list[UpstreamRespo
         raise
 
 
-def closer(upstreams: list[UpstreamResponse]) -> Callable[[], None]:
-    def close_all() -> None:
-        for upstream in upstreams:
-            upstream.close()
-    return close_all
+class Upstreams:
+    """The upstream answers behind one client response, closed or aborted together.
+
+    ``abort`` is what the client watcher calls (from its own greenlet): it drops
+    the connections, and the greenlet reading them ends as at any upstream
+    failure. ``close`` is for the end of the response. An answer still being
+    opened (``pending``) gets the same treatment as soon as it opens.
+    """
+
+    def __init__(self, opened: list[UpstreamResponse] = (), pending: Future | None = None):
+        self.opened = list(opened)
+        self.pending = pending
+
+    def close(self) -> None:
+        self._each(UpstreamResponse.close)
+
+    def abort(self) -> None:
+        self._each(UpstreamResponse.abort)
+
+    def _each(self, action: Callable[[UpstreamResponse], None]) -> None:
+        for upstream in self.opened:
+            action(upstream)
+        if self.pending is not None:
+            self.pending.add_done_callback(lambda done: done.exception() is None and action(done.result()))
 
 
 def sse_response(sources: list[Iterator[dict]], converters: list, encode: Callable[[object], bytes],
-                 close: Callable[[], None], *, trailer: Callable[[], list[bytes]] = list,
+                 upstreams: Upstreams, *, trailer: Callable[[], list[bytes]] = list,
                  heartbeat: float | None = None) -> Response:
     """Stream the converters' frames for their chunk sources as SSE.
 
-    ``encode`` frames one converter output; ``close`` runs when the response
-    closes (the end, or the client gone), to close the upstreams; ``trailer``
-    returns the bytes sent after every converter is done; with ``heartbeat``,
-    a converter is asked for a ``ping`` whenever its source is silent that long.
+    ``encode`` frames one converter output; ``upstreams`` are closed when the
+    response closes and aborted when the client hangs up; ``trailer`` returns
+    the bytes sent after every converter is done; with ``heartbeat``, a
+    converter is asked for a ``ping`` whenever its source is silent that long.
     """
     on_error = partial(_log_stream_failure, f"{request.method} {request.path}")
     if heartbeat:
@@ -116,7 +145,9 @@ def sse_response(sources: list[Iterator[dict]], converters: list, encode: Callab
         for frame in interleave(frames_of):
             yield encode(frame)
         yield from trailer()
-    return Response(ClosingStream(frames(), close), 200, SSE_HEADERS, direct_passthrough=True)
+    stop_watching = watch_client(request.environ, upstreams.abort)
+    return Response(ClosingStream(frames(), lambda: (stop_watching(), upstreams.close())), 200, SSE_HEADERS,
+                    direct_passthrough=True)
 
 
 def relay_stream(path: str, ollama_body: dict, converter, encode: Callable[[object], bytes],
@@ -135,18 +166,13 @@ def relay_stream(path: str, ollama_body: dict, converter, encode: Callable[[obje
     try:
         upstream = pending.result(timeout=heartbeat)
     except TimeoutError:
-        return sse_response([_late_chunks(pending)], [converter], encode, partial(_close_late, pending),
+        return sse_response([_late_chunks(pending)], [converter], encode, Upstreams(pending=pending),
                             heartbeat=heartbeat)
-    return sse_response([upstream.iter_chunks()], [converter], encode, upstream.close, heartbeat=heartbeat)
+    return sse_response([upstream.iter_chunks()], [converter], encode, Upstreams([upstream]), heartbeat=heartbeat)
 
 
 def _late_chunks(pending: Future) -> Iterator[dict]:
     yield from pending.result().iter_chunks()
-
-
-def _close_late(pending: Future) -> None:
-    # Runs now if Ollama has answered, else as soon as it does.
-    pending.add_done_callback(lambda done: done.exception() is None and done.result().close())
 
 
 def _log_stream_failure(described: str, error: Exception) -> None:

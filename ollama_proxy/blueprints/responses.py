@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ollama_proxy.blueprints.relay import generate, new_id, now, open_streams, prepare, read_body, sse_response
+from ollama_proxy.blueprints.relay import (
+    Upstreams,
+    generate,
+    new_id,
+    now,
+    open_streams,
+    prepare,
+    read_body,
+    sse_response,
+)
 from ollama_proxy.schemas.openai import ResponsesRequest
 from ollama_proxy.streaming import sse_event
 from ollama_proxy.translate import responses as rs
@@ -29,7 +38,7 @@ def create_response() -> Response:
     if ollama_body.get("stream"):
         converter = rs.ResponsesStreamConverter(response_id, created_at, model, new_id=new_id, request=body)
         upstream = open_streams("/api/chat", ollama_body)[0]
-        return sse_response([upstream.iter_chunks()], [converter], _encode, upstream.close)
+        return sse_response([upstream.iter_chunks()], [converter], _encode, Upstreams([upstream]))
     answer = generate("/api/chat", ollama_body)[0]
     return jsonify(rs.to_responses_response(answer, response_id=response_id, created_at=created_at, model=model,
                                             new_id=new_id, request=body))

@@ -32,7 +32,8 @@ def test_create(client, fake):
     assert (message.usage.input_tokens, message.usage.output_tokens) == (3, 3)
     sent = fake.last("/api/chat").json
     assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
-    assert sent["options"]["num_predict"] == 64 and sent["stream"] is False
+    assert sent["options"]["num_predict"] == 64
+    assert sent["stream"] is True  # asked as a stream and folded: a leaving client can close it
     assert "authorization" not in fake.last("/api/chat").headers and "x-api-key" not in fake.last("/api/chat").headers
 
 

@@ -281,6 +281,8 @@ def test_upstream_slow_beyond_read_timeout_is_504(start_proxy, fake):
     assert answer.status_code == 504
     assert "did not answer within 1s" in answer.json()["error"]
     assert time.monotonic() - started < 2.5
+    # Let the fake finish the abandoned request, so it does not land in the next test.
+    fake.wait_for(lambda: fake.streams and fake.streams[-1].closed_at is not None, timeout=10)
 
 
 def test_upstream_refused_is_502_and_health_says_so(start_proxy):
@@ -318,6 +320,21 @@ def test_client_leaving_mid_stream_closes_the_upstream(proxy, fake):
           f"after {stream.chunks_sent} of 401 chunks")
     assert stream.aborted and not stream.completed
     assert stream.closed_at - left < 1.0
+
+
+def test_client_leaving_while_ollama_is_silent_closes_the_upstream(proxy, fake):
+    fake.script("llama3.2:latest", reply="a b c d", stall_after=2, stall_seconds=20)
+    sock = _open_raw_stream(proxy, "/api/chat", {"model": "llama3.2", "messages": HELLO})
+    received = b""
+    while received.count(b'"done":false') < 2:
+        received += sock.recv(65536)
+    time.sleep(0.3)  # Ollama is silent now: no write will tell the proxy the client left
+    sock.close()
+    left = time.monotonic()
+    fake.wait_for(lambda: fake.streams[-1].closed_at is not None, timeout=5)
+    print(f"silent upstream closed {fake.streams[-1].closed_at - left:.3f}s after the client left")
+    assert fake.streams[-1].aborted
+    assert fake.streams[-1].closed_at - left < 1.0
 
 
 def test_access_log_names_the_token_never_the_secret(proxy, fake):

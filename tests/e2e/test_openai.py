@@ -53,7 +53,8 @@ def test_chat_non_stream(client, fake):
     assert answer.choices[0].finish_reason == "stop"
     assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (1, 3)
     sent = fake.last("/api/chat").json
-    assert sent["stream"] is False and sent["messages"] == [{"role": "user", "content": "hello"}]
+    assert sent["stream"] is True  # asked as a stream and folded: a leaving client can close it
+    assert sent["messages"] == [{"role": "user", "content": "hello"}]
     assert "options" not in sent  # no invented defaults (Ollama's own layer forces temperature 1.0)
 
 
@@ -208,6 +209,18 @@ def test_image_url_to_a_private_address_is_refused(client, fake, url):
             {"type": "image_url", "image_url": {"url": url}}]}])
     assert "private or local address" in caught.value.message
     assert fake.requests == []
+
+
+def test_client_giving_up_on_a_whole_answer_stops_the_generation(proxy, fake):
+    import time
+
+    fake.script("llama3.2:latest", reply="a b c d", stall_after=1, stall_seconds=20)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.post(proxy.url + "/v1/chat/completions", timeout=1, headers={"Authorization": f"Bearer {GENERATE}"},
+                      json={"model": "llama3.2", "messages": HELLO})
+    left = time.monotonic()
+    fake.wait_for(lambda: fake.streams and fake.streams[-1].closed_at is not None, timeout=5)
+    assert fake.streams[-1].aborted and fake.streams[-1].closed_at - left < 1.0
 
 
 def test_json_schema_becomes_the_ollama_format(client, fake):

@@ -17,6 +17,7 @@ import json
 import math
 import random
 import re
+import select
 import socket
 import threading
 import time
@@ -73,6 +74,8 @@ class Behavior:
     error_after: int | None = None  # after N chunks, send {"error": ...} and end the stream
     error_message: str = "an error was encountered while running the model"
     bad_line_after: int | None = None  # after N chunks, send a line that is not JSON
+    stall_after: int | None = None  # after N chunks, send nothing for stall_seconds, then go on
+    stall_seconds: float = 0.0
     status: int | None = None  # answer at once with this status and {"error": error}
     error: str = "internal error"
     embedding_dims: int = 8
@@ -610,6 +613,9 @@ class FakeOllama:
                 if index == behavior.bad_line_after:
                     yield NOT_JSON_LINE
                     record.chunks_sent += 1
+                if index == behavior.stall_after and self._peer_leaves_within(sock, behavior.stall_seconds):
+                    record.aborted = True  # Ollama cancels a request whose client went away
+                    return
                 yield _ndjson_line(event)
                 record.chunks_sent += 1
             record.completed = True
@@ -635,6 +641,15 @@ class FakeOllama:
     def _pause(self, seconds: float) -> None:
         """Sleep for seconds, or less if the fake is stopping."""
         self._stopping.wait(seconds)
+
+    def _peer_leaves_within(self, sock: socket.socket, seconds: float) -> bool:
+        """Wait up to seconds; say whether the client hung up meanwhile, as Go's server notices."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and not self._stopping.is_set():
+            readable, _, _ = select.select([sock], [], [], min(left, 0.05))
+            if readable and sock.recv(1, socket.MSG_PEEK) == b"":
+                return True
+        return False
 
 
 # Requests
