@@ -60,7 +60,7 @@ class AccessRecord:
             "client": self.client,
             "aborted": not self.completed,
         }
-        return json.dumps(entry, ensure_ascii=False)
+        return json.dumps(entry)  # ASCII: a lone surrogate from a client cannot break the line
 
 
 class _LoggedBody:

@@ -3,6 +3,7 @@
 # Arguments go to pytest, e.g.: scripts/test.sh tests/unit -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/install-test-services.sh  # nginx, systemd-analyze, logrotate for the deploy tests
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e '.[test]'

@@ -216,7 +216,8 @@ class OllamaBackend:
 
     def post_json(self, path: str, body: dict) -> UpstreamResponse:
         """POST a JSON body; return the open answer, or raise Ollama's error."""
-        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        # ASCII escapes: a lone surrogate from the client stays valid JSON instead of failing to encode.
+        data = json.dumps(body, separators=(",", ":")).encode()
         upstream = self.open("POST", path, body=data, headers={"Content-Type": "application/json"})
         upstream.raise_for_error()
         return upstream

@@ -9,21 +9,22 @@ status instead of a truncated body.
 from __future__ import annotations
 
 import logging
+import re
 from functools import partial
-from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, request
 
 from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse, downstream_headers, upstream_headers
 from ollama_proxy.errors import InvalidRequest
 from ollama_proxy.logs import note_model
-from ollama_proxy.schemas.loading import load, parse_json_object
+from ollama_proxy.schemas.loading import load, parse_json_object, read_json_body
 from ollama_proxy.schemas.ollama import BODY_SCHEMAS
 from ollama_proxy.streaming import STREAM_HEADERS, ClosingStream, ndjson_relay, watch_client
 
 bp = Blueprint("native", __name__)
 log = logging.getLogger(__name__)
 UPLOAD_PIECE = 1024 * 1024
+_DIGEST = re.compile(r"sha256[:-][0-9a-fA-F]{64}")  # what Ollama itself accepts
 
 
 def backend() -> OllamaBackend:
@@ -67,7 +68,7 @@ def forward_plain() -> Response:
 
 def forward_checked() -> Response:
     """Check a JSON body against its endpoint's schema, then forward its bytes as they came."""
-    raw = request.get_data()
+    raw = read_json_body(request)
     data = load(BODY_SCHEMAS[request.path], parse_json_object(raw))
     note_model(data.get("model") or data.get("name") or data.get("source"))
     return _forward(raw)
@@ -82,7 +83,7 @@ class _Upload:
 
     def __len__(self) -> int:
         # A known length lets requests send Content-Length instead of chunking.
-        return self._length or 0
+        return self._length
 
     def __iter__(self):
         while True:
@@ -99,11 +100,15 @@ class _Upload:
 @bp.route("/api/blobs/<path:digest>", methods=["HEAD", "POST"])
 def blob(digest: str) -> Response:
     """Check for, or stream in, a model blob."""
-    path = "/api/blobs/" + quote(digest, safe=":")
+    if not _DIGEST.fullmatch(digest):
+        raise InvalidRequest(f"not a blob digest: {digest[:80]!r} (expected sha256:<64 hex digits>)")
+    path = "/api/blobs/" + digest
     headers = upstream_headers(request.headers.items())
     if request.method == "POST":
         request.max_content_length = current_app.config["SETTINGS"].limits.max_blob_bytes
-        body = _Upload(request.stream, request.content_length)
+        upload = _Upload(request.stream, request.content_length)
+        # Without a known length, a plain iterator makes requests send it chunked.
+        body = upload if request.content_length is not None else iter(upload)
         return relay(backend().open("POST", path, body=body, headers=headers))
     return relay(backend().open("HEAD", path, headers=headers))
 

@@ -21,7 +21,7 @@ from marshmallow import Schema
 from ollama_proxy.backends.image_fetcher import resolve_image_urls
 from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse
 from ollama_proxy.logs import note_model
-from ollama_proxy.schemas.loading import load, parse_json_object
+from ollama_proxy.schemas.loading import load, parse_json_object, read_json_body
 from ollama_proxy.streaming import (
     STREAM_HEADERS,
     ClosingStream,
@@ -51,7 +51,7 @@ def backend() -> OllamaBackend:
 
 def read_body(schema: Schema) -> dict:
     """Parse and check the request body, and note its model for the access log."""
-    body = load(schema, parse_json_object(request.get_data()))
+    body = load(schema, parse_json_object(read_json_body(request)))
     note_model(body["model"])
     return body
 

@@ -6,7 +6,17 @@ import json
 
 from marshmallow import Schema, ValidationError
 
-from ollama_proxy.errors import InvalidRequest
+from ollama_proxy.errors import InvalidRequest, PayloadTooLarge
+
+
+def read_json_body(request) -> bytes:
+    """Return the request body, refusing one over the limit even when it came without a length."""
+    raw = request.get_data()
+    limit = request.max_content_length
+    # Werkzeug stops reading a chunked body at the limit without saying so.
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        raise PayloadTooLarge(f"the request body is larger than the limit ({limit} bytes)")
+    return raw
 
 
 def parse_json_object(raw: bytes) -> dict:
@@ -14,15 +24,31 @@ def parse_json_object(raw: bytes) -> dict:
     if not raw.strip():
         raise InvalidRequest("the request body is empty: a JSON object is required")
     try:
-        body = json.loads(raw.decode("utf-8"))
+        body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
     except UnicodeDecodeError:
         raise InvalidRequest("the request body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} "
                              f"column {exc.colno}") from None
+    except RecursionError:
+        raise InvalidRequest("the request body is nested too deeply") from None
+    except ValueError as exc:  # an integer of thousands of digits, NaN, Infinity
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
     return body
+
+
+def _refuse_constant(name: str):
+    # Python's json accepts NaN and Infinity; JSON (and Ollama) does not.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text[:20]} is too large for a JSON number")
+    return value
 
 
 def field_path(messages, prefix: str = "") -> tuple[str, str]:

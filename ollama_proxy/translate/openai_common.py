@@ -27,6 +27,10 @@ OPTION_FIELDS = frozenset({*_SAME_NAME_OPTIONS, "seed", "stop", "max_tokens",
                            "max_completion_tokens", "num_ctx", "options"})
 
 
+#: OpenAI's own bound on ``n``: each choice is a whole generation on the GPU.
+MAX_CHOICES = 128
+
+
 @dataclass(frozen=True)
 class GatewaySettings:
     """What the gateway itself does with a request, beyond the Ollama body."""
@@ -44,8 +48,8 @@ def gateway_settings(body: dict) -> GatewaySettings:
     n = body.get("n")
     if n is None:
         n = 1
-    elif not _is_int(n) or n < 1:
-        raise InvalidRequest("n must be an integer of at least 1", param="n")
+    elif not _is_int(n) or not 1 <= n <= MAX_CHOICES:
+        raise InvalidRequest(f"n must be an integer from 1 to {MAX_CHOICES}", param="n")
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):
         raise InvalidRequest("stream_options must be an object", param="stream_options")

@@ -89,6 +89,6 @@ def wait_until_listening(url: str, process: subprocess.Popen | None, timeout: fl
         try:
             requests.get(url + "/health", timeout=1).close()
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
     raise RuntimeError(f"server at {url} did not start within {timeout}s")

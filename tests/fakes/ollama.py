@@ -658,9 +658,20 @@ class FakeOllama:
 def _parse_json(body: bytes) -> Any:
     """Return the parsed JSON body, or None if it is not JSON."""
     try:
-        return json.loads(body)
+        return _go_strings(json.loads(body))
     except ValueError:
         return None
+
+
+def _go_strings(value: Any) -> Any:
+    """Replace lone surrogates by U+FFFD, as Go's encoding/json decodes them."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_go_strings(item) for item in value]
+    if isinstance(value, dict):
+        return {_go_strings(k): _go_strings(v) for k, v in value.items()}
+    return value
 
 
 def _object(recorded: Recorded) -> dict:

@@ -1,0 +1,1 @@
+"""Benchmarks of the proxy against a fast fake Ollama: ``python -m bench.run [--quick]``."""

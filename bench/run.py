@@ -1,0 +1,252 @@
+"""Run every benchmark scenario, straight to the fake upstream and through the proxy: ``python -m bench.run``.
+
+Prints one table: each figure measured direct and via the proxy in the same
+run, what the proxy adds (or the ratio), and whether the issue's target is met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from bench import procstat, translation
+from bench.load import Job, raise_open_files_limit
+from bench.measure import Run, percentile, run
+from bench.servers import ROOT, TOKEN, fake_upstream, proxy
+
+CHAT = [{"role": "user", "content": "Why is the sky blue?"}]
+MS, MB = 1e3, 1024 ** 2
+# The first-chunk request of each surface: one chunk (num_predict 1), streamed.
+SURFACES = {
+    "native /api/chat": ("/api/chat", {"model": "bench", "messages": CHAT, "options": {"num_predict": 1}}),
+    "OpenAI /v1/chat/completions": ("/v1/chat/completions",
+                                    {"model": "bench", "messages": CHAT, "max_tokens": 1, "stream": True}),
+    "Anthropic /v1/messages": ("/v1/messages", {"model": "bench", "messages": CHAT, "max_tokens": 1,
+                                                "stream": True}),
+    "Responses /v1/responses": ("/v1/responses", {"model": "bench", "input": "Why is the sky blue?",
+                                                  "max_output_tokens": 1, "stream": True}),
+}
+
+
+@dataclass
+class Row:
+    """One line of the table. ``target`` is (column, "≤" or "≥", limit): met when that column is so."""
+
+    scenario: str
+    metric: str
+    direct: float | None
+    proxy: float | None
+    compare: str = "added"  # "added", "ratio" or "" (nothing to compare)
+    target: tuple[str, str, float] | None = None
+
+    def added(self) -> float | None:
+        if self.direct is None or self.proxy is None or self.compare != "added":
+            return None
+        return self.proxy - self.direct
+
+    def ratio(self) -> float | None:
+        if self.direct is None or self.proxy is None or not self.direct or not self.compare:
+            return None
+        return self.proxy / self.direct
+
+    def verdict(self) -> str:
+        """Say whether the target is met ("" when the row has none)."""
+        if self.target is None:
+            return ""
+        column, sign, limit = self.target
+        value = self.added() if column == "added" else self.proxy
+        met = value is not None and not math.isnan(value) and (value <= limit if sign == "≤" else value >= limit)
+        return f"{column} {sign} {limit:g}: {'met' if met else 'NOT MET'}"
+
+
+@dataclass
+class Setup:
+    """The servers under test and how hard to drive them."""
+
+    upstream_port: int
+    proxy_port: int
+    parties: dict[str, list[int]]
+    quick: bool
+    drivers: int
+    streams: int
+    stream_seconds: float
+    rate: float
+
+    def job(self, port: int, path: str, body: dict, **options) -> Job:
+        return Job(port, path, body, headers={"Authorization": f"Bearer {TOKEN}"}, **options)
+
+    def both(self, path: str, body: dict, **options) -> tuple[Run, Run]:
+        """Run the same load straight to the upstream, then through the proxy."""
+        direct = run([self.job(self.upstream_port, path, body, **options)], self.parties)
+        time.sleep(0.5)
+        via = run([self.job(self.proxy_port, path, body, **options)], self.parties)
+        time.sleep(0.5)
+        return direct, via
+
+
+def latency_rows(setup: Setup) -> list[Row]:
+    """Scenario 1: whole (non-stream) chat answers, back to back, at concurrency 1, 16 and 64."""
+    seconds = 2.0 if setup.quick else 10.0
+    body = {"model": "bench", "messages": CHAT, "stream": False}
+    rows, failed = [], [0, 0]
+    for concurrency in (1, 16, 64):
+        direct, via = setup.both("/api/chat", body, connections=concurrency, duration=seconds)
+        name = f"1. request latency, c={concurrency}"
+        limits = (1.0, 5.0) if concurrency == 1 else (None, None)
+        for label, fraction, limit in (("p50", 0.5, limits[0]), ("p99", 0.99, limits[1])):
+            rows.append(Row(name, f"latency {label}, ms", percentile(direct.results.latencies, fraction) * MS,
+                            percentile(via.results.latencies, fraction) * MS,
+                            target=("added", "≤", limit) if limit else None))
+        if concurrency > 1:
+            rows.append(Row(name, "requests/s", direct.results.completed / direct.wall,
+                            via.results.completed / via.wall, "ratio"))
+        failed = [failed[0] + direct.results.failed, failed[1] + via.results.failed]
+    rows.append(Row("1. request latency", "failed requests, all c", *failed, "", target=("proxy", "≤", 0)))
+    return rows + cost_rows("1. request latency, c=64", direct, via)
+
+
+def cost_rows(name: str, direct: Run, via: Run) -> list[Row]:
+    """Return each party's CPU during a pair of runs, in % of one core (200 % is both cores of two)."""
+    return [Row(name, f"{party} CPU, % of a core", None if party == "proxy" else direct.cores(party) * 100,
+                via.cores(party) * 100, "") for party in ("proxy", "upstream", "driver", "others")]
+
+
+def stream_rows(setup: Setup) -> list[Row]:
+    """Scenario 2: many long streams at once; every chunk's delay, the proxy's memory and CPU."""
+    count = int(setup.rate * setup.stream_seconds)
+    body = {"model": "bench", "messages": CHAT, "options": {"num_predict": count}}
+    share = -(-setup.streams // setup.drivers)
+    options = dict(duration=setup.stream_seconds, repeat=False, ramp=setup.stream_seconds / 6, stamps=count)
+    runs = []
+    for port in (setup.upstream_port, setup.proxy_port):
+        jobs = [setup.job(port, "/api/chat", body, connections=min(share, setup.streams - i * share), **options)
+                for i in range(setup.drivers)]
+        runs.append(run(jobs, setup.parties))
+        time.sleep(0.5)
+    direct, via = runs
+    name = f"2. {setup.streams} streams × {setup.rate:g}/s × {setup.stream_seconds:g}s"
+    per_chunk = [run.cpu[party] / max(1, len(run.results.delays)) * 1e6
+                 for run, party in ((direct, "upstream"), (via, "proxy"))]
+    return [Row(name, "streams complete", direct.results.completed, via.results.completed, "",
+                target=("proxy", "≥", setup.streams)),
+            *delay_rows(name, direct, via),
+            Row(name, "proxy RSS max, MB", None, via.proxy_rss_max / MB, "", target=("proxy", "≤", 300)),
+            Row(name, "CPU per chunk (direct: the upstream), µs", *per_chunk, ""),
+            *cost_rows(name, direct, via)]
+
+
+def delay_rows(name: str, direct: Run, via: Run) -> list[Row]:
+    """Return the chunk delays of a stream run: over every chunk, and while every stream is open."""
+    rows = []
+    for which, label, stats in (("delays", "all chunks", ("p50", "p99", "max")),
+                                ("steady_delays", "all streams open", ("p50", "p99"))):
+        for stat in stats:
+            fraction = {"p50": 0.5, "p99": 0.99, "max": 1.0}[stat]
+            rows.append(Row(name, f"chunk delay {stat} ({label}), ms",
+                            percentile(getattr(direct.results, which), fraction) * MS,
+                            percentile(getattr(via.results, which), fraction) * MS,
+                            target=("added", "≤", 5.0) if stat == "p99" else None))
+    return rows
+
+
+def first_chunk_rows(setup: Setup) -> list[Row]:
+    """Scenario 3: time to the first chunk of a stream, one request at a time, on each surface."""
+    seconds = 2.0 if setup.quick else 5.0
+    path, body = SURFACES["native /api/chat"]
+    direct = run([setup.job(setup.upstream_port, path, body, duration=seconds, stamps=1)], setup.parties)
+    rows = []
+    for surface, (path, body) in SURFACES.items():
+        via = run([setup.job(setup.proxy_port, path, body, duration=seconds, stamps=1)], setup.parties)
+        name = f"3. first chunk, {surface}"
+        native = surface.startswith("native")
+        for label, fraction, limit in (("p50", 0.5, 2.0), ("p99", 0.99, None)):
+            rows.append(Row(name, f"time to first chunk {label}, ms", percentile(direct.results.first_chunks,
+                            fraction) * MS, percentile(via.results.first_chunks, fraction) * MS,
+                            target=("added", "≤", limit) if limit and native else None))
+        if via.results.failed:
+            rows.append(Row(name, "failed requests", direct.results.failed, via.results.failed, "",
+                            target=("proxy", "≤", 0)))
+    return rows
+
+
+def translation_rows(setup: Setup) -> list[Row]:
+    """Scenario 4: CPU per chunk of each surface's stream handling, timed in this process."""
+    costs = translation.measure(2.0 if setup.quick else 10.0)
+    return [Row("4. CPU per chunk (in process)", f"{surface}, µs", None, cost, "") for surface, cost in costs.items()]
+
+
+def number(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int) or abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def table(rows: list[Row]) -> str:
+    """Return the rows as a Markdown table."""
+    lines = ["| scenario | metric | direct | via proxy | added | ratio | target |", "|---|---|--:|--:|--:|--:|---|"]
+    for row in rows:
+        ratio = row.ratio()
+        lines.append(f"| {row.scenario} | {row.metric} | {number(row.direct)} | {number(row.proxy)} | "
+                     f"{number(row.added())} | {'-' if ratio is None else f'×{ratio:.2f}'} | {row.verdict()} |")
+    return "\n".join(lines)
+
+
+def code_version() -> str:
+    """Return the commit under test, and whether the working tree differs from it."""
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return f"{git('rev-parse', '--short', 'HEAD')}{' + uncommitted changes' if git('status', '--porcelain') else ''}"
+
+
+def header(args: argparse.Namespace) -> str:
+    """Describe the machine, the date and the settings of this run."""
+    facts = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), **procstat.machine(),
+             "python": platform.python_version(), "code": code_version(), "proxy workers": str(args.workers),
+             "driver processes": str(args.drivers), "mode": "quick" if args.quick else "full"}
+    return "\n".join(f"- {name}: {value}" for name, value in facts.items())
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Read the command line; fill in the stream defaults of a full or a quick run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: short runs, 100 streams for 5 s")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of the proxy")
+    parser.add_argument("--drivers", type=int, default=1, help="load driver processes for the stream scenario")
+    parser.add_argument("--streams", type=int, help="concurrent streams (default 1000, quick 100)")
+    parser.add_argument("--stream-seconds", type=float, help="length of each stream (default 30, quick 5)")
+    parser.add_argument("--rate", type=float, default=20.0, help="chunks a second in each stream")
+    parser.add_argument("--only", help="run only these scenarios, e.g. 13 (4 needs no servers)")
+    args = parser.parse_args(argv)
+    args.streams = args.streams or (100 if args.quick else 1000)
+    args.stream_seconds = args.stream_seconds or (5.0 if args.quick else 30.0)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start both servers, run the chosen scenarios, print the machine and the table."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    raise_open_files_limit()  # inherited by both servers: 1,000 streams need more than 1,024 sockets
+    print(header(args), flush=True)
+    scenarios = {"1": latency_rows, "2": stream_rows, "3": first_chunk_rows, "4": translation_rows}
+    chosen = [key for key in scenarios if not args.only or key in args.only]
+    rows = []
+    with fake_upstream(args.rate) as upstream, proxy(upstream.port, args.workers) as server:
+        parties = {"proxy": procstat.tree(server.process.pid), "upstream": [upstream.pid]}
+        setup = Setup(upstream.port, server.port, parties, args.quick, args.drivers, args.streams,
+                      args.stream_seconds, args.rate)
+        for key in chosen:
+            print(f"running scenario {key} …", file=sys.stderr, flush=True)
+            rows += scenarios[key](setup)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,413 @@
+"""The deploy files at work: nginx's site in front of the real server, signals, logrotate, the unit.
+
+A real nginx (Debian's package, installed by scripts/install-test-services.sh) serves a copy
+of deploy/nginx.conf whose listen and upstream ports are rewritten to free ones; gunicorn
+runs as in production, from deploy/gunicorn.conf.py.
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from tests.e2e.conftest import MANAGE, auth, base_config
+from tests.e2e.server import ROOT, ProxyServer, die_with_parent, free_port
+
+DEPLOY = ROOT / "deploy"
+SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "x"}]}
+RELOADED_TOKEN = "reloaded-token-0123456789"
+MiB = 1024 * 1024
+
+MAIN_CONF = """\
+user {user} {group};
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log notice;
+events {{ worker_connections 512; }}
+http {{
+    access_log {dir}/access.log;
+    client_body_temp_path {dir}/client_body_temp;
+    proxy_temp_path {dir}/proxy_temp;
+    fastcgi_temp_path {dir}/fastcgi_temp;
+    uwsgi_temp_path {dir}/uwsgi_temp;
+    scgi_temp_path {dir}/scgi_temp;
+    include {dir}/site.conf;
+}}
+"""
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name, path=SBIN_PATH)
+    assert path, f"{name} is missing: scripts/install-test-services.sh installs it (needs root and apt-get)"
+    return path
+
+
+def current_user() -> tuple[str, str]:
+    return pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())
+
+
+def start_server(server: ProxyServer, timeout: float = 60.0) -> ProxyServer:
+    """Start gunicorn and wait for its /health.
+
+    ProxyServer.start gives up when the first /health takes over its 1 s read timeout; on a
+    busy machine the workers may still be importing the app then (gunicorn listens before
+    they boot), so that case is waited out here.
+    """
+    try:
+        return server.start(timeout)
+    except requests.Timeout:
+        def healthy() -> bool:
+            try:
+                return requests.get(server.url + "/health", timeout=5).status_code == 200
+            except requests.RequestException:
+                return False
+        assert wait_for(healthy, timeout), f"gunicorn did not answer within {timeout}s:\n{server.stderr()}"
+        return server
+
+
+def site_for_test(site: str, listen_port: int, upstream_port: int, log_dir: Path) -> str:
+    """Return deploy/nginx.conf listening on 127.0.0.1:listen_port, in front of upstream_port."""
+    site, upstreams = re.subn(r"server 127\.0\.0\.1:8080;", f"server 127.0.0.1:{upstream_port};", site)
+    assert upstreams == 1, "deploy/nginx.conf has no `server 127.0.0.1:8080;` upstream any more"
+    listens = re.findall(r"^[ \t]*listen[ \t][^;]*;\n", site, flags=re.MULTILINE)
+    assert listens, "deploy/nginx.conf has no listen directive"
+    site = site.replace(listens[0], f"    listen 127.0.0.1:{listen_port};\n", 1)
+    for other in listens[1:]:  # [::]:80 and the like
+        site = site.replace(other, "", 1)
+    return site.replace("/var/log/nginx/", f"{log_dir}/")
+
+
+class Nginx:
+    """A real nginx in the foreground, serving deploy/nginx.conf in front of one gunicorn."""
+
+    def __init__(self, upstream_port: int, workdir: Path):
+        self.upstream_port = upstream_port
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self._output = None
+
+    def start(self, timeout: float = 15.0) -> Nginx:
+        site = site_for_test((DEPLOY / "nginx.conf").read_text(), self.port, self.upstream_port, self.workdir)
+        (self.workdir / "site.conf").write_text(site)
+        user, group = current_user()  # as root, workers run as root and can enter the 0700 tmp dir
+        main = self.workdir / "nginx.conf"
+        main.write_text(MAIN_CONF.format(dir=self.workdir, user=user, group=group))
+        self._output = open(self.workdir / "nginx.out", "wb")
+        argv = [tool("nginx"), "-p", f"{self.workdir}/", "-e", str(self.workdir / "error.log"),
+                "-c", str(main), "-g", "daemon off;"]
+        self.process = subprocess.Popen(argv, stdout=self._output, stderr=subprocess.STDOUT,
+                                        preexec_fn=die_with_parent)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nginx exited with {self.process.returncode}:\n{self.logs()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"nginx did not listen within {timeout}s:\n{self.logs()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._output:
+            self._output.close()
+
+    def logs(self) -> str:
+        return "".join(path.read_text(errors="replace") for path in sorted(self.workdir.glob("*.log"))
+                       if path.exists()) + (self.workdir / "nginx.out").read_text(errors="replace")
+
+    def access_lines(self) -> list[str]:
+        path = self.workdir / "ollama-proxy.access.log"
+        return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.fixture(scope="module")
+def test_services():
+    """Install nginx, systemd-analyze and logrotate when missing (a no-op when they are there)."""
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "install-test-services.sh")],
+                          capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def gunicorn(fake_server, tmp_path_factory, test_services):
+    server = ProxyServer(base_config(fake_server.url), tmp_path_factory.mktemp("deploy-proxy"), workers=2)
+    try:
+        yield start_server(server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def nginx(gunicorn, tmp_path_factory):
+    front = Nginx(gunicorn.port, tmp_path_factory.mktemp("nginx"))
+    try:
+        front.start()
+        assert wait_for(lambda: requests.get(front.url + "/health", timeout=5).status_code == 200), front.logs()
+        yield front
+    finally:
+        front.stop()
+
+
+def timed_lines(url: str, body: dict) -> tuple[requests.Response, list[tuple[float, bytes]]]:
+    """POST body and return the response and each non-empty line with its arrival time."""
+    started = time.monotonic()
+    with requests.post(url, headers=auth(), json=body, stream=True, timeout=30) as answer:
+        lines = [(time.monotonic() - started, line) for line in answer.iter_lines() if line]
+    return answer, lines
+
+
+def assert_chunk_by_chunk(arrivals: list[float], delay: float, label: str) -> None:
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    print(f"{label} through nginx, arrivals (s): {[round(a, 3) for a in arrivals]}; "
+          f"gaps: {[round(g, 3) for g in gaps]}")
+    assert arrivals[0] < delay * 2, "the first chunk waited for later ones"
+    assert all(gap > delay * 0.5 for gap in gaps), "chunks were buffered together"
+
+
+def test_ndjson_stream_arrives_chunk_by_chunk_through_nginx(nginx, fake):
+    delay, count = 0.2, 6
+    fake.script("llama3.2:latest", reply=" ".join(["word"] * count), chunk_delay=delay)
+    answer, lines = timed_lines(nginx.url + "/api/chat", CHAT)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "application/x-ndjson"
+    parts = [json.loads(line) for _, line in lines]
+    assert "".join(p["message"]["content"] for p in parts) == " ".join(["word"] * count)
+    assert len(parts) == count + 1 and parts[-1]["done"]
+    assert_chunk_by_chunk([at for at, _ in lines][:count], delay, "NDJSON")
+
+
+def test_sse_stream_arrives_chunk_by_chunk_through_nginx(nginx, fake):
+    delay, count = 0.2, 6
+    fake.script("llama3.2:latest", reply=" ".join(["word"] * count), chunk_delay=delay)
+    answer, lines = timed_lines(nginx.url + "/v1/chat/completions", {**CHAT, "stream": True})
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/event-stream")
+    assert lines[-1][1] == b"data: [DONE]"
+    events = [(at, json.loads(line.removeprefix(b"data: "))) for at, line in lines[:-1]]
+    content = [(at, e["choices"][0]["delta"]["content"]) for at, e in events
+               if e["choices"] and e["choices"][0]["delta"].get("content")]
+    assert "".join(text for _, text in content) == " ".join(["word"] * count)
+    assert_chunk_by_chunk([at for at, _ in content], delay, "SSE")
+
+
+def test_blob_upload_larger_than_a_mebibyte_passes_through_nginx(nginx, fake):
+    data = bytes(range(256)) * 4096 * 3  # 3 MiB: over the JSON body limit of this proxy (1 MiB)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    answer = requests.post(f"{nginx.url}/api/blobs/{digest}", data=data, headers=auth(MANAGE), timeout=30)
+    assert answer.status_code == 201, answer.text
+    assert fake.blobs[digest] == len(data)
+
+
+def test_chunked_blob_upload_passes_through_nginx(nginx, fake):
+    """No Content-Length: Ollama's Go client sends an io.Reader (a file, for `ollama create`) this way."""
+    data = bytes(range(256)) * 4096 * 3
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    pieces = (data[i:i + MiB] for i in range(0, len(data), MiB))
+    answer = requests.post(f"{nginx.url}/api/blobs/{digest}", data=pieces, headers=auth(MANAGE), timeout=30)
+    assert answer.status_code == 201, answer.text
+    assert fake.blobs[digest] == len(data)
+
+
+def test_nginx_request_id_reaches_the_proxy_access_log(nginx, gunicorn, fake):
+    answer = requests.get(nginx.url + "/api/tags", headers={**auth(), "X-Request-Id": "chosen-by-the-client"},
+                          timeout=10)
+    assert answer.status_code == 200
+    request_id = answer.headers["X-Request-Id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id), "nginx's $request_id should replace the client's"
+    assert wait_for(lambda: any(json.loads(line)["request_id"] == request_id for line in gunicorn.access_lines()))
+    assert wait_for(lambda: any(f"request_id={request_id}" in line for line in nginx.access_lines()))
+
+
+def worker_pids(master: int) -> set[int]:
+    """Return the pids of the master's children (its gunicorn workers)."""
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master and fields[0] != "Z":
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def test_sighup_reloads_the_configuration_without_dropping_a_stream(nginx, gunicorn, fake):
+    assert requests.get(nginx.url + "/api/tags", headers=auth(RELOADED_TOKEN), timeout=10).status_code == 401
+    delay, count = 0.25, 8
+    reply = " ".join(f"w{i}" for i in range(count))
+    fake.script("llama3.2:latest", reply=reply, chunk_delay=delay)
+    config = yaml.safe_load(gunicorn.config_path.read_text())
+    config["auth"]["generate_tokens"].append(RELOADED_TOKEN)
+    old_workers = worker_pids(gunicorn.process.pid)
+    with requests.post(nginx.url + "/api/chat", headers=auth(), json=CHAT, stream=True, timeout=30) as answer:
+        lines = answer.iter_lines()
+        parts = [json.loads(next(lines))]  # the stream runs on one of the old workers
+        gunicorn.config_path.write_text(yaml.safe_dump(config))
+        gunicorn.signal(signal.SIGHUP)
+        parts += [json.loads(line) for line in lines if line]
+    assert "".join(p["message"]["content"] for p in parts) == reply
+    assert len(parts) == count + 1 and parts[-1]["done"]
+    assert fake.streams[-1].completed and not fake.streams[-1].aborted
+    # New workers read the new file; a request nginx sends on a kept-alive connection to an
+    # old worker still meets the old configuration until that worker is gone.
+    assert wait_for(lambda: requests.get(nginx.url + "/api/tags", headers=auth(RELOADED_TOKEN),
+                                         timeout=5).status_code == 200, timeout=30)
+    assert wait_for(lambda: not worker_pids(gunicorn.process.pid) & old_workers, timeout=30)
+    assert len(worker_pids(gunicorn.process.pid)) == gunicorn.workers
+    again = requests.post(nginx.url + "/api/chat", headers=auth(), json={**CHAT, "stream": False}, timeout=30)
+    assert again.status_code == 200 and again.json()["message"]["content"] == reply
+    assert "Hang up" in gunicorn.stderr()
+
+
+def test_sigterm_lets_a_running_stream_finish_then_exits(fake, tmp_path, test_services):
+    graceful = 20  # short, so that a server that waits it out fails the test quickly
+    server = ProxyServer(base_config(fake.url), tmp_path / "proxy", workers=1,
+                         env={"OLLAMA_PROXY_GRACEFUL_TIMEOUT": str(graceful)})
+    front = Nginx(server.port, tmp_path / "nginx")
+    try:
+        start_server(server)
+        front.start()
+        delay, count = 0.25, 8  # a stream of about 2 s
+        reply = " ".join(f"w{i}" for i in range(count))
+        fake.script("llama3.2:latest", reply=reply, chunk_delay=delay)
+        with requests.post(front.url + "/api/chat", headers=auth(), json=CHAT, stream=True, timeout=30) as answer:
+            lines = answer.iter_lines()
+            parts = [json.loads(next(lines))]
+            server.signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            parts += [json.loads(line) for line in lines if line]
+        ended = time.monotonic() - signalled
+        try:
+            server.process.wait(graceful + 5)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"gunicorn still runs {graceful + 5}s after SIGTERM:\n{server.stderr()}")
+        exited = time.monotonic() - signalled
+        print(f"SIGTERM: stream ended {ended:.2f}s after it, the server exited after {exited:.2f}s")
+        assert "".join(p["message"]["content"] for p in parts) == reply
+        assert len(parts) == count + 1 and parts[-1]["done"]
+        assert ended > delay * (count - 2), "the stream did not go on after SIGTERM"
+        assert server.process.returncode == 0, server.stderr()
+        # The stream's connection stays open after the stream (its headers said keep-alive before
+        # TERM came): the worker waits for nginx to drop it, after keepalive_timeout (4 s).
+        assert exited < ended + 7, "gunicorn waited out its graceful timeout though the stream had ended"
+        gone = requests.get(front.url + "/api/tags", headers=auth(), timeout=10)
+        assert gone.status_code == 502 and "error" in gone.json(), "nginx's own errors are JSON"
+    finally:
+        front.stop()
+        server.stop()
+
+
+def test_logrotate_moves_the_logs_and_workers_write_new_ones(nginx, gunicorn, fake, tmp_path):
+    before = requests.get(nginx.url + "/api/tags", headers=auth(), timeout=10).headers["X-Request-Id"]
+    assert wait_for(lambda: any(before in line for line in gunicorn.access_lines()))
+    user, group = current_user()
+    conf = (DEPLOY / "logrotate").read_text()
+    assert conf.count("/var/log/ollama-proxy/") == 1 and conf.count("ollama-proxy ollama-proxy") == 2
+    conf = conf.replace("/var/log/ollama-proxy/", f"{gunicorn.log_dir}/")
+    conf = conf.replace("ollama-proxy ollama-proxy", f"{user} {group}")
+    (tmp_path / "logrotate.conf").write_text(conf)
+    done = subprocess.run([tool("logrotate"), "--force", "--state", str(tmp_path / "state"),
+                           str(tmp_path / "logrotate.conf")], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    rotated = list(gunicorn.log_dir.glob("access.log-*"))
+    assert len(rotated) == 1 and before in rotated[0].read_text()
+    assert (gunicorn.log_dir / "access.log").stat().st_mode & 0o777 == 0o640
+    after = requests.get(nginx.url + "/api/tags", headers=auth(), timeout=10).headers["X-Request-Id"]
+    assert wait_for(lambda: any(after in line for line in gunicorn.access_lines())), "a worker kept the old file"
+    assert after not in rotated[0].read_text()
+
+
+def unit_for_test(tmp_path: Path, extra: str = "") -> Path:
+    """Write deploy/ollama-proxy.service with paths that exist here (this venv and checkout)."""
+    venv_bin = Path(sys.executable).parent
+    assert (venv_bin / "gunicorn").exists() and (venv_bin / "ollama-proxy").exists(), f"not a venv: {venv_bin}"
+    unit = (DEPLOY / "ollama-proxy.service").read_text()
+    unit, programs = re.subn(r"^(Exec\w+=)/opt/ollama-proxy/\.venv/bin/", rf"\g<1>{venv_bin}/", unit,
+                             flags=re.MULTILINE)
+    unit, dirs = re.subn(r"^WorkingDirectory=/opt/ollama-proxy$", f"WorkingDirectory={ROOT}", unit,
+                         flags=re.MULTILINE)
+    assert programs >= 1 and dirs == 1, "ExecStart or WorkingDirectory no longer point into /opt/ollama-proxy"
+    path = tmp_path / "ollama-proxy.service"
+    path.write_text(unit.replace("[Service]\n", f"[Service]\n{extra}"))
+    return path
+
+
+def verify(path: Path) -> tuple[int, list[str]]:
+    """Run systemd-analyze verify; return its status and the lines about this unit.
+
+    The user ollama-proxy need not exist: verify resolves no User= (that happens when the
+    service starts), so the unit keeps its own. It does check that each Exec*= program is
+    executable, hence the copy pointing at this venv and checkout. Unknown keys and bad values are only
+    warnings (exit status 0), so the output is read too.
+    """
+    done = subprocess.run([tool("systemd-analyze"), "verify", "--man=no", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    return done.returncode, [line for line in (done.stdout + done.stderr).splitlines() if path.name in line]
+
+
+def test_unit_file_passes_systemd_analyze_verify(tmp_path, test_services):
+    status, complaints = verify(unit_for_test(tmp_path))
+    assert status == 0 and complaints == [], complaints
+    # The check bites: a misspelt setting is reported.
+    misspelt = tmp_path / "misspelt"
+    misspelt.mkdir()
+    status, complaints = verify(unit_for_test(misspelt, extra="ProtectSytem=strict\n"))
+    assert any("ProtectSytem" in line for line in complaints), complaints
+
+
+def test_unit_file_is_sandboxed(tmp_path, test_services):
+    """systemd's own rating, 0 (locked down) to 10 (unprotected); a bare unit with User= scores about 9."""
+    done = subprocess.run([tool("systemd-analyze"), "security", "--offline=true", str(unit_for_test(tmp_path))],
+                          capture_output=True, text=True, timeout=60)
+    exposure = re.search(r"Overall exposure level for \S+: ([\d.]+)", done.stdout)
+    assert done.returncode == 0 and exposure, done.stdout + done.stderr
+    print(f"systemd-analyze security: exposure {exposure[1]}")
+    assert float(exposure[1]) <= 2.0, done.stdout
+
+
+def test_container_files_copy_files_that_exist():
+    """The Dockerfile and compose file are not built here (no Docker engine); their paths are checked."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    sources = [src for line in re.findall(r"^COPY\s+(?!--from)(.+)$", dockerfile, flags=re.MULTILINE)
+               for src in line.split()[:-1] if not src.startswith("--")]
+    assert sources and all((ROOT / src).exists() for src in sources), sources
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    build = compose["services"]["ollama-proxy"]["build"]
+    assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == (DEPLOY / "Dockerfile").resolve()
