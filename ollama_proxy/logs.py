@@ -44,6 +44,11 @@ class AccessRecord:
     completed: bool = False
     model: str | None = None
     principal: str | None = None
+    upstream: float = 0.0  # seconds spent waiting on the upstream before the answer went out
+
+    def server_timing(self, now: float) -> str:
+        total = now - self.started
+        return f"proxy;dur={max(0.0, total - self.upstream) * 1000:.2f}, upstream;dur={self.upstream * 1000:.2f}"
 
     def line(self, now: float) -> str:
         entry = {
@@ -109,8 +114,9 @@ class AccessLogMiddleware:
 
         def recording_start_response(status, headers, exc_info=None):
             record.status = int(status.split(" ", 1)[0])
-            headers = [(k, v) for k, v in headers if k.lower() != "x-request-id"]
+            headers = [(k, v) for k, v in headers if k.lower() not in ("x-request-id", "server-timing")]
             headers.append(("X-Request-Id", record.request_id))
+            headers.append(("Server-Timing", record.server_timing(time.perf_counter())))
             return start_response(status, headers, exc_info)
 
         return _LoggedBody(self.app(environ, recording_start_response), record, self.logger)
@@ -181,6 +187,13 @@ def note_model(model: str | None) -> None:
     record = access_record(request.environ)
     if record is not None:
         record.model = model
+
+
+def note_upstream(seconds: float) -> None:
+    """Count ``seconds`` of upstream time into the request's Server-Timing (parallel calls: the longest)."""
+    record = access_record(request.environ)
+    if record is not None:
+        record.upstream = max(record.upstream, seconds)
 
 
 def init_app(app: Flask) -> None:

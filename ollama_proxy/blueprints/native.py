@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, request
 
 from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse, downstream_headers, upstream_headers
 from ollama_proxy.errors import InvalidRequest
-from ollama_proxy.logs import note_model
+from ollama_proxy.logs import note_model, note_upstream
 from ollama_proxy.schemas.loading import load, parse_json_object, read_json_body
 from ollama_proxy.schemas.ollama import BODY_SCHEMAS
 from ollama_proxy.streaming import STREAM_HEADERS, ClosingStream, ndjson_relay, watch_client
@@ -38,12 +38,14 @@ def relay(upstream: UpstreamResponse) -> Response:
         log.warning("%s answered %d to %s %s", backend().describe, upstream.status, request.method, request.path)
     if upstream.is_ndjson and request.method != "HEAD":
         on_error = partial(_log_stream_failure, f"{request.method} {request.path}")
+        note_upstream(upstream.waited)
         stop_watching = watch_client(request.environ, upstream.abort)
         stream = ClosingStream(ndjson_relay(upstream.iter_bytes(), on_error),
                                lambda: (stop_watching(), upstream.close()))
         return Response(stream, upstream.status, {**headers, **STREAM_HEADERS}, direct_passthrough=True)
     with upstream:
         body = upstream.read()
+    note_upstream(upstream.busy)
     response = Response(body, upstream.status, headers)
     if "Content-Type" not in headers:
         del response.headers["Content-Type"]  # Ollama sent none; don't claim text/html

@@ -20,7 +20,7 @@ from marshmallow import Schema
 
 from ollama_proxy.backends.image_fetcher import resolve_image_urls
 from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse
-from ollama_proxy.logs import note_model
+from ollama_proxy.logs import note_model, note_upstream
 from ollama_proxy.schemas.loading import load, parse_json_object, read_json_body
 from ollama_proxy.streaming import (
     STREAM_HEADERS,
@@ -73,11 +73,14 @@ def in_parallel(task: Callable[[int], object], n: int) -> list:
 
 def generate(path: str, ollama_body: dict, n: int = 1) -> list[dict]:
     """Return n whole Ollama answers, folded from streams a leaving client can close."""
+    started = time.perf_counter()
     upstreams = open_streams(path, ollama_body, n)
     group = Upstreams(upstreams)
     stop_watching = watch_client(request.environ, group.abort)
     try:
-        return in_parallel(lambda i: fold_chunks(list(upstreams[i].iter_chunks())), n)
+        answers = in_parallel(lambda i: fold_chunks(list(upstreams[i].iter_chunks())), n)
+        note_upstream(time.perf_counter() - started)
+        return answers
     finally:
         stop_watching()
         group.close()
@@ -93,11 +96,13 @@ def open_streams(path: str, ollama_body: dict, n: int = 1) -> list[UpstreamRespo
         opened.append(upstream)
         return upstream
     try:
-        return in_parallel(one, n)
+        upstreams = in_parallel(one, n)
     except Exception:
         for upstream in opened:
             upstream.close()
         raise
+    note_upstream(max(upstream.waited for upstream in upstreams))
+    return upstreams
 
 
 class Upstreams:
@@ -166,8 +171,10 @@ def relay_stream(path: str, ollama_body: dict, converter, encode: Callable[[obje
     try:
         upstream = pending.result(timeout=heartbeat)
     except TimeoutError:
+        note_upstream(heartbeat)
         return sse_response([_late_chunks(pending)], [converter], encode, Upstreams(pending=pending),
                             heartbeat=heartbeat)
+    note_upstream(upstream.waited)
     return sse_response([upstream.iter_chunks()], [converter], encode, Upstreams([upstream]), heartbeat=heartbeat)
 
 

@@ -385,3 +385,21 @@ def test_no_secret_is_ever_logged(proxy, fake):
     for text in texts:
         for secret in SECRETS:
             assert secret not in text
+
+
+def _timing(answer) -> dict[str, float]:
+    parts = dict(part.strip().split(";dur=") for part in answer.headers["Server-Timing"].split(","))
+    return {name: float(value) for name, value in parts.items()}
+
+
+def test_server_timing_splits_proxy_and_upstream_time(proxy, fake):
+    fake.script("llama3.2:latest", first_byte_delay=0.3)
+    whole = requests.post(proxy.url + "/api/generate", headers=auth(),
+                          json={"model": "llama3.2", "prompt": "x", "stream": False})
+    streamed = requests.post(proxy.url + "/v1/chat/completions", headers=auth(),
+                             json={"model": "llama3.2", "messages": HELLO, "stream": True})
+    for answer in (whole, streamed):
+        timing = _timing(answer)
+        assert timing["upstream"] >= 300, timing
+        assert 0 <= timing["proxy"] < 300, timing
+    assert set(_timing(requests.get(proxy.url + "/api/nothing", headers=auth()))) == {"proxy", "upstream"}
