@@ -21,25 +21,22 @@ def fold_chunks(chunks: list[dict]) -> dict:
     if not final.get("done"):
         raise UpstreamError("Ollama ended the answer before it was done")
     if "message" in final:
-        final["message"] = _fold_message([c.get("message") or {} for c in chunks])
+        final["message"] = {**(final["message"] or {}), **_folded([c.get("message") or {} for c in chunks], "content")}
     else:
-        final["response"] = "".join(c.get("response") or "" for c in chunks)
-        thinking = "".join(c.get("thinking") or "" for c in chunks)
-        if thinking:
-            final["thinking"] = thinking
+        final.update(_folded(chunks, "response"))
     logprobs = [entry for c in chunks for entry in c.get("logprobs") or []]
     if logprobs:
         final["logprobs"] = logprobs
     return final
 
 
-def _fold_message(messages: list[dict]) -> dict:
-    message = dict(messages[-1])
-    message["content"] = "".join(m.get("content") or "" for m in messages)
-    thinking = "".join(m.get("thinking") or "" for m in messages)
+def _folded(parts: list[dict], text_key: str) -> dict:
+    """Join the text and thinking of a stream's parts and gather their tool calls."""
+    folded = {text_key: "".join(p.get(text_key) or "" for p in parts)}
+    thinking = "".join(p.get("thinking") or "" for p in parts)
     if thinking:
-        message["thinking"] = thinking
-    calls = [call for m in messages for call in m.get("tool_calls") or []]
+        folded["thinking"] = thinking
+    calls = [call for p in parts for call in p.get("tool_calls") or []]
     if calls:
-        message["tool_calls"] = calls
-    return message
+        folded["tool_calls"] = calls
+    return folded
