@@ -102,8 +102,6 @@ class StreamConverter(Protocol):
 
     def fail(self, message: str) -> list: ...
 
-    def ping(self) -> list: ...
-
 
 HEARTBEAT = object()  # a chunk source's word that nothing came for a while
 
@@ -113,7 +111,7 @@ def converted(chunks: Iterator[dict], converter: StreamConverter,
     """Yield a converter's frames for each chunk, ending with an error frame if the source fails."""
     try:
         for chunk in chunks:
-            if chunk is HEARTBEAT:
+            if chunk is HEARTBEAT:  # only sources wrapped by with_heartbeat send it: their converters ping
                 yield from converter.ping()
                 continue
             yield from converter.process(chunk)
