@@ -36,3 +36,15 @@ proc_name = "ollama-proxy"
 forwarded_allow_ips = _env("OLLAMA_PROXY_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # gunicorn 27's control socket is not used: HUP reloads, TERM stops (see the systemd unit).
 control_socket_disable = _env("OLLAMA_PROXY_CONTROL_SOCKET", "off") == "off"
+
+
+def on_starting(server):
+    """Migrate the store once, in the master, before any worker starts (and stop on failure)."""
+    from ollama_proxy.config import ConfigError, load_settings
+    from ollama_proxy.store import open_store
+
+    try:
+        settings = load_settings()
+    except ConfigError:
+        return  # the workers stop on it, naming the key
+    open_store(settings.store).close()  # a database that cannot be migrated stops the start here

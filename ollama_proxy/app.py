@@ -9,7 +9,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
-from ollama_proxy import auth, logs
+from ollama_proxy import auth, logs, store
 from ollama_proxy.backends.image_fetcher import ImageFetcher
 from ollama_proxy.backends.ollama import OllamaBackend
 from ollama_proxy.blueprints import anthropic, embeddings, health, native, openai, responses
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.limits.max_body_bytes)
     app.json.sort_keys = False
     logs.init_app(app)
+    store.init_app(app)
     auth.init_app(app)
     if settings.cors.origins:
         CORS(app, origins=list(settings.cors.origins), expose_headers=["X-Request-Id"], max_age=600)

@@ -31,6 +31,8 @@ ENV_OVERRIDES = {
     # Tokens from the environment keep secrets out of a YAML file that may be shared.
     "OLLAMA_PROXY_GENERATE_TOKENS": ("auth", "generate_tokens"),
     "OLLAMA_PROXY_MANAGE_TOKENS": ("auth", "manage_tokens"),
+    # A PostgreSQL URL carries a password: keep it out of the YAML file too.
+    "OLLAMA_PROXY_STORE_URL": ("store", "url"),
 }
 _LIST_OVERRIDES = {"OLLAMA_PROXY_CORS_ORIGINS", "OLLAMA_PROXY_GENERATE_TOKENS", "OLLAMA_PROXY_MANAGE_TOKENS"}
 
@@ -51,6 +53,13 @@ class Token:
 class AuthSettings:
     generate_tokens: tuple[Token, ...]
     manage_tokens: tuple[Token, ...]
+    key_cache_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str
+    busy_timeout: float
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,7 @@ class Settings:
     images: ImageSettings
     cors: CorsSettings
     logging: LoggingSettings
+    store: StoreSettings
     source: str = "<defaults>"
 
 
@@ -130,10 +140,13 @@ class AuthSchema(_Strict):
                                   metadata={"help": "tokens that may call inference and listing endpoints"})
     manage_tokens = fields.List(TokenField(), load_default=list,
                                 metadata={"help": "tokens that may also manage models and upload blobs"})
+    key_cache_seconds = fields.Float(load_default=5.0, validate=validate.Range(min=0),
+                                     metadata={"help": "seconds a worker trusts what it read of a managed key"})
 
     @post_load
     def build(self, data, **kwargs):
-        return AuthSettings(_tokens("generate", data["generate_tokens"]), _tokens("manage", data["manage_tokens"]))
+        return AuthSettings(_tokens("generate", data["generate_tokens"]), _tokens("manage", data["manage_tokens"]),
+                            data["key_cache_seconds"])
 
 
 _seconds = validate.Range(min=0, min_inclusive=False)
@@ -212,6 +225,26 @@ class LoggingSchema(_Strict):
         return LoggingSettings(**data)
 
 
+class StoreSchema(_Strict):
+    url = fields.String(load_default="sqlite:///data/ollama-proxy.db", validate=validate.Length(min=1),
+                        metadata={"help": "SQLAlchemy URL of the store; a relative SQLite path is under the project root"})
+    busy_timeout = fields.Float(load_default=5.0, validate=_seconds,
+                                metadata={"help": "seconds to wait for a database lock held by another process"})
+
+    @post_load
+    def build(self, data, **kwargs):
+        return StoreSettings(_rooted_sqlite(data["url"]), data["busy_timeout"])
+
+
+def _rooted_sqlite(url: str) -> str:
+    """Anchor a relative SQLite path at the project root, as the log directory is."""
+    prefix = "sqlite:///"
+    path = url[len(prefix):] if url.startswith(prefix) else None
+    if not path or path.startswith("/") or path.startswith(":memory:"):
+        return url
+    return prefix + str(PROJECT_ROOT / path)
+
+
 def _section(schema: type[Schema]) -> fields.Nested:
     return fields.Nested(schema, load_default=lambda: schema().load({}))
 
@@ -223,6 +256,7 @@ class SettingsSchema(_Strict):
     images = _section(ImageSchema)
     cors = _section(CorsSchema)
     logging = _section(LoggingSchema)
+    store = _section(StoreSchema)
 
     @post_load
     def build(self, data, **kwargs):

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Install the Debian packages that tests/e2e/test_deploy.py runs: nginx (the deploy site in
-# front of the real server), systemd (`systemd-analyze verify` on the unit file) and
-# logrotate (deploy/logrotate run on the server's logs).
+# Install the Debian packages that the tests run: nginx (the deploy site in front of the real
+# server), systemd (`systemd-analyze verify` on the unit file), logrotate (deploy/logrotate run
+# on the server's logs) and postgresql (a throwaway cluster for the store's tests).
 # Idempotent: when every command is already there it only checks and exits; `apt-get update`
 # runs only when a package is missing. Without root or apt-get it does nothing, says why,
 # and exits 0: the tests then fail with a message naming what is missing.
 set -euo pipefail
 
 # command the tests run -> the Debian package that ships it
-declare -A PACKAGE_OF=([nginx]=nginx [systemd-analyze]=systemd [logrotate]=logrotate)
+declare -A PACKAGE_OF=([nginx]=nginx [systemd-analyze]=systemd [logrotate]=logrotate
+                       [initdb]=postgresql [pg_ctl]=postgresql [runuser]=util-linux)
 
-# nginx and systemd-analyze live in sbin directories that a non-login PATH may lack.
+# nginx and systemd-analyze live in sbin directories that a non-login PATH may lack; Debian
+# keeps initdb and pg_ctl under /usr/lib/postgresql/<version>/bin.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+for bin in /usr/lib/postgresql/*/bin; do
+    [ -d "$bin" ] && PATH="$PATH:$bin"
+done
 
 missing=()
 for command in "${!PACKAGE_OF[@]}"; do
@@ -42,4 +47,6 @@ fi
 echo "install-test-services: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# initdb and pg_ctl come from one package: name it once.
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -38,6 +38,7 @@ class ProxyServer:
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "config.yaml"
         config.setdefault("logging", {}).setdefault("dir", str(workdir / "logs"))
+        config.setdefault("store", {}).setdefault("url", f"sqlite:///{workdir / 'store.db'}")
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_dir = Path(config["logging"]["dir"])
         self.port = free_port()

@@ -1,0 +1,94 @@
+"""Keep managed API keys, usage, model aliases and overrides in a database.
+
+SQLAlchemy Core over SQLite (the default, a file, nothing to install) or
+PostgreSQL (``postgresql://...``, psycopg 3, for several instances). The schema
+is created and migrated with Alembic when the store opens (``migrate=True``),
+under a lock, so several processes may start at once.
+
+    store = open_store(settings.store)      # or, in the app: current_store()
+
+Keys (a secret is shown once, at creation; only its sha256 is kept):
+    create_key(name, scope="generate"|"manage", models=[globs], rpm=None, tpm=None,
+               expires_at=None) -> (ApiKey, secret)
+    list_keys() -> [ApiKey]            get_key(name) -> ApiKey | None
+    find_key(secret) -> ApiKey | None  (disabled and expired keys too: see ApiKey.usable(now))
+    update_key(name, **fields) -> ApiKey   (scope, models, rpm, tpm, expires_at, enabled,
+                                            last_used_at)
+    delete_key(name)
+Usage (``ts`` an aware datetime; fields in ``USAGE_FIELDS``):
+    add_usage(rows: [dict])            one transaction per batch
+    query_usage(since, until, key, model, limit=1000) -> [dict]   (since <= ts < until)
+    usage_by_day(since, until, key, model, by=None|"key"|"model") -> [{day, requests,
+                 prompt_tokens, completion_tokens, (key_name | model)}]
+Models (entries here merge over ``models:`` in the YAML file):
+    list_aliases() -> {alias: target}  set_alias(alias, target)  delete_alias(alias)
+    list_overrides() -> {model: {"defaults": {...}, "enforce": {...}}}
+    set_override(model, defaults, enforce)  delete_override(model)
+
+Every datetime going in must be aware; every one coming out is aware UTC. A name
+already taken raises ``Conflict``, an absent one ``Missing``, bad values
+``StoreError`` (their common base).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from flask import Flask, current_app
+from sqlalchemy import Engine
+
+from ollama_proxy.config import StoreSettings
+from ollama_proxy.store.engine import open_engine
+from ollama_proxy.store.errors import Conflict, Missing, StoreError
+from ollama_proxy.store.keys import ApiKey, KeyStore
+from ollama_proxy.store.migrate import upgrade
+from ollama_proxy.store.models import ModelStore
+from ollama_proxy.store.usage import USAGE_FIELDS, UsageStore
+
+__all__ = ["ApiKey", "Conflict", "Missing", "Store", "StoreError", "USAGE_FIELDS", "current_store", "init_app",
+           "open_store"]
+_EXTENSION = "ollama_proxy.store"
+
+
+class Store(KeyStore, UsageStore, ModelStore):
+    """The store's whole API over one engine (a pool of connections)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(settings: StoreSettings, migrate: bool = True) -> Store:
+    """Open the store that ``settings`` name, migrating its schema to the newest first."""
+    store = Store(open_engine(settings.url, settings.busy_timeout))
+    if migrate:
+        upgrade(store.engine)
+    return store
+
+
+class _LazyStore:
+    """Open the app's store on first use, so a worker that never needs it never connects."""
+
+    def __init__(self, settings: StoreSettings):
+        self._settings = settings
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Store:
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    # gunicorn's master migrated already (deploy/gunicorn.conf.py): this only checks.
+                    self._store = open_store(self._settings)
+        return self._store
+
+
+def init_app(app: Flask) -> None:
+    app.extensions[_EXTENSION] = _LazyStore(app.config["SETTINGS"].store)
+
+
+def current_store(app: Flask | None = None) -> Store:
+    """Return the store of ``app`` (default: the current app), opening it on first use."""
+    return (app or current_app).extensions[_EXTENSION].get()

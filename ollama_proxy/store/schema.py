@@ -1,0 +1,96 @@
+"""Declare the store's tables (SQLAlchemy Core); the migrations create them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+)
+
+# Names constraints the same way on every database, so later migrations can refer to them.
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+
+class UtcDateTime(TypeDecorator):
+    """Store a moment as naive UTC (SQLite has no time zones); read it back aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("a naive datetime is ambiguous: pass an aware one")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False, index=True),  # the visible part, e.g. "op-AbCdEfGh"
+    Column("secret_hash", String(64), nullable=False),  # sha256 hex of the whole secret
+    Column("scope", String(16), nullable=False),  # generate | manage
+    Column("models", JSON, nullable=False),  # glob patterns; empty = every model
+    Column("rpm", Integer),
+    Column("tpm", Integer),
+    Column("expires_at", UtcDateTime),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime),
+)
+
+usage = Table(
+    "usage", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ts", UtcDateTime, nullable=False, index=True),
+    Column("request_id", String(128)),
+    Column("key_name", String(100), index=True),
+    Column("surface", String(16)),
+    Column("model", String(255), index=True),  # as the client asked for it
+    Column("backend", String(100)),
+    Column("upstream_model", String(255)),
+    Column("prompt_tokens", Integer),
+    Column("completion_tokens", Integer),
+    Column("duration_ms", Float),
+    Column("ttft_ms", Float),
+    Column("status", Integer),
+    Column("aborted", Boolean),
+)
+
+aliases = Table(
+    "aliases", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("alias", String(255), nullable=False, unique=True),
+    Column("target", String(255), nullable=False),
+)
+
+overrides = Table(
+    "overrides", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model", String(255), nullable=False, unique=True),
+    Column("defaults", JSON, nullable=False),
+    Column("enforce", JSON, nullable=False),
+)

@@ -1,0 +1,74 @@
+"""Record what each request used, and read it back for exports and charts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Engine, func, insert, select
+
+from ollama_proxy.store.errors import StoreError
+from ollama_proxy.store.schema import usage
+
+USAGE_FIELDS = tuple(c.name for c in usage.columns if c.name != "id")
+_GROUPS = {"key": usage.c.key_name, "model": usage.c.model}
+
+
+def _filters(since: datetime | None, until: datetime | None, key: str | None, model: str | None) -> list:
+    """Build the WHERE clauses: ``since`` inclusive, ``until`` exclusive."""
+    clauses = []
+    if since is not None:
+        clauses.append(usage.c.ts >= since)
+    if until is not None:
+        clauses.append(usage.c.ts < until)
+    if key is not None:
+        clauses.append(usage.c.key_name == key)
+    if model is not None:
+        clauses.append(usage.c.model == model)
+    return clauses
+
+
+class UsageStore:
+    """The usage table; mixed into ``Store``."""
+
+    engine: Engine
+
+    def add_usage(self, rows: list[dict]) -> None:
+        """Insert a batch of usage rows (keys from ``USAGE_FIELDS``; ``ts`` an aware datetime) at once."""
+        if not rows:
+            return
+        for row in rows:
+            unknown = set(row) - set(USAGE_FIELDS)
+            if unknown:
+                raise StoreError(f"unknown usage fields: {', '.join(sorted(unknown))}")
+            if not isinstance(row.get("ts"), datetime):
+                raise StoreError("every usage row needs ts, an aware datetime")
+        full = [{name: row.get(name) for name in USAGE_FIELDS} for row in rows]
+        with self.engine.begin() as connection:
+            connection.execute(insert(usage), full)
+
+    def query_usage(self, since: datetime | None = None, until: datetime | None = None, key: str | None = None,
+                    model: str | None = None, limit: int | None = 1000) -> list[dict]:
+        """Return usage rows, oldest first, as dicts with ``id`` and every field."""
+        query = select(usage).where(*_filters(since, until, key, model)).order_by(usage.c.ts, usage.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def usage_by_day(self, since: datetime | None = None, until: datetime | None = None, key: str | None = None,
+                     model: str | None = None, by: str | None = None) -> list[dict]:
+        """Sum usage per UTC day (and per key or model when ``by`` is "key" or "model"), oldest first."""
+        if by is not None and by not in _GROUPS:
+            raise StoreError("by is 'key', 'model' or none")
+        day = func.date(usage.c.ts).label("day")
+        groups = [day] + ([_GROUPS[by]] if by else [])
+        query = select(*groups, func.count().label("requests"),
+                       func.coalesce(func.sum(usage.c.prompt_tokens), 0).label("prompt_tokens"),
+                       func.coalesce(func.sum(usage.c.completion_tokens), 0).label("completion_tokens"))
+        query = query.where(*_filters(since, until, key, model)).group_by(*groups).order_by(*groups)
+        with self.engine.connect() as connection:
+            rows = [dict(row._mapping) for row in connection.execute(query)]
+        for row in rows:
+            row["day"] = str(row["day"])  # SQLite returns text, PostgreSQL a date: one form for both
+            row["prompt_tokens"], row["completion_tokens"] = int(row["prompt_tokens"]), int(row["completion_tokens"])
+        return rows

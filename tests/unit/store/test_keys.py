@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from ollama_proxy.store import Conflict, Missing, StoreError
+from ollama_proxy.store.keys import PREFIX_LENGTH, hash_secret
+from ollama_proxy.store.schema import api_keys
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+
+def test_create_returns_the_key_and_a_secret_kept_only_as_a_hash(store):
+    key, secret = store.create_key("alice", models=["llama3*", "qwen3:*"], rpm=60, tpm=100000)
+    assert secret.startswith("op-") and len(secret) > 40
+    assert key.prefix == secret[:PREFIX_LENGTH] and len(key.prefix) == 11
+    assert (key.name, key.scope, key.models, key.rpm, key.tpm) == ("alice", "generate", ("llama3*", "qwen3:*"),
+                                                                   60, 100000)
+    assert key.enabled and key.expires_at is None and key.last_used_at is None
+    assert key.created_at.tzinfo is not None
+    with store.engine.connect() as connection:
+        stored = connection.execute(select(api_keys)).one()
+    assert stored.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in [str(v) for v in stored]
+
+
+def test_find_key_by_secret(store):
+    key, secret = store.create_key("alice")
+    other, _ = store.create_key("bob", scope="manage")
+    assert store.find_key(secret) == key
+    assert store.find_key(secret + "x") is None
+    assert store.find_key(secret[:-1]) is None
+    assert store.find_key(key.prefix) is None
+    assert store.find_key("not-a-managed-key") is None
+    assert other.scope == "manage"
+
+
+def test_keys_sharing_a_prefix_are_told_apart_by_hash(store):
+    key, secret = store.create_key("alice")
+    twin = key.prefix + "another-secret-with-the-same-visible-part"
+    store.update_key("alice")  # no change: still there
+    with store.engine.begin() as connection:
+        connection.execute(api_keys.insert().values(
+            name="twin", prefix=key.prefix, secret_hash=hash_secret(twin), scope="generate", models=[],
+            enabled=True, created_at=NOW))
+    assert store.find_key(secret).name == "alice"
+    assert store.find_key(twin).name == "twin"
+
+
+def test_names_are_unique(store):
+    store.create_key("alice")
+    with pytest.raises(Conflict, match="alice"):
+        store.create_key("alice")
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"scope": "admin"}, "scope"),
+    ({"models": "llama3*"}, "models"),
+    ({"models": [""]}, "models"),
+    ({"rpm": 0}, "rpm"),
+    ({"tpm": 1.5}, "tpm"),
+    ({"rpm": True}, "rpm"),
+    ({"expires_at": datetime(2030, 1, 1)}, "expires_at"),
+])
+def test_bad_values_are_refused(store, fields, message):
+    with pytest.raises(StoreError, match=message):
+        store.create_key("alice", **fields)
+    assert store.list_keys() == []
+
+
+def test_update_changes_fields_and_returns_the_key(store):
+    store.create_key("alice")
+    later = NOW + timedelta(days=30)
+    key = store.update_key("alice", enabled=False, models=["qwen3:*"], rpm=None, tpm=5, expires_at=later,
+                           last_used_at=NOW)
+    assert (key.enabled, key.models, key.rpm, key.tpm) == (False, ("qwen3:*",), None, 5)
+    assert key.expires_at == later and key.last_used_at == NOW
+    assert store.get_key("alice") == key
+
+
+def test_update_refuses_the_name_the_secret_and_absent_keys(store):
+    store.create_key("alice")
+    with pytest.raises(StoreError, match="secret_hash"):
+        store.update_key("alice", secret_hash="0" * 64)
+    with pytest.raises(Missing):
+        store.update_key("nobody", enabled=False)
+    with pytest.raises(Missing):
+        store.update_key("nobody")
+
+
+def test_delete(store):
+    _, secret = store.create_key("alice")
+    store.create_key("bob")
+    store.delete_key("alice")
+    assert [k.name for k in store.list_keys()] == ["bob"]
+    assert store.find_key(secret) is None
+    with pytest.raises(Missing):
+        store.delete_key("alice")
+
+
+@pytest.mark.parametrize("enabled, expires_at, usable", [
+    (True, None, True),
+    (True, NOW + timedelta(seconds=1), True),
+    (True, NOW, False),
+    (True, NOW - timedelta(days=1), False),
+    (False, None, False),
+])
+def test_usable(store, enabled, expires_at, usable):
+    store.create_key("alice", expires_at=expires_at)
+    key = store.update_key("alice", enabled=enabled)
+    assert key.usable(NOW) is usable
+
+
+def test_expiry_keeps_its_moment_across_time_zones(store):
+    plus_two = timezone(timedelta(hours=2))
+    key, _ = store.create_key("alice", expires_at=datetime(2030, 5, 1, 12, 0, tzinfo=plus_two))
+    assert key.expires_at == datetime(2030, 5, 1, 10, 0, tzinfo=timezone.utc)
+    assert key.expires_at.utcoffset() == timedelta(0)

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from ollama_proxy.store import USAGE_FIELDS, StoreError
+
+DAY1 = datetime(2026, 3, 1, 23, 59, tzinfo=timezone.utc)
+DAY2 = datetime(2026, 3, 2, 0, 1, tzinfo=timezone.utc)
+
+
+def row(ts, key="alice", model="llama3.2", prompt=10, completion=20, **extra) -> dict:
+    return {"ts": ts, "request_id": "r", "key_name": key, "surface": "openai", "model": model,
+            "backend": "default", "upstream_model": model, "prompt_tokens": prompt,
+            "completion_tokens": completion, "duration_ms": 12.5, "ttft_ms": 3.25, "status": 200,
+            "aborted": False, **extra}
+
+
+def test_add_and_query_round_trip(store):
+    store.add_usage([row(DAY1), row(DAY2, key="bob", model="qwen3:8b", aborted=True)])
+    rows = store.query_usage()
+    assert [r["key_name"] for r in rows] == ["alice", "bob"]
+    assert {k: v for k, v in rows[0].items() if k != "id"} == row(DAY1)
+    assert rows[1]["aborted"] is True and rows[1]["ts"] == DAY2
+    assert set(rows[0]) == {"id", *USAGE_FIELDS}
+
+
+@pytest.mark.parametrize("filters, expected", [
+    ({"since": DAY2}, ["b", "c"]),
+    ({"until": DAY2}, ["a"]),  # until is exclusive
+    ({"since": DAY1, "until": DAY2 + timedelta(seconds=1)}, ["a", "b", "c"]),
+    ({"key": "bob"}, ["c"]),
+    ({"model": "qwen3:8b"}, ["b"]),
+    ({"limit": 2}, ["a", "b"]),
+])
+def test_query_filters(store, filters, expected):
+    store.add_usage([row(DAY1, request_id="a"), row(DAY2, request_id="b", model="qwen3:8b"),
+                     row(DAY2, request_id="c", key="bob")])
+    assert [r["request_id"] for r in store.query_usage(**filters)] == expected
+
+
+def test_missing_fields_are_null_and_unknown_ones_refused(store):
+    store.add_usage([{"ts": DAY1, "model": "m"}])
+    assert store.query_usage()[0]["prompt_tokens"] is None
+    with pytest.raises(StoreError, match="colour"):
+        store.add_usage([{"ts": DAY1, "colour": "red"}])
+    with pytest.raises(StoreError, match="ts"):
+        store.add_usage([{"model": "m"}])
+    store.add_usage([])
+    assert len(store.query_usage()) == 1
+
+
+def test_usage_by_day(store):
+    store.add_usage([row(DAY1), row(DAY1, prompt=None, completion=None), row(DAY2, key="bob", prompt=1,
+                                                                            completion=2)])
+    assert store.usage_by_day() == [
+        {"day": "2026-03-01", "requests": 2, "prompt_tokens": 10, "completion_tokens": 20},
+        {"day": "2026-03-02", "requests": 1, "prompt_tokens": 1, "completion_tokens": 2},
+    ]
+    by_key = store.usage_by_day(since=DAY1, by="key")
+    assert [(r["day"], r["key_name"], r["requests"]) for r in by_key] == [("2026-03-01", "alice", 2),
+                                                                        ("2026-03-02", "bob", 1)]
+    assert store.usage_by_day(model="nothing") == []
+    with pytest.raises(StoreError):
+        store.usage_by_day(by="colour")
