@@ -8,15 +8,14 @@ request is sent and while the answer streams in.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from collections.abc import Iterable, Iterator
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
+from ollama_proxy.backends.session import ProcessSession, reason
 from ollama_proxy.config import ServiceSettings
 from ollama_proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from ollama_proxy.streaming import split_lines
@@ -55,8 +54,10 @@ class UpstreamResponse:
     time spent reading the body, for the Server-Timing header.
     """
 
-    def __init__(self, response: requests.Response, describe: str, waited: float, idle_timeout: float):
+    def __init__(self, response: requests.Response, describe: str, waited: float, idle_timeout: float,
+                 idle_setting: str = "service.stream_idle_timeout"):
         self._response = response
+        self._idle_setting = idle_setting
         self._describe = describe
         self._idle_timeout = idle_timeout
         self.status = response.status_code
@@ -82,9 +83,9 @@ class UpstreamResponse:
                     yield piece
         except urllib3.exceptions.ReadTimeoutError:
             raise UpstreamTimeout(f"{self._describe} sent nothing for {self._idle_timeout:g}s "
-                                  "mid-answer (service.stream_idle_timeout)") from None
+                                  f"mid-answer ({self._idle_setting})") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise UpstreamUnavailable(f"connection to {self._describe} lost mid-answer: {_reason(exc)}") from None
+            raise UpstreamUnavailable(f"connection to {self._describe} lost mid-answer: {reason(exc)}") from None
 
     def read(self) -> bytes:
         """Return the whole body."""
@@ -155,20 +156,6 @@ def _socket_of(response: requests.Response) -> socket.socket | None:
     return getattr(getattr(reader, "raw", None), "_sock", None)
 
 
-_KNOWN_CAUSES = ("Connection refused", "Connection reset by peer", "Connection aborted", "Broken pipe",
-                 "Name or service not known", "Temporary failure in name resolution", "No route to host",
-                 "Network is unreachable", "Remote end closed connection without response")
-
-
-def _reason(exc: BaseException) -> str:
-    """Return the cause of a requests/urllib3 error in a few words, not a repr chain."""
-    text = str(exc)
-    for cause in _KNOWN_CAUSES:
-        if cause in text:
-            return cause.lower()
-    return text
-
-
 class OllamaBackend:
     """One Ollama server, reached through one pooled session per worker process."""
 
@@ -176,23 +163,15 @@ class OllamaBackend:
         self.name = name
         self.base_url = settings.base_url
         self.settings = settings
-        self._session: requests.Session | None = None
-        self._pid = 0
+        self._sessions = ProcessSession(settings.pool_size)
 
     @property
     def describe(self) -> str:
         return f"Ollama at {self.base_url}"
 
     def session(self) -> requests.Session:
-        """Return this process's session (a forked worker must not share its parent's sockets)."""
-        if self._session is None or self._pid != os.getpid():
-            session = requests.Session()
-            session.trust_env = False  # no proxy variables or .netrc between us and a LAN server
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.settings.pool_size, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            self._session, self._pid = session, os.getpid()
-        return self._session
+        """Return this process's pooled session."""
+        return self._sessions.get()
 
     def open(self, method: str, path: str, *, body=None, headers: dict[str, str] | None = None,
              query: str = "", timeout: tuple[float, float] | None = None) -> UpstreamResponse:
@@ -210,7 +189,7 @@ class OllamaBackend:
             raise UpstreamTimeout(f"{self.describe} did not answer within {timeout[1]:g}s "
                                   "(service.read_timeout)") from None
         except requests.exceptions.RequestException as exc:
-            raise UpstreamUnavailable(f"cannot reach {self.describe}: {_reason(exc)}") from None
+            raise UpstreamUnavailable(f"cannot reach {self.describe}: {reason(exc)}") from None
         return UpstreamResponse(response, self.describe, time.perf_counter() - started,
                                 self.settings.stream_idle_timeout)
 

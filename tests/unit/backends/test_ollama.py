@@ -1,6 +1,4 @@
-import pytest
-
-from ollama_proxy.backends.ollama import _reason, downstream_headers, upstream_headers
+from ollama_proxy.backends.ollama import downstream_headers, upstream_headers
 
 
 def test_upstream_headers_drop_credentials_origin_and_hop_by_hop():
@@ -22,14 +20,3 @@ def test_downstream_headers_keep_the_message_and_leave_framing_and_cors_to_the_p
         ("Content-Encoding", "gzip"), ("X-Upstream", "1"),
     ])
     assert kept == {"Content-Type": "application/x-ndjson", "X-Upstream": "1"}
-
-
-@pytest.mark.parametrize("text, reason", [
-    ("HTTPConnectionPool(host='x', port=1): Max retries exceeded (Caused by NewConnectionError("
-     "'<urllib3.connection.HTTPConnection object at 0x7f>: Failed to establish a new connection: "
-     "[Errno 111] Connection refused'))", "connection refused"),
-    ("... [Errno -2] Name or service not known", "name or service not known"),
-    ("something else entirely", "something else entirely"),
-])
-def test_reason_names_the_cause_in_a_few_words(text, reason):
-    assert _reason(Exception(text)) == reason
