@@ -7,9 +7,29 @@ import os
 import sys
 
 from ollama_proxy import __version__
-from ollama_proxy.config import CONFIG_ENV, PROJECT_ROOT, ConfigError, config_path, load_settings
+from ollama_proxy.config import (
+    CONFIG_ENV,
+    PROJECT_ROOT,
+    ConfigError,
+    OllamaServerSettings,
+    ProviderSettings,
+    config_path,
+    load_settings,
+)
 
 GUNICORN_CONF = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
+
+
+def describe_backend(backend: OllamaServerSettings | ProviderSettings) -> str:
+    """Describe a backend in one line, naming where its key comes from, never the key."""
+    if isinstance(backend, OllamaServerSettings):
+        kind = "ollama"
+        extra = f", at most {backend.max_concurrent} at once" if backend.max_concurrent else ""
+    else:
+        kind = "openai"
+        extra = f", key from ${backend.api_key_env}" if backend.api_key_env else ", no key"
+    models = f", models {', '.join(backend.models)}" if backend.models else ""
+    return f"{backend.name} ({kind}) {backend.base_url}{extra}{models}"
 
 
 def check_config(path: str | None) -> int:
@@ -22,6 +42,8 @@ def check_config(path: str | None) -> int:
     auth = settings.auth
     print(f"configuration OK: {settings.source}")
     print(f"  upstream:   {settings.service.base_url}")
+    for backend in settings.backends:
+        print(f"  backend:    {describe_backend(backend)}")
     print(f"  tokens:     {len(auth.generate_tokens)} generate, {len(auth.manage_tokens)} manage")
     print(f"  logs:       {settings.logging.dir}")
     print(f"  CORS:       {', '.join(settings.cors.origins) or 'off'}")

@@ -13,7 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import Schema, ValidationError, fields, post_load, validate
+
+from ollama_proxy.config_backends import (  # noqa: F401 (settings types are imported from here)
+    DEFAULT_SERVER,
+    SECONDS,
+    ModelFacts,
+    OllamaServerSettings,
+    ProviderSettings,
+    RetrySchema,
+    RetrySettings,
+    RoutingSchema,
+    RoutingSettings,
+    StrictSchema,
+    backends_field,
+)
 
 CONFIG_ENV = "OLLAMA_PROXY_CONFIG"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -110,12 +124,13 @@ class Settings:
     cors: CorsSettings
     logging: LoggingSettings
     store: StoreSettings
+    backends: tuple[OllamaServerSettings | ProviderSettings, ...] = ()
+    retry: RetrySettings = RetrySettings()
+    routing: RoutingSettings = RoutingSettings()
     source: str = "<defaults>"
 
 
-class _Strict(Schema):
-    class Meta:
-        unknown = RAISE  # a misspelt key must stop the start, not be ignored
+_Strict = StrictSchema
 
 
 class TokenField(fields.Field):
@@ -149,7 +164,7 @@ class AuthSchema(_Strict):
                             data["key_cache_seconds"])
 
 
-_seconds = validate.Range(min=0, min_inclusive=False)
+_seconds = SECONDS
 
 
 class ServiceSchema(_Strict):
@@ -257,10 +272,37 @@ class SettingsSchema(_Strict):
     cors = _section(CorsSchema)
     logging = _section(LoggingSchema)
     store = _section(StoreSchema)
+    backends = backends_field()
+    retry = _section(RetrySchema)
+    routing = _section(RoutingSchema)
 
     @post_load
     def build(self, data, **kwargs):
+        service = data["service"]
+        data["backends"] = tuple(_with_service_timeouts(b, service) for b in data["backends"])
         return Settings(**data)
+
+
+def _with_service_timeouts(backend, service: ServiceSettings):
+    if not isinstance(backend, ProviderSettings):
+        return backend
+    return replace(backend, **{key: getattr(service, key) for key in
+                               ("connect_timeout", "read_timeout", "stream_idle_timeout")
+                               if getattr(backend, key) is None})
+
+
+def _with_api_keys(backends: tuple, environ: dict[str, str]) -> tuple:
+    """Fill each provider's API key from the variable it names; an empty one stops the start."""
+    out = []
+    for i, backend in enumerate(backends):
+        if isinstance(backend, ProviderSettings) and backend.api_key_env:
+            key = environ.get(backend.api_key_env, "").strip()
+            if not key:
+                raise ConfigError(f"backends.{i}.api_key_env: backend '{backend.name}' needs its API key "
+                                  f"in ${backend.api_key_env}, which is unset or empty")
+            backend = replace(backend, api_key=key)
+        out.append(backend)
+    return tuple(out)
 
 
 def _flatten(messages: Any, prefix: str = "") -> list[str]:
@@ -295,12 +337,17 @@ def parse_settings(raw: Any, source: str = "<memory>", environ: dict[str, str] |
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the configuration must be a mapping of sections")
-    raw = apply_env(raw, os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    raw = apply_env(raw, environ)
     try:
         settings = SettingsSchema().load(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: " + "; ".join(_flatten(exc.messages))) from None
-    return replace(settings, source=source)
+    try:
+        backends = _with_api_keys(settings.backends, environ)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return replace(settings, backends=backends, source=source)
 
 
 def config_path(environ: dict[str, str] | None = None) -> Path:

@@ -154,11 +154,17 @@ def _replace_handlers(logger: logging.Logger, *handlers: logging.Handler) -> Non
         logger.addHandler(handler)
 
 
+def secrets_of(settings: Settings) -> list[str]:
+    """Return every secret the configuration holds: tokens and provider API keys."""
+    secrets = [t.secret for t in settings.auth.generate_tokens + settings.auth.manage_tokens]
+    return secrets + [key for key in (getattr(b, "api_key", None) for b in settings.backends) if key]
+
+
 def configure(settings: Settings) -> logging.Logger:
     """Point the package's loggers at the log directory; return the access logger."""
     conf = settings.logging
     os.makedirs(conf.dir, exist_ok=True)
-    secrets = [t.secret for t in settings.auth.generate_tokens + settings.auth.manage_tokens]
+    secrets = secrets_of(settings)
     error_format = RedactingFormatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s", secrets)
 
     package = logging.getLogger("ollama_proxy")

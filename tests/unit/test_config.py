@@ -1,6 +1,16 @@
+import re
+
 import pytest
 
-from ollama_proxy.config import ConfigError, load_settings, parse_settings
+from ollama_proxy.config import (
+    ConfigError,
+    ModelFacts,
+    OllamaServerSettings,
+    RetrySettings,
+    RoutingSettings,
+    load_settings,
+    parse_settings,
+)
 
 
 def test_defaults_when_empty():
@@ -84,3 +94,94 @@ def test_load_settings_reports_missing_file_and_bad_yaml(tmp_path):
 def test_shipped_default_config_is_valid():
     settings = load_settings(environ={})
     assert settings.service.base_url == "http://localhost:11434"
+
+
+BACKENDS_YAML = """
+backends:
+  - {name: gpu2, type: ollama, base_url: "http://10.0.0.12:11434"}
+  - {name: deepseek, type: openai, preset: deepseek, api_key_env: DEEPSEEK_API_KEY}
+  - {name: lab, type: openai, base_url: "http://127.0.0.1:8000/v1", api_key_env: LAB_KEY, models: [smollm2]}
+"""
+KEYS = {"DEEPSEEK_API_KEY": "sk-deep", "LAB_KEY": "lab-key"}
+
+
+def _backends_file(tmp_path, text=BACKENDS_YAML):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_backends_section_loads(tmp_path):
+    gpu2, deepseek, lab = load_settings(_backends_file(tmp_path), environ=KEYS).backends
+    assert gpu2 == OllamaServerSettings("gpu2", "http://10.0.0.12:11434", None, ())
+    assert (deepseek.name, deepseek.base_url, deepseek.preset, deepseek.api_key) == \
+        ("deepseek", "https://api.deepseek.com/v1", "deepseek", "sk-deep")
+    assert (lab.base_url, lab.preset, lab.api_key, lab.api_key_env, lab.models) == \
+        ("http://127.0.0.1:8000/v1", None, "lab-key", "LAB_KEY", ("smollm2",))
+    assert (lab.connect_timeout, lab.read_timeout, lab.stream_idle_timeout) == (5.0, 600.0, 300.0)
+    assert "sk-deep" not in repr(deepseek) and "lab-key" not in repr(lab)
+
+
+@pytest.mark.parametrize("environ, named", [
+    ({"LAB_KEY": "lab-key"}, "$DEEPSEEK_API_KEY"),
+    ({"DEEPSEEK_API_KEY": "sk", "LAB_KEY": "  "}, "$LAB_KEY"),
+])
+def test_unset_or_empty_api_key_variable_stops_the_start(tmp_path, environ, named):
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_settings(_backends_file(tmp_path), environ=environ)
+
+
+def test_full_backend_entries():
+    raw = {"service": {"read_timeout": 42},
+           "backends": [
+               {"name": "gpu3", "type": "ollama", "base_url": "http://gpu3:11434/", "max_concurrent": 2,
+                "models": ["llama3*", "qwen*"]},
+               {"name": "or", "type": "openai", "preset": "openrouter", "base_url": "https://eu.example/v1/",
+                "headers": {"HTTP-Referer": "https://lan"}, "read_timeout": 9,
+                "model_facts": {"m1": {"context_length": 8192, "capabilities": ["completion", "tools"]}}}],
+           "retry": {"attempts": 5}, "routing": {"cooldown": 2}}
+    settings = parse_settings(raw, environ={})
+    gpu3, provider = settings.backends
+    assert gpu3 == OllamaServerSettings("gpu3", "http://gpu3:11434", 2, ("llama3*", "qwen*"))
+    assert (provider.base_url, provider.preset, provider.api_key) == ("https://eu.example/v1", "openrouter", None)
+    assert provider.headers == {"HTTP-Referer": "https://lan"}
+    assert provider.model_facts == {"m1": ModelFacts(8192, ("completion", "tools"))}
+    assert (provider.read_timeout, provider.connect_timeout) == (9.0, 5.0)
+    assert settings.retry == RetrySettings(attempts=5)
+    assert settings.routing.cooldown == 2.0
+
+
+def test_backend_sections_default():
+    settings = parse_settings({}, environ={})
+    assert settings.backends == ()
+    assert settings.retry == RetrySettings(3, 30.0, 0.5, 8.0)
+    assert settings.routing == RoutingSettings()
+
+
+def _one(**entry):
+    return {"backends": [entry]}
+
+
+@pytest.mark.parametrize("raw, named", [
+    (_one(name="default", type="ollama", base_url="http://a:1"), "backends.0.name"),
+    (_one(name="a b", type="ollama", base_url="http://a:1"), "backends.0.name"),
+    (_one(name="a", type="vllm", base_url="http://a:1"), "backends.0.type: must be one of: ollama, openai"),
+    (_one(name="a", type="ollama"), "backends.0.base_url: Missing data"),
+    (_one(name="a", type="ollama", base_url="http://a:1", preset="deepseek"), "backends.0.preset: Unknown field"),
+    (_one(name="a", type="ollama", base_url="http://a:1", max_concurrent=0), "backends.0.max_concurrent"),
+    (_one(name="a", type="openai"), "backends.0.base_url: name a preset or a base_url"),
+    (_one(name="a", type="openai", preset="nope"), "backends.0.preset"),
+    (_one(name="a", type="openai", preset="deepseek", model_facts={"m": {"capabilities": ["fly"]}}),
+     "backends.0.model_facts"),
+    ({"backends": [{"name": "a", "type": "ollama", "base_url": "http://a:1"},
+                   {"name": "a", "type": "openai", "preset": "deepseek"}]}, "backends: backend names must be unique: a"),
+    ({"backends": ["gpu2"]}, "backends.0: a backend is a mapping"),
+    ({"retry": {"attempts": 0}}, "retry.attempts"),
+    ({"routing": {"refresh_interval": 0}}, "routing.refresh_interval"),
+    ({"routing": {"cooldwn": 1}}, "routing.cooldwn: Unknown field"),
+])
+def test_bad_backend_configuration_names_the_key(raw, named):
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw, environ={})
+    assert named in str(caught.value)
+

@@ -1,7 +1,8 @@
 import json
 import logging
 
-from ollama_proxy.logs import AccessLogMiddleware, RedactingFormatter, access_record
+from ollama_proxy.config import parse_settings
+from ollama_proxy.logs import AccessLogMiddleware, RedactingFormatter, access_record, secrets_of
 
 
 class ListHandler(logging.Handler):
@@ -73,3 +74,12 @@ def test_redacting_formatter_blanks_secrets_and_url_passwords():
     record = logging.LogRecord("x", logging.ERROR, __file__, 1,
                                "token tok-123 to http://user:pw@gpu1:11434/api", None, None)
     assert formatter.format(record) == "token *** to http://***@gpu1:11434/api"
+
+
+def test_secrets_include_tokens_and_provider_api_keys():
+    raw = {"auth": {"generate_tokens": ["tok-1"], "manage_tokens": [{"name": "ops", "token": "tok-2"}]},
+           "backends": [{"name": "ds", "type": "openai", "preset": "deepseek", "api_key_env": "DS_KEY"},
+                        {"name": "lab", "type": "openai", "base_url": "http://lab:8000/v1"},
+                        {"name": "gpu2", "type": "ollama", "base_url": "http://gpu2:11434"}]}
+    settings = parse_settings(raw, environ={"DS_KEY": "sk-deep"})
+    assert sorted(secrets_of(settings)) == ["sk-deep", "tok-1", "tok-2"]

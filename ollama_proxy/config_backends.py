@@ -1,0 +1,193 @@
+"""Declare the ``backends:``, ``retry:`` and ``routing:`` sections of the configuration.
+
+Part of ``config.py``, kept apart to keep each module small: the schemas and
+settings types of the upstreams the proxy routes to. Nothing here reads the
+environment; ``config.py`` fills in API keys and default timeouts after loading.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+
+from ollama_proxy.backends.presets import PRESETS
+
+DEFAULT_SERVER = "default"  # the name of service.base_url among the backends
+CAPABILITIES = ("completion", "tools", "vision", "thinking", "embedding", "insert")
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+SECONDS = validate.Range(min=0, min_inclusive=False)
+
+
+@dataclass(frozen=True)
+class OllamaServerSettings:
+    name: str
+    base_url: str
+    max_concurrent: int | None
+    models: tuple[str, ...]  # glob patterns; empty: any model the server has
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    context_length: int | None
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    name: str
+    base_url: str  # the preset's when only a preset is named; no trailing slash
+    preset: str | None
+    api_key: str | None = field(repr=False)
+    api_key_env: str | None
+    models: tuple[str, ...]
+    headers: dict[str, str]
+    model_facts: dict[str, ModelFacts]
+    connect_timeout: float
+    read_timeout: float
+    stream_idle_timeout: float
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    attempts: int = 3
+    total_timeout: float = 30.0
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    refresh_interval: float = 10.0
+    refresh_timeout: float = 5.0
+    cooldown: float = 30.0
+    slot_wait: float = 30.0
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE  # a misspelt key must stop the start, not be ignored
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise ValidationError("letters, digits, '_', '.' and '-' only")
+    if name == DEFAULT_SERVER:
+        raise ValidationError(f"'{DEFAULT_SERVER}' is service.base_url's name; choose another")
+
+
+def _url() -> fields.Url:
+    return fields.Url(require_tld=False, schemes={"http", "https"})
+
+
+class OllamaServerSchema(StrictSchema):
+    name = fields.String(required=True, validate=_check_name)
+    type = fields.String(required=True, validate=validate.Equal("ollama"))
+    base_url = _url()
+    max_concurrent = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1),
+                                    metadata={"help": "requests sent to this server at once; more wait"})
+    models = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list,
+                         metadata={"help": "glob patterns of the only models routed here"})
+
+    @post_load
+    def build(self, data, **kwargs):
+        if "base_url" not in data:
+            raise ValidationError("Missing data for required field.", "base_url")
+        return OllamaServerSettings(data["name"], data["base_url"].rstrip("/"), data["max_concurrent"],
+                                    tuple(data["models"]))
+
+
+class ModelFactsSchema(StrictSchema):
+    context_length = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1))
+    capabilities = fields.List(fields.String(validate=validate.OneOf(CAPABILITIES)), load_default=list)
+
+    @post_load
+    def build(self, data, **kwargs):
+        return ModelFacts(data["context_length"], tuple(data["capabilities"]))
+
+
+class ProviderSchema(StrictSchema):
+    name = fields.String(required=True, validate=_check_name)
+    type = fields.String(required=True, validate=validate.Equal("openai"))
+    preset = fields.String(load_default=None, validate=validate.OneOf(sorted(PRESETS)))
+    base_url = _url()
+    api_key_env = fields.String(load_default=None, validate=validate.Length(min=1),
+                                metadata={"help": "the environment variable holding the API key"})
+    models = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list)
+    headers = fields.Dict(keys=fields.String(validate=validate.Length(min=1)), values=fields.String(),
+                          load_default=dict, metadata={"help": "extra headers sent with every request"})
+    model_facts = fields.Dict(keys=fields.String(), values=fields.Nested(ModelFactsSchema), load_default=dict)
+    # Unset: the service's timeouts (config.py fills them in).
+    connect_timeout = fields.Float(load_default=None, validate=SECONDS)
+    read_timeout = fields.Float(load_default=None, validate=SECONDS)
+    stream_idle_timeout = fields.Float(load_default=None, validate=SECONDS)
+
+    @post_load
+    def build(self, data, **kwargs):
+        base_url = data.get("base_url") or (PRESETS[data["preset"]].base_url if data["preset"] else None)
+        if base_url is None:
+            raise ValidationError("name a preset or a base_url", "base_url")
+        return ProviderSettings(
+            name=data["name"], base_url=base_url.rstrip("/"), preset=data["preset"], api_key=None,
+            api_key_env=data["api_key_env"], models=tuple(data["models"]), headers=data["headers"],
+            model_facts=data["model_facts"], connect_timeout=data["connect_timeout"],
+            read_timeout=data["read_timeout"], stream_idle_timeout=data["stream_idle_timeout"])
+
+
+_KINDS = {"ollama": OllamaServerSchema, "openai": ProviderSchema}
+
+
+class BackendField(fields.Field):
+    """One ``backends:`` entry, checked by the schema its ``type`` names."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, dict):
+            raise ValidationError("a backend is a mapping with a name and a type")
+        schema = _KINDS.get(value.get("type"))
+        if schema is None:
+            raise ValidationError({"type": [f"must be one of: {', '.join(_KINDS)}"]})
+        return schema().load(value)
+
+
+def _unique_names(backends: list) -> None:
+    names = [b.name for b in backends]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValidationError(f"backend names must be unique: {', '.join(twice)}")
+
+
+def backends_field() -> fields.List:
+    """Return the field of the ``backends:`` list."""
+    return fields.List(BackendField(), load_default=list, validate=_unique_names,
+                       metadata={"help": "more Ollama servers and OpenAI-compatible providers"})
+
+
+class RetrySchema(StrictSchema):
+    attempts = fields.Integer(load_default=3, strict=True, validate=validate.Range(min=1),
+                              metadata={"help": "tries of a provider request before its first byte"})
+    total_timeout = fields.Float(load_default=30.0, validate=SECONDS,
+                                 metadata={"help": "seconds all tries of one request may take"})
+    backoff = fields.Float(load_default=0.5, validate=validate.Range(min=0),
+                           metadata={"help": "seconds before the second try; doubled each time"})
+    max_backoff = fields.Float(load_default=8.0, validate=validate.Range(min=0),
+                               metadata={"help": "longest wait between two tries"})
+
+    @post_load
+    def build(self, data, **kwargs):
+        return RetrySettings(**data)
+
+
+class RoutingSchema(StrictSchema):
+    refresh_interval = fields.Float(load_default=10.0, validate=SECONDS,
+                                    metadata={"help": "seconds between two reads of each server's models"})
+    refresh_timeout = fields.Float(load_default=5.0, validate=SECONDS,
+                                   metadata={"help": "seconds a server has to list its models"})
+    cooldown = fields.Float(load_default=30.0, validate=validate.Range(min=0),
+                            metadata={"help": "seconds a failed server is passed over"})
+    slot_wait = fields.Float(load_default=30.0, validate=validate.Range(min=0),
+                             metadata={"help": "longest wait for a free slot at max_concurrent; then 503"})
+
+    @post_load
+    def build(self, data, **kwargs):
+        return RoutingSettings(**data)

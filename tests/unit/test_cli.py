@@ -1,0 +1,27 @@
+from ollama_proxy.cli import check_config
+
+CONFIG = """
+auth: {generate_tokens: [tok-1]}
+backends:
+  - {name: gpu2, type: ollama, base_url: "http://10.0.0.12:11434", max_concurrent: 2, models: ["llama*"]}
+  - {name: deepseek, type: openai, preset: deepseek, api_key_env: OP_TEST_DEEPSEEK_KEY}
+"""
+
+
+def test_check_config_lists_backends_never_their_keys(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG)
+    monkeypatch.setenv("OP_TEST_DEEPSEEK_KEY", "sk-very-secret")
+    assert check_config(str(path)) == 0
+    out = capsys.readouterr().out
+    assert "backend:    gpu2 (ollama) http://10.0.0.12:11434, at most 2 at once, models llama*" in out
+    assert "backend:    deepseek (openai) https://api.deepseek.com/v1, key from $OP_TEST_DEEPSEEK_KEY" in out
+    assert "sk-very-secret" not in out
+
+
+def test_check_config_names_a_missing_key_variable(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG)
+    monkeypatch.delenv("OP_TEST_DEEPSEEK_KEY", raising=False)
+    assert check_config(str(path)) == 1
+    assert "$OP_TEST_DEEPSEEK_KEY" in capsys.readouterr().err
