@@ -1,0 +1,239 @@
+"""The provider backend against the fake provider on loopback: translation, retries, errors."""
+
+import json
+import time
+
+import pytest
+
+from ollama_proxy.backends.openai_compat import ProviderBackend, _retry_after
+from ollama_proxy.config import ModelFacts, ProviderSettings, RetrySettings
+from ollama_proxy.errors import (
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from tests.fakes.openai_provider import FakeProvider
+
+KEY = "sk-test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def fake():
+    with FakeProvider(KEY) as provider:
+        yield provider
+
+
+def settings(base_url, **overrides):
+    values = dict(name="fakeai", base_url=base_url, preset=None, api_key=KEY, api_key_env="FAKEAI_KEY",
+                  models=(), headers={"X-Title": "proxy"}, model_facts={}, connect_timeout=2.0,
+                  read_timeout=5.0, stream_idle_timeout=5.0)
+    return ProviderSettings(**{**values, **overrides})
+
+
+@pytest.fixture
+def backend(fake):
+    fake.reset()
+    made = ProviderBackend(settings(fake.base_url), RetrySettings(attempts=3, total_timeout=5.0, backoff=0.01,
+                                                                  max_backoff=0.05))
+    made.slept = []
+    made.sleep = lambda seconds: (made.slept.append(seconds), time.sleep(seconds))
+    return made
+
+
+def chat(backend, stream=True, **body):
+    body = {"model": "fake-chat", "messages": [{"role": "user", "content": "hello"}], "stream": stream, **body}
+    return backend.post_json("/api/chat", body, "fakeai:fake-chat")
+
+
+def test_chat_stream_becomes_ollama_ndjson(backend, fake):
+    fake.script("fake-chat", content="Hi there", reasoning="let me see", fragment_size=4)
+    with chat(backend, think=True) as answer:
+        assert answer.is_ndjson and answer.status == 200
+        lines = [json.loads(line) for line in answer.read().splitlines()]
+    assert "".join(line["message"].get("thinking", "") for line in lines) == "let me see"
+    assert "".join(line["message"]["content"] for line in lines) == "Hi there"
+    assert all(line["model"] == "fakeai:fake-chat" for line in lines)
+    final = lines[-1]
+    assert final["done"] is True and final["done_reason"] == "stop"
+    assert final["eval_count"] == 5 and final["prompt_eval_count"] > 0
+    sent = fake.last("/v1/chat/completions")
+    assert sent.json["stream"] is True and sent.json["stream_options"] == {"include_usage": True}
+    assert sent.headers["authorization"] == f"Bearer {KEY}" and sent.headers["x-title"] == "proxy"
+
+
+def test_whole_chat_is_folded_with_tool_calls_assembled(backend, fake):
+    fake.script("fake-chat", content="", fragment_size=3, tool_calls=[
+        {"name": "get_weather", "arguments": '{"city": "Paris"}'}, {"name": "get_time", "arguments": '{}'}])
+    with chat(backend, stream=False, tools=[{"type": "function", "function": {"name": "get_weather"}}]) as answer:
+        assert not answer.is_ndjson
+        whole = json.loads(answer.read())
+    assert whole["message"]["tool_calls"] == [
+        {"id": "call_fake0", "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}},
+        {"id": "call_fake1", "function": {"index": 1, "name": "get_time", "arguments": {}}}]
+    assert whole["done"] is True and whole["done_reason"] == "stop"
+
+
+def test_generate_with_the_presets_thinking_switch(fake):
+    fake.reset()
+    backend = ProviderBackend(settings(fake.base_url, preset="dashscope"), RetrySettings())
+    answer = backend.post_json("/api/generate", {"model": "fake-chat", "prompt": "yo", "think": False,
+                                                 "stream": False})
+    assert answer.json()["response"] == "You said: yo"
+    assert fake.last("/v1/chat/completions").json["enable_thinking"] is False
+
+
+def test_a_load_request_is_answered_at_once(backend, fake):
+    answer = backend.post_json("/api/generate", {"model": "fake-chat"})
+    assert [chunk["done_reason"] for chunk in answer.iter_chunks()] == ["load"]
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("path, body, expected", [
+    ("/api/embed", {"model": "fake-embed", "input": ["a b", "c"]},
+     {"model": "fakeai:fake-embed", "embeddings": [[3.0, 1.5, 1.0, 0.75], [1.0, 0.5, 0.3333, 0.25]],
+      "load_duration": 0, "prompt_eval_count": 3}),
+    ("/api/embeddings", {"model": "fake-embed", "prompt": "abc"}, {"embedding": [3.0, 1.5, 1.0, 0.75]}),
+])
+def test_embeddings(backend, path, body, expected):
+    answer = backend.post_json(path, body, "fakeai:fake-embed").json()
+    answer.pop("total_duration", None)
+    assert answer == expected
+
+
+def test_429_is_retried_after_retry_after(backend, fake):
+    fake.script("fake-chat", rate_limited=2, retry_after="0.2")
+    started = time.monotonic()
+    assert chat(backend, stream=False).json()["message"]["content"] == "You said: hello"
+    assert len(fake.calls("/v1/chat/completions")) == 3
+    assert backend.slept == [0.2, 0.2] and time.monotonic() - started >= 0.4
+
+
+def test_429_past_the_retries_is_rate_limited_with_retry_after(backend, fake):
+    fake.script("fake-chat", rate_limited=5, retry_after="0")
+    with pytest.raises(RateLimited) as caught:
+        chat(backend)
+    assert caught.value.retry_after == 0 and "Rate limit reached" in caught.value.message
+    assert len(fake.calls("/v1/chat/completions")) == 3
+
+
+def test_a_retry_after_beyond_the_total_timeout_is_not_waited_for(backend, fake):
+    fake.script("fake-chat", rate_limited=1, retry_after="60")
+    with pytest.raises(RateLimited) as caught:
+        chat(backend)
+    assert caught.value.retry_after == 60 and backend.slept == []
+
+
+def test_503_is_retried_with_jittered_backoff(backend, fake):
+    fake.script("fake-chat", fail_status=503, fail_times=2)
+    backend.jitter = lambda: 1.0
+    assert chat(backend, stream=False).json()["done"] is True
+    assert backend.slept == [0.01, 0.02]
+
+
+@pytest.mark.parametrize("fields, status, message", [
+    ({"fail_status": 400}, 400, "fakeai: scripted failure 400"),
+    ({"fail_status": 500}, 500, "fakeai: scripted failure 500"),
+    ({"fail_status": 503}, 503, "fakeai: scripted failure 503"),
+    ({"fail_status": 402, "fail_body": "Insufficient Balance"}, 402, "fakeai: Insufficient Balance"),
+])
+def test_errors_keep_status_and_message(backend, fake, fields, status, message):
+    fake.script("fake-chat", **fields)
+    with pytest.raises(UpstreamError) as caught:
+        chat(backend)
+    assert (caught.value.status, caught.value.message) == (status, message)
+    assert len(fake.calls("/v1/chat/completions")) == (3 if status == 503 else 1)
+
+
+def test_an_unknown_model_is_404_model_not_found(backend):
+    with pytest.raises(UpstreamError) as caught:
+        backend.post_json("/api/chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]})
+    assert (caught.value.status, caught.value.code) == (404, "model_not_found")
+
+
+def test_a_wrong_key_is_the_providers_401(fake):
+    backend = ProviderBackend(settings(fake.base_url, api_key="sk-wrong"), RetrySettings())
+    with pytest.raises(UpstreamError) as caught:
+        backend.list_models()
+    assert caught.value.status == 401 and "sk-wrong" not in caught.value.message
+
+
+def test_a_drop_mid_stream_raises_from_the_iterator(backend, fake):
+    fake.script("fake-chat", content="a long answer here", fragment_size=2, drop_after=3)
+    answer = chat(backend)
+    with pytest.raises(UpstreamError, match="lost mid-answer|before the answer was complete"):
+        list(answer.iter_chunks())
+
+
+def test_a_slow_first_byte_past_read_timeout_is_504(fake):
+    fake.reset()
+    fake.script("fake-chat", first_byte_delay=1.0)
+    backend = ProviderBackend(settings(fake.base_url, read_timeout=0.3), RetrySettings())
+    with pytest.raises(UpstreamTimeout, match="did not answer within 0.3s"):
+        chat(backend)
+
+
+def test_connection_refused_is_retried_then_502():
+    backend = ProviderBackend(settings("http://127.0.0.1:9"), RetrySettings(attempts=2, backoff=0.01))
+    slept = []
+    backend.sleep = slept.append
+    with pytest.raises(UpstreamUnavailable, match="cannot reach provider fakeai .*connection refused"):
+        backend.list_models()
+    assert len(slept) == 1
+
+
+def test_listing_show_and_ps(fake):
+    fake.reset()
+    facts = {"fake-reasoner": ModelFacts(context_length=65536, capabilities=("completion", "thinking"))}
+    backend = ProviderBackend(settings(fake.base_url, model_facts=facts), RetrySettings())
+    assert [m["name"] for m in backend.tags()["models"]] == ["fakeai:fake-chat", "fakeai:fake-reasoner",
+                                                             "fakeai:fake-embed"]
+    backend.tags()
+    assert len(fake.calls("/v1/models")) == 1  # cached
+    shown = backend.show("fake-reasoner")
+    assert shown["capabilities"] == ["completion", "thinking"]
+    assert shown["model_info"] == {"general.architecture": "fakeai", "fakeai.context_length": 65536}
+    with pytest.raises(NotFound):
+        backend.show("missing")
+    assert backend.ps() == {"models": []}
+
+
+def test_configured_models_need_no_listing(fake):
+    fake.reset()
+    backend = ProviderBackend(settings(fake.base_url, models=("a", "b")), RetrySettings())
+    assert backend.list_models() == ["a", "b"] and fake.requests == []
+
+
+def test_model_management_is_refused():
+    backend = ProviderBackend(settings("http://127.0.0.1:9"), RetrySettings())
+    with pytest.raises(InvalidRequest, match="used, not managed"):
+        backend.open("POST", "/api/pull")
+    with pytest.raises(InvalidRequest, match="not available"):
+        backend.post_json("/api/create", {"model": "x"})
+
+
+def test_openai_passthrough_keeps_bytes_and_reads_usage(backend, fake):
+    body = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    with backend.open_openai("/v1/chat/completions", body, [("Authorization", "Bearer client"),
+                                                            ("X-Trace", "1")]) as answer:
+        raw = answer.read()
+    assert raw.startswith(b": keep-alive") and raw.endswith(b"data: [DONE]\n\n")
+    assert answer.usage == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+    sent = fake.last("/v1/chat/completions")
+    assert sent.json["stream_options"] == {"include_usage": True}
+    assert sent.headers["authorization"] == f"Bearer {KEY}" and sent.headers["x-trace"] == "1"
+
+
+def test_openai_passthrough_whole_answer_usage(backend):
+    body = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
+    answer = backend.open_openai("/chat/completions", body)
+    assert answer.json()["choices"][0]["message"]["content"] == "You said: hi"
+    assert answer.usage["completion_tokens"] == 3
+
+
+@pytest.mark.parametrize("value, expected", [("3", 3.0), ("0.5", 0.5), (None, None), ("soon", None),
+                                             ("-1", 0.0)])
+def test_retry_after(value, expected):
+    assert _retry_after(value) == expected
