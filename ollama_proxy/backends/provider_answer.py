@@ -29,17 +29,42 @@ def sse_data(pieces: Iterator[bytes]) -> Iterator[str]:
             yield line[5:].strip().decode("utf-8", "replace")
 
 
-class OllamaAnswer:
-    """Ollama chunks from a provider: NDJSON when ``stream``, else one folded object."""
+class _Answer:
+    """What every provider answer shares: closing or aborting the provider's response under it."""
 
     status = 200
 
+    def __init__(self, raw: UpstreamResponse | None):
+        self._raw = raw
+
+    def raise_for_error(self) -> None:
+        """Do nothing: a provider's error status was raised before this answer was made."""
+
+    def abort(self) -> None:
+        """Drop the provider's connection (from any greenlet): the reader ends."""
+        if self._raw is not None:
+            self._raw.abort()
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class OllamaAnswer(_Answer):
+    """Ollama chunks from a provider: NDJSON when ``stream``, else one folded object."""
+
     def __init__(self, chunks: Iterator[dict], *, stream: bool, fold: Callable[[list[dict]], dict],
                  raw: UpstreamResponse | None = None, waited: float = 0.0):
+        super().__init__(raw)
         self._chunks = chunks
         self._stream = stream
         self._fold = fold
-        self._raw = raw
         self.waited = self.busy = waited
         self.headers = {"Content-Type": "application/x-ndjson" if stream else "application/json; charset=utf-8"}
 
@@ -69,32 +94,14 @@ class OllamaAnswer:
         """Return the whole answer folded into one object."""
         return self._fold(list(self._chunks))
 
-    def raise_for_error(self) -> None:
-        """Do nothing: a provider's error status was raised before this answer was made."""
 
-    def abort(self) -> None:
-        if self._raw is not None:
-            self._raw.abort()
-
-    def close(self) -> None:
-        if self._raw is not None:
-            self._raw.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class PassthroughAnswer:
+class PassthroughAnswer(_Answer):
     """A provider's answer relayed byte for byte; ``usage`` is read from its last chunk."""
 
-    status = 200
     is_ndjson = False
 
     def __init__(self, raw: UpstreamResponse):
-        self._raw = raw
+        super().__init__(raw)
         self.headers = raw.headers
         self.status = raw.status
         self._whole = not raw.headers.get("Content-Type", "").startswith("text/event-stream")
@@ -134,21 +141,6 @@ class PassthroughAnswer:
                 if usage is not None:
                     return usage
         return None
-
-    def raise_for_error(self) -> None:
-        """Do nothing: a provider's error status was raised before this answer was made."""
-
-    def abort(self) -> None:
-        self._raw.abort()
-
-    def close(self) -> None:
-        self._raw.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _usage_of(data: bytes) -> dict | None:
