@@ -2,20 +2,35 @@
 
 A request carries a token as ``Authorization: <token>``, ``Authorization:
 Bearer <token>`` or ``x-api-key: <token>``. The token is looked up in the
-configured lists (compared in constant time) and becomes a ``Principal``; the
-principal's scope decides whether it may call a management endpoint.
+configured lists (compared in constant time), then among the managed keys of
+the store, and becomes a ``Principal``: its scope decides whether it may call a
+management endpoint, its model patterns which models it may use.
+
+A worker keeps what it read of a managed key for ``auth.key_cache_seconds``, so
+the hot path seldom reaches the database; a disabled or deleted key stops
+working within that bound, an expired one at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from fnmatch import fnmatchcase
 
+from cachetools import TTLCache
 from flask import Flask, current_app, g, request
+from sqlalchemy.exc import SQLAlchemyError
 
 from ollama_proxy.config import AuthSettings
-from ollama_proxy.errors import Forbidden, Unauthorized
+from ollama_proxy.errors import Forbidden, ProxyError, Unauthorized
 from ollama_proxy.logs import access_record
+from ollama_proxy.store import ApiKey, Store, current_store
+from ollama_proxy.store.keys import SECRET_PREFIX
+
+log = logging.getLogger(__name__)
 
 GENERATE = "generate"
 MANAGE = "manage"
@@ -30,9 +45,19 @@ PUBLIC_PATHS = ("/health",)
 class Principal:
     name: str
     scope: str
+    models: tuple[str, ...] = ()  # glob patterns; empty = every model
+    rpm: int | None = None
+    tpm: int | None = None
 
     def may(self, scope: str) -> bool:
         return self.scope == MANAGE or scope == GENERATE
+
+    def may_use(self, model: str) -> bool:
+        """Tell whether a model name matches one of the patterns (a bare name is its ``:latest``)."""
+        if not self.models:
+            return True
+        names = {model, model + ":latest"} if ":" not in model else {model, model.removesuffix(":latest")}
+        return any(fnmatchcase(name, pattern) for name in names for pattern in self.models)
 
 
 class TokenTable:
@@ -53,6 +78,42 @@ class TokenTable:
             if hmac.compare_digest(secret, candidate) and found is None:
                 found = principal
         return found
+
+
+class ManagedKeys:
+    """Look managed keys up in the store, through a short-lived per-worker cache."""
+
+    def __init__(self, store, settings: AuthSettings):
+        self._store = store  # a callable returning the Store: it is opened on first use
+        self._cache: TTLCache = TTLCache(maxsize=settings.key_cache_size, ttl=settings.key_cache_seconds)
+
+    def find(self, token: str, now: datetime) -> Principal | None:
+        """Return the principal of a usable key; raise Unauthorized for a disabled or expired one."""
+        if not token.startswith(SECRET_PREFIX):
+            return None
+        digest = hashlib.sha256(token.encode()).digest()  # the cache holds no secret
+        if digest in self._cache:
+            key = self._cache[digest]
+        else:
+            key = self._cache[digest] = self._load(token, now)
+        if key is None:
+            return None
+        if not key.enabled:
+            raise Unauthorized(f"key '{key.name}' is disabled")
+        if key.expired(now):
+            raise Unauthorized(f"key '{key.name}' expired at {key.expires_at.isoformat()}")
+        return Principal(key.name, key.scope, key.models, key.rpm, key.tpm)
+
+    def _load(self, token: str, now: datetime) -> ApiKey | None:
+        store: Store = self._store()
+        try:
+            key = store.find_key(token)
+            if key is not None and key.usable(now):
+                store.update_key(key.name, last_used_at=now)  # once per key per cache period
+        except SQLAlchemyError as exc:
+            log.error("the key store failed: %s", exc)
+            raise ProxyError("the key store cannot be reached; try again shortly", status=503) from None
+        return key
 
 
 def token_from_headers(headers) -> str | None:
@@ -82,6 +143,8 @@ def authenticate() -> None:
         raise Unauthorized("missing token: send 'Authorization: Bearer <token>' or 'x-api-key: <token>'")
     principal = current_app.extensions["ollama_proxy.tokens"].find(token)
     if principal is None:
+        principal = current_app.extensions["ollama_proxy.keys"].find(token, datetime.now(timezone.utc))
+    if principal is None:
         raise Unauthorized("invalid token")
     g.principal = principal
     record = access_record(request.environ)
@@ -92,8 +155,7 @@ def authenticate() -> None:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["ollama_proxy.tokens"] = TokenTable(app.config["SETTINGS"].auth)
-    if not app.extensions["ollama_proxy.tokens"]:
-        app.logger.warning("no tokens are configured (auth.generate_tokens, auth.manage_tokens): "
-                           "every request but /health is refused with 401")
+    settings = app.config["SETTINGS"].auth
+    app.extensions["ollama_proxy.tokens"] = TokenTable(settings)
+    app.extensions["ollama_proxy.keys"] = ManagedKeys(lambda: current_store(app), settings)
     app.before_request(authenticate)

@@ -1,4 +1,4 @@
-"""The ``ollama-proxy`` command: serve the proxy, or check a configuration file."""
+"""The ``ollama-proxy`` command: serve the proxy, check a configuration file, manage keys."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from ollama_proxy import __version__
+from ollama_proxy import __version__, cli_keys
 from ollama_proxy.config import (
     CONFIG_ENV,
     PROJECT_ROOT,
@@ -47,8 +47,9 @@ def check_config(path: str | None) -> int:
     print(f"  tokens:     {len(auth.generate_tokens)} generate, {len(auth.manage_tokens)} manage")
     print(f"  logs:       {settings.logging.dir}")
     print(f"  CORS:       {', '.join(settings.cors.origins) or 'off'}")
+    print(f"  store:      {settings.store.url.split('://', 1)[0]}")
     if not auth.generate_tokens and not auth.manage_tokens:
-        print("  warning:    no tokens: every request but /health will be refused (401)")
+        print("  note:       no tokens in the file: only managed keys (ollama-proxy keys create) get in")
     return 0
 
 
@@ -77,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="after --, more gunicorn options (e.g. -- --workers 4)")
     check = commands.add_parser("check-config", help="check a configuration file and print a summary")
     check.add_argument("path", nargs="?", help=f"configuration file (default: ${CONFIG_ENV} or config/config.yaml)")
+    cli_keys.add_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        return cli_keys.run(args)
     if args.command == "serve":
         extra = [a for a in args.gunicorn_args if a != "--"]
         return serve(args.config, args.bind, extra)

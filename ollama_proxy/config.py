@@ -68,6 +68,7 @@ class AuthSettings:
     generate_tokens: tuple[Token, ...]
     manage_tokens: tuple[Token, ...]
     key_cache_seconds: float = 5.0
+    key_cache_size: int = 10000
 
 
 @dataclass(frozen=True)
@@ -157,11 +158,13 @@ class AuthSchema(_Strict):
                                 metadata={"help": "tokens that may also manage models and upload blobs"})
     key_cache_seconds = fields.Float(load_default=5.0, validate=validate.Range(min=0),
                                      metadata={"help": "seconds a worker trusts what it read of a managed key"})
+    key_cache_size = fields.Integer(load_default=10000, strict=True, validate=validate.Range(min=1),
+                                    metadata={"help": "managed-key lookups (found or not) a worker remembers"})
 
     @post_load
     def build(self, data, **kwargs):
         return AuthSettings(_tokens("generate", data["generate_tokens"]), _tokens("manage", data["manage_tokens"]),
-                            data["key_cache_seconds"])
+                            data["key_cache_seconds"], data["key_cache_size"])
 
 
 _seconds = SECONDS

@@ -52,3 +52,22 @@ def test_token_table_finds_scope_and_name():
 ])
 def test_principal_may(scope, needed, allowed):
     assert Principal("p", scope).may(needed) is allowed
+
+
+@pytest.mark.parametrize("patterns, model, allowed", [
+    ((), "anything", True),
+    (("llama3*",), "llama3.2", True),
+    (("llama3*",), "llama3.2:latest", True),
+    (("llama3*",), "qwen3:8b", False),
+    (("qwen3:*",), "qwen3:8b", True),
+    (("qwen3:*",), "qwen3", True),  # a bare name is its :latest
+    (("qwen3:8b",), "qwen3:8b", True),
+    (("qwen3:8b",), "qwen3:4b", False),
+    (("llama3.2",), "llama3.2:latest", True),
+    (("llama3.2:latest",), "llama3.2", True),
+    (("llama3.2",), "llama3.2:1b", False),
+    (("Llama*",), "llama3.2", False),  # case matters, as in Ollama's names
+    (("a", "b*"), "bee", True),
+])
+def test_may_use(patterns, model, allowed):
+    assert Principal("k", GENERATE, patterns).may_use(model) is allowed

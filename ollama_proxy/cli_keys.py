@@ -1,0 +1,121 @@
+"""The ``ollama-proxy keys`` commands: create, list, enable, disable and delete managed keys."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date, datetime, time, timedelta, timezone
+
+from ollama_proxy.config import CONFIG_ENV, ConfigError, load_settings
+from ollama_proxy.store import ApiKey, StoreError, open_store
+from ollama_proxy.store.keys import SCOPES
+
+LIST_COLUMNS = ("name", "prefix", "scope", "models", "limits", "expires", "enabled", "last used")
+
+
+def expiry(text: str) -> datetime:
+    """Read ``--expires``: a date (the key works through that UTC day) or an ISO date and time."""
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text) + timedelta(days=1), time(), timezone.utc)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD) or ISO date and time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return int(text)
+
+
+def _moment(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _limits(key: ApiKey) -> str:
+    return f"rpm {key.rpm or '-'}, tpm {key.tpm or '-'}"
+
+
+def key_row(key: ApiKey) -> tuple[str, ...]:
+    return (key.name, key.prefix, key.scope, ", ".join(key.models) or "*", _limits(key),
+            _moment(key.expires_at), "yes" if key.enabled else "no", _moment(key.last_used_at))
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Lay rows out in left-aligned columns under a header."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    lines = [header, *rows]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def create(store, args) -> int:
+    key, secret = store.create_key(args.name, scope=args.scope, models=args.models or (), rpm=args.rpm,
+                                   tpm=args.tpm, expires_at=args.expires)
+    print(f"created key '{key.name}' ({key.prefix}...): scope {key.scope}, models {', '.join(key.models) or '*'}, "
+          f"{_limits(key)}, expires {_moment(key.expires_at)}")
+    print("the secret is shown once, below; only its hash is kept:")
+    print(secret)  # alone on the last line: KEY=$(ollama-proxy keys create ... | tail -n1)
+    return 0
+
+
+def list_keys(store, args) -> int:
+    keys = store.list_keys()
+    print(table(LIST_COLUMNS, [key_row(k) for k in keys]) if keys else "no managed keys")
+    return 0
+
+
+def set_enabled(enabled: bool):
+    def command(store, args) -> int:
+        store.update_key(args.name, enabled=enabled)
+        print(f"key '{args.name}' {'enabled' if enabled else 'disabled'}")
+        return 0
+    return command
+
+
+def delete(store, args) -> int:
+    store.delete_key(args.name)
+    print(f"key '{args.name}' deleted")
+    return 0
+
+
+def add_parser(commands) -> None:
+    """Add ``keys`` and its subcommands to the ``ollama-proxy`` parser."""
+    keys = commands.add_parser("keys", help="manage API keys kept in the store")
+    actions = keys.add_subparsers(dest="action", required=True)
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV} or config/config.yaml)")
+    new = actions.add_parser("create", parents=[config], help="create a key and print its secret (last line)")
+    new.add_argument("--name", required=True)
+    new.add_argument("--models", action="append", metavar="GLOB",
+                     help="a model pattern the key may use, e.g. 'llama3*' (repeat; none = every model)")
+    new.add_argument("--rpm", type=_positive, help="requests per minute")
+    new.add_argument("--tpm", type=_positive, help="tokens per minute")
+    new.add_argument("--scope", choices=SCOPES, default="generate")
+    new.add_argument("--expires", type=expiry, metavar="DATE",
+                     help="YYYY-MM-DD (works through that day, UTC) or an ISO date and time")
+    new.set_defaults(run=create)
+    actions.add_parser("list", parents=[config], help="list the keys").set_defaults(run=list_keys)
+    for name, run, text in (("enable", set_enabled(True), "let a key work again"),
+                            ("disable", set_enabled(False), "stop a key working, keeping it"),
+                            ("delete", delete, "delete a key for good")):
+        action = actions.add_parser(name, parents=[config], help=text)
+        action.add_argument("name")
+        action.set_defaults(run=run)
+
+
+def run(args) -> int:
+    """Open the configured store and carry out one ``keys`` subcommand."""
+    try:
+        store = open_store(load_settings(args.config).store)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return args.run(store, args)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()

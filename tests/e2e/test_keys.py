@@ -1,0 +1,106 @@
+"""Managed keys made with the installed ``ollama-proxy keys`` command, used by real clients."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+import pytest
+import requests
+
+from tests.e2e.conftest import base_config
+from tests.e2e.server import ProxyServer
+
+COMMAND = str(Path(sys.executable).with_name("ollama-proxy"))  # what `pip install` put on PATH
+CACHE_SECONDS = 0.5
+
+
+def keys(server, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_PROXY_")}
+    done = subprocess.run([COMMAND, "keys", *args, "--config", str(server.config_path)], capture_output=True,
+                          text=True, env=env, cwd=server.workdir, timeout=60)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def create(server, *args: str) -> str:
+    return keys(server, "create", *args).stdout.splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def server(fake_server, tmp_path_factory):
+    config = base_config(fake_server.url)
+    config["auth"]["key_cache_seconds"] = CACHE_SECONDS
+    started = ProxyServer(config, tmp_path_factory.mktemp("keys")).start()
+    yield started
+    started.stop()
+
+
+def chat(server, secret: str, model: str = "llama3.2") -> str:
+    with openai.OpenAI(base_url=server.url + "/v1", api_key=secret, max_retries=0) as client:
+        answer = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    return answer.choices[0].message.content
+
+
+def test_a_key_made_with_the_command_works_with_the_openai_sdk(server):
+    output = keys(server, "create", "--name", "alice", "--models", "llama3*", "--models", "qwen3:*", "--rpm", "60",
+                  "--tpm", "100000").stdout
+    secret = output.splitlines()[-1]
+    assert secret.startswith("op-") and " " not in secret
+    assert "created key 'alice'" in output and "llama3*, qwen3:*" in output
+    assert chat(server, secret) == "You said: hi"
+    listing = keys(server, "list").stdout.splitlines()
+    assert listing[0].split()[:3] == ["name", "prefix", "scope"]
+    row = next(line for line in listing if line.startswith("alice"))
+    assert secret[:11] in row and "llama3*, qwen3:*" in row and "rpm 60, tpm 100000" in row
+    assert "UTC" in row.split("yes", 1)[1]  # last used: just now
+    logged = [line for line in server.access_lines() if '"/v1/chat/completions"' in line]
+    assert logged and '"token": "alice"' in logged[-1]
+    everything = "".join(p.read_text() for p in server.log_dir.iterdir()) + server.stderr()
+    assert secret not in everything
+
+
+def test_disable_enable_and_delete_take_effect_within_the_cache_bound(server):
+    secret = create(server, "--name", "bob")
+    assert chat(server, secret) == "You said: hi"
+    keys(server, "disable", "bob")
+    time.sleep(CACHE_SECONDS + 0.2)
+    with pytest.raises(openai.AuthenticationError, match="key 'bob' is disabled"):
+        chat(server, secret)
+    keys(server, "enable", "bob")
+    time.sleep(CACHE_SECONDS + 0.2)
+    assert chat(server, secret) == "You said: hi"
+    assert keys(server, "delete", "bob").stdout.strip() == "key 'bob' deleted"
+    time.sleep(CACHE_SECONDS + 0.2)
+    with pytest.raises(openai.AuthenticationError, match="invalid token"):
+        chat(server, secret)
+
+
+def test_an_expired_key_is_refused(server):
+    secret = create(server, "--name", "old", "--expires", "2020-01-01")
+    answer = requests.get(server.url + "/api/tags", headers={"Authorization": f"Bearer {secret}"})
+    assert answer.status_code == 401
+    assert answer.json() == {"error": "key 'old' expired at 2020-01-02T00:00:00+00:00"}
+
+
+def test_scopes(server):
+    generate = create(server, "--name", "gen")
+    manage = create(server, "--name", "ops", "--scope", "manage")
+    body = {"model": "llama3.2", "stream": False}
+    assert requests.post(server.url + "/api/pull", json=body, headers={"x-api-key": generate}).status_code == 403
+    assert requests.post(server.url + "/api/pull", json=body, headers={"x-api-key": manage}).status_code == 200
+
+
+def test_the_command_reports_mistakes(server):
+    create(server, "--name", "carol")
+    taken = keys(server, "create", "--name", "carol", check=False)
+    assert taken.returncode == 1 and "a key named 'carol' exists already" in taken.stderr
+    absent = keys(server, "disable", "nobody", check=False)
+    assert absent.returncode == 1 and "no key named 'nobody'" in absent.stderr
+    bad = keys(server, "create", "--name", "x", "--expires", "soon", check=False)
+    assert bad.returncode == 2 and "--expires" in bad.stderr
