@@ -5,6 +5,10 @@ a stream is logged once, with the bytes it really sent, its duration, and
 whether the client left before the end. The middleware also gives every
 request an id (kept from ``X-Request-Id`` when a front proxy set a sane one)
 and puts it on every response, error pages included.
+
+Other parts of the proxy (usage records, metrics) see every finished request
+through ``add_close_listener``: each listener gets the ``AccessRecord`` once
+the access line is written.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from logging.handlers import WatchedFileHandler
@@ -27,11 +32,29 @@ ACCESS_LOGGER = "ollama_proxy.access"
 RECORD_KEY = "ollama_proxy.access"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _URL_USERINFO = re.compile(r"(://)[^/@\s]+@")
+LISTENERS_KEY = "ollama_proxy.close_listeners"
+log = logging.getLogger(__name__)
+
+# Path prefix -> the protocol a client speaks there; the first match wins.
+_SURFACES = (
+    ("/api/", "native"), ("/v1/messages", "anthropic"), ("/anthropic/", "anthropic"),
+    ("/v1/responses", "responses"), ("/v1/", "openai"), ("/admin", "admin"),
+)
+
+
+def surface_of(path: str) -> str:
+    """Return the surface a path belongs to: native, openai, anthropic, responses, admin or other."""
+    if path == "/":
+        return "native"
+    for prefix, surface in _SURFACES:
+        if path.startswith(prefix):
+            return surface
+    return "other"
 
 
 @dataclass
 class AccessRecord:
-    """What one request did; views fill in ``model`` and ``principal``."""
+    """What one request did; views fill in the model, principal, route and tokens."""
 
     request_id: str
     method: str
@@ -42,9 +65,32 @@ class AccessRecord:
     bytes: int = 0
     first_byte: float | None = None
     completed: bool = False
+    client_left: bool = False  # seen hanging up while the answer was still coming
     model: str | None = None
     principal: str | None = None
     upstream: float = 0.0  # seconds spent waiting on the upstream before the answer went out
+    surface: str = "other"
+    backend: str | None = None  # the backend's name, once routed
+    upstream_model: str | None = None  # the model as the backend was asked for it
+    prompt_tokens: int | None = None
+    counted_tokens: int | None = None  # generated tokens as reported by finished answers
+    provisional_tokens: int = 0  # generated chunks of answers not finished (yet, or ever)
+    first_token: float | None = None  # perf_counter time of the first generated chunk
+
+    @property
+    def aborted(self) -> bool:
+        """Whether the client left before the end of the answer."""
+        return self.client_left or not self.completed
+
+    @property
+    def completion_tokens(self) -> int | None:
+        if self.counted_tokens is None and not self.provisional_tokens:
+            return None
+        return (self.counted_tokens or 0) + self.provisional_tokens
+
+    @property
+    def ttft_ms(self) -> float | None:
+        return None if self.first_token is None else round((self.first_token - self.started) * 1000, 2)
 
     def server_timing(self, now: float) -> str:
         total = now - self.started
@@ -60,10 +106,15 @@ class AccessRecord:
             "bytes": self.bytes,
             "duration_ms": round((now - self.started) * 1000, 2),
             "ttfb_ms": None if self.first_byte is None else round((self.first_byte - self.started) * 1000, 2),
+            "ttft_ms": self.ttft_ms,
             "model": self.model,
+            "backend": self.backend,
+            "upstream_model": self.upstream_model,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
             "token": self.principal,
             "client": self.client,
-            "aborted": not self.completed,
+            "aborted": self.aborted,
         }
         return json.dumps(entry)  # ASCII: a lone surrogate from a client cannot break the line
 
@@ -71,10 +122,11 @@ class AccessRecord:
 class _LoggedBody:
     """Count what a response body sends, and log the request when it closes."""
 
-    def __init__(self, body, record: AccessRecord, logger: logging.Logger):
+    def __init__(self, body, record: AccessRecord, logger: logging.Logger, listeners: list):
         self._body = body
         self._record = record
         self._logger = logger
+        self._listeners = listeners
 
     def __iter__(self):
         record = self._record
@@ -92,14 +144,20 @@ class _LoggedBody:
                 close()  # closes the view's generator: the upstream response goes with it
         finally:
             self._logger.info(self._record.line(time.perf_counter()))
+            for listener in self._listeners:
+                try:
+                    listener(self._record)
+                except Exception:  # a listener's fault must not break the response's close
+                    log.exception("close listener %r failed", listener)
 
 
 class AccessLogMiddleware:
     """Wrap a WSGI app: request id in and out, one access line per response."""
 
-    def __init__(self, app, logger: logging.Logger):
+    def __init__(self, app, logger: logging.Logger, listeners: list | None = None):
         self.app = app
         self.logger = logger
+        self.listeners = [] if listeners is None else listeners
 
     def __call__(self, environ, start_response):
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
@@ -109,6 +167,7 @@ class AccessLogMiddleware:
             path=environ.get("PATH_INFO", ""),  # no query string: it is the client's to fill with anything
             client=environ.get("REMOTE_ADDR", ""),
             started=time.perf_counter(),
+            surface=surface_of(environ.get("PATH_INFO", "")),
         )
         environ[RECORD_KEY] = record
 
@@ -119,7 +178,7 @@ class AccessLogMiddleware:
             headers.append(("Server-Timing", record.server_timing(time.perf_counter())))
             return start_response(status, headers, exc_info)
 
-        return _LoggedBody(self.app(environ, recording_start_response), record, self.logger)
+        return _LoggedBody(self.app(environ, recording_start_response), record, self.logger, self.listeners)
 
 
 class RedactingFormatter(logging.Formatter):
@@ -195,6 +254,18 @@ def note_model(model: str | None) -> None:
         record.model = model
 
 
+def note_route(backend: str, upstream_model: str | None) -> None:
+    """Put the backend a request was routed to, and the model it was asked for, on its record."""
+    record = access_record(request.environ)
+    if record is not None:
+        record.backend, record.upstream_model = backend, upstream_model
+
+
+def current_record() -> AccessRecord | None:
+    """Return the access record of the request being handled (for stream taps to keep)."""
+    return access_record(request.environ)
+
+
 def note_upstream(seconds: float) -> None:
     """Count ``seconds`` of upstream time into the request's Server-Timing (parallel calls: the longest)."""
     record = access_record(request.environ)
@@ -202,6 +273,16 @@ def note_upstream(seconds: float) -> None:
         record.upstream = max(record.upstream, seconds)
 
 
+def add_close_listener(app: Flask, listener: Callable[[AccessRecord], None]) -> None:
+    """Call ``listener(record)`` once for every request, after its access line is written.
+
+    It runs in the worker, in the greenlet closing the response: keep it cheap
+    (queue the record; do no I/O inline).
+    """
+    app.extensions[LISTENERS_KEY].append(listener)
+
+
 def init_app(app: Flask) -> None:
     access = configure(app.config["SETTINGS"])
-    app.wsgi_app = AccessLogMiddleware(app.wsgi_app, access)
+    app.extensions[LISTENERS_KEY] = []
+    app.wsgi_app = AccessLogMiddleware(app.wsgi_app, access, app.extensions[LISTENERS_KEY])

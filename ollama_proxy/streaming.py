@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from ollama_proxy.errors import ProxyError
+from ollama_proxy.logs import access_record
 
 # nginx buffers proxied answers unless told not to; a stream must reach the client as it is made.
 STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
@@ -210,6 +211,10 @@ def watch_client(environ: dict, on_gone: Callable[[], None]) -> Callable[[], Non
         except OSError:
             gone = True
         if gone:
+            record = access_record(environ)
+            if record is not None:
+                # The upstream is cut next, so the body still ends "normally": say who ended it.
+                record.client_left = True
             on_gone()
 
     watcher = gevent.spawn(watch)

@@ -14,9 +14,10 @@ from functools import partial
 
 from flask import Blueprint, Response, current_app, request
 
+from ollama_proxy.accounting import count_body, tap_ndjson
 from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse, downstream_headers, upstream_headers
 from ollama_proxy.errors import InvalidRequest
-from ollama_proxy.logs import note_model, note_upstream
+from ollama_proxy.logs import current_record, note_model, note_route, note_upstream
 from ollama_proxy.schemas.loading import load, parse_json_object, read_json_body
 from ollama_proxy.schemas.ollama import BODY_SCHEMAS
 from ollama_proxy.streaming import STREAM_HEADERS, ClosingStream, ndjson_relay, watch_client
@@ -40,12 +41,13 @@ def relay(upstream: UpstreamResponse) -> Response:
         on_error = partial(_log_stream_failure, f"{request.method} {request.path}")
         note_upstream(upstream.waited)
         stop_watching = watch_client(request.environ, upstream.abort)
-        stream = ClosingStream(ndjson_relay(upstream.iter_bytes(), on_error),
+        stream = ClosingStream(ndjson_relay(tap_ndjson(upstream.iter_bytes(), current_record()), on_error),
                                lambda: (stop_watching(), upstream.close()))
         return Response(stream, upstream.status, {**headers, **STREAM_HEADERS}, direct_passthrough=True)
     with upstream:
         body = upstream.read()
     note_upstream(upstream.busy)
+    count_body(body, current_record())
     response = Response(body, upstream.status, headers)
     if "Content-Type" not in headers:
         del response.headers["Content-Type"]  # Ollama sent none; don't claim text/html
@@ -57,8 +59,9 @@ def _log_stream_failure(described: str, error: Exception) -> None:
     log.warning("stream of %s cut: %s", described, error)
 
 
-def _forward(body=None) -> Response:
+def _forward(body=None, model: str | None = None) -> Response:
     headers = upstream_headers(request.headers.items())
+    note_route(backend().name, model)
     return relay(backend().open(request.method, request.path, body=body, headers=headers,
                                 query=request.query_string.decode("latin-1")))
 
@@ -72,8 +75,9 @@ def forward_checked() -> Response:
     """Check a JSON body against its endpoint's schema, then forward its bytes as they came."""
     raw = read_json_body(request)
     data = load(BODY_SCHEMAS[request.path], parse_json_object(raw))
-    note_model(data.get("model") or data.get("name") or data.get("source"))
-    return _forward(raw)
+    model = data.get("model") or data.get("name") or data.get("source")
+    note_model(model)
+    return _forward(raw, model)
 
 
 class _Upload:

@@ -18,9 +18,10 @@ from functools import partial
 from flask import Response, current_app, request
 from marshmallow import Schema
 
+from ollama_proxy.accounting import tap_chunks
 from ollama_proxy.backends.image_fetcher import resolve_image_urls
 from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse
-from ollama_proxy.logs import note_model, note_upstream
+from ollama_proxy.logs import current_record, note_model, note_route, note_upstream
 from ollama_proxy.schemas.loading import load, parse_json_object, read_json_body
 from ollama_proxy.streaming import (
     STREAM_HEADERS,
@@ -77,8 +78,9 @@ def generate(path: str, ollama_body: dict, n: int = 1) -> list[dict]:
     upstreams = open_streams(path, ollama_body, n)
     group = Upstreams(upstreams)
     stop_watching = watch_client(request.environ, group.abort)
+    record = current_record()
     try:
-        answers = in_parallel(lambda i: fold_chunks(list(upstreams[i].iter_chunks())), n)
+        answers = in_parallel(lambda i: fold_chunks(list(tap_chunks(upstreams[i].iter_chunks(), record))), n)
         note_upstream(time.perf_counter() - started)
         return answers
     finally:
@@ -89,6 +91,7 @@ def generate(path: str, ollama_body: dict, n: int = 1) -> list[dict]:
 def open_streams(path: str, ollama_body: dict, n: int = 1) -> list[UpstreamResponse]:
     """Open n Ollama streams; if one fails, close the others and raise its error."""
     server = backend()  # the side threads have no app context
+    note_route(server.name, ollama_body.get("model"))
     opened: list[UpstreamResponse] = []
 
     def one(_: int) -> UpstreamResponse:
@@ -142,6 +145,8 @@ def sse_response(sources: list[Iterator[dict]], converters: list, encode: Callab
     converter is asked for a ``ping`` whenever its source is silent that long.
     """
     on_error = partial(_log_stream_failure, f"{request.method} {request.path}")
+    record = current_record()
+    sources = [tap_chunks(source, record) for source in sources]
     if heartbeat:
         sources = [with_heartbeat(source, heartbeat) for source in sources]
     frames_of = [converted(s, c, on_error) for s, c in zip(sources, converters, strict=True)]
@@ -165,6 +170,7 @@ def relay_stream(path: str, ollama_body: dict, converter, encode: Callable[[obje
     answers, and an error then arrives as the surface's error event.
     """
     server = backend()  # the side thread has no app context
+    note_route(server.name, ollama_body.get("model"))
     pool = ThreadPoolExecutor(max_workers=1)
     pending = pool.submit(server.post_json, path, {**ollama_body, "stream": True})
     pool.shutdown(wait=False)  # the thread ends when Ollama answers; nobody waits for it here

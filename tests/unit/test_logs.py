@@ -83,3 +83,29 @@ def test_secrets_include_tokens_and_provider_api_keys():
                         {"name": "gpu2", "type": "ollama", "base_url": "http://gpu2:11434"}]}
     settings = parse_settings(raw, environ={"DS_KEY": "sk-deep"})
     assert sorted(secrets_of(settings)) == ["sk-deep", "tok-1", "tok-2"]
+
+
+def test_close_listeners_get_the_record_after_the_line_and_a_failing_one_does_not_break_the_close():
+    seen = []
+
+    def failing(record):
+        raise RuntimeError("listener bug")
+
+    logger = logging.getLogger("test.access.listeners")
+    handler = ListHandler()
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+    app = AccessLogMiddleware(_streaming_app, logger, [failing, lambda record: seen.append((record, handler.lines[:]))])
+    body = app({"REQUEST_METHOD": "POST", "PATH_INFO": "/v1/messages"}, lambda *a: None)
+    list(body)
+    body.close()
+    (record, lines_then), = seen
+    assert record.surface == "anthropic" and record.completed and len(lines_then) == 1
+
+
+def test_surface_of_paths():
+    from ollama_proxy.logs import surface_of
+    cases = {"/": "native", "/api/chat": "native", "/v1/chat/completions": "openai", "/v1/embeddings": "openai",
+             "/v1/messages": "anthropic", "/anthropic/v1/messages": "anthropic", "/v1/responses": "responses",
+             "/admin/keys": "admin", "/health": "other", "/metrics": "other"}
+    assert {path: surface_of(path) for path in cases} == cases
