@@ -48,3 +48,15 @@ def on_starting(server):
     except ConfigError:
         return  # the workers stop on it, naming the key
     open_store(settings.store).close()  # a database that cannot be migrated stops the start here
+
+
+def post_worker_init(worker):
+    """Move what loading the app made out of the garbage collector's reach.
+
+    Those objects live as long as the worker; without this, every full
+    collection walks all of them again, a pause of tens of milliseconds that
+    every stream of the worker waits out.
+    """
+    import gc
+
+    gc.freeze()

@@ -201,7 +201,7 @@ def watch_client(environ: dict, on_gone: Callable[[], None]) -> Callable[[], Non
     watched.
     """
     sock = environ.get("gunicorn.socket")
-    if sock is None or not _gevent_active():
+    if sock is None or not gevent_active():
         return lambda: None
     import gevent
 
@@ -223,7 +223,8 @@ def watch_client(environ: dict, on_gone: Callable[[], None]) -> Callable[[], Non
     return lambda: watcher.kill(block=True, timeout=1)
 
 
-def _gevent_active() -> bool:
+def gevent_active() -> bool:
+    """Say whether gevent has patched the socket module (a gevent worker is running)."""
     try:
         from gevent import monkey
     except ImportError:

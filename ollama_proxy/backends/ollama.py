@@ -14,11 +14,14 @@ from collections.abc import Iterable, Iterator
 
 import requests
 import urllib3
+from urllib3.util.response import is_response_to_head
 
+from ollama_proxy.backends.chunked import ChunkedDecoder, ChunkedFramingError
 from ollama_proxy.backends.session import ProcessSession, reason
+from ollama_proxy.backends.watchdog import IdleWatchdog
 from ollama_proxy.config import ServiceSettings
 from ollama_proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from ollama_proxy.streaming import split_lines
+from ollama_proxy.streaming import gevent_active, split_lines
 
 # Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
 # ones the proxy owns: the client's credentials, Host, Origin (Ollama answers 403 to
@@ -64,7 +67,14 @@ class UpstreamResponse:
         self.headers = response.headers
         self.waited = self.busy = waited
         self._socket = _socket_of(response)
-        if self._socket is not None:
+        self._watchdog: IdleWatchdog | None = None
+        if self._socket is None:
+            return
+        if gevent_active():
+            # No socket timeout: under gevent it costs a timer per read. One watchdog per
+            # stream cuts a silence instead (see iter_bytes).
+            self._socket.settimeout(None)
+        else:
             # From here on each read waits for the next piece of a started answer.
             self._socket.settimeout(idle_timeout)
 
@@ -73,19 +83,62 @@ class UpstreamResponse:
         return self.headers.get("Content-Type", "").startswith("application/x-ndjson")
 
     def iter_bytes(self) -> Iterator[bytes]:
-        """Yield the body as it arrives: each chunk the moment Ollama sends it."""
+        """Yield the body as it arrives: at each read, all that came, the moment Ollama sent it."""
         raw = self._response.raw
         try:
+            if self._socket is not None and gevent_active():
+                self._watchdog = IdleWatchdog(self._idle_timeout, self.abort)
             if raw.chunked and raw.supports_chunked_reads():
-                yield from raw.read_chunked(READ_PIECE, decode_content=False)
+                yield from self._read_chunked(raw)
             else:
-                while piece := raw.read1(READ_PIECE, decode_content=False):
+                while piece := self._wait_for(raw.read1, READ_PIECE, decode_content=False):
                     yield piece
-        except urllib3.exceptions.ReadTimeoutError:
-            raise UpstreamTimeout(f"{self._describe} sent nothing for {self._idle_timeout:g}s "
-                                  f"mid-answer ({self._idle_setting})") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if self._cut_idle():  # a body without framing just ends when the watchdog cuts it
+                raise self._idle_error()
+        except (ChunkedFramingError, urllib3.exceptions.HTTPError, OSError) as exc:
+            if isinstance(exc, (TimeoutError, urllib3.exceptions.ReadTimeoutError)) or self._cut_idle():
+                raise self._idle_error() from None
             raise UpstreamUnavailable(f"connection to {self._describe} lost mid-answer: {reason(exc)}") from None
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.close()
+
+    def _read_chunked(self, raw: urllib3.HTTPResponse) -> Iterator[bytes]:
+        """Read the socket once per wake-up and decode the chunk framing of all that came."""
+        original = raw._original_response  # http.client's response: its buffer holds the body's start
+        if original is None or original.fp is None:
+            return  # read already
+        if is_response_to_head(original):
+            original.close()
+            return
+        decoder = ChunkedDecoder()
+        while not decoder.done:
+            piece = self._wait_for(original.fp.read1, READ_PIECE)
+            if not piece:
+                raise urllib3.exceptions.ProtocolError("Response ended prematurely")
+            payload = decoder.feed(piece)
+            if payload:
+                yield payload
+        # As urllib3 does at the end of a body: the connection goes back to the pool.
+        original.close()
+        raw.release_conn()
+
+    def _wait_for(self, read, *args, **kwargs) -> bytes:
+        watchdog = self._watchdog
+        if watchdog is None:
+            return read(*args, **kwargs)
+        watchdog.waiting()
+        try:
+            return read(*args, **kwargs)
+        finally:
+            watchdog.arrived()
+
+    def _cut_idle(self) -> bool:
+        return self._watchdog is not None and self._watchdog.fired
+
+    def _idle_error(self) -> UpstreamTimeout:
+        return UpstreamTimeout(f"{self._describe} sent nothing for {self._idle_timeout:g}s "
+                               f"mid-answer ({self._idle_setting})")
 
     def read(self) -> bytes:
         """Return the whole body."""
@@ -135,6 +188,8 @@ class UpstreamResponse:
                 pass  # closed already
 
     def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.close()
         # Closing (not releasing) drops the connection: Ollama sees the client go and
         # stops generating, instead of the pool draining the rest of the answer.
         self._response.close()
