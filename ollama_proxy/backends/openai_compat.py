@@ -90,6 +90,9 @@ class ProviderBackend:
 
     def post_json(self, path: str, ollama_body: dict, model_label: str | None = None):
         """Answer an Ollama request; return an answer shaped like ``UpstreamResponse``."""
+        if path == "/api/show":
+            model = ollama_body.get("model") or ollama_body.get("name") or ""
+            return OllamaAnswer(iter([self.show(model)]), stream=False, fold=_only)
         label = model_label or ollama_body["model"]
         if path in ("/api/embed", "/api/embeddings"):
             return self._embed(path, ollama_body, label)
@@ -157,7 +160,7 @@ class ProviderBackend:
             answer = raw.json()
         seconds = time.perf_counter() - started
         ollama = to_ollama_embed(answer, label, seconds) if path == "/api/embed" else to_ollama_embeddings(answer)
-        return OllamaAnswer(iter([ollama]), stream=False, fold=lambda chunks: chunks[0], waited=seconds)
+        return OllamaAnswer(iter([ollama]), stream=False, fold=_only, waited=seconds)
 
     def _ollama_chunks(self, raw: UpstreamResponse, converter: ProviderStream) -> Iterator[dict]:
         """Convert the provider's stream (or whole answer) into Ollama chunks."""
@@ -243,6 +246,10 @@ class ProviderBackend:
         """Full jitter: a random wait up to the exponential bound, so retries spread out."""
         bound = min(self.retry.max_backoff, self.retry.backoff * 2 ** (attempt - 1))
         return bound * self.jitter()
+
+
+def _only(answers: list[dict]) -> dict:
+    return answers[0]
 
 
 def _retry_after(value: str | None) -> float | None:

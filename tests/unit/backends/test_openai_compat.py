@@ -195,6 +195,7 @@ def test_listing_show_and_ps(fake):
     shown = backend.show("fake-reasoner")
     assert shown["capabilities"] == ["completion", "thinking"]
     assert shown["model_info"] == {"general.architecture": "fakeai", "fakeai.context_length": 65536}
+    assert backend.post_json("/api/show", {"model": "fake-reasoner"}).json() == shown
     with pytest.raises(NotFound):
         backend.show("missing")
     assert backend.ps() == {"models": []}
