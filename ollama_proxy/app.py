@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, render_template, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
@@ -12,7 +12,7 @@ from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from ollama_proxy import auth, logs, store
 from ollama_proxy.backends.image_fetcher import ImageFetcher
 from ollama_proxy.backends.ollama import OllamaBackend
-from ollama_proxy.blueprints import anthropic, embeddings, health, native, openai, responses
+from ollama_proxy.blueprints import admin, anthropic, embeddings, health, native, openai, responses
 from ollama_proxy.config import Settings, load_settings
 from ollama_proxy.errors import (
     MethodNotAllowed,
@@ -32,7 +32,7 @@ _HTTP_ERRORS = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge}
 def create_app(settings: Settings | None = None) -> Flask:
     """Create the proxy's Flask app from ``settings`` (default: the configuration file)."""
     settings = settings or load_settings()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the admin blueprint serves static/ under /admin
     app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.limits.max_body_bytes)
     app.json.sort_keys = False
     logs.init_app(app)
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["ollama_proxy.images"] = ImageFetcher(settings.images)
     for blueprint in (health.bp, native.bp, openai.bp, embeddings.bp, responses.bp, anthropic.bp):
         app.register_blueprint(blueprint)
+    admin.init_app(app)
     register_error_handlers(app)
     return app
 
@@ -58,7 +59,10 @@ def error_body(error: ProxyError, path: str) -> dict:
 
 
 def error_response(error: ProxyError) -> Response:
-    response = jsonify(error_body(error, request.path))
+    if admin.is_admin_path(request.path):  # a person in a browser reads these: HTML
+        response = Response(render_template("admin/error.html", status=error.status, message=error.message))
+    else:
+        response = jsonify(error_body(error, request.path))
     response.status_code = error.status
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(max(1, round(error.retry_after)))

@@ -39,6 +39,8 @@ MANAGE = "manage"
 MANAGE_PATHS = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs/")
 # Endpoints anyone may call: a load balancer's probe carries no token.
 PUBLIC_PATHS = ("/health",)
+# The admin page has its own login (a session cookie), checked by its blueprint.
+SESSION_PATH = "/admin"
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def token_from_headers(headers) -> str | None:
 
 def required_scope(path: str) -> str | None:
     """Return the scope a path needs, or None if it is public."""
-    if path in PUBLIC_PATHS:
+    if path in PUBLIC_PATHS or path == SESSION_PATH or path.startswith(SESSION_PATH + "/"):
         return None
     return MANAGE if path.startswith(MANAGE_PATHS) else GENERATE
 

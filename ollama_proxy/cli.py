@@ -1,10 +1,13 @@
-"""The ``ollama-proxy`` command: serve the proxy, check a configuration file, manage keys."""
+"""The ``ollama-proxy`` command: serve the proxy, check a configuration file, manage keys, hash the admin password."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
+
+from werkzeug.security import generate_password_hash
 
 from ollama_proxy import __version__, cli_keys
 from ollama_proxy.config import (
@@ -48,8 +51,36 @@ def check_config(path: str | None) -> int:
     print(f"  logs:       {settings.logging.dir}")
     print(f"  CORS:       {', '.join(settings.cors.origins) or 'off'}")
     print(f"  store:      {settings.store.url.split('://', 1)[0]}")
+    admin = settings.admin
+    print(f"  admin page: {f'on, user {admin.username}' if admin.enabled else 'off (make a hash: ollama-proxy admin-password)'}")
     if not auth.generate_tokens and not auth.manage_tokens:
         print("  note:       no tokens in the file: only managed keys (ollama-proxy keys create) get in")
+    return 0
+
+
+MIN_PASSWORD_LENGTH = 8
+
+
+def read_password(stdin=sys.stdin) -> str | None:
+    """Ask for the password twice on a terminal, or read one line from a pipe."""
+    if not stdin.isatty():
+        return stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("admin password: ")
+    if first != getpass.getpass("again: "):
+        print("the two passwords differ", file=sys.stderr)
+        return None
+    return first
+
+
+def admin_password(stdin=sys.stdin) -> int:
+    """Print a hash of the password read, for admin.password_hash."""
+    password = read_password(stdin)
+    if password is None:
+        return 1
+    if len(password) < MIN_PASSWORD_LENGTH:
+        print(f"the password is too short: {MIN_PASSWORD_LENGTH} characters at least", file=sys.stderr)
+        return 1
+    print(generate_password_hash(password))
     return 0
 
 
@@ -79,9 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check-config", help="check a configuration file and print a summary")
     check.add_argument("path", nargs="?", help=f"configuration file (default: ${CONFIG_ENV} or config/config.yaml)")
     cli_keys.add_parser(commands)
+    commands.add_parser("admin-password", help="hash a password for admin.password_hash (asks, or reads stdin)")
     args = parser.parse_args(argv)
     if args.command == "keys":
         return cli_keys.run(args)
+    if args.command == "admin-password":
+        return admin_password()
     if args.command == "serve":
         extra = [a for a in args.gunicorn_args if a != "--"]
         return serve(args.config, args.bind, extra)

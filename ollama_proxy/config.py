@@ -47,6 +47,8 @@ ENV_OVERRIDES = {
     "OLLAMA_PROXY_MANAGE_TOKENS": ("auth", "manage_tokens"),
     # A PostgreSQL URL carries a password: keep it out of the YAML file too.
     "OLLAMA_PROXY_STORE_URL": ("store", "url"),
+    "OLLAMA_PROXY_ADMIN_PASSWORD_HASH": ("admin", "password_hash"),
+    "OLLAMA_PROXY_ADMIN_SECRET_KEY": ("admin", "secret_key"),
 }
 _LIST_OVERRIDES = {"OLLAMA_PROXY_CORS_ORIGINS", "OLLAMA_PROXY_GENERATE_TOKENS", "OLLAMA_PROXY_MANAGE_TOKENS"}
 
@@ -117,6 +119,23 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class AdminSettings:
+    username: str
+    password_hash: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    secret_key_file: str
+    cookie_secure: bool
+    session_lifetime: float
+    login_attempts: int
+    login_window: int
+    login_storage: str
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.password_hash)
+
+
+@dataclass(frozen=True)
 class Settings:
     auth: AuthSettings
     service: ServiceSettings
@@ -125,6 +144,7 @@ class Settings:
     cors: CorsSettings
     logging: LoggingSettings
     store: StoreSettings
+    admin: AdminSettings
     backends: tuple[OllamaServerSettings | ProviderSettings, ...] = ()
     retry: RetrySettings = RetrySettings()
     routing: RoutingSettings = RoutingSettings()
@@ -261,6 +281,35 @@ def _rooted_sqlite(url: str) -> str:
     if not path or path.startswith("/") or path.startswith(":memory:"):
         return url
     return prefix + str(PROJECT_ROOT / path)
+# Hash formats werkzeug.security.check_password_hash reads ("method:params$salt$hash").
+_PASSWORD_HASH = validate.Regexp(r"^((scrypt|pbkdf2)(:[^$]*)?\$[^$]+\$[0-9a-f]+)?$",
+                                 error="not a password hash: make one with `ollama-proxy admin-password`")
+
+
+class AdminSchema(_Strict):
+    username = fields.String(load_default="admin", validate=validate.Length(min=1, max=100),
+                             metadata={"help": "the admin page's user name"})
+    password_hash = fields.String(load_default="", validate=_PASSWORD_HASH,
+                                  metadata={"help": "hash from `ollama-proxy admin-password`; empty: the page is off"})
+    secret_key = fields.String(load_default="", metadata={"help": "signs session cookies; empty: kept in secret_key_file"})
+    secret_key_file = fields.String(load_default="data/admin-secret-key", validate=validate.Length(min=1),
+                                    metadata={"help": "file holding a generated secret key (relative: project root)"})
+    cookie_secure = fields.Boolean(load_default=False,
+                                   metadata={"help": "send the session cookie over HTTPS only"})
+    session_lifetime = fields.Float(load_default=8 * 3600.0, validate=_seconds,
+                                    metadata={"help": "seconds a login lasts"})
+    login_attempts = fields.Integer(load_default=5, strict=True, validate=validate.Range(min=1),
+                                    metadata={"help": "failed logins allowed per client address and user name"})
+    login_window = fields.Integer(load_default=300, strict=True, validate=validate.Range(min=1),
+                                  metadata={"help": "seconds over which failed logins are counted"})
+    login_storage = fields.String(load_default="memory://", validate=validate.Length(min=1),
+                                  metadata={"help": "where failed logins are counted (memory:// or redis://...)"})
+
+    @post_load
+    def build(self, data, **kwargs):
+        if not os.path.isabs(data["secret_key_file"]):
+            data["secret_key_file"] = str(PROJECT_ROOT / data["secret_key_file"])
+        return AdminSettings(**data)
 
 
 def _section(schema: type[Schema]) -> fields.Nested:
@@ -278,6 +327,7 @@ class SettingsSchema(_Strict):
     backends = backends_field()
     retry = _section(RetrySchema)
     routing = _section(RoutingSchema)
+    admin = _section(AdminSchema)
 
     @post_load
     def build(self, data, **kwargs):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages that the tests run: nginx (the deploy site in front of the real
 # server), systemd (`systemd-analyze verify` on the unit file), logrotate (deploy/logrotate run
-# on the server's logs) and postgresql (a throwaway cluster for the store's tests).
+# on the server's logs), postgresql (a throwaway cluster for the store's tests) and chromium (the
+# admin page's browser tests drive Debian's chromium through Playwright).
 # Idempotent: when every command is already there it only checks and exits; `apt-get update`
 # runs only when a package is missing. Without root or apt-get it does nothing, says why,
 # and exits 0: the tests then fail with a message naming what is missing.
@@ -9,7 +10,7 @@ set -euo pipefail
 
 # command the tests run -> the Debian package that ships it
 declare -A PACKAGE_OF=([nginx]=nginx [systemd-analyze]=systemd [logrotate]=logrotate
-                       [initdb]=postgresql [pg_ctl]=postgresql [runuser]=util-linux)
+                       [initdb]=postgresql [pg_ctl]=postgresql [runuser]=util-linux [chromium]=chromium)
 
 # nginx and systemd-analyze live in sbin directories that a non-login PATH may lack; Debian
 # keeps initdb and pg_ctl under /usr/lib/postgresql/<version>/bin.

@@ -1,4 +1,9 @@
-from ollama_proxy.cli import check_config
+import io
+
+import pytest
+from werkzeug.security import check_password_hash
+
+from ollama_proxy.cli import admin_password, check_config
 
 CONFIG = """
 auth: {generate_tokens: [tok-1]}
@@ -25,3 +30,19 @@ def test_check_config_names_a_missing_key_variable(tmp_path, monkeypatch, capsys
     monkeypatch.delenv("OP_TEST_DEEPSEEK_KEY", raising=False)
     assert check_config(str(path)) == 1
     assert "$OP_TEST_DEEPSEEK_KEY" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stdin, status", [
+    ("a long enough password\n", 0),
+    ("a long enough password", 0),
+    ("short\n", 1),
+    ("", 1),
+])
+def test_admin_password_hashes_a_line_from_stdin(stdin, status, capsys):
+    assert admin_password(io.StringIO(stdin)) == status
+    out, err = capsys.readouterr()
+    if status == 0:
+        assert check_password_hash(out.strip(), "a long enough password")
+        assert "a long enough password" not in out
+    else:
+        assert out == "" and "too short" in err

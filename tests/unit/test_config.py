@@ -185,3 +185,31 @@ def test_bad_backend_configuration_names_the_key(raw, named):
         parse_settings(raw, environ={})
     assert named in str(caught.value)
 
+def test_admin_is_off_without_a_password_hash():
+    admin = parse_settings(None, environ={}).admin
+    assert (admin.enabled, admin.username, admin.login_attempts, admin.login_window) == (False, "admin", 5, 300)
+    assert admin.secret_key_file.endswith("/data/admin-secret-key")
+
+
+@pytest.mark.parametrize("password_hash, accepted", [
+    ("scrypt:32768:8:1$RA59SMrngCADVhoP$a4387643b97200d4", True),
+    ("pbkdf2:sha256:600000$abc$0123abcd", True),
+    ("", True),
+    ("admin", False),  # a password pasted where its hash belongs
+    ("md5$x$y", False),
+])
+def test_admin_password_hash_must_be_a_hash(password_hash, accepted):
+    raw = {"admin": {"password_hash": password_hash}}
+    if accepted:
+        assert parse_settings(raw, environ={}).admin.password_hash == password_hash
+    else:
+        with pytest.raises(ConfigError, match="admin.password_hash: not a password hash"):
+            parse_settings(raw, environ={})
+
+
+def test_admin_secrets_come_from_the_environment_and_stay_out_of_repr():
+    environ = {"OLLAMA_PROXY_ADMIN_PASSWORD_HASH": "pbkdf2:sha256:1$salt$00ff",
+               "OLLAMA_PROXY_ADMIN_SECRET_KEY": "k" * 40}
+    settings = parse_settings(None, environ=environ)
+    assert (settings.admin.password_hash, settings.admin.secret_key) == ("pbkdf2:sha256:1$salt$00ff", "k" * 40)
+    assert "k" * 40 not in repr(settings) and "00ff" not in repr(settings)

@@ -1,0 +1,35 @@
+"""The admin web page at /admin: login, dashboard, keys, models, usage, backends.
+
+Server-rendered (Jinja templates under ``templates/admin/``, files under
+``static/``). A session cookie signed with the admin secret key carries the
+login; every form carries a CSRF token. With no ``admin.password_hash`` the
+page is off and every /admin path answers 404.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from ollama_proxy.blueprints.admin import login, pages, session  # noqa: F401 (pages registers its views)
+from ollama_proxy.blueprints.admin.base import bp, is_admin_path
+
+__all__ = ["bp", "init_app", "is_admin_path"]
+log = logging.getLogger(__name__)
+
+
+def init_app(app: Flask) -> None:
+    """Register the admin page; sign its sessions and check its forms when it is on."""
+    settings = app.config["SETTINGS"].admin
+    app.register_blueprint(bp)
+    if not settings.enabled:
+        log.warning("the admin page is off: set admin.password_hash to the output of "
+                    "`ollama-proxy admin-password` to turn it on")
+        return
+    session.configure(app, settings)
+    CSRFProtect(app)
+    login.init_app(app)
+
+

@@ -1,0 +1,82 @@
+"""Sign admin sessions: the secret key, the cookie's flags, and what a valid session holds."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import tempfile
+from datetime import timedelta
+
+from flask import Flask
+
+from ollama_proxy.config import AdminSettings
+
+COOKIE_NAME = "ollama_proxy_admin"
+
+
+def secret_key(settings: AdminSettings) -> str:
+    """Return the configured secret key, or the one kept in (or first written to) the key file."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.secret_key_file
+    if not os.path.exists(path):
+        _write_once(path, secrets.token_hex(32))
+    with open(path, encoding="utf-8") as file:
+        key = file.read().strip()
+    if len(key) < 32:
+        raise RuntimeError(f"{path} holds no usable secret key (32 characters at least)")
+    return key
+
+
+def _write_once(path: str, key: str) -> None:
+    """Create ``path`` holding ``key`` atomically: workers starting together all read one key."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".admin-key-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(key + "\n")
+        os.chmod(temporary, 0o600)
+        try:
+            os.link(temporary, path)  # fails if another worker got there first: its key wins
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(temporary)
+
+
+def fingerprint(settings: AdminSettings) -> str:
+    """Tie a session to the current user name and password: changing either ends every session."""
+    material = f"{settings.username}\0{settings.password_hash}".encode()
+    return hashlib.sha256(material).hexdigest()[:32]
+
+
+def start_session(session, settings: AdminSettings) -> None:
+    """Replace whatever ``session`` held with a fresh login."""
+    session.clear()
+    session["user"] = settings.username
+    session["login"] = fingerprint(settings)
+    session.permanent = True
+
+
+def session_is_valid(session, settings: AdminSettings) -> bool:
+    """Tell whether ``session`` is a login under the current credentials."""
+    return hmac.compare_digest(str(session.get("login", "")), fingerprint(settings))
+
+
+def configure(app: Flask, settings: AdminSettings) -> None:
+    """Set the session cookie's key, name, scope, flags and lifetime."""
+    app.config.update(
+        SECRET_KEY=secret_key(settings),
+        SESSION_COOKIE_NAME=COOKIE_NAME,
+        SESSION_COOKIE_PATH="/admin",  # the API never sees the cookie
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.session_lifetime),
+        SESSION_REFRESH_EACH_REQUEST=False,  # a login lasts session_lifetime from the moment it was made
+        WTF_CSRF_CHECK_DEFAULT=False,  # the API's POSTs carry tokens, not cookies: only admin forms are checked
+        WTF_CSRF_TIME_LIMIT=None,  # a form is good for as long as its session
+    )

@@ -1,0 +1,56 @@
+import os
+import stat
+from dataclasses import replace
+
+import pytest
+
+from ollama_proxy.blueprints.admin.session import fingerprint, secret_key, session_is_valid, start_session
+from ollama_proxy.config import parse_settings
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return parse_settings({"admin": {"password_hash": "pbkdf2:sha256:1$salt$00ff",
+                                     "secret_key_file": str(tmp_path / "keys" / "admin")}}, environ={}).admin
+
+
+def test_a_generated_key_is_written_once_private_and_read_back(settings):
+    first = secret_key(settings)
+    assert len(first) == 64
+    assert secret_key(settings) == first
+    assert stat.S_IMODE(os.stat(settings.secret_key_file).st_mode) == 0o600
+    assert os.listdir(os.path.dirname(settings.secret_key_file)) == ["admin"]  # no temporary file left
+
+
+def test_a_configured_key_wins_and_no_file_is_written(settings):
+    assert secret_key(replace(settings, secret_key="x" * 40)) == "x" * 40
+    assert not os.path.exists(settings.secret_key_file)
+
+
+def test_a_key_file_too_short_stops_the_start(settings):
+    os.makedirs(os.path.dirname(settings.secret_key_file))
+    with open(settings.secret_key_file, "w") as file:
+        file.write("short\n")
+    with pytest.raises(RuntimeError, match="no usable secret key"):
+        secret_key(settings)
+
+
+@pytest.mark.parametrize("change, still_valid", [
+    ({}, True),
+    ({"password_hash": "pbkdf2:sha256:1$salt$11ee"}, False),
+    ({"username": "root"}, False),
+])
+def test_a_session_ends_when_the_credentials_change(settings, change, still_valid):
+    session = _Session(csrf_token="old")
+    start_session(session, settings)
+    assert "csrf_token" not in session and session["user"] == "admin" and session.permanent
+    assert session_is_valid(session, replace(settings, **change)) is still_valid
+
+
+def test_an_empty_session_is_not_a_login(settings):
+    assert not session_is_valid({}, settings)
+    assert not session_is_valid({"login": fingerprint(settings)[:-1]}, settings)
+
+
+class _Session(dict):
+    permanent = False
