@@ -81,7 +81,8 @@ class OllamaAnswer(_Answer):
 
     def iter_bytes(self) -> Iterator[bytes]:
         for chunk in self.iter_chunks():
-            yield ndjson_line(chunk) if self._stream else json.dumps(chunk, ensure_ascii=False).encode()
+            line = ndjson_line(chunk)
+            yield line if self._stream else line[:-1]  # a whole answer is one object, as Ollama writes it
 
     def read(self) -> bytes:
         started = time.perf_counter()
