@@ -28,6 +28,7 @@ from ollama_proxy.config_backends import (  # noqa: F401 (settings types are imp
     StrictSchema,
     backends_field,
 )
+from ollama_proxy.config_models import ModelOverride, ModelsSchema, ModelsSettings  # noqa: F401
 
 CONFIG_ENV = "OLLAMA_PROXY_CONFIG"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +78,7 @@ class AuthSettings:
 class StoreSettings:
     url: str
     busy_timeout: float
+    cache_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ class Settings:
     backends: tuple[OllamaServerSettings | ProviderSettings, ...] = ()
     retry: RetrySettings = RetrySettings()
     routing: RoutingSettings = RoutingSettings()
+    models: ModelsSettings = field(default_factory=ModelsSettings)
     source: str = "<defaults>"
 
 
@@ -268,10 +271,12 @@ class StoreSchema(_Strict):
                         metadata={"help": "SQLAlchemy URL of the store; a relative SQLite path is under the project root"})
     busy_timeout = fields.Float(load_default=5.0, validate=_seconds,
                                 metadata={"help": "seconds to wait for a database lock held by another process"})
+    cache_seconds = fields.Float(load_default=5.0, validate=validate.Range(min=0),
+                                 metadata={"help": "seconds a worker keeps the aliases and overrides it read"})
 
     @post_load
     def build(self, data, **kwargs):
-        return StoreSettings(_rooted_sqlite(data["url"]), data["busy_timeout"])
+        return StoreSettings(_rooted_sqlite(data["url"]), data["busy_timeout"], data["cache_seconds"])
 
 
 def _rooted_sqlite(url: str) -> str:
@@ -328,6 +333,7 @@ class SettingsSchema(_Strict):
     retry = _section(RetrySchema)
     routing = _section(RoutingSchema)
     admin = _section(AdminSchema)
+    models = _section(ModelsSchema)
 
     @post_load
     def build(self, data, **kwargs):

@@ -1,0 +1,105 @@
+"""Resolve model aliases and apply per-model overrides to Ollama-shaped bodies (pure, no I/O).
+
+Precedence, field by field: a model's ``enforce`` wins over everything; then
+what the request says; then the model's ``defaults``; then the global
+``models.defaults``. A field set to ``null`` in a request counts as absent.
+
+``think``, ``keep_alive`` and ``exclude_reasoning`` live at the top of an
+Ollama request; ``timeout`` is not sent (it is the model's read timeout); every
+other field lives in ``options``. A model is named as Ollama names it: a bare
+name means its ``:latest`` tag, for aliases and overrides alike. An alias names
+a model, never another alias.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ollama_proxy.config_models import TIMEOUT, ModelOverride, ModelsSettings
+
+TOP_LEVEL = ("think", "keep_alive", "exclude_reasoning")
+NO_OVERRIDE = ModelOverride()
+
+
+def canonical(name: str) -> str:
+    """Return a model name with its tag: ``llama3.2`` is ``llama3.2:latest``."""
+    return name if ":" in name else name + ":latest"
+
+
+def _lookup(table: dict, name: str):
+    """Find ``name`` in a table keyed by names as written: ``x`` and ``x:latest`` are one."""
+    for candidate in (name, canonical(name), name.removesuffix(":latest")):
+        if candidate in table:
+            return table[candidate]
+    return None
+
+
+def _value(body: dict, name: str):
+    holder = body if name in TOP_LEVEL else body.get("options") or {}
+    return holder.get(name)
+
+
+def apply_override(body: dict, override: ModelOverride, global_defaults: dict[str, Any]) -> dict:
+    """Return ``body`` with the override applied; the same object when nothing changes."""
+    wanted = {}
+    for layer in (global_defaults, override.defaults):  # the model's defaults win over the global ones
+        wanted.update({name: value for name, value in layer.items() if _value(body, name) is None})
+    wanted.update(override.enforce)
+    wanted.pop(TIMEOUT, None)
+    changes = {name: value for name, value in wanted.items() if _value(body, name) != value}
+    if not changes:
+        return body
+    result = dict(body)
+    options = dict(body.get("options") or {})
+    for name, value in changes.items():
+        if name in TOP_LEVEL:
+            result[name] = value
+        else:
+            options[name] = value
+    if options:
+        result["options"] = options
+    return result
+
+
+@dataclass(frozen=True)
+class ModelTable:
+    """The aliases and overrides in force: the file's, with the store's merged over them."""
+
+    aliases: dict[str, str] = field(default_factory=dict)
+    overrides: dict[str, ModelOverride] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def merged(cls, settings: ModelsSettings, stored_aliases: dict[str, str],
+               stored_overrides: dict[str, dict]) -> ModelTable:
+        """Merge the store's entries over the file's; a stored entry replaces one of the same name."""
+        overrides = dict(settings.overrides)
+        for model, entry in stored_overrides.items():
+            overrides[model] = ModelOverride(dict(entry.get("defaults") or {}), dict(entry.get("enforce") or {}))
+        return cls({**settings.aliases, **stored_aliases}, overrides, dict(settings.defaults))
+
+    def resolve(self, name: str) -> str:
+        """Return the model an alias names, or the name itself."""
+        return _lookup(self.aliases, name) or name
+
+    def is_alias(self, name: str) -> bool:
+        return _lookup(self.aliases, name) is not None
+
+    def override_for(self, asked: str) -> ModelOverride:
+        """Return the override of the name asked for (an alias may have its own), else of its model."""
+        return _lookup(self.overrides, asked) or _lookup(self.overrides, self.resolve(asked)) or NO_OVERRIDE
+
+    def apply(self, asked: str, body: dict) -> dict:
+        """Apply the override of ``asked`` and the global defaults to an Ollama-shaped body."""
+        return apply_override(body, self.override_for(asked), self.defaults)
+
+    def timeout_for(self, asked: str) -> float | None:
+        """Return the read timeout set for a model, if any."""
+        override = self.override_for(asked)
+        return override.enforce.get(TIMEOUT) or override.defaults.get(TIMEOUT) or self.defaults.get(TIMEOUT)
+
+    def aliases_of(self, model: str) -> list[str]:
+        """Return the aliases naming ``model``, as clients may ask for them (tag as written)."""
+        wanted = canonical(model)
+        return sorted(alias for alias, target in self.aliases.items() if canonical(target) == wanted)

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import pytest
+
+from ollama_proxy.config import parse_settings
+from ollama_proxy.config_models import ModelOverride
+from ollama_proxy.models import ModelTable, apply_override, canonical
+
+QWEN = ModelOverride(defaults={"num_ctx": 32768, "think": True}, enforce={"num_predict": 4096})
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("llama3.2", "llama3.2:latest"), ("llama3.2:latest", "llama3.2:latest"), ("qwen3:8b", "qwen3:8b"),
+])
+def test_canonical(name, expected):
+    assert canonical(name) == expected
+
+
+# Precedence, field by field: enforce > request > model default > global default.
+@pytest.mark.parametrize("body, override, global_defaults, expected", [
+    pytest.param({"model": "m"}, QWEN, {},
+                 {"model": "m", "think": True, "options": {"num_ctx": 32768, "num_predict": 4096}},
+                 id="defaults-and-enforce-fill-an-empty-request"),
+    pytest.param({"model": "m", "think": False, "options": {"num_ctx": 2048, "num_predict": 10}}, QWEN, {},
+                 {"model": "m", "think": False, "options": {"num_ctx": 2048, "num_predict": 4096}},
+                 id="request-beats-default-enforce-beats-request"),
+    pytest.param({"model": "m", "think": None, "options": {"num_ctx": None}}, QWEN, {},
+                 {"model": "m", "think": True, "options": {"num_ctx": 32768, "num_predict": 4096}},
+                 id="null-counts-as-absent"),
+    pytest.param({"model": "m"}, QWEN, {"num_ctx": 8192, "keep_alive": "1h"},
+                 {"model": "m", "think": True, "keep_alive": "1h", "options": {"num_ctx": 32768, "num_predict": 4096}},
+                 id="model-default-beats-global-default"),
+    pytest.param({"model": "m", "keep_alive": 0}, ModelOverride(), {"keep_alive": "1h", "temperature": 0.1},
+                 {"model": "m", "keep_alive": 0, "options": {"temperature": 0.1}},
+                 id="request-beats-global-default"),
+    pytest.param({"model": "m", "options": {"seed": 1}}, ModelOverride(enforce={"exclude_reasoning": True}), {},
+                 {"model": "m", "options": {"seed": 1}, "exclude_reasoning": True},
+                 id="other-options-kept"),
+    pytest.param({"model": "m"}, ModelOverride(defaults={"timeout": 900}), {"timeout": 30},
+                 {"model": "m"}, id="timeout-is-never-sent"),
+])
+def test_apply_override(body, override, global_defaults, expected):
+    before = repr(body)
+    assert apply_override(body, override, global_defaults) == expected
+    assert repr(body) == before  # the caller's body is not changed
+
+
+def test_an_unchanged_body_is_the_same_object():
+    body = {"model": "m", "options": {"num_predict": 4096, "num_ctx": 1}, "think": False}
+    assert apply_override(body, QWEN, {}) is body
+    assert apply_override(body, ModelOverride(), {}) is body
+
+
+def table() -> ModelTable:
+    settings = parse_settings({"models": {
+        "aliases": {"gpt-4o": "llama3.2:latest", "fast": "qwen3:0.6b", "old": "llama2"},
+        "overrides": {"qwen3:8b": {"defaults": {"num_ctx": 32768}}, "llama3.2": {"enforce": {"timeout": 900}},
+                      "fast": {"enforce": {"num_predict": 64}}},
+        "defaults": {"keep_alive": "30m"},
+    }}, environ={}).models
+    return ModelTable.merged(settings, {"old": "qwen3:8b", "mini": "qwen3:0.6b"},
+                             {"qwen3:8b": {"defaults": {"num_ctx": 4096}, "enforce": {}}})
+
+
+@pytest.mark.parametrize("asked, resolved, is_alias", [
+    ("gpt-4o", "llama3.2:latest", True),
+    ("gpt-4o:latest", "llama3.2:latest", True),
+    ("old", "qwen3:8b", True),  # the store's entry replaces the file's
+    ("mini", "qwen3:0.6b", True),
+    ("llama3.2", "llama3.2", False),
+    ("qwen3:8b", "qwen3:8b", False),
+])
+def test_resolve(asked, resolved, is_alias):
+    assert table().resolve(asked) == resolved
+    assert table().is_alias(asked) is is_alias
+
+
+@pytest.mark.parametrize("asked, options, keep_alive, timeout", [
+    ("qwen3:8b", {"num_ctx": 4096}, "30m", None),  # the store's override replaces the file's
+    ("old", {"num_ctx": 4096}, "30m", None),  # an alias gets its model's override
+    ("fast", {"num_predict": 64}, "30m", None),  # ...unless it has its own
+    ("llama3.2:latest", None, "30m", 900),
+    ("gpt-4o", None, "30m", 900),
+    ("unknown", None, "30m", None),
+])
+def test_overrides_through_the_table(asked, options, keep_alive, timeout):
+    body = table().apply(asked, {"model": table().resolve(asked)})
+    assert body.get("options") == options and body["keep_alive"] == keep_alive
+    assert table().timeout_for(asked) == timeout
+
+
+def test_aliases_of():
+    assert table().aliases_of("llama3.2") == ["gpt-4o"]
+    assert table().aliases_of("qwen3:0.6b") == ["fast", "mini"]
+    assert table().aliases_of("llava") == []
