@@ -13,6 +13,7 @@ a model, never another alias.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,3 +104,29 @@ class ModelTable:
         """Return the aliases naming ``model``, as clients may ask for them (tag as written)."""
         wanted = canonical(model)
         return sorted(alias for alias, target in self.aliases.items() if canonical(target) == wanted)
+
+    def may_use(self, may_use_name, asked: str) -> bool:
+        """Tell whether a caller may use ``asked``: by its own name, or by the model an alias names."""
+        return may_use_name(asked) or (self.is_alias(asked) and may_use_name(self.resolve(asked)))
+
+    def with_aliases(self, entries: list[dict]) -> list[dict]:
+        """Return listing entries (``/api/tags``, ``/api/ps``) plus one per alias of a listed model."""
+        listed = {canonical(e.get("name") or e.get("model") or ""): e for e in entries}
+        extra = []
+        for alias, target in sorted(self.aliases.items()):
+            entry = listed.get(canonical(target))
+            if entry is not None and canonical(alias) not in listed:
+                extra.append({**entry, "name": alias, "model": alias})
+        return entries + extra
+
+
+def renamed_line(line: bytes, name: str) -> bytes:
+    """Return one NDJSON line of a native answer with ``model`` set to ``name`` (other lines as they are)."""
+    try:
+        chunk = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(chunk, dict) or "model" not in chunk:
+        return line
+    chunk["model"] = name
+    return json.dumps(chunk, separators=(",", ":")).encode() + (b"\n" if line.endswith(b"\n") else b"")

@@ -93,3 +93,36 @@ def test_aliases_of():
     assert table().aliases_of("llama3.2") == ["gpt-4o"]
     assert table().aliases_of("qwen3:0.6b") == ["fast", "mini"]
     assert table().aliases_of("llava") == []
+
+
+@pytest.mark.parametrize("patterns, asked, allowed", [
+    (("llama3*",), "gpt-4o", True),  # through the model it names
+    (("gpt-*",), "gpt-4o", True),  # by its own name
+    (("qwen3:*",), "gpt-4o", False),
+    (("qwen3:*",), "llama3.2", False),
+    (("gpt-*",), "llama3.2", False),  # the alias opens the alias, not the model under it
+])
+def test_may_use_through_aliases(patterns, asked, allowed):
+    from fnmatch import fnmatchcase
+    assert table().may_use(lambda name: any(fnmatchcase(name, p) for p in patterns), asked) is allowed
+
+
+def test_with_aliases_lists_an_alias_as_its_model():
+    entries = [{"name": "llama3.2:latest", "model": "llama3.2:latest", "size": 1},
+               {"name": "qwen3:8b", "model": "qwen3:8b", "size": 2}]
+    listed = table().with_aliases(entries)
+    assert [e["name"] for e in listed] == ["llama3.2:latest", "qwen3:8b", "gpt-4o", "old"]
+    assert listed[2] == {"name": "gpt-4o", "model": "gpt-4o", "size": 1}
+    assert table().with_aliases([]) == []  # an alias of a model no server has is not listed
+
+
+@pytest.mark.parametrize("line, expected", [
+    (b'{"model":"llama3.2","response":"hi","done":false}\n', b'{"model":"gpt-4o","response":"hi","done":false}\n'),
+    (b'{"model":"llama3.2","done":true}', b'{"model":"gpt-4o","done":true}'),
+    (b'{"error":"boom"}\n', b'{"error":"boom"}\n'),
+    (b'not json\n', b'not json\n'),
+    (b'[1]\n', b'[1]\n'),
+])
+def test_renamed_line(line, expected):
+    from ollama_proxy.models import renamed_line
+    assert renamed_line(line, "gpt-4o") == expected
