@@ -48,8 +48,8 @@ class Principal:
     name: str
     scope: str
     models: tuple[str, ...] = ()  # glob patterns; empty = every model
-    rpm: int | None = None
-    tpm: int | None = None
+    rpm: int | None = None  # requests per minute; None: unlimited
+    tpm: int | None = None  # tokens per minute; None: unlimited
 
     def may(self, scope: str) -> bool:
         return self.scope == MANAGE or scope == GENERATE
@@ -66,8 +66,9 @@ class TokenTable:
     """Look tokens up without leaking, through timing, which one nearly matched."""
 
     def __init__(self, settings: AuthSettings):
-        self._entries = [(t.secret.encode(), Principal(t.name, MANAGE)) for t in settings.manage_tokens]
-        self._entries += [(t.secret.encode(), Principal(t.name, GENERATE)) for t in settings.generate_tokens]
+        self._entries = [(t.secret.encode(), Principal(t.name, scope, rpm=t.rpm, tpm=t.tpm))
+                         for scope, tokens in ((MANAGE, settings.manage_tokens), (GENERATE, settings.generate_tokens))
+                         for t in tokens]
 
     def __len__(self) -> int:
         return len(self._entries)

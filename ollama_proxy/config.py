@@ -50,6 +50,8 @@ ENV_OVERRIDES = {
     "OLLAMA_PROXY_STORE_URL": ("store", "url"),
     "OLLAMA_PROXY_ADMIN_PASSWORD_HASH": ("admin", "password_hash"),
     "OLLAMA_PROXY_ADMIN_SECRET_KEY": ("admin", "secret_key"),
+    # A Redis URL may carry a password.
+    "OLLAMA_PROXY_RATELIMIT_STORAGE_URL": ("ratelimit", "storage_url"),
 }
 _LIST_OVERRIDES = {"OLLAMA_PROXY_CORS_ORIGINS", "OLLAMA_PROXY_GENERATE_TOKENS", "OLLAMA_PROXY_MANAGE_TOKENS"}
 
@@ -64,6 +66,8 @@ class ConfigError(Exception):
 class Token:
     name: str
     secret: str = field(repr=False)
+    rpm: int | None = None  # requests per minute; None: no limit
+    tpm: int | None = None  # tokens per minute (prompt + completion); None: no limit
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,12 @@ class AdminSettings:
 
 
 @dataclass(frozen=True)
+class RateLimitSettings:
+    storage_url: str
+    storage_timeout: float
+
+
+@dataclass(frozen=True)
 class Settings:
     auth: AuthSettings
     service: ServiceSettings
@@ -147,6 +157,7 @@ class Settings:
     logging: LoggingSettings
     store: StoreSettings
     admin: AdminSettings
+    ratelimit: RateLimitSettings
     backends: tuple[OllamaServerSettings | ProviderSettings, ...] = ()
     retry: RetrySettings = RetrySettings()
     routing: RoutingSettings = RoutingSettings()
@@ -157,21 +168,29 @@ class Settings:
 _Strict = StrictSchema
 
 
+class TokenEntrySchema(_Strict):
+    name = fields.String(load_default=None)
+    token = fields.String(required=True, validate=validate.Length(min=1))
+    rpm = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1),
+                         metadata={"help": "requests per minute; absent: no limit"})
+    tpm = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1),
+                         metadata={"help": "prompt + completion tokens per minute; absent: no limit"})
+
+
 class TokenField(fields.Field):
-    """A token: a plain string (named by its index) or ``{name, token}``."""
+    """A token: a plain string (named by its index) or ``{name, token, rpm, tpm}``."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str) and value:
             return {"token": value}
-        if isinstance(value, dict) and set(value) <= {"name", "token"} \
-                and isinstance(value.get("token"), str) and value["token"] \
-                and isinstance(value.get("name", ""), str):
-            return value
-        raise ValidationError("a token is a non-empty string or {name: ..., token: ...}")
+        if isinstance(value, dict):
+            return TokenEntrySchema().load(value)
+        raise ValidationError("a token is a non-empty string or {name: ..., token: ..., rpm: ..., tpm: ...}")
 
 
 def _tokens(kind: str, entries: list[dict]) -> tuple[Token, ...]:
-    return tuple(Token(e.get("name") or f"{kind}#{i}", e["token"]) for i, e in enumerate(entries))
+    return tuple(Token(e.get("name") or f"{kind}#{i}", e["token"], e.get("rpm"), e.get("tpm"))
+                 for i, e in enumerate(entries))
 
 
 class AuthSchema(_Strict):
@@ -317,6 +336,18 @@ class AdminSchema(_Strict):
         return AdminSettings(**data)
 
 
+class RateLimitSchema(_Strict):
+    storage_url = fields.String(load_default="sqlite:///data/ratelimit.db", validate=validate.Length(min=1),
+                                metadata={"help": "where rate-limit counters live: sqlite:///FILE (the workers of "
+                                                  "one instance), redis://HOST:PORT/DB (several instances)"})
+    storage_timeout = fields.Float(load_default=5.0, validate=_seconds,
+                                   metadata={"help": "seconds to wait for the counter storage (lock or network)"})
+
+    @post_load
+    def build(self, data, **kwargs):
+        return RateLimitSettings(_rooted_sqlite(data["storage_url"]), data["storage_timeout"])
+
+
 def _section(schema: type[Schema]) -> fields.Nested:
     return fields.Nested(schema, load_default=lambda: schema().load({}))
 
@@ -334,6 +365,7 @@ class SettingsSchema(_Strict):
     routing = _section(RoutingSchema)
     admin = _section(AdminSchema)
     models = _section(ModelsSchema)
+    ratelimit = _section(RateLimitSchema)
 
     @post_load
     def build(self, data, **kwargs):

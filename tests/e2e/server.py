@@ -39,6 +39,7 @@ class ProxyServer:
         self.config_path = workdir / "config.yaml"
         config.setdefault("logging", {}).setdefault("dir", str(workdir / "logs"))
         config.setdefault("store", {}).setdefault("url", f"sqlite:///{workdir / 'store.db'}")
+        config.setdefault("ratelimit", {}).setdefault("storage_url", f"sqlite:///{workdir / 'ratelimit.db'}")
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_dir = Path(config["logging"]["dir"])
         self.port = free_port()

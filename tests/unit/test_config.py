@@ -3,6 +3,7 @@ import re
 import pytest
 
 from ollama_proxy.config import (
+    PROJECT_ROOT,
     ConfigError,
     ModelFacts,
     OllamaServerSettings,
@@ -39,6 +40,26 @@ def test_named_tokens_and_secret_not_in_repr():
     assert "s3cret" not in repr(settings)
 
 
+def test_tokens_may_carry_rate_limits():
+    raw = {"auth": {"generate_tokens": [{"name": "alice", "token": "a", "rpm": 60, "tpm": 10000}, "b"]}}
+    alice, plain = parse_settings(raw, environ={}).auth.generate_tokens
+    assert (alice.name, alice.rpm, alice.tpm) == ("alice", 60, 10000)
+    assert (plain.name, plain.rpm, plain.tpm) == ("generate#1", None, None)
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("sqlite:///data/ratelimit.db", f"sqlite:///{PROJECT_ROOT}/data/ratelimit.db"),
+    ("sqlite:////var/lib/op/rl.db", "sqlite:////var/lib/op/rl.db"),
+    ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    ("memory://", "memory://"),
+])
+def test_ratelimit_storage_url(url, expected):
+    settings = parse_settings({"ratelimit": {"storage_url": url}}, environ={})
+    assert settings.ratelimit.storage_url == expected
+    environ = {"OLLAMA_PROXY_RATELIMIT_STORAGE_URL": "redis://:pw@cache:6379/1"}
+    assert parse_settings({}, environ=environ).ratelimit.storage_url == "redis://:pw@cache:6379/1"
+
+
 @pytest.mark.parametrize("raw, named", [
     ({"servce": {}}, "servce: Unknown field"),
     ({"service": {"read_timeot": 5}}, "service.read_timeot: Unknown field"),
@@ -48,6 +69,10 @@ def test_named_tokens_and_secret_not_in_repr():
     ({"limits": {"max_body_bytes": "50MB"}}, "limits.max_body_bytes"),
     ({"auth": {"generate_tokens": [""]}}, "auth.generate_tokens.0"),
     ({"auth": {"generate_tokens": [{"token": "x", "role": "y"}]}}, "auth.generate_tokens.0"),
+    ({"auth": {"generate_tokens": [{"token": "x", "rpm": 0}]}}, "auth.generate_tokens.0.rpm"),
+    ({"auth": {"generate_tokens": [{"token": "x", "tpm": "lots"}]}}, "auth.generate_tokens.0.tpm"),
+    ({"auth": {"generate_tokens": [{"name": "n", "rpm": 5}]}}, "auth.generate_tokens.0.token"),
+    ({"ratelimit": {"storage_timeout": 0}}, "ratelimit.storage_timeout"),
     ({"logging": {"level": "LOUD"}}, "logging.level"),
     ({"cors": {"origins": "*"}}, "cors.origins: Not a valid list"),
     (["not", "a", "mapping"], "must be a mapping"),

@@ -1,0 +1,104 @@
+"""Per-principal rate limits through the real server: exact across workers, in each surface's shape."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+import requests
+
+from tests.e2e.conftest import GENERATE, auth, base_config
+
+LIMITED = "limited-token-0123456789"
+RPM = 40
+HAMMER = 160  # requests sent at once: four times the limit
+HEADERS = ("limit", "remaining", "reset")
+
+
+def limited_config(upstream_url: str, **limits) -> dict:
+    config = base_config(upstream_url)
+    config["auth"]["generate_tokens"].append({"name": "limited", "token": LIMITED, **limits})
+    return config
+
+
+def hammer(port: int, count: int, token: str = LIMITED) -> list[int]:
+    """Send ``count`` requests at once from as many threads; return their statuses."""
+    ready = threading.Barrier(count)
+
+    def one(_: int) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            connection.connect()
+            ready.wait(timeout=60)
+            connection.request("GET", "/api/tags", headers=auth(token))
+            answer = connection.getresponse()
+            answer.read()
+            return answer.status
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def workers_using(proxy, filename: str) -> set[int]:
+    """Return the proxy's worker processes that hold ``filename`` open."""
+    workers = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == proxy.process.pid and any(str(fd.readlink()).endswith(filename)
+                                                 for fd in (stat.parent / "fd").iterdir()):
+                workers.add(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue  # a process that went away meanwhile
+    return workers
+
+
+def test_four_workers_admit_exactly_the_limit(start_proxy, fake):
+    proxy = start_proxy(limited_config(fake.url, rpm=RPM), workers=4)
+    statuses = hammer(proxy.port, HAMMER)
+    print(f"{HAMMER} requests at once on 4 workers, rpm {RPM}: {statuses.count(200)} admitted, "
+          f"{statuses.count(429)} refused")
+    assert statuses.count(200) == RPM
+    assert statuses.count(429) == HAMMER - RPM
+    assert len(workers_using(proxy, "ratelimit.db")) > 1  # the counts met in the file, from several workers
+    assert requests.get(proxy.url + "/api/tags", headers=auth(GENERATE)).status_code == 200  # others unaffected
+
+
+def test_headers_on_every_answer_and_429_in_each_surface(start_proxy, fake):
+    proxy = start_proxy(limited_config(fake.url, rpm=2, tpm=1000))
+    first = requests.get(proxy.url + "/api/tags", headers=auth(LIMITED))
+    assert first.status_code == 200
+    assert {f"x-ratelimit-{h}-{kind}" for h in HEADERS for kind in ("requests", "tokens")} <= set(first.headers)
+    assert first.headers["x-ratelimit-limit-requests"] == "2"
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    assert first.headers["x-ratelimit-limit-tokens"] == "1000"
+    assert first.headers["x-ratelimit-remaining-tokens"] == "1000"
+    assert requests.get(proxy.url + "/api/tags", headers=auth(LIMITED)).status_code == 200
+
+    native = requests.post(proxy.url + "/api/chat", headers=auth(LIMITED), json={"model": "llama3.2"})
+    assert native.status_code == 429
+    assert "2 requests per minute" in native.json()["error"]
+    assert 1 <= int(native.headers["Retry-After"]) <= 60
+    assert native.headers["x-ratelimit-remaining-requests"] == "0"
+    assert native.headers["x-ratelimit-reset-requests"].endswith("s")
+
+    client = openai.OpenAI(base_url=proxy.url + "/v1", api_key=LIMITED, max_retries=0)
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="llama3.2", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.body["type"] == "rate_limit_error" and caught.value.body["code"] == "rate_limit_exceeded"
+    assert caught.value.response.headers["x-ratelimit-limit-requests"] == "2"
+
+    claude = anthropic.Anthropic(base_url=proxy.url, api_key=LIMITED, max_retries=0)
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        claude.messages.create(model="llama3.2", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.body["error"]["type"] == "rate_limit_error"
+
+    unlimited = requests.get(proxy.url + "/api/tags", headers=auth(GENERATE))
+    assert unlimited.status_code == 200 and "x-ratelimit-limit-requests" not in unlimited.headers
