@@ -104,3 +104,22 @@ def test_the_command_reports_mistakes(server):
     assert absent.returncode == 1 and "no key named 'nobody'" in absent.stderr
     bad = keys(server, "create", "--name", "x", "--expires", "soon", check=False)
     assert bad.returncode == 2 and "--expires" in bad.stderr
+
+
+def test_two_instances_share_keys_through_postgresql(fake, start_proxy, postgres_cluster):
+    url = postgres_cluster.new_database()
+    instances = []
+    for _ in range(2):
+        config = base_config(fake.url)
+        config["auth"]["key_cache_seconds"] = CACHE_SECONDS
+        config["store"] = {"url": url}
+        instances.append(start_proxy(config))
+    first, second = instances
+    secret = create(first, "--name", "shared", "--models", "llama3*")
+    assert chat(second, secret) == "You said: hi"
+    keys(second, "disable", "shared")
+    time.sleep(CACHE_SECONDS + 0.2)
+    for instance in instances:
+        with pytest.raises(openai.AuthenticationError, match="disabled"):
+            chat(instance, secret)
+    assert "shared" in keys(first, "list").stdout
