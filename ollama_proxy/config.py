@@ -135,6 +135,9 @@ class AdminSettings:
     login_attempts: int
     login_window: int
     login_storage: str
+    dashboard_days: int
+    usage_rows: int
+    export_rows: int
 
     @property
     def enabled(self) -> bool:
@@ -328,6 +331,12 @@ class AdminSchema(_Strict):
                                   metadata={"help": "seconds over which failed logins are counted"})
     login_storage = fields.String(load_default="memory://", validate=validate.Length(min=1),
                                   metadata={"help": "where failed logins are counted (memory:// or redis://...)"})
+    dashboard_days = fields.Integer(load_default=30, strict=True, validate=validate.Range(min=1, max=366),
+                                    metadata={"help": "days the dashboard's charts cover"})
+    usage_rows = fields.Integer(load_default=500, strict=True, validate=validate.Range(min=1),
+                                metadata={"help": "usage rows shown on one page"})
+    export_rows = fields.Integer(load_default=100_000, strict=True, validate=validate.Range(min=1),
+                                 metadata={"help": "most usage rows in one CSV export"})
 
     @post_load
     def build(self, data, **kwargs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, case, func, insert, select
 
 from ollama_proxy.store.errors import StoreError
 from ollama_proxy.store.schema import usage
@@ -57,18 +57,23 @@ class UsageStore:
 
     def usage_by_day(self, since: datetime | None = None, until: datetime | None = None, key: str | None = None,
                      model: str | None = None, by: str | None = None) -> list[dict]:
-        """Sum usage per UTC day (and per key or model when ``by`` is "key" or "model"), oldest first."""
+        """Sum usage per UTC day (and per key or model when ``by`` is "key" or "model"), oldest first.
+
+        Each row: day, requests, prompt_tokens, completion_tokens, errors (status 400 and up).
+        """
         if by is not None and by not in _GROUPS:
             raise StoreError("by is 'key', 'model' or none")
         day = func.date(usage.c.ts).label("day")
         groups = [day] + ([_GROUPS[by]] if by else [])
         query = select(*groups, func.count().label("requests"),
                        func.coalesce(func.sum(usage.c.prompt_tokens), 0).label("prompt_tokens"),
-                       func.coalesce(func.sum(usage.c.completion_tokens), 0).label("completion_tokens"))
+                       func.coalesce(func.sum(usage.c.completion_tokens), 0).label("completion_tokens"),
+                       func.coalesce(func.sum(case((usage.c.status >= 400, 1), else_=0)), 0).label("errors"))
         query = query.where(*_filters(since, until, key, model)).group_by(*groups).order_by(*groups)
         with self.engine.connect() as connection:
             rows = [dict(row._mapping) for row in connection.execute(query)]
         for row in rows:
             row["day"] = str(row["day"])  # SQLite returns text, PostgreSQL a date: one form for both
-            row["prompt_tokens"], row["completion_tokens"] = int(row["prompt_tokens"]), int(row["completion_tokens"])
+            for count in ("prompt_tokens", "completion_tokens", "errors"):
+                row[count] = int(row[count])
         return rows

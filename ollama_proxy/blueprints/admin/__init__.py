@@ -13,7 +13,8 @@ import logging
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from ollama_proxy.blueprints.admin import login, pages, session  # noqa: F401 (pages registers its views)
+# keys, models, pages and usage register their views on bp
+from ollama_proxy.blueprints.admin import keys, login, models, pages, session, usage  # noqa: F401
 from ollama_proxy.blueprints.admin.base import bp, is_admin_path
 
 __all__ = ["bp", "init_app", "is_admin_path"]

@@ -14,13 +14,6 @@ def health_report() -> tuple[dict, int]:
     return response.get_json(), response.status_code
 
 
-@bp.get("")
-def dashboard():
-    """Show the overview: the backends' health."""
-    report, status = health_report()
-    return render_template("admin/backends.html", report=report, healthy=status == 200)
-
-
 @bp.get("/backends")
 def backends():
     """List every backend with its state, version and latency."""

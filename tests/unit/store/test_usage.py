@@ -52,14 +52,15 @@ def test_missing_fields_are_null_and_unknown_ones_refused(store):
 
 
 def test_usage_by_day(store):
-    store.add_usage([row(DAY1), row(DAY1, prompt=None, completion=None), row(DAY2, key="bob", prompt=1,
-                                                                            completion=2)])
+    store.add_usage([row(DAY1), row(DAY1, prompt=None, completion=None, status=502),
+                     row(DAY2, key="bob", prompt=1, completion=2, status=429), row(DAY2, status=None)])
     assert store.usage_by_day() == [
-        {"day": "2026-03-01", "requests": 2, "prompt_tokens": 10, "completion_tokens": 20},
-        {"day": "2026-03-02", "requests": 1, "prompt_tokens": 1, "completion_tokens": 2},
+        {"day": "2026-03-01", "requests": 2, "prompt_tokens": 10, "completion_tokens": 20, "errors": 1},
+        {"day": "2026-03-02", "requests": 2, "prompt_tokens": 11, "completion_tokens": 22, "errors": 1},
     ]
     by_key = store.usage_by_day(since=DAY1, by="key")
     assert [(r["day"], r["key_name"], r["requests"]) for r in by_key] == [("2026-03-01", "alice", 2),
+                                                                        ("2026-03-02", "alice", 1),
                                                                         ("2026-03-02", "bob", 1)]
     assert store.usage_by_day(model="nothing") == []
     with pytest.raises(StoreError):

@@ -1,0 +1,68 @@
+"""The admin page's forms: what each accepts, checked before the store sees it."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, time, timezone
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
+
+SCOPES = [("generate", "generate: inference and listings"), ("manage", "manage: also pull, push, delete models")]
+
+
+def split_patterns(text: str | None) -> list[str]:
+    """Split model patterns typed with commas, spaces or newlines."""
+    return [part for part in re.split(r"[\s,]+", text or "") if part]
+
+
+def end_of_day(day) -> datetime | None:
+    """Turn an expiry date into its last second (UTC): a key works all of that day."""
+    if day is None:
+        return None
+    return datetime.combine(day, time.max, tzinfo=timezone.utc).replace(microsecond=0)
+
+
+class KeyLimitsForm(FlaskForm):
+    """What a key may do: scope, models, limits, expiry."""
+
+    scope = SelectField("Scope", choices=SCOPES, default="generate")
+    models = StringField("Models", validators=[Optional(), Length(max=2000)],
+                         description="glob patterns, e.g. llama3* qwen2.5:7b; empty: every model")
+    rpm = IntegerField("Requests per minute", validators=[Optional(), NumberRange(min=1)])
+    tpm = IntegerField("Tokens per minute", validators=[Optional(), NumberRange(min=1)])
+    expires = DateField("Expires after", validators=[Optional()])
+
+    def store_fields(self) -> dict:
+        return {"scope": self.scope.data, "models": split_patterns(self.models.data), "rpm": self.rpm.data,
+                "tpm": self.tpm.data, "expires_at": end_of_day(self.expires.data)}
+
+
+class NewKeyForm(KeyLimitsForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=100),
+                                           Regexp(r"^[\w.@-]+$", message="letters, digits and . _ - @ only")])
+
+
+class AliasForm(FlaskForm):
+    alias = StringField("Alias", validators=[DataRequired(), Length(max=255)])
+    target = StringField("Model", validators=[DataRequired(), Length(max=255)])
+
+
+def _json_object(form, field) -> None:
+    try:
+        value = json.loads(field.data or "{}")
+    except ValueError as exc:
+        raise ValidationError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValidationError('a JSON object, e.g. {"temperature": 0.2}')
+    field.parsed = value
+
+
+class OverrideForm(FlaskForm):
+    model = StringField("Model", validators=[DataRequired(), Length(max=255)])
+    defaults = TextAreaField("Defaults", validators=[_json_object],
+                             description="fields a request gets when it does not set them (JSON object)")
+    enforce = TextAreaField("Enforced", validators=[_json_object],
+                            description="fields every request gets, whatever it sets (JSON object)")

@@ -1,0 +1,112 @@
+"""List the backends' models; add, change and remove the stored aliases and overrides."""
+
+from __future__ import annotations
+
+import json
+
+from flask import current_app, flash, redirect, render_template, url_for
+
+from ollama_proxy.blueprints.admin.base import bp
+from ollama_proxy.blueprints.admin.forms import AliasForm, OverrideForm
+from ollama_proxy.errors import NotFound, ProxyError
+from ollama_proxy.store import Missing, StoreError, current_store
+
+
+def backend_models() -> tuple[list[dict], str | None]:
+    """Return the backend's models as /api/tags lists them, or no models and why."""
+    backend = current_app.extensions["ollama_proxy.backend"]
+    timeout = current_app.config["SETTINGS"].service.health_timeout
+    try:
+        with backend.open("GET", "/api/tags", timeout=(timeout, timeout)) as answer:
+            body = answer.read()
+        if answer.status != 200:
+            return [], f"{backend.name} answered status {answer.status}"
+        models = json.loads(body).get("models") or []
+    except ProxyError as exc:
+        return [], f"{backend.name}: {exc.message}"
+    except (ValueError, AttributeError):
+        return [], f"{backend.name} sent a listing that is not JSON"
+    return [dict(model, backend=backend.name) for model in models if isinstance(model, dict)], None
+
+
+def check_alias(alias: str, target: str, known: set[str]) -> str | None:
+    """Say what is wrong with an alias, or None: it must not hide a model, and must name one."""
+    if alias == target:
+        return "an alias cannot name itself"
+    if alias in known:
+        return f"'{alias}' is a model a backend serves: an alias would hide it"
+    if known and target not in known:
+        return f"no backend serves '{target}'"
+    return None
+
+
+def _page(alias_form=None, override_form=None, status: int = 200):
+    store = current_store()
+    models, problem = backend_models()
+    return render_template("admin/models.html", models=models, problem=problem, aliases=store.list_aliases(),
+                           overrides=store.list_overrides(), alias_form=alias_form or AliasForm(prefix="alias"),
+                           override_form=override_form or OverrideForm(prefix="override",
+                                                                       data={"defaults": "{}", "enforce": "{}"}),
+                           json=json), status
+
+
+@bp.get("/models")
+def models():
+    """Show every model, alias and override."""
+    return _page()
+
+
+@bp.post("/models/aliases")
+def set_alias():
+    """Add or change an alias."""
+    form = AliasForm(prefix="alias")
+    if form.validate():
+        known = {model["name"] for model in backend_models()[0]}
+        problem = check_alias(form.alias.data, form.target.data, known)
+        if problem is None:
+            try:
+                current_store().set_alias(form.alias.data, form.target.data)
+            except StoreError as exc:
+                problem = str(exc)
+        if problem is None:
+            flash(f"Alias '{form.alias.data}' → '{form.target.data}' saved.", "ok")
+            return redirect(url_for("admin.models"))
+        form.alias.errors.append(problem)
+    return _page(alias_form=form, status=400)
+
+
+@bp.post("/models/aliases/<path:alias>/delete")
+def delete_alias(alias: str):
+    """Remove an alias."""
+    try:
+        current_store().delete_alias(alias)
+    except Missing:
+        raise NotFound(f"no alias '{alias}'") from None
+    flash(f"Alias '{alias}' removed.", "ok")
+    return redirect(url_for("admin.models"))
+
+
+@bp.post("/models/overrides")
+def set_override():
+    """Add or change a model's defaults and enforced fields."""
+    form = OverrideForm(prefix="override")
+    if form.validate():
+        try:
+            current_store().set_override(form.model.data, form.defaults.parsed, form.enforce.parsed)
+        except StoreError as exc:
+            form.model.errors.append(str(exc))
+        else:
+            flash(f"Override for '{form.model.data}' saved.", "ok")
+            return redirect(url_for("admin.models"))
+    return _page(override_form=form, status=400)
+
+
+@bp.post("/models/overrides/<path:model>/delete")
+def delete_override(model: str):
+    """Remove a model's override."""
+    try:
+        current_store().delete_override(model)
+    except Missing:
+        raise NotFound(f"no override for '{model}'") from None
+    flash(f"Override for '{model}' removed.", "ok")
+    return redirect(url_for("admin.models"))

@@ -1,0 +1,114 @@
+"""Show usage: the dashboard's charts, the usage table with its filters, and its CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from datetime import date, datetime, timedelta, timezone
+
+from flask import Response, current_app, render_template, request
+
+from ollama_proxy.blueprints.admin.base import bp
+from ollama_proxy.store import USAGE_FIELDS, current_store
+
+TOP = 10  # models and keys drawn one by one in the dashboard's bar charts; the rest are summed as "other"
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+def _days(first: date, last: date) -> list[str]:
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+def per_day(rows: list[dict], days: list[str]) -> dict:
+    """Spread ``usage_by_day`` rows over every day of the period, zeros where nothing happened."""
+    found = {row["day"]: row for row in rows}
+    series = {name: [] for name in ("requests", "prompt_tokens", "completion_tokens", "errors")}
+    for day in days:
+        for name, values in series.items():
+            values.append(found.get(day, {}).get(name, 0))
+    return {"days": days, **series}
+
+
+def ranked(rows: list[dict], column: str, top: int = TOP) -> dict:
+    """Sum ``usage_by_day`` rows grouped by ``column`` over the period; the biggest first, the tail as "other"."""
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for row in rows:
+        total = totals[row[column] or "(none)"]
+        total[0] += row["requests"]
+        total[1] += row["prompt_tokens"] + row["completion_tokens"]
+        total[2] += row["errors"]
+    order = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))
+    if len(order) > top:
+        rest = [sum(values[i] for _, values in order[top - 1:]) for i in range(3)]
+        order = order[:top - 1] + [("other", rest)]
+    return {"names": [name for name, _ in order], "requests": [v[0] for _, v in order],
+            "tokens": [v[1] for _, v in order], "errors": [v[2] for _, v in order]}
+
+
+@bp.get("")
+def dashboard():
+    """Chart requests, tokens and errors per day, per model and per key over the last days."""
+    period = current_app.config["SETTINGS"].admin.dashboard_days
+    today = datetime.now(timezone.utc).date()
+    first = today - timedelta(days=period - 1)
+    store = current_store()
+    since = _midnight(first)
+    data = {"daily": per_day(store.usage_by_day(since=since), _days(first, today)),
+            "by_model": ranked(store.usage_by_day(since=since, by="model"), "model"),
+            "by_key": ranked(store.usage_by_day(since=since, by="key"), "key_name")}
+    daily = data["daily"]
+    totals = {"requests": sum(daily["requests"]), "errors": sum(daily["errors"]),
+              "tokens": sum(daily["prompt_tokens"]) + sum(daily["completion_tokens"])}
+    return render_template("admin/dashboard.html", data=data, totals=totals, period=period)
+
+
+def usage_filters(args) -> dict:
+    """Read the usage page's filters: key, model, and a from/to date range (both days included)."""
+    today = datetime.now(timezone.utc).date()
+    first = _date(args.get("from")) or today - timedelta(days=6)
+    last = _date(args.get("to")) or today
+    return {"key": args.get("key") or None, "model": args.get("model") or None,
+            "since": _midnight(first), "until": _midnight(last) + timedelta(days=1),
+            "first": first, "last": last}
+
+
+def _date(text: str | None) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def _query(filters: dict, limit: int) -> list[dict]:
+    return current_store().query_usage(since=filters["since"], until=filters["until"], key=filters["key"],
+                                       model=filters["model"], limit=limit)
+
+
+@bp.get("/usage")
+def usage():
+    """List usage rows, filtered by key, model and dates."""
+    filters = usage_filters(request.args)
+    limit = current_app.config["SETTINGS"].admin.usage_rows
+    rows = _query(filters, limit + 1)
+    keys = [key.name for key in current_store().list_keys()]
+    return render_template("admin/usage.html", rows=rows[:limit], truncated=len(rows) > limit, limit=limit,
+                           filters=filters, keys=keys)
+
+
+@bp.get("/usage.csv")
+def usage_csv():
+    """Export the filtered usage rows as CSV, oldest first."""
+    filters = usage_filters(request.args)
+    rows = _query(filters, current_app.config["SETTINGS"].admin.export_rows)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=USAGE_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "ts": row["ts"].isoformat()})
+    name = f"usage-{filters['first']}-{filters['last']}.csv"
+    return Response(out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -1,0 +1,183 @@
+"""The admin pages in a real browser, over the real server and its store."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import openai
+import pytest
+import yaml
+
+from ollama_proxy.config import StoreSettings
+from ollama_proxy.store import open_store
+
+from tests.e2e.browser import launch, new_page, screenshot
+from tests.e2e.server import ProxyServer
+from tests.e2e.test_admin_login import PASSWORD, admin_config
+
+SECRET_PATTERN = re.compile(r"op-[A-Za-z0-9_-]{20,}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright, chromium = launch()
+    yield chromium
+    chromium.close()
+    playwright.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(fake_server, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("admin-pages")
+    server = ProxyServer(admin_config(fake_server.url, workdir), workdir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(browser, admin, fake):
+    page = new_page(browser)
+    page.goto(admin.url + "/admin/login")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", PASSWORD)
+    page.click(".login button[type=submit]")
+    page.wait_for_url(admin.url + "/admin")
+    yield page
+    assert page.script_errors == []
+    page.context.close()
+
+
+def create_key(page, url: str, name: str, models: str = "") -> str:
+    page.goto(url + "/admin/keys")
+    page.fill("#new-key input[name=name]", name)
+    page.fill("#new-key input[name=models]", models)
+    page.click("#new-key button[type=submit]")
+    return page.locator("#secret").inner_text()
+
+
+def test_a_new_key_works_with_the_openai_sdk(page, admin):
+    secret = create_key(page, admin.url, "sdk-key")
+    assert SECRET_PATTERN.fullmatch(secret)
+    screenshot(page, "key-created")
+    client = openai.OpenAI(base_url=admin.url + "/v1", api_key=secret, max_retries=0)
+    answer = client.chat.completions.create(model="llama3.2", messages=[{"role": "user", "content": "hello"}])
+    assert answer.choices[0].message.content == "You said: hello"
+
+
+def test_the_dashboard_charts_and_the_usage_page_read_the_usage_table(page, admin):
+    today = datetime.now(timezone.utc).replace(hour=0, minute=30)
+    store = open_store(admin_store_settings(admin), migrate=False)
+    try:
+        store.add_usage([usage_row(today, "chart-key", "llama3.2", 7, 9, 200),
+                         usage_row(today, "chart-key", "qwen3:8b", 3, 0, 502),
+                         usage_row(today - timedelta(days=40), "chart-key", "llama3.2", 1, 1, 200)])
+    finally:
+        store.close()
+    page.goto(admin.url + "/admin")
+    row = page.locator("#per-key tr", has_text="chart-key")
+    assert [row.locator("td").nth(n).inner_text() for n in (1, 2, 3)] == ["2", "19", "1"]
+    assert page.locator("#per-model td", has_text="qwen3:8b").count() == 1
+    page.wait_for_function("() => Chart.getChart('chart-requests') !== undefined")
+    daily = page.evaluate("() => Chart.getChart('chart-errors').data.datasets[0].data")
+    assert len(daily) == 30 and daily[-1] == 1 and sum(daily) == 1
+    screenshot(page, "dashboard")
+
+    page.goto(admin.url + "/admin/usage?key=chart-key")
+    rows = page.locator("#usage-rows tbody tr")
+    assert rows.count() == 2 and "502" in rows.nth(1).inner_text()
+    screenshot(page, "usage")
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    with open(download.value.path()) as file:
+        lines = file.read().splitlines()
+    assert lines[0].startswith("ts,request_id,key_name") and len(lines) == 3
+    assert all(",chart-key," in line for line in lines[1:])
+
+
+def admin_store_settings(server: ProxyServer) -> StoreSettings:
+    config = yaml.safe_load(server.config_path.read_text())
+    return StoreSettings(config["store"]["url"], 5.0)
+
+
+def usage_row(ts, key: str, model: str, prompt: int, completion: int, status: int) -> dict:
+    return {"ts": ts, "key_name": key, "surface": "openai", "model": model, "backend": "default",
+            "prompt_tokens": prompt, "completion_tokens": completion, "duration_ms": 40.0, "status": status}
+
+
+def test_no_page_shows_a_secret_after_its_creation_page(page, admin):
+    secret = create_key(page, admin.url, "quiet-key", models="llama3* qwen3:8b")
+    for path in ("/admin", "/admin/keys", "/admin/keys/quiet-key", "/admin/usage", "/admin/models",
+                 "/admin/backends"):
+        page.goto(admin.url + path)
+        assert secret not in page.content(), path
+        assert secret[len("op-") + 12:] not in page.content(), path
+    cookies = " ".join(c["value"] for c in page.context.cookies())
+    assert secret not in cookies
+    assert secret not in (admin.log_dir / "access.log").read_text() + (admin.log_dir / "error.log").read_text()
+
+
+def test_a_key_is_edited_disabled_and_deleted(page, admin):
+    secret = create_key(page, admin.url, "short-lived")
+    client = openai.OpenAI(base_url=admin.url + "/v1", api_key=secret, max_retries=0)
+    page.goto(admin.url + "/admin/keys/short-lived")
+    page.fill("#edit-key input[name=models]", "qwen3:8b")
+    page.fill("#edit-key input[name=rpm]", "60")
+    page.click("#edit-key button[type=submit]")
+    row = page.locator("tr[data-key='short-lived']")
+    assert "qwen3:8b" in row.inner_text() and "60" in row.inner_text()
+    screenshot(page, "keys")
+    row.locator("button", has_text="Disable").click()
+    assert "disabled" in page.locator("tr[data-key='short-lived']").inner_text()
+    page.wait_for_timeout(200)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator("tr[data-key='short-lived'] button", has_text="Delete").click()
+    page.wait_for_load_state()
+    assert page.locator("tr[data-key='short-lived']").count() == 0
+    assert "Key 'short-lived' deleted." in page.locator(".flash").inner_text()
+    with pytest.raises(openai.AuthenticationError):
+        for _ in range(30):  # a worker trusts what it read of a key for auth.key_cache_seconds
+            client.models.list()
+            page.wait_for_timeout(250)
+
+
+def test_a_bad_key_form_is_refused_with_the_reason(page, admin):
+    page.goto(admin.url + "/admin/keys")
+    page.fill("#new-key input[name=name]", "no spaces please")
+    page.click("#new-key button[type=submit]")
+    assert "letters, digits" in page.locator("#new-key").inner_text()
+    assert page.locator("#secret").count() == 0
+
+
+def test_aliases_and_overrides_are_checked_saved_and_removed(page, admin):
+    page.goto(admin.url + "/admin/models")
+    assert page.locator("#backend-models td", has_text="qwen3:8b").count() == 1
+    page.fill("#alias-form input[name=alias-alias]", "qwen3:8b")
+    page.fill("#alias-form input[name=alias-target]", "llama3.2:latest")
+    page.click("#alias-form button[type=submit]")
+    assert "would hide it" in page.locator("#alias-form").inner_text()
+    page.fill("#alias-form input[name=alias-alias]", "gpt-4o")
+    page.fill("#alias-form input[name=alias-target]", "no-such-model")
+    page.click("#alias-form button[type=submit]")
+    assert "no backend serves 'no-such-model'" in page.locator("#alias-form").inner_text()
+    page.fill("#alias-form input[name=alias-target]", "llama3.2:latest")
+    page.click("#alias-form button[type=submit]")
+    assert page.locator("#aliases tr", has_text="gpt-4o").inner_text().split("\t")[:2] == ["gpt-4o", "llama3.2:latest"]
+
+    page.fill("#override-form input[name=override-model]", "qwen3:8b")
+    page.fill("#override-form textarea[name=override-defaults]", '{"temperature": 0.2')
+    page.click("#override-form button[type=submit]")
+    assert "not JSON" in page.locator("#override-form").inner_text()
+    page.fill("#override-form textarea[name=override-defaults]", '{"temperature": 0.2}')
+    page.fill("#override-form textarea[name=override-enforce]", '{"num_ctx": 8192}')
+    page.click("#override-form button[type=submit]")
+    assert '{"num_ctx": 8192}' in page.locator("#overrides tr", has_text="qwen3:8b").inner_text()
+    screenshot(page, "models")
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator("#aliases tr", has_text="gpt-4o").locator("button").click()
+    page.wait_for_load_state()
+    page.locator("#overrides tr", has_text="qwen3:8b").locator("button").click()
+    page.wait_for_load_state()
+    assert "No aliases." in page.locator("#aliases").inner_text()
+    assert "No overrides." in page.locator("#overrides").inner_text()

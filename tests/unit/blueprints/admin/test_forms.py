@@ -1,0 +1,35 @@
+from datetime import date, datetime, timezone
+
+import pytest
+
+from ollama_proxy.blueprints.admin.forms import end_of_day, split_patterns
+from ollama_proxy.blueprints.admin.models import check_alias
+
+
+@pytest.mark.parametrize("text, patterns", [
+    ("llama3* qwen3:8b", ["llama3*", "qwen3:8b"]),
+    ("a,b,\n c", ["a", "b", "c"]),
+    ("", []),
+    (None, []),
+])
+def test_split_patterns(text, patterns):
+    assert split_patterns(text) == patterns
+
+
+def test_a_key_expiring_on_a_day_works_all_of_it():
+    assert end_of_day(date(2026, 3, 1)) == datetime(2026, 3, 1, 23, 59, 59, tzinfo=timezone.utc)
+    assert end_of_day(None) is None
+
+
+KNOWN = {"llama3.2:latest", "qwen3:8b"}
+
+
+@pytest.mark.parametrize("alias, target, known, problem", [
+    ("gpt-4o", "llama3.2:latest", KNOWN, None),
+    ("gpt-4o", "gpt-4o", KNOWN, "an alias cannot name itself"),
+    ("qwen3:8b", "llama3.2:latest", KNOWN, "'qwen3:8b' is a model a backend serves: an alias would hide it"),
+    ("gpt-4o", "mistral", KNOWN, "no backend serves 'mistral'"),
+    ("gpt-4o", "mistral", set(), None),  # the listing failed: the target cannot be checked
+])
+def test_check_alias(alias, target, known, problem):
+    assert check_alias(alias, target, known) == problem
