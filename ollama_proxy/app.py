@@ -12,7 +12,7 @@ from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from ollama_proxy import auth, logs, model_catalog, ratelimit, store
 from ollama_proxy.backends.image_fetcher import ImageFetcher
 from ollama_proxy.backends.ollama import OllamaBackend
-from ollama_proxy.blueprints import admin, anthropic, embeddings, health, native, openai, responses
+from ollama_proxy.blueprints import admin, anthropic, embeddings, health, native, openai, openapi, responses
 from ollama_proxy.config import Settings, load_settings
 from ollama_proxy.errors import (
     MethodNotAllowed,
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         CORS(app, origins=list(settings.cors.origins), expose_headers=["X-Request-Id"], max_age=600)
     app.extensions["ollama_proxy.backend"] = OllamaBackend(settings.service)
     app.extensions["ollama_proxy.images"] = ImageFetcher(settings.images)
-    for blueprint in (health.bp, native.bp, openai.bp, embeddings.bp, responses.bp, anthropic.bp):
+    for blueprint in (health.bp, native.bp, openai.bp, embeddings.bp, responses.bp, anthropic.bp, openapi.bp):
         app.register_blueprint(blueprint)
     admin.init_app(app)
     register_error_handlers(app)

@@ -24,7 +24,7 @@ from cachetools import TTLCache
 from flask import Flask, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from ollama_proxy.config import AuthSettings
+from ollama_proxy.config import AuthSettings, Token
 from ollama_proxy.errors import Forbidden, ProxyError, Unauthorized
 from ollama_proxy.logs import access_record
 from ollama_proxy.store import ApiKey, Store, current_store
@@ -34,11 +34,13 @@ log = logging.getLogger(__name__)
 
 GENERATE = "generate"
 MANAGE = "manage"
+METRICS = "metrics"  # a scraper's token: /metrics and nothing else
 
 # Endpoints that change what the Ollama server holds: only manage tokens may call them.
 MANAGE_PATHS = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs/")
-# Endpoints anyone may call: a load balancer's probe carries no token.
-PUBLIC_PATHS = ("/health",)
+# Endpoints anyone may call: a load balancer's probe carries no token; the API description holds no secret.
+PUBLIC_PATHS = ("/health", "/openapi.json")
+METRICS_PATH = "/metrics"
 # The admin page has its own login (a session cookie), checked by its blueprint.
 SESSION_PATH = "/admin"
 
@@ -52,7 +54,7 @@ class Principal:
     tpm: int | None = None  # tokens per minute; None: unlimited
 
     def may(self, scope: str) -> bool:
-        return self.scope == MANAGE or scope == GENERATE
+        return self.scope == MANAGE or self.scope == scope
 
     def may_use(self, model: str) -> bool:
         """Tell whether a model name matches one of the patterns (a bare name is its ``:latest``)."""
@@ -65,10 +67,11 @@ class Principal:
 class TokenTable:
     """Look tokens up without leaking, through timing, which one nearly matched."""
 
-    def __init__(self, settings: AuthSettings):
+    def __init__(self, settings: AuthSettings, metrics_tokens: tuple[Token, ...] = ()):
         self._entries = [(t.secret.encode(), Principal(t.name, scope, rpm=t.rpm, tpm=t.tpm))
                          for scope, tokens in ((MANAGE, settings.manage_tokens), (GENERATE, settings.generate_tokens))
                          for t in tokens]
+        self._entries += [(t.secret.encode(), Principal(t.name, METRICS)) for t in metrics_tokens]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -132,6 +135,8 @@ def required_scope(path: str) -> str | None:
     """Return the scope a path needs, or None if it is public."""
     if path in PUBLIC_PATHS or path == SESSION_PATH or path.startswith(SESSION_PATH + "/"):
         return None
+    if path == METRICS_PATH:
+        return METRICS
     return MANAGE if path.startswith(MANAGE_PATHS) else GENERATE
 
 
@@ -154,11 +159,12 @@ def authenticate() -> None:
     if record is not None:
         record.principal = principal.name
     if not principal.may(scope):
-        raise Forbidden(f"token '{principal.name}' may not call {request.path}: it needs a manage token")
+        needed = "a manage or metrics token" if scope == METRICS else "a manage token"
+        raise Forbidden(f"token '{principal.name}' may not call {request.path}: it needs {needed}")
 
 
 def init_app(app: Flask) -> None:
-    settings = app.config["SETTINGS"].auth
-    app.extensions["ollama_proxy.tokens"] = TokenTable(settings)
-    app.extensions["ollama_proxy.keys"] = ManagedKeys(lambda: current_store(app), settings)
+    settings = app.config["SETTINGS"]
+    app.extensions["ollama_proxy.tokens"] = TokenTable(settings.auth, settings.metrics.tokens)
+    app.extensions["ollama_proxy.keys"] = ManagedKeys(lambda: current_store(app), settings.auth)
     app.before_request(authenticate)

@@ -52,8 +52,13 @@ ENV_OVERRIDES = {
     "OLLAMA_PROXY_ADMIN_SECRET_KEY": ("admin", "secret_key"),
     # A Redis URL may carry a password.
     "OLLAMA_PROXY_RATELIMIT_STORAGE_URL": ("ratelimit", "storage_url"),
+    "OLLAMA_PROXY_METRICS_TOKENS": ("metrics", "tokens"),
 }
-_LIST_OVERRIDES = {"OLLAMA_PROXY_CORS_ORIGINS", "OLLAMA_PROXY_GENERATE_TOKENS", "OLLAMA_PROXY_MANAGE_TOKENS"}
+# prometheus_client's own variable, read by it at import: only the environment can set it
+# (deploy/gunicorn.conf.py does, before the workers start).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_LIST_OVERRIDES = {"OLLAMA_PROXY_CORS_ORIGINS", "OLLAMA_PROXY_GENERATE_TOKENS", "OLLAMA_PROXY_MANAGE_TOKENS",
+                   "OLLAMA_PROXY_METRICS_TOKENS"}
 
 MiB = 1024 * 1024
 
@@ -151,6 +156,14 @@ class RateLimitSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    enabled: bool
+    tokens: tuple[Token, ...]
+    key_names: bool
+    multiproc_dir: str = ""  # where the workers' metric files are; "" when serving from one process
+
+
+@dataclass(frozen=True)
 class Settings:
     auth: AuthSettings
     service: ServiceSettings
@@ -165,6 +178,7 @@ class Settings:
     retry: RetrySettings = RetrySettings()
     routing: RoutingSettings = RoutingSettings()
     models: ModelsSettings = field(default_factory=ModelsSettings)
+    metrics: MetricsSettings = field(default_factory=lambda: MetricsSettings(enabled=True, tokens=(), key_names=False))
     source: str = "<defaults>"
 
 
@@ -357,6 +371,18 @@ class RateLimitSchema(_Strict):
         return RateLimitSettings(_rooted_sqlite(data["storage_url"]), data["storage_timeout"])
 
 
+class MetricsSchema(_Strict):
+    enabled = fields.Boolean(load_default=True, metadata={"help": "serve GET /metrics (false: it answers 404)"})
+    tokens = fields.List(TokenField(), load_default=list,
+                         metadata={"help": "tokens that may read /metrics and nothing else (manage tokens may too)"})
+    key_names = fields.Boolean(load_default=False,
+                               metadata={"help": "label token counts with the key's name (default: no names)"})
+
+    @post_load
+    def build(self, data, **kwargs):
+        return MetricsSettings(data["enabled"], _tokens("metrics", data["tokens"]), data["key_names"])
+
+
 def _section(schema: type[Schema]) -> fields.Nested:
     return fields.Nested(schema, load_default=lambda: schema().load({}))
 
@@ -375,6 +401,7 @@ class SettingsSchema(_Strict):
     admin = _section(AdminSchema)
     models = _section(ModelsSchema)
     ratelimit = _section(RateLimitSchema)
+    metrics = _section(MetricsSchema)
 
     @post_load
     def build(self, data, **kwargs):
@@ -447,7 +474,8 @@ def parse_settings(raw: Any, source: str = "<memory>", environ: dict[str, str] |
         backends = _with_api_keys(settings.backends, environ)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
-    return replace(settings, backends=backends, source=source)
+    metrics = replace(settings.metrics, multiproc_dir=environ.get(MULTIPROC_ENV, ""))
+    return replace(settings, backends=backends, source=source, metrics=metrics)
 
 
 def config_path(environ: dict[str, str] | None = None) -> Path:

@@ -215,7 +215,8 @@ def _replace_handlers(logger: logging.Logger, *handlers: logging.Handler) -> Non
 
 def secrets_of(settings: Settings) -> list[str]:
     """Return every secret the configuration holds: tokens and provider API keys."""
-    secrets = [t.secret for t in settings.auth.generate_tokens + settings.auth.manage_tokens]
+    tokens = settings.auth.generate_tokens + settings.auth.manage_tokens + settings.metrics.tokens
+    secrets = [t.secret for t in tokens]
     return secrets + [key for key in (getattr(b, "api_key", None) for b in settings.backends) if key]
 
 

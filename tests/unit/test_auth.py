@@ -1,6 +1,6 @@
 import pytest
 
-from ollama_proxy.auth import GENERATE, MANAGE, Principal, TokenTable, required_scope, token_from_headers
+from ollama_proxy.auth import GENERATE, MANAGE, METRICS, Principal, TokenTable, required_scope, token_from_headers
 from ollama_proxy.config import parse_settings
 
 
@@ -20,6 +20,8 @@ def test_token_from_headers(headers, token):
 
 @pytest.mark.parametrize("path, scope", [
     ("/health", None),
+    ("/openapi.json", None),
+    ("/metrics", METRICS),
     ("/", GENERATE),
     ("/api/tags", GENERATE),
     ("/api/chat", GENERATE),
@@ -47,8 +49,15 @@ def test_token_table_finds_scope_and_name():
     assert table.find("g ") is None
 
 
+def test_metrics_tokens_get_the_metrics_scope_only():
+    settings = parse_settings({"metrics": {"tokens": [{"name": "prometheus", "token": "p"}]}}, environ={})
+    assert TokenTable(settings.auth, settings.metrics.tokens).find("p") == Principal("prometheus", METRICS)
+
+
 @pytest.mark.parametrize("scope, needed, allowed", [
     (GENERATE, GENERATE, True), (GENERATE, MANAGE, False), (MANAGE, GENERATE, True), (MANAGE, MANAGE, True),
+    (GENERATE, METRICS, False), (MANAGE, METRICS, True), (METRICS, METRICS, True), (METRICS, GENERATE, False),
+    (METRICS, MANAGE, False),
 ])
 def test_principal_may(scope, needed, allowed):
     assert Principal("p", scope).may(needed) is allowed

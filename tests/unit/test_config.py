@@ -238,3 +238,20 @@ def test_admin_secrets_come_from_the_environment_and_stay_out_of_repr():
     settings = parse_settings(None, environ=environ)
     assert (settings.admin.password_hash, settings.admin.secret_key) == ("pbkdf2:sha256:1$salt$00ff", "k" * 40)
     assert "k" * 40 not in repr(settings) and "00ff" not in repr(settings)
+
+
+def test_metrics_defaults_show_no_key_names_and_serve_from_one_process():
+    metrics = parse_settings(None, environ={}).metrics
+    assert (metrics.enabled, metrics.tokens, metrics.key_names, metrics.multiproc_dir) == (True, (), False, "")
+
+
+def test_metrics_tokens_and_directory_from_the_environment():
+    environ = {"OLLAMA_PROXY_METRICS_TOKENS": "p1, p2", "PROMETHEUS_MULTIPROC_DIR": "/run/ollama-proxy/metrics"}
+    metrics = parse_settings({"metrics": {"key_names": True}}, environ=environ).metrics
+    assert [(t.name, t.secret) for t in metrics.tokens] == [("metrics#0", "p1"), ("metrics#1", "p2")]
+    assert metrics.multiproc_dir == "/run/ollama-proxy/metrics" and metrics.key_names
+
+
+def test_the_metrics_directory_is_not_a_file_setting():
+    with pytest.raises(ConfigError, match="metrics.multiproc_dir: Unknown field"):
+        parse_settings({"metrics": {"multiproc_dir": "/tmp/x"}}, environ={})
