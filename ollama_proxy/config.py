@@ -139,7 +139,6 @@ class AdminSettings:
     session_lifetime: float
     login_attempts: int
     login_window: int
-    login_storage: str
     dashboard_days: int
     usage_rows: int
     export_rows: int
@@ -343,8 +342,6 @@ class AdminSchema(_Strict):
                                     metadata={"help": "failed logins allowed per client address and user name"})
     login_window = fields.Integer(load_default=300, strict=True, validate=validate.Range(min=1),
                                   metadata={"help": "seconds over which failed logins are counted"})
-    login_storage = fields.String(load_default="memory://", validate=validate.Length(min=1),
-                                  metadata={"help": "where failed logins are counted (memory:// or redis://...)"})
     dashboard_days = fields.Integer(load_default=30, strict=True, validate=validate.Range(min=1, max=366),
                                     metadata={"help": "days the dashboard's charts cover"})
     usage_rows = fields.Integer(load_default=500, strict=True, validate=validate.Range(min=1),

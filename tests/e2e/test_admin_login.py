@@ -32,8 +32,8 @@ def browser():
 
 
 def start_admin(upstream_url: str, workdir, **admin) -> ProxyServer:
-    # One worker: failed logins are counted in memory, per worker process (admin.login_storage).
-    return ProxyServer(admin_config(upstream_url, workdir, **admin), workdir, workers=1).start()
+    # Two workers: the failed-login count is shared between them (ratelimit.storage_url).
+    return ProxyServer(admin_config(upstream_url, workdir, **admin), workdir, workers=2).start()
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +151,15 @@ def test_without_a_password_hash_the_page_is_off(browser, proxy):
     assert page.goto(proxy.url + "/admin/login").status == 404
     screenshot(page, "off")
     assert "ollama-proxy admin-password" in proxy.stderr()
+
+
+def test_the_lockout_holds_across_workers(lockable):
+    session = requests.Session()
+    session.headers["Connection"] = "close"  # a new connection each time: either worker may take it
+    token = re.search(r'name="csrf_token" value="([^"]+)"', session.get(lockable.url + "/admin/login").text).group(1)
+    form = {"username": "admin", "csrf_token": token}
+    statuses = [session.post(lockable.url + "/admin/login", data={**form, "password": "nope"}).status_code
+                for _ in range(ATTEMPTS)]
+    locked = session.post(lockable.url + "/admin/login", data={**form, "password": PASSWORD}, allow_redirects=False)
+    assert statuses == [401] * ATTEMPTS
+    assert locked.status_code == 429 and 1 <= int(locked.headers["Retry-After"]) <= 300

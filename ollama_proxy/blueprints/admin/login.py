@@ -9,12 +9,14 @@ from urllib.parse import urlsplit
 
 from flask import current_app, redirect, render_template, request, session, url_for
 from limits import RateLimitItemPerSecond
-from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+from limits.storage import Storage
+from limits.strategies import FixedWindowRateLimiter
 from werkzeug.security import check_password_hash
 
 from ollama_proxy.blueprints.admin.base import bp, is_admin_path
 from ollama_proxy.blueprints.admin.session import start_session
+from ollama_proxy import ratelimit
 from ollama_proxy.config import AdminSettings
 
 log = logging.getLogger(__name__)
@@ -22,18 +24,22 @@ _EXTENSION = "ollama_proxy.admin_logins"
 
 
 class LoginGuard:
-    """Count failed logins per client address and user name within a moving window."""
+    """Count failed logins per client address and user name, in the rate limiter's shared storage.
 
-    def __init__(self, settings: AdminSettings):
+    The window starts at the first failure and lasts ``admin.login_window`` seconds; every
+    worker (and, with Redis, every instance) sees the same count.
+    """
+
+    def __init__(self, settings: AdminSettings, storage: Storage):
         self._limit = RateLimitItemPerSecond(settings.login_attempts, settings.login_window)
-        self._limiter = MovingWindowRateLimiter(storage_from_string(settings.login_storage))
+        self._limiter = FixedWindowRateLimiter(storage)
 
     def locked(self, client: str, username: str) -> bool:
         return not self._limiter.test(self._limit, "admin-login", client, username)
 
     def retry_after(self, client: str, username: str) -> int:
-        reset, _ = self._limiter.get_window_stats(self._limit, "admin-login", client, username)
-        return max(1, round(reset - time.time()))
+        stats = self._limiter.get_window_stats(self._limit, "admin-login", client, username)
+        return max(1, round(stats.reset_time - time.time()))
 
     def failed(self, client: str, username: str) -> None:
         self._limiter.hit(self._limit, "admin-login", client, username)
@@ -69,14 +75,23 @@ def login():
     password = request.form.get("password", "")[:1000]
     guard: LoginGuard = current_app.extensions[_EXTENSION]
     client = request.remote_addr or "-"
-    if guard.locked(client, username):
+    try:
+        locked = guard.locked(client, username)
+    except StorageError as exc:  # no counter, no login: a lockout must not fail open
+        log.error("admin login refused: the failed-login counter is unavailable: %s", exc)
+        return render_template("admin/login.html", next=request.form.get("next", ""), username=username,
+                               error="Logging in is not possible right now; see the error log."), 503
+    if locked:
         wait = guard.retry_after(client, username)
         log.warning("admin login locked for %s from %s", _who(settings, username), client)
         page = render_template("admin/login.html", next=request.form.get("next", ""), username=username,
                                error=f"Too many failed attempts. Try again in {wait} seconds.")
         return page, 429, {"Retry-After": str(wait)}
     if not credentials_match(settings, username, password):
-        guard.failed(client, username)
+        try:
+            guard.failed(client, username)
+        except StorageError as exc:
+            log.error("a failed admin login could not be counted: %s", exc)
         log.warning("admin login failed for %s from %s", _who(settings, username), client)
         page = render_template("admin/login.html", next=request.form.get("next", ""), username=username,
                                error="Wrong user name or password.")
@@ -94,4 +109,6 @@ def logout():
 
 
 def init_app(app) -> None:
-    app.extensions[_EXTENSION] = LoginGuard(app.config["SETTINGS"].admin)
+    """Count failed logins where the rate limiter keeps its counters (run after ``ratelimit.init_app``)."""
+    storage = app.extensions[ratelimit.EXTENSION].storage
+    app.extensions[_EXTENSION] = LoginGuard(app.config["SETTINGS"].admin, storage)

@@ -1,5 +1,6 @@
 import pytest
 from flask import Flask
+from limits.storage import MemoryStorage
 from werkzeug.security import generate_password_hash
 
 from ollama_proxy.blueprints.admin.base import bp
@@ -42,7 +43,7 @@ def test_credentials_match(username, password, expected):
 
 
 def test_the_guard_locks_one_address_and_name_after_the_bound():
-    guard = LoginGuard(admin_settings(login_attempts=2, login_window=60))
+    guard = LoginGuard(admin_settings(login_attempts=2, login_window=60), MemoryStorage())
     for _ in range(2):
         assert not guard.locked("10.0.0.1", "admin")
         guard.failed("10.0.0.1", "admin")
