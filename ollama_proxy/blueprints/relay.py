@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
+from operator import methodcaller
 
 from flask import Response, current_app, request
 from marshmallow import Schema
@@ -122,10 +123,11 @@ class Upstreams:
         self.pending = pending
 
     def close(self) -> None:
-        self._each(UpstreamResponse.close)
+        # By name, not UpstreamResponse.close: a provider's answer is another class of the same shape.
+        self._each(methodcaller("close"))
 
     def abort(self) -> None:
-        self._each(UpstreamResponse.abort)
+        self._each(methodcaller("abort"))
 
     def _each(self, action: Callable[[UpstreamResponse], None]) -> None:
         for upstream in self.opened:
