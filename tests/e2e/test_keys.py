@@ -123,3 +123,10 @@ def test_two_instances_share_keys_through_postgresql(fake, start_proxy, postgres
         with pytest.raises(openai.AuthenticationError, match="disabled"):
             chat(instance, secret)
     assert "shared" in keys(first, "list").stdout
+
+
+def test_a_key_made_with_rpm_is_rate_limited(server):
+    secret = create(server, "--name", "slow", "--rpm", "1")
+    assert chat(server, secret) == "You said: hi"
+    with pytest.raises(openai.RateLimitError):
+        chat(server, secret)
