@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.e2e.browser import launch
 from tests.e2e.server import ProxyServer
 from tests.fakes.ollama import FakeOllama
 
@@ -57,6 +58,15 @@ def start_proxy(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium under Playwright, for the admin page's tests (closed after each module)."""
+    playwright, chromium = launch()
+    yield chromium
+    chromium.close()
+    playwright.stop()
 
 
 def auth(token: str = GENERATE) -> dict:

@@ -8,7 +8,7 @@ import pytest
 import requests
 from werkzeug.security import generate_password_hash
 
-from tests.e2e.browser import launch, new_page, screenshot
+from tests.e2e.browser import new_page, screenshot
 from tests.e2e.conftest import base_config
 from tests.e2e.server import ProxyServer
 
@@ -21,14 +21,6 @@ def admin_config(upstream_url: str, tmp_path, **admin) -> dict:
     config["admin"] = {"password_hash": generate_password_hash(PASSWORD), "login_attempts": ATTEMPTS,
                        "secret_key_file": str(tmp_path / "admin-secret-key"), **admin}
     return config
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright, chromium = launch()
-    yield chromium
-    chromium.close()
-    playwright.stop()
 
 
 def start_admin(upstream_url: str, workdir, **admin) -> ProxyServer:

@@ -12,19 +12,11 @@ import yaml
 from ollama_proxy.config import StoreSettings
 from ollama_proxy.store import open_store
 
-from tests.e2e.browser import launch, new_page, screenshot
+from tests.e2e.browser import new_page, screenshot
 from tests.e2e.server import ProxyServer
 from tests.e2e.test_admin_login import PASSWORD, admin_config
 
 SECRET_PATTERN = re.compile(r"op-[A-Za-z0-9_-]{20,}")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright, chromium = launch()
-    yield chromium
-    chromium.close()
-    playwright.stop()
 
 
 @pytest.fixture(scope="module")

@@ -75,15 +75,20 @@ def set_alias():
     return _page(alias_form=form, status=400)
 
 
+def _removed(remove, what: str):
+    """Run ``remove`` (a store deletion), then go back to the models page saying what went."""
+    try:
+        remove()
+    except Missing:
+        raise NotFound(f"no {what}") from None
+    flash(f"{what[0].upper()}{what[1:]} removed.", "ok")
+    return redirect(url_for("admin.models"))
+
+
 @bp.post("/models/aliases/<path:alias>/delete")
 def delete_alias(alias: str):
     """Remove an alias."""
-    try:
-        current_store().delete_alias(alias)
-    except Missing:
-        raise NotFound(f"no alias '{alias}'") from None
-    flash(f"Alias '{alias}' removed.", "ok")
-    return redirect(url_for("admin.models"))
+    return _removed(lambda: current_store().delete_alias(alias), f"alias '{alias}'")
 
 
 @bp.post("/models/overrides")
@@ -104,9 +109,4 @@ def set_override():
 @bp.post("/models/overrides/<path:model>/delete")
 def delete_override(model: str):
     """Remove a model's override."""
-    try:
-        current_store().delete_override(model)
-    except Missing:
-        raise NotFound(f"no override for '{model}'") from None
-    flash(f"Override for '{model}' removed.", "ok")
-    return redirect(url_for("admin.models"))
+    return _removed(lambda: current_store().delete_override(model), f"override for '{model}'")
