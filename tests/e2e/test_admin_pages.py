@@ -22,7 +22,9 @@ SECRET_PATTERN = re.compile(r"op-[A-Za-z0-9_-]{20,}")
 @pytest.fixture(scope="module")
 def admin(fake_server, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("admin-pages")
-    server = ProxyServer(admin_config(fake_server.url, workdir), workdir).start()
+    config = admin_config(fake_server.url, workdir)
+    config["models"] = {"aliases": {"house-model": "qwen3:8b"}}
+    server = ProxyServer(config, workdir).start()
     yield server
     server.stop()
 
@@ -144,6 +146,8 @@ def test_a_bad_key_form_is_refused_with_the_reason(page, admin):
 def test_aliases_and_overrides_are_checked_saved_and_removed(page, admin):
     page.goto(admin.url + "/admin/models")
     assert page.locator("#backend-models td", has_text="qwen3:8b").count() == 1
+    from_file = page.locator("#aliases tr.from-file").inner_text().split("\t")
+    assert from_file == ["house-model", "qwen3:8b", "configuration file"]
     page.fill("#alias-form input[name=alias-alias]", "qwen3:8b")
     page.fill("#alias-form input[name=alias-target]", "llama3.2:latest")
     page.click("#alias-form button[type=submit]")
@@ -160,6 +164,9 @@ def test_aliases_and_overrides_are_checked_saved_and_removed(page, admin):
     page.fill("#override-form textarea[name=override-defaults]", '{"temperature": 0.2')
     page.click("#override-form button[type=submit]")
     assert "not JSON" in page.locator("#override-form").inner_text()
+    page.fill("#override-form textarea[name=override-defaults]", '{"timeout": -1}')
+    page.click("#override-form button[type=submit]")
+    assert "timeout is a number of seconds above 0" in page.locator("#override-form").inner_text()
     page.fill("#override-form textarea[name=override-defaults]", '{"temperature": 0.2}')
     page.fill("#override-form textarea[name=override-enforce]", '{"num_ctx": 8192}')
     page.click("#override-form button[type=submit]")

@@ -8,7 +8,10 @@ from datetime import datetime, time, timezone
 
 from flask_wtf import FlaskForm
 from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField
+from marshmallow import ValidationError as FieldError
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
+
+from ollama_proxy.config_models import check_fields
 
 SCOPES = [("generate", "generate: inference and listings"), ("manage", "manage: also pull, push, delete models")]
 
@@ -57,6 +60,10 @@ def _json_object(form, field) -> None:
         raise ValidationError(f"not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ValidationError('a JSON object, e.g. {"temperature": 0.2}')
+    try:
+        check_fields(value)  # the same check as the configuration file's overrides
+    except FieldError as exc:
+        raise ValidationError(" ".join(exc.messages)) from None
     field.parsed = value
 
 

@@ -43,8 +43,10 @@ def check_alias(alias: str, target: str, known: set[str]) -> str | None:
 def _page(alias_form=None, override_form=None, status: int = 200):
     store = current_store()
     models, problem = backend_models()
+    configured = current_app.config["SETTINGS"].models
     return render_template("admin/models.html", models=models, problem=problem, aliases=store.list_aliases(),
-                           overrides=store.list_overrides(), alias_form=alias_form or AliasForm(prefix="alias"),
+                           overrides=store.list_overrides(), file_aliases=configured.aliases,
+                           file_overrides=configured.overrides, alias_form=alias_form or AliasForm(prefix="alias"),
                            override_form=override_form or OverrideForm(prefix="override",
                                                                        data={"defaults": "{}", "enforce": "{}"}),
                            json=json), status
