@@ -9,7 +9,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
-from ollama_proxy import auth, logs, model_catalog, ratelimit, store
+from ollama_proxy import auth, logs, model_catalog, ratelimit, store, usage
 from ollama_proxy.backends.image_fetcher import ImageFetcher
 from ollama_proxy.backends.ollama import OllamaBackend
 from ollama_proxy.blueprints import admin, anthropic, embeddings, health, native, openai, openapi, responses
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False
     logs.init_app(app)
     store.init_app(app)
+    usage.init_app(app)
     model_catalog.init_app(app)
     auth.init_app(app)
     ratelimit.init_app(app)  # after auth: it limits the principal auth found

@@ -9,7 +9,7 @@ import sys
 
 from werkzeug.security import generate_password_hash
 
-from ollama_proxy import __version__, cli_keys
+from ollama_proxy import __version__, cli_keys, cli_usage
 from ollama_proxy.config import (
     CONFIG_ENV,
     PROJECT_ROOT,
@@ -110,10 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check-config", help="check a configuration file and print a summary")
     check.add_argument("path", nargs="?", help=f"configuration file (default: ${CONFIG_ENV} or config/config.yaml)")
     cli_keys.add_parser(commands)
+    cli_usage.add_parser(commands)
     commands.add_parser("admin-password", help="hash a password for admin.password_hash (asks, or reads stdin)")
     args = parser.parse_args(argv)
     if args.command == "keys":
         return cli_keys.run(args)
+    if args.command == "usage":
+        return cli_usage.export(args)
     if args.command == "admin-password":
         return admin_password()
     if args.command == "serve":

@@ -149,6 +149,13 @@ class AdminSettings:
 
 
 @dataclass(frozen=True)
+class UsageSettings:
+    flush_interval: float
+    batch_size: int
+    max_pending: int
+
+
+@dataclass(frozen=True)
 class RateLimitSettings:
     storage_url: str
     storage_timeout: float
@@ -173,6 +180,7 @@ class Settings:
     store: StoreSettings
     admin: AdminSettings
     ratelimit: RateLimitSettings
+    usage: UsageSettings
     backends: tuple[OllamaServerSettings | ProviderSettings, ...] = ()
     retry: RetrySettings = RetrySettings()
     routing: RoutingSettings = RoutingSettings()
@@ -356,6 +364,19 @@ class AdminSchema(_Strict):
         return AdminSettings(**data)
 
 
+class UsageSchema(_Strict):
+    flush_interval = fields.Float(load_default=1.0, validate=_seconds,
+                                  metadata={"help": "seconds between two batched writes of usage rows"})
+    batch_size = fields.Integer(load_default=500, strict=True, validate=validate.Range(min=1),
+                                metadata={"help": "rows per write; this many waiting are written at once"})
+    max_pending = fields.Integer(load_default=100000, strict=True, validate=validate.Range(min=1),
+                                 metadata={"help": "rows a worker keeps while the store fails; then the oldest go"})
+
+    @post_load
+    def build(self, data, **kwargs):
+        return UsageSettings(**data)
+
+
 class RateLimitSchema(_Strict):
     storage_url = fields.String(load_default="sqlite:///data/ratelimit.db", validate=validate.Length(min=1),
                                 metadata={"help": "where rate-limit counters live: sqlite:///FILE (the workers of "
@@ -399,6 +420,7 @@ class SettingsSchema(_Strict):
     models = _section(ModelsSchema)
     ratelimit = _section(RateLimitSchema)
     metrics = _section(MetricsSchema)
+    usage = _section(UsageSchema)
 
     @post_load
     def build(self, data, **kwargs):

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages that the tests run: nginx (the deploy site in front of the real
 # server), systemd (`systemd-analyze verify` on the unit file), logrotate (deploy/logrotate run
-# on the server's logs), postgresql (a throwaway cluster for the store's tests) and chromium (the
-# admin page's browser tests drive Debian's chromium through Playwright).
+# on the server's logs), postgresql (a throwaway cluster for the store's tests), chromium (the
+# admin page's browser tests drive Debian's chromium through Playwright) and redis-server (rate
+# limits shared by two proxy instances).
 # Idempotent: when every command is already there it only checks and exits; `apt-get update`
 # runs only when a package is missing. Without root or apt-get it does nothing, says why,
 # and exits 0: the tests then fail with a message naming what is missing.
@@ -10,7 +11,8 @@ set -euo pipefail
 
 # command the tests run -> the Debian package that ships it
 declare -A PACKAGE_OF=([nginx]=nginx [systemd-analyze]=systemd [logrotate]=logrotate
-                       [initdb]=postgresql [pg_ctl]=postgresql [runuser]=util-linux [chromium]=chromium)
+                       [initdb]=postgresql [pg_ctl]=postgresql [runuser]=util-linux [chromium]=chromium
+                       [redis-server]=redis-server)
 
 # nginx and systemd-analyze live in sbin directories that a non-login PATH may lack; Debian
 # keeps initdb and pg_ctl under /usr/lib/postgresql/<version>/bin.

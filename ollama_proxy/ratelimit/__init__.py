@@ -29,9 +29,11 @@ from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
+from ollama_proxy import logs
 from ollama_proxy.auth import Principal
 from ollama_proxy.config import RateLimitSettings
 from ollama_proxy.errors import RateLimited
+from ollama_proxy.logs import AccessRecord
 from ollama_proxy.ratelimit import sqlite  # noqa: F401  registers the sqlite:// scheme with limits
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ class RateLimiter:
         options = _storage_options(settings.storage_url, settings.storage_timeout)
         self.storage = storage_from_string(settings.storage_url, wrap_exceptions=True, **options)
         self.strategy = FixedWindowRateLimiter(self.storage)
+        self.tpm_of: dict[str, int] = {}  # principal name -> its tpm, as last seen by this worker
 
     def _window(self, kind: str, item, name: str) -> Window:
         stats = self.strategy.get_window_stats(item, kind, name)
@@ -105,14 +108,33 @@ class RateLimiter:
         if tokens > 0:
             self.strategy.hit(RateLimitItemPerMinute(tpm), "tokens", name, cost=tokens)
 
+    def charge_record(self, record: AccessRecord) -> None:
+        """Charge a finished request's prompt and completion tokens to its principal (a close listener).
+
+        Charged at once, not queued: the next request's admission must see these
+        tokens, or a burst would slip past the limit. It is one counter increment,
+        made after the answer has gone out.
+        """
+        tpm = self.tpm_of.get(record.principal or "")
+        if tpm is None:
+            return
+        tokens = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
+        try:
+            self.charge(record.principal, tpm, tokens)
+        except StorageError as exc:
+            log.warning("rate-limit storage failed, %d tokens of '%s' not counted: %s", tokens, record.principal, exc)
+
 
 def limit_request() -> None:
     """Admit the request's principal or refuse it with a 429 (before the view runs)."""
     principal: Principal | None = g.get("principal")
     if principal is None or (principal.rpm is None and principal.tpm is None):
         return
+    limiter: RateLimiter = current_app.extensions[EXTENSION]
+    if principal.tpm is not None:
+        limiter.tpm_of[principal.name] = principal.tpm
     try:
-        windows, refusal = current_app.extensions[EXTENSION].admit(principal)
+        windows, refusal = limiter.admit(principal)
     except StorageError as exc:
         log.warning("rate-limit storage failed, request admitted unlimited: %s", exc)
         return
@@ -130,7 +152,8 @@ def add_headers(response):
 
 def init_app(app: Flask) -> None:
     """Limit requests after auth has named the principal; runs after ``auth.init_app``."""
-    app.extensions[EXTENSION] = RateLimiter(app.config["SETTINGS"].ratelimit)
+    limiter = app.extensions[EXTENSION] = RateLimiter(app.config["SETTINGS"].ratelimit)
     app.before_request(limit_request)
     app.after_request(add_headers)
+    logs.add_close_listener(app, limiter.charge_record)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import http.client
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import GENERATE, auth, base_config
+from tests.services.redis import RedisServer
 
 LIMITED = "limited-token-0123456789"
 RPM = 40
@@ -27,12 +30,12 @@ def limited_config(upstream_url: str, **limits) -> dict:
     return config
 
 
-def hammer(port: int, count: int, token: str = LIMITED) -> list[int]:
-    """Send ``count`` requests at once from as many threads; return their statuses."""
+def hammer(ports: list[int], count: int, token: str = LIMITED) -> list[int]:
+    """Send ``count`` requests at once from as many threads, in turn to each port; return their statuses."""
     ready = threading.Barrier(count)
 
-    def one(_: int) -> int:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    def one(n: int) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", ports[n % len(ports)], timeout=60)
         try:
             connection.connect()
             ready.wait(timeout=60)
@@ -63,7 +66,7 @@ def workers_using(proxy, filename: str) -> set[int]:
 
 def test_four_workers_admit_exactly_the_limit(start_proxy, fake):
     proxy = start_proxy(limited_config(fake.url, rpm=RPM), workers=4)
-    statuses = hammer(proxy.port, HAMMER)
+    statuses = hammer([proxy.port], HAMMER)
     print(f"{HAMMER} requests at once on 4 workers, rpm {RPM}: {statuses.count(200)} admitted, "
           f"{statuses.count(429)} refused")
     assert (statuses.count(200), statuses.count(429)) == (RPM, HAMMER - RPM), Counter(statuses)
@@ -103,3 +106,38 @@ def test_headers_on_every_answer_and_429_in_each_surface(start_proxy, fake):
 
     unlimited = requests.get(proxy.url + "/api/tags", headers=auth(GENERATE))
     assert unlimited.status_code == 200 and "x-ratelimit-limit-requests" not in unlimited.headers
+
+
+@pytest.fixture
+def redis_server():
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+def test_two_instances_sharing_redis_admit_exactly_the_limit_between_them(start_proxy, fake, redis_server):
+    config = limited_config(fake.url, rpm=RPM)
+    config["ratelimit"] = {"storage_url": redis_server.url}
+    first, second = start_proxy(config), start_proxy(copy.deepcopy(config))
+    statuses = hammer([first.port, second.port], HAMMER)
+    split = statuses[0::2].count(200), statuses[1::2].count(200)
+    print(f"{HAMMER} requests at once on two instances sharing Redis, rpm {RPM}: {split[0]} + {split[1]} "
+          f"admitted, {statuses.count(429)} refused")
+    # Counted apart, each instance would admit up to RPM of its half: only a shared count admits RPM in all.
+    assert (statuses.count(200), statuses.count(429)) == (RPM, HAMMER - RPM), Counter(statuses)
+
+
+def test_tokens_are_charged_when_the_answer_ends(start_proxy, fake):
+    proxy = start_proxy(limited_config(fake.url, tpm=5))
+    answer = requests.post(proxy.url + "/api/chat", headers=auth(LIMITED), json={
+        "model": "llama3.2", "stream": False, "messages": [{"role": "user", "content": "count these words please"}]})
+    assert answer.status_code == 200 and answer.headers["x-ratelimit-remaining-tokens"] == "5"
+    used = answer.json()["prompt_eval_count"] + answer.json()["eval_count"]
+    assert used > 5  # admitted under the limit, it may take the count past it
+
+    deadline = time.monotonic() + 5  # the charge lands as the response closes, just after the client has it
+    while (after := requests.get(proxy.url + "/api/tags", headers=auth(LIMITED))).status_code == 200:
+        assert time.monotonic() < deadline, after.headers
+        time.sleep(0.05)
+    assert after.status_code == 429 and "5 tokens per minute" in after.json()["error"]
+    assert after.headers["x-ratelimit-remaining-tokens"] == "0"

@@ -1,0 +1,119 @@
+"""Usage rows through the real server: one per request answered, none lost when it stops."""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import ollama
+
+from ollama_proxy.cli_usage import COLUMNS
+from ollama_proxy.config import load_settings
+from ollama_proxy.store import open_store
+from tests.e2e.conftest import ALICE, GENERATE, auth, base_config
+
+OLLAMA_PROXY = Path(sys.executable).parent / "ollama-proxy"  # the installed command
+REQUESTS = 48
+CHUNK_DELAY = 0.3  # a stream lasts about 3 s: long enough to be cut by the SIGTERM if it were
+
+
+def ask(port: int, n: int) -> tuple[str, int, bytes]:
+    """Send request ``n`` (a mix of surfaces, streams among them); return its id, status and body."""
+    kind = n % 4
+    path, body = [
+        ("/api/chat", {"model": "llama3.2", "messages": [{"role": "user", "content": f"native {n}"}]}),
+        ("/v1/chat/completions", {"model": "llama3.2", "stream": True,
+                                  "messages": [{"role": "user", "content": f"openai {n}"}]}),
+        ("/api/generate", {"model": "llama3.2", "prompt": f"whole {n}", "stream": False}),
+        ("/v1/messages", {"model": "llama3.2", "max_tokens": 50, "stream": True,
+                          "messages": [{"role": "user", "content": f"anthropic {n}"}]}),
+    ][kind]
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        request_id = f"usage-{n}"
+        headers = {**auth(ALICE if n % 2 else GENERATE), "X-Request-Id": request_id,
+                   "Content-Type": "application/json"}
+        connection.request("POST", path, json.dumps(body), headers)
+        answer = connection.getresponse()
+        return request_id, answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+def test_sigterm_with_requests_in_flight_loses_no_usage_row(start_proxy, fake):
+    fake.script("llama3.2:latest", chunk_delay=CHUNK_DELAY)
+    config = base_config(fake.url)
+    # Nothing is written before the worker exits: every row must come from the exit flush.
+    config["usage"] = {"flush_interval": 3600, "batch_size": 100000}
+    proxy = start_proxy(config, workers=2)
+    with ThreadPoolExecutor(max_workers=REQUESTS) as pool:
+        futures = [pool.submit(ask, proxy.port, n) for n in range(REQUESTS)]
+        deadline = time.monotonic() + 30
+        while len(fake.requests) < REQUESTS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(fake.requests) >= REQUESTS, "the requests did not all reach the upstream"
+        proxy.signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        answers = [future.result() for future in futures]
+    assert proxy.process.wait(60) == 0
+    answered = {request_id for request_id, status, body in answers if status == 200 and body}
+    assert len(answered) == REQUESTS  # graceful: what was in flight was finished
+    store = open_store(load_settings(proxy.config_path, environ={}).store)
+    rows = store.query_usage(limit=None)
+    store.close()
+    print(f"{REQUESTS} requests ({REQUESTS // 2} streams) in flight at SIGTERM; the server stopped "
+          f"{time.monotonic() - stopped_at:.1f}s later; {len(rows)} usage rows")
+    assert sorted(row["request_id"] for row in rows) == sorted(answered)
+    by_id = {row["request_id"]: row for row in rows}
+    assert {by_id[f"usage-{n}"]["surface"] for n in range(4)} == {"native", "openai", "anthropic"}
+    assert all(row["completion_tokens"] and row["prompt_tokens"] for row in rows), rows[0]
+    assert {row["key_name"] for row in rows} == {"alice", "generate#0"}
+    assert all(row["status"] == 200 and row["aborted"] is False and row["backend"] for row in rows)
+
+
+def export(config_path, *args: str) -> str:
+    """Run the installed ``ollama-proxy usage`` command; return what it printed."""
+    done = subprocess.run([str(OLLAMA_PROXY), "usage", "--config", str(config_path), *args],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "OLLAMA_PROXY_CONFIG": ""})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_usage_export_as_csv_and_json_with_filters(start_proxy, fake):
+    config = base_config(fake.url)
+    config["usage"] = {"flush_interval": 0.1}
+    proxy = start_proxy(config)
+    with ollama.Client(host=proxy.url, headers=auth(ALICE)) as client:
+        list(client.chat(model="llama3.2", messages=[{"role": "user", "content": "streamed"}], stream=True))
+        client.generate(model="llama3.2", prompt="whole")
+    with ollama.Client(host=proxy.url, headers=auth(GENERATE)) as client:
+        client.embed(model="llama3.2", input="vector")
+    store = open_store(load_settings(proxy.config_path, environ={}).store)
+    deadline = time.monotonic() + 10
+    while len(store.query_usage()) < 3:
+        assert time.monotonic() < deadline, "the usage rows were not written"
+        time.sleep(0.1)
+    store.close()
+
+    rows = list(csv.DictReader(io.StringIO(export(proxy.config_path, "--key", "alice"))))
+    assert [(r["key_name"], r["surface"], r["status"]) for r in rows] == [("alice", "native", "200")] * 2
+    assert int(rows[0]["prompt_tokens"]) > 0 and int(rows[0]["completion_tokens"]) > 0
+    assert rows[0]["ts"].endswith("Z") and rows[0]["ts"] <= rows[1]["ts"]
+
+    everything = json.loads(export(proxy.config_path, "--format", "json", "--model", "llama3.2"))
+    assert [row["key_name"] for row in everything] == ["alice", "alice", "generate#0"]
+    assert everything[2]["aborted"] is False and everything[2]["duration_ms"] > 0
+    today = datetime.now(timezone.utc).date()
+    assert len(json.loads(export(proxy.config_path, "--format", "json", "--since", str(today)))) == 3
+    assert json.loads(export(proxy.config_path, "--format", "json", "--until", str(today - timedelta(days=1)))) == []
+    assert export(proxy.config_path, "--key", "nobody").splitlines() == [",".join(COLUMNS)]
