@@ -50,13 +50,25 @@ def create_key(page, url: str, name: str, models: str = "") -> str:
     return page.locator("#secret").inner_text()
 
 
-def test_a_new_key_works_with_the_openai_sdk(page, admin):
+def test_a_new_key_calls_the_proxy_and_the_call_shows_on_the_dashboard(page, admin):
     secret = create_key(page, admin.url, "sdk-key")
     assert SECRET_PATTERN.fullmatch(secret)
     screenshot(page, "key-created")
     client = openai.OpenAI(base_url=admin.url + "/v1", api_key=secret, max_retries=0)
     answer = client.chat.completions.create(model="llama3.2", messages=[{"role": "user", "content": "hello"}])
     assert answer.choices[0].message.content == "You said: hello"
+
+    row = page.locator("#per-key tr", has_text="sdk-key")
+    for _ in range(40):  # usage rows are written in batches, every usage.flush_interval seconds
+        page.goto(admin.url + "/admin")
+        if row.count():
+            break
+        page.wait_for_timeout(250)
+    assert [row.locator("td").nth(n).inner_text() for n in (1, 2, 3)] == ["1", str(answer.usage.total_tokens), "0"]
+    page.goto(admin.url + "/admin/usage?key=sdk-key")
+    usage_row = page.locator("#usage-rows tbody tr").inner_text().split("\t")
+    assert usage_row[1:5] == ["sdk-key", "openai", "llama3.2", "default"]
+    assert usage_row[5:7] == [str(answer.usage.prompt_tokens), str(answer.usage.completion_tokens)]
 
 
 def test_the_dashboard_charts_and_the_usage_page_read_the_usage_table(page, admin):
