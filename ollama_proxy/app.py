@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask_cors import CORS
@@ -11,9 +12,9 @@ from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
 from ollama_proxy import auth, logs, model_catalog, ratelimit, store, usage
 from ollama_proxy.backends.image_fetcher import ImageFetcher
-from ollama_proxy.backends.ollama import OllamaBackend
+from ollama_proxy.backends.pool import OllamaPool
 from ollama_proxy.blueprints import admin, anthropic, embeddings, health, native, openai, openapi, responses
-from ollama_proxy.config import Settings, load_settings
+from ollama_proxy.config import ProviderSettings, Settings, load_settings
 from ollama_proxy.errors import (
     MethodNotAllowed,
     NotFound,
@@ -23,6 +24,7 @@ from ollama_proxy.errors import (
     to_ollama_error,
     to_openai_error,
 )
+from ollama_proxy.routing import ROUTER, Router
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +45,28 @@ def create_app(settings: Settings | None = None) -> Flask:
     ratelimit.init_app(app)  # after auth: it limits the principal auth found
     if settings.cors.origins:
         CORS(app, origins=list(settings.cors.origins), expose_headers=["X-Request-Id"], max_age=600)
-    app.extensions["ollama_proxy.backend"] = OllamaBackend(settings.service)
+    init_backends(app, settings)
     app.extensions["ollama_proxy.images"] = ImageFetcher(settings.images)
     for blueprint in (health.bp, native.bp, openai.bp, embeddings.bp, responses.bp, anthropic.bp, openapi.bp):
         app.register_blueprint(blueprint)
     admin.init_app(app)
     register_error_handlers(app)
     return app
+
+
+def init_backends(app: Flask, settings: Settings) -> None:
+    """Build the Ollama pool, the providers and the router that picks among them."""
+    slot_dir = os.path.join(settings.logging.dir, ".slots")
+    pool = OllamaPool(settings.service, settings.ollama_servers, settings.routing, slot_dir)
+    providers = {p.name: _provider_backend(p, settings) for p in settings.providers}
+    app.extensions["ollama_proxy.pool"] = pool
+    app.extensions["ollama_proxy.backend"] = pool.default.backend  # the default server
+    app.extensions[ROUTER] = Router(pool, providers)
+
+
+def _provider_backend(provider: ProviderSettings, settings: Settings):
+    from ollama_proxy.backends.openai_compat import ProviderBackend
+    return ProviderBackend(provider, settings.retry)
 
 
 def error_body(error: ProxyError, path: str) -> dict:

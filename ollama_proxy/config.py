@@ -188,6 +188,15 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=lambda: MetricsSettings(enabled=True, tokens=(), key_names=False))
     source: str = "<defaults>"
 
+    @property
+    def ollama_servers(self) -> tuple[OllamaServerSettings, ...]:
+        """The ``type: ollama`` backends (the default server is ``service.base_url``)."""
+        return tuple(b for b in self.backends if isinstance(b, OllamaServerSettings))
+
+    @property
+    def providers(self) -> tuple[ProviderSettings, ...]:
+        return tuple(b for b in self.backends if isinstance(b, ProviderSettings))
+
 
 _Strict = StrictSchema
 

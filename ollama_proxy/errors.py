@@ -100,6 +100,10 @@ class UpstreamTimeout(UpstreamError):
     status = 504
 
 
+class UpstreamConnectTimeout(UpstreamTimeout):
+    """The upstream did not accept a connection in time: the request never reached it."""
+
+
 class Overloaded(ProxyError):
     """The proxy or its upstream has no capacity left for this request."""
 

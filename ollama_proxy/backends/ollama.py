@@ -21,7 +21,7 @@ from ollama_proxy.backends.chunked import ChunkedDecoder, ChunkedFramingError
 from ollama_proxy.backends.session import reason
 from ollama_proxy.backends.watchdog import IdleWatchdog
 from ollama_proxy.config import ServiceSettings
-from ollama_proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from ollama_proxy.errors import UpstreamConnectTimeout, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from ollama_proxy.streaming import gevent_active, split_lines
 
 # Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
@@ -258,7 +258,7 @@ class OllamaBackend:
         except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError to urllib3, but refused
             raise UpstreamUnavailable(f"cannot reach {self.describe}: {reason(exc)}") from None
         except urllib3.exceptions.ConnectTimeoutError:
-            raise UpstreamTimeout(f"{self.describe} did not accept a connection within "
+            raise UpstreamConnectTimeout(f"{self.describe} did not accept a connection within "
                                   f"{limits.connect_timeout:g}s") from None
         except urllib3.exceptions.ReadTimeoutError:
             raise UpstreamTimeout(f"{self.describe} did not answer within {limits.read_timeout:g}s "

@@ -22,20 +22,20 @@ def _encode(event: tuple[str, dict]) -> bytes:
 
 
 def messages() -> Response:
-    body = read_body(MessagesRequest())
+    body, route = read_body(MessagesRequest())
     ollama_body = prepare(an.from_anthropic_messages(body))
     message_id, model = new_id("msg_"), body["model"]
     if ollama_body.get("stream"):
         converter = an.MessagesStreamConverter(message_id, model, new_id=new_id)
         heartbeat = current_app.config["SETTINGS"].service.stream_ping_interval
-        return relay_stream("/api/chat", ollama_body, converter, _encode, heartbeat)
-    answer = generate("/api/chat", ollama_body)[0]
+        return relay_stream(route, "/api/chat", ollama_body, converter, _encode, heartbeat)
+    answer = generate(route, "/api/chat", ollama_body)[0]
     return jsonify(an.to_anthropic_message(answer, message_id=message_id, model=model, new_id=new_id))
 
 
 def count_tokens() -> Response:
     """Estimate the input tokens of a request (Ollama has no tokenizer endpoint)."""
-    body = read_body(CountTokensRequest())
+    body, _ = read_body(CountTokensRequest())
     return jsonify(input_tokens=an.count_tokens(body))
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from ollama_proxy.accounting import note_answer
-from ollama_proxy.blueprints.relay import backend, read_body
-from ollama_proxy.logs import current_record, note_route
+from ollama_proxy.blueprints.relay import read_body
+from ollama_proxy.logs import current_record
+from ollama_proxy.routing import body_for, note_routed
 from ollama_proxy.schemas.openai import EmbeddingsRequest
 from ollama_proxy.translate import openai as oa
 
@@ -15,11 +16,11 @@ bp = Blueprint("embeddings", __name__)
 
 @bp.post("/v1/embeddings")
 def embeddings() -> Response:
-    body = read_body(EmbeddingsRequest())
+    body, route = read_body(EmbeddingsRequest())
     encoding = oa.encoding_format(body)
-    server = backend()
-    note_route(server.name, body["model"])
-    with server.post_json("/api/embed", oa.from_openai_embeddings(body)) as upstream:
+    ollama_body = body_for(route, oa.from_openai_embeddings(body))
+    with route.backend.post_json("/api/embed", ollama_body, model_label=route.model) as upstream:
+        note_routed(route, upstream)
         answer = upstream.json()
     note_answer(current_record(), answer)
     return jsonify(oa.to_openai_embeddings(answer, model=body["model"], encoding_format=encoding))

@@ -8,16 +8,19 @@ status instead of a truncated body.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from functools import partial
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 
 from ollama_proxy.accounting import count_body, tap_ndjson
 from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse, downstream_headers, upstream_headers
 from ollama_proxy.errors import InvalidRequest
+from ollama_proxy.listings import merged_listing
 from ollama_proxy.logs import current_record, note_model, note_route, note_upstream
+from ollama_proxy.routing import Route, body_for, note_routed, refuse_provider_model, resolve, router
 from ollama_proxy.schemas.loading import load, parse_json_object, read_json_body
 from ollama_proxy.schemas.ollama import BODY_SCHEMAS
 from ollama_proxy.streaming import STREAM_HEADERS, ClosingStream, ndjson_relay, watch_client
@@ -28,15 +31,23 @@ UPLOAD_PIECE = 1024 * 1024
 _DIGEST = re.compile(r"sha256[:-][0-9a-fA-F]{64}")  # what Ollama itself accepts
 
 
+# Management requests go to the Ollama server this header names (default: the default server).
+SERVER_HEADER = "X-Ollama-Server"
+ROUTED_PATHS = ("/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show")
+# Fields of a management body that name a model.
+MODEL_FIELDS = ("model", "name", "from", "source", "destination")
+
+
 def backend() -> OllamaBackend:
+    """Return the default Ollama server (service.base_url)."""
     return current_app.extensions["ollama_proxy.backend"]
 
 
 def relay(upstream: UpstreamResponse) -> Response:
-    """Turn Ollama's open answer into the client's response."""
+    """Turn an upstream's open answer (Ollama's wire format) into the client's response."""
     headers = downstream_headers(upstream.headers.items())
     if upstream.status >= 500:
-        log.warning("%s answered %d to %s %s", backend().describe, upstream.status, request.method, request.path)
+        log.warning("upstream answered %d to %s %s", upstream.status, request.method, request.path)
     if upstream.is_ndjson and request.method != "HEAD":
         on_error = partial(_log_stream_failure, f"{request.method} {request.path}")
         note_upstream(upstream.waited)
@@ -59,25 +70,69 @@ def _log_stream_failure(described: str, error: Exception) -> None:
     log.warning("stream of %s cut: %s", described, error)
 
 
-def _forward(body=None, model: str | None = None) -> Response:
+def _open(target, body=None) -> UpstreamResponse:
     headers = upstream_headers(request.headers.items())
-    note_route(backend().name, model)
-    return relay(backend().open(request.method, request.path, body=body, headers=headers,
-                                query=request.query_string.decode("latin-1")))
+    return target.open(request.method, request.path, body=body, headers=headers,
+                       query=request.query_string.decode("latin-1"))
+
+
+def _forward(target, body=None, model: str | None = None) -> Response:
+    note_route(target.name, model)
+    return relay(_open(target, body))
 
 
 def forward_plain() -> Response:
-    """Forward a request that has no body to check."""
-    return _forward()
+    """Forward a request that has no body to the default server."""
+    return _forward(backend())
+
+
+def listing() -> Response:
+    """Answer /api/tags or /api/ps with every backend's models the caller may use."""
+    principal = g.get("principal")
+    may_use = principal.may_use if principal is not None else (lambda model: True)
+    body = merged_listing(router(), request.path, may_use)
+    return Response(b"" if request.method == "HEAD" else json.dumps(body).encode(), 200,
+                    {"Content-Type": "application/json; charset=utf-8"})
 
 
 def forward_checked() -> Response:
-    """Check a JSON body against its endpoint's schema, then forward its bytes as they came."""
+    """Check a JSON body against its endpoint's schema, then send it where it belongs."""
     raw = read_json_body(request)
-    data = load(BODY_SCHEMAS[request.path], parse_json_object(raw))
+    body = parse_json_object(raw)
+    data = load(BODY_SCHEMAS[request.path], body)
     model = data.get("model") or data.get("name") or data.get("source")
     note_model(model)
-    return _forward(raw, model)
+    if request.path in ROUTED_PATHS:
+        return _forward_routed(resolve(model), raw, body)
+    for field in MODEL_FIELDS:
+        refuse_provider_model(data.get(field), request.path.removeprefix("/api/"))
+    return _forward(managed_server(), raw, model)
+
+
+def _forward_routed(route: Route, raw: bytes, body: dict) -> Response:
+    """Send a model's request to its backend: bytes as they came, unless its name changes."""
+    note_routed(route)
+    routed = body_for(route, body)
+    if route.to_provider:
+        upstream = route.backend.post_json(request.path, routed, model_label=route.model)
+    else:
+        upstream = _open(route.backend, raw if routed is body else json.dumps(routed).encode())
+    note_routed(route, upstream)
+    return relay(upstream)
+
+
+def managed_server():
+    """Return the Ollama server a management request names in X-Ollama-Server, else the default."""
+    pool = current_app.extensions["ollama_proxy.pool"]
+    name = request.headers.get(SERVER_HEADER, "").strip()
+    if not name:
+        return pool.default.backend
+    server = pool.server(name)
+    if server is None:
+        names = ", ".join(s.name for s in pool.servers)
+        kind = "a provider" if name in router().providers else "not an Ollama server"
+        raise InvalidRequest(f"{SERVER_HEADER}: '{name}' is {kind}; models are managed on: {names}")
+    return server.backend
 
 
 class _Upload:
@@ -115,12 +170,14 @@ def blob(digest: str) -> Response:
         upload = _Upload(request.stream, request.content_length)
         # Without a known length, a plain iterator makes requests send it chunked.
         body = upload if request.content_length is not None else iter(upload)
-        return relay(backend().open("POST", path, body=body, headers=headers))
-    return relay(backend().open("HEAD", path, headers=headers))
+        return relay(managed_server().open("POST", path, body=body, headers=headers))
+    return relay(managed_server().open("HEAD", path, headers=headers))
 
 
-for _path in ("/", "/api/version", "/api/tags", "/api/ps"):
+for _path in ("/", "/api/version"):
     bp.add_url_rule(_path, endpoint=_path, view_func=forward_plain, methods=["GET", "HEAD"])
+for _path in ("/api/tags", "/api/ps"):
+    bp.add_url_rule(_path, endpoint=_path, view_func=listing, methods=["GET", "HEAD"])
 for _path in BODY_SCHEMAS:
     bp.add_url_rule(_path, endpoint=_path, view_func=forward_checked,
                     methods=["DELETE"] if _path == "/api/delete" else ["POST"])

@@ -7,11 +7,10 @@ SSE. Protocol knowledge lives in ``translate.openai``; this module only glues.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, g, jsonify
 
 from ollama_proxy.blueprints.relay import (
     Upstreams,
-    backend,
     generate,
     new_id,
     now,
@@ -21,6 +20,8 @@ from ollama_proxy.blueprints.relay import (
     sse_response,
 )
 from ollama_proxy.errors import NotFound
+from ollama_proxy.listings import merged_listing
+from ollama_proxy.routing import Route, router
 from ollama_proxy.schemas.openai import ChatCompletionRequest, CompletionRequest
 from ollama_proxy.streaming import SSE_DONE, sse_event
 from ollama_proxy.translate import openai as oa
@@ -28,9 +29,9 @@ from ollama_proxy.translate import openai as oa
 bp = Blueprint("openai", __name__)
 
 
-def _stream(path: str, ollama_body: dict, converters: list, usage_frame: dict | None) -> Response:
+def _stream(route: Route, path: str, ollama_body: dict, converters: list, usage_frame: dict | None) -> Response:
     """Relay n streams as OpenAI SSE: frames, then (for n > 1) one summed usage frame, then [DONE]."""
-    upstreams = open_streams(path, ollama_body, len(converters))
+    upstreams = open_streams(route, path, ollama_body, len(converters))
 
     def trailer() -> list[bytes]:
         if usage_frame is None:
@@ -51,7 +52,7 @@ def _summed_usage_frame(gateway: oa.GatewaySettings, reply_id: str, created: int
 
 @bp.post("/v1/chat/completions")
 def chat_completions() -> Response:
-    body = read_body(ChatCompletionRequest())
+    body, route = read_body(ChatCompletionRequest())
     gateway = oa.gateway_settings(body)
     ollama_body = prepare(oa.from_openai_chat(body))
     reply_id, created, model, n = new_id("chatcmpl-"), now(), body["model"], gateway.n
@@ -60,8 +61,8 @@ def chat_completions() -> Response:
                                              include_usage=gateway.include_usage and n == 1,
                                              exclude_reasoning=gateway.exclude_reasoning) for i in range(n)]
         usage = _summed_usage_frame(gateway, reply_id, created, model, "chat.completion.chunk")
-        return _stream("/api/chat", ollama_body, converters, usage)
-    answers = generate("/api/chat", ollama_body, n)
+        return _stream(route, "/api/chat", ollama_body, converters, usage)
+    answers = generate(route, "/api/chat", ollama_body, n)
     completions = [oa.to_openai_chat_completion(a, completion_id=reply_id, created=created, model=model,
                                                 new_id=new_id, exclude_reasoning=gateway.exclude_reasoning,
                                                 choice_index=i) for i, a in enumerate(answers)]
@@ -70,7 +71,7 @@ def chat_completions() -> Response:
 
 @bp.post("/v1/completions")
 def completions() -> Response:
-    body = read_body(CompletionRequest())
+    body, route = read_body(CompletionRequest())
     gateway = oa.gateway_settings(body)
     ollama_body = oa.from_openai_completion(body)
     echo = ollama_body["prompt"] if gateway.echo else ""
@@ -80,17 +81,17 @@ def completions() -> Response:
                                                    include_usage=gateway.include_usage and n == 1)
                       for i in range(n)]
         usage = _summed_usage_frame(gateway, reply_id, created, model, "text_completion")
-        return _stream("/api/generate", ollama_body, converters, usage)
-    answers = generate("/api/generate", ollama_body, n)
+        return _stream(route, "/api/generate", ollama_body, converters, usage)
+    answers = generate(route, "/api/generate", ollama_body, n)
     results = [oa.to_openai_completion(a, completion_id=reply_id, created=created, model=model, choice_index=i,
                                        echo_prefix=echo) for i, a in enumerate(answers)]
     return jsonify(oa.merge_completions(results))
 
 
 def _model_list() -> dict:
-    with backend().open("GET", "/api/tags") as upstream:
-        upstream.raise_for_error()
-        return oa.to_openai_model_list(upstream.json())
+    principal = g.get("principal")
+    may_use = principal.may_use if principal is not None else (lambda model: True)
+    return oa.to_openai_model_list(merged_listing(router(), "/api/tags", may_use))
 
 
 @bp.get("/v1/models")

@@ -21,8 +21,9 @@ from marshmallow import Schema
 
 from ollama_proxy.accounting import tap_chunks
 from ollama_proxy.backends.image_fetcher import resolve_image_urls
-from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse
-from ollama_proxy.logs import current_record, note_model, note_route, note_upstream
+from ollama_proxy.backends.ollama import UpstreamResponse
+from ollama_proxy.logs import current_record, note_model, note_upstream
+from ollama_proxy.routing import Route, body_for, note_routed, resolve
 from ollama_proxy.schemas.loading import load, parse_json_object, read_json_body
 from ollama_proxy.streaming import (
     STREAM_HEADERS,
@@ -47,15 +48,16 @@ def now() -> int:
     return int(time.time())
 
 
-def backend() -> OllamaBackend:
-    return current_app.extensions["ollama_proxy.backend"]
-
-
-def read_body(schema: Schema) -> dict:
-    """Parse and check the request body, and note its model for the access log."""
+def read_body(schema: Schema) -> tuple[dict, Route]:
+    """Parse and check the request body, note its model for the access log, and route it."""
     body = load(schema, parse_json_object(read_json_body(request)))
     note_model(body["model"])
-    return body
+    return body, resolve(body["model"])
+
+
+def post_stream(route: Route, path: str, ollama_body: dict) -> UpstreamResponse:
+    """Open a stream of the route's model on its backend (callable from a side thread)."""
+    return route.backend.post_json(path, body_for(route, {**ollama_body, "stream": True}), model_label=route.model)
 
 
 def prepare(ollama_body: dict) -> dict:
@@ -73,10 +75,10 @@ def in_parallel(task: Callable[[int], object], n: int) -> list:
         return list(pool.map(task, range(n)))
 
 
-def generate(path: str, ollama_body: dict, n: int = 1) -> list[dict]:
+def generate(route: Route, path: str, ollama_body: dict, n: int = 1) -> list[dict]:
     """Return n whole Ollama answers, folded from streams a leaving client can close."""
     started = time.perf_counter()
-    upstreams = open_streams(path, ollama_body, n)
+    upstreams = open_streams(route, path, ollama_body, n)
     group = Upstreams(upstreams)
     stop_watching = watch_client(request.environ, group.abort)
     record = current_record()
@@ -89,14 +91,13 @@ def generate(path: str, ollama_body: dict, n: int = 1) -> list[dict]:
         group.close()
 
 
-def open_streams(path: str, ollama_body: dict, n: int = 1) -> list[UpstreamResponse]:
+def open_streams(route: Route, path: str, ollama_body: dict, n: int = 1) -> list[UpstreamResponse]:
     """Open n Ollama streams; if one fails, close the others and raise its error."""
-    server = backend()  # the side threads have no app context
-    note_route(server.name, ollama_body.get("model"))
+    note_routed(route)
     opened: list[UpstreamResponse] = []
 
     def one(_: int) -> UpstreamResponse:
-        upstream = server.post_json(path, {**ollama_body, "stream": True})
+        upstream = post_stream(route, path, ollama_body)
         opened.append(upstream)
         return upstream
     try:
@@ -106,6 +107,7 @@ def open_streams(path: str, ollama_body: dict, n: int = 1) -> list[UpstreamRespo
             upstream.close()
         raise
     note_upstream(max(upstream.waited for upstream in upstreams))
+    note_routed(route, upstreams[0])
     return upstreams
 
 
@@ -162,7 +164,7 @@ def sse_response(sources: list[Iterator[dict]], converters: list, encode: Callab
                     direct_passthrough=True)
 
 
-def relay_stream(path: str, ollama_body: dict, converter, encode: Callable[[object], bytes],
+def relay_stream(route: Route, path: str, ollama_body: dict, converter, encode: Callable[[object], bytes],
                  heartbeat: float) -> Response:
     """Relay one stream with pings; start it even before Ollama answers, if that takes long.
 
@@ -171,10 +173,9 @@ def relay_stream(path: str, ollama_body: dict, converter, encode: Callable[[obje
     model); past that the stream starts and pings the client until Ollama
     answers, and an error then arrives as the surface's error event.
     """
-    server = backend()  # the side thread has no app context
-    note_route(server.name, ollama_body.get("model"))
+    note_routed(route)
     pool = ThreadPoolExecutor(max_workers=1)
-    pending = pool.submit(server.post_json, path, {**ollama_body, "stream": True})
+    pending = pool.submit(post_stream, route, path, ollama_body)
     pool.shutdown(wait=False)  # the thread ends when Ollama answers; nobody waits for it here
     try:
         upstream = pending.result(timeout=heartbeat)
@@ -183,6 +184,7 @@ def relay_stream(path: str, ollama_body: dict, converter, encode: Callable[[obje
         return sse_response([_late_chunks(pending)], [converter], encode, Upstreams(pending=pending),
                             heartbeat=heartbeat)
     note_upstream(upstream.waited)
+    note_routed(route, upstream)
     return sse_response([upstream.iter_chunks()], [converter], encode, Upstreams([upstream]), heartbeat=heartbeat)
 
 

@@ -32,13 +32,13 @@ def _encode(event: dict) -> bytes:
 
 @bp.post("/v1/responses")
 def create_response() -> Response:
-    body = read_body(ResponsesRequest())
+    body, route = read_body(ResponsesRequest())
     ollama_body = prepare(rs.from_responses_request(body))
     response_id, created_at, model = new_id("resp_"), now(), body["model"]
     if ollama_body.get("stream"):
         converter = rs.ResponsesStreamConverter(response_id, created_at, model, new_id=new_id, request=body)
-        upstream = open_streams("/api/chat", ollama_body)[0]
+        upstream = open_streams(route, "/api/chat", ollama_body)[0]
         return sse_response([upstream.iter_chunks()], [converter], _encode, Upstreams([upstream]))
-    answer = generate("/api/chat", ollama_body)[0]
+    answer = generate(route, "/api/chat", ollama_body)[0]
     return jsonify(rs.to_responses_response(answer, response_id=response_id, created_at=created_at, model=model,
                                             new_id=new_id, request=body))

@@ -250,6 +250,13 @@ class FakeOllama:
         self.blobs = {}
         self._scripts: dict[str, Behavior] = {}
 
+    def set_models(self, *names: str) -> None:
+        """List exactly these models (tag optional): known ones keep their entries, others get a generic one."""
+        known = _default_models()
+        self.models = {name: known.get(name) or _model_entry(name) for name in map(_canonical, names)}
+        for name in self.models:
+            self.capabilities.setdefault(name, ["completion"])
+
     def last(self, path: str) -> Recorded:
         """Return the last request recorded for path."""
         for recorded in reversed(self.requests):

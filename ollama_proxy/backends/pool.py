@@ -1,0 +1,263 @@
+"""Route among several Ollama servers: who has a model, who is free, who is failing.
+
+Each worker process keeps its own view of the servers: the models each lists
+(``/api/tags``) and has loaded (``/api/ps``), read again every
+``routing.refresh_interval`` seconds by one background thread (a greenlet
+under gevent), started on first use, never at import. A request for a model
+goes to a server that has it, loaded first, then the least busy; a server
+that refuses the connection or answers 5xx before the first byte is passed
+over for ``routing.cooldown`` seconds, and the request tries the next one. A
+model no server lists goes to the default server, so Ollama's own 404 (or its
+pull-on-demand behaviour) is unchanged.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse
+from ollama_proxy.backends.slots import Slots
+from ollama_proxy.config import DEFAULT_SERVER, OllamaServerSettings, RoutingSettings, ServiceSettings
+from ollama_proxy.errors import Overloaded, ProxyError, UpstreamConnectTimeout, UpstreamUnavailable
+
+log = logging.getLogger(__name__)
+# Failures that prove the request never reached the server: safe to send elsewhere.
+NOT_REACHED = (UpstreamUnavailable, UpstreamConnectTimeout)
+
+
+def canonical(model: str) -> str:
+    """Return a model name as Ollama lists it: lower case, with a tag (``:latest`` if none)."""
+    name = model.strip().lower()
+    return name if ":" in name.rsplit("/", 1)[-1] else name + ":latest"
+
+
+def admits(patterns: tuple[str, ...], model: str) -> bool:
+    """Tell whether a server's ``models`` filter lets ``model`` in (no filter: any)."""
+    return not patterns or any(fnmatch.fnmatchcase(name, p.lower()) for p in patterns
+                               for name in (model.lower(), canonical(model)))
+
+
+@dataclass
+class ServerState:
+    """One Ollama server as this worker sees it."""
+
+    settings: OllamaServerSettings
+    backend: OllamaBackend
+    models: frozenset[str] = frozenset()  # canonical names from /api/tags
+    loaded: frozenset[str] = frozenset()  # canonical names from /api/ps
+    in_flight: int = 0
+    cool_until: float = 0.0  # time.monotonic() before which the server is passed over
+    last_error: str | None = None
+    slots: Slots | None = None  # with max_concurrent
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def cooling(self, now: float) -> bool:
+        return now < self.cool_until
+
+    def full(self) -> bool:
+        limit = self.settings.max_concurrent
+        return limit is not None and self.in_flight >= limit
+
+
+def rank(servers: list[ServerState], model: str, now: float) -> list[ServerState]:
+    """Order the servers to try for ``model``: best first; the default alone if none has it."""
+    wanted = canonical(model)
+    having = [s for s in servers if wanted in s.models and admits(s.settings.models, model)]
+    if not having:
+        return servers[:1]
+    ready = sorted((s for s in having if not s.cooling(now)),
+                   key=lambda s: (s.full(), wanted not in s.loaded, s.in_flight))
+    # Cooling servers come last: tried only when every other one has failed too.
+    return ready + sorted((s for s in having if s.cooling(now)), key=lambda s: s.cool_until)
+
+
+class PooledResponse:
+    """An answer from one server of the pool; closing it frees the server's slot."""
+
+    def __init__(self, upstream: UpstreamResponse, server: ServerState, release: Callable[[], None]):
+        self._upstream = upstream
+        self.server = server.name
+        self.describe = server.backend.describe
+        self._release = release
+
+    def __getattr__(self, name):
+        return getattr(self._upstream, name)  # status, headers, waited, busy, iter_bytes, read ...
+
+    def raise_for_error(self) -> None:
+        try:
+            self._upstream.raise_for_error()
+        except ProxyError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            self._upstream.close()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class OllamaPool:
+    """The default server (``service.base_url``) and every ``type: ollama`` backend."""
+
+    def __init__(self, service: ServiceSettings, servers: tuple[OllamaServerSettings, ...],
+                 routing: RoutingSettings, slot_dir: str):
+        default = OllamaServerSettings(DEFAULT_SERVER, service.base_url, None, ())
+        self.routing = routing
+        self.servers = [ServerState(s, OllamaBackend(replace(service, base_url=s.base_url), s.name),
+                                    slots=Slots(slot_dir, s.name, s.max_concurrent) if s.max_concurrent else None)
+                        for s in (default, *servers)]
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._first_refresh = threading.Event()
+
+    @property
+    def default(self) -> ServerState:
+        return self.servers[0]
+
+    def server(self, name: str) -> ServerState | None:
+        return next((s for s in self.servers if s.name == name), None)
+
+    def open(self, model: str, method: str, path: str, **request) -> PooledResponse:
+        """Send a request for ``model`` to the best server, failing over to the next ones."""
+        self.start()
+        candidates = rank(self.servers, model, time.monotonic())
+        for i, server in enumerate(candidates):
+            last = i == len(candidates) - 1
+            release = self._take_slot(server)
+            try:
+                upstream = server.backend.open(method, path, **request)
+            except NOT_REACHED as exc:
+                release()
+                self.fail(server, exc.message)
+                if last:
+                    raise
+                continue
+            except BaseException:
+                release()
+                raise
+            if upstream.status >= 500:
+                self.fail(server, f"answered status {upstream.status} to {path}")
+                if not last:
+                    upstream.close()
+                    release()
+                    continue
+            return PooledResponse(upstream, server, release)
+        raise AssertionError("rank() returns at least one server")
+
+    def open_on(self, server: ServerState, method: str, path: str, **request) -> PooledResponse:
+        """Send a request to one named server: no failover (management, uploads)."""
+        release = self._take_slot(server)
+        try:
+            return PooledResponse(server.backend.open(method, path, **request), server, release)
+        except BaseException:
+            release()
+            raise
+
+    def _take_slot(self, server: ServerState) -> Callable[[], None]:
+        """Count a request in; wait for a free slot on a server at its max_concurrent."""
+        slot = None
+        if server.slots is not None:
+            slot = server.slots.acquire(self.routing.slot_wait)
+            if slot is None:
+                error = Overloaded(f"Ollama server '{server.name}' is busy: {server.settings.max_concurrent} "
+                                   f"requests at once, none finished within {self.routing.slot_wait:g}s "
+                                   "(routing.slot_wait)")
+                error.retry_after = 1
+                raise error
+        server.in_flight += 1
+
+        def release() -> None:
+            server.in_flight -= 1
+            if slot is not None:
+                Slots.release(slot)
+        return release
+
+    def fail(self, server: ServerState, reason: str) -> None:
+        """Pass a failing server over for ``routing.cooldown`` seconds."""
+        server.last_error = reason
+        server.cool_until = time.monotonic() + self.routing.cooldown
+        log.warning("Ollama server '%s' passed over for %gs: %s", server.name, self.routing.cooldown, reason)
+
+    def start(self, wait: bool = True) -> None:
+        """Start this process's refresh thread, once; wait (bounded) for its first round."""
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    # A forked worker gets its own thread and its own counters.
+                    self._first_refresh = threading.Event()
+                    for server in self.servers:
+                        server.in_flight = 0
+                    threading.Thread(target=self._refresh_forever, name="ollama-pool", daemon=True).start()
+                    self._pid = os.getpid()
+        if wait:
+            self._first_refresh.wait(self.routing.refresh_timeout * 2)
+
+    def _refresh_forever(self) -> None:
+        while True:
+            self.refresh()
+            self._first_refresh.set()
+            time.sleep(self.routing.refresh_interval)
+
+    def refresh(self) -> None:
+        """Read every server's models and loaded models, side by side."""
+        with ThreadPoolExecutor(max_workers=len(self.servers)) as workers:
+            list(workers.map(self._refresh_one, self.servers))
+
+    def _refresh_one(self, server: ServerState) -> None:
+        try:
+            tags = self.read_json(server, "/api/tags")
+            ps = self.read_json(server, "/api/ps")
+        except ProxyError as exc:
+            if isinstance(exc, NOT_REACHED):
+                self.fail(server, exc.message)
+            else:
+                server.last_error = exc.message
+            return
+        server.models = frozenset(_names(tags))
+        server.loaded = frozenset(_names(ps))
+
+    def read_json(self, server: ServerState, path: str, timeout: float | None = None) -> dict:
+        """GET a JSON listing from one server within ``timeout`` (default: routing.refresh_timeout)."""
+        timeout = timeout or self.routing.refresh_timeout
+        with server.backend.open("GET", path, timeout=(timeout, timeout)) as answer:
+            answer.raise_for_error()
+            return answer.json()
+
+    def gather(self, path: str) -> list[tuple[ServerState, dict | ProxyError]]:
+        """GET a listing from every server side by side: each one's answer, or its error."""
+        def one(server: ServerState) -> tuple[ServerState, dict | ProxyError]:
+            try:
+                answer = self.read_json(server, path, server.backend.settings.read_timeout)
+            except ProxyError as exc:
+                return server, exc
+            if path == "/api/tags":
+                server.models = frozenset(_names(answer))
+            return server, answer
+        with ThreadPoolExecutor(max_workers=len(self.servers)) as workers:
+            return list(workers.map(one, self.servers))
+
+
+def _names(listing: dict) -> list[str]:
+    models = listing.get("models")
+    if not isinstance(models, list):
+        return []
+    return [canonical(m.get("name") or m.get("model") or "") for m in models if isinstance(m, dict)]

@@ -1,0 +1,118 @@
+"""Turn the model a client names into a Route: which backend, asked for which model.
+
+``provider:model`` and ``provider/model``, where ``provider`` is the name of a
+configured ``type: openai`` backend, go to that provider, asked for the rest
+(``openrouter/anthropic/claude-sonnet-4`` → openrouter, ``anthropic/claude-sonnet-4``).
+Any other name is an Ollama model (``llama3.2``, ``hf.co/user/repo:Q4_K_M``),
+served by the pool of Ollama servers, which picks a server when the request
+is sent. A caller whose key may not use the model is refused first.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app, g
+
+from ollama_proxy.errors import Forbidden, InvalidRequest
+from ollama_proxy.logs import note_route
+
+ROUTER = "ollama_proxy.router"
+SEPARATORS = (":", "/")
+
+
+@dataclass(frozen=True)
+class Route:
+    backend: Any  # a provider backend, or the Ollama pool bound to the model (PoolTarget)
+    model: str  # as the client asked
+    upstream_model: str  # as the backend is asked
+
+    @property
+    def to_provider(self) -> bool:
+        return not isinstance(self.backend, PoolTarget)
+
+
+def split_provider(model: str, providers) -> tuple[str, str] | None:
+    """Return (provider, upstream model) when ``model`` names a configured provider, else None."""
+    for separator in SEPARATORS:
+        prefix, found, rest = model.partition(separator)
+        if found and rest and prefix in providers:
+            return prefix, rest
+    return None
+
+
+class PoolTarget:
+    """The Ollama pool, bound to one model: sends each request to the best server for it."""
+
+    def __init__(self, pool, model: str):
+        self.pool = pool
+        self.model = model
+        self.name = "ollama"
+        self.describe = "Ollama"
+
+    def open(self, method: str, path: str, **request):
+        return self.pool.open(self.model, method, path, **request)
+
+    def post_json(self, path: str, body: dict, model_label: str | None = None):
+        """POST a JSON body; return the open answer, or raise the server's error."""
+        data = json.dumps(body, separators=(",", ":")).encode()
+        upstream = self.open("POST", path, body=data, headers={"Content-Type": "application/json"})
+        upstream.raise_for_error()
+        return upstream
+
+
+class Router:
+    """Resolve model names against the configured backends."""
+
+    def __init__(self, pool, providers: dict):
+        self.pool = pool
+        self.providers = providers  # name -> provider backend
+
+    def resolve(self, model: str, principal=None) -> Route:
+        """Return the Route for ``model``, or refuse a model the caller may not use."""
+        if principal is not None and not principal.may_use(model):
+            raise Forbidden(f"token '{principal.name}' may not use the model '{model}'", param="model")
+        split = split_provider(model, self.providers)
+        if split is not None:
+            provider, upstream_model = split
+            return Route(self.providers[provider], model, upstream_model)
+        return Route(PoolTarget(self.pool, model), model, model)
+
+    def provider_named_by(self, model: str) -> str | None:
+        """Return the provider a model name points at, if any (management endpoints refuse them)."""
+        split = split_provider(model, self.providers)
+        return split[0] if split else None
+
+
+def router() -> Router:
+    return current_app.extensions[ROUTER]
+
+
+def resolve(model: str) -> Route:
+    """Route ``model`` for the caller of the current request."""
+    return router().resolve(model, g.get("principal"))
+
+
+def note_routed(route: Route, upstream=None) -> None:
+    """Put the route on the access record: the server that answered, once one has."""
+    note_route(getattr(upstream, "server", None) or route.backend.name, route.upstream_model)
+
+
+def body_for(route: Route, body: dict) -> dict:
+    """Return the Ollama-shaped body as the route's backend must get it: its model name.
+
+    The one place a body is adjusted for its route.
+    """
+    if route.upstream_model == body.get("model"):
+        return body
+    return {**body, "model": route.upstream_model}
+
+
+def refuse_provider_model(model: str | None, action: str) -> None:
+    """Refuse a management request naming a provider's model: only Ollama servers hold models."""
+    provider = router().provider_named_by(model) if model else None
+    if provider is not None:
+        raise InvalidRequest(f"cannot {action} '{model}': it is a model of the provider '{provider}', "
+                             "and only Ollama servers can manage models", param="model")

@@ -1,0 +1,179 @@
+import json
+import time
+
+import pytest
+
+from ollama_proxy.backends.pool import OllamaPool, ServerState, admits, canonical, rank
+from ollama_proxy.config import OllamaServerSettings, RoutingSettings, ServiceSettings
+from ollama_proxy.errors import Overloaded, UpstreamConnectTimeout, UpstreamTimeout, UpstreamUnavailable
+
+SERVICE = ServiceSettings("http://default:11434", 1.0, 5.0, 5.0, 1.0, 10, 1.0)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("llama3.2", "llama3.2:latest"),
+    ("Llama3.2:Latest", "llama3.2:latest"),
+    ("qwen3:8b", "qwen3:8b"),
+    ("hf.co/user/repo:Q4_K_M", "hf.co/user/repo:q4_k_m"),
+    ("hf.co/user/repo", "hf.co/user/repo:latest"),
+    ("localhost:5000/library/phi", "localhost:5000/library/phi:latest"),
+])
+def test_canonical(name, expected):
+    assert canonical(name) == expected
+
+
+@pytest.mark.parametrize("patterns, model, expected", [
+    ((), "anything", True),
+    (("llama3*",), "llama3.2", True),
+    (("llama3*",), "qwen3:8b", False),
+    (("llama3.2:latest",), "llama3.2", True),
+    (("qwen*", "phi*"), "PHI4", True),
+])
+def test_admits(patterns, model, expected):
+    assert admits(patterns, model) is expected
+
+
+def _server(name, models=(), loaded=(), in_flight=0, cool_until=0.0, max_concurrent=None, filter_=()):
+    return ServerState(OllamaServerSettings(name, f"http://{name}:11434", max_concurrent, filter_), backend=None,
+                       models=frozenset(models), loaded=frozenset(loaded), in_flight=in_flight,
+                       cool_until=cool_until)
+
+
+@pytest.mark.parametrize("servers, model, expected", [
+    ([_server("default"), _server("gpu2", ["phi4:latest"])], "phi4", ["gpu2"]),
+    ([_server("default"), _server("gpu2")], "unknown", ["default"]),
+    ([_server("default", ["m:latest"]), _server("gpu2", ["m:latest"], loaded=["m:latest"])], "m", ["gpu2", "default"]),
+    ([_server("default", ["m:latest"], in_flight=3), _server("gpu2", ["m:latest"], in_flight=1)], "m",
+     ["gpu2", "default"]),
+    ([_server("default", ["m:latest"], loaded=["m:latest"], in_flight=2, max_concurrent=2),
+      _server("gpu2", ["m:latest"])], "m", ["gpu2", "default"]),
+    ([_server("default", ["m:latest"], cool_until=200.0), _server("gpu2", ["m:latest"], in_flight=9)], "m",
+     ["gpu2", "default"]),
+    ([_server("default", ["m:latest"]), _server("gpu2", ["m:latest"], filter_=("llama*",))], "m", ["default"]),
+    ([_server("default"), _server("gpu2", ["m:latest"], filter_=("llama*",))], "m", ["default"]),
+])
+def test_rank(servers, model, expected):
+    assert [s.name for s in rank(servers, model, now=100.0)] == expected
+
+
+class StubAnswer:
+    def __init__(self, status, body=b"{}"):
+        self.status, self.body, self.closed = status, body, False
+
+    def read(self):
+        return self.body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def raise_for_error(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class StubServer:
+    """An Ollama server that lists its models and answers chat with a status or a failure."""
+
+    def __init__(self, name, models, chat=200):
+        self.name, self.models, self.chat = name, models, chat
+        self.describe = f"Ollama {name}"
+        self.settings = SERVICE
+        self.calls = 0
+
+    def open(self, method, path, **request):
+        if path in ("/api/tags", "/api/ps"):
+            names = self.models if path == "/api/tags" else []
+            return StubAnswer(200, json.dumps({"models": [{"name": n} for n in names]}).encode())
+        self.calls += 1
+        if isinstance(self.chat, Exception):
+            raise self.chat
+        return StubAnswer(self.chat)
+
+
+def _pool(tmp_path, *stubs, cooldown=30.0, slot_wait=0.2, max_concurrent=None):
+    settings = tuple(OllamaServerSettings(s.name, f"http://{s.name}:1", max_concurrent, ()) for s in stubs[1:])
+    pool = OllamaPool(SERVICE, settings, RoutingSettings(60.0, 1.0, cooldown, slot_wait), str(tmp_path))
+    for server, stub in zip(pool.servers, stubs, strict=True):
+        server.backend = stub
+    return pool
+
+
+@pytest.mark.parametrize("failure", [
+    UpstreamUnavailable("cannot reach: connection refused"),
+    UpstreamConnectTimeout("did not accept a connection within 1s"),
+    503,
+])
+def test_a_failing_server_is_passed_over_and_cooled_down(tmp_path, failure):
+    first = StubServer("default", ["m:latest"], chat=failure)
+    second = StubServer("gpu2", ["m:latest"])
+    pool = _pool(tmp_path, first, second)
+    pool.servers[0].loaded = frozenset(["m:latest"])  # preferred, until it fails
+    with pool.open("m", "POST", "/api/chat") as answer:
+        assert (answer.status, answer.server) == (200, "gpu2")
+    assert pool.servers[0].cooling(time.monotonic()) and pool.servers[0].last_error
+    with pool.open("m", "POST", "/api/chat") as answer:
+        assert answer.server == "gpu2"
+    assert first.calls == 1  # not tried again while cooling down
+
+
+def test_after_the_cooldown_the_server_is_used_again(tmp_path):
+    first = StubServer("default", ["m:latest"], chat=UpstreamUnavailable("refused"))
+    pool = _pool(tmp_path, first, StubServer("gpu2", ["m:latest"], chat=UpstreamUnavailable("refused")),
+                 cooldown=0.2)
+    with pytest.raises(UpstreamUnavailable):
+        pool.open("m", "POST", "/api/chat")
+    first.chat = 200
+    time.sleep(0.25)
+    with pool.open("m", "POST", "/api/chat") as answer:
+        assert answer.server == "default"
+
+
+def test_the_last_servers_error_is_the_answer(tmp_path):
+    pool = _pool(tmp_path, StubServer("default", ["m:latest"], chat=500), StubServer("gpu2", ["m:latest"], chat=502))
+    with pool.open("m", "POST", "/api/chat") as answer:
+        assert answer.status in (500, 502)
+    assert all(s.cooling(time.monotonic()) for s in pool.servers)
+
+
+def test_a_timeout_after_connecting_is_not_retried_elsewhere(tmp_path):
+    first = StubServer("default", ["m:latest"], chat=UpstreamTimeout("did not answer within 5s"))
+    second = StubServer("gpu2", ["m:latest"])
+    pool = _pool(tmp_path, first, second)
+    pool.servers[0].loaded = frozenset(["m:latest"])
+    with pytest.raises(UpstreamTimeout):
+        pool.open("m", "POST", "/api/chat")
+    assert second.calls == 0 and pool.servers[0].in_flight == 0
+
+
+def test_max_concurrent_waits_then_overloaded(tmp_path):
+    pool = _pool(tmp_path, StubServer("default", []), StubServer("gpu2", ["m:latest"]), max_concurrent=1,
+                 slot_wait=0.2)
+    held = pool.open("m", "POST", "/api/chat")
+    assert pool.servers[1].in_flight == 1
+    started = time.monotonic()
+    with pytest.raises(Overloaded, match="routing.slot_wait") as caught:
+        pool.open("m", "POST", "/api/chat")
+    assert 0.2 <= time.monotonic() - started < 1.0
+    assert caught.value.status == 503 and caught.value.retry_after == 1
+    held.close()
+    held.close()  # closing twice frees the slot once
+    assert pool.servers[1].in_flight == 0
+    with pool.open("m", "POST", "/api/chat") as answer:
+        assert answer.server == "gpu2"
+
+
+def test_refresh_reads_models_and_cools_a_refusing_server(tmp_path):
+    down = StubServer("gpu2", [])
+    down.open = lambda method, path, **request: (_ for _ in ()).throw(UpstreamUnavailable("refused"))
+    pool = _pool(tmp_path, StubServer("default", ["Phi4"]), down)
+    pool.refresh()
+    assert pool.servers[0].models == frozenset(["phi4:latest"])
+    assert pool.servers[1].cooling(time.monotonic()) and pool.servers[1].last_error == "refused"

@@ -1,0 +1,63 @@
+import pytest
+
+from ollama_proxy.auth import Principal
+from ollama_proxy.errors import Forbidden
+from ollama_proxy.routing import PoolTarget, Route, Router, body_for, split_provider
+
+PROVIDERS = {"deepseek": "deepseek-backend", "openrouter": "openrouter-backend"}
+
+
+@pytest.mark.parametrize("model, expected", [
+    ("deepseek:deepseek-chat", ("deepseek", "deepseek-chat")),
+    ("deepseek/deepseek-chat", ("deepseek", "deepseek-chat")),
+    ("openrouter/anthropic/claude-sonnet-4", ("openrouter", "anthropic/claude-sonnet-4")),
+    ("openrouter:qwen/qwen3:free", ("openrouter", "qwen/qwen3:free")),
+    ("llama3.2", None),
+    ("llama3.2:latest", None),
+    ("hf.co/user/repo:Q4_K_M", None),
+    ("deepseek-r1:8b", None),  # an Ollama model whose name starts like a provider's
+    ("deepseek:", None),
+    ("Deepseek:deepseek-chat", None),  # provider names are exact
+])
+def test_split_provider(model, expected):
+    assert split_provider(model, PROVIDERS) == expected
+
+
+def test_provider_model_routes_to_the_provider():
+    route = Router("pool", PROVIDERS).resolve("openrouter/anthropic/claude-sonnet-4")
+    assert route == Route("openrouter-backend", "openrouter/anthropic/claude-sonnet-4", "anthropic/claude-sonnet-4")
+    assert route.to_provider
+
+
+def test_ollama_model_routes_to_the_pool():
+    route = Router("pool", PROVIDERS).resolve("hf.co/user/repo:Q4_K_M")
+    assert isinstance(route.backend, PoolTarget) and not route.to_provider
+    assert (route.backend.pool, route.backend.model) == ("pool", "hf.co/user/repo:Q4_K_M")
+    assert route.upstream_model == route.model == "hf.co/user/repo:Q4_K_M"
+
+
+@pytest.mark.parametrize("model, allowed", [
+    ("llama3.2", True), ("llama3.2:latest", True), ("deepseek:deepseek-chat", True),
+    ("qwen3:8b", False), ("deepseek:deepseek-reasoner", False),
+])
+def test_principal_model_access(model, allowed):
+    principal = Principal("alice", "generate", ("llama3*", "deepseek:deepseek-chat"))
+    router = Router("pool", PROVIDERS)
+    if allowed:
+        assert router.resolve(model, principal).model == model
+    else:
+        with pytest.raises(Forbidden, match=f"token 'alice' may not use the model '{model}'"):
+            router.resolve(model, principal)
+
+
+def test_unrestricted_principal_may_use_any_model():
+    assert Router("pool", PROVIDERS).resolve("anything", Principal("bob", "generate")).model == "anything"
+
+
+def test_body_for_renames_only_when_the_upstream_name_differs():
+    body = {"model": "deepseek:deepseek-chat", "messages": [], "unknown": 1}
+    routed = body_for(Route("b", "deepseek:deepseek-chat", "deepseek-chat"), body)
+    assert routed == {"model": "deepseek-chat", "messages": [], "unknown": 1}
+    assert body["model"] == "deepseek:deepseek-chat"  # the client's body is not changed
+    same = {"model": "llama3.2"}
+    assert body_for(Route("b", "llama3.2", "llama3.2"), same) is same
