@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from ollama_proxy.accounting import note_answer
+from ollama_proxy.blueprints.passthrough import pass_through
 from ollama_proxy.blueprints.relay import read_body
 from ollama_proxy.logs import current_record
 from ollama_proxy.routing import body_for, note_routed
@@ -17,6 +18,8 @@ bp = Blueprint("embeddings", __name__)
 @bp.post("/v1/embeddings")
 def embeddings() -> Response:
     body, route = read_body(EmbeddingsRequest())
+    if route.to_provider:
+        return pass_through(route)
     encoding = oa.encoding_format(body)
     ollama_body = body_for(route, oa.from_openai_embeddings(body))
     with route.backend.post_json("/api/embed", ollama_body, model_label=route.model) as upstream:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify
 
+from ollama_proxy.blueprints.passthrough import pass_through
 from ollama_proxy.blueprints.relay import (
     Upstreams,
     generate,
@@ -53,6 +54,8 @@ def _summed_usage_frame(gateway: oa.GatewaySettings, reply_id: str, created: int
 @bp.post("/v1/chat/completions")
 def chat_completions() -> Response:
     body, route = read_body(ChatCompletionRequest())
+    if route.to_provider:
+        return pass_through(route)
     gateway = oa.gateway_settings(body)
     ollama_body = prepare(oa.from_openai_chat(body))
     reply_id, created, model, n = new_id("chatcmpl-"), now(), body["model"], gateway.n
@@ -72,6 +75,8 @@ def chat_completions() -> Response:
 @bp.post("/v1/completions")
 def completions() -> Response:
     body, route = read_body(CompletionRequest())
+    if route.to_provider:
+        return pass_through(route)
     gateway = oa.gateway_settings(body)
     ollama_body = oa.from_openai_completion(body)
     echo = ollama_body["prompt"] if gateway.echo else ""

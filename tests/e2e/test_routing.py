@@ -245,3 +245,14 @@ def test_management_goes_to_the_server_the_header_names(routed, servers, client)
     assert unknown.status_code == 400
     assert unknown.json()["error"] == ("X-Ollama-Server: 'gpu9' is not an Ollama server; "
                                        "models are managed on: default, gpu2, gpu3")
+
+
+def test_a_translated_surface_frees_its_slot(routed, servers):
+    """Closing an OpenAI or Anthropic answer gives the server's slot back, as the native one does."""
+    with openai.OpenAI(base_url=routed.url + "/v1", api_key=GENERATE, max_retries=0) as oa_client, \
+            anthropic.Anthropic(base_url=routed.url, api_key=GENERATE, max_retries=0) as an_client:
+        for _ in range(3):  # gpu3 takes one request at once: a slot kept would make the next one wait, then 503
+            oa_client.chat.completions.create(model="mistral", messages=[{"role": "user", "content": "x"}])
+            an_client.messages.create(model="mistral", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+            with oa_client.chat.completions.stream(model="mistral", messages=[{"role": "user", "content": "x"}]) as s:
+                s.until_done()

@@ -1,0 +1,64 @@
+"""Pass an OpenAI request through to an OpenAI-compatible provider: one protocol, no translation.
+
+When the client speaks OpenAI and the model is a provider's, translating to
+Ollama's shapes and back would only lose detail. The body goes on as the
+client sent it but for the model name; the answer's bytes come back
+untouched, and only its usage (the last chunk of a stream) is read, for the
+access log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from flask import Response, request
+
+from ollama_proxy.accounting import note_tokens
+from ollama_proxy.backends.ollama import downstream_headers
+from ollama_proxy.errors import ProxyError, to_openai_error
+from ollama_proxy.logs import AccessRecord, current_record, note_upstream
+from ollama_proxy.routing import Route, body_for, note_routed
+from ollama_proxy.schemas.loading import parse_json_object, read_json_body
+from ollama_proxy.streaming import SSE_DONE, STREAM_HEADERS, ClosingStream, sse_event, watch_client
+
+log = logging.getLogger(__name__)
+
+
+def pass_through(route: Route) -> Response:
+    """Send the request to the route's provider; relay its answer as it comes."""
+    body = body_for(route, parse_json_object(read_json_body(request)))
+    upstream = route.backend.open_openai(request.path, body, request.headers.items())
+    note_routed(route, upstream)
+    record = current_record()
+    headers = downstream_headers(upstream.headers.items())
+    if headers.get("Content-Type", "").startswith("text/event-stream"):
+        note_upstream(upstream.waited)
+        stop_watching = watch_client(request.environ, upstream.abort)
+
+        def close() -> None:
+            stop_watching()
+            upstream.close()
+            _note_usage(record, upstream.usage)
+        return Response(ClosingStream(_relayed(upstream.iter_bytes(), request.path), close), upstream.status,
+                        {**headers, **STREAM_HEADERS}, direct_passthrough=True)
+    with upstream:
+        data = upstream.read()
+    note_upstream(upstream.busy)
+    _note_usage(record, upstream.usage)
+    return Response(data, upstream.status, headers)
+
+
+def _relayed(pieces: Iterator[bytes], path: str) -> Iterator[bytes]:
+    # Once the stream has started, a failure can only be told as a last event.
+    try:
+        yield from pieces
+    except ProxyError as error:
+        log.warning("stream of POST %s cut: %s", path, error.message)
+        yield sse_event(to_openai_error(error))
+        yield SSE_DONE
+
+
+def _note_usage(record: AccessRecord | None, usage: dict | None) -> None:
+    if usage:
+        note_tokens(record, usage.get("prompt_tokens"), usage.get("completion_tokens"))
