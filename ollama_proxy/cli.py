@@ -52,7 +52,8 @@ def check_config(path: str | None) -> int:
     print(f"  CORS:       {', '.join(settings.cors.origins) or 'off'}")
     print(f"  store:      {settings.store.url.split('://', 1)[0]}")
     admin = settings.admin
-    print(f"  admin page: {f'on, user {admin.username}' if admin.enabled else 'off (make a hash: ollama-proxy admin-password)'}")
+    admin_state = f"on, user {admin.username}" if admin.enabled else "off (make a hash: ollama-proxy admin-password)"
+    print(f"  admin page: {admin_state}")
     if not auth.generate_tokens and not auth.manage_tokens:
         print("  note:       no tokens in the file: only managed keys (ollama-proxy keys create) get in")
     return 0

@@ -348,7 +348,8 @@ class AdminSchema(_Strict):
                              metadata={"help": "the admin page's user name"})
     password_hash = fields.String(load_default="", validate=_PASSWORD_HASH,
                                   metadata={"help": "hash from `ollama-proxy admin-password`; empty: the page is off"})
-    secret_key = fields.String(load_default="", metadata={"help": "signs session cookies; empty: kept in secret_key_file"})
+    secret_key = fields.String(load_default="",
+                               metadata={"help": "signs session cookies; empty: kept in secret_key_file"})
     secret_key_file = fields.String(load_default="data/admin-secret-key", validate=validate.Length(min=1),
                                     metadata={"help": "file holding a generated secret key (relative: project root)"})
     cookie_secure = fields.Boolean(load_default=False,

@@ -11,7 +11,6 @@ import yaml
 
 from ollama_proxy.config import StoreSettings
 from ollama_proxy.store import open_store
-
 from tests.e2e.browser import new_page, screenshot
 from tests.e2e.server import ProxyServer
 from tests.e2e.test_admin_login import PASSWORD, admin_config
@@ -66,6 +65,7 @@ def test_a_new_key_calls_the_proxy_and_the_call_shows_on_the_dashboard(page, adm
         page.wait_for_timeout(250)
     assert [row.locator("td").nth(n).inner_text() for n in (1, 2, 3)] == ["1", str(answer.usage.total_tokens), "0"]
     page.goto(admin.url + "/admin/usage?key=sdk-key")
+    assert page.locator("select[name=key] option", has_text="alice").count() == 1  # a named token of the file
     usage_row = page.locator("#usage-rows tbody tr").inner_text().split("\t")
     assert usage_row[1:5] == ["sdk-key", "openai", "llama3.2", "default"]
     assert usage_row[5:7] == [str(answer.usage.prompt_tokens), str(answer.usage.completion_tokens)]

@@ -46,3 +46,15 @@ def test_admin_password_hashes_a_line_from_stdin(stdin, status, capsys):
         assert "a long enough password" not in out
     else:
         assert out == "" and "too short" in err
+
+
+@pytest.mark.parametrize("admin, shown", [
+    ("", "admin page: off (make a hash: ollama-proxy admin-password)"),
+    ("admin: {username: ops, password_hash: 'pbkdf2:sha256:1$salt$00ff'}", "admin page: on, user ops"),
+])
+def test_check_config_says_whether_the_admin_page_is_on(tmp_path, capsys, admin, shown):
+    path = tmp_path / "c.yaml"
+    path.write_text("auth: {generate_tokens: [tok-1]}\n" + admin + "\n")
+    assert check_config(str(path)) == 0
+    out = capsys.readouterr().out
+    assert shown in out and "00ff" not in out

@@ -7,8 +7,8 @@ import re
 from datetime import datetime, time, timezone
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField
 from marshmallow import ValidationError as FieldError
+from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
 from ollama_proxy.config_models import check_fields

@@ -69,7 +69,7 @@ def enable_key(name: str, enabled: int):
     try:
         current_store().update_key(name, enabled=bool(enabled))
     except Missing:
-        raise NotFound(f"no key named '{name}'")
+        raise NotFound(f"no key named '{name}'") from None
     flash(f"Key '{name}' {'enabled' if enabled else 'disabled'}.", "ok")
     return redirect(url_for("admin.keys"))
 
@@ -80,6 +80,6 @@ def delete_key(name: str):
     try:
         current_store().delete_key(name)
     except Missing:
-        raise NotFound(f"no key named '{name}'")
+        raise NotFound(f"no key named '{name}'") from None
     flash(f"Key '{name}' deleted.", "ok")
     return redirect(url_for("admin.keys"))

@@ -14,9 +14,9 @@ from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.security import check_password_hash
 
+from ollama_proxy import ratelimit
 from ollama_proxy.blueprints.admin.base import bp, is_admin_path
 from ollama_proxy.blueprints.admin.session import start_session
-from ollama_proxy import ratelimit
 from ollama_proxy.config import AdminSettings
 
 log = logging.getLogger(__name__)

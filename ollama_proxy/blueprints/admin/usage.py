@@ -94,7 +94,10 @@ def usage():
     filters = usage_filters(request.args)
     limit = current_app.config["SETTINGS"].admin.usage_rows
     rows = _query(filters, limit + 1)
-    keys = [key.name for key in current_store().list_keys()]
+    auth = current_app.config["SETTINGS"].auth
+    # Usage is per principal: the managed keys and the configuration file's named tokens.
+    keys = sorted({key.name for key in current_store().list_keys()}
+                  | {token.name for token in auth.generate_tokens + auth.manage_tokens})
     return render_template("admin/usage.html", rows=rows[:limit], truncated=len(rows) > limit, limit=limit,
                            filters=filters, keys=keys)
 
