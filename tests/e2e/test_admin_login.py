@@ -6,11 +6,12 @@ import re
 
 import pytest
 import requests
+import yaml
 from werkzeug.security import generate_password_hash
 
 from tests.e2e.browser import new_page, screenshot
 from tests.e2e.conftest import base_config
-from tests.e2e.server import ProxyServer
+from tests.e2e.server import ProxyServer, free_port
 
 PASSWORD = "correct horse battery staple"
 ATTEMPTS = 3
@@ -23,14 +24,18 @@ def admin_config(upstream_url: str, tmp_path, **admin) -> dict:
     return config
 
 
-def start_admin(upstream_url: str, workdir, **admin) -> ProxyServer:
+def start_admin(upstream_url: str, workdir, backends=(), **admin) -> ProxyServer:
     # Two workers: the failed-login count is shared between them (ratelimit.storage_url).
-    return ProxyServer(admin_config(upstream_url, workdir, **admin), workdir, workers=2).start()
+    config = admin_config(upstream_url, workdir, **admin)
+    config["backends"] = list(backends)
+    return ProxyServer(config, workdir, workers=2).start()
 
 
 @pytest.fixture(scope="module")
 def admin(fake_server, tmp_path_factory):
-    server = start_admin(fake_server.url, tmp_path_factory.mktemp("admin"))
+    # A second Ollama server that nothing answers on, for the backends page to show down.
+    down = {"name": "gpu-down", "type": "ollama", "base_url": f"http://127.0.0.1:{free_port()}"}
+    server = start_admin(fake_server.url, tmp_path_factory.mktemp("admin"), backends=[down])
     yield server
     server.stop()
 
@@ -41,6 +46,14 @@ def lockable(fake, tmp_path):
     server = start_admin(fake.url, tmp_path)
     yield server
     server.stop()
+
+
+def fake_url(server: ProxyServer) -> str:
+    return yaml.safe_load(server.config_path.read_text())["service"]["base_url"]
+
+
+def down_url(server: ProxyServer) -> str:
+    return yaml.safe_load(server.config_path.read_text())["backends"][0]["base_url"]
 
 
 def log_in(page, url: str, password: str = PASSWORD, username: str = "admin"):
@@ -60,7 +73,9 @@ def test_login_shows_the_dashboard_and_sets_a_guarded_cookie(browser, admin):
     page.click("button[type=submit]")
     page.wait_for_url(admin.url + "/admin/backends")
     assert page.locator("h1").inner_text().startswith("Backends")
-    assert page.locator("td", has_text="up").count() == 1
+    states = page.locator("tbody tr").all_inner_texts()
+    assert [row.split("\t")[:4] for row in states] == [
+        ["default", "ollama", fake_url(admin), "ok"], ["gpu-down", "ollama", down_url(admin), "down"]]
     screenshot(page, "backends")
     [cookie] = page.context.cookies()
     assert (cookie["name"], cookie["path"], cookie["httpOnly"], cookie["sameSite"], cookie["secure"]) \

@@ -13,20 +13,18 @@ from ollama_proxy.store import Missing, StoreError, current_store
 
 
 def backend_models() -> tuple[list[dict], str | None]:
-    """Return the backend's models as /api/tags lists them, or no models and why."""
-    backend = current_app.extensions["ollama_proxy.backend"]
-    timeout = current_app.config["SETTINGS"].service.health_timeout
-    try:
-        with backend.open("GET", "/api/tags", timeout=(timeout, timeout)) as answer:
-            body = answer.read()
-        if answer.status != 200:
-            return [], f"{backend.name} answered status {answer.status}"
-        models = json.loads(body).get("models") or []
-    except ProxyError as exc:
-        return [], f"{backend.name}: {exc.message}"
-    except (ValueError, AttributeError):
-        return [], f"{backend.name} sent a listing that is not JSON"
-    return [dict(model, backend=backend.name) for model in models if isinstance(model, dict)], None
+    """Return every backend's models (Ollama servers: /api/tags; providers: as configured) and any failure."""
+    problems = []
+    models = []
+    for server, listing in current_app.extensions["ollama_proxy.pool"].gather("/api/tags"):
+        if isinstance(listing, ProxyError):
+            problems.append(f"{server.name}: {listing.message}")
+            continue
+        entries = listing.get("models") if isinstance(listing.get("models"), list) else []
+        models += [dict(model, backend=server.name) for model in entries if isinstance(model, dict)]
+    for provider in current_app.config["SETTINGS"].providers:
+        models += [{"name": name, "backend": provider.name} for name in provider.models]
+    return models, "; ".join(problems) or None
 
 
 def check_alias(alias: str, target: str, known: set[str]) -> str | None:
