@@ -45,9 +45,9 @@ def key_row(key: ApiKey) -> tuple[str, ...]:
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     """Lay rows out in left-aligned columns under a header."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
     lines = [header, *rows]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
 
 def create(store, args) -> int:

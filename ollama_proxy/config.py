@@ -320,7 +320,7 @@ class LoggingSchema(_Strict):
 
 class StoreSchema(_Strict):
     url = fields.String(load_default="sqlite:///data/ollama-proxy.db", validate=validate.Length(min=1),
-                        metadata={"help": "SQLAlchemy URL of the store; a relative SQLite path is under the project root"})
+                        metadata={"help": "SQLAlchemy URL; a relative SQLite path is under the project root"})
     busy_timeout = fields.Float(load_default=5.0, validate=_seconds,
                                 metadata={"help": "seconds to wait for a database lock held by another process"})
     cache_seconds = fields.Float(load_default=5.0, validate=validate.Range(min=0),

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 
 from ollama_proxy.errors import ProxyError
+from ollama_proxy.models import ModelTable
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,11 @@ def merge(listings: list[list[dict]], may_use: Callable[[str], bool]) -> list[di
     return merged
 
 
-def merged_listing(router, path: str, may_use: Callable[[str], bool]) -> dict:
+def merged_listing(router, path: str, may_use: Callable[[str], bool], models: ModelTable | None = None) -> dict:
     """Return ``{"models": [...]}`` for ``/api/tags`` or ``/api/ps`` across every backend.
+
+    Aliases of listed models are listed too; an alias shows when the caller
+    may use it or the model it names.
 
     Raises the default server's error when no Ollama server answered and no
     provider is configured: with one server, its failure is the caller's.
@@ -48,7 +52,9 @@ def merged_listing(router, path: str, may_use: Callable[[str], bool]) -> dict:
         raise first_error
     for provider in router.providers.values():
         listings.append(_provider_models(provider, path))
-    return {"models": merge(listings, may_use)}
+    models = models or ModelTable()
+    entries = models.with_aliases(merge(listings, lambda name: True))
+    return {"models": [e for e in entries if models.may_use(may_use, e.get("name") or e.get("model") or "")]}
 
 
 def _provider_models(provider, path: str) -> list[dict]:

@@ -14,6 +14,7 @@ a model, never another alias.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,3 +131,15 @@ def renamed_line(line: bytes, name: str) -> bytes:
         return line
     chunk["model"] = name
     return json.dumps(chunk, separators=(",", ":")).encode() + (b"\n" if line.endswith(b"\n") else b"")
+
+
+def renamed_lines(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
+    """Rename the model of every line of an NDJSON stream; lines may be split across chunks."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        if lines:
+            yield b"".join(renamed_line(line + b"\n", name) for line in lines)
+    if pending:
+        yield renamed_line(pending, name)

@@ -6,18 +6,26 @@ configured ``type: openai`` backend, go to that provider, asked for the rest
 Any other name is an Ollama model (``llama3.2``, ``hf.co/user/repo:Q4_K_M``),
 served by the pool of Ollama servers, which picks a server when the request
 is sent. A caller whose key may not use the model is refused first.
+
+Aliases resolve first (``models.aliases`` and the store's): the route goes to
+the model the alias names, and keeps the name asked for, which answers carry.
+The model's overrides travel on the route and are applied by ``body_for``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app, g
 
+from ollama_proxy.config_models import ModelOverride
 from ollama_proxy.errors import Forbidden, InvalidRequest
+from ollama_proxy.listings import merged_listing
 from ollama_proxy.logs import note_route
+from ollama_proxy.model_catalog import current_models
+from ollama_proxy.models import NO_OVERRIDE, ModelTable, apply_override
 
 ROUTER = "ollama_proxy.router"
 SEPARATORS = (":", "/")
@@ -28,6 +36,9 @@ class Route:
     backend: Any  # a provider backend, or the Ollama pool bound to the model (PoolTarget)
     model: str  # as the client asked
     upstream_model: str  # as the backend is asked
+    alias: bool = False  # the client named an alias: answers must carry its name
+    override: ModelOverride = NO_OVERRIDE
+    defaults: dict = field(default_factory=dict)  # models.defaults
 
     @property
     def to_provider(self) -> bool:
@@ -46,13 +57,16 @@ def split_provider(model: str, providers) -> tuple[str, str] | None:
 class PoolTarget:
     """The Ollama pool, bound to one model: sends each request to the best server for it."""
 
-    def __init__(self, pool, model: str):
+    def __init__(self, pool, model: str, read_timeout: float | None = None):
         self.pool = pool
         self.model = model
+        self.read_timeout = read_timeout  # the model's own, from its override's timeout
         self.name = "ollama"
         self.describe = "Ollama"
 
     def open(self, method: str, path: str, **request):
+        if self.read_timeout is not None:
+            request.setdefault("timeout", (self.pool.default.backend.settings.connect_timeout, self.read_timeout))
         return self.pool.open(self.model, method, path, **request)
 
     def post_json(self, path: str, body: dict, model_label: str | None = None):
@@ -70,15 +84,19 @@ class Router:
         self.pool = pool
         self.providers = providers  # name -> provider backend
 
-    def resolve(self, model: str, principal=None) -> Route:
-        """Return the Route for ``model``, or refuse a model the caller may not use."""
-        if principal is not None and not principal.may_use(model):
+    def resolve(self, model: str, principal=None, models: ModelTable | None = None) -> Route:
+        """Return the Route for ``model`` (an alias resolved), or refuse a model the caller may not use."""
+        models = models or ModelTable()
+        if principal is not None and not models.may_use(principal.may_use, model):
             raise Forbidden(f"token '{principal.name}' may not use the model '{model}'", param="model")
-        split = split_provider(model, self.providers)
+        target = models.resolve(model)
+        extra = {"alias": models.is_alias(model), "override": models.override_for(model),
+                 "defaults": models.defaults}
+        split = split_provider(target, self.providers)
         if split is not None:
             provider, upstream_model = split
-            return Route(self.providers[provider], model, upstream_model)
-        return Route(PoolTarget(self.pool, model), model, model)
+            return Route(self.providers[provider], model, upstream_model, **extra)
+        return Route(PoolTarget(self.pool, target, models.timeout_for(model)), model, target, **extra)
 
     def provider_named_by(self, model: str) -> str | None:
         """Return the provider a model name points at, if any (management endpoints refuse them)."""
@@ -92,7 +110,14 @@ def router() -> Router:
 
 def resolve(model: str) -> Route:
     """Route ``model`` for the caller of the current request."""
-    return router().resolve(model, g.get("principal"))
+    return router().resolve(model, g.get("principal"), current_models())
+
+
+def visible_listing(path: str) -> dict:
+    """Return the merged ``/api/tags`` or ``/api/ps`` as the current caller may see it, aliases included."""
+    principal = g.get("principal")
+    may_use = principal.may_use if principal is not None else (lambda model: True)
+    return merged_listing(router(), path, may_use, current_models())
 
 
 def note_routed(route: Route, upstream=None) -> None:
@@ -101,10 +126,11 @@ def note_routed(route: Route, upstream=None) -> None:
 
 
 def body_for(route: Route, body: dict) -> dict:
-    """Return the Ollama-shaped body as the route's backend must get it: its model name.
+    """Return the Ollama-shaped body as the route's backend must get it: its model name, its overrides.
 
-    The one place a body is adjusted for its route.
+    The one place a body is adjusted for its route; the same object when nothing changes.
     """
+    body = apply_override(body, route.override, route.defaults)
     if route.upstream_model == body.get("model"):
         return body
     return {**body, "model": route.upstream_model}

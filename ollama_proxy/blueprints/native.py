@@ -13,14 +13,14 @@ import logging
 import re
 from functools import partial
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 
 from ollama_proxy.accounting import count_body, tap_ndjson
 from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse, downstream_headers, upstream_headers
-from ollama_proxy.errors import InvalidRequest
-from ollama_proxy.listings import merged_listing
+from ollama_proxy.errors import Forbidden, InvalidRequest, NotFound
 from ollama_proxy.logs import current_record, note_model, note_route, note_upstream
-from ollama_proxy.routing import Route, body_for, note_routed, refuse_provider_model, resolve, router
+from ollama_proxy.models import renamed_line, renamed_lines
+from ollama_proxy.routing import Route, body_for, note_routed, refuse_provider_model, resolve, router, visible_listing
 from ollama_proxy.schemas.loading import load, parse_json_object, read_json_body
 from ollama_proxy.schemas.ollama import BODY_SCHEMAS
 from ollama_proxy.streaming import STREAM_HEADERS, ClosingStream, ndjson_relay, watch_client
@@ -43,8 +43,11 @@ def backend() -> OllamaBackend:
     return current_app.extensions["ollama_proxy.backend"]
 
 
-def relay(upstream: UpstreamResponse) -> Response:
-    """Turn an upstream's open answer (Ollama's wire format) into the client's response."""
+def relay(upstream: UpstreamResponse, rename: str | None = None) -> Response:
+    """Turn an upstream's open answer (Ollama's wire format) into the client's response.
+
+    With ``rename``, the answer's ``model`` (each line's, in a stream) becomes that name.
+    """
     headers = downstream_headers(upstream.headers.items())
     if upstream.status >= 500:
         log.warning("upstream answered %d to %s %s", upstream.status, request.method, request.path)
@@ -52,11 +55,14 @@ def relay(upstream: UpstreamResponse) -> Response:
         on_error = partial(_log_stream_failure, f"{request.method} {request.path}")
         note_upstream(upstream.waited)
         stop_watching = watch_client(request.environ, upstream.abort)
-        stream = ClosingStream(ndjson_relay(tap_ndjson(upstream.iter_bytes(), current_record()), on_error),
+        chunks = upstream.iter_bytes() if rename is None else renamed_lines(upstream.iter_bytes(), rename)
+        stream = ClosingStream(ndjson_relay(tap_ndjson(chunks, current_record()), on_error),
                                lambda: (stop_watching(), upstream.close()))
         return Response(stream, upstream.status, {**headers, **STREAM_HEADERS}, direct_passthrough=True)
     with upstream:
         body = upstream.read()
+    if rename is not None and upstream.status < 400:
+        body = renamed_line(body, rename)
     note_upstream(upstream.busy)
     count_body(body, current_record())
     response = Response(body, upstream.status, headers)
@@ -88,9 +94,7 @@ def forward_plain() -> Response:
 
 def listing() -> Response:
     """Answer /api/tags or /api/ps with every backend's models the caller may use."""
-    principal = g.get("principal")
-    may_use = principal.may_use if principal is not None else (lambda model: True)
-    body = merged_listing(router(), request.path, may_use)
+    body = visible_listing(request.path)
     return Response(b"" if request.method == "HEAD" else json.dumps(body).encode(), 200,
                     {"Content-Type": "application/json; charset=utf-8"})
 
@@ -103,10 +107,20 @@ def forward_checked() -> Response:
     model = data.get("model") or data.get("name") or data.get("source")
     note_model(model)
     if request.path in ROUTED_PATHS:
-        return _forward_routed(resolve(model), raw, body)
+        return _forward_routed(_route(model), raw, body)
     for field in MODEL_FIELDS:
         refuse_provider_model(data.get(field), request.path.removeprefix("/api/"))
     return _forward(managed_server(), raw, model)
+
+
+def _route(model: str) -> Route:
+    try:
+        return resolve(model)
+    except Forbidden:
+        if request.path != "/api/show":
+            raise
+        # A model the key may not use does not exist for it: as Ollama answers an unknown one.
+        raise NotFound(f"model '{model}' not found") from None
 
 
 def _forward_routed(route: Route, raw: bytes, body: dict) -> Response:
@@ -118,7 +132,7 @@ def _forward_routed(route: Route, raw: bytes, body: dict) -> Response:
     else:
         upstream = _open(route.backend, raw if routed is body else json.dumps(routed).encode())
     note_routed(route, upstream)
-    return relay(upstream)
+    return relay(upstream, route.model if route.alias else None)
 
 
 def managed_server():

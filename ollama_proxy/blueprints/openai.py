@@ -7,7 +7,7 @@ SSE. Protocol knowledge lives in ``translate.openai``; this module only glues.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, jsonify
+from flask import Blueprint, Response, jsonify
 
 from ollama_proxy.blueprints.passthrough import pass_through
 from ollama_proxy.blueprints.relay import (
@@ -21,8 +21,7 @@ from ollama_proxy.blueprints.relay import (
     sse_response,
 )
 from ollama_proxy.errors import NotFound
-from ollama_proxy.listings import merged_listing
-from ollama_proxy.routing import Route, router
+from ollama_proxy.routing import Route, visible_listing
 from ollama_proxy.schemas.openai import ChatCompletionRequest, CompletionRequest
 from ollama_proxy.streaming import SSE_DONE, sse_event
 from ollama_proxy.translate import openai as oa
@@ -94,9 +93,7 @@ def completions() -> Response:
 
 
 def _model_list() -> dict:
-    principal = g.get("principal")
-    may_use = principal.may_use if principal is not None else (lambda model: True)
-    return oa.to_openai_model_list(merged_listing(router(), "/api/tags", may_use))
+    return oa.to_openai_model_list(visible_listing("/api/tags"))
 
 
 @bp.get("/v1/models")

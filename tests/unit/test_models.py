@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ollama_proxy.config import parse_settings
@@ -126,3 +128,15 @@ def test_with_aliases_lists_an_alias_as_its_model():
 def test_renamed_line(line, expected):
     from ollama_proxy.models import renamed_line
     assert renamed_line(line, "gpt-4o") == expected
+
+
+@pytest.mark.parametrize("chunks", [
+    [b'{"model":"a","n":1}\n{"model":"a","n":2}\n'],
+    [b'{"model":"a",', b'"n":1}\n{"mo', b'del":"a","n":2}\n'],
+    [b'{"model":"a","n":1}\n', b'{"model":"a","n":2}'],  # the last line without its newline
+])
+def test_renamed_lines_across_chunk_boundaries(chunks):
+    from ollama_proxy.models import renamed_lines
+    out = b"".join(renamed_lines(iter(chunks), "alias"))
+    assert [json.loads(line) for line in out.splitlines()] == [{"model": "alias", "n": 1},
+                                                                {"model": "alias", "n": 2}]

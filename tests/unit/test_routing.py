@@ -61,3 +61,49 @@ def test_body_for_renames_only_when_the_upstream_name_differs():
     assert body["model"] == "deepseek:deepseek-chat"  # the client's body is not changed
     same = {"model": "llama3.2"}
     assert body_for(Route("b", "llama3.2", "llama3.2"), same) is same
+
+
+def _models():
+    from ollama_proxy.config import parse_settings
+    from ollama_proxy.models import ModelTable
+    settings = parse_settings({"models": {
+        "aliases": {"gpt-4o": "llama3.2:latest", "cloud": "openrouter/anthropic/claude-sonnet-4"},
+        "overrides": {"llama3.2": {"defaults": {"num_ctx": 8192, "timeout": 900}}},
+        "defaults": {"keep_alive": "1h"}}}, environ={}).models
+    return ModelTable.merged(settings, {}, {})
+
+
+def test_an_alias_routes_to_its_model_and_keeps_the_name_asked_for():
+    route = Router("pool", PROVIDERS).resolve("gpt-4o", None, _models())
+    assert (route.model, route.upstream_model, route.alias) == ("gpt-4o", "llama3.2:latest", True)
+    assert route.backend.model == "llama3.2:latest" and route.backend.read_timeout == 900
+    assert body_for(route, {"model": "gpt-4o", "options": {"seed": 1}}) == {
+        "model": "llama3.2:latest", "keep_alive": "1h", "options": {"seed": 1, "num_ctx": 8192}}
+
+
+def test_an_alias_of_a_provider_model_routes_to_the_provider():
+    route = Router("pool", PROVIDERS).resolve("cloud", None, _models())
+    assert (route.backend, route.upstream_model, route.alias) == ("openrouter-backend", "anthropic/claude-sonnet-4",
+                                                                  True)
+
+
+@pytest.mark.parametrize("patterns, model, allowed", [
+    (("llama3*",), "gpt-4o", True),
+    (("gpt-*",), "gpt-4o", True),
+    (("gpt-*",), "llama3.2", False),
+    (("qwen*",), "gpt-4o", False),
+])
+def test_access_through_an_alias(patterns, model, allowed):
+    principal = Principal("k", "generate", patterns)
+    router = Router("pool", PROVIDERS)
+    if allowed:
+        assert router.resolve(model, principal, _models()).model == model
+    else:
+        with pytest.raises(Forbidden):
+            router.resolve(model, principal, _models())
+
+
+def test_a_body_without_overrides_is_the_same_object():
+    route = Router("pool", PROVIDERS).resolve("qwen3:8b")
+    body = {"model": "qwen3:8b"}
+    assert body_for(route, body) is body
