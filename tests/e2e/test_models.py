@@ -27,7 +27,8 @@ def server(fake_server, tmp_path_factory):
     config["models"] = {
         "aliases": {"gpt-4o": "llama3.2:latest", "claude-sonnet-4": "qwen3:8b"},
         "overrides": {"llama3.2": {"defaults": {"num_ctx": 32768, "keep_alive": "1h"},
-                                   "enforce": {"num_predict": 64}}},
+                                   "enforce": {"num_predict": 64}},
+                      "llava": {"enforce": {"timeout": 1}}},
     }
     started = ProxyServer(config, tmp_path_factory.mktemp("models")).start()
     yield started
@@ -163,3 +164,14 @@ def test_a_native_body_without_overrides_goes_on_byte_for_byte(server, fake):
     assert answer.status_code == 200
     assert fake.last("/api/chat").body == raw
     assert json.loads(answer.content)["model"] == "qwen3:8b"
+
+
+def test_a_model_s_own_timeout_cuts_a_slow_answer(server, fake):
+    fake.script("llava", first_byte_delay=3)
+    started = time.monotonic()
+    answer = requests.post(server.url + "/api/chat", headers=headers(GENERATE),
+                           json={"model": "llava", "messages": HI, "stream": False})
+    assert answer.status_code == 504 and time.monotonic() - started < 2.5
+    fake.script("qwen3:8b", first_byte_delay=1.5)  # no override: service.read_timeout (30 s) holds
+    assert requests.post(server.url + "/api/chat", headers=headers(GENERATE),
+                         json={"model": "qwen3:8b", "messages": HI, "stream": False}).status_code == 200
