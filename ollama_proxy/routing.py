@@ -130,7 +130,11 @@ def body_for(route: Route, body: dict) -> dict:
 
     The one place a body is adjusted for its route; the same object when nothing changes.
     """
-    body = apply_override(body, route.override, route.defaults)
+    return named_for(route, apply_override(body, route.override, route.defaults))
+
+
+def named_for(route: Route, body: dict) -> dict:
+    """Return a body (of any protocol) with the model name the route's backend knows."""
     if route.upstream_model == body.get("model"):
         return body
     return {**body, "model": route.upstream_model}

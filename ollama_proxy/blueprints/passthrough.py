@@ -18,7 +18,7 @@ from ollama_proxy.accounting import note_tokens
 from ollama_proxy.backends.ollama import downstream_headers
 from ollama_proxy.errors import ProxyError, to_openai_error
 from ollama_proxy.logs import AccessRecord, current_record, note_upstream
-from ollama_proxy.routing import Route, body_for, note_routed
+from ollama_proxy.routing import Route, named_for, note_routed
 from ollama_proxy.schemas.loading import parse_json_object, read_json_body
 from ollama_proxy.streaming import SSE_DONE, STREAM_HEADERS, ClosingStream, sse_event, watch_client
 
@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 def pass_through(route: Route) -> Response:
     """Send the request to the route's provider; relay its answer as it comes."""
-    body = body_for(route, parse_json_object(read_json_body(request)))
+    # Only the name changes: overrides are in Ollama's terms, and this body is the provider's own.
+    body = named_for(route, parse_json_object(read_json_body(request)))
     upstream = route.backend.open_openai(request.path, body, request.headers.items())
     note_routed(route, upstream)
     record = current_record()

@@ -107,3 +107,10 @@ def test_a_body_without_overrides_is_the_same_object():
     route = Router("pool", PROVIDERS).resolve("qwen3:8b")
     body = {"model": "qwen3:8b"}
     assert body_for(route, body) is body
+
+
+def test_a_provider_s_own_body_gets_only_its_name():
+    from ollama_proxy.routing import named_for
+    route = Router("pool", PROVIDERS).resolve("cloud", None, _models())
+    body = {"model": "cloud", "messages": [], "max_tokens": 5}
+    assert named_for(route, body) == {"model": "anthropic/claude-sonnet-4", "messages": [], "max_tokens": 5}
