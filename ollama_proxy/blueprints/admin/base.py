@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 
 from ollama_proxy.blueprints.admin.session import session_is_valid
+from ollama_proxy.errors import NotFound
+from ollama_proxy.store import Missing
 
 PREFIX = "/admin"
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
@@ -58,3 +60,13 @@ def harden(response):
     if request.endpoint != "admin.static":
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def change_and_return(change, missing: str, done: str, page: str):
+    """Run a store ``change``, then go back to ``page`` saying ``done``; 404 naming ``missing`` if it was gone."""
+    try:
+        change()
+    except Missing:
+        raise NotFound(f"no {missing}") from None
+    flash(done, "ok")
+    return redirect(url_for(page))

@@ -6,10 +6,10 @@ from datetime import datetime, timezone
 
 from flask import flash, redirect, render_template, url_for
 
-from ollama_proxy.blueprints.admin.base import bp
+from ollama_proxy.blueprints.admin.base import bp, change_and_return
 from ollama_proxy.blueprints.admin.forms import KeyLimitsForm, NewKeyForm
 from ollama_proxy.errors import NotFound
-from ollama_proxy.store import Missing, StoreError, current_store
+from ollama_proxy.store import StoreError, current_store
 
 
 def _key_or_404(name: str):
@@ -66,20 +66,12 @@ def edit_key(name: str):
 @bp.post("/keys/<name>/enabled/<int:enabled>")
 def enable_key(name: str, enabled: int):
     """Enable or disable a key (a disabled key is refused until enabled again)."""
-    try:
-        current_store().update_key(name, enabled=bool(enabled))
-    except Missing:
-        raise NotFound(f"no key named '{name}'") from None
-    flash(f"Key '{name}' {'enabled' if enabled else 'disabled'}.", "ok")
-    return redirect(url_for("admin.keys"))
+    return change_and_return(lambda: current_store().update_key(name, enabled=bool(enabled)), f"key named '{name}'",
+                             f"Key '{name}' {'enabled' if enabled else 'disabled'}.", "admin.keys")
 
 
 @bp.post("/keys/<name>/delete")
 def delete_key(name: str):
     """Delete a key for good."""
-    try:
-        current_store().delete_key(name)
-    except Missing:
-        raise NotFound(f"no key named '{name}'") from None
-    flash(f"Key '{name}' deleted.", "ok")
-    return redirect(url_for("admin.keys"))
+    return change_and_return(lambda: current_store().delete_key(name), f"key named '{name}'",
+                             f"Key '{name}' deleted.", "admin.keys")

@@ -6,10 +6,10 @@ import json
 
 from flask import current_app, flash, redirect, render_template, url_for
 
-from ollama_proxy.blueprints.admin.base import bp
+from ollama_proxy.blueprints.admin.base import bp, change_and_return
 from ollama_proxy.blueprints.admin.forms import AliasForm, OverrideForm
-from ollama_proxy.errors import NotFound, ProxyError
-from ollama_proxy.store import Missing, StoreError, current_store
+from ollama_proxy.errors import ProxyError
+from ollama_proxy.store import StoreError, current_store
 
 
 def backend_models() -> tuple[list[dict], str | None]:
@@ -77,12 +77,7 @@ def set_alias():
 
 def _removed(remove, what: str):
     """Run ``remove`` (a store deletion), then go back to the models page saying what went."""
-    try:
-        remove()
-    except Missing:
-        raise NotFound(f"no {what}") from None
-    flash(f"{what[0].upper()}{what[1:]} removed.", "ok")
-    return redirect(url_for("admin.models"))
+    return change_and_return(remove, what, f"{what[0].upper()}{what[1:]} removed.", "admin.models")
 
 
 @bp.post("/models/aliases/<path:alias>/delete")
