@@ -38,8 +38,18 @@ forwarded_allow_ips = _env("OLLAMA_PROXY_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 control_socket_disable = _env("OLLAMA_PROXY_CONTROL_SOCKET", "off") == "off"
 
 
+# Metrics: every worker writes its values to files in one directory, which /metrics adds up.
+# PROMETHEUS_MULTIPROC_DIR names it; without it, each start gets a new temporary directory.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
 def on_starting(server):
-    """Migrate the store once, in the master, before any worker starts (and stop on failure)."""
+    """Prepare the metrics directory, then migrate the store, before any worker starts."""
+    from ollama_proxy import multiproc
+
+    # First: prometheus_client reads the variable when it is imported, in the workers.
+    os.environ[MULTIPROC_ENV] = multiproc.prepare(os.environ.get(MULTIPROC_ENV))
+
     from ollama_proxy.config import ConfigError, load_settings
     from ollama_proxy.store import open_store
 
@@ -60,3 +70,16 @@ def post_worker_init(worker):
     import gc
 
     gc.freeze()
+
+
+def child_exit(server, worker):
+    """Stop counting an exited worker's in-flight responses; its counts stay in the sums."""
+    from ollama_proxy import multiproc
+
+    multiproc.worker_exited(os.environ[MULTIPROC_ENV], worker.pid)
+
+
+def on_exit(server):
+    from ollama_proxy import multiproc
+
+    multiproc.remove(os.environ[MULTIPROC_ENV])

@@ -50,6 +50,9 @@ class _StreamCount:
         self.record.provisional_tokens += tokens
 
     def done(self, answer: dict) -> None:
+        if self.record.first_token is None and answer.get("eval_count"):
+            # A short answer can arrive whole in one read: its first token arrived now.
+            self.record.first_token = time.perf_counter()
         self.record.provisional_tokens -= self.seen
         self.seen = 0
         note_answer(self.record, answer)

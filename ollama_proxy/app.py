@@ -10,10 +10,11 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
-from ollama_proxy import auth, logs, model_catalog, ratelimit, store, usage
+from ollama_proxy import auth, logs, metrics, model_catalog, ratelimit, store, usage
 from ollama_proxy.backends.image_fetcher import ImageFetcher
 from ollama_proxy.backends.pool import OllamaPool
 from ollama_proxy.blueprints import admin, anthropic, embeddings, health, native, openai, openapi, responses
+from ollama_proxy.blueprints import metrics as metrics_endpoint
 from ollama_proxy.config import ProviderSettings, Settings, load_settings
 from ollama_proxy.errors import (
     MethodNotAllowed,
@@ -50,6 +51,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (health.bp, native.bp, openai.bp, embeddings.bp, responses.bp, anthropic.bp, openapi.bp):
         app.register_blueprint(blueprint)
     admin.init_app(app)
+    if settings.metrics.enabled:
+        app.register_blueprint(metrics_endpoint.bp)
+        metrics.init_app(app)  # last: its in-flight count wraps every other layer
     register_error_handlers(app)
     return app
 

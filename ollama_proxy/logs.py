@@ -76,6 +76,7 @@ class AccessRecord:
     counted_tokens: int | None = None  # generated tokens as reported by finished answers
     provisional_tokens: int = 0  # generated chunks of answers not finished (yet, or ever)
     first_token: float | None = None  # perf_counter time of the first generated chunk
+    endpoint: str | None = None  # the URL rule that served the request (/v1/models/<path:model_id>)
 
     @property
     def aborted(self) -> bool:

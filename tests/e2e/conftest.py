@@ -11,7 +11,8 @@ from tests.fakes.ollama import FakeOllama
 GENERATE = "gen-token-0123456789"
 ALICE = "alice-token-abcdefghij"
 MANAGE = "manage-token-zyxwvut"
-SECRETS = (GENERATE, ALICE, MANAGE)
+SCRAPE = "metrics-token-qwertyuiop"
+SECRETS = (GENERATE, ALICE, MANAGE, SCRAPE)
 MAX_BODY = 1024 * 1024
 ALLOWED_ORIGIN = "http://chat.example.lan"
 
@@ -23,6 +24,7 @@ def base_config(upstream_url: str, **service) -> dict:
         "service": {"base_url": upstream_url, "read_timeout": 30, "connect_timeout": 2, **service},
         "limits": {"max_body_bytes": MAX_BODY, "max_blob_bytes": 8 * MAX_BODY},
         "cors": {"origins": [ALLOWED_ORIGIN]},
+        "metrics": {"tokens": [{"name": "prometheus", "token": SCRAPE}]},
     }
 
 

@@ -51,7 +51,8 @@ class ProxyServer:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> ProxyServer:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_PROXY_")}
+        # Each server its own metrics directory, unless the test names one.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_PROXY_", "PROMETHEUS_"))}
         env.update(OLLAMA_PROXY_CONFIG=str(self.config_path), **self.env)
         argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "-b", self.bind,
                 "--workers", str(self.workers), "wsgi:app"]

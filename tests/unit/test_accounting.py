@@ -57,6 +57,12 @@ def test_first_token_time_is_the_first_generated_chunk():
     assert record.first_token is not None and record.ttft_ms > 0
 
 
+def test_an_answer_read_whole_in_one_piece_still_has_a_first_token_time():
+    record = _record()
+    list(tap_ndjson(iter([_lines(*CHAT)]), record))
+    assert record.first_token is not None and record.completion_tokens == 5
+
+
 @pytest.mark.parametrize("split", [1, 3, 7, 40, 10_000])
 def test_tap_ndjson_counts_lines_split_anywhere_and_reads_the_done_line(split):
     data = _lines(*CHAT)

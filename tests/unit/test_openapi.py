@@ -35,6 +35,7 @@ def test_the_description_is_valid_openapi_3(spec):
     ("/anthropic/v1/messages", {"post"}),
     ("/v1/responses", {"post"}),
     ("/health", {"get"}),
+    ("/metrics", {"get"}),
     ("/openapi.json", {"get"}),
 ])
 def test_every_surface_is_described(spec, path, methods):
@@ -75,6 +76,12 @@ def test_security_bearer_and_api_key_but_health_and_description_public(spec):
     assert spec["security"] == [{"bearer": []}, {"apiKey": []}]
     assert spec["paths"]["/health"]["get"]["security"] == []
     assert spec["paths"]["/openapi.json"]["get"]["security"] == []
+    assert "security" not in spec["paths"]["/metrics"]["get"]
+
+
+def test_a_disabled_metrics_endpoint_is_not_described(tmp_path):
+    settings = parse_settings({"logging": {"dir": str(tmp_path)}, "metrics": {"enabled": False}}, environ={})
+    assert "/metrics" not in build_spec(create_app(settings))["paths"]
 
 
 def test_the_admin_pages_are_not_part_of_the_api(spec):

@@ -1,0 +1,171 @@
+"""/metrics through the real server: counts add up across gunicorn workers, dead ones included.
+
+Several workers serve the requests; each writes its own files in the
+multiprocess directory, and every scrape (served by any one worker) must see
+the sum. Workers are killed on purpose to check that their counts stay and
+their in-flight responses stop counting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import anthropic
+import ollama
+import openai
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import ALICE, GENERATE, MANAGE, SCRAPE, auth, base_config
+
+WORKERS = 3
+TIMEOUT = 10
+HELLO = [{"role": "user", "content": "Why is the sky blue?"}]
+
+
+def scrape(server, token: str = SCRAPE) -> dict[tuple[str, frozenset], float]:
+    answer = requests.get(server.url + "/metrics", headers=auth(token), timeout=TIMEOUT)
+    assert answer.status_code == 200, answer.text
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(answer.text) for s in family.samples}
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    return sum(v for (n, have), v in samples.items() if n == name and set(labels.items()) <= have)
+
+
+def eventually(server, name: str, expected: float, timeout: float = 10.0, **labels) -> dict:
+    """Scrape until a value is reached: a request is counted when its response closes, after the client read it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(server)
+        if value(samples, name, **labels) == expected or time.monotonic() > deadline:
+            assert value(samples, name, **labels) == expected, f"{name}{labels}"
+            return samples
+        time.sleep(0.1)
+
+
+def worker_pids(server) -> set[int]:
+    master = server.process.pid
+    return {int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()}
+
+
+def replace_workers(server, sig: int) -> None:
+    """Send every worker ``sig``, then wait until gunicorn has started as many new ones."""
+    old = worker_pids(server)
+    for pid in old:
+        os.kill(pid, sig)
+    deadline = time.monotonic() + 30
+    while not (len(worker_pids(server)) == WORKERS and not worker_pids(server) & old):
+        assert time.monotonic() < deadline, "gunicorn did not replace its workers"
+        time.sleep(0.1)
+    requests.get(server.url + "/health", timeout=TIMEOUT)  # the new workers answer
+
+
+def get_tags(server, n: int) -> None:
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(pool.map(lambda _: requests.get(server.url + "/api/tags", headers=auth(),
+                                                        timeout=TIMEOUT).status_code, range(n)))
+    assert statuses == [200] * n
+
+
+def open_streams(server, n: int) -> list:
+    """Open n chat streams and read their first line; the caller keeps the line iterators alive."""
+    streams = []
+    for _ in range(n):
+        answer = requests.post(server.url + "/api/chat", json={"model": "llama3.2", "messages": HELLO},
+                               headers=auth(), stream=True, timeout=TIMEOUT)
+        lines = answer.iter_lines()  # dropping this generator would close the connection
+        next(lines)
+        streams.append((answer, lines))
+    return streams
+
+
+def pids_with_counters(metrics_dir: Path) -> set[int]:
+    return {int(re.search(r"_(\d+)\.db$", p.name).group(1)) for p in metrics_dir.glob("counter_*.db")}
+
+
+def test_counts_add_up_across_workers_and_outlive_them(start_proxy, fake, tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    server = start_proxy(base_config(fake.url), workers=WORKERS, env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+    get_tags(server, 40)
+    replace_workers(server, signal.SIGTERM)
+    get_tags(server, 40)
+    samples = eventually(server, "ollama_proxy_requests_total", 80, endpoint="/api/tags", status="200")
+    assert value(samples, "ollama_proxy_request_duration_seconds_count", endpoint="/api/tags") == 80
+    assert len(pids_with_counters(metrics_dir)) >= 2, "the counts of several workers were added up"
+    assert value(samples, "ollama_proxy_requests_in_flight") == 1  # the scrape itself
+
+
+def test_a_killed_worker_stops_counting_its_open_streams(start_proxy, fake):
+    fake.script("llama3.2:latest", reply=" ".join(["word"] * 200), chunk_delay=0.1)
+    server = start_proxy(base_config(fake.url), workers=WORKERS)
+    streams = open_streams(server, 3)
+    assert value(scrape(server), "ollama_proxy_requests_in_flight") == 4  # three streams and the scrape
+    replace_workers(server, signal.SIGKILL)  # no close, no decrement: only child_exit can forget them
+    for answer, _ in streams:
+        answer.close()
+    assert value(scrape(server), "ollama_proxy_requests_in_flight") == 1
+
+
+def test_open_streams_are_in_flight_until_they_close(start_proxy, fake):
+    fake.script("llama3.2:latest", reply=" ".join(["word"] * 100), chunk_delay=0.05)
+    server = start_proxy(base_config(fake.url), workers=WORKERS)
+    streams = open_streams(server, 3)
+    assert value(scrape(server), "ollama_proxy_requests_in_flight") == 4
+    for answer, _ in streams:
+        answer.close()  # the client leaves: the proxy closes the stream and stops counting it
+    eventually(server, "ollama_proxy_requests_in_flight", 1)
+
+
+def test_a_restart_starts_from_zero(start_proxy, fake, tmp_path):
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    first = start_proxy(base_config(fake.url), env=env)
+    get_tags(first, 5)
+    eventually(first, "ollama_proxy_requests_total", 5, endpoint="/api/tags")
+    first.stop()
+    second = start_proxy(base_config(fake.url), env=env)
+    assert value(scrape(second), "ollama_proxy_requests_total", endpoint="/api/tags") == 0
+
+
+def test_tokens_and_first_token_times_from_every_surface(proxy, fake):
+    before = scrape(proxy)
+    with openai.OpenAI(base_url=proxy.url + "/v1", api_key=ALICE) as client:
+        chat = client.chat.completions.create(model="llama3.2", messages=HELLO)
+    with anthropic.Anthropic(base_url=proxy.url, api_key=ALICE) as client:
+        with client.messages.stream(model="llama3.2", max_tokens=64, messages=HELLO) as stream:
+            message = stream.get_final_message()
+    with ollama.Client(host=proxy.url, headers=auth(ALICE)) as client:
+        last = list(client.chat(model="llama3.2", messages=HELLO, stream=True))[-1]
+    prompt = chat.usage.prompt_tokens + message.usage.input_tokens + last.prompt_eval_count
+    completion = chat.usage.completion_tokens + message.usage.output_tokens + last.eval_count
+    after = eventually(proxy, "ollama_proxy_completion_tokens_total",
+                       value(before, "ollama_proxy_completion_tokens_total") + completion)
+    assert value(after, "ollama_proxy_prompt_tokens_total") - value(before, "ollama_proxy_prompt_tokens_total") \
+        == prompt
+    for surface in ("openai", "anthropic", "native"):
+        name = "ollama_proxy_time_to_first_token_seconds_count"
+        assert value(after, name, surface=surface) - value(before, name, surface=surface) == 1, surface
+
+
+def test_key_names_are_shown_to_nobody_by_default(proxy, fake):
+    requests.post(proxy.url + "/api/generate", json={"model": "llama3.2", "prompt": "hi", "stream": False},
+                  headers=auth(ALICE), timeout=TIMEOUT).raise_for_status()
+    for token in (SCRAPE, MANAGE):
+        text = requests.get(proxy.url + "/metrics", headers=auth(token), timeout=TIMEOUT).text
+        assert "ollama_proxy_prompt_tokens_total{" in text and "alice" not in text
+    assert requests.get(proxy.url + "/metrics", headers=auth(GENERATE), timeout=TIMEOUT).status_code == 403
+    assert requests.get(proxy.url + "/metrics", timeout=TIMEOUT).status_code == 401
+
+
+def test_key_names_when_the_configuration_asks_for_them(start_proxy, fake):
+    server = start_proxy({**base_config(fake.url), "metrics": {"tokens": [SCRAPE], "key_names": True}})
+    requests.post(server.url + "/api/generate", json={"model": "llama3.2", "prompt": "hi", "stream": False},
+                  headers=auth(ALICE), timeout=TIMEOUT).raise_for_status()
+    samples = scrape(server)
+    assert value(samples, "ollama_proxy_prompt_tokens_total", key="alice") > 0
