@@ -28,6 +28,14 @@ def base_config(upstream_url: str, **service) -> dict:
     }
 
 
+LAST = "tests/e2e/test_log_secrets.py"
+
+
+def pytest_collection_modifyitems(items):
+    """Run the scan of every log the test servers wrote after every other test."""
+    items.sort(key=lambda item: item.nodeid.startswith(LAST))
+
+
 @pytest.fixture(scope="session")
 def fake_server():
     with FakeOllama() as fake:
