@@ -69,22 +69,20 @@ class Health(Answer):
     upstreams = _objects()
 
 
-class OpenAIChatCompletion(Answer):
+class _Choices(Answer):
     id = _string()
+    created = _integer()
+    model = _string()
+    choices = _objects()
+    usage = obj()
+
+
+class OpenAIChatCompletion(_Choices):
     object = _string(validate=validate.Equal("chat.completion"))
-    created = _integer()
-    model = _string()
-    choices = _objects()
-    usage = obj()
 
 
-class OpenAICompletion(Answer):
-    id = _string()
+class OpenAICompletion(_Choices):
     object = _string(validate=validate.Equal("text_completion"))
-    created = _integer()
-    model = _string()
-    choices = _objects()
-    usage = obj()
 
 
 class OpenAIEmbeddingList(Answer):
