@@ -70,6 +70,7 @@ def test_tap_ndjson_counts_lines_split_anywhere_and_reads_the_done_line(split):
     record = _record()
     assert b"".join(tap_ndjson(iter(pieces), record)) == data
     assert (record.prompt_tokens, record.completion_tokens) == (7, 5)
+    assert record.first_token is not None  # also when the text and the done line came in one read
 
 
 def test_tap_ndjson_left_half_way_counts_complete_lines():
