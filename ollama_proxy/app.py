@@ -10,7 +10,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
-from ollama_proxy import auth, logs, metrics, model_catalog, ratelimit, store, usage
+from ollama_proxy import auth, chatlog, logs, metrics, model_catalog, ratelimit, store, usage
 from ollama_proxy.backends.image_fetcher import ImageFetcher
 from ollama_proxy.backends.pool import OllamaPool
 from ollama_proxy.blueprints import admin, anthropic, embeddings, health, native, openai, openapi, responses
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     model_catalog.init_app(app)
     auth.init_app(app)
     ratelimit.init_app(app)  # after auth: it limits the principal auth found
+    chatlog.init_app(app)  # after auth and the limits: it logs admitted chats
     if settings.cors.origins:
         CORS(app, origins=list(settings.cors.origins), expose_headers=["X-Request-Id"], max_age=600)
     init_backends(app, settings)

@@ -52,6 +52,7 @@ class Principal:
     models: tuple[str, ...] = ()  # glob patterns; empty = every model
     rpm: int | None = None  # requests per minute; None: unlimited
     tpm: int | None = None  # tokens per minute; None: unlimited
+    chat_log: bool | None = None  # its chats logged (True), not (False), or as chat_logs.enabled (None)
 
     def may(self, scope: str) -> bool:
         return self.scope == MANAGE or self.scope == scope
@@ -68,7 +69,7 @@ class TokenTable:
     """Look tokens up without leaking, through timing, which one nearly matched."""
 
     def __init__(self, settings: AuthSettings, metrics_tokens: tuple[Token, ...] = ()):
-        self._entries = [(t.secret.encode(), Principal(t.name, scope, rpm=t.rpm, tpm=t.tpm))
+        self._entries = [(t.secret.encode(), Principal(t.name, scope, rpm=t.rpm, tpm=t.tpm, chat_log=t.chat_log))
                          for scope, tokens in ((MANAGE, settings.manage_tokens), (GENERATE, settings.generate_tokens))
                          for t in tokens]
         self._entries += [(t.secret.encode(), Principal(t.name, METRICS)) for t in metrics_tokens]

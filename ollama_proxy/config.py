@@ -73,6 +73,7 @@ class Token:
     secret: str = field(repr=False)
     rpm: int | None = None  # requests per minute; None: no limit
     tpm: int | None = None  # tokens per minute (prompt + completion); None: no limit
+    chat_log: bool | None = None  # log this token's chats; None: as chat_logs.enabled says
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,15 @@ class AdminSettings:
 
 
 @dataclass(frozen=True)
+class ChatLogSettings:
+    enabled: bool
+    file: str
+    max_bytes: int
+    backup_count: int
+    max_answer_bytes: int
+
+
+@dataclass(frozen=True)
 class UsageSettings:
     flush_interval: float
     batch_size: int
@@ -181,6 +191,7 @@ class Settings:
     admin: AdminSettings
     ratelimit: RateLimitSettings
     usage: UsageSettings
+    chat_logs: ChatLogSettings
     backends: tuple[OllamaServerSettings | ProviderSettings, ...] = ()
     retry: RetrySettings = RetrySettings()
     routing: RoutingSettings = RoutingSettings()
@@ -208,6 +219,8 @@ class TokenEntrySchema(_Strict):
                          metadata={"help": "requests per minute; absent: no limit"})
     tpm = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1),
                          metadata={"help": "prompt + completion tokens per minute; absent: no limit"})
+    chat_log = fields.Boolean(load_default=None,
+                              metadata={"help": "log this token's chats (or not); absent: chat_logs.enabled"})
 
 
 class TokenField(fields.Field):
@@ -222,7 +235,7 @@ class TokenField(fields.Field):
 
 
 def _tokens(kind: str, entries: list[dict]) -> tuple[Token, ...]:
-    return tuple(Token(e.get("name") or f"{kind}#{i}", e["token"], e.get("rpm"), e.get("tpm"))
+    return tuple(Token(e.get("name") or f"{kind}#{i}", e["token"], e.get("rpm"), e.get("tpm"), e.get("chat_log"))
                  for i, e in enumerate(entries))
 
 
@@ -374,6 +387,22 @@ class AdminSchema(_Strict):
         return AdminSettings(**data)
 
 
+class ChatLogSchema(_Strict):
+    enabled = fields.Boolean(load_default=False, metadata={"help": "log every token's chats (a token may opt out)"})
+    file = fields.String(load_default="chat.jsonl", validate=validate.Length(min=1),
+                         metadata={"help": "file in the log directory; not *.log, which logrotate rotates"})
+    max_bytes = fields.Integer(load_default=100 * MiB, strict=True, validate=validate.Range(min=1),
+                               metadata={"help": "size at which the file is rotated"})
+    backup_count = fields.Integer(load_default=10, strict=True, validate=validate.Range(min=1),
+                                  metadata={"help": "rotated files kept"})
+    max_answer_bytes = fields.Integer(load_default=4 * MiB, strict=True, validate=validate.Range(min=1),
+                                      metadata={"help": "answer bytes read for one line; more is marked truncated"})
+
+    @post_load
+    def build(self, data, **kwargs):
+        return ChatLogSettings(**data)
+
+
 class UsageSchema(_Strict):
     flush_interval = fields.Float(load_default=1.0, validate=_seconds,
                                   metadata={"help": "seconds between two batched writes of usage rows"})
@@ -431,6 +460,7 @@ class SettingsSchema(_Strict):
     ratelimit = _section(RateLimitSchema)
     metrics = _section(MetricsSchema)
     usage = _section(UsageSchema)
+    chat_logs = _section(ChatLogSchema)
 
     @post_load
     def build(self, data, **kwargs):

@@ -61,19 +61,19 @@ def test_sigterm_with_requests_in_flight_loses_no_usage_row(start_proxy, fake):
         deadline = time.monotonic() + 30
         while len(fake.requests) < REQUESTS and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(fake.requests) >= REQUESTS, "the requests did not all reach the upstream"
+        assert len(fake.requests) >= REQUESTS, f"only {len(fake.requests)} requests reached the upstream in 30 s"
         proxy.signal(signal.SIGTERM)
         stopped_at = time.monotonic()
         answers = [future.result() for future in futures]
-    assert proxy.process.wait(60) == 0
+    assert proxy.process.wait(60) == 0, proxy.stderr()[-2000:]
     answered = {request_id for request_id, status, body in answers if status == 200 and body}
-    assert len(answered) == REQUESTS  # graceful: what was in flight was finished
+    assert len(answered) == REQUESTS, [a[:2] for a in answers]  # graceful: what was in flight was finished
     store = open_store(load_settings(proxy.config_path, environ={}).store)
     rows = store.query_usage(limit=None)
     store.close()
     print(f"{REQUESTS} requests ({REQUESTS // 2} streams) in flight at SIGTERM; the server stopped "
           f"{time.monotonic() - stopped_at:.1f}s later; {len(rows)} usage rows")
-    assert sorted(row["request_id"] for row in rows) == sorted(answered)
+    assert sorted(row["request_id"] for row in rows) == sorted(answered), proxy.stderr()[-2000:]
     by_id = {row["request_id"]: row for row in rows}
     assert {by_id[f"usage-{n}"]["surface"] for n in range(4)} == {"native", "openai", "anthropic"}
     assert all(row["completion_tokens"] and row["prompt_tokens"] for row in rows), rows[0]
