@@ -50,6 +50,7 @@ ENV_OVERRIDES = {
     "OLLAMA_PROXY_STORE_URL": ("store", "url"),
     "OLLAMA_PROXY_ADMIN_PASSWORD_HASH": ("admin", "password_hash"),
     "OLLAMA_PROXY_ADMIN_SECRET_KEY": ("admin", "secret_key"),
+    "OLLAMA_PROXY_ADMIN_SECRET_KEY_FILE": ("admin", "secret_key_file"),
     # A Redis URL may carry a password.
     "OLLAMA_PROXY_RATELIMIT_STORAGE_URL": ("ratelimit", "storage_url"),
     "OLLAMA_PROXY_METRICS_TOKENS": ("metrics", "tokens"),

@@ -1,0 +1,47 @@
+"""The systemd unit lets the service write where its environment file tells it to write."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ollama_proxy.config import parse_settings
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def _unit_writable() -> list[Path]:
+    unit = (DEPLOY / "ollama-proxy.service").read_text()
+    return [Path(p) for line in re.findall(r"^ReadWritePaths=(.*)$", unit, re.M) for p in line.split()]
+
+
+def _environment() -> dict[str, str]:
+    env = {}
+    for line in (DEPLOY / "ollama-proxy.env").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            env[name] = value
+    return env
+
+
+def _written_paths(environ: dict[str, str]) -> list[Path]:
+    settings = parse_settings({}, environ=environ)
+    paths = [Path(settings.logging.dir), Path(settings.admin.secret_key_file)]
+    for url in (settings.store.url, settings.ratelimit.storage_url):
+        if url.startswith("sqlite:///"):
+            paths.append(Path(url.removeprefix("sqlite:///")))
+    return paths
+
+
+def test_every_file_the_service_writes_is_under_a_read_write_path():
+    writable = _unit_writable()
+    for path in _written_paths(_environment()):
+        assert path.is_absolute(), f"{path} would be under the read-only code directory"
+        assert any(path == root or root in path.parents for root in writable), \
+            f"{path} is not writable under ProtectSystem=strict (ReadWritePaths={writable})"
+
+
+def test_the_state_and_log_directories_are_made_by_systemd():
+    unit = (DEPLOY / "ollama-proxy.service").read_text()
+    assert "StateDirectory=ollama-proxy" in unit and "LogsDirectory=ollama-proxy" in unit
+    assert set(_unit_writable()) == {Path("/var/log/ollama-proxy"), Path("/var/lib/ollama-proxy")}
