@@ -199,6 +199,8 @@ class OllamaPool:
 
     def start(self, wait: bool = True) -> None:
         """Start this process's refresh thread, once; wait (bounded) for its first round."""
+        if len(self.servers) == 1:
+            return  # one server takes every request: nothing to read, no traffic of the proxy's own
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():

@@ -177,3 +177,12 @@ def test_refresh_reads_models_and_cools_a_refusing_server(tmp_path):
     pool.refresh()
     assert pool.servers[0].models == frozenset(["phi4:latest"])
     assert pool.servers[1].cooling(time.monotonic()) and pool.servers[1].last_error == "refused"
+
+
+def test_a_single_server_is_never_polled(tmp_path):
+    only = StubServer("default", ["m:latest"])
+    only.open = lambda method, path, **request: pytest.fail(f"{method} {path} sent")
+    pool = OllamaPool(SERVICE, (), RoutingSettings(), str(tmp_path))
+    pool.servers[0].backend = only
+    pool.start()
+    assert rank(pool.servers, "anything", time.monotonic()) == pool.servers
