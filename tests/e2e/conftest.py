@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.browser import launch
+from tests.e2e.llama import LlamaServer
 from tests.e2e.server import ProxyServer
 from tests.fakes.ollama import FakeOllama
 
@@ -12,6 +13,7 @@ GENERATE = "gen-token-0123456789"
 ALICE = "alice-token-abcdefghij"
 MANAGE = "manage-token-zyxwvut"
 SCRAPE = "metrics-token-qwertyuiop"
+LAB_KEY = "lab-key-0123456789abcdef"  # what llama-server checks, from the proxy's environment
 SECRETS = (GENERATE, ALICE, MANAGE, SCRAPE)
 MAX_BODY = 1024 * 1024
 ALLOWED_ORIGIN = "http://chat.example.lan"
@@ -46,6 +48,14 @@ def fake_server():
 def fake(fake_server):
     fake_server.reset()
     return fake_server
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """A real llama-server with SmolLM2-135M; scripts/install-llama-server.sh installs it."""
+    server = LlamaServer(tmp_path_factory.mktemp("llama"), api_key=LAB_KEY).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

