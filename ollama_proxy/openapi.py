@@ -18,7 +18,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 
 from ollama_proxy import __version__
-from ollama_proxy.schemas import anthropic, answers, openai
+from ollama_proxy.schemas import answers, anthropic, openai
 from ollama_proxy.schemas.fields import Typed
 from ollama_proxy.schemas.ollama import BODY_SCHEMAS
 

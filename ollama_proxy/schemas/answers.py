@@ -12,7 +12,6 @@ from marshmallow import INCLUDE, Schema, fields, validate
 from ollama_proxy.schemas.fields import obj
 
 
-
 class Answer(Schema):
     class Meta:
         unknown = INCLUDE  # answers may carry more fields: the description says "at least these"

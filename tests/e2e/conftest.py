@@ -50,6 +50,13 @@ def fake(fake_server):
     return fake_server
 
 
+@pytest.fixture(autouse=True)
+def _unscripted_fake(request):
+    """Every test meets the shared fake Ollama unscripted, whichever fixture brought it in."""
+    if "fake_server" in request.fixturenames:
+        request.getfixturevalue("fake_server").reset()
+
+
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory):
     """A real llama-server with SmolLM2-135M; scripts/install-llama-server.sh installs it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -82,6 +83,17 @@ class ProxyServer:
     def access_lines(self) -> list[str]:
         path = self.log_dir / "access.log"
         return path.read_text().splitlines() if path.exists() else []
+
+    def access_entry(self, request_id: str, timeout: float = 5.0) -> dict:
+        """Return the access-log entry of one request, waiting for it: it is written when the response closes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.access_lines():
+                if request_id in line:
+                    return json.loads(line)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no access line for request {request_id} within {timeout}s")
+            time.sleep(0.05)
 
 
 def wait_until_listening(url: str, process: subprocess.Popen | None, timeout: float, log: Path | None = None):

@@ -15,16 +15,6 @@ from tests.e2e.conftest import GENERATE, auth
 REPLY = "one two three four five"  # the fake streams a chunk a word: five tokens
 
 
-def _entry(proxy, request_id: str, timeout: float = 5.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in proxy.access_lines():
-            if request_id in line:
-                return json.loads(line)
-        time.sleep(0.05)
-    raise AssertionError(f"no access line for {request_id}")
-
-
 def _tokens(entry: dict) -> tuple:
     return entry["prompt_tokens"], entry["completion_tokens"], entry["backend"], entry["upstream_model"]
 
@@ -34,7 +24,7 @@ def test_native_stream_and_whole_answer_carry_ollamas_exact_counts(proxy, fake):
     for stream in (True, False):
         answer = requests.post(proxy.url + "/api/chat", headers=auth(), json={
             "model": "llama3.2", "stream": stream, "messages": [{"role": "user", "content": "count to five"}]})
-        entry = _entry(proxy, answer.headers["X-Request-Id"])
+        entry = proxy.access_entry(answer.headers["X-Request-Id"])
         assert _tokens(entry) == (3, 5, "default", "llama3.2"), stream
         if stream:  # a whole answer has no first token of its own
             assert entry["ttft_ms"] is not None and entry["ttft_ms"] <= entry["duration_ms"]
@@ -46,12 +36,12 @@ def test_openai_and_anthropic_surfaces_count_the_same_answer(proxy, fake):
     raw = client.chat.completions.with_raw_response.create(
         model="llama3.2", messages=[{"role": "user", "content": "count to five"}], stream=True)
     list(raw.parse())
-    assert _tokens(_entry(proxy, raw.headers["x-request-id"])) == (3, 5, "default", "llama3.2")
+    assert _tokens(proxy.access_entry(raw.headers["x-request-id"])) == (3, 5, "default", "llama3.2")
 
     claude = anthropic.Anthropic(base_url=proxy.url, api_key=GENERATE)
     raw = claude.messages.with_raw_response.create(
         model="llama3.2", max_tokens=50, messages=[{"role": "user", "content": "count to five"}])
-    entry = _entry(proxy, raw.headers["x-request-id"])
+    entry = proxy.access_entry(raw.headers["x-request-id"])
     assert _tokens(entry) == (3, 5, "default", "llama3.2") and entry["ttft_ms"] is not None
 
 
@@ -60,13 +50,13 @@ def test_openai_n_side_by_side_sums_the_answers(proxy, fake):
     client = openai.OpenAI(base_url=proxy.url + "/v1", api_key=GENERATE)
     raw = client.chat.completions.with_raw_response.create(
         model="llama3.2", n=3, messages=[{"role": "user", "content": "count to five"}])
-    assert _tokens(_entry(proxy, raw.headers["x-request-id"])) == (9, 15, "default", "llama3.2")
+    assert _tokens(proxy.access_entry(raw.headers["x-request-id"])) == (9, 15, "default", "llama3.2")
 
 
 def test_embeddings_count_their_input(proxy, fake):
     client = openai.OpenAI(base_url=proxy.url + "/v1", api_key=GENERATE)
     raw = client.embeddings.with_raw_response.create(model="all-minilm", input=["one two", "three"])
-    prompt, completion, backend, model = _tokens(_entry(proxy, raw.headers["x-request-id"]))
+    prompt, completion, backend, model = _tokens(proxy.access_entry(raw.headers["x-request-id"]))
     assert prompt and prompt > 0 and completion is None and (backend, model) == ("default", "all-minilm")
 
 

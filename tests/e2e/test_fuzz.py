@@ -22,8 +22,8 @@ import tempfile
 import pytest
 import requests
 import schemathesis
-from schemathesis.checks import positive_data_acceptance
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import positive_data_acceptance
 
 from ollama_proxy.app import create_app
 from ollama_proxy.config import parse_settings

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import anthropic
 import ollama
 import openai
@@ -42,19 +40,15 @@ def fakes(upstreams):
     return upstreams
 
 
-def _access(proxy, path: str) -> dict:
-    return [json.loads(line) for line in proxy.access_lines() if json.loads(line)["path"] == path][-1]
-
-
 def test_native_chat_with_a_provider_model(proxy, fakes):
     ollama_fake, provider = fakes
-    with ollama.Client(host=proxy.url, headers=auth()) as client:
+    with ollama.Client(host=proxy.url, headers={**auth(), "X-Request-Id": "native-provider-chat"}) as client:
         reply = client.chat(model="lab:fake-chat", messages=[{"role": "user", "content": "hi"}])
     assert reply.message.content == "You said: hi"
     assert provider.last("/v1/chat/completions").json["model"] == "fake-chat"
     assert provider.last("/v1/chat/completions").headers["authorization"] == f"Bearer {KEY}"
     assert not [r for r in ollama_fake.requests if r.path == "/api/chat"]
-    record = _access(proxy, "/api/chat")
+    record = proxy.access_entry("native-provider-chat")
     assert (record["backend"], record["upstream_model"], record["model"]) == ("lab", "fake-chat", "lab:fake-chat")
     assert KEY not in "".join(proxy.access_lines())
 
@@ -65,14 +59,15 @@ def test_openai_surface_passes_a_provider_request_through(proxy, fakes):
         whole = client.chat.completions.create(model="lab/fake-chat", messages=[{"role": "user", "content": "hi"}],
                                                extra_body={"top_k": 5})
         stream = client.chat.completions.create(model="lab/fake-chat", stream=True,
-                                                messages=[{"role": "user", "content": "yo"}])
+                                                messages=[{"role": "user", "content": "yo"}],
+                                                extra_headers={"X-Request-Id": "openai-provider-stream"})
         text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert whole.choices[0].message.content == "You said: hi"
     assert text == "You said: yo"
     sent = provider.calls("/v1/chat/completions")[0].json
     assert sent["model"] == "fake-chat" and sent["top_k"] == 5  # fields the proxy does not know go on
     assert provider.calls("/v1/chat/completions")[1].json["stream_options"] == {"include_usage": True}
-    record = _access(proxy, "/v1/chat/completions")
+    record = proxy.access_entry("openai-provider-stream")
     assert record["backend"] == "lab" and record["prompt_tokens"]
 
 

@@ -4,7 +4,7 @@ from openapi_spec_validator import validate
 from ollama_proxy.app import create_app
 from ollama_proxy.config import parse_settings
 from ollama_proxy.openapi import build_spec, openapi_path, schema_name, typed_property
-from ollama_proxy.schemas import anthropic, answers, ollama, openai
+from ollama_proxy.schemas import answers, anthropic, ollama, openai
 from ollama_proxy.schemas.fields import Typed, boolean, obj, string
 
 
