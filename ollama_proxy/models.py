@@ -133,13 +133,27 @@ def renamed_line(line: bytes, name: str) -> bytes:
     return json.dumps(chunk, separators=(",", ":")).encode() + (b"\n" if line.endswith(b"\n") else b"")
 
 
-def renamed_lines(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
-    """Rename the model of every line of an NDJSON stream; lines may be split across chunks."""
+def renamed_event_line(line: bytes, name: str) -> bytes:
+    """Return one line of an SSE stream with the ``model`` of its data set to ``name`` (other lines as they are)."""
+    if not line.startswith(b"data:"):
+        return line
+    payload = line[5:].strip()
+    renamed = renamed_line(payload, name)
+    if renamed is payload:
+        return line  # [DONE], or data without a model
+    return b"data: " + renamed + (b"\n" if line.endswith(b"\n") else b"")
+
+
+def renamed_lines(chunks: Iterable[bytes], name: str, rename=renamed_line) -> Iterator[bytes]:
+    """Rename the model of every line of a stream (NDJSON, or SSE with ``renamed_event_line``).
+
+    Lines may be split across chunks: a partial line waits for its end.
+    """
     pending = b""
     for chunk in chunks:
         pending += chunk
         *lines, pending = pending.split(b"\n")
         if lines:
-            yield b"".join(renamed_line(line + b"\n", name) for line in lines)
+            yield b"".join(rename(line + b"\n", name) for line in lines)
     if pending:
-        yield renamed_line(pending, name)
+        yield rename(pending, name)

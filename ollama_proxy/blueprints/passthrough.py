@@ -2,9 +2,9 @@
 
 When the client speaks OpenAI and the model is a provider's, translating to
 Ollama's shapes and back would only lose detail. The body goes on as the
-client sent it but for the model name; the answer's bytes come back
-untouched, and only its usage (the last chunk of a stream) is read, for the
-access log.
+client sent it but for the model name; the answer comes back as the provider
+sent it but for the model name again (the client's own, as on every surface),
+and only its usage (the last chunk of a stream) is read, for the access log.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ollama_proxy.accounting import note_tokens
 from ollama_proxy.backends.ollama import downstream_headers
 from ollama_proxy.errors import ProxyError, to_openai_error
 from ollama_proxy.logs import AccessRecord, current_record, note_upstream
+from ollama_proxy.models import renamed_event_line, renamed_line, renamed_lines
 from ollama_proxy.routing import Route, named_for, note_routed
 from ollama_proxy.schemas.loading import parse_json_object, read_json_body
 from ollama_proxy.streaming import SSE_DONE, STREAM_HEADERS, ClosingStream, sse_event, watch_client
@@ -33,6 +34,7 @@ def pass_through(route: Route) -> Response:
     note_routed(route, upstream)
     record = current_record()
     headers = downstream_headers(upstream.headers.items())
+    renamed = route.model != route.upstream_model
     if headers.get("Content-Type", "").startswith("text/event-stream"):
         note_upstream(upstream.waited)
         stop_watching = watch_client(request.environ, upstream.abort)
@@ -41,13 +43,16 @@ def pass_through(route: Route) -> Response:
             stop_watching()
             upstream.close()
             _note_usage(record, upstream.usage)
-        return Response(ClosingStream(_relayed(upstream.iter_bytes(), request.path), close), upstream.status,
+        pieces = upstream.iter_bytes()
+        if renamed:
+            pieces = renamed_lines(pieces, route.model, renamed_event_line)
+        return Response(ClosingStream(_relayed(pieces, request.path), close), upstream.status,
                         {**headers, **STREAM_HEADERS}, direct_passthrough=True)
     with upstream:
         data = upstream.read()
     note_upstream(upstream.busy)
     _note_usage(record, upstream.usage)
-    return Response(data, upstream.status, headers)
+    return Response(renamed_line(data, route.model) if renamed else data, upstream.status, headers)
 
 
 def _relayed(pieces: Iterator[bytes], path: str) -> Iterator[bytes]:

@@ -141,7 +141,7 @@ def test_listing_names_the_provider_model(client):
 
 def test_openai_chat_whole_with_usage(openai_client):
     answer = openai_client.chat.completions.create(model=MODEL, messages=HELLO, temperature=0, max_tokens=24)
-    assert answer.object == "chat.completion"
+    assert answer.object == "chat.completion" and answer.model == MODEL
     choice = answer.choices[0]
     assert choice.message.role == "assistant" and choice.message.content.strip()
     assert choice.finish_reason in ("stop", "length")
@@ -154,7 +154,7 @@ def test_openai_chat_stream_with_usage(openai_client):
     chunks = list(openai_client.chat.completions.create(
         model=MODEL, messages=HELLO, temperature=0, max_tokens=24, stream=True,
         stream_options={"include_usage": True}))
-    assert all(chunk.object == "chat.completion.chunk" for chunk in chunks)
+    assert all(chunk.object == "chat.completion.chunk" and chunk.model == MODEL for chunk in chunks)
     texts = [chunk.choices[0].delta.content for chunk in chunks if chunk.choices and chunk.choices[0].delta.content]
     assert len(texts) > 3
     finishes = [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices and chunk.choices[0].finish_reason]

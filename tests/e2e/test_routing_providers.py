@@ -61,9 +61,12 @@ def test_openai_surface_passes_a_provider_request_through(proxy, fakes):
         stream = client.chat.completions.create(model="lab/fake-chat", stream=True,
                                                 messages=[{"role": "user", "content": "yo"}],
                                                 extra_headers={"X-Request-Id": "openai-provider-stream"})
-        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+        chunks = list(stream)
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    assert chunks and {chunk.model for chunk in chunks} == {"lab/fake-chat"}
     assert whole.choices[0].message.content == "You said: hi"
     assert text == "You said: yo"
+    assert whole.model == "lab/fake-chat"  # the name the client used, not the provider's
     sent = provider.calls("/v1/chat/completions")[0].json
     assert sent["model"] == "fake-chat" and sent["top_k"] == 5  # fields the proxy does not know go on
     assert provider.calls("/v1/chat/completions")[1].json["stream_options"] == {"include_usage": True}

@@ -140,3 +140,26 @@ def test_renamed_lines_across_chunk_boundaries(chunks):
     out = b"".join(renamed_lines(iter(chunks), "alias"))
     assert [json.loads(line) for line in out.splitlines()] == [{"model": "alias", "n": 1},
                                                                 {"model": "alias", "n": 2}]
+
+
+@pytest.mark.parametrize("line, expected", [
+    (b'data: {"id":"c1","model":"smollm2","choices":[]}\n', b'data: {"id":"c1","model":"lab:smollm2","choices":[]}\n'),
+    (b'data:{"model":"smollm2"}', b'data: {"model":"lab:smollm2"}'),
+    (b"data: [DONE]\n", b"data: [DONE]\n"),
+    (b'data: {"error":{"message":"boom"}}\n', b'data: {"error":{"message":"boom"}}\n'),
+    (b": keep-alive\n", b": keep-alive\n"),
+    (b"event: x\n", b"event: x\n"),
+    (b"\n", b"\n"),
+])
+def test_renamed_event_line(line, expected):
+    from ollama_proxy.models import renamed_event_line
+    assert renamed_event_line(line, "lab:smollm2") == expected
+
+
+def test_renamed_sse_stream_split_anywhere_keeps_every_event():
+    from ollama_proxy.models import renamed_event_line, renamed_lines
+    stream = b'data: {"model":"m","n":1}\n\ndata: {"model":"m","n":2}\n\ndata: [DONE]\n\n'
+    for size in (1, 5, 17, len(stream)):
+        pieces = [stream[i:i + size] for i in range(0, len(stream), size)]
+        out = b"".join(renamed_lines(iter(pieces), "p:m", renamed_event_line))
+        assert out == stream.replace(b'"model":"m"', b'"model":"p:m"'), size
