@@ -109,7 +109,7 @@ class ManagedKeys:
             raise Unauthorized(f"key '{key.name}' is disabled")
         if key.expired(now):
             raise Unauthorized(f"key '{key.name}' expired at {key.expires_at.isoformat()}")
-        return Principal(key.name, key.scope, key.models, key.rpm, key.tpm)
+        return Principal(key.name, key.scope, key.models, key.rpm, key.tpm, chat_log=key.chat_log)
 
     def _load(self, token: str, now: datetime) -> ApiKey | None:
         store: Store = self._store()

@@ -52,7 +52,7 @@ def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 def create(store, args) -> int:
     key, secret = store.create_key(args.name, scope=args.scope, models=args.models or (), rpm=args.rpm,
-                                   tpm=args.tpm, expires_at=args.expires)
+                                   tpm=args.tpm, expires_at=args.expires, chat_log=args.chat_log)
     print(f"created key '{key.name}' ({key.prefix}...): scope {key.scope}, models {', '.join(key.models) or '*'}, "
           f"{_limits(key)}, expires {_moment(key.expires_at)}")
     print("the secret is shown once, below; only its hash is kept:")
@@ -95,6 +95,8 @@ def add_parser(commands) -> None:
     new.add_argument("--scope", choices=SCOPES, default="generate")
     new.add_argument("--expires", type=expiry, metavar="DATE",
                      help="YYYY-MM-DD (works through that day, UTC) or an ISO date and time")
+    new.add_argument("--chat-log", action=argparse.BooleanOptionalAction, default=None,
+                     help="log this key's chats, or never (default: as chat_logs.enabled says)")
     new.set_defaults(run=create)
     actions.add_parser("list", parents=[config], help="list the keys").set_defaults(run=list_keys)
     for name, run, text in (("enable", set_enabled(True), "let a key work again"),

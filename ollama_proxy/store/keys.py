@@ -17,7 +17,7 @@ from ollama_proxy.store.schema import api_keys, utcnow
 SECRET_PREFIX = "op-"
 PREFIX_LENGTH = len(SECRET_PREFIX) + 8  # what a listing or a log shows of a secret
 SCOPES = ("generate", "manage")
-_CHANGEABLE = {"scope", "models", "rpm", "tpm", "expires_at", "enabled", "last_used_at"}
+_CHANGEABLE = {"scope", "models", "rpm", "tpm", "expires_at", "enabled", "last_used_at", "chat_log"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class ApiKey:
     enabled: bool
     created_at: datetime
     last_used_at: datetime | None
+    chat_log: bool | None = None  # None: as chat_logs.enabled says
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -71,6 +72,8 @@ def _checked(fields: dict) -> dict:
         value = fields.get(limit)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise StoreError(f"{limit} must be a positive whole number or none")
+    if fields.get("chat_log") not in (None, True, False):
+        raise StoreError("chat_log must be true, false or none")
     for moment in ("expires_at", "last_used_at"):
         value = fields.get(moment)
         if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
@@ -84,11 +87,13 @@ class KeyStore:
     engine: Engine
 
     def create_key(self, name: str, *, scope: str = "generate", models=(), rpm: int | None = None,
-                   tpm: int | None = None, expires_at: datetime | None = None) -> tuple[ApiKey, str]:
+                   tpm: int | None = None, expires_at: datetime | None = None,
+                   chat_log: bool | None = None) -> tuple[ApiKey, str]:
         """Create a key; return it and its secret, which is shown this once and never stored."""
         if not isinstance(name, str) or not name.strip() or len(name) > 100:
             raise StoreError("a key's name is 1 to 100 characters")
-        fields = _checked({"scope": scope, "models": models, "rpm": rpm, "tpm": tpm, "expires_at": expires_at})
+        fields = _checked({"scope": scope, "models": models, "rpm": rpm, "tpm": tpm, "expires_at": expires_at,
+                           "chat_log": chat_log})
         secret = new_secret()
         values = dict(fields, name=name, prefix=secret[:PREFIX_LENGTH], secret_hash=hash_secret(secret),
                       enabled=True, created_at=utcnow(), last_used_at=None)

@@ -60,6 +60,7 @@ api_keys = Table(
     Column("enabled", Boolean, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_used_at", UtcDateTime),
+    Column("chat_log", Boolean),  # its chats logged (true) or not (false); null: chat_logs.enabled decides
 )
 
 usage = Table(

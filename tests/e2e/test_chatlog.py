@@ -78,3 +78,17 @@ def test_logrotate_leaves_the_chat_log_to_the_proxy():
     globs = re.findall(r"^(/\S+)\s*\{", (ROOT / "deploy" / "logrotate").read_text(), re.M)
     assert globs and not any(fnmatch.fnmatch("/var/log/ollama-proxy/chat.jsonl", g) for g in globs)
     assert any(fnmatch.fnmatch("/var/log/ollama-proxy/access.log", g) for g in globs)
+
+
+def test_a_managed_key_made_with_chat_log_is_logged_and_others_are_not(start_proxy, fake):
+    from tests.e2e.test_keys import create
+
+    proxy = start_proxy(base_config(fake.url))  # chat_logs.enabled stays false
+    logged, quiet = create(proxy, "--name", "logged", "--chat-log"), create(proxy, "--name", "quiet")
+    for secret, text in ((quiet, "not logged"), (logged, "logged")):
+        client = openai.OpenAI(base_url=proxy.url + "/v1", api_key=secret, max_retries=0)
+        client.chat.completions.create(model="llama3.2", messages=[{"role": "user", "content": text}])
+    (line,) = chat_lines(proxy, 1)
+    assert (line["key"], line["answer"]) == ("logged", "You said: logged")
+    time.sleep(0.5)
+    assert len(chat_lines(proxy, 1)) == 1

@@ -119,3 +119,11 @@ def test_expiry_keeps_its_moment_across_time_zones(store):
     key, _ = store.create_key("alice", expires_at=datetime(2030, 5, 1, 12, 0, tzinfo=plus_two))
     assert key.expires_at == datetime(2030, 5, 1, 10, 0, tzinfo=timezone.utc)
     assert key.expires_at.utcoffset() == timedelta(0)
+
+
+def test_a_key_keeps_its_own_chat_log_choice(store):
+    assert store.create_key("plain")[0].chat_log is None  # as chat_logs.enabled says
+    assert store.create_key("logged", chat_log=True)[0].chat_log is True
+    assert store.update_key("logged", chat_log=False).chat_log is False
+    with pytest.raises(StoreError, match="chat_log"):
+        store.create_key("odd", chat_log="yes")

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timezone
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from ollama_proxy.config import StoreSettings
 from ollama_proxy.store import open_store
@@ -50,3 +51,27 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         store.close()
+
+
+def test_a_store_made_before_chat_log_keeps_its_keys(store_url):
+    from alembic import command
+
+    from ollama_proxy.store.migrate import alembic_config
+    engine = open_engine(store_url, 10.0)
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.execute(text(
+            "INSERT INTO api_keys (name, prefix, secret_hash, scope, models, enabled, created_at)"
+            " VALUES ('old', 'op-AbCdEfGh', :hash, 'generate', '[]', :yes, :now)"),
+            {"hash": "0" * 64, "yes": True, "now": datetime.now(timezone.utc)})
+    store = open_store(StoreSettings(store_url, 5.0))  # the start migrates it the rest of the way
+    try:
+        assert current_revision(store.engine) == head_revision()
+        old = store.get_key("old")
+        assert old is not None and old.chat_log is None and old.enabled
+        assert store.update_key("old", chat_log=True).chat_log is True
+    finally:
+        store.close()
+        engine.dispose()
