@@ -76,6 +76,8 @@ class Behavior:
     bad_line_after: int | None = None  # after N chunks, send a line that is not JSON
     stall_after: int | None = None  # after N chunks, send nothing for stall_seconds, then go on
     stall_seconds: float = 0.0
+    hold_until_open: int | None = None  # after the first chunk, wait until this many streams are open at once
+    hold_seconds: float = 60.0  # ... but no longer than this
     status: int | None = None  # answer at once with this status and {"error": error}
     error: str = "internal error"
     embedding_dims: int = 8
@@ -188,6 +190,8 @@ class FakeOllama:
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._open = threading.Condition()
+        self._open_streams = 0  # streams begun and not yet closed, across resets
         self._routes = Map(
             [
                 Rule("/", endpoint=self._root, methods=["GET"]),
@@ -609,8 +613,13 @@ class FakeOllama:
         self, record: StreamRecord, behavior: Behavior, events: Iterator[dict], sock: socket.socket
     ) -> Iterator[bytes]:
         """Yield events as NDJSON lines with the scripted faults, noting in record how the stream ends."""
+        with self._open:
+            self._open_streams += 1
+            self._open.notify_all()
         try:
             for index, event in enumerate(events):
+                if index == 1 and behavior.hold_until_open:
+                    self._hold_until_open(behavior.hold_until_open, behavior.hold_seconds)
                 if index == behavior.drop_after:
                     _hang_up(sock)
                 if index == behavior.error_after:
@@ -631,6 +640,8 @@ class FakeOllama:
             raise
         finally:
             record.closed_at = time.monotonic()
+            with self._open:
+                self._open_streams -= 1
 
     def _collect(
         self, sock: socket.socket, behavior: Behavior, events: Iterator[dict], merge: Callable[[list[dict]], dict]
@@ -644,6 +655,16 @@ class FakeOllama:
                 return _error(500, behavior.error_message)
             chunks.append(event)
         return _json(merge(chunks))
+
+    def _hold_until_open(self, wanted: int, seconds: float) -> None:
+        """Wait until wanted streams are open at once (or seconds pass), so a load test knows they overlapped."""
+        deadline = time.monotonic() + seconds
+        with self._open:
+            while self._open_streams < wanted and not self._stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._open.wait(min(left, 0.5))
 
     def _pause(self, seconds: float) -> None:
         """Sleep for seconds, or less if the fake is stopping."""
