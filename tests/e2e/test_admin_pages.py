@@ -113,6 +113,10 @@ def usage_row(ts, key: str, model: str, prompt: int, completion: int, status: in
 
 def test_no_page_shows_a_secret_after_its_creation_page(page, admin):
     secret = create_key(page, admin.url, "quiet-key", models="llama3* qwen3:8b")
+    assert page.url == admin.url + "/admin/keys/quiet-key/created"  # redirected: no secret in the URL
+    page.reload()
+    assert page.locator("#secret").count() == 0 and secret not in page.content()
+    assert "cannot be shown again" in page.locator("#secret-gone").inner_text()
     for path in ("/admin", "/admin/keys", "/admin/keys/quiet-key", "/admin/usage", "/admin/models",
                  "/admin/backends"):
         page.goto(admin.url + path)
@@ -129,9 +133,11 @@ def test_a_key_is_edited_disabled_and_deleted(page, admin):
     page.goto(admin.url + "/admin/keys/short-lived")
     page.fill("#edit-key input[name=models]", "qwen3:8b")
     page.fill("#edit-key input[name=rpm]", "60")
+    page.select_option("#edit-key select[name=chat_log]", "on")
     page.click("#edit-key button[type=submit]")
     row = page.locator("tr[data-key='short-lived']")
     assert "qwen3:8b" in row.inner_text() and "60" in row.inner_text()
+    assert row.locator("td.chat-log").inner_text() == "on"
     screenshot(page, "keys")
     row.locator("button", has_text="Disable").click()
     assert "disabled" in page.locator("tr[data-key='short-lived']").inner_text()

@@ -9,11 +9,26 @@ from datetime import datetime, time, timezone
 from flask_wtf import FlaskForm
 from marshmallow import ValidationError as FieldError
 from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
 from ollama_proxy.config_models import check_fields
 
-SCOPES = [("generate", "generate: inference and listings"), ("manage", "manage: also pull, push, delete models")]
+SCOPES = [SelectChoice("generate", "generate: inference and listings"),
+          SelectChoice("manage", "manage: also pull, push, delete models")]
+# A key's chat_log as the form spells it: follow chat_logs.enabled (None), always (True), never (False).
+CHAT_LOG_VALUES = {"global": None, "on": True, "off": False}
+
+
+def chat_log_choices(globally_on: bool) -> list[SelectChoice]:
+    """Offer the three chat log choices, the first saying what the global setting now is."""
+    return [SelectChoice("global", f"as chat_logs.enabled says (now {'on' if globally_on else 'off'})"),
+            SelectChoice("on", "on: log this key's chats"), SelectChoice("off", "off: never log this key's chats")]
+
+
+def chat_log_choice(chat_log: bool | None) -> str:
+    """Name the form's choice for a key's stored ``chat_log``."""
+    return next(choice for choice, value in CHAT_LOG_VALUES.items() if value is chat_log)
 
 
 def split_patterns(text: str | None) -> list[str]:
@@ -29,7 +44,7 @@ def end_of_day(day) -> datetime | None:
 
 
 class KeyLimitsForm(FlaskForm):
-    """What a key may do: scope, models, limits, expiry."""
+    """What a key may do: scope, models, limits, expiry; and whether its chats are logged."""
 
     scope = SelectField("Scope", choices=SCOPES, default="generate")
     models = StringField("Models", validators=[Optional(), Length(max=2000)],
@@ -37,10 +52,16 @@ class KeyLimitsForm(FlaskForm):
     rpm = IntegerField("Requests per minute", validators=[Optional(), NumberRange(min=1)])
     tpm = IntegerField("Tokens per minute", validators=[Optional(), NumberRange(min=1)])
     expires = DateField("Expires after", validators=[Optional()])
+    chat_log = SelectField("Chat log", choices=chat_log_choices(False), default="global")
+
+    def __init__(self, *args, chat_logs_enabled: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.chat_log.choices = chat_log_choices(chat_logs_enabled)
 
     def store_fields(self) -> dict:
         return {"scope": self.scope.data, "models": split_patterns(self.models.data), "rpm": self.rpm.data,
-                "tpm": self.tpm.data, "expires_at": end_of_day(self.expires.data)}
+                "tpm": self.tpm.data, "expires_at": end_of_day(self.expires.data),
+                "chat_log": CHAT_LOG_VALUES[self.chat_log.data]}
 
 
 class NewKeyForm(KeyLimitsForm):

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from flask import flash, redirect, render_template, url_for
+from flask import current_app, flash, redirect, render_template, session, url_for
 
 from ollama_proxy.blueprints.admin.base import bp, change_and_return
-from ollama_proxy.blueprints.admin.forms import KeyLimitsForm, NewKeyForm
+from ollama_proxy.blueprints.admin.forms import KeyLimitsForm, NewKeyForm, chat_log_choice
 from ollama_proxy.errors import NotFound
 from ollama_proxy.store import StoreError, current_store
+
+# The session's one-shot hold on a new key's secret, from the form's POST to the page it redirects to.
+CREATED = "created_key"
+
+
+def hold_secret(session, name: str, secret: str) -> None:
+    """Keep a new key's secret in ``session`` until the next created-key page takes it."""
+    session[CREATED] = {"name": name, "secret": secret}
+
+
+def take_secret(session, name: str) -> str | None:
+    """Remove the held secret from ``session``; return it if it belongs to the key ``name``."""
+    held = session.pop(CREATED, None)
+    return held["secret"] if held and held.get("name") == name else None
 
 
 def _key_or_404(name: str):
@@ -19,21 +33,31 @@ def _key_or_404(name: str):
     return key
 
 
+def _chat_logs_enabled() -> bool:
+    return current_app.config["SETTINGS"].chat_logs.enabled
+
+
 def _list_page(form: NewKeyForm, status: int = 200):
     keys = current_store().list_keys()
-    return render_template("admin/keys.html", keys=keys, form=form, now=datetime.now(timezone.utc)), status
+    return render_template("admin/keys.html", keys=keys, form=form, now=datetime.now(timezone.utc),
+                           chat_logs_enabled=_chat_logs_enabled()), status
 
 
 @bp.get("/keys")
 def keys():
     """List every key, with the form to create one."""
-    return _list_page(NewKeyForm())
+    return _list_page(NewKeyForm(chat_logs_enabled=_chat_logs_enabled()))
 
 
 @bp.post("/keys")
 def create_key():
-    """Create a key and show its secret, this once: it is never stored or shown again."""
-    form = NewKeyForm()
+    """Create a key, then redirect to the page that shows its secret this once.
+
+    Redirecting keeps a reload from sending the form again (and creating a second key). The
+    secret crosses the redirect in the signed session cookie, never in a URL, and the page
+    that shows it removes it from the session.
+    """
+    form = NewKeyForm(chat_logs_enabled=_chat_logs_enabled())
     if not form.validate():
         return _list_page(form, 400)
     try:
@@ -41,7 +65,17 @@ def create_key():
     except StoreError as exc:
         form.name.errors.append(str(exc))
         return _list_page(form, 400)
-    return render_template("admin/key_created.html", key=key, secret=secret)
+    hold_secret(session, key.name, secret)
+    return redirect(url_for("admin.key_created", name=key.name), 303)
+
+
+@bp.get("/keys/<name>/created")
+def key_created(name: str):
+    """Show a new key with its secret, once: a reload shows the key without it."""
+    secret = take_secret(session, name)  # first: a held secret never outlives this page
+    key = _key_or_404(name)
+    return render_template("admin/key_created.html", key=key, secret=secret,
+                           chat_logs_enabled=_chat_logs_enabled())
 
 
 @bp.route("/keys/<name>", methods=["GET", "POST"])
@@ -49,7 +83,9 @@ def edit_key(name: str):
     """Show a key's settings; on a POST, change them."""
     key = _key_or_404(name)
     form = KeyLimitsForm(data={"scope": key.scope, "models": " ".join(key.models), "rpm": key.rpm, "tpm": key.tpm,
-                               "expires": key.expires_at.date() if key.expires_at else None})
+                               "expires": key.expires_at.date() if key.expires_at else None,
+                               "chat_log": chat_log_choice(key.chat_log)},
+                         chat_logs_enabled=_chat_logs_enabled())
     if form.is_submitted():
         if not form.validate():
             return render_template("admin/key_edit.html", key=key, form=form), 400

@@ -1,0 +1,105 @@
+"""The keys pages through Flask's test client: the chat log choice, and a secret shown once."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ollama_proxy.blueprints.admin.forms import chat_log_choice
+from ollama_proxy.blueprints.admin.keys import CREATED, hold_secret, take_secret
+from tests.unit.blueprints.admin.conftest import csrf_token
+
+SECRET = re.compile(r"op-[A-Za-z0-9_-]{20,}")
+
+
+def create(client, name: str, **fields):
+    form = {"csrf_token": csrf_token(client, "/admin/keys"), "name": name, "scope": "generate", **fields}
+    return client.post("/admin/keys", data=form)
+
+
+def chat_log_cell(page: str, name: str) -> str:
+    row = re.search(rf'<tr data-key="{name}">.*?</tr>', page, re.S).group(0)
+    cell = re.search(r'<td class="chat-log">(.*?)</td>', row, re.S).group(1)
+    return re.sub(r"<[^>]+>", "", cell).strip()
+
+
+def selected_chat_log(page: str) -> str:
+    select = re.search(r'<select[^>]*name="chat_log".*?</select>', page, re.S).group(0)
+    return re.search(r'<option selected value="([^"]+)"|<option value="([^"]+)" selected', select).group(0)
+
+
+@pytest.mark.parametrize("choice, stored", [("global", None), ("on", True), ("off", False)])
+def test_a_new_key_gets_the_chat_log_chosen(client, store, choice, stored):
+    assert create(client, "alice", chat_log=choice).status_code == 303
+    assert store.get_key("alice").chat_log is stored
+
+
+def test_an_unknown_chat_log_choice_is_refused(client, store):
+    answer = create(client, "alice", chat_log="sometimes")
+    assert answer.status_code == 400 and "Not a valid choice" in answer.get_data(as_text=True)
+    assert store.get_key("alice") is None
+
+
+@pytest.mark.parametrize("before, choice, after", [
+    (None, "on", True), (True, "off", False), (False, "global", None), (True, "on", True),
+])
+def test_editing_a_key_changes_its_chat_log(client, store, before, choice, after):
+    store.create_key("alice", chat_log=before)
+    page = client.get("/admin/keys/alice").get_data(as_text=True)
+    assert f'value="{chat_log_choice(before)}"' in selected_chat_log(page)
+    answer = client.post("/admin/keys/alice", data={"csrf_token": csrf_token(client, "/admin/keys/alice"),
+                                                    "scope": "generate", "chat_log": choice})
+    assert answer.status_code == 302
+    assert store.get_key("alice").chat_log is after
+
+
+@pytest.mark.parametrize("app_sections, global_cell", [
+    ({"chat_logs": {"enabled": False}}, "off (global)"),
+    ({"chat_logs": {"enabled": True}}, "on (global)"),
+])
+def test_the_list_shows_each_keys_chat_log(client, store, global_cell):
+    store.create_key("always", chat_log=True)
+    store.create_key("never", chat_log=False)
+    store.create_key("follows")
+    page = client.get("/admin/keys").get_data(as_text=True)
+    assert [chat_log_cell(page, name) for name in ("always", "never", "follows")] == ["on", "off", global_cell]
+    assert f"as chat_logs.enabled says (now {global_cell.split()[0]})" in page  # the form's first choice
+
+
+def test_creating_redirects_and_the_secret_is_shown_once(client, store):
+    answer = create(client, "alice")
+    assert answer.status_code == 303 and answer.location == "/admin/keys/alice/created"
+    with client.session_transaction("/admin") as session:
+        assert session[CREATED]["name"] == "alice"
+    shown = client.get(answer.location)
+    secret = SECRET.search(shown.get_data(as_text=True)).group(0)
+    assert store.find_key(secret).name == "alice"
+    assert shown.headers["Cache-Control"] == "no-store"
+    with client.session_transaction("/admin") as session:
+        assert CREATED not in session
+
+    reloaded = client.get(answer.location).get_data(as_text=True)
+    assert "Key 'alice' created" in reloaded and "cannot be shown again" in reloaded
+    assert SECRET.search(reloaded) is None
+    assert [key.name for key in store.list_keys()] == ["alice"]
+
+
+def test_a_refused_form_is_answered_in_place_without_a_redirect(client, store):
+    answer = create(client, "no spaces")
+    assert answer.status_code == 400 and "letters, digits" in answer.get_data(as_text=True)
+    assert store.list_keys() == []
+
+
+def test_the_created_page_of_an_unknown_key_is_404(client):
+    assert client.get("/admin/keys/ghost/created").status_code == 404
+
+
+def test_a_held_secret_is_taken_once_and_only_by_its_key():
+    session = {}
+    hold_secret(session, "alice", "op-secret")
+    assert take_secret(session, "alice") == "op-secret"
+    assert take_secret(session, "alice") is None
+    hold_secret(session, "alice", "op-secret")
+    assert take_secret(session, "bob") is None
+    assert session == {}  # a secret for another key is dropped, not kept
