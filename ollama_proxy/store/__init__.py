@@ -17,7 +17,8 @@ Keys (a secret is shown once, at creation; only its sha256 is kept):
     delete_key(name)
 Usage (``ts`` an aware datetime; fields in ``USAGE_FIELDS``):
     add_usage(rows: [dict])            one transaction per batch
-    query_usage(since, until, key, model, limit=1000) -> [dict]   (since <= ts < until)
+    query_usage(since, until, key, model, limit=1000, newest_first=False) -> [dict]
+                                       (since <= ts < until; oldest first unless newest_first)
     usage_by_day(since, until, key, model, by=None|"key"|"model") -> [{day, requests,
                  prompt_tokens, completion_tokens, errors, (key_name | model)}]
 Models (entries here merge over ``models:`` in the YAML file):

@@ -47,9 +47,13 @@ class UsageStore:
             connection.execute(insert(usage), full)
 
     def query_usage(self, since: datetime | None = None, until: datetime | None = None, key: str | None = None,
-                    model: str | None = None, limit: int | None = 1000) -> list[dict]:
-        """Return usage rows, oldest first, as dicts with ``id`` and every field."""
-        query = select(usage).where(*_filters(since, until, key, model)).order_by(usage.c.ts, usage.c.id)
+                    model: str | None = None, limit: int | None = 1000, newest_first: bool = False) -> list[dict]:
+        """Return usage rows, oldest first (or newest first), as dicts with ``id`` and every field.
+
+        ``limit`` keeps the first rows in that order: the oldest, or with ``newest_first`` the newest.
+        """
+        order = (usage.c.ts.desc(), usage.c.id.desc()) if newest_first else (usage.c.ts, usage.c.id)
+        query = select(usage).where(*_filters(since, until, key, model)).order_by(*order)
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as connection:

@@ -83,17 +83,17 @@ def _date(text: str | None) -> date | None:
         return None
 
 
-def _query(filters: dict, limit: int) -> list[dict]:
+def _query(filters: dict, limit: int, newest_first: bool = False) -> list[dict]:
     return current_store().query_usage(since=filters["since"], until=filters["until"], key=filters["key"],
-                                       model=filters["model"], limit=limit)
+                                       model=filters["model"], limit=limit, newest_first=newest_first)
 
 
 @bp.get("/usage")
 def usage():
-    """List usage rows, filtered by key, model and dates."""
+    """List usage rows, newest first, filtered by key, model and dates."""
     filters = usage_filters(request.args)
     limit = current_app.config["SETTINGS"].admin.usage_rows
-    rows = _query(filters, limit + 1)
+    rows = _query(filters, limit + 1, newest_first=True)
     auth = current_app.config["SETTINGS"].auth
     # Usage is per principal: the managed keys and the configuration file's named tokens.
     keys = sorted({key.name for key in current_store().list_keys()}

@@ -33,6 +33,8 @@ def test_add_and_query_round_trip(store):
     ({"key": "bob"}, ["c"]),
     ({"model": "qwen3:8b"}, ["b"]),
     ({"limit": 2}, ["a", "b"]),
+    ({"newest_first": True}, ["c", "b", "a"]),  # c after b at the same moment: the later row first
+    ({"newest_first": True, "limit": 2}, ["c", "b"]),  # the limit keeps the newest
 ])
 def test_query_filters(store, filters, expected):
     store.add_usage([row(DAY1, request_id="a"), row(DAY2, request_id="b", model="qwen3:8b"),

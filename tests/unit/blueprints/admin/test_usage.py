@@ -1,4 +1,5 @@
-from datetime import date, datetime, timezone
+import re
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from werkzeug.datastructures import MultiDict
@@ -46,3 +47,33 @@ def test_usage_filters(args, expected):
     else:  # an unreadable date falls back to the last seven days
         assert (filters["last"] - filters["first"]).days == 6
         assert filters["since"] == datetime.combine(filters["first"], datetime.min.time(), timezone.utc)
+
+
+def add_requests(store, *request_ids):
+    """Record one request a minute, in the order given, ending now."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    count = len(request_ids)
+    store.add_usage([{"ts": now - timedelta(minutes=count - n), "request_id": rid, "key_name": "alice", "status": 200}
+                     for n, rid in enumerate(request_ids)])
+
+
+def listed_times(page: str) -> list[str]:
+    table = re.search(r'<table id="usage-rows">.*?</table>', page, re.S).group(0)
+    return re.findall(r"<tr><td>(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)</td>", table)
+
+
+def test_the_usage_page_lists_the_newest_first(client, store):
+    add_requests(store, "first", "second", "third")
+    times = listed_times(client.get("/admin/usage").get_data(as_text=True))
+    assert len(times) == 3 and times == sorted(times, reverse=True)
+
+
+@pytest.mark.parametrize("app_sections", [{"admin": {"usage_rows": 2}}])
+def test_a_long_list_keeps_the_newest_rows_and_the_export_keeps_the_oldest_first(client, store):
+    add_requests(store, "first", "second", "third")
+    page = client.get("/admin/usage").get_data(as_text=True)
+    assert "The newest 2 rows are shown" in page
+    newest = sorted(store.query_usage(), key=lambda row: row["ts"])[1:]
+    assert listed_times(page) == [row["ts"].strftime("%Y-%m-%d %H:%M:%S") for row in reversed(newest)]
+    export = client.get("/admin/usage.csv").get_data(as_text=True).splitlines()
+    assert [line.split(",")[1] for line in export[1:]] == ["first", "second", "third"]
