@@ -29,12 +29,18 @@ def canonical(name: str) -> str:
     return name if ":" in name else name + ":latest"
 
 
-def _lookup(table: dict, name: str):
-    """Find ``name`` in a table keyed by names as written: ``x`` and ``x:latest`` are one."""
+def _key(table: dict, name: str) -> str | None:
+    """Return the key ``name`` is found under in a table keyed by names as written (``x``, ``x:latest``)."""
     for candidate in (name, canonical(name), name.removesuffix(":latest")):
         if candidate in table:
-            return table[candidate]
+            return candidate
     return None
+
+
+def _lookup(table: dict, name: str):
+    """Find ``name`` in a table keyed by names as written: ``x`` and ``x:latest`` are one."""
+    key = _key(table, name)
+    return None if key is None else table[key]
 
 
 def _value(body: dict, name: str):
@@ -96,10 +102,17 @@ class ModelTable:
         """Apply the override of ``asked`` and the global defaults to an Ollama-shaped body."""
         return apply_override(body, self.override_for(asked), self.defaults)
 
-    def timeout_for(self, asked: str) -> float | None:
-        """Return the read timeout set for a model, if any."""
-        override = self.override_for(asked)
-        return override.enforce.get(TIMEOUT) or override.defaults.get(TIMEOUT) or self.defaults.get(TIMEOUT)
+    def timeout_for(self, asked: str) -> tuple[float, str] | None:
+        """Return the read timeout set for a model, if any, and the setting it comes from."""
+        key = _key(self.overrides, asked) or _key(self.overrides, self.resolve(asked))
+        override = self.overrides[key] if key is not None else NO_OVERRIDE
+        for layer in ("enforce", "defaults"):
+            seconds = getattr(override, layer).get(TIMEOUT)
+            if seconds:
+                return seconds, f"models.overrides.{key}.{layer}.{TIMEOUT}"
+        if self.defaults.get(TIMEOUT):
+            return self.defaults[TIMEOUT], f"models.defaults.{TIMEOUT}"
+        return None
 
     def aliases_of(self, model: str) -> list[str]:
         """Return the aliases naming ``model``, as clients may ask for them (tag as written)."""

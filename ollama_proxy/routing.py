@@ -57,16 +57,18 @@ def split_provider(model: str, providers) -> tuple[str, str] | None:
 class PoolTarget:
     """The Ollama pool, bound to one model: sends each request to the best server for it."""
 
-    def __init__(self, pool, model: str, read_timeout: float | None = None):
+    def __init__(self, pool, model: str, read_timeout: tuple[float, str] | None = None):
         self.pool = pool
         self.model = model
-        self.read_timeout = read_timeout  # the model's own, from its override's timeout
+        self.read_timeout = read_timeout  # the model's own (seconds, setting), from its override's timeout
         self.name = "ollama"
         self.describe = "Ollama"
 
     def open(self, method: str, path: str, **request):
-        if self.read_timeout is not None:
-            request.setdefault("timeout", (self.pool.default.backend.settings.connect_timeout, self.read_timeout))
+        if self.read_timeout is not None and "timeout" not in request:
+            seconds, setting = self.read_timeout
+            request.update(timeout=(self.pool.default.backend.settings.connect_timeout, seconds),
+                           timeout_setting=setting)
         return self.pool.open(self.model, method, path, **request)
 
     def post_json(self, path: str, body: dict, model_label: str | None = None):

@@ -245,8 +245,13 @@ class OllamaBackend:
         return self._pool
 
     def open(self, method: str, path: str, *, body=None, headers: dict[str, str] | None = None,
-             query: str = "", timeout: tuple[float, float] | None = None) -> UpstreamResponse:
-        """Send a request and return the open answer once its headers are in."""
+             query: str = "", timeout: tuple[float, float] | None = None,
+             timeout_setting: str = "service.read_timeout") -> UpstreamResponse:
+        """Send a request and return the open answer once its headers are in.
+
+        ``timeout`` (connect, read) replaces the service's; ``timeout_setting``
+        names the setting its read timeout comes from, for the 504's message.
+        """
         url = self._prefix + path + (f"?{query}" if query else "")
         limits = urllib3.Timeout(connect=timeout[0], read=timeout[1]) if timeout else self._timeout
         if body is not None and not isinstance(body, bytes) and hasattr(body, "__len__"):
@@ -262,7 +267,7 @@ class OllamaBackend:
                                   f"{limits.connect_timeout:g}s") from None
         except urllib3.exceptions.ReadTimeoutError:
             raise UpstreamTimeout(f"{self.describe} did not answer within {limits.read_timeout:g}s "
-                                  "(service.read_timeout)") from None
+                                  f"({timeout_setting})") from None
         except urllib3.exceptions.HTTPError as exc:
             raise UpstreamUnavailable(f"cannot reach {self.describe}: {reason(exc)}") from None
         return UpstreamResponse(response, self.describe, time.perf_counter() - started,

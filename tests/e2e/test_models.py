@@ -172,6 +172,7 @@ def test_a_model_s_own_timeout_cuts_a_slow_answer(server, fake):
     answer = requests.post(server.url + "/api/chat", headers=headers(GENERATE),
                            json={"model": "llava", "messages": HI, "stream": False})
     assert answer.status_code == 504 and time.monotonic() - started < 2.5
+    assert answer.json()["error"].endswith("did not answer within 1s (models.overrides.llava.enforce.timeout)")
     fake.script("qwen3:8b", first_byte_delay=1.5)  # no override: service.read_timeout (30 s) holds
     assert requests.post(server.url + "/api/chat", headers=headers(GENERATE),
                          json={"model": "qwen3:8b", "messages": HI, "stream": False}).status_code == 200

@@ -81,14 +81,26 @@ def test_resolve(asked, resolved, is_alias):
     ("qwen3:8b", {"num_ctx": 4096}, "30m", None),  # the store's override replaces the file's
     ("old", {"num_ctx": 4096}, "30m", None),  # an alias gets its model's override
     ("fast", {"num_predict": 64}, "30m", None),  # ...unless it has its own
-    ("llama3.2:latest", None, "30m", 900),
-    ("gpt-4o", None, "30m", 900),
+    ("llama3.2:latest", None, "30m", (900, "models.overrides.llama3.2.enforce.timeout")),
+    ("gpt-4o", None, "30m", (900, "models.overrides.llama3.2.enforce.timeout")),
     ("unknown", None, "30m", None),
 ])
 def test_overrides_through_the_table(asked, options, keep_alive, timeout):
     body = table().apply(asked, {"model": table().resolve(asked)})
     assert body.get("options") == options and body["keep_alive"] == keep_alive
     assert table().timeout_for(asked) == timeout
+
+
+@pytest.mark.parametrize("override, global_defaults, expected", [
+    ({"defaults": {"timeout": 60}, "enforce": {"timeout": 900}}, {"timeout": 5},
+     (900, "models.overrides.qwen3:8b.enforce.timeout")),
+    ({"defaults": {"timeout": 60}}, {"timeout": 5}, (60, "models.overrides.qwen3:8b.defaults.timeout")),
+    ({"defaults": {"num_ctx": 1}}, {"timeout": 5}, (5, "models.defaults.timeout")),
+])
+def test_a_timeout_names_the_setting_it_comes_from(override, global_defaults, expected):
+    settings = parse_settings({"models": {"overrides": {"qwen3:8b": override}, "defaults": global_defaults}},
+                              environ={}).models
+    assert ModelTable.merged(settings, {}, {}).timeout_for("qwen3:8b") == expected
 
 
 def test_aliases_of():

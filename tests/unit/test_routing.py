@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import pytest
 
 from ollama_proxy.auth import Principal
@@ -34,6 +36,27 @@ def test_ollama_model_routes_to_the_pool():
     assert isinstance(route.backend, PoolTarget) and not route.to_provider
     assert (route.backend.pool, route.backend.model) == ("pool", "hf.co/user/repo:Q4_K_M")
     assert route.upstream_model == route.model == "hf.co/user/repo:Q4_K_M"
+
+
+class RecordingPool:
+    """Answers ``open`` with what PoolTarget sent it; the default server's connect timeout is 5 s."""
+
+    default = SimpleNamespace(backend=SimpleNamespace(settings=SimpleNamespace(connect_timeout=5.0)))
+
+    def open(self, model, method, path, **request):
+        return model, request
+
+
+@pytest.mark.parametrize("read_timeout, request_fields, sent", [
+    ((900, "models.overrides.llava.enforce.timeout"), {},
+     {"timeout": (5.0, 900), "timeout_setting": "models.overrides.llava.enforce.timeout"}),
+    (None, {}, {}),  # the server's own: service.read_timeout
+    ((900, "models.defaults.timeout"), {"timeout": (1, 1), "timeout_setting": "service.health_timeout"},
+     {"timeout": (1, 1), "timeout_setting": "service.health_timeout"}),  # a caller's own bound wins
+])
+def test_a_models_timeout_goes_to_the_pool_with_the_setting_it_comes_from(read_timeout, request_fields, sent):
+    target = PoolTarget(RecordingPool(), "llava:latest", read_timeout)
+    assert target.open("POST", "/api/chat", **request_fields) == ("llava:latest", sent)
 
 
 @pytest.mark.parametrize("model, allowed", [
@@ -76,7 +99,8 @@ def _models():
 def test_an_alias_routes_to_its_model_and_keeps_the_name_asked_for():
     route = Router("pool", PROVIDERS).resolve("gpt-4o", None, _models())
     assert (route.model, route.upstream_model, route.alias) == ("gpt-4o", "llama3.2:latest", True)
-    assert route.backend.model == "llama3.2:latest" and route.backend.read_timeout == 900
+    assert route.backend.model == "llama3.2:latest"
+    assert route.backend.read_timeout == (900, "models.overrides.llama3.2.defaults.timeout")
     assert body_for(route, {"model": "gpt-4o", "options": {"seed": 1}}) == {
         "model": "llama3.2:latest", "keep_alive": "1h", "options": {"seed": 1, "num_ctx": 8192}}
 
