@@ -237,19 +237,25 @@ class OllamaPool:
         server.models = frozenset(_names(tags))
         server.loaded = frozenset(_names(ps))
 
-    def read_json(self, server: ServerState, path: str, timeout: float | None = None) -> dict:
-        """GET a JSON listing from one server within ``timeout`` (default: routing.refresh_timeout)."""
-        timeout = timeout or self.routing.refresh_timeout
-        with server.backend.open("GET", path, timeout=(timeout, timeout)) as answer:
+    def read_json(self, server: ServerState, path: str) -> dict:
+        """GET a JSON listing from one server within ``routing.refresh_timeout``."""
+        timeout = self.routing.refresh_timeout
+        with server.backend.open("GET", path, timeout=(timeout, timeout),
+                                 timeout_setting="routing.refresh_timeout") as answer:
             answer.raise_for_error()
             return answer.json()
 
     def gather(self, path: str) -> list[tuple[ServerState, dict | ProxyError]]:
-        """GET a listing from every server side by side: each one's answer, or its error."""
+        """GET a listing from every server side by side: each one's answer, or its error.
+
+        Bounded as the refresh's reads are, not by the generation timeout: one
+        server that accepts connections and never answers must not stall every listing.
+        """
         def one(server: ServerState) -> tuple[ServerState, dict | ProxyError]:
             try:
-                answer = self.read_json(server, path, server.backend.settings.read_timeout)
+                answer = self.read_json(server, path)
             except ProxyError as exc:
+                server.last_error = exc.message
                 return server, exc
             if path == "/api/tags":
                 server.models = frozenset(_names(answer))

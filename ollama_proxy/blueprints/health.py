@@ -3,9 +3,11 @@
 Every Ollama server is asked for ``/api/version`` side by side, within
 ``service.health_timeout``; its state is ``ok``, ``cooling down`` (it answers
 now, but failed a request less than ``routing.cooldown`` seconds ago, so
-requests pass it over) or ``down``. Providers are not called (a probe must not
-spend a paid API's quota): they are listed as configured. The answer is 503
-when no Ollama server answers: the proxy can then serve no local model.
+requests pass it over) or ``down``; ``last_error`` is its most recent failure,
+this probe's, a request's or a model-list read's. Providers are not called (a
+probe must not spend a paid API's quota): they are listed as configured. The
+answer is 503 when no Ollama server answers: the proxy can then serve no
+local model.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def _probe(server, timeout: float, now: float) -> dict:
     started = time.perf_counter()
     upstream = {"name": server.name, "type": "ollama", "url": backend.base_url}
     try:
-        with backend.open("GET", "/api/version", timeout=(timeout, timeout)) as answer:
+        with backend.open("GET", "/api/version", timeout=(timeout, timeout),
+                          timeout_setting="service.health_timeout") as answer:
             body = answer.read()
         upstream["ok"] = answer.status == 200
         if upstream["ok"]:
@@ -55,6 +58,8 @@ def _probe(server, timeout: float, now: float) -> dict:
         upstream.update(ok=False, error=exc.message)
     upstream["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
     upstream["state"] = "down" if not upstream["ok"] else "cooling down" if server.cooling(now) else "ok"
+    if not upstream["ok"]:
+        server.last_error = upstream["error"]  # kept, so the next probe still tells what went wrong last
     upstream["last_error"] = server.last_error
     upstream["models"] = len(server.models)
     return upstream

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -230,6 +231,40 @@ def test_health_is_503_when_no_ollama_server_answers(start_proxy):
     health = requests.get(proxy.url + "/health")
     assert health.status_code == 503
     assert [u["state"] for u in health.json()["upstreams"]] == ["down", "down"]
+
+
+def test_a_server_that_never_answers_is_left_out_of_listings_within_the_refresh_timeout(start_proxy, fake):
+    hung = socket.create_server(("127.0.0.1", 0))  # connections land in its backlog; nothing ever answers
+    config = base_config(fake.url, health_timeout=0.5)  # service.read_timeout stays 30 s
+    config["backends"] = [{"name": "gpu2", "type": "ollama",
+                           "base_url": f"http://127.0.0.1:{hung.getsockname()[1]}"}]
+    config["routing"] = {"refresh_timeout": 1}
+    with hung:
+        proxy = start_proxy(config, workers=1)
+        started = time.monotonic()
+        tags = requests.get(proxy.url + "/api/tags", headers=auth(), timeout=30)
+        took = time.monotonic() - started
+        models = requests.get(proxy.url + "/v1/models", headers=auth(), timeout=30)
+        health = requests.get(proxy.url + "/health", timeout=30).json()
+    assert tags.status_code == 200 and took < 3, f"the listing took {took:.1f}s"
+    assert "llama3.2:latest" in [m["name"] for m in tags.json()["models"]]
+    assert models.status_code == 200 and "llama3.2:latest" in [m["id"] for m in models.json()["data"]]
+    assert "did not answer within 1s (routing.refresh_timeout)" in (proxy.log_dir / "error.log").read_text()
+    gpu2 = next(u for u in health["upstreams"] if u["name"] == "gpu2")
+    assert gpu2["state"] == "down" and gpu2["last_error"] == gpu2["error"]
+    assert gpu2["error"].endswith("did not answer within 0.5s (service.health_timeout)")
+
+
+def test_health_reports_its_own_failed_probe_as_last_error_and_keeps_it(start_proxy):
+    port = free_port()
+    proxy = start_proxy(base_config(f"http://127.0.0.1:{port}"), workers=1)
+    down = requests.get(proxy.url + "/health").json()["upstreams"][0]
+    assert down["state"] == "down" and "connection refused" in down["error"]
+    assert down["last_error"] == down["error"]
+    with FakeOllama().start(port):
+        back = requests.get(proxy.url + "/health").json()["upstreams"][0]
+    assert back["state"] == "ok" and "error" not in back
+    assert back["last_error"] == down["error"]  # the most recent failure, still told after recovery
 
 
 def test_management_goes_to_the_server_the_header_names(routed, servers, client):

@@ -186,3 +186,18 @@ def test_a_single_server_is_never_polled(tmp_path):
     pool.servers[0].backend = only
     pool.start()
     assert rank(pool.servers, "anything", time.monotonic()) == pool.servers
+
+
+def test_listings_are_bounded_by_the_refresh_timeout_not_the_read_timeout(tmp_path):
+    sent = []
+    hung = StubServer("gpu2", [])
+
+    def hang(method, path, **request):
+        sent.append(request)
+        raise UpstreamTimeout(f"did not answer within {request['timeout'][1]:g}s ({request['timeout_setting']})")
+    hung.open = hang
+    pool = _pool(tmp_path, StubServer("default", ["m"]), hung)  # refresh_timeout 1 s, read_timeout 5 s
+    (_, listed), (_, failed) = pool.gather("/api/tags")
+    assert [m["name"] for m in listed["models"]] == ["m"]
+    assert sent == [{"timeout": (1.0, 1.0), "timeout_setting": "routing.refresh_timeout"}]
+    assert pool.servers[1].last_error == failed.message == "did not answer within 1s (routing.refresh_timeout)"
