@@ -9,7 +9,8 @@ arguments (seconds since the epoch): the converter reads no clock itself.
 Text and reasoning go out as they come, as Ollama streams them. Tool calls
 arrive as argument fragments spread over chunks, keyed by ``index``; Ollama
 sends each call whole, with arguments as an object, so they are gathered and
-sent together just before the final chunk.
+sent together just before the final chunk. A call the token limit cut half-way
+is left out: the answer ends with ``done_reason: "length"``, as Ollama's does.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class ProviderStream:
         if self.finished:
             return []
         self.finished = True
-        frames = [self._frame(now, tool_calls=self._whole_calls())] if self._calls else []
+        calls = self._whole_calls()
+        frames = [self._frame(now, tool_calls=calls)] if calls else []
         return frames + [self._frame(now, done=True, **self._metrics(now))]
 
     def close(self, now: float) -> list[dict]:
@@ -96,8 +98,15 @@ class ProviderStream:
         call["arguments"] += arguments or ""
 
     def _whole_calls(self) -> list[dict]:
+        indexes = sorted(self._calls)
+        if self.finish_reason == "length" and indexes and not _is_object(self._calls[indexes[-1]]["arguments"]):
+            # The token limit cut the last call while its arguments were being written (its name may
+            # be cut too). Half an object cannot be completed honestly, and a client would run the tool
+            # on arguments the model never gave: the call is dropped, the calls before it were whole,
+            # and done_reason "length" tells the client the answer was cut, as Ollama does.
+            indexes = indexes[:-1]
         calls = []
-        for position, index in enumerate(sorted(self._calls)):
+        for position, index in enumerate(indexes):
             call = self._calls[index]
             whole = {"function": {"index": position, "name": call["name"],
                                   "arguments": _arguments(call["name"], call["arguments"])}}
@@ -133,6 +142,14 @@ class ProviderStream:
             metrics["eval_count"] = usage["completion_tokens"]
         metrics["eval_duration"] = _ns(now - first)
         return metrics
+
+
+def _is_object(text: str) -> bool:
+    """Tell whether assembled arguments are a whole JSON object."""
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def _arguments(name: str, text: str) -> dict:

@@ -91,6 +91,21 @@ def test_whole_chat_with_tool_calls_assembled(client, provider):
     assert sent[1]["tool_calls"][1]["function"]["arguments"] == '{"city":"Tokyo"}'
 
 
+def test_a_tool_call_cut_by_the_token_limit_ends_the_answer_with_done_reason_length(client, provider):
+    provider.script("fake-chat", content="", fragment_size=4, finish_reason="length", tool_calls=[
+        {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+        {"name": "get_weather", "arguments": '{"city": "To'}])
+    messages = [{"role": "user", "content": "weather?"}]
+    parts = list(client.chat(model=CHAT, messages=messages, tools=[WEATHER], stream=True, options={"num_predict": 20}))
+    calls = [(call.function.name, dict(call.function.arguments)) for part in parts
+             for call in part.message.tool_calls or []]
+    assert calls == [("get_weather", {"city": "Paris"})]
+    assert parts[-1].done and parts[-1].done_reason == "length"
+    whole = client.chat(model=CHAT, messages=messages, tools=[WEATHER], options={"num_predict": 20})
+    assert [call.function.name for call in whole.message.tool_calls] == ["get_weather"]
+    assert whole.done_reason == "length"
+
+
 def test_thinking_goes_through_the_presets_switch(client, provider):
     provider.script("fake-reasoner", reasoning="Let me think.", content="42")
     answer = client.chat(model="fakeai:fake-reasoner", messages=[{"role": "user", "content": "?"}], think=True)

@@ -76,6 +76,19 @@ def test_whole_chat_is_folded_with_tool_calls_assembled(backend, fake):
     assert whole["done"] is True and whole["done_reason"] == "stop"
 
 
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_tool_call_cut_by_the_token_limit_ends_with_done_reason_length(backend, fake, stream):
+    fake.script("fake-chat", content="Let me look.", fragment_size=4, finish_reason="length", tool_calls=[
+        {"name": "get_weather", "arguments": '{"city": "Paris"}'}, {"name": "get_time", "arguments": '{"zone": "Eu'}])
+    with chat(backend, stream=stream, tools=[{"type": "function", "function": {"name": "get_weather"}}]) as answer:
+        lines = [json.loads(line) for line in answer.read().splitlines()]
+    calls = [call for line in lines for call in line["message"].get("tool_calls", [])]
+    assert calls == [{"id": "call_fake0", "function": {"index": 0, "name": "get_weather",
+                                                       "arguments": {"city": "Paris"}}}]
+    assert "".join(line["message"]["content"] for line in lines) == "Let me look."
+    assert lines[-1]["done"] is True and lines[-1]["done_reason"] == "length"
+
+
 def test_generate_with_the_presets_thinking_switch(fake):
     fake.reset()
     backend = ProviderBackend(settings(fake.base_url, preset="dashscope"), RetrySettings())

@@ -59,6 +59,23 @@ SEQUENCES = {
     "finish_reason length": (
         [delta(content="cut"), finish("length"), USAGE],
         [chat("cut"), done("length")]),
+    "a tool call cut by the token limit is left out, the whole ones before it kept": (
+        [delta(content="Checking."),
+         delta(tool_calls=[{"index": 0, "id": "call_a", "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]),
+         delta(tool_calls=[{"index": 1, "id": "call_b", "type": "function",
+                            "function": {"name": "get_time", "arguments": '{"zo'}}]),
+         finish("length"), USAGE],
+        [chat("Checking."), chat(tool_calls=[WEATHER]), done("length")]),
+    "a tool call cut before its arguments began": (
+        [delta(tool_calls=[{"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_wea"}}]),
+         finish("length"), USAGE],
+        [done("length")]),
+    "a whole tool call at the token limit is kept": (
+        [delta(tool_calls=[{"index": 0, "id": "call_b", "type": "function",
+                            "function": {"name": "get_time", "arguments": "{}"}}]),
+         finish("length"), USAGE],
+        [chat(tool_calls=[TIME | {"function": {**TIME["function"], "index": 0}}]), done("length")]),
     "empty completion, no usage": (
         [finish("stop")],
         [done(total_duration=1_000_000_000, load_duration=0, prompt_eval_duration=1_000_000_000,
@@ -91,6 +108,15 @@ def test_durations_come_from_the_clock_values_given():
 def test_invalid_tool_arguments_are_a_clear_error():
     stream = ProviderStream("m", T0)
     stream.process(delta(tool_calls=[{"index": 0, "function": {"name": "f", "arguments": "{not json"}}]), T0)
+    with pytest.raises(UpstreamError, match="arguments for tool 'f' that are not valid JSON"):
+        stream.finish(T0)
+
+
+def test_at_the_token_limit_only_the_last_call_may_be_cut():
+    stream = ProviderStream("m", T0)
+    stream.process(delta(tool_calls=[{"index": 0, "function": {"name": "f", "arguments": "{not json"}}]), T0)
+    stream.process(delta(tool_calls=[{"index": 1, "function": {"name": "g", "arguments": '{"a'}}]), T0)
+    stream.process(finish("length"), T0)
     with pytest.raises(UpstreamError, match="arguments for tool 'f' that are not valid JSON"):
         stream.finish(T0)
 
