@@ -18,6 +18,8 @@ DEFAULT_SERVER = "default"  # the name of service.base_url among the backends
 CAPABILITIES = ("completion", "tools", "vision", "thinking", "embedding", "insert")
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 SECONDS = validate.Range(min=0, min_inclusive=False)
+PROVIDER_POOL_SIZE = 100  # pooled connections to one provider per worker process
+MODELS_CACHE_SECONDS = 300.0  # how long a provider's GET /models answer is kept
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class ProviderSettings:
     connect_timeout: float
     read_timeout: float
     stream_idle_timeout: float
+    pool_size: int = PROVIDER_POOL_SIZE
+    models_cache_seconds: float = MODELS_CACHE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,10 @@ class ProviderSchema(StrictSchema):
     connect_timeout = fields.Float(load_default=None, validate=SECONDS)
     read_timeout = fields.Float(load_default=None, validate=SECONDS)
     stream_idle_timeout = fields.Float(load_default=None, validate=SECONDS)
+    pool_size = fields.Integer(load_default=PROVIDER_POOL_SIZE, strict=True, validate=validate.Range(min=1),
+                               metadata={"help": "pooled connections to the provider per worker process"})
+    models_cache_seconds = fields.Float(load_default=MODELS_CACHE_SECONDS, validate=validate.Range(min=0),
+                                        metadata={"help": "seconds the provider's GET /models answer is kept"})
 
     @post_load
     def build(self, data, **kwargs):
@@ -132,7 +140,8 @@ class ProviderSchema(StrictSchema):
             name=data["name"], base_url=base_url.rstrip("/"), preset=data["preset"], api_key=None,
             api_key_env=data["api_key_env"], models=tuple(data["models"]), headers=data["headers"],
             model_facts=data["model_facts"], connect_timeout=data["connect_timeout"],
-            read_timeout=data["read_timeout"], stream_idle_timeout=data["stream_idle_timeout"])
+            read_timeout=data["read_timeout"], stream_idle_timeout=data["stream_idle_timeout"],
+            pool_size=data["pool_size"], models_cache_seconds=data["models_cache_seconds"])
 
 
 _KINDS = {"ollama": OllamaServerSchema, "openai": ProviderSchema}

@@ -51,10 +51,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-#: Pooled connections to one provider per worker process.
-POOL_SIZE = 100
-#: Seconds a model list fetched from the provider's ``GET /models`` is kept.
-MODELS_CACHE_SECONDS = 300.0
 
 
 class _Retryable(Exception):
@@ -76,7 +72,7 @@ class ProviderBackend:
         self.retry = retry
         preset = PRESETS.get(settings.preset or "")
         self.thinking_switch = preset.thinking if preset else None
-        self._sessions = ProcessSession(POOL_SIZE)
+        self._sessions = ProcessSession(settings.pool_size)
         self._models: tuple[float, list[str]] | None = None
         self._listed_at = created_at(time.time())
         self.sleep = time.sleep  # replaced in tests
@@ -118,7 +114,7 @@ class ProviderBackend:
         """Return the provider's model names: the configured ones, or its ``GET /models`` (cached)."""
         if self.settings.models:
             return list(self.settings.models)
-        if self._models is None or time.monotonic() - self._models[0] > MODELS_CACHE_SECONDS:
+        if self._models is None or time.monotonic() - self._models[0] >= self.settings.models_cache_seconds:
             with self._send("GET", "/models") as raw:
                 answer = raw.json()
             names = [item["id"] for item in answer.get("data") or [] if isinstance(item, dict) and "id" in item]

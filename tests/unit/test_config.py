@@ -144,6 +144,7 @@ def test_backends_section_loads(tmp_path):
     assert (lab.base_url, lab.preset, lab.api_key, lab.api_key_env, lab.models) == \
         ("http://127.0.0.1:8000/v1", None, "lab-key", "LAB_KEY", ("smollm2",))
     assert (lab.connect_timeout, lab.read_timeout, lab.stream_idle_timeout) == (5.0, 600.0, 300.0)
+    assert (lab.pool_size, lab.models_cache_seconds) == (100, 300.0)
     assert "sk-deep" not in repr(deepseek) and "lab-key" not in repr(lab)
 
 
@@ -162,7 +163,8 @@ def test_full_backend_entries():
                {"name": "gpu3", "type": "ollama", "base_url": "http://gpu3:11434/", "max_concurrent": 2,
                 "models": ["llama3*", "qwen*"]},
                {"name": "or", "type": "openai", "preset": "openrouter", "base_url": "https://eu.example/v1/",
-                "headers": {"HTTP-Referer": "https://lan"}, "read_timeout": 9,
+                "headers": {"HTTP-Referer": "https://lan"}, "read_timeout": 9, "pool_size": 20,
+                "models_cache_seconds": 0,
                 "model_facts": {"m1": {"context_length": 8192, "capabilities": ["completion", "tools"]}}}],
            "retry": {"attempts": 5}, "routing": {"cooldown": 2}}
     settings = parse_settings(raw, environ={})
@@ -172,6 +174,7 @@ def test_full_backend_entries():
     assert provider.headers == {"HTTP-Referer": "https://lan"}
     assert provider.model_facts == {"m1": ModelFacts(8192, ("completion", "tools"))}
     assert (provider.read_timeout, provider.connect_timeout) == (9.0, 5.0)
+    assert (provider.pool_size, provider.models_cache_seconds) == (20, 0.0)
     assert settings.retry == RetrySettings(attempts=5)
     assert settings.routing.cooldown == 2.0
 
@@ -202,6 +205,12 @@ def _one(**entry):
                    {"name": "a", "type": "openai", "preset": "deepseek"}]},
      "backends: backend names must be unique: a"),
     ({"backends": ["gpu2"]}, "backends.0: a backend is a mapping"),
+    (_one(name="a", type="openai", preset="deepseek", pool_size=0), "backends.0.pool_size"),
+    (_one(name="a", type="openai", preset="deepseek", pool_size=2.5), "backends.0.pool_size: Not a valid integer"),
+    (_one(name="a", type="openai", preset="deepseek", models_cache_seconds=-1), "backends.0.models_cache_seconds"),
+    (_one(name="a", type="openai", preset="deepseek", models_cache_seconds="long"),
+     "backends.0.models_cache_seconds: Not a valid number"),
+    (_one(name="a", type="ollama", base_url="http://a:1", pool_size=4), "backends.0.pool_size: Unknown field"),
     ({"retry": {"attempts": 0}}, "retry.attempts"),
     ({"routing": {"refresh_interval": 0}}, "routing.refresh_interval"),
     ({"routing": {"cooldwn": 1}}, "routing.cooldwn: Unknown field"),

@@ -214,6 +214,20 @@ def test_listing_show_and_ps(fake):
     assert backend.ps() == {"models": []}
 
 
+def test_the_model_list_is_kept_for_models_cache_seconds(fake):
+    fake.reset()
+    kept = ProviderBackend(settings(fake.base_url, models_cache_seconds=60.0), RetrySettings())
+    asked_each_time = ProviderBackend(settings(fake.base_url, models_cache_seconds=0.0), RetrySettings())
+    for backend in (kept, asked_each_time, kept, asked_each_time):
+        backend.list_models()
+    assert len(fake.calls("/v1/models")) == 3
+
+
+def test_the_connection_pool_has_the_configured_size():
+    backend = ProviderBackend(settings("http://127.0.0.1:9", pool_size=7), RetrySettings())
+    assert backend._sessions.get().get_adapter("http://127.0.0.1:9")._pool_maxsize == 7
+
+
 def test_configured_models_need_no_listing(fake):
     fake.reset()
     backend = ProviderBackend(settings(fake.base_url, models=("a", "b")), RetrySettings())
