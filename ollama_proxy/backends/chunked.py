@@ -34,6 +34,10 @@ class ChunkedDecoder:
 
     def feed(self, piece: bytes) -> bytes:
         """Return the payload in ``piece``; raise ChunkedFramingError on a broken frame."""
+        if not (self._pending or self._data_left or self._crlf_due or self._in_trailer):
+            whole = _one_whole_chunk(piece)
+            if whole is not None:
+                return whole
         buffer = self._pending + piece if self._pending else piece
         self._pending = b""
         out = []
@@ -75,3 +79,18 @@ class ChunkedDecoder:
             self._data_left, self._crlf_due = size, True
         else:
             self._in_trailer = True
+
+
+def _one_whole_chunk(piece: bytes) -> bytes | None:
+    """Return the data of ``piece`` if it is exactly one whole chunk of data, else None.
+
+    The common case of a stream (a chunk a read), decoded without the general loop.
+    """
+    line_end = piece.find(b"\r\n", 0, MAX_LINE + 2)
+    size_text = piece[:line_end]
+    if line_end <= 0 or size_text.strip(b"0123456789abcdefABCDEF"):
+        return None  # no size line yet, an extension, or garbage: the general loop says which
+    size, start = int(size_text, 16), line_end + 2
+    if size == 0 or len(piece) != start + size + 2 or piece[-2:] != b"\r\n":
+        return None
+    return piece[start:start + size]

@@ -114,10 +114,17 @@ class UpstreamResponse:
             original.close()
             return
         decoder = ChunkedDecoder()
+        read = original.fp.read1
         while not decoder.done:
-            piece = self._wait_for(original.fp.read1, READ_PIECE)
+            piece = self._wait_for(read, READ_PIECE)
             if not piece:
                 raise urllib3.exceptions.ProtocolError("Response ended prematurely")
+            if len(piece) < READ_PIECE and self._socket is not None:
+                # The buffered reader is empty now (a short read1 returned all it held, or read the socket
+                # once). Later reads go to the socket itself: a buffered read allocates its whole piece
+                # before it waits, so every silent stream would hold READ_PIECE bytes, and a plain recv
+                # skips two layers of Python per chunk.
+                read = self._socket.recv
             payload = decoder.feed(piece)
             if payload:
                 yield payload

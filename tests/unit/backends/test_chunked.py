@@ -56,3 +56,11 @@ def test_bytes_after_the_end_are_not_payload():
 def test_broken_framing_is_an_error(body, message):
     with pytest.raises(ChunkedFramingError, match=message):
         ChunkedDecoder().feed(body)
+
+
+def test_a_stream_read_a_whole_chunk_at_a_time():
+    lines = [b'{"n":%d}\n' % n for n in range(12)] + [b"\r\n0\r\n\r\n"]  # one chunk's data holds framing bytes
+    decoder = ChunkedDecoder()
+    payload = b"".join(decoder.feed(b"%x\r\n%s\r\n" % (len(line), line)) for line in lines)
+    assert payload == b"".join(lines) and not decoder.done
+    assert decoder.feed(b"0\r\n\r\n") == b"" and decoder.done
