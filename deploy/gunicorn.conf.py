@@ -51,13 +51,39 @@ def on_starting(server):
     os.environ[MULTIPROC_ENV] = multiproc.prepare(os.environ.get(MULTIPROC_ENV))
 
     from ollama_proxy.config import ConfigError, load_settings
-    from ollama_proxy.store import open_store
 
     try:
         settings = load_settings()
     except ConfigError:
         return  # the workers stop on it, naming the key
-    open_store(settings.store).close()  # a database that cannot be migrated stops the start here
+    _migrate_in_a_child(settings.store)  # a database that cannot be migrated stops the start here
+
+
+def _migrate_in_a_child(store_settings):
+    """Migrate the store from a forked child, so the master never loads the database libraries.
+
+    The master lives as long as the service and only supervises: what it imports
+    stays in its memory for good (tens of megabytes for SQLAlchemy and alembic).
+    """
+    import sys
+    import traceback
+
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            from ollama_proxy.store import open_store
+
+            open_store(store_settings).close()
+            status = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(status)
+    _, wait_status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(wait_status) != 0:
+        raise RuntimeError("the store could not be opened and migrated (the error is above)")
 
 
 def post_worker_init(worker):

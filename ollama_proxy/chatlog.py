@@ -23,7 +23,6 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 
-from concurrent_log_handler import ConcurrentRotatingFileHandler
 from flask import Flask, current_app, g, request
 
 from ollama_proxy.config import ChatLogSettings, Settings
@@ -104,6 +103,9 @@ class ChatLog:
     def _ready(self) -> logging.Logger:
         # Opened on first use, in the worker: a lock file handle must not cross a fork.
         if self._handler is None:
+            # Imported here: it brings portalocker and redis, megabytes in every worker that logs no chat.
+            from concurrent_log_handler import ConcurrentRotatingFileHandler
+
             path = os.path.join(self._dir, self.settings.file)
             handler = ConcurrentRotatingFileHandler(path, maxBytes=self.settings.max_bytes,
                                                     backupCount=self.settings.backup_count, encoding="utf-8")

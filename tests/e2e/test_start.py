@@ -108,3 +108,16 @@ def test_wsgi_start_stops_on_a_bad_config_with_the_key_named(tmp_path):
                             env=_clean_env(OLLAMA_PROXY_CONFIG=str(config)), timeout=60)
     assert result.returncode != 0
     assert "limits.max_body_bytes: Not a valid integer" in result.stdout + result.stderr
+
+
+def test_wsgi_start_stops_when_the_store_cannot_be_opened(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"store:\n  url: sqlite:///{blocker}/store.db\nlogging:\n  dir: {tmp_path / 'logs'}\n")
+    result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "-b",
+                             f"127.0.0.1:{free_port()}", "wsgi:app"], cwd=ROOT, capture_output=True, text=True,
+                            env=_clean_env(OLLAMA_PROXY_CONFIG=str(config)), timeout=60)
+    assert result.returncode != 0
+    assert str(blocker) in result.stderr and "could not be opened and migrated" in result.stderr
+    assert "Booting worker" not in result.stderr

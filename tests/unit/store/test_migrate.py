@@ -8,7 +8,19 @@ from sqlalchemy import inspect, text
 from ollama_proxy.config import StoreSettings
 from ollama_proxy.store import open_store
 from ollama_proxy.store.engine import open_engine
-from ollama_proxy.store.migrate import current_revision, head_revision, upgrade
+from ollama_proxy.store.migrate import HEAD_REVISION, current_revision, head_revision, upgrade
+
+
+def test_the_known_head_is_the_newest_migration_script():
+    assert HEAD_REVISION == head_revision()
+
+
+def test_a_new_database_has_no_revision(store_url):
+    engine = open_engine(store_url, 5.0)
+    try:
+        assert current_revision(engine) is None
+    finally:
+        engine.dispose()
 
 
 def test_open_creates_every_table_at_head(store_url):
