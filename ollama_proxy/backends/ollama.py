@@ -70,6 +70,7 @@ class UpstreamResponse:
         self.waited = self.busy = waited
         self._socket = _socket_of(self._raw)
         self._watchdog: IdleWatchdog | None = None
+        self._readable = None  # the gevent watcher a stream's reads wait on
         if self._socket is None:
             return
         if gevent_active():
@@ -104,6 +105,8 @@ class UpstreamResponse:
         finally:
             if self._watchdog is not None:
                 self._watchdog.close()
+            if self._readable is not None:
+                self._readable.close()
 
     def _read_chunked(self, raw: urllib3.HTTPResponse) -> Iterator[bytes]:
         """Read the socket once per wake-up and decode the chunk framing of all that came."""
@@ -114,23 +117,46 @@ class UpstreamResponse:
             original.close()
             return
         decoder = ChunkedDecoder()
-        read = original.fp.read1
+        read, buffered = original.fp.read1, True
         while not decoder.done:
             piece = self._wait_for(read, READ_PIECE)
             if not piece:
                 raise urllib3.exceptions.ProtocolError("Response ended prematurely")
-            if len(piece) < READ_PIECE and self._socket is not None:
+            if buffered and len(piece) < READ_PIECE and self._socket is not None:
                 # The buffered reader is empty now (a short read1 returned all it held, or read the socket
                 # once). Later reads go to the socket itself: a buffered read allocates its whole piece
                 # before it waits, so every silent stream would hold READ_PIECE bytes, and a plain recv
                 # skips two layers of Python per chunk.
-                read = self._socket.recv
+                read, buffered = self._socket_reader(), False
             payload = decoder.feed(piece)
             if payload:
                 yield payload
+        if self._readable is not None:  # before the connection goes to another request
+            self._readable.close()
+            self._readable = None
         # As urllib3 does at the end of a body: the connection goes back to the pool.
         original.close()
         raw.release_conn()
+
+    def _socket_reader(self):
+        """Return the function that reads the socket: under gevent, one that waits until it is readable.
+
+        gevent's own recv tries first and waits after: a failed system call and
+        an exception for nearly every chunk of a stream, which arrives long after
+        the last one was read.
+        """
+        if self._watchdog is None:
+            return self._socket.recv
+        import gevent
+
+        hub, recv = gevent.get_hub(), self._socket.recv
+        self._readable = readable = hub.loop.io(self._socket.fileno(), 1)  # 1: libev's EV_READ
+
+        def read(size: int) -> bytes:
+            hub.wait(readable)
+            return recv(size)
+
+        return read
 
     def _wait_for(self, read, *args, **kwargs) -> bytes:
         watchdog = self._watchdog
