@@ -14,7 +14,7 @@ def _env(name, default, kind=str):
 
 bind = _env("OLLAMA_PROXY_BIND", "127.0.0.1:8080")
 # gevent: one worker holds thousands of idle streams; the work per chunk is small.
-worker_class = "gevent"
+worker_class = "ollama_proxy.worker.GeventWorker"
 workers = _env("OLLAMA_PROXY_WORKERS", min(multiprocessing.cpu_count(), 4), int)
 worker_connections = _env("OLLAMA_PROXY_WORKER_CONNECTIONS", 2000, int)
 # For gevent workers this is a heartbeat, not a request limit: a stream may last an hour.

@@ -19,7 +19,6 @@ import time
 from flask import Flask, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
-from werkzeug.wsgi import ClosingIterator
 
 from ollama_proxy import logs
 from ollama_proxy.config import MetricsSettings
@@ -58,6 +57,7 @@ class ProxyMetrics:
 
     def observe(self, record: logs.AccessRecord) -> None:
         """Count one closed request from its access record."""
+        self.in_flight.dec()  # InFlight counted it in
         surface = record.surface or "other"
         endpoint = record.endpoint or UNMATCHED
         self.requests.labels(surface, endpoint, record.method, str(record.status)).inc()
@@ -84,7 +84,12 @@ class ProxyMetrics:
 
 
 class InFlight:
-    """Wrap a WSGI app: count a response from its call until its body closes."""
+    """Wrap a WSGI app: count a response in when it is called.
+
+    It is counted out by ``ProxyMetrics.observe`` when the access log closes
+    the body, not by wrapping the body once more: one layer less for every
+    chunk of every stream.
+    """
 
     def __init__(self, app, gauge: Gauge):
         self.app = app
@@ -93,11 +98,10 @@ class InFlight:
     def __call__(self, environ, start_response):
         self.gauge.inc()
         try:
-            body = self.app(environ, start_response)
+            return self.app(environ, start_response)
         except BaseException:
-            self.gauge.dec()
+            self.gauge.dec()  # no body: nothing will close
             raise
-        return ClosingIterator(body, self.gauge.dec)
 
 
 def note_endpoint() -> None:

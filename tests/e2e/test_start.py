@@ -71,7 +71,7 @@ def test_serve_command_checks_the_config_then_runs_gunicorn(tmp_path, fake):
     with process.stdout:
         output = process.stdout.read().decode()
     assert f"configuration OK: {config}" in output
-    assert "Using worker: gevent" in output
+    assert "Using worker: ollama_proxy.worker.GeventWorker" in output  # gunicorn's gevent worker, see worker.py
 
 
 def test_serve_refuses_a_bad_config_before_starting(tmp_path):

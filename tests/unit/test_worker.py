@@ -1,0 +1,68 @@
+import select
+import socket
+import threading
+
+from ollama_proxy.worker import QuickSendSocket
+
+
+class _ShortSends:
+    """A socket whose send takes at most ``limit`` bytes, and which records every call."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.calls: list[tuple[str, bytes]] = []
+
+    def send(self, data) -> int:
+        self.calls.append(("send", bytes(data[:self.limit])))
+        return min(self.limit, len(data))
+
+    def sendall(self, data) -> None:
+        self.calls.append(("sendall", bytes(data)))
+
+    def fileno(self) -> int:
+        return 42
+
+
+def test_a_piece_the_first_send_takes_whole_needs_no_sendall():
+    sock = _ShortSends(limit=100)
+    QuickSendSocket(sock).sendall(b"5\r\nhello\r\n")
+    assert sock.calls == [("send", b"5\r\nhello\r\n")]
+
+
+def test_what_the_first_send_leaves_goes_through_sendall():
+    sock = _ShortSends(limit=4)
+    QuickSendSocket(sock).sendall(b"0123456789")
+    assert sock.calls == [("send", b"0123"), ("sendall", b"456789")]
+
+
+def test_everything_else_is_the_socket_own():
+    sock = _ShortSends(limit=1)
+    assert QuickSendSocket(sock).fileno() == 42
+
+
+def test_bytes_arrive_in_order_over_a_real_socket():
+    left, right = socket.socketpair()
+    with left, right:
+        data = bytes(range(256)) * 4096  # 1 MiB: more than one send takes
+        right.setblocking(False)
+        left.settimeout(5)
+        received = bytearray()
+        reader = threading.Thread(target=_read_all, args=(right, received, len(data)))
+        reader.start()
+        QuickSendSocket(left).sendall(data)
+        reader.join(5)
+        assert bytes(received) == data
+
+
+def _read_all(sock, into: bytearray, size: int) -> None:
+    while len(into) < size:
+        select.select([sock], [], [], 5)
+        into.extend(sock.recv(65536))
+
+
+def test_the_worker_is_gunicorns_gevent_worker():
+    from gunicorn.workers.ggevent import GeventWorker as GunicornGeventWorker
+
+    from ollama_proxy.worker import GeventWorker
+
+    assert issubclass(GeventWorker, GunicornGeventWorker)
