@@ -18,6 +18,7 @@ import urllib3
 from urllib3.util.response import is_response_to_head
 
 from ollama_proxy.backends.chunked import ChunkedDecoder, ChunkedFramingError
+from ollama_proxy.backends.connection import CheckedConnection
 from ollama_proxy.backends.session import reason
 from ollama_proxy.backends.watchdog import IdleWatchdog
 from ollama_proxy.config import ServiceSettings
@@ -274,6 +275,8 @@ class OllamaBackend:
             # block=False: past pool_size, connections are opened anyway and dropped after use.
             self._pool = urllib3.connection_from_url(self.base_url, maxsize=self.settings.pool_size, block=False,
                                                      retries=False)
+            if self._pool.scheme == "http":
+                self._pool.ConnectionCls = CheckedConnection
             self._pid = os.getpid()
         return self._pool
 

@@ -109,3 +109,17 @@ def test_surface_of_paths():
              "/v1/messages": "anthropic", "/anthropic/v1/messages": "anthropic", "/v1/responses": "responses",
              "/admin/keys": "admin", "/health": "other", "/metrics": "other"}
     assert {path: surface_of(path) for path in cases} == cases
+
+
+def test_the_access_log_file_appends_redacted_lines_and_follows_a_rotation(tmp_path):
+    from ollama_proxy.logs import AccessLogFile
+
+    path = tmp_path / "access.log"
+    log = AccessLogFile(str(path), RedactingFormatter("%(message)s", ["sk-secret"]).redact)
+    log.info('{"n": 1, "key": "sk-secret"}')
+    path.rename(tmp_path / "access.log-1")  # what logrotate does
+    log.info('{"n": 2}')
+    log.info('{"n": 3}')
+    log.close()
+    assert (tmp_path / "access.log-1").read_text() == '{"n": 1, "key": "***"}\n'
+    assert path.read_text() == '{"n": 2}\n{"n": 3}\n'
