@@ -14,6 +14,9 @@ from ollama_proxy.streaming import sse_event
 from ollama_proxy.translate import anthropic as an
 
 bp = Blueprint("anthropic", __name__)
+# Built once, not for every request: a schema keeps no request state.
+MESSAGES_REQUEST = MessagesRequest()
+COUNT_TOKENS_REQUEST = CountTokensRequest()
 
 
 def _encode(event: tuple[str, dict]) -> bytes:
@@ -22,7 +25,7 @@ def _encode(event: tuple[str, dict]) -> bytes:
 
 
 def messages() -> Response:
-    body, route = read_body(MessagesRequest())
+    body, route = read_body(MESSAGES_REQUEST)
     ollama_body = prepare(an.from_anthropic_messages(body))
     message_id, model = new_id("msg_"), body["model"]
     if ollama_body.get("stream"):
@@ -35,7 +38,7 @@ def messages() -> Response:
 
 def count_tokens() -> Response:
     """Estimate the input tokens of a request (Ollama has no tokenizer endpoint)."""
-    body, _ = read_body(CountTokensRequest())
+    body, _ = read_body(COUNT_TOKENS_REQUEST)
     return jsonify(input_tokens=an.count_tokens(body))
 
 

@@ -13,11 +13,13 @@ from ollama_proxy.schemas.openai import EmbeddingsRequest
 from ollama_proxy.translate import openai as oa
 
 bp = Blueprint("embeddings", __name__)
+# Built once, not for every request: a schema keeps no request state.
+EMBEDDINGS_REQUEST = EmbeddingsRequest()
 
 
 @bp.post("/v1/embeddings")
 def embeddings() -> Response:
-    body, route = read_body(EmbeddingsRequest())
+    body, route = read_body(EMBEDDINGS_REQUEST)
     if route.to_provider:
         return pass_through(route)
     encoding = oa.encoding_format(body)

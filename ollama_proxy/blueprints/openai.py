@@ -27,6 +27,9 @@ from ollama_proxy.streaming import SSE_DONE, sse_event
 from ollama_proxy.translate import openai as oa
 
 bp = Blueprint("openai", __name__)
+# Built once, not for every request: a schema keeps no request state.
+CHAT_COMPLETION_REQUEST = ChatCompletionRequest()
+COMPLETION_REQUEST = CompletionRequest()
 
 
 def _stream(route: Route, path: str, ollama_body: dict, converters: list, usage_frame: dict | None) -> Response:
@@ -52,7 +55,7 @@ def _summed_usage_frame(gateway: oa.GatewaySettings, reply_id: str, created: int
 
 @bp.post("/v1/chat/completions")
 def chat_completions() -> Response:
-    body, route = read_body(ChatCompletionRequest())
+    body, route = read_body(CHAT_COMPLETION_REQUEST)
     if route.to_provider:
         return pass_through(route)
     gateway = oa.gateway_settings(body)
@@ -73,7 +76,7 @@ def chat_completions() -> Response:
 
 @bp.post("/v1/completions")
 def completions() -> Response:
-    body, route = read_body(CompletionRequest())
+    body, route = read_body(COMPLETION_REQUEST)
     if route.to_provider:
         return pass_through(route)
     gateway = oa.gateway_settings(body)

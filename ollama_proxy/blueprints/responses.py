@@ -24,6 +24,8 @@ from ollama_proxy.streaming import sse_event
 from ollama_proxy.translate import responses as rs
 
 bp = Blueprint("responses", __name__)
+# Built once, not for every request: a schema keeps no request state.
+RESPONSES_REQUEST = ResponsesRequest()
 
 
 def _encode(event: dict) -> bytes:
@@ -32,7 +34,7 @@ def _encode(event: dict) -> bytes:
 
 @bp.post("/v1/responses")
 def create_response() -> Response:
-    body, route = read_body(ResponsesRequest())
+    body, route = read_body(RESPONSES_REQUEST)
     ollama_body = prepare(rs.from_responses_request(body))
     response_id, created_at, model = new_id("resp_"), now(), body["model"]
     if ollama_body.get("stream"):
