@@ -7,6 +7,7 @@ request is sent and while the answer streams in.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -226,6 +227,18 @@ class UpstreamResponse:
     def close(self) -> None:
         if self._watchdog is not None:
             self._watchdog.close()
+        readable, self._readable = self._readable, None
+        if readable is None:
+            self._drop_connection()
+            return
+        # A reader in another greenlet (a heartbeat's, one of several interleaved answers) may be waiting
+        # on the socket: wake it with an error, then close the socket, as gevent closes its own sockets.
+        import gevent
+
+        error = OSError(errno.EBADF, "the answer was closed while it was being read")
+        gevent.get_hub().cancel_waits_close_and_then([readable], error, self._drop_connection)
+
+    def _drop_connection(self) -> None:
         # Closing (not releasing) drops the connection: Ollama sees the client go and
         # stops generating, instead of the pool draining the rest of the answer.
         self._raw.close()
