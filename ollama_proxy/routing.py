@@ -142,9 +142,13 @@ def named_for(route: Route, body: dict) -> dict:
     return {**body, "model": route.upstream_model}
 
 
-def refuse_provider_model(model: str | None, action: str) -> None:
-    """Refuse a management request naming a provider's model: only Ollama servers hold models."""
-    provider = router().provider_named_by(model) if model else None
+def refuse_provider_model(model, action: str) -> None:
+    """Refuse a management request naming a provider's model: only Ollama servers hold models.
+
+    ``model`` is whatever the body holds: a field the schema does not know may be
+    anything, and what is not a name goes on for Ollama to judge.
+    """
+    provider = router().provider_named_by(model) if model and isinstance(model, str) else None
     if provider is not None:
         raise InvalidRequest(f"cannot {action} '{model}': it is a model of the provider '{provider}', "
                              "and only Ollama servers can manage models", param="model")

@@ -40,17 +40,20 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine) -> None:
     """Migrate ``engine``'s database to head; safe when several processes start at once."""
-    if current_revision(engine) == HEAD_REVISION:
-        return  # the common case, and it takes no lock
-    from alembic import command
+    # SQLite: the file lock covers the check too. A new database's first connections switch it to
+    # WAL, and that switch answers "database is locked" to a connection racing it.
+    with _migration_lock(engine):
+        if current_revision(engine) == HEAD_REVISION:
+            return  # the common case
+        from alembic import command
 
-    config = alembic_config()
-    with _migration_lock(engine), engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            # Held until this transaction ends; PostgreSQL's DDL is transactional.
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")  # a no-op when another process got there first
+        config = alembic_config()
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Held until this transaction ends; PostgreSQL's DDL is transactional.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")  # a no-op when another process got there first
 
 
 @contextmanager
