@@ -203,7 +203,8 @@ class ProviderBackend:
             raise _Retryable(UpstreamTimeout(f"{self.describe} did not accept a connection within "
                                              f"{timeout[0]:g}s")) from None
         except requests.exceptions.ReadTimeout:
-            raise UpstreamTimeout(f"{self.describe} did not answer within {timeout[1]:g}s (read_timeout)") from None
+            raise UpstreamTimeout(f"{self.describe} did not answer within {timeout[1]:g}s (the read_timeout of "
+                                  f"backend {self.name}, else service.read_timeout)") from None
         except requests.exceptions.ConnectionError as exc:
             raise _Retryable(UpstreamUnavailable(f"cannot reach {self.describe}: {reason(exc)}")) from None
         except requests.exceptions.RequestException as exc:

@@ -184,8 +184,9 @@ def test_a_slow_first_byte_past_read_timeout_is_504(fake):
     fake.reset()
     fake.script("fake-chat", first_byte_delay=1.0)
     backend = ProviderBackend(settings(fake.base_url, read_timeout=0.3), RetrySettings())
-    with pytest.raises(UpstreamTimeout, match="did not answer within 0.3s"):
+    with pytest.raises(UpstreamTimeout, match="did not answer within 0.3s") as raised:
         chat(backend)
+    assert "read_timeout of backend fakeai, else service.read_timeout" in raised.value.message
 
 
 def test_connection_refused_is_retried_then_502():
