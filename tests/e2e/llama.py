@@ -8,7 +8,7 @@ from pathlib import Path
 
 import requests
 
-from tests.e2e.server import ROOT, die_with_parent, free_port
+from tests.e2e.server import ROOT, die_with_parent, free_port, stop_process
 
 INSTALL_SCRIPT = ROOT / "scripts" / "install-llama-server.sh"
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -74,13 +74,7 @@ class LlamaServer:
         raise RuntimeError(f"llama-server did not become healthy within {timeout}s:\n{self.log()}")
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout)
         self._log.close()
 
     def log(self) -> str:

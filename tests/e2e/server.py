@@ -24,6 +24,18 @@ def die_with_parent() -> None:
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def stop_process(process: subprocess.Popen | None, timeout: float, signum: int = signal.SIGTERM) -> None:
+    """Send ``signum`` to a running process and wait for it; kill it if it outlives ``timeout`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signum)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -67,13 +79,7 @@ class ProxyServer:
         self.process.send_signal(signum)
 
     def stop(self, timeout: float = 30.0) -> int:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout)
         self._stderr.close()
         return self.process.returncode
 

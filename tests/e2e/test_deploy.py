@@ -27,7 +27,7 @@ import requests
 import yaml
 
 from tests.e2e.conftest import MANAGE, auth, base_config
-from tests.e2e.server import ROOT, ProxyServer, die_with_parent, free_port
+from tests.e2e.server import ROOT, ProxyServer, die_with_parent, free_port, stop_process
 
 DEPLOY = ROOT / "deploy"
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
@@ -138,13 +138,7 @@ class Nginx:
         raise RuntimeError(f"nginx did not listen within {timeout}s:\n{self.logs()}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 10)
         if self._output:
             self._output.close()
 

@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from tests.e2e.server import die_with_parent, free_port
+from tests.e2e.server import die_with_parent, free_port, stop_process
 
 
 class RedisServer:
@@ -47,11 +47,5 @@ class RedisServer:
                 return False
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 10)
         shutil.rmtree(self.dir, ignore_errors=True)
