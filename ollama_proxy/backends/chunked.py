@@ -11,6 +11,7 @@ from __future__ import annotations
 
 # A size line longer than this is garbage, not a chunk size: the same bound as urllib3's.
 MAX_LINE = 1024
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
 class ChunkedFramingError(ValueError):
@@ -72,7 +73,7 @@ class ChunkedDecoder:
             self.done = not line  # an empty line ends the trailer section, and the body
             return
         size_text = line.split(b";", 1)[0].strip()
-        if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):
+        if not size_text or size_text.strip(_HEX_DIGITS):
             raise ChunkedFramingError(f"not a chunk size: {line[:40]!r}")
         size = int(size_text, 16)
         if size:
@@ -88,7 +89,7 @@ def _one_whole_chunk(piece: bytes) -> bytes | None:
     """
     line_end = piece.find(b"\r\n", 0, MAX_LINE + 2)
     size_text = piece[:line_end]
-    if line_end <= 0 or size_text.strip(b"0123456789abcdefABCDEF"):
+    if line_end <= 0 or size_text.strip(_HEX_DIGITS):
         return None  # no size line yet, an extension, or garbage: the general loop says which
     size, start = int(size_text, 16), line_end + 2
     if size == 0 or len(piece) != start + size + 2 or piece[-2:] != b"\r\n":

@@ -107,8 +107,7 @@ class UpstreamResponse:
         finally:
             if self._watchdog is not None:
                 self._watchdog.close()
-            if self._readable is not None:
-                self._readable.close()
+            self._stop_waiting()
 
     def _read_chunked(self, raw: urllib3.HTTPResponse) -> Iterator[bytes]:
         """Read the socket once per wake-up and decode the chunk framing of all that came."""
@@ -133,9 +132,7 @@ class UpstreamResponse:
             payload = decoder.feed(piece)
             if payload:
                 yield payload
-        if self._readable is not None:  # before the connection goes to another request
-            self._readable.close()
-            self._readable = None
+        self._stop_waiting()  # before the connection goes to another request
         # As urllib3 does at the end of a body: the connection goes back to the pool.
         original.close()
         raw.release_conn()
@@ -159,6 +156,12 @@ class UpstreamResponse:
             return recv(size)
 
         return read
+
+    def _stop_waiting(self) -> None:
+        """Close the watcher this reader waits on (the reader's own end of a stream)."""
+        readable, self._readable = self._readable, None
+        if readable is not None:
+            readable.close()
 
     def _wait_for(self, read, *args, **kwargs) -> bytes:
         watchdog = self._watchdog
