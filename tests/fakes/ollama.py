@@ -32,6 +32,8 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.fakes.go_json import as_struct
+
 LISTEN_BACKLOG = 1024
 BLOB_PIECE_SIZE = 64 * 1024
 PROMPT_EVAL_NS_PER_WORD = 250_000
@@ -311,7 +313,7 @@ class FakeOllama:
             query=request.query_string.decode(errors="replace"),
             headers={name.lower(): value for name, value in request.headers.items()},
             body=body,
-            json=_parse_json(body),
+            json=_as_request(request.path, _parse_json(body)),
             at=time.monotonic(),
         )
         self.requests.append(recorded)
@@ -681,6 +683,33 @@ class FakeOllama:
 
 
 # Requests
+
+# Go's struct fields of each request body (api/types.go), which its decoder matches in any case.
+_MESSAGE_FIELDS = ("role", "content", "thinking", "images", "tool_calls", "tool_name", "tool_call_id")
+_INFERENCE_FIELDS = ("model", "stream", "format", "keep_alive", "options", "think", "truncate", "shift",
+                     "_debug_render_only", "logprobs", "top_logprobs")
+_REQUEST_FIELDS = {
+    "/api/generate": (*_INFERENCE_FIELDS, "prompt", "suffix", "system", "template", "context", "raw", "images"),
+    "/api/chat": (*_INFERENCE_FIELDS, "messages", "tools"),
+    "/api/embed": ("model", "input", "keep_alive", "truncate", "dimensions", "options"),
+    "/api/embeddings": ("model", "prompt", "keep_alive", "options"),
+    "/api/show": ("model", "system", "template", "verbose", "options", "name"),
+    "/api/pull": ("model", "insecure", "username", "password", "stream", "name"),
+    "/api/push": ("model", "insecure", "username", "password", "stream", "name"),
+    "/api/delete": ("model", "name"),
+    "/api/copy": ("source", "destination"),
+    "/api/create": ("model", "stream", "quantize", "draft_quantize", "from", "remote_host", "files", "draft_files",
+                    "adapters", "template", "license", "system", "parameters", "messages", "renderer", "parser",
+                    "requires", "info", "name", "quantization"),
+}
+
+
+def _as_request(path: str, value: Any) -> Any:
+    """Return a parsed body as Ollama's handler for path reads it: keys matched to fields as Go matches them."""
+    fields = _REQUEST_FIELDS.get(path)
+    if fields is None:
+        return value
+    return as_struct(value, fields, {"messages": _MESSAGE_FIELDS})
 
 
 def _parse_json(body: bytes) -> Any:
