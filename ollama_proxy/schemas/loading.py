@@ -7,6 +7,7 @@ import json
 from marshmallow import Schema, ValidationError
 
 from ollama_proxy.errors import InvalidRequest, PayloadTooLarge
+from ollama_proxy.schemas.field_names import check_field_names
 
 
 def read_json_body(request) -> bytes:
@@ -61,7 +62,11 @@ def field_path(messages, prefix: str = "") -> tuple[str, str]:
 
 
 def load(schema: Schema, body: dict) -> dict:
-    """Check ``body`` with ``schema``; raise InvalidRequest naming the first bad field."""
+    """Check ``body`` with ``schema``; raise InvalidRequest naming the first bad field.
+
+    A key that an upstream would read as another field (``"Model"`` beside ``"model"``) is refused first.
+    """
+    check_field_names(body)
     try:
         return schema.load(body)
     except ValidationError as exc:

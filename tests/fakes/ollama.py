@@ -270,6 +270,10 @@ class FakeOllama:
                 return recorded
         raise AssertionError(f"no request to {path} was recorded")
 
+    def calls(self, path: str) -> list[Recorded]:
+        """Return the requests received on path, oldest first."""
+        return [recorded for recorded in self.requests if recorded.path == path]
+
     def wait_for(self, predicate: Callable[[], object], timeout: float = 5.0) -> None:
         """Poll predicate until it holds; fail if it does not within timeout seconds."""
         deadline = time.monotonic() + timeout

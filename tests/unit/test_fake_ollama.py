@@ -254,3 +254,21 @@ def test_holds_200_concurrent_streams(fake):
         assert all(pool.map(finished, range(200)))
     assert len(fake.streams) == 200
     assert max(record.started for record in fake.streams) < min(record.closed_at for record in fake.streams)
+
+
+@pytest.mark.parametrize("body, model", [
+    (b'{"model": "llama3.2", "Model": "qwen3:8b", "prompt": "hi", "stream": false}', "qwen3:8b"),
+    (b'{"MODEL": "qwen3:8b", "model": "llama3.2", "prompt": "hi", "stream": false}', "llama3.2"),
+    (b'{"\\u004dodel": "qwen3:8b", "prompt": "hi", "stream": false}', "qwen3:8b"),
+])
+def test_body_keys_name_fields_in_any_case_and_the_last_wins_as_in_go(fake, body, model):
+    answer = requests.post(fake.url + "/api/generate", data=body, timeout=5)
+    assert answer.status_code == 200 and answer.json()["model"] == model
+    assert fake.last("/api/generate").json["model"] == model
+
+
+def test_keys_with_the_kelvin_sign_and_long_s_name_fields_as_in_go(fake):
+    body = {"model": "llama3.2", "prompt": "hi", "stream": False, "\u212aeep_alive": 0, "option\u017f": {"seed": 1}}
+    requests.post(fake.url + "/api/generate", json=body, timeout=5)
+    ran = fake.last("/api/generate").json
+    assert ran["keep_alive"] == 0 and ran["options"] == {"seed": 1}
