@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import http.client
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -50,28 +52,94 @@ def hammer(ports: list[int], count: int, token: str = LIMITED) -> list[int]:
         return list(pool.map(one, range(count)))
 
 
-def workers_using(proxy, filename: str) -> set[int]:
-    """Return the proxy's worker processes that hold ``filename`` open."""
-    workers = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+def worker_pids(proxy, count: int, timeout: float = 30.0) -> list[int]:
+    """Return the pids of the proxy's ``count`` worker processes, waiting for them to start."""
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == proxy.process.pid:
+                    workers.append(int(stat.parent.name))
+            except (OSError, ValueError):
+                continue  # a process that went away meanwhile
+        if len(workers) == count or time.monotonic() > deadline:
+            assert len(workers) == count, f"{len(workers)} workers, not {count}"
+            return sorted(workers)
+        time.sleep(0.05)
+
+
+def accepted(server_port: int, client_ports: set[int]) -> bool:
+    """Tell whether the server has accepted every connection from these client ports.
+
+    A connection still in the listen backlog belongs to no process: its inode in
+    /proc/net/tcp is 0 until a worker accepts it.
+    """
+    found = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, remote_port = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
+        if local_port == server_port and remote_port in client_ports:
+            if fields[9] == "0":
+                return False
+            found += 1
+    return found == len(client_ports)
+
+
+def pinned_connections(proxy, per_worker: int) -> list[http.client.HTTPConnection]:
+    """Open ``per_worker`` connections to each worker of the proxy, whatever the kernel would choose.
+
+    While one worker accepts its connections the others are stopped (SIGSTOP), so
+    that worker is the only one that can take them from the shared listen socket.
+    """
+    workers = worker_pids(proxy, proxy.workers)
+    connections = []
+    for worker in workers:
+        others = [pid for pid in workers if pid != worker]
+        for pid in others:
+            os.kill(pid, signal.SIGSTOP)
         try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == proxy.process.pid and any(str(fd.readlink()).endswith(filename)
-                                                 for fd in (stat.parent / "fd").iterdir()):
-                workers.add(int(stat.parent.name))
-        except (OSError, ValueError):
-            continue  # a process that went away meanwhile
-    return workers
+            mine = [http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=60) for _ in range(per_worker)]
+            for connection in mine:
+                connection.connect()
+            ports = {connection.sock.getsockname()[1] for connection in mine}
+            deadline = time.monotonic() + 30
+            while not accepted(proxy.port, ports):
+                assert time.monotonic() < deadline, f"worker {worker} did not accept its connections"
+                time.sleep(0.01)
+        finally:
+            for pid in others:
+                os.kill(pid, signal.SIGCONT)
+        connections += mine
+    return connections
+
+
+def send_at_once(connections: list[http.client.HTTPConnection], token: str = LIMITED) -> list[int]:
+    """Send one request on each open connection, all at once; return their statuses."""
+    ready = threading.Barrier(len(connections))
+
+    def one(connection: http.client.HTTPConnection) -> int:
+        try:
+            ready.wait(timeout=60)
+            connection.request("GET", "/api/tags", headers=auth(token))
+            answer = connection.getresponse()
+            answer.read()
+            return answer.status
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=len(connections)) as pool:
+        return list(pool.map(one, connections))
 
 
 def test_four_workers_admit_exactly_the_limit(start_proxy, fake):
-    proxy = start_proxy(limited_config(fake.url, rpm=RPM), workers=4)
-    statuses = hammer([proxy.port], HAMMER)
-    print(f"{HAMMER} requests at once on 4 workers, rpm {RPM}: {statuses.count(200)} admitted, "
-          f"{statuses.count(429)} refused")
+    # Idle connections stay open while the others are pinned: well past the time pinning takes.
+    proxy = start_proxy(limited_config(fake.url, rpm=RPM), workers=4, env={"OLLAMA_PROXY_KEEPALIVE": "120"})
+    # Each worker holds as many requests as the limit: workers counting alone would admit all 160.
+    statuses = send_at_once(pinned_connections(proxy, HAMMER // 4))
+    print(f"{HAMMER} requests at once, {HAMMER // 4} on each of 4 workers, rpm {RPM}: "
+          f"{statuses.count(200)} admitted, {statuses.count(429)} refused")
     assert (statuses.count(200), statuses.count(429)) == (RPM, HAMMER - RPM), Counter(statuses)
-    workers = workers_using(proxy, "ratelimit.db")
-    assert len(workers) > 1, f"only workers {workers} counted"  # the counts met in one file, from several workers
     assert requests.get(proxy.url + "/api/tags", headers=auth(GENERATE)).status_code == 200  # others unaffected
 
 
