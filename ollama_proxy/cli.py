@@ -87,9 +87,9 @@ def admin_password(stdin=sys.stdin) -> int:
 
 def serve(config: str | None, bind: str | None, extra: list[str]) -> int:
     """Replace this process with gunicorn running the proxy (signals go straight to it)."""
-    if config:
-        os.environ[CONFIG_ENV] = os.path.abspath(config)
-    if check_config(str(config_path())) != 0:
+    # gunicorn runs from the project root: a relative path is made absolute from where the user stands.
+    os.environ[CONFIG_ENV] = os.path.abspath(config or config_path())
+    if check_config(os.environ[CONFIG_ENV]) != 0:
         return 1
     argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--chdir", str(PROJECT_ROOT)]
     if bind:

@@ -503,6 +503,14 @@ def _flatten(messages: Any, prefix: str = "") -> list[str]:
     return [f"{prefix}: {messages}"]
 
 
+def _blamed(problem: str, source: str, environ: dict[str, str]) -> str:
+    """Put the name of where a bad value came from before ``section.key: message``: a variable, or the file."""
+    for name, (section, key) in ENV_OVERRIDES.items():
+        if name in environ and problem.startswith((f"{section}.{key}:", f"{section}.{key}.")):
+            return f"${name} ({problem})"
+    return f"{source}: {problem}"
+
+
 def apply_env(raw: dict, environ: dict[str, str]) -> dict:
     """Return ``raw`` with the ``OLLAMA_PROXY_*`` overrides found in ``environ``."""
     merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
@@ -529,7 +537,7 @@ def parse_settings(raw: Any, source: str = "<memory>", environ: dict[str, str] |
     try:
         settings = SettingsSchema().load(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: " + "; ".join(_flatten(exc.messages))) from None
+        raise ConfigError("; ".join(_blamed(line, source, environ) for line in _flatten(exc.messages))) from None
     try:
         backends = _with_api_keys(settings.backends, environ)
     except ConfigError as exc:
@@ -544,6 +552,18 @@ def config_path(environ: dict[str, str] | None = None) -> Path:
     return Path(environ[CONFIG_ENV]) if environ.get(CONFIG_ENV) else DEFAULT_CONFIG
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Say what is wrong in a YAML text and where, without PyYAML's ``in "<unicode string>"``."""
+    mark, context = getattr(exc, "problem_mark", None), getattr(exc, "context", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        problem = f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    context_mark = getattr(exc, "context_mark", None)
+    if context and context_mark is not None:
+        return f"{context} started at line {context_mark.line + 1}: {problem}"
+    return problem
+
+
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Read, override and check the configuration file at ``path``."""
     path = Path(path) if path else config_path(environ)
@@ -554,5 +574,5 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     return parse_settings(raw, str(path), environ)

@@ -7,10 +7,11 @@ environment; ``config.py`` fills in API keys and default timeouts after loading.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 from ollama_proxy.backends.presets import PRESETS
 
@@ -72,6 +73,22 @@ class RoutingSettings:
 class StrictSchema(Schema):
     class Meta:
         unknown = RAISE  # a misspelt key must stop the start, not be ignored
+
+    @pre_load
+    def refuse_unknown_keys(self, data, **kwargs):
+        """Refuse keys this section does not know, suggesting the nearest one it does."""
+        if isinstance(data, dict):
+            known = [field.data_key or name for name, field in self.load_fields.items()]
+            unknown = {key: [unknown_field(key, known)] for key in data if key not in known}
+            if unknown:
+                raise ValidationError(unknown)
+        return data
+
+
+def unknown_field(key, known: list[str]) -> str:
+    """Say that ``key`` is not a known key, naming the nearest known one if any is close."""
+    nearest = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    return f"Unknown field; did you mean '{nearest[0]}'?" if nearest else "Unknown field."
 
 
 def _check_name(name: str) -> None:

@@ -73,4 +73,6 @@ def load(schema: Schema, body: dict) -> dict:
         param, message = field_path(exc.messages)
         if param == "_schema":
             raise InvalidRequest(message) from None
-        raise InvalidRequest(f"{param}: {message}", param=param) from None
+        # "model is required" names its field already: no "model: model is required".
+        text = message if message.startswith(param + " ") else f"{param}: {message}"
+        raise InvalidRequest(text, param=param) from None

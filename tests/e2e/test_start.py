@@ -121,3 +121,22 @@ def test_wsgi_start_stops_when_the_store_cannot_be_opened(tmp_path):
     assert result.returncode != 0
     assert str(blocker) in result.stderr and "could not be opened and migrated" in result.stderr
     assert "Booting worker" not in result.stderr
+
+
+def test_serve_script_reads_a_relative_config_from_where_the_user_stands(tmp_path, fake):
+    import yaml
+
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({**base_config(fake.url),
+                                                       "logging": {"dir": str(tmp_path / "logs")}}))
+    port = free_port()
+    process = subprocess.Popen(["bash", str(ROOT / "scripts" / "serve.sh"), "--config", "cfg.yaml",
+                                "--bind", f"127.0.0.1:{port}", "--", "--workers", "1"],
+                               cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               preexec_fn=die_with_parent)
+    try:
+        wait_until_listening(f"http://127.0.0.1:{port}", process, 60)
+        assert requests.get(f"http://127.0.0.1:{port}/api/tags", headers=auth(GENERATE)).status_code == 200
+    finally:
+        _stop(process)
+    with process.stdout:
+        assert f"configuration OK: {tmp_path / 'cfg.yaml'}" in process.stdout.read().decode()

@@ -100,6 +100,26 @@ def test_bad_environment_value_is_reported():
         parse_settings({}, environ={"OLLAMA_PROXY_CONNECT_TIMEOUT": "fast"})
 
 
+def test_a_bad_environment_value_is_blamed_on_its_variable_not_the_file():
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"service": {"connect_timeout": 2}}, "config.yaml", {"OLLAMA_PROXY_READ_TIMEOUT": "abc"})
+    assert str(caught.value) == "$OLLAMA_PROXY_READ_TIMEOUT (service.read_timeout: Not a valid number.)"
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"service": {"read_timeout": "abc"}}, "config.yaml", {})
+    assert str(caught.value) == "config.yaml: service.read_timeout: Not a valid number."
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"servce": {}}, "servce: Unknown field; did you mean 'service'?"),
+    ({"service": {"read_timeot": 5}}, "service.read_timeot: Unknown field; did you mean 'read_timeout'?"),
+    ({"service": {"zzz": 5}}, "service.zzz: Unknown field."),
+])
+def test_a_misspelt_key_is_refused_with_the_nearest_known_one(raw, message):
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw, "config.yaml", {})
+    assert str(caught.value) == f"config.yaml: {message}"
+
+
 def test_load_settings_reads_file_and_env_path(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("service:\n  base_url: http://box:1\n")
@@ -114,6 +134,16 @@ def test_load_settings_reports_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("service: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(bad, environ={})
+
+
+def test_a_yaml_syntax_error_names_the_file_and_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('service:\n  base_url: "http://x\n  read_timeout: 5\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(bad, environ={})
+    message = str(caught.value)
+    assert message.startswith(f"{bad}: not valid YAML: while scanning a quoted scalar started at line 2: ")
+    assert "unicode string" not in message
 
 
 def test_shipped_default_config_is_valid():
