@@ -55,12 +55,19 @@ fetch_source() {  # $1: work directory; prints the llama.cpp source directory
 
 build_server() {  # $1: llama.cpp source directory, $2: build directory
     # Only the server: no tests, examples, web UI (its prebuilt assets would be downloaded),
-    # HTTPS or shared libraries, so the binary stands alone in the cache.
-    nice -n 10 cmake -S "$1" -B "$2" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
-        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF \
-        -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF \
-        -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DGGML_CCACHE=OFF >/dev/null
-    nice -n 10 cmake --build "$2" --target llama-server --parallel "$(nproc)" >/dev/null
+    # HTTPS or shared libraries, so the binary stands alone in the cache. The compiler's
+    # output (thousands of lines of warnings) goes to a log file, shown in part if the build fails.
+    local log="$cache/build.log"
+    say "compiler output: $log"
+    if ! { nice -n 10 cmake -S "$1" -B "$2" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+               -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF \
+               -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF \
+               -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DGGML_CCACHE=OFF &&
+           nice -n 10 cmake --build "$2" --target llama-server --parallel "$(nproc)"; } >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        say "the build failed; its whole output is in $log"
+        exit 1
+    fi
     mkdir -p "$cache/bin"
     cp "$2/bin/llama-server" "$server.tmp"
     mv "$server.tmp" "$server"
