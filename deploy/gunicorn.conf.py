@@ -57,6 +57,9 @@ def on_starting(server):
     except ConfigError:
         return  # the workers stop on it, naming the key
     _migrate_in_a_child(settings.store)  # a database that cannot be migrated stops the start here
+    if not settings.admin.enabled:  # said once here, not by every worker at every (re)start
+        server.log.warning("the admin page is off: set admin.password_hash to the output of "
+                           "`ollama-proxy admin-password` to turn it on")
 
 
 def _migrate_in_a_child(store_settings):

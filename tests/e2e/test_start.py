@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import requests
 
@@ -140,3 +141,19 @@ def test_serve_script_reads_a_relative_config_from_where_the_user_stands(tmp_pat
         _stop(process)
     with process.stdout:
         assert f"configuration OK: {tmp_path / 'cfg.yaml'}" in process.stdout.read().decode()
+
+
+def test_the_admin_page_off_notice_is_said_once_not_per_worker_or_reload(tmp_path, fake):
+    from tests.e2e.server import ProxyServer
+
+    server = ProxyServer(base_config(fake.url), tmp_path / "proxy", workers=2).start()
+    try:
+        server.signal(signal.SIGHUP)  # a reload starts two new workers
+        deadline = time.monotonic() + 30
+        while server.stderr().count("Booting worker") < 4:
+            assert time.monotonic() < deadline, server.stderr()
+            time.sleep(0.1)
+        assert requests.get(server.url + "/api/tags", headers=auth(GENERATE), timeout=10).status_code == 200
+    finally:
+        server.stop()
+    assert server.stderr().count("the admin page is off") == 1, server.stderr()

@@ -8,8 +8,6 @@ page is off and every /admin path answers 404.
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
@@ -18,7 +16,6 @@ from ollama_proxy.blueprints.admin import keys, login, models, pages, session, u
 from ollama_proxy.blueprints.admin.base import bp, is_admin_path
 
 __all__ = ["bp", "init_app", "is_admin_path"]
-log = logging.getLogger(__name__)
 
 
 def init_app(app: Flask) -> None:
@@ -26,9 +23,7 @@ def init_app(app: Flask) -> None:
     settings = app.config["SETTINGS"].admin
     app.register_blueprint(bp)
     if not settings.enabled:
-        log.warning("the admin page is off: set admin.password_hash to the output of "
-                    "`ollama-proxy admin-password` to turn it on")
-        return
+        return  # said once at start, by the gunicorn master (deploy/gunicorn.conf.py)
     session.configure(app, settings)
     CSRFProtect(app)
     login.init_app(app)
