@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Iterable
 
 from ollama_proxy.streaming import SSE_DONE, converted, ndjson_relay, split_lines, sse_event
-from ollama_proxy.translate.anthropic import MessagesStreamConverter
+from ollama_proxy.translate.anthropic.stream import MessagesStreamConverter
 from ollama_proxy.translate.openai import ChatStreamConverter
-from ollama_proxy.translate.responses import ResponsesStreamConverter
+from ollama_proxy.translate.responses.stream import ResponsesStreamConverter
 
 THINKING_CHUNKS, TEXT_CHUNKS = 20, 200
 _WORDS = (" the", " sky", " is", " blue", " because", " of", " Rayleigh", " scattering", ",", " which")

@@ -11,7 +11,10 @@ from flask import Blueprint, Response, current_app, jsonify
 from ollama_proxy.blueprints.relay import generate, new_id, prepare, read_body, relay_stream
 from ollama_proxy.schemas.anthropic import CountTokensRequest, MessagesRequest
 from ollama_proxy.streaming import sse_event
-from ollama_proxy.translate import anthropic as an
+from ollama_proxy.translate.anthropic import tokens
+from ollama_proxy.translate.anthropic.answer import to_anthropic_message
+from ollama_proxy.translate.anthropic.request import from_anthropic_messages
+from ollama_proxy.translate.anthropic.stream import MessagesStreamConverter
 
 bp = Blueprint("anthropic", __name__)
 # Built once, not for every request: a schema keeps no request state.
@@ -26,20 +29,20 @@ def _encode(event: tuple[str, dict]) -> bytes:
 
 def messages() -> Response:
     body, route = read_body(MESSAGES_REQUEST)
-    ollama_body = prepare(an.from_anthropic_messages(body))
+    ollama_body = prepare(from_anthropic_messages(body))
     message_id, model = new_id("msg_"), body["model"]
     if ollama_body.get("stream"):
-        converter = an.MessagesStreamConverter(message_id, model, new_id=new_id)
+        converter = MessagesStreamConverter(message_id, model, new_id=new_id)
         heartbeat = current_app.config["SETTINGS"].service.stream_ping_interval
         return relay_stream(route, "/api/chat", ollama_body, converter, _encode, heartbeat)
     answer = generate(route, "/api/chat", ollama_body)[0]
-    return jsonify(an.to_anthropic_message(answer, message_id=message_id, model=model, new_id=new_id))
+    return jsonify(to_anthropic_message(answer, message_id=message_id, model=model, new_id=new_id))
 
 
 def count_tokens() -> Response:
     """Estimate the input tokens of a request (Ollama has no tokenizer endpoint)."""
     body, _ = read_body(COUNT_TOKENS_REQUEST)
-    return jsonify(input_tokens=an.count_tokens(body))
+    return jsonify(input_tokens=tokens.count_tokens(body))
 
 
 for _prefix in ("", "/anthropic"):

@@ -21,7 +21,9 @@ from ollama_proxy.blueprints.relay import (
 )
 from ollama_proxy.schemas.openai import ResponsesRequest
 from ollama_proxy.streaming import sse_event
-from ollama_proxy.translate import responses as rs
+from ollama_proxy.translate.responses.answer import to_responses_response
+from ollama_proxy.translate.responses.request import from_responses_request
+from ollama_proxy.translate.responses.stream import ResponsesStreamConverter
 
 bp = Blueprint("responses", __name__)
 # Built once, not for every request: a schema keeps no request state.
@@ -35,12 +37,12 @@ def _encode(event: dict) -> bytes:
 @bp.post("/v1/responses")
 def create_response() -> Response:
     body, route = read_body(RESPONSES_REQUEST)
-    ollama_body = prepare(rs.from_responses_request(body))
+    ollama_body = prepare(from_responses_request(body))
     response_id, created_at, model = new_id("resp_"), now(), body["model"]
     if ollama_body.get("stream"):
-        converter = rs.ResponsesStreamConverter(response_id, created_at, model, new_id=new_id, request=body)
+        converter = ResponsesStreamConverter(response_id, created_at, model, new_id=new_id, request=body)
         upstream = open_streams(route, "/api/chat", ollama_body)[0]
         return sse_response([upstream.iter_chunks()], [converter], _encode, Upstreams([upstream]))
     answer = generate(route, "/api/chat", ollama_body)[0]
-    return jsonify(rs.to_responses_response(answer, response_id=response_id, created_at=created_at, model=model,
-                                            new_id=new_id, request=body))
+    return jsonify(to_responses_response(answer, response_id=response_id, created_at=created_at, model=model,
+                                         new_id=new_id, request=body))
