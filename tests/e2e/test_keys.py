@@ -6,12 +6,15 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import openai
 import pytest
 import requests
 
+from ollama_proxy.config import load_settings
+from ollama_proxy.store import open_store
 from tests.e2e.conftest import base_config
 from tests.e2e.server import ProxyServer
 
@@ -82,7 +85,10 @@ def test_disable_enable_and_delete_take_effect_within_the_cache_bound(server):
 
 
 def test_an_expired_key_is_refused(server):
-    secret = create(server, "--name", "old", "--expires", "2020-01-01")
+    secret = create(server, "--name", "old", "--expires", "2999-12-31")
+    store = open_store(load_settings(server.config_path, environ={}).store)
+    store.update_key("old", expires_at=datetime(2020, 1, 2, tzinfo=timezone.utc))  # the command refuses a past date
+    store.close()
     answer = requests.get(server.url + "/api/tags", headers={"Authorization": f"Bearer {secret}"})
     assert answer.status_code == 401
     assert answer.json() == {"error": "key 'old' expired at 2020-01-02T00:00:00+00:00"}
