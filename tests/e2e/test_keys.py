@@ -16,7 +16,7 @@ import requests
 from ollama_proxy.config import load_settings
 from ollama_proxy.store import open_store
 from tests.e2e.conftest import base_config
-from tests.e2e.server import ProxyServer
+from tests.e2e.server import ROOT, ProxyServer
 
 COMMAND = str(Path(sys.executable).with_name("ollama-proxy"))  # what `pip install` put on PATH
 CACHE_SECONDS = 0.5
@@ -24,6 +24,7 @@ CACHE_SECONDS = 0.5
 
 def keys(server, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_PROXY_")}
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's code, wherever the installed package points
     done = subprocess.run([COMMAND, "keys", *args, "--config", str(server.config_path)], capture_output=True,
                           text=True, env=env, cwd=server.workdir, timeout=60)
     if check:
@@ -112,6 +113,7 @@ def test_the_command_reports_mistakes(server):
     assert bad.returncode == 2 and "--expires" in bad.stderr
 
 
+@pytest.mark.postgres
 def test_two_instances_share_keys_through_postgresql(fake, start_proxy, postgres_cluster):
     url = postgres_cluster.new_database()
     instances = []
