@@ -24,6 +24,14 @@ def expiry(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+def future_expiry(text: str, now: datetime | None = None) -> datetime:
+    """Read a new key's ``--expires`` as ``expiry`` does, refusing a moment gone by: the key would never work."""
+    moment = expiry(text)
+    if moment <= (now or datetime.now(timezone.utc)):
+        raise argparse.ArgumentTypeError(f"{text} is in the past: a key that expired before it was made never works")
+    return moment
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
@@ -93,8 +101,8 @@ def add_parser(commands) -> None:
     new.add_argument("--rpm", type=_positive, help="requests per minute")
     new.add_argument("--tpm", type=_positive, help="tokens per minute")
     new.add_argument("--scope", choices=SCOPES, default="generate")
-    new.add_argument("--expires", type=expiry, metavar="DATE",
-                     help="YYYY-MM-DD (works through that day, UTC) or an ISO date and time")
+    new.add_argument("--expires", type=future_expiry, metavar="DATE",
+                     help="YYYY-MM-DD (works through that day, UTC) or an ISO date and time; not in the past")
     new.add_argument("--chat-log", action=argparse.BooleanOptionalAction, default=None,
                      help="log this key's chats, or never (default: as chat_logs.enabled says)")
     new.set_defaults(run=create)

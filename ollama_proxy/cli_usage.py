@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from datetime import date, datetime, time, timezone
 
 from ollama_proxy.cli_keys import expiry
 from ollama_proxy.config import CONFIG_ENV, ConfigError, load_settings
+from ollama_proxy.csv_export import write_csv
 from ollama_proxy.store import StoreError, open_store
 from ollama_proxy.store.usage import USAGE_FIELDS
 
@@ -34,15 +34,13 @@ def _cell(value):
 
 
 def write(rows: list[dict], form: str, out) -> None:
-    """Write ``rows`` to ``out`` as CSV (a header, then one line each) or as one JSON array."""
+    """Write ``rows`` to ``out`` as CSV (a header, then one line each; spreadsheet-safe) or as one JSON array."""
     rows = [{column: _cell(row.get(column)) for column in COLUMNS} for row in rows]
     if form == "json":
         json.dump(rows, out, indent=1)
         out.write("\n")
         return
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
+    write_csv(out, COLUMNS, rows, lineterminator="\n")
 
 
 def export(args) -> int:

@@ -1,9 +1,10 @@
 """Count what the proxy does, for Prometheus.
 
-The counters are fed in two places only: the access record, handed over by
+The counters are fed in three places only: the access record, handed over by
 ``logs.add_close_listener`` once a response has closed (status, route,
-latency, time to first token, tokens, upstream errors), and a WSGI wrapper
-that counts the responses still in flight. No view calls a metric.
+latency, time to first token, tokens, upstream errors), a WSGI wrapper
+that counts the responses still in flight, and the usage writer, which counts
+the rows the store refused. No view calls a metric.
 
 Under gunicorn, each worker writes its values to files in prometheus_client's
 multiprocess directory (``PROMETHEUS_MULTIPROC_DIR``, prepared by
@@ -54,6 +55,9 @@ class ProxyMetrics:
         self.in_flight = Gauge("ollama_proxy_requests_in_flight",
                                "Responses being answered now, streams included", multiprocess_mode="livesum",
                                **common)
+        self.usage_rows_rejected = Counter("ollama_proxy_usage_rows_rejected",
+                                           "Usage rows the store refused (a value that does not fit its column), "
+                                           "dropped instead of retried", **common)
 
     def observe(self, record: logs.AccessRecord) -> None:
         """Count one closed request from its access record."""

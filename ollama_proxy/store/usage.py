@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
-from sqlalchemy import Engine, case, func, insert, select
+from sqlalchemy import Engine, Integer, String, case, func, insert, select
 
 from ollama_proxy.store.errors import StoreError
 from ollama_proxy.store.schema import usage
 
 USAGE_FIELDS = tuple(c.name for c in usage.columns if c.name != "id")
 _GROUPS = {"key": usage.c.key_name, "model": usage.c.model}
+# NUL, which PostgreSQL text cannot hold, and lone surrogates (JSON's "\ud800"), which UTF-8 cannot encode.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# PostgreSQL's integer; SQLite's is wider. A count beyond it is held at the bound, not refused.
+INTEGER_RANGE = (-2**31, 2**31 - 1)
+
+
+def fit_text(text: str, length: int) -> str:
+    """Drop the characters no database stores, then cut ``text`` to ``length`` characters."""
+    return _UNSTORABLE.sub("", text)[:length]
+
+
+def fit_usage_row(row: dict) -> dict:
+    """Return ``row`` with each value made to fit its column: a client names the model, any string at all.
+
+    Text is cut to its column's length without the characters no database stores; a whole
+    number is held within PostgreSQL's integer. A row that does not fit would fail its batch.
+    """
+    fitted = dict(row)
+    for column in usage.columns:
+        value = row.get(column.name)
+        if isinstance(value, str) and isinstance(column.type, String) and column.type.length:
+            fitted[column.name] = fit_text(value, column.type.length)
+        elif isinstance(value, int) and isinstance(column.type, Integer):
+            fitted[column.name] = min(max(value, INTEGER_RANGE[0]), INTEGER_RANGE[1])
+    return fitted
 
 
 def _filters(since: datetime | None, until: datetime | None, key: str | None, model: str | None) -> list:

@@ -6,14 +6,17 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import openai
 import pytest
 import requests
 
+from ollama_proxy.config import load_settings
+from ollama_proxy.store import open_store
 from tests.e2e.conftest import base_config
-from tests.e2e.server import ProxyServer
+from tests.e2e.server import ROOT, ProxyServer
 
 COMMAND = str(Path(sys.executable).with_name("ollama-proxy"))  # what `pip install` put on PATH
 CACHE_SECONDS = 0.5
@@ -21,6 +24,7 @@ CACHE_SECONDS = 0.5
 
 def keys(server, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_PROXY_")}
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's code, wherever the installed package points
     done = subprocess.run([COMMAND, "keys", *args, "--config", str(server.config_path)], capture_output=True,
                           text=True, env=env, cwd=server.workdir, timeout=60)
     if check:
@@ -82,7 +86,10 @@ def test_disable_enable_and_delete_take_effect_within_the_cache_bound(server):
 
 
 def test_an_expired_key_is_refused(server):
-    secret = create(server, "--name", "old", "--expires", "2020-01-01")
+    secret = create(server, "--name", "old", "--expires", "2999-12-31")
+    store = open_store(load_settings(server.config_path, environ={}).store)
+    store.update_key("old", expires_at=datetime(2020, 1, 2, tzinfo=timezone.utc))  # the command refuses a past date
+    store.close()
     answer = requests.get(server.url + "/api/tags", headers={"Authorization": f"Bearer {secret}"})
     assert answer.status_code == 401
     assert answer.json() == {"error": "key 'old' expired at 2020-01-02T00:00:00+00:00"}
@@ -106,6 +113,7 @@ def test_the_command_reports_mistakes(server):
     assert bad.returncode == 2 and "--expires" in bad.stderr
 
 
+@pytest.mark.postgres
 def test_two_instances_share_keys_through_postgresql(fake, start_proxy, postgres_cluster):
     url = postgres_cluster.new_database()
     instances = []

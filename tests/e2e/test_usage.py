@@ -21,6 +21,7 @@ from ollama_proxy.cli_usage import COLUMNS
 from ollama_proxy.config import load_settings
 from ollama_proxy.store import open_store
 from tests.e2e.conftest import ALICE, GENERATE, auth, base_config
+from tests.e2e.server import ROOT
 
 OLLAMA_PROXY = Path(sys.executable).parent / "ollama-proxy"  # the installed command
 REQUESTS = 48
@@ -83,8 +84,10 @@ def test_sigterm_with_requests_in_flight_loses_no_usage_row(start_proxy, fake):
 
 def export(config_path, *args: str) -> str:
     """Run the installed ``ollama-proxy usage`` command; return what it printed."""
+    # PYTHONPATH: this checkout's code, wherever the installed package points
+    env = {**os.environ, "OLLAMA_PROXY_CONFIG": "", "PYTHONPATH": str(ROOT)}
     done = subprocess.run([str(OLLAMA_PROXY), "usage", "--config", str(config_path), *args],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "OLLAMA_PROXY_CONFIG": ""})
+                          capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import argparse
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ollama_proxy.cli_keys import expiry, table
+from ollama_proxy.cli_keys import expiry, future_expiry, table
 
 UTC = timezone.utc
 
@@ -24,6 +25,36 @@ def test_expiry(text, moment):
 def test_expiry_refuses_what_it_cannot_read(text):
     with pytest.raises(argparse.ArgumentTypeError):
         expiry(text)
+
+
+NOW = datetime(2027, 1, 31, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text, moment", [
+    ("2027-01-31", datetime(2027, 2, 1, tzinfo=UTC)),  # today: the key works through it
+    ("2027-01-31T12:00:01", datetime(2027, 1, 31, 12, 0, 1, tzinfo=UTC)),
+    ("2027-01-31T14:30:00+02:00", datetime(2027, 1, 31, 14, 30, tzinfo=timezone(timedelta(hours=2)))),
+    ("2030-06-01", datetime(2030, 6, 2, tzinfo=UTC)),
+])
+def test_future_expiry_reads_what_expiry_reads(text, moment):
+    assert future_expiry(text, now=NOW) == moment
+
+
+@pytest.mark.parametrize("text", [
+    "2027-01-30",  # yesterday
+    "2020-01-01",
+    "2027-01-31T12:00:00",  # now: a key is expired at its expiry
+    "2027-01-31T13:59:00+02:00",  # 11:59 UTC
+])
+def test_future_expiry_refuses_a_moment_gone_by(text):
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(f"{text} is in the past")):
+        future_expiry(text, now=NOW)
+
+
+def test_future_expiry_reads_the_clock_when_not_told():
+    with pytest.raises(argparse.ArgumentTypeError, match="in the past"):
+        future_expiry("2020-01-01")
+    assert future_expiry("2999-12-31") == datetime(3000, 1, 1, tzinfo=UTC)
 
 
 def test_table_aligns_columns():

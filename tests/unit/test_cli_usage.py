@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import json
 from datetime import datetime, timedelta, timezone
@@ -51,3 +52,14 @@ def test_json_is_one_array_with_every_column():
     out = io.StringIO()
     write([], "json", out)
     assert json.loads(out.getvalue()) == []
+
+
+def test_csv_cells_that_would_be_formulas_are_written_as_text_and_json_as_it_is():
+    hostile = {**ROW, "key_name": "=cmd|' /C calc'!A0", "model": "@SUM(1+1)", "prompt_tokens": 12}
+    out = io.StringIO()
+    write([hostile], "csv", out)
+    line = next(csv.DictReader(io.StringIO(out.getvalue())))
+    assert (line["key_name"], line["model"], line["prompt_tokens"]) == ("'=cmd|' /C calc'!A0", "'@SUM(1+1)", "12")
+    out = io.StringIO()
+    write([hostile], "json", out)
+    assert json.loads(out.getvalue())[0]["key_name"] == "=cmd|' /C calc'!A0"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, time, timezone
+from datetime import date, datetime, time, timezone
 
 from flask_wtf import FlaskForm
 from marshmallow import ValidationError as FieldError
@@ -43,6 +43,13 @@ def end_of_day(day) -> datetime | None:
     return datetime.combine(day, time.max, tzinfo=timezone.utc).replace(microsecond=0)
 
 
+def past_expiry(day: date | None, kept: date | None, today: date) -> str | None:
+    """Say what is wrong with expiring a key after ``day`` (UTC), if it is gone by and not the one ``kept``."""
+    if day is None or day >= today or day == kept:
+        return None
+    return f"{day.isoformat()} is in the past: a key that expired before it was saved never works"
+
+
 class KeyLimitsForm(FlaskForm):
     """What a key may do: scope, models, limits, expiry; and whether its chats are logged."""
 
@@ -54,9 +61,16 @@ class KeyLimitsForm(FlaskForm):
     expires = DateField("Expires after", validators=[Optional()])
     chat_log = SelectField("Chat log", choices=chat_log_choices(False), default="global")
 
-    def __init__(self, *args, chat_logs_enabled: bool = False, **kwargs):
+    def __init__(self, *args, chat_logs_enabled: bool = False, kept_expiry: date | None = None, **kwargs):
+        """``kept_expiry``: the day a key being edited expires now, which it may keep even when gone by."""
         super().__init__(*args, **kwargs)
         self.chat_log.choices = chat_log_choices(chat_logs_enabled)
+        self.kept_expiry = kept_expiry
+
+    def validate_expires(self, field) -> None:
+        problem = past_expiry(field.data, self.kept_expiry, datetime.now(timezone.utc).date())
+        if problem:
+            raise ValidationError(problem)
 
     def store_fields(self) -> dict:
         return {"scope": self.scope.data, "models": split_patterns(self.models.data), "rpm": self.rpm.data,

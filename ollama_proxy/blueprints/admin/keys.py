@@ -82,10 +82,10 @@ def key_created(name: str):
 def edit_key(name: str):
     """Show a key's settings; on a POST, change them."""
     key = _key_or_404(name)
+    expires = key.expires_at.date() if key.expires_at else None
     form = KeyLimitsForm(data={"scope": key.scope, "models": " ".join(key.models), "rpm": key.rpm, "tpm": key.tpm,
-                               "expires": key.expires_at.date() if key.expires_at else None,
-                               "chat_log": chat_log_choice(key.chat_log)},
-                         chat_logs_enabled=_chat_logs_enabled())
+                               "expires": expires, "chat_log": chat_log_choice(key.chat_log)},
+                         chat_logs_enabled=_chat_logs_enabled(), kept_expiry=expires)
     if form.is_submitted():
         if not form.validate():
             return render_template("admin/key_edit.html", key=key, form=form), 400

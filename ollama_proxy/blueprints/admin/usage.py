@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
@@ -10,6 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 from flask import Response, current_app, render_template, request
 
 from ollama_proxy.blueprints.admin.base import bp
+from ollama_proxy.csv_export import write_csv
 from ollama_proxy.store import USAGE_FIELDS, current_store
 
 TOP = 10  # models and keys drawn one by one in the dashboard's bar charts; the rest are summed as "other"
@@ -104,14 +104,11 @@ def usage():
 
 @bp.get("/usage.csv")
 def usage_csv():
-    """Export the filtered usage rows as CSV, oldest first."""
+    """Export the filtered usage rows as CSV (spreadsheet-safe), oldest first."""
     filters = usage_filters(request.args)
     rows = _query(filters, current_app.config["SETTINGS"].admin.export_rows)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=USAGE_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({**row, "ts": row["ts"].isoformat()})
+    write_csv(out, USAGE_FIELDS, ({**row, "ts": row["ts"].isoformat()} for row in rows))
     name = f"usage-{filters['first']}-{filters['last']}.csv"
     return Response(out.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ollama_proxy.store import USAGE_FIELDS, StoreError
+from ollama_proxy.store.usage import fit_usage_row
 
 DAY1 = datetime(2026, 3, 1, 23, 59, tzinfo=timezone.utc)
 DAY2 = datetime(2026, 3, 2, 0, 1, tzinfo=timezone.utc)
@@ -67,3 +68,31 @@ def test_usage_by_day(store):
     assert store.usage_by_day(model="nothing") == []
     with pytest.raises(StoreError):
         store.usage_by_day(by="colour")
+
+
+@pytest.mark.parametrize("given, fitted", [
+    ({"model": "llama3.2", "prompt_tokens": 12}, {"model": "llama3.2", "prompt_tokens": 12}),
+    ({"model": "m" * 300}, {"model": "m" * 255}),  # the model column's length
+    ({"request_id": "r" * 200, "key_name": "k" * 101, "surface": "s" * 17},
+     {"request_id": "r" * 128, "key_name": "k" * 100, "surface": "s" * 16}),
+    ({"model": "llama\x003.2"}, {"model": "llama3.2"}),  # NUL: PostgreSQL text cannot hold it
+    ({"upstream_model": "a\ud800b\udfffc"}, {"upstream_model": "abc"}),  # lone surrogates: UTF-8 cannot
+    ({"model": "\x00" * 10 + "m" * 300}, {"model": "m" * 255}),  # dropped first, then cut
+    ({"model": "é" * 300}, {"model": "é" * 255}),  # characters, not bytes
+    ({"model": "tab\there, bell\x07"}, {"model": "tab\there, bell\x07"}),  # PostgreSQL stores those
+    ({"prompt_tokens": 2**40, "completion_tokens": -2**40, "status": 2**31},
+     {"prompt_tokens": 2**31 - 1, "completion_tokens": -2**31, "status": 2**31 - 1}),
+    ({"prompt_tokens": None, "aborted": True, "duration_ms": 1e12},
+     {"prompt_tokens": None, "aborted": True, "duration_ms": 1e12}),
+    ({"ts": DAY1}, {"ts": DAY1}),
+])
+def test_fit_usage_row(given, fitted):
+    assert fit_usage_row(given) == fitted
+
+
+def test_a_fitted_row_is_stored_whatever_the_client_named(store):
+    hostile = row(DAY1, model="=" + "m" * 300 + "\x00\ud800", request_id="r" * 500, prompt=2**40)
+    store.add_usage([fit_usage_row(hostile)])
+    stored = store.query_usage()[0]
+    assert stored["model"] == ("=" + "m" * 300)[:255] and stored["request_id"] == "r" * 128
+    assert stored["prompt_tokens"] == 2**31 - 1

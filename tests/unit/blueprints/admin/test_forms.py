@@ -2,7 +2,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from ollama_proxy.blueprints.admin.forms import end_of_day, split_patterns
+from ollama_proxy.blueprints.admin.forms import end_of_day, past_expiry, split_patterns
 from ollama_proxy.blueprints.admin.models import check_alias
 
 
@@ -19,6 +19,22 @@ def test_split_patterns(text, patterns):
 def test_a_key_expiring_on_a_day_works_all_of_it():
     assert end_of_day(date(2026, 3, 1)) == datetime(2026, 3, 1, 23, 59, 59, tzinfo=timezone.utc)
     assert end_of_day(None) is None
+
+
+TODAY = date(2027, 1, 31)
+
+
+@pytest.mark.parametrize("day, kept, problem", [
+    (None, None, None),  # never expires
+    (TODAY, None, None),  # works through today
+    (date(2030, 1, 1), None, None),
+    (date(2027, 1, 30), None, "2027-01-30 is in the past: a key that expired before it was saved never works"),
+    (date(2027, 1, 30), date(2027, 1, 30), None),  # an expired key's own day, kept while editing it
+    (date(2027, 1, 29), date(2027, 1, 30), "2027-01-29 is in the past: a key that expired before it was saved "
+                                           "never works"),
+])
+def test_past_expiry(day, kept, problem):
+    assert past_expiry(day, kept, TODAY) == problem
 
 
 KNOWN = {"llama3.2:latest", "qwen3:8b"}

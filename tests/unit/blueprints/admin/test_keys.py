@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
@@ -103,3 +104,32 @@ def test_a_held_secret_is_taken_once_and_only_by_its_key():
     hold_secret(session, "alice", "op-secret")
     assert take_secret(session, "bob") is None
     assert session == {}  # a secret for another key is dropped, not kept
+
+
+def test_a_new_key_expiring_in_the_past_is_refused_with_a_form_error(client, store):
+    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+    answer = create(client, "late", expires=yesterday.isoformat())
+    assert answer.status_code == 400
+    assert f"{yesterday} is in the past" in answer.get_data(as_text=True)
+    assert store.get_key("late") is None
+    assert create(client, "today", expires=datetime.now(timezone.utc).date().isoformat()).status_code == 303
+
+
+def edit(client, name: str, **fields):
+    form = {"csrf_token": csrf_token(client, f"/admin/keys/{name}"), "scope": "generate", "chat_log": "global",
+            **fields}
+    return client.post(f"/admin/keys/{name}", data=form)
+
+
+def test_editing_a_key_to_expire_in_the_past_is_refused(client, store):
+    store.create_key("alice")
+    answer = edit(client, "alice", expires="2020-01-01", rpm="5")
+    assert answer.status_code == 400 and "2020-01-01 is in the past" in answer.get_data(as_text=True)
+    assert (store.get_key("alice").expires_at, store.get_key("alice").rpm) == (None, None)
+
+
+def test_an_expired_key_can_be_edited_keeping_its_expiry(client, store):
+    store.create_key("old", expires_at=datetime(2020, 1, 2, 23, 59, 59, tzinfo=timezone.utc))
+    answer = edit(client, "old", expires="2020-01-02", rpm="5")
+    assert answer.status_code == 302
+    assert store.get_key("old").rpm == 5 and store.get_key("old").expires_at.date() == date(2020, 1, 2)

@@ -1,3 +1,5 @@
+import csv
+import io
 import re
 from datetime import date, datetime, timedelta, timezone
 
@@ -77,3 +79,13 @@ def test_a_long_list_keeps_the_newest_rows_and_the_export_keeps_the_oldest_first
     assert listed_times(page) == [row["ts"].strftime("%Y-%m-%d %H:%M:%S") for row in reversed(newest)]
     export = client.get("/admin/usage.csv").get_data(as_text=True).splitlines()
     assert [line.split(",")[1] for line in export[1:]] == ["first", "second", "third"]
+
+
+def test_the_export_writes_formula_like_names_as_text(client, store):
+    now = datetime.now(timezone.utc)
+    store.add_usage([{"ts": now, "request_id": "r", "key_name": "-2+3", "model": "=HYPERLINK(\"http://x\")",
+                      "prompt_tokens": 4, "status": 200}])
+    export = client.get("/admin/usage.csv").get_data(as_text=True)
+    row = next(csv.DictReader(io.StringIO(export)))
+    assert (row["key_name"], row["model"]) == ("'-2+3", "'=HYPERLINK(\"http://x\")")
+    assert (row["prompt_tokens"], row["status"]) == ("4", "200")
