@@ -5,7 +5,9 @@ a client could make it read a service on the proxy's own host or LAN. So every
 connection (redirects included) resolves the host once, refuses loopback,
 private, link-local and other non-public addresses unless the configuration
 allows them, and connects to the very address it checked, so a DNS answer
-cannot change between the check and the connect. Size, time and content type
+cannot change between the check and the connect. An IPv6 address that carries
+an IPv4 one (NAT64, 6to4, Teredo, IPv4-mapped or -compatible) is judged by that
+IPv4 address: a network that translates or tunnels it delivers there. Size, time and content type
 are bounded by settings.
 """
 
@@ -30,11 +32,42 @@ from ollama_proxy.translate.images import is_image_url
 READ_PIECE = 64 * 1024
 
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address that a translator or tunnel on the way may
+# deliver to: NAT64 (RFC 6052), IPv4-compatible (deprecated, ::/96, :: and ::1 included) and SIIT's
+# IPv4-translated (RFC 2765). IPv4-mapped, 6to4 and Teredo have ipaddress properties of their own.
+_CARRYING_IPV4 = tuple(map(ipaddress.IPv6Network, ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96")))
+# Local-use NAT64 (RFC 8215): local by definition, and where the IPv4 address sits depends on the network.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
 def is_public(address: str) -> bool:
-    """Say whether an IP address is on the public internet."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    """Say whether an IP address is on the public internet, judging an IPv6 one by the IPv4 it carries."""
+    if "%" in address:
+        return False  # a zone index (fe80::1%eth0) names a link of this host
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local or ip in _LOCAL_NAT64:
+            return False
+        carried = carried_ipv4(ip)
+        if carried:
+            return all(_is_public_ip(v4) for v4 in carried)
+    return _is_public_ip(ip)
+
+
+def carried_ipv4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """Return the IPv4 addresses that traffic to ``ip`` reaches on a network that translates or tunnels it."""
+    if ip.ipv4_mapped:
+        return (ip.ipv4_mapped,)
+    if ip.sixtofour:
+        return (ip.sixtofour,)
+    if ip.teredo:
+        return ip.teredo  # (server, client), the client's address de-obfuscated
+    if any(ip in prefix for prefix in _CARRYING_IPV4):
+        return (ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF),)
+    return ()
+
+
+def _is_public_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
