@@ -73,7 +73,7 @@ def post_stream(route: Route, path: str, body: dict | bytes) -> UpstreamResponse
 def prepare(ollama_body: dict) -> dict:
     """Fetch the image URLs a translated body still names."""
     settings = current_app.config["SETTINGS"].images
-    resolve_image_urls(ollama_body, current_app.extensions["ollama_proxy.images"].fetch, settings.fetch_urls)
+    resolve_image_urls(ollama_body, current_app.extensions["ollama_proxy.images"].fetch, settings)
     return ollama_body
 
 
