@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ollama_proxy.chatlog import TOO_DEEP, ChatLog, _tap, elide_images, wants_log
+from ollama_proxy.chatlog import TOO_DEEP, ChatLog, _request_body, _tap, elide_images, wants_log
 from ollama_proxy.config import ChatLogSettings, parse_settings
 
 PNG = base64.b64encode(b"\x89PNG" + b"\x00" * 96).decode()  # 100 bytes
@@ -56,6 +56,11 @@ def test_elide_images_walks_nesting_deeper_than_the_stack():
         assert isinstance(value, list) and len(value) == 1
         value = value[0]
     assert value == {"images": [MARK]}
+
+
+def test_a_request_body_deeper_than_the_parser_goes_is_kept_as_text():
+    raw = b'{"x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    assert _request_body(raw) == raw.decode()
 
 
 @pytest.fixture
