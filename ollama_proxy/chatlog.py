@@ -83,7 +83,7 @@ def wants_log(chat_log: bool | None, settings: ChatLogSettings) -> bool:
 def _request_body(raw: bytes):
     try:
         return elide_images(json.loads(raw))
-    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes: the view refused it
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes: kept as text
         return raw.decode("utf-8", "replace")
 
 
