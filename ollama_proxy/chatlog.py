@@ -33,6 +33,7 @@ CHAT_LOGGER = "ollama_proxy.chat"
 CHAT_PATHS = frozenset({"/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions", "/v1/messages",
                         "/anthropic/v1/messages", "/v1/responses"})
 _IMAGE_KEYS = {"images"}
+TOO_DEEP = "<request elided: nested too deeply to write>"
 
 
 def _image_marker(encoded: str) -> str:
@@ -41,19 +42,37 @@ def _image_marker(encoded: str) -> str:
     return f"<image elided: {size} bytes>"
 
 
-def elide_images(value, key: str | None = None, parent: dict | None = None):
-    """Return ``value`` with every base64 image replaced by a marker that keeps its size."""
-    if isinstance(value, dict):
-        return {k: elide_images(v, k, value) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_image_marker(v) if key in _IMAGE_KEYS and isinstance(v, str) else elide_images(v)
-                for v in value]
-    if isinstance(value, str):
-        if value.startswith("data:") and ";base64," in value[:200]:
-            return _image_marker(value)
-        if key == "data" and parent is not None and parent.get("type") == "base64":
-            return _image_marker(value)  # Anthropic's {"type": "base64", "media_type", "data"}
-    return value
+def elide_images(value):
+    """Return ``value`` with every base64 image replaced by a marker that keeps its size.
+
+    A loop, not recursion: an unknown field may be nested as deep as the JSON parser goes, deeper
+    than Python's stack. Containers are copied, then their slots filled in place, keeping key order.
+    """
+    top = [value]
+    pending = [(top, 0, None, None)]  # (container, slot, key the value is under, dict holding it)
+    while pending:
+        into, slot, key, parent = pending.pop()
+        item = into[slot]
+        if isinstance(item, dict):
+            into[slot] = copy = dict(item)
+            pending.extend((copy, k, k, item) for k in copy)
+        elif isinstance(item, list):
+            into[slot] = copy = list(item)
+            for index, entry in enumerate(copy):
+                if key in _IMAGE_KEYS and isinstance(entry, str):
+                    copy[index] = _image_marker(entry)
+                else:
+                    pending.append((copy, index, None, None))
+        elif isinstance(item, str) and _is_image_data(item, key, parent):
+            into[slot] = _image_marker(item)
+    return top[0]
+
+
+def _is_image_data(text: str, key: str | None, parent: dict | None) -> bool:
+    if text.startswith("data:") and ";base64," in text[:200]:
+        return True
+    # Anthropic's {"type": "base64", "media_type", "data"}
+    return key == "data" and parent is not None and parent.get("type") == "base64"
 
 
 def wants_log(chat_log: bool | None, settings: ChatLogSettings) -> bool:
@@ -64,7 +83,7 @@ def wants_log(chat_log: bool | None, settings: ChatLogSettings) -> bool:
 def _request_body(raw: bytes):
     try:
         return elide_images(json.loads(raw))
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes: kept as text
         return raw.decode("utf-8", "replace")
 
 
@@ -121,7 +140,12 @@ class ChatLog:
         entry["answer"] = answer_text(content_type, answer)
         if not whole:
             entry["answer_truncated"] = True
-        self._ready().info(json.dumps(entry))
+        try:
+            line = json.dumps(entry)
+        except RecursionError:  # nested about as deep as the parser goes, and written from a deeper stack
+            entry["request"] = TOO_DEEP
+            line = json.dumps(entry)
+        self._ready().info(line)
 
 
 def note_request() -> None:

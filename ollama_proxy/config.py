@@ -114,6 +114,8 @@ class ImageSettings:
     fetch_urls: bool
     allow_private: bool
     max_bytes: int
+    max_total_bytes: int
+    max_urls_per_request: int
     timeout: float
     max_redirects: int
 
@@ -298,7 +300,12 @@ class ImageSchema(_Strict):
                                    metadata={"help": "let image URLs reach loopback, private and link-local hosts"})
     max_bytes = fields.Integer(load_default=20 * MiB, strict=True, validate=validate.Range(min=1),
                                metadata={"help": "largest image fetched from a URL"})
-    timeout = fields.Float(load_default=10.0, validate=_seconds, metadata={"help": "seconds to fetch one image"})
+    max_total_bytes = fields.Integer(load_default=50 * MiB, strict=True, validate=validate.Range(min=1),
+                                     metadata={"help": "bytes fetched for the image URLs of one request, together"})
+    max_urls_per_request = fields.Integer(load_default=10, strict=True, validate=validate.Range(min=1),
+                                          metadata={"help": "image URLs one request may name"})
+    timeout = fields.Float(load_default=10.0, validate=_seconds,
+                           metadata={"help": "seconds to fetch one image, all of it: connect, redirects, body"})
     max_redirects = fields.Integer(load_default=3, strict=True, validate=validate.Range(min=0),
                                    metadata={"help": "redirects followed when fetching an image"})
 

@@ -71,9 +71,14 @@ class PoolTarget:
                            timeout_setting=setting)
         return self.pool.open(self.model, method, path, **request)
 
-    def post_json(self, path: str, body: dict, model_label: str | None = None):
-        """POST a JSON body; return the open answer, or raise the server's error."""
-        data = json.dumps(body, separators=(",", ":")).encode()
+    @staticmethod
+    def encode(body: dict) -> bytes:
+        """Serialise a body once, for every request that sends it (the n choices of one)."""
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def post_json(self, path: str, body: dict | bytes, model_label: str | None = None):
+        """POST a JSON body, or what ``encode`` made of one; return the open answer, or raise the server's error."""
+        data = body if isinstance(body, bytes) else self.encode(body)
         upstream = self.open("POST", path, body=data, headers={"Content-Type": "application/json"})
         upstream.raise_for_error()
         return upstream

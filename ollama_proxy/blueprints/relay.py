@@ -55,15 +55,25 @@ def read_body(schema: Schema) -> tuple[dict, Route]:
     return body, resolve(body["model"])
 
 
-def post_stream(route: Route, path: str, ollama_body: dict) -> UpstreamResponse:
-    """Open a stream of the route's model on its backend (callable from a side thread)."""
-    return route.backend.post_json(path, body_for(route, {**ollama_body, "stream": True}), model_label=route.model)
+def upstream_body(route: Route, ollama_body: dict) -> dict | bytes:
+    """Return the streaming body for the route's backend, built once however many answers it is sent for.
+
+    An Ollama server takes the JSON as it is, so it is serialised here, once: n choices send the
+    same bytes. A provider translates the body to its own protocol, so it gets the dict.
+    """
+    body = body_for(route, {**ollama_body, "stream": True})
+    return body if route.to_provider else route.backend.encode(body)
+
+
+def post_stream(route: Route, path: str, body: dict | bytes) -> UpstreamResponse:
+    """Open a stream of the route's model on its backend, sending an ``upstream_body`` (callable from a side thread)."""
+    return route.backend.post_json(path, body, model_label=route.model)
 
 
 def prepare(ollama_body: dict) -> dict:
     """Fetch the image URLs a translated body still names."""
     settings = current_app.config["SETTINGS"].images
-    resolve_image_urls(ollama_body, current_app.extensions["ollama_proxy.images"].fetch, settings.fetch_urls)
+    resolve_image_urls(ollama_body, current_app.extensions["ollama_proxy.images"].fetch, settings)
     return ollama_body
 
 
@@ -94,10 +104,11 @@ def generate(route: Route, path: str, ollama_body: dict, n: int = 1) -> list[dic
 def open_streams(route: Route, path: str, ollama_body: dict, n: int = 1) -> list[UpstreamResponse]:
     """Open n Ollama streams; if one fails, close the others and raise its error."""
     note_routed(route)
+    body = upstream_body(route, ollama_body)
     opened: list[UpstreamResponse] = []
 
     def one(_: int) -> UpstreamResponse:
-        upstream = post_stream(route, path, ollama_body)
+        upstream = post_stream(route, path, body)
         opened.append(upstream)
         return upstream
     try:
@@ -175,7 +186,7 @@ def relay_stream(route: Route, path: str, ollama_body: dict, converter, encode: 
     """
     note_routed(route)
     pool = ThreadPoolExecutor(max_workers=1)
-    pending = pool.submit(post_stream, route, path, ollama_body)
+    pending = pool.submit(post_stream, route, path, upstream_body(route, ollama_body))
     pool.shutdown(wait=False)  # the thread ends when Ollama answers; nobody waits for it here
     try:
         upstream = pending.result(timeout=heartbeat)

@@ -18,9 +18,16 @@ _DATA_URI = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?
                        re.DOTALL)
 
 
-def is_image_url(reference: str) -> bool:
+def is_image_url(reference) -> bool:
     """Say whether an ``images`` entry is a URL still to be fetched."""
-    return reference.startswith(("http://", "https://"))
+    return isinstance(reference, str) and reference.startswith(("http://", "https://"))
+
+
+def url_holders(ollama_body: dict) -> list[dict]:
+    """Return the messages (and the body itself, for generate) whose ``images`` still name URLs."""
+    holders = [m for m in ollama_body.get("messages") or [] if isinstance(m, dict)] + [ollama_body]
+    return [holder for holder in holders
+            if isinstance(holder.get("images"), list) and any(map(is_image_url, holder["images"]))]
 
 
 def image_from_data_uri(uri: str, param: str | None = None) -> str:

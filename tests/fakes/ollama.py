@@ -725,14 +725,28 @@ def _parse_json(body: bytes) -> Any:
 
 
 def _go_strings(value: Any) -> Any:
-    """Replace lone surrogates by U+FFFD, as Go's encoding/json decodes them."""
-    if isinstance(value, str):
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(value, list):
-        return [_go_strings(item) for item in value]
-    if isinstance(value, dict):
-        return {_go_strings(k): _go_strings(v) for k, v in value.items()}
-    return value
+    """Replace lone surrogates by U+FFFD, as Go's encoding/json decodes them.
+
+    A loop, not recursion: Go decodes 10,000 levels of nesting, far more than Python's stack holds.
+    """
+    top = [value]
+    pending: list[tuple[Any, Any]] = [(top, 0)]
+    while pending:
+        into, slot = pending.pop()
+        item = into[slot]
+        if isinstance(item, str):
+            into[slot] = _go_string(item)
+        elif isinstance(item, list):
+            into[slot] = copy = list(item)
+            pending.extend((copy, index) for index in range(len(copy)))
+        elif isinstance(item, dict):
+            into[slot] = copy = {_go_string(key): nested for key, nested in item.items()}
+            pending.extend((copy, key) for key in copy)
+    return top[0]
+
+
+def _go_string(text: str) -> str:
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _object(recorded: Recorded) -> dict:

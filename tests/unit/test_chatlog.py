@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
-from ollama_proxy.chatlog import _tap, elide_images, wants_log
-from ollama_proxy.config import ChatLogSettings
+from ollama_proxy.chatlog import TOO_DEEP, ChatLog, _request_body, _tap, elide_images, wants_log
+from ollama_proxy.config import ChatLogSettings, parse_settings
 
 PNG = base64.b64encode(b"\x89PNG" + b"\x00" * 96).decode()  # 100 bytes
 MARK = "<image elided: 100 bytes>"
@@ -32,6 +33,49 @@ MARK = "<image elided: 100 bytes>"
 ])
 def test_elide_images(body, elided):
     assert elide_images(body) == elided
+
+
+def test_elide_images_keeps_the_order_of_keys_and_leaves_its_input_alone():
+    body = {"z": 1, "images": [PNG], "a": {"y": 2, "b": 3}}
+    elided = elide_images(body)
+    assert list(elided) == ["z", "images", "a"] and list(elided["a"]) == ["y", "b"]
+    assert body["images"] == [PNG]
+
+
+def nested(levels: int, bottom) -> list:
+    value = bottom
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_elide_images_walks_nesting_deeper_than_the_stack():
+    elided = elide_images({"model": "m", "x": nested(10_000, {"images": [PNG]})})
+    value = elided["x"]
+    for _ in range(10_000):
+        assert isinstance(value, list) and len(value) == 1
+        value = value[0]
+    assert value == {"images": [MARK]}
+
+
+def test_a_request_body_deeper_than_the_parser_goes_is_kept_as_text():
+    raw = b'{"x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    assert _request_body(raw) == raw.decode()
+
+
+@pytest.fixture
+def chat_log(tmp_path):
+    log = ChatLog(parse_settings({"logging": {"dir": str(tmp_path)}}, environ={}))
+    yield log
+    log.logger.removeHandler(log._handler)
+    log._handler.close()
+
+
+def test_a_request_too_deep_to_write_is_logged_without_it(chat_log, tmp_path):
+    entry = {"path": "/v1/chat/completions", "request": {"x": nested(10_000, [])}}
+    chat_log.write(entry, "application/json", b'{"choices": [{"message": {"content": "hi"}}]}', True)
+    line = json.loads((tmp_path / "chat.jsonl").read_text())
+    assert line == {"path": "/v1/chat/completions", "request": TOO_DEEP, "answer": "hi"}
 
 
 @pytest.mark.parametrize("choice, enabled, logged", [
