@@ -9,6 +9,12 @@ for the first K calls, error statuses, a drop mid-stream, a slow first byte.
 As OpenAI does, usage comes in a last chunk of its own only when the request
 asks for it with ``stream_options.include_usage``.
 
+Bodies are read as a provider written in Go reads them (Ollama's own ``/v1``,
+many gateways): keys are matched to the OpenAI request's fields in any case and
+the last one wins (``tests.fakes.go_json``), so what is recorded is what such a
+provider would run. A script may also set answer headers, echo the credentials
+it was sent in its error messages (as some providers do), or fail mid-stream.
+
 For a manual run: ``python -m tests.fakes.openai_provider --port 8001 [--key KEY]``.
 """
 
@@ -25,6 +31,8 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.fakes.go_json import as_struct
 
 DEFAULT_MODELS = ("fake-chat", "fake-reasoner", "fake-embed")
 EMBEDDING_SIZE = 4
@@ -45,6 +53,9 @@ class Reply:
     fail_times: int | None = None  # ... only for the first N calls (None: always)
     fail_body: str | None = None  # raw error body (default: OpenAI's error shape)
     drop_after: int | None = None  # cut the connection after N stream chunks
+    error_after: int | None = None  # send an error event instead of stream chunk N
+    echo_credentials: bool = False  # error messages repeat the Authorization and OpenAI-* headers received
+    headers: dict[str, str] = field(default_factory=dict)  # more headers on a successful answer
     first_byte_delay: float = 0.0  # seconds before the headers go out
     chunk_delay: float = 0.0  # seconds between stream chunks
     calls: int = field(default=0, repr=False)
@@ -130,7 +141,7 @@ class FakeProvider:
     def _respond(self, request: Request) -> Response:
         body = request.get_data()
         try:
-            parsed = json.loads(body) if body else None
+            parsed = _as_request(request.path, json.loads(body)) if body else None
         except ValueError:
             parsed = None
         self.requests.append(Recorded(request.method, request.path,
@@ -147,7 +158,7 @@ class FakeProvider:
         return _json({"object": "list", "data": [{"id": name, "object": "model", "created": 1700000000,
                                                   "owned_by": "fake"} for name in self.models]})
 
-    def _fault(self, model: str) -> tuple[Reply, Response | None]:
+    def _fault(self, model: str, request: Request) -> tuple[Reply, Response | None]:
         """Count the call and return the scripted fault it meets, if any."""
         reply = self._replies.get(model, Reply())
         reply.calls += 1
@@ -162,13 +173,14 @@ class FakeProvider:
         if reply.fail_status and (reply.fail_times is None or reply.calls <= reply.fail_times):
             if reply.fail_body is not None:
                 return reply, Response(reply.fail_body, reply.fail_status, content_type="text/plain")
-            return reply, _error(reply.fail_status, f"scripted failure {reply.fail_status}", "server_error")
+            message = f"scripted failure {reply.fail_status}{_echo(request, reply)}"
+            return reply, _error(reply.fail_status, message, "server_error")
         time.sleep(reply.first_byte_delay)
         return reply, None
 
     def _chat(self, request: Request, body: dict) -> Response:
         model = body.get("model", "")
-        reply, fault = self._fault(model)
+        reply, fault = self._fault(model, request)
         if fault is not None:
             return fault
         deltas = list(_deltas(reply, _last_user_text(body.get("messages") or [])))
@@ -176,11 +188,14 @@ class FakeProvider:
         usage = {"prompt_tokens": _words(body.get("messages")), "completion_tokens": len(deltas),
                  "total_tokens": _words(body.get("messages")) + len(deltas)}
         if not body.get("stream"):
-            return _json(_whole(model, deltas, finish, usage))
+            return _json(_whole(model, deltas, finish, usage), headers=reply.headers)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         events = _stream_events(model, deltas, finish, usage if include_usage else None)
+        if reply.error_after is not None:
+            message = f"scripted failure mid-stream{_echo(request, reply)}"
+            events[reply.error_after:] = [{"error": {"message": message, "type": "server_error"}}]
         sock = request.environ["werkzeug.socket"]
-        return Response(self._sse(events, reply, sock), 200, content_type="text/event-stream")
+        return Response(self._sse(events, reply, sock), 200, headers=reply.headers, content_type="text/event-stream")
 
     def _sse(self, events: list[dict], reply: Reply, sock: socket.socket) -> Iterator[bytes]:
         yield b": keep-alive comment, as OpenRouter sends\n\n"
@@ -195,7 +210,7 @@ class FakeProvider:
 
     def _embeddings(self, request: Request, body: dict) -> Response:
         model = body.get("model", "")
-        _, fault = self._fault(model)
+        _, fault = self._fault(model, request)
         if fault is not None:
             return fault
         inputs = body.get("input")
@@ -206,6 +221,28 @@ class FakeProvider:
         tokens = sum(len(text.split()) for text in inputs)
         return _json({"object": "list", "model": model, "data": data,
                       "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+
+# The fields of OpenAI's request bodies (and of the extensions the proxy or OpenRouter send), which a
+# provider written in Go decodes into struct fields, matching keys in any case.
+_MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "reasoning_content")
+_CHAT_FIELDS = ("model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+                "temperature", "top_p", "n", "stop", "seed", "frequency_penalty", "presence_penalty", "logit_bias",
+                "logprobs", "top_logprobs", "response_format", "tools", "tool_choice", "parallel_tool_calls", "user",
+                "reasoning_effort", "top_k", "min_p", "enable_thinking", "thinking", "reasoning", "models", "route")
+_EMBEDDINGS_FIELDS = ("model", "input", "dimensions", "encoding_format", "user")
+
+
+def _as_request(path: str, value: Any) -> Any:
+    """Return a parsed body as a Go provider reads it: keys matched to the endpoint's fields in any case."""
+    if path == "/v1/embeddings":
+        return as_struct(value, _EMBEDDINGS_FIELDS)
+    if path != "/v1/chat/completions" or not isinstance(value, dict):
+        return value
+    body = as_struct(value, _CHAT_FIELDS, {"messages": _MESSAGE_FIELDS})
+    if isinstance(body.get("stream_options"), dict):
+        body["stream_options"] = as_struct(body["stream_options"], ("include_usage",))
+    return body
 
 
 def _deltas(reply: Reply, user_text: str) -> Iterator[dict]:
@@ -266,8 +303,17 @@ def _words(messages: Any) -> int:
     return len(json.dumps(messages or []).split())
 
 
-def _json(payload: Any, status: int = 200) -> Response:
-    return Response(json.dumps(payload), status=status, content_type="application/json")
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(payload), status=status, headers=headers, content_type="application/json")
+
+
+def _echo(request: Request, reply: Reply) -> str:
+    """Return what an echoing provider adds to its error message: the credentials it was sent."""
+    if not reply.echo_credentials:
+        return ""
+    sent = [f"{name}: {request.headers[name]}" for name in ("Authorization", "OpenAI-Organization", "OpenAI-Project")
+            if name in request.headers]
+    return f" (you sent {'; '.join(sent)})"
 
 
 def _error(status: int, message: str, kind: str, code: str | None = None) -> Response:
