@@ -52,6 +52,8 @@ class ProviderSettings:
     stream_idle_timeout: float
     pool_size: int = PROVIDER_POOL_SIZE
     models_cache_seconds: float = MODELS_CACHE_SECONDS
+    organization: str | None = field(default=None, repr=False)  # sent as OpenAI-Organization
+    project: str | None = field(default=None, repr=False)  # sent as OpenAI-Project
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,11 @@ class ProviderSchema(StrictSchema):
     headers = fields.Dict(keys=fields.String(validate=validate.Length(min=1)), values=fields.String(),
                           load_default=dict, metadata={"help": "extra headers sent with every request"})
     model_facts = fields.Dict(keys=fields.String(), values=fields.Nested(ModelFactsSchema), load_default=dict)
+    # Only these reach the provider as OpenAI-Organization and OpenAI-Project: a client's own are dropped.
+    organization = fields.String(load_default=None, validate=validate.Length(min=1),
+                                 metadata={"help": "sent as OpenAI-Organization with every request"})
+    project = fields.String(load_default=None, validate=validate.Length(min=1),
+                            metadata={"help": "sent as OpenAI-Project with every request"})
     # Unset: the service's timeouts (config.py fills them in).
     connect_timeout = fields.Float(load_default=None, validate=SECONDS)
     read_timeout = fields.Float(load_default=None, validate=SECONDS)
@@ -158,7 +165,8 @@ class ProviderSchema(StrictSchema):
             api_key_env=data["api_key_env"], models=tuple(data["models"]), headers=data["headers"],
             model_facts=data["model_facts"], connect_timeout=data["connect_timeout"],
             read_timeout=data["read_timeout"], stream_idle_timeout=data["stream_idle_timeout"],
-            pool_size=data["pool_size"], models_cache_seconds=data["models_cache_seconds"])
+            pool_size=data["pool_size"], models_cache_seconds=data["models_cache_seconds"],
+            organization=data["organization"], project=data["project"])
 
 
 _KINDS = {"ollama": OllamaServerSchema, "openai": ProviderSchema}

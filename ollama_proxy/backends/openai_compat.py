@@ -13,6 +13,10 @@ the retries is ``RateLimited``. Connect failures, 429 and 502/503/504 are
 retried with exponential backoff and full jitter (a 429's ``Retry-After`` is
 honoured), but only before the answer starts: once a byte has gone to the
 client, a failure ends the stream.
+
+What crosses the wire is chosen here too: the headers both ways
+(``provider_headers``), and the configured secrets blanked out of everything
+the provider says before it reaches a client (``provider_secrets``).
 """
 
 from __future__ import annotations
@@ -22,14 +26,15 @@ import logging
 import random
 import time
 from collections.abc import Iterable, Iterator
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 import requests
 
-from ollama_proxy.backends.ollama import UpstreamResponse, upstream_headers
+from ollama_proxy.backends.ollama import UpstreamResponse
 from ollama_proxy.backends.presets import PRESETS
 from ollama_proxy.backends.provider_answer import OllamaAnswer, PassthroughAnswer, sse_data
+from ollama_proxy.backends.provider_headers import own_headers, retry_after, to_provider
+from ollama_proxy.backends.provider_secrets import as_written, blank, blank_bytes, secrets_of, without_userinfo
 from ollama_proxy.backends.session import ProcessSession, reason
 from ollama_proxy.errors import (
     InvalidRequest,
@@ -42,6 +47,7 @@ from ollama_proxy.errors import (
 )
 from ollama_proxy.translate.ollama import fold_chunks
 from ollama_proxy.translate.provider_answers import show_body, tags_entry, to_ollama_embed, to_ollama_embeddings
+from ollama_proxy.translate.provider_fields import to_provider_passthrough
 from ollama_proxy.translate.provider_request import to_provider_chat, to_provider_embeddings, to_provider_generate
 from ollama_proxy.translate.provider_stream import ProviderStream, completion_as_chunk, created_at, error_message
 
@@ -75,12 +81,14 @@ class ProviderBackend:
         self._sessions = ProcessSession(settings.pool_size)
         self._models: tuple[float, list[str]] | None = None
         self._listed_at = created_at(time.time())
+        self._secrets = secrets_of(settings)
+        self._secret_bytes = as_written(self._secrets)
         self.sleep = time.sleep  # replaced in tests
         self.jitter = random.random
 
     @property
     def describe(self) -> str:
-        return f"provider {self.name} at {self.base_url}"
+        return f"provider {self.name} at {without_userinfo(self.base_url)}"
 
     # The Ollama surface
 
@@ -140,13 +148,14 @@ class ProviderBackend:
     # The OpenAI surface, passed through
 
     def open_openai(self, path: str, body: dict, headers: Iterable[tuple[str, str]] = ()) -> PassthroughAnswer:
-        """Send an OpenAI request as it is; return the open answer, its bytes untouched."""
-        if body.get("stream"):
-            options = dict(body.get("stream_options") or {})
-            options.setdefault("include_usage", True)  # the usage is what the access log counts
-            body = {**body, "stream_options": options}
-        path = path.removeprefix("/v1")
-        return PassthroughAnswer(self._send("POST", path, body, upstream_headers(headers)))
+        """Send an OpenAI request as it is but for the usage a stream must report; return the open answer.
+
+        The answer's bytes come back as the provider sent them, but for secrets blanked and a usage
+        chunk the client did not ask for left out.
+        """
+        body, usage_wanted = to_provider_passthrough(body)
+        raw = self._send("POST", path.removeprefix("/v1"), body, to_provider(headers))
+        return PassthroughAnswer(raw, blank=self._blank_bytes, usage_wanted=usage_wanted)
 
     # Wire
 
@@ -161,10 +170,11 @@ class ProviderBackend:
     def _ollama_chunks(self, raw: UpstreamResponse, converter: ProviderStream) -> Iterator[dict]:
         """Convert the provider's stream (or whole answer) into Ollama chunks."""
         if raw.headers.get("Content-Type", "").startswith("application/json"):
-            yield from converter.process(completion_as_chunk(raw.json()), time.time())
+            yield from converter.process(completion_as_chunk(self._whole_answer(raw)), time.time())
             yield from converter.finish(time.time())
             return
         for data in sse_data(raw.iter_bytes()):
+            data = blank(data, self._secrets)  # an error chunk may echo what the provider was sent
             if data == "[DONE]":
                 yield from converter.finish(time.time())
                 return
@@ -174,6 +184,17 @@ class ProviderBackend:
                 raise UpstreamError(f"{self.describe} sent a stream line that is not JSON: {data[:80]!r}") from None
             yield from converter.process(chunk, time.time())
         yield from converter.close(time.time())
+
+    def _whole_answer(self, raw: UpstreamResponse) -> dict:
+        """Return a whole JSON answer (a provider that would not stream), secrets blanked."""
+        data = self._blank_bytes(raw.read())
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            raise UpstreamError(f"{self.describe} sent an answer that is not JSON: {data[:80]!r}") from None
+        if not isinstance(answer, dict):
+            raise UpstreamError(f"{self.describe} sent JSON that is not an object")
+        return answer
 
     def _send(self, method: str, path: str, body: dict | None = None,
               headers: dict[str, str] | None = None) -> UpstreamResponse:
@@ -216,17 +237,17 @@ class ProviderBackend:
         return upstream
 
     def _raise_status(self, upstream: UpstreamResponse) -> None:
-        """Raise the provider's error with its status and message (retryable ones wrapped)."""
+        """Raise the provider's error with its status and message (retryable ones wrapped), secrets blanked."""
         with upstream:
-            body = upstream.read()
+            body = self._blank_bytes(upstream.read())
         try:
-            message = error_message(json.loads(body))
+            message = blank(error_message(json.loads(body)), self._secrets)  # a secret JSON wrote otherwise
         except ValueError:
             message = body.decode("utf-8", "replace").strip()[:500] or f"status {upstream.status}"
         message = f"{self.name}: {message}"
         if upstream.status == 429:
-            retry_after = _retry_after(upstream.headers.get("Retry-After"))
-            raise _Retryable(RateLimited(message, retry_after=retry_after), retry_after)
+            wait = retry_after(upstream.headers.get("Retry-After"))
+            raise _Retryable(RateLimited(message, retry_after=wait), wait)
         error = UpstreamError(message, status=upstream.status,
                               code="model_not_found" if upstream.status == 404 else None)
         if upstream.status in RETRY_STATUSES:
@@ -234,10 +255,11 @@ class ProviderBackend:
         raise error
 
     def _own_headers(self) -> dict[str, str]:
-        headers = {**self.settings.headers, "Content-Type": "application/json", "Accept-Encoding": "identity"}
-        if self.settings.api_key:
-            headers["Authorization"] = f"Bearer {self.settings.api_key}"
-        return headers
+        settings = self.settings
+        return own_headers(settings.api_key, settings.organization, settings.project, settings.headers)
+
+    def _blank_bytes(self, data: bytes) -> bytes:
+        return blank_bytes(data, self._secret_bytes)
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: a random wait up to the exponential bound, so retries spread out."""
@@ -247,20 +269,6 @@ class ProviderBackend:
 
 def _only(answers: list[dict]) -> dict:
     return answers[0]
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Read a Retry-After header: seconds, or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _nothing_to_answer(ollama_body: dict, generate: bool) -> bool:

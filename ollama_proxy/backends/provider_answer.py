@@ -3,23 +3,24 @@
 ``OllamaAnswer`` carries Ollama chunks converted from the provider's stream,
 so a blueprint relays it as it would relay Ollama's own answer: NDJSON lines
 when the client asked for a stream, else one object folded from the stream.
-``PassthroughAnswer`` hands the provider's bytes on untouched (the OpenAI
-surface over an OpenAI provider) and reads the usage from the last chunk.
+``PassthroughAnswer`` hands the provider's bytes on (the OpenAI surface over
+an OpenAI provider), secrets blanked, and reads the usage on the way.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 
 from ollama_proxy.backends.ollama import UpstreamResponse
+from ollama_proxy.backends.provider_headers import from_provider
 from ollama_proxy.errors import UpstreamError
 from ollama_proxy.streaming import ndjson_line, split_lines
 
-#: Pieces of a passthrough stream kept to find the usage in its last chunk.
-_TAIL_PIECES = 8
+#: A stream line that may carry a usage object (not OpenAI's ``"usage":null`` on every chunk).
+_USAGE = re.compile(rb'"usage"\s*:\s*\{')
 
 
 def sse_data(pieces: Iterator[bytes]) -> Iterator[str]:
@@ -97,16 +98,24 @@ class OllamaAnswer(_Answer):
 
 
 class PassthroughAnswer(_Answer):
-    """A provider's answer relayed byte for byte; ``usage`` is read from its last chunk."""
+    """A provider's answer relayed as it came, but for secrets blanked; ``usage`` is read on the way.
+
+    A stream goes on line by line, as soon as each line is whole, and its usage
+    chunk (``choices: []`` with ``usage``, last) is left out unless
+    ``usage_wanted``: the provider is always asked for it, for the proxy's count.
+    """
 
     is_ndjson = False
 
-    def __init__(self, raw: UpstreamResponse):
+    def __init__(self, raw: UpstreamResponse, *, blank: Callable[[bytes], bytes] = lambda data: data,
+                 usage_wanted: bool = True):
         super().__init__(raw)
-        self.headers = raw.headers
+        self.headers = from_provider(raw.headers.items())
         self.status = raw.status
-        self._whole = not raw.headers.get("Content-Type", "").startswith("text/event-stream")
-        self._tail: deque[bytes] = deque(maxlen=None if self._whole else _TAIL_PIECES)
+        self._stream = raw.headers.get("Content-Type", "").startswith("text/event-stream")
+        self._blank = blank
+        self._usage_wanted = usage_wanted
+        self.usage: dict | None = None  # the usage of the answer read so far (a stream's comes last)
 
     @property
     def waited(self) -> float:
@@ -117,9 +126,29 @@ class PassthroughAnswer(_Answer):
         return self._raw.busy
 
     def iter_bytes(self) -> Iterator[bytes]:
-        for piece in self._raw.iter_bytes():
-            self._tail.append(piece)
-            yield piece
+        """Yield a stream's whole lines as they come, or a whole answer in one piece."""
+        if not self._stream:
+            data = b"".join(self._raw.iter_bytes())
+            self.usage = _usage_of(data)
+            yield self._blank(data)
+            return
+        for lines in line_batches(self._raw.iter_bytes()):
+            kept = [self._blank(line) for line in lines if self._passes(line)]
+            if kept:
+                yield b"".join(kept)
+
+    def _passes(self, line: bytes) -> bool:
+        """Note the usage a line carries; tell whether the line goes on to the client."""
+        if not (line.startswith(b"data:") and _USAGE.search(line)):
+            return True
+        try:
+            chunk = json.loads(line[5:])
+        except ValueError:
+            return True
+        if not isinstance(chunk, dict) or not isinstance(chunk.get("usage"), dict):
+            return True
+        self.usage = chunk["usage"]
+        return self._usage_wanted or chunk.get("choices") != []
 
     def read(self) -> bytes:
         return b"".join(self.iter_bytes())
@@ -130,18 +159,17 @@ class PassthroughAnswer(_Answer):
             raise UpstreamError("the provider sent JSON that is not an object")
         return value
 
-    @property
-    def usage(self) -> dict | None:
-        """Return the usage of the answer read so far (a stream's comes last), or None."""
-        data = b"".join(self._tail)
-        if self._whole:
-            return _usage_of(data)
-        for line in reversed(data.split(b"\n")):
-            if line.startswith(b"data:") and b'"usage"' in line:
-                usage = _usage_of(line[5:])
-                if usage is not None:
-                    return usage
-        return None
+
+def line_batches(pieces: Iterator[bytes]) -> Iterator[list[bytes]]:
+    """Yield the whole lines (each with its ``\n``, blank ones too) completed by each piece; a rest last."""
+    pending = b""
+    for piece in pieces:
+        pending += piece
+        if b"\n" in piece:
+            *lines, pending = pending.split(b"\n")
+            yield [line + b"\n" for line in lines]
+    if pending:
+        yield [pending]
 
 
 def _usage_of(data: bytes) -> dict | None:

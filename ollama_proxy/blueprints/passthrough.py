@@ -2,9 +2,11 @@
 
 When the client speaks OpenAI and the model is a provider's, translating to
 Ollama's shapes and back would only lose detail. The body goes on as the
-client sent it but for the model name; the answer comes back as the provider
-sent it but for the model name again (the client's own, as on every surface),
-and only its usage (the last chunk of a stream) is read, for the access log.
+client sent it but for the model name and the usage a stream must report
+(fields that pick another model are refused); the answer comes back as the
+provider sent it but for the model name again (the client's own, as on every
+surface), and its usage is read, for the access log, usage records and rate
+limits. The backend chooses the headers both ways and blanks its secrets.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import Iterator
 from flask import Response, request
 
 from ollama_proxy.accounting import note_tokens
-from ollama_proxy.backends.ollama import downstream_headers
 from ollama_proxy.errors import ProxyError, to_openai_error
 from ollama_proxy.logs import AccessRecord, current_record, note_upstream
 from ollama_proxy.models import renamed_event_line, renamed_line, renamed_lines
@@ -33,7 +34,7 @@ def pass_through(route: Route) -> Response:
     upstream = route.backend.open_openai(request.path, body, request.headers.items())
     note_routed(route, upstream)
     record = current_record()
-    headers = downstream_headers(upstream.headers.items())
+    headers = dict(upstream.headers)
     renamed = route.model != route.upstream_model
     if headers.get("Content-Type", "").startswith("text/event-stream"):
         note_upstream(upstream.waited)

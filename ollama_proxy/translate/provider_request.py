@@ -6,7 +6,10 @@ The reverse of ``openai_chat``: an Ollama client's ``/api/chat``,
 (translated, not sent as themselves), *dropped* (Ollama-only settings about a
 local model that a provider would reject: ``OLLAMA_ONLY_FIELDS``), or *passed
 through* unchanged (anything else, so a provider's own extensions still reach
-it). The provider is always asked for a stream with usage in its last chunk.
+it), but for the fields that pick another model (``provider_fields``), which
+are refused. A key is matched as a Go server matches it (in any case), so a
+field the translation writes is the only one the provider reads under that
+name. The provider is always asked for a stream with usage in its last chunk.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 
 from ollama_proxy.errors import InvalidRequest
+from ollama_proxy.translate.provider_fields import fold, refuse_model_choosing, with_fields
 
 #: Ollama fields about the local runtime, which no provider knows: dropped.
 OLLAMA_ONLY_FIELDS = frozenset({"keep_alive", "truncate", "shift", "stream"})
@@ -33,10 +37,8 @@ _IMAGE_MAGIC = (("iVBORw0KGgo", "image/png"), ("/9j/", "image/jpeg"), ("R0lGOD",
 
 def to_provider_chat(ollama_body: dict, thinking_switch: str | None = None) -> dict:
     """Build a ``/chat/completions`` body from an Ollama ``/api/chat`` body."""
-    body = _passthrough(ollama_body, _CHAT_MAPPED)
-    body["model"] = ollama_body["model"]
-    body["messages"] = to_provider_messages(ollama_body.get("messages") or [])
-    return _with_common_fields(body, ollama_body, thinking_switch)
+    written = {"model": ollama_body["model"], "messages": to_provider_messages(ollama_body.get("messages") or [])}
+    return _chat_request(ollama_body, _CHAT_MAPPED, written, thinking_switch)
 
 
 def to_provider_generate(ollama_body: dict, thinking_switch: str | None = None) -> dict:
@@ -47,21 +49,18 @@ def to_provider_generate(ollama_body: dict, thinking_switch: str | None = None) 
         messages.append({"role": "system", "content": ollama_body["system"]})
     messages.append({"role": "user", "content": ollama_body.get("prompt") or "",
                      "images": ollama_body.get("images") or []})
-    body = _passthrough(ollama_body, _GENERATE_MAPPED)
-    body["model"] = ollama_body["model"]
-    body["messages"] = to_provider_messages(messages)
-    return _with_common_fields(body, ollama_body, thinking_switch)
+    written = {"model": ollama_body["model"], "messages": to_provider_messages(messages)}
+    return _chat_request(ollama_body, _GENERATE_MAPPED, written, thinking_switch)
 
 
 def to_provider_embeddings(ollama_body: dict) -> dict:
     """Build an ``/embeddings`` body from an ``/api/embed`` or ``/api/embeddings`` body."""
-    body = _passthrough(ollama_body, _EMBED_MAPPED)
-    body["model"] = ollama_body["model"]
-    body["input"] = ollama_body["input"] if "input" in ollama_body else ollama_body.get("prompt", "")
+    written = {"model": ollama_body["model"],
+               "input": ollama_body["input"] if "input" in ollama_body else ollama_body.get("prompt", "")}
     if ollama_body.get("dimensions") is not None:
-        body["dimensions"] = ollama_body["dimensions"]
-    body["encoding_format"] = "float"
-    return body
+        written["dimensions"] = ollama_body["dimensions"]
+    written["encoding_format"] = "float"
+    return with_fields(_unmapped_fields(ollama_body, _EMBED_MAPPED), written)
 
 
 def _refuse_generate_only(ollama_body: dict) -> None:
@@ -77,17 +76,18 @@ def _refuse_generate_only(ollama_body: dict) -> None:
             raise InvalidRequest(f"{field} is not supported for provider models: {why}", param=field)
 
 
-def _with_common_fields(body: dict, ollama_body: dict, thinking_switch: str | None) -> dict:
+def _chat_request(ollama_body: dict, mapped: frozenset[str], written: dict, thinking_switch: str | None) -> dict:
+    """Return the unmapped fields of the body with ``written`` and the fields every chat request gets."""
     if ollama_body.get("tools"):
-        body["tools"] = ollama_body["tools"]
+        written["tools"] = ollama_body["tools"]
     if ollama_body.get("format"):
-        body["response_format"] = to_response_format(ollama_body["format"])
-    body.update(to_provider_options(ollama_body.get("options")))
+        written["response_format"] = to_response_format(ollama_body["format"])
+    written.update(to_provider_options(ollama_body.get("options")))
     if ollama_body.get("think") is not None:
-        body.update(thinking_fields(ollama_body["think"], thinking_switch))
-    body["stream"] = True
-    body["stream_options"] = {"include_usage": True}
-    return body
+        written.update(thinking_fields(ollama_body["think"], thinking_switch))
+    written["stream"] = True
+    written["stream_options"] = {"include_usage": True}
+    return with_fields(_unmapped_fields(ollama_body, mapped), written)
 
 
 def to_provider_messages(messages: list[dict]) -> list[dict]:
@@ -97,19 +97,18 @@ def to_provider_messages(messages: list[dict]) -> list[dict]:
     calls_seen = 0
     for index, message in enumerate(messages):
         param = f"messages[{index}]"
-        mapped = _passthrough(message, _MESSAGE_MAPPED)
-        mapped["role"] = message.get("role")
-        mapped["content"] = _content(message.get("content") or "", message.get("images") or [], param)
+        written = {"role": message.get("role"),
+                   "content": _content(message.get("content") or "", message.get("images") or [], param)}
         if message.get("thinking"):
-            mapped["reasoning_content"] = message["thinking"]
+            written["reasoning_content"] = message["thinking"]
         if message.get("tool_calls"):
-            mapped["tool_calls"] = [_tool_call(call, calls_seen + n, f"{param}.tool_calls[{n}]")
-                                    for n, call in enumerate(message["tool_calls"])]
-            calls_seen += len(mapped["tool_calls"])
-            pending = list(mapped["tool_calls"])
+            written["tool_calls"] = [_tool_call(call, calls_seen + n, f"{param}.tool_calls[{n}]")
+                                     for n, call in enumerate(message["tool_calls"])]
+            calls_seen += len(written["tool_calls"])
+            pending = list(written["tool_calls"])
         if message.get("role") == "tool" and "tool_call_id" not in message:
-            mapped["tool_call_id"] = _answered_call(pending, message.get("tool_name"), param)
-        out.append(mapped)
+            written["tool_call_id"] = _answered_call(pending, message.get("tool_name"), param)
+        out.append(with_fields(_passthrough(message, _MESSAGE_MAPPED), written))
     return out
 
 
@@ -192,5 +191,13 @@ def thinking_fields(think: bool | str, switch: str | None) -> dict:
 
 
 def _passthrough(body: dict, mapped: frozenset[str]) -> dict:
-    skip = mapped | OLLAMA_ONLY_FIELDS
-    return {key: value for key, value in body.items() if key not in skip}
+    """Return the fields of an Ollama body that go on as they are (matched in any case, as Go matches them)."""
+    skip = {fold(name) for name in mapped | OLLAMA_ONLY_FIELDS}
+    return {key: value for key, value in body.items() if fold(key) not in skip}
+
+
+def _unmapped_fields(ollama_body: dict, mapped: frozenset[str]) -> dict:
+    """Return the top-level fields that go on as they are; refuse those that pick another model."""
+    passed = _passthrough(ollama_body, mapped)
+    refuse_model_choosing(passed)
+    return passed

@@ -208,7 +208,8 @@ def test_the_key_is_never_logged(server, client, provider):
 
 def test_openai_sdk_requests_pass_through_untouched(server, provider):
     with openai.OpenAI(base_url=server.url + "/v1", api_key=GENERATE, max_retries=0) as sdk:
-        stream = sdk.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}], stream=True)
+        stream = sdk.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}], stream=True,
+                                             stream_options={"include_usage": True})
         chunks = list(stream)
         whole = sdk.chat.completions.with_raw_response.create(model=CHAT, messages=[{"role": "user", "content": "yo"}],
                                                               n=2, logprobs=True)

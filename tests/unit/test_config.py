@@ -209,6 +209,17 @@ def test_full_backend_entries():
     assert settings.routing.cooldown == 2.0
 
 
+def test_a_providers_organization_and_project_load_unset_by_default_and_stay_out_of_its_repr():
+    entry = {"name": "oa", "type": "openai", "preset": "openai"}
+    provider, plain = parse_settings({"backends": [{**entry, "organization": "org-123", "project": "proj_9"},
+                                                   {**entry, "name": "oa2"}]}, environ={}).backends
+    assert (provider.organization, provider.project, plain.organization, plain.project) == (
+        "org-123", "proj_9", None, None)
+    assert "org-123" not in repr(provider) and "proj_9" not in repr(provider)
+    with pytest.raises(ConfigError, match="backends.0.project"):
+        parse_settings(_one(name="a", type="openai", preset="openai", project=""), environ={})
+
+
 def test_backend_sections_default():
     settings = parse_settings({}, environ={})
     assert settings.backends == ()

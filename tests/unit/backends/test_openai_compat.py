@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from ollama_proxy.backends.openai_compat import ProviderBackend, _retry_after
+from ollama_proxy.backends.openai_compat import ProviderBackend
 from ollama_proxy.config import ModelFacts, ProviderSettings, RetrySettings
 from ollama_proxy.errors import (
     InvalidRequest,
@@ -243,16 +243,76 @@ def test_model_management_is_refused():
         backend.post_json("/api/create", {"model": "x"})
 
 
-def test_openai_passthrough_keeps_bytes_and_reads_usage(backend, fake):
+@pytest.mark.parametrize("options, usage_chunk", [(None, False), ({"include_usage": False}, False),
+                                                   ({"include_usage": True}, True)])
+def test_openai_passthrough_asks_for_the_usage_and_shows_it_only_if_asked(backend, fake, options, usage_chunk):
     body = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-    with backend.open_openai("/v1/chat/completions", body, [("Authorization", "Bearer client"),
-                                                            ("X-Trace", "1")]) as answer:
+    if options is not None:
+        body["stream_options"] = options
+    with backend.open_openai("/v1/chat/completions", body) as answer:
         raw = answer.read()
     assert raw.startswith(b": keep-alive") and raw.endswith(b"data: [DONE]\n\n")
+    assert (b'"choices": [], "usage"' in raw) is usage_chunk
     assert answer.usage == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
-    sent = fake.last("/v1/chat/completions")
-    assert sent.json["stream_options"] == {"include_usage": True}
-    assert sent.headers["authorization"] == f"Bearer {KEY}" and sent.headers["x-trace"] == "1"
+    assert fake.last("/v1/chat/completions").json["stream_options"] == {"include_usage": True}
+
+
+def test_openai_passthrough_sends_only_allowed_client_headers_and_the_backends_own(fake):
+    fake.reset()
+    backend = ProviderBackend(settings(fake.base_url, organization="org-configured", project="proj_configured"),
+                              RetrySettings())
+    client = [("Authorization", "Bearer client"), ("Cookie", "session=1"), ("X-Forwarded-For", "10.1.2.3"),
+              ("OpenAI-Organization", "org-client"), ("OpenAI-Project", "proj_client"), ("X-Stainless-OS", "Linux"),
+              ("Accept", "application/json")]
+    body = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
+    with backend.open_openai("/v1/chat/completions", body, client) as answer:
+        answer.read()
+    sent = fake.last("/v1/chat/completions").headers
+    assert (sent["authorization"], sent["openai-organization"], sent["openai-project"], sent["accept"]) == (
+        f"Bearer {KEY}", "org-configured", "proj_configured", "application/json")
+    assert not {"cookie", "x-forwarded-for", "x-stainless-os"} & set(sent)
+
+
+def test_only_allowed_answer_headers_come_back(backend, fake):
+    fake.script("fake-chat", headers={"Set-Cookie": "a=1", "OpenAI-Organization": "org-x", "X-Request-Id": "req-1",
+                                      "x-ratelimit-remaining-tokens": "9"})
+    body = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
+    with backend.open_openai("/v1/chat/completions", body) as answer:
+        assert answer.headers == {"Content-Type": "application/json", "X-Upstream-Request-Id": "req-1"}
+
+
+def test_an_error_echoing_the_credentials_has_them_blanked(fake):
+    fake.reset()
+    fake.script("fake-chat", fail_status=400, echo_credentials=True)
+    backend = ProviderBackend(settings(fake.base_url, organization="org-configured", project="proj_configured"),
+                              RetrySettings())
+    with pytest.raises(UpstreamError) as caught:
+        chat(backend)
+    assert caught.value.message == ("fakeai: scripted failure 400 (you sent Authorization: Bearer ***; "
+                                    "OpenAI-Organization: ***; OpenAI-Project: ***)")
+
+
+@pytest.mark.parametrize("passthrough", [True, False])
+def test_an_error_mid_stream_echoing_the_key_has_it_blanked(backend, fake, passthrough):
+    fake.script("fake-chat", content="a long answer", fragment_size=2, error_after=3, echo_credentials=True)
+    if passthrough:
+        body = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        with backend.open_openai("/v1/chat/completions", body) as answer:
+            said = answer.read().decode()
+        assert "scripted failure mid-stream (you sent Authorization: Bearer ***)" in said
+    else:
+        with chat(backend) as answer, pytest.raises(UpstreamError) as caught:
+            list(answer.iter_chunks())
+        said = caught.value.message
+        assert said.endswith("scripted failure mid-stream (you sent Authorization: Bearer ***)")
+    assert KEY not in said
+
+
+def test_the_base_urls_userinfo_is_not_in_messages():
+    backend = ProviderBackend(settings("http://gateway-user:s3cret@127.0.0.1:9/v1"), RetrySettings(attempts=1))
+    with pytest.raises(UpstreamUnavailable) as caught:
+        backend.list_models()
+    assert caught.value.message.startswith("cannot reach provider fakeai at http://127.0.0.1:9/v1: ")
 
 
 def test_openai_passthrough_whole_answer_usage(backend):
@@ -260,9 +320,3 @@ def test_openai_passthrough_whole_answer_usage(backend):
     answer = backend.open_openai("/chat/completions", body)
     assert answer.json()["choices"][0]["message"]["content"] == "You said: hi"
     assert answer.usage["completion_tokens"] == 3
-
-
-@pytest.mark.parametrize("value, expected", [("3", 3.0), ("0.5", 0.5), (None, None), ("soon", None),
-                                             ("-1", 0.0)])
-def test_retry_after(value, expected):
-    assert _retry_after(value) == expected

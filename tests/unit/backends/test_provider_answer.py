@@ -42,12 +42,36 @@ TRAILER = b'data: {"choices":[],"usage":' + json.dumps(USAGE).encode() + b"}\n\n
      "text/event-stream", None),
     ([b'{"choices":[],', b'"usage":' + json.dumps(USAGE).encode() + b"}"], "application/json", USAGE),
 ])
-def test_passthrough_keeps_bytes_and_reads_usage_from_the_end(pieces, content_type, usage):
+def test_passthrough_keeps_bytes_and_reads_usage(pieces, content_type, usage):
     raw = FakeRaw(pieces, content_type)
     with PassthroughAnswer(raw) as answer:
         assert answer.read() == b"".join(pieces)
         assert answer.usage == usage
     assert raw.closed
+
+
+TEXT = b'data: {"choices":[{"index":0,"delta":{"content":"hi sk-secret"}}],"usage":null}\n\n'
+STREAMS = {
+    "the usage chunk asked for stays": (
+        [TEXT, TRAILER], True, TEXT.replace(b"sk-secret", b"***") + TRAILER),
+    "the usage chunk not asked for goes, its blank line stays": (
+        [TEXT, TRAILER], False, TEXT.replace(b"sk-secret", b"***") + b"\ndata: [DONE]\n\n"),
+    "lines split anywhere, a secret across two pieces": (
+        [TEXT[:30], TEXT[30:56], TEXT[56:], TRAILER[:10], TRAILER[10:]], False,
+        TEXT.replace(b"sk-secret", b"***") + b"\ndata: [DONE]\n\n"),
+    "usage with choices (on the last text chunk) stays": (
+        [b'data: {"choices":[{"delta":{}}], "usage": ' + json.dumps(USAGE).encode() + b"}\n\n"], False,
+        b'data: {"choices":[{"delta":{}}], "usage": ' + json.dumps(USAGE).encode() + b"}\n\n"),
+}
+
+
+@pytest.mark.parametrize("pieces, usage_wanted, relayed", STREAMS.values(), ids=STREAMS.keys())
+def test_passthrough_stream_reads_the_usage_and_shows_it_only_if_asked(pieces, usage_wanted, relayed):
+    answer = PassthroughAnswer(FakeRaw(pieces), blank=lambda data: data.replace(b"sk-secret", b"***"),
+                               usage_wanted=usage_wanted)
+    out = list(answer.iter_bytes())
+    assert b"".join(out) == relayed and all(piece.endswith(b"\n") for piece in out)
+    assert answer.usage == USAGE
 
 
 CHUNKS = [{"model": "m", "message": {"role": "assistant", "content": "a"}, "done": False},

@@ -8,6 +8,7 @@ from ollama_proxy.translate.provider_request import (
     to_provider_embeddings,
     to_provider_generate,
 )
+from tests.fakes.go_json import as_struct
 
 STREAM = {"stream": True, "stream_options": {"include_usage": True}}
 PNG = "iVBORw0KGgoAAAANSUhEUg=="
@@ -137,6 +138,38 @@ def test_chat_refusals_name_the_field(body, expected):
     with pytest.raises(InvalidRequest) as caught:
         to_provider_chat(body)
     assert caught.value.param == expected
+
+
+CASE_VARIANTS = {
+    "stream_options off in another case, after the unknown lower-case one": (
+        {"model": "m", "messages": [], "stream_options": {"include_usage": False},
+         "STREAM_OPTIONS": {"include_usage": False}}, {"stream": True, "stream_options": {"include_usage": True}}),
+    "a model in another case": ({"model": "m", "messages": [], "MODEL": "expensive"}, {"model": "m"}),
+    "max_tokens in another case next to options.num_predict": (
+        {"model": "m", "messages": [], "options": {"num_predict": 8}, "Max_Tokens": 100000}, {"max_tokens": 8}),
+    "Ollama's own fields in another case are dropped": (
+        {"model": "m", "messages": [], "Keep_Alive": "1h", "Stream": False}, {"stream": True}),
+}
+
+
+@pytest.mark.parametrize("ollama_body, read", list(CASE_VARIANTS.values()), ids=list(CASE_VARIANTS))
+def test_a_field_the_translation_writes_is_the_only_key_a_go_provider_reads_as_it(ollama_body, read):
+    sent = to_provider_chat(ollama_body)
+    assert {name: sent[name] for name in read} == read
+    decoded = as_struct(sent, ("model", "messages", "stream", "stream_options", "max_tokens", "keep_alive"))
+    assert decoded == sent  # no other key that a Go provider would read as one of its fields
+
+
+@pytest.mark.parametrize("translate, body, param", [
+    (to_provider_chat, {"model": "m", "messages": [], "models": ["m", "expensive"]}, "models"),
+    (to_provider_chat, {"model": "m", "messages": [], "Route": "fallback"}, "Route"),
+    (to_provider_generate, {"model": "m", "prompt": "x", "models": ["expensive"]}, "models"),
+    (to_provider_embeddings, {"model": "e", "input": "x", "MODELS": ["expensive"]}, "MODELS"),
+])
+def test_fields_that_pick_another_model_are_refused(translate, body, param):
+    with pytest.raises(InvalidRequest) as caught:
+        translate(body)
+    assert caught.value.param == param and param in caught.value.message
 
 
 EMBEDS = {
