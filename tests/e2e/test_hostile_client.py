@@ -31,6 +31,7 @@ from ollama_proxy.store import open_store
 from tests.e2e.conftest import ALICE, SCRAPE, auth, base_config
 from tests.e2e.server import ROOT, ProxyServer
 from tests.e2e.test_hostile import assert_error_shape
+from tests.fakes.openai_provider import FakeProvider
 
 CLI = str(Path(sys.executable).with_name("ollama-proxy"))  # what `pip install` put on PATH
 TIMEOUT = 30
@@ -145,6 +146,165 @@ def test_a_message_field_in_another_case_is_refused(policed, fake):
 
 
 # --- What goes to providers and what comes back; usage that cannot be switched off ------------
+
+CLOUD_KEY = "sk-cloud-provider-0123456789"
+CLOUD_ORG = "org-cloudaccount0123456789"
+CLOUD_PROJECT = "proj_cloudproject0123456789"
+VAULT_USER, VAULT_PASSWORD = "vault-user-0123456789", "vault-password-0123456789"
+METERED = "metered-token-0123456789"  # a token with 5 tokens per minute
+CLOUD_SECRETS = (CLOUD_KEY, CLOUD_ORG, CLOUD_PROJECT)
+
+
+@pytest.fixture(scope="module")
+def cloud_server():
+    with FakeProvider(CLOUD_KEY) as provider:
+        yield provider
+
+
+@pytest.fixture
+def cloud(cloud_server):
+    cloud_server.reset()
+    return cloud_server
+
+
+@pytest.fixture(scope="module")
+def cloud_proxy(fake_server, cloud_server, tmp_path_factory):
+    """A proxy with the fake provider as backend ``cloud``, and ``vault``: a provider behind userinfo, down."""
+    config = base_config(fake_server.url)
+    config["auth"]["generate_tokens"].append({"name": "metered", "token": METERED, "tpm": 5})
+    config["backends"] = [
+        {"name": "cloud", "type": "openai", "base_url": cloud_server.base_url, "api_key_env": "CLOUD_KEY",
+         "organization": CLOUD_ORG, "project": CLOUD_PROJECT, "models": ["fake-chat", "fake-embed"]},
+        {"name": "vault", "type": "openai", "base_url": f"http://{VAULT_USER}:{VAULT_PASSWORD}@127.0.0.1:9/v1",
+         "models": ["m"]}]
+    config["retry"] = {"attempts": 1}
+    server = ProxyServer(config, tmp_path_factory.mktemp("cloud"), env={"CLOUD_KEY": CLOUD_KEY}).start()
+    yield server
+    server.stop()
+
+
+def _events(body: bytes) -> list[dict]:
+    return [json.loads(line[5:]) for line in body.split(b"\n") if line.startswith(b"data:") and b"[DONE]" not in line]
+
+
+@pytest.mark.parametrize("name, asked", [
+    ("not-asked", {"stream": True}),
+    ("switched-off", {"stream": True, "stream_options": {"include_usage": False}}),
+    # A provider written in Go reads the last key in any case: the switch must not survive beside ours.
+    ("switched-off-in-another-case", {"stream": True, "stream_options": {"include_usage": True,
+                                                                         "INCLUDE_USAGE": False}}),
+])
+def test_a_provider_stream_is_counted_though_the_client_did_not_ask_for_the_usage(cloud_proxy, cloud, name, asked):
+    cloud.script("fake-chat", content="one two three", fragment_size=4)
+    request_id = f"unasked-usage-{name}"
+    answer = requests.post(cloud_proxy.url + "/v1/chat/completions", timeout=10, json={
+        "model": "cloud/fake-chat", "messages": HI, **asked}, headers={**auth(), "X-Request-Id": request_id})
+    events = _events(answer.content)
+    assert answer.status_code == 200 and "".join(
+        e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"]) == "one two three"
+    assert not [e for e in events if e.get("usage")]  # the client did not ask for the usage chunk
+    assert cloud.last("/v1/chat/completions").json["stream_options"] == {"include_usage": True}
+    entry = cloud_proxy.access_entry(request_id)
+    assert entry["completion_tokens"] == 4 and entry["prompt_tokens"] > 0
+
+
+def test_tokens_a_client_did_not_ask_to_see_still_count_against_its_tokens_per_minute(cloud_proxy, cloud):
+    answer = requests.post(cloud_proxy.url + "/v1/chat/completions", headers=auth(METERED), timeout=10, json={
+        "model": "cloud/fake-chat", "messages": HI, "stream": True, "stream_options": {"include_usage": False}})
+    assert answer.status_code == 200 and answer.headers["x-ratelimit-remaining-tokens"] == "5"
+    deadline = time.monotonic() + 5  # the charge lands as the response closes, just after the client has it
+    while (after := requests.get(cloud_proxy.url + "/v1/models", headers=auth(METERED))).status_code == 200:
+        assert time.monotonic() < deadline, "the stream's tokens were never charged"
+        time.sleep(0.05)
+    assert after.status_code == 429 and "5 tokens per minute" in after.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/chat", {"model": "cloud:fake-chat", "messages": HI, "stream_options": {"include_usage": False}}),
+    ("/v1/messages", {"model": "cloud:fake-chat", "messages": HI, "max_tokens": 50, "stream": True}),
+    ("/v1/responses", {"model": "cloud:fake-chat", "input": "hi", "stream": True}),
+])
+def test_every_translated_surface_asks_the_provider_for_the_usage(cloud_proxy, cloud, path, body):
+    request_id = "translated-usage" + path.replace("/", "-")
+    answer = requests.post(cloud_proxy.url + path, json=body, timeout=10,
+                           headers={**auth(), "X-Request-Id": request_id})
+    assert answer.status_code == 200
+    assert cloud.last("/v1/chat/completions").json["stream_options"] == {"include_usage": True}
+    assert cloud_proxy.access_entry(request_id)["completion_tokens"] == 3
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/v1/chat/completions", {"model": "cloud/fake-chat", "messages": HI, "models": ["fake-chat", "gpt-5"]},
+     "models"),
+    ("/v1/chat/completions", {"model": "cloud/fake-chat", "messages": HI, "route": "fallback"}, "route"),
+    ("/v1/embeddings", {"model": "cloud/fake-embed", "input": "hi", "models": ["text-embedding-3-large"]},
+     "models"),
+    ("/api/chat", {"model": "cloud:fake-chat", "messages": HI, "models": ["gpt-5"], "route": "fallback"},
+     "models"),
+    ("/api/embed", {"model": "cloud:fake-embed", "input": "hi", "route": "fallback"}, "route"),
+])
+def test_fields_that_let_the_provider_pick_another_model_are_refused(cloud_proxy, cloud, path, body, field):
+    answer = requests.post(cloud_proxy.url + path, json=body, headers=auth(), timeout=10)
+    error = answer.json()["error"]
+    assert answer.status_code == 400
+    if path.startswith("/v1/"):
+        assert (error["type"], error["param"]) == ("invalid_request_error", field)
+        error = error["message"]
+    assert error.startswith(f"{field} is not accepted")
+    assert cloud.requests == []
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", {"model": "cloud/fake-chat", "messages": HI}),
+    ("/api/chat", {"model": "cloud:fake-chat", "messages": HI, "stream": False}),
+])
+def test_only_allowed_request_headers_reach_a_provider(cloud_proxy, cloud, path, body):
+    client = {**auth(), "X-Forwarded-For": "203.0.113.7", "Cookie": "session=abc", "User-Agent": "hostile/1.0",
+              "OpenAI-Organization": "org-someone-else", "OpenAI-Project": "proj_someone_else",
+              "X-Stainless-OS": "Linux", "Accept": "application/json"}
+    assert requests.post(cloud_proxy.url + path, json=body, headers=client, timeout=10).status_code == 200
+    sent = cloud.last("/v1/chat/completions").headers
+    assert (sent["authorization"], sent["openai-organization"], sent["openai-project"]) == (
+        f"Bearer {CLOUD_KEY}", CLOUD_ORG, CLOUD_PROJECT)
+    assert not {"x-forwarded-for", "cookie", "x-stainless-os"} & set(sent) and sent["user-agent"] != "hostile/1.0"
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_only_allowed_response_headers_come_back_from_a_provider(cloud_proxy, cloud, stream):
+    cloud.script("fake-chat", headers={"Set-Cookie": "__cf_bm=tracking", "OpenAI-Organization": CLOUD_ORG,
+                                       "OpenAI-Project": CLOUD_PROJECT, "X-Request-Id": "req_upstream_1",
+                                       "x-ratelimit-remaining-tokens": "149000", "openai-processing-ms": "12"})
+    answer = requests.post(cloud_proxy.url + "/v1/chat/completions", headers=auth(), timeout=10,
+                           json={"model": "cloud/fake-chat", "messages": HI, "stream": stream})
+    assert answer.status_code == 200 and answer.headers["X-Upstream-Request-Id"] == "req_upstream_1"
+    assert answer.headers["Content-Type"].startswith("text/event-stream" if stream else "application/json")
+    assert not {"set-cookie", "openai-organization", "openai-project", "x-ratelimit-remaining-tokens",
+                "openai-processing-ms"} & {name.lower() for name in answer.headers}
+
+
+@pytest.mark.parametrize("path, stream, script", [
+    ("/v1/chat/completions", False, {"fail_status": 400}),
+    ("/api/chat", False, {"fail_status": 400}),
+    ("/v1/chat/completions", True, {"error_after": 2}),
+    ("/api/chat", True, {"error_after": 2}),
+], ids=["openai error status", "ollama error status", "openai error mid-stream", "ollama error mid-stream"])
+def test_a_providers_error_text_reaches_the_client_with_the_secrets_blanked(cloud_proxy, cloud, path, stream, script):
+    cloud.script("fake-chat", echo_credentials=True, **script)
+    model = "cloud/fake-chat" if path.startswith("/v1/") else "cloud:fake-chat"
+    answer = requests.post(cloud_proxy.url + path, headers=auth(), timeout=10,
+                           json={"model": model, "messages": HI, "stream": stream})
+    said = answer.content.decode()
+    assert "(you sent Authorization: Bearer ***; OpenAI-Organization: ***; OpenAI-Project: ***)" in said
+    assert not [secret for secret in CLOUD_SECRETS if secret in said]
+
+
+def test_a_providers_base_url_userinfo_is_not_in_its_errors(cloud_proxy):
+    answer = requests.post(cloud_proxy.url + "/api/chat", headers=auth(), timeout=10,
+                           json={"model": "vault:m", "messages": HI, "stream": False})
+    assert answer.status_code == 502
+    assert answer.json()["error"].startswith("cannot reach provider vault at http://127.0.0.1:9/v1")
+    assert VAULT_USER not in answer.text and VAULT_PASSWORD not in answer.text
+
 
 
 
