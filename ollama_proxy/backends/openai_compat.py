@@ -83,12 +83,9 @@ class ProviderBackend:
         self._listed_at = created_at(time.time())
         self._secrets = secrets_of(settings)
         self._secret_bytes = as_written(self._secrets)
+        self.describe = f"provider {self.name} at {without_userinfo(self.base_url)}"  # no password in messages
         self.sleep = time.sleep  # replaced in tests
         self.jitter = random.random
-
-    @property
-    def describe(self) -> str:
-        return f"provider {self.name} at {without_userinfo(self.base_url)}"
 
     # The Ollama surface
 
