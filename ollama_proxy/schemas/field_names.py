@@ -14,10 +14,7 @@ client's own data, where ``Name`` and ``name`` may both mean something.
 from __future__ import annotations
 
 from ollama_proxy.errors import InvalidRequest
-
-# The only non-ASCII runes whose fold set (Unicode simple folding) holds an ASCII letter:
-# the Kelvin sign folds to K, the long s to S.
-_NON_ASCII_FOLDS = {"\u212a": "K", "\u017f": "S"}
+from ollama_proxy.translate.go_names import fold
 
 # Fields of request bodies, over every surface and upstream: Ollama's request structs, OpenAI's
 # chat, completions, embeddings and Responses requests (with OpenRouter's fields), Anthropic's
@@ -53,13 +50,6 @@ ITEM_FIELDS = frozenset({
 })
 # Fields of a body holding a list of messages or items.
 ITEM_LISTS = ("messages", "input")
-
-
-def fold(name: str) -> str:
-    """Return the form under which Go's decoder compares a key with a field name."""
-    if name.isascii():
-        return name.upper()
-    return "".join(_NON_ASCII_FOLDS.get(c, c.upper() if c.isascii() else c) for c in name)
 
 
 def _by_fold(names: frozenset[str]) -> dict[str, str]:

@@ -20,19 +20,11 @@ from __future__ import annotations
 from typing import Any
 
 from ollama_proxy.errors import InvalidRequest
+from ollama_proxy.translate.go_names import fold
 
 #: OpenRouter's fallback list of models and the way it is used: the provider would run a model the
 #: proxy neither checked against the key nor records, and the answer would carry the requested name.
 MODEL_CHOOSING_FIELDS = ("models", "route")
-
-# The only non-ASCII runes whose fold is an ASCII letter.
-_NON_ASCII_FOLDS = {"\u212a": "K", "\u017f": "S"}
-
-
-def fold(name: str) -> str:
-    """Return the form under which Go's decoder compares a key with a field name."""
-    return "".join(_NON_ASCII_FOLDS.get(c, c.upper() if c.isascii() else c) for c in name)
-
 
 def keys_read_as(body: dict, name: str) -> list[str]:
     """Return the keys of ``body`` a Go server reads as the field ``name``, in order."""

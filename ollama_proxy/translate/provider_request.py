@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 
 from ollama_proxy.errors import InvalidRequest
-from ollama_proxy.translate.provider_fields import fold, refuse_model_choosing, with_fields
+from ollama_proxy.translate.go_names import fold
+from ollama_proxy.translate.provider_fields import refuse_model_choosing, with_fields
 
 #: Ollama fields about the local runtime, which no provider knows: dropped.
 OLLAMA_ONLY_FIELDS = frozenset({"keep_alive", "truncate", "shift", "stream"})
