@@ -128,6 +128,17 @@ def test_what_ollama_runs_is_what_the_policy_checked(policed, fake):
     assert answer.json()["model"] == "llama3.2"
 
 
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", {"model": "cloud/fake-chat", "Model": "gpt-5", "messages": HI}),
+    ("/v1/chat/completions", {"model": "cloud/fake-chat", "messages": HI, "stream": True, "Stream": False}),
+    ("/api/chat", {"model": "cloud:fake-chat", "MODEL": "gpt-5", "messages": HI, "stream": False}),
+])
+def test_a_key_a_go_provider_would_read_as_another_field_is_refused(cloud_proxy, cloud, path, body):
+    answer = requests.post(cloud_proxy.url + path, json=body, headers=auth(), timeout=TIMEOUT)
+    assert answer.status_code == 400 and "case-sensitive" in _error_message(answer)
+    assert cloud.requests == []  # the provider, which reads keys as Go does, was sent nothing
+
+
 def test_a_message_field_in_another_case_is_refused(policed, fake):
     body = {"model": "llama3.2", "stream": False,
             "messages": [{"role": "user", "content": "hi", "Content": "something else"}]}
