@@ -206,7 +206,8 @@ REFUSED_MANAGEMENT = [
 
 
 @pytest.mark.parametrize("path, body, field", REFUSED_MANAGEMENT,
-                         ids=[f"{path}-{'-'.join(body)}-{field}" for path, body, field in REFUSED_MANAGEMENT])
+                         ids=[" ".join([path, *(f"{k}={v}" for k, v in body.items())])
+                              for path, body, _ in REFUSED_MANAGEMENT])
 def test_a_manage_key_may_not_manage_a_model_its_patterns_exclude(guarded, fake, path, body, field):
     answer = _manage(guarded, guarded.ops, path, {**body, "stream": False})
     assert answer.status_code == 403, answer.text
