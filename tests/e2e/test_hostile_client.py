@@ -332,16 +332,19 @@ def test_a_flood_of_unknown_tokens_neither_pushes_a_valid_key_out_nor_writes_the
     config = base_config(fake.url)
     config["auth"].update(key_cache_seconds=300, key_cache_size=4)  # room for the three keys here, no more
     server = start_proxy(config, workers=1)  # one worker: one cache, whichever connection a request comes on
-    valid = create_key(server, "--name", "valid")
-    disabled = create_key(server, "--name", "disabled")
-    assert cli(server, "keys", "disable", "disabled").returncode == 0
-    expired = create_key(server, "--name", "expired", "--expires", "2020-01-01")
+    store_path = server.workdir / "store.db"
+    store = open_store(StoreSettings(f"sqlite:///{store_path}", 5.0))
+    try:
+        valid, disabled, expired = (store.create_key(name)[1] for name in ("valid", "disabled", "expired"))
+        store.update_key("disabled", enabled=False)
+        store.update_key("expired", expires_at=datetime(2020, 1, 2, tzinfo=timezone.utc))
+    finally:
+        store.close()
 
     def chat(secret: str) -> requests.Response:
         return requests.post(server.url + "/api/chat", json={"model": "llama3.2", "messages": HI, "stream": False},
                              headers=bearer(secret), timeout=TIMEOUT)
     assert chat(valid).status_code == 200  # looked up, its last use written, and remembered
-    store_path = server.workdir / "store.db"
     written = _api_keys(store_path)
     flood = ["op-" + secrets.token_urlsafe(32) for _ in range(40)]
     for token in flood + ["op-short", "op-" + "!" * 43]:
