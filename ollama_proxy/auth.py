@@ -8,7 +8,10 @@ management endpoint, its model patterns which models it may use.
 
 A worker keeps what it read of a managed key for ``auth.key_cache_seconds``, so
 the hot path seldom reaches the database; a disabled or deleted key stops
-working within that bound, an expired one at once.
+working within that bound, an expired one at once. Tokens the store does not
+know are remembered apart, in a cache of their own, so a flood of made-up
+tokens can neither push a valid key out nor reach the database twice for one
+token; a token that is not shaped like a secret is never looked up at all.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from fnmatch import fnmatchcase
@@ -28,7 +33,7 @@ from ollama_proxy.config import AuthSettings, Token
 from ollama_proxy.errors import Forbidden, ProxyError, Unauthorized
 from ollama_proxy.logs import access_record
 from ollama_proxy.store import ApiKey, Store, current_store
-from ollama_proxy.store.keys import SECRET_PREFIX
+from ollama_proxy.store.keys import is_secret_shaped
 
 log = logging.getLogger(__name__)
 
@@ -88,21 +93,24 @@ class TokenTable:
 
 
 class ManagedKeys:
-    """Look managed keys up in the store, through a short-lived per-worker cache."""
+    """Look managed keys up in the store, through short-lived per-worker caches.
 
-    def __init__(self, store, settings: AuthSettings):
+    Keys found (enabled or not) and tokens found to be no key live in separate
+    caches, each with its own bound: unknown tokens only ever push out other
+    unknown tokens. Only a usable key's look-up writes (its last use).
+    """
+
+    def __init__(self, store, settings: AuthSettings, clock: Callable[[], float] = time.monotonic):
         self._store = store  # a callable returning the Store: it is opened on first use
-        self._cache: TTLCache = TTLCache(maxsize=settings.key_cache_size, ttl=settings.key_cache_seconds)
+        self._found: TTLCache = TTLCache(settings.key_cache_size, settings.key_cache_seconds, clock)
+        self._unknown: TTLCache = TTLCache(settings.unknown_key_cache_size, settings.unknown_key_cache_seconds,
+                                           clock)
 
     def find(self, token: str, now: datetime) -> Principal | None:
         """Return the principal of a usable key; raise Unauthorized for a disabled or expired one."""
-        if not token.startswith(SECRET_PREFIX):
+        if not is_secret_shaped(token):
             return None
-        digest = hashlib.sha256(token.encode()).digest()  # the cache holds no secret
-        if digest in self._cache:
-            key = self._cache[digest]
-        else:
-            key = self._cache[digest] = self._load(token, now)
+        key = self._key(token, now)
         if key is None:
             return None
         if not key.enabled:
@@ -110,6 +118,19 @@ class ManagedKeys:
         if key.expired(now):
             raise Unauthorized(f"key '{key.name}' expired at {key.expires_at.isoformat()}")
         return Principal(key.name, key.scope, key.models, key.rpm, key.tpm, chat_log=key.chat_log)
+
+    def _key(self, token: str, now: datetime) -> ApiKey | None:
+        """Return the key of a secret, from a cache when either holds the answer, else from the store."""
+        digest = hashlib.sha256(token.encode()).digest()  # the caches hold no secret
+        key = self._found.get(digest)
+        if key is not None or digest in self._unknown:
+            return key
+        key = self._load(token, now)
+        if key is None:
+            self._unknown[digest] = True
+        else:
+            self._found[digest] = key
+        return key
 
     def _load(self, token: str, now: datetime) -> ApiKey | None:
         store: Store = self._store()

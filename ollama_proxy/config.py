@@ -83,6 +83,8 @@ class AuthSettings:
     manage_tokens: tuple[Token, ...]
     key_cache_seconds: float = 5.0
     key_cache_size: int = 10000
+    unknown_key_cache_seconds: float = 60.0
+    unknown_key_cache_size: int = 10000
 
 
 @dataclass(frozen=True)
@@ -250,12 +252,19 @@ class AuthSchema(_Strict):
     key_cache_seconds = fields.Float(load_default=5.0, validate=validate.Range(min=0),
                                      metadata={"help": "seconds a worker trusts what it read of a managed key"})
     key_cache_size = fields.Integer(load_default=10000, strict=True, validate=validate.Range(min=1),
-                                    metadata={"help": "managed-key lookups (found or not) a worker remembers"})
+                                    metadata={"help": "managed keys a worker remembers"})
+    unknown_key_cache_seconds = fields.Float(
+        load_default=60.0, validate=validate.Range(min=0),
+        metadata={"help": "seconds a worker remembers that a token is no managed key"})
+    unknown_key_cache_size = fields.Integer(
+        load_default=10000, strict=True, validate=validate.Range(min=1),
+        metadata={"help": "tokens found to be no managed key that a worker remembers, apart from the keys"})
 
     @post_load
     def build(self, data, **kwargs):
         return AuthSettings(_tokens("generate", data["generate_tokens"]), _tokens("manage", data["manage_tokens"]),
-                            data["key_cache_seconds"], data["key_cache_size"])
+                            data["key_cache_seconds"], data["key_cache_size"], data["unknown_key_cache_seconds"],
+                            data["unknown_key_cache_size"])
 
 
 _seconds = SECONDS

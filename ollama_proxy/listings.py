@@ -36,7 +36,7 @@ def merged_listing(router, path: str, may_use: Callable[[str], bool], models: Mo
     """Return ``{"models": [...]}`` for ``/api/tags`` or ``/api/ps`` across every backend.
 
     Aliases of listed models are listed too; an alias shows when the caller
-    may use it or the model it names.
+    may use the model it names (its own name grants nothing).
 
     Raises the default server's error when no Ollama server answered and no
     provider is configured: with one server, its failure is the caller's.

@@ -8,7 +8,8 @@ what the request says; then the model's ``defaults``; then the global
 Ollama request; ``timeout`` is not sent (it is the model's read timeout); every
 other field lives in ``options``. A model is named as Ollama names it: a bare
 name means its ``:latest`` tag, for aliases and overrides alike. An alias names
-a model, never another alias.
+a model, never another alias. Who may use an alias is decided on the model it
+names, never on the alias's own name.
 """
 
 from __future__ import annotations
@@ -120,8 +121,12 @@ class ModelTable:
         return sorted(alias for alias, target in self.aliases.items() if canonical(target) == wanted)
 
     def may_use(self, may_use_name, asked: str) -> bool:
-        """Tell whether a caller may use ``asked``: by its own name, or by the model an alias names."""
-        return may_use_name(asked) or (self.is_alias(asked) and may_use_name(self.resolve(asked)))
+        """Tell whether a caller may use ``asked``, judged by the model that runs: an alias's, or itself.
+
+        An alias is only another name: a key that may not use its model may not
+        use it either, whatever the alias is called.
+        """
+        return may_use_name(self.resolve(asked))
 
     def with_aliases(self, entries: list[dict]) -> list[dict]:
         """Return listing entries (``/api/tags``, ``/api/ps``) plus one per alias of a listed model."""

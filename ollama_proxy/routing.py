@@ -5,7 +5,10 @@ configured ``type: openai`` backend, go to that provider, asked for the rest
 (``openrouter/anthropic/claude-sonnet-4`` → openrouter, ``anthropic/claude-sonnet-4``).
 Any other name is an Ollama model (``llama3.2``, ``hf.co/user/repo:Q4_K_M``),
 served by the pool of Ollama servers, which picks a server when the request
-is sent. A caller whose key may not use the model is refused first.
+is sent. A caller whose key may not use the model is refused first; for an
+alias, the model it names decides (``ModelTable.may_use``), on every surface
+and in every listing alike. Management requests name models Ollama acts on as
+written, so their names are judged as written (``refuse_unusable_model``).
 
 Aliases resolve first (``models.aliases`` and the store's): the route goes to
 the model the alias names, and keeps the name asked for, which answers carry.
@@ -157,3 +160,15 @@ def refuse_provider_model(model, action: str) -> None:
     if provider is not None:
         raise InvalidRequest(f"cannot {action} '{model}': it is a model of the provider '{provider}', "
                              "and only Ollama servers can manage models", param="model")
+
+
+def refuse_unusable_model(model, field: str) -> None:
+    """Refuse a management request whose ``field`` names a model the caller's key may not use.
+
+    The name is judged as written, not as an alias: Ollama acts on it as it is.
+    What is not a name goes on for Ollama to judge.
+    """
+    principal = g.get("principal")
+    if principal is None or not model or not isinstance(model, str) or principal.may_use(model):
+        return
+    raise Forbidden(f"token '{principal.name}' may not use the model '{model}' named in '{field}'", param=field)

@@ -20,7 +20,16 @@ from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse, downst
 from ollama_proxy.errors import Forbidden, InvalidRequest, NotFound
 from ollama_proxy.logs import current_record, note_model, note_route, note_upstream
 from ollama_proxy.models import renamed_line, renamed_lines
-from ollama_proxy.routing import Route, body_for, note_routed, refuse_provider_model, resolve, router, visible_listing
+from ollama_proxy.routing import (
+    Route,
+    body_for,
+    note_routed,
+    refuse_provider_model,
+    refuse_unusable_model,
+    resolve,
+    router,
+    visible_listing,
+)
 from ollama_proxy.schemas.loading import load, parse_json_object, read_json_body
 from ollama_proxy.schemas.ollama import BODY_SCHEMAS
 from ollama_proxy.streaming import STREAM_HEADERS, ClosingStream, ndjson_relay, watch_client
@@ -34,8 +43,15 @@ _DIGEST = re.compile(r"sha256[:-][0-9a-fA-F]{64}")  # what Ollama itself accepts
 # Management requests go to the Ollama server this header names (default: the default server).
 SERVER_HEADER = "X-Ollama-Server"
 ROUTED_PATHS = ("/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show")
-# Fields of a management body that name a model.
-MODEL_FIELDS = ("model", "name", "from", "source", "destination")
+# Fields of each management body that name a model Ollama acts on. Ollama reads `model`, else
+# `name`: both are checked when both are sent. `from` is the model a new one is made from.
+MANAGED_MODEL_FIELDS = {
+    "/api/pull": ("model", "name"),
+    "/api/push": ("model", "name"),
+    "/api/delete": ("model", "name"),
+    "/api/create": ("model", "name", "from"),
+    "/api/copy": ("source", "destination"),
+}
 
 
 def backend() -> OllamaBackend:
@@ -108,9 +124,21 @@ def forward_checked() -> Response:
     note_model(model)
     if request.path in ROUTED_PATHS:
         return _forward_routed(_route(model), raw, body)
-    for field in MODEL_FIELDS:
-        refuse_provider_model(data.get(field), request.path.removeprefix("/api/"))
+    _check_managed_models(body)
     return _forward(managed_server(), raw, model)
+
+
+def _check_managed_models(body: dict) -> None:
+    """Refuse a management request naming a model the caller's key may not use, or a provider's model.
+
+    The names are read from the body as sent, which is what Ollama reads, not as
+    the schema loaded it: it keeps ``from`` as ``from_``, where a sent ``from_`` key
+    would stand in for it.
+    """
+    action = request.path.removeprefix("/api/")
+    for field in MANAGED_MODEL_FIELDS[request.path]:
+        refuse_unusable_model(body.get(field), field)
+        refuse_provider_model(body.get(field), action)
 
 
 def _route(model: str) -> Route:

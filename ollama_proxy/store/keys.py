@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,8 @@ from ollama_proxy.store.errors import Conflict, Missing, StoreError
 from ollama_proxy.store.schema import api_keys, utcnow
 
 SECRET_PREFIX = "op-"
+SECRET_BYTES = 32  # random bytes in a secret: 43 characters of URL-safe base64
+_SECRET_SHAPE = re.compile(re.escape(SECRET_PREFIX) + "[A-Za-z0-9_-]{43}")
 PREFIX_LENGTH = len(SECRET_PREFIX) + 8  # what a listing or a log shows of a secret
 SCOPES = ("generate", "manage")
 _CHANGEABLE = {"scope", "models", "rpm", "tpm", "expires_at", "enabled", "last_used_at", "chat_log"}
@@ -50,7 +53,12 @@ def hash_secret(secret: str) -> str:
 
 
 def new_secret() -> str:
-    return SECRET_PREFIX + secrets.token_urlsafe(32)
+    return SECRET_PREFIX + secrets.token_urlsafe(SECRET_BYTES)
+
+
+def is_secret_shaped(token: str) -> bool:
+    """Tell whether a token looks like a secret ``new_secret`` makes: no other can be a key's."""
+    return _SECRET_SHAPE.fullmatch(token) is not None
 
 
 def _row_to_key(row) -> ApiKey:

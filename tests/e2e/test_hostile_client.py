@@ -13,6 +13,8 @@ import io
 import json
 import os
 import re
+import secrets
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -26,9 +28,9 @@ import requests
 import sqlalchemy
 from werkzeug.security import generate_password_hash
 
-from ollama_proxy.config import load_settings
+from ollama_proxy.config import StoreSettings, load_settings
 from ollama_proxy.store import open_store
-from tests.e2e.conftest import ALICE, SCRAPE, auth, base_config
+from tests.e2e.conftest import ALICE, GENERATE, MANAGE, SCRAPE, auth, base_config
 from tests.e2e.server import ROOT, ProxyServer
 from tests.e2e.test_hostile import assert_error_shape
 from tests.fakes.openai_provider import FakeProvider
@@ -149,6 +151,226 @@ def test_a_message_field_in_another_case_is_refused(policed, fake):
 
 
 # --- Model access, everywhere the same (management endpoints, aliases, listings, key cache) ---
+
+PROVIDER_KEY = "sk-access-provider-secret"
+# gpt-4o runs llama3.2; llama3-fast is named like a llama3 model but runs qwen3:8b; cloud runs a provider's model.
+ALIASES = {"gpt-4o": "llama3.2:latest", "llama3-fast": "qwen3:8b", "cloud": "lab:fake-chat"}
+LISTINGS = ("/api/tags", "/api/ps")  # what the pool reads on its own, whoever calls
+WORK_PATHS = ("/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show", "/api/pull",
+              "/api/push", "/api/create", "/api/copy", "/api/delete")
+
+
+@pytest.fixture(scope="module")
+def access_provider():
+    with FakeProvider(key=PROVIDER_KEY) as provider:
+        yield provider
+
+
+@pytest.fixture(scope="module")
+def guarded(fake_server, access_provider, tmp_path_factory):
+    """A proxy with those aliases, a provider 'lab', and keys limited by model patterns."""
+    config = base_config(fake_server.url)
+    config["backends"] = [{"name": "lab", "type": "openai", "base_url": access_provider.base_url,
+                           "api_key_env": "LAB_KEY", "models": ["fake-chat"]}]
+    config["models"] = {"aliases": ALIASES}
+    server = ProxyServer(config, tmp_path_factory.mktemp("guarded"), env={"LAB_KEY": PROVIDER_KEY}).start()
+    store = open_store(StoreSettings(f"sqlite:///{server.workdir / 'store.db'}", 5.0))
+    try:
+        server.ops = store.create_key("ops", scope="manage", models=["llama3*"])[1]
+        server.llama = store.create_key("llama", models=["llama3*"])[1]
+        server.by_alias = store.create_key("by-alias", models=["gpt-*", "cloud"])[1]
+        server.lab = store.create_key("lab", models=["lab:*"])[1]
+        yield server
+    finally:
+        store.close()
+        server.stop()
+
+
+def _ran(fake) -> list[str]:
+    """Return the paths the fake Ollama was asked to work on (not the pool's own listing reads)."""
+    return [recorded.path for recorded in fake.requests if recorded.path in WORK_PATHS]
+
+
+def _manage(server: ProxyServer, secret: str, path: str, body: dict) -> requests.Response:
+    method = requests.delete if path == "/api/delete" else requests.post
+    return method(server.url + path, json=body, headers=bearer(secret), timeout=TIMEOUT)
+
+
+# (path, body, the field naming a model the key 'ops' (manage, llama3*) may not use)
+REFUSED_MANAGEMENT = [
+    ("/api/pull", {"model": "qwen3:8b"}, "model"),
+    ("/api/pull", {"name": "qwen3:8b"}, "name"),
+    ("/api/pull", {"model": "llama3.2", "name": "qwen3:8b"}, "name"),  # both are checked when both come
+    ("/api/pull", {"model": "gpt-4o"}, "model"),  # judged as written: Ollama knows no alias
+    ("/api/push", {"model": "qwen3:8b"}, "model"),
+    ("/api/push", {"name": "qwen3:8b"}, "name"),
+    ("/api/delete", {"model": "qwen3:8b"}, "model"),
+    ("/api/delete", {"name": "llama3.2", "model": "qwen3:8b"}, "model"),
+    ("/api/create", {"model": "qwen3-mine", "from": "llama3.2"}, "model"),
+    ("/api/create", {"name": "qwen3-mine", "from": "llama3.2"}, "name"),
+    ("/api/create", {"model": "llama3-mine", "from": "qwen3:8b"}, "from"),
+    # Not a field of Ollama's: the from Ollama reads is the one checked.
+    ("/api/create", {"model": "llama3-mine", "from": "qwen3:8b", "from_": "llama3.2"}, "from"),
+    ("/api/copy", {"source": "qwen3:8b", "destination": "llama3-copy"}, "source"),
+    ("/api/copy", {"source": "llama3.2", "destination": "qwen3:8b"}, "destination"),
+]
+
+
+@pytest.mark.parametrize("path, body, field", REFUSED_MANAGEMENT,
+                         ids=[" ".join([path, *(f"{k}={v}" for k, v in body.items())])
+                              for path, body, _ in REFUSED_MANAGEMENT])
+def test_a_manage_key_may_not_manage_a_model_its_patterns_exclude(guarded, fake, path, body, field):
+    answer = _manage(guarded, guarded.ops, path, {**body, "stream": False})
+    assert answer.status_code == 403, answer.text
+    assert answer.json() == {"error": f"token 'ops' may not use the model '{body[field]}' named in '{field}'"}
+    assert _ran(fake) == []  # Ollama was asked nothing
+
+
+def test_a_manage_key_manages_the_models_its_patterns_allow(guarded, fake):
+    steps = [("/api/pull", {"model": "llama3.3"}), ("/api/create", {"model": "llama3-mine", "from": "llama3.2"}),
+             ("/api/copy", {"source": "llama3.2", "destination": "llama3-copy"}),
+             ("/api/delete", {"model": "llama3-copy"})]
+    for path, body in steps:
+        answer = _manage(guarded, guarded.ops, path, {**body, "stream": False})
+        assert answer.status_code == 200, (path, answer.text)
+    assert _ran(fake) == [path for path, _ in steps]
+    assert {"llama3.3:latest", "llama3-mine:latest"} <= set(fake.models) and "llama3-copy:latest" not in fake.models
+
+
+def test_a_shared_manage_token_still_manages_every_model(guarded, fake):
+    steps = [("/api/pull", {"model": "qwen3:8b"}), ("/api/copy", {"source": "qwen3:8b", "destination": "qwen3-copy"}),
+             ("/api/delete", {"model": "qwen3-copy"})]
+    for path, body in steps:
+        answer = _manage(guarded, MANAGE, path, {**body, "stream": False})
+        assert answer.status_code == 200, (path, answer.text)
+    assert _ran(fake) == [path for path, _ in steps]
+
+
+# Every surface that runs a model, asked for a hidden alias (its model is one the key may not use).
+SURFACES = [
+    ("/api/generate", {"prompt": "hi", "stream": False}),
+    ("/api/chat", {"messages": HI, "stream": False}),
+    ("/api/embed", {"input": "hi"}),
+    ("/api/embeddings", {"prompt": "hi"}),
+    ("/v1/chat/completions", {"messages": HI}),
+    ("/v1/chat/completions", {"messages": HI, "stream": True}),
+    ("/v1/completions", {"prompt": "hi"}),
+    ("/v1/embeddings", {"input": "hi"}),
+    ("/v1/responses", {"input": "hi"}),
+    ("/v1/messages", {"max_tokens": 16, "messages": HI}),
+    ("/anthropic/v1/messages", {"max_tokens": 16, "messages": HI, "stream": True}),
+    ("/v1/messages/count_tokens", {"messages": HI}),
+]
+# (key, alias): llama3* may not run qwen3:8b; a key whose patterns name only aliases may run nothing
+HIDDEN_ALIASES = [("llama", "llama3-fast"), ("by_alias", "gpt-4o"), ("by_alias", "cloud")]
+
+
+@pytest.mark.parametrize("key, alias", HIDDEN_ALIASES, ids=[f"{key}-{alias}" for key, alias in HIDDEN_ALIASES])
+@pytest.mark.parametrize("path, body", SURFACES, ids=[f"{path}{'-stream' if body.get('stream') else ''}"
+                                                      for path, body in SURFACES])
+def test_an_alias_is_refused_on_every_surface_to_a_key_that_may_not_use_its_model(
+        guarded, fake, access_provider, key, alias, path, body):
+    access_provider.reset()
+    answer = requests.post(guarded.url + path, json={"model": alias, **body}, headers=bearer(getattr(guarded, key)),
+                           timeout=TIMEOUT)
+    assert answer.status_code == 403, answer.text
+    assert f"may not use the model '{alias}'" in _error_message(answer)
+    assert _ran(fake) == [] and access_provider.requests == []
+
+
+@pytest.mark.parametrize("key, alias", HIDDEN_ALIASES, ids=[f"{key}-{alias}" for key, alias in HIDDEN_ALIASES])
+def test_a_hidden_alias_is_not_found_as_an_unknown_model_is(guarded, fake, key, alias):
+    secret = getattr(guarded, key)
+    shown = requests.post(guarded.url + "/api/show", json={"model": alias}, headers=bearer(secret), timeout=TIMEOUT)
+    assert (shown.status_code, shown.json()) == (404, {"error": f"model '{alias}' not found"})
+    described = requests.get(f"{guarded.url}/v1/models/{alias}", headers=bearer(secret), timeout=TIMEOUT)
+    assert described.status_code == 404 and described.json()["error"]["code"] == "model_not_found"
+    unknown = requests.post(guarded.url + "/api/show", json={"model": "llama3-nothing"},
+                            headers=bearer(guarded.llama), timeout=TIMEOUT)
+    assert (unknown.status_code, unknown.json()) == (404, {"error": "model 'llama3-nothing' not found"})
+
+
+@pytest.mark.parametrize("key, listed", [
+    ("llama", ["gpt-4o", "llama3.2:latest"]),  # not llama3-fast, which runs qwen3:8b
+    ("by_alias", []),  # patterns naming aliases only: nothing
+    ("lab", ["cloud", "lab:fake-chat"]),
+])
+def test_listings_show_an_alias_only_with_a_model_the_key_may_use(guarded, fake, key, listed):
+    for model in ("llama3.2", "qwen3:8b"):  # loaded, so that /api/ps lists them too
+        requests.post(guarded.url + "/api/generate", json={"model": model, "prompt": "x", "stream": False},
+                      headers=bearer(GENERATE), timeout=TIMEOUT).raise_for_status()
+    secret = getattr(guarded, key)
+
+    def names(path: str) -> list[str]:
+        answer = requests.get(guarded.url + path, headers=bearer(secret), timeout=TIMEOUT)
+        assert answer.status_code == 200, answer.text
+        if path == "/v1/models":
+            return sorted(model["id"] for model in answer.json()["data"])
+        return sorted(model["name"] for model in answer.json()["models"])
+    assert names("/api/tags") == names("/v1/models") == listed
+    assert names("/api/ps") == [name for name in listed if name in ("gpt-4o", "llama3.2:latest")]
+
+
+def test_an_alias_serves_a_key_that_may_use_its_model(guarded, fake, access_provider):
+    access_provider.reset()
+    native = requests.post(guarded.url + "/api/chat", json={"model": "gpt-4o", "messages": HI, "stream": False},
+                           headers=bearer(guarded.llama), timeout=TIMEOUT)
+    assert native.status_code == 200 and native.json()["model"] == "gpt-4o"
+    assert fake.last("/api/chat").json["model"] == "llama3.2:latest"
+    cloud = requests.post(guarded.url + "/v1/chat/completions", json={"model": "cloud", "messages": HI},
+                          headers=bearer(guarded.lab), timeout=TIMEOUT)
+    assert cloud.status_code == 200 and cloud.json()["model"] == "cloud"
+    assert access_provider.last("/v1/chat/completions").json["model"] == "fake-chat"
+
+
+def _api_keys(store_path) -> list[tuple]:
+    connection = sqlite3.connect(store_path)
+    try:
+        return connection.execute("SELECT * FROM api_keys ORDER BY id").fetchall()
+    finally:
+        connection.close()
+
+
+def _rename_table(store_path, old: str, new: str) -> None:
+    connection = sqlite3.connect(store_path, timeout=TIMEOUT, isolation_level=None)
+    try:
+        connection.execute(f"ALTER TABLE {old} RENAME TO {new}")
+    finally:
+        connection.close()
+
+
+def test_a_flood_of_unknown_tokens_neither_pushes_a_valid_key_out_nor_writes_the_store(fake, start_proxy):
+    config = base_config(fake.url)
+    config["auth"].update(key_cache_seconds=300, key_cache_size=4)  # room for the three keys here, no more
+    server = start_proxy(config, workers=1)  # one worker: one cache, whichever connection a request comes on
+    store_path = server.workdir / "store.db"
+    store = open_store(StoreSettings(f"sqlite:///{store_path}", 5.0))
+    try:
+        valid, disabled, expired = (store.create_key(name)[1] for name in ("valid", "disabled", "expired"))
+        store.update_key("disabled", enabled=False)
+        store.update_key("expired", expires_at=datetime(2020, 1, 2, tzinfo=timezone.utc))
+    finally:
+        store.close()
+
+    def chat(secret: str) -> requests.Response:
+        return requests.post(server.url + "/api/chat", json={"model": "llama3.2", "messages": HI, "stream": False},
+                             headers=bearer(secret), timeout=TIMEOUT)
+    assert chat(valid).status_code == 200  # looked up, its last use written, and remembered
+    written = _api_keys(store_path)
+    flood = ["op-" + secrets.token_urlsafe(32) for _ in range(40)]
+    for token in flood + ["op-short", "op-" + "!" * 43]:
+        answer = chat(token)
+        assert (answer.status_code, answer.json()) == (401, {"error": "invalid token"})
+    for secret, reason in ((disabled, "key 'disabled' is disabled"), (expired, "key 'expired' expired at")):
+        answer = chat(secret)
+        assert answer.status_code == 401 and reason in answer.json()["error"]
+    assert _api_keys(store_path) == written  # failed look-ups wrote nothing: no row, no last use
+
+    # From here on, a key look-up that reaches the store fails (503): what still works came from a cache.
+    _rename_table(store_path, "api_keys", "api_keys_away")
+    assert chat(valid).status_code == 200
+    assert chat(flood[-1]).status_code == 401  # an unknown token asked again is not looked up again
+    assert chat("op-" + secrets.token_urlsafe(32)).status_code == 503  # a new one is: the store is out of reach
 
 
 

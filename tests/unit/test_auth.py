@@ -80,3 +80,18 @@ def test_principal_may(scope, needed, allowed):
 ])
 def test_may_use(patterns, model, allowed):
     assert Principal("k", GENERATE, patterns).may_use(model) is allowed
+
+
+def test_the_key_caches_have_their_documented_bounds():
+    auth = parse_settings({}, environ={}).auth
+    assert (auth.key_cache_seconds, auth.key_cache_size) == (5.0, 10000)
+    assert (auth.unknown_key_cache_seconds, auth.unknown_key_cache_size) == (60.0, 10000)
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("unknown_key_cache_size", 0), ("unknown_key_cache_size", 1.5), ("unknown_key_cache_seconds", -1),
+])
+def test_a_bad_unknown_key_cache_bound_is_refused(setting, value):
+    from ollama_proxy.config import ConfigError
+    with pytest.raises(ConfigError, match=f"auth.{setting}"):
+        parse_settings({"auth": {setting: value}}, environ={})

@@ -111,14 +111,27 @@ def test_aliases_of():
 
 @pytest.mark.parametrize("patterns, asked, allowed", [
     (("llama3*",), "gpt-4o", True),  # through the model it names
-    (("gpt-*",), "gpt-4o", True),  # by its own name
+    (("llama3*",), "gpt-4o:latest", True),
+    (("gpt-*",), "gpt-4o", False),  # its own name grants nothing: llama3.2 would run
+    (("gpt-4o",), "gpt-4o:latest", False),
+    (("old",), "old", False),
     (("qwen3:*",), "gpt-4o", False),
     (("qwen3:*",), "llama3.2", False),
+    (("qwen3:8b",), "old", True),  # the store's alias decides what runs, and so who may use it
+    (("llama2",), "old", False),  # ...not the file's alias it replaced
     (("gpt-*",), "llama3.2", False),  # the alias opens the alias, not the model under it
+    (("llama3*",), "llama3.2", True),  # a name no alias holds is judged as it is
 ])
-def test_may_use_through_aliases(patterns, asked, allowed):
+def test_may_use_is_decided_on_the_model_that_runs(patterns, asked, allowed):
     from fnmatch import fnmatchcase
     assert table().may_use(lambda name: any(fnmatchcase(name, p) for p in patterns), asked) is allowed
+
+
+def test_an_alias_named_like_an_allowed_model_is_judged_by_its_target():
+    settings = parse_settings({"models": {"aliases": {"llama3.2": "qwen3:8b"}}}, environ={}).models
+    aliased = ModelTable.merged(settings, {}, {})
+    assert aliased.may_use(lambda name: name.startswith("llama3"), "llama3.2") is False
+    assert aliased.may_use(lambda name: name.startswith("qwen3"), "llama3.2:latest") is True
 
 
 def test_with_aliases_lists_an_alias_as_its_model():

@@ -113,9 +113,12 @@ def test_an_alias_of_a_provider_model_routes_to_the_provider():
 
 @pytest.mark.parametrize("patterns, model, allowed", [
     (("llama3*",), "gpt-4o", True),
-    (("gpt-*",), "gpt-4o", True),
+    (("gpt-*",), "gpt-4o", False),  # the alias's own name grants nothing: llama3.2 would run
     (("gpt-*",), "llama3.2", False),
     (("qwen*",), "gpt-4o", False),
+    (("openrouter/anthropic/*",), "cloud", True),  # an alias of a provider's model: the provider's name decides
+    (("cloud",), "cloud", False),
+    (("openrouter/*", "cloud"), "cloud", True),
 ])
 def test_access_through_an_alias(patterns, model, allowed):
     principal = Principal("k", "generate", patterns)
@@ -138,3 +141,29 @@ def test_a_provider_s_own_body_gets_only_its_name():
     route = Router("pool", PROVIDERS).resolve("cloud", None, _models())
     body = {"model": "cloud", "messages": [], "max_tokens": 5}
     assert named_for(route, body) == {"model": "anthropic/claude-sonnet-4", "messages": [], "max_tokens": 5}
+
+
+@pytest.mark.parametrize("principal, field, model, refused", [
+    (Principal("ops", "manage", ("llama3*",)), "model", "llama3.2", False),
+    (Principal("ops", "manage", ("llama3*",)), "model", "qwen3:8b", True),
+    (Principal("ops", "manage", ("llama3*",)), "from", "qwen3:8b", True),
+    (Principal("ops", "manage", ("llama3*",)), "destination", "llama3-copy", False),
+    (Principal("ops", "manage", ("llama3*",)), "name", "gpt-4o", True),  # names judged as written
+    (Principal("ops", "manage", ("llama3*",)), "from", "", False),  # absent for Ollama
+    (Principal("ops", "manage", ("llama3*",)), "from", None, False),
+    (Principal("admin", "manage"), "source", "qwen3:8b", False),  # a shared token: every model
+    (None, "model", "qwen3:8b", False),  # no caller named (auth refused or skipped it)
+])
+def test_refuse_unusable_model(principal, field, model, refused):
+    from flask import Flask, g
+
+    from ollama_proxy.routing import refuse_unusable_model
+    with Flask(__name__).app_context():
+        g.principal = principal
+        if not refused:
+            assert refuse_unusable_model(model, field) is None
+            return
+        with pytest.raises(Forbidden) as caught:
+            refuse_unusable_model(model, field)
+    assert caught.value.message == f"token 'ops' may not use the model '{model}' named in '{field}'"
+    assert caught.value.param == field
