@@ -591,7 +591,7 @@ def test_key_and_model_names_that_start_a_formula_come_out_as_text_in_both_csv_e
     config = base_config(fake.url)
     config["usage"] = {"flush_interval": 0.1}
     config["admin"] = {"password_hash": generate_password_hash(ADMIN_PASSWORD),
-                       "secret_key_file": str(tmp_path / "admin-secret-key")}
+                       "secret_key_file": str(tmp_path / "admin-secret-key"), "cookie_secure": False}
     server = start_proxy(config, workers=1)
     created = cli(server, "keys", "create", "--name", FORMULA_KEY)
     assert created.returncode == 0, created.stderr
