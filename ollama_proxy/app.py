@@ -9,6 +9,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ollama_proxy import auth, chatlog, logs, metrics, model_catalog, ratelimit, store, usage
 from ollama_proxy.backends.image_fetcher import ImageFetcher
@@ -54,9 +55,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     admin.init_app(app)
     if settings.metrics.enabled:
         app.register_blueprint(metrics_endpoint.bp)
-        metrics.init_app(app)  # last: its in-flight count wraps every other layer
+        metrics.init_app(app)  # its in-flight count wraps every other layer
+    trust_proxies(app, settings.service.trusted_proxies)
     register_error_handlers(app)
     return app
+
+
+def trust_proxies(app: Flask, hops: int) -> None:
+    """Take the client's address, scheme and host from the last ``hops`` proxies' X-Forwarded-* headers.
+
+    Outermost, so the access log, the admin login's counters and every other layer see the
+    client nginx saw. With no proxy in front a client's own X-Forwarded-For is a lie: ignored.
+    """
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 def init_backends(app: Flask, settings: Settings) -> None:

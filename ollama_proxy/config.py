@@ -40,6 +40,8 @@ ENV_OVERRIDES = {
     "OLLAMA_PROXY_CONNECT_TIMEOUT": ("service", "connect_timeout"),
     "OLLAMA_PROXY_READ_TIMEOUT": ("service", "read_timeout"),
     "OLLAMA_PROXY_STREAM_IDLE_TIMEOUT": ("service", "stream_idle_timeout"),
+    # How many proxies (nginx) stand in front: set by the deploy, not by whoever edits the YAML.
+    "OLLAMA_PROXY_TRUSTED_PROXIES": ("service", "trusted_proxies"),
     "OLLAMA_PROXY_LOG_DIR": ("logging", "dir"),
     "OLLAMA_PROXY_LOG_LEVEL": ("logging", "level"),
     "OLLAMA_PROXY_CORS_ORIGINS": ("cors", "origins"),
@@ -60,6 +62,7 @@ ENV_OVERRIDES = {
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LIST_OVERRIDES = {"OLLAMA_PROXY_CORS_ORIGINS", "OLLAMA_PROXY_GENERATE_TOKENS", "OLLAMA_PROXY_MANAGE_TOKENS",
                    "OLLAMA_PROXY_METRICS_TOKENS"}
+_INT_OVERRIDES = {"OLLAMA_PROXY_TRUSTED_PROXIES"}
 
 MiB = 1024 * 1024
 
@@ -103,6 +106,8 @@ class ServiceSettings:
     health_timeout: float
     pool_size: int
     stream_ping_interval: float
+    health_cache_seconds: float = 2.0
+    trusted_proxies: int = 0
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,7 @@ class AdminSettings:
     session_lifetime: float
     login_attempts: int
     login_window: int
+    login_address_attempts: int
     dashboard_days: int
     usage_rows: int
     export_rows: int
@@ -285,6 +291,10 @@ class ServiceSchema(_Strict):
                                metadata={"help": "pooled connections to Ollama per worker"})
     stream_ping_interval = fields.Float(load_default=10.0, validate=_seconds,
                                         metadata={"help": "seconds of upstream silence before an SSE ping"})
+    health_cache_seconds = fields.Float(load_default=2.0, validate=validate.Range(min=0),
+                                        metadata={"help": "seconds a worker reuses its last /health probe (0: none)"})
+    trusted_proxies = fields.Integer(load_default=0, strict=True, validate=validate.Range(min=0),
+                                     metadata={"help": "proxies in front whose X-Forwarded-* is trusted (nginx: 1)"})
 
     @post_load
     def build(self, data, **kwargs):
@@ -382,14 +392,17 @@ class AdminSchema(_Strict):
                                metadata={"help": "signs session cookies; empty: kept in secret_key_file"})
     secret_key_file = fields.String(load_default="data/admin-secret-key", validate=validate.Length(min=1),
                                     metadata={"help": "file holding a generated secret key (relative: project root)"})
-    cookie_secure = fields.Boolean(load_default=False,
-                                   metadata={"help": "send the session cookie over HTTPS only"})
+    cookie_secure = fields.Boolean(load_default=True,
+                                   metadata={"help": "send the session cookie over HTTPS only (false: plain HTTP)"})
     session_lifetime = fields.Float(load_default=8 * 3600.0, validate=_seconds,
                                     metadata={"help": "seconds a login lasts"})
     login_attempts = fields.Integer(load_default=5, strict=True, validate=validate.Range(min=1),
                                     metadata={"help": "failed logins allowed per client address and user name"})
     login_window = fields.Integer(load_default=300, strict=True, validate=validate.Range(min=1),
                                   metadata={"help": "seconds over which failed logins are counted"})
+    login_address_attempts = fields.Integer(
+        load_default=20, strict=True, validate=validate.Range(min=1),
+        metadata={"help": "login attempts allowed per client address within login_window, whatever the user name"})
     dashboard_days = fields.Integer(load_default=30, strict=True, validate=validate.Range(min=1, max=366),
                                     metadata={"help": "days the dashboard's charts cover"})
     usage_rows = fields.Integer(load_default=500, strict=True, validate=validate.Range(min=1),
@@ -535,6 +548,8 @@ def apply_env(raw: dict, environ: dict[str, str]) -> dict:
             value: Any = environ[name]
             if name in _LIST_OVERRIDES:
                 value = [item.strip() for item in value.split(",") if item.strip()]
+            elif name in _INT_OVERRIDES and value.strip().isdigit():
+                value = int(value)  # anything else is left for the schema to name as not an integer
             target = merged.setdefault(section, {})
             if not isinstance(target, dict):
                 raise ConfigError(f"{section}: must be a mapping")

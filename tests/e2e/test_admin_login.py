@@ -20,7 +20,8 @@ ATTEMPTS = 3
 def admin_config(upstream_url: str, tmp_path, **admin) -> dict:
     config = base_config(upstream_url)
     config["admin"] = {"password_hash": generate_password_hash(PASSWORD), "login_attempts": ATTEMPTS,
-                       "secret_key_file": str(tmp_path / "admin-secret-key"), **admin}
+                       "secret_key_file": str(tmp_path / "admin-secret-key"),
+                       "cookie_secure": False, **admin}  # plain http here
     return config
 
 
@@ -148,6 +149,14 @@ def test_the_secure_setting_marks_the_cookie(fake, start_proxy, tmp_path):
     answer = requests.get(server.url + "/admin/login")  # the session starts here, holding the CSRF token
     flags = [part.strip() for part in answer.headers["Set-Cookie"].split(";")]
     assert {"Secure", "HttpOnly", "SameSite=Lax", "Path=/admin"} <= set(flags)
+
+
+def test_the_cookie_is_sent_over_https_only_unless_configured_otherwise(fake, start_proxy, tmp_path):
+    config = admin_config(fake.url, tmp_path)
+    del config["admin"]["cookie_secure"]
+    server = start_proxy(config, workers=1)
+    flags = [part.strip() for part in requests.get(server.url + "/admin/login").headers["Set-Cookie"].split(";")]
+    assert "Secure" in flags
 
 
 def test_without_a_password_hash_the_page_is_off(browser, proxy):

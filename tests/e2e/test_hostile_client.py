@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,13 +27,17 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy
+from requests.adapters import HTTPAdapter
 from werkzeug.security import generate_password_hash
 
 from ollama_proxy.config import StoreSettings, load_settings
 from ollama_proxy.store import open_store
 from tests.e2e.conftest import ALICE, GENERATE, MANAGE, SCRAPE, auth, base_config
-from tests.e2e.server import ROOT, ProxyServer
+from tests.e2e.server import ROOT, ProxyServer, free_port
+from tests.e2e.test_admin_login import ATTEMPTS, PASSWORD, admin_config
+from tests.e2e.test_deploy import Nginx, start_server, test_services  # noqa: F401 (a fixture)
 from tests.e2e.test_hostile import assert_error_shape
+from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_provider import FakeProvider
 
 CLI = str(Path(sys.executable).with_name("ollama-proxy"))  # what `pip install` put on PATH
@@ -376,6 +381,197 @@ def test_a_flood_of_unknown_tokens_neither_pushes_a_valid_key_out_nor_writes_the
 
 # --- Behind nginx, the admin login, and /health -----------------------------------------------
 
+DEPLOY_ENV = ROOT / "deploy" / "ollama-proxy.env"
+FORGED = "203.0.113.9"  # an address no client here has: whoever names it is lying
+
+
+class _FromAddress(HTTPAdapter):
+    """Connect from a chosen loopback address: all of 127.0.0.0/8 is this machine, each one a client."""
+
+    def __init__(self, address: str):
+        self._address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, source_address=(self._address, 0), **kwargs)
+
+
+def client_at(address: str) -> requests.Session:
+    session = requests.Session()
+    session.mount("http://", _FromAddress(address))
+    return session
+
+
+def deploy_setting(name: str) -> str:
+    """Return a variable's value as deploy/ollama-proxy.env sets it."""
+    values = [line.partition("=")[2] for line in DEPLOY_ENV.read_text().splitlines() if line.startswith(name + "=")]
+    assert len(values) == 1, f"{DEPLOY_ENV} should set {name} once"
+    return values[0]
+
+
+def login_attempt(session: requests.Session, url: str, username: str = "admin",
+                  password: str = PASSWORD) -> requests.Response:
+    """Post the login form as a browser would, its CSRF token read from the form once per session."""
+    if not hasattr(session, "csrf_token"):
+        page = session.get(url + "/admin/login", timeout=30)
+        session.csrf_token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    form = {"username": username, "password": password, "csrf_token": session.csrf_token}
+    return session.post(url + "/admin/login", data=form, allow_redirects=False, timeout=30)
+
+
+def client_of(server: ProxyServer, request_id: str) -> str:
+    return server.access_entry(request_id)["client"]
+
+
+@pytest.fixture(scope="module")
+def behind_nginx(fake_server, tmp_path_factory, test_services):  # noqa: F811 (the fixture imported above)
+    """The deploy's nginx site in front of gunicorn, run with the deploy's environment file's trust."""
+    workdir = tmp_path_factory.mktemp("front-door")
+    trusted = {"OLLAMA_PROXY_TRUSTED_PROXIES": deploy_setting("OLLAMA_PROXY_TRUSTED_PROXIES")}
+    server = ProxyServer(admin_config(fake_server.url, workdir), workdir / "proxy", env=trusted)
+    front = Nginx(server.port, workdir / "nginx")
+    try:
+        start_server(server)
+        front.start()
+        yield server, front
+    finally:
+        front.stop()
+        server.stop()
+
+
+def test_behind_nginx_the_access_log_names_the_real_client(behind_nginx):
+    server, front = behind_nginx
+    answer = client_at("127.0.0.2").get(front.url + "/api/tags", headers={**auth(), "X-Forwarded-For": FORGED},
+                                         timeout=30)
+    assert answer.status_code == 200
+    assert client_of(server, answer.headers["X-Request-Id"]) == "127.0.0.2"
+
+
+def test_behind_nginx_failed_logins_lock_out_their_own_address_only(behind_nginx):
+    server, front = behind_nginx
+    guesser, admin = client_at("127.0.0.3"), client_at("127.0.0.4")
+    guesses = [login_attempt(guesser, front.url, password=f"guess {i}").status_code for i in range(ATTEMPTS)]
+    locked = login_attempt(guesser, front.url)  # the right password, from the guesser's address
+    logged_in = login_attempt(admin, front.url)
+    assert guesses == [401] * ATTEMPTS
+    assert locked.status_code == 429 and "Too many failed attempts" in locked.text
+    assert (logged_in.status_code, logged_in.headers.get("Location")) == (302, "/admin")
+    errors = (server.log_dir / "error.log").read_text()
+    assert errors.count("admin login failed for 'admin' from 127.0.0.3") == ATTEMPTS
+
+
+def test_nginx_refuses_a_burst_of_login_posts_before_the_proxy(behind_nginx):
+    _, front = behind_nginx
+    client = client_at("127.0.0.5")
+    pages = [client.get(front.url + "/admin/login", timeout=30).status_code for _ in range(15)]
+    # No CSRF token: each post that passes nginx is a cheap 400 from the proxy, no password hashed.
+    posts = [client.post(front.url + "/admin/login", data={"username": f"u{i}", "password": "p"}, timeout=30)
+             for i in range(25)]
+    statuses = [post.status_code for post in posts]
+    assert pages == [200] * 15  # showing the form is not limited
+    assert statuses[:11] == [400] * 11  # one, and a burst of ten, at once
+    refused = [post for post in posts if post.status_code == 429]
+    assert refused and all("nginx" in post.text for post in refused), statuses
+
+
+def test_without_a_proxy_in_front_a_forged_forwarded_for_is_ignored(fake, start_proxy, tmp_path):
+    server = start_proxy(admin_config(fake.url, tmp_path), workers=1)
+    answer = requests.get(server.url + "/api/tags", headers={**auth(), "X-Forwarded-For": FORGED}, timeout=30)
+    assert client_of(server, answer.headers["X-Request-Id"]) == "127.0.0.1"
+    session = requests.Session()  # each guess names another address: all are counted against this one
+    for i in range(ATTEMPTS):
+        session.headers["X-Forwarded-For"] = f"198.51.100.{i}"
+        assert login_attempt(session, server.url, password="wrong").status_code == 401
+    session.headers["X-Forwarded-For"] = "198.51.100.99"
+    assert login_attempt(session, server.url).status_code == 429
+
+
+def test_with_one_trusted_proxy_only_the_last_hop_names_the_client(fake, start_proxy, tmp_path):
+    server = start_proxy(base_config(fake.url), workers=1, env={"OLLAMA_PROXY_TRUSTED_PROXIES": "1"})
+    chain = f"{FORGED}, 198.51.100.7"  # the client wrote the first; the proxy in front added the last
+    answer = requests.get(server.url + "/api/tags", headers={**auth(), "X-Forwarded-For": chain}, timeout=30)
+    assert client_of(server, answer.headers["X-Request-Id"]) == "198.51.100.7"
+
+
+def test_one_address_is_bounded_whatever_the_user_name(fake, start_proxy, tmp_path):
+    bound = 4
+    server = start_proxy(admin_config(fake.url, tmp_path, login_address_attempts=bound), workers=1)
+    guesser = requests.Session()
+    names = [login_attempt(guesser, server.url, username=f"user{i}").status_code for i in range(bound)]
+    refused = login_attempt(guesser, server.url)  # the right name and password, from the same address
+    other = login_attempt(client_at("127.0.0.2"), server.url)
+    assert names == [401] * bound
+    assert refused.status_code == 429 and "from this address" in refused.text
+    assert 1 <= int(refused.headers["Retry-After"]) <= 300
+    assert other.status_code == 302
+
+
+def test_a_burst_of_logins_is_refused_after_the_bound_while_a_stream_flows(fake, start_proxy, tmp_path):
+    bound, burst, chunks = 8, 24, 40
+    server = start_proxy(admin_config(fake.url, tmp_path, login_address_attempts=bound), workers=1)
+    fake.script("llama3.2:latest", reply=" ".join(["w"] * chunks), chunk_delay=0.05)
+    arrivals: list[float] = []
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "x"}]}
+    with requests.post(server.url + "/api/chat", headers=auth(), json=body, stream=True, timeout=30) as stream:
+        lines = stream.iter_lines()
+        parts = [json.loads(next(lines))]  # the stream runs on the one worker
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            sessions = [requests.Session() for _ in range(6)]
+            answers = pool.map(lambda i: login_attempt(sessions[i % 6], server.url, username=f"guess{i}"),
+                               range(burst))
+            for line in lines:
+                arrivals.append(time.monotonic())
+                parts.append(json.loads(line))
+            statuses = sorted(answer.status_code for answer in answers)
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    print(f"stream during a login burst: longest gap {max(gaps):.3f}s")
+    assert statuses == [401] * bound + [429] * (burst - bound)
+    assert len(parts) == chunks + 1 and parts[-1]["done"]
+    assert "".join(p["message"]["content"] for p in parts) == " ".join(["w"] * chunks)
+
+
+def test_health_tells_a_caller_without_a_token_only_the_status(fake, start_proxy, tmp_path):
+    config = base_config(fake.url)
+    port = fake.url.rsplit(":", 1)[1]
+    config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": f"http://ops:s3cret@127.0.0.1:{port}"}]
+    server = start_proxy(config, workers=1)
+    key = create_key(server, "--name", "monitor")
+    disabled = create_key(server, "--name", "gone")
+    assert cli(server, "keys", "disable", "gone").returncode == 0
+    answers = {who: requests.get(server.url + "/health", headers=headers, timeout=30)
+               for who, headers in [("nobody", {}), ("wrong token", auth("not-a-token")),
+                                    ("disabled key", auth(disabled)), ("token", auth()), ("key", auth(key))]}
+    for who in ("nobody", "wrong token", "disabled key"):
+        assert (answers[who].status_code, answers[who].json()) == (200, {"status": "ok"}), who
+    for who in ("token", "key"):
+        report = answers[who].json()
+        assert answers[who].status_code == 200 and report["status"] == "ok" and report["version"], who
+        assert [(u["name"], u["url"], u["version"]) for u in report["upstreams"]] == [
+            ("default", fake.url, fake.version), ("gpu2", f"http://***@127.0.0.1:{port}", fake.version)], who
+    assert not any("s3cret" in answer.text for answer in answers.values())
+
+
+def test_health_says_down_when_no_ollama_server_answers(start_proxy):
+    server = start_proxy(base_config(f"http://127.0.0.1:{free_port()}"), workers=1)
+    answer = requests.get(server.url + "/health", timeout=30)
+    assert (answer.status_code, answer.json()) == (503, {"status": "down"})
+    assert requests.get(server.url + "/health", headers=auth(), timeout=30).json()["status"] == "down"
+
+
+def test_health_probes_each_server_once_a_period_per_worker(start_proxy):
+    workers, calls = 2, 30
+    with FakeOllama() as first, FakeOllama() as second:
+        config = base_config(first.url, health_cache_seconds=60)
+        config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": second.url}]
+        server = start_proxy(config, workers=workers)
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            statuses = list(pool.map(lambda _: requests.get(server.url + "/health", timeout=30).status_code,
+                                     range(calls)))
+        probes = [sum(r.path == "/api/version" for r in fake.requests) for fake in (first, second)]
+    assert statuses == [200] * calls
+    assert all(1 <= count <= workers for count in probes), probes
+
+
 
 
 # --- What goes to providers and what comes back; usage that cannot be switched off ------------
@@ -628,7 +824,7 @@ def test_key_and_model_names_that_start_a_formula_come_out_as_text_in_both_csv_e
     config = base_config(fake.url)
     config["usage"] = {"flush_interval": 0.1}
     config["admin"] = {"password_hash": generate_password_hash(ADMIN_PASSWORD),
-                       "secret_key_file": str(tmp_path / "admin-secret-key")}
+                       "secret_key_file": str(tmp_path / "admin-secret-key"), "cookie_secure": False}
     server = start_proxy(config, workers=1)
     created = cli(server, "keys", "create", "--name", FORMULA_KEY)
     assert created.returncode == 0, created.stderr

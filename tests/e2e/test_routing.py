@@ -33,7 +33,7 @@ def fakes():
 def routed(fakes, tmp_path_factory):
     """One worker, so its view of how busy each server is decides every choice."""
     default, gpu2, gpu3 = fakes
-    config = base_config(default.url)
+    config = base_config(default.url, health_cache_seconds=0)  # each /health sees the servers as they are now
     config["backends"] = [
         {"name": "gpu2", "type": "ollama", "base_url": gpu2.url},
         {"name": "gpu3", "type": "ollama", "base_url": gpu3.url, "max_concurrent": 1},
@@ -124,7 +124,7 @@ def test_a_refusing_server_is_skipped_cooled_down_and_used_again(routed, servers
     gpu2.loaded = {"llama3.2:latest"}
     client.chat(model="llama3.2", messages=[{"role": "user", "content": "again"}])
     assert _chat_requests(default) == 2 and _chat_requests(gpu2) == 0  # still cooling down
-    health = requests.get(routed.url + "/health").json()
+    health = requests.get(routed.url + "/health", headers=auth()).json()
     gpu2_health = next(u for u in health["upstreams"] if u["name"] == "gpu2")
     assert gpu2_health["state"] == "cooling down" and "cannot reach" in gpu2_health["last_error"]
     default.loaded = set()  # its answers loaded the model: make gpu2 the better choice again
@@ -206,7 +206,7 @@ def test_listings_leave_out_a_server_that_is_down(routed, servers, client):
     gpu2.stop()
     try:
         names = sorted(m.model for m in client.list().models)
-        health = requests.get(routed.url + "/health")
+        health = requests.get(routed.url + "/health", headers=auth())
     finally:
         gpu2.start(port)
     assert names == ["llama3.2:latest", "mistral:latest", "qwen3:8b"]
@@ -216,7 +216,7 @@ def test_listings_leave_out_a_server_that_is_down(routed, servers, client):
 
 
 def test_health_lists_every_backend(routed, servers):
-    health = requests.get(routed.url + "/health")
+    health = requests.get(routed.url + "/health", headers=auth())
     assert health.status_code == 200 and health.json()["status"] == "ok"
     upstreams = {u["name"]: u for u in health.json()["upstreams"]}
     assert list(upstreams) == ["default", "gpu2", "gpu3"]
@@ -228,7 +228,7 @@ def test_health_is_503_when_no_ollama_server_answers(start_proxy):
     config = base_config(f"http://127.0.0.1:{free_port()}")
     config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": f"http://127.0.0.1:{free_port()}"}]
     proxy = start_proxy(config, workers=1)
-    health = requests.get(proxy.url + "/health")
+    health = requests.get(proxy.url + "/health", headers=auth())
     assert health.status_code == 503
     assert [u["state"] for u in health.json()["upstreams"]] == ["down", "down"]
 
@@ -245,7 +245,7 @@ def test_a_server_that_never_answers_is_left_out_of_listings_within_the_refresh_
         tags = requests.get(proxy.url + "/api/tags", headers=auth(), timeout=30)
         took = time.monotonic() - started
         models = requests.get(proxy.url + "/v1/models", headers=auth(), timeout=30)
-        health = requests.get(proxy.url + "/health", timeout=30).json()
+        health = requests.get(proxy.url + "/health", headers=auth(), timeout=30).json()
     assert tags.status_code == 200 and took < 3, f"the listing took {took:.1f}s"
     assert "llama3.2:latest" in [m["name"] for m in tags.json()["models"]]
     assert models.status_code == 200 and "llama3.2:latest" in [m["id"] for m in models.json()["data"]]
@@ -257,12 +257,12 @@ def test_a_server_that_never_answers_is_left_out_of_listings_within_the_refresh_
 
 def test_health_reports_its_own_failed_probe_as_last_error_and_keeps_it(start_proxy):
     port = free_port()
-    proxy = start_proxy(base_config(f"http://127.0.0.1:{port}"), workers=1)
-    down = requests.get(proxy.url + "/health").json()["upstreams"][0]
+    proxy = start_proxy(base_config(f"http://127.0.0.1:{port}", health_cache_seconds=0), workers=1)
+    down = requests.get(proxy.url + "/health", headers=auth()).json()["upstreams"][0]
     assert down["state"] == "down" and "connection refused" in down["error"]
     assert down["last_error"] == down["error"]
     with FakeOllama().start(port):
-        back = requests.get(proxy.url + "/health").json()["upstreams"][0]
+        back = requests.get(proxy.url + "/health", headers=auth()).json()["upstreams"][0]
     assert back["state"] == "ok" and "error" not in back
     assert back["last_error"] == down["error"]  # the most recent failure, still told after recovery
 

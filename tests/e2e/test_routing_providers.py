@@ -101,7 +101,7 @@ def test_management_refuses_provider_models(proxy, fakes):
 
 
 def test_health_lists_the_provider_without_calling_it(proxy, fakes):
-    health = requests.get(proxy.url + "/health")
+    health = requests.get(proxy.url + "/health", headers=auth())
     assert health.status_code == 200
     lab = health.json()["upstreams"][1]
     assert (lab["name"], lab["type"], lab["state"], lab["models"]) == ("lab", "openai", "configured", 2)

@@ -267,6 +267,33 @@ def test_admin_is_off_without_a_password_hash():
     assert admin.secret_key_file.endswith("/data/admin-secret-key")
 
 
+def test_the_front_door_defaults_trust_no_proxy_and_send_the_cookie_over_https_only():
+    settings = parse_settings(None, environ={})
+    assert (settings.service.trusted_proxies, settings.service.health_cache_seconds) == (0, 2.0)
+    assert (settings.admin.cookie_secure, settings.admin.login_address_attempts) == (True, 20)
+
+
+@pytest.mark.parametrize("environ, trusted", [
+    ({}, 0),
+    ({"OLLAMA_PROXY_TRUSTED_PROXIES": "1"}, 1),
+    ({"OLLAMA_PROXY_TRUSTED_PROXIES": " 2 "}, 2),
+])
+def test_trusted_proxies_come_from_the_environment(environ, trusted):
+    assert parse_settings({"service": {"trusted_proxies": 0}}, environ=environ).service.trusted_proxies == trusted
+
+
+@pytest.mark.parametrize("raw, environ, named", [
+    ({}, {"OLLAMA_PROXY_TRUSTED_PROXIES": "one"}, "service.trusted_proxies: Not a valid integer"),
+    ({}, {"OLLAMA_PROXY_TRUSTED_PROXIES": "-1"}, "service.trusted_proxies"),
+    ({"service": {"trusted_proxies": 1.5}}, {}, "service.trusted_proxies"),
+    ({"service": {"health_cache_seconds": -1}}, {}, "service.health_cache_seconds"),
+    ({"admin": {"login_address_attempts": 0}}, {}, "admin.login_address_attempts"),
+])
+def test_bad_front_door_settings_name_the_key(raw, environ, named):
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        parse_settings(raw, environ=environ)
+
+
 @pytest.mark.parametrize("password_hash, accepted", [
     ("scrypt:32768:8:1$RA59SMrngCADVhoP$a4387643b97200d4", True),
     ("pbkdf2:sha256:600000$abc$0123abcd", True),

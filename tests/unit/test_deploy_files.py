@@ -45,3 +45,7 @@ def test_the_state_and_log_directories_are_made_by_systemd():
     unit = (DEPLOY / "ollama-proxy.service").read_text()
     assert "StateDirectory=ollama-proxy" in unit and "LogsDirectory=ollama-proxy" in unit
     assert set(_unit_writable()) == {Path("/var/log/ollama-proxy"), Path("/var/lib/ollama-proxy")}
+
+
+def test_the_deploy_environment_trusts_the_one_nginx_in_front():
+    assert parse_settings({}, environ=_environment()).service.trusted_proxies == 1

@@ -12,11 +12,10 @@ from limits import RateLimitItemPerSecond
 from limits.errors import StorageError
 from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
-from werkzeug.security import check_password_hash
 
 from ollama_proxy import ratelimit
 from ollama_proxy.blueprints.admin.base import bp, is_admin_path
-from ollama_proxy.blueprints.admin.session import start_session
+from ollama_proxy.blueprints.admin.session import password_matches, start_session
 from ollama_proxy.config import AdminSettings
 
 log = logging.getLogger(__name__)
@@ -24,30 +23,44 @@ _EXTENSION = "ollama_proxy.admin_logins"
 
 
 class LoginGuard:
-    """Count failed logins per client address and user name, in the rate limiter's shared storage.
+    """Bound logins per client address, in the rate limiter's shared storage.
 
-    The window starts at the first failure and lasts ``admin.login_window`` seconds; every
-    worker (and, with Redis, every instance) sees the same count.
+    Two counts, each over a window that starts at its first hit and lasts
+    ``admin.login_window`` seconds, seen alike by every worker (and, with Redis, every
+    instance): failed logins per address and user name (``admin.login_attempts``), so that
+    guessing one name's password from one address locks that address out and no other; and
+    attempts per address whatever the name (``admin.login_address_attempts``), so that no
+    address makes the proxy hash more passwords than that. An attempt is counted before its
+    password is hashed: a burst sent at once is bounded too.
     """
 
     def __init__(self, settings: AdminSettings, storage: Storage):
-        self._limit = RateLimitItemPerSecond(settings.login_attempts, settings.login_window)
+        self._failures = RateLimitItemPerSecond(settings.login_attempts, settings.login_window)
+        self._attempts = RateLimitItemPerSecond(settings.login_address_attempts, settings.login_window)
         self._limiter = FixedWindowRateLimiter(storage)
 
     def locked(self, client: str, username: str) -> bool:
-        return not self._limiter.test(self._limit, "admin-login", client, username)
+        return not self._limiter.test(self._failures, "admin-login", client, username)
 
-    def retry_after(self, client: str, username: str) -> int:
-        stats = self._limiter.get_window_stats(self._limit, "admin-login", client, username)
+    def attempt(self, client: str) -> bool:
+        """Count one attempt from ``client``; False when it is over the address's bound."""
+        return self._limiter.hit(self._attempts, "admin-login-address", client)
+
+    def retry_after(self, client: str, username: str | None = None) -> int:
+        """Seconds until the name's lock (or, for no name, the address's bound) ends."""
+        if username is None:
+            stats = self._limiter.get_window_stats(self._attempts, "admin-login-address", client)
+        else:
+            stats = self._limiter.get_window_stats(self._failures, "admin-login", client, username)
         return max(1, round(stats.reset_time - time.time()))
 
     def failed(self, client: str, username: str) -> None:
-        self._limiter.hit(self._limit, "admin-login", client, username)
+        self._limiter.hit(self._failures, "admin-login", client, username)
 
 
 def credentials_match(settings: AdminSettings, username: str, password: str) -> bool:
     """Check both, always hashing, so the answer's timing does not tell a wrong name from a wrong password."""
-    password_ok = check_password_hash(settings.password_hash, password)
+    password_ok = password_matches(settings.password_hash, password)
     name_ok = hmac.compare_digest(username.encode(), settings.username.encode())
     return password_ok and name_ok
 
@@ -76,29 +89,40 @@ def login():
     guard: LoginGuard = current_app.extensions[_EXTENSION]
     client = request.remote_addr or "-"
     try:
-        locked = guard.locked(client, username)
+        refusal = _refusal(guard, settings, client, username)
     except StorageError as exc:  # no counter, no login: a lockout must not fail open
         log.error("admin login refused: the failed-login counter is unavailable: %s", exc)
-        return render_template("admin/login.html", next=request.form.get("next", ""), username=username,
-                               error="Logging in is not possible right now; see the error log."), 503
-    if locked:
-        wait = guard.retry_after(client, username)
-        log.warning("admin login locked for %s from %s", _who(settings, username), client)
-        page = render_template("admin/login.html", next=request.form.get("next", ""), username=username,
-                               error=f"Too many failed attempts. Try again in {wait} seconds.")
-        return page, 429, {"Retry-After": str(wait)}
+        return _form(username, "Logging in is not possible right now; see the error log.", 503)
+    if refusal is not None:
+        return refusal
     if not credentials_match(settings, username, password):
         try:
             guard.failed(client, username)
         except StorageError as exc:
             log.error("a failed admin login could not be counted: %s", exc)
         log.warning("admin login failed for %s from %s", _who(settings, username), client)
-        page = render_template("admin/login.html", next=request.form.get("next", ""), username=username,
-                               error="Wrong user name or password.")
-        return page, 401
+        return _form(username, "Wrong user name or password.", 401)
     start_session(session, settings)
     log.info("admin login for %s from %s", _who(settings, username), client)
     return redirect(safe_next(request.form.get("next")))
+
+
+def _refusal(guard: LoginGuard, settings: AdminSettings, client: str, username: str):
+    """Return the 429 page if this name is locked for this address or the address is over its bound."""
+    if guard.locked(client, username):
+        wait = guard.retry_after(client, username)
+        log.warning("admin login locked for %s from %s", _who(settings, username), client)
+        return _form(username, f"Too many failed attempts. Try again in {wait} seconds.", 429, wait)
+    if not guard.attempt(client):
+        wait = guard.retry_after(client)
+        log.warning("admin login refused from %s: more than admin.login_address_attempts", client)
+        return _form(username, f"Too many login attempts from this address. Try again in {wait} seconds.", 429, wait)
+    return None
+
+
+def _form(username: str, error: str, status: int, retry_after: int | None = None):
+    page = render_template("admin/login.html", next=request.form.get("next", ""), username=username, error=error)
+    return page, status, {"Retry-After": str(retry_after)} if retry_after is not None else {}
 
 
 @bp.post("/logout")

@@ -1,4 +1,4 @@
-"""Sign admin sessions: the secret key, the cookie's flags, and what a valid session holds."""
+"""Sign admin sessions: the secret key, the cookie's flags, what a valid session holds, the password check."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import tempfile
 from datetime import timedelta
 
 from flask import Flask
+from werkzeug.security import check_password_hash
 
 from ollama_proxy.config import AdminSettings
+from ollama_proxy.streaming import gevent_active
 
 COOKIE_NAME = "ollama_proxy_admin"
 
@@ -45,6 +47,18 @@ def _write_once(path: str, key: str) -> None:
             pass
     finally:
         os.unlink(temporary)
+
+
+def password_matches(password_hash: str, password: str) -> bool:
+    """Check ``password`` against its hash on a thread of gevent's pool when gevent runs the worker.
+
+    A hash is scrypt over 32 MiB, tens of milliseconds of CPU: on the event loop it would stop
+    every stream of the worker while it runs. hashlib releases the GIL while it hashes.
+    """
+    if gevent_active():
+        import gevent
+        return gevent.get_hub().threadpool.apply(check_password_hash, (password_hash, password))
+    return check_password_hash(password_hash, password)
 
 
 def fingerprint(settings: AdminSettings) -> str:

@@ -1,9 +1,12 @@
 import os
 import stat
+import threading
 from dataclasses import replace
 
 import pytest
+from werkzeug.security import check_password_hash, generate_password_hash
 
+from ollama_proxy.blueprints.admin import session
 from ollama_proxy.blueprints.admin.session import fingerprint, secret_key, session_is_valid, start_session
 from ollama_proxy.config import parse_settings
 
@@ -54,3 +57,19 @@ def test_an_empty_session_is_not_a_login(settings):
 
 class _Session(dict):
     permanent = False
+
+
+@pytest.mark.parametrize("under_gevent, off_this_thread", [(True, True), (False, False)])
+def test_the_password_is_hashed_on_gevents_thread_pool_when_gevent_runs(monkeypatch, under_gevent, off_this_thread):
+    threads = []
+
+    def check(password_hash, password):
+        threads.append(threading.get_ident())
+        return check_password_hash(password_hash, password)
+
+    monkeypatch.setattr(session, "check_password_hash", check)
+    monkeypatch.setattr(session, "gevent_active", lambda: under_gevent)
+    password_hash = generate_password_hash("right", method="pbkdf2:sha256:1000")
+    assert session.password_matches(password_hash, "right") and not session.password_matches(password_hash, "wrong")
+    assert len(threads) == 2
+    assert all((thread != threading.get_ident()) is off_this_thread for thread in threads)
