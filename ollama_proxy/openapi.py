@@ -106,7 +106,7 @@ OPERATIONS: dict[str, Operation] = {
     "/v1/messages/count_tokens": Operation("Estimate a request's input tokens", "anthropic", "anthropic",
                                            anthropic.CountTokensRequest, answers.AnthropicTokenCount,
                                            example={"model": "llama3.2", "messages": _HELLO}),
-    "/health": Operation("Is the proxy up, and does its upstream answer?", "service", answer=answers.Health,
+    "/health": Operation("Is the proxy up? With a token: each upstream's state", "service", answer=answers.Health,
                          public=True),
     "/metrics": Operation("Metrics in Prometheus' text format (manage or metrics token)", "service",
                           media=(TEXT,)),

@@ -63,9 +63,10 @@ class OllamaModelList(Answer):
 
 
 class Health(Answer):
-    status = _string(validate=validate.OneOf(["ok", "degraded"]))
-    version = _string()
-    upstreams = _objects()
+    status = _string(validate=validate.OneOf(["ok", "degraded", "down"]))
+    # Only for a caller with a token: upstream URLs, versions and errors are not for anyone on the LAN.
+    version = fields.String()
+    upstreams = fields.List(obj())
 
 
 class _Choices(Answer):
