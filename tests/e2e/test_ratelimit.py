@@ -33,23 +33,11 @@ def limited_config(upstream_url: str, **limits) -> dict:
 
 
 def hammer(ports: list[int], count: int, token: str = LIMITED) -> list[int]:
-    """Send ``count`` requests at once from as many threads, in turn to each port; return their statuses."""
-    ready = threading.Barrier(count)
-
-    def one(n: int) -> int:
-        connection = http.client.HTTPConnection("127.0.0.1", ports[n % len(ports)], timeout=60)
-        try:
-            connection.connect()
-            ready.wait(timeout=60)
-            connection.request("GET", "/api/tags", headers=auth(token))
-            answer = connection.getresponse()
-            answer.read()
-            return answer.status
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(one, range(count)))
+    """Open ``count`` connections, in turn to each port, then send a request on each at once; return their statuses."""
+    connections = [http.client.HTTPConnection("127.0.0.1", ports[n % len(ports)], timeout=60) for n in range(count)]
+    for connection in connections:
+        connection.connect()
+    return send_at_once(connections, token)
 
 
 def worker_pids(proxy, count: int, timeout: float = 30.0) -> list[int]:
