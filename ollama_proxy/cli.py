@@ -99,7 +99,8 @@ def serve(config: str | None, bind: str | None, extra: list[str]) -> int:
     return 0  # not reached
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``ollama-proxy`` command line: its subcommands and their options, each with help."""
     parser = argparse.ArgumentParser(prog="ollama-proxy", description="A gateway in front of Ollama servers.")
     parser.add_argument("--version", action="version", version=f"ollama-proxy {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -113,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     cli_keys.add_parser(commands)
     cli_usage.add_parser(commands)
     commands.add_parser("admin-password", help="hash a password for admin.password_hash (asks, or reads stdin)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "keys":
         return cli_keys.run(args)
     if args.command == "usage":

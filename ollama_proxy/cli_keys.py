@@ -95,14 +95,17 @@ def add_parser(commands) -> None:
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV} or config/config.yaml)")
     new = actions.add_parser("create", parents=[config], help="create a key and print its secret (last line)")
-    new.add_argument("--name", required=True)
+    new.add_argument("--name", required=True, help="the key's name, shown in logs, usage and the admin page")
     new.add_argument("--models", action="append", metavar="GLOB",
                      help="a model pattern the key may use, e.g. 'llama3*' (repeat; none = every model)")
-    new.add_argument("--rpm", type=_positive, help="requests per minute")
-    new.add_argument("--tpm", type=_positive, help="tokens per minute")
-    new.add_argument("--scope", choices=SCOPES, default="generate")
+    new.add_argument("--rpm", type=_positive, help="requests per minute (default: no limit)")
+    new.add_argument("--tpm", type=_positive, help="tokens per minute, prompt and answer (default: no limit)")
+    new.add_argument("--scope", choices=SCOPES, default="generate",
+                     help="generate: inference and listings; manage: also pull, push, create, copy, delete "
+                          "(default: generate)")
     new.add_argument("--expires", type=future_expiry, metavar="DATE",
-                     help="YYYY-MM-DD (works through that day, UTC) or an ISO date and time; not in the past")
+                     help="YYYY-MM-DD (works through that day, UTC) or an ISO date and time; not in the past "
+                          "(default: never expires)")
     new.add_argument("--chat-log", action=argparse.BooleanOptionalAction, default=None,
                      help="log this key's chats, or never (default: as chat_logs.enabled says)")
     new.set_defaults(run=create)
@@ -111,7 +114,7 @@ def add_parser(commands) -> None:
                             ("disable", set_enabled(False), "stop a key working, keeping it"),
                             ("delete", delete, "delete a key for good")):
         action = actions.add_parser(name, parents=[config], help=text)
-        action.add_argument("name")
+        action.add_argument("name", help="the key's name (as keys list shows it)")
         action.set_defaults(run=run)
 
 

@@ -61,9 +61,11 @@ def export(args) -> int:
 
 def add_parser(commands) -> None:
     usage = commands.add_parser("usage", help="export usage records (CSV or JSON) to stdout")
-    usage.add_argument("--since", type=since, help="from this UTC date (YYYY-MM-DD) or ISO time, inclusive")
-    usage.add_argument("--until", type=expiry, help="through this UTC date (YYYY-MM-DD), or up to an ISO time")
-    usage.add_argument("--key", help="only this key's (or token's) name")
-    usage.add_argument("--model", help="only this model, as clients asked for it")
-    usage.add_argument("--format", choices=("csv", "json"), default="csv")
+    usage.add_argument("--since", type=since,
+                       help="from this UTC date (YYYY-MM-DD) or ISO time, inclusive (default: the first record)")
+    usage.add_argument("--until", type=expiry,
+                       help="through this UTC date (YYYY-MM-DD), or up to an ISO time (default: now)")
+    usage.add_argument("--key", help="only this key's (or token's) name (default: every key)")
+    usage.add_argument("--model", help="only this model, as clients asked for it (default: every model)")
+    usage.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default: csv)")
     usage.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV} or config/config.yaml)")

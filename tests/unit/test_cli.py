@@ -1,3 +1,4 @@
+import argparse
 import io
 
 import pytest
@@ -58,3 +59,21 @@ def test_check_config_says_whether_the_admin_page_is_on(tmp_path, capsys, admin,
     assert check_config(str(path)) == 0
     out = capsys.readouterr().out
     assert shown in out and "00ff" not in out
+
+
+def _parsers(parser, path=("ollama-proxy",)):
+    """Yield (command path, parser) for the command line and every subcommand below it."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*path, name))
+
+
+def test_every_option_of_every_command_says_what_it_is():
+    from ollama_proxy.cli import build_parser
+
+    silent = [f"{' '.join(path)} {action.dest}" for path, parser in _parsers(build_parser())
+              for action in parser._actions
+              if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)) and not action.help]
+    assert silent == []
