@@ -212,8 +212,10 @@ def watch_client(environ: dict, on_gone: Callable[[], None]) -> Callable[[], Non
             gone = True
         if gone:
             record = access_record(environ)
-            if record is not None:
-                # The upstream is cut next, so the body still ends "normally": say who ended it.
+            # A client that read the whole answer hangs up before the server closes the response:
+            # that is no leaving. Otherwise the upstream is cut next, so the body still ends
+            # "normally": say who ended it.
+            if record is not None and not record.completed:
                 record.client_left = True
             on_gone()
 

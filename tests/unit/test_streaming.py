@@ -66,3 +66,30 @@ def test_closing_stream_closes_once_even_when_never_iterated():
     assert next(stream) == b"a"
     stream.close()
     assert closed == ["upstream", "generator", "upstream"]
+
+
+@pytest.mark.parametrize("answer_completed, client_left", [(False, True), (True, False)],
+                         ids=["left mid-answer", "hung up after reading it all"])
+def test_a_client_hanging_up_counts_as_leaving_only_before_the_answer_ended(monkeypatch, answer_completed,
+                                                                               client_left):
+    import socket
+
+    import gevent
+
+    from ollama_proxy import streaming
+    from ollama_proxy.logs import RECORD_KEY, AccessRecord
+
+    monkeypatch.setattr(streaming, "gevent_active", lambda: True)
+    server_side, client_side = socket.socketpair()
+    client_side.close()  # the client has hung up
+    record = AccessRecord(request_id="r", method="POST", path="/api/chat", client="-", started=0.0,
+                          completed=answer_completed)
+    gone = []
+    try:
+        stop = streaming.watch_client({"gunicorn.socket": server_side, RECORD_KEY: record}, lambda: gone.append(1))
+        gevent.sleep(0)  # the watcher runs and sees the peer gone
+        stop()
+    finally:
+        server_side.close()
+    assert gone == [1]  # the upstream is cut either way
+    assert record.client_left is client_left
