@@ -211,13 +211,7 @@ class UpstreamResponse:
         raise UpstreamError(str(message), status=self.status, code=code)
 
     def _decode(self, data: bytes) -> dict:
-        try:
-            value = json.loads(data)
-        except ValueError:
-            raise UpstreamError(f"{self._describe} sent something that is not JSON: {data[:80]!r}") from None
-        if not isinstance(value, dict):
-            raise UpstreamError(f"{self._describe} sent JSON that is not an object")
-        return value
+        return json_object(data, self._describe)
 
     def abort(self) -> None:
         """Drop the connection from any greenlet: the reader sees the end, Ollama sees us go."""
@@ -332,3 +326,14 @@ class OllamaBackend:
         upstream = self.open("POST", path, body=data, headers={"Content-Type": "application/json"})
         upstream.raise_for_error()
         return upstream
+
+
+def json_object(data: bytes, describe: str) -> dict:
+    """Return the JSON object an upstream sent, or raise UpstreamError naming the upstream."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        raise UpstreamError(f"{describe} sent something that is not JSON: {data[:80]!r}") from None
+    if not isinstance(value, dict):
+        raise UpstreamError(f"{describe} sent JSON that is not an object")
+    return value

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from ollama_proxy.backends.ollama import UpstreamResponse
+from ollama_proxy.backends.ollama import UpstreamResponse, json_object
 from ollama_proxy.backends.presets import PRESETS
 from ollama_proxy.backends.provider_answer import OllamaAnswer, PassthroughAnswer, sse_data
 from ollama_proxy.backends.provider_headers import own_headers, retry_after, to_provider
@@ -184,14 +184,7 @@ class ProviderBackend:
 
     def _whole_answer(self, raw: UpstreamResponse) -> dict:
         """Return a whole JSON answer (a provider that would not stream), secrets blanked."""
-        data = self._blank_bytes(raw.read())
-        try:
-            answer = json.loads(data)
-        except ValueError:
-            raise UpstreamError(f"{self.describe} sent an answer that is not JSON: {data[:80]!r}") from None
-        if not isinstance(answer, dict):
-            raise UpstreamError(f"{self.describe} sent JSON that is not an object")
-        return answer
+        return json_object(self._blank_bytes(raw.read()), self.describe)
 
     def _send(self, method: str, path: str, body: dict | None = None,
               headers: dict[str, str] | None = None) -> UpstreamResponse:
