@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Iterable
 
-from ollama_proxy.streaming import SSE_DONE, converted, ndjson_relay, split_lines, sse_event
+from ollama_proxy.relay.streaming import SSE_DONE, converted, ndjson_relay, split_lines, sse_event
 from ollama_proxy.translate.anthropic.stream import MessagesStreamConverter
 from ollama_proxy.translate.openai import ChatStreamConverter
 from ollama_proxy.translate.responses.stream import ResponsesStreamConverter

@@ -45,7 +45,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 def on_starting(server):
     """Prepare the metrics directory, then migrate the store, before any worker starts."""
-    from ollama_proxy import multiproc
+    from ollama_proxy.observability import multiproc
 
     # First: prometheus_client reads the variable when it is imported, in the workers.
     os.environ[MULTIPROC_ENV] = multiproc.prepare(os.environ.get(MULTIPROC_ENV))
@@ -108,12 +108,12 @@ def post_worker_init(worker):
 
 def child_exit(server, worker):
     """Stop counting an exited worker's in-flight responses; its counts stay in the sums."""
-    from ollama_proxy import multiproc
+    from ollama_proxy.observability import multiproc
 
     multiproc.worker_exited(os.environ[MULTIPROC_ENV], worker.pid)
 
 
 def on_exit(server):
-    from ollama_proxy import multiproc
+    from ollama_proxy.observability import multiproc
 
     multiproc.remove(os.environ[MULTIPROC_ENV])

@@ -11,7 +11,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from ollama_proxy import auth, chatlog, logs, metrics, model_catalog, ratelimit, store, usage
+from ollama_proxy import store
+from ollama_proxy.access import auth, ratelimit
 from ollama_proxy.backends.image_fetcher import ImageFetcher
 from ollama_proxy.backends.pool import OllamaPool
 from ollama_proxy.blueprints import admin, anthropic, embeddings, health, native, openai, openapi, responses
@@ -26,7 +27,9 @@ from ollama_proxy.errors import (
     to_ollama_error,
     to_openai_error,
 )
-from ollama_proxy.routing import ROUTER, Router
+from ollama_proxy.observability import chatlog, ledger, logs, metrics, usage
+from ollama_proxy.routing import catalog as model_catalog
+from ollama_proxy.routing.routes import ROUTER, Router
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)  # the admin blueprint serves static/ under /admin
     app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.limits.max_body_bytes)
     app.json.sort_keys = False
-    logs.init_app(app)
+    ledger.init_app(app)
+    logs.init_app(app)  # first of the close listeners: the access line is written before any other reads the record
     store.init_app(app)
     usage.init_app(app)
     model_catalog.init_app(app)
@@ -124,7 +128,7 @@ def _from_http_exception(exc: HTTPException) -> Response:
 
 
 def _from_unexpected(exc: Exception) -> Response:
-    record = logs.access_record(request.environ)
+    record = ledger.access_record(request.environ)
     request_id = record.request_id if record else "-"
     log.exception("unexpected error in %s %s (request %s)", request.method, request.path, request_id)
     return error_response(ProxyError(f"internal error in the proxy (request id {request_id})"))

@@ -24,7 +24,7 @@ from ollama_proxy.backends.session import reason
 from ollama_proxy.backends.watchdog import IdleWatchdog
 from ollama_proxy.config import ServiceSettings
 from ollama_proxy.errors import UpstreamConnectTimeout, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from ollama_proxy.streaming import gevent_active, split_lines
+from ollama_proxy.relay.streaming import gevent_active, split_lines
 
 # Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
 # ones the proxy owns: the client's credentials, Host, Origin (Ollama answers 403 to

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from ollama_proxy.backends.ollama import UpstreamResponse
 from ollama_proxy.backends.provider_headers import from_provider
 from ollama_proxy.errors import UpstreamError
-from ollama_proxy.streaming import ndjson_line, split_lines
+from ollama_proxy.relay.streaming import ndjson_line, split_lines
 
 #: A stream line that may carry a usage object (not OpenAI's ``"usage":null`` on every chunk).
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')

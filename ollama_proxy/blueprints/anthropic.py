@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from ollama_proxy.blueprints.relay import generate, new_id, prepare, read_body, relay_stream
+from ollama_proxy.relay.streaming import sse_event
+from ollama_proxy.relay.translated import generate, new_id, prepare, read_body, relay_stream
 from ollama_proxy.schemas.anthropic import CountTokensRequest, MessagesRequest
-from ollama_proxy.streaming import sse_event
 from ollama_proxy.translate.anthropic import tokens
 from ollama_proxy.translate.anthropic.answer import to_anthropic_message
 from ollama_proxy.translate.anthropic.request import from_anthropic_messages

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ollama_proxy.accounting import note_answer
-from ollama_proxy.blueprints.passthrough import pass_through
-from ollama_proxy.blueprints.relay import read_body
-from ollama_proxy.logs import current_record
-from ollama_proxy.routing import body_for, note_routed
+from ollama_proxy.observability.accounting import note_answer
+from ollama_proxy.observability.ledger import current_record
+from ollama_proxy.relay.passthrough import pass_through
+from ollama_proxy.relay.translated import read_body
+from ollama_proxy.routing.routes import body_for, note_routed
 from ollama_proxy.schemas.openai import EmbeddingsRequest
 from ollama_proxy.translate import openai as oa
 

@@ -28,10 +28,11 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, jsonify, request
 
-from ollama_proxy import __version__, auth
+from ollama_proxy import __version__
+from ollama_proxy.access import auth
 from ollama_proxy.config import ProviderSettings
 from ollama_proxy.errors import ProxyError
-from ollama_proxy.routing import router
+from ollama_proxy.routing.routes import router
 
 bp = Blueprint("health", __name__)
 _EXTENSION = "ollama_proxy.health_probes"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ollama_proxy.metrics import metrics
+from ollama_proxy.observability.metrics import metrics
 
 bp = Blueprint("metrics", __name__)
 

@@ -15,12 +15,13 @@ from functools import partial
 
 from flask import Blueprint, Response, current_app, request
 
-from ollama_proxy.accounting import count_body, tap_ndjson
 from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse, downstream_headers, upstream_headers
 from ollama_proxy.errors import Forbidden, InvalidRequest, NotFound
-from ollama_proxy.logs import current_record, note_model, note_route, note_upstream
-from ollama_proxy.models import renamed_line, renamed_lines
-from ollama_proxy.routing import (
+from ollama_proxy.observability.accounting import count_body, tap_ndjson
+from ollama_proxy.observability.ledger import current_record, note_model, note_route, note_upstream
+from ollama_proxy.relay.streaming import STREAM_HEADERS, ClosingStream, ndjson_relay, watch_client
+from ollama_proxy.routing.overrides import renamed_line, renamed_lines
+from ollama_proxy.routing.routes import (
     Route,
     body_for,
     note_routed,
@@ -32,7 +33,6 @@ from ollama_proxy.routing import (
 )
 from ollama_proxy.schemas.loading import load, parse_json_object, read_json_body
 from ollama_proxy.schemas.ollama import BODY_SCHEMAS
-from ollama_proxy.streaming import STREAM_HEADERS, ClosingStream, ndjson_relay, watch_client
 
 bp = Blueprint("native", __name__)
 log = logging.getLogger(__name__)

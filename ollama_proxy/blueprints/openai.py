@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ollama_proxy.blueprints.passthrough import pass_through
-from ollama_proxy.blueprints.relay import (
+from ollama_proxy.errors import NotFound
+from ollama_proxy.relay.passthrough import pass_through
+from ollama_proxy.relay.streaming import SSE_DONE, sse_event
+from ollama_proxy.relay.translated import (
     Upstreams,
     generate,
     new_id,
@@ -20,10 +22,8 @@ from ollama_proxy.blueprints.relay import (
     read_body,
     sse_response,
 )
-from ollama_proxy.errors import NotFound
-from ollama_proxy.routing import Route, visible_listing
+from ollama_proxy.routing.routes import Route, visible_listing
 from ollama_proxy.schemas.openai import ChatCompletionRequest, CompletionRequest
-from ollama_proxy.streaming import SSE_DONE, sse_event
 from ollama_proxy.translate import openai as oa
 
 bp = Blueprint("openai", __name__)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ollama_proxy.blueprints.relay import (
+from ollama_proxy.relay.streaming import sse_event
+from ollama_proxy.relay.translated import (
     Upstreams,
     generate,
     new_id,
@@ -20,7 +21,6 @@ from ollama_proxy.blueprints.relay import (
     sse_response,
 )
 from ollama_proxy.schemas.openai import ResponsesRequest
-from ollama_proxy.streaming import sse_event
 from ollama_proxy.translate.responses.answer import to_responses_response
 from ollama_proxy.translate.responses.request import from_responses_request
 from ollama_proxy.translate.responses.stream import ResponsesStreamConverter

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import ollama
 
-from ollama_proxy.cli_usage import COLUMNS
+from ollama_proxy.cli.usage import COLUMNS
 from ollama_proxy.config import load_settings
 from ollama_proxy.store import open_store
 from tests.e2e.conftest import ALICE, GENERATE, auth, base_config

@@ -12,7 +12,7 @@ from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaF
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
-from ollama_proxy.config_models import check_fields
+from ollama_proxy.config.models import check_fields
 
 SCOPES = [SelectChoice("generate", "generate: inference and listings"),
           SelectChoice("manage", "manage: also pull, push, delete models")]

@@ -13,7 +13,7 @@ from limits.errors import StorageError
 from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
 
-from ollama_proxy import ratelimit
+from ollama_proxy.access import ratelimit
 from ollama_proxy.blueprints.admin.base import bp, is_admin_path
 from ollama_proxy.blueprints.admin.session import password_matches, start_session
 from ollama_proxy.config import AdminSettings

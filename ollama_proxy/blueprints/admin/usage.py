@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 from flask import Response, current_app, render_template, request
 
 from ollama_proxy.blueprints.admin.base import bp
-from ollama_proxy.csv_export import write_csv
+from ollama_proxy.observability.csv_export import write_csv
 from ollama_proxy.store import USAGE_FIELDS, current_store
 
 TOP = 10  # models and keys drawn one by one in the dashboard's bar charts; the rest are summed as "other"

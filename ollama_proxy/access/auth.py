@@ -1,0 +1,192 @@
+"""Decide who is calling and what they may do.
+
+A request carries a token as ``Authorization: <token>``, ``Authorization:
+Bearer <token>`` or ``x-api-key: <token>``. The token is looked up in the
+configured lists (compared in constant time), then among the managed keys of
+the store, and becomes a ``Principal``: its scope decides whether it may call a
+management endpoint, its model patterns which models it may use.
+
+A worker keeps what it read of a managed key for ``auth.key_cache_seconds``, so
+the hot path seldom reaches the database; a disabled or deleted key stops
+working within that bound, an expired one at once. Tokens the store does not
+know are remembered apart, in a cache of their own, so a flood of made-up
+tokens can neither push a valid key out nor reach the database twice for one
+token; a token that is not shaped like a secret is never looked up at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from fnmatch import fnmatchcase
+
+from cachetools import TTLCache
+from flask import Flask, current_app, g, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from ollama_proxy.config import AuthSettings, Token
+from ollama_proxy.errors import Forbidden, ProxyError, Unauthorized
+from ollama_proxy.observability.ledger import access_record
+from ollama_proxy.store import ApiKey, Store, current_store
+from ollama_proxy.store.keys import is_secret_shaped
+
+log = logging.getLogger(__name__)
+
+GENERATE = "generate"
+MANAGE = "manage"
+METRICS = "metrics"  # a scraper's token: /metrics and nothing else
+
+# Endpoints that change what the Ollama server holds: only manage tokens may call them.
+MANAGE_PATHS = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs/")
+# Endpoints anyone may call: a load balancer's probe carries no token; the API description holds no secret.
+PUBLIC_PATHS = ("/health", "/openapi.json")
+METRICS_PATH = "/metrics"
+# The admin page has its own login (a session cookie), checked by its blueprint.
+SESSION_PATH = "/admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    scope: str
+    models: tuple[str, ...] = ()  # glob patterns; empty = every model
+    rpm: int | None = None  # requests per minute; None: unlimited
+    tpm: int | None = None  # tokens per minute; None: unlimited
+    chat_log: bool | None = None  # its chats logged (True), not (False), or as chat_logs.enabled (None)
+
+    def may(self, scope: str) -> bool:
+        return self.scope == MANAGE or self.scope == scope
+
+    def may_use(self, model: str) -> bool:
+        """Tell whether a model name matches one of the patterns (a bare name is its ``:latest``)."""
+        if not self.models:
+            return True
+        names = {model, model + ":latest"} if ":" not in model else {model, model.removesuffix(":latest")}
+        return any(fnmatchcase(name, pattern) for name in names for pattern in self.models)
+
+
+class TokenTable:
+    """Look tokens up without leaking, through timing, which one nearly matched."""
+
+    def __init__(self, settings: AuthSettings, metrics_tokens: tuple[Token, ...] = ()):
+        self._entries = [(t.secret.encode(), Principal(t.name, scope, rpm=t.rpm, tpm=t.tpm, chat_log=t.chat_log))
+                         for scope, tokens in ((MANAGE, settings.manage_tokens), (GENERATE, settings.generate_tokens))
+                         for t in tokens]
+        self._entries += [(t.secret.encode(), Principal(t.name, METRICS)) for t in metrics_tokens]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def find(self, token: str) -> Principal | None:
+        candidate = token.encode()
+        found = None
+        for secret, principal in self._entries:
+            # Compare with every entry, so the time taken does not tell where it matched.
+            if hmac.compare_digest(secret, candidate) and found is None:
+                found = principal
+        return found
+
+
+class ManagedKeys:
+    """Look managed keys up in the store, through short-lived per-worker caches.
+
+    Keys found (enabled or not) and tokens found to be no key live in separate
+    caches, each with its own bound: unknown tokens only ever push out other
+    unknown tokens. Only a usable key's look-up writes (its last use).
+    """
+
+    def __init__(self, store, settings: AuthSettings, clock: Callable[[], float] = time.monotonic):
+        self._store = store  # a callable returning the Store: it is opened on first use
+        self._found: TTLCache = TTLCache(settings.key_cache_size, settings.key_cache_seconds, clock)
+        self._unknown: TTLCache = TTLCache(settings.unknown_key_cache_size, settings.unknown_key_cache_seconds,
+                                           clock)
+
+    def find(self, token: str, now: datetime) -> Principal | None:
+        """Return the principal of a usable key; raise Unauthorized for a disabled or expired one."""
+        if not is_secret_shaped(token):
+            return None
+        key = self._key(token, now)
+        if key is None:
+            return None
+        if not key.enabled:
+            raise Unauthorized(f"key '{key.name}' is disabled")
+        if key.expired(now):
+            raise Unauthorized(f"key '{key.name}' expired at {key.expires_at.isoformat()}")
+        return Principal(key.name, key.scope, key.models, key.rpm, key.tpm, chat_log=key.chat_log)
+
+    def _key(self, token: str, now: datetime) -> ApiKey | None:
+        """Return the key of a secret, from a cache when either holds the answer, else from the store."""
+        digest = hashlib.sha256(token.encode()).digest()  # the caches hold no secret
+        key = self._found.get(digest)
+        if key is not None or digest in self._unknown:
+            return key
+        key = self._load(token, now)
+        if key is None:
+            self._unknown[digest] = True
+        else:
+            self._found[digest] = key
+        return key
+
+    def _load(self, token: str, now: datetime) -> ApiKey | None:
+        store: Store = self._store()
+        try:
+            key = store.find_key(token)
+            if key is not None and key.usable(now):
+                store.update_key(key.name, last_used_at=now)  # once per key per cache period
+        except SQLAlchemyError as exc:
+            log.error("the key store failed: %s", exc)
+            raise ProxyError("the key store cannot be reached; try again shortly", status=503) from None
+        return key
+
+
+def token_from_headers(headers) -> str | None:
+    """Return the token a request carries, or None."""
+    value = headers.get("Authorization", "").strip()
+    if value:
+        scheme, _, rest = value.partition(" ")
+        return rest.strip() if scheme.lower() == "bearer" and rest.strip() else value
+    return headers.get("x-api-key", "").strip() or None
+
+
+def required_scope(path: str) -> str | None:
+    """Return the scope a path needs, or None if it is public."""
+    if path in PUBLIC_PATHS or path == SESSION_PATH or path.startswith(SESSION_PATH + "/"):
+        return None
+    if path == METRICS_PATH:
+        return METRICS
+    return MANAGE if path.startswith(MANAGE_PATHS) else GENERATE
+
+
+def authenticate() -> None:
+    """Resolve the caller into ``g.principal`` or refuse the request."""
+    g.principal = None
+    scope = required_scope(request.path)
+    if scope is None or request.method == "OPTIONS":
+        return  # CORS preflight carries no credentials by design
+    token = token_from_headers(request.headers)
+    if token is None:
+        raise Unauthorized("missing token: send 'Authorization: Bearer <token>' or 'x-api-key: <token>'")
+    principal = current_app.extensions["ollama_proxy.tokens"].find(token)
+    if principal is None:
+        principal = current_app.extensions["ollama_proxy.keys"].find(token, datetime.now(timezone.utc))
+    if principal is None:
+        raise Unauthorized("invalid token")
+    g.principal = principal
+    record = access_record(request.environ)
+    if record is not None:
+        record.principal = principal.name
+    if not principal.may(scope):
+        needed = "a manage or metrics token" if scope == METRICS else "a manage token"
+        raise Forbidden(f"token '{principal.name}' may not call {request.path}: it needs {needed}")
+
+
+def init_app(app: Flask) -> None:
+    settings = app.config["SETTINGS"]
+    app.extensions["ollama_proxy.tokens"] = TokenTable(settings.auth, settings.metrics.tokens)
+    app.extensions["ollama_proxy.keys"] = ManagedKeys(lambda: current_store(app), settings.auth)
+    app.before_request(authenticate)

@@ -1,0 +1,159 @@
+"""Limit each principal's requests and tokens per minute.
+
+A principal with ``rpm`` is admitted while its window holds fewer requests than
+that; one with ``tpm`` while its window's token count is under the limit, and
+a request's tokens (prompt + completion) are charged when its response closes,
+so a long stream counts in full once it ends. Windows are fixed, one minute
+long, starting at a principal's first counted request.
+
+The counters live in a ``limits`` storage named by ``ratelimit.storage_url``:
+a SQLite file (the default) is shared by every worker of one instance; Redis
+is shared by several instances. Either way one increment is one atomic
+operation, so concurrent workers admit exactly the limit. A storage outage
+does not stop traffic: the request is admitted and a warning logged.
+
+Answers to a limited principal carry OpenAI's headers:
+``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from flask import Flask, current_app, g
+from limits import RateLimitItemPerMinute
+from limits.errors import StorageError
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+
+from ollama_proxy.access.auth import Principal
+from ollama_proxy.access.ratelimit import sqlite  # noqa: F401  registers the sqlite:// scheme with limits
+from ollama_proxy.config import RateLimitSettings
+from ollama_proxy.errors import RateLimited
+from ollama_proxy.observability import ledger
+from ollama_proxy.observability.ledger import RequestRecord
+
+log = logging.getLogger(__name__)
+EXTENSION = "ollama_proxy.access.ratelimit"
+
+
+@dataclass(frozen=True)
+class Window:
+    """One limit as a client sees it: the limit, what is left, seconds until it resets."""
+
+    kind: str  # "requests" or "tokens"
+    limit: int
+    remaining: int
+    reset: float
+
+    def headers(self) -> dict[str, str]:
+        return {f"x-ratelimit-limit-{self.kind}": str(self.limit),
+                f"x-ratelimit-remaining-{self.kind}": str(self.remaining),
+                f"x-ratelimit-reset-{self.kind}": duration(self.reset)}
+
+
+def duration(seconds: float) -> str:
+    """Write ``seconds`` as OpenAI's reset headers do: ``250ms``, ``7s``, ``1m0s``."""
+    if seconds < 1:
+        return f"{max(0, math.ceil(seconds * 1000))}ms"
+    whole = math.ceil(seconds)
+    return f"{whole // 60}m{whole % 60}s" if whole >= 60 else f"{whole}s"
+
+
+def _storage_options(url: str, timeout: float) -> dict:
+    if url.startswith("sqlite:"):
+        return {"busy_timeout": timeout}
+    if url.startswith(("redis:", "rediss:")):
+        return {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    return {}
+
+
+class RateLimiter:
+    """Admit or refuse a principal's requests and charge its tokens, on shared counters."""
+
+    def __init__(self, settings: RateLimitSettings):
+        options = _storage_options(settings.storage_url, settings.storage_timeout)
+        self.storage = storage_from_string(settings.storage_url, wrap_exceptions=True, **options)
+        self.strategy = FixedWindowRateLimiter(self.storage)
+        self.tpm_of: dict[str, int] = {}  # principal name -> its tpm, as last seen by this worker
+
+    def _window(self, kind: str, item, name: str) -> Window:
+        stats = self.strategy.get_window_stats(item, kind, name)
+        return Window(kind, item.amount, stats.remaining, max(0.0, stats.reset_time - time.time()))
+
+    def admit(self, principal: Principal) -> tuple[list[Window], RateLimited | None]:
+        """Count one request of ``principal``; return its windows and the refusal, if any."""
+        windows, refusal = [], None
+        if principal.tpm is not None:
+            tokens = RateLimitItemPerMinute(principal.tpm)
+            windows.append(self._window("tokens", tokens, principal.name))
+            if not self.strategy.test(tokens, "tokens", principal.name):
+                refusal = RateLimited(f"'{principal.name}' used its {principal.tpm} tokens per minute",
+                                      retry_after=windows[-1].reset, code="rate_limit_exceeded")
+        if principal.rpm is not None:
+            requests = RateLimitItemPerMinute(principal.rpm)
+            # A request refused for its tokens is not counted against the request limit.
+            admitted = refusal is not None or self.strategy.hit(requests, "requests", principal.name)
+            windows.insert(0, self._window("requests", requests, principal.name))
+            if not admitted:
+                refusal = RateLimited(f"'{principal.name}' sent its {principal.rpm} requests per minute",
+                                      retry_after=windows[0].reset, code="rate_limit_exceeded")
+        return windows, refusal
+
+    def charge(self, name: str, tpm: int, tokens: int) -> None:
+        """Count ``tokens`` against ``name``'s tokens-per-minute window."""
+        if tokens > 0:
+            self.strategy.hit(RateLimitItemPerMinute(tpm), "tokens", name, cost=tokens)
+
+    def charge_record(self, record: RequestRecord) -> None:
+        """Charge a finished request's prompt and completion tokens to its principal (a close listener).
+
+        Charged at once, not queued: the next request's admission must see these
+        tokens, or a burst would slip past the limit. It is one counter increment,
+        made after the answer has gone out.
+        """
+        tpm = self.tpm_of.get(record.principal or "")
+        if tpm is None:
+            return
+        tokens = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
+        try:
+            self.charge(record.principal, tpm, tokens)
+        except StorageError as exc:
+            log.warning("rate-limit storage failed, %d tokens of '%s' not counted: %s", tokens, record.principal, exc)
+
+
+def limit_request() -> None:
+    """Admit the request's principal or refuse it with a 429 (before the view runs)."""
+    principal: Principal | None = g.get("principal")
+    if principal is None or (principal.rpm is None and principal.tpm is None):
+        return
+    limiter: RateLimiter = current_app.extensions[EXTENSION]
+    if principal.tpm is not None:
+        limiter.tpm_of[principal.name] = principal.tpm
+    try:
+        windows, refusal = limiter.admit(principal)
+    except StorageError as exc:
+        log.warning("rate-limit storage failed, request admitted unlimited: %s", exc)
+        return
+    g.rate_windows = windows
+    if refusal is not None:
+        raise refusal
+
+
+def add_headers(response):
+    """Tell a limited principal where it stands, on every answer, 429s included."""
+    for window in g.get("rate_windows", ()):
+        response.headers.update(window.headers())
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Limit requests after auth has named the principal; runs after ``auth.init_app``."""
+    limiter = app.extensions[EXTENSION] = RateLimiter(app.config["SETTINGS"].ratelimit)
+    app.before_request(limit_request)
+    app.after_request(add_headers)
+    ledger.add_close_listener(app, limiter.charge_record)
+

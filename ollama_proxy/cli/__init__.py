@@ -1,0 +1,137 @@
+"""The ``ollama-proxy`` command: serve the proxy, check a configuration file, manage keys, hash the admin password."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+from werkzeug.security import generate_password_hash
+
+from ollama_proxy import __version__
+from ollama_proxy.cli import keys as cli_keys
+from ollama_proxy.cli import usage as cli_usage
+from ollama_proxy.config import (
+    CONFIG_ENV,
+    PROJECT_ROOT,
+    ConfigError,
+    OllamaServerSettings,
+    ProviderSettings,
+    config_path,
+    load_settings,
+)
+
+GUNICORN_CONF = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
+
+
+def describe_backend(backend: OllamaServerSettings | ProviderSettings) -> str:
+    """Describe a backend in one line, naming where its key comes from, never the key."""
+    if isinstance(backend, OllamaServerSettings):
+        kind = "ollama"
+        extra = f", at most {backend.max_concurrent} at once" if backend.max_concurrent else ""
+    else:
+        kind = "openai"
+        extra = f", key from ${backend.api_key_env}" if backend.api_key_env else ", no key"
+    models = f", models {', '.join(backend.models)}" if backend.models else ""
+    return f"{backend.name} ({kind}) {backend.base_url}{extra}{models}"
+
+
+def check_config(path: str | None) -> int:
+    """Load and check a configuration; print a summary or the problem."""
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 1
+    auth = settings.auth
+    print(f"configuration OK: {settings.source}")
+    print(f"  upstream:   {settings.service.base_url}")
+    for backend in settings.backends:
+        print(f"  backend:    {describe_backend(backend)}")
+    print(f"  tokens:     {len(auth.generate_tokens)} generate, {len(auth.manage_tokens)} manage")
+    print(f"  logs:       {settings.logging.dir}")
+    print(f"  CORS:       {', '.join(settings.cors.origins) or 'off'}")
+    print(f"  store:      {settings.store.url.split('://', 1)[0]}")
+    admin = settings.admin
+    admin_state = f"on, user {admin.username}" if admin.enabled else "off (make a hash: ollama-proxy admin-password)"
+    print(f"  admin page: {admin_state}")
+    if not auth.generate_tokens and not auth.manage_tokens:
+        print("  note:       no tokens in the file: only managed keys (ollama-proxy keys create) get in")
+    return 0
+
+
+MIN_PASSWORD_LENGTH = 8
+
+
+def read_password(stdin=sys.stdin) -> str | None:
+    """Ask for the password twice on a terminal, or read one line from a pipe."""
+    if not stdin.isatty():
+        return stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("admin password: ")
+    if first != getpass.getpass("again: "):
+        print("the two passwords differ", file=sys.stderr)
+        return None
+    return first
+
+
+def admin_password(stdin=sys.stdin) -> int:
+    """Print a hash of the password read, for admin.password_hash."""
+    password = read_password(stdin)
+    if password is None:
+        return 1
+    if len(password) < MIN_PASSWORD_LENGTH:
+        print(f"the password is too short: {MIN_PASSWORD_LENGTH} characters at least", file=sys.stderr)
+        return 1
+    print(generate_password_hash(password))
+    return 0
+
+
+def serve(config: str | None, bind: str | None, extra: list[str]) -> int:
+    """Replace this process with gunicorn running the proxy (signals go straight to it)."""
+    # gunicorn runs from the project root: a relative path is made absolute from where the user stands.
+    os.environ[CONFIG_ENV] = os.path.abspath(config or config_path())
+    if check_config(os.environ[CONFIG_ENV]) != 0:
+        return 1
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--chdir", str(PROJECT_ROOT)]
+    if bind:
+        argv += ["-b", bind]
+    sys.stdout.flush()  # execv drops whatever is still buffered
+    os.execv(sys.executable, argv + extra + ["wsgi:app"])
+    return 0  # not reached
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``ollama-proxy`` command line: its subcommands and their options, each with help."""
+    parser = argparse.ArgumentParser(prog="ollama-proxy", description="A gateway in front of Ollama servers.")
+    parser.add_argument("--version", action="version", version=f"ollama-proxy {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="run the proxy under gunicorn with gevent workers")
+    run.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV} or config/config.yaml)")
+    run.add_argument("--bind", help="address to listen on (default: 127.0.0.1:8080)")
+    run.add_argument("gunicorn_args", nargs=argparse.REMAINDER,
+                     help="after --, more gunicorn options (e.g. -- --workers 4)")
+    check = commands.add_parser("check-config", help="check a configuration file and print a summary")
+    check.add_argument("path", nargs="?", help=f"configuration file (default: ${CONFIG_ENV} or config/config.yaml)")
+    cli_keys.add_parser(commands)
+    cli_usage.add_parser(commands)
+    commands.add_parser("admin-password", help="hash a password for admin.password_hash (asks, or reads stdin)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "keys":
+        return cli_keys.run(args)
+    if args.command == "usage":
+        return cli_usage.export(args)
+    if args.command == "admin-password":
+        return admin_password()
+    if args.command == "serve":
+        extra = [a for a in args.gunicorn_args if a != "--"]
+        return serve(args.config, args.bind, extra)
+    return check_config(args.path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

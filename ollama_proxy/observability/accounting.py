@@ -1,0 +1,129 @@
+"""Count the tokens an answer carries onto its access record, as it streams by.
+
+Ollama reports the exact counts in its final (``done``) chunk:
+``prompt_eval_count`` for the prompt and ``eval_count`` for what it generated.
+Until then every chunk with generated text stands for one token (Ollama sends
+one a token), so a client that leaves half-way is still charged what it got.
+
+The taps run inside stream generators, after the view has returned, so they
+are handed the record itself, never the request.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+
+from ollama_proxy.observability.ledger import RequestRecord
+
+_DONE = b'"done":true'  # Ollama writes compact JSON; inside a string the quotes would be escaped
+_GENERATED = ("content", "thinking", "tool_calls")
+
+
+def note_tokens(record: RequestRecord | None, prompt: int | None, completion: int | None) -> None:
+    """Add a finished answer's exact counts to the record (several answers are summed)."""
+    if record is None:
+        return
+    if isinstance(prompt, int) and not isinstance(prompt, bool):
+        record.prompt_tokens = (record.prompt_tokens or 0) + prompt
+    if isinstance(completion, int) and not isinstance(completion, bool):
+        record.counted_tokens = (record.counted_tokens or 0) + completion
+
+
+def note_answer(record: RequestRecord | None, answer: dict) -> None:
+    """Note the counts of a whole Ollama answer (chat, generate, embed)."""
+    note_tokens(record, answer.get("prompt_eval_count"), answer.get("eval_count"))
+
+
+class _StreamCount:
+    """One stream's provisional count, replaced by the exact one when it is done."""
+
+    def __init__(self, record: RequestRecord):
+        self.record = record
+        self.seen = 0
+
+    def generated(self, tokens: int = 1) -> None:
+        if self.record.first_token is None:
+            self.record.first_token = time.perf_counter()
+        self.seen += tokens
+        self.record.provisional_tokens += tokens
+
+    def done(self, answer: dict) -> None:
+        if self.record.first_token is None and answer.get("eval_count"):
+            # A short answer can arrive whole in one read: its first token arrived now.
+            self.record.first_token = time.perf_counter()
+        self.record.provisional_tokens -= self.seen
+        self.seen = 0
+        note_answer(self.record, answer)
+
+
+def _generated(chunk: dict) -> bool:
+    message = chunk.get("message")
+    if isinstance(message, dict) and any(message.get(key) for key in _GENERATED):
+        return True
+    return bool(chunk.get("response") or chunk.get("thinking"))
+
+
+def tap_chunks(chunks: Iterable[dict], record: RequestRecord | None) -> Iterator[dict]:
+    """Yield Ollama chunk dicts unchanged, counting their tokens onto ``record``."""
+    if record is None:
+        yield from chunks
+        return
+    count = _StreamCount(record)
+    for chunk in chunks:
+        if chunk.get("done"):
+            count.done(chunk)
+        elif _generated(chunk):
+            count.generated()
+        yield chunk
+
+
+def tap_ndjson(pieces: Iterable[bytes], record: RequestRecord | None) -> Iterator[bytes]:
+    """Yield NDJSON bytes unchanged, counting their tokens onto ``record``.
+
+    Cheap on the hot path: lines are counted, and only a line holding
+    ``"done":true`` is parsed. Pieces may split lines anywhere.
+    """
+    if record is None:
+        yield from pieces
+        return
+    count = _StreamCount(record)
+    tail = b""
+    for piece in pieces:
+        text = tail + piece if tail else piece
+        cut = text.rfind(b"\n")
+        if cut < 0:
+            tail = text
+        else:
+            tail, complete = text[cut + 1:], text[:cut]
+            final = _final_object(complete) if _DONE in complete else None
+            if final is not None:
+                count.done(final)
+            else:
+                count.generated(complete.count(b"\n") + 1)
+        yield piece
+
+
+def _final_object(complete: bytes) -> dict | None:
+    """Return the ``done`` object among complete NDJSON lines, if it parses."""
+    for line in reversed(complete.split(b"\n")):
+        if _DONE in line:
+            try:
+                value = json.loads(line)
+            except ValueError:
+                return None
+            return value if isinstance(value, dict) else None
+    return None
+
+
+def count_body(body: bytes, record: RequestRecord | None) -> None:
+    """Note the counts of a whole JSON answer (native ``stream: false``), if it has any."""
+    if record is None or b"eval_count" not in body:
+        return
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return
+    if isinstance(answer, dict):
+        note_answer(record, answer)

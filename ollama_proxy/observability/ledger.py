@@ -1,0 +1,196 @@
+"""Keep one record per request, from the first byte in to the response's close.
+
+The ledger is what every other part writes to and reads from: auth puts the
+principal on the record, routing the backend, accounting the tokens; when the
+response closes, the close listeners (the access log first, then usage,
+metrics, rate limits' token budgets) each get the finished record once.
+
+A WSGI middleware opens the record, gives the request its id (kept from
+``X-Request-Id`` when a front proxy set a sane one) and puts the id on every
+response, error pages included. It counts the bytes the body really sent, so a
+stream is recorded once, with its duration and whether the client left.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Flask, request
+
+RECORD_KEY = "ollama_proxy.access"
+LISTENERS_KEY = "ollama_proxy.close_listeners"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+log = logging.getLogger(__name__)
+
+# Path prefix -> the protocol a client speaks there; the first match wins.
+_SURFACES = (
+    ("/api/", "native"), ("/v1/messages", "anthropic"), ("/anthropic/", "anthropic"),
+    ("/v1/responses", "responses"), ("/v1/", "openai"), ("/admin", "admin"),
+)
+
+CloseListener = Callable[["RequestRecord"], None]
+
+
+def surface_of(path: str) -> str:
+    """Return the surface a path belongs to: native, openai, anthropic, responses, admin or other."""
+    if path == "/":
+        return "native"
+    for prefix, surface in _SURFACES:
+        if path.startswith(prefix):
+            return surface
+    return "other"
+
+
+@dataclass
+class RequestRecord:
+    """What one request did; views fill in the model, principal, route and tokens."""
+
+    request_id: str
+    method: str
+    path: str
+    client: str
+    started: float
+    status: int = 0
+    bytes: int = 0
+    first_byte: float | None = None
+    completed: bool = False
+    client_left: bool = False  # seen hanging up while the answer was still coming
+    model: str | None = None
+    principal: str | None = None
+    upstream: float = 0.0  # seconds spent waiting on the upstream before the answer went out
+    surface: str = "other"
+    backend: str | None = None  # the backend's name, once routed
+    upstream_model: str | None = None  # the model as the backend was asked for it
+    prompt_tokens: int | None = None
+    counted_tokens: int | None = None  # generated tokens as reported by finished answers
+    provisional_tokens: int = 0  # generated chunks of answers not finished (yet, or ever)
+    first_token: float | None = None  # perf_counter time of the first generated chunk
+    endpoint: str | None = None  # the URL rule that served the request (/v1/models/<path:model_id>)
+
+    @property
+    def aborted(self) -> bool:
+        """Whether the client left before the end of the answer."""
+        return self.client_left or not self.completed
+
+    @property
+    def completion_tokens(self) -> int | None:
+        if self.counted_tokens is None and not self.provisional_tokens:
+            return None
+        return (self.counted_tokens or 0) + self.provisional_tokens
+
+    @property
+    def ttft_ms(self) -> float | None:
+        return None if self.first_token is None else round((self.first_token - self.started) * 1000, 2)
+
+    def server_timing(self, now: float) -> str:
+        total = now - self.started
+        return f"proxy;dur={max(0.0, total - self.upstream) * 1000:.2f}, upstream;dur={self.upstream * 1000:.2f}"
+
+
+class _RecordedBody:
+    """Count what a response body sends, and hand the record to the listeners when it closes."""
+
+    def __init__(self, body, record: RequestRecord, listeners: list[CloseListener]):
+        self._body = body
+        self._record = record
+        self._listeners = listeners
+
+    def __iter__(self):
+        record = self._record
+        for chunk in self._body:
+            if record.first_byte is None:
+                record.first_byte = time.perf_counter()
+            record.bytes += len(chunk)
+            yield chunk
+        record.completed = True
+
+    def close(self):
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()  # closes the view's generator: the upstream response goes with it
+        finally:
+            for listener in self._listeners:
+                try:
+                    listener(self._record)
+                except Exception:  # a listener's fault must not break the response's close
+                    log.exception("close listener %r failed", listener)
+
+
+class LedgerMiddleware:
+    """Wrap a WSGI app: a record and a request id for every request, handed on when it closes."""
+
+    def __init__(self, app, listeners: list[CloseListener] | None = None):
+        self.app = app
+        self.listeners = [] if listeners is None else listeners
+
+    def __call__(self, environ, start_response):
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        record = RequestRecord(
+            request_id=incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex,
+            method=environ.get("REQUEST_METHOD", ""),
+            path=environ.get("PATH_INFO", ""),  # no query string: it is the client's to fill with anything
+            client=environ.get("REMOTE_ADDR", ""),
+            started=time.perf_counter(),
+            surface=surface_of(environ.get("PATH_INFO", "")),
+        )
+        environ[RECORD_KEY] = record
+
+        def recording_start_response(status, headers, exc_info=None):
+            record.status = int(status.split(" ", 1)[0])
+            headers = [(k, v) for k, v in headers if k.lower() not in ("x-request-id", "server-timing")]
+            headers.append(("X-Request-Id", record.request_id))
+            headers.append(("Server-Timing", record.server_timing(time.perf_counter())))
+            return start_response(status, headers, exc_info)
+
+        return _RecordedBody(self.app(environ, recording_start_response), record, self.listeners)
+
+
+def access_record(environ) -> RequestRecord | None:
+    """Return the record of the request behind ``environ``."""
+    return environ.get(RECORD_KEY)
+
+
+def current_record() -> RequestRecord | None:
+    """Return the record of the request being handled (for stream taps to keep)."""
+    return access_record(request.environ)
+
+
+def note_model(model: str | None) -> None:
+    """Put the model a request asked for on its record."""
+    record = current_record()
+    if record is not None:
+        record.model = model
+
+
+def note_route(backend: str, upstream_model: str | None) -> None:
+    """Put the backend a request was routed to, and the model it was asked for, on its record."""
+    record = current_record()
+    if record is not None:
+        record.backend, record.upstream_model = backend, upstream_model
+
+
+def note_upstream(seconds: float) -> None:
+    """Count ``seconds`` of upstream time into the request's Server-Timing (parallel calls: the longest)."""
+    record = current_record()
+    if record is not None:
+        record.upstream = max(record.upstream, seconds)
+
+
+def add_close_listener(app: Flask, listener: CloseListener) -> None:
+    """Call ``listener(record)`` once for every request, when its response closes, in the order added.
+
+    It runs in the worker, in the greenlet closing the response: keep it cheap
+    (queue the record; do no I/O inline).
+    """
+    app.extensions[LISTENERS_KEY].append(listener)
+
+
+def init_app(app: Flask) -> None:
+    app.extensions[LISTENERS_KEY] = []
+    app.wsgi_app = LedgerMiddleware(app.wsgi_app, app.extensions[LISTENERS_KEY])

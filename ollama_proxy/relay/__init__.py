@@ -1,0 +1,1 @@
+"""Carry answers from a backend to the client: fan-out, pass-through, streams."""

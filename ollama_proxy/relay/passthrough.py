@@ -1,0 +1,71 @@
+"""Pass an OpenAI request through to an OpenAI-compatible provider: one protocol, no translation.
+
+When the client speaks OpenAI and the model is a provider's, translating to
+Ollama's shapes and back would only lose detail. The body goes on as the
+client sent it but for the model name and the usage a stream must report
+(fields that pick another model are refused); the answer comes back as the
+provider sent it but for the model name again (the client's own, as on every
+surface), and its usage is read, for the access log, usage records and rate
+limits. The backend chooses the headers both ways and blanks its secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from flask import Response, request
+
+from ollama_proxy.errors import ProxyError, to_openai_error
+from ollama_proxy.observability.accounting import note_tokens
+from ollama_proxy.observability.ledger import RequestRecord, current_record, note_upstream
+from ollama_proxy.relay.streaming import SSE_DONE, STREAM_HEADERS, ClosingStream, sse_event, watch_client
+from ollama_proxy.routing.overrides import renamed_event_line, renamed_line, renamed_lines
+from ollama_proxy.routing.routes import Route, named_for, note_routed
+from ollama_proxy.schemas.loading import parse_json_object, read_json_body
+
+log = logging.getLogger(__name__)
+
+
+def pass_through(route: Route) -> Response:
+    """Send the request to the route's provider; relay its answer as it comes."""
+    # Only the name changes: overrides are in Ollama's terms, and this body is the provider's own.
+    body = named_for(route, parse_json_object(read_json_body(request)))
+    upstream = route.backend.open_openai(request.path, body, request.headers.items())
+    note_routed(route, upstream)
+    record = current_record()
+    headers = dict(upstream.headers)
+    renamed = route.model != route.upstream_model
+    if headers.get("Content-Type", "").startswith("text/event-stream"):
+        note_upstream(upstream.waited)
+        stop_watching = watch_client(request.environ, upstream.abort)
+
+        def close() -> None:
+            stop_watching()
+            upstream.close()
+            _note_usage(record, upstream.usage)
+        pieces = upstream.iter_bytes()
+        if renamed:
+            pieces = renamed_lines(pieces, route.model, renamed_event_line)
+        return Response(ClosingStream(_relayed(pieces, request.path), close), upstream.status,
+                        {**headers, **STREAM_HEADERS}, direct_passthrough=True)
+    with upstream:
+        data = upstream.read()
+    note_upstream(upstream.busy)
+    _note_usage(record, upstream.usage)
+    return Response(renamed_line(data, route.model) if renamed else data, upstream.status, headers)
+
+
+def _relayed(pieces: Iterator[bytes], path: str) -> Iterator[bytes]:
+    # Once the stream has started, a failure can only be told as a last event.
+    try:
+        yield from pieces
+    except ProxyError as error:
+        log.warning("stream of POST %s cut: %s", path, error.message)
+        yield sse_event(to_openai_error(error))
+        yield SSE_DONE
+
+
+def _note_usage(record: RequestRecord | None, usage: dict | None) -> None:
+    if usage:
+        note_tokens(record, usage.get("prompt_tokens"), usage.get("completion_tokens"))

@@ -1,0 +1,234 @@
+"""Frame streams (NDJSON, SSE) and hand them to WSGI so that closing them closes upstream."""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
+
+from ollama_proxy.errors import ProxyError
+from ollama_proxy.observability.ledger import access_record
+
+# nginx buffers proxied answers unless told not to; a stream must reach the client as it is made.
+STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def ndjson_line(obj) -> bytes:
+    """Encode one object as an NDJSON line."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def sse_event(data, event: str | None = None) -> bytes:
+    """Encode one Server-Sent Event whose data is ``data`` as JSON."""
+    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Yield the non-empty lines of a byte stream whose chunks split lines anywhere."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        if b"\n" not in chunk:
+            continue
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield line
+    if pending.strip():
+        yield pending
+
+
+class ClosingStream:
+    """Iterate ``chunks`` and call ``on_close`` once when the server closes the body.
+
+    The WSGI server calls ``close()`` at the end, on an error, and when the client
+    went away, even if the body was never iterated: a generator's own ``finally``
+    would not run in that last case, and the upstream connection would leak.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], on_close: Callable[[], None]):
+        self._chunks = chunks
+        self._on_close = on_close
+        self._closed = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._on_close()
+
+
+def ndjson_relay(chunks: Iterator[bytes], on_error: Callable[[Exception], None]) -> Iterator[bytes]:
+    """Pass NDJSON bytes through; if the source fails, end with an ``{"error"}`` line.
+
+    That last line is how Ollama itself reports an error once a stream has
+    started (the status line has gone already).
+    """
+    last = b"\n"
+    try:
+        for chunk in chunks:
+            if chunk:
+                last = chunk[-1:]
+                yield chunk
+    except ProxyError as exc:
+        on_error(exc)
+        yield (b"" if last == b"\n" else b"\n") + ndjson_line({"error": exc.message})
+
+
+class StreamConverter(Protocol):
+    """What a surface's stream converter offers: frames out for chunks in."""
+
+    finished: bool
+
+    def process(self, chunk: dict) -> list: ...
+
+    def close(self) -> list: ...
+
+    def fail(self, message: str) -> list: ...
+
+
+HEARTBEAT = object()  # a chunk source's word that nothing came for a while
+
+
+def converted(chunks: Iterator[dict], converter: StreamConverter,
+              on_error: Callable[[Exception], None]) -> Iterator:
+    """Yield a converter's frames for each chunk, ending with an error frame if the source fails."""
+    try:
+        for chunk in chunks:
+            if chunk is HEARTBEAT:  # only sources wrapped by with_heartbeat send it: their converters ping
+                yield from converter.ping()
+                continue
+            yield from converter.process(chunk)
+            if converter.finished:
+                return
+        yield from converter.close()
+    except ProxyError as exc:
+        on_error(exc)
+        yield from converter.fail(exc.message)
+
+
+def interleave(sources: list[Iterator]) -> Iterator:
+    """Yield items from several iterators as each produces them.
+
+    Each source is read by its own thread; under gunicorn's gevent worker,
+    threads are greenlets, so this costs a greenlet per source, not an OS thread.
+    """
+    if len(sources) == 1:
+        yield from sources[0]
+        return
+    items: queue.Queue = queue.Queue()
+    finished = object()
+
+    def drain(source: Iterator) -> None:
+        try:
+            for item in source:
+                items.put(item)
+        finally:
+            items.put(finished)
+
+    for source in sources:
+        threading.Thread(target=drain, args=(source,), daemon=True).start()
+    running = len(sources)
+    while running:
+        item = items.get()
+        if item is finished:
+            running -= 1
+        else:
+            yield item
+
+
+class _Raised:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def with_heartbeat(items: Iterator, interval: float) -> Iterator:
+    """Yield ``items``; whenever none comes for ``interval`` seconds, yield HEARTBEAT.
+
+    The items are read by a thread (a greenlet under gevent); their errors are
+    raised here, in the reader's place.
+    """
+    arrived: queue.Queue = queue.Queue()
+    finished = object()
+
+    def drain() -> None:
+        try:
+            for item in items:
+                arrived.put(item)
+        except BaseException as exc:  # handed over to the consumer, which raises it
+            arrived.put(_Raised(exc))
+        finally:
+            arrived.put(finished)
+
+    threading.Thread(target=drain, daemon=True).start()
+    while True:
+        try:
+            item = arrived.get(timeout=interval)
+        except queue.Empty:
+            yield HEARTBEAT
+            continue
+        if item is finished:
+            return
+        if isinstance(item, _Raised):
+            raise item.error
+        yield item
+
+
+def watch_client(environ: dict, on_gone: Callable[[], None]) -> Callable[[], None]:
+    """Call ``on_gone`` as soon as the client hangs up; return the function that stops watching.
+
+    While Ollama is silent (a model loading, thinking unseen), a client that
+    left is only noticed at the next write. Under gevent a greenlet can wait on
+    the client's socket instead: a peek returns b"" the moment the peer closes,
+    and costs nothing until then. Elsewhere (tests, other workers) nothing is
+    watched.
+    """
+    sock = environ.get("gunicorn.socket")
+    if sock is None or not gevent_active():
+        return lambda: None
+    import gevent
+
+    def watch() -> None:
+        try:
+            gone = sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            gone = True
+        if gone:
+            record = access_record(environ)
+            # A client that read the whole answer hangs up before the server closes the response:
+            # that is no leaving. Otherwise the upstream is cut next, so the body still ends
+            # "normally": say who ended it.
+            if record is not None and not record.completed:
+                record.client_left = True
+            on_gone()
+
+    watcher = gevent.spawn(watch)
+    # Gone before returning: gunicorn reads the next request from this socket
+    # next, and gevent allows one reader per socket.
+    return lambda: watcher.kill(block=True, timeout=1)
+
+
+def gevent_active() -> bool:
+    """Say whether gevent has patched the socket module (a gevent worker is running)."""
+    try:
+        from gevent import monkey
+    except ImportError:
+        return False
+    return monkey.is_module_patched("socket")

@@ -1,0 +1,1 @@
+"""Which backend serves a model: names, aliases, overrides, the catalog, merged listings."""

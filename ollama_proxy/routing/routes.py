@@ -1,0 +1,174 @@
+"""Turn the model a client names into a Route: which backend, asked for which model.
+
+``provider:model`` and ``provider/model``, where ``provider`` is the name of a
+configured ``type: openai`` backend, go to that provider, asked for the rest
+(``openrouter/anthropic/claude-sonnet-4`` → openrouter, ``anthropic/claude-sonnet-4``).
+Any other name is an Ollama model (``llama3.2``, ``hf.co/user/repo:Q4_K_M``),
+served by the pool of Ollama servers, which picks a server when the request
+is sent. A caller whose key may not use the model is refused first; for an
+alias, the model it names decides (``ModelTable.may_use``), on every surface
+and in every listing alike. Management requests name models Ollama acts on as
+written, so their names are judged as written (``refuse_unusable_model``).
+
+Aliases resolve first (``models.aliases`` and the store's): the route goes to
+the model the alias names, and keeps the name asked for, which answers carry.
+The model's overrides travel on the route and are applied by ``body_for``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app, g
+
+from ollama_proxy.config.models import ModelOverride
+from ollama_proxy.errors import Forbidden, InvalidRequest
+from ollama_proxy.observability.ledger import note_route
+from ollama_proxy.routing.catalog import current_models
+from ollama_proxy.routing.listings import merged_listing
+from ollama_proxy.routing.overrides import NO_OVERRIDE, ModelTable, apply_override
+
+ROUTER = "ollama_proxy.router"
+SEPARATORS = (":", "/")
+
+
+@dataclass(frozen=True)
+class Route:
+    backend: Any  # a provider backend, or the Ollama pool bound to the model (PoolTarget)
+    model: str  # as the client asked
+    upstream_model: str  # as the backend is asked
+    alias: bool = False  # the client named an alias: answers must carry its name
+    override: ModelOverride = NO_OVERRIDE
+    defaults: dict = field(default_factory=dict)  # models.defaults
+
+    @property
+    def to_provider(self) -> bool:
+        return not isinstance(self.backend, PoolTarget)
+
+
+def split_provider(model: str, providers) -> tuple[str, str] | None:
+    """Return (provider, upstream model) when ``model`` names a configured provider, else None."""
+    for separator in SEPARATORS:
+        prefix, found, rest = model.partition(separator)
+        if found and rest and prefix in providers:
+            return prefix, rest
+    return None
+
+
+class PoolTarget:
+    """The Ollama pool, bound to one model: sends each request to the best server for it."""
+
+    def __init__(self, pool, model: str, read_timeout: tuple[float, str] | None = None):
+        self.pool = pool
+        self.model = model
+        self.read_timeout = read_timeout  # the model's own (seconds, setting), from its override's timeout
+        self.name = "ollama"
+        self.describe = "Ollama"
+
+    def open(self, method: str, path: str, **request):
+        if self.read_timeout is not None and "timeout" not in request:
+            seconds, setting = self.read_timeout
+            request.update(timeout=(self.pool.default.backend.settings.connect_timeout, seconds),
+                           timeout_setting=setting)
+        return self.pool.open(self.model, method, path, **request)
+
+    @staticmethod
+    def encode(body: dict) -> bytes:
+        """Serialise a body once, for every request that sends it (the n choices of one)."""
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def post_json(self, path: str, body: dict | bytes, model_label: str | None = None):
+        """POST a JSON body, or what ``encode`` made of one; return the open answer, or raise the server's error."""
+        data = body if isinstance(body, bytes) else self.encode(body)
+        upstream = self.open("POST", path, body=data, headers={"Content-Type": "application/json"})
+        upstream.raise_for_error()
+        return upstream
+
+
+class Router:
+    """Resolve model names against the configured backends."""
+
+    def __init__(self, pool, providers: dict):
+        self.pool = pool
+        self.providers = providers  # name -> provider backend
+
+    def resolve(self, model: str, principal=None, models: ModelTable | None = None) -> Route:
+        """Return the Route for ``model`` (an alias resolved), or refuse a model the caller may not use."""
+        models = models or ModelTable()
+        if principal is not None and not models.may_use(principal.may_use, model):
+            raise Forbidden(f"token '{principal.name}' may not use the model '{model}'", param="model")
+        target = models.resolve(model)
+        extra = {"alias": models.is_alias(model), "override": models.override_for(model),
+                 "defaults": models.defaults}
+        split = split_provider(target, self.providers)
+        if split is not None:
+            provider, upstream_model = split
+            return Route(self.providers[provider], model, upstream_model, **extra)
+        return Route(PoolTarget(self.pool, target, models.timeout_for(model)), model, target, **extra)
+
+    def provider_named_by(self, model: str) -> str | None:
+        """Return the provider a model name points at, if any (management endpoints refuse them)."""
+        split = split_provider(model, self.providers)
+        return split[0] if split else None
+
+
+def router() -> Router:
+    return current_app.extensions[ROUTER]
+
+
+def resolve(model: str) -> Route:
+    """Route ``model`` for the caller of the current request."""
+    return router().resolve(model, g.get("principal"), current_models())
+
+
+def visible_listing(path: str) -> dict:
+    """Return the merged ``/api/tags`` or ``/api/ps`` as the current caller may see it, aliases included."""
+    principal = g.get("principal")
+    may_use = principal.may_use if principal is not None else (lambda model: True)
+    return merged_listing(router(), path, may_use, current_models())
+
+
+def note_routed(route: Route, upstream=None) -> None:
+    """Put the route on the access record: the server that answered, once one has."""
+    note_route(getattr(upstream, "server", None) or route.backend.name, route.upstream_model)
+
+
+def body_for(route: Route, body: dict) -> dict:
+    """Return the Ollama-shaped body as the route's backend must get it: its model name, its overrides.
+
+    The one place a body is adjusted for its route; the same object when nothing changes.
+    """
+    return named_for(route, apply_override(body, route.override, route.defaults))
+
+
+def named_for(route: Route, body: dict) -> dict:
+    """Return a body (of any protocol) with the model name the route's backend knows."""
+    if route.upstream_model == body.get("model"):
+        return body
+    return {**body, "model": route.upstream_model}
+
+
+def refuse_provider_model(model, action: str) -> None:
+    """Refuse a management request naming a provider's model: only Ollama servers hold models.
+
+    ``model`` is whatever the body holds: a field the schema does not know may be
+    anything, and what is not a name goes on for Ollama to judge.
+    """
+    provider = router().provider_named_by(model) if model and isinstance(model, str) else None
+    if provider is not None:
+        raise InvalidRequest(f"cannot {action} '{model}': it is a model of the provider '{provider}', "
+                             "and only Ollama servers can manage models", param="model")
+
+
+def refuse_unusable_model(model, field: str) -> None:
+    """Refuse a management request whose ``field`` names a model the caller's key may not use.
+
+    The name is judged as written, not as an alias: Ollama acts on it as it is.
+    What is not a name goes on for Ollama to judge.
+    """
+    principal = g.get("principal")
+    if principal is None or not model or not isinstance(model, str) or principal.may_use(model):
+        return
+    raise Forbidden(f"token '{principal.name}' may not use the model '{model}' named in '{field}'", param=field)

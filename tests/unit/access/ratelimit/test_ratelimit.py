@@ -1,0 +1,80 @@
+"""Admitting, refusing and charging principals; the headers they are told."""
+
+from __future__ import annotations
+
+import pytest
+
+from ollama_proxy.access.auth import GENERATE, Principal
+from ollama_proxy.access.ratelimit import RateLimiter, Window, duration
+from ollama_proxy.config import RateLimitSettings
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (0.0, "0ms"),
+    (0.0204, "21ms"),
+    (0.999, "999ms"),
+    (1.0, "1s"),
+    (6.2, "7s"),
+    (59.5, "1m0s"),
+    (60.0, "1m0s"),
+    (125.0, "2m5s"),
+])
+def test_duration_reads_like_openai(seconds, text):
+    assert duration(seconds) == text
+
+
+def test_window_headers():
+    assert Window("tokens", 1000, 250, 12.3).headers() == {
+        "x-ratelimit-limit-tokens": "1000",
+        "x-ratelimit-remaining-tokens": "250",
+        "x-ratelimit-reset-tokens": "13s",
+    }
+
+
+@pytest.fixture
+def limiter():
+    return RateLimiter(RateLimitSettings("memory://", 1.0))
+
+
+def test_requests_over_rpm_are_refused_with_retry_after(limiter):
+    alice = Principal("alice", GENERATE, rpm=2)
+    outcomes = [limiter.admit(alice) for _ in range(3)]
+    assert [refusal is None for _, refusal in outcomes] == [True, True, False]
+    assert [windows[0].remaining for windows, _ in outcomes] == [1, 0, 0]
+    windows, refusal = outcomes[-1]
+    assert [w.kind for w in windows] == ["requests"]
+    assert refusal.status == 429 and refusal.code == "rate_limit_exceeded"
+    assert "2 requests per minute" in refusal.message
+    assert 59 <= refusal.retry_after <= 60
+
+
+def test_tokens_admit_while_under_the_limit_and_are_charged_at_the_end(limiter):
+    bob = Principal("bob", GENERATE, tpm=100)
+    windows, refusal = limiter.admit(bob)
+    assert refusal is None and windows == [Window("tokens", 100, 100, 0.0)]
+    limiter.charge("bob", 100, 99)
+    windows, refusal = limiter.admit(bob)  # 99 < 100: still admitted
+    assert refusal is None and windows[0].remaining == 1
+    limiter.charge("bob", 100, 30)  # the request that was admitted may go over
+    windows, refusal = limiter.admit(bob)
+    assert windows[0].remaining == 0
+    assert refusal is not None and "100 tokens per minute" in refusal.message
+
+
+def test_a_request_refused_for_tokens_does_not_use_a_request(limiter):
+    carol = Principal("carol", GENERATE, rpm=5, tpm=10)
+    limiter.charge("carol", 10, 10)
+    windows, refusal = limiter.admit(carol)
+    assert refusal is not None and "tokens" in refusal.message
+    assert [(w.kind, w.remaining) for w in windows] == [("requests", 5), ("tokens", 0)]
+
+
+def test_principals_are_counted_apart(limiter):
+    assert limiter.admit(Principal("a", GENERATE, rpm=1))[1] is None
+    assert limiter.admit(Principal("b", GENERATE, rpm=1))[1] is None
+    assert limiter.admit(Principal("a", GENERATE, rpm=1))[1] is not None
+
+
+def test_zero_tokens_charge_nothing(limiter):
+    limiter.charge("dave", 10, 0)
+    assert limiter.admit(Principal("dave", GENERATE, tpm=10))[0][0].remaining == 10

@@ -1,0 +1,226 @@
+"""Managed keys through auth's per-worker caches, on a real SQLite store."""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from ollama_proxy.access.auth import GENERATE, MANAGE, ManagedKeys, Principal
+from ollama_proxy.config import AuthSettings, StoreSettings
+from ollama_proxy.errors import ProxyError, Unauthorized
+from ollama_proxy.store import open_store
+from ollama_proxy.store.keys import is_secret_shaped, new_secret
+
+NOW = datetime.now(timezone.utc)
+CACHE_SECONDS = 5
+UNKNOWN_SECONDS = 60
+
+
+class Clock:
+    """A monotonic clock the test moves by hand, for the caches' time to live."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class CountingStore:
+    """The real store, counting what auth asks of it: a read per look-up, a write per last use."""
+
+    def __init__(self, store):
+        self.store = store
+        self.calls: Counter = Counter()
+
+    def find_key(self, secret: str):
+        self.calls["find_key"] += 1
+        return self.store.find_key(secret)
+
+    def update_key(self, name: str, **fields):
+        self.calls["update_key"] += 1
+        return self.store.update_key(name, **fields)
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = open_store(StoreSettings(f"sqlite:///{tmp_path / 'store.db'}", 5.0))
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def counted(store):
+    return CountingStore(store)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+def managed_keys(counted: CountingStore, clock: Clock, key_cache_size: int = 100,
+                 unknown_key_cache_size: int = 100) -> ManagedKeys:
+    settings = AuthSettings((), (), key_cache_seconds=CACHE_SECONDS, key_cache_size=key_cache_size,
+                            unknown_key_cache_seconds=UNKNOWN_SECONDS, unknown_key_cache_size=unknown_key_cache_size)
+    return ManagedKeys(lambda: counted, settings, clock)
+
+
+@pytest.fixture
+def keys(counted, clock):
+    return managed_keys(counted, clock)
+
+
+def unknown_token() -> str:
+    """Return a token shaped like a secret that no key has."""
+    return new_secret()
+
+
+def test_a_key_becomes_a_principal_with_its_models_and_limits(store, keys):
+    _, secret = store.create_key("alice", models=["llama3*"], rpm=60, tpm=1000)
+    assert keys.find(secret, NOW) == Principal("alice", GENERATE, ("llama3*",), 60, 1000)
+    _, manager = store.create_key("ops", scope=MANAGE)
+    assert keys.find(manager, NOW).may(MANAGE)
+
+
+def test_unknown_and_foreign_tokens_are_none(store, keys):
+    store.create_key("alice")
+    assert keys.find("op-" + "x" * 43, NOW) is None
+    assert keys.find("a-yaml-token", NOW) is None
+
+
+def test_last_use_is_recorded(store, keys):
+    _, secret = store.create_key("alice")
+    keys.find(secret, NOW)
+    assert store.get_key("alice").last_used_at == NOW
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"enabled": False}, "key 'alice' is disabled"),
+    ({"expires_at": NOW - timedelta(seconds=1)}, "key 'alice' expired"),
+])
+def test_a_disabled_or_expired_key_is_refused(store, keys, change, message):
+    _, secret = store.create_key("alice")
+    store.update_key("alice", **change)
+    with pytest.raises(Unauthorized, match=message):
+        keys.find(secret, NOW)
+
+
+def test_expiry_is_checked_on_every_request_even_when_cached(store, keys):
+    _, secret = store.create_key("alice", expires_at=NOW + timedelta(minutes=1))
+    assert keys.find(secret, NOW) is not None
+    with pytest.raises(Unauthorized, match="expired"):
+        keys.find(secret, NOW + timedelta(minutes=2))
+
+
+def test_a_disabled_key_stops_within_the_cache_bound(store, keys, clock):
+    _, secret = store.create_key("alice")
+    assert keys.find(secret, NOW) is not None
+    store.update_key("alice", enabled=False)
+    clock.advance(CACHE_SECONDS - 1)
+    assert keys.find(secret, NOW) is not None  # cached: the database is not asked every request
+    clock.advance(1)
+    with pytest.raises(Unauthorized, match="disabled"):
+        keys.find(secret, NOW)
+
+
+def test_a_deleted_key_stops_within_the_cache_bound(store, keys, clock):
+    _, secret = store.create_key("alice")
+    assert keys.find(secret, NOW) is not None
+    store.delete_key("alice")
+    clock.advance(CACHE_SECONDS - 1)
+    assert keys.find(secret, NOW) is not None
+    clock.advance(1)
+    assert keys.find(secret, NOW) is None
+
+
+def test_a_failing_database_is_a_503_not_a_traceback(tmp_path):
+    broken = open_store(StoreSettings(f"sqlite:///{tmp_path / 'store.db'}", 5.0))
+    broken.engine.dispose()
+    (tmp_path / "store.db").unlink()
+    (tmp_path / "store.db").mkdir()  # the file is now a directory: every query fails
+    keys = ManagedKeys(lambda: broken, AuthSettings((), (), key_cache_seconds=1, key_cache_size=10))
+    with pytest.raises(ProxyError) as caught:
+        keys.find("op-" + "y" * 43, NOW)
+    assert caught.value.status == 503
+
+
+# --- The caches under a flood of made-up tokens -------------------------------------------------
+
+
+def test_a_flood_of_unknown_tokens_leaves_a_valid_key_in_its_cache(store, counted, clock):
+    keys = managed_keys(counted, clock, key_cache_size=2, unknown_key_cache_size=2)
+    _, secret = store.create_key("alice")
+    assert keys.find(secret, NOW).name == "alice"
+    for _ in range(50):
+        assert keys.find(unknown_token(), NOW) is None
+    reads = counted.calls["find_key"]
+    assert reads == 51
+    assert keys.find(secret, NOW).name == "alice"
+    assert counted.calls["find_key"] == reads  # served from the cache: the store was not asked
+
+
+def test_an_unknown_token_asked_again_is_not_looked_up_again(counted, keys, clock):
+    token = unknown_token()
+    for _ in range(5):
+        assert keys.find(token, NOW) is None
+    assert counted.calls["find_key"] == 1
+    clock.advance(UNKNOWN_SECONDS)  # its own time to live, not the keys'
+    assert keys.find(token, NOW) is None
+    assert counted.calls["find_key"] == 2
+
+
+def test_the_unknown_tokens_remembered_are_bounded(counted, clock):
+    keys = managed_keys(counted, clock, unknown_key_cache_size=2)
+    first, second, third = unknown_token(), unknown_token(), unknown_token()
+    for token in (first, second, third):
+        keys.find(token, NOW)
+    keys.find(third, NOW)
+    assert counted.calls["find_key"] == 3  # the latest two are remembered...
+    keys.find(first, NOW)
+    assert counted.calls["find_key"] == 4  # ...the first was pushed out
+
+
+@pytest.mark.parametrize("token", [
+    "op-",
+    "op-short",
+    "op-" + "x" * 44,  # one character too many
+    "op-" + "x" * 42 + "!",
+    "op-" + "x" * 42 + "\u00e9",
+    "op-" + "x" * 10_000,
+    "OP-" + "x" * 43,
+])
+def test_a_token_not_shaped_like_a_secret_is_never_looked_up(counted, keys, token):
+    assert keys.find(token, NOW) is None
+    assert counted.calls == Counter()
+
+
+def test_every_secret_made_is_shaped_like_one():
+    made = [new_secret() for _ in range(200)]
+    assert all(is_secret_shaped(secret) for secret in made)
+    assert not is_secret_shaped(made[0] + "\n")
+
+
+@pytest.mark.parametrize("change", [{"enabled": False}, {"expires_at": NOW - timedelta(seconds=1)}])
+def test_a_refused_key_is_read_but_never_written(store, counted, keys, change):
+    _, secret = store.create_key("alice")
+    store.update_key("alice", **change)
+    for _ in range(3):
+        with pytest.raises(Unauthorized):
+            keys.find(secret, NOW)
+    assert counted.calls == Counter(find_key=1)
+    assert store.get_key("alice").last_used_at is None
+
+
+def test_an_unknown_token_writes_nothing(store, counted, keys):
+    store.create_key("alice")
+    prefix = store.get_key("alice").prefix
+    keys.find(prefix + secrets.token_urlsafe(32)[:35], NOW)  # alice's visible prefix, another secret
+    assert counted.calls == Counter(find_key=1)
+    assert store.get_key("alice").last_used_at is None

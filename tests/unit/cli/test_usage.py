@@ -1,0 +1,65 @@
+"""Reading the export's dates; writing rows as CSV and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from ollama_proxy.cli.usage import COLUMNS, since, write
+
+UTC = timezone.utc
+
+
+@pytest.mark.parametrize("text, moment", [
+    ("2026-11-22", datetime(2026, 11, 22, tzinfo=UTC)),
+    ("2026-11-22T08:30:00", datetime(2026, 11, 22, 8, 30, tzinfo=UTC)),
+    ("2026-11-22T08:30:00+02:00", datetime(2026, 11, 22, 8, 30, tzinfo=timezone(timedelta(hours=2)))),
+])
+def test_since(text, moment):
+    assert since(text) == moment
+
+
+def test_since_refuses_what_is_not_a_date():
+    with pytest.raises(argparse.ArgumentTypeError, match="not a date"):
+        since("yesterday")
+
+
+ROW = {"id": 7, "ts": datetime(2026, 11, 22, 8, 30, 1, 250000, tzinfo=UTC), "request_id": "r7",
+       "key_name": "alice", "surface": "openai", "model": "llama3.2", "backend": "default",
+       "upstream_model": "llama3.2:latest", "prompt_tokens": 12, "completion_tokens": 30,
+       "duration_ms": 812.5, "ttft_ms": 120.0, "status": 200, "aborted": False}
+
+
+def test_csv_has_a_header_and_one_line_per_row():
+    out = io.StringIO()
+    write([ROW, {**ROW, "id": 8, "prompt_tokens": None}], "csv", out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == ",".join(COLUMNS)
+    assert lines[1] == ("7,2026-11-22T08:30:01.250Z,r7,alice,openai,llama3.2,default,llama3.2:latest,12,30,"
+                        "812.5,120.0,200,False")
+    assert lines[2].split(",")[8] == ""  # unknown counts stay empty, not 0
+
+
+def test_json_is_one_array_with_every_column():
+    out = io.StringIO()
+    write([ROW], "json", out)
+    assert json.loads(out.getvalue()) == [{**ROW, "ts": "2026-11-22T08:30:01.250Z"}]
+    out = io.StringIO()
+    write([], "json", out)
+    assert json.loads(out.getvalue()) == []
+
+
+def test_csv_cells_that_would_be_formulas_are_written_as_text_and_json_as_it_is():
+    hostile = {**ROW, "key_name": "=cmd|' /C calc'!A0", "model": "@SUM(1+1)", "prompt_tokens": 12}
+    out = io.StringIO()
+    write([hostile], "csv", out)
+    line = next(csv.DictReader(io.StringIO(out.getvalue())))
+    assert (line["key_name"], line["model"], line["prompt_tokens"]) == ("'=cmd|' /C calc'!A0", "'@SUM(1+1)", "12")
+    out = io.StringIO()
+    write([hostile], "json", out)
+    assert json.loads(out.getvalue())[0]["key_name"] == "=cmd|' /C calc'!A0"

@@ -1,0 +1,106 @@
+import json
+
+import pytest
+
+from ollama_proxy.observability.accounting import count_body, note_answer, tap_chunks, tap_ndjson
+from ollama_proxy.observability.ledger import RequestRecord
+
+
+def _record() -> RequestRecord:
+    return RequestRecord(request_id="r", method="POST", path="/api/chat", client="", started=0.0)
+
+
+def _lines(*objects) -> bytes:
+    return b"".join(json.dumps(o, separators=(",", ":")).encode() + b"\n" for o in objects)
+
+
+CHAT = [
+    {"message": {"role": "assistant", "thinking": "hm"}, "done": False},
+    {"message": {"role": "assistant", "content": "Hel"}, "done": False},
+    {"message": {"role": "assistant", "content": "lo"}, "done": False},
+    {"message": {"role": "assistant", "content": ""}, "done": True, "prompt_eval_count": 7, "eval_count": 5},
+]
+
+
+@pytest.mark.parametrize("name, chunks, prompt, completion", [
+    ("finished: the done chunk's exact counts win", CHAT, 7, 5),
+    ("left half-way: one token a generated chunk", CHAT[:2], None, 2),
+    ("no chunk at all", [], None, None),
+    ("generate stream", [{"response": "a", "done": False}, {"response": "", "done": True,
+                                                            "prompt_eval_count": 3, "eval_count": 9}], 3, 9),
+    ("a tool call counts as generated", [{"message": {"tool_calls": [{"function": {"name": "f"}}]},
+                                          "done": False}], None, 1),
+    ("a chunk with nothing generated does not count", [{"message": {"role": "assistant", "content": ""},
+                                                        "done": False}], None, None),
+])
+def test_tap_chunks(name, chunks, prompt, completion):
+    record = _record()
+    assert list(tap_chunks(iter(chunks), record)) == chunks
+    assert (record.prompt_tokens, record.completion_tokens) == (prompt, completion), name
+
+
+def test_side_by_side_streams_add_up_and_each_provisional_count_is_replaced():
+    record = _record()
+    first, second = tap_chunks(iter(CHAT), record), tap_chunks(iter(CHAT[:3]), record)
+    next(first), next(second), next(second)
+    assert record.completion_tokens == 3
+    list(first)
+    assert record.completion_tokens == 5 + 2 and record.prompt_tokens == 7
+
+
+def test_first_token_time_is_the_first_generated_chunk():
+    record = _record()
+    taps = tap_chunks(iter([{"message": {"content": ""}, "done": False}] + CHAT), record)
+    next(taps)
+    assert record.first_token is None
+    next(taps)
+    assert record.first_token is not None and record.ttft_ms > 0
+
+
+def test_an_answer_read_whole_in_one_piece_still_has_a_first_token_time():
+    record = _record()
+    list(tap_ndjson(iter([_lines(*CHAT)]), record))
+    assert record.first_token is not None and record.completion_tokens == 5
+
+
+@pytest.mark.parametrize("split", [1, 3, 7, 40, 10_000])
+def test_tap_ndjson_counts_lines_split_anywhere_and_reads_the_done_line(split):
+    data = _lines(*CHAT)
+    pieces = [data[i:i + split] for i in range(0, len(data), split)]
+    record = _record()
+    assert b"".join(tap_ndjson(iter(pieces), record)) == data
+    assert (record.prompt_tokens, record.completion_tokens) == (7, 5)
+    assert record.first_token is not None  # also when the text and the done line came in one read
+
+
+def test_tap_ndjson_left_half_way_counts_complete_lines():
+    data = _lines(*CHAT[:3])
+    record = _record()
+    list(tap_ndjson(iter([data, b'{"message":{"content":"par']), record))
+    assert record.completion_tokens == 3 and record.prompt_tokens is None
+
+
+def test_tap_ndjson_survives_a_done_line_that_is_not_json():
+    record = _record()
+    list(tap_ndjson(iter([_lines(*CHAT[:2]), b'{"done":true,broken\n']), record))
+    assert record.completion_tokens == 3  # counted as lines, not trusted as counts
+
+
+@pytest.mark.parametrize("body, prompt, completion", [
+    (json.dumps({"response": "hi", "done": True, "prompt_eval_count": 4, "eval_count": 2}).encode(), 4, 2),
+    (json.dumps({"embeddings": [[0.1]], "prompt_eval_count": 6}).encode(), 6, None),  # /api/embed
+    (json.dumps({"models": []}).encode(), None, None),
+    (b"not json eval_count", None, None),
+    (b'["eval_count"]', None, None),
+])
+def test_count_body(body, prompt, completion):
+    record = _record()
+    count_body(body, record)
+    assert (record.prompt_tokens, record.completion_tokens) == (prompt, completion)
+
+
+def test_note_answer_counts_embeddings_prompt_and_ignores_non_integers():
+    record = _record()
+    note_answer(record, {"prompt_eval_count": 6})
+    note_answer(record, {"prompt_eval_count": True, "eval_count": "9"})
+    assert (record.prompt_tokens, record.completion_tokens) == (6, None)

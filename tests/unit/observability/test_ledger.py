@@ -1,0 +1,72 @@
+from ollama_proxy.observability.ledger import LedgerMiddleware, RequestRecord, access_record, surface_of
+
+
+def _app(environ, start_response):
+    record = access_record(environ)
+    record.model = "llama3.2"
+    start_response("200 OK", [("Content-Type", "application/x-ndjson"), ("X-Request-Id", "spoof"),
+                              ("Server-Timing", "spoof")])
+    return iter([b"one\n", b"two\n", b"three\n"])
+
+
+def _serve(environ_extra=None, listeners=(), consume=None):
+    closed: list[RequestRecord] = []
+    started = {}
+
+    def start_response(status, headers, exc_info=None):
+        started.update(status=status, headers=headers)
+
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/chat", "REMOTE_ADDR": "10.1.2.3", **(environ_extra or {})}
+    body = LedgerMiddleware(_app, [*listeners, closed.append])(environ, start_response)
+    for count, _ in enumerate(body, 1):
+        if consume is not None and count >= consume:
+            break
+    body.close()
+    (record,) = closed
+    return record, started["headers"]
+
+
+def test_a_record_counts_what_the_body_sent_and_its_id_goes_out_once():
+    record, headers = _serve()
+    assert (record.status, record.bytes, record.completed, record.aborted) == (200, 14, True, False)
+    assert record.model == "llama3.2" and record.client == "10.1.2.3" and record.surface == "native"
+    assert [v for k, v in headers if k == "X-Request-Id"] == [record.request_id] and len(record.request_id) == 32
+    (timing,) = [v for k, v in headers if k == "Server-Timing"]
+    assert timing.startswith("proxy;dur=") and "upstream;dur=" in timing
+
+
+def test_a_body_closed_early_is_recorded_once_as_aborted():
+    record, _ = _serve(consume=1)
+    assert record.bytes == 4 and record.aborted and not record.completed
+
+
+def test_a_sane_request_id_from_the_front_proxy_is_kept_and_any_other_replaced():
+    assert _serve({"HTTP_X_REQUEST_ID": "nginx-abc.123"})[0].request_id == "nginx-abc.123"
+    assert _serve({"HTTP_X_REQUEST_ID": "bad id\nwith newline"})[0].request_id != "bad id\nwith newline"
+
+
+def test_listeners_run_in_order_and_a_failing_one_does_not_stop_the_others():
+    order = []
+
+    def failing(record):
+        order.append("failing")
+        raise RuntimeError("listener bug")
+
+    record, _ = _serve(listeners=[lambda r: order.append("first"), failing])
+    assert order == ["first", "failing"] and record.completed  # the last listener got it too
+
+
+def test_completion_tokens_add_provisional_chunks_to_counted_ones():
+    record = RequestRecord("id", "POST", "/api/chat", "c", started=0.0)
+    assert record.completion_tokens is None
+    record.provisional_tokens = 3
+    assert record.completion_tokens == 3
+    record.counted_tokens = 10
+    assert record.completion_tokens == 13
+
+
+def test_surface_of_paths():
+    cases = {"/": "native", "/api/chat": "native", "/v1/chat/completions": "openai", "/v1/embeddings": "openai",
+             "/v1/messages": "anthropic", "/anthropic/v1/messages": "anthropic", "/v1/responses": "responses",
+             "/admin/keys": "admin", "/health": "other", "/metrics": "other"}
+    assert {path: surface_of(path) for path in cases} == cases

@@ -1,0 +1,133 @@
+import time
+
+import pytest
+
+from ollama_proxy.app import create_app
+from ollama_proxy.config import MetricsSettings, parse_settings
+from ollama_proxy.observability.ledger import RequestRecord
+from ollama_proxy.observability.metrics import UNMATCHED, ProxyMetrics
+
+
+def record(**fields) -> RequestRecord:
+    base = {"request_id": "r", "method": "POST", "path": "/api/chat", "client": "127.0.0.1",
+            "started": time.perf_counter() - 0.2, "status": 200}
+    return RequestRecord(**{**base, **fields})
+
+
+def observed(key_names: bool = False, **fields) -> ProxyMetrics:
+    metrics = ProxyMetrics(MetricsSettings(enabled=True, tokens=(), key_names=key_names))
+    metrics.observe(record(**fields))
+    return metrics
+
+
+def sample(metrics: ProxyMetrics, name: str, **labels) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+@pytest.mark.parametrize("fields, labels", [
+    ({"surface": "native", "endpoint": "/api/chat"},
+     {"surface": "native", "endpoint": "/api/chat", "method": "POST", "status": "200"}),
+    ({"surface": "openai", "endpoint": "/v1/models/<path:model_id>", "method": "GET", "path": "/v1/models/x",
+      "status": 404},
+     {"surface": "openai", "endpoint": "/v1/models/<path:model_id>", "method": "GET", "status": "404"}),
+    ({"surface": "other", "path": "/wp-login.php", "method": "GET", "status": 401},
+     {"surface": "other", "endpoint": UNMATCHED, "method": "GET", "status": "401"}),
+])
+def test_requests_are_counted_by_route_template_never_raw_path(fields, labels):
+    metrics = observed(**fields)
+    assert sample(metrics, "ollama_proxy_requests_total", **labels) == 1
+    text = metrics.exposition().decode()
+    assert "/v1/models/x" not in text and "/wp-login.php" not in text
+
+
+def test_duration_is_observed_in_the_surface_and_route_histogram():
+    metrics = observed(surface="native", endpoint="/api/chat")
+    labels = {"surface": "native", "endpoint": "/api/chat"}
+    assert sample(metrics, "ollama_proxy_request_duration_seconds_count", **labels) == 1
+    assert 0.2 <= sample(metrics, "ollama_proxy_request_duration_seconds_sum", **labels) < 5
+    assert sample(metrics, "ollama_proxy_request_duration_seconds_bucket", le="0.1", **labels) == 0
+
+
+def test_time_to_first_token_by_surface_and_upstream_model():
+    started = time.perf_counter() - 1.0
+    metrics = observed(surface="openai", started=started, first_token=started + 0.3, model="fast",
+                       upstream_model="llama3.2:latest")
+    labels = {"surface": "openai", "model": "llama3.2:latest"}
+    assert sample(metrics, "ollama_proxy_time_to_first_token_seconds_count", **labels) == 1
+    assert sample(metrics, "ollama_proxy_time_to_first_token_seconds_sum", **labels) == pytest.approx(0.3)
+
+
+def test_no_first_token_no_observation():
+    metrics = observed(surface="native", model="llama3.2")
+    assert sample(metrics, "ollama_proxy_time_to_first_token_seconds_count", surface="native",
+                  model="llama3.2") is None
+
+
+@pytest.mark.parametrize("key_names, key", [(False, ""), (True, "alice")])
+def test_tokens_by_model_and_key_name_only_when_asked(key_names, key):
+    metrics = observed(key_names, model="llama3.2", principal="alice", prompt_tokens=12, counted_tokens=30,
+                       provisional_tokens=2)
+    assert sample(metrics, "ollama_proxy_prompt_tokens_total", model="llama3.2", key=key) == 12
+    assert sample(metrics, "ollama_proxy_completion_tokens_total", model="llama3.2", key=key) == 32
+    assert ("alice" in metrics.exposition().decode()) is key_names
+
+
+def test_a_request_without_tokens_counts_none():
+    metrics = observed(model="llama3.2", prompt_tokens=None, counted_tokens=None)
+    assert "ollama_proxy_prompt_tokens_total{" not in metrics.exposition().decode()
+
+
+@pytest.mark.parametrize("fields, counted", [
+    ({"backend": "gpu1", "status": 502}, {"backend": "gpu1", "status": "502"}),
+    ({"backend": "deepseek", "status": 504}, {"backend": "deepseek", "status": "504"}),
+    ({"backend": "gpu1", "status": 404}, None),  # the model is missing: the upstream did its job
+    ({"backend": None, "status": 500}, None),  # never reached a backend: not an upstream error
+])
+def test_upstream_errors_by_backend(fields, counted):
+    metrics = observed(**fields)
+    text = metrics.exposition().decode()
+    if counted is None:
+        assert "ollama_proxy_upstream_errors_total{" not in text
+    else:
+        assert sample(metrics, "ollama_proxy_upstream_errors_total", **counted) == 1
+
+
+@pytest.fixture
+def app(tmp_path):
+    return create_app(parse_settings({
+        "logging": {"dir": str(tmp_path / "logs")},
+        "store": {"url": f"sqlite:///{tmp_path}/store.db"},
+        "auth": {"generate_tokens": ["gen"], "manage_tokens": ["man"]},
+        "metrics": {"tokens": [{"name": "prometheus", "token": "scrape"}]}}, environ={}))
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({}, 401),
+    ({"Authorization": "Bearer gen"}, 403),
+    ({"Authorization": "Bearer man"}, 200),
+    ({"Authorization": "Bearer scrape"}, 200),
+])
+def test_who_may_read_metrics(app, headers, status):
+    answer = app.test_client().get("/metrics", headers=headers)
+    assert answer.status_code == status
+    if status == 200:
+        assert answer.content_type.startswith("text/plain")
+        assert b"ollama_proxy_requests_in_flight" in answer.data
+
+
+def test_a_metrics_token_may_read_nothing_else(app):
+    assert app.test_client().get("/api/tags", headers={"Authorization": "Bearer scrape"}).status_code == 403
+
+
+def test_each_closed_request_is_counted_and_in_flight_comes_back_to_the_scrape_alone(app):
+    client = app.test_client()
+    client.get("/nowhere", headers={"Authorization": "Bearer man"}).close()
+    text = client.get("/metrics", headers={"Authorization": "Bearer man"}).get_data(as_text=True)
+    assert 'ollama_proxy_requests_total{endpoint="unmatched",method="GET",status="404",surface="other"} 1.0' in text
+    assert "ollama_proxy_requests_in_flight 1.0" in text  # the scrape itself
+
+
+def test_disabled_metrics_answer_404(tmp_path):
+    app = create_app(parse_settings({"logging": {"dir": str(tmp_path)}, "store": {"url": f"sqlite:///{tmp_path}/s.db"},
+                                     "auth": {"manage_tokens": ["man"]}, "metrics": {"enabled": False}}, environ={}))
+    assert app.test_client().get("/metrics", headers={"Authorization": "Bearer man"}).status_code == 404

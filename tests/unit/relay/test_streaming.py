@@ -1,0 +1,95 @@
+import json
+
+import pytest
+
+from ollama_proxy.errors import UpstreamUnavailable
+from ollama_proxy.relay.streaming import ClosingStream, ndjson_line, ndjson_relay, split_lines, sse_event
+
+
+@pytest.mark.parametrize("chunks, lines", [
+    ([b'{"a":1}\n{"b":2}\n'], [b'{"a":1}', b'{"b":2}']),
+    ([b'{"a"', b':1}\n{"b', b'":2}\n'], [b'{"a":1}', b'{"b":2}']),
+    ([b'{"a":1}', b'\n', b'\n{"b":2}'], [b'{"a":1}', b'{"b":2}']),
+    ([b'{"a":1}\r\n'], [b'{"a":1}\r']),
+    ([b"\n\n"], []),
+    ([], []),
+    ([b'{"x":"', b'\xc3', b'\xa9"}\n'], [b'{"x":"\xc3\xa9"}']),
+])
+def test_split_lines_across_chunk_boundaries(chunks, lines):
+    assert list(split_lines(iter(chunks))) == lines
+
+
+def test_ndjson_line_and_sse_event():
+    assert ndjson_line({"a": "é"}) == '{"a":"é"}\n'.encode()
+    assert sse_event({"a": 1}) == b'data: {"a":1}\n\n'
+    assert sse_event({"a": 1}, "ping") == b'event: ping\ndata: {"a":1}\n\n'
+
+
+def _failing(*chunks):
+    yield from chunks
+    raise UpstreamUnavailable("connection to Ollama lost mid-answer: reset")
+
+
+@pytest.mark.parametrize("chunks, tail", [
+    ((b'{"done":false}\n',), b'{"error":"connection to Ollama lost mid-answer: reset"}\n'),
+    ((b'{"done":false}\n{"do',), b'\n{"error":"connection to Ollama lost mid-answer: reset"}\n'),
+    ((), b'{"error":"connection to Ollama lost mid-answer: reset"}\n'),
+])
+def test_ndjson_relay_ends_a_cut_stream_with_an_error_line(chunks, tail):
+    seen = []
+    out = b"".join(ndjson_relay(_failing(*chunks), seen.append))
+    assert out == b"".join(chunks) + tail
+    assert json.loads(out.splitlines()[-1]) == {"error": "connection to Ollama lost mid-answer: reset"}
+    assert [type(e) for e in seen] == [UpstreamUnavailable]
+
+
+def test_ndjson_relay_passes_a_whole_stream_untouched():
+    chunks = [b'{"a":1}\n', b'{"b":2}\n']
+    assert list(ndjson_relay(iter(chunks), lambda e: None)) == chunks
+
+
+def test_closing_stream_closes_once_even_when_never_iterated():
+    closed = []
+
+    def chunks():
+        try:
+            yield b"a"
+        finally:
+            closed.append("generator")
+
+    stream = ClosingStream(chunks(), lambda: closed.append("upstream"))
+    stream.close()
+    stream.close()
+    assert closed == ["upstream"]  # the generator never started, so only on_close ran
+
+    stream = ClosingStream(chunks(), lambda: closed.append("upstream"))
+    assert next(stream) == b"a"
+    stream.close()
+    assert closed == ["upstream", "generator", "upstream"]
+
+
+@pytest.mark.parametrize("answer_completed, client_left", [(False, True), (True, False)],
+                         ids=["left mid-answer", "hung up after reading it all"])
+def test_a_client_hanging_up_counts_as_leaving_only_before_the_answer_ended(monkeypatch, answer_completed,
+                                                                               client_left):
+    import socket
+
+    import gevent
+
+    from ollama_proxy.observability.ledger import RECORD_KEY, RequestRecord
+    from ollama_proxy.relay import streaming
+
+    monkeypatch.setattr(streaming, "gevent_active", lambda: True)
+    server_side, client_side = socket.socketpair()
+    client_side.close()  # the client has hung up
+    record = RequestRecord(request_id="r", method="POST", path="/api/chat", client="-", started=0.0,
+                          completed=answer_completed)
+    gone = []
+    try:
+        stop = streaming.watch_client({"gunicorn.socket": server_side, RECORD_KEY: record}, lambda: gone.append(1))
+        gevent.sleep(0)  # the watcher runs and sees the peer gone
+        stop()
+    finally:
+        server_side.close()
+    assert gone == [1]  # the upstream is cut either way
+    assert record.client_left is client_left

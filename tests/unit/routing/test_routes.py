@@ -1,0 +1,169 @@
+from types import SimpleNamespace
+
+import pytest
+
+from ollama_proxy.access.auth import Principal
+from ollama_proxy.errors import Forbidden
+from ollama_proxy.routing.routes import PoolTarget, Route, Router, body_for, split_provider
+
+PROVIDERS = {"deepseek": "deepseek-backend", "openrouter": "openrouter-backend"}
+
+
+@pytest.mark.parametrize("model, expected", [
+    ("deepseek:deepseek-chat", ("deepseek", "deepseek-chat")),
+    ("deepseek/deepseek-chat", ("deepseek", "deepseek-chat")),
+    ("openrouter/anthropic/claude-sonnet-4", ("openrouter", "anthropic/claude-sonnet-4")),
+    ("openrouter:qwen/qwen3:free", ("openrouter", "qwen/qwen3:free")),
+    ("llama3.2", None),
+    ("llama3.2:latest", None),
+    ("hf.co/user/repo:Q4_K_M", None),
+    ("deepseek-r1:8b", None),  # an Ollama model whose name starts like a provider's
+    ("deepseek:", None),
+    ("Deepseek:deepseek-chat", None),  # provider names are exact
+])
+def test_split_provider(model, expected):
+    assert split_provider(model, PROVIDERS) == expected
+
+
+def test_provider_model_routes_to_the_provider():
+    route = Router("pool", PROVIDERS).resolve("openrouter/anthropic/claude-sonnet-4")
+    assert route == Route("openrouter-backend", "openrouter/anthropic/claude-sonnet-4", "anthropic/claude-sonnet-4")
+    assert route.to_provider
+
+
+def test_ollama_model_routes_to_the_pool():
+    route = Router("pool", PROVIDERS).resolve("hf.co/user/repo:Q4_K_M")
+    assert isinstance(route.backend, PoolTarget) and not route.to_provider
+    assert (route.backend.pool, route.backend.model) == ("pool", "hf.co/user/repo:Q4_K_M")
+    assert route.upstream_model == route.model == "hf.co/user/repo:Q4_K_M"
+
+
+class RecordingPool:
+    """Answers ``open`` with what PoolTarget sent it; the default server's connect timeout is 5 s."""
+
+    default = SimpleNamespace(backend=SimpleNamespace(settings=SimpleNamespace(connect_timeout=5.0)))
+
+    def open(self, model, method, path, **request):
+        return model, request
+
+
+@pytest.mark.parametrize("read_timeout, request_fields, sent", [
+    ((900, "models.overrides.llava.enforce.timeout"), {},
+     {"timeout": (5.0, 900), "timeout_setting": "models.overrides.llava.enforce.timeout"}),
+    (None, {}, {}),  # the server's own: service.read_timeout
+    ((900, "models.defaults.timeout"), {"timeout": (1, 1), "timeout_setting": "service.health_timeout"},
+     {"timeout": (1, 1), "timeout_setting": "service.health_timeout"}),  # a caller's own bound wins
+])
+def test_a_models_timeout_goes_to_the_pool_with_the_setting_it_comes_from(read_timeout, request_fields, sent):
+    target = PoolTarget(RecordingPool(), "llava:latest", read_timeout)
+    assert target.open("POST", "/api/chat", **request_fields) == ("llava:latest", sent)
+
+
+@pytest.mark.parametrize("model, allowed", [
+    ("llama3.2", True), ("llama3.2:latest", True), ("deepseek:deepseek-chat", True),
+    ("qwen3:8b", False), ("deepseek:deepseek-reasoner", False),
+])
+def test_principal_model_access(model, allowed):
+    principal = Principal("alice", "generate", ("llama3*", "deepseek:deepseek-chat"))
+    router = Router("pool", PROVIDERS)
+    if allowed:
+        assert router.resolve(model, principal).model == model
+    else:
+        with pytest.raises(Forbidden, match=f"token 'alice' may not use the model '{model}'"):
+            router.resolve(model, principal)
+
+
+def test_unrestricted_principal_may_use_any_model():
+    assert Router("pool", PROVIDERS).resolve("anything", Principal("bob", "generate")).model == "anything"
+
+
+def test_body_for_renames_only_when_the_upstream_name_differs():
+    body = {"model": "deepseek:deepseek-chat", "messages": [], "unknown": 1}
+    routed = body_for(Route("b", "deepseek:deepseek-chat", "deepseek-chat"), body)
+    assert routed == {"model": "deepseek-chat", "messages": [], "unknown": 1}
+    assert body["model"] == "deepseek:deepseek-chat"  # the client's body is not changed
+    same = {"model": "llama3.2"}
+    assert body_for(Route("b", "llama3.2", "llama3.2"), same) is same
+
+
+def _models():
+    from ollama_proxy.config import parse_settings
+    from ollama_proxy.routing.overrides import ModelTable
+    settings = parse_settings({"models": {
+        "aliases": {"gpt-4o": "llama3.2:latest", "cloud": "openrouter/anthropic/claude-sonnet-4"},
+        "overrides": {"llama3.2": {"defaults": {"num_ctx": 8192, "timeout": 900}}},
+        "defaults": {"keep_alive": "1h"}}}, environ={}).models
+    return ModelTable.merged(settings, {}, {})
+
+
+def test_an_alias_routes_to_its_model_and_keeps_the_name_asked_for():
+    route = Router("pool", PROVIDERS).resolve("gpt-4o", None, _models())
+    assert (route.model, route.upstream_model, route.alias) == ("gpt-4o", "llama3.2:latest", True)
+    assert route.backend.model == "llama3.2:latest"
+    assert route.backend.read_timeout == (900, "models.overrides.llama3.2.defaults.timeout")
+    assert body_for(route, {"model": "gpt-4o", "options": {"seed": 1}}) == {
+        "model": "llama3.2:latest", "keep_alive": "1h", "options": {"seed": 1, "num_ctx": 8192}}
+
+
+def test_an_alias_of_a_provider_model_routes_to_the_provider():
+    route = Router("pool", PROVIDERS).resolve("cloud", None, _models())
+    assert (route.backend, route.upstream_model, route.alias) == ("openrouter-backend", "anthropic/claude-sonnet-4",
+                                                                  True)
+
+
+@pytest.mark.parametrize("patterns, model, allowed", [
+    (("llama3*",), "gpt-4o", True),
+    (("gpt-*",), "gpt-4o", False),  # the alias's own name grants nothing: llama3.2 would run
+    (("gpt-*",), "llama3.2", False),
+    (("qwen*",), "gpt-4o", False),
+    (("openrouter/anthropic/*",), "cloud", True),  # an alias of a provider's model: the provider's name decides
+    (("cloud",), "cloud", False),
+    (("openrouter/*", "cloud"), "cloud", True),
+])
+def test_access_through_an_alias(patterns, model, allowed):
+    principal = Principal("k", "generate", patterns)
+    router = Router("pool", PROVIDERS)
+    if allowed:
+        assert router.resolve(model, principal, _models()).model == model
+    else:
+        with pytest.raises(Forbidden):
+            router.resolve(model, principal, _models())
+
+
+def test_a_body_without_overrides_is_the_same_object():
+    route = Router("pool", PROVIDERS).resolve("qwen3:8b")
+    body = {"model": "qwen3:8b"}
+    assert body_for(route, body) is body
+
+
+def test_a_provider_s_own_body_gets_only_its_name():
+    from ollama_proxy.routing.routes import named_for
+    route = Router("pool", PROVIDERS).resolve("cloud", None, _models())
+    body = {"model": "cloud", "messages": [], "max_tokens": 5}
+    assert named_for(route, body) == {"model": "anthropic/claude-sonnet-4", "messages": [], "max_tokens": 5}
+
+
+@pytest.mark.parametrize("principal, field, model, refused", [
+    (Principal("ops", "manage", ("llama3*",)), "model", "llama3.2", False),
+    (Principal("ops", "manage", ("llama3*",)), "model", "qwen3:8b", True),
+    (Principal("ops", "manage", ("llama3*",)), "from", "qwen3:8b", True),
+    (Principal("ops", "manage", ("llama3*",)), "destination", "llama3-copy", False),
+    (Principal("ops", "manage", ("llama3*",)), "name", "gpt-4o", True),  # names judged as written
+    (Principal("ops", "manage", ("llama3*",)), "from", "", False),  # absent for Ollama
+    (Principal("ops", "manage", ("llama3*",)), "from", None, False),
+    (Principal("admin", "manage"), "source", "qwen3:8b", False),  # a shared token: every model
+    (None, "model", "qwen3:8b", False),  # no caller named (auth refused or skipped it)
+])
+def test_refuse_unusable_model(principal, field, model, refused):
+    from flask import Flask, g
+
+    from ollama_proxy.routing.routes import refuse_unusable_model
+    with Flask(__name__).app_context():
+        g.principal = principal
+        if not refused:
+            assert refuse_unusable_model(model, field) is None
+            return
+        with pytest.raises(Forbidden) as caught:
+            refuse_unusable_model(model, field)
+    assert caught.value.message == f"token 'ops' may not use the model '{model}' named in '{field}'"
+    assert caught.value.param == field
