@@ -1,0 +1,232 @@
+"""Decide who runs next and where: the scheduler's whole logic, without I/O, driven by a clock.
+
+Every event (a request submitted, ended or cancelled; a server's loaded models
+refreshed) returns the grants it made possible: a slot freed while anything
+waits is handed on in the same call, never polled for. The caller sends each
+granted request to its server with the reload options the grant carries.
+
+Order: the waiting requests in turn (``fairness``), each placed on the best
+server that would start it now (``servers``): a warm slot first; a server that
+must load the model only when the wait for a warm slot is expected to be longer
+than the load. A request that cannot start anywhere now waits; one behind it
+that can, starts: no slot stays idle while work it could run waits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ollama_proxy.errors import Overloaded, RateLimited
+from ollama_proxy.scheduler.estimates import Estimates
+from ollama_proxy.scheduler.fairness import FairShare, Share, class_rank
+from ollama_proxy.scheduler.options import unify
+from ollama_proxy.scheduler.servers import Placement, ServerSpec, ServerState, Start
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How much may wait, and for how long."""
+
+    max_queued_per_principal: int = 64
+    max_queued_per_model: int = 256
+    max_wait: float = 300.0  # seconds a request may wait for a slot
+    batch_ageing: float = 30.0  # seconds after which a waiting batch request counts as interactive
+
+
+@dataclass
+class Ticket:
+    """One request waiting for, or holding, a slot."""
+
+    id: str
+    share: Share
+    model: str
+    candidates: tuple[str, ...]  # the servers that may serve it
+    asked: dict = field(default_factory=dict)  # the reload options it asked for
+    enforced: frozenset[str] = frozenset()  # those a per-model override fixed
+    enqueued: float = 0.0
+
+
+@dataclass(frozen=True)
+class Grant:
+    ticket: str
+    placement: Placement
+    waited: float
+
+
+@dataclass
+class _Running:
+    ticket: Ticket
+    placement: Placement
+    started: float
+    charged: float
+
+
+class Scheduler:
+    def __init__(self, servers: Iterable[ServerSpec], bounds: Bounds = Bounds(),
+                 estimates: Estimates | None = None) -> None:
+        self.servers = {spec.name: ServerState(spec) for spec in servers}
+        self.bounds = bounds
+        self.estimates = estimates or Estimates()
+        self.fair = FairShare()
+        self.waiting: dict[str, Ticket] = {}
+        self.running: dict[str, _Running] = {}
+
+    # events
+
+    def submit(self, ticket: Ticket, now: float) -> list[Grant]:
+        """Queue ``ticket`` (refused past the bounds) and return the grants that follow."""
+        self._check_bounds(ticket, now)
+        if ticket.share.principal not in self._active():
+            self.fair.activate(ticket.share.principal, self._served())
+        ticket.enqueued = now
+        self.waiting[ticket.id] = ticket
+        return self._dispatch(now)
+
+    def end(self, ticket_id: str, now: float, load_seconds: float | None = None) -> list[Grant]:
+        """A granted request finished (or its client left while it ran): free its slot, hand it on."""
+        run = self.running.pop(ticket_id, None)
+        if run is None:
+            return []
+        ticket, placement = run.ticket, run.placement
+        self.servers[placement.server].end(ticket.model, now)
+        used = now - run.started
+        self.estimates.ended(ticket.model, used, now)
+        self.fair.charge(ticket.share, used - run.charged)
+        if load_seconds is not None and placement.start is not Start.WARM:
+            self.estimates.loaded(ticket.model, placement.server, load_seconds)
+        return self._dispatch(now)
+
+    def cancel(self, ticket_id: str, now: float) -> list[Grant]:
+        """The client left: drop a waiting request unsent, or end a running one."""
+        if ticket_id in self.running:
+            return self.end(ticket_id, now)
+        if self.waiting.pop(ticket_id, None) is None:
+            return []
+        self._unreserve(ticket_id)
+        return self._dispatch(now)
+
+    def expire(self, now: float) -> list[str]:
+        """Drop the requests that waited longer than ``max_wait``; return their ids."""
+        late = [t.id for t in self.waiting.values() if now - t.enqueued >= self.bounds.max_wait]
+        for ticket_id in late:
+            del self.waiting[ticket_id]
+            self._unreserve(ticket_id)
+        return late
+
+    def refresh(self, server: str, loaded: dict[str, dict], now: float) -> list[Grant]:
+        """Take a server's loaded models (from ``/api/ps``) and hand on what that makes possible."""
+        self.servers[server].loaded(loaded)
+        return self._dispatch(now)
+
+    # queries
+
+    def retry_after(self, model: str, now: float, ahead: int) -> float:
+        """Seconds until ``ahead`` requests for ``model`` will likely have drained."""
+        rate = self.estimates.drain_rate(model, now)
+        if rate <= 0:
+            slots = sum(s.spec.num_parallel for s in self.servers.values()) or 1
+            rate = slots / self.estimates.slot_seconds(model)
+        return max(1.0, math.ceil((ahead + 1) / rate))
+
+    # the decision
+
+    def _check_bounds(self, ticket: Ticket, now: float) -> None:
+        mine = sum(1 for t in self.waiting.values() if t.share.principal == ticket.share.principal)
+        if mine >= self.bounds.max_queued_per_principal:
+            raise RateLimited(f"{mine} requests of yours are already waiting for a slot "
+                              "(scheduling.max_queued_per_principal)",
+                              retry_after=self.retry_after(ticket.model, now, mine))
+        same = sum(1 for t in self.waiting.values() if t.model == ticket.model)
+        if same >= self.bounds.max_queued_per_model:
+            error = Overloaded(f"{same} requests for {ticket.model} are already waiting for a slot "
+                               "(scheduling.max_queued_per_model)")
+            error.retry_after = self.retry_after(ticket.model, now, same)
+            raise error
+
+    def _active(self) -> set[str]:
+        return ({t.share.principal for t in self.waiting.values()}
+                | {r.ticket.share.principal for r in self.running.values()})
+
+    def _served(self) -> dict[str, float]:
+        """Each active principal's virtual time for the slot-time it has had (not what it holds now)."""
+        served = {p: self.fair.vtime(p) for p in self._active()}
+        for run in self.running.values():
+            served[run.ticket.share.principal] -= run.charged / run.ticket.share.weight
+        return served
+
+    def _dispatch(self, now: float) -> list[Grant]:
+        grants = []
+        while (grant := self._next_grant(now)) is not None:
+            grants.append(grant)
+        return grants
+
+    def _in_turn(self, now: float) -> list[Ticket]:
+        ageing = self.bounds.batch_ageing
+        return sorted(self.waiting.values(), key=lambda t: (
+            class_rank(t.share, now - t.enqueued, ageing), self.fair.vtime(t.share.principal), t.enqueued))
+
+    def _next_grant(self, now: float) -> Grant | None:
+        turn = self._in_turn(now)
+        for position, ticket in enumerate(turn):
+            placement = self._place(ticket, turn[:position], now)
+            if placement is not None:
+                return self._begin(ticket, placement, now)
+        return None
+
+    def _place(self, ticket: Ticket, ahead: list[Ticket], now: float) -> Placement | None:
+        candidates = [self.servers[name] for name in ticket.candidates if name in self.servers]
+        possible = [p for s in candidates if (p := s.placement(ticket.model, ticket.asked, ticket.enforced, ticket.id))]
+        warm = [p for p in possible if p.start is Start.WARM]
+        if warm:
+            return max(warm, key=lambda p: (self.servers[p.server].free_slots(ticket.model), p.server))
+        cold = [p for p in possible if p.start is not Start.WARM]
+        if not cold:
+            self._reserve_for_reload(ticket, candidates)
+            return None
+        best = min(cold, key=lambda p: (p.evict is not None, self.estimates.load_seconds(ticket.model, p.server)))
+        same_model_ahead = sum(1 for t in ahead if t.model == ticket.model)
+        if self._warm_wait(ticket, candidates, same_model_ahead, now) > self.estimates.load_seconds(ticket.model,
+                                                                                                  best.server):
+            return best
+        return None
+
+    def _warm_wait(self, ticket: Ticket, candidates: list[ServerState], ahead: int, now: float) -> float:
+        """Expected seconds until a warm slot serves ``ticket``, behind ``ahead`` requests for its model."""
+        warm = [s for s in candidates if ticket.model in s.runners
+                and not unify(s.runners[ticket.model].options, ticket.asked, ticket.enforced)[1]]
+        if not warm:
+            return math.inf
+        slots = sum(s.spec.num_parallel for s in warm)
+        expected = self.estimates.slot_seconds(ticket.model)
+        names = {s.spec.name for s in warm}
+        remaining = sorted(max(0.0, r.started + expected - now) for r in self.running.values()
+                           if r.placement.server in names and r.ticket.model == ticket.model)
+        remaining += [0.0] * max(0, slots - len(remaining))
+        rounds, index = divmod(ahead, slots)
+        return remaining[index] + rounds * expected
+
+    def _reserve_for_reload(self, ticket: Ticket, candidates: list[ServerState]) -> None:
+        """Hold back new requests on a busy runner that ``ticket`` must reload with larger options."""
+        for server in candidates:
+            runner = server.runners.get(ticket.model)
+            if runner is not None and runner.reserved_by is None and unify(runner.options, ticket.asked,
+                                                                           ticket.enforced)[1]:
+                runner.reserved_by = ticket.id
+                return
+
+    def _unreserve(self, ticket_id: str) -> None:
+        for server in self.servers.values():
+            for runner in server.runners.values():
+                if runner.reserved_by == ticket_id:
+                    runner.reserved_by = None
+
+    def _begin(self, ticket: Ticket, placement: Placement, now: float) -> Grant:
+        del self.waiting[ticket.id]
+        self._unreserve(ticket.id)
+        self.servers[placement.server].begin(ticket.model, placement, now)
+        charged = self.estimates.slot_seconds(ticket.model)
+        self.fair.charge(ticket.share, charged)
+        self.running[ticket.id] = _Running(ticket, placement, now, charged)
+        return Grant(ticket.id, placement, now - ticket.enqueued)

@@ -1,0 +1,54 @@
+"""Learn how long things take: a request's slot-time per model, a model's load time per server.
+
+Both are moving averages of what the proxy saw: slot-time from each request's
+start to its end, load time from the ``load_duration`` Ollama reports in a
+final chunk. Until a first observation the defaults stand in. The drain rate
+(requests ended per second, per model) gives waiting clients a ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+SMOOTHING = 0.2  # weight of the newest observation
+DRAIN_WINDOW = 60.0  # seconds of request ends the drain rate is measured over
+
+
+class Estimates:
+    def __init__(self, default_slot_seconds: float = 5.0, default_load_seconds: float = 10.0) -> None:
+        self._slot: dict[str, float] = {}
+        self._load: dict[tuple[str, str], float] = {}
+        self._ends: dict[str, deque[float]] = {}
+        self.default_slot_seconds = default_slot_seconds
+        self.default_load_seconds = default_load_seconds
+
+    def slot_seconds(self, model: str) -> float:
+        return self._slot.get(model, self.default_slot_seconds)
+
+    def load_seconds(self, model: str, server: str) -> float:
+        known = self._load.get((model, server))
+        if known is not None:
+            return known
+        elsewhere = [v for (m, _), v in self._load.items() if m == model]
+        return sum(elsewhere) / len(elsewhere) if elsewhere else self.default_load_seconds
+
+    def ended(self, model: str, slot_seconds: float, now: float) -> None:
+        self._slot[model] = _smoothed(self._slot.get(model), slot_seconds)
+        ends = self._ends.setdefault(model, deque())
+        ends.append(now)
+        while ends and ends[0] < now - DRAIN_WINDOW:
+            ends.popleft()
+
+    def loaded(self, model: str, server: str, load_seconds: float) -> None:
+        self._load[(model, server)] = _smoothed(self._load.get((model, server)), load_seconds)
+
+    def drain_rate(self, model: str, now: float) -> float:
+        """Requests for ``model`` ended per second over the last minute (0.0: none seen)."""
+        ends = [t for t in self._ends.get(model, ()) if t >= now - DRAIN_WINDOW]
+        if len(ends) < 2:
+            return 0.0
+        return len(ends) / max(now - ends[0], 1.0)
+
+
+def _smoothed(previous: float | None, observed: float) -> float:
+    return observed if previous is None else previous + SMOOTHING * (observed - previous)

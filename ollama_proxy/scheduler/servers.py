@@ -1,0 +1,126 @@
+"""What the scheduler believes each server is running: loaded models, their options, busy slots.
+
+Ollama runs up to ``num_parallel`` requests at once per loaded model, keeps up
+to ``max_loaded_models`` models loaded, and unloads an idle one to load
+another. The proxy mirrors that from what it sends (and from ``/api/ps``), so
+it can tell, without asking, whether a request would start at once on a server,
+load its model there first, or wait in Ollama's queue: the last is never sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ollama_proxy.scheduler.options import unify
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One server's capacity, as its Ollama is configured."""
+
+    name: str
+    num_parallel: int = 1  # OLLAMA_NUM_PARALLEL
+    max_loaded_models: int = 3  # OLLAMA_MAX_LOADED_MODELS
+    max_concurrent: int | None = None  # the proxy's own cap over all its models
+
+
+@dataclass
+class Runner:
+    """A model loaded on a server."""
+
+    options: dict  # the reload options it was loaded with
+    running: int = 0
+    last_used: float = 0.0
+    reserved_by: str | None = None  # a ticket waiting for it to drain, to reload it with larger options
+
+
+class Start(Enum):
+    WARM = "warm"  # loaded with options the request can use: it starts at once
+    LOAD = "load"  # not loaded: Ollama loads it first (unloading an idle model if it must)
+    RELOAD = "reload"  # loaded, idle, with smaller options: Ollama reloads it first
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How a request would start on a server, with the reload options to send."""
+
+    server: str
+    start: Start
+    options: dict
+    evict: str | None = None  # the idle model Ollama will unload to make room
+
+
+@dataclass
+class ServerState:
+    spec: ServerSpec
+    runners: dict[str, Runner] = field(default_factory=dict)
+
+    @property
+    def running(self) -> int:
+        return sum(r.running for r in self.runners.values())
+
+    def free_slots(self, model: str) -> int:
+        """Requests for ``model`` that would start at once here, as loaded now."""
+        runner = self.runners.get(model)
+        if runner is None or runner.reserved_by is not None:
+            return 0
+        return min(self.spec.num_parallel - runner.running, self._under_cap())
+
+    def placement(self, model: str, asked: dict, enforced=(), ticket: str | None = None) -> Placement | None:
+        """Return how a request for ``model`` asking ``asked`` would start here now, or None if it would wait."""
+        if self._under_cap() <= 0:
+            return None
+        runner = self.runners.get(model)
+        if runner is None:
+            evict = self._room_for_one_more()
+            if evict is False:
+                return None
+            return Placement(self.spec.name, Start.LOAD, unify(None, asked, enforced)[0], evict or None)
+        options, reload = unify(runner.options, asked, enforced)
+        if not reload:
+            free = runner.reserved_by is None and runner.running < self.spec.num_parallel
+            return Placement(self.spec.name, Start.WARM, options) if free else None
+        if runner.running == 0 and runner.reserved_by in (None, ticket):
+            return Placement(self.spec.name, Start.RELOAD, options)
+        return None
+
+    def _under_cap(self) -> int:
+        cap = self.spec.max_concurrent
+        limit = self.spec.num_parallel * self.spec.max_loaded_models if cap is None else cap
+        return limit - self.running
+
+    def _room_for_one_more(self) -> str | bool:
+        """'' if a model can load beside the others, an idle model's name to unload, False if none can go."""
+        if len(self.runners) < self.spec.max_loaded_models:
+            return ""
+        idle = [(r.last_used, name) for name, r in self.runners.items() if r.running == 0 and r.reserved_by is None]
+        return min(idle)[1] if idle else False
+
+    def begin(self, model: str, placement: Placement, now: float) -> None:
+        """Count a request in on ``model`` as placed; load or reload the runner it needs."""
+        if placement.evict:
+            del self.runners[placement.evict]
+        runner = self.runners.get(model)
+        if runner is None or placement.start is not Start.WARM:
+            runner = self.runners[model] = Runner(dict(placement.options))
+        runner.running += 1
+        runner.last_used = now
+
+    def end(self, model: str, now: float) -> None:
+        runner = self.runners.get(model)
+        if runner is not None and runner.running > 0:
+            runner.running -= 1
+            runner.last_used = now
+
+    def loaded(self, models: dict[str, dict]) -> None:
+        """Take what the server says it has loaded (``/api/ps``), keeping the counts of requests in flight."""
+        kept = {name: r for name, r in self.runners.items() if r.running > 0 and name not in models}
+        self.runners = {**kept, **{name: self._refreshed(name, options) for name, options in models.items()}}
+
+    def _refreshed(self, name: str, options: dict) -> Runner:
+        runner = self.runners.get(name)
+        if runner is None:
+            return Runner(dict(options))
+        runner.options = {**runner.options, **options}
+        return runner

@@ -1,0 +1,192 @@
+import pytest
+
+from ollama_proxy.errors import Overloaded, RateLimited
+from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
+from ollama_proxy.scheduler.estimates import Estimates
+from ollama_proxy.scheduler.fairness import BATCH, Share
+from ollama_proxy.scheduler.servers import Runner, ServerSpec, Start
+
+SERVERS = ("gpu1", "gpu2")
+DEFAULT_BOUNDS = Bounds()
+
+
+def _scheduler(*specs: ServerSpec, bounds: Bounds = DEFAULT_BOUNDS, loaded=("m",), **estimates) -> Scheduler:
+    scheduler = Scheduler(specs or [ServerSpec(n, num_parallel=2) for n in SERVERS], bounds, Estimates(**estimates))
+    for server in scheduler.servers.values():
+        for model in loaded:
+            server.runners[model] = Runner({"num_ctx": 4096})
+    return scheduler
+
+
+def _ticket(id: str, principal: str = "alice", model: str = "m", **kw) -> Ticket:
+    share = Share(principal, kw.pop("weight", 1.0), kw.pop("klass", "interactive"))
+    return Ticket(id, share, model, kw.pop("candidates", SERVERS), **kw)
+
+
+def _granted(grants) -> list[str]:
+    return [g.ticket for g in grants]
+
+
+def test_no_server_is_sent_more_than_it_runs_and_a_freed_slot_is_handed_on_in_the_same_call():
+    s = _scheduler()
+    granted = [g for i in range(5) for g in s.submit(_ticket(f"t{i}"), now=0)]
+    assert _granted(granted) == ["t0", "t1", "t2", "t3"]
+    assert sorted(g.placement.server for g in granted) == ["gpu1", "gpu1", "gpu2", "gpu2"]
+    assert list(s.waiting) == ["t4"]
+    handed = s.end("t2", now=3)
+    assert _granted(handed) == ["t4"] and handed[0].placement.server == granted[2].placement.server
+    assert handed[0].waited == 3
+
+
+def test_a_newcomer_goes_ahead_of_a_backlog():
+    s = _scheduler(ServerSpec("gpu1"))
+    for i in range(10):
+        s.submit(_ticket(f"batch{i}", "batch"), now=0)
+    s.submit(_ticket("q1", "carol"), now=1)
+    assert _granted(s.end("batch0", now=2)) == ["q1"]
+    assert _granted(s.end("q1", now=3)) == ["batch1"]
+
+
+def _run_backlogged(s: Scheduler, shares: dict[str, Share], seconds: float, slot: float = 1.0) -> dict[str, float]:
+    """Keep every principal backlogged; return the slot-seconds each got."""
+    used = dict.fromkeys(shares, 0.0)
+    running: dict[str, tuple[str, float]] = {}
+    count = 0
+
+    def start(grants, now):
+        for g in grants:
+            running[g.ticket] = (g.ticket.split("#")[0], now)
+
+    for name, share in shares.items():
+        for _ in range(4):
+            count += 1
+            start(s.submit(Ticket(f"{name}#{count}", share, "m", SERVERS), now=0), 0)
+    now = 0.0
+    while now < seconds:
+        now += slot
+        for ticket_id, (name, began) in list(running.items()):
+            del running[ticket_id]
+            used[name] += now - began
+            count += 1
+            start(s.submit(Ticket(f"{name}#{count}", shares[name], "m", SERVERS), now=now), now)
+            start(s.end(ticket_id, now), now)
+    return used
+
+
+def test_backlogged_principals_share_slot_time_in_proportion_to_their_weights():
+    shares = {"alice": Share("alice", weight=2), "bob": Share("bob"), "carol": Share("carol")}
+    used = _run_backlogged(_scheduler(default_slot_seconds=1.0), shares, seconds=400)
+    total = sum(used.values())
+    assert used["alice"] / total == pytest.approx(0.5, abs=0.02)
+    assert used["bob"] / total == pytest.approx(0.25, abs=0.02)
+
+
+def test_interactive_goes_ahead_of_batch_until_batch_has_aged():
+    s = _scheduler(ServerSpec("gpu1"), bounds=Bounds(batch_ageing=30))
+    s.submit(_ticket("running", "x"), now=0)
+    s.submit(_ticket("b1", "job", klass=BATCH), now=0)
+    s.submit(_ticket("i1", "alice"), now=1)
+    assert _granted(s.end("running", now=2)) == ["i1"]
+    s.submit(_ticket("i2", "alice"), now=3)
+    s.submit(_ticket("i3", "bob"), now=3)
+    assert _granted(s.end("i1", now=31)) == ["b1"]  # waited 31 s: counts as interactive, and was served least
+
+
+def test_a_client_that_left_while_waiting_is_never_granted():
+    s = _scheduler(ServerSpec("gpu1"))
+    s.submit(_ticket("t1"), now=0)
+    s.submit(_ticket("gone"), now=0)
+    s.submit(_ticket("t3"), now=0)
+    assert s.cancel("gone", now=1) == []
+    assert _granted(s.end("t1", now=2)) == ["t3"]
+    assert _granted(s.cancel("t3", now=3)) == [] and not s.running  # a running one that left frees its slot
+
+
+def test_warm_first():
+    s = _scheduler(ServerSpec("gpu1"), ServerSpec("gpu2"), loaded=())
+    s.servers["gpu2"].runners["m"] = Runner({})
+    (grant,) = s.submit(_ticket("t1"), now=0)
+    assert (grant.placement.server, grant.placement.start) == ("gpu2", Start.WARM)
+
+
+def test_another_server_loads_the_model_only_when_that_beats_the_wait_for_a_warm_slot():
+    for load, expected in ((2.0, "gpu2"), (60.0, None)):
+        s = _scheduler(ServerSpec("gpu1"), ServerSpec("gpu2"), loaded=(), default_slot_seconds=20.0,
+                       default_load_seconds=load)
+        s.servers["gpu1"].runners["m"] = Runner({})
+        s.submit(_ticket("t1"), now=0)
+        grants = s.submit(_ticket("t2"), now=1)  # a warm slot frees in about 19 s
+        assert [g.placement.server for g in grants] == ([expected] if expected else [])
+        if expected:
+            assert grants[0].placement.start is Start.LOAD
+
+
+def test_a_model_not_loaded_anywhere_loads_at_once():
+    s = _scheduler(ServerSpec("gpu1"), loaded=())
+    (grant,) = s.submit(_ticket("t1"), now=0)
+    assert grant.placement.start is Start.LOAD
+
+
+def test_a_larger_context_drains_the_runner_then_reloads_it_once_and_the_rest_use_it():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=2), loaded=())
+    s.servers["gpu1"].runners["m"] = Runner({"num_ctx": 2048})
+    s.submit(_ticket("small1", asked={"num_ctx": 2048}), now=0)
+    assert _granted(s.submit(_ticket("big", "bob", asked={"num_ctx": 8192}), now=1)) == []
+    assert _granted(s.submit(_ticket("small2", "carol"), now=2)) == []  # held back: the runner drains for big
+    reload, small2 = s.end("small1", now=3)
+    assert (reload.ticket, reload.placement.start, reload.placement.options) == ("big", Start.RELOAD, {"num_ctx": 8192})
+    assert (small2.ticket, small2.placement.start) == ("small2", Start.WARM)
+    assert small2.placement.options == {"num_ctx": 8192}
+    s.end("small2", now=4)
+    (small3,) = s.submit(_ticket("small3", "dave", asked={"num_ctx": 2048}), now=5)
+    assert (small3.placement.start, small3.placement.options) == (Start.WARM, {"num_ctx": 8192})
+
+
+def test_one_num_ctx_per_model_and_server_no_reload_thrash():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=2), loaded=())
+    asks = [{"num_ctx": 2048}, {"num_ctx": 8192}, {}] * 10
+    starts = []
+    for i, asked in enumerate(asks):
+        for grant in s.submit(_ticket(f"t{i}", f"p{i % 3}", asked=asked), now=i):
+            starts.append(grant.placement.start)
+        for ticket_id in list(s.running):
+            for grant in s.end(ticket_id, now=i + 0.5):
+                starts.append(grant.placement.start)
+    assert starts.count(Start.LOAD) + starts.count(Start.RELOAD) == 2  # the load, then one reload to 8192
+    assert len(starts) == len(asks)
+
+
+def test_a_model_waits_rather_than_be_sent_to_a_server_whose_loaded_models_are_all_busy():
+    s = _scheduler(ServerSpec("gpu1", max_loaded_models=1), loaded=("a",))
+    s.submit(_ticket("ta", model="a"), now=0)
+    assert s.submit(_ticket("tb", model="b"), now=1) == []
+    (grant,) = s.end("ta", now=2)
+    assert grant.ticket == "tb" and grant.placement.evict == "a"
+
+
+def test_queues_are_bounded_per_principal_and_per_model():
+    s = _scheduler(ServerSpec("gpu1"), bounds=Bounds(max_queued_per_principal=2, max_queued_per_model=3))
+    s.submit(_ticket("run"), now=0)
+    s.submit(_ticket("a1"), now=0)
+    s.submit(_ticket("a2"), now=0)
+    with pytest.raises(RateLimited) as own:
+        s.submit(_ticket("a3"), now=0)
+    assert own.value.status == 429 and own.value.retry_after >= 1
+    s.submit(_ticket("b1", "bob"), now=0)
+    with pytest.raises(Overloaded) as model:
+        s.submit(_ticket("c1", "carol"), now=0)
+    assert model.value.status == 503 and model.value.retry_after >= 1
+
+
+def test_requests_past_the_longest_wait_expire():
+    s = _scheduler(ServerSpec("gpu1"), bounds=Bounds(max_wait=10))
+    s.submit(_ticket("run"), now=0)
+    s.submit(_ticket("early"), now=1)
+    s.submit(_ticket("late"), now=5)
+    assert s.expire(now=11) == ["early"] and list(s.waiting) == ["late"]
+
+
+def test_a_server_outside_a_requests_candidates_is_never_used():
+    s = _scheduler()
+    grants = [g for i in range(3) for g in s.submit(_ticket(f"t{i}", candidates=("gpu2",)), now=0)]
+    assert {g.placement.server for g in grants} == {"gpu2"} and list(s.waiting) == ["t2"]

@@ -1,0 +1,54 @@
+from ollama_proxy.scheduler.servers import Placement, Runner, ServerSpec, ServerState, Start
+
+
+def _server(**spec) -> ServerState:
+    return ServerState(ServerSpec("gpu1", **spec))
+
+
+def test_a_loaded_model_starts_warm_until_its_slots_are_full():
+    server = _server(num_parallel=2)
+    server.runners["m"] = Runner({"num_ctx": 4096})
+    for _ in range(2):
+        placement = server.placement("m", {"num_ctx": 2048})
+        assert placement == Placement("gpu1", Start.WARM, {"num_ctx": 4096})
+        server.begin("m", placement, now=0)
+    assert server.placement("m", {}) is None and server.free_slots("m") == 0
+    server.end("m", now=1)
+    assert server.free_slots("m") == 1
+
+
+def test_a_model_loads_beside_others_then_in_place_of_the_least_recently_used_idle_one():
+    server = _server(max_loaded_models=2)
+    server.runners.update(a=Runner({}, last_used=5), b=Runner({}, last_used=3))
+    assert server.placement("c", {"num_ctx": 2048}) == Placement("gpu1", Start.LOAD, {"num_ctx": 2048}, evict="b")
+    server.runners["b"].running = 1
+    assert server.placement("c", {}).evict == "a"
+    server.runners["a"].running = 1
+    assert server.placement("c", {}) is None  # every loaded model is busy: Ollama would queue it
+    server.begin("c", Placement("gpu1", Start.LOAD, {}, evict=None), now=9)
+    assert set(server.runners) == {"a", "b", "c"}
+
+
+def test_a_larger_context_reloads_only_an_idle_runner_and_only_for_the_request_holding_it():
+    server = _server(num_parallel=2)
+    server.runners["m"] = Runner({"num_ctx": 2048}, running=1)
+    assert server.placement("m", {"num_ctx": 8192}) is None
+    server.runners["m"].running = 0
+    server.runners["m"].reserved_by = "t1"
+    assert server.placement("m", {"num_ctx": 8192}, ticket="t2") is None
+    assert server.placement("m", {}, ticket="t2") is None  # held back while it waits to reload
+    assert server.placement("m", {"num_ctx": 8192}, ticket="t1") == Placement("gpu1", Start.RELOAD, {"num_ctx": 8192})
+
+
+def test_max_concurrent_caps_all_models_together():
+    server = _server(num_parallel=4, max_concurrent=3)
+    server.runners.update(a=Runner({}, running=2), b=Runner({}, running=1))
+    assert server.placement("a", {}) is None and server.placement("c", {}) is None and server.free_slots("b") == 0
+
+
+def test_what_the_server_reports_loaded_replaces_the_view_but_keeps_requests_in_flight():
+    server = _server()
+    server.runners.update(a=Runner({"num_ctx": 2048}, running=1), b=Runner({}))
+    server.loaded({"c": {"num_ctx": 4096}, "a": {"num_ctx": 8192}})
+    assert set(server.runners) == {"a", "c"}
+    assert server.runners["a"].running == 1 and server.runners["a"].options == {"num_ctx": 8192}
