@@ -72,11 +72,14 @@ class Scheduler:
         self.fair = FairShare()
         self.waiting: dict[str, Ticket] = {}
         self.running: dict[str, _Running] = {}
+        self.hold_until = 0.0  # no grants before then: a new arbiter first learns what is running
 
     # events
 
     def submit(self, ticket: Ticket, now: float) -> list[Grant]:
-        """Queue ``ticket`` (refused past the bounds) and return the grants that follow."""
+        """Queue ``ticket`` (refused past the bounds) and return the grants that follow; again: nothing."""
+        if ticket.id in self.waiting or ticket.id in self.running:
+            return []
         self._check_bounds(ticket, now)
         if ticket.share.principal not in self._active():
             self.fair.activate(ticket.share.principal, self._served())
@@ -114,6 +117,16 @@ class Scheduler:
             del self.waiting[ticket_id]
             self._unreserve(ticket_id)
         return late
+
+    def adopt(self, ticket: Ticket, placement: Placement, now: float) -> None:
+        """Count in a request already running (a worker tells a new arbiter what it holds)."""
+        if ticket.id in self.running or placement.server not in self.servers:
+            return
+        if ticket.share.principal not in self._active():
+            self.fair.activate(ticket.share.principal, self._served())
+        ticket.enqueued = now
+        self.waiting[ticket.id] = ticket
+        self._begin(ticket, placement, now)
 
     def refresh(self, server: str, loaded: dict[str, dict], now: float) -> list[Grant]:
         """Take a server's loaded models (from ``/api/ps``) and hand on what that makes possible."""
@@ -156,7 +169,13 @@ class Scheduler:
             served[run.ticket.share.principal] -= run.charged / run.ticket.share.weight
         return served
 
+    def dispatch(self, now: float) -> list[Grant]:
+        """Hand out every grant possible now (after a hold)."""
+        return self._dispatch(now)
+
     def _dispatch(self, now: float) -> list[Grant]:
+        if now < self.hold_until:
+            return []
         grants = []
         while (grant := self._next_grant(now)) is not None:
             grants.append(grant)

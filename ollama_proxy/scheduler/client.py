@@ -1,0 +1,131 @@
+"""Ask the instance's arbiter for a slot, from inside a worker.
+
+Every greenlet of a worker shares one connection. ``admit`` sends the ticket
+and waits for its grant; the arbiter answers when a slot is this request's,
+however long that takes (bounded by ``scheduling.max_wait``). If the arbiter's
+worker dies, another worker becomes the arbiter: this client connects to it,
+tells it the slots this worker holds, and submits again what was waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+
+import gevent
+from gevent.event import AsyncResult
+from gevent.lock import Semaphore
+
+from ollama_proxy.errors import Overloaded
+from ollama_proxy.scheduler import wire
+from ollama_proxy.scheduler.core import Grant, Ticket
+
+log = logging.getLogger(__name__)
+RECONNECT_DELAY = 0.05  # seconds between tries while a new arbiter takes over
+
+
+class ClientLeft(Exception):
+    """The client hung up while its request waited: it was dropped, never sent."""
+
+
+class SchedulerClient:
+    def __init__(self, connect: Callable[[], socket.socket], max_wait: float) -> None:
+        self._connect = connect
+        self._max_wait = max_wait
+        self._sock: socket.socket | None = None
+        self._connecting = Semaphore()
+        self._waiting: dict[str, tuple[Ticket, AsyncResult]] = {}
+        self._running: dict[str, tuple[Ticket, Grant]] = {}
+
+    def admit(self, ticket: Ticket, watch: Callable[[Callable[[], None]], Callable[[], None]] | None = None) -> Grant:
+        """Wait for ``ticket``'s grant; raise the arbiter's refusal, a timeout, or ClientLeft.
+
+        ``watch(on_gone)`` starts watching the client and returns the function that
+        stops it: a client that leaves while waiting cancels its ticket at once.
+        """
+        result = AsyncResult()
+        self._waiting[ticket.id] = (ticket, result)
+        stop_watching = watch(lambda: result.set({"op": "left"})) if watch else (lambda: None)
+        try:
+            self._send(wire.submit(ticket))
+            message = result.get(timeout=self._max_wait + 1.0)
+        except gevent.Timeout:
+            message = {"op": "expired"}
+        finally:
+            stop_watching()
+            self._waiting.pop(ticket.id, None)
+        if message["op"] == "grant":
+            granted = wire.grant_of(message)
+            self._running[ticket.id] = (ticket, granted)
+            return granted
+        if message["op"] != "refused":
+            self._send({"op": "cancel", "id": ticket.id})
+        if message["op"] == "left":
+            raise ClientLeft(ticket.id)
+        if message["op"] == "refused":
+            raise wire.error_of(message)
+        error = Overloaded(f"no slot came free for {ticket.model} within {self._max_wait:g}s (scheduling.max_wait)")
+        error.retry_after = self._max_wait
+        raise error
+
+    def end(self, ticket_id: str, load_seconds: float | None = None) -> None:
+        """Give a granted slot back (the answer ended, failed, or its client left)."""
+        if self._running.pop(ticket_id, None) is not None:
+            self._send({"op": "end", "id": ticket_id, "load_seconds": load_seconds})
+
+    def _send(self, message: dict) -> None:
+        data = wire.encode(message)
+        for _ in range(2):
+            sock = self._connection()
+            try:
+                sock.sendall(data)
+                return
+            except OSError:
+                self._lost(sock)
+        raise Overloaded("the proxy's scheduler cannot be reached")
+
+    def _connection(self) -> socket.socket:
+        with self._connecting:
+            while self._sock is None:
+                try:
+                    sock = self._connect()
+                except OSError:
+                    gevent.sleep(RECONNECT_DELAY)
+                    continue
+                self._sock = sock
+                gevent.spawn(self._read, sock)
+                self._reannounce(sock)
+            return self._sock
+
+    def _reannounce(self, sock: socket.socket) -> None:
+        """Tell a (new) arbiter the slots this worker holds and the tickets still waiting."""
+        for ticket, granted in self._running.values():
+            placement = granted.placement
+            sock.sendall(wire.encode({**wire.submit(ticket), "op": "running", "server": placement.server,
+                                      "start": placement.start.value, "options": placement.options,
+                                      "evict": placement.evict}))
+        for ticket, _ in list(self._waiting.values()):
+            sock.sendall(wire.encode(wire.submit(ticket)))
+
+    def _read(self, sock: socket.socket) -> None:
+        try:
+            for line in sock.makefile("rb"):
+                message = wire.decode(line)
+                waiting = self._waiting.get(message["id"])
+                if waiting is not None:
+                    waiting[1].set(message)
+        except (OSError, ValueError) as exc:
+            log.warning("the scheduler connection failed: %s", exc)
+        self._lost(sock)
+        if self._waiting or self._running:
+            gevent.spawn(self._connection)  # resubmit what waits; the arbiter's successor counts our slots
+
+    def _lost(self, sock: socket.socket) -> None:
+        if self._sock is sock:
+            self._sock = None
+        try:
+            sock.close()
+        except OSError:
+            pass
+

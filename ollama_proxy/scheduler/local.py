@@ -1,0 +1,85 @@
+"""One scheduler for every worker of an instance, with nothing to install or start.
+
+The workers elect the arbiter by a lock file: the first to take it serves the
+scheduler on an abstract Unix socket named after the lock's path; the others
+wait on the lock in a thread. When the arbiter's worker exits (or dies), the
+kernel lets go of its lock and its socket; the next worker takes both, and the
+workers' clients reconnect and tell it what they hold.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+
+import gevent
+from gevent import socket as gsocket
+
+from ollama_proxy.scheduler.arbiter import Arbiter
+from ollama_proxy.scheduler.client import SchedulerClient
+from ollama_proxy.scheduler.core import Scheduler
+
+log = logging.getLogger(__name__)
+
+
+def address(lock_path: str) -> str:
+    """The abstract socket name for a lock file: no file to clean up, no path-length limit."""
+    digest = hashlib.sha256(os.path.abspath(lock_path).encode()).hexdigest()[:24]
+    return f"\0ollama-proxy-scheduler-{digest}"
+
+
+class LocalScheduler:
+    """This process's way to the instance's scheduler: a client, and a candidacy to be the arbiter."""
+
+    def __init__(self, lock_path: str, build: Callable[[], Scheduler], max_wait: float) -> None:
+        self.lock_path = lock_path
+        self._build = build
+        self._max_wait = max_wait
+        self._pid = 0
+        self._client: SchedulerClient | None = None
+        self.arbiter: Arbiter | None = None
+        self._lock_fd: int | None = None
+
+    def client(self) -> SchedulerClient:
+        """Return this process's client; stand for arbiter on first use in each (forked) process."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self.arbiter = None
+            self._client = SchedulerClient(self._connect, self._max_wait)
+            gevent.spawn(self._stand)
+        return self._client
+
+    def _connect(self) -> socket.socket:
+        sock = gsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(address(self.lock_path))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _stand(self) -> None:
+        os.makedirs(os.path.dirname(self.lock_path) or ".", exist_ok=True)
+        fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        # flock blocks the OS thread: wait in the hub's thread pool so the worker's greenlets go on.
+        gevent.get_hub().threadpool.apply(fcntl.flock, (fd, fcntl.LOCK_EX))
+        self._lock_fd = fd
+        listener = gsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(address(self.lock_path))
+        listener.listen(1024)
+        self.arbiter = Arbiter(self._build())
+        self.arbiter.serve(listener)
+        log.info("this worker (pid %d) now decides who runs next on the Ollama servers", os.getpid())
+
+    def resign(self) -> None:
+        """Stop being the arbiter (a worker shutting down): the next worker takes over."""
+        if self.arbiter is not None:
+            self.arbiter.stop()
+            self.arbiter = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
