@@ -10,8 +10,8 @@ tells it the slots this worker holds, and submits again what was waiting.
 from __future__ import annotations
 
 import logging
-import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import gevent
 from gevent.event import AsyncResult
@@ -25,15 +25,25 @@ log = logging.getLogger(__name__)
 RECONNECT_DELAY = 0.05  # seconds between tries while a new arbiter takes over
 
 
+class Link(Protocol):
+    """A worker's line to the arbiter; broken links raise OSError, and their messages end."""
+
+    def send(self, message: dict) -> None: ...
+
+    def messages(self) -> Iterator[dict]: ...
+
+    def close(self) -> None: ...
+
+
 class ClientLeft(Exception):
     """The client hung up while its request waited: it was dropped, never sent."""
 
 
 class SchedulerClient:
-    def __init__(self, connect: Callable[[], socket.socket], max_wait: float) -> None:
+    def __init__(self, connect: Callable[[], Link], max_wait: float) -> None:
         self._connect = connect
         self._max_wait = max_wait
-        self._sock: socket.socket | None = None
+        self._link: Link | None = None
         self._connecting = Semaphore()
         self._waiting: dict[str, tuple[Ticket, AsyncResult]] = {}
         self._running: dict[str, tuple[Ticket, Grant]] = {}
@@ -75,57 +85,54 @@ class SchedulerClient:
             self._send({"op": "end", "id": ticket_id, "load_seconds": load_seconds})
 
     def _send(self, message: dict) -> None:
-        data = wire.encode(message)
         for _ in range(2):
-            sock = self._connection()
+            link = self._connection()
             try:
-                sock.sendall(data)
+                link.send(message)
                 return
             except OSError:
-                self._lost(sock)
+                self._lost(link)
         raise Overloaded("the proxy's scheduler cannot be reached")
 
-    def _connection(self) -> socket.socket:
+    def _connection(self) -> Link:
         with self._connecting:
-            while self._sock is None:
+            while self._link is None:
                 try:
-                    sock = self._connect()
+                    link = self._connect()
+                    self._reannounce(link)
                 except OSError:
                     gevent.sleep(RECONNECT_DELAY)
                     continue
-                self._sock = sock
-                gevent.spawn(self._read, sock)
-                self._reannounce(sock)
-            return self._sock
+                self._link = link
+                gevent.spawn(self._read, link)
+            return self._link
 
-    def _reannounce(self, sock: socket.socket) -> None:
+    def _reannounce(self, link: Link) -> None:
         """Tell a (new) arbiter the slots this worker holds and the tickets still waiting."""
-        for ticket, granted in self._running.values():
+        for ticket, granted in list(self._running.values()):
             placement = granted.placement
-            sock.sendall(wire.encode({**wire.submit(ticket), "op": "running", "server": placement.server,
-                                      "start": placement.start.value, "options": placement.options,
-                                      "evict": placement.evict}))
+            link.send({**wire.submit(ticket), "op": "running", "server": placement.server,
+                       "start": placement.start.value, "options": placement.options, "evict": placement.evict})
         for ticket, _ in list(self._waiting.values()):
-            sock.sendall(wire.encode(wire.submit(ticket)))
+            link.send(wire.submit(ticket))
 
-    def _read(self, sock: socket.socket) -> None:
+    def _read(self, link: Link) -> None:
         try:
-            for line in sock.makefile("rb"):
-                message = wire.decode(line)
+            for message in link.messages():
                 waiting = self._waiting.get(message["id"])
                 if waiting is not None:
                     waiting[1].set(message)
         except (OSError, ValueError) as exc:
             log.warning("the scheduler connection failed: %s", exc)
-        self._lost(sock)
+        self._lost(link)
         if self._waiting or self._running:
             gevent.spawn(self._connection)  # resubmit what waits; the arbiter's successor counts our slots
 
-    def _lost(self, sock: socket.socket) -> None:
-        if self._sock is sock:
-            self._sock = None
+    def _lost(self, link: Link) -> None:
+        if self._link is link:
+            self._link = None
         try:
-            sock.close()
+            link.close()
         except OSError:
             pass
 

@@ -18,12 +18,48 @@ from collections.abc import Callable
 
 import gevent
 from gevent import socket as gsocket
+from gevent.queue import Queue
+from gevent.server import StreamServer
 
+from ollama_proxy.scheduler import wire
 from ollama_proxy.scheduler.arbiter import Arbiter
 from ollama_proxy.scheduler.client import SchedulerClient
 from ollama_proxy.scheduler.core import Scheduler
 
 log = logging.getLogger(__name__)
+# A new arbiter grants nothing for this long, while the workers reconnect and say which slots they hold.
+TAKEOVER_HOLD = 0.5
+
+
+class SocketLink:
+    """A worker's connection to the arbiter, one JSON object a line."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.tickets: set[str] = set()
+        self._outbox: Queue = Queue()
+        self._writer = gevent.spawn(self._write)
+
+    def send(self, message: dict) -> None:
+        """Queue ``message``: one writer per connection, so that lines never interleave."""
+        if self._writer.dead:
+            raise OSError("the connection is closed")
+        self._outbox.put(wire.encode(message))
+
+    def messages(self):
+        for line in self.sock.makefile("rb"):
+            yield wire.decode(line)
+
+    def close(self) -> None:
+        self._outbox.put(StopIteration)
+        self.sock.close()
+
+    def _write(self) -> None:
+        for data in self._outbox:
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                return
 
 
 def address(lock_path: str) -> str:
@@ -43,6 +79,8 @@ class LocalScheduler:
         self._client: SchedulerClient | None = None
         self.arbiter: Arbiter | None = None
         self._lock_fd: int | None = None
+        self._server: StreamServer | None = None
+        self._workers: set[SocketLink] = set()
 
     def client(self) -> SchedulerClient:
         """Return this process's client; stand for arbiter on first use in each (forked) process."""
@@ -53,14 +91,14 @@ class LocalScheduler:
             gevent.spawn(self._stand)
         return self._client
 
-    def _connect(self) -> socket.socket:
+    def _connect(self) -> SocketLink:
         sock = gsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(address(self.lock_path))
         except OSError:
             sock.close()
             raise
-        return sock
+        return SocketLink(sock)
 
     def _stand(self) -> None:
         os.makedirs(os.path.dirname(self.lock_path) or ".", exist_ok=True)
@@ -72,14 +110,38 @@ class LocalScheduler:
         listener.bind(address(self.lock_path))
         listener.listen(1024)
         self.arbiter = Arbiter(self._build())
-        self.arbiter.serve(listener)
+        self.arbiter.start(TAKEOVER_HOLD)
+        self._server = StreamServer(listener, self._serve_worker)
+        self._server.start()
         log.info("this worker (pid %d) now decides who runs next on the Ollama servers", os.getpid())
+
+    def _serve_worker(self, sock, _address) -> None:
+        worker = SocketLink(sock)
+        self._workers.add(worker)
+        try:
+            for message in worker.messages():
+                self.arbiter.handle(worker, message)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("a worker's scheduler connection failed: %s", exc)
+        finally:
+            self._workers.discard(worker)
+            if self.arbiter is not None:
+                self.arbiter.gone(worker)
+            worker.close()
 
     def resign(self) -> None:
         """Stop being the arbiter (a worker shutting down): the next worker takes over."""
         if self.arbiter is not None:
             self.arbiter.stop()
             self.arbiter = None
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for worker in list(self._workers):
+            try:
+                worker.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
