@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 PREFIX = "ollama-proxy:scheduler:"
 LEASE = 3.0  # seconds a leader's or a worker's key lives without renewal
 BEAT = 1.0  # seconds between renewals, and between a worker's checks of the epoch
-TAKEOVER_HOLD = LEASE  # a new arbiter waits this long for every worker to say what it holds
+TAKEOVER_HOLD = BEAT * 1.5  # a new arbiter waits this long: every worker sees the new epoch within BEAT
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 
 
