@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from fnmatch import fnmatchcase
 
 from cachetools import TTLCache
 from flask import Flask, current_app, g, request
@@ -32,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ollama_proxy.config import AuthSettings, Token
 from ollama_proxy.errors import Forbidden, ProxyError, Unauthorized
 from ollama_proxy.observability.ledger import access_record
+from ollama_proxy.routing.names import matches_any
 from ollama_proxy.store import ApiKey, Store, current_store
 from ollama_proxy.store.keys import is_secret_shaped
 
@@ -63,11 +63,8 @@ class Principal:
         return self.scope == MANAGE or self.scope == scope
 
     def may_use(self, model: str) -> bool:
-        """Tell whether a model name matches one of the patterns (a bare name is its ``:latest``)."""
-        if not self.models:
-            return True
-        names = {model, model + ":latest"} if ":" not in model else {model, model.removesuffix(":latest")}
-        return any(fnmatchcase(name, pattern) for name in names for pattern in self.models)
+        """Tell whether one of the patterns names the model (``names.matches``: ``Llama3.2`` is ``llama3.2:latest``)."""
+        return not self.models or matches_any(model, self.models)
 
 
 class TokenTable:

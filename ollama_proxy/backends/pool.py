@@ -13,7 +13,6 @@ pull-on-demand behaviour) is unchanged.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
 import threading
@@ -26,22 +25,16 @@ from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse
 from ollama_proxy.backends.slots import Slots
 from ollama_proxy.config import DEFAULT_SERVER, OllamaServerSettings, RoutingSettings, ServiceSettings
 from ollama_proxy.errors import Overloaded, ProxyError, UpstreamConnectTimeout, UpstreamUnavailable
+from ollama_proxy.routing.names import canonical, matches_any
 
 log = logging.getLogger(__name__)
 # Failures that prove the request never reached the server: safe to send elsewhere.
 NOT_REACHED = (UpstreamUnavailable, UpstreamConnectTimeout)
 
 
-def canonical(model: str) -> str:
-    """Return a model name as Ollama lists it: lower case, with a tag (``:latest`` if none)."""
-    name = model.strip().lower()
-    return name if ":" in name.rsplit("/", 1)[-1] else name + ":latest"
-
-
 def admits(patterns: tuple[str, ...], model: str) -> bool:
     """Tell whether a server's ``models`` filter lets ``model`` in (no filter: any)."""
-    return not patterns or any(fnmatch.fnmatchcase(name, p.lower()) for p in patterns
-                               for name in (model.lower(), canonical(model)))
+    return not patterns or matches_any(model, patterns)
 
 
 @dataclass

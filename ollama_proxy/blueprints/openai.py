@@ -22,6 +22,7 @@ from ollama_proxy.relay.translated import (
     read_body,
     sse_response,
 )
+from ollama_proxy.routing.names import same_model
 from ollama_proxy.routing.routes import Route, visible_listing
 from ollama_proxy.schemas.openai import ChatCompletionRequest, CompletionRequest
 from ollama_proxy.translate import openai as oa
@@ -106,8 +107,7 @@ def models() -> Response:
 
 @bp.get("/v1/models/<path:model_id>")
 def model(model_id: str) -> Response:
-    wanted = {model_id, f"{model_id}:latest"}
     for entry in _model_list()["data"]:
-        if entry["id"] in wanted:
+        if same_model(entry["id"], model_id):
             return jsonify(entry)
     raise NotFound(f"The model '{model_id}' does not exist", param="model", code="model_not_found")

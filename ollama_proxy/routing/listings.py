@@ -2,8 +2,9 @@
 
 ``/api/tags`` and ``/api/ps`` are read from every Ollama server side by side
 (a server that fails is left out, and its error logged), then each
-provider's listing is added. A model on several servers is listed once (the
-first server's entry: the default server's, then in configuration order);
+provider's listing is added. A model on several servers (however each spells
+it: ``names.canonical``) is listed once (the first server's entry: the default
+server's, then in configuration order);
 models the caller's key may not use are left out.
 """
 
@@ -13,6 +14,7 @@ import logging
 from collections.abc import Callable
 
 from ollama_proxy.errors import ProxyError
+from ollama_proxy.routing.names import canonical
 from ollama_proxy.routing.overrides import ModelTable
 
 log = logging.getLogger(__name__)
@@ -25,9 +27,9 @@ def merge(listings: list[list[dict]], may_use: Callable[[str], bool]) -> list[di
     for entries in listings:
         for entry in entries:
             name = entry.get("name") or entry.get("model") or ""
-            if name.lower() in seen or not may_use(name):
+            if canonical(name) in seen or not may_use(name):
                 continue
-            seen.add(name.lower())
+            seen.add(canonical(name))
             merged.append(entry)
     return merged
 

@@ -6,10 +6,12 @@ what the request says; then the model's ``defaults``; then the global
 
 ``think``, ``keep_alive`` and ``exclude_reasoning`` live at the top of an
 Ollama request; ``timeout`` is not sent (it is the model's read timeout); every
-other field lives in ``options``. A model is named as Ollama names it: a bare
-name means its ``:latest`` tag, for aliases and overrides alike. An alias names
-a model, never another alias. Who may use an alias is decided on the model it
-names, never on the alias's own name.
+other field lives in ``options``. Names are compared as ``names.canonical``
+reads them, for aliases and overrides alike: ``llama3.2``, ``Llama3.2`` and
+``llama3.2:latest`` are one model, and when two entries name one model the
+later one wins (the store's over the file's). An alias names a model, never
+another alias. Who may use an alias is decided on the model it names, never on
+the alias's own name.
 """
 
 from __future__ import annotations
@@ -17,31 +19,23 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ollama_proxy.config.models import TIMEOUT, ModelOverride, ModelsSettings
+from ollama_proxy.routing.names import canonical
 
 TOP_LEVEL = ("think", "keep_alive", "exclude_reasoning")
 NO_OVERRIDE = ModelOverride()
 
 
-def canonical(name: str) -> str:
-    """Return a model name with its tag: ``llama3.2`` is ``llama3.2:latest``."""
-    return name if ":" in name else name + ":latest"
-
-
-def _key(table: dict, name: str) -> str | None:
-    """Return the key ``name`` is found under in a table keyed by names as written (``x``, ``x:latest``)."""
-    for candidate in (name, canonical(name), name.removesuffix(":latest")):
-        if candidate in table:
-            return candidate
-    return None
-
-
-def _lookup(table: dict, name: str):
-    """Find ``name`` in a table keyed by names as written: ``x`` and ``x:latest`` are one."""
-    key = _key(table, name)
-    return None if key is None else table[key]
+def one_per_model(*tables: dict) -> dict:
+    """Merge tables keyed by model names as written, keeping one entry per model: the last one given."""
+    by_model = {}
+    for table in tables:
+        for name, value in table.items():
+            by_model[canonical(name)] = (name, value)
+    return dict(by_model.values())
 
 
 def _value(body: dict, name: str):
@@ -82,22 +76,39 @@ class ModelTable:
     @classmethod
     def merged(cls, settings: ModelsSettings, stored_aliases: dict[str, str],
                stored_overrides: dict[str, dict]) -> ModelTable:
-        """Merge the store's entries over the file's; a stored entry replaces one of the same name."""
-        overrides = dict(settings.overrides)
-        for model, entry in stored_overrides.items():
-            overrides[model] = ModelOverride(dict(entry.get("defaults") or {}), dict(entry.get("enforce") or {}))
-        return cls({**settings.aliases, **stored_aliases}, overrides, dict(settings.defaults))
+        """Merge the store's entries over the file's; a stored entry replaces one naming the same model."""
+        overrides = {model: ModelOverride(dict(entry.get("defaults") or {}), dict(entry.get("enforce") or {}))
+                     for model, entry in stored_overrides.items()}
+        return cls(one_per_model(settings.aliases, stored_aliases), one_per_model(settings.overrides, overrides),
+                   dict(settings.defaults))
+
+    @cached_property
+    def _alias_keys(self) -> dict[str, str]:
+        return {canonical(name): name for name in self.aliases}
+
+    @cached_property
+    def _override_keys(self) -> dict[str, str]:
+        return {canonical(name): name for name in self.overrides}
+
+    def _alias(self, name: str) -> str | None:
+        key = self._alias_keys.get(canonical(name))
+        return None if key is None else self.aliases[key]
+
+    def _override_key(self, asked: str) -> str | None:
+        """Return the key of the override of ``asked`` (an alias may have its own), else of its model."""
+        return self._override_keys.get(canonical(asked)) or self._override_keys.get(canonical(self.resolve(asked)))
 
     def resolve(self, name: str) -> str:
-        """Return the model an alias names, or the name itself."""
-        return _lookup(self.aliases, name) or name
+        """Return the model an alias names (as the alias writes it), or the name itself."""
+        return self._alias(name) or name
 
     def is_alias(self, name: str) -> bool:
-        return _lookup(self.aliases, name) is not None
+        return self._alias(name) is not None
 
     def override_for(self, asked: str) -> ModelOverride:
         """Return the override of the name asked for (an alias may have its own), else of its model."""
-        return _lookup(self.overrides, asked) or _lookup(self.overrides, self.resolve(asked)) or NO_OVERRIDE
+        key = self._override_key(asked)
+        return NO_OVERRIDE if key is None else self.overrides[key]
 
     def apply(self, asked: str, body: dict) -> dict:
         """Apply the override of ``asked`` and the global defaults to an Ollama-shaped body."""
@@ -105,7 +116,7 @@ class ModelTable:
 
     def timeout_for(self, asked: str) -> tuple[float, str] | None:
         """Return the read timeout set for a model, if any, and the setting it comes from."""
-        key = _key(self.overrides, asked) or _key(self.overrides, self.resolve(asked))
+        key = self._override_key(asked)
         override = self.overrides[key] if key is not None else NO_OVERRIDE
         for layer in ("enforce", "defaults"):
             seconds = getattr(override, layer).get(TIMEOUT)

@@ -28,10 +28,10 @@ from ollama_proxy.errors import Forbidden, InvalidRequest
 from ollama_proxy.observability.ledger import note_route
 from ollama_proxy.routing.catalog import current_models
 from ollama_proxy.routing.listings import merged_listing
+from ollama_proxy.routing.names import split_provider
 from ollama_proxy.routing.overrides import NO_OVERRIDE, ModelTable, apply_override
 
 ROUTER = "ollama_proxy.router"
-SEPARATORS = (":", "/")
 
 
 @dataclass(frozen=True)
@@ -46,15 +46,6 @@ class Route:
     @property
     def to_provider(self) -> bool:
         return not isinstance(self.backend, PoolTarget)
-
-
-def split_provider(model: str, providers) -> tuple[str, str] | None:
-    """Return (provider, upstream model) when ``model`` names a configured provider, else None."""
-    for separator in SEPARATORS:
-        prefix, found, rest = model.partition(separator)
-        if found and rest and prefix in providers:
-            return prefix, rest
-    return None
 
 
 class PoolTarget:

@@ -118,6 +118,19 @@ def test_an_alias_reaches_its_model_and_answers_under_its_own_name(server, fake)
     assert fake.last("/api/chat").json["model"] == "llama3.2:latest"
 
 
+def test_a_model_spelt_otherwise_is_the_same_model_to_an_alias_an_override_access_and_lookup(server, fake,
+                                                                                              llama_key):
+    with openai.OpenAI(base_url=server.url + "/v1", api_key=llama_key, max_retries=0) as client:
+        assert client.models.retrieve("Llama3.2").id == "llama3.2:latest"
+        assert client.models.retrieve("gpt-4o:latest").id == "gpt-4o"
+        answer = client.chat.completions.create(model="GPT-4o", messages=HI, max_tokens=1000)
+        assert answer.model == "GPT-4o"
+        sent = fake.last("/api/chat").json
+        assert sent["model"] == "llama3.2:latest" and sent["options"]["num_predict"] == 64
+        client.chat.completions.create(model="LLAMA3.2:Latest", messages=HI, max_tokens=1000)
+        assert fake.last("/api/chat").json["options"]["num_predict"] == 64  # the override of llama3.2
+
+
 def test_native_answers_carry_the_alias_line_by_line(server, fake):
     with ollama.Client(host=server.url, headers=headers(GENERATE)) as client:
         parts = list(client.chat("gpt-4o", messages=HI, stream=True))

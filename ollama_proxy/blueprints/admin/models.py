@@ -9,6 +9,7 @@ from flask import current_app, flash, redirect, render_template, url_for
 from ollama_proxy.blueprints.admin.base import bp, change_and_return
 from ollama_proxy.blueprints.admin.forms import AliasForm, OverrideForm
 from ollama_proxy.errors import ProxyError
+from ollama_proxy.routing.names import canonical, same_model
 from ollama_proxy.store import StoreError, current_store
 
 
@@ -29,11 +30,12 @@ def backend_models() -> tuple[list[dict], str | None]:
 
 def check_alias(alias: str, target: str, known: set[str]) -> str | None:
     """Say what is wrong with an alias, or None: it must not hide a model, and must name one."""
-    if alias == target:
+    known = {canonical(name) for name in known}
+    if same_model(alias, target):
         return "an alias cannot name itself"
-    if alias in known:
+    if canonical(alias) in known:
         return f"'{alias}' is a model a backend serves: an alias would hide it"
-    if known and target not in known:
+    if known and canonical(target) not in known:
         return f"no backend serves '{target}'"
     return None
 

@@ -83,7 +83,13 @@ def test_principal_may(scope, needed, allowed):
     (("llama3.2",), "llama3.2:latest", True),
     (("llama3.2:latest",), "llama3.2", True),
     (("llama3.2",), "llama3.2:1b", False),
-    (("Llama*",), "llama3.2", False),  # case matters, as in Ollama's names
+    (("Llama*",), "llama3.2", True),  # case is ignored, as Ollama ignores it in names
+    (("llama3.2",), "Llama3.2", True),
+    (("llama3.2",), "LLAMA3.2:Latest", True),
+    (("llama3.2",), "registry.ollama.ai/library/llama3.2", True),  # the same model, spelt in full
+    (("llama3.2",), "mattw/llama3.2", False),  # another namespace's
+    (("registry:5000/m:latest",), "registry:5000/m", True),  # a port is no tag
+    (("hf.co/bartowski/Llama-3.2*",), "hf.co/bartowski/Llama-3.2-3B-Instruct-GGUF:Q4_K_M", True),
     (("a", "b*"), "bee", True),
 ])
 def test_may_use(patterns, model, allowed):

@@ -3,23 +3,11 @@ import time
 
 import pytest
 
-from ollama_proxy.backends.pool import OllamaPool, ServerState, admits, canonical, rank
+from ollama_proxy.backends.pool import OllamaPool, ServerState, admits, rank
 from ollama_proxy.config import OllamaServerSettings, RoutingSettings, ServiceSettings
 from ollama_proxy.errors import Overloaded, UpstreamConnectTimeout, UpstreamTimeout, UpstreamUnavailable
 
 SERVICE = ServiceSettings("http://default:11434", 1.0, 5.0, 5.0, 1.0, 10, 1.0)
-
-
-@pytest.mark.parametrize("name, expected", [
-    ("llama3.2", "llama3.2:latest"),
-    ("Llama3.2:Latest", "llama3.2:latest"),
-    ("qwen3:8b", "qwen3:8b"),
-    ("hf.co/user/repo:Q4_K_M", "hf.co/user/repo:q4_k_m"),
-    ("hf.co/user/repo", "hf.co/user/repo:latest"),
-    ("localhost:5000/library/phi", "localhost:5000/library/phi:latest"),
-])
-def test_canonical(name, expected):
-    assert canonical(name) == expected
 
 
 @pytest.mark.parametrize("patterns, model, expected", [

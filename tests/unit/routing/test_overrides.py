@@ -6,16 +6,9 @@ import pytest
 
 from ollama_proxy.config import parse_settings
 from ollama_proxy.config.models import ModelOverride
-from ollama_proxy.routing.overrides import ModelTable, apply_override, canonical
+from ollama_proxy.routing.overrides import ModelTable, apply_override
 
 QWEN = ModelOverride(defaults={"num_ctx": 32768, "think": True}, enforce={"num_predict": 4096})
-
-
-@pytest.mark.parametrize("name, expected", [
-    ("llama3.2", "llama3.2:latest"), ("llama3.2:latest", "llama3.2:latest"), ("qwen3:8b", "qwen3:8b"),
-])
-def test_canonical(name, expected):
-    assert canonical(name) == expected
 
 
 # Precedence, field by field: enforce > request > model default > global default.
@@ -101,6 +94,18 @@ def test_a_timeout_names_the_setting_it_comes_from(override, global_defaults, ex
     settings = parse_settings({"models": {"overrides": {"qwen3:8b": override}, "defaults": global_defaults}},
                               environ={}).models
     assert ModelTable.merged(settings, {}, {}).timeout_for("qwen3:8b") == expected
+
+
+def test_a_stored_entry_replaces_the_file_s_entry_for_the_same_model_however_spelt():
+    settings = parse_settings({"models": {"aliases": {"GPT-4o": "llama3.2"},
+                                          "overrides": {"Qwen3:8b": {"defaults": {"num_ctx": 32768}}}}},
+                              environ={}).models
+    merged = ModelTable.merged(settings, {"gpt-4o:latest": "qwen3:8b"},
+                               {"qwen3:8b": {"defaults": {"num_ctx": 4096}, "enforce": {}}})
+    assert merged.aliases == {"gpt-4o:latest": "qwen3:8b"}
+    assert merged.overrides == {"qwen3:8b": ModelOverride({"num_ctx": 4096}, {})}
+    assert merged.resolve("GPT-4o") == "qwen3:8b"
+    assert merged.aliases_of("qwen3:8b") == ["gpt-4o:latest"]
 
 
 def test_aliases_of():

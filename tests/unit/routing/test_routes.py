@@ -4,25 +4,9 @@ import pytest
 
 from ollama_proxy.access.auth import Principal
 from ollama_proxy.errors import Forbidden
-from ollama_proxy.routing.routes import PoolTarget, Route, Router, body_for, split_provider
+from ollama_proxy.routing.routes import PoolTarget, Route, Router, body_for
 
 PROVIDERS = {"deepseek": "deepseek-backend", "openrouter": "openrouter-backend"}
-
-
-@pytest.mark.parametrize("model, expected", [
-    ("deepseek:deepseek-chat", ("deepseek", "deepseek-chat")),
-    ("deepseek/deepseek-chat", ("deepseek", "deepseek-chat")),
-    ("openrouter/anthropic/claude-sonnet-4", ("openrouter", "anthropic/claude-sonnet-4")),
-    ("openrouter:qwen/qwen3:free", ("openrouter", "qwen/qwen3:free")),
-    ("llama3.2", None),
-    ("llama3.2:latest", None),
-    ("hf.co/user/repo:Q4_K_M", None),
-    ("deepseek-r1:8b", None),  # an Ollama model whose name starts like a provider's
-    ("deepseek:", None),
-    ("Deepseek:deepseek-chat", None),  # provider names are exact
-])
-def test_split_provider(model, expected):
-    assert split_provider(model, PROVIDERS) == expected
 
 
 def test_provider_model_routes_to_the_provider():
