@@ -1,22 +1,42 @@
 """Translate OpenAI chat completions requests into Ollama ``/api/chat`` bodies.
 
-Mapped here: ``messages``, ``tools`` with ``tool_choice``, ``response_format``,
-``reasoning_effort`` / ``reasoning``, ``stream``, and the sampling fields (see
-``openai_common.sampling_options``). Ollama's own ``think`` and ``format`` win
-over their OpenAI counterparts when a client sends both, as its ``options``
-win over mapped options. Every other field passes through.
+A request field is mapped, read by the gateway, or passed through (see ``openai_common``):
+
+| field | becomes |
+|---|---|
+| ``messages[].role`` | the same role; ``developer`` -> ``system``, ``function`` -> ``tool`` |
+| ``messages[].content`` | a string as it is; ``text`` and ``refusal`` parts joined with a newline |
+| ``image_url`` parts | ``images``: a ``data:`` URI is decoded, an ``http(s)`` URL fetched by the proxy (``images.*``) |
+| ``messages[].tool_calls`` | ``tool_calls``, arguments JSON string -> object (invalid JSON: a 400 naming the param) |
+| ``tool`` messages | ``tool_name`` from the assistant call their ``tool_call_id`` answers (the id is kept) |
+| ``messages[].reasoning_content``, ``reasoning`` | ``thinking`` |
+| ``tools``, ``tool_choice`` | ``tools``, narrowed by ``tool_choice`` (below) |
+| ``max_tokens``, ``max_completion_tokens`` | ``options.num_predict`` (the newer name wins) |
+| ``temperature``, ``top_p``, ``seed``, ``stop`` | ``options`` (a ``stop`` string becomes a list of one) |
+| ``frequency_penalty``, ``presence_penalty`` | ``options`` |
+| ``response_format`` | ``json_object`` -> ``format: "json"``; ``json_schema`` -> ``format: <schema>``; ``text``: none |
+| ``reasoning_effort``, ``reasoning.effort`` | ``think``, by effort (below); ``reasoning.effort`` wins |
+| ``logprobs``, ``top_logprobs`` | passed as they are; Ollama's logprobs come back as ``choices[].logprobs.content`` |
+| ``stream`` | ``stream``, always sent (OpenAI's default is false, Ollama's true); SSE back |
+| ``stream_options.include_usage`` | read by the gateway: a last usage chunk with ``choices: []`` |
+| ``n`` | read by the gateway: n generations side by side, their usage summed |
+| ``exclude_reasoning`` (extra) | read by the gateway: reasoning left out of the answer while the model still thinks |
+| ``think``, ``format`` (extras) | Ollama's own fields, winning over ``reasoning_effort`` and ``response_format`` |
+| ``options``, ``num_ctx`` (extras) | ``options``, winning over the mapped options |
+| ``input_audio`` and ``file`` parts, non-function tool calls | refused (400): Ollama takes text, images and functions |
+| anything else (``keep_alive``, ``user``, ``metadata``, unknown fields ...) | passed on to Ollama untouched |
 
 What Ollama cannot do, and what is done instead:
 
 - ``tool_choice``: Ollama cannot force a call. ``none`` sends no tools, a named
   function (or ``allowed_tools``) sends only those tools, ``auto`` and
   ``required`` send them all; the model may still answer in text.
+- Reasoning efforts: ``none`` turns ``think`` off; ``minimal`` becomes
+  ``"low"`` and ``xhigh`` ``"high"``; ``low``, ``medium``, ``high`` and ``max``
+  keep their name; any other effort is refused.
 - ``image_url.detail``: Ollama has no detail levels; the image is sent as is.
-- Tool results are named by function (``tool_name``), found from the
-  ``tool_call_id`` in the earlier assistant turn; ``tool_call_id`` is kept.
-- Several text parts in one message are joined with a newline.
-- ``input_audio`` and ``file`` parts, and non-function tool calls, have no
-  Ollama equivalent: refused.
+- Tool results are named by function (``tool_name``), as Ollama's templates name
+  them, found from the ``tool_call_id`` in the earlier assistant turn.
 """
 
 from __future__ import annotations

@@ -1,10 +1,17 @@
 """Translate OpenAI (legacy) text completions to and from Ollama ``/api/generate``.
 
-Mapped: ``prompt``, ``stream``, ``logprobs`` (an int: how many alternatives)
-and the sampling fields; ``suffix`` has the same name in both. ``echo`` is
-done by the gateway: Ollama cannot repeat the prompt, so the translated
-response starts with ``echo_prefix`` (pass the prompt when ``echo`` is true);
-prompt tokens get no logprobs. Thinking output has no place in a text
+| field | becomes |
+|---|---|
+| ``prompt`` (a string, or a list of one) | ``prompt``; several prompts or token arrays are refused (400) |
+| ``suffix`` | ``suffix``, the same name in both |
+| ``max_tokens`` and the sampling fields | ``options``, as for chat (``openai_common.sampling_options``) |
+| ``logprobs`` (an int: how many alternatives) | ``logprobs: true`` and ``top_logprobs`` |
+| ``echo`` | read by the gateway: the answer starts with the prompt |
+| ``stream``, ``stream_options``, ``n`` | as for chat |
+
+``echo`` is done by the gateway because Ollama cannot repeat the prompt: the
+translated response starts with ``echo_prefix`` (pass the prompt when ``echo``
+is true); prompt tokens get no logprobs. Thinking output has no place in a text
 completion and is dropped.
 """
 

@@ -1,7 +1,10 @@
 """Translate OpenAI embeddings requests and responses to and from Ollama ``/api/embed``.
 
-``dimensions`` and ``input`` keep their names; ``encoding_format`` is applied
-to the response here, never sent. Token arrays are refused: Ollama embeds text.
+``input`` (a string or a list of strings) and ``dimensions`` keep their names;
+token arrays are refused: Ollama embeds text. ``encoding_format`` is applied to
+the response here, never sent: ``float`` (the default) or ``base64`` (each
+vector as little-endian float32 bytes, which the ``openai`` SDK asks for by
+default).
 """
 
 from __future__ import annotations

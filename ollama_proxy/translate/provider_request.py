@@ -10,6 +10,34 @@ it), but for the fields that pick another model (``provider_fields``), which
 are refused. A key is matched as a Go server matches it (in any case), so a
 field the translation writes is the only one the provider reads under that
 name. The provider is always asked for a stream with usage in its last chunk.
+
+| Ollama field | sent to the provider as |
+|---|---|
+| ``messages[].images`` | ``image_url`` content parts with ``data:`` URIs (media type from the image's bytes) |
+| ``messages[].tool_calls`` | ``tool_calls``, arguments as JSON strings, ids ``call_<n>`` unless the client gave one |
+| ``tool`` messages (``tool_name``) | ``tool_call_id``: the call they answer (below) |
+| ``messages[].thinking`` | ``reasoning_content`` |
+| ``tools`` | ``tools`` |
+| ``format`` | ``"json"``: ``response_format: {"type": "json_object"}``; a schema: ``{"type": "json_schema", ...}`` |
+| ``options.num_predict`` | ``max_tokens`` (a negative one, Ollama's "no limit", sends none) |
+| ``options.temperature``, ``top_p``, ``seed``, ``stop`` | the same names at the top level |
+| ``options.frequency_penalty``, ``presence_penalty`` | the same names at the top level |
+| ``options.top_k``, ``min_p`` | the same names (DashScope, SiliconFlow, OpenRouter and vLLM take them) |
+| other ``options`` (``num_ctx``, ``num_gpu``, ``repeat_penalty`` ...) | dropped: they tune a local runtime |
+| ``think`` | the preset's thinking switch (``thinking_fields``) |
+| ``keep_alive``, ``truncate``, ``shift``, ``stream`` | dropped: Ollama's runtime settings |
+| ``models``, ``route`` (OpenRouter's fallback list) | refused (400 naming the field): see ``provider_fields`` |
+| anything else (``logprobs``, ``user``, a provider's own fields) | passed on untouched |
+| ``/api/generate``: ``system``, ``prompt``, ``images`` | a system message and a user message |
+| ``/api/generate``: ``raw: true``, ``suffix``, ``context``, ``template`` | refused (400 naming the field) |
+| ``/api/embed``: ``input``, ``dimensions`` | ``input``, ``dimensions``, with ``encoding_format: "float"`` |
+| ``/api/embeddings``: ``prompt`` | ``input`` |
+
+A ``tool`` message without a ``tool_call_id`` answers the earliest unanswered
+call of its ``tool_name`` in the last assistant turn, or else the earliest
+unanswered call at all. ``raw``, ``suffix``, ``context`` and ``template`` ask
+for what only a raw completion endpoint can do; a provider's chat endpoint
+cannot honour them.
 """
 
 from __future__ import annotations

@@ -6,11 +6,24 @@ the provider's SSE stream and returns the Ollama chunks it becomes;
 ``[DONE]`` (or ends after a ``finish_reason``). Clock values come in as
 arguments (seconds since the epoch): the converter reads no clock itself.
 
-Text and reasoning go out as they come, as Ollama streams them. Tool calls
-arrive as argument fragments spread over chunks, keyed by ``index``; Ollama
-sends each call whole, with arguments as an object, so they are gathered and
-sent together just before the final chunk. A call the token limit cut half-way
-is left out: the answer ends with ``done_reason: "length"``, as Ollama's does.
+- Text (``content``) and reasoning (``reasoning_content`` or ``reasoning``) go
+  out as ``content`` and ``thinking`` the moment they arrive, as Ollama streams
+  them.
+- Tool calls arrive as argument fragments spread over chunks, keyed by
+  ``index``; Ollama sends each call whole, with arguments as an object, so they
+  are gathered and sent together in a chunk just before the final one.
+  Arguments that are not a JSON object are the provider's error.
+- A call the token limit cut half-way (``finish_reason`` ``length`` while its
+  arguments are not a whole JSON object yet) is left out: running a tool on
+  arguments the model never finished would be worse than not running it. The
+  answer ends as Ollama ends a cut one: what was complete (text, earlier
+  calls), then ``done_reason: "length"``.
+- The final chunk has ``done_reason`` (``stop`` for ``stop`` and
+  ``tool_calls``, ``length`` for ``length``, any other reason as the provider
+  names it), ``prompt_eval_count`` and ``eval_count`` from the provider's
+  usage, and durations in nanoseconds measured by the proxy
+  (``prompt_eval_duration``: until the first token).
+- Only the first choice is read: Ollama gives one answer per request.
 """
 
 from __future__ import annotations

@@ -1,11 +1,19 @@
 """Translate Anthropic's system prompt and messages into Ollama chat messages.
 
-- Thinking in the history goes back as plain text; ``redacted_thinking`` is
-  encrypted for Claude alone and is dropped.
-- ``document`` blocks (PDF, text sources) and file sources have no Ollama
-  equivalent: refused.
-- Several text blocks in one message or system prompt are joined with a blank
-  line, so that adjacent blocks do not run into each other.
+| content block | becomes |
+|---|---|
+| ``text`` | ``content``; several text blocks are joined with a blank line |
+| ``image`` (``base64``, or a ``url`` the proxy fetches) | ``images`` |
+| ``tool_use`` (assistant) | ``tool_calls``, its ``input`` as the arguments |
+| ``tool_result`` (user; a string, or text and image blocks) | a ``tool`` message named after its call |
+| ``tool_result`` with ``is_error: true`` | the same, its text prefixed with ``Error: `` |
+| ``thinking`` (assistant) | ``thinking`` |
+| ``redacted_thinking`` | dropped: it is encrypted for Claude alone |
+| ``document`` (PDF, text sources), file sources | refused (400): no Ollama equivalent |
+
+Text blocks are joined with a blank line so that adjacent blocks do not run
+into each other. Each ``tool_result`` becomes a ``tool`` message of its own, in
+the order of the blocks.
 """
 
 from __future__ import annotations

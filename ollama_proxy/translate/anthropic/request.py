@@ -1,5 +1,22 @@
 """Translate an Anthropic Messages request into an Ollama ``/api/chat`` body.
 
+| field | becomes |
+|---|---|
+| ``system`` (a string or text blocks) | a leading ``system`` message |
+| ``messages`` | Ollama messages, block by block (see ``conversation``) |
+| ``tools`` (``input_schema``) | Ollama function tools; server tools (web search ...) are refused |
+| ``tool_choice`` | ``none``: no tools; ``auto``, ``any``: every tool; ``{type: tool, name}``: only that tool |
+| ``max_tokens`` (required, as Anthropic requires) | ``options.num_predict`` |
+| ``temperature``, ``top_p``, ``top_k`` | ``options`` |
+| ``stop_sequences`` | ``options.stop`` |
+| ``thinking.type``: ``enabled``, ``adaptive``, ``between_tools`` | ``think: true``, or the effort's level (below) |
+| ``thinking.type``: ``disabled`` | ``think: false`` |
+| ``output_config.format``, ``output_format`` (``json_schema``) | ``format``: the schema |
+| ``stream`` | ``stream``, always sent (Anthropic's default is false, Ollama's true) |
+| ``metadata``, ``service_tier``, ``container``, ``mcp_servers`` ... | dropped: Anthropic's own services (below) |
+| ``options``, ``num_ctx`` (Ollama's own) | ``options``, winning over the mapped ones |
+| anything else (``keep_alive``, ``think``, ``format``, unknown fields) | copied as it came; ``think``, ``format`` win |
+
 What Ollama cannot do, and what is done instead:
 
 - ``tool_choice``: Ollama cannot force a tool call. ``any`` offers every tool,
@@ -7,10 +24,9 @@ What Ollama cannot do, and what is done instead:
   may still answer in text. ``disable_parallel_tool_use`` is ignored: Ollama
   has no such switch.
 - ``thinking.budget_tokens``: Ollama's ``think`` is on/off or a level, never a
-  budget. ``thinking`` ``enabled``, ``adaptive`` or ``between_tools`` turns
-  ``think`` on, ``disabled`` off; ``output_config.effort`` becomes the level
-  (``xhigh`` -> ``high``) when thinking is on. Effort alone does not turn it
-  on: Ollama refuses ``think`` for models that cannot think.
+  budget. ``output_config.effort`` becomes the level (``low``, ``medium``,
+  ``high``, ``max``; ``xhigh`` -> ``high``) when thinking is on. Effort alone
+  does not turn it on: Ollama refuses ``think`` for models that cannot think.
 - ``metadata`` (a user id for Anthropic's abuse tracking), ``service_tier``
   (Anthropic's capacity tiers), ``container`` (Anthropic's code-execution
   sandbox) and ``mcp_servers`` (Anthropic's server-side MCP connector) ask for
@@ -20,11 +36,6 @@ What Ollama cannot do, and what is done instead:
   ``user_profile_id`` and ``workspace_id``.
 - Server tools (web search, code execution, ...) run on Anthropic's servers:
   refused rather than faked.
-
-Every other top-level field is copied into the Ollama body (Ollama ignores
-what it does not know), and Ollama's own fields are accepted: ``options``
-(merged over the mapped ones), ``keep_alive``, ``think`` and ``format`` (they
-win over the mapped ones), ``num_ctx`` (into ``options``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,16 @@
 """Translate Responses ``instructions`` and ``input`` items into Ollama chat messages.
 
+| input | becomes |
+|---|---|
+| ``instructions`` | a leading ``system`` message |
+| ``input`` as a string | one ``user`` message |
+| ``message`` items (``user``, ``assistant``, ``system``, ``developer``) | messages; ``developer`` -> ``system`` |
+| ``input_text``, ``output_text``, ``refusal`` parts | ``content``, joined with a newline |
+| ``input_image`` parts (``image_url``: a ``data:`` URI or an ``http(s)`` URL) | ``images`` |
+| ``function_call`` items | ``tool_calls`` of the assistant turn (parallel calls are one turn) |
+| ``function_call_output`` items | ``tool`` messages, named after the call their ``call_id`` answers |
+| ``reasoning`` items (``summary`` or ``content`` text) | ``thinking`` of the assistant turn that follows |
+
 Refused: what needs stored state (an ``item_reference``, an image by
 ``file_id``) and input Ollama cannot take (``input_file`` parts, hosted-tool
 call items).
