@@ -1,17 +1,20 @@
 """Derive the marshmallow schema that checks a section from the section's declarations.
 
 The annotation picks the field: ``bool``, ``int`` (a float is refused), ``float``,
-``str``, ``HttpUrl``, ``tuple[T, ...]`` (a list in the file), ``dict[K, V]`` and sections, which
-nest. ``T | None`` lets the file say null; ``Annotated[T, check]`` checks each T,
-which is how the items of a list and the keys of a mapping are checked. A setting's
-``validate`` checks its value, ``then`` turns the checked value into the one the app
-reads, and ``field`` makes a field of its own where a type cannot say enough.
+``str``, ``HttpUrl``, ``tuple[T, ...]`` (a list in the file), ``dict[K, V]`` and
+sections, which nest. ``T | None`` lets the file say null; ``Annotated[T, check]``
+checks each T, which is how the items of a list and the keys of a mapping are
+checked. A setting's ``validate`` checks its value, ``then`` turns the checked value
+into the one the app reads, and ``field`` makes a field of its own where a type
+cannot say enough. A section with a ``TAG`` also requires the tag's key to hold the
+tag's value, and drops it when the section is built.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
+import types
 import typing
 from typing import Any
 
@@ -99,7 +102,8 @@ def admits_none(annotation: Any) -> bool:
     """Say whether the file may give null: only where the type is ``T | None``."""
     if typing.get_origin(annotation) is typing.Annotated:
         annotation = annotation.__origin__
-    return type(None) in typing.get_args(annotation)
+    is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return is_union and type(None) in typing.get_args(annotation)
 
 
 def _load_default(annotation: Any, default: Any) -> Any:
