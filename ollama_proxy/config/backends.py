@@ -1,96 +1,27 @@
-"""Declare the ``backends:``, ``retry:`` and ``routing:`` sections of the configuration.
+"""Declare the upstreams the proxy routes to: the ``backends:``, ``retry:`` and ``routing:`` sections.
 
-Part of ``config.py``, kept apart to keep each module small: the schemas and
-settings types of the upstreams the proxy routes to. Nothing here reads the
-environment; ``config.py`` fills in API keys and default timeouts after loading.
+Nothing here reads the environment: loading fills in each provider's API key and
+the timeouts it leaves to ``service``.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Annotated, ClassVar
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
+from marshmallow import ValidationError, fields, validate
 
 from ollama_proxy.backends.presets import PRESETS
+from ollama_proxy.config.checks import AT_LEAST_0, AT_LEAST_1, NON_EMPTY, SECONDS, HttpUrl, NonEmpty
+from ollama_proxy.config.declare import setting
+from ollama_proxy.config.paths import without_trailing_slash
+from ollama_proxy.config.schema import FrozenList, schema_for
 
 DEFAULT_SERVER = "default"  # the name of service.base_url among the backends
 CAPABILITIES = ("completion", "tools", "vision", "thinking", "embedding", "insert")
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
-SECONDS = validate.Range(min=0, min_inclusive=False)
-PROVIDER_POOL_SIZE = 100  # pooled connections to one provider per worker process
-MODELS_CACHE_SECONDS = 300.0  # how long a provider's GET /models answer is kept
-
-
-@dataclass(frozen=True)
-class OllamaServerSettings:
-    name: str
-    base_url: str
-    max_concurrent: int | None
-    models: tuple[str, ...]  # glob patterns; empty: any model the server has
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    context_length: int | None
-    capabilities: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ProviderSettings:
-    name: str
-    base_url: str  # the preset's when only a preset is named; no trailing slash
-    preset: str | None
-    api_key: str | None = field(repr=False)
-    api_key_env: str | None
-    models: tuple[str, ...]
-    headers: dict[str, str]
-    model_facts: dict[str, ModelFacts]
-    connect_timeout: float
-    read_timeout: float
-    stream_idle_timeout: float
-    pool_size: int = PROVIDER_POOL_SIZE
-    models_cache_seconds: float = MODELS_CACHE_SECONDS
-    organization: str | None = field(default=None, repr=False)  # sent as OpenAI-Organization
-    project: str | None = field(default=None, repr=False)  # sent as OpenAI-Project
-
-
-@dataclass(frozen=True)
-class RetrySettings:
-    attempts: int = 3
-    total_timeout: float = 30.0
-    backoff: float = 0.5
-    max_backoff: float = 8.0
-
-
-@dataclass(frozen=True)
-class RoutingSettings:
-    refresh_interval: float = 10.0
-    refresh_timeout: float = 5.0
-    cooldown: float = 30.0
-    slot_wait: float = 30.0
-
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE  # a misspelt key must stop the start, not be ignored
-
-    @pre_load
-    def refuse_unknown_keys(self, data, **kwargs):
-        """Refuse keys this section does not know, suggesting the nearest one it does."""
-        if isinstance(data, dict):
-            known = [field.data_key or name for name, field in self.load_fields.items()]
-            unknown = {key: [unknown_field(key, known)] for key in data if key not in known}
-            if unknown:
-                raise ValidationError(unknown)
-        return data
-
-
-def unknown_field(key, known: list[str]) -> str:
-    """Say that ``key`` is not a known key, naming the nearest known one if any is close."""
-    nearest = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-    return f"Unknown field; did you mean '{nearest[0]}'?" if nearest else "Unknown field."
+_NAME_HELP = "letters, digits, `_`, `.` and `-`, unique among the backends; not `default`"
 
 
 def _check_name(name: str) -> None:
@@ -100,128 +31,131 @@ def _check_name(name: str) -> None:
         raise ValidationError(f"'{DEFAULT_SERVER}' is service.base_url's name; choose another")
 
 
-def _url() -> fields.Url:
-    return fields.Url(require_tld=False, schemes={"http", "https"})
+@dataclass(frozen=True)
+class OllamaServerSettings:
+    TAG: ClassVar[tuple[str, str]] = ("type", "ollama")
+
+    name: str = setting(validate=_check_name, help=_NAME_HELP)
+    base_url: HttpUrl = setting(then=without_trailing_slash, help="the server")
+    max_concurrent: int | None = setting(
+        None, validate=AT_LEAST_1,
+        help="requests sent to the server at once; more wait up to `routing.slot_wait` (absent: no limit)")
+    models: tuple[NonEmpty, ...] = setting(
+        (), help="glob patterns of the only models routed there (empty: any model it has)")
 
 
-class OllamaServerSchema(StrictSchema):
-    name = fields.String(required=True, validate=_check_name)
-    type = fields.String(required=True, validate=validate.Equal("ollama"))
-    base_url = _url()
-    max_concurrent = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1),
-                                    metadata={"help": "requests sent to this server at once; more wait"})
-    models = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list,
-                         metadata={"help": "glob patterns of the only models routed here"})
-
-    @post_load
-    def build(self, data, **kwargs):
-        if "base_url" not in data:
-            raise ValidationError("Missing data for required field.", "base_url")
-        return OllamaServerSettings(data["name"], data["base_url"].rstrip("/"), data["max_concurrent"],
-                                    tuple(data["models"]))
+Capability = Annotated[str, validate.OneOf(CAPABILITIES)]
 
 
-class ModelFactsSchema(StrictSchema):
-    context_length = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1))
-    capabilities = fields.List(fields.String(validate=validate.OneOf(CAPABILITIES)), load_default=list)
-
-    @post_load
-    def build(self, data, **kwargs):
-        return ModelFacts(data["context_length"], tuple(data["capabilities"]))
+@dataclass(frozen=True)
+class ModelFacts:
+    context_length: int | None = setting(None, validate=AT_LEAST_1, help="the model's context length")
+    capabilities: tuple[Capability, ...] = setting(
+        (), help=f"what the model can do, of {', '.join(f'`{c}`' for c in CAPABILITIES)}")
 
 
-class ProviderSchema(StrictSchema):
-    name = fields.String(required=True, validate=_check_name)
-    type = fields.String(required=True, validate=validate.Equal("openai"))
-    preset = fields.String(load_default=None, validate=validate.OneOf(sorted(PRESETS)))
-    base_url = _url()
-    api_key_env = fields.String(load_default=None, validate=validate.Length(min=1),
-                                metadata={"help": "the environment variable holding the API key"})
-    models = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list)
-    headers = fields.Dict(keys=fields.String(validate=validate.Length(min=1)), values=fields.String(),
-                          load_default=dict, metadata={"help": "extra headers sent with every request"})
-    model_facts = fields.Dict(keys=fields.String(), values=fields.Nested(ModelFactsSchema), load_default=dict)
+@dataclass(frozen=True)
+class ProviderSettings:
+    TAG: ClassVar[tuple[str, str]] = ("type", "openai")
+
+    name: str = setting(validate=_check_name, help=_NAME_HELP)
+    preset: str | None = setting(
+        None, validate=validate.OneOf(sorted(PRESETS)),
+        help=f"{', '.join(f'`{name}`' for name in PRESETS)}: the base URL and the provider's thinking switch")
+    # Absent from the file: the preset's, filled in by BackendField.
+    base_url: HttpUrl = setting(
+        None, then=without_trailing_slash,
+        help="the API root with `/v1`; absent: the preset's (one of the two is needed)")
+    api_key_env: str | None = setting(
+        None, validate=NON_EMPTY,
+        help="the environment variable holding the API key; unset or empty stops the start, naming it")
+    models: tuple[NonEmpty, ...] = setting((), help="the provider's models to list")
+    headers: dict[NonEmpty, str] = setting({}, help="extra headers sent with every request")
+    model_facts: dict[str, ModelFacts] = setting({}, help="per model: facts shown by `/api/show`")
     # Only these reach the provider as OpenAI-Organization and OpenAI-Project: a client's own are dropped.
-    organization = fields.String(load_default=None, validate=validate.Length(min=1),
-                                 metadata={"help": "sent as OpenAI-Organization with every request"})
-    project = fields.String(load_default=None, validate=validate.Length(min=1),
-                            metadata={"help": "sent as OpenAI-Project with every request"})
-    # Unset: the service's timeouts (config.py fills them in).
-    connect_timeout = fields.Float(load_default=None, validate=SECONDS)
-    read_timeout = fields.Float(load_default=None, validate=SECONDS)
-    stream_idle_timeout = fields.Float(load_default=None, validate=SECONDS)
-    pool_size = fields.Integer(load_default=PROVIDER_POOL_SIZE, strict=True, validate=validate.Range(min=1),
-                               metadata={"help": "pooled connections to the provider per worker process"})
-    models_cache_seconds = fields.Float(load_default=MODELS_CACHE_SECONDS, validate=validate.Range(min=0),
-                                        metadata={"help": "seconds the provider's GET /models answer is kept"})
-
-    @post_load
-    def build(self, data, **kwargs):
-        base_url = data.get("base_url") or (PRESETS[data["preset"]].base_url if data["preset"] else None)
-        if base_url is None:
-            raise ValidationError("name a preset or a base_url", "base_url")
-        return ProviderSettings(
-            name=data["name"], base_url=base_url.rstrip("/"), preset=data["preset"], api_key=None,
-            api_key_env=data["api_key_env"], models=tuple(data["models"]), headers=data["headers"],
-            model_facts=data["model_facts"], connect_timeout=data["connect_timeout"],
-            read_timeout=data["read_timeout"], stream_idle_timeout=data["stream_idle_timeout"],
-            pool_size=data["pool_size"], models_cache_seconds=data["models_cache_seconds"],
-            organization=data["organization"], project=data["project"])
+    organization: str | None = setting(
+        None, validate=NON_EMPTY, repr=False,
+        help="sent as `OpenAI-Organization` with every request (absent: not sent; a client's own is never forwarded)")
+    project: str | None = setting(
+        None, validate=NON_EMPTY, repr=False,
+        help="sent as `OpenAI-Project` with every request (absent: not sent; a client's own is never forwarded)")
+    connect_timeout: float | None = setting(
+        None, validate=SECONDS, help="seconds to open a connection to the provider; absent: `service.connect_timeout`")
+    read_timeout: float | None = setting(
+        None, validate=SECONDS, help="seconds to wait for an answer to start; absent: `service.read_timeout`")
+    stream_idle_timeout: float | None = setting(
+        None, validate=SECONDS,
+        help="seconds of silence allowed once a stream has started; absent: `service.stream_idle_timeout`")
+    pool_size: int = setting(
+        100, validate=AT_LEAST_1,
+        help="pooled connections to the provider per worker process (past it, connections are opened and "
+             "dropped after use)")
+    models_cache_seconds: float = setting(
+        300.0, validate=AT_LEAST_0,
+        help="seconds the provider's `GET /models` answer is kept for listings and `/api/show` (`0`: asked each "
+             "time; unused when `models` is set)")
+    api_key: str | None = field(default=None, repr=False)  # read from $api_key_env when loading
 
 
-_KINDS = {"ollama": OllamaServerSchema, "openai": ProviderSchema}
+KINDS = {kind.TAG[1]: kind for kind in (OllamaServerSettings, ProviderSettings)}
 
 
 class BackendField(fields.Field):
-    """One ``backends:`` entry, checked by the schema its ``type`` names."""
+    """One ``backends:`` entry, checked by the section its ``type`` names."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, dict):
             raise ValidationError("a backend is a mapping with a name and a type")
-        schema = _KINDS.get(value.get("type"))
-        if schema is None:
-            raise ValidationError({"type": [f"must be one of: {', '.join(_KINDS)}"]})
-        return schema().load(value)
+        kind = KINDS.get(value.get("type"))
+        if kind is None:
+            raise ValidationError({"type": [f"must be one of: {', '.join(KINDS)}"]})
+        backend = schema_for(kind)().load(value)
+        return _with_preset_url(backend) if isinstance(backend, ProviderSettings) else backend
 
 
-def _unique_names(backends: list) -> None:
+def _with_preset_url(provider: ProviderSettings) -> ProviderSettings:
+    if provider.base_url is not None:
+        return provider
+    if provider.preset is None:
+        raise ValidationError({"base_url": ["name a preset or a base_url"]})
+    return replace(provider, base_url=without_trailing_slash(PRESETS[provider.preset].base_url))
+
+
+def unique_names(backends: tuple) -> None:
     names = [b.name for b in backends]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise ValidationError(f"backend names must be unique: {', '.join(twice)}")
 
 
-def backends_field() -> fields.List:
-    """Return the field of the ``backends:`` list."""
-    return fields.List(BackendField(), load_default=list, validate=_unique_names,
-                       metadata={"help": "more Ollama servers and OpenAI-compatible providers"})
+class BackendList(FrozenList):
+    """The ``backends:`` list, each entry of the kind its ``type`` names."""
+
+    type_name = "list of backends"
+
+    def __init__(self, **kwargs):
+        super().__init__(BackendField(), **kwargs)
 
 
-class RetrySchema(StrictSchema):
-    attempts = fields.Integer(load_default=3, strict=True, validate=validate.Range(min=1),
-                              metadata={"help": "tries of a provider request before its first byte"})
-    total_timeout = fields.Float(load_default=30.0, validate=SECONDS,
-                                 metadata={"help": "seconds all tries of one request may take"})
-    backoff = fields.Float(load_default=0.5, validate=validate.Range(min=0),
-                           metadata={"help": "seconds before the second try; doubled each time"})
-    max_backoff = fields.Float(load_default=8.0, validate=validate.Range(min=0),
-                               metadata={"help": "longest wait between two tries"})
-
-    @post_load
-    def build(self, data, **kwargs):
-        return RetrySettings(**data)
+@dataclass(frozen=True)
+class RetrySettings:
+    attempts: int = setting(3, validate=AT_LEAST_1, help="tries of a provider request that fails before its first byte")
+    total_timeout: float = setting(30.0, validate=SECONDS, help="seconds all tries of one request may take")
+    backoff: float = setting(0.5, validate=AT_LEAST_0, help="seconds before the second try, doubled each time")
+    max_backoff: float = setting(8.0, validate=AT_LEAST_0, help="longest wait between two tries")
 
 
-class RoutingSchema(StrictSchema):
-    refresh_interval = fields.Float(load_default=10.0, validate=SECONDS,
-                                    metadata={"help": "seconds between two reads of each server's models"})
-    refresh_timeout = fields.Float(load_default=5.0, validate=SECONDS,
-                                   metadata={"help": "seconds a server has to list its models"})
-    cooldown = fields.Float(load_default=30.0, validate=validate.Range(min=0),
-                            metadata={"help": "seconds a failed server is passed over"})
-    slot_wait = fields.Float(load_default=30.0, validate=validate.Range(min=0),
-                             metadata={"help": "longest wait for a free slot at max_concurrent; then 503"})
-
-    @post_load
-    def build(self, data, **kwargs):
-        return RoutingSettings(**data)
+@dataclass(frozen=True)
+class RoutingSettings:
+    refresh_interval: float = setting(
+        10.0, validate=SECONDS,
+        help="seconds between two reads of each Ollama server's models (`/api/tags`, `/api/ps`)")
+    refresh_timeout: float = setting(
+        5.0, validate=SECONDS,
+        help="seconds a server has to answer one of those reads, and its part of a listing (`/api/tags`, "
+             "`/api/ps`, `/v1/models`): a hung server is left out")
+    cooldown: float = setting(
+        30.0, validate=AT_LEAST_0, help="seconds a server that refused a connection or failed (5xx) is passed over")
+    slot_wait: float = setting(
+        30.0, validate=AT_LEAST_0,
+        help="longest wait for a free slot on a server at its `max_concurrent`; then 503")

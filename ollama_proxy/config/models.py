@@ -1,7 +1,6 @@
 """Declare the ``models:`` section of the configuration: aliases, overrides, global defaults.
 
-Part of ``config.py``, kept apart to keep each module small. The form is a
-contract that other tooling writes::
+The form is a contract that other tooling writes::
 
     models:
       aliases: {gpt-4o: "llama3.2:latest"}
@@ -16,27 +15,15 @@ model's read timeout, anything else goes into ``options``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import ValidationError, fields, post_load, validate
+from marshmallow import ValidationError
 
-from ollama_proxy.config.backends import StrictSchema
+from ollama_proxy.config.checks import NonEmpty
+from ollama_proxy.config.declare import setting
 
 TIMEOUT = "timeout"
-
-
-@dataclass(frozen=True)
-class ModelOverride:
-    defaults: dict[str, Any] = field(default_factory=dict)  # applied when the request lacks the field
-    enforce: dict[str, Any] = field(default_factory=dict)  # applied whatever the request says
-
-
-@dataclass(frozen=True)
-class ModelsSettings:
-    aliases: dict[str, str] = field(default_factory=dict)
-    overrides: dict[str, ModelOverride] = field(default_factory=dict)
-    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 def check_fields(values: dict[str, Any]) -> None:
@@ -48,27 +35,25 @@ def check_fields(values: dict[str, Any]) -> None:
             raise ValidationError(f"{TIMEOUT} is a number of seconds above 0")
 
 
-class OverrideSchema(StrictSchema):
-    defaults = fields.Dict(keys=fields.String(), load_default=dict, validate=check_fields,
-                           metadata={"help": "fields applied when the request lacks them"})
-    enforce = fields.Dict(keys=fields.String(), load_default=dict, validate=check_fields,
-                          metadata={"help": "fields applied whatever the request says"})
-
-    @post_load
-    def build(self, data, **kwargs):
-        return ModelOverride(data["defaults"], data["enforce"])
+@dataclass(frozen=True)
+class ModelOverride:
+    defaults: dict[str, Any] = setting({}, validate=check_fields, help="fields applied when the request lacks them")
+    enforce: dict[str, Any] = setting({}, validate=check_fields, help="fields applied whatever the request says")
 
 
-class ModelsSchema(StrictSchema):
-    aliases = fields.Dict(keys=fields.String(validate=validate.Length(min=1)),
-                          values=fields.String(validate=validate.Length(min=1)), load_default=dict,
-                          metadata={"help": "names clients may use for a model: alias -> model"})
-    overrides = fields.Dict(keys=fields.String(validate=validate.Length(min=1)),
-                            values=fields.Nested(OverrideSchema), load_default=dict,
-                            metadata={"help": "per-model defaults and enforced fields"})
-    defaults = fields.Dict(keys=fields.String(), load_default=dict, validate=check_fields,
-                           metadata={"help": "fields every request gets when neither it nor its model sets them"})
-
-    @post_load
-    def build(self, data, **kwargs):
-        return ModelsSettings(data["aliases"], data["overrides"], data["defaults"])
+@dataclass(frozen=True)
+class ModelsSettings:
+    aliases: dict[NonEmpty, NonEmpty] = setting(
+        {}, help="names clients may use for a model: `{alias: model}`; listings show them as models, answers carry "
+                 "the name the client used. A bare name means its `:latest` tag; an alias names a model, never "
+                 "another alias")
+    overrides: dict[NonEmpty, ModelOverride] = setting(
+        {}, help="per-model `defaults` and `enforce` fields, in Ollama's terms: `think`, `keep_alive`, "
+                 "`exclude_reasoning` go at the top of the request, `timeout` (seconds) is the model's read timeout, "
+                 "anything else (`num_ctx`, `temperature`, `num_predict` ...) goes into `options`. They apply on "
+                 "every surface, after translation: OpenAI and Anthropic clients, which cannot send `num_ctx`, "
+                 "get it too")
+    defaults: dict[str, Any] = setting(
+        {}, validate=check_fields,
+        help="fields every request gets when neither it nor its model sets them. Precedence: `enforce` > "
+             "request > the model's `defaults` > these")

@@ -1,0 +1,75 @@
+"""Declare what the proxy writes down and where: ``logging:``, ``store:``, ``usage:``, ``chat_logs:``, ``metrics:``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from marshmallow import validate
+
+from ollama_proxy.config.checks import AT_LEAST_0, AT_LEAST_1, NON_EMPTY, SECONDS, MiB
+from ollama_proxy.config.declare import setting
+from ollama_proxy.config.paths import rooted_sqlite, under_project_root
+from ollama_proxy.config.tokens import Token, TokenList
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    dir: str = setting(
+        "logs", validate=NON_EMPTY, then=under_project_root, env="OLLAMA_PROXY_LOG_DIR",
+        help="log directory (relative to the project root unless absolute); created at start")
+    level: str = setting(
+        "INFO", validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]), env="OLLAMA_PROXY_LOG_LEVEL",
+        help="level of the error log: `DEBUG`, `INFO`, `WARNING` or `ERROR`")
+    access_file: str = setting(
+        "access.log", help="access log file name: one JSON line per request, written when the response closes")
+    error_file: str = setting(
+        "error.log", help="error log file name: warnings and errors, upstream failures included")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    # A PostgreSQL URL carries a password: it may come from the environment.
+    url: str = setting(
+        "sqlite:///data/ollama-proxy.db", validate=NON_EMPTY, then=rooted_sqlite, env="OLLAMA_PROXY_STORE_URL",
+        help="the store's database (SQLAlchemy URL; a relative SQLite path is under the project root; "
+             "`postgresql://user:password@host/db` for several instances)")
+    busy_timeout: float = setting(
+        5.0, validate=SECONDS, help="seconds to wait for a database lock held by another process")
+    cache_seconds: float = setting(
+        5.0, validate=AT_LEAST_0, help="seconds a worker keeps the aliases and overrides it read from the store")
+
+
+@dataclass(frozen=True)
+class UsageSettings:
+    flush_interval: float = setting(1.0, validate=SECONDS, help="seconds between two batched writes of usage rows")
+    batch_size: int = setting(500, validate=AT_LEAST_1, help="rows per write; as many waiting are written at once")
+    max_pending: int = setting(
+        100000, validate=AT_LEAST_1, help="rows a worker keeps while the store fails; then the oldest are dropped")
+
+
+@dataclass(frozen=True)
+class ChatLogSettings:
+    enabled: bool = setting(False, help="log every token's chats (a token's own `chat_log` wins)")
+    file: str = setting(
+        "chat.jsonl", validate=NON_EMPTY,
+        help="the chat log, in `logging.dir`; its name must not end in `.log`, or deploy/logrotate would "
+             "rotate it too")
+    max_bytes: int = setting(100 * MiB, validate=AT_LEAST_1, help="size at which the chat log is rotated")
+    backup_count: int = setting(
+        10, validate=AT_LEAST_1, help="rotated chat logs kept (`chat.jsonl.1` ... `chat.jsonl.10`)")
+    max_answer_bytes: int = setting(
+        4 * MiB, validate=AT_LEAST_1, help="answer bytes read for one line; more is marked `answer_truncated`")
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    enabled: bool = setting(True, help="serve `/metrics` and count (`false`: 404, nothing counted)")
+    tokens: tuple[Token, ...] = setting(
+        (), field=partial(TokenList, "metrics"), env="OLLAMA_PROXY_METRICS_TOKENS",
+        help="a scraper's tokens: they may read `/metrics` and nothing else (manage tokens may too); "
+             "same forms as `auth` tokens")
+    key_names: bool = setting(False, help="label token counts with the key's name (who used how much)")
+    # Where the workers' metric files are, from prometheus_client's own variable (deploy/gunicorn.conf.py
+    # sets it before the workers start); "" when serving from one process. No key of the file.
+    multiproc_dir: str = ""

@@ -1,0 +1,82 @@
+"""Declare how the proxy serves a request: the ``service:``, ``limits:``, ``images:`` and ``cors:`` sections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ollama_proxy.config.checks import AT_LEAST_0, AT_LEAST_1, SECONDS, HttpUrl, MiB, NonEmpty
+from ollama_proxy.config.declare import setting
+from ollama_proxy.config.paths import without_trailing_slash
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    base_url: HttpUrl = setting(
+        "http://localhost:11434", then=without_trailing_slash, env="OLLAMA_PROXY_BASE_URL",
+        help="the Ollama server")
+    connect_timeout: float = setting(
+        5.0, validate=SECONDS, env="OLLAMA_PROXY_CONNECT_TIMEOUT", help="seconds to open a connection to Ollama")
+    read_timeout: float = setting(
+        600.0, validate=SECONDS, env="OLLAMA_PROXY_READ_TIMEOUT",
+        help="seconds to wait for an answer to start (model loading included)")
+    stream_idle_timeout: float = setting(
+        300.0, validate=SECONDS, env="OLLAMA_PROXY_STREAM_IDLE_TIMEOUT",
+        help="seconds of silence allowed once a stream has started; then it is cut with an error frame "
+             "(checked eight times a period: the cut comes within an eighth of it)")
+    health_timeout: float = setting(2.0, validate=SECONDS, help="seconds `/health` waits for Ollama")
+    pool_size: int = setting(1000, validate=AT_LEAST_1, help="pooled connections to Ollama per worker process")
+    stream_ping_interval: float = setting(
+        10.0, validate=SECONDS,
+        help="seconds of upstream silence before an Anthropic stream starts or gets a `ping`")
+    health_cache_seconds: float = setting(
+        2.0, validate=AT_LEAST_0,
+        help="seconds a worker reuses its last `/health` probe, so a loop of `/health` calls sends Ollama one "
+             "probe per worker per period (`0`: probe on every call)")
+    # How many proxies (nginx) stand in front is the deploy's to say, not whoever edits the YAML.
+    trusted_proxies: int = setting(
+        0, validate=AT_LEAST_0, env="OLLAMA_PROXY_TRUSTED_PROXIES",
+        help="proxies in front whose `X-Forwarded-For`, `-Proto` and `-Host` are trusted: the client's address is "
+             "what the last of them saw (access log, admin-login counters). `0`: a client's own `X-Forwarded-For` "
+             "is ignored; `1` behind the nginx of `deploy/nginx.conf` (its environment file sets "
+             "`OLLAMA_PROXY_TRUSTED_PROXIES=1`). Never more than really stand in front")
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    max_body_bytes: int = setting(
+        50 * MiB, validate=AT_LEAST_1, help="largest JSON body (images included); larger is a 413")
+    max_blob_bytes: int = setting(
+        64 * 1024 * MiB, validate=AT_LEAST_1,
+        help="largest blob upload, streamed to Ollama, never held in memory")
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    fetch_urls: bool = setting(
+        True, help="fetch `http(s)` image URLs sent by OpenAI clients (`false`: refuse them; send `data:` URIs)")
+    allow_private: bool = setting(
+        False,
+        help="let image URLs reach loopback, private and link-local addresses (refused otherwise, each address a "
+             "host resolves to, redirects included; an IPv6 address carrying an IPv4 one, as NAT64, 6to4, Teredo "
+             "and IPv4-mapped or -compatible addresses do, is judged by that IPv4 address; site-local and zoned "
+             "IPv6 addresses are refused)")
+    max_bytes: int = setting(20 * MiB, validate=AT_LEAST_1, help="largest image fetched; larger is a 413")
+    max_total_bytes: int = setting(
+        50 * MiB, validate=AT_LEAST_1,
+        help="bytes fetched for the image URLs of one request together; more is a 413")
+    max_urls_per_request: int = setting(
+        10, validate=AT_LEAST_1, help="image URLs one request may name; more is a 400, before any is fetched")
+    timeout: float = setting(
+        10.0, validate=SECONDS,
+        help="seconds for one whole fetch: connect, redirects and body together, a deadline rather than a timeout "
+             "per read, so a server sending a byte now and then cannot hold it; past it the request is a 400 (the "
+             "URL is the client's input, and SDKs retry a 5xx). One request's fetches take at most "
+             "`max_urls_per_request` × `timeout`")
+    max_redirects: int = setting(3, validate=AT_LEAST_0, help="redirects followed (each one checked again)")
+
+
+@dataclass(frozen=True)
+class CorsSettings:
+    origins: tuple[NonEmpty, ...] = setting(
+        (), env="OLLAMA_PROXY_CORS_ORIGINS",
+        help='browser origins allowed to call the proxy, e.g. `["https://chat.example.lan"]`; `["*"]` for any')

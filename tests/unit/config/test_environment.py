@@ -1,0 +1,66 @@
+import pytest
+
+from ollama_proxy.config.environment import ENV_OVERRIDES, apply_env, blamed, env_value, overridable
+from ollama_proxy.config.errors import ConfigError
+
+# systemd units, containers and deploy/ set these names: they must not change.
+KNOWN = {
+    "OLLAMA_PROXY_GENERATE_TOKENS": ("auth", "generate_tokens"),
+    "OLLAMA_PROXY_MANAGE_TOKENS": ("auth", "manage_tokens"),
+    "OLLAMA_PROXY_BASE_URL": ("service", "base_url"),
+    "OLLAMA_PROXY_CONNECT_TIMEOUT": ("service", "connect_timeout"),
+    "OLLAMA_PROXY_READ_TIMEOUT": ("service", "read_timeout"),
+    "OLLAMA_PROXY_STREAM_IDLE_TIMEOUT": ("service", "stream_idle_timeout"),
+    "OLLAMA_PROXY_TRUSTED_PROXIES": ("service", "trusted_proxies"),
+    "OLLAMA_PROXY_CORS_ORIGINS": ("cors", "origins"),
+    "OLLAMA_PROXY_LOG_DIR": ("logging", "dir"),
+    "OLLAMA_PROXY_LOG_LEVEL": ("logging", "level"),
+    "OLLAMA_PROXY_STORE_URL": ("store", "url"),
+    "OLLAMA_PROXY_ADMIN_PASSWORD_HASH": ("admin", "password_hash"),
+    "OLLAMA_PROXY_ADMIN_SECRET_KEY": ("admin", "secret_key"),
+    "OLLAMA_PROXY_ADMIN_SECRET_KEY_FILE": ("admin", "secret_key_file"),
+    "OLLAMA_PROXY_RATELIMIT_STORAGE_URL": ("ratelimit", "storage_url"),
+    "OLLAMA_PROXY_METRICS_TOKENS": ("metrics", "tokens"),
+}
+
+
+def test_the_variables_are_the_ones_deployments_set():
+    assert ENV_OVERRIDES == KNOWN
+
+
+@pytest.mark.parametrize("variable, text, value", [
+    ("OLLAMA_PROXY_CORS_ORIGINS", "http://a.lan, http://b.lan,,", ["http://a.lan", "http://b.lan"]),
+    ("OLLAMA_PROXY_METRICS_TOKENS", " p1 ", ["p1"]),
+    ("OLLAMA_PROXY_TRUSTED_PROXIES", " 2 ", 2),
+    ("OLLAMA_PROXY_TRUSTED_PROXIES", "-1", "-1"),  # left for the schema to refuse
+    ("OLLAMA_PROXY_READ_TIMEOUT", "30", "30"),
+    ("OLLAMA_PROXY_LOG_DIR", " /var/log ", " /var/log "),
+])
+def test_a_variable_is_read_as_the_type_of_its_key(variable, text, value):
+    _, key = overridable()[variable]
+    assert env_value(key, text) == value
+
+
+def test_apply_env_overrides_without_changing_the_file():
+    raw = {"service": {"read_timeout": 5, "pool_size": 3}}
+    merged = apply_env(raw, {"OLLAMA_PROXY_READ_TIMEOUT": "30", "OLLAMA_PROXY_LOG_LEVEL": "DEBUG", "OTHER": "x"})
+    assert merged == {"service": {"read_timeout": "30", "pool_size": 3}, "logging": {"level": "DEBUG"}}
+    assert raw == {"service": {"read_timeout": 5, "pool_size": 3}}
+
+
+def test_apply_env_refuses_a_section_that_is_no_mapping():
+    with pytest.raises(ConfigError, match="^service: must be a mapping$"):
+        apply_env({"service": "x"}, {"OLLAMA_PROXY_READ_TIMEOUT": "30"})
+
+
+@pytest.mark.parametrize("problem, environ, said", [
+    ("service.read_timeout: Not a valid number.", {"OLLAMA_PROXY_READ_TIMEOUT": "x"},
+     "$OLLAMA_PROXY_READ_TIMEOUT (service.read_timeout: Not a valid number.)"),
+    ("auth.generate_tokens.0: bad", {"OLLAMA_PROXY_GENERATE_TOKENS": ","},
+     "$OLLAMA_PROXY_GENERATE_TOKENS (auth.generate_tokens.0: bad)"),
+    ("service.read_timeout: Not a valid number.", {}, "c.yaml: service.read_timeout: Not a valid number."),
+    ("service.read_timeout_x: Unknown field.", {"OLLAMA_PROXY_READ_TIMEOUT": "1"},
+     "c.yaml: service.read_timeout_x: Unknown field."),
+])
+def test_a_problem_is_blamed_on_its_variable_or_the_file(problem, environ, said):
+    assert blamed(problem, "c.yaml", environ) == said
