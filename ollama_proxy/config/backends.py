@@ -106,7 +106,8 @@ class BackendField(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, dict):
             raise ValidationError("a backend is a mapping with a name and a type")
-        kind = KINDS.get(value.get("type"))
+        kind_name = value.get("type")
+        kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
         if kind is None:
             raise ValidationError({"type": [f"must be one of: {', '.join(KINDS)}"]})
         backend = schema_for(kind)().load(value)

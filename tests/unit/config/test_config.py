@@ -235,6 +235,8 @@ def _one(**entry):
     (_one(name="default", type="ollama", base_url="http://a:1"), "backends.0.name"),
     (_one(name="a b", type="ollama", base_url="http://a:1"), "backends.0.name"),
     (_one(name="a", type="vllm", base_url="http://a:1"), "backends.0.type: must be one of: ollama, openai"),
+    (_one(name="a", type=["ollama"], base_url="http://a:1"), "backends.0.type: must be one of: ollama, openai"),
+    (_one(name="a", type={"x": 1}, base_url="http://a:1"), "backends.0.type: must be one of: ollama, openai"),
     (_one(name="a", type="ollama"), "backends.0.base_url: Missing data"),
     (_one(name="a", type="ollama", base_url="http://a:1", preset="deepseek"), "backends.0.preset: Unknown field"),
     (_one(name="a", type="ollama", base_url="http://a:1", max_concurrent=0), "backends.0.max_concurrent"),
