@@ -14,6 +14,7 @@ from ollama_proxy.config.backends import (
     ProviderSettings,
     RetrySettings,
     RoutingSettings,
+    SchedulingSettings,
 )
 from ollama_proxy.config.checks import SECONDS, MiB
 from ollama_proxy.config.environment import ENV_OVERRIDES, apply_env
@@ -38,6 +39,7 @@ __all__ = [
     "AdminSettings", "AuthSettings", "ChatLogSettings", "ConfigError", "CorsSettings", "ImageSettings",
     "LimitSettings", "LoggingSettings", "MetricsSettings", "MiB", "ModelFacts", "ModelOverride", "ModelsSettings",
     "OllamaServerSettings", "ProviderSettings", "RateLimitSettings", "RetrySettings", "RoutingSettings",
+    "SchedulingSettings",
     "ServiceSettings", "Settings", "StoreSettings", "Token", "UsageSettings", "apply_env", "config_path",
     "load_settings", "parse_settings",
 ]

@@ -39,9 +39,18 @@ class OllamaServerSettings:
     base_url: HttpUrl = setting(then=without_trailing_slash, help="the server")
     max_concurrent: int | None = setting(
         None, validate=AT_LEAST_1,
-        help="requests sent to the server at once; more wait up to `routing.slot_wait` (absent: no limit)")
+        help="a cap over all the server's models at once; with `scheduling: off`, more wait up to "
+             "`routing.slot_wait` (absent: no cap of its own)")
     models: tuple[NonEmpty, ...] = setting(
         (), help="glob patterns of the only models routed there (empty: any model it has)")
+    num_parallel: int = setting(
+        1, validate=AT_LEAST_1,
+        help="requests the server runs at once per loaded model: its `OLLAMA_NUM_PARALLEL` (the proxy sends no more)")
+    max_loaded_models: int = setting(
+        3, validate=AT_LEAST_1, help="models the server keeps loaded at once: its `OLLAMA_MAX_LOADED_MODELS`")
+    scheduling: bool = setting(
+        True, help="the proxy decides who runs next on the server (see `scheduling`); `off`: requests are sent at "
+                   "once, and queue in Ollama")
 
 
 Capability = Annotated[str, validate.OneOf(CAPABILITIES)]
@@ -136,6 +145,25 @@ class BackendList(FrozenList):
 
     def __init__(self, **kwargs):
         super().__init__(BackendField(), **kwargs)
+
+
+@dataclass(frozen=True)
+class SchedulingSettings:
+    max_queued_per_principal: int = setting(
+        64, validate=AT_LEAST_1, help="requests one key or token may have waiting for a slot; more are a 429")
+    max_queued_per_model: int = setting(
+        256, validate=AT_LEAST_1, help="requests that may wait for one model; more are a 503")
+    max_wait: float = setting(
+        600.0, validate=SECONDS, env="OLLAMA_PROXY_MAX_WAIT",
+        help="seconds a request may wait for a slot; then a 503 with `Retry-After`")
+    batch_ageing: float = setting(
+        60.0, validate=AT_LEAST_0,
+        help="seconds after which a waiting `batch` request goes by fair share alone, as an `interactive` one")
+    slot_seconds: float = setting(
+        5.0, validate=SECONDS, help="how long a request is expected to hold its slot, until the proxy has seen some")
+    load_seconds: float = setting(
+        10.0, validate=AT_LEAST_0,
+        help="how long a model is expected to take to load, until the proxy has seen Ollama's `load_duration`")
 
 
 @dataclass(frozen=True)

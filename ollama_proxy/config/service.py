@@ -23,6 +23,18 @@ class ServiceSettings:
         300.0, validate=SECONDS, env="OLLAMA_PROXY_STREAM_IDLE_TIMEOUT",
         help="seconds of silence allowed once a stream has started; then it is cut with an error frame "
              "(checked eight times a period: the cut comes within an eighth of it)")
+    num_parallel: int = setting(
+        1, validate=AT_LEAST_1, env="OLLAMA_PROXY_NUM_PARALLEL",
+        help="requests the server runs at once per loaded model: its `OLLAMA_NUM_PARALLEL` (the proxy sends no more)")
+    max_loaded_models: int = setting(
+        3, validate=AT_LEAST_1, env="OLLAMA_PROXY_MAX_LOADED_MODELS",
+        help="models the server keeps loaded at once: its `OLLAMA_MAX_LOADED_MODELS`")
+    max_concurrent: int | None = setting(
+        None, validate=AT_LEAST_1, help="a cap over all the server's models at once (absent: no cap of its own)")
+    scheduling: bool = setting(
+        True, env="OLLAMA_PROXY_SCHEDULING",
+        help="the proxy decides who runs next on the server (see `scheduling`); `off`: requests are sent at "
+             "once, and queue in Ollama")
     health_timeout: float = setting(2.0, validate=SECONDS, help="seconds `/health` waits for Ollama")
     pool_size: int = setting(1000, validate=AT_LEAST_1, help="pooled connections to Ollama per worker process")
     stream_ping_interval: float = setting(

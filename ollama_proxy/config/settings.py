@@ -11,6 +11,7 @@ from ollama_proxy.config.backends import (
     ProviderSettings,
     RetrySettings,
     RoutingSettings,
+    SchedulingSettings,
     unique_names,
 )
 from ollama_proxy.config.declare import section, setting
@@ -53,6 +54,14 @@ class Settings:
     routing: RoutingSettings = section(
         RoutingSettings, help="How each worker learns which Ollama server has which model, and passes over one "
                               "that fails.")
+    scheduling: SchedulingSettings = section(
+        SchedulingSettings,
+        help="The proxy, not Ollama's first-come queue, decides who runs next on each server with `scheduling` "
+             "on: it sends a server no more than it runs at once (`num_parallel` per loaded model, "
+             "`max_loaded_models`, `max_concurrent`), picks the next request by weighted fair share between keys "
+             "and tokens (`interactive` ahead of `batch`), and binds it to a server when a slot frees, where its "
+             "model is loaded first. One scheduler serves every worker of an instance; several instances share "
+             "one through `ratelimit.storage_url` when that is a Redis.")
     admin: AdminSettings = section(
         AdminSettings,
         help="The admin page at /admin (dashboard, keys, models, usage, backends). It is off until "

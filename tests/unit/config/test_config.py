@@ -335,3 +335,20 @@ def test_metrics_tokens_and_directory_from_the_environment():
 def test_the_metrics_directory_is_not_a_file_setting():
     with pytest.raises(ConfigError, match="metrics.multiproc_dir: Unknown field"):
         parse_settings({"metrics": {"multiproc_dir": "/tmp/x"}}, environ={})
+
+
+def test_scheduling_keys_keep_ollamas_defaults_and_can_be_turned_off_per_server():
+    import yaml
+    raw = yaml.safe_load("""
+service: {base_url: "http://gpu1:11434", num_parallel: 2, max_loaded_models: 1, max_concurrent: 4}
+backends:
+  - {name: gpu2, type: ollama, base_url: "http://gpu2:11434", num_parallel: 2, max_loaded_models: 1}
+  - {name: old, type: ollama, base_url: "http://old:11434", scheduling: off}
+""")
+    settings = parse_settings(raw)
+    service, (gpu2, old) = settings.service, settings.ollama_servers
+    assert (service.num_parallel, service.max_loaded_models, service.max_concurrent) == (2, 1, 4)
+    assert service.scheduling is True
+    assert (gpu2.num_parallel, gpu2.max_loaded_models, gpu2.scheduling) == (2, 1, True)
+    assert (old.num_parallel, old.max_loaded_models, old.scheduling) == (1, 3, False)  # Ollama's own defaults
+    assert parse_settings({}, environ={"OLLAMA_PROXY_SCHEDULING": "off"}).service.scheduling is False

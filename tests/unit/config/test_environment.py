@@ -12,6 +12,10 @@ KNOWN = {
     "OLLAMA_PROXY_READ_TIMEOUT": ("service", "read_timeout"),
     "OLLAMA_PROXY_STREAM_IDLE_TIMEOUT": ("service", "stream_idle_timeout"),
     "OLLAMA_PROXY_TRUSTED_PROXIES": ("service", "trusted_proxies"),
+    "OLLAMA_PROXY_NUM_PARALLEL": ("service", "num_parallel"),
+    "OLLAMA_PROXY_MAX_LOADED_MODELS": ("service", "max_loaded_models"),
+    "OLLAMA_PROXY_SCHEDULING": ("service", "scheduling"),
+    "OLLAMA_PROXY_MAX_WAIT": ("scheduling", "max_wait"),
     "OLLAMA_PROXY_CORS_ORIGINS": ("cors", "origins"),
     "OLLAMA_PROXY_LOG_DIR": ("logging", "dir"),
     "OLLAMA_PROXY_LOG_LEVEL": ("logging", "level"),
@@ -34,6 +38,7 @@ def test_the_variables_are_the_ones_deployments_set():
     ("OLLAMA_PROXY_TRUSTED_PROXIES", " 2 ", 2),
     ("OLLAMA_PROXY_TRUSTED_PROXIES", "-1", "-1"),  # left for the schema to refuse
     ("OLLAMA_PROXY_READ_TIMEOUT", "30", "30"),
+    ("OLLAMA_PROXY_NUM_PARALLEL", "4", 4),
     ("OLLAMA_PROXY_LOG_DIR", " /var/log ", " /var/log "),
 ])
 def test_a_variable_is_read_as_the_type_of_its_key(variable, text, value):
