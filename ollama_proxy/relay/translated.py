@@ -147,14 +147,15 @@ class Upstreams:
 
 
 def sse_response(sources: list[Iterator[dict]], converters: list, encode: Callable[[object], bytes],
-                 upstreams: Upstreams, *, trailer: Callable[[], list[bytes]] = list,
+                 upstreams: Upstreams, *, trailer: Callable[[], list] = list, end: bytes = b"",
                  heartbeat: float | None = None) -> Response:
     """Stream the converters' frames for their chunk sources as SSE.
 
     ``encode`` frames one converter output; ``upstreams`` are closed when the
     response closes and aborted when the client hangs up; ``trailer`` returns
-    the bytes sent after every converter is done; with ``heartbeat``, a
-    converter is asked for a ``ping`` whenever its source is silent that long.
+    the frames sent after every converter is done, and ``end`` the stream's
+    last bytes (OpenAI's ``[DONE]``); with ``heartbeat``, a converter is asked
+    for a ``ping`` whenever its source is silent that long.
     """
     on_error = partial(_log_stream_failure, f"{request.method} {request.path}")
     record = current_record()
@@ -166,7 +167,10 @@ def sse_response(sources: list[Iterator[dict]], converters: list, encode: Callab
     def frames():
         for frame in interleave(frames_of):
             yield encode(frame)
-        yield from trailer()
+        for frame in trailer():
+            yield encode(frame)
+        if end:
+            yield end
     stop_watching = watch_client(request.environ, upstreams.abort)
     return Response(ClosingStream(frames(), lambda: (stop_watching(), upstreams.close())), 200, SSE_HEADERS,
                     direct_passthrough=True)
