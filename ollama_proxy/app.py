@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ollama_proxy import store
 from ollama_proxy.access import auth, ratelimit
+from ollama_proxy.backends import health as backend_health
 from ollama_proxy.backends.image_fetcher import ImageFetcher
 from ollama_proxy.backends.pool import OllamaPool
 from ollama_proxy.blueprints import admin, anthropic, embeddings, health, native, openai, openapi, responses
@@ -83,6 +84,7 @@ def init_backends(app: Flask, settings: Settings) -> None:
     app.extensions["ollama_proxy.pool"] = pool
     app.extensions["ollama_proxy.backend"] = pool.default.backend  # the default server
     app.extensions[ROUTER] = Router(pool, providers)
+    backend_health.init_app(app)
 
 
 def _provider_backend(provider: ProviderSettings, settings: Settings):

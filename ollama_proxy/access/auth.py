@@ -26,13 +26,12 @@ from datetime import datetime, timezone
 
 from cachetools import TTLCache
 from flask import Flask, current_app, g, request
-from sqlalchemy.exc import SQLAlchemyError
 
 from ollama_proxy.config import AuthSettings, Token
 from ollama_proxy.errors import Forbidden, ProxyError, Unauthorized
 from ollama_proxy.observability.ledger import access_record
 from ollama_proxy.routing.names import matches_any
-from ollama_proxy.store import ApiKey, Store, current_store
+from ollama_proxy.store import ApiKey, DatabaseError, Store, current_store
 from ollama_proxy.store.keys import is_secret_shaped
 
 log = logging.getLogger(__name__)
@@ -135,7 +134,7 @@ class ManagedKeys:
             key = store.find_key(token)
             if key is not None and key.usable(now):
                 store.update_key(key.name, last_used_at=now)  # once per key per cache period
-        except SQLAlchemyError as exc:
+        except DatabaseError as exc:
             log.error("the key store failed: %s", exc)
             raise ProxyError("the key store cannot be reached; try again shortly", status=503) from None
         return key

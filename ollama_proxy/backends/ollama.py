@@ -1,264 +1,51 @@
-"""Talk to one Ollama server: pooled connections, timeouts, errors mapped once.
+"""Talk to Ollama: one server (pooled connections, timeouts, errors mapped once), or the pool for a model.
 
-This module and its siblings are the only ones that import ``requests``. Every
-``requests``/``urllib3`` failure becomes a ``ProxyError`` here, both when the
-request is sent and while the answer streams in.
+This module and its siblings are the only ones that import ``requests`` and
+``urllib3``. Every failure to send a request becomes a ``ProxyError`` here;
+``upstream_response`` maps those of reading the answer.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import socket
 import time
-from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
-import requests
 import urllib3
-from urllib3.util.response import is_response_to_head
 
-from ollama_proxy.backends.chunked import ChunkedDecoder, ChunkedFramingError
 from ollama_proxy.backends.connection import CheckedConnection
 from ollama_proxy.backends.session import reason
-from ollama_proxy.backends.watchdog import IdleWatchdog
+from ollama_proxy.backends.upstream_response import UpstreamResponse
 from ollama_proxy.config import ServiceSettings
-from ollama_proxy.errors import UpstreamConnectTimeout, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from ollama_proxy.relay.streaming import gevent_active, split_lines
+from ollama_proxy.errors import UpstreamConnectTimeout, UpstreamTimeout, UpstreamUnavailable
 
-# Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
-# ones the proxy owns: the client's credentials, Host, Origin (Ollama answers 403 to
-# foreign origins), and framing, which requests recomputes.
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "proxy-connection",
-})
-_NOT_FORWARDED_UP = HOP_BY_HOP | {
-    "host", "origin", "referer", "authorization", "x-api-key", "cookie", "content-length", "accept-encoding",
-}
-_NOT_FORWARDED_DOWN = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
-READ_PIECE = 64 * 1024
+if TYPE_CHECKING:
+    from ollama_proxy.backends.pool import OllamaPool
+    from ollama_proxy.backends.protocols import OllamaShapedAnswer
 
 
-def upstream_headers(client_headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Return the client's headers that may go on to Ollama."""
-    headers = {k: v for k, v in client_headers if k.lower() not in _NOT_FORWARDED_UP}
-    headers["Accept-Encoding"] = "identity"  # bytes pass through as they are: no decoding
-    return headers
+class JsonPosting:
+    """Send Ollama a JSON body: what a server and the pool bound to a model share (each has its ``open``)."""
 
+    @staticmethod
+    def encode(body: dict) -> bytes:
+        """Serialise a body once, for every request that sends it (the n choices of one)."""
+        # ASCII escapes: a lone surrogate from the client stays valid JSON instead of failing to encode.
+        return json.dumps(body, separators=(",", ":")).encode()
 
-def downstream_headers(upstream: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Return Ollama's headers that may go on to the client (CORS is the proxy's own)."""
-    return {k: v for k, v in upstream
-            if k.lower() not in _NOT_FORWARDED_DOWN and not k.lower().startswith("access-control-")}
+    def post_json(self, path: str, body: dict | bytes, model_label: str | None = None) -> OllamaShapedAnswer:
+        """POST a JSON body, or what ``encode`` made of one; return the open answer, or raise Ollama's error.
 
-
-class UpstreamResponse:
-    """An open answer from Ollama; iterate or read it, and always close it.
-
-    ``waited`` is how long Ollama took to start answering; ``busy`` adds the
-    time spent reading the body, for the Server-Timing header.
-    """
-
-    def __init__(self, response: requests.Response | urllib3.HTTPResponse, describe: str, waited: float,
-                 idle_timeout: float, idle_setting: str = "service.stream_idle_timeout"):
-        # requests' answers (providers) wrap urllib3's; the Ollama backend hands urllib3's over as they are.
-        self._raw = response.raw if isinstance(response, requests.Response) else response
-        self._idle_setting = idle_setting
-        self._describe = describe
-        self._idle_timeout = idle_timeout
-        self.status = self._raw.status
-        self.headers = self._raw.headers
-        self.waited = self.busy = waited
-        self._socket = _socket_of(self._raw)
-        self._watchdog: IdleWatchdog | None = None
-        self._readable = None  # the gevent watcher a stream's reads wait on
-        if self._socket is None:
-            return
-        if gevent_active():
-            # No socket timeout: under gevent it costs a timer per read. One watchdog per
-            # stream cuts a silence instead (see iter_bytes).
-            self._socket.settimeout(None)
-        else:
-            # From here on each read waits for the next piece of a started answer.
-            self._socket.settimeout(idle_timeout)
-
-    @property
-    def is_ndjson(self) -> bool:
-        return self.headers.get("Content-Type", "").startswith("application/x-ndjson")
-
-    def iter_bytes(self) -> Iterator[bytes]:
-        """Yield the body as it arrives: at each read, all that came, the moment Ollama sent it."""
-        raw = self._raw
-        try:
-            if self._socket is not None and gevent_active():
-                self._watchdog = IdleWatchdog(self._idle_timeout, self.abort)
-            if raw.chunked and raw.supports_chunked_reads():
-                yield from self._read_chunked(raw)
-            else:
-                while piece := self._wait_for(raw.read1, READ_PIECE, decode_content=False):
-                    yield piece
-            if self._cut_idle():  # a body without framing just ends when the watchdog cuts it
-                raise self._idle_error()
-        except (ChunkedFramingError, urllib3.exceptions.HTTPError, OSError) as exc:
-            if isinstance(exc, (TimeoutError, urllib3.exceptions.ReadTimeoutError)) or self._cut_idle():
-                raise self._idle_error() from None
-            raise UpstreamUnavailable(f"connection to {self._describe} lost mid-answer: {reason(exc)}") from None
-        finally:
-            if self._watchdog is not None:
-                self._watchdog.close()
-            self._stop_waiting()
-
-    def _read_chunked(self, raw: urllib3.HTTPResponse) -> Iterator[bytes]:
-        """Read the socket once per wake-up and decode the chunk framing of all that came."""
-        original = raw._original_response  # http.client's response: its buffer holds the body's start
-        if original is None or original.fp is None:
-            return  # read already
-        if is_response_to_head(original):
-            original.close()
-            return
-        decoder = ChunkedDecoder()
-        read, buffered = original.fp.read1, True
-        while not decoder.done:
-            piece = self._wait_for(read, READ_PIECE)
-            if not piece:
-                raise urllib3.exceptions.ProtocolError("Response ended prematurely")
-            if buffered and len(piece) < READ_PIECE and self._socket is not None:
-                # The buffered reader is empty now (a short read1 returned all it held, or read the socket
-                # once). Later reads go to the socket itself: a buffered read allocates its whole piece
-                # before it waits, so every silent stream would hold READ_PIECE bytes, and a plain recv
-                # skips two layers of Python per chunk.
-                read, buffered = self._socket_reader(), False
-            payload = decoder.feed(piece)
-            if payload:
-                yield payload
-        self._stop_waiting()  # before the connection goes to another request
-        # As urllib3 does at the end of a body: the connection goes back to the pool.
-        original.close()
-        raw.release_conn()
-
-    def _socket_reader(self):
-        """Return the function that reads the socket: under gevent, one that waits until it is readable.
-
-        gevent's own recv tries first and waits after: a failed system call and
-        an exception for nearly every chunk of a stream, which arrives long after
-        the last one was read.
+        ``model_label`` is a provider's concern: Ollama's answers name their model themselves.
         """
-        if self._watchdog is None:
-            return self._socket.recv
-        import gevent
-
-        hub, recv = gevent.get_hub(), self._socket.recv
-        self._readable = readable = hub.loop.io(self._socket.fileno(), 1)  # 1: libev's EV_READ
-
-        def read(size: int) -> bytes:
-            hub.wait(readable)
-            return recv(size)
-
-        return read
-
-    def _stop_waiting(self) -> None:
-        """Close the watcher this reader waits on (the reader's own end of a stream)."""
-        readable, self._readable = self._readable, None
-        if readable is not None:
-            readable.close()
-
-    def _wait_for(self, read, *args, **kwargs) -> bytes:
-        watchdog = self._watchdog
-        if watchdog is None:
-            return read(*args, **kwargs)
-        watchdog.waiting()
-        try:
-            return read(*args, **kwargs)
-        finally:
-            watchdog.arrived()
-
-    def _cut_idle(self) -> bool:
-        return self._watchdog is not None and self._watchdog.fired
-
-    def _idle_error(self) -> UpstreamTimeout:
-        return UpstreamTimeout(f"{self._describe} sent nothing for {self._idle_timeout:g}s "
-                               f"mid-answer ({self._idle_setting})")
-
-    def read(self) -> bytes:
-        """Return the whole body."""
-        started = time.perf_counter()
-        try:
-            return b"".join(self.iter_bytes())
-        finally:
-            self.busy += time.perf_counter() - started
-
-    def iter_chunks(self) -> Iterator[dict]:
-        """Yield each NDJSON line of a stream as a dict, as soon as it is complete."""
-        for line in split_lines(self.iter_bytes()):
-            yield self._decode(line)
-
-    def json(self) -> dict:
-        """Return the whole body as a JSON object."""
-        return self._decode(self.read())
-
-    def raise_for_error(self) -> None:
-        """Raise Ollama's error, with its status and message, if it answered one (and close)."""
-        if self.status < 400:
-            return
-        with self:
-            body = self.read()
-        try:
-            message = json.loads(body)["error"]
-        except (ValueError, KeyError, TypeError):
-            message = body.decode("utf-8", "replace").strip() or f"status {self.status}"
-        code = "model_not_found" if self.status == 404 and "not found" in str(message) else None
-        raise UpstreamError(str(message), status=self.status, code=code)
-
-    def _decode(self, data: bytes) -> dict:
-        return json_object(data, self._describe)
-
-    def abort(self) -> None:
-        """Drop the connection from any greenlet: the reader sees the end, Ollama sees us go."""
-        if self._socket is not None:
-            try:
-                self._socket.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # closed already
-
-    def close(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.close()
-        readable, self._readable = self._readable, None
-        if readable is None:
-            self._drop_connection()
-            return
-        # A reader in another greenlet (a heartbeat's, one of several interleaved answers) may be waiting
-        # on the socket: wake it with an error, then close the socket, as gevent closes its own sockets.
-        import gevent
-
-        error = OSError(errno.EBADF, "the answer was closed while it was being read")
-        gevent.get_hub().cancel_waits_close_and_then([readable], error, self._drop_connection)
-
-    def _drop_connection(self) -> None:
-        # Closing (not releasing) drops the connection: Ollama sees the client go and
-        # stops generating, instead of the pool draining the rest of the answer.
-        self._raw.close()
-        self._raw.release_conn()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        data = body if isinstance(body, bytes) else self.encode(body)
+        upstream = self.open("POST", path, body=data, headers={"Content-Type": "application/json"})
+        upstream.raise_for_error()
+        return upstream
 
 
-def _socket_of(raw: urllib3.HTTPResponse) -> socket.socket | None:
-    """Return the socket an answer is read from.
-
-    Taken from the response's reader, not the pooled connection: http.client
-    hands the socket over to the response when the server says Connection: close.
-    """
-    reader = getattr(raw._fp, "fp", None)  # http.client's buffered reader over a SocketIO
-    return getattr(getattr(reader, "raw", None), "_sock", None)
-
-
-class OllamaBackend:
+class OllamaBackend(JsonPosting):
     """One Ollama server, reached through one urllib3 connection pool per worker process.
 
     urllib3's pool directly, not a requests session: session merging, hooks,
@@ -319,21 +106,20 @@ class OllamaBackend:
         return UpstreamResponse(response, self.describe, time.perf_counter() - started,
                                 self.settings.stream_idle_timeout)
 
-    def post_json(self, path: str, body: dict) -> UpstreamResponse:
-        """POST a JSON body; return the open answer, or raise Ollama's error."""
-        # ASCII escapes: a lone surrogate from the client stays valid JSON instead of failing to encode.
-        data = json.dumps(body, separators=(",", ":")).encode()
-        upstream = self.open("POST", path, body=data, headers={"Content-Type": "application/json"})
-        upstream.raise_for_error()
-        return upstream
 
+class PoolTarget(JsonPosting):
+    """The Ollama pool, bound to one model: sends each request to the best server for it."""
 
-def json_object(data: bytes, describe: str) -> dict:
-    """Return the JSON object an upstream sent, or raise UpstreamError naming the upstream."""
-    try:
-        value = json.loads(data)
-    except ValueError:
-        raise UpstreamError(f"{describe} sent something that is not JSON: {data[:80]!r}") from None
-    if not isinstance(value, dict):
-        raise UpstreamError(f"{describe} sent JSON that is not an object")
-    return value
+    def __init__(self, pool: OllamaPool, model: str, read_timeout: tuple[float, str] | None = None):
+        self.pool = pool
+        self.model = model
+        self.read_timeout = read_timeout  # the model's own (seconds, setting), from its override's timeout
+        self.name = "ollama"
+        self.describe = "Ollama"
+
+    def open(self, method: str, path: str, **request) -> OllamaShapedAnswer:
+        if self.read_timeout is not None and "timeout" not in request:
+            seconds, setting = self.read_timeout
+            request.update(timeout=(self.pool.default.backend.settings.connect_timeout, seconds),
+                           timeout_setting=setting)
+        return self.pool.open(self.model, method, path, **request)

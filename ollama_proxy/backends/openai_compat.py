@@ -26,16 +26,16 @@ import logging
 import random
 import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import requests
 
-from ollama_proxy.backends.ollama import UpstreamResponse, json_object
 from ollama_proxy.backends.presets import PRESETS
 from ollama_proxy.backends.provider_answer import OllamaAnswer, PassthroughAnswer, sse_data
 from ollama_proxy.backends.provider_headers import own_headers, retry_after, to_provider
 from ollama_proxy.backends.provider_secrets import as_written, blank, blank_bytes, secrets_of, without_userinfo
 from ollama_proxy.backends.session import ProcessSession, reason
+from ollama_proxy.backends.upstream_response import UpstreamResponse, json_object
 from ollama_proxy.errors import (
     InvalidRequest,
     NotFound,
@@ -89,8 +89,13 @@ class ProviderBackend:
 
     # The Ollama surface
 
-    def post_json(self, path: str, ollama_body: dict, model_label: str | None = None):
-        """Answer an Ollama request; return an answer shaped like ``UpstreamResponse``."""
+    @staticmethod
+    def encode(ollama_body: dict) -> dict:
+        """Return the body as it is: ``post_json`` translates it into the provider's protocol."""
+        return ollama_body
+
+    def post_json(self, path: str, ollama_body: dict, model_label: str | None = None) -> OllamaAnswer:
+        """Answer an Ollama request; return an answer shaped like Ollama's (``OllamaShapedAnswer``)."""
         if path == "/api/show":
             model = ollama_body.get("model") or ollama_body.get("name") or ""
             return OllamaAnswer(iter([self.show(model)]), stream=False, fold=_only)
@@ -110,7 +115,7 @@ class ProviderBackend:
         return OllamaAnswer(self._ollama_chunks(raw, converter), stream=stream, fold=fold_chunks, raw=raw,
                             waited=raw.waited)
 
-    def open(self, method: str, path: str, **_) -> None:
+    def open(self, method: str, path: str, **_) -> NoReturn:
         """Refuse what only an Ollama server does (pull, push, create, copy, delete, blobs)."""
         raise InvalidRequest(f"{method} {path} manages models on an Ollama server; {self.name} is an "
                              "OpenAI-compatible provider, whose models are used, not managed")

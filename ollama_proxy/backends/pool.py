@@ -21,8 +21,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse
+from ollama_proxy.backends.ollama import OllamaBackend
 from ollama_proxy.backends.slots import Slots
+from ollama_proxy.backends.upstream_response import UpstreamResponse
 from ollama_proxy.config import DEFAULT_SERVER, OllamaServerSettings, RoutingSettings, ServiceSettings
 from ollama_proxy.errors import Overloaded, ProxyError, UpstreamConnectTimeout, UpstreamUnavailable
 from ollama_proxy.routing.names import canonical, matches_any

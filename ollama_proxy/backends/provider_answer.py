@@ -14,8 +14,8 @@ import re
 import time
 from collections.abc import Callable, Iterator
 
-from ollama_proxy.backends.ollama import UpstreamResponse
 from ollama_proxy.backends.provider_headers import from_provider
+from ollama_proxy.backends.upstream_response import UpstreamResponse
 from ollama_proxy.errors import UpstreamError
 from ollama_proxy.relay.streaming import ndjson_line, split_lines
 

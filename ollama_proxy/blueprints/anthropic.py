@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from ollama_proxy.relay.streaming import sse_event
+from ollama_proxy.relay.streaming import sse_named_event
 from ollama_proxy.relay.translated import generate, new_id, prepare, read_body, relay_stream
 from ollama_proxy.schemas.anthropic import CountTokensRequest, MessagesRequest
 from ollama_proxy.translate.anthropic import tokens
@@ -22,11 +22,6 @@ MESSAGES_REQUEST = MessagesRequest()
 COUNT_TOKENS_REQUEST = CountTokensRequest()
 
 
-def _encode(event: tuple[str, dict]) -> bytes:
-    name, data = event
-    return sse_event(data, name)
-
-
 def messages() -> Response:
     body, route = read_body(MESSAGES_REQUEST)
     ollama_body = prepare(from_anthropic_messages(body))
@@ -34,7 +29,7 @@ def messages() -> Response:
     if ollama_body.get("stream"):
         converter = MessagesStreamConverter(message_id, model, new_id=new_id)
         heartbeat = current_app.config["SETTINGS"].service.stream_ping_interval
-        return relay_stream(route, "/api/chat", ollama_body, converter, _encode, heartbeat)
+        return relay_stream(route, "/api/chat", ollama_body, converter, sse_named_event, heartbeat)
     answer = generate(route, "/api/chat", ollama_body)[0]
     return jsonify(to_anthropic_message(answer, message_id=message_id, model=model, new_id=new_id))
 

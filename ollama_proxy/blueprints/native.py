@@ -15,7 +15,10 @@ from functools import partial
 
 from flask import Blueprint, Response, current_app, request
 
-from ollama_proxy.backends.ollama import OllamaBackend, UpstreamResponse, downstream_headers, upstream_headers
+from ollama_proxy.backends.blob_upload import upload_body
+from ollama_proxy.backends.ollama import OllamaBackend
+from ollama_proxy.backends.ollama_headers import downstream_headers, upstream_headers
+from ollama_proxy.backends.protocols import Backend, OllamaShapedAnswer
 from ollama_proxy.errors import Forbidden, InvalidRequest, NotFound
 from ollama_proxy.observability.accounting import count_body, tap_ndjson
 from ollama_proxy.observability.ledger import current_record, note_model, note_route, note_upstream
@@ -36,7 +39,6 @@ from ollama_proxy.schemas.ollama import BODY_SCHEMAS
 
 bp = Blueprint("native", __name__)
 log = logging.getLogger(__name__)
-UPLOAD_PIECE = 1024 * 1024
 _DIGEST = re.compile(r"sha256[:-][0-9a-fA-F]{64}")  # what Ollama itself accepts
 
 
@@ -59,7 +61,7 @@ def backend() -> OllamaBackend:
     return current_app.extensions["ollama_proxy.backend"]
 
 
-def relay(upstream: UpstreamResponse, rename: str | None = None) -> Response:
+def relay(upstream: OllamaShapedAnswer, rename: str | None = None) -> Response:
     """Turn an upstream's open answer (Ollama's wire format) into the client's response.
 
     With ``rename``, the answer's ``model`` (each line's, in a stream) becomes that name.
@@ -92,13 +94,13 @@ def _log_stream_failure(described: str, error: Exception) -> None:
     log.warning("stream of %s cut: %s", described, error)
 
 
-def _open(target, body=None) -> UpstreamResponse:
+def _open(target: Backend, body=None) -> OllamaShapedAnswer:
     headers = upstream_headers(request.headers.items())
     return target.open(request.method, request.path, body=body, headers=headers,
                        query=request.query_string.decode("latin-1"))
 
 
-def _forward(target, body=None, model: str | None = None) -> Response:
+def _forward(target: Backend, body=None, model: str | None = None) -> Response:
     note_route(target.name, model)
     return relay(_open(target, body))
 
@@ -158,12 +160,12 @@ def _forward_routed(route: Route, raw: bytes, body: dict) -> Response:
     if route.to_provider:
         upstream = route.backend.post_json(request.path, routed, model_label=route.model)
     else:
-        upstream = _open(route.backend, raw if routed is body else json.dumps(routed).encode())
+        upstream = _open(route.backend, raw if routed is body else route.backend.encode(routed))
     note_routed(route, upstream)
     return relay(upstream, route.model if route.alias else None)
 
 
-def managed_server():
+def managed_server() -> OllamaBackend:
     """Return the Ollama server a management request names in X-Ollama-Server, else the default."""
     pool = current_app.extensions["ollama_proxy.pool"]
     name = request.headers.get(SERVER_HEADER, "").strip()
@@ -177,29 +179,6 @@ def managed_server():
     return server.backend
 
 
-class _Upload:
-    """Stream a blob from the client to Ollama without holding it in memory."""
-
-    def __init__(self, stream, length: int | None):
-        self._stream = stream
-        self._length = length
-
-    def __len__(self) -> int:
-        # A known length lets requests send Content-Length instead of chunking.
-        return self._length
-
-    def __iter__(self):
-        while True:
-            try:
-                piece = self._stream.read(UPLOAD_PIECE)
-            except OSError:
-                # Not an OSError past this point: urllib3 would blame the upstream for it.
-                raise InvalidRequest("the upload was cut off: the client stopped sending") from None
-            if not piece:
-                return
-            yield piece
-
-
 @bp.route("/api/blobs/<path:digest>", methods=["HEAD", "POST"])
 def blob(digest: str) -> Response:
     """Check for, or stream in, a model blob."""
@@ -209,9 +188,7 @@ def blob(digest: str) -> Response:
     headers = upstream_headers(request.headers.items())
     if request.method == "POST":
         request.max_content_length = current_app.config["SETTINGS"].limits.max_blob_bytes
-        upload = _Upload(request.stream, request.content_length)
-        # Without a known length, a plain iterator makes requests send it chunked.
-        body = upload if request.content_length is not None else iter(upload)
+        body = upload_body(request.stream, request.content_length)
         return relay(managed_server().open("POST", path, body=body, headers=headers))
     return relay(managed_server().open("HEAD", path, headers=headers))
 

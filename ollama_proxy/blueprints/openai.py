@@ -33,25 +33,11 @@ CHAT_COMPLETION_REQUEST = ChatCompletionRequest()
 COMPLETION_REQUEST = CompletionRequest()
 
 
-def _stream(route: Route, path: str, ollama_body: dict, converters: list, usage_frame: dict | None) -> Response:
+def _stream(route: Route, path: str, ollama_body: dict, converters: list, include_usage: bool) -> Response:
     """Relay n streams as OpenAI SSE: frames, then (for n > 1) one summed usage frame, then [DONE]."""
     upstreams = open_streams(route, path, ollama_body, len(converters))
-
-    def trailer() -> list[bytes]:
-        if usage_frame is None:
-            return [SSE_DONE]
-        usage_frame["usage"] = oa.sum_usage([c.usage for c in converters])
-        return [sse_event(usage_frame), SSE_DONE]
     return sse_response([u.iter_chunks() for u in upstreams], converters, sse_event, Upstreams(upstreams),
-                        trailer=trailer)
-
-
-def _summed_usage_frame(gateway: oa.GatewaySettings, reply_id: str, created: int, model: str,
-                        object_name: str) -> dict | None:
-    # With n == 1 the converter sends usage itself; with n > 1 it comes summed, once, at the end.
-    if gateway.include_usage and gateway.n > 1:
-        return oa.usage_frame(reply_id, created, model, {}, object_name)
-    return None
+                        trailer=lambda: oa.summed_usage_frames(converters, include_usage), end=SSE_DONE)
 
 
 @bp.post("/v1/chat/completions")
@@ -66,8 +52,7 @@ def chat_completions() -> Response:
         converters = [oa.ChatStreamConverter(reply_id, created, model, new_id=new_id, choice_index=i,
                                              include_usage=gateway.include_usage and n == 1,
                                              exclude_reasoning=gateway.exclude_reasoning) for i in range(n)]
-        usage = _summed_usage_frame(gateway, reply_id, created, model, "chat.completion.chunk")
-        return _stream(route, "/api/chat", ollama_body, converters, usage)
+        return _stream(route, "/api/chat", ollama_body, converters, gateway.include_usage)
     answers = generate(route, "/api/chat", ollama_body, n)
     completions = [oa.to_openai_chat_completion(a, completion_id=reply_id, created=created, model=model,
                                                 new_id=new_id, exclude_reasoning=gateway.exclude_reasoning,
@@ -88,8 +73,7 @@ def completions() -> Response:
         converters = [oa.CompletionStreamConverter(reply_id, created, model, choice_index=i, echo_prefix=echo,
                                                    include_usage=gateway.include_usage and n == 1)
                       for i in range(n)]
-        usage = _summed_usage_frame(gateway, reply_id, created, model, "text_completion")
-        return _stream(route, "/api/generate", ollama_body, converters, usage)
+        return _stream(route, "/api/generate", ollama_body, converters, gateway.include_usage)
     answers = generate(route, "/api/generate", ollama_body, n)
     results = [oa.to_openai_completion(a, completion_id=reply_id, created=created, model=model, choice_index=i,
                                        echo_prefix=echo) for i, a in enumerate(answers)]

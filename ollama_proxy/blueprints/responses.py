@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ollama_proxy.relay.streaming import sse_event
+from ollama_proxy.relay.streaming import sse_event_named_by_type
 from ollama_proxy.relay.translated import (
     Upstreams,
     generate,
@@ -30,10 +30,6 @@ bp = Blueprint("responses", __name__)
 RESPONSES_REQUEST = ResponsesRequest()
 
 
-def _encode(event: dict) -> bytes:
-    return sse_event(event, event["type"])
-
-
 @bp.post("/v1/responses")
 def create_response() -> Response:
     body, route = read_body(RESPONSES_REQUEST)
@@ -42,7 +38,7 @@ def create_response() -> Response:
     if ollama_body.get("stream"):
         converter = ResponsesStreamConverter(response_id, created_at, model, new_id=new_id, request=body)
         upstream = open_streams(route, "/api/chat", ollama_body)[0]
-        return sse_response([upstream.iter_chunks()], [converter], _encode, Upstreams([upstream]))
+        return sse_response([upstream.iter_chunks()], [converter], sse_event_named_by_type, Upstreams([upstream]))
     answer = generate(route, "/api/chat", ollama_body)[0]
     return jsonify(to_responses_response(answer, response_id=response_id, created_at=created_at, model=model,
                                          new_id=new_id, request=body))

@@ -30,18 +30,18 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from flask import Flask
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
 from ollama_proxy.config import UsageSettings
 from ollama_proxy.observability import ledger
 from ollama_proxy.observability.ledger import RequestRecord
-from ollama_proxy.store import StoreError, current_store
+from ollama_proxy.store import DatabaseError, StoreError, ValueRefused, current_store
+from ollama_proxy.store.errors import short_reason
 from ollama_proxy.store.usage import fit_usage_row
 
 log = logging.getLogger(__name__)
 # What writing a batch may raise. UnicodeError and OverflowError come from the database
 # drivers unwrapped, for a value they cannot send (a lone surrogate, a huge number).
-_WRITE_ERRORS = (StoreError, SQLAlchemyError, OSError, UnicodeError, OverflowError)
+_WRITE_ERRORS = (StoreError, DatabaseError, OSError, UnicodeError, OverflowError)
 
 
 def usage_row(record: RequestRecord, now: float, wall: datetime) -> dict:
@@ -66,17 +66,12 @@ def usage_row(record: RequestRecord, now: float, wall: datetime) -> dict:
 
 def refused_row(error: BaseException) -> bool:
     """Tell whether ``error`` is the fault of the rows written, not of the store: retrying cannot help."""
-    if isinstance(error, (StoreError, DataError, IntegrityError, UnicodeError, OverflowError)):
-        return True
-    # Raised before the database saw the row: a column type refused its value.
-    return isinstance(error, StatementError) and not isinstance(error, DBAPIError)
+    return isinstance(error, (StoreError, ValueRefused, UnicodeError, OverflowError))
 
 
 def reason(error: BaseException) -> str:
     """Say why a write failed in one short line, without the statement and its parameters."""
-    cause = getattr(error, "orig", None) or error
-    lines = str(cause).strip().splitlines() or [""]
-    return f"{type(cause).__name__}: {lines[0][:200]}"
+    return error.reason if isinstance(error, DatabaseError) else short_reason(error)
 
 
 class UsageRecorder:

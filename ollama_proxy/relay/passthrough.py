@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import cast
 
 from flask import Response, request
 
+from ollama_proxy.backends.protocols import PassthroughBackend
 from ollama_proxy.errors import ProxyError, to_openai_error
 from ollama_proxy.observability.accounting import note_tokens
 from ollama_proxy.observability.ledger import RequestRecord, current_record, note_upstream
@@ -31,7 +33,8 @@ def pass_through(route: Route) -> Response:
     """Send the request to the route's provider; relay its answer as it comes."""
     # Only the name changes: overrides are in Ollama's terms, and this body is the provider's own.
     body = named_for(route, parse_json_object(read_json_body(request)))
-    upstream = route.backend.open_openai(request.path, body, request.headers.items())
+    provider = cast(PassthroughBackend, route.backend)  # the caller checked route.to_provider
+    upstream = provider.open_openai(request.path, body, request.headers.items())
     note_routed(route, upstream)
     record = current_record()
     headers = dict(upstream.headers)

@@ -29,6 +29,17 @@ def sse_event(data, event: str | None = None) -> bytes:
     return f"{head}data: {payload}\n\n".encode()
 
 
+def sse_event_named_by_type(event: dict) -> bytes:
+    """Encode an event whose SSE name is its own ``type`` (the Responses API's events)."""
+    return sse_event(event, event["type"])
+
+
+def sse_named_event(named: tuple[str, dict]) -> bytes:
+    """Encode a ``(name, data)`` pair as an SSE event of that name (Anthropic's Messages stream)."""
+    name, data = named
+    return sse_event(data, name)
+
+
 def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """Yield the non-empty lines of a byte stream whose chunks split lines anywhere."""
     pending = b""

@@ -14,13 +14,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from operator import methodcaller
 
 from flask import Response, current_app, request
 from marshmallow import Schema
 
 from ollama_proxy.backends.image_fetcher import resolve_image_urls
-from ollama_proxy.backends.ollama import UpstreamResponse
+from ollama_proxy.backends.protocols import OllamaShapedAnswer
 from ollama_proxy.observability.accounting import tap_chunks
 from ollama_proxy.observability.ledger import current_record, note_model, note_upstream
 from ollama_proxy.relay.streaming import (
@@ -58,14 +57,13 @@ def read_body(schema: Schema) -> tuple[dict, Route]:
 def upstream_body(route: Route, ollama_body: dict) -> dict | bytes:
     """Return the streaming body for the route's backend, built once however many answers it is sent for.
 
-    An Ollama server takes the JSON as it is, so it is serialised here, once: n choices send the
-    same bytes. A provider translates the body to its own protocol, so it gets the dict.
+    The backend encodes it: an Ollama server's JSON is serialised once, so n choices send the same
+    bytes; a provider translates the body to its own protocol, so it keeps the dict.
     """
-    body = body_for(route, {**ollama_body, "stream": True})
-    return body if route.to_provider else route.backend.encode(body)
+    return route.backend.encode(body_for(route, {**ollama_body, "stream": True}))
 
 
-def post_stream(route: Route, path: str, body: dict | bytes) -> UpstreamResponse:
+def post_stream(route: Route, path: str, body: dict | bytes) -> OllamaShapedAnswer:
     """Open a stream of the route's model on its backend, sending an ``upstream_body`` (callable from a side thread)."""
     return route.backend.post_json(path, body, model_label=route.model)
 
@@ -101,13 +99,13 @@ def generate(route: Route, path: str, ollama_body: dict, n: int = 1) -> list[dic
         group.close()
 
 
-def open_streams(route: Route, path: str, ollama_body: dict, n: int = 1) -> list[UpstreamResponse]:
+def open_streams(route: Route, path: str, ollama_body: dict, n: int = 1) -> list[OllamaShapedAnswer]:
     """Open n Ollama streams; if one fails, close the others and raise its error."""
     note_routed(route)
     body = upstream_body(route, ollama_body)
-    opened: list[UpstreamResponse] = []
+    opened: list[OllamaShapedAnswer] = []
 
-    def one(_: int) -> UpstreamResponse:
+    def one(_: int) -> OllamaShapedAnswer:
         upstream = post_stream(route, path, body)
         opened.append(upstream)
         return upstream
@@ -131,18 +129,17 @@ class Upstreams:
     opened (``pending``) gets the same treatment as soon as it opens.
     """
 
-    def __init__(self, opened: list[UpstreamResponse] = (), pending: Future | None = None):
+    def __init__(self, opened: list[OllamaShapedAnswer] = (), pending: Future[OllamaShapedAnswer] | None = None):
         self.opened = list(opened)
         self.pending = pending
 
     def close(self) -> None:
-        # By name, not UpstreamResponse.close: a provider's answer is another class of the same shape.
-        self._each(methodcaller("close"))
+        self._each(lambda upstream: upstream.close())
 
     def abort(self) -> None:
-        self._each(methodcaller("abort"))
+        self._each(lambda upstream: upstream.abort())
 
-    def _each(self, action: Callable[[UpstreamResponse], None]) -> None:
+    def _each(self, action: Callable[[OllamaShapedAnswer], None]) -> None:
         for upstream in self.opened:
             action(upstream)
         if self.pending is not None:
@@ -150,14 +147,15 @@ class Upstreams:
 
 
 def sse_response(sources: list[Iterator[dict]], converters: list, encode: Callable[[object], bytes],
-                 upstreams: Upstreams, *, trailer: Callable[[], list[bytes]] = list,
+                 upstreams: Upstreams, *, trailer: Callable[[], list] = list, end: bytes = b"",
                  heartbeat: float | None = None) -> Response:
     """Stream the converters' frames for their chunk sources as SSE.
 
     ``encode`` frames one converter output; ``upstreams`` are closed when the
     response closes and aborted when the client hangs up; ``trailer`` returns
-    the bytes sent after every converter is done; with ``heartbeat``, a
-    converter is asked for a ``ping`` whenever its source is silent that long.
+    the frames sent after every converter is done, and ``end`` the stream's
+    last bytes (OpenAI's ``[DONE]``); with ``heartbeat``, a converter is asked
+    for a ``ping`` whenever its source is silent that long.
     """
     on_error = partial(_log_stream_failure, f"{request.method} {request.path}")
     record = current_record()
@@ -169,7 +167,10 @@ def sse_response(sources: list[Iterator[dict]], converters: list, encode: Callab
     def frames():
         for frame in interleave(frames_of):
             yield encode(frame)
-        yield from trailer()
+        for frame in trailer():
+            yield encode(frame)
+        if end:
+            yield end
     stop_watching = watch_client(request.environ, upstreams.abort)
     return Response(ClosingStream(frames(), lambda: (stop_watching(), upstreams.close())), 200, SSE_HEADERS,
                     direct_passthrough=True)
@@ -199,7 +200,7 @@ def relay_stream(route: Route, path: str, ollama_body: dict, converter, encode: 
     return sse_response([upstream.iter_chunks()], [converter], encode, Upstreams([upstream]), heartbeat=heartbeat)
 
 
-def _late_chunks(pending: Future) -> Iterator[dict]:
+def _late_chunks(pending: Future[OllamaShapedAnswer]) -> Iterator[dict]:
     yield from pending.result().iter_chunks()
 
 

@@ -12,11 +12,10 @@ import time
 from collections.abc import Callable
 
 from flask import Flask, current_app
-from sqlalchemy.exc import SQLAlchemyError
 
 from ollama_proxy.config.models import ModelsSettings
 from ollama_proxy.routing.overrides import ModelTable
-from ollama_proxy.store import Store, current_store
+from ollama_proxy.store import DatabaseError, Store, current_store
 
 log = logging.getLogger(__name__)
 _EXTENSION = "ollama_proxy.routing.overrides"
@@ -45,7 +44,7 @@ class ModelCatalog:
         try:
             store = self._store()
             return ModelTable.merged(self._settings, store.list_aliases(), store.list_overrides())
-        except SQLAlchemyError as exc:
+        except DatabaseError as exc:
             log.warning("cannot read aliases and overrides from the store, keeping the last ones: %s", exc)
             return self._table
 

@@ -17,12 +17,13 @@ The model's overrides travel on the route and are applied by ``body_for``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flask import current_app, g
 
+from ollama_proxy.backends.ollama import PoolTarget
+from ollama_proxy.backends.protocols import Backend, PassthroughBackend
 from ollama_proxy.config.models import ModelOverride
 from ollama_proxy.errors import Forbidden, InvalidRequest
 from ollama_proxy.observability.ledger import note_route
@@ -31,12 +32,15 @@ from ollama_proxy.routing.listings import merged_listing
 from ollama_proxy.routing.names import split_provider
 from ollama_proxy.routing.overrides import NO_OVERRIDE, ModelTable, apply_override
 
+if TYPE_CHECKING:
+    from ollama_proxy.backends.pool import OllamaPool
+
 ROUTER = "ollama_proxy.router"
 
 
 @dataclass(frozen=True)
 class Route:
-    backend: Any  # a provider backend, or the Ollama pool bound to the model (PoolTarget)
+    backend: Backend  # a provider backend, or the Ollama pool bound to the model (PoolTarget)
     model: str  # as the client asked
     upstream_model: str  # as the backend is asked
     alias: bool = False  # the client named an alias: answers must carry its name
@@ -48,40 +52,12 @@ class Route:
         return not isinstance(self.backend, PoolTarget)
 
 
-class PoolTarget:
-    """The Ollama pool, bound to one model: sends each request to the best server for it."""
-
-    def __init__(self, pool, model: str, read_timeout: tuple[float, str] | None = None):
-        self.pool = pool
-        self.model = model
-        self.read_timeout = read_timeout  # the model's own (seconds, setting), from its override's timeout
-        self.name = "ollama"
-        self.describe = "Ollama"
-
-    def open(self, method: str, path: str, **request):
-        if self.read_timeout is not None and "timeout" not in request:
-            seconds, setting = self.read_timeout
-            request.update(timeout=(self.pool.default.backend.settings.connect_timeout, seconds),
-                           timeout_setting=setting)
-        return self.pool.open(self.model, method, path, **request)
-
-    @staticmethod
-    def encode(body: dict) -> bytes:
-        """Serialise a body once, for every request that sends it (the n choices of one)."""
-        return json.dumps(body, separators=(",", ":")).encode()
-
-    def post_json(self, path: str, body: dict | bytes, model_label: str | None = None):
-        """POST a JSON body, or what ``encode`` made of one; return the open answer, or raise the server's error."""
-        data = body if isinstance(body, bytes) else self.encode(body)
-        upstream = self.open("POST", path, body=data, headers={"Content-Type": "application/json"})
-        upstream.raise_for_error()
-        return upstream
 
 
 class Router:
     """Resolve model names against the configured backends."""
 
-    def __init__(self, pool, providers: dict):
+    def __init__(self, pool: OllamaPool, providers: dict[str, PassthroughBackend]):
         self.pool = pool
         self.providers = providers  # name -> provider backend
 

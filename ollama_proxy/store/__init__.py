@@ -28,7 +28,8 @@ Models (entries here merge over ``models:`` in the YAML file):
 
 Every datetime going in must be aware; every one coming out is aware UTC. A name
 already taken raises ``Conflict``, an absent one ``Missing``, bad values
-``StoreError`` (their common base).
+``StoreError`` (their common base). The database failing raises ``DatabaseError``
+(``ValueRefused`` for a value it would not take), never one of SQLAlchemy's.
 """
 
 from __future__ import annotations
@@ -40,14 +41,14 @@ from sqlalchemy import Engine
 
 from ollama_proxy.config import StoreSettings
 from ollama_proxy.store.engine import open_engine
-from ollama_proxy.store.errors import Conflict, Missing, StoreError
+from ollama_proxy.store.errors import Conflict, DatabaseError, Missing, StoreError, ValueRefused, database_errors
 from ollama_proxy.store.keys import ApiKey, KeyStore
 from ollama_proxy.store.migrate import upgrade
 from ollama_proxy.store.models import ModelStore
 from ollama_proxy.store.usage import USAGE_FIELDS, UsageStore
 
-__all__ = ["ApiKey", "Conflict", "Missing", "Store", "StoreError", "USAGE_FIELDS", "current_store", "init_app",
-           "open_store"]
+__all__ = ["ApiKey", "Conflict", "DatabaseError", "Missing", "Store", "StoreError", "USAGE_FIELDS", "ValueRefused",
+           "current_store", "init_app", "open_store"]
 _EXTENSION = "ollama_proxy.store"
 
 
@@ -63,9 +64,10 @@ class Store(KeyStore, UsageStore, ModelStore):
 
 def open_store(settings: StoreSettings, migrate: bool = True) -> Store:
     """Open the store that ``settings`` name, migrating its schema to the newest first."""
-    store = Store(open_engine(settings.url, settings.busy_timeout))
-    if migrate:
-        upgrade(store.engine)
+    with database_errors():
+        store = Store(open_engine(settings.url, settings.busy_timeout))
+        if migrate:
+            upgrade(store.engine)
     return store
 
 

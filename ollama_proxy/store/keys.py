@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ollama_proxy.store.errors import Conflict, Missing, StoreError
+from ollama_proxy.store.errors import Conflict, Missing, StoreError, maps_database_errors
 from ollama_proxy.store.schema import api_keys, utcnow
 
 SECRET_PREFIX = "op-"
@@ -94,6 +94,7 @@ class KeyStore:
 
     engine: Engine
 
+    @maps_database_errors
     def create_key(self, name: str, *, scope: str = "generate", models=(), rpm: int | None = None,
                    tpm: int | None = None, expires_at: datetime | None = None,
                    chat_log: bool | None = None) -> tuple[ApiKey, str]:
@@ -112,10 +113,12 @@ class KeyStore:
             raise Conflict(f"a key named '{name}' exists already") from None
         return self.get_key(name), secret
 
+    @maps_database_errors
     def list_keys(self) -> list[ApiKey]:
         with self.engine.connect() as connection:
             return [_row_to_key(r) for r in connection.execute(select(api_keys).order_by(api_keys.c.name))]
 
+    @maps_database_errors
     def get_key(self, name: str) -> ApiKey | None:
         with self.engine.connect() as connection:
             row = connection.execute(select(api_keys).where(api_keys.c.name == name)).first()
@@ -127,6 +130,7 @@ class KeyStore:
             raise Missing(f"no key named '{name}'")
         return key
 
+    @maps_database_errors
     def find_key(self, secret: str) -> ApiKey | None:
         """Return the key whose secret this is (enabled or not, expired or not), or None."""
         if not secret.startswith(SECRET_PREFIX) or len(secret) <= PREFIX_LENGTH:
@@ -141,6 +145,7 @@ class KeyStore:
                 found = _row_to_key(row)
         return found
 
+    @maps_database_errors
     def update_key(self, name: str, **fields) -> ApiKey:
         """Change some of a key's fields (not its name or secret); return the key as it now is."""
         unknown = set(fields) - _CHANGEABLE
@@ -155,6 +160,7 @@ class KeyStore:
             raise Missing(f"no key named '{name}'")
         return self._existing(name)
 
+    @maps_database_errors
     def delete_key(self, name: str) -> None:
         with self.engine.begin() as connection:
             deleted = connection.execute(delete(api_keys).where(api_keys.c.name == name))

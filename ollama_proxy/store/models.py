@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, delete, insert, select, update
 
-from ollama_proxy.store.errors import Missing, StoreError
+from ollama_proxy.store.errors import Missing, StoreError, maps_database_errors
 from ollama_proxy.store.schema import aliases, overrides
 
 
@@ -27,31 +27,37 @@ class ModelStore:
 
     engine: Engine
 
+    @maps_database_errors
     def list_aliases(self) -> dict[str, str]:
         with self.engine.connect() as connection:
             rows = connection.execute(select(aliases.c.alias, aliases.c.target).order_by(aliases.c.alias))
             return {row.alias: row.target for row in rows}
 
+    @maps_database_errors
     def set_alias(self, alias: str, target: str) -> None:
         """Make ``alias`` name ``target``, replacing what it named before."""
         values = {"alias": _name(alias, "an alias"), "target": _name(target, "an alias's target")}
         self._upsert(aliases, aliases.c.alias, alias, values)
 
+    @maps_database_errors
     def delete_alias(self, alias: str) -> None:
         self._delete(aliases, aliases.c.alias, alias, "alias")
 
+    @maps_database_errors
     def list_overrides(self) -> dict[str, dict]:
         """Return ``{model: {"defaults": {...}, "enforce": {...}}}``."""
         with self.engine.connect() as connection:
             rows = connection.execute(select(overrides).order_by(overrides.c.model))
             return {row.model: {"defaults": dict(row.defaults), "enforce": dict(row.enforce)} for row in rows}
 
+    @maps_database_errors
     def set_override(self, model: str, defaults: dict | None = None, enforce: dict | None = None) -> None:
         """Set ``model``'s defaults and enforced fields, replacing what it had."""
         values = {"model": _name(model, "a model name"), "defaults": _mapping(defaults, "defaults"),
                   "enforce": _mapping(enforce, "enforce")}
         self._upsert(overrides, overrides.c.model, model, values)
 
+    @maps_database_errors
     def delete_override(self, model: str) -> None:
         self._delete(overrides, overrides.c.model, model, "override for")
 

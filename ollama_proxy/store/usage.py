@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, Integer, String, case, func, insert, select
 
-from ollama_proxy.store.errors import StoreError
+from ollama_proxy.store.errors import StoreError, maps_database_errors
 from ollama_proxy.store.schema import usage
 
 USAGE_FIELDS = tuple(c.name for c in usage.columns if c.name != "id")
@@ -58,6 +58,7 @@ class UsageStore:
 
     engine: Engine
 
+    @maps_database_errors
     def add_usage(self, rows: list[dict]) -> None:
         """Insert a batch of usage rows (keys from ``USAGE_FIELDS``; ``ts`` an aware datetime) at once."""
         if not rows:
@@ -72,6 +73,7 @@ class UsageStore:
         with self.engine.begin() as connection:
             connection.execute(insert(usage), full)
 
+    @maps_database_errors
     def query_usage(self, since: datetime | None = None, until: datetime | None = None, key: str | None = None,
                     model: str | None = None, limit: int | None = 1000, newest_first: bool = False) -> list[dict]:
         """Return usage rows, oldest first (or newest first), as dicts with ``id`` and every field.
@@ -85,6 +87,7 @@ class UsageStore:
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
+    @maps_database_errors
     def usage_by_day(self, since: datetime | None = None, until: datetime | None = None, key: str | None = None,
                      model: str | None = None, by: str | None = None) -> list[dict]:
         """Sum usage per UTC day (and per key or model when ``by`` is "key" or "model"), oldest first.

@@ -22,6 +22,7 @@ from ollama_proxy.translate.openai_common import (
     gateway_settings,
     merge_completions,
     sum_usage,
+    summed_usage_frames,
     usage_frame,
 )
 from ollama_proxy.translate.openai_completion import (
@@ -49,6 +50,7 @@ __all__ = [
     "gateway_settings",
     "merge_completions",
     "sum_usage",
+    "summed_usage_frames",
     "to_openai_chat_completion",
     "to_openai_completion",
     "to_openai_embeddings",

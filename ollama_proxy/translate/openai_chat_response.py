@@ -89,6 +89,8 @@ class ChatStreamConverter(StreamLifecycle):
     ``usage_frame`` instead.
     """
 
+    object_name = _CHUNK
+
     def __init__(self, completion_id: str, created: int, model: str, *, new_id: NewId,
                  include_usage: bool = False, exclude_reasoning: bool = False, choice_index: int = 0):
         super().__init__()

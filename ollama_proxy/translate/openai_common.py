@@ -144,6 +144,18 @@ def usage_frame(completion_id: str, created: int, model: str, usage: dict, objec
             "choices": [], "usage": usage}
 
 
+def summed_usage_frames(converters: list[StreamLifecycle], include_usage: bool) -> list[dict]:
+    """Return what follows the frames of n > 1 streams: their usage summed, once, if the client asked for it.
+
+    With n == 1 the stream's converter sends its usage itself.
+    """
+    if not include_usage or len(converters) < 2:
+        return []
+    first = converters[0]
+    usage = sum_usage([converter.usage for converter in converters])
+    return [usage_frame(first.completion_id, first.created, first.model, usage, first.object_name)]
+
+
 def finish_reason(done_reason: str | None, *, tool_calls: bool = False) -> str:
     """Map Ollama's ``done_reason`` to OpenAI's ``finish_reason``."""
     # Ollama says "stop" when the model called tools; OpenAI clients wait for
@@ -162,6 +174,11 @@ class StreamLifecycle:
     becomes (``_content``), what opens the stream (``_start_frames``) and what
     ends it (``_finish``).
     """
+
+    object_name: str  # each chunk's ``object``
+    completion_id: str
+    created: int
+    model: str
 
     def __init__(self) -> None:
         self.finished = False

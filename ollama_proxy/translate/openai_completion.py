@@ -112,6 +112,8 @@ class CompletionStreamConverter(StreamLifecycle):
     the end of the upstream, ``fail`` when the gateway gives up.
     """
 
+    object_name = _OBJECT
+
     def __init__(self, completion_id: str, created: int, model: str, *, include_usage: bool = False,
                  choice_index: int = 0, echo_prefix: str = ""):
         super().__init__()

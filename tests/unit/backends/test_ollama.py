@@ -1,22 +1,51 @@
-from ollama_proxy.backends.ollama import downstream_headers, upstream_headers
+"""The pool bound to a model: the model's own timeout, and bodies serialised once."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from ollama_proxy.backends.ollama import PoolTarget
 
 
-def test_upstream_headers_drop_credentials_origin_and_hop_by_hop():
-    sent = upstream_headers([
-        ("Host", "proxy.lan"), ("Authorization", "Bearer t"), ("x-api-key", "t"), ("Cookie", "c=1"),
-        ("Origin", "http://evil"), ("Referer", "http://evil/page"), ("Connection", "keep-alive"),
-        ("Keep-Alive", "timeout=5"), ("Transfer-Encoding", "chunked"), ("TE", "trailers"),
-        ("Content-Length", "12"), ("Accept-Encoding", "gzip"), ("Proxy-Authorization", "x"),
-        ("Content-Type", "application/json"), ("User-Agent", "ollama-python/0.6"), ("X-Custom", "kept"),
-    ])
-    assert sent == {"Content-Type": "application/json", "User-Agent": "ollama-python/0.6", "X-Custom": "kept",
-                    "Accept-Encoding": "identity"}
+class RecordingPool:
+    """Answers ``open`` with what PoolTarget sent it; the default server's connect timeout is 5 s."""
+
+    default = SimpleNamespace(backend=SimpleNamespace(settings=SimpleNamespace(connect_timeout=5.0)))
+
+    def open(self, model, method, path, **request):
+        return model, request
 
 
-def test_downstream_headers_keep_the_message_and_leave_framing_and_cors_to_the_proxy():
-    kept = downstream_headers([
-        ("Content-Type", "application/x-ndjson"), ("Date", "x"), ("Server", "x"), ("Content-Length", "9"),
-        ("Transfer-Encoding", "chunked"), ("Connection", "close"), ("Access-Control-Allow-Origin", "*"),
-        ("Content-Encoding", "gzip"), ("X-Upstream", "1"),
-    ])
-    assert kept == {"Content-Type": "application/x-ndjson", "X-Upstream": "1"}
+@pytest.mark.parametrize("read_timeout, request_fields, sent", [
+    ((900, "models.overrides.llava.enforce.timeout"), {},
+     {"timeout": (5.0, 900), "timeout_setting": "models.overrides.llava.enforce.timeout"}),
+    (None, {}, {}),  # the server's own: service.read_timeout
+    ((900, "models.defaults.timeout"), {"timeout": (1, 1), "timeout_setting": "service.health_timeout"},
+     {"timeout": (1, 1), "timeout_setting": "service.health_timeout"}),  # a caller's own bound wins
+])
+def test_a_models_timeout_goes_to_the_pool_with_the_setting_it_comes_from(read_timeout, request_fields, sent):
+    target = PoolTarget(RecordingPool(), "llava:latest", read_timeout)
+    assert target.open("POST", "/api/chat", **request_fields) == ("llava:latest", sent)
+
+
+class Upstream:
+    def raise_for_error(self) -> None:
+        pass
+
+
+class BodyRecordingPool:
+    """Keeps the body of every request PoolTarget opens on it."""
+
+    def __init__(self):
+        self.sent = []
+
+    def open(self, model, method, path, **request):
+        self.sent.append(request["body"])
+        return Upstream()
+
+
+def test_a_body_already_serialised_goes_to_the_server_as_it_is():
+    pool = BodyRecordingPool()
+    data = b'{"model":"llama3.2:latest","stream":true}'
+    PoolTarget(pool, "llama3.2:latest").post_json("/api/chat", data)
+    assert pool.sent == [data] and pool.sent[0] is data

@@ -14,6 +14,7 @@ from ollama_proxy.observability.ledger import RequestRecord
 from ollama_proxy.observability.metrics import metrics
 from ollama_proxy.observability.usage import UsageRecorder, reason, refused_row, usage_row
 from ollama_proxy.store import StoreError, open_store
+from ollama_proxy.store.errors import mapped
 
 WALL = datetime(2026, 11, 22, 20, 0, 10, tzinfo=timezone.utc)
 
@@ -63,9 +64,10 @@ class FakeStore:
             self.failures_after -= 1
         if self.failures:
             self.failures -= 1
-            raise OperationalError("INSERT", {}, Exception("database is locked"))
+            raise mapped(OperationalError("INSERT", {}, Exception("database is locked")))
         if any(row["request_id"] == self.refuse for row in rows):
-            raise DataError("INSERT", {"model": "secret-looking parameter"}, Exception("value too long\nDETAIL"))
+            refused = DataError("INSERT", {"model": "secret-looking parameter"}, Exception("value too long\nDETAIL"))
+            raise mapped(refused)
         self.batches.append(rows)
         self.written.set()
 
@@ -116,15 +118,15 @@ def test_past_max_pending_the_oldest_rows_go(pending, kept, caplog):
 
 
 @pytest.mark.parametrize("error, refused", [
-    (DataError("INSERT", {}, Exception("value too long for type character varying(255)")), True),
-    (IntegrityError("INSERT", {}, Exception("null value in column ts")), True),
-    (StatementError("naive datetime", "INSERT", {}, ValueError("naive")), True),  # a column type refused it
+    (mapped(DataError("INSERT", {}, Exception("value too long for type character varying(255)"))), True),
+    (mapped(IntegrityError("INSERT", {}, Exception("null value in column ts"))), True),
+    (mapped(StatementError("naive datetime", "INSERT", {}, ValueError("naive"))), True),  # a column type refused it
     (StoreError("unknown usage fields: colour"), True),
     (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), True),
     (OverflowError("Python int too large to convert to SQLite INTEGER"), True),
-    (OperationalError("INSERT", {}, Exception("database is locked")), False),
-    (OperationalError("INSERT", {}, Exception("connection refused")), False),
-    (ProgrammingError("INSERT", {}, Exception("relation usage does not exist")), False),
+    (mapped(OperationalError("INSERT", {}, Exception("database is locked"))), False),
+    (mapped(OperationalError("INSERT", {}, Exception("connection refused"))), False),
+    (mapped(ProgrammingError("INSERT", {}, Exception("relation usage does not exist"))), False),
     (OSError("disk full"), False),
 ])
 def test_refused_row_tells_a_rows_fault_from_the_stores(error, refused):
@@ -132,7 +134,7 @@ def test_refused_row_tells_a_rows_fault_from_the_stores(error, refused):
 
 
 def test_reason_is_one_short_line_without_the_parameters():
-    error = DataError("INSERT INTO usage ...", {"model": "m" * 1000}, Exception("value too long\nDETAIL: more"))
+    error = mapped(DataError("INSERT INTO usage ...", {"model": "m" * 1000}, Exception("value too long\nDETAIL: more")))
     assert reason(error) == "Exception: value too long"
 
 

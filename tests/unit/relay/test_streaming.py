@@ -3,7 +3,15 @@ import json
 import pytest
 
 from ollama_proxy.errors import UpstreamUnavailable
-from ollama_proxy.relay.streaming import ClosingStream, ndjson_line, ndjson_relay, split_lines, sse_event
+from ollama_proxy.relay.streaming import (
+    ClosingStream,
+    ndjson_line,
+    ndjson_relay,
+    split_lines,
+    sse_event,
+    sse_event_named_by_type,
+    sse_named_event,
+)
 
 
 @pytest.mark.parametrize("chunks, lines", [
@@ -23,6 +31,12 @@ def test_ndjson_line_and_sse_event():
     assert ndjson_line({"a": "é"}) == '{"a":"é"}\n'.encode()
     assert sse_event({"a": 1}) == b'data: {"a":1}\n\n'
     assert sse_event({"a": 1}, "ping") == b'event: ping\ndata: {"a":1}\n\n'
+
+
+def test_sse_events_named_as_each_surface_names_them():
+    assert sse_event_named_by_type({"type": "response.created"}) == (
+        b'event: response.created\ndata: {"type":"response.created"}\n\n')
+    assert sse_named_event(("ping", {"type": "ping"})) == b'event: ping\ndata: {"type":"ping"}\n\n'
 
 
 def _failing(*chunks):

@@ -1,10 +1,9 @@
-from types import SimpleNamespace
-
 import pytest
 
 from ollama_proxy.access.auth import Principal
+from ollama_proxy.backends.ollama import PoolTarget
 from ollama_proxy.errors import Forbidden
-from ollama_proxy.routing.routes import PoolTarget, Route, Router, body_for
+from ollama_proxy.routing.routes import Route, Router, body_for
 
 PROVIDERS = {"deepseek": "deepseek-backend", "openrouter": "openrouter-backend"}
 
@@ -20,27 +19,6 @@ def test_ollama_model_routes_to_the_pool():
     assert isinstance(route.backend, PoolTarget) and not route.to_provider
     assert (route.backend.pool, route.backend.model) == ("pool", "hf.co/user/repo:Q4_K_M")
     assert route.upstream_model == route.model == "hf.co/user/repo:Q4_K_M"
-
-
-class RecordingPool:
-    """Answers ``open`` with what PoolTarget sent it; the default server's connect timeout is 5 s."""
-
-    default = SimpleNamespace(backend=SimpleNamespace(settings=SimpleNamespace(connect_timeout=5.0)))
-
-    def open(self, model, method, path, **request):
-        return model, request
-
-
-@pytest.mark.parametrize("read_timeout, request_fields, sent", [
-    ((900, "models.overrides.llava.enforce.timeout"), {},
-     {"timeout": (5.0, 900), "timeout_setting": "models.overrides.llava.enforce.timeout"}),
-    (None, {}, {}),  # the server's own: service.read_timeout
-    ((900, "models.defaults.timeout"), {"timeout": (1, 1), "timeout_setting": "service.health_timeout"},
-     {"timeout": (1, 1), "timeout_setting": "service.health_timeout"}),  # a caller's own bound wins
-])
-def test_a_models_timeout_goes_to_the_pool_with_the_setting_it_comes_from(read_timeout, request_fields, sent):
-    target = PoolTarget(RecordingPool(), "llava:latest", read_timeout)
-    assert target.open("POST", "/api/chat", **request_fields) == ("llava:latest", sent)
 
 
 @pytest.mark.parametrize("model, allowed", [

@@ -9,7 +9,9 @@ from ollama_proxy.translate.openai_common import (
     gateway_settings,
     merge_completions,
     sum_usage,
+    summed_usage_frames,
 )
+from ollama_proxy.translate.openai_completion import CompletionStreamConverter
 
 SETTINGS_CASES = [
     pytest.param({}, GatewaySettings(), id="defaults"),
@@ -98,3 +100,27 @@ SUM_CASES = [
 @pytest.mark.parametrize("usages, expected", SUM_CASES)
 def test_sum_usage(usages, expected):
     assert sum_usage(usages) == expected
+
+
+def _converters(n: int, *usages) -> list[CompletionStreamConverter]:
+    converters = [CompletionStreamConverter("cmpl-1", 7, "llama3.2", choice_index=i) for i in range(n)]
+    for converter, seen in zip(converters, usages, strict=False):  # the last choices may have seen none
+        converter.usage = seen
+    return converters
+
+
+SUMMED_USAGE_CASES = [
+    pytest.param(_converters(2, usage(1, 2), usage(3, 4)), True,
+                 [{"id": "cmpl-1", "object": "text_completion", "created": 7, "model": "llama3.2", "choices": [],
+                   "usage": usage(4, 6)}], id="n=2-summed-once"),
+    pytest.param(_converters(3, usage(1, 2), None), True,
+                 [{"id": "cmpl-1", "object": "text_completion", "created": 7, "model": "llama3.2", "choices": [],
+                   "usage": usage(1, 2)}], id="a-choice-without-usage"),
+    pytest.param(_converters(2, usage(1, 2), usage(3, 4)), False, [], id="not-asked-for"),
+    pytest.param(_converters(1, usage(1, 2)), True, [], id="n=1-the-converter-sends-it"),
+]
+
+
+@pytest.mark.parametrize("converters, include_usage, expected", SUMMED_USAGE_CASES)
+def test_summed_usage_frames(converters, include_usage, expected):
+    assert summed_usage_frames(converters, include_usage) == expected

@@ -1,6 +1,6 @@
 import pytest
 
-from ollama_proxy.blueprints.health import ProbeCache, overall_status, without_password
+from ollama_proxy.backends.health import ProbeCache, overall_status, without_password
 
 
 def ollama(state: str) -> dict:

@@ -1,0 +1,104 @@
+"""SQLAlchemy's errors end where the store ends: each becomes the store's own, for every method."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+    StatementError,
+)
+
+from ollama_proxy.config import StoreSettings
+from ollama_proxy.store import DatabaseError, Store, StoreError, ValueRefused, open_store
+from ollama_proxy.store.errors import database_errors, mapped
+from ollama_proxy.store.keys import new_secret
+
+MAPPING_CASES = [
+    pytest.param(DataError("INSERT", {"model": "m" * 1000}, Exception("value too long\nDETAIL: more")),
+                 ValueRefused, "Exception: value too long", id="data"),
+    pytest.param(IntegrityError("INSERT", {}, Exception("null value in column ts")),
+                 ValueRefused, "Exception: null value in column ts", id="integrity"),
+    pytest.param(StatementError("naive datetime", "INSERT", {}, ValueError("naive")),
+                 ValueRefused, "ValueError: naive", id="a-column-type-refused-it"),
+    pytest.param(OperationalError("INSERT", {}, Exception("database is locked")),
+                 DatabaseError, "Exception: database is locked", id="locked"),
+    pytest.param(ProgrammingError("INSERT", {}, Exception("relation usage does not exist")),
+                 DatabaseError, "Exception: relation usage does not exist", id="no-table"),
+    pytest.param(ArgumentError("Could not parse SQLAlchemy URL"),
+                 DatabaseError, "ArgumentError: Could not parse SQLAlchemy URL", id="no-driver-error-under-it"),
+]
+
+
+@pytest.mark.parametrize("error, kind, reason", MAPPING_CASES)
+def test_each_sqlalchemy_error_becomes_the_stores_with_its_message_and_a_short_reason(error, kind, reason):
+    with pytest.raises(DatabaseError) as caught, database_errors():
+        raise error
+    assert type(caught.value) is kind
+    assert str(caught.value) == str(error)  # what the callers log, as before
+    assert caught.value.reason == reason
+    assert caught.value.__cause__ is error  # a traceback still shows where the database failed
+
+
+def test_the_stores_own_errors_pass_unchanged():
+    refused = StoreError("scope must be one of generate, manage")
+    with pytest.raises(StoreError) as caught, database_errors():
+        raise refused
+    assert caught.value is refused
+    assert not isinstance(mapped(OperationalError("x", {}, Exception("y"))), SQLAlchemyError)
+
+
+NOW = datetime(2026, 11, 22, 20, 0, tzinfo=timezone.utc)
+# Every public method of the store, called as a caller would.
+CALLS = {
+    "create_key": lambda store: store.create_key("alice"),
+    "list_keys": lambda store: store.list_keys(),
+    "get_key": lambda store: store.get_key("alice"),
+    "find_key": lambda store: store.find_key(new_secret()),
+    "update_key": lambda store: store.update_key("alice", last_used_at=NOW),
+    "delete_key": lambda store: store.delete_key("alice"),
+    "add_usage": lambda store: store.add_usage([{"ts": NOW, "request_id": "r1"}]),
+    "query_usage": lambda store: store.query_usage(),
+    "usage_by_day": lambda store: store.usage_by_day(by="key"),
+    "list_aliases": lambda store: store.list_aliases(),
+    "set_alias": lambda store: store.set_alias("gpt-4o", "llama3.2"),
+    "delete_alias": lambda store: store.delete_alias("gpt-4o"),
+    "list_overrides": lambda store: store.list_overrides(),
+    "set_override": lambda store: store.set_override("llama3.2", {"num_ctx": 8192}),
+    "delete_override": lambda store: store.delete_override("llama3.2"),
+}
+NO_DATABASE = {"close"}  # disposes of the connection pool: asks the database nothing
+
+
+def test_every_public_method_of_the_store_is_called_below():
+    public = {name for name in dir(Store) if not name.startswith("_") and callable(getattr(Store, name))}
+    assert public - NO_DATABASE == set(CALLS)
+
+
+@pytest.fixture
+def broken_store(tmp_path):
+    store = open_store(StoreSettings(f"sqlite:///{tmp_path / 'store.db'}", 5.0))
+    store.engine.dispose()
+    (tmp_path / "store.db").unlink()
+    (tmp_path / "store.db").mkdir()  # the file is now a directory: every query fails
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize("method", CALLS)
+def test_a_failing_database_raises_the_stores_error_from_every_method(broken_store, method):
+    with pytest.raises(DatabaseError) as caught:
+        CALLS[method](broken_store)
+    assert isinstance(caught.value.__cause__, SQLAlchemyError)
+
+
+def test_a_store_that_cannot_be_opened_raises_the_stores_error(tmp_path):
+    (tmp_path / "store.db").mkdir()
+    with pytest.raises(DatabaseError):
+        open_store(StoreSettings(f"sqlite:///{tmp_path / 'store.db'}", 5.0))
