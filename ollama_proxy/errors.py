@@ -104,6 +104,12 @@ class UpstreamConnectTimeout(UpstreamTimeout):
     """The upstream did not accept a connection in time: the request never reached it."""
 
 
+class ClientGone(ProxyError):
+    """The client hung up before its request was sent on: nobody reads the answer (nginx's 499)."""
+
+    status = 499
+
+
 class Overloaded(ProxyError):
     """The proxy or its upstream has no capacity left for this request."""
 

@@ -57,6 +57,8 @@ class Principal:
     rpm: int | None = None  # requests per minute; None: unlimited
     tpm: int | None = None  # tokens per minute; None: unlimited
     chat_log: bool | None = None  # its chats logged (True), not (False), or as chat_logs.enabled (None)
+    weight: float = 1.0  # its share of the GPUs against other principals'
+    klass: str = "interactive"  # or "batch": waits behind interactive work
 
     def may(self, scope: str) -> bool:
         return self.scope == MANAGE or self.scope == scope

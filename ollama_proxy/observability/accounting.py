@@ -32,8 +32,11 @@ def note_tokens(record: RequestRecord | None, prompt: int | None, completion: in
 
 
 def note_answer(record: RequestRecord | None, answer: dict) -> None:
-    """Note the counts of a whole Ollama answer (chat, generate, embed)."""
+    """Note the counts of a whole Ollama answer (chat, generate, embed), and the model's load time."""
     note_tokens(record, answer.get("prompt_eval_count"), answer.get("eval_count"))
+    load = answer.get("load_duration")
+    if record is not None and isinstance(load, int) and not isinstance(load, bool) and load >= 0:
+        record.load_seconds = load / 1e9
 
 
 class _StreamCount:

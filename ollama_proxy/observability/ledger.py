@@ -71,6 +71,8 @@ class RequestRecord:
     provisional_tokens: int = 0  # generated chunks of answers not finished (yet, or ever)
     first_token: float | None = None  # perf_counter time of the first generated chunk
     endpoint: str | None = None  # the URL rule that served the request (/v1/models/<path:model_id>)
+    queued: float = 0.0  # seconds spent waiting for a slot on a server
+    load_seconds: float | None = None  # the model's load time, as Ollama reported it in a final chunk
 
     @property
     def aborted(self) -> bool:
@@ -88,8 +90,9 @@ class RequestRecord:
         return None if self.first_token is None else round((self.first_token - self.started) * 1000, 2)
 
     def server_timing(self, now: float) -> str:
-        total = now - self.started
-        return f"proxy;dur={max(0.0, total - self.upstream) * 1000:.2f}, upstream;dur={self.upstream * 1000:.2f}"
+        proxy = max(0.0, now - self.started - self.upstream - self.queued)
+        return (f"proxy;dur={proxy * 1000:.2f}, queue;dur={self.queued * 1000:.2f}, "
+                f"upstream;dur={self.upstream * 1000:.2f}")
 
 
 class _RecordedBody:

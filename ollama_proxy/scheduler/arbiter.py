@@ -41,15 +41,33 @@ class Arbiter:
         self.clock = clock
         self._owners: dict[str, Worker] = {}
         self._ticker = None
+        self._reader = None
 
-    def start(self, hold: float) -> None:
-        """Grant nothing for ``hold`` seconds (the workers say what they already hold), then tick."""
+    def start(self, hold: float, loaded: Callable[[], dict[str, dict[str, dict]]] | None = None,
+              every: float = 10.0) -> None:
+        """Grant nothing for ``hold`` seconds (the workers say what they already hold), then tick.
+
+        ``loaded()`` returns what each server has loaded (model -> reload options), read
+        from the servers themselves; it is taken now and every ``every`` seconds.
+        """
         self.scheduler.hold_until = self.clock() + hold
         self._ticker = gevent.spawn(self._tick_forever, hold)
+        if loaded is not None:
+            self._reader = gevent.spawn(self._read_loaded_forever, loaded, every)
 
     def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.kill()
+        for greenlet in (self._ticker, self._reader):
+            if greenlet is not None:
+                greenlet.kill()
+
+    def _read_loaded_forever(self, loaded: Callable[[], dict[str, dict[str, dict]]], every: float) -> None:
+        while True:
+            try:
+                for server, models in loaded().items():
+                    self._deliver(self.scheduler.refresh(server, models, self.clock()))
+            except Exception:  # a failed read must not stop the next ones
+                log.exception("reading the servers' loaded models failed")
+            gevent.sleep(every)
 
     def handle(self, worker: Worker, message: dict) -> None:
         now, op, ticket_id = self.clock(), message["op"], message["id"]

@@ -71,10 +71,13 @@ def address(lock_path: str) -> str:
 class LocalScheduler:
     """This process's way to the instance's scheduler: a client, and a candidacy to be the arbiter."""
 
-    def __init__(self, lock_path: str, build: Callable[[], Scheduler], max_wait: float) -> None:
+    def __init__(self, lock_path: str, build: Callable[[], Scheduler], max_wait: float,
+                 loaded: Callable[[], dict] | None = None, every: float = 10.0) -> None:
         self.lock_path = lock_path
         self._build = build
         self._max_wait = max_wait
+        self._loaded = loaded
+        self._every = every
         self._pid = 0
         self._client: SchedulerClient | None = None
         self.arbiter: Arbiter | None = None
@@ -110,7 +113,7 @@ class LocalScheduler:
         listener.bind(address(self.lock_path))
         listener.listen(1024)
         self.arbiter = Arbiter(self._build())
-        self.arbiter.start(TAKEOVER_HOLD)
+        self.arbiter.start(TAKEOVER_HOLD, self._loaded, self._every)
         self._server = StreamServer(listener, self._serve_worker)
         self._server.start()
         log.info("this worker (pid %d) now decides who runs next on the Ollama servers", os.getpid())

@@ -91,10 +91,13 @@ class _RedisWorker:
 class SharedScheduler:
     """This process's way to the scheduler all instances share: a client, and a candidacy."""
 
-    def __init__(self, url: str, build: Callable[[], Scheduler], max_wait: float) -> None:
+    def __init__(self, url: str, build: Callable[[], Scheduler], max_wait: float,
+                 loaded: Callable[[], dict] | None = None, every: float = 10.0) -> None:
         self._url = url
         self._build = build
         self._max_wait = max_wait
+        self._loaded = loaded
+        self._every = every
         self._pid = 0
         self._client: SchedulerClient | None = None
         self._redis: redis.Redis | None = None
@@ -132,7 +135,7 @@ class SharedScheduler:
     def _lead(self) -> None:
         self._redis.incr(_key("epoch"))
         self.arbiter = Arbiter(self._build())
-        self.arbiter.start(TAKEOVER_HOLD)
+        self.arbiter.start(TAKEOVER_HOLD, self._loaded, self._every)
         workers: dict[str, _RedisWorker] = {}
         log.info("this worker (%s) now decides who runs next on the Ollama servers", self.worker)
         try:

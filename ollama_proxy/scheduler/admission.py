@@ -1,0 +1,104 @@
+"""Hold each GPU request until the instance's scheduler grants it a slot on a server.
+
+The glue between one request and the scheduler: who asks (the principal's share
+of the GPUs), what for (the model, the servers that may serve it, the options
+that make Ollama reload), and the client, watched while it waits: one that
+leaves is dropped unsent. A grant names the server, and the reload options the
+request is sent with.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import g, request
+
+from ollama_proxy.errors import ClientGone
+from ollama_proxy.observability.ledger import current_record
+from ollama_proxy.relay.streaming import gevent_active, watch_client
+from ollama_proxy.routing.catalog import current_models
+from ollama_proxy.routing.names import canonical
+from ollama_proxy.scheduler.client import ClientLeft, SchedulerClient
+from ollama_proxy.scheduler.core import Ticket
+from ollama_proxy.scheduler.fairness import Share
+from ollama_proxy.scheduler.options import RELOAD_OPTIONS, reload_options
+from ollama_proxy.scheduler.servers import Start
+
+# The requests that make a GPU work; listings and management are never queued.
+SCHEDULED_PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings"})
+ANONYMOUS = Share("anonymous")
+
+
+@dataclass
+class Admitted:
+    """A granted slot: where to send the request, with what body, and how to give the slot back."""
+
+    server: str
+    body: bytes
+    release: Callable[[], None]
+
+
+class Admission:
+    """Admit requests through this process's client of the instance's scheduler."""
+
+    def __init__(self, client: Callable[[], SchedulerClient]) -> None:
+        self._client = client
+
+    def admit(self, model: str, candidates: list[str], body: bytes) -> Admitted | None:
+        """Wait for a slot on one of ``candidates``; None where nothing is scheduled (no gevent worker)."""
+        if not gevent_active():
+            return None
+        asked_body = _json(body)
+        options = asked_body.get("options") if isinstance(asked_body, dict) else None
+        ticket = Ticket(uuid.uuid4().hex, _share(), canonical(model), tuple(candidates), reload_options(options),
+                        _enforced())
+        client = self._client()
+        try:
+            granted = client.admit(ticket, watch=lambda on_gone: watch_client(request.environ, on_gone))
+        except ClientLeft:
+            raise ClientGone("the client left while its request waited for a slot") from None
+        record = current_record()
+        if record is not None:
+            record.queued += granted.waited
+        placement = granted.placement
+
+        def release() -> None:
+            loaded = placement.start is not Start.WARM and record is not None
+            client.end(ticket.id, record.load_seconds if loaded else None)
+        sent = _with_options(body, asked_body, placement.options) if placement.options != ticket.asked else body
+        return Admitted(placement.server, sent, release)
+
+
+def _share() -> Share:
+    principal = getattr(g, "principal", None)
+    if principal is None:
+        return ANONYMOUS
+    return Share(principal.name, principal.weight, principal.klass)
+
+
+def _enforced() -> frozenset[str]:
+    """The reload options a per-model override enforces for the model asked for: sent as set."""
+    record = current_record()
+    if record is None or record.model is None:
+        return frozenset()
+    enforce = current_models().override_for(record.model).enforce
+    return frozenset(name for name in enforce if name in RELOAD_OPTIONS)
+
+
+def _json(body: bytes):
+    if not isinstance(body, bytes) or b'"options"' not in body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _with_options(body: bytes, parsed, options: dict) -> bytes:
+    """Return ``body`` with the reload options the grant decided (one value per model and server)."""
+    parsed = parsed if isinstance(parsed, dict) else json.loads(body)
+    parsed["options"] = {**(parsed.get("options") or {}), **options}
+    return json.dumps(parsed, separators=(",", ":")).encode()
