@@ -20,7 +20,7 @@ from tests.e2e.server import DEPLOY, die_with_parent, free_port, stop_process
 
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
 
-MAIN_CONF = """\\
+MAIN_CONF = """\
 user {user} {group};
 worker_processes 1;
 pid {dir}/nginx.pid;
