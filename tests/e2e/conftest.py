@@ -1,13 +1,17 @@
-"""Fixtures: one fake Ollama and one real proxy for the whole session, reset per test."""
+"""Fixtures: the real proxy (one for the whole session, more per test), llama-server, the deploy's tools, a browser.
+
+The fakes they run over are in tests/conftest.py.
+"""
 
 from __future__ import annotations
+
+import subprocess
 
 import pytest
 
 from tests.e2e.browser import launch
 from tests.e2e.llama import LlamaServer
-from tests.e2e.server import ProxyServer
-from tests.fakes.ollama import FakeOllama
+from tests.e2e.server import ROOT, ProxyServer
 
 GENERATE = "gen-token-0123456789"
 ALICE = "alice-token-abcdefghij"
@@ -39,25 +43,6 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def fake_server():
-    with FakeOllama() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server):
-    fake_server.reset()
-    return fake_server
-
-
-@pytest.fixture(autouse=True)
-def _unscripted_fake(request):
-    """Every test meets the shared fake Ollama unscripted, whichever fixture brought it in."""
-    if "fake_server" in request.fixturenames:
-        request.getfixturevalue("fake_server").reset()
-
-
-@pytest.fixture(scope="session")
 def llama_server(tmp_path_factory):
     """A real llama-server with SmolLM2-135M; scripts/install-llama-server.sh installs it."""
     server = LlamaServer(tmp_path_factory.mktemp("llama"), api_key=LAB_KEY).start()
@@ -85,6 +70,14 @@ def start_proxy(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def test_services():
+    """Install nginx, systemd-analyze and logrotate when missing (a no-op when they are there)."""
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "install-test-services.sh")],
+                          capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,18 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
 import yaml
 
+from ollama_proxy.config import StoreSettings
+from ollama_proxy.store import open_store
+
 ROOT = Path(__file__).resolve().parents[2]
-GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
+DEPLOY = ROOT / "deploy"
+GUNICORN_CONF = DEPLOY / "gunicorn.conf.py"
 
 
 def die_with_parent() -> None:
@@ -100,6 +105,52 @@ class ProxyServer:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no access line for request {request_id} within {timeout}s")
             time.sleep(0.05)
+
+    def worker_pids(self) -> set[int]:
+        """Return the pids of gunicorn's live workers (the master's children that are not zombies)."""
+        pids = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # a process that went away meanwhile
+            if int(fields[1]) == self.process.pid and fields[0] != "Z":
+                pids.add(int(stat.parent.name))
+        return pids
+
+    def open_store(self, **options):
+        """Open the store this server uses: its configuration's store.url."""
+        url = yaml.safe_load(self.config_path.read_text())["store"]["url"]
+        return open_store(StoreSettings(url, 5.0), **options)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds pass; return whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())
+
+
+def start_server(server: ProxyServer, timeout: float = 60.0) -> ProxyServer:
+    """Start gunicorn and wait for its /health.
+
+    ProxyServer.start gives up when the first /health takes over its 1 s read timeout; on a
+    busy machine the workers may still be importing the app then (gunicorn listens before
+    they boot), so that case is waited out here.
+    """
+    try:
+        return server.start(timeout)
+    except requests.Timeout:
+        def healthy() -> bool:
+            try:
+                return requests.get(server.url + "/health", timeout=5).status_code == 200
+            except requests.RequestException:
+                return False
+        assert wait_for(healthy, timeout), f"gunicorn did not answer within {timeout}s:\n{server.stderr()}"
+        return server
 
 
 def wait_until_listening(url: str, process: subprocess.Popen | None, timeout: float, log: Path | None = None):

@@ -7,22 +7,10 @@ import re
 import pytest
 import requests
 import yaml
-from werkzeug.security import generate_password_hash
 
+from tests.e2e.admin_page import ATTEMPTS, PASSWORD, admin_config, csrf_token
 from tests.e2e.browser import new_page, screenshot
-from tests.e2e.conftest import base_config
 from tests.e2e.server import ProxyServer, free_port
-
-PASSWORD = "correct horse battery staple"
-ATTEMPTS = 3
-
-
-def admin_config(upstream_url: str, tmp_path, **admin) -> dict:
-    config = base_config(upstream_url)
-    config["admin"] = {"password_hash": generate_password_hash(PASSWORD), "login_attempts": ATTEMPTS,
-                       "secret_key_file": str(tmp_path / "admin-secret-key"),
-                       "cookie_secure": False, **admin}  # plain http here
-    return config
 
 
 def start_admin(upstream_url: str, workdir, backends=(), **admin) -> ProxyServer:
@@ -117,8 +105,7 @@ def test_the_lockout_counts_per_user_name(browser, admin):
 
 def test_a_form_without_its_csrf_token_is_refused(admin):
     session = requests.Session()
-    login_page = session.get(admin.url + "/admin/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', login_page.text).group(1)
+    token = csrf_token(session, admin.url)
     refused = session.post(admin.url + "/admin/login", data={"username": "admin", "password": PASSWORD},
                            allow_redirects=False)
     assert refused.status_code == 400
@@ -138,7 +125,7 @@ def test_a_form_without_its_csrf_token_is_refused(admin):
 
 def test_login_never_redirects_off_the_admin_page(admin):
     session = requests.Session()
-    token = re.search(r'name="csrf_token" value="([^"]+)"', session.get(admin.url + "/admin/login").text).group(1)
+    token = csrf_token(session, admin.url)
     answer = session.post(admin.url + "/admin/login", allow_redirects=False, data={
         "username": "admin", "password": PASSWORD, "csrf_token": token, "next": "//evil.example/admin"})
     assert answer.headers["Location"] == "/admin"
@@ -172,7 +159,7 @@ def test_without_a_password_hash_the_page_is_off(browser, proxy):
 def test_the_lockout_holds_across_workers(lockable):
     session = requests.Session()
     session.headers["Connection"] = "close"  # a new connection each time: either worker may take it
-    token = re.search(r'name="csrf_token" value="([^"]+)"', session.get(lockable.url + "/admin/login").text).group(1)
+    token = csrf_token(session, lockable.url)
     form = {"username": "admin", "csrf_token": token}
     statuses = [session.post(lockable.url + "/admin/login", data={**form, "password": "nope"}).status_code
                 for _ in range(ATTEMPTS)]

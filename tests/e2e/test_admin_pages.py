@@ -7,13 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 import openai
 import pytest
-import yaml
 
-from ollama_proxy.config import StoreSettings
-from ollama_proxy.store import open_store
+from tests.e2e.admin_page import PASSWORD, admin_config
 from tests.e2e.browser import new_page, screenshot
 from tests.e2e.server import ProxyServer
-from tests.e2e.test_admin_login import PASSWORD, admin_config
 
 SECRET_PATTERN = re.compile(r"op-[A-Za-z0-9_-]{20,}")
 
@@ -73,7 +70,7 @@ def test_a_new_key_calls_the_proxy_and_the_call_shows_on_the_dashboard(page, adm
 
 def test_the_dashboard_charts_and_the_usage_page_read_the_usage_table(page, admin):
     today = datetime.now(timezone.utc).replace(hour=0, minute=30)
-    store = open_store(admin_store_settings(admin), migrate=False)
+    store = admin.open_store(migrate=False)
     try:
         store.add_usage([usage_row(today, "chart-key", "llama3.2", 7, 9, 200),
                          usage_row(today, "chart-key", "qwen3:8b", 3, 0, 502),
@@ -99,11 +96,6 @@ def test_the_dashboard_charts_and_the_usage_page_read_the_usage_table(page, admi
         lines = file.read().splitlines()
     assert lines[0].startswith("ts,request_id,key_name") and len(lines) == 3
     assert all(",chart-key," in line for line in lines[1:])
-
-
-def admin_store_settings(server: ProxyServer) -> StoreSettings:
-    config = yaml.safe_load(server.config_path.read_text())
-    return StoreSettings(config["store"]["url"], 5.0)
 
 
 def usage_row(ts, key: str, model: str, prompt: int, completion: int, status: int) -> dict:

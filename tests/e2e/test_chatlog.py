@@ -12,6 +12,7 @@ import anthropic
 import openai
 import requests
 
+from tests.e2e.command import create_key
 from tests.e2e.conftest import ALICE, GENERATE, MANAGE, auth, base_config
 from tests.e2e.server import ROOT
 
@@ -81,10 +82,8 @@ def test_logrotate_leaves_the_chat_log_to_the_proxy():
 
 
 def test_a_managed_key_made_with_chat_log_is_logged_and_others_are_not(start_proxy, fake):
-    from tests.e2e.test_keys import create
-
     proxy = start_proxy(base_config(fake.url))  # chat_logs.enabled stays false
-    logged, quiet = create(proxy, "--name", "logged", "--chat-log"), create(proxy, "--name", "quiet")
+    logged, quiet = create_key(proxy, "--name", "logged", "--chat-log"), create_key(proxy, "--name", "quiet")
     for secret, text in ((quiet, "not logged"), (logged, "logged")):
         client = openai.OpenAI(base_url=proxy.url + "/v1", api_key=secret, max_retries=0)
         client.chat.completions.create(model="llama3.2", messages=[{"role": "user", "content": text}])

@@ -1,25 +1,19 @@
 """The deploy files at work: nginx's site in front of the real server, signals, logrotate, the unit.
 
-A real nginx (Debian's package, installed by scripts/install-test-services.sh) serves a copy
-of deploy/nginx.conf whose listen and upstream ports are rewritten to free ones; gunicorn
-runs as in production, from deploy/gunicorn.conf.py.
+A real nginx (tests/e2e/nginx.py: Debian's package, installed by scripts/install-test-services.sh)
+serves a copy of deploy/nginx.conf whose listen and upstream ports are rewritten to free ones;
+gunicorn runs as in production, from deploy/gunicorn.conf.py.
 """
 
 from __future__ import annotations
 
-import grp
 import hashlib
 import json
-import os
-import pwd
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,136 +21,12 @@ import requests
 import yaml
 
 from tests.e2e.conftest import MANAGE, auth, base_config
-from tests.e2e.server import ROOT, ProxyServer, die_with_parent, free_port, stop_process
+from tests.e2e.nginx import Nginx, current_user, tool
+from tests.e2e.server import DEPLOY, ROOT, ProxyServer, start_server, wait_for
 
-DEPLOY = ROOT / "deploy"
-SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
 CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "x"}]}
 RELOADED_TOKEN = "reloaded-token-0123456789"
 MiB = 1024 * 1024
-
-MAIN_CONF = """\
-user {user} {group};
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log notice;
-events {{ worker_connections 512; }}
-http {{
-    access_log {dir}/access.log;
-    client_body_temp_path {dir}/client_body_temp;
-    proxy_temp_path {dir}/proxy_temp;
-    fastcgi_temp_path {dir}/fastcgi_temp;
-    uwsgi_temp_path {dir}/uwsgi_temp;
-    scgi_temp_path {dir}/scgi_temp;
-    include {dir}/site.conf;
-}}
-"""
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name, path=SBIN_PATH)
-    assert path, f"{name} is missing: scripts/install-test-services.sh installs it (needs root and apt-get)"
-    return path
-
-
-def current_user() -> tuple[str, str]:
-    return pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
-
-
-def start_server(server: ProxyServer, timeout: float = 60.0) -> ProxyServer:
-    """Start gunicorn and wait for its /health.
-
-    ProxyServer.start gives up when the first /health takes over its 1 s read timeout; on a
-    busy machine the workers may still be importing the app then (gunicorn listens before
-    they boot), so that case is waited out here.
-    """
-    try:
-        return server.start(timeout)
-    except requests.Timeout:
-        def healthy() -> bool:
-            try:
-                return requests.get(server.url + "/health", timeout=5).status_code == 200
-            except requests.RequestException:
-                return False
-        assert wait_for(healthy, timeout), f"gunicorn did not answer within {timeout}s:\n{server.stderr()}"
-        return server
-
-
-def site_for_test(site: str, listen_port: int, upstream_port: int, log_dir: Path) -> str:
-    """Return deploy/nginx.conf listening on 127.0.0.1:listen_port, in front of upstream_port."""
-    site, upstreams = re.subn(r"server 127\.0\.0\.1:8080;", f"server 127.0.0.1:{upstream_port};", site)
-    assert upstreams == 1, "deploy/nginx.conf has no `server 127.0.0.1:8080;` upstream any more"
-    listens = re.findall(r"^[ \t]*listen[ \t][^;]*;\n", site, flags=re.MULTILINE)
-    assert listens, "deploy/nginx.conf has no listen directive"
-    site = site.replace(listens[0], f"    listen 127.0.0.1:{listen_port};\n", 1)
-    for other in listens[1:]:  # [::]:80 and the like
-        site = site.replace(other, "", 1)
-    return site.replace("/var/log/nginx/", f"{log_dir}/")
-
-
-class Nginx:
-    """A real nginx in the foreground, serving deploy/nginx.conf in front of one gunicorn."""
-
-    def __init__(self, upstream_port: int, workdir: Path):
-        self.upstream_port = upstream_port
-        self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-        self._output = None
-
-    def start(self, timeout: float = 15.0) -> Nginx:
-        site = site_for_test((DEPLOY / "nginx.conf").read_text(), self.port, self.upstream_port, self.workdir)
-        (self.workdir / "site.conf").write_text(site)
-        user, group = current_user()  # as root, workers run as root and can enter the 0700 tmp dir
-        main = self.workdir / "nginx.conf"
-        main.write_text(MAIN_CONF.format(dir=self.workdir, user=user, group=group))
-        self._output = open(self.workdir / "nginx.out", "wb")
-        argv = [tool("nginx"), "-p", f"{self.workdir}/", "-e", str(self.workdir / "error.log"),
-                "-c", str(main), "-g", "daemon off;"]
-        self.process = subprocess.Popen(argv, stdout=self._output, stderr=subprocess.STDOUT,
-                                        preexec_fn=die_with_parent)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited with {self.process.returncode}:\n{self.logs()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"nginx did not listen within {timeout}s:\n{self.logs()}")
-
-    def stop(self) -> None:
-        stop_process(self.process, 10)
-        if self._output:
-            self._output.close()
-
-    def logs(self) -> str:
-        return "".join(path.read_text(errors="replace") for path in sorted(self.workdir.glob("*.log"))
-                       if path.exists()) + (self.workdir / "nginx.out").read_text(errors="replace")
-
-    def access_lines(self) -> list[str]:
-        path = self.workdir / "ollama-proxy.access.log"
-        return path.read_text().splitlines() if path.exists() else []
-
-
-@pytest.fixture(scope="module")
-def test_services():
-    """Install nginx, systemd-analyze and logrotate when missing (a no-op when they are there)."""
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "install-test-services.sh")],
-                          capture_output=True, text=True, timeout=100)
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -249,19 +119,6 @@ def test_nginx_request_id_reaches_the_proxy_access_log(nginx, gunicorn, fake):
     assert wait_for(lambda: any(f"request_id={request_id}" in line for line in nginx.access_lines()))
 
 
-def worker_pids(master: int) -> set[int]:
-    """Return the pids of the master's children (its gunicorn workers)."""
-    pids = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == master and fields[0] != "Z":
-            pids.add(int(stat.parent.name))
-    return pids
-
-
 def test_sighup_reloads_the_configuration_without_dropping_a_stream(nginx, gunicorn, fake):
     assert requests.get(nginx.url + "/api/tags", headers=auth(RELOADED_TOKEN), timeout=10).status_code == 401
     delay, count = 0.25, 8
@@ -269,7 +126,7 @@ def test_sighup_reloads_the_configuration_without_dropping_a_stream(nginx, gunic
     fake.script("llama3.2:latest", reply=reply, chunk_delay=delay)
     config = yaml.safe_load(gunicorn.config_path.read_text())
     config["auth"]["generate_tokens"].append(RELOADED_TOKEN)
-    old_workers = worker_pids(gunicorn.process.pid)
+    old_workers = gunicorn.worker_pids()
     with requests.post(nginx.url + "/api/chat", headers=auth(), json=CHAT, stream=True, timeout=30) as answer:
         lines = answer.iter_lines()
         parts = [json.loads(next(lines))]  # the stream runs on one of the old workers
@@ -283,8 +140,8 @@ def test_sighup_reloads_the_configuration_without_dropping_a_stream(nginx, gunic
     # old worker still meets the old configuration until that worker is gone.
     assert wait_for(lambda: requests.get(nginx.url + "/api/tags", headers=auth(RELOADED_TOKEN),
                                          timeout=5).status_code == 200, timeout=30)
-    assert wait_for(lambda: not worker_pids(gunicorn.process.pid) & old_workers, timeout=30)
-    assert len(worker_pids(gunicorn.process.pid)) == gunicorn.workers
+    assert wait_for(lambda: not gunicorn.worker_pids() & old_workers, timeout=30)
+    assert len(gunicorn.worker_pids()) == gunicorn.workers
     again = requests.post(nginx.url + "/api/chat", headers=auth(), json={**CHAT, "stream": False}, timeout=30)
     assert again.status_code == 200 and again.json()["message"]["content"] == reply
     assert "Hang up" in gunicorn.stderr()

@@ -9,7 +9,6 @@ properly (the final zero-length chunk), never as a cut connection or a traceback
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from tests.e2e.conftest import GENERATE, auth, base_config
+from tests.e2e.bare_socket import post_json
+from tests.e2e.conftest import auth, base_config
 from tests.e2e.server import ProxyServer
 
 MODEL = "llama3.2:latest"
@@ -251,10 +251,7 @@ def test_upstream_killed_during_a_whole_answer_is_a_502_in_the_surfaces_shape(pr
 
 def _hang_up_mid_stream(proxy: ProxyServer, path: str, body: dict) -> float:
     """Start a stream over a bare socket, read three text chunks, hang up; return when."""
-    payload = json.dumps(body).encode()
-    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: proxy\r\nAuthorization: Bearer {GENERATE}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload)
+    with post_json(proxy, path, body, timeout=10) as sock:
         received = b""
         while received.count(b"tok ") < 3:
             piece = sock.recv(65536)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from tests.e2e.conftest import ALICE, GENERATE, MANAGE, MAX_BODY, SECRETS, auth, base_config
 from tests.e2e.server import ProxyServer
+from tests.e2e.surfaces import IMAGE_SURFACES, assert_error_shape, image_request
 from tests.fakes.ollama import FakeOllama
 
 TIMEOUT = 10  # seconds: every answer here must come long before; a hang fails the test
@@ -46,22 +47,6 @@ def _ids(endpoints):
 
 
 # Checking answers
-
-
-def assert_error_shape(dialect: str, answer: requests.Response) -> str:
-    """Check an error answer is JSON in the dialect's shape; return its message."""
-    assert answer.headers.get("Content-Type", "").startswith("application/json"), answer.text[:300]
-    body = answer.json()
-    if dialect == "ollama":
-        assert set(body) == {"error"} and isinstance(body["error"], str), body
-        return body["error"]
-    if dialect == "openai":
-        assert set(body) == {"error"} and set(body["error"]) >= {"message", "type", "param", "code"}, body
-        assert isinstance(body["error"]["message"], str) and isinstance(body["error"]["type"], str)
-        return body["error"]["message"]
-    assert body["type"] == "error" and set(body["error"]) == {"type", "message"}, body
-    assert isinstance(body["error"]["message"], str) and isinstance(body["error"]["type"], str)
-    return body["error"]["message"]
 
 
 def assert_sane(dialect: str, answer: requests.Response) -> None:
@@ -444,24 +429,12 @@ def _private_urls(port: int) -> list[str]:
     ]
 
 
-def _image_request(surface: str, url: str) -> tuple[str, str, dict]:
-    if surface == "openai":
-        return "/v1/chat/completions", "openai", {"model": "llava", "messages": [{"role": "user", "content": [
-            {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": url}}]}]}
-    if surface == "anthropic":
-        return "/v1/messages", "anthropic", {"model": "llava", "max_tokens": 8, "messages": [{
-            "role": "user", "content": [{"type": "image", "source": {"type": "url", "url": url}},
-                                        {"type": "text", "text": "What is this?"}]}]}
-    return "/v1/responses", "openai", {"model": "llava", "input": [{"role": "user", "content": [
-        {"type": "input_text", "text": "What is this?"}, {"type": "input_image", "image_url": url}]}]}
-
-
-@pytest.mark.parametrize("surface", ["openai", "anthropic", "responses"])
+@pytest.mark.parametrize("surface", IMAGE_SURFACES)
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 def test_image_urls_to_private_addresses_are_refused(proxy, fake, logs, surface, stream):
     port = int(fake.url.rsplit(":", 1)[1])
     for url in _private_urls(port):
-        path, dialect, body = _image_request(surface, url)
+        path, dialect, body = image_request(surface, [url])
         answer = requests.post(proxy.url + path, json={**body, "stream": stream}, headers=auth(), timeout=TIMEOUT)
         assert answer.status_code == 400, f"{url}: {answer.status_code} {answer.text[:300]}"
         assert "private or local" in assert_error_shape(dialect, answer), url
@@ -496,7 +469,7 @@ def test_no_token_is_ever_written_to_a_log(proxy, fake):
             requests.get(proxy.url + f"/v1/nothing?api_key={secret}", headers=h, timeout=TIMEOUT)
         requests.get(proxy.url + f"/api/{secret}", headers=auth(secret), timeout=TIMEOUT)
         requests.get(proxy.url + "/api/tags", headers={**auth(secret), "X-Big": "a" * 20000}, timeout=TIMEOUT)
-        image = _image_request("openai", f"http://{secret}:{secret}@127.0.0.1:9/a.png")
+        image = image_request("openai", [f"http://{secret}:{secret}@127.0.0.1:9/a.png"])
         requests.post(proxy.url + image[0], json=image[2], headers=auth(secret), timeout=TIMEOUT)
     time.sleep(0.5)  # access lines are written as each response closes
     assert len(proxy.access_lines()) >= len(SECRETS) * 11 * 8

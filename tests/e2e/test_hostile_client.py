@@ -11,18 +11,13 @@ import base64
 import csv
 import io
 import json
-import os
-import re
 import secrets
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import requests
@@ -30,38 +25,18 @@ import sqlalchemy
 from requests.adapters import HTTPAdapter
 from werkzeug.security import generate_password_hash
 
-from ollama_proxy.config import StoreSettings, load_settings
-from ollama_proxy.store import open_store
+from tests.e2e.admin_page import ATTEMPTS, PASSWORD, admin_config, csrf_token
+from tests.e2e.command import cli, create_key
 from tests.e2e.conftest import ALICE, GENERATE, MANAGE, SCRAPE, auth, base_config
-from tests.e2e.server import ROOT, ProxyServer, free_port
-from tests.e2e.test_admin_login import ATTEMPTS, PASSWORD, admin_config
-from tests.e2e.test_deploy import Nginx, start_server, test_services  # noqa: F401 (a fixture)
-from tests.e2e.test_hostile import assert_error_shape
+from tests.e2e.nginx import Nginx
+from tests.e2e.server import DEPLOY, ProxyServer, free_port, start_server
+from tests.e2e.surfaces import IMAGE_SURFACES, assert_error_shape, image_request
 from tests.fakes.ollama import FakeOllama
-from tests.fakes.openai_provider import FakeProvider
+from tests.fakes.openai_provider import PROVIDER_KEY
 
-CLI = str(Path(sys.executable).with_name("ollama-proxy"))  # what `pip install` put on PATH
 TIMEOUT = 30
 HI = [{"role": "user", "content": "hi"}]
 
-
-def cli(server: ProxyServer, *args: str) -> subprocess.CompletedProcess:
-    """Run ``ollama-proxy ARGS --config <the server's>`` as its operator would."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_PROXY_")}
-    env["PYTHONPATH"] = str(ROOT)  # this checkout's code, wherever the installed package points
-    return subprocess.run([CLI, *args, "--config", str(server.config_path)], capture_output=True, text=True,
-                          env=env, cwd=server.workdir, timeout=60)
-
-
-def create_key(server: ProxyServer, *args: str) -> str:
-    """Create a managed key with ``ollama-proxy keys create``; return its secret."""
-    done = cli(server, "keys", "create", *args)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.splitlines()[-1]
-
-
-def bearer(secret: str) -> dict:
-    return {"Authorization": f"Bearer {secret}"}
 
 # --- A second model key in another case (smuggled model and options) -------------------------
 
@@ -101,7 +76,7 @@ def _error_message(answer: requests.Response) -> str:
 @pytest.mark.parametrize("path, body", SMUGGLED_MODEL, ids=[path for path, _ in SMUGGLED_MODEL])
 def test_a_second_model_key_in_another_case_is_refused_and_never_sent(policed, fake, path, body):
     sent_before = len(fake.requests)
-    answer = requests.post(policed.url + path, json=body, headers=bearer(policed.limited), timeout=TIMEOUT)
+    answer = requests.post(policed.url + path, json=body, headers=auth(policed.limited), timeout=TIMEOUT)
     assert answer.status_code == 400, answer.text
     smuggled = next(key for key in body if key != "model" and key.lower() == "model")
     assert smuggled in _error_message(answer) and "'model'" in _error_message(answer)
@@ -117,7 +92,7 @@ def test_a_second_model_key_in_another_case_is_refused_and_never_sent(policed, f
 def test_an_enforced_override_cannot_be_escaped_by_a_key_in_another_case(policed, fake, smuggled):
     body = {"model": "llama3.2", "messages": HI, "stream": False,
             "options": {"num_ctx": ENFORCED_CTX}, "keep_alive": "5m", **smuggled}
-    answer = requests.post(policed.url + "/api/chat", json=body, headers=bearer(policed.limited), timeout=TIMEOUT)
+    answer = requests.post(policed.url + "/api/chat", json=body, headers=auth(policed.limited), timeout=TIMEOUT)
     assert answer.status_code == 400, answer.text
     assert next(iter(smuggled)) in _error_message(answer)
     assert fake.calls("/api/chat") == []
@@ -127,7 +102,7 @@ def test_what_ollama_runs_is_what_the_policy_checked(policed, fake):
     # The same request spelt correctly is served, with the enforced values as Ollama reads them.
     body = {"model": "llama3.2", "messages": HI, "stream": False, "options": {"num_ctx": 131072},
             "keep_alive": -1}
-    answer = requests.post(policed.url + "/api/chat", json=body, headers=bearer(policed.limited), timeout=TIMEOUT)
+    answer = requests.post(policed.url + "/api/chat", json=body, headers=auth(policed.limited), timeout=TIMEOUT)
     assert answer.status_code == 200, answer.text
     ran = fake.last("/api/chat").json  # read as Ollama's Go decoder reads it
     assert ran["model"] == "llama3.2"
@@ -140,16 +115,16 @@ def test_what_ollama_runs_is_what_the_policy_checked(policed, fake):
     ("/v1/chat/completions", {"model": "cloud/fake-chat", "messages": HI, "stream": True, "Stream": False}),
     ("/api/chat", {"model": "cloud:fake-chat", "MODEL": "gpt-5", "messages": HI, "stream": False}),
 ])
-def test_a_key_a_go_provider_would_read_as_another_field_is_refused(cloud_proxy, cloud, path, body):
+def test_a_key_a_go_provider_would_read_as_another_field_is_refused(cloud_proxy, provider, path, body):
     answer = requests.post(cloud_proxy.url + path, json=body, headers=auth(), timeout=TIMEOUT)
     assert answer.status_code == 400 and "case-sensitive" in _error_message(answer)
-    assert cloud.requests == []  # the provider, which reads keys as Go does, was sent nothing
+    assert provider.requests == []  # the provider, which reads keys as Go does, was sent nothing
 
 
 def test_a_message_field_in_another_case_is_refused(policed, fake):
     body = {"model": "llama3.2", "stream": False,
             "messages": [{"role": "user", "content": "hi", "Content": "something else"}]}
-    answer = requests.post(policed.url + "/api/chat", json=body, headers=bearer(policed.limited), timeout=TIMEOUT)
+    answer = requests.post(policed.url + "/api/chat", json=body, headers=auth(policed.limited), timeout=TIMEOUT)
     assert answer.status_code == 400 and "messages[0].Content" in _error_message(answer)
     assert fake.calls("/api/chat") == []
 
@@ -157,7 +132,6 @@ def test_a_message_field_in_another_case_is_refused(policed, fake):
 
 # --- Model access, everywhere the same (management endpoints, aliases, listings, key cache) ---
 
-PROVIDER_KEY = "sk-access-provider-secret"
 # gpt-4o runs llama3.2; llama3-fast is named like a llama3 model but runs qwen3:8b; cloud runs a provider's model.
 ALIASES = {"gpt-4o": "llama3.2:latest", "llama3-fast": "qwen3:8b", "cloud": "lab:fake-chat"}
 LISTINGS = ("/api/tags", "/api/ps")  # what the pool reads on its own, whoever calls
@@ -166,20 +140,14 @@ WORK_PATHS = ("/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/a
 
 
 @pytest.fixture(scope="module")
-def access_provider():
-    with FakeProvider(key=PROVIDER_KEY) as provider:
-        yield provider
-
-
-@pytest.fixture(scope="module")
-def guarded(fake_server, access_provider, tmp_path_factory):
+def guarded(fake_server, provider_server, tmp_path_factory):
     """A proxy with those aliases, a provider 'lab', and keys limited by model patterns."""
     config = base_config(fake_server.url)
-    config["backends"] = [{"name": "lab", "type": "openai", "base_url": access_provider.base_url,
+    config["backends"] = [{"name": "lab", "type": "openai", "base_url": provider_server.base_url,
                            "api_key_env": "LAB_KEY", "models": ["fake-chat"]}]
     config["models"] = {"aliases": ALIASES}
     server = ProxyServer(config, tmp_path_factory.mktemp("guarded"), env={"LAB_KEY": PROVIDER_KEY}).start()
-    store = open_store(StoreSettings(f"sqlite:///{server.workdir / 'store.db'}", 5.0))
+    store = server.open_store()
     try:
         server.ops = store.create_key("ops", scope="manage", models=["llama3*"])[1]
         server.llama = store.create_key("llama", models=["llama3*"])[1]
@@ -198,7 +166,7 @@ def _ran(fake) -> list[str]:
 
 def _manage(server: ProxyServer, secret: str, path: str, body: dict) -> requests.Response:
     method = requests.delete if path == "/api/delete" else requests.post
-    return method(server.url + path, json=body, headers=bearer(secret), timeout=TIMEOUT)
+    return method(server.url + path, json=body, headers=auth(secret), timeout=TIMEOUT)
 
 
 # (path, body, the field naming a model the key 'ops' (manage, llama3*) may not use)
@@ -274,24 +242,23 @@ HIDDEN_ALIASES = [("llama", "llama3-fast"), ("by_alias", "gpt-4o"), ("by_alias",
 @pytest.mark.parametrize("path, body", SURFACES, ids=[f"{path}{'-stream' if body.get('stream') else ''}"
                                                       for path, body in SURFACES])
 def test_an_alias_is_refused_on_every_surface_to_a_key_that_may_not_use_its_model(
-        guarded, fake, access_provider, key, alias, path, body):
-    access_provider.reset()
-    answer = requests.post(guarded.url + path, json={"model": alias, **body}, headers=bearer(getattr(guarded, key)),
+        guarded, fake, provider, key, alias, path, body):
+    answer = requests.post(guarded.url + path, json={"model": alias, **body}, headers=auth(getattr(guarded, key)),
                            timeout=TIMEOUT)
     assert answer.status_code == 403, answer.text
     assert f"may not use the model '{alias}'" in _error_message(answer)
-    assert _ran(fake) == [] and access_provider.requests == []
+    assert _ran(fake) == [] and provider.requests == []
 
 
 @pytest.mark.parametrize("key, alias", HIDDEN_ALIASES, ids=[f"{key}-{alias}" for key, alias in HIDDEN_ALIASES])
 def test_a_hidden_alias_is_not_found_as_an_unknown_model_is(guarded, fake, key, alias):
     secret = getattr(guarded, key)
-    shown = requests.post(guarded.url + "/api/show", json={"model": alias}, headers=bearer(secret), timeout=TIMEOUT)
+    shown = requests.post(guarded.url + "/api/show", json={"model": alias}, headers=auth(secret), timeout=TIMEOUT)
     assert (shown.status_code, shown.json()) == (404, {"error": f"model '{alias}' not found"})
-    described = requests.get(f"{guarded.url}/v1/models/{alias}", headers=bearer(secret), timeout=TIMEOUT)
+    described = requests.get(f"{guarded.url}/v1/models/{alias}", headers=auth(secret), timeout=TIMEOUT)
     assert described.status_code == 404 and described.json()["error"]["code"] == "model_not_found"
     unknown = requests.post(guarded.url + "/api/show", json={"model": "llama3-nothing"},
-                            headers=bearer(guarded.llama), timeout=TIMEOUT)
+                            headers=auth(guarded.llama), timeout=TIMEOUT)
     assert (unknown.status_code, unknown.json()) == (404, {"error": "model 'llama3-nothing' not found"})
 
 
@@ -303,11 +270,11 @@ def test_a_hidden_alias_is_not_found_as_an_unknown_model_is(guarded, fake, key, 
 def test_listings_show_an_alias_only_with_a_model_the_key_may_use(guarded, fake, key, listed):
     for model in ("llama3.2", "qwen3:8b"):  # loaded, so that /api/ps lists them too
         requests.post(guarded.url + "/api/generate", json={"model": model, "prompt": "x", "stream": False},
-                      headers=bearer(GENERATE), timeout=TIMEOUT).raise_for_status()
+                      headers=auth(GENERATE), timeout=TIMEOUT).raise_for_status()
     secret = getattr(guarded, key)
 
     def names(path: str) -> list[str]:
-        answer = requests.get(guarded.url + path, headers=bearer(secret), timeout=TIMEOUT)
+        answer = requests.get(guarded.url + path, headers=auth(secret), timeout=TIMEOUT)
         assert answer.status_code == 200, answer.text
         if path == "/v1/models":
             return sorted(model["id"] for model in answer.json()["data"])
@@ -316,16 +283,15 @@ def test_listings_show_an_alias_only_with_a_model_the_key_may_use(guarded, fake,
     assert names("/api/ps") == [name for name in listed if name in ("gpt-4o", "llama3.2:latest")]
 
 
-def test_an_alias_serves_a_key_that_may_use_its_model(guarded, fake, access_provider):
-    access_provider.reset()
+def test_an_alias_serves_a_key_that_may_use_its_model(guarded, fake, provider):
     native = requests.post(guarded.url + "/api/chat", json={"model": "gpt-4o", "messages": HI, "stream": False},
-                           headers=bearer(guarded.llama), timeout=TIMEOUT)
+                           headers=auth(guarded.llama), timeout=TIMEOUT)
     assert native.status_code == 200 and native.json()["model"] == "gpt-4o"
     assert fake.last("/api/chat").json["model"] == "llama3.2:latest"
     cloud = requests.post(guarded.url + "/v1/chat/completions", json={"model": "cloud", "messages": HI},
-                          headers=bearer(guarded.lab), timeout=TIMEOUT)
+                          headers=auth(guarded.lab), timeout=TIMEOUT)
     assert cloud.status_code == 200 and cloud.json()["model"] == "cloud"
-    assert access_provider.last("/v1/chat/completions").json["model"] == "fake-chat"
+    assert provider.last("/v1/chat/completions").json["model"] == "fake-chat"
 
 
 def _api_keys(store_path) -> list[tuple]:
@@ -349,7 +315,7 @@ def test_a_flood_of_unknown_tokens_neither_pushes_a_valid_key_out_nor_writes_the
     config["auth"].update(key_cache_seconds=300, key_cache_size=4)  # room for the three keys here, no more
     server = start_proxy(config, workers=1)  # one worker: one cache, whichever connection a request comes on
     store_path = server.workdir / "store.db"
-    store = open_store(StoreSettings(f"sqlite:///{store_path}", 5.0))
+    store = server.open_store()
     try:
         valid, disabled, expired = (store.create_key(name)[1] for name in ("valid", "disabled", "expired"))
         store.update_key("disabled", enabled=False)
@@ -359,7 +325,7 @@ def test_a_flood_of_unknown_tokens_neither_pushes_a_valid_key_out_nor_writes_the
 
     def chat(secret: str) -> requests.Response:
         return requests.post(server.url + "/api/chat", json={"model": "llama3.2", "messages": HI, "stream": False},
-                             headers=bearer(secret), timeout=TIMEOUT)
+                             headers=auth(secret), timeout=TIMEOUT)
     assert chat(valid).status_code == 200  # looked up, its last use written, and remembered
     written = _api_keys(store_path)
     flood = ["op-" + secrets.token_urlsafe(32) for _ in range(40)]
@@ -381,7 +347,7 @@ def test_a_flood_of_unknown_tokens_neither_pushes_a_valid_key_out_nor_writes_the
 
 # --- Behind nginx, the admin login, and /health -----------------------------------------------
 
-DEPLOY_ENV = ROOT / "deploy" / "ollama-proxy.env"
+DEPLOY_ENV = DEPLOY / "ollama-proxy.env"
 FORGED = "203.0.113.9"  # an address no client here has: whoever names it is lying
 
 
@@ -413,8 +379,7 @@ def login_attempt(session: requests.Session, url: str, username: str = "admin",
                   password: str = PASSWORD) -> requests.Response:
     """Post the login form as a browser would, its CSRF token read from the form once per session."""
     if not hasattr(session, "csrf_token"):
-        page = session.get(url + "/admin/login", timeout=30)
-        session.csrf_token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        session.csrf_token = csrf_token(session, url)
     form = {"username": username, "password": password, "csrf_token": session.csrf_token}
     return session.post(url + "/admin/login", data=form, allow_redirects=False, timeout=30)
 
@@ -424,7 +389,7 @@ def client_of(server: ProxyServer, request_id: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def behind_nginx(fake_server, tmp_path_factory, test_services):  # noqa: F811 (the fixture imported above)
+def behind_nginx(fake_server, tmp_path_factory, test_services):
     """The deploy's nginx site in front of gunicorn, run with the deploy's environment file's trust."""
     workdir = tmp_path_factory.mktemp("front-door")
     trusted = {"OLLAMA_PROXY_TRUSTED_PROXIES": deploy_setting("OLLAMA_PROXY_TRUSTED_PROXIES")}
@@ -576,38 +541,25 @@ def test_health_probes_each_server_once_a_period_per_worker(start_proxy):
 
 # --- What goes to providers and what comes back; usage that cannot be switched off ------------
 
-CLOUD_KEY = "sk-cloud-provider-0123456789"
 CLOUD_ORG = "org-cloudaccount0123456789"
 CLOUD_PROJECT = "proj_cloudproject0123456789"
 VAULT_USER, VAULT_PASSWORD = "vault-user-0123456789", "vault-password-0123456789"
 METERED = "metered-token-0123456789"  # a token with 5 tokens per minute
-CLOUD_SECRETS = (CLOUD_KEY, CLOUD_ORG, CLOUD_PROJECT)
+CLOUD_SECRETS = (PROVIDER_KEY, CLOUD_ORG, CLOUD_PROJECT)
 
 
 @pytest.fixture(scope="module")
-def cloud_server():
-    with FakeProvider(CLOUD_KEY) as provider:
-        yield provider
-
-
-@pytest.fixture
-def cloud(cloud_server):
-    cloud_server.reset()
-    return cloud_server
-
-
-@pytest.fixture(scope="module")
-def cloud_proxy(fake_server, cloud_server, tmp_path_factory):
+def cloud_proxy(fake_server, provider_server, tmp_path_factory):
     """A proxy with the fake provider as backend ``cloud``, and ``vault``: a provider behind userinfo, down."""
     config = base_config(fake_server.url)
     config["auth"]["generate_tokens"].append({"name": "metered", "token": METERED, "tpm": 5})
     config["backends"] = [
-        {"name": "cloud", "type": "openai", "base_url": cloud_server.base_url, "api_key_env": "CLOUD_KEY",
+        {"name": "cloud", "type": "openai", "base_url": provider_server.base_url, "api_key_env": "CLOUD_KEY",
          "organization": CLOUD_ORG, "project": CLOUD_PROJECT, "models": ["fake-chat", "fake-embed"]},
         {"name": "vault", "type": "openai", "base_url": f"http://{VAULT_USER}:{VAULT_PASSWORD}@127.0.0.1:9/v1",
          "models": ["m"]}]
     config["retry"] = {"attempts": 1}
-    server = ProxyServer(config, tmp_path_factory.mktemp("cloud"), env={"CLOUD_KEY": CLOUD_KEY}).start()
+    server = ProxyServer(config, tmp_path_factory.mktemp("cloud"), env={"CLOUD_KEY": PROVIDER_KEY}).start()
     yield server
     server.stop()
 
@@ -623,8 +575,8 @@ def _events(body: bytes) -> list[dict]:
     ("switched-off-in-another-case", {"stream": True, "stream_options": {"include_usage": True,
                                                                          "INCLUDE_USAGE": False}}),
 ])
-def test_a_provider_stream_is_counted_though_the_client_did_not_ask_for_the_usage(cloud_proxy, cloud, name, asked):
-    cloud.script("fake-chat", content="one two three", fragment_size=4)
+def test_a_provider_stream_is_counted_though_the_client_did_not_ask_for_the_usage(cloud_proxy, provider, name, asked):
+    provider.script("fake-chat", content="one two three", fragment_size=4)
     request_id = f"unasked-usage-{name}"
     answer = requests.post(cloud_proxy.url + "/v1/chat/completions", timeout=10, json={
         "model": "cloud/fake-chat", "messages": HI, **asked}, headers={**auth(), "X-Request-Id": request_id})
@@ -632,12 +584,12 @@ def test_a_provider_stream_is_counted_though_the_client_did_not_ask_for_the_usag
     assert answer.status_code == 200 and "".join(
         e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"]) == "one two three"
     assert not [e for e in events if e.get("usage")]  # the client did not ask for the usage chunk
-    assert cloud.last("/v1/chat/completions").json["stream_options"] == {"include_usage": True}
+    assert provider.last("/v1/chat/completions").json["stream_options"] == {"include_usage": True}
     entry = cloud_proxy.access_entry(request_id)
     assert entry["completion_tokens"] == 4 and entry["prompt_tokens"] > 0
 
 
-def test_tokens_a_client_did_not_ask_to_see_still_count_against_its_tokens_per_minute(cloud_proxy, cloud):
+def test_tokens_a_client_did_not_ask_to_see_still_count_against_its_tokens_per_minute(cloud_proxy, provider):
     answer = requests.post(cloud_proxy.url + "/v1/chat/completions", headers=auth(METERED), timeout=10, json={
         "model": "cloud/fake-chat", "messages": HI, "stream": True, "stream_options": {"include_usage": False}})
     assert answer.status_code == 200 and answer.headers["x-ratelimit-remaining-tokens"] == "5"
@@ -653,12 +605,12 @@ def test_tokens_a_client_did_not_ask_to_see_still_count_against_its_tokens_per_m
     ("/v1/messages", {"model": "cloud:fake-chat", "messages": HI, "max_tokens": 50, "stream": True}),
     ("/v1/responses", {"model": "cloud:fake-chat", "input": "hi", "stream": True}),
 ])
-def test_every_translated_surface_asks_the_provider_for_the_usage(cloud_proxy, cloud, path, body):
+def test_every_translated_surface_asks_the_provider_for_the_usage(cloud_proxy, provider, path, body):
     request_id = "translated-usage" + path.replace("/", "-")
     answer = requests.post(cloud_proxy.url + path, json=body, timeout=10,
                            headers={**auth(), "X-Request-Id": request_id})
     assert answer.status_code == 200
-    assert cloud.last("/v1/chat/completions").json["stream_options"] == {"include_usage": True}
+    assert provider.last("/v1/chat/completions").json["stream_options"] == {"include_usage": True}
     assert cloud_proxy.access_entry(request_id)["completion_tokens"] == 3
 
 
@@ -672,7 +624,7 @@ def test_every_translated_surface_asks_the_provider_for_the_usage(cloud_proxy, c
      "models"),
     ("/api/embed", {"model": "cloud:fake-embed", "input": "hi", "route": "fallback"}, "route"),
 ])
-def test_fields_that_let_the_provider_pick_another_model_are_refused(cloud_proxy, cloud, path, body, field):
+def test_fields_that_let_the_provider_pick_another_model_are_refused(cloud_proxy, provider, path, body, field):
     answer = requests.post(cloud_proxy.url + path, json=body, headers=auth(), timeout=10)
     error = answer.json()["error"]
     assert answer.status_code == 400
@@ -680,27 +632,27 @@ def test_fields_that_let_the_provider_pick_another_model_are_refused(cloud_proxy
         assert (error["type"], error["param"]) == ("invalid_request_error", field)
         error = error["message"]
     assert error.startswith(f"{field} is not accepted")
-    assert cloud.requests == []
+    assert provider.requests == []
 
 
 @pytest.mark.parametrize("path, body", [
     ("/v1/chat/completions", {"model": "cloud/fake-chat", "messages": HI}),
     ("/api/chat", {"model": "cloud:fake-chat", "messages": HI, "stream": False}),
 ])
-def test_only_allowed_request_headers_reach_a_provider(cloud_proxy, cloud, path, body):
+def test_only_allowed_request_headers_reach_a_provider(cloud_proxy, provider, path, body):
     client = {**auth(), "X-Forwarded-For": "203.0.113.7", "Cookie": "session=abc", "User-Agent": "hostile/1.0",
               "OpenAI-Organization": "org-someone-else", "OpenAI-Project": "proj_someone_else",
               "X-Stainless-OS": "Linux", "Accept": "application/json"}
     assert requests.post(cloud_proxy.url + path, json=body, headers=client, timeout=10).status_code == 200
-    sent = cloud.last("/v1/chat/completions").headers
+    sent = provider.last("/v1/chat/completions").headers
     assert (sent["authorization"], sent["openai-organization"], sent["openai-project"]) == (
-        f"Bearer {CLOUD_KEY}", CLOUD_ORG, CLOUD_PROJECT)
+        f"Bearer {PROVIDER_KEY}", CLOUD_ORG, CLOUD_PROJECT)
     assert not {"x-forwarded-for", "cookie", "x-stainless-os"} & set(sent) and sent["user-agent"] != "hostile/1.0"
 
 
 @pytest.mark.parametrize("stream", [True, False])
-def test_only_allowed_response_headers_come_back_from_a_provider(cloud_proxy, cloud, stream):
-    cloud.script("fake-chat", headers={"Set-Cookie": "__cf_bm=tracking", "OpenAI-Organization": CLOUD_ORG,
+def test_only_allowed_response_headers_come_back_from_a_provider(cloud_proxy, provider, stream):
+    provider.script("fake-chat", headers={"Set-Cookie": "__cf_bm=tracking", "OpenAI-Organization": CLOUD_ORG,
                                        "OpenAI-Project": CLOUD_PROJECT, "X-Request-Id": "req_upstream_1",
                                        "x-ratelimit-remaining-tokens": "149000", "openai-processing-ms": "12"})
     answer = requests.post(cloud_proxy.url + "/v1/chat/completions", headers=auth(), timeout=10,
@@ -717,8 +669,9 @@ def test_only_allowed_response_headers_come_back_from_a_provider(cloud_proxy, cl
     ("/v1/chat/completions", True, {"error_after": 2}),
     ("/api/chat", True, {"error_after": 2}),
 ], ids=["openai error status", "ollama error status", "openai error mid-stream", "ollama error mid-stream"])
-def test_a_providers_error_text_reaches_the_client_with_the_secrets_blanked(cloud_proxy, cloud, path, stream, script):
-    cloud.script("fake-chat", echo_credentials=True, **script)
+def test_a_providers_error_text_reaches_the_client_with_the_secrets_blanked(cloud_proxy, provider, path, stream,
+                                                                          script):
+    provider.script("fake-chat", echo_credentials=True, **script)
     model = "cloud/fake-chat" if path.startswith("/v1/") else "cloud:fake-chat"
     answer = requests.post(cloud_proxy.url + path, headers=auth(), timeout=10,
                            json={"model": model, "messages": HI, "stream": stream})
@@ -754,7 +707,7 @@ def post_chat(server, token: str, model: str, request_id: str) -> int:
 
 def usage_rows(server, wanted: set[str], timeout: float = 15.0) -> dict[str, dict]:
     """Wait for the usage rows of the request ids ``wanted``; return every row by request id."""
-    store = open_store(load_settings(server.config_path, environ={}).store)
+    store = server.open_store()
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -812,10 +765,7 @@ def test_a_row_the_store_refuses_is_dropped_logged_and_counted_while_the_others_
 
 def log_in_to_admin(server) -> requests.Session:
     session = requests.Session()
-    page = session.get(server.url + "/admin/login", timeout=10).text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    answer = session.post(server.url + "/admin/login", allow_redirects=False, timeout=10,
-                          data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": token})
+    answer = login_attempt(session, server.url, password=ADMIN_PASSWORD)
     assert answer.status_code == 302, answer.text
     return session
 
@@ -859,24 +809,6 @@ def test_keys_create_refuses_an_expiry_in_the_past(proxy):
 
 
 # --- Image URLs, the fetcher's address check, and chat logs -----------------------------------
-
-IMAGE_SURFACES = ["openai", "anthropic", "responses"]
-
-
-def _image_request(surface: str, urls: list[str]) -> tuple[str, str, dict]:
-    """Return (path, error dialect, body) of a chat on ``surface`` showing the images at ``urls``."""
-    if surface == "openai":
-        parts = [{"type": "image_url", "image_url": {"url": url}} for url in urls]
-        return "/v1/chat/completions", "openai", {"model": "llava", "messages": [{"role": "user", "content": [
-            {"type": "text", "text": "What is this?"}, *parts]}]}
-    if surface == "anthropic":
-        parts = [{"type": "image", "source": {"type": "url", "url": url}} for url in urls]
-        return "/v1/messages", "anthropic", {"model": "llava", "max_tokens": 8, "messages": [{
-            "role": "user", "content": [*parts, {"type": "text", "text": "What is this?"}]}]}
-    parts = [{"type": "input_image", "image_url": url} for url in urls]
-    return "/v1/responses", "openai", {"model": "llava", "input": [{"role": "user", "content": [
-        {"type": "input_text", "text": "What is this?"}, *parts]}]}
-
 
 IMAGE_DEADLINE = 1.0  # images.timeout of the image proxy: seconds for a whole fetch
 DRIP_EVERY = 0.2  # seconds between the bytes of a dripping image server: well within one read's timeout
@@ -949,7 +881,7 @@ def image_proxy(fake_server, tmp_path_factory):
 @pytest.mark.parametrize("surface", IMAGE_SURFACES)
 @pytest.mark.parametrize("path", ["/drip-head", "/drip-body"])
 def test_an_image_server_dripping_bytes_is_given_up_at_the_deadline(image_proxy, image_server, fake, surface, path):
-    api, dialect, body = _image_request(surface, [image_server.url + path])
+    api, dialect, body = image_request(surface, [image_server.url + path])
     started = time.monotonic()
     answer = requests.post(image_proxy.url + api, json=body, headers=auth(), timeout=IMAGE_DEADLINE + 10)
     waited = time.monotonic() - started
@@ -963,7 +895,7 @@ def test_an_image_server_dripping_bytes_is_given_up_at_the_deadline(image_proxy,
 @pytest.mark.parametrize("surface", IMAGE_SURFACES)
 def test_a_request_naming_more_image_urls_than_allowed_is_refused_unfetched(image_proxy, image_server, fake,
                                                                             surface):
-    api, dialect, body = _image_request(surface, [f"{image_server.url}/{n}.png" for n in (10, 20, 30)])
+    api, dialect, body = image_request(surface, [f"{image_server.url}/{n}.png" for n in (10, 20, 30)])
     answer = requests.post(image_proxy.url + api, json=body, headers=auth(), timeout=10)
     assert answer.status_code == 400, answer.text[:300]
     assert assert_error_shape(dialect, answer) == ("the request names 3 image URLs; the proxy fetches at most 2 "
@@ -973,13 +905,13 @@ def test_a_request_naming_more_image_urls_than_allowed_is_refused_unfetched(imag
 
 @pytest.mark.parametrize("surface", IMAGE_SURFACES)
 def test_images_fetched_for_one_request_are_bounded_together(image_proxy, image_server, fake, surface):
-    api, dialect, body = _image_request(surface, [f"{image_server.url}/800.png", f"{image_server.url}/750.png"])
+    api, dialect, body = image_request(surface, [f"{image_server.url}/800.png", f"{image_server.url}/750.png"])
     answer = requests.post(image_proxy.url + api, json=body, headers=auth(), timeout=10)
     assert answer.status_code == 413, answer.text[:300]
     assert assert_error_shape(dialect, answer) == ("the images fetched for this request add up to more than "
                                                    "1500 bytes (images.max_total_bytes)")
     assert fake.requests == []
-    api, _, body = _image_request(surface, [f"{image_server.url}/800.png", f"{image_server.url}/600.png"])
+    api, _, body = image_request(surface, [f"{image_server.url}/800.png", f"{image_server.url}/600.png"])
     requests.post(image_proxy.url + api, json=body, headers=auth(), timeout=10).raise_for_status()
     assert [len(base64.b64decode(image)) for image in fake.last("/api/chat").json["messages"][0]["images"]] == [
         800, 600]
@@ -997,7 +929,7 @@ def test_image_urls_to_ipv6_addresses_carrying_a_private_one_are_refused(proxy, 
     port = int(fake.url.rsplit(":", 1)[1])
     for host in CARRYING_LOOPBACK:
         url = f"http://{host}:{port}/x.png"
-        path, dialect, body = _image_request(surface, [url])
+        path, dialect, body = image_request(surface, [url])
         answer = requests.post(proxy.url + path, json=body, headers=auth(), timeout=10)
         assert answer.status_code == 400, f"{url}: {answer.status_code} {answer.text[:300]}"
         assert "a private or local address" in assert_error_shape(dialect, answer), url

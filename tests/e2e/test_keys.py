@@ -2,38 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import openai
 import pytest
 import requests
 
-from ollama_proxy.config import load_settings
-from ollama_proxy.store import open_store
+from tests.e2e.command import cli, create_key
 from tests.e2e.conftest import base_config
-from tests.e2e.server import ROOT, ProxyServer
+from tests.e2e.server import ProxyServer
 
-COMMAND = str(Path(sys.executable).with_name("ollama-proxy"))  # what `pip install` put on PATH
 CACHE_SECONDS = 0.5
 
 
 def keys(server, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_PROXY_")}
-    env["PYTHONPATH"] = str(ROOT)  # this checkout's code, wherever the installed package points
-    done = subprocess.run([COMMAND, "keys", *args, "--config", str(server.config_path)], capture_output=True,
-                          text=True, env=env, cwd=server.workdir, timeout=60)
+    done = cli(server, "keys", *args)
     if check:
         assert done.returncode == 0, done.stderr
     return done
-
-
-def create(server, *args: str) -> str:
-    return keys(server, "create", *args).stdout.splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +58,7 @@ def test_a_key_made_with_the_command_works_with_the_openai_sdk(server):
 
 
 def test_disable_enable_and_delete_take_effect_within_the_cache_bound(server):
-    secret = create(server, "--name", "bob")
+    secret = create_key(server, "--name", "bob")
     assert chat(server, secret) == "You said: hi"
     keys(server, "disable", "bob")
     time.sleep(CACHE_SECONDS + 0.2)
@@ -86,8 +74,8 @@ def test_disable_enable_and_delete_take_effect_within_the_cache_bound(server):
 
 
 def test_an_expired_key_is_refused(server):
-    secret = create(server, "--name", "old", "--expires", "2999-12-31")
-    store = open_store(load_settings(server.config_path, environ={}).store)
+    secret = create_key(server, "--name", "old", "--expires", "2999-12-31")
+    store = server.open_store()
     store.update_key("old", expires_at=datetime(2020, 1, 2, tzinfo=timezone.utc))  # the command refuses a past date
     store.close()
     answer = requests.get(server.url + "/api/tags", headers={"Authorization": f"Bearer {secret}"})
@@ -96,15 +84,15 @@ def test_an_expired_key_is_refused(server):
 
 
 def test_scopes(server):
-    generate = create(server, "--name", "gen")
-    manage = create(server, "--name", "ops", "--scope", "manage")
+    generate = create_key(server, "--name", "gen")
+    manage = create_key(server, "--name", "ops", "--scope", "manage")
     body = {"model": "llama3.2", "stream": False}
     assert requests.post(server.url + "/api/pull", json=body, headers={"x-api-key": generate}).status_code == 403
     assert requests.post(server.url + "/api/pull", json=body, headers={"x-api-key": manage}).status_code == 200
 
 
 def test_the_command_reports_mistakes(server):
-    create(server, "--name", "carol")
+    create_key(server, "--name", "carol")
     taken = keys(server, "create", "--name", "carol", check=False)
     assert taken.returncode == 1 and "a key named 'carol' exists already" in taken.stderr
     absent = keys(server, "disable", "nobody", check=False)
@@ -123,7 +111,7 @@ def test_two_instances_share_keys_through_postgresql(fake, start_proxy, postgres
         config["store"] = {"url": url}
         instances.append(start_proxy(config))
     first, second = instances
-    secret = create(first, "--name", "shared", "--models", "llama3*")
+    secret = create_key(first, "--name", "shared", "--models", "llama3*")
     assert chat(second, secret) == "You said: hi"
     keys(second, "disable", "shared")
     time.sleep(CACHE_SECONDS + 0.2)
@@ -134,7 +122,7 @@ def test_two_instances_share_keys_through_postgresql(fake, start_proxy, postgres
 
 
 def test_a_key_made_with_rpm_is_rate_limited(server):
-    secret = create(server, "--name", "slow", "--rpm", "1")
+    secret = create_key(server, "--name", "slow", "--rpm", "1")
     assert chat(server, secret) == "You said: hi"
     with pytest.raises(openai.RateLimitError):
         chat(server, secret)

@@ -50,18 +50,13 @@ def eventually(server, name: str, expected: float, timeout: float = 10.0, **labe
         time.sleep(0.1)
 
 
-def worker_pids(server) -> set[int]:
-    master = server.process.pid
-    return {int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()}
-
-
 def replace_workers(server, sig: int) -> None:
     """Send every worker ``sig``, then wait until gunicorn has started as many new ones."""
-    old = worker_pids(server)
+    old = server.worker_pids()
     for pid in old:
         os.kill(pid, sig)
     deadline = time.monotonic() + 30
-    while not (len(worker_pids(server)) == WORKERS and not worker_pids(server) & old):
+    while not (len(server.worker_pids()) == WORKERS and not server.worker_pids() & old):
         assert time.monotonic() < deadline, "gunicorn did not replace its workers"
         time.sleep(0.1)
     requests.get(server.url + "/health", timeout=TIMEOUT)  # the new workers answer

@@ -11,9 +11,7 @@ import openai
 import pytest
 import requests
 
-from ollama_proxy.config import StoreSettings
-from ollama_proxy.store import open_store
-from tests.e2e.conftest import GENERATE, base_config
+from tests.e2e.conftest import GENERATE, auth, base_config
 from tests.e2e.server import ProxyServer
 
 CACHE_SECONDS = 0.5
@@ -37,7 +35,7 @@ def server(fake_server, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def store(server):
-    opened = open_store(StoreSettings(f"sqlite:///{server.workdir / 'store.db'}", 5.0))
+    opened = server.open_store()
     yield opened
     opened.close()
 
@@ -48,10 +46,6 @@ def llama_key(store) -> str:
     return store.create_key("llama-only", models=["llama3*"])[1]
 
 
-def headers(secret: str) -> dict:
-    return {"Authorization": f"Bearer {secret}"}
-
-
 def names(listing: dict) -> list[str]:
     return sorted(m["name"] for m in listing["models"])
 
@@ -59,16 +53,16 @@ def names(listing: dict) -> list[str]:
 def test_native_listings_show_only_what_the_key_may_use(server, fake, llama_key):
     for model in ("llama3.2", "qwen3:8b"):  # load both: /api/ps lists loaded models
         requests.post(server.url + "/api/generate", json={"model": model, "prompt": "x", "stream": False},
-                      headers=headers(GENERATE)).raise_for_status()
-    tags = requests.get(server.url + "/api/tags", headers=headers(llama_key)).json()
+                      headers=auth(GENERATE)).raise_for_status()
+    tags = requests.get(server.url + "/api/tags", headers=auth(llama_key)).json()
     assert names(tags) == ["gpt-4o", "llama3.2:latest"]
-    assert "qwen3:8b" in names(requests.get(server.url + "/api/tags", headers=headers(GENERATE)).json())
-    ps = requests.get(server.url + "/api/ps", headers=headers(llama_key)).json()
+    assert "qwen3:8b" in names(requests.get(server.url + "/api/tags", headers=auth(GENERATE)).json())
+    ps = requests.get(server.url + "/api/ps", headers=auth(llama_key)).json()
     assert "qwen3:8b" not in names(ps) and "llama3.2:latest" in names(ps)
 
 
 def test_native_calls_of_a_hidden_model(server, fake, llama_key):
-    with ollama.Client(host=server.url, headers=headers(llama_key)) as client:
+    with ollama.Client(host=server.url, headers=auth(llama_key)) as client:
         with pytest.raises(ollama.ResponseError) as hidden:
             client.show("qwen3:8b")
         assert hidden.value.status_code == 404
@@ -132,7 +126,7 @@ def test_a_model_spelt_otherwise_is_the_same_model_to_an_alias_an_override_acces
 
 
 def test_native_answers_carry_the_alias_line_by_line(server, fake):
-    with ollama.Client(host=server.url, headers=headers(GENERATE)) as client:
+    with ollama.Client(host=server.url, headers=auth(GENERATE)) as client:
         parts = list(client.chat("gpt-4o", messages=HI, stream=True))
         assert len(parts) > 1 and {p.model for p in parts} == {"gpt-4o"}
         assert "".join(p.message.content for p in parts) == "You said: hi"
@@ -145,9 +139,9 @@ def test_an_alias_stored_at_run_time_shows_within_the_bound(server, fake, store)
     store.set_alias("house-model", "qwen3:8b")
     try:
         time.sleep(CACHE_SECONDS + 0.2)
-        tags = requests.get(server.url + "/api/tags", headers=headers(GENERATE)).json()
+        tags = requests.get(server.url + "/api/tags", headers=auth(GENERATE)).json()
         assert "house-model" in names(tags)
-        answer = requests.post(server.url + "/api/chat", headers=headers(GENERATE),
+        answer = requests.post(server.url + "/api/chat", headers=auth(GENERATE),
                                json={"model": "house-model", "messages": HI, "stream": False}).json()
         assert answer["model"] == "house-model" and fake.last("/api/chat").json["model"] == "qwen3:8b"
     finally:
@@ -163,7 +157,7 @@ def test_overrides_reach_ollama_from_every_surface(server, fake, surface):
         with anthropic.Anthropic(base_url=server.url, api_key=GENERATE, max_retries=0) as client:
             client.messages.create(model="llama3.2", max_tokens=1000, messages=HI)
     else:
-        with ollama.Client(host=server.url, headers=headers(GENERATE)) as client:
+        with ollama.Client(host=server.url, headers=auth(GENERATE)) as client:
             client.chat("llama3.2", messages=HI, options={"num_predict": 1000, "num_ctx": 2048}, keep_alive=0)
     sent = fake.last("/api/chat").json
     assert sent["options"]["num_predict"] == 64  # enforced
@@ -173,7 +167,7 @@ def test_overrides_reach_ollama_from_every_surface(server, fake, surface):
 
 def test_a_native_body_without_overrides_goes_on_byte_for_byte(server, fake):
     raw = b'{"model": "qwen3:8b",  "messages": [{"role": "user", "content": "hi"}], "stream": false, "x": 1}'
-    answer = requests.post(server.url + "/api/chat", data=raw, headers=headers(GENERATE))
+    answer = requests.post(server.url + "/api/chat", data=raw, headers=auth(GENERATE))
     assert answer.status_code == 200
     assert fake.last("/api/chat").body == raw
     assert json.loads(answer.content)["model"] == "qwen3:8b"
@@ -182,10 +176,10 @@ def test_a_native_body_without_overrides_goes_on_byte_for_byte(server, fake):
 def test_a_model_s_own_timeout_cuts_a_slow_answer(server, fake):
     fake.script("llava", first_byte_delay=3)
     started = time.monotonic()
-    answer = requests.post(server.url + "/api/chat", headers=headers(GENERATE),
+    answer = requests.post(server.url + "/api/chat", headers=auth(GENERATE),
                            json={"model": "llava", "messages": HI, "stream": False})
     assert answer.status_code == 504 and time.monotonic() - started < 2.5
     assert answer.json()["error"].endswith("did not answer within 1s (models.overrides.llava.enforce.timeout)")
     fake.script("qwen3:8b", first_byte_delay=1.5)  # no override: service.read_timeout (30 s) holds
-    assert requests.post(server.url + "/api/chat", headers=headers(GENERATE),
+    assert requests.post(server.url + "/api/chat", headers=auth(GENERATE),
                          json={"model": "qwen3:8b", "messages": HI, "stream": False}).status_code == 200

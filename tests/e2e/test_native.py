@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import time
 
 import ollama
 import pytest
 import requests
 
+from tests.e2e.bare_socket import post_json
 from tests.e2e.conftest import ALICE, GENERATE, MANAGE, auth
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -297,18 +297,9 @@ def test_upstream_refused_is_502_and_health_says_so(start_proxy):
     assert health.status_code == 503 and health.json()["upstreams"][0]["ok"] is False
 
 
-def _open_raw_stream(proxy, path: str, body: dict) -> socket.socket:
-    """Send a request over a bare socket, so the test can hang up like a killed client."""
-    payload = json.dumps(body).encode()
-    sock = socket.create_connection(("127.0.0.1", proxy.port))
-    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: proxy\r\nAuthorization: Bearer {GENERATE}\r\n"
-                 f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload)
-    return sock
-
-
 def test_client_leaving_mid_stream_closes_the_upstream(proxy, fake):
     fake.script("llama3.2:latest", reply=" ".join(["tok"] * 400), chunk_delay=0.05)
-    sock = _open_raw_stream(proxy, "/api/chat", {"model": "llama3.2", "messages": HELLO})
+    sock = post_json(proxy, "/api/chat", {"model": "llama3.2", "messages": HELLO})
     received = b""
     while received.count(b'"done":false') < 3:
         received += sock.recv(65536)
@@ -324,7 +315,7 @@ def test_client_leaving_mid_stream_closes_the_upstream(proxy, fake):
 
 def test_client_leaving_while_ollama_is_silent_closes_the_upstream(proxy, fake):
     fake.script("llama3.2:latest", reply="a b c d", stall_after=2, stall_seconds=20)
-    sock = _open_raw_stream(proxy, "/api/chat", {"model": "llama3.2", "messages": HELLO})
+    sock = post_json(proxy, "/api/chat", {"model": "llama3.2", "messages": HELLO})
     received = b""
     while received.count(b'"done":false') < 2:
         received += sock.recv(65536)

@@ -16,25 +16,12 @@ import pytest
 import requests
 
 from tests.e2e.conftest import GENERATE, MANAGE, auth, base_config
-from tests.fakes.openai_provider import FakeProvider
+from tests.fakes.openai_provider import PROVIDER_KEY
 
-PROVIDER_KEY = "sk-provider-secret-4242"
 CHAT = "fakeai:fake-chat"
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}}
 WEATHER = {"type": "function",
            "function": {"name": "get_weather", "description": "the weather in a city", "parameters": CITY}}
-
-
-@pytest.fixture(scope="module")
-def provider_server():
-    with FakeProvider(PROVIDER_KEY) as provider:
-        yield provider
-
-
-@pytest.fixture
-def provider(provider_server):
-    provider_server.reset()
-    return provider_server
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +209,7 @@ def test_openai_sdk_requests_pass_through_untouched(server, provider):
     assert sent[1].json["n"] == 2 and sent[1].json["logprobs"] is True and len(sent) == 2
     completion = whole.parse()
     assert completion.id == "chatcmpl-fake" and completion.choices[0].message.content == "You said: yo"
-    entry = _access_entry(server, whole.headers["X-Request-Id"])
+    entry = server.access_entry(whole.headers["X-Request-Id"])
     assert (entry["completion_tokens"], entry["backend"], entry["upstream_model"]) == (3, "fakeai", "fake-chat")
     assert vectors.data[0].embedding == [3.0, 1.5, 1.0, 0.75]
 
@@ -237,22 +224,12 @@ def test_a_provider_failing_mid_stream_ends_the_openai_stream_with_an_error_even
     assert b'"type":"api_error"' in events[-2] and events[-1] == b"data: [DONE]"
 
 
-def _access_entry(server, request_id: str, timeout: float = 5.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in server.access_lines():
-            if request_id in line:
-                return json.loads(line)
-        time.sleep(0.05)
-    raise AssertionError(f"no access line for {request_id}")
-
-
 @pytest.mark.parametrize("stream", [True, False])
 def test_the_access_line_has_the_providers_token_counts(server, provider, stream):
     provider.script("fake-chat", content="one two three", fragment_size=4)
     answer = requests.post(server.url + "/api/chat", headers=auth(), timeout=10, json={
         "model": CHAT, "stream": stream, "messages": [{"role": "user", "content": "count"}]})
-    entry = _access_entry(server, answer.headers["X-Request-Id"])
+    entry = server.access_entry(answer.headers["X-Request-Id"])
     sent_prompt = len(json.dumps(provider.last("/v1/chat/completions").json["messages"]).split())
     assert (entry["prompt_tokens"], entry["completion_tokens"]) == (sent_prompt, 4)
     assert (entry["backend"], entry["upstream_model"]) == ("fakeai", "fake-chat")

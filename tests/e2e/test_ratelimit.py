@@ -18,7 +18,6 @@ import pytest
 import requests
 
 from tests.e2e.conftest import GENERATE, auth, base_config
-from tests.services.redis import RedisServer
 
 LIMITED = "limited-token-0123456789"
 RPM = 40
@@ -40,17 +39,11 @@ def hammer(ports: list[int], count: int, token: str = LIMITED) -> list[int]:
     return send_at_once(connections, token)
 
 
-def worker_pids(proxy, count: int, timeout: float = 30.0) -> list[int]:
+def started_workers(proxy, count: int, timeout: float = 30.0) -> list[int]:
     """Return the pids of the proxy's ``count`` worker processes, waiting for them to start."""
     deadline = time.monotonic() + timeout
     while True:
-        workers = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == proxy.process.pid:
-                    workers.append(int(stat.parent.name))
-            except (OSError, ValueError):
-                continue  # a process that went away meanwhile
+        workers = proxy.worker_pids()
         if len(workers) == count or time.monotonic() > deadline:
             assert len(workers) == count, f"{len(workers)} workers, not {count}"
             return sorted(workers)
@@ -80,7 +73,7 @@ def pinned_connections(proxy, per_worker: int) -> list[http.client.HTTPConnectio
     While one worker accepts its connections the others are stopped (SIGSTOP), so
     that worker is the only one that can take them from the shared listen socket.
     """
-    workers = worker_pids(proxy, proxy.workers)
+    workers = started_workers(proxy, proxy.workers)
     connections = []
     for worker in workers:
         others = [pid for pid in workers if pid != worker]
@@ -164,13 +157,7 @@ def test_headers_on_every_answer_and_429_in_each_surface(start_proxy, fake):
     assert unlimited.status_code == 200 and "x-ratelimit-limit-requests" not in unlimited.headers
 
 
-@pytest.fixture
-def redis_server():
-    server = RedisServer().start()
-    yield server
-    server.stop()
-
-
+@pytest.mark.redis
 def test_two_instances_sharing_redis_admit_exactly_the_limit_between_them(start_proxy, fake, redis_server):
     config = limited_config(fake.url, rpm=RPM)
     config["ratelimit"] = {"storage_url": redis_server.url}

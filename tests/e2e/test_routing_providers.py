@@ -10,34 +10,22 @@ import requests
 
 from tests.e2e.conftest import GENERATE, MANAGE, auth, base_config
 from tests.e2e.server import ProxyServer
-from tests.fakes.ollama import FakeOllama
-from tests.fakes.openai_provider import FakeProvider
-
-KEY = "sk-lab-provider-secret"
+from tests.fakes.openai_provider import PROVIDER_KEY
 
 
 @pytest.fixture(scope="module")
-def upstreams():
-    with FakeOllama() as ollama_fake, FakeProvider(key=KEY) as provider:
-        yield ollama_fake, provider
-
-
-@pytest.fixture(scope="module")
-def proxy(upstreams, tmp_path_factory):
-    ollama_fake, provider = upstreams
-    config = base_config(ollama_fake.url)
-    config["backends"] = [{"name": "lab", "type": "openai", "base_url": provider.base_url, "api_key_env": "LAB_KEY",
-                           "models": ["fake-chat", "fake-embed"]}]
-    server = ProxyServer(config, tmp_path_factory.mktemp("providers"), env={"LAB_KEY": KEY}).start()
+def proxy(fake_server, provider_server, tmp_path_factory):
+    config = base_config(fake_server.url)
+    config["backends"] = [{"name": "lab", "type": "openai", "base_url": provider_server.base_url,
+                           "api_key_env": "LAB_KEY", "models": ["fake-chat", "fake-embed"]}]
+    server = ProxyServer(config, tmp_path_factory.mktemp("providers"), env={"LAB_KEY": PROVIDER_KEY}).start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def fakes(upstreams):
-    for fake in upstreams:
-        fake.reset()
-    return upstreams
+def fakes(fake, provider):
+    return fake, provider
 
 
 def test_native_chat_with_a_provider_model(proxy, fakes):
@@ -46,11 +34,11 @@ def test_native_chat_with_a_provider_model(proxy, fakes):
         reply = client.chat(model="lab:fake-chat", messages=[{"role": "user", "content": "hi"}])
     assert reply.message.content == "You said: hi"
     assert provider.last("/v1/chat/completions").json["model"] == "fake-chat"
-    assert provider.last("/v1/chat/completions").headers["authorization"] == f"Bearer {KEY}"
+    assert provider.last("/v1/chat/completions").headers["authorization"] == f"Bearer {PROVIDER_KEY}"
     assert not [r for r in ollama_fake.requests if r.path == "/api/chat"]
     record = proxy.access_entry("native-provider-chat")
     assert (record["backend"], record["upstream_model"], record["model"]) == ("lab", "fake-chat", "lab:fake-chat")
-    assert KEY not in "".join(proxy.access_lines())
+    assert PROVIDER_KEY not in "".join(proxy.access_lines())
 
 
 def test_openai_surface_passes_a_provider_request_through(proxy, fakes):

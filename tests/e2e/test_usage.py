@@ -6,24 +6,17 @@ import csv
 import http.client
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import ollama
 
 from ollama_proxy.cli.usage import COLUMNS
-from ollama_proxy.config import load_settings
-from ollama_proxy.store import open_store
+from tests.e2e.command import cli
 from tests.e2e.conftest import ALICE, GENERATE, auth, base_config
-from tests.e2e.server import ROOT
 
-OLLAMA_PROXY = Path(sys.executable).parent / "ollama-proxy"  # the installed command
 REQUESTS = 48
 CHUNK_DELAY = 0.3  # a stream lasts about 3 s: long enough to be cut by the SIGTERM if it were
 
@@ -69,7 +62,7 @@ def test_sigterm_with_requests_in_flight_loses_no_usage_row(start_proxy, fake):
     assert proxy.process.wait(60) == 0, proxy.stderr()[-2000:]
     answered = {request_id for request_id, status, body in answers if status == 200 and body}
     assert len(answered) == REQUESTS, [a[:2] for a in answers]  # graceful: what was in flight was finished
-    store = open_store(load_settings(proxy.config_path, environ={}).store)
+    store = proxy.open_store()
     rows = store.query_usage(limit=None)
     store.close()
     print(f"{REQUESTS} requests ({REQUESTS // 2} streams) in flight at SIGTERM; the server stopped "
@@ -82,12 +75,9 @@ def test_sigterm_with_requests_in_flight_loses_no_usage_row(start_proxy, fake):
     assert all(row["status"] == 200 and row["aborted"] is False and row["backend"] for row in rows)
 
 
-def export(config_path, *args: str) -> str:
+def export(proxy, *args: str) -> str:
     """Run the installed ``ollama-proxy usage`` command; return what it printed."""
-    # PYTHONPATH: this checkout's code, wherever the installed package points
-    env = {**os.environ, "OLLAMA_PROXY_CONFIG": "", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([str(OLLAMA_PROXY), "usage", "--config", str(config_path), *args],
-                          capture_output=True, text=True, timeout=60, env=env)
+    done = cli(proxy, "usage", *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -101,22 +91,22 @@ def test_usage_export_as_csv_and_json_with_filters(start_proxy, fake):
         client.generate(model="llama3.2", prompt="whole")
     with ollama.Client(host=proxy.url, headers=auth(GENERATE)) as client:
         client.embed(model="llama3.2", input="vector")
-    store = open_store(load_settings(proxy.config_path, environ={}).store)
+    store = proxy.open_store()
     deadline = time.monotonic() + 10
     while len(store.query_usage()) < 3:
         assert time.monotonic() < deadline, "the usage rows were not written"
         time.sleep(0.1)
     store.close()
 
-    rows = list(csv.DictReader(io.StringIO(export(proxy.config_path, "--key", "alice"))))
+    rows = list(csv.DictReader(io.StringIO(export(proxy, "--key", "alice"))))
     assert [(r["key_name"], r["surface"], r["status"]) for r in rows] == [("alice", "native", "200")] * 2
     assert int(rows[0]["prompt_tokens"]) > 0 and int(rows[0]["completion_tokens"]) > 0
     assert rows[0]["ts"].endswith("Z") and rows[0]["ts"] <= rows[1]["ts"]
 
-    everything = json.loads(export(proxy.config_path, "--format", "json", "--model", "llama3.2"))
+    everything = json.loads(export(proxy, "--format", "json", "--model", "llama3.2"))
     assert [row["key_name"] for row in everything] == ["alice", "alice", "generate#0"]
     assert everything[2]["aborted"] is False and everything[2]["duration_ms"] > 0
     today = datetime.now(timezone.utc).date()
-    assert len(json.loads(export(proxy.config_path, "--format", "json", "--since", str(today)))) == 3
-    assert json.loads(export(proxy.config_path, "--format", "json", "--until", str(today - timedelta(days=1)))) == []
-    assert export(proxy.config_path, "--key", "nobody").splitlines() == [",".join(COLUMNS)]
+    assert len(json.loads(export(proxy, "--format", "json", "--since", str(today)))) == 3
+    assert json.loads(export(proxy, "--format", "json", "--until", str(today - timedelta(days=1)))) == []
+    assert export(proxy, "--key", "nobody").splitlines() == [",".join(COLUMNS)]

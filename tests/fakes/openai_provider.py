@@ -35,6 +35,7 @@ from werkzeug.wrappers import Request, Response
 from tests.fakes.go_json import as_struct
 
 DEFAULT_MODELS = ("fake-chat", "fake-reasoner", "fake-embed")
+PROVIDER_KEY = "sk-fake-provider-key"  # the bearer key the fake accepts unless told another
 EMBEDDING_SIZE = 4
 
 
@@ -80,7 +81,7 @@ class _Handler(WSGIRequestHandler):
 class FakeProvider:
     """An OpenAI-compatible server on 127.0.0.1 whose models answer as tests script them."""
 
-    def __init__(self, key: str = "sk-fake-provider-key", models: tuple[str, ...] = DEFAULT_MODELS):
+    def __init__(self, key: str = PROVIDER_KEY, models: tuple[str, ...] = DEFAULT_MODELS):
         self.key = key
         self.url = ""
         self._default_models = models
@@ -324,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     """Serve a fake provider until interrupted, for trying the gateway by hand."""
     parser = argparse.ArgumentParser(description="Serve a fake OpenAI-compatible provider on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=8001)
-    parser.add_argument("--key", default="sk-fake-provider-key", help="the bearer key clients must send")
+    parser.add_argument("--key", default=PROVIDER_KEY, help="the bearer key clients must send")
     args = parser.parse_args(argv)
     fake = FakeProvider(args.key).start(args.port)
     print(f"Fake provider listening on {fake.base_url} (key {args.key}); Ctrl-C stops it.")

@@ -13,6 +13,7 @@ import uuid
 from sqlalchemy import create_engine, text
 
 from tests.e2e.server import free_port
+from tests.services import ServiceNotInstalled
 
 # PostgreSQL refuses to run as root (CI runs as root): the cluster then runs as this user.
 UNPRIVILEGED_USER = "nobody"
@@ -25,8 +26,8 @@ def postgres_bin() -> str:
         return os.path.dirname(os.path.realpath(found))
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
     if not versions:
-        raise RuntimeError("PostgreSQL is not installed: run scripts/install-test-services.sh as root "
-                           "(Debian package postgresql)")
+        raise ServiceNotInstalled("PostgreSQL is not installed (no initdb on PATH or under /usr/lib/postgresql): "
+                                  "run scripts/install-test-services.sh as root (Debian package postgresql)")
     return os.path.dirname(versions[-1])
 
 

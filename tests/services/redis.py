@@ -10,6 +10,7 @@ import time
 import redis
 
 from tests.e2e.server import die_with_parent, free_port, stop_process
+from tests.services import ServiceNotInstalled
 
 
 class RedisServer:
@@ -18,8 +19,8 @@ class RedisServer:
     def __init__(self):
         binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/bin:/usr/sbin")
         if binary is None:
-            raise RuntimeError("redis-server is not installed: run scripts/install-test-services.sh as root "
-                               "(Debian package redis-server)")
+            raise ServiceNotInstalled("redis-server is not installed: run scripts/install-test-services.sh as root "
+                                      "(Debian package redis-server)")
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="ollama-proxy-redis-")
         self.port = free_port()

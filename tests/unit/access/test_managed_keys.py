@@ -13,23 +13,11 @@ from ollama_proxy.config import AuthSettings, StoreSettings
 from ollama_proxy.errors import ProxyError, Unauthorized
 from ollama_proxy.store import open_store
 from ollama_proxy.store.keys import is_secret_shaped, new_secret
+from tests.fakes.clock import ManualClock
 
 NOW = datetime.now(timezone.utc)
 CACHE_SECONDS = 5
 UNKNOWN_SECONDS = 60
-
-
-class Clock:
-    """A monotonic clock the test moves by hand, for the caches' time to live."""
-
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class CountingStore:
@@ -62,10 +50,10 @@ def counted(store):
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return ManualClock(1000.0)
 
 
-def managed_keys(counted: CountingStore, clock: Clock, key_cache_size: int = 100,
+def managed_keys(counted: CountingStore, clock: ManualClock, key_cache_size: int = 100,
                  unknown_key_cache_size: int = 100) -> ManagedKeys:
     settings = AuthSettings((), (), key_cache_seconds=CACHE_SECONDS, key_cache_size=key_cache_size,
                             unknown_key_cache_seconds=UNKNOWN_SECONDS, unknown_key_cache_size=unknown_key_cache_size)

@@ -1,6 +1,7 @@
 import pytest
 
 from ollama_proxy.backends.health import ProbeCache, overall_status, without_password
+from tests.fakes.clock import ManualClock
 
 
 def ollama(state: str) -> dict:
@@ -33,14 +34,6 @@ def test_without_password(url, shown):
     assert without_password(url) == shown
 
 
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.mark.parametrize("seconds, later, probes", [
     (2.0, [0.5, 1.9], 1),  # within the period: the first probe's answer
     (2.0, [0.5, 2.0], 2),  # the period is over: a new probe
@@ -48,7 +41,7 @@ class Clock:
     (0.0, [0.0, 0.0], 3),  # no cache: every call probes
 ])
 def test_the_probe_cache_probes_once_a_period(seconds, later, probes):
-    clock, calls = Clock(), []
+    clock, calls = ManualClock(), []
     cache = ProbeCache(seconds, clock)
 
     def probe():

@@ -15,29 +15,20 @@ from ollama_proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from tests.fakes.openai_provider import FakeProvider
-
-KEY = "sk-test-key-0123456789"
-
-
-@pytest.fixture(scope="module")
-def fake():
-    with FakeProvider(KEY) as provider:
-        yield provider
+from tests.fakes.openai_provider import PROVIDER_KEY
 
 
 def settings(base_url, **overrides):
-    values = dict(name="fakeai", base_url=base_url, preset=None, api_key=KEY, api_key_env="FAKEAI_KEY",
+    values = dict(name="fakeai", base_url=base_url, preset=None, api_key=PROVIDER_KEY, api_key_env="FAKEAI_KEY",
                   models=(), headers={"X-Title": "proxy"}, model_facts={}, connect_timeout=2.0,
                   read_timeout=5.0, stream_idle_timeout=5.0)
     return ProviderSettings(**{**values, **overrides})
 
 
 @pytest.fixture
-def backend(fake):
-    fake.reset()
-    made = ProviderBackend(settings(fake.base_url), RetrySettings(attempts=3, total_timeout=5.0, backoff=0.01,
-                                                                  max_backoff=0.05))
+def backend(provider):
+    made = ProviderBackend(settings(provider.base_url), RetrySettings(attempts=3, total_timeout=5.0, backoff=0.01,
+                                                                      max_backoff=0.05))
     made.slept = []
     made.sleep = lambda seconds: (made.slept.append(seconds), time.sleep(seconds))
     return made
@@ -48,8 +39,8 @@ def chat(backend, stream=True, **body):
     return backend.post_json("/api/chat", body, "fakeai:fake-chat")
 
 
-def test_chat_stream_becomes_ollama_ndjson(backend, fake):
-    fake.script("fake-chat", content="Hi there", reasoning="let me see", fragment_size=4)
+def test_chat_stream_becomes_ollama_ndjson(backend, provider):
+    provider.script("fake-chat", content="Hi there", reasoning="let me see", fragment_size=4)
     with chat(backend, think=True) as answer:
         assert answer.is_ndjson and answer.status == 200
         lines = [json.loads(line) for line in answer.read().splitlines()]
@@ -59,13 +50,13 @@ def test_chat_stream_becomes_ollama_ndjson(backend, fake):
     final = lines[-1]
     assert final["done"] is True and final["done_reason"] == "stop"
     assert final["eval_count"] == 5 and final["prompt_eval_count"] > 0
-    sent = fake.last("/v1/chat/completions")
+    sent = provider.last("/v1/chat/completions")
     assert sent.json["stream"] is True and sent.json["stream_options"] == {"include_usage": True}
-    assert sent.headers["authorization"] == f"Bearer {KEY}" and sent.headers["x-title"] == "proxy"
+    assert sent.headers["authorization"] == f"Bearer {PROVIDER_KEY}" and sent.headers["x-title"] == "proxy"
 
 
-def test_whole_chat_is_folded_with_tool_calls_assembled(backend, fake):
-    fake.script("fake-chat", content="", fragment_size=3, tool_calls=[
+def test_whole_chat_is_folded_with_tool_calls_assembled(backend, provider):
+    provider.script("fake-chat", content="", fragment_size=3, tool_calls=[
         {"name": "get_weather", "arguments": '{"city": "Paris"}'}, {"name": "get_time", "arguments": '{}'}])
     with chat(backend, stream=False, tools=[{"type": "function", "function": {"name": "get_weather"}}]) as answer:
         assert not answer.is_ndjson
@@ -77,8 +68,8 @@ def test_whole_chat_is_folded_with_tool_calls_assembled(backend, fake):
 
 
 @pytest.mark.parametrize("stream", [True, False])
-def test_a_tool_call_cut_by_the_token_limit_ends_with_done_reason_length(backend, fake, stream):
-    fake.script("fake-chat", content="Let me look.", fragment_size=4, finish_reason="length", tool_calls=[
+def test_a_tool_call_cut_by_the_token_limit_ends_with_done_reason_length(backend, provider, stream):
+    provider.script("fake-chat", content="Let me look.", fragment_size=4, finish_reason="length", tool_calls=[
         {"name": "get_weather", "arguments": '{"city": "Paris"}'}, {"name": "get_time", "arguments": '{"zone": "Eu'}])
     with chat(backend, stream=stream, tools=[{"type": "function", "function": {"name": "get_weather"}}]) as answer:
         lines = [json.loads(line) for line in answer.read().splitlines()]
@@ -89,19 +80,18 @@ def test_a_tool_call_cut_by_the_token_limit_ends_with_done_reason_length(backend
     assert lines[-1]["done"] is True and lines[-1]["done_reason"] == "length"
 
 
-def test_generate_with_the_presets_thinking_switch(fake):
-    fake.reset()
-    backend = ProviderBackend(settings(fake.base_url, preset="dashscope"), RetrySettings())
+def test_generate_with_the_presets_thinking_switch(provider):
+    backend = ProviderBackend(settings(provider.base_url, preset="dashscope"), RetrySettings())
     answer = backend.post_json("/api/generate", {"model": "fake-chat", "prompt": "yo", "think": False,
                                                  "stream": False})
     assert answer.json()["response"] == "You said: yo"
-    assert fake.last("/v1/chat/completions").json["enable_thinking"] is False
+    assert provider.last("/v1/chat/completions").json["enable_thinking"] is False
 
 
-def test_a_load_request_is_answered_at_once(backend, fake):
+def test_a_load_request_is_answered_at_once(backend, provider):
     answer = backend.post_json("/api/generate", {"model": "fake-chat"})
     assert [chunk["done_reason"] for chunk in answer.iter_chunks()] == ["load"]
-    assert fake.requests == []
+    assert provider.requests == []
 
 
 @pytest.mark.parametrize("path, body, expected", [
@@ -116,31 +106,31 @@ def test_embeddings(backend, path, body, expected):
     assert answer == expected
 
 
-def test_429_is_retried_after_retry_after(backend, fake):
-    fake.script("fake-chat", rate_limited=2, retry_after="0.2")
+def test_429_is_retried_after_retry_after(backend, provider):
+    provider.script("fake-chat", rate_limited=2, retry_after="0.2")
     started = time.monotonic()
     assert chat(backend, stream=False).json()["message"]["content"] == "You said: hello"
-    assert len(fake.calls("/v1/chat/completions")) == 3
+    assert len(provider.calls("/v1/chat/completions")) == 3
     assert backend.slept == [0.2, 0.2] and time.monotonic() - started >= 0.4
 
 
-def test_429_past_the_retries_is_rate_limited_with_retry_after(backend, fake):
-    fake.script("fake-chat", rate_limited=5, retry_after="0")
+def test_429_past_the_retries_is_rate_limited_with_retry_after(backend, provider):
+    provider.script("fake-chat", rate_limited=5, retry_after="0")
     with pytest.raises(RateLimited) as caught:
         chat(backend)
     assert caught.value.retry_after == 0 and "Rate limit reached" in caught.value.message
-    assert len(fake.calls("/v1/chat/completions")) == 3
+    assert len(provider.calls("/v1/chat/completions")) == 3
 
 
-def test_a_retry_after_beyond_the_total_timeout_is_not_waited_for(backend, fake):
-    fake.script("fake-chat", rate_limited=1, retry_after="60")
+def test_a_retry_after_beyond_the_total_timeout_is_not_waited_for(backend, provider):
+    provider.script("fake-chat", rate_limited=1, retry_after="60")
     with pytest.raises(RateLimited) as caught:
         chat(backend)
     assert caught.value.retry_after == 60 and backend.slept == []
 
 
-def test_503_is_retried_with_jittered_backoff(backend, fake):
-    fake.script("fake-chat", fail_status=503, fail_times=2)
+def test_503_is_retried_with_jittered_backoff(backend, provider):
+    provider.script("fake-chat", fail_status=503, fail_times=2)
     backend.jitter = lambda: 1.0
     assert chat(backend, stream=False).json()["done"] is True
     assert backend.slept == [0.01, 0.02]
@@ -152,12 +142,12 @@ def test_503_is_retried_with_jittered_backoff(backend, fake):
     ({"fail_status": 503}, 503, "fakeai: scripted failure 503"),
     ({"fail_status": 402, "fail_body": "Insufficient Balance"}, 402, "fakeai: Insufficient Balance"),
 ])
-def test_errors_keep_status_and_message(backend, fake, fields, status, message):
-    fake.script("fake-chat", **fields)
+def test_errors_keep_status_and_message(backend, provider, fields, status, message):
+    provider.script("fake-chat", **fields)
     with pytest.raises(UpstreamError) as caught:
         chat(backend)
     assert (caught.value.status, caught.value.message) == (status, message)
-    assert len(fake.calls("/v1/chat/completions")) == (3 if status == 503 else 1)
+    assert len(provider.calls("/v1/chat/completions")) == (3 if status == 503 else 1)
 
 
 def test_an_unknown_model_is_404_model_not_found(backend):
@@ -166,24 +156,23 @@ def test_an_unknown_model_is_404_model_not_found(backend):
     assert (caught.value.status, caught.value.code) == (404, "model_not_found")
 
 
-def test_a_wrong_key_is_the_providers_401(fake):
-    backend = ProviderBackend(settings(fake.base_url, api_key="sk-wrong"), RetrySettings())
+def test_a_wrong_key_is_the_providers_401(provider):
+    backend = ProviderBackend(settings(provider.base_url, api_key="sk-wrong"), RetrySettings())
     with pytest.raises(UpstreamError) as caught:
         backend.list_models()
     assert caught.value.status == 401 and "sk-wrong" not in caught.value.message
 
 
-def test_a_drop_mid_stream_raises_from_the_iterator(backend, fake):
-    fake.script("fake-chat", content="a long answer here", fragment_size=2, drop_after=3)
+def test_a_drop_mid_stream_raises_from_the_iterator(backend, provider):
+    provider.script("fake-chat", content="a long answer here", fragment_size=2, drop_after=3)
     answer = chat(backend)
     with pytest.raises(UpstreamError, match="lost mid-answer|before the answer was complete"):
         list(answer.iter_chunks())
 
 
-def test_a_slow_first_byte_past_read_timeout_is_504(fake):
-    fake.reset()
-    fake.script("fake-chat", first_byte_delay=1.0)
-    backend = ProviderBackend(settings(fake.base_url, read_timeout=0.3), RetrySettings())
+def test_a_slow_first_byte_past_read_timeout_is_504(provider):
+    provider.script("fake-chat", first_byte_delay=1.0)
+    backend = ProviderBackend(settings(provider.base_url, read_timeout=0.3), RetrySettings())
     with pytest.raises(UpstreamTimeout, match="did not answer within 0.3s") as raised:
         chat(backend)
     assert "read_timeout of backend fakeai, else service.read_timeout" in raised.value.message
@@ -198,14 +187,13 @@ def test_connection_refused_is_retried_then_502():
     assert len(slept) == 1
 
 
-def test_listing_show_and_ps(fake):
-    fake.reset()
+def test_listing_show_and_ps(provider):
     facts = {"fake-reasoner": ModelFacts(context_length=65536, capabilities=("completion", "thinking"))}
-    backend = ProviderBackend(settings(fake.base_url, model_facts=facts), RetrySettings())
+    backend = ProviderBackend(settings(provider.base_url, model_facts=facts), RetrySettings())
     assert [m["name"] for m in backend.tags()["models"]] == ["fakeai:fake-chat", "fakeai:fake-reasoner",
                                                              "fakeai:fake-embed"]
     backend.tags()
-    assert len(fake.calls("/v1/models")) == 1  # cached
+    assert len(provider.calls("/v1/models")) == 1  # cached
     shown = backend.show("fake-reasoner")
     assert shown["capabilities"] == ["completion", "thinking"]
     assert shown["model_info"] == {"general.architecture": "fakeai", "fakeai.context_length": 65536}
@@ -215,13 +203,12 @@ def test_listing_show_and_ps(fake):
     assert backend.ps() == {"models": []}
 
 
-def test_the_model_list_is_kept_for_models_cache_seconds(fake):
-    fake.reset()
-    kept = ProviderBackend(settings(fake.base_url, models_cache_seconds=60.0), RetrySettings())
-    asked_each_time = ProviderBackend(settings(fake.base_url, models_cache_seconds=0.0), RetrySettings())
+def test_the_model_list_is_kept_for_models_cache_seconds(provider):
+    kept = ProviderBackend(settings(provider.base_url, models_cache_seconds=60.0), RetrySettings())
+    asked_each_time = ProviderBackend(settings(provider.base_url, models_cache_seconds=0.0), RetrySettings())
     for backend in (kept, asked_each_time, kept, asked_each_time):
         backend.list_models()
-    assert len(fake.calls("/v1/models")) == 3
+    assert len(provider.calls("/v1/models")) == 3
 
 
 def test_the_connection_pool_has_the_configured_size():
@@ -229,10 +216,9 @@ def test_the_connection_pool_has_the_configured_size():
     assert backend._sessions.get().get_adapter("http://127.0.0.1:9")._pool_maxsize == 7
 
 
-def test_configured_models_need_no_listing(fake):
-    fake.reset()
-    backend = ProviderBackend(settings(fake.base_url, models=("a", "b")), RetrySettings())
-    assert backend.list_models() == ["a", "b"] and fake.requests == []
+def test_configured_models_need_no_listing(provider):
+    backend = ProviderBackend(settings(provider.base_url, models=("a", "b")), RetrySettings())
+    assert backend.list_models() == ["a", "b"] and provider.requests == []
 
 
 def test_model_management_is_refused():
@@ -245,7 +231,7 @@ def test_model_management_is_refused():
 
 @pytest.mark.parametrize("options, usage_chunk", [(None, False), ({"include_usage": False}, False),
                                                    ({"include_usage": True}, True)])
-def test_openai_passthrough_asks_for_the_usage_and_shows_it_only_if_asked(backend, fake, options, usage_chunk):
+def test_openai_passthrough_asks_for_the_usage_and_shows_it_only_if_asked(backend, provider, options, usage_chunk):
     body = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     if options is not None:
         body["stream_options"] = options
@@ -254,12 +240,11 @@ def test_openai_passthrough_asks_for_the_usage_and_shows_it_only_if_asked(backen
     assert raw.startswith(b": keep-alive") and raw.endswith(b"data: [DONE]\n\n")
     assert (b'"choices": [], "usage"' in raw) is usage_chunk
     assert answer.usage == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
-    assert fake.last("/v1/chat/completions").json["stream_options"] == {"include_usage": True}
+    assert provider.last("/v1/chat/completions").json["stream_options"] == {"include_usage": True}
 
 
-def test_openai_passthrough_sends_only_allowed_client_headers_and_the_backends_own(fake):
-    fake.reset()
-    backend = ProviderBackend(settings(fake.base_url, organization="org-configured", project="proj_configured"),
+def test_openai_passthrough_sends_only_allowed_client_headers_and_the_backends_own(provider):
+    backend = ProviderBackend(settings(provider.base_url, organization="org-configured", project="proj_configured"),
                               RetrySettings())
     client = [("Authorization", "Bearer client"), ("Cookie", "session=1"), ("X-Forwarded-For", "10.1.2.3"),
               ("OpenAI-Organization", "org-client"), ("OpenAI-Project", "proj_client"), ("X-Stainless-OS", "Linux"),
@@ -267,24 +252,23 @@ def test_openai_passthrough_sends_only_allowed_client_headers_and_the_backends_o
     body = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
     with backend.open_openai("/v1/chat/completions", body, client) as answer:
         answer.read()
-    sent = fake.last("/v1/chat/completions").headers
+    sent = provider.last("/v1/chat/completions").headers
     assert (sent["authorization"], sent["openai-organization"], sent["openai-project"], sent["accept"]) == (
-        f"Bearer {KEY}", "org-configured", "proj_configured", "application/json")
+        f"Bearer {PROVIDER_KEY}", "org-configured", "proj_configured", "application/json")
     assert not {"cookie", "x-forwarded-for", "x-stainless-os"} & set(sent)
 
 
-def test_only_allowed_answer_headers_come_back(backend, fake):
-    fake.script("fake-chat", headers={"Set-Cookie": "a=1", "OpenAI-Organization": "org-x", "X-Request-Id": "req-1",
-                                      "x-ratelimit-remaining-tokens": "9"})
+def test_only_allowed_answer_headers_come_back(backend, provider):
+    provider.script("fake-chat", headers={"Set-Cookie": "a=1", "OpenAI-Organization": "org-x",
+                                          "X-Request-Id": "req-1", "x-ratelimit-remaining-tokens": "9"})
     body = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
     with backend.open_openai("/v1/chat/completions", body) as answer:
         assert answer.headers == {"Content-Type": "application/json", "X-Upstream-Request-Id": "req-1"}
 
 
-def test_an_error_echoing_the_credentials_has_them_blanked(fake):
-    fake.reset()
-    fake.script("fake-chat", fail_status=400, echo_credentials=True)
-    backend = ProviderBackend(settings(fake.base_url, organization="org-configured", project="proj_configured"),
+def test_an_error_echoing_the_credentials_has_them_blanked(provider):
+    provider.script("fake-chat", fail_status=400, echo_credentials=True)
+    backend = ProviderBackend(settings(provider.base_url, organization="org-configured", project="proj_configured"),
                               RetrySettings())
     with pytest.raises(UpstreamError) as caught:
         chat(backend)
@@ -293,8 +277,8 @@ def test_an_error_echoing_the_credentials_has_them_blanked(fake):
 
 
 @pytest.mark.parametrize("passthrough", [True, False])
-def test_an_error_mid_stream_echoing_the_key_has_it_blanked(backend, fake, passthrough):
-    fake.script("fake-chat", content="a long answer", fragment_size=2, error_after=3, echo_credentials=True)
+def test_an_error_mid_stream_echoing_the_key_has_it_blanked(backend, provider, passthrough):
+    provider.script("fake-chat", content="a long answer", fragment_size=2, error_after=3, echo_credentials=True)
     if passthrough:
         body = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "stream": True}
         with backend.open_openai("/v1/chat/completions", body) as answer:
@@ -305,7 +289,7 @@ def test_an_error_mid_stream_echoing_the_key_has_it_blanked(backend, fake, passt
             list(answer.iter_chunks())
         said = caught.value.message
         assert said.endswith("scripted failure mid-stream (you sent Authorization: Bearer ***)")
-    assert KEY not in said
+    assert PROVIDER_KEY not in said
 
 
 def test_the_base_urls_userinfo_is_not_in_messages():

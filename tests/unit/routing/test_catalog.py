@@ -5,14 +5,7 @@ import pytest
 from ollama_proxy.config import StoreSettings, parse_settings
 from ollama_proxy.routing.catalog import ModelCatalog
 from ollama_proxy.store import open_store
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes.clock import ManualClock
 
 
 @pytest.fixture
@@ -24,7 +17,7 @@ def store(tmp_path):
 
 def test_store_entries_merge_over_the_file_and_are_reread_after_the_bound(store):
     settings = parse_settings({"models": {"aliases": {"gpt-4o": "llama3.2"}}}, environ={}).models
-    clock = Clock()
+    clock = ManualClock()
     catalog = ModelCatalog(settings, lambda: store, ttl=5, clock=clock)
     store.set_alias("gpt-4o", "qwen3:8b")
     assert catalog.table().resolve("gpt-4o") == "qwen3:8b"
@@ -37,7 +30,7 @@ def test_store_entries_merge_over_the_file_and_are_reread_after_the_bound(store)
 
 def test_a_broken_store_keeps_the_last_view(store, tmp_path):
     settings = parse_settings({"models": {"aliases": {"a": "b"}}}, environ={}).models
-    clock = Clock()
+    clock = ManualClock()
     catalog = ModelCatalog(settings, lambda: store, ttl=1, clock=clock)
     store.set_alias("c", "d")
     assert catalog.table().resolve("c") == "d"

@@ -2,19 +2,13 @@
 
 import array
 import base64
-import itertools
 
 import pytest
 from openai.types import Completion, CreateEmbeddingResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from ollama_proxy.translate import openai as translate
-
-
-def counter_ids():
-    """Return a new_id that numbers ids 1, 2, 3 ... after their prefix."""
-    numbers = itertools.count(1)
-    return lambda prefix: f"{prefix}{next(numbers)}"
+from tests.unit.translate.new_ids import counter_ids
 
 
 def test_every_public_name_is_exported():

@@ -1,16 +1,9 @@
 """Table tests for Ollama /api/chat responses -> OpenAI chat completions and chunks."""
 
-import itertools
-
 import pytest
 
 from ollama_proxy.translate.openai_chat_response import ChatStreamConverter, to_openai_chat_completion
-
-
-def counter_ids():
-    """Return a new_id that numbers ids 1, 2, 3 ... after their prefix."""
-    numbers = itertools.count(1)
-    return lambda prefix: f"{prefix}{next(numbers)}"
+from tests.unit.translate.new_ids import counter_ids
 
 
 def done(**fields):

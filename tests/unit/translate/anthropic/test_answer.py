@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ollama_proxy.translate.anthropic.answer import to_anthropic_message
-from tests.unit.translate.anthropic.helpers import ids
+from tests.unit.translate.new_ids import counter_ids
 
 
 def message(content, stop_reason="end_turn", input_tokens=10, output_tokens=5):
@@ -42,4 +42,4 @@ RESPONSE_CASES = [
 
 @pytest.mark.parametrize(("ollama_resp", "expected"), RESPONSE_CASES)
 def test_to_anthropic_message(ollama_resp, expected):
-    assert to_anthropic_message(ollama_resp, message_id="msg_1", model="claude-x", new_id=ids()) == expected
+    assert to_anthropic_message(ollama_resp, message_id="msg_1", model="claude-x", new_id=counter_ids()) == expected

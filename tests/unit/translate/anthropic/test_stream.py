@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ollama_proxy.translate.anthropic.stream import MessagesStreamConverter
-from tests.unit.translate.anthropic.helpers import ids
+from tests.unit.translate.new_ids import counter_ids
 
 
 # Expected stream events, spelled out once.
@@ -111,7 +111,7 @@ STREAM_CASES = [
 
 def run(steps):
     """Feed ``steps`` to a fresh converter and return every event it produced."""
-    converter = MessagesStreamConverter("msg_1", "claude-x", new_id=ids())
+    converter = MessagesStreamConverter("msg_1", "claude-x", new_id=counter_ids())
     events = []
     for step in steps:
         if step == "ping":

@@ -1,0 +1,18 @@
+"""Requests over a bare socket, for what an HTTP client library will not do: hang up like a killed client."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from tests.e2e.conftest import GENERATE
+from tests.e2e.server import ProxyServer
+
+
+def post_json(proxy: ProxyServer, path: str, body: dict, timeout: float | None = None) -> socket.socket:
+    """POST ``body`` as JSON with the generate token; return the socket, its answer unread."""
+    payload = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: proxy\r\nAuthorization: Bearer {GENERATE}\r\n"
+                 f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload)
+    return sock
