@@ -7,6 +7,7 @@ them; adapters and projectors are out of scope.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -140,3 +141,12 @@ class SchedulerStats:
     rejected: int  # refused because the FIFO was full
     started_after_client_left: int  # started although the client had already gone
     max_concurrent: dict[str, int]  # model -> the most requests it ran at once
+
+    @classmethod
+    def of(cls, counts: Counter[str], max_concurrent: dict[str, int]) -> SchedulerStats:
+        """Build the stats from the scheduler's counts, keyed by end state or unload reason."""
+        return cls(loads=counts["loads"], reloads=counts["reloads"], evictions=counts["evicted"],
+                   expiries=counts["expired"], finished=counts[FINISHED], cancelled=counts[CANCELLED],
+                   dropped=counts[DROPPED], rejected=counts[REJECTED],
+                   started_after_client_left=counts["started_after_client_left"],
+                   max_concurrent=dict(max_concurrent))

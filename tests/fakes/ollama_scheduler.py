@@ -78,6 +78,7 @@ class OllamaScheduler:
         self.records: list[RequestRecord] = []  # every request, in the order it came
         self.runners: dict[str, Runner] = {}  # model -> its loaded (or loading) runner
         self.unloaded: list[Runner] = []  # runners gone, in the order they went
+        self.changes = 0  # grows whenever requests or runners change state: a cue to wake waiters
         self._clock = clock
         self._pending: deque[RequestRecord] = deque()
         self._awaited: Runner | None = None  # marked to unload; the FIFO's head waits for an unload
@@ -161,14 +162,7 @@ class OllamaScheduler:
     def stats(self) -> SchedulerStats:
         """Return the counters so far."""
         self.settle()
-        counts = self._counts
-        return SchedulerStats(
-            loads=counts["loads"], reloads=counts["reloads"], evictions=counts["evicted"],
-            expiries=counts["expired"], finished=counts[FINISHED], cancelled=counts[CANCELLED],
-            dropped=counts[DROPPED], rejected=counts[REJECTED],
-            started_after_client_left=counts["started_after_client_left"],
-            max_concurrent=dict(self._max_concurrent),
-        )
+        return SchedulerStats.of(self._counts, self._max_concurrent)
 
     def loaded(self) -> list[Runner]:
         """Return the runners loaded or loading now."""
@@ -198,7 +192,7 @@ class OllamaScheduler:
         """Bring the model up to the clock's time; return that time."""
         now = self._clock()
         while self._step(now):
-            pass
+            self.changes += 1
         return now
 
     def _step(self, now: float) -> bool:
@@ -302,6 +296,7 @@ class OllamaScheduler:
         """Close the record in state; let go of its place in the FIFO or its hold on a runner."""
         assert state in DONE
         record.state, record.finished_at = state, now
+        self.changes += 1
         if state == DROPPED and record.left_at is None:
             record.left_at = now
         self._counts[state] += 1
@@ -310,9 +305,5 @@ class OllamaScheduler:
         runner = self.runners.get(record.model)
         if runner is not None and record in runner.users:
             runner.users.remove(record)
-            if runner.idle:
-                self._became_idle(runner, now)
-
-    def _became_idle(self, runner: Runner, now: float) -> None:
-        """Start the runner's keep_alive timer (0 expires it at once; forever never)."""
-        runner.expires_at = None if runner.keep_alive == FOREVER else now + max(runner.keep_alive, 0)
+            if runner.idle:  # its keep_alive timer starts: 0 expires it at once, forever never
+                runner.expires_at = None if runner.keep_alive == FOREVER else now + max(runner.keep_alive, 0)
