@@ -42,7 +42,7 @@ from werkzeug.wrappers import Request, Response
 
 from tests.fakes.go_json import as_struct
 from tests.fakes.ollama_scheduler import DEFAULT_KEEP_ALIVE, DEFAULT_MAX_LOADED_MODELS, DEFAULT_MAX_QUEUE
-from tests.fakes.ollama_slots import ClientGone, LiveScheduler, QueueFull, Unscheduled
+from tests.fakes.ollama_slots import ClientGone, Lease, LiveScheduler, NoLease, QueueFull, Unscheduled
 
 LISTEN_BACKLOG = 1024
 BLOB_PIECE_SIZE = 64 * 1024
@@ -573,7 +573,8 @@ class FakeOllama:
         context_length, _ = _FAMILY_SIZES.get(self.models[name]["details"]["family"], (4096, 4096))
         return context_length
 
-    def _admit(self, request: Request, name: str, body: dict, behavior: Behavior, needs_slot: bool = True) -> Any:
+    def _admit(self, request: Request, name: str, body: dict, behavior: Behavior,
+               needs_slot: bool = True) -> Lease | NoLease:
         """In slots, wait for the model's runner (and a slot if needs_slot); else go on at once."""
         completes = "completion" in self.capabilities.get(name, [])
         try:
@@ -1130,8 +1131,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve a fake Ollama on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=11434)
     parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between streamed chunks")
+    parser.add_argument("--num-parallel", type=int, default=None,
+                        help="run requests in this many slots per model, as Ollama does (default: all at once)")
+    parser.add_argument("--max-loaded-models", type=int, default=DEFAULT_MAX_LOADED_MODELS,
+                        help=f"with --num-parallel: models loaded at once (default {DEFAULT_MAX_LOADED_MODELS})")
+    parser.add_argument("--load-seconds", type=float, default=0.0,
+                        help="with --num-parallel: seconds a model takes to load (default 0)")
     args = parser.parse_args(argv)
-    fake = FakeOllama().start(args.port)
+    fake = FakeOllama(num_parallel=args.num_parallel, max_loaded_models=args.max_loaded_models,
+                      load_seconds=args.load_seconds).start(args.port)
     for name in fake.models:
         fake.script(name, chunk_delay=args.chunk_delay)
     print(f"Fake Ollama listening on {fake.url}; Ctrl-C stops it.")

@@ -80,6 +80,7 @@ class OllamaScheduler:
         self.unloaded: list[Runner] = []  # runners gone, in the order they went
         self.changes = 0  # grows whenever requests or runners change state: a cue to wake waiters
         self._clock = clock
+        self._settled_at = clock()
         self._pending: deque[RequestRecord] = deque()
         self._awaited: Runner | None = None  # marked to unload; the FIFO's head waits for an unload
         self._reloading: set[str] = set()  # models unloaded to be loaded again with other options
@@ -142,7 +143,7 @@ class OllamaScheduler:
         if record.state in (PENDING, WAITING):
             self._end(record, DROPPED, now)
         elif record.state in (RUNNING, READY):
-            if record.started_at is not None and record.started_at >= record.left_at:
+            if record.started_at is not None and record.started_at > record.left_at:
                 self._counts["started_after_client_left"] += 1
             self._end(record, CANCELLED, now)
         self.settle()
@@ -180,9 +181,11 @@ class OllamaScheduler:
         return list(self._pending)
 
     def next_deadline(self) -> float | None:
-        """Return when the model changes next by itself (a load ends, a keep_alive runs out), if ever."""
-        now = self._clock()
-        moments = [runner.ready_at for runner in self.runners.values() if runner.ready_at > now]
+        """Return when the model changes next by itself (a load ends, a keep_alive runs out), if ever.
+
+        That moment may have passed: then ``settle`` has work to do.
+        """
+        moments = [runner.ready_at for runner in self.runners.values() if runner.ready_at > self._settled_at]
         moments += [runner.expires_at for runner in self.runners.values() if runner.expires_at is not None]
         return min(moments, default=None)
 
@@ -193,6 +196,7 @@ class OllamaScheduler:
         now = self._clock()
         while self._step(now):
             self.changes += 1
+        self._settled_at = now
         return now
 
     def _step(self, now: float) -> bool:

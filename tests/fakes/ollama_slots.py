@@ -19,10 +19,19 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from tests.fakes.ollama_runner import FOREVER, PENDING, REJECTED, WAITING, RequestRecord, Runner, RunnerOptions
+from tests.fakes.ollama_runner import (
+    FOREVER,
+    PENDING,
+    REJECTED,
+    WAITING,
+    RequestRecord,
+    Runner,
+    RunnerOptions,
+    SchedulerStats,
+)
 from tests.fakes.ollama_scheduler import OllamaScheduler
 
-POLL_SECONDS = 0.02  # how often a waiting thread looks whether its client is still there
+POLL_SECONDS = 0.05  # how often a waiting thread looks whether its client is still there
 QUEUE_FULL = "server busy, please try again.  maximum pending requests exceeded"  # Ollama's ErrMaxQueue
 GO_MAX_DURATION = (2**63 - 1) / 1e9  # seconds: what Ollama shows as "forever" in expires_at
 
@@ -100,7 +109,7 @@ class LiveScheduler:
                 self._changed.wait(self._wait_seconds())
                 if peer_gone(sock) or self._stopping.is_set():
                     self._changing(lambda: self.model.cancel(record))
-                else:
+                elif self._due():  # a load ended or a keep_alive ran out; other changes come with a notify
                     self._changing(self.model.settle)
         if record.state == REJECTED:
             raise QueueFull(QUEUE_FULL)
@@ -116,14 +125,19 @@ class LiveScheduler:
     def loaded(self) -> list[tuple[Runner, float]]:
         """Return the loaded runners with seconds until each expires, the longest first, as /api/ps lists them."""
         with self._changed:
-            now = self.model.settle()
+            now = self._changing(self.model.settle)
             runners = [(runner, _expires_in(runner, now)) for runner in self.model.loaded()]
         return sorted(runners, key=lambda pair: -pair[1])
 
-    def stats(self):
-        """Return the scheduler's counters (SchedulerStats)."""
+    def stats(self) -> SchedulerStats:
+        """Return the scheduler's counters."""
         with self._changed:
             return self._changing(self.model.stats)
+
+    def pending(self) -> list[RequestRecord]:
+        """Return the requests waiting for their model to load, head first."""
+        with self._changed:
+            return self.model.pending
 
     def records(self, model: str | None = None) -> list[RequestRecord]:
         """Return the request records, oldest first (of one model, canonical name, if given)."""
@@ -151,6 +165,10 @@ class LiveScheduler:
         if self.model.changes != before:
             self._changed.notify_all()
         return result
+
+    def _due(self) -> bool:
+        deadline = self.model.next_deadline()
+        return deadline is not None and deadline <= time.monotonic()
 
     def _wait_seconds(self) -> float:
         deadline = self.model.next_deadline()

@@ -99,7 +99,9 @@ def test_loading_takes_its_time_and_shows_in_load_seconds(clock):
     assert states(first, joining) == [WAITING, WAITING]
     assert sched.next_deadline() == 2.0
     clock.advance(1.5)
+    assert sched.next_deadline() == 2.0  # passed, and still due until the model is settled
     sched.settle()
+    assert sched.next_deadline() is None
     assert first.state == RUNNING and (first.loaded_at, first.load_seconds) == (2.0, 2.0)
     assert joining.state == WAITING and joining.load_seconds == 1.5  # loaded, waiting for the one slot
     sched.finish(first)
@@ -223,12 +225,13 @@ def test_a_cancelled_request_frees_its_slot_at_once(clock):
 
 def test_a_start_after_the_client_left_is_counted(clock):
     sched = scheduler(clock)
+    clock.advance(1)
     record = sched.submit("llama3.2")
     clock.advance(1)
-    sched.cancel(record, left_at=0.0)  # the client had gone before the slot was granted
+    sched.cancel(record, left_at=0.5)  # the client had gone before the slot was granted
     later = sched.submit("llama3.2")
     clock.advance(1)
-    sched.cancel(later, left_at=1.5)
+    sched.cancel(later, left_at=2.5)
     assert sched.stats().started_after_client_left == 1 and sched.stats().cancelled == 2
 
 

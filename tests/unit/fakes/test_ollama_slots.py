@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from tests.fakes.ollama import FakeOllama
-from tests.fakes.ollama_runner import CANCELLED, DROPPED, FINISHED
-from tests.fakes.ollama_slots import keep_alive_seconds
+from tests.fakes.ollama_runner import CANCELLED, DROPPED, FINISHED, RunnerOptions
+from tests.fakes.ollama_slots import keep_alive_seconds, runner_options
 
 
 def chat_body(**fields):
@@ -52,6 +52,7 @@ def test_two_slots_admit_two_and_the_third_waits_for_one_to_finish():
     assert sorted(record.started_at for record in records)[-1] >= first_end
     assert fake.scheduler.stats().max_concurrent == {"llama3.2:latest": 2}
     assert [record.state for record in records] == [FINISHED] * 3
+    assert all(r.queued_at <= r.loaded_at <= r.started_at <= r.first_token_at <= r.finished_at for r in records)
 
 
 def test_a_waiter_whose_client_hangs_up_is_never_started():
@@ -65,7 +66,7 @@ def test_a_waiter_whose_client_hangs_up_is_never_started():
             waiter.close()
             closed = time.monotonic()
             running.result()
-        fake.wait_for(lambda: fake.scheduler.records()[1].state == DROPPED)
+        fake.wait_for(lambda: [record.state for record in fake.scheduler.records()] == [FINISHED, DROPPED])
         gone = fake.scheduler.records()[1]
         assert gone.started_at is None and gone.left_at - closed < 0.2
         assert len(fake.streams) == 1  # nothing was streamed to it
@@ -145,7 +146,7 @@ def test_a_full_queue_answers_503():
             running = pool.submit(timed_chat, fake, chat_body())
             fake.wait_for(lambda: len(fake.scheduler.records()) == 1)
             head = pool.submit(timed_chat, fake, chat_body(model="qwen3:8b"))
-            fake.wait_for(lambda: len(fake.scheduler.model.pending) == 1)
+            fake.wait_for(lambda: len(fake.scheduler.pending()) == 1)
             refused = requests.post(fake.url + "/api/chat", json=chat_body(model="llava"), timeout=5)
             running.result(), head.result()
     assert refused.status_code == 503
@@ -164,3 +165,16 @@ def test_without_num_parallel_nothing_is_scheduled():
 ])
 def test_keep_alive_is_read_as_ollama_reads_it(value, seconds):
     assert keep_alive_seconds(value) == seconds
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    (None, RunnerOptions()),
+    ({"num_ctx": 2048.0}, RunnerOptions(num_ctx=2048, num_ctx_auto=False)),
+    ({"num_ctx": 1_000_000}, RunnerOptions(num_ctx=131072, num_ctx_auto=False)),  # the model's context at most
+    ({"num_ctx": 1}, RunnerOptions(num_ctx=4, num_ctx_auto=False)),
+    ({"num_gpu": 0, "use_mmap": False, "num_batch": 256}, RunnerOptions(num_gpu=0, use_mmap=False, num_batch=256,
+                                                                        num_batch_auto=False)),
+    ({"num_thread": True, "temperature": 0.1}, RunnerOptions()),  # not a number; not a load option
+])
+def test_load_options_are_read_from_the_request_options(options, expected):
+    assert runner_options(options, default_num_ctx=4096, context_limit=131072) == expected
