@@ -5,6 +5,14 @@ sockets: streams are NDJSON sent with chunked transfer encoding, one JSON object
 each sent the moment it is produced. Tests script how each model answers (``script``) and
 read back what the fake was sent (``requests``) and how each stream ended (``streams``).
 
+By default every request runs at once. Given ``num_parallel``, the fake runs generate, chat and
+embed requests in slots as Ollama's scheduler does (see ollama_scheduler.py): each loaded model has
+that many slots, at most ``max_loaded_models`` models are loaded, loads take ``load_seconds`` (or a
+model's scripted ``load_seconds``), a request with other load options (num_ctx, ...) reloads the
+model, and idle models unload after their keep_alive. Headers go out with the first chunk, once the
+request holds its slot; a client that hangs up while waiting is dropped, never started. What
+happened is in ``fake.scheduler`` (records, stats, runners).
+
 For a manual run: ``python -m tests.fakes.ollama --port 11434 [--chunk-delay 0.02]``.
 """
 
@@ -33,6 +41,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.fakes.go_json import as_struct
+from tests.fakes.ollama_scheduler import DEFAULT_KEEP_ALIVE, DEFAULT_MAX_LOADED_MODELS, DEFAULT_MAX_QUEUE
+from tests.fakes.ollama_slots import ClientGone, Lease, LiveScheduler, NoLease, QueueFull, Unscheduled
 
 LISTEN_BACKLOG = 1024
 BLOB_PIECE_SIZE = 64 * 1024
@@ -70,7 +80,7 @@ class Behavior:
     tool_calls: list[dict] | None = None  # sent only when the request offers tools
     tool_calls_in_done: bool = False  # put them in the done object, not a chunk before it
     done_reason: str = "stop"
-    chunk_delay: float = 0.0  # seconds between chunks (and between progress objects)
+    chunk_delay: float = 0.0  # seconds between chunks (and between progress objects); per input when embedding in slots
     first_byte_delay: float = 0.0  # seconds before answering at all (model loading)
     drop_after: int | None = None  # after N chunks, cut the connection
     error_after: int | None = None  # after N chunks, send {"error": ...} and end the stream
@@ -83,6 +93,7 @@ class Behavior:
     status: int | None = None  # answer at once with this status and {"error": error}
     error: str = "internal error"
     embedding_dims: int = 8
+    load_seconds: float | None = None  # in slots: how long loading this model takes (default: the fake's)
 
 
 @dataclass
@@ -133,10 +144,11 @@ class _Turn:
     started: float
     loaded: float
     top_logprobs: int | None = None  # None: the request did not ask for logprobs
+    began: float | None = None  # when it got its slot, if it waited for one
 
     @classmethod
     def plan(cls, model: str, behavior: Behavior, prompt: _Prompt, thinks: bool, started: float,
-             top_logprobs: int | None = None) -> _Turn:
+             top_logprobs: int | None = None, loaded: float | None = None, began: float | None = None) -> _Turn:
         """Work out the chunks of the model's answer to prompt."""
         reply = f"You said: {prompt.text}" if behavior.reply is None else behavior.reply
         thinking = (behavior.thinking or "") if thinks else ""
@@ -149,17 +161,19 @@ class _Turn:
             final = {"tool_calls": calls}
         elif calls:
             parts.append({"tool_calls": calls})
-        return cls(model, behavior, parts, final, prompt.words, eval_count, started, time.monotonic(), top_logprobs)
+        loaded = time.monotonic() if loaded is None else loaded
+        return cls(model, behavior, parts, final, prompt.words, eval_count, started, loaded, top_logprobs, began)
 
     def done_fields(self) -> dict:
         """Return the done object's fields after the message: done, done_reason and metrics."""
         load = _ns(self.loaded - self.started)
+        waited = 0 if self.began is None else _ns(self.began - self.loaded)  # for a slot: only in the total
         prompt_eval = self.prompt_words * PROMPT_EVAL_NS_PER_WORD
-        evaluation = _ns(time.monotonic() - self.loaded)
+        evaluation = _ns(time.monotonic() - (self.loaded if self.began is None else self.began))
         return {
             "done": True,
             "done_reason": self.behavior.done_reason,
-            "total_duration": load + prompt_eval + evaluation,
+            "total_duration": load + waited + prompt_eval + evaluation,
             "load_duration": load,
             "prompt_eval_count": self.prompt_words,
             "prompt_eval_duration": prompt_eval,
@@ -186,8 +200,28 @@ class FakeOllama:
     streams: list[StreamRecord]
     blobs: dict[str, int]  # digest -> size of uploaded blobs
 
-    def __init__(self, version: str = "0.12.6") -> None:
+    def __init__(
+        self,
+        version: str = "0.12.6",
+        *,
+        num_parallel: int | None = None,
+        max_loaded_models: int = DEFAULT_MAX_LOADED_MODELS,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        load_seconds: float = 0.0,
+        keep_alive: float = DEFAULT_KEEP_ALIVE,
+        default_num_ctx: int = 4096,
+    ) -> None:
+        """Make a fake; num_parallel (OLLAMA_NUM_PARALLEL) runs requests in slots, None runs them all at once.
+
+        In slots: max_loaded_models, max_queue and keep_alive (seconds) are OLLAMA_MAX_LOADED_MODELS,
+        OLLAMA_MAX_QUEUE and OLLAMA_KEEP_ALIVE; load_seconds is how long a (re)load takes;
+        default_num_ctx is the context length of a request that names none.
+        """
         self.version = version
+        self._slot_settings = None if num_parallel is None else {
+            "num_parallel": num_parallel, "max_loaded_models": max_loaded_models, "max_queue": max_queue,
+            "load_seconds": load_seconds, "keep_alive": keep_alive, "default_num_ctx": default_num_ctx,
+        }
         self.url = ""
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -255,6 +289,13 @@ class FakeOllama:
         self.streams = []
         self.blobs = {}
         self._scripts: dict[str, Behavior] = {}
+        self._slots = Unscheduled() if self._slot_settings is None else LiveScheduler(
+            self._stopping, **self._slot_settings)
+
+    @property
+    def scheduler(self) -> LiveScheduler | None:
+        """The scheduler requests run through in slots (None when they all run at once)."""
+        return None if isinstance(self._slots, Unscheduled) else self._slots
 
     def set_models(self, *names: str) -> None:
         """List exactly these models (tag optional): known ones keep their entries, others get a generic one."""
@@ -338,8 +379,11 @@ class FakeOllama:
         return _json({"models": list(self.models.values())})
 
     def _ps(self, request: Request, recorded: Recorded) -> Response:
-        """Answer /api/ps with the loaded models."""
-        return _json({"models": [self._running(name) for name in sorted(self.loaded) if name in self.models]})
+        """Answer /api/ps with the loaded models (in slots: the runners, longest left to live first)."""
+        if self.scheduler is None:
+            return _json({"models": [self._running(name) for name in sorted(self.loaded) if name in self.models]})
+        return _json({"models": [self._running(runner.model, expires_in, runner.context_length)
+                                 for runner, expires_in in self.scheduler.loaded() if runner.model in self.models]})
 
     def _show(self, request: Request, recorded: Recorded) -> Response:
         """Answer /api/show with a model's details, metadata and capabilities."""
@@ -380,11 +424,15 @@ class FakeOllama:
         name = self._installed(requested, _not_pulled(requested))
         texts = _embed_inputs(body.get("input"))
         self._keep_loaded(name, body)
+        lease = self._admit(request, name, body, behavior, needs_slot=bool(texts))
         if not texts:
+            lease.release()
             return _json({"model": requested, "embeddings": []})
-        loaded = time.monotonic()
+        loaded = time.monotonic() if lease.loaded_at is None else lease.loaded_at
+        if lease.started_at is not None:
+            self._pause(behavior.chunk_delay * len(texts))
         dimensions = body.get("dimensions") or behavior.embedding_dims
-        return _json(
+        return lease.hold(lambda: _json(
             {
                 "model": requested,
                 "embeddings": [_embedding(text, dimensions) for text in texts],
@@ -392,7 +440,7 @@ class FakeOllama:
                 "load_duration": _ns(loaded - recorded.at),
                 "prompt_eval_count": _count_words(*texts),
             }
-        )
+        ))
 
     def _embeddings(self, request: Request, recorded: Recorded) -> Response:
         """Answer the legacy /api/embeddings with one vector for the prompt."""
@@ -505,20 +553,39 @@ class FakeOllama:
         else:
             self.loaded.add(name)
 
-    def _running(self, name: str) -> dict:
-        """Return the /api/ps entry of a loaded model."""
+    def _running(self, name: str, expires_in: float | None = None, context_length: int | None = None) -> dict:
+        """Return the /api/ps entry of a loaded model (by default: 5 minutes left, the model's whole context)."""
         entry = self.models[name]
-        context_length, _ = _FAMILY_SIZES.get(entry["details"]["family"], (4096, 4096))
+        expires = KEEP_ALIVE if expires_in is None else timedelta(seconds=expires_in)
         return {
             "name": name,
             "model": name,
             "size": entry["size"],
             "digest": entry["digest"],
             "details": entry["details"],
-            "expires_at": _rfc3339(datetime.now(timezone.utc) + KEEP_ALIVE),
+            "expires_at": _rfc3339(datetime.now(timezone.utc) + expires),
             "size_vram": entry["size"],
-            "context_length": context_length,
+            "context_length": context_length or self._context_length(name),
         }
+
+    def _context_length(self, name: str) -> int:
+        """Return the context length the model was trained for."""
+        context_length, _ = _FAMILY_SIZES.get(self.models[name]["details"]["family"], (4096, 4096))
+        return context_length
+
+    def _admit(self, request: Request, name: str, body: dict, behavior: Behavior,
+               needs_slot: bool = True) -> Lease | NoLease:
+        """In slots, wait for the model's runner (and a slot if needs_slot); else go on at once."""
+        completes = "completion" in self.capabilities.get(name, [])
+        try:
+            return self._slots.admit(
+                name, body, request.environ["werkzeug.socket"], context_limit=self._context_length(name),
+                parallel=None if completes else 1,  # Ollama gives embedding models one slot
+                load_seconds=behavior.load_seconds, needs_slot=needs_slot)
+        except QueueFull as refusal:
+            abort(_error(503, str(refusal)))
+        except ClientGone:
+            abort(_error(499, "request canceled"))
 
     def _create_from_model(self, name: str, source: str, has_system: bool) -> list[str]:
         """Install name as a variant of the installed model source; return the statuses."""
@@ -557,14 +624,19 @@ class FakeOllama:
         prompt = prompt_of(body)
         if prompt is None and _is_zero_duration(body.get("keep_alive")):
             self.loaded.discard(name)
+            self._slots.unload(name)
             return _json(shape(requested, {}, done=True, done_reason="unload"))
         self._require_capabilities(name, requested, body, action)
         self._keep_loaded(name, body)
+        lease = self._admit(request, name, body, behavior, needs_slot=prompt is not None)
         if prompt is None:
+            lease.release()
             return _json(shape(requested, {}, done=True, done_reason="load"))
         top_logprobs = (body.get("top_logprobs") or 0) if body.get("logprobs") else None
-        turn = _Turn.plan(requested, behavior, prompt, self._thinks(name, body), recorded.at, top_logprobs)
-        return self._answer(request, body, name, behavior, self._generation_events(turn, shape), _merge)
+        turn = _Turn.plan(requested, behavior, prompt, self._thinks(name, body), recorded.at, top_logprobs,
+                          lease.loaded_at, lease.started_at)
+        events = lease.watch(self._generation_events(turn, shape))
+        return lease.hold(lambda: self._answer(request, body, name, behavior, events, _merge))
 
     def _require_capabilities(self, name: str, requested: str, body: dict, action: str) -> None:
         """Refuse, with Ollama's 400 answers, what the model cannot do."""
@@ -1059,8 +1131,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve a fake Ollama on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=11434)
     parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between streamed chunks")
+    parser.add_argument("--num-parallel", type=int, default=None,
+                        help="run requests in this many slots per model, as Ollama does (default: all at once)")
+    parser.add_argument("--max-loaded-models", type=int, default=DEFAULT_MAX_LOADED_MODELS,
+                        help=f"with --num-parallel: models loaded at once (default {DEFAULT_MAX_LOADED_MODELS})")
+    parser.add_argument("--load-seconds", type=float, default=0.0,
+                        help="with --num-parallel: seconds a model takes to load (default 0)")
     args = parser.parse_args(argv)
-    fake = FakeOllama().start(args.port)
+    fake = FakeOllama(num_parallel=args.num_parallel, max_loaded_models=args.max_loaded_models,
+                      load_seconds=args.load_seconds).start(args.port)
     for name in fake.models:
         fake.script(name, chunk_delay=args.chunk_delay)
     print(f"Fake Ollama listening on {fake.url}; Ctrl-C stops it.")

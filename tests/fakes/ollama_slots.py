@@ -1,0 +1,255 @@
+"""The fake Ollama's request threads run through the scheduler model, on the real clock.
+
+Each generate, chat or embed request's thread waits on one condition variable until the model
+admits it (its runner loaded and a slot held), so the response's headers, which go out with the
+first chunk, leave only then, as Ollama's do. A thread whose client hangs up while it waits cancels
+its request, which is then dropped and never started.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from tests.fakes.ollama_runner import (
+    FOREVER,
+    PENDING,
+    REJECTED,
+    WAITING,
+    RequestRecord,
+    Runner,
+    RunnerOptions,
+    SchedulerStats,
+)
+from tests.fakes.ollama_scheduler import OllamaScheduler
+
+POLL_SECONDS = 0.05  # how often a waiting thread looks whether its client is still there
+QUEUE_FULL = "server busy, please try again.  maximum pending requests exceeded"  # Ollama's ErrMaxQueue
+GO_MAX_DURATION = (2**63 - 1) / 1e9  # seconds: what Ollama shows as "forever" in expires_at
+
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_INT_OPTIONS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "num_thread", "draft_num_predict")
+
+
+class QueueFull(Exception):
+    """Ollama's pending queue is full: it answers 503."""
+
+
+class ClientGone(Exception):
+    """The client hung up before its request started."""
+
+
+def runner_options(options: Any, default_num_ctx: int, context_limit: int) -> RunnerOptions:
+    """Return the load options a request's "options" ask for; num_ctx is capped at the model's context."""
+    given = options if isinstance(options, dict) else {}
+    values = {key: int(given[key]) for key in _INT_OPTIONS
+              if isinstance(given.get(key), (int, float)) and not isinstance(given[key], bool)}
+    if isinstance(given.get("use_mmap"), bool):
+        values["use_mmap"] = given["use_mmap"]
+    num_ctx_auto, num_batch_auto = "num_ctx" not in values, "num_batch" not in values
+    num_ctx = min(max(values.pop("num_ctx", default_num_ctx), 4), context_limit)
+    return RunnerOptions(num_ctx=num_ctx, num_ctx_auto=num_ctx_auto, num_batch_auto=num_batch_auto, **values)
+
+
+def keep_alive_seconds(value: Any) -> float | None:
+    """Return a keep_alive as Ollama reads it, in seconds (negative: forever); None if absent or unreadable."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return FOREVER if value < 0 else float(value)
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    sign, body = (-1, text[1:]) if text.startswith("-") else (1, text.removeprefix("+"))
+    if body == "0":
+        return 0.0
+    parts = _DURATION_PART.findall(body)
+    if not parts or "".join(number + unit for number, unit in parts) != body:
+        return None
+    seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    return FOREVER if sign < 0 and seconds else seconds
+
+
+def peer_gone(sock: socket.socket) -> bool:
+    """Tell, without waiting, whether the client closed its end of the connection."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except (OSError, ValueError):  # reset, or already closed
+        return True
+
+
+class LiveScheduler:
+    """An OllamaScheduler shared by the fake's request threads, on time.monotonic."""
+
+    def __init__(self, stopping: threading.Event, *, default_num_ctx: int = 4096, **settings: Any) -> None:
+        self.default_num_ctx = default_num_ctx
+        self.model = OllamaScheduler(time.monotonic, **settings)
+        self._stopping = stopping
+        self._changed = threading.Condition()
+
+    def admit(self, model: str, body: dict, sock: socket.socket, *, context_limit: int, parallel: int | None,
+              load_seconds: float | None, needs_slot: bool = True) -> Lease:
+        """Wait until the request holds a loaded runner and a slot; raise QueueFull or ClientGone."""
+        options = runner_options(body.get("options"), self.default_num_ctx, context_limit)
+        with self._changed:
+            record = self._changing(lambda: self.model.submit(
+                model, options, keep_alive=keep_alive_seconds(body.get("keep_alive")), needs_slot=needs_slot,
+                parallel=parallel, load_seconds=load_seconds, present=lambda: not peer_gone(sock)))
+            while record.state in (PENDING, WAITING):
+                self._changed.wait(self._wait_seconds())
+                if peer_gone(sock) or self._stopping.is_set():
+                    self._changing(lambda: self.model.cancel(record))
+                elif self._due():  # a load ended or a keep_alive ran out; other changes come with a notify
+                    self._changing(self.model.settle)
+        if record.state == REJECTED:
+            raise QueueFull(QUEUE_FULL)
+        if not record.admitted:
+            raise ClientGone
+        return Lease(self, record, sock)
+
+    def unload(self, model: str) -> None:
+        """Unload the model once idle, as keep_alive 0 with nothing to run asks."""
+        with self._changed:
+            self._changing(lambda: self.model.unload(model))
+
+    def loaded(self) -> list[tuple[Runner, float]]:
+        """Return the loaded runners with seconds until each expires, the longest first, as /api/ps lists them."""
+        with self._changed:
+            now = self._changing(self.model.settle)
+            runners = [(runner, _expires_in(runner, now)) for runner in self.model.loaded()]
+        return sorted(runners, key=lambda pair: -pair[1])
+
+    def stats(self) -> SchedulerStats:
+        """Return the scheduler's counters."""
+        with self._changed:
+            return self._changing(self.model.stats)
+
+    def pending(self) -> list[RequestRecord]:
+        """Return the requests waiting for their model to load, head first."""
+        with self._changed:
+            return self.model.pending
+
+    def records(self, model: str | None = None) -> list[RequestRecord]:
+        """Return the request records, oldest first (of one model, canonical name, if given)."""
+        with self._changed:
+            return [record for record in self.model.records if model in (None, record.model)]
+
+    def first_token(self, record: RequestRecord) -> None:
+        with self._changed:
+            self.model.first_token(record)
+
+    def end(self, record: RequestRecord, client_left: bool) -> None:
+        """Free the request's slot: cancel it if its client left, else finish it."""
+        with self._changed:
+            self._changing(lambda: (self.model.cancel if client_left else self.model.finish)(record))
+
+    def runner_of(self, record: RequestRecord) -> Runner | None:
+        """Return the runner the request was bound to."""
+        with self._changed:
+            return self.model.runner_of(record)
+
+    def _changing(self, action: Callable[[], Any]) -> Any:
+        """Run action on the model (the lock held); wake the waiting threads if it changed anything."""
+        before = self.model.changes
+        result = action()
+        if self.model.changes != before:
+            self._changed.notify_all()
+        return result
+
+    def _due(self) -> bool:
+        deadline = self.model.next_deadline()
+        return deadline is not None and deadline <= time.monotonic()
+
+    def _wait_seconds(self) -> float:
+        deadline = self.model.next_deadline()
+        if deadline is None:
+            return POLL_SECONDS
+        return min(POLL_SECONDS, max(deadline - time.monotonic(), 0.001))
+
+
+class Lease:
+    """A request's hold on its runner and slot, from admission until its response closes."""
+
+    def __init__(self, live: LiveScheduler, record: RequestRecord, sock: socket.socket) -> None:
+        self.record = record
+        self._live = live
+        self._sock = sock
+        self._completed = False
+        self._released = False
+
+    @property
+    def loaded_at(self) -> float | None:
+        return self.record.loaded_at
+
+    @property
+    def started_at(self) -> float | None:
+        return self.record.started_at
+
+    def watch(self, events: Iterator[dict]) -> Iterator[dict]:
+        """Pass events through, noting the first token and whether they all went out."""
+        for event in events:
+            self._live.first_token(self.record)
+            yield event
+        self._completed = True
+
+    def hold(self, build: Callable[[], Response]) -> Response:
+        """Build the response; let go of the slot when it closes (or if building it fails)."""
+        try:
+            response = build()
+        except BaseException:
+            self.release()
+            raise
+        response.call_on_close(self.release)
+        return response
+
+    def release(self) -> None:
+        """Free the slot: a finish, or a cancellation if the client left before the end."""
+        if self._released:
+            return
+        self._released = True
+        self._live.end(self.record, client_left=not self._completed and peer_gone(self._sock))
+
+
+class Unscheduled:
+    """What the fake does without slots: every request goes on at once, as it always has."""
+
+    def admit(self, *args: Any, **kwargs: Any) -> NoLease:
+        return NO_LEASE
+
+    def unload(self, model: str) -> None:
+        pass
+
+
+class NoLease:
+    """The lease of a request that did not wait for anything."""
+
+    loaded_at = None
+    started_at = None
+
+    def watch(self, events: Iterator[dict]) -> Iterator[dict]:
+        return events
+
+    def hold(self, build: Callable[[], Response]) -> Response:
+        return build()
+
+    def release(self) -> None:
+        pass
+
+
+NO_LEASE = NoLease()
+
+
+def _expires_in(runner: Runner, now: float) -> float:
+    """Return seconds until an idle runner expires, or its keep_alive while busy; forever as Go shows it."""
+    seconds = runner.keep_alive if runner.expires_at is None else runner.expires_at - now
+    return GO_MAX_DURATION if math.isinf(seconds) else seconds

@@ -1,0 +1,180 @@
+"""Tests of the fake Ollama running requests in slots, driven over HTTP by concurrent clients."""
+
+import json
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.fakes.ollama import FakeOllama
+from tests.fakes.ollama_runner import CANCELLED, DROPPED, FINISHED, RunnerOptions
+from tests.fakes.ollama_slots import keep_alive_seconds, runner_options
+
+
+def chat_body(**fields):
+    return {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], **fields}
+
+
+def timed_chat(fake, body):
+    """Stream a chat; return when its headers came (seconds from the call) and its chunks."""
+    began = time.monotonic()
+    with requests.post(fake.url + "/api/chat", json=body, stream=True, timeout=10) as response:
+        headers_after = time.monotonic() - began
+        chunks = [json.loads(line) for line in response.iter_lines()]
+    return headers_after, chunks
+
+
+def running_models(fake):
+    return requests.get(fake.url + "/api/ps", timeout=5).json()["models"]
+
+
+def send_then_hang_up(fake, body):
+    """Send a chat request on a raw socket and return the socket, to be closed unanswered."""
+    payload = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", int(fake.url.rsplit(":", 1)[1])))
+    sock.sendall(b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+    return sock
+
+
+def test_two_slots_admit_two_and_the_third_waits_for_one_to_finish():
+    with FakeOllama(num_parallel=2) as fake:
+        fake.script("llama3.2", reply="one two three four five", chunk_delay=0.1)
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(lambda _: timed_chat(fake, chat_body()), range(3)))
+        records = fake.scheduler.records()
+    quick, quick_too, late = sorted(headers_after for headers_after, _ in answers)
+    assert quick_too < 0.3 and late > 0.4, (quick, quick_too, late)  # headers only once a slot is held
+    assert all(chunks[-1]["done"] for _, chunks in answers)
+    first_end = min(record.finished_at for record in records)
+    assert sorted(record.started_at for record in records)[-1] >= first_end
+    assert fake.scheduler.stats().max_concurrent == {"llama3.2:latest": 2}
+    assert [record.state for record in records] == [FINISHED] * 3
+    assert all(r.queued_at <= r.loaded_at <= r.started_at <= r.first_token_at <= r.finished_at for r in records)
+
+
+def test_a_waiter_whose_client_hangs_up_is_never_started():
+    with FakeOllama(num_parallel=1) as fake:
+        fake.script("llama3.2", reply="word " * 10, chunk_delay=0.05)
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(timed_chat, fake, chat_body())
+            fake.wait_for(lambda: len(fake.scheduler.records()) == 1)
+            waiter = send_then_hang_up(fake, chat_body())
+            fake.wait_for(lambda: len(fake.scheduler.records()) == 2)
+            waiter.close()
+            closed = time.monotonic()
+            running.result()
+        fake.wait_for(lambda: [record.state for record in fake.scheduler.records()] == [FINISHED, DROPPED])
+        gone = fake.scheduler.records()[1]
+        assert gone.started_at is None and gone.left_at - closed < 0.2
+        assert len(fake.streams) == 1  # nothing was streamed to it
+        stats = fake.scheduler.stats()
+        assert (stats.dropped, stats.started_after_client_left, stats.finished) == (1, 0, 1)
+
+
+def test_a_client_leaving_mid_stream_frees_the_slot_for_the_next():
+    with FakeOllama(num_parallel=1) as fake:
+        fake.script("llama3.2", reply="word " * 100, chunk_delay=0.02)
+        with requests.post(fake.url + "/api/chat", json=chat_body(), stream=True, timeout=10) as response:
+            next(response.iter_lines())
+        headers_after, chunks = timed_chat(fake, chat_body(messages=[{"role": "user", "content": "x"}]))
+        left, served = fake.scheduler.records()
+    assert left.state == CANCELLED and served.state == FINISHED and chunks[-1]["done"]
+    assert headers_after < 1.0  # not the two seconds the abandoned stream had left
+
+
+def test_another_num_ctx_reloads_the_model_and_ps_shows_the_context():
+    with FakeOllama(num_parallel=1, load_seconds=0.3) as fake:
+        def generate(num_ctx):
+            body = {"model": "llama3.2", "prompt": "hi", "stream": False, "options": {"num_ctx": num_ctx}}
+            return requests.post(fake.url + "/api/generate", json=body, timeout=10).json()
+
+        cold, warm = generate(2048), generate(2048)
+        assert cold["load_duration"] >= 0.3e9 and warm["load_duration"] < 0.1e9
+        assert [(m["name"], m["context_length"]) for m in running_models(fake)] == [("llama3.2:latest", 2048)]
+        reloaded = generate(8192)
+        assert reloaded["load_duration"] >= 0.3e9
+        assert [(m["name"], m["context_length"]) for m in running_models(fake)] == [("llama3.2:latest", 8192)]
+        stats = fake.scheduler.stats()
+        assert (stats.loads, stats.reloads) == (2, 1)
+
+
+def test_ps_lists_runners_longest_to_live_first_and_a_full_server_evicts():
+    with FakeOllama(num_parallel=1, max_loaded_models=2) as fake:
+        loads = (("/api/generate", "llama3.2", "1h"), ("/api/chat", "qwen3:8b", 60),
+                 ("/api/embed", "all-minilm", "10m"))
+        for path, model, keep_alive in loads:  # no prompt, messages or input: each only loads its model
+            answer = requests.post(fake.url + path, json={"model": model, "keep_alive": keep_alive}, timeout=5)
+            assert answer.status_code == 200
+        models = running_models(fake)
+        assert [(m["name"], m["context_length"]) for m in models] == [("llama3.2:latest", 4096),
+                                                                      ("all-minilm:latest", 512)]
+        assert fake.scheduler.stats().evictions == 1  # qwen3:8b, the shortest keep_alive
+        requests.post(fake.url + "/api/generate", json={"model": "llama3.2", "keep_alive": 0}, timeout=5)
+        assert [m["name"] for m in running_models(fake)] == ["all-minilm:latest"]
+
+
+def test_loading_delays_the_headers_and_shows_in_load_duration():
+    with FakeOllama(num_parallel=1, load_seconds=0.05) as fake:
+        fake.script("llama3.2", load_seconds=0.4)
+        headers_after, chunks = timed_chat(fake, chat_body())
+    assert headers_after >= 0.4
+    assert 0.4e9 <= chunks[-1]["load_duration"] < 1e9
+    assert chunks[-1]["total_duration"] >= chunks[-1]["load_duration"]
+
+
+def test_embedding_models_get_one_slot():
+    with FakeOllama(num_parallel=4) as fake:
+        fake.script("all-minilm", chunk_delay=0.2)
+
+        def embed(_):
+            body = {"model": "all-minilm", "input": "sky"}
+            return requests.post(fake.url + "/api/embed", json=body, timeout=10).json()
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(embed, range(2)))
+        assert all(len(answer["embeddings"]) == 1 for answer in answers)
+        assert fake.scheduler.stats().max_concurrent == {"all-minilm:latest": 1}
+
+
+def test_a_full_queue_answers_503():
+    with FakeOllama(num_parallel=1, max_loaded_models=1, max_queue=0) as fake:
+        fake.script("llama3.2", reply="word " * 10, chunk_delay=0.05)
+        with ThreadPoolExecutor(2) as pool:
+            running = pool.submit(timed_chat, fake, chat_body())
+            fake.wait_for(lambda: len(fake.scheduler.records()) == 1)
+            head = pool.submit(timed_chat, fake, chat_body(model="qwen3:8b"))
+            fake.wait_for(lambda: len(fake.scheduler.pending()) == 1)
+            refused = requests.post(fake.url + "/api/chat", json=chat_body(model="llava"), timeout=5)
+            running.result(), head.result()
+    assert refused.status_code == 503
+    assert refused.json() == {"error": "server busy, please try again.  maximum pending requests exceeded"}
+
+
+def test_without_num_parallel_nothing_is_scheduled():
+    with FakeOllama() as fake:
+        requests.post(fake.url + "/api/generate", json={"model": "llama3.2"}, timeout=5)
+        assert fake.scheduler is None and fake.loaded == {"llama3.2:latest"}
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    (None, None), (0, 0.0), ("0", 0.0), (30, 30.0), ("5m", 300.0), ("1h30m", 5400.0), ("1.5s", 1.5),
+    ("500ms", 0.5), (-1, float("inf")), ("-1m", float("inf")), ("soon", None), ("300", None), (True, None),
+])
+def test_keep_alive_is_read_as_ollama_reads_it(value, seconds):
+    assert keep_alive_seconds(value) == seconds
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    (None, RunnerOptions()),
+    ({"num_ctx": 2048.0}, RunnerOptions(num_ctx=2048, num_ctx_auto=False)),
+    ({"num_ctx": 1_000_000}, RunnerOptions(num_ctx=131072, num_ctx_auto=False)),  # the model's context at most
+    ({"num_ctx": 1}, RunnerOptions(num_ctx=4, num_ctx_auto=False)),
+    ({"num_gpu": 0, "use_mmap": False, "num_batch": 256}, RunnerOptions(num_gpu=0, use_mmap=False, num_batch=256,
+                                                                        num_batch_auto=False)),
+    ({"num_thread": True, "temperature": 0.1}, RunnerOptions()),  # not a number; not a load option
+])
+def test_load_options_are_read_from_the_request_options(options, expected):
+    assert runner_options(options, default_num_ctx=4096, context_limit=131072) == expected
