@@ -31,6 +31,7 @@ from ollama_proxy.errors import (
 from ollama_proxy.observability import chatlog, ledger, logs, metrics, usage
 from ollama_proxy.routing import catalog as model_catalog
 from ollama_proxy.routing.routes import ROUTER, Router
+from ollama_proxy.scheduler.instance import build_admission
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def init_backends(app: Flask, settings: Settings) -> None:
     """Build the Ollama pool, the providers and the router that picks among them."""
     slot_dir = os.path.join(settings.logging.dir, ".slots")
     pool = OllamaPool(settings.service, settings.ollama_servers, settings.routing, slot_dir)
+    pool.admission = build_admission(settings, pool)
     providers = {p.name: _provider_backend(p, settings) for p in settings.providers}
     app.extensions["ollama_proxy.pool"] = pool
     app.extensions["ollama_proxy.backend"] = pool.default.backend  # the default server

@@ -23,6 +23,7 @@ from ollama_proxy.errors import UpstreamConnectTimeout, UpstreamTimeout, Upstrea
 if TYPE_CHECKING:
     from ollama_proxy.backends.pool import OllamaPool
     from ollama_proxy.backends.protocols import OllamaShapedAnswer
+    from ollama_proxy.scheduler.admission import Requester
 
 
 class JsonPosting:
@@ -110,9 +111,11 @@ class OllamaBackend(JsonPosting):
 class PoolTarget(JsonPosting):
     """The Ollama pool, bound to one model: sends each request to the best server for it."""
 
-    def __init__(self, pool: OllamaPool, model: str, read_timeout: tuple[float, str] | None = None):
+    def __init__(self, pool: OllamaPool, model: str, read_timeout: tuple[float, str] | None = None,
+                 requester: Requester | None = None):
         self.pool = pool
         self.model = model
+        self.requester = requester  # who asks, for the scheduler
         self.read_timeout = read_timeout  # the model's own (seconds, setting), from its override's timeout
         self.name = "ollama"
         self.describe = "Ollama"
@@ -122,4 +125,4 @@ class PoolTarget(JsonPosting):
             seconds, setting = self.read_timeout
             request.update(timeout=(self.pool.default.backend.settings.connect_timeout, seconds),
                            timeout_setting=setting)
-        return self.pool.open(self.model, method, path, **request)
+        return self.pool.open(self.model, method, path, requester=self.requester, **request)

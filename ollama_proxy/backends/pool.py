@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from ollama_proxy.backends.ollama import OllamaBackend
 from ollama_proxy.backends.slots import Slots
@@ -27,10 +28,20 @@ from ollama_proxy.backends.upstream_response import UpstreamResponse
 from ollama_proxy.config import DEFAULT_SERVER, OllamaServerSettings, RoutingSettings, ServiceSettings
 from ollama_proxy.errors import Overloaded, ProxyError, UpstreamConnectTimeout, UpstreamUnavailable
 from ollama_proxy.routing.names import canonical, matches_any
+from ollama_proxy.scheduler.admission import SCHEDULED_PATHS
+
+if TYPE_CHECKING:
+    from ollama_proxy.scheduler.admission import Admission, Requester
 
 log = logging.getLogger(__name__)
 # Failures that prove the request never reached the server: safe to send elsewhere.
 NOT_REACHED = (UpstreamUnavailable, UpstreamConnectTimeout)
+
+
+def _lock_slots(directory: str, server: OllamaServerSettings) -> Slots | None:
+    """Lock-file slots bound a server at max_concurrent when the scheduler does not (scheduling off)."""
+    return Slots(directory, server.name, server.max_concurrent) if server.max_concurrent and not server.scheduling \
+        else None
 
 
 def admits(patterns: tuple[str, ...], model: str) -> bool:
@@ -114,11 +125,12 @@ class OllamaPool:
 
     def __init__(self, service: ServiceSettings, servers: tuple[OllamaServerSettings, ...],
                  routing: RoutingSettings, slot_dir: str):
-        default = OllamaServerSettings(DEFAULT_SERVER, service.base_url, None, ())
+        default = OllamaServerSettings(DEFAULT_SERVER, service.base_url, service.max_concurrent, (),
+                                       service.num_parallel, service.max_loaded_models, service.scheduling)
         self.routing = routing
         self.servers = [ServerState(s, OllamaBackend(replace(service, base_url=s.base_url), s.name),
-                                    slots=Slots(slot_dir, s.name, s.max_concurrent) if s.max_concurrent else None)
-                        for s in (default, *servers)]
+                                    slots=_lock_slots(slot_dir, s)) for s in (default, *servers)]
+        self.admission: Admission | None = None  # the scheduler's, when a server is scheduled
         self._lock = threading.Lock()
         self._pid = 0
         self._first_refresh = threading.Event()
@@ -130,10 +142,19 @@ class OllamaPool:
     def server(self, name: str) -> ServerState | None:
         return next((s for s in self.servers if s.name == name), None)
 
-    def open(self, model: str, method: str, path: str, **request) -> PooledResponse:
-        """Send a request for ``model`` to the best server, failing over to the next ones."""
+    def open(self, model: str, method: str, path: str, requester: Requester | None = None,
+             **request) -> PooledResponse:
+        """Send a request for ``model`` to the best server, failing over to the next ones.
+
+        GPU work for scheduled servers waits for the scheduler's grant, which names the server.
+        """
         self.start()
         candidates = rank(self.servers, model, time.monotonic())
+        scheduled = [s for s in candidates if s.settings.scheduling]
+        if scheduled and self.admission is not None and path in SCHEDULED_PATHS:
+            admitted = self._open_scheduled(requester, model, scheduled, method, path, **request)
+            if admitted is not None:
+                return admitted
         for i, server in enumerate(candidates):
             last = i == len(candidates) - 1
             release = self._take_slot(server)
@@ -156,6 +177,46 @@ class OllamaPool:
                     continue
             return PooledResponse(upstream, server, release)
         raise AssertionError("rank() returns at least one server")
+
+    def _open_scheduled(self, requester: Requester | None, model: str, candidates: list[ServerState], method: str,
+                        path: str, body: bytes, **request) -> PooledResponse | None:
+        now = time.monotonic()
+        candidates = [s for s in candidates if not s.cooling(now)] or candidates
+        while candidates:
+            admitted = self.admission.admit(requester, model, [s.name for s in candidates], body)
+            if admitted is None:
+                return None  # nothing schedules here (no gevent worker): sent at once
+            server = self.server(admitted.server)
+            release = self._counted(server, admitted.release)
+            candidates = [s for s in candidates if s is not server]
+            try:
+                upstream = server.backend.open(method, path, body=admitted.body, **request)
+            except NOT_REACHED as exc:
+                release()
+                self.fail(server, exc.message)
+                if not candidates:
+                    raise
+                continue
+            except BaseException:
+                release()
+                raise
+            if upstream.status >= 500:
+                self.fail(server, f"answered status {upstream.status} to {path}")
+                if candidates:
+                    upstream.close()
+                    release()
+                    continue
+            return PooledResponse(upstream, server, release)
+        raise AssertionError("a scheduled request has at least one candidate")
+
+    @staticmethod
+    def _counted(server: ServerState, release_slot: Callable[[], None]) -> Callable[[], None]:
+        server.in_flight += 1
+
+        def release() -> None:
+            server.in_flight -= 1
+            release_slot()
+        return release
 
     def open_on(self, server: ServerState, method: str, path: str, **request) -> PooledResponse:
         """Send a request to one named server: no failover (management, uploads)."""

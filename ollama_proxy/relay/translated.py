@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
-from flask import Response, current_app, request
+from flask import Response, copy_current_request_context, current_app, has_request_context, request
 from marshmallow import Schema
 
 from ollama_proxy.backends.image_fetcher import resolve_image_urls
@@ -76,11 +76,12 @@ def prepare(ollama_body: dict) -> dict:
 
 
 def in_parallel(task: Callable[[int], object], n: int) -> list:
-    """Run ``task(i)`` for i < n side by side (greenlets under gevent)."""
+    """Run ``task(i)`` for i < n side by side (greenlets under gevent), each in a copy of the request's context."""
     if n == 1:
         return [task(0)]
+    tasks = [copy_current_request_context(task) if has_request_context() else task for _ in range(n)]
     with ThreadPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(task, range(n)))
+        return list(pool.map(lambda i: tasks[i](i), range(n)))
 
 
 def generate(route: Route, path: str, ollama_body: dict, n: int = 1) -> list[dict]:

@@ -31,6 +31,7 @@ from ollama_proxy.routing.catalog import current_models
 from ollama_proxy.routing.listings import merged_listing
 from ollama_proxy.routing.names import split_provider
 from ollama_proxy.routing.overrides import NO_OVERRIDE, ModelTable, apply_override
+from ollama_proxy.scheduler.admission import Requester, current_requester
 
 if TYPE_CHECKING:
     from ollama_proxy.backends.pool import OllamaPool
@@ -61,8 +62,12 @@ class Router:
         self.pool = pool
         self.providers = providers  # name -> provider backend
 
-    def resolve(self, model: str, principal=None, models: ModelTable | None = None) -> Route:
-        """Return the Route for ``model`` (an alias resolved), or refuse a model the caller may not use."""
+    def resolve(self, model: str, principal=None, models: ModelTable | None = None,
+                requester: Requester | None = None) -> Route:
+        """Return the Route for ``model`` (an alias resolved), or refuse a model the caller may not use.
+
+        ``requester`` says who asks, for the scheduler, should the model run on an Ollama server.
+        """
         models = models or ModelTable()
         if principal is not None and not models.may_use(principal.may_use, model):
             raise Forbidden(f"token '{principal.name}' may not use the model '{model}'", param="model")
@@ -73,7 +78,7 @@ class Router:
         if split is not None:
             provider, upstream_model = split
             return Route(self.providers[provider], model, upstream_model, **extra)
-        return Route(PoolTarget(self.pool, target, models.timeout_for(model)), model, target, **extra)
+        return Route(PoolTarget(self.pool, target, models.timeout_for(model), requester), model, target, **extra)
 
     def provider_named_by(self, model: str) -> str | None:
         """Return the provider a model name points at, if any (management endpoints refuse them)."""
@@ -87,7 +92,9 @@ def router() -> Router:
 
 def resolve(model: str) -> Route:
     """Route ``model`` for the caller of the current request."""
-    return router().resolve(model, g.get("principal"), current_models())
+    principal, models = g.get("principal"), current_models()
+    return router().resolve(model, principal, models,
+                            current_requester(principal, models.override_for(model).enforce))
 
 
 def visible_listing(path: str) -> dict:

@@ -14,12 +14,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flask import g, request
+from flask import has_request_context, request
 
 from ollama_proxy.errors import ClientGone
-from ollama_proxy.observability.ledger import current_record
+from ollama_proxy.observability.ledger import RequestRecord, current_record
 from ollama_proxy.relay.streaming import gevent_active, watch_client
-from ollama_proxy.routing.catalog import current_models
 from ollama_proxy.routing.names import canonical
 from ollama_proxy.scheduler.client import ClientLeft, SchedulerClient
 from ollama_proxy.scheduler.core import Ticket
@@ -30,6 +29,25 @@ from ollama_proxy.scheduler.servers import Start
 # The requests that make a GPU work; listings and management are never queued.
 SCHEDULED_PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings"})
 ANONYMOUS = Share("anonymous")
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who a request is, for the scheduler: taken in the request's context, used from any greenlet."""
+
+    share: Share = ANONYMOUS
+    environ: dict | None = None  # the client's, watched while the request waits
+    record: RequestRecord | None = None
+    enforced: frozenset[str] = frozenset()  # reload options a per-model override sets: sent as set
+
+
+def current_requester(principal, enforce: dict) -> Requester:
+    """Describe the current request's caller (``principal``) and its model's ``enforce`` override."""
+    share = ANONYMOUS if principal is None else Share(principal.name, principal.weight, principal.klass)
+    if not has_request_context():
+        return Requester(share)
+    return Requester(share, request.environ, current_record(),
+                     frozenset(name for name in enforce if name in RELOAD_OPTIONS))
 
 
 @dataclass
@@ -47,20 +65,22 @@ class Admission:
     def __init__(self, client: Callable[[], SchedulerClient]) -> None:
         self._client = client
 
-    def admit(self, model: str, candidates: list[str], body: bytes) -> Admitted | None:
+    def admit(self, who: Requester | None, model: str, candidates: list[str], body: bytes) -> Admitted | None:
         """Wait for a slot on one of ``candidates``; None where nothing is scheduled (no gevent worker)."""
         if not gevent_active():
             return None
+        who = who or Requester()
         asked_body = _json(body)
         options = asked_body.get("options") if isinstance(asked_body, dict) else None
-        ticket = Ticket(uuid.uuid4().hex, _share(), canonical(model), tuple(candidates), reload_options(options),
-                        _enforced())
+        ticket = Ticket(uuid.uuid4().hex, who.share, canonical(model), tuple(candidates), reload_options(options),
+                        who.enforced)
         client = self._client()
+        watch = (lambda on_gone: watch_client(who.environ, on_gone)) if who.environ is not None else None
         try:
-            granted = client.admit(ticket, watch=lambda on_gone: watch_client(request.environ, on_gone))
+            granted = client.admit(ticket, watch=watch)
         except ClientLeft:
             raise ClientGone("the client left while its request waited for a slot") from None
-        record = current_record()
+        record = who.record
         if record is not None:
             record.queued += granted.waited
         placement = granted.placement
@@ -70,22 +90,6 @@ class Admission:
             client.end(ticket.id, record.load_seconds if loaded else None)
         sent = _with_options(body, asked_body, placement.options) if placement.options != ticket.asked else body
         return Admitted(placement.server, sent, release)
-
-
-def _share() -> Share:
-    principal = getattr(g, "principal", None)
-    if principal is None:
-        return ANONYMOUS
-    return Share(principal.name, principal.weight, principal.klass)
-
-
-def _enforced() -> frozenset[str]:
-    """The reload options a per-model override enforces for the model asked for: sent as set."""
-    record = current_record()
-    if record is None or record.model is None:
-        return frozenset()
-    enforce = current_models().override_for(record.model).enforce
-    return frozenset(name for name in enforce if name in RELOAD_OPTIONS)
 
 
 def _json(body: bytes):

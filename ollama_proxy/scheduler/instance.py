@@ -40,7 +40,7 @@ def build_admission(settings: Settings, pool) -> Admission | None:
     if url.startswith(("redis://", "rediss://", "unix://")):
         service = SharedScheduler(url, build, conf.max_wait, loaded, settings.routing.refresh_interval)
     else:
-        lock = os.path.join(settings.logging.dir, ".scheduler", "arbiter.lock")
+        lock = os.path.join(settings.logging.dir, ".scheduler.lock")
         service = LocalScheduler(lock, build, conf.max_wait, loaded, settings.routing.refresh_interval)
     return Admission(service.client)
 

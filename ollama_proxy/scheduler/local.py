@@ -27,7 +27,8 @@ from ollama_proxy.scheduler.client import SchedulerClient
 from ollama_proxy.scheduler.core import Scheduler
 
 log = logging.getLogger(__name__)
-# A new arbiter grants nothing for this long, while the workers reconnect and say which slots they hold.
+# An arbiter taking over from a sibling grants nothing for this long, while the workers reconnect and say
+# which slots they hold.
 TAKEOVER_HOLD = 0.5
 
 
@@ -66,6 +67,18 @@ def address(lock_path: str) -> str:
     """The abstract socket name for a lock file: no file to clean up, no path-length limit."""
     digest = hashlib.sha256(os.path.abspath(lock_path).encode()).hexdigest()[:24]
     return f"\0ollama-proxy-scheduler-{digest}"
+
+
+def _took_over(fd: int) -> bool:
+    """Whether an arbiter of this same instance (a sibling worker) held the lock before: its workers may hold slots.
+
+    The lock file names the gunicorn master of the last arbiter; a fresh start has another.
+    """
+    before = os.pread(fd, 64, 0).decode(errors="replace").strip()
+    mine = str(os.getppid())
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, mine.encode(), 0)
+    return before == mine
 
 
 class LocalScheduler:
@@ -109,11 +122,12 @@ class LocalScheduler:
         # flock blocks the OS thread: wait in the hub's thread pool so the worker's greenlets go on.
         gevent.get_hub().threadpool.apply(fcntl.flock, (fd, fcntl.LOCK_EX))
         self._lock_fd = fd
+        hold = TAKEOVER_HOLD if _took_over(fd) else 0.0
         listener = gsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(address(self.lock_path))
         listener.listen(1024)
         self.arbiter = Arbiter(self._build())
-        self.arbiter.start(TAKEOVER_HOLD, self._loaded, self._every)
+        self.arbiter.start(hold, self._loaded, self._every)
         self._server = StreamServer(listener, self._serve_worker)
         self._server.start()
         log.info("this worker (pid %d) now decides who runs next on the Ollama servers", os.getpid())

@@ -23,11 +23,17 @@ MAX_BODY = 1024 * 1024
 ALLOWED_ORIGIN = "http://chat.example.lan"
 
 
+# The fake Ollama, out of its slot mode, runs every request at once and never reloads a model: the
+# proxy is told so, as a team tells it what its servers run. Tests of the scheduler run the fake in
+# slot mode with real figures (test_scheduling.py); tests of what passes through send at once.
+AT_ONCE = {"scheduling": False}
+
+
 def base_config(upstream_url: str, **service) -> dict:
     return {
         "auth": {"generate_tokens": [GENERATE, {"name": "alice", "token": ALICE}],
                  "manage_tokens": [{"name": "admin", "token": MANAGE}]},
-        "service": {"base_url": upstream_url, "read_timeout": 30, "connect_timeout": 2, **service},
+        "service": {"base_url": upstream_url, "read_timeout": 30, "connect_timeout": 2, **AT_ONCE, **service},
         "limits": {"max_body_bytes": MAX_BODY, "max_blob_bytes": 8 * MAX_BODY},
         "cors": {"origins": [ALLOWED_ORIGIN]},
         "metrics": {"tokens": [{"name": "prometheus", "token": SCRAPE}]},

@@ -27,7 +27,7 @@ from werkzeug.security import generate_password_hash
 
 from tests.e2e.admin_page import ATTEMPTS, PASSWORD, admin_config, csrf_token
 from tests.e2e.command import cli, create_key
-from tests.e2e.conftest import ALICE, GENERATE, MANAGE, SCRAPE, auth, base_config
+from tests.e2e.conftest import ALICE, AT_ONCE, GENERATE, MANAGE, SCRAPE, auth, base_config
 from tests.e2e.nginx import Nginx
 from tests.e2e.server import DEPLOY, ProxyServer, free_port, start_server
 from tests.e2e.surfaces import IMAGE_SURFACES, assert_error_shape, image_request
@@ -498,7 +498,8 @@ def test_a_burst_of_logins_is_refused_after_the_bound_while_a_stream_flows(fake,
 def test_health_tells_a_caller_without_a_token_only_the_status(fake, start_proxy, tmp_path):
     config = base_config(fake.url)
     port = fake.url.rsplit(":", 1)[1]
-    config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": f"http://ops:s3cret@127.0.0.1:{port}"}]
+    config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": f"http://ops:s3cret@127.0.0.1:{port}",
+                           **AT_ONCE}]
     server = start_proxy(config, workers=1)
     key = create_key(server, "--name", "monitor")
     disabled = create_key(server, "--name", "gone")
@@ -527,7 +528,7 @@ def test_health_probes_each_server_once_a_period_per_worker(start_proxy):
     workers, calls = 2, 30
     with FakeOllama() as first, FakeOllama() as second:
         config = base_config(first.url, health_cache_seconds=60)
-        config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": second.url}]
+        config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": second.url, **AT_ONCE}]
         server = start_proxy(config, workers=workers)
         with ThreadPoolExecutor(max_workers=6) as pool:
             statuses = list(pool.map(lambda _: requests.get(server.url + "/health", timeout=30).status_code,

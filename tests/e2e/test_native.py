@@ -383,7 +383,7 @@ def _timing(answer) -> dict[str, float]:
     return {name: float(value) for name, value in parts.items()}
 
 
-def test_server_timing_splits_proxy_and_upstream_time(proxy, fake):
+def test_server_timing_splits_proxy_queue_and_upstream_time(proxy, fake):
     fake.script("llama3.2:latest", first_byte_delay=0.3)
     whole = requests.post(proxy.url + "/api/generate", headers=auth(),
                           json={"model": "llama3.2", "prompt": "x", "stream": False})
@@ -393,4 +393,4 @@ def test_server_timing_splits_proxy_and_upstream_time(proxy, fake):
         timing = _timing(answer)
         assert timing["upstream"] >= 300, timing
         assert 0 <= timing["proxy"] < 300, timing
-    assert set(_timing(requests.get(proxy.url + "/api/nothing", headers=auth()))) == {"proxy", "upstream"}
+    assert set(_timing(requests.get(proxy.url + "/api/nothing", headers=auth()))) == {"proxy", "queue", "upstream"}

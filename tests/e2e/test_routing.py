@@ -12,7 +12,7 @@ import openai
 import pytest
 import requests
 
-from tests.e2e.conftest import GENERATE, MANAGE, auth, base_config
+from tests.e2e.conftest import AT_ONCE, GENERATE, MANAGE, auth, base_config
 from tests.e2e.server import ProxyServer, free_port
 from tests.fakes.ollama import FakeOllama
 
@@ -33,10 +33,11 @@ def fakes():
 def routed(fakes, tmp_path_factory):
     """One worker, so its view of how busy each server is decides every choice."""
     default, gpu2, gpu3 = fakes
-    config = base_config(default.url, health_cache_seconds=0)  # each /health sees the servers as they are now
+    # Routing among servers the proxy does not schedule: least busy, failover, lock-file slots.
+    config = base_config(default.url, health_cache_seconds=0, scheduling=False)  # each /health sees them as now
     config["backends"] = [
-        {"name": "gpu2", "type": "ollama", "base_url": gpu2.url},
-        {"name": "gpu3", "type": "ollama", "base_url": gpu3.url, "max_concurrent": 1},
+        {"name": "gpu2", "type": "ollama", "base_url": gpu2.url, "scheduling": False},
+        {"name": "gpu3", "type": "ollama", "base_url": gpu3.url, "max_concurrent": 1, "scheduling": False},
     ]
     config["routing"] = {"refresh_interval": REFRESH, "refresh_timeout": 1, "cooldown": COOLDOWN,
                          "slot_wait": SLOT_WAIT}
@@ -226,7 +227,7 @@ def test_health_lists_every_backend(routed, servers):
 
 def test_health_is_503_when_no_ollama_server_answers(start_proxy):
     config = base_config(f"http://127.0.0.1:{free_port()}")
-    config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": f"http://127.0.0.1:{free_port()}"}]
+    config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": f"http://127.0.0.1:{free_port()}", **AT_ONCE}]
     proxy = start_proxy(config, workers=1)
     health = requests.get(proxy.url + "/health", headers=auth())
     assert health.status_code == 503
@@ -237,7 +238,7 @@ def test_a_server_that_never_answers_is_left_out_of_listings_within_the_refresh_
     hung = socket.create_server(("127.0.0.1", 0))  # connections land in its backlog; nothing ever answers
     config = base_config(fake.url, health_timeout=0.5)  # service.read_timeout stays 30 s
     config["backends"] = [{"name": "gpu2", "type": "ollama",
-                           "base_url": f"http://127.0.0.1:{hung.getsockname()[1]}"}]
+                           "base_url": f"http://127.0.0.1:{hung.getsockname()[1]}", **AT_ONCE}]
     config["routing"] = {"refresh_timeout": 1}
     with hung:
         proxy = start_proxy(config, workers=1)

@@ -12,7 +12,8 @@ class RecordingPool:
 
     default = SimpleNamespace(backend=SimpleNamespace(settings=SimpleNamespace(connect_timeout=5.0)))
 
-    def open(self, model, method, path, **request):
+    def open(self, model, method, path, requester=None, **request):
+        self.requester = requester
         return model, request
 
 
@@ -49,3 +50,9 @@ def test_a_body_already_serialised_goes_to_the_server_as_it_is():
     data = b'{"model":"llama3.2:latest","stream":true}'
     PoolTarget(pool, "llama3.2:latest").post_json("/api/chat", data)
     assert pool.sent == [data] and pool.sent[0] is data
+
+
+def test_the_requester_goes_to_the_pool_for_the_scheduler():
+    pool, who = RecordingPool(), object()
+    PoolTarget(pool, "llava:latest", None, who).open("POST", "/api/chat")
+    assert pool.requester is who

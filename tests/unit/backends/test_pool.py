@@ -86,8 +86,9 @@ class StubServer:
         return StubAnswer(self.chat)
 
 
-def _pool(tmp_path, *stubs, cooldown=30.0, slot_wait=0.2, max_concurrent=None):
-    settings = tuple(OllamaServerSettings(s.name, f"http://{s.name}:1", max_concurrent, ()) for s in stubs[1:])
+def _pool(tmp_path, *stubs, cooldown=30.0, slot_wait=0.2, max_concurrent=None, scheduling=True):
+    settings = tuple(OllamaServerSettings(s.name, f"http://{s.name}:1", max_concurrent, (), scheduling=scheduling)
+                     for s in stubs[1:])
     pool = OllamaPool(SERVICE, settings, RoutingSettings(60.0, 1.0, cooldown, slot_wait), str(tmp_path))
     for server, stub in zip(pool.servers, stubs, strict=True):
         server.backend = stub
@@ -141,9 +142,9 @@ def test_a_timeout_after_connecting_is_not_retried_elsewhere(tmp_path):
     assert second.calls == 0 and pool.servers[0].in_flight == 0
 
 
-def test_max_concurrent_waits_then_overloaded(tmp_path):
+def test_max_concurrent_waits_then_overloaded_on_a_server_the_proxy_does_not_schedule(tmp_path):
     pool = _pool(tmp_path, StubServer("default", []), StubServer("gpu2", ["m:latest"]), max_concurrent=1,
-                 slot_wait=0.2)
+                 slot_wait=0.2, scheduling=False)
     held = pool.open("m", "POST", "/api/chat")
     assert pool.servers[1].in_flight == 1
     started = time.monotonic()
