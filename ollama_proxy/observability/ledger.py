@@ -72,6 +72,7 @@ class RequestRecord:
     first_token: float | None = None  # perf_counter time of the first generated chunk
     endpoint: str | None = None  # the URL rule that served the request (/v1/models/<path:model_id>)
     queued: float = 0.0  # seconds spent waiting for a slot on a server
+    queue_class: str | None = None  # the principal's class, once the request waited for a slot
     load_seconds: float | None = None  # the model's load time, as Ollama reported it in a final chunk
 
     @property

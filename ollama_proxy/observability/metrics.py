@@ -55,6 +55,15 @@ class ProxyMetrics:
         self.in_flight = Gauge("ollama_proxy_requests_in_flight",
                                "Responses being answered now, streams included", multiprocess_mode="livesum",
                                **common)
+        self.waiting = Gauge("ollama_proxy_scheduler_waiting",
+                             "Requests waiting for a slot on an Ollama server now", multiprocess_mode="livesum",
+                             **common)
+        self.queue_wait = Histogram("ollama_proxy_queue_wait_seconds",
+                                    "Time a scheduled request waited for its slot, by the principal's class",
+                                    ["class"], buckets=LATENCY_BUCKETS, **common)
+        self.client_left_waiting = Counter("ollama_proxy_scheduler_client_left",
+                                           "Requests dropped unsent because their client left while they waited",
+                                           **common)
         self.usage_rows_rejected = Counter("ollama_proxy_usage_rows_rejected",
                                            "Usage rows the store refused (a value that does not fit its column), "
                                            "dropped instead of retried", **common)
@@ -77,6 +86,11 @@ class ProxyMetrics:
             self.completion_tokens.labels(model, key).inc(record.completion_tokens)
         if record.backend and record.status >= 500:
             self.upstream_errors.labels(record.backend, str(record.status)).inc()
+        if record.queue_class is not None:
+            if record.status == 499:
+                self.client_left_waiting.inc()
+            else:
+                self.queue_wait.labels(record.queue_class).observe(record.queued)
 
     def exposition(self) -> bytes:
         """Return every metric in Prometheus' text format, added up across the workers."""
@@ -126,3 +140,6 @@ def init_app(app: Flask) -> None:
     app.before_request_funcs.setdefault(None, []).insert(0, note_endpoint)
     ledger.add_close_listener(app, proxy_metrics.observe)
     app.wsgi_app = InFlight(app.wsgi_app, proxy_metrics.in_flight)
+    admission = getattr(app.extensions.get("ollama_proxy.pool"), "admission", None)
+    if admission is not None:
+        admission.waiting_changed = proxy_metrics.waiting.inc

@@ -64,6 +64,7 @@ class Admission:
 
     def __init__(self, client: Callable[[], SchedulerClient]) -> None:
         self._client = client
+        self.waiting_changed: Callable[[int], None] = lambda change: None  # the metrics' gauge, when on
 
     def admit(self, who: Requester | None, model: str, candidates: list[str], body: bytes) -> Admitted | None:
         """Wait for a slot on one of ``candidates``; None where nothing is scheduled (no gevent worker)."""
@@ -76,11 +77,16 @@ class Admission:
                         who.enforced)
         client = self._client()
         watch = (lambda on_gone: watch_client(who.environ, on_gone)) if who.environ is not None else None
+        record = who.record
+        if record is not None:
+            record.queue_class = who.share.klass
+        self.waiting_changed(1)
         try:
             granted = client.admit(ticket, watch=watch)
         except ClientLeft:
             raise ClientGone("the client left while its request waited for a slot") from None
-        record = who.record
+        finally:
+            self.waiting_changed(-1)
         if record is not None:
             record.queued += granted.waited
         placement = granted.placement

@@ -1,0 +1,135 @@
+"""The proxy decides who runs next on the GPUs: two Ollama servers that run two requests at once each.
+
+The fakes run requests in slots as Ollama's scheduler does (a FIFO, reloads on other options), and
+record what they ran; the proxy, with two workers, must send them no more than they run, in fair
+order, never what a departed client asked for, and with one context length per model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.e2e.conftest import ALICE, GENERATE, SCRAPE, auth, base_config
+from tests.e2e.server import wait_for
+from tests.fakes.ollama import FakeOllama
+
+SLOTS = {"num_parallel": 2, "max_loaded_models": 1}
+CHUNK = 0.15  # seconds between the fakes' chunks: an answer of "You said: …" takes about a second
+
+
+@pytest.fixture(scope="module")
+def gpus():
+    servers = [FakeOllama(**SLOTS).start() for _ in range(2)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def scheduled(gpus, tmp_path_factory):
+    from tests.e2e.server import ProxyServer
+
+    gpu1, gpu2 = gpus
+    config = base_config(gpu1.url, scheduling=True, **SLOTS)
+    config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": gpu2.url, **SLOTS}]
+    config["routing"] = {"refresh_interval": 0.5}
+    server = ProxyServer(config, tmp_path_factory.mktemp("scheduled"), workers=2).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fakes(gpus, scheduled):
+    for fake in gpus:
+        fake.reset()
+        fake.script("llama3.2", chunk_delay=CHUNK)
+    wait_for(lambda: _waiting(scheduled) == 0)
+    return gpus
+
+
+def _chat(proxy, token: str, text: str, **extra) -> int:
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": text}], "stream": False, **extra}
+    return requests.post(proxy.url + "/api/chat", headers=auth(token), json=body, timeout=60).status_code
+
+
+def _metric(proxy, name: str) -> float:
+    text = requests.get(proxy.url + "/metrics", headers=auth(SCRAPE), timeout=10).text
+    found = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def _waiting(proxy) -> float:
+    return _metric(proxy, "ollama_proxy_scheduler_waiting")
+
+
+def _prompts_in_arrival_order(fakes) -> list[str]:
+    calls = sorted((call for fake in fakes for call in fake.calls("/api/chat")), key=lambda call: call.at)
+    return [call.json["messages"][-1]["content"] for call in calls]
+
+
+def test_no_server_is_sent_more_than_it_runs_and_a_newcomer_goes_ahead_of_a_backlog(scheduled, fakes):
+    with ThreadPoolExecutor(9) as pool:
+        backlog = [pool.submit(_chat, scheduled, GENERATE, f"batch {i}") for i in range(8)]
+        assert wait_for(lambda: _waiting(scheduled) == 4, timeout=20)  # four run, four wait in the proxy
+        newcomer = pool.submit(_chat, scheduled, ALICE, "newcomer")
+        assert [f.result() for f in backlog] + [newcomer.result()] == [200] * 9
+    for fake in fakes:
+        assert fake.scheduler.stats().max_concurrent.get("llama3.2:latest", 0) <= 2
+        # Ollama's own queue stayed empty: no request waited there behind a running answer (about a second).
+        assert all(record.started_at - record.queued_at < 0.5 for record in fake.scheduler.records())
+    order = _prompts_in_arrival_order(fakes)
+    # Ollama's first come, first served would run the newcomer last, behind the whole backlog.
+    assert len(order) == 9 and order.index("newcomer") < 8, order
+
+
+def test_a_client_that_leaves_while_waiting_is_dropped_and_never_sent(scheduled, fakes):
+    left_before = _metric(scheduled, "ollama_proxy_scheduler_client_left_total")
+    with ThreadPoolExecutor(4) as pool:
+        busy = [pool.submit(_chat, scheduled, GENERATE, f"busy {i}") for i in range(4)]
+        assert wait_for(lambda: sum(len(f.calls("/api/chat")) for f in fakes) == 4, timeout=20)
+        body = json.dumps({"model": "llama3.2", "messages": [{"role": "user", "content": "gone"}]}).encode()
+        with socket.create_connection(("127.0.0.1", scheduled.port), timeout=10) as client:
+            client.sendall(b"POST /api/chat HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\n"
+                           + f"Authorization: Bearer {ALICE}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            assert wait_for(lambda: _waiting(scheduled) == 1, timeout=20)
+        assert wait_for(lambda: _waiting(scheduled) == 0, timeout=20)  # dropped at once, slots still busy
+        assert [f.result() for f in busy] == [200] * 4
+    assert "gone" not in _prompts_in_arrival_order(fakes)
+    assert _metric(scheduled, "ollama_proxy_scheduler_client_left_total") == left_before + 1
+    assert any(json.loads(line)["status"] == 499 for line in scheduled.access_lines())
+
+
+def test_one_context_length_per_model_and_server_so_ollama_reloads_at_most_once(scheduled, fakes):
+    asks = [{"options": {"num_ctx": 2048}}, {"options": {"num_ctx": 8192}}, {}] * 4
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda extra: _chat(scheduled, GENERATE, "context", **extra), asks))
+    assert answers == [200] * len(asks)
+    for fake in fakes:
+        stats = fake.scheduler.stats()
+        assert stats.reloads <= 1, stats  # the first load, then at most one reload to 8192, which stays
+    sent = [call.json.get("options", {}).get("num_ctx") for fake in fakes for call in fake.calls("/api/chat")]
+    assert 2048 not in sent[-3:]  # once loaded with 8192, a request asking less runs with 8192
+
+
+def test_a_model_runs_again_where_it_is_loaded_rather_than_load_on_the_other_server(scheduled, fakes):
+    for fake in fakes:
+        fake.script("qwen3:8b", chunk_delay=CHUNK)
+    body = {"model": "qwen3:8b", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+    for _ in range(3):
+        assert requests.post(scheduled.url + "/api/chat", headers=auth(), json=body, timeout=30).status_code == 200
+    served = [len(fake.calls("/api/chat")) for fake in fakes]
+    assert sorted(served) == [0, 3], served
+    assert sum(fake.scheduler.stats().loads for fake in fakes) == 1
+
+
+def test_every_answer_says_how_long_it_queued(scheduled, fakes):
+    answer = requests.post(scheduled.url + "/api/chat", headers=auth(), timeout=30,
+                           json={"model": "llama3.2", "messages": [{"role": "user", "content": "x"}]})
+    timing = dict(part.strip().split(";dur=") for part in answer.headers["Server-Timing"].split(","))
+    assert set(timing) == {"proxy", "queue", "upstream"} and float(timing["queue"]) >= 0
