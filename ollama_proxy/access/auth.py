@@ -59,6 +59,7 @@ class Principal:
     chat_log: bool | None = None  # its chats logged (True), not (False), or as chat_logs.enabled (None)
     weight: float = 1.0  # its share of the GPUs against other principals'
     klass: str = "interactive"  # or "batch": waits behind interactive work
+    trusted_frontend: bool = False  # may name the end user it calls for (each gets a share of its own)
 
     def may(self, scope: str) -> bool:
         return self.scope == MANAGE or self.scope == scope
@@ -115,7 +116,8 @@ class ManagedKeys:
             raise Unauthorized(f"key '{key.name}' is disabled")
         if key.expired(now):
             raise Unauthorized(f"key '{key.name}' expired at {key.expires_at.isoformat()}")
-        return Principal(key.name, key.scope, key.models, key.rpm, key.tpm, chat_log=key.chat_log)
+        return Principal(key.name, key.scope, key.models, key.rpm, key.tpm, chat_log=key.chat_log,
+                         weight=key.weight, klass=key.klass, trusted_frontend=key.trusted_frontend)
 
     def _key(self, token: str, now: datetime) -> ApiKey | None:
         """Return the key of a secret, from a cache when either holds the answer, else from the store."""

@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from ollama_proxy.config import CONFIG_ENV, ConfigError, load_settings
 from ollama_proxy.store import ApiKey, StoreError, open_store
-from ollama_proxy.store.keys import SCOPES
+from ollama_proxy.store.keys import CLASSES, MAX_WEIGHT, SCOPES
 
 LIST_COLUMNS = ("name", "prefix", "scope", "models", "limits", "expires", "enabled", "last used")
 
@@ -38,6 +38,16 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _weight(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= MAX_WEIGHT:
+        raise argparse.ArgumentTypeError(f"not a weight above 0 and at most {MAX_WEIGHT:g}: {text!r}")
+    return value
+
+
 def _moment(value: datetime | None) -> str:
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
 
@@ -60,9 +70,11 @@ def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 def create(store, args) -> int:
     key, secret = store.create_key(args.name, scope=args.scope, models=args.models or (), rpm=args.rpm,
-                                   tpm=args.tpm, expires_at=args.expires, chat_log=args.chat_log)
+                                   tpm=args.tpm, expires_at=args.expires, chat_log=args.chat_log,
+                                   weight=args.weight, klass=args.klass, trusted_frontend=args.trusted_frontend)
     print(f"created key '{key.name}' ({key.prefix}...): scope {key.scope}, models {', '.join(key.models) or '*'}, "
-          f"{_limits(key)}, expires {_moment(key.expires_at)}")
+          f"{_limits(key)}, expires {_moment(key.expires_at)}, weight {key.weight:g}, class {key.klass}"
+          + (", trusted front end" if key.trusted_frontend else ""))
     print("the secret is shown once, below; only its hash is kept:")
     print(secret)  # alone on the last line: KEY=$(ollama-proxy keys create ... | tail -n1)
     return 0
@@ -108,6 +120,15 @@ def add_parser(commands) -> None:
                           "(default: never expires)")
     new.add_argument("--chat-log", action=argparse.BooleanOptionalAction, default=None,
                      help="log this key's chats, or never (default: as chat_logs.enabled says)")
+    new.add_argument("--weight", type=_weight, default=1.0,
+                     help="the key's share of the GPUs against other keys' when they wait for the same servers "
+                          "(default: 1)")
+    new.add_argument("--class", dest="klass", choices=CLASSES, default="interactive",
+                     help="interactive: goes ahead of batch work; batch: waits behind interactive work, never "
+                          "longer than scheduling.batch_ageing (default: interactive)")
+    new.add_argument("--trusted-frontend", action="store_true",
+                     help="a front end (Open WebUI) that names its users in X-OpenWebUI-User-* headers: each user "
+                          "gets a fair share of its own (default: off)")
     new.set_defaults(run=create)
     actions.add_parser("list", parents=[config], help="list the keys").set_defaults(run=list_keys)
     for name, run, text in (("enable", set_enabled(True), "let a key work again"),

@@ -29,6 +29,9 @@ from ollama_proxy.scheduler.servers import Start
 # The requests that make a GPU work; listings and management are never queued.
 SCHEDULED_PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings"})
 ANONYMOUS = Share("anonymous")
+# Open WebUI names the user a request is for (ENABLE_FORWARD_USER_INFO_HEADERS); only a trusted key's count.
+END_USER_HEADERS = ("X-OpenWebUI-User-Id", "X-OpenWebUI-User-Email", "X-OpenWebUI-User-Name")
+MAX_END_USER = 128
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,25 @@ class Requester:
 
 def current_requester(principal, enforce: dict) -> Requester:
     """Describe the current request's caller (``principal``) and its model's ``enforce`` override."""
-    share = ANONYMOUS if principal is None else Share(principal.name, principal.weight, principal.klass)
+    if principal is None:
+        share = ANONYMOUS
+    else:
+        user = end_user(request.headers) if principal.trusted_frontend and has_request_context() else None
+        name = principal.name if user is None else f"{principal.name}/{user}"
+        share = Share(name, principal.weight, principal.klass)
     if not has_request_context():
         return Requester(share)
     return Requester(share, request.environ, current_record(),
                      frozenset(name for name in enforce if name in RELOAD_OPTIONS))
+
+
+def end_user(headers) -> str | None:
+    """The end user a trusted front end names (Open WebUI's headers), trimmed to a sane length."""
+    for header in END_USER_HEADERS:
+        value = (headers.get(header) or "").strip()
+        if value:
+            return value[:MAX_END_USER]
+    return None
 
 
 @dataclass

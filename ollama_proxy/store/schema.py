@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     TypeDecorator,
+    false,
 )
 
 # Names constraints the same way on every database, so later migrations can refer to them.
@@ -61,6 +62,9 @@ api_keys = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_used_at", UtcDateTime),
     Column("chat_log", Boolean),  # its chats logged (true) or not (false); null: chat_logs.enabled decides
+    Column("weight", Float, nullable=False, server_default="1"),  # its share of the GPUs against others'
+    Column("klass", String(16), nullable=False, server_default="interactive"),  # or batch: waits behind
+    Column("trusted_frontend", Boolean, nullable=False, server_default=false()),  # may name its end users
 )
 
 usage = Table(

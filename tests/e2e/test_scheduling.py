@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests.e2e.command import create_key
 from tests.e2e.conftest import ALICE, GENERATE, SCRAPE, auth, base_config
 from tests.e2e.server import wait_for
 from tests.fakes.ollama import FakeOllama
@@ -133,3 +134,44 @@ def test_every_answer_says_how_long_it_queued(scheduled, fakes):
                            json={"model": "llama3.2", "messages": [{"role": "user", "content": "x"}]})
     timing = dict(part.strip().split(";dur=") for part in answer.headers["Server-Timing"].split(","))
     assert set(timing) == {"proxy", "queue", "upstream"} and float(timing["queue"]) >= 0
+
+
+def _chat_as(proxy, token: str, text: str, headers: dict | None = None) -> int:
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": text}], "stream": False}
+    return requests.post(proxy.url + "/api/chat", headers={**auth(token), **(headers or {})}, json=body,
+                         timeout=60).status_code
+
+
+@pytest.fixture(scope="module")
+def keys(scheduled):
+    return {"batch": create_key(scheduled, "--name", "nightly", "--class", "batch"),
+            "webui": create_key(scheduled, "--name", "webui", "--trusted-frontend"),
+            "script": create_key(scheduled, "--name", "script")}
+
+
+def test_interactive_work_goes_ahead_of_a_batch_keys_backlog(scheduled, fakes, keys):
+    with ThreadPoolExecutor(12) as pool:
+        holding = [pool.submit(_chat_as, scheduled, ALICE, f"holding {i}") for i in range(4)]
+        assert wait_for(lambda: sum(len(f.calls("/api/chat")) for f in fakes) == 4, timeout=20)
+        batch = [pool.submit(_chat_as, scheduled, keys["batch"], f"batch {i}") for i in range(4)]
+        assert wait_for(lambda: _waiting(scheduled) == 4, timeout=20)
+        chat = [pool.submit(_chat_as, scheduled, GENERATE, f"chat {i}") for i in range(4)]
+        assert wait_for(lambda: _waiting(scheduled) == 8, timeout=20)
+        assert [f.result() for f in holding + batch + chat] == [200] * 12
+    order = _prompts_in_arrival_order(fakes)[4:]
+    # By fair share alone the two would alternate; by class, the batch key's requests wait behind all four.
+    assert sorted(order[:4]) == [f"chat {i}" for i in range(4)], order
+
+
+@pytest.mark.parametrize("trusted, newcomer_last", [(True, False), (False, True)])
+def test_a_trusted_front_ends_users_each_get_a_fair_share(scheduled, fakes, keys, trusted, newcomer_last):
+    token = keys["webui" if trusted else "script"]
+    with ThreadPoolExecutor(9) as pool:
+        backlog = [pool.submit(_chat_as, scheduled, token, f"ann {i}", {"X-OpenWebUI-User-Id": "ann"})
+                   for i in range(8)]
+        assert wait_for(lambda: _waiting(scheduled) == 4, timeout=20)
+        bob = pool.submit(_chat_as, scheduled, token, "bob", {"X-OpenWebUI-User-Id": "bob"})
+        assert [f.result() for f in backlog] + [bob.result()] == [200] * 9
+    order = _prompts_in_arrival_order(fakes)
+    # One key, one queue: bob waits behind ann's backlog, unless the key may say whom it calls for.
+    assert (order.index("bob") == 8) is newcomer_last, order

@@ -127,3 +127,21 @@ def test_a_key_keeps_its_own_chat_log_choice(store):
     assert store.update_key("logged", chat_log=False).chat_log is False
     with pytest.raises(StoreError, match="chat_log"):
         store.create_key("odd", chat_log="yes")
+
+
+def test_a_key_has_a_share_of_the_gpus_weight_one_interactive_untrusted_unless_told(store):
+    plain, _ = store.create_key("plain")
+    assert (plain.weight, plain.klass, plain.trusted_frontend) == (1.0, "interactive", False)
+    batch, _ = store.create_key("nightly", weight=2.5, klass="batch", trusted_frontend=True)
+    assert store.get_key("nightly") == batch
+    assert (batch.weight, batch.klass, batch.trusted_frontend) == (2.5, "batch", True)
+    assert store.update_key("nightly", weight=1, klass="interactive").klass == "interactive"
+
+
+@pytest.mark.parametrize("fields, named", [
+    ({"weight": 0}, "weight"), ({"weight": -1}, "weight"), ({"weight": 1001}, "weight"), ({"weight": True}, "weight"),
+    ({"weight": "2"}, "weight"), ({"klass": "urgent"}, "class"), ({"trusted_frontend": "yes"}, "trusted_frontend"),
+])
+def test_a_share_that_makes_no_sense_is_refused(store, fields, named):
+    with pytest.raises(StoreError, match=named):
+        store.create_key("odd", **fields)
