@@ -21,7 +21,10 @@ def proxy_config(upstream_url: str, log_dir: Path) -> dict:
     """Return a configuration like the end-to-end tests' base_config, for one token."""
     return {
         "auth": {"generate_tokens": [{"name": "bench", "token": TOKEN}]},
-        "service": {"base_url": upstream_url, "read_timeout": 30, "connect_timeout": 2},
+        # The fake upstream runs every request at once: the proxy is told so, and its scheduler admits
+        # every GPU request at once; what admission costs is in the figures.
+        "service": {"base_url": upstream_url, "read_timeout": 30, "connect_timeout": 2, "num_parallel": 100_000,
+                    "max_loaded_models": 1_000},
         "logging": {"dir": str(log_dir)},
     }
 

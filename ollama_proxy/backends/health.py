@@ -31,7 +31,8 @@ from ollama_proxy.config import ProviderSettings
 from ollama_proxy.errors import ProxyError
 
 if TYPE_CHECKING:
-    from ollama_proxy.backends.pool import OllamaPool, ServerState
+    from ollama_proxy.backends.pool import OllamaPool
+    from ollama_proxy.backends.pool_servers import ServerState
 
 _EXTENSION = "ollama_proxy.health_probes"
 _URL_USERINFO = re.compile(r"(://)[^/@\s]+@")

@@ -19,15 +19,15 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ollama_proxy.backends.ollama import OllamaBackend
+from ollama_proxy.backends.pool_servers import PooledResponse, ServerState, rank
 from ollama_proxy.backends.slots import Slots
-from ollama_proxy.backends.upstream_response import UpstreamResponse
 from ollama_proxy.config import DEFAULT_SERVER, OllamaServerSettings, RoutingSettings, ServiceSettings
 from ollama_proxy.errors import Overloaded, ProxyError, UpstreamConnectTimeout, UpstreamUnavailable
-from ollama_proxy.routing.names import canonical, matches_any
+from ollama_proxy.routing.names import canonical
 from ollama_proxy.scheduler.admission import SCHEDULED_PATHS
 
 if TYPE_CHECKING:
@@ -42,82 +42,6 @@ def _lock_slots(directory: str, server: OllamaServerSettings) -> Slots | None:
     """Lock-file slots bound a server at max_concurrent when the scheduler does not (scheduling off)."""
     return Slots(directory, server.name, server.max_concurrent) if server.max_concurrent and not server.scheduling \
         else None
-
-
-def admits(patterns: tuple[str, ...], model: str) -> bool:
-    """Tell whether a server's ``models`` filter lets ``model`` in (no filter: any)."""
-    return not patterns or matches_any(model, patterns)
-
-
-@dataclass
-class ServerState:
-    """One Ollama server as this worker sees it."""
-
-    settings: OllamaServerSettings
-    backend: OllamaBackend
-    models: frozenset[str] = frozenset()  # canonical names from /api/tags
-    loaded: frozenset[str] = frozenset()  # canonical names from /api/ps
-    in_flight: int = 0
-    cool_until: float = 0.0  # time.monotonic() before which the server is passed over
-    last_error: str | None = None
-    slots: Slots | None = None  # with max_concurrent
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
-
-    def cooling(self, now: float) -> bool:
-        return now < self.cool_until
-
-    def full(self) -> bool:
-        limit = self.settings.max_concurrent
-        return limit is not None and self.in_flight >= limit
-
-
-def rank(servers: list[ServerState], model: str, now: float) -> list[ServerState]:
-    """Order the servers to try for ``model``: best first; the default alone if none has it."""
-    wanted = canonical(model)
-    having = [s for s in servers if wanted in s.models and admits(s.settings.models, model)]
-    if not having:
-        return servers[:1]
-    ready = sorted((s for s in having if not s.cooling(now)),
-                   key=lambda s: (s.full(), wanted not in s.loaded, s.in_flight))
-    # Cooling servers come last: tried only when every other one has failed too.
-    return ready + sorted((s for s in having if s.cooling(now)), key=lambda s: s.cool_until)
-
-
-class PooledResponse:
-    """An answer from one server of the pool; closing it frees the server's slot."""
-
-    def __init__(self, upstream: UpstreamResponse, server: ServerState, release: Callable[[], None]):
-        self._upstream = upstream
-        self.server = server.name
-        self.describe = server.backend.describe
-        self._release = release
-
-    def __getattr__(self, name):
-        return getattr(self._upstream, name)  # status, headers, waited, busy, iter_bytes, read ...
-
-    def raise_for_error(self) -> None:
-        try:
-            self._upstream.raise_for_error()
-        except ProxyError:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        try:
-            self._upstream.close()
-        finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class OllamaPool:

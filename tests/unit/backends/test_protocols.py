@@ -13,7 +13,7 @@ import urllib3
 from ollama_proxy.backends import protocols
 from ollama_proxy.backends.ollama import OllamaBackend, PoolTarget
 from ollama_proxy.backends.openai_compat import ProviderBackend
-from ollama_proxy.backends.pool import PooledResponse
+from ollama_proxy.backends.pool_servers import PooledResponse
 from ollama_proxy.backends.protocols import Answer, Backend, OllamaShapedAnswer, PassedThroughAnswer, PassthroughBackend
 from ollama_proxy.backends.provider_answer import OllamaAnswer, PassthroughAnswer
 from ollama_proxy.backends.upstream_response import UpstreamResponse

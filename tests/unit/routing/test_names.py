@@ -139,7 +139,7 @@ SPELLINGS = ["llama3.2", "llama3.2:latest", "Llama3.2", "LLAMA3.2:Latest", "libr
 
 
 def _server(name: str, models: tuple[str, ...] = (), filter_: tuple[str, ...] = ()):
-    from ollama_proxy.backends.pool import ServerState
+    from ollama_proxy.backends.pool_servers import ServerState
     from ollama_proxy.config import OllamaServerSettings
     return ServerState(OllamaServerSettings(name, f"http://{name}:11434", None, filter_), backend=None,
                        models=frozenset(models))
@@ -169,7 +169,7 @@ def test_access_patterns_read_every_spelling_as_the_model(spelling):
 
 @pytest.mark.parametrize("spelling", SPELLINGS)
 def test_the_pool_reads_every_spelling_as_the_model(spelling):
-    from ollama_proxy.backends.pool import admits, rank
+    from ollama_proxy.backends.pool_servers import admits, rank
     servers = [_server("default"), _server("gpu2", ("llama3.2:latest",), filter_=("Llama3*",))]
     assert [s.name for s in rank(servers, spelling, now=0.0)] == ["gpu2"]
     assert admits(("llama3.2",), spelling)
@@ -196,7 +196,7 @@ def test_the_admin_page_reads_every_spelling_as_the_model(spelling):
 
 def test_a_registry_port_is_read_alike_everywhere():
     from ollama_proxy.access.auth import GENERATE, Principal
-    from ollama_proxy.backends.pool import rank
+    from ollama_proxy.backends.pool_servers import rank
     from ollama_proxy.routing.overrides import ModelTable
     servers = [_server("default"), _server("gpu2", ("registry:5000/m:latest",))]
     assert [s.name for s in rank(servers, "registry:5000/m", now=0.0)] == ["gpu2"]
