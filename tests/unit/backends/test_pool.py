@@ -4,6 +4,7 @@ import time
 import pytest
 
 from ollama_proxy.backends.pool import OllamaPool
+from ollama_proxy.backends.pool_servers import rank
 from ollama_proxy.config import OllamaServerSettings, RoutingSettings, ServiceSettings
 from ollama_proxy.errors import Overloaded, UpstreamConnectTimeout, UpstreamTimeout, UpstreamUnavailable
 
