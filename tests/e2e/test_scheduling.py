@@ -175,3 +175,23 @@ def test_a_trusted_front_ends_users_each_get_a_fair_share(scheduled, fakes, keys
     order = _prompts_in_arrival_order(fakes)
     # One key, one queue: bob waits behind ann's backlog, unless the key may say whom it calls for.
     assert (order.index("bob") == 8) is newcomer_last, order
+
+
+@pytest.mark.redis
+def test_two_instances_sharing_redis_share_one_scheduler(start_proxy, redis_server):
+    gpu = FakeOllama(**SLOTS).start()
+    try:
+        gpu.script("llama3.2", chunk_delay=CHUNK)
+        configs = [base_config(gpu.url, scheduling=True, **SLOTS) for _ in range(2)]  # each its own log dir
+        for config in configs:
+            config["ratelimit"] = {"storage_url": redis_server.url}
+        first, second = (start_proxy(config, workers=2) for config in configs)
+        assert first.log_dir != second.log_dir
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: _chat((first, second)[i % 2], GENERATE, f"shared {i}"), range(8)))
+        assert answers == [200] * 8
+        # Each instance alone would send the server two at once, four together: two would wait in Ollama's
+        # queue behind a running answer (about a second). One scheduler for both sends it two.
+        assert all(record.started_at - record.queued_at < 0.5 for record in gpu.scheduler.records())
+    finally:
+        gpu.stop()
