@@ -23,6 +23,8 @@ from ollama_proxy.scheduler.core import Grant, Ticket
 
 log = logging.getLogger(__name__)
 RECONNECT_DELAY = 0.05  # seconds between tries while a new arbiter takes over
+# A free slot is granted within this: no greenlet is spent watching the client of a request that never waits.
+PROMPT_GRANT = 0.005
 
 
 class Link(Protocol):
@@ -56,14 +58,19 @@ class SchedulerClient:
         """
         result = AsyncResult()
         self._waiting[ticket.id] = (ticket, result)
-        stop_watching = watch(lambda: result.set({"op": "left"})) if watch else (lambda: None)
+        stop_watching = None
         try:
             self._send(wire.submit(ticket))
-            message = result.get(timeout=self._max_wait + 1.0)
-        except gevent.Timeout:
-            message = {"op": "expired"}
+            message = result.get(timeout=PROMPT_GRANT)
+        except gevent.Timeout:  # it waits: watch the client from now on
+            stop_watching = watch(lambda: result.set({"op": "left"})) if watch else None
+            try:
+                message = result.get(timeout=self._max_wait + 1.0)
+            except gevent.Timeout:
+                message = {"op": "expired"}
         finally:
-            stop_watching()
+            if stop_watching is not None:
+                stop_watching()
             self._waiting.pop(ticket.id, None)
         if message["op"] == "grant":
             granted = wire.grant_of(message)
