@@ -159,6 +159,13 @@ class SchedulingSettings:
     batch_ageing: float = setting(
         60.0, validate=AT_LEAST_0,
         help="seconds after which a waiting `batch` request goes by fair share alone, as an `interactive` one")
+    interactive_headroom: int = setting(
+        1, validate=AT_LEAST_0,
+        help="warm slots of a model that `batch` work leaves free while people use the model, so a question "
+             "need not wait for a batch answer to end (`0`: batch work may take every free slot)")
+    headroom_window: float = setting(
+        30.0, validate=AT_LEAST_0,
+        help="seconds after an interactive request for a model during which its headroom is held")
     slot_seconds: float = setting(
         5.0, validate=SECONDS, help="how long a request is expected to hold its slot, until the proxy has seen some")
     load_seconds: float = setting(

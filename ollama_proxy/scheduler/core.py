@@ -33,6 +33,8 @@ class Bounds:
     max_queued_per_model: int = 256
     max_wait: float = 300.0  # seconds a request may wait for a slot
     batch_ageing: float = 30.0  # seconds after which a waiting batch request counts as interactive
+    interactive_headroom: int = 1  # warm slots of a model batch work leaves free while people use it
+    headroom_window: float = 30.0  # seconds after an interactive request for a model that it holds
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Scheduler:
         self.waiting: dict[str, Ticket] = {}
         self.running: dict[str, _Running] = {}
         self.hold_until = 0.0  # no grants before then: a new arbiter first learns what is running
+        self.last_interactive: dict[str, float] = {}  # model -> when an interactive request last asked for it
 
     # events
 
@@ -85,6 +88,8 @@ class Scheduler:
             self.fair.activate(ticket.share.principal, self._served())
         ticket.enqueued = now
         self.waiting[ticket.id] = ticket
+        if class_rank(ticket.share, 0.0, self.bounds.batch_ageing) == 0:
+            self.last_interactive[ticket.model] = now
         return self._dispatch(now)
 
     def end(self, ticket_id: str, now: float, load_seconds: float | None = None) -> list[Grant]:
@@ -190,9 +195,26 @@ class Scheduler:
         turn = self._in_turn(now)
         for position, ticket in enumerate(turn):
             placement = self._place(ticket, turn[:position], now)
-            if placement is not None:
+            if placement is not None and not self._leaves_too_little(ticket, placement, now):
                 return self._begin(ticket, placement, now)
         return None
+
+    def _leaves_too_little(self, ticket: Ticket, placement: Placement, now: float) -> bool:
+        """Whether a batch request would take a slot people using its model may need any moment.
+
+        Strict priority alone still makes a question wait for a batch answer to end whenever batch
+        work holds every slot; ``interactive_headroom`` warm slots are left free for as long as
+        interactive requests for the model keep coming (``headroom_window``).
+        """
+        headroom = self.bounds.interactive_headroom
+        if not headroom or class_rank(ticket.share, now - ticket.enqueued, self.bounds.batch_ageing) == 0:
+            return False
+        if now - self.last_interactive.get(ticket.model, -math.inf) >= self.bounds.headroom_window:
+            return False
+        if placement.start is not Start.WARM:
+            return True
+        free = sum(self.servers[name].free_slots(ticket.model) for name in ticket.candidates if name in self.servers)
+        return free - 1 < headroom
 
     def _place(self, ticket: Ticket, ahead: list[Ticket], now: float) -> Placement | None:
         candidates = [self.servers[name] for name in ticket.candidates if name in self.servers]

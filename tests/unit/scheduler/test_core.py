@@ -190,3 +190,23 @@ def test_a_server_outside_a_requests_candidates_is_never_used():
     s = _scheduler()
     grants = [g for i in range(3) for g in s.submit(_ticket(f"t{i}", candidates=("gpu2",)), now=0)]
     assert {g.placement.server for g in grants} == {"gpu2"} and list(s.waiting) == ["t2"]
+
+
+def test_batch_work_leaves_a_warm_slot_free_while_people_use_the_model():
+    s = _scheduler(bounds=Bounds(interactive_headroom=1, headroom_window=30, batch_ageing=100))
+    s.submit(_ticket("question", "alice"), now=0)
+    s.end("question", now=1)
+    granted = [g for i in range(6) for g in s.submit(_ticket(f"b{i}", "job", klass=BATCH), now=2)]
+    assert len(granted) == 3  # of four slots: one stays free for the next question
+    (answer,) = s.submit(_ticket("next question", "bob"), now=3)
+    assert answer.ticket == "next question"
+    assert _granted(s.end("next question", now=4)) == []  # freed again for people
+    assert _granted(s.dispatch(now=32)) == []
+    assert _granted(s.dispatch(now=33)) == ["b3"]  # nobody asked for 30 s: batch may use every slot
+
+
+def test_without_headroom_batch_work_takes_every_free_slot():
+    s = _scheduler(bounds=Bounds(interactive_headroom=0))
+    s.submit(_ticket("question", "alice"), now=0)
+    s.end("question", now=1)
+    assert len([g for i in range(6) for g in s.submit(_ticket(f"b{i}", "job", klass=BATCH), now=2)]) == 4
