@@ -195,3 +195,16 @@ def test_two_instances_sharing_redis_share_one_scheduler(start_proxy, redis_serv
         assert all(record.started_at - record.queued_at < 0.5 for record in gpu.scheduler.records())
     finally:
         gpu.stop()
+
+
+def test_a_batch_keys_backlog_leaves_a_slot_free_for_people(scheduled, fakes, keys):
+    assert _chat_as(scheduled, GENERATE, "a question first") == 200
+    with ThreadPoolExecutor(8) as pool:
+        batch = [pool.submit(_chat_as, scheduled, keys["batch"], f"batch {i}") for i in range(6)]
+        assert wait_for(lambda: _waiting(scheduled) == 3, timeout=20)  # three run: one of the four slots held
+        assert wait_for(lambda: sum(len(f.calls("/api/chat")) for f in fakes) == 4, timeout=20)
+        question = pool.submit(_chat_as, scheduled, ALICE, "asked while the batch runs")
+        assert question.result() == 200
+        assert [f.result() for f in batch] == [200] * 6
+    order = _prompts_in_arrival_order(fakes)
+    assert order.index("asked while the batch runs") == 4, order  # straight into the slot held for it
