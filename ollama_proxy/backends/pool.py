@@ -80,26 +80,9 @@ class OllamaPool:
             if admitted is not None:
                 return admitted
         for i, server in enumerate(candidates):
-            last = i == len(candidates) - 1
-            release = self._take_slot(server)
-            try:
-                upstream = server.backend.open(method, path, **request)
-            except NOT_REACHED as exc:
-                release()
-                self.fail(server, exc.message)
-                if last:
-                    raise
-                continue
-            except BaseException:
-                release()
-                raise
-            if upstream.status >= 500:
-                self.fail(server, f"answered status {upstream.status} to {path}")
-                if not last:
-                    upstream.close()
-                    release()
-                    continue
-            return PooledResponse(upstream, server, release)
+            answer = self._try(server, self._take_slot(server), i == len(candidates) - 1, method, path, **request)
+            if answer is not None:
+                return answer
         raise AssertionError("rank() returns at least one server")
 
     def _open_scheduled(self, requester: Requester | None, model: str, candidates: list[ServerState], method: str,
@@ -111,27 +94,34 @@ class OllamaPool:
             if admitted is None:
                 return None  # nothing schedules here (no gevent worker): sent at once
             server = self.server(admitted.server)
-            release = self._counted(server, admitted.release)
             candidates = [s for s in candidates if s is not server]
-            try:
-                upstream = server.backend.open(method, path, body=admitted.body, **request)
-            except NOT_REACHED as exc:
-                release()
-                self.fail(server, exc.message)
-                if not candidates:
-                    raise
-                continue
-            except BaseException:
-                release()
-                raise
-            if upstream.status >= 500:
-                self.fail(server, f"answered status {upstream.status} to {path}")
-                if candidates:
-                    upstream.close()
-                    release()
-                    continue
-            return PooledResponse(upstream, server, release)
+            answer = self._try(server, self._counted(server, admitted.release), not candidates, method, path,
+                               body=admitted.body, **request)
+            if answer is not None:
+                return answer
         raise AssertionError("a scheduled request has at least one candidate")
+
+    def _try(self, server: ServerState, release: Callable[[], None], last: bool, method: str, path: str,
+             **request) -> PooledResponse | None:
+        """Send to one server holding its slot; None to try the next (it was unreachable or failed, and is not last)."""
+        try:
+            upstream = server.backend.open(method, path, **request)
+        except NOT_REACHED as exc:
+            release()
+            self.fail(server, exc.message)
+            if last:
+                raise
+            return None
+        except BaseException:
+            release()
+            raise
+        if upstream.status >= 500:
+            self.fail(server, f"answered status {upstream.status} to {path}")
+            if not last:
+                upstream.close()
+                release()
+                return None
+        return PooledResponse(upstream, server, release)
 
     @staticmethod
     def _counted(server: ServerState, release_slot: Callable[[], None]) -> Callable[[], None]:
@@ -162,13 +152,7 @@ class OllamaPool:
                                    "(routing.slot_wait)")
                 error.retry_after = 1
                 raise error
-        server.in_flight += 1
-
-        def release() -> None:
-            server.in_flight -= 1
-            if slot is not None:
-                Slots.release(slot)
-        return release
+        return self._counted(server, (lambda: Slots.release(slot)) if slot is not None else (lambda: None))
 
     def fail(self, server: ServerState, reason: str) -> None:
         """Pass a failing server over for ``routing.cooldown`` seconds."""
