@@ -90,8 +90,9 @@ def _migrate_in_a_child(store_settings):
 
 
 def post_worker_init(worker):
-    """Stop gevent's greenlet bookkeeping; move what loading the app made out of the garbage collector's reach.
+    """Prepare a worker with its app loaded: no greenlet bookkeeping, a frozen heap, a place in the scheduler.
 
+    What loading the app made moves out of the garbage collector's reach.
     Those objects live as long as the worker; without this, every full
     collection walks all of them again, a pause of tens of milliseconds that
     every stream of the worker waits out.
@@ -104,6 +105,10 @@ def post_worker_init(worker):
     # use: kilobytes and microseconds for every stream.
     gevent.config.track_greenlet_tree = False
     gc.freeze()
+    # Join the scheduler (and stand for its arbiter) now: the first request finds it ready.
+    pool = getattr(worker.wsgi, "extensions", {}).get("ollama_proxy.pool")
+    if pool is not None and pool.admission is not None:
+        pool.admission.stand()
 
 
 def child_exit(server, worker):

@@ -11,12 +11,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from ollama_proxy import store
+from ollama_proxy import content_encoding, store
 from ollama_proxy.access import auth, ratelimit
 from ollama_proxy.backends import health as backend_health
 from ollama_proxy.backends.image_fetcher import ImageFetcher
 from ollama_proxy.backends.pool import OllamaPool
-from ollama_proxy.blueprints import admin, anthropic, embeddings, health, native, openai, openapi, responses
+from ollama_proxy.blueprints import admin, anthropic, audio, embeddings, health, native, openai, openapi, responses
 from ollama_proxy.blueprints import metrics as metrics_endpoint
 from ollama_proxy.config import ProviderSettings, Settings, load_settings
 from ollama_proxy.errors import (
@@ -30,6 +30,7 @@ from ollama_proxy.errors import (
 )
 from ollama_proxy.observability import chatlog, ledger, logs, metrics, usage
 from ollama_proxy.routing import catalog as model_catalog
+from ollama_proxy.routing import thinking as model_thinking
 from ollama_proxy.routing.routes import ROUTER, Router
 from ollama_proxy.scheduler.instance import build_admission
 
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)  # the admin blueprint serves static/ under /admin
     app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.limits.max_body_bytes)
     app.json.sort_keys = False
+    content_encoding.init_app(app)  # innermost layer: what every view reads is the decoded body
     ledger.init_app(app)
     logs.init_app(app)  # first of the close listeners: the access line is written before any other reads the record
     store.init_app(app)
@@ -56,7 +58,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         CORS(app, origins=list(settings.cors.origins), expose_headers=["X-Request-Id"], max_age=600)
     init_backends(app, settings)
     app.extensions["ollama_proxy.images"] = ImageFetcher(settings.images)
-    for blueprint in (health.bp, native.bp, openai.bp, embeddings.bp, responses.bp, anthropic.bp, openapi.bp):
+    for blueprint in (health.bp, native.bp, openai.bp, embeddings.bp, audio.bp, responses.bp, anthropic.bp,
+                      openapi.bp):
         app.register_blueprint(blueprint)
     admin.init_app(app)
     if settings.metrics.enabled:
@@ -86,6 +89,7 @@ def init_backends(app: Flask, settings: Settings) -> None:
     app.extensions["ollama_proxy.pool"] = pool
     app.extensions["ollama_proxy.backend"] = pool.default.backend  # the default server
     app.extensions[ROUTER] = Router(pool, providers)
+    model_thinking.init_app(app)
     backend_health.init_app(app)
 
 

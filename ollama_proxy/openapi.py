@@ -23,6 +23,7 @@ from ollama_proxy.schemas.fields import Typed
 from ollama_proxy.schemas.ollama import BODY_SCHEMAS
 
 JSON, NDJSON, SSE, TEXT = "application/json", "application/x-ndjson", "text/event-stream", "text/plain"
+FORM = "multipart/form-data"
 _JSON_TYPES = {bool: "boolean", str: "string", dict: "object", list: "array", int: "integer", float: "number"}
 _ERROR_STATUSES = {400: "the body or a parameter is malformed", 401: "no token, or an unknown one",
                    403: "the token may not call this", 404: "no such model or path",
@@ -47,6 +48,7 @@ class Operation:
     media: tuple[str, ...] = (JSON,)
     public: bool = False
     example: dict | None = None  # a request body that works, for readers and the fuzzer's first try
+    form: dict | None = None  # a multipart/form-data body's JSON schema, for a route that takes a form
 
 
 def _native(summary: str, body=None, answer=None, media=(JSON, NDJSON), example=None) -> Operation:
@@ -77,9 +79,15 @@ _NATIVE_SUMMARIES = {
 }
 
 _EMPTY_ANSWERS = {"/api/copy", "/api/delete"}  # Ollama answers these with 200 and no body
+_TRANSCRIPTION_FORM = {
+    "type": "object", "required": ["file", "model"],
+    "properties": {"file": {"type": "string", "format": "binary"}, "model": {"type": "string"},
+                   "language": {"type": "string"}, "prompt": {"type": "string"},
+                   "response_format": {"type": "string", "enum": ["json", "text"]}},
+}
 
 OPERATIONS: dict[str, Operation] = {
-    "/": _native("Ollama's greeting", media=(TEXT,)),
+    "/": Operation("Ollama's greeting", "native", media=(TEXT,), public=True),
     "/api/version": _native("Ollama's version", answer=answers.OllamaVersion, media=(JSON,)),
     "/api/tags": _native("List local models", answer=answers.OllamaModelList, media=(JSON,)),
     "/api/ps": _native("List running models", answer=answers.OllamaModelList, media=(JSON,)),
@@ -87,6 +95,16 @@ OPERATIONS: dict[str, Operation] = {
                      media=() if path in _EMPTY_ANSWERS else (JSON, NDJSON))
        for path, summary in _NATIVE_SUMMARIES.items()},
     "/api/blobs/{digest}": _native("Check for or upload a blob (manage token)", media=(JSON, TEXT)),
+    "/api/status": _native("Ollama's status: whether its cloud features are on", media=(JSON,)),
+    "/api/experimental/model-recommendations": _native("The models Ollama recommends", media=(JSON,)),
+    "/api/experimental/web_search": _native("Search the web from the Ollama server (web permission): "
+                                            '{"query", "max_results"}', media=(JSON,)),
+    "/api/experimental/web_fetch": _native('Fetch a web page from the Ollama server (web permission): {"url"}',
+                                           media=(JSON,)),
+    "/api/me": _native("The ollama.com account the Ollama server is signed in to (manage token)", media=(JSON,)),
+    "/api/signout": _native("Sign the Ollama server out of ollama.com (manage token)", media=(JSON,)),
+    "/api/{rest}": Operation("Any other native route, forwarded to Ollama as it came (manage token)", "native",
+                             media=(JSON, NDJSON, TEXT)),
     "/v1/chat/completions": Operation("Create a chat completion", "openai", "openai",
                                       openai.ChatCompletionRequest, answers.OpenAIChatCompletion, (JSON, SSE),
                                       example={"model": "llama3.2", "messages": _HELLO}),
@@ -95,6 +113,8 @@ OPERATIONS: dict[str, Operation] = {
                                  example={"model": "llama3.2", "prompt": "Why is the sky blue?"}),
     "/v1/embeddings": Operation("Create embeddings", "openai", "openai", openai.EmbeddingsRequest,
                                 answers.OpenAIEmbeddingList, example={"model": "all-minilm", "input": "sky"}),
+    "/v1/audio/transcriptions": Operation("Transcribe audio (a form: the file and the model)", "openai", "openai",
+                                          media=(JSON, TEXT), form=_TRANSCRIPTION_FORM),
     "/v1/models": Operation("List models", "openai", "openai", answer=answers.OpenAIModelList),
     "/v1/models/{model_id}": Operation("Retrieve a model", "openai", "openai", answer=answers.OpenAIModel),
     "/v1/responses": Operation("Create a response (stateless)", "responses", "openai", openai.ResponsesRequest,
@@ -168,6 +188,8 @@ def _operation(described: Operation, path: str, method: str) -> dict:
     if described.body is not None:
         body = {"schema": described.body, **({"example": described.example} if described.example else {})}
         operation["requestBody"] = {"required": True, "content": {JSON: body}}
+    if described.form is not None:
+        operation["requestBody"] = {"required": True, "content": {FORM: {"schema": described.form}}}
     if described.public:
         operation["security"] = []
     return operation

@@ -4,9 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-services.sh  # nginx, systemd-analyze, logrotate for the deploy tests
+bash scripts/install-js-clients.sh     # the JavaScript clients of tests/e2e/test_js_*.py (npm ci)
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e '.[test]'
 # llama-server and a tiny model for tests/e2e/test_llamacpp.py (built once, then cached)
 PYTHON=.venv/bin/python bash scripts/install-llama-server.sh
+# the Codex CLI for tests/e2e/test_codex.py, from npm at a pinned version (installed once, then cached)
+bash scripts/install-codex.sh
+# Claude Code's CLI, pinned, for tests/e2e/test_claude_code.py (installed once from npm, then cached)
+bash scripts/install-claude-code.sh
 exec .venv/bin/python -m pytest "$@"

@@ -27,6 +27,8 @@ from datetime import datetime, timezone
 from cachetools import TTLCache
 from flask import Flask, current_app, g, request
 
+from ollama_proxy.access.api_routes import needs_manage
+from ollama_proxy.access.end_users import named_end_user
 from ollama_proxy.config import AuthSettings, Token
 from ollama_proxy.errors import Forbidden, ProxyError, Unauthorized
 from ollama_proxy.observability.ledger import access_record
@@ -42,8 +44,9 @@ METRICS = "metrics"  # a scraper's token: /metrics and nothing else
 
 # Endpoints that change what the Ollama server holds: only manage tokens may call them.
 MANAGE_PATHS = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs/")
-# Endpoints anyone may call: a load balancer's probe carries no token; the API description holds no secret.
-PUBLIC_PATHS = ("/health", "/openapi.json")
+# Endpoints anyone may call: a load balancer's probe carries no token; the API description holds no secret;
+# "/" says "Ollama is running" to anyone, as Ollama does: clients probe it with no token (the ollama CLI's HEAD /).
+PUBLIC_PATHS = ("/health", "/openapi.json", "/")
 METRICS_PATH = "/metrics"
 # The admin page has its own login (a session cookie), checked by its blueprint.
 SESSION_PATH = "/admin"
@@ -60,6 +63,7 @@ class Principal:
     weight: float = 1.0  # its share of the GPUs against other principals'
     klass: str = "interactive"  # or "batch": waits behind interactive work
     trusted_frontend: bool = False  # may name the end user it calls for (each gets a share of its own)
+    web: bool = False  # may use Ollama's web search and fetch (access.api_routes)
 
     def may(self, scope: str) -> bool:
         return self.scope == MANAGE or self.scope == scope
@@ -73,7 +77,8 @@ class TokenTable:
     """Look tokens up without leaking, through timing, which one nearly matched."""
 
     def __init__(self, settings: AuthSettings, metrics_tokens: tuple[Token, ...] = ()):
-        self._entries = [(t.secret.encode(), Principal(t.name, scope, rpm=t.rpm, tpm=t.tpm, chat_log=t.chat_log))
+        self._entries = [(t.secret.encode(), Principal(t.name, scope, rpm=t.rpm, tpm=t.tpm, chat_log=t.chat_log,
+                                                       web=t.web))
                          for scope, tokens in ((MANAGE, settings.manage_tokens), (GENERATE, settings.generate_tokens))
                          for t in tokens]
         self._entries += [(t.secret.encode(), Principal(t.name, METRICS)) for t in metrics_tokens]
@@ -117,7 +122,7 @@ class ManagedKeys:
         if key.expired(now):
             raise Unauthorized(f"key '{key.name}' expired at {key.expires_at.isoformat()}")
         return Principal(key.name, key.scope, key.models, key.rpm, key.tpm, chat_log=key.chat_log,
-                         weight=key.weight, klass=key.klass, trusted_frontend=key.trusted_frontend)
+                         weight=key.weight, klass=key.klass, trusted_frontend=key.trusted_frontend, web=key.web)
 
     def _key(self, token: str, now: datetime) -> ApiKey | None:
         """Return the key of a secret, from a cache when either holds the answer, else from the store."""
@@ -159,7 +164,7 @@ def required_scope(path: str) -> str | None:
         return None
     if path == METRICS_PATH:
         return METRICS
-    return MANAGE if path.startswith(MANAGE_PATHS) else GENERATE
+    return MANAGE if path.startswith(MANAGE_PATHS) or needs_manage(path) else GENERATE
 
 
 def authenticate() -> None:
@@ -180,6 +185,7 @@ def authenticate() -> None:
     record = access_record(request.environ)
     if record is not None:
         record.principal = principal.name
+        record.end_user = named_end_user(principal, request.headers)
     if not principal.may(scope):
         needed = "a manage or metrics token" if scope == METRICS else "a manage token"
         raise Forbidden(f"token '{principal.name}' may not call {request.path}: it needs {needed}")

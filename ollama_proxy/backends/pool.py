@@ -27,6 +27,8 @@ from ollama_proxy.backends.pool_servers import PooledResponse, ServerState, rank
 from ollama_proxy.backends.slots import Slots
 from ollama_proxy.config import DEFAULT_SERVER, OllamaServerSettings, RoutingSettings, ServiceSettings
 from ollama_proxy.errors import Overloaded, ProxyError, UpstreamConnectTimeout, UpstreamUnavailable
+from ollama_proxy.relay.streaming import cancelled_if_client_leaves
+from ollama_proxy.relay.waiting import note_sending
 from ollama_proxy.routing.names import canonical
 from ollama_proxy.scheduler.admission import SCHEDULED_PATHS
 
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Failures that prove the request never reached the server: safe to send elsewhere.
 NOT_REACHED = (UpstreamUnavailable, UpstreamConnectTimeout)
+# Ollama answers these in a stream unless the body says "stream": false; the others answer whole.
+STREAMING_PATHS = frozenset({"/api/chat", "/api/generate"})
 
 
 def _lock_slots(directory: str, server: OllamaServerSettings) -> Slots | None:
@@ -80,7 +84,8 @@ class OllamaPool:
             if admitted is not None:
                 return admitted
         for i, server in enumerate(candidates):
-            answer = self._try(server, self._take_slot(server), i == len(candidates) - 1, method, path, **request)
+            answer = self._try(server, self._take_slot(server), i == len(candidates) - 1, method, path,
+                               requester=requester, **request)
             if answer is not None:
                 return answer
         raise AssertionError("rank() returns at least one server")
@@ -95,17 +100,25 @@ class OllamaPool:
                 return None  # nothing schedules here (no gevent worker): sent at once
             server = self.server(admitted.server)
             candidates = [s for s in candidates if s is not server]
+            # Its client is watched until Ollama answers: Ollama sends nothing, headers included, before its
+            # first token, and loading the model or reading a long prompt may take a GPU many seconds.
             answer = self._try(server, self._counted(server, admitted.release), not candidates, method, path,
-                               body=admitted.body, **request)
+                               requester=requester, watched=True, body=admitted.body, **request)
             if answer is not None:
                 return answer
         raise AssertionError("a scheduled request has at least one candidate")
 
     def _try(self, server: ServerState, release: Callable[[], None], last: bool, method: str, path: str,
-             **request) -> PooledResponse | None:
-        """Send to one server holding its slot; None to try the next (it was unreachable or failed, and is not last)."""
+             requester: Requester | None = None, watched: bool = False, **request) -> PooledResponse | None:
+        """Send to one server holding its slot; None to try the next (it was unreachable or failed, and is not last).
+
+        ``watched``: a client that leaves before Ollama answers (its headers) cancels the request.
+        """
+        environ = requester.environ if requester is not None else None
+        note_sending(environ)
         try:
-            upstream = server.backend.open(method, path, **request)
+            with cancelled_if_client_leaves(environ if watched else None):
+                upstream = server.backend.open(method, path, **request)
         except NOT_REACHED as exc:
             release()
             self.fail(server, exc.message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from ollama_proxy.access.end_users import from_openai
 from ollama_proxy.observability.accounting import note_answer
 from ollama_proxy.observability.ledger import current_record
 from ollama_proxy.relay.passthrough import pass_through
@@ -19,7 +20,7 @@ EMBEDDINGS_REQUEST = EmbeddingsRequest()
 
 @bp.post("/v1/embeddings")
 def embeddings() -> Response:
-    body, route = read_body(EMBEDDINGS_REQUEST)
+    body, route = read_body(EMBEDDINGS_REQUEST, from_openai)
     if route.to_provider:
         return pass_through(route)
     encoding = oa.encoding_format(body)

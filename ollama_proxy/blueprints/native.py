@@ -4,6 +4,12 @@ The client's body bytes go on untouched once checked, so fields the proxy does
 not know still reach Ollama. Streams (NDJSON) are relayed chunk by chunk;
 other answers are read whole, so an upstream failure can still get its own
 status instead of a truncated body.
+
+Every route under ``/api/`` is forwarded, those Ollama adds later too: a route
+the proxy has no rule for goes, as it came, to the server ``X-Ollama-Server``
+names (default: the default server), for a manage token (``access.api_routes``).
+Web search and fetch go to the default server for a caller with the web
+permission, each one logged.
 """
 
 from __future__ import annotations
@@ -11,18 +17,32 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
+from collections.abc import Iterator
 from functools import partial
+from typing import NoReturn
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
+from werkzeug.exceptions import MethodNotAllowed as WrongMethod
+from werkzeug.routing import PathConverter
 
+from ollama_proxy.access.api_routes import ACCOUNT_PATHS, WEB_TOOLS, check_unlisted_route, check_web_use
 from ollama_proxy.backends.blob_upload import upload_body
 from ollama_proxy.backends.ollama import OllamaBackend
 from ollama_proxy.backends.ollama_headers import downstream_headers, upstream_headers
+from ollama_proxy.backends.pool import STREAMING_PATHS
 from ollama_proxy.backends.protocols import Backend, OllamaShapedAnswer
-from ollama_proxy.errors import Forbidden, InvalidRequest, NotFound
+from ollama_proxy.errors import Forbidden, InvalidRequest, MethodNotAllowed, NotFound
 from ollama_proxy.observability.accounting import count_body, tap_ndjson
 from ollama_proxy.observability.ledger import current_record, note_model, note_route, note_upstream
-from ollama_proxy.relay.streaming import STREAM_HEADERS, ClosingStream, ndjson_relay, watch_client
+from ollama_proxy.relay.streaming import (
+    STREAM_HEADERS,
+    ClosingStream,
+    ndjson_relay,
+    stream_failure_logger,
+    watch_client,
+)
+from ollama_proxy.relay.waiting import Opening, keepalive_interval, ndjson_after_wait, slots_scheduled
 from ollama_proxy.routing.overrides import renamed_line, renamed_lines
 from ollama_proxy.routing.routes import (
     Route,
@@ -44,6 +64,10 @@ _DIGEST = re.compile(r"sha256[:-][0-9a-fA-F]{64}")  # what Ollama itself accepts
 
 # Management requests go to the Ollama server this header names (default: the default server).
 SERVER_HEADER = "X-Ollama-Server"
+# Read-only answers of the default server's own (a generate token's, see access.api_routes).
+PLAIN_PATHS = ("/", "/api/version", "/api/status", "/api/experimental/model-recommendations")
+# The methods a native route Ollama adds later may have; it is forwarded as it came, for a manage token.
+FORWARDED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 ROUTED_PATHS = ("/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show")
 # Fields of each management body that name a model Ollama acts on. Ollama reads `model`, else
 # `name`: both are checked when both are sent. `from` is the model a new one is made from.
@@ -70,11 +94,9 @@ def relay(upstream: OllamaShapedAnswer, rename: str | None = None) -> Response:
     if upstream.status >= 500:
         log.warning("upstream answered %d to %s %s", upstream.status, request.method, request.path)
     if upstream.is_ndjson and request.method != "HEAD":
-        on_error = partial(_log_stream_failure, f"{request.method} {request.path}")
         note_upstream(upstream.waited)
         stop_watching = watch_client(request.environ, upstream.abort)
-        chunks = upstream.iter_bytes() if rename is None else renamed_lines(upstream.iter_bytes(), rename)
-        stream = ClosingStream(ndjson_relay(tap_ndjson(chunks, current_record()), on_error),
+        stream = ClosingStream(_ndjson_body(upstream, rename, current_record(), _stream_failure_logger()),
                                lambda: (stop_watching(), upstream.close()))
         return Response(stream, upstream.status, {**headers, **STREAM_HEADERS}, direct_passthrough=True)
     with upstream:
@@ -89,9 +111,31 @@ def relay(upstream: OllamaShapedAnswer, rename: str | None = None) -> Response:
     return response
 
 
-def _log_stream_failure(described: str, error: Exception) -> None:
-    # Runs inside the stream, after the view returned: no request context here.
-    log.warning("stream of %s cut: %s", described, error)
+def _ndjson_body(upstream: OllamaShapedAnswer, rename: str | None, record, on_error) -> Iterator[bytes]:
+    chunks = upstream.iter_bytes() if rename is None else renamed_lines(upstream.iter_bytes(), rename)
+    return ndjson_relay(tap_ndjson(chunks, record), on_error)
+
+
+def _stream_failure_logger():
+    return stream_failure_logger(f"{request.method} {request.path}", current_record())
+
+
+def _stream_when_open(route: Route, body: bytes) -> Response:
+    """Open a stream; one still waiting for its slot after the keepalive interval starts with keepalives."""
+    rename = route.model if route.alias else None
+    send = partial(route.backend.open, request.method, request.path, body=body,
+                   headers=upstream_headers(request.headers.items()), query=request.query_string.decode("latin-1"))
+    opening = Opening(request.environ, send)
+    interval = keepalive_interval()
+    if opening.settle(interval):
+        upstream = opening.result()
+        note_routed(route, upstream)
+        return relay(upstream, rename)
+    note_upstream(time.perf_counter() - opening.started)
+    record, on_error = current_record(), _stream_failure_logger()
+    answer = ndjson_after_wait(opening, request.environ, interval, on_error=on_error,
+                               relay=lambda upstream: _ndjson_body(upstream, rename, record, on_error))
+    return Response(answer, 200, {"Content-Type": "application/x-ndjson", **STREAM_HEADERS}, direct_passthrough=True)
 
 
 def _open(target: Backend, body=None) -> OllamaShapedAnswer:
@@ -108,6 +152,52 @@ def _forward(target: Backend, body=None, model: str | None = None) -> Response:
 def forward_plain() -> Response:
     """Forward a request that has no body to the default server."""
     return _forward(backend())
+
+
+def forward_web() -> Response:
+    """Send a web search or fetch to the default server, for a caller allowed to have it reach the internet."""
+    principal = g.get("principal")
+    check_web_use(principal, request.path)
+    target = backend()
+    response = _forward(target, read_json_body(request))  # as it came: Ollama and ollama.com judge it
+    record = current_record()
+    log.info("web %s for '%s' on Ollama server '%s': %d (request %s)", WEB_TOOLS[request.path],
+             getattr(principal, "name", "-"), target.name, response.status_code, record.request_id if record else "-")
+    return response
+
+
+def forward_managed() -> Response:
+    """Forward a request as it came, body streamed, to the server X-Ollama-Server names (default: the default)."""
+    return _forward(managed_server(), _client_body())
+
+
+def forward_other(rest: str) -> Response:
+    """Forward a native route the proxy has no rule of its own for (one Ollama added later): a manage token's."""
+    check_unlisted_route(g.get("principal"), request.method, request.path)
+    target = managed_server()
+    note_route(target.name, None)
+    upstream = _open(target, _client_body())
+    if upstream.status in (404, 405) and upstream.headers.get("Content-Type", "").startswith("text/plain"):
+        upstream.close()  # Go's router has no such route either: say so in JSON, as the proxy's own refusals do
+        _refuse_as_go_did(upstream.status, upstream.headers.get("Allow", ""))
+    return relay(upstream)
+
+
+def _refuse_as_go_did(status: int, allow: str) -> NoReturn:
+    if status == 404:
+        raise NotFound(f"no such endpoint: {request.method} {request.path}")
+    methods = [method.strip() for method in allow.split(",") if method.strip()]
+    if methods:
+        raise WrongMethod(valid_methods=methods)
+    raise MethodNotAllowed(f"method {request.method} is not allowed on {request.path}")
+
+
+def _client_body():
+    """Return the client's body to stream on, or None when it sent none."""
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if request.content_length is None and not chunked:
+        return None
+    return upload_body(request.stream, request.content_length)
 
 
 def listing() -> Response:
@@ -160,7 +250,10 @@ def _forward_routed(route: Route, raw: bytes, body: dict) -> Response:
     if route.to_provider:
         upstream = route.backend.post_json(request.path, routed, model_label=route.model)
     else:
-        upstream = _open(route.backend, raw if routed is body else route.backend.encode(routed))
+        sent = raw if routed is body else route.backend.encode(routed)
+        if request.path in STREAMING_PATHS and body.get("stream") is not False and slots_scheduled():
+            return _stream_when_open(route, sent)
+        upstream = _open(route.backend, sent)
     note_routed(route, upstream)
     return relay(upstream, route.model if route.alias else None)
 
@@ -193,10 +286,35 @@ def blob(digest: str) -> Response:
     return relay(managed_server().open("HEAD", path, headers=headers))
 
 
-for _path in ("/", "/api/version"):
+for _path in PLAIN_PATHS:
     bp.add_url_rule(_path, endpoint=_path, view_func=forward_plain, methods=["GET", "HEAD"])
+for _path in WEB_TOOLS:
+    bp.add_url_rule(_path, endpoint=_path, view_func=forward_web, methods=["POST"])
+for _path in ACCOUNT_PATHS:
+    bp.add_url_rule(_path, endpoint=_path, view_func=forward_managed, methods=["POST"])
 for _path in ("/api/tags", "/api/ps"):
     bp.add_url_rule(_path, endpoint=_path, view_func=listing, methods=["GET", "HEAD"])
 for _path in BODY_SCHEMAS:
     bp.add_url_rule(_path, endpoint=_path, view_func=forward_checked,
                     methods=["DELETE"] if _path == "/api/delete" else ["POST"])
+
+
+def _unlisted(own_paths) -> str:
+    """Return the regex of a path after ``/api/`` that is none of ``own_paths``, nor under ``blobs/``."""
+    names = "|".join(re.escape(path.removeprefix("/api/")) for path in own_paths if path.startswith("/api/"))
+    return rf"(?!(?:{names})\Z)(?!blobs/)[^/].*?"
+
+
+class UnlistedPath(PathConverter):
+    """The rest of an ``/api/`` path that no rule above serves, with any method.
+
+    So a path of the proxy's own, asked with another method, stays its 405 (and
+    its OPTIONS lists its own methods), instead of going to Ollama.
+    """
+
+    part_isolating = False
+    regex = _unlisted((*PLAIN_PATHS, *WEB_TOOLS, *ACCOUNT_PATHS, "/api/tags", "/api/ps", *BODY_SCHEMAS))
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("unlisted", UnlistedPath))
+bp.add_url_rule("/api/<unlisted:rest>", view_func=forward_other, methods=FORWARDED_METHODS)

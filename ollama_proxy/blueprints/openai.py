@@ -9,21 +9,15 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from ollama_proxy.access.end_users import from_openai
 from ollama_proxy.errors import NotFound
 from ollama_proxy.relay.passthrough import pass_through
 from ollama_proxy.relay.streaming import SSE_DONE, sse_event
-from ollama_proxy.relay.translated import (
-    Upstreams,
-    generate,
-    new_id,
-    now,
-    open_streams,
-    prepare,
-    read_body,
-    sse_response,
-)
+from ollama_proxy.relay.translated import generate, new_id, now, prepare, read_body, stream_answers
+from ollama_proxy.relay.waiting import sse_keepalive
 from ollama_proxy.routing.names import same_model
 from ollama_proxy.routing.routes import Route, visible_listing
+from ollama_proxy.routing.thinking import thinking_for_route
 from ollama_proxy.schemas.openai import ChatCompletionRequest, CompletionRequest
 from ollama_proxy.translate import openai as oa
 
@@ -35,18 +29,17 @@ COMPLETION_REQUEST = CompletionRequest()
 
 def _stream(route: Route, path: str, ollama_body: dict, converters: list, include_usage: bool) -> Response:
     """Relay n streams as OpenAI SSE: frames, then (for n > 1) one summed usage frame, then [DONE]."""
-    upstreams = open_streams(route, path, ollama_body, len(converters))
-    return sse_response([u.iter_chunks() for u in upstreams], converters, sse_event, Upstreams(upstreams),
-                        trailer=lambda: oa.summed_usage_frames(converters, include_usage), end=SSE_DONE)
+    return stream_answers(route, path, ollama_body, converters, sse_event, keepalive=sse_keepalive,
+                          trailer=lambda: oa.summed_usage_frames(converters, include_usage), end=SSE_DONE)
 
 
 @bp.post("/v1/chat/completions")
 def chat_completions() -> Response:
-    body, route = read_body(CHAT_COMPLETION_REQUEST)
+    body, route = read_body(CHAT_COMPLETION_REQUEST, from_openai)
     if route.to_provider:
         return pass_through(route)
     gateway = oa.gateway_settings(body)
-    ollama_body = prepare(oa.from_openai_chat(body))
+    ollama_body = prepare(thinking_for_route(route, body, oa.from_openai_chat(body)))
     reply_id, created, model, n = new_id("chatcmpl-"), now(), body["model"], gateway.n
     if gateway.stream:
         converters = [oa.ChatStreamConverter(reply_id, created, model, new_id=new_id, choice_index=i,
@@ -62,7 +55,7 @@ def chat_completions() -> Response:
 
 @bp.post("/v1/completions")
 def completions() -> Response:
-    body, route = read_body(COMPLETION_REQUEST)
+    body, route = read_body(COMPLETION_REQUEST, from_openai)
     if route.to_provider:
         return pass_through(route)
     gateway = oa.gateway_settings(body)

@@ -1,4 +1,4 @@
-"""The ``ollama-proxy keys`` commands: create, list, enable, disable and delete managed keys."""
+"""The ``ollama-proxy keys`` commands: create, list, enable, disable, allow, deny and delete managed keys."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from ollama_proxy.config import CONFIG_ENV, ConfigError, load_settings
 from ollama_proxy.store import ApiKey, StoreError, open_store
 from ollama_proxy.store.keys import CLASSES, MAX_WEIGHT, SCOPES
 
-LIST_COLUMNS = ("name", "prefix", "scope", "models", "limits", "expires", "enabled", "last used")
+LIST_COLUMNS = ("name", "prefix", "scope", "models", "limits", "allows", "expires", "enabled", "last used")
+PERMISSIONS = ("web",)  # what --allow grants: web, Ollama's web search and fetch
 
 
 def expiry(text: str) -> datetime:
@@ -56,8 +57,12 @@ def _limits(key: ApiKey) -> str:
     return f"rpm {key.rpm or '-'}, tpm {key.tpm or '-'}"
 
 
+def _allows(key: ApiKey) -> str:
+    return ", ".join(p for p in PERMISSIONS if getattr(key, p)) or "-"
+
+
 def key_row(key: ApiKey) -> tuple[str, ...]:
-    return (key.name, key.prefix, key.scope, ", ".join(key.models) or "*", _limits(key),
+    return (key.name, key.prefix, key.scope, ", ".join(key.models) or "*", _limits(key), _allows(key),
             _moment(key.expires_at), "yes" if key.enabled else "no", _moment(key.last_used_at))
 
 
@@ -71,10 +76,12 @@ def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 def create(store, args) -> int:
     key, secret = store.create_key(args.name, scope=args.scope, models=args.models or (), rpm=args.rpm,
                                    tpm=args.tpm, expires_at=args.expires, chat_log=args.chat_log,
-                                   weight=args.weight, klass=args.klass, trusted_frontend=args.trusted_frontend)
+                                   weight=args.weight, klass=args.klass, trusted_frontend=args.trusted_frontend,
+                                   **{p: p in (args.allow or ()) for p in PERMISSIONS})
+    allows = _allows(key)
     print(f"created key '{key.name}' ({key.prefix}...): scope {key.scope}, models {', '.join(key.models) or '*'}, "
           f"{_limits(key)}, expires {_moment(key.expires_at)}, weight {key.weight:g}, class {key.klass}"
-          + (", trusted front end" if key.trusted_frontend else ""))
+          + (", trusted front end" if key.trusted_frontend else "") + (f", allows {allows}" if allows != "-" else ""))
     print("the secret is shown once, below; only its hash is kept:")
     print(secret)  # alone on the last line: KEY=$(ollama-proxy keys create ... | tail -n1)
     return 0
@@ -90,6 +97,14 @@ def set_enabled(enabled: bool):
     def command(store, args) -> int:
         store.update_key(args.name, enabled=enabled)
         print(f"key '{args.name}' {'enabled' if enabled else 'disabled'}")
+        return 0
+    return command
+
+
+def set_allowed(allowed: bool):
+    def command(store, args) -> int:
+        store.update_key(args.name, **{args.permission: allowed})
+        print(f"key '{args.name}' {'may' if allowed else 'may no longer'} use {args.permission}")
         return 0
     return command
 
@@ -127,8 +142,12 @@ def add_parser(commands) -> None:
                      help="interactive: goes ahead of batch work; batch: waits behind interactive work, never "
                           "longer than scheduling.batch_ageing (default: interactive)")
     new.add_argument("--trusted-frontend", action="store_true",
-                     help="a front end (Open WebUI) that names its users in X-OpenWebUI-User-* headers: each user "
-                          "gets a fair share of its own (default: off)")
+                     help="a front end (Open WebUI) that names its users (X-OpenWebUI-User-* headers, OpenAI's "
+                          "user, Anthropic's metadata.user_id): each gets a fair share of its own and is named "
+                          "in the usage records (default: off)")
+    new.add_argument("--allow", action="append", choices=PERMISSIONS,
+                     help="web: may use Ollama's web search and web fetch, which make the Ollama server reach the "
+                          "internet (default: not allowed)")
     new.set_defaults(run=create)
     actions.add_parser("list", parents=[config], help="list the keys").set_defaults(run=list_keys)
     for name, run, text in (("enable", set_enabled(True), "let a key work again"),
@@ -136,6 +155,12 @@ def add_parser(commands) -> None:
                             ("delete", delete, "delete a key for good")):
         action = actions.add_parser(name, parents=[config], help=text)
         action.add_argument("name", help="the key's name (as keys list shows it)")
+        action.set_defaults(run=run)
+    for name, run, text in (("allow", set_allowed(True), "let a key use a permission (as create's --allow)"),
+                            ("deny", set_allowed(False), "take a permission from a key")):
+        action = actions.add_parser(name, parents=[config], help=text)
+        action.add_argument("name", help="the key's name (as keys list shows it)")
+        action.add_argument("permission", choices=PERMISSIONS, help="web: Ollama's web search and web fetch")
         action.set_defaults(run=run)
 
 

@@ -156,6 +156,11 @@ class SchedulingSettings:
     max_wait: float = setting(
         600.0, validate=SECONDS, env="OLLAMA_PROXY_MAX_WAIT",
         help="seconds a request may wait for a slot; then a 503 with `Retry-After`")
+    keepalive_interval: float = setting(
+        10.0, validate=SECONDS,
+        help="seconds a streamed request waits for its slot in silence; then its stream starts and gets a "
+             "keepalive this often (a space on the native API, an SSE comment on OpenAI's, a `ping` on "
+             "Anthropic's) until its answer comes, so clients and front proxies do not time it out")
     batch_ageing: float = setting(
         60.0, validate=AT_LEAST_0,
         help="seconds after which a waiting `batch` request goes by fair share alone, as an `interactive` one")
@@ -171,6 +176,10 @@ class SchedulingSettings:
     load_seconds: float = setting(
         10.0, validate=AT_LEAST_0,
         help="how long a model is expected to take to load, until the proxy has seen Ollama's `load_duration`")
+    status_timeout: float = setting(
+        1.0, validate=SECONDS,
+        help="seconds `/metrics` and the admin page's scheduler view wait for the scheduler's state; past it they "
+             "say it did not answer")
 
 
 @dataclass(frozen=True)
@@ -189,9 +198,14 @@ class RoutingSettings:
     refresh_timeout: float = setting(
         5.0, validate=SECONDS,
         help="seconds a server has to answer one of those reads, and its part of a listing (`/api/tags`, "
-             "`/api/ps`, `/v1/models`): a hung server is left out")
+             "`/api/ps`, `/v1/models`), and a read of a model's capabilities: a hung server is left out")
     cooldown: float = setting(
         30.0, validate=AT_LEAST_0, help="seconds a server that refused a connection or failed (5xx) is passed over")
     slot_wait: float = setting(
         30.0, validate=AT_LEAST_0,
         help="longest wait for a free slot on a server at its `max_concurrent`; then 503")
+    capabilities_cache_seconds: float = setting(
+        300.0, validate=AT_LEAST_0,
+        help="seconds a model's capabilities (`/api/show`), read from a server when a translated request asks for "
+             "thinking, are kept per server and model (`0`: read each time); the read is bounded by "
+             "`routing.refresh_timeout`")

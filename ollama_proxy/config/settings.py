@@ -15,7 +15,7 @@ from ollama_proxy.config.backends import (
     unique_names,
 )
 from ollama_proxy.config.declare import section, setting
-from ollama_proxy.config.models import ModelsSettings
+from ollama_proxy.config.models import ModelsSettings, TokenCountSettings
 from ollama_proxy.config.records import ChatLogSettings, LoggingSettings, MetricsSettings, StoreSettings, UsageSettings
 from ollama_proxy.config.service import CorsSettings, ImageSettings, LimitSettings, ServiceSettings
 
@@ -90,6 +90,11 @@ class Settings:
         help="Requests and answers of chats as JSON lines in `logging.dir`, images elided, secrets blanked. Off "
              "unless enabled here (every token) or a token in `auth` has `chat_log: true` (that token; "
              "`chat_log: false` keeps a token out). The workers rotate the file by size themselves.")
+    token_counts: TokenCountSettings = section(
+        TokenCountSettings,
+        help="`/v1/messages/count_tokens` and the input tokens of a stream's start are estimates (Ollama has no "
+             "tokenizer endpoint); each model's answers teach a correction to them. Each worker learns from the "
+             "answers it relays (docs/anthropic.md, \"Token counts\").")
     source: str = "<defaults>"  # the file the settings were read from; no key of it
 
     @property

@@ -1,4 +1,4 @@
-"""Declare a token of the file: a plain string, or ``{name, token, rpm, tpm, chat_log}``."""
+"""Declare a token of the file: a plain string, or ``{name, token, rpm, tpm, chat_log, web}``."""
 
 from __future__ import annotations
 
@@ -24,10 +24,13 @@ class Token:
         None, validate=AT_LEAST_1, help="prompt + completion tokens per minute; absent: no limit")
     chat_log: bool | None = setting(
         None, help="log this token's chats (`true`) or not (`false`); absent: as `chat_logs.enabled` says")
+    web: bool = setting(
+        False, help="may use Ollama's web search and web fetch (`/api/experimental/web_search`, `web_fetch`), "
+                    "which make the Ollama server reach the internet")
 
 
 class TokenField(fields.Field):
-    """A token: a plain string (named by its index) or ``{name, token, rpm, tpm, chat_log}``."""
+    """A token: a plain string (named by its index) or ``{name, token, rpm, tpm, chat_log, web}``."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str) and value:

@@ -5,6 +5,10 @@ Ollama reports the exact counts in its final (``done``) chunk:
 Until then every chunk with generated text stands for one token (Ollama sends
 one a token), so a client that leaves half-way is still charged what it got.
 
+An answer read whole (``stream: false``) has its first token arrive with the
+rest: its time to first token is the time until it arrived, so every generation
+has one, streamed or not.
+
 The taps run inside stream generators, after the view has returned, so they
 are handed the record itself, never the request.
 """
@@ -12,6 +16,7 @@ are handed the record itself, never the request.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Iterator
 
@@ -19,6 +24,8 @@ from ollama_proxy.observability.ledger import RequestRecord
 
 _DONE = b'"done":true'  # Ollama writes compact JSON; inside a string the quotes would be escaped
 _GENERATED = ("content", "thinking", "tool_calls")
+# An OpenAI stream's line with generated text in it: content, reasoning, or a tool call's arguments.
+_SSE_GENERATED = re.compile(rb'"(?:content|reasoning_content|reasoning|arguments)"\s*:\s*"[^"]')
 
 
 def note_tokens(record: RequestRecord | None, prompt: int | None, completion: int | None) -> None:
@@ -37,6 +44,12 @@ def note_answer(record: RequestRecord | None, answer: dict) -> None:
     load = answer.get("load_duration")
     if record is not None and isinstance(load, int) and not isinstance(load, bool) and load >= 0:
         record.load_seconds = load / 1e9
+
+
+def note_arrival(record: RequestRecord | None, generated: bool) -> None:
+    """Note that an answer read whole has arrived: if it generated anything, its first token came with it."""
+    if record is not None and generated and record.first_token is None:
+        record.first_token = time.perf_counter()
 
 
 class _StreamCount:
@@ -120,8 +133,19 @@ def _final_object(complete: bytes) -> dict | None:
     return None
 
 
+def tap_sse_first_token(pieces: Iterable[bytes], record: RequestRecord | None) -> Iterator[bytes]:
+    """Yield an OpenAI stream's bytes unchanged, noting when the first piece with generated text went by."""
+    if record is None:
+        yield from pieces
+        return
+    for piece in pieces:
+        if record.first_token is None and _SSE_GENERATED.search(piece):
+            record.first_token = time.perf_counter()
+        yield piece
+
+
 def count_body(body: bytes, record: RequestRecord | None) -> None:
-    """Note the counts of a whole JSON answer (native ``stream: false``), if it has any."""
+    """Note the counts of a whole JSON answer (native ``stream: false``), if it has any, and when it came."""
     if record is None or b"eval_count" not in body:
         return
     try:
@@ -129,4 +153,5 @@ def count_body(body: bytes, record: RequestRecord | None) -> None:
     except ValueError:
         return
     if isinstance(answer, dict):
+        note_arrival(record, bool(answer.get("eval_count")))
         note_answer(record, answer)

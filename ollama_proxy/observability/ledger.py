@@ -1,9 +1,10 @@
 """Keep one record per request, from the first byte in to the response's close.
 
 The ledger is what every other part writes to and reads from: auth puts the
-principal on the record, routing the backend, accounting the tokens; when the
-response closes, the close listeners (the access log first, then usage,
-metrics, rate limits' token budgets) each get the finished record once.
+principal on the record (and the end user a trusted front end names), routing
+the backend, accounting the tokens; when the response closes, the close
+listeners (the access log first, then usage, metrics, rate limits' token
+budgets) each get the finished record once.
 
 A WSGI middleware opens the record, gives the request its id (kept from
 ``X-Request-Id`` when a front proxy set a sane one) and puts the id on every
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 # Path prefix -> the protocol a client speaks there; the first match wins.
 _SURFACES = (
-    ("/api/", "native"), ("/v1/messages", "anthropic"), ("/anthropic/", "anthropic"),
+    ("/api/experimental/web_", "web"), ("/api/", "native"), ("/v1/messages", "anthropic"), ("/anthropic/", "anthropic"),
     ("/v1/responses", "responses"), ("/v1/", "openai"), ("/admin", "admin"),
 )
 
@@ -37,7 +38,7 @@ CloseListener = Callable[["RequestRecord"], None]
 
 
 def surface_of(path: str) -> str:
-    """Return the surface a path belongs to: native, openai, anthropic, responses, admin or other."""
+    """Return the surface a path belongs to: native, web, openai, anthropic, responses, admin or other."""
     if path == "/":
         return "native"
     for prefix, surface in _SURFACES:
@@ -62,6 +63,7 @@ class RequestRecord:
     client_left: bool = False  # seen hanging up while the answer was still coming
     model: str | None = None
     principal: str | None = None
+    end_user: str | None = None  # the user a trusted front end sends the request for (access.end_users)
     upstream: float = 0.0  # seconds spent waiting on the upstream before the answer went out
     surface: str = "other"
     backend: str | None = None  # the backend's name, once routed

@@ -140,6 +140,8 @@ def access_line(record: RequestRecord, now: float) -> str:
         "client": record.client,
         "aborted": record.aborted,
     }
+    if record.end_user is not None:  # named by a trusted front end: whom the key called for
+        entry["end_user"] = record.end_user
     return json.dumps(entry)  # ASCII: a lone surrogate from a client cannot break the line
 
 

@@ -3,8 +3,11 @@
 The counters are fed in three places only: the access record, handed over by
 ``ledger.add_close_listener`` once a response has closed (status, route,
 latency, time to first token, tokens, upstream errors), a WSGI wrapper
-that counts the responses still in flight, and the usage writer, which counts
-the rows the store refused. No view calls a metric.
+that counts the responses still in flight, the usage writer, which counts
+the rows the store refused, and the admission of a scheduled request, which
+counts the loads it starts and the reloads it was spared. No view calls a metric.
+The scheduler's queue and slots are asked of its arbiter at each scrape
+(``scheduler_metrics``).
 
 Under gunicorn, each worker writes its values to files in prometheus_client's
 multiprocess directory (``PROMETHEUS_MULTIPROC_DIR``, prepared by
@@ -16,13 +19,15 @@ live workers only. Served from one process, the values stay in memory.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from flask import Flask, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from ollama_proxy.config import MetricsSettings
-from ollama_proxy.observability import ledger
+from ollama_proxy.observability import ledger, scheduler_metrics
+from ollama_proxy.scheduler.servers import Placement, Start
 
 # Seconds: from a cached embedding to a long generation behind a model load.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -43,7 +48,8 @@ class ProxyMetrics:
                                   "Time from a request's arrival to its response's close (streams included)",
                                   ["surface", "endpoint"], buckets=LATENCY_BUCKETS, **common)
         self.first_token = Histogram("ollama_proxy_time_to_first_token_seconds",
-                                     "Time from a request's arrival to its first generated token",
+                                     "Time from a request's arrival to its first generated token "
+                                     "(an answer read whole: to its arrival)",
                                      ["surface", "model"], buckets=FIRST_TOKEN_BUCKETS, **common)
         self.prompt_tokens = Counter("ollama_proxy_prompt_tokens", "Prompt tokens read by the models",
                                      ["model", "key"], **common)
@@ -64,6 +70,15 @@ class ProxyMetrics:
         self.client_left_waiting = Counter("ollama_proxy_scheduler_client_left",
                                            "Requests dropped unsent because their client left while they waited",
                                            **common)
+        self.loads = Counter("ollama_proxy_scheduler_loads",
+                             "Requests sent to a server that loads their model first (kind load), or reloads it "
+                             "with other options (kind reload)", ["server", "kind"], **common)
+        self.reloads_avoided = Counter("ollama_proxy_scheduler_reloads_avoided",
+                                       "Requests sent to a loaded model with the options it runs with (num_ctx, ...) "
+                                       "in place of those they asked for or left unset: a reload Ollama was spared",
+                                       ["server"], **common)
+        # The arbiter's state at each scrape (Admission.status); None where no server is scheduled.
+        self.scheduler_status: Callable[[], dict | None] | None = None
         self.usage_rows_rejected = Counter("ollama_proxy_usage_rows_rejected",
                                            "Usage rows the store refused (a value that does not fit its column), "
                                            "dropped instead of retried", **common)
@@ -92,13 +107,24 @@ class ProxyMetrics:
             else:
                 self.queue_wait.labels(record.queue_class).observe(record.queued)
 
+    def placed(self, placement: Placement, asked: dict) -> None:
+        """Count a granted request that loads its model first, or that was sent the loaded model's options."""
+        if placement.start is not Start.WARM:
+            self.loads.labels(placement.server, placement.start.value).inc()
+        elif placement.options != asked:
+            self.reloads_avoided.labels(placement.server).inc()
+
     def exposition(self) -> bytes:
-        """Return every metric in Prometheus' text format, added up across the workers."""
-        if not self.settings.multiproc_dir:
-            return generate_latest(self.registry)
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=self.settings.multiproc_dir)
-        return generate_latest(registry)
+        """Return every metric in Prometheus' text format, added up across the workers, and the scheduler's state."""
+        if self.settings.multiproc_dir:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=self.settings.multiproc_dir)
+        else:
+            registry = self.registry
+        text = generate_latest(registry)
+        if self.scheduler_status is not None:
+            text += scheduler_metrics.exposition(self.scheduler_status())
+        return text
 
 
 class InFlight:
@@ -143,3 +169,6 @@ def init_app(app: Flask) -> None:
     admission = getattr(app.extensions.get("ollama_proxy.pool"), "admission", None)
     if admission is not None:
         admission.waiting_changed = proxy_metrics.waiting.inc
+        admission.placed = proxy_metrics.placed
+        timeout = app.config["SETTINGS"].scheduling.status_timeout
+        proxy_metrics.scheduler_status = lambda: admission.status(timeout)

@@ -15,7 +15,7 @@ row by row, the refused row is dropped, logged and counted
 to fit their columns as they are built, so this should never happen.
 
 Requests made without a token (``/health``, refused ones) are not recorded:
-usage is per key.
+usage is per key, and per end user where a trusted front end names one.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ _WRITE_ERRORS = (StoreError, DatabaseError, OSError, UnicodeError, OverflowError
 def usage_row(record: RequestRecord, now: float, wall: datetime) -> dict:
     """Turn a finished request's access record into a usage row (``now``: perf_counter at close)."""
     duration = now - record.started
+    named = {"end_user": record.end_user} if record.end_user is not None else {}  # a trusted front end's user
     return fit_usage_row({
         "ts": wall - timedelta(seconds=duration),  # when the request came in
         "request_id": record.request_id,
@@ -61,6 +62,7 @@ def usage_row(record: RequestRecord, now: float, wall: datetime) -> dict:
         "ttft_ms": record.ttft_ms,
         "status": record.status,
         "aborted": record.aborted,
+        **named,
     })
 
 

@@ -12,16 +12,23 @@ limits. The backend chooses the headers both ways and blanks its secrets.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import cast
 
 from flask import Response, request
 
 from ollama_proxy.backends.protocols import PassthroughBackend
 from ollama_proxy.errors import ProxyError, to_openai_error
-from ollama_proxy.observability.accounting import note_tokens
+from ollama_proxy.observability.accounting import note_arrival, note_tokens, tap_sse_first_token
 from ollama_proxy.observability.ledger import RequestRecord, current_record, note_upstream
-from ollama_proxy.relay.streaming import SSE_DONE, STREAM_HEADERS, ClosingStream, sse_event, watch_client
+from ollama_proxy.relay.streaming import (
+    SSE_DONE,
+    STREAM_HEADERS,
+    ClosingStream,
+    sse_event,
+    stream_failure_logger,
+    watch_client,
+)
 from ollama_proxy.routing.overrides import renamed_event_line, renamed_line, renamed_lines
 from ollama_proxy.routing.routes import Route, named_for, note_routed
 from ollama_proxy.schemas.loading import parse_json_object, read_json_body
@@ -47,24 +54,26 @@ def pass_through(route: Route) -> Response:
             stop_watching()
             upstream.close()
             _note_usage(record, upstream.usage)
-        pieces = upstream.iter_bytes()
+        pieces = tap_sse_first_token(upstream.iter_bytes(), record)
         if renamed:
             pieces = renamed_lines(pieces, route.model, renamed_event_line)
-        return Response(ClosingStream(_relayed(pieces, request.path), close), upstream.status,
+        on_error = stream_failure_logger(f"POST {request.path}", record)
+        return Response(ClosingStream(_relayed(pieces, on_error), close), upstream.status,
                         {**headers, **STREAM_HEADERS}, direct_passthrough=True)
     with upstream:
         data = upstream.read()
     note_upstream(upstream.busy)
+    note_arrival(record, bool((upstream.usage or {}).get("completion_tokens")))
     _note_usage(record, upstream.usage)
     return Response(renamed_line(data, route.model) if renamed else data, upstream.status, headers)
 
 
-def _relayed(pieces: Iterator[bytes], path: str) -> Iterator[bytes]:
+def _relayed(pieces: Iterator[bytes], on_error: Callable[[Exception], None]) -> Iterator[bytes]:
     # Once the stream has started, a failure can only be told as a last event.
     try:
         yield from pieces
     except ProxyError as error:
-        log.warning("stream of POST %s cut: %s", path, error.message)
+        on_error(error)
         yield sse_event(to_openai_error(error))
         yield SSE_DONE
 

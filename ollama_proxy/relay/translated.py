@@ -12,14 +12,16 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from flask import Response, copy_current_request_context, current_app, has_request_context, request
 from marshmallow import Schema
 
+from ollama_proxy.access.end_users import note_end_user
 from ollama_proxy.backends.image_fetcher import resolve_image_urls
 from ollama_proxy.backends.protocols import OllamaShapedAnswer
+from ollama_proxy.errors import ProxyError
 from ollama_proxy.observability.accounting import tap_chunks
 from ollama_proxy.observability.ledger import current_record, note_model, note_upstream
 from ollama_proxy.relay.streaming import (
@@ -27,9 +29,11 @@ from ollama_proxy.relay.streaming import (
     ClosingStream,
     converted,
     interleave,
+    stream_failure_logger,
     watch_client,
     with_heartbeat,
 )
+from ollama_proxy.relay.waiting import AnswerAfterWait, Opening, keepalive_interval, slots_scheduled
 from ollama_proxy.routing.routes import Route, body_for, note_routed, resolve
 from ollama_proxy.schemas.loading import load, parse_json_object, read_json_body
 from ollama_proxy.translate.ollama import fold_chunks
@@ -47,10 +51,12 @@ def now() -> int:
     return int(time.time())
 
 
-def read_body(schema: Schema) -> tuple[dict, Route]:
-    """Parse and check the request body, note its model for the access log, and route it."""
+def read_body(schema: Schema, end_user: Callable[[dict], str | None] | None = None) -> tuple[dict, Route]:
+    """Parse and check the request body, note its model (and ``end_user(body)``) on the record, and route it."""
     body = load(schema, parse_json_object(read_json_body(request)))
     note_model(body["model"])
+    if end_user is not None:
+        note_end_user(end_user(body))  # before routing: the scheduler's share is the end user's
     return body, resolve(body["model"])
 
 
@@ -103,7 +109,17 @@ def generate(route: Route, path: str, ollama_body: dict, n: int = 1) -> list[dic
 def open_streams(route: Route, path: str, ollama_body: dict, n: int = 1) -> list[OllamaShapedAnswer]:
     """Open n Ollama streams; if one fails, close the others and raise its error."""
     note_routed(route)
-    body = upstream_body(route, ollama_body)
+    upstreams = open_answers(route, path, upstream_body(route, ollama_body), n).opened
+    note_upstream(max(upstream.waited for upstream in upstreams))
+    note_routed(route, upstreams[0])
+    return upstreams
+
+
+def open_answers(route: Route, path: str, body: dict | bytes, n: int) -> Upstreams:
+    """Open n streams of an ``upstream_body``; if one fails, close the others and raise its error.
+
+    Needs no request context: it may run in a greenlet of its own (an ``Opening``).
+    """
     opened: list[OllamaShapedAnswer] = []
 
     def one(_: int) -> OllamaShapedAnswer:
@@ -111,100 +127,117 @@ def open_streams(route: Route, path: str, ollama_body: dict, n: int = 1) -> list
         opened.append(upstream)
         return upstream
     try:
-        upstreams = in_parallel(one, n)
-    except Exception:
+        return Upstreams(in_parallel(one, n))
+    except BaseException:
         for upstream in opened:
             upstream.close()
         raise
-    note_upstream(max(upstream.waited for upstream in upstreams))
-    note_routed(route, upstreams[0])
-    return upstreams
 
 
 class Upstreams:
     """The upstream answers behind one client response, closed or aborted together.
 
-    ``abort`` is what the client watcher calls (from its own greenlet): it drops
+    ``abort`` is what the client watcher calls (from the event loop): it drops
     the connections, and the greenlet reading them ends as at any upstream
-    failure. ``close`` is for the end of the response. An answer still being
-    opened (``pending``) gets the same treatment as soon as it opens.
+    failure. ``close`` is for the end of the response.
     """
 
-    def __init__(self, opened: list[OllamaShapedAnswer] = (), pending: Future[OllamaShapedAnswer] | None = None):
-        self.opened = list(opened)
-        self.pending = pending
+    def __init__(self, opened: list[OllamaShapedAnswer]):
+        self.opened = opened
+
+    @property
+    def server(self) -> str | None:
+        """The server that answered (the first one's, for n answers), for the access log."""
+        return getattr(self.opened[0], "server", None)
 
     def close(self) -> None:
-        self._each(lambda upstream: upstream.close())
+        for upstream in self.opened:
+            upstream.close()
 
     def abort(self) -> None:
-        self._each(lambda upstream: upstream.abort())
-
-    def _each(self, action: Callable[[OllamaShapedAnswer], None]) -> None:
         for upstream in self.opened:
-            action(upstream)
-        if self.pending is not None:
-            self.pending.add_done_callback(lambda done: done.exception() is None and action(done.result()))
+            upstream.abort()
 
 
-def sse_response(sources: list[Iterator[dict]], converters: list, encode: Callable[[object], bytes],
-                 upstreams: Upstreams, *, trailer: Callable[[], list] = list, end: bytes = b"",
-                 heartbeat: float | None = None) -> Response:
-    """Stream the converters' frames for their chunk sources as SSE.
+@dataclass
+class SseFraming:
+    """How one SSE response frames its answers.
 
-    ``encode`` frames one converter output; ``upstreams`` are closed when the
-    response closes and aborted when the client hangs up; ``trailer`` returns
-    the frames sent after every converter is done, and ``end`` the stream's
-    last bytes (OpenAI's ``[DONE]``); with ``heartbeat``, a converter is asked
-    for a ``ping`` whenever its source is silent that long.
+    ``encode`` frames one converter output; ``trailer`` returns the frames sent
+    after every converter is done, and ``end`` the stream's last bytes (OpenAI's
+    ``[DONE]``); with ``heartbeat``, a converter is asked for a ``ping``
+    whenever its source is silent that long.
     """
-    on_error = partial(_log_stream_failure, f"{request.method} {request.path}")
-    record = current_record()
-    sources = [tap_chunks(source, record) for source in sources]
-    if heartbeat:
-        sources = [with_heartbeat(source, heartbeat) for source in sources]
-    frames_of = [converted(s, c, on_error) for s, c in zip(sources, converters, strict=True)]
 
-    def frames():
+    converters: list
+    encode: Callable[[object], bytes]
+    trailer: Callable[[], list] = list
+    end: bytes = b""
+    heartbeat: float | None = None
+
+    def frames(self, upstreams: Upstreams, record, on_error: Callable[[Exception], None]) -> Iterator[bytes]:
+        sources = [tap_chunks(upstream.iter_chunks(), record) for upstream in upstreams.opened]
+        if self.heartbeat:
+            sources = [with_heartbeat(source, self.heartbeat) for source in sources]
+        frames_of = [converted(s, c, on_error) for s, c in zip(sources, self.converters, strict=True)]
         for frame in interleave(frames_of):
-            yield encode(frame)
-        for frame in trailer():
-            yield encode(frame)
-        if end:
-            yield end
+            yield self.encode(frame)
+        for frame in self.trailer():
+            yield self.encode(frame)
+        if self.end:
+            yield self.end
+
+    def failed(self, error: ProxyError) -> Iterator[bytes]:
+        """Return the frames of a stream that failed before its answers began."""
+        for frame in self.converters[0].fail(error.message):
+            yield self.encode(frame)
+        if self.end:
+            yield self.end
+
+
+def stream_answers(route: Route, path: str, ollama_body: dict, converters: list, encode: Callable[[object], bytes],
+                   *, keepalive: Callable[[], list[bytes]], trailer: Callable[[], list] = list, end: bytes = b"",
+                   heartbeat: float | None = None) -> Response:
+    """Open one stream per converter and relay their frames as SSE (see ``SseFraming``); keep it alive while it waits.
+
+    A request still waiting for its slot after ``scheduling.keepalive_interval``
+    (with ``heartbeat``: one whose answer has not begun within it, as a model
+    loads) starts its stream at once and gets ``keepalive()`` until its answers
+    open; a failure then arrives as the surface's error frame.
+    """
+    framing = SseFraming(converters, encode, trailer, end, heartbeat)
+    n = len(converters)
+    slots = 0 if route.to_provider else n
+    if heartbeat is None and not (slots and slots_scheduled()):  # nothing waits: no greenlet to open it
+        return _sse_response(Upstreams(open_streams(route, path, ollama_body, n)), framing)
+    note_routed(route)
+    body = upstream_body(route, ollama_body)
+    opening = Opening(request.environ, lambda: open_answers(route, path, body, n), slots)
+    interval = keepalive_interval()
+    if opening.settle(interval, heartbeat):
+        upstreams = opening.result()
+        note_upstream(max(upstream.waited for upstream in upstreams.opened))
+        note_routed(route, upstreams.opened[0])
+        return _sse_response(upstreams, framing)
+    note_upstream(time.perf_counter() - opening.started)
+    on_error, record = _stream_failure_logger(), current_record()
+
+    def fail(error: ProxyError) -> Iterator[bytes]:
+        on_error(error)
+        return framing.failed(error)
+    cadence = interval if heartbeat is None else min(interval, heartbeat)
+    answer = AnswerAfterWait(opening, request.environ, cadence, keepalive=keepalive, fail=fail,
+                             relay=lambda upstreams: framing.frames(upstreams, record, on_error))
+    return Response(answer, 200, SSE_HEADERS, direct_passthrough=True)
+
+
+def _sse_response(upstreams: Upstreams, framing: SseFraming) -> Response:
+    """Stream the answers' frames; close the answers when the response closes, abort them when the client leaves."""
+    frames = framing.frames(upstreams, current_record(), _stream_failure_logger())
     stop_watching = watch_client(request.environ, upstreams.abort)
-    return Response(ClosingStream(frames(), lambda: (stop_watching(), upstreams.close())), 200, SSE_HEADERS,
+    return Response(ClosingStream(frames, lambda: (stop_watching(), upstreams.close())), 200, SSE_HEADERS,
                     direct_passthrough=True)
 
 
-def relay_stream(route: Route, path: str, ollama_body: dict, converter, encode: Callable[[object], bytes],
-                 heartbeat: float) -> Response:
-    """Relay one stream with pings; start it even before Ollama answers, if that takes long.
-
-    Ollama sends nothing, headers included, while a model loads. Waiting up to
-    ``heartbeat`` seconds keeps a quick error's own status (404 for an unknown
-    model); past that the stream starts and pings the client until Ollama
-    answers, and an error then arrives as the surface's error event.
-    """
-    note_routed(route)
-    pool = ThreadPoolExecutor(max_workers=1)
-    pending = pool.submit(post_stream, route, path, upstream_body(route, ollama_body))
-    pool.shutdown(wait=False)  # the thread ends when Ollama answers; nobody waits for it here
-    try:
-        upstream = pending.result(timeout=heartbeat)
-    except TimeoutError:
-        note_upstream(heartbeat)
-        return sse_response([_late_chunks(pending)], [converter], encode, Upstreams(pending=pending),
-                            heartbeat=heartbeat)
-    note_upstream(upstream.waited)
-    note_routed(route, upstream)
-    return sse_response([upstream.iter_chunks()], [converter], encode, Upstreams([upstream]), heartbeat=heartbeat)
-
-
-def _late_chunks(pending: Future[OllamaShapedAnswer]) -> Iterator[dict]:
-    yield from pending.result().iter_chunks()
-
-
-def _log_stream_failure(described: str, error: Exception) -> None:
-    # Runs inside the stream, after the view returned: no request context here.
-    log.warning("stream of %s cut: %s", described, error)
+def _stream_failure_logger() -> Callable[[Exception], None]:
+    return stream_failure_logger(f"{request.method} {request.path}", current_record())

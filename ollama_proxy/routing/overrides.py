@@ -76,8 +76,13 @@ class ModelTable:
     @classmethod
     def merged(cls, settings: ModelsSettings, stored_aliases: dict[str, str],
                stored_overrides: dict[str, dict]) -> ModelTable:
-        """Merge the store's entries over the file's; a stored entry replaces one naming the same model."""
-        overrides = {model: ModelOverride(dict(entry.get("defaults") or {}), dict(entry.get("enforce") or {}))
+        """Merge the store's entries over the file's; a stored entry replaces one naming the same model.
+
+        But for ``report_context``, which only the file sets: the file's stands for its model.
+        """
+        contexts = {canonical(model): override.report_context for model, override in settings.overrides.items()}
+        overrides = {model: ModelOverride(dict(entry.get("defaults") or {}), dict(entry.get("enforce") or {}),
+                                          entry.get("report_context") or contexts.get(canonical(model)))
                      for model, entry in stored_overrides.items()}
         return cls(one_per_model(settings.aliases, stored_aliases), one_per_model(settings.overrides, overrides),
                    dict(settings.defaults))

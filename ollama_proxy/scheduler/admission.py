@@ -1,7 +1,8 @@
 """Hold each GPU request until the instance's scheduler grants it a slot on a server.
 
 The glue between one request and the scheduler: who asks (the principal's share
-of the GPUs), what for (the model, the servers that may serve it, the options
+of the GPUs, or the share of the end user a trusted front end named on the
+request's record: ``access.end_users``), what for (the model, the servers that may serve it, the options
 that make Ollama reload), and the client, watched while it waits: one that
 leaves is dropped unsent. A grant names the server, and the reload options the
 request is sent with.
@@ -24,14 +25,11 @@ from ollama_proxy.scheduler.client import ClientLeft, SchedulerClient
 from ollama_proxy.scheduler.core import Ticket
 from ollama_proxy.scheduler.fairness import Share
 from ollama_proxy.scheduler.options import RELOAD_OPTIONS, reload_options
-from ollama_proxy.scheduler.servers import Start
+from ollama_proxy.scheduler.servers import Placement, Start
 
 # The requests that make a GPU work; listings and management are never queued.
 SCHEDULED_PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings"})
 ANONYMOUS = Share("anonymous")
-# Open WebUI names the user a request is for (ENABLE_FORWARD_USER_INFO_HEADERS); only a trusted key's count.
-END_USER_HEADERS = ("X-OpenWebUI-User-Id", "X-OpenWebUI-User-Email", "X-OpenWebUI-User-Name")
-MAX_END_USER = 128
 
 
 @dataclass(frozen=True)
@@ -46,25 +44,20 @@ class Requester:
 
 def current_requester(principal, enforce: dict) -> Requester:
     """Describe the current request's caller (``principal``) and its model's ``enforce`` override."""
-    if principal is None:
-        share = ANONYMOUS
-    else:
-        user = end_user(request.headers) if principal.trusted_frontend and has_request_context() else None
-        name = principal.name if user is None else f"{principal.name}/{user}"
-        share = Share(name, principal.weight, principal.klass)
     if not has_request_context():
-        return Requester(share)
-    return Requester(share, request.environ, current_record(),
+        return Requester(share_of(principal, None))
+    record = current_record()
+    end_user = record.end_user if record is not None else None
+    return Requester(share_of(principal, end_user), request.environ, record,
                      frozenset(name for name in enforce if name in RELOAD_OPTIONS))
 
 
-def end_user(headers) -> str | None:
-    """The end user a trusted front end names (Open WebUI's headers), trimmed to a sane length."""
-    for header in END_USER_HEADERS:
-        value = (headers.get(header) or "").strip()
-        if value:
-            return value[:MAX_END_USER]
-    return None
+def share_of(principal, end_user: str | None) -> Share:
+    """Return the share a request is scheduled under: its key's, or the end user's a trusted front end named."""
+    if principal is None:
+        return ANONYMOUS
+    named = end_user is not None and principal.trusted_frontend
+    return Share(f"{principal.name}/{end_user}" if named else principal.name, principal.weight, principal.klass)
 
 
 @dataclass
@@ -82,6 +75,11 @@ class Admission:
     def __init__(self, client: Callable[[], SchedulerClient]) -> None:
         self._client = client
         self.waiting_changed: Callable[[int], None] = lambda change: None  # the metrics' gauge, when on
+        self.placed: Callable[[Placement, dict], None] = lambda placement, asked: None  # the metrics' counters
+
+    def stand(self) -> None:
+        """Join the instance's scheduler now (a worker starting), not at the first request."""
+        self._client()
 
     def admit(self, who: Requester | None, model: str, candidates: list[str], body: bytes) -> Admitted | None:
         """Wait for a slot on one of ``candidates``; None where nothing is scheduled (no gevent worker)."""
@@ -107,12 +105,17 @@ class Admission:
         if record is not None:
             record.queued += granted.waited
         placement = granted.placement
+        self.placed(placement, ticket.asked)
 
         def release() -> None:
             loaded = placement.start is not Start.WARM and record is not None
             client.end(ticket.id, record.load_seconds if loaded else None)
         sent = _with_options(body, asked_body, placement.options) if placement.options != ticket.asked else body
         return Admitted(placement.server, sent, release)
+
+    def status(self, timeout: float) -> dict | None:
+        """The scheduler's state (``snapshot``); None if it did not answer in ``timeout`` seconds, or none runs here."""
+        return self._client().status(timeout) if gevent_active() else None
 
 
 def _json(body: bytes):

@@ -83,6 +83,8 @@ class Arbiter:
                 self._deliver(self.scheduler.end(ticket_id, now, message.get("load_seconds")))
             else:
                 self._deliver(self.scheduler.cancel(ticket_id, now))
+        elif op == "status":
+            worker.send(wire.status(ticket_id, self.scheduler.status(now)))
 
     def gone(self, worker: Worker) -> None:
         """A worker is gone: drop what it waits for, free what it holds."""
@@ -123,8 +125,8 @@ class Arbiter:
         self._deliver(self.scheduler.dispatch(self.clock()))
         while True:
             gevent.sleep(EXPIRY_INTERVAL)
-            for ticket_id in self.scheduler.expire(self.clock()):
+            for ticket_id, retry_after in self.scheduler.expire(self.clock()):
                 worker = self._owners.pop(ticket_id, None)
                 if worker is not None:
                     worker.tickets.discard(ticket_id)
-                    worker.send({"op": "expired", "id": ticket_id})
+                    worker.send({"op": "expired", "id": ticket_id, "retry_after": retry_after})

@@ -5,11 +5,13 @@ and waits for its grant; the arbiter answers when a slot is this request's,
 however long that takes (bounded by ``scheduling.max_wait``). If the arbiter's
 worker dies, another worker becomes the arbiter: this client connects to it,
 tells it the slots this worker holds, and submits again what was waiting.
+``status`` asks the arbiter what it holds, on a line of its own.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -42,8 +44,12 @@ class ClientLeft(Exception):
 
 
 class SchedulerClient:
-    def __init__(self, connect: Callable[[], Link], max_wait: float) -> None:
+    def __init__(self, connect: Callable[[Callable[[dict], None]], Link], max_wait: float,
+                 ask: Callable[[Callable[[dict], None]], Link] | None = None) -> None:
+        """``connect(receive)`` opens the line to the arbiter (one that carries no messages calls ``receive``);
+        ``ask(receive)`` a line for one question."""
         self._connect = connect
+        self._ask = ask or connect  # a line for one question: the shared one carries grants
         self._max_wait = max_wait
         self._link: Link | None = None
         self._connecting = Semaphore()
@@ -83,13 +89,45 @@ class SchedulerClient:
         if message["op"] == "refused":
             raise wire.error_of(message)
         error = Overloaded(f"no slot came free for {ticket.model} within {self._max_wait:g}s (scheduling.max_wait)")
-        error.retry_after = self._max_wait
+        # The arbiter's estimate from the drain rate; its own when the arbiter never answered.
+        error.retry_after = message.get("retry_after", self._max_wait)
         raise error
 
     def end(self, ticket_id: str, load_seconds: float | None = None) -> None:
         """Give a granted slot back (the answer ended, failed, or its client left)."""
         if self._running.pop(ticket_id, None) is not None:
             self._send({"op": "end", "id": ticket_id, "load_seconds": load_seconds})
+
+    def status(self, timeout: float) -> dict | None:
+        """Return the arbiter's state (``snapshot``), or None if it did not answer within ``timeout`` seconds."""
+        question = uuid.uuid4().hex
+        answer = AsyncResult()
+
+        def receive(message: dict) -> None:
+            if message.get("id") == question:
+                answer.set(message["status"])
+        link = None
+        try:
+            with gevent.Timeout(timeout, False):
+                link = self._question_link(receive)
+                link.send({"op": "status", "id": question})
+                for message in () if answer.ready() else link.messages():
+                    receive(message)
+                    if answer.ready():
+                        break
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("the scheduler did not answer a status question: %s", exc)
+        finally:
+            if link is not None:
+                link.close()
+        return answer.value if answer.ready() else None
+
+    def _question_link(self, receive: Callable[[dict], None]) -> Link:
+        while True:  # while a new arbiter takes over; the caller's timeout ends it
+            try:
+                return self._ask(receive)
+            except OSError:
+                gevent.sleep(RECONNECT_DELAY)
 
     def _send(self, message: dict) -> None:
         for _ in range(2):
@@ -105,7 +143,7 @@ class SchedulerClient:
         with self._connecting:
             while self._link is None:
                 try:
-                    link = self._connect()
+                    link = self._connect(self.receive)
                     self._reannounce(link)
                 except OSError:
                     gevent.sleep(RECONNECT_DELAY)
@@ -123,12 +161,16 @@ class SchedulerClient:
         for ticket, _ in list(self._waiting.values()):
             link.send(wire.submit(ticket))
 
+    def receive(self, message: dict) -> None:
+        """Hand the arbiter's answer to the request waiting for it (if it still waits)."""
+        waiting = self._waiting.get(message["id"])
+        if waiting is not None:
+            waiting[1].set(message)
+
     def _read(self, link: Link) -> None:
         try:
             for message in link.messages():
-                waiting = self._waiting.get(message["id"])
-                if waiting is not None:
-                    waiting[1].set(message)
+                self.receive(message)
         except (OSError, ValueError) as exc:
             log.warning("the scheduler connection failed: %s", exc)
         self._lost(link)

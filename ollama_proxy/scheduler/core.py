@@ -23,6 +23,7 @@ from ollama_proxy.scheduler.estimates import Estimates
 from ollama_proxy.scheduler.fairness import FairShare, Share, class_rank
 from ollama_proxy.scheduler.options import unify
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, ServerState, Start
+from ollama_proxy.scheduler.snapshot import snapshot
 
 
 @dataclass(frozen=True)
@@ -115,13 +116,17 @@ class Scheduler:
         self._unreserve(ticket_id)
         return self._dispatch(now)
 
-    def expire(self, now: float) -> list[str]:
-        """Drop the requests that waited longer than ``max_wait``; return their ids."""
-        late = [t.id for t in self.waiting.values() if now - t.enqueued >= self.bounds.max_wait]
-        for ticket_id in late:
-            del self.waiting[ticket_id]
-            self._unreserve(ticket_id)
-        return late
+    def expire(self, now: float) -> list[tuple[str, float]]:
+        """Drop the requests that waited longer than ``max_wait``; return their ids, each with its Retry-After.
+
+        The Retry-After is how long the requests still waiting for the same model will likely take to drain.
+        """
+        late = [t for t in self.waiting.values() if now - t.enqueued >= self.bounds.max_wait]
+        for ticket in late:
+            del self.waiting[ticket.id]
+            self._unreserve(ticket.id)
+        return [(t.id, self.retry_after(t.model, now, sum(1 for w in self.waiting.values() if w.model == t.model)))
+                for t in late]
 
     def adopt(self, ticket: Ticket, placement: Placement, now: float) -> None:
         """Count in a request already running (a worker tells a new arbiter what it holds)."""
@@ -147,6 +152,14 @@ class Scheduler:
             slots = sum(s.spec.num_parallel for s in self.servers.values()) or 1
             rate = slots / self.estimates.slot_seconds(model)
         return max(1.0, math.ceil((ahead + 1) / rate))
+
+    def queue(self, now: float) -> list[Ticket]:
+        """The waiting requests in the order they go."""
+        return self._in_turn(now)
+
+    def status(self, now: float) -> dict:
+        """Describe the servers, who runs where and who waits, as plain data (``snapshot``)."""
+        return snapshot(self, now)
 
     # the decision
 

@@ -14,16 +14,16 @@ import hashlib
 import logging
 import os
 import socket
+import struct
 from collections.abc import Callable
 
 import gevent
 from gevent import socket as gsocket
-from gevent.queue import Queue
+from gevent.event import Event
 from gevent.server import StreamServer
 
 from ollama_proxy.scheduler import wire
-from ollama_proxy.scheduler.arbiter import Arbiter
-from ollama_proxy.scheduler.client import SchedulerClient
+from ollama_proxy.scheduler.candidacy import Candidacy
 from ollama_proxy.scheduler.core import Scheduler
 
 log = logging.getLogger(__name__)
@@ -38,35 +38,68 @@ class SocketLink:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.tickets: set[str] = set()
-        self._outbox: Queue = Queue()
+        self._pending: list[bytes] = []  # what the writer sends next, in order
+        self._writing = False
+        self._ready = Event()
+        self._closing = False
         self._writer = gevent.spawn(self._write)
 
     def send(self, message: dict) -> None:
-        """Queue ``message``: one writer per connection, so that lines never interleave."""
+        """Send ``message`` now if the socket takes it whole, else queue it for the writer; never wait.
+
+        The arbiter sends from inside its decisions, which must not yield to another greenlet.
+        """
         if self._writer.dead:
             raise OSError("the connection is closed")
-        self._outbox.put(wire.encode(message))
+        data = wire.encode(message)
+        if not self._pending and not self._writing:
+            try:
+                sent = os.write(self.sock.fileno(), data)  # the socket is non-blocking: this never waits
+            except OSError:  # full, or broken: the writer sends it, or finds the connection gone
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        self._pending.append(data)
+        self._ready.set()
 
     def messages(self):
         for line in self.sock.makefile("rb"):
             yield wire.decode(line)
 
     def close(self) -> None:
-        self._outbox.put(StopIteration)
+        self._closing = True
+        self._ready.set()
         self.sock.close()
 
     def _write(self) -> None:
-        for data in self._outbox:
+        """Send what could not be sent at once, all of it in one write."""
+        while True:
+            self._ready.wait()
+            self._ready.clear()
+            if self._closing:
+                return
+            self._writing = True
+            data, self._pending = b"".join(self._pending), []
             try:
                 self.sock.sendall(data)
             except OSError:
                 return
+            finally:
+                self._writing = False
 
 
 def address(lock_path: str) -> str:
     """The abstract socket name for a lock file: no file to clean up, no path-length limit."""
     digest = hashlib.sha256(os.path.abspath(lock_path).encode()).hexdigest()[:24]
     return f"\0ollama-proxy-scheduler-{digest}"
+
+
+def same_user(sock: socket.socket) -> bool:
+    """Whether the peer runs as this process's user: an abstract socket has no file permissions to say so."""
+    credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", credentials)
+    return uid == os.getuid()
 
 
 def _took_over(fd: int) -> bool:
@@ -81,33 +114,18 @@ def _took_over(fd: int) -> bool:
     return before == mine
 
 
-class LocalScheduler:
+class LocalScheduler(Candidacy):
     """This process's way to the instance's scheduler: a client, and a candidacy to be the arbiter."""
 
     def __init__(self, lock_path: str, build: Callable[[], Scheduler], max_wait: float,
                  loaded: Callable[[], dict] | None = None, every: float = 10.0) -> None:
+        super().__init__(build, max_wait, loaded, every)
         self.lock_path = lock_path
-        self._build = build
-        self._max_wait = max_wait
-        self._loaded = loaded
-        self._every = every
-        self._pid = 0
-        self._client: SchedulerClient | None = None
-        self.arbiter: Arbiter | None = None
         self._lock_fd: int | None = None
         self._server: StreamServer | None = None
         self._workers: set[SocketLink] = set()
 
-    def client(self) -> SchedulerClient:
-        """Return this process's client; stand for arbiter on first use in each (forked) process."""
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
-            self.arbiter = None
-            self._client = SchedulerClient(self._connect, self._max_wait)
-            gevent.spawn(self._stand)
-        return self._client
-
-    def _connect(self) -> SocketLink:
+    def _dial(self, question: bool = False) -> SocketLink:
         sock = gsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(address(self.lock_path))
@@ -126,13 +144,16 @@ class LocalScheduler:
         listener = gsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(address(self.lock_path))
         listener.listen(1024)
-        self.arbiter = Arbiter(self._build())
-        self.arbiter.start(hold, self._loaded, self._every)
+        self._take_office(hold)
         self._server = StreamServer(listener, self._serve_worker)
         self._server.start()
         log.info("this worker (pid %d) now decides who runs next on the Ollama servers", os.getpid())
 
     def _serve_worker(self, sock, _address) -> None:
+        if not same_user(sock):
+            log.warning("refused a scheduler connection from another user's process")
+            sock.close()
+            return
         worker = SocketLink(sock)
         self._workers.add(worker)
         try:
@@ -148,9 +169,7 @@ class LocalScheduler:
 
     def resign(self) -> None:
         """Stop being the arbiter (a worker shutting down): the next worker takes over."""
-        if self.arbiter is not None:
-            self.arbiter.stop()
-            self.arbiter = None
+        self._leave_office()
         if self._server is not None:
             self._server.close()
             self._server = None

@@ -85,10 +85,14 @@ class ServerState:
             return Placement(self.spec.name, Start.RELOAD, options)
         return None
 
-    def _under_cap(self) -> int:
+    @property
+    def capacity(self) -> int:
+        """Requests the server runs at once over all its models."""
         cap = self.spec.max_concurrent
-        limit = self.spec.num_parallel * self.spec.max_loaded_models if cap is None else cap
-        return limit - self.running
+        return self.spec.num_parallel * self.spec.max_loaded_models if cap is None else cap
+
+    def _under_cap(self) -> int:
+        return self.capacity - self.running
 
     def _room_for_one_more(self) -> str | bool:
         """'' if a model can load beside the others, an idle model's name to unload, False if none can go."""

@@ -21,8 +21,7 @@ from collections.abc import Callable, Iterator
 import gevent
 import redis
 
-from ollama_proxy.scheduler.arbiter import Arbiter
-from ollama_proxy.scheduler.client import SchedulerClient
+from ollama_proxy.scheduler.candidacy import Candidacy
 from ollama_proxy.scheduler.core import Scheduler
 
 log = logging.getLogger(__name__)
@@ -88,40 +87,33 @@ class _RedisWorker:
         pipe.execute()
 
 
-class SharedScheduler:
+class SharedScheduler(Candidacy):
     """This process's way to the scheduler all instances share: a client, and a candidacy."""
 
     def __init__(self, url: str, build: Callable[[], Scheduler], max_wait: float,
                  loaded: Callable[[], dict] | None = None, every: float = 10.0) -> None:
+        super().__init__(build, max_wait, loaded, every)
         self._url = url
-        self._build = build
-        self._max_wait = max_wait
-        self._loaded = loaded
-        self._every = every
-        self._pid = 0
-        self._client: SchedulerClient | None = None
         self._redis: redis.Redis | None = None
         self.worker = ""
-        self.arbiter: Arbiter | None = None
 
-    def client(self) -> SchedulerClient:
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
-            self._redis = redis.Redis.from_url(self._url, socket_timeout=BEAT * 3)
-            self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-            self.arbiter = None
-            self._client = SchedulerClient(self._connect, self._max_wait)
-            gevent.spawn(self._stand)
-        return self._client
+    def _forked(self) -> None:
+        self._redis = redis.Redis.from_url(self._url, socket_timeout=BEAT * 3)
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
-    def _connect(self) -> RedisLink:
+    def _dial(self, question: bool = False) -> RedisLink:
+        # A question's answer comes on a list of its own: answers on this worker's list are its grants.
+        name = f"{self.worker}:question:{uuid.uuid4().hex[:8]}" if question else self.worker
+        return RedisLink(self._redis, name, self._epoch())
+
+    def _epoch(self) -> bytes:
         try:
             epoch = self._redis.get(_key("epoch"))
         except redis.RedisError as exc:
             raise OSError(str(exc)) from exc
         if epoch is None:
             raise OSError("no arbiter yet")
-        return RedisLink(self._redis, self.worker, epoch)
+        return epoch
 
     def _stand(self) -> None:
         while True:
@@ -134,8 +126,7 @@ class SharedScheduler:
 
     def _lead(self) -> None:
         self._redis.incr(_key("epoch"))
-        self.arbiter = Arbiter(self._build())
-        self.arbiter.start(TAKEOVER_HOLD, self._loaded, self._every)
+        self._take_office(TAKEOVER_HOLD)
         workers: dict[str, _RedisWorker] = {}
         log.info("this worker (%s) now decides who runs next on the Ollama servers", self.worker)
         try:
@@ -155,8 +146,7 @@ class SharedScheduler:
                     self._bury(workers)
                     checked = now
         finally:
-            self.arbiter.stop()
-            self.arbiter = None
+            self._leave_office()
 
     def _bury(self, workers: dict[str, _RedisWorker]) -> None:
         """Free the slots of the workers whose keys lapsed."""

@@ -1,8 +1,9 @@
 """The messages between the workers and the arbiter: one JSON object a line (pure, no I/O).
 
-worker ─► arbiter   submit {ticket}, end {id, load_seconds}, cancel {id}
+worker ─► arbiter   submit {ticket}, end {id, load_seconds}, cancel {id}, status {id}
 arbiter ─► worker   grant {id, server, start, options, evict, waited},
-                    refused {id, status, message, retry_after}, expired {id}
+                    refused {id, status, message, retry_after}, expired {id},
+                    status {id, status: the scheduler's state (snapshot.py)}
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def grant(granted: Grant) -> dict:
 def grant_of(message: dict) -> Grant:
     placement = Placement(message["server"], Start(message["start"]), message["options"], message["evict"])
     return Grant(message["id"], placement, message["waited"])
+
+
+def status(question_id: str, state: dict) -> dict:
+    return {"op": "status", "id": question_id, "status": state}
 
 
 def refused(ticket_id: str, error: ProxyError) -> dict:

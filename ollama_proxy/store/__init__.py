@@ -9,15 +9,17 @@ under a lock, so several processes may start at once.
 
 Keys (a secret is shown once, at creation; only its sha256 is kept):
     create_key(name, scope="generate"|"manage", models=[globs], rpm=None, tpm=None,
-               expires_at=None, chat_log=None) -> (ApiKey, secret)
+               expires_at=None, chat_log=None, weight=1.0, klass="interactive",
+               trusted_frontend=False, web=False) -> (ApiKey, secret)
     list_keys() -> [ApiKey]            get_key(name) -> ApiKey | None
     find_key(secret) -> ApiKey | None  (disabled and expired keys too: see ApiKey.usable(now))
     update_key(name, **fields) -> ApiKey   (scope, models, rpm, tpm, expires_at, enabled,
-                                            last_used_at, chat_log)
+                                            last_used_at, chat_log, weight, klass,
+                                            trusted_frontend, web)
     delete_key(name)
 Usage (``ts`` an aware datetime; fields in ``USAGE_FIELDS``):
     add_usage(rows: [dict])            one transaction per batch
-    query_usage(since, until, key, model, limit=1000, newest_first=False) -> [dict]
+    query_usage(since, until, key, model, limit=1000, newest_first=False, end_user=None) -> [dict]
                                        (since <= ts < until; oldest first unless newest_first)
     usage_by_day(since, until, key, model, by=None|"key"|"model") -> [{day, requests,
                  prompt_tokens, completion_tokens, errors, (key_name | model)}]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, inspect, text
@@ -12,7 +13,10 @@ from sqlalchemy import Engine, inspect, text
 _PG_LOCK_KEY = 0x6F6C6C70  # "ollp"
 # The newest migration in migrations/versions (a test holds it to what alembic finds there). Known here so
 # that a worker checks its store without importing alembic, which weighs megabytes in every worker.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0005"
+# alembic runs a migration through module-level proxies (``alembic.op``, ``alembic.context``): two threads
+# migrating two databases at once would each run the other's steps on the wrong connection.
+ALEMBIC_IN_USE = threading.Lock()
 
 
 def alembic_config():
@@ -53,7 +57,8 @@ def upgrade(engine: Engine) -> None:
                 # Held until this transaction ends; PostgreSQL's DDL is transactional.
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")  # a no-op when another process got there first
+            with ALEMBIC_IN_USE:
+                command.upgrade(config, "head")  # a no-op when another process got there first
 
 
 @contextmanager

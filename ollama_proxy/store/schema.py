@@ -65,6 +65,7 @@ api_keys = Table(
     Column("weight", Float, nullable=False, server_default="1"),  # its share of the GPUs against others'
     Column("klass", String(16), nullable=False, server_default="interactive"),  # or batch: waits behind
     Column("trusted_frontend", Boolean, nullable=False, server_default=false()),  # may name its end users
+    Column("web", Boolean, nullable=False, server_default=false()),  # may use Ollama's web search and fetch
 )
 
 usage = Table(
@@ -83,6 +84,7 @@ usage = Table(
     Column("ttft_ms", Float),
     Column("status", Integer),
     Column("aborted", Boolean),
+    Column("end_user", String(128)),  # the user a trusted front end named (access.end_users); null: none named
 )
 
 aliases = Table(

@@ -39,7 +39,8 @@ def fit_usage_row(row: dict) -> dict:
     return fitted
 
 
-def _filters(since: datetime | None, until: datetime | None, key: str | None, model: str | None) -> list:
+def _filters(since: datetime | None, until: datetime | None, key: str | None, model: str | None,
+             end_user: str | None = None) -> list:
     """Build the WHERE clauses: ``since`` inclusive, ``until`` exclusive."""
     clauses = []
     if since is not None:
@@ -50,6 +51,8 @@ def _filters(since: datetime | None, until: datetime | None, key: str | None, mo
         clauses.append(usage.c.key_name == key)
     if model is not None:
         clauses.append(usage.c.model == model)
+    if end_user is not None:
+        clauses.append(usage.c.end_user == end_user)
     return clauses
 
 
@@ -75,13 +78,15 @@ class UsageStore:
 
     @maps_database_errors
     def query_usage(self, since: datetime | None = None, until: datetime | None = None, key: str | None = None,
-                    model: str | None = None, limit: int | None = 1000, newest_first: bool = False) -> list[dict]:
+                    model: str | None = None, limit: int | None = 1000, newest_first: bool = False,
+                    end_user: str | None = None) -> list[dict]:
         """Return usage rows, oldest first (or newest first), as dicts with ``id`` and every field.
 
         ``limit`` keeps the first rows in that order: the oldest, or with ``newest_first`` the newest.
+        ``end_user`` keeps the requests a trusted front end made for that user.
         """
         order = (usage.c.ts.desc(), usage.c.id.desc()) if newest_first else (usage.c.ts, usage.c.id)
-        query = select(usage).where(*_filters(since, until, key, model)).order_by(*order)
+        query = select(usage).where(*_filters(since, until, key, model, end_user)).order_by(*order)
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as connection:

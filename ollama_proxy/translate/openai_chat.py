@@ -33,7 +33,10 @@ What Ollama cannot do, and what is done instead:
   ``required`` send them all; the model may still answer in text.
 - Reasoning efforts: ``none`` turns ``think`` off; ``minimal`` becomes
   ``"low"`` and ``xhigh`` ``"high"``; ``low``, ``medium``, ``high`` and ``max``
-  keep their name; any other effort is refused.
+  keep their name; any other effort is refused. For a model without the
+  ``thinking`` capability the ``think`` an effort becomes is left out
+  (``translate.thinking``): Ollama would refuse it, and clients send an effort
+  whatever the model. Ollama's own ``think`` field stays as the client sent it.
 - ``image_url.detail``: Ollama has no detail levels; the image is sent as is.
 - Tool results are named by function (``tool_name``), as Ollama's templates name
   them, found from the ``tool_call_id`` in the earlier assistant turn.

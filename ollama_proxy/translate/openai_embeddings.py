@@ -1,7 +1,9 @@
 """Translate OpenAI embeddings requests and responses to and from Ollama ``/api/embed``.
 
 ``input`` (a string or a list of strings) and ``dimensions`` keep their names;
-token arrays are refused: Ollama embeds text. ``encoding_format`` is applied to
+token arrays are refused: Ollama embeds text, and which tokenizer made them is
+the client's secret (LangChain's ``OpenAIEmbeddings`` tokenizes with tiktoken unless
+``check_embedding_ctx_length=False``; the message says so). ``encoding_format`` is applied to
 the response here, never sent: ``float`` (the default) or ``base64`` (each
 vector as little-endian float32 bytes, which the ``openai`` SDK asks for by
 default).
@@ -53,7 +55,8 @@ def _input(value: object) -> str | list[str]:
     if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
         return value
     if isinstance(value, list) and value and all(isinstance(item, (int, list)) for item in value):
-        raise InvalidRequest("token arrays are not supported: Ollama embeds text", param="input")
+        raise InvalidRequest("token arrays are not supported: Ollama embeds text (LangChain's OpenAIEmbeddings "
+                             "sends them unless made with check_embedding_ctx_length=False)", param="input")
     raise InvalidRequest("input must be a string or a non-empty list of strings", param="input")
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import openai
 import pytest
+import requests
 
 from tests.e2e.admin_page import PASSWORD, admin_config
 from tests.e2e.browser import new_page, screenshot
+from tests.e2e.conftest import ALICE, auth
 from tests.e2e.server import ProxyServer
+from tests.fakes.ollama import FakeOllama
 
 SECRET_PATTERN = re.compile(r"op-[A-Za-z0-9_-]{20,}")
 
@@ -25,14 +29,19 @@ def admin(fake_server, tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture
-def page(browser, admin, fake):
+def logged_in(browser, url: str):
     page = new_page(browser)
-    page.goto(admin.url + "/admin/login")
+    page.goto(url + "/admin/login")
     page.fill("input[name=username]", "admin")
     page.fill("input[name=password]", PASSWORD)
     page.click(".login button[type=submit]")
-    page.wait_for_url(admin.url + "/admin")
+    page.wait_for_url(url + "/admin")
+    return page
+
+
+@pytest.fixture
+def page(browser, admin, fake):
+    page = logged_in(browser, admin.url)
     yield page
     assert page.script_errors == []
     page.context.close()
@@ -190,3 +199,72 @@ def test_aliases_and_overrides_are_checked_saved_and_removed(page, admin):
     page.wait_for_load_state()
     assert "No aliases." in page.locator("#aliases").inner_text()
     assert "No overrides." in page.locator("#overrides").inner_text()
+
+
+SLOT = {"num_parallel": 1, "max_loaded_models": 1}  # one request at a time: the next one waits in the proxy
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    server = FakeOllama(**SLOT).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def scheduled_admin(gpu, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("admin-scheduler")
+    config = admin_config(gpu.url, workdir)
+    config["service"].update(scheduling=True, **SLOT)
+    config["scheduling"] = {"interactive_headroom": 0}  # a batch key may take the one slot people just used
+    server = ProxyServer(config, workdir, workers=2).start()
+    yield server
+    server.stop()
+
+
+def _stream(url: str, token: str, text: str, num_ctx: int) -> requests.Response:
+    """Open a chat stream; it returns once the proxy has granted it a slot and the first line came."""
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": text}], "options": {"num_ctx": num_ctx}}
+    answer = requests.post(url + "/api/chat", headers=auth(token), json=body, stream=True, timeout=60)
+    answer.raw.readline()
+    return answer
+
+
+def cells(page, table: str, has_text: str) -> list[str]:
+    return page.locator(f"#{table} tbody tr", has_text=has_text).first.locator("td").all_inner_texts()
+
+
+def test_the_scheduler_page_shows_live_who_runs_and_who_waits_and_a_keys_share_is_set_in_its_form(
+        browser, scheduled_admin, gpu):
+    url = scheduled_admin.url
+    page = logged_in(browser, url)
+    page.goto(url + "/admin/keys")
+    page.fill("#new-key input[name=name]", "nightly-bot")
+    page.fill("#new-key input[name=weight]", "0.5")
+    page.select_option("#new-key select[name=klass]", "batch")
+    page.click("#new-key button[type=submit]")
+    secret = page.locator("#secret").inner_text()
+    page.goto(url + "/admin/keys")
+    row = page.locator("tr[data-key='nightly-bot']")
+    assert [row.locator(f"td.share .{name}").inner_text() for name in ("weight", "class")] == ["0.5", "batch"]
+    assert row.locator("td.share .front-end").count() == 0
+
+    gpu.script("llama3.2", reply=" ".join(["word"] * 600), chunk_delay=0.05)  # half a minute, unless closed
+    with ThreadPoolExecutor(1) as pool:
+        running = _stream(url, ALICE, "first", 4096)
+        waiting = pool.submit(_stream, url, secret, "second", 2048)
+        page.goto(url + "/admin/scheduler")
+        page.locator("#scheduler-waiting tbody tr", has_text="nightly-bot").wait_for()  # drawn, or polled in
+        assert cells(page, "scheduler-running", "alice")[:4] == ["alice", "interactive", "llama3.2:latest", "default"]
+        assert cells(page, "scheduler-waiting", "nightly-bot")[:4] == ["1", "nightly-bot", "batch", "llama3.2:latest"]
+        assert cells(page, "scheduler-servers", "default")[:5] == ["default", "1 / 1", "llama3.2:latest",
+                                                                   "num_ctx 4096", "1 / 1"]
+        screenshot(page, "scheduler")
+        running.close()  # alice leaves: the slot goes to the key that waited, and the page shows it unreloaded
+        page.locator("#scheduler-running tbody tr", has_text="nightly-bot").wait_for()
+        page.locator("#scheduler-waiting tbody tr", has_text="Nobody waits.").wait_for()
+        assert page.locator("#scheduler-running tbody tr", has_text="alice").count() == 0
+        waiting.result().close()
+    page.locator("#scheduler-running tbody tr", has_text="Nothing runs.").wait_for()
+    assert page.script_errors == []
+    page.context.close()

@@ -71,6 +71,55 @@ def test_thinking(client, fake):
     assert message.content[0].thinking == "Let me think." and message.content[1].text == "42"
 
 
+# What Claude Code sends on every turn: with a Claude model name, and with any other (and an effort).
+CLAUDE_CODE_THINKING = [
+    pytest.param({"thinking": {"type": "enabled", "budget_tokens": 31999, "display": "omitted"}}, id="enabled"),
+    pytest.param({"thinking": {"type": "adaptive", "display": "omitted"}, "output_config": {"effort": "high"}},
+                 id="adaptive with an effort"),
+]
+
+
+def _create(client: anthropic.Anthropic, stream: bool, **kwargs) -> anthropic.types.Message:
+    if not stream:
+        return client.messages.create(**kwargs)
+    with client.messages.stream(**kwargs) as streamed:
+        return streamed.get_final_message()
+
+
+@pytest.mark.parametrize("fields", CLAUDE_CODE_THINKING)
+@pytest.mark.parametrize("stream", [False, True])
+def test_thinking_is_left_out_for_a_model_that_cannot_think(client, fake, fields, stream):
+    message = _create(client, stream, model="llama3.2", max_tokens=64, messages=HELLO, extra_body=fields)
+    assert [b.type for b in message.content] == ["text"] and message.content[0].text == "You said: hello"
+    assert "think" not in fake.last("/api/chat").json
+
+
+def test_thinking_is_kept_for_a_model_that_can_think(client, fake):
+    fake.script("qwen3:8b", reply="42", thinking="Let me think.")
+    message = client.messages.create(model="qwen3:8b", max_tokens=64, messages=HELLO,
+                                     extra_body={"thinking": {"type": "adaptive"}, "output_config": {"effort": "high"}})
+    assert fake.last("/api/chat").json["think"] == "high"
+    assert [b.type for b in message.content] == ["thinking", "text"]
+
+
+def test_ollamas_own_think_is_the_clients_and_gets_ollamas_answer(client, fake):
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(model="llama3.2", max_tokens=64, messages=HELLO, extra_body={"think": True})
+    assert caught.value.body["error"]["message"] == '"llama3.2" does not support thinking'
+
+
+def test_a_system_message_mid_conversation_stays_where_it_stands(client, fake):
+    environment = {"role": "system", "content": [{"type": "text", "text": "# Environment",
+                                                  "cache_control": {"type": "ephemeral"}}]}
+    message = client.messages.create(model="llama3.2", max_tokens=64, system="Be brief.",
+                                     messages=[*HELLO, environment], extra_headers={
+                                         "anthropic-beta": "mid-conversation-system-2026-04-07"})
+    assert message.content[0].text == "You said: hello"
+    assert fake.last("/api/chat").json["messages"] == [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello"},
+        {"role": "system", "content": "# Environment"}]
+
+
 def test_tool_use_round_trip(client, fake):
     fake.script("llama3.2:latest", reply="", tool_calls=[
         {"function": {"name": "get_weather", "arguments": {"city": "Lima"}}}])

@@ -329,3 +329,22 @@ def test_a_stream_that_stalls_is_cut_after_stream_idle_timeout(patient_proxy, fa
     fake.wait_for(lambda: fake.streams[-1].closed_at is not None, timeout=6 * IDLE_TIMEOUT)
     assert not fake.streams[-1].completed, "the stalled upstream was not closed"
     no_traceback(patient_proxy)
+
+
+@pytest.mark.parametrize("name", SURFACES)
+def test_a_client_leaving_mid_stream_is_logged_as_leaving_not_as_a_lost_upstream(proxy, fake, name, no_traceback):
+    """Ollama is silent when the client hangs up: the proxy's watcher cuts the upstream, whose read then fails."""
+    surface, request_id = SURFACES[name], f"leaves-{name}-{time.monotonic_ns()}"
+    fake.script(MODEL, reply="tok tok tok tok tok", stall_after=3, stall_seconds=20)
+    with post_json(proxy, surface.path, surface.body, timeout=10, request_id=request_id) as sock:
+        received = b""
+        while received.count(b"tok") < 3:
+            piece = sock.recv(65536)
+            assert piece, f"the proxy closed the stream early: {received[-500:]!r}"
+            received += piece
+        time.sleep(0.3)  # Ollama is silent now: no write tells the proxy the client left
+    assert proxy.access_entry(request_id)["aborted"] is True
+    logged = [line for line in (proxy.log_dir / "error.log").read_text().splitlines() if request_id in line]
+    assert [line.split(" ", 3)[2] for line in logged] == ["INFO"], logged
+    assert f"stream of POST {surface.path} ended: the client left (request {request_id})" in logged[0]
+    no_traceback(proxy)

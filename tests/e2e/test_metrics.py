@@ -3,7 +3,8 @@
 Several workers serve the requests; each writes its own files in the
 multiprocess directory, and every scrape (served by any one worker) must see
 the sum. Workers are killed on purpose to check that their counts stay and
-their in-flight responses stop counting.
+their in-flight responses stop counting. The scheduler's state is read from
+whichever worker is its arbiter, at each scrape.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import ALICE, GENERATE, MANAGE, SCRAPE, auth, base_config
+from tests.e2e.server import wait_for
+from tests.fakes.ollama import FakeOllama
 
 WORKERS = 3
 TIMEOUT = 10
@@ -148,6 +151,21 @@ def test_tokens_and_first_token_times_from_every_surface(proxy, fake):
         assert value(after, name, surface=surface) - value(before, name, surface=surface) == 1, surface
 
 
+def test_an_answer_read_whole_has_its_time_to_first_token_on_every_surface(proxy, fake):
+    name = "ollama_proxy_time_to_first_token_seconds_count"
+    before = scrape(proxy)
+    native = requests.post(proxy.url + "/api/chat", json={"model": "llama3.2", "messages": HELLO, "stream": False},
+                           headers=auth(), timeout=TIMEOUT)
+    assert native.status_code == 200 and native.json()["done"] is True
+    with openai.OpenAI(base_url=proxy.url + "/v1", api_key=GENERATE) as client:
+        client.chat.completions.create(model="llama3.2", messages=HELLO)
+    after = eventually(proxy, name, value(before, name) + 2)
+    for surface in ("native", "openai"):
+        assert value(after, name, surface=surface) - value(before, name, surface=surface) == 1, surface
+    entry = proxy.access_entry(native.headers["X-Request-Id"])
+    assert entry["ttft_ms"] is not None and entry["ttft_ms"] <= entry["duration_ms"]
+
+
 def test_key_names_are_shown_to_nobody_by_default(proxy, fake):
     requests.post(proxy.url + "/api/generate", json={"model": "llama3.2", "prompt": "hi", "stream": False},
                   headers=auth(ALICE), timeout=TIMEOUT).raise_for_status()
@@ -166,3 +184,51 @@ def test_key_names_when_the_configuration_asks_for_them(start_proxy, fake):
     while value(scrape(server), "ollama_proxy_prompt_tokens_total", key="alice") == 0:
         assert time.monotonic() < deadline, "no token count labelled with alice"
         time.sleep(0.1)
+
+
+def arbiter_pid(server) -> int | None:
+    """The worker holding the scheduler's lock file: the one that decides (from /proc/locks)."""
+    inode = os.stat(server.log_dir / ".scheduler.lock").st_ino
+    with open("/proc/locks") as locks:
+        for line in locks:
+            fields = line.split()
+            if fields[1] == "FLOCK" and int(fields[5].rsplit(":", 1)[1]) == inode:  # not a "->" waiter
+                return int(fields[4])
+    return None
+
+
+def caught_signals(pid: int) -> str:
+    return re.search(r"^SigCgt:\s*(\S+)", Path(f"/proc/{pid}/status").read_text(), re.M).group(1)
+
+
+def workers_ready(server) -> bool:
+    """Whether every worker has set its own signal handlers: one still booting would miss the signal to stop."""
+    master = caught_signals(server.process.pid)
+    pids = server.worker_pids()
+    return len(pids) == WORKERS and all(caught_signals(pid) != master for pid in pids)
+
+
+def test_the_scheduler_state_comes_from_whichever_worker_decides_and_a_silent_one_does_not_hang_a_scrape(
+        start_proxy):
+    slots = {"num_parallel": 2, "max_loaded_models": 1}
+    gpu = FakeOllama(**slots).start()
+    try:
+        server = start_proxy(base_config(gpu.url, scheduling=True, **slots), workers=WORKERS)
+        samples = eventually(server, "ollama_proxy_scheduler_up", 1)
+        assert value(samples, "ollama_proxy_scheduler_slots", server="default") == 2
+        arbiter = arbiter_pid(server)
+        assert arbiter in server.worker_pids()
+        os.kill(arbiter, signal.SIGSTOP)  # it holds the lock and its socket, and answers nothing
+        try:
+            samples = scrape(server)  # answered by another worker, after scheduling.status_timeout
+        finally:
+            os.kill(arbiter, signal.SIGCONT)
+        assert value(samples, "ollama_proxy_scheduler_up") == 0
+        assert not any(name == "ollama_proxy_scheduler_slots" for name, _ in samples)
+        os.kill(arbiter, signal.SIGKILL)  # another worker takes the lock and decides from now on
+        samples = eventually(server, "ollama_proxy_scheduler_up", 1)
+        assert value(samples, "ollama_proxy_scheduler_slots", server="default") == 2
+        assert arbiter_pid(server) not in (None, arbiter)
+        assert wait_for(lambda: workers_ready(server), timeout=30)
+    finally:
+        gpu.stop()

@@ -37,6 +37,25 @@ def test_root_and_version_answer_as_ollama_does(proxy, fake):
     assert version.json() == {"version": fake.version}
 
 
+def test_root_answers_without_a_token_as_ollama_does(proxy, fake):
+    root = requests.get(proxy.url + "/")
+    assert (root.status_code, root.text) == (200, "Ollama is running")
+    head = requests.head(proxy.url + "/")
+    assert head.status_code == 200 and head.content == b""
+    for path in ("/api/version", "/api/tags"):  # every other endpoint still wants a token
+        assert requests.get(proxy.url + path).status_code == 401
+
+
+def test_think_asked_of_a_model_that_cannot_think_gets_ollamas_answer(client, fake):
+    for call in (lambda: client.chat(model="llama3.2", messages=[{"role": "user", "content": "hi"}], think=True),
+                 lambda: client.generate(model="llama3.2", prompt="hi", think="high")):
+        with pytest.raises(ollama.ResponseError) as caught:
+            call()
+        assert (caught.value.status_code, caught.value.error) == (400, '"llama3.2" does not support thinking')
+    assert fake.last("/api/generate").json["think"] == "high"
+    assert fake.calls("/api/show") == []  # asked as written: no capability look-up
+
+
 def test_listings(client, fake):
     names = [m.model for m in client.list().models]
     assert names == list(fake.models)

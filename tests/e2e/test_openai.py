@@ -126,6 +126,26 @@ def test_parallel_tool_calls_stream_with_distinct_indexes(client, fake, in_done)
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
+@pytest.mark.parametrize("asked", [
+    pytest.param({"reasoning_effort": "high"}, id="reasoning_effort"),
+    pytest.param({"extra_body": {"reasoning": {"effort": "medium"}}}, id="reasoning.effort"),
+])
+def test_reasoning_is_left_out_for_a_model_that_cannot_think(client, fake, asked):
+    answer = client.chat.completions.create(model="llama3.2", messages=HELLO, **asked)
+    assert answer.choices[0].message.content == "You said: hello"
+    assert "think" not in fake.last("/api/chat").json
+    chunks = list(client.chat.completions.create(model="llama3.2", messages=HELLO, stream=True, **asked))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "You said: hello"
+    assert "think" not in fake.last("/api/chat").json
+
+
+def test_ollamas_own_think_gets_ollamas_answer(client, fake):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="llama3.2", messages=HELLO, reasoning_effort="high",
+                                       extra_body={"think": True})
+    assert caught.value.body["message"] == '"llama3.2" does not support thinking'
+
+
 def test_reasoning_is_returned_under_both_names_and_can_be_excluded(client, fake):
     fake.script("qwen3:8b", reply="42", thinking="Let me think.")
     answer = client.chat.completions.create(model="qwen3:8b", messages=HELLO, reasoning_effort="high")

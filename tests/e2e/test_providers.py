@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 
+import anthropic
 import ollama
 import openai
 import pytest
@@ -98,6 +99,18 @@ def test_thinking_goes_through_the_presets_switch(client, provider):
     answer = client.chat(model="fakeai:fake-reasoner", messages=[{"role": "user", "content": "?"}], think=True)
     assert (answer.message.thinking, answer.message.content) == ("Let me think.", "42")
     assert provider.last("/v1/chat/completions").json["enable_thinking"] is True
+
+
+@pytest.mark.parametrize(("model", "kept"), [
+    pytest.param("fake-reasoner", True, id="facts say it thinks"),
+    pytest.param("fake-embed", False, id="facts say it cannot"),
+    pytest.param("fake-chat", True, id="no facts: the provider judges"),
+])
+def test_anthropic_thinking_on_a_provider_model_follows_its_facts(server, provider, model, kept):
+    with anthropic.Anthropic(base_url=server.url, api_key=GENERATE, max_retries=0) as client:
+        client.messages.create(model=f"fakeai:{model}", max_tokens=64, messages=[{"role": "user", "content": "?"}],
+                               thinking={"type": "enabled", "budget_tokens": 31999})
+    assert ("enable_thinking" in provider.last("/v1/chat/completions").json) is kept
 
 
 def test_generate_stream_and_whole(client, provider):

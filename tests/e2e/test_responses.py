@@ -76,6 +76,15 @@ def test_streamed_function_call(client, fake):
     assert final.output[-1].type == "function_call"
 
 
+def test_reasoning_is_left_out_for_a_model_that_cannot_think(client, fake):
+    response = client.responses.create(model="llama3.2", input="hello", reasoning={"effort": "high"})
+    assert response.output_text == "You said: hello"
+    assert "think" not in fake.last("/api/chat").json
+    with client.responses.stream(model="llama3.2", input="hello", reasoning={"effort": "low"}) as stream:
+        assert stream.get_final_response().output_text == "You said: hello"
+    assert "think" not in fake.last("/api/chat").json
+
+
 def test_reasoning(client, fake):
     fake.script("qwen3:8b", reply="42", thinking="Let me think.")
     response = client.responses.create(model="qwen3:8b", input="?", reasoning={"effort": "medium"})
@@ -91,3 +100,95 @@ def test_stored_state_is_refused_clearly(client, fake):
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model="llama3.2", input="x", store=True)
     assert fake.requests == []
+
+
+# --- what Codex sends: namespaces of functions, hosted tools, items Ollama has no use for ----------
+
+AGENTS = {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents", "tools": [
+    {"type": "function", "name": "close_agent", "description": "Close an agent", "strict": False,
+     "parameters": {"type": "object", "properties": {"target": {"type": "string"}}, "required": ["target"]}}]}
+WEB_SEARCH = {"type": "web_search", "external_web_access": False}
+CLOSE = {"function": {"name": "multi_agent_v1.close_agent", "arguments": {"target": "a1"}}}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_namespaced_function_round_trip(client, fake, stream):
+    fake.script("llama3.2:latest", reply="", tool_calls=[CLOSE])
+    if stream:
+        with client.responses.stream(model="llama3.2", input="Close a1.", tools=[AGENTS, WEATHER]) as events:
+            first = events.get_final_response()
+    else:
+        first = client.responses.create(model="llama3.2", input="Close a1.", tools=[AGENTS, WEATHER])
+    call = next(item for item in first.output if item.type == "function_call")
+    assert (call.name, call.namespace) == ("close_agent", "multi_agent_v1")
+    assert json.loads(call.arguments) == {"target": "a1"}
+    offered = [tool["function"]["name"] for tool in fake.last("/api/chat").json["tools"]]
+    assert offered == ["multi_agent_v1.close_agent", "get_weather"]
+
+    fake.script("llama3.2:latest", reply="Closed.")
+    second = client.responses.create(model="llama3.2", tools=[AGENTS, WEATHER], input=[
+        {"role": "user", "content": "Close a1."},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "namespace": call.namespace,
+         "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "closed"}])
+    assert second.output_text == "Closed."
+    messages = fake.last("/api/chat").json["messages"]
+    assert messages[1]["tool_calls"][0]["function"]["name"] == "multi_agent_v1.close_agent"
+    assert messages[2] == {"role": "tool", "content": "closed", "tool_name": "multi_agent_v1.close_agent",
+                           "tool_call_id": call.call_id}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_hosted_tool_is_left_out_and_the_answer_says_so(proxy, client, fake, stream):
+    raw = client.responses.with_raw_response.create(
+        model="llama3.2", input="hello", stream=stream,
+        tools=[WEATHER, WEB_SEARCH, {"type": "file_search", "vector_store_ids": ["vs_1"]}])
+    assert raw.headers["X-Ollama-Proxy-Dropped-Tools"] == "web_search, file_search"
+    parsed = raw.parse()
+    if stream:
+        assert [event.type for event in parsed][-1] == "response.completed"
+    assert [tool["function"]["name"] for tool in fake.last("/api/chat").json["tools"]] == ["get_weather"]
+    request_id = raw.headers["X-Request-Id"]
+    assert proxy.access_entry(request_id)["status"] == 200
+    log = (proxy.log_dir / "error.log").read_text()
+    assert f"(request {request_id}): left out tools Ollama cannot run: web_search, file_search" in log
+
+
+def test_no_header_when_nothing_is_left_out(client, fake):
+    raw = client.responses.with_raw_response.create(model="llama3.2", input="hello", tools=[WEATHER])
+    assert "X-Ollama-Proxy-Dropped-Tools" not in raw.headers
+
+
+@pytest.mark.parametrize("tool_choice", [{"type": "web_search"}, "required"], ids=["named", "required"])
+def test_a_forced_hosted_tool_is_refused(client, fake, tool_choice):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="llama3.2", input="Search.", tools=[WEB_SEARCH], tool_choice=tool_choice)
+    error = caught.value.body
+    assert caught.value.param == "tool_choice" and error["type"] == "invalid_request_error"
+    assert "forces web_search, which Ollama cannot run" in error["message"]
+    assert fake.requests == []
+
+
+def test_input_items_ollama_has_no_use_for_are_dropped(client, fake):
+    response = client.responses.create(model="llama3.2", tools=[AGENTS], input=[
+        {"type": "additional_tools", "role": "developer", "tools": [WEATHER]},
+        {"role": "user", "content": "Weather in Rome?"},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAB-opaque"},
+        {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"type": "search", "query": "q"}},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city":"Rome"}'},
+        {"type": "function_call", "call_id": "call_2", "name": "close_agent", "namespace": "multi_agent_v1",
+         "arguments": '{"target":"a1"}'},
+        {"type": "custom_tool_call", "call_id": "call_3", "name": "exec", "input": "1 + 1"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+        {"type": "custom_tool_call_output", "call_id": "call_3", "output": "2"},
+        {"type": "function_call_output", "call_id": "call_2", "output": "closed"},
+        {"type": "compaction", "id": "cmp_1", "encrypted_content": "gAAAAB-summary"},
+        {"type": "a_type_not_known_yet", "id": "x_1"},
+    ])
+    assert response.status == "completed"
+    sent = fake.last("/api/chat").json
+    assert [message["role"] for message in sent["messages"]] == ["user", "assistant", "tool", "tool"]
+    assert [call["id"] for call in sent["messages"][1]["tool_calls"]] == ["call_1", "call_2"]
+    assert [(m["tool_call_id"], m["content"]) for m in sent["messages"][2:]] == [("call_1", "sunny"),
+                                                                                 ("call_2", "closed")]
+    assert [tool["function"]["name"] for tool in sent["tools"]] == ["multi_agent_v1.close_agent", "get_weather"]

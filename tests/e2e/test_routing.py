@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import AT_ONCE, GENERATE, MANAGE, auth, base_config
-from tests.e2e.server import ProxyServer, free_port
+from tests.e2e.server import ProxyServer, free_port, wait_for
 from tests.fakes.ollama import FakeOllama
 
 COOLDOWN = 1.5
@@ -86,10 +86,17 @@ def test_a_model_no_server_lists_goes_to_the_default_and_keeps_its_404(routed, s
     assert default.last("/api/chat").json["model"] == "nowhere"
 
 
+def _read_by_the_proxy(fake: FakeOllama) -> None:
+    """Wait until the proxy has read what ``fake`` runs now (its /api/ps), however busy the machine is."""
+    listed = len(fake.calls("/api/ps"))
+    # Two more listings asked for: the proxy has read the answer to one asked after the change.
+    assert wait_for(lambda: len(fake.calls("/api/ps")) >= listed + 2, timeout=10)
+
+
 def test_the_server_with_the_model_loaded_is_preferred(routed, servers, client):
     default, gpu2, _ = servers
     gpu2.loaded = {"llama3.2:latest"}
-    time.sleep(3 * REFRESH)
+    _read_by_the_proxy(gpu2)
     for _ in range(3):
         client.chat(model="llama3.2", messages=[{"role": "user", "content": "hi"}])
     assert (_chat_requests(gpu2), _chat_requests(default)) == (3, 0)
@@ -111,7 +118,7 @@ def test_the_least_busy_server_is_chosen(routed, servers, client):
 def test_a_refusing_server_is_skipped_cooled_down_and_used_again(routed, servers, client):
     default, gpu2, _ = servers
     gpu2.loaded = {"llama3.2:latest"}
-    time.sleep(3 * REFRESH)
+    _read_by_the_proxy(gpu2)
     port = int(gpu2.url.rsplit(":", 1)[1])
     gpu2.stop()
     try:
@@ -138,7 +145,7 @@ def test_a_server_answering_5xx_is_skipped_then_used_again(routed, servers, clie
     default, gpu2, _ = servers
     gpu2.loaded = {"llama3.2:latest"}
     gpu2.script("llama3.2", status=500, error="model runner crashed")
-    time.sleep(3 * REFRESH)
+    _read_by_the_proxy(gpu2)
     stream = client.chat(model="llama3.2", messages=[{"role": "user", "content": "hi"}], stream=True)
     assert "".join(part.message.content for part in stream) == "You said: hi"
     assert (_chat_requests(gpu2), _chat_requests(default)) == (1, 1)

@@ -7,20 +7,29 @@ order, never what a departed client asked for, and with one context length per m
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
 import re
+import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
+import anthropic
+import openai
 import pytest
+import redis
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e import processes
 from tests.e2e.command import create_key
 from tests.e2e.conftest import ALICE, GENERATE, SCRAPE, auth, base_config
 from tests.e2e.server import wait_for
 from tests.fakes.ollama import FakeOllama
 
 SLOTS = {"num_parallel": 2, "max_loaded_models": 1}
+SERVERS = ("default", "gpu2")  # the names the proxy gives the two fakes
 CHUNK = 0.15  # seconds between the fakes' chunks: an answer of "You said: …" takes about a second
 
 
@@ -54,6 +63,26 @@ def fakes(gpus, scheduled):
     return gpus
 
 
+@pytest.fixture
+def warm(scheduled, fakes):
+    """The model loaded on both servers, and the proxy aware of it: every slot serves at once, none must load.
+
+    Otherwise where the scheduler sends a backlog (wait for a warm slot, or load the model on the other
+    server) depends on the timings it learned in earlier tests, and so does the order requests arrive in.
+    """
+    for fake in fakes:
+        requests.post(fake.url + "/api/chat", json={"model": "llama3.2"}, timeout=10).raise_for_status()
+        fake.requests = []  # the loads are no part of what the test sent
+    assert wait_for(lambda: _loaded_on(scheduled) == set(SERVERS), timeout=10)
+    return fakes
+
+
+def _loaded_on(proxy) -> set[str]:
+    samples = _samples(proxy)
+    return {s.labels["server"] for s in samples
+            if s.name == "ollama_proxy_scheduler_slots_busy" and s.labels["model"] == "llama3.2:latest"}
+
+
 def _chat(proxy, token: str, text: str, **extra) -> int:
     body = {"model": "llama3.2", "messages": [{"role": "user", "content": text}], "stream": False, **extra}
     return requests.post(proxy.url + "/api/chat", headers=auth(token), json=body, timeout=60).status_code
@@ -65,8 +94,27 @@ def _metric(proxy, name: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def _samples(proxy) -> list:
+    text = requests.get(proxy.url + "/metrics", headers=auth(SCRAPE), timeout=10).text
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def _sum(samples: list, name: str, **labels) -> float:
+    return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
+
+
+def _sums(samples: list, names) -> list[float]:
+    return [_sum(samples, name) for name in names]
+
+
 def _waiting(proxy) -> float:
     return _metric(proxy, "ollama_proxy_scheduler_waiting")
+
+
+def _all_in(proxy, fakes, count: int) -> bool:
+    """Whether ``count`` requests reached the scheduler, some still waiting, the others sent to a server."""
+    waiting = _waiting(proxy)
+    return waiting > 0 and waiting + sum(len(fake.calls("/api/chat")) for fake in fakes) == count
 
 
 def _prompts_in_arrival_order(fakes) -> list[str]:
@@ -74,16 +122,17 @@ def _prompts_in_arrival_order(fakes) -> list[str]:
     return [call.json["messages"][-1]["content"] for call in calls]
 
 
-def test_no_server_is_sent_more_than_it_runs_and_a_newcomer_goes_ahead_of_a_backlog(scheduled, fakes):
+def test_no_server_is_sent_more_than_it_runs_and_a_newcomer_goes_ahead_of_a_backlog(scheduled, fakes, warm):
     with ThreadPoolExecutor(9) as pool:
         backlog = [pool.submit(_chat, scheduled, GENERATE, f"batch {i}") for i in range(8)]
-        assert wait_for(lambda: _waiting(scheduled) == 4, timeout=20)  # four run, four wait in the proxy
+        assert wait_for(lambda: _all_in(scheduled, fakes, 8), timeout=20)  # some run, the others wait in the proxy
         newcomer = pool.submit(_chat, scheduled, ALICE, "newcomer")
         assert [f.result() for f in backlog] + [newcomer.result()] == [200] * 9
     for fake in fakes:
         assert fake.scheduler.stats().max_concurrent.get("llama3.2:latest", 0) <= 2
         # Ollama's own queue stayed empty: no request waited there behind a running answer (about a second).
-        assert all(record.started_at - record.queued_at < 0.5 for record in fake.scheduler.records())
+        ran = [record for record in fake.scheduler.records() if record.started_at is not None]  # not the load
+        assert len(ran) >= 2 and all(record.started_at - record.queued_at < 0.5 for record in ran)
     order = _prompts_in_arrival_order(fakes)
     # Ollama's first come, first served would run the newcomer last, behind the whole backlog.
     assert len(order) == 9 and order.index("newcomer") < 8, order
@@ -108,9 +157,16 @@ def test_a_client_that_leaves_while_waiting_is_dropped_and_never_sent(scheduled,
 
 def test_one_context_length_per_model_and_server_so_ollama_reloads_at_most_once(scheduled, fakes):
     asks = [{"options": {"num_ctx": 2048}}, {"options": {"num_ctx": 8192}}, {}] * 4
+    spared_before = _sum(_samples(scheduled), "ollama_proxy_scheduler_reloads_avoided_total")
     with ThreadPoolExecutor(3) as pool:
-        answers = list(pool.map(lambda extra: _chat(scheduled, GENERATE, "context", **extra), asks))
+        answers = list(pool.map(lambda i: _chat(scheduled, GENERATE, f"context {i}", **asks[i]), range(len(asks))))
     assert answers == [200] * len(asks)
+    # Counted: each request the proxy sent with the loaded model's context length in place of the one it asked.
+    asked = {f"context {i}": extra.get("options", {}).get("num_ctx") for i, extra in enumerate(asks)}
+    changed = [call for fake in fakes for call in fake.calls("/api/chat")
+               if call.json.get("options", {}).get("num_ctx") != asked[call.json["messages"][-1]["content"]]]
+    spared = _sum(_samples(scheduled), "ollama_proxy_scheduler_reloads_avoided_total") - spared_before
+    assert spared == len(changed) > 0
     for fake in fakes:
         stats = fake.scheduler.stats()
         assert stats.reloads <= 1, stats  # the first load, then at most one reload to 8192, which stays
@@ -122,11 +178,39 @@ def test_a_model_runs_again_where_it_is_loaded_rather_than_load_on_the_other_ser
     for fake in fakes:
         fake.script("qwen3:8b", chunk_delay=CHUNK)
     body = {"model": "qwen3:8b", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+    loads_before = _sum(_samples(scheduled), "ollama_proxy_scheduler_loads_total", kind="load")
     for _ in range(3):
         assert requests.post(scheduled.url + "/api/chat", headers=auth(), json=body, timeout=30).status_code == 200
     served = [len(fake.calls("/api/chat")) for fake in fakes]
     assert sorted(served) == [0, 3], served
     assert sum(fake.scheduler.stats().loads for fake in fakes) == 1
+    assert _sum(_samples(scheduled), "ollama_proxy_scheduler_loads_total", kind="load") == loads_before + 1
+
+
+def test_metrics_show_the_queue_for_each_server_and_model_and_the_busy_slots(scheduled, fakes):
+    for fake in fakes:
+        fake.script("llama3.2", reply=" ".join(["word"] * 20), chunk_delay=CHUNK)  # three seconds each
+    llama = {"model": "llama3.2:latest"}
+    scraped = {}
+
+    def all_eight_counted() -> bool:
+        """Each request runs or waits; one that waits is in the queue of both servers, which may both serve it."""
+        samples = scraped["samples"] = _samples(scheduled)
+        waiting = _sum(samples, "ollama_proxy_scheduler_waiting")  # the workers' own count
+        depths = [_sum(samples, "ollama_proxy_scheduler_queue_depth", server=name, **llama) for name in SERVERS]
+        busy = _sum(samples, "ollama_proxy_scheduler_slots_busy", **llama)
+        return depths == [waiting, waiting] and waiting >= 4 and busy + waiting == 8
+
+    with ThreadPoolExecutor(8) as pool:
+        backlog = [pool.submit(_chat, scheduled, GENERATE, f"backlog {i}") for i in range(8)]
+        assert wait_for(all_eight_counted, timeout=20)  # at most four run at once: at least four wait
+        samples = scraped["samples"]
+        assert _sum(samples, "ollama_proxy_scheduler_up") == 1
+        assert [_sum(samples, "ollama_proxy_scheduler_slots", server=name) for name in SERVERS] == [2, 2]
+        assert all(_sum(samples, "ollama_proxy_scheduler_slots_busy", server=name) <= 2 for name in SERVERS)
+        assert [f.result() for f in backlog] == [200] * 8
+    queued_and_busy = ("ollama_proxy_scheduler_queue_depth", "ollama_proxy_scheduler_slots_busy")
+    assert wait_for(lambda: _sums(_samples(scheduled), queued_and_busy) == [0, 0])
 
 
 def test_every_answer_says_how_long_it_queued(scheduled, fakes):
@@ -149,7 +233,7 @@ def keys(scheduled):
             "script": create_key(scheduled, "--name", "script")}
 
 
-def test_interactive_work_goes_ahead_of_a_batch_keys_backlog(scheduled, fakes, keys):
+def test_interactive_work_goes_ahead_of_a_batch_keys_backlog(scheduled, fakes, warm, keys):
     with ThreadPoolExecutor(12) as pool:
         holding = [pool.submit(_chat_as, scheduled, ALICE, f"holding {i}") for i in range(4)]
         assert wait_for(lambda: sum(len(f.calls("/api/chat")) for f in fakes) == 4, timeout=20)
@@ -164,16 +248,59 @@ def test_interactive_work_goes_ahead_of_a_batch_keys_backlog(scheduled, fakes, k
 
 
 @pytest.mark.parametrize("trusted, newcomer_last", [(True, False), (False, True)])
-def test_a_trusted_front_ends_users_each_get_a_fair_share(scheduled, fakes, keys, trusted, newcomer_last):
+def test_a_trusted_front_ends_users_each_get_a_fair_share(scheduled, fakes, warm, keys, trusted, newcomer_last):
     token = keys["webui" if trusted else "script"]
+    _slow_answers(fakes)
     with ThreadPoolExecutor(9) as pool:
         backlog = [pool.submit(_chat_as, scheduled, token, f"ann {i}", {"X-OpenWebUI-User-Id": "ann"})
                    for i in range(8)]
-        assert wait_for(lambda: _waiting(scheduled) == 4, timeout=20)
+        assert wait_for(lambda: _all_in(scheduled, fakes, 8), timeout=20)
         bob = pool.submit(_chat_as, scheduled, token, "bob", {"X-OpenWebUI-User-Id": "bob"})
         assert [f.result() for f in backlog] + [bob.result()] == [200] * 9
     order = _prompts_in_arrival_order(fakes)
     # One key, one queue: bob waits behind ann's backlog, unless the key may say whom it calls for.
+    assert (order.index("bob") == 8) is newcomer_last, order
+
+
+def _slow_answers(fakes) -> None:
+    """Answers of about four seconds: ann's backlog is all in, four running and four waiting, long enough to see."""
+    for fake in fakes:
+        fake.script("llama3.2", chunk_delay=0.6)
+
+
+def _openai_asker(proxy, token: str):
+    client = openai.OpenAI(base_url=proxy.url + "/v1", api_key=token, max_retries=0, timeout=60)
+
+    def ask(text: str, user: str) -> str:
+        answer = client.chat.completions.create(model="llama3.2", messages=[{"role": "user", "content": text}],
+                                                user=user)
+        return answer.choices[0].message.content
+    return client, ask
+
+
+def _anthropic_asker(proxy, token: str):
+    client = anthropic.Anthropic(base_url=proxy.url, api_key=token, max_retries=0, timeout=60)
+
+    def ask(text: str, user: str) -> str:
+        answer = client.messages.create(model="llama3.2", max_tokens=100, metadata={"user_id": user},
+                                        messages=[{"role": "user", "content": text}])
+        return answer.content[0].text
+    return client, ask
+
+
+@pytest.mark.parametrize("asker", [_openai_asker, _anthropic_asker], ids=["openai-user", "anthropic-metadata"])
+@pytest.mark.parametrize("trusted, newcomer_last", [(True, False), (False, True)])
+def test_a_trusted_front_end_may_name_its_users_in_the_body(scheduled, fakes, warm, keys, asker, trusted, newcomer_last):
+    client, ask = asker(scheduled, keys["webui" if trusted else "script"])  # one client, as an application has
+    _slow_answers(fakes)
+    with client, ThreadPoolExecutor(9) as pool:
+        backlog = [pool.submit(ask, f"ann {i}", "ann") for i in range(8)]
+        assert wait_for(lambda: _all_in(scheduled, fakes, 8), timeout=20)
+        bob = pool.submit(ask, "bob", "bob")
+        answers = [f.result() for f in backlog] + [bob.result()]
+    assert answers == [f"You said: ann {i}" for i in range(8)] + ["You said: bob"]
+    order = _prompts_in_arrival_order(fakes)
+    # As with Open WebUI's headers: bob goes ahead of ann's backlog only if the key may say whom it calls for.
     assert (order.index("bob") == 8) is newcomer_last, order
 
 
@@ -192,12 +319,27 @@ def test_two_instances_sharing_redis_share_one_scheduler(start_proxy, redis_serv
         assert answers == [200] * 8
         # Each instance alone would send the server two at once, four together: two would wait in Ollama's
         # queue behind a running answer (about a second). One scheduler for both sends it two.
-        assert all(record.started_at - record.queued_at < 0.5 for record in gpu.scheduler.records())
+        queued = [(r.queued_at, r.started_at, r.finished_at) for r in gpu.scheduler.records()]
+        assert all(started - at < 0.5 for at, started, _ in queued), queued
+
+        # Every instance's /metrics shows the one shared queue: here, requests sent to the first alone.
+        gpu.script("llama3.2", reply=" ".join(["word"] * 16), chunk_delay=CHUNK)
+        llama = {"server": "default", "model": "llama3.2:latest"}
+
+        def seen_by(proxy) -> list[float]:
+            samples = _samples(proxy)
+            return [_sum(samples, name, **llama) for name in ("ollama_proxy_scheduler_slots_busy",
+                                                              "ollama_proxy_scheduler_queue_depth")]
+        with ThreadPoolExecutor(6) as pool:
+            backlog = [pool.submit(_chat, first, GENERATE, f"first only {i}") for i in range(6)]
+            assert wait_for(lambda: seen_by(second) == [2, 4] and seen_by(first) == [2, 4], timeout=20)
+            assert _waiting(second) == 0  # that instance's own requests: none
+            assert [f.result() for f in backlog] == [200] * 6
     finally:
         gpu.stop()
 
 
-def test_a_batch_keys_backlog_leaves_a_slot_free_for_people(scheduled, fakes, keys):
+def test_a_batch_keys_backlog_leaves_a_slot_free_for_people(scheduled, fakes, warm, keys):
     assert _chat_as(scheduled, GENERATE, "a question first") == 200
     with ThreadPoolExecutor(8) as pool:
         batch = [pool.submit(_chat_as, scheduled, keys["batch"], f"batch {i}") for i in range(6)]
@@ -208,3 +350,83 @@ def test_a_batch_keys_backlog_leaves_a_slot_free_for_people(scheduled, fakes, ke
         assert [f.result() for f in batch] == [200] * 6
     order = _prompts_in_arrival_order(fakes)
     assert order.index("asked while the batch runs") == 4, order  # straight into the slot held for it
+
+
+@pytest.mark.parametrize("victim", ["the arbiter's worker", "another worker"])
+def test_a_worker_that_dies_gives_its_slot_back(start_proxy, victim):
+    gpu = FakeOllama(num_parallel=1, max_loaded_models=1).start()
+    try:
+        gpu.script("llama3.2", chunk_delay=2.0)  # the first answer would hold the only slot for minutes
+        config = base_config(gpu.url, scheduling=True, num_parallel=1, max_loaded_models=1)
+        config["scheduling"] = {"max_wait": 20}
+        proxy = start_proxy(config, workers=2)
+        master = proxy.process.pid
+        assert wait_for(lambda: len(processes.workers(master)) == 2 and processes.arbiter(master) is not None)
+        decider = processes.arbiter(master)
+        doomed = decider if victim == "the arbiter's worker" else next(
+            pid for pid in processes.workers(master) if pid != decider)
+        connection = _connection_to(proxy, doomed)
+        body = {"model": "llama3.2", "messages": [{"role": "user", "content": " ".join(["w"] * 60)}]}
+        headers = {**auth(GENERATE), "Content-Type": "application/json"}
+        connection.request("POST", "/api/chat", json.dumps(body), headers)
+        assert wait_for(lambda: any(r.started_at is not None for r in gpu.scheduler.records()))
+        os.kill(doomed, signal.SIGKILL)
+        gpu.script("llama3.2", chunk_delay=0.01)
+        # The slot the dead worker held is free again at once; kept, this would wait out max_wait: a 503.
+        assert _chat(proxy, GENERATE, "after the crash") == 200
+        connection.close()
+    finally:
+        gpu.stop()
+
+
+def _connection_to(proxy, worker: int) -> http.client.HTTPConnection:
+    """A keep-alive connection that ``worker`` serves: the others are stopped while it is accepted."""
+    others = [pid for pid in processes.workers(proxy.process.pid) if pid != worker]
+    for pid in others:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=60)
+        connection.request("GET", "/api/version", headers=auth(GENERATE))
+        connection.getresponse().read()
+    finally:
+        for pid in others:
+            os.kill(pid, signal.SIGCONT)
+    assert processes.worker_serving(proxy.process.pid, proxy.port, connection.sock.getsockname()[1]) == worker
+    return connection
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("victim", ["the instance that decides", "the other instance"])
+def test_an_instance_that_dies_gives_its_slot_back(start_proxy, redis_server, victim):
+    gpu = FakeOllama(num_parallel=1, max_loaded_models=1).start()
+    try:
+        gpu.script("llama3.2", chunk_delay=2.0)  # the first answer would hold the only slot for minutes
+        configs = [base_config(gpu.url, scheduling=True, num_parallel=1, max_loaded_models=1) for _ in range(2)]
+        for config in configs:
+            config["ratelimit"] = {"storage_url": redis_server.url}
+            config["scheduling"] = {"max_wait": 30}
+        instances = [start_proxy(config, workers=1) for config in configs]
+        assert wait_for(lambda: _deciding(redis_server.url, instances) is not None)
+        decides = _deciding(redis_server.url, instances)
+        doomed = decides if victim == "the instance that decides" else next(p for p in instances if p is not decides)
+        survivor = next(p for p in instances if p is not doomed)
+        body = {"model": "llama3.2", "messages": [{"role": "user", "content": " ".join(["w"] * 60)}]}
+        connection = http.client.HTTPConnection("127.0.0.1", doomed.port, timeout=60)
+        headers = {**auth(GENERATE), "Content-Type": "application/json"}
+        connection.request("POST", "/api/chat", json.dumps(body), headers)
+        assert wait_for(lambda: any(r.started_at is not None for r in gpu.scheduler.records()))
+        for pid in [doomed.process.pid, *processes.workers(doomed.process.pid)]:
+            os.kill(pid, signal.SIGKILL)  # the whole instance: no worker left to say anything
+        gpu.script("llama3.2", chunk_delay=0.01)
+        # Its lease lapses and its slot is free again; kept, this would wait out max_wait: a 503.
+        assert _chat(survivor, GENERATE, "after the crash") == 200
+        connection.close()
+    finally:
+        gpu.stop()
+
+
+def _deciding(redis_url: str, instances):
+    """The instance whose worker holds the shared scheduler's lead (its Redis key names host:pid:…)."""
+    leader = redis.Redis.from_url(redis_url).get("ollama-proxy:scheduler:leader")
+    pid = int(leader.decode().split(":")[1]) if leader else None
+    return next((p for p in instances if pid in processes.workers(p.process.pid)), None)

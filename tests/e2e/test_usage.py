@@ -11,11 +11,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
+import anthropic
 import ollama
+import openai
 
 from ollama_proxy.cli.usage import COLUMNS
-from tests.e2e.command import cli
+from tests.e2e.command import cli, create_key
 from tests.e2e.conftest import ALICE, GENERATE, auth, base_config
+from tests.e2e.server import wait_for
 
 REQUESTS = 48
 CHUNK_DELAY = 0.3  # a stream lasts about 3 s: long enough to be cut by the SIGTERM if it were
@@ -110,3 +113,42 @@ def test_usage_export_as_csv_and_json_with_filters(start_proxy, fake):
     assert len(json.loads(export(proxy, "--format", "json", "--since", str(today)))) == 3
     assert json.loads(export(proxy, "--format", "json", "--until", str(today - timedelta(days=1)))) == []
     assert export(proxy, "--key", "nobody").splitlines() == [",".join(COLUMNS)]
+
+
+def _ask_every_surface(proxy, name: str, secret: str) -> None:
+    """Send one request per surface with key ``secret``, each naming an end user as its clients do."""
+    said = [{"role": "user", "content": "hello"}]
+    headers = {**auth(secret), "X-OpenWebUI-User-Email": "ann@lan", "X-Request-Id": f"{name}-native"}
+    with ollama.Client(host=proxy.url, headers=headers) as client:
+        client.chat(model="llama3.2", messages=said)
+    with openai.OpenAI(base_url=proxy.url + "/v1", api_key=secret, max_retries=0) as client:
+        client.chat.completions.create(model="llama3.2", messages=said, user="bob",
+                                       extra_headers={"X-Request-Id": f"{name}-openai"})
+        client.embeddings.create(model="llama3.2", input="vector", user="bob",
+                                 extra_headers={"X-Request-Id": f"{name}-embeddings"})
+    with anthropic.Anthropic(base_url=proxy.url, api_key=secret, max_retries=0) as client:
+        client.messages.create(model="llama3.2", max_tokens=50, messages=said, metadata={"user_id": "cy"},
+                               extra_headers={"X-Request-Id": f"{name}-anthropic"})
+
+
+def test_a_trusted_front_ends_usage_rows_name_its_end_users_and_another_keys_do_not(start_proxy, fake):
+    config = base_config(fake.url)
+    config["usage"] = {"flush_interval": 0.1}
+    proxy = start_proxy(config)
+    for name, options in (("webui", ["--trusted-frontend"]), ("script", [])):
+        _ask_every_surface(proxy, name, create_key(proxy, "--name", name, *options))
+    store = proxy.open_store()
+    assert wait_for(lambda: len(store.query_usage()) == 8), store.query_usage()
+    named = {row["request_id"]: row["end_user"] for row in store.query_usage()}
+    store.close()
+    assert named == {"webui-native": "ann@lan", "webui-openai": "bob", "webui-embeddings": "bob",
+                     "webui-anthropic": "cy", "script-native": None, "script-openai": None,
+                     "script-embeddings": None, "script-anthropic": None}
+
+    rows = list(csv.DictReader(io.StringIO(export(proxy, "--key", "webui", "--with-end-user"))))
+    assert [row["end_user"] for row in rows] == ["ann@lan", "bob", "bob", "cy"]
+    assert list(rows[0])[-1] == "end_user"
+    bobs = json.loads(export(proxy, "--end-user", "bob", "--format", "json"))
+    assert [row["request_id"] for row in bobs] == ["webui-openai", "webui-embeddings"]
+    assert proxy.access_entry("webui-anthropic")["end_user"] == "cy"
+    assert "end_user" not in proxy.access_entry("script-anthropic")

@@ -11,7 +11,11 @@ that many slots, at most ``max_loaded_models`` models are loaded, loads take ``l
 model's scripted ``load_seconds``), a request with other load options (num_ctx, ...) reloads the
 model, and idle models unload after their keep_alive. Headers go out with the first chunk, once the
 request holds its slot; a client that hangs up while waiting is dropped, never started. What
-happened is in ``fake.scheduler`` (records, stats, runners).
+happened is in ``fake.scheduler`` (records, stats, runners); a record's ``origin`` is the request as
+``requests`` holds it.
+
+Ollama's newer routes (status, model recommendations, web search and fetch, the ollama.com
+account, audio transcriptions) are answered by ollama_cloud.py and ollama_audio.py.
 
 For a manual run: ``python -m tests.fakes.ollama --port 11434 [--chunk-delay 0.02]``.
 """
@@ -41,6 +45,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.fakes.go_json import as_struct
+from tests.fakes.ollama_audio import AudioRoutes
+from tests.fakes.ollama_cloud import CloudRoutes
 from tests.fakes.ollama_scheduler import DEFAULT_KEEP_ALIVE, DEFAULT_MAX_LOADED_MODELS, DEFAULT_MAX_QUEUE
 from tests.fakes.ollama_slots import ClientGone, Lease, LiveScheduler, NoLease, QueueFull, Unscheduled
 
@@ -57,6 +63,7 @@ _LOCAL_ORIGIN = re.compile(
 _ZERO_DURATION = re.compile(r"0+(\.0*)?(ns|us|µs|ms|s|m|h)?")
 _DIGEST = re.compile(r"sha256[:-]([0-9a-f]{64})")
 _TOKEN = re.compile(r"\S+\s*|\s+")
+_PROMPT_PIECE = re.compile(r"\w+|[^\w\s]")
 
 # family -> (context_length, embedding_length), for /api/show and /api/ps
 _FAMILY_SIZES = {"llama": (131072, 3072), "qwen3": (40960, 4096), "bert": (512, 384)}
@@ -79,6 +86,8 @@ class Behavior:
     thinking: str | None = None  # streamed before the reply when the model thinks
     tool_calls: list[dict] | None = None  # sent only when the request offers tools
     tool_calls_in_done: bool = False  # put them in the done object, not a chunk before it
+    reply_to_tool_result: str | None = None  # if set: the reply, without tool calls, when the last message is a tool's
+    reply_after_tools: bool = False  # an agent's turn: only the calls, then the reply once a tool result is last
     done_reason: str = "stop"
     chunk_delay: float = 0.0  # seconds between chunks (and between progress objects); per input when embedding in slots
     first_byte_delay: float = 0.0  # seconds before answering at all (model loading)
@@ -94,6 +103,9 @@ class Behavior:
     error: str = "internal error"
     embedding_dims: int = 8
     load_seconds: float | None = None  # in slots: how long loading this model takes (default: the fake's)
+    # prompt_eval_count: "words", the words of the messages' contents; "template", the prompt as a
+    # tokenizer counts it: a ChatML rendering of every message and tool, words and marks a token each
+    prompt_tokens: str = "words"
 
 
 @dataclass
@@ -129,6 +141,7 @@ class _Prompt:
     text: str  # what the default reply echoes
     words: int
     tools_offered: bool
+    after_tool_result: bool = False  # the last message is a tool's result
 
 
 @dataclass
@@ -151,11 +164,16 @@ class _Turn:
              top_logprobs: int | None = None, loaded: float | None = None, began: float | None = None) -> _Turn:
         """Work out the chunks of the model's answer to prompt."""
         reply = f"You said: {prompt.text}" if behavior.reply is None else behavior.reply
+        calls = behavior.tool_calls if prompt.tools_offered else None
+        if prompt.after_tool_result and behavior.reply_to_tool_result is not None:
+            reply, calls = behavior.reply_to_tool_result, None
         thinking = (behavior.thinking or "") if thinks else ""
+        if behavior.reply_after_tools:
+            calls = None if prompt.after_tool_result else calls
+            reply = "" if calls else reply
         parts = [{"thinking": token} for token in _tokens(thinking)]
         parts += [{"content": token} for token in _tokens(reply)]
         eval_count = len(parts)
-        calls = behavior.tool_calls if prompt.tools_offered else None
         final = {}
         if calls and behavior.tool_calls_in_done:
             final = {"tool_calls": calls}
@@ -189,7 +207,7 @@ class _Handler(WSGIRequestHandler):
     disable_nagle_algorithm = True
 
 
-class FakeOllama:
+class FakeOllama(CloudRoutes, AudioRoutes):
     """An Ollama server on 127.0.0.1 whose models answer as tests script them."""
 
     url: str
@@ -246,6 +264,14 @@ class FakeOllama:
                 Rule("/api/delete", endpoint=self._delete, methods=["DELETE"]),
                 Rule("/api/blobs/<digest>", endpoint=self._head_blob, methods=["HEAD"]),
                 Rule("/api/blobs/<digest>", endpoint=self._upload_blob, methods=["POST"]),
+                Rule("/api/status", endpoint=self._status, methods=["GET"]),
+                Rule("/api/experimental/model-recommendations", endpoint=self._recommendations, methods=["GET"]),
+                Rule("/api/experimental/web_search", endpoint=self._web_search, methods=["POST"]),
+                Rule("/api/experimental/web_fetch", endpoint=self._web_fetch, methods=["POST"]),
+                Rule("/api/me", endpoint=self._me, methods=["POST"]),
+                Rule("/api/signout", endpoint=self._signout, methods=["POST"]),
+                Rule("/api/user/keys/<encoded_key>", endpoint=self._signout, methods=["DELETE"]),
+                Rule("/v1/audio/transcriptions", endpoint=self._transcribe, methods=["POST"]),
             ],
             merge_slashes=False,
         )
@@ -288,6 +314,7 @@ class FakeOllama:
         self.requests = []
         self.streams = []
         self.blobs = {}
+        self.reset_cloud()
         self._scripts: dict[str, Behavior] = {}
         self._slots = Unscheduled() if self._slot_settings is None else LiveScheduler(
             self._stopping, **self._slot_settings)
@@ -347,8 +374,8 @@ class FakeOllama:
             return self._routes.bind_to_environ(request.environ).match()
         except NotFound:
             return _page_not_found, {}
-        except MethodNotAllowed:
-            return _method_not_allowed, {}
+        except MethodNotAllowed as refused:
+            return _method_not_allowed, {"allowed": refused.valid_methods or []}
 
     def _record(self, request: Request, body: bytes) -> Recorded:
         """Append the request to self.requests and return its record."""
@@ -387,7 +414,7 @@ class FakeOllama:
 
     def _show(self, request: Request, recorded: Recorded) -> Response:
         """Answer /api/show with a model's details, metadata and capabilities."""
-        requested, _ = self._model_of(_object(recorded))
+        requested, _ = self._model_of(_object(recorded), or_name=True)
         name = self._installed(requested, f"model '{requested}' not found")
         entry = self.models[name]
         family = entry["details"]["family"]
@@ -424,7 +451,7 @@ class FakeOllama:
         name = self._installed(requested, _not_pulled(requested))
         texts = _embed_inputs(body.get("input"))
         self._keep_loaded(name, body)
-        lease = self._admit(request, name, body, behavior, needs_slot=bool(texts))
+        lease = self._admit(request, recorded, name, body, behavior, needs_slot=bool(texts))
         if not texts:
             lease.release()
             return _json({"model": requested, "embeddings": []})
@@ -454,7 +481,7 @@ class FakeOllama:
     def _pull(self, request: Request, recorded: Recorded) -> Response:
         """Answer /api/pull with download progress, installing the model."""
         body = _object(recorded)
-        requested, behavior = self._model_of(body)
+        requested, behavior = self._model_of(body, or_name=True)
         name = self._find(requested) or _canonical(requested)
         self.models.setdefault(name, _model_entry(name))
         self.capabilities.setdefault(name, ["completion"])
@@ -464,7 +491,7 @@ class FakeOllama:
     def _push(self, request: Request, recorded: Recorded) -> Response:
         """Answer /api/push with upload progress."""
         body = _object(recorded)
-        requested, behavior = self._model_of(body)
+        requested, behavior = self._model_of(body, or_name=True)
         name = self._installed(requested, f'model "{requested}" not found')
         events = self._spaced(_push_statuses(name), behavior.chunk_delay)
         return self._answer(request, body, name, behavior, events, _latest)
@@ -472,12 +499,15 @@ class FakeOllama:
     def _create(self, request: Request, recorded: Recorded) -> Response:
         """Answer /api/create: install a model made from another one or from uploaded blobs."""
         body = _object(recorded)
-        requested, behavior = self._model_of(body)
+        requested, behavior = self._model_of(body, or_name=True)
         name = _canonical(requested)
+        if body.get("from") is not None and not isinstance(body["from"], str):
+            abort(_error(400, f"json: cannot unmarshal {_go_kind(body['from'])} into Go struct field "
+                              "CreateRequest.from of type string"))
         if body.get("from"):
             statuses = self._create_from_model(name, body["from"], bool(body.get("system")))
         elif body.get("files"):
-            statuses = self._create_from_files(name, list(body["files"].values()))
+            statuses = self._create_from_files(name, _create_digests(body["files"]))
         else:
             abort(_error(400, "neither 'from' or 'files' was specified"))
         events = self._spaced([{"status": status} for status in statuses], behavior.chunk_delay)
@@ -497,7 +527,7 @@ class FakeOllama:
 
     def _delete(self, request: Request, recorded: Recorded) -> Response:
         """Answer /api/delete: uninstall the model."""
-        requested, _ = self._model_of(_object(recorded))
+        requested, _ = self._model_of(_object(recorded), or_name=True)
         name = self._installed(requested, f"model '{requested}' not found")
         del self.models[name]
         self.capabilities.pop(name, None)
@@ -523,9 +553,13 @@ class FakeOllama:
 
     # Models
 
-    def _model_of(self, body: dict) -> tuple[str, Behavior]:
-        """Return the requested model name and its behavior, after its scripted delay and status."""
-        requested = body.get("model")
+    def _model_of(self, body: dict, *, or_name: bool = False) -> tuple[str, Behavior]:
+        """Return the requested model name and its behavior, after its scripted delay and status.
+
+        or_name: read the deprecated ``name`` when ``model`` is empty, as Ollama's show, pull,
+        push, create and delete handlers do (the ollama JavaScript client sends only ``name``).
+        """
+        requested = body.get("model") or (body.get("name") if or_name else None)
         if not isinstance(requested, str) or not requested:
             abort(_error(400, "model is required"))
         behavior = self._scripts.get(_canonical(requested).lower(), Behavior())
@@ -573,7 +607,7 @@ class FakeOllama:
         context_length, _ = _FAMILY_SIZES.get(self.models[name]["details"]["family"], (4096, 4096))
         return context_length
 
-    def _admit(self, request: Request, name: str, body: dict, behavior: Behavior,
+    def _admit(self, request: Request, recorded: Recorded, name: str, body: dict, behavior: Behavior,
                needs_slot: bool = True) -> Lease | NoLease:
         """In slots, wait for the model's runner (and a slot if needs_slot); else go on at once."""
         completes = "completion" in self.capabilities.get(name, [])
@@ -581,7 +615,7 @@ class FakeOllama:
             return self._slots.admit(
                 name, body, request.environ["werkzeug.socket"], context_limit=self._context_length(name),
                 parallel=None if completes else 1,  # Ollama gives embedding models one slot
-                load_seconds=behavior.load_seconds, needs_slot=needs_slot)
+                load_seconds=behavior.load_seconds, needs_slot=needs_slot, origin=recorded)
         except QueueFull as refusal:
             abort(_error(503, str(refusal)))
         except ClientGone:
@@ -622,13 +656,15 @@ class FakeOllama:
         requested, behavior = self._model_of(body)
         name = self._installed(requested, _not_pulled(requested))
         prompt = prompt_of(body)
+        if prompt is not None and behavior.prompt_tokens == "template":
+            prompt.words = _template_tokens(body)
         if prompt is None and _is_zero_duration(body.get("keep_alive")):
             self.loaded.discard(name)
             self._slots.unload(name)
             return _json(shape(requested, {}, done=True, done_reason="unload"))
         self._require_capabilities(name, requested, body, action)
         self._keep_loaded(name, body)
-        lease = self._admit(request, name, body, behavior, needs_slot=prompt is not None)
+        lease = self._admit(request, recorded, name, body, behavior, needs_slot=prompt is not None)
         if prompt is None:
             lease.release()
             return _json(shape(requested, {}, done=True, done_reason="load"))
@@ -641,7 +677,7 @@ class FakeOllama:
     def _require_capabilities(self, name: str, requested: str, body: dict, action: str) -> None:
         """Refuse, with Ollama's 400 answers, what the model cannot do."""
         capabilities = self.capabilities.get(name, [])
-        if body.get("think") and "thinking" not in capabilities:
+        if _think_on(body.get("think")) and "thinking" not in capabilities:
             abort(_error(400, f'"{requested}" does not support thinking'))
         if "completion" not in capabilities:
             abort(_error(400, f'"{requested}" does not support {action}'))
@@ -651,7 +687,7 @@ class FakeOllama:
     def _thinks(self, name: str, body: dict) -> bool:
         """Tell whether the model thinks aloud: thinking models do unless told not to."""
         think = body.get("think")
-        return "thinking" in self.capabilities.get(name, []) and (think is None or bool(think))
+        return "thinking" in self.capabilities.get(name, []) and (think is None or _think_on(think))
 
     def _generation_events(self, turn: _Turn, shape: Callable[..., dict]) -> Iterator[dict]:
         """Yield a generation's chunks one chunk_delay apart, then its done object."""
@@ -832,8 +868,7 @@ def _object(recorded: Recorded) -> dict:
         value = json.loads(text)
     except json.JSONDecodeError as problem:
         abort(_error(400, _go_syntax_error(text, problem)))
-    kind = {list: "array", str: "string", bool: "bool", type(None): "null"}.get(type(value), "number")
-    abort(_error(400, f"json: cannot unmarshal {kind} into Go value of type api.Request"))
+    abort(_error(400, f"json: cannot unmarshal {_go_kind(value)} into Go value of type api.Request"))
 
 
 def _go_syntax_error(text: str, problem: json.JSONDecodeError) -> str:
@@ -864,6 +899,11 @@ def _canonical(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
+def _think_on(think: Any) -> bool:
+    """Tell whether think turns thinking on, as Ollama's ThinkValue.Bool reads it: true, or a level."""
+    return think is True or think in ("high", "medium", "low", "max")
+
+
 def _is_zero_duration(value: Any) -> bool:
     """Tell whether a keep_alive value means zero (0, "0", "0s", "0m", ...)."""
     if isinstance(value, (int, float)):
@@ -889,6 +929,7 @@ def _prompt_of_chat(body: dict) -> _Prompt | None:
         text=said[-1] if said else "",
         words=_count_words(*(message.get("content") for message in messages)),
         tools_offered=bool(body.get("tools")),
+        after_tool_result=messages[-1].get("role") == "tool",
     )
 
 
@@ -901,6 +942,25 @@ def _embed_inputs(value: Any) -> list[str]:
     if isinstance(value, list) and all(isinstance(text, str) for text in value):
         return value
     abort(_error(400, "invalid input type"))
+
+
+def _create_digests(files: Any) -> list[str]:
+    """Return the digests of /api/create's files, decoded as Go decodes a map[string]string."""
+    if not isinstance(files, dict):
+        abort(_error(400, f"json: cannot unmarshal {_go_kind(files)} into Go struct field "
+                          "CreateRequest.files of type map[string]string"))
+    for digest in files.values():
+        if digest is not None and not isinstance(digest, str):
+            abort(_error(400, f"json: cannot unmarshal {_go_kind(digest)} into Go struct field "
+                              "CreateRequest.files of type string"))
+    # Go leaves a string it is given null for empty.
+    return [digest or "" for digest in files.values()]
+
+
+def _go_kind(value: Any) -> str:
+    """Name a JSON value's kind as Go's encoding/json does in its errors."""
+    kinds = {list: "array", dict: "object", str: "string", bool: "bool", type(None): "null"}
+    return kinds.get(type(value), "number")
 
 
 def _blob_key(digest: str) -> str:
@@ -946,9 +1006,11 @@ def _page_not_found(request: Request, recorded: Recorded) -> Response:
     return Response("404 page not found", status=404, content_type="text/plain")
 
 
-def _method_not_allowed(request: Request, recorded: Recorded) -> Response:
-    """Answer a known path asked with the wrong method as Gin does."""
-    return Response("405 method not allowed", status=405, content_type="text/plain")
+def _method_not_allowed(request: Request, recorded: Recorded, allowed: list[str]) -> Response:
+    """Answer a known path asked with the wrong method as Gin (1.10, Ollama's) does: naming the methods it has."""
+    response = Response("405 method not allowed", status=405, content_type="text/plain")
+    response.headers["Allow"] = ", ".join(method for method in allowed if method != "HEAD")
+    return response
 
 
 def _not_pulled(requested: str) -> str:
@@ -1070,6 +1132,20 @@ def _ns(seconds: float) -> int:
 def _tokens(text: str) -> list[str]:
     """Split text into the pieces the fake streams: each word with the whitespace after it."""
     return _TOKEN.findall(text)
+
+
+def _template_tokens(body: dict) -> int:
+    """Count a prompt as a small tokenizer would: ChatML around each message, tools as JSON, images 1 each."""
+    parts = [json.dumps(tool) for tool in body.get("tools") or []]
+    if body.get("system"):
+        parts.append(f"<|im_start|>system\n{body['system']}<|im_end|>")
+    for message in body.get("messages") or []:
+        calls = json.dumps(message["tool_calls"]) if message.get("tool_calls") else ""
+        parts.append(f"<|im_start|>{message.get('role')}\n{message.get('thinking') or ''}"
+                     f"{message.get('content') or ''}{calls}<|im_end|>")
+    parts.append(body.get("prompt") or "<|im_start|>assistant")
+    images = sum(len(message.get("images") or ()) for message in body.get("messages") or ())
+    return sum(len(_PROMPT_PIECE.findall(part)) for part in parts) + images
 
 
 def _count_words(*texts: Any) -> int:

@@ -10,6 +10,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 FOREVER = math.inf  # a negative keep_alive: the runner never expires
 
@@ -74,6 +75,7 @@ class RequestRecord:
     first_token_at: float | None = None
     finished_at: float | None = None
     left_at: float | None = None  # when its client went away, if it did
+    origin: Any = field(default=None, repr=False)  # what the caller submitted it as (the fake: its Recorded)
 
     @property
     def load_seconds(self) -> float | None:

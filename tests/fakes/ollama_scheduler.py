@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter, deque
 from collections.abc import Callable
+from typing import Any
 
 from tests.fakes.ollama_runner import (
     CANCELLED,
@@ -101,15 +102,17 @@ class OllamaScheduler:
         parallel: int | None = None,
         load_seconds: float | None = None,
         present: Callable[[], bool] | None = None,
+        origin: Any = None,
     ) -> RequestRecord:
         """Take a request: it joins a loaded runner at once, or the FIFO (if the FIFO has room).
 
         parallel and load_seconds apply if this request loads the model (default: the scheduler's);
-        keep_alive is in seconds (negative: forever); present tells whether its client is there.
+        keep_alive is in seconds (negative: forever); present tells whether its client is there;
+        origin is kept on the record, to find the request again.
         """
         now = self.settle()
         options = options or RunnerOptions()
-        record = RequestRecord(next(self._ids), model, options, keep_alive, needs_slot, now, present)
+        record = RequestRecord(next(self._ids), model, options, keep_alive, needs_slot, now, present, origin=origin)
         self.records.append(record)
         self._plans[record.id] = (parallel or self.num_parallel,
                                   self.load_seconds if load_seconds is None else load_seconds)

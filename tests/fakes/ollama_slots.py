@@ -98,13 +98,16 @@ class LiveScheduler:
         self._changed = threading.Condition()
 
     def admit(self, model: str, body: dict, sock: socket.socket, *, context_limit: int, parallel: int | None,
-              load_seconds: float | None, needs_slot: bool = True) -> Lease:
-        """Wait until the request holds a loaded runner and a slot; raise QueueFull or ClientGone."""
+              load_seconds: float | None, needs_slot: bool = True, origin: Any = None) -> Lease:
+        """Wait until the request holds a loaded runner and a slot; raise QueueFull or ClientGone.
+
+        origin is kept on the request's record (the fake passes the request as it recorded it).
+        """
         options = runner_options(body.get("options"), self.default_num_ctx, context_limit)
         with self._changed:
             record = self._changing(lambda: self.model.submit(
                 model, options, keep_alive=keep_alive_seconds(body.get("keep_alive")), needs_slot=needs_slot,
-                parallel=parallel, load_seconds=load_seconds, present=lambda: not peer_gone(sock)))
+                parallel=parallel, load_seconds=load_seconds, present=lambda: not peer_gone(sock), origin=origin))
             while record.state in (PENDING, WAITING):
                 self._changed.wait(self._wait_seconds())
                 if peer_gone(sock) or self._stopping.is_set():

@@ -37,6 +37,14 @@ def test_the_description_is_valid_openapi_3(spec):
     ("/health", {"get"}),
     ("/metrics", {"get"}),
     ("/openapi.json", {"get"}),
+    ("/api/status", {"get"}),
+    ("/api/experimental/model-recommendations", {"get"}),
+    ("/api/experimental/web_search", {"post"}),
+    ("/api/experimental/web_fetch", {"post"}),
+    ("/api/me", {"post"}),
+    ("/api/signout", {"post"}),
+    ("/api/{rest}", {"get", "post", "put", "patch", "delete"}),
+    ("/v1/audio/transcriptions", {"post"}),
 ])
 def test_every_surface_is_described(spec, path, methods):
     assert set(spec["paths"][path]) - {"parameters"} == methods
@@ -69,13 +77,15 @@ def test_errors_are_described_in_the_surfaces_dialect(spec, path, method, error)
             "$ref": f"#/components/schemas/{error}"}
 
 
-def test_security_bearer_and_api_key_but_health_and_description_public(spec):
+def test_security_bearer_and_api_key_but_health_root_and_description_public(spec):
     assert spec["components"]["securitySchemes"] == {
         "bearer": {"type": "http", "scheme": "bearer"},
         "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}}
     assert spec["security"] == [{"bearer": []}, {"apiKey": []}]
     assert spec["paths"]["/health"]["get"]["security"] == []
     assert spec["paths"]["/openapi.json"]["get"]["security"] == []
+    assert spec["paths"]["/"]["get"]["security"] == []
+    assert "security" not in spec["paths"]["/api/version"]["get"]
     assert "security" not in spec["paths"]["/metrics"]["get"]
 
 
@@ -128,3 +138,13 @@ def test_other_fields_are_left_to_apispec():
 ])
 def test_schema_names_keep_surfaces_apart(schema, name):
     assert schema_name(schema) == name
+
+
+def test_a_transcription_is_described_as_the_form_it_is(spec):
+    operation = spec["paths"]["/v1/audio/transcriptions"]["post"]
+    form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["file", "model"] and form["properties"]["file"]["format"] == "binary"
+    assert set(operation["responses"]["200"]["content"]) == {"application/json", "text/plain"}
+    assert operation["responses"]["400"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/OpenAIError"}
+

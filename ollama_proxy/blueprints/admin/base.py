@@ -19,8 +19,8 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
                            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 # The pages in the navigation bar, in order: (endpoint, label).
-NAV = [("admin.dashboard", "Dashboard"), ("admin.keys", "Keys"), ("admin.models", "Models"),
-       ("admin.usage", "Usage"), ("admin.backends", "Backends")]
+NAV = [("admin.dashboard", "Dashboard"), ("admin.scheduler", "Scheduler"), ("admin.keys", "Keys"),
+       ("admin.models", "Models"), ("admin.usage", "Usage"), ("admin.backends", "Backends")]
 
 bp = Blueprint("admin", __name__, url_prefix=PREFIX, static_folder=str(STATIC_DIR), static_url_path="/static")
 

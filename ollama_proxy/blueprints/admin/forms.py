@@ -8,14 +8,16 @@ from datetime import date, datetime, time, timezone
 
 from flask_wtf import FlaskForm
 from marshmallow import ValidationError as FieldError
-from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, DateField, FloatField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
 from ollama_proxy.config.models import check_fields
+from ollama_proxy.store.keys import MAX_WEIGHT
 
 SCOPES = [SelectChoice("generate", "generate: inference and listings"),
           SelectChoice("manage", "manage: also pull, push, delete models")]
+CLASSES = [SelectChoice("interactive", "interactive"), SelectChoice("batch", "batch")]
 # A key's chat_log as the form spells it: follow chat_logs.enabled (None), always (True), never (False).
 CHAT_LOG_VALUES = {"global": None, "on": True, "off": False}
 
@@ -51,7 +53,7 @@ def past_expiry(day: date | None, kept: date | None, today: date) -> str | None:
 
 
 class KeyLimitsForm(FlaskForm):
-    """What a key may do: scope, models, limits, expiry; and whether its chats are logged."""
+    """What a key may do: scope, models, limits, expiry, its share of the GPUs; and whether its chats are logged."""
 
     scope = SelectField("Scope", choices=SCOPES, default="generate")
     models = StringField("Models", validators=[Optional(), Length(max=2000)],
@@ -60,12 +62,23 @@ class KeyLimitsForm(FlaskForm):
     tpm = IntegerField("Tokens per minute", validators=[Optional(), NumberRange(min=1)])
     expires = DateField("Expires after", validators=[Optional()])
     chat_log = SelectField("Chat log", choices=chat_log_choices(False), default="global")
+    weight = FloatField("Weight", default=1.0, validators=[Optional()],
+                        description="its share of the GPUs against other keys' while they wait: 2 is twice 1's")
+    klass = SelectField("Class", choices=CLASSES, default="interactive",
+                        description="batch work waits behind interactive work (scheduling.batch_ageing at most)")
+    trusted_frontend = BooleanField("Trusted front end",
+                                    description="a front end (Open WebUI) that names its users in X-OpenWebUI-User-* "
+                                                "headers: each user gets a fair share of their own")
 
     def __init__(self, *args, chat_logs_enabled: bool = False, kept_expiry: date | None = None, **kwargs):
         """``kept_expiry``: the day a key being edited expires now, which it may keep even when gone by."""
         super().__init__(*args, **kwargs)
         self.chat_log.choices = chat_log_choices(chat_logs_enabled)
         self.kept_expiry = kept_expiry
+
+    def validate_weight(self, field) -> None:
+        if field.data is not None and not 0 < field.data <= MAX_WEIGHT:  # NaN too; None: not a number at all
+            raise ValidationError(f"a number above 0, at most {MAX_WEIGHT:g}")
 
     def validate_expires(self, field) -> None:
         problem = past_expiry(field.data, self.kept_expiry, datetime.now(timezone.utc).date())
@@ -75,7 +88,12 @@ class KeyLimitsForm(FlaskForm):
     def store_fields(self) -> dict:
         return {"scope": self.scope.data, "models": split_patterns(self.models.data), "rpm": self.rpm.data,
                 "tpm": self.tpm.data, "expires_at": end_of_day(self.expires.data),
-                "chat_log": CHAT_LOG_VALUES[self.chat_log.data]}
+                "chat_log": CHAT_LOG_VALUES[self.chat_log.data], "klass": self.klass.data,
+                "trusted_frontend": self.trusted_frontend.data, **self._weight()}
+
+    def _weight(self) -> dict:
+        """The weight typed, if any: left empty, a new key gets 1 and an edited key keeps its own."""
+        return {} if self.weight.data is None else {"weight": self.weight.data}
 
 
 class NewKeyForm(KeyLimitsForm):

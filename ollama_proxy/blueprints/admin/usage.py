@@ -67,11 +67,12 @@ def dashboard():
 
 
 def usage_filters(args) -> dict:
-    """Read the usage page's filters: key, model, and a from/to date range (both days included)."""
+    """Read the usage page's filters: key, model, end user, and a from/to date range (both days included)."""
     today = datetime.now(timezone.utc).date()
     first = _date(args.get("from")) or today - timedelta(days=6)
     last = _date(args.get("to")) or today
     return {"key": args.get("key") or None, "model": args.get("model") or None,
+            "end_user": args.get("end_user") or None,
             "since": _midnight(first), "until": _midnight(last) + timedelta(days=1),
             "first": first, "last": last}
 
@@ -85,12 +86,13 @@ def _date(text: str | None) -> date | None:
 
 def _query(filters: dict, limit: int, newest_first: bool = False) -> list[dict]:
     return current_store().query_usage(since=filters["since"], until=filters["until"], key=filters["key"],
-                                       model=filters["model"], limit=limit, newest_first=newest_first)
+                                       model=filters["model"], end_user=filters["end_user"], limit=limit,
+                                       newest_first=newest_first)
 
 
 @bp.get("/usage")
 def usage():
-    """List usage rows, newest first, filtered by key, model and dates."""
+    """List usage rows, newest first, filtered by key, model, end user and dates."""
     filters = usage_filters(request.args)
     limit = current_app.config["SETTINGS"].admin.usage_rows
     rows = _query(filters, limit + 1, newest_first=True)

@@ -11,6 +11,12 @@
 | ``redacted_thinking`` | dropped: it is encrypted for Claude alone |
 | ``document`` (PDF, text sources), file sources | refused (400): no Ollama equivalent |
 
+A message of role ``system`` among the others (a string or text blocks: how
+Claude Code passes instructions mid-conversation, under the beta
+``mid-conversation-system-2026-04-07``) becomes an Ollama ``system`` message
+where it stands; Ollama's templates take system messages anywhere. An empty one
+is left out, as an empty ``system`` is.
+
 Text blocks are joined with a blank line so that adjacent blocks do not run
 into each other. Each ``tool_result`` becomes a ``tool`` message of its own, in
 the order of the blocks.
@@ -27,21 +33,21 @@ from ollama_proxy.translate.images import check_base64, image_reference
 _JOIN = "\n\n"
 
 
-def system_messages(system: Any) -> list[dict]:
-    """Turn ``system`` (a string or text blocks) into a leading system message."""
-    if system is None or system == "":
-        return []
-    if isinstance(system, str):
-        return [{"role": "system", "content": system}]
-    if not isinstance(system, list):
-        raise InvalidRequest("system must be a string or a list of text blocks", param="system")
-    texts = []
-    for i, block in enumerate(system):
-        if _block_type(block, f"system.{i}") != "text":
-            raise InvalidRequest(f"system.{i}: only text blocks are allowed in system", param=f"system.{i}")
-        texts.append(required_string(block, "text", f"system.{i}"))
-    text = _join(texts)
+def system_messages(system: Any, where: str = "system") -> list[dict]:
+    """Turn a system prompt (a string or text blocks) into a system message; none when it is empty."""
+    if system is None or isinstance(system, str):
+        text = system or ""
+    elif isinstance(system, list):
+        text = _join([_system_text(block, f"{where}.{i}") for i, block in enumerate(system)])
+    else:
+        raise InvalidRequest(f"{where} must be a string or a list of text blocks", param=where)
     return [{"role": "system", "content": text}] if text else []
+
+
+def _system_text(block: Any, where: str) -> str:
+    if _block_type(block, where) != "text":
+        raise InvalidRequest(f"{where}: only text blocks are allowed in system", param=where)
+    return required_string(block, "text", where)
 
 
 def conversation_messages(messages: Any) -> list[dict]:
@@ -60,9 +66,11 @@ def _message(message: Any, where: str, tool_names: dict[str, str]) -> list[dict]
     if not isinstance(message, dict):
         raise InvalidRequest(f"{where} must be an object", param=where)
     role = message.get("role")
-    if role not in ("user", "assistant"):
-        raise InvalidRequest(f"{where}.role must be 'user' or 'assistant'", param=f"{where}.role")
+    if role not in ("user", "assistant", "system"):
+        raise InvalidRequest(f"{where}.role must be 'user', 'assistant' or 'system'", param=f"{where}.role")
     content = message.get("content")
+    if role == "system" and content is not None:
+        return system_messages(content, f"{where}.content")
     if isinstance(content, str):
         return [{"role": role, "content": content}]
     if not isinstance(content, list):

@@ -27,6 +27,14 @@ What Ollama cannot do, and what is done instead:
   budget. ``output_config.effort`` becomes the level (``low``, ``medium``,
   ``high``, ``max``; ``xhigh`` -> ``high``) when thinking is on. Effort alone
   does not turn it on: Ollama refuses ``think`` for models that cannot think.
+- ``thinking`` for a model without the ``thinking`` capability: Claude Code
+  asks for thinking on every turn, whatever the model, and Ollama would refuse
+  it (400 ``does not support thinking``). The ``think`` it becomes is left out
+  (``translate.thinking``, on the model's ``/api/show`` capabilities), as
+  Ollama's own Anthropic layer does, and the model answers without thinking.
+  Ollama's own ``think``, sent as a field, is the client's and stays.
+- ``thinking.display`` (``omitted``, ``summarized``): the thinking Ollama
+  returns is shown whole; Ollama has no summaries.
 - ``metadata`` (a user id for Anthropic's abuse tracking), ``service_tier``
   (Anthropic's capacity tiers), ``container`` (Anthropic's code-execution
   sandbox) and ``mcp_servers`` (Anthropic's server-side MCP connector) ask for

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from ollama_proxy.translate.responses.tools import ToolSet
+
 NewId = Callable[[str], str]
 
 #: Request fields the Response object echoes as sent (``None`` when absent).
@@ -45,13 +47,14 @@ def message_item(item_id: str, text: str, logprobs: list, status: str) -> dict:
             "content": [output_text(text, logprobs)]}
 
 
-def function_call_item(item_id: str, call: dict, new_id: NewId) -> dict:
+def function_call_item(item_id: str, call: dict, new_id: NewId, tools: ToolSet) -> dict:
+    """Return the item of an Ollama tool call, named as the request declared the function."""
     function = call.get("function") or {}
     arguments = function.get("arguments")
     if not isinstance(arguments, str):  # Ollama sends an object; the Responses API a JSON string
         arguments = json.dumps(arguments or {}, ensure_ascii=False, separators=(",", ":"))
     return {"id": item_id, "type": "function_call", "status": "completed",
-            "call_id": call.get("id") or new_id("call_"), "name": function.get("name") or "",
+            "call_id": call.get("id") or new_id("call_"), **tools.call_fields(function.get("name") or ""),
             "arguments": arguments}
 
 

@@ -11,6 +11,7 @@ from ollama_proxy.translate.responses._common import (
     response_object,
     token_usage,
 )
+from ollama_proxy.translate.responses.tools import ToolSet
 
 
 def to_responses_response(ollama_resp: dict, *, response_id: str, created_at: int, model: str,
@@ -26,6 +27,7 @@ def to_responses_response(ollama_resp: dict, *, response_id: str, created_at: in
     if text or not (output or calls):
         status = "incomplete" if truncated else "completed"
         output.append(message_item(new_id("msg_"), text, output_logprobs(ollama_resp), status))
-    output.extend(function_call_item(new_id("fc_"), call, new_id) for call in calls)
+    tools = ToolSet.of(request)
+    output.extend(function_call_item(new_id("fc_"), call, new_id, tools) for call in calls)
     return response_object(request, response_id, created_at, model, output=output,
                            status="incomplete" if truncated else "completed", usage=token_usage(ollama_resp))

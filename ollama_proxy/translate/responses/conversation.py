@@ -8,12 +8,23 @@
 | ``input_text``, ``output_text``, ``refusal`` parts | ``content``, joined with a newline |
 | ``input_image`` parts (``image_url``: a ``data:`` URI or an ``http(s)`` URL) | ``images`` |
 | ``function_call`` items | ``tool_calls`` of the assistant turn (parallel calls are one turn) |
+| their ``namespace`` | qualifies the call's name, as ``tools`` names the function |
 | ``function_call_output`` items | ``tool`` messages, named after the call their ``call_id`` answers |
 | ``reasoning`` items (``summary`` or ``content`` text) | ``thinking`` of the assistant turn that follows |
+| ``additional_tools`` items | nothing here: their tools join ``tools`` |
+| items of any other type | dropped |
 
-Refused: what needs stored state (an ``item_reference``, an image by
-``file_id``) and input Ollama cannot take (``input_file`` parts, hosted-tool
-call items).
+Parallel calls and their outputs keep their order: calls one after another are
+one assistant turn and each output a ``tool`` message after it; an assistant
+message replayed between a call and its output joins the call's turn, so the
+outputs still follow their calls. Dropped are the items that only a hosted tool or
+OpenAI's own state can use: opaque ``encrypted_content`` (of ``reasoning`` and
+``compaction`` items), hosted-tool calls (``web_search_call``,
+``file_search_call`` ...), and the calls of tools Ollama cannot run with their
+outputs (``custom_tool_call``, ``local_shell_call``, ``computer_call`` and their
+``*_output`` items, which go together), and types not known yet. Refused is
+what changes what the model must answer and cannot be had: what needs stored
+state (an ``item_reference``, an image by ``file_id``) and ``input_file`` parts.
 """
 
 from __future__ import annotations
@@ -22,12 +33,13 @@ import json
 
 from ollama_proxy.errors import InvalidRequest
 from ollama_proxy.translate.images import image_reference
+from ollama_proxy.translate.responses.tools import ToolSet
 
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 
 
-def conversation_messages(body: dict) -> list[dict]:
-    """Return the Ollama messages of ``instructions`` and ``input``."""
+def conversation_messages(body: dict, tools: ToolSet | None = None) -> list[dict]:
+    """Return the Ollama messages of ``instructions`` and ``input``; ``tools`` names the calls."""
     messages = []
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
@@ -38,7 +50,7 @@ def conversation_messages(body: dict) -> list[dict]:
     if isinstance(items, str):
         messages.append({"role": "user", "content": items})
     elif isinstance(items, list):
-        history = _History()
+        history = _History(tools or ToolSet.of(body))
         for index, item in enumerate(items):
             history.add(item, f"input[{index}]")
         messages.extend(history.messages)
@@ -53,7 +65,8 @@ def conversation_messages(body: dict) -> list[dict]:
 class _History:
     """Collect Ollama messages from Responses input items, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, tools: ToolSet) -> None:
+        self.tools = tools
         self.messages: list[dict] = []
         self.thinking = ""  # a reasoning item waits for the assistant turn it belongs to
         self.tool_names: dict[str, str] = {}
@@ -71,9 +84,8 @@ class _History:
         elif kind == "item_reference":
             raise InvalidRequest("item_reference is not supported: this gateway is stateless and "
                                  "stores no items; send the item itself", param=param)
-        else:
-            raise InvalidRequest(f"input item type {kind!r} is not supported: use message, function_call, "
-                                 "function_call_output or reasoning", param=f"{param}.type")
+        elif not isinstance(kind, str) or not kind:
+            raise InvalidRequest("input items need a type (or a role, for a message)", param=f"{param}.type")
 
     def _message(self, item: dict, param: str) -> None:
         role = item.get("role")
@@ -82,6 +94,14 @@ class _History:
             raise InvalidRequest("role must be one of user, assistant, system, developer",
                                  param=f"{param}.role")
         text, images = _content(item.get("content"), f"{param}.content")
+        last = self.messages[-1] if self.messages else None
+        if role == "assistant" and last is not None and last["role"] == "assistant" and last.get("tool_calls"):
+            # Text replayed after the calls is still their turn: the outputs must follow the calls.
+            last["content"] = "\n".join(part for part in (last["content"], text) if part)
+            if images:
+                last.setdefault("images", []).extend(images)
+            self._attach_thinking(last)
+            return
         message = {"role": role, "content": text}
         if images:
             message["images"] = images
@@ -91,6 +111,7 @@ class _History:
         name, call_id = item.get("name"), item.get("call_id")
         if not isinstance(name, str) or not name:
             raise InvalidRequest("function_call needs a name", param=f"{param}.name")
+        name = self.tools.ollama_name(name, item.get("namespace"))
         call = {"function": {"name": name, "arguments": _arguments(item.get("arguments"), param)}}
         if isinstance(call_id, str) and call_id:
             call["id"] = call_id

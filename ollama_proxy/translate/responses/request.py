@@ -10,19 +10,23 @@ Request fields, by what becomes of them:
   ``think`` and ``format`` win over their Responses counterparts when a client
   sends both; ``num_ctx`` becomes ``options.num_ctx``.
 - refused: anything that needs stored state (``previous_response_id``,
-  ``conversation``, ``prompt``, ``store: true``, ``background: true``), and
-  tools other than functions; what ``input`` may not hold is said in
-  ``conversation``.
+  ``conversation``, ``prompt``, ``store: true``, ``background: true``), and a
+  ``tool_choice`` that forces a tool Ollama cannot run; which tools are sent or
+  left out is said in ``tools``, what ``input`` may hold in ``conversation``.
 - dropped, being the gateway's business or having no Ollama counterpart:
   ``parallel_tool_calls`` (Ollama cannot limit calls), ``max_tool_calls``,
   ``truncation`` (Ollama trims to ``num_ctx`` itself), ``metadata``, ``user``,
   ``safety_identifier``, ``service_tier``, ``prompt_cache_*`` (Ollama reuses
   its cache unasked), ``stream_options``, ``store: false``, ``reasoning.summary``
   (the whole thinking is returned as the summary), ``text.verbosity``, the other
-  ``include`` values, and the rest of ``_DROPPED``. Those the Response object
-  carries are echoed back in it, as OpenAI does.
+  ``include`` values, ``client_metadata`` (Codex's ids of its session), and the
+  rest of ``_DROPPED``. Those the Response object carries are echoed back in it,
+  as OpenAI does.
 - passed through: every other field, unchanged (``null`` ones left out: some
   Ollama fields fail to decode ``null``).
+
+``reasoning.effort`` on a model without the ``thinking`` capability: the
+``think`` it becomes is left out (``translate.thinking``), as Ollama would refuse it.
 
 Ollama cannot force a tool call: ``tool_choice`` ``required`` sends the tools
 like ``auto``; ``none`` sends none; a named function or ``allowed_tools`` sends
@@ -34,6 +38,7 @@ from __future__ import annotations
 from ollama_proxy.errors import InvalidRequest
 from ollama_proxy.translate.openai_common import think_from_effort, with_explicit_options
 from ollama_proxy.translate.responses.conversation import conversation_messages
+from ollama_proxy.translate.responses.tools import ToolSet
 
 #: Fields that need a stored response, conversation or prompt; the reason is
 #: part of the error message.
@@ -51,7 +56,7 @@ _DROPPED = frozenset({"parallel_tool_calls", "max_tool_calls", "truncation", "me
                       "safety_identifier", "service_tier", "prompt_cache_key",
                       "prompt_cache_retention", "prompt_cache_options", "stream_options", "store",
                       "background", "background_options", "context_management", "moderation",
-                      "access_programs", "image"})
+                      "access_programs", "image", "client_metadata"})
 
 _LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
@@ -65,8 +70,9 @@ def from_responses_request(body: dict) -> dict:
     ollama = {key: value for key, value in body.items()
               if key not in _MAPPED and key not in _DROPPED and value is not None}
     ollama["model"] = model
-    ollama["messages"] = conversation_messages(body)
-    tools = _select_tools(body.get("tools"), body.get("tool_choice"))
+    declared = ToolSet.of(body)
+    ollama["messages"] = conversation_messages(body, declared)
+    tools = declared.ollama_tools(body.get("tool_choice"))
     if tools:
         ollama["tools"] = tools
     options = _options(body)
@@ -97,54 +103,6 @@ def _set_absent(ollama: dict, key: str, value: object) -> None:
     # The client's own Ollama field, copied through, wins over the mapped one.
     if value is not None and key not in ollama:
         ollama[key] = value
-
-
-def _select_tools(tools: object, tool_choice: object) -> list[dict]:
-    if tools is None:
-        return []
-    if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
-        raise InvalidRequest("tools must be a list of objects", param="tools")
-    hosted = sorted({str(tool.get("type")) for tool in tools if tool.get("type") != "function"})
-    if hosted:
-        raise InvalidRequest(f"tools of type {', '.join(hosted)} are not supported: "
-                             "Ollama runs function tools only", param="tools")
-    converted = [_tool(tool, f"tools[{index}]") for index, tool in enumerate(tools)]
-    allowed = _allowed_names(tool_choice, [tool["function"]["name"] for tool in converted])
-    return [tool for tool in converted if allowed is None or tool["function"]["name"] in allowed]
-
-
-def _tool(tool: dict, param: str) -> dict:
-    name = tool.get("name")
-    if not isinstance(name, str) or not name:
-        raise InvalidRequest("function tools need a name", param=f"{param}.name")
-    function = {"name": name}
-    # strict has no Ollama counterpart: tool arguments are not constrained there.
-    for key in ("description", "parameters"):
-        if tool.get(key) is not None:
-            function[key] = tool[key]
-    return {"type": "function", "function": function}
-
-
-def _allowed_names(tool_choice: object, names: list[str]) -> set[str] | None:
-    """Return the tool names ``tool_choice`` allows, or None for all of them."""
-    if tool_choice in (None, "auto", "required"):
-        return None
-    if tool_choice == "none":
-        return set()
-    kind = tool_choice.get("type") if isinstance(tool_choice, dict) else None
-    if kind == "function":
-        chosen = {str(tool_choice.get("name"))}
-    elif kind == "allowed_tools" and isinstance(tool_choice.get("tools"), list):
-        chosen = {str(tool.get("name")) for tool in tool_choice["tools"]
-                  if isinstance(tool, dict) and tool.get("type") == "function"}
-    else:
-        raise InvalidRequest('tool_choice must be "none", "auto", "required", a function '
-                             'or allowed_tools with function tools', param="tool_choice")
-    unknown = sorted(chosen - set(names))
-    if unknown:
-        raise InvalidRequest(f"tool_choice names tools not in tools: {', '.join(unknown)}",
-                             param="tool_choice")
-    return chosen
 
 
 def _options(body: dict) -> dict:

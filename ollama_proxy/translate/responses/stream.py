@@ -12,6 +12,7 @@ from ollama_proxy.translate.responses._common import (
     response_object,
     token_usage,
 )
+from ollama_proxy.translate.responses.tools import ToolSet
 
 
 class _OpenItem:
@@ -40,6 +41,7 @@ class ResponsesStreamConverter:
                  request: dict) -> None:
         self._response_id, self._created_at, self._model = response_id, created_at, model
         self._new_id, self._request = new_id, request
+        self._tools = ToolSet.of(request)  # to name calls as the request declared them
         self._sequence = 0
         self._started = self._finished = False
         self._output: list[dict] = []  # closed items, by output_index
@@ -151,7 +153,7 @@ class ResponsesStreamConverter:
 
     def _function_call(self, call: dict) -> list[dict]:
         events = self._close("completed")
-        item = function_call_item(self._new_id("fc_"), call, self._new_id)
+        item = function_call_item(self._new_id("fc_"), call, self._new_id, self._tools)
         index = len(self._output)
         self._output.append(item)
         where = {"item_id": item["id"], "output_index": index}

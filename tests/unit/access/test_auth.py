@@ -30,7 +30,8 @@ def test_token_from_headers(headers, token):
     ("/health", None),
     ("/openapi.json", None),
     ("/metrics", METRICS),
-    ("/", GENERATE),
+    ("/", None),  # as Ollama's: "Ollama is running" to anyone
+    ("/api/version", GENERATE),
     ("/api/tags", GENERATE),
     ("/api/chat", GENERATE),
     ("/api/show", GENERATE),
@@ -40,6 +41,14 @@ def test_token_from_headers(headers, token):
     ("/api/copy", MANAGE),
     ("/api/delete", MANAGE),
     ("/api/blobs/sha256:00", MANAGE),
+    ("/api/status", GENERATE),
+    ("/api/experimental/model-recommendations", GENERATE),
+    ("/api/experimental/web_search", GENERATE),
+    ("/api/experimental/web_fetch", GENERATE),
+    ("/api/me", MANAGE),
+    ("/api/signout", MANAGE),
+    ("/api/a-route-ollama-adds-later", GENERATE),  # forwarded for a manage token, a 404 to others (api_routes)
+    ("/v1/audio/transcriptions", GENERATE),
 ])
 def test_required_scope(path, scope):
     assert required_scope(path) == scope
@@ -55,6 +64,14 @@ def test_token_table_finds_scope_and_name():
     assert table.find("x") is None
     assert table.find("") is None
     assert table.find("g ") is None
+
+
+def test_a_token_may_use_the_web_only_when_its_entry_says_so():
+    settings = parse_settings({"auth": {"generate_tokens": ["g", {"name": "web", "token": "w", "web": True}],
+                                        "manage_tokens": ["m"]}}, environ={})
+    table = TokenTable(settings.auth)
+    assert table.find("w") == Principal("web", GENERATE, web=True)
+    assert not table.find("g").web and not table.find("m").web
 
 
 def test_metrics_tokens_get_the_metrics_scope_only():

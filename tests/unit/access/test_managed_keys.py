@@ -212,3 +212,10 @@ def test_an_unknown_token_writes_nothing(store, counted, keys):
     keys.find(prefix + secrets.token_urlsafe(32)[:35], NOW)  # alice's visible prefix, another secret
     assert counted.calls == Counter(find_key=1)
     assert store.get_key("alice").last_used_at is None
+
+
+def test_a_key_allowed_the_web_becomes_a_principal_allowed_it(store, keys):
+    _, plain = store.create_key("plain")
+    _, searcher = store.create_key("searcher", web=True)
+    assert keys.find(plain, NOW).web is False
+    assert keys.find(searcher, NOW) == Principal("searcher", GENERATE, web=True)

@@ -1,12 +1,17 @@
 import json
 import time
+from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pytest
 
+from ollama_proxy.backends import pool as pool_module
 from ollama_proxy.backends.pool import OllamaPool
 from ollama_proxy.backends.pool_servers import rank
 from ollama_proxy.config import OllamaServerSettings, RoutingSettings, ServiceSettings
 from ollama_proxy.errors import Overloaded, UpstreamConnectTimeout, UpstreamTimeout, UpstreamUnavailable
+from ollama_proxy.relay.waiting import OPENING_KEY
+from ollama_proxy.scheduler.admission import Admitted, Requester
 
 SERVICE = ServiceSettings("http://default:11434", 1.0, 5.0, 5.0, 1.0, 10, 1.0)
 
@@ -157,3 +162,43 @@ def test_listings_are_bounded_by_the_refresh_timeout_not_the_read_timeout(tmp_pa
     assert [m["name"] for m in listed["models"]] == ["m"]
     assert sent == [{"timeout": (1.0, 1.0), "timeout_setting": "routing.refresh_timeout"}]
     assert pool.servers[1].last_error == failed.message == "did not answer within 1s (routing.refresh_timeout)"
+
+
+class StubAdmission:
+    """Grants every request a slot on the server it names, at once or after a wait."""
+
+    def __init__(self, server, wait=0.0):
+        self.server, self.wait = server, wait
+
+    def admit(self, who, model, candidates, body):
+        time.sleep(self.wait)
+        return Admitted(self.server, body, lambda: None)
+
+
+@pytest.mark.parametrize("wait, body", [
+    (0.0, b'{"model":"m"}'),  # granted at once, streamed: Ollama sends nothing before its first token
+    (0.05, b'{"model":"m"}'),  # it waited
+    (0.0, b'{"model":"m","stream":false}'),  # nothing comes before the whole answer
+], ids=["prompt stream", "waited stream", "whole answer"])
+def test_a_granted_request_is_cancelled_if_its_client_leaves_before_ollama_answers(tmp_path, monkeypatch, wait, body):
+    pool = _pool(tmp_path, StubServer("default", ["m:latest"]))
+    pool.admission = StubAdmission("default", wait)
+    watching = []
+
+    @contextmanager
+    def cancelled_if_client_leaves(environ):
+        watching.append(environ)
+        yield
+    monkeypatch.setattr(pool_module, "cancelled_if_client_leaves", cancelled_if_client_leaves)
+    environ = {}
+    with pool.open("m", "POST", "/api/chat", requester=Requester(environ=environ), body=body):
+        pass
+    assert watching == [environ]
+
+
+def test_the_pool_tells_a_waiting_stream_when_its_request_is_sent(tmp_path):
+    pool = _pool(tmp_path, StubServer("default", ["m:latest"]))
+    pool.admission = StubAdmission("default")
+    opening = SimpleNamespace(sent=0)
+    with pool.open("m", "POST", "/api/chat", requester=Requester(environ={OPENING_KEY: opening}), body=b"{}"):
+        assert opening.sent == 1

@@ -6,7 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from ollama_proxy.cli import main
 from ollama_proxy.cli.keys import expiry, future_expiry, table
+from ollama_proxy.config import load_settings
+from ollama_proxy.store import open_store
 
 UTC = timezone.utc
 
@@ -63,3 +66,42 @@ def test_table_aligns_columns():
         "alice  generate",
         "bo     manage",
     ]
+
+
+@pytest.fixture
+def store_config(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(f"store: {{url: 'sqlite:///{tmp_path / 'store.db'}'}}\nlogging: {{dir: '{tmp_path}'}}\n")
+    return str(path)
+
+
+def keys(config: str, *args: str) -> int:
+    return main(["keys", args[0], "--config", config, *args[1:]])
+
+
+def test_allow_web_on_create_and_later_allow_and_deny(store_config, capsys):
+    assert keys(store_config, "create", "--name", "searcher", "--allow", "web") == 0
+    assert ", allows web" in capsys.readouterr().out
+    assert keys(store_config, "create", "--name", "plain") == 0
+    assert "allows" not in capsys.readouterr().out
+    assert keys(store_config, "list") == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert rows["name"].split()[5] == "allows"
+    assert "rpm -, tpm -  web" in rows["searcher"] and "rpm -, tpm -  -" in rows["plain"]
+    assert keys(store_config, "allow", "plain", "web") == 0
+    assert capsys.readouterr().out.strip() == "key 'plain' may use web"
+    assert keys(store_config, "deny", "searcher", "web") == 0
+    assert capsys.readouterr().out.strip() == "key 'searcher' may no longer use web"
+    store = open_store(load_settings(store_config).store)
+    try:
+        assert (store.get_key("plain").web, store.get_key("searcher").web) == (True, False)
+    finally:
+        store.close()
+
+
+def test_only_known_permissions_are_allowed(store_config, capsys):
+    with pytest.raises(SystemExit):
+        keys(store_config, "create", "--name", "x", "--allow", "everything")
+    assert "invalid choice: 'everything'" in capsys.readouterr().err
+    assert keys(store_config, "allow", "nobody", "web") == 1
+    assert "no key named 'nobody'" in capsys.readouterr().err

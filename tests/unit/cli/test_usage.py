@@ -63,3 +63,39 @@ def test_csv_cells_that_would_be_formulas_are_written_as_text_and_json_as_it_is(
     out = io.StringIO()
     write([hostile], "json", out)
     assert json.loads(out.getvalue())[0]["key_name"] == "=cmd|' /C calc'!A0"
+
+
+def test_the_end_user_column_comes_last_when_asked_for():
+    named = {**ROW, "key_name": "webui", "end_user": "ann@lan"}
+    out = io.StringIO()
+    write([named, ROW], "csv", out, (*COLUMNS, "end_user"))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == ",".join(COLUMNS) + ",end_user"
+    assert lines[1].endswith(",200,False,ann@lan") and lines[2].endswith(",200,False,")
+    out = io.StringIO()
+    write([named], "csv", out)
+    assert "ann@lan" not in out.getvalue()  # the default export keeps its columns
+    out = io.StringIO()
+    write([named], "json", out, (*COLUMNS, "end_user"))
+    assert json.loads(out.getvalue())[0]["end_user"] == "ann@lan"
+
+
+def test_the_export_filters_by_end_user(tmp_path, capsys):
+    from ollama_proxy.cli import main
+    from ollama_proxy.config import StoreSettings
+    from ollama_proxy.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    (tmp_path / "config.yaml").write_text(f"store: {{url: '{url}'}}\nlogging: {{dir: '{tmp_path}'}}\n")
+    store = open_store(StoreSettings(url, 5.0))
+    moment = ROW["ts"]
+    store.add_usage([{"ts": moment, "request_id": "a", "key_name": "webui", "end_user": "ann"},
+                     {"ts": moment, "request_id": "b", "key_name": "webui", "end_user": "bob"},
+                     {"ts": moment, "request_id": "c", "key_name": "webui"}])
+    store.close()
+    config = ["--config", str(tmp_path / "config.yaml")]
+    assert main(["usage", *config, "--end-user", "ann", "--format", "json"]) == 0
+    assert [(row["request_id"], "end_user" in row) for row in json.loads(capsys.readouterr().out)] == [("a", False)]
+    assert main(["usage", *config, "--with-end-user"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(row["request_id"], row["end_user"]) for row in rows] == [("a", "ann"), ("b", "bob"), ("c", "")]

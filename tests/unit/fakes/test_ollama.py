@@ -64,6 +64,16 @@ def test_final_object_has_done_reason_and_metrics(fake):
     assert done["total_duration"] == sum(durations)
 
 
+def test_a_model_may_count_its_prompt_as_a_tokenizer_would(fake):
+    fake.script("llama3.2", prompt_tokens="template")
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "why is the sky blue?"}]
+    *_, done = stream(fake, "/api/chat", {"model": "llama3.2", "messages": messages})
+    # <|im_start|>system\nBe brief.<|im_end|> is 14 pieces, the question's turn 17, the assistant's opening 6
+    assert done["prompt_eval_count"] == 14 + 17 + 6
+    *_, with_tools = stream(fake, "/api/chat", {"model": "llama3.2", "messages": messages, "tools": [WEATHER_TOOL]})
+    assert with_tools["prompt_eval_count"] == 37 + len(re.findall(r"\w+|[^\w\s]", json.dumps(WEATHER_TOOL)))
+
+
 def test_stream_false_answers_one_json_object(fake):
     response = post(fake, "/api/chat", chat_body(stream=False))
     assert response.headers["Content-Type"] == "application/json; charset=utf-8"
@@ -92,6 +102,45 @@ def test_thinking_streams_first_and_tool_calls_come_before_done(fake):
     assert not any("tool_calls" in chunk["message"] for chunk in without_tools)
 
 
+def test_a_tool_result_gets_the_scripted_answer_without_tool_calls(fake):
+    call = {"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
+    fake.script("llama3.2", reply="", tool_calls=[call], reply_to_tool_result="Sunny in Oslo.")
+    asked = post(fake, "/api/chat", chat_body(tools=[WEATHER_TOOL], stream=False)).json()["message"]
+    assert asked["tool_calls"] == [call]
+    result = {"role": "tool", "content": "sunny", "tool_name": "get_weather"}
+    history = [{"role": "user", "content": "weather?"}, asked, result]
+    answered = post(fake, "/api/chat", {"model": "llama3.2", "messages": history, "tools": [WEATHER_TOOL],
+                                        "stream": False}).json()["message"]
+    assert answered == {"role": "assistant", "content": "Sunny in Oslo."}
+
+
+def test_an_agent_turn_calls_tools_then_replies_to_their_result(fake):
+    call = {"id": "call_1", "function": {"name": "get_weather", "arguments": {"city": "Tokyo"}}}
+    fake.script("llama3.2", reply="Sunny.", tool_calls=[call], reply_after_tools=True)
+    first = post(fake, "/api/chat", chat_body(tools=[WEATHER_TOOL], stream=False)).json()["message"]
+    answered = chat_body(tools=[WEATHER_TOOL], stream=False)
+    answered["messages"] += [{"role": "assistant", "content": "", "tool_calls": [call]},
+                             {"role": "tool", "content": "sunny", "tool_call_id": "call_1"}]
+    second = post(fake, "/api/chat", answered).json()["message"]
+    assert first == {"role": "assistant", "content": "", "tool_calls": [call]}
+    assert second == {"role": "assistant", "content": "Sunny."}
+
+
+def test_the_scripted_answer_to_a_tool_result_is_keyed_on_the_last_message(fake):
+    call = {"function": {"name": "get_weather", "arguments": {"city": "Tokyo"}}}
+    fake.script("llama3.2", reply="", tool_calls=[call], reply_to_tool_result="Sunny in Tokyo.")
+    first = post(fake, "/api/chat", chat_body("weather?", tools=[WEATHER_TOOL], stream=False)).json()
+    assert first["message"]["tool_calls"] == [call]
+    answered = [{"role": "user", "content": "weather?"}, first["message"],
+                {"role": "tool", "content": "sunny", "tool_name": "get_weather"}]
+    second = post(fake, "/api/chat", {"model": "llama3.2", "messages": answered, "tools": [WEATHER_TOOL],
+                                      "stream": False}).json()
+    assert second["message"] == {"role": "assistant", "content": "Sunny in Tokyo."}
+    again = post(fake, "/api/chat", {"model": "llama3.2", "messages": [*answered, {"role": "user", "content": "and?"}],
+                                     "tools": [WEATHER_TOOL], "stream": False}).json()
+    assert again["message"]["tool_calls"] == [call]  # keyed on the last message, not on the history
+
+
 def test_models_refuse_what_they_cannot_do(fake):
     thinking = post(fake, "/api/chat", chat_body(think=True))
     embedding_chat = post(fake, "/api/chat", chat_body(model="all-minilm"))
@@ -99,6 +148,13 @@ def test_models_refuse_what_they_cannot_do(fake):
     assert (thinking.status_code, thinking.json()) == (400, {"error": '"llama3.2" does not support thinking'})
     assert embedding_chat.json() == {"error": '"all-minilm" does not support chat'}
     assert vision_tools.json() == {"error": "registry.ollama.ai/library/llava:latest does not support tools"}
+
+
+@pytest.mark.parametrize(("think", "status"), [
+    (True, 400), ("high", 400), ("low", 400), (False, 200), (None, 200)])
+def test_only_a_think_that_turns_thinking_on_is_refused_as_ollama_reads_it(fake, think, status):
+    assert post(fake, "/api/generate", {"model": "llama3.2", "prompt": "hi", "think": think,
+                                        "stream": False}).status_code == status
 
 
 @pytest.mark.parametrize(
@@ -115,6 +171,17 @@ def test_bad_requests_get_ollamas_errors_and_are_recorded(fake, payload, status,
     assert response.status_code == status
     assert response.json()["error"].startswith(error)
     assert fake.last("/api/chat").body == payload.encode()
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    ({"model": "m", "files": {"m.gguf": None}}, "invalid digest format"),  # Go reads null as ""
+    ({"model": "m", "files": {"m.gguf": 7}}, "json: cannot unmarshal number into Go struct field"),
+    ({"model": "m", "files": ["sha256:" + "0" * 64]}, "json: cannot unmarshal array into Go struct field"),
+    ({"model": "m", "from": ["llama3.2"]}, "json: cannot unmarshal array into Go struct field"),
+])
+def test_create_refuses_files_and_from_of_the_wrong_type_as_go_decodes_them(fake, body, error):
+    response = post(fake, "/api/create", body)
+    assert response.status_code == 400 and response.json()["error"].startswith(error)
 
 
 def test_scripted_status_answers_at_once(fake):
@@ -168,6 +235,15 @@ def test_pull_reports_growing_progress_then_installs_the_model(fake):
         assert completed == sorted(completed) and completed[-1] == layer[-1]["total"]
     tags = requests.get(fake.url + "/api/tags", timeout=10).json()
     assert "mistral:latest" in [model["name"] for model in tags["models"]]
+
+
+def test_model_management_reads_the_deprecated_name_as_ollama_does(fake):
+    assert stream(fake, "/api/pull", {"name": "mistral"})[-1] == {"status": "success"}
+    assert stream(fake, "/api/push", {"name": "mistral"})[-1] == {"status": "success"}
+    assert post(fake, "/api/show", {"name": "mistral"}).json()["details"]["family"]
+    assert requests.delete(fake.url + "/api/delete", json={"name": "mistral"}, timeout=10).status_code == 200
+    assert "mistral:latest" not in fake.models
+    assert post(fake, "/api/chat", {"name": "llama3.2", "messages": []}).json() == {"error": "model is required"}
 
 
 def test_empty_prompt_loads_and_keep_alive_zero_unloads(fake):

@@ -85,6 +85,19 @@ def test_a_client_leaving_mid_stream_frees_the_slot_for_the_next():
     assert headers_after < 1.0  # not the two seconds the abandoned stream had left
 
 
+def test_each_record_keeps_the_request_it_came_as():
+    with FakeOllama(num_parallel=1) as fake:
+        fake.script("llama3.2", reply="ok", chunk_delay=0.02)
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda said: timed_chat(fake, chat_body(messages=[{"role": "user", "content": said}])),
+                          ["first", "second"]))
+        records = fake.scheduler.records()
+    asked = {record.origin.json["messages"][0]["content"]: record for record in records}
+    assert set(asked) == {"first", "second"}
+    assert all(record.origin in fake.requests and record.origin.path == "/api/chat" for record in records)
+    assert asked["first"].started_at != asked["second"].started_at
+
+
 def test_another_num_ctx_reloads_the_model_and_ps_shows_the_context():
     with FakeOllama(num_parallel=1, load_seconds=0.3) as fake:
         def generate(num_ctx):

@@ -2,7 +2,14 @@ import json
 
 import pytest
 
-from ollama_proxy.observability.accounting import count_body, note_answer, tap_chunks, tap_ndjson
+from ollama_proxy.observability.accounting import (
+    count_body,
+    note_answer,
+    note_arrival,
+    tap_chunks,
+    tap_ndjson,
+    tap_sse_first_token,
+)
 from ollama_proxy.observability.ledger import RequestRecord
 
 
@@ -104,3 +111,42 @@ def test_note_answer_counts_embeddings_prompt_and_ignores_non_integers():
     note_answer(record, {"prompt_eval_count": 6})
     note_answer(record, {"prompt_eval_count": True, "eval_count": "9"})
     assert (record.prompt_tokens, record.completion_tokens) == (6, None)
+
+
+@pytest.mark.parametrize("body, first_token", [
+    (json.dumps({"message": {"content": "hi"}, "done": True, "prompt_eval_count": 4, "eval_count": 2}).encode(),
+     True),  # a chat read whole (stream: false): its first token came with the rest
+    (json.dumps({"response": "hi", "done": True, "eval_count": 2}).encode(), True),
+    (json.dumps({"response": "", "done": True, "eval_count": 0}).encode(), False),  # nothing generated
+    (json.dumps({"embeddings": [[0.1]], "prompt_eval_count": 6}).encode(), False),  # no generation
+    (b"not json eval_count", False),
+])
+def test_a_whole_answer_has_its_first_token_when_it_arrived(body, first_token):
+    record = _record()
+    count_body(body, record)
+    assert (record.first_token is not None) is first_token
+    if first_token:
+        assert record.ttft_ms > 0
+
+
+def test_arrival_never_moves_a_first_token_seen_before():
+    record = _record()
+    record.first_token = 1.5
+    note_arrival(record, True)
+    assert record.first_token == 1.5
+    note_arrival(None, True)  # no record: nothing to note
+
+
+@pytest.mark.parametrize("pieces, first", [
+    ([b'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n',
+      b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n'], 1),
+    ([b'data: {"choices":[{"delta":{"reasoning_content":"hm"}}]}\n\n'], 0),
+    ([b'data: {"choices":[{"delta":{"content":null}}]}\n\n',
+      b'data: {"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"{\\"a"}}]}}]}\n\n'], 1),
+    ([b'data: {"choices":[],"usage":{"completion_tokens":3}}\n\n', b"data: [DONE]\n\n"], None),
+])
+def test_an_openai_stream_notes_its_first_piece_of_generated_text(pieces, first):
+    record, seen = _record(), []
+    for _ in tap_sse_first_token(iter(pieces), record):
+        seen.append(record.first_token is not None)
+    assert seen == [first is not None and i >= first for i in range(len(pieces))]

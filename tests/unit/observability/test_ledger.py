@@ -68,5 +68,8 @@ def test_completion_tokens_add_provisional_chunks_to_counted_ones():
 def test_surface_of_paths():
     cases = {"/": "native", "/api/chat": "native", "/v1/chat/completions": "openai", "/v1/embeddings": "openai",
              "/v1/messages": "anthropic", "/anthropic/v1/messages": "anthropic", "/v1/responses": "responses",
-             "/admin/keys": "admin", "/health": "other", "/metrics": "other"}
+             "/admin/keys": "admin", "/health": "other", "/metrics": "other",
+             "/api/experimental/web_search": "web", "/api/experimental/web_fetch": "web",
+             "/api/experimental/model-recommendations": "native", "/api/me": "native",
+             "/v1/audio/transcriptions": "openai"}
     assert {path: surface_of(path) for path in cases} == cases

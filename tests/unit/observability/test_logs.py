@@ -56,6 +56,16 @@ def test_access_line_counts_bytes_and_names_the_token_not_the_secret():
     assert ids == [entry["request_id"]] and len(ids[0]) == 32
 
 
+def test_the_access_line_names_the_end_user_when_a_trusted_front_end_named_one():
+    def named_app(environ, start_response):
+        access_record(environ).end_user = "ann@lan"
+        return _streaming_app(environ, start_response)
+
+    assert "end_user" not in json.loads(_run(_streaming_app)[2][0])
+    entry = json.loads(_run(named_app)[2][0])
+    assert (entry["token"], entry["end_user"]) == ("alice", "ann@lan")
+
+
 def test_stream_left_early_is_logged_as_aborted_once():
     _, chunks, lines = _run(_streaming_app, consume=1)
     assert len(lines) == 1

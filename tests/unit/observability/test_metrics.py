@@ -6,6 +6,7 @@ from ollama_proxy.app import create_app
 from ollama_proxy.config import MetricsSettings, parse_settings
 from ollama_proxy.observability.ledger import RequestRecord
 from ollama_proxy.observability.metrics import UNMATCHED, ProxyMetrics
+from ollama_proxy.scheduler.servers import Placement, Start
 
 
 def record(**fields) -> RequestRecord:
@@ -131,3 +132,50 @@ def test_disabled_metrics_answer_404(tmp_path):
     app = create_app(parse_settings({"logging": {"dir": str(tmp_path)}, "store": {"url": f"sqlite:///{tmp_path}/s.db"},
                                      "auth": {"manage_tokens": ["man"]}, "metrics": {"enabled": False}}, environ={}))
     assert app.test_client().get("/metrics", headers={"Authorization": "Bearer man"}).status_code == 404
+
+
+@pytest.mark.parametrize("start, options, asked, counted", [
+    (Start.LOAD, {"num_ctx": 4096}, {"num_ctx": 4096}, ("ollama_proxy_scheduler_loads_total", {"kind": "load"})),
+    (Start.RELOAD, {"num_ctx": 8192}, {"num_ctx": 8192},
+     ("ollama_proxy_scheduler_loads_total", {"kind": "reload"})),
+    (Start.WARM, {"num_ctx": 8192}, {"num_ctx": 2048}, ("ollama_proxy_scheduler_reloads_avoided_total", {})),
+    (Start.WARM, {"num_ctx": 8192}, {}, ("ollama_proxy_scheduler_reloads_avoided_total", {})),
+    (Start.WARM, {"num_ctx": 8192}, {"num_ctx": 8192}, None),  # sent as asked: nothing was spared
+])
+def test_loads_started_and_reloads_spared_are_counted_by_server(start, options, asked, counted):
+    metrics = ProxyMetrics(MetricsSettings(enabled=True, tokens=(), key_names=False))
+    metrics.placed(Placement("gpu1", start, options), asked)
+    text = metrics.exposition().decode()
+    if counted is None:
+        assert "ollama_proxy_scheduler_loads_total{" not in text
+        assert "ollama_proxy_scheduler_reloads_avoided_total{" not in text
+    else:
+        name, labels = counted
+        assert sample(metrics, name, server="gpu1", **labels) == 1
+
+
+def test_a_scrape_shows_the_state_the_scheduler_answers_with():
+    metrics = ProxyMetrics(MetricsSettings(enabled=True, tokens=(), key_names=False))
+    state = {"servers": [{"name": "gpu1", "slots": 2, "busy": 1, "num_parallel": 2, "max_loaded_models": 1,
+                          "models": [{"model": "m", "options": {}, "busy": 1, "slots": 2, "reserved": False}]}],
+             "running": [], "waiting": [{"principal": "p", "class": "batch", "weight": 1.0, "model": "m",
+                                         "asked": {}, "waited": 1.0, "servers": ["gpu1"]}]}
+    metrics.scheduler_status = lambda: state
+    text = metrics.exposition().decode()
+    assert 'ollama_proxy_scheduler_queue_depth{model="m",server="gpu1"} 1.0' in text
+    assert 'ollama_proxy_scheduler_slots_busy{model="m",server="gpu1"} 1.0' in text
+    assert "ollama_proxy_scheduler_up 1.0" in text and "ollama_proxy_requests_in_flight" in text
+
+
+def test_without_a_gevent_worker_no_scheduler_runs_and_the_scrape_says_so(app):
+    text = app.test_client().get("/metrics", headers={"Authorization": "Bearer man"}).get_data(as_text=True)
+    assert "ollama_proxy_scheduler_up 0.0" in text
+    assert "ollama_proxy_scheduler_queue_depth" not in text
+
+
+def test_with_no_server_scheduled_there_is_no_scheduler_state(tmp_path):
+    app = create_app(parse_settings({"logging": {"dir": str(tmp_path)}, "store": {"url": f"sqlite:///{tmp_path}/s.db"},
+                                     "auth": {"manage_tokens": ["man"]}, "service": {"scheduling": False}},
+                                    environ={}))
+    text = app.test_client().get("/metrics", headers={"Authorization": "Bearer man"}).get_data(as_text=True)
+    assert "ollama_proxy_scheduler_up" not in text

@@ -38,6 +38,12 @@ def test_usage_row_carries_every_field():
     }
 
 
+def test_usage_row_names_the_end_user_a_trusted_front_end_named():
+    row = usage_row(finished(principal="webui", end_user="ann@lan"), now=102.5, wall=WALL)
+    assert (row["key_name"], row["end_user"]) == ("webui", "ann@lan")
+    assert "end_user" not in usage_row(finished(), now=102.5, wall=WALL)  # none named: the column stays null
+
+
 def test_an_abandoned_stream_keeps_the_tokens_seen():
     row = usage_row(finished(completed=False, client_left=True, counted_tokens=None, provisional_tokens=7),
                     now=101.0, wall=WALL)

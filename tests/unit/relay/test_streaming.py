@@ -101,9 +101,70 @@ def test_a_client_hanging_up_counts_as_leaving_only_before_the_answer_ended(monk
     gone = []
     try:
         stop = streaming.watch_client({"gunicorn.socket": server_side, RECORD_KEY: record}, lambda: gone.append(1))
-        gevent.sleep(0)  # the watcher runs and sees the peer gone
+        with gevent.Timeout(5):
+            while not gone:
+                gevent.sleep(0.001)  # the event loop polls the socket and sees the peer gone
         stop()
     finally:
         server_side.close()
     assert gone == [1]  # the upstream is cut either way
     assert record.client_left is client_left
+
+
+@pytest.mark.parametrize("leaves", [True, False], ids=["client leaves", "client leaves after the answer"])
+def test_a_call_that_waits_is_ended_the_moment_its_client_leaves(monkeypatch, leaves):
+    import socket
+
+    import gevent
+
+    from ollama_proxy.errors import ClientGone
+    from ollama_proxy.relay import streaming
+
+    monkeypatch.setattr(streaming, "gevent_active", lambda: True)
+    server_side, client_side = socket.socketpair()
+    answered = gevent.event.Event()
+
+    def call_upstream() -> str:
+        with streaming.cancelled_if_client_leaves({"gunicorn.socket": server_side}):
+            answered.wait(5)  # as a request to Ollama waits for its headers
+        gevent.sleep(0.05)  # after the block, nothing is thrown in any more
+        return "answered"
+    waiting = gevent.spawn(call_upstream)
+    gevent.sleep(0.01)
+    try:
+        if not leaves:
+            answered.set()
+            gevent.sleep(0.01)
+        client_side.close()  # when the answer came first, leaving later is for the relay to see
+        waiting.join(5)
+    finally:
+        server_side.close()
+        client_side.close()
+    if leaves:
+        assert isinstance(waiting.exception, ClientGone)
+    else:
+        assert waiting.value == "answered"
+
+
+@pytest.mark.parametrize("client_left, level, message", [
+    (True, "INFO", "stream of POST /api/chat ended: the client left (request r1)"),
+    (False, "WARNING", "stream of POST /api/chat cut: connection to Ollama lost mid-answer: reset (request r1)"),
+], ids=["the client left: the proxy cut the upstream", "the upstream failed"])
+def test_a_cut_stream_is_logged_as_whoever_ended_it(monkeypatch, client_left, level, message):
+    import logging
+
+    from ollama_proxy.observability.ledger import RequestRecord
+    from ollama_proxy.relay.streaming import stream_failure_logger
+
+    logged: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = logged.append
+    logger = logging.getLogger("ollama_proxy.relay.streaming")
+    monkeypatch.setattr(logger, "handlers", [handler])  # apart from whatever apps made earlier set up
+    monkeypatch.setattr(logger, "propagate", False)
+    monkeypatch.setattr(logger, "disabled", False)
+    monkeypatch.setattr(logger, "level", logging.DEBUG)
+    record = RequestRecord(request_id="r1", method="POST", path="/api/chat", client="-", started=0.0,
+                           client_left=client_left)
+    stream_failure_logger("POST /api/chat", record)(UpstreamUnavailable("connection to Ollama lost mid-answer: reset"))
+    assert [(r.levelname, r.getMessage()) for r in logged] == [(level, message)]

@@ -193,3 +193,13 @@ def test_renamed_sse_stream_split_anywhere_keeps_every_event():
         pieces = [stream[i:i + size] for i in range(0, len(stream), size)]
         out = b"".join(renamed_lines(iter(pieces), "p:m", renamed_event_line))
         assert out == stream.replace(b'"model":"m"', b'"model":"p:m"'), size
+
+
+def test_the_file_s_report_context_stands_when_the_store_holds_an_override_for_its_model():
+    settings = parse_settings({"models": {"overrides": {
+        "Qwen3:8b": {"defaults": {"num_ctx": 32768}, "report_context": 200000},
+        "llama3.2": {"defaults": {"num_ctx": 8192}, "report_context": 100000}}}}, environ={}).models
+    merged = ModelTable.merged(settings, {}, {"qwen3:8b": {"defaults": {"num_ctx": 16384}, "enforce": {}}})
+    assert merged.override_for("qwen3:8b") == ModelOverride({"num_ctx": 16384}, {}, 200000)
+    assert merged.override_for("llama3.2:latest").report_context == 100000
+    assert ModelTable.merged(settings, {}, {}).override_for("qwen3:8b").report_context == 200000

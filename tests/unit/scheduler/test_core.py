@@ -183,7 +183,20 @@ def test_requests_past_the_longest_wait_expire():
     s.submit(_ticket("run"), now=0)
     s.submit(_ticket("early"), now=1)
     s.submit(_ticket("late"), now=5)
-    assert s.expire(now=11) == ["early"] and list(s.waiting) == ["late"]
+    assert [ticket_id for ticket_id, _ in s.expire(now=11)] == ["early"] and list(s.waiting) == ["late"]
+
+
+def test_an_expired_request_is_told_when_the_queue_for_its_model_will_likely_have_drained():
+    s = _scheduler(ServerSpec("gpu1"), bounds=Bounds(max_wait=10))
+    s.submit(_ticket("run"), now=0)
+    s.submit(_ticket("early"), now=1)
+    for i in range(5):
+        s.submit(_ticket(f"later{i}"), now=5)
+    for t in range(2, 8):  # six requests for the model ended between 2 s and 7 s: 6 in 9 s at 11 s
+        s.estimates.ended("m", 1.0, now=t)
+    [(ticket_id, retry_after)] = s.expire(now=11)
+    # Five requests for its model still wait, and it would come after them: 6 / (6/9 a second) = 9 s.
+    assert ticket_id == "early" and 8 <= retry_after <= 10
 
 
 def test_a_server_outside_a_requests_candidates_is_never_used():

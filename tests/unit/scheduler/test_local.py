@@ -1,14 +1,23 @@
-"""The arbiter and its clients over real Unix sockets, in one process's greenlets."""
+"""The arbiter and its clients: the arbiter's own worker by calls, another worker over a real Unix socket."""
+
+import json
+import os
+import socket as plain
 
 import gevent
+import gevent.event
 import pytest
+from gevent import socket as gsocket
 
 from ollama_proxy.errors import RateLimited
-from ollama_proxy.scheduler.client import ClientLeft
+from ollama_proxy.scheduler.client import ClientLeft, SchedulerClient
 from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
 from ollama_proxy.scheduler.fairness import Share
-from ollama_proxy.scheduler.local import LocalScheduler
+from ollama_proxy.scheduler.inprocess import InProcessLink
+from ollama_proxy.scheduler.local import LocalScheduler, SocketLink, address
 from ollama_proxy.scheduler.servers import ServerSpec
+
+WORKERS = ["the arbiter's worker", "another worker"]
 
 
 def _build(bounds=None):
@@ -17,6 +26,12 @@ def _build(bounds=None):
 
 def _ticket(ticket_id: str, principal: str = "alice") -> Ticket:
     return Ticket(ticket_id, Share(principal), "m", ("gpu1",))
+
+
+def _wait_for(condition, timeout: float = 5.0) -> None:
+    with gevent.Timeout(timeout):
+        while not condition():
+            gevent.sleep(0.01)
 
 
 @pytest.fixture
@@ -28,16 +43,33 @@ def instance(tmp_path):
         made.append(local)
         return local
     yield make
+    waiting = [local for local in made[1:] if local._lock_fd is None]  # the first took the lock
     for local in made:
         local.resign()
+    for local in waiting:  # a worker still waiting for the lock takes it now: let it, then let go
+        _wait_for(lambda local=local: local.arbiter is not None)
+        local.resign()
+
+
+@pytest.fixture(params=WORKERS)
+def client_of(request, instance):
+    """A scheduler client in the worker the test names, the first of the instance being the arbiter."""
+    def make(bounds=None, max_wait=5.0):
+        arbiter = instance(bounds, max_wait)
+        client = arbiter.client()
+        _wait_for(lambda: arbiter.arbiter is not None)
+        if request.param == WORKERS[1]:
+            client = instance(bounds, max_wait).client()  # the lock is taken: this one only asks
+        return client
+    return make
 
 
 def _admit_later(client, ticket, **kw):
     return gevent.spawn(client.admit, ticket, **kw)
 
 
-def test_a_third_request_waits_for_a_slot_and_gets_it_when_one_ends(instance):
-    client = instance().client()
+def test_a_third_request_waits_for_a_slot_and_gets_it_when_one_ends(client_of):
+    client = client_of()
     assert client.admit(_ticket("t1")).placement.server == "gpu1"
     client.admit(_ticket("t2"))
     third = _admit_later(client, _ticket("t3"))
@@ -47,8 +79,8 @@ def test_a_third_request_waits_for_a_slot_and_gets_it_when_one_ends(instance):
     assert third.get(timeout=2).ticket == "t3"
 
 
-def test_a_refusal_comes_back_as_the_same_error(instance):
-    client = instance(Bounds(max_queued_per_principal=1)).client()
+def test_a_refusal_comes_back_as_the_same_error(client_of):
+    client = client_of(Bounds(max_queued_per_principal=1))
     client.admit(_ticket("t1"))
     client.admit(_ticket("t2"))
     waiting = _admit_later(client, _ticket("t3"))
@@ -59,8 +91,8 @@ def test_a_refusal_comes_back_as_the_same_error(instance):
     waiting.kill()
 
 
-def test_a_client_that_leaves_while_waiting_is_dropped_and_never_granted(instance):
-    client = instance().client()
+def test_a_client_that_leaves_while_waiting_is_dropped_and_never_granted(client_of):
+    client = client_of()
     client.admit(_ticket("t1"))
     client.admit(_ticket("t2"))
     hang_up = {}
@@ -79,13 +111,14 @@ def test_a_client_that_leaves_while_waiting_is_dropped_and_never_granted(instanc
     assert after.get(timeout=2).ticket == "after"
 
 
-def test_a_request_that_waits_past_max_wait_gets_a_503(instance):
-    client = instance(Bounds(max_wait=0.3), max_wait=0.3).client()
+def test_a_request_that_waits_past_max_wait_gets_a_503(client_of):
+    client = client_of(Bounds(max_wait=0.3), max_wait=0.3)
     client.admit(_ticket("t1"))
     client.admit(_ticket("t2"))
     with pytest.raises(Exception) as late:
         client.admit(_ticket("t3"))
     assert getattr(late.value, "status", None) == 503
+    assert late.value.retry_after >= 1  # the arbiter's estimate of the drain, not the worker's own max_wait
 
 
 def test_a_new_arbiter_learns_the_slots_the_workers_hold(instance):
@@ -101,3 +134,106 @@ def test_a_new_arbiter_learns_the_slots_the_workers_hold(instance):
     assert not successor_arbiter_ready.ready()  # the re-announced slots count: gpu1 is still full
     client.end("t1")
     assert successor_arbiter_ready.get(timeout=2).ticket == "probe"
+
+
+def test_the_arbiters_own_worker_asks_by_calls_and_another_over_the_socket(instance):
+    arbiter = instance()
+    own = arbiter.client()
+    _wait_for(lambda: arbiter.arbiter is not None)
+    other = instance().client()
+    own.admit(_ticket("t1"))
+    other.admit(_ticket("t2", "bob"))
+    assert isinstance(own._link, InProcessLink) and isinstance(other._link, SocketLink)
+    assert len(arbiter._workers) == 1  # only the other worker connected to the arbiter's socket
+
+
+def test_a_worker_that_asked_by_calls_asks_the_next_arbiter_over_its_socket(instance):
+    first = instance()
+    own = first.client()
+    _wait_for(lambda: first.arbiter is not None)
+    successor = instance()
+    successor_client = successor.client()
+    own.admit(_ticket("t1"))
+    own.admit(_ticket("t2"))
+    first.resign()  # the arbiter's worker goes; the other takes the lock, and hears of the two slots held
+    _wait_for(lambda: successor.arbiter is not None)
+    waiting = gevent.spawn(successor_client.admit, _ticket("probe", "bob"))
+    gevent.sleep(0.8)  # past the takeover hold
+    assert not waiting.ready()
+    own.end("t1")
+    assert waiting.get(timeout=3).ticket == "probe"
+
+
+def test_messages_the_socket_cannot_take_at_once_are_sent_in_order_by_the_writer():
+    ours, theirs = gsocket.socketpair(plain.AF_UNIX, plain.SOCK_STREAM)
+    ours.setsockopt(plain.SOL_SOCKET, plain.SO_SNDBUF, 4096)
+    link = SocketLink(ours)
+    for n in range(2000):  # far more than the socket's buffer holds: most wait for the writer
+        link.send({"op": "end", "id": f"{n:06d}", "pad": "x" * 40})
+    lines = theirs.makefile("rb")
+    ids = [json.loads(lines.readline())["id"] for _ in range(2000)]
+    assert ids == [f"{n:06d}" for n in range(2000)]
+    link.close()
+    theirs.close()
+
+
+def test_a_process_of_another_user_is_not_heard(instance, monkeypatch):
+    arbiter = instance()
+    arbiter.client()
+    _wait_for(lambda: arbiter.arbiter is not None)
+    stranger = gsocket.socket(plain.AF_UNIX, plain.SOCK_STREAM)
+    stranger.settimeout(5)
+    stranger.connect(address(arbiter.lock_path))
+    real_uid = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: real_uid + 1)  # as the arbiter sees it: the peer is someone else
+    stranger.sendall(b'{"op": "cancel", "id": "x"}\n')
+    try:
+        hung_up = stranger.recv(1) == b""
+    except ConnectionResetError:  # what it sent was never read
+        hung_up = True
+    assert hung_up
+    assert arbiter._workers == set()
+    stranger.close()
+
+
+def test_any_worker_may_ask_the_arbiter_what_runs_and_what_waits(client_of):
+    client = client_of()
+    client.admit(_ticket("t1"))
+    client.admit(_ticket("t2", "bob"))
+    waiting = _admit_later(client, _ticket("t3", "carol"))
+    gevent.sleep(0.1)
+    state = client.status(timeout=2)
+    assert [run["principal"] for run in state["running"]] == ["alice", "bob"]
+    assert [(wait["principal"], wait["servers"]) for wait in state["waiting"]] == [("carol", ["gpu1"])]
+    assert state["servers"][0]["busy"] == 2
+    client.end("t1")  # the question took a line of its own: grants still reach the worker's
+    assert waiting.get(timeout=2).ticket == "t3"
+
+
+def _unreachable():
+    raise OSError("no arbiter listens")
+
+
+class _SilentLink:
+    """An arbiter that takes the question and never answers."""
+
+    closed = False
+
+    def send(self, message: dict) -> None:
+        pass
+
+    def messages(self):
+        gevent.event.Event().wait()
+        yield {}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("silent", [False, True])
+def test_a_status_question_nobody_answers_gives_none_within_its_timeout(silent):
+    link = _SilentLink()
+    client = SchedulerClient(lambda receive: link if silent else _unreachable(), max_wait=5.0)
+    with gevent.Timeout(2):  # the test fails, rather than hangs, if the question's own bound did not hold
+        assert client.status(timeout=0.2) is None
+    assert link.closed is silent

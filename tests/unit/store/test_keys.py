@@ -145,3 +145,12 @@ def test_a_key_has_a_share_of_the_gpus_weight_one_interactive_untrusted_unless_t
 def test_a_share_that_makes_no_sense_is_refused(store, fields, named):
     with pytest.raises(StoreError, match=named):
         store.create_key("odd", **fields)
+
+
+def test_a_key_may_use_the_web_only_when_allowed(store):
+    assert store.create_key("plain")[0].web is False
+    allowed, _ = store.create_key("searcher", web=True)
+    assert allowed.web is True and store.get_key("searcher") == allowed
+    assert store.update_key("searcher", web=False).web is False
+    with pytest.raises(StoreError, match="web must be true or false"):
+        store.create_key("odd", web="yes")

@@ -8,7 +8,7 @@ from sqlalchemy import inspect, text
 from ollama_proxy.config import StoreSettings
 from ollama_proxy.store import open_store
 from ollama_proxy.store.engine import open_engine
-from ollama_proxy.store.migrate import HEAD_REVISION, current_revision, head_revision, upgrade
+from ollama_proxy.store.migrate import ALEMBIC_IN_USE, HEAD_REVISION, current_revision, head_revision, upgrade
 
 
 def test_the_known_head_is_the_newest_migration_script():
@@ -73,7 +73,8 @@ def test_a_store_made_before_chat_log_keeps_its_keys(store_url):
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "0001")
+        with ALEMBIC_IN_USE:
+            command.upgrade(config, "0001")
         connection.execute(text(
             "INSERT INTO api_keys (name, prefix, secret_hash, scope, models, enabled, created_at)"
             " VALUES ('old', 'op-AbCdEfGh', :hash, 'generate', '[]', :yes, :now)"),
@@ -84,6 +85,67 @@ def test_a_store_made_before_chat_log_keeps_its_keys(store_url):
         old = store.get_key("old")
         assert old is not None and old.chat_log is None and old.enabled
         assert store.update_key("old", chat_log=True).chat_log is True
+    finally:
+        store.close()
+        engine.dispose()
+
+
+def test_a_store_made_before_end_users_keeps_its_usage_and_records_them_after(store_url):
+    from alembic import command
+
+    from ollama_proxy.store.migrate import alembic_config
+    engine = open_engine(store_url, 10.0)
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        with ALEMBIC_IN_USE:
+            command.upgrade(config, "0003")
+        connection.execute(text("INSERT INTO usage (ts, request_id, key_name) VALUES (:now, 'old', 'webui')"),
+                           {"now": datetime.now(timezone.utc).replace(tzinfo=None)})
+    store = open_store(StoreSettings(store_url, 5.0))
+    try:
+        assert current_revision(store.engine) == head_revision()
+        store.add_usage([{"ts": datetime.now(timezone.utc), "request_id": "new", "key_name": "webui",
+                          "end_user": "ann"}])
+        assert [(r["request_id"], r["end_user"]) for r in store.query_usage()] == [("old", None), ("new", "ann")]
+        with store.engine.begin() as connection:  # and back: the column goes, the rows stay
+            config.attributes["connection"] = connection
+            with ALEMBIC_IN_USE:
+                command.downgrade(config, "0003")
+        assert "end_user" not in {c["name"] for c in inspect(store.engine).get_columns("usage")}
+        with store.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM usage")).scalar() == 2
+    finally:
+        store.close()
+        engine.dispose()
+
+
+def test_a_store_made_before_the_web_permission_keeps_its_keys_none_allowed(store_url):
+    from alembic import command
+
+    from ollama_proxy.store.migrate import alembic_config
+    engine = open_engine(store_url, 10.0)
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        with ALEMBIC_IN_USE:
+            command.upgrade(config, "0004")
+        connection.execute(text(
+            "INSERT INTO api_keys (name, prefix, secret_hash, scope, models, enabled, created_at)"
+            " VALUES ('old', 'op-AbCdEfGh', :hash, 'generate', '[]', :yes, :now)"),
+            {"hash": "0" * 64, "yes": True, "now": datetime.now(timezone.utc).replace(tzinfo=None)})
+    store = open_store(StoreSettings(store_url, 5.0))
+    try:
+        assert current_revision(store.engine) == head_revision() == "0005"
+        assert store.get_key("old").web is False
+        assert store.update_key("old", web=True).web is True
+        with store.engine.begin() as connection:  # and back: the column goes, the key stays
+            config.attributes["connection"] = connection
+            with ALEMBIC_IN_USE:
+                command.downgrade(config, "0004")
+        assert "web" not in {c["name"] for c in inspect(store.engine).get_columns("api_keys")}
+        with store.engine.connect() as connection:
+            assert connection.execute(text("SELECT name FROM api_keys")).scalars().all() == ["old"]
     finally:
         store.close()
         engine.dispose()

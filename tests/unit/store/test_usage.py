@@ -15,7 +15,7 @@ def row(ts, key="alice", model="llama3.2", prompt=10, completion=20, **extra) ->
     return {"ts": ts, "request_id": "r", "key_name": key, "surface": "openai", "model": model,
             "backend": "default", "upstream_model": model, "prompt_tokens": prompt,
             "completion_tokens": completion, "duration_ms": 12.5, "ttft_ms": 3.25, "status": 200,
-            "aborted": False, **extra}
+            "aborted": False, "end_user": None, **extra}
 
 
 def test_add_and_query_round_trip(store):
@@ -33,14 +33,21 @@ def test_add_and_query_round_trip(store):
     ({"since": DAY1, "until": DAY2 + timedelta(seconds=1)}, ["a", "b", "c"]),
     ({"key": "bob"}, ["c"]),
     ({"model": "qwen3:8b"}, ["b"]),
+    ({"end_user": "ann"}, ["c"]),
+    ({"key": "alice", "end_user": "ann"}, []),
     ({"limit": 2}, ["a", "b"]),
     ({"newest_first": True}, ["c", "b", "a"]),  # c after b at the same moment: the later row first
     ({"newest_first": True, "limit": 2}, ["c", "b"]),  # the limit keeps the newest
 ])
 def test_query_filters(store, filters, expected):
     store.add_usage([row(DAY1, request_id="a"), row(DAY2, request_id="b", model="qwen3:8b"),
-                     row(DAY2, request_id="c", key="bob")])
+                     row(DAY2, request_id="c", key="bob", end_user="ann")])
     assert [r["request_id"] for r in store.query_usage(**filters)] == expected
+
+
+def test_a_trusted_front_ends_rows_keep_the_end_user_they_name(store):
+    store.add_usage([row(DAY1, key="webui", end_user="ann@lan"), row(DAY2, key="webui")])
+    assert [r["end_user"] for r in store.query_usage()] == ["ann@lan", None]
 
 
 def test_missing_fields_are_null_and_unknown_ones_refused(store):
@@ -85,6 +92,7 @@ def test_usage_by_day(store):
     ({"prompt_tokens": None, "aborted": True, "duration_ms": 1e12},
      {"prompt_tokens": None, "aborted": True, "duration_ms": 1e12}),
     ({"ts": DAY1}, {"ts": DAY1}),
+    ({"end_user": "u" * 200 + "\x00"}, {"end_user": "u" * 128}),  # as long as a trusted front end may name
 ])
 def test_fit_usage_row(given, fitted):
     assert fit_usage_row(given) == fitted

@@ -44,6 +44,11 @@ def test_refused(body, param):
     assert caught.value.param == param
 
 
+def test_refused_token_arrays_say_how_langchain_sends_text():
+    with pytest.raises(InvalidRequest, match="check_embedding_ctx_length=False"):
+        from_openai_embeddings({"model": "e", "input": [[1, 2], [3]]})
+
+
 def embedding_list(vectors, tokens=0):
     return {"object": "list", "model": "asked",
             "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],

@@ -133,3 +133,45 @@ def test_an_expired_key_can_be_edited_keeping_its_expiry(client, store):
     answer = edit(client, "old", expires="2020-01-02", rpm="5")
     assert answer.status_code == 302
     assert store.get_key("old").rpm == 5 and store.get_key("old").expires_at.date() == date(2020, 1, 2)
+
+
+def share_cells(page: str, name: str) -> list[str]:
+    row = re.search(rf'<tr data-key="{name}">.*?</tr>', page, re.S).group(0)
+    found = [re.search(rf'<span class="{cell}[^"]*">(.*?)</span>', row, re.S)
+             for cell in ("weight", "class", "front-end")]
+    return [cell.group(1) if cell else "" for cell in found]
+
+
+def test_a_new_key_gets_the_weight_class_and_trust_chosen_and_the_list_shows_them(client, store):
+    assert create(client, "nightly", weight="0.5", klass="batch").status_code == 303
+    assert create(client, "webui", weight="2", trusted_frontend="y").status_code == 303
+    assert create(client, "plain").status_code == 303
+    shares = {key.name: (key.weight, key.klass, key.trusted_frontend) for key in store.list_keys()}
+    assert shares == {"nightly": (0.5, "batch", False), "webui": (2.0, "interactive", True),
+                      "plain": (1.0, "interactive", False)}
+    page = client.get("/admin/keys").get_data(as_text=True)
+    assert share_cells(page, "nightly") == ["0.5", "batch", ""]
+    assert share_cells(page, "webui") == ["2", "interactive", "trusted front end"]
+
+
+@pytest.mark.parametrize("weight", ["0", "-1", "1001", "nan", "heavy"])
+def test_a_weight_out_of_bounds_is_refused(client, store, weight):
+    answer = create(client, "greedy", weight=weight)
+    assert answer.status_code == 400
+    assert store.get_key("greedy") is None
+
+
+def test_an_unknown_class_is_refused(client, store):
+    assert create(client, "odd", klass="realtime").status_code == 400
+    assert store.get_key("odd") is None
+
+
+def test_editing_a_key_changes_its_share_and_an_empty_weight_keeps_it(client, store):
+    store.create_key("alice", weight=3.0, trusted_frontend=True)
+    page = client.get("/admin/keys/alice").get_data(as_text=True)
+    assert re.search(r'<input[^>]*name="weight"[^>]*value="3.0"', page)
+    assert re.search(r'<input[^>]*checked[^>]*name="trusted_frontend"|<input[^>]*name="trusted_frontend"[^>]*checked',
+                     page)
+    assert edit(client, "alice", weight="", klass="batch").status_code == 302  # the box unticked
+    key = store.get_key("alice")
+    assert (key.weight, key.klass, key.trusted_frontend) == (3.0, "batch", False)

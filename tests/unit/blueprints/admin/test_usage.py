@@ -89,3 +89,25 @@ def test_the_export_writes_formula_like_names_as_text(client, store):
     row = next(csv.DictReader(io.StringIO(export)))
     assert (row["key_name"], row["model"]) == ("'-2+3", "'=HYPERLINK(\"http://x\")")
     assert (row["prompt_tokens"], row["status"]) == ("4", "200")
+
+
+def test_the_usage_page_shows_and_filters_the_end_user_and_the_export_has_it_last(client, store):
+    now = datetime.now(timezone.utc)
+    store.add_usage([{"ts": now, "request_id": "a", "key_name": "webui", "status": 200, "end_user": "ann@lan"},
+                     {"ts": now, "request_id": "b", "key_name": "webui", "status": 200, "end_user": "bob"},
+                     {"ts": now, "request_id": "c", "key_name": "script", "status": 200}])
+    page = client.get("/admin/usage").get_data(as_text=True)
+    assert "<th>End user</th>" in page and "<td>ann@lan</td></tr>" in page
+    filtered = client.get("/admin/usage?end_user=ann@lan").get_data(as_text=True)
+    assert len(listed_times(filtered)) == 1 and 'name="end_user" value="ann@lan"' in filtered
+    assert "usage.csv?key=&amp;model=&amp;end_user=ann@lan&amp;" in filtered  # the export keeps the filter
+    export = client.get("/admin/usage.csv").get_data(as_text=True).splitlines()
+    assert export[0].endswith(",aborted,end_user")
+    assert sorted(line.rsplit(",", 1)[1] for line in export[1:]) == ["", "ann@lan", "bob"]
+    only_bob = client.get("/admin/usage.csv?end_user=bob").get_data(as_text=True).splitlines()
+    assert [line.split(",")[1] for line in only_bob[1:]] == ["b"]
+
+
+def test_usage_filters_read_the_end_user():
+    assert usage_filters(MultiDict({"end_user": "ann"}))["end_user"] == "ann"
+    assert usage_filters(MultiDict({"end_user": ""}))["end_user"] is None

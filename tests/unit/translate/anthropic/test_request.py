@@ -53,6 +53,9 @@ CALL_A = {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_a",
 OLLAMA_CALL_A = {"role": "assistant", "content": "",
                  "tool_calls": [{"id": "toolu_a", "function": {"name": "weather", "arguments": {}}}]}
 
+# Claude Code's mid-conversation system message (beta mid-conversation-system-2026-04-07).
+ENVIRONMENT = {"role": "system", "content": "# Environment"}
+
 REQUEST_CASES = [
     pytest.param(request(), chat(), id="plain string message"),
     pytest.param(request(stream=True), chat(stream=True), id="stream copied"),
@@ -108,6 +111,14 @@ REQUEST_CASES = [
         {"type": "text", "text": "hello"}]}, {"role": "user", "content": "and?"}]),
         chat([*USER_HI, {"role": "assistant", "content": "hello", "thinking": "hmm"},
               {"role": "user", "content": "and?"}]), id="thinking kept, redacted dropped"),
+    pytest.param(request(system="be brief", messages=[*USER_HI, ENVIRONMENT, {"role": "assistant", "content": "ok"}]),
+                 chat([{"role": "system", "content": "be brief"}, *USER_HI, ENVIRONMENT,
+                       {"role": "assistant", "content": "ok"}]), id="system message kept where it stands"),
+    pytest.param(request(messages=[*USER_HI, {"role": "system", "content": [
+        {"type": "text", "text": "one", "cache_control": {"type": "ephemeral"}}, {"type": "text", "text": "two"}]}]),
+        chat([*USER_HI, {"role": "system", "content": "one\n\ntwo"}]), id="system message of text blocks"),
+    pytest.param(request(messages=[*USER_HI, {"role": "system", "content": []}]), chat(),
+                 id="empty system message left out"),
     pytest.param(request(messages=[*USER_HI, {"role": "assistant", "content": "Sure: {"}]),
                  chat([*USER_HI, {"role": "assistant", "content": "Sure: {"}]), id="assistant prefill"),
     pytest.param(request(tools=[WEATHER, {**TIME, "type": "custom"}]),
@@ -177,8 +188,14 @@ INVALID_CASES = [
     pytest.param(request(max_tokens=True), "max_tokens", "positive integer", id="max_tokens boolean"),
     pytest.param(request(messages=[]), "messages", "non-empty list", id="messages empty"),
     pytest.param(request(messages="hi"), "messages", "non-empty list", id="messages not a list"),
-    pytest.param(request(messages=[{"role": "system", "content": "x"}]), "messages.0.role", "'user' or",
-                 id="system role in messages"),
+    pytest.param(request(messages=[{"role": "tool", "content": "x"}]), "messages.0.role",
+                 "'user', 'assistant' or 'system'", id="unknown role in messages"),
+    pytest.param(request(messages=[*USER_HI, {"role": "system", "content": [{"type": "image"}]}]),
+                 "messages.1.content.0", "only text blocks", id="image in a system message"),
+    pytest.param(request(messages=[*USER_HI, {"role": "system", "content": 5}]), "messages.1.content",
+                 "string or a list", id="system message not text"),
+    pytest.param(request(messages=[*USER_HI, {"role": "system"}]), "messages.1.content", "string or a list",
+                 id="system message without content"),
     pytest.param(request(messages=[{"role": "user", "content": 3}]), "messages.0.content", "string or a list",
                  id="content not string or list"),
     pytest.param(user("hi"), "messages.0.content.0", "content block with a type", id="block not an object"),

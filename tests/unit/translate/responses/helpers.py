@@ -59,6 +59,16 @@ def function_call(item_id, call_id, name, arguments, status="completed"):
 
 
 TOKYO = {"function": {"name": "get_weather", "arguments": {"city": "Tokyo"}}}
+# Codex's shape: functions grouped in a namespace, and a hosted tool Ollama cannot run.
+AGENTS = {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents",
+          "tools": [{"type": "function", "name": "close_agent", "description": "Close", "strict": False,
+                     "parameters": {"type": "object", "properties": {"target": {"type": "string"}}}}]}
+CODEX_REQUEST = {"model": "gpt-test", "input": "Hi", "tools": [AGENTS, {"type": "web_search"}]}
+CLOSE_CALL = {"function": {"name": "multi_agent_v1.close_agent", "arguments": {"target": "a"}}}
+
+
+def namespaced_call(item_id, call_id, name, namespace, arguments, status="completed"):
+    return {**function_call(item_id, call_id, name, arguments, status), "namespace": namespace}
 REQUEST = {"model": "gpt-test", "input": "Hi"}
 FULL_REQUEST = {
     "model": "gpt-test", "input": "Hi", "instructions": "Be brief.", "tools": [WEATHER],

@@ -9,6 +9,8 @@ from openai.types.responses import Response
 
 from ollama_proxy.translate.responses.answer import to_responses_response
 from tests.unit.translate.responses.helpers import (
+    CLOSE_CALL,
+    CODEX_REQUEST,
     CREATED,
     FULL_REQUEST,
     LOGPROBS,
@@ -19,6 +21,7 @@ from tests.unit.translate.responses.helpers import (
     function_call,
     ids,
     message,
+    namespaced_call,
     reasoning,
     response,
     sdk_client,
@@ -65,6 +68,12 @@ RESPONSE_CASES = [
         metadata={"k": "v"}, reasoning={"effort": "low", "summary": "auto"},
         text={"format": {"type": "json_object"}}, truncation="disabled", user="u1", top_logprobs=2),
         id="request fields echoed"),
+    pytest.param(ollama({"tool_calls": [CLOSE_CALL, {"function": {"name": "close_agent", "arguments": {}}}]}),
+                 CODEX_REQUEST, response(
+        [namespaced_call("fc_1", "call_1", "close_agent", "multi_agent_v1", '{"target":"a"}'),
+         namespaced_call("fc_2", "call_2", "close_agent", "multi_agent_v1", "{}")],
+        usage(0, 0), tools=CODEX_REQUEST["tools"]),
+        id="a namespace's function: name and namespace apart, qualified or bare"),
 ]
 
 

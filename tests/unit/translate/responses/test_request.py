@@ -130,8 +130,67 @@ REQUEST_CASES = [
                  chat(raw=True), id="gateway-level fields dropped, unknown fields kept, nulls left out"),
 ]
 
+# What Codex sends: a namespace of functions, a hosted web_search, its session ids, and history
+# items that only OpenAI's own state can use.
+AGENTS = {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents",
+          "tools": [{"type": "function", "name": "close_agent", "strict": False}]}
+OLLAMA_CLOSE = {"type": "function", "function": {"name": "multi_agent_v1.close_agent"}}
+CODEX_FIELDS = {"tool_choice": "auto", "parallel_tool_calls": True, "reasoning": {"summary": "auto"},
+                "store": False, "include": ["reasoning.encrypted_content"], "prompt_cache_key": "019a",
+                "client_metadata": {"session_id": "019a", "x-codex-turn-metadata": "{}"}}
 
-@pytest.mark.parametrize(("body", "expected"), REQUEST_CASES)
+CODEX_CASES = [
+    pytest.param({"model": "m", "input": "Hi", "tools": [TIME, AGENTS, {"type": "web_search",
+                                                                        "external_web_access": False}],
+                  **CODEX_FIELDS},
+                 chat(tools=[OLLAMA_TIME, OLLAMA_CLOSE]),
+                 id="namespace expanded, web_search left out, session fields dropped"),
+    pytest.param({"model": "m", "tools": [AGENTS], "input": [
+        *HI,
+        {"type": "reasoning", "id": "rs_0", "summary": [], "encrypted_content": "gAAAAB-opaque"},
+        {"type": "function_call", "call_id": "call_1", "name": "close_agent", "namespace": "multi_agent_v1",
+         "arguments": '{"target":"a"}'},
+        {"type": "function_call", "call_id": "call_2", "name": "get_time", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "closed"},
+        {"type": "function_call_output", "call_id": "call_2", "output": "noon"},
+    ]}, chat([*HI, {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "call_1", "function": {"name": "multi_agent_v1.close_agent", "arguments": {"target": "a"}}},
+        {"id": "call_2", "function": {"name": "get_time", "arguments": {}}}]},
+        {"role": "tool", "content": "closed", "tool_name": "multi_agent_v1.close_agent", "tool_call_id": "call_1"},
+        {"role": "tool", "content": "noon", "tool_name": "get_time", "tool_call_id": "call_2"}],
+        tools=[OLLAMA_CLOSE]),
+        id="a namespaced call is qualified again; parallel calls and outputs stay paired; encrypted reasoning dropped"),
+    pytest.param({"model": "m", "input": [
+        {"type": "additional_tools", "id": "at_0", "role": "developer", "tools": [AGENTS]},
+        *HI,
+        {"type": "web_search_call", "id": "ws_0", "status": "completed", "action": {"type": "search", "query": "q"}},
+        {"type": "custom_tool_call", "call_id": "call_c", "name": "exec", "input": "1 + 1"},
+        {"type": "custom_tool_call_output", "call_id": "call_c", "output": "2"},
+        {"type": "local_shell_call", "call_id": "call_l", "status": "completed",
+         "action": {"type": "exec", "command": ["ls"]}},
+        {"type": "local_shell_call_output", "call_id": "call_l", "output": "a.txt"},
+        {"type": "compaction", "id": "cmp_0", "encrypted_content": "gAAAAB-summary"},
+        {"type": "mcp_approval_request", "id": "mcpr_0", "server_label": "x", "name": "f", "arguments": "{}"},
+        {"type": "a_type_not_known_yet", "id": "x_0"},
+        {"role": "user", "content": "Go on"},
+    ]}, chat([*HI, {"role": "user", "content": "Go on"}], tools=[OLLAMA_CLOSE]),
+        id="additional_tools join tools; items Ollama has no use for dropped, each call with its output"),
+    pytest.param({"model": "m", "input": [
+        *HI,
+        {"type": "function_call", "call_id": "call_1", "name": "get_time", "arguments": "{}"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+        {"type": "function_call_output", "call_id": "call_1", "output": "noon"},
+    ]}, chat([*HI, {"role": "assistant", "content": "Checking.", "tool_calls": [
+        {"id": "call_1", "function": {"name": "get_time", "arguments": {}}}]},
+        {"role": "tool", "content": "noon", "tool_name": "get_time", "tool_call_id": "call_1"}]),
+        id="text replayed between a call and its output joins the call's turn"),
+    pytest.param({"model": "m", "input": "Hi", "tools": [TIME, AGENTS],
+                  "tool_choice": {"type": "function", "name": "close_agent", "namespace": "multi_agent_v1"}},
+                 chat(tools=[OLLAMA_CLOSE]), id="tool_choice names a namespaced function"),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), REQUEST_CASES + CODEX_CASES)
 def test_from_responses_request(body, expected):
     assert from_responses_request(body) == expected
 
@@ -151,8 +210,20 @@ REFUSED_CASES = [
     pytest.param({"conversation": {"id": "conv_1"}}, "conversation", "stateless", id="conversation"),
     pytest.param({"prompt": {"id": "pmpt_1"}}, "prompt", "stored prompts", id="stored prompt"),
     pytest.param({"background": True}, "background", "background", id="background"),
-    pytest.param({"tools": [{"type": "web_search"}, {"type": "file_search", "vector_store_ids": []}, WEATHER]},
-                 "tools", "tools of type file_search, web_search are not supported", id="hosted tools"),
+    pytest.param({"tools": [{"type": "web_search"}, {"type": "file_search", "vector_store_ids": []}, WEATHER],
+                  "tool_choice": {"type": "web_search"}},
+                 "tool_choice", "tool_choice forces web_search, which Ollama cannot run", id="hosted tool forced"),
+    pytest.param({"tools": [{"type": "web_search"}], "tool_choice": "required"},
+                 "tool_choice", "forces web_search", id="required with hosted tools only"),
+    pytest.param({"tools": [{"type": "web_search"}, WEATHER], "tool_choice": {
+        "type": "allowed_tools", "mode": "required", "tools": [{"type": "web_search"}]}},
+        "tool_choice", "forces web_search", id="allowed_tools requiring hosted tools only"),
+    pytest.param({"tools": [{"type": "namespace", "name": "ns", "tools": [{"type": "function"}]}]},
+                 "tools[0].tools[0].name", "name", id="namespace function without a name"),
+    pytest.param({"tools": [{"type": "namespace", "name": "ns", "tools": "x"}]},
+                 "tools[0].tools", "list of objects", id="namespace tools not a list"),
+    pytest.param({"input": [{"type": "additional_tools", "tools": [{"type": "function"}]}, *HI]},
+                 "input[0].tools[0].name", "name", id="additional_tools function without a name"),
     pytest.param({"tools": [{"type": "function", "description": "no name"}]}, "tools[0].name", "name",
                  id="function tool without a name"),
     pytest.param({"tools": [WEATHER], "tool_choice": {"type": "file_search"}}, "tool_choice", "tool_choice",
@@ -167,8 +238,9 @@ REFUSED_CASES = [
                  "input[0].content[0]", "input_file", id="file part"),
     pytest.param({"input": [{"type": "item_reference", "id": "msg_0"}]}, "input[0]", "stateless",
                  id="item_reference"),
-    pytest.param({"input": [{"type": "web_search_call", "id": "ws_0"}]}, "input[0].type", "web_search_call",
-                 id="hosted-tool item"),
+    pytest.param({"input": [{"content": "no role, no type"}]}, "input[0].type", "type", id="item without a type"),
+    pytest.param({"input": [{"type": "web_search_call", "id": "ws_0"}]}, "input", "input is required",
+                 id="nothing left once unknown items are dropped"),
     pytest.param({"input": [{"role": "tool", "content": "x"}]}, "input[0].role", "role", id="unknown role"),
     pytest.param({"input": [{"role": "user"}]}, "input[0].content", "content", id="message without content"),
     pytest.param({"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{oops"}]},

@@ -10,6 +10,8 @@ from pydantic import TypeAdapter
 
 from ollama_proxy.translate.responses.stream import ResponsesStreamConverter
 from tests.unit.translate.responses.helpers import (
+    CLOSE_CALL,
+    CODEX_REQUEST,
     CREATED,
     FULL_REQUEST,
     LOGPROBS,
@@ -20,6 +22,7 @@ from tests.unit.translate.responses.helpers import (
     function_call,
     ids,
     message,
+    namespaced_call,
     reasoning,
     response,
     sdk_client,
@@ -177,6 +180,18 @@ def test_stream_logprobs_follow_the_text():
     assert [delta["logprobs"] for delta in deltas] == [OPENAI_LOGPROBS]
     final = events[-1]["response"]["output"]
     assert final == [message("msg_1", "Hi", logprobs=OPENAI_LOGPROBS)]
+
+
+def test_stream_names_a_namespaced_call_as_declared():
+    call = namespaced_call("fc_1", "call_1", "close_agent", "multi_agent_v1", '{"target":"a"}')
+    events = run([chunk(tool_calls=[CLOSE_CALL]), done()], request=CODEX_REQUEST)
+    assert events == numbered(
+        *[(kind, {**fields, "response": {**fields["response"], "tools": CODEX_REQUEST["tools"]}})
+          for kind, fields in START],
+        *call_events(0, call),
+        ("response.completed", {"response": response([call], usage(0, 0), tools=CODEX_REQUEST["tools"])}))
+    for event in events:
+        EVENT.validate_python(event)
 
 
 def test_stream_echoes_the_request():

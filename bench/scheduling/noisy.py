@@ -1,0 +1,119 @@
+"""Noisy neighbour: a batch job keeps 24 long answers in flight while four people ask short questions.
+
+Run straight to the servers (round-robin), then through the proxy with the job's key in class
+``interactive`` and in class ``batch``. A request's wait is the time from asking until the fake
+started it in a slot (the fake's record, found by the question's label); its time to first token
+is measured by the client. Slot-time shares are each principal's slot-seconds over all the slots'
+time; the fair figure splits that time by max-min fairness (equal weights), each person wanting
+the slot-time of the questions they asked, the job wanting all it can get. Utilisation counts only
+the time while some request waited (from asking until it started, in the proxy or in a fake's queue).
+"""
+
+from __future__ import annotations
+
+import math
+
+from bench.scheduling.client import Answer, Tally
+from bench.scheduling.measures import (
+    Interval,
+    clip,
+    fair_shares,
+    percentiles,
+    utilisation_while_waiting,
+)
+from bench.scheduling.rig import Rig, Servers, rig
+from bench.scheduling.table import Column, Target, print_scenario, show, triple
+from bench.scheduling.workload import BATCH_JOB, Workload, drive
+from tests.fakes.ollama_runner import RequestRecord
+
+SERVERS = Servers(count=2, num_parallel=2, token_seconds=0.02)
+LOAD = Workload(batch_in_flight=24, batch_tokens=300, people=4, question_tokens=30, ask_every=3.0)
+STRAIGHT, INTERACTIVE, BATCH = "straight to Ollama", "proxy, batch key interactive", "proxy, batch key in class batch"
+RUNS = {STRAIGHT: None, INTERACTIVE: "interactive", BATCH: "batch"}
+
+
+def main(seconds: float) -> None:
+    columns, figures = {}, {}
+    for name, job_class in RUNS.items():
+        with rig(SERVERS, via_proxy=job_class is not None, people=LOAD.names, jobs={BATCH_JOB: job_class}) as where:
+            tally, window = drive(where, LOAD, seconds)
+            columns[name], figures[name] = measure(where, tally, window)
+    about = (f"{LOAD.batch_in_flight} batch answers of {LOAD.batch_tokens} tokens in flight, {LOAD.people} people "
+             f"asking {LOAD.question_tokens} tokens every {LOAD.ask_every:g} s; {SERVERS.count} servers x "
+             f"{SERVERS.num_parallel} slots, {SERVERS.token_seconds * 1e3:g} ms a token, people ask for {seconds:g} s")
+    print_scenario("noisy neighbour", about, columns, targets(figures))
+
+
+def measure(where: Rig, tally: Tally, window: Interval) -> tuple[Column, dict]:
+    """Work out the run's rows, and the figures its targets read."""
+    records = where.records()
+    people, job = tally.of(*LOAD.names), tally.of(BATCH_JOB)
+    column: Column = {}
+    for who, answers in (("people", people), ("batch", job)):
+        column[f"{who}: wait p50 / p95 / max s"] = triple(percentiles(waits(answers, records)))
+        if who == "people":
+            later = [a for a in answers if not a.label.endswith("#0")]
+            column["people: the same, each one's first question left out"] = triple(percentiles(waits(later, records)))
+        column[f"{who}: first token p50 / p95 / max s"] = triple(percentiles(
+            [a.first_token_at - a.asked_at for a in answers if a.first_token_at is not None]))
+        column[f"{who}: asked / served / refused"] = (
+            f"{len(answers)} / {sum(a.served for a in answers)} / {sum(a.refused for a in answers)}")
+    used, fair = slot_shares(records, people, window)
+    for principal in (BATCH_JOB, *LOAD.names):
+        share = show(used.get(principal, 0.0), "%")
+        column[f"slot-time share {principal} (fair)"] = f"{share} ({show(fair[principal], '%')})"
+    busy = [clip(interval, window) for interval in busy_intervals(records, window[1])]
+    waiting = [(a.asked_at, started_at(a, records) or a.ended_at) for a in tally.answers]
+    utilisation = utilisation_while_waiting(busy, waiting, SERVERS.slots, window)
+    column["utilisation while anything waits"] = show(utilisation, "%")
+    people_wait_p95 = percentiles(waits(people, records))[1]
+    return column, {"unserved": len(people) - sum(a.served for a in people), "wait p95": people_wait_p95,
+                    "utilisation": utilisation}
+
+
+def targets(figures: dict[str, dict]) -> list[Target]:
+    found = []
+    for run in (INTERACTIVE, BATCH):
+        got = figures[run]
+        found += [Target("people's questions not served = 0", run, got["unserved"], 0),
+                  Target("people wait p95 <= 4 s", run, got["wait p95"], 4.0, "s"),
+                  Target("utilisation while anything waits >= 98 %", run, got["utilisation"], 0.98, "%", at_least=True)]
+    found.append(Target("people wait p95 <= 2 s", BATCH, figures[BATCH]["wait p95"], 2.0, "s"))
+    return found
+
+
+def started_at(answer: Answer, records: dict[str, list[RequestRecord]]) -> float | None:
+    """Return when a fake started the question in a slot, if one did."""
+    return min((r.started_at for r in records.get(answer.label, ()) if r.started_at is not None), default=None)
+
+
+def waits(answers: list[Answer], records: dict[str, list[RequestRecord]]) -> list[float]:
+    """Return each question's wait: from asking until a fake started it, or until its client left if none did.
+
+    A refused question waited for nothing and is left out.
+    """
+    return [(started_at(a, records) or a.ended_at) - a.asked_at for a in answers if not a.refused]
+
+
+def busy_intervals(records: dict[str, list[RequestRecord]], end: float) -> list[Interval]:
+    """Return the time each record held a slot (one still running: until end)."""
+    return [(r.started_at, r.finished_at or end) for rs in records.values() for r in rs if r.started_at is not None]
+
+
+def slot_shares(records: dict[str, list[RequestRecord]], people: list[Answer],
+                window: Interval) -> tuple[dict[str, float], dict[str, float]]:
+    """Return each principal's share of the slots' time in window, and its max-min fair share."""
+    capacity = SERVERS.slots * (window[1] - window[0])
+    used: dict[str, float] = {}
+    for label, rs in records.items():
+        principal = label.split("#", 1)[0]
+        for interval in busy_intervals({label: rs}, window[1]):
+            start, end = clip(interval, window)
+            used[principal] = used.get(principal, 0.0) + max(0.0, end - start)
+    question_seconds = LOAD.question_tokens * SERVERS.token_seconds
+    demands = {BATCH_JOB: math.inf, **{name: 0.0 for name in LOAD.names}}
+    for answer in people:
+        demands[answer.principal] += question_seconds
+    fair = fair_shares(demands, capacity)
+    return ({name: seconds / capacity for name, seconds in used.items()},
+            {name: seconds / capacity for name, seconds in fair.items()})

@@ -1,0 +1,66 @@
+"""The scheduler's queue and slots for ``/metrics``, read from the arbiter's state at each scrape.
+
+Only the arbiter knows who waits and which slots are busy, and it may move to
+another worker (with Redis, to another instance). So no worker keeps these
+values: each scrape asks the arbiter (``Admission.status``, bounded by
+``scheduling.status_timeout``) and turns its answer into gauges here, pure.
+Instances that share a Redis share one scheduler, and each shows its whole
+state: aggregate them with max(), not sum().
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+UP_HELP = ("1 if the scheduler answered this scrape within scheduling.status_timeout, 0 if not "
+           "(its queue and slots are then left out)")
+DEPTH_HELP = ("Requests waiting now that may run on this server, by model: one that several servers may serve "
+              "counts on each of them")
+SLOTS_HELP = ("Requests the server runs at once over all its models: num_parallel x max_loaded_models, "
+              "or max_concurrent")
+BUSY_HELP = "Requests running now on a model loaded on the server (at most its num_parallel)"
+
+
+def families(status: dict | None) -> list[GaugeMetricFamily]:
+    """Return the scheduler's gauges for a ``snapshot`` (None: the scheduler did not answer)."""
+    up = GaugeMetricFamily("ollama_proxy_scheduler_up", UP_HELP, value=0 if status is None else 1)
+    if status is None:
+        return [up]
+    depth = GaugeMetricFamily("ollama_proxy_scheduler_queue_depth", DEPTH_HELP, labels=["server", "model"])
+    for (server, model), waiting in sorted(queue_depths(status).items()):
+        depth.add_metric([server, model], waiting)
+    slots = GaugeMetricFamily("ollama_proxy_scheduler_slots", SLOTS_HELP, labels=["server"])
+    busy = GaugeMetricFamily("ollama_proxy_scheduler_slots_busy", BUSY_HELP, labels=["server", "model"])
+    for server in status["servers"]:
+        slots.add_metric([server["name"]], server["slots"])
+        for runner in server["models"]:
+            busy.add_metric([server["name"], runner["model"]], runner["busy"])
+    return [up, depth, slots, busy]
+
+
+def queue_depths(status: dict) -> dict[tuple[str, str], int]:
+    """Count the waiting requests per (server, model) they may run on; a loaded model none waits for counts 0."""
+    depths = {(server["name"], runner["model"]): 0 for server in status["servers"] for runner in server["models"]}
+    for waiting in status["waiting"]:
+        for server in waiting["servers"]:
+            key = (server, waiting["model"])
+            depths[key] = depths.get(key, 0) + 1
+    return depths
+
+
+class _Families:
+    """A collector of families made already (prometheus_client registers collectors, not families)."""
+
+    def __init__(self, made: list[GaugeMetricFamily]) -> None:
+        self._made = made
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        return self._made
+
+
+def exposition(status: dict | None) -> bytes:
+    """Return the scheduler's gauges in Prometheus' text format."""
+    registry = CollectorRegistry()
+    registry.register(_Families(families(status)))
+    return generate_latest(registry)

@@ -1,0 +1,79 @@
+"""What every way to an instance's scheduler shares: a client for this process, and a candidacy.
+
+Each (forked) worker process gets its own client on first use and stands for
+arbiter. While this worker is the arbiter its requests ask it by plain calls;
+otherwise the transport (``local``: a Unix socket; ``shared``: Redis) dials it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import gevent
+
+from ollama_proxy.scheduler.arbiter import Arbiter
+from ollama_proxy.scheduler.client import Link, SchedulerClient
+from ollama_proxy.scheduler.core import Scheduler
+from ollama_proxy.scheduler.inprocess import InProcessLink
+
+Receive = Callable[[dict], None]
+
+
+class Candidacy:
+    def __init__(self, build: Callable[[], Scheduler], max_wait: float,
+                 loaded: Callable[[], dict] | None = None, every: float = 10.0) -> None:
+        self._build = build
+        self._max_wait = max_wait
+        self._loaded = loaded
+        self._every = every
+        self._pid = 0
+        self._client: SchedulerClient | None = None
+        self.arbiter: Arbiter | None = None
+        self._own_link: InProcessLink | None = None
+
+    def client(self) -> SchedulerClient:
+        """Return this process's client; stand for arbiter on first use in each (forked) process."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self.arbiter = None
+            self._forked()
+            self._client = SchedulerClient(self._connect, self._max_wait, ask=self._ask)
+            gevent.spawn(self._stand)
+        return self._client
+
+    def _connect(self, receive: Receive) -> Link:
+        if self.arbiter is not None:  # this worker decides: its requests ask by calls
+            self._own_link = InProcessLink(self.arbiter, receive)
+            return self._own_link
+        return self._dial()
+
+    def _ask(self, receive: Receive) -> Link:
+        """A line of its own for one question: the worker's line carries its grants."""
+        return InProcessLink(self.arbiter, receive) if self.arbiter is not None else self._dial(question=True)
+
+    def _take_office(self, hold: float) -> Arbiter:
+        """Become the arbiter, granting nothing for ``hold`` seconds while the workers say what they hold."""
+        self.arbiter = Arbiter(self._build())
+        self.arbiter.start(hold, self._loaded, self._every)
+        return self.arbiter
+
+    def _leave_office(self) -> None:
+        """Stop deciding: this worker's own line closes, and its client dials the next arbiter."""
+        if self._own_link is not None:
+            self._own_link.close()
+            self._own_link = None
+        if self.arbiter is not None:
+            self.arbiter.stop()
+            self.arbiter = None
+
+    # what each transport does
+
+    def _forked(self) -> None:
+        """Make this process's own connections (a new worker process)."""
+
+    def _dial(self, question: bool = False) -> Link:
+        raise NotImplementedError
+
+    def _stand(self) -> None:
+        raise NotImplementedError

@@ -1,0 +1,47 @@
+"""Describe what the scheduler holds, as plain data: each server's loaded models and slots, who runs, who waits.
+
+The arbiter answers a ``status`` question with this (JSON-safe), for ``/metrics``
+and the admin page. Times are durations up to ``now``: the arbiter's clock
+means nothing in another process.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ollama_proxy.scheduler.servers import Runner, ServerState
+
+if TYPE_CHECKING:
+    from ollama_proxy.scheduler.core import Scheduler
+
+
+def snapshot(scheduler: Scheduler, now: float) -> dict:
+    """Return ``{"servers": [...], "running": [...], "waiting": [...]}``, the waiting in the order they go."""
+    running = sorted(scheduler.running.values(), key=lambda run: run.started)
+    return {
+        "servers": [_server(state) for state in scheduler.servers.values()],
+        "running": [{**_who(run.ticket), "server": run.placement.server, "start": run.placement.start.value,
+                     "options": dict(run.placement.options), "running": now - run.started} for run in running],
+        "waiting": [{**_who(ticket), "asked": dict(ticket.asked), "waited": now - ticket.enqueued,
+                     "servers": [name for name in ticket.candidates if name in scheduler.servers]}
+                    for ticket in scheduler.queue(now)],
+    }
+
+
+def _server(state: ServerState) -> dict:
+    spec = state.spec
+    return {"name": spec.name, "slots": state.capacity, "busy": state.running, "num_parallel": spec.num_parallel,
+            "max_loaded_models": spec.max_loaded_models,
+            "models": [_runner(model, runner, spec.num_parallel) for model, runner in sorted(state.runners.items())]}
+
+
+def _runner(model: str, runner: Runner, slots: int) -> dict:
+    # reserved: it takes no new request until it drains, to be reloaded with larger options
+    return {"model": model, "options": dict(runner.options), "busy": runner.running, "slots": slots,
+            "reserved": runner.reserved_by is not None}
+
+
+def _who(ticket) -> dict:
+    share = ticket.share
+    return {"principal": share.principal, "class": share.klass, "weight": share.weight,
+            "model": ticket.model}

@@ -1,0 +1,119 @@
+"""Say how many input tokens an Anthropic answer reports: counted, estimated, or scaled.
+
+A Messages answer's ``input_tokens`` is Ollama's ``prompt_eval_count``. Where
+there is none yet (a stream's ``message_start``: Ollama counts only in its final
+chunk) or none at all, it is the estimate, corrected by the ratio learnt for
+the model. With ``report_context``, every figure (``count_tokens`` too) is
+scaled by ``report_context / num_ctx``: the context window the client assumes
+over the one the model runs with, so that the client compacts its conversation
+in time. Only what the client reads changes: the proxy's own records keep the
+real counts, taken from Ollama's chunks before this translation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ollama_proxy.translate.anthropic.correction import corrected
+from ollama_proxy.translate.anthropic.tokens import Estimate
+
+Event = tuple[str, dict]
+
+
+def context_scale(report_context: int | None, num_ctx: Any) -> float:
+    """Return the factor input tokens are reported by: 1.0 unless both windows are known."""
+    if not report_context or not isinstance(num_ctx, int) or isinstance(num_ctx, bool) or num_ctx <= 0:
+        return 1.0
+    return report_context / num_ctx
+
+
+def requested_context(body: dict) -> dict:
+    """Return the ``options`` an Anthropic body asks ``num_ctx`` in, as the translation reads them."""
+    options = body.get("options")
+    num_ctx = body.get("num_ctx")
+    if num_ctx is None and isinstance(options, dict):
+        num_ctx = options.get("num_ctx")
+    return {} if num_ctx is None else {"num_ctx": num_ctx}
+
+
+@dataclass(frozen=True)
+class InputUsage:
+    """The input tokens of one request as its answers report them."""
+
+    estimate: Estimate
+    ratio: float = 1.0  # learnt for the model: counted / estimated
+    scale: float = 1.0  # report_context / num_ctx, or 1.0
+    learn: Callable[[object], None] | None = None  # handed each answer's prompt_eval_count
+
+    def estimated(self) -> int:
+        """Return the corrected estimate, as reported."""
+        return self._scaled(corrected(self.estimate, self.ratio))
+
+    def reported(self, counted: object) -> int:
+        """Return Ollama's count as reported, or the estimate when it counted nothing."""
+        if not isinstance(counted, int) or isinstance(counted, bool) or counted <= 0:
+            return self.estimated()
+        return self._scaled(counted)
+
+    def message(self, message: dict, answer: dict) -> dict:
+        """Return a whole Message with its ``input_tokens`` reported, learning from the answer."""
+        self.learn_from(answer)
+        input_tokens = self.reported(answer.get("prompt_eval_count"))
+        return {**message, "usage": {**message["usage"], "input_tokens": input_tokens}}
+
+    def stream(self, converter) -> ReportingConverter:
+        return ReportingConverter(converter, self)
+
+    def learn_from(self, answer: dict) -> None:
+        """Hand the learner an answer's ``prompt_eval_count``."""
+        if self.learn is not None:
+            self.learn(answer.get("prompt_eval_count"))
+
+    def _scaled(self, tokens: int) -> int:
+        return tokens if self.scale == 1.0 else round(tokens * self.scale)
+
+
+class ReportingConverter:
+    """A Messages stream converter whose events report input tokens as an ``InputUsage`` says.
+
+    ``message_start`` carries the estimate (Ollama counts only at the end),
+    ``message_delta`` the count; the ``done`` chunk is learnt from.
+    """
+
+    def __init__(self, converter, usage: InputUsage):
+        self.converter = converter
+        self.usage = usage
+
+    @property
+    def finished(self) -> bool:
+        return self.converter.finished
+
+    def process(self, chunk: dict) -> list[Event]:
+        if chunk.get("done") and not self.converter.finished:
+            self.usage.learn_from(chunk)
+        return self._reported(self.converter.process(chunk), chunk.get("prompt_eval_count"))
+
+    def ping(self) -> list[Event]:
+        return self._reported(self.converter.ping(), None)
+
+    def error(self, message: str) -> list[Event]:
+        return self.converter.error(message)
+
+    fail = error
+
+    def close(self) -> list[Event]:
+        return self.converter.close()
+
+    def _reported(self, events: list[Event], counted: object) -> list[Event]:
+        return [self._event(name, data, counted) for name, data in events]
+
+    def _event(self, name: str, data: dict, counted: object) -> Event:
+        if name == "message_start":
+            message = data["message"]
+            usage = {**message["usage"], "input_tokens": self.usage.reported(counted)}
+            return name, {**data, "message": {**message, "usage": usage}}
+        if name == "message_delta":
+            return name, {**data, "usage": {**data["usage"], "input_tokens": self.usage.reported(counted)}}
+        return name, data
