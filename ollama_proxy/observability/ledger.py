@@ -75,6 +75,7 @@ class RequestRecord:
     endpoint: str | None = None  # the URL rule that served the request (/v1/models/<path:model_id>)
     queued: float = 0.0  # seconds spent waiting for a slot on a server
     queue_class: str | None = None  # the principal's class, once the request waited for a slot
+    left_in_queue: bool = False  # its client left while it waited for a slot: dropped, never sent
     load_seconds: float | None = None  # the model's load time, as Ollama reported it in a final chunk
 
     @property

@@ -101,11 +101,10 @@ class ProxyMetrics:
             self.completion_tokens.labels(model, key).inc(record.completion_tokens)
         if record.backend and record.status >= 500:
             self.upstream_errors.labels(record.backend, str(record.status)).inc()
-        if record.queue_class is not None:
-            if record.status == 499:
-                self.client_left_waiting.inc()
-            else:
-                self.queue_wait.labels(record.queue_class).observe(record.queued)
+        if record.left_in_queue:
+            self.client_left_waiting.inc()
+        elif record.queue_class is not None:
+            self.queue_wait.labels(record.queue_class).observe(record.queued)
 
     def placed(self, placement: Placement, asked: dict) -> None:
         """Count a granted request that loads its model first, or that was sent the loaded model's options."""

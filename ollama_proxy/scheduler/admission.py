@@ -99,6 +99,8 @@ class Admission:
         try:
             granted = client.admit(ticket, watch=watch)
         except ClientLeft:
+            if record is not None:
+                record.left_in_queue = True
             raise ClientGone("the client left while its request waited for a slot") from None
         finally:
             self.waiting_changed(-1)

@@ -58,6 +58,22 @@ def test_time_to_first_token_by_surface_and_upstream_model():
     assert sample(metrics, "ollama_proxy_time_to_first_token_seconds_sum", **labels) == pytest.approx(0.3)
 
 
+@pytest.mark.parametrize("fields, waited, left", [
+    ({"queue_class": "interactive", "queued": 1.5}, {"interactive": 1}, 0),
+    ({"queue_class": "batch", "queued": 1.5}, {"batch": 1}, 0),
+    # Granted, then its client left while Ollama prepared the first token: it waited, and was sent.
+    ({"queue_class": "interactive", "queued": 1.5, "status": 499}, {"interactive": 1}, 0),
+    ({"queue_class": "batch", "queued": 1.5, "status": 499, "left_in_queue": True}, {}, 1),  # dropped unsent
+    ({"status": 499}, {}, 0),  # never scheduled
+])
+def test_queue_waits_are_observed_per_class_and_clients_that_left_in_the_queue_counted(fields, waited, left):
+    metrics = observed(**fields)
+    for klass in ("interactive", "batch"):
+        count = sample(metrics, "ollama_proxy_queue_wait_seconds_count", **{"class": klass})
+        assert (count or 0) == waited.get(klass, 0), klass
+    assert sample(metrics, "ollama_proxy_scheduler_client_left_total") == left
+
+
 def test_no_first_token_no_observation():
     metrics = observed(surface="native", model="llama3.2")
     assert sample(metrics, "ollama_proxy_time_to_first_token_seconds_count", surface="native",
