@@ -31,7 +31,7 @@ class Bounds:
     """How much may wait, and for how long."""
 
     max_queued_per_principal: int = 64
-    max_queued_per_model: int = 256
+    max_queued_per_model: int = 256  # per server and model
     max_wait: float = 300.0  # seconds a request may wait for a slot
     batch_ageing: float = 30.0  # seconds after which a waiting batch request counts as interactive
     interactive_headroom: int = 1  # warm slots of a model batch work leaves free while people use it
@@ -169,10 +169,13 @@ class Scheduler:
             raise RateLimited(f"{mine} requests of yours are already waiting for a slot "
                               "(scheduling.max_queued_per_principal)",
                               retry_after=self.retry_after(ticket.model, now, mine))
-        same = sum(1 for t in self.waiting.values() if t.model == ticket.model)
+        # Each server's queue for the model is bounded; a request waits in the queues of all the servers
+        # it may run on, so it is refused only when each of them is full.
+        same = min(sum(1 for t in self.waiting.values() if t.model == ticket.model and server in t.candidates)
+                   for server in ticket.candidates) if ticket.candidates else 0
         if same >= self.bounds.max_queued_per_model:
-            error = Overloaded(f"{same} requests for {ticket.model} are already waiting for a slot "
-                               "(scheduling.max_queued_per_model)")
+            error = Overloaded(f"{same} requests for {ticket.model} are already waiting for a slot on every "
+                               "server that may run it (scheduling.max_queued_per_model)")
             error.retry_after = self.retry_after(ticket.model, now, same)
             raise error
 

@@ -105,3 +105,24 @@ def test_only_known_permissions_are_allowed(store_config, capsys):
     assert "invalid choice: 'everything'" in capsys.readouterr().err
     assert keys(store_config, "allow", "nobody", "web") == 1
     assert "no key named 'nobody'" in capsys.readouterr().err
+
+
+def test_a_keys_share_of_the_gpus_is_set_on_create_and_kept(store_config, capsys):
+    assert keys(store_config, "create", "--name", "nightly", "--weight", "2", "--class", "batch") == 0
+    assert "weight 2, class batch" in capsys.readouterr().out
+    assert keys(store_config, "create", "--name", "webui", "--trusted-frontend") == 0
+    assert "weight 1, class interactive, trusted front end" in capsys.readouterr().out
+    store = open_store(load_settings(store_config).store)
+    try:
+        nightly, webui = store.get_key("nightly"), store.get_key("webui")
+        assert (nightly.weight, nightly.klass, nightly.trusted_frontend) == (2.0, "batch", False)
+        assert (webui.weight, webui.klass, webui.trusted_frontend) == (1.0, "interactive", True)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("weight", ["0", "-1", "nan", "heavy"])
+def test_a_weight_must_be_a_positive_number(store_config, capsys, weight):
+    with pytest.raises(SystemExit):
+        keys(store_config, "create", "--name", "x", "--weight", weight)
+    assert "not a weight above 0" in capsys.readouterr().err

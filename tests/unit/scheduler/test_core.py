@@ -164,6 +164,22 @@ def test_a_model_waits_rather_than_be_sent_to_a_server_whose_loaded_models_are_a
     assert grant.ticket == "tb" and grant.placement.evict == "a"
 
 
+def test_a_models_queue_is_bounded_per_server_and_a_request_is_refused_only_where_every_server_is_full():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1),
+                   bounds=Bounds(max_queued_per_model=2))
+    s.submit(_ticket("run1", candidates=("gpu1",)), now=0)
+    s.submit(_ticket("run2", candidates=("gpu2",)), now=0)
+    s.submit(_ticket("g1a", "a", candidates=("gpu1",)), now=0)
+    s.submit(_ticket("g1b", "b", candidates=("gpu1",)), now=0)
+    with pytest.raises(Overloaded, match="every server that may run it"):
+        s.submit(_ticket("g1c", "c", candidates=("gpu1",)), now=0)  # gpu1's queue is full
+    s.submit(_ticket("either", "d", candidates=("gpu1", "gpu2")), now=0)  # gpu2's is not: it waits for both
+    s.submit(_ticket("g2a", "e", candidates=("gpu2",)), now=0)
+    with pytest.raises(Overloaded):
+        s.submit(_ticket("either2", "f", candidates=("gpu1", "gpu2")), now=0)  # now both are
+    assert sorted(s.waiting) == ["either", "g1a", "g1b", "g2a"]
+
+
 def test_queues_are_bounded_per_principal_and_per_model():
     s = _scheduler(ServerSpec("gpu1"), bounds=Bounds(max_queued_per_principal=2, max_queued_per_model=3))
     s.submit(_ticket("run"), now=0)
