@@ -12,6 +12,7 @@ the time while some request waited (from asking until it started, in the proxy o
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from bench.scheduling.client import Answer, Tally
 from bench.scheduling.measures import (
@@ -28,26 +29,34 @@ from tests.fakes.ollama_runner import RequestRecord
 
 SERVERS = Servers(count=2, num_parallel=2, token_seconds=0.02)
 LOAD = Workload(batch_in_flight=24, batch_tokens=300, people=4, question_tokens=30, ask_every=3.0)
+READING = replace(LOAD, reads_for=3.0)
 STRAIGHT, INTERACTIVE, BATCH = "straight to Ollama", "proxy, batch key interactive", "proxy, batch key in class batch"
 RUNS = {STRAIGHT: None, INTERACTIVE: "interactive", BATCH: "batch"}
 
 
-def main(seconds: float) -> None:
+def main(seconds: float, load: Workload = LOAD, title: str = "noisy neighbour") -> None:
     columns, figures = {}, {}
     for name, job_class in RUNS.items():
-        with rig(SERVERS, via_proxy=job_class is not None, people=LOAD.names, jobs={BATCH_JOB: job_class}) as where:
-            tally, window = drive(where, LOAD, seconds)
+        with rig(SERVERS, via_proxy=job_class is not None, people=load.names, jobs={BATCH_JOB: job_class}) as where:
+            tally, window = drive(where, load, seconds)
             columns[name], figures[name] = measure(where, tally, window)
-    about = (f"{LOAD.batch_in_flight} batch answers of {LOAD.batch_tokens} tokens in flight, {LOAD.people} people "
-             f"asking {LOAD.question_tokens} tokens every {LOAD.ask_every:g} s; {SERVERS.count} servers x "
+    asking = (f"every {load.ask_every:g} s" if load.reads_for is None
+              else f"again {load.reads_for:g} s after each answer")
+    about = (f"{load.batch_in_flight} batch answers of {load.batch_tokens} tokens in flight, {load.people} people "
+             f"asking {load.question_tokens} tokens {asking}; {SERVERS.count} servers x "
              f"{SERVERS.num_parallel} slots, {SERVERS.token_seconds * 1e3:g} ms a token, people ask for {seconds:g} s")
-    print_scenario("noisy neighbour", about, columns, targets(figures))
+    print_scenario(title, about, columns, targets(figures))
+
+
+def reading(seconds: float) -> None:
+    """The noisy neighbour with people who read each answer before they ask again."""
+    main(seconds, READING, "noisy neighbour, people reading their answers")
 
 
 def measure(where: Rig, tally: Tally, window: Interval) -> tuple[Column, dict]:
     """Work out the run's rows, and the figures its targets read."""
     records = where.records()
-    people, job = tally.of(*LOAD.names), tally.of(BATCH_JOB)
+    people, job = tally.of(*LOAD.names), tally.of(BATCH_JOB)  # the same people in every load
     column: Column = {}
     for who, answers in (("people", people), ("batch", job)):
         column[f"{who}: wait p50 / p95 / max s"] = triple(percentiles(waits(answers, records)))

@@ -2,7 +2,7 @@
 
 The job keeps a number of long answers in flight until the people are done; the people ask
 for a given time, each on a beat of their own (staggered; a beat missed while waiting for an
-answer is skipped), and finish their last question; then the job is stopped (its connections
+answer is skipped) or, reading each answer, a while after it came; they finish their last question; then the job is stopped (its connections
 closed), so the queue's pressure lasts as long as anyone waits.
 """
 
@@ -28,6 +28,8 @@ class Workload:
     question_tokens: int = 30
     ask_every: float = 3.0
     give_up_after: float | None = None  # seconds a person waits for the first token before leaving
+    # People who read each answer this long before asking again, in place of asking on a beat.
+    reads_for: float | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -51,6 +53,8 @@ def drive(rig: Rig, load: Workload, seconds: float) -> tuple[Tally, Interval]:
             time.sleep(max(0.0, turn - time.monotonic()))
             tally.add(ask(rig.url(), rig.token(name), name, next(numbers), load.question_tokens,
                           first_token_within=load.give_up_after))
+            if load.reads_for is not None:
+                turn = time.monotonic() + load.reads_for
             while turn <= time.monotonic():  # a turn missed while waiting for an answer is skipped
                 turn += load.ask_every
 
