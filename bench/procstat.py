@@ -5,26 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tests.e2e.processes import workers
+
 _TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    """Return the pids whose parent is ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def tree(pid: int) -> list[int]:
     """Return ``pid`` and its direct children (a gunicorn master and its workers)."""
-    return [pid, *children(pid)]
+    return [pid, *workers(pid)]
 
 
 def cpu_seconds(pids: list[int]) -> float:
