@@ -172,6 +172,11 @@ class SchedulingSettings:
     headroom_window: float = setting(
         30.0, validate=AT_LEAST_0,
         help="seconds after an interactive request for a model during which its headroom is held")
+    yield_within: float = setting(
+        1.0, validate=AT_LEAST_0,
+        help="seconds a request may be kept waiting so that one expected to hold a slot at least twice as long "
+             "starts first, on a slot that frees while slots about to free will start it in that time; long "
+             "answers then start as slots free instead of together, and do not end together (`0`: strict order)")
     slot_seconds: float = setting(
         5.0, validate=SECONDS, help="how long a request is expected to hold its slot, until the proxy has seen some")
     load_seconds: float = setting(

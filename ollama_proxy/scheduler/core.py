@@ -10,10 +10,19 @@ server that would start it now (``servers``): a warm slot first; a server that
 must load the model only when the wait for a warm slot is expected to be longer
 than the load. A request that cannot start anywhere now waits; one behind it
 that can, starts: no slot stays idle while work it could run waits.
+
+One exception to the order keeps questions from waiting on a batch job's rhythm
+(``_yield_to``): when a slot frees, a request expected to hold a slot much longer
+than the one whose turn it is may start first, if every request it passes is
+still expected to start within ``yield_within`` seconds, on slots about to free.
+Long answers then start at the moments slots free rather than all together after
+a burst of short ones, so they do not end together either, and a slot frees
+every so often instead of all of them once an answer.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +35,9 @@ from ollama_proxy.scheduler.servers import Placement, ServerSpec, ServerState, S
 from ollama_proxy.scheduler.snapshot import snapshot
 
 
+LONGER = 2.0  # how much longer than the request whose turn it is a request must be expected to run to go first
+
+
 @dataclass(frozen=True)
 class Bounds:
     """How much may wait, and for how long."""
@@ -36,6 +48,7 @@ class Bounds:
     batch_ageing: float = 30.0  # seconds after which a waiting batch request counts as interactive
     interactive_headroom: int = 1  # warm slots of a model batch work leaves free while people use it
     headroom_window: float = 30.0  # seconds after an interactive request for a model that it holds
+    yield_within: float = 1.0  # seconds a request may be kept waiting so that a much longer one starts first
 
 
 @dataclass
@@ -49,6 +62,7 @@ class Ticket:
     asked: dict = field(default_factory=dict)  # the reload options it asked for
     enforced: frozenset[str] = frozenset()  # those a per-model override fixed
     enqueued: float = 0.0
+    yielded_at: float | None = None  # when it first let a longer request go ahead of it
 
 
 @dataclass(frozen=True)
@@ -101,7 +115,7 @@ class Scheduler:
         ticket, placement = run.ticket, run.placement
         self.servers[placement.server].end(ticket.model, now)
         used = now - run.started
-        self.estimates.ended(ticket.model, used, now)
+        self.estimates.ended(ticket.model, used, now, ticket.share.principal)
         self.fair.charge(ticket.share, used - run.charged)
         if load_seconds is not None and placement.start is not Start.WARM:
             self.estimates.loaded(ticket.model, placement.server, load_seconds)
@@ -212,8 +226,57 @@ class Scheduler:
         for position, ticket in enumerate(turn):
             placement = self._place(ticket, turn[:position], now)
             if placement is not None and not self._leaves_too_little(ticket, placement, now):
-                return self._begin(ticket, placement, now)
+                return self._begin(self._yield_to(turn, position, placement, now) or ticket, placement, now)
         return None
+
+    def _yield_to(self, turn: list[Ticket], position: int, placement: Placement, now: float) -> Ticket | None:
+        """A request behind ``turn[position]`` to start in its place on its warm slot, if one should.
+
+        The first one behind, of another principal and for the same model, expected to hold a slot at
+        least ``LONGER`` times as long; if it may run on the slot, and the requests it passes are all
+        still expected to start within ``yield_within`` seconds of when they first gave way (on the
+        slots already free and those expected to free, in turn).
+        """
+        first = turn[position]
+        if not self.bounds.yield_within or placement.start is not Start.WARM:
+            return None
+        server = self.servers[placement.server]
+        passed = [first]
+        for later in turn[position + 1:]:
+            if (later.model != first.model or later.share.principal == first.share.principal
+                    or self._expected(later) < LONGER * self._expected(first)):
+                passed.append(later)
+                continue
+            fits = server.placement(later.model, later.asked, later.enforced, later.id)
+            if (placement.server not in later.candidates or fits is None or fits.start is not Start.WARM
+                    or self._leaves_too_little(later, fits, now)):
+                return None
+            if not self._start_in_time([t for t in passed if t.model == first.model], first, now):
+                return None
+            for ticket in passed:
+                if ticket.yielded_at is None:
+                    ticket.yielded_at = now
+            return later
+        return None
+
+    def _start_in_time(self, passed: list[Ticket], first: Ticket, now: float) -> bool:
+        """Whether ``passed``, in turn, would all start within ``yield_within`` of giving way, one slot fewer."""
+        servers = [self.servers[name] for name in first.candidates if name in self.servers]
+        frees = [max(now, r.started + self._expected(r.ticket)) for r in self.running.values()
+                 if r.ticket.model == first.model and r.placement.server in first.candidates]
+        frees += [now] * (sum(s.free_slots(first.model) for s in servers) - 1)
+        heapq.heapify(frees)
+        for ticket in passed:
+            if not frees:
+                return False
+            start = heapq.heappop(frees)
+            if start - (ticket.yielded_at if ticket.yielded_at is not None else now) > self.bounds.yield_within:
+                return False
+            heapq.heappush(frees, start + self._expected(ticket))
+        return True
+
+    def _expected(self, ticket: Ticket) -> float:
+        return self.estimates.slot_seconds(ticket.model, ticket.share.principal)
 
     def _leaves_too_little(self, ticket: Ticket, placement: Placement, now: float) -> bool:
         """Whether a batch request would take a slot people using its model may need any moment.
@@ -283,7 +346,7 @@ class Scheduler:
         del self.waiting[ticket.id]
         self._unreserve(ticket.id)
         self.servers[placement.server].begin(ticket.model, placement, now)
-        charged = self.estimates.slot_seconds(ticket.model)
+        charged = self._expected(ticket)
         self.fair.charge(ticket.share, charged)
         self.running[ticket.id] = _Running(ticket, placement, now, charged)
         return Grant(ticket.id, placement, now - ticket.enqueued)

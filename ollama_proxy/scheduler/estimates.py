@@ -1,8 +1,9 @@
-"""Learn how long things take: a request's slot-time per model, a model's load time per server.
+"""Learn how long things take: a request's slot-time per model (and per principal), a model's load time per server.
 
-Both are moving averages of what the proxy saw: slot-time from each request's
+All are moving averages of what the proxy saw: slot-time from each request's
 start to its end, load time from the ``load_duration`` Ollama reports in a
-final chunk. Until a first observation the defaults stand in. The drain rate
+final chunk. Until a first observation the defaults stand in; a principal's
+slot-time for a model, until it has had one request end, is the model's. The drain rate
 (requests ended per second, per model) gives waiting clients a ``Retry-After``.
 """
 
@@ -12,17 +13,22 @@ from collections import deque
 
 SMOOTHING = 0.2  # weight of the newest observation
 DRAIN_WINDOW = 60.0  # seconds of request ends the drain rate is measured over
+PRINCIPALS_KEPT = 10_000  # (model, principal) slot-times remembered; the longest unseen is forgotten first
 
 
 class Estimates:
     def __init__(self, default_slot_seconds: float = 5.0, default_load_seconds: float = 10.0) -> None:
         self._slot: dict[str, float] = {}
+        self._slot_of: dict[tuple[str, str], float] = {}
         self._load: dict[tuple[str, str], float] = {}
         self._ends: dict[str, deque[float]] = {}
         self.default_slot_seconds = default_slot_seconds
         self.default_load_seconds = default_load_seconds
 
-    def slot_seconds(self, model: str) -> float:
+    def slot_seconds(self, model: str, principal: str | None = None) -> float:
+        """How long a request for ``model`` (from ``principal``, if given) is expected to hold its slot."""
+        if principal is not None and (known := self._slot_of.get((model, principal))) is not None:
+            return known
         return self._slot.get(model, self.default_slot_seconds)
 
     def load_seconds(self, model: str, server: str) -> float:
@@ -32,8 +38,13 @@ class Estimates:
         elsewhere = [v for (m, _), v in self._load.items() if m == model]
         return sum(elsewhere) / len(elsewhere) if elsewhere else self.default_load_seconds
 
-    def ended(self, model: str, slot_seconds: float, now: float) -> None:
+    def ended(self, model: str, slot_seconds: float, now: float, principal: str | None = None) -> None:
         self._slot[model] = _smoothed(self._slot.get(model), slot_seconds)
+        if principal is not None:
+            key = (model, principal)
+            self._slot_of[key] = _smoothed(self._slot_of.pop(key, None), slot_seconds)
+            if len(self._slot_of) > PRINCIPALS_KEPT:
+                del self._slot_of[next(iter(self._slot_of))]
         ends = self._ends.setdefault(model, deque())
         ends.append(now)
         while ends and ends[0] < now - DRAIN_WINDOW:

@@ -29,7 +29,7 @@ def build_admission(settings: Settings, pool) -> Admission | None:
              for s in scheduled]
     conf = settings.scheduling
     bounds = Bounds(conf.max_queued_per_principal, conf.max_queued_per_model, conf.max_wait, conf.batch_ageing,
-                    conf.interactive_headroom, conf.headroom_window)
+                    conf.interactive_headroom, conf.headroom_window, conf.yield_within)
 
     def build() -> Scheduler:
         return Scheduler(specs, bounds, Estimates(conf.slot_seconds, conf.load_seconds))

@@ -239,3 +239,62 @@ def test_without_headroom_batch_work_takes_every_free_slot():
     s.submit(_ticket("question", "alice"), now=0)
     s.end("question", now=1)
     assert len([g for i in range(6) for g in s.submit(_ticket(f"b{i}", "job", klass=BATCH), now=2)]) == 4
+
+
+def _taught(s: Scheduler, **seconds: float) -> Scheduler:
+    """Let the scheduler have seen each principal's requests for m hold a slot so many seconds."""
+    for principal, used in seconds.items():
+        s.estimates.ended("m", used, now=0, principal=principal)
+    return s
+
+
+def _a_question_running_and_a_job_answer_ending(bounds: Bounds = DEFAULT_BOUNDS, alice: float = 0.5):
+    """One server of two slots: a job answer ends at 6 while alice's question runs and bob's waits."""
+    s = _taught(_scheduler(ServerSpec("gpu1", num_parallel=2), bounds=bounds), job=6.0, alice=alice, bob=0.5)
+    assert _granted(s.submit(_ticket("j1", "job", candidates=("gpu1",)), now=0)) == ["j1"]
+    assert _granted(s.submit(_ticket("q1", "alice", candidates=("gpu1",)), now=5.6)) == ["q1"]
+    s.submit(_ticket("j2", "job", candidates=("gpu1",)), now=5.7)
+    s.submit(_ticket("q2", "bob", candidates=("gpu1",)), now=5.8)
+    assert [t.id for t in s.queue(now=5.9)] == ["q2", "j2"]
+    return s
+
+
+def test_a_much_longer_request_starts_first_when_the_question_it_passes_still_starts_within_yield_within():
+    s = _a_question_running_and_a_job_answer_ending()
+    assert _granted(s.end("j1", now=6.0)) == ["j2"]  # alice's question is expected to end at 6.1
+    (question,) = s.end("q1", now=6.1)
+    assert question.ticket == "q2" and question.waited == pytest.approx(0.3)
+
+
+def test_a_question_goes_first_when_giving_way_would_keep_it_waiting_longer_than_yield_within():
+    s = _a_question_running_and_a_job_answer_ending(alice=2.0)  # alice's question is expected to end at 7.6
+    assert _granted(s.end("j1", now=6.0)) == ["q2"]
+
+
+def test_without_yield_within_the_order_is_strict():
+    s = _a_question_running_and_a_job_answer_ending(Bounds(yield_within=0))
+    assert _granted(s.end("j1", now=6.0)) == ["q2"]
+
+
+def test_a_request_that_gave_way_does_not_give_way_again_past_yield_within_from_the_first_time():
+    s = _taught(_scheduler(ServerSpec("gpu1", num_parallel=3)), job=6.0, alice=0.5, bob=0.5, carol=1.5)
+    only = {"candidates": ("gpu1",)}
+    s.submit(_ticket("j1", "job", **only), now=0)
+    s.submit(_ticket("q1", "alice", **only), now=5.6)  # expected to end at 6.1
+    s.submit(_ticket("q3", "carol", **only), now=5.8)  # expected to end at 7.3
+    s.submit(_ticket("j2", "job", **only), now=5.85)
+    s.submit(_ticket("q2", "bob", **only), now=5.9)
+    assert _granted(s.end("j1", now=6.0)) == ["j2"]  # bob's question gives way: alice's ends at 6.1
+    s.submit(_ticket("j3", "job", **only), now=6.05)
+    # Alice's question ran long. Carol's slot, expected at 7.3, is within 1 s of now but not of 6.0.
+    assert _granted(s.end("q1", now=6.8)) == ["q2"]
+
+
+def test_requests_of_about_the_same_length_keep_their_order():
+    s = _taught(_scheduler(ServerSpec("gpu1", num_parallel=2)), job=0.9, alice=0.5, bob=0.5)
+    only = {"candidates": ("gpu1",)}
+    s.submit(_ticket("j1", "job", **only), now=0)
+    s.submit(_ticket("q1", "alice", **only), now=0.4)  # expected to end at 0.9
+    s.submit(_ticket("j2", "job", **only), now=0.5)
+    s.submit(_ticket("q2", "bob", **only), now=0.6)
+    assert _granted(s.end("j1", now=0.9)) == ["q2"]  # the job's 0.9 s is less than twice bob's 0.5 s

@@ -25,3 +25,24 @@ def test_drain_rate_counts_the_last_minute():
         est.ended("m", 1.0, now=float(t))
     assert est.drain_rate("m", now=18.0) == 10 / 18
     assert est.drain_rate("m", now=200.0) == 0.0
+
+
+def test_each_principal_has_its_own_slot_time_for_a_model_and_the_models_stands_in_until_then():
+    est = Estimates(default_slot_seconds=5.0)
+    assert est.slot_seconds("m", "alice") == 5.0
+    est.ended("m", 6.0, now=1.0, principal="job")
+    est.ended("m", 0.5, now=2.0, principal="alice")
+    assert est.slot_seconds("m", "job") == 6.0 and est.slot_seconds("m", "alice") == 0.5
+    assert est.slot_seconds("m", "bob") == est.slot_seconds("m") == 6.0 + 0.2 * (0.5 - 6.0)
+    assert est.slot_seconds("other", "alice") == 5.0
+
+
+def test_the_principal_seen_longest_ago_is_forgotten_past_the_bound(monkeypatch):
+    monkeypatch.setattr("ollama_proxy.scheduler.estimates.PRINCIPALS_KEPT", 2)
+    est = Estimates(default_slot_seconds=5.0)
+    est.ended("m", 1.0, now=1.0, principal="a")
+    est.ended("m", 2.0, now=2.0, principal="b")
+    est.ended("m", 3.0, now=3.0, principal="a")  # a seen again: b is now the longest unseen
+    est.ended("m", 4.0, now=4.0, principal="c")
+    assert est.slot_seconds("m", "a") == 1.4 and est.slot_seconds("m", "c") == 4.0
+    assert est.slot_seconds("m", "b") == est.slot_seconds("m")
