@@ -1,11 +1,11 @@
 """The noisy neighbour on a virtual clock, through the scheduler's own decisions: no servers, no proxy.
 
-``python -m bench.scheduling.simulate [--seconds 45] [--pace GAP ...]`` drives the proxy's
+``python -m bench.scheduling.simulate [--seconds 45] [--yield-within S] [--pace GAP ...]`` drives the proxy's
 ``Scheduler`` (scheduler/core.py) with the noisy neighbour's load: a batch job keeping 24 answers
 of 6 s in flight on two servers of two slots, four people asking 0.6 s questions, on a beat every
 3 s or 3 s after reading each answer. Every answer takes exactly its length and nothing else
 takes time, so it shows what the decisions alone give, in a second, and lets a policy be tried
-before it is built: ``--pace`` holds the batch job's starts on the model that many seconds apart
+before it is built. ``--yield-within`` sets ``scheduling.yield_within`` (default 1; 0: strict order); ``--pace`` holds the batch job's starts on the model that many seconds apart
 while people use it (an experiment here, not the proxy's behaviour).
 """
 
@@ -77,10 +77,11 @@ class Run:
             self.at(now + length, "end", grant.ticket)
 
 
-def simulate(job_class: str, reading: bool, seconds: float, gap: float = 0.0) -> tuple[list[float], float]:
+def simulate(job_class: str, reading: bool, seconds: float, gap: float = 0.0,
+             bounds: Bounds = Bounds()) -> tuple[list[float], float]:
     """Run the load; return the people's waits and the slot use while anything waited."""
     specs = [ServerSpec("a", 2, 1), ServerSpec("b", 2, 1)]
-    scheduler = PacedScheduler(specs, Bounds(), gap=gap) if gap else Scheduler(specs, Bounds())
+    scheduler = PacedScheduler(specs, bounds, gap=gap) if gap else Scheduler(specs, bounds)
     for server in scheduler.servers.values():
         server.runners[MODEL] = Runner({})
     run = Run(scheduler, job_class)
@@ -132,6 +133,9 @@ def _p(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=45.0, help="how long people ask (default 45)")
+    parser.add_argument("--yield-within", type=float, default=Bounds().yield_within,
+                        help="scheduling.yield_within: seconds a question may wait so a much longer answer starts "
+                             "first (default %(default)g; 0: strict order)")
     parser.add_argument("--pace", type=float, action="append", default=[],
                         help="also try holding the job's starts this many seconds apart (may be repeated)")
     args = parser.parse_args()
@@ -139,7 +143,7 @@ def main() -> None:
     for reading in (False, True):
         for job_class in ("interactive", "batch"):
             for gap in (0.0, *args.pace):
-                waits, use = simulate(job_class, reading, args.seconds, gap)
+                waits, use = simulate(job_class, reading, args.seconds, gap, Bounds(yield_within=args.yield_within))
                 figures = f"{_p(waits, .5):.2f} / {_p(waits, .95):.2f} / {max(waits):.2f}"
                 print(f"{'reading' if reading else 'on beat':8} {job_class:12} {gap:5.1f}  {len(waits):5}  "
                       f"{figures:>22}  {use:.1%}")
