@@ -78,7 +78,8 @@ class TokenTable:
 
     def __init__(self, settings: AuthSettings, metrics_tokens: tuple[Token, ...] = ()):
         self._entries = [(t.secret.encode(), Principal(t.name, scope, rpm=t.rpm, tpm=t.tpm, chat_log=t.chat_log,
-                                                       web=t.web))
+                                                       weight=t.weight, klass=t.klass,
+                                                       trusted_frontend=t.trusted_frontend, web=t.web))
                          for scope, tokens in ((MANAGE, settings.manage_tokens), (GENERATE, settings.generate_tokens))
                          for t in tokens]
         self._entries += [(t.secret.encode(), Principal(t.name, METRICS)) for t in metrics_tokens]

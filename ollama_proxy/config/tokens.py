@@ -1,10 +1,10 @@
-"""Declare a token of the file: a plain string, or ``{name, token, rpm, tpm, chat_log, web}``."""
+"""Declare a token of the file: a plain string, or ``{name, token, rpm, tpm, chat_log, web, weight, class, trusted_frontend}``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from marshmallow import ValidationError, fields
+from marshmallow import ValidationError, fields, validate
 
 from ollama_proxy.config.checks import AT_LEAST_1, NON_EMPTY
 from ollama_proxy.config.declare import setting
@@ -27,10 +27,19 @@ class Token:
     web: bool = setting(
         False, help="may use Ollama's web search and web fetch (`/api/experimental/web_search`, `web_fetch`), "
                     "which make the Ollama server reach the internet")
+    weight: float = setting(
+        1.0, validate=validate.Range(min=0, min_inclusive=False),
+        help="its share of the GPUs against other principals' (see `scheduling`), as a key's `--weight`")
+    klass: str = setting(
+        "interactive", key="class", validate=validate.OneOf(("interactive", "batch")),
+        help="`batch`: its requests wait behind `interactive` ones (with ageing), as a key's `--class batch`")
+    trusted_frontend: bool = setting(
+        False, help="a front end that may name the end user each request is for (each user then gets a share of "
+                    "their own), as a key's `--trusted-frontend`")
 
 
 class TokenField(fields.Field):
-    """A token: a plain string (named by its index) or ``{name, token, rpm, tpm, chat_log, web}``."""
+    """A token: a plain string (named by its index) or ``{name, token, rpm, tpm, chat_log, web, ...}``."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str) and value:

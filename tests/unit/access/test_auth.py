@@ -9,7 +9,7 @@ from ollama_proxy.access.auth import (
     required_scope,
     token_from_headers,
 )
-from ollama_proxy.config import parse_settings
+from ollama_proxy.config import ConfigError, parse_settings
 
 
 @pytest.mark.parametrize("headers, token", [
@@ -72,6 +72,23 @@ def test_a_token_may_use_the_web_only_when_its_entry_says_so():
     table = TokenTable(settings.auth)
     assert table.find("w") == Principal("web", GENERATE, web=True)
     assert not table.find("g").web and not table.find("m").web
+
+
+def test_a_token_of_the_file_may_carry_its_share_of_the_gpus_as_a_key_does():
+    settings = parse_settings({"auth": {"generate_tokens": [
+        "g", {"name": "nightly", "token": "n", "weight": 0.5, "class": "batch"},
+        {"name": "webui", "token": "w", "trusted_frontend": True}]}}, environ={})
+    table = TokenTable(settings.auth)
+    assert table.find("n") == Principal("nightly", GENERATE, weight=0.5, klass="batch")
+    assert table.find("w") == Principal("webui", GENERATE, trusted_frontend=True)
+    assert table.find("g") == Principal("generate#0", GENERATE, weight=1.0, klass="interactive")
+
+
+@pytest.mark.parametrize("entry, complaint", [
+    ({"class": "urgent"}, "class"), ({"weight": 0}, "weight"), ({"weight": -1}, "weight")])
+def test_a_tokens_share_is_checked(entry, complaint):
+    with pytest.raises(ConfigError, match=complaint):
+        parse_settings({"auth": {"generate_tokens": [{"token": "t", **entry}]}}, environ={})
 
 
 def test_metrics_tokens_get_the_metrics_scope_only():
