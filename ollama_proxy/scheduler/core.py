@@ -226,11 +226,12 @@ class Scheduler:
         for position, ticket in enumerate(turn):
             placement = self._place(ticket, turn[:position], now)
             if placement is not None and not self._leaves_too_little(ticket, placement, now):
-                return self._begin(self._yield_to(turn, position, placement, now) or ticket, placement, now)
+                return self._begin(*self._yield_to(turn, position, placement, now) or (ticket, placement), now)
         return None
 
-    def _yield_to(self, turn: list[Ticket], position: int, placement: Placement, now: float) -> Ticket | None:
-        """A request behind ``turn[position]`` to start in its place on its warm slot, if one should.
+    def _yield_to(self, turn: list[Ticket], position: int, placement: Placement,
+                  now: float) -> tuple[Ticket, Placement] | None:
+        """A request behind ``turn[position]`` to start in its place on its warm slot, if one should, and how.
 
         The first one behind, of another principal and for the same model, expected to hold a slot at
         least ``LONGER`` times as long; if it may run on the slot, and the requests it passes are all
@@ -256,7 +257,7 @@ class Scheduler:
             for ticket in passed:
                 if ticket.yielded_at is None:
                     ticket.yielded_at = now
-            return later
+            return later, fits
         return None
 
     def _start_in_time(self, passed: list[Ticket], first: Ticket, now: float) -> bool:

@@ -79,7 +79,8 @@ class ServerState:
             return Placement(self.spec.name, Start.LOAD, unify(None, asked, enforced)[0], evict or None)
         options, reload = unify(runner.options, asked, enforced)
         if not reload:
-            free = runner.reserved_by is None and runner.running < self.spec.num_parallel
+            # Its own reservation too: what it waited to reload for may already be loaded (``/api/ps`` says so).
+            free = runner.reserved_by in (None, ticket) and runner.running < self.spec.num_parallel
             return Placement(self.spec.name, Start.WARM, options) if free else None
         if runner.running == 0 and runner.reserved_by in (None, ticket):
             return Placement(self.spec.name, Start.RELOAD, options)

@@ -230,7 +230,9 @@ def _chat_as(proxy, token: str, text: str, headers: dict | None = None) -> int:
 def keys(scheduled):
     return {"batch": create_key(scheduled, "--name", "nightly", "--class", "batch"),
             "webui": create_key(scheduled, "--name", "webui", "--trusted-frontend"),
-            "script": create_key(scheduled, "--name", "script")}
+            "script": create_key(scheduled, "--name", "script"),
+            "heavy": create_key(scheduled, "--name", "heavy", "--weight", "2"),
+            "light": create_key(scheduled, "--name", "light")}
 
 
 def test_interactive_work_goes_ahead_of_a_batch_keys_backlog(scheduled, fakes, warm, keys):
@@ -245,6 +247,20 @@ def test_interactive_work_goes_ahead_of_a_batch_keys_backlog(scheduled, fakes, w
     order = _prompts_in_arrival_order(fakes)[4:]
     # By fair share alone the two would alternate; by class, the batch key's requests wait behind all four.
     assert sorted(order[:4]) == [f"chat {i}" for i in range(4)], order
+
+
+def test_a_key_of_weight_2_gets_twice_the_slots_of_a_key_of_weight_1(scheduled, fakes, warm, keys):
+    with ThreadPoolExecutor(28) as pool:
+        holding = [pool.submit(_chat_as, scheduled, ALICE, f"holding {i}") for i in range(4)]
+        assert wait_for(lambda: sum(len(f.calls("/api/chat")) for f in fakes) == 4, timeout=20)
+        heavy = [pool.submit(_chat_as, scheduled, keys["heavy"], f"heavy {i}") for i in range(12)]
+        assert wait_for(lambda: _waiting(scheduled) == 12, timeout=20)
+        light = [pool.submit(_chat_as, scheduled, keys["light"], f"light {i}") for i in range(12)]
+        assert wait_for(lambda: _waiting(scheduled) == 24, timeout=20)
+        assert [f.result() for f in holding + heavy + light] == [200] * 28
+    first = _prompts_in_arrival_order(fakes)[4:16]
+    # Both backlogged all along: slot-time 2:1, so about 8 of the first 12 (6 by equal shares, 12 by arrival).
+    assert 7 <= sum(p.startswith("heavy") for p in first) <= 9, first
 
 
 @pytest.mark.parametrize("trusted, newcomer_last", [(True, False), (False, True)])

@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 from ollama_proxy.errors import Overloaded, RateLimited
@@ -298,3 +300,42 @@ def test_requests_of_about_the_same_length_keep_their_order():
     s.submit(_ticket("j2", "job", **only), now=0.5)
     s.submit(_ticket("q2", "bob", **only), now=0.6)
     assert _granted(s.end("j1", now=0.9)) == ["q2"]  # the job's 0.9 s is less than twice bob's 0.5 s
+
+
+def test_a_request_waiting_to_reload_a_model_starts_when_the_server_says_it_already_runs_those_options():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=2), loaded=())
+    s.servers["gpu1"].runners["m"] = Runner({"num_ctx": 2048})
+    only = {"candidates": ("gpu1",)}
+    assert _granted(s.submit(_ticket("a", asked={"num_ctx": 2048}, **only), now=0)) == ["a"]
+    assert _granted(s.submit(_ticket("b", asked={"num_ctx": 8192}, **only), now=1)) == []  # waits to reload it
+    assert _granted(s.refresh("gpu1", {"m": {"num_ctx": 8192}}, now=2)) == ["b"]  # no reload needed after all
+
+
+def test_whenever_nothing_runs_nothing_waits():
+    """Random submits, ends, cancels and (stale or fresh) views of what the servers hold, from two principals."""
+    asks = [{"num_ctx": 2048}, {"num_ctx": 8192}, {}]
+    for seed in range(300):
+        rnd = random.Random(seed)
+        s = _scheduler(ServerSpec("gpu1", 2, 1), ServerSpec("gpu2", 2, 1), loaded=())
+        now, running, count = 0.0, set(), 0
+        for _ in range(200):
+            now += rnd.random() * 0.3
+            roll = rnd.random()
+            if roll < 0.45:
+                count += 1
+                ticket = _ticket(f"t{count}", rnd.choice(["alice", "bob"]), asked=dict(rnd.choice(asks)))
+                grants = s.submit(ticket, now)
+            elif roll < 0.85 and running:
+                ended = rnd.choice(sorted(running))
+                running.discard(ended)
+                grants = s.end(ended, now, rnd.choice([None, 0.5]))
+            elif roll < 0.9 and s.waiting:
+                grants = s.cancel(rnd.choice(sorted(s.waiting)), now)
+            else:
+                server = rnd.choice(SERVERS)
+                view = rnd.choice([{}, {"m": {"num_ctx": rnd.choice([2048, 4096, 8192])}},
+                                   {m: dict(r.options) for m, r in s.servers[server].runners.items()}])
+                grants = s.refresh(server, view, now)
+            running |= set(_granted(grants))
+            assert s.running.keys() == running
+            assert s.running or not s.waiting, (seed, list(s.waiting))
