@@ -1,12 +1,13 @@
 """The noisy neighbour on a virtual clock, through the scheduler's own decisions: no servers, no proxy.
 
-``python -m bench.scheduling.simulate [--seconds 45] [--yield-within S] [--pace GAP ...]`` drives the proxy's
-``Scheduler`` (scheduler/core.py) with the noisy neighbour's load: a batch job keeping 24 answers
+``python -m bench.scheduling.simulate [--seconds 45] [--yield-within S] [--pace GAP ...]`` drives the
+proxy's ``Scheduler`` (scheduler/core.py) with the noisy neighbour's load: a batch job keeping 24 answers
 of 6 s in flight on two servers of two slots, four people asking 0.6 s questions, on a beat every
 3 s or 3 s after reading each answer. Every answer takes exactly its length and nothing else
 takes time, so it shows what the decisions alone give, in a second, and lets a policy be tried
-before it is built. ``--yield-within`` sets ``scheduling.yield_within`` (default 1; 0: strict order); ``--pace`` holds the batch job's starts on the model that many seconds apart
-while people use it (an experiment here, not the proxy's behaviour).
+before it is built. ``--yield-within`` sets ``scheduling.yield_within`` (default 1; 0: strict order);
+``--pace`` holds the batch job's starts on the model that many seconds apart while people use it
+(an experiment here, not the proxy's behaviour).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Declare a token of the file: a plain string, or ``{name, token, rpm, tpm, chat_log, web, weight, class, trusted_frontend}``."""
+"""Declare a token of the file: a plain string, or ``{name, token, rpm, tpm, chat_log, web, weight, class,
+trusted_frontend}``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from marshmallow import ValidationError, fields, validate
 from ollama_proxy.config.checks import AT_LEAST_1, NON_EMPTY
 from ollama_proxy.config.declare import setting
 from ollama_proxy.config.schema import schema_for
+from ollama_proxy.scheduler.fairness import CLASSES, MAX_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -28,10 +30,11 @@ class Token:
         False, help="may use Ollama's web search and web fetch (`/api/experimental/web_search`, `web_fetch`), "
                     "which make the Ollama server reach the internet")
     weight: float = setting(
-        1.0, validate=validate.Range(min=0, min_inclusive=False),
-        help="its share of the GPUs against other principals' (see `scheduling`), as a key's `--weight`")
+        1.0, validate=validate.Range(min=0, max=MAX_WEIGHT, min_inclusive=False),
+        help="its share of the GPUs against other principals' (above 0, at most 1000; see `scheduling`), "
+             "as a key's `--weight`")
     klass: str = setting(
-        "interactive", key="class", validate=validate.OneOf(("interactive", "batch")),
+        "interactive", key="class", validate=validate.OneOf(CLASSES),
         help="`batch`: its requests wait behind `interactive` ones (with ageing), as a key's `--class batch`")
     trusted_frontend: bool = setting(
         False, help="a front end that may name the end user each request is for (each user then gets a share of "

@@ -242,10 +242,11 @@ class Scheduler:
         if not self.bounds.yield_within or placement.start is not Start.WARM:
             return None
         server = self.servers[placement.server]
+        longer = LONGER * self._expected(first)
         passed = [first]
         for later in turn[position + 1:]:
             if (later.model != first.model or later.share.principal == first.share.principal
-                    or self._expected(later) < LONGER * self._expected(first)):
+                    or self._expected(later) < longer):
                 passed.append(later)
                 continue
             fits = server.placement(later.model, later.asked, later.enforced, later.id)

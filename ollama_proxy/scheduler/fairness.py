@@ -20,6 +20,7 @@ from dataclasses import dataclass
 INTERACTIVE = "interactive"
 BATCH = "batch"
 CLASSES = (INTERACTIVE, BATCH)
+MAX_WEIGHT = 1000.0  # the largest weight a key or token may have
 
 
 @dataclass(frozen=True)

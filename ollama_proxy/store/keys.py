@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ollama_proxy.scheduler.fairness import CLASSES, MAX_WEIGHT
 from ollama_proxy.store.errors import Conflict, Missing, StoreError, maps_database_errors
 from ollama_proxy.store.schema import api_keys, utcnow
 
@@ -22,8 +23,6 @@ PREFIX_LENGTH = len(SECRET_PREFIX) + 8  # what a listing or a log shows of a sec
 SCOPES = ("generate", "manage")
 _CHANGEABLE = {"scope", "models", "rpm", "tpm", "expires_at", "enabled", "last_used_at", "chat_log", "weight", "klass",
                "trusted_frontend", "web"}
-CLASSES = ("interactive", "batch")
-MAX_WEIGHT = 1000.0
 
 
 @dataclass(frozen=True)

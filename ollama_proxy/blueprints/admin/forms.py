@@ -13,11 +13,12 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
 from ollama_proxy.config.models import check_fields
+from ollama_proxy.scheduler import fairness
 from ollama_proxy.store.keys import MAX_WEIGHT
 
 SCOPES = [SelectChoice("generate", "generate: inference and listings"),
           SelectChoice("manage", "manage: also pull, push, delete models")]
-CLASSES = [SelectChoice("interactive", "interactive"), SelectChoice("batch", "batch")]
+CLASSES = [SelectChoice(klass, klass) for klass in fairness.CLASSES]
 # A key's chat_log as the form spells it: follow chat_logs.enabled (None), always (True), never (False).
 CHAT_LOG_VALUES = {"global": None, "on": True, "off": False}
 

@@ -85,7 +85,8 @@ def test_a_token_of_the_file_may_carry_its_share_of_the_gpus_as_a_key_does():
 
 
 @pytest.mark.parametrize("entry, complaint", [
-    ({"class": "urgent"}, "class"), ({"weight": 0}, "weight"), ({"weight": -1}, "weight")])
+    ({"class": "urgent"}, "class"), ({"weight": 0}, "weight"), ({"weight": -1}, "weight"),
+    ({"weight": 1001}, "weight")])
 def test_a_tokens_share_is_checked(entry, complaint):
     with pytest.raises(ConfigError, match=complaint):
         parse_settings({"auth": {"generate_tokens": [{"token": "t", **entry}]}}, environ={})
