@@ -235,10 +235,16 @@ def keys(scheduled):
             "light": create_key(scheduled, "--name", "light")}
 
 
+def _hold_every_slot(pool: ThreadPoolExecutor, proxy, fakes) -> list:
+    """Ask four questions as alice and wait until both servers run them: what comes next has to wait."""
+    holding = [pool.submit(_chat_as, proxy, ALICE, f"holding {i}") for i in range(4)]
+    assert wait_for(lambda: sum(len(f.calls("/api/chat")) for f in fakes) == 4, timeout=20)
+    return holding
+
+
 def test_interactive_work_goes_ahead_of_a_batch_keys_backlog(scheduled, fakes, warm, keys):
     with ThreadPoolExecutor(12) as pool:
-        holding = [pool.submit(_chat_as, scheduled, ALICE, f"holding {i}") for i in range(4)]
-        assert wait_for(lambda: sum(len(f.calls("/api/chat")) for f in fakes) == 4, timeout=20)
+        holding = _hold_every_slot(pool, scheduled, fakes)
         batch = [pool.submit(_chat_as, scheduled, keys["batch"], f"batch {i}") for i in range(4)]
         assert wait_for(lambda: _waiting(scheduled) == 4, timeout=20)
         chat = [pool.submit(_chat_as, scheduled, GENERATE, f"chat {i}") for i in range(4)]
@@ -251,8 +257,7 @@ def test_interactive_work_goes_ahead_of_a_batch_keys_backlog(scheduled, fakes, w
 
 def test_a_key_of_weight_2_gets_twice_the_slots_of_a_key_of_weight_1(scheduled, fakes, warm, keys):
     with ThreadPoolExecutor(28) as pool:
-        holding = [pool.submit(_chat_as, scheduled, ALICE, f"holding {i}") for i in range(4)]
-        assert wait_for(lambda: sum(len(f.calls("/api/chat")) for f in fakes) == 4, timeout=20)
+        holding = _hold_every_slot(pool, scheduled, fakes)
         heavy = [pool.submit(_chat_as, scheduled, keys["heavy"], f"heavy {i}") for i in range(12)]
         assert wait_for(lambda: _waiting(scheduled) == 12, timeout=20)
         light = [pool.submit(_chat_as, scheduled, keys["light"], f"light {i}") for i in range(12)]

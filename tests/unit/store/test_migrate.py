@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from sqlalchemy import inspect, text
@@ -65,16 +66,23 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
         store.close()
 
 
-def test_a_store_made_before_chat_log_keeps_its_keys(store_url):
+@contextmanager
+def _migrated(engine, revision: str, direction: str = "upgrade"):
+    """A transaction on ``engine`` once its schema is moved (alembic ``upgrade`` or ``downgrade``) to ``revision``."""
     from alembic import command
 
     from ollama_proxy.store.migrate import alembic_config
-    engine = open_engine(store_url, 10.0)
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         with ALEMBIC_IN_USE:
-            command.upgrade(config, "0001")
+            getattr(command, direction)(config, revision)
+        yield connection
+
+
+def test_a_store_made_before_chat_log_keeps_its_keys(store_url):
+    engine = open_engine(store_url, 10.0)
+    with _migrated(engine, "0001") as connection:
         connection.execute(text(
             "INSERT INTO api_keys (name, prefix, secret_hash, scope, models, enabled, created_at)"
             " VALUES ('old', 'op-AbCdEfGh', :hash, 'generate', '[]', :yes, :now)"),
@@ -91,15 +99,8 @@ def test_a_store_made_before_chat_log_keeps_its_keys(store_url):
 
 
 def test_a_store_made_before_end_users_keeps_its_usage_and_records_them_after(store_url):
-    from alembic import command
-
-    from ollama_proxy.store.migrate import alembic_config
     engine = open_engine(store_url, 10.0)
-    config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        with ALEMBIC_IN_USE:
-            command.upgrade(config, "0003")
+    with _migrated(engine, "0003") as connection:
         connection.execute(text("INSERT INTO usage (ts, request_id, key_name) VALUES (:now, 'old', 'webui')"),
                            {"now": datetime.now(timezone.utc).replace(tzinfo=None)})
     store = open_store(StoreSettings(store_url, 5.0))
@@ -108,10 +109,8 @@ def test_a_store_made_before_end_users_keeps_its_usage_and_records_them_after(st
         store.add_usage([{"ts": datetime.now(timezone.utc), "request_id": "new", "key_name": "webui",
                           "end_user": "ann"}])
         assert [(r["request_id"], r["end_user"]) for r in store.query_usage()] == [("old", None), ("new", "ann")]
-        with store.engine.begin() as connection:  # and back: the column goes, the rows stay
-            config.attributes["connection"] = connection
-            with ALEMBIC_IN_USE:
-                command.downgrade(config, "0003")
+        with _migrated(store.engine, "0003", "downgrade"):  # and back: the column goes, the rows stay
+            pass
         assert "end_user" not in {c["name"] for c in inspect(store.engine).get_columns("usage")}
         with store.engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM usage")).scalar() == 2
@@ -121,15 +120,8 @@ def test_a_store_made_before_end_users_keeps_its_usage_and_records_them_after(st
 
 
 def test_a_store_made_before_the_web_permission_keeps_its_keys_none_allowed(store_url):
-    from alembic import command
-
-    from ollama_proxy.store.migrate import alembic_config
     engine = open_engine(store_url, 10.0)
-    config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        with ALEMBIC_IN_USE:
-            command.upgrade(config, "0004")
+    with _migrated(engine, "0004") as connection:
         connection.execute(text(
             "INSERT INTO api_keys (name, prefix, secret_hash, scope, models, enabled, created_at)"
             " VALUES ('old', 'op-AbCdEfGh', :hash, 'generate', '[]', :yes, :now)"),
@@ -139,10 +131,8 @@ def test_a_store_made_before_the_web_permission_keeps_its_keys_none_allowed(stor
         assert current_revision(store.engine) == head_revision() == "0005"
         assert store.get_key("old").web is False
         assert store.update_key("old", web=True).web is True
-        with store.engine.begin() as connection:  # and back: the column goes, the key stays
-            config.attributes["connection"] = connection
-            with ALEMBIC_IN_USE:
-                command.downgrade(config, "0004")
+        with _migrated(store.engine, "0004", "downgrade"):  # and back: the column goes, the key stays
+            pass
         assert "web" not in {c["name"] for c in inspect(store.engine).get_columns("api_keys")}
         with store.engine.connect() as connection:
             assert connection.execute(text("SELECT name FROM api_keys")).scalars().all() == ["old"]
