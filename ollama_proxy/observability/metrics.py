@@ -18,6 +18,8 @@ live workers only. Served from one process, the values stay in memory.
 
 from __future__ import annotations
 
+import glob
+import os
 import time
 from collections.abc import Callable
 
@@ -117,13 +119,35 @@ class ProxyMetrics:
         """Return every metric in Prometheus' text format, added up across the workers, and the scheduler's state."""
         if self.settings.multiproc_dir:
             registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=self.settings.multiproc_dir)
+            registry.register(WorkerFiles(self.settings.multiproc_dir))
         else:
             registry = self.registry
         text = generate_latest(registry)
         if self.scheduler_status is not None:
             text += scheduler_metrics.exposition(self.scheduler_status())
         return text
+
+
+class WorkerFiles:
+    """The values in every worker's files, added up, as prometheus_client's ``MultiProcessCollector`` adds them.
+
+    Except a file still empty: a worker creates its file and only then gives it its size and header, so a
+    scrape in between, or a worker killed in between, would fail on it (a 500 for every scrape after).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self):
+        files = [f for f in glob.glob(os.path.join(self.path, "*.db")) if _written(f)]
+        return MultiProcessCollector.merge(files, accumulate=True)
+
+
+def _written(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except OSError:  # a dead worker's live gauge, removed since the listing: merge leaves those out too
+        return False
 
 
 class InFlight:

@@ -195,3 +195,19 @@ def test_with_no_server_scheduled_there_is_no_scheduler_state(tmp_path):
                                     environ={}))
     text = app.test_client().get("/metrics", headers={"Authorization": "Bearer man"}).get_data(as_text=True)
     assert "ollama_proxy_scheduler_up" not in text
+
+
+def test_a_workers_file_still_empty_is_left_out_of_the_sums(tmp_path):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    from ollama_proxy.observability.metrics import WorkerFiles
+
+    for pid, count in ((101, 3.0), (102, 4.0)):  # two workers' counts of one series
+        written = MmapedDict(str(tmp_path / f"counter_{pid}.db"))
+        written.write_value(mmap_key("demo_total", "demo_total", ["status"], ["200"], "requests"), count, 0.0)
+        written.close()
+    (tmp_path / "counter_103.db").touch()  # a worker that created its file and has not sized it yet
+    registry = CollectorRegistry()
+    registry.register(WorkerFiles(str(tmp_path)))
+    assert 'demo_total{status="200"} 7.0' in generate_latest(registry).decode()
