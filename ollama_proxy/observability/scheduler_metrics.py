@@ -20,6 +20,8 @@ DEPTH_HELP = ("Requests waiting now that may run on this server, by model: one t
 SLOTS_HELP = ("Requests the server runs at once over all its models: num_parallel x max_loaded_models, "
               "or max_concurrent")
 BUSY_HELP = "Requests running now on a model loaded on the server (at most its num_parallel)"
+LENT_HELP = ("Free slots of a model on the server lent to the proxy's workers, which start requests on them "
+             "without asking while nothing waits; called back the moment anything does")
 
 
 def families(status: dict | None) -> list[GaugeMetricFamily]:
@@ -32,11 +34,13 @@ def families(status: dict | None) -> list[GaugeMetricFamily]:
         depth.add_metric([server, model], waiting)
     slots = GaugeMetricFamily("ollama_proxy_scheduler_slots", SLOTS_HELP, labels=["server"])
     busy = GaugeMetricFamily("ollama_proxy_scheduler_slots_busy", BUSY_HELP, labels=["server", "model"])
+    lent = GaugeMetricFamily("ollama_proxy_scheduler_slots_lent", LENT_HELP, labels=["server", "model"])
     for server in status["servers"]:
         slots.add_metric([server["name"]], server["slots"])
         for runner in server["models"]:
             busy.add_metric([server["name"], runner["model"]], runner["busy"])
-    return [up, depth, slots, busy]
+            lent.add_metric([server["name"], runner["model"]], runner["lent"])
+    return [up, depth, slots, busy, lent]
 
 
 def queue_depths(status: dict) -> dict[tuple[str, str], int]:

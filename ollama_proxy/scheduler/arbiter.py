@@ -11,6 +11,7 @@ socket in one instance, Redis between instances) is the transport's job.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -40,6 +41,8 @@ class Arbiter:
         self.scheduler = scheduler
         self.clock = clock
         self._owners: dict[str, Worker] = {}
+        self._holders: dict[str, Worker] = {}  # the workers that borrow slots, by holder name
+        self._holder_names = (str(n) for n in itertools.count(1))
         self._ticker = None
         self._reader = None
 
@@ -65,12 +68,14 @@ class Arbiter:
             try:
                 for server, models in loaded().items():
                     self._deliver(self.scheduler.refresh(server, models, self.clock()))
+                self._settle()
             except Exception:  # a failed read must not stop the next ones
                 log.exception("reading the servers' loaded models failed")
             gevent.sleep(every)
 
     def handle(self, worker: Worker, message: dict) -> None:
         now, op, ticket_id = self.clock(), message["op"], message["id"]
+        frees = op not in ("start", "status")  # whether it may leave a slot free to lend
         if op == "submit":
             self._submit(worker, message, now)
         elif op == "running":
@@ -79,20 +84,50 @@ class Arbiter:
             self.scheduler.adopt(wire.ticket_of(message), placement, now)
         elif op in ("end", "cancel"):
             self._disown(ticket_id)
+            run = self.scheduler.running.get(ticket_id)
+            frees = run is None or run.loan is None  # a lent slot goes back to its loan
             if op == "end":
                 self._deliver(self.scheduler.end(ticket_id, now, message.get("load_seconds")))
             else:
                 self._deliver(self.scheduler.cancel(ticket_id, now))
+        elif op == "start":
+            self._own(worker, ticket_id)
+            placement = Placement(message["server"], Start.WARM, message["options"])
+            self.scheduler.start_on_loan(wire.ticket_of(message), message["loan"], placement, now)
+        elif op == "returned":
+            self._deliver(self.scheduler.returned(message["loan"], now))
+        elif op == "join":
+            self._holders[next(self._holder_names)] = worker
         elif op == "status":
             worker.send(wire.status(ticket_id, self.scheduler.status(now)))
+        self._settle(lend=frees)
 
     def gone(self, worker: Worker) -> None:
-        """A worker is gone: drop what it waits for, free what it holds."""
+        """A worker is gone: drop what it waits for, free what it holds, take back what it borrowed."""
         now = self.clock()
+        for holder in [name for name, held in self._holders.items() if held is worker]:
+            del self._holders[holder]
+            self._deliver(self.scheduler.forget(holder, now))
         for ticket_id in list(worker.tickets):
             self._owners.pop(ticket_id, None)
             self._deliver(self.scheduler.cancel(ticket_id, now))
         worker.tickets.clear()
+        self._settle()
+
+    def _settle(self, lend: bool = True) -> None:
+        """Call back the loans that must come back (something waits), and lend (nothing does)."""
+        for loan in self.scheduler.recall():
+            self._tell(loan.holder, {"op": "recall", "id": "", "loan": loan.id})
+        for loan in self.scheduler.lend(self._holders, self.clock()) if lend else ():
+            self._tell(loan.holder, wire.lend(loan))
+
+    def _tell(self, holder: str, message: dict) -> None:
+        worker = self._holders.get(holder)
+        try:
+            if worker is not None:
+                worker.send(message)
+        except OSError:  # its connection is closing: ``gone`` takes its loans back
+            pass
 
     def _submit(self, worker: Worker, message: dict, now: float) -> None:
         ticket = wire.ticket_of(message)
@@ -123,10 +158,14 @@ class Arbiter:
     def _tick_forever(self, hold: float) -> None:
         gevent.sleep(hold)
         self._deliver(self.scheduler.dispatch(self.clock()))
+        self._settle()
         while True:
             gevent.sleep(EXPIRY_INTERVAL)
-            for ticket_id, retry_after in self.scheduler.expire(self.clock()):
+            expired = self.scheduler.expire(self.clock())
+            for ticket_id, retry_after in expired:
                 worker = self._owners.pop(ticket_id, None)
                 if worker is not None:
                     worker.tickets.discard(ticket_id)
                     worker.send({"op": "expired", "id": ticket_id, "retry_after": retry_after})
+            if expired:
+                self._settle()

@@ -21,6 +21,8 @@ Receive = Callable[[dict], None]
 
 
 class Candidacy:
+    borrows = False  # whether this transport's workers take the free slots the arbiter lends (``core.Loan``)
+
     def __init__(self, build: Callable[[], Scheduler], max_wait: float,
                  loaded: Callable[[], dict] | None = None, every: float = 10.0) -> None:
         self._build = build
@@ -38,7 +40,7 @@ class Candidacy:
             self._pid = os.getpid()
             self.arbiter = None
             self._forked()
-            self._client = SchedulerClient(self._connect, self._max_wait, ask=self._ask)
+            self._client = SchedulerClient(self._connect, self._max_wait, ask=self._ask, borrow=self.borrows)
             gevent.spawn(self._stand)
         return self._client
 

@@ -6,6 +6,11 @@ however long that takes (bounded by ``scheduling.max_wait``). If the arbiter's
 worker dies, another worker becomes the arbiter: this client connects to it,
 tells it the slots this worker holds, and submits again what was waiting.
 ``status`` asks the arbiter what it holds, on a line of its own.
+
+While nothing waits, the arbiter lends a worker that borrows some free warm
+slots: a request that fits one starts on it at once, without a round trip, and
+the arbiter is told after. A recalled loan is given back at once; its requests
+run on and end as any other.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import gevent
@@ -22,6 +28,9 @@ from gevent.lock import Semaphore
 from ollama_proxy.errors import Overloaded
 from ollama_proxy.scheduler import wire
 from ollama_proxy.scheduler.core import Grant, Ticket
+from ollama_proxy.scheduler.fairness import BATCH
+from ollama_proxy.scheduler.options import unify
+from ollama_proxy.scheduler.servers import Placement, Start
 
 log = logging.getLogger(__name__)
 RECONNECT_DELAY = 0.05  # seconds between tries while a new arbiter takes over
@@ -43,18 +52,33 @@ class ClientLeft(Exception):
     """The client hung up while its request waited: it was dropped, never sent."""
 
 
+@dataclass
+class _Loan:
+    """Slots the arbiter lent this worker: requests for ``model`` start on ``server`` without asking."""
+
+    id: str
+    server: str
+    model: str
+    options: dict
+    slots: int
+    used: int = 0
+
+
 class SchedulerClient:
     def __init__(self, connect: Callable[[Callable[[dict], None]], Link], max_wait: float,
-                 ask: Callable[[Callable[[dict], None]], Link] | None = None) -> None:
+                 ask: Callable[[Callable[[dict], None]], Link] | None = None, borrow: bool = False) -> None:
         """``connect(receive)`` opens the line to the arbiter (one that carries no messages calls ``receive``);
-        ``ask(receive)`` a line for one question."""
+        ``ask(receive)`` a line for one question; with ``borrow``, this worker takes the slots the arbiter lends."""
         self._connect = connect
         self._ask = ask or connect  # a line for one question: the shared one carries grants
         self._max_wait = max_wait
+        self._borrow = borrow
         self._link: Link | None = None
         self._connecting = Semaphore()
         self._waiting: dict[str, tuple[Ticket, AsyncResult]] = {}
         self._running: dict[str, tuple[Ticket, Grant]] = {}
+        self._loans: dict[str, _Loan] = {}
+        self._on_loan: dict[str, str] = {}  # ticket -> the loan it runs on
 
     def admit(self, ticket: Ticket, watch: Callable[[Callable[[], None]], Callable[[], None]] | None = None) -> Grant:
         """Wait for ``ticket``'s grant; raise the arbiter's refusal, a timeout, or ClientLeft.
@@ -62,6 +86,9 @@ class SchedulerClient:
         ``watch(on_gone)`` starts watching the client and returns the function that
         stops it: a client that leaves while waiting cancels its ticket at once.
         """
+        granted = self._start_on_loan(ticket)
+        if granted is not None:
+            return granted
         result = AsyncResult()
         self._waiting[ticket.id] = (ticket, result)
         stop_watching = None
@@ -96,7 +123,44 @@ class SchedulerClient:
     def end(self, ticket_id: str, load_seconds: float | None = None) -> None:
         """Give a granted slot back (the answer ended, failed, or its client left)."""
         if self._running.pop(ticket_id, None) is not None:
+            loan = self._loans.get(self._on_loan.pop(ticket_id, ""))
+            if loan is not None:
+                loan.used -= 1
             self._send({"op": "end", "id": ticket_id, "load_seconds": load_seconds})
+
+    def _give_back(self, loan_id: str) -> None:
+        try:
+            self._send({"op": "returned", "id": "", "loan": loan_id})
+        except Overloaded:  # no arbiter to give it to: the next one never lent it
+            pass
+
+    def _start_on_loan(self, ticket: Ticket) -> Grant | None:
+        """Start ``ticket`` on a lent slot that fits it (the one with most left), telling the arbiter; None if none.
+
+        Batch work always asks: the arbiter keeps slots free for people (``interactive_headroom``).
+        """
+        if not self._loans or ticket.share.klass == BATCH:
+            return None
+        best, options = None, {}
+        for loan in self._loans.values():
+            if (loan.model == ticket.model and loan.server in ticket.candidates and loan.used < loan.slots
+                    and (best is None or loan.slots - loan.used > best.slots - best.used)):
+                unified, reload = unify(loan.options, ticket.asked, ticket.enforced)
+                if not reload:
+                    best, options = loan, unified
+        if best is None:
+            return None
+        granted = Grant(ticket.id, Placement(best.server, Start.WARM, options), 0.0)
+        best.used += 1
+        self._running[ticket.id] = (ticket, granted)
+        self._on_loan[ticket.id] = best.id
+        try:
+            self._send(wire.start(ticket, best.id, granted.placement))
+        except Overloaded:
+            self._running.pop(ticket.id, None)
+            self._on_loan.pop(ticket.id, None)
+            raise
+        return granted
 
     def status(self, timeout: float) -> dict | None:
         """Return the arbiter's state (``snapshot``), or None if it did not answer within ``timeout`` seconds."""
@@ -144,6 +208,8 @@ class SchedulerClient:
             while self._link is None:
                 try:
                     link = self._connect(self.receive)
+                    if self._borrow:
+                        link.send({"op": "join", "id": ""})
                     self._reannounce(link)
                 except OSError:
                     gevent.sleep(RECONNECT_DELAY)
@@ -162,9 +228,16 @@ class SchedulerClient:
             link.send(wire.submit(ticket))
 
     def receive(self, message: dict) -> None:
-        """Hand the arbiter's answer to the request waiting for it (if it still waits)."""
-        waiting = self._waiting.get(message["id"])
-        if waiting is not None:
+        """Hand the arbiter's answer to the request waiting for it (if it still waits); take or give back a loan."""
+        op = message["op"]
+        if op == "lend":
+            self._loans[message["loan"]] = _Loan(message["loan"], message["server"], message["model"],
+                                                 message["options"], message["slots"])
+        elif op == "recall":
+            if self._loans.pop(message["loan"], None) is not None:
+                # Not from here: the arbiter of this very worker may be sending this, in the middle of a decision.
+                gevent.spawn(self._give_back, message["loan"])
+        elif (waiting := self._waiting.get(message["id"])) is not None:
             waiting[1].set(message)
 
     def _read(self, link: Link) -> None:
@@ -180,6 +253,8 @@ class SchedulerClient:
     def _lost(self, link: Link) -> None:
         if self._link is link:
             self._link = None
+            self._loans.clear()  # they were the lost arbiter's; the next one counts their requests as running
+            self._on_loan.clear()
         try:
             link.close()
         except OSError:

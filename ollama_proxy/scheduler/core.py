@@ -18,12 +18,21 @@ still expected to start within ``yield_within`` seconds, on slots about to free.
 Long answers then start at the moments slots free rather than all together after
 a burst of short ones, so they do not end together either, and a slot frees
 every so often instead of all of them once an answer.
+
+While nothing waits, the order has nothing to decide: the scheduler lends each
+worker a share of the free warm slots (``lend``), and a worker starts requests
+on them without asking, then says so (``start_on_loan``). The moment anything
+waits, every loan is called back (``recall``); what its worker returns unused
+(``returned``) is free again. A lent slot counts as taken, so no server is ever
+sent more than it runs.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -73,11 +82,27 @@ class Grant:
 
 
 @dataclass
+class Loan:
+    """Free warm slots of one model on one server, lent to a worker (its ``holder``) while nothing waits."""
+
+    id: str
+    holder: str
+    server: str
+    model: str
+    options: dict  # the reload options the model runs with there
+    slots: int
+    in_use: int = 0
+    recalled: bool = False
+    stale: bool = False  # the server says the model runs with other options now
+
+
+@dataclass
 class _Running:
     ticket: Ticket
     placement: Placement
     started: float
     charged: float
+    loan: str | None = None  # the loan it started on, while that is not returned
 
 
 class Scheduler:
@@ -91,6 +116,9 @@ class Scheduler:
         self.running: dict[str, _Running] = {}
         self.hold_until = 0.0  # no grants before then: a new arbiter first learns what is running
         self.last_interactive: dict[str, float] = {}  # model -> when an interactive request last asked for it
+        self.loans: dict[str, Loan] = {}
+        # Loan ids differ between arbiters: a worker may still hold requests on the last one's loans.
+        self._loan_ids = (f"{uuid.uuid4().hex[:8]}-{n}" for n in itertools.count(1))
 
     # events
 
@@ -113,7 +141,10 @@ class Scheduler:
         if run is None:
             return []
         ticket, placement = run.ticket, run.placement
-        self.servers[placement.server].end(ticket.model, now)
+        loan = self.loans.get(run.loan) if run.loan is not None else None
+        if loan is not None:
+            loan.in_use -= 1
+        self.servers[placement.server].end(ticket.model, now, to_loan=loan is not None)
         used = now - run.started
         self.estimates.ended(ticket.model, used, now, ticket.share.principal)
         self.fair.charge(ticket.share, used - run.charged)
@@ -154,8 +185,85 @@ class Scheduler:
 
     def refresh(self, server: str, loaded: dict[str, dict], now: float) -> list[Grant]:
         """Take a server's loaded models (from ``/api/ps``) and hand on what that makes possible."""
-        self.servers[server].loaded(loaded)
+        state = self.servers[server]
+        state.loaded(loaded)
+        for loan in self.loans.values():
+            runner = state.runners.get(loan.model)
+            if loan.server == server and (runner is None or runner.options != loan.options):
+                loan.stale = True
         return self._dispatch(now)
+
+    # loans
+
+    def lend(self, holders: Iterable[str], now: float) -> list[Loan]:
+        """Lend each holder what it lacks of its share of every warm runner's slots.
+
+        Nothing is lent while anything waits (or during a hold). A share is the model's
+        slots there over one more than the holders, and never the last free one: a
+        request that asks finds a slot while one is free.
+        """
+        if self.waiting or now < self.hold_until:
+            return []
+        holders = list(holders)
+        have: dict[tuple[str, str, str], int] = {}
+        for loan in self.loans.values():
+            if not loan.recalled:
+                key = (loan.holder, loan.server, loan.model)
+                have[key] = have.get(key, 0) + loan.slots
+        made = []
+        for name, server in self.servers.items():
+            due = server.spec.num_parallel // (len(holders) + 1)
+            for model, runner in server.runners.items():
+                for holder in holders if due else ():
+                    slots = min(due - have.get((holder, name, model), 0), server.free_slots(model) - 1)
+                    if slots > 0:
+                        loan = Loan(next(self._loan_ids), holder, name, model, dict(runner.options), slots)
+                        server.lend(model, slots)
+                        self.loans[loan.id] = loan
+                        made.append(loan)
+        return made
+
+    def recall(self) -> list[Loan]:
+        """The loans to call back now: every one while anything waits, and those whose runner changed."""
+        called = [loan for loan in self.loans.values()
+                  if not loan.recalled and (self.waiting or loan.stale)]
+        for loan in called:
+            loan.recalled = True
+        return called
+
+    def start_on_loan(self, ticket: Ticket, loan_id: str, placement: Placement, now: float) -> None:
+        """Count in a request a worker started on a slot of its loan (as ``adopt`` does, where the loan is gone)."""
+        loan = self.loans.get(loan_id)
+        runner = self.servers[loan.server].runners.get(loan.model) if loan is not None else None
+        if runner is None or runner.lent < 1 or ticket.id in self.running:
+            self.adopt(ticket, placement, now)
+            return
+        if ticket.share.principal not in self._active():
+            self.fair.activate(ticket.share.principal, self._served())
+        ticket.enqueued = now
+        loan.in_use += 1
+        self.servers[loan.server].on_loan(loan.model, now)
+        charged = self._expected(ticket)
+        self.fair.charge(ticket.share, charged)
+        self.running[ticket.id] = _Running(ticket, placement, now, charged, loan_id)
+
+    def returned(self, loan_id: str, now: float) -> list[Grant]:
+        """A worker gave a loan back: its unused slots are free, its requests run on as any other."""
+        loan = self.loans.pop(loan_id, None)
+        if loan is None:
+            return []
+        self.servers[loan.server].unlend(loan.model, loan.slots - loan.in_use)
+        for run in self.running.values():
+            if run.loan == loan_id:
+                run.loan = None
+        return self._dispatch(now)
+
+    def forget(self, holder: str, now: float) -> list[Grant]:
+        """A worker is gone: its loans come back (its requests are cancelled by the caller)."""
+        grants = []
+        for loan in [loan for loan in self.loans.values() if loan.holder == holder]:
+            grants += self.returned(loan.id, now)
+        return grants
 
     # queries
 

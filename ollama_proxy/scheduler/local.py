@@ -117,6 +117,8 @@ def _took_over(fd: int) -> bool:
 class LocalScheduler(Candidacy):
     """This process's way to the instance's scheduler: a client, and a candidacy to be the arbiter."""
 
+    borrows = True  # a worker's connection lives as long as the worker: the arbiter can take its loans back
+
     def __init__(self, lock_path: str, build: Callable[[], Scheduler], max_wait: float,
                  loaded: Callable[[], dict] | None = None, every: float = 10.0) -> None:
         super().__init__(build, max_wait, loaded, every)

@@ -31,6 +31,7 @@ class Runner:
 
     options: dict  # the reload options it was loaded with
     running: int = 0
+    lent: int = 0  # free slots lent to workers, to start requests on without asking (``core.Loan``)
     last_used: float = 0.0
     reserved_by: str | None = None  # a ticket waiting for it to drain, to reload it with larger options
 
@@ -61,11 +62,11 @@ class ServerState:
         return sum(r.running for r in self.runners.values())
 
     def free_slots(self, model: str) -> int:
-        """Requests for ``model`` that would start at once here, as loaded now."""
+        """Requests for ``model`` that would start at once here, as loaded now (a lent slot is not free)."""
         runner = self.runners.get(model)
         if runner is None or runner.reserved_by is not None:
             return 0
-        return min(self.spec.num_parallel - runner.running, self._under_cap())
+        return min(self.spec.num_parallel - runner.running - runner.lent, self._under_cap())
 
     def placement(self, model: str, asked: dict, enforced=(), ticket: str | None = None) -> Placement | None:
         """Return how a request for ``model`` asking ``asked`` would start here now, or None if it would wait."""
@@ -80,9 +81,9 @@ class ServerState:
         options, reload = unify(runner.options, asked, enforced)
         if not reload:
             # Its own reservation too: what it waited to reload for may already be loaded (``/api/ps`` says so).
-            free = runner.reserved_by in (None, ticket) and runner.running < self.spec.num_parallel
+            free = runner.reserved_by in (None, ticket) and runner.running + runner.lent < self.spec.num_parallel
             return Placement(self.spec.name, Start.WARM, options) if free else None
-        if runner.running == 0 and runner.reserved_by in (None, ticket):
+        if runner.running == runner.lent == 0 and runner.reserved_by in (None, ticket):
             return Placement(self.spec.name, Start.RELOAD, options)
         return None
 
@@ -93,13 +94,14 @@ class ServerState:
         return self.spec.num_parallel * self.spec.max_loaded_models if cap is None else cap
 
     def _under_cap(self) -> int:
-        return self.capacity - self.running
+        return self.capacity - sum(r.running + r.lent for r in self.runners.values())
 
     def _room_for_one_more(self) -> str | bool:
         """'' if a model can load beside the others, an idle model's name to unload, False if none can go."""
         if len(self.runners) < self.spec.max_loaded_models:
             return ""
-        idle = [(r.last_used, name) for name, r in self.runners.items() if r.running == 0 and r.reserved_by is None]
+        idle = [(r.last_used, name) for name, r in self.runners.items()
+                if r.running == r.lent == 0 and r.reserved_by is None]
         return min(idle)[1] if idle else False
 
     def begin(self, model: str, placement: Placement, now: float) -> None:
@@ -112,15 +114,32 @@ class ServerState:
         runner.running += 1
         runner.last_used = now
 
-    def end(self, model: str, now: float) -> None:
+    def end(self, model: str, now: float, to_loan: bool = False) -> None:
+        """Count a request out; its slot is free again, or back in the loan it started on."""
         runner = self.runners.get(model)
         if runner is not None and runner.running > 0:
             runner.running -= 1
+            runner.lent += to_loan
             runner.last_used = now
+
+    def lend(self, model: str, slots: int) -> None:
+        self.runners[model].lent += slots
+
+    def on_loan(self, model: str, now: float) -> None:
+        """Count in a request a worker started on a slot lent to it."""
+        runner = self.runners[model]
+        runner.lent -= 1
+        runner.running += 1
+        runner.last_used = now
+
+    def unlend(self, model: str, slots: int) -> None:
+        runner = self.runners.get(model)
+        if runner is not None:
+            runner.lent = max(0, runner.lent - slots)
 
     def loaded(self, models: dict[str, dict]) -> None:
         """Take what the server says it has loaded (``/api/ps``), keeping the counts of requests in flight."""
-        kept = {name: r for name, r in self.runners.items() if r.running > 0 and name not in models}
+        kept = {name: r for name, r in self.runners.items() if r.running + r.lent > 0 and name not in models}
         self.runners = {**kept, **{name: self._refreshed(name, options) for name, options in models.items()}}
 
     def _refreshed(self, name: str, options: dict) -> Runner:

@@ -36,9 +36,10 @@ def _server(state: ServerState) -> dict:
 
 
 def _runner(model: str, runner: Runner, slots: int) -> dict:
-    # reserved: it takes no new request until it drains, to be reloaded with larger options
+    # reserved: it takes no new request until it drains, to be reloaded with larger options;
+    # lent: free slots lent to workers while nothing waits (``core.Loan``)
     return {"model": model, "options": dict(runner.options), "busy": runner.running, "slots": slots,
-            "reserved": runner.reserved_by is not None}
+            "lent": runner.lent, "reserved": runner.reserved_by is not None}
 
 
 def _who(ticket) -> dict:

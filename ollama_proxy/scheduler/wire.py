@@ -1,9 +1,12 @@
 """The messages between the workers and the arbiter: one JSON object a line (pure, no I/O).
 
-worker ─► arbiter   submit {ticket}, end {id, load_seconds}, cancel {id}, status {id}
+worker ─► arbiter   submit {ticket}, end {id, load_seconds}, cancel {id}, status {id},
+                    running {ticket, server, start, options, evict} (to a new arbiter),
+                    join {} (this worker borrows slots), start {ticket, loan, server, options}, returned {loan}
 arbiter ─► worker   grant {id, server, start, options, evict, waited},
                     refused {id, status, message, retry_after}, expired {id},
-                    status {id, status: the scheduler's state (snapshot.py)}
+                    status {id, status: the scheduler's state (snapshot.py)},
+                    lend {loan, server, model, options, slots}, recall {loan}
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 
 from ollama_proxy.errors import Overloaded, ProxyError, RateLimited
-from ollama_proxy.scheduler.core import Grant, Ticket
+from ollama_proxy.scheduler.core import Grant, Loan, Ticket
 from ollama_proxy.scheduler.fairness import Share
 from ollama_proxy.scheduler.servers import Placement, Start
 
@@ -46,6 +49,15 @@ def grant(granted: Grant) -> dict:
 def grant_of(message: dict) -> Grant:
     placement = Placement(message["server"], Start(message["start"]), message["options"], message["evict"])
     return Grant(message["id"], placement, message["waited"])
+
+
+def lend(loan: Loan) -> dict:
+    return {"op": "lend", "id": "", "loan": loan.id, "server": loan.server, "model": loan.model,
+            "options": loan.options, "slots": loan.slots}
+
+
+def start(ticket: Ticket, loan: str, placement: Placement) -> dict:
+    return {**submit(ticket), "op": "start", "loan": loan, "server": placement.server, "options": placement.options}
 
 
 def status(question_id: str, state: dict) -> dict:

@@ -373,6 +373,35 @@ def test_a_batch_keys_backlog_leaves_a_slot_free_for_people(scheduled, fakes, wa
     assert order.index("asked while the batch runs") == 4, order  # straight into the slot held for it
 
 
+def test_slots_lent_to_the_workers_while_nothing_waits_are_called_back_for_a_backlog(start_proxy):
+    """Six slots and two workers: each borrows two while nothing waits; a backlog of 18 gets them all back."""
+    gpu = FakeOllama(num_parallel=6, max_loaded_models=1).start()
+    try:
+        gpu.script("llama3.2", chunk_delay=CHUNK)
+        proxy = start_proxy(base_config(gpu.url, scheduling=True, num_parallel=6, max_loaded_models=1), workers=2)
+        llama = {"model": "llama3.2:latest"}
+
+        def lent() -> float:
+            return _sum(_samples(proxy), "ollama_proxy_scheduler_slots_lent", **llama)
+        for i in range(8):  # one at a time: both workers join and borrow; later ones start on lent slots
+            assert _chat(proxy, ALICE if i % 2 else GENERATE, f"alone {i}") == 200
+        assert wait_for(lambda: lent() == 4)
+        with ThreadPoolExecutor(19) as pool:
+            backlog = [pool.submit(_chat, proxy, GENERATE, f"batch {i}") for i in range(18)]
+            assert wait_for(lambda: _all_in(proxy, [gpu], 26), timeout=20)
+            assert lent() == 0  # called back: whatever waits may have every slot
+            newcomer = pool.submit(_chat, proxy, ALICE, "newcomer")
+            assert [f.result() for f in backlog] + [newcomer.result()] == [200] * 19
+        assert gpu.scheduler.stats().max_concurrent["llama3.2:latest"] == 6  # every slot used, never more
+        ran = [record for record in gpu.scheduler.records() if record.started_at is not None]
+        assert all(record.started_at - record.queued_at < 0.5 for record in ran)  # Ollama's queue stayed empty
+        order = _prompts_in_arrival_order([gpu])[8:]
+        assert order.index("newcomer") < 18, order  # fair order, not the workers' first come
+        assert wait_for(lambda: lent() == 4)  # nothing waits: lent again
+    finally:
+        gpu.stop()
+
+
 @pytest.mark.parametrize("victim", ["the arbiter's worker", "another worker"])
 def test_a_worker_that_dies_gives_its_slot_back(start_proxy, victim):
     gpu = FakeOllama(num_parallel=1, max_loaded_models=1).start()

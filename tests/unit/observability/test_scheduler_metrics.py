@@ -7,11 +7,11 @@ from ollama_proxy.observability.scheduler_metrics import exposition, queue_depth
 STATE = {
     "servers": [
         {"name": "gpu1", "slots": 2, "busy": 2, "num_parallel": 2, "max_loaded_models": 1,
-         "models": [{"model": "llama3.2:latest", "options": {"num_ctx": 8192}, "busy": 2, "slots": 2,
+         "models": [{"model": "llama3.2:latest", "options": {"num_ctx": 8192}, "busy": 2, "slots": 2, "lent": 0,
                      "reserved": False}]},
         {"name": "gpu2", "slots": 4, "busy": 1, "num_parallel": 2, "max_loaded_models": 2,
-         "models": [{"model": "llama3.2:latest", "options": {}, "busy": 0, "slots": 2, "reserved": False},
-                    {"model": "qwen3:8b", "options": {}, "busy": 1, "slots": 2, "reserved": False}]},
+         "models": [{"model": "llama3.2:latest", "options": {}, "busy": 0, "slots": 2, "lent": 1, "reserved": False},
+                    {"model": "qwen3:8b", "options": {}, "busy": 1, "slots": 2, "lent": 0, "reserved": False}]},
     ],
     "running": [],  # the gauges read the servers' counts
     "waiting": [
@@ -35,7 +35,7 @@ def test_queue_depth_counts_each_waiting_request_on_every_server_it_may_run_on()
                                    ("gpu2", "qwen3:8b"): 0, ("gpu2", "mistral"): 1}
 
 
-def test_the_gauges_show_the_queue_the_slots_and_the_busy_slots():
+def test_the_gauges_show_the_queue_the_slots_and_the_busy_and_lent_slots():
     found = samples(exposition(STATE))
     assert found[("ollama_proxy_scheduler_up", ())] == 1
     assert found[("ollama_proxy_scheduler_queue_depth", (("model", "llama3.2:latest"), ("server", "gpu1")))] == 2
@@ -44,6 +44,8 @@ def test_the_gauges_show_the_queue_the_slots_and_the_busy_slots():
     assert found[("ollama_proxy_scheduler_slots", (("server", "gpu2"),))] == 4
     assert found[("ollama_proxy_scheduler_slots_busy", (("model", "llama3.2:latest"), ("server", "gpu1")))] == 2
     assert found[("ollama_proxy_scheduler_slots_busy", (("model", "qwen3:8b"), ("server", "gpu2")))] == 1
+    assert found[("ollama_proxy_scheduler_slots_lent", (("model", "llama3.2:latest"), ("server", "gpu2")))] == 1
+    assert found[("ollama_proxy_scheduler_slots_lent", (("model", "qwen3:8b"), ("server", "gpu2")))] == 0
 
 
 def test_the_help_says_what_the_queue_depth_counts():

@@ -6,7 +6,7 @@ from ollama_proxy.errors import Overloaded, RateLimited
 from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
 from ollama_proxy.scheduler.estimates import Estimates
 from ollama_proxy.scheduler.fairness import BATCH, Share
-from ollama_proxy.scheduler.servers import Runner, ServerSpec, Start
+from ollama_proxy.scheduler.servers import Placement, Runner, ServerSpec, Start
 
 SERVERS = ("gpu1", "gpu2")
 DEFAULT_BOUNDS = Bounds()
@@ -339,3 +339,154 @@ def test_whenever_nothing_runs_nothing_waits():
             running |= set(_granted(grants))
             assert s.running.keys() == running
             assert s.running or not s.waiting, (seed, list(s.waiting))
+
+
+def _lending(num_parallel: int = 6) -> Scheduler:
+    return _scheduler(ServerSpec("gpu1", num_parallel=num_parallel), loaded=("m",))
+
+
+def _on_loan(s: Scheduler, ticket: Ticket, loan, now: float) -> None:
+    s.start_on_loan(ticket, loan.id, Placement(loan.server, Start.WARM, dict(loan.options)), now)
+
+
+def test_while_nothing_waits_each_worker_borrows_a_share_of_the_free_warm_slots_and_a_lent_slot_is_not_free():
+    s = _lending()
+    loans = s.lend(["a", "b"], now=0)
+    assert [(loan.holder, loan.server, loan.model, loan.slots) for loan in loans] == [("a", "gpu1", "m", 2),
+                                                                                     ("b", "gpu1", "m", 2)]
+    assert loans[0].options == {"num_ctx": 4096}
+    assert s.lend(["a", "b"], now=1) == []  # each has its share
+    assert s.servers["gpu1"].free_slots("m") == 2  # the rest stay free for whoever asks
+    assert _granted(s.submit(_ticket("t1"), now=1) + s.submit(_ticket("t2"), now=1)) == ["t1", "t2"]
+    assert _granted(s.submit(_ticket("t3"), now=1)) == [] and s.recall() == loans  # waits: every loan is called back
+    assert s.recall() == []  # once
+    assert _granted(s.returned(loans[0].id, now=2)) == ["t3"]
+    assert s.lend(["a", "b"], now=2) == []  # one slot free (three run, b's two are out): too few to share
+    assert _granted(s.returned(loans[1].id, now=3)) == []
+    assert [(loan.holder, loan.slots) for loan in s.lend(["a", "b"], now=3)] == [("a", 2)]  # b: the last free one
+    s.end("t1", now=4)
+    assert [(loan.holder, loan.slots) for loan in s.lend(["a", "b"], now=4)] == [("b", 1)]  # what b lacks...
+    s.end("t2", now=5)
+    assert [(loan.holder, loan.slots) for loan in s.lend(["a", "b"], now=5)] == [("b", 1)]  # ...as slots free
+
+
+def test_a_request_on_a_loan_runs_as_any_other_and_its_slot_goes_back_to_the_loan():
+    s = _lending()
+    loan = s.lend(["a"], now=0)[0]
+    assert loan.slots == 3
+    _on_loan(s, _ticket("t1"), loan, now=1)
+    runner = s.servers["gpu1"].runners["m"]
+    assert (runner.running, runner.lent, loan.in_use) == (1, 2, 1)
+    assert s.status(now=2)["running"][0]["principal"] == "alice"
+    assert s.fair.vtime("alice") > 0  # charged at start, as a granted request is
+    assert s.end("t1", now=3) == []
+    assert (runner.running, runner.lent, loan.in_use) == (0, 3, 0)
+    assert s.estimates.slot_seconds("m", "alice") != Estimates().slot_seconds("m")  # its time was learned
+
+
+def test_a_returned_loan_frees_its_unused_slots_and_its_requests_run_on_and_end_as_any_other():
+    s = _lending()
+    loan = s.lend(["a"], now=0)[0]
+    _on_loan(s, _ticket("t1"), loan, now=1)
+    assert s.returned(loan.id, now=2) == []
+    runner = s.servers["gpu1"].runners["m"]
+    assert (runner.running, runner.lent) == (1, 0)
+    assert s.end("t1", now=3) == []
+    assert (runner.running, runner.lent, s.servers["gpu1"].free_slots("m")) == (0, 0, 6)
+
+
+def test_nothing_is_lent_while_anything_waits_during_a_hold_or_where_a_share_would_be_no_slot():
+    s = _lending(num_parallel=1)
+    s.submit(_ticket("t1"), now=0)
+    s.submit(_ticket("t2"), now=0)
+    assert s.lend(["a"], now=0) == []  # t2 waits
+    s = _lending()
+    s.hold_until = 5
+    assert s.lend(["a"], now=1) == []
+    assert _lending(num_parallel=2).lend(["a", "b"], now=0) == []  # two free slots, three ways
+
+
+def test_a_larger_context_waits_for_the_loans_to_come_back_then_reloads_the_model():
+    s = _lending()
+    loans = s.lend(["a", "b"], now=0)
+    assert _granted(s.submit(_ticket("big", asked={"num_ctx": 8192}), now=1)) == []
+    assert s.recall() == loans
+    s.returned(loans[0].id, now=2)
+    assert s.waiting
+    grants = s.returned(loans[1].id, now=2)
+    assert _granted(grants) == ["big"] and grants[0].placement.start is Start.RELOAD
+
+
+def test_a_loan_on_a_model_the_server_says_runs_with_other_options_is_called_back():
+    s = _lending()
+    loan = s.lend(["a"], now=0)[0]
+    s.refresh("gpu1", {"m": {"num_ctx": 4096}}, now=1)
+    assert s.recall() == []
+    s.refresh("gpu1", {"m": {"num_ctx": 8192}}, now=2)
+    assert s.recall() == [loan]
+
+
+def test_the_loans_of_a_worker_that_is_gone_come_back():
+    s = _lending()
+    loan = s.lend(["a", "b"], now=0)[0]
+    _on_loan(s, _ticket("t1"), loan, now=1)
+    s.forget("a", now=2)
+    assert list(s.loans) != [] and loan.id not in s.loans
+    s.cancel("t1", now=2)  # its requests are cancelled too
+    assert s.servers["gpu1"].free_slots("m") == 6 - 2  # b's loan alone is out
+
+
+def test_a_start_on_a_loan_the_arbiter_does_not_know_counts_the_request_in_all_the_same():
+    s = _lending()
+    s.start_on_loan(_ticket("t1"), "another-arbiters-1", Placement("gpu1", Start.WARM, {"num_ctx": 4096}), now=1)
+    assert "t1" in s.running and s.servers["gpu1"].runners["m"].running == 1
+
+
+def test_with_loans_no_server_is_sent_more_than_it_runs_and_whatever_waits_gets_a_slot():
+    """Two workers borrowing and returning at random moments, with recalls that reach them late."""
+    asks = [{"num_ctx": 2048}, {"num_ctx": 8192}, {}]
+    for seed in range(200):
+        rnd = random.Random(seed)
+        s = _scheduler(ServerSpec("gpu1", 4, 1), ServerSpec("gpu2", 4, 1), loaded=())
+        holders = {"a": {}, "b": {}}  # each worker's loans, as it knows them
+        recalls, running, count, now = [], set(), 0, 0.0
+        for _ in range(300):
+            now += rnd.random() * 0.3
+            roll = rnd.random()
+            grants = []
+            usable = [(h, loan) for h, loans in holders.items() for loan in loans.values() if loan.in_use < loan.slots]
+            if roll < 0.3:
+                count += 1
+                ticket = _ticket(f"t{count}", rnd.choice(["alice", "bob"]), asked=dict(rnd.choice(asks)))
+                grants = s.submit(ticket, now)
+            elif roll < 0.5 and usable:
+                _, loan = rnd.choice(usable)
+                count += 1
+                _on_loan(s, _ticket(f"t{count}", rnd.choice(["alice", "bob"])), loan, now)
+                running.add(f"t{count}")
+            elif roll < 0.8 and running:
+                ended = rnd.choice(sorted(running))
+                running.discard(ended)
+                grants = s.end(ended, now)
+            elif roll < 0.9 and recalls:
+                loan = recalls.pop(rnd.randrange(len(recalls)))  # the worker hears of it now, and gives it back
+                del holders[loan.holder][loan.id]
+                grants = s.returned(loan.id, now)
+            else:
+                server = rnd.choice(SERVERS)
+                view = rnd.choice([{}, {"m": {"num_ctx": rnd.choice([2048, 4096, 8192])}},
+                                   {m: dict(r.options) for m, r in s.servers[server].runners.items()}])
+                grants = s.refresh(server, view, now)
+            running |= set(_granted(grants))
+            recalls += s.recall()
+            for loan in s.lend(holders, now):
+                holders[loan.holder][loan.id] = loan
+            assert s.running.keys() == running
+            for server in s.servers.values():
+                for runner in server.runners.values():
+                    assert runner.running >= 0 and runner.lent >= 0
+                    assert runner.running + runner.lent <= server.spec.num_parallel, seed
+            assert s.running or recalls or not s.waiting, (seed, list(s.waiting))
+        for loan in recalls:
+            running |= set(_granted(s.returned(loan.id, now)))
+        assert s.running or not s.waiting, seed

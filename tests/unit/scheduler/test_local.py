@@ -10,18 +10,19 @@ import pytest
 from gevent import socket as gsocket
 
 from ollama_proxy.errors import RateLimited
+from ollama_proxy.scheduler.arbiter import Arbiter
 from ollama_proxy.scheduler.client import ClientLeft, SchedulerClient
 from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
-from ollama_proxy.scheduler.fairness import Share
+from ollama_proxy.scheduler.fairness import BATCH, Share
 from ollama_proxy.scheduler.inprocess import InProcessLink
 from ollama_proxy.scheduler.local import LocalScheduler, SocketLink, address
-from ollama_proxy.scheduler.servers import ServerSpec
+from ollama_proxy.scheduler.servers import ServerSpec, Start
 
 WORKERS = ["the arbiter's worker", "another worker"]
 
 
-def _build(bounds=None):
-    return lambda: Scheduler([ServerSpec("gpu1", num_parallel=2)], bounds or Bounds())
+def _build(bounds=None, num_parallel=2):
+    return lambda: Scheduler([ServerSpec("gpu1", num_parallel=num_parallel)], bounds or Bounds())
 
 
 def _ticket(ticket_id: str, principal: str = "alice") -> Ticket:
@@ -38,8 +39,8 @@ def _wait_for(condition, timeout: float = 5.0) -> None:
 def instance(tmp_path):
     made = []
 
-    def make(bounds=None, max_wait=5.0):
-        local = LocalScheduler(str(tmp_path / "scheduler.lock"), _build(bounds), max_wait)
+    def make(bounds=None, max_wait=5.0, num_parallel=2):
+        local = LocalScheduler(str(tmp_path / "scheduler.lock"), _build(bounds, num_parallel), max_wait)
         made.append(local)
         return local
     yield make
@@ -54,12 +55,12 @@ def instance(tmp_path):
 @pytest.fixture(params=WORKERS)
 def client_of(request, instance):
     """A scheduler client in the worker the test names, the first of the instance being the arbiter."""
-    def make(bounds=None, max_wait=5.0):
-        arbiter = instance(bounds, max_wait)
+    def make(bounds=None, max_wait=5.0, num_parallel=2):
+        arbiter = instance(bounds, max_wait, num_parallel)
         client = arbiter.client()
         _wait_for(lambda: arbiter.arbiter is not None)
         if request.param == WORKERS[1]:
-            client = instance(bounds, max_wait).client()  # the lock is taken: this one only asks
+            client = instance(bounds, max_wait, num_parallel).client()  # the lock is taken: this one only asks
         return client
     return make
 
@@ -237,3 +238,87 @@ def test_a_status_question_nobody_answers_gives_none_within_its_timeout(silent):
     with gevent.Timeout(2):  # the test fails, rather than hangs, if the question's own bound did not hold
         assert client.status(timeout=0.2) is None
     assert link.closed is silent
+
+
+def _lent(client) -> int:
+    state = client.status(timeout=2)
+    return sum(runner["lent"] for server in state["servers"] for runner in server["models"])
+
+
+def _used(client, ticket_id: str) -> None:
+    client.admit(_ticket(ticket_id))
+    client.end(ticket_id)
+
+
+def test_while_nothing_waits_a_worker_starts_requests_on_slots_lent_to_it_and_tells_the_arbiter_after(
+        client_of, monkeypatch):
+    heard = []
+    handle = Arbiter.handle
+    monkeypatch.setattr(Arbiter, "handle", lambda self, worker, message: (heard.append(message["op"]),
+                                                                         handle(self, worker, message))[1])
+    client = client_of(num_parallel=6)
+    _used(client, "load")  # the model loads: there was nothing to lend
+    _wait_for(lambda: _lent(client) == 3)  # one worker borrows half the slots; the rest stay free
+    heard.clear()
+    granted = client.admit(_ticket("t1"))
+    assert granted.placement.server == "gpu1" and granted.placement.start is Start.WARM and granted.waited == 0
+    assert client.status(timeout=2)["running"][0]["principal"] == "alice"
+    client.end("t1")
+    _wait_for(lambda: "end" in heard)
+    assert [op for op in heard if op != "status"] == ["start", "end"]  # told, never asked: no submit
+    assert _lent(client) == 3
+
+
+def test_batch_work_asks_for_its_slot_even_with_slots_lent(client_of, monkeypatch):
+    heard = []
+    handle = Arbiter.handle
+    monkeypatch.setattr(Arbiter, "handle", lambda self, worker, message: (heard.append(message["op"]),
+                                                                         handle(self, worker, message))[1])
+    client = client_of(num_parallel=6)
+    _used(client, "load")
+    _wait_for(lambda: _lent(client) == 3)
+    client.admit(Ticket("job", Share("nightly", klass=BATCH), "m", ("gpu1",)))
+    assert "submit" in heard and "start" not in heard
+
+
+def test_a_lent_slot_is_called_back_when_a_request_would_wait_for_it(instance):
+    arbiter = instance(num_parallel=3)
+    own = arbiter.client()
+    _wait_for(lambda: arbiter.arbiter is not None)
+    other = instance(num_parallel=3).client()
+    _used(own, "load")
+    _used(other, "joins")
+    _wait_for(lambda: _lent(own) == 2)  # one slot each, one free
+    own.admit(_ticket("t1"))  # on its loan
+    own.admit(_ticket("t2"))  # the free slot
+    third = _admit_later(own, _ticket("t3"))  # the other worker's loan is called back for it
+    assert third.get(timeout=3).ticket == "t3"
+    state = own.status(timeout=2)
+    assert len(state["running"]) == 3 and _lent(own) == 0 and state["servers"][0]["busy"] == 3
+    fourth = _admit_later(other, _ticket("t4", "bob"))
+    gevent.sleep(0.2)
+    assert not fourth.ready()  # no slot was left: lent slots are not free ones
+    own.end("t1")
+    assert fourth.get(timeout=3).ticket == "t4"
+    for ticket_id in ("t2", "t3"):
+        own.end(ticket_id)
+    other.end("t4")
+    _wait_for(lambda: _lent(own) == 2)  # nothing waits: lent again
+
+
+def test_a_new_arbiter_counts_the_requests_running_on_the_last_ones_loans(instance):
+    first = instance(num_parallel=3)
+    client = first.client()
+    _wait_for(lambda: first.arbiter is not None)
+    _used(client, "load")
+    _wait_for(lambda: _lent(client) == 1)  # a third of three: one worker and the rest kept free
+    assert client.admit(_ticket("t1")).waited == 0  # on the loan
+    first.resign()
+    first._pid = 0
+    successor = first.client()  # another worker's first request: it becomes the arbiter, t1 is announced
+    probes = [_admit_later(successor, _ticket(f"probe{i}", "bob")) for i in range(3)]
+    gevent.sleep(1.0)  # past the takeover hold
+    assert sum(probe.ready() for probe in probes) == 2  # three slots, one still running t1
+    client.end("t1")
+    gevent.joinall(probes, timeout=3)
+    assert all(probe.ready() for probe in probes)

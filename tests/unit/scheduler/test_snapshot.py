@@ -27,7 +27,7 @@ def test_each_server_shows_its_slots_and_each_loaded_model_its_options_and_busy_
     servers = _busy_scheduler().status(now=20)["servers"]
     assert servers == [
         {"name": "gpu1", "slots": 2, "busy": 2, "num_parallel": 2, "max_loaded_models": 1,
-         "models": [{"model": "m", "options": {"num_ctx": 8192}, "busy": 2, "slots": 2, "reserved": False}]},
+         "models": [{"model": "m", "options": {"num_ctx": 8192}, "busy": 2, "slots": 2, "lent": 0, "reserved": False}]},
         {"name": "gpu2", "slots": 3, "busy": 0, "num_parallel": 1, "max_loaded_models": 3, "models": []},
     ]
 

@@ -13,7 +13,7 @@ STATE = {
     "servers": [
         {"name": "gpu1", "slots": 2, "busy": 1, "num_parallel": 2, "max_loaded_models": 1,
          "models": [{"model": "llama3.2:latest", "options": {"num_ctx": 8192, "num_batch": 512}, "busy": 1,
-                     "slots": 2, "reserved": True}]},
+                     "slots": 2, "lent": 0, "reserved": True}]},
         {"name": "gpu2", "slots": 3, "busy": 0, "num_parallel": 1, "max_loaded_models": 3, "models": []},
     ],
     "running": [{"principal": "webui/ann", "class": "interactive", "weight": 1.0, "model": "llama3.2:latest",
