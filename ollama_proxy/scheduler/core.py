@@ -127,8 +127,7 @@ class Scheduler:
         if ticket.id in self.waiting or ticket.id in self.running:
             return []
         self._check_bounds(ticket, now)
-        if ticket.share.principal not in self._active():
-            self.fair.activate(ticket.share.principal, self._served())
+        self._activate(ticket)
         ticket.enqueued = now
         self.waiting[ticket.id] = ticket
         if class_rank(ticket.share, 0.0, self.bounds.batch_ageing) == 0:
@@ -177,8 +176,7 @@ class Scheduler:
         """Count in a request already running (a worker tells a new arbiter what it holds)."""
         if ticket.id in self.running or placement.server not in self.servers:
             return
-        if ticket.share.principal not in self._active():
-            self.fair.activate(ticket.share.principal, self._served())
+        self._activate(ticket)
         ticket.enqueued = now
         self.waiting[ticket.id] = ticket
         self._begin(ticket, placement, now)
@@ -238,14 +236,11 @@ class Scheduler:
         if runner is None or runner.lent < 1 or ticket.id in self.running:
             self.adopt(ticket, placement, now)
             return
-        if ticket.share.principal not in self._active():
-            self.fair.activate(ticket.share.principal, self._served())
+        self._activate(ticket)
         ticket.enqueued = now
         loan.in_use += 1
         self.servers[loan.server].on_loan(loan.model, now)
-        charged = self._expected(ticket)
-        self.fair.charge(ticket.share, charged)
-        self.running[ticket.id] = _Running(ticket, placement, now, charged, loan_id)
+        self._run(ticket, placement, now, loan_id)
 
     def returned(self, loan_id: str, now: float) -> list[Grant]:
         """A worker gave a loan back: its unused slots are free, its requests run on as any other."""
@@ -456,7 +451,16 @@ class Scheduler:
         del self.waiting[ticket.id]
         self._unreserve(ticket.id)
         self.servers[placement.server].begin(ticket.model, placement, now)
+        self._run(ticket, placement, now)
+        return Grant(ticket.id, placement, now - ticket.enqueued)
+
+    def _run(self, ticket: Ticket, placement: Placement, now: float, loan: str | None = None) -> None:
+        """Count ``ticket`` as running, charged its expected slot-time."""
         charged = self._expected(ticket)
         self.fair.charge(ticket.share, charged)
-        self.running[ticket.id] = _Running(ticket, placement, now, charged)
-        return Grant(ticket.id, placement, now - ticket.enqueued)
+        self.running[ticket.id] = _Running(ticket, placement, now, charged, loan)
+
+    def _activate(self, ticket: Ticket) -> None:
+        """Bring the ticket's principal level with the least-served active one, if it had nothing in."""
+        if ticket.share.principal not in self._active():
+            self.fair.activate(ticket.share.principal, self._served())

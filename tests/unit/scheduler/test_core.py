@@ -311,6 +311,14 @@ def test_a_request_waiting_to_reload_a_model_starts_when_the_server_says_it_alre
     assert _granted(s.refresh("gpu1", {"m": {"num_ctx": 8192}}, now=2)) == ["b"]  # no reload needed after all
 
 
+def _refreshed_at_random(s: Scheduler, rnd: random.Random, now: float):
+    """A server's view of what it holds: nothing, the model with some context length, or what the scheduler thinks."""
+    server = rnd.choice(SERVERS)
+    view = rnd.choice([{}, {"m": {"num_ctx": rnd.choice([2048, 4096, 8192])}},
+                       {m: dict(r.options) for m, r in s.servers[server].runners.items()}])
+    return s.refresh(server, view, now)
+
+
 def test_whenever_nothing_runs_nothing_waits():
     """Random submits, ends, cancels and (stale or fresh) views of what the servers hold, from two principals."""
     asks = [{"num_ctx": 2048}, {"num_ctx": 8192}, {}]
@@ -332,10 +340,7 @@ def test_whenever_nothing_runs_nothing_waits():
             elif roll < 0.9 and s.waiting:
                 grants = s.cancel(rnd.choice(sorted(s.waiting)), now)
             else:
-                server = rnd.choice(SERVERS)
-                view = rnd.choice([{}, {"m": {"num_ctx": rnd.choice([2048, 4096, 8192])}},
-                                   {m: dict(r.options) for m, r in s.servers[server].runners.items()}])
-                grants = s.refresh(server, view, now)
+                grants = _refreshed_at_random(s, rnd, now)
             running |= set(_granted(grants))
             assert s.running.keys() == running
             assert s.running or not s.waiting, (seed, list(s.waiting))
@@ -473,10 +478,7 @@ def test_with_loans_no_server_is_sent_more_than_it_runs_and_whatever_waits_gets_
                 del holders[loan.holder][loan.id]
                 grants = s.returned(loan.id, now)
             else:
-                server = rnd.choice(SERVERS)
-                view = rnd.choice([{}, {"m": {"num_ctx": rnd.choice([2048, 4096, 8192])}},
-                                   {m: dict(r.options) for m, r in s.servers[server].runners.items()}])
-                grants = s.refresh(server, view, now)
+                grants = _refreshed_at_random(s, rnd, now)
             running |= set(_granted(grants))
             recalls += s.recall()
             for loan in s.lend(holders, now):
