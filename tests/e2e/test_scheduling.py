@@ -374,7 +374,7 @@ def test_a_batch_keys_backlog_leaves_a_slot_free_for_people(scheduled, fakes, wa
 
 
 def test_slots_lent_to_the_workers_while_nothing_waits_are_called_back_for_a_backlog(start_proxy):
-    """Six slots and two workers: each borrows two while nothing waits; a backlog of 18 gets them all back."""
+    """Six slots and two workers: they borrow some while nothing waits; a backlog of 18 gets them all back."""
     gpu = FakeOllama(num_parallel=6, max_loaded_models=1).start()
     try:
         gpu.script("llama3.2", chunk_delay=CHUNK)
@@ -383,9 +383,12 @@ def test_slots_lent_to_the_workers_while_nothing_waits_are_called_back_for_a_bac
 
         def lent() -> float:
             return _sum(_samples(proxy), "ollama_proxy_scheduler_slots_lent", **llama)
-        for i in range(8):  # one at a time: both workers join and borrow; later ones start on lent slots
+        # Two slots to each worker that served one of these, or three to one that served them all (the kernel
+        # decides which worker accepts a connection).
+        borrowed = (3, 4)
+        for i in range(8):  # one at a time: the workers join and borrow; later ones start on lent slots
             assert _chat(proxy, ALICE if i % 2 else GENERATE, f"alone {i}") == 200
-        assert wait_for(lambda: lent() == 4)
+        assert wait_for(lambda: lent() in borrowed)
         with ThreadPoolExecutor(19) as pool:
             backlog = [pool.submit(_chat, proxy, GENERATE, f"batch {i}") for i in range(18)]
             assert wait_for(lambda: _all_in(proxy, [gpu], 26), timeout=20)
@@ -397,7 +400,7 @@ def test_slots_lent_to_the_workers_while_nothing_waits_are_called_back_for_a_bac
         assert all(record.started_at - record.queued_at < 0.5 for record in ran)  # Ollama's queue stayed empty
         order = _prompts_in_arrival_order([gpu])[8:]
         assert order.index("newcomer") < 18, order  # fair order, not the workers' first come
-        assert wait_for(lambda: lent() == 4)  # nothing waits: lent again
+        assert wait_for(lambda: lent() in borrowed)  # nothing waits: lent again
     finally:
         gpu.stop()
 
