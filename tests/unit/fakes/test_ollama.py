@@ -306,7 +306,9 @@ def test_embeddings_are_deterministic_unit_vectors(fake):
 
 
 def test_holds_200_concurrent_streams(fake):
-    fake.script("llama3.2", reply="a b c", chunk_delay=0.5)
+    # Each stream waits after its first chunk until all 200 are open, so how fast the threads
+    # start does not decide the outcome: a fake that cannot hold 200 fails the last check.
+    fake.script("llama3.2", reply="a b c", chunk_delay=0.1, hold_until_open=200, hold_seconds=8)
 
     def finished(_):
         return stream(fake, "/api/chat", chat_body())[-1]["done"]
