@@ -6,6 +6,7 @@ import json
 import logging
 import queue
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -298,8 +299,5 @@ def cancelled_if_client_leaves(environ: dict | None) -> Iterator[None]:
 
 def gevent_active() -> bool:
     """Say whether gevent has patched the socket module (a gevent worker is running)."""
-    try:
-        from gevent import monkey
-    except ImportError:
-        return False
-    return monkey.is_module_patched("socket")
+    monkey = sys.modules.get("gevent.monkey")  # patching imports it; no import on every request
+    return monkey is not None and monkey.is_module_patched("socket")

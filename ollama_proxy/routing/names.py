@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
+from functools import lru_cache
 
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
@@ -46,6 +47,7 @@ def _parts(name: str) -> tuple[str | None, str | None, str, str | None]:
     return (after_scheme if scheme else host), namespace, model, tag
 
 
+@lru_cache(maxsize=4096)  # each request compares its model's name several times
 def canonical(name: str) -> str:
     """Return the form of a model name every comparison uses: as ``/api/tags`` lists it, in lower case.
 

@@ -10,7 +10,9 @@ request is sent with.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,22 +90,29 @@ class Admission:
         who = who or Requester()
         asked_body = _json(body)
         options = asked_body.get("options") if isinstance(asked_body, dict) else None
-        ticket = Ticket(uuid.uuid4().hex, who.share, canonical(model), tuple(candidates), reload_options(options),
+        ticket = Ticket(_ticket_id(), who.share, canonical(model), tuple(candidates), reload_options(options),
                         who.enforced)
         client = self._client()
-        watch = (lambda on_gone: watch_client(who.environ, on_gone)) if who.environ is not None else None
         record = who.record
         if record is not None:
             record.queue_class = who.share.klass
-        self.waiting_changed(1)
+
+        def waits(on_gone: Callable[[], None]) -> Callable[[], None]:
+            """It waits (it was not granted at once): count it, and watch its client until it stops waiting."""
+            self.waiting_changed(1)
+            stop_watching = watch_client(who.environ, on_gone) if who.environ is not None else None
+
+            def stopped() -> None:
+                self.waiting_changed(-1)
+                if stop_watching is not None:
+                    stop_watching()
+            return stopped
         try:
-            granted = client.admit(ticket, watch=watch)
+            granted = client.admit(ticket, watch=waits)
         except ClientLeft:
             if record is not None:
                 record.left_in_queue = True
             raise ClientGone("the client left while its request waited for a slot") from None
-        finally:
-            self.waiting_changed(-1)
         if record is not None:
             record.queued += granted.waited
         placement = granted.placement
@@ -120,6 +129,23 @@ class Admission:
         return self._client().status(timeout) if gevent_active() else None
 
 
+class _TicketIds:
+    """Ticket ids unique across workers and instances: a random prefix per process, then a count."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)  # a forked worker must not repeat its parent's ids
+
+    def reset(self) -> None:
+        self._numbers = map(f"{uuid.uuid4().hex[:16]}-{{}}".format, itertools.count(1))
+
+    def __call__(self) -> str:
+        return next(self._numbers)
+
+
+_ticket_id = _TicketIds()
+
+
 def _json(body: bytes):
     if not isinstance(body, bytes) or b'"options"' not in body:
         return None
@@ -131,6 +157,12 @@ def _json(body: bytes):
 
 def _with_options(body: bytes, parsed, options: dict) -> bytes:
     """Return ``body`` with the reload options the grant decided (one value per model and server)."""
+    if parsed is None and b'"options"' not in body:
+        # Nothing to merge with: the object goes last, and a long chat is not decoded and encoded again for it.
+        # A key that only folds to "options" ("Options") stays before it: Ollama's decoder reads this one last.
+        head = body.rstrip()
+        if head.endswith(b"}") and head[:-1].rstrip() != b"{":
+            return head[:-1] + b',"options":' + json.dumps(options, separators=(",", ":")).encode() + b"}"
     parsed = parsed if isinstance(parsed, dict) else json.loads(body)
     parsed["options"] = {**(parsed.get("options") or {}), **options}
     return json.dumps(parsed, separators=(",", ":")).encode()

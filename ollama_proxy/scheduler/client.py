@@ -195,7 +195,7 @@ class SchedulerClient:
 
     def _send(self, message: dict) -> None:
         for _ in range(2):
-            link = self._connection()
+            link = self._link or self._connection()  # the lock only while there is no line
             try:
                 link.send(message)
                 return

@@ -117,6 +117,7 @@ class Scheduler:
         self.hold_until = 0.0  # no grants before then: a new arbiter first learns what is running
         self.last_interactive: dict[str, float] = {}  # model -> when an interactive request last asked for it
         self.loans: dict[str, Loan] = {}
+        self._inside: dict[str, int] = {}  # principal -> its requests waiting or running (the active ones)
         # Loan ids differ between arbiters: a worker may still hold requests on the last one's loans.
         self._loan_ids = (f"{uuid.uuid4().hex[:8]}-{n}" for n in itertools.count(1))
 
@@ -140,6 +141,7 @@ class Scheduler:
         if run is None:
             return []
         ticket, placement = run.ticket, run.placement
+        self._leave(ticket)
         loan = self.loans.get(run.loan) if run.loan is not None else None
         if loan is not None:
             loan.in_use -= 1
@@ -155,8 +157,9 @@ class Scheduler:
         """The client left: drop a waiting request unsent, or end a running one."""
         if ticket_id in self.running:
             return self.end(ticket_id, now)
-        if self.waiting.pop(ticket_id, None) is None:
+        if (ticket := self.waiting.pop(ticket_id, None)) is None:
             return []
+        self._leave(ticket)
         self._unreserve(ticket_id)
         return self._dispatch(now)
 
@@ -168,6 +171,7 @@ class Scheduler:
         late = [t for t in self.waiting.values() if now - t.enqueued >= self.bounds.max_wait]
         for ticket in late:
             del self.waiting[ticket.id]
+            self._leave(ticket)
             self._unreserve(ticket.id)
         return [(t.id, self.retry_after(t.model, now, sum(1 for w in self.waiting.values() if w.model == t.model)))
                 for t in late]
@@ -296,13 +300,9 @@ class Scheduler:
             error.retry_after = self.retry_after(ticket.model, now, same)
             raise error
 
-    def _active(self) -> set[str]:
-        return ({t.share.principal for t in self.waiting.values()}
-                | {r.ticket.share.principal for r in self.running.values()})
-
     def _served(self) -> dict[str, float]:
         """Each active principal's virtual time for the slot-time it has had (not what it holds now)."""
-        served = {p: self.fair.vtime(p) for p in self._active()}
+        served = {p: self.fair.vtime(p) for p in self._inside}
         for run in self.running.values():
             served[run.ticket.share.principal] -= run.charged / run.ticket.share.weight
         return served
@@ -312,7 +312,7 @@ class Scheduler:
         return self._dispatch(now)
 
     def _dispatch(self, now: float) -> list[Grant]:
-        if now < self.hold_until:
+        if not self.waiting or now < self.hold_until:
             return []
         grants = []
         while (grant := self._next_grant(now)) is not None:
@@ -461,6 +461,16 @@ class Scheduler:
         self.running[ticket.id] = _Running(ticket, placement, now, charged, loan)
 
     def _activate(self, ticket: Ticket) -> None:
-        """Bring the ticket's principal level with the least-served active one, if it had nothing in."""
-        if ticket.share.principal not in self._active():
-            self.fair.activate(ticket.share.principal, self._served())
+        """Count the ticket in; bring its principal level with the least-served active one, if it had nothing in."""
+        principal = ticket.share.principal
+        if principal not in self._inside:
+            self.fair.activate(principal, self._served())
+        self._inside[principal] = self._inside.get(principal, 0) + 1
+
+    def _leave(self, ticket: Ticket) -> None:
+        """Count the ticket out (it ended, or left the queue unstarted)."""
+        principal = ticket.share.principal
+        if self._inside[principal] > 1:
+            self._inside[principal] -= 1
+        else:
+            del self._inside[principal]

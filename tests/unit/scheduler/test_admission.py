@@ -1,3 +1,6 @@
+import json
+
+import pytest
 from flask import Flask, g
 
 from ollama_proxy.access.auth import Principal
@@ -69,3 +72,13 @@ def test_each_grant_is_told_to_the_metrics_with_the_options_asked_and_the_state_
     assert placed == [(client.placement, {"num_ctx": 2048})]
     assert b'"num_ctx":8192' in admitted.body
     assert scheduled.status(0.5) == {"asked within": 0.5}
+
+
+@pytest.mark.parametrize("body", [b'{"model":"m","messages":[{"role":"user","content":"}"}]}',
+                                  b'{"model": "m", "keep_alive": "5m"}\n', b'{"model":"m","Options":{"seed":1}}'])
+def test_a_body_without_options_is_sent_the_loaded_ones_last_and_otherwise_as_it_came(monkeypatch, body):
+    monkeypatch.setattr(admission, "gevent_active", lambda: True)
+    client = _GrantingClient(Placement("gpu1", Start.WARM, {"num_ctx": 8192}))
+    sent = Admission(lambda: client).admit(None, "m", ["gpu1"], body).body
+    assert sent.startswith(body.rstrip()[:-1]) and sent.endswith(b',"options":{"num_ctx":8192}}')
+    assert json.loads(sent) == {**json.loads(body), "options": {"num_ctx": 8192}}

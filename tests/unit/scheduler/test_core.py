@@ -1,4 +1,5 @@
 import random
+from collections import Counter
 
 import pytest
 
@@ -319,12 +320,21 @@ def _refreshed_at_random(s: Scheduler, rnd: random.Random, now: float):
     return s.refresh(server, view, now)
 
 
+def _assert_counted_in(s: Scheduler) -> None:
+    """The principals counted as active are exactly those with a request waiting or running, as many times."""
+    inside = Counter(t.share.principal for t in s.waiting.values())
+    inside.update(run.ticket.share.principal for run in s.running.values())
+    assert s._inside == dict(inside)
+
+
 def test_whenever_nothing_runs_nothing_waits():
-    """Random submits, ends, cancels and (stale or fresh) views of what the servers hold, from two principals."""
+    """Random submits, ends, cancels, expiries and (stale or fresh) views of what the servers hold, from two principals."""
     asks = [{"num_ctx": 2048}, {"num_ctx": 8192}, {}]
+    expired = 0
     for seed in range(300):
         rnd = random.Random(seed)
-        s = _scheduler(ServerSpec("gpu1", 2, 1), ServerSpec("gpu2", 2, 1), loaded=())
+        s = _scheduler(ServerSpec("gpu1", 2, 1), ServerSpec("gpu2", 2, 1), loaded=(),
+                       bounds=Bounds(max_wait=3.0))  # some wait longer: they expire
         now, running, count = 0.0, set(), 0
         for _ in range(200):
             now += rnd.random() * 0.3
@@ -339,11 +349,16 @@ def test_whenever_nothing_runs_nothing_waits():
                 grants = s.end(ended, now, rnd.choice([None, 0.5]))
             elif roll < 0.9 and s.waiting:
                 grants = s.cancel(rnd.choice(sorted(s.waiting)), now)
-            else:
+            elif roll < 0.95:
                 grants = _refreshed_at_random(s, rnd, now)
+            else:
+                grants, gone = [], s.expire(now)
+                expired += len(gone)
             running |= set(_granted(grants))
             assert s.running.keys() == running
             assert s.running or not s.waiting, (seed, list(s.waiting))
+            _assert_counted_in(s)
+    assert expired > 0  # the runs reach the bound
 
 
 def _lending(num_parallel: int = 6) -> Scheduler:
@@ -484,6 +499,7 @@ def test_with_loans_no_server_is_sent_more_than_it_runs_and_whatever_waits_gets_
             for loan in s.lend(holders, now):
                 holders[loan.holder][loan.id] = loan
             assert s.running.keys() == running
+            _assert_counted_in(s)
             for server in s.servers.values():
                 for runner in server.runners.values():
                     assert runner.running >= 0 and runner.lent >= 0
