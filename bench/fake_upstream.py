@@ -4,9 +4,12 @@ One asyncio process, raw HTTP/1.1 with keep-alive. ``POST /api/chat`` and
 ``/api/generate`` answer a stream of ``options.num_predict`` NDJSON chunks
 (chunked transfer encoding) at ``--rate`` chunks a second, then a ``done``
 chunk; with ``"stream": false`` one JSON object. ``GET /api/version`` and
-``/api/tags`` answer as Ollama does. Each content chunk carries its send time
-in its text as ``~t<time.monotonic()>~``: every translation keeps the text, so
-a client on this machine can tell how long the chunk took to reach it.
+``/api/tags`` answer as Ollama does, and ``/api/ps`` lists the model loaded
+with a 4,096-token context as Ollama reports it: the proxy's scheduler then
+sends each request that sets no ``num_ctx`` the loaded one, as it would to
+Ollama. Each content chunk carries its send time in its text as
+``~t<time.monotonic()>~``: every translation keeps the text, so a client on
+this machine can tell how long the chunk took to reach it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ DEFAULT_CHUNKS = 20
 _CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.I)
 _TAGS = {"models": [{"name": "bench:latest", "model": "bench:latest", "size": 1, "digest": "0" * 64,
                      "modified_at": "2025-01-01T00:00:00Z", "details": {"family": "llama"}}]}
+_PS = {"models": [{**_TAGS["models"][0], "expires_at": "2099-01-01T00:00:00Z", "size_vram": 1,
+                   "context_length": 4096}]}
 
 
 def http_head(status: str, content_type: bytes, length: int | None) -> bytes:
@@ -152,6 +157,8 @@ class Connection(asyncio.Protocol):
             self.transport.write(json_answer({"version": "0.12.0"}))
         elif method == b"GET" and path == b"/api/tags":
             self.transport.write(json_answer(_TAGS))
+        elif method == b"GET" and path == b"/api/ps":
+            self.transport.write(json_answer(_PS))
         elif method == b"POST" and path in (b"/api/chat", b"/api/generate"):
             self.generate(path, json.loads(body or b"{}"))
         else:
