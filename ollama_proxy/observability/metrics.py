@@ -43,6 +43,7 @@ class ProxyMetrics:
     def __init__(self, settings: MetricsSettings):
         self.settings = settings
         self.registry = CollectorRegistry()
+        self._children: dict[tuple, object] = {}
         common = {"registry": self.registry}
         self.requests = Counter("ollama_proxy_requests", "Requests answered, by surface, route and status",
                                 ["surface", "endpoint", "method", "status"], **common)
@@ -90,30 +91,40 @@ class ProxyMetrics:
         self.in_flight.dec()  # InFlight counted it in
         surface = record.surface or "other"
         endpoint = record.endpoint or UNMATCHED
-        self.requests.labels(surface, endpoint, record.method, str(record.status)).inc()
+        self._child(self.requests, surface, endpoint, record.method, str(record.status)).inc()
         # Called right after the access line is written: now is when the response closed.
-        self.duration.labels(surface, endpoint).observe(time.perf_counter() - record.started)
+        self._child(self.duration, surface, endpoint).observe(time.perf_counter() - record.started)
         model = record.upstream_model or record.model or ""
         if record.first_token is not None:
-            self.first_token.labels(surface, model).observe(max(0.0, record.first_token - record.started))
+            self._child(self.first_token, surface, model).observe(max(0.0, record.first_token - record.started))
         key = (record.principal or "") if self.settings.key_names else ""
         if record.prompt_tokens:
-            self.prompt_tokens.labels(model, key).inc(record.prompt_tokens)
+            self._child(self.prompt_tokens, model, key).inc(record.prompt_tokens)
         if record.completion_tokens:
-            self.completion_tokens.labels(model, key).inc(record.completion_tokens)
+            self._child(self.completion_tokens, model, key).inc(record.completion_tokens)
         if record.backend and record.status >= 500:
-            self.upstream_errors.labels(record.backend, str(record.status)).inc()
+            self._child(self.upstream_errors, record.backend, str(record.status)).inc()
         if record.left_in_queue:
             self.client_left_waiting.inc()
         elif record.queue_class is not None:
-            self.queue_wait.labels(record.queue_class).observe(record.queued)
+            self._child(self.queue_wait, record.queue_class).observe(record.queued)
+
+    def _child(self, metric, *values: str):
+        """``metric.labels(*values)``, kept after the first time: each request would pay its checks and lock.
+
+        No more are kept than prometheus_client keeps itself: it never forgets a child either.
+        """
+        found = self._children.get((metric, values))
+        if found is None:
+            found = self._children[(metric, values)] = metric.labels(*values)
+        return found
 
     def placed(self, placement: Placement, asked: dict) -> None:
         """Count a granted request that loads its model first, or that was sent the loaded model's options."""
         if placement.start is not Start.WARM:
-            self.loads.labels(placement.server, placement.start.value).inc()
+            self._child(self.loads, placement.server, placement.start.value).inc()
         elif placement.options != asked:
-            self.reloads_avoided.labels(placement.server).inc()
+            self._child(self.reloads_avoided, placement.server).inc()
 
     def exposition(self) -> bytes:
         """Return every metric in Prometheus' text format, added up across the workers, and the scheduler's state."""

@@ -16,6 +16,7 @@ import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from flask import has_request_context, request
 
@@ -32,6 +33,7 @@ from ollama_proxy.scheduler.servers import Placement, Start
 # The requests that make a GPU work; listings and management are never queued.
 SCHEDULED_PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings"})
 ANONYMOUS = Share("anonymous")
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps builds an encoder each call for these
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,18 @@ class Admission:
         return self._client().status(timeout) if gevent_active() else None
 
 
+def _encoded_options(options: dict) -> bytes:
+    try:
+        return _encoded(tuple(options.items()))
+    except TypeError:  # a value no key can hold (a list a request sent): encoded each time
+        return _COMPACT.encode(options).encode()
+
+
+@lru_cache(maxsize=256)  # a model runs with one set of options on each server: a few sets in all
+def _encoded(options: tuple) -> bytes:
+    return _COMPACT.encode(dict(options)).encode()
+
+
 class _TicketIds:
     """Ticket ids unique across workers and instances: a random prefix per process, then a count."""
 
@@ -162,7 +176,7 @@ def _with_options(body: bytes, parsed, options: dict) -> bytes:
         # A key that only folds to "options" ("Options") stays before it: Ollama's decoder reads this one last.
         head = body.rstrip()
         if head.endswith(b"}") and head[:-1].rstrip() != b"{":
-            return head[:-1] + b',"options":' + json.dumps(options, separators=(",", ":")).encode() + b"}"
+            return head[:-1] + b',"options":' + _encoded_options(options) + b"}"
     parsed = parsed if isinstance(parsed, dict) else json.loads(body)
     parsed["options"] = {**(parsed.get("options") or {}), **options}
-    return json.dumps(parsed, separators=(",", ":")).encode()
+    return _COMPACT.encode(parsed).encode()

@@ -39,28 +39,20 @@ class SocketLink:
         self.sock = sock
         self.tickets: set[str] = set()
         self._pending: list[bytes] = []  # what the writer sends next, in order
-        self._writing = False
         self._ready = Event()
         self._closing = False
         self._writer = gevent.spawn(self._write)
 
     def send(self, message: dict) -> None:
-        """Send ``message`` now if the socket takes it whole, else queue it for the writer; never wait.
+        """Queue ``message`` for the writer, which sends it once this greenlet yields; never wait.
 
-        The arbiter sends from inside its decisions, which must not yield to another greenlet.
+        The arbiter sends from inside its decisions, which must not yield to another greenlet. What
+        several requests send in one turn of the event loop (at c=16, a worker's reports that
+        requests started and ended; a decision's grants) goes in one write, and is read in one.
         """
         if self._writer.dead:
             raise OSError("the connection is closed")
-        data = wire.encode(message)
-        if not self._pending and not self._writing:
-            try:
-                sent = os.write(self.sock.fileno(), data)  # the socket is non-blocking: this never waits
-            except OSError:  # full, or broken: the writer sends it, or finds the connection gone
-                sent = 0
-            if sent == len(data):
-                return
-            data = data[sent:]
-        self._pending.append(data)
+        self._pending.append(wire.encode(message))
         self._ready.set()
 
     def messages(self):
@@ -73,20 +65,17 @@ class SocketLink:
         self.sock.close()
 
     def _write(self) -> None:
-        """Send what could not be sent at once, all of it in one write."""
+        """Send what is queued, all of it in one write."""
         while True:
             self._ready.wait()
             self._ready.clear()
             if self._closing:
                 return
-            self._writing = True
             data, self._pending = b"".join(self._pending), []
             try:
                 self.sock.sendall(data)
             except OSError:
                 return
-            finally:
-                self._writing = False
 
 
 def address(lock_path: str) -> str:

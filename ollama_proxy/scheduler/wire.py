@@ -31,7 +31,7 @@ def submit(ticket: Ticket) -> dict:
     share = ticket.share
     return {"op": "submit", "id": ticket.id, "principal": share.principal, "weight": share.weight,
             "class": share.klass, "model": ticket.model, "candidates": list(ticket.candidates),
-            "asked": ticket.asked, "enforced": sorted(ticket.enforced)}
+            "asked": ticket.asked, "enforced": sorted(ticket.enforced) if ticket.enforced else []}
 
 
 def ticket_of(message: dict) -> Ticket:
@@ -57,7 +57,9 @@ def lend(loan: Loan) -> dict:
 
 
 def start(ticket: Ticket, loan: str, placement: Placement) -> dict:
-    return {**submit(ticket), "op": "start", "loan": loan, "server": placement.server, "options": placement.options}
+    message = submit(ticket)
+    message.update(op="start", loan=loan, server=placement.server, options=placement.options)
+    return message
 
 
 def status(question_id: str, state: dict) -> dict:
