@@ -94,6 +94,9 @@ class Arbiter:
             self._own(worker, ticket_id)
             placement = Placement(message["server"], Start.WARM, message["options"])
             self.scheduler.start_on_loan(wire.ticket_of(message), message["loan"], placement, now)
+        elif op == "ran":
+            self.scheduler.ran(wire.ticket_of(message), message["server"], float(message["seconds"]), now)
+            return  # it changed no slot: nothing to call back or lend
         elif op == "returned":
             self._deliver(self.scheduler.returned(message["loan"], now))
         elif op == "join":

@@ -2,7 +2,8 @@
 
 worker ─► arbiter   submit {ticket}, end {id, load_seconds}, cancel {id}, status {id},
                     running {ticket, server, start, options, evict} (to a new arbiter),
-                    join {} (this worker borrows slots), start {ticket, loan, server, options}, returned {loan}
+                    join {} (this worker borrows slots), start {ticket, loan, server, options}, returned {loan},
+                    ran {ticket, loan, server, options, seconds} (started and ended on a loan, told once)
 arbiter ─► worker   grant {id, server, start, options, evict, waited},
                     refused {id, status, message, retry_after}, expired {id},
                     status {id, status: the scheduler's state (snapshot.py)},
@@ -59,6 +60,12 @@ def lend(loan: Loan) -> dict:
 def start(ticket: Ticket, loan: str, placement: Placement) -> dict:
     message = submit(ticket)
     message.update(op="start", loan=loan, server=placement.server, options=placement.options)
+    return message
+
+
+def ran(ticket: Ticket, loan: str, placement: Placement, seconds: float) -> dict:
+    message = start(ticket, loan, placement)
+    message.update(op="ran", seconds=seconds)
     return message
 
 

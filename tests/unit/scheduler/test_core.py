@@ -404,6 +404,18 @@ def test_a_request_on_a_loan_runs_as_any_other_and_its_slot_goes_back_to_the_loa
     assert s.estimates.slot_seconds("m", "alice") != Estimates().slot_seconds("m")  # its time was learned
 
 
+def test_a_request_that_ran_on_a_loan_before_it_was_told_of_is_charged_and_learned_from_and_holds_no_slot():
+    s = _lending()
+    loan = s.lend(["a"], now=0)[0]
+    _on_loan(s, _ticket("t1", "alice"), loan, now=1)  # alice holds one
+    s.ran(_ticket("q", "bob"), "gpu1", 0.5, now=2)  # bob's ran and ended on another lent slot
+    runner = s.servers["gpu1"].runners["m"]
+    assert (runner.running, runner.lent, loan.in_use) == (1, 2, 1) and list(s.running) == ["t1"]
+    assert s.fair.vtime("bob") == pytest.approx(0.5)  # level with what alice has had (nothing), then charged
+    assert s.estimates.slot_seconds("m", "bob") == 0.5 and runner.last_used == 2
+    assert s.returned(loan.id, now=3) == [] and s.servers["gpu1"].free_slots("m") == 5  # alice's still runs
+
+
 def test_a_returned_loan_frees_its_unused_slots_and_its_requests_run_on_and_end_as_any_other():
     s = _lending()
     loan = s.lend(["a"], now=0)[0]
@@ -463,7 +475,8 @@ def test_a_start_on_a_loan_the_arbiter_does_not_know_counts_the_request_in_all_t
 
 
 def test_with_loans_no_server_is_sent_more_than_it_runs_and_whatever_waits_gets_a_slot():
-    """Two workers borrowing and returning at random moments, with recalls that reach them late."""
+    """Two workers borrowing and returning at random moments, with recalls that reach them late; some of their
+    requests end before they are told of, and are told once, that they ran."""
     asks = [{"num_ctx": 2048}, {"num_ctx": 8192}, {}]
     for seed in range(200):
         rnd = random.Random(seed)
@@ -482,8 +495,11 @@ def test_with_loans_no_server_is_sent_more_than_it_runs_and_whatever_waits_gets_
             elif roll < 0.5 and usable:
                 _, loan = rnd.choice(usable)
                 count += 1
-                _on_loan(s, _ticket(f"t{count}", rnd.choice(["alice", "bob"])), loan, now)
-                running.add(f"t{count}")
+                if rnd.random() < 0.3:  # it ran and ended before its worker told of it
+                    s.ran(_ticket(f"t{count}", rnd.choice(["alice", "bob"])), loan.server, rnd.random(), now)
+                else:
+                    _on_loan(s, _ticket(f"t{count}", rnd.choice(["alice", "bob"])), loan, now)
+                    running.add(f"t{count}")
             elif roll < 0.8 and running:
                 ended = rnd.choice(sorted(running))
                 running.discard(ended)

@@ -260,12 +260,15 @@ def test_while_nothing_waits_a_worker_starts_requests_on_slots_lent_to_it_and_te
     _used(client, "load")  # the model loads: there was nothing to lend
     _wait_for(lambda: _lent(client) == 3)  # one worker borrows half the slots; the rest stay free
     heard.clear()
+    _used(client, "quick")  # it ends before the arbiter is told that it started: told once, that it ran
+    _wait_for(lambda: "ran" in heard)
     granted = client.admit(_ticket("t1"))
     assert granted.placement.server == "gpu1" and granted.placement.start is Start.WARM and granted.waited == 0
+    _wait_for(lambda: "start" in heard)  # it runs on past REPORT_AFTER: the arbiter is told
     assert client.status(timeout=2)["running"][0]["principal"] == "alice"
     client.end("t1")
     _wait_for(lambda: "end" in heard)
-    assert [op for op in heard if op != "status"] == ["start", "end"]  # told, never asked: no submit
+    assert [op for op in heard if op != "status"] == ["ran", "start", "end"]  # told, never asked: no submit
     assert _lent(client) == 3
 
 
