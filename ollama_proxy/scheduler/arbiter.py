@@ -95,7 +95,8 @@ class Arbiter:
             placement = Placement(message["server"], Start.WARM, message["options"])
             self.scheduler.start_on_loan(wire.ticket_of(message), message["loan"], placement, now)
         elif op == "ran":
-            self.scheduler.ran(wire.ticket_of(message), message["server"], float(message["seconds"]), now)
+            self.scheduler.ran(wire.share_of(message), message["model"], message["server"],
+                               float(message["seconds"]), now)
             return  # it changed no slot: nothing to call back or lend
         elif op == "returned":
             self._deliver(self.scheduler.returned(message["loan"], now))

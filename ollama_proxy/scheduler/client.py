@@ -141,7 +141,7 @@ class SchedulerClient:
             self._send({"op": "end", "id": ticket_id, "load_seconds": load_seconds})
         else:
             ticket, granted = running
-            self._send(wire.ran(ticket, loan_id, granted.placement, time.monotonic() - started))
+            self._send(wire.ran(ticket, granted.placement.server, time.monotonic() - started))
 
     def _give_back(self, loan_id: str) -> None:
         try:

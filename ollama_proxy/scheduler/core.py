@@ -246,13 +246,13 @@ class Scheduler:
         self.servers[loan.server].on_loan(loan.model, now)
         self._run(ticket, placement, now, loan_id)
 
-    def ran(self, ticket: Ticket, server: str, seconds: float, now: float) -> None:
+    def ran(self, share: Share, model: str, server: str, seconds: float, now: float) -> None:
         """Count a request a worker started and ended on a lent slot before it told of it: charged, learned from."""
-        if ticket.share.principal not in self._inside:
-            self.fair.activate(ticket.share.principal, self._served())
-        self.fair.charge(ticket.share, seconds)
-        self.estimates.ended(ticket.model, seconds, now, ticket.share.principal)
-        runner = self.servers[server].runners.get(ticket.model) if server in self.servers else None
+        if share.principal not in self._inside:
+            self.fair.activate(share.principal, self._served())
+        self.fair.charge(share, seconds)
+        self.estimates.ended(model, seconds, now, share.principal)
+        runner = self.servers[server].runners.get(model) if server in self.servers else None
         if runner is not None:
             runner.last_used = now
 

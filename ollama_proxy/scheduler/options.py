@@ -18,7 +18,7 @@ RELOAD_OPTIONS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "nu
 
 def reload_options(options: Mapping | None) -> dict:
     """Return the reload options a request's ``options`` set (the others do not make Ollama reload)."""
-    if not isinstance(options, Mapping):
+    if not options or not isinstance(options, Mapping):
         return {}
     return {name: options[name] for name in RELOAD_OPTIONS if name in options and options[name] is not None}
 

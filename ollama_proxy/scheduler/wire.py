@@ -3,7 +3,8 @@
 worker ─► arbiter   submit {ticket}, end {id, load_seconds}, cancel {id}, status {id},
                     running {ticket, server, start, options, evict} (to a new arbiter),
                     join {} (this worker borrows slots), start {ticket, loan, server, options}, returned {loan},
-                    ran {ticket, loan, server, options, seconds} (started and ended on a loan, told once)
+                    ran {principal, weight, class, model, server, seconds} (started and ended on a loan,
+                    told once)
 arbiter ─► worker   grant {id, server, start, options, evict, waited},
                     refused {id, status, message, retry_after}, expired {id},
                     status {id, status: the scheduler's state (snapshot.py)},
@@ -36,9 +37,8 @@ def submit(ticket: Ticket) -> dict:
 
 
 def ticket_of(message: dict) -> Ticket:
-    share = Share(message["principal"], float(message["weight"]), message["class"])
-    return Ticket(message["id"], share, message["model"], tuple(message["candidates"]), dict(message["asked"]),
-                  frozenset(message["enforced"]))
+    return Ticket(message["id"], share_of(message), message["model"], tuple(message["candidates"]),
+                  dict(message["asked"]), frozenset(message["enforced"]))
 
 
 def grant(granted: Grant) -> dict:
@@ -63,10 +63,14 @@ def start(ticket: Ticket, loan: str, placement: Placement) -> dict:
     return message
 
 
-def ran(ticket: Ticket, loan: str, placement: Placement, seconds: float) -> dict:
-    message = start(ticket, loan, placement)
-    message.update(op="ran", seconds=seconds)
-    return message
+def ran(ticket: Ticket, server: str, seconds: float) -> dict:
+    share = ticket.share
+    return {"op": "ran", "id": ticket.id, "principal": share.principal, "weight": share.weight, "class": share.klass,
+            "model": ticket.model, "server": server, "seconds": seconds}
+
+
+def share_of(message: dict) -> Share:
+    return Share(message["principal"], float(message["weight"]), message["class"])
 
 
 def status(question_id: str, state: dict) -> dict:

@@ -408,7 +408,7 @@ def test_a_request_that_ran_on_a_loan_before_it_was_told_of_is_charged_and_learn
     s = _lending()
     loan = s.lend(["a"], now=0)[0]
     _on_loan(s, _ticket("t1", "alice"), loan, now=1)  # alice holds one
-    s.ran(_ticket("q", "bob"), "gpu1", 0.5, now=2)  # bob's ran and ended on another lent slot
+    s.ran(Share("bob"), "m", "gpu1", 0.5, now=2)  # bob's ran and ended on another lent slot
     runner = s.servers["gpu1"].runners["m"]
     assert (runner.running, runner.lent, loan.in_use) == (1, 2, 1) and list(s.running) == ["t1"]
     assert s.fair.vtime("bob") == pytest.approx(0.5)  # level with what alice has had (nothing), then charged
@@ -496,7 +496,7 @@ def test_with_loans_no_server_is_sent_more_than_it_runs_and_whatever_waits_gets_
                 _, loan = rnd.choice(usable)
                 count += 1
                 if rnd.random() < 0.3:  # it ran and ended before its worker told of it
-                    s.ran(_ticket(f"t{count}", rnd.choice(["alice", "bob"])), loan.server, rnd.random(), now)
+                    s.ran(Share(rnd.choice(["alice", "bob"])), "m", loan.server, rnd.random(), now)
                 else:
                     _on_loan(s, _ticket(f"t{count}", rnd.choice(["alice", "bob"])), loan, now)
                     running.add(f"t{count}")
