@@ -5,8 +5,9 @@ Two processes, as two gunicorn workers, share one instance's scheduler the way t
 requests (``--concurrency`` at a time; nothing ever waits: the server has slots to spare), timing
 the round trip in the arbiter's own worker and then in the other one, with the CPU its worker spent
 per request, and the CPU the other worker's requests cost the arbiter's worker. While nothing waits,
-a worker starts requests on slots the arbiter lent it and tells the arbiter after: a worker's time
-runs until the arbiter has heard of every request it ended.
+a worker starts requests on slots the arbiter lent it and tells the arbiter after (each of these
+ends at once, so it is told once, that it ran): a worker's time runs until the arbiter answers a
+status question sent after the worker's reports went out, and shows none of its requests running.
 """
 
 from __future__ import annotations
