@@ -98,7 +98,8 @@ def main() -> None:
             start.set()
             is_arbiter, seconds, cpu = results.get(timeout=600)
             where = "the arbiter's worker" if is_arbiter else "another worker"
-            print(f"{where:22}  {seconds * 1e6:8.1f} µs a request  {cpu / args.requests * 1e6:8.1f} µs CPU of its worker")
+            print(f"{where:22}  {seconds * 1e6:8.1f} µs a request  "
+                  f"{cpu / args.requests * 1e6:8.1f} µs CPU of its worker")
         done.set()
         arbiter_cpu = results.get(timeout=60) / (args.requests + 200)
         print(f"{'':22}  {'':19}  {arbiter_cpu * 1e6:8.1f} µs CPU of the arbiter's worker for each request "

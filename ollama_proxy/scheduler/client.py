@@ -154,8 +154,10 @@ class SchedulerClient:
         """Tell the arbiter of every request started on a loan that it has not heard of yet."""
         untold, self._untold = self._untold, {}
         for ticket_id in untold:
-            ticket, granted = self._running[ticket_id]
-            self._send(wire.start(ticket, self._on_loan.get(ticket_id, ""), granted.placement))
+            running = self._running.get(ticket_id)  # it may have ended while a new line was opened
+            if running is not None:
+                ticket, granted = running
+                self._send(wire.start(ticket, self._on_loan.get(ticket_id, ""), granted.placement))
 
     def _tell_starts_later(self) -> None:
         self._teller = None

@@ -43,7 +43,6 @@ from ollama_proxy.scheduler.options import unify
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, ServerState, Start
 from ollama_proxy.scheduler.snapshot import snapshot
 
-
 LONGER = 2.0  # how much longer than the request whose turn it is a request must be expected to run to go first
 
 

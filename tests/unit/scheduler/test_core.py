@@ -328,7 +328,8 @@ def _assert_counted_in(s: Scheduler) -> None:
 
 
 def test_whenever_nothing_runs_nothing_waits():
-    """Random submits, ends, cancels, expiries and (stale or fresh) views of what the servers hold, from two principals."""
+    """Random submits, ends, cancels, expiries and (stale or fresh) views of what the servers hold, from two
+    principals."""
     asks = [{"num_ctx": 2048}, {"num_ctx": 8192}, {}]
     expired = 0
     for seed in range(300):
