@@ -6,8 +6,9 @@ requests (``--concurrency`` at a time; nothing ever waits: the server has slots 
 the round trip in the arbiter's own worker and then in the other one, with the CPU its worker spent
 per request, and the CPU the other worker's requests cost the arbiter's worker. While nothing waits,
 a worker starts requests on slots the arbiter lent it and tells the arbiter after (each of these
-ends at once, so it is told once, that it ran): a worker's time runs until the arbiter answers a
-status question sent after the worker's reports went out, and shows none of its requests running.
+ends at once, so it is told of with the others that ran in the same 50 ms, ``REPORT_AFTER``): a
+worker's time runs until the arbiter answers a status question and shows none of its requests
+running. The arbiter's CPU is measured until both workers are done, so it counts every report.
 """
 
 from __future__ import annotations

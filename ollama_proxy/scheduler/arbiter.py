@@ -95,7 +95,7 @@ class Arbiter:
             placement = Placement(message["server"], Start.WARM, message["options"])
             self.scheduler.start_on_loan(wire.ticket_of(message), message["loan"], placement, now)
         elif op == "ran":
-            self.scheduler.ran(wire.share_of(message), message["model"], message["server"],
+            self.scheduler.ran(wire.share_of(message), message["model"], message["server"], int(message["requests"]),
                                float(message["seconds"]), now)
             return  # it changed no slot: nothing to call back or lend
         elif op == "returned":

@@ -10,8 +10,9 @@ tells it the slots this worker holds, and submits again what was waiting.
 While nothing waits, the arbiter lends a worker that borrows some free warm
 slots: a request that fits one starts on it at once, without a round trip, and
 the arbiter is told after: that it started, once it has run ``REPORT_AFTER``, or,
-if it ended before, that it ran, in one message. A recalled loan is given back
-at once, after every start not yet told; its requests run on and end as any other.
+if it ended before, that it ran, with the others of its principal and model that
+ran meanwhile, in one message. A recalled loan is given back at once, after every
+start not yet told; its requests run on and end as any other.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ log = logging.getLogger(__name__)
 RECONNECT_DELAY = 0.05  # seconds between tries while a new arbiter takes over
 # A free slot is granted within this: no greenlet is spent watching the client of a request that never waits.
 PROMPT_GRANT = 0.005
-# A request on a lent slot is told to the arbiter once it has run this long (seconds): a shorter one is told
-# once, when it ends. The arbiter then does one piece of bookkeeping for it, not two, and hears one message.
+# A request on a lent slot is told to the arbiter once it has run this long (seconds); one that ended sooner is
+# told then too, added up with the others of its principal and model: one message, and one piece of the
+# arbiter's bookkeeping, for all of them, in place of a start and an end each.
 REPORT_AFTER = 0.05
 
 
@@ -85,6 +87,7 @@ class SchedulerClient:
         self._loans: dict[str, _Loan] = {}
         self._on_loan: dict[str, str] = {}  # ticket -> the loan it runs on
         self._untold: dict[str, float] = {}  # ticket -> when it started on a loan, until the arbiter is told
+        self._ran: dict[tuple[str, str, str], list] = {}  # (principal, model, server) -> [share, requests, seconds]
         self._teller = None  # the greenlet that tells the arbiter of those after REPORT_AFTER
 
     def admit(self, ticket: Ticket, watch: Callable[[Callable[[], None]], Callable[[], None]] | None = None) -> Grant:
@@ -139,9 +142,15 @@ class SchedulerClient:
         started = self._untold.pop(ticket_id, None)
         if started is None:
             self._send({"op": "end", "id": ticket_id, "load_seconds": load_seconds})
+            return
+        ticket, granted = running  # it ran before the arbiter heard of it: told with the others, soon
+        key = (ticket.share.principal, ticket.model, granted.placement.server)
+        ran = self._ran.get(key)
+        if ran is None:
+            self._ran[key] = [ticket.share, 1, time.monotonic() - started]
         else:
-            ticket, granted = running
-            self._send(wire.ran(ticket, granted.placement.server, time.monotonic() - started))
+            ran[1] += 1
+            ran[2] += time.monotonic() - started
 
     def _give_back(self, loan_id: str) -> None:
         try:
@@ -159,9 +168,17 @@ class SchedulerClient:
                 ticket, granted = running
                 self._send(wire.start(ticket, self._on_loan.get(ticket_id, ""), granted.placement))
 
+    def _ran_reports(self) -> list[dict]:
+        """The messages that tell of the requests that ran on loans since the arbiter was last told."""
+        ran, self._ran = self._ran, {}
+        return [wire.ran(share, model, server, requests, seconds)
+                for (_, model, server), (share, requests, seconds) in ran.items()]
+
     def _tell_starts_later(self) -> None:
         self._teller = None
         try:
+            for report in self._ran_reports():
+                self._send(report)
             self._tell_starts()
         except Overloaded:  # the next arbiter hears of them as running, when this worker reconnects
             pass
@@ -254,6 +271,8 @@ class SchedulerClient:
             placement = granted.placement
             link.send({**wire.submit(ticket), "op": "running", "server": placement.server,
                        "start": placement.start.value, "options": placement.options, "evict": placement.evict})
+        for report in self._ran_reports():
+            link.send(report)
         for ticket, _ in list(self._waiting.values()):
             link.send(wire.submit(ticket))
 

@@ -245,12 +245,17 @@ class Scheduler:
         self.servers[loan.server].on_loan(loan.model, now)
         self._run(ticket, placement, now, loan_id)
 
-    def ran(self, share: Share, model: str, server: str, seconds: float, now: float) -> None:
-        """Count a request a worker started and ended on a lent slot before it told of it: charged, learned from."""
+    def ran(self, share: Share, model: str, server: str, requests: int, seconds: float, now: float) -> None:
+        """Count requests a worker started and ended on lent slots before it told of them: charged, learned from.
+
+        ``seconds``: the slot-time of all ``requests``.
+        """
+        if requests < 1:
+            return
         if share.principal not in self._inside:
             self.fair.activate(share.principal, self._served())
         self.fair.charge(share, seconds)
-        self.estimates.ended(model, seconds, now, share.principal)
+        self.estimates.ended(model, seconds / requests, now, share.principal, requests)
         runner = self.servers[server].runners.get(model) if server in self.servers else None
         if runner is not None:
             runner.last_used = now

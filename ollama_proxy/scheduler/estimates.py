@@ -38,15 +38,17 @@ class Estimates:
         elsewhere = [v for (m, _), v in self._load.items() if m == model]
         return sum(elsewhere) / len(elsewhere) if elsewhere else self.default_load_seconds
 
-    def ended(self, model: str, slot_seconds: float, now: float, principal: str | None = None) -> None:
-        self._slot[model] = _smoothed(self._slot.get(model), slot_seconds)
+    def ended(self, model: str, slot_seconds: float, now: float, principal: str | None = None,
+              count: int = 1) -> None:
+        """``count`` requests for ``model`` ended now, having held their slots ``slot_seconds`` each (on average)."""
+        self._slot[model] = _smoothed(self._slot.get(model), slot_seconds, count)
         if principal is not None:
             key = (model, principal)
-            self._slot_of[key] = _smoothed(self._slot_of.pop(key, None), slot_seconds)
+            self._slot_of[key] = _smoothed(self._slot_of.pop(key, None), slot_seconds, count)
             if len(self._slot_of) > PRINCIPALS_KEPT:
                 del self._slot_of[next(iter(self._slot_of))]
         ends = self._ends.setdefault(model, deque())
-        ends.append(now)
+        ends.extend([now] * count)
         while ends and ends[0] < now - DRAIN_WINDOW:
             ends.popleft()
 
@@ -61,5 +63,9 @@ class Estimates:
         return len(ends) / max(now - ends[0], 1.0)
 
 
-def _smoothed(previous: float | None, observed: float) -> float:
-    return observed if previous is None else previous + SMOOTHING * (observed - previous)
+def _smoothed(previous: float | None, observed: float, count: int = 1) -> float:
+    """The moving average after ``count`` observations of ``observed``."""
+    if previous is None:
+        return observed
+    weight = SMOOTHING if count == 1 else 1 - (1 - SMOOTHING) ** count
+    return previous + weight * (observed - previous)

@@ -3,8 +3,8 @@
 worker ─► arbiter   submit {ticket}, end {id, load_seconds}, cancel {id}, status {id},
                     running {ticket, server, start, options, evict} (to a new arbiter),
                     join {} (this worker borrows slots), start {ticket, loan, server, options}, returned {loan},
-                    ran {principal, weight, class, model, server, seconds} (started and ended on a loan,
-                    told once)
+                    ran {principal, weight, class, model, server, requests, seconds} (requests of one
+                    principal and model that started and ended on a loan before they were told of)
 arbiter ─► worker   grant {id, server, start, options, evict, waited},
                     refused {id, status, message, retry_after}, expired {id},
                     status {id, status: the scheduler's state (snapshot.py)},
@@ -63,10 +63,9 @@ def start(ticket: Ticket, loan: str, placement: Placement) -> dict:
     return message
 
 
-def ran(ticket: Ticket, server: str, seconds: float) -> dict:
-    share = ticket.share
-    return {"op": "ran", "id": ticket.id, "principal": share.principal, "weight": share.weight, "class": share.klass,
-            "model": ticket.model, "server": server, "seconds": seconds}
+def ran(share: Share, model: str, server: str, requests: int, seconds: float) -> dict:
+    return {"op": "ran", "id": "", "principal": share.principal, "weight": share.weight, "class": share.klass,
+            "model": model, "server": server, "requests": requests, "seconds": seconds}
 
 
 def share_of(message: dict) -> Share:

@@ -409,11 +409,12 @@ def test_a_request_that_ran_on_a_loan_before_it_was_told_of_is_charged_and_learn
     s = _lending()
     loan = s.lend(["a"], now=0)[0]
     _on_loan(s, _ticket("t1", "alice"), loan, now=1)  # alice holds one
-    s.ran(Share("bob"), "m", "gpu1", 0.5, now=2)  # bob's ran and ended on another lent slot
+    s.ran(Share("bob"), "m", "gpu1", 4, 2.0, now=2)  # four of bob's ran and ended on other lent slots
     runner = s.servers["gpu1"].runners["m"]
     assert (runner.running, runner.lent, loan.in_use) == (1, 2, 1) and list(s.running) == ["t1"]
-    assert s.fair.vtime("bob") == pytest.approx(0.5)  # level with what alice has had (nothing), then charged
-    assert s.estimates.slot_seconds("m", "bob") == 0.5 and runner.last_used == 2
+    assert s.fair.vtime("bob") == pytest.approx(2.0)  # level with what alice has had (nothing), then charged
+    assert s.estimates.slot_seconds("m", "bob") == 0.5 and runner.last_used == 2  # each held its slot 0.5 s
+    assert s.estimates.drain_rate("m", now=2) == 4.0  # four ended within the last second
     assert s.returned(loan.id, now=3) == [] and s.servers["gpu1"].free_slots("m") == 5  # alice's still runs
 
 
@@ -497,7 +498,7 @@ def test_with_loans_no_server_is_sent_more_than_it_runs_and_whatever_waits_gets_
                 _, loan = rnd.choice(usable)
                 count += 1
                 if rnd.random() < 0.3:  # it ran and ended before its worker told of it
-                    s.ran(Share(rnd.choice(["alice", "bob"])), "m", loan.server, rnd.random(), now)
+                    s.ran(Share(rnd.choice(["alice", "bob"])), "m", loan.server, rnd.randint(1, 3), rnd.random(), now)
                 else:
                     _on_loan(s, _ticket(f"t{count}", rnd.choice(["alice", "bob"])), loan, now)
                     running.add(f"t{count}")

@@ -1,3 +1,5 @@
+import pytest
+
 from ollama_proxy.scheduler.estimates import Estimates
 
 
@@ -46,3 +48,16 @@ def test_the_principal_seen_longest_ago_is_forgotten_past_the_bound(monkeypatch)
     est.ended("m", 4.0, now=4.0, principal="c")
     assert est.slot_seconds("m", "a") == 1.4 and est.slot_seconds("m", "c") == 4.0
     assert est.slot_seconds("m", "b") == est.slot_seconds("m")
+
+
+def test_requests_told_of_together_count_as_if_told_one_by_one():
+    together, one_by_one = Estimates(), Estimates()
+    for est in (together, one_by_one):
+        est.ended("m", 2.0, now=1.0, principal="p")
+    together.ended("m", 12.0, now=2.0, principal="p", count=3)
+    for _ in range(3):
+        one_by_one.ended("m", 12.0, now=2.0, principal="p")
+    for principal in (None, "p"):
+        assert together.slot_seconds("m", principal) == pytest.approx(one_by_one.slot_seconds("m", principal))
+    assert together.slot_seconds("m") == pytest.approx(2 + (1 - 0.8 ** 3) * 10)
+    assert together.drain_rate("m", now=2.0) == one_by_one.drain_rate("m", now=2.0) == 4.0

@@ -11,7 +11,7 @@ from gevent import socket as gsocket
 
 from ollama_proxy.errors import RateLimited
 from ollama_proxy.scheduler.arbiter import Arbiter
-from ollama_proxy.scheduler.client import ClientLeft, SchedulerClient
+from ollama_proxy.scheduler.client import REPORT_AFTER, ClientLeft, SchedulerClient
 from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
 from ollama_proxy.scheduler.fairness import BATCH, Share
 from ollama_proxy.scheduler.inprocess import InProcessLink
@@ -270,6 +270,25 @@ def test_while_nothing_waits_a_worker_starts_requests_on_slots_lent_to_it_and_te
     _wait_for(lambda: "end" in heard)
     assert [op for op in heard if op != "status"] == ["ran", "start", "end"]  # told, never asked: no submit
     assert _lent(client) == 3
+
+
+def test_requests_that_end_before_the_arbiter_is_told_of_them_are_told_together(client_of, monkeypatch):
+    heard = []
+    handle = Arbiter.handle
+    monkeypatch.setattr(Arbiter, "handle", lambda self, worker, message: (heard.append(dict(message)),
+                                                                         handle(self, worker, message))[1])
+    client = client_of(num_parallel=6)
+    _used(client, "load")
+    _wait_for(lambda: _lent(client) == 3)
+    heard.clear()
+    for n in range(5):
+        _used(client, f"quick{n}")
+    _wait_for(lambda: any(message["op"] == "ran" for message in heard))
+    gevent.sleep(2 * REPORT_AFTER)
+    told = [message for message in heard if message["op"] != "status"]
+    assert [(m["op"], m["principal"], m["model"], m["server"], m["requests"]) for m in told] == [
+        ("ran", "alice", "m", "gpu1", 5)]
+    assert 0 <= told[0]["seconds"] < 5 * REPORT_AFTER
 
 
 def test_batch_work_asks_for_its_slot_even_with_slots_lent(client_of, monkeypatch):
