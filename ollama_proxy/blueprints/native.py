@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import Iterator
 from functools import partial
 from typing import NoReturn
@@ -34,7 +33,7 @@ from ollama_proxy.backends.pool import STREAMING_PATHS
 from ollama_proxy.backends.protocols import Backend, OllamaShapedAnswer
 from ollama_proxy.errors import Forbidden, InvalidRequest, MethodNotAllowed, NotFound
 from ollama_proxy.observability.accounting import count_body, tap_ndjson
-from ollama_proxy.observability.ledger import current_record, note_model, note_route, note_upstream
+from ollama_proxy.observability.ledger import current_record, note_model, note_route, note_upstream, note_upstream_since
 from ollama_proxy.relay.streaming import (
     STREAM_HEADERS,
     ClosingStream,
@@ -131,7 +130,7 @@ def _stream_when_open(route: Route, body: bytes) -> Response:
         upstream = opening.result()
         note_routed(route, upstream)
         return relay(upstream, rename)
-    note_upstream(time.perf_counter() - opening.started)
+    note_upstream_since(opening.started)
     record, on_error = current_record(), _stream_failure_logger()
     answer = ndjson_after_wait(opening, request.environ, interval, on_error=on_error,
                                relay=lambda upstream: _ndjson_body(upstream, rename, record, on_error))

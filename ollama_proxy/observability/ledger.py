@@ -74,6 +74,7 @@ class RequestRecord:
     first_token: float | None = None  # perf_counter time of the first generated chunk
     endpoint: str | None = None  # the URL rule that served the request (/v1/models/<path:model_id>)
     queued: float = 0.0  # seconds spent waiting for a slot on a server
+    waiting_since: float | None = None  # perf_counter time it began to wait for a slot, while it waits
     queue_class: str | None = None  # the principal's class, once the request waited for a slot
     left_in_queue: bool = False  # its client left while it waited for a slot: dropped, never sent
     load_seconds: float | None = None  # the model's load time, as Ollama reported it in a final chunk
@@ -93,9 +94,14 @@ class RequestRecord:
     def ttft_ms(self) -> float | None:
         return None if self.first_token is None else round((self.first_token - self.started) * 1000, 2)
 
+    def queue_seconds(self, now: float) -> float:
+        """Seconds spent waiting for a slot so far, the wait going on included."""
+        return self.queued + (now - self.waiting_since if self.waiting_since is not None else 0.0)
+
     def server_timing(self, now: float) -> str:
-        proxy = max(0.0, now - self.started - self.upstream - self.queued)
-        return (f"proxy;dur={proxy * 1000:.2f}, queue;dur={self.queued * 1000:.2f}, "
+        queued = self.queue_seconds(now)
+        proxy = max(0.0, now - self.started - self.upstream - queued)
+        return (f"proxy;dur={proxy * 1000:.2f}, queue;dur={queued * 1000:.2f}, "
                 f"upstream;dur={self.upstream * 1000:.2f}")
 
 
@@ -187,6 +193,17 @@ def note_upstream(seconds: float) -> None:
     record = current_record()
     if record is not None:
         record.upstream = max(record.upstream, seconds)
+
+
+def note_upstream_since(started: float) -> None:
+    """Count the time since ``started`` not spent waiting for a slot as upstream time.
+
+    For a stream that starts before its answer does (keepalives while it waits): its headers go now.
+    """
+    record = current_record()
+    if record is not None:
+        now = time.perf_counter()
+        record.upstream = max(record.upstream, now - started - record.queue_seconds(now))
 
 
 def add_close_listener(app: Flask, listener: CloseListener) -> None:

@@ -23,7 +23,7 @@ from ollama_proxy.backends.image_fetcher import resolve_image_urls
 from ollama_proxy.backends.protocols import OllamaShapedAnswer
 from ollama_proxy.errors import ProxyError
 from ollama_proxy.observability.accounting import tap_chunks
-from ollama_proxy.observability.ledger import current_record, note_model, note_upstream
+from ollama_proxy.observability.ledger import current_record, note_model, note_upstream, note_upstream_since
 from ollama_proxy.relay.streaming import (
     STREAM_HEADERS,
     ClosingStream,
@@ -99,7 +99,7 @@ def generate(route: Route, path: str, ollama_body: dict, n: int = 1) -> list[dic
     record = current_record()
     try:
         answers = in_parallel(lambda i: fold_chunks(list(tap_chunks(upstreams[i].iter_chunks(), record))), n)
-        note_upstream(time.perf_counter() - started)
+        note_upstream_since(started)  # its wait for a slot is queue time
         return answers
     finally:
         stop_watching()
@@ -219,7 +219,7 @@ def stream_answers(route: Route, path: str, ollama_body: dict, converters: list,
         note_upstream(max(upstream.waited for upstream in upstreams.opened))
         note_routed(route, upstreams.opened[0])
         return _sse_response(upstreams, framing)
-    note_upstream(time.perf_counter() - opening.started)
+    note_upstream_since(opening.started)
     on_error, record = _stream_failure_logger(), current_record()
 
     def fail(error: ProxyError) -> Iterator[bytes]:

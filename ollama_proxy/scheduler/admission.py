@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,14 +99,19 @@ class Admission:
         record = who.record
         if record is not None:
             record.queue_class = who.share.klass
+        asked_at = time.perf_counter()
 
         def waits(on_gone: Callable[[], None]) -> Callable[[], None]:
             """It waits (it was not granted at once): count it, and watch its client until it stops waiting."""
             self.waiting_changed(1)
+            if record is not None:
+                record.waiting_since = asked_at  # a stream that starts meanwhile says so in its Server-Timing
             stop_watching = watch_client(who.environ, on_gone) if who.environ is not None else None
 
             def stopped() -> None:
                 self.waiting_changed(-1)
+                if record is not None:
+                    record.waiting_since = None  # the whole wait is counted in ``queued`` next
                 if stop_watching is not None:
                     stop_watching()
             return stopped

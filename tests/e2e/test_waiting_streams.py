@@ -196,6 +196,16 @@ def test_a_stream_waiting_for_its_slot_gets_keepalives_then_its_whole_answer(pro
         assert answer.result(timeout=30) == ANSWER
 
 
+def test_a_stream_that_starts_while_it_waits_gives_the_wait_so_far_as_queue_time(proxy, fake):
+    body = {"model": MODEL, "messages": HELLO}
+    with slot_held(proxy.url):
+        with requests.post(proxy.url + "/api/chat", headers=auth(), json=body, stream=True, timeout=30) as answer:
+            timing = {name.strip(): float(value) for name, value in
+                      (part.split(";dur=") for part in answer.headers["Server-Timing"].split(","))}
+    assert timing["queue"] >= KEEPALIVE * 1000 * 0.9  # its headers went with the first keepalive
+    assert timing["upstream"] < KEEPALIVE * 1000 / 3 and timing["proxy"] < KEEPALIVE * 1000 / 3
+
+
 def test_keepalives_pass_through_nginx(proxy, fake, test_services, tmp_path):
     front = Nginx(proxy.port, tmp_path / "nginx").start()
     try:

@@ -1,4 +1,10 @@
-from ollama_proxy.observability.ledger import LedgerMiddleware, RequestRecord, access_record, surface_of
+import time
+
+import pytest
+from flask import Flask
+
+from ollama_proxy.observability.ledger import (RECORD_KEY, LedgerMiddleware, RequestRecord, access_record,
+                                               note_upstream_since, surface_of)
 
 
 def _app(environ, start_response):
@@ -73,3 +79,21 @@ def test_surface_of_paths():
              "/api/experimental/model-recommendations": "native", "/api/me": "native",
              "/v1/audio/transcriptions": "openai"}
     assert {path: surface_of(path) for path in cases} == cases
+
+
+def test_a_wait_going_on_is_queue_time_and_upstream_time_since_a_moment_leaves_it_out():
+    record = RequestRecord(request_id="r", method="POST", path="/api/chat", client="", started=100.0)
+    record.queued, record.waiting_since = 1.0, 103.0  # it waited 1 s for one slot; waits again since 103
+    assert record.queue_seconds(now=105.0) == 3.0
+    assert record.server_timing(now=106.0) == "proxy;dur=2000.00, queue;dur=4000.00, upstream;dur=0.00"
+    app = Flask(__name__)
+    with app.test_request_context():
+        from flask import request
+        request.environ[RECORD_KEY] = record
+        started = time.perf_counter() - 5.0
+        record.waiting_since = started + 1.0  # of 5 s since, 4 were spent waiting (and 1 s before)
+        note_upstream_since(started)
+        assert record.upstream == pytest.approx(0.0, abs=0.05)
+        record.waiting_since = None  # the wait is over, counted in ``queued``: 1 s
+        note_upstream_since(started)
+        assert record.upstream == pytest.approx(4.0, abs=0.05)
