@@ -106,6 +106,10 @@ def test_the_least_busy_server_is_chosen(routed, servers, client):
     default, gpu2, _ = servers
     for fake in (default, gpu2):
         fake.script("llama3.2", chunk_delay=0.3)
+        # Loaded on both from the start: a listing read between the two requests must not make the
+        # busy server the only one with the model loaded, which the proxy prefers over a less busy one.
+        fake.loaded = {"llama3.2:latest"}
+        _read_by_the_proxy(fake)
     busy = requests.post(routed.url + "/api/chat", headers=auth(), stream=True,
                          json={"model": "llama3.2", "messages": [{"role": "user", "content": "a b c"}]})
     first = default if _chat_requests(default) else gpu2
