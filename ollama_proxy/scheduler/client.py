@@ -144,13 +144,14 @@ class SchedulerClient:
             self._send({"op": "end", "id": ticket_id, "load_seconds": load_seconds})
             return
         ticket, granted = running  # it ran before the arbiter heard of it: told with the others, soon
+        seconds = time.monotonic() - started
         key = (ticket.share.principal, ticket.model, granted.placement.server)
         ran = self._ran.get(key)
         if ran is None:
-            self._ran[key] = [ticket.share, 1, time.monotonic() - started]
+            self._ran[key] = [ticket.share, 1, seconds]
         else:
             ran[1] += 1
-            ran[2] += time.monotonic() - started
+            ran[2] += seconds
 
     def _give_back(self, loan_id: str) -> None:
         try:
@@ -184,7 +185,7 @@ class SchedulerClient:
             pass
 
     def _start_on_loan(self, ticket: Ticket) -> Grant | None:
-        """Start ``ticket`` on a lent slot that fits it (the one with most left), telling the arbiter; None if none.
+        """Start ``ticket`` on a lent slot that fits it (the one with most left), told of later; None if none.
 
         Batch work always asks: the arbiter keeps slots free for people (``interactive_headroom``).
         """

@@ -252,8 +252,7 @@ class Scheduler:
         """
         if requests < 1:
             return
-        if share.principal not in self._inside:
-            self.fair.activate(share.principal, self._served())
+        self._level(share.principal)
         self.fair.charge(share, seconds)
         self.estimates.ended(model, seconds / requests, now, share.principal, requests)
         runner = self.servers[server].runners.get(model) if server in self.servers else None
@@ -475,11 +474,15 @@ class Scheduler:
         self.running[ticket.id] = _Running(ticket, placement, now, charged, loan)
 
     def _activate(self, ticket: Ticket) -> None:
-        """Count the ticket in; bring its principal level with the least-served active one, if it had nothing in."""
+        """Count the ticket in, its principal brought level first if it had nothing in."""
         principal = ticket.share.principal
+        self._level(principal)
+        self._inside[principal] = self._inside.get(principal, 0) + 1
+
+    def _level(self, principal: str) -> None:
+        """Bring ``principal`` level with the least-served active one, if it has nothing waiting or running."""
         if principal not in self._inside:
             self.fair.activate(principal, self._served())
-        self._inside[principal] = self._inside.get(principal, 0) + 1
 
     def _leave(self, ticket: Ticket) -> None:
         """Count the ticket out (it ended, or left the queue unstarted)."""

@@ -33,7 +33,7 @@ def submit(ticket: Ticket) -> dict:
     share = ticket.share
     return {"op": "submit", "id": ticket.id, "principal": share.principal, "weight": share.weight,
             "class": share.klass, "model": ticket.model, "candidates": list(ticket.candidates),
-            "asked": ticket.asked, "enforced": sorted(ticket.enforced) if ticket.enforced else []}
+            "asked": ticket.asked, "enforced": sorted(ticket.enforced)}
 
 
 def ticket_of(message: dict) -> Ticket:
