@@ -202,8 +202,9 @@ def test_a_stream_that_starts_while_it_waits_gives_the_wait_so_far_as_queue_time
         with requests.post(proxy.url + "/api/chat", headers=auth(), json=body, stream=True, timeout=30) as answer:
             timing = {name.strip(): float(value) for name, value in
                       (part.split(";dur=") for part in answer.headers["Server-Timing"].split(","))}
-    assert timing["queue"] >= KEEPALIVE * 1000 * 0.9  # its headers went with the first keepalive
-    assert timing["upstream"] < KEEPALIVE * 1000 / 3 and timing["proxy"] < KEEPALIVE * 1000 / 3
+    # Its headers went with the first keepalive, KEEPALIVE after it was sent on: that wait is queue time.
+    wait = KEEPALIVE * 1000
+    assert timing["queue"] >= wait / 2 and timing["upstream"] < wait / 2 and timing["proxy"] < wait / 2
 
 
 def test_keepalives_pass_through_nginx(proxy, fake, test_services, tmp_path):
