@@ -157,6 +157,10 @@ class SchedulingSettings:
     max_wait: float = setting(
         600.0, validate=SECONDS, env="OLLAMA_PROXY_MAX_WAIT",
         help="seconds a request may wait for a slot; then a 503 with `Retry-After`")
+    unreachable_timeout: float = setting(
+        10.0, validate=SECONDS,
+        help="seconds a request waits while its worker can reach no scheduler at all (one is being chosen, after "
+             "the last one's worker exited); then a 503 with `Retry-After`, and so is every request until one answers")
     keepalive_interval: float = setting(
         10.0, validate=SECONDS,
         help="seconds a streamed request waits for its slot in silence; then its stream starts and gets a "

@@ -41,6 +41,45 @@ class RedactingFormatter(logging.Formatter):
         return _URL_USERINFO.sub(r"\1***@", text)
 
 
+class RepeatLimit(logging.Filter):
+    """Let at most ``burst`` records of one kind (logger, level, message template) through per ``window`` seconds.
+
+    A fault that repeats (a lost connection retried, a bad message sent again and again) is
+    said a few times, then once a window with how many were left out, instead of flooding the
+    log. One filter serves every handler of a logger: a record is judged once.
+    """
+
+    def __init__(self, burst: int = 5, window: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.burst = burst
+        self.window = window
+        self._clock = clock
+        self._seen: dict[tuple, list] = {}  # kind -> [window start, let through, left out]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        judged = getattr(record, "_repeat_limit", None)
+        if judged is None:
+            judged = record._repeat_limit = self._judge(record)
+        return judged
+
+    def _judge(self, record: logging.LogRecord) -> bool:
+        now, kind = self._clock(), (record.name, record.levelno, str(record.msg))
+        seen = self._seen.get(kind)
+        if seen is None or now - seen[0] >= self.window:
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            left_out = seen[2] if seen is not None else 0
+            self._seen[kind] = [now, 1, 0]
+            if left_out:
+                record.msg = f"{record.msg} ({left_out} more like this in the last {self.window:g}s left out)"
+            return True
+        if seen[1] < self.burst:
+            seen[1] += 1
+            return True
+        seen[2] += 1
+        return False
+
+
 def _file_handler(path: str, formatter: logging.Formatter) -> logging.Handler:
     # WatchedFileHandler reopens the file after logrotate moves it; every worker appends.
     handler = WatchedFileHandler(path, encoding="utf-8", delay=True)
@@ -113,7 +152,11 @@ def configure(settings: Settings) -> AccessLogFile:
     console = logging.StreamHandler()
     console.setFormatter(error_format)
     console._ollama_proxy = True
-    _replace_handlers(package, _file_handler(os.path.join(conf.dir, conf.error_file), error_format), console)
+    error_file = _file_handler(os.path.join(conf.dir, conf.error_file), error_format)
+    repeats = RepeatLimit()
+    for handler in (error_file, console):
+        handler.addFilter(repeats)
+    _replace_handlers(package, error_file, console)
     package.propagate = False
 
     return AccessLogFile(os.path.join(conf.dir, conf.access_file), RedactingFormatter("%(message)s", secrets).redact)

@@ -19,10 +19,9 @@ from typing import Protocol
 
 import gevent
 
-from ollama_proxy.errors import ProxyError
+from ollama_proxy.errors import Overloaded, ProxyError
 from ollama_proxy.scheduler import wire
-from ollama_proxy.scheduler.core import Grant, Scheduler
-from ollama_proxy.scheduler.servers import Placement, Start
+from ollama_proxy.scheduler.core import Grant, Scheduler, Ticket
 
 log = logging.getLogger(__name__)
 EXPIRY_INTERVAL = 0.25  # seconds between checks for requests past scheduling.max_wait
@@ -33,7 +32,8 @@ class Worker(Protocol):
 
     tickets: set[str]
 
-    def send(self, message: dict) -> None: ...
+    def send(self, message: dict) -> None:
+        """Queue ``message`` for the worker; never yield (a decision must not), raise OSError if the line is gone."""
 
 
 class Arbiter:
@@ -74,37 +74,80 @@ class Arbiter:
             gevent.sleep(every)
 
     def handle(self, worker: Worker, message: dict) -> None:
+        """Act on one message; one that is not what it says is dropped and logged, never its worker's line."""
+        try:
+            self._handle(worker, message)
+        except wire.BadMessage as exc:
+            log.warning("dropped a scheduler message: %s", exc)
+        except Exception:  # a fault of the arbiter's own: the next messages are still heard
+            log.exception("the scheduler failed on a %s message", message.get("op"))
+            if message.get("op") == "submit" and isinstance(message.get("id"), str):
+                self._disown(message["id"])
+                _send(worker, wire.refused(message["id"], Overloaded("the scheduler failed on this request")))
+
+    def _handle(self, worker: Worker, message: dict) -> None:
         now, op, ticket_id = self.clock(), message["op"], message["id"]
         frees = op not in ("start", "status")  # whether it may leave a slot free to lend
         if op == "submit":
+            self.scheduler.learn(wire.specs_of(message))
             self._submit(worker, message, now)
-        elif op == "running":
-            self._own(worker, ticket_id)
-            placement = Placement(message["server"], Start(message["start"]), message["options"], message["evict"])
-            self.scheduler.adopt(wire.ticket_of(message), placement, now)
+        elif op == "sync":
+            self._sync(worker, message, now)
         elif op in ("end", "cancel"):
             self._disown(ticket_id)
             run = self.scheduler.running.get(ticket_id)
             frees = run is None or run.loan is None  # a lent slot goes back to its loan
             if op == "end":
-                self._deliver(self.scheduler.end(ticket_id, now, message.get("load_seconds")))
+                loaded = message.get("load_seconds")
+                self._deliver(self.scheduler.end(ticket_id, now, loaded if isinstance(loaded, (int, float)) else None))
             else:
                 self._deliver(self.scheduler.cancel(ticket_id, now))
-        elif op == "start":
+        elif op == "running":  # a worker of before ``sync`` telling a new arbiter what it holds
+            self.scheduler.learn(wire.specs_of(message))
             self._own(worker, ticket_id)
-            placement = Placement(message["server"], Start.WARM, message["options"])
-            self.scheduler.start_on_loan(wire.ticket_of(message), message["loan"], placement, now)
+            self.scheduler.adopt(wire.ticket_of(message), wire.placement_of(message), now)
+        elif op == "start":
+            ticket, placement = wire.ticket_of(message), wire.placement_of(message)
+            self.scheduler.learn(wire.specs_of(message))
+            self._own(worker, ticket.id)
+            self.scheduler.start_on_loan(ticket, str(message.get("loan", "")), placement, now)
         elif op == "ran":
-            self.scheduler.ran(wire.share_of(message), message["model"], message["server"], int(message["requests"]),
-                               float(message["seconds"]), now)
+            self.scheduler.ran(*wire.ran_of(message), now)
             return  # it changed no slot: nothing to call back or lend
         elif op == "returned":
-            self._deliver(self.scheduler.returned(message["loan"], now))
+            self._deliver(self.scheduler.returned(str(message.get("loan", "")), now))
         elif op == "join":
             self._holders[next(self._holder_names)] = worker
         elif op == "status":
-            worker.send(wire.status(ticket_id, self.scheduler.status(now)))
+            _send(worker, wire.status(ticket_id, self.scheduler.status(now)))
+        else:
+            raise wire.BadMessage(f"an unknown op {op!r}")
         self._settle(lend=frees)
+
+    def _sync(self, worker: Worker, message: dict, now: float) -> None:
+        """Make what this arbiter holds for ``worker`` what the worker says it holds and waits for.
+
+        Tickets of the worker's that it no longer names ended or left while it could not say so;
+        those it names are counted in as running, or queued, unless they already are.
+        """
+        running = [(wire.ticket_of(m), wire.placement_of(m), wire.specs_of(m)) for m in message.get("running") or ()]
+        waiting = [(wire.ticket_of(m), wire.specs_of(m)) for m in message.get("waiting") or ()]
+        named = {ticket.id for ticket, *_ in running} | {ticket.id for ticket, _ in waiting}
+        for ticket_id in [t for t in worker.tickets if t not in named]:
+            self._disown(ticket_id)
+            self._deliver(self.scheduler.cancel(ticket_id, now))
+        for ticket, placement, specs in running:
+            self.scheduler.learn(specs)
+            self._own(worker, ticket.id)
+            self.scheduler.adopt(ticket, placement, now)
+        for ticket, specs in waiting:
+            self.scheduler.learn(specs)
+            run = self.scheduler.running.get(ticket.id)
+            if run is not None:  # granted while its grant could not reach the worker: said again
+                self._own(worker, ticket.id)
+                _send(worker, wire.grant(Grant(ticket.id, run.placement, now - run.started)))
+            elif ticket.id not in self.scheduler.waiting:
+                self._submit_ticket(worker, ticket, now)
 
     def gone(self, worker: Worker) -> None:
         """A worker is gone: drop what it waits for, free what it holds, take back what it borrowed."""
@@ -127,24 +170,26 @@ class Arbiter:
 
     def _tell(self, holder: str, message: dict) -> None:
         worker = self._holders.get(holder)
-        try:
-            if worker is not None:
-                worker.send(message)
-        except OSError:  # its connection is closing: ``gone`` takes its loans back
-            pass
+        if worker is not None:
+            _send(worker, message)
 
     def _submit(self, worker: Worker, message: dict, now: float) -> None:
-        ticket = wire.ticket_of(message)
+        self._submit_ticket(worker, wire.ticket_of(message), now)
+
+    def _submit_ticket(self, worker: Worker, ticket: Ticket, now: float) -> None:
         self._own(worker, ticket.id)
         try:
             grants = self.scheduler.submit(ticket, now)
         except ProxyError as error:
             self._disown(ticket.id)
-            worker.send(wire.refused(ticket.id, error))
+            _send(worker, wire.refused(ticket.id, error))
             return
         self._deliver(grants)
 
     def _own(self, worker: Worker, ticket_id: str) -> None:
+        before = self._owners.get(ticket_id)
+        if before is not None and before is not worker:  # told again on a worker's new line
+            before.tickets.discard(ticket_id)
         self._owners[ticket_id] = worker
         worker.tickets.add(ticket_id)
 
@@ -157,7 +202,7 @@ class Arbiter:
         for granted in grants:
             worker = self._owners.get(granted.ticket)
             if worker is not None:
-                worker.send(wire.grant(granted))
+                _send(worker, wire.grant(granted))
 
     def _tick_forever(self, hold: float) -> None:
         gevent.sleep(hold)
@@ -170,6 +215,13 @@ class Arbiter:
                 worker = self._owners.pop(ticket_id, None)
                 if worker is not None:
                     worker.tickets.discard(ticket_id)
-                    worker.send({"op": "expired", "id": ticket_id, "retry_after": retry_after})
+                    _send(worker, {"op": "expired", "id": ticket_id, "retry_after": retry_after})
             if expired:
                 self._settle()
+
+
+def _send(worker: Worker, message: dict) -> None:
+    try:
+        worker.send(message)
+    except OSError:  # its line is closing: ``gone`` frees what it holds
+        pass

@@ -8,7 +8,7 @@ otherwise the transport (``local``: a Unix socket; ``shared``: Redis) dials it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import gevent
 
@@ -16,6 +16,7 @@ from ollama_proxy.scheduler.arbiter import Arbiter
 from ollama_proxy.scheduler.client import Link, SchedulerClient
 from ollama_proxy.scheduler.core import Scheduler
 from ollama_proxy.scheduler.inprocess import InProcessLink
+from ollama_proxy.scheduler.servers import ServerSpec
 
 Receive = Callable[[dict], None]
 
@@ -24,9 +25,12 @@ class Candidacy:
     borrows = False  # whether this transport's workers take the free slots the arbiter lends (``core.Loan``)
 
     def __init__(self, build: Callable[[], Scheduler], max_wait: float,
-                 loaded: Callable[[], dict] | None = None, every: float = 10.0) -> None:
+                 loaded: Callable[[], dict] | None = None, every: float = 10.0, *,
+                 specs: Iterable[ServerSpec] = (), unreachable_timeout: float = 10.0) -> None:
         self._build = build
         self._max_wait = max_wait
+        self._specs = tuple(specs)
+        self._unreachable_timeout = unreachable_timeout
         self._loaded = loaded
         self._every = every
         self._pid = 0
@@ -40,7 +44,9 @@ class Candidacy:
             self._pid = os.getpid()
             self.arbiter = None
             self._forked()
-            self._client = SchedulerClient(self._connect, self._max_wait, ask=self._ask, borrow=self.borrows)
+            self._client = SchedulerClient(self._connect, self._max_wait, ask=self._ask, borrow=self.borrows,
+                                           specs=self._specs, accept=self._accept,
+                                           unreachable_timeout=self._unreachable_timeout)
             gevent.spawn(self._stand)
         return self._client
 
@@ -70,6 +76,10 @@ class Candidacy:
             self.arbiter = None
 
     # what each transport does
+
+    def _accept(self, grant: dict) -> bool:
+        """Take a grant for good (a transport whose arbiters may be deposed checks the grant's term)."""
+        return True
 
     def _forked(self) -> None:
         """Make this process's own connections (a new worker process)."""

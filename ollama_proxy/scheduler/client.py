@@ -20,23 +20,23 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import gevent
 from gevent.event import AsyncResult
-from gevent.lock import Semaphore
 
 from ollama_proxy.errors import Overloaded
 from ollama_proxy.scheduler import wire
 from ollama_proxy.scheduler.core import Grant, Ticket
 from ollama_proxy.scheduler.fairness import BATCH
 from ollama_proxy.scheduler.options import unify
-from ollama_proxy.scheduler.servers import Placement, Start
+from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
 
 log = logging.getLogger(__name__)
-RECONNECT_DELAY = 0.05  # seconds between tries while a new arbiter takes over
+RECONNECT_DELAY = 0.02  # seconds before the second try to reach a new arbiter, doubled each try
+RECONNECT_MAX = 0.5  # the longest wait between two tries
 # A free slot is granted within this: no greenlet is spent watching the client of a request that never waits.
 PROMPT_GRANT = 0.005
 # A request on a lent slot is told to the arbiter once it has run this long (seconds); one that ended sooner is
@@ -48,7 +48,8 @@ REPORT_AFTER = 0.05
 class Link(Protocol):
     """A worker's line to the arbiter; broken links raise OSError, and their messages end."""
 
-    def send(self, message: dict) -> None: ...
+    def send(self, message: dict) -> None:
+        """Queue ``message`` to go out in order; never yield (the client says its state atomically)."""
 
     def messages(self) -> Iterator[dict]: ...
 
@@ -73,15 +74,26 @@ class _Loan:
 
 class SchedulerClient:
     def __init__(self, connect: Callable[[Callable[[dict], None]], Link], max_wait: float,
-                 ask: Callable[[Callable[[dict], None]], Link] | None = None, borrow: bool = False) -> None:
+                 ask: Callable[[Callable[[dict], None]], Link] | None = None, borrow: bool = False, *,
+                 specs: Iterable[ServerSpec] = (), accept: Callable[[dict], bool] | None = None,
+                 unreachable_timeout: float = 10.0) -> None:
         """``connect(receive)`` opens the line to the arbiter (one that carries no messages calls ``receive``);
-        ``ask(receive)`` a line for one question; with ``borrow``, this worker takes the slots the arbiter lends."""
+        ``ask(receive)`` a line for one question; with ``borrow``, this worker takes the slots the arbiter lends.
+
+        ``specs`` are this worker's scheduled servers, told with each ticket; ``accept(grant)`` takes a grant
+        for good where the transport fences its arbiters' terms (False: a deposed arbiter's, dropped);
+        ``unreachable_timeout`` bounds the wait while no arbiter can be reached.
+        """
         self._connect = connect
         self._ask = ask or connect  # a line for one question: the shared one carries grants
         self._max_wait = max_wait
         self._borrow = borrow
+        self._specs = {spec.name: spec for spec in specs}
+        self._accept = accept or (lambda message: True)
+        self._unreachable_timeout = unreachable_timeout
         self._link: Link | None = None
-        self._connecting = Semaphore()
+        self._connector = None  # the greenlet that opens the line, while there is none
+        self._unreachable_since: float | None = None
         self._waiting: dict[str, tuple[Ticket, AsyncResult]] = {}
         self._running: dict[str, tuple[Ticket, Grant]] = {}
         self._loans: dict[str, _Loan] = {}
@@ -90,45 +102,72 @@ class SchedulerClient:
         self._ran: dict[tuple[str, str, str], list] = {}  # (principal, model, server) -> [share, requests, seconds]
         self._teller = None  # the greenlet that tells the arbiter of those after REPORT_AFTER
 
-    def admit(self, ticket: Ticket, watch: Callable[[Callable[[], None]], Callable[[], None]] | None = None) -> Grant:
-        """Wait for ``ticket``'s grant; raise the arbiter's refusal, a timeout, or ClientLeft.
+    def admit(self, ticket: Ticket, watch: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
+              deadline: float | None = None) -> Grant:
+        """Wait for ``ticket``'s grant until ``deadline`` (``time.monotonic()``; default: ``max_wait`` from now);
+        raise the arbiter's refusal, a timeout, or ClientLeft.
 
         ``watch(on_gone)`` starts watching the client and returns the function that
         stops it: a client that leaves while waiting cancels its ticket at once.
+        The wait is bounded whatever the arbiter does: none may be reachable at all.
         """
         granted = self._start_on_loan(ticket)
         if granted is not None:
             return granted
+        now = time.monotonic()
+        if self._unreachable_since is not None and now - self._unreachable_since >= self._unreachable_timeout:
+            raise self._unreachable()
+        until = now + self._max_wait + 1.0 if deadline is None else deadline
         result = AsyncResult()
         self._waiting[ticket.id] = (ticket, result)
         stop_watching = None
         try:
-            self._send(wire.submit(ticket))
-            message = result.get(timeout=PROMPT_GRANT)
-        except gevent.Timeout:  # it waits: watch the client from now on
-            stop_watching = watch(lambda: result.set({"op": "left"})) if watch else None
-            try:
-                message = result.get(timeout=self._max_wait + 1.0)
-            except gevent.Timeout:
-                message = {"op": "expired"}
+            self._post(wire.submit(ticket, self._specs_of(ticket)))
+            message = _wait(result, min(PROMPT_GRANT, until - now))
+            if message is None:  # it waits: watch the client from now on
+                stop_watching = watch(lambda: self._tell_waiting(ticket.id, {"op": "left"})) if watch else None
+            while message is None or message["op"] == "grant":
+                if message is not None:
+                    self._waiting[ticket.id] = (ticket, result := AsyncResult())  # what comes meanwhile is kept
+                    if self._accept(message):
+                        break
+                message = _wait(result, until - time.monotonic()) or {"op": "expired"}
         finally:
             if stop_watching is not None:
                 stop_watching()
             self._waiting.pop(ticket.id, None)
-        if message["op"] == "grant":
+        op = message["op"]
+        if op == "grant":
             granted = wire.grant_of(message)
             self._running[ticket.id] = (ticket, granted)
             return granted
-        if message["op"] != "refused":
-            self._send({"op": "cancel", "id": ticket.id})
-        if message["op"] == "left":
+        if op != "refused":
+            self._post({"op": "cancel", "id": ticket.id})
+        if op == "left":
             raise ClientLeft(ticket.id)
-        if message["op"] == "refused":
+        if op == "refused":
             raise wire.error_of(message)
+        if op == "unreachable":
+            raise self._unreachable()
         error = Overloaded(f"no slot came free for {ticket.model} within {self._max_wait:g}s (scheduling.max_wait)")
         # The arbiter's estimate from the drain rate; its own when the arbiter never answered.
         error.retry_after = message.get("retry_after", self._max_wait)
         raise error
+
+    def _unreachable(self) -> Overloaded:
+        error = Overloaded(f"the proxy's scheduler could not be reached for {self._unreachable_timeout:g}s "
+                           "(scheduling.unreachable_timeout)")
+        error.retry_after = self._unreachable_timeout
+        return error
+
+    def _specs_of(self, ticket: Ticket) -> list[ServerSpec]:
+        return [self._specs[name] for name in ticket.candidates if name in self._specs]
+
+    def _tell_waiting(self, ticket_id: str, message: dict) -> None:
+        """Hand ``message`` to the request waiting for it, if it still waits: the first word it gets stands."""
+        waiting = self._waiting.get(ticket_id)
+        if waiting is not None and not waiting[1].ready():
+            waiting[1].set(message)
 
     def end(self, ticket_id: str, load_seconds: float | None = None) -> None:
         """Give a granted slot back (the answer ended, failed, or its client left)."""
@@ -141,7 +180,7 @@ class SchedulerClient:
             loan.used -= 1
         started = self._untold.pop(ticket_id, None)
         if started is None:
-            self._send({"op": "end", "id": ticket_id, "load_seconds": load_seconds})
+            self._post({"op": "end", "id": ticket_id, "load_seconds": load_seconds})
             return
         ticket, granted = running  # it ran before the arbiter heard of it: told with the others, soon
         seconds = time.monotonic() - started
@@ -154,11 +193,8 @@ class SchedulerClient:
             ran[2] += seconds
 
     def _give_back(self, loan_id: str) -> None:
-        try:
-            self._tell_starts()  # first: the arbiter frees the loan's slots that no request holds
-            self._send({"op": "returned", "id": "", "loan": loan_id})
-        except Overloaded:  # no arbiter to give it to: the next one never lent it
-            pass
+        self._tell_starts()  # first: the arbiter frees the loan's slots that no request holds
+        self._post({"op": "returned", "id": "", "loan": loan_id})
 
     def _tell_starts(self) -> None:
         """Tell the arbiter of every request started on a loan that it has not heard of yet."""
@@ -167,7 +203,8 @@ class SchedulerClient:
             running = self._running.get(ticket_id)  # it may have ended while a new line was opened
             if running is not None:
                 ticket, granted = running
-                self._send(wire.start(ticket, self._on_loan.get(ticket_id, ""), granted.placement))
+                self._post(wire.start(ticket, self._on_loan.get(ticket_id, ""), granted.placement,
+                                      self._specs_of(ticket)))
 
     def _ran_reports(self) -> list[dict]:
         """The messages that tell of the requests that ran on loans since the arbiter was last told."""
@@ -177,12 +214,9 @@ class SchedulerClient:
 
     def _tell_starts_later(self) -> None:
         self._teller = None
-        try:
-            for report in self._ran_reports():
-                self._send(report)
-            self._tell_starts()
-        except Overloaded:  # the next arbiter hears of them as running, when this worker reconnects
-            pass
+        for report in self._ran_reports():
+            self._post(report)
+        self._tell_starts()
 
     def _start_on_loan(self, ticket: Ticket) -> Grant | None:
         """Start ``ticket`` on a lent slot that fits it (the one with most left), told of later; None if none.
@@ -240,42 +274,65 @@ class SchedulerClient:
             except OSError:
                 gevent.sleep(RECONNECT_DELAY)
 
-    def _send(self, message: dict) -> None:
-        for _ in range(2):
-            link = self._link or self._connection()  # the lock only while there is no line
+    def _post(self, message: dict) -> None:
+        """Send ``message`` on the line, if there is one; never wait, never fail.
+
+        Without a line, what it says is said by the ``sync`` that opens the next one.
+        """
+        link = self._link
+        if link is not None:
             try:
                 link.send(message)
                 return
             except OSError:
                 self._lost(link)
-        raise Overloaded("the proxy's scheduler cannot be reached")
+        self._connecting()
 
-    def _connection(self) -> Link:
-        with self._connecting:
-            while self._link is None:
-                try:
-                    link = self._connect(self.receive)
-                    if self._borrow:
-                        link.send({"op": "join", "id": ""})
-                    self._reannounce(link)
-                except OSError:
-                    gevent.sleep(RECONNECT_DELAY)
-                    continue
-                self._link = link
-                gevent.spawn(self._read, link)
-            return self._link
+    def _connecting(self) -> None:
+        """Open a line to the arbiter in a greenlet of its own, unless one is open or being opened."""
+        if self._link is None and (self._connector is None or self._connector.dead):
+            self._connector = gevent.spawn(self._open_line)
 
-    def _reannounce(self, link: Link) -> None:
-        """Tell a (new) arbiter the slots this worker holds and the tickets still waiting."""
+    def _open_line(self) -> None:
+        """Try to open the line until it opens, backing off; say all this worker holds on it."""
+        delay = RECONNECT_DELAY
+        while self._link is None:
+            try:
+                link = self._connect(self.receive)
+            except OSError as exc:
+                now = time.monotonic()
+                if self._unreachable_since is None:
+                    self._unreachable_since = now
+                    log.warning("no scheduler to reach (%s): trying again", exc)
+                if now - self._unreachable_since >= self._unreachable_timeout:
+                    for ticket_id in list(self._waiting):
+                        self._tell_waiting(ticket_id, {"op": "unreachable"})
+                gevent.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX)
+                continue
+            self._opened(link)
+
+    def _opened(self, link: Link) -> None:
+        """Say all this worker holds and waits for on a new line, before any other message goes on it.
+
+        Nothing here yields (a line's ``send`` never does), so no request's message comes between.
+        """
+        self._unreachable_since = None
+        self._link = link
+        self._loans.clear()  # the last arbiter's: the next one counts their requests as running
         self._untold.clear()  # told now, as running
-        for ticket, granted in list(self._running.values()):
-            placement = granted.placement
-            link.send({**wire.submit(ticket), "op": "running", "server": placement.server,
-                       "start": placement.start.value, "options": placement.options, "evict": placement.evict})
-        for report in self._ran_reports():
-            link.send(report)
-        for ticket, _ in list(self._waiting.values()):
-            link.send(wire.submit(ticket))
+        try:
+            if self._borrow:
+                link.send({"op": "join", "id": ""})
+            link.send(wire.sync([wire.running(ticket, granted.placement, self._specs_of(ticket))
+                                 for ticket, granted in self._running.values()],
+                                [wire.submit(ticket, self._specs_of(ticket)) for ticket, _ in self._waiting.values()]))
+            for report in self._ran_reports():
+                link.send(report)
+        except OSError:
+            self._lost(link)
+            return
+        gevent.spawn(self._read, link)
 
     def receive(self, message: dict) -> None:
         """Hand the arbiter's answer to the request waiting for it (if it still waits); take or give back a loan."""
@@ -287,27 +344,36 @@ class SchedulerClient:
             if self._loans.pop(message["loan"], None) is not None:
                 # Not from here: the arbiter of this very worker may be sending this, in the middle of a decision.
                 gevent.spawn(self._give_back, message["loan"])
-        elif (waiting := self._waiting.get(message["id"])) is not None:
-            waiting[1].set(message)
+        else:
+            self._tell_waiting(message["id"], message)
 
     def _read(self, link: Link) -> None:
         try:
             for message in link.messages():
-                self.receive(message)
-        except (OSError, ValueError) as exc:
+                try:
+                    self.receive(message)
+                except (KeyError, TypeError, ValueError) as exc:
+                    log.warning("dropped a message from the scheduler: %s", exc)
+        except OSError as exc:
             log.warning("the scheduler connection failed: %s", exc)
         self._lost(link)
         if self._waiting or self._running:
-            gevent.spawn(self._connection)  # resubmit what waits; the arbiter's successor counts our slots
+            self._connecting()  # say what waits and runs to the arbiter's successor
 
     def _lost(self, link: Link) -> None:
         if self._link is link:
             self._link = None
             self._loans.clear()  # they were the lost arbiter's; the next one counts their requests as running
             self._on_loan.clear()
-            self._untold.clear()
         try:
             link.close()
         except OSError:
             pass
 
+
+def _wait(result: AsyncResult, seconds: float) -> dict | None:
+    """The message ``result`` gets within ``seconds``, or None."""
+    try:
+        return result.get(timeout=max(0.0, seconds))
+    except gevent.Timeout:
+        return None

@@ -156,11 +156,17 @@ class Scheduler:
         """The client left: drop a waiting request unsent, or end a running one."""
         if ticket_id in self.running:
             return self.end(ticket_id, now)
-        if (ticket := self.waiting.pop(ticket_id, None)) is None:
+        if not self._drop_waiting(ticket_id):
             return []
+        return self._dispatch(now)
+
+    def _drop_waiting(self, ticket_id: str) -> bool:
+        ticket = self.waiting.pop(ticket_id, None)
+        if ticket is None:
+            return False
         self._leave(ticket)
         self._unreserve(ticket_id)
-        return self._dispatch(now)
+        return True
 
     def expire(self, now: float) -> list[tuple[str, float]]:
         """Drop the requests that waited longer than ``max_wait``; return their ids, each with its Retry-After.
@@ -176,13 +182,26 @@ class Scheduler:
                 for t in late]
 
     def adopt(self, ticket: Ticket, placement: Placement, now: float) -> None:
-        """Count in a request already running (a worker tells a new arbiter what it holds)."""
+        """Count in a request already running (a worker tells a new arbiter what it holds).
+
+        Whatever it holds: its model's load or eviction is done, so nothing is loaded or evicted
+        here; a server this arbiter does not know is one it learns (``learn``) before it is told.
+        """
         if ticket.id in self.running or placement.server not in self.servers:
             return
+        if ticket.id in self.waiting:  # it was granted and the grant got lost: it runs
+            self._drop_waiting(ticket.id)
         self._activate(ticket)
         ticket.enqueued = now
-        self.waiting[ticket.id] = ticket
-        self._begin(ticket, placement, now)
+        self.servers[placement.server].adopt(ticket.model, placement.options, now)
+        self._run(ticket, placement, now)
+
+    def learn(self, specs: Iterable[ServerSpec]) -> None:
+        """Take servers that requests name and this arbiter was not built with (another worker's or
+        instance's configuration: a reload, or instances sharing Redis); a server known stays as it is."""
+        for spec in specs:
+            if spec.name not in self.servers:
+                self.servers[spec.name] = ServerState(spec)
 
     def refresh(self, server: str, loaded: dict[str, dict], now: float) -> list[Grant]:
         """Take a server's loaded models (from ``/api/ps``) and hand on what that makes possible."""
@@ -298,6 +317,9 @@ class Scheduler:
     # the decision
 
     def _check_bounds(self, ticket: Ticket, now: float) -> None:
+        if not any(name in self.servers for name in ticket.candidates):
+            raise Overloaded(f"no server this scheduler knows may run {ticket.model} "
+                             f"({', '.join(ticket.candidates) or 'none named'})")
         mine = sum(1 for t in self.waiting.values() if t.share.principal == ticket.share.principal)
         if mine >= self.bounds.max_queued_per_principal:
             raise RateLimited(f"{mine} requests of yours are already waiting for a slot "

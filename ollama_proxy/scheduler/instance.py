@@ -7,8 +7,6 @@ A server with ``scheduling: off`` is left out: its requests are sent at once.
 
 from __future__ import annotations
 
-import os
-
 from ollama_proxy.config import Settings
 from ollama_proxy.errors import ProxyError
 from ollama_proxy.routing.names import canonical
@@ -38,11 +36,12 @@ def build_admission(settings: Settings, pool) -> Admission | None:
         return loaded_models(pool, scheduled)
 
     url = settings.ratelimit.storage_url
+    client = {"specs": specs, "unreachable_timeout": conf.unreachable_timeout}
     if url.startswith(("redis://", "rediss://", "unix://")):
-        service = SharedScheduler(url, build, conf.max_wait, loaded, settings.routing.refresh_interval)
+        service = SharedScheduler(url, build, conf.max_wait, loaded, settings.routing.refresh_interval, **client)
     else:
-        lock = os.path.join(settings.logging.dir, ".scheduler.lock")
-        service = LocalScheduler(lock, build, conf.max_wait, loaded, settings.routing.refresh_interval)
+        service = LocalScheduler(settings.logging.dir, build, conf.max_wait, loaded, settings.routing.refresh_interval,
+                                 **client)
     return Admission(service.client)
 
 

@@ -1,10 +1,14 @@
 """One scheduler for every worker of an instance, with nothing to install or start.
 
-The workers elect the arbiter by a lock file: the first to take it serves the
-scheduler on an abstract Unix socket named after the lock's path; the others
-wait on the lock in a thread. When the arbiter's worker exits (or dies), the
-kernel lets go of its lock and its socket; the next worker takes both, and the
-workers' clients reconnect and tell it what they hold.
+An instance is one gunicorn master and its workers: a worker knows its instance
+by its parent's pid and start time, so two instances on one host (a staging copy,
+a second team's configuration, ``ollama-proxy serve`` beside the service) never
+share a scheduler, whatever their logs directory. The workers elect the arbiter
+by the instance's lock file: the first to take it serves the scheduler on an
+abstract Unix socket named after the instance; the others wait on the lock in a
+thread. When the arbiter's worker exits (or dies), the kernel lets go of its lock
+and its socket; the next worker takes both, and the workers' clients reconnect
+and tell it what they hold.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import socket
 import struct
 from collections.abc import Callable
@@ -30,6 +35,7 @@ log = logging.getLogger(__name__)
 # An arbiter taking over from a sibling grants nothing for this long, while the workers reconnect and say
 # which slots they hold.
 TAKEOVER_HOLD = 0.5
+_LOCK_NAME = re.compile(r"\.scheduler-(?P<pid>\d+)-(?P<started>\d+)\.lock")
 
 
 class SocketLink:
@@ -56,8 +62,12 @@ class SocketLink:
         self._ready.set()
 
     def messages(self):
+        """Yield each message that comes; a line that is no message is dropped, not the connection."""
         for line in self.sock.makefile("rb"):
-            yield wire.decode(line)
+            try:
+                yield wire.decode(line)
+            except wire.BadMessage as exc:
+                log.warning("dropped a scheduler message: %s", exc)
 
     def close(self) -> None:
         self._closing = True
@@ -78,10 +88,39 @@ class SocketLink:
                 return
 
 
-def address(lock_path: str) -> str:
-    """The abstract socket name for a lock file: no file to clean up, no path-length limit."""
-    digest = hashlib.sha256(os.path.abspath(lock_path).encode()).hexdigest()[:24]
+def address(instance: str) -> str:
+    """The abstract socket name of an instance's scheduler: no file to clean up, no path-length limit."""
+    digest = hashlib.sha256(instance.encode()).hexdigest()[:24]
     return f"\0ollama-proxy-scheduler-{digest}"
+
+
+def this_instance() -> str:
+    """This worker's instance: its gunicorn master's pid and start time (a pid alone may be reused)."""
+    master = os.getppid()
+    return f"{master}-{_start_time(master)}"
+
+
+def _start_time(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "0"
+
+
+def lock_path(directory: str, instance: str) -> str:
+    return os.path.join(directory, f".scheduler-{instance}.lock")
+
+
+def remove_stale_locks(directory: str) -> None:
+    """Remove the lock files of instances that are gone (their master's pid is dead, or another process's)."""
+    for name in os.listdir(directory) if os.path.isdir(directory) else ():
+        found = _LOCK_NAME.fullmatch(name)
+        if found and _start_time(int(found["pid"])) != found["started"]:
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
 
 
 def same_user(sock: socket.socket) -> bool:
@@ -92,15 +131,11 @@ def same_user(sock: socket.socket) -> bool:
 
 
 def _took_over(fd: int) -> bool:
-    """Whether an arbiter of this same instance (a sibling worker) held the lock before: its workers may hold slots.
-
-    The lock file names the gunicorn master of the last arbiter; a fresh start has another.
-    """
-    before = os.pread(fd, 64, 0).decode(errors="replace").strip()
-    mine = str(os.getppid())
+    """Whether an arbiter of this instance (a sibling worker) held the lock before: its workers may hold slots."""
+    before = os.pread(fd, 64, 0).strip()
     os.ftruncate(fd, 0)
-    os.pwrite(fd, mine.encode(), 0)
-    return before == mine
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return bool(before)
 
 
 class LocalScheduler(Candidacy):
@@ -108,32 +143,45 @@ class LocalScheduler(Candidacy):
 
     borrows = True  # a worker's connection lives as long as the worker: the arbiter can take its loans back
 
-    def __init__(self, lock_path: str, build: Callable[[], Scheduler], max_wait: float,
-                 loaded: Callable[[], dict] | None = None, every: float = 10.0) -> None:
-        super().__init__(build, max_wait, loaded, every)
-        self.lock_path = lock_path
+    def __init__(self, directory: str, build: Callable[[], Scheduler], max_wait: float,
+                 loaded: Callable[[], dict] | None = None, every: float = 10.0, *, instance: str | None = None,
+                 **client) -> None:
+        """``directory`` holds the instance's lock file; ``instance`` names the instance (default: this worker's
+        gunicorn master, ``this_instance``)."""
+        super().__init__(build, max_wait, loaded, every, **client)
+        self.directory = directory
+        self._instance = instance
+        self.instance = instance or ""
         self._lock_fd: int | None = None
         self._server: StreamServer | None = None
         self._workers: set[SocketLink] = set()
 
+    def _forked(self) -> None:
+        self.instance = self._instance or this_instance()
+
+    @property
+    def lock_path(self) -> str:
+        return lock_path(self.directory, self.instance)
+
     def _dial(self, question: bool = False) -> SocketLink:
         sock = gsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.connect(address(self.lock_path))
+            sock.connect(address(self.instance))
         except OSError:
             sock.close()
             raise
         return SocketLink(sock)
 
     def _stand(self) -> None:
-        os.makedirs(os.path.dirname(self.lock_path) or ".", exist_ok=True)
+        os.makedirs(self.directory, exist_ok=True)
+        remove_stale_locks(self.directory)
         fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o600)
         # flock blocks the OS thread: wait in the hub's thread pool so the worker's greenlets go on.
         gevent.get_hub().threadpool.apply(fcntl.flock, (fd, fcntl.LOCK_EX))
         self._lock_fd = fd
         hold = TAKEOVER_HOLD if _took_over(fd) else 0.0
         listener = gsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(address(self.lock_path))
+        listener.bind(address(self.instance))
         listener.listen(1024)
         self._take_office(hold)
         self._server = StreamServer(listener, self._serve_worker)
@@ -150,7 +198,7 @@ class LocalScheduler(Candidacy):
         try:
             for message in worker.messages():
                 self.arbiter.handle(worker, message)
-        except (OSError, ValueError, KeyError) as exc:
+        except OSError as exc:
             log.warning("a worker's scheduler connection failed: %s", exc)
         finally:
             self._workers.discard(worker)

@@ -107,10 +107,22 @@ class ServerState:
     def begin(self, model: str, placement: Placement, now: float) -> None:
         """Count a request in on ``model`` as placed; load or reload the runner it needs."""
         if placement.evict:
-            del self.runners[placement.evict]
+            self.runners.pop(placement.evict, None)
         runner = self.runners.get(model)
         if runner is None or placement.start is not Start.WARM:
             runner = self.runners[model] = Runner(dict(placement.options))
+        runner.running += 1
+        runner.last_used = now
+
+    def adopt(self, model: str, options: dict, now: float) -> None:
+        """Count in a request already running here, as a worker tells a new arbiter: its load, or eviction, is done.
+
+        Whatever the worker says is taken: a model this arbiter has not seen loaded, or beyond
+        ``max_loaded_models`` (``/api/ps`` says what is loaded at its next read).
+        """
+        runner = self.runners.get(model)
+        if runner is None:
+            runner = self.runners[model] = Runner(dict(options))
         runner.running += 1
         runner.last_used = now
 

@@ -91,8 +91,8 @@ class SharedScheduler(Candidacy):
     """This process's way to the scheduler all instances share: a client, and a candidacy."""
 
     def __init__(self, url: str, build: Callable[[], Scheduler], max_wait: float,
-                 loaded: Callable[[], dict] | None = None, every: float = 10.0) -> None:
-        super().__init__(build, max_wait, loaded, every)
+                 loaded: Callable[[], dict] | None = None, every: float = 10.0, **client) -> None:
+        super().__init__(build, max_wait, loaded, every, **client)
         self._url = url
         self._redis: redis.Redis | None = None
         self.worker = ""

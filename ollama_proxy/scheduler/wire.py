@@ -1,24 +1,35 @@
 """The messages between the workers and the arbiter: one JSON object a line (pure, no I/O).
 
 worker ─► arbiter   submit {ticket}, end {id, load_seconds}, cancel {id}, status {id},
-                    running {ticket, server, start, options, evict} (to a new arbiter),
+                    sync {running: [{ticket, server, start, options}], waiting: [{ticket}]}: all this
+                        worker holds and waits for, said to a new arbiter (or again, after a lost line),
                     join {} (this worker borrows slots), start {ticket, loan, server, options}, returned {loan},
                     ran {principal, weight, class, model, server, requests, seconds} (requests of one
                     principal and model that started and ended on a loan before they were told of)
 arbiter ─► worker   grant {id, server, start, options, evict, waited},
-                    refused {id, status, message, retry_after}, expired {id},
+                    refused {id, status, message, retry_after}, expired {id, retry_after},
                     status {id, status: the scheduler's state (snapshot.py)},
                     lend {loan, server, model, options, slots}, recall {loan}
+
+A ticket carries the servers it may run on with their capacity (``servers``), so an arbiter
+built from another configuration (a worker of before a reload, another instance sharing Redis)
+learns them. Reading a message checks it: one that is not what its ``op`` says raises
+``BadMessage``, and is dropped by whoever reads it, never the line it came on.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 from ollama_proxy.errors import Overloaded, ProxyError, RateLimited
 from ollama_proxy.scheduler.core import Grant, Loan, Ticket
-from ollama_proxy.scheduler.fairness import Share
-from ollama_proxy.scheduler.servers import Placement, Start
+from ollama_proxy.scheduler.fairness import CLASSES, Share
+from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
+
+
+class BadMessage(ValueError):
+    """A message that is not what its ``op`` says: dropped, and said once in the log."""
 
 
 def encode(message: dict) -> bytes:
@@ -26,19 +37,69 @@ def encode(message: dict) -> bytes:
 
 
 def decode(line: bytes) -> dict:
-    return json.loads(line)
+    try:
+        message = json.loads(line)
+    except ValueError as exc:
+        raise BadMessage(f"not JSON: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("op"), str):
+        raise BadMessage("not an object with an op")
+    message.setdefault("id", "")
+    return message
 
 
-def submit(ticket: Ticket) -> dict:
+def submit(ticket: Ticket, specs: Iterable[ServerSpec] = ()) -> dict:
     share = ticket.share
-    return {"op": "submit", "id": ticket.id, "principal": share.principal, "weight": share.weight,
-            "class": share.klass, "model": ticket.model, "candidates": list(ticket.candidates),
-            "asked": ticket.asked, "enforced": sorted(ticket.enforced)}
+    message = {"op": "submit", "id": ticket.id, "principal": share.principal, "weight": share.weight,
+               "class": share.klass, "model": ticket.model, "candidates": list(ticket.candidates),
+               "asked": ticket.asked, "enforced": sorted(ticket.enforced)}
+    if specs:
+        message["servers"] = [[s.name, s.num_parallel, s.max_loaded_models, s.max_concurrent] for s in specs]
+    return message
 
 
 def ticket_of(message: dict) -> Ticket:
-    return Ticket(message["id"], share_of(message), message["model"], tuple(message["candidates"]),
-                  dict(message["asked"]), frozenset(message["enforced"]))
+    try:
+        candidates, asked, enforced = message["candidates"], message["asked"], message["enforced"]
+        if not (_strings(candidates) and isinstance(asked, dict) and _strings(enforced)
+                and isinstance(message["id"], str) and isinstance(message["model"], str)):
+            raise BadMessage(f"a ticket with fields of the wrong types: {_head(message)}")
+        return Ticket(message["id"], share_of(message), message["model"], tuple(candidates), dict(asked),
+                      frozenset(enforced))
+    except KeyError as missing:
+        raise BadMessage(f"a ticket without {missing}: {_head(message)}") from None
+
+
+def specs_of(message: dict) -> list[ServerSpec]:
+    """The servers a ticket names with their capacity (none: an older worker's message)."""
+    try:
+        return [ServerSpec(str(name), int(parallel), int(loaded), None if cap is None else int(cap))
+                for name, parallel, loaded, cap in message.get("servers") or ()]
+    except (TypeError, ValueError):
+        raise BadMessage(f"servers that are not [name, num_parallel, max_loaded_models, max_concurrent]: "
+                         f"{_head(message)}") from None
+
+
+def running(ticket: Ticket, placement: Placement, specs: Iterable[ServerSpec] = ()) -> dict:
+    return {**submit(ticket, specs), "op": "running", "server": placement.server, "start": placement.start.value,
+            "options": placement.options}
+
+
+def placement_of(message: dict) -> Placement:
+    try:
+        server, options = message["server"], message["options"]
+        evict = message.get("evict")
+        if not isinstance(server, str) or not isinstance(options, dict) or not isinstance(evict, (str, type(None))):
+            raise BadMessage(f"a placement with fields of the wrong types: {_head(message)}")
+        return Placement(server, Start(message.get("start", Start.WARM.value)), options, evict)
+    except KeyError as missing:
+        raise BadMessage(f"a placement without {missing}: {_head(message)}") from None
+    except ValueError:
+        raise BadMessage(f"a placement of an unknown start: {_head(message)}") from None
+
+
+def sync(running_now: Iterable[dict], waiting: Iterable[dict]) -> dict:
+    """All a worker holds (``running`` messages) and waits for (``submit`` messages), said at once."""
+    return {"op": "sync", "id": "", "running": list(running_now), "waiting": list(waiting)}
 
 
 def grant(granted: Grant) -> dict:
@@ -48,8 +109,7 @@ def grant(granted: Grant) -> dict:
 
 
 def grant_of(message: dict) -> Grant:
-    placement = Placement(message["server"], Start(message["start"]), message["options"], message["evict"])
-    return Grant(message["id"], placement, message["waited"])
+    return Grant(message["id"], placement_of(message), float(message.get("waited", 0.0)))
 
 
 def lend(loan: Loan) -> dict:
@@ -57,8 +117,8 @@ def lend(loan: Loan) -> dict:
             "options": loan.options, "slots": loan.slots}
 
 
-def start(ticket: Ticket, loan: str, placement: Placement) -> dict:
-    message = submit(ticket)
+def start(ticket: Ticket, loan: str, placement: Placement, specs: Iterable[ServerSpec] = ()) -> dict:
+    message = submit(ticket, specs)
     message.update(op="start", loan=loan, server=placement.server, options=placement.options)
     return message
 
@@ -68,8 +128,30 @@ def ran(share: Share, model: str, server: str, requests: int, seconds: float) ->
             "model": model, "server": server, "requests": requests, "seconds": seconds}
 
 
+def ran_of(message: dict) -> tuple[Share, str, str, int, float]:
+    """A ``ran`` report's share, model, server, requests and seconds."""
+    try:
+        report = (share_of(message), message["model"], message["server"], int(message["requests"]),
+                  float(message["seconds"]))
+    except KeyError as missing:
+        raise BadMessage(f"a ran report without {missing}: {_head(message)}") from None
+    except (TypeError, ValueError):
+        raise BadMessage(f"a ran report whose counts are not numbers: {_head(message)}") from None
+    if not isinstance(report[1], str) or not isinstance(report[2], str):
+        raise BadMessage(f"a ran report with fields of the wrong types: {_head(message)}")
+    return report
+
+
 def share_of(message: dict) -> Share:
-    return Share(message["principal"], float(message["weight"]), message["class"])
+    try:
+        principal, klass, weight = message["principal"], message["class"], float(message["weight"])
+    except KeyError as missing:
+        raise BadMessage(f"a share without {missing}: {_head(message)}") from None
+    except (TypeError, ValueError):
+        raise BadMessage(f"a weight that is not a number: {_head(message)}") from None
+    if not isinstance(principal, str) or klass not in CLASSES or not weight > 0:
+        raise BadMessage(f"a share that is not a principal, a class and a positive weight: {_head(message)}")
+    return Share(principal, weight, klass)
 
 
 def status(question_id: str, state: dict) -> dict:
@@ -82,8 +164,17 @@ def refused(ticket_id: str, error: ProxyError) -> dict:
 
 
 def error_of(message: dict) -> ProxyError:
-    if message["status"] == 429:
-        return RateLimited(message["message"], retry_after=message["retry_after"])
-    error = Overloaded(message["message"])
-    error.retry_after = message["retry_after"]
+    if message.get("status") == 429:
+        return RateLimited(message.get("message", "too many requests waiting"), retry_after=message.get("retry_after"))
+    error = Overloaded(message.get("message", "no slot for this request"))
+    error.retry_after = message.get("retry_after")
     return error
+
+
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _head(message: dict) -> str:
+    """The start of a message, for the log line that says it was dropped."""
+    return json.dumps(message)[:200]

@@ -188,7 +188,7 @@ def test_key_names_when_the_configuration_asks_for_them(start_proxy, fake):
 
 def arbiter_pid(server) -> int | None:
     """The worker holding the scheduler's lock file: the one that decides (from /proc/locks)."""
-    inode = os.stat(server.log_dir / ".scheduler.lock").st_ino
+    inode = os.stat(next(server.log_dir.glob(".scheduler-*.lock"))).st_ino
     with open("/proc/locks") as locks:
         for line in locks:
             fields = line.split()

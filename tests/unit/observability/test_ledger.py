@@ -3,8 +3,14 @@ import time
 import pytest
 from flask import Flask
 
-from ollama_proxy.observability.ledger import (RECORD_KEY, LedgerMiddleware, RequestRecord, access_record,
-                                               note_upstream_since, surface_of)
+from ollama_proxy.observability.ledger import (
+    RECORD_KEY,
+    LedgerMiddleware,
+    RequestRecord,
+    access_record,
+    note_upstream_since,
+    surface_of,
+)
 
 
 def _app(environ, start_response):

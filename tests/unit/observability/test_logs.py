@@ -3,7 +3,7 @@ import logging
 
 from ollama_proxy.config import parse_settings
 from ollama_proxy.observability.ledger import LedgerMiddleware, access_record
-from ollama_proxy.observability.logs import RedactingFormatter, access_logger, secrets_of
+from ollama_proxy.observability.logs import RedactingFormatter, RepeatLimit, access_logger, secrets_of
 
 
 class ListHandler(logging.Handler):
@@ -127,3 +127,20 @@ def test_the_access_log_file_appends_redacted_lines_and_follows_a_rotation(tmp_p
     log.close()
     assert (tmp_path / "access.log-1").read_text() == '{"n": 1, "key": "***"}\n'
     assert path.read_text() == '{"n": 2}\n{"n": 3}\n'
+
+
+def test_a_repeated_warning_is_let_through_a_few_times_a_window_then_said_with_how_many_were_left_out():
+    now = [0.0]
+    limit = RepeatLimit(burst=3, window=10.0, clock=lambda: now[0])
+
+    def record(msg: str, *args) -> logging.LogRecord:
+        return logging.LogRecord("ollama_proxy.scheduler", logging.WARNING, __file__, 1, msg, args, None)
+    passed = [limit.filter(record("connection to %s failed", i)) for i in range(100)]
+    assert passed == [True] * 3 + [False] * 97
+    assert limit.filter(record("another kind of line"))  # counted apart
+    again = record("connection to %s failed", 100)
+    assert not limit.filter(again) and not limit.filter(again)  # one record, judged once for every handler
+    now[0] = 10.0
+    later = record("connection to %s failed", 101)
+    assert limit.filter(later)
+    assert later.getMessage() == "connection to 101 failed (98 more like this in the last 10s left out)"

@@ -526,3 +526,10 @@ def test_with_loans_no_server_is_sent_more_than_it_runs_and_whatever_waits_gets_
         for loan in recalls:
             running |= set(_granted(s.returned(loan.id, now)))
         assert s.running or not s.waiting, seed
+
+
+def test_a_request_naming_no_server_the_scheduler_knows_is_refused_at_once():
+    scheduler = Scheduler([ServerSpec("gpu1")])
+    with pytest.raises(Overloaded) as refused:
+        scheduler.submit(Ticket("t1", Share("alice"), "m", ("gpu9",)), 0.0)
+    assert "gpu9" in refused.value.message and not scheduler.waiting

@@ -3,13 +3,15 @@
 import json
 import os
 import socket as plain
+import time
+import uuid
 
 import gevent
 import gevent.event
 import pytest
 from gevent import socket as gsocket
 
-from ollama_proxy.errors import RateLimited
+from ollama_proxy.errors import Overloaded, RateLimited
 from ollama_proxy.scheduler.arbiter import Arbiter
 from ollama_proxy.scheduler.client import REPORT_AFTER, ClientLeft, SchedulerClient
 from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
@@ -38,9 +40,10 @@ def _wait_for(condition, timeout: float = 5.0) -> None:
 @pytest.fixture
 def instance(tmp_path):
     made = []
+    instance_name = f"test-{uuid.uuid4().hex}"  # the workers of one instance: one scheduler
 
     def make(bounds=None, max_wait=5.0, num_parallel=2):
-        local = LocalScheduler(str(tmp_path / "scheduler.lock"), _build(bounds, num_parallel), max_wait)
+        local = LocalScheduler(str(tmp_path), _build(bounds, num_parallel), max_wait, instance=instance_name)
         made.append(local)
         return local
     yield make
@@ -184,7 +187,7 @@ def test_a_process_of_another_user_is_not_heard(instance, monkeypatch):
     _wait_for(lambda: arbiter.arbiter is not None)
     stranger = gsocket.socket(plain.AF_UNIX, plain.SOCK_STREAM)
     stranger.settimeout(5)
-    stranger.connect(address(arbiter.lock_path))
+    stranger.connect(address(arbiter.instance))
     real_uid = os.getuid()
     monkeypatch.setattr(os, "getuid", lambda: real_uid + 1)  # as the arbiter sees it: the peer is someone else
     stranger.sendall(b'{"op": "cancel", "id": "x"}\n')
@@ -344,3 +347,83 @@ def test_a_new_arbiter_counts_the_requests_running_on_the_last_ones_loans(instan
     client.end("t1")
     gevent.joinall(probes, timeout=3)
     assert all(probe.ready() for probe in probes)
+
+
+def _nowhere(receive):
+    raise ConnectionRefusedError("no arbiter listens")
+
+
+def test_with_no_arbiter_to_reach_a_request_gets_a_503_within_unreachable_timeout_and_the_next_at_once():
+    client = SchedulerClient(_nowhere, max_wait=600.0, unreachable_timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(Overloaded) as first:
+        client.admit(_ticket("t1"))
+    assert 0.5 <= time.monotonic() - started < 1.5
+    assert first.value.retry_after and "scheduling.unreachable_timeout" in first.value.message
+    started = time.monotonic()
+    with pytest.raises(Overloaded):
+        client.admit(_ticket("t2"))
+    assert time.monotonic() - started < 0.1
+
+
+def test_with_no_arbiter_to_reach_a_client_that_leaves_is_dropped_at_once():
+    client = SchedulerClient(_nowhere, max_wait=600.0, unreachable_timeout=60.0)
+    leave = gevent.event.Event()
+
+    def watch(on_gone):
+        gevent.spawn(lambda: (leave.wait(), on_gone()))
+        return lambda: None
+    waiting = _admit_later(client, _ticket("t1"), watch=watch)
+    gevent.sleep(0.2)
+    leave.set()
+    with pytest.raises(ClientLeft):
+        waiting.get(timeout=1)
+
+
+def test_a_request_waits_no_longer_than_its_deadline_whatever_max_wait_says():
+    client = SchedulerClient(_nowhere, max_wait=600.0, unreachable_timeout=60.0)
+    with pytest.raises(Overloaded) as late:
+        client.admit(_ticket("t1"), deadline=time.monotonic() + 0.3)
+    assert "scheduling.max_wait" in late.value.message
+
+
+def test_a_slot_is_given_back_without_waiting_while_no_arbiter_is_there(instance):
+    first = instance()
+    client = first.client()
+    client.admit(_ticket("t1"))
+    client.admit(_ticket("t2"))
+    first.resign()  # no worker stands for the lock now: nobody answers
+    started = time.monotonic()
+    client.end("t1")
+    assert time.monotonic() - started < 0.05
+    first._pid = 0
+    successor = first.client()  # a worker stands again: it hears that t2 alone runs
+    assert successor.admit(_ticket("probe", "bob")).ticket == "probe"
+
+
+def test_two_instances_beside_each_other_in_one_directory_each_have_their_own_scheduler(tmp_path):
+    """A staging copy, a second team's configuration, ``ollama-proxy serve`` beside the service."""
+    a = LocalScheduler(str(tmp_path), _build(num_parallel=1), 5.0, instance="instance-a")
+    b = LocalScheduler(str(tmp_path), lambda: Scheduler([ServerSpec("gpu1"), ServerSpec("gpu2")]), 5.0,
+                       instance="instance-b")
+    try:
+        a.client().admit(_ticket("a1"))  # a's one slot on gpu1
+        granted = b.client().admit(Ticket("b1", Share("bob"), "m", ("gpu2",)))
+        assert granted.placement.server == "gpu2"  # decided by b's arbiter, which knows gpu2
+        assert b.client().admit(_ticket("b2", "carol")).placement.server == "gpu1"  # b's own count of gpu1
+        assert a.arbiter is not None and b.arbiter is not None and a.arbiter is not b.arbiter
+    finally:
+        a.resign()
+        b.resign()
+
+
+def test_a_line_that_is_no_message_is_dropped_and_the_connection_kept(client_of):
+    client = client_of()
+    client.admit(_ticket("t1"))
+    link = client._link
+    if isinstance(link, SocketLink):
+        link.sock.sendall(b"{not json\n")
+        link.sock.sendall(b'{"op": 7}\n')
+        gevent.sleep(0.1)
+    assert client.admit(_ticket("t2")).ticket == "t2"
+    assert client._link is link  # the same line
