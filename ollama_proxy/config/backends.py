@@ -149,11 +149,16 @@ class BackendList(FrozenList):
 
 @dataclass(frozen=True)
 class SchedulingSettings:
+    # Ollama's own queue holds OLLAMA_MAX_QUEUE (512) requests: a client that works straight to Ollama must not
+    # be refused sooner through the proxy.
     max_queued_per_principal: int = setting(
-        64, validate=AT_LEAST_1, help="requests one key or token may have waiting for a slot; more are a 429")
+        512, validate=AT_LEAST_1,
+        help="requests one key or token may have waiting for a slot; more are a 429 with `Retry-After` (Ollama "
+             "queues 512)")
     max_queued_per_model: int = setting(
-        256, validate=AT_LEAST_1, help="requests that may wait for one model on one server; a request that finds this many on "
-        "every server that may run it is a 503")
+        512, validate=AT_LEAST_1,
+        help="requests that may wait for one model on one server; a request that finds this many on every server "
+             "that may run it is a 503 with `Retry-After` (Ollama queues 512)")
     max_wait: float = setting(
         600.0, validate=SECONDS, env="OLLAMA_PROXY_MAX_WAIT",
         help="seconds a request may wait for a slot; then a 503 with `Retry-After`")

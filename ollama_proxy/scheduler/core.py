@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ollama_proxy.config import SchedulingSettings
 from ollama_proxy.errors import Overloaded, RateLimited
 from ollama_proxy.scheduler.estimates import Estimates
 from ollama_proxy.scheduler.fairness import FairShare, Share, class_rank
@@ -46,17 +47,24 @@ from ollama_proxy.scheduler.snapshot import snapshot
 LONGER = 2.0  # how much longer than the request whose turn it is a request must be expected to run to go first
 
 
+_SETTINGS = SchedulingSettings()  # the defaults, declared once with the settings
+
+
 @dataclass(frozen=True)
 class Bounds:
-    """How much may wait, and for how long."""
+    """How much may wait, and for how long (``scheduling.*``; each default is the setting's)."""
 
-    max_queued_per_principal: int = 64
-    max_queued_per_model: int = 256  # per server and model
-    max_wait: float = 300.0  # seconds a request may wait for a slot
-    batch_ageing: float = 30.0  # seconds after which a waiting batch request counts as interactive
-    interactive_headroom: int = 1  # warm slots of a model batch work leaves free while people use it
-    headroom_window: float = 30.0  # seconds after an interactive request for a model that it holds
-    yield_within: float = 1.0  # seconds a request may be kept waiting so that a much longer one starts first
+    max_queued_per_principal: int = _SETTINGS.max_queued_per_principal
+    max_queued_per_model: int = _SETTINGS.max_queued_per_model  # per server and model
+    max_wait: float = _SETTINGS.max_wait  # seconds a request may wait for a slot
+    batch_ageing: float = _SETTINGS.batch_ageing  # seconds after which a waiting batch request counts as interactive
+    interactive_headroom: int = _SETTINGS.interactive_headroom  # warm slots batch work leaves free for people
+    headroom_window: float = _SETTINGS.headroom_window  # seconds after an interactive request for a model it holds
+    yield_within: float = _SETTINGS.yield_within  # seconds one may wait so that a much longer one starts first
+
+    @classmethod
+    def of(cls, settings: SchedulingSettings) -> Bounds:
+        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
 
 
 @dataclass

@@ -26,8 +26,7 @@ def build_admission(settings: Settings, pool) -> Admission | None:
     specs = [ServerSpec(s.name, s.settings.num_parallel, s.settings.max_loaded_models, s.settings.max_concurrent)
              for s in scheduled]
     conf = settings.scheduling
-    bounds = Bounds(conf.max_queued_per_principal, conf.max_queued_per_model, conf.max_wait, conf.batch_ageing,
-                    conf.interactive_headroom, conf.headroom_window, conf.yield_within)
+    bounds = Bounds.of(conf)
 
     def build() -> Scheduler:
         return Scheduler(specs, bounds, Estimates(conf.slot_seconds, conf.load_seconds))
