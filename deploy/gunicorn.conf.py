@@ -106,9 +106,21 @@ def post_worker_init(worker):
     gevent.config.track_greenlet_tree = False
     gc.freeze()
     # Join the scheduler (and stand for its arbiter) now: the first request finds it ready.
-    pool = getattr(worker.wsgi, "extensions", {}).get("ollama_proxy.pool")
-    if pool is not None and pool.admission is not None:
-        pool.admission.stand()
+    admission = _admission(worker)
+    if admission is not None:
+        admission.stand()
+
+
+def worker_exit(server, worker):
+    """Stop deciding who runs next, if this worker does: another takes over at once, told what runs."""
+    admission = _admission(worker)
+    if admission is not None:
+        admission.resign()
+
+
+def _admission(worker):
+    dispatcher = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("ollama_proxy.dispatcher")
+    return getattr(dispatcher, "admission", None)
 
 
 def child_exit(server, worker):

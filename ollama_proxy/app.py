@@ -19,6 +19,8 @@ from ollama_proxy.backends.pool import OllamaPool
 from ollama_proxy.blueprints import admin, anthropic, audio, embeddings, health, native, openai, openapi, responses
 from ollama_proxy.blueprints import metrics as metrics_endpoint
 from ollama_proxy.config import ProviderSettings, Settings, load_settings
+from ollama_proxy.dispatch.dispatcher import DISPATCHER, Dispatcher
+from ollama_proxy.dispatch.requester import current_requester
 from ollama_proxy.errors import (
     MethodNotAllowed,
     NotFound,
@@ -84,11 +86,13 @@ def init_backends(app: Flask, settings: Settings) -> None:
     """Build the Ollama pool, the providers and the router that picks among them."""
     slot_dir = os.path.join(settings.logging.dir, ".slots")
     pool = OllamaPool(settings.service, settings.ollama_servers, settings.routing, slot_dir)
-    pool.admission = build_admission(settings, pool)
+    dispatcher = Dispatcher(pool, build_admission(settings, pool), settings.scheduling.max_wait)
     providers = {p.name: _provider_backend(p, settings) for p in settings.providers}
     app.extensions["ollama_proxy.pool"] = pool
+    app.extensions[DISPATCHER] = dispatcher
     app.extensions["ollama_proxy.backend"] = pool.default.backend  # the default server
-    app.extensions[ROUTER] = Router(pool, providers)
+    app.extensions[ROUTER] = Router(pool, providers, lambda model, timeout, enforce: dispatcher.for_model(
+        model, current_requester(enforce), timeout))
     model_thinking.init_app(app)
     backend_health.init_app(app)
 

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from ollama_proxy.backends.ollama import PoolTarget
+from ollama_proxy.backends.pool import OllamaPool
 from ollama_proxy.backends.pool_servers import ServerState, rank
 from ollama_proxy.config import ProviderSettings, RoutingSettings
 from ollama_proxy.errors import ProxyError
@@ -38,15 +38,16 @@ class ModelCapabilities:
 
     def of(self, backend, model: str) -> Capabilities | None:
         """Return the capabilities of ``model`` on ``backend`` (a route's), or None when they cannot be known."""
-        if isinstance(backend, PoolTarget):
-            return self._on_ollama(backend, model)
+        pool = getattr(backend, "pool", None)  # the Ollama servers' backend for a model has theirs
+        if isinstance(pool, OllamaPool):
+            return self._on_ollama(pool, model)
         settings = getattr(backend, "settings", None)  # a provider's
         facts = settings.model_facts.get(model) if isinstance(settings, ProviderSettings) else None
         return frozenset(facts.capabilities) if facts is not None and facts.capabilities else None
 
-    def _on_ollama(self, target: PoolTarget, model: str) -> Capabilities | None:
-        target.pool.start()  # with several servers, wait (bounded) until each one's models are known
-        for server in rank(target.pool.servers, model, time.monotonic()):
+    def _on_ollama(self, pool: OllamaPool, model: str) -> Capabilities | None:
+        pool.start()  # with several servers, wait (bounded) until each one's models are known
+        for server in rank(pool.servers, model, time.monotonic()):
             key = (server.name, canonical(model))
             known = self._known.get(key)
             if known is not None and self.clock() < known[0]:

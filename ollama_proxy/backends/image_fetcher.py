@@ -31,7 +31,7 @@ from urllib3.util import connection as urllib3_connection
 
 from ollama_proxy.config import ImageSettings
 from ollama_proxy.errors import InvalidRequest, PayloadTooLarge
-from ollama_proxy.relay.streaming import gevent_active
+from ollama_proxy.greenlets import gevent_active
 from ollama_proxy.translate.images import is_image_url, url_holders
 
 READ_PIECE = 64 * 1024

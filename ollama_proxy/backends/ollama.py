@@ -1,4 +1,4 @@
-"""Talk to Ollama: one server (pooled connections, timeouts, errors mapped once), or the pool for a model.
+"""Talk to one Ollama server: pooled connections, timeouts, errors mapped once.
 
 This module and its siblings are the only ones that import ``requests`` and
 ``urllib3``. Every failure to send a request becomes a ``ProxyError`` here;
@@ -21,13 +21,11 @@ from ollama_proxy.config import ServiceSettings
 from ollama_proxy.errors import UpstreamConnectTimeout, UpstreamTimeout, UpstreamUnavailable
 
 if TYPE_CHECKING:
-    from ollama_proxy.backends.pool import OllamaPool
     from ollama_proxy.backends.protocols import OllamaShapedAnswer
-    from ollama_proxy.scheduler.admission import Requester
 
 
 class JsonPosting:
-    """Send Ollama a JSON body: what a server and the pool bound to a model share (each has its ``open``)."""
+    """Send Ollama a JSON body: what a server and the dispatcher's model backend share (each has its ``open``)."""
 
     @staticmethod
     def encode(body: dict) -> bytes:
@@ -35,12 +33,12 @@ class JsonPosting:
         # ASCII escapes: a lone surrogate from the client stays valid JSON instead of failing to encode.
         return json.dumps(body, separators=(",", ":")).encode()
 
-    def post_json(self, path: str, body: dict | bytes, model_label: str | None = None) -> OllamaShapedAnswer:
+    def post_json(self, path: str, body, model_label: str | None = None) -> OllamaShapedAnswer:
         """POST a JSON body, or what ``encode`` made of one; return the open answer, or raise Ollama's error.
 
         ``model_label`` is a provider's concern: Ollama's answers name their model themselves.
         """
-        data = body if isinstance(body, bytes) else self.encode(body)
+        data = self.encode(body) if isinstance(body, dict) else body
         upstream = self.open("POST", path, body=data, headers={"Content-Type": "application/json"})
         upstream.raise_for_error()
         return upstream
@@ -106,23 +104,3 @@ class OllamaBackend(JsonPosting):
             raise UpstreamUnavailable(f"cannot reach {self.describe}: {reason(exc)}") from None
         return UpstreamResponse(response, self.describe, time.perf_counter() - started,
                                 self.settings.stream_idle_timeout)
-
-
-class PoolTarget(JsonPosting):
-    """The Ollama pool, bound to one model: sends each request to the best server for it."""
-
-    def __init__(self, pool: OllamaPool, model: str, read_timeout: tuple[float, str] | None = None,
-                 requester: Requester | None = None):
-        self.pool = pool
-        self.model = model
-        self.requester = requester  # who asks, for the scheduler
-        self.read_timeout = read_timeout  # the model's own (seconds, setting), from its override's timeout
-        self.name = "ollama"
-        self.describe = "Ollama"
-
-    def open(self, method: str, path: str, **request) -> OllamaShapedAnswer:
-        if self.read_timeout is not None and "timeout" not in request:
-            seconds, setting = self.read_timeout
-            request.update(timeout=(self.pool.default.backend.settings.connect_timeout, seconds),
-                           timeout_setting=setting)
-        return self.pool.open(self.model, method, path, requester=self.requester, **request)

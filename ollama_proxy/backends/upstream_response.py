@@ -20,7 +20,8 @@ from ollama_proxy.backends.chunked import ChunkedDecoder, ChunkedFramingError
 from ollama_proxy.backends.session import reason
 from ollama_proxy.backends.watchdog import IdleWatchdog
 from ollama_proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from ollama_proxy.relay.streaming import gevent_active, split_lines
+from ollama_proxy.greenlets import gevent_active
+from ollama_proxy.relay.streaming import split_lines
 
 READ_PIECE = 64 * 1024
 

@@ -29,18 +29,13 @@ from ollama_proxy.access.api_routes import ACCOUNT_PATHS, WEB_TOOLS, check_unlis
 from ollama_proxy.backends.blob_upload import upload_body
 from ollama_proxy.backends.ollama import OllamaBackend
 from ollama_proxy.backends.ollama_headers import downstream_headers, upstream_headers
-from ollama_proxy.backends.pool import STREAMING_PATHS
 from ollama_proxy.backends.protocols import Backend, OllamaShapedAnswer
+from ollama_proxy.client_watch import watch_client
+from ollama_proxy.dispatch.body import OllamaBody
 from ollama_proxy.errors import Forbidden, InvalidRequest, MethodNotAllowed, NotFound
 from ollama_proxy.observability.accounting import count_body, tap_ndjson
 from ollama_proxy.observability.ledger import current_record, note_model, note_route, note_upstream, note_upstream_since
-from ollama_proxy.relay.streaming import (
-    STREAM_HEADERS,
-    ClosingStream,
-    ndjson_relay,
-    stream_failure_logger,
-    watch_client,
-)
+from ollama_proxy.relay.streaming import STREAM_HEADERS, ClosingStream, ndjson_relay, stream_failure_logger
 from ollama_proxy.relay.waiting import Opening, keepalive_interval, ndjson_after_wait, slots_scheduled
 from ollama_proxy.routing.overrides import renamed_line, renamed_lines
 from ollama_proxy.routing.routes import (
@@ -53,7 +48,7 @@ from ollama_proxy.routing.routes import (
     router,
     visible_listing,
 )
-from ollama_proxy.schemas.loading import load, parse_json_object, read_json_body
+from ollama_proxy.schemas.loading import load, parse_json_object, read_request_body
 from ollama_proxy.schemas.ollama import BODY_SCHEMAS
 
 bp = Blueprint("native", __name__)
@@ -61,6 +56,8 @@ log = logging.getLogger(__name__)
 _DIGEST = re.compile(r"sha256[:-][0-9a-fA-F]{64}")  # what Ollama itself accepts
 
 
+# Ollama answers these in a stream unless the body says "stream": false; the others answer whole.
+STREAMING_PATHS = frozenset({"/api/chat", "/api/generate"})
 # Management requests go to the Ollama server this header names (default: the default server).
 SERVER_HEADER = "X-Ollama-Server"
 # Read-only answers of the default server's own (a generate token's, see access.api_routes).
@@ -119,12 +116,12 @@ def _stream_failure_logger():
     return stream_failure_logger(f"{request.method} {request.path}", current_record())
 
 
-def _stream_when_open(route: Route, body: bytes) -> Response:
+def _stream_when_open(route: Route, body: OllamaBody) -> Response:
     """Open a stream; one still waiting for its slot after the keepalive interval starts with keepalives."""
     rename = route.model if route.alias else None
     send = partial(route.backend.open, request.method, request.path, body=body,
                    headers=upstream_headers(request.headers.items()), query=request.query_string.decode("latin-1"))
-    opening = Opening(request.environ, send)
+    opening = Opening(send, current_record())
     interval = keepalive_interval()
     if opening.settle(interval):
         upstream = opening.result()
@@ -158,7 +155,7 @@ def forward_web() -> Response:
     principal = g.get("principal")
     check_web_use(principal, request.path)
     target = backend()
-    response = _forward(target, read_json_body(request))  # as it came: Ollama and ollama.com judge it
+    response = _forward(target, read_request_body(request))  # as it came: Ollama and ollama.com judge it
     record = current_record()
     log.info("web %s for '%s' on Ollama server '%s': %d (request %s)", WEB_TOOLS[request.path],
              getattr(principal, "name", "-"), target.name, response.status_code, record.request_id if record else "-")
@@ -208,7 +205,7 @@ def listing() -> Response:
 
 def forward_checked() -> Response:
     """Check a JSON body against its endpoint's schema, then send it where it belongs."""
-    raw = read_json_body(request)
+    raw = read_request_body(request)
     body = parse_json_object(raw)
     data = load(BODY_SCHEMAS[request.path], body)
     model = data.get("model") or data.get("name") or data.get("source")
@@ -249,7 +246,7 @@ def _forward_routed(route: Route, raw: bytes, body: dict) -> Response:
     if route.to_provider:
         upstream = route.backend.post_json(request.path, routed, model_label=route.model)
     else:
-        sent = raw if routed is body else route.backend.encode(routed)
+        sent = OllamaBody(routed, raw if routed is body else None)
         if request.path in STREAMING_PATHS and body.get("stream") is not False and slots_scheduled():
             return _stream_when_open(route, sent)
         upstream = _open(route.backend, sent)

@@ -75,6 +75,7 @@ class RequestRecord:
     endpoint: str | None = None  # the URL rule that served the request (/v1/models/<path:model_id>)
     queued: float = 0.0  # seconds spent waiting for a slot on a server
     waiting_since: float | None = None  # perf_counter time it began to wait for a slot, while it waits
+    slots_awaited: int = 0  # its sends waiting for a slot now (n choices: up to n), as the dispatcher counts
     queue_class: str | None = None  # the principal's class, once the request waited for a slot
     left_in_queue: bool = False  # its client left while it waited for a slot: dropped, never sent
     load_seconds: float | None = None  # the model's load time, as Ollama reported it in a final chunk

@@ -200,7 +200,7 @@ def init_app(app: Flask) -> None:
     app.before_request_funcs.setdefault(None, []).insert(0, note_endpoint)
     ledger.add_close_listener(app, proxy_metrics.observe)
     app.wsgi_app = InFlight(app.wsgi_app, proxy_metrics.in_flight)
-    admission = getattr(app.extensions.get("ollama_proxy.pool"), "admission", None)
+    admission = getattr(app.extensions.get("ollama_proxy.dispatcher"), "admission", None)
     if admission is not None:
         admission.waiting_changed = proxy_metrics.waiting.inc
         admission.placed = proxy_metrics.placed

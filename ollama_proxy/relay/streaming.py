@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import socket
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from typing import Protocol
 
-from ollama_proxy.errors import ClientGone, ProxyError
-from ollama_proxy.observability.ledger import RequestRecord, access_record
+from ollama_proxy.errors import ProxyError
+from ollama_proxy.observability.ledger import RequestRecord
 
 log = logging.getLogger(__name__)
 # nginx buffers proxied answers unless told not to; a stream must reach the client as it is made.
@@ -220,84 +217,3 @@ def with_heartbeat(items: Iterator, interval: float) -> Iterator:
         if isinstance(item, _Raised):
             raise item.error
         yield item
-
-
-def watch_client(environ: dict, on_gone: Callable[[], None]) -> Callable[[], None]:
-    """Call ``on_gone`` as soon as the client hangs up; return the function that stops watching.
-
-    While Ollama is silent (a model loading, thinking unseen) or a request waits
-    for its slot, a client that left is only noticed at the next write. Under
-    gevent the event loop watches the client's socket instead: it turns readable
-    the moment the peer closes, and a peek then reads b"". No greenlet is spent,
-    and several watchers of one client do not contend for its socket; ``on_gone``
-    runs in the event loop itself, so it must not block (set a result, shut a
-    socket, throw into a greenlet). Elsewhere (tests, other workers) nothing is
-    watched.
-    """
-    sock = environ.get("gunicorn.socket")
-    if sock is None or not gevent_active():
-        return _not_watching
-    import gevent
-
-    watcher = gevent.get_hub().loop.io(sock.fileno(), 1)  # 1: libev's EV_READ
-
-    def readable() -> None:
-        gone = _peer_gone(sock)
-        if gone is None:
-            return  # woken for nothing: keep watching
-        # One look either way: a client that sends more (a pipelined request) cannot be told from one that stays.
-        watcher.stop()
-        if gone:
-            record = access_record(environ)
-            # A client that read the whole answer hangs up before the server closes the response:
-            # that is no leaving. Otherwise the upstream is cut next, so the body still ends
-            # "normally": say who ended it.
-            if record is not None and not record.completed:
-                record.client_left = True
-            on_gone()
-
-    watcher.start(readable)
-    # Stopped at once, without a switch: gunicorn reads the client's next request from this socket next.
-    return watcher.close
-
-
-def _not_watching() -> None:
-    pass
-
-
-def _peer_gone(sock) -> bool | None:
-    """Say whether the peer closed ``sock`` (None: nothing to read yet), without waiting."""
-    raw = getattr(sock, "_sock", sock)  # gevent's socket wraps the system's; its own recv would wait in the loop
-    try:
-        return raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return None
-    except OSError:  # reset, or closed
-        return True
-
-
-@contextmanager
-def cancelled_if_client_leaves(environ: dict | None) -> Iterator[None]:
-    """Raise ClientGone in this greenlet, wherever it waits, the moment the client hangs up.
-
-    For a call nothing else can interrupt: a request to Ollama blocked until its
-    headers come, which Ollama sends with the first token. The call unwinds as at
-    any failure; urllib3 closes the connection, and Ollama cancels the request.
-    """
-    if environ is None or not gevent_active():
-        yield
-        return
-    from greenlet import getcurrent
-
-    waiting = getcurrent()
-    stop = watch_client(environ, lambda: waiting.throw(ClientGone("the client left before its answer began")))
-    try:
-        yield
-    finally:
-        stop()
-
-
-def gevent_active() -> bool:
-    """Say whether gevent has patched the socket module (a gevent worker is running)."""
-    monkey = sys.modules.get("gevent.monkey")  # patching imports it; no import on every request
-    return monkey is not None and monkey.is_module_patched("socket")

@@ -21,6 +21,7 @@ from marshmallow import Schema
 from ollama_proxy.access.end_users import note_end_user
 from ollama_proxy.backends.image_fetcher import resolve_image_urls
 from ollama_proxy.backends.protocols import OllamaShapedAnswer
+from ollama_proxy.client_watch import watch_client
 from ollama_proxy.errors import ProxyError
 from ollama_proxy.observability.accounting import tap_chunks
 from ollama_proxy.observability.ledger import current_record, note_model, note_upstream, note_upstream_since
@@ -30,12 +31,11 @@ from ollama_proxy.relay.streaming import (
     converted,
     interleave,
     stream_failure_logger,
-    watch_client,
     with_heartbeat,
 )
 from ollama_proxy.relay.waiting import AnswerAfterWait, Opening, keepalive_interval, slots_scheduled
 from ollama_proxy.routing.routes import Route, body_for, note_routed, resolve
-from ollama_proxy.schemas.loading import load, parse_json_object, read_json_body
+from ollama_proxy.schemas.loading import load, parse_json_object, read_request_body
 from ollama_proxy.translate.ollama import fold_chunks
 
 log = logging.getLogger(__name__)
@@ -53,14 +53,14 @@ def now() -> int:
 
 def read_body(schema: Schema, end_user: Callable[[dict], str | None] | None = None) -> tuple[dict, Route]:
     """Parse and check the request body, note its model (and ``end_user(body)``) on the record, and route it."""
-    body = load(schema, parse_json_object(read_json_body(request)))
+    body = load(schema, parse_json_object(read_request_body(request)))
     note_model(body["model"])
     if end_user is not None:
         note_end_user(end_user(body))  # before routing: the scheduler's share is the end user's
     return body, resolve(body["model"])
 
 
-def upstream_body(route: Route, ollama_body: dict) -> dict | bytes:
+def upstream_body(route: Route, ollama_body: dict):
     """Return the streaming body for the route's backend, built once however many answers it is sent for.
 
     The backend encodes it: an Ollama server's JSON is serialised once, so n choices send the same
@@ -69,7 +69,7 @@ def upstream_body(route: Route, ollama_body: dict) -> dict | bytes:
     return route.backend.encode(body_for(route, {**ollama_body, "stream": True}))
 
 
-def post_stream(route: Route, path: str, body: dict | bytes) -> OllamaShapedAnswer:
+def post_stream(route: Route, path: str, body) -> OllamaShapedAnswer:
     """Open a stream of the route's model on its backend, sending an ``upstream_body`` (callable from a side thread)."""
     return route.backend.post_json(path, body, model_label=route.model)
 
@@ -115,7 +115,7 @@ def open_streams(route: Route, path: str, ollama_body: dict, n: int = 1) -> list
     return upstreams
 
 
-def open_answers(route: Route, path: str, body: dict | bytes, n: int) -> Upstreams:
+def open_answers(route: Route, path: str, body, n: int) -> Upstreams:
     """Open n streams of an ``upstream_body``; if one fails, close the others and raise its error.
 
     Needs no request context: it may run in a greenlet of its own (an ``Opening``).
@@ -207,12 +207,11 @@ def stream_answers(route: Route, path: str, ollama_body: dict, converters: list,
     """
     framing = SseFraming(converters, encode, trailer, end, heartbeat)
     n = len(converters)
-    slots = 0 if route.to_provider else n
-    if heartbeat is None and not (slots and slots_scheduled()):  # nothing waits: no greenlet to open it
+    if heartbeat is None and (route.to_provider or not slots_scheduled()):  # nothing waits: no greenlet to open it
         return _sse_response(Upstreams(open_streams(route, path, ollama_body, n)), framing)
     note_routed(route)
     body = upstream_body(route, ollama_body)
-    opening = Opening(request.environ, lambda: open_answers(route, path, body, n), slots)
+    opening = Opening(lambda: open_answers(route, path, body, n), current_record())
     interval = keepalive_interval()
     if opening.settle(interval, heartbeat):
         upstreams = opening.result()

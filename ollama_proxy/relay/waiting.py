@@ -25,13 +25,14 @@ from typing import Generic, Protocol, TypeVar
 
 from flask import current_app
 
+from ollama_proxy.client_watch import watch_client
 from ollama_proxy.errors import ProxyError
-from ollama_proxy.observability.ledger import access_record
-from ollama_proxy.relay.streaming import gevent_active, ndjson_line, watch_client
+from ollama_proxy.greenlets import gevent_active
+from ollama_proxy.observability.ledger import RequestRecord, access_record
+from ollama_proxy.relay.streaming import ndjson_line
 
 NDJSON_KEEPALIVE = b" "
 SSE_KEEPALIVE = b": keepalive\n\n"
-OPENING_KEY = "ollama_proxy.opening"  # the environ's Opening, for the pool to tell when it sends
 
 
 def keepalive_interval() -> float:
@@ -41,7 +42,7 @@ def keepalive_interval() -> float:
 
 def slots_scheduled() -> bool:
     """Tell whether a request may wait for a slot here (a server is scheduled, in a gevent worker)."""
-    return gevent_active() and current_app.extensions["ollama_proxy.pool"].admission is not None
+    return current_app.extensions["ollama_proxy.dispatcher"].scheduled
 
 
 def ndjson_keepalive() -> list[bytes]:
@@ -68,32 +69,22 @@ class Closable(Protocol):
 A = TypeVar("A", bound=Closable)
 
 
-def note_sending(environ: dict | None) -> None:
-    """Say that a request is being sent to a server: it no longer waits for a slot (the pool calls this)."""
-    opening = environ.get(OPENING_KEY) if environ is not None else None
-    if opening is not None:
-        opening.sent += 1
-
-
 class Opening(Generic[A]):
     """Open a request's answer in a greenlet (a thread without gevent) of its own.
 
-    ``slots`` is how many of its requests wait for a slot (n choices: n; a
-    provider's: none); the pool counts them off as it sends them. The answer
-    belongs to whoever takes it (``result``); one that comes after the
-    response closed is closed.
+    Whether it still waits for a slot is on its ``record`` (``slots_awaited``, which the
+    dispatcher counts). The answer belongs to whoever takes it (``result``); one that
+    comes after the response closed is closed.
     """
 
-    def __init__(self, environ: dict, open_answer: Callable[[], A], slots: int = 1):
-        self.slots = slots
-        self.sent = 0
+    def __init__(self, open_answer: Callable[[], A], record: RequestRecord | None):
+        self._record = record
         self.started = time.perf_counter()
         self._answer: A | None = None
         self._error: BaseException | None = None
         self._abandoned = False
         self._handing_over = threading.Lock()  # the answer goes to its reader or is closed, never neither
         self._done = threading.Event()
-        environ[OPENING_KEY] = self
         if gevent_active():
             import gevent
 
@@ -103,7 +94,7 @@ class Opening(Generic[A]):
 
     @property
     def waiting_for_slot(self) -> bool:
-        return self.sent < self.slots
+        return self._record is not None and self._record.slots_awaited > 0
 
     def _open(self, open_answer: Callable[[], A]) -> None:
         try:

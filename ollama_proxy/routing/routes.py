@@ -4,7 +4,7 @@
 configured ``type: openai`` backend, go to that provider, asked for the rest
 (``openrouter/anthropic/claude-sonnet-4`` → openrouter, ``anthropic/claude-sonnet-4``).
 Any other name is an Ollama model (``llama3.2``, ``hf.co/user/repo:Q4_K_M``),
-served by the pool of Ollama servers, which picks a server when the request
+served by the Ollama servers, of which the dispatcher picks one when the request
 is sent. A caller whose key may not use the model is refused first; for an
 alias, the model it names decides (``ModelTable.may_use``), on every surface
 and in every listing alike. Management requests name models Ollama acts on as
@@ -17,12 +17,11 @@ The model's overrides travel on the route and are applied by ``body_for``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from flask import current_app, g
 
-from ollama_proxy.backends.ollama import PoolTarget
 from ollama_proxy.backends.protocols import Backend, PassthroughBackend
 from ollama_proxy.config.models import ModelOverride
 from ollama_proxy.errors import Forbidden, InvalidRequest
@@ -31,43 +30,33 @@ from ollama_proxy.routing.catalog import current_models
 from ollama_proxy.routing.listings import merged_listing
 from ollama_proxy.routing.names import split_provider
 from ollama_proxy.routing.overrides import NO_OVERRIDE, ModelTable, apply_override
-from ollama_proxy.scheduler.admission import Requester, current_requester
-
-if TYPE_CHECKING:
-    from ollama_proxy.backends.pool import OllamaPool
 
 ROUTER = "ollama_proxy.router"
+# The Ollama servers' backend for one model: (model, its override's timeout, its enforced options) -> Backend.
+OllamaModels = Callable[[str, "tuple[float, str] | None", dict], Backend]
 
 
 @dataclass(frozen=True)
 class Route:
-    backend: Backend  # a provider backend, or the Ollama pool bound to the model (PoolTarget)
+    backend: Backend  # a provider backend, or the Ollama servers for the model (the dispatcher's)
     model: str  # as the client asked
     upstream_model: str  # as the backend is asked
     alias: bool = False  # the client named an alias: answers must carry its name
     override: ModelOverride = NO_OVERRIDE
     defaults: dict = field(default_factory=dict)  # models.defaults
-
-    @property
-    def to_provider(self) -> bool:
-        return not isinstance(self.backend, PoolTarget)
-
-
+    to_provider: bool = False  # a provider's model, not the Ollama servers'
 
 
 class Router:
     """Resolve model names against the configured backends."""
 
-    def __init__(self, pool: OllamaPool, providers: dict[str, PassthroughBackend]):
-        self.pool = pool
+    def __init__(self, pool, providers: dict[str, PassthroughBackend], ollama: OllamaModels):
+        self.pool = pool  # the Ollama servers, for the listings (backends.pool.OllamaPool)
         self.providers = providers  # name -> provider backend
+        self.ollama = ollama  # the Ollama servers' backend for a model, for the request being served
 
-    def resolve(self, model: str, principal=None, models: ModelTable | None = None,
-                requester: Requester | None = None) -> Route:
-        """Return the Route for ``model`` (an alias resolved), or refuse a model the caller may not use.
-
-        ``requester`` says who asks, for the scheduler, should the model run on an Ollama server.
-        """
+    def resolve(self, model: str, principal=None, models: ModelTable | None = None) -> Route:
+        """Return the Route for ``model`` (an alias resolved), or refuse a model the caller may not use."""
         models = models or ModelTable()
         if principal is not None and not models.may_use(principal.may_use, model):
             raise Forbidden(f"token '{principal.name}' may not use the model '{model}'", param="model")
@@ -77,8 +66,9 @@ class Router:
         split = split_provider(target, self.providers)
         if split is not None:
             provider, upstream_model = split
-            return Route(self.providers[provider], model, upstream_model, **extra)
-        return Route(PoolTarget(self.pool, target, models.timeout_for(model), requester), model, target, **extra)
+            return Route(self.providers[provider], model, upstream_model, to_provider=True, **extra)
+        backend = self.ollama(target, models.timeout_for(model), models.override_for(model).enforce)
+        return Route(backend, model, target, **extra)
 
     def provider_named_by(self, model: str) -> str | None:
         """Return the provider a model name points at, if any (management endpoints refuse them)."""
@@ -92,9 +82,7 @@ def router() -> Router:
 
 def resolve(model: str) -> Route:
     """Route ``model`` for the caller of the current request."""
-    principal, models = g.get("principal"), current_models()
-    return router().resolve(model, principal, models,
-                            current_requester(principal, models.override_for(model).enforce))
+    return router().resolve(model, g.get("principal"), current_models())
 
 
 def visible_listing(path: str) -> dict:

@@ -1,40 +1,33 @@
-"""Hold each GPU request until the instance's scheduler grants it a slot on a server.
+"""Hold one request until the instance's scheduler grants it a slot on a server.
 
 The glue between one request and the scheduler: who asks (the principal's share
-of the GPUs, or the share of the end user a trusted front end named on the
-request's record: ``access.end_users``), what for (the model, the servers that may serve it, the options
-that make Ollama reload), and the client, watched while it waits: one that
-leaves is dropped unsent. A grant names the server, and the reload options the
-request is sent with.
+of the GPUs, or the share of the end user a trusted front end named), what for
+(the model, the servers that may serve it, the options that make Ollama reload),
+until when, and the client, watched while it waits: one that leaves is dropped
+unsent. A grant names the server and the reload options to send. The dispatcher
+asks; the body is its business.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 
-from flask import has_request_context, request
-
+from ollama_proxy.client_watch import watch_client
 from ollama_proxy.errors import ClientGone
-from ollama_proxy.observability.ledger import RequestRecord, current_record
-from ollama_proxy.relay.streaming import gevent_active, watch_client
+from ollama_proxy.greenlets import gevent_active
+from ollama_proxy.observability.ledger import RequestRecord
 from ollama_proxy.routing.names import canonical
 from ollama_proxy.scheduler.client import ClientLeft, SchedulerClient
 from ollama_proxy.scheduler.core import Ticket
 from ollama_proxy.scheduler.fairness import Share
-from ollama_proxy.scheduler.options import RELOAD_OPTIONS, reload_options
 from ollama_proxy.scheduler.servers import Placement, Start
 
-# The requests that make a GPU work; listings and management are never queued.
-SCHEDULED_PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings"})
 ANONYMOUS = Share("anonymous")
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps builds an encoder each call for these
 
 
 @dataclass(frozen=True)
@@ -47,16 +40,6 @@ class Requester:
     enforced: frozenset[str] = frozenset()  # reload options a per-model override sets: sent as set
 
 
-def current_requester(principal, enforce: dict) -> Requester:
-    """Describe the current request's caller (``principal``) and its model's ``enforce`` override."""
-    if not has_request_context():
-        return Requester(share_of(principal, None))
-    record = current_record()
-    end_user = record.end_user if record is not None else None
-    return Requester(share_of(principal, end_user), request.environ, record,
-                     frozenset(name for name in enforce if name in RELOAD_OPTIONS))
-
-
 def share_of(principal, end_user: str | None) -> Share:
     """Return the share a request is scheduled under: its key's, or the end user's a trusted front end named."""
     if principal is None:
@@ -67,18 +50,19 @@ def share_of(principal, end_user: str | None) -> Share:
 
 @dataclass
 class Admitted:
-    """A granted slot: where to send the request, with what body, and how to give the slot back."""
+    """A granted slot: the server, the reload options to send, and how to give the slot back."""
 
     server: str
-    body: bytes
+    options: dict
     release: Callable[[], None]
 
 
 class Admission:
     """Admit requests through this process's client of the instance's scheduler."""
 
-    def __init__(self, client: Callable[[], SchedulerClient]) -> None:
+    def __init__(self, client: Callable[[], SchedulerClient], resign: Callable[[], None] = lambda: None) -> None:
         self._client = client
+        self._resign = resign
         self.waiting_changed: Callable[[int], None] = lambda change: None  # the metrics' gauge, when on
         self.placed: Callable[[Placement, dict], None] = lambda placement, asked: None  # the metrics' counters
 
@@ -86,37 +70,26 @@ class Admission:
         """Join the instance's scheduler now (a worker starting), not at the first request."""
         self._client()
 
-    def admit(self, who: Requester | None, model: str, candidates: list[str], body: bytes) -> Admitted | None:
-        """Wait for a slot on one of ``candidates``; None where nothing is scheduled (no gevent worker)."""
+    def resign(self) -> None:
+        """Stop deciding, if this worker does (a worker exiting): the next one takes over at once."""
+        self._resign()
+
+    def admit(self, who: Requester | None, model: str, candidates: list[str], asked: dict,
+              deadline: float | None = None) -> Admitted | None:
+        """Wait for a slot on one of ``candidates`` until ``deadline`` (``time.monotonic()``).
+
+        None where nothing is scheduled (no gevent worker).
+        """
         if not gevent_active():
             return None
         who = who or Requester()
-        asked_body = _json(body)
-        options = asked_body.get("options") if isinstance(asked_body, dict) else None
-        ticket = Ticket(_ticket_id(), who.share, canonical(model), tuple(candidates), reload_options(options),
-                        who.enforced)
+        ticket = Ticket(_ticket_id(), who.share, canonical(model), tuple(candidates), asked, who.enforced)
         client = self._client()
         record = who.record
         if record is not None:
             record.queue_class = who.share.klass
-        asked_at = time.perf_counter()
-
-        def waits(on_gone: Callable[[], None]) -> Callable[[], None]:
-            """It waits (it was not granted at once): count it, and watch its client until it stops waiting."""
-            self.waiting_changed(1)
-            if record is not None:
-                record.waiting_since = asked_at  # a stream that starts meanwhile says so in its Server-Timing
-            stop_watching = watch_client(who.environ, on_gone) if who.environ is not None else None
-
-            def stopped() -> None:
-                self.waiting_changed(-1)
-                if record is not None:
-                    record.waiting_since = None  # the whole wait is counted in ``queued`` next
-                if stop_watching is not None:
-                    stop_watching()
-            return stopped
         try:
-            granted = client.admit(ticket, watch=waits)
+            granted = client.admit(ticket, watch=self._watcher(who, record), deadline=deadline)
         except ClientLeft:
             if record is not None:
                 record.left_in_queue = True
@@ -129,24 +102,34 @@ class Admission:
         def release() -> None:
             loaded = placement.start is not Start.WARM and record is not None
             client.end(ticket.id, record.load_seconds if loaded else None)
-        sent = _with_options(body, asked_body, placement.options) if placement.options != ticket.asked else body
-        return Admitted(placement.server, sent, release)
+        return Admitted(placement.server, placement.options, release)
+
+    def _watcher(self, who: Requester, record: RequestRecord | None):
+        asked_at = time.perf_counter()
+
+        def waits(on_gone: Callable[[], None]) -> Callable[[], None]:
+            """It waits (it was not granted at once): count it, and watch its client until it stops waiting."""
+            self.waiting_changed(1)
+            if record is not None:
+                record.slots_awaited += 1
+                if record.waiting_since is None:  # a stream that starts meanwhile says so in its Server-Timing
+                    record.waiting_since = asked_at
+            stop_watching = watch_client(who.environ, on_gone) if who.environ is not None else None
+
+            def stopped() -> None:
+                self.waiting_changed(-1)
+                if record is not None:
+                    record.slots_awaited -= 1
+                    if not record.slots_awaited:
+                        record.waiting_since = None  # the whole wait is counted in ``queued`` next
+                if stop_watching is not None:
+                    stop_watching()
+            return stopped
+        return waits
 
     def status(self, timeout: float) -> dict | None:
         """The scheduler's state (``snapshot``); None if it did not answer in ``timeout`` seconds, or none runs here."""
         return self._client().status(timeout) if gevent_active() else None
-
-
-def _encoded_options(options: dict) -> bytes:
-    try:
-        return _encoded(tuple(options.items()))
-    except TypeError:  # a value no key can hold (a list a request sent): encoded each time
-        return _COMPACT.encode(options).encode()
-
-
-@lru_cache(maxsize=256)  # a model runs with one set of options on each server: a few sets in all
-def _encoded(options: tuple) -> bytes:
-    return _COMPACT.encode(dict(options)).encode()
 
 
 class _TicketIds:
@@ -164,25 +147,3 @@ class _TicketIds:
 
 
 _ticket_id = _TicketIds()
-
-
-def _json(body: bytes):
-    if not isinstance(body, bytes) or b'"options"' not in body:
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
-
-
-def _with_options(body: bytes, parsed, options: dict) -> bytes:
-    """Return ``body`` with the reload options the grant decided (one value per model and server)."""
-    if parsed is None and b'"options"' not in body:
-        # Nothing to merge with: the object goes last, and a long chat is not decoded and encoded again for it.
-        # A key that only folds to "options" ("Options") stays before it: Ollama's decoder reads this one last.
-        head = body.rstrip()
-        if head.endswith(b"}") and head[:-1].rstrip() != b"{":
-            return head[:-1] + b',"options":' + _encoded_options(options) + b"}"
-    parsed = parsed if isinstance(parsed, dict) else json.loads(body)
-    parsed["options"] = {**(parsed.get("options") or {}), **options}
-    return _COMPACT.encode(parsed).encode()

@@ -66,6 +66,10 @@ class Candidacy:
         self.arbiter.start(hold, self._loaded, self._every)
         return self.arbiter
 
+    def resign(self) -> None:
+        """Stop being the arbiter (a worker exiting): the next worker takes over."""
+        self._leave_office()
+
     def _leave_office(self) -> None:
         """Stop deciding: this worker's own line closes, and its client dials the next arbiter."""
         if self._own_link is not None:
@@ -77,7 +81,7 @@ class Candidacy:
 
     # what each transport does
 
-    def _accept(self, grant: dict) -> bool:
+    def _accept(self, ticket, grant: dict) -> bool:
         """Take a grant for good (a transport whose arbiters may be deposed checks the grant's term)."""
         return True
 

@@ -75,12 +75,12 @@ class _Loan:
 class SchedulerClient:
     def __init__(self, connect: Callable[[Callable[[dict], None]], Link], max_wait: float,
                  ask: Callable[[Callable[[dict], None]], Link] | None = None, borrow: bool = False, *,
-                 specs: Iterable[ServerSpec] = (), accept: Callable[[dict], bool] | None = None,
+                 specs: Iterable[ServerSpec] = (), accept: Callable[[Ticket, dict], bool] | None = None,
                  unreachable_timeout: float = 10.0) -> None:
         """``connect(receive)`` opens the line to the arbiter (one that carries no messages calls ``receive``);
         ``ask(receive)`` a line for one question; with ``borrow``, this worker takes the slots the arbiter lends.
 
-        ``specs`` are this worker's scheduled servers, told with each ticket; ``accept(grant)`` takes a grant
+        ``specs`` are this worker's scheduled servers, told with each ticket; ``accept(ticket, grant)`` takes a grant
         for good where the transport fences its arbiters' terms (False: a deposed arbiter's, dropped);
         ``unreachable_timeout`` bounds the wait while no arbiter can be reached.
         """
@@ -89,7 +89,7 @@ class SchedulerClient:
         self._max_wait = max_wait
         self._borrow = borrow
         self._specs = {spec.name: spec for spec in specs}
-        self._accept = accept or (lambda message: True)
+        self._accept = accept or (lambda ticket, grant: True)
         self._unreachable_timeout = unreachable_timeout
         self._link: Link | None = None
         self._connector = None  # the greenlet that opens the line, while there is none
@@ -122,14 +122,14 @@ class SchedulerClient:
         self._waiting[ticket.id] = (ticket, result)
         stop_watching = None
         try:
-            self._post(wire.submit(ticket, self._specs_of(ticket)))
+            self._post(wire.submit(ticket, self.specs_of(ticket)))
             message = _wait(result, min(PROMPT_GRANT, until - now))
             if message is None:  # it waits: watch the client from now on
                 stop_watching = watch(lambda: self._tell_waiting(ticket.id, {"op": "left"})) if watch else None
             while message is None or message["op"] == "grant":
                 if message is not None:
                     self._waiting[ticket.id] = (ticket, result := AsyncResult())  # what comes meanwhile is kept
-                    if self._accept(message):
+                    if self._accept(ticket, message):
                         break
                 message = _wait(result, until - time.monotonic()) or {"op": "expired"}
         finally:
@@ -160,7 +160,8 @@ class SchedulerClient:
         error.retry_after = self._unreachable_timeout
         return error
 
-    def _specs_of(self, ticket: Ticket) -> list[ServerSpec]:
+    def specs_of(self, ticket: Ticket) -> list[ServerSpec]:
+        """The servers ``ticket`` may run on, with their capacity as this worker's configuration says."""
         return [self._specs[name] for name in ticket.candidates if name in self._specs]
 
     def _tell_waiting(self, ticket_id: str, message: dict) -> None:
@@ -204,7 +205,7 @@ class SchedulerClient:
             if running is not None:
                 ticket, granted = running
                 self._post(wire.start(ticket, self._on_loan.get(ticket_id, ""), granted.placement,
-                                      self._specs_of(ticket)))
+                                      self.specs_of(ticket)))
 
     def _ran_reports(self) -> list[dict]:
         """The messages that tell of the requests that ran on loans since the arbiter was last told."""
@@ -324,9 +325,9 @@ class SchedulerClient:
         try:
             if self._borrow:
                 link.send({"op": "join", "id": ""})
-            link.send(wire.sync([wire.running(ticket, granted.placement, self._specs_of(ticket))
+            link.send(wire.sync([wire.running(ticket, granted.placement, self.specs_of(ticket))
                                  for ticket, granted in self._running.values()],
-                                [wire.submit(ticket, self._specs_of(ticket)) for ticket, _ in self._waiting.values()]))
+                                [wire.submit(ticket, self.specs_of(ticket)) for ticket, _ in self._waiting.values()]))
             for report in self._ran_reports():
                 link.send(report)
         except OSError:
@@ -359,6 +360,13 @@ class SchedulerClient:
         self._lost(link)
         if self._waiting or self._running:
             self._connecting()  # say what waits and runs to the arbiter's successor
+
+    def reconnect(self) -> None:
+        """Close the line: the client opens a new one and says all it holds on it (a new term, a lost record)."""
+        link = self._link
+        if link is not None:
+            self._lost(link)
+            self._connecting()
 
     def _lost(self, link: Link) -> None:
         if self._link is link:

@@ -1,7 +1,8 @@
 """Build this instance's scheduler from the settings: which servers it schedules, its bounds, its state.
 
 One instance keeps the scheduler's state in one of its workers (``local``);
-with ``ratelimit.storage_url`` a Redis, every instance shares one (``shared``).
+with ``ratelimit.storage_url`` a Redis, every instance shares one (``shared``),
+and schedules alone on its share of the servers while Redis is away.
 A server with ``scheduling: off`` is left out: its requests are sent at once.
 """
 
@@ -15,7 +16,7 @@ from ollama_proxy.scheduler.core import Bounds, Scheduler
 from ollama_proxy.scheduler.estimates import Estimates
 from ollama_proxy.scheduler.local import LocalScheduler
 from ollama_proxy.scheduler.servers import ServerSpec
-from ollama_proxy.scheduler.shared import SharedScheduler
+from ollama_proxy.scheduler.shared import SharedScheduler, scaled
 
 
 def build_admission(settings: Settings, pool) -> Admission | None:
@@ -28,8 +29,9 @@ def build_admission(settings: Settings, pool) -> Admission | None:
     conf = settings.scheduling
     bounds = Bounds.of(conf)
 
-    def build() -> Scheduler:
-        return Scheduler(specs, bounds, Estimates(conf.slot_seconds, conf.load_seconds))
+    def build(share: int = 1) -> Scheduler:
+        """The scheduler of every server's slots, or of 1/``share`` of them (an instance alone, Redis away)."""
+        return Scheduler(scaled(specs, share), bounds, Estimates(conf.slot_seconds, conf.load_seconds))
 
     def loaded() -> dict[str, dict[str, dict]]:
         return loaded_models(pool, scheduled)
@@ -37,11 +39,12 @@ def build_admission(settings: Settings, pool) -> Admission | None:
     url = settings.ratelimit.storage_url
     client = {"specs": specs, "unreachable_timeout": conf.unreachable_timeout}
     if url.startswith(("redis://", "rediss://", "unix://")):
-        service = SharedScheduler(url, build, conf.max_wait, loaded, settings.routing.refresh_interval, **client)
+        service = SharedScheduler(url, build, conf.max_wait, loaded, settings.routing.refresh_interval,
+                                  directory=settings.logging.dir, **client)
     else:
         service = LocalScheduler(settings.logging.dir, build, conf.max_wait, loaded, settings.routing.refresh_interval,
                                  **client)
-    return Admission(service.client)
+    return Admission(service.client, service.resign)
 
 
 def loaded_models(pool, servers) -> dict[str, dict[str, dict]]:

@@ -10,7 +10,7 @@ from ollama_proxy.errors import InvalidRequest, PayloadTooLarge
 from ollama_proxy.schemas.field_names import check_field_names
 
 
-def read_json_body(request) -> bytes:
+def read_request_body(request) -> bytes:
     """Return the request body, refusing one over the limit even when it came without a length."""
     raw = request.get_data()
     limit = request.max_content_length

@@ -1,12 +1,9 @@
-"""Find one field of a multipart/form-data body, reading only as far as its end.
+"""Find one field of a multipart/form-data body.
 
 OpenAI's audio transcriptions come as a form: the audio file and a few fields,
 ``model`` among them. The proxy needs the model (to check the caller may use
-it, and to route it) but must not hold the audio: it reads the body up to the
-end of the field, and the rest goes on as it comes. The order of the parts is
-the client's: the ``openai`` Python SDK sends its fields before the file, so
-nothing of the file is read first; a client that sends the file first has it
-read before the field, within the body limit.
+it, and to route it): the scanner reads the body up to the end of that field,
+so what comes before it can be rewritten (an alias named) and the rest sent on.
 
 The field's value is read as Go's ``mime/multipart`` reads it (what Ollama
 uses): the bytes between the part's blank line and the CRLF before the next

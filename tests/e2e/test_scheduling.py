@@ -479,7 +479,7 @@ def test_an_instance_that_dies_gives_its_slot_back(start_proxy, redis_server, vi
 
 
 def _deciding(redis_url: str, instances):
-    """The instance whose worker holds the shared scheduler's lead (its Redis key names host:pid:…)."""
+    """The instance whose worker holds the shared scheduler's lead (its Redis key names host:instance/pid/…)."""
     leader = redis.Redis.from_url(redis_url).get("ollama-proxy:scheduler:leader")
-    pid = int(leader.decode().split(":")[1]) if leader else None
+    pid = int(leader.decode().split("/")[1]) if leader else None
     return next((p for p in instances if pid in processes.workers(p.process.pid)), None)

@@ -18,7 +18,7 @@ from ollama_proxy.content_encoding import (
     content_encodings,
 )
 from ollama_proxy.errors import InvalidRequest, PayloadTooLarge, ProxyError
-from ollama_proxy.schemas.loading import read_json_body
+from ollama_proxy.schemas.loading import read_request_body
 
 BODY = b'{"model": "llama3.2", "input": "' + b"hello " * 2000 + b'"}'
 LIMIT = 1024 * 1024
@@ -153,7 +153,7 @@ def client():
 
     @app.post("/echo")
     def echo():
-        body = read_json_body(request)
+        body = read_request_body(request)
         return jsonify(size=len(body), encoding=request.headers.get("Content-Encoding"),
                        length=request.content_length)
 

@@ -32,7 +32,7 @@ def scheduler_state():
 
 
 def current_view() -> dict:
-    admission = getattr(current_app.extensions.get("ollama_proxy.pool"), "admission", None)
+    admission = getattr(current_app.extensions.get("ollama_proxy.dispatcher"), "admission", None)
     if admission is None:
         return live_view(None, time.time(), message="No Ollama server is scheduled (`scheduling: off`): "
                                                      "requests are sent at once.")

@@ -13,7 +13,7 @@ from flask import Flask
 from werkzeug.security import check_password_hash
 
 from ollama_proxy.config import AdminSettings
-from ollama_proxy.relay.streaming import gevent_active
+from ollama_proxy.greenlets import gevent_active
 
 COOKIE_NAME = "ollama_proxy_admin"
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from ollama_proxy.backends.capabilities import ModelCapabilities
-from ollama_proxy.backends.ollama import PoolTarget
 from ollama_proxy.backends.openai_compat import ProviderBackend
 from ollama_proxy.backends.pool import OllamaPool
 from ollama_proxy.config import parse_settings
+from ollama_proxy.dispatch.dispatcher import Dispatcher
+from ollama_proxy.scheduler.admission import Requester
 from tests.fakes.clock import ManualClock
 
 
@@ -20,6 +21,11 @@ def _settings(base_url: str, **routing):
                                                          "v3": {"capabilities": ["completion", "tools"]},
                                                          "plain": {"context_length": 8192}}}]},
                           environ={"CLOUD_KEY": "k"})
+
+
+def _on_ollama(pool, model: str):
+    """A route's backend for an Ollama model."""
+    return Dispatcher(pool, None, 60.0).for_model(model, Requester())
 
 
 @pytest.fixture
@@ -35,14 +41,14 @@ def _ollama(tmp_path, base_url: str, clock: ManualClock, **routing):
 
 def test_an_ollama_models_capabilities_are_its_servers_show(tmp_path, fake, clock):
     capabilities, pool = _ollama(tmp_path, fake.url, clock)
-    assert capabilities.of(PoolTarget(pool, "llama3.2"), "llama3.2") == {"completion", "tools"}
-    assert capabilities.of(PoolTarget(pool, "qwen3:8b"), "qwen3:8b") == {"completion", "tools", "thinking"}
+    assert capabilities.of(_on_ollama(pool, "llama3.2"), "llama3.2") == {"completion", "tools"}
+    assert capabilities.of(_on_ollama(pool, "qwen3:8b"), "qwen3:8b") == {"completion", "tools", "thinking"}
     assert [call.json["model"] for call in fake.calls("/api/show")] == ["llama3.2", "qwen3:8b"]
 
 
 def test_they_are_kept_per_server_and_model_for_the_setting(tmp_path, fake, clock):
     capabilities, pool = _ollama(tmp_path, fake.url, clock, capabilities_cache_seconds=60)
-    target = PoolTarget(pool, "llama3.2")
+    target = _on_ollama(pool, "llama3.2")
     for _ in range(3):
         assert "thinking" not in capabilities.of(target, "llama3.2")
     assert capabilities.of(target, "llama3.2:latest") == {"completion", "tools"}  # one model, however spelled
@@ -58,20 +64,20 @@ def test_they_are_kept_per_server_and_model_for_the_setting(tmp_path, fake, cloc
 def test_zero_seconds_reads_them_each_time(tmp_path, fake, clock):
     capabilities, pool = _ollama(tmp_path, fake.url, clock, capabilities_cache_seconds=0)
     for _ in range(2):
-        capabilities.of(PoolTarget(pool, "llama3.2"), "llama3.2")
+        capabilities.of(_on_ollama(pool, "llama3.2"), "llama3.2")
     assert len(fake.calls("/api/show")) == 2
 
 
 def test_a_model_the_server_lacks_is_unknown_and_asked_again(tmp_path, fake, clock):
     capabilities, pool = _ollama(tmp_path, fake.url, clock)
-    assert capabilities.of(PoolTarget(pool, "nosuch"), "nosuch") is None
-    assert capabilities.of(PoolTarget(pool, "nosuch"), "nosuch") is None
+    assert capabilities.of(_on_ollama(pool, "nosuch"), "nosuch") is None
+    assert capabilities.of(_on_ollama(pool, "nosuch"), "nosuch") is None
     assert len(fake.calls("/api/show")) == 2  # a failure is not kept: the model may be pulled meanwhile
 
 
 def test_a_server_that_cannot_be_reached_leaves_them_unknown(tmp_path, clock):
     capabilities, pool = _ollama(tmp_path, "http://127.0.0.1:9", clock)  # the discard port: nothing listens
-    assert capabilities.of(PoolTarget(pool, "llama3.2"), "llama3.2") is None
+    assert capabilities.of(_on_ollama(pool, "llama3.2"), "llama3.2") is None
 
 
 def test_an_ollama_that_does_not_show_capabilities_leaves_them_unknown(tmp_path, fake, clock):
@@ -92,7 +98,7 @@ def test_an_ollama_that_does_not_show_capabilities_leaves_them_unknown(tmp_path,
         def json(self):
             return {"modelfile": "", "details": {}}
     pool.default.backend.open = lambda *args, **kwargs: OldAnswer()
-    assert capabilities.of(PoolTarget(pool, "llama3.2"), "llama3.2") is None
+    assert capabilities.of(_on_ollama(pool, "llama3.2"), "llama3.2") is None
 
 
 @pytest.mark.parametrize(("model", "expected"), [

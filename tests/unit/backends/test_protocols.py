@@ -11,13 +11,15 @@ import pytest
 import urllib3
 
 from ollama_proxy.backends import protocols
-from ollama_proxy.backends.ollama import OllamaBackend, PoolTarget
+from ollama_proxy.backends.ollama import OllamaBackend
 from ollama_proxy.backends.openai_compat import ProviderBackend
 from ollama_proxy.backends.pool_servers import PooledResponse
 from ollama_proxy.backends.protocols import Answer, Backend, OllamaShapedAnswer, PassedThroughAnswer, PassthroughBackend
 from ollama_proxy.backends.provider_answer import OllamaAnswer, PassthroughAnswer
 from ollama_proxy.backends.upstream_response import UpstreamResponse
 from ollama_proxy.config import ProviderSettings, RetrySettings, ServiceSettings
+from ollama_proxy.dispatch.dispatcher import OllamaModel
+from ollama_proxy.scheduler.admission import Requester
 
 _CONTEXT_METHODS = ("__enter__", "__exit__")
 
@@ -102,7 +104,7 @@ CLASSES = {
     "OllamaAnswer": (OllamaShapedAnswer, lambda: OllamaAnswer(iter([]), stream=True, fold=lambda chunks: {})),
     "PassthroughAnswer": (PassedThroughAnswer, lambda: PassthroughAnswer(_upstream("text/event-stream"))),
     "OllamaBackend": (Backend, lambda: OllamaBackend(_SERVICE)),
-    "PoolTarget": (Backend, lambda: PoolTarget(SimpleNamespace(), "llama3.2:latest")),
+    "OllamaModel": (Backend, lambda: OllamaModel(SimpleNamespace(pool=None), "llama3.2:latest", Requester())),
     "ProviderBackend": (PassthroughBackend, _provider),
 }
 

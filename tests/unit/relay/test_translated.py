@@ -7,9 +7,11 @@ import json
 import pytest
 from flask import Flask
 
-from ollama_proxy.backends.ollama import PoolTarget
+from ollama_proxy.dispatch.body import OllamaBody
+from ollama_proxy.dispatch.dispatcher import OllamaModel
 from ollama_proxy.relay.translated import open_streams
 from ollama_proxy.routing.routes import Route
+from ollama_proxy.scheduler.admission import Requester
 
 CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -25,15 +27,21 @@ class Upstream:
         pass
 
 
-class RecordingPool:
-    """Keeps the body of every request PoolTarget opens on it."""
+class RecordingDispatcher:
+    """Keeps the bytes of every request a model's backend sends through it."""
+
+    pool = None
 
     def __init__(self):
         self.sent = []
 
-    def open(self, model, method, path, **request):
-        self.sent.append(request["body"])
+    def send(self, model, method, path, who, body=None, **request):
+        self.sent.append(body.encoded() if isinstance(body, OllamaBody) else body)
         return Upstream()
+
+
+def _ollama_route(dispatcher) -> Route:
+    return Route(OllamaModel(dispatcher, "llama3.2:latest", Requester()), "llama3.2", "llama3.2:latest")
 
 
 class RecordingProvider:
@@ -61,10 +69,10 @@ def request_context():
 
 def test_n_choices_of_an_ollama_model_send_the_bytes_of_one_serialisation(monkeypatch):
     serialised = []
-    encode = PoolTarget.encode
-    monkeypatch.setattr(PoolTarget, "encode", staticmethod(lambda body: serialised.append(body) or encode(body)))
-    pool = RecordingPool()
-    route = Route(PoolTarget(pool, "llama3.2:latest"), "llama3.2", "llama3.2:latest")
+    encode = OllamaModel.encode
+    monkeypatch.setattr(OllamaModel, "encode", staticmethod(lambda body: serialised.append(body) or encode(body)))
+    pool = RecordingDispatcher()
+    route = _ollama_route(pool)
     assert len(open_streams(route, "/api/chat", CHAT, 3)) == 3
     assert len(serialised) == 1
     assert len(pool.sent) == 3 and all(sent is pool.sent[0] for sent in pool.sent)
@@ -73,14 +81,14 @@ def test_n_choices_of_an_ollama_model_send_the_bytes_of_one_serialisation(monkey
 
 def test_n_choices_of_a_provider_model_send_one_body():
     provider = RecordingProvider()
-    route = Route(provider, "deepseek:deepseek-chat", "deepseek-chat")
+    route = Route(provider, "deepseek:deepseek-chat", "deepseek-chat", to_provider=True)
     assert len(open_streams(route, "/api/chat", CHAT, 3)) == 3
     assert len(provider.sent) == 3 and all(sent is provider.sent[0] for sent in provider.sent)
     assert provider.sent[0] == {**CHAT, "model": "deepseek-chat", "stream": True}
 
 
 def test_one_choice_sends_its_body_once():
-    pool = RecordingPool()
-    route = Route(PoolTarget(pool, "llama3.2:latest"), "llama3.2", "llama3.2:latest")
+    pool = RecordingDispatcher()
+    route = _ollama_route(pool)
     open_streams(route, "/api/chat", CHAT)
     assert [json.loads(sent) for sent in pool.sent] == [{**CHAT, "model": "llama3.2:latest", "stream": True}]

@@ -15,13 +15,12 @@ import openai
 import pytest
 
 from ollama_proxy.errors import Overloaded, ProxyError, UpstreamError
+from ollama_proxy.observability.ledger import RequestRecord
 from ollama_proxy.relay.streaming import SSE_DONE, ndjson_line, sse_event, sse_named_event
 from ollama_proxy.relay.waiting import (
-    OPENING_KEY,
     AnswerAfterWait,
     Opening,
     ndjson_keepalive,
-    note_sending,
     pings,
     sse_keepalive,
 )
@@ -130,6 +129,7 @@ class Upstream:
 
     def __init__(self) -> None:
         self.environ: dict = {}
+        self.record = RequestRecord("r", "POST", "/api/chat", "-", 0.0, slots_awaited=1)  # as the dispatcher counts
         self.answer = Answer()
         self.error: Exception | None = None
         self._answered = threading.Event()
@@ -141,7 +141,7 @@ class Upstream:
         return self.answer
 
     def send(self) -> None:
-        note_sending(self.environ)
+        self.record.slots_awaited -= 1
 
     def respond(self, error: Exception | None = None) -> None:
         self.error = error
@@ -156,9 +156,8 @@ def upstream():
 
 
 def test_an_answer_that_opens_within_the_interval_is_the_response_as_ever(upstream):
-    upstream.send()  # no opening registered yet: nothing to tell
-    opening = Opening(upstream.environ, upstream.open)
-    assert upstream.environ[OPENING_KEY] is opening and opening.waiting_for_slot
+    opening = Opening(upstream.open, upstream.record)
+    assert opening.waiting_for_slot
     upstream.send()
     upstream.respond()
     assert opening.settle(interval=10.0)
@@ -166,12 +165,12 @@ def test_an_answer_that_opens_within_the_interval_is_the_response_as_ever(upstre
 
 
 def test_a_request_still_waiting_for_its_slot_after_the_interval_starts_its_stream(upstream):
-    opening = Opening(upstream.environ, upstream.open)
+    opening = Opening(upstream.open, upstream.record)
     assert not opening.settle(interval=0.01)
 
 
 def test_a_granted_request_waits_past_the_interval_for_its_answer_in_silence(upstream):
-    opening = Opening(upstream.environ, upstream.open)
+    opening = Opening(upstream.open, upstream.record)
     upstream.send()
     threading.Timer(0.05, upstream.respond).start()
     assert opening.settle(interval=0.01)  # only returned when the answer came
@@ -179,26 +178,27 @@ def test_a_granted_request_waits_past_the_interval_for_its_answer_in_silence(ups
 
 
 def test_with_a_deadline_the_stream_starts_even_after_the_grant(upstream):
-    opening = Opening(upstream.environ, upstream.open)
+    opening = Opening(upstream.open, upstream.record)
     upstream.send()
     assert not opening.settle(interval=10.0, deadline=0.01)
 
 
 def test_a_providers_request_waits_for_no_slot(upstream):
-    opening = Opening(upstream.environ, upstream.open, slots=0)
+    upstream.record.slots_awaited = 0  # nothing of it waits for a slot
+    opening = Opening(upstream.open, upstream.record)
     threading.Timer(0.05, upstream.respond).start()
     assert opening.settle(interval=0.01)
 
 
 def test_why_an_answer_did_not_open_is_raised_where_it_is_taken(upstream):
-    opening = Opening(upstream.environ, upstream.open)
+    opening = Opening(upstream.open, upstream.record)
     upstream.respond(Overloaded(TIMED_OUT))
     with pytest.raises(Overloaded, match="scheduling.max_wait"):
         opening.result()
 
 
 def test_an_answer_that_opens_after_its_response_closed_is_closed(upstream):
-    opening = Opening(upstream.environ, upstream.open)
+    opening = Opening(upstream.open, upstream.record)
     opening.abandon()
     upstream.respond()
     opening.settle(interval=10.0)
@@ -215,7 +215,7 @@ def _body(opening: Opening, environ: dict, relayed: list[bytes] | Exception = ()
 
 
 def test_a_waiting_stream_sends_keepalives_until_its_answer_then_the_answer(upstream):
-    opening = Opening(upstream.environ, upstream.open)
+    opening = Opening(upstream.open, upstream.record)
     body = _body(opening, upstream.environ, [b"answer"])
     assert next(body) == b"."  # at once: the response's headers go out with it
     assert next(body) == b"."
@@ -228,7 +228,7 @@ def test_a_waiting_stream_sends_keepalives_until_its_answer_then_the_answer(upst
 @pytest.mark.parametrize("error", [Overloaded(TIMED_OUT), UpstreamError("model not found", status=404)],
                          ids=["the wait timed out", "an error status"])
 def test_a_waiting_stream_that_fails_ends_with_the_error_in_its_protocol(upstream, error: ProxyError):
-    opening = Opening(upstream.environ, upstream.open)
+    opening = Opening(upstream.open, upstream.record)
     if isinstance(error, Overloaded):
         body = _body(opening, upstream.environ)
         upstream.respond(error)
@@ -239,7 +239,7 @@ def test_a_waiting_stream_that_fails_ends_with_the_error_in_its_protocol(upstrea
 
 
 def test_a_waiting_stream_closed_before_its_answer_closes_the_answer_when_it_comes(upstream):
-    opening = Opening(upstream.environ, upstream.open)
+    opening = Opening(upstream.open, upstream.record)
     body = _body(opening, upstream.environ, [b"answer"])
     assert next(body) == b"."
     body.close()

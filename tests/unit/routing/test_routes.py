@@ -1,23 +1,26 @@
 import pytest
 
 from ollama_proxy.access.auth import Principal
-from ollama_proxy.backends.ollama import PoolTarget
 from ollama_proxy.errors import Forbidden
 from ollama_proxy.routing.routes import Route, Router, body_for
 
 PROVIDERS = {"deepseek": "deepseek-backend", "openrouter": "openrouter-backend"}
 
 
+def _ollama(model, timeout, enforce):
+    """The Ollama servers' backend for a model, as the dispatcher gives it."""
+    return ("ollama", model, timeout, enforce)
+
+
 def test_provider_model_routes_to_the_provider():
-    route = Router("pool", PROVIDERS).resolve("openrouter/anthropic/claude-sonnet-4")
-    assert route == Route("openrouter-backend", "openrouter/anthropic/claude-sonnet-4", "anthropic/claude-sonnet-4")
-    assert route.to_provider
+    route = Router("pool", PROVIDERS, _ollama).resolve("openrouter/anthropic/claude-sonnet-4")
+    assert route == Route("openrouter-backend", "openrouter/anthropic/claude-sonnet-4", "anthropic/claude-sonnet-4",
+                          to_provider=True)
 
 
 def test_ollama_model_routes_to_the_pool():
-    route = Router("pool", PROVIDERS).resolve("hf.co/user/repo:Q4_K_M")
-    assert isinstance(route.backend, PoolTarget) and not route.to_provider
-    assert (route.backend.pool, route.backend.model) == ("pool", "hf.co/user/repo:Q4_K_M")
+    route = Router("pool", PROVIDERS, _ollama).resolve("hf.co/user/repo:Q4_K_M")
+    assert route.backend == ("ollama", "hf.co/user/repo:Q4_K_M", None, {}) and not route.to_provider
     assert route.upstream_model == route.model == "hf.co/user/repo:Q4_K_M"
 
 
@@ -27,7 +30,7 @@ def test_ollama_model_routes_to_the_pool():
 ])
 def test_principal_model_access(model, allowed):
     principal = Principal("alice", "generate", ("llama3*", "deepseek:deepseek-chat"))
-    router = Router("pool", PROVIDERS)
+    router = Router("pool", PROVIDERS, _ollama)
     if allowed:
         assert router.resolve(model, principal).model == model
     else:
@@ -36,7 +39,7 @@ def test_principal_model_access(model, allowed):
 
 
 def test_unrestricted_principal_may_use_any_model():
-    assert Router("pool", PROVIDERS).resolve("anything", Principal("bob", "generate")).model == "anything"
+    assert Router("pool", PROVIDERS, _ollama).resolve("anything", Principal("bob", "generate")).model == "anything"
 
 
 def test_body_for_renames_only_when_the_upstream_name_differs():
@@ -59,16 +62,16 @@ def _models():
 
 
 def test_an_alias_routes_to_its_model_and_keeps_the_name_asked_for():
-    route = Router("pool", PROVIDERS).resolve("gpt-4o", None, _models())
+    route = Router("pool", PROVIDERS, _ollama).resolve("gpt-4o", None, _models())
     assert (route.model, route.upstream_model, route.alias) == ("gpt-4o", "llama3.2:latest", True)
-    assert route.backend.model == "llama3.2:latest"
-    assert route.backend.read_timeout == (900, "models.overrides.llama3.2.defaults.timeout")
+    _, model, timeout, _ = route.backend
+    assert (model, timeout) == ("llama3.2:latest", (900, "models.overrides.llama3.2.defaults.timeout"))
     assert body_for(route, {"model": "gpt-4o", "options": {"seed": 1}}) == {
         "model": "llama3.2:latest", "keep_alive": "1h", "options": {"seed": 1, "num_ctx": 8192}}
 
 
 def test_an_alias_of_a_provider_model_routes_to_the_provider():
-    route = Router("pool", PROVIDERS).resolve("cloud", None, _models())
+    route = Router("pool", PROVIDERS, _ollama).resolve("cloud", None, _models())
     assert (route.backend, route.upstream_model, route.alias) == ("openrouter-backend", "anthropic/claude-sonnet-4",
                                                                   True)
 
@@ -84,7 +87,7 @@ def test_an_alias_of_a_provider_model_routes_to_the_provider():
 ])
 def test_access_through_an_alias(patterns, model, allowed):
     principal = Principal("k", "generate", patterns)
-    router = Router("pool", PROVIDERS)
+    router = Router("pool", PROVIDERS, _ollama)
     if allowed:
         assert router.resolve(model, principal, _models()).model == model
     else:
@@ -93,14 +96,14 @@ def test_access_through_an_alias(patterns, model, allowed):
 
 
 def test_a_body_without_overrides_is_the_same_object():
-    route = Router("pool", PROVIDERS).resolve("qwen3:8b")
+    route = Router("pool", PROVIDERS, _ollama).resolve("qwen3:8b")
     body = {"model": "qwen3:8b"}
     assert body_for(route, body) is body
 
 
 def test_a_provider_s_own_body_gets_only_its_name():
     from ollama_proxy.routing.routes import named_for
-    route = Router("pool", PROVIDERS).resolve("cloud", None, _models())
+    route = Router("pool", PROVIDERS, _ollama).resolve("cloud", None, _models())
     body = {"model": "cloud", "messages": [], "max_tokens": 5}
     assert named_for(route, body) == {"model": "anthropic/claude-sonnet-4", "messages": [], "max_tokens": 5}
 

@@ -55,7 +55,7 @@ def test_a_scheduler_that_did_not_answer_gives_the_message_and_no_rows():
 
 
 def test_the_json_is_the_view_of_what_the_arbiter_answers(client, app, monkeypatch):
-    admission = app.extensions["ollama_proxy.pool"].admission
+    admission = app.extensions["ollama_proxy.dispatcher"].admission
     asked = []
     monkeypatch.setattr(admission, "status", lambda timeout: asked.append(timeout) or STATE)
     answer = client.get("/admin/scheduler.json")
@@ -65,7 +65,7 @@ def test_the_json_is_the_view_of_what_the_arbiter_answers(client, app, monkeypat
 
 
 def test_the_page_carries_its_first_view_and_is_in_the_navigation(client, app, monkeypatch):
-    monkeypatch.setattr(app.extensions["ollama_proxy.pool"].admission, "status", lambda timeout: STATE)
+    monkeypatch.setattr(app.extensions["ollama_proxy.dispatcher"].admission, "status", lambda timeout: STATE)
     page = client.get("/admin/scheduler").get_data(as_text=True)
     assert 'id="scheduler-data" data-url="/admin/scheduler.json"' in page
     assert "webui/ann" in page and 'href="/admin/scheduler"' in page

@@ -1,0 +1,163 @@
+"""Decide which Ollama server runs a request, and when: the one place that does.
+
+A request for a model of the Ollama servers goes:
+
+1. rank the servers that may serve it (``pool_servers.rank``: those that list it, loaded
+   first, then the least busy; failing ones last);
+2. GPU work for scheduled servers waits for the scheduler's grant, which names the
+   server and the load options (``Admission``); other work takes the first server, and
+   one of its lock-file slots where it has ``max_concurrent``;
+3. the body is encoded once, with the granted options (``OllamaBody``);
+4. it is sent; a server that cannot be reached, or answers 5xx before its first byte,
+   is passed over for ``routing.cooldown``, its slot released, and the next one asked;
+5. the answer frees the slot when it closes.
+
+The whole wait for a slot, every try and every fault of the scheduler included, is
+bounded by ``scheduling.max_wait`` from the moment the request asks, and by its client:
+one that leaves is dropped, unsent or cancelled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ollama_proxy.backends.ollama import JsonPosting
+from ollama_proxy.backends.pool import NOT_REACHED, OllamaPool
+from ollama_proxy.backends.pool_servers import PooledResponse, ServerState, rank
+from ollama_proxy.client_watch import cancelled_if_client_leaves
+from ollama_proxy.dispatch.body import OllamaBody
+from ollama_proxy.errors import Overloaded
+from ollama_proxy.greenlets import gevent_active
+from ollama_proxy.scheduler.admission import Admission, Requester
+
+DISPATCHER = "ollama_proxy.dispatcher"  # the app's extension
+# The requests that make a GPU work; listings and management are never queued.
+GPU_PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/v1/audio/transcriptions"})
+
+
+class Dispatcher:
+    """Send requests for Ollama models to the pool's servers, through the scheduler where it decides."""
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether a request may wait for a slot here (a server is scheduled, in a gevent worker)."""
+        return self.admission is not None and gevent_active()
+
+    def __init__(self, pool: OllamaPool, admission: Admission | None, max_wait: float) -> None:
+        self.pool = pool
+        self.admission = admission
+        self.max_wait = max_wait
+
+    def for_model(self, model: str, who: Requester, read_timeout: tuple[float, str] | None = None) -> OllamaModel:
+        """The backend a route for ``model`` sends through: this dispatcher, on behalf of ``who``."""
+        return OllamaModel(self, model, who, read_timeout)
+
+    def send(self, model: str, method: str, path: str, who: Requester, body=None, **request) -> PooledResponse:
+        """Send a request for ``model``; return the open answer of the server that took it."""
+        self.pool.start()
+        now = time.monotonic()
+        candidates = rank(self.pool.servers, model, now)
+        scheduled = [s for s in candidates if s.settings.scheduling]
+        if scheduled and self.admission is not None and path in GPU_PATHS and gevent_active():
+            return self._send_scheduled(model, method, path, who, body, scheduled, now + self.max_wait, request)
+        sent = body.encoded() if isinstance(body, OllamaBody) else body
+        for i, server in enumerate(candidates):
+            answer = self._try(server, self._take_slot(server, who), i == len(candidates) - 1, method, path, who,
+                               False, sent, request)
+            if answer is not None:
+                return answer
+        raise AssertionError("rank() returns at least one server")
+
+    def _send_scheduled(self, model: str, method: str, path: str, who: Requester, body,
+                        candidates: list[ServerState], deadline: float, request: dict) -> PooledResponse:
+        now = time.monotonic()
+        remaining = [s for s in candidates if not s.cooling(now)] or candidates
+        asked = body.asked if isinstance(body, OllamaBody) else {}
+        while remaining:
+            admitted = self.admission.admit(who, model, [s.name for s in remaining], asked, deadline)
+            server = next((s for s in remaining if s.name == admitted.server), None)
+            if server is None:  # a server this worker does not have: no arbiter of ours grants one
+                admitted.release()
+                raise Overloaded(f"the scheduler granted '{admitted.server}', which this worker does not know")
+            remaining.remove(server)
+            sent = body.with_options(admitted.options) if isinstance(body, OllamaBody) else body
+            # Its client is watched until Ollama answers: Ollama sends nothing, headers included, before its
+            # first token, and loading the model or reading a long prompt may take a GPU many seconds.
+            answer = self._try(server, _counted(server, admitted.release), not remaining, method, path, who, True,
+                               sent, request)
+            if answer is not None:
+                return answer
+        raise AssertionError("a scheduled request has at least one candidate")
+
+    def _try(self, server: ServerState, release: Callable[[], None], last: bool, method: str, path: str,
+             who: Requester, watched: bool, body, request: dict) -> PooledResponse | None:
+        """Send to one server holding its slot; None to try the next (it was unreachable or failed, and is not last).
+
+        ``watched``: a client that leaves before Ollama answers (its headers) cancels the request.
+        """
+        try:
+            with cancelled_if_client_leaves(who.environ if watched else None):
+                upstream = server.backend.open(method, path, body=body, **request)
+        except NOT_REACHED as exc:
+            release()
+            self.pool.fail(server, exc.message)
+            if last:
+                raise
+            return None
+        except BaseException:
+            release()
+            raise
+        if upstream.status >= 500:
+            self.pool.fail(server, f"answered status {upstream.status} to {path}")
+            if not last:
+                upstream.close()
+                release()
+                return None
+        return PooledResponse(upstream, server, release)
+
+    def _take_slot(self, server: ServerState, who: Requester) -> Callable[[], None]:
+        """Count a request in; wait for one of a server's lock-file slots at its max_concurrent (scheduling off)."""
+        record = who.record
+        if server.slots is None or record is None:
+            return _counted(server, self.pool.take_slot(server))
+        record.slots_awaited += 1  # a stream waiting this long starts with keepalives
+        try:
+            return _counted(server, self.pool.take_slot(server))
+        finally:
+            record.slots_awaited -= 1
+
+
+def _counted(server: ServerState, release_slot: Callable[[], None]) -> Callable[[], None]:
+    server.in_flight += 1
+
+    def release() -> None:
+        server.in_flight -= 1
+        release_slot()
+    return release
+
+
+class OllamaModel(JsonPosting):
+    """The Ollama servers, for one model and one caller: a route's backend, sending through the dispatcher."""
+
+    def __init__(self, dispatcher: Dispatcher, model: str, who: Requester,
+                 read_timeout: tuple[float, str] | None = None) -> None:
+        self.dispatcher = dispatcher
+        self.pool = dispatcher.pool
+        self.model = model
+        self.who = who
+        self.read_timeout = read_timeout  # the model's own (seconds, setting), from its override's timeout
+        self.name = "ollama"
+        self.describe = "Ollama"
+
+    @staticmethod
+    def encode(body: dict) -> OllamaBody:
+        """The body as ``post_json`` takes it: encoded once, when it is sent, with the options granted."""
+        return OllamaBody(body)
+
+    def open(self, method: str, path: str, *, body=None, **request) -> PooledResponse:
+        if self.read_timeout is not None and "timeout" not in request:
+            seconds, setting = self.read_timeout
+            request.update(timeout=(self.pool.default.backend.settings.connect_timeout, seconds),
+                           timeout_setting=setting)
+        return self.dispatcher.send(self.model, method, path, self.who, body, **request)

@@ -1,0 +1,20 @@
+"""Take who asks for a slot from the current request: its share of the GPUs, its client, its record."""
+
+from __future__ import annotations
+
+from flask import g, has_request_context, request
+
+from ollama_proxy.observability.ledger import current_record
+from ollama_proxy.scheduler.admission import Requester, share_of
+from ollama_proxy.scheduler.options import RELOAD_OPTIONS
+
+
+def current_requester(enforce: dict) -> Requester:
+    """Describe the current request's caller, and which reload options its model's ``enforce`` override sets."""
+    if not has_request_context():
+        return Requester()
+    principal = g.get("principal")
+    record = current_record()
+    end_user = record.end_user if record is not None else None
+    return Requester(share_of(principal, end_user), request.environ, record,
+                     frozenset(name for name in enforce if name in RELOAD_OPTIONS))
