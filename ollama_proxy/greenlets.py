@@ -1,11 +1,29 @@
-"""Whether this process runs greenlets: gunicorn's gevent worker has patched the socket module."""
+"""Whether this process runs greenlets (gunicorn's gevent worker patched the socket module); work kept off its loop."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def gevent_active() -> bool:
     """Say whether gevent has patched the socket module (a gevent worker is running)."""
     monkey = sys.modules.get("gevent.monkey")  # patching imports it; no import on every request
     return monkey is not None and monkey.is_module_patched("socket")
+
+
+def off_loop(work: Callable[[], T]) -> T:
+    """Run ``work`` in a thread of the hub's pool and wait for it, where greenlets run; else here.
+
+    For CPU work long enough to be felt (checking a body of many megabytes): the
+    interpreter hands the GIL between that thread and the event loop every few
+    milliseconds, so the worker's other streams go on meanwhile.
+    """
+    if not gevent_active():
+        return work()
+    import gevent
+
+    return gevent.get_hub().threadpool.apply(work)

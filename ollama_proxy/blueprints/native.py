@@ -48,7 +48,7 @@ from ollama_proxy.routing.routes import (
     router,
     visible_listing,
 )
-from ollama_proxy.schemas.loading import load, parse_json_object, read_request_body
+from ollama_proxy.schemas.loading import checked_body, read_request_body
 from ollama_proxy.schemas.ollama import BODY_SCHEMAS
 
 bp = Blueprint("native", __name__)
@@ -206,8 +206,7 @@ def listing() -> Response:
 def forward_checked() -> Response:
     """Check a JSON body against its endpoint's schema, then send it where it belongs."""
     raw = read_request_body(request)
-    body = parse_json_object(raw)
-    data = load(BODY_SCHEMAS[request.path], body)
+    body, data = checked_body(raw, BODY_SCHEMAS[request.path], current_app.config["SETTINGS"].limits)
     model = data.get("model") or data.get("name") or data.get("source")
     note_model(model)
     if request.path in ROUTED_PATHS:

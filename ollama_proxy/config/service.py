@@ -57,6 +57,15 @@ class ServiceSettings:
 class LimitSettings:
     max_body_bytes: int = setting(
         50 * MiB, validate=AT_LEAST_1, help="largest JSON body (images included); larger is a 413")
+    max_messages: int = setting(
+        20_000, validate=AT_LEAST_1,
+        help="messages one chat may hold (native, OpenAI and Anthropic); more are a 413. Each is checked before the "
+             "request goes on")
+    max_input_items: int = setting(
+        20_000, validate=AT_LEAST_1, help="input items one Responses request may hold; more are a 413")
+    max_tools: int = setting(2_000, validate=AT_LEAST_1, help="tools one request may offer the model; more are a 413")
+    max_images: int = setting(
+        1_000, validate=AT_LEAST_1, help="images one request may hold, over all its messages; more are a 413")
     max_blob_bytes: int = setting(
         64 * 1024 * MiB, validate=AT_LEAST_1,
         help="largest blob upload, streamed to Ollama, never held in memory")

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import cast
 
-from flask import Response, request
+from flask import Response, current_app, request
 
 from ollama_proxy.backends.protocols import PassthroughBackend
 from ollama_proxy.client_watch import watch_client
@@ -31,7 +31,7 @@ from ollama_proxy.relay.streaming import (
 )
 from ollama_proxy.routing.overrides import renamed_event_line, renamed_line, renamed_lines
 from ollama_proxy.routing.routes import Route, named_for, note_routed
-from ollama_proxy.schemas.loading import parse_json_object, read_request_body
+from ollama_proxy.schemas.loading import checked_body, read_request_body
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 def pass_through(route: Route) -> Response:
     """Send the request to the route's provider; relay its answer as it comes."""
     # Only the name changes: overrides are in Ollama's terms, and this body is the provider's own.
-    body = named_for(route, parse_json_object(read_request_body(request)))
+    body = named_for(route, checked_body(read_request_body(request), None, current_app.config["SETTINGS"].limits)[0])
     provider = cast(PassthroughBackend, route.backend)  # the caller checked route.to_provider
     upstream = provider.open_openai(request.path, body, request.headers.items())
     note_routed(route, upstream)

@@ -35,7 +35,7 @@ from ollama_proxy.relay.streaming import (
 )
 from ollama_proxy.relay.waiting import AnswerAfterWait, Opening, keepalive_interval, slots_scheduled
 from ollama_proxy.routing.routes import Route, body_for, note_routed, resolve
-from ollama_proxy.schemas.loading import load, parse_json_object, read_request_body
+from ollama_proxy.schemas.loading import checked_body, read_request_body
 from ollama_proxy.translate.ollama import fold_chunks
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def now() -> int:
 
 def read_body(schema: Schema, end_user: Callable[[dict], str | None] | None = None) -> tuple[dict, Route]:
     """Parse and check the request body, note its model (and ``end_user(body)``) on the record, and route it."""
-    body = load(schema, parse_json_object(read_request_body(request)))
+    body = checked_body(read_request_body(request), schema, current_app.config["SETTINGS"].limits)[1]
     note_model(body["model"])
     if end_user is not None:
         note_end_user(end_user(body))  # before routing: the scheduler's share is the end user's

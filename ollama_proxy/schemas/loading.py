@@ -7,7 +7,13 @@ import json
 from marshmallow import Schema, ValidationError
 
 from ollama_proxy.errors import InvalidRequest, PayloadTooLarge
+from ollama_proxy.greenlets import off_loop
+from ollama_proxy.schemas.counts import check_item_counts
 from ollama_proxy.schemas.field_names import check_field_names
+
+# A body this large is parsed and checked in a thread, not on the event loop: the other streams of its
+# worker go on meanwhile (a valid 6.5 MiB chat takes a second or more to check).
+OFF_LOOP_BYTES = 256 * 1024
 
 
 def read_request_body(request) -> bytes:
@@ -18,6 +24,21 @@ def read_request_body(request) -> bytes:
     if request.content_length is None and limit is not None and len(raw) >= limit:
         raise PayloadTooLarge(f"the request body is larger than the limit ({limit} bytes)")
     return raw
+
+
+def checked_body(raw: bytes, schema: Schema | None, limits) -> tuple[dict, dict | None]:
+    """Parse ``raw``, refuse it past the item bounds of ``limits``, and check it with ``schema`` (if any).
+
+    Returns the body as sent and as the schema loaded it; a large body is checked off the event loop.
+    """
+    bounds = {"messages": limits.max_messages, "input_items": limits.max_input_items, "tools": limits.max_tools,
+              "images": limits.max_images}
+
+    def check() -> tuple[dict, dict | None]:
+        body = parse_json_object(raw)
+        check_item_counts(body, bounds)
+        return body, None if schema is None else load(schema, body)
+    return off_loop(check) if len(raw) > OFF_LOOP_BYTES else check()
 
 
 def parse_json_object(raw: bytes) -> dict:
