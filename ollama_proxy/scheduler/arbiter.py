@@ -45,6 +45,7 @@ class Arbiter:
         self._holder_names = (str(n) for n in itertools.count(1))
         self._ticker = None
         self._reader = None
+        self.stopped = False
 
     def start(self, hold: float, loaded: Callable[[], dict[str, dict[str, dict]]] | None = None,
               every: float = 10.0) -> None:
@@ -59,9 +60,11 @@ class Arbiter:
             self._reader = gevent.spawn(self._read_loaded_forever, loaded, every)
 
     def stop(self) -> None:
+        """Decide no more: its greenlets end, and a message sent by a call is refused (``InProcessLink``)."""
+        self.stopped = True
         for greenlet in (self._ticker, self._reader):
             if greenlet is not None:
-                greenlet.kill()
+                greenlet.kill(block=False)
 
     def _read_loaded_forever(self, loaded: Callable[[], dict[str, dict[str, dict]]], every: float) -> None:
         while True:

@@ -71,13 +71,16 @@ class Candidacy:
         self._leave_office()
 
     def _leave_office(self) -> None:
-        """Stop deciding: this worker's own line closes, and its client dials the next arbiter."""
-        if self._own_link is not None:
-            self._own_link.close()
-            self._own_link = None
-        if self.arbiter is not None:
-            self.arbiter.stop()
-            self.arbiter = None
+        """Stop deciding: this worker's own line closes, and its client dials the next arbiter.
+
+        The arbiter is let go of first: closing the line may let the client dial before this returns.
+        """
+        arbiter, self.arbiter = self.arbiter, None
+        own, self._own_link = self._own_link, None
+        if arbiter is not None:
+            arbiter.stop()
+        if own is not None:
+            own.close()
 
     # what each transport does
 

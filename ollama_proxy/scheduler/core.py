@@ -204,6 +204,15 @@ class Scheduler:
         self.servers[placement.server].adopt(ticket.model, placement.options, now)
         self._run(ticket, placement, now)
 
+    def resize(self, specs: Iterable[ServerSpec]) -> None:
+        """Take new capacities for these servers (an instance's share of them changed); what runs stays counted."""
+        for spec in specs:
+            state = self.servers.get(spec.name)
+            if state is None:
+                self.servers[spec.name] = ServerState(spec)
+            else:
+                state.spec = spec
+
     def learn(self, specs: Iterable[ServerSpec]) -> None:
         """Take servers that requests name and this arbiter was not built with (another worker's or
         instance's configuration: a reload, or instances sharing Redis); a server known stays as it is."""

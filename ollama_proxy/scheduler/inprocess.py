@@ -32,7 +32,7 @@ class InProcessLink:
         self._closed = Event()
 
     def send(self, message: dict) -> None:
-        if self._closed.is_set():
+        if self._closed.is_set() or self._arbiter.stopped:
             raise OSError("the arbiter in this process has stopped")
         self._arbiter.handle(self._answers, message)
 

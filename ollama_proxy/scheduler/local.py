@@ -145,10 +145,12 @@ class LocalScheduler(Candidacy):
 
     def __init__(self, directory: str, build: Callable[[], Scheduler], max_wait: float,
                  loaded: Callable[[], dict] | None = None, every: float = 10.0, *, instance: str | None = None,
-                 **client) -> None:
+                 first_hold: float = 0.0, **client) -> None:
         """``directory`` holds the instance's lock file; ``instance`` names the instance (default: this worker's
-        gunicorn master, ``this_instance``)."""
+        gunicorn master, ``this_instance``). ``first_hold``: an arbiter no worker used grants nothing this long
+        after one comes, while the others come too (the instance's arbiter while Redis is away)."""
         super().__init__(build, max_wait, loaded, every, **client)
+        self._first_hold = first_hold
         self.directory = directory
         self._instance = instance
         self.instance = instance or ""
@@ -194,6 +196,7 @@ class LocalScheduler(Candidacy):
             sock.close()
             return
         worker = SocketLink(sock)
+        self._arrived()
         self._workers.add(worker)
         try:
             for message in worker.messages():
@@ -205,6 +208,22 @@ class LocalScheduler(Candidacy):
             if self.arbiter is not None:
                 self.arbiter.gone(worker)
             worker.close()
+
+    def _connect(self, receive):
+        if self.arbiter is not None:
+            self._arrived()
+        return super()._connect(receive)
+
+    def _arrived(self) -> None:
+        """A worker comes to this arbiter: the first after none, held for ``first_hold``, waits for the others."""
+        arbiter = self.arbiter
+        if self._first_hold and arbiter is not None and not self.in_use:
+            arbiter.scheduler.hold_until = max(arbiter.scheduler.hold_until, arbiter.clock() + self._first_hold)
+
+    @property
+    def in_use(self) -> bool:
+        """Whether any worker's line (this worker's own included) is on this arbiter."""
+        return bool(self._workers) or self._own_link is not None
 
     def resign(self) -> None:
         """Stop being the arbiter (a worker shutting down): the next worker takes over."""

@@ -61,6 +61,8 @@ WORKER_LEASE = 10.0  # seconds a worker's entry lives without renewal: stalls an
 MARGIN = 0.5  # seconds of its lease a leader keeps in hand: past LEASE - MARGIN since a renewal began, it renews first
 FRESH_HOLD = BEAT * 2  # a leader after no term (a first start, or Redis lost its data) grants nothing this long
 TERM_HOLD = 0.25  # a leader after another grants nothing this long, while the workers say what waits
+# Redis unreachable this long, an instance schedules alone: a restart of Redis within it changes nothing.
+FALLBACK_AFTER = BEAT * 3
 
 # KEYS: leader, term. ARGV: me, lease ms, new term. The previous term ('' for none), or nil if another leads.
 _ELECT = """
@@ -173,16 +175,9 @@ class RedisLink:
         self._writer.send(message)
 
     def _write(self, pipe, messages: list[dict]) -> None:
-        held, inbox = _key(f"held:{self.worker}"), _key(f"inbox:{self.term}")
+        inbox = _key(f"inbox:{self.term}")
         for message in messages:
-            op = message["op"]
-            if op in ("end", "cancel"):
-                pipe.hdel(held, message["id"])
-            elif op == "sync":  # what runs, recorded again: Redis may have lost it
-                pipe.delete(held)
-                for running in message["running"]:
-                    pipe.hset(held, running["id"], json.dumps(running))
-                pipe.pexpire(held, int(WORKER_LEASE * 3000))
+            _note_held(pipe, self.worker, message)
             pipe.rpush(inbox, json.dumps({**message, "worker": self.worker}))
 
     def messages(self) -> Iterator[dict]:
@@ -210,6 +205,39 @@ class RedisLink:
     def close(self) -> None:
         self._closed = True
         self._writer.close()
+
+
+def _note_held(pipe, worker: str, message: dict) -> None:
+    """Keep ``held:<worker>`` what the worker runs, as the message it says changes it."""
+    held, op = _key(f"held:{worker}"), message["op"]
+    if op in ("end", "cancel"):
+        pipe.hdel(held, message["id"])
+    elif op == "sync":  # what runs, recorded again: Redis may have lost it
+        pipe.delete(held)
+        for running in message["running"]:
+            pipe.hset(held, running["id"], json.dumps(running))
+        pipe.pexpire(held, int(WORKER_LEASE * 3000))
+
+
+class _LeadersOwnLink(InProcessLink):
+    """The leader's own worker's line to its arbiter: calls, its grants fenced, what it holds kept in Redis too."""
+
+    def __init__(self, arbiter, receive: Callable[[dict], None], term: str, client: redis.Redis, worker: str) -> None:
+        super().__init__(arbiter, lambda message: receive({**message, "term": term}))
+        self._worker = worker
+        self._held = _Writer(client, lambda pipe, messages: [_note_held(pipe, worker, m) for m in messages])
+
+    def send(self, message: dict) -> None:
+        super().send(message)
+        if message["op"] in ("end", "cancel", "sync"):
+            try:
+                self._held.send(message)
+            except OSError:  # Redis failed: the next sync records it again
+                pass
+
+    def close(self) -> None:
+        super().close()
+        self._held.close()
 
 
 class _Replies:
@@ -257,7 +285,9 @@ class SharedScheduler(Candidacy):
         self.term = ""  # the term this worker leads, while it does
         self._instances = 1  # the instances last seen sharing the scheduler
         self._resigned = False
-        self.fallback = LocalScheduler(directory, lambda: build(self._instances), max_wait, loaded, every, **client)
+        self._down_since: float | None = None  # since when Redis has not answered this worker
+        self.fallback = LocalScheduler(directory, lambda: build(self._instances), max_wait, loaded, every,
+                                       first_hold=BEAT * 1.5, **client)
 
     def _forked(self) -> None:
         self._redis = redis.Redis.from_url(self._url, socket_timeout=BEAT * 3, socket_connect_timeout=BEAT)
@@ -269,16 +299,17 @@ class SharedScheduler(Candidacy):
 
     def _connect(self, receive: Callable[[dict], None]):
         if self.arbiter is not None:  # this worker leads: its requests ask by calls, their grants fenced
-            term = self.term
-            self._own_link = InProcessLink(self.arbiter, lambda message: receive({**message, "term": term}))
+            self._own_link = _LeadersOwnLink(self.arbiter, receive, self.term, self._redis, self.worker)
             return self._own_link
         try:
             return self._dial()
         except RedisDown as exc:
+            now = time.monotonic()
+            self._down_since = self._down_since or now
+            if now - self._down_since < FALLBACK_AFTER:
+                raise  # the client tries again: Redis may be back in a moment
             log.warning("%s: this instance schedules alone on its share of the servers", exc)
-            link = self.fallback._connect(receive)
-            gevent.spawn(self._back_to_redis, link)
-            return link
+            return self.fallback._connect(receive)
 
     def _ask(self, receive: Callable[[dict], None]):
         try:
@@ -295,6 +326,7 @@ class SharedScheduler(Candidacy):
             term, leader = self._redis.mget(_key("term"), _key("leader"))
         except redis.RedisError as exc:
             raise RedisDown(f"the scheduler's Redis failed: {exc}") from exc
+        self._down_since = None
         if term is None or leader is None:
             raise NoArbiter("no scheduler leads yet")
         return RedisLink(self._redis, name, term.decode())
@@ -308,11 +340,18 @@ class SharedScheduler(Candidacy):
         return bool(known), term.decode()
 
     def _beat_forever(self) -> None:
-        """Keep this worker in the census; when a term changes or Redis forgot this worker, say all it holds again."""
+        """Keep this worker in the census; when a term changes or Redis forgot this worker, say all it holds again.
+
+        The worker that holds its instance's own arbiter keeps it to the share last seen, and once Redis
+        answers again with a leader, resigns it: all the instance's workers go back to the shared one at once.
+        """
         beaten = False
         while not self._resigned:
             gevent.sleep(BEAT)
             link = self._client._link if self._client is not None else None
+            alone = self.fallback.arbiter
+            if alone is not None:
+                alone.scheduler.resize(scaled(self._specs, self._instances))
             try:
                 known, term = self._beat()
             except redis.RedisError as exc:
@@ -323,19 +362,10 @@ class SharedScheduler(Candidacy):
             if isinstance(link, RedisLink) and (link.term != term or (beaten and not known)):
                 self._client.reconnect()
             beaten = True
-
-    def _back_to_redis(self, link) -> None:
-        """While the instance schedules alone, watch Redis; once a leader answers there, go back to it."""
-        while not self._resigned:
-            gevent.sleep(BEAT)
-            try:
-                term, leader = self._redis.mget(_key("term"), _key("leader"))
-            except redis.RedisError:
-                continue
-            if term is not None and leader is not None:
+            if alone is not None and self.fallback.in_use and term:
                 log.warning("the scheduler's Redis answers again: this instance shares its scheduler again")
-                link.close()  # the client reconnects, to Redis, and says all it holds
-                return
+                self.fallback.resign()  # every worker of the instance dials again, and reaches the shared one
+                gevent.spawn(self.fallback._stand)
 
     def _accept(self, ticket, grant: dict) -> bool:
         """Take a grant for good: recorded in Redis under this worker if its term is still the current one."""

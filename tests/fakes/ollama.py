@@ -200,11 +200,24 @@ class _Turn:
         }
 
 
+BODY_KEY = "fake.body"  # the environ's response body, closed by the handler when the client drops
+
+
 class _Handler(WSGIRequestHandler):
-    """Werkzeug's request handler, speaking HTTP/1.1 (chunked streams) without Nagle delays."""
+    """Werkzeug's request handler, speaking HTTP/1.1 (chunked streams) without Nagle delays.
+
+    A client that resets its connection mid-answer makes werkzeug skip the body's ``close()``
+    (reading what is left on the socket fails first): closed here, so the request's slot is
+    freed as Ollama frees it when a request's context is cancelled.
+    """
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
+
+    def connection_dropped(self, error: BaseException, environ: dict | None = None) -> None:
+        body = (environ or {}).get(BODY_KEY)
+        if body is not None and hasattr(body, "close"):
+            body.close()
 
 
 class FakeOllama(CloudRoutes, AudioRoutes):
@@ -354,7 +367,8 @@ class FakeOllama(CloudRoutes, AudioRoutes):
 
     def _wsgi(self, environ: dict, start_response: Callable) -> Any:
         """Answer one WSGI request."""
-        return self._respond(Request(environ))(environ, start_response)
+        body = environ[BODY_KEY] = self._respond(Request(environ))(environ, start_response)
+        return body
 
     def _respond(self, request: Request) -> Response:
         """Record the request, then answer it as Ollama's router and middleware would."""

@@ -47,6 +47,10 @@ class RedisServer:
             except redis.ConnectionError:
                 return False
 
+    def halt(self) -> None:
+        """Stop the server and keep its port: ``start`` brings it back, with nothing of what it held."""
+        stop_process(self.process, 10)
+
     def stop(self) -> None:
         stop_process(self.process, 10)
         shutil.rmtree(self.dir, ignore_errors=True)
