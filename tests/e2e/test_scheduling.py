@@ -483,3 +483,46 @@ def _deciding(redis_url: str, instances):
     leader = redis.Redis.from_url(redis_url).get("ollama-proxy:scheduler:leader")
     pid = int(leader.decode().split("/")[1]) if leader else None
     return next((p for p in instances if pid in processes.workers(p.process.pid)), None)
+
+
+def _transcription_form(model: str) -> tuple[bytes, str]:
+    boundary = "audio-b0undary"
+    parts = [('Content-Disposition: form-data; name="model"', model.encode()),
+             ('Content-Disposition: form-data; name="file"; filename="a.wav"\r\nContent-Type: audio/wav', b"RIFF" * 64)]
+    body = b"".join(f"--{boundary}\r\n{head}\r\n\r\n".encode() + value + b"\r\n" for head, value in parts)
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_an_audio_transcription_waits_for_its_slot_as_a_chat_does(start_proxy):
+    """Ollama runs a transcription as a chat on the model: the proxy admits it, and drops one whose client left."""
+    gpu = FakeOllama(num_parallel=1, max_loaded_models=1).start()
+    try:
+        gpu.script("llama3.2", reply=" ".join(["word"] * 10), chunk_delay=0.15)
+        proxy = start_proxy(base_config(gpu.url, scheduling=True, num_parallel=1, max_loaded_models=1), workers=2)
+        body, content_type = _transcription_form("llama3.2")
+        headers = {**auth(GENERATE), "Content-Type": content_type}
+        with ThreadPoolExecutor(2) as pool:
+            chat = pool.submit(_chat, proxy, GENERATE, "holds the only slot")
+            assert wait_for(lambda: any(r.started_at for r in gpu.scheduler.records()))
+            transcribed = pool.submit(requests.post, proxy.url + "/v1/audio/transcriptions", data=body,
+                                      headers=headers, timeout=30)
+            assert wait_for(lambda: _waiting(proxy) == 1)  # in the proxy's queue, not in Ollama's
+            assert chat.result() == 200
+            answer = transcribed.result()
+        assert answer.status_code == 200 and answer.json()["text"]
+        chat_run, audio_run = gpu.scheduler.records()
+        assert audio_run.queued_at >= chat_run.finished_at - 0.05  # sent when the slot freed, never beside it
+        # One whose client leaves while it waits is never sent.
+        gpu.script("llama3.2", reply=" ".join(["word"] * 10), chunk_delay=0.3)
+        with ThreadPoolExecutor(1) as pool:
+            chat = pool.submit(_chat, proxy, GENERATE, "holds the slot again")
+            assert wait_for(lambda: len(gpu.scheduler.records()) == 3)
+            leaving = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
+            leaving.request("POST", "/v1/audio/transcriptions", body, headers)
+            assert wait_for(lambda: _waiting(proxy) == 1)
+            leaving.close()
+            assert wait_for(lambda: _waiting(proxy) == 0)
+            assert chat.result() == 200
+        assert len(gpu.calls("/v1/audio/transcriptions")) == 1
+    finally:
+        gpu.stop()

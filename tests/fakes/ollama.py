@@ -567,6 +567,10 @@ class FakeOllama(CloudRoutes, AudioRoutes):
 
     # Models
 
+    def _behavior_of(self, name: str) -> Behavior:
+        """How the model answers: as scripted, else the default."""
+        return self._scripts.get(_canonical(name).lower(), Behavior())
+
     def _model_of(self, body: dict, *, or_name: bool = False) -> tuple[str, Behavior]:
         """Return the requested model name and its behavior, after its scripted delay and status.
 
@@ -576,7 +580,7 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         requested = body.get("model") or (body.get("name") if or_name else None)
         if not isinstance(requested, str) or not requested:
             abort(_error(400, "model is required"))
-        behavior = self._scripts.get(_canonical(requested).lower(), Behavior())
+        behavior = self._behavior_of(requested)
         self._pause(behavior.first_byte_delay)
         if behavior.status:
             abort(_error(behavior.status, behavior.error))

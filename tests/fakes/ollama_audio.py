@@ -9,6 +9,8 @@ test can tell the whole file arrived.
 
 from __future__ import annotations
 
+import time
+
 from werkzeug.wrappers import Request, Response
 
 from tests.fakes.ollama_cloud import json_answer
@@ -33,11 +35,11 @@ class AudioRoutes:
     def _transcribe(self, request: Request, recorded) -> Response:
         """Answer /v1/audio/transcriptions from the form, as a chat on the model would."""
         try:
-            return self._transcription(request)
+            return self._transcription(request, recorded)
         finally:
             request.close()  # the form's files, spooled to temporary files
 
-    def _transcription(self, request: Request) -> Response:
+    def _transcription(self, request: Request, recorded) -> Response:
         if request.mimetype != "multipart/form-data":
             return openai_error(400, "failed to parse multipart form: request Content-Type isn't multipart/form-data")
         model = request.form.get("model", "")
@@ -52,10 +54,16 @@ class AudioRoutes:
         name = self._find(model)
         if name is None:
             return openai_error(404, f'model "{model}" not found, try pulling it first')
-        behavior = self._scripts.get(name.lower())
-        if behavior is not None and behavior.status is not None:
+        behavior = self._behavior_of(name)
+        if behavior.status is not None:
             return openai_error(behavior.status, behavior.error)
-        text = behavior.reply if behavior is not None and behavior.reply is not None else transcript(audio)
-        if request.form.get("response_format") == "text":
-            return Response(text.strip(), content_type="text/plain")
-        return json_answer({"text": text.strip()})
+        text = (behavior.reply if behavior.reply is not None else transcript(audio)).strip()
+        # The chat Ollama makes of it runs as any other: in one of the model's slots, a token a chunk_delay.
+        lease = self._admit(request, recorded, name, {}, behavior)
+
+        def answer() -> Response:
+            time.sleep(behavior.chunk_delay * len(text.split()))
+            if request.form.get("response_format") == "text":
+                return Response(text, content_type="text/plain")
+            return json_answer({"text": text})
+        return lease.hold(answer)
