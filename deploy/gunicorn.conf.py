@@ -124,10 +124,35 @@ def _admission(worker):
 
 
 def child_exit(server, worker):
-    """Stop counting an exited worker's in-flight responses; its counts stay in the sums."""
+    """Stop counting an exited worker's in-flight responses (its counts stay in the sums); free its slots."""
     from ollama_proxy.observability import multiproc
 
     multiproc.worker_exited(os.environ[MULTIPROC_ENV], worker.pid)
+    _forget_in_the_shared_scheduler(worker.pid)
+
+
+def _forget_in_the_shared_scheduler(pid):
+    """Tell the scheduler that instances share through Redis (if they do) that a worker exited, from a child.
+
+    Its slots are free at once, not after its lease lapses. The master never imports redis: a forked
+    child reads the settings, does it, and exits; gunicorn reaps it as any child that is no worker.
+    """
+    master = os.getpid()
+    if os.fork() != 0:
+        return
+    status = 0
+    try:
+        from ollama_proxy.config import load_settings
+
+        url = load_settings().ratelimit.storage_url
+        if url.startswith(("redis://", "rediss://", "unix://")):
+            from ollama_proxy.scheduler.shared import forget_worker
+
+            forget_worker(url, master, pid)
+    except Exception:  # the lease lapses in its time anyway
+        status = 1
+    finally:
+        os._exit(status)
 
 
 def on_exit(server):

@@ -5,7 +5,8 @@ scheduler does: a number of slots per loaded model, a FIFO behind them, load tim
 request's num_ctx differs, a token rate, and a waiting request dropped when its client leaves.
 Four scenarios, each run straight to the servers and through the proxy (two gevent workers):
 noisy neighbour (noisy.py; its people ask on a beat, then, in a second run, each a while after
-reading an answer), thrash (thrash.py), warm or cold (warm.py) and abandonment (abandon.py). docs/benchmarks.md says how to read them.
+reading an answer), thrash (thrash.py), warm or cold (warm.py) and abandonment (abandon.py).
+docs/benchmarks.md says how to read them.
 """
 
 from __future__ import annotations

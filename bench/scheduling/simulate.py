@@ -79,8 +79,9 @@ class Run:
 
 
 def simulate(job_class: str, reading: bool, seconds: float, gap: float = 0.0,
-             bounds: Bounds = Bounds()) -> tuple[list[float], float]:
-    """Run the load; return the people's waits and the slot use while anything waited."""
+             bounds: Bounds | None = None) -> tuple[list[float], float]:
+    """Run the load; return the people's waits and the slot use while anything waited (bounds: the settings')."""
+    bounds = bounds or Bounds()
     specs = [ServerSpec("a", 2, 1), ServerSpec("b", 2, 1)]
     scheduler = PacedScheduler(specs, bounds, gap=gap) if gap else Scheduler(specs, bounds)
     for server in scheduler.servers.values():

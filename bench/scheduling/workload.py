@@ -2,8 +2,9 @@
 
 The job keeps a number of long answers in flight until the people are done; the people ask
 for a given time, each on a beat of their own (staggered; a beat missed while waiting for an
-answer is skipped) or, reading each answer, a while after it came; they finish their last question; then the job is stopped (its connections
-closed), so the queue's pressure lasts as long as anyone waits.
+answer is skipped) or, reading each answer, a while after it came; they finish their last
+question; then the job is stopped (its connections closed), so the queue's pressure lasts as
+long as anyone waits.
 """
 
 from __future__ import annotations

@@ -97,10 +97,10 @@ def address(instance: str) -> str:
 def this_instance() -> str:
     """This worker's instance: its gunicorn master's pid and start time (a pid alone may be reused)."""
     master = os.getppid()
-    return f"{master}-{_start_time(master)}"
+    return f"{master}-{start_time(master)}"
 
 
-def _start_time(pid: int) -> str:
+def start_time(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[19]
@@ -116,7 +116,7 @@ def remove_stale_locks(directory: str) -> None:
     """Remove the lock files of instances that are gone (their master's pid is dead, or another process's)."""
     for name in os.listdir(directory) if os.path.isdir(directory) else ():
         found = _LOCK_NAME.fullmatch(name)
-        if found and _start_time(int(found["pid"])) != found["started"]:
+        if found and start_time(int(found["pid"])) != found["started"]:
             try:
                 os.unlink(os.path.join(directory, name))
             except OSError:

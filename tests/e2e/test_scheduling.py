@@ -311,7 +311,8 @@ def _anthropic_asker(proxy, token: str):
 
 @pytest.mark.parametrize("asker", [_openai_asker, _anthropic_asker], ids=["openai-user", "anthropic-metadata"])
 @pytest.mark.parametrize("trusted, newcomer_last", [(True, False), (False, True)])
-def test_a_trusted_front_end_may_name_its_users_in_the_body(scheduled, fakes, warm, keys, asker, trusted, newcomer_last):
+def test_a_trusted_front_end_may_name_its_users_in_the_body(scheduled, fakes, warm, keys, asker, trusted,
+                                                             newcomer_last):
     client, ask = asker(scheduled, keys["webui" if trusted else "script"])  # one client, as an application has
     _slow_answers(fakes)
     with client, ThreadPoolExecutor(9) as pool:

@@ -172,8 +172,9 @@ def test_loads_started_and_reloads_spared_are_counted_by_server(start, options, 
 
 def test_a_scrape_shows_the_state_the_scheduler_answers_with():
     metrics = ProxyMetrics(MetricsSettings(enabled=True, tokens=(), key_names=False))
+    runner = {"model": "m", "options": {}, "busy": 1, "slots": 2, "lent": 0, "reserved": False}
     state = {"servers": [{"name": "gpu1", "slots": 2, "busy": 1, "num_parallel": 2, "max_loaded_models": 1,
-                          "models": [{"model": "m", "options": {}, "busy": 1, "slots": 2, "lent": 0, "reserved": False}]}],
+                          "models": [runner]}],
              "running": [], "waiting": [{"principal": "p", "class": "batch", "weight": 1.0, "model": "m",
                                          "asked": {}, "waited": 1.0, "servers": ["gpu1"]}]}
     metrics.scheduler_status = lambda: state

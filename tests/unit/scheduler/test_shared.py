@@ -5,7 +5,7 @@ import json
 import pytest
 import redis
 
-from ollama_proxy.scheduler import shared, wire
+from ollama_proxy.scheduler import redis_lines, wire
 from ollama_proxy.scheduler.arbiter import Arbiter
 from ollama_proxy.scheduler.client import SchedulerClient
 from ollama_proxy.scheduler.core import Scheduler, Ticket
@@ -42,11 +42,11 @@ def _grant(ticket_id: str, term: str) -> dict:
 
 
 def test_a_grant_is_taken_only_while_its_term_is_the_current_one(worker, store):
-    store.set(shared.PREFIX + "term", "term-1")
+    store.set(redis_lines.PREFIX + "term", "term-1")
     assert worker._accept(_ticket("t1"), _grant("t1", "term-1"))
-    store.set(shared.PREFIX + "term", "term-2")  # another leader took office
+    store.set(redis_lines.PREFIX + "term", "term-2")  # another leader took office
     assert not worker._accept(_ticket("t2"), _grant("t2", "term-1"))  # the deposed one's grant, however late
-    held = store.hgetall(shared.PREFIX + f"held:{worker.worker}")
+    held = store.hgetall(redis_lines.PREFIX + f"held:{worker.worker}")
     assert list(held) == [b"t1"]
     record = json.loads(held[b"t1"])  # what a new leader adopts: the whole ticket, where it runs
     assert wire.ticket_of(record).share.principal == "alice" and wire.placement_of(record).server == "gpu1"
@@ -64,8 +64,8 @@ def test_a_grant_of_the_instances_own_arbiter_needs_no_term(worker):
 
 
 def test_a_beat_says_whether_redis_knew_the_worker_and_the_current_term(worker, store):
-    store.set(shared.PREFIX + "term", "term-1")
-    store.set(shared.PREFIX + "instances", 3)
+    store.set(redis_lines.PREFIX + "term", "term-1")
+    store.set(redis_lines.PREFIX + "instances", 3)
     assert worker._beat() == (False, "term-1")  # its first: unknown until now
     assert worker._beat() == (True, "term-1")
     assert worker._instances == 3
@@ -75,17 +75,17 @@ def test_a_beat_says_whether_redis_knew_the_worker_and_the_current_term(worker, 
 
 def test_the_census_frees_the_slots_of_a_worker_whose_entry_lapsed(worker, store, monkeypatch):
     arbiter = Arbiter(Scheduler(SPECS))
-    replies = shared._Replies(store, "term-1")
+    replies = redis_lines.Replies(store, "term-1")
     workers = {}
-    gone = shared._RedisWorker(replies, "host:1-1/7/gone")
+    gone = redis_lines.RedisWorker(replies, "host:1-1/7/gone")
     workers[gone.worker] = gone
     arbiter.handle(gone, wire.sync([wire.running(_ticket("t1"), wire.placement_of(_grant("t1", "")))], []))
-    store.zadd(shared.PREFIX + "workers", {gone.worker: 1})  # its lease ran out long ago
-    store.hset(shared.PREFIX + f"held:{gone.worker}", "t1", "{}")
+    store.zadd(redis_lines.PREFIX + "workers", {gone.worker: 1})  # its lease ran out long ago
+    store.hset(redis_lines.PREFIX + f"held:{gone.worker}", "t1", "{}")
     assert arbiter.scheduler.servers["gpu1"].running == 1
     worker._census(arbiter, workers, replies)
     assert arbiter.scheduler.servers["gpu1"].running == 0 and not workers
-    assert not store.exists(shared.PREFIX + f"held:{gone.worker}")
+    assert not store.exists(redis_lines.PREFIX + f"held:{gone.worker}")
     replies.close()
 
 
