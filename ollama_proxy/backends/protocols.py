@@ -1,9 +1,10 @@
 """Say what the rooms outside backends/ may rely on: a backend, and the answer it opens.
 
-Several classes have each shape: a backend is one Ollama server, the pool bound
-to a model, or an OpenAI-compatible provider; an answer is urllib3's read as it
-arrives, the pool's (which frees its server's slot when closed), or a provider's,
-translated into Ollama's chunks or passed through. Routing, the relay and the
+Several classes have each shape: a backend is one Ollama server, the Ollama
+servers for one model through the dispatcher, or an OpenAI-compatible provider;
+an answer is urllib3's read as it arrives, the dispatcher's (which frees its
+server's slot when closed), or a provider's, translated into Ollama's chunks or
+passed through. Routing, the relay and the
 blueprints hold them by these protocols and never ask which class they hold.
 Every class is checked against its protocol by a unit test, signatures included.
 """

@@ -1,0 +1,53 @@
+"""The messages between workers and the arbiter: what goes out comes back the same; what is no message is said."""
+
+import pytest
+
+from ollama_proxy.errors import Overloaded, RateLimited
+from ollama_proxy.scheduler import wire
+from ollama_proxy.scheduler.core import Grant, Ticket
+from ollama_proxy.scheduler.fairness import BATCH, Share
+from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
+
+TICKET = Ticket("t1", Share("team/ann", 2.0, BATCH), "llama3.2:latest", ("gpu1", "gpu2"), {"num_ctx": 8192},
+                frozenset({"num_ctx"}))
+SPECS = [ServerSpec("gpu1", 2, 1, None), ServerSpec("gpu2", 4, 2, 6)]
+
+
+def test_a_ticket_its_servers_and_where_it_runs_come_back_as_they_went():
+    placement = Placement("gpu2", Start.RELOAD, {"num_ctx": 8192})
+    message = wire.decode(wire.encode(wire.running(TICKET, placement, SPECS)))
+    assert wire.ticket_of(message) == TICKET
+    assert wire.specs_of(message) == SPECS
+    assert wire.placement_of(message) == placement
+
+
+def test_a_grant_comes_back_as_it_went():
+    granted = Grant("t1", Placement("gpu1", Start.LOAD, {}, evict="qwen3:8b"), 1.5)
+    assert wire.grant_of(wire.decode(wire.encode(wire.grant(granted)))) == granted
+
+
+def test_a_sync_holds_what_runs_and_what_waits():
+    message = wire.decode(wire.encode(wire.sync([wire.running(TICKET, Placement("gpu1", Start.WARM, {}))],
+                                                [wire.submit(TICKET)])))
+    assert [wire.ticket_of(m).id for m in message["running"] + message["waiting"]] == ["t1", "t1"]
+
+
+@pytest.mark.parametrize("line", [b"not json", b"[1, 2]", b'{"id": "x"}', b'{"op": 3}'])
+def test_a_line_that_is_no_message_is_said_to_be_bad(line):
+    with pytest.raises(wire.BadMessage):
+        wire.decode(line)
+
+
+def test_a_refusal_comes_back_as_the_same_error():
+    late = wire.error_of(wire.refused("t1", RateLimited("too many waiting", retry_after=7)))
+    assert isinstance(late, RateLimited) and late.retry_after == 7
+    full = Overloaded("full")
+    full.retry_after = 3
+    assert isinstance(wire.error_of(wire.refused("t1", full)), Overloaded)
+
+
+def test_a_ran_report_with_counts_that_are_no_numbers_is_bad():
+    report = wire.ran(Share("ann"), "m", "gpu1", 3, 1.5)
+    assert wire.ran_of(report)[3:] == (3, 1.5)
+    with pytest.raises(wire.BadMessage):
+        wire.ran_of({**report, "requests": "many"})
