@@ -26,4 +26,14 @@ def off_loop(work: Callable[[], T]) -> T:
         return work()
     import gevent
 
-    return gevent.get_hub().threadpool.apply(work)
+    done, outcome = gevent.get_hub().threadpool.apply(_outcome_of, (work,))
+    if not done:
+        raise outcome  # here, as if it had run here: the pool would print it as a fault of its own
+    return outcome
+
+
+def _outcome_of(work: Callable[[], T]) -> tuple[bool, object]:
+    try:
+        return True, work()
+    except Exception as exc:
+        return False, exc

@@ -42,11 +42,12 @@ class RedactingFormatter(logging.Formatter):
 
 
 class RepeatLimit(logging.Filter):
-    """Let at most ``burst`` records of one kind (logger, level, message template) through per ``window`` seconds.
+    """Let at most ``burst`` warnings of one kind (logger, level, message template) through per ``window`` seconds.
 
     A fault that repeats (a lost connection retried, a bad message sent again and again) is
     said a few times, then once a window with how many were left out, instead of flooding the
-    log. One filter serves every handler of a logger: a record is judged once.
+    log. Informational lines (a request's own events: its client left, tools it left out) are
+    all written. One filter serves every handler of a logger: a record is judged once.
     """
 
     def __init__(self, burst: int = 5, window: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -57,6 +58,8 @@ class RepeatLimit(logging.Filter):
         self._seen: dict[tuple, list] = {}  # kind -> [window start, let through, left out]
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
         judged = getattr(record, "_repeat_limit", None)
         if judged is None:
             judged = record._repeat_limit = self._judge(record)

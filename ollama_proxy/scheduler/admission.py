@@ -68,7 +68,8 @@ class Admission:
 
     def stand(self) -> None:
         """Join the instance's scheduler now (a worker starting), not at the first request."""
-        self._client()
+        if gevent_active():
+            self._client().join()
 
     def resign(self) -> None:
         """Stop deciding, if this worker does (a worker exiting): the next one takes over at once."""

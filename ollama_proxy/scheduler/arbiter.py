@@ -46,6 +46,7 @@ class Arbiter:
         self._ticker = None
         self._reader = None
         self.stopped = False
+        self._expected: set = set()  # the workers a new arbiter waits to hear from before it grants (their peer)
 
     def start(self, hold: float, loaded: Callable[[], dict[str, dict[str, dict]]] | None = None,
               every: float = 10.0) -> None:
@@ -58,6 +59,12 @@ class Arbiter:
         self._ticker = gevent.spawn(self._tick_forever, hold)
         if loaded is not None:
             self._reader = gevent.spawn(self._read_loaded_forever, loaded, every)
+
+    def expect(self, workers: set) -> None:
+        """Grant nothing, within the hold, until each of ``workers`` (their ``peer``) has said all it holds."""
+        self._expected = set(workers)
+        if not self._expected:
+            self.scheduler.hold_until = min(self.scheduler.hold_until, self.clock())
 
     def stop(self) -> None:
         """Decide no more: its greenlets end, and a message sent by a call is refused (``InProcessLink``)."""
@@ -151,6 +158,16 @@ class Arbiter:
                 _send(worker, wire.grant(Grant(ticket.id, run.placement, now - run.started)))
             elif ticket.id not in self.scheduler.waiting:
                 self._submit_ticket(worker, ticket, now)
+        self._heard(worker, now)
+
+    def _heard(self, worker: Worker, now: float) -> None:
+        """A worker said all it holds: once every one expected has, the hold ends and what waits is granted."""
+        if not self._expected:
+            return
+        self._expected.discard(getattr(worker, "peer", None))
+        if not self._expected and now < self.scheduler.hold_until:
+            self.scheduler.hold_until = now
+            self._deliver(self.scheduler.dispatch(now))
 
     def gone(self, worker: Worker) -> None:
         """A worker is gone: drop what it waits for, free what it holds, take back what it borrowed."""

@@ -35,7 +35,10 @@ from ollama_proxy.scheduler.options import unify
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
 
 log = logging.getLogger(__name__)
-RECONNECT_DELAY = 0.02  # seconds before the second try to reach a new arbiter, doubled each try
+RECONNECT_DELAY = 0.02  # seconds between tries to reach a new arbiter, for the first RECONNECT_QUICKLY seconds
+# A new arbiter takes office the moment the last one's worker is gone, and grants nothing for half a second
+# while the workers say what they hold: they try often at first, then ever less often, up to RECONNECT_MAX.
+RECONNECT_QUICKLY = 1.0
 RECONNECT_MAX = 0.5  # the longest wait between two tries
 # A free slot is granted within this: no greenlet is spent watching the client of a request that never waits.
 PROMPT_GRANT = 0.005
@@ -90,6 +93,7 @@ class SchedulerClient:
         self._borrow = borrow
         self._specs = {spec.name: spec for spec in specs}
         self._accept = accept or (lambda ticket, grant: True)
+        self._at_once = accept is None  # nothing fences a grant: it is taken as it arrives (``_take_grant``)
         self._unreachable_timeout = unreachable_timeout
         self._link: Link | None = None
         self._connector = None  # the greenlet that opens the line, while there is none
@@ -101,6 +105,10 @@ class SchedulerClient:
         self._untold: dict[str, float] = {}  # ticket -> when it started on a loan, until the arbiter is told
         self._ran: dict[tuple[str, str, str], list] = {}  # (principal, model, server) -> [share, requests, seconds]
         self._teller = None  # the greenlet that tells the arbiter of those after REPORT_AFTER
+
+    def join(self) -> None:
+        """Open the line now (a worker starting): a new arbiter then hears from every worker, not only busy ones."""
+        self._connecting()
 
     def admit(self, ticket: Ticket, watch: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
               deadline: float | None = None) -> Grant:
@@ -128,6 +136,8 @@ class SchedulerClient:
                 stop_watching = watch(lambda: self._tell_waiting(ticket.id, {"op": "left"})) if watch else None
             while message is None or message["op"] == "grant":
                 if message is not None:
+                    if ticket.id in self._running:  # taken as it arrived
+                        break
                     self._waiting[ticket.id] = (ticket, result := AsyncResult())  # what comes meanwhile is kept
                     if self._accept(ticket, message):
                         break
@@ -138,9 +148,10 @@ class SchedulerClient:
             self._waiting.pop(ticket.id, None)
         op = message["op"]
         if op == "grant":
-            granted = wire.grant_of(message)
+            granted = self._running[ticket.id][1] if ticket.id in self._running else wire.grant_of(message)
             self._running[ticket.id] = (ticket, granted)
             return granted
+        self._running.pop(ticket.id, None)  # granted just as it gave up: the cancel below ends it
         if op != "refused":
             self._post({"op": "cancel", "id": ticket.id})
         if op == "left":
@@ -296,7 +307,7 @@ class SchedulerClient:
 
     def _open_line(self) -> None:
         """Try to open the line until it opens, backing off; say all this worker holds on it."""
-        delay = RECONNECT_DELAY
+        delay, began = RECONNECT_DELAY, time.monotonic()
         while self._link is None:
             try:
                 link = self._connect(self.receive)
@@ -309,7 +320,8 @@ class SchedulerClient:
                     for ticket_id in list(self._waiting):
                         self._tell_waiting(ticket_id, {"op": "unreachable"})
                 gevent.sleep(delay)
-                delay = min(delay * 2, RECONNECT_MAX)
+                if now - began >= RECONNECT_QUICKLY:
+                    delay = min(delay * 2, RECONNECT_MAX)
                 continue
             self._opened(link)
 
@@ -345,8 +357,24 @@ class SchedulerClient:
             if self._loans.pop(message["loan"], None) is not None:
                 # Not from here: the arbiter of this very worker may be sending this, in the middle of a decision.
                 gevent.spawn(self._give_back, message["loan"])
+        elif op == "grant" and self._at_once:
+            self._take_grant(message)
         else:
             self._tell_waiting(message["id"], message)
+
+    def _take_grant(self, message: dict) -> None:
+        """Count a granted request as running the moment its grant arrives, then wake it.
+
+        Not when its greenlet next runs: the line may break meanwhile, and the ``sync`` that opens the
+        next one must say it runs, or the next arbiter takes its slot for free.
+        """
+        waiting = self._waiting.get(message["id"])
+        if waiting is None or waiting[1].ready():
+            return
+        ticket, result = waiting
+        del self._waiting[ticket.id]
+        self._running[ticket.id] = (ticket, wire.grant_of(message))
+        result.set(message)
 
     def _read(self, link: Link) -> None:
         try:
@@ -358,8 +386,7 @@ class SchedulerClient:
         except OSError as exc:
             log.warning("the scheduler connection failed: %s", exc)
         self._lost(link)
-        if self._waiting or self._running:
-            self._connecting()  # say what waits and runs to the arbiter's successor
+        self._connecting()  # say what waits and runs (or that nothing does) to the arbiter's successor
 
     def reconnect(self) -> None:
         """Close the line: the client opens a new one and says all it holds on it (a new term, a lost record)."""

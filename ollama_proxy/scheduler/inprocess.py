@@ -8,6 +8,7 @@ resigns, or loses the lead); the client then connects to the next arbiter.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 from gevent.event import Event
@@ -21,6 +22,7 @@ class _Answers:
     def __init__(self, receive: Callable[[dict], None]) -> None:
         self.send = receive
         self.tickets: set[str] = set()
+        self.peer = os.getpid()  # the worker it is: the arbiter's own
 
 
 class InProcessLink:

@@ -32,9 +32,12 @@ from ollama_proxy.scheduler.candidacy import Candidacy
 from ollama_proxy.scheduler.core import Scheduler
 
 log = logging.getLogger(__name__)
-# An arbiter taking over from a sibling grants nothing for this long, while the workers reconnect and say
-# which slots they hold.
+# An arbiter taking over from a sibling grants nothing until every worker of the instance that may hold a
+# slot has said what it holds (at most TAKEOVER_MAX seconds: one may be stopped), or for TAKEOVER_HOLD where
+# it cannot tell its siblings (an instance named by hand, as in tests).
 TAKEOVER_HOLD = 0.5
+TAKEOVER_MAX = 3.0
+NEWBORN = 1.0  # seconds: a sibling younger than this started after the last arbiter died, and holds nothing
 _LOCK_NAME = re.compile(r"\.scheduler-(?P<pid>\d+)-(?P<started>\d+)\.lock")
 
 
@@ -44,6 +47,7 @@ class SocketLink:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.tickets: set[str] = set()
+        self.peer: int | None = None  # the worker's pid, on the arbiter's side
         self._pending: list[bytes] = []  # what the writer sends next, in order
         self._ready = Event()
         self._closing = False
@@ -108,6 +112,28 @@ def start_time(pid: int) -> str:
         return "0"
 
 
+def siblings(master: int, older_than: float) -> set[int]:
+    """The other live processes of ``master`` (the instance's workers) started more than ``older_than`` seconds ago."""
+    found = set()
+    try:
+        with open("/proc/uptime") as uptime:
+            now = float(uptime.read().split()[0])
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return found
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == master and fields[0] != "Z" and now - int(fields[19]) / ticks > older_than:
+            found.add(int(entry))
+    return found
+
+
 def lock_path(directory: str, instance: str) -> str:
     return os.path.join(directory, f".scheduler-{instance}.lock")
 
@@ -125,9 +151,15 @@ def remove_stale_locks(directory: str) -> None:
 
 def same_user(sock: socket.socket) -> bool:
     """Whether the peer runs as this process's user: an abstract socket has no file permissions to say so."""
-    credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", credentials)
-    return uid == os.getuid()
+    return _credentials(sock)[1] == os.getuid()
+
+
+def peer_pid(sock: socket.socket) -> int:
+    return _credentials(sock)[0]
+
+
+def _credentials(sock: socket.socket) -> tuple[int, int, int]:
+    return struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
 
 
 def _took_over(fd: int) -> bool:
@@ -181,11 +213,16 @@ class LocalScheduler(Candidacy):
         # flock blocks the OS thread: wait in the hub's thread pool so the worker's greenlets go on.
         gevent.get_hub().threadpool.apply(fcntl.flock, (fd, fcntl.LOCK_EX))
         self._lock_fd = fd
-        hold = TAKEOVER_HOLD if _took_over(fd) else 0.0
+        took_over = _took_over(fd)
         listener = gsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(address(self.instance))
         listener.listen(1024)
-        self._take_office(hold)
+        if not took_over:
+            self._take_office(0.0)
+        elif self._instance is not None:  # named by hand: its workers cannot be told from other processes
+            self._take_office(TAKEOVER_HOLD)
+        else:
+            self._take_office(TAKEOVER_MAX).expect(siblings(os.getppid(), NEWBORN) | {os.getpid()})
         self._server = StreamServer(listener, self._serve_worker)
         self._server.start()
         log.info("this worker (pid %d) now decides who runs next on the Ollama servers", os.getpid())
@@ -196,6 +233,7 @@ class LocalScheduler(Candidacy):
             sock.close()
             return
         worker = SocketLink(sock)
+        worker.peer = peer_pid(sock)
         self._arrived()
         self._workers.add(worker)
         try:

@@ -150,9 +150,17 @@ class ServerState:
             runner.lent = max(0, runner.lent - slots)
 
     def loaded(self, models: dict[str, dict]) -> None:
-        """Take what the server says it has loaded (``/api/ps``), keeping the counts of requests in flight."""
-        kept = {name: r for name, r in self.runners.items() if r.running + r.lent > 0 and name not in models}
-        self.runners = {**kept, **{name: self._refreshed(name, options) for name, options in models.items()}}
+        """Take what the server says it has loaded (``/api/ps``), keeping the counts of requests in flight.
+
+        The listing was read a moment ago: a runner busy now (with a request the proxy sent since) is the
+        newer word, and a listed model that would make more than ``max_loaded_models`` beside the busy
+        runners is one they replaced.
+        """
+        runners = {name: r for name, r in self.runners.items() if r.running + r.lent > 0}
+        for name, options in models.items():
+            if name in runners or len(runners) < self.spec.max_loaded_models:
+                runners[name] = self._refreshed(name, options)
+        self.runners = runners
 
     def _refreshed(self, name: str, options: dict) -> Runner:
         runner = self.runners.get(name)

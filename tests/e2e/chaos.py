@@ -186,8 +186,24 @@ def over_grants(fakes, grace: float = 0.3) -> list:
             began = record.started_at if record.started_at is not None else (record.left_at or record.finished_at)
             if began is not None and began - record.queued_at > grace:
                 late.append((fake.url, record.model, round(record.queued_at, 2), round(began - record.queued_at, 2),
-                             record.state))
+                             record.state, _beside(fake, record)))
     return late
+
+
+def _beside(fake, late) -> list[tuple]:
+    """What the fake ran when ``late`` came, to tell why it waited: model, queued, started, ended, what it said."""
+    return [(r.model, round(r.queued_at, 2), r.started_at and round(r.started_at, 2),
+             round(r.finished_at or r.left_at or 0, 2), r.state, (_said(r) or "")[:24])
+            for r in fake.scheduler.records()
+            if r is not late and r.started_at is not None and r.started_at <= late.queued_at
+            and (r.finished_at or r.left_at or float("inf")) > late.queued_at]
+
+
+def _said(record) -> str | None:
+    try:
+        return record.origin.json["messages"][-1]["content"]
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return None
 
 
 def metric_sum(url: str, name: str) -> float:

@@ -95,12 +95,19 @@ def _assert_sound(proxies, gpus, outcomes, cuts_allowed_at=(), over_granted_with
     if over_granted_within is not None:
         start, end = over_granted_within
         late = [r for r in late if not (start <= r[2] <= end and r[3] < 1.0)]  # only then, for one answer at most
-    assert not late, (late[:5], over_granted_within)
+    assert not late, (late[:3], over_granted_within, _scheduler_log(proxies))
     for proxy in proxies:  # idle now: nothing counted as running anywhere
         assert wait_for(lambda proxy=proxy: metric_sum(proxy.url, "ollama_proxy_scheduler_slots_busy") == 0,
                         timeout=15), f"slots still counted as busy on {proxy.url}"
     _assert_full_capacity(proxies[0], gpus)
     assert not repeated_lines(_logs(*proxies)), repeated_lines(_logs(*proxies))[:5]
+
+
+def _scheduler_log(proxies) -> list[str]:
+    """Who decided when, from the error logs: for the message of a failure."""
+    return [line[11:23] + line[line.index("["):][:110] for proxy in proxies
+            for line in (proxy.log_dir / "error.log").read_text(errors="replace").splitlines()
+            if "decides" in line or "term" in line or "scheduler" in line and "WARNING" in line][-12:]
 
 
 def _assert_full_capacity(proxy, gpus) -> None:

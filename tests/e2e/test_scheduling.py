@@ -527,3 +527,26 @@ def test_an_audio_transcription_waits_for_its_slot_as_a_chat_does(start_proxy):
         assert len(gpu.calls("/v1/audio/transcriptions")) == 1
     finally:
         gpu.stop()
+
+
+def test_one_token_sending_200_requests_at_once_is_refused_none_as_ollama_queues_512(start_proxy):
+    """A batch script that works straight to Ollama (its queue holds 512) works the same through the proxy."""
+    gpu = FakeOllama(num_parallel=2, max_loaded_models=1).start()
+    try:
+        gpu.script("llama3.2", reply="ok", chunk_delay=0.01)
+        config = base_config(gpu.url, scheduling=True, num_parallel=2, max_loaded_models=1)
+        config["scheduling"] = {"max_wait": 120}
+        proxy = start_proxy(config, workers=2)
+        body = {"model": "llama3.2", "messages": [{"role": "user", "content": "one of many"}], "stream": True}
+
+        def stream(_: int) -> int:
+            with requests.post(proxy.url + "/api/chat", json=body, headers=auth(GENERATE), stream=True,
+                               timeout=120) as answer:
+                lines = [line for line in answer.iter_lines() if line.strip()]
+                return answer.status_code if json.loads(lines[-1]).get("done") else 0
+        with ThreadPoolExecutor(200) as pool:
+            statuses = list(pool.map(stream, range(200)))
+        assert statuses == [200] * 200
+        assert gpu.scheduler.stats().max_concurrent["llama3.2:latest"] == 2
+    finally:
+        gpu.stop()

@@ -48,7 +48,7 @@ from tests.fakes.go_json import as_struct
 from tests.fakes.ollama_audio import AudioRoutes
 from tests.fakes.ollama_cloud import CloudRoutes
 from tests.fakes.ollama_scheduler import DEFAULT_KEEP_ALIVE, DEFAULT_MAX_LOADED_MODELS, DEFAULT_MAX_QUEUE
-from tests.fakes.ollama_slots import ClientGone, Lease, LiveScheduler, NoLease, QueueFull, Unscheduled
+from tests.fakes.ollama_slots import ClientGone, Lease, LiveScheduler, NoLease, QueueFull, Unscheduled, peer_gone
 
 LISTEN_BACKLOG = 1024
 BLOB_PIECE_SIZE = 64 * 1024
@@ -778,9 +778,15 @@ class FakeOllama(CloudRoutes, AudioRoutes):
     def _collect(
         self, sock: socket.socket, behavior: Behavior, events: Iterator[dict], merge: Callable[[list[dict]], dict]
     ) -> Response:
-        """Run a whole stream, then answer with one JSON object, as Ollama does for stream false."""
+        """Run a whole stream, then answer with one JSON object, as Ollama does for stream false.
+
+        A client that leaves meanwhile stops the run, as the request's context does in Ollama: its slot
+        is free at once, not when the whole answer would have been made.
+        """
         chunks = []
         for index, event in enumerate(events):
+            if peer_gone(sock):
+                return _error(499, "request canceled")
             if index == behavior.drop_after:
                 _hang_up(sock)
             if index == behavior.error_after:

@@ -5,11 +5,14 @@ import json
 import logging
 import math
 import re
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+
+from tests.fakes.ollama import FakeOllama
 
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 WEATHER_TOOL = {
@@ -335,3 +338,19 @@ def test_keys_with_the_kelvin_sign_and_long_s_name_fields_as_in_go(fake):
     requests.post(fake.url + "/api/generate", json=body, timeout=5)
     ran = fake.last("/api/generate").json
     assert ran["keep_alive"] == 0 and ran["options"] == {"seed": 1}
+
+
+def test_a_whole_answer_stops_when_its_client_leaves_and_frees_its_slot():
+    """As Ollama's request context is cancelled the moment the client goes, for stream false too."""
+    with FakeOllama(num_parallel=1) as fake:
+        fake.script("llama3.2", reply=" ".join(["w"] * 50), chunk_delay=0.05)  # 2.5 s of answer
+        host, port = fake.url.removeprefix("http://").split(":")
+        body = json.dumps({"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": False})
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(f"POST /api/chat HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
+            fake.wait_for(lambda: fake.scheduler.records() and fake.scheduler.records()[0].started_at)
+            left = time.monotonic()
+        fake.wait_for(lambda: fake.scheduler.records()[0].state != "running", timeout=1.0)
+        record = fake.scheduler.records()[0]
+        assert record.state == "cancelled" and (record.finished_at or record.left_at) - left < 0.5

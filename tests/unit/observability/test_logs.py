@@ -144,3 +144,10 @@ def test_a_repeated_warning_is_let_through_a_few_times_a_window_then_said_with_h
     later = record("connection to %s failed", 101)
     assert limit.filter(later)
     assert later.getMessage() == "connection to 101 failed (98 more like this in the last 10s left out)"
+
+
+def test_informational_lines_are_all_written():
+    limit = RepeatLimit(burst=1, window=10.0, clock=lambda: 0.0)
+    records = [logging.LogRecord("ollama_proxy.relay", logging.INFO, __file__, 1, "the client left (request %s)",
+                                 (n,), None) for n in range(10)]
+    assert all(limit.filter(record) for record in records)

@@ -427,3 +427,36 @@ def test_a_line_that_is_no_message_is_dropped_and_the_connection_kept(client_of)
         gevent.sleep(0.1)
     assert client.admit(_ticket("t2")).ticket == "t2"
     assert client._link is link  # the same line
+
+
+class _Line:
+    """A line that keeps what the worker says on it."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, message):
+        self.sent.append(message)
+
+    def messages(self):
+        gevent.event.Event().wait()
+        yield from ()
+
+    def close(self):
+        pass
+
+
+def test_a_grant_is_counted_as_running_the_moment_it_arrives_whatever_runs_next():
+    """A grant, then the line's end and the next line's sync, all before the request's greenlet runs again."""
+    first, second = _Line(), _Line()
+    lines = iter([first, second])
+    client = SchedulerClient(lambda receive: next(lines), max_wait=5.0)
+    asking = gevent.spawn(client.admit, _ticket("t1"))
+    _wait_for(lambda: first.sent)  # its submit went out; it waits for the answer
+    client.receive({"op": "grant", "id": "t1", "server": "gpu1", "start": "warm", "options": {}, "evict": None,
+                    "waited": 0.0})
+    client._lost(first)  # the arbiter died: no yield between these
+    client._opened(second)
+    sync = second.sent[0]
+    assert sync["op"] == "sync" and [m["id"] for m in sync["running"]] == ["t1"] and sync["waiting"] == []
+    assert asking.get(timeout=2).placement.server == "gpu1"

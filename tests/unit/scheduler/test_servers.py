@@ -52,3 +52,21 @@ def test_what_the_server_reports_loaded_replaces_the_view_but_keeps_requests_in_
     server.loaded({"c": {"num_ctx": 4096}, "a": {"num_ctx": 8192}})
     assert set(server.runners) == {"a", "c"}
     assert server.runners["a"].running == 1 and server.runners["a"].options == {"num_ctx": 8192}
+
+
+def test_a_listing_read_before_the_proxy_swapped_the_model_does_not_bring_the_old_one_back():
+    """/api/ps said qwen3; meanwhile the proxy evicted it for llava, which runs: the server holds one model."""
+    state = ServerState(ServerSpec("gpu1", num_parallel=2, max_loaded_models=1))
+    state.loaded({"qwen3:8b": {"num_ctx": 4096}})
+    state.begin("llava:latest", Placement("gpu1", Start.LOAD, {"num_ctx": 4096}, evict="qwen3:8b"), 1.0)
+    state.loaded({"qwen3:8b": {"num_ctx": 4096}})  # the listing read before that
+    assert set(state.runners) == {"llava:latest"} and state.runners["llava:latest"].running == 1
+    assert state.placement("qwen3:8b", {}) is None  # no slot for it beside the busy llava
+
+
+def test_a_listing_refreshes_the_busy_runners_options_and_adds_what_fits():
+    state = ServerState(ServerSpec("gpu1", num_parallel=2, max_loaded_models=2))
+    state.begin("llava:latest", Placement("gpu1", Start.LOAD, {}), 1.0)
+    state.loaded({"llava:latest": {"num_ctx": 8192}, "qwen3:8b": {"num_ctx": 4096}, "llama3.2:latest": {}})
+    assert list(state.runners) == ["llava:latest", "qwen3:8b"]
+    assert state.runners["llava:latest"].options == {"num_ctx": 8192} and state.runners["llava:latest"].running == 1
