@@ -307,7 +307,7 @@ class SchedulerClient:
 
     def _open_line(self) -> None:
         """Try to open the line until it opens, backing off; say all this worker holds on it."""
-        delay, began = RECONNECT_DELAY, time.monotonic()
+        delay, began, said = RECONNECT_DELAY, time.monotonic(), False
         while self._link is None:
             try:
                 link = self._connect(self.receive)
@@ -315,7 +315,9 @@ class SchedulerClient:
                 now = time.monotonic()
                 if self._unreachable_since is None:
                     self._unreachable_since = now
-                    log.warning("no scheduler to reach (%s): trying again", exc)
+                if not said and now - began >= RECONNECT_QUICKLY:  # not the moment a new arbiter takes office
+                    log.warning("no scheduler reached for %.1fs (%s): trying again", now - began, exc)
+                    said = True
                 if now - self._unreachable_since >= self._unreachable_timeout:
                     for ticket_id in list(self._waiting):
                         self._tell_waiting(ticket_id, {"op": "unreachable"})
