@@ -57,9 +57,31 @@ def on_starting(server):
     except ConfigError:
         return  # the workers stop on it, naming the key
     _migrate_in_a_child(settings.store)  # a database that cannot be migrated stops the start here
+    _note_shared_scheduler(settings)
     if not settings.admin.enabled:  # said once here, not by every worker at every (re)start
         server.log.warning("the admin page is off: set admin.password_hash to the output of "
                            "`ollama-proxy admin-password` to turn it on")
+
+
+def on_reload(server):
+    """SIGHUP: the new workers read the file again; so does the master, for where the scheduler is shared."""
+    from ollama_proxy.config import ConfigError, load_settings
+
+    try:
+        _note_shared_scheduler(load_settings())
+    except ConfigError:
+        pass  # the workers stop on it, naming the key
+
+
+# The Redis URL through which instances share a scheduler, or None: only then does child_exit
+# have a worker's slots to free.
+_shared_scheduler_url = None
+
+
+def _note_shared_scheduler(settings):
+    global _shared_scheduler_url
+    url = settings.ratelimit.storage_url
+    _shared_scheduler_url = url if url.startswith(("redis://", "rediss://", "unix://")) else None
 
 
 def _migrate_in_a_child(store_settings):
@@ -132,20 +154,25 @@ def child_exit(server, worker):
 
 
 def _forget_in_the_shared_scheduler(pid):
-    """Tell the scheduler that instances share through Redis (if they do) that a worker exited, from a child.
+    """Tell the scheduler that instances share through Redis (if they do) that a worker exited.
 
-    Its slots are free at once, not after its lease lapses. The master never imports redis: a forked
-    child reads the settings, does it, and exits; gunicorn reaps it as any child that is no worker.
+    Its slots are free at once, not after its lease lapses. The master never imports redis and never
+    waits on the network: a forked child forks the one that does it and exits at once, so the master
+    has no extra child beside its workers for longer than a moment.
     """
-    master = os.getpid()
-    if os.fork() != 0:
+    url, master = _shared_scheduler_url, os.getpid()
+    if url is None:
+        return
+    child = os.fork()
+    if child != 0:
+        try:
+            os.waitpid(child, 0)
+        except ChildProcessError:  # reaped by gunicorn's own waitpid(-1) already
+            pass
         return
     status = 0
     try:
-        from ollama_proxy.config import load_settings
-
-        url = load_settings().ratelimit.storage_url
-        if url.startswith(("redis://", "rediss://", "unix://")):
+        if os.fork() == 0:
             from ollama_proxy.scheduler.shared import forget_worker
 
             forget_worker(url, master, pid)
@@ -153,9 +180,3 @@ def _forget_in_the_shared_scheduler(pid):
         status = 1
     finally:
         os._exit(status)
-
-
-def on_exit(server):
-    from ollama_proxy.observability import multiproc
-
-    multiproc.remove(os.environ[MULTIPROC_ENV])

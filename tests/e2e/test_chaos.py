@@ -32,7 +32,7 @@ import pytest
 import redis
 import requests
 
-from ollama_proxy.scheduler.redis_lines import BEAT
+from ollama_proxy.scheduler.redis_lines import BEAT, WORKER_LEASE, key
 from tests.e2e import processes
 from tests.e2e.chaos import (
     ANSWER,
@@ -334,3 +334,21 @@ def test_redis_gone_for_a_while_then_back(shared, gpus, redis_server):
     assert during and all(o.kind in (ANSWER, ERROR, "left") for o in during)
     assert sum(o.kind == ANSWER for o in during) >= len(during) // 2, during[:5]
     _assert_sound(shared, gpus, outcomes, over_granted_within=(gone, back + TRANSITION))
+
+
+@pytest.mark.redis
+def test_a_killed_worker_leaves_the_census_at_once_not_after_its_lease(shared, redis_server):
+    """Its master tells Redis as it reaps it: what it held is free within a beat, not after WORKER_LEASE."""
+    store = redis.Redis.from_url(redis_server.url)
+    leader, _ = _leader_pid(redis_server.url, shared)
+    pid = next(p for proxy in shared for p in processes.workers(proxy.process.pid) if p != leader)
+
+    def in_census() -> bool:
+        return any(f"/{pid}/" in member.decode() for member, _ in store.zscan_iter(key("workers")))
+
+    assert wait_for(in_census, timeout=10)
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    assert wait_for(lambda: not in_census(), timeout=WORKER_LEASE)
+    assert time.monotonic() - killed < WORKER_LEASE / 3
+    assert not any(f"/{pid}/" in k.decode() for k in store.scan_iter(key("held:*")))
