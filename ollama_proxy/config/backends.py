@@ -181,6 +181,11 @@ class SchedulingSettings:
     headroom_window: float = setting(
         30.0, validate=AT_LEAST_0,
         help="seconds after an interactive request for a model during which its headroom is held")
+    fair_memory: float = setting(
+        120.0, validate=AT_LEAST_0,
+        help="seconds a key that has nothing waiting or running keeps the slot-time it had beyond the least-served "
+             "key: an agent back from a turn's think time, or a script between batches, comes back behind those "
+             "who waited, not level with them; later it comes back level (`0`: always level)")
     yield_within: float = setting(
         1.0, validate=AT_LEAST_0,
         help="seconds a request may be kept waiting so that one expected to hold a slot at least twice as long "

@@ -60,6 +60,7 @@ class Bounds:
     batch_ageing: float = _SETTINGS.batch_ageing  # seconds after which a waiting batch request counts as interactive
     interactive_headroom: int = _SETTINGS.interactive_headroom  # warm slots batch work leaves free for people
     headroom_window: float = _SETTINGS.headroom_window  # seconds after an interactive request for a model it holds
+    fair_memory: float = _SETTINGS.fair_memory  # seconds an idle principal keeps what it had over the least-served
     yield_within: float = _SETTINGS.yield_within  # seconds one may wait so that a much longer one starts first
 
     @classmethod
@@ -118,7 +119,7 @@ class Scheduler:
         self.servers = {spec.name: ServerState(spec) for spec in servers}
         self.bounds = bounds
         self.estimates = estimates or Estimates()
-        self.fair = FairShare()
+        self.fair = FairShare(bounds.fair_memory)
         self.waiting: dict[str, Ticket] = {}
         self.running: dict[str, _Running] = {}
         self.hold_until = 0.0  # no grants before then: a new arbiter first learns what is running
@@ -135,7 +136,7 @@ class Scheduler:
         if ticket.id in self.waiting or ticket.id in self.running:
             return []
         self._check_bounds(ticket, now)
-        self._activate(ticket)
+        self._activate(ticket, now)
         ticket.enqueued = now
         self.waiting[ticket.id] = ticket
         if class_rank(ticket.share, 0.0, self.bounds.batch_ageing) == 0:
@@ -148,7 +149,6 @@ class Scheduler:
         if run is None:
             return []
         ticket, placement = run.ticket, run.placement
-        self._leave(ticket)
         loan = self.loans.get(run.loan) if run.loan is not None else None
         if loan is not None:
             loan.in_use -= 1
@@ -156,6 +156,7 @@ class Scheduler:
         used = now - run.started
         self.estimates.ended(ticket.model, used, now, ticket.share.principal)
         self.fair.charge(ticket.share, used - run.charged)
+        self._leave(ticket, now)
         if load_seconds is not None and placement.start is not Start.WARM:
             self.estimates.loaded(ticket.model, placement.server, load_seconds)
         return self._dispatch(now)
@@ -164,15 +165,15 @@ class Scheduler:
         """The client left: drop a waiting request unsent, or end a running one."""
         if ticket_id in self.running:
             return self.end(ticket_id, now)
-        if not self._drop_waiting(ticket_id):
+        if not self._drop_waiting(ticket_id, now):
             return []
         return self._dispatch(now)
 
-    def _drop_waiting(self, ticket_id: str) -> bool:
+    def _drop_waiting(self, ticket_id: str, now: float) -> bool:
         ticket = self.waiting.pop(ticket_id, None)
         if ticket is None:
             return False
-        self._leave(ticket)
+        self._leave(ticket, now)
         self._unreserve(ticket_id)
         return True
 
@@ -184,7 +185,7 @@ class Scheduler:
         late = [t for t in self.waiting.values() if now - t.enqueued >= self.bounds.max_wait]
         for ticket in late:
             del self.waiting[ticket.id]
-            self._leave(ticket)
+            self._leave(ticket, now)
             self._unreserve(ticket.id)
         return [(t.id, self.retry_after(t.model, now, sum(1 for w in self.waiting.values() if w.model == t.model)))
                 for t in late]
@@ -198,8 +199,8 @@ class Scheduler:
         if ticket.id in self.running or placement.server not in self.servers:
             return
         if ticket.id in self.waiting:  # it was granted and the grant got lost: it runs
-            self._drop_waiting(ticket.id)
-        self._activate(ticket)
+            self._drop_waiting(ticket.id, now)
+        self._activate(ticket, now)
         ticket.enqueued = now
         self.servers[placement.server].adopt(ticket.model, placement.options, now)
         self._run(ticket, placement, now)
@@ -275,7 +276,7 @@ class Scheduler:
         if runner is None or runner.lent < 1 or ticket.id in self.running:
             self.adopt(ticket, placement, now)
             return
-        self._activate(ticket)
+        self._activate(ticket, now)
         ticket.enqueued = now
         loan.in_use += 1
         self.servers[loan.server].on_loan(loan.model, now)
@@ -288,8 +289,10 @@ class Scheduler:
         """
         if requests < 1:
             return
-        self._level(share.principal)
+        self._level(share.principal, now)
         self.fair.charge(share, seconds)
+        if share.principal not in self._inside:
+            self.fair.idle(share.principal, now)
         self.estimates.ended(model, seconds / requests, now, share.principal, requests)
         runner = self.servers[server].runners.get(model) if server in self.servers else None
         if runner is not None:
@@ -512,21 +515,22 @@ class Scheduler:
         self.fair.charge(ticket.share, charged)
         self.running[ticket.id] = _Running(ticket, placement, now, charged, loan)
 
-    def _activate(self, ticket: Ticket) -> None:
+    def _activate(self, ticket: Ticket, now: float) -> None:
         """Count the ticket in, its principal brought level first if it had nothing in."""
         principal = ticket.share.principal
-        self._level(principal)
+        self._level(principal, now)
         self._inside[principal] = self._inside.get(principal, 0) + 1
 
-    def _level(self, principal: str) -> None:
-        """Bring ``principal`` level with the least-served active one, if it has nothing waiting or running."""
+    def _level(self, principal: str, now: float) -> None:
+        """Count ``principal`` in (``FairShare.activate``), if it has nothing waiting or running."""
         if principal not in self._inside:
-            self.fair.activate(principal, self._served())
+            self.fair.activate(principal, self._served(), now)
 
-    def _leave(self, ticket: Ticket) -> None:
+    def _leave(self, ticket: Ticket, now: float) -> None:
         """Count the ticket out (it ended, or left the queue unstarted)."""
         principal = ticket.share.principal
         if self._inside[principal] > 1:
             self._inside[principal] -= 1
         else:
             del self._inside[principal]
+            self.fair.idle(principal, now)

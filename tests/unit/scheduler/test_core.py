@@ -50,6 +50,23 @@ def test_a_newcomer_goes_ahead_of_a_backlog():
     assert _granted(s.end("q1", now=3)) == ["batch1"]
 
 
+def test_an_agent_back_from_thinking_does_not_go_ahead_of_a_person_who_waited():
+    """Each turn of an agent holds a slot for seconds; between turns it has nothing in for a second.
+
+    Were it forgiven its last turn each time (level with the least-served on its return), agents
+    taking turns would go ahead of a person waiting behind them, turn after turn.
+    """
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), default_slot_seconds=6.0)
+    assert _granted(s.submit(_ticket("a0", "agent-a"), now=0)) == ["a0"]
+    s.submit(_ticket("q1", "person"), now=0.5)
+    s.submit(_ticket("q2", "person"), now=0.5)  # a second question (another tab) before the first is answered
+    s.submit(_ticket("b0", "agent-b"), now=0.6)
+    assert _granted(s.end("a0", now=6)) == ["q1"]
+    assert _granted(s.end("q1", now=6.5)) == ["b0"]  # agent-b is level with the person, and asked first
+    s.submit(_ticket("a1", "agent-a"), now=7)  # agent-a thought for a second
+    assert _granted(s.end("b0", now=12.5)) == ["q2"]  # not agent-a's next turn: it had six seconds already
+
+
 def _run_backlogged(s: Scheduler, shares: dict[str, Share], seconds: float, slot: float = 1.0) -> dict[str, float]:
     """Keep every principal backlogged; return the slot-seconds each got."""
     used = dict.fromkeys(shares, 0.0)
