@@ -186,6 +186,11 @@ class SchedulingSettings:
         help="seconds a key that has nothing waiting or running keeps the slot-time it had beyond the least-served "
              "key: an agent back from a turn's think time, or a script between batches, comes back behind those "
              "who waited, not level with them; later it comes back level (`0`: always level)")
+    prefix_hold: float = setting(
+        10.0, validate=AT_LEAST_0,
+        help="seconds after a conversation's turn ends during which the prompt an Ollama slot holds for it is "
+             "worth keeping: another request goes where it overwrites no such prompt, if it can (coding agents "
+             "send the whole conversation again each turn; `0`: place by prompt only)")
     yield_within: float = setting(
         1.0, validate=AT_LEAST_0,
         help="seconds a request may be kept waiting so that one expected to hold a slot at least twice as long "

@@ -30,6 +30,7 @@ from ollama_proxy.dispatch.body import OllamaBody
 from ollama_proxy.errors import Overloaded
 from ollama_proxy.greenlets import gevent_active
 from ollama_proxy.scheduler.admission import Admission, Requester
+from ollama_proxy.scheduler.prefix import chain_of
 
 DISPATCHER = "ollama_proxy.dispatcher"  # the app's extension
 # The requests that make a GPU work; listings and management are never queued.
@@ -74,8 +75,9 @@ class Dispatcher:
         now = time.monotonic()
         remaining = [s for s in candidates if not s.cooling(now)] or candidates
         asked = body.asked if isinstance(body, OllamaBody) else {}
+        chain = chain_of(path, body.data) if isinstance(body, OllamaBody) else ()
         while remaining:
-            admitted = self.admission.admit(who, model, [s.name for s in remaining], asked, deadline)
+            admitted = self.admission.admit(who, model, [s.name for s in remaining], asked, deadline, chain)
             server = next((s for s in remaining if s.name == admitted.server), None)
             if server is None:  # a server this worker does not have: no arbiter of ours grants one
                 admitted.release()

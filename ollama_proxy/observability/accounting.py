@@ -41,9 +41,15 @@ def note_tokens(record: RequestRecord | None, prompt: int | None, completion: in
 def note_answer(record: RequestRecord | None, answer: dict) -> None:
     """Note the counts of a whole Ollama answer (chat, generate, embed), and the model's load time."""
     note_tokens(record, answer.get("prompt_eval_count"), answer.get("eval_count"))
-    load = answer.get("load_duration")
-    if record is not None and isinstance(load, int) and not isinstance(load, bool) and load >= 0:
+    load, prefill = answer.get("load_duration"), answer.get("prompt_eval_duration")
+    if record is not None and _nanoseconds(load):
         record.load_seconds = load / 1e9
+    if record is not None and _nanoseconds(prefill):
+        record.prefill_seconds = (record.prefill_seconds or 0.0) + prefill / 1e9
+
+
+def _nanoseconds(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def note_arrival(record: RequestRecord | None, generated: bool) -> None:

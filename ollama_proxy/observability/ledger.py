@@ -79,6 +79,7 @@ class RequestRecord:
     queue_class: str | None = None  # the principal's class, once the request waited for a slot
     left_in_queue: bool = False  # its client left while it waited for a slot: dropped, never sent
     load_seconds: float | None = None  # the model's load time, as Ollama reported it in a final chunk
+    prefill_seconds: float | None = None  # the time Ollama took to read the prompt not in its cache (final chunk)
 
     @property
     def aborted(self) -> bool:
@@ -102,8 +103,11 @@ class RequestRecord:
     def server_timing(self, now: float) -> str:
         queued = self.queue_seconds(now)
         proxy = max(0.0, now - self.started - self.upstream - queued)
-        return (f"proxy;dur={proxy * 1000:.2f}, queue;dur={queued * 1000:.2f}, "
-                f"upstream;dur={self.upstream * 1000:.2f}")
+        timing = (f"proxy;dur={proxy * 1000:.2f}, queue;dur={queued * 1000:.2f}, "
+                  f"upstream;dur={self.upstream * 1000:.2f}")
+        if self.prefill_seconds is not None:  # known before the headers only when the answer was read whole
+            timing += f", prefill;dur={self.prefill_seconds * 1000:.2f}"
+        return timing
 
 
 class _RecordedBody:

@@ -25,6 +25,7 @@ from ollama_proxy.routing.names import canonical
 from ollama_proxy.scheduler.client import ClientLeft, SchedulerClient
 from ollama_proxy.scheduler.core import Ticket
 from ollama_proxy.scheduler.fairness import Share
+from ollama_proxy.scheduler.prefix import Chain
 from ollama_proxy.scheduler.servers import Placement, Start
 
 ANONYMOUS = Share("anonymous")
@@ -76,7 +77,7 @@ class Admission:
         self._resign()
 
     def admit(self, who: Requester | None, model: str, candidates: list[str], asked: dict,
-              deadline: float | None = None) -> Admitted | None:
+              deadline: float | None = None, prefix: Chain = ()) -> Admitted | None:
         """Wait for a slot on one of ``candidates`` until ``deadline`` (``time.monotonic()``).
 
         None where nothing is scheduled (no gevent worker).
@@ -84,7 +85,8 @@ class Admission:
         if not gevent_active():
             return None
         who = who or Requester()
-        ticket = Ticket(_ticket_id(), who.share, canonical(model), tuple(candidates), asked, who.enforced)
+        ticket = Ticket(_ticket_id(), who.share, canonical(model), tuple(candidates), asked, who.enforced,
+                        prefix=prefix)
         client = self._client()
         record = who.record
         if record is not None:
@@ -102,7 +104,10 @@ class Admission:
 
         def release() -> None:
             loaded = placement.start is not Start.WARM and record is not None
-            client.end(ticket.id, record.load_seconds if loaded else None)
+            prefill = None
+            if record is not None and record.prefill_seconds is not None and record.prompt_tokens is not None:
+                prefill = (record.prompt_tokens, record.prefill_seconds)
+            client.end(ticket.id, record.load_seconds if loaded else None, prefill)
         return Admitted(placement.server, placement.options, release)
 
     def _watcher(self, who: Requester, record: RequestRecord | None):

@@ -109,7 +109,8 @@ class Arbiter:
             frees = run is None or run.loan is None  # a lent slot goes back to its loan
             if op == "end":
                 loaded = message.get("load_seconds")
-                self._deliver(self.scheduler.end(ticket_id, now, loaded if isinstance(loaded, (int, float)) else None))
+                self._deliver(self.scheduler.end(ticket_id, now, loaded if isinstance(loaded, (int, float)) else None,
+                                                 wire.prefill_of(message)))
             else:
                 self._deliver(self.scheduler.cancel(ticket_id, now))
         elif op == "running":  # a worker of before ``sync`` telling a new arbiter what it holds

@@ -181,7 +181,8 @@ class SchedulerClient:
         if waiting is not None and not waiting[1].ready():
             waiting[1].set(message)
 
-    def end(self, ticket_id: str, load_seconds: float | None = None) -> None:
+    def end(self, ticket_id: str, load_seconds: float | None = None,
+            prefill: tuple[int, float] | None = None) -> None:
         """Give a granted slot back (the answer ended, failed, or its client left)."""
         running = self._running.pop(ticket_id, None)
         if running is None:
@@ -192,7 +193,10 @@ class SchedulerClient:
             loan.used -= 1
         started = self._untold.pop(ticket_id, None)
         if started is None:
-            self._post({"op": "end", "id": ticket_id, "load_seconds": load_seconds})
+            message = {"op": "end", "id": ticket_id, "load_seconds": load_seconds}
+            if prefill is not None:
+                message["prefill"] = list(prefill)
+            self._post(message)
             return
         ticket, granted = running  # it ran before the arbiter heard of it: told with the others, soon
         seconds = time.monotonic() - started

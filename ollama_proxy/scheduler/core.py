@@ -41,9 +41,11 @@ from ollama_proxy.errors import Overloaded, RateLimited
 from ollama_proxy.scheduler.estimates import Estimates
 from ollama_proxy.scheduler.fairness import FairShare, Share, class_rank
 from ollama_proxy.scheduler.options import unify
+from ollama_proxy.scheduler.prefix import Chain, prompt_tokens
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, ServerState, Start
 from ollama_proxy.scheduler.snapshot import snapshot
 
+HOLD_TOKENS = 1024  # a prompt shorter than this is read again in moments: not worth holding a slot for
 LONGER = 2.0  # how much longer than the request whose turn it is a request must be expected to run to go first
 
 
@@ -61,6 +63,7 @@ class Bounds:
     interactive_headroom: int = _SETTINGS.interactive_headroom  # warm slots batch work leaves free for people
     headroom_window: float = _SETTINGS.headroom_window  # seconds after an interactive request for a model it holds
     fair_memory: float = _SETTINGS.fair_memory  # seconds an idle principal keeps what it had over the least-served
+    prefix_hold: float = _SETTINGS.prefix_hold  # seconds a conversation's cached prompt is kept for its next turn
     yield_within: float = _SETTINGS.yield_within  # seconds one may wait so that a much longer one starts first
 
     @classmethod
@@ -80,6 +83,7 @@ class Ticket:
     enforced: frozenset[str] = frozenset()  # those a per-model override fixed
     enqueued: float = 0.0
     yielded_at: float | None = None  # when it first let a longer request go ahead of it
+    prefix: Chain = ()  # its prompt, as Ollama's prompt caches compare it (``prefix``)
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ class _Running:
     started: float
     charged: float
     loan: str | None = None  # the loan it started on, while that is not returned
+    cached: int = 0  # prompt tokens the server is expected to read from its cache
 
 
 class Scheduler:
@@ -124,6 +129,7 @@ class Scheduler:
         self.running: dict[str, _Running] = {}
         self.hold_until = 0.0  # no grants before then: a new arbiter first learns what is running
         self.last_interactive: dict[str, float] = {}  # model -> when an interactive request last asked for it
+        self.last_short: dict[str, float] = {}  # model -> when a request with a short prompt last asked for it
         self.loans: dict[str, Loan] = {}
         self._inside: dict[str, int] = {}  # principal -> its requests waiting or running (the active ones)
         # Loan ids differ between arbiters: a worker may still hold requests on the last one's loans.
@@ -141,14 +147,25 @@ class Scheduler:
         self.waiting[ticket.id] = ticket
         if class_rank(ticket.share, 0.0, self.bounds.batch_ageing) == 0:
             self.last_interactive[ticket.model] = now
+        if ticket.prefix and prompt_tokens(ticket.prefix) < HOLD_TOKENS:
+            self.last_short[ticket.model] = now
         return self._dispatch(now)
 
-    def end(self, ticket_id: str, now: float, load_seconds: float | None = None) -> list[Grant]:
-        """A granted request finished (or its client left while it ran): free its slot, hand it on."""
+    def end(self, ticket_id: str, now: float, load_seconds: float | None = None,
+            prefill: tuple[int, float] | None = None) -> list[Grant]:
+        """A granted request finished (or its client left while it ran): free its slot, hand it on.
+
+        ``prefill``: the prompt tokens Ollama read (not from cache) and the seconds they took, if it said.
+        """
         run = self.running.pop(ticket_id, None)
         if run is None:
             return []
         ticket, placement = run.ticket, run.placement
+        runner = self.servers[placement.server].runners.get(ticket.model)
+        if runner is not None:
+            runner.caches.release(ticket_id, now)
+        if prefill is not None:
+            self.estimates.prefilled(ticket.model, placement.server, *prefill)
         loan = self.loans.get(run.loan) if run.loan is not None else None
         if loan is not None:
             loan.in_use -= 1
@@ -445,6 +462,8 @@ class Scheduler:
         work holds every slot; ``interactive_headroom`` warm slots are left free for as long as
         interactive requests for the model keep coming (``headroom_window``).
         """
+        if self._leaves_no_slot_for_short(ticket, placement, now):
+            return True
         headroom = self.bounds.interactive_headroom
         if not headroom or class_rank(ticket.share, now - ticket.enqueued, self.bounds.batch_ageing) == 0:
             return False
@@ -455,12 +474,41 @@ class Scheduler:
         free = sum(self.servers[name].free_slots(ticket.model) for name in ticket.candidates if name in self.servers)
         return free - 1 < headroom
 
+    def _leaves_no_slot_for_short(self, ticket: Ticket, placement: Placement, now: float) -> bool:
+        """Whether a long prompt would take the last free slot that holds no conversation, while questions come.
+
+        A question then finds that slot and overwrites nothing an agent comes back to, nor waits for one.
+        As the interactive headroom, for as long as questions come; never where the candidates have
+        fewer than three slots, so long prompts always have two or more.
+        """
+        if (prompt_tokens(ticket.prefix) < HOLD_TOKENS or placement.start is not Start.WARM
+                or now - self.last_short.get(ticket.model, -math.inf) >= self.bounds.headroom_window):
+            return False
+        servers = [self.servers[name] for name in ticket.candidates if name in self.servers]
+        if sum(server.spec.num_parallel for server in servers if ticket.model in server.runners) < 3:
+            return False
+        state = self.servers[placement.server]
+        pick = state.runners[ticket.model].caches.pick(ticket.prefix, state.spec.num_parallel)
+        if pick is None or self._held(state.runners[ticket.model].caches.slots[pick.slot], now):
+            return False  # it takes a slot held for a conversation (its own): none that questions use
+        unheld = 0
+        for other in servers:
+            runner = other.runners.get(ticket.model)
+            if runner is not None:
+                held = sum(1 for slot in runner.caches.slots if slot.ticket is None and self._held(slot, now))
+                unheld += max(0, other.free_slots(ticket.model) - held)
+        return unheld < 2
+
+    def _held(self, slot, now: float) -> bool:
+        return slot.tokens >= HOLD_TOKENS and now - slot.ended < self.bounds.prefix_hold
+
     def _place(self, ticket: Ticket, ahead: list[Ticket], now: float) -> Placement | None:
         candidates = [self.servers[name] for name in ticket.candidates if name in self.servers]
         possible = [p for s in candidates if (p := s.placement(ticket.model, ticket.asked, ticket.enforced, ticket.id))]
-        warm = [p for p in possible if p.start is Start.WARM]
+        warm = [p for p in possible if p.start is Start.WARM and not self._overwrites_held(ticket, p.server, now)]
         if warm:
-            return max(warm, key=lambda p: (self.servers[p.server].free_slots(ticket.model), p.server))
+            return min(warm, key=lambda p: (self._prompt_cost(ticket, p.server, now),
+                                            -self.servers[p.server].free_slots(ticket.model), p.server))
         cold = [p for p in possible if p.start is not Start.WARM]
         if not cold:
             self._reserve_for_reload(ticket, candidates)
@@ -471,6 +519,40 @@ class Scheduler:
                                                                                                   best.server):
             return best
         return None
+
+    def _overwrites_held(self, ticket: Ticket, server: str, now: float) -> bool:
+        """Whether ``ticket`` would overwrite a conversation held for its next turn there, before its wait allows.
+
+        Held: another principal's prompt of at least ``HOLD_TOKENS``, whose turn ended less than
+        ``prefix_hold`` seconds ago. A request that has waited ``prefix_hold`` overwrites it anyway;
+        a short one (a question) may at once, on a slot long prompts left it (``_leaves_too_little``).
+        """
+        if prompt_tokens(ticket.prefix) < HOLD_TOKENS or now - ticket.enqueued >= self.bounds.prefix_hold:
+            return False
+        state = self.servers[server]
+        pick = state.runners[ticket.model].caches.pick(ticket.prefix, state.spec.num_parallel)
+        lost = pick.overwritten if pick is not None else None
+        return (lost is not None and lost.owner != ticket.share.principal and lost.tokens >= HOLD_TOKENS
+                and now - lost.ended < self.bounds.prefix_hold)
+
+    def _prompt_cost(self, ticket: Ticket, server: str, now: float) -> float:
+        """Seconds of prompt reading ``ticket`` costs on ``server``'s warm runner now: its own, and what it overwrites.
+
+        Its own: the part of its prompt no slot there holds. What it overwrites: a conversation the slot
+        Ollama would give it holds, if that conversation's last turn ended less than ``prefix_hold``
+        seconds ago (it is likely to come back, and would be read again).
+        """
+        if not ticket.prefix:
+            return 0.0
+        state = self.servers[server]
+        pick = state.runners[ticket.model].caches.pick(ticket.prefix, state.spec.num_parallel)
+        if pick is None:
+            return 0.0
+        tokens = prompt_tokens(ticket.prefix) - pick.shared
+        lost = pick.overwritten
+        if lost is not None and lost.owner != ticket.share.principal and now - lost.ended < self.bounds.prefix_hold:
+            tokens += lost.tokens
+        return self.estimates.prefill_seconds(ticket.model, server, tokens)
 
     def _warm_wait(self, ticket: Ticket, candidates: list[ServerState], ahead: int, now: float) -> float:
         """Expected seconds until a warm slot serves ``ticket``, behind ``ahead`` requests for its model."""
@@ -510,10 +592,15 @@ class Scheduler:
         return Grant(ticket.id, placement, now - ticket.enqueued)
 
     def _run(self, ticket: Ticket, placement: Placement, now: float, loan: str | None = None) -> None:
-        """Count ``ticket`` as running, charged its expected slot-time."""
+        """Count ``ticket`` as running, charged its expected slot-time, in the prompt cache Ollama will give it."""
         charged = self._expected(ticket)
         self.fair.charge(ticket.share, charged)
-        self.running[ticket.id] = _Running(ticket, placement, now, charged, loan)
+        server = self.servers[placement.server]
+        runner = server.runners.get(ticket.model)
+        cached = 0
+        if runner is not None and ticket.prefix:
+            cached = runner.caches.take(ticket.id, ticket.share.principal, ticket.prefix, server.spec.num_parallel, now)
+        self.running[ticket.id] = _Running(ticket, placement, now, charged, loan, cached)
 
     def _activate(self, ticket: Ticket, now: float) -> None:
         """Count the ticket in, its principal brought level first if it had nothing in."""

@@ -2,7 +2,8 @@
 
 All are moving averages of what the proxy saw: slot-time from each request's
 start to its end, load time from the ``load_duration`` Ollama reports in a
-final chunk. Until a first observation the defaults stand in; a principal's
+final chunk, the rate a server reads prompts at from its ``prompt_eval_count``
+and ``prompt_eval_duration``. Until a first observation the defaults stand in; a principal's
 slot-time for a model, until it has had one request end, is the model's. The drain rate
 (requests ended per second, per model) gives waiting clients a ``Retry-After``.
 """
@@ -13,17 +14,21 @@ from collections import deque
 
 SMOOTHING = 0.2  # weight of the newest observation
 DRAIN_WINDOW = 60.0  # seconds of request ends the drain rate is measured over
+MIN_PREFILL_TOKENS = 64  # fewer tokens read say more about the overhead than about the rate
 PRINCIPALS_KEPT = 10_000  # (model, principal) slot-times remembered; the longest unseen is forgotten first
 
 
 class Estimates:
-    def __init__(self, default_slot_seconds: float = 5.0, default_load_seconds: float = 10.0) -> None:
+    def __init__(self, default_slot_seconds: float = 5.0, default_load_seconds: float = 10.0,
+                 default_prefill_rate: float = 1000.0) -> None:
         self._slot: dict[str, float] = {}
+        self._prefill_rate: dict[tuple[str, str], float] = {}
         self._slot_of: dict[tuple[str, str], float] = {}
         self._load: dict[tuple[str, str], float] = {}
         self._ends: dict[str, deque[float]] = {}
         self.default_slot_seconds = default_slot_seconds
         self.default_load_seconds = default_load_seconds
+        self.default_prefill_rate = default_prefill_rate
 
     def slot_seconds(self, model: str, principal: str | None = None) -> float:
         """How long a request for ``model`` (from ``principal``, if given) is expected to hold its slot."""
@@ -51,6 +56,20 @@ class Estimates:
         ends.extend([now] * count)
         while ends and ends[0] < now - DRAIN_WINDOW:
             ends.popleft()
+
+    def prefill_seconds(self, model: str, server: str, tokens: int) -> float:
+        """How long ``server`` takes to read ``tokens`` prompt tokens of ``model`` (a rate seen on another server
+        stands in for one not seen there)."""
+        rate = self._prefill_rate.get((model, server))
+        if rate is None:
+            elsewhere = [v for (m, _), v in self._prefill_rate.items() if m == model]
+            rate = sum(elsewhere) / len(elsewhere) if elsewhere else self.default_prefill_rate
+        return tokens / rate
+
+    def prefilled(self, model: str, server: str, tokens: int, seconds: float) -> None:
+        """Ollama read ``tokens`` prompt tokens in ``seconds`` (its ``prompt_eval_count`` and ``_duration``)."""
+        if tokens >= MIN_PREFILL_TOKENS and seconds > 0:
+            self._prefill_rate[(model, server)] = _smoothed(self._prefill_rate.get((model, server)), tokens / seconds)
 
     def loaded(self, model: str, server: str, load_seconds: float) -> None:
         self._load[(model, server)] = _smoothed(self._load.get((model, server)), load_seconds)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ollama_proxy.scheduler.caches import PromptCaches
 from ollama_proxy.scheduler.options import unify
 
 
@@ -34,6 +35,7 @@ class Runner:
     lent: int = 0  # free slots lent to workers, to start requests on without asking (``core.Loan``)
     last_used: float = 0.0
     reserved_by: str | None = None  # a ticket waiting for it to drain, to reload it with larger options
+    caches: PromptCaches = field(default_factory=PromptCaches)  # what its slots hold: a new runner holds nothing
 
 
 class Start(Enum):

@@ -1,6 +1,6 @@
 """The messages between the workers and the arbiter: one JSON object a line (pure, no I/O).
 
-worker ─► arbiter   submit {ticket}, end {id, load_seconds}, cancel {id}, status {id},
+worker ─► arbiter   submit {ticket}, end {id, load_seconds, prefill}, cancel {id}, status {id},
                     sync {running: [{ticket, server, start, options}], waiting: [{ticket}]}: all this
                         worker holds and waits for, said to a new arbiter (or again, after a lost line),
                     join {} (this worker borrows slots), start {ticket, loan, server, options}, returned {loan},
@@ -23,6 +23,7 @@ import json
 from collections.abc import Iterable
 
 from ollama_proxy.errors import Overloaded, ProxyError, RateLimited
+from ollama_proxy.scheduler import prefix
 from ollama_proxy.scheduler.core import Grant, Loan, Ticket
 from ollama_proxy.scheduler.fairness import CLASSES, Share
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
@@ -52,6 +53,8 @@ def submit(ticket: Ticket, specs: Iterable[ServerSpec] = ()) -> dict:
     message = {"op": "submit", "id": ticket.id, "principal": share.principal, "weight": share.weight,
                "class": share.klass, "model": ticket.model, "candidates": list(ticket.candidates),
                "asked": ticket.asked, "enforced": sorted(ticket.enforced)}
+    if ticket.prefix:
+        message["prefix"] = prefix.encode(ticket.prefix)
     if specs:
         message["servers"] = [[s.name, s.num_parallel, s.max_loaded_models, s.max_concurrent] for s in specs]
     return message
@@ -64,9 +67,25 @@ def ticket_of(message: dict) -> Ticket:
                 and isinstance(message["id"], str) and isinstance(message["model"], str)):
             raise BadMessage(f"a ticket with fields of the wrong types: {_head(message)}")
         return Ticket(message["id"], share_of(message), message["model"], tuple(candidates), dict(asked),
-                      frozenset(enforced))
+                      frozenset(enforced), prefix=_prefix_of(message))
     except KeyError as missing:
         raise BadMessage(f"a ticket without {missing}: {_head(message)}") from None
+
+
+def _prefix_of(message: dict) -> prefix.Chain:
+    try:
+        return prefix.decode(message.get("prefix"))
+    except ValueError as exc:
+        raise BadMessage(f"a ticket whose prefix is not one ({exc}): {_head(message)}") from None
+
+
+def prefill_of(message: dict) -> tuple[int, float] | None:
+    """The prompt tokens Ollama read and the seconds they took, if an ``end`` says (malformed: not said)."""
+    value = message.get("prefill")
+    if (isinstance(value, list) and len(value) == 2 and type(value[0]) is int and value[0] >= 0
+            and isinstance(value[1], (int, float)) and not isinstance(value[1], bool) and 0 <= value[1] < 1e6):
+        return value[0], float(value[1])
+    return None
 
 
 def specs_of(message: dict) -> list[ServerSpec]:

@@ -12,6 +12,7 @@ from ollama_proxy.dispatch.dispatcher import Dispatcher, OllamaModel
 from ollama_proxy.errors import Overloaded, UpstreamConnectTimeout, UpstreamTimeout, UpstreamUnavailable
 from ollama_proxy.observability.ledger import RequestRecord
 from ollama_proxy.scheduler.admission import Admitted, Requester
+from ollama_proxy.scheduler.prefix import chain_of
 from tests.unit.backends.stub_servers import StubServer, stub_pool
 
 NOBODY = Requester()
@@ -92,10 +93,12 @@ class StubAdmission:
     def __init__(self, server, wait=0.0, options=None):
         self.server, self.wait, self.options = server, wait, options
         self.asked = []
+        self.prefixes = []
         self.released = 0
 
-    def admit(self, who, model, candidates, asked, deadline=None):
+    def admit(self, who, model, candidates, asked, deadline=None, prefix=()):
         self.asked.append((model, candidates, asked, deadline))
+        self.prefixes.append(prefix)
         time.sleep(self.wait)
         return Admitted(self.server, self.options if self.options is not None else asked, self._release)
 
@@ -136,7 +139,7 @@ def test_the_whole_wait_is_bounded_from_when_the_request_asks_whatever_server_fa
     first = StubServer("default", ["m:latest"], chat=UpstreamUnavailable("refused"))
     pool = stub_pool(tmp_path, first, StubServer("gpu2", ["m:latest"]))
     admission = StubAdmission("default")
-    admission.admit = lambda who, model, candidates, asked, deadline=None: (
+    admission.admit = lambda who, model, candidates, asked, deadline=None, prefix=(): (
         StubAdmission.admit(admission, who, model, candidates, asked, deadline)
         if "default" in candidates else Admitted("gpu2", asked, admission._release))
     started = time.monotonic()
@@ -160,6 +163,14 @@ def test_the_body_goes_with_the_options_granted_and_as_it_came_when_they_are_the
     _send(Dispatcher(pool, StubAdmission("default", options={"num_ctx": 8192}), 60.0), body=body).close()
     assert sent[0] is raw
     assert sent[1] == b'{"model":"m","options":{"num_ctx":8192,"seed":1}}'
+
+
+def test_the_scheduler_is_told_the_prompt_the_server_is_sent_as_its_caches_compare_it(tmp_path, scheduled):
+    admission = StubAdmission("default")
+    pool = stub_pool(tmp_path, StubServer("default", ["m:latest"]))
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    _send(Dispatcher(pool, admission, 60.0), body=OllamaBody(body)).close()
+    assert admission.prefixes == [chain_of("/api/chat", body)] and len(admission.prefixes[0]) == 3
 
 
 def test_work_that_is_no_gpus_is_sent_at_once_without_asking_the_scheduler(tmp_path, scheduled):

@@ -103,3 +103,14 @@ def test_a_wait_going_on_is_queue_time_and_upstream_time_since_a_moment_leaves_i
         record.waiting_since = None  # the wait is over, counted in ``queued``: 1 s
         note_upstream_since(started)
         assert record.upstream == pytest.approx(4.0, abs=0.05)
+
+
+def test_an_answer_read_whole_says_how_long_ollama_read_the_prompt_it_had_not_cached():
+    from ollama_proxy.observability.accounting import note_answer
+
+    record = RequestRecord(request_id="r", method="POST", path="/api/chat", client="", started=100.0)
+    note_answer(record, {"prompt_eval_count": 1200, "prompt_eval_duration": 250_000_000, "eval_count": 3})
+    assert record.prefill_seconds == 0.25 and record.prompt_tokens == 1200
+    assert record.server_timing(now=101.0).endswith(", prefill;dur=250.00")
+    note_answer(record, {"prompt_eval_duration": True})
+    assert record.prefill_seconds == 0.25

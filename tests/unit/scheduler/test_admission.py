@@ -21,8 +21,8 @@ class _GrantingClient:
         self.tickets.append((ticket, deadline))
         return Grant(ticket.id, self.placement, 0.25)
 
-    def end(self, ticket_id, load_seconds=None):
-        self.ended.append((ticket_id, load_seconds))
+    def end(self, ticket_id, load_seconds=None, prefill=None):
+        self.ended.append((ticket_id, load_seconds) if prefill is None else (ticket_id, load_seconds, prefill))
 
     def status(self, timeout: float) -> dict:
         return {"asked within": timeout}
@@ -54,3 +54,17 @@ def test_a_grant_notes_its_wait_on_the_record_and_its_release_tells_the_load_tim
     record.load_seconds = 3.5
     admitted.release()
     assert client.ended == [(ticket.id, 3.5)]
+
+
+def test_a_release_tells_the_prompt_ollama_read_and_its_seconds_and_the_ticket_carries_the_prompt():
+    from ollama_proxy.scheduler.prefix import chain_of
+
+    client = _GrantingClient(Placement("gpu1", Start.WARM, {}))
+    record = RequestRecord("r1", "POST", "/api/chat", "-", 0.0)
+    chain = chain_of("/api/chat", {"messages": [{"role": "user", "content": "hi"}]})
+    admitted = Admission(lambda: client).admit(Requester(record=record), "m", ["gpu1"], {}, prefix=chain)
+    ticket = client.tickets[0][0]
+    assert ticket.prefix == chain
+    record.prompt_tokens, record.prefill_seconds = 1200, 0.3
+    admitted.release()
+    assert client.ended == [(ticket.id, None, (1200, 0.3))]

@@ -550,3 +550,56 @@ def test_a_request_naming_no_server_the_scheduler_knows_is_refused_at_once():
     with pytest.raises(Overloaded) as refused:
         scheduler.submit(Ticket("t1", Share("alice"), "m", ("gpu9",)), 0.0)
     assert "gpu9" in refused.value.message and not scheduler.waiting
+
+
+def _agent_turn(name: str, turns: int):
+    from ollama_proxy.scheduler.prefix import chain_of
+    return chain_of("/api/chat", {"messages": [{"role": "user", "content": f"{name} {i} " + "x" * 4000}
+                                               for i in range(turns)]})
+
+
+def _question(text: str):
+    from ollama_proxy.scheduler.prefix import chain_of
+    return chain_of("/api/chat", {"messages": [{"role": "user", "content": text}]})
+
+
+def test_a_conversations_next_turn_goes_to_the_server_that_holds_its_prompt():
+    s = _scheduler()
+    s.submit(_ticket("a1", "agent-a", prefix=_agent_turn("a", 4)), now=0)
+    first = s.running["a1"].placement.server
+    s.end("a1", now=5, prefill=(4000, 1.0))
+    assert s.estimates.prefill_seconds("m", first, 4000) == 1.0  # learned from what Ollama said
+    grant = s.submit(_ticket("a2", "agent-a", prefix=_agent_turn("a", 6)), now=6)[0]
+    assert grant.placement.server == first and s.running["a2"].cached == _agent_turn("a", 4)[-1].tokens
+
+
+def test_a_long_prompt_waits_rather_than_overwrite_a_conversation_held_for_its_next_turn():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1))
+    s.submit(_ticket("a1", "agent-a", prefix=_agent_turn("a", 4)), now=0)
+    s.submit(_ticket("b1", "agent-b", prefix=_agent_turn("b", 4)), now=0)
+    s.end("a1", now=5)
+    s.end("b1", now=5)
+    assert s.submit(_ticket("c1", "agent-c", prefix=_agent_turn("c", 4)), now=6) == []  # both held
+    back = s.submit(_ticket("a2", "agent-a", prefix=_agent_turn("a", 6)), now=6.5)
+    assert _granted(back) == ["a2"]  # agent-a came back to its own
+    hold = DEFAULT_BOUNDS.prefix_hold
+    assert _granted(s.dispatch(now=6 + hold)) == ["c1"]  # waited the bound: it overwrites agent-b's
+
+
+def test_a_question_overwrites_a_held_conversation_at_once_and_long_prompts_leave_it_a_slot():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=2), ServerSpec("gpu2", num_parallel=1))
+    s.submit(_ticket("q0", "person", prefix=_question("hello")), now=0)  # questions come for the model
+    s.end("q0", now=0.5)
+    for name in "ab":
+        s.submit(_ticket(f"{name}1", f"agent-{name}", prefix=_agent_turn(name, 4)), now=1)
+    assert sorted(s.running) == ["a1", "b1"]
+    assert s.submit(_ticket("c1", "agent-c", prefix=_agent_turn("c", 4)), now=1.5) == []  # the last free slot
+    assert _granted(s.submit(_ticket("q1", "person", prefix=_question("and now?")), now=2)) == ["q1"]
+
+
+def test_with_fewer_than_three_slots_no_slot_is_kept_for_questions():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=2), loaded=("m",))
+    s.submit(_ticket("q0", "person", prefix=_question("hello")), now=0)
+    s.end("q0", now=0.5)
+    assert _granted(s.submit(_ticket("a1", "agent-a", prefix=_agent_turn("a", 4)), now=1)) == ["a1"]
+    assert _granted(s.submit(_ticket("b1", "agent-b", prefix=_agent_turn("b", 4)), now=1)) == ["b1"]

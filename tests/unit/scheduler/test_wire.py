@@ -51,3 +51,22 @@ def test_a_ran_report_with_counts_that_are_no_numbers_is_bad():
     assert wire.ran_of(report)[3:] == (3, 1.5)
     with pytest.raises(wire.BadMessage):
         wire.ran_of({**report, "requests": "many"})
+
+
+def test_a_tickets_prompt_chain_comes_back_as_it_went_and_a_malformed_one_is_bad():
+    from ollama_proxy.scheduler.prefix import chain_of
+
+    chain = chain_of("/api/chat", {"messages": [{"role": "user", "content": f"turn {i}"} for i in range(50)]})
+    ticket = Ticket("t1", Share("alice"), "m", ("gpu1",), prefix=chain)
+    message = wire.decode(wire.encode(wire.submit(ticket)))
+    assert wire.ticket_of(message).prefix == chain
+    with pytest.raises(wire.BadMessage, match="prefix"):
+        wire.ticket_of({**message, "prefix": [[0, "x", "many"]]})
+
+
+@pytest.mark.parametrize("value, read", [
+    ([1200, 0.25], (1200, 0.25)), (None, None), ([1200], None), (["1200", 0.25], None), ([-1, 0.25], None),
+    ([True, 0.25], None), ([10, 1e9], None),
+])
+def test_the_prompt_read_an_end_tells_of_is_taken_only_when_well_formed(value, read):
+    assert wire.prefill_of({"op": "end", "id": "t1", "prefill": value}) == read
