@@ -14,6 +14,12 @@ request holds its slot; a client that hangs up while waiting is dropped, never s
 happened is in ``fake.scheduler`` (records, stats, runners); a record's ``origin`` is the request as
 ``requests`` holds it.
 
+With ``prompt_cache`` too, each runner keeps a prompt cache per slot, as Ollama's runner does
+(ollama_cache.py): a prompt's tokens are its template's rendering (see ``_prompt_tokens``), only those
+its cache slot did not hold are processed, ``prompt_token_seconds`` each, before the first chunk, and
+prompt_eval_count counts them. ``fake.cache_slots(model)`` shows what the slots hold; each record
+says how long its prompt was, how much of it was cached, and in which slot.
+
 Ollama's newer routes (status, model recommendations, web search and fetch, the ollama.com
 account, audio transcriptions) are answered by ollama_cloud.py and ollama_audio.py.
 
@@ -158,10 +164,13 @@ class _Turn:
     loaded: float
     top_logprobs: int | None = None  # None: the request did not ask for logprobs
     began: float | None = None  # when it got its slot, if it waited for one
+    prefill: list[str] | None = None  # with a prompt cache: the prompt's tokens not cached, processed first
+    prefill_seconds: float = 0.0  # ... and how long that takes
 
     @classmethod
     def plan(cls, model: str, behavior: Behavior, prompt: _Prompt, thinks: bool, started: float,
-             top_logprobs: int | None = None, loaded: float | None = None, began: float | None = None) -> _Turn:
+             top_logprobs: int | None = None, loaded: float | None = None, began: float | None = None,
+             prefill: list[str] | None = None, prefill_seconds: float = 0.0) -> _Turn:
         """Work out the chunks of the model's answer to prompt."""
         reply = f"You said: {prompt.text}" if behavior.reply is None else behavior.reply
         calls = behavior.tool_calls if prompt.tools_offered else None
@@ -180,20 +189,26 @@ class _Turn:
         elif calls:
             parts.append({"tool_calls": calls})
         loaded = time.monotonic() if loaded is None else loaded
-        return cls(model, behavior, parts, final, prompt.words, eval_count, started, loaded, top_logprobs, began)
+        return cls(model, behavior, parts, final, prompt.words, eval_count, started, loaded, top_logprobs, began,
+                   prefill, prefill_seconds)
 
     def done_fields(self) -> dict:
         """Return the done object's fields after the message: done, done_reason and metrics."""
         load = _ns(self.loaded - self.started)
         waited = 0 if self.began is None else _ns(self.began - self.loaded)  # for a slot: only in the total
-        prompt_eval = self.prompt_words * PROMPT_EVAL_NS_PER_WORD
-        evaluation = _ns(time.monotonic() - (self.loaded if self.began is None else self.began))
+        running = _ns(time.monotonic() - (self.loaded if self.began is None else self.began))
+        if self.prefill is None:  # made up from the prompt's length, not waited for
+            prompt_count, evaluation = self.prompt_words, running
+            prompt_eval = self.prompt_words * PROMPT_EVAL_NS_PER_WORD
+        else:  # the uncached tokens, waited for before the first chunk
+            prompt_count, prompt_eval = len(self.prefill), _ns(self.prefill_seconds)
+            evaluation = max(running - prompt_eval, 0)
         return {
             "done": True,
             "done_reason": self.behavior.done_reason,
             "total_duration": load + waited + prompt_eval + evaluation,
             "load_duration": load,
-            "prompt_eval_count": self.prompt_words,
+            "prompt_eval_count": prompt_count,
             "prompt_eval_duration": prompt_eval,
             "eval_count": self.eval_count,
             "eval_duration": evaluation,
@@ -241,18 +256,29 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         load_seconds: float = 0.0,
         keep_alive: float = DEFAULT_KEEP_ALIVE,
         default_num_ctx: int = 4096,
+        prompt_cache: bool = False,
+        prompt_token_seconds: float = 0.0,
+        multiuser_cache: bool = True,
     ) -> None:
         """Make a fake; num_parallel (OLLAMA_NUM_PARALLEL) runs requests in slots, None runs them all at once.
 
         In slots: max_loaded_models, max_queue and keep_alive (seconds) are OLLAMA_MAX_LOADED_MODELS,
         OLLAMA_MAX_QUEUE and OLLAMA_KEEP_ALIVE; load_seconds is how long a (re)load takes;
-        default_num_ctx is the context length of a request that names none.
+        default_num_ctx is the context length of a request that names none. prompt_cache keeps each
+        runner's prompt caches, and a prompt's uncached tokens take prompt_token_seconds each;
+        multiuser_cache is OLLAMA_MULTIUSER_CACHE, which picks the cache slot a prompt takes (Ollama's
+        default is off; with one slot both ways pick alike).
         """
+        if prompt_cache and num_parallel is None:
+            raise ValueError("prompt_cache needs num_parallel: only runners keep prompt caches")
         self.version = version
         self._slot_settings = None if num_parallel is None else {
             "num_parallel": num_parallel, "max_loaded_models": max_loaded_models, "max_queue": max_queue,
             "load_seconds": load_seconds, "keep_alive": keep_alive, "default_num_ctx": default_num_ctx,
+            "prompt_cache": prompt_cache, "multiuser_cache": multiuser_cache,
         }
+        self._prompt_cache = prompt_cache
+        self._prompt_token_seconds = prompt_token_seconds
         self.url = ""
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -336,6 +362,15 @@ class FakeOllama(CloudRoutes, AudioRoutes):
     def scheduler(self) -> LiveScheduler | None:
         """The scheduler requests run through in slots (None when they all run at once)."""
         return None if isinstance(self._slots, Unscheduled) else self._slots
+
+    def cache_slots(self, model: str) -> list[tuple[int, bool]]:
+        """Return, for each cache slot of the model's runner, the tokens it holds and whether it is in use.
+
+        Empty when the model is not loaded or the fake keeps no prompt caches.
+        """
+        if self.scheduler is None:
+            return []
+        return self.scheduler.cache_slots(self._find(model) or _canonical(model))
 
     def set_models(self, *names: str) -> None:
         """List exactly these models (tag optional): known ones keep their entries, others get a generic one."""
@@ -675,7 +710,7 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         name = self._installed(requested, _not_pulled(requested))
         prompt = prompt_of(body)
         if prompt is not None and behavior.prompt_tokens == "template":
-            prompt.words = _template_tokens(body)
+            prompt.words = len(_prompt_tokens(body))
         if prompt is None and _is_zero_duration(body.get("keep_alive")):
             self.loaded.discard(name)
             self._slots.unload(name)
@@ -687,10 +722,19 @@ class FakeOllama(CloudRoutes, AudioRoutes):
             lease.release()
             return _json(shape(requested, {}, done=True, done_reason="load"))
         top_logprobs = (body.get("top_logprobs") or 0) if body.get("logprobs") else None
+        prefill = self._prefill(lease, body)
         turn = _Turn.plan(requested, behavior, prompt, self._thinks(name, body), recorded.at, top_logprobs,
-                          lease.loaded_at, lease.started_at)
-        events = lease.watch(self._generation_events(turn, shape))
+                          lease.loaded_at, lease.started_at, prefill, len(prefill or ()) * self._prompt_token_seconds)
+        events = lease.watch(self._generation_events(turn, shape, lease))
         return lease.hold(lambda: self._answer(request, body, name, behavior, events, _merge))
+
+    def _prefill(self, lease: Lease | NoLease, body: dict) -> list[str] | None:
+        """With prompt caches: take the cache slot the runner picks for the prompt; return the tokens it lacked."""
+        if not self._prompt_cache:
+            return None
+        tokens = _prompt_tokens(body)
+        cached = lease.load_prompt(tokens)
+        return None if cached is None else tokens[cached:]
 
     def _require_capabilities(self, name: str, requested: str, body: dict, action: str) -> None:
         """Refuse, with Ollama's 400 answers, what the model cannot do."""
@@ -707,9 +751,18 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         think = body.get("think")
         return "thinking" in self.capabilities.get(name, []) and (think is None or _think_on(think))
 
-    def _generation_events(self, turn: _Turn, shape: Callable[..., dict]) -> Iterator[dict]:
-        """Yield a generation's chunks one chunk_delay apart, then its done object."""
+    def _generation_events(self, turn: _Turn, shape: Callable[..., dict], lease: Lease | NoLease) -> Iterator[dict]:
+        """Yield a generation's chunks one chunk_delay apart, then its done object.
+
+        With a prompt cache, the prompt's uncached tokens take their time before the first chunk, and every
+        token processed goes into the request's cache slot as it is, so a client that leaves leaves them there.
+        """
+        if turn.prefill is not None:
+            self._pause(turn.prefill_seconds)
+            lease.processed(turn.prefill)
         for part in turn.parts:
+            if turn.prefill is not None:
+                lease.processed(_answer_tokens(part))
             chunk = shape(turn.model, part, done=False)
             if turn.top_logprobs is not None and "content" in part:
                 chunk["logprobs"] = [_logprob(part["content"], turn.top_logprobs)]
@@ -1158,18 +1211,37 @@ def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-def _template_tokens(body: dict) -> int:
-    """Count a prompt as a small tokenizer would: ChatML around each message, tools as JSON, images 1 each."""
-    parts = [json.dumps(tool) for tool in body.get("tools") or []]
+def _prompt_tokens(body: dict) -> list[str]:
+    """Split a prompt into tokens as a small tokenizer would its template's rendering.
+
+    Tools as JSON, ChatML around each message, words and marks a token each, and a token per image
+    that stands for its content. A chat ends with the assistant's opening, which its next turn repeats
+    with the answer after it: that turn's prompt continues what the cache slot held after this one.
+    """
+    tokens = [token for tool in body.get("tools") or [] for token in _pieces(json.dumps(tool))]
     if body.get("system"):
-        parts.append(f"<|im_start|>system\n{body['system']}<|im_end|>")
+        tokens += _pieces(f"<|im_start|>system\n{body['system']}<|im_end|>")
     for message in body.get("messages") or []:
-        calls = json.dumps(message["tool_calls"]) if message.get("tool_calls") else ""
-        parts.append(f"<|im_start|>{message.get('role')}\n{message.get('thinking') or ''}"
-                     f"{message.get('content') or ''}{calls}<|im_end|>")
-    parts.append(body.get("prompt") or "<|im_start|>assistant")
-    images = sum(len(message.get("images") or ()) for message in body.get("messages") or ())
-    return sum(len(_PROMPT_PIECE.findall(part)) for part in parts) + images
+        tokens += [*_pieces(f"<|im_start|>{message.get('role')}\n"), *_image_tokens(message.get("images")),
+                   *_answer_tokens(message), *_pieces("<|im_end|>")]
+    return tokens + _image_tokens(body.get("images")) + _pieces(body.get("prompt") or "<|im_start|>assistant")
+
+
+def _answer_tokens(fields: dict) -> list[str]:
+    """Split a message's (or a streamed chunk's) thinking, content and tool calls into tokens."""
+    calls = json.dumps(fields["tool_calls"]) if fields.get("tool_calls") else ""
+    return [token for text in (fields.get("thinking") or "", fields.get("content") or "", calls)
+            for token in _pieces(f"{text}")]
+
+
+def _image_tokens(images: Any) -> list[str]:
+    """Return one token per image, which only the same image matches."""
+    return [f"<image {hashlib.sha256(f'{image}'.encode()).hexdigest()[:16]}>" for image in images or ()]
+
+
+def _pieces(text: str) -> list[str]:
+    """Split text into words and marks, a token each."""
+    return _PROMPT_PIECE.findall(text)
 
 
 def _count_words(*texts: Any) -> int:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tests.fakes.ollama_cache import PromptCache
+
 FOREVER = math.inf  # a negative keep_alive: the runner never expires
 
 # A request's way through the scheduler.
@@ -76,6 +78,9 @@ class RequestRecord:
     finished_at: float | None = None
     left_at: float | None = None  # when its client went away, if it did
     origin: Any = field(default=None, repr=False)  # what the caller submitted it as (the fake: its Recorded)
+    prompt_tokens: int | None = None  # with a prompt cache: the prompt's length in tokens
+    cached_tokens: int | None = None  # ... how many of them its cache slot held (not processed again)
+    cache_slot: int | None = None  # ... and which of its runner's cache slots it took
 
     @property
     def load_seconds(self) -> float | None:
@@ -107,6 +112,7 @@ class Runner:
     expires_at: float | None = None  # set while idle
     unload_reason: str | None = None  # set once it is marked to unload as soon as it is idle
     unloaded_at: float | None = None
+    prompt_cache: PromptCache | None = None  # its cache slots, if the server models them
 
     @property
     def context_length(self) -> int:

@@ -19,6 +19,9 @@ It follows server/sched.go and the llama server's slot semaphore (llm/llama_serv
   while it runs frees its slot. ``present`` probes, checked when the FIFO's head is taken and when
   a slot is granted, stand for Go's request context, which is cancelled the moment the client goes.
 - The FIFO holds at most ``max_queue`` requests besides its head; more are rejected (Ollama: 503).
+- With ``prompt_cache``, each runner has one cache slot per slot (ollama_cache.py): a running request
+  takes one for its prompt (``load_prompt``), notes what it processes there (``processed``), and frees
+  it when it ends. ``multiuser_cache`` is OLLAMA_MULTIUSER_CACHE: how the slot is chosen.
 
 Out of scope: memory fitting (only the count of runners limits loads), adapters and projectors,
 and a load whose first request is cancelled, which Ollama aborts: here it goes on.
@@ -33,6 +36,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
+from tests.fakes.ollama_cache import PromptCache
 from tests.fakes.ollama_runner import (
     CANCELLED,
     DONE,
@@ -68,6 +72,8 @@ class OllamaScheduler:
         max_queue: int = DEFAULT_MAX_QUEUE,
         keep_alive: float = DEFAULT_KEEP_ALIVE,
         load_seconds: float = 0.0,
+        prompt_cache: bool = False,
+        multiuser_cache: bool = True,
     ) -> None:
         if num_parallel < 1 or max_loaded_models < 1:
             raise ValueError("num_parallel and max_loaded_models must be at least 1")
@@ -76,6 +82,8 @@ class OllamaScheduler:
         self.max_queue = max_queue
         self.keep_alive = keep_alive
         self.load_seconds = load_seconds
+        self.prompt_cache = prompt_cache
+        self.multiuser_cache = multiuser_cache
         self.records: list[RequestRecord] = []  # every request, in the order it came
         self.runners: dict[str, Runner] = {}  # model -> its loaded (or loading) runner
         self.unloaded: list[Runner] = []  # runners gone, in the order they went
@@ -150,6 +158,30 @@ class OllamaScheduler:
                 self._counts["started_after_client_left"] += 1
             self._end(record, CANCELLED, now)
         self.settle()
+
+    def load_prompt(self, record: RequestRecord, tokens: list[str]) -> int | None:
+        """Give a running request the cache slot its runner picks for its prompt; return how many tokens were cached.
+
+        None: the runner keeps no prompt cache.
+        """
+        runner = self.runner_of(record)
+        if runner is None or runner.prompt_cache is None or record.state != RUNNING:
+            return None
+        record.cache_slot, record.cached_tokens = runner.prompt_cache.load(tokens, self._clock())
+        record.prompt_tokens = len(tokens)
+        return record.cached_tokens
+
+    def processed(self, record: RequestRecord, tokens: list[str]) -> None:
+        """Note in the request's cache slot tokens its runner processed: its prompt's uncached rest, then its answer."""
+        runner = self.runner_of(record)
+        if record.cache_slot is not None and record in runner.users:
+            runner.prompt_cache.extend(record.cache_slot, tokens)
+
+    def cache_slots(self, model: str) -> list[tuple[int, bool]]:
+        """Return, for each cache slot of the model's runner, the tokens it holds and whether it is in use."""
+        self.settle()
+        runner = self.runners.get(model)
+        return [] if runner is None or runner.prompt_cache is None else runner.prompt_cache.held()
 
     def unload(self, model: str) -> None:
         """Unload the model once it is idle, as a request with keep_alive 0 and nothing to run asks."""
@@ -251,7 +283,9 @@ class OllamaScheduler:
         """Start a runner for the record's model with its options, and bind the record to it."""
         parallel, seconds = self._plans[record.id]
         keep_alive = self.keep_alive if record.keep_alive is None else record.keep_alive
-        runner = Runner(next(self._ids), record.model, record.options, parallel, now, now + seconds, keep_alive)
+        cache = PromptCache(parallel, multi_user=self.multiuser_cache) if self.prompt_cache else None
+        runner = Runner(next(self._ids), record.model, record.options, parallel, now, now + seconds, keep_alive,
+                        prompt_cache=cache)
         self.runners[record.model] = runner
         self._counts["loads"] += 1
         if record.model in self._reloading:
@@ -312,5 +346,7 @@ class OllamaScheduler:
         runner = self.runners.get(record.model)
         if runner is not None and record in runner.users:
             runner.users.remove(record)
+            if record.cache_slot is not None:
+                runner.prompt_cache.release(record.cache_slot)
             if runner.idle:  # its keep_alive timer starts: 0 expires it at once, forever never
                 runner.expires_at = None if runner.keep_alive == FOREVER else now + max(runner.keep_alive, 0)

@@ -4,6 +4,9 @@ Each generate, chat or embed request's thread waits on one condition variable un
 admits it (its runner loaded and a slot held), so the response's headers, which go out with the
 first chunk, leave only then, as Ollama's do. A thread whose client hangs up while it waits cancels
 its request, which is then dropped and never started.
+
+With a prompt cache, a request that got its slot takes a cache slot for its prompt (``Lease.load_prompt``)
+and notes there what its runner processes (``Lease.processed``) until its response closes.
 """
 
 from __future__ import annotations
@@ -147,6 +150,19 @@ class LiveScheduler:
         with self._changed:
             return [record for record in self.model.records if model in (None, record.model)]
 
+    def load_prompt(self, record: RequestRecord, tokens: list[str]) -> int | None:
+        with self._changed:
+            return self.model.load_prompt(record, tokens)
+
+    def processed(self, record: RequestRecord, tokens: list[str]) -> None:
+        with self._changed:
+            self.model.processed(record, tokens)
+
+    def cache_slots(self, model: str) -> list[tuple[int, bool]]:
+        """Return, for each cache slot of the model's runner, the tokens it holds and whether it is in use."""
+        with self._changed:
+            return self._changing(lambda: self.model.cache_slots(model))
+
     def first_token(self, record: RequestRecord) -> None:
         with self._changed:
             self.model.first_token(record)
@@ -198,6 +214,15 @@ class Lease:
     def started_at(self) -> float | None:
         return self.record.started_at
 
+    def load_prompt(self, tokens: list[str]) -> int | None:
+        """Take the cache slot the runner picks for the prompt; return how many tokens it held (None: no cache)."""
+        return self._live.load_prompt(self.record, tokens)
+
+    def processed(self, tokens: list[str]) -> None:
+        """Note, in the request's cache slot, tokens its runner processed."""
+        if self.record.cache_slot is not None:
+            self._live.processed(self.record, tokens)
+
     def watch(self, events: Iterator[dict]) -> Iterator[dict]:
         """Pass events through, noting the first token and whether they all went out."""
         for event in events:
@@ -238,6 +263,12 @@ class NoLease:
 
     loaded_at = None
     started_at = None
+
+    def load_prompt(self, tokens: list[str]) -> None:
+        return None
+
+    def processed(self, tokens: list[str]) -> None:
+        pass
 
     def watch(self, events: Iterator[dict]) -> Iterator[dict]:
         return events

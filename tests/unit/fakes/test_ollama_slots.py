@@ -191,3 +191,56 @@ def test_keep_alive_is_read_as_ollama_reads_it(value, seconds):
 ])
 def test_load_options_are_read_from_the_request_options(options, expected):
     assert runner_options(options, default_num_ctx=4096, context_limit=131072) == expected
+
+
+def chat_turns(*said):
+    """Return a conversation's messages: what the user said, each answered "ok sure" but the last."""
+    answered = [[{"role": "user", "content": text}, {"role": "assistant", "content": "ok sure"}] for text in said]
+    return [message for turn in answered for message in turn][:-1]
+
+
+def test_a_prompt_cache_spares_a_conversation_its_earlier_turns_and_evicts_the_least_recently_used():
+    with FakeOllama(num_parallel=2, prompt_cache=True, prompt_token_seconds=0.005) as fake:
+        fake.script("llama3.2", reply="ok sure")
+        essay = {name: f"{name} " + "tell me about the history of the sky " * 10 for name in "ABC"}
+
+        def turn(*said):
+            began = time.monotonic()
+            *_, done = timed_chat(fake, chat_body(messages=chat_turns(*said)))[1]
+            took, record = time.monotonic() - began, fake.scheduler.records()[-1]
+            fake.wait_for(lambda: record.finished_at is not None)  # the slot is freed once the response closes
+            return done, took, record
+
+        first, first_took, first_record = turn(essay["A"])
+        second, second_took, second_record = turn(essay["A"], "and then?")
+        assert first["prompt_eval_count"] == first_record.prompt_tokens > 80 and first_record.cached_tokens == 0
+        assert second_record.cached_tokens == first_record.prompt_tokens + 2  # the prompt and "ok sure"
+        # uncached: the answer's <|im_end|>, <|im_start|>user and "and then?", <|im_end|>, <|im_start|>assistant
+        assert second["prompt_eval_count"] == second_record.prompt_tokens - second_record.cached_tokens == 25
+        assert second["prompt_eval_duration"] == pytest.approx(second["prompt_eval_count"] * 0.005e9, rel=1e-6)
+        assert second["total_duration"] >= second["prompt_eval_duration"] + second["eval_duration"]
+        assert second_took < first_took - 0.2
+        assert fake.cache_slots("llama3.2") == [(second_record.prompt_tokens + 2, False), (0, False)]
+
+        assert turn(essay["B"])[2].cache_slot == 1
+        assert turn(essay["C"])[2].cache_slot == 0  # A's slot, used longest ago
+        still_cached = turn(essay["B"], "and then?")[2]
+        evicted = turn(essay["A"], "and then?", "why?")[2]
+    assert (still_cached.cache_slot, still_cached.cached_tokens) == (1, first_record.prompt_tokens + 2)
+    assert evicted.cached_tokens == 6  # only "<|im_start|>user", which every conversation begins with
+
+
+def test_a_client_leaving_mid_answer_leaves_its_cache_slot_with_what_was_processed():
+    with FakeOllama(num_parallel=1, prompt_cache=True) as fake:
+        fake.script("llama3.2", reply="word " * 100, chunk_delay=0.02)
+        with requests.post(fake.url + "/api/chat", json=chat_body(), stream=True, timeout=10) as response:
+            next(response.iter_lines())
+        fake.wait_for(lambda: fake.scheduler.records()[0].state == CANCELLED)
+        record = fake.scheduler.records()[0]
+        [(held, in_use)] = fake.cache_slots("llama3.2")
+    assert not in_use and record.prompt_tokens < held < record.prompt_tokens + 100
+
+
+def test_a_prompt_cache_needs_slots():
+    with pytest.raises(ValueError, match="num_parallel"):
+        FakeOllama(prompt_cache=True)
