@@ -80,8 +80,7 @@ _shared_scheduler_url = None
 
 def _note_shared_scheduler(settings):
     global _shared_scheduler_url
-    url = settings.ratelimit.storage_url
-    _shared_scheduler_url = url if url.startswith(("redis://", "rediss://", "unix://")) else None
+    _shared_scheduler_url = settings.ratelimit.redis_url
 
 
 def _migrate_in_a_child(store_settings):

@@ -93,3 +93,8 @@ class RateLimitSettings:
              "`redis://host:port/db` (several instances); a relative `sqlite:///` path is under the project root")
     storage_timeout: float = setting(
         5.0, validate=SECONDS, help="seconds to wait for the counters (SQLite lock, Redis connection)")
+
+    @property
+    def redis_url(self) -> str | None:
+        """The storage URL if it is a Redis, through which instances also share one scheduler; else None."""
+        return self.storage_url if self.storage_url.startswith(("redis://", "rediss://", "unix://")) else None

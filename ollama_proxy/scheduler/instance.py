@@ -36,9 +36,9 @@ def build_admission(settings: Settings, pool) -> Admission | None:
     def loaded() -> dict[str, dict[str, dict]]:
         return loaded_models(pool, scheduled)
 
-    url = settings.ratelimit.storage_url
+    url = settings.ratelimit.redis_url
     client = {"specs": specs, "unreachable_timeout": conf.unreachable_timeout}
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url is not None:
         service = SharedScheduler(url, build, conf.max_wait, loaded, settings.routing.refresh_interval,
                                   directory=settings.logging.dir, **client)
     else:
