@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 from ollama_proxy.config import SchedulingSettings
 from ollama_proxy.errors import Overloaded, RateLimited
+from ollama_proxy.scheduler.caches import CacheSlot, Pick
 from ollama_proxy.scheduler.estimates import Estimates
 from ollama_proxy.scheduler.fairness import FairShare, Share, class_rank
 from ollama_proxy.scheduler.options import unify
@@ -487,9 +488,9 @@ class Scheduler:
         servers = [self.servers[name] for name in ticket.candidates if name in self.servers]
         if sum(server.spec.num_parallel for server in servers if ticket.model in server.runners) < 3:
             return False
-        state = self.servers[placement.server]
-        pick = state.runners[ticket.model].caches.pick(ticket.prefix, state.spec.num_parallel)
-        if pick is None or self._held(state.runners[ticket.model].caches.slots[pick.slot], now):
+        pick = self._cache_pick(ticket, placement.server)
+        caches = self.servers[placement.server].runners[ticket.model].caches
+        if pick is None or self._held(caches.slots[pick.slot], now):
             return False  # it takes a slot held for a conversation (its own): none that questions use
         unheld = 0
         for other in servers:
@@ -499,15 +500,17 @@ class Scheduler:
                 unheld += max(0, other.free_slots(ticket.model) - held)
         return unheld < 2
 
-    def _held(self, slot, now: float) -> bool:
+    def _held(self, slot: CacheSlot, now: float) -> bool:
+        """Whether a slot's conversation is held for its next turn: long enough, and its turn ended lately."""
         return slot.tokens >= HOLD_TOKENS and now - slot.ended < self.bounds.prefix_hold
 
     def _place(self, ticket: Ticket, ahead: list[Ticket], now: float) -> Placement | None:
         candidates = [self.servers[name] for name in ticket.candidates if name in self.servers]
         possible = [p for s in candidates if (p := s.placement(ticket.model, ticket.asked, ticket.enforced, ticket.id))]
-        warm = [p for p in possible if p.start is Start.WARM and not self._overwrites_held(ticket, p.server, now)]
+        picks = {p.server: self._cache_pick(ticket, p.server) for p in possible if p.start is Start.WARM}
+        warm = [p for p in possible if p.server in picks and not self._overwrites_held(ticket, picks[p.server], now)]
         if warm:
-            return min(warm, key=lambda p: (self._prompt_cost(ticket, p.server, now),
+            return min(warm, key=lambda p: (self._prompt_cost(ticket, p.server, picks[p.server], now),
                                             -self.servers[p.server].free_slots(ticket.model), p.server))
         cold = [p for p in possible if p.start is not Start.WARM]
         if not cold:
@@ -520,32 +523,31 @@ class Scheduler:
             return best
         return None
 
-    def _overwrites_held(self, ticket: Ticket, server: str, now: float) -> bool:
-        """Whether ``ticket`` would overwrite a conversation held for its next turn there, before its wait allows.
+    def _cache_pick(self, ticket: Ticket, server: str) -> Pick | None:
+        """The slot of ``server``'s warm runner Ollama would give ``ticket`` now (None: no prompt, or none free)."""
+        if not ticket.prefix:
+            return None
+        state = self.servers[server]
+        return state.runners[ticket.model].caches.pick(ticket.prefix, state.spec.num_parallel)
 
-        Held: another principal's prompt of at least ``HOLD_TOKENS``, whose turn ended less than
-        ``prefix_hold`` seconds ago. A request that has waited ``prefix_hold`` overwrites it anyway;
-        a short one (a question) may at once, on a slot long prompts left it (``_leaves_too_little``).
+    def _overwrites_held(self, ticket: Ticket, pick: Pick | None, now: float) -> bool:
+        """Whether ``ticket`` would overwrite another's conversation held for its next turn, before its wait allows.
+
+        A request that has waited ``prefix_hold`` overwrites it anyway; a short one (a question) may at
+        once, on a slot long prompts left it (``_leaves_too_little``).
         """
         if prompt_tokens(ticket.prefix) < HOLD_TOKENS or now - ticket.enqueued >= self.bounds.prefix_hold:
             return False
-        state = self.servers[server]
-        pick = state.runners[ticket.model].caches.pick(ticket.prefix, state.spec.num_parallel)
         lost = pick.overwritten if pick is not None else None
-        return (lost is not None and lost.owner != ticket.share.principal and lost.tokens >= HOLD_TOKENS
-                and now - lost.ended < self.bounds.prefix_hold)
+        return lost is not None and lost.owner != ticket.share.principal and self._held(lost, now)
 
-    def _prompt_cost(self, ticket: Ticket, server: str, now: float) -> float:
+    def _prompt_cost(self, ticket: Ticket, server: str, pick: Pick | None, now: float) -> float:
         """Seconds of prompt reading ``ticket`` costs on ``server``'s warm runner now: its own, and what it overwrites.
 
         Its own: the part of its prompt no slot there holds. What it overwrites: a conversation the slot
         Ollama would give it holds, if that conversation's last turn ended less than ``prefix_hold``
         seconds ago (it is likely to come back, and would be read again).
         """
-        if not ticket.prefix:
-            return 0.0
-        state = self.servers[server]
-        pick = state.runners[ticket.model].caches.pick(ticket.prefix, state.spec.num_parallel)
         if pick is None:
             return 0.0
         tokens = prompt_tokens(ticket.prefix) - pick.shared
