@@ -45,7 +45,8 @@ class OllamaPool:
     def __init__(self, service: ServiceSettings, servers: tuple[OllamaServerSettings, ...],
                  routing: RoutingSettings, slot_dir: str):
         default = OllamaServerSettings(DEFAULT_SERVER, service.base_url, service.max_concurrent, (),
-                                       service.num_parallel, service.max_loaded_models, service.scheduling)
+                                       service.num_parallel, service.max_loaded_models,
+                                       multiuser_cache=service.multiuser_cache, scheduling=service.scheduling)
         self.routing = routing
         self.servers = [ServerState(s, OllamaBackend(replace(service, base_url=s.base_url), s.name),
                                     slots=_lock_slots(slot_dir, s)) for s in (default, *servers)]

@@ -48,6 +48,10 @@ class OllamaServerSettings:
         help="requests the server runs at once per loaded model: its `OLLAMA_NUM_PARALLEL` (the proxy sends no more)")
     max_loaded_models: int = setting(
         3, validate=AT_LEAST_1, help="models the server keeps loaded at once: its `OLLAMA_MAX_LOADED_MODELS`")
+    multiuser_cache: bool = setting(
+        False, help="the server runs with `OLLAMA_MULTIUSER_CACHE` set: the proxy then expects its runners to "
+                    "give a new conversation the least recently used slot rather than the first free one, when it "
+                    "places conversations where their prompts are cached")
     scheduling: bool = setting(
         True, help="the proxy decides who runs next on the server (see `scheduling`); `off`: requests are sent at "
                    "once, and queue in Ollama")
@@ -187,15 +191,17 @@ class SchedulingSettings:
              "key: an agent back from a turn's think time, or a script between batches, comes back behind those "
              "who waited, not level with them; later it comes back level (`0`: always level)")
     prefix_hold: float = setting(
-        10.0, validate=AT_LEAST_0,
-        help="seconds after a conversation's turn ends during which the prompt an Ollama slot holds for it is "
-             "worth keeping: another request goes where it overwrites no such prompt, if it can (coding agents "
-             "send the whole conversation again each turn; `0`: place by prompt only)")
+        20.0, validate=AT_LEAST_0,
+        help="seconds a request with a long prompt waits at most rather than overwrite the prompt an Ollama slot "
+             "holds for another conversation's next turn (coding agents send the whole conversation again each "
+             "turn). A conversation is held while it is expected back: twice the time it last took to come back, "
+             "and a second, at most this long after its turn ended (`0`: place by prompt, hold nothing)")
     yield_within: float = setting(
         1.0, validate=AT_LEAST_0,
         help="seconds a request may be kept waiting so that one expected to hold a slot at least twice as long "
              "starts first, on a slot that frees while slots about to free will start it in that time; long "
-             "answers then start as slots free instead of together, and do not end together (`0`: strict order)")
+             "answers then start as slots free instead of together, and do not end together (`0`: strict order); "
+             "also how long a question waits at most rather than overwrite a conversation held for its next turn")
     slot_seconds: float = setting(
         5.0, validate=SECONDS, help="how long a request is expected to hold its slot, until the proxy has seen some")
     load_seconds: float = setting(

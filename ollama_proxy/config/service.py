@@ -31,6 +31,11 @@ class ServiceSettings:
         help="models the server keeps loaded at once: its `OLLAMA_MAX_LOADED_MODELS`")
     max_concurrent: int | None = setting(
         None, validate=AT_LEAST_1, help="a cap over all the server's models at once (absent: no cap of its own)")
+    multiuser_cache: bool = setting(
+        False, env="OLLAMA_PROXY_MULTIUSER_CACHE",
+        help="the server runs with `OLLAMA_MULTIUSER_CACHE` set: the proxy then expects its runners to give a new "
+             "conversation the least recently used slot rather than the first free one, when it places "
+             "conversations where their prompts are cached")
     scheduling: bool = setting(
         True, env="OLLAMA_PROXY_SCHEDULING",
         help="the proxy decides who runs next on the server (see `scheduling`); `off`: requests are sent at "

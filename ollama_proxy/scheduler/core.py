@@ -42,11 +42,12 @@ from ollama_proxy.scheduler.caches import CacheSlot, Pick
 from ollama_proxy.scheduler.estimates import Estimates
 from ollama_proxy.scheduler.fairness import FairShare, Share, class_rank
 from ollama_proxy.scheduler.options import unify
-from ollama_proxy.scheduler.prefix import Chain, prompt_tokens
+from ollama_proxy.scheduler.prefix import Chain, prompt_tokens, shared_tokens
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, ServerState, Start
 from ollama_proxy.scheduler.snapshot import snapshot
 
 HOLD_TOKENS = 1024  # a prompt shorter than this is read again in moments: not worth holding a slot for
+RETURN_MARGIN, RETURN_SLACK = 2.0, 1.0  # a conversation is expected back within twice its last return time, and 1 s
 LONGER = 2.0  # how much longer than the request whose turn it is a request must be expected to run to go first
 
 
@@ -64,7 +65,7 @@ class Bounds:
     interactive_headroom: int = _SETTINGS.interactive_headroom  # warm slots batch work leaves free for people
     headroom_window: float = _SETTINGS.headroom_window  # seconds after an interactive request for a model it holds
     fair_memory: float = _SETTINGS.fair_memory  # seconds an idle principal keeps what it had over the least-served
-    prefix_hold: float = _SETTINGS.prefix_hold  # seconds a conversation's cached prompt is kept for its next turn
+    prefix_hold: float = _SETTINGS.prefix_hold  # seconds a long prompt waits at most for a slot held for another
     yield_within: float = _SETTINGS.yield_within  # seconds one may wait so that a much longer one starts first
 
     @classmethod
@@ -427,6 +428,7 @@ class Scheduler:
                 continue
             fits = server.placement(later.model, later.asked, later.enforced, later.id)
             if (placement.server not in later.candidates or fits is None or fits.start is not Start.WARM
+                    or self._overwrites_held(later, self._cache_pick(later, placement.server), now)
                     or self._leaves_too_little(later, fits, now)):
                 return None
             if not self._start_in_time([t for t in passed if t.model == first.model], first, now):
@@ -501,8 +503,21 @@ class Scheduler:
         return unheld < 2
 
     def _held(self, slot: CacheSlot, now: float) -> bool:
-        """Whether a slot's conversation is held for its next turn: long enough, and its turn ended lately."""
-        return slot.tokens >= HOLD_TOKENS and now - slot.ended < self.bounds.prefix_hold
+        """Whether a slot's conversation is held for its next turn: long enough, and back or expected back soon.
+
+        Expected back: within twice the time it last took to come back, and a second (a turn's think
+        time; a first turn, ``prefix_hold``); never longer than ``prefix_hold`` after its turn ended.
+        """
+        if slot.tokens < HOLD_TOKENS or not self.bounds.prefix_hold:
+            return False
+        expected = self.bounds.prefix_hold if slot.came_back is None else RETURN_MARGIN * slot.came_back + RETURN_SLACK
+        return now - slot.ended < min(expected, self.bounds.prefix_hold) or self._back_for(slot)
+
+    def _back_for(self, slot: CacheSlot) -> bool:
+        """Whether the conversation a slot holds has come back: a request of its owner's waits that continues it."""
+        return slot.owner in self._inside and any(
+            t.share.principal == slot.owner and t.prefix and shared_tokens(t.prefix, slot.links) == slot.tokens
+            for t in self.waiting.values())
 
     def _place(self, ticket: Ticket, ahead: list[Ticket], now: float) -> Placement | None:
         candidates = [self.servers[name] for name in ticket.candidates if name in self.servers]
@@ -527,32 +542,35 @@ class Scheduler:
         """The slot of ``server``'s warm runner Ollama would give ``ticket`` now (None: no prompt, or none free)."""
         if not ticket.prefix:
             return None
-        state = self.servers[server]
-        return state.runners[ticket.model].caches.pick(ticket.prefix, state.spec.num_parallel)
+        spec = self.servers[server].spec
+        return self.servers[server].runners[ticket.model].caches.pick(ticket.prefix, spec.num_parallel,
+                                                                      spec.multiuser_cache)
 
     def _overwrites_held(self, ticket: Ticket, pick: Pick | None, now: float) -> bool:
         """Whether ``ticket`` would overwrite another's conversation held for its next turn, before its wait allows.
 
-        A request that has waited ``prefix_hold`` overwrites it anyway; a short one (a question) may at
-        once, on a slot long prompts left it (``_leaves_too_little``).
+        A long prompt may once it has waited ``prefix_hold``; a short one (a question) once it has waited
+        ``yield_within``: by then the conversation is mostly back on its slot, and the question finds
+        another (long prompts leave it one, ``_leaves_too_little``).
         """
-        if prompt_tokens(ticket.prefix) < HOLD_TOKENS or now - ticket.enqueued >= self.bounds.prefix_hold:
-            return False
         lost = pick.overwritten if pick is not None else None
-        return lost is not None and lost.owner != ticket.share.principal and self._held(lost, now)
+        if lost is None or lost.owner == ticket.share.principal or not self._held(lost, now):
+            return False
+        bound = self.bounds.prefix_hold if prompt_tokens(ticket.prefix) >= HOLD_TOKENS else self.bounds.yield_within
+        return now - ticket.enqueued < bound
 
     def _prompt_cost(self, ticket: Ticket, server: str, pick: Pick | None, now: float) -> float:
         """Seconds of prompt reading ``ticket`` costs on ``server``'s warm runner now: its own, and what it overwrites.
 
         Its own: the part of its prompt no slot there holds. What it overwrites: a conversation the slot
-        Ollama would give it holds, if that conversation's last turn ended less than ``prefix_hold``
-        seconds ago (it is likely to come back, and would be read again).
+        Ollama would give it holds, if that conversation is held for its next turn (``_held``): it is
+        likely to come back, and would be read again.
         """
         if pick is None:
             return 0.0
         tokens = prompt_tokens(ticket.prefix) - pick.shared
         lost = pick.overwritten
-        if lost is not None and lost.owner != ticket.share.principal and now - lost.ended < self.bounds.prefix_hold:
+        if lost is not None and lost.owner != ticket.share.principal and self._held(lost, now):
             tokens += lost.tokens
         return self.estimates.prefill_seconds(ticket.model, server, tokens)
 
@@ -601,7 +619,8 @@ class Scheduler:
         runner = server.runners.get(ticket.model)
         cached = 0
         if runner is not None and ticket.prefix:
-            cached = runner.caches.take(ticket.id, ticket.share.principal, ticket.prefix, server.spec.num_parallel, now)
+            cached = runner.caches.take(ticket.id, ticket.share.principal, ticket.prefix, server.spec.num_parallel, now,
+                                        ticket.enqueued, server.spec.multiuser_cache)
         self.running[ticket.id] = _Running(ticket, placement, now, charged, loan, cached)
 
     def _activate(self, ticket: Ticket, now: float) -> None:

@@ -24,7 +24,8 @@ def build_admission(settings: Settings, pool) -> Admission | None:
     scheduled = [s for s in pool.servers if s.settings.scheduling]
     if not scheduled:
         return None
-    specs = [ServerSpec(s.name, s.settings.num_parallel, s.settings.max_loaded_models, s.settings.max_concurrent)
+    specs = [ServerSpec(s.name, s.settings.num_parallel, s.settings.max_loaded_models, s.settings.max_concurrent,
+                        s.settings.multiuser_cache)
              for s in scheduled]
     conf = settings.scheduling
     bounds = Bounds.of(conf)

@@ -24,6 +24,7 @@ class ServerSpec:
     num_parallel: int = 1  # OLLAMA_NUM_PARALLEL
     max_loaded_models: int = 3  # OLLAMA_MAX_LOADED_MODELS
     max_concurrent: int | None = None  # the proxy's own cap over all its models
+    multiuser_cache: bool = False  # OLLAMA_MULTIUSER_CACHE: how its runners pick a prompt cache slot
 
 
 @dataclass

@@ -56,7 +56,8 @@ def submit(ticket: Ticket, specs: Iterable[ServerSpec] = ()) -> dict:
     if ticket.prefix:
         message["prefix"] = prefix.encode(ticket.prefix)
     if specs:
-        message["servers"] = [[s.name, s.num_parallel, s.max_loaded_models, s.max_concurrent] for s in specs]
+        message["servers"] = [[s.name, s.num_parallel, s.max_loaded_models, s.max_concurrent, s.multiuser_cache]
+                              for s in specs]
     return message
 
 
@@ -91,11 +92,12 @@ def prefill_of(message: dict) -> tuple[int, float] | None:
 def specs_of(message: dict) -> list[ServerSpec]:
     """The servers a ticket names with their capacity (none: an older worker's message)."""
     try:
-        return [ServerSpec(str(name), int(parallel), int(loaded), None if cap is None else int(cap))
-                for name, parallel, loaded, cap in message.get("servers") or ()]
+        return [ServerSpec(str(name), int(parallel), int(loaded), None if cap is None else int(cap),
+                           multiuser[0] is True if multiuser else False)
+                for name, parallel, loaded, cap, *multiuser in message.get("servers") or ()]
     except (TypeError, ValueError):
-        raise BadMessage(f"servers that are not [name, num_parallel, max_loaded_models, max_concurrent]: "
-                         f"{_head(message)}") from None
+        raise BadMessage(f"servers that are not [name, num_parallel, max_loaded_models, max_concurrent, "
+                         f"multiuser_cache]: {_head(message)}") from None
 
 
 def running(ticket: Ticket, placement: Placement, specs: Iterable[ServerSpec] = ()) -> dict:

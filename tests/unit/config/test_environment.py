@@ -14,6 +14,7 @@ KNOWN = {
     "OLLAMA_PROXY_TRUSTED_PROXIES": ("service", "trusted_proxies"),
     "OLLAMA_PROXY_NUM_PARALLEL": ("service", "num_parallel"),
     "OLLAMA_PROXY_MAX_LOADED_MODELS": ("service", "max_loaded_models"),
+    "OLLAMA_PROXY_MULTIUSER_CACHE": ("service", "multiuser_cache"),
     "OLLAMA_PROXY_SCHEDULING": ("service", "scheduling"),
     "OLLAMA_PROXY_MAX_WAIT": ("scheduling", "max_wait"),
     "OLLAMA_PROXY_CORS_ORIGINS": ("cors", "origins"),

@@ -1,5 +1,6 @@
-"""The mirror of Ollama's slot choice: a continuation reuses its slot; otherwise the least recently used free
-slot is taken, the longest prefix any slot holds copied into it first."""
+"""The mirror of Ollama's slot choice. By default the free slot sharing the longest prefix, the first of equals;
+with OLLAMA_MULTIUSER_CACHE a continuation reuses its slot, otherwise the least recently used free slot is
+taken, the longest prefix any slot holds copied into it first."""
 
 from ollama_proxy.scheduler.caches import PromptCaches
 from ollama_proxy.scheduler.prefix import chain_of, prompt_tokens
@@ -19,22 +20,48 @@ def test_a_conversations_next_turn_reads_only_what_is_new_from_the_slot_that_hol
     assert (pick.slot, pick.shared, pick.overwritten) == (0, prompt_tokens(first), None)
 
 
-def test_a_third_conversation_overwrites_the_least_recently_used_slot():
+def test_a_third_conversation_overwrites_the_least_recently_used_slot_of_a_multiuser_server():
     caches = PromptCaches()
     for n, name in enumerate("ab"):
-        caches.take(name, name, _conversation(name, 3), slots=2, now=n)
+        caches.take(name, name, _conversation(name, 3), slots=2, now=n, multiuser=True)
         caches.release(name, now=n + 0.5)
+    caches.take("a2", "a", _conversation("a", 4), slots=2, now=2, multiuser=True)  # a's slot used last
+    caches.release("a2", now=2.5)
+    pick = caches.pick(_conversation("c", 3), slots=2, multiuser=True)
+    assert pick.slot == 1 and pick.shared == 0 and pick.overwritten.owner == "b"
+
+
+def test_by_default_a_new_conversation_takes_the_first_free_slot_however_recently_used():
+    caches = PromptCaches()
+    caches.take("a1", "a", _conversation("a", 3), slots=2, now=0)
+    caches.take("b1", "b", _conversation("b", 3), slots=2, now=1)
+    assert [slot.owner for slot in caches.slots] == ["a", "b"]
+    caches.release("b1", now=1.5)
+    caches.release("a1", now=2)  # a's slot freed, and used, last
     pick = caches.pick(_conversation("c", 3), slots=2)
     assert pick.slot == 0 and pick.shared == 0 and pick.overwritten.owner == "a"
+    assert caches.pick(_conversation("b", 4), slots=2).overwritten is None  # b's next turn still finds its own
 
 
-def test_a_prefix_held_by_a_slot_in_use_is_copied_into_the_free_one():
+def test_a_slot_learns_how_long_its_conversation_took_to_come_back():
+    caches = PromptCaches()
+    caches.take("a1", "alice", _conversation("a", 3), slots=2, now=0)
+    caches.release("a1", now=4)
+    caches.take("a2", "alice", _conversation("a", 4), slots=2, now=7, asked=5.5)  # asked 1.5 s after, waited
+    assert caches.slots[0].came_back == 1.5
+    caches.release("a2", now=9)
+    caches.take("c1", "carol", _conversation("c", 3), slots=2, now=10)  # another conversation: nothing learned
+    assert caches.slots[1].came_back is None
+
+
+def test_a_multiuser_server_copies_a_prefix_held_by_a_slot_in_use_into_the_free_one():
     caches = PromptCaches()
     caches.take("t1", "alice", _conversation("a", 3), slots=2, now=0)  # still running
     branch = chain_of("/api/chat", {"messages": [{"role": "user", "content": f"a {i} " + "x" * 800}
                                                  for i in range(2)] + [{"role": "user", "content": "other"}]})
-    pick = caches.pick(branch, slots=2)
-    assert pick.slot == 1 and pick.shared == _conversation("a", 2)[-1].tokens
+    for multiuser in (False, True):
+        pick = caches.pick(branch, slots=2, multiuser=multiuser)
+        assert pick.slot == 1 and pick.shared == (_conversation("a", 2)[-1].tokens if multiuser else 0)
     caches.take("t2", "alice", branch, slots=2, now=1)
     assert caches.pick(branch, slots=2) is None  # both in use
 

@@ -586,7 +586,7 @@ def test_a_long_prompt_waits_rather_than_overwrite_a_conversation_held_for_its_n
     assert _granted(s.dispatch(now=6 + hold)) == ["c1"]  # waited the bound: it overwrites agent-b's
 
 
-def test_a_question_overwrites_a_held_conversation_at_once_and_long_prompts_leave_it_a_slot():
+def test_long_prompts_leave_questions_a_slot_that_holds_no_conversation():
     s = _scheduler(ServerSpec("gpu1", num_parallel=2), ServerSpec("gpu2", num_parallel=1))
     s.submit(_ticket("q0", "person", prefix=_question("hello")), now=0)  # questions come for the model
     s.end("q0", now=0.5)
@@ -603,3 +603,59 @@ def test_with_fewer_than_three_slots_no_slot_is_kept_for_questions():
     s.end("q0", now=0.5)
     assert _granted(s.submit(_ticket("a1", "agent-a", prefix=_agent_turn("a", 4)), now=1)) == ["a1"]
     assert _granted(s.submit(_ticket("b1", "agent-b", prefix=_agent_turn("b", 4)), now=1)) == ["b1"]
+
+
+def _one_slot_each_agents_a_and_b_ended(now: float = 5) -> Scheduler:
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1))
+    s.submit(_ticket("a1", "agent-a", prefix=_agent_turn("a", 4)), now=0)
+    s.submit(_ticket("b1", "agent-b", prefix=_agent_turn("b", 4)), now=0)
+    s.end("a1", now=now)
+    s.end("b1", now=now)
+    return s
+
+
+def test_a_conversation_is_held_for_as_long_as_it_took_to_come_back_not_the_whole_bound():
+    s = _one_slot_each_agents_a_and_b_ended()
+    for name, back in (("a", 5.5), ("b", 5.5)):  # both come back half a second after their turns
+        s.submit(_ticket(f"{name}2", f"agent-{name}", prefix=_agent_turn(name, 5)), now=back)
+    s.end("a2", now=8)
+    s.end("b2", now=8)
+    assert s.submit(_ticket("c1", "agent-c", prefix=_agent_turn("c", 4)), now=8.5) == []  # expected back: held
+    # Twice the half second, and a second, after their turns ended, neither came back: c need not wait the bound.
+    assert 8 + 2 < DEFAULT_BOUNDS.prefix_hold
+    assert _granted(s.dispatch(now=10.1)) == ["c1"]
+
+
+def test_a_conversation_back_and_waiting_keeps_its_slot_held_past_its_expected_return():
+    s = _one_slot_each_agents_a_and_b_ended()
+    s.submit(_ticket("a2", "agent-a", prefix=_agent_turn("a", 5)), now=5.5)
+    s.end("a2", now=8)  # a is expected back by 10; b (a first turn) for the whole bound
+    s.hold_until = 11  # no grants before then (as after an arbiter takes over)
+    s.submit(_ticket("c1", "agent-c", prefix=_agent_turn("c", 4)), now=9)
+    s.submit(_ticket("a3", "agent-a", prefix=_agent_turn("a", 6)), now=9.5)
+    assert [t.id for t in s.queue(now=11)] == ["c1", "a3"]
+    grants = s.dispatch(now=11)  # past a's expected return, but a's next turn waits for that slot
+    assert _granted(grants) == ["a3"] and s.running["a3"].cached == _agent_turn("a", 5)[-1].tokens
+    assert "c1" in s.waiting
+
+
+def test_a_question_waits_a_moment_rather_than_overwrite_a_held_conversation_then_goes():
+    s = _one_slot_each_agents_a_and_b_ended()
+    assert s.submit(_ticket("q1", "person", prefix=_question("quick one?")), now=5.2) == []
+    assert _granted(s.dispatch(now=5.2 + DEFAULT_BOUNDS.yield_within)) == ["q1"]
+
+
+def test_a_longer_request_does_not_jump_ahead_onto_a_held_conversations_slot():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1), default_slot_seconds=1.0)
+    s.submit(_ticket("a1", "agent-a", prefix=_agent_turn("a", 4)), now=0)
+    s.submit(_ticket("c0", "agent-c", weight=0.1, prefix=_question("warm up")), now=0)
+    s.end("c0", now=4)  # c has had its share for a while
+    s.submit(_ticket("b1", "agent-b", prefix=_agent_turn("b", 4)), now=4.5)
+    s.end("a1", now=5)
+    s.end("b1", now=5)  # both slots hold a conversation, for its next turn
+    s.estimates.ended("m", 60.0, now=5, principal="agent-c")  # c's turns hold a slot long: it would go first
+    s.hold_until = 6
+    s.submit(_ticket("a2", "agent-a", prefix=_agent_turn("a", 5)), now=5.2)
+    s.submit(_ticket("c1", "agent-c", weight=0.1, prefix=_agent_turn("c", 4)), now=5.3)
+    assert [t.id for t in s.queue(now=6)] == ["a2", "c1"]
+    assert _granted(s.dispatch(now=6)) == ["a2"] and "c1" in s.waiting

@@ -10,7 +10,7 @@ from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
 
 TICKET = Ticket("t1", Share("team/ann", 2.0, BATCH), "llama3.2:latest", ("gpu1", "gpu2"), {"num_ctx": 8192},
                 frozenset({"num_ctx"}))
-SPECS = [ServerSpec("gpu1", 2, 1, None), ServerSpec("gpu2", 4, 2, 6)]
+SPECS = [ServerSpec("gpu1", 2, 1, None), ServerSpec("gpu2", 4, 2, 6, multiuser_cache=True)]
 
 
 def test_a_ticket_its_servers_and_where_it_runs_come_back_as_they_went():
@@ -19,6 +19,11 @@ def test_a_ticket_its_servers_and_where_it_runs_come_back_as_they_went():
     assert wire.ticket_of(message) == TICKET
     assert wire.specs_of(message) == SPECS
     assert wire.placement_of(message) == placement
+
+
+def test_servers_named_by_an_older_worker_without_their_cache_mode_use_ollamas_default():
+    message = {**wire.submit(TICKET), "servers": [["gpu1", 2, 1, None]]}
+    assert wire.specs_of(message) == [ServerSpec("gpu1", 2, 1, None, multiuser_cache=False)]
 
 
 def test_a_grant_comes_back_as_it_went():
