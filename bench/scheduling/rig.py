@@ -33,6 +33,8 @@ class Servers:
     max_loaded_models: int = 1
     token_seconds: float = 0.02
     load_seconds: float = 0.0
+    prompt_token_seconds: float | None = None  # given: each slot keeps a prompt cache, as Ollama's do
+    multiuser_cache: bool = False  # the servers run with OLLAMA_MULTIUSER_CACHE
 
     @property
     def slots(self) -> int:
@@ -78,15 +80,22 @@ class Rig:
 
 @contextmanager
 def rig(servers: Servers, *, via_proxy: bool, people: tuple[str, ...] = (), jobs: dict[str, str] | None = None,
-        scheduling: dict | None = None) -> Iterator[Rig]:
+        scheduling: dict | None = None, **script) -> Iterator[Rig]:
     """Start the fakes, and the proxy in front of them if via_proxy; stop them all at the end.
 
-    people get file tokens; jobs (principal -> class) get managed keys of that class.
+    people get file tokens; jobs (principal -> class) get managed keys of that class; script: more of
+    how the fakes answer (``Behavior``).
     """
     settings = {"num_parallel": servers.num_parallel, "max_loaded_models": servers.max_loaded_models}
-    fakes = [FakeOllama(load_seconds=servers.load_seconds, **settings).start() for _ in range(servers.count)]
+    caches = {}
+    if servers.prompt_token_seconds is not None:
+        caches = {"prompt_cache": True, "prompt_token_seconds": servers.prompt_token_seconds,
+                  "multiuser_cache": servers.multiuser_cache}
+        settings["multiuser_cache"] = servers.multiuser_cache
+    fakes = [FakeOllama(load_seconds=servers.load_seconds, num_parallel=servers.num_parallel,
+                        max_loaded_models=servers.max_loaded_models, **caches).start() for _ in range(servers.count)]
     for fake in fakes:
-        fake.script(MODEL_SCRIPT, chunk_delay=servers.token_seconds)
+        fake.script(MODEL_SCRIPT, chunk_delay=servers.token_seconds, **script)
     try:
         if not via_proxy:
             yield Rig(fakes, [fake.url for fake in fakes])

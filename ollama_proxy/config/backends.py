@@ -190,6 +190,9 @@ class SchedulingSettings:
         help="seconds a key that has nothing waiting or running keeps the slot-time it had beyond the least-served "
              "key: an agent back from a turn's think time, or a script between batches, comes back behind those "
              "who waited, not level with them; later it comes back level (`0`: always level)")
+    prompt_placement: bool = setting(
+        True, help="place a request where its prompt is cached: the proxy follows what each Ollama slot holds "
+                   "(`false`: by model alone, warm servers first)")
     prefix_hold: float = setting(
         20.0, validate=AT_LEAST_0,
         help="seconds a request with a long prompt waits at most rather than overwrite the prompt an Ollama slot "

@@ -29,8 +29,9 @@ from ollama_proxy.client_watch import cancelled_if_client_leaves
 from ollama_proxy.dispatch.body import OllamaBody
 from ollama_proxy.errors import Overloaded
 from ollama_proxy.greenlets import gevent_active
+from ollama_proxy.observability.accounting import note_scheduled_prompt
 from ollama_proxy.scheduler.admission import Admission, Requester
-from ollama_proxy.scheduler.prefix import chain_of
+from ollama_proxy.scheduler.prefix import chain_of, prompt_tokens
 
 DISPATCHER = "ollama_proxy.dispatcher"  # the app's extension
 # The requests that make a GPU work; listings and management are never queued.
@@ -45,10 +46,12 @@ class Dispatcher:
         """Whether a request may wait for a slot here (a server is scheduled, in a gevent worker)."""
         return self.admission is not None and gevent_active()
 
-    def __init__(self, pool: OllamaPool, admission: Admission | None, max_wait: float) -> None:
+    def __init__(self, pool: OllamaPool, admission: Admission | None, max_wait: float,
+                 place_by_prompt: bool = True) -> None:
         self.pool = pool
         self.admission = admission
         self.max_wait = max_wait
+        self.place_by_prompt = place_by_prompt  # tell the scheduler each prompt (``scheduling.prompt_placement``)
 
     def for_model(self, model: str, who: Requester, read_timeout: tuple[float, str] | None = None) -> OllamaModel:
         """The backend a route for ``model`` sends through: this dispatcher, on behalf of ``who``."""
@@ -75,7 +78,7 @@ class Dispatcher:
         now = time.monotonic()
         remaining = [s for s in candidates if not s.cooling(now)] or candidates
         asked = body.asked if isinstance(body, OllamaBody) else {}
-        chain = chain_of(path, body.data) if isinstance(body, OllamaBody) else ()
+        chain = chain_of(path, body.data) if self.place_by_prompt and isinstance(body, OllamaBody) else ()
         while remaining:
             admitted = self.admission.admit(who, model, [s.name for s in remaining], asked, deadline, chain)
             server = next((s for s in remaining if s.name == admitted.server), None)
@@ -89,6 +92,8 @@ class Dispatcher:
             answer = self._try(server, _counted(server, admitted.release), not remaining, method, path, who, True,
                                sent, request)
             if answer is not None:
+                if chain:  # what it read from the server's cache is known once its answer says what it read
+                    note_scheduled_prompt(who.record, prompt_tokens(chain), admitted.cached)
                 return answer
         raise AssertionError("a scheduled request has at least one candidate")
 

@@ -46,6 +46,38 @@ def note_answer(record: RequestRecord | None, answer: dict) -> None:
         record.load_seconds = load / 1e9
     if record is not None and _nanoseconds(prefill):
         record.prefill_seconds = (record.prefill_seconds or 0.0) + prefill / 1e9
+    if record is not None and record.prompt_estimate is not None and record.prompt_tokens is not None:
+        record.cached_tokens = cached_tokens(record.cached_tokens_expected, record.prompt_estimate,
+                                             record.prompt_tokens)
+
+
+def note_scheduled_prompt(record: RequestRecord | None, estimate: int, expected_cached: int | None) -> None:
+    """Note a prompt the scheduler placed and a server took: its estimated tokens, and those expected cached.
+
+    ``expected_cached``: the tokens the scheduler expected the server to read from its cache (None: unknown,
+    the request started on a lent slot). Several sends are summed; one unknown makes the sum unknown.
+    """
+    if record is None:
+        return
+    known = record.prompt_estimate is None or record.cached_tokens_expected is not None
+    record.prompt_estimate = (record.prompt_estimate or 0) + estimate
+    if known and expected_cached is not None:
+        record.cached_tokens_expected = (record.cached_tokens_expected or 0) + expected_cached
+    else:
+        record.cached_tokens_expected = None
+
+
+def cached_tokens(expected: int | None, prompt: int, prefilled: int) -> int | None:
+    """Estimate the prompt tokens Ollama read from its cache; None if the scheduler did not say what it expected.
+
+    An estimate: the whole ``prompt`` is the proxy's count (4 characters a token), less the ``prefilled``
+    tokens Ollama says it read (``prompt_eval_count``), and never more than the ``expected`` tokens the
+    scheduler's mirror of the slot's cache held: a prompt Ollama read whole is not taken for a hit because
+    the proxy's count came out high.
+    """
+    if expected is None:
+        return None
+    return min(expected, max(0, prompt - prefilled))
 
 
 def _nanoseconds(value: object) -> bool:

@@ -80,6 +80,10 @@ class RequestRecord:
     left_in_queue: bool = False  # its client left while it waited for a slot: dropped, never sent
     load_seconds: float | None = None  # the model's load time, as Ollama reported it in a final chunk
     prefill_seconds: float | None = None  # the time Ollama took to read the prompt not in its cache (final chunk)
+    # The prompts the scheduler placed, summed over the sends answered (``accounting.note_scheduled_prompt``):
+    prompt_estimate: int | None = None  # the proxy's estimate of their tokens (``prefix.prompt_tokens``)
+    cached_tokens_expected: int | None = None  # their tokens the scheduler expected read from cache (None: a loan's)
+    cached_tokens: int | None = None  # prompt tokens read from Ollama's cache, estimated (``accounting.cached_tokens``)
 
     @property
     def aborted(self) -> bool:

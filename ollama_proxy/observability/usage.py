@@ -62,6 +62,7 @@ def usage_row(record: RequestRecord, now: float, wall: datetime) -> dict:
         "ttft_ms": record.ttft_ms,
         "status": record.status,
         "aborted": record.aborted,
+        "cached_tokens": record.cached_tokens,
         **named,
     })
 

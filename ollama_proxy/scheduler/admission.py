@@ -56,6 +56,7 @@ class Admitted:
     server: str
     options: dict
     release: Callable[[], None]
+    cached: int | None = 0  # prompt tokens the server is expected to read from its cache (None: unknown)
 
 
 class Admission:
@@ -108,7 +109,7 @@ class Admission:
             if record is not None and record.prefill_seconds is not None and record.prompt_tokens is not None:
                 prefill = (record.prompt_tokens, record.prefill_seconds)
             client.end(ticket.id, record.load_seconds if loaded else None, prefill)
-        return Admitted(placement.server, placement.options, release)
+        return Admitted(placement.server, placement.options, release, granted.cached)
 
     def _watcher(self, who: Requester, record: RequestRecord | None):
         asked_at = time.perf_counter()

@@ -156,7 +156,7 @@ class Arbiter:
             run = self.scheduler.running.get(ticket.id)
             if run is not None:  # granted while its grant could not reach the worker: said again
                 self._own(worker, ticket.id)
-                _send(worker, wire.grant(Grant(ticket.id, run.placement, now - run.started)))
+                _send(worker, wire.grant(Grant(ticket.id, run.placement, now - run.started, run.cached)))
             elif ticket.id not in self.scheduler.waiting:
                 self._submit_ticket(worker, ticket, now)
         self._heard(worker, now)

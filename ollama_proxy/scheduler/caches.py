@@ -2,7 +2,7 @@
 
 Ollama's runner keeps one cache per slot: the prompt it last read. A request
 takes the free slot that shares the longest prefix with its prompt, the first
-of equals (Ollama's default). A server run with ``OLLAMA_MULTIUSER_CACHE``
+of equals (Ollama's default), a used slot before an empty one. A server run with ``OLLAMA_MULTIUSER_CACHE``
 (``multiuser``) gives it, with several slots, the free slot whose whole cache
 its prompt continues; failing that, the least recently used free slot, into
 which the longest prefix any slot holds (in use or not) is copied first. Only
@@ -50,7 +50,9 @@ class PromptCaches:
             return None
         shared = [shared_tokens(chain, slot.links) for slot in self.slots]
         if not multiuser or len(self.slots) == 1:
-            longest = max(free, key=lambda i: (shared[i], -i))
+            # Every prompt shares the chat template's first tokens with a slot that holds one: a used slot
+            # goes before an empty one, as it would in Ollama.
+            longest = max(free, key=lambda i: (shared[i], self.slots[i].tokens > 0, -i))
             slot = self.slots[longest]
             return Pick(longest, shared[longest], slot if slot.tokens > shared[longest] else None)
         best = max(range(len(self.slots)), key=lambda i: (shared[i], -i))

@@ -29,9 +29,10 @@ from gevent.event import AsyncResult
 
 from ollama_proxy.errors import Overloaded
 from ollama_proxy.scheduler import wire
-from ollama_proxy.scheduler.core import Grant, Ticket
+from ollama_proxy.scheduler.core import HOLD_TOKENS, Grant, Ticket
 from ollama_proxy.scheduler.fairness import BATCH
 from ollama_proxy.scheduler.options import unify
+from ollama_proxy.scheduler.prefix import prompt_tokens
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
 
 log = logging.getLogger(__name__)
@@ -237,9 +238,10 @@ class SchedulerClient:
     def _start_on_loan(self, ticket: Ticket) -> Grant | None:
         """Start ``ticket`` on a lent slot that fits it (the one with most left), told of later; None if none.
 
-        Batch work always asks: the arbiter keeps slots free for people (``interactive_headroom``).
+        Batch work always asks: the arbiter keeps slots free for people (``interactive_headroom``). So
+        does a long prompt: the arbiter places it where its prompt is cached, or would be overwritten least.
         """
-        if not self._loans or ticket.share.klass == BATCH:
+        if not self._loans or ticket.share.klass == BATCH or prompt_tokens(ticket.prefix) >= HOLD_TOKENS:
             return None
         best, options = None, {}
         for loan in self._loans.values():
@@ -250,7 +252,8 @@ class SchedulerClient:
                     best, options = loan, unified
         if best is None:
             return None
-        granted = Grant(ticket.id, Placement(best.server, Start.WARM, options), 0.0)
+        # No arbiter placed it: what it reads from the server's cache is unknown.
+        granted = Grant(ticket.id, Placement(best.server, Start.WARM, options), 0.0, cached=None)
         best.used += 1
         self._running[ticket.id] = (ticket, granted)
         self._on_loan[ticket.id] = best.id

@@ -93,6 +93,7 @@ class Grant:
     ticket: str
     placement: Placement
     waited: float
+    cached: int | None = 0  # prompt tokens the server is expected to read from its cache (None: a loan's, unknown)
 
 
 @dataclass
@@ -609,7 +610,7 @@ class Scheduler:
         self._unreserve(ticket.id)
         self.servers[placement.server].begin(ticket.model, placement, now)
         self._run(ticket, placement, now)
-        return Grant(ticket.id, placement, now - ticket.enqueued)
+        return Grant(ticket.id, placement, now - ticket.enqueued, self.running[ticket.id].cached)
 
     def _run(self, ticket: Ticket, placement: Placement, now: float, loan: str | None = None) -> None:
         """Count ``ticket`` as running, charged its expected slot-time, in the prompt cache Ollama will give it."""

@@ -6,7 +6,7 @@ worker ─► arbiter   submit {ticket}, end {id, load_seconds, prefill}, cancel
                     join {} (this worker borrows slots), start {ticket, loan, server, options}, returned {loan},
                     ran {principal, weight, class, model, server, requests, seconds} (requests of one
                     principal and model that started and ended on a loan before they were told of)
-arbiter ─► worker   grant {id, server, start, options, evict, waited},
+arbiter ─► worker   grant {id, server, start, options, evict, waited, cached},
                     refused {id, status, message, retry_after}, expired {id, retry_after},
                     status {id, status: the scheduler's state (snapshot.py)},
                     lend {loan, server, model, options, slots}, recall {loan}
@@ -126,11 +126,16 @@ def sync(running_now: Iterable[dict], waiting: Iterable[dict]) -> dict:
 def grant(granted: Grant) -> dict:
     placement = granted.placement
     return {"op": "grant", "id": granted.ticket, "server": placement.server, "start": placement.start.value,
-            "options": placement.options, "evict": placement.evict, "waited": granted.waited}
+            "options": placement.options, "evict": placement.evict, "waited": granted.waited,
+            "cached": granted.cached}
 
 
 def grant_of(message: dict) -> Grant:
-    return Grant(message["id"], placement_of(message), float(message.get("waited", 0.0)))
+    """Read a grant; one without ``cached`` (an older arbiter's) expects nothing read from cache."""
+    cached = message.get("cached", 0)
+    if type(cached) is not int or cached < 0:
+        raise BadMessage(f"a grant whose cached tokens are not a count: {_head(message)}")
+    return Grant(message["id"], placement_of(message), float(message.get("waited", 0.0)), cached)
 
 
 def lend(loan: Loan) -> dict:

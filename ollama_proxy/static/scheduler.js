@@ -6,6 +6,8 @@
   const tables = {
     "scheduler-servers": { rows: "models", empty: "No server is scheduled.",
       columns: [["server"], ["server_busy", "num"], ["model"], ["options"], ["busy", "num"], ["note", "muted"]] },
+    "scheduler-conversations": { rows: "conversations", empty: "No slot holds a prompt.",
+      columns: [["server"], ["model"], ["owner"], ["tokens", "num"], ["state"], ["ended", "num"]] },
     "scheduler-running": { rows: "running", empty: "Nothing runs.",
       columns: [["principal"], ["class"], ["model"], ["server"], ["since"], ["for", "num"], ["start"]] },
     "scheduler-waiting": { rows: "waiting", empty: "Nobody waits.",

@@ -22,7 +22,7 @@ Usage (``ts`` an aware datetime; fields in ``USAGE_FIELDS``):
     query_usage(since, until, key, model, limit=1000, newest_first=False, end_user=None) -> [dict]
                                        (since <= ts < until; oldest first unless newest_first)
     usage_by_day(since, until, key, model, by=None|"key"|"model") -> [{day, requests,
-                 prompt_tokens, completion_tokens, errors, (key_name | model)}]
+                 prompt_tokens, completion_tokens, errors, cached_tokens, (key_name | model)}]
 Models (entries here merge over ``models:`` in the YAML file):
     list_aliases() -> {alias: target}  set_alias(alias, target)  delete_alias(alias)
     list_overrides() -> {model: {"defaults": {...}, "enforce": {...}}}

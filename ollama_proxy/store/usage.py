@@ -97,7 +97,7 @@ class UsageStore:
                      model: str | None = None, by: str | None = None) -> list[dict]:
         """Sum usage per UTC day (and per key or model when ``by`` is "key" or "model"), oldest first.
 
-        Each row: day, requests, prompt_tokens, completion_tokens, errors (status 400 and up).
+        Each row: day, requests, prompt_tokens, completion_tokens, errors (status 400 and up), cached_tokens.
         """
         if by is not None and by not in _GROUPS:
             raise StoreError("by is 'key', 'model' or none")
@@ -106,12 +106,13 @@ class UsageStore:
         query = select(*groups, func.count().label("requests"),
                        func.coalesce(func.sum(usage.c.prompt_tokens), 0).label("prompt_tokens"),
                        func.coalesce(func.sum(usage.c.completion_tokens), 0).label("completion_tokens"),
-                       func.coalesce(func.sum(case((usage.c.status >= 400, 1), else_=0)), 0).label("errors"))
+                       func.coalesce(func.sum(case((usage.c.status >= 400, 1), else_=0)), 0).label("errors"),
+                       func.coalesce(func.sum(usage.c.cached_tokens), 0).label("cached_tokens"))
         query = query.where(*_filters(since, until, key, model)).group_by(*groups).order_by(*groups)
         with self.engine.connect() as connection:
             rows = [dict(row._mapping) for row in connection.execute(query)]
         for row in rows:
             row["day"] = str(row["day"])  # SQLite returns text, PostgreSQL a date: one form for both
-            for count in ("prompt_tokens", "completion_tokens", "errors"):
+            for count in ("prompt_tokens", "completion_tokens", "errors", "cached_tokens"):
                 row[count] = int(row[count])
         return rows

@@ -258,7 +258,7 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         default_num_ctx: int = 4096,
         prompt_cache: bool = False,
         prompt_token_seconds: float = 0.0,
-        multiuser_cache: bool = True,
+        multiuser_cache: bool = False,
     ) -> None:
         """Make a fake; num_parallel (OLLAMA_NUM_PARALLEL) runs requests in slots, None runs them all at once.
 

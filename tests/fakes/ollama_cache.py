@@ -38,7 +38,7 @@ class CacheSlot:
 class PromptCache:
     """The cache slots of one runner."""
 
-    def __init__(self, slots: int, *, multi_user: bool = True) -> None:
+    def __init__(self, slots: int, *, multi_user: bool = False) -> None:
         self.slots = [CacheSlot() for _ in range(slots)]
         self.multi_user = multi_user
 

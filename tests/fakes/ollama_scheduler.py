@@ -73,7 +73,7 @@ class OllamaScheduler:
         keep_alive: float = DEFAULT_KEEP_ALIVE,
         load_seconds: float = 0.0,
         prompt_cache: bool = False,
-        multiuser_cache: bool = True,
+        multiuser_cache: bool = False,
     ) -> None:
         if num_parallel < 1 or max_loaded_models < 1:
             raise ValueError("num_parallel and max_loaded_models must be at least 1")

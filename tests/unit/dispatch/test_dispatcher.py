@@ -12,7 +12,7 @@ from ollama_proxy.dispatch.dispatcher import Dispatcher, OllamaModel
 from ollama_proxy.errors import Overloaded, UpstreamConnectTimeout, UpstreamTimeout, UpstreamUnavailable
 from ollama_proxy.observability.ledger import RequestRecord
 from ollama_proxy.scheduler.admission import Admitted, Requester
-from ollama_proxy.scheduler.prefix import chain_of
+from ollama_proxy.scheduler.prefix import chain_of, prompt_tokens
 from tests.unit.backends.stub_servers import StubServer, stub_pool
 
 NOBODY = Requester()
@@ -90,8 +90,8 @@ def test_max_concurrent_waits_then_overloaded_on_a_server_the_proxy_does_not_sch
 class StubAdmission:
     """Grants every request a slot on the server it names, at once or after a wait; keeps what it was asked."""
 
-    def __init__(self, server, wait=0.0, options=None):
-        self.server, self.wait, self.options = server, wait, options
+    def __init__(self, server, wait=0.0, options=None, cached=0):
+        self.server, self.wait, self.options, self.cached = server, wait, options, cached
         self.asked = []
         self.prefixes = []
         self.released = 0
@@ -100,7 +100,7 @@ class StubAdmission:
         self.asked.append((model, candidates, asked, deadline))
         self.prefixes.append(prefix)
         time.sleep(self.wait)
-        return Admitted(self.server, self.options if self.options is not None else asked, self._release)
+        return Admitted(self.server, self.options if self.options is not None else asked, self._release, self.cached)
 
     def _release(self):
         self.released += 1
@@ -171,6 +171,23 @@ def test_the_scheduler_is_told_the_prompt_the_server_is_sent_as_its_caches_compa
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
     _send(Dispatcher(pool, admission, 60.0), body=OllamaBody(body)).close()
     assert admission.prefixes == [chain_of("/api/chat", body)] and len(admission.prefixes[0]) == 3
+    _send(Dispatcher(pool, admission, 60.0, place_by_prompt=False), body=OllamaBody(body)).close()
+    assert admission.prefixes[1] == ()  # scheduling.prompt_placement off: placed by model alone
+
+
+def test_the_record_keeps_the_placed_prompts_estimate_and_the_tokens_its_grant_expects_read_from_cache(
+        tmp_path, scheduled):
+    pool = stub_pool(tmp_path, StubServer("default", ["m:latest"]))
+    body = {"model": "m", "messages": [{"role": "user", "content": "x" * 8000}]}
+    record = RequestRecord("r1", "POST", "/api/chat", "-", 0.0)
+    _send(Dispatcher(pool, StubAdmission("default", cached=1500), 60.0), Requester(record=record),
+          body=OllamaBody(body)).close()
+    assert (record.prompt_estimate, record.cached_tokens_expected) == (prompt_tokens(chain_of("/api/chat", body)),
+                                                                       1500)
+    untold = RequestRecord("r2", "POST", "/api/embed", "-", 0.0)
+    Dispatcher(pool, StubAdmission("default", cached=1500), 60.0).send(
+        "m", "POST", "/api/embed", Requester(record=untold), body=OllamaBody({"model": "m", "input": "x"})).close()
+    assert (untold.prompt_estimate, untold.cached_tokens_expected) == (None, None)  # no prompt told: unknown
 
 
 def test_work_that_is_no_gpus_is_sent_at_once_without_asking_the_scheduler(tmp_path, scheduled):

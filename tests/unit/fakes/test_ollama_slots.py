@@ -199,8 +199,8 @@ def chat_turns(*said):
     return [message for turn in answered for message in turn][:-1]
 
 
-def test_a_prompt_cache_spares_a_conversation_its_earlier_turns_and_evicts_the_least_recently_used():
-    with FakeOllama(num_parallel=2, prompt_cache=True, prompt_token_seconds=0.02) as fake:
+def test_a_multiuser_prompt_cache_spares_a_conversation_its_earlier_turns_and_evicts_the_least_recently_used():
+    with FakeOllama(num_parallel=2, prompt_cache=True, prompt_token_seconds=0.02, multiuser_cache=True) as fake:
         fake.script("llama3.2", reply="ok sure")
         essay = {name: f"{name} " + "tell me about the history of the sky " * 10 for name in "ABC"}
 

@@ -30,11 +30,12 @@ def finished(**fields) -> RequestRecord:
 
 
 def test_usage_row_carries_every_field():
-    assert usage_row(finished(), now=102.5, wall=WALL) == {
+    assert usage_row(finished(cached_tokens=3990), now=102.5, wall=WALL) == {
         "ts": datetime(2026, 11, 22, 20, 0, 7, 500000, tzinfo=timezone.utc),
         "request_id": "r1", "key_name": "alice", "surface": "openai", "model": "llama3.2",
         "backend": "default", "upstream_model": "llama3.2:latest", "prompt_tokens": 12,
         "completion_tokens": 30, "duration_ms": 2500.0, "ttft_ms": 250.0, "status": 200, "aborted": False,
+        "cached_tokens": 3990,
     }
 
 

@@ -12,14 +12,15 @@ from ollama_proxy.scheduler.servers import Placement, Start
 class _GrantingClient:
     """A scheduler client that grants at once, with the reload options the arbiter chose."""
 
-    def __init__(self, placement: Placement) -> None:
+    def __init__(self, placement: Placement, cached: int | None = 0) -> None:
         self.placement = placement
+        self.cached = cached
         self.tickets = []
         self.ended = []
 
     def admit(self, ticket, watch=None, deadline=None) -> Grant:
         self.tickets.append((ticket, deadline))
-        return Grant(ticket.id, self.placement, 0.25)
+        return Grant(ticket.id, self.placement, 0.25, self.cached)
 
     def end(self, ticket_id, load_seconds=None, prefill=None):
         self.ended.append((ticket_id, load_seconds) if prefill is None else (ticket_id, load_seconds, prefill))
@@ -43,6 +44,12 @@ def test_each_grant_is_told_to_the_metrics_with_the_options_asked_and_the_state_
     assert (admitted.server, admitted.options) == ("gpu1", {"num_ctx": 8192})
     assert client.tickets[0][1] == 123.0  # the dispatcher's deadline, as it gave it
     assert scheduled.status(0.5) == {"asked within": 0.5}
+
+
+@pytest.mark.parametrize("cached", [3072, None])  # None: started on a lent slot, the arbiter said nothing
+def test_the_dispatcher_is_told_the_prompt_tokens_the_grant_expects_the_server_to_read_from_its_cache(cached):
+    client = _GrantingClient(Placement("gpu1", Start.WARM, {}), cached)
+    assert Admission(lambda: client).admit(None, "m", ["gpu1"], {}).cached == cached
 
 
 def test_a_grant_notes_its_wait_on_the_record_and_its_release_tells_the_load_time_of_a_load():

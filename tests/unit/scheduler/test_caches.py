@@ -43,6 +43,15 @@ def test_by_default_a_new_conversation_takes_the_first_free_slot_however_recentl
     assert caches.pick(_conversation("b", 4), slots=2).overwritten is None  # b's next turn still finds its own
 
 
+def test_by_default_a_new_conversation_takes_a_used_slot_before_an_empty_one():
+    caches = PromptCaches()
+    caches.take("a1", "a", _conversation("a", 3), slots=2, now=0)
+    caches.release("a1", now=1)
+    pick = caches.pick(_conversation("c", 3), slots=2)
+    assert pick.slot == 0 and pick.overwritten.owner == "a"  # the prompt template's first tokens match
+    assert caches.pick(_conversation("c", 3), slots=2, multiuser=True).slot == 1
+
+
 def test_a_slot_learns_how_long_its_conversation_took_to_come_back():
     caches = PromptCaches()
     caches.take("a1", "alice", _conversation("a", 3), slots=2, now=0)

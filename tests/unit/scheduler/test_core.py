@@ -571,6 +571,7 @@ def test_a_conversations_next_turn_goes_to_the_server_that_holds_its_prompt():
     assert s.estimates.prefill_seconds("m", first, 4000) == 1.0  # learned from what Ollama said
     grant = s.submit(_ticket("a2", "agent-a", prefix=_agent_turn("a", 6)), now=6)[0]
     assert grant.placement.server == first and s.running["a2"].cached == _agent_turn("a", 4)[-1].tokens
+    assert grant.cached == s.running["a2"].cached  # the worker is told
 
 
 def test_a_long_prompt_waits_rather_than_overwrite_a_conversation_held_for_its_next_turn():

@@ -306,6 +306,21 @@ def test_batch_work_asks_for_its_slot_even_with_slots_lent(client_of, monkeypatc
     assert "submit" in heard and "start" not in heard
 
 
+def test_a_long_prompt_asks_for_its_slot_even_with_slots_lent(client_of, monkeypatch):
+    from ollama_proxy.scheduler.prefix import chain_of
+    heard = []
+    handle = Arbiter.handle
+    monkeypatch.setattr(Arbiter, "handle", lambda self, worker, message: (heard.append(message["op"]),
+                                                                         handle(self, worker, message))[1])
+    client = client_of(num_parallel=6)
+    _used(client, "load")
+    _wait_for(lambda: _lent(client) == 3)
+    conversation = chain_of("/api/chat", {"messages": [{"role": "user", "content": "x" * 8000}]})
+    granted = client.admit(Ticket("agent-turn", Share("agent"), "m", ("gpu1",), prefix=conversation))
+    assert "submit" in heard and "start" not in heard  # placed by the arbiter, where its prompt is cached
+    assert granted.cached == 0  # ... which says what it expects read from cache
+
+
 def test_a_lent_slot_is_called_back_when_a_request_would_wait_for_it(instance):
     arbiter = instance(num_parallel=3)
     own = arbiter.client()

@@ -4,6 +4,7 @@ import json
 
 from ollama_proxy.scheduler.core import Scheduler, Ticket
 from ollama_proxy.scheduler.fairness import BATCH, Share
+from ollama_proxy.scheduler.prefix import chain_of, prompt_tokens
 from ollama_proxy.scheduler.servers import Runner, ServerSpec
 
 
@@ -27,7 +28,8 @@ def test_each_server_shows_its_slots_and_each_loaded_model_its_options_and_busy_
     servers = _busy_scheduler().status(now=20)["servers"]
     assert servers == [
         {"name": "gpu1", "slots": 2, "busy": 2, "num_parallel": 2, "max_loaded_models": 1,
-         "models": [{"model": "m", "options": {"num_ctx": 8192}, "busy": 2, "slots": 2, "lent": 0, "reserved": False}]},
+         "models": [{"model": "m", "options": {"num_ctx": 8192}, "busy": 2, "slots": 2, "lent": 0, "reserved": False,
+                     "conversations": []}]},  # no prompt told: no cache to show
         {"name": "gpu2", "slots": 3, "busy": 0, "num_parallel": 1, "max_loaded_models": 3, "models": []},
     ]
 
@@ -71,3 +73,21 @@ def test_an_idle_scheduler_has_nobody_running_or_waiting():
     state = Scheduler([ServerSpec("gpu1")]).status(now=0)
     assert (state["running"], state["waiting"]) == ([], [])
     assert state["servers"][0]["slots"] == 3  # num_parallel 1 x max_loaded_models 3, as Ollama's defaults
+
+
+def test_a_conversation_shows_whose_it_is_and_whether_it_is_held_for_its_next_turn_until_the_hold_ends():
+    s = Scheduler([ServerSpec("gpu1", num_parallel=2)])
+    s.servers["gpu1"].runners["m"] = Runner({})
+    turn = chain_of("/api/chat", {"messages": [{"role": "user", "content": "x" * 8000}]})
+    s.submit(_ticket("a1", "webui/ann", prefix=turn), now=0)
+
+    def conversations(now: float) -> list[dict]:
+        return s.status(now)["servers"][0]["models"][0]["conversations"]
+    tokens = prompt_tokens(turn)
+    assert conversations(1) == [{"owner": "webui/ann", "tokens": tokens, "in_use": True, "ended": None,
+                                 "held": False}]
+    s.end("a1", now=5)
+    assert conversations(7) == [{"owner": "webui/ann", "tokens": tokens, "in_use": False, "ended": 2, "held": True}]
+    hold = s.bounds.prefix_hold
+    assert conversations(5 + hold) == [{"owner": "webui/ann", "tokens": tokens, "in_use": False, "ended": hold,
+                                        "held": False}]

@@ -27,8 +27,21 @@ def test_servers_named_by_an_older_worker_without_their_cache_mode_use_ollamas_d
 
 
 def test_a_grant_comes_back_as_it_went():
-    granted = Grant("t1", Placement("gpu1", Start.LOAD, {}, evict="qwen3:8b"), 1.5)
+    granted = Grant("t1", Placement("gpu1", Start.LOAD, {}, evict="qwen3:8b"), 1.5, cached=3072)
     assert wire.grant_of(wire.decode(wire.encode(wire.grant(granted)))) == granted
+
+
+def test_a_grant_of_an_older_arbiter_without_cached_tokens_says_none_are_cached():
+    message = wire.grant(Grant("t1", Placement("gpu1", Start.WARM, {}), 0.5, cached=3072))
+    del message["cached"]
+    assert wire.grant_of(message).cached == 0
+
+
+@pytest.mark.parametrize("cached", [-1, "3072", 1.5, True, None, [3072]])
+def test_a_grant_whose_cached_tokens_are_not_a_count_is_bad(cached):
+    message = {**wire.grant(Grant("t1", Placement("gpu1", Start.WARM, {}), 0.5)), "cached": cached}
+    with pytest.raises(wire.BadMessage, match="cached"):
+        wire.grant_of(message)
 
 
 def test_a_sync_holds_what_runs_and_what_waits():

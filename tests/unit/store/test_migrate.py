@@ -128,7 +128,7 @@ def test_a_store_made_before_the_web_permission_keeps_its_keys_none_allowed(stor
             {"hash": "0" * 64, "yes": True, "now": datetime.now(timezone.utc).replace(tzinfo=None)})
     store = open_store(StoreSettings(store_url, 5.0))
     try:
-        assert current_revision(store.engine) == head_revision() == "0005"
+        assert current_revision(store.engine) == head_revision()
         assert store.get_key("old").web is False
         assert store.update_key("old", web=True).web is True
         with _migrated(store.engine, "0004", "downgrade"):  # and back: the column goes, the key stays
@@ -136,6 +136,27 @@ def test_a_store_made_before_the_web_permission_keeps_its_keys_none_allowed(stor
         assert "web" not in {c["name"] for c in inspect(store.engine).get_columns("api_keys")}
         with store.engine.connect() as connection:
             assert connection.execute(text("SELECT name FROM api_keys")).scalars().all() == ["old"]
+    finally:
+        store.close()
+        engine.dispose()
+
+
+def test_a_store_made_before_cached_tokens_keeps_its_usage_and_records_them_after(store_url):
+    engine = open_engine(store_url, 10.0)
+    with _migrated(engine, "0005") as connection:
+        connection.execute(text("INSERT INTO usage (ts, request_id, prompt_tokens) VALUES (:now, 'old', 12)"),
+                           {"now": datetime.now(timezone.utc).replace(tzinfo=None)})
+    store = open_store(StoreSettings(store_url, 5.0))
+    try:
+        assert current_revision(store.engine) == head_revision() == "0006"
+        store.add_usage([{"ts": datetime.now(timezone.utc), "request_id": "new", "prompt_tokens": 310,
+                          "cached_tokens": 3990}])
+        assert [(r["request_id"], r["cached_tokens"]) for r in store.query_usage()] == [("old", None), ("new", 3990)]
+        with _migrated(store.engine, "0005", "downgrade"):  # and back: the column goes, the rows stay
+            pass
+        assert "cached_tokens" not in {c["name"] for c in inspect(store.engine).get_columns("usage")}
+        with store.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM usage")).scalar() == 2
     finally:
         store.close()
         engine.dispose()

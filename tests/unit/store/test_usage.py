@@ -11,11 +11,11 @@ DAY1 = datetime(2026, 3, 1, 23, 59, tzinfo=timezone.utc)
 DAY2 = datetime(2026, 3, 2, 0, 1, tzinfo=timezone.utc)
 
 
-def row(ts, key="alice", model="llama3.2", prompt=10, completion=20, **extra) -> dict:
+def row(ts, key="alice", model="llama3.2", prompt=10, completion=20, cached=None, **extra) -> dict:
     return {"ts": ts, "request_id": "r", "key_name": key, "surface": "openai", "model": model,
             "backend": "default", "upstream_model": model, "prompt_tokens": prompt,
             "completion_tokens": completion, "duration_ms": 12.5, "ttft_ms": 3.25, "status": 200,
-            "aborted": False, "end_user": None, **extra}
+            "aborted": False, "end_user": None, "cached_tokens": cached, **extra}
 
 
 def test_add_and_query_round_trip(store):
@@ -50,6 +50,15 @@ def test_a_trusted_front_ends_rows_keep_the_end_user_they_name(store):
     assert [r["end_user"] for r in store.query_usage()] == ["ann@lan", None]
 
 
+def test_each_request_keeps_its_cached_prompt_tokens_summed_per_model(store):
+    store.add_usage([row(DAY1, prompt=310, cached=3990), row(DAY1, prompt=4300, cached=0),
+                     row(DAY1, model="qwen3:8b", cached=None), row(DAY1, model="qwen3:8b", cached=120)])
+    assert [r["cached_tokens"] for r in store.query_usage()] == [3990, 0, None, 120]
+    by_model = store.usage_by_day(by="model")
+    assert [(r["model"], r["prompt_tokens"], r["cached_tokens"]) for r in by_model] == [("llama3.2", 4610, 3990),
+                                                                                      ("qwen3:8b", 20, 120)]
+
+
 def test_missing_fields_are_null_and_unknown_ones_refused(store):
     store.add_usage([{"ts": DAY1, "model": "m"}])
     assert store.query_usage()[0]["prompt_tokens"] is None
@@ -62,16 +71,19 @@ def test_missing_fields_are_null_and_unknown_ones_refused(store):
 
 
 def test_usage_by_day(store):
-    store.add_usage([row(DAY1), row(DAY1, prompt=None, completion=None, status=502),
-                     row(DAY2, key="bob", prompt=1, completion=2, status=429), row(DAY2, status=None)])
+    store.add_usage([row(DAY1, cached=4000), row(DAY1, prompt=None, completion=None, status=502),
+                     row(DAY2, key="bob", prompt=1, completion=2, status=429, cached=30), row(DAY2, status=None)])
     assert store.usage_by_day() == [
-        {"day": "2026-03-01", "requests": 2, "prompt_tokens": 10, "completion_tokens": 20, "errors": 1},
-        {"day": "2026-03-02", "requests": 2, "prompt_tokens": 11, "completion_tokens": 22, "errors": 1},
+        {"day": "2026-03-01", "requests": 2, "prompt_tokens": 10, "completion_tokens": 20, "errors": 1,
+         "cached_tokens": 4000},
+        {"day": "2026-03-02", "requests": 2, "prompt_tokens": 11, "completion_tokens": 22, "errors": 1,
+         "cached_tokens": 30},
     ]
     by_key = store.usage_by_day(since=DAY1, by="key")
     assert [(r["day"], r["key_name"], r["requests"]) for r in by_key] == [("2026-03-01", "alice", 2),
                                                                         ("2026-03-02", "alice", 1),
                                                                         ("2026-03-02", "bob", 1)]
+    assert [r["cached_tokens"] for r in by_key] == [4000, 0, 30]  # none known: 0, as the other counts
     assert store.usage_by_day(model="nothing") == []
     with pytest.raises(StoreError):
         store.usage_by_day(by="colour")

@@ -13,7 +13,11 @@ STATE = {
     "servers": [
         {"name": "gpu1", "slots": 2, "busy": 1, "num_parallel": 2, "max_loaded_models": 1,
          "models": [{"model": "llama3.2:latest", "options": {"num_ctx": 8192, "num_batch": 512}, "busy": 1,
-                     "slots": 2, "lent": 0, "reserved": True}]},
+                     "slots": 2, "lent": 0, "reserved": True,
+                     "conversations": [
+                         {"owner": "webui/ann", "tokens": 5120, "in_use": True, "ended": None, "held": False},
+                         {"owner": "agent-7", "tokens": 9800, "in_use": False, "ended": 4.25, "held": True},
+                         {"owner": "nightly", "tokens": 2100, "in_use": False, "ended": 125.0, "held": False}]}]},
         {"name": "gpu2", "slots": 3, "busy": 0, "num_parallel": 1, "max_loaded_models": 3, "models": []},
     ],
     "running": [{"principal": "webui/ann", "class": "interactive", "weight": 1.0, "model": "llama3.2:latest",
@@ -30,6 +34,20 @@ def test_each_loaded_model_is_a_row_with_its_options_and_busy_slots_and_an_idle_
          "busy": "1 / 2", "note": "draining, to reload with larger options"},
         {"server": "gpu2", "server_busy": "0 / 3", "model": "", "options": "", "busy": "", "note": "no model loaded"},
     ]
+
+
+def test_the_conversations_each_servers_slots_hold_say_whose_how_long_and_whether_held_for_the_next_turn():
+    assert live_view(STATE, NOW)["conversations"] == [
+        {"server": "gpu1", "model": "llama3.2:latest", "owner": "webui/ann", "tokens": 5120, "state": "in use",
+         "ended": ""},
+        {"server": "gpu1", "model": "llama3.2:latest", "owner": "agent-7", "tokens": 9800, "state": "held",
+         "ended": "4.2 s ago"},
+        {"server": "gpu1", "model": "llama3.2:latest", "owner": "nightly", "tokens": 2100, "state": "not held",
+         "ended": "2 min 5 s ago"},
+    ]
+    older = {**STATE["servers"][0], "models": [{**STATE["servers"][0]["models"][0]}]}
+    del older["models"][0]["conversations"]  # an arbiter of before conversations were shown
+    assert live_view({**STATE, "servers": [older]}, NOW)["conversations"] == []
 
 
 def test_who_runs_since_when_and_who_waits_how_long_in_the_order_they_go():
@@ -50,8 +68,8 @@ def test_durations_read_at_a_glance(seconds, said):
 
 def test_a_scheduler_that_did_not_answer_gives_the_message_and_no_rows():
     view = live_view(None, NOW, message="no answer")
-    assert (view["ok"], view["message"], view["models"], view["running"], view["waiting"]) == (
-        False, "no answer", [], [], [])
+    assert (view["ok"], view["message"], view["models"], view["conversations"], view["running"],
+            view["waiting"]) == (False, "no answer", [], [], [], [])
 
 
 def test_the_json_is_the_view_of_what_the_arbiter_answers(client, app, monkeypatch):
@@ -69,6 +87,7 @@ def test_the_page_carries_its_first_view_and_is_in_the_navigation(client, app, m
     page = client.get("/admin/scheduler").get_data(as_text=True)
     assert 'id="scheduler-data" data-url="/admin/scheduler.json"' in page
     assert "webui/ann" in page and 'href="/admin/scheduler"' in page
+    assert 'id="scheduler-conversations"' in page and '"owner": "agent-7"' in page and '"state": "held"' in page
     assert "scheduler.js" in page
 
 

@@ -102,7 +102,7 @@ def test_the_usage_page_shows_and_filters_the_end_user_and_the_export_has_it_las
     assert len(listed_times(filtered)) == 1 and 'name="end_user" value="ann@lan"' in filtered
     assert "usage.csv?key=&amp;model=&amp;end_user=ann@lan&amp;" in filtered  # the export keeps the filter
     export = client.get("/admin/usage.csv").get_data(as_text=True).splitlines()
-    assert export[0].endswith(",aborted,end_user")
+    assert export[0].endswith(",aborted,cached_tokens,end_user")
     assert sorted(line.rsplit(",", 1)[1] for line in export[1:]) == ["", "ann@lan", "bob"]
     only_bob = client.get("/admin/usage.csv?end_user=bob").get_data(as_text=True).splitlines()
     assert [line.split(",")[1] for line in only_bob[1:]] == ["b"]

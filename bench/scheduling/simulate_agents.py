@@ -1,0 +1,169 @@
+"""Agents beside people on a virtual clock, through the scheduler's own decisions: no servers, no proxy.
+
+``python -m bench.scheduling.simulate_agents [--seconds 90] [--prefix-hold S ...] [--multiuser]`` drives
+the proxy's ``Scheduler`` (scheduler/core.py) with the load of the agents scenario (agents.py): six agents
+whose conversations start near 16,000 tokens and grow 1,500 a turn, asking again 1 s after each answer
+of 100 tokens; two people asking 200-token questions every 4 s for 40-token answers; two servers of two
+slots reading 4,000 prompt tokens a second, 20 ms a token generated. The servers' slots are Ollama's
+prompt caches as the proxy mirrors them (scheduler/caches.py): only what a slot lacks is read. Straight
+to Ollama is round-robin with each server's first-come queue. It shows what the decisions alone give, in
+seconds, and lets a hold be tried before it is built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import math
+from dataclasses import dataclass, field
+
+from ollama_proxy.scheduler.caches import PromptCaches
+from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
+from ollama_proxy.scheduler.fairness import Share
+from ollama_proxy.scheduler.prefix import Chain, chain_of, prompt_tokens
+from ollama_proxy.scheduler.servers import Runner, ServerSpec
+
+MODEL, SERVERS, SLOTS = "m", ("a", "b"), 2
+PROMPT_RATE, TOKEN_SECONDS, TICK = 4000.0, 0.02, 0.05
+AGENTS, OPENING, GROWTH, THINK, AGENT_ANSWER = 6, 16_000, 1_500, 1.0, 100
+PEOPLE, ASK_EVERY, QUESTION, QUESTION_ANSWER, PEOPLE_START = 2, 4.0, 200, 40, 2.0
+
+
+@dataclass
+class Figures:
+    first_token: list[float] = field(default_factory=list)  # agents' times to first token
+    waits: list[float] = field(default_factory=list)  # people's waits for a slot
+    turns: int = 0
+    prefill: float = 0.0  # seconds the servers spent reading prompts
+    cached: int = 0  # agents' prompt tokens read from cache
+    prompt: int = 0  # agents' prompt tokens
+    asked: int = 0  # questions asked
+
+
+def conversation(agent: str, tokens: int) -> Chain:
+    """An agent's prompt of about ``tokens`` tokens: 2,000 of instructions, then tool results of 1,500."""
+    results = [{"role": "tool", "content": f"{agent}-{n} " + "x" * (GROWTH * 4 - 12)}
+               for n in range(max(1, (tokens - 2_000) // GROWTH))]
+    return chain_of("/api/chat", {"messages": [{"role": "system", "content": agent + "y" * 8_000}, *results]})
+
+
+def question(label: str) -> Chain:
+    return chain_of("/api/chat", {"messages": [{"role": "user", "content": label + " " + "q" * (QUESTION * 4)}]})
+
+
+def simulate(via_proxy: bool, seconds: float, bounds: Bounds | None = None, multiuser: bool = False,
+             by_prompt: bool = True) -> Figures:
+    """Run the load for ``seconds``; through the scheduler if ``via_proxy``, else round-robin to FIFO queues."""
+    specs = [ServerSpec(name, SLOTS, 1, multiuser_cache=multiuser) for name in SERVERS]
+    scheduler = Scheduler(specs, bounds or Bounds())
+    for server in scheduler.servers.values():
+        server.runners[MODEL] = Runner({})
+    caches = {name: PromptCaches() for name in SERVERS}  # what the servers' slots really hold
+    queues: dict[str, list[str]] = {name: [] for name in SERVERS}
+    busy = dict.fromkeys(SERVERS, 0)
+    turn_of = itertools.cycle(SERVERS)
+    numbers = itertools.count()
+    events: list = []
+    asked: dict[str, tuple[str, Chain, int, float]] = {}  # ticket -> who, prompt, answer tokens, when asked
+    read: dict[str, tuple[int, float]] = {}  # ticket -> prompt tokens read, seconds
+    length = {f"agent-{i}": OPENING + i * 300 for i in range(AGENTS)}
+    figures = Figures()
+
+    def at(when: float, *event) -> None:
+        heapq.heappush(events, (when, next(numbers), *event))
+
+    def start(ticket: str, server: str, now: float) -> None:
+        who, chain, answer, since = asked[ticket]
+        busy[server] += 1
+        cached = caches[server].take(ticket, who, chain, SLOTS, now, since, multiuser)
+        tokens = prompt_tokens(chain) - cached
+        read[ticket] = (tokens, tokens / PROMPT_RATE)
+        figures.prefill += tokens / PROMPT_RATE
+        if who.startswith("agent"):
+            figures.first_token.append(now + tokens / PROMPT_RATE - since)
+            figures.cached += cached
+            figures.prompt += prompt_tokens(chain)
+        else:
+            figures.waits.append(now - since)
+        at(now + tokens / PROMPT_RATE + answer * TOKEN_SECONDS, "end", ticket, server)
+
+    def granted(grants) -> None:
+        for grant in grants:
+            start(grant.ticket, grant.placement.server, now)
+
+    def ask(who: str, now: float) -> None:
+        ticket = f"{who}#{next(numbers)}"
+        agent = who.startswith("agent")
+        chain = conversation(who, length[who]) if agent else question(ticket)
+        asked[ticket] = (who, chain, AGENT_ANSWER if agent else QUESTION_ANSWER, now)
+        if via_proxy:
+            granted(scheduler.submit(Ticket(ticket, Share(who), MODEL, SERVERS, prefix=chain if by_prompt else ()),
+                                     now))
+            return
+        server = next(turn_of)
+        if busy[server] < SLOTS:
+            start(ticket, server, now)
+        else:
+            queues[server].append(ticket)
+
+    for i in range(AGENTS):
+        at(i * 0.5, "ask", f"agent-{i}")
+    for i in range(PEOPLE):
+        at(PEOPLE_START + i * ASK_EVERY / PEOPLE, "ask", f"person-{i}")
+    for tick in range(int(seconds / TICK) + 1):
+        at(tick * TICK, "tick")
+    while events:
+        now, _, what, *rest = heapq.heappop(events)
+        if now > seconds:
+            break
+        if what == "ask":
+            ask(rest[0], now)
+            if rest[0].startswith("person"):
+                figures.asked += 1
+                at(now + ASK_EVERY, "ask", rest[0])
+        elif what == "tick" and via_proxy:
+            granted(scheduler.dispatch(now))
+        elif what == "end":
+            ticket, server = rest
+            who = asked[ticket][0]
+            busy[server] -= 1
+            caches[server].release(ticket, now)
+            if who.startswith("agent"):
+                figures.turns += 1
+                length[who] += GROWTH
+                at(now + THINK, "ask", who)
+            if via_proxy:
+                granted(scheduler.end(ticket, now, prefill=read[ticket]))
+            elif queues[server]:
+                start(queues[server].pop(0), server, now)
+    return figures
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else math.nan
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=90.0, help="how long the load runs (default 90)")
+    parser.add_argument("--prefix-hold", type=float, action="append", default=[],
+                        help=f"scheduling.prefix_hold to try (may be repeated; default {Bounds().prefix_hold:g})")
+    parser.add_argument("--multiuser", action="store_true", help="servers with OLLAMA_MULTIUSER_CACHE")
+    args = parser.parse_args()
+    runs = [("straight to Ollama", False, None, True), ("proxy, by model alone", True, Bounds(), False)]
+    runs += [(f"proxy, prefix_hold {hold:g}", True, Bounds(prefix_hold=hold), True)
+             for hold in args.prefix_hold or [Bounds().prefix_hold]]
+    print(f"{'':26} {'agents: first token mean / p95 s':>33} {'turns':>6} {'from cache':>11} {'prefill s':>10} "
+          f"{'people: wait p95 s (served/asked)':>34}")
+    for name, via_proxy, bounds, by_prompt in runs:
+        f = simulate(via_proxy, args.seconds, bounds, args.multiuser, by_prompt)
+        first = f"{sum(f.first_token) / len(f.first_token):.1f} / {_p(f.first_token, .95):.1f}"
+        people = f"{_p(f.waits, .95):.1f} ({len(f.waits)}/{f.asked})"
+        print(f"{name:26} {first:>33} {f.turns:>6} {f.cached / max(f.prompt, 1):>11.0%} {f.prefill:>10.0f} "
+              f"{people:>34}")
+
+
+if __name__ == "__main__":
+    main()
