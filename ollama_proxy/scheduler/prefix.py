@@ -2,8 +2,8 @@
 
 Ollama keeps, in each slot of a loaded model, the prompt it last read, and reads
 again only what a new prompt does not share with one of them. A prompt is
-compared here as a chain of links: the tools (and the system of a generation),
-then each message in turn, each link hashed together with all before it, so two
+compared here as a chain of links: how it opens (the tools and the first
+message's role; the system of a generation), then each message in turn, each link hashed together with all before it, so two
 prompts share a link at a position exactly when they share everything up to
 it. Each link carries the tokens the prompt has up to its end (estimated from
 its characters: the scheduler compares servers, and learns the seconds a token
@@ -32,7 +32,7 @@ IMAGE_TOKENS = 256  # what an image costs a prompt, about
 
 @dataclass(frozen=True)
 class Link:
-    position: int  # 0: the tools; then one per message (or block)
+    position: int  # 0: how the prompt opens (the tools, the first role); then one per message (or block)
     digest: str
     tokens: int  # the prompt's tokens up to the end of this link
 
@@ -43,9 +43,11 @@ Chain = tuple[Link, ...]
 def chain_of(path: str, body: dict) -> Chain:
     """The prompt chain of an Ollama request body (``/api/chat`` or ``/api/generate``); empty for others."""
     if path == "/api/chat":
-        messages = body.get("messages")
-        head = _text(body.get("tools"))
-        return _chain(head, messages if isinstance(messages, list) else [])
+        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        first = messages[0] if messages and isinstance(messages[0], dict) else {}
+        # The template opens with the tools or the first message's role: prompts that open alike share it.
+        head = _text(body.get("tools")) + _text(first.get("role"))
+        return _chain(head, messages)
     if path == "/api/generate":
         prompt = body.get("prompt")
         text = prompt if isinstance(prompt, str) else ""
@@ -56,7 +58,7 @@ def chain_of(path: str, body: dict) -> Chain:
 
 def _chain(head: str, parts: list) -> Chain:
     digest = hashlib.blake2b(head.encode(errors="replace"), digest_size=8)
-    tokens = _tokens(head)
+    tokens = _tokens(head) + LINK_TOKENS
     links = [Link(0, digest.hexdigest(), tokens)]
     last = len(parts)
     for position, part in enumerate(parts, 1):

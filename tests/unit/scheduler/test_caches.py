@@ -6,6 +6,9 @@ from ollama_proxy.scheduler.caches import PromptCaches
 from ollama_proxy.scheduler.prefix import chain_of, prompt_tokens
 
 
+OPENING = chain_of("/api/chat", {"messages": [{"role": "user", "content": ""}]})[0].tokens  # the template's
+
+
 def _conversation(name: str, turns: int):
     return chain_of("/api/chat", {"messages": [{"role": "user", "content": f"{name} {i} " + "x" * 800}
                                                for i in range(turns)]})
@@ -28,7 +31,7 @@ def test_a_third_conversation_overwrites_the_least_recently_used_slot_of_a_multi
     caches.take("a2", "a", _conversation("a", 4), slots=2, now=2, multiuser=True)  # a's slot used last
     caches.release("a2", now=2.5)
     pick = caches.pick(_conversation("c", 3), slots=2, multiuser=True)
-    assert pick.slot == 1 and pick.shared == 0 and pick.overwritten.owner == "b"
+    assert pick.slot == 1 and pick.shared == OPENING and pick.overwritten.owner == "b"
 
 
 def test_by_default_a_new_conversation_takes_the_first_free_slot_however_recently_used():
@@ -39,7 +42,7 @@ def test_by_default_a_new_conversation_takes_the_first_free_slot_however_recentl
     caches.release("b1", now=1.5)
     caches.release("a1", now=2)  # a's slot freed, and used, last
     pick = caches.pick(_conversation("c", 3), slots=2)
-    assert pick.slot == 0 and pick.shared == 0 and pick.overwritten.owner == "a"
+    assert pick.slot == 0 and pick.shared == OPENING and pick.overwritten.owner == "a"
     assert caches.pick(_conversation("b", 4), slots=2).overwritten is None  # b's next turn still finds its own
 
 
@@ -80,4 +83,17 @@ def test_with_one_slot_the_slot_is_taken_whatever_it_holds():
     caches.take("t1", "alice", _conversation("a", 3), slots=1, now=0)
     caches.release("t1", now=1)
     pick = caches.pick(_conversation("b", 3), slots=1)
-    assert pick.slot == 0 and pick.shared == 0 and pick.overwritten.owner == "alice"
+    assert pick.slot == 0 and pick.shared == OPENING and pick.overwritten.owner == "alice"
+
+
+def test_by_default_a_new_conversation_takes_a_slot_whose_prompt_opens_alike():
+    caches = PromptCaches()
+    agent = chain_of("/api/chat", {"messages": [{"role": "system", "content": "you code " * 500},
+                                                {"role": "user", "content": "fix it"}]})
+    caches.take("q1", "person", _conversation("q", 1), slots=2, now=0)
+    caches.take("a1", "agent", agent, slots=2, now=0)
+    for ticket in ("q1", "a1"):
+        caches.release(ticket, now=1)
+    other_agent = chain_of("/api/chat", {"messages": [{"role": "system", "content": "you test " * 500}]})
+    assert caches.pick(other_agent, slots=2).overwritten.owner == "agent"  # both open with a system message
+    assert caches.pick(_conversation("r", 1), slots=2).overwritten.owner == "person"
