@@ -24,7 +24,7 @@ from ollama_proxy.scheduler import wire
 from ollama_proxy.scheduler.core import Grant, Scheduler, Ticket
 
 log = logging.getLogger(__name__)
-EXPIRY_INTERVAL = 0.25  # seconds between checks for requests past scheduling.max_wait
+EXPIRY_INTERVAL = 0.25  # seconds between checks for requests past scheduling.max_wait, or past a hold
 
 
 class Worker(Protocol):
@@ -237,7 +237,9 @@ class Arbiter:
                 if worker is not None:
                     worker.tickets.discard(ticket_id)
                     _send(worker, {"op": "expired", "id": ticket_id, "retry_after": retry_after})
-            if expired:
+            if self.scheduler.waiting:  # a bound a waiting request was held by (a hold, a yield) may have run out
+                self._deliver(self.scheduler.dispatch(self.clock()))
+            if expired or self.scheduler.waiting:
                 self._settle()
 
 

@@ -258,7 +258,8 @@ class Scheduler:
 
         Nothing is lent while anything waits (or during a hold). A share is the model's
         slots there over one more than the holders, and never the last free one: a
-        request that asks finds a slot while one is free.
+        request that asks finds a slot while one is free; nor one that holds a
+        conversation for its next turn, which goes back to it through the scheduler.
         """
         if self.waiting or now < self.hold_until:
             return []
@@ -272,8 +273,9 @@ class Scheduler:
         for name, server in self.servers.items():
             due = server.spec.num_parallel // (len(holders) + 1)
             for model, runner in server.runners.items():
+                held = sum(1 for slot in runner.caches.slots if slot.ticket is None and self._held(slot, now))
                 for holder in holders if due else ():
-                    slots = min(due - have.get((holder, name, model), 0), server.free_slots(model) - 1)
+                    slots = min(due - have.get((holder, name, model), 0), server.free_slots(model) - 1 - held)
                     if slots > 0:
                         loan = Loan(next(self._loan_ids), holder, name, model, dict(runner.options), slots)
                         server.lend(model, slots)

@@ -3,11 +3,12 @@
 Ollama keeps, in each slot of a loaded model, the prompt it last read, and reads
 again only what a new prompt does not share with one of them. A prompt is
 compared here as a chain of links: how it opens (the tools and the first
-message's role; the system of a generation), then each message in turn, each link hashed together with all before it, so two
-prompts share a link at a position exactly when they share everything up to
-it. Each link carries the tokens the prompt has up to its end (estimated from
-its characters: the scheduler compares servers, and learns the seconds a token
-takes from what Ollama reports).
+message's role; the system of a generation), then each message in turn, each
+link hashed together with all before it, so two prompts share a link at a
+position exactly when they share everything up to it. Each link carries the
+tokens the prompt has up to its end (estimated from its characters: the
+scheduler compares servers, and learns the seconds a token takes from what
+Ollama reports).
 
 A chain keeps only some positions: the first few, each power of two, and the
 last ``TAIL``; a conversation's next turn repeats the last turn's whole chain,

@@ -146,3 +146,29 @@ def test_a_worker_whose_line_broke_mid_decision_does_not_stop_the_grants_to_the_
     assert fine.ops("grant") == ["t2"]
     arbiter.gone(broken)
     assert set(arbiter.scheduler.running) == {"t2"}
+
+
+def test_a_request_held_back_by_a_bound_is_granted_once_it_runs_out_with_nothing_else_happening():
+    import gevent
+
+    from ollama_proxy.scheduler.prefix import chain_of
+    from ollama_proxy.scheduler.servers import Runner
+    clock = Clock()
+    scheduler = Scheduler([ServerSpec("gpu1", num_parallel=1, max_loaded_models=1)], Bounds())
+    scheduler.servers["gpu1"].runners["m"] = Runner({})
+    arbiter, worker = Arbiter(scheduler, clock), Worker()
+    conversation = chain_of("/api/chat", {"messages": [{"role": "user", "content": "x" * 8000}]})
+    scheduler.submit(Ticket("a1", Share("agent"), "m", ("gpu1",), prefix=conversation), now=100)
+    scheduler.end("a1", now=105)  # its conversation is held on the one slot for its next turn
+    clock.now = 105.2
+    question = chain_of("/api/chat", {"messages": [{"role": "user", "content": "quick one?"}]})
+    arbiter.handle(worker, wire.submit(Ticket("q1", Share("person"), "m", ("gpu1",), prefix=question)))
+    ticking = gevent.spawn(arbiter._tick_forever, 0)
+    try:
+        gevent.sleep(0.1)
+        assert worker.ops("grant") == []  # a question waits up to yield_within rather than overwrite it
+        clock.now = 105.2 + Bounds().yield_within + 0.1  # ... and no request arrives or ends meanwhile
+        gevent.sleep(0.6)
+        assert worker.ops("grant") == ["q1"]
+    finally:
+        ticking.kill()

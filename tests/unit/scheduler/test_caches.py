@@ -5,7 +5,6 @@ taken, the longest prefix any slot holds copied into it first."""
 from ollama_proxy.scheduler.caches import PromptCaches
 from ollama_proxy.scheduler.prefix import chain_of, prompt_tokens
 
-
 OPENING = chain_of("/api/chat", {"messages": [{"role": "user", "content": ""}]})[0].tokens  # the template's
 
 

@@ -457,6 +457,14 @@ def test_nothing_is_lent_while_anything_waits_during_a_hold_or_where_a_share_wou
     assert _lending(num_parallel=2).lend(["a", "b"], now=0) == []  # two free slots, three ways
 
 
+def test_a_slot_holding_a_conversation_for_its_next_turn_is_not_lent():
+    s = _lending(num_parallel=2)
+    s.submit(_ticket("a1", "agent-a", prefix=_agent_turn("a", 4)), now=0)
+    s.end("a1", now=5)
+    assert s.lend(["w1"], now=5.5) == []  # one slot kept free, the other held for agent-a's next turn
+    assert sum(loan.slots for loan in s.lend(["w1"], now=5 + DEFAULT_BOUNDS.prefix_hold)) == 1  # no longer held
+
+
 def test_a_larger_context_waits_for_the_loans_to_come_back_then_reloads_the_model():
     s = _lending()
     loans = s.lend(["a", "b"], now=0)

@@ -1,0 +1,208 @@
+"""A coding agent's next turn goes to the server whose Ollama slot still holds its conversation.
+
+Two fake Ollama servers run two requests at once each and keep a prompt cache per slot, as Ollama's
+runner does: a turn reads only what its slot did not hold, TOKEN_SECONDS a token, and the fakes record
+how much each prompt read from the cache. An agent sends its whole conversation again each turn
+(about 8,000 tokens); sent to the other server, or to a slot another conversation took, it reads all
+of it again. With two servers a turn sent anywhere would land right half the time: each test follows
+several conversations over several turns, so chance cannot pass it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import openai
+import pytest
+import requests
+
+from tests.e2e import processes
+from tests.e2e.conftest import ALICE, SCRAPE, auth, base_config
+from tests.e2e.server import ProxyServer, start_server, wait_for
+from tests.fakes.ollama import FakeOllama
+from tests.fakes.ollama_runner import RequestRecord
+
+MODEL = "llama3.2"
+SLOTS = {"num_parallel": 2, "max_loaded_models": 1}
+TOKEN_SECONDS = 0.0002  # the fakes' prefill: an agent's whole conversation takes about 1.6 s
+AGENTS = {name: f"{name}-token-0123456789" for name in ("ann", "bob", "cat", "dan")}
+LITTLE = 100  # tokens a turn reads when its slot held the conversation: the last answer and the new message
+
+
+@pytest.fixture
+def gpus():
+    # One user's cache, Ollama's default and the proxy's: a new prompt takes the free slot sharing most with it.
+    servers = [FakeOllama(prompt_cache=True, prompt_token_seconds=TOKEN_SECONDS, multiuser_cache=False,
+                          **SLOTS).start() for _ in range(2)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def proxy(gpus, tmp_path):
+    """The proxy, two workers, in front of both fakes; the model loaded on both and the proxy aware of it."""
+    gpu1, gpu2 = gpus
+    config = base_config(gpu1.url, scheduling=True, **SLOTS)
+    config["auth"]["generate_tokens"] += [{"name": name, "token": token} for name, token in AGENTS.items()]
+    config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": gpu2.url, **SLOTS}]
+    config["routing"] = {"refresh_interval": 0.5}
+    server = start_server(ProxyServer(config, tmp_path / "proxy", workers=2))
+    # Until both workers are on the scheduler, it lends the one it knows free slots, and a request started on a
+    # lent slot is not placed by its prompt: wait for the other, and warm the model only then.
+    assert wait_for(lambda: _lines_to_arbiter(server) == 1, timeout=30)
+    for fake in gpus:
+        fake.script(MODEL, chunk_delay=0.02)
+        requests.post(fake.url + "/api/chat", json={"model": MODEL}, timeout=10).raise_for_status()
+    assert wait_for(lambda: _loaded_on(server) == 2, timeout=10)
+    yield server
+    server.stop()
+
+
+def _lines_to_arbiter(proxy) -> int:
+    """How many connections the worker that decides has accepted from the others (a worker opens one as it starts)."""
+    arbiter = processes.arbiter(proxy.process.pid)
+    if arbiter is None:
+        return 0
+    sockets = [line.split() for line in Path("/proc/net/unix").read_text().splitlines()[1:]]
+    mine = processes.socket_inodes(arbiter)
+    listening = {fields[7] for fields in sockets if len(fields) == 8 and fields[3] == "00010000"
+                 and int(fields[6]) in mine}
+    return sum(len(fields) == 8 and fields[7] in listening and fields[3] != "00010000" for fields in sockets)
+
+
+def _loaded_on(proxy) -> int:
+    """How many servers the proxy sees the model loaded on."""
+    text = requests.get(proxy.url + "/metrics", headers=auth(SCRAPE), timeout=10).text
+    return sum(line.startswith("ollama_proxy_scheduler_slots_busy{") and f'model="{MODEL}:latest"' in line
+               for line in text.splitlines())
+
+
+def _conversation(name: str) -> tuple[list[dict], list[dict]]:
+    """An agent's first prompt, about 8,000 tokens: a system prompt and two tools of its own, and its task."""
+    rules = " ".join(f"{name} keeps file {i} tidy and tested." for i in range(950))
+    tools = [{"type": "function", "function": {
+        "name": f"{verb}_file", "description": f"{verb.capitalize()} a file of {name}'s project.",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}
+        for verb in ("read", "edit")]
+    return [{"role": "system", "content": rules}, {"role": "user", "content": _ask(name, 0)}], tools
+
+
+def _ask(name: str, turn: int) -> str:
+    """What an agent says in one turn; it marks the turn in the fakes' records."""
+    return f"{name} turn {turn}: run the tests again and fix whatever fails in the parser"
+
+
+def _runs(fakes: list[FakeOllama], text: str) -> list[tuple[int, RequestRecord]]:
+    """Each request a fake took whose last message is ``text``: the fake's index and the request's record."""
+    return [(index, record) for index, fake in enumerate(fakes) for record in fake.scheduler.records()
+            if record.cache_slot is not None and record.origin.json["messages"][-1]["content"] == text]
+
+
+def _agent(proxy, name: str, *, think: float, turns: float = math.inf,
+           stop: threading.Event | None = None) -> list[int]:
+    """Work as a coding agent on the OpenAI API, ``turns`` turns or until ``stop``; return what each turn read.
+
+    What a turn read: the answer's usage.prompt_tokens, Ollama's prompt_eval_count (what its cache lacked).
+    """
+    client = openai.OpenAI(base_url=proxy.url + "/v1", api_key=AGENTS[name], max_retries=0, timeout=60)
+    messages, tools = _conversation(name)
+    read = []
+    with client:
+        while len(read) < turns and not (stop and stop.is_set()):
+            if read:
+                time.sleep(think)  # runs a tool, then comes back with the whole conversation and the result
+                messages.append({"role": "user", "content": _ask(name, len(read))})
+            answer = client.chat.completions.create(model=MODEL, messages=messages, tools=tools)
+            messages.append({"role": "assistant", "content": answer.choices[0].message.content})
+            read.append(answer.usage.prompt_tokens)
+    return read
+
+
+def test_each_agents_next_turns_go_to_the_server_that_holds_its_conversation(proxy, gpus):
+    thinks, turns = {"ann": 0.2, "bob": 0.5, "cat": 0.8}, 6  # each comes back while the others run, or think
+    with ThreadPoolExecutor(len(thinks)) as pool:
+        working = {name: pool.submit(_agent, proxy, name, think=think, turns=turns) for name, think in thinks.items()}
+        read = {name: agent.result() for name, agent in working.items()}
+    for name in thinks:
+        runs = [run for turn in range(turns) for run in _runs(gpus, _ask(name, turn))]
+        servers = [server for server, _ in runs]
+        assert servers == [servers[0]] * turns, (name, servers)
+        uncached = [record.prompt_tokens - record.cached_tokens for _, record in runs]
+        assert uncached[0] > 7000 and max(uncached[1:]) < LITTLE, (name, uncached)
+        assert read[name] == uncached, name  # the answer tells what Ollama read
+
+
+def _question(proxy, number: int) -> float:
+    """Ask a short question as another person; return the seconds it took to be answered."""
+    asked = time.monotonic()
+    answer = requests.post(proxy.url + "/api/chat", headers=auth(ALICE), timeout=60, json={
+        "model": MODEL, "stream": False, "messages": [{"role": "user", "content": f"question {number}: is it up?"}]})
+    assert answer.status_code == 200
+    return time.monotonic() - asked
+
+
+def test_a_person_asking_beside_busy_agents_is_answered_promptly(proxy, gpus):
+    """Four agents keep the four slots busy; a person asks three short questions in a row.
+
+    No slot is free when the first comes, and each holds a conversation; from then on the agents leave
+    one free for questions, at the cost of the one conversation the first question displaced.
+    """
+    chunk, think = 0.1, 0.3
+    turn_seconds = chunk * len(_ask("ann", 1).split())  # an agent's answer echoes its message, a chunk a word
+    for fake in gpus:
+        fake.script(MODEL, chunk_delay=chunk)
+    stop = threading.Event()
+    with ThreadPoolExecutor(len(AGENTS)) as pool:
+        agents = {name: pool.submit(_agent, proxy, name, think=think, stop=stop) for name in AGENTS}
+        try:
+            # Four agents, four slots: each holds a conversation, and is busy or about to be again.
+            assert wait_for(lambda: all(_runs(gpus, _ask(name, 1)) for name in AGENTS), timeout=20)
+            answered = []
+            for number in range(3):
+                answered.append(_question(proxy, number))
+                time.sleep(1)
+        finally:
+            stop.set()
+    read = {name: agent.result() for name, agent in agents.items()}
+    first, *later = answered
+    # The first waits for a slot to free (a turn and a think at most), and up to yield_within (1 s) more rather
+    # than take a conversation's slot at once; then its answer. Doubled: slack for a loaded machine.
+    assert first < 2 * (turn_seconds + think + 1.0), answered
+    # The later ones find the slot kept free: each is answered before an agent's turn could have ended.
+    assert max(later) < turn_seconds, answered
+    displaced = [name for name, tokens in read.items() if max(tokens[1:]) > LITTLE]
+    assert len(displaced) <= 1, read  # the one whose slot the first question took, read again; no other
+
+
+def _timings(answer: requests.Response) -> dict[str, float]:
+    """The Server-Timing header's durations by name, in milliseconds."""
+    return {name.strip(): float(ms) for name, ms in (part.split(";dur=") for part in
+                                                    answer.headers["Server-Timing"].split(","))}
+
+
+def test_server_timing_tells_the_prefill(proxy, gpus):
+    """Two conversations in turn on the native API: each turn after the first reads its conversation from cache.
+
+    Placed by free slots alone, both would go to the same server, and each would take the other's slot there.
+    """
+    chats = {name: _conversation(name)[0] for name in ("ann", "bob")}
+    prefill = {name: [] for name in chats}
+    for turn in range(3):
+        for name, messages in chats.items():
+            if turn:
+                messages.append({"role": "user", "content": _ask(name, turn)})
+            answer = requests.post(proxy.url + "/api/chat", headers=auth(AGENTS[name]), timeout=60,
+                                   json={"model": MODEL, "messages": messages, "stream": False})
+            done = answer.json()
+            messages.append(done["message"])
+            timing = _timings(answer)["prefill"]
+            assert timing == pytest.approx(done["prompt_eval_duration"] / 1e6, abs=0.01)
+            prefill[name].append(timing)
+    for name, times in prefill.items():
+        first, *cached = times
+        assert first > 1000 and max(cached) < first / 20, (name, times)  # 7,800 tokens read, then some 40
