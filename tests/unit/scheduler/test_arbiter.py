@@ -2,13 +2,15 @@
 
 import logging
 
+import gevent
 import pytest
 
 from ollama_proxy.scheduler import wire
 from ollama_proxy.scheduler.arbiter import Arbiter
 from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
 from ollama_proxy.scheduler.fairness import Share
-from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
+from ollama_proxy.scheduler.prefix import chain_of
+from ollama_proxy.scheduler.servers import Placement, Runner, ServerSpec, Start
 
 
 class Worker:
@@ -149,10 +151,6 @@ def test_a_worker_whose_line_broke_mid_decision_does_not_stop_the_grants_to_the_
 
 
 def test_a_request_held_back_by_a_bound_is_granted_once_it_runs_out_with_nothing_else_happening():
-    import gevent
-
-    from ollama_proxy.scheduler.prefix import chain_of
-    from ollama_proxy.scheduler.servers import Runner
     clock = Clock()
     scheduler = Scheduler([ServerSpec("gpu1", num_parallel=1, max_loaded_models=1)], Bounds())
     scheduler.servers["gpu1"].runners["m"] = Runner({})

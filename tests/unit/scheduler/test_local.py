@@ -18,6 +18,7 @@ from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
 from ollama_proxy.scheduler.fairness import BATCH, Share
 from ollama_proxy.scheduler.inprocess import InProcessLink
 from ollama_proxy.scheduler.local import LocalScheduler, SocketLink, address
+from ollama_proxy.scheduler.prefix import chain_of
 from ollama_proxy.scheduler.servers import ServerSpec, Start
 
 WORKERS = ["the arbiter's worker", "another worker"]
@@ -294,7 +295,8 @@ def test_requests_that_end_before_the_arbiter_is_told_of_them_are_told_together(
     assert 0 <= told[0]["seconds"] < 5 * REPORT_AFTER
 
 
-def test_batch_work_asks_for_its_slot_even_with_slots_lent(client_of, monkeypatch):
+def _lent_to_and_heard(client_of, monkeypatch):
+    """A client holding a loan of 3 of 6 slots, and the ops the arbiter hears from then on."""
     heard = []
     handle = Arbiter.handle
     monkeypatch.setattr(Arbiter, "handle", lambda self, worker, message: (heard.append(message["op"]),
@@ -302,19 +304,17 @@ def test_batch_work_asks_for_its_slot_even_with_slots_lent(client_of, monkeypatc
     client = client_of(num_parallel=6)
     _used(client, "load")
     _wait_for(lambda: _lent(client) == 3)
+    return client, heard
+
+
+def test_batch_work_asks_for_its_slot_even_with_slots_lent(client_of, monkeypatch):
+    client, heard = _lent_to_and_heard(client_of, monkeypatch)
     client.admit(Ticket("job", Share("nightly", klass=BATCH), "m", ("gpu1",)))
     assert "submit" in heard and "start" not in heard
 
 
 def test_a_long_prompt_asks_for_its_slot_even_with_slots_lent(client_of, monkeypatch):
-    from ollama_proxy.scheduler.prefix import chain_of
-    heard = []
-    handle = Arbiter.handle
-    monkeypatch.setattr(Arbiter, "handle", lambda self, worker, message: (heard.append(message["op"]),
-                                                                         handle(self, worker, message))[1])
-    client = client_of(num_parallel=6)
-    _used(client, "load")
-    _wait_for(lambda: _lent(client) == 3)
+    client, heard = _lent_to_and_heard(client_of, monkeypatch)
     conversation = chain_of("/api/chat", {"messages": [{"role": "user", "content": "x" * 8000}]})
     granted = client.admit(Ticket("agent-turn", Share("agent"), "m", ("gpu1",), prefix=conversation))
     assert "submit" in heard and "start" not in heard  # placed by the arbiter, where its prompt is cached
