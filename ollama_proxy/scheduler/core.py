@@ -556,8 +556,7 @@ class Scheduler:
         ``yield_within``: by then the conversation is mostly back on its slot, and the question finds
         another (long prompts leave it one, ``_leaves_too_little``).
         """
-        lost = pick.overwritten if pick is not None else None
-        if lost is None or lost.owner == ticket.share.principal or not self._held(lost, now):
+        if self._held_lost(ticket, pick, now) is None:
             return False
         bound = self.bounds.prefix_hold if prompt_tokens(ticket.prefix) >= HOLD_TOKENS else self.bounds.yield_within
         return now - ticket.enqueued < bound
@@ -572,10 +571,16 @@ class Scheduler:
         if pick is None:
             return 0.0
         tokens = prompt_tokens(ticket.prefix) - pick.shared
-        lost = pick.overwritten
-        if lost is not None and lost.owner != ticket.share.principal and self._held(lost, now):
+        if (lost := self._held_lost(ticket, pick, now)) is not None:
             tokens += lost.tokens
         return self.estimates.prefill_seconds(ticket.model, server, tokens)
+
+    def _held_lost(self, ticket: Ticket, pick: Pick | None, now: float) -> CacheSlot | None:
+        """Another's conversation, held for its next turn, that ``ticket`` would overwrite on ``pick``; else None."""
+        lost = pick.overwritten if pick is not None else None
+        if lost is None or lost.owner == ticket.share.principal or not self._held(lost, now):
+            return None
+        return lost
 
     def _warm_wait(self, ticket: Ticket, candidates: list[ServerState], ahead: int, now: float) -> float:
         """Expected seconds until a warm slot serves ``ticket``, behind ``ahead`` requests for its model."""
