@@ -157,8 +157,13 @@ class SchedulingSettings:
     # be refused sooner through the proxy.
     max_queued_per_principal: int = setting(
         512, validate=AT_LEAST_1,
-        help="requests one key or token may have waiting for a slot; more are a 429 with `Retry-After` (Ollama "
-             "queues 512)")
+        help="requests one key or token may have waiting for a slot, its end users' together; more are a 429 "
+             "with `Retry-After` (Ollama queues 512)")
+    max_end_users_per_key: int = setting(
+        1000, validate=AT_LEAST_1,
+        help="end users a trusted front end's key may have fair shares for inside its own (each named user gets an "
+             "equal part of the key's share); past it the one idle longest is forgotten, and while all are active "
+             "a new one is scheduled as the key's own requests")
     max_queued_per_model: int = setting(
         512, validate=AT_LEAST_1,
         help="requests that may wait for one model on one server; a request that finds this many on every server "

@@ -22,7 +22,7 @@ from ollama_proxy.scheduler.prefix import Chain, Link, links_of, prompt_tokens, 
 class CacheSlot:
     links: dict[int, Link] = field(default_factory=dict)  # the prompt it holds, as kept links by position
     tokens: int = 0
-    owner: str = ""  # whose prompt it is (the principal)
+    owner: tuple = ()  # whose prompt it is (``Share.leaf``: the principal, or an end user in it)
     ticket: str | None = None  # the request using it now
     last_used: float = -1.0  # when a request last took it; never: the oldest
     ended: float = -1.0  # when its last request ended
@@ -62,7 +62,7 @@ class PromptCaches:
         slot = self.slots[oldest]
         return Pick(oldest, max(shared), slot if slot.tokens > shared[oldest] else None)
 
-    def take(self, ticket: str, owner: str, chain: Chain, slots: int, now: float, asked: float | None = None,
+    def take(self, ticket: str, owner: tuple, chain: Chain, slots: int, now: float, asked: float | None = None,
              multiuser: bool = False) -> int:
         """Count a request in on the slot Ollama gives it; return the prompt tokens it reads from cache.
 

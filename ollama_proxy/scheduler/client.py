@@ -104,7 +104,7 @@ class SchedulerClient:
         self._loans: dict[str, _Loan] = {}
         self._on_loan: dict[str, str] = {}  # ticket -> the loan it runs on
         self._untold: dict[str, float] = {}  # ticket -> when it started on a loan, until the arbiter is told
-        self._ran: dict[tuple[str, str, str], list] = {}  # (principal, model, server) -> [share, requests, seconds]
+        self._ran: dict[tuple, list] = {}  # (share leaf, model, server) -> [share, requests, seconds]
         self._teller = None  # the greenlet that tells the arbiter of those after REPORT_AFTER
 
     def join(self) -> None:
@@ -201,7 +201,7 @@ class SchedulerClient:
             return
         ticket, granted = running  # it ran before the arbiter heard of it: told with the others, soon
         seconds = time.monotonic() - started
-        key = (ticket.share.principal, ticket.model, granted.placement.server)
+        key = (ticket.share.leaf, ticket.model, granted.placement.server)
         ran = self._ran.get(key)
         if ran is None:
             self._ran[key] = [ticket.share, 1, seconds]

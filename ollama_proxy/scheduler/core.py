@@ -36,10 +36,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from cachetools import LRUCache
+
 from ollama_proxy.config import SchedulingSettings
 from ollama_proxy.errors import Overloaded, RateLimited
 from ollama_proxy.scheduler.caches import CacheSlot, Pick
-from ollama_proxy.scheduler.estimates import Estimates
+from ollama_proxy.scheduler.estimates import MODELS_KEPT, Estimates
 from ollama_proxy.scheduler.fairness import FairShare, Share, class_rank
 from ollama_proxy.scheduler.options import unify
 from ollama_proxy.scheduler.prefix import Chain, prompt_tokens, shared_tokens
@@ -59,6 +61,7 @@ class Bounds:
     """How much may wait, and for how long (``scheduling.*``; each default is the setting's)."""
 
     max_queued_per_principal: int = _SETTINGS.max_queued_per_principal
+    max_end_users_per_key: int = _SETTINGS.max_end_users_per_key  # end users with fair shares of their own
     max_queued_per_model: int = _SETTINGS.max_queued_per_model  # per server and model
     max_wait: float = _SETTINGS.max_wait  # seconds a request may wait for a slot
     batch_ageing: float = _SETTINGS.batch_ageing  # seconds after which a waiting batch request counts as interactive
@@ -127,14 +130,14 @@ class Scheduler:
         self.servers = {spec.name: ServerState(spec) for spec in servers}
         self.bounds = bounds
         self.estimates = estimates or Estimates()
-        self.fair = FairShare(bounds.fair_memory)
+        self.fair = FairShare(bounds.fair_memory, bounds.max_end_users_per_key)
         self.waiting: dict[str, Ticket] = {}
         self.running: dict[str, _Running] = {}
         self.hold_until = 0.0  # no grants before then: a new arbiter first learns what is running
-        self.last_interactive: dict[str, float] = {}  # model -> when an interactive request last asked for it
-        self.last_short: dict[str, float] = {}  # model -> when a request with a short prompt last asked for it
+        # model -> when an interactive request, a request with a short prompt, last asked for it
+        self.last_interactive: LRUCache[str, float] = LRUCache(MODELS_KEPT)
+        self.last_short: LRUCache[str, float] = LRUCache(MODELS_KEPT)
         self.loans: dict[str, Loan] = {}
-        self._inside: dict[str, int] = {}  # principal -> its requests waiting or running (the active ones)
         # Loan ids differ between arbiters: a worker may still hold requests on the last one's loans.
         self._loan_ids = (f"{uuid.uuid4().hex[:8]}-{n}" for n in itertools.count(1))
 
@@ -175,7 +178,7 @@ class Scheduler:
         self.servers[placement.server].end(ticket.model, now, to_loan=loan is not None)
         used = now - run.started
         self.estimates.ended(ticket.model, used, now, ticket.share.principal)
-        self.fair.charge(ticket.share, used - run.charged)
+        self.fair.finish(ticket.share, run.charged, used)
         self._leave(ticket, now)
         if load_seconds is not None and placement.start is not Start.WARM:
             self.estimates.loaded(ticket.model, placement.server, load_seconds)
@@ -311,10 +314,7 @@ class Scheduler:
         """
         if requests < 1:
             return
-        self._level(share.principal, now)
-        self.fair.charge(share, seconds)
-        if share.principal not in self._inside:
-            self.fair.idle(share.principal, now)
+        self.fair.ran(self.fair.admit(share, now), seconds, now)
         self.estimates.ended(model, seconds / requests, now, share.principal, requests)
         runner = self.servers[server].runners.get(model) if server in self.servers else None
         if runner is not None:
@@ -377,13 +377,6 @@ class Scheduler:
             error.retry_after = self.retry_after(ticket.model, now, same)
             raise error
 
-    def _served(self) -> dict[str, float]:
-        """Each active principal's virtual time for the slot-time it has had (not what it holds now)."""
-        served = {p: self.fair.vtime(p) for p in self._inside}
-        for run in self.running.values():
-            served[run.ticket.share.principal] -= run.charged / run.ticket.share.weight
-        return served
-
     def dispatch(self, now: float) -> list[Grant]:
         """Hand out every grant possible now (after a hold)."""
         return self._dispatch(now)
@@ -399,7 +392,7 @@ class Scheduler:
     def _in_turn(self, now: float) -> list[Ticket]:
         ageing = self.bounds.batch_ageing
         return sorted(self.waiting.values(), key=lambda t: (
-            class_rank(t.share, now - t.enqueued, ageing), self.fair.vtime(t.share.principal), t.enqueued))
+            class_rank(t.share, now - t.enqueued, ageing), self.fair.rank(t.share), t.enqueued))
 
     def _next_grant(self, now: float) -> Grant | None:
         turn = self._in_turn(now)
@@ -518,8 +511,8 @@ class Scheduler:
 
     def _back_for(self, slot: CacheSlot) -> bool:
         """Whether the conversation a slot holds has come back: a request of its owner's waits that continues it."""
-        return slot.owner in self._inside and any(
-            t.share.principal == slot.owner and t.prefix and shared_tokens(t.prefix, slot.links) == slot.tokens
+        return self.fair.inside(slot.owner) and any(
+            t.share.leaf == slot.owner and t.prefix and shared_tokens(t.prefix, slot.links) == slot.tokens
             for t in self.waiting.values())
 
     def _place(self, ticket: Ticket, ahead: list[Ticket], now: float) -> Placement | None:
@@ -578,7 +571,7 @@ class Scheduler:
     def _held_lost(self, ticket: Ticket, pick: Pick | None, now: float) -> CacheSlot | None:
         """Another's conversation, held for its next turn, that ``ticket`` would overwrite on ``pick``; else None."""
         lost = pick.overwritten if pick is not None else None
-        if lost is None or lost.owner == ticket.share.principal or not self._held(lost, now):
+        if lost is None or lost.owner == ticket.share.leaf or not self._held(lost, now):
             return None
         return lost
 
@@ -622,31 +615,20 @@ class Scheduler:
     def _run(self, ticket: Ticket, placement: Placement, now: float, loan: str | None = None) -> None:
         """Count ``ticket`` as running, charged its expected slot-time, in the prompt cache Ollama will give it."""
         charged = self._expected(ticket)
-        self.fair.charge(ticket.share, charged)
+        self.fair.start(ticket.share, charged)
         server = self.servers[placement.server]
         runner = server.runners.get(ticket.model)
         cached = 0
         if runner is not None and ticket.prefix:
-            cached = runner.caches.take(ticket.id, ticket.share.principal, ticket.prefix, server.spec.num_parallel, now,
+            cached = runner.caches.take(ticket.id, ticket.share.leaf, ticket.prefix, server.spec.num_parallel, now,
                                         ticket.enqueued, server.spec.multiuser_cache)
         self.running[ticket.id] = _Running(ticket, placement, now, charged, loan, cached)
 
     def _activate(self, ticket: Ticket, now: float) -> None:
-        """Count the ticket in, its principal brought level first if it had nothing in."""
-        principal = ticket.share.principal
-        self._level(principal, now)
-        self._inside[principal] = self._inside.get(principal, 0) + 1
-
-    def _level(self, principal: str, now: float) -> None:
-        """Count ``principal`` in (``FairShare.activate``), if it has nothing waiting or running."""
-        if principal not in self._inside:
-            self.fair.activate(principal, self._served(), now)
+        """Count the ticket in, under its end user's share or, past ``max_end_users_per_key``, its key's."""
+        ticket.share = self.fair.admit(ticket.share, now)
+        self.fair.enter(ticket.share, now)
 
     def _leave(self, ticket: Ticket, now: float) -> None:
         """Count the ticket out (it ended, or left the queue unstarted)."""
-        principal = ticket.share.principal
-        if self._inside[principal] > 1:
-            self._inside[principal] -= 1
-        else:
-            del self._inside[principal]
-            self.fair.idle(principal, now)
+        self.fair.leave(ticket.share, now)

@@ -6,26 +6,32 @@ final chunk, the rate a server reads prompts at from its ``prompt_eval_count``
 and ``prompt_eval_duration``. Until a first observation the defaults stand in; a principal's
 slot-time for a model, until it has had one request end, is the model's. The drain rate
 (requests ended per second, per model) gives waiting clients a ``Retry-After``.
+
+A client names the model, and may name any: what is kept per model is bounded
+(``MODELS_KEPT``, the least recently used forgotten first), as per model and server.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
+from cachetools import LRUCache
+
 SMOOTHING = 0.2  # weight of the newest observation
 DRAIN_WINDOW = 60.0  # seconds of request ends the drain rate is measured over
 MIN_PREFILL_TOKENS = 64  # fewer tokens read say more about the overhead than about the rate
 PRINCIPALS_KEPT = 10_000  # (model, principal) slot-times remembered; the longest unseen is forgotten first
+MODELS_KEPT = 1_000  # models (and models on a server) whose times are remembered
 
 
 class Estimates:
     def __init__(self, default_slot_seconds: float = 5.0, default_load_seconds: float = 10.0,
                  default_prefill_rate: float = 1000.0) -> None:
-        self._slot: dict[str, float] = {}
-        self._prefill_rate: dict[tuple[str, str], float] = {}
+        self._slot: LRUCache[str, float] = LRUCache(MODELS_KEPT)
+        self._prefill_rate: LRUCache[tuple[str, str], float] = LRUCache(MODELS_KEPT)
         self._slot_of: dict[tuple[str, str], float] = {}
-        self._load: dict[tuple[str, str], float] = {}
-        self._ends: dict[str, deque[float]] = {}
+        self._load: LRUCache[tuple[str, str], float] = LRUCache(MODELS_KEPT)
+        self._ends: LRUCache[str, deque[float]] = LRUCache(MODELS_KEPT)
         self.default_slot_seconds = default_slot_seconds
         self.default_load_seconds = default_load_seconds
         self.default_prefill_rate = default_prefill_rate
@@ -52,7 +58,9 @@ class Estimates:
             self._slot_of[key] = _smoothed(self._slot_of.pop(key, None), slot_seconds, count)
             if len(self._slot_of) > PRINCIPALS_KEPT:
                 del self._slot_of[next(iter(self._slot_of))]
-        ends = self._ends.setdefault(model, deque())
+        ends = self._ends.get(model)
+        if ends is None:
+            ends = self._ends[model] = deque()
         ends.extend([now] * count)
         while ends and ends[0] < now - DRAIN_WINDOW:
             ends.popleft()

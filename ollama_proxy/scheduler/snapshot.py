@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ollama_proxy.scheduler.caches import CacheSlot
+from ollama_proxy.scheduler.fairness import named
 from ollama_proxy.scheduler.servers import Runner, ServerState
 
 if TYPE_CHECKING:
@@ -52,12 +53,12 @@ def _conversation(scheduler: Scheduler, slot: CacheSlot, now: float) -> dict:
     Held: kept for its owner's next turn, as the scheduler decides (``Scheduler._held``).
     """
     in_use = slot.ticket is not None
-    return {"owner": slot.owner, "tokens": slot.tokens, "in_use": in_use,
+    return {"owner": named(slot.owner) if slot.owner else "", "tokens": slot.tokens, "in_use": in_use,
             "ended": now - slot.ended if not in_use and slot.ended >= 0 else None,
             "held": not in_use and scheduler._held(slot, now)}
 
 
 def _who(ticket) -> dict:
     share = ticket.share
-    return {"principal": share.principal, "class": share.klass, "weight": share.weight,
+    return {"principal": share.who, "class": share.klass, "weight": share.weight,
             "model": ticket.model}

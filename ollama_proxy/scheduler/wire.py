@@ -50,8 +50,7 @@ def decode(line: bytes) -> dict:
 
 def submit(ticket: Ticket, specs: Iterable[ServerSpec] = ()) -> dict:
     share = ticket.share
-    message = {"op": "submit", "id": ticket.id, "principal": share.principal, "weight": share.weight,
-               "class": share.klass, "model": ticket.model, "candidates": list(ticket.candidates),
+    message = {"op": "submit", "id": ticket.id, **_share(share), "model": ticket.model, "candidates": list(ticket.candidates),
                "asked": ticket.asked, "enforced": sorted(ticket.enforced)}
     if ticket.prefix:
         message["prefix"] = prefix.encode(ticket.prefix)
@@ -150,8 +149,7 @@ def start(ticket: Ticket, loan: str, placement: Placement, specs: Iterable[Serve
 
 
 def ran(share: Share, model: str, server: str, requests: int, seconds: float) -> dict:
-    return {"op": "ran", "id": "", "principal": share.principal, "weight": share.weight, "class": share.klass,
-            "model": model, "server": server, "requests": requests, "seconds": seconds}
+    return {"op": "ran", "id": "", **_share(share), "model": model, "server": server, "requests": requests, "seconds": seconds}
 
 
 def ran_of(message: dict) -> tuple[Share, str, str, int, float]:
@@ -175,9 +173,17 @@ def share_of(message: dict) -> Share:
         raise BadMessage(f"a share without {missing}: {_head(message)}") from None
     except (TypeError, ValueError):
         raise BadMessage(f"a weight that is not a number: {_head(message)}") from None
-    if not isinstance(principal, str) or klass not in CLASSES or not weight > 0:
+    end_user = message.get("end_user")  # an older worker's message names none
+    if not isinstance(principal, str) or klass not in CLASSES or not weight > 0 or not isinstance(end_user, str | None):
         raise BadMessage(f"a share that is not a principal, a class and a positive weight: {_head(message)}")
-    return Share(principal, weight, klass)
+    return Share(principal, weight, klass, end_user)
+
+
+def _share(share: Share) -> dict:
+    fields = {"principal": share.principal, "weight": share.weight, "class": share.klass}
+    if share.end_user is not None:
+        fields["end_user"] = share.end_user
+    return fields
 
 
 def status(question_id: str, state: dict) -> dict:

@@ -268,6 +268,20 @@ def test_a_key_of_weight_2_gets_twice_the_slots_of_a_key_of_weight_1(scheduled, 
     assert 7 <= sum(p.startswith("heavy") for p in first) <= 9, first
 
 
+def test_a_front_end_naming_a_new_user_with_each_request_gets_one_keys_share(scheduled, fakes, warm, keys):
+    with ThreadPoolExecutor(20) as pool:
+        holding = _hold_every_slot(pool, scheduled, fakes)
+        flood = [pool.submit(_chat_as, scheduled, keys["webui"], f"webui {i}", {"X-OpenWebUI-User-Id": f"fresh-{i}"})
+                 for i in range(8)]
+        assert wait_for(lambda: _waiting(scheduled) == 8, timeout=20)
+        script = [pool.submit(_chat_as, scheduled, keys["script"], f"script {i}") for i in range(8)]
+        assert wait_for(lambda: _waiting(scheduled) == 16, timeout=20)
+        assert [f.result() for f in holding + flood + script] == [200] * 20
+    first = _prompts_in_arrival_order(fakes)[4:12]
+    # The front end's users share its key's part: about half of the first eight (all eight if each were a key).
+    assert 3 <= sum(p.startswith("script") for p in first) <= 5, first
+
+
 @pytest.mark.parametrize("trusted, newcomer_last", [(True, False), (False, True)])
 def test_a_trusted_front_ends_users_each_get_a_fair_share(scheduled, fakes, warm, keys, trusted, newcomer_last):
     token = keys["webui" if trusted else "script"]

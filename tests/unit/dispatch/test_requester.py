@@ -25,23 +25,23 @@ def test_a_trusted_front_end_names_the_user_each_gets_a_share_of_its_own():
     headers = {"X-OpenWebUI-User-Id": " u-42 ", "X-OpenWebUI-User-Name": "Ann"}
     trusted = requested(WEBUI, {}, headers)
     untrusted = requested(SCRIPT, {"num_ctx": 8192, "temperature": 0}, headers)
-    assert (trusted.share.principal, trusted.share.weight) == ("webui/u-42", 2)
-    assert (untrusted.share.principal, untrusted.share.klass) == ("script", "batch")  # its headers are ignored
+    assert (trusted.share.who, trusted.share.weight) == ("webui/u-42", 2)
+    assert (untrusted.share.who, untrusted.share.klass) == ("script", "batch")  # its headers are ignored
     assert untrusted.enforced == frozenset({"num_ctx"})
-    assert requested(WEBUI, {}).share.principal == "webui"  # no user named: the key itself
+    assert requested(WEBUI, {}).share.who == "webui"  # no user named: the key itself
     assert requested(None, {}).share == ANONYMOUS
 
 
 def test_the_user_a_body_names_gets_a_share_from_a_trusted_front_end_only_and_the_headers_win():
-    assert requested(WEBUI, {}, named_in_body="ann").share.principal == "webui/ann"
-    assert requested(WEBUI, {}, {"X-OpenWebUI-User-Email": "bob@lan"}, "ann").share.principal == "webui/bob@lan"
-    assert requested(SCRIPT, {}, named_in_body="ann").share.principal == "script"
+    assert requested(WEBUI, {}, named_in_body="ann").share.who == "webui/ann"
+    assert requested(WEBUI, {}, {"X-OpenWebUI-User-Email": "bob@lan"}, "ann").share.who == "webui/bob@lan"
+    assert requested(SCRIPT, {}, named_in_body="ann").share.who == "script"
 
 
 def test_a_record_naming_a_user_for_an_untrusted_key_names_no_share():
     record = RequestRecord("r1", "POST", "/api/chat", "127.0.0.1", 0.0, end_user="ann")
     with Flask(__name__).test_request_context(environ_base={RECORD_KEY: record}):
         g.principal = SCRIPT
-        assert current_requester({}).share.principal == "script"
+        assert current_requester({}).share.who == "script"
         g.principal = WEBUI
-        assert current_requester({}).share.principal == "webui/ann"
+        assert current_requester({}).share.who == "webui/ann"

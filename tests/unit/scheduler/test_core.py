@@ -5,7 +5,7 @@ import pytest
 
 from ollama_proxy.errors import Overloaded, RateLimited
 from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
-from ollama_proxy.scheduler.estimates import Estimates
+from ollama_proxy.scheduler.estimates import MODELS_KEPT, Estimates
 from ollama_proxy.scheduler.fairness import BATCH, Share
 from ollama_proxy.scheduler.servers import Placement, Runner, ServerSpec, Start
 
@@ -338,10 +338,10 @@ def _refreshed_at_random(s: Scheduler, rnd: random.Random, now: float):
 
 
 def _assert_counted_in(s: Scheduler) -> None:
-    """The principals counted as active are exactly those with a request waiting or running, as many times."""
-    inside = Counter(t.share.principal for t in s.waiting.values())
-    inside.update(run.ticket.share.principal for run in s.running.values())
-    assert s._inside == dict(inside)
+    """The nodes counted as active are exactly those with a request waiting or running under them, as many times."""
+    tickets = [*s.waiting.values(), *(run.ticket for run in s.running.values())]
+    inside = Counter(node for t in tickets for node, _ in t.share.path)
+    assert s.fair.counts() == dict(inside)
 
 
 def test_whenever_nothing_runs_nothing_waits():
@@ -416,7 +416,7 @@ def test_a_request_on_a_loan_runs_as_any_other_and_its_slot_goes_back_to_the_loa
     runner = s.servers["gpu1"].runners["m"]
     assert (runner.running, runner.lent, loan.in_use) == (1, 2, 1)
     assert s.status(now=2)["running"][0]["principal"] == "alice"
-    assert s.fair.vtime("alice") > 0  # charged at start, as a granted request is
+    assert s.fair.vtime(("alice",)) > 0  # charged at start, as a granted request is
     assert s.end("t1", now=3) == []
     assert (runner.running, runner.lent, loan.in_use) == (0, 3, 0)
     assert s.estimates.slot_seconds("m", "alice") != Estimates().slot_seconds("m")  # its time was learned
@@ -429,7 +429,7 @@ def test_a_request_that_ran_on_a_loan_before_it_was_told_of_is_charged_and_learn
     s.ran(Share("bob"), "m", "gpu1", 4, 2.0, now=2)  # four of bob's ran and ended on other lent slots
     runner = s.servers["gpu1"].runners["m"]
     assert (runner.running, runner.lent, loan.in_use) == (1, 2, 1) and list(s.running) == ["t1"]
-    assert s.fair.vtime("bob") == pytest.approx(2.0)  # level with what alice has had (nothing), then charged
+    assert s.fair.vtime(("bob",)) == pytest.approx(2.0)  # level with what alice has had (nothing), then charged
     assert s.estimates.slot_seconds("m", "bob") == 0.5 and runner.last_used == 2  # each held its slot 0.5 s
     assert s.estimates.drain_rate("m", now=2) == 4.0  # four ended within the last second
     assert s.returned(loan.id, now=3) == [] and s.servers["gpu1"].free_slots("m") == 5  # alice's still runs
@@ -668,3 +668,37 @@ def test_a_longer_request_does_not_jump_ahead_onto_a_held_conversations_slot():
     s.submit(_ticket("c1", "agent-c", weight=0.1, prefix=_agent_turn("c", 4)), now=5.3)
     assert [t.id for t in s.queue(now=6)] == ["a2", "c1"]
     assert _granted(s.dispatch(now=6)) == ["a2"] and "c1" in s.waiting
+
+
+def test_a_front_end_naming_a_fresh_end_user_each_request_gets_its_keys_share_not_one_share_a_name():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=20), loaded=("m",))
+    flood = [Ticket(f"w{n}", Share("webui", end_user=f"fresh-{n}"), "m", ("gpu1",)) for n in range(200)]
+    granted = []
+    for n in range(200):
+        granted += _granted(s.submit(flood[n], now=0))
+        granted += _granted(s.submit(_ticket(f"s{n}", "script", candidates=("gpu1",)), now=0))
+    for step in range(1, 5):  # slots free and are handed on by fair share: about half each
+        for ticket_id in list(s.running):
+            granted += _granted(s.end(ticket_id, now=step))
+    later = granted[20:]
+    assert abs(sum(t.startswith("s") for t in later) - len(later) / 2) <= 2, later
+    assert len({t.share.principal for t in s.waiting.values()}) == 2
+
+
+def test_a_keys_end_users_share_its_queue_bound():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), bounds=Bounds(max_queued_per_principal=3))
+    for n in range(4):
+        s.submit(Ticket(f"w{n}", Share("webui", end_user=f"u{n}"), "m", ("gpu1",)), now=0)
+    with pytest.raises(RateLimited):
+        s.submit(Ticket("w4", Share("webui", end_user="u4"), "m", ("gpu1",)), now=0)
+
+
+def test_what_the_scheduler_keeps_per_model_name_is_bounded():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=4))
+    for n in range(3 * MODELS_KEPT):
+        model = f"made-up-{n}"
+        s.submit(_ticket(f"t{n}", model=model, candidates=("gpu1",)), now=n)
+        s.end(f"t{n}", now=n + 0.5)
+    kept = [s.last_interactive, s.last_short, s.estimates._slot, s.estimates._ends]
+    assert all(len(table) <= MODELS_KEPT for table in kept), [len(table) for table in kept]
+    assert f"made-up-{3 * MODELS_KEPT - 1}" in s.estimates._slot  # the newest are the ones kept

@@ -8,7 +8,7 @@ from ollama_proxy.scheduler.core import Grant, Ticket
 from ollama_proxy.scheduler.fairness import BATCH, Share
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
 
-TICKET = Ticket("t1", Share("team/ann", 2.0, BATCH), "llama3.2:latest", ("gpu1", "gpu2"), {"num_ctx": 8192},
+TICKET = Ticket("t1", Share("team", 2.0, BATCH, "ann"), "llama3.2:latest", ("gpu1", "gpu2"), {"num_ctx": 8192},
                 frozenset({"num_ctx"}))
 SPECS = [ServerSpec("gpu1", 2, 1, None), ServerSpec("gpu2", 4, 2, 6, multiuser_cache=True)]
 
@@ -19,6 +19,16 @@ def test_a_ticket_its_servers_and_where_it_runs_come_back_as_they_went():
     assert wire.ticket_of(message) == TICKET
     assert wire.specs_of(message) == SPECS
     assert wire.placement_of(message) == placement
+
+
+def test_a_share_without_an_end_user_from_an_older_worker_is_its_principals_own_and_a_bad_one_is_refused():
+    message = wire.submit(TICKET)
+    del message["end_user"]
+    assert wire.ticket_of(message).share == Share("team", 2.0, BATCH)
+    with pytest.raises(wire.BadMessage):
+        wire.ticket_of({**message, "end_user": ["ann"]})
+    report = wire.ran(Share("webui", end_user="bob"), "m", "gpu1", 1, 0.5)
+    assert wire.ran_of(wire.decode(wire.encode(report)))[0] == Share("webui", end_user="bob")
 
 
 def test_servers_named_by_an_older_worker_without_their_cache_mode_use_ollamas_default():
