@@ -156,6 +156,11 @@ def _refusal(encodings: list[str]) -> InvalidRequest | None:
     return None
 
 
+def body_decoded(environ) -> bool:
+    """Tell whether the request's body is decoded as it is read: it has one, of a length known only at its end."""
+    return isinstance(environ.get("wsgi.input"), DecodedBody)
+
+
 def content_encodings(header: str) -> list[str]:
     """Return the encodings a ``Content-Encoding`` value lists, in the order applied, ``identity`` left out."""
     names = [name.strip().lower() for name in header.split(",")]

@@ -17,7 +17,6 @@ servers.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, current_app
 
 from ollama_proxy import __version__
+from ollama_proxy.backends.url_secrets import without_password
 from ollama_proxy.config import ProviderSettings
 from ollama_proxy.errors import ProxyError
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from ollama_proxy.backends.pool_servers import ServerState
 
 _EXTENSION = "ollama_proxy.health_probes"
-_URL_USERINFO = re.compile(r"(://)[^/@\s]+@")
 
 
 class ProbeCache:
@@ -80,11 +79,6 @@ def overall_status(upstreams: list[dict]) -> str:
     if not any(u["type"] == "ollama" and u["ok"] for u in upstreams):
         return "down"
     return "ok" if all(u["state"] in ("ok", "configured") for u in upstreams) else "degraded"
-
-
-def without_password(url: str) -> str:
-    """Blank the user and password a URL may carry."""
-    return _URL_USERINFO.sub(r"\1***@", url)
 
 
 def probe_all(servers: list[ServerState], timeout: float) -> list[dict]:

@@ -17,6 +17,7 @@ import urllib3
 from ollama_proxy.backends.connection import CheckedConnection
 from ollama_proxy.backends.session import reason
 from ollama_proxy.backends.upstream_response import UpstreamResponse
+from ollama_proxy.backends.url_secrets import without_password
 from ollama_proxy.config import ServiceSettings
 from ollama_proxy.errors import UpstreamConnectTimeout, UpstreamTimeout, UpstreamUnavailable
 
@@ -63,7 +64,7 @@ class OllamaBackend(JsonPosting):
 
     @property
     def describe(self) -> str:
-        return f"Ollama at {self.base_url}"
+        return f"Ollama at {without_password(self.base_url)}"
 
     def pool(self) -> urllib3.HTTPConnectionPool:
         """Return this process's pool (a forked worker must not share its parent's sockets)."""

@@ -31,6 +31,7 @@ from ollama_proxy.backends.ollama import OllamaBackend
 from ollama_proxy.backends.ollama_headers import downstream_headers, upstream_headers
 from ollama_proxy.backends.protocols import Backend, OllamaShapedAnswer
 from ollama_proxy.client_watch import watch_client
+from ollama_proxy.content_encoding import body_decoded
 from ollama_proxy.dispatch.body import OllamaBody
 from ollama_proxy.errors import Forbidden, InvalidRequest, MethodNotAllowed, NotFound
 from ollama_proxy.observability.accounting import count_body, tap_ndjson
@@ -191,7 +192,8 @@ def _refuse_as_go_did(status: int, allow: str) -> NoReturn:
 def _client_body():
     """Return the client's body to stream on, or None when it sent none."""
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if request.content_length is None and not chunked:
+    # A body sent encoded lost its Content-Length when it was decoded: it goes on chunked.
+    if request.content_length is None and not chunked and not body_decoded(request.environ):
         return None
     return upload_body(request.stream, request.content_length)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -18,11 +17,10 @@ from logging.handlers import WatchedFileHandler
 
 from flask import Flask
 
+from ollama_proxy.backends.url_secrets import without_password
 from ollama_proxy.config import Settings
 from ollama_proxy.observability import ledger
 from ollama_proxy.observability.ledger import CloseListener, RequestRecord
-
-_URL_USERINFO = re.compile(r"(://)[^/@\s]+@")
 
 
 class RedactingFormatter(logging.Formatter):
@@ -38,7 +36,7 @@ class RedactingFormatter(logging.Formatter):
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return _URL_USERINFO.sub(r"\1***@", text)
+        return without_password(text)
 
 
 class RepeatLimit(logging.Filter):

@@ -7,7 +7,8 @@ that counts the responses still in flight, the usage writer, which counts
 the rows the store refused, and the admission of a scheduled request, which
 counts the loads it starts and the reloads it was spared. No view calls a metric.
 The scheduler's queue and slots are asked of its arbiter at each scrape
-(``scheduler_metrics``).
+(``scheduler_metrics``). Every label comes from a closed set (``metric_labels``):
+a made-up method or model name is ``other``, never a series of its own.
 
 Under gunicorn, each worker writes its values to files in prometheus_client's
 multiprocess directory (``PROMETHEUS_MULTIPROC_DIR``, prepared by
@@ -19,6 +20,7 @@ live workers only. Served from one process, the values stay in memory.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -28,9 +30,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from ollama_proxy.config import MetricsSettings
+from ollama_proxy.errors import ProxyError
 from ollama_proxy.observability import ledger, scheduler_metrics
+from ollama_proxy.observability.metric_labels import ModelLabels, method_label
+from ollama_proxy.routing.routes import ROUTER
 from ollama_proxy.scheduler.servers import Placement, Start
 
+log = logging.getLogger(__name__)
 # Seconds: from a cached embedding to a long generation behind a model load.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 FIRST_TOKEN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
@@ -40,8 +46,10 @@ UNMATCHED = "unmatched"  # the endpoint label of paths no route serves: raw path
 class ProxyMetrics:
     """The proxy's metrics, registered in their own registry (one per app)."""
 
-    def __init__(self, settings: MetricsSettings):
+    def __init__(self, settings: MetricsSettings, models: ModelLabels | None = None):
         self.settings = settings
+        # No backend's listing known: every model is "other" (init_app gives the app's).
+        self.models = models or ModelLabels(lambda name: False, tuple, float("inf"), start=lambda read: read())
         self.registry = CollectorRegistry()
         self._children: dict[tuple, object] = {}
         common = {"registry": self.registry}
@@ -98,10 +106,21 @@ class ProxyMetrics:
         self.in_flight.dec()  # InFlight counted it in
         surface = record.surface or "other"
         endpoint = record.endpoint or UNMATCHED
-        self._child(self.requests, surface, endpoint, record.method, str(record.status)).inc()
+        self._child(self.requests, surface, endpoint, method_label(record.method), str(record.status)).inc()
         # Called right after the access line is written: now is when the response closed.
         self._child(self.duration, surface, endpoint).observe(time.perf_counter() - record.started)
-        model = record.upstream_model or record.model or ""
+        if record.backend and record.status >= 500:
+            self._child(self.upstream_errors, record.backend, str(record.status)).inc()
+        if record.left_in_queue:
+            self.client_left_waiting.inc()
+        elif record.queue_class is not None:
+            self._child(self.queue_wait, record.queue_class).observe(record.queued)
+        if record.first_token is not None or record.prompt_tokens or record.completion_tokens:
+            name = self.models.named(record.upstream_model or record.model, record.backend)
+            self.models.count(name, lambda model: self._count_model(record, surface, model))
+
+    def _count_model(self, record: ledger.RequestRecord, surface: str, model: str) -> None:
+        """Count a request's first token and tokens under its model's label."""
         if record.first_token is not None:
             self._child(self.first_token, surface, model).observe(max(0.0, record.first_token - record.started))
         key = (record.principal or "") if self.settings.key_names else ""
@@ -111,12 +130,6 @@ class ProxyMetrics:
             self._child(self.completion_tokens, model, key).inc(record.completion_tokens)
         if record.prompt_estimate is not None:  # placed by the scheduler: the backend is a server of the pool
             self._count_prompt(record, model, record.backend or "")
-        if record.backend and record.status >= 500:
-            self._child(self.upstream_errors, record.backend, str(record.status)).inc()
-        if record.left_in_queue:
-            self.client_left_waiting.inc()
-        elif record.queue_class is not None:
-            self._child(self.queue_wait, record.queue_class).observe(record.queued)
 
     def _count_prompt(self, record: ledger.RequestRecord, model: str, server: str) -> None:
         """Count a placed request's prompt tokens read from the server's cache, and those it read (prefilled)."""
@@ -151,7 +164,7 @@ class ProxyMetrics:
             registry = self.registry
         text = generate_latest(registry)
         if self.scheduler_status is not None:
-            text += scheduler_metrics.exposition(self.scheduler_status())
+            text += scheduler_metrics.exposition(self.scheduler_status(), self.models.label)
         return text
 
 
@@ -209,8 +222,30 @@ def metrics(app: Flask) -> ProxyMetrics:
     return app.extensions["ollama_proxy.observability.metrics"]
 
 
+def model_labels(router, interval: float) -> ModelLabels:
+    """Return the labels of the models the router's Ollama servers and providers list."""
+    servers = router.pool.servers
+
+    def known(name: str) -> bool:
+        return any(name in server.models or name in server.loaded for server in servers)
+
+    def read() -> list[str]:
+        names = [entry.get("name") or entry.get("model") or ""
+                 for _, answer in router.pool.gather("/api/tags") if isinstance(answer, dict)
+                 for entry in answer.get("models") or () if isinstance(entry, dict)]
+        for provider in router.providers.values():
+            try:
+                names.extend(f"{provider.name}:{model}" for model in provider.list_models())
+            except ProxyError as exc:
+                log.warning("provider '%s' models unknown to /metrics: %s", provider.name, exc.message)
+        return names
+    return ModelLabels(known, read, interval, providers=router.providers)
+
+
 def init_app(app: Flask) -> None:
-    proxy_metrics = ProxyMetrics(app.config["SETTINGS"].metrics)
+    settings = app.config["SETTINGS"]
+    labels = model_labels(app.extensions[ROUTER], settings.routing.refresh_interval)
+    proxy_metrics = ProxyMetrics(settings.metrics, labels)
     app.extensions["ollama_proxy.observability.metrics"] = proxy_metrics
     # First of the before-request hooks: a request refused by auth still gets its route.
     app.before_request_funcs.setdefault(None, []).insert(0, note_endpoint)
@@ -220,5 +255,5 @@ def init_app(app: Flask) -> None:
     if admission is not None:
         admission.waiting_changed = proxy_metrics.waiting.inc
         admission.placed = proxy_metrics.placed
-        timeout = app.config["SETTINGS"].scheduling.status_timeout
+        timeout = settings.scheduling.status_timeout
         proxy_metrics.scheduler_status = lambda: admission.status(timeout)

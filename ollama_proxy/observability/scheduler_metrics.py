@@ -5,10 +5,13 @@ another worker (with Redis, to another instance). So no worker keeps these
 values: each scrape asks the arbiter (``Admission.status``, bounded by
 ``scheduling.status_timeout``) and turns its answer into gauges here, pure.
 Instances that share a Redis share one scheduler, and each shows its whole
-state: aggregate them with max(), not sum().
+state: aggregate them with max(), not sum(). The scheduler keeps models as requests name
+them: each is shown under its label (``metric_labels``), a name no backend lists as ``other``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -24,23 +27,37 @@ LENT_HELP = ("Free slots of a model on the server lent to the proxy's workers, w
              "without asking while nothing waits; called back the moment anything does")
 
 
-def families(status: dict | None) -> list[GaugeMetricFamily]:
-    """Return the scheduler's gauges for a ``snapshot`` (None: the scheduler did not answer)."""
+def families(status: dict | None, model_label: Callable[[str], str] = str) -> list[GaugeMetricFamily]:
+    """Return the scheduler's gauges for a ``snapshot`` (None: the scheduler did not answer).
+
+    ``model_label`` turns a model's name into its label (``metric_labels``); names that share one are added up.
+    """
     up = GaugeMetricFamily("ollama_proxy_scheduler_up", UP_HELP, value=0 if status is None else 1)
     if status is None:
         return [up]
     depth = GaugeMetricFamily("ollama_proxy_scheduler_queue_depth", DEPTH_HELP, labels=["server", "model"])
-    for (server, model), waiting in sorted(queue_depths(status).items()):
-        depth.add_metric([server, model], waiting)
+    for labels, waiting in sorted(_relabelled(queue_depths(status), model_label).items()):
+        depth.add_metric(list(labels), waiting)
     slots = GaugeMetricFamily("ollama_proxy_scheduler_slots", SLOTS_HELP, labels=["server"])
     busy = GaugeMetricFamily("ollama_proxy_scheduler_slots_busy", BUSY_HELP, labels=["server", "model"])
     lent = GaugeMetricFamily("ollama_proxy_scheduler_slots_lent", LENT_HELP, labels=["server", "model"])
     for server in status["servers"]:
         slots.add_metric([server["name"]], server["slots"])
-        for runner in server["models"]:
-            busy.add_metric([server["name"], runner["model"]], runner["busy"])
-            lent.add_metric([server["name"], runner["model"]], runner["lent"])
+    for family, field in ((busy, "busy"), (lent, "lent")):
+        runners = {(server["name"], runner["model"]): runner[field]
+                   for server in status["servers"] for runner in server["models"]}
+        for labels, value in _relabelled(runners, model_label).items():
+            family.add_metric(list(labels), value)
     return [up, depth, slots, busy, lent]
+
+
+def _relabelled(values: dict[tuple[str, str], int], model_label: Callable[[str], str]) -> dict[tuple[str, str], int]:
+    """Add up the values of (server, model) by (server, the model's label)."""
+    summed: dict[tuple[str, str], int] = {}
+    for (server, model), value in values.items():
+        key = (server, model_label(model))
+        summed[key] = summed.get(key, 0) + value
+    return summed
 
 
 def queue_depths(status: dict) -> dict[tuple[str, str], int]:
@@ -63,8 +80,8 @@ class _Families:
         return self._made
 
 
-def exposition(status: dict | None) -> bytes:
-    """Return the scheduler's gauges in Prometheus' text format."""
+def exposition(status: dict | None, model_label: Callable[[str], str] = str) -> bytes:
+    """Return the scheduler's gauges in Prometheus' text format, each model under its label."""
     registry = CollectorRegistry()
-    registry.register(_Families(families(status)))
+    registry.register(_Families(families(status, model_label)))
     return generate_latest(registry)

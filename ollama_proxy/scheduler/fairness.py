@@ -129,7 +129,7 @@ class FairShare:
     def leave(self, share: Share, now: float) -> None:
         """Count a request out (ended, or left the queue unstarted): from the bottom, so a parent goes idle last."""
         nodes = [()] + [node for node, _ in share.path]
-        for parent, node in reversed(list(zip(nodes, nodes[1:]))):
+        for parent, node in reversed(list(zip(nodes, nodes[1:], strict=False))):
             self._inside[node] -= 1
             if not self._inside[node]:
                 del self._inside[node]

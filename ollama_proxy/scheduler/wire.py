@@ -49,9 +49,8 @@ def decode(line: bytes) -> dict:
 
 
 def submit(ticket: Ticket, specs: Iterable[ServerSpec] = ()) -> dict:
-    share = ticket.share
-    message = {"op": "submit", "id": ticket.id, **_share(share), "model": ticket.model, "candidates": list(ticket.candidates),
-               "asked": ticket.asked, "enforced": sorted(ticket.enforced)}
+    message = {"op": "submit", "id": ticket.id, **_share(ticket.share), "model": ticket.model,
+               "candidates": list(ticket.candidates), "asked": ticket.asked, "enforced": sorted(ticket.enforced)}
     if ticket.prefix:
         message["prefix"] = prefix.encode(ticket.prefix)
     if specs:
@@ -149,7 +148,8 @@ def start(ticket: Ticket, loan: str, placement: Placement, specs: Iterable[Serve
 
 
 def ran(share: Share, model: str, server: str, requests: int, seconds: float) -> dict:
-    return {"op": "ran", "id": "", **_share(share), "model": model, "server": server, "requests": requests, "seconds": seconds}
+    return {"op": "ran", "id": "", **_share(share), "model": model, "server": server, "requests": requests,
+            "seconds": seconds}
 
 
 def ran_of(message: dict) -> tuple[Share, str, str, int, float]:

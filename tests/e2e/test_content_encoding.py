@@ -16,7 +16,7 @@ import pytest
 import requests
 import zstandard
 
-from tests.e2e.conftest import GENERATE, MAX_BODY, auth
+from tests.e2e.conftest import GENERATE, MANAGE, MAX_BODY, auth
 from tests.e2e.surfaces import assert_error_shape
 
 ENCODERS = {
@@ -113,3 +113,44 @@ def test_an_unauthenticated_body_is_never_decoded(proxy, fake):
     headers = {"Content-Type": "application/json", "Content-Encoding": "zstd"}
     answer = requests.post(proxy.url + "/v1/responses", data=zstd_bomb(64 * MAX_BODY), headers=headers, timeout=30)
     assert answer.status_code == 401
+
+
+# Routes the proxy forwards as they came, the body streamed on: an account route, and one Ollama may add later.
+PASS_THROUGH = ["/api/me", "/api/a-route-ollama-adds-later"]
+
+
+def send_pieces(data: bytes):
+    """Yield ``data`` in three pieces: requests sends a generator chunked."""
+    third = len(data) // 3
+    yield from (data[:third], data[third:2 * third], data[2 * third:])
+
+
+@pytest.mark.parametrize("path", PASS_THROUGH)
+@pytest.mark.parametrize("encoding", ["zstd", "gzip", "deflate"])
+def test_a_pass_through_route_gets_the_body_decoded_and_whole(proxy, fake, path, encoding):
+    body = json.dumps({"note": "".join(f"{n:07d}" for n in range(60_000))}).encode()  # pieces of 64 KiB and more
+    data = ENCODERS[encoding](body)
+    headers = {**auth(MANAGE), "Content-Type": "application/json", "Content-Encoding": encoding}
+    for sent_as in (data, send_pieces(data)):  # with a Content-Length, then chunked
+        fake.reset()
+        requests.post(proxy.url + path, data=sent_as, headers=headers, timeout=30)
+        forwarded = fake.last(path)
+        assert forwarded.body == body
+        assert "content-encoding" not in forwarded.headers
+        assert forwarded.headers.get("content-length", str(len(body))) == str(len(body))
+
+
+@pytest.mark.parametrize("path", PASS_THROUGH)
+def test_a_pass_through_body_that_does_not_decode_is_a_400(proxy, fake, path):
+    headers = {**auth(MANAGE), "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    answer = requests.post(proxy.url + path, data=b'{"not": "gzip"}', headers=headers, timeout=30)
+    assert answer.status_code == 400
+    assert "not valid gzip data" in assert_error_shape("ollama", answer)
+
+
+@pytest.mark.parametrize("path", PASS_THROUGH)
+def test_a_pass_through_body_that_decodes_past_the_limit_is_a_413(proxy, fake, path):
+    headers = {**auth(MANAGE), "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    answer = requests.post(proxy.url + path, data=gzip.compress(bytes(4 * MAX_BODY)), headers=headers, timeout=30)
+    assert answer.status_code == 413
+    assert "limit (1048576 bytes)" in assert_error_shape("ollama", answer)

@@ -232,3 +232,40 @@ def test_the_scheduler_state_comes_from_whichever_worker_decides_and_a_silent_on
         assert wait_for(lambda: workers_ready(server), timeout=30)
     finally:
         gpu.stop()
+
+
+def series(server) -> set[tuple[str, frozenset]]:
+    """Return every series /metrics shows: a family's name and labels (a histogram's buckets are one series)."""
+    answer = requests.get(server.url + "/metrics", headers=auth(SCRAPE), timeout=TIMEOUT)
+    return {(family.name, frozenset((k, v) for k, v in s.labels.items() if k != "le"))
+            for family in text_string_to_metric_families(answer.text) for s in family.samples}
+
+
+def spellings(n: int) -> list[str]:
+    """Return ``n`` ways to write llama3.2, as Ollama reads them all: letters in any case, the tag or not."""
+    letters = "llama"
+    cases = ["".join(c.upper() if bits >> i & 1 else c for i, c in enumerate(letters)) for bits in range(32)]
+    return [f"{case}3.2{tag}" for tag in ("", ":latest", ":LATEST", ":Latest", ":lAtest", ":laTest", ":latEST")
+            for case in cases][:n]
+
+
+def test_made_up_methods_and_model_names_add_no_series_and_a_real_model_keeps_its_label(start_proxy, fake):
+    server = start_proxy(base_config(fake.url))
+    before = series(server)
+    chat = {"messages": HELLO, "stream": False}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        methods = pool.map(lambda n: requests.request(f"X{n:06d}", server.url + "/", timeout=TIMEOUT).status_code,
+                           range(200))
+        made_up = pool.map(lambda n: requests.post(server.url + "/api/chat", json={**chat, "model": f"made-up-{n}"},
+                                                   headers=auth(), timeout=TIMEOUT).status_code, range(200))
+        spelled = pool.map(lambda name: requests.post(server.url + "/api/chat", json={**chat, "model": name},
+                                                      headers=auth(), timeout=TIMEOUT).status_code, spellings(200))
+        assert (set(methods), set(made_up), set(spelled)) == ({405}, {404}, {200})
+    samples = eventually(server, "ollama_proxy_time_to_first_token_seconds_count", 200, model="llama3.2:latest")
+    assert value(samples, "ollama_proxy_requests_total", method="other") == 200
+    added = series(server) - before
+    assert len(added) <= 30, sorted(added)
+    shown = {value for _, labels in added for _, value in labels}
+    assert {"llama3.2:latest", "other"} <= shown
+    sent = {f"X{n:06d}" for n in range(200)} | {f"made-up-{n}" for n in range(200)} | set(spellings(200))
+    assert shown & sent == {"llama3.2:latest"}

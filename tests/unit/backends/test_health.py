@@ -1,6 +1,6 @@
 import pytest
 
-from ollama_proxy.backends.health import ProbeCache, overall_status, without_password
+from ollama_proxy.backends.health import ProbeCache, overall_status
 from tests.fakes.clock import ManualClock
 
 
@@ -21,17 +21,6 @@ PROVIDER = {"type": "openai", "ok": True, "state": "configured"}
 ])
 def test_overall_status(upstreams, status):
     assert overall_status(upstreams) == status
-
-
-@pytest.mark.parametrize("url, shown", [
-    ("http://gpu1:11434", "http://gpu1:11434"),
-    ("http://ops:s3cret@gpu1:11434", "http://***@gpu1:11434"),
-    ("https://token@api.example/v1", "https://***@api.example/v1"),
-    ("cannot reach http://ops:s3cret@gpu1:11434: connection refused",
-     "cannot reach http://***@gpu1:11434: connection refused"),
-])
-def test_without_password(url, shown):
-    assert without_password(url) == shown
 
 
 @pytest.mark.parametrize("seconds, later, probes", [

@@ -5,6 +5,7 @@ import pytest
 from ollama_proxy.app import create_app
 from ollama_proxy.config import MetricsSettings, parse_settings
 from ollama_proxy.observability.ledger import RequestRecord
+from ollama_proxy.observability.metric_labels import ModelLabels
 from ollama_proxy.observability.metrics import UNMATCHED, ProxyMetrics
 from ollama_proxy.scheduler.servers import Placement, Start
 
@@ -15,8 +16,16 @@ def record(**fields) -> RequestRecord:
     return RequestRecord(**{**base, **fields})
 
 
+LISTED = frozenset({"llama3.2:latest", "m:latest", "lab:gpt-4o"})  # the models the backends list
+
+
+def listing(*names: str) -> ModelLabels:
+    """Labels of the models ``LISTED``, and of ``names`` once the backends are read again."""
+    return ModelLabels(LISTED.__contains__, lambda: names, 10.0, providers={"lab"}, start=lambda read: read())
+
+
 def observed(key_names: bool = False, **fields) -> ProxyMetrics:
-    metrics = ProxyMetrics(MetricsSettings(enabled=True, tokens=(), key_names=key_names))
+    metrics = ProxyMetrics(MetricsSettings(enabled=True, tokens=(), key_names=key_names), listing())
     metrics.observe(record(**fields))
     return metrics
 
@@ -77,15 +86,15 @@ def test_queue_waits_are_observed_per_class_and_clients_that_left_in_the_queue_c
 def test_no_first_token_no_observation():
     metrics = observed(surface="native", model="llama3.2")
     assert sample(metrics, "ollama_proxy_time_to_first_token_seconds_count", surface="native",
-                  model="llama3.2") is None
+                  model="llama3.2:latest") is None
 
 
 @pytest.mark.parametrize("key_names, key", [(False, ""), (True, "alice")])
 def test_tokens_by_model_and_key_name_only_when_asked(key_names, key):
     metrics = observed(key_names, model="llama3.2", principal="alice", prompt_tokens=12, counted_tokens=30,
                        provisional_tokens=2)
-    assert sample(metrics, "ollama_proxy_prompt_tokens_total", model="llama3.2", key=key) == 12
-    assert sample(metrics, "ollama_proxy_completion_tokens_total", model="llama3.2", key=key) == 32
+    assert sample(metrics, "ollama_proxy_prompt_tokens_total", model="llama3.2:latest", key=key) == 12
+    assert sample(metrics, "ollama_proxy_completion_tokens_total", model="llama3.2:latest", key=key) == 32
     assert ("alice" in metrics.exposition().decode()) is key_names
 
 
@@ -191,7 +200,7 @@ def test_loads_started_and_reloads_spared_are_counted_by_server(start, options, 
 
 
 def test_a_scrape_shows_the_state_the_scheduler_answers_with():
-    metrics = ProxyMetrics(MetricsSettings(enabled=True, tokens=(), key_names=False))
+    metrics = ProxyMetrics(MetricsSettings(enabled=True, tokens=(), key_names=False), listing())
     runner = {"model": "m", "options": {}, "busy": 1, "slots": 2, "lent": 0, "reserved": False}
     state = {"servers": [{"name": "gpu1", "slots": 2, "busy": 1, "num_parallel": 2, "max_loaded_models": 1,
                           "models": [runner]}],
@@ -199,8 +208,8 @@ def test_a_scrape_shows_the_state_the_scheduler_answers_with():
                                          "asked": {}, "waited": 1.0, "servers": ["gpu1"]}]}
     metrics.scheduler_status = lambda: state
     text = metrics.exposition().decode()
-    assert 'ollama_proxy_scheduler_queue_depth{model="m",server="gpu1"} 1.0' in text
-    assert 'ollama_proxy_scheduler_slots_busy{model="m",server="gpu1"} 1.0' in text
+    assert 'ollama_proxy_scheduler_queue_depth{model="m:latest",server="gpu1"} 1.0' in text
+    assert 'ollama_proxy_scheduler_slots_busy{model="m:latest",server="gpu1"} 1.0' in text
     assert "ollama_proxy_scheduler_up 1.0" in text and "ollama_proxy_requests_in_flight" in text
 
 
@@ -232,3 +241,40 @@ def test_a_workers_file_still_empty_is_left_out_of_the_sums(tmp_path):
     registry = CollectorRegistry()
     registry.register(WorkerFiles(str(tmp_path)))
     assert 'demo_total{status="200"} 7.0' in generate_latest(registry).decode()
+
+
+def test_made_up_methods_are_counted_as_other():
+    metrics = ProxyMetrics(MetricsSettings(enabled=True, tokens=(), key_names=False), listing())
+    for method in ("X000001", "X000002", "get", "PROPFIND", "GET"):
+        metrics.observe(record(method=method, status=405, endpoint=None, surface="other"))
+    labels = {"surface": "other", "endpoint": UNMATCHED, "status": "405"}
+    assert sample(metrics, "ollama_proxy_requests_total", method="other", **labels) == 4
+    assert sample(metrics, "ollama_proxy_requests_total", method="GET", **labels) == 1
+    assert "X000001" not in metrics.exposition().decode()
+
+
+def test_every_spelling_of_a_listed_model_is_one_label_and_a_model_no_backend_lists_is_other():
+    metrics = ProxyMetrics(MetricsSettings(enabled=True, tokens=(), key_names=False), listing())
+    for model in ("Llama3.2", "registry.ollama.ai/library/llama3.2", "llama3.2:LATEST", "made-up-1", "made-up-2"):
+        metrics.observe(record(model=model, backend="default", prompt_tokens=1, counted_tokens=1))
+    metrics.observe(record(model="lab:gpt-4o", upstream_model="gpt-4o", backend="lab", prompt_tokens=1))
+    assert sample(metrics, "ollama_proxy_prompt_tokens_total", model="llama3.2:latest", key="") == 3
+    assert sample(metrics, "ollama_proxy_prompt_tokens_total", model="other", key="") == 2
+    assert sample(metrics, "ollama_proxy_prompt_tokens_total", model="lab:gpt-4o", key="") == 1
+    text = metrics.exposition().decode()
+    assert "made-up" not in text and "Llama3.2" not in text and "registry.ollama.ai" not in text
+
+
+def test_the_scheduler_state_is_shown_by_label_added_up():
+    metrics = ProxyMetrics(MetricsSettings(enabled=True, tokens=(), key_names=False), listing())
+    runner = {"options": {}, "busy": 1, "slots": 2, "lent": 0, "reserved": False}
+    waiting = {"principal": "p", "class": "batch", "weight": 1.0, "asked": {}, "waited": 1.0, "servers": ["gpu1"]}
+    metrics.scheduler_status = lambda: {
+        "servers": [{"name": "gpu1", "slots": 4, "busy": 2, "num_parallel": 2, "max_loaded_models": 2,
+                     "models": [{**runner, "model": "llama3.2:latest"}, {**runner, "model": "made-up:1"}]}],
+        "running": [], "waiting": [{**waiting, "model": name} for name in ("Llama3.2", "made-up:2", "made-up:3")]}
+    text = metrics.exposition().decode()
+    assert 'ollama_proxy_scheduler_queue_depth{model="llama3.2:latest",server="gpu1"} 1.0' in text
+    assert 'ollama_proxy_scheduler_queue_depth{model="other",server="gpu1"} 2.0' in text
+    assert 'ollama_proxy_scheduler_slots_busy{model="other",server="gpu1"} 1.0' in text
+    assert "made-up" not in text
