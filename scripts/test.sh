@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-services.sh  # nginx, systemd-analyze, logrotate for the deploy tests
 bash scripts/install-js-clients.sh     # the JavaScript clients of tests/e2e/test_js_*.py (npm ci)
+bash scripts/install-go.sh             # Go, which reads multipart forms as Ollama does (tests/go_reader.py)
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e '.[test]'

@@ -1,10 +1,13 @@
 """The fake Ollama's ``POST /v1/audio/transcriptions``, as Ollama's TranscriptionMiddleware answers it.
 
-Ollama reads the multipart form (``model``, ``file``, ``response_format``, ``language``,
-``prompt``), turns it into a chat showing the model the audio, and answers ``{"text": ...}``,
-or the bare text when ``response_format`` is ``text``. Errors are OpenAI's shape. The fake's
-text is the model's scripted reply, else one that names how many bytes of audio it heard, so a
-test can tell the whole file arrived.
+Ollama reads the multipart form with Go's net/http (``ParseMultipartForm``, then ``FormValue``
+for ``model``, ``response_format``, ``language`` and ``prompt``, ``FormFile("file")``), turns it
+into a chat showing the model the audio, and answers ``{"text": ...}``, or the bare text when
+``response_format`` is ``text``. The fake reads the request with real Go too
+(``tests/go_reader.py``), never with the proxy's parser, so the model it runs is the one Ollama
+would run, whatever a form tries. Errors are OpenAI's shape. The fake's text is the model's
+scripted reply, else one that names how many bytes of audio it heard, so a test can tell the
+whole file arrived.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from werkzeug.wrappers import Request, Response
 
 from tests.fakes.ollama_cloud import json_answer
+from tests.go_reader import read_as_go
 
 _ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error"}
 
@@ -24,9 +28,15 @@ def openai_error(status: int, message: str) -> Response:
                                   "param": None, "code": None}}, status)
 
 
-def transcript(audio: bytes) -> str:
-    """Return the text the fake hears in ``audio`` unless the model's reply is scripted."""
-    return f"heard {len(audio)} bytes of audio"
+def transcript(audio_bytes: int) -> str:
+    """Return the text the fake hears in that many bytes of audio unless the model's reply is scripted."""
+    return f"heard {audio_bytes} bytes of audio"
+
+
+def read_form(request: Request, body: bytes) -> dict:
+    """Read the request as Ollama does: Go's ParseMultipartForm on its Content-Type, body and URL."""
+    target = request.environ.get("RAW_URI") or request.full_path
+    return read_as_go(request.headers.get("Content-Type"), body, target)
 
 
 class AudioRoutes:
@@ -34,22 +44,15 @@ class AudioRoutes:
 
     def _transcribe(self, request: Request, recorded) -> Response:
         """Answer /v1/audio/transcriptions from the form, as a chat on the model would."""
-        try:
-            return self._transcription(request, recorded)
-        finally:
-            request.close()  # the form's files, spooled to temporary files
-
-    def _transcription(self, request: Request, recorded) -> Response:
-        if request.mimetype != "multipart/form-data":
-            return openai_error(400, "failed to parse multipart form: request Content-Type isn't multipart/form-data")
-        model = request.form.get("model", "")
+        form = read_form(request, recorded.body)
+        if "error" in form:
+            return openai_error(400, f"failed to parse multipart form: {form['error']}")
+        model = form["model"].decode(errors="replace")
         if not model:
             return openai_error(400, "model is required")
-        upload = request.files.get("file")
-        if upload is None:
+        if form["file"] is None:
             return openai_error(400, "file is required: http: no such file")
-        audio = upload.read()
-        if not audio:
+        if not form["file"]["size"]:
             return openai_error(400, "audio file is empty")
         name = self._find(model)
         if name is None:
@@ -57,13 +60,13 @@ class AudioRoutes:
         behavior = self._behavior_of(name)
         if behavior.status is not None:
             return openai_error(behavior.status, behavior.error)
-        text = (behavior.reply if behavior.reply is not None else transcript(audio)).strip()
+        text = (behavior.reply if behavior.reply is not None else transcript(form["file"]["size"])).strip()
         # The chat Ollama makes of it runs as any other: in one of the model's slots, a token a chunk_delay.
         lease = self._admit(request, recorded, name, {}, behavior)
 
         def answer() -> Response:
             time.sleep(behavior.chunk_delay * len(text.split()))
-            if request.form.get("response_format") == "text":
+            if form["response_format"] == b"text":
                 return Response(text, content_type="text/plain")
             return json_answer({"text": text})
         return lease.hold(answer)

@@ -36,3 +36,31 @@ def test_errors_are_openai_shaped(fake, files, data, status, message):
     error = answer.json()["error"]
     assert message in error["message"] and error["type"] == {400: "invalid_request_error",
                                                               404: "not_found_error"}[status]
+
+
+def _form(*parts: tuple[str, bytes]) -> tuple[bytes, dict]:
+    body = b"".join(b"--B\r\n" + headers.encode() + b"\r\n\r\n" + content + b"\r\n" for headers, content in parts)
+    return body + b"--B--\r\n", {"Content-Type": "multipart/form-data; boundary=B"}
+
+
+FILE = ('Content-Disposition: form-data; name="file"; filename="a.wav"', AUDIO)
+
+
+@pytest.mark.parametrize("query, parts", [
+    ("", [('Content-Disposition: form-data; name="model"; filename="x"', b"llama3.2"),
+          ('Content-Disposition: form-data; name="model"', b"nope"), FILE]),  # a part with a filename is a file
+    ("", [("Content-Disposition: form-data; name=\"prompt\"; name*=UTF-8''model", b"nope"), FILE]),
+    ("", [('Content-Disposition: form-data;\r\n name="model"', b"nope"), FILE]),  # a folded line
+    ("?model=nope", [('Content-Disposition: form-data; name="model"', b"llama3.2"), FILE]),  # the query's first
+])
+def test_the_form_is_read_as_go_reads_it(fake, query, parts):
+    body, headers = _form(*parts)
+    answer = requests.post(fake.url + "/v1/audio/transcriptions" + query, data=body, headers=headers, timeout=10)
+    assert answer.status_code == 404 and answer.json()["error"]["message"].startswith('model "nope" not found')
+
+
+def test_a_form_go_cannot_read_is_a_400(fake):
+    body, headers = _form(('Content-Disposition: form-data; name="model"', b"llama3.2"), FILE)
+    answer = requests.post(fake.url + "/v1/audio/transcriptions", data=body[:-9], headers=headers, timeout=10)
+    assert answer.status_code == 400 and answer.json()["error"]["message"] == \
+        "failed to parse multipart form: unexpected EOF"
