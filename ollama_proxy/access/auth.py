@@ -64,6 +64,7 @@ class Principal:
     klass: str = "interactive"  # or "batch": waits behind interactive work
     trusted_frontend: bool = False  # may name the end user it calls for (each gets a share of its own)
     web: bool = False  # may use Ollama's web search and fetch (access.api_routes)
+    cloud: bool = False  # may use cloud models, which run on ollama.com (access.cloud_models)
 
     def may(self, scope: str) -> bool:
         return self.scope == MANAGE or self.scope == scope
@@ -79,7 +80,8 @@ class TokenTable:
     def __init__(self, settings: AuthSettings, metrics_tokens: tuple[Token, ...] = ()):
         self._entries = [(t.secret.encode(), Principal(t.name, scope, rpm=t.rpm, tpm=t.tpm, chat_log=t.chat_log,
                                                        weight=t.weight, klass=t.klass,
-                                                       trusted_frontend=t.trusted_frontend, web=t.web))
+                                                       trusted_frontend=t.trusted_frontend, web=t.web,
+                                                       cloud=t.cloud))
                          for scope, tokens in ((MANAGE, settings.manage_tokens), (GENERATE, settings.generate_tokens))
                          for t in tokens]
         self._entries += [(t.secret.encode(), Principal(t.name, METRICS)) for t in metrics_tokens]
@@ -123,7 +125,8 @@ class ManagedKeys:
         if key.expired(now):
             raise Unauthorized(f"key '{key.name}' expired at {key.expires_at.isoformat()}")
         return Principal(key.name, key.scope, key.models, key.rpm, key.tpm, chat_log=key.chat_log,
-                         weight=key.weight, klass=key.klass, trusted_frontend=key.trusted_frontend, web=key.web)
+                         weight=key.weight, klass=key.klass, trusted_frontend=key.trusted_frontend, web=key.web,
+                         cloud=key.cloud)
 
     def _key(self, token: str, now: datetime) -> ApiKey | None:
         """Return the key of a secret, from a cache when either holds the answer, else from the store."""

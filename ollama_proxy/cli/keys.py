@@ -11,7 +11,11 @@ from ollama_proxy.store import ApiKey, StoreError, open_store
 from ollama_proxy.store.keys import CLASSES, MAX_WEIGHT, SCOPES
 
 LIST_COLUMNS = ("name", "prefix", "scope", "models", "limits", "allows", "expires", "enabled", "last used")
-PERMISSIONS = ("web",)  # what --allow grants: web, Ollama's web search and fetch
+# What --allow grants: web, Ollama's web search and fetch; cloud, the cloud models, run on ollama.com.
+PERMISSIONS = ("web", "cloud")
+PERMISSION_HELP = ("web: may use Ollama's web search and web fetch, which make the Ollama server reach the internet; "
+                   "cloud: may use cloud models (*:cloud, *-cloud), which send the prompt to ollama.com under the "
+                   "Ollama server's account")
 
 
 def expiry(text: str) -> datetime:
@@ -146,8 +150,7 @@ def add_parser(commands) -> None:
                           "user, Anthropic's metadata.user_id): each gets a fair share of its own and is named "
                           "in the usage records (default: off)")
     new.add_argument("--allow", action="append", choices=PERMISSIONS,
-                     help="web: may use Ollama's web search and web fetch, which make the Ollama server reach the "
-                          "internet (default: not allowed)")
+                     help=f"{PERMISSION_HELP} (repeat; default: none allowed)")
     new.set_defaults(run=create)
     actions.add_parser("list", parents=[config], help="list the keys").set_defaults(run=list_keys)
     for name, run, text in (("enable", set_enabled(True), "let a key work again"),
@@ -160,7 +163,7 @@ def add_parser(commands) -> None:
                             ("deny", set_allowed(False), "take a permission from a key")):
         action = actions.add_parser(name, parents=[config], help=text)
         action.add_argument("name", help="the key's name (as keys list shows it)")
-        action.add_argument("permission", choices=PERMISSIONS, help="web: Ollama's web search and web fetch")
+        action.add_argument("permission", choices=PERMISSIONS, help=PERMISSION_HELP)
         action.set_defaults(run=run)
 
 

@@ -1,4 +1,4 @@
-"""Declare a token of the file: a plain string, or ``{name, token, rpm, tpm, chat_log, web, weight, class,
+"""Declare a token of the file: a plain string, or ``{name, token, rpm, tpm, chat_log, web, cloud, weight, class,
 trusted_frontend}``."""
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ class Token:
     web: bool = setting(
         False, help="may use Ollama's web search and web fetch (`/api/experimental/web_search`, `web_fetch`), "
                     "which make the Ollama server reach the internet")
+    cloud: bool = setting(
+        False, help="may use cloud models (`*:cloud`, `*-cloud`, as `gpt-oss:120b-cloud`), which send the prompt to "
+                    "ollama.com, under the Ollama server's account")
     weight: float = setting(
         1.0, validate=validate.Range(min=0, max=MAX_WEIGHT, min_inclusive=False),
         help="its share of the GPUs against other principals' (above 0, at most 1000; see `scheduling`), "
@@ -42,7 +45,7 @@ class Token:
 
 
 class TokenField(fields.Field):
-    """A token: a plain string (named by its index) or ``{name, token, rpm, tpm, chat_log, web, ...}``."""
+    """A token: a plain string (named by its index) or ``{name, token, rpm, tpm, chat_log, web, cloud, ...}``."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str) and value:

@@ -15,6 +15,8 @@ class OllamaBody:
 
     ``raw`` is the client's own encoding of ``data`` (the native API), sent untouched
     while nothing changes, so fields the proxy does not know reach Ollama byte for byte.
+    ``data`` must be ``raw`` as Go reads it, which ``schemas.loading`` makes sure of: it
+    refuses a field given twice, which Go would merge (``options``) where Python keeps the last.
     A translated body is encoded once, however many answers send it (n choices).
     """
 
@@ -37,7 +39,7 @@ class OllamaBody:
             return self.encoded()
         if self._raw is not None and "options" not in self.data:
             # Nothing to merge with: the object goes last, and a long chat is not decoded and encoded again for
-            # it. A key that only folds to "options" ("Options") stays before it: Ollama's decoder reads this one last.
+            # it. No key of raw names options as Go reads keys (``data`` would hold it): Ollama reads this one alone.
             head = self._raw.rstrip()
             if head.endswith(b"}") and head[:-1].rstrip() != b"{":
                 return head[:-1] + b',"options":' + _encoded_options(options) + b"}"

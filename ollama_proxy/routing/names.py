@@ -78,6 +78,16 @@ def canonical(name: str) -> str:
     return f"{prefix}{model}:{DEFAULT_TAG if tag is None else tag}".lower()
 
 
+def is_cloud_model(name: str) -> bool:
+    """Tell whether a model runs on ollama.com rather than on the Ollama server: its tag is ``cloud`` or ``*-cloud``.
+
+    Read on the canonical name, so ``Gpt-OSS:120B-Cloud`` and
+    ``registry.ollama.ai/library/x:cloud`` are cloud models too.
+    """
+    tag = canonical(name).rpartition(":")[2]
+    return tag == "cloud" or tag.endswith("-cloud")
+
+
 def same_model(name: str, other: str) -> bool:
     """Tell whether two names name the same model."""
     return canonical(name) == canonical(other)

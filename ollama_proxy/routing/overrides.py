@@ -23,6 +23,7 @@ from functools import cached_property
 from typing import Any
 
 from ollama_proxy.config.models import TIMEOUT, ModelOverride, ModelsSettings
+from ollama_proxy.lines import LineDecoder
 from ollama_proxy.routing.names import canonical
 
 TOP_LEVEL = ("think", "keep_alive", "exclude_reasoning")
@@ -183,11 +184,10 @@ def renamed_lines(chunks: Iterable[bytes], name: str, rename=renamed_line) -> It
 
     Lines may be split across chunks: a partial line waits for its end.
     """
-    pending = b""
+    decoder = LineDecoder()
     for chunk in chunks:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
+        lines = decoder.decode(chunk)
         if lines:
             yield b"".join(rename(line + b"\n", name) for line in lines)
-    if pending:
-        yield rename(pending, name)
+    for rest in decoder.flush():
+        yield rename(rest, name)

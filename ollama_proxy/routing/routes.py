@@ -8,7 +8,9 @@ served by the Ollama servers, of which the dispatcher picks one when the request
 is sent. A caller whose key may not use the model is refused first; for an
 alias, the model it names decides (``ModelTable.may_use``), on every surface
 and in every listing alike. Management requests name models Ollama acts on as
-written, so their names are judged as written (``refuse_unusable_model``).
+written, so their names are judged as written (``refuse_unusable_model``). A
+cloud model of the Ollama servers needs the caller's ``cloud`` permission too
+(``access.cloud_models``), wherever a model is judged.
 
 Aliases resolve first (``models.aliases`` and the store's): the route goes to
 the model the alias names, and keeps the name asked for, which answers carry.
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app, g
 
+from ollama_proxy.access.cloud_models import check_cloud_use, may_use_cloud
 from ollama_proxy.backends.protocols import Backend, PassthroughBackend
 from ollama_proxy.config.models import ModelOverride
 from ollama_proxy.errors import Forbidden, InvalidRequest
@@ -67,6 +70,7 @@ class Router:
         if split is not None:
             provider, upstream_model = split
             return Route(self.providers[provider], model, upstream_model, to_provider=True, **extra)
+        check_cloud_use(principal, target, model)
         backend = self.ollama(target, models.timeout_for(model), models.override_for(model).enforce)
         return Route(backend, model, target, **extra)
 
@@ -88,8 +92,14 @@ def resolve(model: str) -> Route:
 def visible_listing(path: str) -> dict:
     """Return the merged ``/api/tags`` or ``/api/ps`` as the current caller may see it, aliases included."""
     principal = g.get("principal")
-    may_use = principal.may_use if principal is not None else (lambda model: True)
-    return merged_listing(router(), path, may_use, current_models())
+    if principal is None:
+        return merged_listing(router(), path, lambda model: True, current_models())
+    routes = router()
+
+    def may_use(model: str) -> bool:
+        return principal.may_use(model) and (may_use_cloud(principal, model)
+                                             or routes.provider_named_by(model) is not None)
+    return merged_listing(routes, path, may_use, current_models())
 
 
 def note_routed(route: Route, upstream=None) -> None:
@@ -131,6 +141,8 @@ def refuse_unusable_model(model, field: str) -> None:
     What is not a name goes on for Ollama to judge.
     """
     principal = g.get("principal")
-    if principal is None or not model or not isinstance(model, str) or principal.may_use(model):
+    if principal is None or not model or not isinstance(model, str):
         return
-    raise Forbidden(f"token '{principal.name}' may not use the model '{model}' named in '{field}'", param=field)
+    if not principal.may_use(model):
+        raise Forbidden(f"token '{principal.name}' may not use the model '{model}' named in '{field}'", param=field)
+    check_cloud_use(principal, model, field=field)

@@ -9,9 +9,16 @@ what the upstream runs is then exactly what the policy checked. Only the levels
 that upstreams decode into structs are checked: the top of a body and each message
 or input item; anything below (tool schemas, ``format``, arguments) is the
 client's own data, where ``Name`` and ``name`` may both mean something.
+
+A field given twice at the top of a body (``"options"`` and ``"\\u006fptions"``, which
+is the same key escaped) is refused too: Go does not keep only the last of them,
+it decodes each into the same field, so a second ``options`` object is merged into
+the first and Ollama would run options the proxy never read.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from ollama_proxy.errors import InvalidRequest
 from ollama_proxy.translate.go_names import fold
@@ -84,3 +91,22 @@ def _check(obj: dict, names: frozenset[str], by_fold: dict[str, str], prefix: st
         if field is not None:
             raise InvalidRequest(f"{prefix}{key}: field names are case-sensitive; did you mean '{field}'? "
                                  "(upstreams would read it as that field)", param=f"{prefix}{key}")
+
+
+def unrepeated_fields(pairs: list[tuple[str, Any]]) -> dict:
+    """Return the object of a body's top-level pairs, refusing a field given twice.
+
+    ``pairs`` are the keys as decoded (escapes read), in order, repeats kept. A key
+    spelt otherwise than its field (``Options``) is left to ``check_field_names``,
+    and keys naming no field are let be, as it lets them be.
+    """
+    given: set[str] = set()
+    for key, _ in pairs:
+        if key not in BODY_FIELDS:
+            continue
+        if key in given:
+            raise InvalidRequest(f"{key}: the field is given more than once (an escaped key, as \\u006f for 'o', is "
+                                 "the same key); give it once: upstreams would merge the values or keep the last",
+                                 param=key)
+        given.add(key)
+    return dict(pairs)

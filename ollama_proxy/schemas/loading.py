@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
+from json.decoder import JSONObject
 
 from marshmallow import Schema, ValidationError
 
 from ollama_proxy.errors import InvalidRequest, PayloadTooLarge
 from ollama_proxy.greenlets import off_loop
 from ollama_proxy.schemas.counts import check_item_counts
-from ollama_proxy.schemas.field_names import check_field_names
+from ollama_proxy.schemas.field_names import check_field_names, unrepeated_fields
 
 # A body this large is parsed and checked in a thread, not on the event loop: the other streams of its
 # worker go on meanwhile (a valid 6.5 MiB chat takes a second or more to check).
 OFF_LOOP_BYTES = 256 * 1024
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # JSON's own
 
 
 def read_request_body(request) -> bytes:
@@ -46,7 +49,7 @@ def parse_json_object(raw: bytes) -> dict:
     if not raw.strip():
         raise InvalidRequest("the request body is empty: a JSON object is required")
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+        body = _decoded(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise InvalidRequest("the request body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -58,6 +61,24 @@ def parse_json_object(raw: bytes) -> dict:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    return body
+
+
+def _decoded(text: str):
+    """Decode JSON text as ``json.loads`` does, refusing a field the top-level object gives twice.
+
+    Only the top level is read in Python, by json's own object reader, which hands
+    its pairs, repeats kept, to ``unrepeated_fields``; the values are read by the C
+    scanner, so a long chat costs what it cost.
+    """
+    decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+    start = _WHITESPACE.match(text).end()
+    if not text.startswith("{", start):
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    body, end = JSONObject((text, start + 1), decoder.strict, decoder.scan_once, None, unrepeated_fields)
+    end = _WHITESPACE.match(text, end).end()
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
     return body
 
 

@@ -10,12 +10,12 @@ under a lock, so several processes may start at once.
 Keys (a secret is shown once, at creation; only its sha256 is kept):
     create_key(name, scope="generate"|"manage", models=[globs], rpm=None, tpm=None,
                expires_at=None, chat_log=None, weight=1.0, klass="interactive",
-               trusted_frontend=False, web=False) -> (ApiKey, secret)
+               trusted_frontend=False, web=False, cloud=False) -> (ApiKey, secret)
     list_keys() -> [ApiKey]            get_key(name) -> ApiKey | None
     find_key(secret) -> ApiKey | None  (disabled and expired keys too: see ApiKey.usable(now))
     update_key(name, **fields) -> ApiKey   (scope, models, rpm, tpm, expires_at, enabled,
                                             last_used_at, chat_log, weight, klass,
-                                            trusted_frontend, web)
+                                            trusted_frontend, web, cloud)
     delete_key(name)
 Usage (``ts`` an aware datetime; fields in ``USAGE_FIELDS``):
     add_usage(rows: [dict])            one transaction per batch

@@ -22,7 +22,7 @@ _SECRET_SHAPE = re.compile(re.escape(SECRET_PREFIX) + "[A-Za-z0-9_-]{43}")
 PREFIX_LENGTH = len(SECRET_PREFIX) + 8  # what a listing or a log shows of a secret
 SCOPES = ("generate", "manage")
 _CHANGEABLE = {"scope", "models", "rpm", "tpm", "expires_at", "enabled", "last_used_at", "chat_log", "weight", "klass",
-               "trusted_frontend", "web"}
+               "trusted_frontend", "web", "cloud"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class ApiKey:
     klass: str = "interactive"  # or "batch": waits behind interactive work, with ageing
     trusted_frontend: bool = False  # may name the end user a request is for (access.end_users)
     web: bool = False  # may use Ollama's web search and fetch (access.api_routes)
+    cloud: bool = False  # may use cloud models, which run on ollama.com (access.cloud_models)
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -95,7 +96,7 @@ def _checked(fields: dict) -> dict:
         fields["weight"] = float(weight)
     if "klass" in fields and fields["klass"] not in CLASSES:
         raise StoreError(f"class must be one of {', '.join(CLASSES)}")
-    for flag in ("trusted_frontend", "web"):
+    for flag in ("trusted_frontend", "web", "cloud"):
         if flag in fields and fields[flag] not in (True, False):
             raise StoreError(f"{flag} must be true or false")
     for moment in ("expires_at", "last_used_at"):
@@ -114,13 +115,13 @@ class KeyStore:
     def create_key(self, name: str, *, scope: str = "generate", models=(), rpm: int | None = None,
                    tpm: int | None = None, expires_at: datetime | None = None,
                    chat_log: bool | None = None, weight: float = 1.0, klass: str = "interactive",
-                   trusted_frontend: bool = False, web: bool = False) -> tuple[ApiKey, str]:
+                   trusted_frontend: bool = False, web: bool = False, cloud: bool = False) -> tuple[ApiKey, str]:
         """Create a key; return it and its secret, which is shown this once and never stored."""
         if not isinstance(name, str) or not name.strip() or len(name) > 100:
             raise StoreError("a key's name is 1 to 100 characters")
         fields = _checked({"scope": scope, "models": models, "rpm": rpm, "tpm": tpm, "expires_at": expires_at,
                            "chat_log": chat_log, "weight": weight, "klass": klass,
-                           "trusted_frontend": trusted_frontend, "web": web})
+                           "trusted_frontend": trusted_frontend, "web": web, "cloud": cloud})
         secret = new_secret()
         values = dict(fields, name=name, prefix=secret[:PREFIX_LENGTH], secret_hash=hash_secret(secret),
                       enabled=True, created_at=utcnow(), last_used_at=None)

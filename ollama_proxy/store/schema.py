@@ -66,6 +66,7 @@ api_keys = Table(
     Column("klass", String(16), nullable=False, server_default="interactive"),  # or batch: waits behind
     Column("trusted_frontend", Boolean, nullable=False, server_default=false()),  # may name its end users
     Column("web", Boolean, nullable=False, server_default=false()),  # may use Ollama's web search and fetch
+    Column("cloud", Boolean, nullable=False, server_default=false()),  # may use cloud models (ollama.com)
 )
 
 usage = Table(

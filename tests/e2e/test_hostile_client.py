@@ -25,6 +25,7 @@ import sqlalchemy
 from requests.adapters import HTTPAdapter
 from werkzeug.security import generate_password_hash
 
+from ollama_proxy.scheduler.options import reload_options
 from tests.e2e.admin_page import ATTEMPTS, PASSWORD, admin_config, csrf_token
 from tests.e2e.command import cli, create_key
 from tests.e2e.conftest import ALICE, AT_ONCE, GENERATE, MANAGE, SCRAPE, auth, base_config
@@ -127,6 +128,60 @@ def test_a_message_field_in_another_case_is_refused(policed, fake):
     answer = requests.post(policed.url + "/api/chat", json=body, headers=auth(policed.limited), timeout=TIMEOUT)
     assert answer.status_code == 400 and "messages[0].Content" in _error_message(answer)
     assert fake.calls("/api/chat") == []
+
+
+# --- Options given twice, or spelt otherwise: the scheduler must read what Ollama runs ---------
+
+@pytest.fixture(scope="module")
+def scheduled_policed(tmp_path_factory):
+    """A proxy scheduling its one server, whose llama3.2 has an enforced num_ctx, over a fake in slot mode."""
+    gpu = FakeOllama(num_parallel=1, max_loaded_models=1).start()
+    config = base_config(gpu.url, scheduling=True, num_parallel=1, max_loaded_models=1)
+    config["models"] = {"overrides": {"llama3.2": {"enforce": {"num_ctx": ENFORCED_CTX}}}}
+    server = ProxyServer(config, tmp_path_factory.mktemp("scheduled-policed"), workers=1).start()
+    server.gpu = gpu
+    yield server
+    server.stop()
+    gpu.stop()
+
+
+def _chat_bytes(proxy, options: bytes) -> requests.Response:
+    """Send a chat whose options part is written by hand (a key given twice cannot be written as a dict)."""
+    data = b'{"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": false, ' + options + b"}"
+    return requests.post(proxy.url + "/api/chat", data=data, headers={**auth(), "Content-Type": "application/json"},
+                         timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize("options, key", [
+    (b'"options": {"num_gpu": 0, "num_ctx": 131072}, "options": {"num_ctx": 4096}', "options"),
+    (b'"options": {"num_gpu": 0, "num_ctx": 131072}, "\\u006fptions": {"num_ctx": 4096}', "options"),
+    (b'"\\u006fptions": {"num_gpu": 0, "num_ctx": 131072}, "options": {"num_ctx": 4096}', "options"),
+    (b'"OPTIONS": {"num_gpu": 0}, "OPTIONS": {"num_ctx": 4096}', "OPTIONS"),
+    (b'"options": {"num_ctx": 4096}, "Options": {"num_gpu": 0}', "Options"),
+], ids=["twice", "then-escaped", "escaped-then-plain", "capitals-twice", "then-capital"])
+def test_options_given_twice_are_refused_and_never_reach_ollama(scheduled_policed, options, key):
+    gpu = scheduled_policed.gpu
+    gpu.reset()
+    answer = _chat_bytes(scheduled_policed, options)
+    assert answer.status_code == 400, f"{answer.status_code}; Ollama ran {[r.json for r in gpu.calls('/api/chat')]}"
+    assert key in _error_message(answer)
+    assert gpu.calls("/api/chat") == []
+
+
+@pytest.mark.parametrize("options", [
+    b'"\\u006fptions": {"num_ctx": 131072}',
+    b'"options": {"num\\u005fctx": 131072}',
+    b'"options": {"num_ctx": 131072, "NUM_CTX": 131072}',
+    b'"options": {"num_ctx": 4096, "num_ctx": 131072}',
+    b'"options": {"num_ctx": 131072, "num_ctx": 4096}',
+], ids=["escaped-key", "escaped-option", "option-in-capitals", "raised-last", "raised-first"])
+def test_ollama_runs_the_options_the_proxy_decided_however_they_are_spelt(scheduled_policed, options):
+    gpu = scheduled_policed.gpu
+    gpu.reset()
+    answer = _chat_bytes(scheduled_policed, options)
+    assert answer.status_code == 200, answer.text
+    # Read as Ollama reads it: keys decoded by Go, the options map read by exact name.
+    assert reload_options(gpu.last("/api/chat").json["options"]) == {"num_ctx": ENFORCED_CTX}
 
 
 

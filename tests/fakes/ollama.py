@@ -50,7 +50,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.fakes.go_json import as_struct
+from tests.fakes.go_json import as_struct, object_pairs
 from tests.fakes.ollama_audio import AudioRoutes
 from tests.fakes.ollama_cloud import CloudRoutes
 from tests.fakes.ollama_scheduler import DEFAULT_KEEP_ALIVE, DEFAULT_MAX_LOADED_MODELS, DEFAULT_MAX_QUEUE
@@ -434,7 +434,7 @@ class FakeOllama(CloudRoutes, AudioRoutes):
             query=request.query_string.decode(errors="replace"),
             headers={name.lower(): value for name, value in request.headers.items()},
             body=body,
-            json=_as_request(request.path, _parse_json(body)),
+            json=_as_request(request.path, _parse_json(body), body),
             at=time.monotonic(),
         )
         self.requests.append(recorded)
@@ -893,12 +893,16 @@ _REQUEST_FIELDS = {
 }
 
 
-def _as_request(path: str, value: Any) -> Any:
-    """Return a parsed body as Ollama's handler for path reads it: keys matched to fields as Go matches them."""
+def _as_request(path: str, value: Any, body: bytes = b"") -> Any:
+    """Return a parsed body as Ollama's handler for path reads it: keys matched to fields as Go matches them.
+
+    A field given twice is read as Go reads it too: a second ``options`` object merged into the first.
+    """
     fields = _REQUEST_FIELDS.get(path)
     if fields is None:
         return value
-    return as_struct(value, fields, {"messages": _MESSAGE_FIELDS})
+    pairs = _go_strings(object_pairs(body)) if isinstance(value, dict) else None
+    return as_struct(value, fields, {"messages": _MESSAGE_FIELDS}, maps=("options",), pairs=pairs)
 
 
 def _parse_json(body: bytes) -> Any:

@@ -70,6 +70,11 @@ class KeyLimitsForm(FlaskForm):
     trusted_frontend = BooleanField("Trusted front end",
                                     description="a front end (Open WebUI) that names its users in X-OpenWebUI-User-* "
                                                 "headers: each user gets a fair share of their own")
+    web = BooleanField("Web search and fetch",
+                       description="Ollama's web search and web fetch, which make the Ollama server reach the internet")
+    cloud = BooleanField("Cloud models",
+                         description="models tagged :cloud or -cloud (gpt-oss:120b-cloud), which send the prompt to "
+                                     "ollama.com, under the Ollama server's account")
 
     def __init__(self, *args, chat_logs_enabled: bool = False, kept_expiry: date | None = None, **kwargs):
         """``kept_expiry``: the day a key being edited expires now, which it may keep even when gone by."""
@@ -90,7 +95,8 @@ class KeyLimitsForm(FlaskForm):
         return {"scope": self.scope.data, "models": split_patterns(self.models.data), "rpm": self.rpm.data,
                 "tpm": self.tpm.data, "expires_at": end_of_day(self.expires.data),
                 "chat_log": CHAT_LOG_VALUES[self.chat_log.data], "klass": self.klass.data,
-                "trusted_frontend": self.trusted_frontend.data, **self._weight()}
+                "trusted_frontend": self.trusted_frontend.data, "web": self.web.data, "cloud": self.cloud.data,
+                **self._weight()}
 
     def _weight(self) -> dict:
         """The weight typed, if any: left empty, a new key gets 1 and an edited key keeps its own."""

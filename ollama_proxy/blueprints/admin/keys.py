@@ -85,7 +85,8 @@ def edit_key(name: str):
     expires = key.expires_at.date() if key.expires_at else None
     form = KeyLimitsForm(data={"scope": key.scope, "models": " ".join(key.models), "rpm": key.rpm, "tpm": key.tpm,
                                "expires": expires, "chat_log": chat_log_choice(key.chat_log), "weight": key.weight,
-                               "klass": key.klass, "trusted_frontend": key.trusted_frontend},
+                               "klass": key.klass, "trusted_frontend": key.trusted_frontend, "web": key.web,
+                               "cloud": key.cloud},
                          chat_logs_enabled=_chat_logs_enabled(), kept_expiry=expires)
     if form.is_submitted():
         if not form.validate():

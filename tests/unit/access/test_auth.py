@@ -66,6 +66,14 @@ def test_token_table_finds_scope_and_name():
     assert table.find("g ") is None
 
 
+def test_a_token_may_use_cloud_models_only_when_its_entry_says_so():
+    settings = parse_settings({"auth": {"generate_tokens": ["g", {"name": "lab", "token": "c", "cloud": True}],
+                                        "manage_tokens": ["m"]}}, environ={})
+    table = TokenTable(settings.auth)
+    assert table.find("c") == Principal("lab", GENERATE, cloud=True)
+    assert not table.find("g").cloud and not table.find("m").cloud
+
+
 def test_a_token_may_use_the_web_only_when_its_entry_says_so():
     settings = parse_settings({"auth": {"generate_tokens": ["g", {"name": "web", "token": "w", "web": True}],
                                         "manage_tokens": ["m"]}}, environ={})

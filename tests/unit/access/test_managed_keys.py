@@ -214,6 +214,13 @@ def test_an_unknown_token_writes_nothing(store, counted, keys):
     assert store.get_key("alice").last_used_at is None
 
 
+def test_a_key_allowed_cloud_models_becomes_a_principal_allowed_them(store, keys):
+    _, plain = store.create_key("plain", web=True)
+    _, frontier = store.create_key("frontier", cloud=True)
+    assert keys.find(plain, NOW).cloud is False
+    assert keys.find(frontier, NOW) == Principal("frontier", GENERATE, cloud=True)
+
+
 def test_a_key_allowed_the_web_becomes_a_principal_allowed_it(store, keys):
     _, plain = store.create_key("plain")
     _, searcher = store.create_key("searcher", web=True)

@@ -99,6 +99,29 @@ def test_allow_web_on_create_and_later_allow_and_deny(store_config, capsys):
         store.close()
 
 
+def test_allow_cloud_on_create_and_later_allow_and_deny(store_config, capsys):
+    assert keys(store_config, "create", "--name", "frontier", "--allow", "cloud") == 0
+    assert ", allows cloud" in capsys.readouterr().out
+    assert keys(store_config, "create", "--name", "both", "--allow", "web", "--allow", "cloud") == 0
+    assert ", allows web, cloud" in capsys.readouterr().out
+    assert keys(store_config, "create", "--name", "plain") == 0
+    capsys.readouterr()
+    assert keys(store_config, "list") == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "rpm -, tpm -  cloud" in rows["frontier"] and "rpm -, tpm -  web, cloud" in rows["both"]
+    assert keys(store_config, "allow", "plain", "cloud") == 0
+    assert capsys.readouterr().out.strip() == "key 'plain' may use cloud"
+    assert keys(store_config, "deny", "frontier", "cloud") == 0
+    assert capsys.readouterr().out.strip() == "key 'frontier' may no longer use cloud"
+    store = open_store(load_settings(store_config).store)
+    try:
+        found = {name: store.get_key(name) for name in ("plain", "frontier", "both")}
+        assert {name: (key.web, key.cloud) for name, key in found.items()} == {
+            "plain": (False, True), "frontier": (False, False), "both": (True, True)}
+    finally:
+        store.close()
+
+
 def test_only_known_permissions_are_allowed(store_config, capsys):
     with pytest.raises(SystemExit):
         keys(store_config, "create", "--name", "x", "--allow", "everything")

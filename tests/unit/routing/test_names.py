@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from ollama_proxy.routing.names import canonical, matches, matches_any, same_model, split_provider
+from ollama_proxy.routing.names import (
+    canonical,
+    is_cloud_model,
+    matches,
+    matches_any,
+    same_model,
+    split_provider,
+)
 
 PROVIDERS = {"deepseek": "deepseek-backend", "openrouter": "openrouter-backend"}
 
@@ -203,3 +210,28 @@ def test_a_registry_port_is_read_alike_everywhere():
     assert ModelTable({"m-alias": "registry:5000/m"}).aliases_of("registry:5000/m:latest") == ["m-alias"]
     assert ModelTable({"registry:5000/m:latest": "x"}).resolve("registry:5000/m") == "x"
     assert Principal("k", GENERATE, ("registry:5000/m:latest",)).may_use("registry:5000/m")
+
+
+@pytest.mark.parametrize("name, cloud", [
+    ("gpt-oss:120b-cloud", True),
+    ("qwen3-coder:480b-cloud", True),
+    ("deepseek-v3.1:671b-cloud", True),
+    ("kimi-k2:1t-cloud", True),
+    ("glm-4.6:cloud", True),
+    ("Gpt-OSS:120B-Cloud", True),  # case is ignored, as in every name
+    ("registry.ollama.ai/library/minimax-m2:cloud", True),  # the default host and namespace spelt out
+    ("library/gpt-oss:20b-cloud", True),
+    ("  gpt-oss:120b-cloud ", True),
+    ("example.com/team/model:cloud", True),  # another registry's: still run elsewhere
+    ("gpt-oss:120b", False),
+    ("gpt-oss", False),
+    ("cloud", False),  # a model named cloud, tagged latest
+    ("cloud-model", False),
+    ("my-cloud:latest", False),
+    ("gpt-oss:cloudy", False),
+    ("gpt-oss:cloud-7b", False),
+    ("registry:5000/cloud", False),  # a port is no tag
+    ("", False),
+])
+def test_is_cloud_model_reads_the_tag(name, cloud):
+    assert is_cloud_model(name) is cloud

@@ -55,7 +55,8 @@ def _models():
     from ollama_proxy.config import parse_settings
     from ollama_proxy.routing.overrides import ModelTable
     settings = parse_settings({"models": {
-        "aliases": {"gpt-4o": "llama3.2:latest", "cloud": "openrouter/anthropic/claude-sonnet-4"},
+        "aliases": {"gpt-4o": "llama3.2:latest", "cloud": "openrouter/anthropic/claude-sonnet-4",
+                    "big": "gpt-oss:120b-cloud"},
         "overrides": {"llama3.2": {"defaults": {"num_ctx": 8192, "timeout": 900}}},
         "defaults": {"keep_alive": "1h"}}}, environ={}).models
     return ModelTable.merged(settings, {}, {})
@@ -95,6 +96,29 @@ def test_access_through_an_alias(patterns, model, allowed):
             router.resolve(model, principal, _models())
 
 
+@pytest.mark.parametrize("model", ["gpt-oss:120b-cloud", "Kimi-K2:1T-Cloud", "registry.ollama.ai/library/glm-4.6:cloud",
+                                   "big"])
+def test_a_cloud_model_needs_the_cloud_permission(model):
+    router = Router("pool", PROVIDERS, _ollama)
+    with pytest.raises(Forbidden, match=r"token 'bob' may not use the cloud model .*ollama\.com.*--allow cloud"):
+        router.resolve(model, Principal("bob", "generate"), _models())
+    assert router.resolve(model, Principal("ann", "generate", cloud=True), _models()).model == model
+    assert router.resolve(model, None, _models()).model == model  # no caller named: nothing to judge
+
+
+def test_a_cloud_alias_is_named_with_its_model_and_patterns_still_decide():
+    router = Router("pool", PROVIDERS, _ollama)
+    with pytest.raises(Forbidden, match=r"'big' \(an alias of 'gpt-oss:120b-cloud'\)"):
+        router.resolve("big", Principal("bob", "generate"), _models())
+    with pytest.raises(Forbidden, match="may not use the model 'big'"):
+        router.resolve("big", Principal("ann", "generate", ("llama3*",), cloud=True), _models())
+
+
+def test_a_provider_model_tagged_cloud_is_the_provider_s():
+    route = Router("pool", PROVIDERS, _ollama).resolve("openrouter/some/model:cloud", Principal("bob", "generate"))
+    assert route.to_provider
+
+
 def test_a_body_without_overrides_is_the_same_object():
     route = Router("pool", PROVIDERS, _ollama).resolve("qwen3:8b")
     body = {"model": "qwen3:8b"}
@@ -118,6 +142,9 @@ def test_a_provider_s_own_body_gets_only_its_name():
     (Principal("ops", "manage", ("llama3*",)), "from", None, False),
     (Principal("admin", "manage"), "source", "qwen3:8b", False),  # a shared token: every model
     (None, "model", "qwen3:8b", False),  # no caller named (auth refused or skipped it)
+    (Principal("admin", "manage"), "from", "gpt-oss:120b-cloud", True),  # a cloud model needs cloud
+    (Principal("admin", "manage"), "model", "kimi-k2:1t-cloud", True),
+    (Principal("admin", "manage", cloud=True), "from", "gpt-oss:120b-cloud", False),
 ])
 def test_refuse_unusable_model(principal, field, model, refused):
     from flask import Flask, g
@@ -130,5 +157,8 @@ def test_refuse_unusable_model(principal, field, model, refused):
             return
         with pytest.raises(Forbidden) as caught:
             refuse_unusable_model(model, field)
-    assert caught.value.message == f"token 'ops' may not use the model '{model}' named in '{field}'"
+    if principal.may_use(model):  # its patterns name it: the cloud permission is what it lacks
+        assert caught.value.message.startswith(f"token '{principal.name}' may not use the cloud model '{model}'")
+    else:
+        assert caught.value.message == f"token 'ops' may not use the model '{model}' named in '{field}'"
     assert caught.value.param == field

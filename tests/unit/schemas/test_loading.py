@@ -61,3 +61,39 @@ def test_load_accepts_and_keeps_everything_valid(path, body):
     loaded = load(BODY_SCHEMAS[path], body)
     for key, value in body.items():
         assert loaded.get("from_" if key == "from" else key) == value
+
+
+@pytest.mark.parametrize("raw, param", [
+    (b'{"model": "m", "options": {"num_ctx": 99999}, "options": {}}', "options"),
+    (b'{"model": "m", "options": {}, "\\u006fptions": {"num_gpu": 0}}', "options"),  # the same key, escaped
+    (b'{"model": "m", "model": "other"}', "model"),
+    (b'  {"messages": [], "model": "m", "messages": []}\n', "messages"),
+])
+def test_a_field_given_twice_is_refused_naming_it(raw, param):
+    with pytest.raises(InvalidRequest) as refused:
+        parse_json_object(raw)
+    assert refused.value.param == param and refused.value.message.startswith(f"{param}: ")
+    assert "more than once" in refused.value.message
+
+
+@pytest.mark.parametrize("raw, body", [
+    (b'{"model": "m", "\\u006fptions": {"num_ctx": 1}}', {"model": "m", "options": {"num_ctx": 1}}),
+    (b'{"model": "m", "options": {"num_ctx": 2, "num_ctx": 1}}', {"model": "m", "options": {"num_ctx": 1}}),
+    (b'{"model": "m", "x-extra": 1, "x-extra": 2}', {"model": "m", "x-extra": 2}),  # no upstream reads it
+    (b'{"model": "m", "Model": "x"}', {"model": "m", "Model": "x"}),  # a lookalike: load refuses it
+    (b' {"a": [{"b": 1, "b": 2}]} \r\n', {"a": [{"b": 2}]}),
+])
+def test_a_body_naming_each_field_once_is_read_as_json_reads_it(raw, body):
+    assert parse_json_object(raw) == body
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b'{"model": "m"} x', "Extra data at line 1 column 16"),
+    (b'{"model": "m",}', "Expecting property name enclosed in double quotes at line 1 column 15"),
+    (b'{"model" "m"}', "Expecting ':' delimiter at line 1 column 10"),
+    (b'{"n": NaN}', "NaN is not a JSON number"),
+    (b'{"n": 1e999}', "too large for a JSON number"),
+])
+def test_a_body_that_is_no_json_object_is_described_as_before(raw, message):
+    with pytest.raises(InvalidRequest, match=message):
+        parse_json_object(raw)

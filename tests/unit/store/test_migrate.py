@@ -148,7 +148,7 @@ def test_a_store_made_before_cached_tokens_keeps_its_usage_and_records_them_afte
                            {"now": datetime.now(timezone.utc).replace(tzinfo=None)})
     store = open_store(StoreSettings(store_url, 5.0))
     try:
-        assert current_revision(store.engine) == head_revision() == "0006"
+        assert current_revision(store.engine) == head_revision()
         store.add_usage([{"ts": datetime.now(timezone.utc), "request_id": "new", "prompt_tokens": 310,
                           "cached_tokens": 3990}])
         assert [(r["request_id"], r["cached_tokens"]) for r in store.query_usage()] == [("old", None), ("new", 3990)]
@@ -157,6 +157,29 @@ def test_a_store_made_before_cached_tokens_keeps_its_usage_and_records_them_afte
         assert "cached_tokens" not in {c["name"] for c in inspect(store.engine).get_columns("usage")}
         with store.engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM usage")).scalar() == 2
+    finally:
+        store.close()
+        engine.dispose()
+
+
+def test_a_store_made_before_the_cloud_permission_keeps_its_keys_none_allowed(store_url):
+    engine = open_engine(store_url, 10.0)
+    with _migrated(engine, "0006") as connection:
+        connection.execute(text(
+            "INSERT INTO api_keys (name, prefix, secret_hash, scope, models, enabled, created_at, web)"
+            " VALUES ('old', 'op-AbCdEfGh', :hash, 'generate', '[]', :yes, :now, :yes)"),
+            {"hash": "0" * 64, "yes": True, "now": datetime.now(timezone.utc).replace(tzinfo=None)})
+    store = open_store(StoreSettings(store_url, 5.0))
+    try:
+        assert current_revision(store.engine) == head_revision() == "0007"
+        old = store.get_key("old")
+        assert (old.web, old.cloud) == (True, False)  # web does not bring cloud with it
+        assert store.update_key("old", cloud=True).cloud is True
+        with _migrated(store.engine, "0006", "downgrade"):  # and back: the column goes, the key stays
+            pass
+        assert "cloud" not in {c["name"] for c in inspect(store.engine).get_columns("api_keys")}
+        with store.engine.connect() as connection:
+            assert connection.execute(text("SELECT name FROM api_keys")).scalars().all() == ["old"]
     finally:
         store.close()
         engine.dispose()

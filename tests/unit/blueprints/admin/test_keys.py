@@ -175,3 +175,30 @@ def test_editing_a_key_changes_its_share_and_an_empty_weight_keeps_it(client, st
     assert edit(client, "alice", weight="", klass="batch").status_code == 302  # the box unticked
     key = store.get_key("alice")
     assert (key.weight, key.klass, key.trusted_frontend) == (3.0, "batch", False)
+
+
+def allows_cell(page: str, name: str) -> str:
+    row = re.search(rf'<tr data-key="{name}">.*?</tr>', page, re.S).group(0)
+    found = re.search(r'<span class="allows[^"]*">(.*?)</span>', row, re.S)
+    return " ".join(found.group(1).split()) if found else ""
+
+
+def test_a_new_key_gets_the_permissions_ticked_and_the_list_shows_them(client, store):
+    assert create(client, "frontier", cloud="y").status_code == 303
+    assert create(client, "searcher", web="y", cloud="y").status_code == 303
+    assert create(client, "plain").status_code == 303
+    allowed = {key.name: (key.web, key.cloud) for key in store.list_keys()}
+    assert allowed == {"frontier": (False, True), "searcher": (True, True), "plain": (False, False)}
+    page = client.get("/admin/keys").get_data(as_text=True)
+    assert [allows_cell(page, name) for name in ("frontier", "searcher", "plain")] == [
+        "allows cloud", "allows web, cloud", ""]
+
+
+def test_editing_a_key_gives_and_takes_the_cloud_permission(client, store):
+    store.create_key("alice", web=True)
+    assert edit(client, "alice", web="y", cloud="y").status_code == 302
+    assert (store.get_key("alice").web, store.get_key("alice").cloud) == (True, True)
+    page = client.get("/admin/keys/alice").get_data(as_text=True)
+    assert re.search(r'<input[^>]*checked[^>]*name="cloud"|<input[^>]*name="cloud"[^>]*checked', page)
+    assert edit(client, "alice", web="y").status_code == 302  # the box unticked
+    assert (store.get_key("alice").web, store.get_key("alice").cloud) == (True, False)
