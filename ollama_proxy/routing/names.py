@@ -100,10 +100,18 @@ def matches(name: str, pattern: str) -> bool:
     its tag is the default, against that name without it: ``llama3*``,
     ``Llama3.2`` and ``llama3.2:latest`` all name ``llama3.2``, and ``qwen3:*``
     names ``qwen3``. Patterns are written as the listing shows names.
+
+    A pattern that begins with a name and has no ``/`` names models of Ollama's
+    library only: ``llama3*`` does not name ``llama3.2/library/qwen3:8b``, which
+    Ollama reads as ``qwen3:8b`` from a host called ``llama3.2``. A namespace or a
+    host is named in the pattern (``mattw/*``), or the pattern begins with a
+    wildcard (``*:q4_k_m``).
     """
     full = canonical(name)
     short = full.removesuffix(":" + DEFAULT_TAG)
     pattern = pattern.lower()
+    if "/" in full and "/" not in pattern and not pattern.startswith(("*", "?", "[")):
+        return False
     return fnmatchcase(full, pattern) or fnmatchcase(short, pattern)
 
 

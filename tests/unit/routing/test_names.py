@@ -110,6 +110,11 @@ def test_same_model(name, other, same):
     ("openrouter/anthropic/claude-sonnet-4", "openrouter/anthropic/claude-sonnet-4", True),
     ("*", "", True),
     ("llama3*", "", False),
+    ("llama3*", "llama3.2/library/qwen3:8b", False),  # qwen3:8b from a host named llama3.2
+    ("llama3*", "llama3.example.com/team/secret", False),
+    ("llama3*", "mattw/llama3-tuned", False),
+    ("mattw/*", "mattw/llama3-tuned", True),
+    ("*", "llama3.2/library/qwen3:8b", True),
 ])
 def test_matches(pattern, name, matched):
     assert matches(name, pattern) is matched
