@@ -29,11 +29,12 @@ from gevent.event import AsyncResult
 
 from ollama_proxy.errors import Overloaded
 from ollama_proxy.scheduler import wire
-from ollama_proxy.scheduler.core import HOLD_TOKENS, Grant, Ticket
 from ollama_proxy.scheduler.fairness import BATCH
+from ollama_proxy.scheduler.holding import HOLD_TOKENS
 from ollama_proxy.scheduler.options import unify
 from ollama_proxy.scheduler.prefix import prompt_tokens
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
+from ollama_proxy.scheduler.tickets import Grant, Ticket
 
 log = logging.getLogger(__name__)
 RECONNECT_DELAY = 0.02  # seconds between tries to reach a new arbiter, for the first RECONNECT_QUICKLY seconds

@@ -19,12 +19,8 @@ Long answers then start at the moments slots free rather than all together after
 a burst of short ones, so they do not end together either, and a slot frees
 every so often instead of all of them once an answer.
 
-While nothing waits, the order has nothing to decide: the scheduler lends each
-worker a share of the free warm slots (``lend``), and a worker starts requests
-on them without asking, then says so (``start_on_loan``). The moment anything
-waits, every loan is called back (``recall``); what its worker returns unused
-(``returned``) is free again. A lent slot counts as taken, so no server is ever
-sent more than it runs.
+Loans of free slots while nothing waits are a layer over it (``lending``), and so
+are the holds of a conversation's slot for its next turn (``holding``).
 """
 
 from __future__ import annotations
@@ -34,105 +30,35 @@ import itertools
 import math
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 
-from ollama_proxy.config import SchedulingSettings
 from ollama_proxy.errors import Overloaded, RateLimited
-from ollama_proxy.scheduler.caches import CacheSlot, Pick
 from ollama_proxy.scheduler.estimates import MODELS_KEPT, Estimates
-from ollama_proxy.scheduler.fairness import FairShare, Share, class_rank
+from ollama_proxy.scheduler.fairness import FairShare, class_rank
+from ollama_proxy.scheduler.holding import HOLD_TOKENS, PromptHolds
+from ollama_proxy.scheduler.lending import Lending
 from ollama_proxy.scheduler.options import unify
-from ollama_proxy.scheduler.prefix import Chain, prompt_tokens, shared_tokens
+from ollama_proxy.scheduler.prefix import prompt_tokens
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, ServerState, Start
 from ollama_proxy.scheduler.snapshot import snapshot
+from ollama_proxy.scheduler.tickets import Bounds, Grant, Loan, Running, Ticket
 
-HOLD_TOKENS = 1024  # a prompt shorter than this is read again in moments: not worth holding a slot for
-RETURN_MARGIN, RETURN_SLACK = 2.0, 1.0  # a conversation is expected back within twice its last return time, and 1 s
+_DEFAULT_BOUNDS = Bounds()
 LONGER = 2.0  # how much longer than the request whose turn it is a request must be expected to run to go first
 
 
-_SETTINGS = SchedulingSettings()  # the defaults, declared once with the settings
+class Scheduler(Lending, PromptHolds):
+    """The waiting and running requests, the servers' slots, and the order between them (the module says how)."""
 
-
-@dataclass(frozen=True)
-class Bounds:
-    """How much may wait, and for how long (``scheduling.*``; each default is the setting's)."""
-
-    max_queued_per_principal: int = _SETTINGS.max_queued_per_principal
-    max_end_users_per_key: int = _SETTINGS.max_end_users_per_key  # end users with fair shares of their own
-    max_queued_per_model: int = _SETTINGS.max_queued_per_model  # per server and model
-    max_wait: float = _SETTINGS.max_wait  # seconds a request may wait for a slot
-    batch_ageing: float = _SETTINGS.batch_ageing  # seconds after which a waiting batch request counts as interactive
-    interactive_headroom: int = _SETTINGS.interactive_headroom  # warm slots batch work leaves free for people
-    headroom_window: float = _SETTINGS.headroom_window  # seconds after an interactive request for a model it holds
-    fair_memory: float = _SETTINGS.fair_memory  # seconds an idle principal keeps what it had over the least-served
-    prefix_hold: float = _SETTINGS.prefix_hold  # seconds a long prompt waits at most for a slot held for another
-    yield_within: float = _SETTINGS.yield_within  # seconds one may wait so that a much longer one starts first
-
-    @classmethod
-    def of(cls, settings: SchedulingSettings) -> Bounds:
-        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
-
-
-@dataclass
-class Ticket:
-    """One request waiting for, or holding, a slot."""
-
-    id: str
-    share: Share
-    model: str
-    candidates: tuple[str, ...]  # the servers that may serve it
-    asked: dict = field(default_factory=dict)  # the reload options it asked for
-    enforced: frozenset[str] = frozenset()  # those a per-model override fixed
-    enqueued: float = 0.0
-    yielded_at: float | None = None  # when it first let a longer request go ahead of it
-    prefix: Chain = ()  # its prompt, as Ollama's prompt caches compare it (``prefix``)
-
-
-@dataclass(frozen=True)
-class Grant:
-    ticket: str
-    placement: Placement
-    waited: float
-    cached: int | None = 0  # prompt tokens the server is expected to read from its cache (None: a loan's, unknown)
-
-
-@dataclass
-class Loan:
-    """Free warm slots of one model on one server, lent to a worker (its ``holder``) while nothing waits."""
-
-    id: str
-    holder: str
-    server: str
-    model: str
-    options: dict  # the reload options the model runs with there
-    slots: int
-    in_use: int = 0
-    recalled: bool = False
-    stale: bool = False  # the server says the model runs with other options now
-
-
-@dataclass
-class _Running:
-    ticket: Ticket
-    placement: Placement
-    started: float
-    charged: float
-    loan: str | None = None  # the loan it started on, while that is not returned
-    cached: int = 0  # prompt tokens the server is expected to read from its cache
-
-
-class Scheduler:
-    def __init__(self, servers: Iterable[ServerSpec], bounds: Bounds = Bounds(),
+    def __init__(self, servers: Iterable[ServerSpec], bounds: Bounds = _DEFAULT_BOUNDS,
                  estimates: Estimates | None = None) -> None:
         self.servers = {spec.name: ServerState(spec) for spec in servers}
         self.bounds = bounds
         self.estimates = estimates or Estimates()
         self.fair = FairShare(bounds.fair_memory, bounds.max_end_users_per_key)
         self.waiting: dict[str, Ticket] = {}
-        self.running: dict[str, _Running] = {}
+        self.running: dict[str, Running] = {}
         self.hold_until = 0.0  # no grants before then: a new arbiter first learns what is running
         # model -> when an interactive request, a request with a short prompt, last asked for it
         self.last_interactive: LRUCache[str, float] = LRUCache(MODELS_KEPT)
@@ -254,90 +180,6 @@ class Scheduler:
                 loan.stale = True
         return self._dispatch(now)
 
-    # loans
-
-    def lend(self, holders: Iterable[str], now: float) -> list[Loan]:
-        """Lend each holder what it lacks of its share of every warm runner's slots.
-
-        Nothing is lent while anything waits (or during a hold). A share is the model's
-        slots there over one more than the holders, and never the last free one: a
-        request that asks finds a slot while one is free; nor one that holds a
-        conversation for its next turn, which goes back to it through the scheduler.
-        """
-        if self.waiting or now < self.hold_until:
-            return []
-        holders = list(holders)
-        have: dict[tuple[str, str, str], int] = {}
-        for loan in self.loans.values():
-            if not loan.recalled:
-                key = (loan.holder, loan.server, loan.model)
-                have[key] = have.get(key, 0) + loan.slots
-        made = []
-        for name, server in self.servers.items():
-            due = server.spec.num_parallel // (len(holders) + 1)
-            for model, runner in server.runners.items():
-                held = sum(1 for slot in runner.caches.slots if slot.ticket is None and self._held(slot, now))
-                for holder in holders if due else ():
-                    slots = min(due - have.get((holder, name, model), 0), server.free_slots(model) - 1 - held)
-                    if slots > 0:
-                        loan = Loan(next(self._loan_ids), holder, name, model, dict(runner.options), slots)
-                        server.lend(model, slots)
-                        self.loans[loan.id] = loan
-                        made.append(loan)
-        return made
-
-    def recall(self) -> list[Loan]:
-        """The loans to call back now: every one while anything waits, and those whose runner changed."""
-        called = [loan for loan in self.loans.values()
-                  if not loan.recalled and (self.waiting or loan.stale)]
-        for loan in called:
-            loan.recalled = True
-        return called
-
-    def start_on_loan(self, ticket: Ticket, loan_id: str, placement: Placement, now: float) -> None:
-        """Count in a request a worker started on a slot of its loan (as ``adopt`` does, where the loan is gone)."""
-        loan = self.loans.get(loan_id)
-        runner = self.servers[loan.server].runners.get(loan.model) if loan is not None else None
-        if runner is None or runner.lent < 1 or ticket.id in self.running:
-            self.adopt(ticket, placement, now)
-            return
-        self._activate(ticket, now)
-        ticket.enqueued = now
-        loan.in_use += 1
-        self.servers[loan.server].on_loan(loan.model, now)
-        self._run(ticket, placement, now, loan_id)
-
-    def ran(self, share: Share, model: str, server: str, requests: int, seconds: float, now: float) -> None:
-        """Count requests a worker started and ended on lent slots before it told of them: charged, learned from.
-
-        ``seconds``: the slot-time of all ``requests``.
-        """
-        if requests < 1:
-            return
-        self.fair.ran(self.fair.admit(share, now), seconds, now)
-        self.estimates.ended(model, seconds / requests, now, share.principal, requests)
-        runner = self.servers[server].runners.get(model) if server in self.servers else None
-        if runner is not None:
-            runner.last_used = now
-
-    def returned(self, loan_id: str, now: float) -> list[Grant]:
-        """A worker gave a loan back: its unused slots are free, its requests run on as any other."""
-        loan = self.loans.pop(loan_id, None)
-        if loan is None:
-            return []
-        self.servers[loan.server].unlend(loan.model, loan.slots - loan.in_use)
-        for run in self.running.values():
-            if run.loan == loan_id:
-                run.loan = None
-        return self._dispatch(now)
-
-    def forget(self, holder: str, now: float) -> list[Grant]:
-        """A worker is gone: its loans come back (its requests are cancelled by the caller)."""
-        grants = []
-        for loan in [loan for loan in self.loans.values() if loan.holder == holder]:
-            grants += self.returned(loan.id, now)
-        return grants
-
     # queries
 
     def retry_after(self, model: str, now: float, ahead: int) -> float:
@@ -454,67 +296,6 @@ class Scheduler:
     def _expected(self, ticket: Ticket) -> float:
         return self.estimates.slot_seconds(ticket.model, ticket.share.principal)
 
-    def _leaves_too_little(self, ticket: Ticket, placement: Placement, now: float) -> bool:
-        """Whether a batch request would take a slot people using its model may need any moment.
-
-        Strict priority alone still makes a question wait for a batch answer to end whenever batch
-        work holds every slot; ``interactive_headroom`` warm slots are left free for as long as
-        interactive requests for the model keep coming (``headroom_window``).
-        """
-        if self._leaves_no_slot_for_short(ticket, placement, now):
-            return True
-        headroom = self.bounds.interactive_headroom
-        if not headroom or class_rank(ticket.share, now - ticket.enqueued, self.bounds.batch_ageing) == 0:
-            return False
-        if now - self.last_interactive.get(ticket.model, -math.inf) >= self.bounds.headroom_window:
-            return False
-        if placement.start is not Start.WARM:
-            return True
-        free = sum(self.servers[name].free_slots(ticket.model) for name in ticket.candidates if name in self.servers)
-        return free - 1 < headroom
-
-    def _leaves_no_slot_for_short(self, ticket: Ticket, placement: Placement, now: float) -> bool:
-        """Whether a long prompt would take the last free slot that holds no conversation, while questions come.
-
-        A question then finds that slot and overwrites nothing an agent comes back to, nor waits for one.
-        As the interactive headroom, for as long as questions come; never where the candidates have
-        fewer than three slots, so long prompts always have two or more.
-        """
-        if (prompt_tokens(ticket.prefix) < HOLD_TOKENS or placement.start is not Start.WARM
-                or now - self.last_short.get(ticket.model, -math.inf) >= self.bounds.headroom_window):
-            return False
-        servers = [self.servers[name] for name in ticket.candidates if name in self.servers]
-        if sum(server.spec.num_parallel for server in servers if ticket.model in server.runners) < 3:
-            return False
-        pick = self._cache_pick(ticket, placement.server)
-        caches = self.servers[placement.server].runners[ticket.model].caches
-        if pick is None or self._held(caches.slots[pick.slot], now):
-            return False  # it takes a slot held for a conversation (its own): none that questions use
-        unheld = 0
-        for other in servers:
-            runner = other.runners.get(ticket.model)
-            if runner is not None:
-                held = sum(1 for slot in runner.caches.slots if slot.ticket is None and self._held(slot, now))
-                unheld += max(0, other.free_slots(ticket.model) - held)
-        return unheld < 2
-
-    def _held(self, slot: CacheSlot, now: float) -> bool:
-        """Whether a slot's conversation is held for its next turn: long enough, and back or expected back soon.
-
-        Expected back: within twice the time it last took to come back, and a second (a turn's think
-        time; a first turn, ``prefix_hold``); never longer than ``prefix_hold`` after its turn ended.
-        """
-        if slot.tokens < HOLD_TOKENS or not self.bounds.prefix_hold:
-            return False
-        expected = self.bounds.prefix_hold if slot.came_back is None else RETURN_MARGIN * slot.came_back + RETURN_SLACK
-        return now - slot.ended < min(expected, self.bounds.prefix_hold) or self._back_for(slot)
-
-    def _back_for(self, slot: CacheSlot) -> bool:
-        """Whether the conversation a slot holds has come back: a request of its owner's waits that continues it."""
-        return self.fair.inside(slot.owner) and any(
-            t.share.leaf == slot.owner and t.prefix and shared_tokens(t.prefix, slot.links) == slot.tokens
-            for t in self.waiting.values())
-
     def _place(self, ticket: Ticket, ahead: list[Ticket], now: float) -> Placement | None:
         candidates = [self.servers[name] for name in ticket.candidates if name in self.servers]
         possible = [p for s in candidates if (p := s.placement(ticket.model, ticket.asked, ticket.enforced, ticket.id))]
@@ -533,47 +314,6 @@ class Scheduler:
                                                                                                   best.server):
             return best
         return None
-
-    def _cache_pick(self, ticket: Ticket, server: str) -> Pick | None:
-        """The slot of ``server``'s warm runner Ollama would give ``ticket`` now (None: no prompt, or none free)."""
-        if not ticket.prefix:
-            return None
-        spec = self.servers[server].spec
-        return self.servers[server].runners[ticket.model].caches.pick(ticket.prefix, spec.num_parallel,
-                                                                      spec.multiuser_cache)
-
-    def _overwrites_held(self, ticket: Ticket, pick: Pick | None, now: float) -> bool:
-        """Whether ``ticket`` would overwrite another's conversation held for its next turn, before its wait allows.
-
-        A long prompt may once it has waited ``prefix_hold``; a short one (a question) once it has waited
-        ``yield_within``: by then the conversation is mostly back on its slot, and the question finds
-        another (long prompts leave it one, ``_leaves_too_little``).
-        """
-        if self._held_lost(ticket, pick, now) is None:
-            return False
-        bound = self.bounds.prefix_hold if prompt_tokens(ticket.prefix) >= HOLD_TOKENS else self.bounds.yield_within
-        return now - ticket.enqueued < bound
-
-    def _prompt_cost(self, ticket: Ticket, server: str, pick: Pick | None, now: float) -> float:
-        """Seconds of prompt reading ``ticket`` costs on ``server``'s warm runner now: its own, and what it overwrites.
-
-        Its own: the part of its prompt no slot there holds. What it overwrites: a conversation the slot
-        Ollama would give it holds, if that conversation is held for its next turn (``_held``): it is
-        likely to come back, and would be read again.
-        """
-        if pick is None:
-            return 0.0
-        tokens = prompt_tokens(ticket.prefix) - pick.shared
-        if (lost := self._held_lost(ticket, pick, now)) is not None:
-            tokens += lost.tokens
-        return self.estimates.prefill_seconds(ticket.model, server, tokens)
-
-    def _held_lost(self, ticket: Ticket, pick: Pick | None, now: float) -> CacheSlot | None:
-        """Another's conversation, held for its next turn, that ``ticket`` would overwrite on ``pick``; else None."""
-        lost = pick.overwritten if pick is not None else None
-        if lost is None or lost.owner == ticket.share.leaf or not self._held(lost, now):
-            return None
-        return lost
 
     def _warm_wait(self, ticket: Ticket, candidates: list[ServerState], ahead: int, now: float) -> float:
         """Expected seconds until a warm slot serves ``ticket``, behind ``ahead`` requests for its model."""
@@ -622,7 +362,7 @@ class Scheduler:
         if runner is not None and ticket.prefix:
             cached = runner.caches.take(ticket.id, ticket.share.leaf, ticket.prefix, server.spec.num_parallel, now,
                                         ticket.enqueued, server.spec.multiuser_cache)
-        self.running[ticket.id] = _Running(ticket, placement, now, charged, loan, cached)
+        self.running[ticket.id] = Running(ticket, placement, now, charged, loan, cached)
 
     def _activate(self, ticket: Ticket, now: float) -> None:
         """Count the ticket in, under its end user's share or, past ``max_end_users_per_key``, its key's."""

@@ -24,9 +24,9 @@ from collections.abc import Iterable
 
 from ollama_proxy.errors import Overloaded, ProxyError, RateLimited
 from ollama_proxy.scheduler import prefix
-from ollama_proxy.scheduler.core import Grant, Loan, Ticket
 from ollama_proxy.scheduler.fairness import CLASSES, Share
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
+from ollama_proxy.scheduler.tickets import Grant, Loan, Ticket
 
 
 class BadMessage(ValueError):
