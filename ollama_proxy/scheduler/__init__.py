@@ -6,4 +6,18 @@ principals (interactive ahead of batch, with ageing), and a request is bound to
 a server only when a slot frees, warm first. ``core.Scheduler`` is the pure
 decision logic, driven by a clock; where its state lives (one process, or
 several instances sharing Redis) is another module's job.
+
+How a ticket travels:
+
+1. The dispatcher asks ``admission.Admission.admit`` for a slot: a ``tickets.Ticket`` is made
+   (who, by ``fairness.Share``; the model; the servers that may run it; the reload options; the
+   prompt's chain, ``prefix``).
+2. The worker's ``client.SchedulerClient`` starts it at once on a lent slot if it may
+   (``lending``), or sends it (``wire.submit``) to the arbiter: ``local`` over a Unix socket,
+   ``shared`` through Redis, ``inprocess`` in the arbiter's own worker.
+3. The ``arbiter`` feeds ``core.Scheduler``: ``submit`` queues it, and every event (an end, a
+   cancel, a refresh, the tick) hands out the grants it made possible (``wire.grant``).
+4. The client wakes the request with its ``tickets.Grant``: the server and the options to send.
+5. When the answer ends, ``release`` tells the arbiter (``end``, with Ollama's prefill counts);
+   a client that left while waiting is a ``cancel``.
 """
