@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable
 import gevent
 
 from ollama_proxy.scheduler.arbiter import Arbiter
-from ollama_proxy.scheduler.client import Link, SchedulerClient
+from ollama_proxy.scheduler.client import SchedulerClient
 from ollama_proxy.scheduler.core import Scheduler
 from ollama_proxy.scheduler.inprocess import InProcessLink
 from ollama_proxy.scheduler.servers import ServerSpec
+from ollama_proxy.scheduler.wire import Link
 
 Receive = Callable[[dict], None]
 

@@ -20,21 +20,18 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Iterable
 
 import gevent
 from gevent.event import AsyncResult
 
 from ollama_proxy.errors import Overloaded
 from ollama_proxy.scheduler import wire
-from ollama_proxy.scheduler.fairness import BATCH
-from ollama_proxy.scheduler.holding import HOLD_TOKENS
 from ollama_proxy.scheduler.options import unify
 from ollama_proxy.scheduler.prefix import prompt_tokens
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
-from ollama_proxy.scheduler.tickets import Grant, Ticket
+from ollama_proxy.scheduler.tickets import Grant, Loan, Ticket
+from ollama_proxy.scheduler.wire import Link
 
 log = logging.getLogger(__name__)
 RECONNECT_DELAY = 0.02  # seconds between tries to reach a new arbiter, for the first RECONNECT_QUICKLY seconds
@@ -50,34 +47,13 @@ PROMPT_GRANT = 0.005
 REPORT_AFTER = 0.05
 
 
-class Link(Protocol):
-    """A worker's line to the arbiter; broken links raise OSError, and their messages end."""
-
-    def send(self, message: dict) -> None:
-        """Queue ``message`` to go out in order; never yield (the client says its state atomically)."""
-
-    def messages(self) -> Iterator[dict]: ...
-
-    def close(self) -> None: ...
-
-
 class ClientLeft(Exception):
     """The client hung up while its request waited: it was dropped, never sent."""
 
 
-@dataclass
-class _Loan:
-    """Slots the arbiter lent this worker: requests for ``model`` start on ``server`` without asking."""
-
-    id: str
-    server: str
-    model: str
-    options: dict
-    slots: int
-    used: int = 0
-
-
 class SchedulerClient:
+    """One worker's side of the scheduler: its requests' tickets, its loans, its line to the arbiter."""
+
     def __init__(self, connect: Callable[[Callable[[dict], None]], Link], max_wait: float,
                  ask: Callable[[Callable[[dict], None]], Link] | None = None, borrow: bool = False, *,
                  specs: Iterable[ServerSpec] = (), accept: Callable[[Ticket, dict], bool] | None = None,
@@ -102,7 +78,7 @@ class SchedulerClient:
         self._unreachable_since: float | None = None
         self._waiting: dict[str, tuple[Ticket, AsyncResult]] = {}
         self._running: dict[str, tuple[Ticket, Grant]] = {}
-        self._loans: dict[str, _Loan] = {}
+        self._loans: dict[str, Loan] = {}
         self._on_loan: dict[str, str] = {}  # ticket -> the loan it runs on
         self._untold: dict[str, float] = {}  # ticket -> when it started on a loan, until the arbiter is told
         self._ran: dict[tuple, list] = {}  # (share leaf, model, server) -> [share, requests, seconds]
@@ -192,7 +168,7 @@ class SchedulerClient:
         loan_id = self._on_loan.pop(ticket_id, "")
         loan = self._loans.get(loan_id)
         if loan is not None:
-            loan.used -= 1
+            loan.in_use -= 1
         started = self._untold.pop(ticket_id, None)
         if started is None:
             message = {"op": "end", "id": ticket_id, "load_seconds": load_seconds}
@@ -239,15 +215,15 @@ class SchedulerClient:
     def _start_on_loan(self, ticket: Ticket) -> Grant | None:
         """Start ``ticket`` on a lent slot that fits it (the one with most left), told of later; None if none.
 
-        Batch work always asks: the arbiter keeps slots free for people (``interactive_headroom``). So
-        does a long prompt: the arbiter places it where its prompt is cached, or would be overwritten least.
+        The arbiter's loan says which requests it is for (``Loan.admits``); the others ask.
         """
-        if not self._loans or ticket.share.klass == BATCH or prompt_tokens(ticket.prefix) >= HOLD_TOKENS:
+        if not self._loans:
             return None
-        best, options = None, {}
+        best, options, prompt = None, {}, prompt_tokens(ticket.prefix)
         for loan in self._loans.values():
-            if (loan.model == ticket.model and loan.server in ticket.candidates and loan.used < loan.slots
-                    and (best is None or loan.slots - loan.used > best.slots - best.used)):
+            if (loan.model == ticket.model and loan.server in ticket.candidates and loan.in_use < loan.slots
+                    and loan.admits(ticket.share.klass, prompt)
+                    and (best is None or loan.slots - loan.in_use > best.slots - best.in_use)):
                 unified, reload = unify(loan.options, ticket.asked, ticket.enforced)
                 if not reload:
                     best, options = loan, unified
@@ -255,7 +231,7 @@ class SchedulerClient:
             return None
         # No arbiter placed it: what it reads from the server's cache is unknown.
         granted = Grant(ticket.id, Placement(best.server, Start.WARM, options), 0.0, cached=None)
-        best.used += 1
+        best.in_use += 1
         self._running[ticket.id] = (ticket, granted)
         self._on_loan[ticket.id] = best.id
         self._untold[ticket.id] = time.monotonic()
@@ -361,8 +337,7 @@ class SchedulerClient:
         """Hand the arbiter's answer to the request waiting for it (if it still waits); take or give back a loan."""
         op = message["op"]
         if op == "lend":
-            self._loans[message["loan"]] = _Loan(message["loan"], message["server"], message["model"],
-                                                 message["options"], message["slots"])
+            self._loans[message["loan"]] = wire.loan_of(message)
         elif op == "recall":
             if self._loans.pop(message["loan"], None) is not None:
                 # Not from here: the arbiter of this very worker may be sending this, in the middle of a decision.

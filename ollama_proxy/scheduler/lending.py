@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ollama_proxy.scheduler.fairness import Share
+from ollama_proxy.scheduler.fairness import INTERACTIVE, Share
+from ollama_proxy.scheduler.holding import HOLD_TOKENS
 from ollama_proxy.scheduler.servers import Placement
 from ollama_proxy.scheduler.tickets import Grant, Loan, Ticket
 
@@ -22,6 +23,10 @@ class Lending:
 
     def lend(self, holders: Iterable[str], now: float) -> list[Loan]:
         """Lend each holder what it lacks of its share of every warm runner's slots.
+
+        A loan is for interactive requests with short prompts: batch work asks, so that slots stay
+        free for people (``interactive_headroom``), and so does a long prompt, placed where its prompt
+        is cached, or would be overwritten least.
 
         Nothing is lent while anything waits (or during a hold). A share is the model's
         slots there over one more than the holders, and never the last free one: a
@@ -44,7 +49,8 @@ class Lending:
                 for holder in holders if due else ():
                     slots = min(due - have.get((holder, name, model), 0), server.free_slots(model) - 1 - held)
                     if slots > 0:
-                        loan = Loan(next(self._loan_ids), holder, name, model, dict(runner.options), slots)
+                        loan = Loan(next(self._loan_ids), holder, name, model, dict(runner.options), slots,
+                                    classes=(INTERACTIVE,), prompt_below=HOLD_TOKENS)
                         server.lend(model, slots)
                         self.loans[loan.id] = loan
                         made.append(loan)

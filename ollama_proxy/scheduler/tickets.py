@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ollama_proxy.config import SchedulingSettings
-from ollama_proxy.scheduler.fairness import Share
+from ollama_proxy.scheduler.fairness import INTERACTIVE, Share
 from ollama_proxy.scheduler.prefix import Chain
 from ollama_proxy.scheduler.servers import Placement
 
@@ -68,6 +68,13 @@ class Loan:
     in_use: int = 0
     recalled: bool = False
     stale: bool = False  # the server says the model runs with other options now
+    # What it is for: requests of these classes whose prompt is shorter (0: any). The others ask the arbiter.
+    classes: tuple[str, ...] = (INTERACTIVE,)
+    prompt_below: int = 0
+
+    def admits(self, klass: str, prompt: int) -> bool:
+        """Whether a request of ``klass`` with ``prompt`` tokens may start on this loan without asking."""
+        return klass in self.classes and (not self.prompt_below or prompt < self.prompt_below)
 
 
 @dataclass

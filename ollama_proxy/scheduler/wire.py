@@ -20,13 +20,28 @@ learns them. Reading a message checks it: one that is not what its ``op`` says r
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from ollama_proxy.errors import Overloaded, ProxyError, RateLimited
 from ollama_proxy.scheduler import prefix
-from ollama_proxy.scheduler.fairness import CLASSES, Share
+from ollama_proxy.scheduler.fairness import CLASSES, INTERACTIVE, Share
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
 from ollama_proxy.scheduler.tickets import Grant, Loan, Ticket
+
+
+class Link(Protocol):
+    """A worker's line to the arbiter; broken links raise OSError, and their messages end."""
+
+    def send(self, message: dict) -> None:
+        """Queue ``message`` to go out in order; never yield (the client says its state atomically)."""
+
+    def messages(self) -> Iterator[dict]: ...
+
+    def close(self) -> None: ...
+
+
+OLDER_PROMPT_BELOW = 1024  # an older arbiter's loan served prompts shorter than this, its workers decided
 
 
 class BadMessage(ValueError):
@@ -138,7 +153,24 @@ def grant_of(message: dict) -> Grant:
 
 def lend(loan: Loan) -> dict:
     return {"op": "lend", "id": "", "loan": loan.id, "server": loan.server, "model": loan.model,
-            "options": loan.options, "slots": loan.slots}
+            "options": loan.options, "slots": loan.slots, "classes": list(loan.classes),
+            "prompt_below": loan.prompt_below}
+
+
+def loan_of(message: dict) -> Loan:
+    """A lend message's loan, as its worker holds it; an older arbiter's says nothing of what it is for."""
+    try:
+        loan = Loan(message["loan"], "", message["server"], message["model"], message["options"], int(message["slots"]),
+                    classes=tuple(message.get("classes", (INTERACTIVE,))),
+                    prompt_below=int(message.get("prompt_below", OLDER_PROMPT_BELOW)))
+    except KeyError as missing:
+        raise BadMessage(f"a loan without {missing}: {_head(message)}") from None
+    except (TypeError, ValueError):
+        raise BadMessage(f"a loan whose counts are not numbers: {_head(message)}") from None
+    if not (isinstance(loan.server, str) and isinstance(loan.model, str) and isinstance(loan.options, dict)
+            and all(klass in CLASSES for klass in loan.classes)):
+        raise BadMessage(f"a loan with fields of the wrong types: {_head(message)}")
+    return loan
 
 
 def start(ticket: Ticket, loan: str, placement: Placement, specs: Iterable[ServerSpec] = ()) -> dict:

@@ -98,3 +98,19 @@ def test_a_tickets_prompt_chain_comes_back_as_it_went_and_a_malformed_one_is_bad
 ])
 def test_the_prompt_read_an_end_tells_of_is_taken_only_when_well_formed(value, read):
     assert wire.prefill_of({"op": "end", "id": "t1", "prefill": value}) == read
+
+
+def test_a_loan_says_what_it_is_for_and_an_older_arbiters_is_for_short_interactive_prompts():
+    from ollama_proxy.scheduler.tickets import Loan
+
+    loan = Loan("l1", "w1", "gpu1", "m", {"num_ctx": 4096}, 2, classes=("interactive",), prompt_below=1024)
+    held = wire.loan_of(wire.decode(wire.encode(wire.lend(loan))))
+    assert (held.id, held.server, held.model, held.options, held.slots) == ("l1", "gpu1", "m", {"num_ctx": 4096}, 2)
+    assert held.admits("interactive", 1023) and not held.admits("interactive", 1024)
+    assert not held.admits(BATCH, 10)
+    older = {key: value for key, value in wire.lend(loan).items() if key not in ("classes", "prompt_below")}
+    assert wire.loan_of(older).admits("interactive", 100) and not wire.loan_of(older).admits("interactive", 2000)
+    with pytest.raises(wire.BadMessage):
+        wire.loan_of({**wire.lend(loan), "classes": ["gold"]})
+    with pytest.raises(wire.BadMessage):
+        wire.loan_of({**wire.lend(loan), "slots": "two"})
