@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import functools
+from pathlib import Path
+
 import pytest
 
 from tests.fakes.ollama import FakeOllama
@@ -9,6 +13,50 @@ from tests.fakes.openai_provider import PROVIDER_KEY, FakeProvider
 from tests.services import ServiceNotInstalled
 from tests.services.postgres import PostgresCluster
 from tests.services.redis import RedisServer
+
+# The outside tools some tests start, each with the marker that leaves them out (-m "not codex"): a test
+# gets it when it uses a fixture that starts the tool, and every test of a module gets it when the module
+# imports a helper that runs the tool. Registered in setup.cfg; tests/unit/test_markers.py keeps it whole.
+OUTSIDE_TOOLS = {
+    "llamacpp": ({"llama_server"}, {"tests.e2e.llama"}),
+    "claude_code": (set(), {"tests.e2e.claude_code"}),
+    "codex": (set(), {"tests.e2e.codex"}),
+    "js": (set(), {"tests.e2e.js_clients"}),
+    "browser": ({"browser"}, {"tests.e2e.browser"}),
+    "postgres": ({"postgres_cluster", "_postgres_server"}, {"tests.services.postgres"}),
+    "redis": ({"redis_server"}, {"tests.services.redis"}),
+    "go": (set(), {"tests.go_reader"}),
+    "nginx": ({"test_services"}, set()),  # every test that starts nginx asks for test_services first
+}
+
+
+@functools.cache
+def imported_modules(path: Path) -> frozenset[str]:
+    """Return the modules a test file imports, as written (``from tests.e2e import codex`` gives both names)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return frozenset(names)
+
+
+def outside_tools(path: Path, fixtures) -> set[str]:
+    """Name the markers of the outside tools a test of ``path`` using ``fixtures`` starts."""
+    imported = imported_modules(path) if path.suffix == ".py" else frozenset()
+    return {marker for marker, (starters, helpers) in OUTSIDE_TOOLS.items()
+            if starters.intersection(fixtures) or helpers & imported}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m reads the markers
+def pytest_collection_modifyitems(items):
+    """Mark every test with the outside tools it starts, so that ``-m "not <tool>"`` leaves it out."""
+    for item in items:
+        for marker in outside_tools(item.path, getattr(item, "fixturenames", ())):
+            if item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from ollama_proxy.backends.provider_headers import from_provider
 from ollama_proxy.backends.upstream_response import UpstreamResponse
 from ollama_proxy.errors import UpstreamError
-from ollama_proxy.relay.streaming import ndjson_line, split_lines
+from ollama_proxy.lines import LineDecoder, ndjson_line, nonblank_lines
 
 #: A stream line that may carry a usage object (not OpenAI's ``"usage":null`` on every chunk).
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
@@ -25,7 +25,7 @@ _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 
 def sse_data(pieces: Iterator[bytes]) -> Iterator[str]:
     """Yield the ``data:`` payloads of an SSE byte stream (comments and event names skipped)."""
-    for line in split_lines(pieces):
+    for line in nonblank_lines(pieces):
         if line.startswith(b"data:"):
             yield line[5:].strip().decode("utf-8", "replace")
 
@@ -162,14 +162,14 @@ class PassthroughAnswer(_Answer):
 
 def line_batches(pieces: Iterator[bytes]) -> Iterator[list[bytes]]:
     """Yield the whole lines (each with its ``\n``, blank ones too) completed by each piece; a rest last."""
-    pending = b""
+    decoder = LineDecoder()
     for piece in pieces:
-        pending += piece
-        if b"\n" in piece:
-            *lines, pending = pending.split(b"\n")
+        lines = decoder.decode(piece)
+        if lines:
             yield [line + b"\n" for line in lines]
-    if pending:
-        yield [pending]
+    rest = decoder.flush()
+    if rest:
+        yield rest
 
 
 def _usage_of(data: bytes) -> dict | None:

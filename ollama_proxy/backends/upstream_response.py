@@ -21,7 +21,7 @@ from ollama_proxy.backends.session import reason
 from ollama_proxy.backends.watchdog import IdleWatchdog
 from ollama_proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from ollama_proxy.greenlets import gevent_active
-from ollama_proxy.relay.streaming import split_lines
+from ollama_proxy.lines import nonblank_lines
 
 READ_PIECE = 64 * 1024
 
@@ -163,7 +163,7 @@ class UpstreamResponse:
 
     def iter_chunks(self) -> Iterator[dict]:
         """Yield each NDJSON line of a stream as a dict, as soon as it is complete."""
-        for line in split_lines(self.iter_bytes()):
+        for line in nonblank_lines(self.iter_bytes()):
             yield self._decode(line)
 
     def json(self) -> dict:

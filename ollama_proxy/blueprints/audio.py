@@ -18,7 +18,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from ollama_proxy.backends.ollama_headers import upstream_headers
-from ollama_proxy.blueprints.native import relay
+from ollama_proxy.relay.native import relay
 from ollama_proxy.errors import InvalidRequest
 from ollama_proxy.greenlets import off_loop
 from ollama_proxy.observability.accounting import note_arrival

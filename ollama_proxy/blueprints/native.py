@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
 from functools import partial
 from typing import NoReturn
 
@@ -28,17 +27,15 @@ from werkzeug.routing import PathConverter
 from ollama_proxy.access.api_routes import ACCOUNT_PATHS, WEB_TOOLS, check_unlisted_route, check_web_use
 from ollama_proxy.backends.blob_upload import upload_body
 from ollama_proxy.backends.ollama import OllamaBackend
-from ollama_proxy.backends.ollama_headers import downstream_headers, upstream_headers
+from ollama_proxy.backends.ollama_headers import upstream_headers
 from ollama_proxy.backends.protocols import Backend, OllamaShapedAnswer
-from ollama_proxy.client_watch import watch_client
 from ollama_proxy.content_encoding import body_decoded
 from ollama_proxy.dispatch.body import OllamaBody
 from ollama_proxy.errors import Forbidden, InvalidRequest, MethodNotAllowed, NotFound
-from ollama_proxy.observability.accounting import count_body, tap_ndjson
-from ollama_proxy.observability.ledger import current_record, note_model, note_route, note_upstream, note_upstream_since
-from ollama_proxy.relay.streaming import STREAM_HEADERS, ClosingStream, ndjson_relay, stream_failure_logger
+from ollama_proxy.observability.ledger import current_record, note_model, note_route, note_upstream_since
+from ollama_proxy.relay.native import failure_logger, ndjson_body, relay
+from ollama_proxy.relay.streaming import STREAM_HEADERS
 from ollama_proxy.relay.waiting import Opening, keepalive_interval, ndjson_after_wait, slots_scheduled
-from ollama_proxy.routing.overrides import renamed_line, renamed_lines
 from ollama_proxy.routing.routes import (
     Route,
     body_for,
@@ -82,41 +79,6 @@ def backend() -> OllamaBackend:
     return current_app.extensions["ollama_proxy.backend"]
 
 
-def relay(upstream: OllamaShapedAnswer, rename: str | None = None) -> Response:
-    """Turn an upstream's open answer (Ollama's wire format) into the client's response.
-
-    With ``rename``, the answer's ``model`` (each line's, in a stream) becomes that name.
-    """
-    headers = downstream_headers(upstream.headers.items())
-    if upstream.status >= 500:
-        log.warning("upstream answered %d to %s %s", upstream.status, request.method, request.path)
-    if upstream.is_ndjson and request.method != "HEAD":
-        note_upstream(upstream.waited)
-        stop_watching = watch_client(request.environ, upstream.abort)
-        stream = ClosingStream(_ndjson_body(upstream, rename, current_record(), _stream_failure_logger()),
-                               lambda: (stop_watching(), upstream.close()))
-        return Response(stream, upstream.status, {**headers, **STREAM_HEADERS}, direct_passthrough=True)
-    with upstream:
-        body = upstream.read()
-    if rename is not None and upstream.status < 400:
-        body = renamed_line(body, rename)
-    note_upstream(upstream.busy)
-    count_body(body, current_record())
-    response = Response(body, upstream.status, headers)
-    if "Content-Type" not in headers:
-        del response.headers["Content-Type"]  # Ollama sent none; don't claim text/html
-    return response
-
-
-def _ndjson_body(upstream: OllamaShapedAnswer, rename: str | None, record, on_error) -> Iterator[bytes]:
-    chunks = upstream.iter_bytes() if rename is None else renamed_lines(upstream.iter_bytes(), rename)
-    return ndjson_relay(tap_ndjson(chunks, record), on_error)
-
-
-def _stream_failure_logger():
-    return stream_failure_logger(f"{request.method} {request.path}", current_record())
-
-
 def _stream_when_open(route: Route, body: OllamaBody) -> Response:
     """Open a stream; one still waiting for its slot after the keepalive interval starts with keepalives."""
     rename = route.model if route.alias else None
@@ -129,9 +91,9 @@ def _stream_when_open(route: Route, body: OllamaBody) -> Response:
         note_routed(route, upstream)
         return relay(upstream, rename)
     note_upstream_since(opening.started)
-    record, on_error = current_record(), _stream_failure_logger()
+    record, on_error = current_record(), failure_logger()
     answer = ndjson_after_wait(opening, request.environ, interval, on_error=on_error,
-                               relay=lambda upstream: _ndjson_body(upstream, rename, record, on_error))
+                               relay=lambda upstream: ndjson_body(upstream, rename, record, on_error))
     return Response(answer, 200, {"Content-Type": "application/x-ndjson", **STREAM_HEADERS}, direct_passthrough=True)
 
 

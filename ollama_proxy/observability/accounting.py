@@ -20,6 +20,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 
+from ollama_proxy.lines import LineDecoder
 from ollama_proxy.observability.ledger import RequestRecord
 
 _DONE = b'"done":true'  # Ollama writes compact JSON; inside a string the quotes would be escaped
@@ -143,25 +144,21 @@ def tap_ndjson(pieces: Iterable[bytes], record: RequestRecord | None) -> Iterato
         yield from pieces
         return
     count = _StreamCount(record)
-    tail = b""
+    decoder = LineDecoder()
     for piece in pieces:
-        text = tail + piece if tail else piece
-        cut = text.rfind(b"\n")
-        if cut < 0:
-            tail = text
-        else:
-            tail, complete = text[cut + 1:], text[:cut]
-            final = _final_object(complete) if _DONE in complete else None
+        lines = decoder.decode(piece)
+        if lines:
+            final = _final_object(lines)
             if final is not None:
                 count.done(final)
             else:
-                count.generated(complete.count(b"\n") + 1)
+                count.generated(len(lines))
         yield piece
 
 
-def _final_object(complete: bytes) -> dict | None:
+def _final_object(lines: list[bytes]) -> dict | None:
     """Return the ``done`` object among complete NDJSON lines, if it parses."""
-    for line in reversed(complete.split(b"\n")):
+    for line in reversed(lines):
         if _DONE in line:
             try:
                 value = json.loads(line)

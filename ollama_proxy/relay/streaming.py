@@ -6,21 +6,17 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from ollama_proxy.errors import ProxyError
+from ollama_proxy.lines import ndjson_line
 from ollama_proxy.observability.ledger import RequestRecord
 
 log = logging.getLogger(__name__)
 # nginx buffers proxied answers unless told not to; a stream must reach the client as it is made.
 STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
 SSE_DONE = b"data: [DONE]\n\n"
-
-
-def ndjson_line(obj) -> bytes:
-    """Encode one object as an NDJSON line."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
 def sse_event(data, event: str | None = None) -> bytes:
@@ -39,21 +35,6 @@ def sse_named_event(named: tuple[str, dict]) -> bytes:
     """Encode a ``(name, data)`` pair as an SSE event of that name (Anthropic's Messages stream)."""
     name, data = named
     return sse_event(data, name)
-
-
-def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Yield the non-empty lines of a byte stream whose chunks split lines anywhere."""
-    pending = b""
-    for chunk in chunks:
-        pending += chunk
-        if b"\n" not in chunk:
-            continue
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            if line.strip():
-                yield line
-    if pending.strip():
-        yield pending
 
 
 class ClosingStream:

@@ -5,30 +5,14 @@ import pytest
 from ollama_proxy.errors import UpstreamUnavailable
 from ollama_proxy.relay.streaming import (
     ClosingStream,
-    ndjson_line,
     ndjson_relay,
-    split_lines,
     sse_event,
     sse_event_named_by_type,
     sse_named_event,
 )
 
 
-@pytest.mark.parametrize("chunks, lines", [
-    ([b'{"a":1}\n{"b":2}\n'], [b'{"a":1}', b'{"b":2}']),
-    ([b'{"a"', b':1}\n{"b', b'":2}\n'], [b'{"a":1}', b'{"b":2}']),
-    ([b'{"a":1}', b'\n', b'\n{"b":2}'], [b'{"a":1}', b'{"b":2}']),
-    ([b'{"a":1}\r\n'], [b'{"a":1}\r']),
-    ([b"\n\n"], []),
-    ([], []),
-    ([b'{"x":"', b'\xc3', b'\xa9"}\n'], [b'{"x":"\xc3\xa9"}']),
-])
-def test_split_lines_across_chunk_boundaries(chunks, lines):
-    assert list(split_lines(iter(chunks))) == lines
-
-
-def test_ndjson_line_and_sse_event():
-    assert ndjson_line({"a": "é"}) == '{"a":"é"}\n'.encode()
+def test_sse_event():
     assert sse_event({"a": 1}) == b'data: {"a":1}\n\n'
     assert sse_event({"a": 1}, "ping") == b'event: ping\ndata: {"a":1}\n\n'
 
