@@ -37,30 +37,43 @@ class Pick:
 
 
 class PromptCaches:
-    """The prompt caches of one model loaded on one server: ``slots`` of them."""
+    """The prompt caches of one model loaded on one server: ``slots`` of them.
+
+    Only the slots that hold a prompt are compared with a request's: an empty slot shares nothing,
+    and goes after every used one (the lowest empty one first), so a server of many slots costs a
+    pick no more than the prompts it holds.
+    """
 
     def __init__(self) -> None:
         self.slots: list[CacheSlot] = []
+        self._used: dict[int, None] = {}  # the slots that hold a prompt
+        self._tickets: dict[str, int] = {}  # request -> the slot it runs on
 
     def pick(self, chain: Chain, slots: int, multiuser: bool = False) -> Pick | None:
         """The slot a request with ``chain`` would take now, and what it reads from cache; None if all are busy."""
         self._grow(slots)
-        free = [i for i, slot in enumerate(self.slots) if slot.ticket is None]
-        if not free:
+        if len(self._tickets) >= len(self.slots):
             return None
-        shared = [shared_tokens(chain, slot.links) for slot in self.slots]
+        used = [i for i in self._used if self.slots[i].ticket is None]
+        shared = {i: shared_tokens(chain, self.slots[i].links) for i in self._used}
+        empty = self._first_empty()
         if not multiuser or len(self.slots) == 1:
             # Every prompt shares the chat template's first tokens with a slot that holds one: a used slot
             # goes before an empty one, as it would in Ollama.
-            longest = max(free, key=lambda i: (shared[i], self.slots[i].tokens > 0, -i))
+            if not used:
+                return Pick(empty, 0, None)
+            longest = max(used, key=lambda i: (shared[i], -i))
             slot = self.slots[longest]
             return Pick(longest, shared[longest], slot if slot.tokens > shared[longest] else None)
-        best = max(range(len(self.slots)), key=lambda i: (shared[i], -i))
-        if self.slots[best].ticket is None and shared[best] == self.slots[best].tokens:
+        best = max(shared, key=lambda i: (shared[i], -i), default=None)
+        if best is not None and self.slots[best].ticket is None and shared[best] == self.slots[best].tokens:
             return Pick(best, shared[best], None)
-        oldest = min(free, key=lambda i: (self.slots[i].last_used, i))
+        most = max(shared.values(), default=0)
+        if empty is not None:
+            return Pick(empty, most, None)
+        oldest = min(used, key=lambda i: (self.slots[i].last_used, i))
         slot = self.slots[oldest]
-        return Pick(oldest, max(shared), slot if slot.tokens > shared[oldest] else None)
+        return Pick(oldest, most, slot if slot.tokens > shared[oldest] else None)
 
     def take(self, ticket: str, owner: tuple, chain: Chain, slots: int, now: float, asked: float | None = None,
              multiuser: bool = False) -> int:
@@ -79,15 +92,26 @@ class PromptCaches:
             came_back = max(0.0, (now if asked is None else asked) - before.ended)
         self.slots[pick.slot] = CacheSlot(links_of(chain), prompt_tokens(chain), owner, ticket, now,
                                           came_back=came_back)
+        self._tickets[ticket] = pick.slot
+        if self.slots[pick.slot].tokens:
+            self._used[pick.slot] = None
+        else:
+            self._used.pop(pick.slot, None)
         return pick.shared
 
     def release(self, ticket: str, now: float) -> None:
-        for slot in self.slots:
-            if slot.ticket == ticket:
-                slot.ticket, slot.ended = None, now
+        index = self._tickets.pop(ticket, None)
+        if index is not None:
+            slot = self.slots[index]
+            slot.ticket, slot.ended = None, now
 
     def held(self) -> list[CacheSlot]:
-        return [slot for slot in self.slots if slot.tokens]
+        """The slots that hold a prompt."""
+        return [self.slots[i] for i in sorted(self._used)]
+
+    def _first_empty(self) -> int | None:
+        """The lowest slot that holds nothing and runs nothing."""
+        return next((i for i, slot in enumerate(self.slots) if not slot.tokens and slot.ticket is None), None)
 
     def _grow(self, slots: int) -> None:
         while len(self.slots) < slots:

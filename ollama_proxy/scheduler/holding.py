@@ -125,6 +125,6 @@ class PromptHolds:
         for other in servers:
             runner = other.runners.get(ticket.model)
             if runner is not None:
-                held = sum(1 for slot in runner.caches.slots if slot.ticket is None and self._held(slot, now))
+                held = sum(1 for slot in runner.caches.held() if slot.ticket is None and self._held(slot, now))
                 unheld += max(0, other.free_slots(ticket.model) - held)
         return unheld < 2
