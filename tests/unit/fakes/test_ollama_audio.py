@@ -3,6 +3,8 @@
 import pytest
 import requests
 
+pytestmark = pytest.mark.go  # the fake reads the form with Go, as Ollama does (tests/go_reader.py)
+
 AUDIO = b"RIFF\x00\x01WAVEfmt " * 100
 
 
