@@ -74,6 +74,13 @@ def _values(form: dict[str, list[str]]) -> dict[bytes, list[bytes]]:
     return {key.encode("latin-1"): [value.encode("latin-1") for value in values] for key, values in form.items()}
 
 
+def models_run(transcriptions) -> list[str]:
+    """Return the model each recorded transcription request asked for, read as Go reads it (unreadable: none)."""
+    reads = [read_as_go(r.headers.get("content-type"), r.body, r.path + (f"?{r.query}" if r.query else ""))
+             for r in transcriptions]
+    return [read["model"].decode(errors="replace") for read in reads if "error" not in read]
+
+
 def read_as_go(content_type: str | None, body: bytes, target: str = "/v1/audio/transcriptions") -> dict:
     """Return what Go reads from the request: ``{"error": str}``, or the form (see main.go), strings as bytes.
 

@@ -38,6 +38,10 @@ class PromptHolds:
         expected = self.bounds.prefix_hold if slot.came_back is None else RETURN_MARGIN * slot.came_back + RETURN_SLACK
         return now - slot.ended < min(expected, self.bounds.prefix_hold) or self._back_for(slot)
 
+    def _held_free(self, runner, now: float) -> int:
+        """How many of ``runner``'s free slots hold a conversation for its next turn."""
+        return sum(1 for slot in runner.caches.held() if slot.ticket is None and self._held(slot, now))
+
     def _back_for(self, slot: CacheSlot) -> bool:
         """Whether the conversation a slot holds has come back: a request of its owner's waits that continues it."""
         return self.fair.inside(slot.owner) and any(
@@ -125,6 +129,5 @@ class PromptHolds:
         for other in servers:
             runner = other.runners.get(ticket.model)
             if runner is not None:
-                held = sum(1 for slot in runner.caches.held() if slot.ticket is None and self._held(slot, now))
-                unheld += max(0, other.free_slots(ticket.model) - held)
+                unheld += max(0, other.free_slots(ticket.model) - self._held_free(runner, now))
         return unheld < 2

@@ -45,7 +45,7 @@ class Lending:
         for name, server in self.servers.items():
             due = server.spec.num_parallel // (len(holders) + 1)
             for model, runner in server.runners.items():
-                held = sum(1 for slot in runner.caches.held() if slot.ticket is None and self._held(slot, now))
+                held = self._held_free(runner, now)
                 for holder in holders if due else ():
                     slots = min(due - have.get((holder, name, model), 0), server.free_slots(model) - 1 - held)
                     if slots > 0:

@@ -16,6 +16,7 @@ import requests
 from tests.e2e.command import create_key
 from tests.e2e.conftest import auth, base_config
 from tests.e2e.server import ProxyServer
+from tests.go_reader import models_run as transcription_models
 from tests.go_reader import read_as_go
 
 TRANSCRIBE = "/v1/audio/transcriptions"
@@ -92,9 +93,7 @@ def send(url: str, query: str, body: bytes, token: str | None = None) -> request
 
 def models_run(fake) -> list[str]:
     """Return the model each transcription the fake answered asked for, read as Go reads it."""
-    reads = [read_as_go(r.headers.get("content-type"), r.body, r.path + (f"?{r.query}" if r.query else ""))
-             for r in fake.calls(TRANSCRIBE)]
-    return [read["model"].decode() for read in reads if "error" not in read]
+    return transcription_models(fake.calls(TRANSCRIBE))
 
 
 @pytest.mark.parametrize("query, body, direct, status", [d[1:] for d in DECOYS], ids=[d[0] for d in DECOYS])
