@@ -26,15 +26,13 @@ from ollama_proxy.errors import (
     NotFound,
     PayloadTooLarge,
     ProxyError,
-    to_anthropic_error,
-    to_ollama_error,
-    to_openai_error,
 )
 from ollama_proxy.observability import chatlog, ledger, logs, metrics, usage
 from ollama_proxy.routing import catalog as model_catalog
 from ollama_proxy.routing import thinking as model_thinking
 from ollama_proxy.routing.routes import ROUTER, Router
 from ollama_proxy.scheduler.instance import build_admission
+from ollama_proxy.surfaces import surface_of
 
 log = logging.getLogger(__name__)
 
@@ -103,20 +101,13 @@ def _provider_backend(provider: ProviderSettings, settings: Settings):
     return ProviderBackend(provider, settings.retry)
 
 
-def error_body(error: ProxyError, path: str) -> dict:
-    """Render ``error`` in the protocol of the surface that ``path`` belongs to."""
-    if path.startswith(("/v1/messages", "/anthropic/")):
-        return to_anthropic_error(error)
-    if path.startswith("/v1/"):
-        return to_openai_error(error)
-    return to_ollama_error(error)
-
-
 def error_response(error: ProxyError) -> Response:
-    if admin.is_admin_path(request.path):  # a person in a browser reads these: HTML
+    """Render ``error`` in the protocol of the request's surface."""
+    render = surface_of(request.path).render_error
+    if render is None:  # a person in a browser reads these: HTML
         response = Response(render_template("admin/error.html", status=error.status, message=error.message))
     else:
-        response = jsonify(error_body(error, request.path))
+        response = jsonify(render(error))
     response.status_code = error.status
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(max(1, round(error.retry_after)))

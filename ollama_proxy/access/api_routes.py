@@ -1,9 +1,10 @@
-"""Say which token a native route needs, and who may reach the internet through Ollama's web tools.
+"""Say who may call a native route the proxy does not list, and who may reach the internet through Ollama's web tools.
 
 Ollama keeps adding routes under ``/api/``, and the proxy forwards every one of
-them. A generate token may call listings, inference and Ollama's read-only
-status; model management and the Ollama server's account on ollama.com
-(``/api/me``, ``/api/signout``) need a manage token. A route the proxy does not
+them. The scope each listed route needs is in ``surfaces.OLLAMA_PATHS``: a
+generate token may call listings, inference and Ollama's read-only status;
+model management and the Ollama server's account on ollama.com (``/api/me``,
+``/api/signout``) need a manage token. A route the proxy does not
 list (one Ollama added later, or none at all) goes to Ollama for a manage token
 only; to any other it is no route at all, a 404, as it was before Ollama had it.
 
@@ -16,16 +17,10 @@ their scope they need the principal's own ``web`` permission: a managed key's
 from __future__ import annotations
 
 from ollama_proxy.errors import Forbidden, NotFound
+from ollama_proxy.surfaces import WEB, paths_of
 
-# The Ollama server's account on ollama.com: a manage token's.
-ACCOUNT_PATHS = ("/api/me", "/api/signout")
-# The routes that reach the internet from the Ollama server, and the tool each is.
-WEB_TOOLS = {"/api/experimental/web_search": "search", "/api/experimental/web_fetch": "fetch"}
-
-
-def needs_manage(path: str) -> bool:
-    """Tell whether a native route the proxy lists needs a manage token (beyond model management)."""
-    return path in ACCOUNT_PATHS
+# The routes that reach the internet from the Ollama server, and the tool each is: search, fetch.
+WEB_TOOLS = {entry.path: entry.path.rpartition("web_")[2] for entry in paths_of(WEB)}
 
 
 def check_unlisted_route(principal, method: str, path: str) -> None:

@@ -27,7 +27,6 @@ from datetime import datetime, timezone
 from cachetools import TTLCache
 from flask import Flask, current_app, g, request
 
-from ollama_proxy.access.api_routes import needs_manage
 from ollama_proxy.access.end_users import named_end_user
 from ollama_proxy.config import AuthSettings, Token
 from ollama_proxy.errors import Forbidden, ProxyError, Unauthorized
@@ -35,21 +34,16 @@ from ollama_proxy.observability.ledger import access_record
 from ollama_proxy.routing.names import matches_any
 from ollama_proxy.store import ApiKey, DatabaseError, Store, current_store
 from ollama_proxy.store.keys import is_secret_shaped
+from ollama_proxy.surfaces import GENERATE, MANAGE, PUBLIC, ollama_path, surface_of
 
 log = logging.getLogger(__name__)
 
-GENERATE = "generate"
-MANAGE = "manage"
 METRICS = "metrics"  # a scraper's token: /metrics and nothing else
 
-# Endpoints that change what the Ollama server holds: only manage tokens may call them.
-MANAGE_PATHS = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs/")
-# Endpoints anyone may call: a load balancer's probe carries no token; the API description holds no secret;
-# "/" says "Ollama is running" to anyone, as Ollama does: clients probe it with no token (the ollama CLI's HEAD /).
-PUBLIC_PATHS = ("/health", "/openapi.json", "/")
+# The proxy's own paths anyone may call: a load balancer's probe carries no token; the API description holds
+# no secret. (Ollama's paths say their scope in ``surfaces.OLLAMA_PATHS``; the admin page has its own login.)
+PUBLIC_PATHS = ("/health", "/openapi.json")
 METRICS_PATH = "/metrics"
-# The admin page has its own login (a session cookie), checked by its blueprint.
-SESSION_PATH = "/admin"
 
 
 @dataclass(frozen=True)
@@ -164,11 +158,14 @@ def token_from_headers(headers) -> str | None:
 
 def required_scope(path: str) -> str | None:
     """Return the scope a path needs, or None if it is public."""
-    if path in PUBLIC_PATHS or path == SESSION_PATH or path.startswith(SESSION_PATH + "/"):
+    if path in PUBLIC_PATHS or surface_of(path).name == "admin":  # the admin page checks its own session
         return None
     if path == METRICS_PATH:
         return METRICS
-    return MANAGE if path.startswith(MANAGE_PATHS) or needs_manage(path) else GENERATE
+    listed = ollama_path(path)
+    # A route the proxy does not list passes here: the native blueprint answers 404 to a token that may not manage.
+    scope = listed.scope if listed is not None else GENERATE
+    return None if scope == PUBLIC else scope
 
 
 def authenticate() -> None:

@@ -24,7 +24,7 @@ from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import MethodNotAllowed as WrongMethod
 from werkzeug.routing import PathConverter
 
-from ollama_proxy.access.api_routes import ACCOUNT_PATHS, WEB_TOOLS, check_unlisted_route, check_web_use
+from ollama_proxy.access.api_routes import WEB_TOOLS, check_unlisted_route, check_web_use
 from ollama_proxy.backends.blob_upload import upload_body
 from ollama_proxy.backends.ollama import OllamaBackend
 from ollama_proxy.backends.ollama_headers import upstream_headers
@@ -48,30 +48,18 @@ from ollama_proxy.routing.routes import (
 )
 from ollama_proxy.schemas.loading import checked_body, read_request_body
 from ollama_proxy.schemas.ollama import BODY_SCHEMAS
+from ollama_proxy.surfaces import ACCOUNT, BLOBS, CHECKED, LISTING, OLLAMA_PATHS, PLAIN, WEB, ollama_path, paths_of
 
 bp = Blueprint("native", __name__)
 log = logging.getLogger(__name__)
 _DIGEST = re.compile(r"sha256[:-][0-9a-fA-F]{64}")  # what Ollama itself accepts
+BLOBS_PATH = paths_of(BLOBS)[0].path  # /api/blobs/<digest>
 
 
-# Ollama answers these in a stream unless the body says "stream": false; the others answer whole.
-STREAMING_PATHS = frozenset({"/api/chat", "/api/generate"})
 # Management requests go to the Ollama server this header names (default: the default server).
 SERVER_HEADER = "X-Ollama-Server"
-# Read-only answers of the default server's own (a generate token's, see access.api_routes).
-PLAIN_PATHS = ("/", "/api/version", "/api/status", "/api/experimental/model-recommendations")
 # The methods a native route Ollama adds later may have; it is forwarded as it came, for a manage token.
 FORWARDED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-ROUTED_PATHS = ("/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show")
-# Fields of each management body that name a model Ollama acts on. Ollama reads `model`, else
-# `name`: both are checked when both are sent. `from` is the model a new one is made from.
-MANAGED_MODEL_FIELDS = {
-    "/api/pull": ("model", "name"),
-    "/api/push": ("model", "name"),
-    "/api/delete": ("model", "name"),
-    "/api/create": ("model", "name", "from"),
-    "/api/copy": ("source", "destination"),
-}
 
 
 def backend() -> OllamaBackend:
@@ -171,15 +159,16 @@ def forward_checked() -> Response:
     """Check a JSON body against its endpoint's schema, then send it where it belongs."""
     raw = read_request_body(request)
     body, data = checked_body(raw, BODY_SCHEMAS[request.path], current_app.config["SETTINGS"].limits)
-    model = data.get("model") or data.get("name") or data.get("source")
+    served = ollama_path(request.path)
+    model = next((data[field] for field in served.model_fields if data.get(field)), None)
     note_model(model)
-    if request.path in ROUTED_PATHS:
+    if served.routed:
         return _forward_routed(_route(model), raw, body)
-    _check_managed_models(body)
+    _check_managed_models(body, served.model_fields)
     return _forward(managed_server(), raw, model)
 
 
-def _check_managed_models(body: dict) -> None:
+def _check_managed_models(body: dict, model_fields: tuple[str, ...]) -> None:
     """Refuse a management request naming a model the caller's key may not use, or a provider's model.
 
     The names are read from the body as sent, which is what Ollama reads, not as
@@ -187,7 +176,7 @@ def _check_managed_models(body: dict) -> None:
     would stand in for it.
     """
     action = request.path.removeprefix("/api/")
-    for field in MANAGED_MODEL_FIELDS[request.path]:
+    for field in model_fields:
         refuse_unusable_model(body.get(field), field)
         refuse_provider_model(body.get(field), action)
 
@@ -210,7 +199,8 @@ def _forward_routed(route: Route, raw: bytes, body: dict) -> Response:
         upstream = route.backend.post_json(request.path, routed, model_label=route.model)
     else:
         sent = OllamaBody(routed, raw if routed is body else None)
-        if request.path in STREAMING_PATHS and body.get("stream") is not False and slots_scheduled():
+        served = ollama_path(request.path)
+        if served.streams and served.scheduled and body.get("stream") is not False and slots_scheduled():
             return _stream_when_open(route, sent)
         upstream = _open(route.backend, sent)
     note_routed(route, upstream)
@@ -231,12 +221,11 @@ def managed_server() -> OllamaBackend:
     return server.backend
 
 
-@bp.route("/api/blobs/<path:digest>", methods=["HEAD", "POST"])
 def blob(digest: str) -> Response:
     """Check for, or stream in, a model blob."""
     if not _DIGEST.fullmatch(digest):
         raise InvalidRequest(f"not a blob digest: {digest[:80]!r} (expected sha256:<64 hex digits>)")
-    path = "/api/blobs/" + digest
+    path = BLOBS_PATH + digest
     headers = upstream_headers(request.headers.items())
     if request.method == "POST":
         request.max_content_length = current_app.config["SETTINGS"].limits.max_blob_bytes
@@ -245,17 +234,12 @@ def blob(digest: str) -> Response:
     return relay(managed_server().open("HEAD", path, headers=headers))
 
 
-for _path in PLAIN_PATHS:
-    bp.add_url_rule(_path, endpoint=_path, view_func=forward_plain, methods=["GET", "HEAD"])
-for _path in WEB_TOOLS:
-    bp.add_url_rule(_path, endpoint=_path, view_func=forward_web, methods=["POST"])
-for _path in ACCOUNT_PATHS:
-    bp.add_url_rule(_path, endpoint=_path, view_func=forward_managed, methods=["POST"])
-for _path in ("/api/tags", "/api/ps"):
-    bp.add_url_rule(_path, endpoint=_path, view_func=listing, methods=["GET", "HEAD"])
-for _path in BODY_SCHEMAS:
-    bp.add_url_rule(_path, endpoint=_path, view_func=forward_checked,
-                    methods=["DELETE"] if _path == "/api/delete" else ["POST"])
+# How each kind of Ollama path is served (a GET route answers HEAD too).
+_VIEWS = {PLAIN: forward_plain, WEB: forward_web, ACCOUNT: forward_managed, LISTING: listing, CHECKED: forward_checked}
+for _served in OLLAMA_PATHS:
+    if _served.kind in _VIEWS:
+        bp.add_url_rule(_served.path, endpoint=_served.path, view_func=_VIEWS[_served.kind], methods=_served.methods)
+bp.add_url_rule(BLOBS_PATH + "<path:digest>", view_func=blob, methods=ollama_path(BLOBS_PATH).methods)
 
 
 def _unlisted(own_paths) -> str:
@@ -272,7 +256,7 @@ class UnlistedPath(PathConverter):
     """
 
     part_isolating = False
-    regex = _unlisted((*PLAIN_PATHS, *WEB_TOOLS, *ACCOUNT_PATHS, "/api/tags", "/api/ps", *BODY_SCHEMAS))
+    regex = _unlisted(served.path for served in OLLAMA_PATHS if served.kind in _VIEWS)
 
 
 bp.record_once(lambda state: state.app.url_map.converters.setdefault("unlisted", UnlistedPath))

@@ -32,10 +32,15 @@ from ollama_proxy.greenlets import gevent_active
 from ollama_proxy.observability.accounting import note_scheduled_prompt
 from ollama_proxy.scheduler.admission import Admission, Requester
 from ollama_proxy.scheduler.prefix import chain_of, prompt_tokens
+from ollama_proxy.surfaces import ollama_path
 
 DISPATCHER = "ollama_proxy.dispatcher"  # the app's extension
-# The requests that make a GPU work; listings and management are never queued.
-GPU_PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/v1/audio/transcriptions"})
+
+
+def _makes_a_gpu_work(path: str) -> bool:
+    """Whether a request to ``path`` waits for a slot (inference); listings and management are never queued."""
+    served = ollama_path(path)
+    return served is not None and served.scheduled
 
 
 class Dispatcher:
@@ -63,7 +68,7 @@ class Dispatcher:
         now = time.monotonic()
         candidates = rank(self.pool.servers, model, now)
         scheduled = [s for s in candidates if s.settings.scheduling]
-        if scheduled and self.admission is not None and path in GPU_PATHS and gevent_active():
+        if scheduled and self.admission is not None and _makes_a_gpu_work(path) and gevent_active():
             return self._send_scheduled(model, method, path, who, body, scheduled, now + self.max_wait, request)
         sent = body.encoded() if isinstance(body, OllamaBody) else body
         for i, server in enumerate(candidates):

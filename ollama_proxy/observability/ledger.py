@@ -19,32 +19,42 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask, request
+
+from ollama_proxy.surfaces import surface_of
 
 RECORD_KEY = "ollama_proxy.access"
 LISTENERS_KEY = "ollama_proxy.close_listeners"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 log = logging.getLogger(__name__)
 
-# Path prefix -> the protocol a client speaks there; the first match wins.
-_SURFACES = (
-    ("/api/experimental/web_", "web"), ("/api/", "native"), ("/v1/messages", "anthropic"), ("/anthropic/", "anthropic"),
-    ("/v1/responses", "responses"), ("/v1/", "openai"), ("/admin", "admin"),
-)
-
 CloseListener = Callable[["RequestRecord"], None]
 
 
-def surface_of(path: str) -> str:
-    """Return the surface a path belongs to: native, web, openai, anthropic, responses, admin or other."""
-    if path == "/":
-        return "native"
-    for prefix, surface in _SURFACES:
-        if path.startswith(prefix):
-            return surface
-    return "other"
+@dataclass
+class AnswerText:
+    """An answer's text, kept by the stream taps as it passes, up to ``limit`` bytes; n choices each apart."""
+
+    limit: int
+    pieces: dict[int, list[str]] = field(default_factory=dict)  # choice index -> its text so far
+    size: int = 0
+    whole: bool = True  # False once a piece was past the limit and left out
+
+    def add(self, text: str, choice: int = 0) -> None:
+        if not text:
+            return
+        size = len(text.encode("utf-8", "replace"))
+        if self.size + size > self.limit:
+            self.whole = False
+            return
+        self.size += size
+        self.pieces.setdefault(choice, []).append(text)
+
+    def text(self) -> str:
+        """The text kept, choice after choice."""
+        return "".join("".join(self.pieces[choice]) for choice in sorted(self.pieces))
 
 
 @dataclass
@@ -84,6 +94,8 @@ class RequestRecord:
     prompt_estimate: int | None = None  # the proxy's estimate of their tokens (``prefix.prompt_tokens``)
     cached_tokens_expected: int | None = None  # their tokens the scheduler expected read from cache (None: a loan's)
     cached_tokens: int | None = None  # prompt tokens read from Ollama's cache, estimated (``accounting.cached_tokens``)
+    chat_request: bytes | None = None  # a chat's body as sent, when the chat log writes it (``chatlog``)
+    answer: AnswerText | None = None  # the answer's text, kept by the taps when something reads it (the chat log)
 
     @property
     def aborted(self) -> bool:
@@ -159,7 +171,7 @@ class LedgerMiddleware:
             path=environ.get("PATH_INFO", ""),  # no query string: it is the client's to fill with anything
             client=environ.get("REMOTE_ADDR", ""),
             started=time.perf_counter(),
-            surface=surface_of(environ.get("PATH_INFO", "")),
+            surface=surface_of(environ.get("PATH_INFO", "")).name,
         )
         environ[RECORD_KEY] = record
 

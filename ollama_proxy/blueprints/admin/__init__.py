@@ -13,9 +13,9 @@ from flask_wtf.csrf import CSRFProtect
 
 # keys, models, pages, scheduler and usage register their views on bp
 from ollama_proxy.blueprints.admin import keys, login, models, pages, scheduler, session, usage  # noqa: F401
-from ollama_proxy.blueprints.admin.base import bp, is_admin_path
+from ollama_proxy.blueprints.admin.base import bp
 
-__all__ = ["bp", "init_app", "is_admin_path"]
+__all__ = ["bp", "init_app"]
 
 
 def init_app(app: Flask) -> None:

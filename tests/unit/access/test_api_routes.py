@@ -1,21 +1,8 @@
 import pytest
 
-from ollama_proxy.access.api_routes import check_unlisted_route, check_web_use, needs_manage
+from ollama_proxy.access.api_routes import check_unlisted_route, check_web_use
 from ollama_proxy.access.auth import GENERATE, MANAGE, Principal
 from ollama_proxy.errors import Forbidden, NotFound
-
-
-@pytest.mark.parametrize("path, manage", [
-    ("/api/me", True),
-    ("/api/signout", True),
-    ("/api/status", False),
-    ("/api/experimental/model-recommendations", False),
-    ("/api/experimental/web_search", False),
-    ("/api/chat", False),
-    ("/api/me/", False),  # no route of Ollama's: a 404 for whoever may not manage (below)
-])
-def test_the_account_needs_a_manage_token(path, manage):
-    assert needs_manage(path) is manage
 
 
 def test_a_route_the_proxy_does_not_list_goes_on_for_a_manage_token_only():

@@ -47,6 +47,9 @@ def test_token_from_headers(headers, token):
     ("/api/experimental/web_fetch", GENERATE),
     ("/api/me", MANAGE),
     ("/api/signout", MANAGE),
+    ("/api/me/", GENERATE),  # no route of Ollama's: a 404 for whoever may not manage (api_routes)
+    ("/api/pullx", GENERATE),
+    ("/admin", None), ("/admin/keys", None),  # the admin page checks its own session
     ("/api/a-route-ollama-adds-later", GENERATE),  # forwarded for a manage token, a 404 to others (api_routes)
     ("/v1/audio/transcriptions", GENERATE),
 ])

@@ -9,7 +9,6 @@ from ollama_proxy.observability.ledger import (
     RequestRecord,
     access_record,
     note_upstream_since,
-    surface_of,
 )
 
 
@@ -75,16 +74,6 @@ def test_completion_tokens_add_provisional_chunks_to_counted_ones():
     assert record.completion_tokens == 3
     record.counted_tokens = 10
     assert record.completion_tokens == 13
-
-
-def test_surface_of_paths():
-    cases = {"/": "native", "/api/chat": "native", "/v1/chat/completions": "openai", "/v1/embeddings": "openai",
-             "/v1/messages": "anthropic", "/anthropic/v1/messages": "anthropic", "/v1/responses": "responses",
-             "/admin/keys": "admin", "/health": "other", "/metrics": "other",
-             "/api/experimental/web_search": "web", "/api/experimental/web_fetch": "web",
-             "/api/experimental/model-recommendations": "native", "/api/me": "native",
-             "/v1/audio/transcriptions": "openai"}
-    assert {path: surface_of(path) for path in cases} == cases
 
 
 def test_a_wait_going_on_is_queue_time_and_upstream_time_since_a_moment_leaves_it_out():
