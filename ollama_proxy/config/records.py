@@ -59,7 +59,8 @@ class ChatLogSettings:
     backup_count: int = setting(
         10, validate=AT_LEAST_1, help="rotated chat logs kept (`chat.jsonl.1` ... `chat.jsonl.10`)")
     max_answer_bytes: int = setting(
-        4 * MiB, validate=AT_LEAST_1, help="answer bytes read for one line; more is marked `answer_truncated`")
+        4 * MiB, validate=AT_LEAST_1,
+        help="bytes of answer text kept for one line (UTF-8); more is marked `answer_truncated`")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ import time
 from collections.abc import Iterable, Iterator
 
 from ollama_proxy.lines import LineDecoder
-from ollama_proxy.observability.ledger import RequestRecord
+from ollama_proxy.observability.ledger import AnswerText, RequestRecord
+from ollama_proxy.translate.ollama import chunk_text
+from ollama_proxy.translate.openai_common import choice_texts
 
 _DONE = b'"done":true'  # Ollama writes compact JSON; inside a string the quotes would be escaped
 _GENERATED = ("content", "thinking", "tool_calls")
@@ -120,17 +122,22 @@ def _generated(chunk: dict) -> bool:
     return bool(chunk.get("response") or chunk.get("thinking"))
 
 
-def tap_chunks(chunks: Iterable[dict], record: RequestRecord | None) -> Iterator[dict]:
-    """Yield Ollama chunk dicts unchanged, counting their tokens onto ``record``."""
+def tap_chunks(chunks: Iterable[dict], record: RequestRecord | None, choice: int = 0) -> Iterator[dict]:
+    """Yield Ollama chunk dicts unchanged, counting their tokens onto ``record`` (and keeping their text if asked).
+
+    ``choice``: which of n side-by-side answers this stream is, for the text kept.
+    """
     if record is None:
         yield from chunks
         return
-    count = _StreamCount(record)
+    count, answer = _StreamCount(record), record.answer
     for chunk in chunks:
         if chunk.get("done"):
             count.done(chunk)
         elif _generated(chunk):
             count.generated()
+        if answer is not None:
+            answer.add(chunk_text(chunk), choice)
         yield chunk
 
 
@@ -138,7 +145,8 @@ def tap_ndjson(pieces: Iterable[bytes], record: RequestRecord | None) -> Iterato
     """Yield NDJSON bytes unchanged, counting their tokens onto ``record``.
 
     Cheap on the hot path: lines are counted, and only a line holding
-    ``"done":true`` is parsed. Pieces may split lines anywhere.
+    ``"done":true`` is parsed, unless the record keeps the answer's text.
+    Pieces may split lines anywhere.
     """
     if record is None:
         yield from pieces
@@ -148,12 +156,22 @@ def tap_ndjson(pieces: Iterable[bytes], record: RequestRecord | None) -> Iterato
     for piece in pieces:
         lines = decoder.decode(piece)
         if lines:
+            if record.answer is not None:
+                _keep_text(record.answer, lines)
             final = _final_object(lines)
             if final is not None:
                 count.done(final)
             else:
                 count.generated(len(lines))
         yield piece
+
+
+def _keep_text(answer: AnswerText, lines: list[bytes]) -> None:
+    for line in lines:
+        try:
+            answer.add(chunk_text(json.loads(line)))
+        except ValueError:
+            continue
 
 
 def _final_object(lines: list[bytes]) -> dict | None:
@@ -168,20 +186,40 @@ def _final_object(lines: list[bytes]) -> dict | None:
     return None
 
 
-def tap_sse_first_token(pieces: Iterable[bytes], record: RequestRecord | None) -> Iterator[bytes]:
-    """Yield an OpenAI stream's bytes unchanged, noting when the first piece with generated text went by."""
+def tap_sse(pieces: Iterable[bytes], record: RequestRecord | None) -> Iterator[bytes]:
+    """Yield an OpenAI stream's bytes unchanged, noting when the first piece with generated text went by.
+
+    When the record keeps the answer's text, each ``data:`` line is read for its choices' text.
+    """
     if record is None:
         yield from pieces
         return
+    decoder = LineDecoder() if record.answer is not None else None
     for piece in pieces:
         if record.first_token is None and _SSE_GENERATED.search(piece):
             record.first_token = time.perf_counter()
+        if decoder is not None:
+            for line in decoder.decode(piece):
+                if line.startswith(b"data:"):
+                    keep_openai_text(record, line[5:])
         yield piece
+
+
+def keep_openai_text(record: RequestRecord | None, data: bytes) -> None:
+    """Keep the choices' text of an OpenAI answer or stream chunk, when the record keeps the answer's text."""
+    if record is None or record.answer is None:
+        return
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        return  # [DONE], or a line cut short
+    for index, text in choice_texts(answer):
+        record.answer.add(text, index)
 
 
 def count_body(body: bytes, record: RequestRecord | None) -> None:
     """Note the counts of a whole JSON answer (native ``stream: false``), if it has any, and when it came."""
-    if record is None or b"eval_count" not in body:
+    if record is None or (b"eval_count" not in body and record.answer is None):
         return
     try:
         answer = json.loads(body)
@@ -190,3 +228,5 @@ def count_body(body: bytes, record: RequestRecord | None) -> None:
     if isinstance(answer, dict):
         note_arrival(record, bool(answer.get("eval_count")))
         note_answer(record, answer)
+        if record.answer is not None:
+            record.answer.add(chunk_text(answer))

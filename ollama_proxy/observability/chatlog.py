@@ -5,8 +5,9 @@ or a token has ``chat_log: true`` (its chats alone; ``chat_log: false`` keeps
 a token out while logging is on for all). One line per chat request (native
 chat and generate, OpenAI chat and completions, Anthropic messages, Responses):
 when, request id, key name, path, status, the request as sent (base64 images
-replaced by a marker with their size) and the answer's text as the client got
-it, assembled from the stream.
+replaced by a marker with their size) and the answer's text, kept by the
+ledger's stream taps as it passed (``ledger.AnswerText``), written when the
+response closes (a close listener). n choices' texts follow one another.
 
 The file (``chat_logs.file`` in the log directory) is rotated by size
 (``chat_logs.max_bytes``, keeping ``chat_logs.backup_count`` files) by the
@@ -20,19 +21,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timezone
+import time
+from datetime import datetime, timedelta, timezone
 
 from flask import Flask, current_app, g, request
 
 from ollama_proxy.config import ChatLogSettings, Settings
-from ollama_proxy.observability.ledger import access_record
+from ollama_proxy.observability.ledger import AnswerText, RequestRecord, access_record, add_close_listener
 from ollama_proxy.observability.logs import RedactingFormatter, secrets_of
-from ollama_proxy.translate.answer_text import answer_text
+from ollama_proxy.surfaces import is_chat
 
 CHAT_LOGGER = "ollama_proxy.chat"
-CHAT_PATHS = frozenset({"/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions", "/v1/messages",
-                        "/anthropic/v1/messages", "/v1/responses"})
 _IMAGE_KEYS = {"images"}
 TOO_DEEP = "<request elided: nested too deeply to write>"
 
@@ -88,26 +87,6 @@ def _request_body(raw: bytes):
         return raw.decode("utf-8", "replace")
 
 
-def _tap(chunks: Iterable[bytes], limit: int, on_close: Callable[[bytes, bool], None]) -> Iterator[bytes]:
-    """Pass ``chunks`` on unchanged, keeping up to ``limit`` bytes for the log, written on close."""
-    kept, size, whole = [], 0, True
-    try:
-        for chunk in chunks:
-            if size + len(chunk) <= limit:
-                kept.append(chunk)
-                size += len(chunk)
-            else:
-                whole = False
-            yield chunk
-    finally:
-        close = getattr(chunks, "close", None)
-        try:
-            if close is not None:
-                close()  # the upstream response goes with it, as when untapped
-        finally:
-            on_close(b"".join(kept), whole)
-
-
 class ChatLog:
     """The chat log file of one app, and what writes a request's line to it."""
 
@@ -137,10 +116,12 @@ class ChatLog:
             self._handler = handler
         return self.logger
 
-    def write(self, entry: dict, content_type: str, answer: bytes, whole: bool) -> None:
-        entry["answer"] = answer_text(content_type, answer)
-        if not whole:
-            entry["answer_truncated"] = True
+    def write(self, record: RequestRecord) -> None:
+        """Write the line of a chat whose response has closed (a close listener: every record comes by)."""
+        if record.chat_request is not None:
+            self.write_line(chat_entry(record))
+
+    def write_line(self, entry: dict) -> None:
         try:
             line = json.dumps(entry)
         except RecursionError:  # nested about as deep as the parser goes, and written from a deeper stack
@@ -149,33 +130,36 @@ class ChatLog:
         self._ready().info(line)
 
 
+def chat_entry(record: RequestRecord) -> dict:
+    """Return the chat log's line for a logged chat's record: when, who, what was asked and answered."""
+    started = datetime.now(timezone.utc) - timedelta(seconds=time.perf_counter() - record.started)
+    entry = {"ts": started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+             "request_id": record.request_id, "key": record.principal, "path": record.path,
+             "status": record.status, "request": _request_body(record.chat_request or b""),
+             "answer": record.answer.text() if record.answer is not None else ""}
+    if record.answer is not None and not record.answer.whole:
+        entry["answer_truncated"] = True
+    return entry
+
+
 def note_request() -> None:
-    """Keep a chat request's body for the log, when its token's chats are logged (after auth)."""
+    """Have a chat request's body and answer text kept on its record, when its token's chats are logged (after auth).
+
+    The stream taps keep the answer's text as it passes (``ledger.AnswerText``); the line is written when the
+    response closes.
+    """
     principal = g.get("principal")
-    if request.path not in CHAT_PATHS or request.method != "POST" or principal is None:
+    if request.method != "POST" or principal is None or not is_chat(request.path):
         return
-    if wants_log(getattr(principal, "chat_log", None), current_app.extensions[CHAT_LOGGER].settings):
-        g.chat_request = request.get_data(cache=True)  # the view reads the same cached bytes
-
-
-def tap_response(response):
-    """Have the answer's bytes written to the chat log with the request once it has gone out."""
-    raw = g.pop("chat_request", None)
-    if raw is None:
-        return response
     chat_log: ChatLog = current_app.extensions[CHAT_LOGGER]
     record = access_record(request.environ)
-    entry = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-             "request_id": record.request_id if record else None, "key": g.principal.name,
-             "path": request.path, "status": response.status_code, "request": _request_body(raw)}
-    content_type = response.mimetype
-    response.response = _tap(response.response, chat_log.settings.max_answer_bytes,
-                             lambda answer, whole: chat_log.write(entry, content_type, answer, whole))
-    return response
+    if record is not None and wants_log(getattr(principal, "chat_log", None), chat_log.settings):
+        record.chat_request = request.get_data(cache=True)  # the view reads the same cached bytes
+        record.answer = AnswerText(chat_log.settings.max_answer_bytes)
 
 
 def init_app(app: Flask) -> None:
     """Log opted-in chats; register after auth, which names the principal."""
-    app.extensions[CHAT_LOGGER] = ChatLog(app.config["SETTINGS"])
+    chat_log = app.extensions[CHAT_LOGGER] = ChatLog(app.config["SETTINGS"])
     app.before_request(note_request)
-    app.after_request(tap_response)
+    add_close_listener(app, chat_log.write)

@@ -20,7 +20,7 @@ from flask import Response, current_app, request
 from ollama_proxy.backends.protocols import PassthroughBackend
 from ollama_proxy.client_watch import watch_client
 from ollama_proxy.errors import ProxyError, to_openai_error
-from ollama_proxy.observability.accounting import note_arrival, note_tokens, tap_sse_first_token
+from ollama_proxy.observability.accounting import keep_openai_text, note_arrival, note_tokens, tap_sse
 from ollama_proxy.observability.ledger import RequestRecord, current_record, note_upstream
 from ollama_proxy.relay.streaming import (
     SSE_DONE,
@@ -54,7 +54,7 @@ def pass_through(route: Route) -> Response:
             stop_watching()
             upstream.close()
             _note_usage(record, upstream.usage)
-        pieces = tap_sse_first_token(upstream.iter_bytes(), record)
+        pieces = tap_sse(upstream.iter_bytes(), record)
         if renamed:
             pieces = renamed_lines(pieces, route.model, renamed_event_line)
         on_error = stream_failure_logger(f"POST {request.path}", record)
@@ -65,6 +65,7 @@ def pass_through(route: Route) -> Response:
     note_upstream(upstream.busy)
     note_arrival(record, bool((upstream.usage or {}).get("completion_tokens")))
     _note_usage(record, upstream.usage)
+    keep_openai_text(record, data)
     return Response(renamed_line(data, route.model) if renamed else data, upstream.status, headers)
 
 

@@ -98,7 +98,7 @@ def generate(route: Route, path: str, ollama_body: dict, n: int = 1) -> list[dic
     stop_watching = watch_client(request.environ, group.abort)
     record = current_record()
     try:
-        answers = in_parallel(lambda i: fold_chunks(list(tap_chunks(upstreams[i].iter_chunks(), record))), n)
+        answers = in_parallel(lambda i: fold_chunks(list(tap_chunks(upstreams[i].iter_chunks(), record, i))), n)
         note_upstream_since(started)  # its wait for a slot is queue time
         return answers
     finally:
@@ -176,7 +176,7 @@ class SseFraming:
     heartbeat: float | None = None
 
     def frames(self, upstreams: Upstreams, record, on_error: Callable[[Exception], None]) -> Iterator[bytes]:
-        sources = [tap_chunks(upstream.iter_chunks(), record) for upstream in upstreams.opened]
+        sources = [tap_chunks(upstream.iter_chunks(), record, i) for i, upstream in enumerate(upstreams.opened)]
         if self.heartbeat:
             sources = [with_heartbeat(source, self.heartbeat) for source in sources]
         frames_of = [converted(s, c, on_error) for s, c in zip(sources, self.converters, strict=True)]

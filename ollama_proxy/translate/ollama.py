@@ -40,3 +40,12 @@ def _folded(parts: list[dict], text_key: str) -> dict:
     if calls:
         folded["tool_calls"] = calls
     return folded
+
+
+def chunk_text(chunk: object) -> str:
+    """Return the answer text an Ollama chunk (or whole answer) carries: chat's content, generate's response."""
+    if not isinstance(chunk, dict):
+        return ""
+    message = chunk.get("message")
+    text = message.get("content") if isinstance(message, dict) else chunk.get("response")
+    return text if isinstance(text, str) else ""

@@ -267,3 +267,18 @@ def _number(value: object, param: str) -> int | float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise InvalidRequest(f"{param} must be a number", param=param)
     return value
+
+
+def choice_texts(answer: object) -> list[tuple[int, str]]:
+    """Return each choice's index and text in an OpenAI answer or stream chunk (chat or completions)."""
+    found = []
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    for position, choice in enumerate(choices if isinstance(choices, list) else ()):
+        if not isinstance(choice, dict):
+            continue
+        holder = choice.get("delta") or choice.get("message")
+        text = holder.get("content") if isinstance(holder, dict) else choice.get("text")
+        index = choice.get("index")
+        if isinstance(text, str) and text:
+            found.append((index if isinstance(index, int) and not isinstance(index, bool) else position, text))
+    return found

@@ -15,6 +15,7 @@ import requests
 from tests.e2e.command import create_key
 from tests.e2e.conftest import ALICE, GENERATE, MANAGE, auth, base_config
 from tests.e2e.server import ROOT
+from tests.fakes.openai_provider import PROVIDER_KEY
 
 PNG = base64.b64encode(b"\x89PNG" + b"\x00" * 2044).decode()  # 2,048 bytes
 
@@ -91,3 +92,33 @@ def test_a_managed_key_made_with_chat_log_is_logged_and_others_are_not(start_pro
     assert (line["key"], line["answer"]) == ("logged", "You said: logged")
     time.sleep(0.5)
     assert len(chat_lines(proxy, 1)) == 1
+
+
+def test_every_way_an_answer_passes_logs_the_text_the_client_got(start_proxy, fake, provider):
+    """Native streamed and whole, n choices side by side, a provider's OpenAI answer passed through."""
+    config = chat_config(fake.url, enabled=True)
+    config["backends"] = [{"name": "lab", "type": "openai", "base_url": provider.base_url,
+                           "api_key_env": "LAB_KEY", "models": ["fake-chat"]}]
+    proxy = start_proxy(config, env={"LAB_KEY": PROVIDER_KEY})
+    got = []
+    for stream in (True, False):
+        answer = requests.post(proxy.url + "/api/chat", headers=auth(GENERATE), json={
+            "model": "llama3.2", "stream": stream, "messages": [{"role": "user", "content": f"native {stream}"}]})
+        lines = [json.loads(line) for line in answer.text.splitlines() if line.strip()]
+        got.append(("/api/chat", "".join(line["message"]["content"] for line in lines)))
+    with openai.OpenAI(base_url=proxy.url + "/v1", api_key=GENERATE, max_retries=0) as client:
+        two = client.chat.completions.create(model="llama3.2", n=2, messages=[{"role": "user", "content": "twice"}])
+        got.append(("/v1/chat/completions", "".join(choice.message.content for choice in two.choices)))
+        for stream in (True, False):
+            asked = [{"role": "user", "content": f"provider {stream}"}]
+            if stream:
+                with client.chat.completions.create(model="lab:fake-chat", stream=True, messages=asked) as chunks:
+                    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            else:
+                text = client.chat.completions.create(model="lab:fake-chat", messages=asked).choices[0].message.content
+            got.append(("/v1/chat/completions", text))
+
+    lines = chat_lines(proxy, len(got))
+    assert [(line["path"], line["answer"]) for line in lines] == got
+    assert got[0][1] == "You said: native True" and got[3][1].startswith("You said: provider")
+    assert got[2][1] == "You said: twice" * 2

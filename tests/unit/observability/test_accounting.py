@@ -5,14 +5,15 @@ import pytest
 from ollama_proxy.observability.accounting import (
     cached_tokens,
     count_body,
+    keep_openai_text,
     note_answer,
     note_arrival,
     note_scheduled_prompt,
     tap_chunks,
     tap_ndjson,
-    tap_sse_first_token,
+    tap_sse,
 )
-from ollama_proxy.observability.ledger import RequestRecord
+from ollama_proxy.observability.ledger import AnswerText, RequestRecord
 
 
 def _record() -> RequestRecord:
@@ -149,7 +150,7 @@ def test_arrival_never_moves_a_first_token_seen_before():
 ])
 def test_an_openai_stream_notes_its_first_piece_of_generated_text(pieces, first):
     record, seen = _record(), []
-    for _ in tap_sse_first_token(iter(pieces), record):
+    for _ in tap_sse(iter(pieces), record):
         seen.append(record.first_token is not None)
     assert seen == [first is not None and i >= first for i in range(len(pieces))]
 
@@ -190,3 +191,55 @@ def test_side_by_side_sends_add_up_and_one_on_a_lent_slot_makes_the_expectation_
     note_scheduled_prompt(record, 4300, None)
     note_scheduled_prompt(record, 4300, 4000)
     assert (record.prompt_estimate, record.cached_tokens_expected) == (17200, None)
+
+
+def _keeping(limit: int = 1000) -> RequestRecord:
+    record = _record()
+    record.answer = AnswerText(limit)
+    return record
+
+
+def test_side_by_side_streams_keep_each_choices_text_apart_and_a_record_not_asked_keeps_none():
+    record, quiet = _keeping(), _record()
+    first = tap_chunks(iter(CHAT), record, 0)
+    second = tap_chunks(iter([{"response": "Other", "done": False}, {"response": "!", "done": True}]), record, 1)
+    for _ in zip(second, first, strict=False):  # interleaved, as side-by-side streams arrive
+        pass
+    list(first)
+    list(tap_chunks(iter(CHAT), quiet))
+    assert record.answer.text() == "HelloOther!" and quiet.answer is None
+
+
+@pytest.mark.parametrize("split", [1, 3, 7, 1000])
+def test_a_native_stream_keeps_its_text_however_its_lines_are_split(split):
+    record, data = _keeping(), _lines(*CHAT)
+    pieces = [data[i:i + split] for i in range(0, len(data), split)]
+    assert b"".join(tap_ndjson(iter(pieces), record)) == data
+    assert record.answer.text() == "Hello" and record.completion_tokens == 5
+
+
+def test_a_native_answer_read_whole_keeps_its_text():
+    record = _keeping()
+    count_body(json.dumps({"response": "whole", "done": True, "eval_count": 1}).encode(), record)
+    count_body(b'{"error": "model not found"}', _keeping())
+    assert record.answer.text() == "whole"
+
+
+def test_an_openai_stream_keeps_each_choices_text_and_leaves_done_and_usage_out():
+    record = _keeping()
+    events = [{"choices": [{"index": 0, "delta": {"role": "assistant"}}]},
+              {"choices": [{"index": 1, "delta": {"content": "B"}}]},
+              {"choices": [{"index": 0, "delta": {"content": "A1"}}]},
+              {"choices": [{"index": 0, "delta": {"content": "A2"}}]},
+              {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 3}}]
+    data = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    pieces = [data[i:i + 9] for i in range(0, len(data), 9)]
+    assert b"".join(tap_sse(iter(pieces), record)) == data
+    keep_openai_text(record, json.dumps({"choices": [{"index": 2, "message": {"content": "C"}}]}).encode())
+    assert record.answer.text() == "A1A2BC"
+
+
+def test_text_past_the_limit_is_left_out_and_the_answer_says_it_is_not_whole():
+    record = _keeping(limit=4)
+    list(tap_chunks(iter(CHAT), record))
+    assert (record.answer.text(), record.answer.whole) == ("Hel", False)

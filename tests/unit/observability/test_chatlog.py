@@ -1,4 +1,4 @@
-"""Images elided from logged requests; who gets logged; a tapped body passes unchanged."""
+"""Images elided from logged requests; who gets logged; a closed chat's record written as one line."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import json
 import pytest
 
 from ollama_proxy.config import ChatLogSettings, parse_settings
-from ollama_proxy.observability.chatlog import TOO_DEEP, ChatLog, _request_body, _tap, elide_images, wants_log
+from ollama_proxy.observability.chatlog import TOO_DEEP, ChatLog, _request_body, elide_images, wants_log
+from ollama_proxy.observability.ledger import AnswerText, RequestRecord
 
 PNG = base64.b64encode(b"\x89PNG" + b"\x00" * 96).decode()  # 100 bytes
 MARK = "<image elided: 100 bytes>"
@@ -67,13 +68,40 @@ def test_a_request_body_deeper_than_the_parser_goes_is_kept_as_text():
 def chat_log(tmp_path):
     log = ChatLog(parse_settings({"logging": {"dir": str(tmp_path)}}, environ={}))
     yield log
-    log.logger.removeHandler(log._handler)
-    log._handler.close()
+    if log._handler is not None:
+        log.logger.removeHandler(log._handler)
+        log._handler.close()
+
+
+def chat_record(body: bytes, *texts: tuple[int, str], limit: int = 100) -> RequestRecord:
+    record = RequestRecord("r1", "POST", "/v1/chat/completions", "10.0.0.1", 0.0, status=200, principal="alice",
+                           chat_request=body, answer=AnswerText(limit))
+    for choice, text in texts:
+        record.answer.add(text, choice)
+    return record
+
+
+def test_a_closed_chat_is_one_line_with_its_request_and_the_text_its_taps_kept(chat_log, tmp_path):
+    chat_log.write(chat_record(b'{"model": "m", "n": 2}', (1, "second "), (0, "first "), (1, "choice"), (0, "one")))
+    line = json.loads((tmp_path / "chat.jsonl").read_text())
+    assert line.pop("ts").endswith("Z")
+    assert line == {"request_id": "r1", "key": "alice", "path": "/v1/chat/completions", "status": 200,
+                    "request": {"model": "m", "n": 2}, "answer": "first onesecond choice"}
+
+
+def test_text_past_the_limit_is_left_out_and_the_line_says_so(chat_log, tmp_path):
+    chat_log.write(chat_record(b"{}", (0, "héllo"), (0, " world"), (0, "!"), limit=8))
+    line = json.loads((tmp_path / "chat.jsonl").read_text())
+    assert (line["answer"], line["answer_truncated"]) == ("héllo!", True)  # é is two bytes: 6 + 1 of 8
+
+
+def test_a_record_that_is_no_logged_chat_writes_nothing(chat_log, tmp_path):
+    chat_log.write(RequestRecord("r2", "POST", "/v1/chat/completions", "10.0.0.1", 0.0, status=200))
+    assert chat_log._handler is None and not (tmp_path / "chat.jsonl").exists()
 
 
 def test_a_request_too_deep_to_write_is_logged_without_it(chat_log, tmp_path):
-    entry = {"path": "/v1/chat/completions", "request": {"x": nested(10_000, [])}}
-    chat_log.write(entry, "application/json", b'{"choices": [{"message": {"content": "hi"}}]}', True)
+    chat_log.write_line({"path": "/v1/chat/completions", "request": {"x": nested(10_000, [])}, "answer": "hi"})
     line = json.loads((tmp_path / "chat.jsonl").read_text())
     assert line == {"path": "/v1/chat/completions", "request": TOO_DEEP, "answer": "hi"}
 
@@ -83,31 +111,3 @@ def test_a_request_too_deep_to_write_is_logged_without_it(chat_log, tmp_path):
 ])
 def test_wants_log(choice, enabled, logged):
     assert wants_log(choice, ChatLogSettings(enabled, "chat.jsonl", 1000, 2, 100)) is logged
-
-
-class Body:
-    def __init__(self, chunks):
-        self.chunks, self.closed = chunks, False
-
-    def __iter__(self):
-        return iter(self.chunks)
-
-    def close(self):
-        self.closed = True
-
-
-@pytest.mark.parametrize("limit, kept, whole", [(100, b"abcdef", True), (4, b"abc", False)])
-def test_tap_passes_every_chunk_and_keeps_up_to_the_limit(limit, kept, whole):
-    seen = []
-    body = Body([b"abc", b"def"])
-    assert list(_tap(body, limit, lambda answer, complete: seen.append((answer, complete)))) == [b"abc", b"def"]
-    assert seen == [(kept, whole)] and body.closed
-
-
-def test_tap_closed_early_closes_the_body_and_logs_what_went_out():
-    seen = []
-    body = Body([b"one", b"two", b"three"])
-    tapped = _tap(body, 100, lambda answer, complete: seen.append(answer))
-    assert next(tapped) == b"one"
-    tapped.close()  # the client left
-    assert body.closed and seen == [b"one"]

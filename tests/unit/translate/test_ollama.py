@@ -1,7 +1,7 @@
 import pytest
 
 from ollama_proxy.errors import UpstreamError
-from ollama_proxy.translate.ollama import fold_chunks
+from ollama_proxy.translate.ollama import chunk_text, fold_chunks
 
 CALL = {"function": {"name": "f", "arguments": {"x": 1}}}
 
@@ -44,3 +44,16 @@ def test_fold_chunks(chunks, expected):
 def test_fold_refuses_broken_streams(chunks, message):
     with pytest.raises(UpstreamError, match=message):
         fold_chunks(chunks)
+
+
+@pytest.mark.parametrize("chunk, text", [
+    ({"message": {"role": "assistant", "content": "Hi", "thinking": "hm"}, "done": False}, "Hi"),
+    ({"message": {"role": "assistant", "content": "", "tool_calls": [CALL]}, "done": False}, ""),
+    ({"response": "there", "done": False}, "there"),
+    ({"message": None, "response": "x"}, "x"),
+    ({"message": {"content": 5}}, ""),
+    ({"error": "boom"}, ""),
+    (["not", "a", "chunk"], ""),
+])
+def test_chunk_text_is_the_answer_text_and_not_thinking_or_tool_calls(chunk, text):
+    assert chunk_text(chunk) == text

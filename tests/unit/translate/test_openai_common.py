@@ -5,6 +5,7 @@ import pytest
 from ollama_proxy.errors import InvalidRequest
 from ollama_proxy.translate.openai_common import (
     GatewaySettings,
+    choice_texts,
     finish_reason,
     gateway_settings,
     merge_completions,
@@ -124,3 +125,19 @@ SUMMED_USAGE_CASES = [
 @pytest.mark.parametrize("converters, include_usage, expected", SUMMED_USAGE_CASES)
 def test_summed_usage_frames(converters, include_usage, expected):
     assert summed_usage_frames(converters, include_usage) == expected
+
+
+@pytest.mark.parametrize("answer, texts", [
+    ({"choices": [{"index": 0, "delta": {"content": "Hel"}}]}, [(0, "Hel")]),
+    ({"choices": [{"index": 1, "delta": {"content": "b"}}, {"index": 0, "delta": {"content": "a"}}]},
+     [(1, "b"), (0, "a")]),
+    ({"choices": [{"index": 0, "message": {"role": "assistant", "content": "whole"}}]}, [(0, "whole")]),
+    ({"choices": [{"index": 0, "text": "completion"}]}, [(0, "completion")]),
+    ({"choices": [{"delta": {"reasoning_content": "hm"}}, {"delta": {"content": "x"}}]}, [(1, "x")]),
+    ({"choices": [{"index": 0, "delta": {"tool_calls": [{"function": {"arguments": "{}"}}]}}]}, []),
+    ({"choices": [], "usage": {"prompt_tokens": 3}}, []),
+    ({"error": {"message": "no"}}, []),
+    ("[DONE]", []),
+])
+def test_choice_texts_are_each_choices_text_by_its_index(answer, texts):
+    assert choice_texts(answer) == texts
