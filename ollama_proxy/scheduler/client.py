@@ -57,13 +57,13 @@ class SchedulerClient:
     def __init__(self, connect: Callable[[Callable[[dict], None]], Link], max_wait: float,
                  ask: Callable[[Callable[[dict], None]], Link] | None = None, borrow: bool = False, *,
                  specs: Iterable[ServerSpec] = (), accept: Callable[[Ticket, dict], bool] | None = None,
-                 unreachable_timeout: float = 10.0) -> None:
+                 unreachable_timeout: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         """``connect(receive)`` opens the line to the arbiter (one that carries no messages calls ``receive``);
         ``ask(receive)`` a line for one question; with ``borrow``, this worker takes the slots the arbiter lends.
 
         ``specs`` are this worker's scheduled servers, told with each ticket; ``accept(ticket, grant)`` takes a grant
         for good where the transport fences its arbiters' terms (False: a deposed arbiter's, dropped);
-        ``unreachable_timeout`` bounds the wait while no arbiter can be reached.
+        ``unreachable_timeout`` bounds the wait while no arbiter can be reached; ``clock`` tells the time (seconds).
         """
         self._connect = connect
         self._ask = ask or connect  # a line for one question: the shared one carries grants
@@ -73,6 +73,7 @@ class SchedulerClient:
         self._accept = accept or (lambda ticket, grant: True)
         self._at_once = accept is None  # nothing fences a grant: it is taken as it arrives (``_take_grant``)
         self._unreachable_timeout = unreachable_timeout
+        self._clock = clock
         self._link: Link | None = None
         self._connector = None  # the greenlet that opens the line, while there is none
         self._unreachable_since: float | None = None
@@ -90,7 +91,7 @@ class SchedulerClient:
 
     def admit(self, ticket: Ticket, watch: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
               deadline: float | None = None) -> Grant:
-        """Wait for ``ticket``'s grant until ``deadline`` (``time.monotonic()``; default: ``max_wait`` from now);
+        """Wait for ``ticket``'s grant until ``deadline`` (on the ``clock``; default: ``max_wait`` from now);
         raise the arbiter's refusal, a timeout, or ClientLeft.
 
         ``watch(on_gone)`` starts watching the client and returns the function that
@@ -100,7 +101,7 @@ class SchedulerClient:
         granted = self._start_on_loan(ticket)
         if granted is not None:
             return granted
-        now = time.monotonic()
+        now = self._clock()
         if self._unreachable_since is not None and now - self._unreachable_since >= self._unreachable_timeout:
             raise self._unreachable()
         until = now + self._max_wait + 1.0 if deadline is None else deadline
@@ -119,7 +120,7 @@ class SchedulerClient:
                     self._waiting[ticket.id] = (ticket, result := AsyncResult())  # what comes meanwhile is kept
                     if self._accept(ticket, message):
                         break
-                message = _wait(result, until - time.monotonic()) or {"op": "expired"}
+                message = _wait(result, until - self._clock()) or {"op": "expired"}
         finally:
             if stop_watching is not None:
                 stop_watching()
@@ -159,8 +160,7 @@ class SchedulerClient:
         if waiting is not None and not waiting[1].ready():
             waiting[1].set(message)
 
-    def end(self, ticket_id: str, load_seconds: float | None = None,
-            prefill: tuple[int, float] | None = None) -> None:
+    def end(self, ticket_id: str, load_seconds: float | None = None, prefill: tuple[int, float] | None = None) -> None:
         """Give a granted slot back (the answer ended, failed, or its client left)."""
         running = self._running.pop(ticket_id, None)
         if running is None:
@@ -177,7 +177,7 @@ class SchedulerClient:
             self._post(message)
             return
         ticket, granted = running  # it ran before the arbiter heard of it: told with the others, soon
-        seconds = time.monotonic() - started
+        seconds = self._clock() - started
         key = (ticket.share.leaf, ticket.model, granted.placement.server)
         ran = self._ran.get(key)
         if ran is None:
@@ -234,7 +234,7 @@ class SchedulerClient:
         best.in_use += 1
         self._running[ticket.id] = (ticket, granted)
         self._on_loan[ticket.id] = best.id
-        self._untold[ticket.id] = time.monotonic()
+        self._untold[ticket.id] = self._clock()
         if self._teller is None:
             self._teller = gevent.spawn_later(REPORT_AFTER, self._tell_starts_later)
         return granted
@@ -291,12 +291,12 @@ class SchedulerClient:
 
     def _open_line(self) -> None:
         """Try to open the line until it opens, backing off; say all this worker holds on it."""
-        delay, began, said = RECONNECT_DELAY, time.monotonic(), False
+        delay, began, said = RECONNECT_DELAY, self._clock(), False
         while self._link is None:
             try:
                 link = self._connect(self.receive)
             except OSError as exc:
-                now = time.monotonic()
+                now = self._clock()
                 if self._unreachable_since is None:
                     self._unreachable_since = now
                 if not said and now - began >= RECONNECT_QUICKLY:  # not the moment a new arbiter takes office
