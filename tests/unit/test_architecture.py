@@ -1,11 +1,19 @@
-"""docs/architecture.md describes every room of the package, and only rooms that exist."""
+"""docs/architecture.md names every room of the package, only rooms that exist, in the order a request enters them."""
 
+import os
 import re
+import sys
 from pathlib import Path
+
+import pytest
+
+from ollama_proxy.app import create_app
+from ollama_proxy.config import parse_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "ollama_proxy"
 PAGE = (ROOT / "docs" / "architecture.md").read_text()
+TOKEN = "sk-architecture-test-token-0001"
 
 
 def _rooms_in_the_table() -> set[str]:
@@ -42,3 +50,78 @@ def test_the_dotted_names_the_page_cites_exist():
              if not name.endswith((".py", ".md")) and not name.startswith("typing.")}
     missing = [name for name in cited if not _exists(name)]
     assert cited and not missing, f"docs/architecture.md cites names the code does not have: {sorted(missing)}"
+
+
+def _diagram_rooms() -> list[str]:
+    """The rooms of "One request's way through the house", in order, as module prefixes (a room may recur)."""
+    block = PAGE.split("## One request's way through the house", 1)[1].split("```", 2)[1]
+    rooms = []
+    for line in block.splitlines()[2:]:
+        word = line.split()[0] if line.split() else ""
+        if line.startswith("  ") and re.fullmatch(r"[a-z_]+(/[a-z_<>]*|\.py)", word):
+            rooms.append(word.removesuffix(".py").replace("/<surface>", "").rstrip("/").replace("/", "."))
+    return rooms
+
+
+def _first_entries(calls: list[str], rooms: list[str]) -> list[str]:
+    """The rooms of ``rooms`` in the order ``calls`` (dotted modules) first enter them; the closest room claims."""
+    entered = []
+    for module in calls:
+        claiming = [room for room in rooms if module == room or module.startswith(room + ".")]
+        room = max(claiming, key=len, default=None)
+        if room is not None and room not in entered:
+            entered.append(room)
+    return entered
+
+
+def _is_in_order(entered: list[str], rooms: list[str]) -> bool:
+    """Whether ``entered`` follows ``rooms`` (each may match any of its places, in order)."""
+    position = 0
+    for room in entered:
+        try:
+            position = rooms.index(room, position) + 1
+        except ValueError:
+            return False
+    return True
+
+
+@pytest.fixture
+def traced_app(tmp_path, fake):
+    settings = parse_settings({"logging": {"dir": str(tmp_path)}, "store": {"url": f"sqlite:///{tmp_path}/s.db"},
+                               "service": {"base_url": fake.url}, "metrics": {"enabled": True},
+                               "chat_logs": {"enabled": True}, "auth": {"generate_tokens": [TOKEN]}}, environ={})
+    return create_app(settings)
+
+
+def _traced(app, path: str, body: dict) -> list[str]:
+    calls = []
+
+    def profile(frame, event, arg):
+        filename = frame.f_code.co_filename
+        if event == "call" and filename.startswith(str(PACKAGE) + os.sep):
+            relative = Path(filename).relative_to(PACKAGE).with_suffix("")
+            calls.append(".".join(relative.parts[:-1] if relative.name == "__init__" else relative.parts))
+    client = app.test_client()
+    sys.setprofile(profile)
+    try:
+        answer = client.post(path, json=body, headers={"Authorization": f"Bearer {TOKEN}"}, buffered=True)
+    finally:
+        sys.setprofile(None)
+    assert answer.status_code == 200, answer.get_data()
+    return calls
+
+
+ASKED = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/chat", {"model": "llama3.2", "messages": ASKED}),
+    ("/v1/chat/completions", {"model": "llama3.2", "messages": ASKED, "stream": True}),
+    ("/v1/messages", {"model": "llama3.2", "messages": ASKED, "max_tokens": 20, "stream": True}),
+])
+def test_a_request_enters_the_rooms_in_the_order_the_page_draws_them(traced_app, path, body):
+    rooms = _diagram_rooms()
+    assert rooms[:3] == ["observability.metrics", "observability.ledger", "content_encoding"], rooms
+    entered = _first_entries(_traced(traced_app, path, body), rooms)
+    assert {"access.auth", "blueprints", "schemas", "routing", "backends", "observability"} <= set(entered)
+    assert _is_in_order(entered, rooms), f"{path} enters {entered}; the page draws {rooms}"
