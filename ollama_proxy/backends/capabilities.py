@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from ollama_proxy.backends.pool import OllamaPool
-from ollama_proxy.backends.pool_servers import ServerState, rank
+from ollama_proxy.backends.pool_servers import PoolServer, rank
 from ollama_proxy.config import ProviderSettings, RoutingSettings
 from ollama_proxy.errors import ProxyError
 from ollama_proxy.routing.names import canonical
@@ -58,7 +58,7 @@ class ModelCapabilities:
                 return capabilities
         return None
 
-    def _read(self, server: ServerState, model: str) -> Capabilities | None:
+    def _read(self, server: PoolServer, model: str) -> Capabilities | None:
         """Ask one server's ``/api/show`` for the model's capabilities; None if it cannot say."""
         timeout = self.routing.refresh_timeout
         try:

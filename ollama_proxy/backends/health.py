@@ -32,7 +32,7 @@ from ollama_proxy.errors import ProxyError
 
 if TYPE_CHECKING:
     from ollama_proxy.backends.pool import OllamaPool
-    from ollama_proxy.backends.pool_servers import ServerState
+    from ollama_proxy.backends.pool_servers import PoolServer
 
 _EXTENSION = "ollama_proxy.health_probes"
 
@@ -81,13 +81,13 @@ def overall_status(upstreams: list[dict]) -> str:
     return "ok" if all(u["state"] in ("ok", "configured") for u in upstreams) else "degraded"
 
 
-def probe_all(servers: list[ServerState], timeout: float) -> list[dict]:
+def probe_all(servers: list[PoolServer], timeout: float) -> list[dict]:
     """Probe every server side by side, each within ``timeout`` seconds."""
     with ThreadPoolExecutor(max_workers=len(servers)) as probes:
         return list(probes.map(lambda server: _probe(server, timeout, time.monotonic()), servers))
 
 
-def _probe(server: ServerState, timeout: float, now: float) -> dict:
+def _probe(server: PoolServer, timeout: float, now: float) -> dict:
     backend = server.backend
     started = time.perf_counter()
     upstream = {"name": server.name, "type": "ollama", "url": without_password(backend.base_url)}

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from ollama_proxy.backends.ollama import OllamaBackend
-from ollama_proxy.backends.pool_servers import ServerState
+from ollama_proxy.backends.pool_servers import PoolServer
 from ollama_proxy.backends.slots import Slots
 from ollama_proxy.config import DEFAULT_SERVER, OllamaServerSettings, RoutingSettings, ServiceSettings
 from ollama_proxy.errors import Overloaded, ProxyError, UpstreamConnectTimeout, UpstreamUnavailable
@@ -48,20 +48,20 @@ class OllamaPool:
                                        service.num_parallel, service.max_loaded_models,
                                        multiuser_cache=service.multiuser_cache, scheduling=service.scheduling)
         self.routing = routing
-        self.servers = [ServerState(s, OllamaBackend(replace(service, base_url=s.base_url), s.name),
+        self.servers = [PoolServer(s, OllamaBackend(replace(service, base_url=s.base_url), s.name),
                                     slots=_lock_slots(slot_dir, s)) for s in (default, *servers)]
         self._lock = threading.Lock()
         self._pid = 0
         self._first_refresh = threading.Event()
 
     @property
-    def default(self) -> ServerState:
+    def default(self) -> PoolServer:
         return self.servers[0]
 
-    def server(self, name: str) -> ServerState | None:
+    def server(self, name: str) -> PoolServer | None:
         return next((s for s in self.servers if s.name == name), None)
 
-    def take_slot(self, server: ServerState) -> Callable[[], None]:
+    def take_slot(self, server: PoolServer) -> Callable[[], None]:
         """Wait for one of a server's lock-file slots at its max_concurrent (scheduling off); return its release."""
         if server.slots is None:
             return _nothing
@@ -74,7 +74,7 @@ class OllamaPool:
             raise error
         return lambda: Slots.release(slot)
 
-    def fail(self, server: ServerState, reason: str) -> None:
+    def fail(self, server: PoolServer, reason: str) -> None:
         """Pass a failing server over for ``routing.cooldown`` seconds."""
         server.last_error = reason
         server.cool_until = time.monotonic() + self.routing.cooldown
@@ -107,7 +107,7 @@ class OllamaPool:
         with ThreadPoolExecutor(max_workers=len(self.servers)) as workers:
             list(workers.map(self._refresh_one, self.servers))
 
-    def _refresh_one(self, server: ServerState) -> None:
+    def _refresh_one(self, server: PoolServer) -> None:
         try:
             tags = self.read_json(server, "/api/tags")
             ps = self.read_json(server, "/api/ps")
@@ -120,7 +120,7 @@ class OllamaPool:
         server.models = frozenset(_names(tags))
         server.loaded = frozenset(_names(ps))
 
-    def read_json(self, server: ServerState, path: str) -> dict:
+    def read_json(self, server: PoolServer, path: str) -> dict:
         """GET a JSON listing from one server within ``routing.refresh_timeout``."""
         timeout = self.routing.refresh_timeout
         with server.backend.open("GET", path, timeout=(timeout, timeout),
@@ -128,13 +128,13 @@ class OllamaPool:
             answer.raise_for_error()
             return answer.json()
 
-    def gather(self, path: str) -> list[tuple[ServerState, dict | ProxyError]]:
+    def gather(self, path: str) -> list[tuple[PoolServer, dict | ProxyError]]:
         """GET a listing from every server side by side: each one's answer, or its error.
 
         Bounded as the refresh's reads are, not by the generation timeout: one
         server that accepts connections and never answers must not stall every listing.
         """
-        def one(server: ServerState) -> tuple[ServerState, dict | ProxyError]:
+        def one(server: PoolServer) -> tuple[PoolServer, dict | ProxyError]:
             try:
                 answer = self.read_json(server, path)
             except ProxyError as exc:

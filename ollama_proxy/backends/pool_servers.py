@@ -19,8 +19,8 @@ def admits(patterns: tuple[str, ...], model: str) -> bool:
 
 
 @dataclass
-class ServerState:
-    """One Ollama server as this worker sees it."""
+class PoolServer:
+    """One Ollama server as this worker's pool sees it: its backend, listings, health and requests in flight."""
 
     settings: OllamaServerSettings
     backend: OllamaBackend
@@ -43,7 +43,7 @@ class ServerState:
         return limit is not None and self.in_flight >= limit
 
 
-def rank(servers: list[ServerState], model: str, now: float) -> list[ServerState]:
+def rank(servers: list[PoolServer], model: str, now: float) -> list[PoolServer]:
     """Order the servers to try for ``model``: best first; the default alone if none has it."""
     wanted = canonical(model)
     having = [s for s in servers if wanted in s.models and admits(s.settings.models, model)]
@@ -58,7 +58,7 @@ def rank(servers: list[ServerState], model: str, now: float) -> list[ServerState
 class PooledResponse:
     """An answer from one server of the pool; closing it frees the server's slot."""
 
-    def __init__(self, upstream: UpstreamResponse, server: ServerState, release: Callable[[], None]):
+    def __init__(self, upstream: UpstreamResponse, server: PoolServer, release: Callable[[], None]):
         self._upstream = upstream
         self.server = server.name
         self.describe = server.backend.describe

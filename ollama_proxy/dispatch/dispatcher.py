@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from ollama_proxy.backends.ollama import JsonPosting
 from ollama_proxy.backends.pool import NOT_REACHED, OllamaPool
-from ollama_proxy.backends.pool_servers import PooledResponse, ServerState, rank
+from ollama_proxy.backends.pool_servers import PooledResponse, PoolServer, rank
 from ollama_proxy.client_watch import cancelled_if_client_leaves
 from ollama_proxy.dispatch.body import OllamaBody
 from ollama_proxy.errors import Overloaded
@@ -79,7 +79,7 @@ class Dispatcher:
         raise AssertionError("rank() returns at least one server")
 
     def _send_scheduled(self, model: str, method: str, path: str, who: Requester, body,
-                        candidates: list[ServerState], deadline: float, request: dict) -> PooledResponse:
+                        candidates: list[PoolServer], deadline: float, request: dict) -> PooledResponse:
         now = time.monotonic()
         remaining = [s for s in candidates if not s.cooling(now)] or candidates
         asked = body.asked if isinstance(body, OllamaBody) else {}
@@ -102,7 +102,7 @@ class Dispatcher:
                 return answer
         raise AssertionError("a scheduled request has at least one candidate")
 
-    def _try(self, server: ServerState, release: Callable[[], None], last: bool, method: str, path: str,
+    def _try(self, server: PoolServer, release: Callable[[], None], last: bool, method: str, path: str,
              who: Requester, watched: bool, body, request: dict) -> PooledResponse | None:
         """Send to one server holding its slot; None to try the next (it was unreachable or failed, and is not last).
 
@@ -128,7 +128,7 @@ class Dispatcher:
                 return None
         return PooledResponse(upstream, server, release)
 
-    def _take_slot(self, server: ServerState, who: Requester) -> Callable[[], None]:
+    def _take_slot(self, server: PoolServer, who: Requester) -> Callable[[], None]:
         """Count a request in; wait for one of a server's lock-file slots at its max_concurrent (scheduling off)."""
         record = who.record
         if server.slots is None or record is None:
@@ -140,7 +140,7 @@ class Dispatcher:
             record.slots_awaited -= 1
 
 
-def _counted(server: ServerState, release_slot: Callable[[], None]) -> Callable[[], None]:
+def _counted(server: PoolServer, release_slot: Callable[[], None]) -> Callable[[], None]:
     server.in_flight += 1
 
     def release() -> None:

@@ -40,7 +40,7 @@ from ollama_proxy.scheduler.holding import HOLD_TOKENS, PromptHolds
 from ollama_proxy.scheduler.lending import Lending
 from ollama_proxy.scheduler.options import unify
 from ollama_proxy.scheduler.prefix import prompt_tokens
-from ollama_proxy.scheduler.servers import Placement, ServerSpec, ServerState, Start
+from ollama_proxy.scheduler.servers import Placement, ServerSlots, ServerSpec, Start
 from ollama_proxy.scheduler.snapshot import snapshot
 from ollama_proxy.scheduler.tickets import Bounds, Grant, Loan, Running, Ticket
 
@@ -53,7 +53,7 @@ class Scheduler(Lending, PromptHolds):
 
     def __init__(self, servers: Iterable[ServerSpec], bounds: Bounds = _DEFAULT_BOUNDS,
                  estimates: Estimates | None = None) -> None:
-        self.servers = {spec.name: ServerState(spec) for spec in servers}
+        self.servers = {spec.name: ServerSlots(spec) for spec in servers}
         self.bounds = bounds
         self.estimates = estimates or Estimates()
         self.fair = FairShare(bounds.fair_memory, bounds.max_end_users_per_key)
@@ -159,7 +159,7 @@ class Scheduler(Lending, PromptHolds):
         for spec in specs:
             state = self.servers.get(spec.name)
             if state is None:
-                self.servers[spec.name] = ServerState(spec)
+                self.servers[spec.name] = ServerSlots(spec)
             else:
                 state.spec = spec
 
@@ -168,7 +168,7 @@ class Scheduler(Lending, PromptHolds):
         instance's configuration: a reload, or instances sharing Redis); a server known stays as it is."""
         for spec in specs:
             if spec.name not in self.servers:
-                self.servers[spec.name] = ServerState(spec)
+                self.servers[spec.name] = ServerSlots(spec)
 
     def refresh(self, server: str, loaded: dict[str, dict], now: float) -> list[Grant]:
         """Take a server's loaded models (from ``/api/ps``) and hand on what that makes possible."""
@@ -315,7 +315,7 @@ class Scheduler(Lending, PromptHolds):
             return best
         return None
 
-    def _warm_wait(self, ticket: Ticket, candidates: list[ServerState], ahead: int, now: float) -> float:
+    def _warm_wait(self, ticket: Ticket, candidates: list[ServerSlots], ahead: int, now: float) -> float:
         """Expected seconds until a warm slot serves ``ticket``, behind ``ahead`` requests for its model."""
         warm = [s for s in candidates if ticket.model in s.runners
                 and not unify(s.runners[ticket.model].options, ticket.asked, ticket.enforced)[1]]
@@ -330,7 +330,7 @@ class Scheduler(Lending, PromptHolds):
         rounds, index = divmod(ahead, slots)
         return remaining[index] + rounds * expected
 
-    def _reserve_for_reload(self, ticket: Ticket, candidates: list[ServerState]) -> None:
+    def _reserve_for_reload(self, ticket: Ticket, candidates: list[ServerSlots]) -> None:
         """Hold back new requests on a busy runner that ``ticket`` must reload with larger options."""
         for server in candidates:
             runner = server.runners.get(ticket.model)

@@ -56,7 +56,9 @@ class Placement:
 
 
 @dataclass
-class ServerState:
+class ServerSlots:
+    """One Ollama server as the scheduler keeps it: its models loaded (runners) and their slots taken or lent."""
+
     spec: ServerSpec
     runners: dict[str, Runner] = field(default_factory=dict)
 

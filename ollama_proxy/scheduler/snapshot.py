@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ollama_proxy.scheduler.caches import CacheSlot
 from ollama_proxy.scheduler.fairness import named
-from ollama_proxy.scheduler.servers import Runner, ServerState
+from ollama_proxy.scheduler.servers import Runner, ServerSlots
 
 if TYPE_CHECKING:
     from ollama_proxy.scheduler.core import Scheduler
@@ -31,7 +31,7 @@ def snapshot(scheduler: Scheduler, now: float) -> dict:
     }
 
 
-def _server(scheduler: Scheduler, state: ServerState, now: float) -> dict:
+def _server(scheduler: Scheduler, state: ServerSlots, now: float) -> dict:
     spec = state.spec
     return {"name": spec.name, "slots": state.capacity, "busy": state.running, "num_parallel": spec.num_parallel,
             "max_loaded_models": spec.max_loaded_models,

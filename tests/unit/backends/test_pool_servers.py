@@ -1,6 +1,6 @@
 import pytest
 
-from ollama_proxy.backends.pool_servers import ServerState, admits, rank
+from ollama_proxy.backends.pool_servers import PoolServer, admits, rank
 from ollama_proxy.config import OllamaServerSettings
 
 
@@ -16,7 +16,7 @@ def test_admits(patterns, model, expected):
 
 
 def _server(name, models=(), loaded=(), in_flight=0, cool_until=0.0, max_concurrent=None, filter_=()):
-    return ServerState(OllamaServerSettings(name, f"http://{name}:11434", max_concurrent, filter_), backend=None,
+    return PoolServer(OllamaServerSettings(name, f"http://{name}:11434", max_concurrent, filter_), backend=None,
                        models=frozenset(models), loaded=frozenset(loaded), in_flight=in_flight,
                        cool_until=cool_until)
 

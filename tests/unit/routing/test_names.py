@@ -151,9 +151,9 @@ SPELLINGS = ["llama3.2", "llama3.2:latest", "Llama3.2", "LLAMA3.2:Latest", "libr
 
 
 def _server(name: str, models: tuple[str, ...] = (), filter_: tuple[str, ...] = ()):
-    from ollama_proxy.backends.pool_servers import ServerState
+    from ollama_proxy.backends.pool_servers import PoolServer
     from ollama_proxy.config import OllamaServerSettings
-    return ServerState(OllamaServerSettings(name, f"http://{name}:11434", None, filter_), backend=None,
+    return PoolServer(OllamaServerSettings(name, f"http://{name}:11434", None, filter_), backend=None,
                        models=frozenset(models))
 
 

@@ -1,8 +1,8 @@
-from ollama_proxy.scheduler.servers import Placement, Runner, ServerSpec, ServerState, Start
+from ollama_proxy.scheduler.servers import Placement, Runner, ServerSlots, ServerSpec, Start
 
 
-def _server(**spec) -> ServerState:
-    return ServerState(ServerSpec("gpu1", **spec))
+def _server(**spec) -> ServerSlots:
+    return ServerSlots(ServerSpec("gpu1", **spec))
 
 
 def test_a_loaded_model_starts_warm_until_its_slots_are_full():
@@ -56,7 +56,7 @@ def test_what_the_server_reports_loaded_replaces_the_view_but_keeps_requests_in_
 
 def test_a_listing_read_before_the_proxy_swapped_the_model_does_not_bring_the_old_one_back():
     """/api/ps said qwen3; meanwhile the proxy evicted it for llava, which runs: the server holds one model."""
-    state = ServerState(ServerSpec("gpu1", num_parallel=2, max_loaded_models=1))
+    state = ServerSlots(ServerSpec("gpu1", num_parallel=2, max_loaded_models=1))
     state.loaded({"qwen3:8b": {"num_ctx": 4096}})
     state.begin("llava:latest", Placement("gpu1", Start.LOAD, {"num_ctx": 4096}, evict="qwen3:8b"), 1.0)
     state.loaded({"qwen3:8b": {"num_ctx": 4096}})  # the listing read before that
@@ -65,7 +65,7 @@ def test_a_listing_read_before_the_proxy_swapped_the_model_does_not_bring_the_ol
 
 
 def test_a_listing_refreshes_the_busy_runners_options_and_adds_what_fits():
-    state = ServerState(ServerSpec("gpu1", num_parallel=2, max_loaded_models=2))
+    state = ServerSlots(ServerSpec("gpu1", num_parallel=2, max_loaded_models=2))
     state.begin("llava:latest", Placement("gpu1", Start.LOAD, {}), 1.0)
     state.loaded({"llava:latest": {"num_ctx": 8192}, "qwen3:8b": {"num_ctx": 4096}, "llama3.2:latest": {}})
     assert list(state.runners) == ["llava:latest", "qwen3:8b"]
