@@ -100,7 +100,7 @@ class OllamaPath:
     scheduled: bool = False  # makes a GPU work: waits for a slot the scheduler grants
 
 
-_INFERENCE = {"kind": CHECKED, "model_fields": ("model",), "routed": True, "scheduled": True}
+_INFERENCE = {"kind": CHECKED, "model_fields": ("model", "name"), "routed": True, "scheduled": True}
 OLLAMA_PATHS = (
     OllamaPath("/", PLAIN, ("GET",), PUBLIC),  # "Ollama is running", to anyone: clients probe it with no token
     OllamaPath("/api/version", PLAIN, ("GET",)),
