@@ -21,7 +21,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from cachetools import TTLCache
@@ -32,7 +32,8 @@ from ollama_proxy.config import AuthSettings, Token
 from ollama_proxy.errors import Forbidden, ProxyError, Unauthorized
 from ollama_proxy.observability.ledger import access_record
 from ollama_proxy.routing.names import matches_any
-from ollama_proxy.store import ApiKey, DatabaseError, Store, current_store
+from ollama_proxy.scheduler.fairness import BATCH
+from ollama_proxy.store import ApiKey, DatabaseError, Store, Team, current_store
 from ollama_proxy.store.keys import is_secret_shaped
 from ollama_proxy.surfaces import GENERATE, MANAGE, PUBLIC, ollama_path, surface_of
 
@@ -59,13 +60,26 @@ class Principal:
     trusted_frontend: bool = False  # may name the end user it calls for (each gets a share of its own)
     web: bool = False  # may use Ollama's web search and fetch (access.api_routes)
     cloud: bool = False  # may use cloud models, which run on ollama.com (access.cloud_models)
+    # The team a managed key belongs to (store.teams): its models bound the key's, its share holds the key's,
+    # and its limits count all its keys together.
+    team: str | None = None
+    team_weight: float = 1.0
+    team_models: tuple[str, ...] = ()
+    team_rpm: int | None = None
+    team_tpm: int | None = None
 
     def may(self, scope: str) -> bool:
         return self.scope == MANAGE or self.scope == scope
 
+    @property
+    def said(self) -> str:
+        """The principal as a refusal names it: ``token 'bob'``, ``token 'bob' of team 'research'``."""
+        return f"token '{self.name}'" + (f" of team '{self.team}'" if self.team is not None else "")
+
     def may_use(self, model: str) -> bool:
-        """Tell whether one of the patterns names the model (``names.matches``: ``Llama3.2`` is ``llama3.2:latest``)."""
-        return not self.models or matches_any(model, self.models)
+        """Tell whether the patterns name the model, the team's too (``names.matches``: ``Llama3.2`` is
+        ``llama3.2:latest``)."""
+        return all(not patterns or matches_any(model, patterns) for patterns in (self.models, self.team_models))
 
 
 class TokenTable:
@@ -111,40 +125,53 @@ class ManagedKeys:
         """Return the principal of a usable key; raise Unauthorized for a disabled or expired one."""
         if not is_secret_shaped(token):
             return None
-        key = self._key(token, now)
-        if key is None:
+        found = self._key(token, now)
+        if found is None:
             return None
+        key, team = found
         if not key.enabled:
             raise Unauthorized(f"key '{key.name}' is disabled")
         if key.expired(now):
             raise Unauthorized(f"key '{key.name}' expired at {key.expires_at.isoformat()}")
-        return Principal(key.name, key.scope, key.models, key.rpm, key.tpm, chat_log=key.chat_log,
-                         weight=key.weight, klass=key.klass, trusted_frontend=key.trusted_frontend, web=key.web,
-                         cloud=key.cloud)
+        return principal_of(key, team)
 
-    def _key(self, token: str, now: datetime) -> ApiKey | None:
-        """Return the key of a secret, from a cache when either holds the answer, else from the store."""
+    def _key(self, token: str, now: datetime) -> tuple[ApiKey, Team | None] | None:
+        """Return the key of a secret and its team, from a cache when either holds the answer, else from the store."""
         digest = hashlib.sha256(token.encode()).digest()  # the caches hold no secret
-        key = self._found.get(digest)
-        if key is not None or digest in self._unknown:
-            return key
-        key = self._load(token, now)
-        if key is None:
+        found = self._found.get(digest)
+        if found is not None or digest in self._unknown:
+            return found
+        found = self._load(token, now)
+        if found is None:
             self._unknown[digest] = True
         else:
-            self._found[digest] = key
-        return key
+            self._found[digest] = found
+        return found
 
-    def _load(self, token: str, now: datetime) -> ApiKey | None:
+    def _load(self, token: str, now: datetime) -> tuple[ApiKey, Team | None] | None:
         store: Store = self._store()
         try:
             key = store.find_key(token)
-            if key is not None and key.usable(now):
-                store.update_key(key.name, last_used_at=now)  # once per key per cache period
+            if key is None:
+                return None
+            if key.usable(now):
+                store.touch_key(key.name, now)  # once per key per cache period
+            return key, store.get_team(key.team) if key.team is not None else None
         except DatabaseError as exc:
             log.error("the key store failed: %s", exc)
             raise ProxyError("the key store cannot be reached; try again shortly", status=503) from None
-        return key
+
+
+def principal_of(key: ApiKey, team: Team | None) -> Principal:
+    """The principal a managed key stands for: its own settings, bounded by its team's (batch if either says so)."""
+    klass = BATCH if BATCH in (key.klass, getattr(team, "klass", None)) else key.klass
+    principal = Principal(key.name, key.scope, key.models, key.rpm, key.tpm, chat_log=key.chat_log,
+                          weight=key.weight, klass=klass, trusted_frontend=key.trusted_frontend, web=key.web,
+                          cloud=key.cloud)
+    if team is None:
+        return principal
+    return replace(principal, team=team.name, team_weight=team.weight, team_models=team.models,
+                   team_rpm=team.rpm, team_tpm=team.tpm)
 
 
 def token_from_headers(headers) -> str | None:

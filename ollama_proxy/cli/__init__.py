@@ -1,4 +1,4 @@
-"""The ``ollama-proxy`` command: serve the proxy, check a configuration file, manage keys, hash the admin password."""
+"""The ``ollama-proxy`` command: serve the proxy, check a configuration, manage keys, list usage and the audit trail."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import sys
 from werkzeug.security import generate_password_hash
 
 from ollama_proxy import __version__
+from ollama_proxy.cli import audit as cli_audit
 from ollama_proxy.cli import keys as cli_keys
+from ollama_proxy.cli import teams as cli_teams
 from ollama_proxy.cli import usage as cli_usage
 from ollama_proxy.config import (
     CONFIG_ENV,
@@ -114,17 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="check a configuration file and print a summary")
     check.add_argument("path", nargs="?", help=f"configuration file (default: ${CONFIG_ENV} or config/config.yaml)")
     cli_keys.add_parser(commands)
+    cli_teams.add_parser(commands)
     cli_usage.add_parser(commands)
+    cli_audit.add_parser(commands)
     commands.add_parser("admin-password", help="hash a password for admin.password_hash (asks, or reads stdin)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "keys":
+    if args.command in ("keys", "teams"):
         return cli_keys.run(args)
     if args.command == "usage":
         return cli_usage.export(args)
+    if args.command == "audit":
+        return cli_audit.show(args)
     if args.command == "admin-password":
         return admin_password()
     if args.command == "serve":

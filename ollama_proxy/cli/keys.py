@@ -6,11 +6,13 @@ import argparse
 import sys
 from datetime import date, datetime, time, timedelta, timezone
 
+from ollama_proxy.cli.operator import operator
 from ollama_proxy.config import CONFIG_ENV, ConfigError, load_settings
-from ollama_proxy.store import ApiKey, StoreError, open_store
-from ollama_proxy.store.keys import CLASSES, MAX_WEIGHT, SCOPES
+from ollama_proxy.scheduler.fairness import CLASSES, MAX_WEIGHT
+from ollama_proxy.store import ApiKey, DatabaseError, StoreError, open_store
+from ollama_proxy.store.keys import SCOPES
 
-LIST_COLUMNS = ("name", "prefix", "scope", "models", "limits", "allows", "expires", "enabled", "last used")
+LIST_COLUMNS = ("name", "prefix", "scope", "models", "limits", "allows", "expires", "enabled", "last used", "team")
 # What --allow grants: web, Ollama's web search and fetch; cloud, the cloud models, run on ollama.com.
 PERMISSIONS = ("web", "cloud")
 PERMISSION_HELP = ("web: may use Ollama's web search and web fetch, which make the Ollama server reach the internet; "
@@ -67,7 +69,7 @@ def _allows(key: ApiKey) -> str:
 
 def key_row(key: ApiKey) -> tuple[str, ...]:
     return (key.name, key.prefix, key.scope, ", ".join(key.models) or "*", _limits(key), _allows(key),
-            _moment(key.expires_at), "yes" if key.enabled else "no", _moment(key.last_used_at))
+            _moment(key.expires_at), "yes" if key.enabled else "no", _moment(key.last_used_at), key.team or "-")
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -78,14 +80,15 @@ def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 
 def create(store, args) -> int:
-    key, secret = store.create_key(args.name, scope=args.scope, models=args.models or (), rpm=args.rpm,
+    key, secret = store.create_key(args.name, by=operator(), scope=args.scope, models=args.models or (), rpm=args.rpm,
                                    tpm=args.tpm, expires_at=args.expires, chat_log=args.chat_log,
                                    weight=args.weight, klass=args.klass, trusted_frontend=args.trusted_frontend,
-                                   **{p: p in (args.allow or ()) for p in PERMISSIONS})
+                                   team=args.team, **{p: p in (args.allow or ()) for p in PERMISSIONS})
     allows = _allows(key)
     print(f"created key '{key.name}' ({key.prefix}...): scope {key.scope}, models {', '.join(key.models) or '*'}, "
           f"{_limits(key)}, expires {_moment(key.expires_at)}, weight {key.weight:g}, class {key.klass}"
-          + (", trusted front end" if key.trusted_frontend else "") + (f", allows {allows}" if allows != "-" else ""))
+          + (", trusted front end" if key.trusted_frontend else "") + (f", allows {allows}" if allows != "-" else "")
+          + (f", team {key.team} (its models, limits and class bound the key's)" if key.team else ""))
     print("the secret is shown once, below; only its hash is kept:")
     print(secret)  # alone on the last line: KEY=$(ollama-proxy keys create ... | tail -n1)
     return 0
@@ -99,7 +102,7 @@ def list_keys(store, args) -> int:
 
 def set_enabled(enabled: bool):
     def command(store, args) -> int:
-        store.update_key(args.name, enabled=enabled)
+        store.update_key(args.name, by=operator(), enabled=enabled)
         print(f"key '{args.name}' {'enabled' if enabled else 'disabled'}")
         return 0
     return command
@@ -107,14 +110,14 @@ def set_enabled(enabled: bool):
 
 def set_allowed(allowed: bool):
     def command(store, args) -> int:
-        store.update_key(args.name, **{args.permission: allowed})
+        store.update_key(args.name, by=operator(), **{args.permission: allowed})
         print(f"key '{args.name}' {'may' if allowed else 'may no longer'} use {args.permission}")
         return 0
     return command
 
 
 def delete(store, args) -> int:
-    store.delete_key(args.name)
+    store.delete_key(args.name, by=operator())
     print(f"key '{args.name}' deleted")
     return 0
 
@@ -123,8 +126,7 @@ def add_parser(commands) -> None:
     """Add ``keys`` and its subcommands to the ``ollama-proxy`` parser."""
     keys = commands.add_parser("keys", help="manage API keys kept in the store")
     actions = keys.add_subparsers(dest="action", required=True)
-    config = argparse.ArgumentParser(add_help=False)
-    config.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV} or config/config.yaml)")
+    config = config_option()
     new = actions.add_parser("create", parents=[config], help="create a key and print its secret (last line)")
     new.add_argument("--name", required=True, help="the key's name, shown in logs, usage and the admin page")
     new.add_argument("--models", action="append", metavar="GLOB",
@@ -151,6 +153,8 @@ def add_parser(commands) -> None:
                           "in the usage records (default: off)")
     new.add_argument("--allow", action="append", choices=PERMISSIONS,
                      help=f"{PERMISSION_HELP} (repeat; default: none allowed)")
+    new.add_argument("--team", help="the team the key belongs to (ollama-proxy teams create): the key never gets "
+                                    "more than the team's models, limits and class (default: none)")
     new.set_defaults(run=create)
     actions.add_parser("list", parents=[config], help="list the keys").set_defaults(run=list_keys)
     for name, run, text in (("enable", set_enabled(True), "let a key work again"),
@@ -167,16 +171,23 @@ def add_parser(commands) -> None:
         action.set_defaults(run=run)
 
 
+def config_option() -> argparse.ArgumentParser:
+    """The ``--config`` every subcommand on the store takes (a parent parser)."""
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV} or config/config.yaml)")
+    return config
+
+
 def run(args) -> int:
-    """Open the configured store and carry out one ``keys`` subcommand."""
+    """Open the configured store and carry out one subcommand on it (``args.run``): ``keys``, ``teams``."""
     try:
         store = open_store(load_settings(args.config).store)
-    except ConfigError as exc:
+    except (ConfigError, DatabaseError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 1
     try:
         return args.run(store, args)
-    except StoreError as exc:
+    except (StoreError, DatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

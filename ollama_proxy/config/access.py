@@ -77,6 +77,9 @@ class AdminSettings:
         help="usage rows shown on the usage page (the newest); the CSV export has them all")
     export_rows: int = setting(
         100_000, validate=AT_LEAST_1, help="most rows in one CSV export (narrow the dates for more)")
+    audit_rows: int = setting(
+        500, validate=AT_LEAST_1,
+        help="audit trail entries shown on the audit page (the newest); `ollama-proxy audit` lists them all")
 
     @property
     def enabled(self) -> bool:

@@ -62,7 +62,7 @@ class Router:
         """Return the Route for ``model`` (an alias resolved), or refuse a model the caller may not use."""
         models = models or ModelTable()
         if principal is not None and not models.may_use(principal.may_use, model):
-            raise Forbidden(f"token '{principal.name}' may not use the model '{model}'", param="model")
+            raise Forbidden(f"{principal.said} may not use the model '{model}'", param="model")
         target = models.resolve(model)
         extra = {"alias": models.is_alias(model), "override": models.override_for(model),
                  "defaults": models.defaults}
@@ -144,5 +144,5 @@ def refuse_unusable_model(model, field: str) -> None:
     if principal is None or not model or not isinstance(model, str):
         return
     if not principal.may_use(model):
-        raise Forbidden(f"token '{principal.name}' may not use the model '{model}' named in '{field}'", param=field)
+        raise Forbidden(f"{principal.said} may not use the model '{model}' named in '{field}'", param=field)
     check_cloud_use(principal, model, field=field)

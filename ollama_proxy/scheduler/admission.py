@@ -46,7 +46,8 @@ def share_of(principal, end_user: str | None) -> Share:
     if principal is None:
         return ANONYMOUS
     named = end_user is not None and principal.trusted_frontend
-    return Share(principal.name, principal.weight, principal.klass, end_user if named else None)
+    return Share(principal.name, principal.weight, principal.klass, end_user if named else None,
+                 principal.team, principal.team_weight)
 
 
 @dataclass

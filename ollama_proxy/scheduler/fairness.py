@@ -1,4 +1,4 @@
-"""Weighted fair share of slot-time, in a tree: between principals, then between the end users inside one.
+"""Weighted fair share of slot-time, in a tree: teams, their principals, then the end users inside one.
 
 Each principal (a key or a file token) has a virtual time: the slot-seconds its
 requests used, divided by its weight. Inside a principal, each end user a
@@ -22,8 +22,10 @@ after turn. After ``memory`` seconds it comes back level.
 
 The end users kept per principal are bounded (``members_kept``): past it, the
 one idle longest is forgotten, and while all of them are active a new one is
-scheduled as the principal's own requests are (``admit``). A third level (a team
-above its keys) is one more node on each share's path.
+scheduled as the principal's own requests are (``admit``). A team is one more
+level above its keys: teams (and the principals in none) share by weight, then
+a team's keys among themselves by theirs; an idle team's share goes to the
+others, as an idle principal's does.
 
 Classes come first: a waiting ``interactive`` request goes ahead of every
 ``batch`` one, except a batch request that has waited longer than the ageing
@@ -39,7 +41,7 @@ BATCH = "batch"
 CLASSES = (INTERACTIVE, BATCH)
 MAX_WEIGHT = 1000.0  # the largest weight a key or token may have
 
-Node = tuple  # a place in the tree: (principal,), or (principal, end user or None) inside it
+Node = tuple  # a place in the tree: (None, team), (principal,) in it or not, (principal, end user or None) in that
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,15 @@ class Share:
     weight: float = 1.0
     klass: str = INTERACTIVE
     end_user: str | None = None  # whom a trusted front end asks for: a share inside the principal's
+    team: str | None = None  # the team the principal belongs to: its share holds the principal's
+    team_weight: float = 1.0
     path: tuple = field(init=False, repr=False, compare=False)  # (node, weight among its siblings), from the top
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "path", (((self.principal,), self.weight), ((self.principal, self.end_user), 1.0)))
+        path = (((self.principal,), self.weight), ((self.principal, self.end_user), 1.0))
+        if self.team is not None:
+            path = (((None, self.team), self.team_weight), *path)  # no principal is None: no node is a team's
+        object.__setattr__(self, "path", path)
 
     @property
     def leaf(self) -> Node:
@@ -197,7 +204,7 @@ class FairShare:
         del self._idle_since[node]
         self._vtime.pop(node, None)
         self._holding.pop(node, None)
-        if len(node) == 2:
+        if len(node) == 2 and node[0] is not None:  # an end user's (or its principal's own requests')
             members = self._members.get(node[0])
             if members is not None:
                 members.discard(node)

@@ -205,16 +205,23 @@ def share_of(message: dict) -> Share:
         raise BadMessage(f"a share without {missing}: {_head(message)}") from None
     except (TypeError, ValueError):
         raise BadMessage(f"a weight that is not a number: {_head(message)}") from None
-    end_user = message.get("end_user")  # an older worker's message names none
-    if not isinstance(principal, str) or klass not in CLASSES or not weight > 0 or not isinstance(end_user, str | None):
+    end_user, team = message.get("end_user"), message.get("team")  # an older worker's message names neither
+    try:
+        team_weight = float(message.get("team_weight", 1.0))
+    except (TypeError, ValueError):
+        raise BadMessage(f"a team weight that is not a number: {_head(message)}") from None
+    if (not isinstance(principal, str) or klass not in CLASSES or not weight > 0 or not team_weight > 0
+            or not isinstance(end_user, str | None) or not isinstance(team, str | None)):
         raise BadMessage(f"a share that is not a principal, a class and a positive weight: {_head(message)}")
-    return Share(principal, weight, klass, end_user)
+    return Share(principal, weight, klass, end_user, team, team_weight)
 
 
 def _share(share: Share) -> dict:
     fields = {"principal": share.principal, "weight": share.weight, "class": share.klass}
     if share.end_user is not None:
         fields["end_user"] = share.end_user
+    if share.team is not None:
+        fields["team"], fields["team_weight"] = share.team, share.team_weight
     return fields
 
 

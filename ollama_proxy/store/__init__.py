@@ -7,16 +7,25 @@ under a lock, so several processes may start at once.
 
     store = open_store(settings.store)      # or, in the app: current_store()
 
+Every change names who makes it (``by``, an ``Actor``) and is recorded in the audit
+trail in the same transaction (``store.audit``).
+
 Keys (a secret is shown once, at creation; only its sha256 is kept):
-    create_key(name, scope="generate"|"manage", models=[globs], rpm=None, tpm=None,
+    create_key(name, by, scope="generate"|"manage", models=[globs], rpm=None, tpm=None,
                expires_at=None, chat_log=None, weight=1.0, klass="interactive",
-               trusted_frontend=False, web=False, cloud=False) -> (ApiKey, secret)
+               trusted_frontend=False, web=False, cloud=False, team=None) -> (ApiKey, secret)
     list_keys() -> [ApiKey]            get_key(name) -> ApiKey | None
     find_key(secret) -> ApiKey | None  (disabled and expired keys too: see ApiKey.usable(now))
-    update_key(name, **fields) -> ApiKey   (scope, models, rpm, tpm, expires_at, enabled,
-                                            last_used_at, chat_log, weight, klass,
-                                            trusted_frontend, web, cloud)
-    delete_key(name)
+    update_key(name, by, **fields) -> ApiKey   (scope, models, rpm, tpm, expires_at, enabled,
+                                                chat_log, weight, klass, trusted_frontend, web, cloud,
+                                                team)
+    touch_key(name, when)              (last used: not in the audit trail)
+    delete_key(name, by)
+Teams (a key of a team gets no more than its team: see ``store.teams``):
+    create_team(name, by, weight=1.0, klass="interactive", models=[globs], rpm=None, tpm=None) -> Team
+    list_teams() -> [Team]   get_team(name) -> Team | None
+    update_team(name, by, **fields) -> Team   (weight, klass, models, rpm, tpm)
+    delete_team(name, by)   (refused while keys belong to it, naming them)
 Usage (``ts`` an aware datetime; fields in ``USAGE_FIELDS``):
     add_usage(rows: [dict])            one transaction per batch
     query_usage(since, until, key, model, limit=1000, newest_first=False, end_user=None) -> [dict]
@@ -24,9 +33,12 @@ Usage (``ts`` an aware datetime; fields in ``USAGE_FIELDS``):
     usage_by_day(since, until, key, model, by=None|"key"|"model") -> [{day, requests,
                  prompt_tokens, completion_tokens, errors, cached_tokens, (key_name | model)}]
 Models (entries here merge over ``models:`` in the YAML file):
-    list_aliases() -> {alias: target}  set_alias(alias, target)  delete_alias(alias)
+    list_aliases() -> {alias: target}  set_alias(alias, target, by)  delete_alias(alias, by)
     list_overrides() -> {model: {"defaults": {...}, "enforce": {...}}}
-    set_override(model, defaults, enforce)  delete_override(model)
+    set_override(model, defaults, enforce, by)  delete_override(model, by)
+Audit trail (append-only):
+    audit_trail(since, until, limit=None, newest_first=False) -> [AuditEntry]
+    record_event(by, action, target, detail=None)   (sign-ins, failed sign-ins)
 
 Every datetime going in must be aware; every one coming out is aware UTC. A name
 already taken raises ``Conflict``, an absent one ``Missing``, bad values
@@ -42,19 +54,22 @@ from flask import Flask, current_app
 from sqlalchemy import Engine
 
 from ollama_proxy.config import StoreSettings
+from ollama_proxy.store.audit import Actor, AuditEntry, AuditStore
 from ollama_proxy.store.engine import open_engine
 from ollama_proxy.store.errors import Conflict, DatabaseError, Missing, StoreError, ValueRefused, database_errors
 from ollama_proxy.store.keys import ApiKey, KeyStore
 from ollama_proxy.store.migrate import upgrade
 from ollama_proxy.store.models import ModelStore
+from ollama_proxy.store.teams import Team, TeamStore
 from ollama_proxy.store.usage import USAGE_FIELDS, UsageStore
 
-__all__ = ["ApiKey", "Conflict", "DatabaseError", "Missing", "Store", "StoreError", "USAGE_FIELDS", "ValueRefused",
+__all__ = ["Actor", "ApiKey", "AuditEntry", "Conflict", "DatabaseError", "Missing", "Store", "StoreError", "Team",
+           "USAGE_FIELDS", "ValueRefused",
            "current_store", "init_app", "open_store"]
 _EXTENSION = "ollama_proxy.store"
 
 
-class Store(KeyStore, UsageStore, ModelStore):
+class Store(KeyStore, TeamStore, UsageStore, ModelStore, AuditStore):
     """The store's whole API over one engine (a pool of connections)."""
 
     def __init__(self, engine: Engine):

@@ -12,17 +12,19 @@ from datetime import datetime
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ollama_proxy.scheduler.fairness import CLASSES, MAX_WEIGHT
+from ollama_proxy.store.audit import Actor, changed, write_entry
 from ollama_proxy.store.errors import Conflict, Missing, StoreError, maps_database_errors
 from ollama_proxy.store.schema import api_keys, utcnow
+from ollama_proxy.store.teams import read_team
+from ollama_proxy.store.values import checked_share
 
 SECRET_PREFIX = "op-"
 SECRET_BYTES = 32  # random bytes in a secret: 43 characters of URL-safe base64
 _SECRET_SHAPE = re.compile(re.escape(SECRET_PREFIX) + "[A-Za-z0-9_-]{43}")
 PREFIX_LENGTH = len(SECRET_PREFIX) + 8  # what a listing or a log shows of a secret
 SCOPES = ("generate", "manage")
-_CHANGEABLE = {"scope", "models", "rpm", "tpm", "expires_at", "enabled", "last_used_at", "chat_log", "weight", "klass",
-               "trusted_frontend", "web", "cloud"}
+_CHANGEABLE = {"scope", "models", "rpm", "tpm", "expires_at", "enabled", "chat_log", "weight", "klass",
+               "trusted_frontend", "web", "cloud", "team"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class ApiKey:
     trusted_frontend: bool = False  # may name the end user a request is for (access.end_users)
     web: bool = False  # may use Ollama's web search and fetch (access.api_routes)
     cloud: bool = False  # may use cloud models, which run on ollama.com (access.cloud_models)
+    team: str | None = None  # the team whose models, limits and class bound it (store.teams)
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -78,24 +81,9 @@ def _checked(fields: dict) -> dict:
     """Check the fields a caller sets, so nonsense never reaches the table."""
     if "scope" in fields and fields["scope"] not in SCOPES:
         raise StoreError(f"scope must be one of {', '.join(SCOPES)}")
-    if "models" in fields:
-        models = fields["models"] or ()
-        if isinstance(models, str) or not all(isinstance(m, str) and m for m in models):
-            raise StoreError("models must be a list of non-empty glob patterns")
-        fields["models"] = list(models)
-    for limit in ("rpm", "tpm"):
-        value = fields.get(limit)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise StoreError(f"{limit} must be a positive whole number or none")
+    checked_share(fields)
     if fields.get("chat_log") not in (None, True, False):
         raise StoreError("chat_log must be true, false or none")
-    if "weight" in fields:
-        weight = fields["weight"]
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= MAX_WEIGHT:
-            raise StoreError(f"weight must be a number above 0, at most {MAX_WEIGHT:g}")
-        fields["weight"] = float(weight)
-    if "klass" in fields and fields["klass"] not in CLASSES:
-        raise StoreError(f"class must be one of {', '.join(CLASSES)}")
     for flag in ("trusted_frontend", "web", "cloud"):
         if flag in fields and fields[flag] not in (True, False):
             raise StoreError(f"{flag} must be true or false")
@@ -103,7 +91,15 @@ def _checked(fields: dict) -> dict:
         value = fields.get(moment)
         if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
             raise StoreError(f"{moment} must be a datetime with a time zone")
+    if fields.get("team") is not None and not isinstance(fields["team"], str):
+        raise StoreError("team must be a team's name or none")
     return fields
+
+
+def _team_exists(connection, fields: dict) -> None:
+    team = fields.get("team")
+    if team is not None and read_team(connection, team) is None:
+        raise Missing(f"no team named '{team}' (ollama-proxy teams create {team})")
 
 
 class KeyStore:
@@ -112,25 +108,29 @@ class KeyStore:
     engine: Engine
 
     @maps_database_errors
-    def create_key(self, name: str, *, scope: str = "generate", models=(), rpm: int | None = None,
+    def create_key(self, name: str, *, by: Actor, scope: str = "generate", models=(), rpm: int | None = None,
                    tpm: int | None = None, expires_at: datetime | None = None,
                    chat_log: bool | None = None, weight: float = 1.0, klass: str = "interactive",
-                   trusted_frontend: bool = False, web: bool = False, cloud: bool = False) -> tuple[ApiKey, str]:
+                   trusted_frontend: bool = False, web: bool = False, cloud: bool = False,
+                   team: str | None = None) -> tuple[ApiKey, str]:
         """Create a key; return it and its secret, which is shown this once and never stored."""
         if not isinstance(name, str) or not name.strip() or len(name) > 100:
             raise StoreError("a key's name is 1 to 100 characters")
         fields = _checked({"scope": scope, "models": models, "rpm": rpm, "tpm": tpm, "expires_at": expires_at,
                            "chat_log": chat_log, "weight": weight, "klass": klass,
-                           "trusted_frontend": trusted_frontend, "web": web, "cloud": cloud})
+                           "trusted_frontend": trusted_frontend, "web": web, "cloud": cloud, "team": team})
         secret = new_secret()
         values = dict(fields, name=name, prefix=secret[:PREFIX_LENGTH], secret_hash=hash_secret(secret),
                       enabled=True, created_at=utcnow(), last_used_at=None)
         try:
             with self.engine.begin() as connection:
+                _team_exists(connection, fields)
                 connection.execute(insert(api_keys).values(**values))
+                key = _read(connection, name)
+                write_entry(connection, by, "key.create", name, None, key_record(key))
         except IntegrityError:
             raise Conflict(f"a key named '{name}' exists already") from None
-        return self.get_key(name), secret
+        return key, secret
 
     @maps_database_errors
     def list_keys(self) -> list[ApiKey]:
@@ -140,14 +140,7 @@ class KeyStore:
     @maps_database_errors
     def get_key(self, name: str) -> ApiKey | None:
         with self.engine.connect() as connection:
-            row = connection.execute(select(api_keys).where(api_keys.c.name == name)).first()
-        return None if row is None else _row_to_key(row)
-
-    def _existing(self, name: str) -> ApiKey:
-        key = self.get_key(name)
-        if key is None:
-            raise Missing(f"no key named '{name}'")
-        return key
+            return _read(connection, name)
 
     @maps_database_errors
     def find_key(self, secret: str) -> ApiKey | None:
@@ -165,23 +158,48 @@ class KeyStore:
         return found
 
     @maps_database_errors
-    def update_key(self, name: str, **fields) -> ApiKey:
+    def update_key(self, name: str, *, by: Actor, **fields) -> ApiKey:
         """Change some of a key's fields (not its name or secret); return the key as it now is."""
         unknown = set(fields) - _CHANGEABLE
         if unknown:
             raise StoreError(f"cannot change {', '.join(sorted(unknown))} of a key")
         fields = _checked(dict(fields))
-        if not fields:
-            return self._existing(name)
         with self.engine.begin() as connection:
-            changed = connection.execute(update(api_keys).where(api_keys.c.name == name).values(**fields))
-        if changed.rowcount == 0:
-            raise Missing(f"no key named '{name}'")
-        return self._existing(name)
+            before = _read(connection, name)
+            if before is None:
+                raise Missing(f"no key named '{name}'")
+            if not fields:
+                return before
+            _team_exists(connection, fields)
+            connection.execute(update(api_keys).where(api_keys.c.name == name).values(**fields))
+            after = _read(connection, name)
+            was, now = changed(key_record(before), key_record(after))
+            if now:
+                write_entry(connection, by, "key.update", name, was, now)
+        return after
 
     @maps_database_errors
-    def delete_key(self, name: str) -> None:
+    def touch_key(self, name: str, when: datetime) -> None:
+        """Note when a key was last used (the proxy's own bookkeeping: no entry in the audit trail)."""
+        _checked({"last_used_at": when})
         with self.engine.begin() as connection:
-            deleted = connection.execute(delete(api_keys).where(api_keys.c.name == name))
-        if deleted.rowcount == 0:
-            raise Missing(f"no key named '{name}'")
+            connection.execute(update(api_keys).where(api_keys.c.name == name).values(last_used_at=when))
+
+    @maps_database_errors
+    def delete_key(self, name: str, *, by: Actor) -> None:
+        with self.engine.begin() as connection:
+            before = _read(connection, name)
+            if before is None:
+                raise Missing(f"no key named '{name}'")
+            connection.execute(delete(api_keys).where(api_keys.c.name == name))
+            write_entry(connection, by, "key.delete", name, key_record(before), None)
+
+
+def _read(connection, name: str) -> ApiKey | None:
+    row = connection.execute(select(api_keys).where(api_keys.c.name == name)).first()
+    return None if row is None else _row_to_key(row)
+
+
+def key_record(key: ApiKey) -> dict:
+    """What the audit trail keeps of a key: every field but its id and last use; its prefix, never its secret."""
+    return {name: getattr(key, name) for name in ApiKey.__dataclass_fields__ if name not in ("id", "last_used_at")}

@@ -67,6 +67,19 @@ api_keys = Table(
     Column("trusted_frontend", Boolean, nullable=False, server_default=false()),  # may name its end users
     Column("web", Boolean, nullable=False, server_default=false()),  # may use Ollama's web search and fetch
     Column("cloud", Boolean, nullable=False, server_default=false()),  # may use cloud models (ollama.com)
+    Column("team", String(100), index=True),  # the team it belongs to (teams.name); null: none
+)
+
+teams = Table(
+    "teams", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("weight", Float, nullable=False, server_default="1"),  # the team's share of the GPUs against others'
+    Column("klass", String(16), nullable=False, server_default="interactive"),  # or batch, for all its keys
+    Column("models", JSON, nullable=False),  # glob patterns its keys may use; empty = every model
+    Column("rpm", Integer),  # requests per minute of all its keys together
+    Column("tpm", Integer),  # tokens per minute of all its keys together
+    Column("created_at", UtcDateTime, nullable=False),
 )
 
 usage = Table(
@@ -103,4 +116,18 @@ overrides = Table(
     Column("model", String(255), nullable=False, unique=True),
     Column("defaults", JSON, nullable=False),
     Column("enforce", JSON, nullable=False),
+)
+
+# Append-only: no method of the store changes or removes a row, and triggers refuse it (migration 0008).
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ts", UtcDateTime, nullable=False, index=True),
+    Column("actor", String(255), nullable=False),  # an admin user, an OIDC subject, an OS user
+    Column("actor_kind", String(16), nullable=False),  # admin | oidc | cli
+    Column("origin", String(255), nullable=False),  # the client's address, or the CLI's host
+    Column("action", String(64), nullable=False),  # key.create, alias.delete, sign-in failed ...
+    Column("target", String(255), nullable=False),  # the name of what was changed, or who signed in
+    Column("before", JSON),
+    Column("after", JSON),
 )

@@ -26,6 +26,7 @@ from requests.adapters import HTTPAdapter
 from werkzeug.security import generate_password_hash
 
 from ollama_proxy.scheduler.options import reload_options
+from tests.actors import TESTER
 from tests.e2e.admin_page import ATTEMPTS, PASSWORD, admin_config, csrf_token
 from tests.e2e.command import cli, create_key
 from tests.e2e.conftest import ALICE, AT_ONCE, GENERATE, MANAGE, SCRAPE, auth, base_config
@@ -204,10 +205,10 @@ def guarded(fake_server, provider_server, tmp_path_factory):
     server = ProxyServer(config, tmp_path_factory.mktemp("guarded"), env={"LAB_KEY": PROVIDER_KEY}).start()
     store = server.open_store()
     try:
-        server.ops = store.create_key("ops", scope="manage", models=["llama3*"])[1]
-        server.llama = store.create_key("llama", models=["llama3*"])[1]
-        server.by_alias = store.create_key("by-alias", models=["gpt-*", "cloud"])[1]
-        server.lab = store.create_key("lab", models=["lab:*"])[1]
+        server.ops = store.create_key("ops", scope="manage", models=["llama3*"], by=TESTER)[1]
+        server.llama = store.create_key("llama", models=["llama3*"], by=TESTER)[1]
+        server.by_alias = store.create_key("by-alias", models=["gpt-*", "cloud"], by=TESTER)[1]
+        server.lab = store.create_key("lab", models=["lab:*"], by=TESTER)[1]
         yield server
     finally:
         store.close()
@@ -372,9 +373,9 @@ def test_a_flood_of_unknown_tokens_neither_pushes_a_valid_key_out_nor_writes_the
     store_path = server.workdir / "store.db"
     store = server.open_store()
     try:
-        valid, disabled, expired = (store.create_key(name)[1] for name in ("valid", "disabled", "expired"))
-        store.update_key("disabled", enabled=False)
-        store.update_key("expired", expires_at=datetime(2020, 1, 2, tzinfo=timezone.utc))
+        valid, disabled, expired = (store.create_key(name, by=TESTER)[1] for name in ("valid", "disabled", "expired"))
+        store.update_key("disabled", enabled=False, by=TESTER)
+        store.update_key("expired", expires_at=datetime(2020, 1, 2, tzinfo=timezone.utc), by=TESTER)
     finally:
         store.close()
 

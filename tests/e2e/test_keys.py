@@ -10,6 +10,7 @@ import openai
 import pytest
 import requests
 
+from tests.actors import TESTER
 from tests.e2e.command import cli, create_key
 from tests.e2e.conftest import base_config
 from tests.e2e.server import ProxyServer
@@ -76,7 +77,7 @@ def test_disable_enable_and_delete_take_effect_within_the_cache_bound(server):
 def test_an_expired_key_is_refused(server):
     secret = create_key(server, "--name", "old", "--expires", "2999-12-31")
     store = server.open_store()
-    store.update_key("old", expires_at=datetime(2020, 1, 2, tzinfo=timezone.utc))  # the command refuses a past date
+    store.update_key("old", expires_at=datetime(2020, 1, 2, tzinfo=timezone.utc), by=TESTER)  # the CLI refuses it
     store.close()
     answer = requests.get(server.url + "/api/tags", headers={"Authorization": f"Bearer {secret}"})
     assert answer.status_code == 401

@@ -11,6 +11,7 @@ import openai
 import pytest
 import requests
 
+from tests.actors import TESTER
 from tests.e2e.conftest import GENERATE, auth, base_config
 from tests.e2e.server import ProxyServer
 
@@ -43,7 +44,7 @@ def store(server):
 @pytest.fixture(scope="module")
 def llama_key(store) -> str:
     """A key that may use llama3 models only (and so the alias gpt-4o, which names one)."""
-    return store.create_key("llama-only", models=["llama3*"])[1]
+    return store.create_key("llama-only", models=["llama3*"], by=TESTER)[1]
 
 
 def names(listing: dict) -> list[str]:
@@ -136,7 +137,7 @@ def test_native_answers_carry_the_alias_line_by_line(server, fake):
 
 
 def test_an_alias_stored_at_run_time_shows_within_the_bound(server, fake, store):
-    store.set_alias("house-model", "qwen3:8b")
+    store.set_alias("house-model", "qwen3:8b", by=TESTER)
     try:
         time.sleep(CACHE_SECONDS + 0.2)
         tags = requests.get(server.url + "/api/tags", headers=auth(GENERATE)).json()
@@ -145,7 +146,7 @@ def test_an_alias_stored_at_run_time_shows_within_the_bound(server, fake, store)
                                json={"model": "house-model", "messages": HI, "stream": False}).json()
         assert answer["model"] == "house-model" and fake.last("/api/chat").json["model"] == "qwen3:8b"
     finally:
-        store.delete_alias("house-model")
+        store.delete_alias("house-model", by=TESTER)
 
 
 @pytest.mark.parametrize("surface", ["openai", "anthropic", "native"])

@@ -1,10 +1,12 @@
-"""Limit each principal's requests and tokens per minute.
+"""Limit each principal's requests and tokens per minute, and each team's.
 
 A principal with ``rpm`` is admitted while its window holds fewer requests than
 that; one with ``tpm`` while its window's token count is under the limit, and
 a request's tokens (prompt + completion) are charged when its response closes,
 so a long stream counts in full once it ends. Windows are fixed, one minute
-long, starting at a principal's first counted request.
+long, starting at a principal's first counted request. A key of a team with
+limits is also admitted only while its team's windows, which all the team's
+keys share, have room; its tokens are charged to both.
 
 The counters live in a ``limits`` storage named by ``ratelimit.storage_url``:
 a SQLite file (the default) is shared by every worker of one instance; Redis
@@ -78,61 +80,88 @@ class RateLimiter:
         options = _storage_options(settings.storage_url, settings.storage_timeout)
         self.storage = storage_from_string(settings.storage_url, wrap_exceptions=True, **options)
         self.strategy = FixedWindowRateLimiter(self.storage)
-        self.tpm_of: dict[str, int] = {}  # principal name -> its tpm, as last seen by this worker
+        # principal name -> the holders its tokens are charged to (itself, its team), as last seen by this worker
+        self.charged_to: dict[str, tuple[Holder, ...]] = {}
 
-    def _window(self, kind: str, item, name: str) -> Window:
-        stats = self.strategy.get_window_stats(item, kind, name)
+    def _window(self, kind: str, item, name: str, space: str = "") -> Window:
+        stats = self.strategy.get_window_stats(item, space + kind, name)
         return Window(kind, item.amount, stats.remaining, max(0.0, stats.reset_time - time.time()))
 
     def admit(self, principal: Principal) -> tuple[list[Window], RateLimited | None]:
-        """Count one request of ``principal``; return its windows and the refusal, if any."""
+        """Count one request of ``principal`` (and of its team); return the windows and the refusal, if any."""
+        holders = [holder for holder in limited(principal) if holder.rpm is not None or holder.tpm is not None]
         windows, refusal = [], None
-        if principal.tpm is not None:
-            tokens = RateLimitItemPerMinute(principal.tpm)
-            windows.append(self._window("tokens", tokens, principal.name))
-            if not self.strategy.test(tokens, "tokens", principal.name):
-                refusal = RateLimited(f"'{principal.name}' used its {principal.tpm} tokens per minute",
-                                      retry_after=windows[-1].reset, code="rate_limit_exceeded")
-        if principal.rpm is not None:
-            requests = RateLimitItemPerMinute(principal.rpm)
-            # A request refused for its tokens is not counted against the request limit.
-            admitted = refusal is not None or self.strategy.hit(requests, "requests", principal.name)
-            windows.insert(0, self._window("requests", requests, principal.name))
-            if not admitted:
-                refusal = RateLimited(f"'{principal.name}' sent its {principal.rpm} requests per minute",
-                                      retry_after=windows[0].reset, code="rate_limit_exceeded")
+        for holder in holders:
+            if holder.tpm is not None and refusal is None:
+                tokens = RateLimitItemPerMinute(holder.tpm)
+                windows.append(self._window("tokens", tokens, holder.name, holder.space))
+                if not self.strategy.test(tokens, holder.space + "tokens", holder.name):
+                    refusal = RateLimited(f"{holder.said} used its {holder.tpm} tokens per minute",
+                                          retry_after=windows[-1].reset, code="rate_limit_exceeded")
+        for holder in holders:
+            if holder.rpm is not None:
+                requests = RateLimitItemPerMinute(holder.rpm)
+                # A request refused already is not counted against a request limit.
+                admitted = refusal is not None or self.strategy.hit(requests, holder.space + "requests", holder.name)
+                windows.insert(0, self._window("requests", requests, holder.name, holder.space))
+                if not admitted:
+                    refusal = RateLimited(f"{holder.said} sent its {holder.rpm} requests per minute",
+                                          retry_after=windows[0].reset, code="rate_limit_exceeded")
         return windows, refusal
 
-    def charge(self, name: str, tpm: int, tokens: int) -> None:
-        """Count ``tokens`` against ``name``'s tokens-per-minute window."""
+    def charge(self, name: str, tpm: int, tokens: int, space: str = "") -> None:
+        """Count ``tokens`` against ``name``'s tokens-per-minute window (a team's: ``space`` "team ")."""
         if tokens > 0:
-            self.strategy.hit(RateLimitItemPerMinute(tpm), "tokens", name, cost=tokens)
+            self.strategy.hit(RateLimitItemPerMinute(tpm), space + "tokens", name, cost=tokens)
 
     def charge_record(self, record: RequestRecord) -> None:
-        """Charge a finished request's prompt and completion tokens to its principal (a close listener).
+        """Charge a finished request's prompt and completion tokens to its principal and team (a close listener).
 
         Charged at once, not queued: the next request's admission must see these
-        tokens, or a burst would slip past the limit. It is one counter increment,
-        made after the answer has gone out.
+        tokens, or a burst would slip past the limit. It is one counter increment
+        each, made after the answer has gone out.
         """
-        tpm = self.tpm_of.get(record.principal or "")
-        if tpm is None:
-            return
+        holders = self.charged_to.get(record.principal or "", ())
         tokens = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
-        try:
-            self.charge(record.principal, tpm, tokens)
-        except StorageError as exc:
-            log.warning("rate-limit storage failed, %d tokens of '%s' not counted: %s", tokens, record.principal, exc)
+        for holder in holders:
+            try:
+                self.charge(holder.name, holder.tpm, tokens, holder.space)
+            except StorageError as exc:
+                log.warning("rate-limit storage failed, %d tokens of %s not counted: %s", tokens, holder.said, exc)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who a limit belongs to: a principal, or a team (counted in a space of its own, ``"team "``)."""
+
+    name: str
+    rpm: int | None
+    tpm: int | None
+    space: str = ""
+
+    @property
+    def said(self) -> str:
+        return f"team '{self.name}'" if self.space else f"'{self.name}'"
+
+
+def limited(principal: Principal) -> list[Holder]:
+    """The principal's own limits, then its team's."""
+    holders = [Holder(principal.name, principal.rpm, principal.tpm)]
+    if principal.team is not None:
+        holders.append(Holder(principal.team, principal.team_rpm, principal.team_tpm, "team "))
+    return holders
 
 
 def limit_request() -> None:
     """Admit the request's principal or refuse it with a 429 (before the view runs)."""
     principal: Principal | None = g.get("principal")
-    if principal is None or (principal.rpm is None and principal.tpm is None):
+    if principal is None:
+        return
+    holders = [h for h in limited(principal) if h.rpm is not None or h.tpm is not None]
+    if not holders:
         return
     limiter: RateLimiter = current_app.extensions[EXTENSION]
-    if principal.tpm is not None:
-        limiter.tpm_of[principal.name] = principal.tpm
+    limiter.charged_to[principal.name] = tuple(h for h in holders if h.tpm is not None)
     try:
         windows, refusal = limiter.admit(principal)
     except StorageError as exc:
@@ -144,8 +173,12 @@ def limit_request() -> None:
 
 
 def add_headers(response):
-    """Tell a limited principal where it stands, on every answer, 429s included."""
+    """Tell a limited principal where it stands, on every answer, 429s included: per kind, the tightest window."""
+    tightest: dict[str, Window] = {}
     for window in g.get("rate_windows", ()):
+        if window.kind not in tightest or window.remaining < tightest[window.kind].remaining:
+            tightest[window.kind] = window
+    for window in tightest.values():
         response.headers.update(window.headers())
     return response
 

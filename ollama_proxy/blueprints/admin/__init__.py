@@ -1,4 +1,4 @@
-"""The admin web page at /admin: login, dashboard, the scheduler's live view, keys, models, usage, backends.
+"""The admin web page at /admin: dashboard, the scheduler's live view, keys, teams, models, usage, audit, backends.
 
 Server-rendered (Jinja templates under ``templates/admin/``, files under
 ``static/``). A session cookie signed with the admin secret key carries the
@@ -11,8 +11,18 @@ from __future__ import annotations
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-# keys, models, pages, scheduler and usage register their views on bp
-from ollama_proxy.blueprints.admin import keys, login, models, pages, scheduler, session, usage  # noqa: F401
+# audit, keys, models, pages, scheduler, teams and usage register their views on bp
+from ollama_proxy.blueprints.admin import (  # noqa: F401
+    audit,
+    keys,
+    login,
+    models,
+    pages,
+    scheduler,
+    session,
+    teams,
+    usage,
+)
 from ollama_proxy.blueprints.admin.base import bp
 
 __all__ = ["bp", "init_app"]

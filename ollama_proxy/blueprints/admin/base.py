@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 
 from ollama_proxy.blueprints.admin.session import session_is_valid
 from ollama_proxy.errors import NotFound
-from ollama_proxy.store import Missing
+from ollama_proxy.store import Actor, Missing
 
 PREFIX = "/admin"
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
@@ -20,7 +20,8 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
 
 # The pages in the navigation bar, in order: (endpoint, label).
 NAV = [("admin.dashboard", "Dashboard"), ("admin.scheduler", "Scheduler"), ("admin.keys", "Keys"),
-       ("admin.models", "Models"), ("admin.usage", "Usage"), ("admin.backends", "Backends")]
+       ("admin.teams", "Teams"), ("admin.models", "Models"), ("admin.usage", "Usage"), ("admin.audit", "Audit"),
+       ("admin.backends", "Backends")]
 
 bp = Blueprint("admin", __name__, url_prefix=PREFIX, static_folder=str(STATIC_DIR), static_url_path="/static")
 
@@ -60,6 +61,11 @@ def harden(response):
     if request.endpoint != "admin.static":
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def signed_in() -> Actor:
+    """The admin user making this request's change, and the address it comes from, for the audit trail."""
+    return Actor(str(session.get("user", "")), "admin", request.remote_addr or "-")
 
 
 def change_and_return(change, missing: str, done: str, page: str):

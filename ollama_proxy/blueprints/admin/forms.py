@@ -14,7 +14,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional, Rege
 
 from ollama_proxy.config.models import check_fields
 from ollama_proxy.scheduler import fairness
-from ollama_proxy.store.keys import MAX_WEIGHT
+from ollama_proxy.scheduler.fairness import MAX_WEIGHT
 
 SCOPES = [SelectChoice("generate", "generate: inference and listings"),
           SelectChoice("manage", "manage: also pull, push, delete models")]
@@ -53,6 +53,12 @@ def past_expiry(day: date | None, kept: date | None, today: date) -> str | None:
     return f"{day.isoformat()} is in the past: a key that expired before it was saved never works"
 
 
+def name_field() -> StringField:
+    """A new key's or team's name: what logs, usage and the CLI call it."""
+    return StringField("Name", validators=[DataRequired(), Length(max=100),
+                                           Regexp(r"^[\w.@-]+$", message="letters, digits and . _ - @ only")])
+
+
 class KeyLimitsForm(FlaskForm):
     """What a key may do: scope, models, limits, expiry, its share of the GPUs; and whether its chats are logged."""
 
@@ -75,11 +81,16 @@ class KeyLimitsForm(FlaskForm):
     cloud = BooleanField("Cloud models",
                          description="models tagged :cloud or -cloud (gpt-oss:120b-cloud), which send the prompt to "
                                      "ollama.com, under the Ollama server's account")
+    team = SelectField("Team", choices=[SelectChoice("", "none")], default="",
+                       description="its team's models, limits and class bound the key's; its share is in the team's")
 
-    def __init__(self, *args, chat_logs_enabled: bool = False, kept_expiry: date | None = None, **kwargs):
-        """``kept_expiry``: the day a key being edited expires now, which it may keep even when gone by."""
+    def __init__(self, *args, chat_logs_enabled: bool = False, kept_expiry: date | None = None,
+                 teams: tuple[str, ...] = (), **kwargs):
+        """``kept_expiry``: the day a key being edited expires now, which it may keep even when gone by;
+        ``teams``: the teams' names, to choose from."""
         super().__init__(*args, **kwargs)
         self.chat_log.choices = chat_log_choices(chat_logs_enabled)
+        self.team.choices = [SelectChoice("", "none"), *(SelectChoice(name, name) for name in teams)]
         self.kept_expiry = kept_expiry
 
     def validate_weight(self, field) -> None:
@@ -96,7 +107,7 @@ class KeyLimitsForm(FlaskForm):
                 "tpm": self.tpm.data, "expires_at": end_of_day(self.expires.data),
                 "chat_log": CHAT_LOG_VALUES[self.chat_log.data], "klass": self.klass.data,
                 "trusted_frontend": self.trusted_frontend.data, "web": self.web.data, "cloud": self.cloud.data,
-                **self._weight()}
+                "team": self.team.data or None, **self._weight()}
 
     def _weight(self) -> dict:
         """The weight typed, if any: left empty, a new key gets 1 and an edited key keeps its own."""
@@ -104,8 +115,35 @@ class KeyLimitsForm(FlaskForm):
 
 
 class NewKeyForm(KeyLimitsForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=100),
-                                           Regexp(r"^[\w.@-]+$", message="letters, digits and . _ - @ only")])
+    name = name_field()
+
+
+class TeamForm(FlaskForm):
+    """A team's share of the GPUs, its models and the limits its keys count against together."""
+
+    weight = FloatField("Weight", default=1.0, validators=[Optional()],
+                        description="the team's share of the GPUs against other teams' (and keys in none)")
+    klass = SelectField("Class", choices=CLASSES, default="interactive",
+                        description="batch: every key of the team waits behind interactive work")
+    models = StringField("Models", validators=[Optional(), Length(max=2000)],
+                         description="glob patterns its keys may use, e.g. llama3* qwen3:*; empty: every model")
+    rpm = IntegerField("Requests per minute", validators=[Optional(), NumberRange(min=1)],
+                       description="of all its keys together")
+    tpm = IntegerField("Tokens per minute", validators=[Optional(), NumberRange(min=1)],
+                       description="of all its keys together")
+
+    def validate_weight(self, field) -> None:
+        if field.data is not None and not 0 < field.data <= MAX_WEIGHT:
+            raise ValidationError(f"a number above 0, at most {MAX_WEIGHT:g}")
+
+    def store_fields(self) -> dict:
+        fields = {"klass": self.klass.data, "models": split_patterns(self.models.data), "rpm": self.rpm.data,
+                  "tpm": self.tpm.data}
+        return fields if self.weight.data is None else {**fields, "weight": self.weight.data}
+
+
+class NewTeamForm(TeamForm):
+    name = name_field()
 
 
 class AliasForm(FlaskForm):

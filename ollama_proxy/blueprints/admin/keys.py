@@ -6,8 +6,9 @@ from datetime import datetime, timezone
 
 from flask import current_app, flash, redirect, render_template, session, url_for
 
-from ollama_proxy.blueprints.admin.base import bp, change_and_return
+from ollama_proxy.blueprints.admin.base import bp, change_and_return, signed_in
 from ollama_proxy.blueprints.admin.forms import KeyLimitsForm, NewKeyForm, chat_log_choice
+from ollama_proxy.blueprints.admin.teams import team_names
 from ollama_proxy.errors import NotFound
 from ollama_proxy.store import StoreError, current_store
 
@@ -46,7 +47,7 @@ def _list_page(form: NewKeyForm, status: int = 200):
 @bp.get("/keys")
 def keys():
     """List every key, with the form to create one."""
-    return _list_page(NewKeyForm(chat_logs_enabled=_chat_logs_enabled()))
+    return _list_page(NewKeyForm(chat_logs_enabled=_chat_logs_enabled(), teams=team_names()))
 
 
 @bp.post("/keys")
@@ -57,11 +58,11 @@ def create_key():
     secret crosses the redirect in the signed session cookie, never in a URL, and the page
     that shows it removes it from the session.
     """
-    form = NewKeyForm(chat_logs_enabled=_chat_logs_enabled())
+    form = NewKeyForm(chat_logs_enabled=_chat_logs_enabled(), teams=team_names())
     if not form.validate():
         return _list_page(form, 400)
     try:
-        key, secret = current_store().create_key(form.name.data, **form.store_fields())
+        key, secret = current_store().create_key(form.name.data, by=signed_in(), **form.store_fields())
     except StoreError as exc:
         form.name.errors.append(str(exc))
         return _list_page(form, 400)
@@ -86,13 +87,13 @@ def edit_key(name: str):
     form = KeyLimitsForm(data={"scope": key.scope, "models": " ".join(key.models), "rpm": key.rpm, "tpm": key.tpm,
                                "expires": expires, "chat_log": chat_log_choice(key.chat_log), "weight": key.weight,
                                "klass": key.klass, "trusted_frontend": key.trusted_frontend, "web": key.web,
-                               "cloud": key.cloud},
-                         chat_logs_enabled=_chat_logs_enabled(), kept_expiry=expires)
+                               "cloud": key.cloud, "team": key.team or ""},
+                         chat_logs_enabled=_chat_logs_enabled(), kept_expiry=expires, teams=team_names())
     if form.is_submitted():
         if not form.validate():
             return render_template("admin/key_edit.html", key=key, form=form), 400
         try:
-            current_store().update_key(name, **form.store_fields())
+            current_store().update_key(name, by=signed_in(), **form.store_fields())
         except StoreError as exc:
             flash(str(exc), "error")
             return render_template("admin/key_edit.html", key=key, form=form), 400
@@ -104,12 +105,13 @@ def edit_key(name: str):
 @bp.post("/keys/<name>/enabled/<int:enabled>")
 def enable_key(name: str, enabled: int):
     """Enable or disable a key (a disabled key is refused until enabled again)."""
-    return change_and_return(lambda: current_store().update_key(name, enabled=bool(enabled)), f"key named '{name}'",
-                             f"Key '{name}' {'enabled' if enabled else 'disabled'}.", "admin.keys")
+    return change_and_return(lambda: current_store().update_key(name, by=signed_in(), enabled=bool(enabled)),
+                             f"key named '{name}'", f"Key '{name}' {'enabled' if enabled else 'disabled'}.",
+                             "admin.keys")
 
 
 @bp.post("/keys/<name>/delete")
 def delete_key(name: str):
     """Delete a key for good."""
-    return change_and_return(lambda: current_store().delete_key(name), f"key named '{name}'",
+    return change_and_return(lambda: current_store().delete_key(name, by=signed_in()), f"key named '{name}'",
                              f"Key '{name}' deleted.", "admin.keys")

@@ -11,12 +11,14 @@ from limits.errors import StorageError
 
 from ollama_proxy.access import ratelimit
 from ollama_proxy.access.login_guard import LoginGuard
-from ollama_proxy.blueprints.admin.base import bp, is_admin_path
+from ollama_proxy.blueprints.admin.base import bp, is_admin_path, signed_in
 from ollama_proxy.blueprints.admin.session import password_matches, start_session
 from ollama_proxy.config import AdminSettings
+from ollama_proxy.store import Actor, DatabaseError, current_store
 
 log = logging.getLogger(__name__)
 _EXTENSION = "ollama_proxy.admin_logins"
+UNKNOWN_USER = "an unknown user name"
 
 
 def credentials_match(settings: AdminSettings, username: str, password: str) -> bool:
@@ -26,9 +28,14 @@ def credentials_match(settings: AdminSettings, username: str, password: str) -> 
     return password_ok and name_ok
 
 
+def _named(settings: AdminSettings, username: str) -> str:
+    # A password typed into the name field must not reach a log or the audit trail: name only the known user.
+    return settings.username if username == settings.username else UNKNOWN_USER
+
+
 def _who(settings: AdminSettings, username: str) -> str:
-    # A password typed into the name field must not reach the log: name only the known user.
-    return repr(settings.username) if username == settings.username else "an unknown user name"
+    named = _named(settings, username)
+    return named if named == UNKNOWN_USER else repr(named)
 
 
 def safe_next(target: str | None) -> str:
@@ -62,10 +69,23 @@ def login():
         except StorageError as exc:
             log.error("a failed admin login could not be counted: %s", exc)
         log.warning("admin login failed for %s from %s", _who(settings, username), client)
+        _record(Actor(_named(settings, username), "admin", client), "sign-in failed")
         return _form(username, "Wrong user name or password.", 401)
+    if not _record(Actor(settings.username, "admin", client), "sign-in"):
+        return _form(username, "Logging in is not possible right now: the store cannot be reached.", 503)
     start_session(session, settings)
     log.info("admin login for %s from %s", _who(settings, username), client)
     return redirect(safe_next(request.form.get("next")))
+
+
+def _record(actor: Actor, action: str) -> bool:
+    """Put a sign-in (or a failed one) in the audit trail; say whether it is there."""
+    try:
+        current_store().record_event(actor, action, actor.name)
+    except DatabaseError as exc:
+        log.error("the audit trail could not record %s for %s: %s", action, actor.name, exc.reason)
+        return False
+    return True
 
 
 def _refusal(guard: LoginGuard, settings: AdminSettings, client: str, username: str):
@@ -89,6 +109,8 @@ def _form(username: str, error: str, status: int, retry_after: int | None = None
 @bp.post("/logout")
 def logout():
     """End the session."""
+    if session.get("user"):
+        _record(signed_in(), "sign-out")
     session.clear()
     return redirect(url_for("admin.login"))
 

@@ -6,7 +6,7 @@ import json
 
 from flask import current_app, flash, redirect, render_template, url_for
 
-from ollama_proxy.blueprints.admin.base import bp, change_and_return
+from ollama_proxy.blueprints.admin.base import bp, change_and_return, signed_in
 from ollama_proxy.blueprints.admin.forms import AliasForm, OverrideForm
 from ollama_proxy.errors import ProxyError
 from ollama_proxy.routing.names import canonical, same_model
@@ -67,7 +67,7 @@ def set_alias():
         problem = check_alias(form.alias.data, form.target.data, known)
         if problem is None:
             try:
-                current_store().set_alias(form.alias.data, form.target.data)
+                current_store().set_alias(form.alias.data, form.target.data, by=signed_in())
             except StoreError as exc:
                 problem = str(exc)
         if problem is None:
@@ -85,7 +85,7 @@ def _removed(remove, what: str):
 @bp.post("/models/aliases/<path:alias>/delete")
 def delete_alias(alias: str):
     """Remove an alias."""
-    return _removed(lambda: current_store().delete_alias(alias), f"alias '{alias}'")
+    return _removed(lambda: current_store().delete_alias(alias, by=signed_in()), f"alias '{alias}'")
 
 
 @bp.post("/models/overrides")
@@ -94,7 +94,8 @@ def set_override():
     form = OverrideForm(prefix="override")
     if form.validate():
         try:
-            current_store().set_override(form.model.data, form.defaults.parsed, form.enforce.parsed)
+            current_store().set_override(form.model.data, form.defaults.parsed, form.enforce.parsed,
+                                              by=signed_in())
         except StoreError as exc:
             form.model.errors.append(str(exc))
         else:
@@ -106,4 +107,4 @@ def set_override():
 @bp.post("/models/overrides/<path:model>/delete")
 def delete_override(model: str):
     """Remove a model's override."""
-    return _removed(lambda: current_store().delete_override(model), f"override for '{model}'")
+    return _removed(lambda: current_store().delete_override(model, by=signed_in()), f"override for '{model}'")

@@ -13,6 +13,7 @@ from ollama_proxy.access.end_users import (
 )
 from ollama_proxy.observability.ledger import RECORD_KEY, RequestRecord
 from ollama_proxy.store.schema import usage
+from tests.actors import TESTER
 
 TRUSTED = Principal("webui", "generate", trusted_frontend=True)
 UNTRUSTED = Principal("script", "generate")
@@ -109,8 +110,8 @@ def app_with_keys(tmp_path, fake):
     app = create_app(parse_settings({"logging": {"dir": str(tmp_path)}, "store": {"url": f"sqlite:///{tmp_path}/s.db"},
                                      "service": {"base_url": fake.url, "scheduling": False}}, environ={}))
     with app.app_context():
-        _, trusted = current_store().create_key("webui", trusted_frontend=True)
-        _, untrusted = current_store().create_key("script")
+        _, trusted = current_store().create_key("webui", trusted_frontend=True, by=TESTER)
+        _, untrusted = current_store().create_key("script", by=TESTER)
     records: list[RequestRecord] = []
     add_close_listener(app, records.append)
     return app, {"trusted": trusted, "untrusted": untrusted}, records

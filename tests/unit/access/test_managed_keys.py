@@ -8,11 +8,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ollama_proxy.access.auth import GENERATE, MANAGE, ManagedKeys, Principal
+from ollama_proxy.access.auth import GENERATE, MANAGE, ManagedKeys, Principal, principal_of
 from ollama_proxy.config import AuthSettings, StoreSettings
 from ollama_proxy.errors import ProxyError, Unauthorized
 from ollama_proxy.store import open_store
 from ollama_proxy.store.keys import is_secret_shaped, new_secret
+from tests.actors import TESTER
 from tests.fakes.clock import ManualClock
 
 NOW = datetime.now(timezone.utc)
@@ -31,9 +32,13 @@ class CountingStore:
         self.calls["find_key"] += 1
         return self.store.find_key(secret)
 
-    def update_key(self, name: str, **fields):
-        self.calls["update_key"] += 1
-        return self.store.update_key(name, **fields)
+    def touch_key(self, name: str, when):
+        self.calls["touch_key"] += 1
+        return self.store.touch_key(name, when)
+
+    def get_team(self, name: str):
+        self.calls["get_team"] += 1
+        return self.store.get_team(name)
 
 
 @pytest.fixture
@@ -71,20 +76,20 @@ def unknown_token() -> str:
 
 
 def test_a_key_becomes_a_principal_with_its_models_and_limits(store, keys):
-    _, secret = store.create_key("alice", models=["llama3*"], rpm=60, tpm=1000)
+    _, secret = store.create_key("alice", models=["llama3*"], rpm=60, tpm=1000, by=TESTER)
     assert keys.find(secret, NOW) == Principal("alice", GENERATE, ("llama3*",), 60, 1000)
-    _, manager = store.create_key("ops", scope=MANAGE)
+    _, manager = store.create_key("ops", scope=MANAGE, by=TESTER)
     assert keys.find(manager, NOW).may(MANAGE)
 
 
 def test_unknown_and_foreign_tokens_are_none(store, keys):
-    store.create_key("alice")
+    store.create_key("alice", by=TESTER)
     assert keys.find("op-" + "x" * 43, NOW) is None
     assert keys.find("a-yaml-token", NOW) is None
 
 
 def test_last_use_is_recorded(store, keys):
-    _, secret = store.create_key("alice")
+    _, secret = store.create_key("alice", by=TESTER)
     keys.find(secret, NOW)
     assert store.get_key("alice").last_used_at == NOW
 
@@ -94,23 +99,23 @@ def test_last_use_is_recorded(store, keys):
     ({"expires_at": NOW - timedelta(seconds=1)}, "key 'alice' expired"),
 ])
 def test_a_disabled_or_expired_key_is_refused(store, keys, change, message):
-    _, secret = store.create_key("alice")
-    store.update_key("alice", **change)
+    _, secret = store.create_key("alice", by=TESTER)
+    store.update_key("alice", **change, by=TESTER)
     with pytest.raises(Unauthorized, match=message):
         keys.find(secret, NOW)
 
 
 def test_expiry_is_checked_on_every_request_even_when_cached(store, keys):
-    _, secret = store.create_key("alice", expires_at=NOW + timedelta(minutes=1))
+    _, secret = store.create_key("alice", expires_at=NOW + timedelta(minutes=1), by=TESTER)
     assert keys.find(secret, NOW) is not None
     with pytest.raises(Unauthorized, match="expired"):
         keys.find(secret, NOW + timedelta(minutes=2))
 
 
 def test_a_disabled_key_stops_within_the_cache_bound(store, keys, clock):
-    _, secret = store.create_key("alice")
+    _, secret = store.create_key("alice", by=TESTER)
     assert keys.find(secret, NOW) is not None
-    store.update_key("alice", enabled=False)
+    store.update_key("alice", enabled=False, by=TESTER)
     clock.advance(CACHE_SECONDS - 1)
     assert keys.find(secret, NOW) is not None  # cached: the database is not asked every request
     clock.advance(1)
@@ -119,9 +124,9 @@ def test_a_disabled_key_stops_within_the_cache_bound(store, keys, clock):
 
 
 def test_a_deleted_key_stops_within_the_cache_bound(store, keys, clock):
-    _, secret = store.create_key("alice")
+    _, secret = store.create_key("alice", by=TESTER)
     assert keys.find(secret, NOW) is not None
-    store.delete_key("alice")
+    store.delete_key("alice", by=TESTER)
     clock.advance(CACHE_SECONDS - 1)
     assert keys.find(secret, NOW) is not None
     clock.advance(1)
@@ -144,7 +149,7 @@ def test_a_failing_database_is_a_503_not_a_traceback(tmp_path):
 
 def test_a_flood_of_unknown_tokens_leaves_a_valid_key_in_its_cache(store, counted, clock):
     keys = managed_keys(counted, clock, key_cache_size=2, unknown_key_cache_size=2)
-    _, secret = store.create_key("alice")
+    _, secret = store.create_key("alice", by=TESTER)
     assert keys.find(secret, NOW).name == "alice"
     for _ in range(50):
         assert keys.find(unknown_token(), NOW) is None
@@ -197,8 +202,8 @@ def test_every_secret_made_is_shaped_like_one():
 
 @pytest.mark.parametrize("change", [{"enabled": False}, {"expires_at": NOW - timedelta(seconds=1)}])
 def test_a_refused_key_is_read_but_never_written(store, counted, keys, change):
-    _, secret = store.create_key("alice")
-    store.update_key("alice", **change)
+    _, secret = store.create_key("alice", by=TESTER)
+    store.update_key("alice", **change, by=TESTER)
     for _ in range(3):
         with pytest.raises(Unauthorized):
             keys.find(secret, NOW)
@@ -207,7 +212,7 @@ def test_a_refused_key_is_read_but_never_written(store, counted, keys, change):
 
 
 def test_an_unknown_token_writes_nothing(store, counted, keys):
-    store.create_key("alice")
+    store.create_key("alice", by=TESTER)
     prefix = store.get_key("alice").prefix
     keys.find(prefix + secrets.token_urlsafe(32)[:35], NOW)  # alice's visible prefix, another secret
     assert counted.calls == Counter(find_key=1)
@@ -215,14 +220,37 @@ def test_an_unknown_token_writes_nothing(store, counted, keys):
 
 
 def test_a_key_allowed_cloud_models_becomes_a_principal_allowed_them(store, keys):
-    _, plain = store.create_key("plain", web=True)
-    _, frontier = store.create_key("frontier", cloud=True)
+    _, plain = store.create_key("plain", web=True, by=TESTER)
+    _, frontier = store.create_key("frontier", cloud=True, by=TESTER)
     assert keys.find(plain, NOW).cloud is False
     assert keys.find(frontier, NOW) == Principal("frontier", GENERATE, cloud=True)
 
 
 def test_a_key_allowed_the_web_becomes_a_principal_allowed_it(store, keys):
-    _, plain = store.create_key("plain")
-    _, searcher = store.create_key("searcher", web=True)
+    _, plain = store.create_key("plain", by=TESTER)
+    _, searcher = store.create_key("searcher", web=True, by=TESTER)
     assert keys.find(plain, NOW).web is False
     assert keys.find(searcher, NOW) == Principal("searcher", GENERATE, web=True)
+
+
+def test_a_key_of_a_team_gets_no_more_than_its_team(store):
+    store.create_team("research", by=TESTER, weight=3, klass="batch", models=["qwen3*", "llama3*"], rpm=600)
+    key, _ = store.create_key("alice", by=TESTER, models=["llama3*", "mistral*"], rpm=60, team="research")
+    principal = principal_of(key, store.get_team("research"))
+    assert (principal.team, principal.team_weight, principal.team_rpm, principal.rpm) == ("research", 3.0, 600, 60)
+    assert principal.klass == "batch"  # the team's, though the key says interactive
+    assert principal.may_use("llama3.2") and not principal.may_use("mistral:7b") and not principal.may_use("qwen3:8b")
+    alone = principal_of(store.get_key("alice"), None)
+    assert alone.may_use("mistral:7b") and alone.klass == "interactive" and alone.team is None
+
+
+def test_a_teams_change_reaches_its_keys_once_the_cache_forgets_them(store, counted, clock):
+    store.create_team("research", by=TESTER, models=["llama3*"])
+    _, secret = store.create_key("alice", by=TESTER, team="research")
+    keys = managed_keys(counted, clock)
+    assert keys.find(secret, NOW).team_models == ("llama3*",)
+    store.update_team("research", by=TESTER, models=["qwen3*"])
+    assert keys.find(secret, NOW).team_models == ("llama3*",)  # cached with its key
+    assert counted.calls["get_team"] == 1
+    clock.advance(CACHE_SECONDS + 1)
+    assert keys.find(secret, NOW).team_models == ("qwen3*",)

@@ -68,13 +68,6 @@ def test_table_aligns_columns():
     ]
 
 
-@pytest.fixture
-def store_config(tmp_path):
-    path = tmp_path / "config.yaml"
-    path.write_text(f"store: {{url: 'sqlite:///{tmp_path / 'store.db'}'}}\nlogging: {{dir: '{tmp_path}'}}\n")
-    return str(path)
-
-
 def keys(config: str, *args: str) -> int:
     return main(["keys", args[0], "--config", config, *args[1:]])
 

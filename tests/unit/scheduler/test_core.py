@@ -702,3 +702,21 @@ def test_what_the_scheduler_keeps_per_model_name_is_bounded():
     kept = [s.last_interactive, s.last_short, s.estimates._slot, s.estimates._ends]
     assert all(len(table) <= MODELS_KEPT for table in kept), [len(table) for table in kept]
     assert f"made-up-{3 * MODELS_KEPT - 1}" in s.estimates._slot  # the newest are the ones kept
+
+
+def test_teams_share_by_their_weights_then_their_keys_by_theirs_and_keys_in_no_team_stand_as_teams():
+    shares = {"a1": Share("a1", team="apps"), "a2": Share("a2", team="apps"), "a3": Share("a3", weight=2, team="apps"),
+              "r1": Share("r1", team="research", team_weight=2), "solo": Share("solo")}
+    used = _run_backlogged(_scheduler(default_slot_seconds=1.0), shares, seconds=800)
+    total = sum(used.values())
+    # apps 1, research 2, solo (in no team) 1: a quarter, a half, a quarter.
+    assert (used["a1"] + used["a2"] + used["a3"]) / total == pytest.approx(0.25, abs=0.02)
+    assert used["r1"] / total == pytest.approx(0.5, abs=0.02) and used["solo"] / total == pytest.approx(0.25, abs=0.02)
+    assert used["a3"] == pytest.approx(2 * used["a1"], rel=0.1) and used["a1"] == pytest.approx(used["a2"], rel=0.1)
+
+
+def test_a_teams_keys_share_one_teams_part_however_many_of_them_wait():
+    shares = {f"a{n}": Share(f"a{n}", team="apps") for n in range(6)} | {"solo": Share("solo")}
+    used = _run_backlogged(_scheduler(default_slot_seconds=1.0), shares, seconds=400)
+    total = sum(used.values())
+    assert used["solo"] / total == pytest.approx(0.5, abs=0.02)  # six keys of one team: one team's half

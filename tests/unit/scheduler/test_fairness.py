@@ -141,3 +141,16 @@ def test_batch_ranks_after_interactive_until_it_has_aged():
     assert class_rank(Share("alice"), waited=0, ageing=30) == 0
     assert class_rank(batch, waited=29.9, ageing=30) == 1
     assert class_rank(batch, waited=30, ageing=30) == 0
+
+
+def test_a_team_is_one_more_level_charged_over_its_weight_and_a_team_node_is_never_a_principals():
+    fair = FairShare(memory=0)
+    share = Share("alice", weight=2, team="apps", team_weight=4)
+    assert [node for node, _ in share.path] == [(None, "apps"), ("alice",), ("alice", None)]
+    fair.charge(share, 8.0)
+    assert (fair.vtime((None, "apps")), fair.vtime(_top("alice")), fair.vtime(("alice", None))) == (2.0, 4.0, 8.0)
+    _served(fair, Share("None", team="x"), 1.0, now=0)  # a key named "None": its node is ("None",), not a team's
+    fair.enter(share, now=1)
+    fair.leave(share, now=2)  # the team goes idle, and with memory 0 is forgotten at once
+    fair.enter(Share("bob"), now=3)
+    assert fair.vtime((None, "apps")) == 0.0 and fair.counts() == {("bob",): 1, ("bob", None): 1}

@@ -114,3 +114,11 @@ def test_a_loan_says_what_it_is_for_and_an_older_arbiters_is_for_short_interacti
         wire.loan_of({**wire.lend(loan), "classes": ["gold"]})
     with pytest.raises(wire.BadMessage):
         wire.loan_of({**wire.lend(loan), "slots": "two"})
+
+
+def test_a_share_in_a_team_goes_over_the_wire_whole_and_an_older_workers_share_names_none():
+    share = Share("alice", 2.0, "batch", "ann", team="apps", team_weight=3.0)
+    assert wire.share_of(wire._share(share)) == share
+    assert wire.share_of({"principal": "bob", "weight": 1, "class": "interactive"}).team is None
+    with pytest.raises(wire.BadMessage):
+        wire.share_of({"principal": "bob", "weight": 1, "class": "interactive", "team": "apps", "team_weight": 0})

@@ -19,6 +19,7 @@ from ollama_proxy.config import StoreSettings
 from ollama_proxy.store import DatabaseError, Store, StoreError, ValueRefused, open_store
 from ollama_proxy.store.errors import database_errors, mapped
 from ollama_proxy.store.keys import new_secret
+from tests.actors import TESTER
 
 MAPPING_CASES = [
     pytest.param(DataError("INSERT", {"model": "m" * 1000}, Exception("value too long\nDETAIL: more")),
@@ -57,21 +58,29 @@ def test_the_stores_own_errors_pass_unchanged():
 NOW = datetime(2026, 11, 22, 20, 0, tzinfo=timezone.utc)
 # Every public method of the store, called as a caller would.
 CALLS = {
-    "create_key": lambda store: store.create_key("alice"),
+    "create_key": lambda store: store.create_key("alice", by=TESTER),
     "list_keys": lambda store: store.list_keys(),
     "get_key": lambda store: store.get_key("alice"),
     "find_key": lambda store: store.find_key(new_secret()),
-    "update_key": lambda store: store.update_key("alice", last_used_at=NOW),
-    "delete_key": lambda store: store.delete_key("alice"),
+    "update_key": lambda store: store.update_key("alice", enabled=False, by=TESTER),
+    "touch_key": lambda store: store.touch_key("alice", NOW),
+    "record_event": lambda store: store.record_event(TESTER, "sign-in", "admin"),
+    "audit_trail": lambda store: store.audit_trail(),
+    "delete_key": lambda store: store.delete_key("alice", by=TESTER),
+    "create_team": lambda store: store.create_team("lab", by=TESTER),
+    "list_teams": lambda store: store.list_teams(),
+    "get_team": lambda store: store.get_team("lab"),
+    "update_team": lambda store: store.update_team("lab", by=TESTER, rpm=5),
+    "delete_team": lambda store: store.delete_team("lab", by=TESTER),
     "add_usage": lambda store: store.add_usage([{"ts": NOW, "request_id": "r1"}]),
     "query_usage": lambda store: store.query_usage(),
     "usage_by_day": lambda store: store.usage_by_day(by="key"),
     "list_aliases": lambda store: store.list_aliases(),
-    "set_alias": lambda store: store.set_alias("gpt-4o", "llama3.2"),
-    "delete_alias": lambda store: store.delete_alias("gpt-4o"),
+    "set_alias": lambda store: store.set_alias("gpt-4o", "llama3.2", by=TESTER),
+    "delete_alias": lambda store: store.delete_alias("gpt-4o", by=TESTER),
     "list_overrides": lambda store: store.list_overrides(),
-    "set_override": lambda store: store.set_override("llama3.2", {"num_ctx": 8192}),
-    "delete_override": lambda store: store.delete_override("llama3.2"),
+    "set_override": lambda store: store.set_override("llama3.2", {"num_ctx": 8192}, by=TESTER),
+    "delete_override": lambda store: store.delete_override("llama3.2", by=TESTER),
 }
 NO_DATABASE = {"close"}  # disposes of the connection pool: asks the database nothing
 

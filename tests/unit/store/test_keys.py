@@ -9,12 +9,13 @@ from sqlalchemy import select
 from ollama_proxy.store import Conflict, Missing, StoreError
 from ollama_proxy.store.keys import PREFIX_LENGTH, hash_secret
 from ollama_proxy.store.schema import api_keys
+from tests.actors import TESTER
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
 def test_create_returns_the_key_and_a_secret_kept_only_as_a_hash(store):
-    key, secret = store.create_key("alice", models=["llama3*", "qwen3:*"], rpm=60, tpm=100000)
+    key, secret = store.create_key("alice", models=["llama3*", "qwen3:*"], rpm=60, tpm=100000, by=TESTER)
     assert secret.startswith("op-") and len(secret) > 40
     assert key.prefix == secret[:PREFIX_LENGTH] and len(key.prefix) == 11
     assert (key.name, key.scope, key.models, key.rpm, key.tpm) == ("alice", "generate", ("llama3*", "qwen3:*"),
@@ -28,8 +29,8 @@ def test_create_returns_the_key_and_a_secret_kept_only_as_a_hash(store):
 
 
 def test_find_key_by_secret(store):
-    key, secret = store.create_key("alice")
-    other, _ = store.create_key("bob", scope="manage")
+    key, secret = store.create_key("alice", by=TESTER)
+    other, _ = store.create_key("bob", scope="manage", by=TESTER)
     assert store.find_key(secret) == key
     assert store.find_key(secret + "x") is None
     assert store.find_key(secret[:-1]) is None
@@ -39,9 +40,9 @@ def test_find_key_by_secret(store):
 
 
 def test_keys_sharing_a_prefix_are_told_apart_by_hash(store):
-    key, secret = store.create_key("alice")
+    key, secret = store.create_key("alice", by=TESTER)
     twin = key.prefix + "another-secret-with-the-same-visible-part"
-    store.update_key("alice")  # no change: still there
+    store.update_key("alice", by=TESTER)  # no change: still there
     with store.engine.begin() as connection:
         connection.execute(api_keys.insert().values(
             name="twin", prefix=key.prefix, secret_hash=hash_secret(twin), scope="generate", models=[],
@@ -51,9 +52,9 @@ def test_keys_sharing_a_prefix_are_told_apart_by_hash(store):
 
 
 def test_names_are_unique(store):
-    store.create_key("alice")
+    store.create_key("alice", by=TESTER)
     with pytest.raises(Conflict, match="alice"):
-        store.create_key("alice")
+        store.create_key("alice", by=TESTER)
 
 
 @pytest.mark.parametrize("fields, message", [
@@ -67,38 +68,39 @@ def test_names_are_unique(store):
 ])
 def test_bad_values_are_refused(store, fields, message):
     with pytest.raises(StoreError, match=message):
-        store.create_key("alice", **fields)
+        store.create_key("alice", **fields, by=TESTER)
     assert store.list_keys() == []
 
 
 def test_update_changes_fields_and_returns_the_key(store):
-    store.create_key("alice")
+    store.create_key("alice", by=TESTER)
     later = NOW + timedelta(days=30)
-    key = store.update_key("alice", enabled=False, models=["qwen3:*"], rpm=None, tpm=5, expires_at=later,
-                           last_used_at=NOW)
+    key = store.update_key("alice", enabled=False, models=["qwen3:*"], rpm=None, tpm=5, expires_at=later, by=TESTER)
     assert (key.enabled, key.models, key.rpm, key.tpm) == (False, ("qwen3:*",), None, 5)
-    assert key.expires_at == later and key.last_used_at == NOW
+    assert key.expires_at == later and key.last_used_at is None
     assert store.get_key("alice") == key
+    store.touch_key("alice", NOW)
+    assert store.get_key("alice").last_used_at == NOW
 
 
 def test_update_refuses_the_name_the_secret_and_absent_keys(store):
-    store.create_key("alice")
+    store.create_key("alice", by=TESTER)
     with pytest.raises(StoreError, match="secret_hash"):
-        store.update_key("alice", secret_hash="0" * 64)
+        store.update_key("alice", secret_hash="0" * 64, by=TESTER)
     with pytest.raises(Missing):
-        store.update_key("nobody", enabled=False)
+        store.update_key("nobody", enabled=False, by=TESTER)
     with pytest.raises(Missing):
-        store.update_key("nobody")
+        store.update_key("nobody", by=TESTER)
 
 
 def test_delete(store):
-    _, secret = store.create_key("alice")
-    store.create_key("bob")
-    store.delete_key("alice")
+    _, secret = store.create_key("alice", by=TESTER)
+    store.create_key("bob", by=TESTER)
+    store.delete_key("alice", by=TESTER)
     assert [k.name for k in store.list_keys()] == ["bob"]
     assert store.find_key(secret) is None
     with pytest.raises(Missing):
-        store.delete_key("alice")
+        store.delete_key("alice", by=TESTER)
 
 
 @pytest.mark.parametrize("enabled, expires_at, usable", [
@@ -109,33 +111,33 @@ def test_delete(store):
     (False, None, False),
 ])
 def test_usable(store, enabled, expires_at, usable):
-    store.create_key("alice", expires_at=expires_at)
-    key = store.update_key("alice", enabled=enabled)
+    store.create_key("alice", expires_at=expires_at, by=TESTER)
+    key = store.update_key("alice", enabled=enabled, by=TESTER)
     assert key.usable(NOW) is usable
 
 
 def test_expiry_keeps_its_moment_across_time_zones(store):
     plus_two = timezone(timedelta(hours=2))
-    key, _ = store.create_key("alice", expires_at=datetime(2030, 5, 1, 12, 0, tzinfo=plus_two))
+    key, _ = store.create_key("alice", expires_at=datetime(2030, 5, 1, 12, 0, tzinfo=plus_two), by=TESTER)
     assert key.expires_at == datetime(2030, 5, 1, 10, 0, tzinfo=timezone.utc)
     assert key.expires_at.utcoffset() == timedelta(0)
 
 
 def test_a_key_keeps_its_own_chat_log_choice(store):
-    assert store.create_key("plain")[0].chat_log is None  # as chat_logs.enabled says
-    assert store.create_key("logged", chat_log=True)[0].chat_log is True
-    assert store.update_key("logged", chat_log=False).chat_log is False
+    assert store.create_key("plain", by=TESTER)[0].chat_log is None  # as chat_logs.enabled says
+    assert store.create_key("logged", chat_log=True, by=TESTER)[0].chat_log is True
+    assert store.update_key("logged", chat_log=False, by=TESTER).chat_log is False
     with pytest.raises(StoreError, match="chat_log"):
-        store.create_key("odd", chat_log="yes")
+        store.create_key("odd", chat_log="yes", by=TESTER)
 
 
 def test_a_key_has_a_share_of_the_gpus_weight_one_interactive_untrusted_unless_told(store):
-    plain, _ = store.create_key("plain")
+    plain, _ = store.create_key("plain", by=TESTER)
     assert (plain.weight, plain.klass, plain.trusted_frontend) == (1.0, "interactive", False)
-    batch, _ = store.create_key("nightly", weight=2.5, klass="batch", trusted_frontend=True)
+    batch, _ = store.create_key("nightly", weight=2.5, klass="batch", trusted_frontend=True, by=TESTER)
     assert store.get_key("nightly") == batch
     assert (batch.weight, batch.klass, batch.trusted_frontend) == (2.5, "batch", True)
-    assert store.update_key("nightly", weight=1, klass="interactive").klass == "interactive"
+    assert store.update_key("nightly", weight=1, klass="interactive", by=TESTER).klass == "interactive"
 
 
 @pytest.mark.parametrize("fields, named", [
@@ -144,13 +146,13 @@ def test_a_key_has_a_share_of_the_gpus_weight_one_interactive_untrusted_unless_t
 ])
 def test_a_share_that_makes_no_sense_is_refused(store, fields, named):
     with pytest.raises(StoreError, match=named):
-        store.create_key("odd", **fields)
+        store.create_key("odd", **fields, by=TESTER)
 
 
 def test_a_key_may_use_the_web_only_when_allowed(store):
-    assert store.create_key("plain")[0].web is False
-    allowed, _ = store.create_key("searcher", web=True)
+    assert store.create_key("plain", by=TESTER)[0].web is False
+    allowed, _ = store.create_key("searcher", web=True, by=TESTER)
     assert allowed.web is True and store.get_key("searcher") == allowed
-    assert store.update_key("searcher", web=False).web is False
+    assert store.update_key("searcher", web=False, by=TESTER).web is False
     with pytest.raises(StoreError, match="web must be true or false"):
-        store.create_key("odd", web="yes")
+        store.create_key("odd", web="yes", by=TESTER)

@@ -78,3 +78,37 @@ def test_principals_are_counted_apart(limiter):
 def test_zero_tokens_charge_nothing(limiter):
     limiter.charge("dave", 10, 0)
     assert limiter.admit(Principal("dave", GENERATE, tpm=10))[0][0].remaining == 10
+
+
+def test_a_teams_limits_count_all_its_keys_together_beside_each_keys_own(limiter):
+    alice = Principal("alice", GENERATE, rpm=2, team="research", team_rpm=3)
+    bob = Principal("bob", GENERATE, team="research", team_rpm=3)
+    outcomes = [limiter.admit(p)[1] for p in (alice, bob, alice, bob)]
+    assert [refusal is None for refusal in outcomes] == [True, True, True, False]
+    assert "team 'research' sent its 3 requests per minute" in outcomes[-1].message
+    refused = limiter.admit(alice)[1]  # over its own 2, and its team's 3
+    assert refused is not None
+    assert limiter.admit(Principal("carol", GENERATE, team="apps", team_rpm=3))[1] is None  # another team
+
+
+def test_a_keys_tokens_are_charged_to_its_team_which_then_refuses_its_other_keys(limiter):
+    alice = Principal("alice", GENERATE, team="research", team_tpm=100)
+    bob = Principal("bob", GENERATE, tpm=1000, team="research", team_tpm=100)
+    assert limiter.admit(alice)[1] is None
+    limiter.charge("research", 100, 100, "team ")
+    windows, refusal = limiter.admit(bob)
+    assert refusal is not None and "team 'research' used its 100 tokens per minute" in refusal.message
+    assert limiter.admit(Principal("research", GENERATE, tpm=100))[1] is None  # a key named as the team: apart
+
+
+def test_the_headers_give_the_tightest_window_of_each_kind():
+    from flask import Flask, g
+
+    from ollama_proxy.access.ratelimit import add_headers
+
+    app = Flask(__name__)
+    with app.test_request_context():
+        g.rate_windows = [Window("requests", 100, 40, 5.0), Window("requests", 10, 3, 9.0), Window("tokens", 50, 7, 1)]
+        headers = add_headers(app.response_class()).headers
+    assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-remaining-requests"]) == ("10", "3")
+    assert headers["x-ratelimit-remaining-tokens"] == "7"

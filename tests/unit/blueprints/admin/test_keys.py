@@ -9,6 +9,7 @@ import pytest
 
 from ollama_proxy.blueprints.admin.forms import chat_log_choice
 from ollama_proxy.blueprints.admin.keys import CREATED, hold_secret, take_secret
+from tests.actors import TESTER
 from tests.unit.blueprints.admin.conftest import csrf_token
 
 SECRET = re.compile(r"op-[A-Za-z0-9_-]{20,}")
@@ -46,7 +47,7 @@ def test_an_unknown_chat_log_choice_is_refused(client, store):
     (None, "on", True), (True, "off", False), (False, "global", None), (True, "on", True),
 ])
 def test_editing_a_key_changes_its_chat_log(client, store, before, choice, after):
-    store.create_key("alice", chat_log=before)
+    store.create_key("alice", chat_log=before, by=TESTER)
     page = client.get("/admin/keys/alice").get_data(as_text=True)
     assert f'value="{chat_log_choice(before)}"' in selected_chat_log(page)
     answer = client.post("/admin/keys/alice", data={"csrf_token": csrf_token(client, "/admin/keys/alice"),
@@ -60,9 +61,9 @@ def test_editing_a_key_changes_its_chat_log(client, store, before, choice, after
     ({"chat_logs": {"enabled": True}}, "on (global)"),
 ])
 def test_the_list_shows_each_keys_chat_log(client, store, global_cell):
-    store.create_key("always", chat_log=True)
-    store.create_key("never", chat_log=False)
-    store.create_key("follows")
+    store.create_key("always", chat_log=True, by=TESTER)
+    store.create_key("never", chat_log=False, by=TESTER)
+    store.create_key("follows", by=TESTER)
     page = client.get("/admin/keys").get_data(as_text=True)
     assert [chat_log_cell(page, name) for name in ("always", "never", "follows")] == ["on", "off", global_cell]
     assert f"as chat_logs.enabled says (now {global_cell.split()[0]})" in page  # the form's first choice
@@ -122,14 +123,14 @@ def edit(client, name: str, **fields):
 
 
 def test_editing_a_key_to_expire_in_the_past_is_refused(client, store):
-    store.create_key("alice")
+    store.create_key("alice", by=TESTER)
     answer = edit(client, "alice", expires="2020-01-01", rpm="5")
     assert answer.status_code == 400 and "2020-01-01 is in the past" in answer.get_data(as_text=True)
     assert (store.get_key("alice").expires_at, store.get_key("alice").rpm) == (None, None)
 
 
 def test_an_expired_key_can_be_edited_keeping_its_expiry(client, store):
-    store.create_key("old", expires_at=datetime(2020, 1, 2, 23, 59, 59, tzinfo=timezone.utc))
+    store.create_key("old", expires_at=datetime(2020, 1, 2, 23, 59, 59, tzinfo=timezone.utc), by=TESTER)
     answer = edit(client, "old", expires="2020-01-02", rpm="5")
     assert answer.status_code == 302
     assert store.get_key("old").rpm == 5 and store.get_key("old").expires_at.date() == date(2020, 1, 2)
@@ -167,7 +168,7 @@ def test_an_unknown_class_is_refused(client, store):
 
 
 def test_editing_a_key_changes_its_share_and_an_empty_weight_keeps_it(client, store):
-    store.create_key("alice", weight=3.0, trusted_frontend=True)
+    store.create_key("alice", weight=3.0, trusted_frontend=True, by=TESTER)
     page = client.get("/admin/keys/alice").get_data(as_text=True)
     assert re.search(r'<input[^>]*name="weight"[^>]*value="3.0"', page)
     assert re.search(r'<input[^>]*checked[^>]*name="trusted_frontend"|<input[^>]*name="trusted_frontend"[^>]*checked',
@@ -195,7 +196,7 @@ def test_a_new_key_gets_the_permissions_ticked_and_the_list_shows_them(client, s
 
 
 def test_editing_a_key_gives_and_takes_the_cloud_permission(client, store):
-    store.create_key("alice", web=True)
+    store.create_key("alice", web=True, by=TESTER)
     assert edit(client, "alice", web="y", cloud="y").status_code == 302
     assert (store.get_key("alice").web, store.get_key("alice").cloud) == (True, True)
     page = client.get("/admin/keys/alice").get_data(as_text=True)

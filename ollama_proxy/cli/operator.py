@@ -1,0 +1,24 @@
+"""Name who runs the CLI, for the audit trail: the OS user, on which host, over SSH from where."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+
+from ollama_proxy.store import Actor
+
+
+def operator(environ=os.environ) -> Actor:
+    """The person running this command: the OS user (the one behind sudo, if any) at this host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's): its number
+        user = f"uid {os.getuid()}"
+    if environ.get("SUDO_USER") and environ["SUDO_USER"] != user:
+        user = f"{environ['SUDO_USER']} (as {user})"
+    origin = socket.gethostname()
+    ssh = environ.get("SSH_CONNECTION", "").split()
+    if ssh:
+        origin += f", ssh from {ssh[0]}"
+    return Actor(user, "cli", origin)
