@@ -34,11 +34,16 @@ def _images(item: dict) -> int:
     content = item.get("content")
     for part in content if isinstance(content, list) else ():
         if isinstance(part, dict):
-            count += part.get("type") in IMAGE_PART_TYPES
+            count += _is_image(part)
             inner = part.get("content")
-            count += sum(isinstance(p, dict) and p.get("type") in IMAGE_PART_TYPES
-                         for p in (inner if isinstance(inner, list) else ()))
+            count += sum(_is_image(p) for p in (inner if isinstance(inner, list) else ()))
     return count
+
+
+def _is_image(part: object) -> bool:
+    """Whether a content part is an image; its type may be anything a client sent (a list, an object)."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    return isinstance(kind, str) and kind in IMAGE_PART_TYPES
 
 
 def check_item_counts(body: dict, bounds: dict[str, int]) -> None:

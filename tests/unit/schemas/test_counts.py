@@ -22,6 +22,8 @@ BOUNDS = {"messages": 3, "input_items": 3, "tools": 2, "images": 2}
      {"messages": 0, "input_items": 2, "tools": 0, "images": 1}),  # Responses
     ({"input": "just text", "messages": "not a list", "tools": None},
      {"messages": 0, "input_items": 0, "tools": 0, "images": 0}),  # shapes the schemas refuse count nothing
+    ({"messages": [{"content": [{"type": {"image": 1}}, {"type": ["image"], "content": [{"type": {}}]}]}]},
+     {"messages": 1, "input_items": 0, "tools": 0, "images": 0}),  # a type that is no name is no image, no crash
 ])
 def test_each_surfaces_items_are_counted(body, counts):
     assert item_counts(body) == counts
