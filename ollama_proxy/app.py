@@ -12,7 +12,7 @@ from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ollama_proxy import content_encoding, store
-from ollama_proxy.access import auth, ratelimit
+from ollama_proxy.access import auth, budgets, ratelimit
 from ollama_proxy.backends import health as backend_health
 from ollama_proxy.backends.image_fetcher import ImageFetcher
 from ollama_proxy.backends.pool import OllamaPool
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     model_catalog.init_app(app)
     auth.init_app(app)
     ratelimit.init_app(app)  # after auth: it limits the principal auth found
+    budgets.init_app(app)  # after the limits: a request they refuse spends nothing
     chatlog.init_app(app)  # after auth and the limits: it logs admitted chats
     if settings.cors.origins:
         CORS(app, origins=list(settings.cors.origins), expose_headers=["X-Request-Id"], max_age=600)

@@ -11,6 +11,7 @@ from werkzeug.security import generate_password_hash
 
 from ollama_proxy import __version__
 from ollama_proxy.cli import audit as cli_audit
+from ollama_proxy.cli import budgets as cli_budgets
 from ollama_proxy.cli import keys as cli_keys
 from ollama_proxy.cli import teams as cli_teams
 from ollama_proxy.cli import usage as cli_usage
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help=f"configuration file (default: ${CONFIG_ENV} or config/config.yaml)")
     cli_keys.add_parser(commands)
     cli_teams.add_parser(commands)
+    cli_budgets.add_parser(commands)
     cli_usage.add_parser(commands)
     cli_audit.add_parser(commands)
     commands.add_parser("admin-password", help="hash a password for admin.password_hash (asks, or reads stdin)")
@@ -125,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("keys", "teams"):
+    if args.command in ("keys", "teams", "budgets"):
         return cli_keys.run(args)
     if args.command == "usage":
         return cli_usage.export(args)

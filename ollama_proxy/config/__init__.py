@@ -29,14 +29,22 @@ from ollama_proxy.config.loading import (
 )
 from ollama_proxy.config.models import ModelOverride, ModelsSettings
 from ollama_proxy.config.paths import PROJECT_ROOT
-from ollama_proxy.config.records import ChatLogSettings, LoggingSettings, MetricsSettings, StoreSettings, UsageSettings
+from ollama_proxy.config.records import (
+    BudgetSettings,
+    ChatLogSettings,
+    LoggingSettings,
+    MetricsSettings,
+    StoreSettings,
+    UsageSettings,
+)
 from ollama_proxy.config.service import CorsSettings, ImageSettings, LimitSettings, ServiceSettings
 from ollama_proxy.config.settings import Settings
 from ollama_proxy.config.tokens import Token
 
 __all__ = [
     "CONFIG_ENV", "DEFAULT_CONFIG", "DEFAULT_SERVER", "ENV_OVERRIDES", "MULTIPROC_ENV", "PROJECT_ROOT", "SECONDS",
-    "AdminSettings", "AuthSettings", "ChatLogSettings", "ConfigError", "CorsSettings", "ImageSettings",
+    "AdminSettings", "AuthSettings", "BudgetSettings", "ChatLogSettings", "ConfigError", "CorsSettings",
+    "ImageSettings",
     "LimitSettings", "LoggingSettings", "MetricsSettings", "MiB", "ModelFacts", "ModelOverride", "ModelsSettings",
     "OllamaServerSettings", "ProviderSettings", "RateLimitSettings", "RetrySettings", "RoutingSettings",
     "SchedulingSettings",

@@ -1,11 +1,12 @@
-"""Declare what the proxy writes down and where: ``logging:``, ``store:``, ``usage:``, ``chat_logs:``, ``metrics:``."""
+"""Declare what the proxy writes down and where: ``logging:``, ``store:``, ``usage:``, ``budgets:``, ``chat_logs:``,
+``metrics:``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
 
-from marshmallow import validate
+from marshmallow import ValidationError, validate
 
 from ollama_proxy.config.checks import AT_LEAST_0, AT_LEAST_1, NON_EMPTY, SECONDS, MiB
 from ollama_proxy.config.declare import setting
@@ -74,3 +75,23 @@ class MetricsSettings:
     # Where the workers' metric files are, from prometheus_client's own variable (deploy/gunicorn.conf.py
     # sets it before the workers start); "" when serving from one process. No key of the file.
     multiproc_dir: str = ""
+
+
+def _time_zone(name: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"not a time zone the system knows: {name!r} (e.g. UTC, Europe/Berlin)") from None
+    return True
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    timezone: str = setting(
+        "UTC", validate=_time_zone,
+        help="the time zone whose calendar days, weeks (from Monday) and months a budget's period follows")
+    cache_seconds: float = setting(
+        2.0, validate=AT_LEAST_0,
+        help="seconds a worker keeps the budgets it read from the store (what was spent is read at each request)")

@@ -16,7 +16,14 @@ from ollama_proxy.config.backends import (
 )
 from ollama_proxy.config.declare import section, setting
 from ollama_proxy.config.models import ModelsSettings, TokenCountSettings
-from ollama_proxy.config.records import ChatLogSettings, LoggingSettings, MetricsSettings, StoreSettings, UsageSettings
+from ollama_proxy.config.records import (
+    BudgetSettings,
+    ChatLogSettings,
+    LoggingSettings,
+    MetricsSettings,
+    StoreSettings,
+    UsageSettings,
+)
 from ollama_proxy.config.service import CorsSettings, ImageSettings, LimitSettings, ServiceSettings
 
 
@@ -85,6 +92,11 @@ class Settings:
         help="Every request made with a token is recorded in the store's usage table (export it with "
              "`ollama-proxy usage`). Each worker queues rows and writes them in batches off the request path; a "
              "stopping worker writes what it holds before it exits.")
+    budgets: BudgetSettings = section(
+        BudgetSettings,
+        help="Budgets per calendar period, for a team or a key (`ollama-proxy budgets set`): tokens, or GPU-seconds "
+             "(Ollama's `total_duration`). A hard budget refuses requests once spent; a soft one serves them "
+             "with `X-Budget-Exceeded`; a shadow one only counts what it would have refused.")
     chat_logs: ChatLogSettings = section(
         ChatLogSettings,
         help="Requests and answers of chats as JSON lines in `logging.dir`, images elided, secrets blanked. Off "

@@ -42,9 +42,11 @@ def note_tokens(record: RequestRecord | None, prompt: int | None, completion: in
 
 
 def note_answer(record: RequestRecord | None, answer: dict) -> None:
-    """Note the counts of a whole Ollama answer (chat, generate, embed), and the model's load time."""
+    """Note the counts of a whole Ollama answer (chat, generate, embed), the model's load time, and its GPU time."""
     note_tokens(record, answer.get("prompt_eval_count"), answer.get("eval_count"))
-    load, prefill = answer.get("load_duration"), answer.get("prompt_eval_duration")
+    load, prefill, total = answer.get("load_duration"), answer.get("prompt_eval_duration"), answer.get("total_duration")
+    if record is not None and _nanoseconds(total):
+        record.gpu_seconds = (record.gpu_seconds or 0.0) + total / 1e9
     if record is not None and _nanoseconds(load):
         record.load_seconds = load / 1e9
     if record is not None and _nanoseconds(prefill):

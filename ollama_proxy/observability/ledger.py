@@ -94,6 +94,9 @@ class RequestRecord:
     prompt_estimate: int | None = None  # the proxy's estimate of their tokens (``prefix.prompt_tokens``)
     cached_tokens_expected: int | None = None  # their tokens the scheduler expected read from cache (None: a loan's)
     cached_tokens: int | None = None  # prompt tokens read from Ollama's cache, estimated (``accounting.cached_tokens``)
+    gpu_seconds: float | None = None  # Ollama's total_duration of the answers, summed: a budget's GPU time
+    budgeted: tuple = ()  # the budgets' (slot, period start) the request is charged to when it ends (access.budgets)
+    over_budget: tuple[str, ...] = ()  # the modes of the budgets it found spent: hard (refused), soft, shadow
     chat_request: bytes | None = None  # a chat's body as sent, when the chat log writes it (``chatlog``)
     answer: AnswerText | None = None  # the answer's text, kept by the taps when something reads it (the chat log)
 

@@ -97,6 +97,10 @@ class ProxyMetrics:
                                        ["server"], **common)
         # The arbiter's state at each scrape (Admission.status); None where no server is scheduled.
         self.scheduler_status: Callable[[], dict | None] | None = None
+        self.budget_refusals = Counter("ollama_proxy_budget_refusals",
+                                       "Requests that found a budget of theirs spent, by its mode: hard (refused), "
+                                       "soft (served, flagged), shadow (served; would have been refused)", ["mode"],
+                                       **common)
         self.usage_rows_rejected = Counter("ollama_proxy_usage_rows_rejected",
                                            "Usage rows the store refused (a value that does not fit its column), "
                                            "dropped instead of retried", **common)
@@ -111,6 +115,8 @@ class ProxyMetrics:
         self._child(self.duration, surface, endpoint).observe(time.perf_counter() - record.started)
         if record.backend and record.status >= 500:
             self._child(self.upstream_errors, record.backend, str(record.status)).inc()
+        for mode in record.over_budget:
+            self._child(self.budget_refusals, mode).inc()
         if record.left_in_queue:
             self.client_left_waiting.inc()
         elif record.queue_class is not None:

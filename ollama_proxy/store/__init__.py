@@ -36,6 +36,12 @@ Models (entries here merge over ``models:`` in the YAML file):
     list_aliases() -> {alias: target}  set_alias(alias, target, by)  delete_alias(alias, by)
     list_overrides() -> {model: {"defaults": {...}, "enforce": {...}}}
     set_override(model, defaults, enforce, by)  delete_override(model, by)
+Budgets (``store.budgets``; periods in the proxy's time zone):
+    set_budget(holder_kind, holder, period, unit, amount, mode="hard", by) -> Budget
+    list_budgets() -> [Budget]   clear_budgets(holder_kind, holder, period=None, unit=None, by) -> int
+    spent([(slot, period_start)]) -> {(slot, period_start): (spent, refusals)}
+    charge([(slot, period_start, amount)])
+    note_refusal(slot, period_start)
 Audit trail (append-only):
     audit_trail(since, until, limit=None, newest_first=False) -> [AuditEntry]
     record_event(by, action, target, detail=None)   (sign-ins, failed sign-ins)
@@ -55,6 +61,7 @@ from sqlalchemy import Engine
 
 from ollama_proxy.config import StoreSettings
 from ollama_proxy.store.audit import Actor, AuditEntry, AuditStore
+from ollama_proxy.store.budgets import Budget, BudgetStore
 from ollama_proxy.store.engine import open_engine
 from ollama_proxy.store.errors import Conflict, DatabaseError, Missing, StoreError, ValueRefused, database_errors
 from ollama_proxy.store.keys import ApiKey, KeyStore
@@ -63,13 +70,12 @@ from ollama_proxy.store.models import ModelStore
 from ollama_proxy.store.teams import Team, TeamStore
 from ollama_proxy.store.usage import USAGE_FIELDS, UsageStore
 
-__all__ = ["Actor", "ApiKey", "AuditEntry", "Conflict", "DatabaseError", "Missing", "Store", "StoreError", "Team",
-           "USAGE_FIELDS", "ValueRefused",
-           "current_store", "init_app", "open_store"]
+__all__ = ["Actor", "ApiKey", "AuditEntry", "Budget", "Conflict", "DatabaseError", "Missing", "Store", "StoreError",
+           "Team", "USAGE_FIELDS", "ValueRefused", "current_store", "init_app", "open_store"]
 _EXTENSION = "ollama_proxy.store"
 
 
-class Store(KeyStore, TeamStore, UsageStore, ModelStore, AuditStore):
+class Store(KeyStore, TeamStore, BudgetStore, UsageStore, ModelStore, AuditStore):
     """The store's whole API over one engine (a pool of connections)."""
 
     def __init__(self, engine: Engine):

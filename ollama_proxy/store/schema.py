@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     TypeDecorator,
+    UniqueConstraint,
     false,
 )
 
@@ -130,4 +131,32 @@ audit = Table(
     Column("target", String(255), nullable=False),  # the name of what was changed, or who signed in
     Column("before", JSON),
     Column("after", JSON),
+)
+
+# A team's or a key's budget for one kind of period; `ollama-proxy budgets set` replaces the one it names.
+budgets = Table(
+    "budgets", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("holder_kind", String(8), nullable=False),  # team | key
+    Column("holder", String(100), nullable=False),  # the team's or key's name
+    Column("period", String(8), nullable=False),  # day | week | month, in budgets.timezone
+    Column("unit", String(16), nullable=False),  # tokens | gpu_seconds
+    Column("amount", Float, nullable=False),
+    Column("mode", String(8), nullable=False),  # hard | soft | shadow
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("holder_kind", "holder", "period", "unit", name="uq_budgets_holder"),
+)
+
+# What each holder spent in each period (the period's start, UTC), in each unit: added to as requests end.
+budget_spend = Table(
+    "budget_spend", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("holder_kind", String(8), nullable=False),
+    Column("holder", String(100), nullable=False),
+    Column("period", String(8), nullable=False),
+    Column("unit", String(16), nullable=False),
+    Column("period_start", UtcDateTime, nullable=False),
+    Column("spent", Float, nullable=False),
+    Column("refusals", Integer, nullable=False, server_default="0"),  # requests a shadow budget would have refused
+    UniqueConstraint("holder_kind", "holder", "period", "unit", "period_start", name="uq_budget_spend_period"),
 )

@@ -75,6 +75,7 @@ def test_ratelimit_storage_url(url, expected):
     ({"ratelimit": {"storage_timeout": 0}}, "ratelimit.storage_timeout"),
     ({"logging": {"level": "LOUD"}}, "logging.level"),
     ({"cors": {"origins": "*"}}, "cors.origins: Not a valid list"),
+    ({"budgets": {"timezone": "Mars/Olympus_Mons"}}, "budgets.timezone: not a time zone the system knows"),
     (["not", "a", "mapping"], "must be a mapping"),
 ])
 def test_bad_configuration_names_the_key(raw, named):

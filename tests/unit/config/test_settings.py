@@ -31,6 +31,6 @@ def test_the_shipped_file_shows_each_section_with_the_declared_defaults():
 
 def test_the_settings_object_has_every_section():
     assert list(SECTIONS) == ["auth", "service", "limits", "images", "cors", "logging", "store", "backends", "retry",
-                              "routing", "scheduling", "admin", "models", "ratelimit", "metrics", "usage", "chat_logs",
-                              "token_counts"]
+                              "routing", "scheduling", "admin", "models", "ratelimit", "metrics", "usage", "budgets",
+                              "chat_logs", "token_counts"]
     assert sorted(SHIPPED) == sorted(SECTIONS)

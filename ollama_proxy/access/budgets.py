@@ -1,0 +1,180 @@
+"""Hold teams and keys to their budgets: refuse, flag or count a request once a budget is spent; charge it at its end.
+
+Before a request reaches a GPU (after auth and the rate limits), the budgets of
+its key and of the key's team are read, with what each has spent in its current
+period. A spent **hard** budget refuses the request: 429 in the surface's own
+shape, ``Retry-After`` the seconds until the period resets, the message naming
+the budget. A spent **soft** one serves it with ``X-Budget-Exceeded: <team or
+key> <period>`` and a warning in the log; a spent **shadow** one serves it
+unmarked and counts what it would have refused (``budget_spend.refusals``, the
+metric ``ollama_proxy_budget_refusals_total{mode}``). Every answer to a budgeted
+key carries ``X-Budget-Remaining: <left>; period=<period>; unit=<unit>`` for the
+budget with the least share left.
+
+When the response closes, the request's tokens (prompt and answer) and, on an
+Ollama server, its GPU-seconds (``total_duration``) are added to every budget it
+was checked against, in the period it started in (``store.budgets``). A
+request already running when a budget runs out finishes: a budget is overshot by
+what was running, never by what started after.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from flask import Flask, current_app, g, request
+
+from ollama_proxy.config import BudgetSettings
+from ollama_proxy.errors import ProxyError, RateLimited
+from ollama_proxy.observability import ledger
+from ollama_proxy.observability.ledger import RequestRecord, access_record
+from ollama_proxy.store import Budget, DatabaseError, current_store
+from ollama_proxy.store.budgets import period_bounds
+
+log = logging.getLogger(__name__)
+EXTENSION = "ollama_proxy.access.budgets"
+ROUTER_EXTENSION = "ollama_proxy.router"  # routing.routes.ROUTER: its providers' answers are no GPU time here
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One budget in its current period: what is left of it, and when the period resets."""
+
+    budget: Budget
+    start: datetime
+    end: datetime
+    spent: float
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self.budget.amount - self.spent)
+
+    @property
+    def share_left(self) -> float:
+        return self.left / self.budget.amount if self.budget.amount else 0.0
+
+    @property
+    def spent_out(self) -> bool:
+        return self.spent >= self.budget.amount
+
+    def header(self) -> str:
+        left = round(self.left) if self.budget.unit == "tokens" else round(self.left, 1)
+        return f"{left:g}; period={self.budget.period}; unit={self.budget.unit}"
+
+
+class Budgets:
+    """The budgets every worker reads (kept ``cache_seconds``), and the checks and charges made with them."""
+
+    def __init__(self, settings: BudgetSettings, store, clock=time.monotonic):
+        self.zone = ZoneInfo(settings.timezone)
+        self._cache_seconds = settings.cache_seconds
+        self._store = store  # a callable returning the Store: opened on first use
+        self._clock = clock
+        self._budgets: list[Budget] = []
+        self._read_at = float("-inf")
+        self._warned: set[tuple] = set()  # (slot, period start) a soft budget was said spent for, by this worker
+
+    def of(self, principal) -> list[Budget]:
+        """The budgets that hold ``principal``: its key's, and its team's."""
+        if self._clock() - self._read_at >= self._cache_seconds:
+            self._read_at = self._clock()
+            try:
+                self._budgets = self._store().list_budgets()
+            except DatabaseError as exc:  # the budgets read last hold (none, at first): tokens from the file work on
+                log.error("budgets: the store cannot be read; holding the %d budgets read before: %s",
+                          len(self._budgets), exc.reason)
+        holders = {("key", principal.name), ("team", principal.team)} if principal.team else {("key", principal.name)}
+        return [b for b in self._budgets if (b.holder_kind, b.holder) in holders]
+
+    def standings(self, budgets: list[Budget], now: datetime) -> list[Standing]:
+        periods = [(budget, *period_bounds(budget.period, now, self.zone)) for budget in budgets]
+        spent = self._store().spent([(budget.slot, start) for budget, start, _ in periods])
+        return [Standing(budget, start, end, spent[(budget.slot, start)][0]) for budget, start, end in periods]
+
+    def charge(self, record: RequestRecord, providers) -> None:
+        """Add a finished request's spending to the budgets it was checked against (a close listener)."""
+        if not record.budgeted:
+            return
+        tokens = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
+        gpu = 0.0 if record.backend in providers else (record.gpu_seconds or 0.0)
+        charges = [(slot, start, tokens if slot[3] == "tokens" else gpu) for slot, start in record.budgeted]
+        try:
+            self._store().charge([c for c in charges if c[2] > 0])
+        except DatabaseError as exc:
+            log.error("budgets: request %s's spending (%d tokens, %.1f GPU-seconds) not charged: %s",
+                      record.request_id, tokens, gpu, exc.reason)
+
+    def count_refusal(self, standing: Standing, request_id: str) -> None:
+        """Record a request a shadow budget would have refused; it is served."""
+        log.info("budget: %s's shadow %s budget would have refused request %s", standing.budget.named,
+                 standing.budget.period, request_id)
+        try:
+            self._store().note_refusal(standing.budget.slot, standing.start)
+        except DatabaseError as exc:
+            log.error("budgets: a shadow refusal of request %s not recorded: %s", request_id, exc.reason)
+
+    def warn_once(self, standing: Standing) -> None:
+        mark = (standing.budget.slot, standing.start)
+        if mark not in self._warned:
+            self._warned.add(mark)
+            log.warning("budget: %s spent its soft %s budget of %g %s (it resets %s)", standing.budget.named,
+                        standing.budget.period, standing.budget.amount, standing.budget.unit, standing.end.isoformat())
+
+
+def check_budgets() -> None:
+    """Refuse, flag or count the request of a principal whose budget is spent (before the view runs)."""
+    principal = g.get("principal")
+    record = access_record(request.environ)
+    if principal is None or record is None:
+        return
+    budgets: Budgets = current_app.extensions[EXTENSION]
+    held = budgets.of(principal)
+    if not held:
+        return
+    now = datetime.now(timezone.utc)
+    try:
+        standings = budgets.standings(held, now)
+    except DatabaseError as exc:
+        log.error("budgets: what was spent cannot be read: %s", exc.reason)
+        raise ProxyError("the budgets cannot be checked now (the store cannot be reached); try again shortly",
+                         status=503) from None
+    record.budgeted = tuple((s.budget.slot, s.start) for s in standings)
+    g.budget_remaining = min(standings, key=lambda s: s.share_left).header()
+    spent_out = [s for s in standings if s.spent_out]
+    record.over_budget = tuple(sorted({s.budget.mode for s in spent_out}))
+    for standing in (s for s in spent_out if s.budget.mode == "shadow"):
+        budgets.count_refusal(standing, record.request_id)
+    hard = [s for s in spent_out if s.budget.mode == "hard"]
+    if hard:
+        binding = max(hard, key=lambda s: s.end)  # the request is refused until every spent one resets
+        record.over_budget, record.budgeted = ("hard",), ()  # refused: nothing to charge
+        raise RateLimited(f"{binding.budget.named} spent its {binding.budget.period}'s budget of "
+                          f"{binding.budget.amount:g} {binding.budget.unit.replace('_', '-')}; it resets at "
+                          f"{binding.end.isoformat()}", retry_after=max(1.0, (binding.end - now).total_seconds()),
+                          code="budget_exceeded")
+    soft = [s for s in spent_out if s.budget.mode == "soft"]
+    if soft:
+        g.budget_exceeded = ", ".join(f"{s.budget.holder} {s.budget.period}" for s in soft)
+        for standing in soft:
+            budgets.warn_once(standing)
+
+
+def add_headers(response):
+    """Tell a budgeted key what is left of its tightest budget, and which soft budgets it has spent."""
+    if "budget_remaining" in g:
+        response.headers["X-Budget-Remaining"] = g.budget_remaining
+    if "budget_exceeded" in g:
+        response.headers["X-Budget-Exceeded"] = g.budget_exceeded
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Hold budgets after auth and the rate limits; charge them as responses close."""
+    budgets = app.extensions[EXTENSION] = Budgets(app.config["SETTINGS"].budgets, lambda: current_store(app))
+    app.before_request(check_budgets)
+    app.after_request(add_headers)
+    ledger.add_close_listener(app, lambda record: budgets.charge(record, app.extensions[ROUTER_EXTENSION].providers))

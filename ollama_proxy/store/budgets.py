@@ -1,0 +1,183 @@
+"""Keep budgets (a team's or a key's, per calendar period) and what each holder spent in each period.
+
+A budget is tokens (prompt plus answer, as Ollama or the provider counts them)
+or GPU-seconds (Ollama's ``total_duration``) per day, week (from Monday) or
+month, in the proxy's time zone. What a holder spent in a period is one row,
+added to in one statement as each request ends (the database adds: no update
+is lost between workers). Several instances share the store (PostgreSQL), so
+the count is one for all. A request is charged once, from its record, with the
+counts of the answer its client got: an attempt the proxy retried or failed
+over from ran nothing the answer counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone, tzinfo
+
+from sqlalchemy import Engine, and_, delete, insert, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+
+from ollama_proxy.store.audit import Actor, write_entry
+from ollama_proxy.store.errors import Missing, StoreError, maps_database_errors
+from ollama_proxy.store.schema import api_keys, budget_spend, budgets, teams, utcnow
+
+HOLDERS = ("team", "key")
+PERIODS = ("day", "week", "month")
+UNITS = ("tokens", "gpu_seconds")
+MODES = ("hard", "soft", "shadow")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One budget as stored."""
+
+    id: int
+    holder_kind: str
+    holder: str
+    period: str
+    unit: str
+    amount: float
+    mode: str
+    created_at: datetime
+
+    @property
+    def named(self) -> str:
+        """``team 'research'``, ``key 'alice'``: the holder as messages name it."""
+        return f"{self.holder_kind} '{self.holder}'"
+
+    @property
+    def slot(self) -> tuple[str, str, str, str]:
+        """What the budget counts: its holder's spending in one unit per one kind of period."""
+        return self.holder_kind, self.holder, self.period, self.unit
+
+
+def period_bounds(period: str, now: datetime, zone: tzinfo) -> tuple[datetime, datetime]:
+    """The start and end (UTC) of the calendar ``period`` in ``zone`` that holds the moment ``now``."""
+    local = now.astimezone(zone)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        start, end = day, day + timedelta(days=1)
+    elif period == "week":
+        start = day - timedelta(days=local.weekday())
+        end = start + timedelta(days=7)
+    else:
+        start = day.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+    # Midnight as the zone has it on that date (a daylight-saving change moves the offset, not the wall clock).
+    start, end = (moment.replace(tzinfo=None).replace(tzinfo=zone) for moment in (start, end))
+    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+
+
+def _row_to_budget(row) -> Budget:
+    return Budget(**{name: getattr(row, name) for name in Budget.__dataclass_fields__})
+
+
+def _checked(holder_kind: str, period: str | None, unit: str | None, mode: str | None = None) -> None:
+    for value, allowed, what in ((holder_kind, HOLDERS, "a holder"), (period, PERIODS, "a period"),
+                                 (unit, UNITS, "a unit"), (mode, MODES, "a mode")):
+        if value is not None and value not in allowed:
+            raise StoreError(f"{what} is one of {', '.join(allowed)}, not {value!r}")
+
+
+class BudgetStore:
+    """The budgets, budget_spend and budget_charges tables; mixed into ``Store``."""
+
+    engine: Engine
+
+    @maps_database_errors
+    def set_budget(self, holder_kind: str, holder: str, *, period: str, unit: str, amount: float, mode: str = "hard",
+                   by: Actor) -> Budget:
+        """Give a team or a key a budget for ``period`` in ``unit``, replacing the one it had for them."""
+        _checked(holder_kind, period, unit, mode)
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not amount >= 0:
+            raise StoreError("a budget's amount is a number, 0 or more")
+        with self.engine.begin() as connection:
+            table = teams if holder_kind == "team" else api_keys
+            if connection.execute(select(table.c.name).where(table.c.name == holder)).first() is None:
+                raise Missing(f"no {holder_kind} named '{holder}'")
+            where = and_(*(column == value for column, value in zip(
+                (budgets.c.holder_kind, budgets.c.holder, budgets.c.period, budgets.c.unit),
+                (holder_kind, holder, period, unit), strict=True)))
+            before = connection.execute(select(budgets.c.amount, budgets.c.mode).where(where)).first()
+            values = {"amount": float(amount), "mode": mode}
+            if before is None:
+                connection.execute(insert(budgets).values(holder_kind=holder_kind, holder=holder, period=period,
+                                                          unit=unit, created_at=utcnow(), **values))
+            else:
+                connection.execute(update(budgets).where(where).values(**values))
+            described = {"period": period, "unit": unit}
+            write_entry(connection, by, "budget.set", f"{holder_kind} {holder}",
+                        None if before is None else {**described, **before._asdict()}, {**described, **values})
+            return _row_to_budget(connection.execute(select(budgets).where(where)).one())
+
+    @maps_database_errors
+    def list_budgets(self) -> list[Budget]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(budgets).order_by(budgets.c.holder_kind, budgets.c.holder,
+                                                               budgets.c.period, budgets.c.unit))
+            return [_row_to_budget(row) for row in rows]
+
+    @maps_database_errors
+    def clear_budgets(self, holder_kind: str, holder: str, *, period: str | None = None, unit: str | None = None,
+                      by: Actor) -> int:
+        """Remove a holder's budgets (those of one period, or one unit, if given); return how many went."""
+        _checked(holder_kind, period, unit)
+        conditions = [budgets.c.holder_kind == holder_kind, budgets.c.holder == holder]
+        conditions += [column == value for column, value in ((budgets.c.period, period), (budgets.c.unit, unit))
+                       if value is not None]
+        with self.engine.begin() as connection:
+            gone = connection.execute(select(budgets).where(*conditions)).all()
+            if not gone:
+                raise Missing(f"{holder_kind} '{holder}' has no such budget")
+            connection.execute(delete(budgets).where(*conditions))
+            for row in gone:
+                write_entry(connection, by, "budget.clear", f"{holder_kind} {holder}",
+                            {"period": row.period, "unit": row.unit, "amount": row.amount, "mode": row.mode}, None)
+        return len(gone)
+
+    @maps_database_errors
+    def spent(self, slots: list[tuple[tuple[str, str, str, str], datetime]]) -> dict[tuple, tuple[float, int]]:
+        """What each (slot, period start) spent so far, and the refusals a shadow budget counted: (0.0, 0) if none."""
+        found = dict.fromkeys(slots, (0.0, 0))
+        if not slots:
+            return found
+        keys = (budget_spend.c.holder_kind, budget_spend.c.holder, budget_spend.c.period, budget_spend.c.unit,
+                budget_spend.c.period_start)
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(*keys, budget_spend.c.spent, budget_spend.c.refusals).where(
+                tuple_(*keys).in_([(*slot, start) for slot, start in slots])))
+            for row in rows:
+                found[((row.holder_kind, row.holder, row.period, row.unit), row.period_start)] = (row.spent,
+                                                                                                   row.refusals)
+        return found
+
+    @maps_database_errors
+    def charge(self, charges: list[tuple[tuple[str, str, str, str], datetime, float]]) -> None:
+        """Add one request's spending to its holders' periods, in one transaction."""
+        for attempt in range(2):  # a period's first charge may race another's insert: the second try updates
+            try:
+                with self.engine.begin() as connection:
+                    for slot, start, amount in charges:
+                        _add(connection, slot, start, spent=amount)
+                return
+            except IntegrityError:
+                if attempt:
+                    raise
+
+    @maps_database_errors
+    def note_refusal(self, slot: tuple[str, str, str, str], start: datetime) -> None:
+        """Count a request a shadow budget would have refused, in the holder's period."""
+        with self.engine.begin() as connection:
+            _add(connection, slot, start, refusals=1)
+
+def _add(connection, slot: tuple[str, str, str, str], start: datetime, spent: float = 0.0, refusals: int = 0) -> None:
+    """Add to a holder's period in one statement (the database adds: no lost update), making its row if new."""
+    holder_kind, holder, period, unit = slot
+    where = and_(budget_spend.c.holder_kind == holder_kind, budget_spend.c.holder == holder,
+                 budget_spend.c.period == period, budget_spend.c.unit == unit, budget_spend.c.period_start == start)
+    changed = connection.execute(update(budget_spend).where(where).values(
+        spent=budget_spend.c.spent + spent, refusals=budget_spend.c.refusals + refusals))
+    if changed.rowcount == 0:
+        connection.execute(insert(budget_spend).values(holder_kind=holder_kind, holder=holder, period=period, unit=unit,
+                                                       period_start=start, spent=spent, refusals=refusals))

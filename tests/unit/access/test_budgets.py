@@ -1,0 +1,99 @@
+"""Budgets held at each request: hard refuses in the surface's shape, soft flags, shadow counts; charged at the end."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import text
+
+from ollama_proxy.app import create_app
+from ollama_proxy.config import parse_settings
+from ollama_proxy.store import current_store
+from ollama_proxy.store.budgets import period_bounds
+from tests.actors import TESTER
+
+TOKEN = "sk-budget-test-token-000001"
+ASKED = {"model": "llama3.2", "stream": False, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def app(tmp_path, fake):
+    settings = parse_settings({"logging": {"dir": str(tmp_path)}, "store": {"url": f"sqlite:///{tmp_path}/s.db"},
+                               "service": {"base_url": fake.url}, "metrics": {"enabled": True},
+                               "budgets": {"cache_seconds": 0}}, environ={})
+    app = create_app(settings)
+    with app.app_context():
+        store = current_store()
+        store.create_team("research", by=TESTER)
+        _, app.secret = store.create_key("alice", by=TESTER, team="research")
+        yield app
+        store.close()
+
+
+def _slot_start(period: str) -> datetime:
+    return period_bounds(period, datetime.now(timezone.utc), timezone.utc)[0]
+
+
+def _ask(app, path: str = "/api/chat", body: dict = ASKED):
+    return app.test_client().post(path, json=body, headers={"Authorization": f"Bearer {app.secret}"}, buffered=True)
+
+
+def test_a_spent_hard_budget_refuses_in_the_surfaces_own_shape_until_its_period_resets(app):
+    store = current_store()
+    store.set_budget("team", "research", period="day", unit="tokens", amount=100, by=TESTER)
+    store.charge([(("team", "research", "day", "tokens"), _slot_start("day"), 100)])
+    native = _ask(app)
+    assert native.status_code == 429 and native.json["error"].startswith("team 'research' spent its day's budget")
+    assert 1 <= int(native.headers["Retry-After"]) <= 86_400
+    assert native.headers["X-Budget-Remaining"] == "0; period=day; unit=tokens"
+    openai = _ask(app, "/v1/chat/completions", {"model": "llama3.2", "messages": ASKED["messages"]})
+    assert openai.status_code == 429 and openai.json["error"]["code"] == "budget_exceeded"
+    anthropic = _ask(app, "/v1/messages", {"model": "llama3.2", "max_tokens": 5, "messages": ASKED["messages"]})
+    assert anthropic.status_code == 429 and anthropic.json["type"] == "error"
+    registry = app.extensions["ollama_proxy.observability.metrics"].registry
+    assert registry.get_sample_value("ollama_proxy_budget_refusals_total", {"mode": "hard"}) == 3
+
+
+def test_an_answer_is_charged_its_tokens_and_gpu_seconds_once_it_ends(app, fake):
+    store = current_store()
+    store.set_budget("key", "alice", period="week", unit="tokens", amount=1_000_000, by=TESTER)
+    store.set_budget("key", "alice", period="month", unit="gpu_seconds", amount=3600, by=TESTER)
+    answer = _ask(app)
+    assert answer.status_code == 200
+    tokens = answer.json["prompt_eval_count"] + answer.json["eval_count"]
+    week, month = ("key", "alice", "week", "tokens"), ("key", "alice", "month", "gpu_seconds")
+    spent = store.spent([(week, _slot_start("week")), (month, _slot_start("month"))])
+    assert spent[(week, _slot_start("week"))] == (tokens, 0)
+    assert spent[(month, _slot_start("month"))][0] == pytest.approx(answer.json["total_duration"] / 1e9)
+    left = 1_000_000 - tokens
+    assert _ask(app).headers["X-Budget-Remaining"] == f"{left}; period=week; unit=tokens"  # the tightest share left
+
+
+def test_a_spent_soft_budget_serves_and_says_so_and_a_shadow_one_serves_and_counts(app):
+    store = current_store()
+    store.set_budget("team", "research", period="day", unit="tokens", amount=10, mode="soft", by=TESTER)
+    store.set_budget("key", "alice", period="month", unit="tokens", amount=10, mode="shadow", by=TESTER)
+    store.charge([(("team", "research", "day", "tokens"), _slot_start("day"), 10),
+                             (("key", "alice", "month", "tokens"), _slot_start("month"), 10)])
+    answer = _ask(app)
+    assert answer.status_code == 200 and answer.headers["X-Budget-Exceeded"] == "research day"
+    shadow = ("key", "alice", "month", "tokens")
+    assert store.spent([(shadow, _slot_start("month"))])[(shadow, _slot_start("month"))][1] == 1
+    registry = app.extensions["ollama_proxy.observability.metrics"].registry
+    for mode in ("soft", "shadow"):
+        assert registry.get_sample_value("ollama_proxy_budget_refusals_total", {"mode": mode}) == 1
+
+
+def test_a_key_with_no_budget_gets_no_budget_headers(app):
+    answer = _ask(app)
+    assert answer.status_code == 200 and "X-Budget-Remaining" not in answer.headers
+
+
+def test_budgets_the_store_cannot_read_hold_no_request_back_and_say_so(app, caplog):
+    store = current_store()
+    with store.engine.begin() as connection:
+        connection.execute(text("DROP TABLE budgets"))
+    answer = _ask(app)
+    assert answer.status_code == 200 and "X-Budget-Remaining" not in answer.headers
+    assert "budgets: the store cannot be read" in caplog.text

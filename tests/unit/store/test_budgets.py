@@ -1,0 +1,93 @@
+"""Budgets in the store: calendar periods in a time zone, set and cleared with their audit entries, charges exact."""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ollama_proxy.config import StoreSettings
+from ollama_proxy.store import Missing, StoreError, open_store
+from ollama_proxy.store.budgets import period_bounds
+from tests.actors import TESTER
+
+UTC = timezone.utc
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize("period, now, start, end", [
+    ("day", datetime(2026, 11, 24, 23, 30, tzinfo=UTC), datetime(2026, 11, 24, 23, tzinfo=UTC),  # 00:30 in Berlin
+     datetime(2026, 11, 25, 23, tzinfo=UTC)),
+    ("week", datetime(2026, 11, 26, 12, tzinfo=UTC), datetime(2026, 11, 22, 23, tzinfo=UTC),  # from Monday
+     datetime(2026, 11, 29, 23, tzinfo=UTC)),
+    ("month", datetime(2026, 3, 15, tzinfo=UTC), datetime(2026, 2, 28, 23, tzinfo=UTC),  # March began at CET
+     datetime(2026, 3, 31, 22, tzinfo=UTC)),  # and ends at CEST: an hour shorter in UTC
+    ("day", datetime(2026, 3, 29, 12, tzinfo=UTC), datetime(2026, 3, 28, 23, tzinfo=UTC),  # a 23-hour day
+     datetime(2026, 3, 29, 22, tzinfo=UTC)),
+])
+def test_a_period_is_the_calendar_one_of_the_zone(period, now, start, end):
+    assert period_bounds(period, now, BERLIN) == (start, end)
+
+
+def test_a_budget_is_set_replaced_listed_and_cleared_with_its_audit_entries(store):
+    store.create_team("research", by=TESTER)
+    store.create_key("alice", by=TESTER)
+    store.set_budget("team", "research", period="month", unit="gpu_seconds", amount=720_000, by=TESTER)
+    store.set_budget("team", "research", period="month", unit="gpu_seconds", amount=360_000, mode="soft", by=TESTER)
+    store.set_budget("key", "alice", period="day", unit="tokens", amount=100_000, mode="shadow", by=TESTER)
+    listed = [(b.named, b.period, b.unit, b.amount, b.mode) for b in store.list_budgets()]
+    assert listed == [("key 'alice'", "day", "tokens", 100_000.0, "shadow"),
+                      ("team 'research'", "month", "gpu_seconds", 360_000.0, "soft")]
+    with pytest.raises(Missing):
+        store.clear_budgets("key", "alice", period="week", by=TESTER)
+    assert store.clear_budgets("team", "research", by=TESTER) == 1
+    entries = [(e.action, e.target, e.before, e.after) for e in store.audit_trail() if e.action.startswith("budget")]
+    assert entries[:2] == [
+        ("budget.set", "team research", None,
+         {"period": "month", "unit": "gpu_seconds", "amount": 720_000.0, "mode": "hard"}),
+        ("budget.set", "team research", {"period": "month", "unit": "gpu_seconds", "amount": 720_000.0, "mode": "hard"},
+         {"period": "month", "unit": "gpu_seconds", "amount": 360_000.0, "mode": "soft"})]
+    assert entries[-1][0] == "budget.clear" and entries[-1][3] is None
+
+
+@pytest.mark.parametrize("holder_kind, holder, fields, error", [
+    ("team", "nobody", {}, Missing), ("key", "nobody", {}, Missing), ("crew", "x", {}, StoreError),
+    ("team", "research", {"period": "year"}, StoreError), ("team", "research", {"unit": "dollars"}, StoreError),
+    ("team", "research", {"mode": "strict"}, StoreError), ("team", "research", {"amount": -1}, StoreError),
+])
+def test_nonsense_budgets_are_refused(store, holder_kind, holder, fields, error):
+    store.create_team("research", by=TESTER)
+    with pytest.raises(error):
+        store.set_budget(holder_kind, holder, by=TESTER, **{"period": "day", "unit": "tokens", "amount": 10, **fields})
+    assert store.list_budgets() == []
+
+
+SLOT = ("team", "research", "day", "tokens")
+START = datetime(2026, 11, 24, tzinfo=UTC)
+
+
+def test_charges_add_up_per_holder_period_and_unit_and_shadow_refusals_are_counted_beside(store):
+    other = (SLOT[:3] + ("gpu_seconds",))
+    store.charge([(SLOT, START, 120), (other, START, 2.5)])
+    store.charge([(SLOT, START, 30)])
+    store.note_refusal(SLOT, START)
+    tomorrow = datetime(2026, 11, 25, tzinfo=UTC)
+    assert store.spent([(SLOT, START), (other, START), (SLOT, tomorrow)]) == {
+        (SLOT, START): (150.0, 1), (other, START): (2.5, 0), (SLOT, tomorrow): (0.0, 0)}
+
+
+def _charge_many(url: str, worker: int, count: int) -> None:
+    store = open_store(StoreSettings(url, busy_timeout=30.0))
+    try:
+        for _ in range(count):
+            store.charge([(SLOT, START, 7)])
+    finally:
+        store.close()
+
+
+def test_processes_charging_at_once_lose_nothing(store_url, store):
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        pool.starmap(_charge_many, [(store_url, worker, 50) for worker in range(4)])
+    assert store.spent([(SLOT, START)])[(SLOT, START)] == (4 * 50 * 7.0, 0)
