@@ -81,12 +81,13 @@ class Budgets:
     def of(self, principal) -> list[Budget]:
         """The budgets that hold ``principal``: its key's, and its team's."""
         if self._clock() - self._read_at >= self._cache_seconds:
-            self._read_at = self._clock()
+            # Marked fresh only once read: a greenlet that comes while another reads reads too, never the old list.
             try:
                 self._budgets = self._store().list_budgets()
             except DatabaseError as exc:  # the budgets read last hold (none, at first): tokens from the file work on
                 log.error("budgets: the store cannot be read; holding the %d budgets read before: %s",
                           len(self._budgets), exc.reason)
+            self._read_at = self._clock()
         holders = {("key", principal.name), ("team", principal.team)} if principal.team else {("key", principal.name)}
         return [b for b in self._budgets if (b.holder_kind, b.holder) in holders]
 

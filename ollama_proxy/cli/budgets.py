@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from ollama_proxy.cli.keys import config_option, table
 from ollama_proxy.cli.operator import operator
 from ollama_proxy.config import load_settings
-from ollama_proxy.store.budgets import MODES, PERIODS, period_bounds
+from ollama_proxy.store.budgets import MODES, PERIODS
 
 LIST_COLUMNS = ("holder", "period", "budget", "mode", "spent", "left", "resets", "would-be refusals")
 
@@ -46,20 +46,9 @@ def set_budget(store, args) -> int:
     return 0
 
 
-def standings(store, zone: ZoneInfo, now: datetime) -> list[dict]:
-    """Every budget with what was spent in its current period (in ``zone``), what is left, and when it resets."""
-    periods = [(budget, *period_bounds(budget.period, now, zone)) for budget in store.list_budgets()]
-    spent = store.spent([(budget.slot, start) for budget, start, _ in periods])
-    return [{"holder_kind": budget.holder_kind, "holder": budget.holder, "period": budget.period,
-             "unit": budget.unit, "amount": budget.amount, "mode": budget.mode,
-             "spent": spent[(budget.slot, start)][0], "left": max(0.0, budget.amount - spent[(budget.slot, start)][0]),
-             "refusals": spent[(budget.slot, start)][1], "period_start": start.isoformat(),
-             "resets": end.isoformat()} for budget, start, end in periods]
-
-
 def list_budgets(store, args) -> int:
     zone = ZoneInfo(load_settings(args.config).budgets.timezone)
-    rows = standings(store, zone, datetime.now(timezone.utc))
+    rows = store.standings(zone, datetime.now(timezone.utc))
     if args.format == "json":
         print(json.dumps(rows, indent=1))
         return 0

@@ -165,6 +165,19 @@ class BudgetStore:
                 if attempt:
                     raise
 
+    def standings(self, zone: tzinfo, now: datetime) -> list[dict]:
+        """Every budget with what was spent in its current period (in ``zone``), what is left, and when it resets."""
+        periods = [(budget, *period_bounds(budget.period, now, zone)) for budget in self.list_budgets()]
+        spent = self.spent([(budget.slot, start) for budget, start, _ in periods])
+        rows = []
+        for budget, start, end in periods:
+            used, refusals = spent[(budget.slot, start)]
+            rows.append({"holder_kind": budget.holder_kind, "holder": budget.holder, "period": budget.period,
+                         "unit": budget.unit, "amount": budget.amount, "mode": budget.mode, "spent": used,
+                         "left": max(0.0, budget.amount - used), "refusals": refusals,
+                         "period_start": start.isoformat(), "resets": end.isoformat()})
+        return rows
+
     @maps_database_errors
     def note_refusal(self, slot: tuple[str, str, str, str], start: datetime) -> None:
         """Count a request a shadow budget would have refused, in the holder's period."""

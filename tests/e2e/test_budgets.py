@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
@@ -54,7 +55,9 @@ def _assert_spent_exactly(proxy, fake, served: list[int], refused: list[requests
     budget = _spent(proxy)
     assert budget["spent"] == sum(served)  # every answer charged, once, whichever worker or instance served it
     assert budget["spent"] >= BUDGET and budget["left"] == 0
-    assert budget["spent"] - BUDGET < PEOPLE * max(served)  # only answers already running when it ran out
+    # Overshot only by what was running when it ran out: each client's answer in flight, and the next it may send
+    # in the moment between reading an answer and that answer's charge landing (as its response closes).
+    assert budget["spent"] - BUDGET < 2 * PEOPLE * max(served)
     assert len(fake.calls("/api/chat")) == len(served)  # no refused request reached Ollama
     assert len(refused) == PEOPLE and {r.status_code for r in refused} == {429}
     for refusal in refused:
@@ -87,7 +90,7 @@ def test_two_instances_spend_one_budget_exactly(start_proxy, fake, postgres_clus
     config = base_config(fake.url)
     config["store"] = {"url": postgres_cluster.new_database()}
     config["ratelimit"] = {"storage_url": redis_server.url}
-    first, second = (start_proxy(config, workers=2) for _ in range(2))
+    first, second = (start_proxy(copy.deepcopy(config), workers=2) for _ in range(2))  # logs of their own
     secrets = _team_with_a_budget(first)
     served, refused = _spend_until_refused([first, second], secrets)
     _assert_spent_exactly(second, fake, served, refused)

@@ -1,4 +1,4 @@
-"""The admin web page at /admin: dashboard, the scheduler's live view, keys, teams, models, usage, audit, backends.
+"""The admin web page at /admin: dashboard, scheduler, keys, teams, budgets, models, usage, audit, backends.
 
 Server-rendered (Jinja templates under ``templates/admin/``, files under
 ``static/``). A session cookie signed with the admin secret key carries the
@@ -11,9 +11,10 @@ from __future__ import annotations
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-# audit, keys, models, pages, scheduler, teams and usage register their views on bp
+# audit, budgets, keys, models, pages, scheduler, teams and usage register their views on bp
 from ollama_proxy.blueprints.admin import (  # noqa: F401
     audit,
+    budgets,
     keys,
     login,
     models,

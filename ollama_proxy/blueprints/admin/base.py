@@ -20,8 +20,8 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
 
 # The pages in the navigation bar, in order: (endpoint, label).
 NAV = [("admin.dashboard", "Dashboard"), ("admin.scheduler", "Scheduler"), ("admin.keys", "Keys"),
-       ("admin.teams", "Teams"), ("admin.models", "Models"), ("admin.usage", "Usage"), ("admin.audit", "Audit"),
-       ("admin.backends", "Backends")]
+       ("admin.teams", "Teams"), ("admin.budgets", "Budgets"), ("admin.models", "Models"), ("admin.usage", "Usage"),
+       ("admin.audit", "Audit"), ("admin.backends", "Backends")]
 
 bp = Blueprint("admin", __name__, url_prefix=PREFIX, static_folder=str(STATIC_DIR), static_url_path="/static")
 

@@ -15,6 +15,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional, Rege
 from ollama_proxy.config.models import check_fields
 from ollama_proxy.scheduler import fairness
 from ollama_proxy.scheduler.fairness import MAX_WEIGHT
+from ollama_proxy.store.budgets import MODES, PERIODS
 
 SCOPES = [SelectChoice("generate", "generate: inference and listings"),
           SelectChoice("manage", "manage: also pull, push, delete models")]
@@ -144,6 +145,20 @@ class TeamForm(FlaskForm):
 
 class NewTeamForm(TeamForm):
     name = name_field()
+
+
+class BudgetForm(FlaskForm):
+    """A team's or a key's budget for one period, in tokens or GPU-seconds."""
+
+    holder_kind = SelectField("For a", choices=[SelectChoice("team", "team"), SelectChoice("key", "key")])
+    holder = StringField("Name", validators=[DataRequired(), Length(max=100)], description="the team's or key's name")
+    period = SelectField("Period", choices=[SelectChoice(p, p) for p in PERIODS],
+                         description="a calendar day, week (from Monday) or month, in budgets.timezone")
+    unit = SelectField("Unit", choices=[SelectChoice("tokens", "tokens"), SelectChoice("gpu_seconds", "GPU-seconds")])
+    amount = FloatField("Amount", validators=[DataRequired(), NumberRange(min=0)])
+    mode = SelectField("Mode", choices=[SelectChoice(m, m) for m in MODES],
+                       description="hard: refuse once spent; soft: serve, flagged; shadow: serve, count what it "
+                                   "would have refused")
 
 
 class AliasForm(FlaskForm):

@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 from flask import Response, current_app, render_template, request
 
 from ollama_proxy.blueprints.admin.base import bp
+from ollama_proxy.blueprints.admin.budgets import budget_standings
 from ollama_proxy.observability.csv_export import write_csv
 from ollama_proxy.store import USAGE_FIELDS, current_store
 
@@ -63,7 +64,8 @@ def dashboard():
     daily = data["daily"]
     totals = {"requests": sum(daily["requests"]), "errors": sum(daily["errors"]),
               "tokens": sum(daily["prompt_tokens"]) + sum(daily["completion_tokens"])}
-    return render_template("admin/dashboard.html", data=data, totals=totals, period=period)
+    spent_soft = [s for s in budget_standings() if s["mode"] == "soft" and s["left"] == 0]
+    return render_template("admin/dashboard.html", data=data, totals=totals, period=period, spent_soft=spent_soft)
 
 
 def usage_filters(args) -> dict:

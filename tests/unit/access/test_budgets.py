@@ -97,3 +97,25 @@ def test_budgets_the_store_cannot_read_hold_no_request_back_and_say_so(app, capl
     answer = _ask(app)
     assert answer.status_code == 200 and "X-Budget-Remaining" not in answer.headers
     assert "budgets: the store cannot be read" in caplog.text
+
+
+def test_a_request_that_comes_while_another_reads_the_budgets_is_held_to_them_too(app):
+    import gevent
+
+    from ollama_proxy.access.auth import GENERATE, Principal
+    from ollama_proxy.access.budgets import Budgets
+    from ollama_proxy.config import BudgetSettings
+
+    store = current_store()
+    store.set_budget("team", "research", period="day", unit="tokens", amount=100, by=TESTER)
+
+    class SlowStore:  # the real store, its budgets read slowly, as over a network
+        def list_budgets(self):
+            gevent.sleep(0.05)
+            return store.list_budgets()
+
+    budgets = Budgets(BudgetSettings(cache_seconds=60), lambda: SlowStore())
+    alice = Principal("alice", GENERATE, team="research")
+    first, second = gevent.spawn(budgets.of, alice), gevent.spawn(budgets.of, alice)
+    gevent.joinall([first, second], timeout=5)
+    assert [len(g.value) for g in (first, second)] == [1, 1]

@@ -77,6 +77,7 @@ CALLS = {
     "clear_budgets": lambda store: store.clear_budgets("team", "lab", by=TESTER),
     "spent": lambda store: store.spent([(("team", "lab", "day", "tokens"), NOW)]),
     "charge": lambda store: store.charge([(("team", "lab", "day", "tokens"), NOW, 5)]),
+    "standings": lambda store: store.standings(timezone.utc, NOW),
     "note_refusal": lambda store: store.note_refusal(("team", "lab", "day", "tokens"), NOW),
     "add_usage": lambda store: store.add_usage([{"ts": NOW, "request_id": "r1"}]),
     "query_usage": lambda store: store.query_usage(),
