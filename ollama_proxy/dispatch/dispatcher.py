@@ -28,13 +28,15 @@ from ollama_proxy.backends.pool_servers import PooledResponse, PoolServer, rank
 from ollama_proxy.client_watch import cancelled_if_client_leaves
 from ollama_proxy.dispatch.body import OllamaBody
 from ollama_proxy.errors import Overloaded
-from ollama_proxy.greenlets import gevent_active
+from ollama_proxy.greenlets import gevent_active, off_loop
 from ollama_proxy.observability.accounting import note_scheduled_prompt
 from ollama_proxy.scheduler.admission import Admission, Requester
 from ollama_proxy.scheduler.prefix import chain_of, prompt_tokens
 from ollama_proxy.surfaces import ollama_path
 
 DISPATCHER = "ollama_proxy.dispatcher"  # the app's extension
+# A chain over more messages is hashed on a thread: 20,000 of them take 0.16 s, which would hold every stream.
+CHAIN_OFF_LOOP_MESSAGES = 500
 
 
 def _makes_a_gpu_work(path: str) -> bool:
@@ -78,12 +80,21 @@ class Dispatcher:
                 return answer
         raise AssertionError("rank() returns at least one server")
 
+    def _prompt_chain(self, path: str, body) -> tuple:
+        """The prompt's chain for placement by prompt cache; a long conversation's is hashed off the event loop."""
+        if not (self.place_by_prompt and isinstance(body, OllamaBody)):
+            return ()
+        messages = body.data.get("messages")
+        if isinstance(messages, list) and len(messages) > CHAIN_OFF_LOOP_MESSAGES:
+            return off_loop(lambda: chain_of(path, body.data))
+        return chain_of(path, body.data)
+
     def _send_scheduled(self, model: str, method: str, path: str, who: Requester, body,
                         candidates: list[PoolServer], deadline: float, request: dict) -> PooledResponse:
         now = time.monotonic()
         remaining = [s for s in candidates if not s.cooling(now)] or candidates
         asked = body.asked if isinstance(body, OllamaBody) else {}
-        chain = chain_of(path, body.data) if self.place_by_prompt and isinstance(body, OllamaBody) else ()
+        chain = self._prompt_chain(path, body)
         while remaining:
             admitted = self.admission.admit(who, model, [s.name for s in remaining], asked, deadline, chain)
             server = next((s for s in remaining if s.name == admitted.server), None)

@@ -62,11 +62,28 @@ class SQLiteStorage(Storage):
                 os.makedirs(directory, exist_ok=True)
             connection = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                          check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=OFF")
-            connection.execute(_SCHEMA)
+            self._set_up(connection)
             self._connection, self._pid = connection, os.getpid()
         return self._connection
+
+    def _set_up(self, connection: sqlite3.Connection) -> None:
+        """Switch the file to WAL and make its table, trying again while another worker does the same.
+
+        The switch to WAL answers "database is locked" at once to a connection racing another's, without
+        waiting out the busy timeout: the workers' first requests, all at once, must not find the counters
+        unavailable (they would be admitted unlimited).
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=OFF")
+                connection.execute(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     def _query(self, sql: str, params: dict | tuple = ()) -> list[tuple]:
         with self._lock:
