@@ -213,6 +213,7 @@ def authenticate() -> None:
     record = access_record(request.environ)
     if record is not None:
         record.principal = principal.name
+        record.team = principal.team
         record.end_user = named_end_user(principal, request.headers)
     if not principal.may(scope):
         needed = "a manage or metrics token" if scope == METRICS else "a manage token"

@@ -1,4 +1,5 @@
-"""The ``ollama-proxy usage`` command: export the usage records as CSV or JSON on stdout."""
+"""The ``ollama-proxy usage`` command: export the usage records as CSV or JSON on stdout, or, given ``--by`` or
+``--period``, the usage report: per team, key, end user or model over a calendar period, budgets beside."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import argparse
 import json
 import sys
 from datetime import date, datetime, time, timezone
+from zoneinfo import ZoneInfo
 
-from ollama_proxy.cli.keys import expiry
+from ollama_proxy.cli.keys import expiry, table
 from ollama_proxy.config import CONFIG_ENV, ConfigError, load_settings
 from ollama_proxy.observability.csv_export import write_csv
+from ollama_proxy.observability.usage_report import BY, Period, csv_lines, read_report
 from ollama_proxy.store import StoreError, open_store
+from ollama_proxy.store.budgets import PERIODS
 from ollama_proxy.store.usage import USAGE_FIELDS
 
 END_USER = "end_user"
@@ -46,20 +50,67 @@ def write(rows: list[dict], form: str, out, columns: tuple[str, ...] = COLUMNS) 
 
 
 def export(args) -> int:
-    """Print the usage records that match the filters, oldest first."""
+    """Print the usage records that match the filters, oldest first; or the report, given --by or --period."""
+    summary = args.by is not None or args.period is not None
+    if summary and (args.since or args.until or args.key or args.model or args.end_user or args.with_end_user):
+        print("ollama-proxy usage: --by and --period sum a whole period: give --at (and --team), not the "
+              "export's filters", file=sys.stderr)
+        return 2
+    if not summary and args.format == "table":
+        print("ollama-proxy usage: --format table is the report's: give --by or --period", file=sys.stderr)
+        return 2
     try:
         settings = load_settings(args.config)
         store = open_store(settings.store)
         try:
-            rows = store.query_usage(since=args.since, until=args.until, key=args.key, model=args.model,
-                                     end_user=args.end_user, limit=None)
+            if summary:
+                period = Period.holding(args.period or "month", args.at or datetime.now(timezone.utc),
+                                        ZoneInfo(settings.budgets.timezone))
+                report = read_report(store, args.by or "key", period, team=args.team)
+            else:
+                rows = store.query_usage(since=args.since, until=args.until, key=args.key, model=args.model,
+                                         end_user=args.end_user, team=args.team, limit=None)
         finally:
             store.close()
     except (ConfigError, StoreError) as exc:
         print(f"ollama-proxy usage: {exc}", file=sys.stderr)
         return 1
-    write(rows, args.format, sys.stdout, (*COLUMNS, END_USER) if args.with_end_user else COLUMNS)
+    if summary:
+        write_report(report, args.format or "table", sys.stdout)
+    else:
+        write(rows, args.format or "csv", sys.stdout, (*COLUMNS, END_USER) if args.with_end_user else COLUMNS)
     return 0
+
+
+def _figure(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"
+
+
+def _budget_cell(budgets: list[dict]) -> str:
+    return "; ".join(f"{b['spent']:,.6g}/{b['amount']:,.6g} {b['unit'].replace('_', '-')} ({b['mode']})"
+                     for b in sorted(budgets, key=lambda b: b["unit"])) or "-"
+
+
+def write_report(report: dict, form: str, out) -> None:
+    """Write the usage report as a table (a heading, one line per group, totals), CSV, or one JSON object."""
+    if form == "json":
+        json.dump(report, out, indent=1)
+        out.write("\n")
+        return
+    columns, rows = csv_lines(report)
+    if form == "csv":
+        write_csv(out, columns, rows, lineterminator="\n")
+        return
+    header = (report["by"], "requests", "tokens", "gpu-seconds", "errors", "ttft p50 ms", "ttft p95 ms",
+              "queue p95 ms", "budget (spent/amount)")
+    figures = ("requests", "tokens", "gpu_seconds", "errors", "ttft_p50_ms", "ttft_p95_ms", "queue_p95_ms")
+    lines = [(line["name"], *(_figure(line[name]) for name in figures), _budget_cell(line["budgets"]))
+             for line in report["lines"]]
+    lines.append(("total", *(_figure(report["totals"][name]) for name in figures), ""))
+    out.write(f"{report['period']} {report['label']}: {report['start']} to {report['end']}\n")
+    out.write(table(header, lines) + "\n")
 
 
 def add_parser(commands) -> None:
@@ -73,5 +124,14 @@ def add_parser(commands) -> None:
     usage.add_argument("--end-user", help="only the requests a trusted front end made for this end user")
     usage.add_argument("--with-end-user", action="store_true",
                        help="add an end_user column, last: the user a trusted front end named, if any")
-    usage.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default: csv)")
+    usage.add_argument("--team", help="only the requests of this team's keys")
+    usage.add_argument("--by", choices=tuple(BY),
+                       help="sum the usage of a period per team, key, end user or model, each budget beside "
+                            "(default with --period: key)")
+    usage.add_argument("--period", choices=PERIODS,
+                       help="the calendar period summed, in budgets.timezone (default with --by: month)")
+    usage.add_argument("--at", type=since,
+                       help="with --by or --period: sum the period holding this date (default: the current one)")
+    usage.add_argument("--format", choices=("csv", "json", "table"),
+                       help="output format (default: csv; table with --by or --period)")
     usage.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV} or config/config.yaml)")

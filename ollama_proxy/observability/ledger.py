@@ -73,6 +73,7 @@ class RequestRecord:
     client_left: bool = False  # seen hanging up while the answer was still coming
     model: str | None = None
     principal: str | None = None
+    team: str | None = None  # the principal's team (store.teams), if any
     end_user: str | None = None  # the user a trusted front end sends the request for (access.end_users)
     upstream: float = 0.0  # seconds spent waiting on the upstream before the answer went out
     surface: str = "other"

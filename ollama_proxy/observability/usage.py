@@ -64,6 +64,9 @@ def usage_row(record: RequestRecord, now: float, wall: datetime) -> dict:
         "aborted": record.aborted,
         "cached_tokens": record.cached_tokens,
         **named,
+        "team": record.team,
+        "gpu_seconds": record.gpu_seconds,
+        "queue_ms": round(record.queue_seconds(now) * 1000, 2),
     })
 
 

@@ -102,6 +102,9 @@ usage = Table(
     Column("cached_tokens", Integer),  # prompt tokens read from Ollama's cache besides prompt_tokens (estimated)
     # Last in the exports, which follow the order here (a migrated table has it before cached_tokens: no matter).
     Column("end_user", String(128)),  # the user a trusted front end named (access.end_users); null: none named
+    Column("team", String(100), index=True),  # the key's team when the request came (null: none)
+    Column("gpu_seconds", Float),  # Ollama's total_duration of the answers (null: none reported, a provider's)
+    Column("queue_ms", Float),  # time spent waiting for a slot on a server
 )
 
 aliases = Table(

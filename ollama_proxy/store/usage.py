@@ -39,10 +39,15 @@ def fit_usage_row(row: dict) -> dict:
     return fitted
 
 
+# What the usage report reads of each row (``observability.usage_report``).
+REPORT_FIELDS = ("ts", "team", "key_name", "end_user", "model", "prompt_tokens", "completion_tokens", "gpu_seconds",
+                 "ttft_ms", "queue_ms", "status")
+
+
 def _filters(since: datetime | None, until: datetime | None, key: str | None, model: str | None,
-             end_user: str | None = None) -> list:
+             end_user: str | None = None, team: str | None = None) -> list:
     """Build the WHERE clauses: ``since`` inclusive, ``until`` exclusive."""
-    clauses = []
+    clauses = [] if team is None else [usage.c.team == team]
     if since is not None:
         clauses.append(usage.c.ts >= since)
     if until is not None:
@@ -79,16 +84,27 @@ class UsageStore:
     @maps_database_errors
     def query_usage(self, since: datetime | None = None, until: datetime | None = None, key: str | None = None,
                     model: str | None = None, limit: int | None = 1000, newest_first: bool = False,
-                    end_user: str | None = None) -> list[dict]:
+                    end_user: str | None = None, team: str | None = None) -> list[dict]:
         """Return usage rows, oldest first (or newest first), as dicts with ``id`` and every field.
 
         ``limit`` keeps the first rows in that order: the oldest, or with ``newest_first`` the newest.
-        ``end_user`` keeps the requests a trusted front end made for that user.
+        ``end_user`` keeps the requests a trusted front end made for that user; ``team`` those of its keys.
         """
         order = (usage.c.ts.desc(), usage.c.id.desc()) if newest_first else (usage.c.ts, usage.c.id)
-        query = select(usage).where(*_filters(since, until, key, model, end_user)).order_by(*order)
+        query = select(usage).where(*_filters(since, until, key, model, end_user, team)).order_by(*order)
         if limit is not None:
             query = query.limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    @maps_database_errors
+    def usage_figures(self, since: datetime, until: datetime, team: str | None = None) -> list[dict]:
+        """Return what the usage report sums of each row from ``since`` (inclusive) to ``until`` (exclusive).
+
+        ``team`` keeps the rows of that team's keys (a team admin's report).
+        """
+        query = select(*(usage.c[name] for name in REPORT_FIELDS)).where(*_filters(since, until, None, None,
+                                                                                   team=team))
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 

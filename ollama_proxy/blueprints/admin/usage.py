@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, render_template, request
 
 from ollama_proxy.blueprints.admin.base import bp
 from ollama_proxy.blueprints.admin.budgets import budget_standings
 from ollama_proxy.observability.csv_export import write_csv
+from ollama_proxy.observability.usage_report import BY, Period, csv_lines, read_report
 from ollama_proxy.store import USAGE_FIELDS, current_store
+from ollama_proxy.store.budgets import PERIODS
 
 TOP = 10  # models and keys drawn one by one in the dashboard's bar charts; the rest are summed as "other"
 
@@ -114,5 +117,39 @@ def usage_csv():
     out = io.StringIO()
     write_csv(out, USAGE_FIELDS, ({**row, "ts": row["ts"].isoformat()} for row in rows))
     name = f"usage-{filters['first']}-{filters['last']}.csv"
+    return Response(out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def report_choice(args) -> tuple[str, Period]:
+    """Read the report's grouping, period and day (an unknown value: the default), as the page offers them."""
+    by = args.get("by") if args.get("by") in BY else "team"
+    name = args.get("period") if args.get("period") in PERIODS else "month"
+    day = _date(args.get("at"))
+    zone = ZoneInfo(current_app.config["SETTINGS"].budgets.timezone)
+    moment = datetime.combine(day, datetime.min.time(), zone) if day else datetime.now(timezone.utc)
+    return by, Period.holding(name, moment, zone)
+
+
+@bp.get("/usage/report")
+def usage_report():
+    """Sum a calendar period's usage per team, key, end user or model, each budget beside what was used."""
+    by, period = report_choice(request.args)
+    report = read_report(current_store(), by, period)
+    at = period.start.astimezone(period.zone).date()
+    return render_template("admin/usage_report.html", report=report, by_choices=tuple(BY), periods=PERIODS,
+                           at=at, zone=current_app.config["SETTINGS"].budgets.timezone,
+                           previous=(at - timedelta(days=1)).isoformat(),
+                           following=period.end.astimezone(period.zone).date().isoformat())
+
+
+@bp.get("/usage/report.csv")
+def usage_report_csv():
+    """The usage report as CSV (spreadsheet-safe)."""
+    by, period = report_choice(request.args)
+    columns, rows = csv_lines(read_report(current_store(), by, period))
+    out = io.StringIO()
+    write_csv(out, columns, rows)
+    name = f"usage-by-{by}-{period.name}-{period.label.replace(' ', '-')}.csv"
     return Response(out.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -30,13 +30,19 @@ def finished(**fields) -> RequestRecord:
 
 
 def test_usage_row_carries_every_field():
-    assert usage_row(finished(cached_tokens=3990), now=102.5, wall=WALL) == {
+    record = finished(cached_tokens=3990, team="research", gpu_seconds=1.75, queued=0.3)
+    assert usage_row(record, now=102.5, wall=WALL) == {
         "ts": datetime(2026, 11, 22, 20, 0, 7, 500000, tzinfo=timezone.utc),
         "request_id": "r1", "key_name": "alice", "surface": "openai", "model": "llama3.2",
         "backend": "default", "upstream_model": "llama3.2:latest", "prompt_tokens": 12,
         "completion_tokens": 30, "duration_ms": 2500.0, "ttft_ms": 250.0, "status": 200, "aborted": False,
-        "cached_tokens": 3990,
+        "cached_tokens": 3990, "team": "research", "gpu_seconds": 1.75, "queue_ms": 300.0,
     }
+
+
+def test_a_request_whose_client_left_while_it_waited_counts_the_wait_until_then():
+    record = finished(queued=0.5, waiting_since=101.0, completed=False, client_left=True)
+    assert usage_row(record, now=102.5, wall=WALL)["queue_ms"] == 2000.0
 
 
 def test_usage_row_names_the_end_user_a_trusted_front_end_named():

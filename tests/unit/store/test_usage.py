@@ -15,7 +15,20 @@ def row(ts, key="alice", model="llama3.2", prompt=10, completion=20, cached=None
     return {"ts": ts, "request_id": "r", "key_name": key, "surface": "openai", "model": model,
             "backend": "default", "upstream_model": model, "prompt_tokens": prompt,
             "completion_tokens": completion, "duration_ms": 12.5, "ttft_ms": 3.25, "status": 200,
-            "aborted": False, "end_user": None, "cached_tokens": cached, **extra}
+            "aborted": False, "end_user": None, "cached_tokens": cached, "team": None, "gpu_seconds": None,
+            "queue_ms": None, **extra}
+
+
+def test_the_report_reads_a_periods_rows_and_a_team_keeps_its_own(store):
+    store.add_usage([row(DAY1, team="research", gpu_seconds=1.5, queue_ms=20.0), row(DAY2, key="bob"),
+                     row(DAY2 + timedelta(days=1), team="research")])
+    figures = store.usage_figures(DAY1, DAY2 + timedelta(days=1))  # the end is not in it
+    assert [(f["key_name"], f["team"], f["gpu_seconds"], f["queue_ms"]) for f in figures] == [
+        ("alice", "research", 1.5, 20.0), ("bob", None, None, None)]
+    assert set(figures[0]) == {"ts", "team", "key_name", "end_user", "model", "prompt_tokens", "completion_tokens",
+                               "gpu_seconds", "ttft_ms", "queue_ms", "status"}
+    assert len(store.usage_figures(DAY1, DAY2 + timedelta(days=2), team="research")) == 2
+    assert [r["team"] for r in store.query_usage(team="research")] == ["research", "research"]
 
 
 def test_add_and_query_round_trip(store):

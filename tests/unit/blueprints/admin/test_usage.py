@@ -91,7 +91,7 @@ def test_the_export_writes_formula_like_names_as_text(client, store):
     assert (row["prompt_tokens"], row["status"]) == ("4", "200")
 
 
-def test_the_usage_page_shows_and_filters_the_end_user_and_the_export_has_it_last(client, store):
+def test_the_usage_page_shows_and_filters_the_end_user_and_the_export_has_it(client, store):
     now = datetime.now(timezone.utc)
     store.add_usage([{"ts": now, "request_id": "a", "key_name": "webui", "status": 200, "end_user": "ann@lan"},
                      {"ts": now, "request_id": "b", "key_name": "webui", "status": 200, "end_user": "bob"},
@@ -101,9 +101,10 @@ def test_the_usage_page_shows_and_filters_the_end_user_and_the_export_has_it_las
     filtered = client.get("/admin/usage?end_user=ann@lan").get_data(as_text=True)
     assert len(listed_times(filtered)) == 1 and 'name="end_user" value="ann@lan"' in filtered
     assert "usage.csv?key=&amp;model=&amp;end_user=ann@lan&amp;" in filtered  # the export keeps the filter
-    export = client.get("/admin/usage.csv").get_data(as_text=True).splitlines()
-    assert export[0].endswith(",aborted,cached_tokens,end_user")
-    assert sorted(line.rsplit(",", 1)[1] for line in export[1:]) == ["", "ann@lan", "bob"]
+    export = client.get("/admin/usage.csv").get_data(as_text=True)
+    # The columns added since come after end_user: an export read by position keeps its columns.
+    assert export.splitlines()[0].endswith(",aborted,cached_tokens,end_user,team,gpu_seconds,queue_ms")
+    assert sorted(row["end_user"] for row in csv.DictReader(io.StringIO(export))) == ["", "ann@lan", "bob"]
     only_bob = client.get("/admin/usage.csv?end_user=bob").get_data(as_text=True).splitlines()
     assert [line.split(",")[1] for line in only_bob[1:]] == ["b"]
 
@@ -111,3 +112,34 @@ def test_the_usage_page_shows_and_filters_the_end_user_and_the_export_has_it_las
 def test_usage_filters_read_the_end_user():
     assert usage_filters(MultiDict({"end_user": "ann"}))["end_user"] == "ann"
     assert usage_filters(MultiDict({"end_user": ""}))["end_user"] is None
+
+
+def test_the_report_page_sums_the_period_per_team_with_its_budget_and_exports_it(client, store):
+    from tests.actors import TESTER
+
+    store.create_team("research", by=TESTER)
+    store.set_budget("team", "research", period="month", unit="tokens", amount=1000, mode="soft", by=TESTER)
+    now = datetime.now(timezone.utc)
+    store.add_usage([{"ts": now, "key_name": "alice", "team": "research", "prompt_tokens": 10,
+                      "completion_tokens": 20, "gpu_seconds": 2.5, "ttft_ms": 120.0, "queue_ms": 40.0, "status": 200},
+                     {"ts": now, "key_name": "script", "prompt_tokens": 1, "completion_tokens": 1, "status": 200}])
+    page = client.get("/admin/usage/report?by=team&period=month").get_data(as_text=True)
+    lines = re.findall(r"<tr><td>([^<]+)</td><td class=\"num\">([^<]+)</td>", page)
+    assert lines == [("(none)", "1"), ("research", "1")]
+    assert '<meter min="0" max="1000.0" value="0.0">' in page and "0 of 1000 tokens" in page
+    assert 'id="report-data"' in page and "chart-gpu" in page and "2.5" in page
+    export = client.get("/admin/usage/report.csv?by=team&period=month").get_data(as_text=True)
+    rows = {row["team"]: row for row in csv.DictReader(io.StringIO(export))}
+    assert (rows["research"]["tokens"], rows["research"]["gpu_seconds"], rows["research"]["budget_tokens"]) == (
+        "30", "2.5", "1000.0")
+    assert (rows["research"]["ttft_p50_ms"], rows["research"]["queue_p95_ms"]) == ("120.0", "40.0")
+
+
+def test_the_report_page_reads_a_past_period_and_falls_back_on_unknown_choices(client, store):
+    store.add_usage([{"ts": datetime(2026, 2, 10, 12, tzinfo=timezone.utc), "key_name": "alice", "model": "m",
+                      "status": 200}])
+    page = client.get("/admin/usage/report?by=model&period=week&at=2026-02-11").get_data(as_text=True)
+    assert "week of 2026-02-09" in page and "<tr><td>m</td>" in page
+    assert 'href="/admin/usage/report?by=model&amp;period=week&amp;at=2026-02-08"' in page  # the week before
+    fallback = client.get("/admin/usage/report?by=nonsense&period=year&at=yesterday")
+    assert fallback.status_code == 200 and "by team · month" in fallback.get_data(as_text=True)
