@@ -75,8 +75,9 @@ def _figures(rows: list[dict]) -> dict:
     completion = sum(row["completion_tokens"] or 0 for row in rows)
     ttft = [row["ttft_ms"] for row in rows if row["ttft_ms"] is not None]
     queue = [row["queue_ms"] for row in rows if row["queue_ms"] is not None]
+    gpu = sum((row["gpu_seconds"] or 0.0 for row in rows), 0.0)
     return {"requests": len(rows), "prompt_tokens": prompt, "completion_tokens": completion,
-            "tokens": prompt + completion, "gpu_seconds": round(sum((row["gpu_seconds"] or 0.0 for row in rows), 0.0), 3),
+            "tokens": prompt + completion, "gpu_seconds": round(gpu, 3),
             "errors": sum(1 for row in rows if (row["status"] or 0) >= 400),
             "ttft_p50_ms": percentile(ttft, 50), "ttft_p95_ms": percentile(ttft, 95),
             "queue_p95_ms": percentile(queue, 95)}
