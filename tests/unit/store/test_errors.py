@@ -82,6 +82,7 @@ CALLS = {
     "add_usage": lambda store: store.add_usage([{"ts": NOW, "request_id": "r1"}]),
     "query_usage": lambda store: store.query_usage(),
     "usage_by_day": lambda store: store.usage_by_day(by="key"),
+    "usage_figures": lambda store: store.usage_figures(NOW, NOW),
     "list_aliases": lambda store: store.list_aliases(),
     "set_alias": lambda store: store.set_alias("gpt-4o", "llama3.2", by=TESTER),
     "delete_alias": lambda store: store.delete_alias("gpt-4o", by=TESTER),
