@@ -14,8 +14,10 @@ from datetime import datetime, timedelta, timezone
 import anthropic
 import ollama
 import openai
+import requests
 
 from ollama_proxy.cli.usage import COLUMNS
+from tests.e2e.admin_page import PASSWORD, admin_config, csrf_token
 from tests.e2e.command import cli, create_key
 from tests.e2e.conftest import ALICE, GENERATE, auth, base_config
 from tests.e2e.server import wait_for
@@ -152,3 +154,60 @@ def test_a_trusted_front_ends_usage_rows_name_its_end_users_and_another_keys_do_
     assert [row["request_id"] for row in bobs] == ["webui-openai", "webui-embeddings"]
     assert proxy.access_entry("webui-anthropic")["end_user"] == "cy"
     assert "end_user" not in proxy.access_entry("script-anthropic")
+
+
+def _report_rows(text: str) -> dict:
+    return {row["team"]: row for row in csv.DictReader(io.StringIO(text))}
+
+
+def test_the_usage_report_gives_the_same_figures_on_the_page_and_the_cli(start_proxy, fake, tmp_path):
+    """A team's two people at once on one slot, and a key of no team: GPU time, queue waits, the budget beside."""
+    fake.script("llama3.2:latest", chunk_delay=0.05)
+    config = admin_config(fake.url, tmp_path)
+    config["service"].update(scheduling=True, num_parallel=1, max_loaded_models=1)
+    config["usage"] = {"flush_interval": 0.1}
+    proxy = start_proxy(config, workers=2)
+    assert cli(proxy, "teams", "create", "research").returncode == 0
+    secrets = {name: create_key(proxy, "--name", name, *(["--team", "research"] if name != "solo" else []))
+               for name in ("ann", "bob", "solo")}
+    budget = cli(proxy, "budgets", "set", "--team", "research", "--period", "month", "--gpu-seconds", "3600")
+    assert budget.returncode == 0, budget.stderr
+
+    def chat(name: str) -> None:
+        with ollama.Client(host=proxy.url, headers=auth(secrets[name])) as client:
+            client.chat(model="llama3.2", messages=[{"role": "user", "content": f"{name} asks a few words"}])
+    with ThreadPoolExecutor(max_workers=7) as pool:
+        list(pool.map(chat, ["ann", "bob"] * 3 + ["solo"]))
+    store = proxy.open_store()
+    assert wait_for(lambda: len(store.query_usage()) == 7), store.query_usage()
+    rows = store.query_usage()
+    store.close()
+    research = [row for row in rows if row["team"] == "research"]
+    assert len(research) == 6 and all(row["gpu_seconds"] > 0 for row in rows)
+    assert max(row["queue_ms"] for row in rows) > 100  # seven at once on one slot: most of them waited
+
+    listed = cli(proxy, "usage", "--by", "team", "--period", "month", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    lines = {line["name"]: line for line in json.loads(listed.stdout)["lines"]}
+    team = lines["research"]
+    assert team["requests"] == 6 and team["tokens"] == sum(r["prompt_tokens"] + r["completion_tokens"]
+                                                           for r in research)
+    assert team["gpu_seconds"] == round(sum(row["gpu_seconds"] for row in research), 3)
+    assert team["queue_p95_ms"] == max(row["queue_ms"] for row in research)  # 6 requests: p95 is the longest
+    (charged,) = team["budgets"]
+    assert (charged["unit"], charged["amount"]) == ("gpu_seconds", 3600.0)
+    assert abs(charged["spent"] - team["gpu_seconds"]) < 0.01  # what the budget was charged is what was used
+    assert lines["(none)"]["requests"] == 1
+    by_key = cli(proxy, "usage", "--by", "key", "--team", "research", "--format", "json")
+    assert sorted(line["name"] for line in json.loads(by_key.stdout)["lines"]) == ["ann", "bob"]
+
+    browser = requests.Session()
+    token = csrf_token(browser, proxy.url)
+    signed = browser.post(proxy.url + "/admin/login", data={"username": "admin", "password": PASSWORD,
+                                                            "csrf_token": token}, allow_redirects=False, timeout=30)
+    assert signed.status_code == 302
+    page = browser.get(proxy.url + "/admin/usage/report?by=team&period=month", timeout=30).text
+    assert f"{team['gpu_seconds']:,.1f}" in page and "of 3600 gpu-seconds" in page
+    exported = browser.get(proxy.url + "/admin/usage/report.csv?by=team&period=month", timeout=30).text
+    printed = cli(proxy, "usage", "--by", "team", "--period", "month", "--format", "csv").stdout
+    assert _report_rows(exported) == _report_rows(printed) and "research" in _report_rows(printed)
