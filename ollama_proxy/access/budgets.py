@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -33,37 +32,11 @@ from ollama_proxy.errors import ProxyError, RateLimited
 from ollama_proxy.observability import ledger
 from ollama_proxy.observability.ledger import RequestRecord, access_record
 from ollama_proxy.store import Budget, DatabaseError, current_store
-from ollama_proxy.store.budgets import period_bounds
+from ollama_proxy.store.budgets import Standing
 
 log = logging.getLogger(__name__)
 EXTENSION = "ollama_proxy.access.budgets"
 ROUTER_EXTENSION = "ollama_proxy.router"  # routing.routes.ROUTER: its providers' answers are no GPU time here
-
-
-@dataclass(frozen=True)
-class Standing:
-    """One budget in its current period: what is left of it, and when the period resets."""
-
-    budget: Budget
-    start: datetime
-    end: datetime
-    spent: float
-
-    @property
-    def left(self) -> float:
-        return max(0.0, self.budget.amount - self.spent)
-
-    @property
-    def share_left(self) -> float:
-        return self.left / self.budget.amount if self.budget.amount else 0.0
-
-    @property
-    def spent_out(self) -> bool:
-        return self.spent >= self.budget.amount
-
-    def header(self) -> str:
-        left = round(self.left) if self.budget.unit == "tokens" else round(self.left, 1)
-        return f"{left:g}; period={self.budget.period}; unit={self.budget.unit}"
 
 
 class Budgets:
@@ -92,9 +65,7 @@ class Budgets:
         return [b for b in self._budgets if (b.holder_kind, b.holder) in holders]
 
     def standings(self, budgets: list[Budget], now: datetime) -> list[Standing]:
-        periods = [(budget, *period_bounds(budget.period, now, self.zone)) for budget in budgets]
-        spent = self._store().spent([(budget.slot, start) for budget, start, _ in periods])
-        return [Standing(budget, start, end, spent[(budget.slot, start)][0]) for budget, start, end in periods]
+        return self._store().standings_of(budgets, self.zone, now)
 
     def charge(self, record: RequestRecord, providers) -> None:
         """Add a finished request's spending to the budgets it was checked against (a close listener)."""

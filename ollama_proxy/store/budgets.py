@@ -52,6 +52,41 @@ class Budget:
         return self.holder_kind, self.holder, self.period, self.unit
 
 
+@dataclass(frozen=True)
+class Standing:
+    """One budget in a period: what was spent of it, what is left, and when the period resets."""
+
+    budget: Budget
+    start: datetime
+    end: datetime
+    spent: float
+    refusals: int = 0  # requests a shadow budget would have refused in the period
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self.budget.amount - self.spent)
+
+    @property
+    def share_left(self) -> float:
+        return self.left / self.budget.amount if self.budget.amount else 0.0
+
+    @property
+    def spent_out(self) -> bool:
+        return self.spent >= self.budget.amount
+
+    def header(self) -> str:
+        left = round(self.left) if self.budget.unit == "tokens" else round(self.left, 1)
+        return f"{left:g}; period={self.budget.period}; unit={self.budget.unit}"
+
+    def row(self) -> dict:
+        """The standing as the admin page, the usage report and the CLI read it."""
+        budget = self.budget
+        return {"holder_kind": budget.holder_kind, "holder": budget.holder, "period": budget.period,
+                "unit": budget.unit, "amount": budget.amount, "mode": budget.mode, "spent": self.spent,
+                "left": self.left, "refusals": self.refusals, "period_start": self.start.isoformat(),
+                "resets": self.end.isoformat()}
+
+
 def period_bounds(period: str, now: datetime, zone: tzinfo) -> tuple[datetime, datetime]:
     """The start and end (UTC) of the calendar ``period`` in ``zone`` that holds the moment ``now``."""
     local = now.astimezone(zone)
@@ -165,18 +200,15 @@ class BudgetStore:
                 if attempt:
                     raise
 
+    def standings_of(self, budgets: list[Budget], zone: tzinfo, now: datetime) -> list[Standing]:
+        """Each of ``budgets`` in its period holding ``now`` (in ``zone``), with what was spent of it."""
+        periods = [(budget, *period_bounds(budget.period, now, zone)) for budget in budgets]
+        spent = self.spent([(budget.slot, start) for budget, start, _ in periods])
+        return [Standing(budget, start, end, *spent[(budget.slot, start)]) for budget, start, end in periods]
+
     def standings(self, zone: tzinfo, now: datetime) -> list[dict]:
         """Every budget with what was spent in its current period (in ``zone``), what is left, and when it resets."""
-        periods = [(budget, *period_bounds(budget.period, now, zone)) for budget in self.list_budgets()]
-        spent = self.spent([(budget.slot, start) for budget, start, _ in periods])
-        rows = []
-        for budget, start, end in periods:
-            used, refusals = spent[(budget.slot, start)]
-            rows.append({"holder_kind": budget.holder_kind, "holder": budget.holder, "period": budget.period,
-                         "unit": budget.unit, "amount": budget.amount, "mode": budget.mode, "spent": used,
-                         "left": max(0.0, budget.amount - used), "refusals": refusals,
-                         "period_start": start.isoformat(), "resets": end.isoformat()})
-        return rows
+        return [standing.row() for standing in self.standings_of(self.list_budgets(), zone, now)]
 
     @maps_database_errors
     def note_refusal(self, slot: tuple[str, str, str, str], start: datetime) -> None:
