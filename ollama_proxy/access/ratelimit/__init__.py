@@ -98,16 +98,29 @@ class RateLimiter:
                 if not self.strategy.test(tokens, holder.space + "tokens", holder.name):
                     refusal = RateLimited(f"{holder.said} used its {holder.tpm} tokens per minute",
                                           retry_after=windows[-1].reset, code="rate_limit_exceeded")
-        for holder in holders:
-            if holder.rpm is not None:
-                requests = RateLimitItemPerMinute(holder.rpm)
-                # A request refused already is not counted against a request limit.
-                admitted = refusal is not None or self.strategy.hit(requests, holder.space + "requests", holder.name)
-                windows.insert(0, self._window("requests", requests, holder.name, holder.space))
-                if not admitted:
-                    refusal = RateLimited(f"{holder.said} sent its {holder.rpm} requests per minute",
-                                          retry_after=windows[0].reset, code="rate_limit_exceeded")
+        counted = [(holder, RateLimitItemPerMinute(holder.rpm)) for holder in holders if holder.rpm is not None]
+        full = self._full_request_window(counted) if refusal is None else None  # refused: counted in none
+        for holder, item in counted:
+            window = self._window("requests", item, holder.name, holder.space)
+            windows.insert(0, window)
+            if holder is full:
+                refusal = RateLimited(f"{holder.said} sent its {holder.rpm} requests per minute",
+                                      retry_after=window.reset, code="rate_limit_exceeded")
         return windows, refusal
+
+    def _full_request_window(self, counted: list[tuple[Holder, RateLimitItemPerMinute]]) -> Holder | None:
+        """Count a request in each request window, unless one is full: return that one, and count it in none.
+
+        Every window is read before any counts, so a team's full window does not use up its keys' own. The
+        count stays the gate: another worker may have taken a window's last request since it was read.
+        """
+        for holder, item in counted:
+            if not self.strategy.test(item, holder.space + "requests", holder.name):
+                return holder
+        for holder, item in counted:
+            if not self.strategy.hit(item, holder.space + "requests", holder.name):
+                return holder
+        return None
 
     def charge(self, name: str, tpm: int, tokens: int, space: str = "") -> None:
         """Count ``tokens`` against ``name``'s tokens-per-minute window (a team's: ``space`` "team ")."""

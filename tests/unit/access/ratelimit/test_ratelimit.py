@@ -112,3 +112,18 @@ def test_the_headers_give_the_tightest_window_of_each_kind():
         headers = add_headers(app.response_class()).headers
     assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-remaining-requests"]) == ("10", "3")
     assert headers["x-ratelimit-remaining-tokens"] == "7"
+
+
+def test_a_request_its_team_refuses_is_not_counted_in_its_keys_own_window(limiter):
+    alice = Principal("alice", GENERATE, rpm=10, team="research", team_rpm=2)
+    bob = Principal("bob", GENERATE, team="research", team_rpm=2)
+    assert [limiter.admit(p)[1] is None for p in (bob, bob, alice, alice, alice)] == [True, True, False, False, False]
+    windows, _ = limiter.admit(alice)
+    assert [(w.kind, w.remaining) for w in windows] == [("requests", 0), ("requests", 10)]  # the team's, alice's
+
+
+def test_a_request_its_key_refuses_is_not_counted_in_its_teams_window(limiter):
+    alice = Principal("alice", GENERATE, rpm=1, team="research", team_rpm=5)
+    assert [limiter.admit(alice)[1] is None for _ in range(4)] == [True, False, False, False]
+    bob = Principal("bob", GENERATE, team="research", team_rpm=5)
+    assert [limiter.admit(bob)[1] is None for _ in range(5)] == [True, True, True, True, False]
