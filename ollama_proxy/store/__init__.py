@@ -13,8 +13,8 @@ trail in the same transaction (``store.audit``).
 Keys (a secret is shown once, at creation; only its sha256 is kept):
     create_key(name, by, scope="generate"|"manage", models=[globs], rpm=None, tpm=None,
                expires_at=None, chat_log=None, weight=1.0, klass="interactive",
-               trusted_frontend=False, web=False, cloud=False, team=None) -> (ApiKey, secret)
-    list_keys() -> [ApiKey]            get_key(name) -> ApiKey | None
+               trusted_frontend=False, web=False, cloud=False, team=None, owner=None) -> (ApiKey, secret)
+    list_keys(team=None, owner=None) -> [ApiKey]   get_key(name) -> ApiKey | None
     find_key(secret) -> ApiKey | None  (disabled and expired keys too: see ApiKey.usable(now))
     update_key(name, by, **fields) -> ApiKey   (scope, models, rpm, tpm, expires_at, enabled,
                                                 chat_log, weight, klass, trusted_frontend, web, cloud,

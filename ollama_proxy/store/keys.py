@@ -22,6 +22,7 @@ SECRET_PREFIX = "op-"
 SECRET_BYTES = 32  # random bytes in a secret: 43 characters of URL-safe base64
 _SECRET_SHAPE = re.compile(re.escape(SECRET_PREFIX) + "[A-Za-z0-9_-]{43}")
 PREFIX_LENGTH = len(SECRET_PREFIX) + 8  # what a listing or a log shows of a secret
+OWNER_LENGTH = 255  # the api_keys.owner column
 SCOPES = ("generate", "manage")
 _CHANGEABLE = {"scope", "models", "rpm", "tpm", "expires_at", "enabled", "chat_log", "weight", "klass",
                "trusted_frontend", "web", "cloud", "team"}
@@ -49,6 +50,7 @@ class ApiKey:
     web: bool = False  # may use Ollama's web search and fetch (access.api_routes)
     cloud: bool = False  # may use cloud models, which run on ollama.com (access.cloud_models)
     team: str | None = None  # the team whose models, limits and class bound it (store.teams)
+    owner: str | None = None  # who made it for themselves on "My keys" (their sign-on subject); None: an admin's
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -93,6 +95,9 @@ def _checked(fields: dict) -> dict:
             raise StoreError(f"{moment} must be a datetime with a time zone")
     if fields.get("team") is not None and not isinstance(fields["team"], str):
         raise StoreError("team must be a team's name or none")
+    owner = fields.get("owner")
+    if owner is not None and (not isinstance(owner, str) or not owner or len(owner) > OWNER_LENGTH):
+        raise StoreError(f"owner must be 1 to {OWNER_LENGTH} characters, or none")
     return fields
 
 
@@ -112,13 +117,17 @@ class KeyStore:
                    tpm: int | None = None, expires_at: datetime | None = None,
                    chat_log: bool | None = None, weight: float = 1.0, klass: str = "interactive",
                    trusted_frontend: bool = False, web: bool = False, cloud: bool = False,
-                   team: str | None = None) -> tuple[ApiKey, str]:
-        """Create a key; return it and its secret, which is shown this once and never stored."""
+                   team: str | None = None, owner: str | None = None) -> tuple[ApiKey, str]:
+        """Create a key; return it and its secret, which is shown this once and never stored.
+
+        ``owner``: who made it for themselves; it stays theirs (it is no field ``update_key`` changes).
+        """
         if not isinstance(name, str) or not name.strip() or len(name) > 100:
             raise StoreError("a key's name is 1 to 100 characters")
         fields = _checked({"scope": scope, "models": models, "rpm": rpm, "tpm": tpm, "expires_at": expires_at,
                            "chat_log": chat_log, "weight": weight, "klass": klass,
-                           "trusted_frontend": trusted_frontend, "web": web, "cloud": cloud, "team": team})
+                           "trusted_frontend": trusted_frontend, "web": web, "cloud": cloud, "team": team,
+                           "owner": owner})
         secret = new_secret()
         values = dict(fields, name=name, prefix=secret[:PREFIX_LENGTH], secret_hash=hash_secret(secret),
                       enabled=True, created_at=utcnow(), last_used_at=None)
@@ -133,9 +142,15 @@ class KeyStore:
         return key, secret
 
     @maps_database_errors
-    def list_keys(self) -> list[ApiKey]:
+    def list_keys(self, *, team: str | None = None, owner: str | None = None) -> list[ApiKey]:
+        """Every key by name; only a team's keys with ``team``, only someone's own with ``owner``."""
+        query = select(api_keys).order_by(api_keys.c.name)
+        if team is not None:
+            query = query.where(api_keys.c.team == team)
+        if owner is not None:
+            query = query.where(api_keys.c.owner == owner)
         with self.engine.connect() as connection:
-            return [_row_to_key(r) for r in connection.execute(select(api_keys).order_by(api_keys.c.name))]
+            return [_row_to_key(r) for r in connection.execute(query)]
 
     @maps_database_errors
     def get_key(self, name: str) -> ApiKey | None:

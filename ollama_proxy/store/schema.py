@@ -69,6 +69,7 @@ api_keys = Table(
     Column("web", Boolean, nullable=False, server_default=false()),  # may use Ollama's web search and fetch
     Column("cloud", Boolean, nullable=False, server_default=false()),  # may use cloud models (ollama.com)
     Column("team", String(100), index=True),  # the team it belongs to (teams.name); null: none
+    Column("owner", String(255), index=True),  # who made it for themselves (a sign-on subject); null: an admin's
 )
 
 teams = Table(

@@ -156,3 +156,22 @@ def test_a_key_may_use_the_web_only_when_allowed(store):
     assert store.update_key("searcher", web=False, by=TESTER).web is False
     with pytest.raises(StoreError, match="web must be true or false"):
         store.create_key("odd", web="yes", by=TESTER)
+
+
+def test_a_key_made_for_oneself_keeps_its_owner_and_is_listed_by_owner_and_team(store):
+    store.create_team("red", by=TESTER)
+    mine, _ = store.create_key("mine", team="red", owner="sub-mia", by=TESTER)
+    store.create_key("theirs", team="red", owner="sub-max", by=TESTER)
+    store.create_key("admins", by=TESTER)
+    assert mine.owner == "sub-mia" and store.get_key("admins").owner is None
+    assert [k.name for k in store.list_keys(owner="sub-mia")] == ["mine"]
+    assert [k.name for k in store.list_keys(team="red")] == ["mine", "theirs"]
+    assert [k.name for k in store.list_keys(team="red", owner="sub-max")] == ["theirs"]
+    assert [k.name for k in store.list_keys()] == ["admins", "mine", "theirs"]
+    with pytest.raises(StoreError, match="cannot change owner"):
+        store.update_key("mine", owner="sub-max", by=TESTER)
+    for odd in ("", "x" * 256, 7):
+        with pytest.raises(StoreError, match="owner"):
+            store.create_key("odd", owner=odd, by=TESTER)
+    made = next(entry for entry in store.audit_trail() if entry.target == "mine")
+    assert made.after["owner"] == "sub-mia"  # the trail says whose it is

@@ -184,3 +184,27 @@ def test_a_store_made_before_the_cloud_permission_keeps_its_keys_none_allowed(st
     finally:
         store.close()
         engine.dispose()
+
+
+def test_a_store_made_before_owners_keeps_its_keys_owned_by_no_one(store_url):
+    engine = open_engine(store_url, 10.0)
+    with _migrated(engine, "0011") as connection:
+        connection.execute(text(
+            "INSERT INTO api_keys (name, prefix, secret_hash, scope, models, enabled, created_at, team)"
+            " VALUES ('old', 'op-AbCdEfGh', :hash, 'generate', '[]', :yes, :now, NULL)"),
+            {"hash": "0" * 64, "yes": True, "now": datetime.now(timezone.utc).replace(tzinfo=None)})
+    store = open_store(StoreSettings(store_url, 5.0))
+    try:
+        assert current_revision(store.engine) == head_revision()
+        assert store.get_key("old").owner is None
+        store.create_key("new", owner="sub-mia", by=TESTER)
+        assert [k.name for k in store.list_keys(owner="sub-mia")] == ["new"]
+        with _migrated(store.engine, "0011", "downgrade"):  # and back: the column goes, the keys stay
+            pass
+        assert "owner" not in {c["name"] for c in inspect(store.engine).get_columns("api_keys")}
+        with store.engine.connect() as connection:
+            assert connection.execute(text("SELECT name FROM api_keys ORDER BY name")).scalars().all() == [
+                "new", "old"]
+    finally:
+        store.close()
+        engine.dispose()
