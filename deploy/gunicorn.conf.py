@@ -60,7 +60,7 @@ def on_starting(server):
     _note_shared_scheduler(settings)
     if not settings.admin.enabled:  # said once here, not by every worker at every (re)start
         server.log.warning("the admin page is off: set admin.password_hash to the output of "
-                           "`ollama-proxy admin-password` to turn it on")
+                           "`ollama-proxy admin-password`, or admin.oidc (docs/oidc.md), to turn it on")
 
 
 def on_reload(server):

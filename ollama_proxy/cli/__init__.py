@@ -57,7 +57,9 @@ def check_config(path: str | None) -> int:
     print(f"  CORS:       {', '.join(settings.cors.origins) or 'off'}")
     print(f"  store:      {settings.store.url.split('://', 1)[0]}")
     admin = settings.admin
-    admin_state = f"on, user {admin.username}" if admin.enabled else "off (make a hash: ollama-proxy admin-password)"
+    ways = ([f"user {admin.username}"] if admin.password_hash else []) + (
+        [f"single sign-on with {admin.oidc.issuer}"] if admin.oidc.enabled else [])
+    admin_state = f"on, {', '.join(ways)}" if admin.enabled else "off (make a hash: ollama-proxy admin-password)"
     print(f"  admin page: {admin_state}")
     if not auth.generate_tokens and not auth.manage_tokens:
         print("  note:       no tokens in the file: only managed keys (ollama-proxy keys create) get in")

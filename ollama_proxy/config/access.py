@@ -9,6 +9,7 @@ from marshmallow import validate
 
 from ollama_proxy.config.checks import AT_LEAST_0, AT_LEAST_1, NON_EMPTY, SECONDS
 from ollama_proxy.config.declare import setting
+from ollama_proxy.config.identity import OidcSettings, complete
 from ollama_proxy.config.paths import rooted_sqlite, under_project_root
 from ollama_proxy.config.tokens import Token, TokenList
 
@@ -46,7 +47,7 @@ class AdminSettings:
     password_hash: str = setting(
         "", validate=PASSWORD_HASH, env="OLLAMA_PROXY_ADMIN_PASSWORD_HASH", repr=False,
         help="hash printed by `ollama-proxy admin-password` (a werkzeug hash, `scrypt:...` or `pbkdf2:...`); "
-             "empty: the page is off")
+             "empty: no password login (and the page is off unless `oidc` is on)")
     secret_key: str = setting(
         "", env="OLLAMA_PROXY_ADMIN_SECRET_KEY", repr=False,
         help="signs session cookies; empty: a random key is generated into `admin.secret_key_file`")
@@ -81,9 +82,14 @@ class AdminSettings:
         500, validate=AT_LEAST_1,
         help="audit trail entries shown on the audit page (the newest); `ollama-proxy audit` lists them all")
 
+    oidc: OidcSettings = setting(
+        OidcSettings(), validate=complete,
+        help="sign-in with an OpenID Connect provider (docs/oidc.md): its claims give each person a role")
+
     @property
     def enabled(self) -> bool:
-        return bool(self.password_hash)
+        """The page is on when someone can sign in: with the password, or with the identity provider."""
+        return bool(self.password_hash) or self.oidc.enabled
 
 
 @dataclass(frozen=True)

@@ -14,19 +14,28 @@ from ollama_proxy.config.errors import ConfigError
 from ollama_proxy.config.settings import Settings
 
 
-def overridable(root: type = Settings) -> dict[str, tuple[tuple[str, str], Setting]]:
-    """Return each variable with the ``(section, key)`` it overrides and the key's declaration."""
+def overridable(root: type = Settings) -> dict[str, tuple[tuple[str, ...], Setting]]:
+    """Return each variable with the path of keys it overrides (``("admin", "oidc", "client_secret")``) and
+    the key's declaration."""
     found = {}
     for section in declared_settings(root):
         if is_section(section.annotation):
-            for key in declared_settings(section.annotation):
-                if key.env:
-                    found[key.env] = ((section.key, key.key), key)
+            found.update(_variables((section.key,), section.annotation))
+    return found
+
+
+def _variables(path: tuple[str, ...], section: type) -> dict[str, tuple[tuple[str, ...], Setting]]:
+    found = {}
+    for key in declared_settings(section):
+        if is_section(key.annotation):  # a section within a section (admin.oidc)
+            found.update(_variables((*path, key.key), key.annotation))
+        elif key.env:
+            found[key.env] = ((*path, key.key), key)
     return found
 
 
 _OVERRIDABLE = overridable()
-ENV_OVERRIDES = {name: path for name, (path, _) in _OVERRIDABLE.items()}  # variable -> (section, key)
+ENV_OVERRIDES = {name: path for name, (path, _) in _OVERRIDABLE.items()}  # variable -> (section, ..., key)
 
 
 def env_value(setting: Setting, text: str) -> Any:
@@ -41,19 +50,24 @@ def env_value(setting: Setting, text: str) -> Any:
 
 def apply_env(raw: dict, environ: dict[str, str]) -> dict:
     """Return ``raw`` with the ``OLLAMA_PROXY_*`` overrides found in ``environ``."""
-    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
-    for name, ((section, key), setting) in _OVERRIDABLE.items():
+    merged = dict(raw)
+    for name, (path, setting) in _OVERRIDABLE.items():
         if name in environ:
-            target = merged.setdefault(section, {})
-            if not isinstance(target, dict):
-                raise ConfigError(f"{section}: must be a mapping")
-            target[key] = env_value(setting, environ[name])
+            target = merged
+            for depth, section in enumerate(path[:-1], start=1):
+                inner = target.get(section, {})
+                if not isinstance(inner, dict):
+                    raise ConfigError(f"{'.'.join(path[:depth])}: must be a mapping")
+                target[section] = dict(inner)  # copied: the file's own mapping stays as it was
+                target = target[section]
+            target[path[-1]] = env_value(setting, environ[name])
     return merged
 
 
 def blamed(problem: str, source: str, environ: dict[str, str]) -> str:
     """Put the name of where a bad value came from before ``section.key: message``: a variable, or the file."""
-    for name, (section, key) in ENV_OVERRIDES.items():
-        if name in environ and problem.startswith((f"{section}.{key}:", f"{section}.{key}.")):
+    for name, path in ENV_OVERRIDES.items():
+        dotted = ".".join(path)
+        if name in environ and problem.startswith((f"{dotted}:", f"{dotted}.")):
             return f"${name} ({problem})"
     return f"{source}: {problem}"

@@ -46,13 +46,24 @@ def _section(top: Setting) -> list[str]:
     lines = [f"## `{top.key}`", ""]
     if is_section(top.annotation):
         lines += [top.help, ""]
-        rows = [(f"{top.key}.{key.key}", key) for key in declared_settings(top.annotation)]
+        rows = _keys(top.key, top.annotation)
     else:
         rows = [(top.key, top)]
     lines += _table(rows)
     for path, key in rows:
         lines += _entries(path, key, level=3)
     return lines
+
+
+def _keys(path: str, section: type) -> list[tuple[str, Setting]]:
+    """Return the keys of a section by their dotted paths, those of a section within it (``admin.oidc``) in line."""
+    rows = []
+    for key in declared_settings(section):
+        if is_section(without_extras(key.annotation)[0]):
+            rows += [(f"{path}.{key.key}", key), *_keys(f"{path}.{key.key}", key.annotation)]
+        else:
+            rows.append((f"{path}.{key.key}", key))
+    return rows
 
 
 def _entries(path: str, holder: Setting, level: int) -> list[str]:
@@ -110,6 +121,8 @@ def default_text(key: Setting) -> str:
     """Show a key's default as the file would write it."""
     if key.required:
         return "required"
+    if is_section(without_extras(key.annotation)[0]):
+        return "its keys' defaults"
     value = key.default
     if value is None:
         return "none"

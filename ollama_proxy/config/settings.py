@@ -72,7 +72,8 @@ class Settings:
     admin: AdminSettings = section(
         AdminSettings,
         help="The admin page at /admin (dashboard, keys, models, usage, backends). It is off until "
-             "`password_hash` is set. Make a hash with `ollama-proxy admin-password` (it asks for the password "
+             "`password_hash` is set or `oidc` names an identity provider (both may be on). Make a hash with "
+             "`ollama-proxy admin-password` (it asks for the password "
              "twice, or reads one line from stdin, and prints the hash).")
     models: ModelsSettings = section(
         ModelsSettings,

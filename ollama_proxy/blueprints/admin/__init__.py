@@ -2,8 +2,10 @@
 
 Server-rendered (Jinja templates under ``templates/admin/``, files under
 ``static/``). A session cookie signed with the admin secret key carries the
-login; every form carries a CSRF token. With no ``admin.password_hash`` the
-page is off and every /admin path answers 404.
+login; every form carries a CSRF token. One signs in with the admin password, or
+with an OpenID Connect provider whose claims give a role (``roles.py``). With
+neither ``admin.password_hash`` nor ``admin.oidc`` the page is off and every
+/admin path answers 404.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from __future__ import annotations
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-# audit, budgets, keys, models, pages, scheduler, teams and usage register their views on bp
+# audit, budgets, keys, models, my_keys, pages, scheduler, teams and usage register their views on bp
 from ollama_proxy.blueprints.admin import (  # noqa: F401
     audit,
     budgets,
     keys,
     login,
     models,
+    my_keys,
+    oidc,
     pages,
     scheduler,
     session,
@@ -38,5 +42,6 @@ def init_app(app: Flask) -> None:
     session.configure(app, settings)
     CSRFProtect(app)
     login.init_app(app)
+    oidc.init_app(app, settings.oidc)
 
 

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from werkzeug.exceptions import HTTPException
 
-from ollama_proxy.blueprints.admin.session import session_is_valid
-from ollama_proxy.errors import NotFound
+from ollama_proxy.blueprints.admin.roles import LABELS, LANDING, MEMBER, TEAM_ADMIN, VIEWER, current_role, may
+from ollama_proxy.blueprints.admin.session import session_is_valid, signed_in_with_oidc
+from ollama_proxy.errors import Forbidden, NotFound
 from ollama_proxy.store import Actor, Missing
 
 PREFIX = "/admin"
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
-# Pages anyone may see: the login form and the files it needs.
-OPEN_ENDPOINTS = {"admin.login", "admin.static"}
+# Pages anyone may see: the login form, the files it needs, and the identity provider's two legs.
+OPEN_ENDPOINTS = {"admin.login", "admin.static", "admin.oidc_start", "admin.oidc_callback"}
 # Scripts and styles come from /admin/static only: an injected tag cannot run.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -21,7 +24,11 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
 # The pages in the navigation bar, in order: (endpoint, label).
 NAV = [("admin.dashboard", "Dashboard"), ("admin.scheduler", "Scheduler"), ("admin.keys", "Keys"),
        ("admin.teams", "Teams"), ("admin.budgets", "Budgets"), ("admin.models", "Models"), ("admin.usage", "Usage"),
-       ("admin.audit", "Audit"), ("admin.backends", "Backends")]
+       ("admin.audit", "Audit"), ("admin.backends", "Backends"), ("admin.my_keys", "My keys")]
+# Why a role is refused a page, as the 403 page says it.
+REFUSALS = {VIEWER: "A viewer reads the admin page but changes nothing.",
+            TEAM_ADMIN: "A team admin manages its own team's keys, budgets and usage, and nothing else.",
+            MEMBER: "A member manages their own keys on the My keys page, and nothing else."}
 
 bp = Blueprint("admin", __name__, url_prefix=PREFIX, static_folder=str(STATIC_DIR), static_url_path="/static")
 
@@ -33,7 +40,15 @@ def is_admin_path(path: str) -> bool:
 
 @bp.app_context_processor
 def navigation() -> dict:
-    return {"admin_nav": NAV}
+    """The pages this session's role may open, its home page, and who is signed in as what."""
+    if not session.get("login"):
+        return {"admin_nav": NAV, "admin_home": "admin.login", "admin_role": "", "admin_may": lambda endpoint: False}
+    role = current_role()
+    shown = [(endpoint, label) for endpoint, label in NAV if may(role, endpoint, "GET")]
+    if not session.get("team"):
+        shown = [(endpoint, label) for endpoint, label in shown if endpoint != "admin.my_keys"]
+    return {"admin_nav": shown, "admin_home": LANDING[role], "admin_role": LABELS[role],
+            "admin_may": lambda endpoint: may(role, endpoint, "GET")}
 
 
 @bp.before_request
@@ -49,6 +64,9 @@ def guard():
     if not session_is_valid(session, settings):
         session.clear()
         return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+    role = current_role()
+    if not may(role, request.endpoint, request.method):
+        raise Forbidden(REFUSALS.get(role, "This page is not for your role."))
     return None
 
 
@@ -64,8 +82,27 @@ def harden(response):
 
 
 def signed_in() -> Actor:
-    """The admin user making this request's change, and the address it comes from, for the audit trail."""
-    return Actor(str(session.get("user", "")), "admin", request.remote_addr or "-")
+    """The person making this request's change, and the address it comes from, for the audit trail."""
+    kind = "oidc" if signed_in_with_oidc(session) else "admin"
+    return Actor(str(session.get("user", "")), kind, request.remote_addr or "-")
+
+
+def landing(role: str, wanted: str | None) -> str:
+    """Where to go once signed in: the admin page ``wanted``, if this role may open it, else the role's home."""
+    endpoint = _endpoint_of(wanted) if wanted else None
+    return wanted if endpoint and may(role, endpoint, "GET") else url_for(LANDING[role])
+
+
+def _endpoint_of(target: str) -> str | None:
+    """The admin view a same-site link opens, or None for another site or no view at all."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or target.startswith("//") or not is_admin_path(parts.path):
+        return None
+    try:
+        endpoint, _ = current_app.url_map.bind("localhost").match(parts.path, "GET")
+    except HTTPException:
+        return None
+    return endpoint
 
 
 def change_and_return(change, missing: str, done: str, page: str):

@@ -1,4 +1,7 @@
-"""Show and set budgets: each with what was spent this period and what is left; a spent soft one flagged."""
+"""Show and set budgets: each with what was spent this period and what is left; a spent soft one flagged.
+
+A team admin sees and sets its own team's budget and its keys' alone.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,32 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 
 from ollama_proxy.blueprints.admin.base import bp, signed_in
 from ollama_proxy.blueprints.admin.forms import BudgetForm
+from ollama_proxy.blueprints.admin.roles import check_scope, team_scope
 from ollama_proxy.store import StoreError, current_store
 
 
 def budget_standings() -> list[dict]:
-    """Every budget in its current period, as the budgets page and the dashboard show them."""
+    """Every budget in its current period (a team admin's: its team's), as the budgets page and the dashboard
+    show them."""
     zone = ZoneInfo(current_app.config["SETTINGS"].budgets.timezone)
-    return current_store().standings(zone, datetime.now(timezone.utc))
+    standings = current_store().standings(zone, datetime.now(timezone.utc))
+    scope = team_scope()
+    if scope is None:
+        return standings
+    keys = {key.name for key in current_store().list_keys(team=scope)}
+    return [row for row in standings if (row["holder_kind"], row["holder"]) == ("team", scope)
+            or (row["holder_kind"] == "key" and row["holder"] in keys)]
+
+
+def check_holder(holder_kind: str, holder: str) -> None:
+    """Refuse (403) a team admin's budget of another team, or of another team's key (or of no key at all)."""
+    if team_scope() is None:
+        return
+    if holder_kind == "team":
+        check_scope(holder, f"The team '{holder}'")
+    else:
+        key = current_store().get_key(holder)
+        check_scope(key.team if key else None, f"The key '{holder}'")
 
 
 def _page(form: BudgetForm, status: int = 200):
@@ -34,6 +56,7 @@ def set_budget():
     form = BudgetForm()
     if not form.validate():
         return _page(form, 400)
+    check_holder(form.holder_kind.data, form.holder.data)
     try:
         current_store().set_budget(form.holder_kind.data, form.holder.data, period=form.period.data,
                                    unit=form.unit.data, amount=form.amount.data, mode=form.mode.data, by=signed_in())
@@ -48,6 +71,7 @@ def set_budget():
 def clear_budget():
     """Remove one budget, named by its holder, period and unit."""
     fields = {name: request.form.get(name, "") for name in ("holder_kind", "holder", "period", "unit")}
+    check_holder(fields["holder_kind"], fields["holder"])
     try:
         current_store().clear_budgets(fields["holder_kind"], fields["holder"], period=fields["period"] or None,
                                       unit=fields["unit"] or None, by=signed_in())

@@ -119,6 +119,28 @@ class NewKeyForm(KeyLimitsForm):
     name = name_field()
 
 
+class MyKeyForm(FlaskForm):
+    """A key someone makes for themselves: in their team, the generate scope, no more than the team allows."""
+
+    name = name_field()
+    models = StringField("Models", validators=[Optional(), Length(max=2000)],
+                         description="glob patterns, e.g. llama3*; empty: every model your team may use")
+    rpm = IntegerField("Requests per minute", validators=[Optional(), NumberRange(min=1)],
+                       description="empty: your team's limit alone")
+    tpm = IntegerField("Tokens per minute", validators=[Optional(), NumberRange(min=1)],
+                       description="empty: your team's limit alone")
+    expires = DateField("Expires after", validators=[Optional()])
+
+    def validate_expires(self, field) -> None:
+        problem = past_expiry(field.data, None, datetime.now(timezone.utc).date())
+        if problem:
+            raise ValidationError(problem)
+
+    def store_fields(self) -> dict:
+        return {"models": split_patterns(self.models.data), "rpm": self.rpm.data, "tpm": self.tpm.data,
+                "expires_at": end_of_day(self.expires.data)}
+
+
 class TeamForm(FlaskForm):
     """A team's share of the GPUs, its models and the limits its keys count against together."""
 

@@ -1,4 +1,8 @@
-"""Manage API keys: create (the secret shown once), change, disable, delete."""
+"""Manage API keys: create (the secret shown once), change, disable, delete.
+
+A team admin sees and changes its own team's keys alone, and cannot give one the manage scope
+(pulling and deleting models acts on every team's).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ from flask import current_app, flash, redirect, render_template, session, url_fo
 
 from ollama_proxy.blueprints.admin.base import bp, change_and_return, signed_in
 from ollama_proxy.blueprints.admin.forms import KeyLimitsForm, NewKeyForm, chat_log_choice
+from ollama_proxy.blueprints.admin.roles import check_scope, team_scope
 from ollama_proxy.blueprints.admin.teams import team_names
-from ollama_proxy.errors import NotFound
+from ollama_proxy.errors import Forbidden, NotFound
 from ollama_proxy.store import StoreError, current_store
 
 # The session's one-shot hold on a new key's secret, from the form's POST to the page it redirects to.
@@ -31,7 +36,23 @@ def _key_or_404(name: str):
     key = current_store().get_key(name)
     if key is None:
         raise NotFound(f"no key named '{name}'")
+    check_scope(key.team, f"The key '{name}'")
     return key
+
+
+def _teams() -> tuple[str, ...]:
+    """The teams a key may be put in: every team, or a team admin's own alone."""
+    scope = team_scope()
+    return team_names() if scope is None else (scope,)
+
+
+def _check_fields(fields: dict, scope_before: str = "generate") -> dict:
+    """Refuse a team admin's key in another team, or given the manage scope (one an admin gave may stay)."""
+    if team_scope() is not None:
+        check_scope(fields.get("team"), "A key outside your team")
+        if fields.get("scope") not in ("generate", scope_before):
+            raise Forbidden("A team admin gives keys the generate scope only: managing models acts on every team's.")
+    return fields
 
 
 def _chat_logs_enabled() -> bool:
@@ -39,15 +60,15 @@ def _chat_logs_enabled() -> bool:
 
 
 def _list_page(form: NewKeyForm, status: int = 200):
-    keys = current_store().list_keys()
+    keys = current_store().list_keys(team=team_scope())
     return render_template("admin/keys.html", keys=keys, form=form, now=datetime.now(timezone.utc),
                            chat_logs_enabled=_chat_logs_enabled()), status
 
 
 @bp.get("/keys")
 def keys():
-    """List every key, with the form to create one."""
-    return _list_page(NewKeyForm(chat_logs_enabled=_chat_logs_enabled(), teams=team_names()))
+    """List every key (a team admin: its team's), with the form to create one."""
+    return _list_page(NewKeyForm(chat_logs_enabled=_chat_logs_enabled(), teams=_teams(), team=team_scope() or ""))
 
 
 @bp.post("/keys")
@@ -58,11 +79,11 @@ def create_key():
     secret crosses the redirect in the signed session cookie, never in a URL, and the page
     that shows it removes it from the session.
     """
-    form = NewKeyForm(chat_logs_enabled=_chat_logs_enabled(), teams=team_names())
+    form = NewKeyForm(chat_logs_enabled=_chat_logs_enabled(), teams=_teams())
     if not form.validate():
         return _list_page(form, 400)
     try:
-        key, secret = current_store().create_key(form.name.data, by=signed_in(), **form.store_fields())
+        key, secret = current_store().create_key(form.name.data, by=signed_in(), **_check_fields(form.store_fields()))
     except StoreError as exc:
         form.name.errors.append(str(exc))
         return _list_page(form, 400)
@@ -88,12 +109,12 @@ def edit_key(name: str):
                                "expires": expires, "chat_log": chat_log_choice(key.chat_log), "weight": key.weight,
                                "klass": key.klass, "trusted_frontend": key.trusted_frontend, "web": key.web,
                                "cloud": key.cloud, "team": key.team or ""},
-                         chat_logs_enabled=_chat_logs_enabled(), kept_expiry=expires, teams=team_names())
+                         chat_logs_enabled=_chat_logs_enabled(), kept_expiry=expires, teams=_teams())
     if form.is_submitted():
         if not form.validate():
             return render_template("admin/key_edit.html", key=key, form=form), 400
         try:
-            current_store().update_key(name, by=signed_in(), **form.store_fields())
+            current_store().update_key(name, by=signed_in(), **_check_fields(form.store_fields(), key.scope))
         except StoreError as exc:
             flash(str(exc), "error")
             return render_template("admin/key_edit.html", key=key, form=form), 400
@@ -105,6 +126,7 @@ def edit_key(name: str):
 @bp.post("/keys/<name>/enabled/<int:enabled>")
 def enable_key(name: str, enabled: int):
     """Enable or disable a key (a disabled key is refused until enabled again)."""
+    _key_or_404(name)
     return change_and_return(lambda: current_store().update_key(name, by=signed_in(), enabled=bool(enabled)),
                              f"key named '{name}'", f"Key '{name}' {'enabled' if enabled else 'disabled'}.",
                              "admin.keys")
@@ -113,5 +135,6 @@ def enable_key(name: str, enabled: int):
 @bp.post("/keys/<name>/delete")
 def delete_key(name: str):
     """Delete a key for good."""
+    _key_or_404(name)
     return change_and_return(lambda: current_store().delete_key(name, by=signed_in()), f"key named '{name}'",
                              f"Key '{name}' deleted.", "admin.keys")

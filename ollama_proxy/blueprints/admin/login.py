@@ -1,4 +1,7 @@
-"""Log the administrator in and out; a client locked out by the LoginGuard is answered 429."""
+"""Log the administrator in with the password, and anyone out; a client locked out by the LoginGuard is answered 429.
+
+The login page also shows the identity provider's button when ``admin.oidc`` is on (``oidc.py``).
+"""
 
 from __future__ import annotations
 
@@ -51,7 +54,10 @@ def login():
     """Show the login form; on a POST, check it and start a session."""
     settings = current_app.config["SETTINGS"].admin
     if request.method == "GET":
-        return render_template("admin/login.html", next=request.args.get("next", ""))
+        return render_template("admin/login.html", next=request.args.get("next", ""), oidc=settings.oidc,
+                               password=bool(settings.password_hash))
+    if not settings.password_hash:
+        return login_page("Signing in with a password is off here: use the identity provider.", 403)
     username = request.form.get("username", "")[:200]
     password = request.form.get("password", "")[:1000]
     guard: LoginGuard = current_app.extensions[_EXTENSION]
@@ -69,19 +75,19 @@ def login():
         except StorageError as exc:
             log.error("a failed admin login could not be counted: %s", exc)
         log.warning("admin login failed for %s from %s", _who(settings, username), client)
-        _record(Actor(_named(settings, username), "admin", client), "sign-in failed")
+        record(Actor(_named(settings, username), "admin", client), "sign-in failed")
         return _form(username, "Wrong user name or password.", 401)
-    if not _record(Actor(settings.username, "admin", client), "sign-in"):
+    if not record(Actor(settings.username, "admin", client), "sign-in"):
         return _form(username, "Logging in is not possible right now: the store cannot be reached.", 503)
     start_session(session, settings)
     log.info("admin login for %s from %s", _who(settings, username), client)
     return redirect(safe_next(request.form.get("next")))
 
 
-def _record(actor: Actor, action: str) -> bool:
-    """Put a sign-in (or a failed one) in the audit trail; say whether it is there."""
+def record(actor: Actor, action: str, detail: dict | None = None) -> bool:
+    """Put a sign-in (or a failed one, or a sign-out) in the audit trail; say whether it is there."""
     try:
-        current_store().record_event(actor, action, actor.name)
+        current_store().record_event(actor, action, actor.name, detail)
     except DatabaseError as exc:
         log.error("the audit trail could not record %s for %s: %s", action, actor.name, exc.reason)
         return False
@@ -102,15 +108,23 @@ def _refusal(guard: LoginGuard, settings: AdminSettings, client: str, username: 
 
 
 def _form(username: str, error: str, status: int, retry_after: int | None = None):
-    page = render_template("admin/login.html", next=request.form.get("next", ""), username=username, error=error)
+    page, status = login_page(error, status, username)
     return page, status, {"Retry-After": str(retry_after)} if retry_after is not None else {}
+
+
+def login_page(error: str, status: int, username: str = ""):
+    """The login page again, saying ``error``, answered with ``status``."""
+    settings = current_app.config["SETTINGS"].admin
+    page = render_template("admin/login.html", next=request.form.get("next", ""), username=username, error=error,
+                           oidc=settings.oidc, password=bool(settings.password_hash))
+    return page, status
 
 
 @bp.post("/logout")
 def logout():
     """End the session."""
     if session.get("user"):
-        _record(signed_in(), "sign-out")
+        record(signed_in(), "sign-out")
     session.clear()
     return redirect(url_for("admin.login"))
 

@@ -1,4 +1,9 @@
-"""Sign admin sessions: the secret key, the cookie's flags, what a valid session holds, the password check."""
+"""Sign admin sessions: the secret key, the cookie's flags, what a valid session holds, the password check.
+
+A password session holds the user name and a fingerprint of the credentials; a single sign-on
+session (``via: oidc``) holds the person's name, subject, role and team, and a fingerprint of the
+provider's issuer and client id. Changing what a fingerprint covers ends every session it signs.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,11 @@ from flask import Flask
 from werkzeug.security import check_password_hash
 
 from ollama_proxy.config import AdminSettings
+from ollama_proxy.config.identity import OidcSettings
 from ollama_proxy.greenlets import gevent_active
 
 COOKIE_NAME = "ollama_proxy_admin"
+OIDC = "oidc"  # the ``via`` of a single sign-on session
 
 
 def secret_key(settings: AdminSettings) -> str:
@@ -67,6 +74,12 @@ def fingerprint(settings: AdminSettings) -> str:
     return hashlib.sha256(material).hexdigest()[:32]
 
 
+def oidc_fingerprint(oidc: OidcSettings) -> str:
+    """Tie a single sign-on session to the provider and the client: changing either ends every such session."""
+    material = f"{OIDC}\0{oidc.issuer}\0{oidc.client_id}".encode()
+    return hashlib.sha256(material).hexdigest()[:32]
+
+
 def start_session(session, settings: AdminSettings) -> None:
     """Replace whatever ``session`` held with a fresh login."""
     session.clear()
@@ -75,9 +88,24 @@ def start_session(session, settings: AdminSettings) -> None:
     session.permanent = True
 
 
+def start_oidc_session(session, oidc: OidcSettings, *, user: str, subject: str, role: str,
+                       team: str | None) -> None:
+    """Replace whatever ``session`` held with a sign-in through the identity provider."""
+    session.clear()
+    session.update(via=OIDC, user=user, subject=subject, role=role, team=team, login=oidc_fingerprint(oidc))
+    session.permanent = True
+
+
 def session_is_valid(session, settings: AdminSettings) -> bool:
-    """Tell whether ``session`` is a login under the current credentials."""
-    return hmac.compare_digest(str(session.get("login", "")), fingerprint(settings))
+    """Tell whether ``session`` is a login under the current credentials, or the current identity provider."""
+    login = str(session.get("login", ""))
+    if session.get("via") == OIDC:
+        return settings.oidc.enabled and hmac.compare_digest(login, oidc_fingerprint(settings.oidc))
+    return bool(settings.password_hash) and hmac.compare_digest(login, fingerprint(settings))
+
+
+def signed_in_with_oidc(session) -> bool:
+    return session.get("via") == OIDC
 
 
 def configure(app: Flask, settings: AdminSettings) -> None:

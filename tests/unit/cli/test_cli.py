@@ -52,6 +52,8 @@ def test_admin_password_hashes_a_line_from_stdin(stdin, status, capsys):
 @pytest.mark.parametrize("admin, shown", [
     ("", "admin page: off (make a hash: ollama-proxy admin-password)"),
     ("admin: {username: ops, password_hash: 'pbkdf2:sha256:1$salt$00ff'}", "admin page: on, user ops"),
+    ("admin: {oidc: {issuer: 'https://sso.lan/realms/a', client_id: p}}",
+     "admin page: on, single sign-on with https://sso.lan/realms/a"),
 ])
 def test_check_config_says_whether_the_admin_page_is_on(tmp_path, capsys, admin, shown):
     path = tmp_path / "c.yaml"

@@ -24,6 +24,7 @@ KNOWN = {
     "OLLAMA_PROXY_ADMIN_PASSWORD_HASH": ("admin", "password_hash"),
     "OLLAMA_PROXY_ADMIN_SECRET_KEY": ("admin", "secret_key"),
     "OLLAMA_PROXY_ADMIN_SECRET_KEY_FILE": ("admin", "secret_key_file"),
+    "OLLAMA_PROXY_ADMIN_OIDC_CLIENT_SECRET": ("admin", "oidc", "client_secret"),
     "OLLAMA_PROXY_RATELIMIT_STORAGE_URL": ("ratelimit", "storage_url"),
     "OLLAMA_PROXY_METRICS_TOKENS": ("metrics", "tokens"),
 }
@@ -54,6 +55,20 @@ def test_apply_env_overrides_without_changing_the_file():
     assert raw == {"service": {"read_timeout": 5, "pool_size": 3}}
 
 
+def test_apply_env_reaches_into_a_section_within_a_section():
+    raw = {"admin": {"username": "root", "oidc": {"issuer": "https://sso.lan", "client_id": "proxy"}}}
+    merged = apply_env(raw, {"OLLAMA_PROXY_ADMIN_OIDC_CLIENT_SECRET": "s3cret"})
+    assert merged["admin"] == {"username": "root",
+                               "oidc": {"issuer": "https://sso.lan", "client_id": "proxy", "client_secret": "s3cret"}}
+    assert "client_secret" not in raw["admin"]["oidc"]
+    assert apply_env({}, {"OLLAMA_PROXY_ADMIN_OIDC_CLIENT_SECRET": "s"}) == {"admin": {"oidc": {"client_secret": "s"}}}
+
+
+def test_apply_env_refuses_an_inner_section_that_is_no_mapping():
+    with pytest.raises(ConfigError, match="^admin.oidc: must be a mapping$"):
+        apply_env({"admin": {"oidc": "on"}}, {"OLLAMA_PROXY_ADMIN_OIDC_CLIENT_SECRET": "s"})
+
+
 def test_apply_env_refuses_a_section_that_is_no_mapping():
     with pytest.raises(ConfigError, match="^service: must be a mapping$"):
         apply_env({"service": "x"}, {"OLLAMA_PROXY_READ_TIMEOUT": "30"})
@@ -65,6 +80,8 @@ def test_apply_env_refuses_a_section_that_is_no_mapping():
     ("auth.generate_tokens.0: bad", {"OLLAMA_PROXY_GENERATE_TOKENS": ","},
      "$OLLAMA_PROXY_GENERATE_TOKENS (auth.generate_tokens.0: bad)"),
     ("service.read_timeout: Not a valid number.", {}, "c.yaml: service.read_timeout: Not a valid number."),
+    ("admin.oidc.client_secret: bad", {"OLLAMA_PROXY_ADMIN_OIDC_CLIENT_SECRET": "x"},
+     "$OLLAMA_PROXY_ADMIN_OIDC_CLIENT_SECRET (admin.oidc.client_secret: bad)"),
     ("service.read_timeout_x: Unknown field.", {"OLLAMA_PROXY_READ_TIMEOUT": "1"},
      "c.yaml: service.read_timeout_x: Unknown field."),
 ])

@@ -1,11 +1,19 @@
-"""What each role may open and change."""
+"""What each role may open and change: the table, then the guard and the pages through Flask's test client."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from flask import Flask, session
 
 from ollama_proxy.blueprints.admin.roles import current_role, may, team_scope
+from ollama_proxy.blueprints.admin.session import start_oidc_session
+from ollama_proxy.store import current_store
+from tests.actors import TESTER
+from tests.unit.blueprints.admin.conftest import csrf_token
+
+OIDC = {"issuer": "https://sso.example.com/realms/acme", "client_id": "proxy"}
 
 
 @pytest.mark.parametrize("role, endpoint, method, allowed", [
@@ -54,3 +62,139 @@ def test_the_session_gives_the_role_and_the_teams_in_view(held, role, scope):
     with app.test_request_context():
         session.update(held)
         assert (current_role(), team_scope()) == (role, scope)
+
+
+@pytest.fixture
+def app_sections():
+    return {"admin": {"oidc": OIDC}}
+
+
+def signed_in_as(app, role: str, team: str | None = None, user: str = "ann"):
+    client = app.test_client()
+    with client.session_transaction("/admin") as session:
+        start_oidc_session(session, app.config["SETTINGS"].admin.oidc, user=user, subject=f"sub-{user}",
+                           role=role, team=team)
+    return client
+
+
+def post(client, path: str, form_page: str, **fields):
+    return client.post(path, data={"csrf_token": csrf_token(client, form_page), **fields})
+
+
+def text_of(answer) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", answer.get_data(as_text=True)))
+
+
+def test_a_viewer_reads_every_page_and_changes_nothing(app, store):
+    viewer = signed_in_as(app, "viewer")
+    for page in ("/admin", "/admin/keys", "/admin/teams", "/admin/budgets", "/admin/audit", "/admin/models"):
+        assert viewer.get(page).status_code == 200, page
+    refused = post(viewer, "/admin/keys", "/admin/keys", name="sneaky", scope="generate")
+    assert refused.status_code == 403 and refused.mimetype == "text/html"
+    assert "A viewer reads the admin page but changes nothing." in text_of(refused)
+    assert post(viewer, "/admin/teams", "/admin/teams", name="t").status_code == 403
+    assert store.list_keys() == [] and store.list_teams() == []
+
+
+def test_the_page_says_who_is_signed_in_as_what(app):
+    page = text_of(signed_in_as(app, "team_admin", "red", user="tom").get("/admin/keys"))
+    assert "tom (team admin, team red)" in page
+    assert "Teams" not in page.split("Log out")[0]  # the bar offers only the pages the role may open
+
+
+@pytest.fixture
+def store(app):
+    """The app's store, with no app context held open: several clients' requests must not share one ``g``."""
+    return current_store(app)
+
+
+@pytest.fixture
+def two_teams(store):
+    for team in ("red", "blue"):
+        store.create_team(team, by=TESTER)
+        store.create_key(f"{team}-key", team=team, by=TESTER)
+    store.create_key("loose-key", by=TESTER)
+    return store
+
+
+def test_a_team_admin_sees_and_changes_its_teams_keys_alone(app, two_teams):
+    lead = signed_in_as(app, "team_admin", "red")
+    listing = lead.get("/admin/keys").get_data(as_text=True)
+    assert 'data-key="red-key"' in listing and 'data-key="blue-key"' not in listing
+    assert 'data-key="loose-key"' not in listing
+    assert lead.get("/admin/keys/blue-key").status_code == 403
+    for path in ("/admin/keys/blue-key/delete", "/admin/keys/blue-key/enabled/0", "/admin/keys/loose-key/delete"):
+        assert post(lead, path, "/admin/keys").status_code == 403, path
+    assert post(lead, "/admin/keys", "/admin/keys", name="x", scope="generate", team="blue").status_code in (400, 403)
+    assert post(lead, "/admin/keys", "/admin/keys", name="y", scope="generate").status_code == 403  # no team
+    assert post(lead, "/admin/keys", "/admin/keys", name="z", scope="manage", team="red").status_code == 403
+    assert {key.name for key in two_teams.list_keys()} == {"red-key", "blue-key", "loose-key"}
+    made = post(lead, "/admin/keys", "/admin/keys", name="red-2", scope="generate", team="red")
+    assert made.status_code == 303 and two_teams.get_key("red-2").team == "red"
+    assert post(lead, "/admin/keys/red-key/delete", "/admin/keys").status_code == 302
+    assert two_teams.get_key("red-key") is None
+    kinds = {(entry.actor, entry.actor_kind) for entry in two_teams.audit_trail() if entry.actor != "tester"}
+    assert kinds == {("ann", "oidc")}
+
+
+def test_a_team_admin_cannot_touch_teams_aliases_or_overrides(app, two_teams):
+    lead = signed_in_as(app, "team_admin", "red")
+    assert lead.get("/admin/teams").status_code == 403
+    assert lead.get("/admin/audit").status_code == 403
+    for path, fields in (("/admin/teams/red", {"weight": "2"}), ("/admin/teams/blue/delete", {}),
+                         ("/admin/models/aliases", {"alias-alias": "a", "alias-target": "b"}),
+                         ("/admin/models/overrides", {"override-model": "m"})):
+        assert post(lead, path, "/admin/keys", **fields).status_code == 403, path
+    assert two_teams.get_team("red").weight == 1.0
+
+
+def test_a_team_admin_sets_budgets_of_its_team_and_its_keys_alone(app, two_teams):
+    lead = signed_in_as(app, "team_admin", "red")
+    budget = {"period": "day", "unit": "tokens", "amount": "100", "mode": "hard"}
+    assert post(lead, "/admin/budgets", "/admin/budgets", holder_kind="team", holder="red", **budget).status_code == 303
+    assert post(lead, "/admin/budgets", "/admin/budgets", holder_kind="key", holder="red-key",
+                **budget).status_code == 303
+    for kind, holder in (("team", "blue"), ("key", "blue-key"), ("key", "loose-key"), ("key", "nothing")):
+        assert post(lead, "/admin/budgets", "/admin/budgets", holder_kind=kind, holder=holder,
+                    **budget).status_code == 403, holder
+    two_teams.set_budget("team", "blue", period="day", unit="tokens", amount=5, mode="hard", by=TESTER)
+    page = lead.get("/admin/budgets").get_data(as_text=True)
+    assert 'data-budget="team red day tokens"' in page and 'data-budget="key red-key day tokens"' in page
+    assert "blue" not in page
+    assert post(lead, "/admin/budgets/clear", "/admin/budgets", holder_kind="team", holder="blue", period="day",
+                unit="tokens").status_code == 403
+
+
+def test_a_member_makes_and_revokes_keys_of_their_own_in_their_team(app, two_teams):
+    member = signed_in_as(app, "member", "red", user="mia")
+    assert member.get("/admin/keys").status_code == 403
+    assert member.get("/admin").status_code == 403
+    made = post(member, "/admin/my-keys", "/admin/my-keys", name="mia-laptop", models="llama3*")
+    assert made.status_code == 303
+    created = member.get(made.headers["Location"])
+    assert created.status_code == 200 and re.search(r"op-[A-Za-z0-9_-]{43}", created.get_data(as_text=True))
+    key = two_teams.get_key("mia-laptop")
+    assert (key.team, key.owner, key.scope, key.models, key.web, key.cloud) == (
+        "red", "sub-mia", "generate", ("llama3*",), False, False)
+    other = signed_in_as(app, "member", "red", user="max")
+    assert 'data-key="mia-laptop"' not in other.get("/admin/my-keys").get_data(as_text=True)
+    assert post(other, "/admin/my-keys/mia-laptop/revoke", "/admin/my-keys").status_code == 403
+    assert post(member, "/admin/my-keys/red-key/revoke", "/admin/my-keys").status_code == 403  # the team's, not hers
+    assert 'data-key="mia-laptop"' in member.get("/admin/my-keys").get_data(as_text=True)
+    assert post(member, "/admin/my-keys/mia-laptop/revoke", "/admin/my-keys").status_code == 302
+    assert two_teams.get_key("mia-laptop") is None
+    actions = [(e.action, e.actor, e.actor_kind) for e in two_teams.audit_trail() if e.target == "mia-laptop"]
+    assert actions == [("key.create", "mia", "oidc"), ("key.delete", "mia", "oidc")]
+
+
+def test_someone_in_no_team_has_no_keys_of_their_own(app, store):
+    viewer = signed_in_as(app, "viewer")
+    answer = viewer.get("/admin/my-keys")
+    assert answer.status_code == 403 and "you are in none" in text_of(answer)
+    assert "My keys" not in text_of(viewer.get("/admin/keys")).split("Log out")[0]
+
+
+def test_a_password_session_is_the_admin(client, store):
+    assert client.get("/admin/teams").status_code == 200
+    assert post(client, "/admin/teams", "/admin/teams", name="red").status_code == 303
+    assert [(e.actor, e.actor_kind) for e in store.audit_trail()] == [("admin", "admin")]

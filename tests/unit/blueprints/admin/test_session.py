@@ -7,7 +7,14 @@ import pytest
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ollama_proxy.blueprints.admin import session
-from ollama_proxy.blueprints.admin.session import fingerprint, secret_key, session_is_valid, start_session
+from ollama_proxy.blueprints.admin.session import (
+    fingerprint,
+    oidc_fingerprint,
+    secret_key,
+    session_is_valid,
+    start_oidc_session,
+    start_session,
+)
 from ollama_proxy.config import parse_settings
 
 
@@ -73,3 +80,34 @@ def test_the_password_is_hashed_on_gevents_thread_pool_when_gevent_runs(monkeypa
     assert session.password_matches(password_hash, "right") and not session.password_matches(password_hash, "wrong")
     assert len(threads) == 2
     assert all((thread != threading.get_ident()) is off_this_thread for thread in threads)
+
+
+@pytest.fixture
+def oidc_settings(settings):
+    return replace(settings, oidc=replace(settings.oidc, issuer="https://sso.example.com/realms/acme",
+                                          client_id="proxy"))
+
+
+@pytest.mark.parametrize("change, still_valid", [
+    ({}, True),
+    ({"issuer": "https://sso.example.com/realms/other"}, False),
+    ({"client_id": "another"}, False),
+    ({"issuer": ""}, False),  # sign-on turned off
+    ({"label": "Acme", "admin_values": ("root",)}, True),
+])
+def test_a_sign_on_session_ends_when_the_provider_or_client_changes(oidc_settings, change, still_valid):
+    session = _Session(csrf_token="old", _state_oidc_x={"data": {}})
+    start_oidc_session(session, oidc_settings.oidc, user="ann", subject="u-1", role="viewer", team=None)
+    assert session == {"via": "oidc", "user": "ann", "subject": "u-1", "role": "viewer", "team": None,
+                       "login": oidc_fingerprint(oidc_settings.oidc)} and session.permanent
+    changed = replace(oidc_settings, oidc=replace(oidc_settings.oidc, **change))
+    assert session_is_valid(session, changed) is still_valid
+    assert session_is_valid(session, replace(changed, password_hash="pbkdf2:sha256:1$salt$11ee")) is still_valid
+
+
+def test_a_password_session_is_no_sign_on_session_and_ends_without_a_password(oidc_settings):
+    session = _Session()
+    start_session(session, oidc_settings)
+    assert session_is_valid(session, oidc_settings)
+    assert not session_is_valid(session, replace(oidc_settings, password_hash=""))
+    assert not session_is_valid({**session, "via": "oidc"}, oidc_settings)  # a fingerprint of another kind

@@ -1,0 +1,168 @@
+"""Sign in with an OpenID Connect provider: the authorization code flow with PKCE (S256), through Authlib.
+
+The login page's button links to ``/admin/login/oidc``, which reads the provider's discovery
+document (once per worker), keeps a state, a nonce and a PKCE verifier in the signed session
+cookie, and sends the browser to the provider. The provider sends it back to
+``/admin/login/oidc/callback`` with a code, which is traded for tokens; the ID token's signature
+(the provider's published keys), issuer, audience, expiry and nonce are all checked before its
+claims are read (``claims.py``) for a role. Every way this can fail ends on the login form, in the
+audit trail as a failed sign-in, and in the log; nothing about it starts a session.
+
+The button is a link, not a form: the page's content security policy allows forms to reach this
+site alone (``form-action 'self'``), and browsers hold a form's redirects to it, which would stop
+the way to the provider. Starting a sign-in changes nothing here, and the state, bound to this
+browser's session, keeps anyone else's code from finishing it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from authlib.common.errors import AuthlibBaseError
+from authlib.integrations.flask_client import OAuth
+from flask import Flask, current_app, redirect, render_template, request, session, url_for
+from joserfc.errors import JoseError
+
+from ollama_proxy.blueprints.admin.base import bp, landing
+from ollama_proxy.blueprints.admin.claims import grant, person
+from ollama_proxy.blueprints.admin.login import UNKNOWN_USER, login_page, record
+from ollama_proxy.blueprints.admin.roles import LABELS
+from ollama_proxy.blueprints.admin.session import start_oidc_session
+from ollama_proxy.config.identity import OidcSettings
+from ollama_proxy.errors import NotFound
+from ollama_proxy.store import Actor
+
+log = logging.getLogger(__name__)
+_EXTENSION = "ollama_proxy.admin_oidc"
+CLIENT = "oidc"
+NEXT = "oidc_next"  # the page asked for before signing in, kept in the session across the provider's pages
+STATE_PREFIX = f"_state_{CLIENT}_"  # where Authlib keeps a sign-in's state, nonce and PKCE verifier
+DISCOVERY = "/.well-known/openid-configuration"
+NEEDED_ENDPOINTS = ("authorization_endpoint", "token_endpoint", "jwks_uri")
+# Authlib's failures (a state that does not match, the provider's error answer, an ID token refused) and
+# the HTTP ones beneath it: requests' exceptions are OSErrors, a body that is no JSON a ValueError.
+REFUSED = (AuthlibBaseError, JoseError)
+UNREACHABLE = (OSError, ValueError)
+REASON_LENGTH = 300  # what the audit trail keeps of why a sign-in failed
+
+
+class SignInFailed(Exception):
+    """Single sign-on did not end with a verified ID token: ``reason`` says why, ``status`` how to answer."""
+
+    def __init__(self, reason: str, status: int = 401):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+def printable(reason: str) -> str:
+    """``reason`` fit for one log line and the audit trail: a callback's query (the provider's error
+    description) is anyone's to write, so no control character passes, and it is cut short."""
+    return "".join(c if c.isprintable() else " " for c in reason)[:REASON_LENGTH]
+
+
+def discovery_url(issuer: str) -> str:
+    return issuer.rstrip("/") + DISCOVERY
+
+
+def scope_text(scopes: tuple[str, ...]) -> str:
+    """The scopes asked for, ``openid`` first whether configured or not: without it there is no ID token."""
+    return " ".join(["openid", *(scope for scope in scopes if scope != "openid")])
+
+
+def discovery_problem(metadata: dict, oidc: OidcSettings) -> str | None:
+    """Say what makes a discovery document unusable, or None: it must name our issuer, exactly, and the endpoints."""
+    if metadata.get("issuer") != oidc.issuer:
+        return f"the discovery document names the issuer {metadata.get('issuer')!r}, not {oidc.issuer!r}"
+    missing = [name for name in NEEDED_ENDPOINTS if not metadata.get(name)]
+    return f"the discovery document has no {', '.join(missing)}" if missing else None
+
+
+def claims_options(oidc: OidcSettings) -> dict:
+    """What the ID token must say besides a good signature, nonce and times: our issuer, and us among its audience."""
+    return {"iss": {"essential": True, "value": oidc.issuer}, "aud": {"essential": True, "value": oidc.client_id}}
+
+
+def _client():
+    return current_app.extensions[_EXTENSION]
+
+
+def _oidc() -> OidcSettings:
+    oidc = current_app.config["SETTINGS"].admin.oidc
+    if not oidc.enabled:
+        raise NotFound("no identity provider is configured (admin.oidc)")
+    return oidc
+
+
+@bp.get("/login/oidc")
+def oidc_start():
+    """Send the browser to the identity provider, remembering where it wanted to go."""
+    oidc = _oidc()
+    try:
+        problem = discovery_problem(_client().load_server_metadata(), oidc)
+    except UNREACHABLE as exc:
+        problem = f"its discovery document could not be read: {exc}"
+    if problem is not None:
+        log.error("single sign-on is not possible: %s (%s)", problem, discovery_url(oidc.issuer))
+        return login_page("Signing in with the identity provider is not possible right now; see the error log.",
+                          502)
+    for key in [key for key in session if key.startswith(STATE_PREFIX)]:
+        session.pop(key)  # one sign-in at a time per browser: the cookie does not grow with each click
+    session[NEXT] = request.args.get("next", "")
+    return _client().authorize_redirect(oidc.redirect_url or url_for("admin.oidc_callback", _external=True))
+
+
+@bp.get("/login/oidc/callback")
+def oidc_callback():
+    """Check the provider's answer; start a session with the role its claims give, or refuse."""
+    oidc = _oidc()
+    client_address = request.remote_addr or "-"
+    wanted = session.pop(NEXT, "") or None
+    try:
+        claims = verified_claims(oidc)
+    except SignInFailed as exc:
+        reason = printable(exc.reason)
+        log.warning("single sign-on failed from %s: %s", client_address, reason)
+        record(Actor(UNKNOWN_USER, "oidc", client_address), "sign-in failed", {"reason": reason})
+        return login_page("Signing in with the identity provider failed; try again.", exc.status)
+    name, granted = person(claims, oidc), grant(claims, oidc)
+    actor = Actor(name, "oidc", client_address)
+    if granted is None:
+        log.warning("single sign-on of %r from %s refused: no role and no team", name, client_address)
+        record(actor, "sign-in failed", {"subject": claims["sub"], "reason": "no role and no team"})
+        message = (f"You are signed in as {name} at the identity provider, but it gives you no role and no team "
+                   "here. Ask an administrator for access.")
+        return render_template("admin/error.html", status=403, message=message), 403
+    detail = {"subject": claims["sub"], "role": granted.role, "team": granted.team}
+    if not record(actor, "sign-in", detail):
+        return login_page("Signing in is not possible right now: the store cannot be reached.", 503)
+    start_oidc_session(session, oidc, user=name, subject=claims["sub"], role=granted.role, team=granted.team)
+    log.info("single sign-on of %r (%s%s) from %s", name, LABELS[granted.role],
+             f" of {granted.team}" if granted.team else "", client_address)
+    return redirect(landing(granted.role, wanted))
+
+
+def verified_claims(oidc: OidcSettings) -> dict:
+    """Trade the callback's code for tokens and return the ID token's claims once every check passed."""
+    try:
+        token = _client().authorize_access_token(claims_options=claims_options(oidc), leeway=oidc.leeway)
+    except REFUSED as exc:  # a state that is not ours, the provider's error, a bad ID token
+        raise SignInFailed(f"refused: {type(exc).__name__}: {exc}") from None
+    except UNREACHABLE as exc:
+        raise SignInFailed(f"the provider's token endpoint failed: {exc}", 502) from None
+    claims = token.get("userinfo")  # Authlib's name for the ID token's verified claims
+    if not claims or not claims.get("sub"):
+        raise SignInFailed("the provider answered without an ID token")
+    return dict(claims)
+
+
+def init_app(app: Flask, oidc: OidcSettings) -> None:
+    """Register the provider as Authlib's client, when one is configured."""
+    if not oidc.enabled:
+        return
+    client_kwargs = {"scope": scope_text(oidc.scopes), "code_challenge_method": "S256",
+                     "default_timeout": oidc.timeout,
+                     "token_endpoint_auth_method": "client_secret_basic" if oidc.client_secret else "none"}
+    app.extensions[_EXTENSION] = OAuth(app).register(
+        CLIENT, client_id=oidc.client_id, client_secret=oidc.client_secret or None,
+        server_metadata_url=discovery_url(oidc.issuer), client_kwargs=client_kwargs)
