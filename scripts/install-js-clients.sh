@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the JavaScript clients that tests/e2e/test_js_*.py drive (the ollama client, the AI SDK
-# and its providers, and a Node.js 24 binary from the npm registry where the platform has one)
+# and its providers), the OpenID provider tests/e2e/test_oidc.py signs in with (oidc-provider),
+# and a Node.js 24 binary from the npm registry where the platform has one,
 # into tests/js/node_modules, exactly as tests/js/package-lock.json pins them (`npm ci`).
 # Idempotent: when node_modules was installed from the same lock file it only checks and exits.
 # Without npm it installs Debian's (as root), or says why not and exits 0: the tests then fail

@@ -21,7 +21,7 @@ OUTSIDE_TOOLS = {
     "llamacpp": ({"llama_server"}, {"tests.e2e.llama"}),
     "claude_code": (set(), {"tests.e2e.claude_code"}),
     "codex": (set(), {"tests.e2e.codex"}),
-    "js": (set(), {"tests.e2e.js_clients"}),
+    "js": (set(), {"tests.e2e.js_clients", "tests.e2e.oidc_provider"}),
     "browser": ({"browser"}, {"tests.e2e.browser"}),
     "postgres": ({"postgres_cluster", "_postgres_server"}, {"tests.services.postgres"}),
     "redis": ({"redis_server"}, {"tests.services.redis"}),
