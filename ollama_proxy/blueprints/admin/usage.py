@@ -11,6 +11,7 @@ from flask import Response, current_app, render_template, request
 
 from ollama_proxy.blueprints.admin.base import bp
 from ollama_proxy.blueprints.admin.budgets import budget_standings
+from ollama_proxy.blueprints.admin.roles import team_scope
 from ollama_proxy.observability.csv_export import write_csv
 from ollama_proxy.observability.usage_report import BY, Period, csv_lines, read_report
 from ollama_proxy.store import USAGE_FIELDS, current_store
@@ -92,19 +93,20 @@ def _date(text: str | None) -> date | None:
 def _query(filters: dict, limit: int, newest_first: bool = False) -> list[dict]:
     return current_store().query_usage(since=filters["since"], until=filters["until"], key=filters["key"],
                                        model=filters["model"], end_user=filters["end_user"], limit=limit,
-                                       newest_first=newest_first)
+                                       newest_first=newest_first, team=team_scope())
 
 
 @bp.get("/usage")
 def usage():
-    """List usage rows, newest first, filtered by key, model, end user and dates."""
+    """List usage rows, newest first, filtered by key, model, end user and dates (a team admin's team's alone)."""
     filters = usage_filters(request.args)
     limit = current_app.config["SETTINGS"].admin.usage_rows
     rows = _query(filters, limit + 1, newest_first=True)
     auth = current_app.config["SETTINGS"].auth
-    # Usage is per principal: the managed keys and the configuration file's named tokens.
-    keys = sorted({key.name for key in current_store().list_keys()}
-                  | {token.name for token in auth.generate_tokens + auth.manage_tokens})
+    team = team_scope()
+    # Usage is per principal: the managed keys and the configuration file's named tokens (a team's keys alone).
+    keys = sorted({key.name for key in current_store().list_keys() if team is None or key.team == team}
+                  | ({token.name for token in auth.generate_tokens + auth.manage_tokens} if team is None else set()))
     return render_template("admin/usage.html", rows=rows[:limit], truncated=len(rows) > limit, limit=limit,
                            filters=filters, keys=keys)
 
@@ -135,7 +137,7 @@ def report_choice(args) -> tuple[str, Period]:
 def usage_report():
     """Sum a calendar period's usage per team, key, end user or model, each budget beside what was used."""
     by, period = report_choice(request.args)
-    report = read_report(current_store(), by, period)
+    report = read_report(current_store(), by, period, team=team_scope())
     at = period.start.astimezone(period.zone).date()
     return render_template("admin/usage_report.html", report=report, by_choices=tuple(BY), periods=PERIODS,
                            at=at, zone=current_app.config["SETTINGS"].budgets.timezone,
@@ -147,7 +149,7 @@ def usage_report():
 def usage_report_csv():
     """The usage report as CSV (spreadsheet-safe)."""
     by, period = report_choice(request.args)
-    columns, rows = csv_lines(read_report(current_store(), by, period))
+    columns, rows = csv_lines(read_report(current_store(), by, period, team=team_scope()))
     out = io.StringIO()
     write_csv(out, columns, rows)
     name = f"usage-by-{by}-{period.name}-{period.label.replace(' ', '-')}.csv"

@@ -143,3 +143,35 @@ def test_the_report_page_reads_a_past_period_and_falls_back_on_unknown_choices(c
     assert 'href="/admin/usage/report?by=model&amp;period=week&amp;at=2026-02-08"' in page  # the week before
     fallback = client.get("/admin/usage/report?by=nonsense&period=year&at=yesterday")
     assert fallback.status_code == 200 and "by team · month" in fallback.get_data(as_text=True)
+
+
+def test_a_team_admin_sees_the_usage_of_its_team_alone(tmp_path):
+    from ollama_proxy.blueprints.admin.session import start_oidc_session
+    from ollama_proxy.store import current_store
+    from tests.actors import TESTER
+    from tests.unit.blueprints.admin.conftest import admin_app
+
+    app = admin_app(tmp_path, admin={"oidc": {"issuer": "https://sso.example.com/realms/acme", "client_id": "p"}})
+    with app.app_context():
+        store = current_store()
+        for team in ("red", "blue"):
+            store.create_team(team, by=TESTER)
+            store.create_key(f"{team}-key", team=team, by=TESTER)
+            store.set_budget("team", team, period="month", unit="tokens", amount=1000, by=TESTER)
+        now = datetime.now(timezone.utc)
+        store.add_usage([{"ts": now, "request_id": team, "key_name": f"{team}-key", "team": team, "status": 200,
+                          "prompt_tokens": 7} for team in ("red", "blue")])
+    client = app.test_client()
+    with client.session_transaction("/admin") as session:
+        start_oidc_session(session, app.config["SETTINGS"].admin.oidc, user="ann", subject="sub-ann",
+                           role="team_admin", team="red")
+    rows = client.get("/admin/usage").get_data(as_text=True)
+    assert "<td>red-key</td>" in rows and "blue-key" not in rows
+    export = client.get("/admin/usage.csv").get_data(as_text=True)
+    assert [row["request_id"] for row in csv.DictReader(io.StringIO(export))] == ["red"]
+    report = client.get("/admin/usage/report?by=team").get_data(as_text=True)
+    assert "<tr><td>red</td>" in report and "blue" not in report
+    lines = list(csv.DictReader(io.StringIO(client.get("/admin/usage/report.csv?by=key").get_data(as_text=True))))
+    assert [(line["key"], line["budget_tokens"]) for line in lines] == [("red-key", "")]
+    with app.app_context():
+        current_store().close()
