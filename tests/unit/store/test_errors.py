@@ -16,7 +16,7 @@ from sqlalchemy.exc import (
 )
 
 from ollama_proxy.config import StoreSettings
-from ollama_proxy.store import DatabaseError, Store, StoreError, ValueRefused, open_store
+from ollama_proxy.store import Budget, DatabaseError, Store, StoreError, ValueRefused, open_store
 from ollama_proxy.store.errors import database_errors, mapped
 from ollama_proxy.store.keys import new_secret
 from tests.actors import TESTER
@@ -78,6 +78,8 @@ CALLS = {
     "spent": lambda store: store.spent([(("team", "lab", "day", "tokens"), NOW)]),
     "charge": lambda store: store.charge([(("team", "lab", "day", "tokens"), NOW, 5)]),
     "standings": lambda store: store.standings(timezone.utc, NOW),
+    "standings_of": lambda store: store.standings_of([Budget(1, "team", "lab", "day", "tokens", 5.0, "hard", NOW)],
+                                                     timezone.utc, NOW),
     "note_refusal": lambda store: store.note_refusal(("team", "lab", "day", "tokens"), NOW),
     "add_usage": lambda store: store.add_usage([{"ts": NOW, "request_id": "r1"}]),
     "query_usage": lambda store: store.query_usage(),
