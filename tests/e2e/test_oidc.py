@@ -112,6 +112,8 @@ def test_a_team_admin_sees_and_changes_its_teams_keys_alone(browser, site):
     assert "research-bot" in text(page) and "ops-bot" not in text(page)
     assert page.goto(proxy.url + "/admin/keys/ops-bot").status == 403
     assert page.goto(proxy.url + "/admin/teams").status == 403
+    assert page.goto(proxy.url + "/admin/usage").status == 200  # the usage page keeps to the team too
+    assert "research-bot" in page.content() and "ops-bot" not in page.content()
     page.goto(proxy.url + "/admin/keys")
     token = page.locator("#new-key input[name=csrf_token]").get_attribute("value")
     refused = page.request.post(proxy.url + "/admin/keys/ops-bot/delete", form={"csrf_token": token})
