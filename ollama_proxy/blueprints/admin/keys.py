@@ -46,12 +46,20 @@ def _teams() -> tuple[str, ...]:
     return team_names() if scope is None else (scope,)
 
 
-def _check_fields(fields: dict, scope_before: str = "generate") -> dict:
-    """Refuse a team admin's key in another team, or given the manage scope (one an admin gave may stay)."""
+# What only an admin may grant a key: each reaches past a team (the manage scope acts on every team's models,
+# web tools and cloud models are the site's accounts, a trusted front end names the people it serves).
+SITE_POWERS = ("web", "cloud", "trusted_frontend")
+
+
+def _check_fields(fields: dict, before=None) -> dict:
+    """Refuse a team admin's key in another team, or given a power of the site's (one an admin gave may stay)."""
     if team_scope() is not None:
         check_scope(fields.get("team"), "A key outside your team")
-        if fields.get("scope") not in ("generate", scope_before):
+        if fields.get("scope") not in ("generate", getattr(before, "scope", "generate")):
             raise Forbidden("A team admin gives keys the generate scope only: managing models acts on every team's.")
+        granted = [power for power in SITE_POWERS if fields.get(power) and not getattr(before, power, False)]
+        if granted:
+            raise Forbidden(f"A team admin cannot grant {', '.join(granted)}: only an admin may, for the whole site.")
     return fields
 
 
@@ -114,7 +122,7 @@ def edit_key(name: str):
         if not form.validate():
             return render_template("admin/key_edit.html", key=key, form=form), 400
         try:
-            current_store().update_key(name, by=signed_in(), **_check_fields(form.store_fields(), key.scope))
+            current_store().update_key(name, by=signed_in(), **_check_fields(form.store_fields(), key))
         except StoreError as exc:
             flash(str(exc), "error")
             return render_template("admin/key_edit.html", key=key, form=form), 400

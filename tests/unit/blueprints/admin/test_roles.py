@@ -198,3 +198,19 @@ def test_a_password_session_is_the_admin(client, store):
     assert client.get("/admin/teams").status_code == 200
     assert post(client, "/admin/teams", "/admin/teams", name="red").status_code == 303
     assert [(e.actor, e.actor_kind) for e in store.audit_trail()] == [("admin", "admin")]
+
+
+@pytest.mark.parametrize("power", ["web", "cloud", "trusted_frontend"])
+def test_a_team_admin_cannot_grant_a_power_of_the_site_but_keeps_one_an_admin_gave(app, two_teams, power):
+    lead = signed_in_as(app, "team_admin", "red")
+    made = post(lead, "/admin/keys", "/admin/keys", name="red-2", scope="generate", team="red", **{power: "y"})
+    assert made.status_code == 403 and "only an admin may" in text_of(made)
+    assert two_teams.get_key("red-2") is None
+    edit = {"scope": "generate", "models": "", "rpm": "", "tpm": "", "expires": "", "chat_log": "global",
+            "weight": "1", "klass": "interactive", "team": "red"}
+    granted = post(lead, "/admin/keys/red-key", "/admin/keys/red-key", **edit, **{power: "y"})
+    assert granted.status_code == 403 and not getattr(two_teams.get_key("red-key"), power)
+    two_teams.update_key("red-key", by=TESTER, **{power: True})  # an admin grants it
+    kept = post(lead, "/admin/keys/red-key", "/admin/keys/red-key", **{**edit, "weight": "2"}, **{power: "y"})
+    assert kept.status_code == 302 and getattr(two_teams.get_key("red-key"), power)
+    assert two_teams.get_key("red-key").weight == 2.0
