@@ -148,12 +148,19 @@ def test_a_team_admin_cannot_touch_teams_aliases_or_overrides(app, two_teams):
     assert two_teams.get_team("red").weight == 1.0
 
 
-def test_a_team_admin_sets_budgets_of_its_team_and_its_keys_alone(app, two_teams):
+def test_a_team_admin_sets_budgets_of_its_keys_alone_and_sees_its_teams(app, two_teams):
     lead = signed_in_as(app, "team_admin", "red")
     budget = {"period": "day", "unit": "tokens", "amount": "100", "mode": "hard"}
-    assert post(lead, "/admin/budgets", "/admin/budgets", holder_kind="team", holder="red", **budget).status_code == 303
+    two_teams.set_budget("team", "red", period="day", unit="tokens", amount=50, mode="hard", by=TESTER)
     assert post(lead, "/admin/budgets", "/admin/budgets", holder_kind="key", holder="red-key",
                 **budget).status_code == 303
+    raised = post(lead, "/admin/budgets", "/admin/budgets", holder_kind="team", holder="red", **budget)
+    assert raised.status_code == 403 and "set by an admin" in text_of(raised)  # the department's cap stays
+    assert post(lead, "/admin/budgets/clear", "/admin/budgets", holder_kind="team", holder="red", period="day",
+                unit="tokens").status_code == 403
+    assert [(b.holder, b.amount) for b in two_teams.list_budgets() if b.holder_kind == "team"] == [("red", 50.0)]
+    shown = lead.get("/admin/budgets").get_data(as_text=True)
+    assert '<option value="team"' not in shown and shown.count('class="danger">Clear</button>') == 1  # its key's
     for kind, holder in (("team", "blue"), ("key", "blue-key"), ("key", "loose-key"), ("key", "nothing")):
         assert post(lead, "/admin/budgets", "/admin/budgets", holder_kind=kind, holder=holder,
                     **budget).status_code == 403, holder
