@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from sqlalchemy import Engine, and_, delete, insert, select, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ollama_proxy.store.audit import Actor, write_entry
 from ollama_proxy.store.errors import Missing, StoreError, maps_database_errors
@@ -25,6 +25,8 @@ from ollama_proxy.store.schema import api_keys, budget_spend, budgets, teams, ut
 HOLDERS = ("team", "key")
 PERIODS = ("day", "week", "month")
 UNITS = ("tokens", "gpu_seconds")
+# What names a holder's spending in one period: the columns of budget_spend's unique constraint.
+_PERIOD_ROW = ("holder_kind", "holder", "period", "unit", "period_start")
 MODES = ("hard", "soft", "shadow")
 
 
@@ -189,16 +191,10 @@ class BudgetStore:
 
     @maps_database_errors
     def charge(self, charges: list[tuple[tuple[str, str, str, str], datetime, float]]) -> None:
-        """Add one request's spending to its holders' periods, in one transaction."""
-        for attempt in range(2):  # a period's first charge may race another's insert: the second try updates
-            try:
-                with self.engine.begin() as connection:
-                    for slot, start, amount in charges:
-                        _add(connection, slot, start, spent=amount)
-                return
-            except IntegrityError:
-                if attempt:
-                    raise
+        """Add one request's spending to its holders' periods, in one statement."""
+        if charges:
+            with self.engine.begin() as connection:
+                _add(connection, [(slot, start, amount, 0) for slot, start, amount in charges])
 
     def standings_of(self, budgets: list[Budget], zone: tzinfo, now: datetime) -> list[Standing]:
         """Each of ``budgets`` in its period holding ``now`` (in ``zone``), with what was spent of it."""
@@ -214,15 +210,18 @@ class BudgetStore:
     def note_refusal(self, slot: tuple[str, str, str, str], start: datetime) -> None:
         """Count a request a shadow budget would have refused, in the holder's period."""
         with self.engine.begin() as connection:
-            _add(connection, slot, start, refusals=1)
+            _add(connection, [(slot, start, 0.0, 1)])
 
-def _add(connection, slot: tuple[str, str, str, str], start: datetime, spent: float = 0.0, refusals: int = 0) -> None:
-    """Add to a holder's period in one statement (the database adds: no lost update), making its row if new."""
-    holder_kind, holder, period, unit = slot
-    where = and_(budget_spend.c.holder_kind == holder_kind, budget_spend.c.holder == holder,
-                 budget_spend.c.period == period, budget_spend.c.unit == unit, budget_spend.c.period_start == start)
-    changed = connection.execute(update(budget_spend).where(where).values(
-        spent=budget_spend.c.spent + spent, refusals=budget_spend.c.refusals + refusals))
-    if changed.rowcount == 0:
-        connection.execute(insert(budget_spend).values(holder_kind=holder_kind, holder=holder, period=period, unit=unit,
-                                                       period_start=start, spent=spent, refusals=refusals))
+def _add(connection, additions: list[tuple[tuple[str, str, str, str], datetime, float, int]]) -> None:
+    """Add (slot, period start, spent, refusals) to each holder's period in one statement, making rows that are new.
+
+    The database adds (no update is lost between workers), and an insert that meets another's row adds to it.
+    No slot may come twice: a statement may not change one row twice.
+    """
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(budget_spend).values([
+        {"holder_kind": kind, "holder": holder, "period": period, "unit": unit, "period_start": start,
+         "spent": spent, "refusals": refusals} for (kind, holder, period, unit), start, spent, refusals in additions])
+    connection.execute(statement.on_conflict_do_update(
+        index_elements=_PERIOD_ROW, set_={"spent": budget_spend.c.spent + statement.excluded.spent,
+                                          "refusals": budget_spend.c.refusals + statement.excluded.refusals}))
