@@ -19,27 +19,13 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.in_process import BODY
-from bench.load import Job
-from bench.measure import percentile, run
+from bench.overhead import measure_server
 from bench.procstat import tree
 from bench.servers import fake_upstream, proxy_config
 from tests.e2e.command import cli, create_key
 from tests.e2e.server import ProxyServer
 
 KEYS = ("plain", "budgeted")
-
-
-def _figures(port: int, secret: str | None, parties: dict, seconds: float) -> dict[str, float]:
-    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-    single = run([Job(port, "/api/chat", BODY, headers=headers, connections=1, duration=seconds)], parties)
-    many = run([Job(port, "/api/chat", BODY, headers=headers, connections=16, duration=seconds)], parties)
-    figures = {"c=1 p50, ms": percentile(single.results.latencies, 0.5) * 1e3,
-               "c=16 requests/s": many.results.completed / many.wall,
-               "failed": single.results.failed + many.results.failed}
-    if "proxy" in parties:
-        figures["c=16 proxy CPU a request, µs"] = many.cpu["proxy"] / max(1, many.results.completed) * 1e6
-    return figures
 
 
 def _keys(server: ProxyServer) -> dict[str, str]:
@@ -76,12 +62,12 @@ def main() -> None:
             secrets = _keys(server)
             parties = {"proxy": tree(server.process.pid)}
             for name in KEYS:  # warm up: connections, caches, the budgets' first read
-                _figures(server.port, secrets[name], parties, 1.0)
+                measure_server(server.port, parties, 1.0, secrets[name])
             rounds = []
             for number in range(args.rounds):
                 order = KEYS if number % 2 == 0 else tuple(reversed(KEYS))
-                figures = {name: _figures(server.port, secrets[name], parties, args.seconds) for name in order}
-                figures["straight"] = _figures(upstream.port, None, {}, args.seconds)
+                figures = {name: measure_server(server.port, parties, args.seconds, secrets[name]) for name in order}
+                figures["straight"] = measure_server(upstream.port, {}, args.seconds)
                 rounds.append(figures)
                 print(f"round {number + 1}: " + "; ".join(
                     f"{name} c=1 {f['c=1 p50, ms']:.2f} ms, c=16 {f['c=16 requests/s']:.0f}/s"

@@ -45,9 +45,9 @@ from bench.servers import ROOT, TOKEN, fake_upstream, proxy, proxy_config
 SETTINGS = ("off", "on")
 
 
-def measure_server(port: int, parties: dict, seconds: float) -> dict[str, float]:
+def measure_server(port: int, parties: dict, seconds: float, token: str = TOKEN) -> dict[str, float]:
     """c=1 latency p50 (ms), then c=16 requests a second and the proxy's CPU a request (µs) if it is watched."""
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+    headers = {"Authorization": f"Bearer {token}"}
     single = run([Job(port, "/api/chat", BODY, headers=headers, connections=1, duration=seconds)], parties)
     many = run([Job(port, "/api/chat", BODY, headers=headers, connections=16, duration=seconds)], parties)
     figures = {"c=1 p50, ms": percentile(single.results.latencies, 0.5) * 1e3,
