@@ -150,9 +150,4 @@ def csv_lines(report: dict) -> tuple[tuple[str, ...], list[dict]]:
 def read_report(store, by: str, period: Period, team: str | None = None) -> dict:
     """Read the period's usage and budgets from ``store`` and sum them; ``team`` keeps that team's alone."""
     rows = store.usage_figures(period.start, period.end, team=team)
-    standings = store.standings(period.zone, period.start)
-    if team is not None:
-        keys = {key.name for key in store.list_keys() if key.team == team}
-        standings = [s for s in standings if (s["holder_kind"], s["holder"]) == ("team", team)
-                     or (s["holder_kind"] == "key" and s["holder"] in keys)]
-    return summarise(rows, by, period, standings)
+    return summarise(rows, by, period, store.standings(period.zone, period.start, team=team))

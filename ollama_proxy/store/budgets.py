@@ -202,15 +202,24 @@ class BudgetStore:
         spent = self.spent([(budget.slot, start) for budget, start, _ in periods])
         return [Standing(budget, start, end, *spent[(budget.slot, start)]) for budget, start, end in periods]
 
-    def standings(self, zone: tzinfo, now: datetime) -> list[dict]:
-        """Every budget with what was spent in its current period (in ``zone``), what is left, and when it resets."""
-        return [standing.row() for standing in self.standings_of(self.list_budgets(), zone, now)]
+    def standings(self, zone: tzinfo, now: datetime, team: str | None = None) -> list[dict]:
+        """Every budget with what was spent in its current period (in ``zone``), what is left, and when it resets.
+
+        ``team`` keeps that team's budget and its keys' (what a team admin sees).
+        """
+        held = self.list_budgets()
+        if team is not None:
+            keys = {key.name for key in self.list_keys(team=team)}
+            held = [b for b in held if (b.holder_kind, b.holder) == ("team", team)
+                    or (b.holder_kind == "key" and b.holder in keys)]
+        return [standing.row() for standing in self.standings_of(held, zone, now)]
 
     @maps_database_errors
     def note_refusal(self, slot: tuple[str, str, str, str], start: datetime) -> None:
         """Count a request a shadow budget would have refused, in the holder's period."""
         with self.engine.begin() as connection:
             _add(connection, [(slot, start, 0.0, 1)])
+
 
 def _add(connection, additions: list[tuple[tuple[str, str, str, str], datetime, float, int]]) -> None:
     """Add (slot, period start, spent, refusals) to each holder's period in one statement, making rows that are new.

@@ -21,13 +21,7 @@ def budget_standings() -> list[dict]:
     """Every budget in its current period (a team admin's: its team's), as the budgets page and the dashboard
     show them."""
     zone = ZoneInfo(current_app.config["SETTINGS"].budgets.timezone)
-    standings = current_store().standings(zone, datetime.now(timezone.utc))
-    scope = team_scope()
-    if scope is None:
-        return standings
-    keys = {key.name for key in current_store().list_keys(team=scope)}
-    return [row for row in standings if (row["holder_kind"], row["holder"]) == ("team", scope)
-            or (row["holder_kind"] == "key" and row["holder"] in keys)]
+    return current_store().standings(zone, datetime.now(timezone.utc), team=team_scope())
 
 
 def check_holder(holder_kind: str, holder: str) -> None:
