@@ -17,17 +17,13 @@ from ollama_proxy.config.settings import Settings
 def overridable(root: type = Settings) -> dict[str, tuple[tuple[str, ...], Setting]]:
     """Return each variable with the path of keys it overrides (``("admin", "oidc", "client_secret")``) and
     the key's declaration."""
-    found = {}
-    for section in declared_settings(root):
-        if is_section(section.annotation):
-            found.update(_variables((section.key,), section.annotation))
-    return found
+    return _variables((), root)
 
 
 def _variables(path: tuple[str, ...], section: type) -> dict[str, tuple[tuple[str, ...], Setting]]:
     found = {}
     for key in declared_settings(section):
-        if is_section(key.annotation):  # a section within a section (admin.oidc)
+        if is_section(key.annotation):  # a section, or a section within one (admin.oidc)
             found.update(_variables((*path, key.key), key.annotation))
         elif key.env:
             found[key.env] = ((*path, key.key), key)
