@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 
 from ollama_proxy.scheduler.prefix import Chain, Link, links_of, prompt_tokens, shared_tokens
 
+# Seconds a request given a slot may take to reach Ollama, and an end to reach the proxy: a slot freed this
+# soon after a grant may have been free when that request arrived, and Ollama may have given it that slot.
+ARRIVAL_RACE = 0.05
+
 
 @dataclass
 class CacheSlot:
@@ -27,6 +31,20 @@ class CacheSlot:
     last_used: float = -1.0  # when a request last took it; never: the oldest
     ended: float = -1.0  # when its last request ended
     came_back: float | None = None  # seconds its conversation last took to ask again after a turn ended
+
+
+@dataclass
+class Claim:
+    """A request running on a slot: what it asked, and the slot as it was before it came."""
+
+    ticket: str
+    owner: tuple
+    chain: Chain
+    at: float  # when it was given the slot
+    asked: float | None
+    multiuser: bool
+    slot: int = -1
+    replaced: CacheSlot = field(default_factory=CacheSlot)
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,7 @@ class PromptCaches:
         self.slots: list[CacheSlot] = []
         self._used: dict[int, None] = {}  # the slots that hold a prompt
         self._tickets: dict[str, int] = {}  # request -> the slot it runs on
+        self._claims: dict[str, Claim] = {}  # request -> how it came by its slot
 
     def pick(self, chain: Chain, slots: int, multiuser: bool = False) -> Pick | None:
         """The slot a request with ``chain`` would take now, and what it reads from cache; None if all are busy."""
@@ -85,25 +104,51 @@ class PromptCaches:
         pick = self.pick(chain, slots, multiuser)
         if pick is None:  # more running than the mirror has slots (adopted work): no slot to tell of
             return 0
-        before = self.slots[pick.slot]
-        came_back = None
-        if (before.owner == owner and before.ended >= 0 and before.tokens
-                and shared_tokens(chain, before.links) == before.tokens):
-            came_back = max(0.0, (now if asked is None else asked) - before.ended)
-        self.slots[pick.slot] = CacheSlot(links_of(chain), prompt_tokens(chain), owner, ticket, now,
-                                          came_back=came_back)
-        self._tickets[ticket] = pick.slot
-        if self.slots[pick.slot].tokens:
-            self._used[pick.slot] = None
-        else:
-            self._used.pop(pick.slot, None)
+        self._claim(Claim(ticket, owner, chain, now, asked, multiuser), pick)
         return pick.shared
 
     def release(self, ticket: str, now: float) -> None:
+        """Free a request's slot; a request given a slot moments before may have found this one free instead."""
         index = self._tickets.pop(ticket, None)
-        if index is not None:
-            slot = self.slots[index]
-            slot.ticket, slot.ended = None, now
+        self._claims.pop(ticket, None)
+        if index is None:
+            return
+        slot = self.slots[index]
+        slot.ticket, slot.ended = None, now
+        for claim in sorted(self._claims.values(), key=lambda claim: claim.at):
+            if now - claim.at <= ARRIVAL_RACE:
+                self._reconsider(claim)
+
+    def _claim(self, claim: Claim, pick: Pick) -> None:
+        before = self.slots[pick.slot]
+        came_back = None
+        if (before.owner == claim.owner and before.ended >= 0 and before.tokens
+                and shared_tokens(claim.chain, before.links) == before.tokens):
+            came_back = max(0.0, (claim.at if claim.asked is None else claim.asked) - before.ended)
+        self.slots[pick.slot] = CacheSlot(links_of(claim.chain), prompt_tokens(claim.chain), claim.owner,
+                                          claim.ticket, claim.at, came_back=came_back)
+        claim.slot, claim.replaced = pick.slot, before
+        self._claims[claim.ticket] = claim
+        self._tickets[claim.ticket] = pick.slot
+        self._note_used(pick.slot)
+
+    def _reconsider(self, claim: Claim) -> None:
+        """Give ``claim`` the slot Ollama would have, had it arrived after the slots free now were freed.
+
+        Its grant and another request's end crossed on the way: Ollama may have seen that request's
+        slot free first, and given it to this one (a question ties with every conversation, and takes
+        the first free slot).
+        """
+        self.slots[claim.slot] = claim.replaced
+        del self._tickets[claim.ticket]
+        self._note_used(claim.slot)
+        self._claim(claim, self.pick(claim.chain, len(self.slots), claim.multiuser))
+
+    def _note_used(self, index: int) -> None:
+        if self.slots[index].tokens:
+            self._used[index] = None
+        else:
+            self._used.pop(index, None)
 
     def held(self) -> list[CacheSlot]:
         """The slots that hold a prompt."""

@@ -2,7 +2,9 @@
 with OLLAMA_MULTIUSER_CACHE a continuation reuses its slot, otherwise the least recently used free slot is
 taken, the longest prefix any slot holds copied into it first."""
 
-from ollama_proxy.scheduler.caches import PromptCaches
+import pytest
+
+from ollama_proxy.scheduler.caches import ARRIVAL_RACE, PromptCaches
 from ollama_proxy.scheduler.prefix import chain_of, prompt_tokens
 
 OPENING = chain_of("/api/chat", {"messages": [{"role": "user", "content": ""}]})[0].tokens  # the template's
@@ -96,3 +98,49 @@ def test_by_default_a_new_conversation_takes_a_slot_whose_prompt_opens_alike():
     other_agent = chain_of("/api/chat", {"messages": [{"role": "system", "content": "you test " * 500}]})
     assert caches.pick(other_agent, slots=2).overwritten.owner == "agent"  # both open with a system message
     assert caches.pick(_conversation("r", 1), slots=2).overwritten.owner == "person"
+
+
+def _two_conversations_running(caches: PromptCaches) -> None:
+    """Conversations a and b held and running on slots 0 and 1, as Ollama gave them."""
+    for name in "ab":
+        caches.take(f"{name}1", name, _conversation(name, 3), slots=2, now=0)
+        caches.release(f"{name}1", now=1)
+        caches.take(f"{name}2", name, _conversation(name, 4), slots=2, now=1.3)
+
+
+def test_a_slot_freed_as_a_request_is_given_another_is_the_one_it_found_first_free():
+    """A question given b's slot the moment b's turn ended; a's ended too as the question was on its way.
+
+    Arriving, it found both free and took the first, as Ollama does: a's conversation is the one it overwrote.
+    """
+    caches = PromptCaches()
+    _two_conversations_running(caches)
+    caches.release("b2", now=2.0)
+    caches.take("q", "carol", _conversation("q", 1), slots=2, now=2.0)
+    assert caches.slots[1].ticket == "q"
+    caches.release("a2", now=2.0 + ARRIVAL_RACE / 2)
+    assert [slot.ticket for slot in caches.slots] == ["q", None]
+    assert [slot.owner for slot in caches.slots] == ["carol", "b"]
+    assert caches.pick(_conversation("b", 5), slots=2).overwritten is None  # b's next turn finds its own
+    assert caches.pick(_conversation("a", 5), slots=2).overwritten.owner == "b"  # a's is gone
+    caches.release("q", now=3)
+    assert (caches.slots[0].owner, caches.slots[0].ticket, caches.slots[0].ended) == ("carol", None, 3)
+
+
+def test_a_slot_freed_well_after_a_request_was_given_another_changes_nothing():
+    caches = PromptCaches()
+    _two_conversations_running(caches)
+    caches.release("b2", now=2.0)
+    caches.take("q", "carol", _conversation("q", 1), slots=2, now=2.0)
+    caches.release("a2", now=2.0 + 2 * ARRIVAL_RACE)  # the question had reached Ollama and taken b's slot
+    assert [slot.owner for slot in caches.slots] == ["a", "carol"]
+
+
+def test_a_conversation_given_its_own_slot_keeps_it_whatever_frees_beside_it():
+    caches = PromptCaches()
+    _two_conversations_running(caches)
+    caches.release("b2", now=2.0)
+    assert caches.take("b3", "b", _conversation("b", 5), slots=2, now=2.3, asked=2.3) > 0
+    caches.release("a2", now=2.31)
+    assert [(slot.owner, slot.ticket) for slot in caches.slots] == [("a", None), ("b", "b3")]
+    assert caches.slots[1].came_back == pytest.approx(0.3)
