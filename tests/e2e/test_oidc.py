@@ -15,6 +15,7 @@ import requests
 from tests.actors import TESTER
 from tests.e2e.admin_page import admin_config
 from tests.e2e.browser import new_page, screenshot
+from tests.e2e.nginx import Nginx
 from tests.e2e.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider
 from tests.e2e.server import ProxyServer, free_port, wait_for
 
@@ -47,17 +48,39 @@ def site(fake_server, tmp_path_factory):
     provider.stop()
 
 
-def sign_in(browser, proxy: ProxyServer, login: str, wanted: str = "/admin"):
-    """Open ``wanted``, press the provider's button, sign in on the provider's form; return the page."""
+@pytest.fixture
+def behind_nginx(fake_server, test_services, tmp_path):
+    """The provider, and the proxy behind deploy/nginx.conf as the deploy runs it; the provider knows nginx only."""
+    proxy_port = free_port()
+    front = Nginx(proxy_port, tmp_path / "nginx")
+    provider = OidcProvider(f"{front.url}/admin/login/oidc/callback", tmp_path / "provider.log").start()
+    config = admin_config(fake_server.url, tmp_path, oidc={"issuer": provider.issuer, **OIDC_SETTINGS})
+    proxy = ProxyServer(config, tmp_path / "proxy", workers=2, bind=f"127.0.0.1:{proxy_port}",
+                        env={"OLLAMA_PROXY_ADMIN_OIDC_CLIENT_SECRET": CLIENT_SECRET,
+                             "OLLAMA_PROXY_TRUSTED_PROXIES": "1"})  # as deploy/ollama-proxy.env sets it
+    try:
+        proxy.start()
+        front.start()
+        yield proxy, front
+    finally:
+        front.stop()
+        proxy.stop()
+        provider.stop()
+
+
+def sign_in(browser, proxy: ProxyServer, login: str, wanted: str = "/admin", url: str = ""):
+    """Open ``wanted`` (at ``url``, the proxy's own by default), press the provider's button, sign in on the
+    provider's form; return the page."""
+    url = url or proxy.url
     page = new_page(browser)
     page.context.route(NOT_LOOPBACK, lambda route: route.abort())
-    page.goto(proxy.url + wanted)
+    page.goto(url + wanted)
     page.click(f"text=Sign in with {LABEL}")
     page.wait_for_url(re.compile(r"^http://localhost:\d+/interaction/"))
     page.fill("input[name=login]", login)
     page.fill("input[name=password]", "any password will do")
     page.click("button[type=submit]")
-    page.wait_for_url(re.compile(re.escape(proxy.url) + r"/admin(/.*)?$"))
+    page.wait_for_url(re.compile(re.escape(url) + r"/admin(/.*)?$"))
     return page
 
 
@@ -180,3 +203,16 @@ def test_someone_with_no_role_and_no_team_gets_a_403_page_and_nothing_else(brows
     page.goto(proxy.url + "/admin")
     assert "/admin/login" in page.url
     assert trail_of(store, "nat") == [("sign-in failed", "nat", "oidc")]
+
+
+def test_behind_nginx_the_provider_sends_the_browser_back_through_nginx(browser, behind_nginx):
+    """nginx on a port of its own, as on a LAN box that serves something else on 80: the callback keeps it."""
+    proxy, front = behind_nginx
+    page = sign_in(browser, proxy, "ada", wanted="/admin/usage/report", url=front.url)
+    assert page.url == front.url + "/admin/usage/report"
+    assert "ada (admin)" in page.locator("header.bar").inner_text()
+    csv = page.request.get(front.url + "/admin/usage/report.csv?by=key")
+    assert csv.status == 200 and csv.headers["content-type"].startswith("text/csv")
+    callbacks = [line for line in front.access_lines() if "GET /admin/login/oidc/callback?" in line]
+    assert len(callbacks) == 1 and '" 302 ' in callbacks[0], front.access_lines()
+    assert page.script_errors == []
