@@ -26,6 +26,18 @@ def hold_secret(session, name: str, secret: str) -> None:
     session[CREATED] = {"name": name, "secret": secret}
 
 
+def create_and_show(form, page, created: str, **fields):
+    """Create the key ``form`` names with ``fields``, then redirect to the ``created`` page that shows its
+    secret once; if the store refuses, ``page(form, 400)`` with the reason under the name."""
+    try:
+        key, secret = current_store().create_key(form.name.data, by=signed_in(), **fields)
+    except StoreError as exc:
+        form.name.errors.append(str(exc))
+        return page(form, 400)
+    hold_secret(session, key.name, secret)
+    return redirect(url_for(created, name=key.name), 303)
+
+
 def take_secret(session, name: str) -> str | None:
     """Remove the held secret from ``session``; return it if it belongs to the key ``name``."""
     held = session.pop(CREATED, None)
@@ -90,13 +102,7 @@ def create_key():
     form = NewKeyForm(chat_logs_enabled=_chat_logs_enabled(), teams=_teams())
     if not form.validate():
         return _list_page(form, 400)
-    try:
-        key, secret = current_store().create_key(form.name.data, by=signed_in(), **_check_fields(form.store_fields()))
-    except StoreError as exc:
-        form.name.errors.append(str(exc))
-        return _list_page(form, 400)
-    hold_secret(session, key.name, secret)
-    return redirect(url_for("admin.key_created", name=key.name), 303)
+    return create_and_show(form, _list_page, "admin.key_created", **_check_fields(form.store_fields()))
 
 
 @bp.get("/keys/<name>/created")

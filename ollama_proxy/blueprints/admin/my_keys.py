@@ -8,14 +8,14 @@ revokes their own keys alone.
 
 from __future__ import annotations
 
-from flask import redirect, render_template, session, url_for
+from flask import render_template, session
 
 from ollama_proxy.blueprints.admin.base import bp, change_and_return, signed_in
 from ollama_proxy.blueprints.admin.forms import MyKeyForm
-from ollama_proxy.blueprints.admin.keys import hold_secret, take_secret
+from ollama_proxy.blueprints.admin.keys import create_and_show, take_secret
 from ollama_proxy.blueprints.admin.roles import current_team
 from ollama_proxy.errors import Forbidden, NotFound
-from ollama_proxy.store import StoreError, current_store
+from ollama_proxy.store import current_store
 
 
 def _owner_and_team() -> tuple[str, str]:
@@ -57,14 +57,7 @@ def create_my_key():
     form = MyKeyForm()
     if not form.validate():
         return _page(form, 400)
-    try:
-        key, secret = current_store().create_key(form.name.data, by=signed_in(), team=team, owner=owner,
-                                                 **form.store_fields())
-    except StoreError as exc:
-        form.name.errors.append(str(exc))
-        return _page(form, 400)
-    hold_secret(session, key.name, secret)
-    return redirect(url_for("admin.my_key_created", name=key.name), 303)
+    return create_and_show(form, _page, "admin.my_key_created", team=team, owner=owner, **form.store_fields())
 
 
 @bp.get("/my-keys/<name>/created")
