@@ -81,13 +81,18 @@ def _migrated(engine, revision: str, direction: str = "upgrade"):
         yield connection
 
 
+def _insert_old_key(connection, **columns) -> None:
+    """Insert the key 'old' with the columns every revision has, and ``columns`` of the revision at hand."""
+    row = {"name": "old", "prefix": "op-AbCdEfGh", "secret_hash": "0" * 64, "scope": "generate", "models": "[]",
+           "enabled": True, "created_at": datetime.now(timezone.utc).replace(tzinfo=None), **columns}
+    connection.execute(text(f"INSERT INTO api_keys ({', '.join(row)}) VALUES ({', '.join(':' + c for c in row)})"),
+                       row)
+
+
 def test_a_store_made_before_chat_log_keeps_its_keys(store_url):
     engine = open_engine(store_url, 10.0)
     with _migrated(engine, "0001") as connection:
-        connection.execute(text(
-            "INSERT INTO api_keys (name, prefix, secret_hash, scope, models, enabled, created_at)"
-            " VALUES ('old', 'op-AbCdEfGh', :hash, 'generate', '[]', :yes, :now)"),
-            {"hash": "0" * 64, "yes": True, "now": datetime.now(timezone.utc)})
+        _insert_old_key(connection, created_at=datetime.now(timezone.utc))
     store = open_store(StoreSettings(store_url, 5.0))  # the start migrates it the rest of the way
     try:
         assert current_revision(store.engine) == head_revision()
@@ -123,10 +128,7 @@ def test_a_store_made_before_end_users_keeps_its_usage_and_records_them_after(st
 def test_a_store_made_before_the_web_permission_keeps_its_keys_none_allowed(store_url):
     engine = open_engine(store_url, 10.0)
     with _migrated(engine, "0004") as connection:
-        connection.execute(text(
-            "INSERT INTO api_keys (name, prefix, secret_hash, scope, models, enabled, created_at)"
-            " VALUES ('old', 'op-AbCdEfGh', :hash, 'generate', '[]', :yes, :now)"),
-            {"hash": "0" * 64, "yes": True, "now": datetime.now(timezone.utc).replace(tzinfo=None)})
+        _insert_old_key(connection)
     store = open_store(StoreSettings(store_url, 5.0))
     try:
         assert current_revision(store.engine) == head_revision()
@@ -166,10 +168,7 @@ def test_a_store_made_before_cached_tokens_keeps_its_usage_and_records_them_afte
 def test_a_store_made_before_the_cloud_permission_keeps_its_keys_none_allowed(store_url):
     engine = open_engine(store_url, 10.0)
     with _migrated(engine, "0006") as connection:
-        connection.execute(text(
-            "INSERT INTO api_keys (name, prefix, secret_hash, scope, models, enabled, created_at, web)"
-            " VALUES ('old', 'op-AbCdEfGh', :hash, 'generate', '[]', :yes, :now, :yes)"),
-            {"hash": "0" * 64, "yes": True, "now": datetime.now(timezone.utc).replace(tzinfo=None)})
+        _insert_old_key(connection, web=True)
     store = open_store(StoreSettings(store_url, 5.0))
     try:
         assert current_revision(store.engine) == head_revision()
@@ -189,10 +188,7 @@ def test_a_store_made_before_the_cloud_permission_keeps_its_keys_none_allowed(st
 def test_a_store_made_before_owners_keeps_its_keys_owned_by_no_one(store_url):
     engine = open_engine(store_url, 10.0)
     with _migrated(engine, "0011") as connection:
-        connection.execute(text(
-            "INSERT INTO api_keys (name, prefix, secret_hash, scope, models, enabled, created_at, team)"
-            " VALUES ('old', 'op-AbCdEfGh', :hash, 'generate', '[]', :yes, :now, NULL)"),
-            {"hash": "0" * 64, "yes": True, "now": datetime.now(timezone.utc).replace(tzinfo=None)})
+        _insert_old_key(connection, team=None)
     store = open_store(StoreSettings(store_url, 5.0))
     try:
         assert current_revision(store.engine) == head_revision()
