@@ -18,7 +18,7 @@ from tests.services.redis import RedisServer
 # gets it when it uses a fixture that starts the tool, and every test of a module gets it when the module
 # imports a helper that runs the tool. Registered in setup.cfg; tests/unit/test_markers.py keeps it whole.
 OUTSIDE_TOOLS = {
-    "llamacpp": ({"llama_server"}, {"tests.e2e.llama"}),
+    "llamacpp": ({"llama_server"}, {"tests.e2e.llama", "tests.e2e.ollama_on_llama"}),
     "claude_code": (set(), {"tests.e2e.claude_code"}),
     "codex": (set(), {"tests.e2e.codex"}),
     "js": (set(), {"tests.e2e.js_clients", "tests.e2e.oidc_provider"}),

@@ -13,6 +13,7 @@ order: a model no server lists goes to the default server, so Ollama's own 404
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -46,7 +47,8 @@ class OllamaPool:
                  routing: RoutingSettings, slot_dir: str):
         default = OllamaServerSettings(DEFAULT_SERVER, service.base_url, service.max_concurrent, (),
                                        service.num_parallel, service.max_loaded_models,
-                                       multiuser_cache=service.multiuser_cache, scheduling=service.scheduling)
+                                       model_num_parallel=service.model_num_parallel,
+                                       prompt_cache_mib=service.prompt_cache_mib, scheduling=service.scheduling)
         self.routing = routing
         self.servers = [PoolServer(s, OllamaBackend(replace(service, base_url=s.base_url), s.name),
                                     slots=_lock_slots(slot_dir, s)) for s in (default, *servers)]
@@ -124,6 +126,15 @@ class OllamaPool:
         """GET a JSON listing from one server within ``routing.refresh_timeout``."""
         timeout = self.routing.refresh_timeout
         with server.backend.open("GET", path, timeout=(timeout, timeout),
+                                 timeout_setting="routing.refresh_timeout") as answer:
+            answer.raise_for_error()
+            return answer.json()
+
+    def show(self, server: PoolServer, model: str) -> dict:
+        """POST ``/api/show`` for one model to one server within ``routing.refresh_timeout``."""
+        timeout = self.routing.refresh_timeout
+        with server.backend.open("POST", "/api/show", body=json.dumps({"model": model}).encode(),
+                                 headers={"Content-Type": "application/json"}, timeout=(timeout, timeout),
                                  timeout_setting="routing.refresh_timeout") as answer:
             answer.raise_for_error()
             return answer.json()

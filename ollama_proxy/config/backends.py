@@ -48,10 +48,17 @@ class OllamaServerSettings:
         help="requests the server runs at once per loaded model: its `OLLAMA_NUM_PARALLEL` (the proxy sends no more)")
     max_loaded_models: int = setting(
         3, validate=AT_LEAST_1, help="models the server keeps loaded at once: its `OLLAMA_MAX_LOADED_MODELS`")
+    model_num_parallel: dict[NonEmpty, Annotated[int, validate.Range(min=1)]] = setting(
+        {}, help="per model: requests the proxy sends the server at once, fewer than `num_parallel` (Ollama runs every "
+                 "model with `num_parallel` slots; an embedding model, and some architectures, with one)")
+    prompt_cache_mib: int = setting(
+        8192, validate=AT_LEAST_0,
+        help="MiB of RAM prompt cache each loaded model's llama-server keeps (Ollama 0.30 and later): its "
+             "`--cache-ram`, which Ollama leaves at llama-server's 8192; the proxy counts a conversation pushed out "
+             "of its slot as still cheap on that server while it fits (`0`: none)")
     multiuser_cache: bool = setting(
-        False, help="the server runs with `OLLAMA_MULTIUSER_CACHE` set: the proxy then expects its runners to "
-                    "give a new conversation the least recently used slot rather than the first free one, when it "
-                    "places conversations where their prompts are cached")
+        False, help="ignored: `OLLAMA_MULTIUSER_CACHE` is gone since Ollama 0.30, whose llama-server chooses "
+                    "slots by prompt; kept so that a configuration that sets it still loads")
     scheduling: bool = setting(
         True, help="the proxy decides who runs next on the server (see `scheduling`); `off`: requests are sent at "
                    "once, and queue in Ollama")

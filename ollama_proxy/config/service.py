@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from marshmallow import validate
 
 from ollama_proxy.config.checks import AT_LEAST_0, AT_LEAST_1, SECONDS, HttpUrl, MiB, NonEmpty
 from ollama_proxy.config.declare import setting
@@ -31,11 +34,18 @@ class ServiceSettings:
         help="models the server keeps loaded at once: its `OLLAMA_MAX_LOADED_MODELS`")
     max_concurrent: int | None = setting(
         None, validate=AT_LEAST_1, help="a cap over all the server's models at once (absent: no cap of its own)")
+    model_num_parallel: dict[NonEmpty, Annotated[int, validate.Range(min=1)]] = setting(
+        {}, help="per model: requests the proxy sends the server at once, fewer than `num_parallel` (Ollama runs every "
+                 "model with `num_parallel` slots; an embedding model, and some architectures, with one)")
+    prompt_cache_mib: int = setting(
+        8192, validate=AT_LEAST_0, env="OLLAMA_PROXY_PROMPT_CACHE_MIB",
+        help="MiB of RAM prompt cache each loaded model's llama-server keeps (Ollama 0.30 and later): its "
+             "`--cache-ram`, which Ollama leaves at llama-server's 8192; the proxy counts a conversation pushed out "
+             "of its slot as still cheap on that server while it fits (`0`: none)")
     multiuser_cache: bool = setting(
         False, env="OLLAMA_PROXY_MULTIUSER_CACHE",
-        help="the server runs with `OLLAMA_MULTIUSER_CACHE` set: the proxy then expects its runners to give a new "
-             "conversation the least recently used slot rather than the first free one, when it places "
-             "conversations where their prompts are cached")
+        help="ignored: `OLLAMA_MULTIUSER_CACHE` is gone since Ollama 0.30, whose llama-server chooses slots by "
+             "prompt; kept so that a configuration that sets it still loads")
     scheduling: bool = setting(
         True, env="OLLAMA_PROXY_SCHEDULING",
         help="the proxy decides who runs next on the server (see `scheduling`); `off`: requests are sent at "

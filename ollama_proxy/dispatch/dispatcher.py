@@ -8,8 +8,9 @@ A request for a model of the Ollama servers goes:
    server and the load options (``Admission``); other work takes the first server, and
    one of its lock-file slots where it has ``max_concurrent``;
 3. the body is encoded once, with the granted options (``OllamaBody``);
-4. it is sent; a server that cannot be reached, or answers 5xx before its first byte,
-   is passed over for ``routing.cooldown``, its slot released, and the next one asked;
+4. it is sent; a server that cannot be reached, or answers 5xx before its first byte (but
+   501 and 505, which are the request's fault), is passed over for ``routing.cooldown``,
+   its slot released, and the next one asked;
 5. the answer frees the slot when it closes.
 
 The whole wait for a slot, every try and every fault of the scheduler included, is
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 
 from ollama_proxy.backends.ollama import JsonPosting
 from ollama_proxy.backends.pool import NOT_REACHED, OllamaPool
@@ -29,14 +31,20 @@ from ollama_proxy.client_watch import cancelled_if_client_leaves
 from ollama_proxy.dispatch.body import OllamaBody
 from ollama_proxy.errors import Overloaded
 from ollama_proxy.greenlets import gevent_active, off_loop
-from ollama_proxy.observability.accounting import note_scheduled_prompt
 from ollama_proxy.scheduler.admission import Admission, Requester
-from ollama_proxy.scheduler.prefix import chain_of, prompt_tokens
+from ollama_proxy.scheduler.prefix import chain_of
 from ollama_proxy.surfaces import ollama_path
 
 DISPATCHER = "ollama_proxy.dispatcher"  # the app's extension
 # A chain over more messages is hashed on a thread: 20,000 of them take 0.16 s, which would hold every stream.
 CHAIN_OFF_LOOP_MESSAGES = 500
+EMBEDDING_PATHS = ("/api/embed", "/api/embeddings")  # Ollama runs an embedding model with one slot
+
+
+def server_failed(status: int) -> bool:
+    """Whether an answer's status says the server failed, not the request: a 5xx, but 501 and 505, which are about
+    what was asked (Ollama 0.33 answers 501 to an embedding asked of a chat model)."""
+    return status >= 500 and status not in (HTTPStatus.NOT_IMPLEMENTED, HTTPStatus.HTTP_VERSION_NOT_SUPPORTED)
 
 
 def _makes_a_gpu_work(path: str) -> bool:
@@ -96,7 +104,8 @@ class Dispatcher:
         asked = body.asked if isinstance(body, OllamaBody) else {}
         chain = self._prompt_chain(path, body)
         while remaining:
-            admitted = self.admission.admit(who, model, [s.name for s in remaining], asked, deadline, chain)
+            admitted = self.admission.admit(who, model, [s.name for s in remaining], asked, deadline, chain,
+                                            path in EMBEDDING_PATHS)
             server = next((s for s in remaining if s.name == admitted.server), None)
             if server is None:  # a server this worker does not have: no arbiter of ours grants one
                 admitted.release()
@@ -108,8 +117,6 @@ class Dispatcher:
             answer = self._try(server, _counted(server, admitted.release), not remaining, method, path, who, True,
                                sent, request)
             if answer is not None:
-                if chain:  # what it read from the server's cache is known once its answer says what it read
-                    note_scheduled_prompt(who.record, prompt_tokens(chain), admitted.cached)
                 return answer
         raise AssertionError("a scheduled request has at least one candidate")
 
@@ -131,7 +138,7 @@ class Dispatcher:
         except BaseException:
             release()
             raise
-        if upstream.status >= 500:
+        if server_failed(upstream.status):
             self.pool.fail(server, f"answered status {upstream.status} to {path}")
             if not last:
                 upstream.close()

@@ -31,19 +31,28 @@ _GENERATED = ("content", "thinking", "tool_calls")
 _SSE_GENERATED = re.compile(rb'"(?:content|reasoning_content|reasoning|arguments)"\s*:\s*"[^"]')
 
 
-def note_tokens(record: RequestRecord | None, prompt: int | None, completion: int | None) -> None:
-    """Add a finished answer's exact counts to the record (several answers are summed)."""
+def note_tokens(record: RequestRecord | None, prompt: int | None, completion: int | None,
+                cached: int | None = None) -> None:
+    """Add a finished answer's exact counts to the record (several answers are summed); ``cached``: of ``prompt``,
+    those read from Ollama's cache, if the answer said."""
     if record is None:
         return
-    if isinstance(prompt, int) and not isinstance(prompt, bool):
+    if _count(prompt):
         record.prompt_tokens = (record.prompt_tokens or 0) + prompt
-    if isinstance(completion, int) and not isinstance(completion, bool):
+    if _count(completion):
         record.counted_tokens = (record.counted_tokens or 0) + completion
+    if _count(cached):
+        record.cached_tokens = (record.cached_tokens or 0) + cached
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def note_answer(record: RequestRecord | None, answer: dict) -> None:
     """Note the counts of a whole Ollama answer (chat, generate, embed), the model's load time, and its GPU time."""
-    note_tokens(record, answer.get("prompt_eval_count"), answer.get("eval_count"))
+    note_tokens(record, answer.get("prompt_eval_count"), answer.get("eval_count"),
+                answer.get("prompt_eval_cached_count"))
     load, prefill, total = answer.get("load_duration"), answer.get("prompt_eval_duration"), answer.get("total_duration")
     if record is not None and _nanoseconds(total):
         record.gpu_seconds = (record.gpu_seconds or 0.0) + total / 1e9
@@ -51,38 +60,6 @@ def note_answer(record: RequestRecord | None, answer: dict) -> None:
         record.load_seconds = load / 1e9
     if record is not None and _nanoseconds(prefill):
         record.prefill_seconds = (record.prefill_seconds or 0.0) + prefill / 1e9
-    if record is not None and record.prompt_estimate is not None and record.prompt_tokens is not None:
-        record.cached_tokens = cached_tokens(record.cached_tokens_expected, record.prompt_estimate,
-                                             record.prompt_tokens)
-
-
-def note_scheduled_prompt(record: RequestRecord | None, estimate: int, expected_cached: int | None) -> None:
-    """Note a prompt the scheduler placed and a server took: its estimated tokens, and those expected cached.
-
-    ``expected_cached``: the tokens the scheduler expected the server to read from its cache (None: unknown,
-    the request started on a lent slot). Several sends are summed; one unknown makes the sum unknown.
-    """
-    if record is None:
-        return
-    known = record.prompt_estimate is None or record.cached_tokens_expected is not None
-    record.prompt_estimate = (record.prompt_estimate or 0) + estimate
-    if known and expected_cached is not None:
-        record.cached_tokens_expected = (record.cached_tokens_expected or 0) + expected_cached
-    else:
-        record.cached_tokens_expected = None
-
-
-def cached_tokens(expected: int | None, prompt: int, prefilled: int) -> int | None:
-    """Estimate the prompt tokens Ollama read from its cache; None if the scheduler did not say what it expected.
-
-    An estimate: the whole ``prompt`` is the proxy's count (4 characters a token), less the ``prefilled``
-    tokens Ollama says it read (``prompt_eval_count``), and never more than the ``expected`` tokens the
-    scheduler's mirror of the slot's cache held: a prompt Ollama read whole is not taken for a hit because
-    the proxy's count came out high.
-    """
-    if expected is None:
-        return None
-    return min(expected, max(0, prompt - prefilled))
 
 
 def _nanoseconds(value: object) -> bool:

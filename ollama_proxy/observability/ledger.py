@@ -91,10 +91,8 @@ class RequestRecord:
     left_in_queue: bool = False  # its client left while it waited for a slot: dropped, never sent
     load_seconds: float | None = None  # the model's load time, as Ollama reported it in a final chunk
     prefill_seconds: float | None = None  # the time Ollama took to read the prompt not in its cache (final chunk)
-    # The prompts the scheduler placed, summed over the sends answered (``accounting.note_scheduled_prompt``):
-    prompt_estimate: int | None = None  # the proxy's estimate of their tokens (``prefix.prompt_tokens``)
-    cached_tokens_expected: int | None = None  # their tokens the scheduler expected read from cache (None: a loan's)
-    cached_tokens: int | None = None  # prompt tokens read from Ollama's cache, estimated (``accounting.cached_tokens``)
+    # Of prompt_tokens, those Ollama read from its cache, as its answers said (prompt_eval_cached_count, from 0.33):
+    cached_tokens: int | None = None  # None: no answer said
     gpu_seconds: float | None = None  # Ollama's total_duration of the answers, summed: a budget's GPU time
     budgeted: tuple = ()  # the budgets' (slot, period start) the request is charged to when it ends (access.budgets)
     over_budget: tuple[str, ...] = ()  # the modes of the budgets it found spent: hard (refused), soft, shadow

@@ -179,7 +179,7 @@ def access_line(record: RequestRecord, now: float) -> str:
         "backend": record.backend,
         "upstream_model": record.upstream_model,
         "prompt_tokens": record.prompt_tokens,
-        "cached_tokens": record.cached_tokens,  # besides those, read from Ollama's cache (estimated); null: unknown
+        "cached_tokens": record.cached_tokens,  # of those, read from Ollama's cache, as it said; null: not said
         "completion_tokens": record.completion_tokens,
         "token": record.principal,
         "client": record.client,

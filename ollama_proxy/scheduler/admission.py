@@ -27,6 +27,7 @@ from ollama_proxy.scheduler.core import Ticket
 from ollama_proxy.scheduler.fairness import Share
 from ollama_proxy.scheduler.prefix import Chain
 from ollama_proxy.scheduler.servers import Placement, Start
+from ollama_proxy.scheduler.tickets import PromptRead
 
 ANONYMOUS = Share("anonymous")
 
@@ -57,7 +58,6 @@ class Admitted:
     server: str
     options: dict
     release: Callable[[], None]
-    cached: int | None = 0  # prompt tokens the server is expected to read from its cache (None: unknown)
 
 
 class Admission:
@@ -79,16 +79,16 @@ class Admission:
         self._resign()
 
     def admit(self, who: Requester | None, model: str, candidates: list[str], asked: dict,
-              deadline: float | None = None, prefix: Chain = ()) -> Admitted | None:
+              deadline: float | None = None, prefix: Chain = (), embeds: bool = False) -> Admitted | None:
         """Wait for a slot on one of ``candidates`` until ``deadline`` (``time.monotonic()``).
 
-        None where nothing is scheduled (no gevent worker).
+        ``embeds``: the request is an embedding. None where nothing is scheduled (no gevent worker).
         """
         if not gevent_active():
             return None
         who = who or Requester()
         ticket = Ticket(_ticket_id(), who.share, canonical(model), tuple(candidates), asked, who.enforced,
-                        prefix=prefix)
+                        prefix=prefix, embeds=embeds)
         client = self._client()
         record = who.record
         if record is not None:
@@ -106,11 +106,11 @@ class Admission:
 
         def release() -> None:
             loaded = placement.start is not Start.WARM and record is not None
-            prefill = None
+            read = None
             if record is not None and record.prefill_seconds is not None and record.prompt_tokens is not None:
-                prefill = (record.prompt_tokens, record.prefill_seconds)
-            client.end(ticket.id, record.load_seconds if loaded else None, prefill)
-        return Admitted(placement.server, placement.options, release, granted.cached)
+                read = PromptRead(record.prompt_tokens, record.cached_tokens, record.prefill_seconds)
+            client.end(ticket.id, record.load_seconds if loaded else None, read)
+        return Admitted(placement.server, placement.options, release)
 
     def _watcher(self, who: Requester, record: RequestRecord | None):
         asked_at = time.perf_counter()

@@ -110,7 +110,7 @@ class Arbiter:
             if op == "end":
                 loaded = message.get("load_seconds")
                 self._deliver(self.scheduler.end(ticket_id, now, loaded if isinstance(loaded, (int, float)) else None,
-                                                 wire.prefill_of(message)))
+                                                 wire.read_of(message)))
             else:
                 self._deliver(self.scheduler.cancel(ticket_id, now))
         elif op == "running":  # a worker of before ``sync`` telling a new arbiter what it holds
@@ -156,7 +156,7 @@ class Arbiter:
             run = self.scheduler.running.get(ticket.id)
             if run is not None:  # granted while its grant could not reach the worker: said again
                 self._own(worker, ticket.id)
-                _send(worker, wire.grant(Grant(ticket.id, run.placement, now - run.started, run.cached)))
+                _send(worker, wire.grant(Grant(ticket.id, run.placement, now - run.started)))
             elif ticket.id not in self.scheduler.waiting:
                 self._submit_ticket(worker, ticket, now)
         self._heard(worker, now)

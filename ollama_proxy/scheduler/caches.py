@@ -1,163 +1,214 @@
-"""What each slot of a loaded model holds in its prompt cache, as Ollama chooses slots (pure).
+"""What one model's llama-server holds: its slots' prompts and its RAM prompt cache, as it chooses slots (pure).
 
-Ollama's runner keeps one cache per slot: the prompt it last read. A request
-takes the free slot that shares the longest prefix with its prompt, the first
-of equals (Ollama's default), a used slot before an empty one. A server run with ``OLLAMA_MULTIUSER_CACHE``
-(``multiuser``) gives it, with several slots, the free slot whose whole cache
-its prompt continues; failing that, the least recently used free slot, into
-which the longest prefix any slot holds (in use or not) is copied first. Only
-what the prompt does not share is read (prefilled). The
-proxy knows every prompt it sent a server, so it can tell, before sending one,
-how much of it that server holds, and what it would overwrite.
+Ollama 0.30 and later run each loaded model in llama.cpp's ``llama-server``, started with
+``-np NUM_PARALLEL`` and sent every prompt with ``cache_prompt: true``. It keeps, in each
+slot, the prompt it last read, and reads again only what a new prompt does not share with
+it. A request takes the idle slot whose prompt is over a tenth of its own
+(``--slot-prompt-similarity`` 0.1), the most similar; otherwise the least recently used idle
+slot, a never-used one first. A slot taken that way, or by similarity keeping under half of
+what it held, is saved to the RAM prompt cache (``--cache-ram``, 8 GiB) first, and the saved
+prompt that serves the request better is loaded into it; once a request has its slot, every
+idle slot is saved there too. The RAM cache drops its oldest prompts when full. So a
+conversation pushed out of its slot is still cheap on the server that read it, unless a
+similar prompt took its slot before it was saved.
+
+The proxy knows every prompt it sent (``prefix``: chains of hashed links with estimated
+tokens), so it can tell, before sending one, how much of it a server holds and what it would
+lose. What Ollama reports back (``prompt_eval_cached_count``) confirms or corrects it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ollama_proxy.scheduler.prefix import Chain, Link, links_of, prompt_tokens, shared_tokens
 
-# Seconds a request given a slot may take to reach Ollama, and an end to reach the proxy: a slot freed this
-# soon after a grant may have been free when that request arrived, and Ollama may have given it that slot.
-ARRIVAL_RACE = 0.05
+SIMILARITY = 0.1  # llama-server's --slot-prompt-similarity
+KEEP_WHEN_SIMILAR = 0.5  # a slot taken by similarity is saved first if the prompt keeps less of it than this
+LOAD_AT_LEAST = 0.25  # a saved prompt is loaded only if the request keeps this much of it
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt a slot or the RAM cache holds."""
+
+    chain: Chain
+    links: dict[int, Link]
+    tokens: int
+    owner: tuple = ()  # whose prompt it is (``Share.leaf``), for the admin page
+
+    @classmethod
+    def of(cls, chain: Chain, owner: tuple = ()) -> Prompt | None:
+        return cls(chain, links_of(chain), prompt_tokens(chain), owner) if chain else None
+
+    def shared(self, chain: Chain) -> int:
+        """The tokens ``chain`` shares with this prompt, from their start."""
+        return shared_tokens(chain, self.links)
 
 
 @dataclass
 class CacheSlot:
-    links: dict[int, Link] = field(default_factory=dict)  # the prompt it holds, as kept links by position
-    tokens: int = 0
-    owner: tuple = ()  # whose prompt it is (``Share.leaf``: the principal, or an end user in it)
+    prompt: Prompt | None = None  # None: empty, or holding a prompt the proxy cannot compare (no chain)
     ticket: str | None = None  # the request using it now
-    last_used: float = -1.0  # when a request last took it; never: the oldest
-    ended: float = -1.0  # when its last request ended
-    came_back: float | None = None  # seconds its conversation last took to ask again after a turn ended
+    last_used: float = -1.0  # when its last request ended; never used: -1, the oldest
 
-
-@dataclass
-class Claim:
-    """A request running on a slot: what it asked, and the slot as it was before it came."""
-
-    ticket: str
-    owner: tuple
-    chain: Chain
-    at: float  # when it was given the slot
-    asked: float | None
-    multiuser: bool
-    slot: int = -1
-    replaced: CacheSlot = field(default_factory=CacheSlot)
+    @property
+    def tokens(self) -> int:
+        return self.prompt.tokens if self.prompt is not None else 0
 
 
 @dataclass(frozen=True)
 class Pick:
+    """Where a prompt would go on this server now, and what it would read from cache and lose."""
+
     slot: int
-    shared: int  # prompt tokens read from the cache
-    overwritten: CacheSlot | None  # what the slot held, if the request replaces it with another prompt
+    cached: int  # the prompt's tokens already held (in the slot, or loaded into it from RAM)
+    restored: int | None  # the RAM cache's entry loaded into the slot, if one is
+    saves: bool  # the slot's prompt is saved to the RAM cache before it is replaced
+    lost: int  # tokens of another prompt that vanish: the slot's, replaced unsaved and held nowhere else
 
 
 class PromptCaches:
-    """The prompt caches of one model loaded on one server: ``slots`` of them.
+    """The slots and the RAM prompt cache of one model loaded on one server."""
 
-    Only the slots that hold a prompt are compared with a request's: an empty slot shares nothing,
-    and goes after every used one (the lowest empty one first), so a server of many slots costs a
-    pick no more than the prompts it holds.
-    """
-
-    def __init__(self) -> None:
-        self.slots: list[CacheSlot] = []
-        self._used: dict[int, None] = {}  # the slots that hold a prompt
+    def __init__(self, slots: int, ram_tokens: int | None = None) -> None:
+        """``ram_tokens``: the RAM cache's size, in the proxy's estimated tokens (None: no limit; 0: none)."""
+        self.slots = [CacheSlot() for _ in range(max(1, slots))]
+        self.ram: list[Prompt] = []  # oldest first
+        self.ram_tokens = ram_tokens
         self._tickets: dict[str, int] = {}  # request -> the slot it runs on
-        self._claims: dict[str, Claim] = {}  # request -> how it came by its slot
 
-    def pick(self, chain: Chain, slots: int, multiuser: bool = False) -> Pick | None:
-        """The slot a request with ``chain`` would take now, and what it reads from cache; None if all are busy."""
-        self._grow(slots)
-        if len(self._tickets) >= len(self.slots):
+    def resize(self, slots: int, ram_tokens: int | None) -> None:
+        """Take the slots and RAM size the server runs the model with (learned after the runner was made)."""
+        slots = max(1, slots)
+        while len(self.slots) < slots:
+            self.slots.append(CacheSlot())
+        while len(self.slots) > slots and self.slots[-1].ticket is None:
+            self.slots.pop()
+        self.ram_tokens = ram_tokens
+        self._trim()
+
+    def pick(self, chain: Chain) -> Pick | None:
+        """The slot a prompt ``chain`` takes now and what it reads from cache; None if every slot is busy."""
+        index, saves = self._choose(chain)
+        if index is None:
             return None
-        used = [i for i in self._used if self.slots[i].ticket is None]
-        shared = {i: shared_tokens(chain, self.slots[i].links) for i in self._used}
-        empty = self._first_empty()
-        if not multiuser or len(self.slots) == 1:
-            # Every prompt shares the chat template's first tokens with a slot that holds one: a used slot
-            # goes before an empty one, as it would in Ollama.
-            if not used:
-                return Pick(empty, 0, None)
-            longest = max(used, key=lambda i: (shared[i], -i))
-            slot = self.slots[longest]
-            return Pick(longest, shared[longest], slot if slot.tokens > shared[longest] else None)
-        best = max(shared, key=lambda i: (shared[i], -i), default=None)
-        if best is not None and self.slots[best].ticket is None and shared[best] == self.slots[best].tokens:
-            return Pick(best, shared[best], None)
-        most = max(shared.values(), default=0)
-        if empty is not None:
-            return Pick(empty, most, None)
-        oldest = min(used, key=lambda i: (self.slots[i].last_used, i))
-        slot = self.slots[oldest]
-        return Pick(oldest, most, slot if slot.tokens > shared[oldest] else None)
+        slot = self.slots[index]
+        cached = slot.prompt.shared(chain) if slot.prompt is not None and chain else 0
+        restored = self._restorable(slot, chain) if saves and self.ram_tokens != 0 else None
+        if restored is not None:
+            cached = self.ram[restored].shared(chain)
+        lost = 0
+        if slot.prompt is not None and not self._kept(index, saves):
+            lost = slot.prompt.tokens - (slot.prompt.shared(chain) if chain else 0)
+        return Pick(index, min(cached, max(0, prompt_tokens(chain) - 1)), restored, saves, lost)
 
-    def take(self, ticket: str, owner: tuple, chain: Chain, slots: int, now: float, asked: float | None = None,
-             multiuser: bool = False) -> int:
-        """Count a request in on the slot Ollama gives it; return the prompt tokens it reads from cache.
+    def _kept(self, index: int, saves: bool) -> bool:
+        """Whether the prompt of slot ``index`` stays on the server when another replaces it there."""
+        prompt = self.slots[index].prompt
+        fits = self.ram_tokens is None or 0 < prompt.tokens <= self.ram_tokens
+        return (saves and fits) or self._saved_somewhere(prompt) or self._elsewhere(index, prompt)
 
-        ``asked``: when the request came; if it continues its own conversation, the slot learns how long
-        that conversation took to come back.
-        """
-        pick = self.pick(chain, slots, multiuser)
+    def take(self, ticket: str, chain: Chain, now: float, owner: tuple = ()) -> int:
+        """Count a request in on the slot llama-server gives it; return the prompt tokens it reads from cache."""
+        pick = self.pick(chain)
         if pick is None:  # more running than the mirror has slots (adopted work): no slot to tell of
             return 0
-        self._claim(Claim(ticket, owner, chain, now, asked, multiuser), pick)
-        return pick.shared
+        slot = self.slots[pick.slot]
+        if pick.saves and self.ram_tokens != 0:
+            self._save(slot.prompt)
+        if pick.restored is not None:
+            # The entry is found again: saving the slot's prompt may have dropped older ones before it.
+            restored = self._restorable(slot, chain)
+            if restored is not None:
+                self.ram.pop(restored)
+        slot.prompt, slot.ticket = Prompt.of(chain, owner), ticket
+        self._tickets[ticket] = pick.slot
+        if self.ram_tokens != 0:
+            for idle in self.slots:
+                if idle.ticket is None:
+                    self._save(idle.prompt)
+        return pick.cached
 
     def release(self, ticket: str, now: float) -> None:
-        """Free a request's slot; a request given a slot moments before may have found this one free instead."""
+        """Free a request's slot: it keeps the prompt it read."""
         index = self._tickets.pop(ticket, None)
-        self._claims.pop(ticket, None)
-        if index is None:
-            return
-        slot = self.slots[index]
-        slot.ticket, slot.ended = None, now
-        for claim in sorted(self._claims.values(), key=lambda claim: claim.at):
-            if now - claim.at <= ARRIVAL_RACE:
-                self._reconsider(claim)
+        if index is not None and index < len(self.slots):
+            slot = self.slots[index]
+            slot.ticket, slot.last_used = None, now
 
-    def _claim(self, claim: Claim, pick: Pick) -> None:
-        before = self.slots[pick.slot]
-        came_back = None
-        if (before.owner == claim.owner and before.ended >= 0 and before.tokens
-                and shared_tokens(claim.chain, before.links) == before.tokens):
-            came_back = max(0.0, (claim.at if claim.asked is None else claim.asked) - before.ended)
-        self.slots[pick.slot] = CacheSlot(links_of(claim.chain), prompt_tokens(claim.chain), claim.owner,
-                                          claim.ticket, claim.at, came_back=came_back)
-        claim.slot, claim.replaced = pick.slot, before
-        self._claims[claim.ticket] = claim
-        self._tickets[claim.ticket] = pick.slot
-        self._note_used(pick.slot)
+    def forget(self, chain: Chain) -> None:
+        """Drop what the mirror holds of ``chain`` beyond its first link: the server said it did not hold it."""
+        self.ram = [saved for saved in self.ram if saved.shared(chain) <= chain[0].tokens]
 
-    def _reconsider(self, claim: Claim) -> None:
-        """Give ``claim`` the slot Ollama would have, had it arrived after the slots free now were freed.
-
-        Its grant and another request's end crossed on the way: Ollama may have seen that request's
-        slot free first, and given it to this one (a question ties with every conversation, and takes
-        the first free slot).
-        """
-        self.slots[claim.slot] = claim.replaced
-        del self._tickets[claim.ticket]
-        self._note_used(claim.slot)
-        self._claim(claim, self.pick(claim.chain, len(self.slots), claim.multiuser))
-
-    def _note_used(self, index: int) -> None:
-        if self.slots[index].tokens:
-            self._used[index] = None
-        else:
-            self._used.pop(index, None)
+    def holds(self, chain: Chain) -> int:
+        """The most of ``chain`` this server holds anywhere: in a slot, busy or not, or in RAM."""
+        held = [slot.prompt for slot in self.slots if slot.prompt is not None] + self.ram
+        return max((prompt.shared(chain) for prompt in held), default=0)
 
     def held(self) -> list[CacheSlot]:
         """The slots that hold a prompt."""
-        return [self.slots[i] for i in sorted(self._used)]
+        return [slot for slot in self.slots if slot.prompt is not None]
 
-    def _first_empty(self) -> int | None:
-        """The lowest slot that holds nothing and runs nothing."""
-        return next((i for i, slot in enumerate(self.slots) if not slot.tokens and slot.ticket is None), None)
+    def prompts(self) -> int:
+        """How many prompts this server holds, in slots and in RAM."""
+        return len(self.held()) + len(self.ram)
 
-    def _grow(self, slots: int) -> None:
-        while len(self.slots) < slots:
-            self.slots.append(CacheSlot())
+    def _choose(self, chain: Chain) -> tuple[int | None, bool]:
+        """The slot llama-server gives ``chain``, and whether it saves that slot's prompt first."""
+        best, best_similarity = None, 0.0
+        tokens = prompt_tokens(chain)
+        for index, slot in enumerate(self.slots):
+            if slot.ticket is not None or slot.prompt is None or not tokens:
+                continue
+            similarity = slot.prompt.shared(chain) / tokens
+            if similarity > best_similarity and similarity > SIMILARITY:
+                best, best_similarity = index, similarity
+        if best is not None:
+            return best, best_similarity * tokens / self.slots[best].tokens < KEEP_WHEN_SIMILAR
+        oldest = None
+        for index, slot in enumerate(self.slots):  # the last of equals, as llama-server compares with <=
+            if slot.ticket is None and (oldest is None or slot.last_used <= self.slots[oldest].last_used):
+                oldest = index
+        return oldest, True
+
+    def _restorable(self, slot: CacheSlot, chain: Chain) -> int | None:
+        """The RAM entry llama-server loads into ``slot`` for ``chain``: one that both keeps more of itself and
+        serves more of the prompt than the slot does."""
+        tokens = prompt_tokens(chain)
+        if not tokens:
+            return None
+        shared = slot.prompt.shared(chain) if slot.prompt is not None else 0
+        best_keep = shared / slot.tokens if slot.tokens else -1.0
+        best_similarity = shared / tokens
+        best = None
+        for index, saved in enumerate(self.ram):
+            common = saved.shared(chain)
+            keep, similarity = common / saved.tokens, common / tokens
+            if keep >= LOAD_AT_LEAST and best_keep < keep and best_similarity < similarity:
+                best, best_keep, best_similarity = index, keep, similarity
+        return best
+
+    def _save(self, prompt: Prompt | None) -> None:
+        """Save a slot's prompt to the RAM cache, unless it holds it already (llama-server's ``alloc``)."""
+        if prompt is None or self._saved_somewhere(prompt):
+            return
+        if self.ram_tokens is not None and prompt.tokens > self.ram_tokens:
+            return
+        self.ram = [saved for saved in self.ram if prompt.shared(saved.chain) < saved.tokens]
+        self.ram.append(prompt)
+        self._trim()
+
+    def _saved_somewhere(self, prompt: Prompt) -> bool:
+        return any(saved.shared(prompt.chain) >= prompt.tokens for saved in self.ram)
+
+    def _elsewhere(self, index: int, prompt: Prompt) -> bool:
+        """Whether another slot holds all of ``prompt``."""
+        return any(i != index and other.prompt is not None and other.prompt.shared(prompt.chain) >= prompt.tokens
+                   for i, other in enumerate(self.slots))
+
+    def _trim(self) -> None:
+        if self.ram_tokens is None:
+            return
+        while self.ram and sum(saved.tokens for saved in self.ram) > self.ram_tokens:
+            self.ram.pop(0)

@@ -30,7 +30,7 @@ from ollama_proxy.scheduler import wire
 from ollama_proxy.scheduler.options import unify
 from ollama_proxy.scheduler.prefix import prompt_tokens
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
-from ollama_proxy.scheduler.tickets import Grant, Loan, Ticket
+from ollama_proxy.scheduler.tickets import Grant, Loan, PromptRead, Ticket
 from ollama_proxy.scheduler.wire import Link
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ class SchedulerClient:
         if waiting is not None and not waiting[1].ready():
             waiting[1].set(message)
 
-    def end(self, ticket_id: str, load_seconds: float | None = None, prefill: tuple[int, float] | None = None) -> None:
+    def end(self, ticket_id: str, load_seconds: float | None = None, read: PromptRead | None = None) -> None:
         """Give a granted slot back (the answer ended, failed, or its client left)."""
         running = self._running.pop(ticket_id, None)
         if running is None:
@@ -171,10 +171,7 @@ class SchedulerClient:
             loan.in_use -= 1
         started = self._untold.pop(ticket_id, None)
         if started is None:
-            message = {"op": "end", "id": ticket_id, "load_seconds": load_seconds}
-            if prefill is not None:
-                message["prefill"] = list(prefill)
-            self._post(message)
+            self._post(wire.end(ticket_id, load_seconds, read))
             return
         ticket, granted = running  # it ran before the arbiter heard of it: told with the others, soon
         seconds = self._clock() - started
@@ -229,8 +226,7 @@ class SchedulerClient:
                     best, options = loan, unified
         if best is None:
             return None
-        # No arbiter placed it: what it reads from the server's cache is unknown.
-        granted = Grant(ticket.id, Placement(best.server, Start.WARM, options), 0.0, cached=None)
+        granted = Grant(ticket.id, Placement(best.server, Start.WARM, options), 0.0)
         best.in_use += 1
         self._running[ticket.id] = (ticket, granted)
         self._on_loan[ticket.id] = best.id

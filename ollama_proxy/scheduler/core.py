@@ -20,7 +20,9 @@ a burst of short ones, so they do not end together either, and a slot frees
 every so often instead of all of them once an answer.
 
 Loans of free slots while nothing waits are a layer over it (``lending``), and so
-are the holds of a conversation's slot for its next turn (``holding``).
+is where a prompt is cheapest to read (``placement``, over what each server's
+llama-server holds, ``caches``). What each answer says it read from cache bears
+the mirror out or corrects it (``hits``).
 """
 
 from __future__ import annotations
@@ -36,19 +38,20 @@ from cachetools import LRUCache
 from ollama_proxy.errors import Overloaded, RateLimited
 from ollama_proxy.scheduler.estimates import MODELS_KEPT, Estimates
 from ollama_proxy.scheduler.fairness import FairShare, class_rank
-from ollama_proxy.scheduler.holding import HOLD_TOKENS, PromptHolds
+from ollama_proxy.scheduler.hits import HitBook
 from ollama_proxy.scheduler.lending import Lending
 from ollama_proxy.scheduler.options import unify
+from ollama_proxy.scheduler.placement import HOLD_TOKENS, PromptPlacement
 from ollama_proxy.scheduler.prefix import prompt_tokens
-from ollama_proxy.scheduler.servers import Placement, ServerSlots, ServerSpec, Start
+from ollama_proxy.scheduler.servers import Loaded, Placement, ServerSlots, ServerSpec, Start
 from ollama_proxy.scheduler.snapshot import snapshot
-from ollama_proxy.scheduler.tickets import Bounds, Grant, Loan, Running, Ticket
+from ollama_proxy.scheduler.tickets import Bounds, Grant, Loan, PromptRead, Running, Ticket
 
 _DEFAULT_BOUNDS = Bounds()
 LONGER = 2.0  # how much longer than the request whose turn it is a request must be expected to run to go first
 
 
-class Scheduler(Lending, PromptHolds):
+class Scheduler(Lending, PromptPlacement):
     """The waiting and running requests, the servers' slots, and the order between them (the module says how)."""
 
     def __init__(self, servers: Iterable[ServerSpec], bounds: Bounds = _DEFAULT_BOUNDS,
@@ -56,6 +59,7 @@ class Scheduler(Lending, PromptHolds):
         self.servers = {spec.name: ServerSlots(spec) for spec in servers}
         self.bounds = bounds
         self.estimates = estimates or Estimates()
+        self.hits = HitBook()
         self.fair = FairShare(bounds.fair_memory, bounds.max_end_users_per_key)
         self.waiting: dict[str, Ticket] = {}
         self.running: dict[str, Running] = {}
@@ -84,10 +88,10 @@ class Scheduler(Lending, PromptHolds):
         return self._dispatch(now)
 
     def end(self, ticket_id: str, now: float, load_seconds: float | None = None,
-            prefill: tuple[int, float] | None = None) -> list[Grant]:
+            read: PromptRead | None = None) -> list[Grant]:
         """A granted request finished (or its client left while it ran): free its slot, hand it on.
 
-        ``prefill``: the prompt tokens Ollama read (not from cache) and the seconds they took, if it said.
+        ``read``: what its answer said of its prompt, if it said.
         """
         run = self.running.pop(ticket_id, None)
         if run is None:
@@ -96,8 +100,8 @@ class Scheduler(Lending, PromptHolds):
         runner = self.servers[placement.server].runners.get(ticket.model)
         if runner is not None:
             runner.caches.release(ticket_id, now)
-        if prefill is not None:
-            self.estimates.prefilled(ticket.model, placement.server, *prefill)
+        if read is not None:
+            self._confirm(run, read)
         loan = self.loans.get(run.loan) if run.loan is not None else None
         if loan is not None:
             loan.in_use -= 1
@@ -170,7 +174,7 @@ class Scheduler(Lending, PromptHolds):
             if spec.name not in self.servers:
                 self.servers[spec.name] = ServerSlots(spec)
 
-    def refresh(self, server: str, loaded: dict[str, dict], now: float) -> list[Grant]:
+    def refresh(self, server: str, loaded: dict[str, Loaded], now: float) -> list[Grant]:
         """Take a server's loaded models (from ``/api/ps``) and hand on what that makes possible."""
         state = self.servers[server]
         state.loaded(loaded)
@@ -186,7 +190,7 @@ class Scheduler(Lending, PromptHolds):
         """Seconds until ``ahead`` requests for ``model`` will likely have drained."""
         rate = self.estimates.drain_rate(model, now)
         if rate <= 0:
-            slots = sum(s.spec.num_parallel for s in self.servers.values()) or 1
+            slots = sum(s.slots_of(model) for s in self.servers.values()) or 1
             rate = slots / self.estimates.slot_seconds(model)
         return max(1.0, math.ceil((ahead + 1) / rate))
 
@@ -266,7 +270,6 @@ class Scheduler(Lending, PromptHolds):
                 continue
             fits = server.placement(later.model, later.asked, later.enforced, later.id)
             if (placement.server not in later.candidates or fits is None or fits.start is not Start.WARM
-                    or self._overwrites_held(later, self._cache_pick(later, placement.server), now)
                     or self._leaves_too_little(later, fits, now)):
                 return None
             if not self._start_in_time([t for t in passed if t.model == first.model], first, now):
@@ -299,11 +302,12 @@ class Scheduler(Lending, PromptHolds):
     def _place(self, ticket: Ticket, ahead: list[Ticket], now: float) -> Placement | None:
         candidates = [self.servers[name] for name in ticket.candidates if name in self.servers]
         possible = [p for s in candidates if (p := s.placement(ticket.model, ticket.asked, ticket.enforced, ticket.id))]
-        picks = {p.server: self._cache_pick(ticket, p.server) for p in possible if p.start is Start.WARM}
-        warm = [p for p in possible if p.server in picks and not self._overwrites_held(ticket, picks[p.server], now)]
+        warm = [p for p in possible if p.start is Start.WARM]
         if warm:
-            return min(warm, key=lambda p: (self._prompt_cost(ticket, p.server, picks[p.server], now),
-                                            -self.servers[p.server].free_slots(ticket.model), p.server))
+            cost = {p.server: self._prompt_cost(ticket, p.server, self._cache_pick(ticket, p.server)) for p in warm}
+            best = min(warm, key=lambda p: (cost[p.server], -self.servers[p.server].free_slots(ticket.model),
+                                            self.servers[p.server].runners[ticket.model].caches.prompts(), p.server))
+            return None if ticket.prefix and self._worth_waiting(ticket, best, cost[best.server], ahead, now) else best
         cold = [p for p in possible if p.start is not Start.WARM]
         if not cold:
             self._reserve_for_reload(ticket, candidates)
@@ -321,7 +325,7 @@ class Scheduler(Lending, PromptHolds):
                 and not unify(s.runners[ticket.model].options, ticket.asked, ticket.enforced)[1]]
         if not warm:
             return math.inf
-        slots = sum(s.spec.num_parallel for s in warm)
+        slots = sum(s.slots_of(ticket.model) for s in warm)
         expected = self.estimates.slot_seconds(ticket.model)
         names = {s.spec.name for s in warm}
         remaining = sorted(max(0.0, r.started + expected - now) for r in self.running.values()
@@ -348,20 +352,17 @@ class Scheduler(Lending, PromptHolds):
     def _begin(self, ticket: Ticket, placement: Placement, now: float) -> Grant:
         del self.waiting[ticket.id]
         self._unreserve(ticket.id)
-        self.servers[placement.server].begin(ticket.model, placement, now)
+        self.servers[placement.server].begin(ticket.model, placement, now, ticket.embeds)
         self._run(ticket, placement, now)
-        return Grant(ticket.id, placement, now - ticket.enqueued, self.running[ticket.id].cached)
+        return Grant(ticket.id, placement, now - ticket.enqueued)
 
     def _run(self, ticket: Ticket, placement: Placement, now: float, loan: str | None = None) -> None:
-        """Count ``ticket`` as running, charged its expected slot-time, in the prompt cache Ollama will give it."""
+        """Count ``ticket`` as running, charged its expected slot-time, in the slot llama-server will give it."""
         charged = self._expected(ticket)
         self.fair.start(ticket.share, charged)
-        server = self.servers[placement.server]
-        runner = server.runners.get(ticket.model)
-        cached = 0
-        if runner is not None and ticket.prefix:
-            cached = runner.caches.take(ticket.id, ticket.share.leaf, ticket.prefix, server.spec.num_parallel, now,
-                                        ticket.enqueued, server.spec.multiuser_cache)
+        runner = self.servers[placement.server].runners.get(ticket.model)
+        cached = runner.caches.take(ticket.id, ticket.prefix, now, ticket.share.leaf) if runner is not None else 0
+        ticket.waits_for = None
         self.running[ticket.id] = Running(ticket, placement, now, charged, loan, cached)
 
     def _activate(self, ticket: Ticket, now: float) -> None:

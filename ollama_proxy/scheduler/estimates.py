@@ -2,8 +2,10 @@
 
 All are moving averages of what the proxy saw: slot-time from each request's
 start to its end, load time from the ``load_duration`` Ollama reports in a
-final chunk, the rate a server reads prompts at from its ``prompt_eval_count``
-and ``prompt_eval_duration``. Until a first observation the defaults stand in; a principal's
+final chunk, the rate a server reads prompts at from the tokens it read again
+(``prompt_eval_count`` less ``prompt_eval_cached_count``) and
+``prompt_eval_duration``, and how many of Ollama's tokens the proxy's estimate
+of a prompt stands for. Until a first observation the defaults stand in; a principal's
 slot-time for a model, until it has had one request end, is the model's. The drain rate
 (requests ended per second, per model) gives waiting clients a ``Retry-After``.
 
@@ -29,6 +31,7 @@ class Estimates:
                  default_prefill_rate: float = 1000.0) -> None:
         self._slot: LRUCache[str, float] = LRUCache(MODELS_KEPT)
         self._prefill_rate: LRUCache[tuple[str, str], float] = LRUCache(MODELS_KEPT)
+        self._scale: LRUCache[str, float] = LRUCache(MODELS_KEPT)  # Ollama's tokens per estimated token
         self._slot_of: dict[tuple[str, str], float] = {}
         self._load: LRUCache[tuple[str, str], float] = LRUCache(MODELS_KEPT)
         self._ends: LRUCache[str, deque[float]] = LRUCache(MODELS_KEPT)
@@ -65,19 +68,36 @@ class Estimates:
         while ends and ends[0] < now - DRAIN_WINDOW:
             ends.popleft()
 
-    def prefill_seconds(self, model: str, server: str, tokens: int) -> float:
-        """How long ``server`` takes to read ``tokens`` prompt tokens of ``model`` (a rate seen on another server
-        stands in for one not seen there)."""
+    def prefill_seconds(self, model: str, server: str, tokens: float) -> float:
+        """How long ``server`` takes to read ``tokens`` prompt tokens of ``model``, as the proxy estimates them."""
+        return tokens * self.scale(model) / self._rate(model, server)
+
+    def reread(self, model: str, server: str, seconds: float) -> int | None:
+        """The tokens ``server`` reads in ``seconds``, in Ollama's tokens; None until its rate is known."""
+        known = (model, server) in self._prefill_rate or any(m == model for m, _ in self._prefill_rate)
+        return round(seconds * self._rate(model, server)) if known else None
+
+    def _rate(self, model: str, server: str) -> float:
+        """Tokens a second ``server`` reads prompts of ``model`` at (a rate seen on another server stands in)."""
         rate = self._prefill_rate.get((model, server))
         if rate is None:
             elsewhere = [v for (m, _), v in self._prefill_rate.items() if m == model]
             rate = sum(elsewhere) / len(elsewhere) if elsewhere else self.default_prefill_rate
-        return tokens / rate
+        return rate
 
     def prefilled(self, model: str, server: str, tokens: int, seconds: float) -> None:
-        """Ollama read ``tokens`` prompt tokens in ``seconds`` (its ``prompt_eval_count`` and ``_duration``)."""
+        """Ollama read ``tokens`` prompt tokens again (none of them from cache) in ``seconds``."""
         if tokens >= MIN_PREFILL_TOKENS and seconds > 0:
             self._prefill_rate[(model, server)] = _smoothed(self._prefill_rate.get((model, server)), tokens / seconds)
+
+    def scale(self, model: str) -> float:
+        """How many of Ollama's tokens one of the proxy's estimated prompt tokens stands for."""
+        return self._scale.get(model, 1.0)
+
+    def counted(self, model: str, estimated: int, counted: int) -> None:
+        """A prompt the proxy estimated at ``estimated`` tokens was ``counted`` by Ollama."""
+        if estimated >= MIN_PREFILL_TOKENS and counted > 0:
+            self._scale[model] = _smoothed(self._scale.get(model), counted / estimated)
 
     def loaded(self, model: str, server: str, load_seconds: float) -> None:
         self._load[(model, server)] = _smoothed(self._load.get((model, server)), load_seconds)

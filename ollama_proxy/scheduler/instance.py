@@ -8,14 +8,17 @@ A server with ``scheduling: off`` is left out: its requests are sent at once.
 
 from __future__ import annotations
 
+from cachetools import LRUCache
+
 from ollama_proxy.config import Settings
 from ollama_proxy.errors import ProxyError
 from ollama_proxy.routing.names import canonical
 from ollama_proxy.scheduler.admission import Admission
 from ollama_proxy.scheduler.core import Bounds, Scheduler
-from ollama_proxy.scheduler.estimates import Estimates
+from ollama_proxy.scheduler.estimates import MODELS_KEPT, Estimates
 from ollama_proxy.scheduler.local import LocalScheduler
-from ollama_proxy.scheduler.servers import ServerSpec
+from ollama_proxy.scheduler.runners import KV_BYTES_UNKNOWN, kv_bytes_per_token, one_slot
+from ollama_proxy.scheduler.servers import Loaded, ServerSpec
 from ollama_proxy.scheduler.shared import SharedScheduler, scaled
 
 
@@ -25,7 +28,8 @@ def build_admission(settings: Settings, pool) -> Admission | None:
     if not scheduled:
         return None
     specs = [ServerSpec(s.name, s.settings.num_parallel, s.settings.max_loaded_models, s.settings.max_concurrent,
-                        s.settings.multiuser_cache)
+                        s.settings.prompt_cache_mib,
+                        tuple((canonical(model), slots) for model, slots in s.settings.model_num_parallel.items()))
              for s in scheduled]
     conf = settings.scheduling
     bounds = Bounds.of(conf)
@@ -34,8 +38,10 @@ def build_admission(settings: Settings, pool) -> Admission | None:
         """The scheduler of every server's slots, or of 1/``share`` of them (an instance alone, Redis away)."""
         return Scheduler(scaled(specs, share), bounds, Estimates(conf.slot_seconds, conf.load_seconds))
 
-    def loaded() -> dict[str, dict[str, dict]]:
-        return loaded_models(pool, scheduled)
+    shapes = ModelShapes(pool)
+
+    def loaded() -> dict[str, dict[str, Loaded]]:
+        return loaded_models(pool, scheduled, shapes)
 
     url = settings.ratelimit.redis_url
     client = {"specs": specs, "unreachable_timeout": conf.unreachable_timeout}
@@ -48,8 +54,8 @@ def build_admission(settings: Settings, pool) -> Admission | None:
     return Admission(service.client, service.resign)
 
 
-def loaded_models(pool, servers) -> dict[str, dict[str, dict]]:
-    """Read each server's ``/api/ps``: model -> the reload options it runs with (its context length)."""
+def loaded_models(pool, servers, shapes: ModelShapes) -> dict[str, dict[str, Loaded]]:
+    """Read each server's ``/api/ps``: model -> the reload options it runs with (its context length), and its shape."""
     found = {}
     for server in servers:
         try:
@@ -57,9 +63,33 @@ def loaded_models(pool, servers) -> dict[str, dict[str, dict]]:
         except ProxyError:
             continue
         models = listing.get("models") if isinstance(listing, dict) else None
-        found[server.name] = {canonical(m.get("name") or m.get("model") or ""): _options(m)
-                              for m in models or () if isinstance(m, dict)}
+        found[server.name] = {}
+        for entry in models or ():
+            if isinstance(entry, dict):
+                name = entry.get("name") or entry.get("model") or ""
+                found[server.name][canonical(name)] = Loaded(_options(entry), *shapes.of(server, name))
     return found
+
+
+class ModelShapes:
+    """How Ollama runs each model on each server (``runners``: its slots, a token's KV bytes), read once."""
+
+    def __init__(self, pool) -> None:
+        self._pool = pool
+        self._known: LRUCache[tuple[str, str], tuple[bool, int]] = LRUCache(MODELS_KEPT)
+
+    def of(self, server, model: str) -> tuple[bool, int]:
+        """Whether ``model`` runs with one slot on ``server``, and its KV bytes a token (unknown: the defaults)."""
+        key = (server.name, canonical(model))
+        known = self._known.get(key)
+        if known is None:
+            try:
+                shown = self._pool.show(server, model)
+            except ProxyError:
+                return False, KV_BYTES_UNKNOWN  # asked again at the next read
+            known = self._known[key] = (one_slot(shown), kv_bytes_per_token(shown)) if isinstance(shown, dict) \
+                else (False, KV_BYTES_UNKNOWN)
+        return known
 
 
 def _options(entry: dict) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ollama_proxy.scheduler.fairness import INTERACTIVE, Share
-from ollama_proxy.scheduler.holding import HOLD_TOKENS
+from ollama_proxy.scheduler.placement import HOLD_TOKENS
 from ollama_proxy.scheduler.servers import Placement
 from ollama_proxy.scheduler.tickets import Grant, Loan, Ticket
 
@@ -25,13 +25,12 @@ class Lending:
         """Lend each holder what it lacks of its share of every warm runner's slots.
 
         A loan is for interactive requests with short prompts: batch work asks, so that slots stay
-        free for people (``interactive_headroom``), and so does a long prompt, placed where its prompt
-        is cached, or would be overwritten least.
+        free for people (``interactive_headroom``), and so does a long prompt, placed where it is
+        cheapest to read.
 
         Nothing is lent while anything waits (or during a hold). A share is the model's
         slots there over one more than the holders, and never the last free one: a
-        request that asks finds a slot while one is free; nor one that holds a
-        conversation for its next turn, which goes back to it through the scheduler.
+        request that asks finds a slot while one is free.
         """
         if self.waiting or now < self.hold_until:
             return []
@@ -43,11 +42,10 @@ class Lending:
                 have[key] = have.get(key, 0) + loan.slots
         made = []
         for name, server in self.servers.items():
-            due = server.spec.num_parallel // (len(holders) + 1)
             for model, runner in server.runners.items():
-                held = self._held_free(runner, now)
+                due = server.slots_of(model) // (len(holders) + 1)
                 for holder in holders if due else ():
-                    slots = min(due - have.get((holder, name, model), 0), server.free_slots(model) - 1 - held)
+                    slots = min(due - have.get((holder, name, model), 0), server.free_slots(model) - 1)
                     if slots > 0:
                         loan = Loan(next(self._loan_ids), holder, name, model, dict(runner.options), slots,
                                     classes=(INTERACTIVE,), prompt_below=HOLD_TOKENS)

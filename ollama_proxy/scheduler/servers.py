@@ -1,9 +1,10 @@
 """What the scheduler believes each server is running: loaded models, their options, busy slots.
 
-Ollama runs up to ``num_parallel`` requests at once per loaded model, keeps up
-to ``max_loaded_models`` models loaded, and unloads an idle one to load
-another. The proxy mirrors that from what it sends (and from ``/api/ps``), so
-it can tell, without asking, whether a request would start at once on a server,
+Ollama runs up to ``num_parallel`` requests at once per loaded model (one for an
+embedding model and some architectures, ``runners``), keeps up to
+``max_loaded_models`` models loaded, and unloads an idle one to load another.
+The proxy mirrors that from what it sends (and from ``/api/ps`` and ``/api/show``),
+so it can tell, without asking, whether a request would start at once on a server,
 load its model there first, or wait in Ollama's queue: the last is never sent.
 """
 
@@ -14,6 +15,9 @@ from enum import Enum
 
 from ollama_proxy.scheduler.caches import PromptCaches
 from ollama_proxy.scheduler.options import unify
+from ollama_proxy.scheduler.runners import KV_BYTES_UNKNOWN
+
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,21 @@ class ServerSpec:
     num_parallel: int = 1  # OLLAMA_NUM_PARALLEL
     max_loaded_models: int = 3  # OLLAMA_MAX_LOADED_MODELS
     max_concurrent: int | None = None  # the proxy's own cap over all its models
-    multiuser_cache: bool = False  # OLLAMA_MULTIUSER_CACHE: how its runners pick a prompt cache slot
+    prompt_cache_mib: int = 8192  # each llama-server's RAM prompt cache (--cache-ram); 0: none
+    model_parallel: tuple[tuple[str, int], ...] = ()  # (model, slots): fewer than num_parallel, for these
+
+    def slots_for(self, model: str) -> int:
+        """The slots the proxy uses of ``model`` here: ``num_parallel``, or fewer where the configuration says."""
+        return min([self.num_parallel, *(slots for name, slots in self.model_parallel if name == model)])
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model a server says it has loaded (``/api/ps``), and how Ollama runs it (``/api/show``, ``runners``)."""
+
+    options: dict  # the reload options it runs with
+    one_slot: bool = False  # Ollama runs it with one slot, whatever OLLAMA_NUM_PARALLEL says
+    kv_bytes: int = KV_BYTES_UNKNOWN  # a token's keys and values: what the RAM prompt cache holds of it
 
 
 @dataclass
@@ -32,11 +50,12 @@ class Runner:
     """A model loaded on a server."""
 
     options: dict  # the reload options it was loaded with
+    slots: int = 1  # requests it runs at once
     running: int = 0
     lent: int = 0  # free slots lent to workers, to start requests on without asking (``core.Loan``)
     last_used: float = 0.0
     reserved_by: str | None = None  # a ticket waiting for it to drain, to reload it with larger options
-    caches: PromptCaches = field(default_factory=PromptCaches)  # what its slots hold: a new runner holds nothing
+    caches: PromptCaches = field(default_factory=lambda: PromptCaches(1))  # a new runner's slots hold nothing
 
 
 class Start(Enum):
@@ -66,12 +85,17 @@ class ServerSlots:
     def running(self) -> int:
         return sum(r.running for r in self.runners.values())
 
+    def slots_of(self, model: str) -> int:
+        """The slots ``model`` runs with here, loaded or not."""
+        runner = self.runners.get(model)
+        return self.spec.slots_for(model) if runner is None else min(runner.slots, self.spec.slots_for(model))
+
     def free_slots(self, model: str) -> int:
         """Requests for ``model`` that would start at once here, as loaded now (a lent slot is not free)."""
         runner = self.runners.get(model)
         if runner is None or runner.reserved_by is not None:
             return 0
-        return min(self.spec.num_parallel - runner.running - runner.lent, self._under_cap())
+        return min(self.slots_of(model) - runner.running - runner.lent, self._under_cap())
 
     def placement(self, model: str, asked: dict, enforced=(), ticket: str | None = None) -> Placement | None:
         """Return how a request for ``model`` asking ``asked`` would start here now, or None if it would wait."""
@@ -86,7 +110,7 @@ class ServerSlots:
         options, reload = unify(runner.options, asked, enforced)
         if not reload:
             # Its own reservation too: what it waited to reload for may already be loaded (``/api/ps`` says so).
-            free = runner.reserved_by in (None, ticket) and runner.running + runner.lent < self.spec.num_parallel
+            free = runner.reserved_by in (None, ticket) and runner.running + runner.lent < self.slots_of(model)
             return Placement(self.spec.name, Start.WARM, options) if free else None
         if runner.running == runner.lent == 0 and runner.reserved_by in (None, ticket):
             return Placement(self.spec.name, Start.RELOAD, options)
@@ -109,13 +133,13 @@ class ServerSlots:
                 if r.running == r.lent == 0 and r.reserved_by is None]
         return min(idle)[1] if idle else False
 
-    def begin(self, model: str, placement: Placement, now: float) -> None:
-        """Count a request in on ``model`` as placed; load or reload the runner it needs."""
+    def begin(self, model: str, placement: Placement, now: float, embeds: bool = False) -> None:
+        """Count a request in on ``model`` as placed; load or reload the runner it needs (an embedding's: one slot)."""
         if placement.evict:
             self.runners.pop(placement.evict, None)
         runner = self.runners.get(model)
         if runner is None or placement.start is not Start.WARM:
-            runner = self.runners[model] = Runner(dict(placement.options))
+            runner = self.runners[model] = self._runner(model, placement.options, Loaded({}, one_slot=embeds))
         runner.running += 1
         runner.last_used = now
 
@@ -127,9 +151,19 @@ class ServerSlots:
         """
         runner = self.runners.get(model)
         if runner is None:
-            runner = self.runners[model] = Runner(dict(options))
+            runner = self.runners[model] = self._runner(model, options)
         runner.running += 1
         runner.last_used = now
+
+    def _runner(self, model: str, options: dict, loaded: Loaded | None = None) -> Runner:
+        """A new runner of ``model``: its slots empty, as many as Ollama gives it."""
+        one_slot = loaded is not None and loaded.one_slot
+        slots = 1 if one_slot else self.spec.slots_for(model)
+        kv_bytes = loaded.kv_bytes if loaded is not None else KV_BYTES_UNKNOWN
+        return Runner(dict(options), slots, caches=PromptCaches(slots, self._ram_tokens(kv_bytes)))
+
+    def _ram_tokens(self, kv_bytes: int) -> int:
+        return self.spec.prompt_cache_mib * MIB // max(1, kv_bytes)
 
     def end(self, model: str, now: float, to_loan: bool = False) -> None:
         """Count a request out; its slot is free again, or back in the loan it started on."""
@@ -154,7 +188,7 @@ class ServerSlots:
         if runner is not None:
             runner.lent = max(0, runner.lent - slots)
 
-    def loaded(self, models: dict[str, dict]) -> None:
+    def loaded(self, models: dict[str, Loaded]) -> None:
         """Take what the server says it has loaded (``/api/ps``), keeping the counts of requests in flight.
 
         The listing was read a moment ago: a runner busy now (with a request the proxy sent since) is the
@@ -162,14 +196,16 @@ class ServerSlots:
         runners is one they replaced.
         """
         runners = {name: r for name, r in self.runners.items() if r.running + r.lent > 0}
-        for name, options in models.items():
+        for name, loaded in models.items():
             if name in runners or len(runners) < self.spec.max_loaded_models:
-                runners[name] = self._refreshed(name, options)
+                runners[name] = self._refreshed(name, loaded)
         self.runners = runners
 
-    def _refreshed(self, name: str, options: dict) -> Runner:
+    def _refreshed(self, name: str, loaded: Loaded) -> Runner:
         runner = self.runners.get(name)
         if runner is None:
-            return Runner(dict(options))
-        runner.options = {**runner.options, **options}
+            return self._runner(name, loaded.options, loaded)
+        runner.options = {**runner.options, **loaded.options}
+        runner.slots = 1 if loaded.one_slot else self.spec.slots_for(name)
+        runner.caches.resize(runner.slots, self._ram_tokens(loaded.kv_bytes))
         return runner

@@ -1,8 +1,9 @@
 """Describe what the scheduler holds, as plain data: each server's loaded models and slots, who runs, who waits.
 
 The arbiter answers a ``status`` question with this (JSON-safe), for ``/metrics``
-and the admin page; each loaded model lists the conversations its slots' prompt
-caches hold, as the scheduler mirrors them. Times are durations up to ``now``:
+and the admin page; each loaded model lists what its slots hold and what its RAM
+prompt cache saved, as the scheduler mirrors them, and ``prompt_cache`` what the
+servers' answers said of the mirror (``hits``). Times are durations up to ``now``:
 the arbiter's clock means nothing in another process.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ollama_proxy.scheduler.caches import CacheSlot
+from ollama_proxy.scheduler.caches import Prompt
 from ollama_proxy.scheduler.fairness import named
 from ollama_proxy.scheduler.servers import Runner, ServerSlots
 
@@ -22,7 +23,8 @@ def snapshot(scheduler: Scheduler, now: float) -> dict:
     """Return ``{"servers": [...], "running": [...], "waiting": [...]}``, the waiting in the order they go."""
     running = sorted(scheduler.running.values(), key=lambda run: run.started)
     return {
-        "servers": [_server(scheduler, state, now) for state in scheduler.servers.values()],
+        "servers": [_server(state) for state in scheduler.servers.values()],
+        "prompt_cache": scheduler.hits.report(),
         "running": [{**_who(run.ticket), "server": run.placement.server, "start": run.placement.start.value,
                      "options": dict(run.placement.options), "running": now - run.started} for run in running],
         "waiting": [{**_who(ticket), "asked": dict(ticket.asked), "waited": now - ticket.enqueued,
@@ -31,31 +33,27 @@ def snapshot(scheduler: Scheduler, now: float) -> dict:
     }
 
 
-def _server(scheduler: Scheduler, state: ServerSlots, now: float) -> dict:
+def _server(state: ServerSlots) -> dict:
     spec = state.spec
     return {"name": spec.name, "slots": state.capacity, "busy": state.running, "num_parallel": spec.num_parallel,
             "max_loaded_models": spec.max_loaded_models,
-            "models": [_runner(scheduler, model, runner, spec.num_parallel, now)
-                       for model, runner in sorted(state.runners.items())]}
+            "models": [_runner(model, runner) for model, runner in sorted(state.runners.items())]}
 
 
-def _runner(scheduler: Scheduler, model: str, runner: Runner, slots: int, now: float) -> dict:
+def _runner(model: str, runner: Runner) -> dict:
     # reserved: it takes no new request until it drains, to be reloaded with larger options;
     # lent: free slots lent to workers while nothing waits (``core.Loan``)
-    return {"model": model, "options": dict(runner.options), "busy": runner.running, "slots": slots,
-            "lent": runner.lent, "reserved": runner.reserved_by is not None,
-            "conversations": [_conversation(scheduler, slot, now) for slot in runner.caches.held()]}
+    caches = runner.caches
+    slots = [{"where": f"slot {index}", "owner": _owner(slot.prompt), "tokens": slot.tokens,
+              "in_use": slot.ticket is not None} for index, slot in enumerate(caches.slots) if slot.prompt is not None]
+    saved = [{"where": "RAM", "owner": _owner(prompt), "tokens": prompt.tokens, "in_use": False}
+             for prompt in reversed(caches.ram)]
+    return {"model": model, "options": dict(runner.options), "busy": runner.running, "slots": runner.slots,
+            "lent": runner.lent, "reserved": runner.reserved_by is not None, "prompts": slots + saved}
 
 
-def _conversation(scheduler: Scheduler, slot: CacheSlot, now: float) -> dict:
-    """Describe the prompt a slot's cache holds: whose, its tokens, in use or ended how long ago, and whether held.
-
-    Held: kept for its owner's next turn, as the scheduler decides (``Scheduler._held``).
-    """
-    in_use = slot.ticket is not None
-    return {"owner": named(slot.owner) if slot.owner else "", "tokens": slot.tokens, "in_use": in_use,
-            "ended": now - slot.ended if not in_use and slot.ended >= 0 else None,
-            "held": not in_use and scheduler._held(slot, now)}
+def _owner(prompt: Prompt) -> str:
+    return named(prompt.owner) if prompt.owner else ""
 
 
 def _who(ticket) -> dict:

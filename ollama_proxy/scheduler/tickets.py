@@ -24,7 +24,7 @@ class Bounds:
     interactive_headroom: int = _SETTINGS.interactive_headroom  # warm slots batch work leaves free for people
     headroom_window: float = _SETTINGS.headroom_window  # seconds after an interactive request for a model it holds
     fair_memory: float = _SETTINGS.fair_memory  # seconds an idle principal keeps what it had over the least-served
-    prefix_hold: float = _SETTINGS.prefix_hold  # seconds a long prompt waits at most for a slot held for another
+    prefix_hold: float = _SETTINGS.prefix_hold  # seconds a long prompt waits at most for the busy server holding it
     yield_within: float = _SETTINGS.yield_within  # seconds one may wait so that a much longer one starts first
 
     @classmethod
@@ -45,6 +45,17 @@ class Ticket:
     enqueued: float = 0.0
     yielded_at: float | None = None  # when it first let a longer request go ahead of it
     prefix: Chain = ()  # its prompt, as Ollama's prompt caches compare it (``prefix``)
+    waits_for: str | None = None  # a busy server that holds its prompt, which it waits for (``placement``)
+    embeds: bool = False  # an embedding: a model it loads is an embedding model, which Ollama runs with one slot
+
+
+@dataclass(frozen=True)
+class PromptRead:
+    """What an answer says of its prompt: Ollama's tokens, those read from cache (None: not said), the seconds."""
+
+    tokens: int  # prompt_eval_count: every prompt token, those from cache included (Ollama 0.30 and later)
+    cached: int | None  # prompt_eval_cached_count (Ollama 0.33 and later)
+    seconds: float  # prompt_eval_duration: the reading of what was not cached
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,6 @@ class Grant:
     ticket: str
     placement: Placement
     waited: float
-    cached: int | None = 0  # prompt tokens the server is expected to read from its cache (None: a loan's, unknown)
 
 
 @dataclass

@@ -1,12 +1,12 @@
 """The messages between the workers and the arbiter: one JSON object a line (pure, no I/O).
 
-worker ─► arbiter   submit {ticket}, end {id, load_seconds, prefill}, cancel {id}, status {id},
+worker ─► arbiter   submit {ticket}, end {id, load_seconds, prompt}, cancel {id}, status {id},
                     sync {running: [{ticket, server, start, options}], waiting: [{ticket}]}: all this
                         worker holds and waits for, said to a new arbiter (or again, after a lost line),
                     join {} (this worker borrows slots), start {ticket, loan, server, options}, returned {loan},
                     ran {principal, weight, class, model, server, requests, seconds} (requests of one
                     principal and model that started and ended on a loan before they were told of)
-arbiter ─► worker   grant {id, server, start, options, evict, waited, cached},
+arbiter ─► worker   grant {id, server, start, options, evict, waited},
                     refused {id, status, message, retry_after}, expired {id, retry_after},
                     status {id, status: the scheduler's state (snapshot.py)},
                     lend {loan, server, model, options, slots}, recall {loan}
@@ -27,7 +27,7 @@ from ollama_proxy.errors import Overloaded, ProxyError, RateLimited
 from ollama_proxy.scheduler import prefix
 from ollama_proxy.scheduler.fairness import CLASSES, INTERACTIVE, Share
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
-from ollama_proxy.scheduler.tickets import Grant, Loan, Ticket
+from ollama_proxy.scheduler.tickets import Grant, Loan, PromptRead, Ticket
 
 
 class Link(Protocol):
@@ -68,9 +68,11 @@ def submit(ticket: Ticket, specs: Iterable[ServerSpec] = ()) -> dict:
                "candidates": list(ticket.candidates), "asked": ticket.asked, "enforced": sorted(ticket.enforced)}
     if ticket.prefix:
         message["prefix"] = prefix.encode(ticket.prefix)
+    if ticket.embeds:
+        message["embeds"] = True
     if specs:
-        message["servers"] = [[s.name, s.num_parallel, s.max_loaded_models, s.max_concurrent, s.multiuser_cache]
-                              for s in specs]
+        message["servers"] = [[s.name, s.num_parallel, s.max_loaded_models, s.max_concurrent, s.prompt_cache_mib,
+                               [list(pair) for pair in s.model_parallel]] for s in specs]
     return message
 
 
@@ -81,7 +83,7 @@ def ticket_of(message: dict) -> Ticket:
                 and isinstance(message["id"], str) and isinstance(message["model"], str)):
             raise BadMessage(f"a ticket with fields of the wrong types: {_head(message)}")
         return Ticket(message["id"], share_of(message), message["model"], tuple(candidates), dict(asked),
-                      frozenset(enforced), prefix=_prefix_of(message))
+                      frozenset(enforced), prefix=_prefix_of(message), embeds=message.get("embeds") is True)
     except KeyError as missing:
         raise BadMessage(f"a ticket without {missing}: {_head(message)}") from None
 
@@ -93,24 +95,44 @@ def _prefix_of(message: dict) -> prefix.Chain:
         raise BadMessage(f"a ticket whose prefix is not one ({exc}): {_head(message)}") from None
 
 
-def prefill_of(message: dict) -> tuple[int, float] | None:
-    """The prompt tokens Ollama read and the seconds they took, if an ``end`` says (malformed: not said)."""
-    value = message.get("prefill")
-    if (isinstance(value, list) and len(value) == 2 and type(value[0]) is int and value[0] >= 0
-            and isinstance(value[1], (int, float)) and not isinstance(value[1], bool) and 0 <= value[1] < 1e6):
-        return value[0], float(value[1])
+def end(ticket_id: str, load_seconds: float | None, read: PromptRead | None) -> dict:
+    message = {"op": "end", "id": ticket_id, "load_seconds": load_seconds}
+    if read is not None:
+        message["prompt"] = [read.tokens, read.cached, read.seconds]
+    return message
+
+
+def read_of(message: dict) -> PromptRead | None:
+    """What an ``end``'s answer said of its prompt: tokens, those cached (or null), seconds (malformed: not said)."""
+    value = message.get("prompt")
+    if not (isinstance(value, list) and len(value) == 3):
+        return None
+    tokens, cached, seconds = value
+    if (_count(tokens) and (cached is None or _count(cached) and cached <= tokens)
+            and isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 <= seconds < 1e6):
+        return PromptRead(tokens, cached, float(seconds))
     return None
+
+
+def _count(value: object) -> bool:
+    return type(value) is int and value >= 0
 
 
 def specs_of(message: dict) -> list[ServerSpec]:
     """The servers a ticket names with their capacity (none: an older worker's message)."""
     try:
-        return [ServerSpec(str(name), int(parallel), int(loaded), None if cap is None else int(cap),
-                           multiuser[0] is True if multiuser else False)
-                for name, parallel, loaded, cap, *multiuser in message.get("servers") or ()]
+        return [ServerSpec(str(name), int(parallel), int(loaded), None if cap is None else int(cap), *_cache(rest))
+                for name, parallel, loaded, cap, *rest in message.get("servers") or ()]
     except (TypeError, ValueError):
         raise BadMessage(f"servers that are not [name, num_parallel, max_loaded_models, max_concurrent, "
-                         f"multiuser_cache]: {_head(message)}") from None
+                         f"prompt_cache_mib, model_parallel]: {_head(message)}") from None
+
+
+def _cache(rest: list) -> tuple:
+    """The prompt cache's size and the per-model slots of a server's spec (an older worker's: the defaults)."""
+    if len(rest) != 2 or type(rest[0]) is not int:
+        return ()
+    return rest[0], tuple((str(model), int(slots)) for model, slots in rest[1])
 
 
 def running(ticket: Ticket, placement: Placement, specs: Iterable[ServerSpec] = ()) -> dict:
@@ -139,16 +161,11 @@ def sync(running_now: Iterable[dict], waiting: Iterable[dict]) -> dict:
 def grant(granted: Grant) -> dict:
     placement = granted.placement
     return {"op": "grant", "id": granted.ticket, "server": placement.server, "start": placement.start.value,
-            "options": placement.options, "evict": placement.evict, "waited": granted.waited,
-            "cached": granted.cached}
+            "options": placement.options, "evict": placement.evict, "waited": granted.waited}
 
 
 def grant_of(message: dict) -> Grant:
-    """Read a grant; one without ``cached`` (an older arbiter's) expects nothing read from cache."""
-    cached = message.get("cached", 0)
-    if type(cached) is not int or cached < 0:
-        raise BadMessage(f"a grant whose cached tokens are not a count: {_head(message)}")
-    return Grant(message["id"], placement_of(message), float(message.get("waited", 0.0)), cached)
+    return Grant(message["id"], placement_of(message), float(message.get("waited", 0.0)))
 
 
 def lend(loan: Loan) -> dict:

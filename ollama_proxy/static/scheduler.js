@@ -6,8 +6,11 @@
   const tables = {
     "scheduler-servers": { rows: "models", empty: "No server is scheduled.",
       columns: [["server"], ["server_busy", "num"], ["model"], ["options"], ["busy", "num"], ["note", "muted"]] },
-    "scheduler-conversations": { rows: "conversations", empty: "No slot holds a prompt.",
-      columns: [["server"], ["model"], ["owner"], ["tokens", "num"], ["state"], ["ended", "num"]] },
+    "scheduler-prompts": { rows: "prompts", empty: "No slot holds a prompt.",
+      columns: [["server"], ["model"], ["where"], ["owner"], ["tokens", "num"], ["state"]] },
+    "scheduler-cache": { rows: "cache", empty: "No answer has told of its prompt yet.",
+      columns: [["server"], ["model"], ["hits", "num"], ["tokens", "num"], ["surprises", "num"],
+                ["reliability", "num"]] },
     "scheduler-running": { rows: "running", empty: "Nothing runs.",
       columns: [["principal"], ["class"], ["model"], ["server"], ["since"], ["for", "num"], ["start"]] },
     "scheduler-waiting": { rows: "waiting", empty: "Nobody waits.",

@@ -100,7 +100,7 @@ usage = Table(
     Column("ttft_ms", Float),
     Column("status", Integer),
     Column("aborted", Boolean),
-    Column("cached_tokens", Integer),  # prompt tokens read from Ollama's cache besides prompt_tokens (estimated)
+    Column("cached_tokens", Integer),  # of prompt_tokens, those Ollama said it read from its cache (null: not said)
     # Last in the exports, which follow the order here (a migrated table has it before cached_tokens: no matter).
     Column("end_user", String(128)),  # the user a trusted front end named (access.end_users); null: none named
     Column("team", String(100), index=True),  # the key's team when the request came (null: none)

@@ -1,4 +1,4 @@
-"""Fold an Ollama stream into the one answer Ollama gives when ``stream`` is false.
+"""Read Ollama's answers: fold a stream into the one answer Ollama gives when ``stream`` is false; its counts.
 
 The proxy asks Ollama for a stream even when its client wants one answer:
 a stream can be closed the moment the client leaves (so the GPU stops), and
@@ -49,3 +49,9 @@ def chunk_text(chunk: object) -> str:
     message = chunk.get("message")
     text = message.get("content") if isinstance(message, dict) else chunk.get("response")
     return text if isinstance(text, str) else ""
+
+
+def cached_prompt_tokens(ollama_resp: dict) -> int | None:
+    """The prompt tokens Ollama read from its cache (``prompt_eval_cached_count``, 0.33 and later); None if unsaid."""
+    cached = ollama_resp.get("prompt_eval_cached_count")
+    return cached if isinstance(cached, int) and not isinstance(cached, bool) and cached >= 0 else None

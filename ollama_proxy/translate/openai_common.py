@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ollama_proxy.errors import InvalidRequest
+from ollama_proxy.translate.ollama import cached_prompt_tokens
 
 #: Fields the gateway reads itself and never sends to Ollama (``echo`` too, for
 #: text completions: see ``openai_completion``).
@@ -113,18 +114,29 @@ def think_from_effort(effort: object, param: str) -> bool | str:
 
 
 def to_openai_usage(ollama_resp: dict) -> dict:
-    """Build OpenAI's ``usage`` from Ollama's token counts (missing counts are 0)."""
+    """Build OpenAI's ``usage`` from Ollama's token counts (missing counts are 0).
+
+    The prompt tokens read from cache are told where Ollama tells them (``prompt_eval_cached_count``,
+    0.33 and later), as Ollama's own OpenAI API does; where it does not, nothing is said.
+    """
     prompt = ollama_resp.get("prompt_eval_count") or 0
     completion = ollama_resp.get("eval_count") or 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    cached = cached_prompt_tokens(ollama_resp)
+    if cached is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    return usage
 
 
 def sum_usage(usages: list[dict | None]) -> dict:
     """Add up several ``usage`` objects (the gateway runs n generations for n > 1)."""
     prompt = sum((usage or {}).get("prompt_tokens") or 0 for usage in usages)
     completion = sum((usage or {}).get("completion_tokens") or 0 for usage in usages)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    total = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    details = [usage["prompt_tokens_details"] for usage in usages if usage and "prompt_tokens_details" in usage]
+    if details:
+        total["prompt_tokens_details"] = {"cached_tokens": sum(d.get("cached_tokens") or 0 for d in details)}
+    return total
 
 
 def merge_completions(results: list[dict]) -> dict:

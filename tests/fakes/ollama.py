@@ -14,11 +14,13 @@ request holds its slot; a client that hangs up while waiting is dropped, never s
 happened is in ``fake.scheduler`` (records, stats, runners); a record's ``origin`` is the request as
 ``requests`` holds it.
 
-With ``prompt_cache`` too, each runner keeps a prompt cache per slot, as Ollama's runner does
-(ollama_cache.py): a prompt's tokens are its template's rendering (see ``_prompt_tokens``), only those
-its cache slot did not hold are processed, ``prompt_token_seconds`` each, before the first chunk, and
-prompt_eval_count counts them. ``fake.cache_slots(model)`` shows what the slots hold; each record
-says how long its prompt was, how much of it was cached, and in which slot.
+With ``prompt_cache`` too, each runner keeps its slots' prompts and a RAM prompt cache, as the
+llama-server under Ollama 0.30 and later does (ollama_cache.py): a prompt's tokens are its template's
+rendering (see ``_prompt_tokens``), only those its slot did not hold are processed,
+``prompt_token_seconds`` each, before the first chunk. As Ollama 0.33 does, prompt_eval_count counts
+every prompt token and prompt_eval_cached_count those read from the cache (``reports_cached=False``:
+as 0.30 to 0.32, which leave it out). ``fake.cache_slots(model)`` shows what the slots hold; each
+record says how long its prompt was, how much of it was cached, and in which slot.
 
 Ollama's newer routes (status, model recommendations, web search and fetch, the ollama.com
 account, audio transcriptions) are answered by ollama_cloud.py and ollama_audio.py.
@@ -166,11 +168,14 @@ class _Turn:
     began: float | None = None  # when it got its slot, if it waited for one
     prefill: list[str] | None = None  # with a prompt cache: the prompt's tokens not cached, processed first
     prefill_seconds: float = 0.0  # ... and how long that takes
+    prompt_tokens: int = 0  # ... of how many tokens
+    reports_cached: bool = True  # ... and whether the answer tells how many came from the cache
 
     @classmethod
     def plan(cls, model: str, behavior: Behavior, prompt: _Prompt, thinks: bool, started: float,
              top_logprobs: int | None = None, loaded: float | None = None, began: float | None = None,
-             prefill: list[str] | None = None, prefill_seconds: float = 0.0) -> _Turn:
+             prefill: list[str] | None = None, prefill_seconds: float = 0.0, prompt_tokens: int = 0,
+             reports_cached: bool = True) -> _Turn:
         """Work out the chunks of the model's answer to prompt."""
         reply = f"You said: {prompt.text}" if behavior.reply is None else behavior.reply
         calls = behavior.tool_calls if prompt.tools_offered else None
@@ -190,25 +195,29 @@ class _Turn:
             parts.append({"tool_calls": calls})
         loaded = time.monotonic() if loaded is None else loaded
         return cls(model, behavior, parts, final, prompt.words, eval_count, started, loaded, top_logprobs, began,
-                   prefill, prefill_seconds)
+                   prefill, prefill_seconds, prompt_tokens, reports_cached)
 
     def done_fields(self) -> dict:
         """Return the done object's fields after the message: done, done_reason and metrics."""
         load = _ns(self.loaded - self.started)
         waited = 0 if self.began is None else _ns(self.began - self.loaded)  # for a slot: only in the total
         running = _ns(time.monotonic() - (self.loaded if self.began is None else self.began))
+        cached = {}
         if self.prefill is None:  # made up from the prompt's length, not waited for
             prompt_count, evaluation = self.prompt_words, running
             prompt_eval = self.prompt_words * PROMPT_EVAL_NS_PER_WORD
-        else:  # the uncached tokens, waited for before the first chunk
-            prompt_count, prompt_eval = len(self.prefill), _ns(self.prefill_seconds)
+        else:  # the uncached tokens, waited for before the first chunk; the count is the whole prompt's
+            prompt_count, prompt_eval = self.prompt_tokens, _ns(self.prefill_seconds)
             evaluation = max(running - prompt_eval, 0)
+            if self.reports_cached:
+                cached = {"prompt_eval_cached_count": self.prompt_tokens - len(self.prefill)}
         return {
             "done": True,
             "done_reason": self.behavior.done_reason,
             "total_duration": load + waited + prompt_eval + evaluation,
             "load_duration": load,
             "prompt_eval_count": prompt_count,
+            **cached,
             "prompt_eval_duration": prompt_eval,
             "eval_count": self.eval_count,
             "eval_duration": evaluation,
@@ -258,16 +267,17 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         default_num_ctx: int = 4096,
         prompt_cache: bool = False,
         prompt_token_seconds: float = 0.0,
-        multiuser_cache: bool = False,
+        prompt_cache_tokens: int | None = None,
+        reports_cached: bool = True,
     ) -> None:
         """Make a fake; num_parallel (OLLAMA_NUM_PARALLEL) runs requests in slots, None runs them all at once.
 
         In slots: max_loaded_models, max_queue and keep_alive (seconds) are OLLAMA_MAX_LOADED_MODELS,
         OLLAMA_MAX_QUEUE and OLLAMA_KEEP_ALIVE; load_seconds is how long a (re)load takes;
         default_num_ctx is the context length of a request that names none. prompt_cache keeps each
-        runner's prompt caches, and a prompt's uncached tokens take prompt_token_seconds each;
-        multiuser_cache is OLLAMA_MULTIUSER_CACHE, which picks the cache slot a prompt takes (Ollama's
-        default is off; with one slot both ways pick alike).
+        runner's slots' prompts and RAM prompt cache (prompt_cache_tokens long; None: no limit, as
+        llama-server's 8 GiB is for a small model), and a prompt's uncached tokens take prompt_token_seconds
+        each; reports_cached says the cached ones in prompt_eval_cached_count, as Ollama 0.33 does.
         """
         if prompt_cache and num_parallel is None:
             raise ValueError("prompt_cache needs num_parallel: only runners keep prompt caches")
@@ -275,10 +285,11 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         self._slot_settings = None if num_parallel is None else {
             "num_parallel": num_parallel, "max_loaded_models": max_loaded_models, "max_queue": max_queue,
             "load_seconds": load_seconds, "keep_alive": keep_alive, "default_num_ctx": default_num_ctx,
-            "prompt_cache": prompt_cache, "multiuser_cache": multiuser_cache,
+            "prompt_cache": prompt_cache, "prompt_cache_tokens": prompt_cache_tokens,
         }
         self._prompt_cache = prompt_cache
         self._prompt_token_seconds = prompt_token_seconds
+        self._reports_cached = reports_cached
         self.url = ""
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -722,19 +733,20 @@ class FakeOllama(CloudRoutes, AudioRoutes):
             lease.release()
             return _json(shape(requested, {}, done=True, done_reason="load"))
         top_logprobs = (body.get("top_logprobs") or 0) if body.get("logprobs") else None
-        prefill = self._prefill(lease, body)
+        prompt_tokens, prefill = self._prefill(lease, body)
         turn = _Turn.plan(requested, behavior, prompt, self._thinks(name, body), recorded.at, top_logprobs,
-                          lease.loaded_at, lease.started_at, prefill, len(prefill or ()) * self._prompt_token_seconds)
+                          lease.loaded_at, lease.started_at, prefill, len(prefill or ()) * self._prompt_token_seconds,
+                          prompt_tokens, self._reports_cached)
         events = lease.watch(self._generation_events(turn, shape, lease))
         return lease.hold(lambda: self._answer(request, body, name, behavior, events, _merge))
 
-    def _prefill(self, lease: Lease | NoLease, body: dict) -> list[str] | None:
-        """With prompt caches: take the cache slot the runner picks for the prompt; return the tokens it lacked."""
+    def _prefill(self, lease: Lease | NoLease, body: dict) -> tuple[int, list[str] | None]:
+        """With prompt caches: take the slot the runner picks for the prompt; return its length, and what it lacked."""
         if not self._prompt_cache:
-            return None
+            return 0, None
         tokens = _prompt_tokens(body)
         cached = lease.load_prompt(tokens)
-        return None if cached is None else tokens[cached:]
+        return len(tokens), None if cached is None else tokens[cached:]
 
     def _require_capabilities(self, name: str, requested: str, body: dict, action: str) -> None:
         """Refuse, with Ollama's 400 answers, what the model cannot do."""

@@ -19,9 +19,9 @@ It follows server/sched.go and the llama server's slot semaphore (llm/llama_serv
   while it runs frees its slot. ``present`` probes, checked when the FIFO's head is taken and when
   a slot is granted, stand for Go's request context, which is cancelled the moment the client goes.
 - The FIFO holds at most ``max_queue`` requests besides its head; more are rejected (Ollama: 503).
-- With ``prompt_cache``, each runner has one cache slot per slot (ollama_cache.py): a running request
-  takes one for its prompt (``load_prompt``), notes what it processes there (``processed``), and frees
-  it when it ends. ``multiuser_cache`` is OLLAMA_MULTIUSER_CACHE: how the slot is chosen.
+- With ``prompt_cache``, each runner keeps its slots' prompts and a RAM prompt cache of
+  ``prompt_cache_tokens`` (ollama_cache.py, as llama-server does): a running request takes a slot for
+  its prompt (``load_prompt``), notes what it processes there (``processed``), and frees it when it ends.
 
 Out of scope: memory fitting (only the count of runners limits loads), adapters and projectors,
 and a load whose first request is cancelled, which Ollama aborts: here it goes on.
@@ -73,7 +73,7 @@ class OllamaScheduler:
         keep_alive: float = DEFAULT_KEEP_ALIVE,
         load_seconds: float = 0.0,
         prompt_cache: bool = False,
-        multiuser_cache: bool = False,
+        prompt_cache_tokens: int | None = None,
     ) -> None:
         if num_parallel < 1 or max_loaded_models < 1:
             raise ValueError("num_parallel and max_loaded_models must be at least 1")
@@ -83,7 +83,7 @@ class OllamaScheduler:
         self.keep_alive = keep_alive
         self.load_seconds = load_seconds
         self.prompt_cache = prompt_cache
-        self.multiuser_cache = multiuser_cache
+        self.prompt_cache_tokens = prompt_cache_tokens
         self.records: list[RequestRecord] = []  # every request, in the order it came
         self.runners: dict[str, Runner] = {}  # model -> its loaded (or loading) runner
         self.unloaded: list[Runner] = []  # runners gone, in the order they went
@@ -283,7 +283,7 @@ class OllamaScheduler:
         """Start a runner for the record's model with its options, and bind the record to it."""
         parallel, seconds = self._plans[record.id]
         keep_alive = self.keep_alive if record.keep_alive is None else record.keep_alive
-        cache = PromptCache(parallel, multi_user=self.multiuser_cache) if self.prompt_cache else None
+        cache = PromptCache(parallel, ram_tokens=self.prompt_cache_tokens) if self.prompt_cache else None
         runner = Runner(next(self._ids), record.model, record.options, parallel, now, now + seconds, keep_alive,
                         prompt_cache=cache)
         self.runners[record.model] = runner
@@ -347,6 +347,6 @@ class OllamaScheduler:
         if runner is not None and record in runner.users:
             runner.users.remove(record)
             if record.cache_slot is not None:
-                runner.prompt_cache.release(record.cache_slot)
+                runner.prompt_cache.release(record.cache_slot, now)
             if runner.idle:  # its keep_alive timer starts: 0 expires it at once, forever never
                 runner.expires_at = None if runner.keep_alive == FOREVER else now + max(runner.keep_alive, 0)

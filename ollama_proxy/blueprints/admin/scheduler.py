@@ -1,4 +1,4 @@
-"""Show the scheduler live: each server's loaded models, busy slots and cached conversations, who runs, who waits.
+"""Show the scheduler live: each server's loaded models, busy slots and cached prompts, who runs, who waits.
 
 The page draws its tables from ``/admin/scheduler.json``, which it polls
 (``static/scheduler.js``); both ask the arbiter for its state through this
@@ -44,10 +44,11 @@ def current_view() -> dict:
 def live_view(status: dict | None, now: float, message: str = "") -> dict:
     """Shape a ``snapshot`` into the rows the page shows, times as UTC wall-clock; ``message`` when there is none."""
     view = {"at": _clock(now), "ok": status is not None, "message": "" if status is not None else message,
-            "models": [], "conversations": [], "running": [], "waiting": []}
+            "models": [], "prompts": [], "cache": [], "running": [], "waiting": []}
     if status is not None:
         view["models"] = [row for server in status["servers"] for row in _model_rows(server)]
-        view["conversations"] = [row for server in status["servers"] for row in _conversation_rows(server)]
+        view["prompts"] = [row for server in status["servers"] for row in _prompt_rows(server)]
+        view["cache"] = [_cache_row(hits) for hits in status.get("prompt_cache", ())]  # none: an older arbiter
         view["running"] = [_running_row(run, now) for run in status["running"]]
         view["waiting"] = [_waiting_row(position, wait) for position, wait in enumerate(status["waiting"], start=1)]
     return view
@@ -64,12 +65,18 @@ def _model_rows(server: dict) -> list[dict]:
                      "note": "no model loaded"}]
 
 
-def _conversation_rows(server: dict) -> list[dict]:
-    """One row per prompt a slot's cache holds: whose, how long, in use or held for its next turn, ended when."""
-    return [{"server": server["name"], "model": runner["model"], "owner": held["owner"], "tokens": held["tokens"],
-             "state": "in use" if held["in_use"] else "held" if held["held"] else "not held",
-             "ended": "" if held["ended"] is None else f"{_duration(held['ended'])} ago"}
-            for runner in server["models"] for held in runner.get("conversations", ())]  # none: an older arbiter
+def _prompt_rows(server: dict) -> list[dict]:
+    """One row per prompt a server's llama-server holds, as the scheduler mirrors it: in a slot, or saved in RAM."""
+    return [{"server": server["name"], "model": runner["model"], "where": held["where"], "owner": held["owner"],
+             "tokens": held["tokens"], "state": "in use" if held["in_use"] else "idle"}
+            for runner in server["models"] for held in runner.get("prompts", ())]  # none: an older arbiter
+
+
+def _cache_row(hits: dict) -> dict:
+    """What one server's answers said of the mirror: hits it predicted, those confirmed, tokens each way."""
+    return {"server": hits["server"], "model": hits["model"], "hits": f"{hits['confirmed']} / {hits['predicted']}",
+            "tokens": f"{hits['confirmed_tokens']} / {hits['predicted_tokens']}", "surprises": hits["surprises"],
+            "reliability": f"{hits['reliability']:.0%}"}
 
 
 def _running_row(run: dict, now: float) -> dict:

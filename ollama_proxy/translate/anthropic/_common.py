@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ollama_proxy.errors import InvalidRequest
+from ollama_proxy.translate.ollama import cached_prompt_tokens
 
 NewId = Callable[[str], str]
 
@@ -49,6 +50,15 @@ def stop_reason(ollama_resp: dict, tool_used: bool) -> str:
 
 
 def token_usage(ollama_resp: dict) -> dict:
-    """Return Anthropic usage from Ollama's counters (absent counts are 0)."""
-    return {"input_tokens": ollama_resp.get("prompt_eval_count") or 0,
-            "output_tokens": ollama_resp.get("eval_count") or 0}
+    """Return Anthropic usage from Ollama's counters (absent counts are 0).
+
+    Anthropic's input figures part the prompt: ``input_tokens`` not read from cache, ``cache_read_input_tokens``
+    read from it, told where Ollama tells it (0.33 and later).
+    """
+    usage = {"input_tokens": ollama_resp.get("prompt_eval_count") or 0,
+             "output_tokens": ollama_resp.get("eval_count") or 0}
+    cached = cached_prompt_tokens(ollama_resp)
+    if cached is not None:
+        cached = min(cached, usage["input_tokens"])
+        usage.update(input_tokens=usage["input_tokens"] - cached, cache_read_input_tokens=cached)
+    return usage

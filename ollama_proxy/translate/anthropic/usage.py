@@ -1,6 +1,7 @@
 """Say how many input tokens an Anthropic answer reports: counted, estimated, or scaled.
 
-A Messages answer's ``input_tokens`` is Ollama's ``prompt_eval_count``. Where
+A Messages answer's input is Ollama's ``prompt_eval_count``: ``input_tokens``, less
+what ``prompt_eval_cached_count`` says was read from cache, ``cache_read_input_tokens``. Where
 there is none yet (a stream's ``message_start``: Ollama counts only in its final
 chunk) or none at all, it is the estimate, corrected by the ratio learnt for
 the model. With ``report_context``, every figure (``count_tokens`` too) is
@@ -18,6 +19,7 @@ from typing import Any
 
 from ollama_proxy.translate.anthropic.correction import corrected
 from ollama_proxy.translate.anthropic.tokens import Estimate
+from ollama_proxy.translate.ollama import cached_prompt_tokens
 
 Event = tuple[str, dict]
 
@@ -53,15 +55,23 @@ class InputUsage:
 
     def reported(self, counted: object) -> int:
         """Return Ollama's count as reported, or the estimate when it counted nothing."""
-        if not isinstance(counted, int) or isinstance(counted, bool) or counted <= 0:
-            return self.estimated()
-        return self._scaled(counted)
+        return self._scaled(counted) if _counted(counted) else self.estimated()
+
+    def input_figures(self, answer: dict | None) -> dict:
+        """The input figures of an answer's usage: its prompt tokens as reported, less those read from cache,
+        which are told apart where Ollama counted them (none before the answer's end)."""
+        counted = answer.get("prompt_eval_count") if answer is not None else None
+        total = self.reported(counted)
+        cached = cached_prompt_tokens(answer) if _counted(counted) else None
+        if cached is None:
+            return {"input_tokens": total}
+        cached = min(total, self._scaled(cached))
+        return {"input_tokens": total - cached, "cache_read_input_tokens": cached}
 
     def message(self, message: dict, answer: dict) -> dict:
-        """Return a whole Message with its ``input_tokens`` reported, learning from the answer."""
+        """Return a whole Message with its input figures reported, learning from the answer."""
         self.learn_from(answer)
-        input_tokens = self.reported(answer.get("prompt_eval_count"))
-        return {**message, "usage": {**message["usage"], "input_tokens": input_tokens}}
+        return {**message, "usage": {**message["usage"], **self.input_figures(answer)}}
 
     def stream(self, converter) -> ReportingConverter:
         return ReportingConverter(converter, self)
@@ -93,7 +103,7 @@ class ReportingConverter:
     def process(self, chunk: dict) -> list[Event]:
         if chunk.get("done") and not self.converter.finished:
             self.usage.learn_from(chunk)
-        return self._reported(self.converter.process(chunk), chunk.get("prompt_eval_count"))
+        return self._reported(self.converter.process(chunk), chunk)
 
     def ping(self) -> list[Event]:
         return self._reported(self.converter.ping(), None)
@@ -106,14 +116,18 @@ class ReportingConverter:
     def close(self) -> list[Event]:
         return self.converter.close()
 
-    def _reported(self, events: list[Event], counted: object) -> list[Event]:
-        return [self._event(name, data, counted) for name, data in events]
+    def _reported(self, events: list[Event], chunk: dict | None) -> list[Event]:
+        return [self._event(name, data, chunk) for name, data in events]
 
-    def _event(self, name: str, data: dict, counted: object) -> Event:
+    def _event(self, name: str, data: dict, chunk: dict | None) -> Event:
         if name == "message_start":
             message = data["message"]
-            usage = {**message["usage"], "input_tokens": self.usage.reported(counted)}
+            usage = {**message["usage"], **self.usage.input_figures(chunk)}
             return name, {**data, "message": {**message, "usage": usage}}
         if name == "message_delta":
-            return name, {**data, "usage": {**data["usage"], "input_tokens": self.usage.reported(counted)}}
+            return name, {**data, "usage": {**data["usage"], **self.usage.input_figures(chunk)}}
         return name, data
+
+
+def _counted(counted: object) -> bool:
+    return isinstance(counted, int) and not isinstance(counted, bool) and counted > 0

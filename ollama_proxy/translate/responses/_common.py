@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from ollama_proxy.translate.ollama import cached_prompt_tokens
 from ollama_proxy.translate.responses.tools import ToolSet
 
 NewId = Callable[[str], str]
@@ -59,11 +60,11 @@ def function_call_item(item_id: str, call: dict, new_id: NewId, tools: ToolSet) 
 
 
 def token_usage(ollama_resp: dict) -> dict:
-    # Ollama counts neither cached prompt tokens nor thinking tokens apart: 0.
+    # Thinking tokens are not counted apart (0); cached prompt tokens are where Ollama counts them (0.33 and later).
     prompt = ollama_resp.get("prompt_eval_count") or 0
     completion = ollama_resp.get("eval_count") or 0
     return {"input_tokens": prompt,
-            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "input_tokens_details": {"cached_tokens": cached_prompt_tokens(ollama_resp) or 0, "cache_write_tokens": 0},
             "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": prompt + completion}
 

@@ -1,0 +1,126 @@
+"""Where a prompt is cheapest to read, and the slots kept free for the people using a model.
+
+Coding agents send their whole conversation again each turn; a server whose llama-server holds it,
+in a slot or in its RAM prompt cache, reads only what is new (``caches``). A request goes to the
+warm server where its prompt costs least to read, counting what it would push off that server for
+good (``_prompt_cost``), then to the least busy. One whose prompt a busy server holds waits for that
+server rather than read it all again elsewhere, while the wait there is expected to be shorter than
+the reading it saves, and at most ``prefix_hold`` (``_worth_waiting``): a server's queue grows while
+another idles only for less than it costs. Whose prompt it is does not matter: one key's
+conversations are as much worth keeping as anyone's.
+
+People asking short questions beside batch work or agents' long prompts find a slot free: while they
+use a model, those leave them one (``_leaves_too_little``).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ollama_proxy.scheduler.caches import Pick
+from ollama_proxy.scheduler.fairness import class_rank
+from ollama_proxy.scheduler.prefix import prompt_tokens
+from ollama_proxy.scheduler.servers import Placement, Start
+from ollama_proxy.scheduler.tickets import PromptRead, Running, Ticket
+
+HOLD_TOKENS = 1024  # a prompt shorter than this is read again in moments: not worth waiting for a server
+
+
+class PromptPlacement:
+    """The scheduler's placement by prompt cache and its headroom (mixed into ``core.Scheduler``, whose state
+    they read)."""
+
+    def _cache_pick(self, ticket: Ticket, server: str) -> Pick | None:
+        """Where ``server``'s warm runner would put ``ticket``'s prompt now (None: no prompt, or no idle slot)."""
+        if not ticket.prefix:
+            return None
+        return self.servers[server].runners[ticket.model].caches.pick(ticket.prefix)
+
+    def _prompt_cost(self, ticket: Ticket, server: str, pick: Pick | None) -> float:
+        """Seconds of prompt reading ``ticket`` costs on ``server``'s warm runner now: the part of its prompt the
+        server does not hold (as far as the server's answers have borne the mirror out), and the prompts it would
+        push off the server for good."""
+        if pick is None:
+            return 0.0
+        cached = pick.cached * self.hits.reliability(server, ticket.model)
+        return self.estimates.prefill_seconds(ticket.model, server, prompt_tokens(ticket.prefix) - cached + pick.lost)
+
+    def _worth_waiting(self, ticket: Ticket, best: Placement, cost: float, ahead: list[Ticket], now: float) -> bool:
+        """Whether ``ticket`` should wait for a busy server that holds more of its prompt than ``best`` does.
+
+        Only a long prompt, for at most ``prefix_hold`` seconds from its arrival, and only while the slot it
+        waits for is expected to free sooner than the reading it saves, behind the others waiting for it.
+        """
+        ticket.waits_for = None
+        if (not self.bounds.prefix_hold or now - ticket.enqueued >= self.bounds.prefix_hold
+                or prompt_tokens(ticket.prefix) < HOLD_TOKENS):
+            return False
+        for name in ticket.candidates:
+            server = self.servers.get(name)
+            runner = server.runners.get(ticket.model) if server is not None else None
+            if name == best.server or runner is None or server.free_slots(ticket.model) > 0:
+                continue
+            reading = self.estimates.prefill_seconds(
+                ticket.model, name, prompt_tokens(ticket.prefix) - runner.caches.holds(ticket.prefix))
+            queued = sum(1 for t in ahead if t.waits_for == name)
+            if reading + self._warm_wait(ticket, [server], queued, now) < cost:
+                ticket.waits_for = name
+                return True
+        return False
+
+    def _confirm(self, run: Running, read: PromptRead) -> None:
+        """Learn from what an answer says it read: the prefill rate, the tokens an estimate stands for, and whether
+        the mirror was right; a predicted hit that did not happen drops what the mirror wrongly held."""
+        ticket, server = run.ticket, run.placement.server
+        estimate = prompt_tokens(ticket.prefix)
+        if read.cached is not None:
+            self.estimates.prefilled(ticket.model, server, read.tokens - read.cached, read.seconds)
+        elif not run.cached:  # an Ollama before 0.33, and a prompt the mirror expected read whole
+            self.estimates.prefilled(ticket.model, server, read.tokens, read.seconds)
+        if not estimate:
+            return
+        self.estimates.counted(ticket.model, estimate, read.tokens)
+        cached = read.cached
+        if cached is None:  # what it read again, from the time it took
+            reread = self.estimates.reread(ticket.model, server, read.seconds)
+            if reread is None:
+                return
+            cached = max(0, read.tokens - reread)
+        predicted = round(run.cached * self.estimates.scale(ticket.model))
+        runner = self.servers[server].runners.get(ticket.model)
+        if self.hits.note(server, ticket.model, read.tokens, predicted, cached) and runner is not None:
+            runner.caches.forget(ticket.prefix)
+
+    def _leaves_too_little(self, ticket: Ticket, placement: Placement, now: float) -> bool:
+        """Whether a batch request would take a slot people using its model may need any moment.
+
+        Strict priority alone still makes a question wait for a batch answer to end whenever batch
+        work holds every slot; ``interactive_headroom`` warm slots are left free for as long as
+        interactive requests for the model keep coming (``headroom_window``).
+        """
+        if self._leaves_no_slot_for_short(ticket, placement, now):
+            return True
+        headroom = self.bounds.interactive_headroom
+        if not headroom or class_rank(ticket.share, now - ticket.enqueued, self.bounds.batch_ageing) == 0:
+            return False
+        if now - self.last_interactive.get(ticket.model, -math.inf) >= self.bounds.headroom_window:
+            return False
+        if placement.start is not Start.WARM:
+            return True
+        free = sum(self.servers[name].free_slots(ticket.model) for name in ticket.candidates if name in self.servers)
+        return free - 1 < headroom
+
+    def _leaves_no_slot_for_short(self, ticket: Ticket, placement: Placement, now: float) -> bool:
+        """Whether a long prompt would take the last free slot while questions come.
+
+        A question then finds a slot, and waits for no agent's turn to end. As the interactive
+        headroom, for as long as questions come; never where the candidates have fewer than three
+        slots, so long prompts always have two or more.
+        """
+        if (prompt_tokens(ticket.prefix) < HOLD_TOKENS or placement.start is not Start.WARM
+                or now - self.last_short.get(ticket.model, -math.inf) >= self.bounds.headroom_window):
+            return False
+        servers = [self.servers[name] for name in ticket.candidates if name in self.servers]
+        if sum(server.slots_of(ticket.model) for server in servers if ticket.model in server.runners) < 3:
+            return False
+        return sum(server.free_slots(ticket.model) for server in servers) < 2
