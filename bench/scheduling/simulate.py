@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
 from ollama_proxy.scheduler.fairness import Share
-from ollama_proxy.scheduler.servers import Runner, ServerSpec
+from ollama_proxy.scheduler.servers import Loaded, ServerSpec
 
 MODEL, JOB = "m", "batch-job"
 BATCH_SECONDS, QUESTION_SECONDS, ASK_EVERY, PEOPLE_START, TICK = 6.0, 0.6, 3.0, 2.0, 0.05
@@ -85,7 +85,7 @@ def simulate(job_class: str, reading: bool, seconds: float, gap: float = 0.0,
     specs = [ServerSpec("a", 2, 1), ServerSpec("b", 2, 1)]
     scheduler = PacedScheduler(specs, bounds, gap=gap) if gap else Scheduler(specs, bounds)
     for server in scheduler.servers.values():
-        server.runners[MODEL] = Runner({})
+        server.warm(MODEL, Loaded({}))
     run = Run(scheduler, job_class)
     stop = PEOPLE_START + seconds
     beats = {f"person-{i}": PEOPLE_START + i * ASK_EVERY / 4 for i in range(4)}

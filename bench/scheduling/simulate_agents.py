@@ -22,7 +22,7 @@ from ollama_proxy.scheduler.caches import PromptCaches
 from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
 from ollama_proxy.scheduler.fairness import Share
 from ollama_proxy.scheduler.prefix import Chain, chain_of, prompt_tokens
-from ollama_proxy.scheduler.servers import Runner, ServerSpec
+from ollama_proxy.scheduler.servers import Loaded, ServerSpec
 
 MODEL, SERVERS, SLOTS = "m", ("a", "b"), 2
 PROMPT_RATE, TOKEN_SECONDS, TICK = 4000.0, 0.02, 0.05
@@ -58,7 +58,7 @@ def simulate(via_proxy: bool, seconds: float, bounds: Bounds | None = None, mult
     specs = [ServerSpec(name, SLOTS, 1, multiuser_cache=multiuser) for name in SERVERS]
     scheduler = Scheduler(specs, bounds or Bounds())
     for server in scheduler.servers.values():
-        server.runners[MODEL] = Runner({})
+        server.warm(MODEL, Loaded({}))
     caches = {name: PromptCaches() for name in SERVERS}  # what the servers' slots really hold
     queues: dict[str, list[str]] = {name: [] for name in SERVERS}
     busy = dict.fromkeys(SERVERS, 0)

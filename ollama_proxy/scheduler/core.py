@@ -304,10 +304,8 @@ class Scheduler(Lending, PromptPlacement):
         possible = [p for s in candidates if (p := s.placement(ticket.model, ticket.asked, ticket.enforced, ticket.id))]
         warm = [p for p in possible if p.start is Start.WARM]
         if warm:
-            cost = {p.server: self._prompt_cost(ticket, p.server, self._cache_pick(ticket, p.server)) for p in warm}
-            best = min(warm, key=lambda p: (cost[p.server], -self.servers[p.server].free_slots(ticket.model),
-                                            self.servers[p.server].runners[ticket.model].caches.prompts(), p.server))
-            return None if ticket.prefix and self._worth_waiting(ticket, best, cost[best.server], ahead, now) else best
+            best, cost = self._cheapest(ticket, warm)
+            return None if ticket.prefix and self._worth_waiting(ticket, best, cost, ahead, now) else best
         cold = [p for p in possible if p.start is not Start.WARM]
         if not cold:
             self._reserve_for_reload(ticket, candidates)

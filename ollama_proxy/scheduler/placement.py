@@ -24,6 +24,7 @@ from ollama_proxy.scheduler.servers import Placement, Start
 from ollama_proxy.scheduler.tickets import PromptRead, Running, Ticket
 
 HOLD_TOKENS = 1024  # a prompt shorter than this is read again in moments: not worth waiting for a server
+NEGLIGIBLE = 64  # tokens whose reading tells two servers' costs apart no more than the estimate's error
 
 
 class PromptPlacement:
@@ -35,6 +36,21 @@ class PromptPlacement:
         if not ticket.prefix:
             return None
         return self.servers[server].runners[ticket.model].caches.pick(ticket.prefix)
+
+    def _cheapest(self, ticket: Ticket, warm: list[Placement]) -> tuple[Placement, float]:
+        """The warm placement where ``ticket``'s prompt costs least to read, and that cost.
+
+        Costs within ``NEGLIGIBLE`` tokens of reading are alike (every prompt shares the template's first
+        tokens with any slot): of those, the server with most free slots, then the one holding fewest prompts,
+        so that new conversations spread over the servers.
+        """
+        cost = {p.server: self._prompt_cost(ticket, p.server, self._cache_pick(ticket, p.server)) for p in warm}
+        least = min(cost.values()) + self.estimates.prefill_seconds(ticket.model, warm[0].server, NEGLIGIBLE)
+        best = min((p for p in warm if cost[p.server] <= least),
+                   key=lambda p: (-self.servers[p.server].free_slots(ticket.model),
+                                  self.servers[p.server].runners[ticket.model].caches.prompts(), cost[p.server],
+                                  p.server))
+        return best, cost[best.server]
 
     def _prompt_cost(self, ticket: Ticket, server: str, pick: Pick | None) -> float:
         """Seconds of prompt reading ``ticket`` costs on ``server``'s warm runner now: the part of its prompt the

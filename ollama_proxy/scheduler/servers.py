@@ -139,7 +139,7 @@ class ServerSlots:
             self.runners.pop(placement.evict, None)
         runner = self.runners.get(model)
         if runner is None or placement.start is not Start.WARM:
-            runner = self.runners[model] = self._runner(model, placement.options, Loaded({}, one_slot=embeds))
+            runner = self.warm(model, Loaded(placement.options, one_slot=embeds))
         runner.running += 1
         runner.last_used = now
 
@@ -151,16 +151,16 @@ class ServerSlots:
         """
         runner = self.runners.get(model)
         if runner is None:
-            runner = self.runners[model] = self._runner(model, options)
+            runner = self.warm(model, Loaded(options))
         runner.running += 1
         runner.last_used = now
 
-    def _runner(self, model: str, options: dict, loaded: Loaded | None = None) -> Runner:
-        """A new runner of ``model``: its slots empty, as many as Ollama gives it."""
-        one_slot = loaded is not None and loaded.one_slot
-        slots = 1 if one_slot else self.spec.slots_for(model)
-        kv_bytes = loaded.kv_bytes if loaded is not None else KV_BYTES_UNKNOWN
-        return Runner(dict(options), slots, caches=PromptCaches(slots, self._ram_tokens(kv_bytes)))
+    def warm(self, model: str, loaded: Loaded) -> Runner:
+        """Count ``model`` as newly loaded here as ``loaded`` says: its slots as many as Ollama gives it, empty."""
+        slots = 1 if loaded.one_slot else self.spec.slots_for(model)
+        runner = self.runners[model] = Runner(dict(loaded.options), slots,
+                                              caches=PromptCaches(slots, self._ram_tokens(loaded.kv_bytes)))
+        return runner
 
     def _ram_tokens(self, kv_bytes: int) -> int:
         return self.spec.prompt_cache_mib * MIB // max(1, kv_bytes)
@@ -204,7 +204,7 @@ class ServerSlots:
     def _refreshed(self, name: str, loaded: Loaded) -> Runner:
         runner = self.runners.get(name)
         if runner is None:
-            return self._runner(name, loaded.options, loaded)
+            return self.warm(name, loaded)
         runner.options = {**runner.options, **loaded.options}
         runner.slots = 1 if loaded.one_slot else self.spec.slots_for(name)
         runner.caches.resize(runner.slots, self._ram_tokens(loaded.kv_bytes))

@@ -15,6 +15,7 @@ KNOWN = {
     "OLLAMA_PROXY_NUM_PARALLEL": ("service", "num_parallel"),
     "OLLAMA_PROXY_MAX_LOADED_MODELS": ("service", "max_loaded_models"),
     "OLLAMA_PROXY_MULTIUSER_CACHE": ("service", "multiuser_cache"),
+    "OLLAMA_PROXY_PROMPT_CACHE_MIB": ("service", "prompt_cache_mib"),
     "OLLAMA_PROXY_SCHEDULING": ("service", "scheduling"),
     "OLLAMA_PROXY_MAX_WAIT": ("scheduling", "max_wait"),
     "OLLAMA_PROXY_CORS_ORIGINS": ("cors", "origins"),

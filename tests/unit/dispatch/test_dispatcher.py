@@ -12,7 +12,7 @@ from ollama_proxy.dispatch.dispatcher import Dispatcher, OllamaModel
 from ollama_proxy.errors import Overloaded, UpstreamConnectTimeout, UpstreamTimeout, UpstreamUnavailable
 from ollama_proxy.observability.ledger import RequestRecord
 from ollama_proxy.scheduler.admission import Admitted, Requester
-from ollama_proxy.scheduler.prefix import chain_of, prompt_tokens
+from ollama_proxy.scheduler.prefix import chain_of
 from tests.unit.backends.stub_servers import StubServer, stub_pool
 
 NOBODY = Requester()
@@ -60,6 +60,18 @@ def test_the_last_servers_error_is_the_answer(tmp_path):
     assert all(s.cooling(time.monotonic()) for s in pool.servers)
 
 
+@pytest.mark.parametrize("status", [400, 404, 501, 505])
+def test_an_answer_about_the_request_is_its_answer_and_takes_no_server_out_of_rotation(tmp_path, status):
+    """Ollama 0.33 answers 501 to an embedding asked of a chat model: the request's fault, not the server's."""
+    first = StubServer("default", ["m:latest"], chat=status)
+    second = StubServer("gpu2", ["m:latest"])
+    pool = stub_pool(tmp_path, first, second)
+    pool.servers[0].loaded = frozenset(["m:latest"])
+    with _send(Dispatcher(pool, None, 60.0)) as answer:
+        assert (answer.status, answer.server) == (status, "default")
+    assert second.calls == 0 and not any(s.cooling(time.monotonic()) for s in pool.servers)
+
+
 def test_a_timeout_after_connecting_is_not_retried_elsewhere(tmp_path):
     first = StubServer("default", ["m:latest"], chat=UpstreamTimeout("did not answer within 5s"))
     second = StubServer("gpu2", ["m:latest"])
@@ -90,17 +102,19 @@ def test_max_concurrent_waits_then_overloaded_on_a_server_the_proxy_does_not_sch
 class StubAdmission:
     """Grants every request a slot on the server it names, at once or after a wait; keeps what it was asked."""
 
-    def __init__(self, server, wait=0.0, options=None, cached=0):
-        self.server, self.wait, self.options, self.cached = server, wait, options, cached
+    def __init__(self, server, wait=0.0, options=None):
+        self.server, self.wait, self.options = server, wait, options
         self.asked = []
         self.prefixes = []
+        self.embeds = []
         self.released = 0
 
-    def admit(self, who, model, candidates, asked, deadline=None, prefix=()):
+    def admit(self, who, model, candidates, asked, deadline=None, prefix=(), embeds=False):
         self.asked.append((model, candidates, asked, deadline))
         self.prefixes.append(prefix)
+        self.embeds.append(embeds)
         time.sleep(self.wait)
-        return Admitted(self.server, self.options if self.options is not None else asked, self._release, self.cached)
+        return Admitted(self.server, self.options if self.options is not None else asked, self._release)
 
     def _release(self):
         self.released += 1
@@ -139,7 +153,7 @@ def test_the_whole_wait_is_bounded_from_when_the_request_asks_whatever_server_fa
     first = StubServer("default", ["m:latest"], chat=UpstreamUnavailable("refused"))
     pool = stub_pool(tmp_path, first, StubServer("gpu2", ["m:latest"]))
     admission = StubAdmission("default")
-    admission.admit = lambda who, model, candidates, asked, deadline=None, prefix=(): (
+    admission.admit = lambda who, model, candidates, asked, deadline=None, prefix=(), embeds=False: (
         StubAdmission.admit(admission, who, model, candidates, asked, deadline)
         if "default" in candidates else Admitted("gpu2", asked, admission._release))
     started = time.monotonic()
@@ -175,19 +189,13 @@ def test_the_scheduler_is_told_the_prompt_the_server_is_sent_as_its_caches_compa
     assert admission.prefixes[1] == ()  # scheduling.prompt_placement off: placed by model alone
 
 
-def test_the_record_keeps_the_placed_prompts_estimate_and_the_tokens_its_grant_expects_read_from_cache(
-        tmp_path, scheduled):
+def test_an_embedding_tells_the_scheduler_so_and_a_chat_does_not(tmp_path, scheduled):
     pool = stub_pool(tmp_path, StubServer("default", ["m:latest"]))
-    body = {"model": "m", "messages": [{"role": "user", "content": "x" * 8000}]}
-    record = RequestRecord("r1", "POST", "/api/chat", "-", 0.0)
-    _send(Dispatcher(pool, StubAdmission("default", cached=1500), 60.0), Requester(record=record),
-          body=OllamaBody(body)).close()
-    assert (record.prompt_estimate, record.cached_tokens_expected) == (prompt_tokens(chain_of("/api/chat", body)),
-                                                                       1500)
-    untold = RequestRecord("r2", "POST", "/api/embed", "-", 0.0)
-    Dispatcher(pool, StubAdmission("default", cached=1500), 60.0).send(
-        "m", "POST", "/api/embed", Requester(record=untold), body=OllamaBody({"model": "m", "input": "x"})).close()
-    assert (untold.prompt_estimate, untold.cached_tokens_expected) == (None, None)  # no prompt told: unknown
+    admission = StubAdmission("default")
+    _send(Dispatcher(pool, admission, 60.0), body=OllamaBody({"model": "m", "messages": []})).close()
+    Dispatcher(pool, admission, 60.0).send("m", "POST", "/api/embed", NOBODY,
+                                           body=OllamaBody({"model": "m", "input": "x"})).close()
+    assert admission.embeds == [False, True]
 
 
 def test_work_that_is_no_gpus_is_sent_at_once_without_asking_the_scheduler(tmp_path, scheduled):

@@ -5,7 +5,7 @@ import requests
 
 from tests.fakes.clock import ManualClock
 from tests.fakes.ollama import FakeOllama, _answer_tokens, _prompt_tokens
-from tests.fakes.ollama_cache import CacheSlot, NoFreeSlot, PromptCache
+from tests.fakes.ollama_cache import CacheSlot, PromptCache
 from tests.fakes.ollama_runner import RunnerOptions
 from tests.fakes.ollama_scheduler import OllamaScheduler
 from tests.llama_server_cases import REPLY, SLOTS, expected, messages, parametrized, reads

@@ -199,8 +199,8 @@ def chat_turns(*said):
     return [message for turn in answered for message in turn][:-1]
 
 
-def test_a_multiuser_prompt_cache_spares_a_conversation_its_earlier_turns_and_evicts_the_least_recently_used():
-    with FakeOllama(num_parallel=2, prompt_cache=True, prompt_token_seconds=0.02, multiuser_cache=True) as fake:
+def test_a_prompt_cache_spares_a_conversation_its_earlier_turns_and_keeps_one_pushed_out_in_ram():
+    with FakeOllama(num_parallel=2, prompt_cache=True, prompt_token_seconds=0.02) as fake:
         fake.script("llama3.2", reply="ok sure")
         essay = {name: f"{name} " + "tell me about the history of the sky " * 10 for name in "ABC"}
 
@@ -213,21 +213,25 @@ def test_a_multiuser_prompt_cache_spares_a_conversation_its_earlier_turns_and_ev
 
         first, first_took, first_record = turn(essay["A"])
         second, second_took, second_record = turn(essay["A"], "and then?")
-        assert first["prompt_eval_count"] == first_record.prompt_tokens > 80 and first_record.cached_tokens == 0
+        assert first["prompt_eval_count"] == first_record.prompt_tokens > 80
+        assert first["prompt_eval_cached_count"] == first_record.cached_tokens == 0
         assert second_record.cached_tokens == first_record.prompt_tokens + 2  # the prompt and "ok sure"
-        # uncached: the answer's <|im_end|>, <|im_start|>user and "and then?", <|im_end|>, <|im_start|>assistant
-        assert second["prompt_eval_count"] == second_record.prompt_tokens - second_record.cached_tokens == 25
-        assert second["prompt_eval_duration"] == pytest.approx(second["prompt_eval_count"] * 0.02e9, rel=1e-6)
+        # every token counted, those read from cache too; read again: the answer's <|im_end|>, <|im_start|>user
+        # and "and then?", <|im_end|>, <|im_start|>assistant
+        assert second["prompt_eval_count"] == second_record.prompt_tokens
+        assert second["prompt_eval_cached_count"] == second_record.cached_tokens
+        assert second_record.prompt_tokens - second_record.cached_tokens == 25
+        assert second["prompt_eval_duration"] == pytest.approx(25 * 0.02e9, rel=1e-6)
         assert second["total_duration"] >= second["prompt_eval_duration"] + second["eval_duration"]
         assert second_took < first_took - 0.2
-        assert fake.cache_slots("llama3.2") == [(second_record.prompt_tokens + 2, False), (0, False)]
+        assert fake.cache_slots("llama3.2") == [(0, False), (second_record.prompt_tokens + 2, False)]
 
-        assert turn(essay["B"])[2].cache_slot == 1
-        assert turn(essay["C"])[2].cache_slot == 0  # A's slot, used longest ago
+        assert turn(essay["B"])[2].cache_slot == 0  # the empty slot, never used
+        assert turn(essay["C"])[2].cache_slot == 1  # A's slot, used longest ago: A's prompt saved to RAM first
         still_cached = turn(essay["B"], "and then?")[2]
-        evicted = turn(essay["A"], "and then?", "why?")[2]
-    assert (still_cached.cache_slot, still_cached.cached_tokens) == (1, first_record.prompt_tokens + 2)
-    assert evicted.cached_tokens == 6  # only "<|im_start|>user", which every conversation begins with
+        from_ram = turn(essay["A"], "and then?", "why?")[2]
+    assert (still_cached.cache_slot, still_cached.cached_tokens) == (0, first_record.prompt_tokens + 2)
+    assert from_ram.cached_tokens == second_record.prompt_tokens + 2
 
 
 def test_a_client_leaving_mid_answer_leaves_its_cache_slot_with_what_was_processed():

@@ -3,12 +3,10 @@ import json
 import pytest
 
 from ollama_proxy.observability.accounting import (
-    cached_tokens,
     count_body,
     keep_openai_text,
     note_answer,
     note_arrival,
-    note_scheduled_prompt,
     tap_chunks,
     tap_ndjson,
     tap_sse,
@@ -155,42 +153,22 @@ def test_an_openai_stream_notes_its_first_piece_of_generated_text(pieces, first)
     assert seen == [first is not None and i >= first for i in range(len(pieces))]
 
 
-@pytest.mark.parametrize("name, expected, prompt, prefilled, cached", [
-    ("hit: Ollama read only the new turn", 4000, 4300, 310, 3990),
-    ("hit: never more than the scheduler expected", 4000, 4600, 300, 4000),
-    ("miss: Ollama read the prompt whole", 0, 4300, 4290, 0),
-    ("miss: the proxy's estimate came out high", 0, 4300, 3900, 0),
-    ("expected, but Ollama read nearly everything", 4000, 4300, 4250, 50),
-    ("Ollama read more than the estimate", 4000, 4300, 5000, 0),
-    ("unknown: a lent slot, the scheduler said nothing", None, 4300, 310, None),
-])
-def test_cached_tokens(name, expected, prompt, prefilled, cached):
-    assert cached_tokens(expected, prompt, prefilled) == cached
-
-
-def test_a_placed_prompts_cached_tokens_are_known_once_the_final_chunk_says_what_ollama_read():
+def test_the_prompt_tokens_ollama_read_from_cache_are_what_it_says_and_unknown_when_it_says_nothing():
     record = _record()
-    note_scheduled_prompt(record, 4300, 4000)
     list(tap_chunks(CHAT[:2], record))
     assert record.cached_tokens is None  # no final chunk yet
-    list(tap_chunks([{**CHAT[-1], "prompt_eval_count": 310}], record))
-    assert (record.prompt_tokens, record.cached_tokens) == (310, 3990)
+    list(tap_chunks([{**CHAT[-1], "prompt_eval_count": 4300, "prompt_eval_cached_count": 3990}], record))
+    assert (record.prompt_tokens, record.cached_tokens) == (4300, 3990)
+    before = _record()
+    list(tap_chunks([{**CHAT[-1], "prompt_eval_count": 4300}], before))  # an Ollama before 0.33
+    assert (before.prompt_tokens, before.cached_tokens) == (4300, None)
 
 
-def test_a_request_the_scheduler_did_not_place_has_no_cached_tokens():
+def test_side_by_side_answers_add_up_what_each_read_from_cache():
     record = _record()
-    list(tap_chunks(CHAT, record))
-    assert record.prompt_tokens == 7 and record.cached_tokens is None
-
-
-def test_side_by_side_sends_add_up_and_one_on_a_lent_slot_makes_the_expectation_unknown():
-    record = _record()
-    note_scheduled_prompt(record, 4300, 4000)
-    note_scheduled_prompt(record, 4300, 1000)
-    assert (record.prompt_estimate, record.cached_tokens_expected) == (8600, 5000)
-    note_scheduled_prompt(record, 4300, None)
-    note_scheduled_prompt(record, 4300, 4000)
-    assert (record.prompt_estimate, record.cached_tokens_expected) == (17200, None)
+    count_body(json.dumps({**CHAT[-1], "prompt_eval_count": 4300, "prompt_eval_cached_count": 4000}).encode(), record)
+    count_body(json.dumps({**CHAT[-1], "prompt_eval_count": 4300, "prompt_eval_cached_count": 10}).encode(), record)
+    assert (record.prompt_tokens, record.cached_tokens) == (8600, 4010)
 
 
 def _keeping(limit: int = 1000) -> RequestRecord:

@@ -7,23 +7,23 @@ from ollama_proxy.scheduler import admission
 from ollama_proxy.scheduler.admission import Admission, Requester
 from ollama_proxy.scheduler.core import Grant
 from ollama_proxy.scheduler.servers import Placement, Start
+from ollama_proxy.scheduler.tickets import PromptRead
 
 
 class _GrantingClient:
     """A scheduler client that grants at once, with the reload options the arbiter chose."""
 
-    def __init__(self, placement: Placement, cached: int | None = 0) -> None:
+    def __init__(self, placement: Placement) -> None:
         self.placement = placement
-        self.cached = cached
         self.tickets = []
         self.ended = []
 
     def admit(self, ticket, watch=None, deadline=None) -> Grant:
         self.tickets.append((ticket, deadline))
-        return Grant(ticket.id, self.placement, 0.25, self.cached)
+        return Grant(ticket.id, self.placement, 0.25)
 
-    def end(self, ticket_id, load_seconds=None, prefill=None):
-        self.ended.append((ticket_id, load_seconds) if prefill is None else (ticket_id, load_seconds, prefill))
+    def end(self, ticket_id, load_seconds=None, read=None):
+        self.ended.append((ticket_id, load_seconds) if read is None else (ticket_id, load_seconds, read))
 
     def status(self, timeout: float) -> dict:
         return {"asked within": timeout}
@@ -46,12 +46,6 @@ def test_each_grant_is_told_to_the_metrics_with_the_options_asked_and_the_state_
     assert scheduled.status(0.5) == {"asked within": 0.5}
 
 
-@pytest.mark.parametrize("cached", [3072, None])  # None: started on a lent slot, the arbiter said nothing
-def test_the_dispatcher_is_told_the_prompt_tokens_the_grant_expects_the_server_to_read_from_its_cache(cached):
-    client = _GrantingClient(Placement("gpu1", Start.WARM, {}), cached)
-    assert Admission(lambda: client).admit(None, "m", ["gpu1"], {}).cached == cached
-
-
 def test_a_grant_notes_its_wait_on_the_record_and_its_release_tells_the_load_time_of_a_load():
     client = _GrantingClient(Placement("gpu1", Start.LOAD, {}))
     record = RequestRecord("r1", "POST", "/api/chat", "-", 0.0)
@@ -63,7 +57,8 @@ def test_a_grant_notes_its_wait_on_the_record_and_its_release_tells_the_load_tim
     assert client.ended == [(ticket.id, 3.5)]
 
 
-def test_a_release_tells_the_prompt_ollama_read_and_its_seconds_and_the_ticket_carries_the_prompt():
+@pytest.mark.parametrize("cached", [1000, None])  # None: an Ollama before 0.33 does not say
+def test_a_release_tells_the_prompt_ollama_read_and_its_seconds_and_the_ticket_carries_the_prompt(cached):
     from ollama_proxy.scheduler.prefix import chain_of
 
     client = _GrantingClient(Placement("gpu1", Start.WARM, {}))
@@ -71,7 +66,13 @@ def test_a_release_tells_the_prompt_ollama_read_and_its_seconds_and_the_ticket_c
     chain = chain_of("/api/chat", {"messages": [{"role": "user", "content": "hi"}]})
     admitted = Admission(lambda: client).admit(Requester(record=record), "m", ["gpu1"], {}, prefix=chain)
     ticket = client.tickets[0][0]
-    assert ticket.prefix == chain
-    record.prompt_tokens, record.prefill_seconds = 1200, 0.3
+    assert ticket.prefix == chain and not ticket.embeds
+    record.prompt_tokens, record.cached_tokens, record.prefill_seconds = 1200, cached, 0.3
     admitted.release()
-    assert client.ended == [(ticket.id, None, (1200, 0.3))]
+    assert client.ended == [(ticket.id, None, PromptRead(1200, cached, 0.3))]
+
+
+def test_an_embedding_says_so_on_its_ticket():
+    client = _GrantingClient(Placement("gpu1", Start.WARM, {}))
+    Admission(lambda: client).admit(None, "m", ["gpu1"], {}, embeds=True)
+    assert client.tickets[0][0].embeds

@@ -8,9 +8,10 @@ import pytest
 from ollama_proxy.scheduler import wire
 from ollama_proxy.scheduler.arbiter import Arbiter
 from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
+from ollama_proxy.scheduler.estimates import Estimates
 from ollama_proxy.scheduler.fairness import Share
 from ollama_proxy.scheduler.prefix import chain_of
-from ollama_proxy.scheduler.servers import Placement, Runner, ServerSpec, Start
+from ollama_proxy.scheduler.servers import Loaded, Placement, ServerSpec, Start
 
 
 class Worker:
@@ -152,21 +153,25 @@ def test_a_worker_whose_line_broke_mid_decision_does_not_stop_the_grants_to_the_
 
 def test_a_request_held_back_by_a_bound_is_granted_once_it_runs_out_with_nothing_else_happening():
     clock = Clock()
-    scheduler = Scheduler([ServerSpec("gpu1", num_parallel=1, max_loaded_models=1)], Bounds())
-    scheduler.servers["gpu1"].runners["m"] = Runner({})
+    specs = [ServerSpec("gpu1", num_parallel=1, max_loaded_models=1), ServerSpec("gpu2", num_parallel=1)]
+    scheduler = Scheduler(specs, Bounds(prefix_hold=1.0), Estimates(default_slot_seconds=1.0, default_prefill_rate=100))
+    for server in scheduler.servers.values():
+        server.warm("m", Loaded({}))
     arbiter, worker = Arbiter(scheduler, clock), Worker()
     conversation = chain_of("/api/chat", {"messages": [{"role": "user", "content": "x" * 8000}]})
     scheduler.submit(Ticket("a1", Share("agent"), "m", ("gpu1",), prefix=conversation), now=100)
-    scheduler.end("a1", now=105)  # its conversation is held on the one slot for its next turn
+    scheduler.end("a1", now=105)
+    scheduler.submit(Ticket("b1", Share("other"), "m", ("gpu1",)), now=105)  # gpu1 busy, holding a's conversation
     clock.now = 105.2
-    question = chain_of("/api/chat", {"messages": [{"role": "user", "content": "quick one?"}]})
-    arbiter.handle(worker, wire.submit(Ticket("q1", Share("person"), "m", ("gpu1",), prefix=question)))
+    again = chain_of("/api/chat", {"messages": [{"role": "user", "content": "x" * 8000}, {"role": "user",
+                                                                                          "content": "more"}]})
+    arbiter.handle(worker, wire.submit(Ticket("a2", Share("agent"), "m", ("gpu1", "gpu2"), prefix=again)))
     ticking = gevent.spawn(arbiter._tick_forever, 0)
     try:
         gevent.sleep(0.1)
-        assert worker.ops("grant") == []  # a question waits up to yield_within rather than overwrite it
-        clock.now = 105.2 + Bounds().yield_within + 0.1  # ... and no request arrives or ends meanwhile
+        assert worker.ops("grant") == []  # it waits for the server that holds its conversation, up to prefix_hold
+        clock.now = 105.2 + 1.1  # ... and no request arrives or ends meanwhile
         gevent.sleep(0.6)
-        assert worker.ops("grant") == ["q1"]
+        assert worker.ops("grant") == ["a2"]
     finally:
         ticking.kill()

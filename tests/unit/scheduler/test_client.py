@@ -11,7 +11,7 @@ from ollama_proxy.scheduler import prefix, wire
 from ollama_proxy.scheduler.client import REPORT_AFTER, ClientLeft, SchedulerClient
 from ollama_proxy.scheduler.fairness import BATCH, INTERACTIVE, Share
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
-from ollama_proxy.scheduler.tickets import Grant, Loan, Ticket
+from ollama_proxy.scheduler.tickets import Grant, Loan, PromptRead, Ticket
 from tests.fakes.clock import ManualClock
 
 SPECS = [ServerSpec("gpu1", num_parallel=4), ServerSpec("gpu2", num_parallel=4)]
@@ -132,8 +132,8 @@ def _placement(server: str = "gpu1") -> Placement:
     return Placement(server, Start.WARM, OPTIONS)
 
 
-def _grant(ticket_id: str, server: str = "gpu1", waited: float = 0.0, cached: int = 0, **extra) -> dict:
-    return {**wire.grant(Grant(ticket_id, _placement(server), waited, cached)), **extra}
+def _grant(ticket_id: str, server: str = "gpu1", waited: float = 0.0, **extra) -> dict:
+    return {**wire.grant(Grant(ticket_id, _placement(server), waited)), **extra}
 
 
 def _lend(loan_id: str = "l1", server: str = "gpu1", slots: int = 2, classes=(INTERACTIVE,),
@@ -147,17 +147,17 @@ def test_a_submitted_ticket_gets_the_grant_its_arbiter_answers_and_its_submit_na
     asking = gevent.spawn(client.admit, ticket)
     _until(lambda: "submit" in arbiter.line.ops())
     assert arbiter.line.sent == [wire.sync([], []), wire.submit(ticket, [SPECS[0]])]
-    arbiter.line.answer(_grant("t1", waited=0.5, cached=300))
-    assert asking.get(timeout=1) == Grant("t1", _placement(), 0.5, cached=300)
+    arbiter.line.answer(_grant("t1", waited=0.5))
+    assert asking.get(timeout=1) == Grant("t1", _placement(), 0.5)
 
 
 def test_a_granted_slot_given_back_is_told_to_the_arbiter_once(arbiter, clock):
     client = _client(arbiter, clock)
     arbiter.grants_at_once()
     client.admit(_ticket("t1"))
-    client.end("t1", load_seconds=2.5, prefill=(1200, 0.25))
+    client.end("t1", load_seconds=2.5, read=PromptRead(1200, 1000, 0.25))
     client.end("t1")
-    assert arbiter.line.sent[2:] == [{"op": "end", "id": "t1", "load_seconds": 2.5, "prefill": [1200, 0.25]}]
+    assert arbiter.line.sent[2:] == [{"op": "end", "id": "t1", "load_seconds": 2.5, "prompt": [1200, 1000, 0.25]}]
 
 
 def test_a_refusal_is_raised_as_the_arbiters_own_error_and_nothing_is_cancelled(arbiter, clock):
@@ -232,7 +232,7 @@ def test_a_request_that_fits_a_loan_starts_on_it_at_once_and_the_arbiter_hears_a
     line.answer(_lend("l1"))
     ticket = _ticket("t1")
     granted = client.admit(ticket)
-    assert granted == Grant("t1", _placement(), 0.0, cached=None)
+    assert granted == Grant("t1", _placement(), 0.0)
     assert line.ops() == ["join", "sync"]  # no round trip
     started = time.monotonic()
     _until(lambda: "start" in line.ops())
@@ -294,7 +294,7 @@ def test_requests_start_on_the_loan_with_most_slots_left_and_ask_once_every_lent
     client.admit(_ticket("t3", candidates=("gpu1", "gpu2")))
     assert arbiter.line.ops()[2:] == ["submit"]
     client.end("t1")  # a slot of l1 is free again
-    assert client.admit(_ticket("t4", candidates=("gpu1", "gpu2"))).cached is None  # a loan's: nobody placed it
+    assert client.admit(_ticket("t4", candidates=("gpu1", "gpu2"))).placement.server == "gpu1"
     assert arbiter.line.ops()[2:] == ["submit"]
 
 

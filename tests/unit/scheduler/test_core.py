@@ -7,7 +7,7 @@ from ollama_proxy.errors import Overloaded, RateLimited
 from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
 from ollama_proxy.scheduler.estimates import MODELS_KEPT, Estimates
 from ollama_proxy.scheduler.fairness import BATCH, Share
-from ollama_proxy.scheduler.servers import Placement, Runner, ServerSpec, Start
+from ollama_proxy.scheduler.servers import Loaded, Placement, ServerSpec, Start
 
 SERVERS = ("gpu1", "gpu2")
 DEFAULT_BOUNDS = Bounds()
@@ -17,7 +17,7 @@ def _scheduler(*specs: ServerSpec, bounds: Bounds = DEFAULT_BOUNDS, loaded=("m",
     scheduler = Scheduler(specs or [ServerSpec(n, num_parallel=2) for n in SERVERS], bounds, Estimates(**estimates))
     for server in scheduler.servers.values():
         for model in loaded:
-            server.runners[model] = Runner({"num_ctx": 4096})
+            server.warm(model, Loaded({"num_ctx": 4096}))
     return scheduler
 
 
@@ -124,7 +124,7 @@ def test_a_client_that_left_while_waiting_is_never_granted():
 
 def test_warm_first():
     s = _scheduler(ServerSpec("gpu1"), ServerSpec("gpu2"), loaded=())
-    s.servers["gpu2"].runners["m"] = Runner({})
+    s.servers["gpu2"].warm("m", Loaded({}))
     (grant,) = s.submit(_ticket("t1"), now=0)
     assert (grant.placement.server, grant.placement.start) == ("gpu2", Start.WARM)
 
@@ -133,7 +133,7 @@ def test_another_server_loads_the_model_only_when_that_beats_the_wait_for_a_warm
     for load, expected in ((2.0, "gpu2"), (60.0, None)):
         s = _scheduler(ServerSpec("gpu1"), ServerSpec("gpu2"), loaded=(), default_slot_seconds=20.0,
                        default_load_seconds=load)
-        s.servers["gpu1"].runners["m"] = Runner({})
+        s.servers["gpu1"].warm("m", Loaded({}))
         s.submit(_ticket("t1"), now=0)
         grants = s.submit(_ticket("t2"), now=1)  # a warm slot frees in about 19 s
         assert [g.placement.server for g in grants] == ([expected] if expected else [])
@@ -149,7 +149,7 @@ def test_a_model_not_loaded_anywhere_loads_at_once():
 
 def test_a_larger_context_drains_the_runner_then_reloads_it_once_and_the_rest_use_it():
     s = _scheduler(ServerSpec("gpu1", num_parallel=2), loaded=())
-    s.servers["gpu1"].runners["m"] = Runner({"num_ctx": 2048})
+    s.servers["gpu1"].warm("m", Loaded({"num_ctx": 2048}))
     s.submit(_ticket("small1", asked={"num_ctx": 2048}), now=0)
     assert _granted(s.submit(_ticket("big", "bob", asked={"num_ctx": 8192}), now=1)) == []
     assert _granted(s.submit(_ticket("small2", "carol"), now=2)) == []  # held back: the runner drains for big
@@ -322,18 +322,18 @@ def test_requests_of_about_the_same_length_keep_their_order():
 
 def test_a_request_waiting_to_reload_a_model_starts_when_the_server_says_it_already_runs_those_options():
     s = _scheduler(ServerSpec("gpu1", num_parallel=2), loaded=())
-    s.servers["gpu1"].runners["m"] = Runner({"num_ctx": 2048})
+    s.servers["gpu1"].warm("m", Loaded({"num_ctx": 2048}))
     only = {"candidates": ("gpu1",)}
     assert _granted(s.submit(_ticket("a", asked={"num_ctx": 2048}, **only), now=0)) == ["a"]
     assert _granted(s.submit(_ticket("b", asked={"num_ctx": 8192}, **only), now=1)) == []  # waits to reload it
-    assert _granted(s.refresh("gpu1", {"m": {"num_ctx": 8192}}, now=2)) == ["b"]  # no reload needed after all
+    assert _granted(s.refresh("gpu1", {"m": Loaded({"num_ctx": 8192})}, now=2)) == ["b"]  # no reload needed after all
 
 
 def _refreshed_at_random(s: Scheduler, rnd: random.Random, now: float):
     """A server's view of what it holds: nothing, the model with some context length, or what the scheduler thinks."""
     server = rnd.choice(SERVERS)
-    view = rnd.choice([{}, {"m": {"num_ctx": rnd.choice([2048, 4096, 8192])}},
-                       {m: dict(r.options) for m, r in s.servers[server].runners.items()}])
+    view = rnd.choice([{}, {"m": Loaded({"num_ctx": rnd.choice([2048, 4096, 8192])})},
+                       {m: Loaded(dict(r.options)) for m, r in s.servers[server].runners.items()}])
     return s.refresh(server, view, now)
 
 
@@ -457,14 +457,6 @@ def test_nothing_is_lent_while_anything_waits_during_a_hold_or_where_a_share_wou
     assert _lending(num_parallel=2).lend(["a", "b"], now=0) == []  # two free slots, three ways
 
 
-def test_a_slot_holding_a_conversation_for_its_next_turn_is_not_lent():
-    s = _lending(num_parallel=2)
-    s.submit(_ticket("a1", "agent-a", prefix=_agent_turn("a", 4)), now=0)
-    s.end("a1", now=5)
-    assert s.lend(["w1"], now=5.5) == []  # one slot kept free, the other held for agent-a's next turn
-    assert sum(loan.slots for loan in s.lend(["w1"], now=5 + DEFAULT_BOUNDS.prefix_hold)) == 1  # no longer held
-
-
 def test_a_larger_context_waits_for_the_loans_to_come_back_then_reloads_the_model():
     s = _lending()
     loans = s.lend(["a", "b"], now=0)
@@ -479,9 +471,9 @@ def test_a_larger_context_waits_for_the_loans_to_come_back_then_reloads_the_mode
 def test_a_loan_on_a_model_the_server_says_runs_with_other_options_is_called_back():
     s = _lending()
     loan = s.lend(["a"], now=0)[0]
-    s.refresh("gpu1", {"m": {"num_ctx": 4096}}, now=1)
+    s.refresh("gpu1", {"m": Loaded({"num_ctx": 4096})}, now=1)
     assert s.recall() == []
-    s.refresh("gpu1", {"m": {"num_ctx": 8192}}, now=2)
+    s.refresh("gpu1", {"m": Loaded({"num_ctx": 8192})}, now=2)
     assert s.recall() == [loan]
 
 
@@ -558,116 +550,6 @@ def test_a_request_naming_no_server_the_scheduler_knows_is_refused_at_once():
     with pytest.raises(Overloaded) as refused:
         scheduler.submit(Ticket("t1", Share("alice"), "m", ("gpu9",)), 0.0)
     assert "gpu9" in refused.value.message and not scheduler.waiting
-
-
-def _agent_turn(name: str, turns: int):
-    from ollama_proxy.scheduler.prefix import chain_of
-    return chain_of("/api/chat", {"messages": [{"role": "user", "content": f"{name} {i} " + "x" * 4000}
-                                               for i in range(turns)]})
-
-
-def _question(text: str):
-    from ollama_proxy.scheduler.prefix import chain_of
-    return chain_of("/api/chat", {"messages": [{"role": "user", "content": text}]})
-
-
-def test_a_conversations_next_turn_goes_to_the_server_that_holds_its_prompt():
-    s = _scheduler()
-    s.submit(_ticket("a1", "agent-a", prefix=_agent_turn("a", 4)), now=0)
-    first = s.running["a1"].placement.server
-    s.end("a1", now=5, prefill=(4000, 1.0))
-    assert s.estimates.prefill_seconds("m", first, 4000) == 1.0  # learned from what Ollama said
-    grant = s.submit(_ticket("a2", "agent-a", prefix=_agent_turn("a", 6)), now=6)[0]
-    assert grant.placement.server == first and s.running["a2"].cached == _agent_turn("a", 4)[-1].tokens
-    assert grant.cached == s.running["a2"].cached  # the worker is told
-
-
-def test_a_long_prompt_waits_rather_than_overwrite_a_conversation_held_for_its_next_turn():
-    s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1))
-    s.submit(_ticket("a1", "agent-a", prefix=_agent_turn("a", 4)), now=0)
-    s.submit(_ticket("b1", "agent-b", prefix=_agent_turn("b", 4)), now=0)
-    s.end("a1", now=5)
-    s.end("b1", now=5)
-    assert s.submit(_ticket("c1", "agent-c", prefix=_agent_turn("c", 4)), now=6) == []  # both held
-    back = s.submit(_ticket("a2", "agent-a", prefix=_agent_turn("a", 6)), now=6.5)
-    assert _granted(back) == ["a2"]  # agent-a came back to its own
-    hold = DEFAULT_BOUNDS.prefix_hold
-    assert _granted(s.dispatch(now=6 + hold)) == ["c1"]  # waited the bound: it overwrites agent-b's
-
-
-def test_long_prompts_leave_questions_a_slot_that_holds_no_conversation():
-    s = _scheduler(ServerSpec("gpu1", num_parallel=2), ServerSpec("gpu2", num_parallel=1))
-    s.submit(_ticket("q0", "person", prefix=_question("hello")), now=0)  # questions come for the model
-    s.end("q0", now=0.5)
-    for name in "ab":
-        s.submit(_ticket(f"{name}1", f"agent-{name}", prefix=_agent_turn(name, 4)), now=1)
-    assert sorted(s.running) == ["a1", "b1"]
-    assert s.submit(_ticket("c1", "agent-c", prefix=_agent_turn("c", 4)), now=1.5) == []  # the last free slot
-    assert _granted(s.submit(_ticket("q1", "person", prefix=_question("and now?")), now=2)) == ["q1"]
-
-
-def test_with_fewer_than_three_slots_no_slot_is_kept_for_questions():
-    s = _scheduler(ServerSpec("gpu1", num_parallel=2), loaded=("m",))
-    s.submit(_ticket("q0", "person", prefix=_question("hello")), now=0)
-    s.end("q0", now=0.5)
-    assert _granted(s.submit(_ticket("a1", "agent-a", prefix=_agent_turn("a", 4)), now=1)) == ["a1"]
-    assert _granted(s.submit(_ticket("b1", "agent-b", prefix=_agent_turn("b", 4)), now=1)) == ["b1"]
-
-
-def _one_slot_each_agents_a_and_b_ended(now: float = 5) -> Scheduler:
-    s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1))
-    s.submit(_ticket("a1", "agent-a", prefix=_agent_turn("a", 4)), now=0)
-    s.submit(_ticket("b1", "agent-b", prefix=_agent_turn("b", 4)), now=0)
-    s.end("a1", now=now)
-    s.end("b1", now=now)
-    return s
-
-
-def test_a_conversation_is_held_for_as_long_as_it_took_to_come_back_not_the_whole_bound():
-    s = _one_slot_each_agents_a_and_b_ended()
-    for name, back in (("a", 5.5), ("b", 5.5)):  # both come back half a second after their turns
-        s.submit(_ticket(f"{name}2", f"agent-{name}", prefix=_agent_turn(name, 5)), now=back)
-    s.end("a2", now=8)
-    s.end("b2", now=8)
-    assert s.submit(_ticket("c1", "agent-c", prefix=_agent_turn("c", 4)), now=8.5) == []  # expected back: held
-    # Twice the half second, and a second, after their turns ended, neither came back: c need not wait the bound.
-    assert 8 + 2 < DEFAULT_BOUNDS.prefix_hold
-    assert _granted(s.dispatch(now=10.1)) == ["c1"]
-
-
-def test_a_conversation_back_and_waiting_keeps_its_slot_held_past_its_expected_return():
-    s = _one_slot_each_agents_a_and_b_ended()
-    s.submit(_ticket("a2", "agent-a", prefix=_agent_turn("a", 5)), now=5.5)
-    s.end("a2", now=8)  # a is expected back by 10; b (a first turn) for the whole bound
-    s.hold_until = 11  # no grants before then (as after an arbiter takes over)
-    s.submit(_ticket("c1", "agent-c", prefix=_agent_turn("c", 4)), now=9)
-    s.submit(_ticket("a3", "agent-a", prefix=_agent_turn("a", 6)), now=9.5)
-    assert [t.id for t in s.queue(now=11)] == ["c1", "a3"]
-    grants = s.dispatch(now=11)  # past a's expected return, but a's next turn waits for that slot
-    assert _granted(grants) == ["a3"] and s.running["a3"].cached == _agent_turn("a", 5)[-1].tokens
-    assert "c1" in s.waiting
-
-
-def test_a_question_waits_a_moment_rather_than_overwrite_a_held_conversation_then_goes():
-    s = _one_slot_each_agents_a_and_b_ended()
-    assert s.submit(_ticket("q1", "person", prefix=_question("quick one?")), now=5.2) == []
-    assert _granted(s.dispatch(now=5.2 + DEFAULT_BOUNDS.yield_within)) == ["q1"]
-
-
-def test_a_longer_request_does_not_jump_ahead_onto_a_held_conversations_slot():
-    s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1), default_slot_seconds=1.0)
-    s.submit(_ticket("a1", "agent-a", prefix=_agent_turn("a", 4)), now=0)
-    s.submit(_ticket("c0", "agent-c", weight=0.1, prefix=_question("warm up")), now=0)
-    s.end("c0", now=4)  # c has had its share for a while
-    s.submit(_ticket("b1", "agent-b", prefix=_agent_turn("b", 4)), now=4.5)
-    s.end("a1", now=5)
-    s.end("b1", now=5)  # both slots hold a conversation, for its next turn
-    s.estimates.ended("m", 60.0, now=5, principal="agent-c")  # c's turns hold a slot long: it would go first
-    s.hold_until = 6
-    s.submit(_ticket("a2", "agent-a", prefix=_agent_turn("a", 5)), now=5.2)
-    s.submit(_ticket("c1", "agent-c", weight=0.1, prefix=_agent_turn("c", 4)), now=5.3)
-    assert [t.id for t in s.queue(now=6)] == ["a2", "c1"]
-    assert _granted(s.dispatch(now=6)) == ["a2"] and "c1" in s.waiting
 
 
 def test_a_front_end_naming_a_fresh_end_user_each_request_gets_its_keys_share_not_one_share_a_name():

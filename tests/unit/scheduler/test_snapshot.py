@@ -5,7 +5,8 @@ import json
 from ollama_proxy.scheduler.core import Scheduler, Ticket
 from ollama_proxy.scheduler.fairness import BATCH, Share
 from ollama_proxy.scheduler.prefix import chain_of, prompt_tokens
-from ollama_proxy.scheduler.servers import Runner, ServerSpec
+from ollama_proxy.scheduler.servers import Loaded, ServerSpec
+from ollama_proxy.scheduler.tickets import PromptRead
 
 
 def _ticket(ticket_id: str, principal: str, klass: str = "interactive", model: str = "m", **kw) -> Ticket:
@@ -16,7 +17,7 @@ def _ticket(ticket_id: str, principal: str, klass: str = "interactive", model: s
 def _busy_scheduler() -> Scheduler:
     """gpu1 runs m (num_ctx 8192) for alice and bob; carol (batch) and dave wait for it; gpu2 runs nothing."""
     s = Scheduler([ServerSpec("gpu1", num_parallel=2, max_loaded_models=1), ServerSpec("gpu2", max_concurrent=3)])
-    s.servers["gpu1"].runners["m"] = Runner({"num_ctx": 8192})
+    s.servers["gpu1"].warm("m", Loaded({"num_ctx": 8192}))
     s.submit(_ticket("a", "alice", asked={"num_ctx": 2048}), now=10)
     s.submit(_ticket("b", "bob"), now=11)
     s.submit(_ticket("c", "carol", BATCH, candidates=("gpu1", "elsewhere")), now=12)
@@ -29,7 +30,7 @@ def test_each_server_shows_its_slots_and_each_loaded_model_its_options_and_busy_
     assert servers == [
         {"name": "gpu1", "slots": 2, "busy": 2, "num_parallel": 2, "max_loaded_models": 1,
          "models": [{"model": "m", "options": {"num_ctx": 8192}, "busy": 2, "slots": 2, "lent": 0, "reserved": False,
-                     "conversations": []}]},  # no prompt told: no cache to show
+                     "prompts": []}]},  # no prompt told: no cache to show
         {"name": "gpu2", "slots": 3, "busy": 0, "num_parallel": 1, "max_loaded_models": 3, "models": []},
     ]
 
@@ -57,7 +58,7 @@ def test_who_waits_in_the_order_they_go_with_the_servers_they_may_run_on():
 
 def test_a_runner_draining_for_a_larger_context_is_marked_reserved():
     s = Scheduler([ServerSpec("gpu1", num_parallel=2)])
-    s.servers["gpu1"].runners["m"] = Runner({"num_ctx": 2048})
+    s.servers["gpu1"].warm("m", Loaded({"num_ctx": 2048}))
     s.submit(_ticket("small", "alice"), now=0)
     s.submit(_ticket("big", "bob", asked={"num_ctx": 8192}), now=1)
     (runner,) = s.status(now=2)["servers"][0]["models"]
@@ -75,19 +76,21 @@ def test_an_idle_scheduler_has_nobody_running_or_waiting():
     assert state["servers"][0]["slots"] == 3  # num_parallel 1 x max_loaded_models 3, as Ollama's defaults
 
 
-def test_a_conversation_shows_whose_it_is_and_whether_it_is_held_for_its_next_turn_until_the_hold_ends():
-    s = Scheduler([ServerSpec("gpu1", num_parallel=2)])
-    s.servers["gpu1"].runners["m"] = Runner({})
-    turn = chain_of("/api/chat", {"messages": [{"role": "user", "content": "x" * 8000}]})
-    s.submit(_ticket("a1", "webui/ann", prefix=turn), now=0)
+def test_each_prompt_a_server_holds_shows_whose_it_is_where_and_the_hits_its_answers_confirmed():
+    s = Scheduler([ServerSpec("gpu1", num_parallel=1)])
+    s.servers["gpu1"].warm("m", Loaded({}))
+    turns = {name: chain_of("/api/chat", {"messages": [{"role": "user", "content": name + "x" * 8000}]})
+             for name in ("ann", "bob")}
+    s.submit(_ticket("a1", "webui/ann", prefix=turns["ann"]), now=0)
 
-    def conversations(now: float) -> list[dict]:
-        return s.status(now)["servers"][0]["models"][0]["conversations"]
-    tokens = prompt_tokens(turn)
-    assert conversations(1) == [{"owner": "webui/ann", "tokens": tokens, "in_use": True, "ended": None,
-                                 "held": False}]
-    s.end("a1", now=5)
-    assert conversations(7) == [{"owner": "webui/ann", "tokens": tokens, "in_use": False, "ended": 2, "held": True}]
-    hold = s.bounds.prefix_hold
-    assert conversations(5 + hold) == [{"owner": "webui/ann", "tokens": tokens, "in_use": False, "ended": hold,
-                                        "held": False}]
+    def prompts(now: float) -> list[dict]:
+        return s.status(now)["servers"][0]["models"][0]["prompts"]
+    tokens = prompt_tokens(turns["ann"])
+    assert prompts(1) == [{"where": "slot 0", "owner": "webui/ann", "tokens": tokens, "in_use": True}]
+    s.end("a1", now=5, read=PromptRead(tokens, 0, 1.0))
+    s.submit(_ticket("b1", "bob", prefix=turns["bob"]), now=6)  # ann's saved to RAM as bob's takes the slot
+    assert prompts(7) == [{"where": "slot 0", "owner": "bob", "tokens": prompt_tokens(turns["bob"]), "in_use": True},
+                          {"where": "RAM", "owner": "webui/ann", "tokens": tokens, "in_use": False}]
+    assert s.status(7)["prompt_cache"] == [{"server": "gpu1", "model": "m", "predicted": 0, "confirmed": 0,
+                                            "surprises": 0, "predicted_tokens": 0, "confirmed_tokens": 0,
+                                            "reliability": 1.0}]

@@ -7,10 +7,12 @@ from ollama_proxy.scheduler import wire
 from ollama_proxy.scheduler.core import Grant, Ticket
 from ollama_proxy.scheduler.fairness import BATCH, Share
 from ollama_proxy.scheduler.servers import Placement, ServerSpec, Start
+from ollama_proxy.scheduler.tickets import PromptRead
 
 TICKET = Ticket("t1", Share("team", 2.0, BATCH, "ann"), "llama3.2:latest", ("gpu1", "gpu2"), {"num_ctx": 8192},
                 frozenset({"num_ctx"}))
-SPECS = [ServerSpec("gpu1", 2, 1, None), ServerSpec("gpu2", 4, 2, 6, multiuser_cache=True)]
+SPECS = [ServerSpec("gpu1", 2, 1, None), ServerSpec("gpu2", 4, 2, 6, prompt_cache_mib=0,
+                                                     model_parallel=(("qwen3:32b", 1),))]
 
 
 def test_a_ticket_its_servers_and_where_it_runs_come_back_as_they_went():
@@ -31,27 +33,21 @@ def test_a_share_without_an_end_user_from_an_older_worker_is_its_principals_own_
     assert wire.ran_of(wire.decode(wire.encode(report)))[0] == Share("webui", end_user="bob")
 
 
-def test_servers_named_by_an_older_worker_without_their_cache_mode_use_ollamas_default():
-    message = {**wire.submit(TICKET), "servers": [["gpu1", 2, 1, None]]}
-    assert wire.specs_of(message) == [ServerSpec("gpu1", 2, 1, None, multiuser_cache=False)]
+@pytest.mark.parametrize("servers", [[["gpu1", 2, 1, None]], [["gpu1", 2, 1, None, True]]])
+def test_servers_named_by_an_older_worker_without_their_prompt_cache_use_llama_servers_default(servers):
+    message = {**wire.submit(TICKET), "servers": servers}
+    assert wire.specs_of(message) == [ServerSpec("gpu1", 2, 1, None, prompt_cache_mib=8192, model_parallel=())]
+
+
+def test_an_embedding_says_so():
+    ticket = Ticket("t1", Share("a"), "m", ("gpu1",), embeds=True)
+    assert wire.ticket_of(wire.decode(wire.encode(wire.submit(ticket)))).embeds
+    assert not wire.ticket_of(wire.submit(TICKET)).embeds
 
 
 def test_a_grant_comes_back_as_it_went():
-    granted = Grant("t1", Placement("gpu1", Start.LOAD, {}, evict="qwen3:8b"), 1.5, cached=3072)
+    granted = Grant("t1", Placement("gpu1", Start.LOAD, {}, evict="qwen3:8b"), 1.5)
     assert wire.grant_of(wire.decode(wire.encode(wire.grant(granted)))) == granted
-
-
-def test_a_grant_of_an_older_arbiter_without_cached_tokens_says_none_are_cached():
-    message = wire.grant(Grant("t1", Placement("gpu1", Start.WARM, {}), 0.5, cached=3072))
-    del message["cached"]
-    assert wire.grant_of(message).cached == 0
-
-
-@pytest.mark.parametrize("cached", [-1, "3072", 1.5, True, None, [3072]])
-def test_a_grant_whose_cached_tokens_are_not_a_count_is_bad(cached):
-    message = {**wire.grant(Grant("t1", Placement("gpu1", Start.WARM, {}), 0.5)), "cached": cached}
-    with pytest.raises(wire.BadMessage, match="cached"):
-        wire.grant_of(message)
 
 
 def test_a_sync_holds_what_runs_and_what_waits():
@@ -93,11 +89,19 @@ def test_a_tickets_prompt_chain_comes_back_as_it_went_and_a_malformed_one_is_bad
 
 
 @pytest.mark.parametrize("value, read", [
-    ([1200, 0.25], (1200, 0.25)), (None, None), ([1200], None), (["1200", 0.25], None), ([-1, 0.25], None),
-    ([True, 0.25], None), ([10, 1e9], None),
+    ([4300, 3990, 0.25], PromptRead(4300, 3990, 0.25)), ([4300, None, 0.25], PromptRead(4300, None, 0.25)),
+    (None, None), ([1200, 0.25], None), (["1200", 0, 0.25], None), ([-1, 0, 0.25], None),
+    ([True, 0, 0.25], None), ([10, 0, 1e9], None), ([10, 11, 0.25], None), ([10, -1, 0.25], None),
+    ([10, "3", 0.25], None),
 ])
 def test_the_prompt_read_an_end_tells_of_is_taken_only_when_well_formed(value, read):
-    assert wire.prefill_of({"op": "end", "id": "t1", "prefill": value}) == read
+    assert wire.read_of({"op": "end", "id": "t1", "prompt": value}) == read
+
+
+def test_an_end_says_what_its_answer_read():
+    message = wire.decode(wire.encode(wire.end("t1", 1.5, PromptRead(4300, 3990, 0.25))))
+    assert (message["load_seconds"], wire.read_of(message)) == (1.5, PromptRead(4300, 3990, 0.25))
+    assert "prompt" not in wire.end("t1", None, None)
 
 
 def test_a_loan_says_what_it_is_for_and_an_older_arbiters_is_for_short_interactive_prompts():

@@ -11,6 +11,7 @@ from ollama_proxy.translate.openai_common import (
     merge_completions,
     sum_usage,
     summed_usage_frames,
+    to_openai_usage,
 )
 from ollama_proxy.translate.openai_completion import CompletionStreamConverter
 
@@ -95,7 +96,23 @@ def test_merge_completions(results, expected):
 SUM_CASES = [
     pytest.param([], usage(0, 0), id="none"),
     pytest.param([usage(1, 2), None, {"prompt_tokens": 3}], usage(4, 2), id="partial"),
+    pytest.param([{**usage(10, 2), "prompt_tokens_details": {"cached_tokens": 8}}, usage(10, 3),
+                  {**usage(10, 1), "prompt_tokens_details": {"cached_tokens": 9}}],
+                 {**usage(30, 6), "prompt_tokens_details": {"cached_tokens": 17}}, id="cached where told"),
 ]
+
+
+@pytest.mark.parametrize("answer, expected", [
+    pytest.param({"prompt_eval_count": 4300, "prompt_eval_cached_count": 3990, "eval_count": 12},
+                 {**usage(4300, 12), "prompt_tokens_details": {"cached_tokens": 3990}}, id="Ollama 0.33: told"),
+    pytest.param({"prompt_eval_count": 4300, "prompt_eval_cached_count": 0, "eval_count": 12},
+                 {**usage(4300, 12), "prompt_tokens_details": {"cached_tokens": 0}}, id="none cached, told"),
+    pytest.param({"prompt_eval_count": 4300, "eval_count": 12}, usage(4300, 12), id="not told: nothing said"),
+    pytest.param({"prompt_eval_count": 4300, "prompt_eval_cached_count": "3990"}, usage(4300, 0),
+                 id="not a count: nothing said"),
+])
+def test_openai_usage_tells_the_cached_prompt_tokens_exactly_where_ollama_does(answer, expected):
+    assert to_openai_usage(answer) == expected
 
 
 @pytest.mark.parametrize("usages, expected", SUM_CASES)

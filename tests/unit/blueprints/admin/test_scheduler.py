@@ -14,16 +14,18 @@ STATE = {
         {"name": "gpu1", "slots": 2, "busy": 1, "num_parallel": 2, "max_loaded_models": 1,
          "models": [{"model": "llama3.2:latest", "options": {"num_ctx": 8192, "num_batch": 512}, "busy": 1,
                      "slots": 2, "lent": 0, "reserved": True,
-                     "conversations": [
-                         {"owner": "webui/ann", "tokens": 5120, "in_use": True, "ended": None, "held": False},
-                         {"owner": "agent-7", "tokens": 9800, "in_use": False, "ended": 4.25, "held": True},
-                         {"owner": "nightly", "tokens": 2100, "in_use": False, "ended": 125.0, "held": False}]}]},
+                     "prompts": [
+                         {"where": "slot 0", "owner": "webui/ann", "tokens": 5120, "in_use": True},
+                         {"where": "slot 1", "owner": "agent-7", "tokens": 9800, "in_use": False},
+                         {"where": "RAM", "owner": "nightly", "tokens": 2100, "in_use": False}]}]},
         {"name": "gpu2", "slots": 3, "busy": 0, "num_parallel": 1, "max_loaded_models": 3, "models": []},
     ],
     "running": [{"principal": "webui/ann", "class": "interactive", "weight": 1.0, "model": "llama3.2:latest",
                  "server": "gpu1", "start": "reload", "options": {"num_ctx": 8192}, "running": 30.0}],
     "waiting": [{"principal": "nightly", "class": "batch", "weight": 0.5, "model": "llama3.2:latest",
                  "asked": {"num_ctx": 16384}, "waited": 125.0, "servers": ["gpu1", "gpu2"]}],
+    "prompt_cache": [{"server": "gpu1", "model": "llama3.2:latest", "predicted": 40, "confirmed": 38,
+                      "surprises": 1, "predicted_tokens": 152000, "confirmed_tokens": 149500, "reliability": 0.962}],
 }
 
 
@@ -36,18 +38,23 @@ def test_each_loaded_model_is_a_row_with_its_options_and_busy_slots_and_an_idle_
     ]
 
 
-def test_the_conversations_each_servers_slots_hold_say_whose_how_long_and_whether_held_for_the_next_turn():
-    assert live_view(STATE, NOW)["conversations"] == [
-        {"server": "gpu1", "model": "llama3.2:latest", "owner": "webui/ann", "tokens": 5120, "state": "in use",
-         "ended": ""},
-        {"server": "gpu1", "model": "llama3.2:latest", "owner": "agent-7", "tokens": 9800, "state": "held",
-         "ended": "4.2 s ago"},
-        {"server": "gpu1", "model": "llama3.2:latest", "owner": "nightly", "tokens": 2100, "state": "not held",
-         "ended": "2 min 5 s ago"},
+def test_the_prompts_each_server_holds_say_whose_where_and_how_long_and_the_hits_what_answers_confirmed():
+    view = live_view(STATE, NOW)
+    assert view["prompts"] == [
+        {"server": "gpu1", "model": "llama3.2:latest", "where": "slot 0", "owner": "webui/ann", "tokens": 5120,
+         "state": "in use"},
+        {"server": "gpu1", "model": "llama3.2:latest", "where": "slot 1", "owner": "agent-7", "tokens": 9800,
+         "state": "idle"},
+        {"server": "gpu1", "model": "llama3.2:latest", "where": "RAM", "owner": "nightly", "tokens": 2100,
+         "state": "idle"},
     ]
+    assert view["cache"] == [{"server": "gpu1", "model": "llama3.2:latest", "hits": "38 / 40",
+                              "tokens": "149500 / 152000", "surprises": 1, "reliability": "96%"}]
     older = {**STATE["servers"][0], "models": [{**STATE["servers"][0]["models"][0]}]}
-    del older["models"][0]["conversations"]  # an arbiter of before conversations were shown
-    assert live_view({**STATE, "servers": [older]}, NOW)["conversations"] == []
+    del older["models"][0]["prompts"]  # an arbiter of before prompts were shown
+    older_state = {key: value for key, value in STATE.items() if key != "prompt_cache"}
+    assert live_view({**older_state, "servers": [older]}, NOW)["prompts"] == []
+    assert live_view(older_state, NOW)["cache"] == []
 
 
 def test_who_runs_since_when_and_who_waits_how_long_in_the_order_they_go():
@@ -68,8 +75,8 @@ def test_durations_read_at_a_glance(seconds, said):
 
 def test_a_scheduler_that_did_not_answer_gives_the_message_and_no_rows():
     view = live_view(None, NOW, message="no answer")
-    assert (view["ok"], view["message"], view["models"], view["conversations"], view["running"],
-            view["waiting"]) == (False, "no answer", [], [], [], [])
+    assert (view["ok"], view["message"], view["models"], view["prompts"], view["cache"], view["running"],
+            view["waiting"]) == (False, "no answer", [], [], [], [], [])
 
 
 def test_the_json_is_the_view_of_what_the_arbiter_answers(client, app, monkeypatch):
@@ -87,7 +94,8 @@ def test_the_page_carries_its_first_view_and_is_in_the_navigation(client, app, m
     page = client.get("/admin/scheduler").get_data(as_text=True)
     assert 'id="scheduler-data" data-url="/admin/scheduler.json"' in page
     assert "webui/ann" in page and 'href="/admin/scheduler"' in page
-    assert 'id="scheduler-conversations"' in page and '"owner": "agent-7"' in page and '"state": "held"' in page
+    assert 'id="scheduler-prompts"' in page and '"owner": "agent-7"' in page and '"where": "RAM"' in page
+    assert 'id="scheduler-cache"' in page and '"hits": "38 / 40"' in page
     assert "scheduler.js" in page
 
 

@@ -83,3 +83,23 @@ def test_errors_and_an_early_end_pass_through():
     assert converter.close() == [("error", {"type": "error", "error": {
         "type": "api_error", "message": "the upstream closed the stream before the response was complete"}})]
     assert converter.finished and converter.fail("late") == []
+
+
+CACHED = {**DONE, "prompt_eval_count": 4300, "prompt_eval_cached_count": 3990}
+
+
+def test_a_whole_message_parts_its_input_into_what_was_read_and_what_came_from_cache():
+    usage = InputUsage(Estimate(100), scale=2.0)
+    message = to_anthropic_message(CACHED, message_id="msg_1", model="claude-x", new_id=counter_ids())
+    assert message["usage"] == {"input_tokens": 310, "cache_read_input_tokens": 3990, "output_tokens": 5}
+    assert usage.message(message, CACHED)["usage"] == {"input_tokens": 620, "cache_read_input_tokens": 7980,
+                                                       "output_tokens": 5}  # scaled alike: the context they fill
+
+
+def test_a_stream_tells_what_came_from_cache_at_its_end_and_says_nothing_of_it_before_ollama_does():
+    converter = InputUsage(Estimate(40)).stream(MessagesStreamConverter("msg_1", "claude-x", new_id=counter_ids()))
+    events = converter.process(chunk("Hi")) + converter.process(CACHED)
+    assert events[0] == start(input_tokens=40)
+    assert events[-2][1]["usage"] == {"input_tokens": 310, "cache_read_input_tokens": 3990, "output_tokens": 5}
+    older = InputUsage(Estimate(40)).stream(MessagesStreamConverter("msg_1", "claude-x", new_id=counter_ids()))
+    assert older.process(DONE)[-2][1]["usage"] == {"input_tokens": 10, "output_tokens": 5}  # before 0.33

@@ -101,3 +101,14 @@ def test_sdk_create_parses_the_response():
     assert result.output_text == "Hello!"
     assert [item.type for item in result.output] == ["reasoning", "message", "function_call"]
     assert result.output[2].arguments == '{"city":"Tokyo"}'
+
+
+@pytest.mark.parametrize("answer, cached", [
+    ({"prompt_eval_count": 4300, "prompt_eval_cached_count": 3990, "eval_count": 5}, 3990),
+    ({"prompt_eval_count": 4300, "eval_count": 5}, 0),  # before Ollama 0.33: the field the SDK needs, as Ollama's 0
+])
+def test_the_cached_input_tokens_are_what_ollama_says(answer, cached):
+    from ollama_proxy.translate.responses._common import token_usage
+
+    usage = token_usage(answer)
+    assert usage["input_tokens"] == 4300 and usage["input_tokens_details"]["cached_tokens"] == cached
