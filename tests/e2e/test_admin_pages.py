@@ -259,8 +259,8 @@ def test_the_scheduler_page_shows_live_who_runs_and_who_waits_and_a_keys_share_i
         assert cells(page, "scheduler-waiting", "nightly-bot")[:4] == ["1", "nightly-bot", "batch", "llama3.2:latest"]
         assert cells(page, "scheduler-servers", "default")[:5] == ["default", "1 / 1", "llama3.2:latest",
                                                                    "num_ctx 4096", "1 / 1"]
-        held = cells(page, "scheduler-conversations", "alice")  # the prompt alice's slot caches, in use
-        assert [held[0], held[2], held[4]] == ["default", "alice", "in use"]
+        held = cells(page, "scheduler-prompts", "alice")  # the prompt alice's slot caches, in use
+        assert [held[0], held[2], held[3], held[5]] == ["default", "slot 0", "alice", "in use"]
         screenshot(page, "scheduler")
         running.close()  # alice leaves: the slot goes to the key that waited, and the page shows it unreloaded
         page.locator("#scheduler-running tbody tr", has_text="nightly-bot").wait_for()

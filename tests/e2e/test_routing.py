@@ -160,6 +160,23 @@ def test_a_server_answering_5xx_is_skipped_then_used_again(routed, servers, clie
     assert _chat_requests(gpu2) == 2
 
 
+def test_an_answer_about_the_request_takes_no_server_out_of_rotation(routed, servers, client):
+    """Ollama 0.33 answers 501 to an embedding asked of a chat model: the request's fault, not the server's."""
+    default, gpu2, _ = servers
+    gpu2.loaded = {"llama3.2:latest"}
+    gpu2.script("llama3.2", status=501, error='"llama3.2" does not support embeddings')
+    _read_by_the_proxy(gpu2)
+    refused = requests.post(routed.url + "/api/embed", headers=auth(), timeout=10,
+                            json={"model": "llama3.2", "input": "hello"})
+    assert (refused.status_code, refused.json()) == (501, {"error": '"llama3.2" does not support embeddings'})
+    assert sum(1 for r in default.requests if r.path == "/api/embed") == 0  # not tried again elsewhere
+    gpu2.script("llama3.2")
+    client.chat(model="llama3.2", messages=[{"role": "user", "content": "hi"}])
+    assert (_chat_requests(gpu2), _chat_requests(default)) == (1, 0)  # still the preferred server, not cooling
+    health = requests.get(routed.url + "/health", headers=auth(), timeout=10).json()
+    assert all(u["state"] != "cooling down" for u in health["upstreams"]), health
+
+
 def _hold_gpu3(routed, gpu3) -> requests.Response:
     gpu3.script("mistral", chunk_delay=0.5)
     held = requests.post(routed.url + "/api/chat", headers=auth(), stream=True,
