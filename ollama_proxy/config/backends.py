@@ -203,20 +203,18 @@ class SchedulingSettings:
              "key: an agent back from a turn's think time, or a script between batches, comes back behind those "
              "who waited, not level with them; later it comes back level (`0`: always level)")
     prompt_placement: bool = setting(
-        True, help="place a request where its prompt is cached: the proxy follows what each Ollama slot holds "
-                   "(`false`: by model alone, warm servers first)")
+        True, help="place a request where its prompt is cached: the proxy follows what each server's llama-server "
+                   "holds in its slots and RAM prompt cache (`false`: by model alone, warm servers first)")
     prefix_hold: float = setting(
         20.0, validate=AT_LEAST_0,
-        help="seconds a request with a long prompt waits at most rather than overwrite the prompt an Ollama slot "
-             "holds for another conversation's next turn (coding agents send the whole conversation again each "
-             "turn). A conversation is held while it is expected back: twice the time it last took to come back, "
-             "and a second, at most this long after its turn ended (`0`: place by prompt, hold nothing)")
+        help="seconds a request with a long prompt waits at most for a busy server that holds its conversation "
+             "(coding agents send the whole conversation again each turn), and only while that server's slot is "
+             "expected to free sooner than reading the conversation elsewhere would take (`0`: never waits)")
     yield_within: float = setting(
         1.0, validate=AT_LEAST_0,
         help="seconds a request may be kept waiting so that one expected to hold a slot at least twice as long "
              "starts first, on a slot that frees while slots about to free will start it in that time; long "
-             "answers then start as slots free instead of together, and do not end together (`0`: strict order); "
-             "also how long a question waits at most rather than overwrite a conversation held for its next turn")
+             "answers then start as slots free instead of together, and do not end together (`0`: strict order)")
     slot_seconds: float = setting(
         5.0, validate=SECONDS, help="how long a request is expected to hold its slot, until the proxy has seen some")
     load_seconds: float = setting(

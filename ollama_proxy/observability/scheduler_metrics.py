@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 UP_HELP = ("1 if the scheduler answered this scrape within scheduling.status_timeout, 0 if not "
            "(its queue and slots are then left out)")
@@ -25,6 +25,16 @@ SLOTS_HELP = ("Requests the server runs at once over all its models: num_paralle
 BUSY_HELP = "Requests running now on a model loaded on the server (at most its num_parallel)"
 LENT_HELP = ("Free slots of a model on the server lent to the proxy's workers, which start requests on them "
              "without asking while nothing waits; called back the moment anything does")
+# What the scheduler's mirror of each server's prompt cache predicted, and what the answers confirmed (``hits``),
+# since the arbiter took office: a new arbiter starts them again, as any counter after a restart.
+HITS = (("predicted", "ollama_proxy_prompt_cache_predicted_hits",
+         "Requests the scheduler expected to read most of their prompt from the server's cache"),
+        ("confirmed", "ollama_proxy_prompt_cache_confirmed_hits",
+         "Of those, the ones whose answer said it read them from cache (prompt_eval_cached_count)"),
+        ("predicted_tokens", "ollama_proxy_prompt_cache_predicted_tokens",
+         "Prompt tokens the scheduler expected the server to read from its cache"),
+        ("confirmed_tokens", "ollama_proxy_prompt_cache_confirmed_tokens",
+         "Of those, the tokens the answers said were read from cache"))
 
 
 def families(status: dict | None, model_label: Callable[[str], str] = str) -> list[GaugeMetricFamily]:
@@ -48,7 +58,19 @@ def families(status: dict | None, model_label: Callable[[str], str] = str) -> li
                    for server in status["servers"] for runner in server["models"]}
         for labels, value in _relabelled(runners, model_label).items():
             family.add_metric(list(labels), value)
-    return [up, depth, slots, busy, lent]
+    return [up, depth, slots, busy, lent, *_hits(status.get("prompt_cache", ()), model_label)]
+
+
+def _hits(reports: list[dict], model_label: Callable[[str], str]) -> list[CounterMetricFamily]:
+    """The mirror's predicted and confirmed prompt cache hits, per server and model label."""
+    made = []
+    for field, name, help_text in HITS:
+        family = CounterMetricFamily(name, help_text, labels=["server", "model"])
+        values = {(report["server"], report["model"]): report[field] for report in reports}
+        for labels, value in sorted(_relabelled(values, model_label).items()):
+            family.add_metric(list(labels), value)
+        made.append(family)
+    return made
 
 
 def _relabelled(values: dict[tuple[str, str], int], model_label: Callable[[str], str]) -> dict[tuple[str, str], int]:

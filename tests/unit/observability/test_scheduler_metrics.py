@@ -56,3 +56,16 @@ def test_the_help_says_what_the_queue_depth_counts():
 
 def test_a_scheduler_that_did_not_answer_shows_up_0_and_nothing_else():
     assert samples(exposition(None)) == {("ollama_proxy_scheduler_up", ()): 0}
+
+
+def test_the_prompt_cache_hits_the_mirror_predicted_and_the_answers_confirmed_are_counters_per_server_and_model():
+    hits = {"predicted": 40, "confirmed": 38, "surprises": 1, "predicted_tokens": 152000, "confirmed_tokens": 149500,
+            "reliability": 0.96}
+    state = {**STATE, "prompt_cache": [{"server": "gpu1", "model": "llama3.2:latest", **hits}]}
+    found = samples(exposition(state))
+    labels = (("model", "llama3.2:latest"), ("server", "gpu1"))
+    assert found[("ollama_proxy_prompt_cache_predicted_hits_total", labels)] == 40
+    assert found[("ollama_proxy_prompt_cache_confirmed_hits_total", labels)] == 38
+    assert found[("ollama_proxy_prompt_cache_predicted_tokens_total", labels)] == 152000
+    assert found[("ollama_proxy_prompt_cache_confirmed_tokens_total", labels)] == 149500
+    assert not any(name.startswith("ollama_proxy_prompt_cache") for name, _ in samples(exposition(STATE)))
