@@ -41,7 +41,7 @@ from ollama_proxy.scheduler.fairness import FairShare, class_rank
 from ollama_proxy.scheduler.hits import HitBook
 from ollama_proxy.scheduler.lending import Lending
 from ollama_proxy.scheduler.options import unify
-from ollama_proxy.scheduler.placement import HOLD_TOKENS, PromptPlacement
+from ollama_proxy.scheduler.placement import QUESTION_TOKENS, PromptPlacement
 from ollama_proxy.scheduler.prefix import prompt_tokens
 from ollama_proxy.scheduler.servers import Loaded, Placement, ServerSlots, ServerSpec, Start
 from ollama_proxy.scheduler.snapshot import snapshot
@@ -68,6 +68,9 @@ class Scheduler(Lending, PromptPlacement):
         self.last_interactive: LRUCache[str, float] = LRUCache(MODELS_KEPT)
         self.last_short: LRUCache[str, float] = LRUCache(MODELS_KEPT)
         self.loans: dict[str, Loan] = {}
+        # Requests ended by a later prompt that holds their answer, before their own end came: what they read, when
+        # it comes, still bears the mirror out. Bounded: an end that never comes is forgotten in time.
+        self.answered: LRUCache[str, Running] = LRUCache(MODELS_KEPT)
         # Loan ids differ between arbiters: a worker may still hold requests on the last one's loans.
         self._loan_ids = (f"{uuid.uuid4().hex[:8]}-{n}" for n in itertools.count(1))
 
@@ -83,9 +86,13 @@ class Scheduler(Lending, PromptPlacement):
         self.waiting[ticket.id] = ticket
         if class_rank(ticket.share, 0.0, self.bounds.batch_ageing) == 0:
             self.last_interactive[ticket.model] = now
-        if ticket.prefix and prompt_tokens(ticket.prefix) < HOLD_TOKENS:
+        if ticket.prefix and prompt_tokens(ticket.prefix) < QUESTION_TOKENS:
             self.last_short[ticket.model] = now
-        return self._dispatch(now)
+        grants = []
+        for run in self._answered_in(ticket):  # their end is on its way: their slots are free in Ollama now
+            grants += self.end(run.ticket.id, now)
+            self.answered[run.ticket.id] = run
+        return grants + self._dispatch(now)
 
     def end(self, ticket_id: str, now: float, load_seconds: float | None = None,
             read: PromptRead | None = None) -> list[Grant]:
@@ -95,6 +102,9 @@ class Scheduler(Lending, PromptPlacement):
         """
         run = self.running.pop(ticket_id, None)
         if run is None:
+            answered = self.answered.pop(ticket_id, None)  # ended already: its answer came back in a later prompt
+            if answered is not None and read is not None:
+                self._confirm(answered, read)
             return []
         ticket, placement = run.ticket, run.placement
         runner = self.servers[placement.server].runners.get(ticket.model)

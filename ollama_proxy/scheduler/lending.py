@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ollama_proxy.scheduler.fairness import INTERACTIVE, Share
-from ollama_proxy.scheduler.placement import HOLD_TOKENS
+from ollama_proxy.scheduler.placement import QUESTION_TOKENS
 from ollama_proxy.scheduler.servers import Placement
 from ollama_proxy.scheduler.tickets import Grant, Loan, Ticket
+
+LOAN_READ_SECONDS = 0.25  # a prompt read again in less is not worth a round trip to the arbiter
 
 
 class Lending:
@@ -25,8 +27,8 @@ class Lending:
         """Lend each holder what it lacks of its share of every warm runner's slots.
 
         A loan is for interactive requests with short prompts: batch work asks, so that slots stay
-        free for people (``interactive_headroom``), and so does a long prompt, placed where it is
-        cheapest to read.
+        free for people (``interactive_headroom``), and so does a prompt that would take the server
+        more than ``LOAN_READ_SECONDS`` to read again, placed where it is cheapest to read.
 
         Nothing is lent while anything waits (or during a hold). A share is the model's
         slots there over one more than the holders, and never the last free one: a
@@ -48,11 +50,16 @@ class Lending:
                     slots = min(due - have.get((holder, name, model), 0), server.free_slots(model) - 1)
                     if slots > 0:
                         loan = Loan(next(self._loan_ids), holder, name, model, dict(runner.options), slots,
-                                    classes=(INTERACTIVE,), prompt_below=HOLD_TOKENS)
+                                    classes=(INTERACTIVE,), prompt_below=self._loan_prompt(model, name))
                         server.lend(model, slots)
                         self.loans[loan.id] = loan
                         made.append(loan)
         return made
+
+    def _loan_prompt(self, model: str, server: str) -> int:
+        """The prompts a loan takes: those ``server`` reads in ``LOAN_READ_SECONDS``, questions at most."""
+        readable = LOAN_READ_SECONDS / max(self.estimates.prefill_seconds(model, server, 1), 1e-9)
+        return max(1, min(QUESTION_TOKENS, int(readable)))
 
     def recall(self) -> list[Loan]:
         """The loans to call back now: every one while anything waits, and those whose runner changed."""

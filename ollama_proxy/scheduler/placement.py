@@ -19,17 +19,32 @@ import math
 
 from ollama_proxy.scheduler.caches import Pick
 from ollama_proxy.scheduler.fairness import class_rank
-from ollama_proxy.scheduler.prefix import prompt_tokens
+from ollama_proxy.scheduler.prefix import links_of, prompt_tokens, shared_tokens
 from ollama_proxy.scheduler.servers import Placement, Start
 from ollama_proxy.scheduler.tickets import PromptRead, Running, Ticket
 
-HOLD_TOKENS = 1024  # a prompt shorter than this is read again in moments: not worth waiting for a server
+QUESTION_TOKENS = 1024  # a prompt shorter than this is a question, not an agent's conversation
 NEGLIGIBLE = 64  # tokens whose reading tells two servers' costs apart no more than the estimate's error
 
 
 class PromptPlacement:
     """The scheduler's placement by prompt cache and its headroom (mixed into ``core.Scheduler``, whose state
     they read)."""
+
+    def _answered_in(self, ticket: Ticket) -> list[Running]:
+        """The running requests whose whole prompt ``ticket``'s continues with more: their answers came back.
+
+        A conversation's next turn can only have been written after the last one's answer: that answer has
+        ended, and its slot is free in Ollama, though its end has not reached the scheduler yet (another
+        worker's client, a message on its way). Left running, it would send the turn away from its own slot.
+        """
+        if not ticket.prefix:
+            return []
+        tokens = prompt_tokens(ticket.prefix)
+        return [run for run in self.running.values()
+                if run.ticket.model == ticket.model and run.ticket.prefix
+                and prompt_tokens(run.ticket.prefix) < tokens
+                and shared_tokens(run.ticket.prefix, links_of(ticket.prefix)) == prompt_tokens(run.ticket.prefix)]
 
     def _cache_pick(self, ticket: Ticket, server: str) -> Pick | None:
         """Where ``server``'s warm runner would put ``ticket``'s prompt now (None: no prompt, or no idle slot)."""
@@ -64,12 +79,11 @@ class PromptPlacement:
     def _worth_waiting(self, ticket: Ticket, best: Placement, cost: float, ahead: list[Ticket], now: float) -> bool:
         """Whether ``ticket`` should wait for a busy server that holds more of its prompt than ``best`` does.
 
-        Only a long prompt, for at most ``prefix_hold`` seconds from its arrival, and only while the slot it
-        waits for is expected to free sooner than the reading it saves, behind the others waiting for it.
+        For at most ``prefix_hold`` seconds from its arrival, and only while the slot it waits for is expected
+        to free sooner than the reading it saves, behind the others waiting for it.
         """
         ticket.waits_for = None
-        if (not self.bounds.prefix_hold or now - ticket.enqueued >= self.bounds.prefix_hold
-                or prompt_tokens(ticket.prefix) < HOLD_TOKENS):
+        if not self.bounds.prefix_hold or now - ticket.enqueued >= self.bounds.prefix_hold:
             return False
         for name in ticket.candidates:
             server = self.servers.get(name)
@@ -133,7 +147,7 @@ class PromptPlacement:
         headroom, for as long as questions come; never where the candidates have fewer than three
         slots, so long prompts always have two or more.
         """
-        if (prompt_tokens(ticket.prefix) < HOLD_TOKENS or placement.start is not Start.WARM
+        if (prompt_tokens(ticket.prefix) < QUESTION_TOKENS or placement.start is not Start.WARM
                 or now - self.last_short.get(ticket.model, -math.inf) >= self.bounds.headroom_window):
             return False
         servers = [self.servers[name] for name in ticket.candidates if name in self.servers]

@@ -147,7 +147,7 @@ class OllamaOnLlama:
             raise
         events = self._events(upstream, asked["messages"], arrived)
         if body.get("stream", True):
-            return Response((json.dumps(event) + "\n" for event in events), content_type="application/x-ndjson")
+            return Response((_go_json(event) + "\n" for event in events), content_type="application/x-ndjson")
         chunks = list(events)
         return _json({**chunks[-1], "message": {"role": "assistant",
                                                 "content": "".join(c["message"]["content"] for c in chunks)}})
@@ -188,4 +188,9 @@ class OllamaOnLlama:
 
 
 def _json(value: dict, status: int = 200) -> Response:
-    return Response(json.dumps(value), status, content_type="application/json")
+    return Response(_go_json(value), status, content_type="application/json")
+
+
+def _go_json(value: dict) -> str:
+    """JSON as Go's encoding/json writes it: compact, no spaces."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -408,6 +408,14 @@ def test_while_nothing_waits_each_worker_borrows_a_share_of_the_free_warm_slots_
     assert [(loan.holder, loan.slots) for loan in s.lend(["a", "b"], now=5)] == [("b", 1)]  # ...as slots free
 
 
+@pytest.mark.parametrize("rate, below", [(1000.0, 250), (100_000.0, 1024), (100.0, 25)])
+def test_a_loan_takes_only_prompts_the_server_reads_again_in_a_quarter_second(rate, below):
+    """A longer prompt asks the arbiter, which places it where it is cached: on a slow server, nearly all do."""
+    s = _scheduler(ServerSpec("gpu1", num_parallel=6), default_prefill_rate=rate)
+    [loan] = s.lend(["a"], now=0)
+    assert loan.prompt_below == below
+
+
 def test_a_request_on_a_loan_runs_as_any_other_and_its_slot_goes_back_to_the_loan():
     s = _lending()
     loan = s.lend(["a"], now=0)[0]

@@ -177,3 +177,18 @@ def test_an_embedding_loading_its_model_is_counted_on_one_slot():
     s.submit(Ticket("e1", Share("a"), "embed", ("gpu1",), embeds=True), now=0)
     assert s.submit(Ticket("e2", Share("a"), "embed", ("gpu1",), embeds=True), now=0) == []  # Ollama runs one
     assert s.servers["gpu1"].slots_of("embed") == 1
+
+
+def test_a_turn_that_comes_before_the_last_ones_end_reached_the_scheduler_still_goes_to_its_slot():
+    """The end of a1 is on its way from another worker when a2, which holds a1's answer, is submitted."""
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1))
+    [first] = s.submit(_ticket("a1", "agent-a", _turn("a", 4)), now=0)
+    [grant] = s.submit(_ticket("a2", "agent-a", _turn("a", 5)), now=5)
+    assert grant.placement.server == first.placement.server and "a1" not in s.running
+    assert s.running["a2"].cached == prompt_tokens(_turn("a", 4))
+    tokens = prompt_tokens(_turn("a", 4))
+    assert s.end("a1", now=5.1, read=PromptRead(tokens, 0, 1.0)) == []  # its end, late: what it read still counts
+    assert s.estimates.prefill_seconds("m", first.placement.server, tokens) == 1.0
+    # A prompt that only shares the start of a running one (another question after the same system text) ends nothing.
+    s.submit(_ticket("b1", "agent-b", _turn("a", 4)[:2]), now=6)
+    assert "a2" in s.running

@@ -1,0 +1,138 @@
+"""Placement by prompt cache on the real engine: two llama-servers run as Ollama 0.33 runs them, two slots each.
+
+People's conversations (a system text of their own, then turns), one after another, go straight to
+the servers, each conversation kept on one server ("sticky": the best a client that knows can do),
+then through the proxy (two gevent workers, default settings). The servers say what each turn read
+from cache (llama-server's ``cache_n``) and what it read again (``prompt_n``). Through the proxy,
+later turns read again no more than sticky's (a tenth of slack), no turn waits in the proxy's queue
+while a slot is idle, and the cached tokens the proxy reports are the servers' own.
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.e2e.conftest import SCRAPE, auth, base_config
+from tests.e2e.conversations import Conversation, Turn
+from tests.e2e.ollama_on_llama import Answered, OllamaOnLlama
+from tests.e2e.server import ProxyServer, start_server, wait_for
+
+SYSTEM_TOKENS, TURN_TOKENS, TURNS = 270, 27, 3
+KEYS = {name: f"{name}-token-0123456789" for name in ("ann", "bob", "cat", "dan", "eve")}
+_ASKED = re.compile(r"(\S+) asks, turn (\d+):")
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    servers = [OllamaOnLlama(tmp_path_factory.mktemp(f"llama{i}"), num_parallel=2, threads=1).start()
+               for i in range(2)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(engines, tmp_path_factory):
+    gpu1, gpu2 = engines
+    config = base_config(gpu1.url, scheduling=True, num_parallel=2, max_loaded_models=1, read_timeout=600)
+    config["auth"]["generate_tokens"] += [{"name": name, "token": token} for name, token in KEYS.items()]
+    config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": gpu2.url, "num_parallel": 2,
+                           "max_loaded_models": 1}]
+    config["routing"] = {"refresh_interval": 0.5}
+    server = start_server(ProxyServer(config, tmp_path_factory.mktemp("proxy"), workers=2))
+    assert wait_for(lambda: "ollama_proxy_scheduler_slots_busy{" in requests.get(
+        server.url + "/metrics", headers=auth(SCRAPE), timeout=10).text, timeout=30)  # the model known loaded
+    yield server
+    server.stop()
+
+
+def _metric(proxy, name: str) -> float:
+    """A metric's value summed over its series (none yet: 0)."""
+    text = requests.get(proxy.url + "/metrics", headers=auth(SCRAPE), timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def _talk(conversations: list[Conversation], send) -> list[Turn]:
+    """Each conversation's turns in turn, one after another: ``send(conversation)`` names where, and how."""
+    turns = []
+    for _ in range(TURNS):
+        for conversation in conversations:
+            url, token = send(conversation)
+            turns.append(conversation.talk(url, token))
+    return turns
+
+
+def _read(engines: list[OllamaOnLlama], who: set[str]) -> dict[tuple[str, int], tuple[int, Answered]]:
+    """What each server says each turn of ``who``'s conversations read: (who, turn) -> (server, its answer)."""
+    found = {}
+    for index, engine in enumerate(engines):
+        for answered in engine.answers:
+            asked = _ASKED.match(answered.last)
+            if asked and asked.group(1) in who:
+                found[(asked.group(1), int(asked.group(2)))] = (index, answered)
+    return found
+
+
+def _listed(read: dict) -> str:
+    """Each turn's server, and what it read from cache and again, turn by turn: what a failure shows."""
+    return "".join(f"\n{who} turn {turn}: server {index}, cached {answered.cached}, read {answered.read}"
+                   for (who, turn), (index, answered) in sorted(read.items(), key=lambda item: item[0][::-1]))
+
+
+def _reread_later(read: dict) -> int:
+    return sum(answered.read for (_, turn), (_, answered) in read.items() if turn > 0)
+
+
+@pytest.mark.parametrize("people, one_key", [(3, False), (5, True)], ids=["three people", "five chats, one key"])
+def test_later_turns_read_again_no_more_than_each_conversation_kept_on_one_server(engines, proxy, people, one_key):
+    names = list(KEYS)[:people]
+    run = "one" if one_key else "own"
+    sticky = [Conversation(f"{name}-{run}-sticky", SYSTEM_TOKENS, TURN_TOKENS) for name in names]
+    home = {c.who: engines[i % 2].url for i, c in enumerate(sticky)}
+    _talk(sticky, lambda c: (home[c.who], None))
+    through = [Conversation(f"{name}-{run}-proxy", SYSTEM_TOKENS, TURN_TOKENS) for name in names]
+    cached_before = _metric(proxy, "ollama_proxy_prompt_cached_tokens_total")
+    turns = _talk(through, lambda c: (proxy.url, KEYS["ann" if one_key else c.who.split("-")[0]]))
+
+    read_sticky = _read(engines, {c.who for c in sticky})
+    read_proxy = _read(engines, {c.who for c in through})
+    assert len(read_proxy) == len(read_sticky) == people * TURNS
+    assert _reread_later(read_proxy) <= 1.1 * _reread_later(read_sticky), _listed(read_sticky) + _listed(read_proxy)
+    servers = {who: {index for (w, _), (index, _) in read_proxy.items() if w == who} for who in home}
+    assert all(len(used) == 1 for who, used in servers.items() if who.endswith("proxy")), servers  # each stays
+    assert {index for (index, _) in read_proxy.values()} == {0, 1}  # both servers work
+    assert max(turn.queued for turn in turns) < 0.1  # a slot was free for each: none waited in the queue
+    # What the proxy reports read from cache is what the servers say, to the token.
+    said = sum(answered.cached for _, answered in read_proxy.values())
+    assert [turn.cached for turn in turns] == [read_proxy[(t.who, t.number)][1].cached for t in turns]
+    assert wait_for(lambda: _metric(proxy, "ollama_proxy_prompt_cached_tokens_total") - cached_before == said)
+
+
+def test_the_mirror_predicts_the_hits_the_servers_confirm(engines, proxy):
+    predicted = _metric(proxy, "ollama_proxy_prompt_cache_predicted_hits_total")
+    confirmed = _metric(proxy, "ollama_proxy_prompt_cache_confirmed_hits_total")
+    chats = [Conversation(f"{name}-hits", SYSTEM_TOKENS, TURN_TOKENS) for name in ("ann", "bob")]
+    _talk(chats, lambda c: (proxy.url, KEYS[c.who.split("-")[0]]))
+    later = len(chats) * (TURNS - 1)
+    assert wait_for(lambda: _metric(proxy, "ollama_proxy_prompt_cache_predicted_hits_total") - predicted == later)
+    assert _metric(proxy, "ollama_proxy_prompt_cache_confirmed_hits_total") - confirmed == later
+
+
+def test_a_conversation_comes_back_to_its_server_while_the_other_is_busy_beside_it(engines, proxy):
+    """Two people talk at once: each turn stays where its conversation is, and none waits behind the other."""
+    chats = [Conversation(f"{name}-together", SYSTEM_TOKENS, TURN_TOKENS) for name in ("cat", "dan")]
+    with ThreadPoolExecutor(2) as pool:
+        turns = list(pool.map(lambda c: [c.talk(proxy.url, KEYS[c.who.split("-")[0]]) for _ in range(TURNS)],
+                              chats))
+    read = _read(engines, {c.who for c in chats})
+    for chat in chats:
+        used = {index for (who, _), (index, _) in read.items() if who == chat.who}
+        assert len(used) == 1, _listed(read)
+        later = [answered.read for (who, turn), (_, answered) in read.items() if who == chat.who and turn > 0]
+        assert max(later) < SYSTEM_TOKENS / 2, read  # what is new, not the conversation again
+    assert max(turn.queued for mine in turns for turn in mine) < 0.1
