@@ -6,7 +6,7 @@ import argparse
 import logging
 import time
 
-from bench.scheduling import SCENARIOS
+from bench.scheduling import SCENARIOS, real_agents
 from bench.scheduling import __doc__ as about
 
 
@@ -17,10 +17,21 @@ def main() -> None:
                              "of it (default 45)")
     parser.add_argument("--only", choices=sorted(SCENARIOS), action="append",
                         help="run only this scenario (may be given more than once)")
+    parser.add_argument("--real", action="store_true",
+                        help="agents on the real engine: two llama-servers run as Ollama 0.33 runs them "
+                             "(scripts/install-llama-server.sh installs it), conversations as --system-tokens, "
+                             "--turn-tokens and --turns say")
+    parser.add_argument("--system-tokens", type=int, default=2050, help="with --real: each system text's tokens")
+    parser.add_argument("--turn-tokens", type=int, default=200, help="with --real: each question's tokens")
+    parser.add_argument("--turns", type=int, default=4, help="with --real: turns of each conversation")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the fakes' access lines
     began = time.monotonic()
-    for name, scenario in SCENARIOS.items():
+    scenarios = dict(SCENARIOS)
+    if args.real:
+        scenarios["agents"] = lambda seconds: real_agents.main(seconds, args.system_tokens, args.turn_tokens,
+                                                               args.turns)
+    for name, scenario in scenarios.items():
         if not args.only or name in args.only:
             scenario(args.seconds)
     print(f"\n(took {time.monotonic() - began:.0f} s)")

@@ -2,8 +2,9 @@
 
 Six agents, each with a conversation near 16,000 tokens (instructions, then tool results) that grows
 1,500 tokens a turn, ask again a second after each answer; two people ask short questions every 4 s.
-The servers' slots keep prompt caches as Ollama's runners do (tests/fakes/ollama_cache.py, Ollama's
-default slot choice), and read the tokens a slot lacks at 4,000 a second. Run straight to the servers
+The servers keep their slots' prompts and a RAM prompt cache as the llama-server under Ollama 0.30 and
+later does (tests/fakes/ollama_cache.py, held to the real one), and read the tokens they lack at 4,000 a
+second; ``--real`` runs conversations on two real llama-servers instead (real_agents.py). Run straight to the servers
 (round-robin), through the proxy placing by model alone (``scheduling.prompt_placement: false``) and
 through the proxy as it is. An agent's time to first token is measured by its client; prefill is the
 seconds the servers spent reading prompts; a person's wait runs from asking until a server started

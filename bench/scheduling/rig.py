@@ -33,8 +33,7 @@ class Servers:
     max_loaded_models: int = 1
     token_seconds: float = 0.02
     load_seconds: float = 0.0
-    prompt_token_seconds: float | None = None  # given: each slot keeps a prompt cache, as Ollama's do
-    multiuser_cache: bool = False  # the servers run with OLLAMA_MULTIUSER_CACHE
+    prompt_token_seconds: float | None = None  # given: the servers keep prompt caches, as Ollama's llama-server does
 
     @property
     def slots(self) -> int:
@@ -89,9 +88,7 @@ def rig(servers: Servers, *, via_proxy: bool, people: tuple[str, ...] = (), jobs
     settings = {"num_parallel": servers.num_parallel, "max_loaded_models": servers.max_loaded_models}
     caches = {}
     if servers.prompt_token_seconds is not None:
-        caches = {"prompt_cache": True, "prompt_token_seconds": servers.prompt_token_seconds,
-                  "multiuser_cache": servers.multiuser_cache}
-        settings["multiuser_cache"] = servers.multiuser_cache
+        caches = {"prompt_cache": True, "prompt_token_seconds": servers.prompt_token_seconds}
     fakes = [FakeOllama(load_seconds=servers.load_seconds, num_parallel=servers.num_parallel,
                         max_loaded_models=servers.max_loaded_models, **caches).start() for _ in range(servers.count)]
     for fake in fakes:

@@ -1,13 +1,15 @@
 """Agents beside people on a virtual clock, through the scheduler's own decisions: no servers, no proxy.
 
-``python -m bench.scheduling.simulate_agents [--seconds 90] [--prefix-hold S ...] [--multiuser]`` drives
-the proxy's ``Scheduler`` (scheduler/core.py) with the load of the agents scenario (agents.py): six agents
-whose conversations start near 16,000 tokens and grow 1,500 a turn, asking again 1 s after each answer
-of 100 tokens; two people asking 200-token questions every 4 s for 40-token answers; two servers of two
-slots reading 4,000 prompt tokens a second, 20 ms a token generated. The servers' slots are Ollama's
-prompt caches as the proxy mirrors them (scheduler/caches.py): only what a slot lacks is read. Straight
-to Ollama is round-robin with each server's first-come queue. It shows what the decisions alone give, in
-seconds, and lets a hold be tried before it is built.
+``python -m bench.scheduling.simulate_agents [--seconds 90] [--prefix-hold S ...]`` drives the proxy's
+``Scheduler`` (scheduler/core.py) with the load of the agents scenario (agents.py): six agents whose
+conversations start near 16,000 tokens and grow 1,500 a turn, asking again 1 s after each answer of 100
+tokens; two people asking 200-token questions every 4 s for 40-token answers; two servers of two slots
+reading 4,000 prompt tokens a second, 20 ms a token generated. The servers keep their slots' prompts and
+a RAM prompt cache as the llama-server under Ollama 0.30 and later does (the tests' model of it,
+tests/fakes/ollama_cache.py, held to the real one by tests/llama_server_cases.py), and tell the scheduler
+what each turn read from cache, as Ollama 0.33 does: only what a server lacks is read. Straight to Ollama
+is round-robin with each server's first-come queue. It shows what the decisions alone give, in seconds,
+and lets a setting be tried before it is built.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from ollama_proxy.scheduler.caches import PromptCaches
 from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
 from ollama_proxy.scheduler.fairness import Share
-from ollama_proxy.scheduler.prefix import Chain, chain_of, prompt_tokens
+from ollama_proxy.scheduler.prefix import chain_of
 from ollama_proxy.scheduler.servers import Loaded, ServerSpec
+from ollama_proxy.scheduler.tickets import PromptRead
+from tests.fakes.ollama_cache import PromptCache
 
 MODEL, SERVERS, SLOTS = "m", ("a", "b"), 2
 PROMPT_RATE, TOKEN_SECONDS, TICK = 4000.0, 0.02, 0.05
@@ -41,32 +44,46 @@ class Figures:
     asked: int = 0  # questions asked
 
 
-def conversation(agent: str, tokens: int) -> Chain:
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt as the proxy sees it (its chain) and as a server reads it (its tokens)."""
+
+    chain: tuple
+    tokens: list
+
+
+def conversation(agent: str, tokens: int) -> Prompt:
     """An agent's prompt of about ``tokens`` tokens: 2,000 of instructions, then tool results of 1,500."""
     results = [{"role": "tool", "content": f"{agent}-{n} " + "x" * (GROWTH * 4 - 12)}
                for n in range(max(1, (tokens - 2_000) // GROWTH))]
-    return chain_of("/api/chat", {"messages": [{"role": "system", "content": agent + "y" * 8_000}, *results]})
+    return _prompt([{"role": "system", "content": agent + "y" * 8_000}, *results])
 
 
-def question(label: str) -> Chain:
-    return chain_of("/api/chat", {"messages": [{"role": "user", "content": label + " " + "q" * (QUESTION * 4)}]})
+def question(label: str) -> Prompt:
+    return _prompt([{"role": "user", "content": label + " " + "q" * (QUESTION * 4)}])
 
 
-def simulate(via_proxy: bool, seconds: float, bounds: Bounds | None = None, multiuser: bool = False,
-             by_prompt: bool = True) -> Figures:
+def _prompt(messages: list[dict]) -> Prompt:
+    """Its chain, and its tokens: a message's own, four characters each, the same for the same message."""
+    tokens = [(message["content"][:24], i) for message in messages for i in range(len(message["content"]) // 4)]
+    return Prompt(chain_of("/api/chat", {"messages": messages}), tokens)
+
+
+def simulate(via_proxy: bool, seconds: float, bounds: Bounds | None = None, by_prompt: bool = True) -> Figures:
     """Run the load for ``seconds``; through the scheduler if ``via_proxy``, else round-robin to FIFO queues."""
-    specs = [ServerSpec(name, SLOTS, 1, multiuser_cache=multiuser) for name in SERVERS]
+    specs = [ServerSpec(name, SLOTS, 1) for name in SERVERS]
     scheduler = Scheduler(specs, bounds or Bounds())
     for server in scheduler.servers.values():
         server.warm(MODEL, Loaded({}))
-    caches = {name: PromptCaches() for name in SERVERS}  # what the servers' slots really hold
+    caches = {name: PromptCache(SLOTS) for name in SERVERS}  # what the servers really hold
+    slot_of: dict[str, int] = {}
     queues: dict[str, list[str]] = {name: [] for name in SERVERS}
     busy = dict.fromkeys(SERVERS, 0)
     turn_of = itertools.cycle(SERVERS)
     numbers = itertools.count()
     events: list = []
-    asked: dict[str, tuple[str, Chain, int, float]] = {}  # ticket -> who, prompt, answer tokens, when asked
-    read: dict[str, tuple[int, float]] = {}  # ticket -> prompt tokens read, seconds
+    asked: dict[str, tuple[str, Prompt, int, float]] = {}  # ticket -> who, prompt, answer tokens, when asked
+    read: dict[str, PromptRead] = {}  # ticket -> what its answer says it read
     length = {f"agent-{i}": OPENING + i * 300 for i in range(AGENTS)}
     figures = Figures()
 
@@ -74,16 +91,17 @@ def simulate(via_proxy: bool, seconds: float, bounds: Bounds | None = None, mult
         heapq.heappush(events, (when, next(numbers), *event))
 
     def start(ticket: str, server: str, now: float) -> None:
-        who, chain, answer, since = asked[ticket]
+        who, prompt, answer, since = asked[ticket]
         busy[server] += 1
-        cached = caches[server].take(ticket, who, chain, SLOTS, now, since, multiuser)
-        tokens = prompt_tokens(chain) - cached
-        read[ticket] = (tokens, tokens / PROMPT_RATE)
+        slot_of[ticket], cached = caches[server].load(prompt.tokens, now)
+        tokens = len(prompt.tokens) - cached
+        caches[server].extend(slot_of[ticket], prompt.tokens[cached:])
+        read[ticket] = PromptRead(len(prompt.tokens), cached, tokens / PROMPT_RATE)
         figures.prefill += tokens / PROMPT_RATE
         if who.startswith("agent"):
             figures.first_token.append(now + tokens / PROMPT_RATE - since)
             figures.cached += cached
-            figures.prompt += prompt_tokens(chain)
+            figures.prompt += len(prompt.tokens)
         else:
             figures.waits.append(now - since)
         at(now + tokens / PROMPT_RATE + answer * TOKEN_SECONDS, "end", ticket, server)
@@ -95,11 +113,11 @@ def simulate(via_proxy: bool, seconds: float, bounds: Bounds | None = None, mult
     def ask(who: str, now: float) -> None:
         ticket = f"{who}#{next(numbers)}"
         agent = who.startswith("agent")
-        chain = conversation(who, length[who]) if agent else question(ticket)
-        asked[ticket] = (who, chain, AGENT_ANSWER if agent else QUESTION_ANSWER, now)
+        prompt = conversation(who, length[who]) if agent else question(ticket)
+        asked[ticket] = (who, prompt, AGENT_ANSWER if agent else QUESTION_ANSWER, now)
         if via_proxy:
-            granted(scheduler.submit(Ticket(ticket, Share(who), MODEL, SERVERS, prefix=chain if by_prompt else ()),
-                                     now))
+            chain = prompt.chain if by_prompt else ()
+            granted(scheduler.submit(Ticket(ticket, Share(who), MODEL, SERVERS, prefix=chain), now))
             return
         server = next(turn_of)
         if busy[server] < SLOTS:
@@ -128,13 +146,13 @@ def simulate(via_proxy: bool, seconds: float, bounds: Bounds | None = None, mult
             ticket, server = rest
             who = asked[ticket][0]
             busy[server] -= 1
-            caches[server].release(ticket, now)
+            caches[server].release(slot_of.pop(ticket), now)
             if who.startswith("agent"):
                 figures.turns += 1
                 length[who] += GROWTH
                 at(now + THINK, "ask", who)
             if via_proxy:
-                granted(scheduler.end(ticket, now, prefill=read[ticket]))
+                granted(scheduler.end(ticket, now, read=read[ticket]))
             elif queues[server]:
                 start(queues[server].pop(0), server, now)
     return figures
@@ -150,7 +168,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=90.0, help="how long the load runs (default 90)")
     parser.add_argument("--prefix-hold", type=float, action="append", default=[],
                         help=f"scheduling.prefix_hold to try (may be repeated; default {Bounds().prefix_hold:g})")
-    parser.add_argument("--multiuser", action="store_true", help="servers with OLLAMA_MULTIUSER_CACHE")
     args = parser.parse_args()
     runs = [("straight to Ollama", False, None, True), ("proxy, by model alone", True, Bounds(), False)]
     runs += [(f"proxy, prefix_hold {hold:g}", True, Bounds(prefix_hold=hold), True)
@@ -158,7 +175,7 @@ def main() -> None:
     print(f"{'':26} {'agents: first token mean / p95 s':>33} {'turns':>6} {'from cache':>11} {'prefill s':>10} "
           f"{'people: wait p95 s (served/asked)':>34}")
     for name, via_proxy, bounds, by_prompt in runs:
-        f = simulate(via_proxy, args.seconds, bounds, args.multiuser, by_prompt)
+        f = simulate(via_proxy, args.seconds, bounds, by_prompt)
         first = f"{sum(f.first_token) / len(f.first_token):.1f} / {_p(f.first_token, .95):.1f}"
         people = f"{_p(f.waits, .95):.1f} ({len(f.waits)}/{f.asked})"
         print(f"{name:26} {first:>33} {f.turns:>6} {f.cached / max(f.prompt, 1):>11.0%} {f.prefill:>10.0f} "

@@ -118,6 +118,8 @@ class Scheduler(Lending, PromptPlacement):
         self.servers[placement.server].end(ticket.model, now, to_loan=loan is not None)
         used = now - run.started
         self.estimates.ended(ticket.model, used, now, ticket.share.principal)
+        if read is not None:
+            self.estimates.generated(ticket.model, used - read.seconds)
         self.fair.finish(ticket.share, run.charged, used)
         self._leave(ticket, now)
         if load_seconds is not None and placement.start is not Start.WARM:
@@ -293,7 +295,7 @@ class Scheduler(Lending, PromptPlacement):
     def _start_in_time(self, passed: list[Ticket], first: Ticket, now: float) -> bool:
         """Whether ``passed``, in turn, would all start within ``yield_within`` of giving way, one slot fewer."""
         servers = [self.servers[name] for name in first.candidates if name in self.servers]
-        frees = [max(now, r.started + self._expected(r.ticket)) for r in self.running.values()
+        frees = [max(now, r.started + r.expected) for r in self.running.values()
                  if r.ticket.model == first.model and r.placement.server in first.candidates]
         frees += [now] * (sum(s.free_slots(first.model) for s in servers) - 1)
         heapq.heapify(frees)
@@ -336,7 +338,7 @@ class Scheduler(Lending, PromptPlacement):
         slots = sum(s.slots_of(ticket.model) for s in warm)
         expected = self.estimates.slot_seconds(ticket.model)
         names = {s.spec.name for s in warm}
-        remaining = sorted(max(0.0, r.started + expected - now) for r in self.running.values()
+        remaining = sorted(max(0.0, r.started + r.expected - now) for r in self.running.values()
                            if r.placement.server in names and r.ticket.model == ticket.model)
         remaining += [0.0] * max(0, slots - len(remaining))
         rounds, index = divmod(ahead, slots)
@@ -371,7 +373,8 @@ class Scheduler(Lending, PromptPlacement):
         runner = self.servers[placement.server].runners.get(ticket.model)
         cached = runner.caches.take(ticket.id, ticket.prefix, now, ticket.share.leaf) if runner is not None else 0
         ticket.waits_for = None
-        self.running[ticket.id] = Running(ticket, placement, now, charged, loan, cached)
+        expected = self._expected_run(ticket, placement.server, cached) if ticket.prefix else charged
+        self.running[ticket.id] = Running(ticket, placement, now, charged, loan, cached, expected)
 
     def _activate(self, ticket: Ticket, now: float) -> None:
         """Count the ticket in, under its end user's share or, past ``max_end_users_per_key``, its key's."""

@@ -46,6 +46,17 @@ class PromptPlacement:
                 and prompt_tokens(run.ticket.prefix) < tokens
                 and shared_tokens(run.ticket.prefix, links_of(ticket.prefix)) == prompt_tokens(run.ticket.prefix)]
 
+    def _expected_run(self, ticket: Ticket, server: str, cached: int) -> float:
+        """Seconds ``ticket`` is expected to hold its slot on ``server``: reading what it lacks, then answering.
+
+        Until answers have taught how long the model answers (the time beyond its prompt's reading), its
+        slot-time as the principal's requests have taken it.
+        """
+        answering = self.estimates.generation_seconds(ticket.model)
+        if answering is None:
+            return self._expected(ticket)
+        return self.estimates.prefill_seconds(ticket.model, server, prompt_tokens(ticket.prefix) - cached) + answering
+
     def _cache_pick(self, ticket: Ticket, server: str) -> Pick | None:
         """Where ``server``'s warm runner would put ``ticket``'s prompt now (None: no prompt, or no idle slot)."""
         if not ticket.prefix:

@@ -97,3 +97,4 @@ class Running:
     charged: float
     loan: str | None = None  # the loan it started on, while that is not returned
     cached: int = 0  # prompt tokens the server is expected to read from its cache
+    expected: float = 0.0  # seconds it is expected to hold its slot, its prompt's reading included

@@ -1,0 +1,165 @@
+"""People's growing conversations on the real engine: two llama-servers run as Ollama 0.33 runs them.
+
+``python -m bench.scheduling --only agents --real`` starts two llama-servers (llama.cpp's, SmolLM2-135M,
+``-np 2``, their default RAM prompt caches, one thread each) behind a thin layer speaking Ollama's chat
+API (tests/e2e/ollama_on_llama.py). Conversations of a ``--system-tokens`` system text of their own,
+growing by a question of ``--turn-tokens`` and its answer a turn, ``--turns`` turns each, run side by
+side (each asks its next turn half a second after its answer): three of them (fewer than the four
+slots) and five (more), each with its own key and all with one key. Each is run straight to the
+servers, round-robin request by request and sticky (each conversation kept on one server), and through
+the proxy (two gevent workers, default settings); every run starts the servers and the proxy afresh.
+
+Printed per run: what the servers read again on later turns (llama-server's ``prompt_n``, of the whole
+prompts), the later turns' time to first token, the time requests waited in the proxy's queue, the
+cached tokens the proxy reported (``ollama_proxy_prompt_cached_tokens_total``) against the servers' own
+(``cache_n``), and the hits the proxy's mirror predicted against those the answers confirmed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from bench.scheduling.table import Target, print_scenario
+from tests.e2e.conversations import Conversation, Turn
+from tests.e2e.ollama_on_llama import OllamaOnLlama
+from tests.e2e.server import ProxyServer, start_server
+
+SCRAPE = "bench-scrape-token-0123456789"
+THINK_SECONDS, STAGGER_SECONDS, NUM_PREDICT = 0.5, 0.2, 24
+ROUND_ROBIN, STICKY, PROXY = "straight, round-robin", "straight, sticky", "proxy"
+_ASKED = re.compile(r"(\S+) asks, turn (\d+):")
+
+
+def main(seconds: float, system_tokens: int = 2050, turn_tokens: int = 200, turns: int = 4) -> None:
+    """Run every case (``seconds`` is the other scenarios' and unused: each run lasts as its turns do)."""
+    for people, one_key in ((3, False), (3, True), (5, False), (5, True)):
+        columns, figures = {}, {}
+        for run in (ROUND_ROBIN, STICKY, PROXY):
+            columns[run], figures[run] = _run(run, people, one_key, system_tokens, turn_tokens, turns)
+        keys = "one key" if one_key else "a key each"
+        about = (f"{people} conversations ({keys}) of {system_tokens:,} tokens of system text, growing by "
+                 f"{turn_tokens} and the answer a turn, {turns} turns each; 2 llama-servers x 2 slots")
+        print_scenario("conversations on the real engine", about, columns, _targets(figures))
+
+
+def _run(run: str, people: int, one_key: bool, system_tokens: int, turn_tokens: int,
+         turns: int) -> tuple[dict, dict]:
+    with tempfile.TemporaryDirectory(prefix="ollama-proxy-real-") as workdir:
+        engines = [OllamaOnLlama(Path(workdir) / f"llama{i}", num_parallel=2, threads=1).start() for i in range(2)]
+        proxy = None
+        try:
+            if run == PROXY:
+                proxy = _proxy(engines, Path(workdir) / "proxy")
+            chats = [Conversation(f"person{i}", system_tokens, turn_tokens) for i in range(people)]
+            send = _sender(run, engines, proxy, one_key)
+            cached_before = _metric(proxy, "ollama_proxy_prompt_cached_tokens_total") if proxy else 0.0
+            asked = _talk(chats, turns, send)
+            reported = (_metric(proxy, "ollama_proxy_prompt_cached_tokens_total") - cached_before) if proxy else None
+            hits = (_metric(proxy, "ollama_proxy_prompt_cache_predicted_hits_total"),
+                    _metric(proxy, "ollama_proxy_prompt_cache_confirmed_hits_total")) if proxy else None
+            return _measure(engines, asked, reported, hits)
+        finally:
+            if proxy is not None:
+                proxy.stop()
+            for engine in engines:
+                engine.stop()
+
+
+def _proxy(engines: list[OllamaOnLlama], workdir: Path) -> ProxyServer:
+    keys = [{"name": f"person{i}", "token": f"person{i}-token-0123456789"} for i in range(5)]
+    slots = {"num_parallel": 2, "max_loaded_models": 1}
+    config = {"auth": {"generate_tokens": keys}, "metrics": {"tokens": [{"name": "bench", "token": SCRAPE}]},
+              "service": {"base_url": engines[0].url, "read_timeout": 600, **slots},
+              "backends": [{"name": "gpu2", "type": "ollama", "base_url": engines[1].url, **slots}],
+              "logging": {"dir": str(workdir / "logs")}}
+    proxy = start_server(ProxyServer(config, workdir, workers=2))
+    deadline = time.monotonic() + 30
+    while "ollama_proxy_scheduler_slots_busy{" not in _scrape(proxy) and time.monotonic() < deadline:
+        time.sleep(0.2)  # until the proxy has read what each server runs
+    return proxy
+
+
+def _sender(run: str, engines: list[OllamaOnLlama], proxy: ProxyServer | None, one_key: bool):
+    """Where each turn of a conversation goes, and with which token."""
+    turn = itertools.cycle(engine.url for engine in engines)
+    lock = threading.Lock()
+
+    def send(chat: Conversation) -> tuple[str, str | None]:
+        if run == PROXY:
+            return proxy.url, "person0-token-0123456789" if one_key else f"{chat.who}-token-0123456789"
+        if run == STICKY:
+            return engines[int(chat.who.removeprefix("person")) % len(engines)].url, None
+        with lock:
+            return next(turn), None
+    return send
+
+
+def _talk(chats: list[Conversation], turns: int, send) -> list[Turn]:
+    """Every conversation at once, each asking its next turn ``THINK_SECONDS`` after its answer."""
+    asked: list[Turn] = []
+
+    def talk(index: int, chat: Conversation) -> None:
+        time.sleep(index * STAGGER_SECONDS)
+        for _ in range(turns):
+            asked.append(chat.talk(*send(chat), num_predict=NUM_PREDICT))
+            time.sleep(THINK_SECONDS)
+    threads = [threading.Thread(target=talk, args=(i, chat)) for i, chat in enumerate(chats)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return asked
+
+
+def _measure(engines: list[OllamaOnLlama], asked: list[Turn], reported: float | None,
+             hits: tuple[float, float] | None) -> tuple[dict, dict]:
+    read = {}
+    for index, engine in enumerate(engines):
+        for answered in engine.answers:
+            found = _ASKED.match(answered.last)
+            if found:
+                read[(found.group(1), int(found.group(2)))] = (index, answered)
+    later = [(index, answered) for (_, turn), (index, answered) in read.items() if turn > 0]
+    reread = sum(answered.read for _, answered in later)
+    whole = sum(answered.read + answered.cached for _, answered in later)
+    first = sum(turn.first_token for turn in asked if turn.number > 0)
+    queued = [turn.queued for turn in asked]
+    said = sum(answered.cached for _, answered in read.values())
+    moved = sum(len({index for (who, _), (index, _) in read.items() if who == person}) - 1
+                for person in {who for who, _ in read})
+    column = {
+        "servers, turn by turn": " ".join(str(read[key][0] + 1) for key in sorted(read, key=lambda k: (k[1], k[0]))),
+        "conversations moved": str(moved),
+        "tokens re-read on later turns": f"{reread:,} of {whole:,}",
+        "first token, later turns (sum)": f"{first:.1f} s",
+        "time in the proxy's queue (sum / max)": f"{sum(queued):.1f} / {max(queued):.1f} s",
+        "cached tokens: proxy said / servers said": "-" if reported is None else f"{reported:,.0f} / {said:,}",
+        "hits: confirmed / predicted": "-" if hits is None else f"{hits[1]:.0f} / {hits[0]:.0f}",
+    }
+    figures = {"reread": reread, "first": first, "queued": sum(queued), "reported": reported, "said": said}
+    return column, figures
+
+
+def _targets(figures: dict[str, dict]) -> list[Target]:
+    proxy, sticky = figures[PROXY], figures[STICKY]
+    return [Target("tokens re-read on later turns <= 1.1 x sticky's", PROXY, proxy["reread"] / max(sticky["reread"], 1),
+                   1.1),
+            Target("first token on later turns <= sticky's + 10 %", PROXY, proxy["first"] / sticky["first"], 1.1),
+            Target("cached tokens reported within 1 % of the servers'", PROXY,
+                   abs(proxy["reported"] - proxy["said"]) / max(proxy["said"], 1), 0.01, "%")]
+
+
+def _scrape(proxy: ProxyServer) -> str:
+    return requests.get(proxy.url + "/metrics", headers={"Authorization": f"Bearer {SCRAPE}"}, timeout=10).text
+
+
+def _metric(proxy: ProxyServer, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in _scrape(proxy).splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
