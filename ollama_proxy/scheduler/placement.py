@@ -5,8 +5,8 @@ in a slot or in its RAM prompt cache, reads only what is new (``caches``). A req
 warm server where its prompt costs least to read, counting what it would push off that server for
 good (``_prompt_cost``), then to the least busy. One whose prompt a busy server holds waits for that
 server rather than read it all again elsewhere, while the wait there is expected to be shorter than
-the reading it saves, and at most ``prefix_hold`` (``_worth_waiting``): a server's queue grows while
-another idles only for less than it costs. Whose prompt it is does not matter: one key's
+what that reading costs (its time, and as much of the other server's), and at most ``prefix_hold``
+(``_worth_waiting``): a server's queue grows while another idles only for less than it costs. Whose prompt it is does not matter: one key's
 conversations are as much worth keeping as anyone's.
 
 People asking short questions beside batch work or agents' long prompts find a slot free: while they
@@ -25,6 +25,9 @@ from ollama_proxy.scheduler.tickets import PromptRead, Running, Ticket
 
 QUESTION_TOKENS = 1024  # a prompt shorter than this is a question, not an agent's conversation
 NEGLIGIBLE = 64  # tokens whose reading tells two servers' costs apart no more than the estimate's error
+# Reading a conversation again elsewhere costs twice its time: the request waits for it, and that server's GPU is
+# taken from whoever else it serves for as long; waiting for the server that holds it takes nothing from anyone.
+MOVE_COST = 2.0
 
 
 class PromptPlacement:
@@ -91,7 +94,7 @@ class PromptPlacement:
         """Whether ``ticket`` should wait for a busy server that holds more of its prompt than ``best`` does.
 
         For at most ``prefix_hold`` seconds from its arrival, and only while the slot it waits for is expected
-        to free sooner than the reading it saves, behind the others waiting for it.
+        to free, behind the others waiting for it, sooner than reading it all elsewhere costs (``MOVE_COST``).
         """
         ticket.waits_for = None
         if not self.bounds.prefix_hold or now - ticket.enqueued >= self.bounds.prefix_hold:
@@ -104,7 +107,7 @@ class PromptPlacement:
             reading = self.estimates.prefill_seconds(
                 ticket.model, name, prompt_tokens(ticket.prefix) - runner.caches.holds(ticket.prefix))
             queued = sum(1 for t in ahead if t.waits_for == name)
-            if reading + self._warm_wait(ticket, [server], queued, now) < cost:
+            if reading + self._warm_wait(ticket, [server], queued, now) < MOVE_COST * cost:
                 ticket.waits_for = name
                 return True
         return False

@@ -195,15 +195,15 @@ def test_a_turn_that_comes_before_the_last_ones_end_reached_the_scheduler_still_
 
 
 def test_the_wait_for_a_busy_server_is_its_running_requests_reading_and_answering_as_learned():
-    """b1 reads a long prompt cold on a's server (10 s at the learned rate): a2 reads its own elsewhere instead."""
+    """b1 reads a long prompt cold on a's server (22 s at the learned rate): a2 reads its own elsewhere instead."""
     s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1),
                    default_prefill_rate=1000.0, default_slot_seconds=1.0)
     home = _served(s, "a1", "agent-a", _turn("a", 4), now=0,
                    read=PromptRead(prompt_tokens(_turn("a", 4)), 0, prompt_tokens(_turn("a", 4)) / 1000))
     s.estimates.generated("m", 0.5)
-    s.submit(_ticket("b1", "agent-b", _turn("b", 10), candidates=(home,)), now=2)  # 10,000 tokens to read
+    s.submit(_ticket("b1", "agent-b", _turn("b", 20), candidates=(home,)), now=2)  # 22,000 tokens to read
     [grant] = s.submit(_ticket("a2", "agent-a", _turn("a", 5)), now=2.1)
-    assert grant.placement.server != home  # reading a's 5,000 elsewhere (5 s) beats waiting 10 s
+    assert grant.placement.server != home  # reading a's 7,000 elsewhere (7 s, twice: 14) beats waiting 22 s
     s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1),
                    default_prefill_rate=1000.0, default_slot_seconds=30.0)
     home = _served(s, "a1", "agent-a", _turn("a", 4), now=0)
