@@ -6,8 +6,12 @@ warm server where its prompt costs least to read, counting what it would push of
 good (``_prompt_cost``), then to the least busy. One whose prompt a busy server holds waits for that
 server rather than read it all again elsewhere, while the wait there is expected to be shorter than
 what that reading costs (its time, and as much of the other server's), and at most ``prefix_hold``
-(``_worth_waiting``): a server's queue grows while another idles only for less than it costs. Whose prompt it is does not matter: one key's
-conversations are as much worth keeping as anyone's.
+(``_worth_waiting``): a server's queue grows while another idles only for less than it costs. Whose
+prompt it is does not matter: one key's conversations are as much worth keeping as anyone's.
+
+What each answer says it read (``_confirm``) bears the mirror out or corrects it: a predicted hit
+that did not happen drops what the mirror held, and costs that server some of the proxy's trust
+(``hits``); a turn whose prompt holds a running turn's answer ends that turn (``_answered_in``).
 
 People asking short questions beside batch work or agents' long prompts find a slot free: while they
 use a model, those leave them one (``_leaves_too_little``).
