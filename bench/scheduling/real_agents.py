@@ -10,9 +10,11 @@ servers, round-robin request by request and sticky (each conversation kept on on
 the proxy (two gevent workers, default settings); every run starts the servers and the proxy afresh.
 
 Printed per run: what the servers read again on later turns (llama-server's ``prompt_n``, of the whole
-prompts), the later turns' time to first token, the time requests waited in the proxy's queue, the
-cached tokens the proxy reported (``ollama_proxy_prompt_cached_tokens_total``) against the servers' own
-(``cache_n``), and the hits the proxy's mirror predicted against those the answers confirmed.
+prompts), the later turns' time to first token at the client and at the servers (from the request's
+arrival at Ollama's API: what the proxy's way adds is the difference), the time requests waited in the
+proxy's queue, the cached tokens the proxy reported (``ollama_proxy_prompt_cached_tokens_total``) against
+the servers' own (``cache_n``), and the hits the proxy's mirror predicted against those the answers
+confirmed.
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ def _run(run: str, people: int, one_key: bool, system_tokens: int, turn_tokens: 
             cached_before = _metric(proxy, "ollama_proxy_prompt_cached_tokens_total") if proxy else 0.0
             asked = _talk(chats, turns, send)
             reported = (_metric(proxy, "ollama_proxy_prompt_cached_tokens_total") - cached_before) if proxy else None
-            hits = (_metric(proxy, "ollama_proxy_prompt_cache_predicted_hits_total"),
-                    _metric(proxy, "ollama_proxy_prompt_cache_confirmed_hits_total")) if proxy else None
+            hits = tuple(_metric(proxy, f"ollama_proxy_prompt_cache_{name}_total") for name in (
+                "predicted_hits", "confirmed_hits", "predicted_tokens", "confirmed_tokens")) if proxy else None
             return _measure(engines, asked, reported, hits)
         finally:
             if proxy is not None:
@@ -119,7 +121,7 @@ def _talk(chats: list[Conversation], turns: int, send) -> list[Turn]:
 
 
 def _measure(engines: list[OllamaOnLlama], asked: list[Turn], reported: float | None,
-             hits: tuple[float, float] | None) -> tuple[dict, dict]:
+             hits: tuple[float, ...] | None) -> tuple[dict, dict]:
     read = {}
     for index, engine in enumerate(engines):
         for answered in engine.answers:
@@ -130,6 +132,7 @@ def _measure(engines: list[OllamaOnLlama], asked: list[Turn], reported: float | 
     reread = sum(answered.read for _, answered in later)
     whole = sum(answered.read + answered.cached for _, answered in later)
     first = sum(turn.first_token for turn in asked if turn.number > 0)
+    at_server = sum(answered.first_token for _, answered in later)
     queued = [turn.queued for turn in asked]
     said = sum(answered.cached for _, answered in read.values())
     moved = sum(len({index for (who, _), (index, _) in read.items() if who == person}) - 1
@@ -139,9 +142,11 @@ def _measure(engines: list[OllamaOnLlama], asked: list[Turn], reported: float | 
         "conversations moved": str(moved),
         "tokens re-read on later turns": f"{reread:,} of {whole:,}",
         "first token, later turns (sum)": f"{first:.1f} s",
+        "  of which at the servers (sum)": f"{at_server:.1f} s",
         "time in the proxy's queue (sum / max)": f"{sum(queued):.1f} / {max(queued):.1f} s",
         "cached tokens: proxy said / servers said": "-" if reported is None else f"{reported:,.0f} / {said:,}",
         "hits: confirmed / predicted": "-" if hits is None else f"{hits[1]:.0f} / {hits[0]:.0f}",
+        "hit tokens: confirmed / predicted": "-" if hits is None else f"{hits[3]:,.0f} / {hits[2]:,.0f}",
     }
     figures = {"reread": reread, "first": first, "queued": sum(queued), "reported": reported, "said": said}
     return column, figures

@@ -206,10 +206,11 @@ class SchedulingSettings:
         True, help="place a request where its prompt is cached: the proxy follows what each server's llama-server "
                    "holds in its slots and RAM prompt cache (`false`: by model alone, warm servers first)")
     prefix_hold: float = setting(
-        20.0, validate=AT_LEAST_0,
-        help="seconds a request with a long prompt waits at most for a busy server that holds its conversation "
-             "(coding agents send the whole conversation again each turn), and only while that server's slot is "
-             "expected to free sooner than reading the conversation elsewhere would take (`0`: never waits)")
+        60.0, validate=AT_LEAST_0,
+        help="seconds a request waits at most for a busy server that holds its conversation (coding agents send "
+             "the whole conversation again each turn), and only while its wait, so far and still expected, stays "
+             "under what reading the conversation again elsewhere costs: its own time and as much of that "
+             "server's (`0`: never waits)")
     yield_within: float = setting(
         1.0, validate=AT_LEAST_0,
         help="seconds a request may be kept waiting so that one expected to hold a slot at least twice as long "

@@ -97,11 +97,13 @@ class PromptPlacement:
     def _worth_waiting(self, ticket: Ticket, best: Placement, cost: float, ahead: list[Ticket], now: float) -> bool:
         """Whether ``ticket`` should wait for a busy server that holds more of its prompt than ``best`` does.
 
-        For at most ``prefix_hold`` seconds from its arrival, and only while the slot it waits for is expected
-        to free, behind the others waiting for it, sooner than reading it all elsewhere costs (``MOVE_COST``).
+        For at most ``prefix_hold`` seconds from its arrival, and only while what it has waited and the wait
+        expected for the slot (behind the others waiting for it) stay under what reading it all elsewhere costs
+        (``MOVE_COST``): a wait that runs long ends once it has cost as much.
         """
         ticket.waits_for = None
-        if not self.bounds.prefix_hold or now - ticket.enqueued >= self.bounds.prefix_hold:
+        waited = now - ticket.enqueued
+        if not self.bounds.prefix_hold or waited >= self.bounds.prefix_hold:
             return False
         for name in ticket.candidates:
             server = self.servers.get(name)
@@ -111,7 +113,7 @@ class PromptPlacement:
             reading = self.estimates.prefill_seconds(
                 ticket.model, name, prompt_tokens(ticket.prefix) - runner.caches.holds(ticket.prefix))
             queued = sum(1 for t in ahead if t.waits_for == name)
-            if reading + self._warm_wait(ticket, [server], queued, now) < MOVE_COST * cost:
+            if waited + reading + self._warm_wait(ticket, [server], queued, now) < MOVE_COST * cost:
                 ticket.waits_for = name
                 return True
         return False

@@ -210,3 +210,12 @@ def test_the_wait_for_a_busy_server_is_its_running_requests_reading_and_answerin
     s.estimates.generated("m", 0.5)
     s.submit(_ticket("b1", "agent-b", _turn("b", 1), candidates=(home,)), now=2)  # 2,000 tokens: 2.5 s in all
     assert s.submit(_ticket("a2", "agent-a", _turn("a", 5)), now=2.1) == []  # though its slot-time says 30 s
+
+
+def test_a_wait_that_runs_long_ends_once_it_has_cost_what_moving_would():
+    """b1 on a's server runs far past what was expected: a2 waits until its wait alone cost twice the re-reading."""
+    s, home = _busy_home(prefill_rate=1000.0, prefix_hold=60.0)  # a2 read elsewhere: 7 s; at home: 1 s
+    assert s.submit(_ticket("a2", "agent-a", _turn("a", 5)), now=2.5) == []
+    assert s.dispatch(now=2.5 + 12.5) == []  # b1 was expected to end long ago; still, 12.5 s and 1 s < twice 7 s
+    [grant] = s.dispatch(now=2.5 + 13.5)
+    assert grant.placement.server != home
