@@ -29,11 +29,12 @@ from pathlib import Path
 import requests
 
 from bench.scheduling.table import Target, print_scenario
+from tests.e2e.chaos import metric_sum
+from tests.e2e.conftest import SCRAPE
 from tests.e2e.conversations import Conversation, Turn
 from tests.e2e.ollama_on_llama import OllamaOnLlama
 from tests.e2e.server import ProxyServer, start_server
 
-SCRAPE = "bench-scrape-token-0123456789"
 THINK_SECONDS, STAGGER_SECONDS, NUM_PREDICT = 0.5, 0.2, 24
 ROUND_ROBIN, STICKY, PROXY = "straight, round-robin", "straight, sticky", "proxy"
 _ASKED = re.compile(r"(\S+) asks, turn (\d+):")
@@ -61,12 +62,12 @@ def _run(run: str, people: int, one_key: bool, system_tokens: int, turn_tokens: 
                 proxy = _proxy(engines, Path(workdir) / "proxy")
             chats = [Conversation(f"person{i}", system_tokens, turn_tokens) for i in range(people)]
             send = _sender(run, engines, proxy, one_key)
-            cached_before = _metric(proxy, "ollama_proxy_prompt_cached_tokens_total") if proxy else 0.0
             asked = _talk(chats, turns, send)
-            reported = (_metric(proxy, "ollama_proxy_prompt_cached_tokens_total") - cached_before) if proxy else None
-            hits = tuple(_metric(proxy, f"ollama_proxy_prompt_cache_{name}_total") for name in (
-                "predicted_hits", "confirmed_hits", "predicted_tokens", "confirmed_tokens")) if proxy else None
-            return _measure(engines, asked, reported, hits)
+            if proxy is None:
+                return _measure(engines, asked, None, None)
+            hits = tuple(metric_sum(proxy.url, f"ollama_proxy_prompt_cache_{name}_total") for name in (
+                "predicted_hits", "confirmed_hits", "predicted_tokens", "confirmed_tokens"))
+            return _measure(engines, asked, metric_sum(proxy.url, "ollama_proxy_prompt_cached_tokens_total"), hits)
         finally:
             if proxy is not None:
                 proxy.stop()
@@ -83,7 +84,7 @@ def _proxy(engines: list[OllamaOnLlama], workdir: Path) -> ProxyServer:
               "logging": {"dir": str(workdir / "logs")}}
     proxy = start_server(ProxyServer(config, workdir, workers=2))
     deadline = time.monotonic() + 30
-    while "ollama_proxy_scheduler_slots_busy{" not in _scrape(proxy) and time.monotonic() < deadline:
+    while not _knows_loaded(proxy) and time.monotonic() < deadline:
         time.sleep(0.2)  # until the proxy has read what each server runs
     return proxy
 
@@ -161,10 +162,7 @@ def _targets(figures: dict[str, dict]) -> list[Target]:
                    abs(proxy["reported"] - proxy["said"]) / max(proxy["said"], 1), 0.01, "%")]
 
 
-def _scrape(proxy: ProxyServer) -> str:
-    return requests.get(proxy.url + "/metrics", headers={"Authorization": f"Bearer {SCRAPE}"}, timeout=10).text
-
-
-def _metric(proxy: ProxyServer, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in _scrape(proxy).splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))
+def _knows_loaded(proxy: ProxyServer) -> bool:
+    """Whether the proxy's scheduler has read a loaded model off the servers (its busy slots are shown)."""
+    text = requests.get(proxy.url + "/metrics", headers={"Authorization": f"Bearer {SCRAPE}"}, timeout=10).text
+    return "ollama_proxy_scheduler_slots_busy{" in text

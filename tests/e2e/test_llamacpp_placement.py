@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests.e2e.chaos import metric_sum
 from tests.e2e.conftest import SCRAPE, auth, base_config
 from tests.e2e.conversations import Conversation, Turn
 from tests.e2e.ollama_on_llama import Answered, OllamaOnLlama
@@ -24,6 +25,7 @@ from tests.e2e.server import ProxyServer, start_server, wait_for
 SYSTEM_TOKENS, TURN_TOKENS, TURNS = 270, 27, 3
 KEYS = {name: f"{name}-token-0123456789" for name in ("ann", "bob", "cat", "dan", "eve")}
 _ASKED = re.compile(r"(\S+) asks, turn (\d+):")
+HITS = "ollama_proxy_prompt_cache_{}_hits_total"
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +50,6 @@ def proxy(engines, tmp_path_factory):
         server.url + "/metrics", headers=auth(SCRAPE), timeout=10).text, timeout=30)  # the model known loaded
     yield server
     server.stop()
-
-
-def _metric(proxy, name: str) -> float:
-    """A metric's value summed over its series (none yet: 0)."""
-    text = requests.get(proxy.url + "/metrics", headers=auth(SCRAPE), timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))
 
 
 def _talk(conversations: list[Conversation], send) -> list[Turn]:
@@ -96,7 +91,7 @@ def test_later_turns_read_again_no_more_than_each_conversation_kept_on_one_serve
     home = {c.who: engines[i % 2].url for i, c in enumerate(sticky)}
     _talk(sticky, lambda c: (home[c.who], None))
     through = [Conversation(f"{name}-{run}-proxy", SYSTEM_TOKENS, TURN_TOKENS) for name in names]
-    cached_before = _metric(proxy, "ollama_proxy_prompt_cached_tokens_total")
+    cached_before = metric_sum(proxy.url, "ollama_proxy_prompt_cached_tokens_total")
     turns = _talk(through, lambda c: (proxy.url, KEYS["ann" if one_key else c.who.split("-")[0]]))
 
     read_sticky = _read(engines, {c.who for c in sticky})
@@ -110,17 +105,17 @@ def test_later_turns_read_again_no_more_than_each_conversation_kept_on_one_serve
     # What the proxy reports read from cache is what the servers say, to the token.
     said = sum(answered.cached for _, answered in read_proxy.values())
     assert [turn.cached for turn in turns] == [read_proxy[(t.who, t.number)][1].cached for t in turns]
-    assert wait_for(lambda: _metric(proxy, "ollama_proxy_prompt_cached_tokens_total") - cached_before == said)
+    assert wait_for(lambda: metric_sum(proxy.url, "ollama_proxy_prompt_cached_tokens_total") - cached_before == said)
 
 
 def test_the_mirror_predicts_the_hits_the_servers_confirm(engines, proxy):
-    predicted = _metric(proxy, "ollama_proxy_prompt_cache_predicted_hits_total")
-    confirmed = _metric(proxy, "ollama_proxy_prompt_cache_confirmed_hits_total")
+    predicted, confirmed = (HITS.format(kind) for kind in ("predicted", "confirmed"))
+    before = {name: metric_sum(proxy.url, name) for name in (predicted, confirmed)}
     chats = [Conversation(f"{name}-hits", SYSTEM_TOKENS, TURN_TOKENS) for name in ("ann", "bob")]
     _talk(chats, lambda c: (proxy.url, KEYS[c.who.split("-")[0]]))
     later = len(chats) * (TURNS - 1)
-    assert wait_for(lambda: _metric(proxy, "ollama_proxy_prompt_cache_predicted_hits_total") - predicted == later)
-    assert _metric(proxy, "ollama_proxy_prompt_cache_confirmed_hits_total") - confirmed == later
+    assert wait_for(lambda: metric_sum(proxy.url, predicted) - before[predicted] == later)
+    assert metric_sum(proxy.url, confirmed) - before[confirmed] == later
 
 
 def test_a_conversation_comes_back_to_its_server_while_the_other_is_busy_beside_it(engines, proxy):
