@@ -8,7 +8,7 @@ bash scripts/install-js-clients.sh     # the JavaScript clients of tests/e2e/tes
 bash scripts/install-go.sh             # Go, which reads multipart forms as Ollama does (tests/go_reader.py)
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet -e '.[test]'
+.venv/bin/pip install --quiet -e '.[test,dev]'  # dev: ruff, for scripts/check
 # llama-server and a tiny model for tests/e2e/test_llamacpp.py (built once, then cached)
 PYTHON=.venv/bin/python bash scripts/install-llama-server.sh
 # the Codex CLI for tests/e2e/test_codex.py, from npm at a pinned version (installed once, then cached)

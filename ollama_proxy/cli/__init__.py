@@ -127,8 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a shell reports for a command stopped by SIGPIPE (128 + 13): `ollama-proxy usage | head`.
+BROKEN_PIPE_STATUS = 141
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        return run(build_parser().parse_args(argv))
+    except BrokenPipeError:
+        # The reader left (`| head`): stop quietly as Unix tools do. stdout goes to /dev/null so that
+        # Python's own flush at exit does not raise the same error again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE_STATUS
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand ``args`` name."""
     if args.command in ("keys", "teams", "budgets"):
         return cli_keys.run(args)
     if args.command == "usage":

@@ -167,3 +167,22 @@ def test_the_report_and_the_export_do_not_mix(store_config, capsys, arguments, s
 
     assert main(["usage", "--config", store_config, *arguments]) == 2
     assert says in capsys.readouterr().err
+
+
+def test_the_export_piped_into_head_stops_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    from ollama_proxy.config import StoreSettings
+    from ollama_proxy.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    (tmp_path / "config.yaml").write_text(f"store: {{url: '{url}'}}\nlogging: {{dir: '{tmp_path}'}}\n")
+    store = open_store(StoreSettings(url, 5.0))
+    store.add_usage([{"ts": ROW["ts"], "request_id": f"r{n}", "key_name": "alice"} for n in range(5000)])
+    store.close()
+    command = f"{sys.executable} -m ollama_proxy.cli usage --config {tmp_path / 'config.yaml'} | head -n 2"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[0] == ",".join(COLUMNS)
+    assert done.stderr == ""  # no BrokenPipeError traceback
+    assert done.returncode == 141  # as a command stopped by SIGPIPE
