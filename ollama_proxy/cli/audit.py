@@ -9,10 +9,11 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 from ollama_proxy.cli.keys import expiry, table
+from ollama_proxy.cli.store_access import open_for_command
 from ollama_proxy.cli.usage import since as moment_since
 from ollama_proxy.cli.usage import write
 from ollama_proxy.config import CONFIG_ENV, ConfigError, load_settings
-from ollama_proxy.store import AuditEntry, DatabaseError, StoreError, open_store
+from ollama_proxy.store import AuditEntry, DatabaseError, StoreError
 
 COLUMNS = ("id", "ts", "actor", "actor_kind", "origin", "action", "target", "before", "after")
 TABLE_COLUMNS = ("when", "who", "from", "action", "target", "change")
@@ -36,7 +37,7 @@ def row(entry: AuditEntry) -> tuple[str, ...]:
 def show(args) -> int:
     """Print the entries that match, oldest first."""
     try:
-        store = open_store(load_settings(args.config).store)
+        store = open_for_command(load_settings(args.config).store)
         try:
             entries = store.audit_trail(args.since, args.until, limit=args.limit, newest_first=args.limit is not None)
         finally:

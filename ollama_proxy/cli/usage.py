@@ -10,10 +10,11 @@ from datetime import date, datetime, time, timezone
 from zoneinfo import ZoneInfo
 
 from ollama_proxy.cli.keys import expiry, table
+from ollama_proxy.cli.store_access import open_for_command
 from ollama_proxy.config import CONFIG_ENV, ConfigError, load_settings
 from ollama_proxy.observability.csv_export import write_csv
 from ollama_proxy.observability.usage_report import BY, Period, csv_lines, read_report
-from ollama_proxy.store import StoreError, open_store
+from ollama_proxy.store import StoreError
 from ollama_proxy.store.budgets import PERIODS
 from ollama_proxy.store.usage import USAGE_FIELDS
 
@@ -61,7 +62,7 @@ def export(args) -> int:
         return 2
     try:
         settings = load_settings(args.config)
-        store = open_store(settings.store)
+        store = open_for_command(settings.store)
         try:
             if summary:
                 period = Period.holding(args.period or "month", args.at or datetime.now(timezone.utc),

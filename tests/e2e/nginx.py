@@ -61,10 +61,11 @@ def site_for_test(site: str, listen_port: int, upstream_port: int, log_dir: Path
 
 
 class Nginx:
-    """A real nginx in the foreground, serving deploy/nginx.conf in front of one gunicorn."""
+    """A real nginx in the foreground, serving deploy/nginx.conf (or ``site``) in front of one gunicorn."""
 
-    def __init__(self, upstream_port: int, workdir: Path):
+    def __init__(self, upstream_port: int, workdir: Path, site: str | None = None):
         self.upstream_port = upstream_port
+        self.site = site if site is not None else (DEPLOY / "nginx.conf").read_text()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -73,7 +74,7 @@ class Nginx:
         self._output = None
 
     def start(self, timeout: float = 15.0) -> Nginx:
-        site = site_for_test((DEPLOY / "nginx.conf").read_text(), self.port, self.upstream_port, self.workdir)
+        site = site_for_test(self.site, self.port, self.upstream_port, self.workdir)
         (self.workdir / "site.conf").write_text(site)
         user, group = current_user()  # as root, workers run as root and can enter the 0700 tmp dir
         main = self.workdir / "nginx.conf"

@@ -31,6 +31,7 @@ def test_the_operator_is_the_os_user_behind_sudo_at_the_host_and_over_ssh():
     assert plain.kind == "cli" and plain.name and plain.origin
     behind = operator({"SUDO_USER": "ann", "SSH_CONNECTION": "10.0.0.9 50022 10.0.0.1 22"})
     assert behind.name == f"ann (as {plain.name})" and behind.origin == f"{plain.origin}, ssh from 10.0.0.9"
+    assert operator({"OLLAMA_PROXY_OPERATOR": "ann"}).name == f"ann (as {plain.name})"  # the VM's command
 
 
 def run(config: str, *args: str) -> int:
