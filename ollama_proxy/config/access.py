@@ -56,8 +56,10 @@ class AdminSettings:
         help="where the generated key is kept (mode 600), relative to the project root unless absolute; "
              "kept out of git")
     cookie_secure: bool = setting(
-        True, help="send the session cookie over HTTPS only (`false` to log in over plain HTTP on a trusted LAN: "
-                   "the cookie then crosses it readable)")
+        True, env="OLLAMA_PROXY_ADMIN_COOKIE_SECURE",
+        help="send the session cookie over HTTPS only (`false` to log in over plain HTTP on a trusted LAN: "
+             "the cookie and the password then cross it readable). A browser keeps no such cookie from a plain "
+             "`http://` page of another machine: signing in there fails, and the login page says so")
     session_lifetime: float = setting(8 * 3600.0, validate=SECONDS, help="seconds a login lasts (8 hours)")
     login_attempts: int = setting(
         5, validate=AT_LEAST_1,

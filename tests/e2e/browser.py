@@ -16,13 +16,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def launch():
-    """Start Playwright and chromium; return both, to be closed by the caller."""
+def launch(*extra_args: str):
+    """Start Playwright and chromium (with ``extra_args``); return both, to be closed by the caller."""
     if not os.access(CHROMIUM, os.X_OK):
         raise RuntimeError(f"{CHROMIUM} is missing: scripts/install-test-services.sh installs Debian's chromium")
     playwright = sync_playwright().start()
     try:
-        return playwright, playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        return playwright, playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
     except Exception:
         playwright.stop()
         raise

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from ollama_proxy.blueprints.admin.roles import LABELS, LANDING, MEMBER, TEAM_ADMIN, VIEWER, current_role, may
-from ollama_proxy.blueprints.admin.session import session_is_valid, signed_in_with_oidc
-from ollama_proxy.errors import Forbidden, NotFound
+from ollama_proxy.blueprints.admin.session import cookie_dropped, session_is_valid, signed_in_with_oidc
+from ollama_proxy.config import AdminSettings
+from ollama_proxy.errors import Forbidden, InvalidRequest, NotFound
 from ollama_proxy.store import Actor, Missing
 
 PREFIX = "/admin"
@@ -30,6 +33,7 @@ REFUSALS = {VIEWER: "A viewer reads the admin page but changes nothing.",
             TEAM_ADMIN: "A team admin manages its own team's keys, budgets and usage, and nothing else.",
             MEMBER: "A member manages their own keys on the My keys page, and nothing else."}
 
+log = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__, url_prefix=PREFIX, static_folder=str(STATIC_DIR), static_url_path="/static")
 
 
@@ -58,7 +62,7 @@ def guard():
     if not settings.enabled:
         return render_template("admin/off.html"), 404
     if request.method not in ("GET", "HEAD", "OPTIONS"):
-        current_app.extensions["csrf"].protect()  # every form, the login form too
+        _check_form(settings)  # every form, the login form too
     if request.endpoint in OPEN_ENDPOINTS:
         return None
     if not session_is_valid(session, settings):
@@ -68,6 +72,37 @@ def guard():
     if not may(role, request.endpoint, request.method):
         raise Forbidden(REFUSALS.get(role, "This page is not for your role."))
     return None
+
+
+def _check_form(settings: AdminSettings) -> None:
+    """Check the form's CSRF token; when no session cookie came back to check it against, say why."""
+    try:
+        current_app.extensions["csrf"].protect()
+    except CSRFError:
+        if current_app.config["WTF_CSRF_FIELD_NAME"] in session:
+            raise  # the cookie came back: the token itself is wrong
+        raise InvalidRequest(_without_cookie(settings)) from None
+
+
+def _without_cookie(settings: AdminSettings) -> str:
+    said = "The browser sent this form without its session cookie, so its CSRF token cannot be checked."
+    warning = https_only_warning(settings)
+    if warning:
+        log.warning("admin form from %s refused: the HTTPS-only session cookie did not come back over %s "
+                    "(admin.cookie_secure)", request.remote_addr or "-", request.host_url.rstrip("/"))
+        return f"{said} {warning}"
+    return (f"{said} Perhaps cookies for this site are blocked, or the session ended: allow cookies for "
+            f"{request.host} and load the page again.")
+
+
+def https_only_warning(settings: AdminSettings) -> str | None:
+    """Say why signing in cannot work here, if the browser will refuse the HTTPS-only session cookie."""
+    if not cookie_dropped(settings, https=request.is_secure, host=request.host):
+        return None
+    return ("The session cookie is sent over HTTPS only, so signing in cannot work over "
+            f"{request.host_url.rstrip('/')}. Use HTTPS (nginx with a certificate), or, on a trusted LAN, set "
+            "admin.cookie_secure: false (OLLAMA_PROXY_ADMIN_COOKIE_SECURE=false), knowing that the cookie and "
+            "the password then cross the network readable.")
 
 
 @bp.after_request

@@ -1,6 +1,8 @@
 """Log the administrator in with the password, and anyone out; a client locked out by the LoginGuard is answered 429.
 
-The login page also shows the identity provider's button when ``admin.oidc`` is on (``oidc.py``).
+The login page also shows the identity provider's button when ``admin.oidc`` is on (``oidc.py``), and says
+so before anything is typed when the browser will refuse the HTTPS-only session cookie (plain HTTP from
+another machine): without that cookie every login fails its CSRF check.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from limits.errors import StorageError
 
 from ollama_proxy.access import ratelimit
 from ollama_proxy.access.login_guard import LoginGuard
-from ollama_proxy.blueprints.admin.base import bp, is_admin_path, signed_in
+from ollama_proxy.blueprints.admin.base import bp, https_only_warning, is_admin_path, signed_in
 from ollama_proxy.blueprints.admin.session import password_matches, start_session
 from ollama_proxy.config import AdminSettings
 from ollama_proxy.store import Actor, DatabaseError, current_store
@@ -54,8 +56,7 @@ def login():
     """Show the login form; on a POST, check it and start a session."""
     settings = current_app.config["SETTINGS"].admin
     if request.method == "GET":
-        return render_template("admin/login.html", next=request.args.get("next", ""), oidc=settings.oidc,
-                               password=bool(settings.password_hash))
+        return _login_template(settings, next=request.args.get("next", ""))
     if not settings.password_hash:
         return login_page("Signing in with a password is off here: use the identity provider.", 403)
     username = request.form.get("username", "")[:200]
@@ -115,9 +116,12 @@ def _form(username: str, error: str, status: int, retry_after: int | None = None
 def login_page(error: str, status: int, username: str = ""):
     """The login page again, saying ``error``, answered with ``status``."""
     settings = current_app.config["SETTINGS"].admin
-    page = render_template("admin/login.html", next=request.form.get("next", ""), username=username, error=error,
-                           oidc=settings.oidc, password=bool(settings.password_hash))
-    return page, status
+    return _login_template(settings, next=request.form.get("next", ""), username=username, error=error), status
+
+
+def _login_template(settings: AdminSettings, **context) -> str:
+    return render_template("admin/login.html", oidc=settings.oidc, password=bool(settings.password_hash),
+                           warning=https_only_warning(settings), **context)
 
 
 @bp.post("/logout")

@@ -1,5 +1,8 @@
 """Sign admin sessions: the secret key, the cookie's flags, what a valid session holds, the password check.
 
+A browser keeps a ``Secure`` cookie only from a secure context: HTTPS, or a page of this machine
+(``localhost``, 127.0.0.0/8, ``::1``). ``cookie_dropped`` tells when it will not keep ours.
+
 A password session holds the user name and a fingerprint of the credentials; a single sign-on
 session (``via: oidc``) holds the person's name, subject, role and team, and a fingerprint of the
 provider's issuer and client id. Changing what a fingerprint covers ends every session it signs.
@@ -9,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import secrets
 import tempfile
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from flask import Flask
 from werkzeug.security import check_password_hash
@@ -106,6 +111,25 @@ def session_is_valid(session, settings: AdminSettings) -> bool:
 
 def signed_in_with_oidc(session) -> bool:
     return session.get("via") == OIDC
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether ``host`` (a Host header: a name or an address, and maybe a port) is this machine."""
+    try:
+        name = urlsplit("//" + host).hostname or ""
+    except ValueError:  # a bracket left open
+        return False
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def cookie_dropped(settings: AdminSettings, *, https: bool, host: str) -> bool:
+    """Tell whether the browser will refuse the session cookie: HTTPS-only, but sent over plain HTTP to ``host``."""
+    return settings.cookie_secure and not https and not is_loopback(host)
 
 
 def configure(app: Flask, settings: AdminSettings) -> None:

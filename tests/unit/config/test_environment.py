@@ -1,5 +1,6 @@
 import pytest
 
+from ollama_proxy.config import parse_settings
 from ollama_proxy.config.environment import ENV_OVERRIDES, apply_env, blamed, env_value, overridable
 from ollama_proxy.config.errors import ConfigError
 
@@ -25,6 +26,7 @@ KNOWN = {
     "OLLAMA_PROXY_ADMIN_PASSWORD_HASH": ("admin", "password_hash"),
     "OLLAMA_PROXY_ADMIN_SECRET_KEY": ("admin", "secret_key"),
     "OLLAMA_PROXY_ADMIN_SECRET_KEY_FILE": ("admin", "secret_key_file"),
+    "OLLAMA_PROXY_ADMIN_COOKIE_SECURE": ("admin", "cookie_secure"),
     "OLLAMA_PROXY_ADMIN_OIDC_CLIENT_SECRET": ("admin", "oidc", "client_secret"),
     "OLLAMA_PROXY_RATELIMIT_STORAGE_URL": ("ratelimit", "storage_url"),
     "OLLAMA_PROXY_METRICS_TOKENS": ("metrics", "tokens"),
@@ -47,6 +49,13 @@ def test_the_variables_are_the_ones_deployments_set():
 def test_a_variable_is_read_as_the_type_of_its_key(variable, text, value):
     _, key = overridable()[variable]
     assert env_value(key, text) == value
+
+
+@pytest.mark.parametrize("text, value", [("false", False), ("0", False), ("true", True)])
+def test_the_admin_cookie_may_be_let_over_plain_http_from_the_environment(text, value):
+    # The VM's /etc/ollama-proxy/env says it, for a LAN without TLS.
+    settings = parse_settings({"admin": {"cookie_secure": True}}, environ={"OLLAMA_PROXY_ADMIN_COOKIE_SECURE": text})
+    assert settings.admin.cookie_secure is value
 
 
 def test_apply_env_overrides_without_changing_the_file():

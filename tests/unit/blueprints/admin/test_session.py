@@ -8,7 +8,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ollama_proxy.blueprints.admin import session
 from ollama_proxy.blueprints.admin.session import (
+    cookie_dropped,
     fingerprint,
+    is_loopback,
     oidc_fingerprint,
     secret_key,
     session_is_valid,
@@ -64,6 +66,27 @@ def test_an_empty_session_is_not_a_login(settings):
 
 class _Session(dict):
     permanent = False
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("localhost", True), ("localhost:8080", True), ("admin.localhost:8080", True), ("LOCALHOST", True),
+    ("127.0.0.1", True), ("127.0.0.1:8080", True), ("127.8.9.10:80", True), ("[::1]", True), ("[::1]:8080", True),
+    ("admin.lan", False), ("admin.lan:8080", False), ("192.168.1.20:80", False), ("[fe80::1]:8080", False),
+    ("localhost.example.com", False), ("127.0.0.1.nip.io", False), ("", False), ("[::1", False),
+])
+def test_a_host_is_loopback_as_browsers_count_it(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("cookie_secure, https, host, dropped", [
+    (True, False, "admin.lan:8080", True),  # the browser refuses a Secure cookie from http://admin.lan
+    (True, True, "admin.lan", False),
+    (True, False, "127.0.0.1:8080", False),  # localhost is a secure context
+    (False, False, "admin.lan:8080", False),
+])
+def test_the_browser_drops_a_secure_cookie_over_http_elsewhere_than_this_machine(settings, cookie_secure, https,
+                                                                                 host, dropped):
+    assert cookie_dropped(replace(settings, cookie_secure=cookie_secure), https=https, host=host) is dropped
 
 
 @pytest.mark.parametrize("under_gevent, off_this_thread", [(True, True), (False, False)])
