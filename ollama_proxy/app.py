@@ -16,7 +16,18 @@ from ollama_proxy.access import auth, budgets, ratelimit
 from ollama_proxy.backends import health as backend_health
 from ollama_proxy.backends.image_fetcher import ImageFetcher
 from ollama_proxy.backends.pool import OllamaPool
-from ollama_proxy.blueprints import admin, anthropic, audio, embeddings, health, native, openai, openapi, responses
+from ollama_proxy.blueprints import (
+    admin,
+    anthropic,
+    audio,
+    embeddings,
+    favicon,
+    health,
+    native,
+    openai,
+    openapi,
+    responses,
+)
 from ollama_proxy.blueprints import metrics as metrics_endpoint
 from ollama_proxy.config import ProviderSettings, Settings, load_settings
 from ollama_proxy.dispatch.dispatcher import DISPATCHER, Dispatcher
@@ -60,7 +71,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_backends(app, settings)
     app.extensions["ollama_proxy.images"] = ImageFetcher(settings.images)
     for blueprint in (health.bp, native.bp, openai.bp, embeddings.bp, audio.bp, responses.bp, anthropic.bp,
-                      openapi.bp):
+                      openapi.bp, favicon.bp):
         app.register_blueprint(blueprint)
     admin.init_app(app)
     if settings.metrics.enabled:
@@ -89,6 +100,7 @@ def init_backends(app: Flask, settings: Settings) -> None:
                             settings.scheduling.prompt_placement)
     providers = {p.name: _provider_backend(p, settings) for p in settings.providers}
     app.extensions["ollama_proxy.pool"] = pool
+    app.extensions["ollama_proxy.providers"] = providers
     app.extensions[DISPATCHER] = dispatcher
     app.extensions["ollama_proxy.backend"] = pool.default.backend  # the default server
     app.extensions[ROUTER] = Router(pool, providers, lambda model, timeout, enforce: dispatcher.for_model(

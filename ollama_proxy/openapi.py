@@ -133,7 +133,7 @@ OPERATIONS: dict[str, Operation] = {
     "/openapi.json": Operation("This description", "service", public=True),
 }
 _ANTHROPIC_PREFIX = "/anthropic"
-_NOT_API = ("/admin",)  # pages for a person in a browser, with their own login: not part of the API
+_NOT_API = ("/admin", "/favicon.ico")  # for a person in a browser (pages with their own login, the icon): not API
 
 
 def typed_property(self, field, ret=None, **kwargs) -> dict:

@@ -45,7 +45,8 @@ SURFACES = (
     Surface("anthropic", ("anthropic",), ("/v1/messages", "/anthropic/"), render_error=to_anthropic_error,
             chats=("/v1/messages", "/anthropic/v1/messages")),
     Surface("admin", ("admin",), ("/admin/",), ("/admin",), render_error=None),
-    Surface("other", ("health", "openapi", "metrics"), (), ("/health", "/openapi.json", "/metrics")),
+    Surface("other", ("health", "openapi", "metrics", "favicon"), (),
+            ("/health", "/openapi.json", "/metrics", "/favicon.ico")),
 )
 OTHER = SURFACES[-1]  # also the surface of a path no surface has
 

@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 METRICS = "metrics"  # a scraper's token: /metrics and nothing else
 
 # The proxy's own paths anyone may call: a load balancer's probe carries no token; the API description holds
-# no secret. (Ollama's paths say their scope in ``surfaces.OLLAMA_PATHS``; the admin page has its own login.)
-PUBLIC_PATHS = ("/health", "/openapi.json")
+# no secret; a browser asks for the icon with none. (Ollama's paths say their scope in ``surfaces.OLLAMA_PATHS``;
+# the admin page has its own login.)
+PUBLIC_PATHS = ("/health", "/openapi.json", "/favicon.ico")
 METRICS_PATH = "/metrics"
 
 

@@ -4,10 +4,12 @@ Every Ollama server is asked for ``/api/version`` side by side, within
 ``service.health_timeout``; its state is ``ok``, ``cooling down`` (it answers
 now, but failed a request less than ``routing.cooldown`` seconds ago, so
 requests pass it over) or ``down``; ``last_error`` is its most recent failure,
-this probe's, a request's or a model-list read's. Providers are not called (a
-probe must not spend a paid API's quota): they are listed as configured. The
-status is ``down`` (503) when no Ollama server answers: the proxy can then
-serve no local model.
+this probe's, a request's or a model-list read's. /health calls no provider (a
+probe must not spend a paid API's quota, nor wait on it): a provider is listed
+as configured, with the models known without asking it (its configured ones,
+or its last listing's). The admin page asks each provider for its models, as
+/api/tags does, and shows how long that took. The status is ``down`` (503) when
+no Ollama server answers: the proxy can then serve no local model.
 
 A worker reuses its last probe for ``service.health_cache_seconds``, so that
 calling /health in a loop cannot multiply the traffic it sends to the Ollama
@@ -27,10 +29,10 @@ from flask import Flask, current_app
 
 from ollama_proxy import __version__
 from ollama_proxy.backends.url_secrets import without_password
-from ollama_proxy.config import ProviderSettings
 from ollama_proxy.errors import ProxyError
 
 if TYPE_CHECKING:
+    from ollama_proxy.backends.openai_compat import ProviderBackend
     from ollama_proxy.backends.pool import OllamaPool
     from ollama_proxy.backends.pool_servers import PoolServer
 
@@ -62,14 +64,18 @@ def init_app(app: Flask) -> None:
     app.extensions[_EXTENSION] = ProbeCache(app.config["SETTINGS"].service.health_cache_seconds)
 
 
-def report(app: Flask | None = None) -> tuple[dict, int]:
-    """Return every backend's state, with the overall status, and the status code /health answers with."""
+def report(app: Flask | None = None, ask_providers: bool = False) -> tuple[dict, int]:
+    """Return every backend's state, with the overall status, and the status code /health answers with.
+
+    ``ask_providers``: list each provider's models as /api/tags does (the admin page), not only the known ones.
+    """
     app = app or current_app
     pool: OllamaPool = app.extensions["ollama_proxy.pool"]
     pool.start(wait=False)
     settings = app.config["SETTINGS"]
     upstreams = app.extensions[_EXTENSION].get(lambda: probe_all(pool.servers, settings.service.health_timeout))
-    upstreams = [*upstreams, *(_provider(provider) for provider in settings.providers)]
+    providers = app.extensions["ollama_proxy.providers"].values()
+    upstreams = [*upstreams, *(_provider(provider, ask_providers) for provider in providers)]
     status = overall_status(upstreams)
     return {"status": status, "version": __version__, "upstreams": upstreams}, 503 if status == "down" else 200
 
@@ -111,9 +117,17 @@ def _probe(server: PoolServer, timeout: float, now: float) -> dict:
     return upstream
 
 
-def _provider(provider: ProviderSettings) -> dict:
-    return {"name": provider.name, "type": "openai", "url": without_password(provider.base_url), "ok": True,
-            "state": "configured", "last_error": None, "models": len(provider.models)}
+def _provider(provider: ProviderBackend, ask: bool) -> dict:
+    upstream = {"name": provider.name, "type": "openai", "url": without_password(provider.base_url), "ok": True,
+                "state": "configured", "last_error": None}
+    try:
+        models = provider.list_models() if ask else provider.known_models()
+    except ProxyError as exc:
+        models = None
+        upstream.update(ok=False, state="down", error=without_password(exc.message))
+    upstream["models"] = None if models is None else len(models)
+    upstream["latency_ms"] = provider.listing_ms
+    return upstream
 
 
 def _version(body: bytes) -> str | None:

@@ -80,6 +80,7 @@ class ProviderBackend:
         self.thinking_switch = preset.thinking if preset else None
         self._sessions = ProcessSession(settings.pool_size)
         self._models: tuple[float, list[str]] | None = None
+        self.listing_ms: float | None = None  # how long its last GET /models took; None: never asked
         self._listed_at = created_at(time.time())
         self._secrets = secrets_of(settings)
         self._secret_bytes = as_written(self._secrets)
@@ -125,11 +126,19 @@ class ProviderBackend:
         if self.settings.models:
             return list(self.settings.models)
         if self._models is None or time.monotonic() - self._models[0] >= self.settings.models_cache_seconds:
+            started = time.perf_counter()
             with self._send("GET", "/models") as raw:
                 answer = raw.json()
+            self.listing_ms = round((time.perf_counter() - started) * 1000, 1)
             names = [item["id"] for item in answer.get("data") or [] if isinstance(item, dict) and "id" in item]
             self._models = (time.monotonic(), names)
         return list(self._models[1])
+
+    def known_models(self) -> list[str] | None:
+        """Return the model names known without asking: the configured ones, or the last listing's (None: none)."""
+        if self.settings.models:
+            return list(self.settings.models)
+        return None if self._models is None else list(self._models[1])
 
     def tags(self) -> dict:
         """Return an Ollama ``/api/tags`` body listing the provider's models."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timezone
 
 from ollama_proxy.cli.operator import operator
+from ollama_proxy.cli.store_access import open_for_command
 from ollama_proxy.config import CONFIG_ENV, ConfigError, load_settings
 from ollama_proxy.scheduler.fairness import CLASSES, MAX_WEIGHT
-from ollama_proxy.store import ApiKey, DatabaseError, StoreError, open_store
-from ollama_proxy.store.keys import SCOPES
+from ollama_proxy.store import ApiKey, DatabaseError, StoreError
+from ollama_proxy.store.keys import SCOPES, expiry_after, last_day_before
 
 LIST_COLUMNS = ("name", "prefix", "scope", "models", "limits", "allows", "expires", "enabled", "last used", "team")
 # What --allow grants: web, Ollama's web search and fetch; cloud, the cloud models, run on ollama.com.
@@ -24,7 +25,7 @@ def expiry(text: str) -> datetime:
     """Read ``--expires``: a date (the key works through that UTC day) or an ISO date and time."""
     try:
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text) + timedelta(days=1), time(), timezone.utc)
+            return expiry_after(date.fromisoformat(text))
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD) or ISO date and time: {text!r}") from None
@@ -59,6 +60,13 @@ def _moment(value: datetime | None) -> str:
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _expiry(value: datetime | None) -> str:
+    """Show an expiry as ``--expires`` took it: a day the key works through, or a moment."""
+    if value is not None and value.time() == time():
+        return last_day_before(value).isoformat()
+    return _moment(value)
+
+
 def _limits(key: ApiKey) -> str:
     return f"rpm {key.rpm or '-'}, tpm {key.tpm or '-'}"
 
@@ -69,7 +77,7 @@ def _allows(key: ApiKey) -> str:
 
 def key_row(key: ApiKey) -> tuple[str, ...]:
     return (key.name, key.prefix, key.scope, ", ".join(key.models) or "*", _limits(key), _allows(key),
-            _moment(key.expires_at), "yes" if key.enabled else "no", _moment(key.last_used_at), key.team or "-")
+            _expiry(key.expires_at), "yes" if key.enabled else "no", _moment(key.last_used_at), key.team or "-")
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -86,7 +94,7 @@ def create(store, args) -> int:
                                    team=args.team, **{p: p in (args.allow or ()) for p in PERMISSIONS})
     allows = _allows(key)
     print(f"created key '{key.name}' ({key.prefix}...): scope {key.scope}, models {', '.join(key.models) or '*'}, "
-          f"{_limits(key)}, expires {_moment(key.expires_at)}, weight {key.weight:g}, class {key.klass}"
+          f"{_limits(key)}, expires {_expiry(key.expires_at)}, weight {key.weight:g}, class {key.klass}"
           + (", trusted front end" if key.trusted_frontend else "") + (f", allows {allows}" if allows != "-" else "")
           + (f", team {key.team} (its models, limits and class bound the key's)" if key.team else ""))
     print("the secret is shown once, below; only its hash is kept:")
@@ -181,8 +189,8 @@ def config_option() -> argparse.ArgumentParser:
 def run(args) -> int:
     """Open the configured store and carry out one subcommand on it (``args.run``): ``keys``, ``teams``."""
     try:
-        store = open_store(load_settings(args.config).store)
-    except (ConfigError, DatabaseError) as exc:
+        store = open_for_command(load_settings(args.config).store)
+    except (ConfigError, StoreError, DatabaseError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 1
     try:

@@ -7,7 +7,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -55,8 +55,22 @@ class ApiKey:
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
 
+    def last_day(self) -> date | None:
+        """Return the last UTC day the key works: the day an operator gave as its expiry."""
+        return None if self.expires_at is None else last_day_before(self.expires_at)
+
     def usable(self, now: datetime) -> bool:
         return self.enabled and not self.expired(now)
+
+
+def expiry_after(day: date) -> datetime:
+    """Return when a key that works all of ``day`` (UTC) expires: the midnight after it."""
+    return datetime.combine(day + timedelta(days=1), time(), timezone.utc)
+
+
+def last_day_before(expires_at: datetime) -> date:
+    """Return the last UTC day a key expiring at ``expires_at`` works: at midnight, the day before."""
+    return (expires_at.astimezone(timezone.utc) - timedelta(microseconds=1)).date()
 
 
 def hash_secret(secret: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -10,11 +11,15 @@ import openai
 import pytest
 import requests
 
+from ollama_proxy.store.budgets import period_bounds
+from tests.actors import TESTER
 from tests.e2e.admin_page import PASSWORD, admin_config
 from tests.e2e.browser import new_page, screenshot
+from tests.e2e.command import cli
 from tests.e2e.conftest import ALICE, auth
 from tests.e2e.server import ProxyServer
 from tests.fakes.ollama import FakeOllama
+from tests.fakes.openai_provider import PROVIDER_KEY
 
 SECRET_PATTERN = re.compile(r"op-[A-Za-z0-9_-]{20,}")
 
@@ -112,6 +117,45 @@ def usage_row(ts, key: str, model: str, prompt: int, completion: int, status: in
             "prompt_tokens": prompt, "completion_tokens": completion, "duration_ms": 40.0, "status": status}
 
 
+# The admin page's colours (admin.css), to tell which one a meter is drawn in.
+COLOURS = {"green": (0x1a, 0x7f, 0x46), "red": (0xc0, 0x39, 0x2b), "amber": (0xb7, 0x79, 0x1f)}
+
+
+def drawn_colour(page, element) -> str:
+    """Name the admin colour nearest to what the browser drew near the left end of ``element`` (a meter's fill)."""
+    png = base64.b64encode(element.screenshot()).decode()
+    pixel = page.evaluate("""async png => {
+        const image = new Image();
+        image.src = "data:image/png;base64," + png;
+        await image.decode();
+        const canvas = document.createElement("canvas");
+        [canvas.width, canvas.height] = [image.width, image.height];
+        const context = canvas.getContext("2d");
+        context.drawImage(image, 0, 0);
+        return Array.from(context.getImageData(image.width / 10, image.height / 2, 1, 1).data.slice(0, 3));
+    }""", png)
+    return min(COLOURS, key=lambda name: sum((a - b) ** 2 for a, b in zip(COLOURS[name], pixel, strict=True)))
+
+
+def test_a_budget_meter_is_green_then_red_when_a_hard_budget_is_spent_amber_a_soft_one(page, admin):
+    spending = {"meter-under": ("hard", 50), "meter-over-hard": ("hard", 250), "meter-over-soft": ("soft", 250)}
+    start, _ = period_bounds("day", datetime.now(timezone.utc), timezone.utc)
+    store = admin.open_store(migrate=False)
+    try:
+        for name, (mode, spent) in spending.items():
+            store.create_key(name, by=TESTER)
+            store.set_budget("key", name, period="day", unit="tokens", amount=200, mode=mode, by=TESTER)
+            store.charge([(("key", name, "day", "tokens"), start, spent)])
+    finally:
+        store.close()
+    page.goto(admin.url + "/admin/usage/report?by=key&period=day")
+    meters = {name: page.locator("#report-lines tbody tr", has_text=name).locator("meter") for name in spending}
+    assert "250 of 200 tokens" in page.locator("#report-lines tbody tr", has_text="meter-over-hard").inner_text()
+    screenshot(page, "usage-report-budgets")
+    assert {name: drawn_colour(page, meter) for name, meter in meters.items()} == {
+        "meter-under": "green", "meter-over-hard": "red", "meter-over-soft": "amber"}
+
+
 def test_no_page_shows_a_secret_after_its_creation_page(page, admin):
     secret = create_key(page, admin.url, "quiet-key", models="llama3* qwen3:8b")
     assert page.url == admin.url + "/admin/keys/quiet-key/created"  # redirected: no secret in the URL
@@ -152,6 +196,41 @@ def test_a_key_is_edited_disabled_and_deleted(page, admin):
         for _ in range(30):  # a worker trusts what it read of a key for auth.key_cache_seconds
             client.models.list()
             page.wait_for_timeout(250)
+
+
+def test_a_key_made_to_expire_after_a_day_shows_that_day_and_keeps_its_expiry_when_saved(page, admin):
+    last_day = f"{datetime.now(timezone.utc).year + 1}-01-31"
+    made = cli(admin, "keys", "create", "--name", "january", "--expires", last_day)
+    assert made.returncode == 0, made.stderr
+    stops_working = datetime.fromisoformat(last_day).replace(tzinfo=timezone.utc) + timedelta(days=1)
+    page.goto(admin.url + "/admin/keys")
+    assert page.locator("tr[data-key='january'] td").nth(6).inner_text() == last_day
+    page.goto(admin.url + "/admin/keys/january")
+    assert page.input_value("#edit-key input[name=expires]") == last_day
+    page.click("#edit-key button[type=submit]")
+    assert "Key 'january' saved." in page.locator(".flash").inner_text()
+    store = admin.open_store(migrate=False)
+    try:
+        assert store.get_key("january").expires_at == stops_working
+    finally:
+        store.close()
+    listing = cli(admin, "keys", "list").stdout.splitlines()
+    assert last_day in next(line for line in listing if line.startswith("january")).split()
+
+
+def test_the_browser_icon_is_served_without_a_token_and_every_page_names_it(browser, admin):
+    answer = requests.get(admin.url + "/favicon.ico", timeout=10)
+    assert answer.status_code == 200 and answer.content.startswith(b"\0\0\1\0")  # an ICO file
+    assert answer.headers["Content-Type"] in ("image/x-icon", "image/vnd.microsoft.icon")
+    page = new_page(browser)
+    errors = []  # new_page lets "Failed to load resource" by: a refused login is one, but not here
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto(admin.url + "/admin/login")
+    named = page.evaluate("() => document.querySelector('link[rel=icon]').href")
+    assert requests.get(named, timeout=10).content == answer.content  # the same icon, beside the page's styles
+    page.wait_for_timeout(500)  # the browser asks for the icon once the page is shown
+    assert errors == []
+    page.context.close()
 
 
 def test_a_bad_key_form_is_refused_with_the_reason(page, admin):
@@ -199,6 +278,38 @@ def test_aliases_and_overrides_are_checked_saved_and_removed(page, admin):
     page.wait_for_load_state()
     assert "No aliases." in page.locator("#aliases").inner_text()
     assert "No overrides." in page.locator("#overrides").inner_text()
+
+
+@pytest.fixture(scope="module")
+def provider_admin(fake_server, provider_server, tmp_path_factory):
+    """The admin page over an Ollama server and a provider whose models are its own ``GET /models``."""
+    workdir = tmp_path_factory.mktemp("admin-provider")
+    config = admin_config(fake_server.url, workdir)
+    config["backends"] = [{"name": "fakeai", "type": "openai", "base_url": provider_server.base_url,
+                           "api_key_env": "FAKEAI_API_KEY"}]
+    server = ProxyServer(config, workdir, env={"FAKEAI_API_KEY": PROVIDER_KEY}).start()
+    yield server
+    server.stop()
+
+
+def test_a_providers_models_show_on_the_backends_and_models_pages_as_api_tags_lists_them(
+        browser, provider_admin, fake, provider):
+    url = provider_admin.url
+    listed = requests.get(url + "/api/tags", headers=auth(ALICE), timeout=30).json()["models"]
+    provided = sorted(model["name"] for model in listed if model["name"].startswith("fakeai:"))
+    assert provided == ["fakeai:fake-chat", "fakeai:fake-embed", "fakeai:fake-reasoner"]
+    page = logged_in(browser, url)
+    page.goto(url + "/admin/backends")
+    row = page.locator("tbody tr", has_text="fakeai").locator("td").all_inner_texts()
+    assert row[:2] == ["fakeai", "openai"] and row[5] == str(len(provided))
+    assert re.fullmatch(r"\d+(\.\d+)? ms", row[6]), row[6]  # how long its model list took to come
+    screenshot(page, "backends")
+    page.goto(url + "/admin/models")
+    rows = page.locator("#backend-models tbody tr", has_text="fakeai")
+    assert sorted(cells[0] for cells in (r.locator("td").all_inner_texts() for r in rows.all())) == provided
+    assert page.locator("#backend-models td", has_text="llama3.2").count() >= 1
+    assert page.script_errors == []
+    page.context.close()
 
 
 SLOT = {"num_parallel": 1, "max_loaded_models": 1}  # one request at a time: the next one waits in the proxy

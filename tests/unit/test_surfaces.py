@@ -57,7 +57,7 @@ def test_every_surface_serves_a_route_and_every_blueprint_has_a_surface(app):
     ("/v1/audio/transcriptions", "openai"), ("/v1/unknown", "openai"), ("/v1/responses", "responses"),
     ("/v1/messages", "anthropic"), ("/v1/messages/count_tokens", "anthropic"), ("/anthropic/v1/messages", "anthropic"),
     ("/admin", "admin"), ("/admin/keys", "admin"), ("/administrator", "other"), ("/health", "other"),
-    ("/metrics", "other"), ("/openapi.json", "other"), ("/nowhere", "other"),
+    ("/metrics", "other"), ("/openapi.json", "other"), ("/favicon.ico", "other"), ("/nowhere", "other"),
 ])
 def test_a_path_belongs_to_the_surface_that_claims_it_most_closely(path, surface):
     assert surface_of(path).name == surface

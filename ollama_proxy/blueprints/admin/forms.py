@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, timezone
 
 from flask_wtf import FlaskForm
 from marshmallow import ValidationError as FieldError
@@ -16,6 +16,7 @@ from ollama_proxy.config.models import check_fields
 from ollama_proxy.scheduler import fairness
 from ollama_proxy.scheduler.fairness import MAX_WEIGHT
 from ollama_proxy.store.budgets import MODES, PERIODS
+from ollama_proxy.store.keys import expiry_after, last_day_before
 
 SCOPES = [SelectChoice("generate", "generate: inference and listings"),
           SelectChoice("manage", "manage: also pull, push, delete models")]
@@ -40,11 +41,9 @@ def split_patterns(text: str | None) -> list[str]:
     return [part for part in re.split(r"[\s,]+", text or "") if part]
 
 
-def end_of_day(day) -> datetime | None:
-    """Turn an expiry date into its last second (UTC): a key works all of that day."""
-    if day is None:
-        return None
-    return datetime.combine(day, time.max, tzinfo=timezone.utc).replace(microsecond=0)
+def end_of_day(day: date | None) -> datetime | None:
+    """Turn an expiry date into the moment the key stops working: it works all of that day (UTC)."""
+    return None if day is None else expiry_after(day)
 
 
 def past_expiry(day: date | None, kept: date | None, today: date) -> str | None:
@@ -85,10 +84,10 @@ class KeyLimitsForm(FlaskForm):
     team = SelectField("Team", choices=[SelectChoice("", "none")], default="",
                        description="its team's models, limits and class bound the key's; its share is in the team's")
 
-    def __init__(self, *args, chat_logs_enabled: bool = False, kept_expiry: date | None = None,
+    def __init__(self, *args, chat_logs_enabled: bool = False, kept_expiry: datetime | None = None,
                  teams: tuple[str, ...] = (), **kwargs):
-        """``kept_expiry``: the day a key being edited expires now, which it may keep even when gone by;
-        ``teams``: the teams' names, to choose from."""
+        """``kept_expiry``: when a key being edited expires now, which its form keeps, even when gone by,
+        while its day is left as shown; ``teams``: the teams' names, to choose from."""
         super().__init__(*args, **kwargs)
         self.chat_log.choices = chat_log_choices(chat_logs_enabled)
         self.team.choices = [SelectChoice("", "none"), *(SelectChoice(name, name) for name in teams)]
@@ -99,13 +98,22 @@ class KeyLimitsForm(FlaskForm):
             raise ValidationError(f"a number above 0, at most {MAX_WEIGHT:g}")
 
     def validate_expires(self, field) -> None:
-        problem = past_expiry(field.data, self.kept_expiry, datetime.now(timezone.utc).date())
+        problem = past_expiry(field.data, self._kept_day(), datetime.now(timezone.utc).date())
         if problem:
             raise ValidationError(problem)
 
+    def _kept_day(self) -> date | None:
+        return None if self.kept_expiry is None else last_day_before(self.kept_expiry)
+
+    def _expires_at(self) -> datetime | None:
+        """The moment chosen, or the kept one while its day is left as shown: a date alone is not all of it."""
+        if self.kept_expiry is not None and self.expires.data == self._kept_day():
+            return self.kept_expiry
+        return end_of_day(self.expires.data)
+
     def store_fields(self) -> dict:
         return {"scope": self.scope.data, "models": split_patterns(self.models.data), "rpm": self.rpm.data,
-                "tpm": self.tpm.data, "expires_at": end_of_day(self.expires.data),
+                "tpm": self.tpm.data, "expires_at": self._expires_at(),
                 "chat_log": CHAT_LOG_VALUES[self.chat_log.data], "klass": self.klass.data,
                 "trusted_frontend": self.trusted_frontend.data, "web": self.web.data, "cloud": self.cloud.data,
                 "team": self.team.data or None, **self._weight()}

@@ -118,12 +118,11 @@ def key_created(name: str):
 def edit_key(name: str):
     """Show a key's settings; on a POST, change them."""
     key = _key_or_404(name)
-    expires = key.expires_at.date() if key.expires_at else None
     form = KeyLimitsForm(data={"scope": key.scope, "models": " ".join(key.models), "rpm": key.rpm, "tpm": key.tpm,
-                               "expires": expires, "chat_log": chat_log_choice(key.chat_log), "weight": key.weight,
-                               "klass": key.klass, "trusted_frontend": key.trusted_frontend, "web": key.web,
-                               "cloud": key.cloud, "team": key.team or ""},
-                         chat_logs_enabled=_chat_logs_enabled(), kept_expiry=expires, teams=_teams())
+                               "expires": key.last_day(), "chat_log": chat_log_choice(key.chat_log),
+                               "weight": key.weight, "klass": key.klass, "trusted_frontend": key.trusted_frontend,
+                               "web": key.web, "cloud": key.cloud, "team": key.team or ""},
+                         chat_logs_enabled=_chat_logs_enabled(), kept_expiry=key.expires_at, teams=_teams())
     if form.is_submitted():
         if not form.validate():
             return render_template("admin/key_edit.html", key=key, form=form), 400

@@ -14,7 +14,7 @@ from ollama_proxy.store import StoreError, current_store
 
 
 def backend_models() -> tuple[list[dict], str | None]:
-    """Return every backend's models (Ollama servers: /api/tags; providers: as configured) and any failure."""
+    """Return every backend's models, named as /api/tags lists them (``provider:model``), and any failure."""
     problems = []
     models = []
     for server, listing in current_app.extensions["ollama_proxy.pool"].gather("/api/tags"):
@@ -23,8 +23,11 @@ def backend_models() -> tuple[list[dict], str | None]:
             continue
         entries = listing.get("models") if isinstance(listing.get("models"), list) else []
         models += [dict(model, backend=server.name) for model in entries if isinstance(model, dict)]
-    for provider in current_app.config["SETTINGS"].providers:
-        models += [{"name": name, "backend": provider.name} for name in provider.models]
+    for provider in current_app.extensions["ollama_proxy.providers"].values():
+        try:
+            models += [dict(model, backend=provider.name) for model in provider.tags()["models"]]
+        except ProxyError as exc:
+            problems.append(f"{provider.name}: {exc.message}")
     return models, "; ".join(problems) or None
 
 

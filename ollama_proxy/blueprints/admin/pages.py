@@ -1,4 +1,4 @@
-"""Show the backends' health, as /health reports it to a token holder."""
+"""Show the backends' health, as /health reports it to a token holder, each provider asked for its models."""
 
 from __future__ import annotations
 
@@ -10,6 +10,6 @@ from ollama_proxy.blueprints.admin.base import bp
 
 @bp.get("/backends")
 def backends():
-    """List every backend with its state, version and latency."""
-    report, status = health.report()
+    """List every backend with its state, version, models and latency."""
+    report, status = health.report(ask_providers=True)
     return render_template("admin/backends.html", report=report, healthy=status == 200)

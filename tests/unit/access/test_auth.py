@@ -29,6 +29,7 @@ def test_token_from_headers(headers, token):
 @pytest.mark.parametrize("path, scope", [
     ("/health", None),
     ("/openapi.json", None),
+    ("/favicon.ico", None),  # a browser asks with no token
     ("/metrics", METRICS),
     ("/", None),  # as Ollama's: "Ollama is running" to anyone
     ("/api/version", GENERATE),

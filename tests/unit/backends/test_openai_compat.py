@@ -219,6 +219,14 @@ def test_the_connection_pool_has_the_configured_size():
 def test_configured_models_need_no_listing(provider):
     backend = ProviderBackend(settings(provider.base_url, models=("a", "b")), RetrySettings())
     assert backend.list_models() == ["a", "b"] and provider.requests == []
+    assert backend.known_models() == ["a", "b"] and backend.listing_ms is None
+
+
+def test_the_models_known_without_asking_are_the_last_listings(backend, provider):
+    assert backend.known_models() is None and backend.listing_ms is None
+    listed = backend.list_models()
+    assert backend.known_models() == listed and backend.listing_ms > 0
+    assert len(provider.calls("/v1/models")) == 1
 
 
 def test_model_management_is_refused():

@@ -115,6 +115,17 @@ def test_allow_cloud_on_create_and_later_allow_and_deny(store_config, capsys):
         store.close()
 
 
+def test_list_shows_an_expiry_as_expires_took_it(store_config, capsys):
+    assert keys(store_config, "create", "--name", "january", "--expires", "2999-01-31") == 0
+    assert "expires 2999-01-31," in capsys.readouterr().out  # works through that day
+    assert keys(store_config, "create", "--name", "noon", "--expires", "2999-01-31T12:30") == 0
+    capsys.readouterr()
+    assert keys(store_config, "list") == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "  2999-01-31  " in rows["january"] and "2999-02-01" not in rows["january"]
+    assert "  2999-01-31 12:30 UTC  " in rows["noon"]
+
+
 def test_only_known_permissions_are_allowed(store_config, capsys):
     with pytest.raises(SystemExit):
         keys(store_config, "create", "--name", "x", "--allow", "everything")

@@ -136,6 +136,24 @@ def test_an_expired_key_can_be_edited_keeping_its_expiry(client, store):
     assert store.get_key("old").rpm == 5 and store.get_key("old").expires_at.date() == date(2020, 1, 2)
 
 
+@pytest.mark.parametrize("expires_at, shown", [
+    (datetime(2999, 2, 1, tzinfo=timezone.utc), "2999-01-31"),  # keys create --expires 2999-01-31
+    (datetime(2999, 1, 31, 23, 59, 59, tzinfo=timezone.utc), "2999-01-31"),  # what this form once stored
+    (datetime(2999, 1, 31, 12, 30, tzinfo=timezone.utc), "2999-01-31"),  # keys create --expires 2999-01-31T12:30
+])
+def test_a_keys_expiry_shows_its_last_day_and_an_unchanged_form_keeps_it(client, store, expires_at, shown):
+    store.create_key("alice", expires_at=expires_at, by=TESTER)
+    assert f'name="expires" type="date" value="{shown}"' in client.get("/admin/keys/alice").get_data(as_text=True)
+    assert edit(client, "alice", expires=shown, rpm="5").status_code == 302
+    assert (store.get_key("alice").expires_at, store.get_key("alice").rpm) == (expires_at, 5)
+
+
+def test_a_day_chosen_on_the_form_is_stored_as_the_cli_stores_it(client, store):
+    store.create_key("alice", by=TESTER)
+    assert edit(client, "alice", expires="2999-01-31").status_code == 302
+    assert store.get_key("alice").expires_at == datetime(2999, 2, 1, tzinfo=timezone.utc)
+
+
 def share_cells(page: str, name: str) -> list[str]:
     row = re.search(rf'<tr data-key="{name}">.*?</tr>', page, re.S).group(0)
     found = [re.search(rf'<span class="{cell}[^"]*">(.*?)</span>', row, re.S)

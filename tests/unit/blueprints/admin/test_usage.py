@@ -126,7 +126,7 @@ def test_the_report_page_sums_the_period_per_team_with_its_budget_and_exports_it
     page = client.get("/admin/usage/report?by=team&period=month").get_data(as_text=True)
     lines = re.findall(r"<tr><td>([^<]+)</td><td class=\"num\">([^<]+)</td>", page)
     assert lines == [("(none)", "1"), ("research", "1")]
-    assert '<meter min="0" max="1000.0" value="0.0">' in page and "0 of 1000 tokens" in page
+    assert '<meter class="ok" min="0" max="1000.0" value="0.0">' in page and "0 of 1000 tokens" in page
     assert 'id="report-data"' in page and "chart-gpu" in page and "2.5" in page
     export = client.get("/admin/usage/report.csv?by=team&period=month").get_data(as_text=True)
     rows = {row["team"]: row for row in csv.DictReader(io.StringIO(export))}
