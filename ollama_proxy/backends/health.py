@@ -73,7 +73,8 @@ def report(app: Flask | None = None, ask_providers: bool = False) -> tuple[dict,
     pool: OllamaPool = app.extensions["ollama_proxy.pool"]
     pool.start(wait=False)
     settings = app.config["SETTINGS"]
-    upstreams = app.extensions[_EXTENSION].get(lambda: probe_all(pool.servers, settings.service.health_timeout))
+    upstreams = app.extensions[_EXTENSION].get(
+        lambda: probe_all(pool.servers, settings.service.health_timeout, pool.reads_models))
     providers = app.extensions["ollama_proxy.providers"].values()
     upstreams = [*upstreams, *(_provider(provider, ask_providers) for provider in providers)]
     status = overall_status(upstreams)
@@ -87,13 +88,17 @@ def overall_status(upstreams: list[dict]) -> str:
     return "ok" if all(u["state"] in ("ok", "configured") for u in upstreams) else "degraded"
 
 
-def probe_all(servers: list[PoolServer], timeout: float) -> list[dict]:
-    """Probe every server side by side, each within ``timeout`` seconds."""
+def probe_all(servers: list[PoolServer], timeout: float, models_read: bool = True) -> list[dict]:
+    """Probe every server side by side, each within ``timeout`` seconds.
+
+    ``models_read``: whether the pool reads the servers' model lists (not for a lone server): else their
+    number is not known, and said as null rather than 0.
+    """
     with ThreadPoolExecutor(max_workers=len(servers)) as probes:
-        return list(probes.map(lambda server: _probe(server, timeout, time.monotonic()), servers))
+        return list(probes.map(lambda server: _probe(server, timeout, time.monotonic(), models_read), servers))
 
 
-def _probe(server: PoolServer, timeout: float, now: float) -> dict:
+def _probe(server: PoolServer, timeout: float, now: float, models_read: bool = True) -> dict:
     backend = server.backend
     started = time.perf_counter()
     upstream = {"name": server.name, "type": "ollama", "url": without_password(backend.base_url)}
@@ -113,7 +118,7 @@ def _probe(server: PoolServer, timeout: float, now: float) -> dict:
     if not upstream["ok"]:
         server.last_error = upstream["error"]  # kept, so the next probe still tells what went wrong last
     upstream["last_error"] = None if server.last_error is None else without_password(server.last_error)
-    upstream["models"] = len(server.models)
+    upstream["models"] = len(server.models) if models_read else None
     return upstream
 
 

@@ -82,10 +82,15 @@ class OllamaPool:
         server.cool_until = time.monotonic() + self.routing.cooldown
         log.warning("Ollama server '%s' passed over for %gs: %s", server.name, self.routing.cooldown, reason)
 
+    @property
+    def reads_models(self) -> bool:
+        """Whether the servers' model lists are read: one server takes every request, so it is not."""
+        return len(self.servers) > 1
+
     def start(self, wait: bool = True) -> None:
         """Start this process's refresh thread, once; wait (bounded) for its first round."""
-        if len(self.servers) == 1:
-            return  # one server takes every request: nothing to read, no traffic of the proxy's own
+        if not self.reads_models:
+            return  # nothing to read, no traffic of the proxy's own
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():

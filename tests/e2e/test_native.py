@@ -316,6 +316,11 @@ def test_upstream_refused_is_502_and_health_says_so(start_proxy):
     assert health.status_code == 503 and health.json()["upstreams"][0]["ok"] is False
 
 
+def test_a_lone_servers_model_count_is_not_known_rather_than_zero(proxy, fake):
+    health = requests.get(proxy.url + "/health", headers=auth()).json()
+    assert [u["models"] for u in health["upstreams"]] == [None]  # its models are not read: not 0
+
+
 def test_client_leaving_mid_stream_closes_the_upstream(proxy, fake):
     fake.script("llama3.2:latest", reply=" ".join(["tok"] * 400), chunk_delay=0.05)
     sock = post_json(proxy, "/api/chat", {"model": "llama3.2", "messages": HELLO})

@@ -139,6 +139,7 @@ def test_a_refusing_server_is_skipped_cooled_down_and_used_again(routed, servers
     health = requests.get(routed.url + "/health", headers=auth()).json()
     gpu2_health = next(u for u in health["upstreams"] if u["name"] == "gpu2")
     assert gpu2_health["state"] == "cooling down" and "cannot reach" in gpu2_health["last_error"]
+    assert all(isinstance(u["models"], int) for u in health["upstreams"]), health  # two servers: read
     default.loaded = set()  # its answers loaded the model: make gpu2 the better choice again
     time.sleep(COOLDOWN)
     client.chat(model="llama3.2", messages=[{"role": "user", "content": "back"}])
