@@ -58,11 +58,12 @@ def rank(servers: list[PoolServer], model: str, now: float) -> list[PoolServer]:
 class PooledResponse:
     """An answer from one server of the pool; closing it frees the server's slot."""
 
-    def __init__(self, upstream: UpstreamResponse, server: PoolServer, release: Callable[[], None]):
+    def __init__(self, upstream: UpstreamResponse, server: PoolServer, release: Callable[[], None], hold=None):
         self._upstream = upstream
         self.server = server.name
         self.describe = server.backend.describe
         self._release = release
+        self.hold = hold  # the GPU slot's charge (observability.ledger.Hold), told when Ollama's figures come
 
     def __getattr__(self, name):
         return getattr(self._upstream, name)  # status, headers, waited, busy, iter_bytes, read ...

@@ -20,7 +20,7 @@ from flask import Blueprint, Response, request
 from ollama_proxy.backends.ollama_headers import upstream_headers
 from ollama_proxy.errors import InvalidRequest
 from ollama_proxy.greenlets import off_loop
-from ollama_proxy.observability.accounting import note_arrival
+from ollama_proxy.observability.accounting import estimate_answer, note_arrival
 from ollama_proxy.observability.ledger import current_record, note_model
 from ollama_proxy.relay.native import relay
 from ollama_proxy.routing.routes import note_routed, resolve
@@ -50,5 +50,8 @@ def transcriptions() -> Response:
     upstream = route.backend.open("POST", request.path, body=body, headers={**headers, "Content-Type": form_type})
     note_routed(route, upstream)
     response = relay(upstream)
-    note_arrival(current_record(), upstream.status < 400)  # read whole: the text came with the answer
+    record = current_record()
+    note_arrival(record, upstream.status < 400)  # read whole: the text came with the answer
+    if upstream.status < 400:  # Ollama counts no tokens here: its GPU time is measured, its text's tokens estimated
+        estimate_answer(record, response.get_data())
     return response

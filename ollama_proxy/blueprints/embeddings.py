@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from ollama_proxy.access.end_users import from_openai
-from ollama_proxy.observability.accounting import note_answer
+from ollama_proxy.observability.accounting import hold_of, note_answer
 from ollama_proxy.observability.ledger import current_record
 from ollama_proxy.relay.passthrough import pass_through
 from ollama_proxy.relay.translated import read_body
@@ -28,5 +28,5 @@ def embeddings() -> Response:
     with route.backend.post_json("/api/embed", ollama_body, model_label=route.model) as upstream:
         note_routed(route, upstream)
         answer = upstream.json()
-    note_answer(current_record(), answer)
+        note_answer(current_record(), answer, hold_of(upstream))  # before the close charges its slot otherwise
     return jsonify(oa.to_openai_embeddings(answer, model=body["model"], encoding_format=encoding))

@@ -13,6 +13,9 @@ A request for a model of the Ollama servers goes:
    its slot released, and the next one asked;
 5. the answer frees the slot when it closes.
 
+GPU work is charged from its grant to its answer's close (``ledger.Hold``): an attempt that
+never reached a server costs nothing; every other, retried or failed over from, costs what ran.
+
 The whole wait for a slot, every try and every fault of the scheduler included, is
 bounded by ``scheduling.max_wait`` from the moment the request asks, and by its client:
 one that leaves is dropped, unsent or cancelled.
@@ -31,6 +34,8 @@ from ollama_proxy.client_watch import cancelled_if_client_leaves
 from ollama_proxy.dispatch.body import OllamaBody
 from ollama_proxy.errors import Overloaded
 from ollama_proxy.greenlets import gevent_active, off_loop
+from ollama_proxy.observability.accounting import prompt_estimate
+from ollama_proxy.observability.ledger import Hold, hold_slot
 from ollama_proxy.scheduler.admission import Admission, Requester
 from ollama_proxy.scheduler.prefix import chain_of
 from ollama_proxy.surfaces import ollama_path
@@ -83,7 +88,7 @@ class Dispatcher:
         sent = body.encoded() if isinstance(body, OllamaBody) else body
         for i, server in enumerate(candidates):
             answer = self._try(server, self._take_slot(server, who), i == len(candidates) - 1, method, path, who,
-                               False, sent, request)
+                               False, sent, request, _charged_prompt(path, body))
             if answer is not None:
                 return answer
         raise AssertionError("rank() returns at least one server")
@@ -115,36 +120,45 @@ class Dispatcher:
             # Its client is watched until Ollama answers: Ollama sends nothing, headers included, before its
             # first token, and loading the model or reading a long prompt may take a GPU many seconds.
             answer = self._try(server, _counted(server, admitted.release), not remaining, method, path, who, True,
-                               sent, request)
+                               sent, request, _charged_prompt(path, body))
             if answer is not None:
                 return answer
         raise AssertionError("a scheduled request has at least one candidate")
 
     def _try(self, server: PoolServer, release: Callable[[], None], last: bool, method: str, path: str,
-             who: Requester, watched: bool, body, request: dict) -> PooledResponse | None:
+             who: Requester, watched: bool, body, request: dict,
+             prompt: Callable[[], int] | None) -> PooledResponse | None:
         """Send to one server holding its slot; None to try the next (it was unreachable or failed, and is not last).
 
         ``watched``: a client that leaves before Ollama answers (its headers) cancels the request.
+        ``prompt``: GPU work's prompt tokens as estimated (when asked), charged with its slot-time if Ollama never
+        counts them.
         """
+        hold = hold_slot(who.record, prompt) if prompt is not None else None
         try:
             with cancelled_if_client_leaves(who.environ if watched else None):
                 upstream = server.backend.open(method, path, body=body, **request)
         except NOT_REACHED as exc:
+            _ended(hold, ran=False)
             release()
             self.pool.fail(server, exc.message)
             if last:
                 raise
             return None
         except BaseException:
+            _ended(hold)  # the client left, or the read timed out, while Ollama worked
             release()
             raise
+        if hold is not None and upstream.status >= 400:
+            hold.prompt = None  # refused, or failed before its answer: Ollama read no prompt to charge
         if server_failed(upstream.status):
             self.pool.fail(server, f"answered status {upstream.status} to {path}")
             if not last:
                 upstream.close()
+                _ended(hold)
                 release()
                 return None
-        return PooledResponse(upstream, server, release)
+        return PooledResponse(upstream, server, lambda: (_ended(hold), release()), hold)
 
     def _take_slot(self, server: PoolServer, who: Requester) -> Callable[[], None]:
         """Count a request in; wait for one of a server's lock-file slots at its max_concurrent (scheduling off)."""
@@ -156,6 +170,22 @@ class Dispatcher:
             return _counted(server, self.pool.take_slot(server))
         finally:
             record.slots_awaited -= 1
+
+
+def _charged_prompt(path: str, body) -> Callable[[], int] | None:
+    """The estimate of the prompt tokens a send is charged if Ollama never counts them; None if it makes no GPU work.
+
+    Estimated only when needed (an answer cut short): hashing a long prompt costs the event loop.
+    """
+    if not _makes_a_gpu_work(path):
+        return None
+    data = body.data if isinstance(body, OllamaBody) else {}
+    return lambda: prompt_estimate(path, data)
+
+
+def _ended(hold: Hold | None, ran: bool = True) -> None:
+    if hold is not None:
+        hold.end(ran)
 
 
 def _counted(server: PoolServer, release_slot: Callable[[], None]) -> Callable[[], None]:

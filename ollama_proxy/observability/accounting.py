@@ -4,6 +4,10 @@ Ollama reports the exact counts in its final (``done``) chunk:
 ``prompt_eval_count`` for the prompt and ``eval_count`` for what it generated.
 Until then every chunk with generated text stands for one token (Ollama sends
 one a token), so a client that leaves half-way is still charged what it got.
+An answer whose final chunk never comes is charged its GPU time and prompt as
+the proxy measured and estimated them (``ledger.Hold``): the taps tell its hold
+when Ollama's own figures came. Only inference is counted: management streams
+(pull, push, create) are progress lines, not tokens.
 
 An answer read whole (``stream: false``) has its first token arrive with the
 rest: its time to first token is the time until it arrived, so every generation
@@ -21,7 +25,8 @@ import time
 from collections.abc import Iterable, Iterator
 
 from ollama_proxy.lines import LineDecoder
-from ollama_proxy.observability.ledger import AnswerText, RequestRecord
+from ollama_proxy.observability.ledger import AnswerText, Hold, RequestRecord
+from ollama_proxy.scheduler.prefix import CHARS_PER_TOKEN, chain_of, prompt_tokens
 from ollama_proxy.translate.ollama import chunk_text
 from ollama_proxy.translate.openai_common import choice_texts
 
@@ -49,13 +54,18 @@ def _count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def note_answer(record: RequestRecord | None, answer: dict) -> None:
-    """Note the counts of a whole Ollama answer (chat, generate, embed), the model's load time, and its GPU time."""
+def note_answer(record: RequestRecord | None, answer: dict, hold: Hold | None = None) -> None:
+    """Note the counts of a whole Ollama answer (chat, generate, embed), the model's load time, and its GPU time.
+
+    ``hold``: the slot the answer ran in, charged these figures instead of the proxy's, if Ollama gave them.
+    """
     note_tokens(record, answer.get("prompt_eval_count"), answer.get("eval_count"),
                 answer.get("prompt_eval_cached_count"))
     load, prefill, total = answer.get("load_duration"), answer.get("prompt_eval_duration"), answer.get("total_duration")
     if record is not None and _nanoseconds(total):
         record.gpu_seconds = (record.gpu_seconds or 0.0) + total / 1e9
+        if hold is not None:
+            hold.reported = True
     if record is not None and _nanoseconds(load):
         record.load_seconds = load / 1e9
     if record is not None and _nanoseconds(prefill):
@@ -72,11 +82,40 @@ def note_arrival(record: RequestRecord | None, generated: bool) -> None:
         record.first_token = time.perf_counter()
 
 
+def prompt_estimate(path: str, body: dict) -> int:
+    """The proxy's estimate of a request's prompt tokens (``scheduler.prefix``'s), charged if Ollama never counts it."""
+    if path in ("/api/embed", "/api/embeddings"):
+        texts = body.get("input", body.get("prompt"))
+        texts = texts if isinstance(texts, list) else [texts]
+        return sum(-(-len(text) // CHARS_PER_TOKEN) for text in texts if isinstance(text, str))
+    if not body.get("messages") and not body.get("prompt"):
+        return 0  # a request that only loads (or unloads) the model reads no prompt
+    return prompt_tokens(chain_of(path, body))
+
+
+def estimate_answer(record: RequestRecord | None, body: bytes) -> None:
+    """Count an answer Ollama gives no counts for (a transcription: ``{"text"}`` or text) by its length."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    text = answer["text"] if isinstance(answer, dict) and isinstance(answer.get("text"), str) else body
+    if record is not None and text:
+        record.counted_tokens = (record.counted_tokens or 0) + -(-len(text) // CHARS_PER_TOKEN)
+        record.measured = True
+
+
+def hold_of(upstream) -> Hold | None:
+    """The GPU slot an answer holds, told when Ollama's figures come (``ledger.Hold``); None where none is held."""
+    return getattr(upstream, "hold", None)
+
+
 class _StreamCount:
     """One stream's provisional count, replaced by the exact one when it is done."""
 
-    def __init__(self, record: RequestRecord):
+    def __init__(self, record: RequestRecord, hold: Hold | None = None):
         self.record = record
+        self.hold = hold
         self.seen = 0
 
     def generated(self, tokens: int = 1) -> None:
@@ -91,7 +130,7 @@ class _StreamCount:
             self.record.first_token = time.perf_counter()
         self.record.provisional_tokens -= self.seen
         self.seen = 0
-        note_answer(self.record, answer)
+        note_answer(self.record, answer, self.hold)
 
 
 def _generated(chunk: dict) -> bool:
@@ -101,15 +140,16 @@ def _generated(chunk: dict) -> bool:
     return bool(chunk.get("response") or chunk.get("thinking"))
 
 
-def tap_chunks(chunks: Iterable[dict], record: RequestRecord | None, choice: int = 0) -> Iterator[dict]:
+def tap_chunks(chunks: Iterable[dict], record: RequestRecord | None, choice: int = 0,
+               hold: Hold | None = None) -> Iterator[dict]:
     """Yield Ollama chunk dicts unchanged, counting their tokens onto ``record`` (and keeping their text if asked).
 
-    ``choice``: which of n side-by-side answers this stream is, for the text kept.
+    ``choice``: which of n side-by-side answers this stream is, for the text kept; ``hold``: its slot.
     """
     if record is None:
         yield from chunks
         return
-    count, answer = _StreamCount(record), record.answer
+    count, answer = _StreamCount(record, hold), record.answer
     for chunk in chunks:
         if chunk.get("done"):
             count.done(chunk)
@@ -120,8 +160,8 @@ def tap_chunks(chunks: Iterable[dict], record: RequestRecord | None, choice: int
         yield chunk
 
 
-def tap_ndjson(pieces: Iterable[bytes], record: RequestRecord | None) -> Iterator[bytes]:
-    """Yield NDJSON bytes unchanged, counting their tokens onto ``record``.
+def tap_ndjson(pieces: Iterable[bytes], record: RequestRecord | None, hold: Hold | None = None) -> Iterator[bytes]:
+    """Yield NDJSON bytes unchanged, counting their tokens onto ``record`` (``hold``: the slot they come from).
 
     Cheap on the hot path: lines are counted, and only a line holding
     ``"done":true`` is parsed, unless the record keeps the answer's text.
@@ -130,7 +170,7 @@ def tap_ndjson(pieces: Iterable[bytes], record: RequestRecord | None) -> Iterato
     if record is None:
         yield from pieces
         return
-    count = _StreamCount(record)
+    count = _StreamCount(record, hold)
     decoder = LineDecoder()
     for piece in pieces:
         lines = decoder.decode(piece)
@@ -196,7 +236,7 @@ def keep_openai_text(record: RequestRecord | None, data: bytes) -> None:
         record.answer.add(text, index)
 
 
-def count_body(body: bytes, record: RequestRecord | None) -> None:
+def count_body(body: bytes, record: RequestRecord | None, hold: Hold | None = None) -> None:
     """Note the counts of a whole JSON answer (native ``stream: false``), if it has any, and when it came."""
     if record is None or (b"eval_count" not in body and record.answer is None):
         return
@@ -206,6 +246,6 @@ def count_body(body: bytes, record: RequestRecord | None) -> None:
         return
     if isinstance(answer, dict):
         note_arrival(record, bool(answer.get("eval_count")))
-        note_answer(record, answer)
+        note_answer(record, answer, hold)
         if record.answer is not None:
             record.answer.add(chunk_text(answer))

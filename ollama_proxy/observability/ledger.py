@@ -93,7 +93,8 @@ class RequestRecord:
     prefill_seconds: float | None = None  # the time Ollama took to read the prompt not in its cache (final chunk)
     # Of prompt_tokens, those Ollama read from its cache, as its answers said (prompt_eval_cached_count, from 0.33):
     cached_tokens: int | None = None  # None: no answer said
-    gpu_seconds: float | None = None  # Ollama's total_duration of the answers, summed: a budget's GPU time
+    gpu_seconds: float | None = None  # the answers' GPU time, summed (Ollama's total_duration, else measured: Hold)
+    measured: bool = False  # a figure is the proxy's own measure or estimate, where Ollama reported none
     budgeted: tuple = ()  # the budgets' (slot, period start) the request is charged to when it ends (access.budgets)
     over_budget: tuple[str, ...] = ()  # the modes of the budgets it found spent: hard (refused), soft, shadow
     chat_request: bytes | None = None  # a chat's body as sent, when the chat log writes it (``chatlog``)
@@ -126,6 +127,43 @@ class RequestRecord:
         if self.prefill_seconds is not None:  # known before the headers only when the answer was read whole
             timing += f", prefill;dur={self.prefill_seconds * 1000:.2f}"
         return timing
+
+
+@dataclass
+class Hold:
+    """One send's hold of a GPU slot, from its grant until Ollama stopped, charged to its record as it ends.
+
+    An answer that reports Ollama's figures (``total_duration``, ``prompt_eval_count``) is charged
+    those (``reported``); one that never does (a stream cut short, a client that left, an error after
+    the start, an endpoint that reports none) is charged what the proxy measured: the time from the
+    grant to the moment the answer closed, which stops Ollama, and ``prompt()`` (its estimate of the
+    prompt's tokens, made only then; None once Ollama refused the request, as it then read none).
+    """
+
+    record: RequestRecord
+    granted: float
+    prompt: Callable[[], int] | None = None
+    reported: bool = False
+    ended: bool = False
+
+    def end(self, ran: bool = True) -> None:
+        """The answer closed (``ran``: False if Ollama was never reached): charge it, once."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.reported or not ran:
+            return
+        record = self.record
+        record.gpu_seconds = (record.gpu_seconds or 0.0) + time.perf_counter() - self.granted
+        prompt = self.prompt() if self.prompt is not None else 0
+        if prompt:
+            record.prompt_tokens = (record.prompt_tokens or 0) + prompt
+        record.measured = True
+
+
+def hold_slot(record: RequestRecord | None, prompt: Callable[[], int] | None) -> Hold | None:
+    """Start charging a send granted its slot now (None without a record)."""
+    return None if record is None else Hold(record, time.perf_counter(), prompt)
 
 
 class _RecordedBody:

@@ -67,6 +67,7 @@ def usage_row(record: RequestRecord, now: float, wall: datetime) -> dict:
         "team": record.team,
         "gpu_seconds": record.gpu_seconds,
         "queue_ms": round(record.queue_seconds(now) * 1000, 2),
+        "measured": record.measured or bool(record.provisional_tokens),  # the proxy's figures, not Ollama's
     })
 
 

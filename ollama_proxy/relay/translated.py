@@ -23,7 +23,7 @@ from ollama_proxy.backends.image_fetcher import resolve_image_urls
 from ollama_proxy.backends.protocols import OllamaShapedAnswer
 from ollama_proxy.client_watch import watch_client
 from ollama_proxy.errors import ProxyError
-from ollama_proxy.observability.accounting import tap_chunks
+from ollama_proxy.observability.accounting import hold_of, tap_chunks
 from ollama_proxy.observability.ledger import current_record, note_model, note_upstream, note_upstream_since
 from ollama_proxy.relay.streaming import (
     STREAM_HEADERS,
@@ -98,7 +98,8 @@ def generate(route: Route, path: str, ollama_body: dict, n: int = 1) -> list[dic
     stop_watching = watch_client(request.environ, group.abort)
     record = current_record()
     try:
-        answers = in_parallel(lambda i: fold_chunks(list(tap_chunks(upstreams[i].iter_chunks(), record, i))), n)
+        answers = in_parallel(lambda i: fold_chunks(list(tap_chunks(upstreams[i].iter_chunks(), record, i,
+                                                                    hold_of(upstreams[i])))), n)
         note_upstream_since(started)  # its wait for a slot is queue time
         return answers
     finally:
@@ -176,7 +177,8 @@ class SseFraming:
     heartbeat: float | None = None
 
     def frames(self, upstreams: Upstreams, record, on_error: Callable[[Exception], None]) -> Iterator[bytes]:
-        sources = [tap_chunks(upstream.iter_chunks(), record, i) for i, upstream in enumerate(upstreams.opened)]
+        sources = [tap_chunks(upstream.iter_chunks(), record, i, hold_of(upstream))
+                   for i, upstream in enumerate(upstreams.opened)]
         if self.heartbeat:
             sources = [with_heartbeat(source, self.heartbeat) for source in sources]
         frames_of = [converted(s, c, on_error) for s, c in zip(sources, self.converters, strict=True)]

@@ -104,8 +104,9 @@ usage = Table(
     # Last in the exports, which follow the order here (a migrated table has it before cached_tokens: no matter).
     Column("end_user", String(128)),  # the user a trusted front end named (access.end_users); null: none named
     Column("team", String(100), index=True),  # the key's team when the request came (null: none)
-    Column("gpu_seconds", Float),  # Ollama's total_duration of the answers (null: none reported, a provider's)
+    Column("gpu_seconds", Float),  # Ollama's total_duration of the answers, else measured (null: a provider's)
     Column("queue_ms", Float),  # time spent waiting for a slot on a server
+    Column("measured", Boolean),  # a figure is the proxy's measure or estimate, where Ollama reported none
 )
 
 aliases = Table(

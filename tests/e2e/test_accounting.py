@@ -76,5 +76,5 @@ def test_a_stream_left_half_way_keeps_the_tokens_seen(proxy, fake):
         time.sleep(0.05)
     assert entries, proxy.access_lines()[-3:]
     entry = entries[-1]
-    assert entry["prompt_tokens"] is None  # the done chunk never came
+    assert entry["prompt_tokens"] and entry["prompt_tokens"] > 0  # the done chunk never came: the proxy's estimate
     assert 4 <= entry["completion_tokens"] < 40

@@ -248,3 +248,23 @@ def test_a_models_backend_sends_for_its_caller_a_body_encoded_once_when_it_goes(
     body = model.encode({"model": "llava:latest", "stream": True})
     _, sent_for, sent, _ = model.open("POST", "/api/chat", body=body)
     assert sent_for is who and sent is body and body.encoded() is body.encoded()
+
+
+def test_each_try_that_reached_a_server_is_charged_its_slot_time_and_one_never_sent_nothing(tmp_path):
+    pool = stub_pool(tmp_path, StubServer("default", ["m:latest"], chat=UpstreamUnavailable("refused")),
+                     StubServer("gpu2", ["m:latest"], chat=503), StubServer("gpu3", ["m:latest"]))
+    record = RequestRecord("r", "POST", "/api/chat", "", started=time.perf_counter())
+    body = OllamaBody({"model": "m", "messages": [{"role": "user", "content": "x" * 40}]})
+    with _send(Dispatcher(pool, None, 60.0), Requester(record=record), body=body) as answer:
+        assert answer.server == "gpu3" and answer.hold is not None and record.gpu_seconds is not None
+        failed_over = record.gpu_seconds  # gpu2's 503: it ran, and read no prompt
+        assert record.prompt_tokens is None
+    assert record.gpu_seconds > failed_over and record.prompt_tokens == 20 and record.measured  # gpu3 never reported
+
+
+def test_work_that_is_no_gpus_holds_no_slot_to_charge(tmp_path):
+    pool = stub_pool(tmp_path, StubServer("default", ["m:latest"]))
+    record = RequestRecord("r", "POST", "/api/show", "", started=time.perf_counter())
+    with Dispatcher(pool, None, 60.0).send("m", "POST", "/api/show", Requester(record=record)) as answer:
+        assert answer.hold is None
+    assert (record.gpu_seconds, record.measured) == (None, False)

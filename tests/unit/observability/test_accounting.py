@@ -4,14 +4,16 @@ import pytest
 
 from ollama_proxy.observability.accounting import (
     count_body,
+    estimate_answer,
     keep_openai_text,
     note_answer,
     note_arrival,
+    prompt_estimate,
     tap_chunks,
     tap_ndjson,
     tap_sse,
 )
-from ollama_proxy.observability.ledger import AnswerText, RequestRecord
+from ollama_proxy.observability.ledger import AnswerText, RequestRecord, hold_slot
 
 
 def _record() -> RequestRecord:
@@ -221,3 +223,34 @@ def test_text_past_the_limit_is_left_out_and_the_answer_says_it_is_not_whole():
     record = _keeping(limit=4)
     list(tap_chunks(iter(CHAT), record))
     assert (record.answer.text(), record.answer.whole) == ("Hel", False)
+
+
+def test_a_stream_cut_before_its_end_leaves_its_hold_to_the_proxys_measure_and_a_done_one_to_ollamas():
+    cut, done = _record(), _record()
+    cut_hold, done_hold = hold_slot(cut, lambda: 9), hold_slot(done, lambda: 9)
+    list(tap_chunks([{"message": {"content": "a"}}, {"message": {"content": "b"}}], cut, hold=cut_hold))
+    list(tap_ndjson([b'{"response":"a"}\n{"done":true,"prompt_eval_count":3,"eval_count":1,"total_duration":5}\n'],
+                    done, done_hold))
+    cut_hold.end()
+    done_hold.end()
+    assert (cut.prompt_tokens, cut.completion_tokens, cut.measured) == (9, 2, True) and cut.gpu_seconds >= 0
+    assert (done.prompt_tokens, done.completion_tokens, done.gpu_seconds, done.measured) == (3, 1, 5e-9, False)
+
+
+@pytest.mark.parametrize(("path", "body", "tokens"), [
+    ("/api/embed", {"input": ["one two", "three"]}, 2 + 2),  # four characters a token, each text rounded up
+    ("/api/embeddings", {"prompt": "one two three"}, 4),
+    ("/api/chat", {"messages": [{"role": "user", "content": "x" * 40}]}, 10 + 10),  # its role, the marks
+    ("/api/generate", {"prompt": "x"}, 4 + 1 + 4),  # the template's marks, then the block
+    ("/api/chat", {"messages": []}, 0),  # it only loads the model
+    ("/api/embed", {"input": 7}, 0),
+])
+def test_prompt_estimate(path, body, tokens):
+    assert prompt_estimate(path, body) == tokens
+
+
+@pytest.mark.parametrize(("body", "tokens"), [(b'{"text":"twelve chars"}', 3), (b"plain text!", 3), (b"", None)])
+def test_an_answer_ollama_does_not_count_is_estimated_from_its_text(body, tokens):
+    record = _record()
+    estimate_answer(record, body)
+    assert (record.completion_tokens, record.measured) == (tokens, tokens is not None)

@@ -8,6 +8,7 @@ from ollama_proxy.observability.ledger import (
     LedgerMiddleware,
     RequestRecord,
     access_record,
+    hold_slot,
     note_upstream_since,
 )
 
@@ -103,3 +104,34 @@ def test_an_answer_read_whole_says_how_long_ollama_read_the_prompt_it_had_not_ca
     assert record.server_timing(now=101.0).endswith(", prefill;dur=250.00")
     note_answer(record, {"prompt_eval_duration": True})
     assert record.prefill_seconds == 0.25
+
+
+def _record() -> RequestRecord:
+    return RequestRecord("r1", "POST", "/api/chat", "10.0.0.1", started=time.perf_counter())
+
+
+def test_a_hold_whose_answer_never_reported_is_charged_its_time_and_estimated_prompt_once():
+    record = _record()
+    hold = hold_slot(record, lambda: 12)
+    hold.granted -= 2.0  # granted two seconds ago
+    hold.end()
+    hold.end()
+    assert record.gpu_seconds == pytest.approx(2.0, abs=0.05) and record.prompt_tokens == 12 and record.measured
+
+
+def test_a_hold_whose_answer_reported_keeps_ollamas_figures_and_one_never_sent_costs_nothing():
+    reported, unsent = _record(), _record()
+    hold = hold_slot(reported, lambda: 12)
+    reported.gpu_seconds, hold.reported = 0.5, True
+    hold.end()
+    hold_slot(unsent, lambda: 12).end(ran=False)
+    assert (reported.gpu_seconds, reported.prompt_tokens, reported.measured) == (0.5, None, False)
+    assert (unsent.gpu_seconds, unsent.prompt_tokens, unsent.measured) == (None, None, False)
+
+
+def test_a_refused_hold_is_charged_its_time_but_no_prompt():
+    record = _record()
+    hold = hold_slot(record, lambda: 12)
+    hold.prompt = None
+    hold.end()
+    assert record.gpu_seconds is not None and record.prompt_tokens is None and record.measured

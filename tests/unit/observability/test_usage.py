@@ -36,7 +36,7 @@ def test_usage_row_carries_every_field():
         "request_id": "r1", "key_name": "alice", "surface": "openai", "model": "llama3.2",
         "backend": "default", "upstream_model": "llama3.2:latest", "prompt_tokens": 12,
         "completion_tokens": 30, "duration_ms": 2500.0, "ttft_ms": 250.0, "status": 200, "aborted": False,
-        "cached_tokens": 3990, "team": "research", "gpu_seconds": 1.75, "queue_ms": 300.0,
+        "cached_tokens": 3990, "team": "research", "gpu_seconds": 1.75, "queue_ms": 300.0, "measured": False,
     }
 
 
