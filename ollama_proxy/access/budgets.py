@@ -11,6 +11,10 @@ metric ``ollama_proxy_budget_refusals_total{mode}``). Every answer to a budgeted
 key carries ``X-Budget-Remaining: <left>; period=<period>; unit=<unit>`` for the
 budget with the least share left.
 
+A request that waited for its slot is checked again at its grant
+(``check_at_grant``): one whose hard budget was spent while it waited is refused
+then, unsent, and its slot goes to the next.
+
 When the response closes, the request's tokens (prompt and answer) and, on an
 Ollama server, its GPU-seconds (``total_duration``) are added to every budget it
 was checked against, in the period it started in (``store.budgets``). A
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -52,7 +57,7 @@ class Budgets:
         self._warned: set[tuple] = set()  # (slot, period start) a soft budget was said spent for, by this worker
 
     def of(self, principal) -> list[Budget]:
-        """The budgets that hold ``principal``: its key's, and its team's."""
+        """The budgets that hold ``principal``: its key's, its team's, and its owner's (a person's)."""
         if self._clock() - self._read_at >= self._cache_seconds:
             # Marked fresh only once read: a greenlet that comes while another reads reads too, never the old list.
             try:
@@ -61,7 +66,7 @@ class Budgets:
                 log.error("budgets: the store cannot be read; holding the %d budgets read before: %s",
                           len(self._budgets), exc.reason)
             self._read_at = self._clock()
-        holders = {("key", principal.name), ("team", principal.team)} if principal.team else {("key", principal.name)}
+        holders = {("key", principal.name), ("team", principal.team), ("person", principal.owner)}
         return [b for b in self._budgets if (b.holder_kind, b.holder) in holders]
 
     def standings(self, budgets: list[Budget], now: datetime) -> list[Standing]:
@@ -97,6 +102,27 @@ class Budgets:
                         standing.budget.period, standing.budget.amount, standing.budget.unit, standing.end.isoformat())
 
 
+def _standings(budgets: Budgets, held: list[Budget], now: datetime) -> list[Standing]:
+    try:
+        return budgets.standings(held, now)
+    except DatabaseError as exc:
+        log.error("budgets: what was spent cannot be read: %s", exc.reason)
+        raise ProxyError("the budgets cannot be checked now (the store cannot be reached); try again shortly",
+                         status=503) from None
+
+
+def _refuse_if_hard_spent(standings: list[Standing], record: RequestRecord, now: datetime) -> None:
+    """Raise the 429 of a spent hard budget among ``standings``, if one is."""
+    hard = [s for s in standings if s.spent_out and s.budget.mode == "hard"]
+    if hard:
+        binding = max(hard, key=lambda s: s.end)  # the request is refused until every spent one resets
+        record.over_budget, record.budgeted = ("hard",), ()  # refused: nothing to charge
+        raise RateLimited(f"{binding.budget.named} spent its {binding.budget.period}'s budget of "
+                          f"{binding.budget.amount:g} {binding.budget.unit.replace('_', '-')}; it resets at "
+                          f"{binding.end.isoformat()}", retry_after=max(1.0, (binding.end - now).total_seconds()),
+                          code="budget_exceeded")
+
+
 def check_budgets() -> None:
     """Refuse, flag or count the request of a principal whose budget is spent (before the view runs)."""
     principal = g.get("principal")
@@ -108,31 +134,41 @@ def check_budgets() -> None:
     if not held:
         return
     now = datetime.now(timezone.utc)
-    try:
-        standings = budgets.standings(held, now)
-    except DatabaseError as exc:
-        log.error("budgets: what was spent cannot be read: %s", exc.reason)
-        raise ProxyError("the budgets cannot be checked now (the store cannot be reached); try again shortly",
-                         status=503) from None
+    standings = _standings(budgets, held, now)
     record.budgeted = tuple((s.budget.slot, s.start) for s in standings)
     g.budget_remaining = min(standings, key=lambda s: s.share_left).header()
     spent_out = [s for s in standings if s.spent_out]
     record.over_budget = tuple(sorted({s.budget.mode for s in spent_out}))
     for standing in (s for s in spent_out if s.budget.mode == "shadow"):
         budgets.count_refusal(standing, record.request_id)
-    hard = [s for s in spent_out if s.budget.mode == "hard"]
-    if hard:
-        binding = max(hard, key=lambda s: s.end)  # the request is refused until every spent one resets
-        record.over_budget, record.budgeted = ("hard",), ()  # refused: nothing to charge
-        raise RateLimited(f"{binding.budget.named} spent its {binding.budget.period}'s budget of "
-                          f"{binding.budget.amount:g} {binding.budget.unit.replace('_', '-')}; it resets at "
-                          f"{binding.end.isoformat()}", retry_after=max(1.0, (binding.end - now).total_seconds()),
-                          code="budget_exceeded")
+    _refuse_if_hard_spent(standings, record, now)
     soft = [s for s in spent_out if s.budget.mode == "soft"]
     if soft:
         g.budget_exceeded = ", ".join(f"{s.budget.holder} {s.budget.period}" for s in soft)
         for standing in soft:
             budgets.warn_once(standing)
+
+
+def check_at_grant() -> Callable[[], None] | None:
+    """Return what the current request checks again when granted a slot it waited for; None if nothing holds it.
+
+    The check raises the 429 of a hard budget spent while the request waited (its
+    slot then goes to the next); it is made from any greenlet, outside the request's context.
+    """
+    principal, record = g.get("principal"), access_record(request.environ)
+    budgets: Budgets | None = current_app.extensions.get(EXTENSION)
+    if principal is None or record is None or budgets is None or not record.budgeted:
+        return None
+    headers = g._get_current_object()  # the request's g, for its X-Budget-Remaining
+
+    def check() -> None:
+        held = budgets.of(principal)
+        if any(b.mode == "hard" for b in held):
+            now = datetime.now(timezone.utc)
+            standings = _standings(budgets, held, now)
+            headers.budget_remaining = min(standings, key=lambda s: s.share_left).header()
+            _refuse_if_hard_spent(standings, record, now)
+    return check
 
 
 def add_headers(response):

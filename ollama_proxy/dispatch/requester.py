@@ -1,9 +1,10 @@
-"""Take who asks for a slot from the current request: its share of the GPUs, its client, its record."""
+"""Take who asks for a slot from the current request: its share of the GPUs, its client, its record, its budgets."""
 
 from __future__ import annotations
 
 from flask import g, has_request_context, request
 
+from ollama_proxy.access.budgets import check_at_grant
 from ollama_proxy.observability.ledger import current_record
 from ollama_proxy.scheduler.admission import Requester, share_of
 from ollama_proxy.scheduler.options import RELOAD_OPTIONS
@@ -17,4 +18,4 @@ def current_requester(enforce: dict) -> Requester:
     record = current_record()
     end_user = record.end_user if record is not None else None
     return Requester(share_of(principal, end_user), request.environ, record,
-                     frozenset(name for name in enforce if name in RELOAD_OPTIONS))
+                     frozenset(name for name in enforce if name in RELOAD_OPTIONS), check_at_grant())

@@ -4,8 +4,9 @@ The glue between one request and the scheduler: who asks (the principal's share
 of the GPUs, or the share of the end user a trusted front end named), what for
 (the model, the servers that may serve it, the options that make Ollama reload),
 until when, and the client, watched while it waits: one that leaves is dropped
-unsent. A grant names the server and the reload options to send. The dispatcher
-asks; the body is its business.
+unsent. A request that waited is checked again at its grant (its budgets: spent
+meanwhile, it is refused and its slot goes to the next). A grant names the server
+and the reload options to send. The dispatcher asks; the body is its business.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class Requester:
     environ: dict | None = None  # the client's, watched while the request waits
     record: RequestRecord | None = None
     enforced: frozenset[str] = frozenset()  # reload options a per-model override sets: sent as set
+    # Raises why a request that waited may no longer start (a hard budget spent meanwhile): asked at its grant.
+    check_at_grant: Callable[[], None] | None = None
 
 
 def share_of(principal, end_user: str | None) -> Share:
@@ -101,6 +104,12 @@ class Admission:
             raise ClientGone("the client left while its request waited for a slot") from None
         if record is not None:
             record.queued += granted.waited
+        if granted.waited > 0 and who.check_at_grant is not None:
+            try:
+                who.check_at_grant()
+            except BaseException:
+                client.end(ticket.id, sent=False)  # the slot goes to the next
+                raise
         placement = granted.placement
         self.placed(placement, ticket.asked)
 

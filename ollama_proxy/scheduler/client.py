@@ -160,8 +160,10 @@ class SchedulerClient:
         if waiting is not None and not waiting[1].ready():
             waiting[1].set(message)
 
-    def end(self, ticket_id: str, load_seconds: float | None = None, read: PromptRead | None = None) -> None:
-        """Give a granted slot back (the answer ended, failed, or its client left)."""
+    def end(self, ticket_id: str, load_seconds: float | None = None, read: PromptRead | None = None,
+            sent: bool = True) -> None:
+        """Give a granted slot back (the answer ended, failed, or its client left; or, not ``sent``, it was refused
+        at its grant)."""
         running = self._running.pop(ticket_id, None)
         if running is None:
             return
@@ -171,7 +173,9 @@ class SchedulerClient:
             loan.in_use -= 1
         started = self._untold.pop(ticket_id, None)
         if started is None:
-            self._post(wire.end(ticket_id, load_seconds, read))
+            self._post(wire.end(ticket_id, load_seconds, read) if sent else {"op": "cancel", "id": ticket_id})
+            return
+        if not sent:  # the arbiter never heard of it, and nothing ran
             return
         ticket, granted = running  # it ran before the arbiter heard of it: told with the others, soon
         seconds = self._clock() - started

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -94,3 +96,74 @@ def test_two_instances_spend_one_budget_exactly(start_proxy, fake, postgres_clus
     secrets = _team_with_a_budget(first)
     served, refused = _spend_until_refused([first, second], secrets)
     _assert_spent_exactly(second, fake, served, refused)
+
+
+GPU_BUDGET = 2.0  # GPU-seconds a day for one key
+SLOTS = {"scheduling": True, "num_parallel": 2, "max_loaded_models": 1}  # the fake's: two answers at once
+QUEUED = 12  # requests the key sends at once, all checked on arrival before any answer is charged
+
+
+@pytest.fixture
+def slow_gpu():
+    """A fake Ollama that runs two answers at once, each about half a GPU-second long."""
+    from tests.fakes.ollama import FakeOllama
+
+    fake = FakeOllama(num_parallel=SLOTS["num_parallel"], max_loaded_models=1).start()
+    fake.script("llama3.2", chunk_delay=0.12)
+    yield fake
+    fake.stop()
+
+
+def _flood(proxies, secret: str) -> tuple[list[float], list[requests.Response]]:
+    """Send QUEUED requests at once, alternating between ``proxies``; return the GPU-seconds served, the refusals."""
+    def ask(n: int) -> requests.Response:
+        return requests.post(proxies[n % len(proxies)].url + "/api/chat", headers={"Authorization": f"Bearer {secret}"},
+                             json={"model": "llama3.2", "stream": False,
+                                   "messages": [{"role": "user", "content": f"question number {n}"}]}, timeout=60)
+    with ThreadPoolExecutor(QUEUED) as pool:
+        answers = list(pool.map(ask, range(QUEUED)))
+    served = [a.json()["total_duration"] / 1e9 for a in answers if a.status_code == 200]
+    return served, [a for a in answers if a.status_code != 200]
+
+
+def _assert_refused_at_the_grant(proxy, fake, served: list[float], refused: list[requests.Response]) -> None:
+    assert served and refused and len(served) + len(refused) == QUEUED
+    assert len(fake.calls("/api/chat")) == len(served)  # no refused request reached Ollama
+    for refusal in refused:
+        assert refusal.status_code == 429, refusal.text
+        assert refusal.json()["error"].startswith(f"key 'nightly' spent its day's budget of {GPU_BUDGET:g} gpu-seconds")
+        assert int(refusal.headers["Retry-After"]) >= 1
+    # They passed the check on arrival (nothing was spent yet), waited for a slot, and were refused at its grant.
+    waited = [float(re.search(r"queue;dur=([\d.]+)", r.headers["Server-Timing"]).group(1)) for r in refused]
+    assert max(waited) > 100, waited
+    assert wait_for(lambda: _spent(proxy)["spent"] >= round(sum(served), 3) - 0.01, timeout=5)
+    spent = _spent(proxy)["spent"]
+    assert abs(spent - sum(served)) < 0.01
+    # Overshot only by what ran when it ran out (one answer per slot) and, per slot, one granted in the moment
+    # its predecessor's charge was landing (docs/budgets.md).
+    assert spent - GPU_BUDGET < 2 * SLOTS["num_parallel"] * max(served), (spent, served)
+
+
+def _key_with_a_gpu_budget(proxy) -> str:
+    secret = create_key(proxy, "--name", "nightly")
+    made = cli(proxy, "budgets", "set", "--key", "nightly", "--period", "day", "--gpu-seconds", f"{GPU_BUDGET:g}")
+    assert made.returncode == 0, made.stderr
+    return secret
+
+
+def test_queued_requests_are_refused_at_their_grant_once_a_hard_budget_is_spent(start_proxy, slow_gpu):
+    proxy = start_proxy(base_config(slow_gpu.url, **SLOTS), workers=2)
+    served, refused = _flood([proxy], _key_with_a_gpu_budget(proxy))
+    _assert_refused_at_the_grant(proxy, slow_gpu, served, refused)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_two_instances_refuse_queued_requests_at_their_grant(start_proxy, slow_gpu, postgres_cluster, redis_server):
+    """Two instances of two workers share one scheduler (Redis) and one store (PostgreSQL)."""
+    config = base_config(slow_gpu.url, **SLOTS)
+    config["store"] = {"url": postgres_cluster.new_database()}
+    config["ratelimit"] = {"storage_url": redis_server.url}
+    first, second = (start_proxy(copy.deepcopy(config), workers=2) for _ in range(2))
+    served, refused = _flood([first, second], _key_with_a_gpu_budget(first))
+    _assert_refused_at_the_grant(second, slow_gpu, served, refused)

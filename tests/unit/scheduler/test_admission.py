@@ -22,8 +22,9 @@ class _GrantingClient:
         self.tickets.append((ticket, deadline))
         return Grant(ticket.id, self.placement, 0.25)
 
-    def end(self, ticket_id, load_seconds=None, read=None):
+    def end(self, ticket_id, load_seconds=None, read=None, sent=True):
         self.ended.append((ticket_id, load_seconds) if read is None else (ticket_id, load_seconds, read))
+        self.unsent = not sent
 
     def status(self, timeout: float) -> dict:
         return {"asked within": timeout}
@@ -76,3 +77,31 @@ def test_an_embedding_says_so_on_its_ticket():
     client = _GrantingClient(Placement("gpu1", Start.WARM, {}))
     Admission(lambda: client).admit(None, "m", ["gpu1"], {}, embeds=True)
     assert client.tickets[0][0].embeds
+
+
+class _Spent(Exception):
+    pass
+
+
+def _refuse() -> None:
+    raise _Spent("its budget was spent while it waited")
+
+
+def test_a_request_that_waited_is_checked_again_at_its_grant_and_refused_gives_its_slot_back():
+    client = _GrantingClient(Placement("gpu1", Start.WARM, {}))  # granted after 0.25 s of waiting
+    record = RequestRecord("r1", "POST", "/api/chat", "-", 0.0)
+    with pytest.raises(_Spent):
+        Admission(lambda: client).admit(Requester(record=record, check_at_grant=_refuse), "m", ["gpu1"], {})
+    assert client.ended == [(client.tickets[0][0].id, None)] and client.unsent  # the slot goes to the next
+    assert record.queued == 0.25  # its wait is on its record all the same
+
+
+def test_a_request_granted_at_once_is_not_checked_again():
+    class AtOnce(_GrantingClient):
+        def admit(self, ticket, watch=None, deadline=None) -> Grant:
+            super().admit(ticket, watch, deadline)
+            return Grant(ticket.id, self.placement, 0.0)
+
+    client = AtOnce(Placement("gpu1", Start.WARM, {}))
+    admitted = Admission(lambda: client).admit(Requester(check_at_grant=_refuse), "m", ["gpu1"], {})
+    assert admitted.server == "gpu1" and client.ended == []

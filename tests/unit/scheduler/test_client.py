@@ -160,6 +160,14 @@ def test_a_granted_slot_given_back_is_told_to_the_arbiter_once(arbiter, clock):
     assert arbiter.line.sent[2:] == [{"op": "end", "id": "t1", "load_seconds": 2.5, "prompt": [1200, 1000, 0.25]}]
 
 
+def test_a_granted_slot_never_sent_is_cancelled_not_ended(arbiter, clock):
+    client = _client(arbiter, clock)
+    arbiter.grants_at_once()
+    client.admit(_ticket("t1"))
+    client.end("t1", sent=False)  # refused at its grant: a hard budget was spent while it waited
+    assert arbiter.line.sent[2:] == [{"op": "cancel", "id": "t1"}]
+
+
 def test_a_refusal_is_raised_as_the_arbiters_own_error_and_nothing_is_cancelled(arbiter, clock):
     client = _client(arbiter, clock)
     arbiter.on_send = lambda message: [wire.refused(message["id"], RateLimited("too many", retry_after=7))]

@@ -122,6 +122,16 @@ def test_a_client_that_left_while_waiting_is_never_granted():
     assert _granted(s.cancel("t3", now=3)) == [] and not s.running  # a running one that left frees its slot
 
 
+def test_a_granted_request_cancelled_unsent_frees_its_slot_and_teaches_nothing_of_how_long_answers_take():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1))
+    s.submit(_ticket("t1"), now=0)
+    s.submit(_ticket("t2"), now=0)
+    s.end("t1", now=10)  # an answer of ten seconds
+    learned = s.estimates.slot_seconds("m")
+    assert _granted(s.cancel("t2", now=10.01)) == [] and not s.running  # refused at its grant: never sent
+    assert s.estimates.slot_seconds("m") == learned
+
+
 def test_warm_first():
     s = _scheduler(ServerSpec("gpu1"), ServerSpec("gpu2"), loaded=())
     s.servers["gpu2"].warm("m", Loaded({}))
@@ -201,7 +211,8 @@ def test_a_models_queue_is_bounded_per_server_and_a_request_is_refused_only_wher
 
 
 def test_queues_are_bounded_per_principal_and_per_model():
-    s = _scheduler(ServerSpec("gpu1"), bounds=Bounds(max_queued_per_principal=2, max_queued_per_model=3))
+    s = _scheduler(ServerSpec("gpu1"), bounds=Bounds(max_queued_per_principal=2, max_queued_per_model=3,
+                                                      max_queued_share=1.0))
     s.submit(_ticket("run"), now=0)
     s.submit(_ticket("a1"), now=0)
     s.submit(_ticket("a2"), now=0)
@@ -212,6 +223,26 @@ def test_queues_are_bounded_per_principal_and_per_model():
     with pytest.raises(Overloaded) as model:
         s.submit(_ticket("c1", "carol"), now=0)
     assert model.value.status == 503 and model.value.retry_after >= 1
+
+
+def test_a_principal_fills_only_its_share_of_a_models_queue_and_others_still_get_in():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), bounds=Bounds(max_queued_per_model=4))  # the default half
+    s.submit(_ticket("run"), now=0)
+    s.submit(_ticket("a1"), now=0)
+    s.submit(_ticket("a2"), now=0)
+    with pytest.raises(RateLimited, match="scheduling.max_queued_share") as past:
+        s.submit(_ticket("a3"), now=0)
+    assert past.value.status == 429 and past.value.retry_after >= 1
+    s.submit(_ticket("other-model", model="n"), now=0)  # its part of another model's queue is its own
+    s.submit(_ticket("b1", "bob"), now=0)
+    s.submit(_ticket("b2", "bob"), now=0)
+    assert sorted(s.waiting) == ["a1", "a2", "b1", "b2"] and "other-model" in s.running
+
+
+def test_a_principals_part_of_a_queue_is_at_least_one_request():
+    assert Bounds(max_queued_per_model=1).principal_part_of_queue == 1
+    assert Bounds(max_queued_per_model=512).principal_part_of_queue == 256
+    assert Bounds(max_queued_per_model=10, max_queued_share=0.25).principal_part_of_queue == 2
 
 
 def test_requests_past_the_longest_wait_expire():
