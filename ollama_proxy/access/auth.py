@@ -29,6 +29,7 @@ from flask import Flask, current_app, g, request
 
 from ollama_proxy.access.end_users import named_end_user
 from ollama_proxy.config import AuthSettings, Token
+from ollama_proxy.config.access import token_names
 from ollama_proxy.errors import Forbidden, ProxyError, Unauthorized
 from ollama_proxy.observability.ledger import access_record
 from ollama_proxy.routing.names import matches_any
@@ -68,6 +69,7 @@ class Principal:
     team_models: tuple[str, ...] = ()
     team_rpm: int | None = None
     team_tpm: int | None = None
+    owner: str | None = None  # who owns the managed key (their sign-on subject): their budget holds it too
 
     def may(self, scope: str) -> bool:
         return self.scope == MANAGE or self.scope == scope
@@ -116,8 +118,10 @@ class ManagedKeys:
     unknown tokens. Only a usable key's look-up writes (its last use).
     """
 
-    def __init__(self, store, settings: AuthSettings, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, store, settings: AuthSettings, clock: Callable[[], float] = time.monotonic,
+                 token_names: frozenset[str] = frozenset()):
         self._store = store  # a callable returning the Store: it is opened on first use
+        self._token_names = token_names  # no key may be known by one (``store.keys``), not even an older key
         self._found: TTLCache = TTLCache(settings.key_cache_size, settings.key_cache_seconds, clock)
         self._unknown: TTLCache = TTLCache(settings.unknown_key_cache_size, settings.unknown_key_cache_seconds,
                                            clock)
@@ -134,6 +138,10 @@ class ManagedKeys:
             raise Unauthorized(f"key '{key.name}' is disabled")
         if key.expired(now):
             raise Unauthorized(f"key '{key.name}' expired at {key.expires_at.isoformat()}")
+        if key.name in self._token_names:
+            # A token added to the file under an existing key's name: the two would share limits, share and usage.
+            log.error("key '%s' has the name of a token of the configuration file: it is refused", key.name)
+            raise Unauthorized(f"key '{key.name}' has the name of a token of the configuration file")
         return principal_of(key, team)
 
     def _key(self, token: str, now: datetime) -> tuple[ApiKey, Team | None] | None:
@@ -168,7 +176,7 @@ def principal_of(key: ApiKey, team: Team | None) -> Principal:
     klass = BATCH if BATCH in (key.klass, getattr(team, "klass", None)) else key.klass
     principal = Principal(key.name, key.scope, key.models, key.rpm, key.tpm, chat_log=key.chat_log,
                           weight=key.weight, klass=klass, trusted_frontend=key.trusted_frontend, web=key.web,
-                          cloud=key.cloud)
+                          cloud=key.cloud, owner=key.owner)
     if team is None:
         return principal
     return replace(principal, team=team.name, team_weight=team.weight, team_models=team.models,
@@ -224,5 +232,6 @@ def authenticate() -> None:
 def init_app(app: Flask) -> None:
     settings = app.config["SETTINGS"]
     app.extensions["ollama_proxy.tokens"] = TokenTable(settings.auth, settings.metrics.tokens)
-    app.extensions["ollama_proxy.keys"] = ManagedKeys(lambda: current_store(app), settings.auth)
+    app.extensions["ollama_proxy.keys"] = ManagedKeys(lambda: current_store(app), settings.auth,
+                                                      token_names=token_names(settings))
     app.before_request(authenticate)

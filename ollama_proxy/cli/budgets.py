@@ -1,4 +1,4 @@
-"""The ``ollama-proxy budgets`` commands: set, list and clear a team's or a key's budgets per period."""
+"""The ``ollama-proxy budgets`` commands: set, list and clear a team's, a key's or a person's budgets per period."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def _amount(text: str) -> float:
 
 
 def _holder(args) -> tuple[str, str]:
-    return ("team", args.team) if args.team is not None else ("key", args.key)
+    return next((kind, name) for kind, name in (("team", args.team), ("key", args.key), ("person", args.person))
+                if name is not None)
 
 
 def _unit(args) -> tuple[str | None, float | None]:
@@ -72,6 +73,8 @@ def _holder_options(parser: argparse.ArgumentParser) -> None:
     holder = parser.add_mutually_exclusive_group(required=True)
     holder.add_argument("--team", help="the team's budget: all its keys together")
     holder.add_argument("--key", help="the key's own budget")
+    holder.add_argument("--person", metavar="SUBJECT",
+                        help="a person's budget: every key they own (made on My keys), together")
 
 
 def add_parser(commands) -> None:
@@ -79,8 +82,8 @@ def add_parser(commands) -> None:
     budgets = commands.add_parser("budgets", help="set, list and clear budgets of tokens or GPU-seconds per period")
     actions = budgets.add_subparsers(dest="action", required=True)
     config = config_option()
-    new = actions.add_parser("set", parents=[config], help="give a team or a key a budget (replacing the one it "
-                                                            "had for that period and unit)")
+    new = actions.add_parser("set", parents=[config], help="give a team, a key or a person a budget (replacing "
+                                                            "the one it had for that period and unit)")
     _holder_options(new)
     new.add_argument("--period", choices=PERIODS, required=True,
                      help="a calendar day, week (from Monday) or month, in budgets.timezone")
@@ -95,8 +98,8 @@ def add_parser(commands) -> None:
                                                                "what is left")
     listed.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
     listed.set_defaults(run=list_budgets)
-    gone = actions.add_parser("clear", parents=[config], help="remove a team's or a key's budgets (of one period, "
-                                                              "or one unit, if given)")
+    gone = actions.add_parser("clear", parents=[config], help="remove a team's, a key's or a person's budgets "
+                                                              "(of one period, or one unit, if given)")
     _holder_options(gone)
     gone.add_argument("--period", choices=PERIODS, help="only the budget of this period")
     unit = gone.add_mutually_exclusive_group()

@@ -83,6 +83,10 @@ class AdminSettings:
     audit_rows: int = setting(
         500, validate=AT_LEAST_1,
         help="audit trail entries shown on the audit page (the newest); `ollama-proxy audit` lists them all")
+    max_keys_per_member: int = setting(
+        10, validate=AT_LEAST_1,
+        help="keys one person may own at once, made on **My keys** (docs/oidc.md); one more is refused until "
+             "they revoke one")
 
     oidc: OidcSettings = setting(
         OidcSettings(), validate=complete,
@@ -92,6 +96,13 @@ class AdminSettings:
     def enabled(self) -> bool:
         """The page is on when someone can sign in: with the password, or with the identity provider."""
         return bool(self.password_hash) or self.oidc.enabled
+
+
+def token_names(settings) -> frozenset[str]:
+    """The names of the file's tokens (``auth``'s and ``metrics``'), which no managed key may take: a key and a
+    token count rate limits, GPU shares, budgets and usage by name."""
+    tokens = settings.auth.generate_tokens + settings.auth.manage_tokens + settings.metrics.tokens
+    return frozenset(token.name for token in tokens)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Keep budgets (a team's or a key's, per calendar period) and what each holder spent in each period.
+"""Keep budgets (a team's, a key's or a person's, per calendar period) and what each holder spent in each period.
 
 A budget is tokens (prompt plus answer, as Ollama or the provider counts them)
 or GPU-seconds (Ollama's ``total_duration``) per day, week (from Monday) or
@@ -22,7 +22,8 @@ from ollama_proxy.store.audit import Actor, write_entry
 from ollama_proxy.store.errors import Missing, StoreError, maps_database_errors
 from ollama_proxy.store.schema import api_keys, budget_spend, budgets, teams, utcnow
 
-HOLDERS = ("team", "key")
+HOLDERS = ("team", "key", "person")  # a person: every key they own (``api_keys.owner``, their sign-on subject)
+HOLDER_LENGTH = 100  # the budgets.holder column
 PERIODS = ("day", "week", "month")
 UNITS = ("tokens", "gpu_seconds")
 # What names a holder's spending in one period: the columns of budget_spend's unique constraint.
@@ -45,7 +46,7 @@ class Budget:
 
     @property
     def named(self) -> str:
-        """``team 'research'``, ``key 'alice'``: the holder as messages name it."""
+        """``team 'research'``, ``key 'alice'``, ``person 'mia'``: the holder as messages name it."""
         return f"{self.holder_kind} '{self.holder}'"
 
     @property
@@ -125,14 +126,17 @@ class BudgetStore:
     @maps_database_errors
     def set_budget(self, holder_kind: str, holder: str, *, period: str, unit: str, amount: float, mode: str = "hard",
                    by: Actor) -> Budget:
-        """Give a team or a key a budget for ``period`` in ``unit``, replacing the one it had for them."""
+        """Give a team, a key or a person a budget for ``period`` in ``unit``, replacing the one it had for them.
+
+        A person's budget outlives their keys (one made later is held to it too): it goes with ``clear_budgets``.
+        """
         _checked(holder_kind, period, unit, mode)
+        if not isinstance(holder, str) or not 0 < len(holder) <= HOLDER_LENGTH:
+            raise StoreError(f"a budget's holder is named in 1 to {HOLDER_LENGTH} characters")
         if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not amount >= 0:
             raise StoreError("a budget's amount is a number, 0 or more")
         with self.engine.begin() as connection:
-            table = teams if holder_kind == "team" else api_keys
-            if connection.execute(select(table.c.name).where(table.c.name == holder)).first() is None:
-                raise Missing(f"no {holder_kind} named '{holder}'")
+            _holder_exists(connection, holder_kind, holder)
             where = and_(*(column == value for column, value in zip(
                 (budgets.c.holder_kind, budgets.c.holder, budgets.c.period, budgets.c.unit),
                 (holder_kind, holder, period, unit), strict=True)))
@@ -168,9 +172,7 @@ class BudgetStore:
             if not gone:
                 raise Missing(f"{holder_kind} '{holder}' has no such budget")
             connection.execute(delete(budgets).where(*conditions))
-            for row in gone:
-                write_entry(connection, by, "budget.clear", f"{holder_kind} {holder}",
-                            {"period": row.period, "unit": row.unit, "amount": row.amount, "mode": row.mode}, None)
+            _audit_cleared(connection, by, gone)
         return len(gone)
 
     @maps_database_errors
@@ -205,13 +207,13 @@ class BudgetStore:
     def standings(self, zone: tzinfo, now: datetime, team: str | None = None) -> list[dict]:
         """Every budget with what was spent in its current period (in ``zone``), what is left, and when it resets.
 
-        ``team`` keeps that team's budget and its keys' (what a team admin sees).
+        ``team`` keeps that team's budget, its keys' and their owners' (what a team admin sees).
         """
         held = self.list_budgets()
         if team is not None:
-            keys = {key.name for key in self.list_keys(team=team)}
-            held = [b for b in held if (b.holder_kind, b.holder) == ("team", team)
-                    or (b.holder_kind == "key" and b.holder in keys)]
+            keys = self.list_keys(team=team)
+            holders = {("team", team)} | {("key", k.name) for k in keys} | {("person", k.owner) for k in keys}
+            held = [b for b in held if (b.holder_kind, b.holder) in holders]
         return [standing.row() for standing in self.standings_of(held, zone, now)]
 
     @maps_database_errors
@@ -219,6 +221,33 @@ class BudgetStore:
         """Count a request a shadow budget would have refused, in the holder's period."""
         with self.engine.begin() as connection:
             _add(connection, [(slot, start, 0.0, 1)])
+
+
+def _holder_exists(connection, holder_kind: str, holder: str) -> None:
+    """Refuse a budget of a team or key that does not exist, or of a person who owns no key (a mistyped subject)."""
+    if holder_kind == "person":
+        if connection.execute(select(api_keys.c.id).where(api_keys.c.owner == holder)).first() is None:
+            raise Missing(f"no key is owned by a person '{holder}' (their subject at the identity provider)")
+        return
+    table = teams if holder_kind == "team" else api_keys
+    if connection.execute(select(table.c.name).where(table.c.name == holder)).first() is None:
+        raise Missing(f"no {holder_kind} named '{holder}'")
+
+
+def drop_held(connection, by: Actor, holder_kind: str, holder: str) -> None:
+    """Delete a holder's budgets and everything it spent: a budget dies with its key or team, and a new key or
+    team of the name starts clean (it is called as one is made too, for a charge that landed late)."""
+    gone = connection.execute(select(budgets).where(budgets.c.holder_kind == holder_kind,
+                                                    budgets.c.holder == holder)).all()
+    for table in (budgets, budget_spend):
+        connection.execute(delete(table).where(table.c.holder_kind == holder_kind, table.c.holder == holder))
+    _audit_cleared(connection, by, gone)
+
+
+def _audit_cleared(connection, by: Actor, rows) -> None:
+    for row in rows:
+        write_entry(connection, by, "budget.clear", f"{row.holder_kind} {row.holder}",
+                    {"period": row.period, "unit": row.unit, "amount": row.amount, "mode": row.mode}, None)
 
 
 def _add(connection, additions: list[tuple[tuple[str, str, str, str], datetime, float, int]]) -> None:

@@ -6,16 +6,17 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ollama_proxy.store.audit import Actor, changed, write_entry
+from ollama_proxy.store.budgets import drop_held
 from ollama_proxy.store.errors import Conflict, Missing, StoreError, maps_database_errors
-from ollama_proxy.store.schema import api_keys, utcnow
-from ollama_proxy.store.teams import read_team
+from ollama_proxy.store.schema import api_keys, teams, utcnow
 from ollama_proxy.store.values import checked_share
 
 SECRET_PREFIX = "op-"
@@ -23,6 +24,8 @@ SECRET_BYTES = 32  # random bytes in a secret: 43 characters of URL-safe base64
 _SECRET_SHAPE = re.compile(re.escape(SECRET_PREFIX) + "[A-Za-z0-9_-]{43}")
 PREFIX_LENGTH = len(SECRET_PREFIX) + 8  # what a listing or a log shows of a secret
 OWNER_LENGTH = 255  # the api_keys.owner column
+# The name the file gives a token it lists without one (config.tokens): no key takes it, even before such a token is.
+_POSITIONAL_TOKEN = re.compile(r"(generate|manage|metrics)#[0-9]+")
 SCOPES = ("generate", "manage")
 _CHANGEABLE = {"scope", "models", "rpm", "tpm", "expires_at", "enabled", "chat_log", "weight", "klass",
                "trusted_frontend", "web", "cloud", "team"}
@@ -115,10 +118,27 @@ def _checked(fields: dict) -> dict:
     return fields
 
 
-def _team_exists(connection, fields: dict) -> None:
+def _team_exists(connection, fields: dict, lock: bool = False) -> None:
+    """Refuse a team that does not exist; ``lock``: hold its row until the transaction ends (PostgreSQL), so
+    that one person's keys in it are counted one transaction at a time."""
     team = fields.get("team")
-    if team is not None and read_team(connection, team) is None:
+    if team is None:
+        return
+    query = select(teams.c.id).where(teams.c.name == team)
+    if connection.execute(query.with_for_update() if lock else query).first() is None:
         raise Missing(f"no team named '{team}' (ollama-proxy teams create {team})")
+
+
+def _within_cap(connection, owner: str, most: int) -> None:
+    """Refuse a key (its transaction rolls back) that makes its owner own more than ``most``.
+
+    Counted after the insert, in its transaction: SQLite lets one writer in at a time, and PostgreSQL
+    waits on the team's row (``_team_exists``), so keys made at once are counted one after the other.
+    """
+    owned = connection.execute(select(func.count()).where(api_keys.c.owner == owner)).scalar_one()
+    if owned > most:
+        raise StoreError(f"one person may own at most {most} keys (admin.max_keys_per_member); "
+                         "revoke one to make another")
 
 
 class KeyStore:
@@ -131,13 +151,18 @@ class KeyStore:
                    tpm: int | None = None, expires_at: datetime | None = None,
                    chat_log: bool | None = None, weight: float = 1.0, klass: str = "interactive",
                    trusted_frontend: bool = False, web: bool = False, cloud: bool = False,
-                   team: str | None = None, owner: str | None = None) -> tuple[ApiKey, str]:
+                   team: str | None = None, owner: str | None = None, reserved: Collection[str] = (),
+                   max_owned: int | None = None) -> tuple[ApiKey, str]:
         """Create a key; return it and its secret, which is shown this once and never stored.
 
-        ``owner``: who made it for themselves; it stays theirs (it is no field ``update_key`` changes).
+        ``owner``: who made it for themselves; it stays theirs (it is no field ``update_key`` changes), and
+        they own at most ``max_owned`` keys. ``reserved``: the names of the file's tokens, which share rate
+        limits, GPU shares, budgets and usage by name with the keys: no key may take one.
         """
         if not isinstance(name, str) or not name.strip() or len(name) > 100:
             raise StoreError("a key's name is 1 to 100 characters")
+        if name in reserved or _POSITIONAL_TOKEN.fullmatch(name):
+            raise Conflict(f"'{name}' is the name of a token of the configuration file; give the key another")
         fields = _checked({"scope": scope, "models": models, "rpm": rpm, "tpm": tpm, "expires_at": expires_at,
                            "chat_log": chat_log, "weight": weight, "klass": klass,
                            "trusted_frontend": trusted_frontend, "web": web, "cloud": cloud, "team": team,
@@ -147,8 +172,11 @@ class KeyStore:
                       enabled=True, created_at=utcnow(), last_used_at=None)
         try:
             with self.engine.begin() as connection:
-                _team_exists(connection, fields)
+                _team_exists(connection, fields, lock=max_owned is not None)
                 connection.execute(insert(api_keys).values(**values))
+                if max_owned is not None and owner is not None:
+                    _within_cap(connection, owner, max_owned)
+                drop_held(connection, by, "key", name)  # a late charge of a deleted key of this name
                 key = _read(connection, name)
                 write_entry(connection, by, "key.create", name, None, key_record(key))
         except IntegrityError:
@@ -221,6 +249,7 @@ class KeyStore:
             if before is None:
                 raise Missing(f"no key named '{name}'")
             connection.execute(delete(api_keys).where(api_keys.c.name == name))
+            drop_held(connection, by, "key", name)
             write_entry(connection, by, "key.delete", name, key_record(before), None)
 
 

@@ -3,7 +3,8 @@
 A key of a team never gets more than its team (``access.auth``): it may use a
 model only if both its own patterns and its team's allow it, it is batch if
 either says batch, and its requests count against its own limits and against
-its team's, which all its keys share. A team that keys belong to is not deleted.
+its team's, which all its keys share. A team that keys belong to is not deleted;
+a deleted team's budgets and spend go with it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ollama_proxy.store.audit import Actor, changed, write_entry
+from ollama_proxy.store.budgets import drop_held
 from ollama_proxy.store.errors import Conflict, Missing, StoreError, maps_database_errors
 from ollama_proxy.store.schema import api_keys, teams, utcnow
 from ollama_proxy.store.values import checked_share
@@ -66,6 +68,7 @@ class TeamStore:
         try:
             with self.engine.begin() as connection:
                 connection.execute(insert(teams).values(**fields, name=name, created_at=utcnow()))
+                drop_held(connection, by, "team", name)
                 team = read_team(connection, name)
                 write_entry(connection, by, "team.create", name, None, team_record(team))
         except IntegrityError:
@@ -115,4 +118,5 @@ class TeamStore:
                 raise StoreError(f"team '{name}' still has keys: {', '.join(members)} "
                                  "(delete them, or move them to another team, first)")
             connection.execute(delete(teams).where(teams.c.name == name))
+            drop_held(connection, by, "team", name)
             write_entry(connection, by, "team.delete", name, team_record(before), None)

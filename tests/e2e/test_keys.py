@@ -41,19 +41,19 @@ def chat(server, secret: str, model: str = "llama3.2") -> str:
 
 
 def test_a_key_made_with_the_command_works_with_the_openai_sdk(server):
-    output = keys(server, "create", "--name", "alice", "--models", "llama3*", "--models", "qwen3:*", "--rpm", "60",
+    output = keys(server, "create", "--name", "ada", "--models", "llama3*", "--models", "qwen3:*", "--rpm", "60",
                   "--tpm", "100000").stdout
     secret = output.splitlines()[-1]
     assert secret.startswith("op-") and " " not in secret
-    assert "created key 'alice'" in output and "llama3*, qwen3:*" in output
+    assert "created key 'ada'" in output and "llama3*, qwen3:*" in output
     assert chat(server, secret) == "You said: hi"
     listing = keys(server, "list").stdout.splitlines()
     assert listing[0].split()[:3] == ["name", "prefix", "scope"]
-    row = next(line for line in listing if line.startswith("alice"))
+    row = next(line for line in listing if line.startswith("ada"))
     assert secret[:11] in row and "llama3*, qwen3:*" in row and "rpm 60, tpm 100000" in row
     assert "UTC" in row.split("yes", 1)[1]  # last used: just now
     logged = [line for line in server.access_lines() if '"/v1/chat/completions"' in line]
-    assert logged and '"token": "alice"' in logged[-1]
+    assert logged and '"token": "ada"' in logged[-1]
     everything = "".join(p.read_text() for p in server.log_dir.iterdir()) + server.stderr()
     assert secret not in everything
 

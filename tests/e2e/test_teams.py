@@ -16,7 +16,7 @@ def test_a_teams_keys_share_its_models_and_its_limits_across_workers(start_proxy
     proxy = start_proxy(base_config(fake.url), workers=2)
     made = cli(proxy, "teams", "create", "research", "--models", "llama3*", "--rpm", "4")
     assert made.returncode == 0, made.stderr
-    alice = create_key(proxy, "--name", "alice", "--team", "research")
+    ada = create_key(proxy, "--name", "ada", "--team", "research")
     bob = create_key(proxy, "--name", "bob", "--team", "research", "--models", "llama3*", "--models", "qwen3*",
                      "--rpm", "100")
 
@@ -24,7 +24,7 @@ def test_a_teams_keys_share_its_models_and_its_limits_across_workers(start_proxy
         with pytest.raises(openai.PermissionDeniedError, match="of team 'research' may not use the model 'qwen3:8b'"):
             client.chat.completions.create(model="qwen3:8b", messages=[{"role": "user", "content": "hi"}])
     answers = []
-    for secret in (alice, bob, alice, bob, alice):
+    for secret in (ada, bob, ada, bob, ada):
         answers.append(requests.post(proxy.url + "/api/chat", headers={"Authorization": f"Bearer {secret}"},
                                      json={"model": "llama3.2", "stream": False,
                                            "messages": [{"role": "user", "content": "hi"}]}, timeout=30))
@@ -35,8 +35,8 @@ def test_a_teams_keys_share_its_models_and_its_limits_across_workers(start_proxy
     assert int(refusal.headers["Retry-After"]) >= 1 and refusal.headers["x-ratelimit-limit-requests"] == "4"
 
     listed = cli(proxy, "teams", "list", "--format", "json")
-    assert json.loads(listed.stdout)[0]["keys"] == ["alice", "bob"]
+    assert json.loads(listed.stdout)[0]["keys"] == ["ada", "bob"]
     trail = json.loads(cli(proxy, "audit", "--format", "json").stdout)
-    assert [(e["action"], e["target"]) for e in trail] == [("team.create", "research"), ("key.create", "alice"),
+    assert [(e["action"], e["target"]) for e in trail] == [("team.create", "research"), ("key.create", "ada"),
                                                            ("key.create", "bob")]
     assert trail[1]["after"]["team"] == "research"

@@ -1,6 +1,6 @@
 """Show and set budgets: each with what was spent this period and what is left; a spent soft one flagged.
 
-A team admin sees its own team's budget and its keys', and sets and clears its keys' alone.
+A team admin sees its own team's budget, its keys' and their owners', and sets and clears its keys' alone.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def budget_standings() -> list[dict]:
 
 
 def check_holder(holder_kind: str, holder: str) -> None:
-    """Refuse (403) a team admin's budget of a team, or of another team's key (or of no key at all).
+    """Refuse (403) a team admin's budget of a team or a person, or of another team's key (or of no key at all).
 
     A team's own budget is the department's word on what the team may spend: an admin sets and clears it,
     and its team admin shares it out among the team's keys.
@@ -35,9 +35,10 @@ def check_holder(holder_kind: str, holder: str) -> None:
     if holder_kind == "team":
         check_scope(holder, f"The team '{holder}'")
         raise Forbidden("A team's own budget is set by an admin; a team admin gives budgets to the team's keys.")
-    else:
-        key = current_store().get_key(holder)
-        check_scope(key.team if key else None, f"The key '{holder}'")
+    if holder_kind == "person":
+        raise Forbidden("A person's budget is set by an admin; a team admin gives budgets to the team's keys.")
+    key = current_store().get_key(holder)
+    check_scope(key.team if key else None, f"The key '{holder}'")
 
 
 def _page(form: BudgetForm, status: int = 200):
@@ -55,7 +56,7 @@ def budgets():
 
 @bp.post("/budgets")
 def set_budget():
-    """Give a team or a key a budget (replacing the one it had for that period and unit)."""
+    """Give a team, a key or a person a budget (replacing the one it had for that period and unit)."""
     form = BudgetForm()
     if not form.validate():
         return _page(form, 400)

@@ -15,7 +15,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional, Rege
 from ollama_proxy.config.models import check_fields
 from ollama_proxy.scheduler import fairness
 from ollama_proxy.scheduler.fairness import MAX_WEIGHT
-from ollama_proxy.store.budgets import MODES, PERIODS
+from ollama_proxy.store.budgets import HOLDERS, MODES, PERIODS
 from ollama_proxy.store.keys import expiry_after, last_day_before
 
 SCOPES = [SelectChoice("generate", "generate: inference and listings"),
@@ -178,10 +178,11 @@ class NewTeamForm(TeamForm):
 
 
 class BudgetForm(FlaskForm):
-    """A team's or a key's budget for one period, in tokens or GPU-seconds."""
+    """A team's, a key's or a person's budget for one period, in tokens or GPU-seconds."""
 
-    holder_kind = SelectField("For a", choices=[SelectChoice("team", "team"), SelectChoice("key", "key")])
-    holder = StringField("Name", validators=[DataRequired(), Length(max=100)], description="the team's or key's name")
+    holder_kind = SelectField("For a", choices=[SelectChoice(kind, kind) for kind in HOLDERS])
+    holder = StringField("Name", validators=[DataRequired(), Length(max=100)],
+                         description="the team's or key's name, or the person's subject (every key they own)")
     period = SelectField("Period", choices=[SelectChoice(p, p) for p in PERIODS],
                          description="a calendar day, week (from Monday) or month, in budgets.timezone")
     unit = SelectField("Unit", choices=[SelectChoice("tokens", "tokens"), SelectChoice("gpu_seconds", "GPU-seconds")])

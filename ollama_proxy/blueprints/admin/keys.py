@@ -14,6 +14,7 @@ from ollama_proxy.blueprints.admin.base import bp, change_and_return, signed_in
 from ollama_proxy.blueprints.admin.forms import KeyLimitsForm, NewKeyForm, chat_log_choice
 from ollama_proxy.blueprints.admin.roles import check_scope, team_scope
 from ollama_proxy.blueprints.admin.teams import team_names
+from ollama_proxy.config.access import token_names
 from ollama_proxy.errors import Forbidden, NotFound
 from ollama_proxy.store import StoreError, current_store
 
@@ -28,9 +29,11 @@ def hold_secret(session, name: str, secret: str) -> None:
 
 def create_and_show(form, page, created: str, **fields):
     """Create the key ``form`` names with ``fields``, then redirect to the ``created`` page that shows its
-    secret once; if the store refuses, ``page(form, 400)`` with the reason under the name."""
+    secret once; if the store refuses (a name taken, by a key or a token of the file), ``page(form, 400)`` with
+    the reason under the name."""
+    reserved = token_names(current_app.config["SETTINGS"])
     try:
-        key, secret = current_store().create_key(form.name.data, by=signed_in(), **fields)
+        key, secret = current_store().create_key(form.name.data, by=signed_in(), reserved=reserved, **fields)
     except StoreError as exc:
         form.name.errors.append(str(exc))
         return page(form, 400)

@@ -3,12 +3,12 @@
 Such a key belongs to the member's team and is owned by them (their sign-on subject); it has the
 generate scope and no permission beyond it, and, as every key of a team, never gets more than its
 team (its models must match the team's too, and the team's limits bind it). A member sees and
-revokes their own keys alone.
+revokes their own keys alone, and owns at most ``admin.max_keys_per_member`` of them.
 """
 
 from __future__ import annotations
 
-from flask import render_template, session
+from flask import current_app, render_template, session
 
 from ollama_proxy.blueprints.admin.base import bp, change_and_return, signed_in
 from ollama_proxy.blueprints.admin.forms import MyKeyForm
@@ -57,7 +57,9 @@ def create_my_key():
     form = MyKeyForm()
     if not form.validate():
         return _page(form, 400)
-    return create_and_show(form, _page, "admin.my_key_created", team=team, owner=owner, **form.store_fields())
+    most = current_app.config["SETTINGS"].admin.max_keys_per_member
+    return create_and_show(form, _page, "admin.my_key_created", team=team, owner=owner, max_owned=most,
+                           **form.store_fields())
 
 
 @bp.get("/my-keys/<name>/created")

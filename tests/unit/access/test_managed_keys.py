@@ -254,3 +254,13 @@ def test_a_teams_change_reaches_its_keys_once_the_cache_forgets_them(store, coun
     assert counted.calls["get_team"] == 1
     clock.advance(CACHE_SECONDS + 1)
     assert keys.find(secret, NOW).team_models == ("qwen3*",)
+
+
+def test_a_key_a_token_of_the_file_was_later_named_like_is_refused(store, counted, clock):
+    """Keys are refused a token's name when made; a token added to the file later under a key's name must not
+    share that key's limits, share and usage either."""
+    _, secret = store.create_key("alice", by=TESTER)
+    settings = AuthSettings((), (), key_cache_seconds=CACHE_SECONDS)
+    keys = ManagedKeys(lambda: counted, settings, clock, token_names=frozenset({"alice"}))
+    with pytest.raises(Unauthorized, match="name of a token of the configuration file"):
+        keys.find(secret, NOW)

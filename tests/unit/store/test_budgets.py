@@ -91,3 +91,39 @@ def test_processes_charging_at_once_lose_nothing(store_url, store):
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         pool.starmap(_charge_many, [(store_url, worker, 50) for worker in range(4)])
     assert store.spent([(SLOT, START)])[(SLOT, START)] == (4 * 50 * 7.0, 0)
+
+
+@pytest.mark.parametrize("kind", ["key", "team"])
+def test_a_budget_and_its_spend_die_with_their_holder(store, kind):
+    """A new key or team of a deleted one's name starts clean: no budget, nothing spent."""
+    store.create_team("lab", by=TESTER)
+    store.create_key("bot", team="lab", by=TESTER)
+    holder = "bot" if kind == "key" else "lab"
+    budget = store.set_budget(kind, holder, period="day", unit="tokens", amount=100, by=TESTER)
+    start = datetime(2026, 11, 25, tzinfo=UTC)
+    store.charge([(budget.slot, start, 70.0)])
+    store.delete_key("bot", by=TESTER)
+    if kind == "team":
+        store.delete_team("lab", by=TESTER)
+    assert store.list_budgets() == []
+    store.charge([(budget.slot, start, 5.0)])  # a request of the deleted key, still running, lands late
+    if kind == "team":
+        store.create_team("lab", by=TESTER)
+    store.create_key("bot", team="lab", by=TESTER)
+    assert store.list_budgets() == []
+    assert store.spent([(budget.slot, start)]) == {(budget.slot, start): (0.0, 0)}
+    assert ("budget.clear", f"{kind} {holder}") in [(e.action, e.target) for e in store.audit_trail()]
+
+
+def test_a_persons_budget_is_set_for_someone_who_owns_a_key_and_outlives_their_keys(store):
+    store.create_team("research", by=TESTER)
+    with pytest.raises(Missing, match="no key is owned by a person 'mia'"):
+        store.set_budget("person", "mia", period="day", unit="tokens", amount=100, by=TESTER)
+    store.create_key("mia-laptop", team="research", owner="mia", by=TESTER)
+    store.create_key("ops-bot", by=TESTER)
+    budget = store.set_budget("person", "mia", period="day", unit="tokens", amount=100, by=TESTER)
+    assert budget.named == "person 'mia'"
+    now = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    assert [row["holder"] for row in store.standings(UTC, now, team="research")] == ["mia"]  # her team's admin
+    store.delete_key("mia-laptop", by=TESTER)
+    assert store.list_budgets() == [budget]  # a new key of hers is held to it at once

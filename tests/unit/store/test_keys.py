@@ -175,3 +175,25 @@ def test_a_key_made_for_oneself_keeps_its_owner_and_is_listed_by_owner_and_team(
             store.create_key("odd", owner=odd, by=TESTER)
     made = next(entry for entry in store.audit_trail() if entry.target == "mine")
     assert made.after["owner"] == "sub-mia"  # the trail says whose it is
+
+
+@pytest.mark.parametrize("name", ["alice", "generate#0", "manage#12", "metrics#3"])
+def test_a_key_may_not_take_a_tokens_name(store, name):
+    """The file's tokens (named, or by list and position) and the keys count rate limits, shares and usage by
+    name: a key that took a token's name would share them."""
+    with pytest.raises(Conflict, match="a token of the configuration file"):
+        store.create_key(name, reserved={"alice"}, by=TESTER)
+    assert store.list_keys() == []
+    store.create_key("generate#x", reserved={"alice"}, by=TESTER)  # no list's position
+
+
+def test_someone_owns_at_most_the_cap_of_keys(store):
+    store.create_team("research", by=TESTER)
+    for n in range(3):
+        store.create_key(f"mia-{n}", team="research", owner="mia", max_owned=3, by=TESTER)
+    with pytest.raises(StoreError, match="at most 3 keys"):
+        store.create_key("mia-3", team="research", owner="mia", max_owned=3, by=TESTER)
+    store.create_key("leo-0", team="research", owner="leo", max_owned=3, by=TESTER)
+    store.delete_key("mia-0", by=TESTER)
+    store.create_key("mia-3", team="research", owner="mia", max_owned=3, by=TESTER)
+    assert [k.name for k in store.list_keys(owner="mia")] == ["mia-1", "mia-2", "mia-3"]
