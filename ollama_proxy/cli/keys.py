@@ -8,7 +8,9 @@ from datetime import date, datetime, time, timezone
 
 from ollama_proxy.cli.operator import operator
 from ollama_proxy.cli.store_access import open_for_command
+from ollama_proxy.cli.text import printable
 from ollama_proxy.config import CONFIG_ENV, ConfigError, load_settings
+from ollama_proxy.config.access import token_names
 from ollama_proxy.scheduler.fairness import CLASSES, MAX_WEIGHT
 from ollama_proxy.store import ApiKey, DatabaseError, StoreError
 from ollama_proxy.store.keys import SCOPES, expiry_after, last_day_before
@@ -81,7 +83,8 @@ def key_row(key: ApiKey) -> tuple[str, ...]:
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    """Lay rows out in left-aligned columns under a header."""
+    """Lay rows out in left-aligned columns under a header, every cell printable."""
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
     lines = [header, *rows]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
@@ -91,7 +94,8 @@ def create(store, args) -> int:
     key, secret = store.create_key(args.name, by=operator(), scope=args.scope, models=args.models or (), rpm=args.rpm,
                                    tpm=args.tpm, expires_at=args.expires, chat_log=args.chat_log,
                                    weight=args.weight, klass=args.klass, trusted_frontend=args.trusted_frontend,
-                                   team=args.team, **{p: p in (args.allow or ()) for p in PERMISSIONS})
+                                   team=args.team, reserved=args.token_names,
+                                   **{p: p in (args.allow or ()) for p in PERMISSIONS})
     allows = _allows(key)
     print(f"created key '{key.name}' ({key.prefix}...): scope {key.scope}, models {', '.join(key.models) or '*'}, "
           f"{_limits(key)}, expires {_expiry(key.expires_at)}, weight {key.weight:g}, class {key.klass}"
@@ -189,10 +193,15 @@ def config_option() -> argparse.ArgumentParser:
 def run(args) -> int:
     """Open the configured store and carry out one subcommand on it (``args.run``): ``keys``, ``teams``."""
     try:
-        store = open_for_command(load_settings(args.config).store)
-    except (ConfigError, StoreError, DatabaseError) as exc:
+        settings = load_settings(args.config)
+        store = open_for_command(settings.store)
+    except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 1
+    except (StoreError, DatabaseError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    args.token_names = token_names(settings)  # no key may take one (``keys create``)
     try:
         return args.run(store, args)
     except (StoreError, DatabaseError) as exc:

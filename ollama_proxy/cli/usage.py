@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from ollama_proxy.cli.keys import expiry, table
 from ollama_proxy.cli.store_access import open_for_command
+from ollama_proxy.cli.text import printable
 from ollama_proxy.config import CONFIG_ENV, ConfigError, load_settings
 from ollama_proxy.observability.csv_export import write_csv
 from ollama_proxy.observability.usage_report import BY, Period, csv_lines, read_report
@@ -44,9 +45,11 @@ def write(rows: list[dict], form: str, out, columns: tuple[str, ...] = COLUMNS) 
     """Write ``rows`` to ``out`` as CSV (a header, then one line each; spreadsheet-safe) or as one JSON array."""
     rows = [{column: _cell(row.get(column)) for column in columns} for row in rows]
     if form == "json":
-        json.dump(rows, out, indent=1)
+        json.dump(rows, out, indent=1)  # ASCII: every control and format character escaped
         out.write("\n")
         return
+    rows = [{column: printable(value) if isinstance(value, str) else value for column, value in row.items()}
+            for row in rows]
     write_csv(out, columns, rows, lineterminator="\n")
 
 

@@ -161,7 +161,8 @@ class BackendList(FrozenList):
 @dataclass(frozen=True)
 class SchedulingSettings:
     # Ollama's own queue holds OLLAMA_MAX_QUEUE (512) requests: a client that works straight to Ollama must not
-    # be refused sooner through the proxy.
+    # be refused sooner through the proxy; but for one key's share of a model's queue (half: 256), so that one
+    # key's flood never shuts the others out of a model, as it would on Ollama.
     max_queued_per_principal: int = setting(
         512, validate=AT_LEAST_1,
         help="requests one key or token may have waiting for a slot, its end users' together; more are a 429 "
@@ -175,6 +176,11 @@ class SchedulingSettings:
         512, validate=AT_LEAST_1,
         help="requests that may wait for one model on one server; a request that finds this many on every server "
              "that may run it is a 503 with `Retry-After` (Ollama queues 512)")
+    max_queued_share: float = setting(
+        0.5, validate=validate.Range(min=0, max=1, min_inclusive=False),
+        help="the part of `max_queued_per_model` one key or token may fill with its own requests for one model "
+             "(at least one request); more are a 429 with `Retry-After`, so one key's flood never fills a model's "
+             "queue and others still get in (`1`: a key may fill it all, as Ollama lets it)")
     max_wait: float = setting(
         600.0, validate=SECONDS, env="OLLAMA_PROXY_MAX_WAIT",
         help="seconds a request may wait for a slot; then a 503 with `Retry-After`")
@@ -205,6 +211,12 @@ class SchedulingSettings:
     prompt_placement: bool = setting(
         True, help="place a request where its prompt is cached: the proxy follows what each server's llama-server "
                    "holds in its slots and RAM prompt cache (`false`: by model alone, warm servers first)")
+    prompt_cache_isolation: str = setting(
+        "team", validate=validate.OneOf(["team", "key", "off"]),
+        help="whose cached prompts placement may send a request to: its own team's (a key without a team: its own), "
+             "its own key's (`key`), or anyone's (`off`); the proxy then never steers one tenant's request to "
+             "another's cached prompt, whose reuse its timing and counts would show. llama-server itself still "
+             "shares one server's cache among all who reach it: servers per team keep tenants apart")
     prefix_hold: float = setting(
         60.0, validate=AT_LEAST_0,
         help="seconds a request waits at most for a busy server that holds its conversation (coding agents send "

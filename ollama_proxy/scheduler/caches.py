@@ -36,10 +36,11 @@ class Prompt:
     links: dict[int, Link]
     tokens: int
     owner: tuple = ()  # whose prompt it is (``Share.leaf``), for the admin page
+    tenant: tuple = ()  # whose prompts placement may send one another to (``placement.tenant``)
 
     @classmethod
-    def of(cls, chain: Chain, owner: tuple = ()) -> Prompt | None:
-        return cls(chain, links_of(chain), prompt_tokens(chain), owner) if chain else None
+    def of(cls, chain: Chain, owner: tuple = (), tenant: tuple = ()) -> Prompt | None:
+        return cls(chain, links_of(chain), prompt_tokens(chain), owner, tenant) if chain else None
 
     def shared(self, chain: Chain) -> int:
         """The tokens ``chain`` shares with this prompt, from their start."""
@@ -66,6 +67,7 @@ class Pick:
     restored: int | None  # the RAM cache's entry loaded into the slot, if one is
     saves: bool  # the slot's prompt is saved to the RAM cache before it is replaced
     lost: int  # tokens of another prompt that vanish: the slot's, replaced unsaved and held nowhere else
+    foreign: bool = False  # the cached tokens are another tenant's prompt
 
 
 class PromptCaches:
@@ -88,20 +90,25 @@ class PromptCaches:
         self.ram_tokens = ram_tokens
         self._trim()
 
-    def pick(self, chain: Chain) -> Pick | None:
-        """The slot a prompt ``chain`` takes now and what it reads from cache; None if every slot is busy."""
+    def pick(self, chain: Chain, tenant: tuple | None = None) -> Pick | None:
+        """The slot a prompt ``chain`` takes now and what it reads from cache; None if every slot is busy.
+
+        ``tenant``: whose request it is, to tell whether what it would read from cache is another tenant's.
+        """
         index, saves = self._choose(chain)
         if index is None:
             return None
         slot = self.slots[index]
-        cached = slot.prompt.shared(chain) if slot.prompt is not None and chain else 0
+        source = slot.prompt if chain else None
         restored = self._restorable(slot, chain) if saves and self.ram_tokens != 0 else None
         if restored is not None:
-            cached = self.ram[restored].shared(chain)
+            source = self.ram[restored]
+        cached = source.shared(chain) if source is not None else 0
         lost = 0
         if slot.prompt is not None and not self._kept(index, saves):
             lost = slot.prompt.tokens - (slot.prompt.shared(chain) if chain else 0)
-        return Pick(index, min(cached, max(0, prompt_tokens(chain) - 1)), restored, saves, lost)
+        foreign = tenant is not None and cached > 0 and source.tenant != tenant
+        return Pick(index, min(cached, max(0, prompt_tokens(chain) - 1)), restored, saves, lost, foreign)
 
     def _kept(self, index: int, saves: bool) -> bool:
         """Whether the prompt of slot ``index`` stays on the server when another replaces it there."""
@@ -109,7 +116,7 @@ class PromptCaches:
         fits = self.ram_tokens is None or 0 < prompt.tokens <= self.ram_tokens
         return (saves and fits) or self._saved_somewhere(prompt) or self._elsewhere(index, prompt)
 
-    def take(self, ticket: str, chain: Chain, now: float, owner: tuple = ()) -> int:
+    def take(self, ticket: str, chain: Chain, now: float, owner: tuple = (), tenant: tuple = ()) -> int:
         """Count a request in on the slot llama-server gives it; return the prompt tokens it reads from cache."""
         pick = self.pick(chain)
         if pick is None:  # more running than the mirror has slots (adopted work): no slot to tell of
@@ -122,7 +129,7 @@ class PromptCaches:
             restored = self._restorable(slot, chain)
             if restored is not None:
                 self.ram.pop(restored)
-        slot.prompt, slot.ticket = Prompt.of(chain, owner), ticket
+        slot.prompt, slot.ticket = Prompt.of(chain, owner, tenant), ticket
         self._tickets[ticket] = pick.slot
         if self.ram_tokens != 0:
             for idle in self.slots:
@@ -141,10 +148,11 @@ class PromptCaches:
         """Drop what the mirror holds of ``chain`` beyond its first link: the server said it did not hold it."""
         self.ram = [saved for saved in self.ram if saved.shared(chain) <= chain[0].tokens]
 
-    def holds(self, chain: Chain) -> int:
-        """The most of ``chain`` this server holds anywhere: in a slot, busy or not, or in RAM."""
+    def holds(self, chain: Chain, tenant: tuple | None = None) -> int:
+        """The most of ``chain`` this server holds anywhere: in a slot, busy or not, or in RAM (of ``tenant``'s
+        prompts only, if given)."""
         held = [slot.prompt for slot in self.slots if slot.prompt is not None] + self.ram
-        return max((prompt.shared(chain) for prompt in held), default=0)
+        return max((prompt.shared(chain) for prompt in held if tenant is None or prompt.tenant == tenant), default=0)
 
     def held(self) -> list[CacheSlot]:
         """The slots that hold a prompt."""

@@ -95,10 +95,10 @@ class Scheduler(Lending, PromptPlacement):
         return grants + self._dispatch(now)
 
     def end(self, ticket_id: str, now: float, load_seconds: float | None = None,
-            read: PromptRead | None = None) -> list[Grant]:
+            read: PromptRead | None = None, learn: bool = True) -> list[Grant]:
         """A granted request finished (or its client left while it ran): free its slot, hand it on.
 
-        ``read``: what its answer said of its prompt, if it said.
+        ``read``: what its answer said of its prompt, if it said. ``learn``: its time tells how long requests take.
         """
         run = self.running.pop(ticket_id, None)
         if run is None:
@@ -117,7 +117,8 @@ class Scheduler(Lending, PromptPlacement):
             loan.in_use -= 1
         self.servers[placement.server].end(ticket.model, now, to_loan=loan is not None)
         used = now - run.started
-        self.estimates.ended(ticket.model, used, now, ticket.share.principal)
+        if learn:
+            self.estimates.ended(ticket.model, used, now, ticket.share.principal)
         if read is not None:
             self.estimates.generated(ticket.model, used - read.seconds)
         self.fair.finish(ticket.share, run.charged, used)
@@ -127,9 +128,13 @@ class Scheduler(Lending, PromptPlacement):
         return self._dispatch(now)
 
     def cancel(self, ticket_id: str, now: float) -> list[Grant]:
-        """The client left: drop a waiting request unsent, or end a running one."""
+        """The client left: drop a waiting request unsent, or end a running one.
+
+        A granted request is cancelled when it was never sent (granted as it gave up, refused at its grant: a hard
+        budget spent while it waited) or when its worker is gone: how long it held its slot says nothing of answers.
+        """
         if ticket_id in self.running:
-            return self.end(ticket_id, now)
+            return self.end(ticket_id, now, learn=False)
         if not self._drop_waiting(ticket_id, now):
             return []
         return self._dispatch(now)
@@ -227,13 +232,23 @@ class Scheduler(Lending, PromptPlacement):
                               retry_after=self.retry_after(ticket.model, now, mine))
         # Each server's queue for the model is bounded; a request waits in the queues of all the servers
         # it may run on, so it is refused only when each of them is full.
-        same = min(sum(1 for t in self.waiting.values() if t.model == ticket.model and server in t.candidates)
-                   for server in ticket.candidates) if ticket.candidates else 0
+        same = self._queued_for(ticket.model, ticket.candidates)
+        # A principal may fill its part of each queue, no more: one key's flood leaves room for the others.
+        ours = self._queued_for(ticket.model, ticket.candidates, ticket.share.principal)
+        if ours >= self.bounds.principal_part_of_queue:
+            raise RateLimited(f"{ours} requests of yours for {ticket.model} are already waiting for a slot, your "
+                              "part of its queue (scheduling.max_queued_share of scheduling.max_queued_per_model)",
+                              retry_after=self.retry_after(ticket.model, now, ours))
         if same >= self.bounds.max_queued_per_model:
             error = Overloaded(f"{same} requests for {ticket.model} are already waiting for a slot on every "
                                "server that may run it (scheduling.max_queued_per_model)")
             error.retry_after = self.retry_after(ticket.model, now, same)
             raise error
+
+    def _queued_for(self, model: str, candidates: tuple[str, ...], principal: str | None = None) -> int:
+        """The requests (of ``principal``, or anyone's) waiting for ``model`` in the shortest of its queues."""
+        return min(sum(1 for t in self.waiting.values() if t.model == model and server in t.candidates
+                       and principal in (None, t.share.principal)) for server in candidates) if candidates else 0
 
     def dispatch(self, now: float) -> list[Grant]:
         """Hand out every grant possible now (after a hold)."""
@@ -371,7 +386,8 @@ class Scheduler(Lending, PromptPlacement):
         charged = self._expected(ticket)
         self.fair.start(ticket.share, charged)
         runner = self.servers[placement.server].runners.get(ticket.model)
-        cached = runner.caches.take(ticket.id, ticket.prefix, now, ticket.share.leaf) if runner is not None else 0
+        cached = (runner.caches.take(ticket.id, ticket.prefix, now, ticket.share.leaf, self._tenant(ticket))
+                  if runner is not None else 0)
         ticket.waits_for = None
         expected = self._expected_run(ticket, placement.server, cached) if ticket.prefix else charged
         self.running[ticket.id] = Running(ticket, placement, now, charged, loan, cached, expected)

@@ -7,7 +7,9 @@ good (``_prompt_cost``), then to the least busy. One whose prompt a busy server 
 server rather than read it all again elsewhere, while the wait there is expected to be shorter than
 what that reading costs (its time, and as much of the other server's), and at most ``prefix_hold``
 (``_worth_waiting``): a server's queue grows while another idles only for less than it costs. Whose
-prompt it is does not matter: one key's conversations are as much worth keeping as anyone's.
+prompt it is does not matter: one key's conversations are as much worth keeping as anyone's. But only a
+tenant's own cached prompts draw its requests (``tenant``, ``scheduling.prompt_cache_isolation``): what an answer
+read from cache, in its counts and its speed, would tell a probe how much of another tenant's prompt it guessed.
 
 What each answer says it read (``_confirm``) bears the mirror out or corrects it: a predicted hit
 that did not happen drops what the mirror held, and costs that server some of the proxy's trust
@@ -22,7 +24,7 @@ from __future__ import annotations
 import math
 
 from ollama_proxy.scheduler.caches import Pick
-from ollama_proxy.scheduler.fairness import class_rank
+from ollama_proxy.scheduler.fairness import Share, class_rank
 from ollama_proxy.scheduler.prefix import links_of, prompt_tokens, shared_tokens
 from ollama_proxy.scheduler.servers import Placement, Start
 from ollama_proxy.scheduler.tickets import PromptRead, Running, Ticket
@@ -32,6 +34,15 @@ NEGLIGIBLE = 64  # tokens whose reading tells two servers' costs apart no more t
 # Reading a conversation again elsewhere costs twice its time: the request waits for it, and that server's GPU is
 # taken from whoever else it serves for as long; waiting for the server that holds it takes nothing from anyone.
 MOVE_COST = 2.0
+
+
+def tenant(share: Share, isolation: str) -> tuple:
+    """Whose cached prompts a request of ``share`` may be placed on: its team's, its key's, or anyone's (``()``)."""
+    if isolation == "off":
+        return ()
+    if isolation == "team" and share.team is not None:
+        return ("team", share.team)
+    return ("key", share.principal)
 
 
 class PromptPlacement:
@@ -48,8 +59,9 @@ class PromptPlacement:
         if not ticket.prefix:
             return []
         tokens = prompt_tokens(ticket.prefix)
+        mine = self._tenant(ticket)
         return [run for run in self.running.values()
-                if run.ticket.model == ticket.model and run.ticket.prefix
+                if run.ticket.model == ticket.model and run.ticket.prefix and self._tenant(run.ticket) == mine
                 and prompt_tokens(run.ticket.prefix) < tokens
                 and shared_tokens(run.ticket.prefix, links_of(ticket.prefix)) == prompt_tokens(run.ticket.prefix)]
 
@@ -64,11 +76,14 @@ class PromptPlacement:
             return self._expected(ticket)
         return self.estimates.prefill_seconds(ticket.model, server, prompt_tokens(ticket.prefix) - cached) + answering
 
+    def _tenant(self, ticket: Ticket) -> tuple:
+        return tenant(ticket.share, self.bounds.prompt_cache_isolation)
+
     def _cache_pick(self, ticket: Ticket, server: str) -> Pick | None:
         """Where ``server``'s warm runner would put ``ticket``'s prompt now (None: no prompt, or no idle slot)."""
         if not ticket.prefix:
             return None
-        return self.servers[server].runners[ticket.model].caches.pick(ticket.prefix)
+        return self.servers[server].runners[ticket.model].caches.pick(ticket.prefix, self._tenant(ticket))
 
     def _cheapest(self, ticket: Ticket, warm: list[Placement]) -> tuple[Placement, float]:
         """The warm placement where ``ticket``'s prompt costs least to read, and that cost.
@@ -91,7 +106,7 @@ class PromptPlacement:
         push off the server for good."""
         if pick is None:
             return 0.0
-        cached = pick.cached * self.hits.reliability(server, ticket.model)
+        cached = 0 if pick.foreign else pick.cached * self.hits.reliability(server, ticket.model)
         return self.estimates.prefill_seconds(ticket.model, server, prompt_tokens(ticket.prefix) - cached + pick.lost)
 
     def _worth_waiting(self, ticket: Ticket, best: Placement, cost: float, ahead: list[Ticket], now: float) -> bool:
@@ -110,8 +125,8 @@ class PromptPlacement:
             runner = server.runners.get(ticket.model) if server is not None else None
             if name == best.server or runner is None or server.free_slots(ticket.model) > 0:
                 continue
-            reading = self.estimates.prefill_seconds(
-                ticket.model, name, prompt_tokens(ticket.prefix) - runner.caches.holds(ticket.prefix))
+            held = runner.caches.holds(ticket.prefix, self._tenant(ticket))
+            reading = self.estimates.prefill_seconds(ticket.model, name, prompt_tokens(ticket.prefix) - held)
             queued = sum(1 for t in ahead if t.waits_for == name)
             if waited + reading + self._warm_wait(ticket, [server], queued, now) < MOVE_COST * cost:
                 ticket.waits_for = name

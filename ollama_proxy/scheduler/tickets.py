@@ -19,13 +19,20 @@ class Bounds:
     max_queued_per_principal: int = _SETTINGS.max_queued_per_principal
     max_end_users_per_key: int = _SETTINGS.max_end_users_per_key  # end users with fair shares of their own
     max_queued_per_model: int = _SETTINGS.max_queued_per_model  # per server and model
+    max_queued_share: float = _SETTINGS.max_queued_share  # the part of those one principal may fill
     max_wait: float = _SETTINGS.max_wait  # seconds a request may wait for a slot
     batch_ageing: float = _SETTINGS.batch_ageing  # seconds after which a waiting batch request counts as interactive
     interactive_headroom: int = _SETTINGS.interactive_headroom  # warm slots batch work leaves free for people
     headroom_window: float = _SETTINGS.headroom_window  # seconds after an interactive request for a model it holds
     fair_memory: float = _SETTINGS.fair_memory  # seconds an idle principal keeps what it had over the least-served
     prefix_hold: float = _SETTINGS.prefix_hold  # seconds a long prompt waits at most for the busy server holding it
+    prompt_cache_isolation: str = _SETTINGS.prompt_cache_isolation  # whose cached prompts placement may use
     yield_within: float = _SETTINGS.yield_within  # seconds one may wait so that a much longer one starts first
+
+    @property
+    def principal_part_of_queue(self) -> int:
+        """Requests one principal may have waiting for one model on one server (at least one)."""
+        return max(1, int(self.max_queued_share * self.max_queued_per_model))
 
     @classmethod
     def of(cls, settings: SchedulingSettings) -> Bounds:

@@ -206,3 +206,18 @@ def test_server_timing_tells_the_prefill(proxy, gpus):
     for name, times in prefill.items():
         first, *cached = times
         assert first > 1000 and max(cached) < first / 20, (name, times)  # 7,800 tokens read, then some 40
+
+
+def test_a_probe_with_another_keys_conversation_is_not_sent_to_the_server_that_holds_it(proxy, gpus):
+    """dan guesses bob's conversation and asks on: placement does not send him to bob's cached prompt, whose reuse
+    the answer's cached tokens (and, on a real GPU, its speed) would show him."""
+    _agent(proxy, "bob", think=0, turns=1)
+    [(bobs_server, _)] = _runs(gpus, _ask("bob", 0))
+    client = openai.OpenAI(base_url=proxy.url + "/v1", api_key=AGENTS["dan"], max_retries=0, timeout=60)
+    messages, tools = _conversation("bob")
+    probe = [*messages, {"role": "assistant", "content": "done"}, {"role": "user", "content": "dan probes"}]
+    with client:
+        answer = client.chat.completions.create(model=MODEL, messages=probe, tools=tools)
+    [(probed_server, record)] = _runs(gpus, "dan probes")
+    assert probed_server != bobs_server
+    assert answer.usage.prompt_tokens_details.cached_tokens == record.cached_tokens < LITTLE  # nothing of bob's

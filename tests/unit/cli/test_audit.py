@@ -74,3 +74,20 @@ def test_a_store_that_cannot_be_opened_is_a_clear_error(tmp_path, capsys):
     path.write_text(f"store: {{url: 'sqlite:///{tmp_path}'}}\nlogging: {{dir: '{tmp_path}'}}\n")  # a directory
     assert main(["audit", "--config", str(path)]) == 1
     assert capsys.readouterr().err.startswith("ollama-proxy audit: ")
+
+
+def test_names_from_people_and_the_identity_provider_print_as_escapes_not_as_terminal_commands(store_config, capsys):
+    from ollama_proxy.config import load_settings
+    from ollama_proxy.store import Actor, open_store
+
+    hostile = "eve\x1b[2J\x1b[31m\nwhen  root (cli)  forged\u202eevil"
+    store = open_store(load_settings(store_config).store)
+    store.create_team("research", by=Actor(hostile, "oidc", "10.0.0.9"))
+    store.close()
+    for form in ("table", "csv", "json"):
+        assert run(store_config, "audit", "--format", form) == 0
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "\u202e" not in out, form
+        assert len(out.strip().splitlines()) == 2 or form == "json", form  # a header and one row: none forged
+    assert run(store_config, "audit") == 0
+    assert "eve\\x1b[2J\\x1b[31m\\x0awhen  root (cli)  forged\\u202eevil" in capsys.readouterr().out

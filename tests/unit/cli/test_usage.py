@@ -33,7 +33,7 @@ ROW = {"id": 7, "ts": datetime(2026, 11, 22, 8, 30, 1, 250000, tzinfo=UTC), "req
        "key_name": "alice", "surface": "openai", "model": "llama3.2", "backend": "default",
        "upstream_model": "llama3.2:latest", "prompt_tokens": 12, "completion_tokens": 30,
        "duration_ms": 812.5, "ttft_ms": 120.0, "status": 200, "aborted": False, "cached_tokens": 3990,
-       "team": "research", "gpu_seconds": 0.75, "queue_ms": 40.5}
+       "team": "research", "gpu_seconds": 0.75, "queue_ms": 40.5, "measured": True}
 
 
 def test_csv_has_a_header_and_one_line_per_row():
@@ -42,7 +42,7 @@ def test_csv_has_a_header_and_one_line_per_row():
     lines = out.getvalue().splitlines()
     assert lines[0] == ",".join(COLUMNS)
     assert lines[1] == ("7,2026-11-22T08:30:01.250Z,r7,alice,openai,llama3.2,default,llama3.2:latest,12,30,"
-                        "812.5,120.0,200,False,3990,research,0.75,40.5")  # new columns go last: the others stay
+                        "812.5,120.0,200,False,3990,research,0.75,40.5,True")  # new columns go last: the others stay
     assert lines[2].split(",")[8] == ""  # unknown counts stay empty, not 0
 
 
@@ -72,7 +72,8 @@ def test_the_end_user_column_comes_last_when_asked_for():
     write([named, ROW], "csv", out, (*COLUMNS, "end_user"))
     lines = out.getvalue().splitlines()
     assert lines[0] == ",".join(COLUMNS) + ",end_user"
-    assert lines[1].endswith(",3990,research,0.75,40.5,ann@lan") and lines[2].endswith(",3990,research,0.75,40.5,")
+    assert lines[1].endswith(",3990,research,0.75,40.5,True,ann@lan")
+    assert lines[2].endswith(",3990,research,0.75,40.5,True,")
     out = io.StringIO()
     write([named], "csv", out)
     assert "ann@lan" not in out.getvalue()  # the default export keeps its columns

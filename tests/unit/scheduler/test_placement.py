@@ -219,3 +219,35 @@ def test_a_wait_that_runs_long_ends_once_it_has_cost_what_moving_would():
     assert s.dispatch(now=2.5 + 12.5) == []  # b1 was expected to end long ago; still, 12.5 s and 1 s < twice 7 s
     [grant] = s.dispatch(now=2.5 + 13.5)
     assert grant.placement.server != home
+
+
+def test_a_probe_is_not_drawn_to_the_server_holding_another_tenants_prompt():
+    s = _scheduler()
+    victim = _served(s, "b1", "bob", _turn("b", 2), now=0)
+    [grant] = s.submit(_ticket("m1", "mallory", _turn("b", 3)), now=5)  # bob's conversation, guessed, and more
+    assert grant.placement.server != victim  # to the server holding fewer prompts, as a new conversation would
+    shared = _scheduler(bounds=Bounds(prompt_cache_isolation="off"))
+    victim = _served(shared, "b1", "bob", _turn("b", 2), now=0)
+    [grant] = shared.submit(_ticket("m1", "mallory", _turn("b", 3)), now=5)
+    assert grant.placement.server == victim  # with isolation off, anyone's cached prompt draws it
+
+
+def test_a_team_shares_its_cached_prompts_and_isolation_by_key_does_not():
+    system = "the team's house rules " + "r" * 8000
+    for isolation, drawn in (("team", True), ("key", False)):
+        s = _scheduler(bounds=Bounds(prompt_cache_isolation=isolation))
+        [first] = s.submit(Ticket("a1", Share("alice", team="research"), "m", SERVERS,
+                                  prefix=_turn("a", 1, system)), now=0)
+        s.end("a1", now=1)
+        [grant] = s.submit(Ticket("c1", Share("carol", team="research"), "m", SERVERS,
+                                  prefix=_turn("c", 1, system)), now=5)
+        assert (grant.placement.server == first.placement.server) is drawn, isolation
+
+
+def test_another_tenants_prompt_containing_a_running_one_does_not_end_it():
+    s = _scheduler()
+    s.submit(_ticket("b1", "bob", _turn("b", 2)), now=0)
+    s.submit(_ticket("m1", "mallory", _turn("b", 3)), now=1)
+    assert "b1" in s.running  # only bob's own next turn tells that bob's answer came back
+    s.submit(_ticket("b2", "bob", _turn("b", 3)), now=2)
+    assert "b1" not in s.running
