@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 
 from ollama_proxy.lines import LineDecoder
 from ollama_proxy.observability.ledger import AnswerText, Hold, RequestRecord
-from ollama_proxy.scheduler.prefix import CHARS_PER_TOKEN, chain_of, prompt_tokens
+from ollama_proxy.scheduler.prefix import chain_of, prompt_tokens, text_tokens
 from ollama_proxy.translate.ollama import chunk_text
 from ollama_proxy.translate.openai_common import choice_texts
 
@@ -87,7 +87,7 @@ def prompt_estimate(path: str, body: dict) -> int:
     if path in ("/api/embed", "/api/embeddings"):
         texts = body.get("input", body.get("prompt"))
         texts = texts if isinstance(texts, list) else [texts]
-        return sum(-(-len(text) // CHARS_PER_TOKEN) for text in texts if isinstance(text, str))
+        return sum(text_tokens(text) for text in texts if isinstance(text, str))
     if not body.get("messages") and not body.get("prompt"):
         return 0  # a request that only loads (or unloads) the model reads no prompt
     return prompt_tokens(chain_of(path, body))
@@ -101,7 +101,7 @@ def estimate_answer(record: RequestRecord | None, body: bytes) -> None:
         answer = None
     text = answer["text"] if isinstance(answer, dict) and isinstance(answer.get("text"), str) else body
     if record is not None and text:
-        record.counted_tokens = (record.counted_tokens or 0) + -(-len(text) // CHARS_PER_TOKEN)
+        record.counted_tokens = (record.counted_tokens or 0) + text_tokens(text)
         record.measured = True
 
 

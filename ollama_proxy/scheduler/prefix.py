@@ -59,7 +59,7 @@ def chain_of(path: str, body: dict) -> Chain:
 
 def _chain(head: str, parts: list) -> Chain:
     digest = hashlib.blake2b(head.encode(errors="replace"), digest_size=8)
-    tokens = _tokens(head) + LINK_TOKENS
+    tokens = text_tokens(head) + LINK_TOKENS
     links = [Link(0, digest.hexdigest(), tokens)]
     last = len(parts)
     for position, part in enumerate(parts, 1):
@@ -123,11 +123,12 @@ def _text(value: object) -> str:
 def _part_tokens(part: object, text: str) -> int:
     """A message's tokens: its text fields', and a fixed cost per image (not its base64's length)."""
     if not isinstance(part, dict):
-        return _tokens(text)
+        return text_tokens(text)
     images = part.get("images")
     count = len(images) if isinstance(images, list) else 0
-    return sum(_tokens(_text(v)) for k, v in part.items() if k != "images") + count * IMAGE_TOKENS
+    return sum(text_tokens(_text(v)) for k, v in part.items() if k != "images") + count * IMAGE_TOKENS
 
 
-def _tokens(text: str) -> int:
+def text_tokens(text: str) -> int:
+    """The proxy's rough count of a text's tokens (``CHARS_PER_TOKEN`` characters a token)."""
     return -(-len(text) // CHARS_PER_TOKEN)

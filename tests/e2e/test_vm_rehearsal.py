@@ -19,13 +19,13 @@ import pytest
 import requests
 
 from tests.e2e.browser import ARTIFACTS, launch, new_page, screenshot
+from tests.e2e.server import wait_for
 from tests.e2e.vm import (
     INSTALL,
     LAN_HOST,
     SERVICE_USER,
     VM,
     install_steps,
-    wait,
     without_comment,
     working_tree_repository,
 )
@@ -97,7 +97,7 @@ def test_install_then_day_two_as_the_admin_types_it(vm, fake):
                 vm.say("(the admin puts that line in /etc/ollama-proxy/env, in single quotes)")
                 continue
             if command.startswith("ollama-proxy usage"):  # workers write usage rows a second apart
-                assert wait(lambda: ",alice," in vm.bash("ollama-proxy usage --key alice").stdout, 15)
+                assert wait_for(lambda: ",alice," in vm.bash("ollama-proxy usage --key alice").stdout, 15)
             output = vm.step(line, fake.url)
             if "deploy/ollama-proxy.env /etc/ollama-proxy/env" in command:  # the configuration is in place too
                 edit_config(vm, fake.url, token)
@@ -108,7 +108,7 @@ def test_install_then_day_two_as_the_admin_types_it(vm, fake):
                 assert answer.status_code == 200, answer.text
             if command.startswith("ollama-proxy keys disable"):
                 assert vm.run("ollama-proxy keys list").count(" no ") == 1
-                assert wait(lambda secret=key: chat(vm, secret).status_code == 401, 15)  # auth.key_cache_seconds
+                assert wait_for(lambda secret=key: chat(vm, secret).status_code == 401, 15)  # auth.key_cache_seconds
                 refused = chat(vm, key)
                 vm.say(f"(alice's key now: {refused.status_code} {refused.json()})")
                 assert refused.status_code == 401

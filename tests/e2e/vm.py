@@ -18,7 +18,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -299,11 +298,3 @@ def _user_exists(name: str) -> bool:
     except KeyError:
         return False
 
-
-def wait(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
