@@ -43,6 +43,7 @@ from ollama_proxy.surfaces import ollama_path
 DISPATCHER = "ollama_proxy.dispatcher"  # the app's extension
 # A chain over more messages is hashed on a thread: 20,000 of them take 0.16 s, which would hold every stream.
 CHAIN_OFF_LOOP_MESSAGES = 500
+CHAIN_OFF_LOOP_BYTES = 256 * 1024  # one huge message: 45 MB took 0.46 s to hash
 EMBEDDING_PATHS = ("/api/embed", "/api/embeddings")  # Ollama runs an embedding model with one slot
 
 
@@ -94,11 +95,12 @@ class Dispatcher:
         raise AssertionError("rank() returns at least one server")
 
     def _prompt_chain(self, path: str, body) -> tuple:
-        """The prompt's chain for placement by prompt cache; a long conversation's is hashed off the event loop."""
+        """The prompt's chain for placement by prompt cache; a long or large one is hashed off the event loop."""
         if not (self.place_by_prompt and isinstance(body, OllamaBody)):
             return ()
         messages = body.data.get("messages")
-        if isinstance(messages, list) and len(messages) > CHAIN_OFF_LOOP_MESSAGES:
+        if len(body.encoded()) > CHAIN_OFF_LOOP_BYTES or isinstance(messages, list) and \
+                len(messages) > CHAIN_OFF_LOOP_MESSAGES:
             return off_loop(lambda: chain_of(path, body.data))
         return chain_of(path, body.data)
 

@@ -47,6 +47,7 @@ class Arbiter:
         self._reader = None
         self.stopped = False
         self._expected: set = set()  # the workers a new arbiter waits to hear from before it grants (their peer)
+        self._heard_from: set = set()  # the workers that said all they hold to this arbiter (their peer)
 
     def start(self, hold: float, loaded: Callable[[], dict[str, dict[str, dict]]] | None = None,
               every: float = 10.0) -> None:
@@ -56,15 +57,21 @@ class Arbiter:
         from the servers themselves; it is taken now and every ``every`` seconds.
         """
         self.scheduler.hold_until = self.clock() + hold
-        self._ticker = gevent.spawn(self._tick_forever, hold)
+        self._ticker = gevent.spawn(self._tick_forever)
         if loaded is not None:
             self._reader = gevent.spawn(self._read_loaded_forever, loaded, every)
 
     def expect(self, workers: set) -> None:
         """Grant nothing, within the hold, until each of ``workers`` (their ``peer``) has said all it holds."""
-        self._expected = set(workers)
-        if not self._expected:
-            self.scheduler.hold_until = min(self.scheduler.hold_until, self.clock())
+        self._expected = set(workers) - self._heard_from
+        now = self.clock()
+        if not self._expected and now < self.scheduler.hold_until:
+            self.scheduler.hold_until = now
+            self._deliver(self.scheduler.dispatch(now))
+
+    def holding(self) -> bool:
+        """Whether this arbiter still grants nothing (its hold)."""
+        return self.clock() < self.scheduler.hold_until
 
     def stop(self) -> None:
         """Decide no more: its greenlets end, and a message sent by a call is refused (``InProcessLink``)."""
@@ -163,9 +170,11 @@ class Arbiter:
 
     def _heard(self, worker: Worker, now: float) -> None:
         """A worker said all it holds: once every one expected has, the hold ends and what waits is granted."""
+        peer = getattr(worker, "peer", None)
+        self._heard_from.add(peer)
         if not self._expected:
             return
-        self._expected.discard(getattr(worker, "peer", None))
+        self._expected.discard(peer)
         if not self._expected and now < self.scheduler.hold_until:
             self.scheduler.hold_until = now
             self._deliver(self.scheduler.dispatch(now))
@@ -225,8 +234,9 @@ class Arbiter:
             if worker is not None:
                 _send(worker, wire.grant(granted))
 
-    def _tick_forever(self, hold: float) -> None:
-        gevent.sleep(hold)
+    def _tick_forever(self) -> None:
+        while self.holding():  # a hold may end early: every worker expected said what it holds
+            gevent.sleep(min(EXPIRY_INTERVAL, self.scheduler.hold_until - self.clock()))
         self._deliver(self.scheduler.dispatch(self.clock()))
         self._settle()
         while True:

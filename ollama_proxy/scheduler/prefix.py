@@ -29,6 +29,7 @@ BLOCK_CHARS = 2048  # a generation's prompt is chained in blocks of this many ch
 TAIL = 8  # the last links a chain keeps
 MAX_LINKS = 64  # more than any chain keeps (a few per power of two, and the tail): a longer one is malformed
 IMAGE_TOKENS = 256  # what an image costs a prompt, about
+PIECE_CHARS = 1 << 20  # a longer text is hashed a piece at a time
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,8 @@ def _chain(head: str, parts: list) -> Chain:
     links = [Link(0, digest.hexdigest(), tokens)]
     last = len(parts)
     for position, part in enumerate(parts, 1):
-        text = _text(part)
-        digest.update(text.encode(errors="replace"))
-        tokens += _part_tokens(part, text) + LINK_TOKENS
+        _feed(digest, part)
+        tokens += _part_tokens(part) + LINK_TOKENS
         if kept(position, last):
             links.append(Link(position, digest.copy().hexdigest(), tokens))
     return tuple(links)
@@ -120,10 +120,28 @@ def _text(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def _part_tokens(part: object, text: str) -> int:
+def _feed(digest, part: object) -> None:
+    """Hash a message (or a block) into ``digest``; its long texts a piece at a time.
+
+    One huge text goes in pieces: the hash lets other threads run while it reads a piece, where a
+    JSON dump of the whole message would hold the interpreter (0.2 s for 45 MB), event loop and all.
+    """
+    long = {k for k, v in part.items() if isinstance(v, str) and len(v) > PIECE_CHARS} if isinstance(part, dict) else ()
+    if not long:
+        digest.update(_text(part).encode(errors="replace"))
+        return
+    digest.update(_text({k: v for k, v in part.items() if k not in long}).encode(errors="replace"))
+    for name in sorted(long):
+        digest.update(b"\0" + name.encode(errors="replace") + b"\0")
+        text = part[name]
+        for start in range(0, len(text), PIECE_CHARS):
+            digest.update(text[start:start + PIECE_CHARS].encode(errors="replace"))
+
+
+def _part_tokens(part: object) -> int:
     """A message's tokens: its text fields', and a fixed cost per image (not its base64's length)."""
     if not isinstance(part, dict):
-        return text_tokens(text)
+        return text_tokens(_text(part))
     images = part.get("images")
     count = len(images) if isinstance(images, list) else 0
     return sum(text_tokens(_text(v)) for k, v in part.items() if k != "images") + count * IMAGE_TOKENS

@@ -186,6 +186,7 @@ class LeadersOwnLink(InProcessLink):
 
     def __init__(self, arbiter, receive: Callable[[dict], None], term: str, client: redis.Redis, worker: str) -> None:
         super().__init__(arbiter, lambda message: receive({**message, "term": term}))
+        self._answers.peer = worker  # named as in the census, like every other worker
         self._worker = worker
         self._held = _Writer(client, lambda pipe, messages: [_note_held(pipe, worker, m) for m in messages])
 
@@ -228,6 +229,7 @@ class RedisWorker:
     def __init__(self, replies: Replies, worker: str) -> None:
         self._replies = replies
         self.worker = worker
+        self.peer = worker  # as the census names it
         self.tickets: set[str] = set()
 
     def send(self, message: dict) -> None:

@@ -71,7 +71,11 @@ from ollama_proxy.scheduler.redis_lines import (
 from ollama_proxy.scheduler.servers import ServerSpec
 
 log = logging.getLogger(__name__)
-FRESH_HOLD = BEAT * 2  # a leader after no term (a first start, or Redis lost its data) grants nothing this long
+# A leader after no term (a first start, or Redis lost its data) grants nothing this long: every live worker has
+# beaten into the census by then. It then waits until each has said what it holds (an instance that scheduled alone
+# while Redis was away, too), at most FRESH_MAX in all.
+FRESH_HOLD = BEAT * 2
+FRESH_MAX = BEAT * 8
 TERM_HOLD = 0.25  # a leader after another grants nothing this long, while the workers say what waits
 # Redis unreachable this long, an instance schedules alone: a restart of Redis within it changes nothing.
 FALLBACK_AFTER = BEAT * 3
@@ -214,7 +218,7 @@ class SharedScheduler(Candidacy):
             self.term = ""
 
     def _lead(self, term: str, elected: float, fresh: bool) -> None:
-        arbiter = self._take_office(FRESH_HOLD if fresh else TERM_HOLD)
+        arbiter = self._take_office(FRESH_MAX if fresh else TERM_HOLD)
         replies = Replies(self._redis, term)
         workers: dict[str, RedisWorker] = {}
         lease_until = elected + LEASE - MARGIN
@@ -239,9 +243,12 @@ class SharedScheduler(Candidacy):
                     self._redis.pexpire(key(f"inbox:{term}"), int(WORKER_LEASE * 3000))
                 if popped is not None:
                     self._handle(arbiter, workers, replies, popped[1])
-                if now - checked >= BEAT:
-                    self._census(arbiter, workers, replies)
+                expecting = fresh and now - elected >= FRESH_HOLD and arbiter.holding()
+                if now - checked >= BEAT or (expecting and checked < elected + FRESH_HOLD):
+                    alive = self._census(arbiter, workers, replies)
                     checked = now
+                    if expecting:  # the hold ends once every worker in the census has said what it holds
+                        arbiter.expect(set(alive))
         finally:
             replies.close()
             self._leave_office()

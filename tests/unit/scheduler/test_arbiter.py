@@ -166,7 +166,7 @@ def test_a_request_held_back_by_a_bound_is_granted_once_it_runs_out_with_nothing
     again = chain_of("/api/chat", {"messages": [{"role": "user", "content": "x" * 8000}, {"role": "user",
                                                                                           "content": "more"}]})
     arbiter.handle(worker, wire.submit(Ticket("a2", Share("agent"), "m", ("gpu1", "gpu2"), prefix=again)))
-    ticking = gevent.spawn(arbiter._tick_forever, 0)
+    ticking = gevent.spawn(arbiter._tick_forever)
     try:
         gevent.sleep(0.1)
         assert worker.ops("grant") == []  # it waits for the server that holds its conversation, up to prefix_hold
@@ -175,3 +175,27 @@ def test_a_request_held_back_by_a_bound_is_granted_once_it_runs_out_with_nothing
         assert worker.ops("grant") == ["a2"]
     finally:
         ticking.kill()
+
+
+def test_a_new_arbiter_grants_nothing_until_every_worker_expected_has_said_what_it_holds(arbiter):
+    """A fresh leader after Redis came back: an instance that scheduled alone says what it runs before any grant."""
+    early, late = Worker(), Worker()
+    early.peer, late.peer = "instance-a/1", "instance-b/1"
+    arbiter.scheduler.hold_until = arbiter.clock() + 8
+    arbiter.handle(early, wire.sync([], [wire.submit(_ticket("wants-b"))]))  # heard before it was expected
+    arbiter.expect({"instance-a/1", "instance-b/1"})
+    assert arbiter.holding() and early.ops("grant") == []
+    # instance b ran a request of another model on gpu1 while it scheduled alone: gpu1 must finish it first
+    arbiter.handle(late, wire.sync([_running(_ticket("alone", model="other"))], []))
+    assert not arbiter.holding()
+    assert early.ops("grant") == [] and "wants-b" in arbiter.scheduler.waiting  # one model at a time on gpu1
+
+
+def test_expecting_only_workers_already_heard_ends_the_hold_at_once(arbiter):
+    worker = Worker()
+    worker.peer = "instance-a/1"
+    arbiter.scheduler.hold_until = arbiter.clock() + 8
+    arbiter.handle(worker, wire.sync([], [wire.submit(_ticket("t1"))]))
+    assert worker.ops("grant") == []
+    arbiter.expect({"instance-a/1"})
+    assert not arbiter.holding() and worker.ops("grant") == ["t1"]

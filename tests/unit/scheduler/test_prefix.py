@@ -65,3 +65,14 @@ def test_a_malformed_chain_on_the_wire_is_refused(bad):
 def test_a_chain_comes_back_from_its_wire_form_as_it_went():
     chain = chain_of("/api/chat", {"messages": _turns(40)})
     assert decode(encode(chain)) == chain and decode(None) == ()
+
+
+def test_a_message_of_a_long_text_is_chained_by_all_of_it_and_counted_by_its_length():
+    text = "log line " * 300_000  # 2.7 MB: hashed a piece at a time
+    changed = text[:-10] + "X" + text[-9:]  # one character near its end
+    chain = chain_of("/api/chat", {"messages": [{"role": "user", "content": text}]})
+    assert chain == chain_of("/api/chat", {"messages": [{"role": "user", "content": text}]})
+    assert chain[-1].digest != chain_of("/api/chat", {"messages": [{"role": "user", "content": changed}]})[-1].digest
+    assert chain[-1].digest != chain_of("/api/chat", {"messages": [{"role": "system", "content": text}]})[-1].digest
+    assert prompt_tokens(chain) == prompt_tokens(chain_of("/api/chat", {"messages": [{"role": "user",
+                                                                                       "content": "x" * len(text)}]}))
