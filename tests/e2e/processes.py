@@ -54,3 +54,15 @@ def arbiter(master_pid: int) -> int | None:
         if len(fields) >= 8 and fields[7].startswith("@ollama-proxy-scheduler-") and fields[3] == "00010000":
             listening.add(int(fields[6]))
     return next((pid for pid in workers(master_pid) if socket_inodes(pid) & listening), None)
+
+
+def lines_to_arbiter(master_pid: int) -> int:
+    """How many connections the worker that decides has accepted from the others (a worker opens one as it starts)."""
+    deciding = arbiter(master_pid)
+    if deciding is None:
+        return 0
+    sockets = [line.split() for line in Path("/proc/net/unix").read_text().splitlines()[1:]]
+    mine = socket_inodes(deciding)
+    listening = {fields[7] for fields in sockets if len(fields) == 8 and fields[3] == "00010000"
+                 and int(fields[6]) in mine}
+    return sum(len(fields) == 8 and fields[7] in listening and fields[3] != "00010000" for fields in sockets)

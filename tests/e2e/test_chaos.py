@@ -229,10 +229,15 @@ def _one_huge_message() -> bytes:
     return json.dumps({"model": "llama3.2", "messages": messages, "stream": False}).encode()
 
 
-# The longest a chunk may wait. 20,000 messages: checked on the loop 0.32 s, off it 0.04 s (only the C parse holds the
-# GIL, ~0.06 s). One 45 MB message: hashed whole on the loop 1.7 s; in pieces off it 0.15-0.27 s, of which ~0.15 s
-# is the C decoding of the one 45 MB string, which holds the GIL throughout and cannot be cut into pieces.
-@pytest.mark.parametrize("make_body, bound", [(_agents_session, 0.25), (_one_huge_message, 0.5)],
+# The longest a chunk may wait. 20,000 messages: checked on the loop 0.27-0.39 s, off it 0.04 s (only the C parse
+# holds the GIL, ~0.06 s). One 45 MB message: hashed whole on the loop 1.7 s; in pieces off it 0.15-0.27 s, of which
+# ~0.15 s is the C decoding of the one 45 MB string, which holds the GIL throughout and cannot be cut into pieces.
+# The body is sent three times and the shortest of the three stalls is held to the bound: a stall of the proxy's
+# comes every time, a busy machine's now and then (0.27-0.60 s seen once in a while, with six test runs at once).
+# Each is timed over the WINDOW after it was sent: it is checked and placed on arrival (sending 45 MB here takes
+# ~0.1 s), then waits for the stream's server.
+WINDOW = 2.5
+@pytest.mark.parametrize("make_body, bound", [(_agents_session, 0.2), (_one_huge_message, 0.5)],
                          ids=["20,000 messages", "one 45 MB message"])
 def test_a_huge_body_does_not_stall_the_streams_beside_it(start_proxy, fakes_apart, make_body, bound):
     """One worker, the arbiter too: a huge valid chat is checked and placed while a stream's chunks keep coming."""
@@ -244,26 +249,39 @@ def test_a_huge_body_does_not_stall_the_streams_beside_it(start_proxy, fakes_apa
     huge = make_body()
     assert len(huge) > 6 * 2**20
     proxy = start_proxy(config, workers=1)
-    held = []  # how long each chunk took from the fake's stamp (created_at, this machine's clock) to here
+    held = []  # (when a chunk came, how long it took from the fake's stamp, this machine's clock, to here)
 
-    def stream() -> None:  # the fake answers "You said: " and the question, a word every 40 ms: 3 s
-        body = {"model": "llama3.2", "messages": [{"role": "user", "content": " ".join(["word"] * 80)}]}
-        with requests.post(proxy.url + "/api/chat", json=body, headers=auth(GENERATE), stream=True, timeout=30) as r:
+    def stream() -> None:  # the fake answers "You said: " and the question, a word every 40 ms: 20 s
+        body = {"model": "llama3.2", "messages": [{"role": "user", "content": " ".join(["word"] * 500)}]}
+        with requests.post(proxy.url + "/api/chat", json=body, headers=auth(GENERATE), stream=True, timeout=60) as r:
             for line in r.iter_lines():
                 if line.strip():
                     stamped = datetime.fromisoformat(json.loads(line)["created_at"]).timestamp()
-                    held.append(time.time() - stamped)
+                    held.append((time.time(), time.time() - stamped))
+    answers = []
+
+    def send_huge() -> None:  # checked and placed on arrival; it may then wait for the stream's server
+        answers.append(requests.post(proxy.url + "/api/chat", data=huge, timeout=90,
+                                     headers={**auth(GENERATE), "Content-Type": "application/json"}))
     streaming = threading.Thread(target=stream)
     streaming.start()
     assert wait_for(lambda: len(held) > 5)
-    answer = requests.post(proxy.url + "/api/chat", data=huge, headers={**auth(GENERATE),
-                                                                         "Content-Type": "application/json"},
-                           timeout=60)
-    streaming.join(30)
-    assert answer.status_code == 200, answer.text[:200]
-    assert len(held) > 60, "the stream did not run beside the big body"
+    stalls, senders = [], []
+    for _ in range(3):
+        sent = time.time()
+        senders.append(threading.Thread(target=send_huge))
+        senders[-1].start()
+        time.sleep(WINDOW)
+        beside = [late for came, late in held if sent <= came < sent + WINDOW]
+        assert len(beside) > 5, "the stream did not run beside the big body"
+        stalls.append(max(beside))
+    for sender in senders:
+        sender.join(90)
+    streaming.join(60)
+    assert [answer.status_code for answer in answers] == [200] * 3, answers[0].text[:200]
     # Timed from the fake's stamp, so a fake process the machine ran late (2 cores) is not the proxy's stall.
-    assert max(held) < bound, f"a chunk waited {max(held):.2f}s in the proxy while the big body was checked and placed"
+    assert min(stalls) < bound, (f"chunks waited {', '.join(f'{s:.2f}' for s in stalls)} s in the proxy while the big "
+                                 "body was checked and placed")
 
 
 @pytest.mark.parametrize("path, body, shape", [

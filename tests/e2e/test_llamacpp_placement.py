@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests.e2e import processes
 from tests.e2e.chaos import metric_sum
 from tests.e2e.conftest import SCRAPE, auth, base_config
 from tests.e2e.conversations import Conversation, Turn
@@ -46,6 +47,8 @@ def proxy(engines, tmp_path_factory):
                            "max_loaded_models": 1}]
     config["routing"] = {"refresh_interval": 0.5}
     server = start_server(ProxyServer(config, tmp_path_factory.mktemp("proxy"), workers=2))
+    # Both workers in touch with the arbiter before the first turn, whichever worker takes it.
+    assert wait_for(lambda: processes.lines_to_arbiter(server.process.pid) == 1, timeout=30)
     assert wait_for(lambda: "ollama_proxy_scheduler_slots_busy{" in requests.get(
         server.url + "/metrics", headers=auth(SCRAPE), timeout=10).text, timeout=30)  # the model known loaded
     yield server

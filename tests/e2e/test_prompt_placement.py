@@ -15,7 +15,6 @@ import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import openai
 import pytest
@@ -53,25 +52,13 @@ def proxy(gpus, tmp_path):
     server = start_server(ProxyServer(config, tmp_path / "proxy", workers=2))
     # Until both workers are on the scheduler, it lends the one it knows free slots, and a request started on a
     # lent slot is not placed by its prompt: wait for the other, and warm the model only then.
-    assert wait_for(lambda: _lines_to_arbiter(server) == 1, timeout=30)
+    assert wait_for(lambda: processes.lines_to_arbiter(server.process.pid) == 1, timeout=30)
     for fake in gpus:
         fake.script(MODEL, chunk_delay=0.02)
         requests.post(fake.url + "/api/chat", json={"model": MODEL}, timeout=10).raise_for_status()
     assert wait_for(lambda: _loaded_on(server) == 2, timeout=10)
     yield server
     server.stop()
-
-
-def _lines_to_arbiter(proxy) -> int:
-    """How many connections the worker that decides has accepted from the others (a worker opens one as it starts)."""
-    arbiter = processes.arbiter(proxy.process.pid)
-    if arbiter is None:
-        return 0
-    sockets = [line.split() for line in Path("/proc/net/unix").read_text().splitlines()[1:]]
-    mine = processes.socket_inodes(arbiter)
-    listening = {fields[7] for fields in sockets if len(fields) == 8 and fields[3] == "00010000"
-                 and int(fields[6]) in mine}
-    return sum(len(fields) == 8 and fields[7] in listening and fields[3] != "00010000" for fields in sockets)
 
 
 def _loaded_on(proxy) -> int:
