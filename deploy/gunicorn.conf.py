@@ -111,7 +111,8 @@ def _migrate_in_a_child(store_settings):
 
 
 def post_worker_init(worker):
-    """Prepare a worker with its app loaded: no greenlet bookkeeping, a frozen heap, a place in the scheduler.
+    """Prepare a worker with its app loaded: no greenlet bookkeeping, a frozen heap, a place in the scheduler,
+    its loop of membership re-checks.
 
     What loading the app made moves out of the garbage collector's reach.
     Those objects live as long as the worker; without this, every full
@@ -130,6 +131,10 @@ def post_worker_init(worker):
     admission = _admission(worker)
     if admission is not None:
         admission.stand()
+    # Re-check the membership of key owners at the identity provider, if it signs people in (docs/oidc.md).
+    from ollama_proxy.blueprints.admin import recheck_loop
+
+    recheck_loop.start(getattr(worker, "wsgi", None))
 
 
 def worker_exit(server, worker):

@@ -8,10 +8,14 @@ management endpoint, its model patterns which models it may use.
 
 A worker keeps what it read of a managed key for ``auth.key_cache_seconds``, so
 the hot path seldom reaches the database; a disabled or deleted key stops
-working within that bound, an expired one at once. Tokens the store does not
-know are remembered apart, in a cache of their own, so a flood of made-up
-tokens can neither push a valid key out nor reach the database twice for one
-token; a token that is not shaped like a secret is never looked up at all.
+working within that bound, an expired one at once. A key a person made for
+themselves works while the identity provider vouches for its owner
+(``membership``): it lapses at once when the last confirmation grows older than
+``admin.oidc.membership_max_age``, and within the cache's bound when a re-check
+finds its owner gone. Tokens the store does not know are remembered apart, in a
+cache of their own, so a flood of made-up tokens can neither push a valid key
+out nor reach the database twice for one token; a token that is not shaped like
+a secret is never looked up at all.
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ from cachetools import TTLCache
 from flask import Flask, current_app, g, request
 
 from ollama_proxy.access.end_users import named_end_user
+from ollama_proxy.access.membership import lapse
 from ollama_proxy.config import AuthSettings, Token
 from ollama_proxy.config.access import token_names
 from ollama_proxy.errors import Forbidden, ProxyError, Unauthorized
 from ollama_proxy.observability.ledger import access_record
 from ollama_proxy.routing.names import matches_any
 from ollama_proxy.scheduler.fairness import BATCH
-from ollama_proxy.store import ApiKey, DatabaseError, Store, Team, current_store
+from ollama_proxy.store import ApiKey, DatabaseError, Member, Store, Team, current_store
 from ollama_proxy.store.keys import is_secret_shaped
 from ollama_proxy.surfaces import GENERATE, MANAGE, PUBLIC, ollama_path, surface_of
 
@@ -70,6 +75,21 @@ class Principal:
     team_rpm: int | None = None
     team_tpm: int | None = None
     owner: str | None = None  # who owns the managed key (their sign-on subject): their budget holds it too
+    key_id: int | None = None  # the managed key's row (api_keys.id, never reused); None: a token of the file
+    team_id: int | None = None  # the team's row (teams.id, never reused)
+
+    @property
+    def id(self) -> str:
+        """What counts the principal's requests: ``key:12``, a managed key's row, or ``token:bob``, a token of the
+        file. Unlike the name, a key deleted and made again under it gets a new one: a new window, share and usage."""
+        return f"token:{self.name}" if self.key_id is None else f"key:{self.key_id}"
+
+    @property
+    def team_ref(self) -> str | None:
+        """What counts the team's requests, as ``id`` does the principal's: ``team:3``; None without a team."""
+        if self.team is None:
+            return None
+        return f"team:{self.team if self.team_id is None else self.team_id}"  # no id: a principal made by hand
 
     def may(self, scope: str) -> bool:
         return self.scope == MANAGE or self.scope == scope
@@ -119,9 +139,10 @@ class ManagedKeys:
     """
 
     def __init__(self, store, settings: AuthSettings, clock: Callable[[], float] = time.monotonic,
-                 token_names: frozenset[str] = frozenset()):
+                 token_names: frozenset[str] = frozenset(), membership_max_age: float = 86400.0):
         self._store = store  # a callable returning the Store: it is opened on first use
         self._token_names = token_names  # no key may be known by one (``store.keys``), not even an older key
+        self._membership_max_age = membership_max_age  # admin.oidc's: how long an owner's confirmation holds
         self._found: TTLCache = TTLCache(settings.key_cache_size, settings.key_cache_seconds, clock)
         self._unknown: TTLCache = TTLCache(settings.unknown_key_cache_size, settings.unknown_key_cache_seconds,
                                            clock)
@@ -133,19 +154,28 @@ class ManagedKeys:
         found = self._key(token, now)
         if found is None:
             return None
-        key, team = found
+        key, team, member = found
         if not key.enabled:
             raise Unauthorized(f"key '{key.name}' is disabled")
         if key.expired(now):
             raise Unauthorized(f"key '{key.name}' expired at {key.expires_at.isoformat()}")
+        lapsed = self._lapse(key, member, now)
+        if lapsed is not None:
+            raise Unauthorized(f"key '{key.name}' {lapsed}")
         if key.name in self._token_names:
             # A token added to the file under an existing key's name: the two would share limits, share and usage.
             log.error("key '%s' has the name of a token of the configuration file: it is refused", key.name)
             raise Unauthorized(f"key '{key.name}' has the name of a token of the configuration file")
         return principal_of(key, team)
 
-    def _key(self, token: str, now: datetime) -> tuple[ApiKey, Team | None] | None:
-        """Return the key of a secret and its team, from a cache when either holds the answer, else from the store."""
+    def _lapse(self, key: ApiKey, member: Member | None, now: datetime) -> str | None:
+        """Why a key its owner made on My keys no longer works on their membership; None while it does, or for an
+        admin's key."""
+        return None if key.owner is None else lapse(member, key.team, now, self._membership_max_age)
+
+    def _key(self, token: str, now: datetime) -> tuple[ApiKey, Team | None, Member | None] | None:
+        """Return the key of a secret, its team and its owner's membership, from a cache when either holds the
+        answer, else from the store."""
         digest = hashlib.sha256(token.encode()).digest()  # the caches hold no secret
         found = self._found.get(digest)
         if found is not None or digest in self._unknown:
@@ -157,15 +187,16 @@ class ManagedKeys:
             self._found[digest] = found
         return found
 
-    def _load(self, token: str, now: datetime) -> tuple[ApiKey, Team | None] | None:
+    def _load(self, token: str, now: datetime) -> tuple[ApiKey, Team | None, Member | None] | None:
         store: Store = self._store()
         try:
             key = store.find_key(token)
             if key is None:
                 return None
-            if key.usable(now):
+            member = store.get_member(key.owner) if key.owner is not None else None
+            if key.usable(now) and self._lapse(key, member, now) is None:
                 store.touch_key(key.name, now)  # once per key per cache period
-            return key, store.get_team(key.team) if key.team is not None else None
+            return key, store.get_team(key.team) if key.team is not None else None, member
         except DatabaseError as exc:
             log.error("the key store failed: %s", exc)
             raise ProxyError("the key store cannot be reached; try again shortly", status=503) from None
@@ -176,11 +207,11 @@ def principal_of(key: ApiKey, team: Team | None) -> Principal:
     klass = BATCH if BATCH in (key.klass, getattr(team, "klass", None)) else key.klass
     principal = Principal(key.name, key.scope, key.models, key.rpm, key.tpm, chat_log=key.chat_log,
                           weight=key.weight, klass=klass, trusted_frontend=key.trusted_frontend, web=key.web,
-                          cloud=key.cloud, owner=key.owner)
+                          cloud=key.cloud, owner=key.owner, key_id=key.id)
     if team is None:
         return principal
     return replace(principal, team=team.name, team_weight=team.weight, team_models=team.models,
-                   team_rpm=team.rpm, team_tpm=team.tpm)
+                   team_rpm=team.rpm, team_tpm=team.tpm, team_id=team.id)
 
 
 def token_from_headers(headers) -> str | None:
@@ -221,8 +252,8 @@ def authenticate() -> None:
     g.principal = principal
     record = access_record(request.environ)
     if record is not None:
-        record.principal = principal.name
-        record.team = principal.team
+        record.principal, record.principal_id, record.key_id = principal.name, principal.id, principal.key_id
+        record.team, record.team_id = principal.team, principal.team_id
         record.end_user = named_end_user(principal, request.headers)
     if not principal.may(scope):
         needed = "a manage or metrics token" if scope == METRICS else "a manage token"
@@ -233,5 +264,6 @@ def init_app(app: Flask) -> None:
     settings = app.config["SETTINGS"]
     app.extensions["ollama_proxy.tokens"] = TokenTable(settings.auth, settings.metrics.tokens)
     app.extensions["ollama_proxy.keys"] = ManagedKeys(lambda: current_store(app), settings.auth,
-                                                      token_names=token_names(settings))
+                                                      token_names=token_names(settings),
+                                                      membership_max_age=settings.admin.oidc.membership_max_age)
     app.before_request(authenticate)

@@ -20,6 +20,11 @@ Ollama server, its GPU-seconds (``total_duration``) are added to every budget it
 was checked against, in the period it started in (``store.budgets``). A
 request already running when a budget runs out finishes: a budget is overshot by
 what was running, never by what started after.
+
+A key's or team's budget holds that key or team by its id (``Principal.key_id``,
+``team_id``), not by its name: a request of a deleted key (its principal still
+cached by a worker) is not held to, nor charged to, the budget of a new key of
+the name, and neither is one that ends after the key was made again.
 """
 
 from __future__ import annotations
@@ -66,8 +71,10 @@ class Budgets:
                 log.error("budgets: the store cannot be read; holding the %d budgets read before: %s",
                           len(self._budgets), exc.reason)
             self._read_at = self._clock()
-        holders = {("key", principal.name), ("team", principal.team), ("person", principal.owner)}
-        return [b for b in self._budgets if (b.holder_kind, b.holder) in holders]
+        holders = {("key", principal.name): principal.key_id, ("team", principal.team): principal.team_id,
+                   ("person", principal.owner): None}
+        return [b for b in self._budgets if (b.holder_kind, b.holder) in holders
+                and b.holder_id == holders[(b.holder_kind, b.holder)]]
 
     def standings(self, budgets: list[Budget], now: datetime) -> list[Standing]:
         return self._store().standings_of(budgets, self.zone, now)
@@ -79,8 +86,9 @@ class Budgets:
         tokens = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
         gpu = 0.0 if record.backend in providers else (record.gpu_seconds or 0.0)
         charges = [(slot, start, tokens if slot[3] == "tokens" else gpu) for slot, start in record.budgeted]
+        ids = {("key", record.principal): record.key_id, ("team", record.team): record.team_id}
         try:
-            self._store().charge([c for c in charges if c[2] > 0])
+            self._store().charge([c for c in charges if c[2] > 0], ids)
         except DatabaseError as exc:
             log.error("budgets: request %s's spending (%d tokens, %.1f GPU-seconds) not charged: %s",
                       record.request_id, tokens, gpu, exc.reason)

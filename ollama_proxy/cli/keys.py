@@ -6,6 +6,7 @@ import argparse
 import sys
 from datetime import date, datetime, time, timezone
 
+from ollama_proxy.access.membership import lapses
 from ollama_proxy.cli.operator import operator
 from ollama_proxy.cli.store_access import open_for_command
 from ollama_proxy.cli.text import printable
@@ -15,7 +16,8 @@ from ollama_proxy.scheduler.fairness import CLASSES, MAX_WEIGHT
 from ollama_proxy.store import ApiKey, DatabaseError, StoreError
 from ollama_proxy.store.keys import SCOPES, expiry_after, last_day_before
 
-LIST_COLUMNS = ("name", "prefix", "scope", "models", "limits", "allows", "expires", "enabled", "last used", "team")
+LIST_COLUMNS = ("name", "prefix", "scope", "models", "limits", "allows", "expires", "enabled", "last used", "team",
+                "owner")
 # What --allow grants: web, Ollama's web search and fetch; cloud, the cloud models, run on ollama.com.
 PERMISSIONS = ("web", "cloud")
 PERMISSION_HELP = ("web: may use Ollama's web search and web fetch, which make the Ollama server reach the internet; "
@@ -77,9 +79,15 @@ def _allows(key: ApiKey) -> str:
     return ", ".join(p for p in PERMISSIONS if getattr(key, p)) or "-"
 
 
-def key_row(key: ApiKey) -> tuple[str, ...]:
+def _owner(key: ApiKey, lapsed: dict[str, str]) -> str:
+    """Who made the key on My keys (their sign-on subject), and whether it lapsed with their membership."""
+    return "-" if key.owner is None else key.owner + (" (lapsed)" if key.name in lapsed else "")
+
+
+def key_row(key: ApiKey, lapsed: dict[str, str]) -> tuple[str, ...]:
     return (key.name, key.prefix, key.scope, ", ".join(key.models) or "*", _limits(key), _allows(key),
-            _expiry(key.expires_at), "yes" if key.enabled else "no", _moment(key.last_used_at), key.team or "-")
+            _expiry(key.expires_at), "yes" if key.enabled else "no", _moment(key.last_used_at), key.team or "-",
+            _owner(key, lapsed))
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -107,8 +115,15 @@ def create(store, args) -> int:
 
 
 def list_keys(store, args) -> int:
+    """Print the keys; under them, why each key made on My keys that lapsed with its owner's membership is refused."""
     keys = store.list_keys()
-    print(table(LIST_COLUMNS, [key_row(k) for k in keys]) if keys else "no managed keys")
+    if not keys:
+        print("no managed keys")
+        return 0
+    lapsed = lapses(keys, store.list_members(), datetime.now(timezone.utc), args.membership_max_age)
+    print(table(LIST_COLUMNS, [key_row(k, lapsed) for k in keys]))
+    for name, why in lapsed.items():
+        print(printable(f"key '{name}' {why}"))
     return 0
 
 
@@ -202,6 +217,7 @@ def run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     args.token_names = token_names(settings)  # no key may take one (``keys create``)
+    args.membership_max_age = settings.admin.oidc.membership_max_age  # a lapsed key is listed as such
     try:
         return args.run(store, args)
     except (StoreError, DatabaseError) as exc:

@@ -87,6 +87,10 @@ class AdminSettings:
         10, validate=AT_LEAST_1,
         help="keys one person may own at once, made on **My keys** (docs/oidc.md); one more is refused until "
              "they revoke one")
+    secret_shown_within: float = setting(
+        300.0, validate=SECONDS,
+        help="seconds a new key's secret waits in the store, sealed, for the page that shows it once after the "
+             "create form (the session cookie holds only a handle and a one-time pad); then it is dropped unseen")
 
     oidc: OidcSettings = setting(
         OidcSettings(), validate=complete,

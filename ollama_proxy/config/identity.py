@@ -26,9 +26,10 @@ class OidcSettings:
         help="the client's secret (sent with HTTP basic auth to the token endpoint); empty: a public client, "
              "PKCE alone")
     scopes: tuple[NonEmpty, ...] = setting(
-        ("openid", "profile", "email"),
+        ("openid", "profile", "email", "offline_access"),
         help="scopes asked for (`openid` is added if missing); add the one that brings `roles_claim` if the "
-             "provider needs it")
+             "provider needs it; `offline_access` brings the refresh token that lets the proxy re-check a "
+             "person's membership while they are away (docs/oidc.md)")
     label: str = setting(
         "single sign-on", validate=validate.Length(min=1, max=60),
         help='names the provider on the login page\'s button, "Sign in with <label>"')
@@ -64,6 +65,16 @@ class OidcSettings:
     leeway: int = setting(
         60, validate=AT_LEAST_0,
         help="seconds an ID token's `exp`, `iat` and `nbf` may be off, for clocks that differ")
+    recheck: float = setting(
+        900.0, validate=SECONDS,
+        help="seconds a signed-in person's role, and the membership of everyone who owns keys, go unchecked at "
+             "the provider: past it, a session's next page asks the provider again (with the kept refresh "
+             "token, else by signing in again), and a worker asks it for every key owner (docs/oidc.md)")
+    membership_max_age: float = setting(
+        86400.0, validate=SECONDS,
+        help="seconds a key made on **My keys** works after the provider last confirmed that its owner is "
+             "in its team (a sign-in, or a re-check); past it the key is refused until one confirms it again. "
+             "At least `recheck`")
 
     @property
     def enabled(self) -> bool:
@@ -71,6 +82,9 @@ class OidcSettings:
 
 
 def complete(oidc: OidcSettings) -> None:
-    """Refuse an issuer without a client id: sign-on would be on, and fail at every try."""
+    """Refuse an issuer without a client id (sign-on would be on, and fail at every try), and a bound on a
+    membership shorter than the time between its re-checks (every key would lapse between two)."""
     if oidc.enabled and not oidc.client_id:
         raise ValidationError("an issuer needs a client_id")
+    if oidc.membership_max_age < oidc.recheck:
+        raise ValidationError("membership_max_age must be at least recheck")

@@ -72,8 +72,11 @@ class RequestRecord:
     completed: bool = False
     client_left: bool = False  # seen hanging up while the answer was still coming
     model: str | None = None
-    principal: str | None = None
+    principal: str | None = None  # its name, as people read it
+    principal_id: str | None = None  # what counts it (``auth.Principal.id``): key:12, token:bob
+    key_id: int | None = None  # a managed key's row (api_keys.id); None: a token of the file
     team: str | None = None  # the principal's team (store.teams), if any
+    team_id: int | None = None  # that team's row (teams.id)
     end_user: str | None = None  # the user a trusted front end sends the request for (access.end_users)
     upstream: float = 0.0  # seconds spent waiting on the upstream before the answer went out
     surface: str = "other"
@@ -96,6 +99,8 @@ class RequestRecord:
     gpu_seconds: float | None = None  # the answers' GPU time, summed (Ollama's total_duration, else measured: Hold)
     measured: bool = False  # a figure is the proxy's own measure or estimate, where Ollama reported none
     budgeted: tuple = ()  # the budgets' (slot, period start) the request is charged to when it ends (access.budgets)
+    deferred: list = field(default_factory=list)  # work that waits until the close listeners ran (``after_listeners``)
+    listened: bool = False  # the close listeners ran
     over_budget: tuple[str, ...] = ()  # the modes of the budgets it found spent: hard (refused), soft, shadow
     chat_request: bytes | None = None  # a chat's body as sent, when the chat log writes it (``chatlog``)
     answer: AnswerText | None = None  # the answer's text, kept by the taps when something reads it (the chat log)
@@ -189,11 +194,14 @@ class _RecordedBody:
             if close is not None:
                 close()  # closes the view's generator: the upstream response goes with it
         finally:
-            for listener in self._listeners:
-                try:
-                    listener(self._record)
-                except Exception:  # a listener's fault must not break the response's close
-                    log.exception("close listener %r failed", listener)
+            try:
+                for listener in self._listeners:
+                    try:
+                        listener(self._record)
+                    except Exception:  # a listener's fault must not break the response's close
+                        log.exception("close listener %r failed", listener)
+            finally:
+                _listened(self._record)
 
 
 class LedgerMiddleware:
@@ -222,7 +230,34 @@ class LedgerMiddleware:
             headers.append(("Server-Timing", record.server_timing(time.perf_counter())))
             return start_response(status, headers, exc_info)
 
-        return _RecordedBody(self.app(environ, recording_start_response), record, self.listeners)
+        try:
+            body = self.app(environ, recording_start_response)
+        except BaseException:
+            _listened(record)
+            raise
+        return _RecordedBody(body, record, self.listeners)
+
+
+def after_listeners(record: RequestRecord | None, work: Callable[[], None]) -> None:
+    """Do ``work`` once the request's close listeners ran (now, if they have, or without a record).
+
+    A budgeted request's slot is given back only then: the request granted it next reads a spend
+    that holds this one's (``access.budgets`` charges it in a listener).
+    """
+    if record is None or record.listened:
+        work()
+    else:
+        record.deferred.append(work)
+
+
+def _listened(record: RequestRecord) -> None:
+    record.listened = True
+    deferred, record.deferred = record.deferred, []
+    for work in deferred:
+        try:
+            work()
+        except Exception:  # the next one still runs: each gives back a slot
+            log.exception("work deferred to a request's close failed")
 
 
 def access_record(environ) -> RequestRecord | None:

@@ -68,6 +68,8 @@ def usage_row(record: RequestRecord, now: float, wall: datetime) -> dict:
         "gpu_seconds": record.gpu_seconds,
         "queue_ms": round(record.queue_seconds(now) * 1000, 2),
         "measured": record.measured or bool(record.provisional_tokens),  # the proxy's figures, not Ollama's
+        "key_id": record.key_id,  # what tells two keys of one name apart (one deleted, then made again)
+        "team_id": record.team_id,
     })
 
 

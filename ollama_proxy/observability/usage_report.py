@@ -3,12 +3,20 @@
 The usage page's report and ``ollama-proxy usage --by ... --period ...`` print the
 same figures: both call ``read_report``, which reads the period's rows
 (``UsageStore.usage_figures``) and the budgets' standings; all else is pure.
+
+A key's or team's rows are summed by its id (``usage.key_id``, ``usage.team_id``),
+not its name: a key deleted and made again under its name is a line of its own.
+Lines that share a name are told apart: the key (team) that holds the name now
+keeps it bare, a deleted one says its id, ``alice (key #5, deleted)``, and rows
+recorded before ids were (null) that are not the present one's say ``alice (an
+earlier key)``.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
@@ -17,6 +25,7 @@ from ollama_proxy.store.budgets import PERIODS, period_bounds
 # What a report is grouped by, as the CLI and the page name it, and the usage column that holds it.
 BY = {"team": "team", "key": "key_name", "end-user": "end_user", "model": "model"}
 BUDGETED = {"team": "team", "key": "key"}  # groupings whose members hold budgets: their holder kind
+IDS = {"team": "team_id", "key": "key_id"}  # groupings summed by id: one name may have been two holders
 NONE = "(none)"  # the group of the rows that name none: no team, no end user
 TOP = 10  # groups drawn one by one in the charts; the rest are summed as "other"
 FIGURES = ("requests", "prompt_tokens", "completion_tokens", "tokens", "gpu_seconds", "errors",
@@ -83,6 +92,32 @@ def _figures(rows: list[dict]) -> dict:
             "queue_p95_ms": percentile(queue, 95)}
 
 
+Group = tuple  # (the holder's id or None, the name the rows give)
+
+
+def _group(row: dict, by: str) -> Group:
+    return (row.get(IDS[by]) if by in IDS else None, row[BY[by]] or NONE)
+
+
+def labels(groups, kind: str, live: Mapping[str, int]) -> dict[Group, str]:
+    """Name each group: by its name, unless another group has that name too. Then the holder of the name now
+    (``live``: name -> id) keeps it, and the others say which they were (``alice (key #5, deleted)``, ``alice
+    (an earlier key)`` for rows without an id)."""
+    shared = Counter(name for _, name in groups)
+
+    def label(ident, name: str) -> str:
+        if shared[name] == 1 or ident == live.get(name):
+            return name
+        return f"{name} (an earlier {kind})" if ident is None else f"{name} ({kind} #{ident}, deleted)"
+    return {(ident, name): label(ident, name) for ident, name in groups}
+
+
+def labelled(rows: list[dict], by: str, live: Mapping[str, int]) -> list[dict]:
+    """``rows`` (each with the grouping's id and name) with the name each one's group is shown by (``labels``)."""
+    named = labels({_group(row, by) for row in rows}, BUDGETED.get(by, by), live)
+    return [{**row, BY[by]: named[_group(row, by)]} for row in rows]
+
+
 def _budgets_of(by: str, period: Period, standings: list[dict]) -> dict[str, list[dict]]:
     """Each holder's budgets of this kind of period, with what they spent in it."""
     kind = BUDGETED.get(by)
@@ -94,25 +129,31 @@ def _budgets_of(by: str, period: Period, standings: list[dict]) -> dict[str, lis
     return found
 
 
-def summarise(rows: list[dict], by: str, period: Period, standings: list[dict] = ()) -> dict:
+def summarise(rows: list[dict], by: str, period: Period, standings: list[dict] = (),
+              live: Mapping[str, int] | None = None) -> dict:
     """The report: one line per group (the busiest first, then by name), totals, and the charts' series.
 
     ``rows`` are the period's usage rows; ``standings`` the budgets in that period (``BudgetStore.standings``):
     a team's or key's budgets go on its line, and a holder with a budget and no requests gets a line too.
+    ``live``: the id of each key (by "key") or team (by "team") there is now, by name: its line keeps the name.
     """
     if by not in BY:
         raise ValueError(f"a report is by {', '.join(BY)}, not {by!r}")
-    column = BY[by]
-    grouped: dict[str, list[dict]] = defaultdict(list)
+    live = live or {}
+    grouped: dict[Group, list[dict]] = defaultdict(list)
     for row in rows:
-        grouped[row[column] or NONE].append(row)
+        grouped[_group(row, by)].append(row)
     budgets = _budgets_of(by, period, standings)
-    names = set(grouped) | set(budgets)
-    lines = [{"name": name, **_figures(grouped.get(name, [])), "budgets": budgets.get(name, [])} for name in names]
+    # A budget's holder is there now: its budgets go on the line of its id, made if it has no rows.
+    held = {(live.get(name) if by in IDS else None, name): found for name, found in budgets.items()}
+    named = labels(set(grouped) | set(held), BUDGETED.get(by, by), live)
+    lines = [{"name": named[group], **_figures(grouped.get(group, [])), "budgets": held.get(group, [])}
+             for group in named]
     lines.sort(key=lambda line: (-line["requests"], line["name"]))
     return {"by": by, "period": period.name, "label": period.label, "start": period.start.isoformat(),
             "end": period.end.isoformat(), "lines": lines, "totals": _figures(rows),
-            "series": _series([line["name"] for line in lines if line["requests"]], grouped, period)}
+            "series": _series([line["name"] for line in lines if line["requests"]],
+                              {named[group]: found for group, found in grouped.items()}, period)}
 
 
 def _series(order: list[str], grouped: dict[str, list[dict]], period: Period) -> dict:
@@ -150,4 +191,10 @@ def csv_lines(report: dict) -> tuple[tuple[str, ...], list[dict]]:
 def read_report(store, by: str, period: Period, team: str | None = None) -> dict:
     """Read the period's usage and budgets from ``store`` and sum them; ``team`` keeps that team's alone."""
     rows = store.usage_figures(period.start, period.end, team=team)
-    return summarise(rows, by, period, store.standings(period.zone, period.start, team=team))
+    return summarise(rows, by, period, store.standings(period.zone, period.start, team=team), live_ids(store, by))
+
+
+def live_ids(store, by: str) -> dict[str, int]:
+    """The id of each key (``by`` "key") or team ("team") there is now, by name; nothing for other groupings."""
+    held = store.list_keys() if by == "key" else store.list_teams() if by == "team" else ()
+    return {holder.name: holder.id for holder in held}

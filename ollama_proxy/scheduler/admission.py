@@ -17,11 +17,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from ollama_proxy.client_watch import watch_client
 from ollama_proxy.errors import ClientGone
 from ollama_proxy.greenlets import gevent_active
-from ollama_proxy.observability.ledger import RequestRecord
+from ollama_proxy.observability.ledger import RequestRecord, after_listeners
 from ollama_proxy.routing.names import canonical
 from ollama_proxy.scheduler.client import ClientLeft, SchedulerClient
 from ollama_proxy.scheduler.core import Ticket
@@ -46,12 +47,16 @@ class Requester:
 
 
 def share_of(principal, end_user: str | None) -> Share:
-    """Return the share a request is scheduled under: its key's, or the end user's a trusted front end named."""
+    """Return the share a request is scheduled under: its key's, or the end user's a trusted front end named.
+
+    Counted by the key's and team's ids, so a key or team made again under an old name does not take up the old
+    one's place in the fair share; shown by the key's name.
+    """
     if principal is None:
         return ANONYMOUS
     named = end_user is not None and principal.trusted_frontend
-    return Share(principal.name, principal.weight, principal.klass, end_user if named else None,
-                 principal.team, principal.team_weight)
+    return Share(principal.id, principal.weight, principal.klass, end_user if named else None,
+                 principal.team_ref, principal.team_weight, name=principal.name)
 
 
 @dataclass
@@ -118,7 +123,11 @@ class Admission:
             read = None
             if record is not None and record.prefill_seconds is not None and record.prompt_tokens is not None:
                 read = PromptRead(record.prompt_tokens, record.cached_tokens, record.prefill_seconds)
-            client.end(ticket.id, record.load_seconds if loaded else None, read)
+            end = partial(client.end, ticket.id, record.load_seconds if loaded else None, read)
+            if record is not None and record.budgeted:  # charged first: the request granted it next sees the spend
+                after_listeners(record, end)
+            else:
+                end()
         return Admitted(placement.server, placement.options, release)
 
     def _watcher(self, who: Requester, record: RequestRecord | None):

@@ -35,7 +35,7 @@ class Prompt:
     chain: Chain
     links: dict[int, Link]
     tokens: int
-    owner: tuple = ()  # whose prompt it is (``Share.leaf``), for the admin page
+    owner: tuple = ()  # whose prompt it is (``Share.shown``: by name), for the admin page
     tenant: tuple = ()  # whose prompts placement may send one another to (``placement.tenant``)
 
     @classmethod

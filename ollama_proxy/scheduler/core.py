@@ -386,7 +386,7 @@ class Scheduler(Lending, PromptPlacement):
         charged = self._expected(ticket)
         self.fair.start(ticket.share, charged)
         runner = self.servers[placement.server].runners.get(ticket.model)
-        cached = (runner.caches.take(ticket.id, ticket.prefix, now, ticket.share.leaf, self._tenant(ticket))
+        cached = (runner.caches.take(ticket.id, ticket.prefix, now, ticket.share.shown, self._tenant(ticket))
                   if runner is not None else 0)
         ticket.waits_for = None
         expected = self._expected_run(ticket, placement.server, cached) if ticket.prefix else charged

@@ -46,7 +46,11 @@ Node = tuple  # a place in the tree: (None, team), (principal,) in it or not, (p
 
 @dataclass(frozen=True)
 class Share:
-    """Who a request is charged to, and how much of the GPUs that principal is due."""
+    """Who a request is charged to, and how much of the GPUs that principal is due.
+
+    ``principal`` and ``team`` are what the tree counts by: stable ids (``auth.Principal.id``, ``team_ref``), so a
+    key or team deleted and made again under its name comes in anew; ``name`` is the principal as people read it.
+    """
 
     principal: str
     weight: float = 1.0
@@ -54,6 +58,7 @@ class Share:
     end_user: str | None = None  # whom a trusted front end asks for: a share inside the principal's
     team: str | None = None  # the team the principal belongs to: its share holds the principal's
     team_weight: float = 1.0
+    name: str | None = None  # the principal's name, as logs and the admin page show it; None: ``principal``
     path: tuple = field(init=False, repr=False, compare=False)  # (node, weight among its siblings), from the top
 
     def __post_init__(self) -> None:
@@ -68,9 +73,14 @@ class Share:
         return self.path[-1][0]
 
     @property
+    def shown(self) -> Node:
+        """The leaf as people read it: the principal's name, not its id (the admin page's prompt owners)."""
+        return (self.principal if self.name is None else self.name, self.end_user)
+
+    @property
     def who(self) -> str:
-        """The principal, or ``principal/end user``, as logs and the admin page show it."""
-        return self.principal if self.end_user is None else f"{self.principal}/{self.end_user}"
+        """The principal, or ``principal/end user``, as logs and the admin page show it: by name."""
+        return named(self.shown)
 
 
 def named(leaf: Node) -> str:

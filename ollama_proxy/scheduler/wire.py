@@ -6,6 +6,8 @@ worker ─► arbiter   submit {ticket}, end {id, load_seconds, prompt}, cancel 
                     join {} (this worker borrows slots), start {ticket, loan, server, options}, returned {loan},
                     ran {principal, weight, class, model, server, requests, seconds} (requests of one
                     principal and model that started and ended on a loan before they were told of)
+A ticket's or ran's share: principal (an id: key:12, token:bob), name (as people read it), weight,
+class, and end_user, team (an id: team:3) and team_weight where it has them.
 arbiter ─► worker   grant {id, server, start, options, evict, waited},
                     refused {id, status, message, retry_after}, expired {id, retry_after},
                     status {id, status: the scheduler's state (snapshot.py)},
@@ -223,14 +225,16 @@ def share_of(message: dict) -> Share:
     except (TypeError, ValueError):
         raise BadMessage(f"a weight that is not a number: {_head(message)}") from None
     end_user, team = message.get("end_user"), message.get("team")  # an older worker's message names neither
+    name = message.get("name")  # nor the principal's name apart from its id (its principal was the name)
     try:
         team_weight = float(message.get("team_weight", 1.0))
     except (TypeError, ValueError):
         raise BadMessage(f"a team weight that is not a number: {_head(message)}") from None
     if (not isinstance(principal, str) or klass not in CLASSES or not weight > 0 or not team_weight > 0
-            or not isinstance(end_user, str | None) or not isinstance(team, str | None)):
+            or not isinstance(end_user, str | None) or not isinstance(team, str | None)
+            or not isinstance(name, str | None)):
         raise BadMessage(f"a share that is not a principal, a class and a positive weight: {_head(message)}")
-    return Share(principal, weight, klass, end_user, team, team_weight)
+    return Share(principal, weight, klass, end_user, team, team_weight, name)
 
 
 def _share(share: Share) -> dict:
@@ -239,6 +243,8 @@ def _share(share: Share) -> dict:
         fields["end_user"] = share.end_user
     if share.team is not None:
         fields["team"], fields["team_weight"] = share.team, share.team_weight
+    if share.name is not None:
+        fields["name"] = share.name
     return fields
 
 

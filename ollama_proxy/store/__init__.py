@@ -31,17 +31,26 @@ Usage (``ts`` an aware datetime; fields in ``USAGE_FIELDS``):
     query_usage(since, until, key, model, limit=1000, newest_first=False, end_user=None) -> [dict]
                                        (since <= ts < until; oldest first unless newest_first)
     usage_by_day(since, until, key, model, by=None|"key"|"model") -> [{day, requests,
-                 prompt_tokens, completion_tokens, errors, cached_tokens, (key_name | model)}]
+                 prompt_tokens, completion_tokens, errors, cached_tokens, (key_name, key_id | model)}]
 Models (entries here merge over ``models:`` in the YAML file):
     list_aliases() -> {alias: target}  set_alias(alias, target, by)  delete_alias(alias, by)
     list_overrides() -> {model: {"defaults": {...}, "enforce": {...}}}
     set_override(model, defaults, enforce, by)  delete_override(model, by)
 Budgets (``store.budgets``; periods in the proxy's time zone):
     set_budget(holder_kind, holder, period, unit, amount, mode="hard", by) -> Budget
-    list_budgets() -> [Budget]   clear_budgets(holder_kind, holder, period=None, unit=None, by) -> int
+    list_budgets() -> [Budget] (each with its key's or team's id)
+    clear_budgets(holder_kind, holder, period=None, unit=None, by) -> int
     spent([(slot, period_start)]) -> {(slot, period_start): (spent, refusals)}
-    charge([(slot, period_start, amount)])
+    charge([(slot, period_start, amount)], ids={(kind, name): id as checked})  (none to a holder made again)
     note_refusal(slot, period_start)
+Shown secrets (``store.shown_secrets``: a new key's secret, sealed, from the admin page's form to the
+page that shows it once):
+    hold_shown_secret(handle, key_name, sealed, until)   take_shown_secret(handle, key_name) -> bytes | None
+Members (``store.members``: what the identity provider last said of each person signed in with it):
+    confirm_member(subject, name, role, team, refresh_token, now)   lose_member(subject, reason, by, now) -> bool
+    note_member_check(subject, note, now, forget_token=False)
+    claim_member_check(subject, now, until) -> sealed refresh token | None   members_due(before, now) -> [subject]
+    get_member(subject) -> Member | None   list_members() -> [Member]
 Audit trail (append-only):
     audit_trail(since, until, limit=None, newest_first=False) -> [AuditEntry]
     record_event(by, action, target, detail=None)   (sign-ins, failed sign-ins)
@@ -65,17 +74,19 @@ from ollama_proxy.store.budgets import Budget, BudgetStore
 from ollama_proxy.store.engine import open_engine
 from ollama_proxy.store.errors import Conflict, DatabaseError, Missing, StoreError, ValueRefused, database_errors
 from ollama_proxy.store.keys import ApiKey, KeyStore
+from ollama_proxy.store.members import Member, MemberStore
 from ollama_proxy.store.migrate import upgrade
 from ollama_proxy.store.models import ModelStore
+from ollama_proxy.store.shown_secrets import ShownSecretStore
 from ollama_proxy.store.teams import Team, TeamStore
 from ollama_proxy.store.usage import USAGE_FIELDS, UsageStore
 
-__all__ = ["Actor", "ApiKey", "AuditEntry", "Budget", "Conflict", "DatabaseError", "Missing", "Store", "StoreError",
-           "Team", "USAGE_FIELDS", "ValueRefused", "current_store", "init_app", "open_store"]
+__all__ = ["Actor", "ApiKey", "AuditEntry", "Budget", "Conflict", "DatabaseError", "Member", "Missing", "Store",
+           "StoreError", "Team", "USAGE_FIELDS", "ValueRefused", "current_store", "init_app", "open_store"]
 _EXTENSION = "ollama_proxy.store"
 
 
-class Store(KeyStore, TeamStore, BudgetStore, UsageStore, ModelStore, AuditStore):
+class Store(KeyStore, TeamStore, BudgetStore, UsageStore, ModelStore, ShownSecretStore, MemberStore, AuditStore):
     """The store's whole API over one engine (a pool of connections)."""
 
     def __init__(self, engine: Engine):

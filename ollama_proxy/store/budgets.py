@@ -8,14 +8,21 @@ is lost between workers). Several instances share the store (PostgreSQL), so
 the count is one for all. A request is charged once, from its record, with the
 counts of the answer its client got: an attempt the proxy retried or failed
 over from ran nothing the answer counts.
+
+A budget of a key or team holds that key or team, not whatever has its name:
+it is read with its holder's id (``Budget.holder_id``), it dies with its holder
+(``drop_held``), and a charge is added only while the name is still the id's
+the request was checked as: a key or team deleted and made again under its name
+starts from nothing, even while a request of the old one ends.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from sqlalchemy import Engine, and_, delete, insert, select, tuple_, update
+from sqlalchemy import Engine, and_, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ollama_proxy.store.audit import Actor, write_entry
@@ -43,6 +50,7 @@ class Budget:
     amount: float
     mode: str
     created_at: datetime
+    holder_id: int | None = None  # the key's or team's row (api_keys.id, teams.id); None: a person's
 
     @property
     def named(self) -> str:
@@ -107,8 +115,11 @@ def period_bounds(period: str, now: datetime, zone: tzinfo) -> tuple[datetime, d
     return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
 
-def _row_to_budget(row) -> Budget:
-    return Budget(**{name: getattr(row, name) for name in Budget.__dataclass_fields__})
+def _row_to_budget(row, holder_id: int | None = None) -> Budget:
+    """A budget of its row; the holder's id from the row where it was read with it (``list_budgets``)."""
+    values = row._mapping
+    return Budget(**{name: values[name] for name in Budget.__dataclass_fields__ if name != "holder_id"},
+                  holder_id=values.get("holder_id", holder_id))
 
 
 def _checked(holder_kind: str, period: str | None, unit: str | None, mode: str | None = None) -> None:
@@ -136,7 +147,7 @@ class BudgetStore:
         if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not amount >= 0:
             raise StoreError("a budget's amount is a number, 0 or more")
         with self.engine.begin() as connection:
-            _holder_exists(connection, holder_kind, holder)
+            holder_id = _holder_exists(connection, holder_kind, holder)
             where = and_(*(column == value for column, value in zip(
                 (budgets.c.holder_kind, budgets.c.holder, budgets.c.period, budgets.c.unit),
                 (holder_kind, holder, period, unit), strict=True)))
@@ -150,14 +161,18 @@ class BudgetStore:
             described = {"period": period, "unit": unit}
             write_entry(connection, by, "budget.set", f"{holder_kind} {holder}",
                         None if before is None else {**described, **before._asdict()}, {**described, **values})
-            return _row_to_budget(connection.execute(select(budgets).where(where)).one())
+            return _row_to_budget(connection.execute(select(budgets).where(where)).one(), holder_id)
 
     @maps_database_errors
     def list_budgets(self) -> list[Budget]:
+        """Every budget, each with its key's or team's id."""
+        holder_id = func.coalesce(api_keys.c.id, teams.c.id).label("holder_id")
+        query = (select(budgets, holder_id)
+                 .outerjoin(api_keys, and_(budgets.c.holder_kind == "key", api_keys.c.name == budgets.c.holder))
+                 .outerjoin(teams, and_(budgets.c.holder_kind == "team", teams.c.name == budgets.c.holder))
+                 .order_by(budgets.c.holder_kind, budgets.c.holder, budgets.c.period, budgets.c.unit))
         with self.engine.connect() as connection:
-            rows = connection.execute(select(budgets).order_by(budgets.c.holder_kind, budgets.c.holder,
-                                                               budgets.c.period, budgets.c.unit))
-            return [_row_to_budget(row) for row in rows]
+            return [_row_to_budget(row) for row in connection.execute(query)]
 
     @maps_database_errors
     def clear_budgets(self, holder_kind: str, holder: str, *, period: str | None = None, unit: str | None = None,
@@ -192,11 +207,21 @@ class BudgetStore:
         return found
 
     @maps_database_errors
-    def charge(self, charges: list[tuple[tuple[str, str, str, str], datetime, float]]) -> None:
-        """Add one request's spending to its holders' periods, in one statement."""
-        if charges:
-            with self.engine.begin() as connection:
-                _add(connection, [(slot, start, amount, 0) for slot, start, amount in charges])
+    def charge(self, charges: list[tuple[tuple[str, str, str, str], datetime, float]],
+               ids: Mapping[tuple[str, str], int | None] | None = None) -> None:
+        """Add one request's spending to its holders' periods, in one statement.
+
+        ``ids``: the id each (holder kind, name) had when the request was checked. A charge to a key or team whose
+        name another holds now (deleted and made again meanwhile) is dropped: the new one did not spend it.
+        """
+        if not charges:
+            return
+        with self.engine.begin() as connection:
+            held = {slot[:2] for slot, _, _ in charges}
+            gone = _moved(connection, {holder: wanted for holder, wanted in (ids or {}).items() if holder in held})
+            kept = [(slot, start, amount, 0) for slot, start, amount in charges if slot[:2] not in gone]
+            if kept:
+                _add(connection, kept)
 
     def standings_of(self, budgets: list[Budget], zone: tzinfo, now: datetime) -> list[Standing]:
         """Each of ``budgets`` in its period holding ``now`` (in ``zone``), with what was spent of it."""
@@ -223,15 +248,29 @@ class BudgetStore:
             _add(connection, [(slot, start, 0.0, 1)])
 
 
-def _holder_exists(connection, holder_kind: str, holder: str) -> None:
-    """Refuse a budget of a team or key that does not exist, or of a person who owns no key (a mistyped subject)."""
+def _holder_exists(connection, holder_kind: str, holder: str) -> int | None:
+    """Refuse a budget of a team or key that does not exist, or of a person who owns no key (a mistyped subject);
+    return the team's or key's id."""
     if holder_kind == "person":
         if connection.execute(select(api_keys.c.id).where(api_keys.c.owner == holder)).first() is None:
             raise Missing(f"no key is owned by a person '{holder}' (their subject at the identity provider)")
-        return
+        return None
     table = teams if holder_kind == "team" else api_keys
-    if connection.execute(select(table.c.name).where(table.c.name == holder)).first() is None:
+    found = connection.execute(select(table.c.id).where(table.c.name == holder)).scalar()
+    if found is None:
         raise Missing(f"no {holder_kind} named '{holder}'")
+    return found
+
+
+def _moved(connection, ids: Mapping[tuple[str, str], int | None]) -> set[tuple[str, str]]:
+    """The keys and teams, (kind, name), of ``ids`` whose name no longer is that id's."""
+    gone = set()
+    for (kind, name), wanted in ids.items():
+        if kind in ("key", "team"):
+            table = api_keys if kind == "key" else teams
+            if connection.execute(select(table.c.id).where(table.c.name == name)).scalar() != wanted:
+                gone.add((kind, name))
+    return gone
 
 
 def drop_held(connection, by: Actor, holder_kind: str, holder: str) -> None:

@@ -11,9 +11,11 @@ from sqlalchemy import (
     DateTime,
     Float,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
+    Text,
     TypeDecorator,
     UniqueConstraint,
     false,
@@ -70,6 +72,7 @@ api_keys = Table(
     Column("cloud", Boolean, nullable=False, server_default=false()),  # may use cloud models (ollama.com)
     Column("team", String(100), index=True),  # the team it belongs to (teams.name); null: none
     Column("owner", String(255), index=True),  # who made it for themselves (a sign-on subject); null: an admin's
+    sqlite_autoincrement=True,  # an id is never given again (migration 0016): it keys counters and usage
 )
 
 teams = Table(
@@ -82,6 +85,7 @@ teams = Table(
     Column("rpm", Integer),  # requests per minute of all its keys together
     Column("tpm", Integer),  # tokens per minute of all its keys together
     Column("created_at", UtcDateTime, nullable=False),
+    sqlite_autoincrement=True,  # an id is never given again (migration 0016): it keys counters and usage
 )
 
 usage = Table(
@@ -107,6 +111,10 @@ usage = Table(
     Column("gpu_seconds", Float),  # Ollama's total_duration of the answers, else measured (null: a provider's)
     Column("queue_ms", Float),  # time spent waiting for a slot on a server
     Column("measured", Boolean),  # a figure is the proxy's measure or estimate, where Ollama reported none
+    # The key's and team's rows (api_keys.id, teams.id; never given again): a key or team deleted and made again
+    # under its name is another. Null: a token of the file, no team, or a row of a key gone before 0016.
+    Column("key_id", Integer),
+    Column("team_id", Integer, index=True),
 )
 
 aliases = Table(
@@ -164,4 +172,32 @@ budget_spend = Table(
     Column("spent", Float, nullable=False),
     Column("refusals", Integer, nullable=False, server_default="0"),  # requests a shadow budget would have refused
     UniqueConstraint("holder_kind", "holder", "period", "unit", "period_start", name="uq_budget_spend_period"),
+)
+
+# A new key's secret on its way from the admin page's create form to the page that shows it, once: sealed with a
+# one-time pad that only the browser's session holds, deleted as it is shown or once gone by.
+shown_secrets = Table(
+    "shown_secrets", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("handle", String(64), nullable=False, unique=True),  # random; the session holds it
+    Column("key_name", String(100), nullable=False),
+    Column("sealed", LargeBinary, nullable=False),  # the secret XOR the pad: nothing without the session
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
+# What the identity provider last said of each person who signed in with it: their role and team, when it
+# confirmed them, whether it no longer vouches for them; and the refresh token to ask it again (sealed).
+members = Table(
+    "members", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subject", String(255), nullable=False, unique=True),  # the sign-on subject (api_keys.owner)
+    Column("name", String(255), nullable=False),  # as the audit trail names them
+    Column("role", String(16)),  # the role the claims gave; null: none
+    Column("team", String(100)),  # the team the claims gave; null: none
+    Column("confirmed_at", UtcDateTime, nullable=False),  # the provider last confirmed the role and team
+    Column("checked_at", UtcDateTime, nullable=False),  # the provider was last asked, whatever it answered
+    Column("lost_at", UtcDateTime),  # the provider no longer vouches for them; null: it does
+    Column("note", String(300)),  # why they were lost, or what the last re-check could not do
+    Column("refresh_token", Text),  # sealed with a key of the admin secret; null: none to ask again with
+    Column("checking_until", UtcDateTime),  # a worker re-checks them until then; null: none does
 )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy import Engine, Integer, String, case, func, insert, select
+from sqlalchemy import Engine, Integer, String, and_, case, exists, func, insert, or_, select
 
 from ollama_proxy.store.errors import StoreError, maps_database_errors
-from ollama_proxy.store.schema import usage
+from ollama_proxy.store.schema import teams, usage
 
 USAGE_FIELDS = tuple(c.name for c in usage.columns if c.name != "id")
-_GROUPS = {"key": usage.c.key_name, "model": usage.c.model}
+# A key's rows are summed by its id, not its name: two keys that had one name, one after the other, stay apart.
+_GROUPS = {"key": (usage.c.key_name, usage.c.key_id), "model": (usage.c.model,)}
 # NUL, which PostgreSQL text cannot hold, and lone surrogates (JSON's "\ud800"), which UTF-8 cannot encode.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # PostgreSQL's integer; SQLite's is wider. A count beyond it is held at the bound, not refused.
@@ -41,13 +42,20 @@ def fit_usage_row(row: dict) -> dict:
 
 # What the usage report reads of each row (``observability.usage_report``).
 REPORT_FIELDS = ("ts", "team", "key_name", "end_user", "model", "prompt_tokens", "completion_tokens", "gpu_seconds",
-                 "ttft_ms", "queue_ms", "status")
+                 "ttft_ms", "queue_ms", "status", "key_id", "team_id")
+
+
+def _of_team(name: str):
+    """The rows of the team that holds ``name`` now, by its id (not those of one deleted before it was made); of
+    a name no team holds, the rows recorded under it."""
+    current = select(teams.c.id).where(teams.c.name == name)
+    return or_(usage.c.team_id == current.scalar_subquery(), and_(usage.c.team == name, ~exists(current)))
 
 
 def _filters(since: datetime | None, until: datetime | None, key: str | None, model: str | None,
              end_user: str | None = None, team: str | None = None) -> list:
     """Build the WHERE clauses: ``since`` inclusive, ``until`` exclusive."""
-    clauses = [] if team is None else [usage.c.team == team]
+    clauses = [] if team is None else [_of_team(team)]
     if since is not None:
         clauses.append(usage.c.ts >= since)
     if until is not None:
@@ -113,12 +121,13 @@ class UsageStore:
                      model: str | None = None, by: str | None = None) -> list[dict]:
         """Sum usage per UTC day (and per key or model when ``by`` is "key" or "model"), oldest first.
 
-        Each row: day, requests, prompt_tokens, completion_tokens, errors (status 400 and up), cached_tokens.
+        Each row: day, requests, prompt_tokens, completion_tokens, errors (status 400 and up), cached_tokens;
+        per key, key_id and key_name (a key's rows are summed by its id).
         """
         if by is not None and by not in _GROUPS:
             raise StoreError("by is 'key', 'model' or none")
         day = func.date(usage.c.ts).label("day")
-        groups = [day] + ([_GROUPS[by]] if by else [])
+        groups = [day, *(_GROUPS[by] if by else ())]
         query = select(*groups, func.count().label("requests"),
                        func.coalesce(func.sum(usage.c.prompt_tokens), 0).label("prompt_tokens"),
                        func.coalesce(func.sum(usage.c.completion_tokens), 0).label("completion_tokens"),

@@ -2,7 +2,8 @@
 
 It runs under the Node.js scripts/install-js-clients.sh installs, on a free port of ``localhost``
 (another host than the proxy's ``127.0.0.1``, so each keeps its cookies, as two sites do), and
-is ready once its discovery document names it.
+is ready once its discovery document names it. A test changes a person's groups, or disables
+them, as the provider's administrator would (``put_in_groups``, ``disable``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,18 @@ class OidcProvider:
         except requests.RequestException:
             return False
         return answer.status_code == 200 and answer.json().get("issuer") == self.issuer
+
+    def put_in_groups(self, login: str, *groups: str) -> None:
+        """Make ``groups`` all the groups of ``login`` (an account that did not exist is made), enabled."""
+        self._change(login, {"groups": list(groups)})
+
+    def disable(self, login: str) -> None:
+        """Disable ``login``: the provider refuses their refresh tokens from now on."""
+        self._change(login, {"disabled": True})
+
+    def _change(self, login: str, change: dict) -> None:
+        answer = requests.put(f"{self.issuer}/test/accounts/{login}", json=change, timeout=5)
+        assert answer.status_code == 204, answer.text
 
     def stop(self) -> None:
         stop_process(self.process, 10)

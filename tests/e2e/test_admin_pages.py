@@ -13,7 +13,7 @@ import requests
 
 from ollama_proxy.store.budgets import period_bounds
 from tests.actors import TESTER
-from tests.e2e.admin_page import PASSWORD, admin_config
+from tests.e2e.admin_page import PASSWORD, admin_config, form_token, session_cookies, session_payload, signed_in
 from tests.e2e.browser import new_page, screenshot
 from tests.e2e.command import cli
 from tests.e2e.conftest import ALICE, auth
@@ -80,6 +80,28 @@ def test_a_new_key_calls_the_proxy_and_the_call_shows_on_the_dashboard(page, adm
     usage_row = page.locator("#usage-rows tbody tr").inner_text().split("\t")
     assert usage_row[1:5] == ["sdk-key", "openai", "llama3.2", "default"]
     assert usage_row[5:7] == [str(answer.usage.prompt_tokens), str(answer.usage.completion_tokens)]
+
+
+def test_a_new_keys_secret_never_rides_in_the_cookie_and_is_shown_once_whichever_worker_answers(admin):
+    client = signed_in(admin.url)
+    store = admin.open_store(migrate=False)
+    try:
+        for name in ("cookie-key-1", "cookie-key-2", "cookie-key-3"):  # each request a new connection
+            made = client.post(admin.url + "/admin/keys", allow_redirects=False, timeout=30, data={
+                "csrf_token": form_token(client, admin.url + "/admin/keys"), "name": name, "scope": "generate",
+                "chat_log": "global", "weight": "1", "klass": "interactive"})
+            assert made.status_code == 303, made.text[:300]
+            shown = client.get(admin.url + made.headers["Location"], timeout=30)
+            secret = SECRET_PATTERN.search(shown.text).group(0)
+            assert store.find_key(secret).name == name
+            cookies = session_cookies(made) + session_cookies(shown)
+            assert session_cookies(made) and all(session_payload(cookie) for cookie in cookies)
+            assert not [cookie for cookie in cookies if secret in session_payload(cookie) or secret in cookie]
+            again = client.get(admin.url + made.headers["Location"], timeout=30)
+            assert again.status_code == 200 and "cannot be shown again" in again.text
+            assert SECRET_PATTERN.search(again.text) is None
+    finally:
+        store.close()
 
 
 def test_the_dashboard_charts_and_the_usage_page_read_the_usage_table(page, admin):

@@ -8,7 +8,9 @@ fake finished it), and an answer that finished ran its own ``total_duration``.
 from __future__ import annotations
 
 import json
+import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -164,7 +166,11 @@ def test_model_pulls_are_no_tokens(proxy, gpu):
 
 
 def test_the_spend_is_what_ran_with_cut_streams_leaving_clients_and_embeddings(proxy, gpu):
-    """The exactness of test_budgets.py, with every way a request ends: recorded spend within 1 % of what ran."""
+    """The exactness of test_budgets.py, with every way a request ends: recorded spend within 1 % of what ran.
+
+    Cut streams on every surface, clients that left a whole answer, answers that waited for a slot (charged what
+    ran, not their wait), embeddings old and new.
+    """
     secret = _key(proxy, "mixed")
     ran = []
     n = 0
@@ -191,6 +197,13 @@ def test_the_spend_is_what_ran_with_cut_streams_leaving_clients_and_embeddings(p
                                json={"model": "all-minilm", "prompt": "one two three"}, timeout=30)
         assert answer.status_code == 200, answer.text
         ran.append(time.monotonic() - asked)  # the fake answers at once: at most the round trip
+        ids = [request_id() for _ in range(4)]  # four at once on two slots: two wait, and are charged what ran
+        with ThreadPoolExecutor(4) as pool:
+            queued = list(pool.map(lambda i, body=whole: requests.post(proxy.url + "/api/chat", json=body,
+                                                                       headers=_headers(secret, i), timeout=30), ids))
+        waited = [float(re.search(r"queue;dur=([\d.]+)", a.headers["Server-Timing"]).group(1)) for a in queued]
+        assert sum(w > 1000 for w in waited) >= 2, waited
+        ran.extend(a.json()["total_duration"] / 1e9 for a in queued)
     rows = [_row(proxy, "mixed", f"mixed-{i}") for i in range(1, n + 1)]
     truth = sum(ran)
     assert wait_for(lambda: abs(_spent(proxy, "mixed")["gpu_seconds"] - truth) <= 0.01 * truth, timeout=5), (

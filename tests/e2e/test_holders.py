@@ -3,9 +3,14 @@ dies with its holder (through the real server, two workers)."""
 
 from __future__ import annotations
 
+import copy
+import csv
+import io
 import json
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 
 import pytest
 import requests
@@ -74,6 +79,112 @@ def test_a_re_made_key_or_team_has_no_budget_and_no_spend(start_proxy, fake):
     assert [b["spent"] for b in _budgets(proxy)] == [0, 0]  # and so did what they spent
 
 
+def _usage_lines(proxy, by: str) -> dict[str, int]:
+    """The month's usage report by key or team, as ``ollama-proxy usage --by`` prints it: requests per line."""
+    done = cli(proxy, "usage", "--by", by, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    return {line["name"]: line["requests"] for line in json.loads(done.stdout)["lines"]}
+
+
+def _spend_rpm(proxy, secret: str) -> list[int]:
+    """Send three requests: a key (or team) of rpm 2 is refused the third."""
+    return [_chat(proxy, secret).status_code for _ in range(3)]
+
+
+def _id_of(proxy, kind: str, name: str) -> int:
+    store = proxy.open_store()
+    try:
+        return (store.get_key(name) if kind == "key" else store.get_team(name)).id
+    finally:
+        store.close()
+
+
+def _held_by_id_config(upstream_url: str) -> dict:
+    config = base_config(upstream_url)
+    config["usage"] = {"flush_interval": 0.1}
+    config["budgets"] = {"cache_seconds": 0}
+    return config
+
+
+def test_a_re_made_key_has_a_rate_window_of_its_own_and_its_own_line_in_the_usage(start_proxy, fake):
+    """A key deleted and made again under its name is another key: counted by id, shown by name."""
+    proxy = start_proxy(_held_by_id_config(fake.url), workers=2)
+    old = create_key(proxy, "--name", "carol", "--rpm", "2")
+    assert _spend_rpm(proxy, old) == [200, 200, 429]
+    old_id = _id_of(proxy, "key", "carol")
+    assert cli(proxy, "keys", "delete", "carol").returncode == 0
+    new = create_key(proxy, "--name", "carol", "--rpm", "2")
+    assert _spend_rpm(proxy, new) == [200, 200, 429]  # its own window: not the old one's, still full
+    assert wait_for(lambda: sum(_usage_lines(proxy, "key").values()) == 6, timeout=10)
+    assert _usage_lines(proxy, "key") == {f"carol (key #{old_id}, deleted)": 3, "carol": 3}
+    exported = list(csv.DictReader(io.StringIO(cli(proxy, "usage", "--key", "carol").stdout)))
+    assert len({row["key_id"] for row in exported}) == 2 and {row["key_name"] for row in exported} == {"carol"}
+
+
+def test_a_re_made_team_has_a_rate_window_of_its_own_and_its_own_line_in_the_usage(start_proxy, fake):
+    proxy = start_proxy(_held_by_id_config(fake.url), workers=2)
+    assert cli(proxy, "teams", "create", "lab", "--rpm", "2").returncode == 0
+    assert _spend_rpm(proxy, create_key(proxy, "--name", "bot", "--team", "lab")) == [200, 200, 429]
+    old_id = _id_of(proxy, "team", "lab")
+    assert cli(proxy, "keys", "delete", "bot").returncode == 0
+    assert cli(proxy, "teams", "delete", "lab").returncode == 0
+    assert cli(proxy, "teams", "create", "lab", "--rpm", "2").returncode == 0
+    refused = [_chat(proxy, create_key(proxy, "--name", name, "--team", "lab")) for name in ("bot", "other", "third")]
+    assert [answer.status_code for answer in refused] == [200, 200, 429]  # the new team's own window
+    assert "team 'lab' sent its 2 requests per minute" in refused[-1].json()["error"]
+    assert wait_for(lambda: sum(_usage_lines(proxy, "team").values()) == 6, timeout=10)
+    assert _usage_lines(proxy, "team") == {f"lab (team #{old_id}, deleted)": 3, "lab": 3}
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_two_instances_count_a_re_made_key_by_one_id_in_redis(start_proxy, postgres_cluster, redis_server):
+    """Two instances of two workers, one PostgreSQL store, Redis for the limits and the shared scheduler: a key's
+    id comes from the store, so both count its one window, and a key made again under its name has a new one."""
+    from tests.fakes.ollama import FakeOllama
+
+    with FakeOllama(num_parallel=2, max_loaded_models=1) as gpu:
+        config = _held_by_id_config(gpu.url)
+        config["service"].update(scheduling=True, num_parallel=2, max_loaded_models=1)
+        config["store"] = {"url": postgres_cluster.new_database()}
+        config["ratelimit"] = {"storage_url": redis_server.url}
+        first, second = (start_proxy(copy.deepcopy(config), workers=2) for _ in range(2))
+        for _ in range(2):
+            secret = create_key(first, "--name", "carol", "--rpm", "2")
+            assert [_chat(proxy, secret).status_code for proxy in (first, second, first, second)] == [
+                200, 200, 429, 429]
+            assert cli(first, "keys", "delete", "carol").returncode == 0
+        assert wait_for(lambda: len(_usage_lines(second, "key")) == 2, timeout=10)
+        assert sorted(_usage_lines(second, "key").values()) == [4, 4]
+
+
+STALL = 10.0  # seconds the slow answer pauses after its first chunk
+
+
+def test_a_request_of_a_deleted_key_ending_after_it_was_made_again_charges_nothing_to_the_new_one(start_proxy):
+    from tests.fakes.ollama import FakeOllama
+
+    with FakeOllama() as slow:
+        slow.script("llama3.2", stall_after=1, stall_seconds=STALL)  # a chunk, then a pause while the key changes
+        proxy = start_proxy(_held_by_id_config(slow.url), workers=2)
+        budget = ("budgets", "set", "--key", "carol", "--period", "day", "--tokens", "100000")
+        old = create_key(proxy, "--name", "carol")
+        assert cli(proxy, *budget).returncode == 0
+        with requests.post(proxy.url + "/api/chat", headers={"Authorization": f"Bearer {old}"}, stream=True,
+                           timeout=30, json={"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
+                           ) as streaming:
+            lines = streaming.iter_lines()
+            assert json.loads(next(lines))["done"] is False  # checked against the old key's budget, running
+            started = time.monotonic()
+            assert cli(proxy, "keys", "delete", "carol").returncode == 0
+            create_key(proxy, "--name", "carol")
+            assert cli(proxy, *budget).returncode == 0
+            assert time.monotonic() - started < STALL  # the new key and its budget were there before it ended
+            assert json.loads(list(lines)[-1])["done"] is True
+        assert wait_for(lambda: len(cli(proxy, "usage", "--key", "carol").stdout.splitlines()) == 2, timeout=10)
+        assert [b["spent"] for b in _held(proxy, "key", "carol")] == [0]  # the old key's tokens are not the new's
+
+
 @pytest.fixture
 def capped_site(fake_server, tmp_path):
     """A proxy of two workers whose members may own CAP keys each, with the provider they sign in with."""
@@ -136,6 +247,9 @@ def test_a_persons_budget_holds_every_key_they_own(start_proxy, fake):
         first, second = (store.create_key(name, team="research", owner="mia", by=TESTER)[1]
                          for name in ("mia-laptop", "mia-ci"))
         _, other = store.create_key("leo-laptop", team="research", owner="leo", by=TESTER)
+        for person in ("mia", "leo"):  # as their sign-ins do: a key made on My keys stands on its owner
+            store.confirm_member(person, name=person, role="member", team="research", refresh_token=None,
+                                 now=datetime.now(timezone.utc))
     finally:
         store.close()
     made = cli(proxy, "budgets", "set", "--person", "mia", "--period", "day", "--tokens", "1")

@@ -185,6 +185,37 @@ def test_a_member_makes_a_key_that_gets_no_more_than_the_team_and_revokes_it(bro
                                       ("key.delete", "mia-laptop", "oidc")]
 
 
+def test_a_team_admin_sees_a_keys_chat_log_but_cannot_change_it(browser, site):
+    """Whose chats are logged is the site's admins' decision: a team admin's form shows it, and its posts are
+    saved without it (a new key follows chat_logs.enabled, an edited one keeps its own)."""
+    proxy, store = site
+    store.create_key("research-private", team="research", chat_log=False, by=TESTER)
+    page = sign_in(browser, proxy, "tom", wanted="/admin/keys/research-private")
+    assert page.locator("select[name=chat_log]").count() == 0
+    assert page.locator("#chat-log-fixed").inner_text() == "off"
+    form = {"csrf_token": page.locator("#edit-key input[name=csrf_token]").get_attribute("value"),
+            "scope": "generate", "models": "", "rpm": "", "tpm": "", "expires": "", "weight": "2",
+            "klass": "interactive", "team": "research", "chat_log": "on"}
+    saved = page.request.post(proxy.url + "/admin/keys/research-private", form=form, max_redirects=0)
+    assert saved.status == 302
+    key = store.get_key("research-private")
+    assert (key.chat_log, key.weight) == (False, 2.0)
+    made = page.request.post(proxy.url + "/admin/keys", form={**form, "name": "research-logged"}, max_redirects=0)
+    assert made.status == 303 and store.get_key("research-logged").chat_log is None
+    page.goto(proxy.url + "/admin/keys")
+    assert page.locator("#new-key select[name=chat_log]").count() == 0
+    assert page.script_errors == []
+
+
+def test_a_members_own_key_cannot_have_its_chats_logged(browser, site):
+    proxy, store = site
+    page = sign_in(browser, proxy, "mia")
+    token = page.locator("#new-my-key input[name=csrf_token]").get_attribute("value")
+    made = page.request.post(proxy.url + "/admin/my-keys", max_redirects=0,
+                             form={"csrf_token": token, "name": "mia-logged", "chat_log": "on"})
+    assert made.status == 303 and store.get_key("mia-logged").chat_log is None
+
+
 def test_someone_with_no_role_and_no_team_gets_a_403_page_and_nothing_else(browser, site):
     proxy, store = site
     page = new_page(browser)

@@ -5,6 +5,11 @@ sends the browser to, and comes back to the proxy's callback with a code of its 
 endpoint checks the client's secret, the code and the PKCE verifier (S256) as a provider does,
 and answers an ID token signed with its RSA key, whose claims and key a test may script to be
 wrong (another audience, issuer or nonce, expired, signed with a key it does not publish).
+
+A code asked for with the ``offline_access`` scope brings a refresh token too. The refresh_token
+grant (RFC 6749, section 6) rotates it (a used one is refused) and answers a new ID token with
+the person's claims as they are then, without a nonce (OpenID Connect Core 12.2): a test changes
+``people`` to move someone, deletes them to disable them, or sets ``down`` to make it fail.
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ class FakeIdentityProvider:
         self.issuer = ""
         self.codes: dict[str, tuple[Authorization, dict, Issue]] = {}  # code -> what it was given for, and how
         self.token_requests: list[dict] = []
+        self.people: dict[str, dict] = {}  # subject -> their claims now, as a refresh answers them
+        self.refresh_tokens: dict[str, str] = {}  # refresh token -> subject; each is good for one use
+        self.down = False  # the token endpoint answers 503, no JSON
         self._server: BaseWSGIServer | None = None
 
     def start(self) -> FakeIdentityProvider:
@@ -76,6 +84,8 @@ class FakeIdentityProvider:
         issue = issue or Issue()
         code = f"code-{len(self.token_requests)}-{len(self.codes)}"
         self.codes[code] = (authorization, self._id_token_claims(authorization, claims, issue), issue)
+        if "sub" in claims:
+            self.people[claims["sub"]] = dict(claims)
         return code
 
     def _id_token_claims(self, authorization: Authorization, claims: dict, issue: Issue) -> dict:
@@ -105,9 +115,13 @@ class FakeIdentityProvider:
     def _token(self, request: Request) -> Response:
         form = request.form.to_dict()
         self.token_requests.append(form)
+        if self.down:
+            return Response("the provider is down", status=503)
         if request.authorization is None or (request.authorization.username, request.authorization.password) != (
                 self.client_id, self.client_secret):
             return _json({"error": "invalid_client"}, 401)
+        if form.get("grant_type") == "refresh_token":
+            return self._refresh(form)
         given = self.codes.pop(form.get("code", ""), None)
         if given is None:
             return _json({"error": "invalid_grant", "error_description": "no such code"}, 400)
@@ -118,8 +132,26 @@ class FakeIdentityProvider:
             return _json({"error": "invalid_grant", "error_description": "PKCE or redirect_uri mismatch"}, 400)
         key = self.foreign if issue.foreign_key else self.key
         id_token = jwt.encode({"alg": "RS256", "kid": KEY_ID}, claims, key)
+        tokens = {"access_token": "fake-access-token", "token_type": "Bearer", "expires_in": 300, "id_token": id_token}
+        if "offline_access" in authorization.scope.split():
+            tokens["refresh_token"] = self._refresh_token(claims["sub"])
+        return _json(tokens)
+
+    def _refresh_token(self, subject: str) -> str:
+        token = f"refresh-{len(self.token_requests)}-{len(self.refresh_tokens)}"
+        self.refresh_tokens[token] = subject
+        return token
+
+    def _refresh(self, form: dict) -> Response:
+        subject = self.refresh_tokens.pop(form.get("refresh_token", ""), None)
+        if subject is None or subject not in self.people:
+            return _json({"error": "invalid_grant", "error_description": "no such grant, or its account is gone"},
+                         400)
+        now = int(time.time())
+        claims = {"iss": self.issuer, "aud": self.client_id, "iat": now, "exp": now + 300, **self.people[subject]}
+        id_token = jwt.encode({"alg": "RS256", "kid": KEY_ID}, claims, self.key)
         return _json({"access_token": "fake-access-token", "token_type": "Bearer", "expires_in": 300,
-                      "id_token": id_token})
+                      "id_token": id_token, "refresh_token": self._refresh_token(subject)})
 
 
 def _json(payload: Any, status: int = 200) -> Response:

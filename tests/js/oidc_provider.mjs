@@ -5,7 +5,13 @@
 // Its development login form takes any password; the login names one of ACCOUNTS (anyone else has
 // no groups). The client is confidential (client_secret_basic), must send PKCE (S256), and is
 // first-party: nobody is asked to consent. The ID token carries the profile, email and groups claims
-// itself (conformIdTokenClaims off), as Keycloak's does.
+// itself (conformIdTokenClaims off), as Keycloak's does. Every code brings a refresh token, as
+// Keycloak's does, rotated at each use; the refresh_token grant answers with a new ID token whose
+// claims are the account's as they are then.
+//
+// A test changes an account as an administrator of the provider would:
+//   PUT /test/accounts/<login>  {"groups": [...]}  puts them in these groups (and enables them)
+//   PUT /test/accounts/<login>  {"disabled": true}  disables them: the provider knows them no more
 import Provider from "oidc-provider";
 
 const [port, redirectUri, clientId, clientSecret] = process.argv.slice(2);
@@ -19,13 +25,14 @@ const ACCOUNTS = {
   mia: ["team:research"],
   nat: ["staff"],
 };
+const DISABLED = new Set();
 
 const configuration = {
   clients: [{
     client_id: clientId,
     client_secret: clientSecret,
     redirect_uris: [redirectUri],
-    grant_types: ["authorization_code"],
+    grant_types: ["authorization_code", "refresh_token"],
     response_types: ["code"],
     token_endpoint_auth_method: "client_secret_basic",
   }],
@@ -33,9 +40,16 @@ const configuration = {
   scopes: ["openid", "profile", "email", "groups"],
   claims: { openid: ["sub"], profile: ["preferred_username", "name"], email: ["email"], groups: ["groups"] },
   conformIdTokenClaims: false,
+  // offline_access is kept only with prompt=consent here (OpenID Connect Core 11); Keycloak, like this,
+  // gives a first-party client a refresh token with every code, bound to the sign-in's session.
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed("refresh_token"),
+  rotateRefreshToken: true,
   features: { devInteractions: { enabled: true } },
   cookies: { keys: ["test-cookie-key-not-a-secret"] },
   async findAccount(ctx, sub) {
+    if (DISABLED.has(sub)) {
+      return undefined; // a disabled account: its refresh tokens are refused (invalid_grant)
+    }
     return {
       accountId: sub,
       async claims() {
@@ -57,4 +71,23 @@ const configuration = {
 };
 
 const provider = new Provider(issuer, configuration);
+
+provider.use(async (ctx, next) => {
+  const account = ctx.path.match(/^\/test\/accounts\/([\w.-]+)$/);
+  if (!account || ctx.method !== "PUT") {
+    return next();
+  }
+  const chunks = [];
+  for await (const chunk of ctx.req) {
+    chunks.push(chunk);
+  }
+  const change = JSON.parse(Buffer.concat(chunks).toString() || "{}");
+  if (change.disabled) {
+    DISABLED.add(account[1]);
+  } else {
+    DISABLED.delete(account[1]);
+    ACCOUNTS[account[1]] = change.groups ?? [];
+  }
+  ctx.status = 204;
+});
 provider.listen(Number(port), "127.0.0.1", () => console.log(`listening ${issuer}`));

@@ -6,7 +6,10 @@ a request's tokens (prompt + completion) are charged when its response closes,
 so a long stream counts in full once it ends. Windows are fixed, one minute
 long, starting at a principal's first counted request. A key of a team with
 limits is also admitted only while its team's windows, which all the team's
-keys share, have room; its tokens are charged to both.
+keys share, have room; its tokens are charged to both. Windows are counted by
+the principal's and the team's stable id (``Principal.id``, ``team_ref``: a
+stored key's or team's row, a file token's name), not by the name: a key or
+team deleted and made again under its name starts with windows of its own.
 
 The counters live in a ``limits`` storage named by ``ratelimit.storage_url``:
 a SQLite file (the default) is shared by every worker of one instance; Redis
@@ -80,11 +83,11 @@ class RateLimiter:
         options = _storage_options(settings.storage_url, settings.storage_timeout)
         self.storage = storage_from_string(settings.storage_url, wrap_exceptions=True, **options)
         self.strategy = FixedWindowRateLimiter(self.storage)
-        # principal name -> the holders its tokens are charged to (itself, its team), as last seen by this worker
+        # principal id -> the holders its tokens are charged to (itself, its team), as last seen by this worker
         self.charged_to: dict[str, tuple[Holder, ...]] = {}
 
-    def _window(self, kind: str, item, name: str, space: str = "") -> Window:
-        stats = self.strategy.get_window_stats(item, space + kind, name)
+    def _window(self, kind: str, item, holder: str, space: str = "") -> Window:
+        stats = self.strategy.get_window_stats(item, space + kind, holder)
         return Window(kind, item.amount, stats.remaining, max(0.0, stats.reset_time - time.time()))
 
     def admit(self, principal: Principal) -> tuple[list[Window], RateLimited | None]:
@@ -94,14 +97,14 @@ class RateLimiter:
         for holder in holders:
             if holder.tpm is not None and refusal is None:
                 tokens = RateLimitItemPerMinute(holder.tpm)
-                windows.append(self._window("tokens", tokens, holder.name, holder.space))
-                if not self.strategy.test(tokens, holder.space + "tokens", holder.name):
+                windows.append(self._window("tokens", tokens, holder.id, holder.space))
+                if not self.strategy.test(tokens, holder.space + "tokens", holder.id):
                     refusal = RateLimited(f"{holder.said} used its {holder.tpm} tokens per minute",
                                           retry_after=windows[-1].reset, code="rate_limit_exceeded")
         counted = [(holder, RateLimitItemPerMinute(holder.rpm)) for holder in holders if holder.rpm is not None]
         full = self._full_request_window(counted) if refusal is None else None  # refused: counted in none
         for holder, item in counted:
-            window = self._window("requests", item, holder.name, holder.space)
+            window = self._window("requests", item, holder.id, holder.space)
             windows.insert(0, window)
             if holder is full:
                 refusal = RateLimited(f"{holder.said} sent its {holder.rpm} requests per minute",
@@ -115,17 +118,17 @@ class RateLimiter:
         count stays the gate: another worker may have taken a window's last request since it was read.
         """
         for holder, item in counted:
-            if not self.strategy.test(item, holder.space + "requests", holder.name):
+            if not self.strategy.test(item, holder.space + "requests", holder.id):
                 return holder
         for holder, item in counted:
-            if not self.strategy.hit(item, holder.space + "requests", holder.name):
+            if not self.strategy.hit(item, holder.space + "requests", holder.id):
                 return holder
         return None
 
-    def charge(self, name: str, tpm: int, tokens: int, space: str = "") -> None:
-        """Count ``tokens`` against ``name``'s tokens-per-minute window (a team's: ``space`` "team ")."""
+    def charge(self, holder: str, tpm: int, tokens: int, space: str = "") -> None:
+        """Count ``tokens`` against the tokens-per-minute window of ``holder``, an id (a team's: ``space`` "team ")."""
         if tokens > 0:
-            self.strategy.hit(RateLimitItemPerMinute(tpm), space + "tokens", name, cost=tokens)
+            self.strategy.hit(RateLimitItemPerMinute(tpm), space + "tokens", holder, cost=tokens)
 
     def charge_record(self, record: RequestRecord) -> None:
         """Charge a finished request's prompt and completion tokens to its principal and team (a close listener).
@@ -134,19 +137,23 @@ class RateLimiter:
         tokens, or a burst would slip past the limit. It is one counter increment
         each, made after the answer has gone out.
         """
-        holders = self.charged_to.get(record.principal or "", ())
+        holders = self.charged_to.get(record.principal_id or "", ())
         tokens = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
         for holder in holders:
             try:
-                self.charge(holder.name, holder.tpm, tokens, holder.space)
+                self.charge(holder.id, holder.tpm, tokens, holder.space)
             except StorageError as exc:
                 log.warning("rate-limit storage failed, %d tokens of %s not counted: %s", tokens, holder.said, exc)
 
 
 @dataclass(frozen=True)
 class Holder:
-    """Who a limit belongs to: a principal, or a team (counted in a space of its own, ``"team "``)."""
+    """Who a limit belongs to: a principal, or a team (counted in a space of its own, ``"team "``).
 
+    Counted by ``id`` (``Principal.id``, ``team_ref``), named by ``name`` in what people read.
+    """
+
+    id: str
     name: str
     rpm: int | None
     tpm: int | None
@@ -159,9 +166,9 @@ class Holder:
 
 def limited(principal: Principal) -> list[Holder]:
     """The principal's own limits, then its team's."""
-    holders = [Holder(principal.name, principal.rpm, principal.tpm)]
+    holders = [Holder(principal.id, principal.name, principal.rpm, principal.tpm)]
     if principal.team is not None:
-        holders.append(Holder(principal.team, principal.team_rpm, principal.team_tpm, "team "))
+        holders.append(Holder(principal.team_ref, principal.team, principal.team_rpm, principal.team_tpm, "team "))
     return holders
 
 
@@ -174,7 +181,7 @@ def limit_request() -> None:
     if not holders:
         return
     limiter: RateLimiter = current_app.extensions[EXTENSION]
-    limiter.charged_to[principal.name] = tuple(h for h in holders if h.tpm is not None)
+    limiter.charged_to[principal.id] = tuple(h for h in holders if h.tpm is not None)
     try:
         windows, refusal = limiter.admit(principal)
     except StorageError as exc:

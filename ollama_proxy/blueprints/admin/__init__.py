@@ -23,6 +23,7 @@ from ollama_proxy.blueprints.admin import (  # noqa: F401
     my_keys,
     oidc,
     pages,
+    recheck_loop,
     scheduler,
     session,
     teams,
@@ -43,5 +44,7 @@ def init_app(app: Flask) -> None:
     CSRFProtect(app)
     login.init_app(app)
     oidc.init_app(app, settings.oidc)
+    if settings.oidc.enabled:
+        recheck_loop.init_app(app)  # its loop starts in each worker (deploy/gunicorn.conf.py)
 
 

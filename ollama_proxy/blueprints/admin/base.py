@@ -10,8 +10,18 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from ollama_proxy.blueprints.admin.roles import LABELS, LANDING, MEMBER, TEAM_ADMIN, VIEWER, current_role, may
+from ollama_proxy.blueprints.admin.roles import (
+    LABELS,
+    LANDING,
+    MEMBER,
+    SIGN_OUT,
+    TEAM_ADMIN,
+    VIEWER,
+    current_role,
+    may,
+)
 from ollama_proxy.blueprints.admin.session import cookie_dropped, session_is_valid, signed_in_with_oidc
+from ollama_proxy.blueprints.admin.session_recheck import recheck_session
 from ollama_proxy.config import AdminSettings
 from ollama_proxy.errors import Forbidden, InvalidRequest, NotFound
 from ollama_proxy.store import Actor, Missing
@@ -57,7 +67,8 @@ def navigation() -> dict:
 
 @bp.before_request
 def guard():
-    """Refuse every page while the admin page is off; send strangers to the login form."""
+    """Refuse every page while the admin page is off; send strangers to the login form; re-check a single
+    sign-on session's role at the provider when it is due."""
     settings = current_app.config["SETTINGS"].admin
     if not settings.enabled:
         return render_template("admin/off.html"), 404
@@ -68,6 +79,10 @@ def guard():
     if not session_is_valid(session, settings):
         session.clear()
         return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+    if signed_in_with_oidc(session) and request.endpoint != SIGN_OUT:
+        answer = recheck_session(session, settings.oidc)
+        if answer is not None:
+            return answer
     role = current_role()
     if not may(role, request.endpoint, request.method):
         raise Forbidden(REFUSALS.get(role, "This page is not for your role."))

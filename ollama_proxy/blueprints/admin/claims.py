@@ -61,6 +61,11 @@ def grant(claims: dict, oidc: OidcSettings) -> Grant | None:
     return None
 
 
+def claims_options(oidc: OidcSettings) -> dict:
+    """What an ID token must say besides a good signature, nonce and times: our issuer, and us among its audience."""
+    return {"iss": {"essential": True, "value": oidc.issuer}, "aud": {"essential": True, "value": oidc.client_id}}
+
+
 def person(claims: dict, oidc: OidcSettings) -> str:
     """The name a person goes by in the audit trail: ``username_claim``, else their email, else their subject."""
     for name in (oidc.username_claim, *NAME_CLAIMS):

@@ -85,11 +85,16 @@ class KeyLimitsForm(FlaskForm):
                        description="its team's models, limits and class bound the key's; its share is in the team's")
 
     def __init__(self, *args, chat_logs_enabled: bool = False, kept_expiry: datetime | None = None,
-                 teams: tuple[str, ...] = (), **kwargs):
+                 teams: tuple[str, ...] = (), chat_log_locked: bool = False, **kwargs):
         """``kept_expiry``: when a key being edited expires now, which its form keeps, even when gone by,
-        while its day is left as shown; ``teams``: the teams' names, to choose from."""
+        while its day is left as shown; ``teams``: the teams' names, to choose from; ``chat_log_locked``:
+        no chat log field, so a POST cannot set it (a new key follows chat_logs.enabled, an edited one keeps its
+        own)."""
         super().__init__(*args, **kwargs)
-        self.chat_log.choices = chat_log_choices(chat_logs_enabled)
+        if chat_log_locked:
+            del self.chat_log
+        else:
+            self.chat_log.choices = chat_log_choices(chat_logs_enabled)
         self.team.choices = [SelectChoice("", "none"), *(SelectChoice(name, name) for name in teams)]
         self.kept_expiry = kept_expiry
 
@@ -112,11 +117,11 @@ class KeyLimitsForm(FlaskForm):
         return end_of_day(self.expires.data)
 
     def store_fields(self) -> dict:
-        return {"scope": self.scope.data, "models": split_patterns(self.models.data), "rpm": self.rpm.data,
-                "tpm": self.tpm.data, "expires_at": self._expires_at(),
-                "chat_log": CHAT_LOG_VALUES[self.chat_log.data], "klass": self.klass.data,
-                "trusted_frontend": self.trusted_frontend.data, "web": self.web.data, "cloud": self.cloud.data,
-                "team": self.team.data or None, **self._weight()}
+        fields = {"scope": self.scope.data, "models": split_patterns(self.models.data), "rpm": self.rpm.data,
+                  "tpm": self.tpm.data, "expires_at": self._expires_at(), "klass": self.klass.data,
+                  "trusted_frontend": self.trusted_frontend.data, "web": self.web.data, "cloud": self.cloud.data,
+                  "team": self.team.data or None, **self._weight()}
+        return fields if self.chat_log is None else {**fields, "chat_log": CHAT_LOG_VALUES[self.chat_log.data]}
 
     def _weight(self) -> dict:
         """The weight typed, if any: left empty, a new key gets 1 and an edited key keeps its own."""

@@ -1,7 +1,8 @@
 """Manage API keys: create (the secret shown once), change, disable, delete.
 
 A team admin sees and changes its own team's keys alone, and cannot give one the manage scope
-(pulling and deleting models acts on every team's).
+(pulling and deleting models acts on every team's), nor change a key's chat log (its forms have no
+such field: a new key follows chat_logs.enabled, an edited one keeps its own).
 """
 
 from __future__ import annotations
@@ -10,21 +11,15 @@ from datetime import datetime, timezone
 
 from flask import current_app, flash, redirect, render_template, session, url_for
 
+from ollama_proxy.access.membership import lapses
 from ollama_proxy.blueprints.admin.base import bp, change_and_return, signed_in
 from ollama_proxy.blueprints.admin.forms import KeyLimitsForm, NewKeyForm, chat_log_choice
 from ollama_proxy.blueprints.admin.roles import check_scope, team_scope
+from ollama_proxy.blueprints.admin.shown_secrets import hold_secret, take_secret
 from ollama_proxy.blueprints.admin.teams import team_names
 from ollama_proxy.config.access import token_names
 from ollama_proxy.errors import Forbidden, NotFound
 from ollama_proxy.store import StoreError, current_store
-
-# The session's one-shot hold on a new key's secret, from the form's POST to the page it redirects to.
-CREATED = "created_key"
-
-
-def hold_secret(session, name: str, secret: str) -> None:
-    """Keep a new key's secret in ``session`` until the next created-key page takes it."""
-    session[CREATED] = {"name": name, "secret": secret}
 
 
 def create_and_show(form, page, created: str, **fields):
@@ -37,14 +32,13 @@ def create_and_show(form, page, created: str, **fields):
     except StoreError as exc:
         form.name.errors.append(str(exc))
         return page(form, 400)
-    hold_secret(session, key.name, secret)
+    hold_secret(session, current_store(), key.name, secret, current_app.config["SETTINGS"].admin.secret_shown_within)
     return redirect(url_for(created, name=key.name), 303)
 
 
-def take_secret(session, name: str) -> str | None:
-    """Remove the held secret from ``session``; return it if it belongs to the key ``name``."""
-    held = session.pop(CREATED, None)
-    return held["secret"] if held and held.get("name") == name else None
+def shown_secret(name: str) -> str | None:
+    """Take the secret of the new key ``name`` that this session holds, if any: the created-key pages show it once."""
+    return take_secret(session, current_store(), name)
 
 
 def _key_or_404(name: str):
@@ -82,16 +76,31 @@ def _chat_logs_enabled() -> bool:
     return current_app.config["SETTINGS"].chat_logs.enabled
 
 
+def _chat_log_locked() -> bool:
+    """Whether this session's key forms go without the chat log choice: whose chats are logged is a privacy
+    decision for the site's admins, not a team admin's."""
+    return team_scope() is not None
+
+
+def lapsed(keys, now: datetime) -> dict[str, str]:
+    """Why each key made on My keys among ``keys`` no longer works, by name: its owner's membership lapsed."""
+    if not any(key.owner for key in keys):
+        return {}
+    max_age = current_app.config["SETTINGS"].admin.oidc.membership_max_age
+    return lapses(keys, current_store().list_members(), now, max_age)
+
+
 def _list_page(form: NewKeyForm, status: int = 200):
-    keys = current_store().list_keys(team=team_scope())
-    return render_template("admin/keys.html", keys=keys, form=form, now=datetime.now(timezone.utc),
+    keys, now = current_store().list_keys(team=team_scope()), datetime.now(timezone.utc)
+    return render_template("admin/keys.html", keys=keys, form=form, now=now, lapsed=lapsed(keys, now),
                            chat_logs_enabled=_chat_logs_enabled()), status
 
 
 @bp.get("/keys")
 def keys():
     """List every key (a team admin: its team's), with the form to create one."""
-    return _list_page(NewKeyForm(chat_logs_enabled=_chat_logs_enabled(), teams=_teams(), team=team_scope() or ""))
+    return _list_page(NewKeyForm(chat_logs_enabled=_chat_logs_enabled(), teams=_teams(), team=team_scope() or "",
+                                 chat_log_locked=_chat_log_locked()))
 
 
 @bp.post("/keys")
@@ -99,10 +108,10 @@ def create_key():
     """Create a key, then redirect to the page that shows its secret this once.
 
     Redirecting keeps a reload from sending the form again (and creating a second key). The
-    secret crosses the redirect in the signed session cookie, never in a URL, and the page
-    that shows it removes it from the session.
+    secret crosses the redirect sealed in the store, never in a URL or the cookie, and the page
+    that shows it removes it (``shown_secrets``).
     """
-    form = NewKeyForm(chat_logs_enabled=_chat_logs_enabled(), teams=_teams())
+    form = NewKeyForm(chat_logs_enabled=_chat_logs_enabled(), teams=_teams(), chat_log_locked=_chat_log_locked())
     if not form.validate():
         return _list_page(form, 400)
     return create_and_show(form, _list_page, "admin.key_created", **_check_fields(form.store_fields()))
@@ -111,7 +120,7 @@ def create_key():
 @bp.get("/keys/<name>/created")
 def key_created(name: str):
     """Show a new key with its secret, once: a reload shows the key without it."""
-    secret = take_secret(session, name)  # first: a held secret never outlives this page
+    secret = shown_secret(name)  # first: a held secret never outlives this page
     key = _key_or_404(name)
     return render_template("admin/key_created.html", key=key, secret=secret,
                            chat_logs_enabled=_chat_logs_enabled())
@@ -125,18 +134,23 @@ def edit_key(name: str):
                                "expires": key.last_day(), "chat_log": chat_log_choice(key.chat_log),
                                "weight": key.weight, "klass": key.klass, "trusted_frontend": key.trusted_frontend,
                                "web": key.web, "cloud": key.cloud, "team": key.team or ""},
-                         chat_logs_enabled=_chat_logs_enabled(), kept_expiry=key.expires_at, teams=_teams())
+                         chat_logs_enabled=_chat_logs_enabled(), kept_expiry=key.expires_at, teams=_teams(),
+                         chat_log_locked=_chat_log_locked())
     if form.is_submitted():
         if not form.validate():
-            return render_template("admin/key_edit.html", key=key, form=form), 400
+            return _edit_page(key, form, 400)
         try:
             current_store().update_key(name, by=signed_in(), **_check_fields(form.store_fields(), key))
         except StoreError as exc:
             flash(str(exc), "error")
-            return render_template("admin/key_edit.html", key=key, form=form), 400
+            return _edit_page(key, form, 400)
         flash(f"Key '{name}' saved.", "ok")
         return redirect(url_for("admin.keys"))
-    return render_template("admin/key_edit.html", key=key, form=form)
+    return _edit_page(key, form)
+
+
+def _edit_page(key, form: KeyLimitsForm, status: int = 200):
+    return render_template("admin/key_edit.html", key=key, form=form, chat_logs_enabled=_chat_logs_enabled()), status
 
 
 @bp.post("/keys/<name>/enabled/<int:enabled>")

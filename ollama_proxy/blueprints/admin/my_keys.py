@@ -3,16 +3,19 @@
 Such a key belongs to the member's team and is owned by them (their sign-on subject); it has the
 generate scope and no permission beyond it, and, as every key of a team, never gets more than its
 team (its models must match the team's too, and the team's limits bind it). A member sees and
-revokes their own keys alone, and owns at most ``admin.max_keys_per_member`` of them.
+revokes their own keys alone, and owns at most ``admin.max_keys_per_member`` of them. Such a key
+works while the identity provider vouches that its owner is in its team (``access.membership``).
 """
 
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 from flask import current_app, render_template, session
 
 from ollama_proxy.blueprints.admin.base import bp, change_and_return, signed_in
 from ollama_proxy.blueprints.admin.forms import MyKeyForm
-from ollama_proxy.blueprints.admin.keys import create_and_show, take_secret
+from ollama_proxy.blueprints.admin.keys import create_and_show, lapsed, shown_secret
 from ollama_proxy.blueprints.admin.roles import current_team
 from ollama_proxy.errors import Forbidden, NotFound
 from ollama_proxy.store import current_store
@@ -40,8 +43,9 @@ def _own_key(name: str):
 def _page(form: MyKeyForm, status: int = 200):
     owner, team = _owner_and_team()
     store = current_store()
-    return render_template("admin/my_keys.html", keys=store.list_keys(team=team, owner=owner), form=form,
-                           team=team, team_settings=store.get_team(team)), status
+    keys = store.list_keys(team=team, owner=owner)
+    return render_template("admin/my_keys.html", keys=keys, lapsed=lapsed(keys, datetime.now(timezone.utc)),
+                           form=form, team=team, team_settings=store.get_team(team)), status
 
 
 @bp.get("/my-keys")
@@ -65,7 +69,7 @@ def create_my_key():
 @bp.get("/my-keys/<name>/created")
 def my_key_created(name: str):
     """Show a new key of one's own with its secret, once."""
-    secret = take_secret(session, name)
+    secret = shown_secret(name)
     return render_template("admin/my_key_created.html", key=_own_key(name), secret=secret)
 
 

@@ -6,7 +6,9 @@ cookie, and sends the browser to the provider. The provider sends it back to
 ``/admin/login/oidc/callback`` with a code, which is traded for tokens; the ID token's signature
 (the provider's published keys), issuer, audience, expiry and nonce are all checked before its
 claims are read (``claims.py``) for a role. Every way this can fail ends on the login form, in the
-audit trail as a failed sign-in, and in the log; nothing about it starts a session.
+audit trail as a failed sign-in, and in the log; nothing about it starts a session. A sign-in also
+confirms the person's membership in the store (``store.members``), with the refresh token, if the
+provider gave one, sealed (``refresh_tokens.py``): it lets ``recheck.py`` ask again while they are away.
 
 The button is a link, not a form: the page's content security policy allows forms to reach this
 site alone (``form-action 'self'``), and browsers hold a form's redirects to it, which would stop
@@ -17,6 +19,7 @@ browser's session, keeps anyone else's code from finishing it.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.flask_client import OAuth
@@ -24,19 +27,20 @@ from flask import Flask, current_app, redirect, render_template, request, sessio
 from joserfc.errors import JoseError
 
 from ollama_proxy.blueprints.admin.base import bp, landing
-from ollama_proxy.blueprints.admin.claims import grant, person
+from ollama_proxy.blueprints.admin.claims import Grant, claims_options, grant, person
 from ollama_proxy.blueprints.admin.login import UNKNOWN_USER, login_page, record
+from ollama_proxy.blueprints.admin.recheck import CLIENT
+from ollama_proxy.blueprints.admin.refresh_tokens import seal
 from ollama_proxy.blueprints.admin.roles import LABELS
 from ollama_proxy.blueprints.admin.session import start_oidc_session
 from ollama_proxy.config.identity import OidcSettings
 from ollama_proxy.errors import NotFound
-from ollama_proxy.store import Actor
+from ollama_proxy.store import Actor, DatabaseError, current_store
 
 log = logging.getLogger(__name__)
-_EXTENSION = "ollama_proxy.admin_oidc"
-CLIENT = "oidc"
+CLIENT_NAME = "oidc"
 NEXT = "oidc_next"  # the page asked for before signing in, kept in the session across the provider's pages
-STATE_PREFIX = f"_state_{CLIENT}_"  # where Authlib keeps a sign-in's state, nonce and PKCE verifier
+STATE_PREFIX = f"_state_{CLIENT_NAME}_"  # where Authlib keeps a sign-in's state, nonce and PKCE verifier
 DISCOVERY = "/.well-known/openid-configuration"
 NEEDED_ENDPOINTS = ("authorization_endpoint", "token_endpoint", "jwks_uri")
 # Authlib's failures (a state that does not match, the provider's error answer, an ID token refused) and
@@ -78,13 +82,8 @@ def discovery_problem(metadata: dict, oidc: OidcSettings) -> str | None:
     return f"the discovery document has no {', '.join(missing)}" if missing else None
 
 
-def claims_options(oidc: OidcSettings) -> dict:
-    """What the ID token must say besides a good signature, nonce and times: our issuer, and us among its audience."""
-    return {"iss": {"essential": True, "value": oidc.issuer}, "aud": {"essential": True, "value": oidc.client_id}}
-
-
 def _client():
-    return current_app.extensions[_EXTENSION]
+    return current_app.extensions[CLIENT]
 
 
 def _oidc() -> OidcSettings:
@@ -119,7 +118,7 @@ def oidc_callback():
     client_address = request.remote_addr or "-"
     wanted = session.pop(NEXT, "") or None
     try:
-        claims = verified_claims(oidc)
+        claims, refresh_token = verified_claims(oidc)
     except SignInFailed as exc:
         reason = printable(exc.reason)
         log.warning("single sign-on failed from %s: %s", client_address, reason)
@@ -127,23 +126,48 @@ def oidc_callback():
         return login_page("Signing in with the identity provider failed; try again.", exc.status)
     name, granted = person(claims, oidc), grant(claims, oidc)
     actor = Actor(name, "oidc", client_address)
+    now = datetime.now(timezone.utc)
     if granted is None:
         log.warning("single sign-on of %r from %s refused: no role and no team", name, client_address)
         record(actor, "sign-in failed", {"subject": claims["sub"], "reason": "no role and no team"})
+        _forget(claims["sub"], oidc, now)
         message = (f"You are signed in as {name} at the identity provider, but it gives you no role and no team "
                    "here. Ask an administrator for access.")
         return render_template("admin/error.html", status=403, message=message), 403
     detail = {"subject": claims["sub"], "role": granted.role, "team": granted.team}
-    if not record(actor, "sign-in", detail):
+    if not _remember(claims["sub"], name, granted, refresh_token, now) or not record(actor, "sign-in", detail):
         return login_page("Signing in is not possible right now: the store cannot be reached.", 503)
-    start_oidc_session(session, oidc, user=name, subject=claims["sub"], role=granted.role, team=granted.team)
+    start_oidc_session(session, oidc, user=name, subject=claims["sub"], role=granted.role, team=granted.team,
+                       checked=now.timestamp())
     log.info("single sign-on of %r (%s%s) from %s", name, LABELS[granted.role],
              f" of {granted.team}" if granted.team else "", client_address)
     return redirect(landing(granted.role, wanted))
 
 
-def verified_claims(oidc: OidcSettings) -> dict:
-    """Trade the callback's code for tokens and return the ID token's claims once every check passed."""
+def _remember(subject: str, name: str, granted: Grant, refresh_token: str | None, now: datetime) -> bool:
+    """Confirm the person's membership in the store, keeping the refresh token sealed; say whether it is there."""
+    sealed = seal(current_app.secret_key, refresh_token) if refresh_token else None
+    try:
+        current_store().confirm_member(subject, name=name, role=granted.role, team=granted.team,
+                                       refresh_token=sealed, now=now)
+    except DatabaseError as exc:
+        log.error("the membership of %r could not be kept: %s", name, exc.reason)
+        return False
+    return True
+
+
+def _forget(subject: str, oidc: OidcSettings, now: datetime) -> None:
+    """Stop the keys of someone who signs in with no role and no team: the provider no longer vouches for them."""
+    try:
+        current_store().lose_member(subject, "signed in with no role and no team",
+                                    by=Actor("identity provider", "oidc", oidc.issuer), now=now)
+    except DatabaseError as exc:
+        log.error("the membership of %r could not be ended: %s", subject, exc.reason)
+
+
+def verified_claims(oidc: OidcSettings) -> tuple[dict, str | None]:
+    """Trade the callback's code for tokens; return the ID token's claims once every check passed, and the
+    refresh token, if the provider gave one."""
     try:
         token = _client().authorize_access_token(claims_options=claims_options(oidc), leeway=oidc.leeway)
     except REFUSED as exc:  # a state that is not ours, the provider's error, a bad ID token
@@ -153,7 +177,7 @@ def verified_claims(oidc: OidcSettings) -> dict:
     claims = token.get("userinfo")  # Authlib's name for the ID token's verified claims
     if not claims or not claims.get("sub"):
         raise SignInFailed("the provider answered without an ID token")
-    return dict(claims)
+    return dict(claims), token.get("refresh_token")
 
 
 def init_app(app: Flask, oidc: OidcSettings) -> None:
@@ -163,6 +187,6 @@ def init_app(app: Flask, oidc: OidcSettings) -> None:
     client_kwargs = {"scope": scope_text(oidc.scopes), "code_challenge_method": "S256",
                      "default_timeout": oidc.timeout,
                      "token_endpoint_auth_method": "client_secret_basic" if oidc.client_secret else "none"}
-    app.extensions[_EXTENSION] = OAuth(app).register(
-        CLIENT, client_id=oidc.client_id, client_secret=oidc.client_secret or None,
+    app.extensions[CLIENT] = OAuth(app).register(
+        CLIENT_NAME, client_id=oidc.client_id, client_secret=oidc.client_secret or None,
         server_metadata_url=discovery_url(oidc.issuer), client_kwargs=client_kwargs)

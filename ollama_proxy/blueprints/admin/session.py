@@ -4,8 +4,10 @@ A browser keeps a ``Secure`` cookie only from a secure context: HTTPS, or a page
 (``localhost``, 127.0.0.0/8, ``::1``). ``cookie_dropped`` tells when it will not keep ours.
 
 A password session holds the user name and a fingerprint of the credentials; a single sign-on
-session (``via: oidc``) holds the person's name, subject, role and team, and a fingerprint of the
-provider's issuer and client id. Changing what a fingerprint covers ends every session it signs.
+session (``via: oidc``) holds the person's name, subject, role and team, when the sign-in confirmed
+them (``checked``, seconds since the epoch: past ``admin.oidc.recheck``, ``session_recheck.py`` takes
+the provider's word again), and a fingerprint of the provider's issuer and client id. Changing what
+a fingerprint covers ends every session it signs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ollama_proxy.greenlets import gevent_active
 
 COOKIE_NAME = "ollama_proxy_admin"
 OIDC = "oidc"  # the ``via`` of a single sign-on session
+CHECKED = "checked"  # when a single sign-on session's sign-in confirmed its role, in seconds since the epoch
 
 
 def secret_key(settings: AdminSettings) -> str:
@@ -94,10 +97,12 @@ def start_session(session, settings: AdminSettings) -> None:
 
 
 def start_oidc_session(session, oidc: OidcSettings, *, user: str, subject: str, role: str,
-                       team: str | None) -> None:
-    """Replace whatever ``session`` held with a sign-in through the identity provider."""
+                       team: str | None, checked: float) -> None:
+    """Replace whatever ``session`` held with a sign-in through the identity provider, which confirmed the role
+    and team at ``checked`` (seconds since the epoch)."""
     session.clear()
     session.update(via=OIDC, user=user, subject=subject, role=role, team=team, login=oidc_fingerprint(oidc))
+    session[CHECKED] = checked
     session.permanent = True
 
 

@@ -13,7 +13,7 @@ from ollama_proxy.blueprints.admin.base import bp
 from ollama_proxy.blueprints.admin.budgets import budget_standings
 from ollama_proxy.blueprints.admin.roles import team_scope
 from ollama_proxy.observability.csv_export import write_csv
-from ollama_proxy.observability.usage_report import BY, Period, csv_lines, read_report
+from ollama_proxy.observability.usage_report import BY, Period, csv_lines, labelled, live_ids, read_report
 from ollama_proxy.store import USAGE_FIELDS, current_store
 from ollama_proxy.store.budgets import PERIODS
 
@@ -64,7 +64,9 @@ def dashboard():
     since = _midnight(first)
     data = {"daily": per_day(store.usage_by_day(since=since), _days(first, today)),
             "by_model": ranked(store.usage_by_day(since=since, by="model"), "model"),
-            "by_key": ranked(store.usage_by_day(since=since, by="key"), "key_name")}
+            # Summed by key id: a key deleted and made again under its name is a bar of its own.
+            "by_key": ranked(labelled(store.usage_by_day(since=since, by="key"), "key", live_ids(store, "key")),
+                             "key_name")}
     daily = data["daily"]
     totals = {"requests": sum(daily["requests"]), "errors": sum(daily["errors"]),
               "tokens": sum(daily["prompt_tokens"]) + sum(daily["completion_tokens"])}

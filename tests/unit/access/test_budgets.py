@@ -115,7 +115,7 @@ def test_a_request_that_comes_while_another_reads_the_budgets_is_held_to_them_to
             return store.list_budgets()
 
     budgets = Budgets(BudgetSettings(cache_seconds=60), lambda: SlowStore())
-    alice = Principal("alice", GENERATE, team="research")
+    alice = Principal("alice", GENERATE, team="research", team_id=store.get_team("research").id)
     first, second = gevent.spawn(budgets.of, alice), gevent.spawn(budgets.of, alice)
     gevent.joinall([first, second], timeout=5)
     assert [len(g.value) for g in (first, second)] == [1, 1]
@@ -157,7 +157,25 @@ def test_a_request_no_budget_holds_checks_nothing_at_its_grant(app):
         assert check_at_grant() is None
 
 
-def _alice():
-    from ollama_proxy.access.auth import GENERATE, Principal
+def test_a_deleted_keys_principal_still_cached_is_not_held_to_nor_charged_to_a_new_keys_budget(app):
+    from ollama_proxy.observability.ledger import RequestRecord
 
-    return Principal("alice", GENERATE, team="research")
+    store = current_store()
+    old = _alice()
+    store.delete_key("alice", by=TESTER)
+    store.create_key("alice", team="research", by=TESTER)
+    store.set_budget("key", "alice", period="day", unit="tokens", amount=100, by=TESTER)
+    budgets = app.extensions["ollama_proxy.access.budgets"]
+    assert budgets.of(old) == [] and [b.holder for b in budgets.of(_alice())] == ["alice"]
+    slot = ("key", "alice", "day", "tokens")
+    record = RequestRecord("r1", "POST", "/api/chat", "-", 0.0, principal="alice", key_id=old.key_id, team="research",
+                           team_id=old.team_id, prompt_tokens=40, budgeted=((slot, _slot_start("day")),))
+    budgets.charge(record, providers=())  # checked against the old key's budget, it ends after the new key came
+    assert store.spent([(slot, _slot_start("day"))])[(slot, _slot_start("day"))] == (0.0, 0)
+
+
+def _alice():
+    from ollama_proxy.access.auth import principal_of
+
+    store = current_store()
+    return principal_of(store.get_key("alice"), store.get_team("research"))

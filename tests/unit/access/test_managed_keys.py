@@ -76,8 +76,9 @@ def unknown_token() -> str:
 
 
 def test_a_key_becomes_a_principal_with_its_models_and_limits(store, keys):
-    _, secret = store.create_key("alice", models=["llama3*"], rpm=60, tpm=1000, by=TESTER)
-    assert keys.find(secret, NOW) == Principal("alice", GENERATE, ("llama3*",), 60, 1000)
+    key, secret = store.create_key("alice", models=["llama3*"], rpm=60, tpm=1000, by=TESTER)
+    assert keys.find(secret, NOW) == Principal("alice", GENERATE, ("llama3*",), 60, 1000, key_id=key.id)
+    assert keys.find(secret, NOW).id == f"key:{key.id}"
     _, manager = store.create_key("ops", scope=MANAGE, by=TESTER)
     assert keys.find(manager, NOW).may(MANAGE)
 
@@ -221,16 +222,16 @@ def test_an_unknown_token_writes_nothing(store, counted, keys):
 
 def test_a_key_allowed_cloud_models_becomes_a_principal_allowed_them(store, keys):
     _, plain = store.create_key("plain", web=True, by=TESTER)
-    _, frontier = store.create_key("frontier", cloud=True, by=TESTER)
+    key, frontier = store.create_key("frontier", cloud=True, by=TESTER)
     assert keys.find(plain, NOW).cloud is False
-    assert keys.find(frontier, NOW) == Principal("frontier", GENERATE, cloud=True)
+    assert keys.find(frontier, NOW) == Principal("frontier", GENERATE, cloud=True, key_id=key.id)
 
 
 def test_a_key_allowed_the_web_becomes_a_principal_allowed_it(store, keys):
     _, plain = store.create_key("plain", by=TESTER)
-    _, searcher = store.create_key("searcher", web=True, by=TESTER)
+    key, searcher = store.create_key("searcher", web=True, by=TESTER)
     assert keys.find(plain, NOW).web is False
-    assert keys.find(searcher, NOW) == Principal("searcher", GENERATE, web=True)
+    assert keys.find(searcher, NOW) == Principal("searcher", GENERATE, web=True, key_id=key.id)
 
 
 def test_a_key_of_a_team_gets_no_more_than_its_team(store):
@@ -242,6 +243,22 @@ def test_a_key_of_a_team_gets_no_more_than_its_team(store):
     assert principal.may_use("llama3.2") and not principal.may_use("mistral:7b") and not principal.may_use("qwen3:8b")
     alone = principal_of(store.get_key("alice"), None)
     assert alone.may_use("mistral:7b") and alone.klass == "interactive" and alone.team is None
+
+
+def test_a_key_or_team_made_again_under_its_name_is_another_principal(store):
+    """Counted by their rows' ids, which SQLite gives again once deleted unless the table is AUTOINCREMENT."""
+    def made() -> object:
+        team = store.create_team("research", by=TESTER)
+        key, _ = store.create_key("alice", by=TESTER, team="research")
+        return principal_of(key, team)
+
+    first = made()
+    store.delete_key("alice", by=TESTER)
+    store.delete_team("research", by=TESTER)
+    second = made()
+    assert (first.name, first.team) == (second.name, second.team) == ("alice", "research")
+    assert first.id != second.id and first.team_ref != second.team_ref
+    assert (second.id, second.team_ref) == (f"key:{second.key_id}", f"team:{second.team_id}")
 
 
 def test_a_teams_change_reaches_its_keys_once_the_cache_forgets_them(store, counted, clock):

@@ -10,6 +10,7 @@ from ollama_proxy.cli import main
 from ollama_proxy.cli.keys import expiry, future_expiry, table
 from ollama_proxy.config import load_settings
 from ollama_proxy.store import open_store
+from tests.actors import TESTER
 
 UTC = timezone.utc
 
@@ -153,3 +154,26 @@ def test_a_weight_must_be_a_positive_number(store_config, capsys, weight):
     with pytest.raises(SystemExit):
         keys(store_config, "create", "--name", "x", "--weight", weight)
     assert "not a weight above 0" in capsys.readouterr().err
+
+
+def test_list_shows_who_made_a_key_and_why_it_lapsed_with_their_membership(store_config, capsys):
+    store = open_store(load_settings(store_config).store)
+    try:
+        store.create_team("red", by=TESTER)
+        store.create_key("mia-laptop", team="red", owner="sub-mia", by=TESTER)
+        store.create_key("ann-laptop", team="red", owner="sub-ann", by=TESTER)
+        store.create_key("team-bot", team="red", by=TESTER)
+        now = datetime.now(UTC)
+        for subject in ("sub-mia", "sub-ann"):
+            store.confirm_member(subject, name=subject, role="member", team="red", refresh_token=None, now=now)
+        store.lose_member("sub-mia", "refresh token refused: invalid_grant", by=TESTER, now=now)
+    finally:
+        store.close()
+    assert keys(store_config, "list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line for line in lines}
+    assert rows["name"].split()[-1] == "owner"
+    assert rows["mia-laptop"].endswith("red   sub-mia (lapsed)")
+    assert rows["ann-laptop"].endswith("red   sub-ann") and rows["team-bot"].endswith("red   -")
+    assert lines[-1] == ("key 'mia-laptop' lapsed: the identity provider no longer vouches for its owner "
+                         "(refresh token refused: invalid_grant)")

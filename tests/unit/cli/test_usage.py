@@ -33,7 +33,7 @@ ROW = {"id": 7, "ts": datetime(2026, 11, 22, 8, 30, 1, 250000, tzinfo=UTC), "req
        "key_name": "alice", "surface": "openai", "model": "llama3.2", "backend": "default",
        "upstream_model": "llama3.2:latest", "prompt_tokens": 12, "completion_tokens": 30,
        "duration_ms": 812.5, "ttft_ms": 120.0, "status": 200, "aborted": False, "cached_tokens": 3990,
-       "team": "research", "gpu_seconds": 0.75, "queue_ms": 40.5, "measured": True}
+       "team": "research", "gpu_seconds": 0.75, "queue_ms": 40.5, "measured": True, "key_id": 3, "team_id": 1}
 
 
 def test_csv_has_a_header_and_one_line_per_row():
@@ -41,8 +41,9 @@ def test_csv_has_a_header_and_one_line_per_row():
     write([ROW, {**ROW, "id": 8, "prompt_tokens": None}], "csv", out)
     lines = out.getvalue().splitlines()
     assert lines[0] == ",".join(COLUMNS)
+    # New columns go last (the key's and team's ids, 0016): the others stay.
     assert lines[1] == ("7,2026-11-22T08:30:01.250Z,r7,alice,openai,llama3.2,default,llama3.2:latest,12,30,"
-                        "812.5,120.0,200,False,3990,research,0.75,40.5,True")  # new columns go last: the others stay
+                        "812.5,120.0,200,False,3990,research,0.75,40.5,True,3,1")
     assert lines[2].split(",")[8] == ""  # unknown counts stay empty, not 0
 
 
@@ -72,8 +73,8 @@ def test_the_end_user_column_comes_last_when_asked_for():
     write([named, ROW], "csv", out, (*COLUMNS, "end_user"))
     lines = out.getvalue().splitlines()
     assert lines[0] == ",".join(COLUMNS) + ",end_user"
-    assert lines[1].endswith(",3990,research,0.75,40.5,True,ann@lan")
-    assert lines[2].endswith(",3990,research,0.75,40.5,True,")
+    assert lines[1].endswith(",3990,research,0.75,40.5,True,3,1,ann@lan")
+    assert lines[2].endswith(",3990,research,0.75,40.5,True,3,1,")
     out = io.StringIO()
     write([named], "csv", out)
     assert "ann@lan" not in out.getvalue()  # the default export keeps its columns
@@ -109,19 +110,20 @@ def _report_store(config_path: str) -> None:
     from tests.actors import TESTER
 
     store = open_store(load_settings(config_path).store)
-    store.create_team("research", by=TESTER)
+    research = store.create_team("research", by=TESTER).id  # its rows carry its id, as they are written now
     store.create_team("idle", by=TESTER)
     store.set_budget("team", "research", period="month", unit="gpu_seconds", amount=3600, by=TESTER)
     store.set_budget("team", "idle", period="month", unit="tokens", amount=500, mode="soft", by=TESTER)
     november, october = datetime(2026, 11, 5, 9, tzinfo=UTC), datetime(2026, 10, 30, 9, tzinfo=UTC)
     store.add_usage([
         {"ts": november, "key_name": "alice", "team": "research", "prompt_tokens": 10, "completion_tokens": 20,
-         "gpu_seconds": 1.25, "ttft_ms": 100.0, "queue_ms": 0.0, "status": 200},
+         "gpu_seconds": 1.25, "ttft_ms": 100.0, "queue_ms": 0.0, "status": 200, "team_id": research},
         {"ts": november, "key_name": "bob", "team": "research", "prompt_tokens": 5, "completion_tokens": 5,
-         "gpu_seconds": 0.75, "ttft_ms": 300.0, "queue_ms": 2000.0, "status": 200},
+         "gpu_seconds": 0.75, "ttft_ms": 300.0, "queue_ms": 2000.0, "status": 200, "team_id": research},
         {"ts": november, "key_name": "script", "model": "qwen3:8b", "prompt_tokens": 1, "completion_tokens": 1,
          "status": 500},
-        {"ts": october, "key_name": "alice", "team": "research", "prompt_tokens": 99, "status": 200}])
+        {"ts": october, "key_name": "alice", "team": "research", "prompt_tokens": 99, "status": 200,
+         "team_id": research}])
     store.close()
 
 

@@ -8,6 +8,7 @@ from ollama_proxy.observability.ledger import (
     LedgerMiddleware,
     RequestRecord,
     access_record,
+    after_listeners,
     hold_slot,
     note_upstream_since,
 )
@@ -135,3 +136,40 @@ def test_a_refused_hold_is_charged_its_time_but_no_prompt():
     hold.prompt = None
     hold.end()
     assert record.gpu_seconds is not None and record.prompt_tokens is None and record.measured
+
+
+def test_work_deferred_to_the_close_runs_after_every_listener_even_one_that_failed():
+    order = []
+
+    def defer(environ, start_response):  # a slot given back while the answer is still being sent
+        record = access_record(environ)
+        after_listeners(record, lambda: order.append("slot given back"))
+        after_listeners(record, lambda: (_ for _ in ()).throw(RuntimeError("a fault of its own")))
+        after_listeners(record, lambda: order.append("second slot given back"))
+        return _app(environ, start_response)
+
+    def failing(record):
+        order.append("budget charged")
+        raise RuntimeError("listener bug")
+
+    body = LedgerMiddleware(defer, [failing])({"REQUEST_METHOD": "POST", "PATH_INFO": "/api/chat"}, lambda *a: None)
+    list(body)
+    assert order == []
+    body.close()
+    assert order == ["budget charged", "slot given back", "second slot given back"]
+    record = RequestRecord("r", "POST", "/api/chat", "", 0.0, listened=True)
+    after_listeners(record, lambda: order.append("at once"))  # the listeners ran already
+    after_listeners(None, lambda: order.append("no record"))
+    assert order[-2:] == ["at once", "no record"]
+
+
+def test_work_deferred_by_an_app_that_raised_runs_at_once():
+    done = []
+
+    def broken(environ, start_response):
+        after_listeners(access_record(environ), lambda: done.append("slot given back"))
+        raise RuntimeError("the app failed")
+
+    with pytest.raises(RuntimeError):
+        LedgerMiddleware(broken, [])({"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, lambda *a: None)
+    assert done == ["slot given back"]

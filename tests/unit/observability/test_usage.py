@@ -30,13 +30,14 @@ def finished(**fields) -> RequestRecord:
 
 
 def test_usage_row_carries_every_field():
-    record = finished(cached_tokens=3990, team="research", gpu_seconds=1.75, queued=0.3)
+    record = finished(cached_tokens=3990, team="research", gpu_seconds=1.75, queued=0.3, key_id=3, team_id=1)
     assert usage_row(record, now=102.5, wall=WALL) == {
         "ts": datetime(2026, 11, 22, 20, 0, 7, 500000, tzinfo=timezone.utc),
         "request_id": "r1", "key_name": "alice", "surface": "openai", "model": "llama3.2",
         "backend": "default", "upstream_model": "llama3.2:latest", "prompt_tokens": 12,
         "completion_tokens": 30, "duration_ms": 2500.0, "ttft_ms": 250.0, "status": 200, "aborted": False,
         "cached_tokens": 3990, "team": "research", "gpu_seconds": 1.75, "queue_ms": 300.0, "measured": False,
+        "key_id": 3, "team_id": 1,
     }
 
 

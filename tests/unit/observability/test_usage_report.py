@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ollama_proxy.observability.usage_report import TOP, Period, csv_lines, percentile, summarise
+from ollama_proxy.observability.usage_report import TOP, Period, csv_lines, labelled, labels, percentile, summarise
 
 UTC = timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -15,10 +15,10 @@ NOVEMBER = Period.holding("month", datetime(2026, 11, 24, 12, tzinfo=UTC), UTC)
 
 
 def row(ts=datetime(2026, 11, 3, 9, 30, tzinfo=UTC), team="research", key="alice", end_user=None, model="llama3.2",
-        prompt=10, completion=20, gpu=0.5, ttft=100.0, queue=0.0, status=200) -> dict:
+        prompt=10, completion=20, gpu=0.5, ttft=100.0, queue=0.0, status=200, key_id=None, team_id=None) -> dict:
     return {"ts": ts, "team": team, "key_name": key, "end_user": end_user, "model": model, "prompt_tokens": prompt,
             "completion_tokens": completion, "gpu_seconds": gpu, "ttft_ms": ttft, "queue_ms": queue,
-            "status": status}
+            "status": status, "key_id": key_id, "team_id": team_id}
 
 
 @pytest.mark.parametrize("values, percent, expected", [
@@ -120,3 +120,41 @@ def test_csv_lines_have_the_group_its_figures_and_its_budgets():
                       "gpu_seconds": 0.5, "errors": 0, "ttft_p50_ms": 100.0, "ttft_p95_ms": 100.0,
                       "queue_p95_ms": 0.0, "budget_tokens": 1000.0, "budget_tokens_spent": 30.0}]
     assert csv_lines(summarise([row(end_user="ann")], "end-user", NOVEMBER))[0][0] == "end_user"
+
+
+@pytest.mark.parametrize("groups, live, expected", [
+    ({(5, "alice")}, {}, {(5, "alice"): "alice"}),  # a name no other line has: as it is, deleted or not
+    ({(5, "alice"), (12, "alice")}, {"alice": 12},
+     {(5, "alice"): "alice (key #5, deleted)", (12, "alice"): "alice"}),
+    ({(5, "alice"), (9, "alice")}, {},
+     {(5, "alice"): "alice (key #5, deleted)", (9, "alice"): "alice (key #9, deleted)"}),
+    ({(None, "alice"), (12, "alice")}, {"alice": 12},  # rows of before 0016 that were not the present key's
+     {(None, "alice"): "alice (an earlier key)", (12, "alice"): "alice"}),
+    ({(None, "webui"), (7, "webui")}, {},  # a token of the file (no id) beside a deleted key of its name
+     {(None, "webui"): "webui", (7, "webui"): "webui (key #7, deleted)"}),
+])
+def test_lines_that_share_a_name_are_told_apart_the_present_holder_keeping_it(groups, live, expected):
+    assert labels(groups, "key", live) == expected
+
+
+def test_two_keys_and_two_teams_of_one_name_are_two_lines_the_budget_on_the_present_ones():
+    rows = [row(key_id=5, team_id=1), row(key_id=5, team_id=1), row(key_id=12, team_id=2, prompt=1, completion=1)]
+    standings = [{"holder_kind": kind, "holder": name, "period": "month", "unit": "tokens", "amount": 100.0,
+                  "mode": "hard", "spent": 2.0, "left": 98.0, "refusals": 0}
+                 for kind, name in (("key", "alice"), ("team", "research"))]
+    by_key = summarise(rows, "key", NOVEMBER, standings, live={"alice": 12})
+    assert [(line["name"], line["requests"], line["tokens"], len(line["budgets"])) for line in by_key["lines"]] == [
+        ("alice (key #5, deleted)", 2, 60, 0), ("alice", 1, 2, 1)]
+    assert set(by_key["series"]["tokens"]) == {"alice (key #5, deleted)", "alice"}
+    by_team = summarise(rows, "team", NOVEMBER, standings, live={"research": 2})
+    assert [(line["name"], line["requests"], len(line["budgets"])) for line in by_team["lines"]] == [
+        ("research (team #1, deleted)", 2, 0), ("research", 1, 1)]
+    fresh = summarise(rows[:2], "key", NOVEMBER, standings, live={"alice": 12})  # the new key has no rows yet
+    assert [(line["name"], line["requests"], len(line["budgets"])) for line in fresh["lines"]] == [
+        ("alice (key #5, deleted)", 2, 0), ("alice", 0, 1)]
+
+
+def test_the_dashboards_rows_per_key_are_labelled_as_the_report_lines_are():
+    rows = [{"day": "d1", "key_id": 5, "key_name": "alice", "requests": 1},
+            {"day": "d1", "key_id": 12, "key_name": "alice", "requests": 2}]
+    assert [r["key_name"] for r in labelled(rows, "key", {"alice": 12})] == ["alice (key #5, deleted)", "alice"]

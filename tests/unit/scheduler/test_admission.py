@@ -105,3 +105,16 @@ def test_a_request_granted_at_once_is_not_checked_again():
     client = AtOnce(Placement("gpu1", Start.WARM, {}))
     admitted = Admission(lambda: client).admit(Requester(check_at_grant=_refuse), "m", ["gpu1"], {})
     assert admitted.server == "gpu1" and client.ended == []
+
+
+def test_a_request_is_scheduled_under_its_keys_and_teams_ids_and_shown_by_its_name():
+    from ollama_proxy.access.auth import GENERATE, Principal
+
+    principal = Principal("alice", GENERATE, weight=2.0, trusted_frontend=True, key_id=12, team="lab", team_id=3,
+                          team_weight=4.0)
+    share = admission.share_of(principal, "ann")
+    assert (share.principal, share.team, share.end_user, share.who) == ("key:12", "team:3", "ann", "alice/ann")
+    again = admission.share_of(Principal("alice", GENERATE, key_id=13), None)  # made again under the name
+    assert again.principal == "key:13" and again.leaf != admission.share_of(Principal("alice", GENERATE, key_id=12),
+                                                                            None).leaf
+    assert admission.share_of(Principal("alice", GENERATE), None).principal == "token:alice"

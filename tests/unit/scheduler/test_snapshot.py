@@ -94,3 +94,14 @@ def test_each_prompt_a_server_holds_shows_whose_it_is_where_and_the_hits_its_ans
     assert s.status(7)["prompt_cache"] == [{"server": "gpu1", "model": "m", "predicted": 0, "confirmed": 0,
                                             "surprises": 0, "predicted_tokens": 0, "confirmed_tokens": 0,
                                             "reliability": 1.0}]
+
+
+def test_who_runs_and_whose_prompt_is_cached_are_shown_by_name_not_by_id():
+    s = Scheduler([ServerSpec("gpu1", num_parallel=1)])
+    s.servers["gpu1"].warm("m", Loaded({}))
+    chain = chain_of("/api/chat", {"messages": [{"role": "user", "content": "x" * 8000}]})
+    share = Share("key:12", name="alice", end_user="ann")
+    s.submit(Ticket("a1", share, "m", ("gpu1",), prefix=chain), now=0)
+    state = s.status(1)
+    assert state["running"][0]["principal"] == "alice/ann"
+    assert state["servers"][0]["models"][0]["prompts"][0]["owner"] == "alice/ann"

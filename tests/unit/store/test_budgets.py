@@ -115,6 +115,29 @@ def test_a_budget_and_its_spend_die_with_their_holder(store, kind):
     assert ("budget.clear", f"{kind} {holder}") in [(e.action, e.target) for e in store.audit_trail()]
 
 
+@pytest.mark.parametrize("kind", ["key", "team"])
+def test_a_charge_of_a_holder_made_again_meanwhile_is_not_the_new_ones(store, kind):
+    """A request of a deleted key (team) that ends after a new one of its name was made charges nothing to it."""
+    def made() -> int:
+        team = store.create_team("lab", by=TESTER)
+        key, _ = store.create_key("bot", team="lab", by=TESTER)
+        budget = store.set_budget(kind, "bot" if kind == "key" else "lab", period="day", unit="tokens", amount=100,
+                                  by=TESTER)
+        assert store.list_budgets() == [budget] and budget.holder_id == (key.id if kind == "key" else team.id)
+        return budget.holder_id
+
+    old = made()
+    slot, start = store.list_budgets()[0].slot, datetime(2026, 11, 25, tzinfo=UTC)
+    store.delete_key("bot", by=TESTER)
+    store.delete_team("lab", by=TESTER)
+    new = made()
+    assert new != old
+    store.charge([(slot, start, 70.0)], {slot[:2]: old})  # the old one's request, ending now
+    assert store.spent([(slot, start)])[(slot, start)] == (0.0, 0)
+    store.charge([(slot, start, 5.0)], {slot[:2]: new})
+    assert store.spent([(slot, start)])[(slot, start)] == (5.0, 0)
+
+
 def test_a_persons_budget_is_set_for_someone_who_owns_a_key_and_outlives_their_keys(store):
     store.create_team("research", by=TESTER)
     with pytest.raises(Missing, match="no key is owned by a person 'mia'"):

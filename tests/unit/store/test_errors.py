@@ -91,6 +91,16 @@ CALLS = {
     "list_overrides": lambda store: store.list_overrides(),
     "set_override": lambda store: store.set_override("llama3.2", {"num_ctx": 8192}, by=TESTER),
     "delete_override": lambda store: store.delete_override("llama3.2", by=TESTER),
+    "hold_shown_secret": lambda store: store.hold_shown_secret("h1", "alice", b"sealed", until=NOW),
+    "take_shown_secret": lambda store: store.take_shown_secret("h1", "alice"),
+    "confirm_member": lambda store: store.confirm_member("sub-mia", name="mia", role="member", team="lab",
+                                                         refresh_token=None, now=NOW),
+    "lose_member": lambda store: store.lose_member("sub-mia", "gone", by=TESTER, now=NOW),
+    "note_member_check": lambda store: store.note_member_check("sub-mia", "unreachable", now=NOW),
+    "claim_member_check": lambda store: store.claim_member_check("sub-mia", now=NOW, until=NOW),
+    "members_due": lambda store: store.members_due(before=NOW, now=NOW),
+    "get_member": lambda store: store.get_member("sub-mia"),
+    "list_members": lambda store: store.list_members(),
 }
 NO_DATABASE = {"close"}  # disposes of the connection pool: asks the database nothing
 

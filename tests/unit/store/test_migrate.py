@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import inspect, text
 
@@ -201,6 +201,76 @@ def test_a_store_made_before_owners_keeps_its_keys_owned_by_no_one(store_url):
         with store.engine.connect() as connection:
             assert connection.execute(text("SELECT name FROM api_keys ORDER BY name")).scalars().all() == [
                 "new", "old"]
+    finally:
+        store.close()
+        engine.dispose()
+
+
+def test_a_store_made_before_shown_secrets_gets_the_table_and_loses_it_going_back(store_url):
+    engine = open_engine(store_url, 10.0)
+    with _migrated(engine, "0013") as connection:
+        _insert_old_key(connection)
+    store = open_store(StoreSettings(store_url, 5.0))
+    try:
+        assert current_revision(store.engine) == head_revision()
+        store.hold_shown_secret("h1", "old", b"sealed", until=datetime.now(timezone.utc) + timedelta(minutes=1))
+        assert store.take_shown_secret("h1", "old") == b"sealed"
+        with _migrated(store.engine, "0013", "downgrade"):
+            pass
+        assert "shown_secrets" not in inspect(store.engine).get_table_names()
+        assert store.get_key("old") is not None
+    finally:
+        store.close()
+        engine.dispose()
+
+
+def test_a_store_made_before_members_confirms_the_owners_of_its_keys_from_then(store_url):
+    engine = open_engine(store_url, 10.0)
+    with _migrated(engine, "0014") as connection:
+        _insert_old_key(connection, owner="sub-mia", team=None)
+    before = datetime.now(timezone.utc)
+    store = open_store(StoreSettings(store_url, 5.0))
+    try:
+        member = store.get_member("sub-mia")
+        assert (member.name, member.role, member.team, member.renewable) == ("sub-mia", "member", None, False)
+        assert before <= member.confirmed_at <= datetime.now(timezone.utc)
+        with _migrated(store.engine, "0014", "downgrade"):
+            pass
+        assert "members" not in inspect(store.engine).get_table_names()
+        assert store.get_key("old").owner == "sub-mia"
+    finally:
+        store.close()
+        engine.dispose()
+
+
+def test_a_store_made_before_key_ids_gives_its_usage_the_ids_of_the_keys_it_was_and_ids_are_not_given_again(
+        store_url):
+    engine = open_engine(store_url, 10.0)
+    made = datetime(2026, 11, 2, tzinfo=timezone.utc).replace(tzinfo=None)
+    with _migrated(engine, "0015") as connection:
+        _insert_old_key(connection, team="lab", created_at=made)
+        connection.execute(text("INSERT INTO teams (name, models, created_at) VALUES ('lab', '[]', :made)"),
+                           {"made": made})
+        connection.execute(text("INSERT INTO usage (ts, request_id, key_name, team) VALUES "
+                                "(:before, 'deleted-keys', 'old', 'lab'), (:after, 'its', 'old', 'lab'), "
+                                "(:after, 'a-token', 'webui', NULL)"),
+                           {"before": made - timedelta(days=1), "after": made + timedelta(days=1)})
+    store = open_store(StoreSettings(store_url, 5.0))
+    try:
+        assert current_revision(store.engine) == head_revision()
+        old, lab = store.get_key("old"), store.get_team("lab")
+        ids = {row["request_id"]: (row["key_id"], row["team_id"]) for row in store.query_usage()}
+        # A row older than the key of its name was a deleted key's: no id. A token of the file has none.
+        assert ids == {"deleted-keys": (None, None), "its": (old.id, lab.id), "a-token": (None, None)}
+        store.delete_key("old", by=TESTER)
+        store.delete_team("lab", by=TESTER)
+        assert store.create_team("lab", by=TESTER).id != lab.id  # SQLite too: AUTOINCREMENT from 0016
+        assert store.create_key("old", by=TESTER)[0].id != old.id
+        with _migrated(store.engine, "0015", "downgrade"):  # and back: the columns go, the rows stay
+            pass
+        assert not {"key_id", "team_id"} & {c["name"] for c in inspect(store.engine).get_columns("usage")}
+        with store.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM usage")).scalar() == 3
     finally:
         store.close()
         engine.dispose()

@@ -16,7 +16,7 @@ def row(ts, key="alice", model="llama3.2", prompt=10, completion=20, cached=None
             "backend": "default", "upstream_model": model, "prompt_tokens": prompt,
             "completion_tokens": completion, "duration_ms": 12.5, "ttft_ms": 3.25, "status": 200,
             "aborted": False, "end_user": None, "cached_tokens": cached, "team": None, "gpu_seconds": None,
-            "queue_ms": None, "measured": None, **extra}
+            "queue_ms": None, "measured": None, "key_id": None, "team_id": None, **extra}
 
 
 def test_the_report_reads_a_periods_rows_and_a_team_keeps_its_own(store):
@@ -26,9 +26,29 @@ def test_the_report_reads_a_periods_rows_and_a_team_keeps_its_own(store):
     assert [(f["key_name"], f["team"], f["gpu_seconds"], f["queue_ms"]) for f in figures] == [
         ("alice", "research", 1.5, 20.0), ("bob", None, None, None)]
     assert set(figures[0]) == {"ts", "team", "key_name", "end_user", "model", "prompt_tokens", "completion_tokens",
-                               "gpu_seconds", "ttft_ms", "queue_ms", "status"}
+                               "gpu_seconds", "ttft_ms", "queue_ms", "status", "key_id", "team_id"}
     assert len(store.usage_figures(DAY1, DAY2 + timedelta(days=2), team="research")) == 2
     assert [r["team"] for r in store.query_usage(team="research")] == ["research", "research"]
+
+
+def test_a_team_keeps_the_rows_of_its_own_id_not_those_of_a_deleted_team_of_its_name(store):
+    from tests.actors import TESTER
+
+    old = store.create_team("research", by=TESTER).id
+    store.add_usage([row(DAY1, request_id="old", team="research", team_id=old)])
+    store.delete_team("research", by=TESTER)
+    assert [r["request_id"] for r in store.query_usage(team="research")] == ["old"]  # no team of the name: by it
+    new = store.create_team("research", by=TESTER).id
+    assert new != old  # an id is never given again, on SQLite too (AUTOINCREMENT)
+    store.add_usage([row(DAY2, request_id="new", team="research", team_id=new)])
+    assert [r["request_id"] for r in store.query_usage(team="research")] == ["new"]
+    assert [f["team_id"] for f in store.usage_figures(DAY1, DAY2 + timedelta(days=1), team="research")] == [new]
+
+
+def test_usage_by_day_sums_a_keys_rows_by_its_id_and_tells_two_keys_of_one_name_apart(store):
+    store.add_usage([row(DAY1, key_id=1), row(DAY1, key_id=1), row(DAY1, key_id=2), row(DAY1, key="bob")])
+    assert [(r["key_id"], r["key_name"], r["requests"]) for r in store.usage_by_day(by="key")] == [
+        (1, "alice", 2), (2, "alice", 1), (None, "bob", 1)]
 
 
 def test_add_and_query_round_trip(store):

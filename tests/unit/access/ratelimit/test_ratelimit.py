@@ -52,10 +52,10 @@ def test_tokens_admit_while_under_the_limit_and_are_charged_at_the_end(limiter):
     bob = Principal("bob", GENERATE, tpm=100)
     windows, refusal = limiter.admit(bob)
     assert refusal is None and windows == [Window("tokens", 100, 100, 0.0)]
-    limiter.charge("bob", 100, 99)
+    limiter.charge("token:bob", 100, 99)
     windows, refusal = limiter.admit(bob)  # 99 < 100: still admitted
     assert refusal is None and windows[0].remaining == 1
-    limiter.charge("bob", 100, 30)  # the request that was admitted may go over
+    limiter.charge("token:bob", 100, 30)  # the request that was admitted may go over
     windows, refusal = limiter.admit(bob)
     assert windows[0].remaining == 0
     assert refusal is not None and "100 tokens per minute" in refusal.message
@@ -63,7 +63,7 @@ def test_tokens_admit_while_under_the_limit_and_are_charged_at_the_end(limiter):
 
 def test_a_request_refused_for_tokens_does_not_use_a_request(limiter):
     carol = Principal("carol", GENERATE, rpm=5, tpm=10)
-    limiter.charge("carol", 10, 10)
+    limiter.charge("token:carol", 10, 10)
     windows, refusal = limiter.admit(carol)
     assert refusal is not None and "tokens" in refusal.message
     assert [(w.kind, w.remaining) for w in windows] == [("requests", 5), ("tokens", 0)]
@@ -76,7 +76,7 @@ def test_principals_are_counted_apart(limiter):
 
 
 def test_zero_tokens_charge_nothing(limiter):
-    limiter.charge("dave", 10, 0)
+    limiter.charge("token:dave", 10, 0)
     assert limiter.admit(Principal("dave", GENERATE, tpm=10))[0][0].remaining == 10
 
 
@@ -95,7 +95,7 @@ def test_a_keys_tokens_are_charged_to_its_team_which_then_refuses_its_other_keys
     alice = Principal("alice", GENERATE, team="research", team_tpm=100)
     bob = Principal("bob", GENERATE, tpm=1000, team="research", team_tpm=100)
     assert limiter.admit(alice)[1] is None
-    limiter.charge("research", 100, 100, "team ")
+    limiter.charge("team:research", 100, 100, "team ")
     windows, refusal = limiter.admit(bob)
     assert refusal is not None and "team 'research' used its 100 tokens per minute" in refusal.message
     assert limiter.admit(Principal("research", GENERATE, tpm=100))[1] is None  # a key named as the team: apart
@@ -127,3 +127,25 @@ def test_a_request_its_key_refuses_is_not_counted_in_its_teams_window(limiter):
     assert [limiter.admit(alice)[1] is None for _ in range(4)] == [True, False, False, False]
     bob = Principal("bob", GENERATE, team="research", team_rpm=5)
     assert [limiter.admit(bob)[1] is None for _ in range(5)] == [True, True, True, True, False]
+
+
+def test_a_key_or_team_made_again_under_its_name_starts_with_windows_of_its_own(limiter):
+    """Counted by id: the windows of a deleted key or team are not the new one's, whatever its name."""
+    old = Principal("alice", GENERATE, rpm=2, tpm=100, key_id=1, team="research", team_id=1, team_rpm=2)
+    assert [limiter.admit(old)[1] is None for _ in range(3)] == [True, True, False]
+    limiter.charge(old.id, 100, 100)
+    new_key = Principal("alice", GENERATE, rpm=2, tpm=100, key_id=2)  # the name again, in no team
+    assert [limiter.admit(new_key)[1] is None for _ in range(3)] == [True, True, False]
+    new_team = Principal("bob", GENERATE, key_id=3, team="research", team_id=2, team_rpm=2)
+    refused = [limiter.admit(new_team)[1] for _ in range(3)]
+    assert [r is None for r in refused] == [True, True, False]
+    assert "team 'research' sent its 2 requests per minute" in refused[-1].message  # named, not counted, by name
+
+
+def test_a_token_of_the_file_and_a_key_are_counted_apart_whatever_their_names():
+    from ollama_proxy.access.ratelimit import limited
+
+    token, key = Principal("alice", GENERATE, rpm=1), Principal("alice", GENERATE, rpm=1, key_id=7)
+    assert [h.id for h in limited(token)] == ["token:alice"] and [h.id for h in limited(key)] == ["key:7"]
+    assert [(h.id, h.name, h.space) for h in limited(Principal("a", GENERATE, key_id=7, team="lab", team_id=4))] == [
+        ("key:7", "a", ""), ("team:4", "lab", "team ")]

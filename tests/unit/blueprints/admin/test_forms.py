@@ -2,7 +2,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from ollama_proxy.blueprints.admin.forms import end_of_day, past_expiry, split_patterns
+from ollama_proxy.blueprints.admin.forms import NewKeyForm, end_of_day, past_expiry, split_patterns
 from ollama_proxy.blueprints.admin.models import check_alias
 
 
@@ -49,3 +49,11 @@ KNOWN = {"llama3.2:latest", "qwen3:8b"}
 ])
 def test_check_alias(alias, target, known, problem):
     assert check_alias(alias, target, known) == problem
+
+
+@pytest.mark.parametrize("locked, fields", [(False, {"chat_log": True}), (True, {})])
+def test_a_locked_chat_log_is_no_field_so_a_post_cannot_set_it(app, locked, fields):
+    with app.test_request_context("/admin/keys", method="POST", data={"name": "x", "chat_log": "on"}):
+        form = NewKeyForm(chat_log_locked=locked)
+        assert (form.chat_log is None) is locked
+        assert {key: value for key, value in form.store_fields().items() if key == "chat_log"} == fields

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
 from ollama_proxy.blueprints.admin.forms import chat_log_choice
-from ollama_proxy.blueprints.admin.keys import CREATED, hold_secret, take_secret
+from ollama_proxy.blueprints.admin.shown_secrets import CREATED
 from tests.actors import TESTER
 from tests.unit.blueprints.admin.conftest import csrf_token
 
@@ -73,10 +74,11 @@ def test_creating_redirects_and_the_secret_is_shown_once(client, store):
     answer = create(client, "alice")
     assert answer.status_code == 303 and answer.location == "/admin/keys/alice/created"
     with client.session_transaction("/admin") as session:
-        assert session[CREATED]["name"] == "alice"
+        held = dict(session[CREATED])
     shown = client.get(answer.location)
     secret = SECRET.search(shown.get_data(as_text=True)).group(0)
     assert store.find_key(secret).name == "alice"
+    assert set(held) == {"handle", "pad"} and secret not in str(held)  # the cookie is signed, not encrypted
     assert shown.headers["Cache-Control"] == "no-store"
     with client.session_transaction("/admin") as session:
         assert CREATED not in session
@@ -97,14 +99,12 @@ def test_the_created_page_of_an_unknown_key_is_404(client):
     assert client.get("/admin/keys/ghost/created").status_code == 404
 
 
-def test_a_held_secret_is_taken_once_and_only_by_its_key():
-    session = {}
-    hold_secret(session, "alice", "op-secret")
-    assert take_secret(session, "alice") == "op-secret"
-    assert take_secret(session, "alice") is None
-    hold_secret(session, "alice", "op-secret")
-    assert take_secret(session, "bob") is None
-    assert session == {}  # a secret for another key is dropped, not kept
+@pytest.mark.parametrize("app_sections", [{"admin": {"secret_shown_within": 0.05}}])
+def test_a_secret_not_shown_within_its_time_is_never_shown(client, store):
+    answer = create(client, "alice")
+    time.sleep(0.1)
+    shown = client.get(answer.location).get_data(as_text=True)
+    assert "cannot be shown again" in shown and SECRET.search(shown) is None
 
 
 def test_a_new_key_expiring_in_the_past_is_refused_with_a_form_error(client, store):

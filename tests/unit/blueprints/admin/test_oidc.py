@@ -75,7 +75,7 @@ def test_the_provider_is_asked_for_a_code_with_pkce_s256_a_nonce_and_openid(app,
     assert f"{url.scheme}://{url.netloc}{url.path}" == f"{provider.issuer}/auth"
     assert query["response_type"] == "code" and query["client_id"] == CLIENT_ID
     assert query["code_challenge_method"] == "S256" and len(query["code_challenge"]) == 43
-    assert query["scope"].split() == ["openid", "profile", "email"]
+    assert query["scope"].split() == ["openid", "profile", "email", "offline_access"]
     assert query["redirect_uri"] == "http://localhost/admin/login/oidc/callback"
     assert len(query["state"]) >= 20 and len(query["nonce"]) >= 20
 

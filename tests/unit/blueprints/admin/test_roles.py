@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from flask import Flask, session
@@ -73,7 +74,7 @@ def signed_in_as(app, role: str, team: str | None = None, user: str = "ann"):
     client = app.test_client()
     with client.session_transaction("/admin") as session:
         start_oidc_session(session, app.config["SETTINGS"].admin.oidc, user=user, subject=f"sub-{user}",
-                           role=role, team=team)
+                           role=role, team=team, checked=time.time())
     return client
 
 
@@ -221,3 +222,30 @@ def test_a_team_admin_cannot_grant_a_power_of_the_site_but_keeps_one_an_admin_ga
     kept = post(lead, "/admin/keys/red-key", "/admin/keys/red-key", **{**edit, "weight": "2"}, **{power: "y"})
     assert kept.status_code == 302 and getattr(two_teams.get_key("red-key"), power)
     assert two_teams.get_key("red-key").weight == 2.0
+
+
+def test_a_team_admin_sees_the_chat_log_but_cannot_set_it_and_an_admin_can(app, two_teams):
+    two_teams.update_key("red-key", chat_log=False, by=TESTER)
+    lead = signed_in_as(app, "team_admin", "red")
+    for page in ("/admin/keys", "/admin/keys/red-key"):
+        shown = lead.get(page).get_data(as_text=True)
+        assert 'name="chat_log"' not in shown and 'id="chat-log-fixed"' in shown, page
+    assert re.search(r'id="chat-log-fixed">\s*off\s*<', lead.get("/admin/keys/red-key").get_data(as_text=True))
+    made = post(lead, "/admin/keys", "/admin/keys", name="red-2", scope="generate", team="red", chat_log="on")
+    assert made.status_code == 303 and two_teams.get_key("red-2").chat_log is None  # as chat_logs.enabled says
+    edit = {"scope": "generate", "weight": "2", "klass": "interactive", "team": "red"}
+    for choice in ("on", "global"):
+        saved = post(lead, "/admin/keys/red-key", "/admin/keys/red-key", **edit, chat_log=choice)
+        assert saved.status_code == 302 and two_teams.get_key("red-key").chat_log is False
+    assert two_teams.get_key("red-key").weight == 2.0  # the rest of the form is saved
+    admin = signed_in_as(app, "admin")
+    assert 'name="chat_log"' in admin.get("/admin/keys/red-key").get_data(as_text=True)
+    assert post(admin, "/admin/keys/red-key", "/admin/keys/red-key", **edit, chat_log="on").status_code == 302
+    assert two_teams.get_key("red-key").chat_log is True
+
+
+def test_a_members_own_key_follows_the_global_chat_log_whatever_they_post(app, two_teams):
+    member = signed_in_as(app, "member", "red", user="mia")
+    assert 'name="chat_log"' not in member.get("/admin/my-keys").get_data(as_text=True)
+    made = post(member, "/admin/my-keys", "/admin/my-keys", name="mia-laptop", chat_log="on")
+    assert made.status_code == 303 and two_teams.get_key("mia-laptop").chat_log is None

@@ -120,9 +120,10 @@ def oidc_settings(settings):
 ])
 def test_a_sign_on_session_ends_when_the_provider_or_client_changes(oidc_settings, change, still_valid):
     session = _Session(csrf_token="old", _state_oidc_x={"data": {}})
-    start_oidc_session(session, oidc_settings.oidc, user="ann", subject="u-1", role="viewer", team=None)
+    start_oidc_session(session, oidc_settings.oidc, user="ann", subject="u-1", role="viewer", team=None,
+                       checked=1234.5)
     assert session == {"via": "oidc", "user": "ann", "subject": "u-1", "role": "viewer", "team": None,
-                       "login": oidc_fingerprint(oidc_settings.oidc)} and session.permanent
+                       "login": oidc_fingerprint(oidc_settings.oidc), "checked": 1234.5} and session.permanent
     changed = replace(oidc_settings, oidc=replace(oidc_settings.oidc, **change))
     assert session_is_valid(session, changed) is still_valid
     assert session_is_valid(session, replace(changed, password_hash="pbkdf2:sha256:1$salt$11ee")) is still_valid

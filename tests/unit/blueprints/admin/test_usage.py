@@ -103,7 +103,8 @@ def test_the_usage_page_shows_and_filters_the_end_user_and_the_export_has_it(cli
     assert "usage.csv?key=&amp;model=&amp;end_user=ann@lan&amp;" in filtered  # the export keeps the filter
     export = client.get("/admin/usage.csv").get_data(as_text=True)
     # The columns added since come after end_user: an export read by position keeps its columns.
-    assert export.splitlines()[0].endswith(",aborted,cached_tokens,end_user,team,gpu_seconds,queue_ms,measured")
+    assert export.splitlines()[0].endswith(",aborted,cached_tokens,end_user,team,gpu_seconds,queue_ms,measured,"
+                                           "key_id,team_id")
     assert sorted(row["end_user"] for row in csv.DictReader(io.StringIO(export))) == ["", "ann@lan", "bob"]
     only_bob = client.get("/admin/usage.csv?end_user=bob").get_data(as_text=True).splitlines()
     assert [line.split(",")[1] for line in only_bob[1:]] == ["b"]
@@ -117,10 +118,10 @@ def test_usage_filters_read_the_end_user():
 def test_the_report_page_sums_the_period_per_team_with_its_budget_and_exports_it(client, store):
     from tests.actors import TESTER
 
-    store.create_team("research", by=TESTER)
+    research = store.create_team("research", by=TESTER)
     store.set_budget("team", "research", period="month", unit="tokens", amount=1000, mode="soft", by=TESTER)
     now = datetime.now(timezone.utc)
-    store.add_usage([{"ts": now, "key_name": "alice", "team": "research", "prompt_tokens": 10,
+    store.add_usage([{"ts": now, "key_name": "alice", "team": "research", "team_id": research.id, "prompt_tokens": 10,
                       "completion_tokens": 20, "gpu_seconds": 2.5, "ttft_ms": 120.0, "queue_ms": 40.0, "status": 200},
                      {"ts": now, "key_name": "script", "prompt_tokens": 1, "completion_tokens": 1, "status": 200}])
     page = client.get("/admin/usage/report?by=team&period=month").get_data(as_text=True)
@@ -154,17 +155,19 @@ def test_a_team_admin_sees_the_usage_of_its_team_alone(tmp_path):
     app = admin_app(tmp_path, admin={"oidc": {"issuer": "https://sso.example.com/realms/acme", "client_id": "p"}})
     with app.app_context():
         store = current_store()
+        made = {}
         for team in ("red", "blue"):
-            store.create_team(team, by=TESTER)
-            store.create_key(f"{team}-key", team=team, by=TESTER)
+            made[team] = store.create_team(team, by=TESTER).id, store.create_key(f"{team}-key", team=team,
+                                                                                 by=TESTER)[0].id
             store.set_budget("team", team, period="month", unit="tokens", amount=1000, by=TESTER)
         now = datetime.now(timezone.utc)
         store.add_usage([{"ts": now, "request_id": team, "key_name": f"{team}-key", "team": team, "status": 200,
-                          "prompt_tokens": 7} for team in ("red", "blue")])
+                          "prompt_tokens": 7, "team_id": made[team][0], "key_id": made[team][1]}
+                         for team in ("red", "blue")])
     client = app.test_client()
     with client.session_transaction("/admin") as session:
         start_oidc_session(session, app.config["SETTINGS"].admin.oidc, user="ann", subject="sub-ann",
-                           role="team_admin", team="red")
+                           role="team_admin", team="red", checked=datetime.now(timezone.utc).timestamp())
     rows = client.get("/admin/usage").get_data(as_text=True)
     assert "<td>red-key</td>" in rows and "blue-key" not in rows
     export = client.get("/admin/usage.csv").get_data(as_text=True)
