@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from ollama_proxy.errors import ClientGone
 from ollama_proxy.greenlets import gevent_active
-from ollama_proxy.observability.ledger import access_record
+from ollama_proxy.ledger import access_record
 
 
 def watch_client(environ: dict, on_gone: Callable[[], None]) -> Callable[[], None]:

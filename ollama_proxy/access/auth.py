@@ -29,14 +29,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from cachetools import TTLCache
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, request
 
 from ollama_proxy.access.end_users import named_end_user
 from ollama_proxy.access.membership import lapse
 from ollama_proxy.config import AuthSettings, Token
 from ollama_proxy.config.access import token_names
 from ollama_proxy.errors import Forbidden, ProxyError, Unauthorized
-from ollama_proxy.observability.ledger import access_record
+from ollama_proxy.ledger import access_record
 from ollama_proxy.routing.names import matches_any
 from ollama_proxy.scheduler.fairness import BATCH
 from ollama_proxy.store import ApiKey, DatabaseError, Member, Store, Team, current_store
@@ -236,8 +236,7 @@ def required_scope(path: str) -> str | None:
 
 
 def authenticate() -> None:
-    """Resolve the caller into ``g.principal`` or refuse the request."""
-    g.principal = None
+    """Put the caller on the request's record (``ledger.current_caller``) or refuse the request."""
     scope = required_scope(request.path)
     if scope is None or request.method == "OPTIONS":
         return  # CORS preflight carries no credentials by design
@@ -249,9 +248,9 @@ def authenticate() -> None:
         principal = current_app.extensions["ollama_proxy.keys"].find(token, datetime.now(timezone.utc))
     if principal is None:
         raise Unauthorized("invalid token")
-    g.principal = principal
     record = access_record(request.environ)
     if record is not None:
+        record.caller = principal
         record.principal, record.principal_id, record.key_id = principal.name, principal.id, principal.key_id
         record.team, record.team_id = principal.team, principal.team_id
         record.end_user = named_end_user(principal, request.headers)

@@ -35,12 +35,12 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, request
 
+from ollama_proxy import ledger
 from ollama_proxy.config import BudgetSettings
 from ollama_proxy.errors import ProxyError, RateLimited
-from ollama_proxy.observability import ledger
-from ollama_proxy.observability.ledger import RequestRecord, access_record
+from ollama_proxy.ledger import RequestRecord, access_record, current_caller, current_record
 from ollama_proxy.store import Budget, DatabaseError, current_store
 from ollama_proxy.store.budgets import Standing
 
@@ -133,7 +133,7 @@ def _refuse_if_hard_spent(standings: list[Standing], record: RequestRecord, now:
 
 def check_budgets() -> None:
     """Refuse, flag or count the request of a principal whose budget is spent (before the view runs)."""
-    principal = g.get("principal")
+    principal = current_caller()
     record = access_record(request.environ)
     if principal is None or record is None:
         return
@@ -144,7 +144,7 @@ def check_budgets() -> None:
     now = datetime.now(timezone.utc)
     standings = _standings(budgets, held, now)
     record.budgeted = tuple((s.budget.slot, s.start) for s in standings)
-    g.budget_remaining = min(standings, key=lambda s: s.share_left).header()
+    record.budget_remaining = min(standings, key=lambda s: s.share_left).header()
     spent_out = [s for s in standings if s.spent_out]
     record.over_budget = tuple(sorted({s.budget.mode for s in spent_out}))
     for standing in (s for s in spent_out if s.budget.mode == "shadow"):
@@ -152,7 +152,7 @@ def check_budgets() -> None:
     _refuse_if_hard_spent(standings, record, now)
     soft = [s for s in spent_out if s.budget.mode == "soft"]
     if soft:
-        g.budget_exceeded = ", ".join(f"{s.budget.holder} {s.budget.period}" for s in soft)
+        record.budget_exceeded = ", ".join(f"{s.budget.holder} {s.budget.period}" for s in soft)
         for standing in soft:
             budgets.warn_once(standing)
 
@@ -163,28 +163,28 @@ def check_at_grant() -> Callable[[], None] | None:
     The check raises the 429 of a hard budget spent while the request waited (its
     slot then goes to the next); it is made from any greenlet, outside the request's context.
     """
-    principal, record = g.get("principal"), access_record(request.environ)
+    principal, record = current_caller(), access_record(request.environ)
     budgets: Budgets | None = current_app.extensions.get(EXTENSION)
     if principal is None or record is None or budgets is None or not record.budgeted:
         return None
-    headers = g._get_current_object()  # the request's g, for its X-Budget-Remaining
 
     def check() -> None:
         held = budgets.of(principal)
         if any(b.mode == "hard" for b in held):
             now = datetime.now(timezone.utc)
             standings = _standings(budgets, held, now)
-            headers.budget_remaining = min(standings, key=lambda s: s.share_left).header()
+            record.budget_remaining = min(standings, key=lambda s: s.share_left).header()
             _refuse_if_hard_spent(standings, record, now)
     return check
 
 
 def add_headers(response):
     """Tell a budgeted key what is left of its tightest budget, and which soft budgets it has spent."""
-    if "budget_remaining" in g:
-        response.headers["X-Budget-Remaining"] = g.budget_remaining
-    if "budget_exceeded" in g:
-        response.headers["X-Budget-Exceeded"] = g.budget_exceeded
+    record = current_record()
+    if record is not None and record.budget_remaining is not None:
+        response.headers["X-Budget-Remaining"] = record.budget_remaining
+    if record is not None and record.budget_exceeded is not None:
+        response.headers["X-Budget-Exceeded"] = record.budget_exceeded
     return response
 
 

@@ -63,7 +63,7 @@ class PooledResponse:
         self.server = server.name
         self.describe = server.backend.describe
         self._release = release
-        self.hold = hold  # the GPU slot's charge (observability.ledger.Hold), told when Ollama's figures come
+        self.hold = hold  # the GPU slot's charge (ledger.Hold), told when Ollama's figures come
 
     def __getattr__(self, name):
         return getattr(self._upstream, name)  # status, headers, waited, busy, iter_bytes, read ...

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from ollama_proxy.access.end_users import from_openai
+from ollama_proxy.ledger import current_record
 from ollama_proxy.observability.accounting import hold_of, note_answer
-from ollama_proxy.observability.ledger import current_record
 from ollama_proxy.relay.passthrough import pass_through
 from ollama_proxy.relay.translated import read_body
 from ollama_proxy.routing.routes import body_for, note_routed

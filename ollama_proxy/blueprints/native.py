@@ -20,7 +20,7 @@ import re
 from functools import partial
 from typing import NoReturn
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import MethodNotAllowed as WrongMethod
 from werkzeug.routing import PathConverter
 
@@ -32,7 +32,13 @@ from ollama_proxy.backends.protocols import Backend, OllamaShapedAnswer
 from ollama_proxy.content_encoding import body_decoded
 from ollama_proxy.dispatch.body import OllamaBody
 from ollama_proxy.errors import Forbidden, InvalidRequest, MethodNotAllowed, NotFound
-from ollama_proxy.observability.ledger import current_record, note_model, note_route, note_upstream_since
+from ollama_proxy.ledger import (
+    current_caller,
+    current_record,
+    note_model,
+    note_route,
+    note_upstream_since,
+)
 from ollama_proxy.relay.native import failure_logger, ndjson_body, relay
 from ollama_proxy.relay.streaming import STREAM_HEADERS
 from ollama_proxy.relay.waiting import Opening, keepalive_interval, ndjson_after_wait, slots_scheduled
@@ -103,7 +109,7 @@ def forward_plain() -> Response:
 
 def forward_web() -> Response:
     """Send a web search or fetch to the default server, for a caller allowed to have it reach the internet."""
-    principal = g.get("principal")
+    principal = current_caller()
     check_web_use(principal, request.path)
     target = backend()
     response = _forward(target, read_request_body(request))  # as it came: Ollama and ollama.com judge it
@@ -120,7 +126,7 @@ def forward_managed() -> Response:
 
 def forward_other(rest: str) -> Response:
     """Forward a native route the proxy has no rule of its own for (one Ollama added later): a manage token's."""
-    check_unlisted_route(g.get("principal"), request.method, request.path)
+    check_unlisted_route(current_caller(), request.method, request.path)
     target = managed_server()
     note_route(target.name, None)
     upstream = _open(target, _client_body())

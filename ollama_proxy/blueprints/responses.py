@@ -12,7 +12,7 @@ import logging
 from flask import Blueprint, Response, after_this_request, jsonify, request
 
 from ollama_proxy.access.end_users import from_openai
-from ollama_proxy.observability.ledger import current_record
+from ollama_proxy.ledger import current_record
 from ollama_proxy.relay.streaming import sse_event_named_by_type
 from ollama_proxy.relay.translated import generate, new_id, now, prepare, read_body, stream_answers
 from ollama_proxy.relay.waiting import sse_keepalive

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import g, has_request_context, request
+from flask import has_request_context, request
 
 from ollama_proxy.access.budgets import check_at_grant
-from ollama_proxy.observability.ledger import current_record
+from ollama_proxy.ledger import current_caller, current_record
 from ollama_proxy.scheduler.admission import Requester, share_of
 from ollama_proxy.scheduler.options import RELOAD_OPTIONS
 
@@ -14,7 +14,7 @@ def current_requester(enforce: dict) -> Requester:
     """Describe the current request's caller, and which reload options its model's ``enforce`` override sets."""
     if not has_request_context():
         return Requester()
-    principal = g.get("principal")
+    principal = current_caller()
     record = current_record()
     end_user = record.end_user if record is not None else None
     return Requester(share_of(principal, end_user), request.environ, record,

@@ -24,8 +24,8 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 
+from ollama_proxy.ledger import AnswerText, Hold, RequestRecord
 from ollama_proxy.lines import LineDecoder
-from ollama_proxy.observability.ledger import AnswerText, Hold, RequestRecord
 from ollama_proxy.scheduler.prefix import chain_of, prompt_tokens, text_tokens
 from ollama_proxy.translate.ollama import chunk_text
 from ollama_proxy.translate.openai_common import choice_texts

@@ -24,10 +24,16 @@ import os
 import time
 from datetime import datetime, timedelta, timezone
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, request
 
 from ollama_proxy.config import ChatLogSettings, Settings
-from ollama_proxy.observability.ledger import AnswerText, RequestRecord, access_record, add_close_listener
+from ollama_proxy.ledger import (
+    AnswerText,
+    RequestRecord,
+    access_record,
+    add_close_listener,
+    current_caller,
+)
 from ollama_proxy.observability.logs import RedactingFormatter, secrets_of
 from ollama_proxy.surfaces import is_chat
 
@@ -148,7 +154,7 @@ def note_request() -> None:
     The stream taps keep the answer's text as it passes (``ledger.AnswerText``); the line is written when the
     response closes.
     """
-    principal = g.get("principal")
+    principal = current_caller()
     if request.method != "POST" or principal is None or not is_chat(request.path):
         return
     chat_log: ChatLog = current_app.extensions[CHAT_LOGGER]

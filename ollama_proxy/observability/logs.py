@@ -17,10 +17,10 @@ from logging.handlers import WatchedFileHandler
 
 from flask import Flask
 
+from ollama_proxy import ledger
 from ollama_proxy.backends.url_secrets import without_password
 from ollama_proxy.config import Settings
-from ollama_proxy.observability import ledger
-from ollama_proxy.observability.ledger import CloseListener, RequestRecord
+from ollama_proxy.ledger import CloseListener, RequestRecord
 
 
 class RedactingFormatter(logging.Formatter):

@@ -29,9 +29,10 @@ from flask import Flask, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from ollama_proxy import ledger
 from ollama_proxy.config import MetricsSettings
 from ollama_proxy.errors import ProxyError
-from ollama_proxy.observability import ledger, scheduler_metrics
+from ollama_proxy.observability import scheduler_metrics
 from ollama_proxy.observability.metric_labels import ModelLabels, method_label
 from ollama_proxy.routing.routes import ROUTER
 from ollama_proxy.scheduler.servers import Placement, Start

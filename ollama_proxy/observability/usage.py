@@ -31,9 +31,9 @@ from datetime import datetime, timedelta, timezone
 
 from flask import Flask
 
+from ollama_proxy import ledger
 from ollama_proxy.config import UsageSettings
-from ollama_proxy.observability import ledger
-from ollama_proxy.observability.ledger import RequestRecord
+from ollama_proxy.ledger import RequestRecord
 from ollama_proxy.store import DatabaseError, StoreError, ValueRefused, current_store
 from ollama_proxy.store.errors import short_reason
 from ollama_proxy.store.usage import fit_usage_row

@@ -13,8 +13,8 @@ from flask import Response, request
 from ollama_proxy.backends.ollama_headers import downstream_headers
 from ollama_proxy.backends.protocols import OllamaShapedAnswer
 from ollama_proxy.client_watch import watch_client
+from ollama_proxy.ledger import current_record, note_upstream
 from ollama_proxy.observability.accounting import count_body, hold_of, tap_ndjson
-from ollama_proxy.observability.ledger import current_record, note_upstream
 from ollama_proxy.relay.streaming import STREAM_HEADERS, ClosingStream, ndjson_relay, stream_failure_logger
 from ollama_proxy.routing.overrides import renamed_line, renamed_lines
 from ollama_proxy.surfaces import ollama_path

@@ -20,8 +20,8 @@ from flask import Response, current_app, request
 from ollama_proxy.backends.protocols import PassthroughBackend
 from ollama_proxy.client_watch import watch_client
 from ollama_proxy.errors import ProxyError, to_openai_error
+from ollama_proxy.ledger import RequestRecord, current_record, note_upstream
 from ollama_proxy.observability.accounting import keep_openai_text, note_arrival, note_tokens, tap_sse
-from ollama_proxy.observability.ledger import RequestRecord, current_record, note_upstream
 from ollama_proxy.relay.streaming import (
     SSE_DONE,
     STREAM_HEADERS,

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from ollama_proxy.errors import ProxyError
+from ollama_proxy.ledger import RequestRecord
 from ollama_proxy.lines import ndjson_line
-from ollama_proxy.observability.ledger import RequestRecord
 
 log = logging.getLogger(__name__)
 # nginx buffers proxied answers unless told not to; a stream must reach the client as it is made.

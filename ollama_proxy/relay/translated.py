@@ -23,8 +23,8 @@ from ollama_proxy.backends.image_fetcher import resolve_image_urls
 from ollama_proxy.backends.protocols import OllamaShapedAnswer
 from ollama_proxy.client_watch import watch_client
 from ollama_proxy.errors import ProxyError
+from ollama_proxy.ledger import current_record, note_model, note_upstream, note_upstream_since
 from ollama_proxy.observability.accounting import hold_of, tap_chunks
-from ollama_proxy.observability.ledger import current_record, note_model, note_upstream, note_upstream_since
 from ollama_proxy.relay.streaming import (
     STREAM_HEADERS,
     ClosingStream,

@@ -28,8 +28,8 @@ from flask import current_app
 from ollama_proxy.client_watch import watch_client
 from ollama_proxy.errors import ProxyError
 from ollama_proxy.greenlets import gevent_active
+from ollama_proxy.ledger import RequestRecord, access_record
 from ollama_proxy.lines import ndjson_line
-from ollama_proxy.observability.ledger import RequestRecord, access_record
 
 NDJSON_KEEPALIVE = b" "
 SSE_KEEPALIVE = b": keepalive\n\n"

@@ -22,13 +22,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from flask import current_app, g
+from flask import current_app
 
 from ollama_proxy.access.cloud_models import check_cloud_use, may_use_cloud
 from ollama_proxy.backends.protocols import Backend, PassthroughBackend
 from ollama_proxy.config.models import ModelOverride
 from ollama_proxy.errors import Forbidden, InvalidRequest
-from ollama_proxy.observability.ledger import note_route
+from ollama_proxy.ledger import current_caller, note_route
 from ollama_proxy.routing.catalog import current_models
 from ollama_proxy.routing.listings import merged_listing
 from ollama_proxy.routing.names import split_provider
@@ -86,12 +86,12 @@ def router() -> Router:
 
 def resolve(model: str) -> Route:
     """Route ``model`` for the caller of the current request."""
-    return router().resolve(model, g.get("principal"), current_models())
+    return router().resolve(model, current_caller(), current_models())
 
 
 def visible_listing(path: str) -> dict:
     """Return the merged ``/api/tags`` or ``/api/ps`` as the current caller may see it, aliases included."""
-    principal = g.get("principal")
+    principal = current_caller()
     if principal is None:
         return merged_listing(router(), path, lambda model: True, current_models())
     routes = router()
@@ -140,7 +140,7 @@ def refuse_unusable_model(model, field: str) -> None:
     The name is judged as written, not as an alias: Ollama acts on it as it is.
     What is not a name goes on for Ollama to judge.
     """
-    principal = g.get("principal")
+    principal = current_caller()
     if principal is None or not model or not isinstance(model, str):
         return
     if not principal.may_use(model):

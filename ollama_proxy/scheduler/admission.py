@@ -22,7 +22,7 @@ from functools import partial
 from ollama_proxy.client_watch import watch_client
 from ollama_proxy.errors import ClientGone
 from ollama_proxy.greenlets import gevent_active
-from ollama_proxy.observability.ledger import RequestRecord, after_listeners
+from ollama_proxy.ledger import RequestRecord, after_listeners
 from ollama_proxy.routing.names import canonical
 from ollama_proxy.scheduler.client import ClientLeft, SchedulerClient
 from ollama_proxy.scheduler.core import Ticket

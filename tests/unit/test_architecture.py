@@ -121,7 +121,7 @@ ASKED = [{"role": "user", "content": "hi"}]
 ])
 def test_a_request_enters_the_rooms_in_the_order_the_page_draws_them(traced_app, path, body):
     rooms = _diagram_rooms()
-    assert rooms[:3] == ["observability.metrics", "observability.ledger", "content_encoding"], rooms
+    assert rooms[:3] == ["observability.metrics", "ledger", "content_encoding"], rooms
     entered = _first_entries(_traced(traced_app, path, body), rooms)
     assert {"access.auth", "blueprints", "schemas", "routing", "backends", "observability"} <= set(entered)
     assert _is_in_order(entered, rooms), f"{path} enters {entered}; the page draws {rooms}"

@@ -12,7 +12,7 @@ def test_a_client_hanging_up_counts_as_leaving_only_before_the_answer_ended(monk
     import gevent
 
     from ollama_proxy import client_watch
-    from ollama_proxy.observability.ledger import RECORD_KEY, RequestRecord
+    from ollama_proxy.ledger import RECORD_KEY, RequestRecord
 
     monkeypatch.setattr(client_watch, "gevent_active", lambda: True)
     server_side, client_side = socket.socketpair()

@@ -29,6 +29,8 @@ def _forbidden(importer: str, target: str) -> str | None:
         return "a blueprint is glue over the rooms below it, not over another blueprint"
     if source == "translate" and room is not None and room not in ("translate", "errors"):
         return "translation is pure: it knows protocols and the error family, nothing of the app"
+    if source == "ledger" and room is not None and room not in ("ledger", "errors"):
+        return "the ledger is at the bottom: every room writes to the request's record, it knows none of them"
     if source != "backends" and target.split(".")[0] in ("requests", "urllib3"):
         return "only the backends speak HTTP to upstreams, and map its exceptions"
     return None
@@ -87,6 +89,8 @@ def test_the_rules_see_what_they_forbid():
     assert _forbidden("ollama_proxy.blueprints.openai", "ollama_proxy.blueprints.native")
     assert _forbidden("ollama_proxy.translate.openai", "ollama_proxy.lines")
     assert _forbidden("ollama_proxy.relay.streaming", "requests")
+    assert _forbidden("ollama_proxy.ledger", "ollama_proxy.surfaces")
+    assert not _forbidden("ollama_proxy.ledger", "ollama_proxy.errors")
     assert not _forbidden("ollama_proxy.blueprints.admin.keys", "ollama_proxy.blueprints.admin.forms")
     assert not _forbidden("ollama_proxy.translate.anthropic.stream", "ollama_proxy.errors")
     assert not _forbidden("ollama_proxy.backends.session", "requests")
@@ -100,3 +104,23 @@ def test_relative_and_package_imports_are_read_as_the_modules_they_name(tmp_path
     source.write_text("from ..relay import streaming\nfrom ollama_proxy import greenlets\nimport requests\n")
     monkeypatch.setattr(f"{__name__}.PACKAGE", package)
     assert _imports(source) == {"ollama_proxy.relay", "ollama_proxy.greenlets", "requests"}
+
+
+def _flask_g_readers() -> list[str]:
+    """The modules that take ``flask.g``: by ``from flask import g`` or as ``flask.g``."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            imported = isinstance(node, ast.ImportFrom) and node.module == "flask" and any(
+                alias.name == "g" for alias in node.names)
+            named = isinstance(node, ast.Attribute) and node.attr == "g" and isinstance(node.value, ast.Name) and \
+                node.value.id == "flask"
+            if imported or named:
+                found.append(_module_of(path))
+                break
+    return found
+
+
+def test_no_module_keeps_request_state_in_flask_g():
+    """The request's record is its only state: who calls, its rate windows, its budget figures (``ledger``)."""
+    assert _flask_g_readers() == []

@@ -28,18 +28,18 @@ import math
 import time
 from dataclasses import dataclass
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app
 from limits import RateLimitItemPerMinute
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
+from ollama_proxy import ledger
 from ollama_proxy.access.auth import Principal
 from ollama_proxy.access.ratelimit import sqlite  # noqa: F401  registers the sqlite:// scheme with limits
 from ollama_proxy.config import RateLimitSettings
 from ollama_proxy.errors import RateLimited
-from ollama_proxy.observability import ledger
-from ollama_proxy.observability.ledger import RequestRecord
+from ollama_proxy.ledger import RequestRecord, current_caller, current_record
 
 log = logging.getLogger(__name__)
 EXTENSION = "ollama_proxy.access.ratelimit"
@@ -174,7 +174,7 @@ def limited(principal: Principal) -> list[Holder]:
 
 def limit_request() -> None:
     """Admit the request's principal or refuse it with a 429 (before the view runs)."""
-    principal: Principal | None = g.get("principal")
+    principal: Principal | None = current_caller()
     if principal is None:
         return
     holders = [h for h in limited(principal) if h.rpm is not None or h.tpm is not None]
@@ -187,7 +187,7 @@ def limit_request() -> None:
     except StorageError as exc:
         log.warning("rate-limit storage failed, request admitted unlimited: %s", exc)
         return
-    g.rate_windows = windows
+    current_record().rate_windows = windows
     if refusal is not None:
         raise refusal
 
@@ -195,7 +195,8 @@ def limit_request() -> None:
 def add_headers(response):
     """Tell a limited principal where it stands, on every answer, 429s included: per kind, the tightest window."""
     tightest: dict[str, Window] = {}
-    for window in g.get("rate_windows", ()):
+    record = current_record()
+    for window in record.rate_windows if record is not None else ():
         if window.kind not in tightest or window.remaining < tightest[window.kind].remaining:
             tightest[window.kind] = window
     for window in tightest.values():

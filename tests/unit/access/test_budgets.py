@@ -122,43 +122,37 @@ def test_a_request_that_comes_while_another_reads_the_budgets_is_held_to_them_to
 
 
 def test_a_request_that_waited_is_refused_at_its_grant_once_a_hard_budget_was_spent_meanwhile(app):
-    from flask import g
-
     from ollama_proxy.access.budgets import check_at_grant, check_budgets
     from ollama_proxy.errors import RateLimited
-    from ollama_proxy.observability.ledger import RECORD_KEY, RequestRecord
+    from ollama_proxy.ledger import RECORD_KEY, RequestRecord
 
     store = current_store()
     store.set_budget("key", "alice", period="day", unit="gpu_seconds", amount=2, by=TESTER)
-    record = RequestRecord("r1", "POST", "/api/chat", "-", 0.0)
+    record = RequestRecord("r1", "POST", "/api/chat", "-", 0.0, caller=_alice())
     with app.test_request_context("/api/chat", environ_base={RECORD_KEY: record}):
-        g.principal = _alice()
         check_budgets()  # on arrival: nothing spent
         check = check_at_grant()
-        held = g._get_current_object()
     check()  # from another greenlet, outside the request's context: still nothing spent
     store.charge([(("key", "alice", "day", "gpu_seconds"), _slot_start("day"), 2.5)])  # spent while it waited
     with pytest.raises(RateLimited, match="key 'alice' spent its day's budget of 2 gpu-seconds") as refused:
         check()
     assert refused.value.code == "budget_exceeded" and refused.value.retry_after >= 1
     assert record.over_budget == ("hard",) and record.budgeted == ()  # counted as refused, charged nothing
-    assert held.budget_remaining == "0; period=day; unit=gpu_seconds"
+    assert record.budget_remaining == "0; period=day; unit=gpu_seconds"  # for its X-Budget-Remaining
 
 
 def test_a_request_no_budget_holds_checks_nothing_at_its_grant(app):
-    from flask import g
-
     from ollama_proxy.access.budgets import check_at_grant, check_budgets
-    from ollama_proxy.observability.ledger import RECORD_KEY, RequestRecord
+    from ollama_proxy.ledger import RECORD_KEY, RequestRecord
 
-    with app.test_request_context("/api/chat", environ_base={RECORD_KEY: RequestRecord("r", "POST", "/", "-", 0)}):
-        g.principal = _alice()
+    record = RequestRecord("r", "POST", "/", "-", 0, caller=_alice())
+    with app.test_request_context("/api/chat", environ_base={RECORD_KEY: record}):
         check_budgets()
         assert check_at_grant() is None
 
 
 def test_a_deleted_keys_principal_still_cached_is_not_held_to_nor_charged_to_a_new_keys_budget(app):
-    from ollama_proxy.observability.ledger import RequestRecord
+    from ollama_proxy.ledger import RequestRecord
 
     store = current_store()
     old = _alice()

@@ -1,5 +1,5 @@
 import pytest
-from flask import Flask, g
+from flask import Flask
 
 from ollama_proxy.access.auth import Principal
 from ollama_proxy.access.end_users import (
@@ -11,7 +11,7 @@ from ollama_proxy.access.end_users import (
     named_end_user,
     note_end_user,
 )
-from ollama_proxy.observability.ledger import RECORD_KEY, RequestRecord
+from ollama_proxy.ledger import RECORD_KEY, RequestRecord
 from ollama_proxy.store.schema import usage
 from tests.actors import TESTER
 
@@ -75,14 +75,13 @@ def test_note_end_user_puts_it_on_the_request_record():
     record = RequestRecord("r1", "POST", "/v1/chat/completions", "127.0.0.1", 0.0)
     app = Flask(__name__)
     with app.test_request_context(headers={"X-OpenWebUI-User-Name": "Ann"}, environ_base={RECORD_KEY: record}):
-        g.principal = TRUSTED
+        record.caller = TRUSTED
         note_end_user("ann")
         assert record.end_user == "Ann"
-        g.principal = UNTRUSTED
+        record.caller = UNTRUSTED
         note_end_user("ann")
         assert record.end_user is None
     with app.test_request_context():
-        g.principal = TRUSTED
         note_end_user("ann")  # no record (a request the ledger does not see): nothing to note
 
 
@@ -104,7 +103,7 @@ SURFACES = [  # path, a body naming "ann" as that surface's clients do
 def app_with_keys(tmp_path, fake):
     from ollama_proxy.app import create_app
     from ollama_proxy.config import parse_settings
-    from ollama_proxy.observability.ledger import add_close_listener
+    from ollama_proxy.ledger import add_close_listener
     from ollama_proxy.store import current_store
 
     app = create_app(parse_settings({"logging": {"dir": str(tmp_path)}, "store": {"url": f"sqlite:///{tmp_path}/s.db"},

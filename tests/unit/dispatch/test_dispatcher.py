@@ -10,7 +10,7 @@ from ollama_proxy.dispatch import dispatcher as dispatcher_module
 from ollama_proxy.dispatch.body import OllamaBody
 from ollama_proxy.dispatch.dispatcher import Dispatcher, OllamaModel
 from ollama_proxy.errors import Overloaded, UpstreamConnectTimeout, UpstreamTimeout, UpstreamUnavailable
-from ollama_proxy.observability.ledger import RequestRecord
+from ollama_proxy.ledger import RequestRecord
 from ollama_proxy.scheduler.admission import Admitted, Requester
 from ollama_proxy.scheduler.prefix import chain_of
 from tests.unit.backends.stub_servers import StubServer, stub_pool

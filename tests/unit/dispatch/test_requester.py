@@ -1,11 +1,11 @@
 """Who asks for a slot, as the current request says."""
 
-from flask import Flask, g
+from flask import Flask
 
 from ollama_proxy.access.auth import Principal
 from ollama_proxy.access.end_users import note_end_user
 from ollama_proxy.dispatch.requester import current_requester
-from ollama_proxy.observability.ledger import RECORD_KEY, RequestRecord
+from ollama_proxy.ledger import RECORD_KEY, RequestRecord
 from ollama_proxy.scheduler.admission import ANONYMOUS
 
 WEBUI = Principal("webui", "generate", weight=2, trusted_frontend=True)
@@ -14,9 +14,8 @@ SCRIPT = Principal("script", "generate", klass="batch")
 
 def requested(principal, enforce: dict, headers: dict | None = None, named_in_body: str | None = None):
     """Ask for the requester of a request as the app has it: a ledger record, its end user noted."""
-    record = RequestRecord("r1", "POST", "/v1/chat/completions", "127.0.0.1", 0.0)
+    record = RequestRecord("r1", "POST", "/v1/chat/completions", "127.0.0.1", 0.0, caller=principal)
     with Flask(__name__).test_request_context(headers=headers or {}, environ_base={RECORD_KEY: record}):
-        g.principal = principal
         note_end_user(named_in_body)
         return current_requester(enforce)
 
@@ -41,7 +40,7 @@ def test_the_user_a_body_names_gets_a_share_from_a_trusted_front_end_only_and_th
 def test_a_record_naming_a_user_for_an_untrusted_key_names_no_share():
     record = RequestRecord("r1", "POST", "/api/chat", "127.0.0.1", 0.0, end_user="ann")
     with Flask(__name__).test_request_context(environ_base={RECORD_KEY: record}):
-        g.principal = SCRIPT
+        record.caller = SCRIPT
         assert current_requester({}).share.who == "script"
-        g.principal = WEBUI
+        record.caller = WEBUI
         assert current_requester({}).share.who == "webui/ann"

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from ollama_proxy.ledger import AnswerText, RequestRecord, hold_slot
 from ollama_proxy.observability.accounting import (
     count_body,
     estimate_answer,
@@ -13,7 +14,6 @@ from ollama_proxy.observability.accounting import (
     tap_ndjson,
     tap_sse,
 )
-from ollama_proxy.observability.ledger import AnswerText, RequestRecord, hold_slot
 
 
 def _record() -> RequestRecord:

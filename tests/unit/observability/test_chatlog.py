@@ -8,8 +8,8 @@ import json
 import pytest
 
 from ollama_proxy.config import ChatLogSettings, parse_settings
+from ollama_proxy.ledger import AnswerText, RequestRecord
 from ollama_proxy.observability.chatlog import TOO_DEEP, ChatLog, _request_body, elide_images, wants_log
-from ollama_proxy.observability.ledger import AnswerText, RequestRecord
 
 PNG = base64.b64encode(b"\x89PNG" + b"\x00" * 96).decode()  # 100 bytes
 MARK = "<image elided: 100 bytes>"

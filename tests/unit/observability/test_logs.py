@@ -2,7 +2,7 @@ import json
 import logging
 
 from ollama_proxy.config import parse_settings
-from ollama_proxy.observability.ledger import LedgerMiddleware, access_record
+from ollama_proxy.ledger import LedgerMiddleware, access_record
 from ollama_proxy.observability.logs import RedactingFormatter, RepeatLimit, access_logger, secrets_of
 
 
@@ -97,6 +97,8 @@ def test_secrets_include_tokens_and_provider_api_keys():
 
 
 def test_the_access_line_is_written_before_the_other_listeners_read_the_record():
+    from ollama_proxy.surfaces import surface_of
+
     seen = []
 
     def failing(record):
@@ -107,7 +109,8 @@ def test_the_access_line_is_written_before_the_other_listeners_read_the_record()
     logger.handlers, logger.propagate = [handler], False
     logger.setLevel(logging.INFO)
     app = LedgerMiddleware(_streaming_app, [access_logger(logger), failing,
-                                            lambda record: seen.append((record, handler.lines[:]))])
+                                            lambda record: seen.append((record, handler.lines[:]))],
+                           lambda path: surface_of(path).name)
     body = app({"REQUEST_METHOD": "POST", "PATH_INFO": "/v1/messages"}, lambda *a: None)
     list(body)
     body.close()

@@ -4,7 +4,7 @@ import pytest
 
 from ollama_proxy.app import create_app
 from ollama_proxy.config import MetricsSettings, parse_settings
-from ollama_proxy.observability.ledger import RequestRecord
+from ollama_proxy.ledger import RequestRecord
 from ollama_proxy.observability.metric_labels import ModelLabels
 from ollama_proxy.observability.metrics import UNMATCHED, ProxyMetrics
 from ollama_proxy.scheduler.servers import Placement, Start

@@ -10,7 +10,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError, Programm
 
 from ollama_proxy.app import create_app
 from ollama_proxy.config import StoreSettings, UsageSettings, parse_settings
-from ollama_proxy.observability.ledger import RequestRecord
+from ollama_proxy.ledger import RequestRecord
 from ollama_proxy.observability.metrics import metrics
 from ollama_proxy.observability.usage import UsageRecorder, reason, refused_row, usage_row
 from ollama_proxy.store import StoreError, open_store

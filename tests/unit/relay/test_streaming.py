@@ -73,7 +73,7 @@ def test_closing_stream_closes_once_even_when_never_iterated():
 def test_a_cut_stream_is_logged_as_whoever_ended_it(monkeypatch, client_left, level, message):
     import logging
 
-    from ollama_proxy.observability.ledger import RequestRecord
+    from ollama_proxy.ledger import RequestRecord
     from ollama_proxy.relay.streaming import stream_failure_logger
 
     logged: list[logging.LogRecord] = []

@@ -15,8 +15,8 @@ import openai
 import pytest
 
 from ollama_proxy.errors import Overloaded, ProxyError, UpstreamError
+from ollama_proxy.ledger import RequestRecord
 from ollama_proxy.lines import ndjson_line
-from ollama_proxy.observability.ledger import RequestRecord
 from ollama_proxy.relay.streaming import SSE_DONE, sse_event, sse_named_event
 from ollama_proxy.relay.waiting import (
     AnswerAfterWait,

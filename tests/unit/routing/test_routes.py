@@ -147,11 +147,12 @@ def test_a_provider_s_own_body_gets_only_its_name():
     (Principal("admin", "manage", cloud=True), "from", "gpt-oss:120b-cloud", False),
 ])
 def test_refuse_unusable_model(principal, field, model, refused):
-    from flask import Flask, g
+    from flask import Flask
 
+    from ollama_proxy.ledger import RECORD_KEY, RequestRecord
     from ollama_proxy.routing.routes import refuse_unusable_model
-    with Flask(__name__).app_context():
-        g.principal = principal
+    record = RequestRecord("r1", "POST", "/api/pull", "-", 0.0, caller=principal)
+    with Flask(__name__).test_request_context(environ_base={RECORD_KEY: record}):
         if not refused:
             assert refuse_unusable_model(model, field) is None
             return

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ollama_proxy.observability.ledger import RequestRecord
+from ollama_proxy.ledger import RequestRecord
 from ollama_proxy.scheduler import admission
 from ollama_proxy.scheduler.admission import Admission, Requester
 from ollama_proxy.scheduler.core import Grant

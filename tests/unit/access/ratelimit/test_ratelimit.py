@@ -102,13 +102,15 @@ def test_a_keys_tokens_are_charged_to_its_team_which_then_refuses_its_other_keys
 
 
 def test_the_headers_give_the_tightest_window_of_each_kind():
-    from flask import Flask, g
+    from flask import Flask
 
     from ollama_proxy.access.ratelimit import add_headers
+    from ollama_proxy.ledger import RECORD_KEY, RequestRecord
 
     app = Flask(__name__)
-    with app.test_request_context():
-        g.rate_windows = [Window("requests", 100, 40, 5.0), Window("requests", 10, 3, 9.0), Window("tokens", 50, 7, 1)]
+    record = RequestRecord("r1", "POST", "/api/chat", "-", 0.0)
+    record.rate_windows = (Window("requests", 100, 40, 5.0), Window("requests", 10, 3, 9.0), Window("tokens", 50, 7, 1))
+    with app.test_request_context(environ_base={RECORD_KEY: record}):
         headers = add_headers(app.response_class()).headers
     assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-remaining-requests"]) == ("10", "3")
     assert headers["x-ratelimit-remaining-tokens"] == "7"

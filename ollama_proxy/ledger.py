@@ -21,9 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from flask import Flask, request
-
-from ollama_proxy.surfaces import surface_of
+from flask import Flask, has_request_context, request
 
 RECORD_KEY = "ollama_proxy.access"
 LISTENERS_KEY = "ollama_proxy.close_listeners"
@@ -72,6 +70,7 @@ class RequestRecord:
     completed: bool = False
     client_left: bool = False  # seen hanging up while the answer was still coming
     model: str | None = None
+    caller: object = None  # who calls (``access.auth.Principal``), once its token was checked; None: nobody yet
     principal: str | None = None  # its name, as people read it
     principal_id: str | None = None  # what counts it (``auth.Principal.id``): key:12, token:bob
     key_id: int | None = None  # a managed key's row (api_keys.id); None: a token of the file
@@ -101,6 +100,9 @@ class RequestRecord:
     budgeted: tuple = ()  # the budgets' (slot, period start) the request is charged to when it ends (access.budgets)
     deferred: list = field(default_factory=list)  # work that waits until the close listeners ran (``after_listeners``)
     listened: bool = False  # the close listeners ran
+    rate_windows: tuple = ()  # the rate-limit windows it was counted in (``access.ratelimit``), for its headers
+    budget_remaining: str | None = None  # what is left of its tightest budget (``access.budgets``): a header
+    budget_exceeded: str | None = None  # the soft budgets it found spent: a header
     over_budget: tuple[str, ...] = ()  # the modes of the budgets it found spent: hard (refused), soft, shadow
     chat_request: bytes | None = None  # a chat's body as sent, when the chat log writes it (``chatlog``)
     answer: AnswerText | None = None  # the answer's text, kept by the taps when something reads it (the chat log)
@@ -207,9 +209,11 @@ class _RecordedBody:
 class LedgerMiddleware:
     """Wrap a WSGI app: a record and a request id for every request, handed on when it closes."""
 
-    def __init__(self, app, listeners: list[CloseListener] | None = None):
+    def __init__(self, app, listeners: list[CloseListener] | None = None,
+                 surface_of: Callable[[str], str] = lambda path: "other"):
         self.app = app
         self.listeners = [] if listeners is None else listeners
+        self.surface_of = surface_of  # a path's surface (``surfaces.surface_of``): the ledger imports nothing of ours
 
     def __call__(self, environ, start_response):
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
@@ -219,7 +223,7 @@ class LedgerMiddleware:
             path=environ.get("PATH_INFO", ""),  # no query string: it is the client's to fill with anything
             client=environ.get("REMOTE_ADDR", ""),
             started=time.perf_counter(),
-            surface=surface_of(environ.get("PATH_INFO", "")).name,
+            surface=self.surface_of(environ.get("PATH_INFO", "")),
         )
         environ[RECORD_KEY] = record
 
@@ -270,6 +274,13 @@ def current_record() -> RequestRecord | None:
     return access_record(request.environ)
 
 
+def current_caller():
+    """Return who calls in the request being handled (``access.auth.Principal``); None before its token is
+    checked, for a public path, or outside a request."""
+    record = current_record() if has_request_context() else None
+    return None if record is None else record.caller
+
+
 def note_model(model: str | None) -> None:
     """Put the model a request asked for on its record."""
     record = current_record()
@@ -311,6 +322,7 @@ def add_close_listener(app: Flask, listener: CloseListener) -> None:
     app.extensions[LISTENERS_KEY].append(listener)
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, surface_of: Callable[[str], str]) -> None:
+    """Give every request of ``app`` a record, its surface named by ``surface_of(path)``."""
     app.extensions[LISTENERS_KEY] = []
-    app.wsgi_app = LedgerMiddleware(app.wsgi_app, app.extensions[LISTENERS_KEY])
+    app.wsgi_app = LedgerMiddleware(app.wsgi_app, app.extensions[LISTENERS_KEY], surface_of)

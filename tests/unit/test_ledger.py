@@ -3,7 +3,7 @@ import time
 import pytest
 from flask import Flask
 
-from ollama_proxy.observability.ledger import (
+from ollama_proxy.ledger import (
     RECORD_KEY,
     LedgerMiddleware,
     RequestRecord,
@@ -12,6 +12,7 @@ from ollama_proxy.observability.ledger import (
     hold_slot,
     note_upstream_since,
 )
+from ollama_proxy.surfaces import surface_of
 
 
 def _app(environ, start_response):
@@ -30,7 +31,8 @@ def _serve(environ_extra=None, listeners=(), consume=None):
         started.update(status=status, headers=headers)
 
     environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/chat", "REMOTE_ADDR": "10.1.2.3", **(environ_extra or {})}
-    body = LedgerMiddleware(_app, [*listeners, closed.append])(environ, start_response)
+    middleware = LedgerMiddleware(_app, [*listeners, closed.append], lambda path: surface_of(path).name)
+    body = middleware(environ, start_response)
     for count, _ in enumerate(body, 1):
         if consume is not None and count >= consume:
             break
