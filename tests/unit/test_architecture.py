@@ -125,3 +125,21 @@ def test_a_request_enters_the_rooms_in_the_order_the_page_draws_them(traced_app,
     entered = _first_entries(_traced(traced_app, path, body), rooms)
     assert {"access.auth", "blueprints", "schemas", "routing", "backends", "observability"} <= set(entered)
     assert _is_in_order(entered, rooms), f"{path} enters {entered}; the page draws {rooms}"
+
+
+def _without_a_mirror() -> set[str]:
+    """The modules of the package (not ``__init__`` nor migrations) with no ``tests/unit/<room>/test_<module>.py``."""
+    found = set()
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE)
+        if path.name == "__init__.py" or "migrations" in relative.parts:
+            continue
+        if not (ROOT / "tests" / "unit" / relative.parent / f"test_{path.name}").exists():
+            found.add(relative.as_posix())
+    return found
+
+
+def test_every_module_has_its_mirror_test_or_the_page_says_what_tests_it():
+    section = PAGE.split("## Modules tested through others", 1)[1].split("\n## ", 1)[0]
+    listed = {name for name in re.findall(r"`([a-z_/]+\.py)`", section) if (PACKAGE / name).is_file()}
+    assert listed == _without_a_mirror()
