@@ -3,7 +3,7 @@
 It runs under the Node.js scripts/install-js-clients.sh installs, on a free port of ``localhost``
 (another host than the proxy's ``127.0.0.1``, so each keeps its cookies, as two sites do), and
 is ready once its discovery document names it. A test changes a person's groups, or disables
-them, as the provider's administrator would (``put_in_groups``, ``disable``).
+them, or renames them, as the provider's administrator would (``put_in_groups``, ``disable``, ``rename``).
 """
 
 from __future__ import annotations
@@ -60,6 +60,10 @@ class OidcProvider:
     def disable(self, login: str) -> None:
         """Disable ``login``: the provider refuses their refresh tokens from now on."""
         self._change(login, {"disabled": True})
+
+    def rename(self, login: str, name: str) -> None:
+        """Name ``login`` so in the claims that name a person (``preferred_username``, ``name``)."""
+        self._change(login, {"name": name})
 
     def _change(self, login: str, change: dict) -> None:
         answer = requests.put(f"{self.issuer}/test/accounts/{login}", json=change, timeout=5)

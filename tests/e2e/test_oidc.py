@@ -6,6 +6,7 @@ viewer, tom a team admin of research, mia a member of research, nat in no group 
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -15,6 +16,7 @@ import requests
 from tests.actors import TESTER
 from tests.e2e.admin_page import admin_config
 from tests.e2e.browser import new_page, screenshot
+from tests.e2e.command import cli
 from tests.e2e.nginx import Nginx
 from tests.e2e.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider
 from tests.e2e.server import ProxyServer, free_port, wait_for
@@ -27,11 +29,23 @@ NOT_LOOPBACK = re.compile(r"^https?://(?!127\.0\.0\.1[:/]|localhost[:/])")  # th
 
 
 @pytest.fixture(scope="module")
-def site(fake_server, tmp_path_factory):
+def port():
+    """The proxy's port: the provider must know its callback before the proxy starts."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def provider(port, tmp_path_factory):
+    provider = OidcProvider(f"http://127.0.0.1:{port}/admin/login/oidc/callback",
+                            tmp_path_factory.mktemp("oidc-provider") / "provider.log").start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="module")
+def site(fake_server, tmp_path_factory, provider, port):
     """The provider and the proxy, each knowing the other's address; two teams with a key each."""
     workdir = tmp_path_factory.mktemp("oidc")
-    port = free_port()
-    provider = OidcProvider(f"http://127.0.0.1:{port}/admin/login/oidc/callback", workdir / "provider.log").start()
     config = admin_config(fake_server.url, workdir, oidc={"issuer": provider.issuer, **OIDC_SETTINGS})
     config["auth"]["key_cache_seconds"] = KEY_CACHE_SECONDS
     # The client's secret comes from the environment, as a deployment gives it.
@@ -45,7 +59,6 @@ def site(fake_server, tmp_path_factory):
     yield proxy, store
     store.close()
     proxy.stop()
-    provider.stop()
 
 
 @pytest.fixture
@@ -247,3 +260,25 @@ def test_behind_nginx_the_provider_sends_the_browser_back_through_nginx(browser,
     callbacks = [line for line in front.access_lines() if "GET /admin/login/oidc/callback?" in line]
     assert len(callbacks) == 1 and '" 302 ' in callbacks[0], front.access_lines()
     assert page.script_errors == []
+
+
+def test_a_name_the_provider_gives_prints_as_escapes_in_the_audit_trail_not_as_terminal_commands(
+        browser, site, provider):
+    """A provider's administrator, or a person who may name themselves there, types control characters and a
+    forged row into the name: the trail the command prints shows them as escapes, one row for the one sign-in."""
+    proxy, store = site
+    hostile = "eve\x1b[2J\x1b[31m\n2026-11-25 09:00:00  root (cli)  key.create  admin-backdoor\u202egnp.exe"
+    provider.put_in_groups("eve", "team:research")
+    provider.rename("eve", hostile)
+    page = sign_in(browser, proxy, "eve")
+    assert "eve" in page.locator("header.bar").inner_text()
+    for form in ("table", "csv"):
+        printed = cli(proxy, "audit", "--format", form)
+        assert printed.returncode == 0, printed.stderr
+        assert "\x1b" not in printed.stdout and "\u202e" not in printed.stdout, form
+        forged = [line for line in printed.stdout.splitlines() if "admin-backdoor" in line]
+        assert forged and all("sign-in" in line for line in forged), (form, forged)  # no row of its own
+    assert "eve\\x1b[2J\\x1b[31m\\x0a2026-11-25" in cli(proxy, "audit").stdout
+    printed = cli(proxy, "audit", "--format", "json").stdout
+    assert "\x1b" not in printed and "\u202e" not in printed
+    assert [e["action"] for e in json.loads(printed) if e["actor"] == hostile] == ["sign-in"]  # the name, kept whole

@@ -12,6 +12,7 @@
 // A test changes an account as an administrator of the provider would:
 //   PUT /test/accounts/<login>  {"groups": [...]}  puts them in these groups (and enables them)
 //   PUT /test/accounts/<login>  {"disabled": true}  disables them: the provider knows them no more
+//   PUT /test/accounts/<login>  {"name": "..."}  names them so (preferred_username, name), groups kept
 import Provider from "oidc-provider";
 
 const [port, redirectUri, clientId, clientSecret] = process.argv.slice(2);
@@ -26,6 +27,7 @@ const ACCOUNTS = {
   nat: ["staff"],
 };
 const DISABLED = new Set();
+const NAMES = {}; // a name other than the login, as the provider's administrator typed it
 
 const configuration = {
   clients: [{
@@ -53,7 +55,8 @@ const configuration = {
     return {
       accountId: sub,
       async claims() {
-        return { sub, preferred_username: sub, name: sub, email: `${sub}@example.com`, groups: ACCOUNTS[sub] ?? [] };
+        const name = NAMES[sub] ?? sub;
+        return { sub, preferred_username: name, name, email: `${sub}@example.com`, groups: ACCOUNTS[sub] ?? [] };
       },
     };
   },
@@ -84,6 +87,8 @@ provider.use(async (ctx, next) => {
   const change = JSON.parse(Buffer.concat(chunks).toString() || "{}");
   if (change.disabled) {
     DISABLED.add(account[1]);
+  } else if ("name" in change) {
+    NAMES[account[1]] = change.name;
   } else {
     DISABLED.delete(account[1]);
     ACCOUNTS[account[1]] = change.groups ?? [];
