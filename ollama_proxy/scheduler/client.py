@@ -57,13 +57,15 @@ class SchedulerClient:
     def __init__(self, connect: Callable[[Callable[[dict], None]], Link], max_wait: float,
                  ask: Callable[[Callable[[dict], None]], Link] | None = None, borrow: bool = False, *,
                  specs: Iterable[ServerSpec] = (), accept: Callable[[Ticket, dict], bool] | None = None,
-                 unreachable_timeout: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 unreachable_timeout: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 reply: Callable[[], Reply] | None = None) -> None:
         """``connect(receive)`` opens the line to the arbiter (one that carries no messages calls ``receive``);
         ``ask(receive)`` a line for one question; with ``borrow``, this worker takes the slots the arbiter lends.
 
         ``specs`` are this worker's scheduled servers, told with each ticket; ``accept(ticket, grant)`` takes a grant
         for good where the transport fences its arbiters' terms (False: a deposed arbiter's, dropped);
-        ``unreachable_timeout`` bounds the wait while no arbiter can be reached; ``clock`` tells the time (seconds).
+        ``unreachable_timeout`` bounds the wait while no arbiter can be reached; ``clock`` tells the time (seconds);
+        ``reply()`` makes what a waiting request waits on (``Reply``: a gevent event), as APF's queues take theirs.
         """
         self._connect = connect
         self._ask = ask or connect  # a line for one question: the shared one carries grants
@@ -74,10 +76,11 @@ class SchedulerClient:
         self._at_once = accept is None  # nothing fences a grant: it is taken as it arrives (``_take_grant``)
         self._unreachable_timeout = unreachable_timeout
         self._clock = clock
+        self._reply = reply or Reply
         self._link: Link | None = None
         self._connector = None  # the greenlet that opens the line, while there is none
         self._unreachable_since: float | None = None
-        self._waiting: dict[str, tuple[Ticket, AsyncResult]] = {}
+        self._waiting: dict[str, tuple[Ticket, Reply]] = {}
         self._running: dict[str, tuple[Ticket, Grant]] = {}
         self._loans: dict[str, Loan] = {}
         self._on_loan: dict[str, str] = {}  # ticket -> the loan it runs on
@@ -104,45 +107,54 @@ class SchedulerClient:
         now = self._clock()
         if self._unreachable_since is not None and now - self._unreachable_since >= self._unreachable_timeout:
             raise self._unreachable()
-        until = now + self._max_wait + 1.0 if deadline is None else deadline
-        result = AsyncResult()
-        self._waiting[ticket.id] = (ticket, result)
+        message = self._answer(ticket, watch, now + self._max_wait + 1.0 if deadline is None else deadline)
+        if message["op"] != "grant":
+            raise self._refusal(ticket, message)
+        granted = self._running[ticket.id][1] if ticket.id in self._running else wire.grant_of(message)
+        self._running[ticket.id] = (ticket, granted)
+        return granted
+
+    def _answer(self, ticket: Ticket, watch, until: float) -> dict:
+        """Submit ``ticket`` and wait for the word that settles it: a grant taken, a refusal, the client gone, or
+        ``expired`` at ``until``. The client is watched once the grant did not come at once."""
+        reply = self._reply()
+        self._waiting[ticket.id] = (ticket, reply)
         stop_watching = None
         try:
             self._post(wire.submit(ticket, self.specs_of(ticket)))
-            message = _wait(result, min(PROMPT_GRANT, until - now))
+            message = reply.wait(min(PROMPT_GRANT, until - self._clock()))
             if message is None:  # it waits: watch the client from now on
                 stop_watching = watch(lambda: self._tell_waiting(ticket.id, {"op": "left"})) if watch else None
             while message is None or message["op"] == "grant":
                 if message is not None:
                     if ticket.id in self._running:  # taken as it arrived
-                        break
-                    self._waiting[ticket.id] = (ticket, result := AsyncResult())  # what comes meanwhile is kept
+                        return message
+                    self._waiting[ticket.id] = (ticket, reply := self._reply())  # what comes meanwhile is kept
                     if self._accept(ticket, message):
-                        break
-                message = _wait(result, until - self._clock()) or {"op": "expired"}
+                        return message
+                message = reply.wait(until - self._clock()) or {"op": "expired"}
+            return message
         finally:
             if stop_watching is not None:
                 stop_watching()
             self._waiting.pop(ticket.id, None)
+
+    def _refusal(self, ticket: Ticket, message: dict) -> Exception:
+        """What a ticket not granted raises, by the word that settled it; a grant that came as it gave up ends."""
         op = message["op"]
-        if op == "grant":
-            granted = self._running[ticket.id][1] if ticket.id in self._running else wire.grant_of(message)
-            self._running[ticket.id] = (ticket, granted)
-            return granted
         self._running.pop(ticket.id, None)  # granted just as it gave up: the cancel below ends it
         if op != "refused":
             self._post({"op": "cancel", "id": ticket.id})
         if op == "left":
-            raise ClientLeft(ticket.id)
+            return ClientLeft(ticket.id)
         if op == "refused":
-            raise wire.error_of(message)
+            return wire.error_of(message)
         if op == "unreachable":
-            raise self._unreachable()
+            return self._unreachable()
         error = Overloaded(f"no slot came free for {ticket.model} within {self._max_wait:g}s (scheduling.max_wait)")
         # The arbiter's estimate from the drain rate; its own when the arbiter never answered.
         error.retry_after = message.get("retry_after", self._max_wait)
-        raise error
+        return error
 
     def _unreachable(self) -> Overloaded:
         error = Overloaded(f"the proxy's scheduler could not be reached for {self._unreachable_timeout:g}s "
@@ -391,9 +403,22 @@ class SchedulerClient:
             pass
 
 
-def _wait(result: AsyncResult, seconds: float) -> dict | None:
-    """The message ``result`` gets within ``seconds``, or None."""
-    try:
-        return result.get(timeout=max(0.0, seconds))
-    except gevent.Timeout:
-        return None
+class Reply:
+    """The word a waiting request gets, set once from another greenlet: the client's waiting primitive
+    (``SchedulerClient(reply=...)`` takes another, as a test's)."""
+
+    def __init__(self) -> None:
+        self._result = AsyncResult()
+
+    def set(self, message: dict) -> None:
+        self._result.set(message)
+
+    def ready(self) -> bool:
+        return self._result.ready()
+
+    def wait(self, seconds: float) -> dict | None:
+        """The message set within ``seconds``, or None."""
+        try:
+            return self._result.get(timeout=max(0.0, seconds))
+        except gevent.Timeout:
+            return None

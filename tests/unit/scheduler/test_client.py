@@ -393,3 +393,36 @@ def test_the_arbiters_state_is_asked_on_a_line_of_its_own_which_is_closed_after(
     arbiter.on_send = lambda message: [wire.status(message["id"], {"waiting": 0})]
     assert client.status(timeout=1) == {"waiting": 0}
     assert arbiter.questions[0].closed and arbiter.lines == []
+
+
+class ClockedReply:
+    """A waiting primitive on the test's clock: a wait nobody answers takes its whole time at once."""
+
+    def __init__(self, clock: ManualClock, waits: list) -> None:
+        self._clock, self._waits, self._message = clock, waits, None
+
+    def set(self, message: dict) -> None:
+        self._message = message
+
+    def ready(self) -> bool:
+        return self._message is not None
+
+    def wait(self, seconds: float) -> dict | None:
+        self._waits.append(round(seconds, 3))
+        if self._message is None:
+            self._clock.advance(max(0.0, seconds))
+        return self._message
+
+
+def test_the_waiting_primitive_is_the_callers_so_a_wait_runs_on_the_tests_clock(arbiter, clock):
+    waits = []
+    client = _client(arbiter, clock, max_wait=30.0, reply=lambda: ClockedReply(clock, waits))
+    started = time.monotonic()
+    with pytest.raises(Overloaded, match="within 30s") as refused:
+        client.admit(_ticket("t1"))  # the arbiter never answers
+    assert waits == [0.005, 30.995] and clock() == pytest.approx(131.0)  # a prompt grant, then up to the bound
+    assert refused.value.retry_after == 30.0 and time.monotonic() - started < 0.5
+    assert arbiter.line.ops()[-1] == "cancel"
+    arbiter.grants_at_once()
+    assert client.admit(_ticket("t2")) == Grant("t2", _placement(), 0.0)  # set as it was submitted: no wait
+    assert waits[-1] == 0.005
