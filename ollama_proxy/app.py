@@ -31,7 +31,6 @@ from ollama_proxy.blueprints import (
 from ollama_proxy.blueprints import metrics as metrics_endpoint
 from ollama_proxy.config import ProviderSettings, Settings, load_settings
 from ollama_proxy.dispatch.dispatcher import DISPATCHER, Dispatcher
-from ollama_proxy.dispatch.requester import current_requester
 from ollama_proxy.errors import (
     MethodNotAllowed,
     NotFound,
@@ -103,8 +102,7 @@ def init_backends(app: Flask, settings: Settings) -> None:
     app.extensions["ollama_proxy.providers"] = providers
     app.extensions[DISPATCHER] = dispatcher
     app.extensions["ollama_proxy.backend"] = pool.default.backend  # the default server
-    app.extensions[ROUTER] = Router(pool, providers, lambda model, timeout, enforce: dispatcher.for_model(
-        model, current_requester(enforce), timeout))
+    app.extensions[ROUTER] = Router(pool, providers, dispatcher)
     model_thinking.init_app(app)
     backend_health.init_app(app)
 

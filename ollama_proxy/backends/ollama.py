@@ -25,27 +25,17 @@ if TYPE_CHECKING:
     from ollama_proxy.backends.protocols import OllamaShapedAnswer
 
 
-class JsonPosting:
-    """Send Ollama a JSON body: what a server and the dispatcher's model backend share (each has its ``open``)."""
-
-    @staticmethod
-    def encode(body: dict) -> bytes:
-        """Serialise a body once, for every request that sends it (the n choices of one)."""
-        # ASCII escapes: a lone surrogate from the client stays valid JSON instead of failing to encode.
-        return json.dumps(body, separators=(",", ":")).encode()
-
-    def post_json(self, path: str, body, model_label: str | None = None) -> OllamaShapedAnswer:
-        """POST a JSON body, or what ``encode`` made of one; return the open answer, or raise Ollama's error.
-
-        ``model_label`` is a provider's concern: Ollama's answers name their model themselves.
-        """
-        data = self.encode(body) if isinstance(body, dict) else body
-        upstream = self.open("POST", path, body=data, headers={"Content-Type": "application/json"})
-        upstream.raise_for_error()
-        return upstream
+def post_json(backend, path: str, body) -> OllamaShapedAnswer:
+    """POST a JSON body, or what ``backend.encode`` made of one, with ``backend.open``; return the open answer, or
+    raise Ollama's error. What a server and the dispatcher's model backend (``dispatch.dispatcher.OllamaModel``)
+    both do, each with its own ``open``."""
+    data = backend.encode(body) if isinstance(body, dict) else body
+    upstream = backend.open("POST", path, body=data, headers={"Content-Type": "application/json"})
+    upstream.raise_for_error()
+    return upstream
 
 
-class OllamaBackend(JsonPosting):
+class OllamaBackend:
     """One Ollama server, reached through one urllib3 connection pool per worker process.
 
     urllib3's pool directly, not a requests session: session merging, hooks,
@@ -76,6 +66,16 @@ class OllamaBackend(JsonPosting):
                 self._pool.ConnectionCls = CheckedConnection
             self._pid = os.getpid()
         return self._pool
+
+    @staticmethod
+    def encode(body: dict) -> bytes:
+        """Serialise a body once, for every request that sends it (the n choices of one)."""
+        # ASCII escapes: a lone surrogate from the client stays valid JSON instead of failing to encode.
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def post_json(self, path: str, body, model_label: str | None = None) -> OllamaShapedAnswer:
+        """POST a JSON body; ``model_label`` is a provider's concern: Ollama's answers name their model themselves."""
+        return post_json(self, path, body)
 
     def open(self, method: str, path: str, *, body=None, headers: dict[str, str] | None = None,
              query: str = "", timeout: tuple[float, float] | None = None,

@@ -27,11 +27,12 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 
-from ollama_proxy.backends.ollama import JsonPosting
+from ollama_proxy.backends.ollama import post_json
 from ollama_proxy.backends.pool import NOT_REACHED, OllamaPool
 from ollama_proxy.backends.pool_servers import PooledResponse, PoolServer, rank
 from ollama_proxy.client_watch import cancelled_if_client_leaves
 from ollama_proxy.dispatch.body import OllamaBody
+from ollama_proxy.dispatch.requester import current_requester
 from ollama_proxy.errors import Overloaded
 from ollama_proxy.greenlets import gevent_active, off_loop
 from ollama_proxy.ledger import Hold, hold_slot
@@ -74,9 +75,11 @@ class Dispatcher:
         self.max_wait = max_wait
         self.place_by_prompt = place_by_prompt  # tell the scheduler each prompt (``scheduling.prompt_placement``)
 
-    def for_model(self, model: str, who: Requester, read_timeout: tuple[float, str] | None = None) -> OllamaModel:
-        """The backend a route for ``model`` sends through: this dispatcher, on behalf of ``who``."""
-        return OllamaModel(self, model, who, read_timeout)
+    def for_model(self, model: str, read_timeout: tuple[float, str] | None = None, enforce: dict | None = None,
+                  who: Requester | None = None) -> OllamaModel:
+        """The backend a route for ``model`` sends through: this dispatcher, on behalf of ``who`` (default: the
+        current request's caller, with the reload options its model's ``enforce`` override sets)."""
+        return OllamaModel(self, model, current_requester(enforce or {}) if who is None else who, read_timeout)
 
     def send(self, model: str, method: str, path: str, who: Requester, body=None, **request) -> PooledResponse:
         """Send a request for ``model``; return the open answer of the server that took it."""
@@ -199,7 +202,7 @@ def _counted(server: PoolServer, release_slot: Callable[[], None]) -> Callable[[
     return release
 
 
-class OllamaModel(JsonPosting):
+class OllamaModel:
     """The Ollama servers, for one model and one caller: a route's backend, sending through the dispatcher."""
 
     def __init__(self, dispatcher: Dispatcher, model: str, who: Requester,
@@ -223,3 +226,6 @@ class OllamaModel(JsonPosting):
             request.update(timeout=(self.pool.default.backend.settings.connect_timeout, seconds),
                            timeout_setting=setting)
         return self.dispatcher.send(self.model, method, path, self.who, body, **request)
+
+    def post_json(self, path: str, body, model_label: str | None = None) -> PooledResponse:
+        return post_json(self, path, body)

@@ -19,8 +19,8 @@ The model's overrides travel on the route and are applied by ``body_for``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from flask import current_app
 
@@ -35,8 +35,14 @@ from ollama_proxy.routing.names import split_provider
 from ollama_proxy.routing.overrides import NO_OVERRIDE, ModelTable, apply_override
 
 ROUTER = "ollama_proxy.router"
-# The Ollama servers' backend for one model: (model, its override's timeout, its enforced options) -> Backend.
-OllamaModels = Callable[[str, "tuple[float, str] | None", dict], Backend]
+
+
+class OllamaModels(Protocol):
+    """What sends a model's requests to the Ollama servers: ``dispatch.dispatcher.Dispatcher``."""
+
+    def for_model(self, model: str, read_timeout: tuple[float, str] | None, enforce: dict) -> Backend:
+        """The Ollama servers' backend for ``model``, its override's timeout and enforced options, for the request
+        being served."""
 
 
 @dataclass(frozen=True)
@@ -53,10 +59,10 @@ class Route:
 class Router:
     """Resolve model names against the configured backends."""
 
-    def __init__(self, pool, providers: dict[str, PassthroughBackend], ollama: OllamaModels):
+    def __init__(self, pool, providers: dict[str, PassthroughBackend], dispatcher: OllamaModels):
         self.pool = pool  # the Ollama servers, for the listings (backends.pool.OllamaPool)
         self.providers = providers  # name -> provider backend
-        self.ollama = ollama  # the Ollama servers' backend for a model, for the request being served
+        self.dispatcher = dispatcher  # sends a model's requests to the Ollama servers
 
     def resolve(self, model: str, principal=None, models: ModelTable | None = None) -> Route:
         """Return the Route for ``model`` (an alias resolved), or refuse a model the caller may not use."""
@@ -71,7 +77,7 @@ class Router:
             provider, upstream_model = split
             return Route(self.providers[provider], model, upstream_model, to_provider=True, **extra)
         check_cloud_use(principal, target, model)
-        backend = self.ollama(target, models.timeout_for(model), models.override_for(model).enforce)
+        backend = self.dispatcher.for_model(target, models.timeout_for(model), models.override_for(model).enforce)
         return Route(backend, model, target, **extra)
 
     def provider_named_by(self, model: str) -> str | None:

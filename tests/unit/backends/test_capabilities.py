@@ -25,7 +25,7 @@ def _settings(base_url: str, **routing):
 
 def _on_ollama(pool, model: str):
     """A route's backend for an Ollama model."""
-    return Dispatcher(pool, None, 60.0).for_model(model, Requester())
+    return Dispatcher(pool, None, 60.0).for_model(model, who=Requester())
 
 
 @pytest.fixture

@@ -7,9 +7,15 @@ from ollama_proxy.routing.routes import Route, Router, body_for
 PROVIDERS = {"deepseek": "deepseek-backend", "openrouter": "openrouter-backend"}
 
 
-def _ollama(model, timeout, enforce):
+class Dispatcher:
     """The Ollama servers' backend for a model, as the dispatcher gives it."""
-    return ("ollama", model, timeout, enforce)
+
+    @staticmethod
+    def for_model(model, read_timeout, enforce):
+        return ("ollama", model, read_timeout, enforce)
+
+
+_ollama = Dispatcher()
 
 
 def test_provider_model_routes_to_the_provider():
