@@ -12,7 +12,8 @@ import json
 import time
 from collections.abc import Callable, Iterable
 
-from ollama_proxy.relay.streaming import SSE_DONE, converted, ndjson_relay, split_lines, sse_event
+from ollama_proxy.lines import nonblank_lines
+from ollama_proxy.relay.streaming import SSE_DONE, converted, ndjson_relay, sse_event
 from ollama_proxy.translate.anthropic.stream import MessagesStreamConverter
 from ollama_proxy.translate.openai import ChatStreamConverter
 from ollama_proxy.translate.responses.stream import ResponsesStreamConverter
@@ -48,7 +49,7 @@ def native(raw: list[bytes]) -> Iterable[bytes]:
 
 
 def decode(raw: list[bytes]) -> Iterable[dict]:
-    return (json.loads(line) for line in split_lines(iter(raw)))
+    return (json.loads(line) for line in nonblank_lines(iter(raw)))
 
 
 def openai(raw: list[bytes]) -> Iterable[bytes]:

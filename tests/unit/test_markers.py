@@ -34,6 +34,7 @@ IN_HOUSE = {
     "tests.unit.config.test_reference": "the reference generator, with this Python",
     "tests.unit.test_docs": "mkdocs from this .venv",
     "tests.unit.test_markers": "pytest, to collect the end-to-end tests",
+    "tests.unit.test_bench": "the benchmarks imported, with this Python",
 }
 _STARTS = re.compile(r"\bsubprocess\.|\bPopen\(|\bsync_playwright\b")
 
