@@ -40,7 +40,7 @@ from flask import Flask, current_app, request
 from ollama_proxy import ledger
 from ollama_proxy.config import BudgetSettings
 from ollama_proxy.errors import ProxyError, RateLimited
-from ollama_proxy.ledger import RequestRecord, access_record, current_caller, current_record
+from ollama_proxy.ledger import RequestRecord, access_record, current_record
 from ollama_proxy.store import Budget, DatabaseError, current_store
 from ollama_proxy.store.budgets import Standing
 
@@ -133,9 +133,9 @@ def _refuse_if_hard_spent(standings: list[Standing], record: RequestRecord, now:
 
 def check_budgets() -> None:
     """Refuse, flag or count the request of a principal whose budget is spent (before the view runs)."""
-    principal = current_caller()
     record = access_record(request.environ)
-    if principal is None or record is None:
+    principal = None if record is None else record.caller
+    if principal is None:
         return
     budgets: Budgets = current_app.extensions[EXTENSION]
     held = budgets.of(principal)
@@ -163,9 +163,10 @@ def check_at_grant() -> Callable[[], None] | None:
     The check raises the 429 of a hard budget spent while the request waited (its
     slot then goes to the next); it is made from any greenlet, outside the request's context.
     """
-    principal, record = current_caller(), access_record(request.environ)
+    record = access_record(request.environ)
+    principal = None if record is None else record.caller
     budgets: Budgets | None = current_app.extensions.get(EXTENSION)
-    if principal is None or record is None or budgets is None or not record.budgeted:
+    if principal is None or budgets is None or not record.budgeted:
         return None
 
     def check() -> None:

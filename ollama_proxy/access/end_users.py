@@ -24,7 +24,7 @@ import re
 
 from flask import request
 
-from ollama_proxy.ledger import access_record, current_caller
+from ollama_proxy.ledger import access_record
 
 END_USER_HEADERS = ("X-OpenWebUI-User-Id", "X-OpenWebUI-User-Email", "X-OpenWebUI-User-Name")
 MAX_END_USER = 128  # the usage table's end_user column holds as many
@@ -71,4 +71,4 @@ def note_end_user(named_in_body: str | None) -> None:
     """Put the end user the current request is for on its record, once its surface has read the body."""
     record = access_record(request.environ)
     if record is not None:
-        record.end_user = named_end_user(current_caller(), request.headers, named_in_body)
+        record.end_user = named_end_user(record.caller, request.headers, named_in_body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import has_request_context, request
 
 from ollama_proxy.access.budgets import check_at_grant
-from ollama_proxy.ledger import current_caller, current_record
+from ollama_proxy.ledger import current_record
 from ollama_proxy.scheduler.admission import Requester, share_of
 from ollama_proxy.scheduler.options import RELOAD_OPTIONS
 
@@ -14,8 +14,7 @@ def current_requester(enforce: dict) -> Requester:
     """Describe the current request's caller, and which reload options its model's ``enforce`` override sets."""
     if not has_request_context():
         return Requester()
-    principal = current_caller()
     record = current_record()
-    end_user = record.end_user if record is not None else None
+    principal, end_user = (None, None) if record is None else (record.caller, record.end_user)
     return Requester(share_of(principal, end_user), request.environ, record,
                      frozenset(name for name in enforce if name in RELOAD_OPTIONS), check_at_grant())

@@ -32,7 +32,6 @@ from ollama_proxy.ledger import (
     RequestRecord,
     access_record,
     add_close_listener,
-    current_caller,
 )
 from ollama_proxy.observability.logs import RedactingFormatter, secrets_of
 from ollama_proxy.surfaces import is_chat
@@ -154,12 +153,12 @@ def note_request() -> None:
     The stream taps keep the answer's text as it passes (``ledger.AnswerText``); the line is written when the
     response closes.
     """
-    principal = current_caller()
+    record = access_record(request.environ)
+    principal = None if record is None else record.caller
     if request.method != "POST" or principal is None or not is_chat(request.path):
         return
     chat_log: ChatLog = current_app.extensions[CHAT_LOGGER]
-    record = access_record(request.environ)
-    if record is not None and wants_log(getattr(principal, "chat_log", None), chat_log.settings):
+    if wants_log(getattr(principal, "chat_log", None), chat_log.settings):
         record.chat_request = request.get_data(cache=True)  # the view reads the same cached bytes
         record.answer = AnswerText(chat_log.settings.max_answer_bytes)
 
