@@ -52,7 +52,11 @@ from itertools import pairwise
 from pathlib import Path
 
 CHUNKS = 10  # num_predict / max_tokens: the fake Ollama's stream has this many content chunks
-GAP = 0.003  # seconds between two chunks of either fake: each chunk is read on its own, as from a GPU
+# Seconds between two chunks of either fake: each chunk is read on its own, as from a GPU. Long enough that
+# both answers (CHUNKS and twice as many) outlast the scheduler client's REPORT_AFTER: a request that has run
+# that long is told to the arbiter, once; were only the longer answer told, that one message's hops would
+# be counted as the chunks'.
+GAP = 0.008
 SETTLE = 0.2  # seconds before each measured request: longer than the scheduler client's REPORT_AFTER
 PROVIDER = "fakeai"
 PROVIDER_KEY = "sk-fake-provider-key"
@@ -157,6 +161,10 @@ def measure(repeats: int) -> dict:
     from bench.servers import TOKEN, fake_upstream
     from ollama_proxy.dispatch.dispatcher import DISPATCHER
     from ollama_proxy.greenlets import gevent_active
+    from ollama_proxy.scheduler.client import REPORT_AFTER
+
+    if CHUNKS * GAP <= REPORT_AFTER:
+        raise SystemExit(f"an answer of {CHUNKS} chunks {GAP}s apart ends before REPORT_AFTER ({REPORT_AFTER}s)")
 
     package = Path(ollama_proxy.__file__).resolve().parent
     print(f"tracing {package}", file=sys.stderr)

@@ -13,7 +13,14 @@ import time
 from collections.abc import Callable, Iterable
 
 from ollama_proxy.lines import nonblank_lines
-from ollama_proxy.relay.streaming import SSE_DONE, converted, ndjson_relay, sse_event
+from ollama_proxy.relay.streaming import (
+    SSE_DONE,
+    encoded_frames,
+    ndjson_relay,
+    sse_event,
+    sse_event_named_by_type,
+    sse_named_event,
+)
 from ollama_proxy.translate.anthropic.stream import MessagesStreamConverter
 from ollama_proxy.translate.openai import ChatStreamConverter
 from ollama_proxy.translate.responses.stream import ResponsesStreamConverter
@@ -54,19 +61,19 @@ def decode(raw: list[bytes]) -> Iterable[dict]:
 
 def openai(raw: list[bytes]) -> Iterable[bytes]:
     converter = ChatStreamConverter("chatcmpl-bench", 1735732800, "qwen3:8b", new_id=_new_id)
-    yield from (sse_event(frame) for frame in converted(decode(raw), converter, _ignore))
+    yield from encoded_frames(decode(raw), converter, sse_event, _ignore)
     yield SSE_DONE
 
 
 def anthropic(raw: list[bytes]) -> Iterable[bytes]:
     converter = MessagesStreamConverter("msg_bench", "qwen3:8b", new_id=_new_id)
-    return (sse_event(data, name) for name, data in converted(decode(raw), converter, _ignore))
+    return encoded_frames(decode(raw), converter, sse_named_event, _ignore)
 
 
 def responses(raw: list[bytes]) -> Iterable[bytes]:
     request = {"model": "qwen3:8b", "input": "Why is the sky blue?", "stream": True}
     converter = ResponsesStreamConverter("resp_bench", 1735732800, "qwen3:8b", new_id=_new_id, request=request)
-    return (sse_event(event, event["type"]) for event in converted(decode(raw), converter, _ignore))
+    return encoded_frames(decode(raw), converter, sse_event_named_by_type, _ignore)
 
 
 SURFACES: dict[str, Callable[[list[bytes]], Iterable]] = {

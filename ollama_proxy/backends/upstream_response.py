@@ -21,7 +21,7 @@ from ollama_proxy.backends.session import reason
 from ollama_proxy.backends.watchdog import IdleWatchdog
 from ollama_proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from ollama_proxy.greenlets import gevent_active
-from ollama_proxy.lines import nonblank_lines
+from ollama_proxy.lines import LineDecoder
 
 READ_PIECE = 64 * 1024
 
@@ -140,11 +140,11 @@ class UpstreamResponse:
         watchdog = self._watchdog
         if watchdog is None:
             return read(*args, **kwargs)
-        watchdog.waiting()
+        watchdog.since = time.monotonic()
         try:
             return read(*args, **kwargs)
         finally:
-            watchdog.arrived()
+            watchdog.since = None
 
     def _cut_idle(self) -> bool:
         return self._watchdog is not None and self._watchdog.fired
@@ -163,8 +163,15 @@ class UpstreamResponse:
 
     def iter_chunks(self) -> Iterator[dict]:
         """Yield each NDJSON line of a stream as a dict, as soon as it is complete."""
-        for line in nonblank_lines(self.iter_bytes()):
-            yield self._decode(line)
+        # The line decoder is driven here, not through ``nonblank_lines``: one generator fewer for every chunk.
+        decoder = LineDecoder()
+        for piece in self.iter_bytes():
+            for line in decoder.decode(piece):
+                if line.strip():
+                    yield json_object(line, self._describe)
+        for line in decoder.flush():
+            if line.strip():
+                yield json_object(line, self._describe)
 
     def json(self) -> dict:
         """Return the whole body as a JSON object."""

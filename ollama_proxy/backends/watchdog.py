@@ -18,8 +18,9 @@ CHECKS = 8
 class IdleWatchdog:
     """Call ``on_idle`` once when a read has waited ``limit`` seconds; stop with ``close``.
 
-    The reader brackets each wait with ``waiting()`` and ``arrived()``. Time
-    the reader spends elsewhere (writing to a slow client) is not silence.
+    The reader sets ``since`` to ``time.monotonic()`` when a wait starts and back
+    to None when something arrived. Time the reader spends elsewhere (writing to
+    a slow client) is not silence.
     Needs gevent's hub: the check runs in it, so ``on_idle`` must not block.
     """
 
@@ -29,19 +30,13 @@ class IdleWatchdog:
         self.limit = limit
         self.fired = False
         self._on_idle = on_idle
-        self._since: float | None = None
+        self.since: float | None = None  # when the reader started waiting; None while it is not
         self._timer = gevent.get_hub().loop.timer(limit / CHECKS, limit / CHECKS)
         self._timer.ref = False  # a silent stream must not keep a stopping worker alive
         self._timer.start(self._check)
 
-    def waiting(self) -> None:
-        self._since = time.monotonic()
-
-    def arrived(self) -> None:
-        self._since = None
-
     def _check(self) -> None:
-        since = self._since
+        since = self.since
         if since is not None and time.monotonic() - since >= self.limit:
             self.fired = True
             self.close()

@@ -36,7 +36,7 @@ def relay(upstream: OllamaShapedAnswer, rename: str | None = None) -> Response:
         note_upstream(upstream.waited)
         stop_watching = watch_client(request.environ, upstream.abort)
         stream = ClosingStream(ndjson_body(upstream, rename, record, failure_logger()),
-                               lambda: (stop_watching(), upstream.close()))
+                               lambda: (stop_watching(), upstream.close()), current_record())
         return Response(stream, upstream.status, {**headers, **STREAM_HEADERS}, direct_passthrough=True)
     with upstream:
         body = upstream.read()

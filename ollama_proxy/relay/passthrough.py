@@ -58,7 +58,7 @@ def pass_through(route: Route) -> Response:
         if renamed:
             pieces = renamed_lines(pieces, route.model, renamed_event_line)
         on_error = stream_failure_logger(f"POST {request.path}", record)
-        return Response(ClosingStream(_relayed(pieces, on_error), close), upstream.status,
+        return Response(ClosingStream(_relayed(pieces, on_error), close, record), upstream.status,
                         {**headers, **STREAM_HEADERS}, direct_passthrough=True)
     with upstream:
         data = upstream.read()

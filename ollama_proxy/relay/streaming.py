@@ -6,7 +6,8 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from ollama_proxy.errors import ProxyError
@@ -38,23 +39,39 @@ def sse_named_event(named: tuple[str, dict]) -> bytes:
 
 
 class ClosingStream:
-    """Iterate ``chunks`` and call ``on_close`` once when the server closes the body.
+    """Iterate ``chunks``, counting them onto ``record``, and call ``on_close`` once when the server closes the body.
 
     The WSGI server calls ``close()`` at the end, on an error, and when the client
     went away, even if the body was never iterated: a generator's own ``finally``
     would not run in that last case, and the upstream connection would leak.
+    The ledger leaves the counting of what was sent (bytes, first byte, completed)
+    to this body, the one step every chunk of every stream takes.
     """
 
-    def __init__(self, chunks: Iterator[bytes], on_close: Callable[[], None]):
+    counts_onto_record = True
+
+    def __init__(self, chunks: Iterator[bytes], on_close: Callable[[], None], record: RequestRecord | None = None):
         self._chunks = chunks
         self._on_close = on_close
+        self._record = record
         self._closed = False
 
     def __iter__(self):
         return self
 
     def __next__(self) -> bytes:
-        return next(self._chunks)
+        record = self._record
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            if record is not None:
+                record.completed = True
+            raise
+        if record is not None:
+            if record.first_byte is None:
+                record.first_byte = time.perf_counter()
+            record.bytes += len(chunk)
+        return chunk
 
     def close(self) -> None:
         if self._closed:
@@ -116,21 +133,32 @@ class StreamConverter(Protocol):
 HEARTBEAT = object()  # a chunk source's word that nothing came for a while
 
 
-def converted(chunks: Iterator[dict], converter: StreamConverter,
-              on_error: Callable[[Exception], None]) -> Iterator:
-    """Yield a converter's frames for each chunk, ending with an error frame if the source fails."""
+def encoded_frames(chunks: Iterator[dict], converter: StreamConverter, encode: Callable[[object], bytes],
+                   on_error: Callable[[Exception], None]) -> Iterator[bytes]:
+    """Yield the encoded frames a converter makes of each chunk, ending with an error frame if the source fails.
+
+    Converting, encoding and the loop are one generator: the one step of this
+    module each chunk of a translated stream takes.
+    """
     try:
         for chunk in chunks:
-            if chunk is HEARTBEAT:  # only sources wrapped by with_heartbeat send it: their converters ping
-                yield from converter.ping()
-                continue
-            yield from converter.process(chunk)
+            # Only sources wrapped by with_heartbeat send HEARTBEAT: their converters ping.
+            for frame in converter.ping() if chunk is HEARTBEAT else converter.process(chunk):
+                yield encode(frame)
             if converter.finished:
                 return
-        yield from converter.close()
+        last = converter.close()
     except ProxyError as exc:
         on_error(exc)
-        yield from converter.fail(exc.message)
+        last = converter.fail(exc.message)
+    for frame in last:
+        yield encode(frame)
+
+
+def followed_by(first: Iterator[bytes], then: Callable[[], Iterable[bytes]]) -> Iterator[bytes]:
+    """Yield ``first``'s items, then those of ``then()``, called once ``first`` is done."""
+    yield from first
+    yield from then()
 
 
 def interleave(sources: list[Iterator]) -> Iterator:

@@ -28,7 +28,8 @@ from ollama_proxy.observability.accounting import hold_of, tap_chunks
 from ollama_proxy.relay.streaming import (
     STREAM_HEADERS,
     ClosingStream,
-    converted,
+    encoded_frames,
+    followed_by,
     interleave,
     stream_failure_logger,
     with_heartbeat,
@@ -181,9 +182,10 @@ class SseFraming:
                    for i, upstream in enumerate(upstreams.opened)]
         if self.heartbeat:
             sources = [with_heartbeat(source, self.heartbeat) for source in sources]
-        frames_of = [converted(s, c, on_error) for s, c in zip(sources, self.converters, strict=True)]
-        for frame in interleave(frames_of):
-            yield self.encode(frame)
+        answers = [encoded_frames(s, c, self.encode, on_error) for s, c in zip(sources, self.converters, strict=True)]
+        return followed_by(answers[0] if len(answers) == 1 else interleave(answers), self._last_frames)
+
+    def _last_frames(self) -> Iterator[bytes]:
         for frame in self.trailer():
             yield self.encode(frame)
         if self.end:
@@ -234,9 +236,10 @@ def stream_answers(route: Route, path: str, ollama_body: dict, converters: list,
 
 def _sse_response(upstreams: Upstreams, framing: SseFraming) -> Response:
     """Stream the answers' frames; close the answers when the response closes, abort them when the client leaves."""
-    frames = framing.frames(upstreams, current_record(), _stream_failure_logger())
+    record = current_record()
+    frames = framing.frames(upstreams, record, _stream_failure_logger())
     stop_watching = watch_client(request.environ, upstreams.abort)
-    return Response(ClosingStream(frames, lambda: (stop_watching(), upstreams.close())), 200, SSE_HEADERS,
+    return Response(ClosingStream(frames, lambda: (stop_watching(), upstreams.close()), record), 200, SSE_HEADERS,
                     direct_passthrough=True)
 
 

@@ -75,20 +75,27 @@ class PromptCaches:
 
     def __init__(self, slots: int, ram_tokens: int | None = None) -> None:
         """``ram_tokens``: the RAM cache's size, in the proxy's estimated tokens (None: no limit; 0: none)."""
-        self.slots = [CacheSlot() for _ in range(max(1, slots))]
+        self.size = max(1, slots)
+        # The slots used so far, in the order of their first use. The others are all alike (empty, never used,
+        # so the least recently used): none is made until it is taken, so that a server declared with many
+        # slots costs each request only the slots it has used.
+        self.slots: list[CacheSlot] = []
         self.ram: list[Prompt] = []  # oldest first
         self.ram_tokens = ram_tokens
         self._tickets: dict[str, int] = {}  # request -> the slot it runs on
 
     def resize(self, slots: int, ram_tokens: int | None) -> None:
         """Take the slots and RAM size the server runs the model with (learned after the runner was made)."""
-        slots = max(1, slots)
-        while len(self.slots) < slots:
-            self.slots.append(CacheSlot())
-        while len(self.slots) > slots and self.slots[-1].ticket is None:
+        self.size = max(1, slots)
+        while len(self.slots) > self.size and self.slots[-1].ticket is None:
             self.slots.pop()
         self.ram_tokens = ram_tokens
         self._trim()
+
+    @property
+    def slot_count(self) -> int:
+        """The slots the server has now: those it runs with, and any beyond that still busy since a resize."""
+        return max(self.size, len(self.slots))
 
     def pick(self, chain: Chain, tenant: tuple | None = None) -> Pick | None:
         """The slot a prompt ``chain`` takes now and what it reads from cache; None if every slot is busy.
@@ -98,7 +105,7 @@ class PromptCaches:
         index, saves = self._choose(chain)
         if index is None:
             return None
-        slot = self.slots[index]
+        slot = self.slots[index] if index < len(self.slots) else CacheSlot()
         source = slot.prompt if chain else None
         restored = self._restorable(slot, chain) if saves and self.ram_tokens != 0 else None
         if restored is not None:
@@ -121,6 +128,8 @@ class PromptCaches:
         pick = self.pick(chain)
         if pick is None:  # more running than the mirror has slots (adopted work): no slot to tell of
             return 0
+        if pick.slot == len(self.slots):
+            self.slots.append(CacheSlot())
         slot = self.slots[pick.slot]
         if pick.saves and self.ram_tokens != 0:
             self._save(slot.prompt)
@@ -133,7 +142,7 @@ class PromptCaches:
         self._tickets[ticket] = pick.slot
         if self.ram_tokens != 0:
             for idle in self.slots:
-                if idle.ticket is None:
+                if idle.ticket is None and idle.prompt is not None:
                     self._save(idle.prompt)
         return pick.cached
 
@@ -174,6 +183,8 @@ class PromptCaches:
                 best, best_similarity = index, similarity
         if best is not None:
             return best, best_similarity * tokens / self.slots[best].tokens < KEEP_WHEN_SIMILAR
+        if len(self.slots) < self.size:
+            return len(self.slots), True  # a never-used slot: the least recently used of all
         oldest = None
         for index, slot in enumerate(self.slots):  # the last of equals, as llama-server compares with <=
             if slot.ticket is None and (oldest is None or slot.last_used <= self.slots[oldest].last_used):

@@ -107,7 +107,8 @@ class ChatStreamConverter(StreamLifecycle):
         delta = self._delta(ollama_chunk.get("message") or {})
         if not delta:
             return []
-        return self._start() + [self._frame(delta, logprobs=to_openai_logprobs(ollama_chunk.get("logprobs")))]
+        frame = self._frame(delta, logprobs=to_openai_logprobs(ollama_chunk.get("logprobs")))
+        return [frame] if self._started else self._start() + [frame]
 
     def _delta(self, message: dict) -> dict:
         delta = {}

@@ -129,7 +129,7 @@ class CompletionStreamConverter(StreamLifecycle):
         text = ollama_chunk.get("response") or ""
         if not text:
             return []
-        frames = self._start()
+        frames = [] if self._started else self._start()
         logprobs = to_legacy_logprobs(ollama_chunk.get("logprobs"), self._offset)
         self._offset += len(text)
         return frames + [self._frame(text, logprobs=logprobs)]

@@ -95,26 +95,29 @@ class ReportingConverter:
     def __init__(self, converter, usage: InputUsage):
         self.converter = converter
         self.usage = usage
-
-    @property
-    def finished(self) -> bool:
-        return self.converter.finished
+        self.finished = converter.finished  # kept in step: read after every chunk, an attribute costs no call
 
     def process(self, chunk: dict) -> list[Event]:
         if chunk.get("done") and not self.converter.finished:
             self.usage.learn_from(chunk)
-        return self._reported(self.converter.process(chunk), chunk)
+        events = self.converter.process(chunk)
+        self.finished = self.converter.finished
+        return self._reported(events, chunk)
 
     def ping(self) -> list[Event]:
         return self._reported(self.converter.ping(), None)
 
     def error(self, message: str) -> list[Event]:
-        return self.converter.error(message)
+        events = self.converter.error(message)
+        self.finished = self.converter.finished
+        return events
 
     fail = error
 
     def close(self) -> list[Event]:
-        return self.converter.close()
+        events = self.converter.close()
+        self.finished = self.converter.finished
+        return events
 
     def _reported(self, events: list[Event], chunk: dict | None) -> list[Event]:
         return [self._event(name, data, chunk) for name, data in events]

@@ -43,13 +43,13 @@ class ResponsesStreamConverter:
         self._new_id, self._request = new_id, request
         self._tools = ToolSet.of(request)  # to name calls as the request declared them
         self._sequence = 0
-        self._started = self._finished = False
+        self._started = self.finished = False
         self._output: list[dict] = []  # closed items, by output_index
         self._open: _OpenItem | None = None
 
     def process(self, ollama_chunk: dict) -> list[dict]:
         """Return the events one Ollama chunk adds to the stream."""
-        if self._finished:
+        if self.finished:
             return []
         if ollama_chunk.get("error") is not None:
             return self.error(_error_text(ollama_chunk["error"]))
@@ -67,11 +67,11 @@ class ResponsesStreamConverter:
 
     def error(self, message: str) -> list[dict]:
         """Return the events that end the stream after an upstream failure."""
-        if self._finished:
+        if self.finished:
             return []
         events = self._start()
         output = self._output + ([self._open.final("incomplete")] if self._open else [])
-        self._finished = True
+        self.finished = True
         response = self._snapshot("failed", output, error={"code": "server_error", "message": message})
         return events + [self._event("response.failed", response=response)]
 
@@ -80,10 +80,6 @@ class ResponsesStreamConverter:
     def close(self) -> list[dict]:
         """Return what is owed when the upstream ends: a failure if it never said done."""
         return self.error("the upstream closed the stream before the response was complete")
-
-    @property
-    def finished(self) -> bool:
-        return self._finished
 
     def _event(self, kind: str, **fields: object) -> dict:
         event = {"type": kind, "sequence_number": self._sequence, **fields}
@@ -171,7 +167,7 @@ class ResponsesStreamConverter:
         if not self._output and self._open is None:
             events += self._open_item("message")  # an empty answer is still a message
         events += self._close("incomplete" if truncated else "completed")
-        self._finished = True
+        self.finished = True
         status = "incomplete" if truncated else "completed"
         response = self._snapshot(status, list(self._output), usage=token_usage(ollama_chunk))
         return events + [self._event(f"response.{status}", response=response)]

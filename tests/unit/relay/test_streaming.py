@@ -3,8 +3,11 @@ import json
 import pytest
 
 from ollama_proxy.errors import UpstreamUnavailable
+from ollama_proxy.ledger import LedgerMiddleware, access_record
 from ollama_proxy.relay.streaming import (
+    HEARTBEAT,
     ClosingStream,
+    encoded_frames,
     ndjson_relay,
     sse_event,
     sse_event_named_by_type,
@@ -88,3 +91,60 @@ def test_a_cut_stream_is_logged_as_whoever_ended_it(monkeypatch, client_left, le
                            client_left=client_left)
     stream_failure_logger("POST /api/chat", record)(UpstreamUnavailable("connection to Ollama lost mid-answer: reset"))
     assert [(r.levelname, r.getMessage()) for r in logged] == [(level, message)]
+
+
+@pytest.mark.parametrize("consume, sent, completed", [(None, 14, True), (1, 4, False)])
+def test_a_stream_under_the_ledger_counts_what_it_sent_itself_and_is_closed_once(consume, sent, completed):
+    closed, records = [], []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/x-ndjson")])
+        return ClosingStream(iter([b"one\n", b"two\n", b"three\n"]), lambda: closed.append("upstream"),
+                             access_record(environ))
+
+    body = LedgerMiddleware(app, [records.append])({"REQUEST_METHOD": "POST", "PATH_INFO": "/api/chat"},
+                                                   lambda *args: None)
+    iterator = iter(body)
+    assert isinstance(iterator, ClosingStream)  # the server reads the stream itself: no ledger step per chunk
+    for count, _ in enumerate(iterator, 1):
+        if count == consume:
+            break
+    body.close()
+    (record,) = records
+    assert (record.bytes, record.completed, record.first_byte is not None, closed) == (sent, completed, True,
+                                                                                        ["upstream"])
+
+
+class _Echo:
+    """A converter that frames each chunk's text, pings on a heartbeat, and finishes at ``done``."""
+
+    def __init__(self):
+        self.finished = False
+
+    def process(self, chunk):
+        self.finished = bool(chunk.get("done"))
+        return [chunk["text"]]
+
+    def ping(self):
+        return ["ping"]
+
+    def close(self):
+        return ["closed"]
+
+    def fail(self, message):
+        return [f"failed: {message}"]
+
+
+@pytest.mark.parametrize("chunks, frames", [
+    ([{"text": "a"}, HEARTBEAT, {"text": "b", "done": True}, {"text": "never"}], ["a", "ping", "b"]),
+    ([{"text": "a"}], ["a", "closed"]),
+])
+def test_encoded_frames_converts_and_encodes_each_chunk_until_the_converter_is_done(chunks, frames):
+    assert list(encoded_frames(iter(chunks), _Echo(), str.encode, pytest.fail)) == [f.encode() for f in frames]
+
+
+def test_encoded_frames_ends_a_failed_source_with_the_converters_error_frame():
+    seen = []
+    out = list(encoded_frames(_failing({"text": "a"}), _Echo(), str.encode, seen.append))
+    assert out == [b"a", b"failed: connection to Ollama lost mid-answer: reset"]
+    assert [type(e) for e in seen] == [UpstreamUnavailable]

@@ -83,4 +83,16 @@ def test_a_server_resized_keeps_its_slots_in_use(slots, running, kept):
     for n in range(running):
         caches.take(f"t{n}", chat(long(f"w{n}")), 1.0)
     caches.resize(slots, None)
-    assert len(caches.slots) == kept
+    assert caches.slot_count == kept
+
+
+def test_a_server_of_many_slots_makes_only_those_its_requests_used():
+    caches = PromptCaches(100_000)  # as a server declared with a huge num_parallel, so that nothing queues
+    for n in range(3):
+        caches.take(f"t{n}", chat(long(f"w{n}")), 1.0)
+    caches.release("t0", 2.0)
+    picked = caches.pick(chat(long("fresh")))
+    assert (caches.slot_count, len(caches.slots)) == (100_000, 3)
+    assert picked.slot == 3 and not picked.lost  # a never-used slot still comes before the idle one of w0
+    caches.take("t3", chat(long("fresh")), 3.0)
+    assert len(caches.slots) == 4 and caches.holds(chat(long("w0"))) == prompt_tokens(chat(long("w0")))

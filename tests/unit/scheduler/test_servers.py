@@ -83,7 +83,7 @@ def test_an_embedding_model_and_the_architectures_ollama_runs_alone_have_one_slo
     assert [state.slots_of(m) for m in ("nomic-embed-text:latest", "llama3.2:latest", "qwen3:32b")] == [1, 4, 2]
     state.begin("bge-m3:latest", Placement("gpu1", Start.LOAD, {}), 1.0, embeds=True)  # before /api/ps says
     assert state.slots_of("bge-m3:latest") == 1 and state.free_slots("bge-m3:latest") == 0
-    assert len(state.runners["qwen3:32b"].caches.slots) == 2
+    assert state.runners["qwen3:32b"].caches.slot_count == 2
 
 
 def test_the_ram_prompt_cache_holds_as_many_tokens_as_its_mib_hold_of_the_models_keys_and_values():
