@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ollama_proxy.errors import ProxyError, to_anthropic_error, to_ollama_error, to_openai_error
 
@@ -64,6 +65,7 @@ def claims(path: str) -> list[tuple[int, Surface]]:
     return sorted(((n, s) for n, s in found if n), key=lambda claim: -claim[0])
 
 
+@lru_cache(maxsize=512)  # asked several times for every request; bounded, as the paths are the clients'
 def surface_of(path: str) -> Surface:
     """Return the surface ``path`` belongs to: the one that claims it most closely (``OTHER`` if none does)."""
     found = claims(path)

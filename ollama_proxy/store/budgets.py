@@ -18,11 +18,12 @@ starts from nothing, even while a request of the old one ends.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, tuple_, update
+from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ollama_proxy.store.audit import Actor, write_entry
@@ -196,11 +197,8 @@ class BudgetStore:
         found = dict.fromkeys(slots, (0.0, 0))
         if not slots:
             return found
-        keys = (budget_spend.c.holder_kind, budget_spend.c.holder, budget_spend.c.period, budget_spend.c.unit,
-                budget_spend.c.period_start)
         with self.engine.connect() as connection:
-            rows = connection.execute(select(*keys, budget_spend.c.spent, budget_spend.c.refusals).where(
-                tuple_(*keys).in_([(*slot, start) for slot, start in slots])))
+            rows = connection.execute(_SPENT, {"periods": [(*slot, start) for slot, start in slots]})
             for row in rows:
                 found[((row.holder_kind, row.holder, row.period, row.unit), row.period_start)] = (row.spent,
                                                                                                    row.refusals)
@@ -248,6 +246,12 @@ class BudgetStore:
             _add(connection, [(slot, start, 0.0, 1)])
 
 
+_PERIOD_KEYS = tuple(budget_spend.c[name] for name in _PERIOD_ROW)
+# What some holders' periods spent (``spent``): made once, read for every budgeted request.
+_SPENT = select(*_PERIOD_KEYS, budget_spend.c.spent, budget_spend.c.refusals).where(
+    tuple_(*_PERIOD_KEYS).in_(bindparam("periods", expanding=True)))
+
+
 def _holder_exists(connection, holder_kind: str, holder: str) -> int | None:
     """Refuse a budget of a team or key that does not exist, or of a person who owns no key (a mistyped subject);
     return the team's or key's id."""
@@ -290,15 +294,21 @@ def _audit_cleared(connection, by: Actor, rows) -> None:
 
 
 def _add(connection, additions: list[tuple[tuple[str, str, str, str], datetime, float, int]]) -> None:
-    """Add (slot, period start, spent, refusals) to each holder's period in one statement, making rows that are new.
+    """Add (slot, period start, spent, refusals) to each holder's period, making rows that are new.
 
     The database adds (no update is lost between workers), and an insert that meets another's row adds to it.
-    No slot may come twice: a statement may not change one row twice.
+    One statement, made once per database, sent with one row of values per addition: it is compiled once,
+    not for every request's charge.
     """
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(budget_spend).values([
+    connection.execute(_upsert(connection.dialect.name), [
         {"holder_kind": kind, "holder": holder, "period": period, "unit": unit, "period_start": start,
          "spent": spent, "refusals": refusals} for (kind, holder, period, unit), start, spent, refusals in additions])
-    connection.execute(statement.on_conflict_do_update(
+
+
+@functools.cache
+def _upsert(dialect_name: str):
+    """The statement that adds to a holder's period, or makes its row (``_add``), for the database's dialect."""
+    statement = (postgresql if dialect_name == "postgresql" else sqlite).insert(budget_spend)
+    return statement.on_conflict_do_update(
         index_elements=_PERIOD_ROW, set_={"spent": budget_spend.c.spent + statement.excluded.spent,
-                                          "refusals": budget_spend.c.refusals + statement.excluded.refusals}))
+                                          "refusals": budget_spend.c.refusals + statement.excluded.refusals})
