@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import Engine, and_, bindparam, delete, func, insert, literal, select, tuple_, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ollama_proxy.store.audit import Actor, write_entry
@@ -252,6 +252,14 @@ _SPENT = select(*_PERIOD_KEYS, budget_spend.c.spent, budget_spend.c.refusals).wh
     tuple_(*_PERIOD_KEYS).in_(bindparam("periods", expanding=True)))
 
 
+# The ids some keys and teams have now, by name (``_moved``): made once, read for every budgeted charge.
+_HOLDER_IDS = union_all(
+    select(literal("key").label("kind"), api_keys.c.name, api_keys.c.id).where(
+        api_keys.c.name.in_(bindparam("keys", expanding=True))),
+    select(literal("team").label("kind"), teams.c.name, teams.c.id).where(
+        teams.c.name.in_(bindparam("teams", expanding=True))))
+
+
 def _holder_exists(connection, holder_kind: str, holder: str) -> int | None:
     """Refuse a budget of a team or key that does not exist, or of a person who owns no key (a mistyped subject);
     return the team's or key's id."""
@@ -268,13 +276,12 @@ def _holder_exists(connection, holder_kind: str, holder: str) -> int | None:
 
 def _moved(connection, ids: Mapping[tuple[str, str], int | None]) -> set[tuple[str, str]]:
     """The keys and teams, (kind, name), of ``ids`` whose name no longer is that id's."""
-    gone = set()
-    for (kind, name), wanted in ids.items():
-        if kind in ("key", "team"):
-            table = api_keys if kind == "key" else teams
-            if connection.execute(select(table.c.id).where(table.c.name == name)).scalar() != wanted:
-                gone.add((kind, name))
-    return gone
+    named = {kind: [name for (held_kind, name) in ids if held_kind == kind] for kind in ("key", "team")}
+    if not named["key"] and not named["team"]:
+        return set()
+    now = {(row.kind, row.name): row.id for row in connection.execute(
+        _HOLDER_IDS, {"keys": named["key"], "teams": named["team"]})}
+    return {holder for holder, wanted in ids.items() if holder[0] in named and now.get(holder) != wanted}
 
 
 def drop_held(connection, by: Actor, holder_kind: str, holder: str) -> None:
