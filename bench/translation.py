@@ -1,6 +1,6 @@
 """Time, in this process, the CPU each surface spends on one Ollama chunk: bytes in, bytes out.
 
-Native is what the proxy does to an NDJSON stream (``ndjson_relay``: pass the
+Native is what the proxy does to an NDJSON stream (``relayed``: pass the
 bytes on). Every translated surface first splits the byte stream into lines
 and decodes them (timed alone as "split + decode"), then runs its stream
 converter and encodes each frame as SSE, as its blueprint does.
@@ -16,7 +16,8 @@ from ollama_proxy.lines import nonblank_lines
 from ollama_proxy.relay.streaming import (
     SSE_DONE,
     encoded_frames,
-    ndjson_relay,
+    ndjson_failure,
+    relayed,
     sse_event,
     sse_event_named_by_type,
     sse_named_event,
@@ -52,7 +53,7 @@ def _ignore(_: Exception) -> None:
 
 
 def native(raw: list[bytes]) -> Iterable[bytes]:
-    return ndjson_relay(iter(raw), _ignore)
+    return relayed(iter(raw), _ignore, ndjson_failure)
 
 
 def decode(raw: list[bytes]) -> Iterable[dict]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterable
 from functools import partial
 from typing import NoReturn
 
@@ -37,11 +38,10 @@ from ollama_proxy.ledger import (
     current_record,
     note_model,
     note_route,
-    note_upstream_since,
 )
 from ollama_proxy.relay.native import failure_logger, ndjson_body, relay
 from ollama_proxy.relay.streaming import STREAM_HEADERS
-from ollama_proxy.relay.waiting import Opening, keepalive_interval, ndjson_after_wait, slots_scheduled
+from ollama_proxy.relay.waiting import Opening, ndjson_after_wait, respond_when_open, slots_scheduled
 from ollama_proxy.routing.routes import (
     Route,
     body_for,
@@ -78,17 +78,16 @@ def _stream_when_open(route: Route, body: OllamaBody) -> Response:
     rename = route.model if route.alias else None
     send = partial(route.backend.open, request.method, request.path, body=body,
                    headers=upstream_headers(request.headers.items()), query=request.query_string.decode("latin-1"))
-    opening = Opening(send, current_record())
-    interval = keepalive_interval()
-    if opening.settle(interval):
-        upstream = opening.result()
+    record, on_error = current_record(), failure_logger()
+
+    def opened(upstream: OllamaShapedAnswer) -> Response:
         note_routed(route, upstream)
         return relay(upstream, rename)
-    note_upstream_since(opening.started)
-    record, on_error = current_record(), failure_logger()
-    answer = ndjson_after_wait(opening, request.environ, interval, on_error=on_error,
-                               relay=lambda upstream: ndjson_body(upstream, rename, record, on_error))
-    return Response(answer, 200, {"Content-Type": "application/x-ndjson", **STREAM_HEADERS}, direct_passthrough=True)
+
+    def after_wait(opening: Opening, interval: float) -> Iterable[bytes]:
+        return ndjson_after_wait(opening, request.environ, interval, on_error=on_error,
+                                 relay=lambda upstream: ndjson_body(upstream, rename, record, on_error))
+    return respond_when_open(send, opened, after_wait, {"Content-Type": "application/x-ndjson", **STREAM_HEADERS})
 
 
 def _open(target: Backend, body=None) -> OllamaShapedAnswer:

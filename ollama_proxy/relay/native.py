@@ -15,7 +15,13 @@ from ollama_proxy.backends.protocols import OllamaShapedAnswer
 from ollama_proxy.client_watch import watch_client
 from ollama_proxy.ledger import current_record, note_upstream
 from ollama_proxy.observability.accounting import count_body, hold_of, tap_ndjson
-from ollama_proxy.relay.streaming import STREAM_HEADERS, ClosingStream, ndjson_relay, stream_failure_logger
+from ollama_proxy.relay.streaming import (
+    STREAM_HEADERS,
+    ClosingStream,
+    ndjson_failure,
+    relayed,
+    stream_failure_logger,
+)
 from ollama_proxy.routing.overrides import renamed_line, renamed_lines
 from ollama_proxy.surfaces import ollama_path
 
@@ -54,7 +60,7 @@ def ndjson_body(upstream: OllamaShapedAnswer, rename: str | None, record,
                 on_error: Callable[[Exception], None]) -> Iterator[bytes]:
     """Yield an NDJSON answer's bytes, renamed if asked, its tokens counted, a failure as its last line."""
     chunks = upstream.iter_bytes() if rename is None else renamed_lines(upstream.iter_bytes(), rename)
-    return ndjson_relay(tap_ndjson(chunks, record, hold_of(upstream)), on_error)
+    return relayed(tap_ndjson(chunks, record, hold_of(upstream)), on_error, ndjson_failure)
 
 
 def failure_logger() -> Callable[[Exception], None]:

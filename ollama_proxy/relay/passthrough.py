@@ -12,7 +12,6 @@ limits. The backend chooses the headers both ways and blanks its secrets.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
 from typing import cast
 
 from flask import Response, current_app, request
@@ -26,6 +25,7 @@ from ollama_proxy.relay.streaming import (
     SSE_DONE,
     STREAM_HEADERS,
     ClosingStream,
+    relayed,
     sse_event,
     stream_failure_logger,
 )
@@ -58,7 +58,7 @@ def pass_through(route: Route) -> Response:
         if renamed:
             pieces = renamed_lines(pieces, route.model, renamed_event_line)
         on_error = stream_failure_logger(f"POST {request.path}", record)
-        return Response(ClosingStream(_relayed(pieces, on_error), close, record), upstream.status,
+        return Response(ClosingStream(relayed(pieces, on_error, _openai_failure), close, record), upstream.status,
                         {**headers, **STREAM_HEADERS}, direct_passthrough=True)
     with upstream:
         data = upstream.read()
@@ -69,14 +69,9 @@ def pass_through(route: Route) -> Response:
     return Response(renamed_line(data, route.model) if renamed else data, upstream.status, headers)
 
 
-def _relayed(pieces: Iterator[bytes], on_error: Callable[[Exception], None]) -> Iterator[bytes]:
-    # Once the stream has started, a failure can only be told as a last event.
-    try:
-        yield from pieces
-    except ProxyError as error:
-        on_error(error)
-        yield sse_event(to_openai_error(error))
-        yield SSE_DONE
+def _openai_failure(error: ProxyError, _last: bytes) -> list[bytes]:
+    # An OpenAI stream tells a failure as an error event, then ends as every stream does.
+    return [sse_event(to_openai_error(error)), SSE_DONE]
 
 
 def _note_usage(record: RequestRecord | None, usage: dict | None) -> None:

@@ -85,21 +85,28 @@ class ClosingStream:
             self._on_close()
 
 
-def ndjson_relay(chunks: Iterator[bytes], on_error: Callable[[Exception], None]) -> Iterator[bytes]:
-    """Pass NDJSON bytes through; if the source fails, end with an ``{"error"}`` line.
+def relayed(pieces: Iterator[bytes], on_error: Callable[[Exception], None],
+            failure: Callable[[ProxyError, bytes], Iterable[bytes]]) -> Iterator[bytes]:
+    """Pass a stream's bytes through as they come; if the source fails, end with ``failure(error, last byte sent)``.
 
-    That last line is how Ollama itself reports an error once a stream has
-    started (the status line has gone already).
+    The one loop of every stream relayed in its own protocol (native NDJSON, an
+    OpenAI pass-through's SSE). Once a stream has started, its status line has
+    gone: a failure can only be told in the stream, as the surface tells it.
     """
     last = b"\n"
     try:
-        for chunk in chunks:
-            if chunk:
-                last = chunk[-1:]
-                yield chunk
+        for piece in pieces:
+            if piece:
+                last = piece[-1:]
+                yield piece
     except ProxyError as exc:
         on_error(exc)
-        yield (b"" if last == b"\n" else b"\n") + ndjson_line({"error": exc.message})
+        yield from failure(exc, last)
+
+
+def ndjson_failure(error: ProxyError, last: bytes) -> list[bytes]:
+    """End a failed NDJSON stream as Ollama itself does: an ``{"error"}`` line, on a line of its own."""
+    return [(b"" if last == b"\n" else b"\n") + ndjson_line({"error": error.message})]
 
 
 def stream_failure_logger(described: str, record: RequestRecord | None) -> Callable[[Exception], None]:

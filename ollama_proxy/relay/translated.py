@@ -34,7 +34,7 @@ from ollama_proxy.relay.streaming import (
     stream_failure_logger,
     with_heartbeat,
 )
-from ollama_proxy.relay.waiting import AnswerAfterWait, Opening, keepalive_interval, slots_scheduled
+from ollama_proxy.relay.waiting import AnswerAfterWait, Opening, respond_when_open, slots_scheduled
 from ollama_proxy.routing.routes import Route, body_for, note_routed, resolve
 from ollama_proxy.schemas.loading import checked_body, read_request_body
 from ollama_proxy.translate.ollama import fold_chunks
@@ -215,23 +215,22 @@ def stream_answers(route: Route, path: str, ollama_body: dict, converters: list,
         return _sse_response(Upstreams(open_streams(route, path, ollama_body, n)), framing)
     note_routed(route)
     body = upstream_body(route, ollama_body)
-    opening = Opening(lambda: open_answers(route, path, body, n), current_record())
-    interval = keepalive_interval()
-    if opening.settle(interval, heartbeat):
-        upstreams = opening.result()
+    on_error, record = _stream_failure_logger(), current_record()
+
+    def opened(upstreams: Upstreams) -> Response:
         note_upstream(max(upstream.waited for upstream in upstreams.opened))
         note_routed(route, upstreams.opened[0])
         return _sse_response(upstreams, framing)
-    note_upstream_since(opening.started)
-    on_error, record = _stream_failure_logger(), current_record()
 
     def fail(error: ProxyError) -> Iterator[bytes]:
         on_error(error)
         return framing.failed(error)
-    cadence = interval if heartbeat is None else min(interval, heartbeat)
-    answer = AnswerAfterWait(opening, request.environ, cadence, keepalive=keepalive, fail=fail,
-                             relay=lambda upstreams: framing.frames(upstreams, record, on_error))
-    return Response(answer, 200, SSE_HEADERS, direct_passthrough=True)
+
+    def after_wait(opening: Opening, interval: float) -> AnswerAfterWait:
+        cadence = interval if heartbeat is None else min(interval, heartbeat)
+        return AnswerAfterWait(opening, request.environ, cadence, keepalive=keepalive, fail=fail,
+                               relay=lambda upstreams: framing.frames(upstreams, record, on_error))
+    return respond_when_open(lambda: open_answers(route, path, body, n), opened, after_wait, SSE_HEADERS, heartbeat)
 
 
 def _sse_response(upstreams: Upstreams, framing: SseFraming) -> Response:

@@ -23,12 +23,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, Protocol, TypeVar
 
-from flask import current_app
+from flask import Response, current_app
 
 from ollama_proxy.client_watch import watch_client
 from ollama_proxy.errors import ProxyError
 from ollama_proxy.greenlets import gevent_active
-from ollama_proxy.ledger import RequestRecord, access_record
+from ollama_proxy.ledger import RequestRecord, access_record, current_record, note_upstream_since
 from ollama_proxy.lines import ndjson_line
 
 NDJSON_KEEPALIVE = b" "
@@ -200,6 +200,24 @@ class AnswerAfterWait(Generic[A]):
                 self._answer.close()
             else:
                 self._opening.abandon()
+
+
+def respond_when_open(open_answer: Callable[[], A], opened: Callable[[A], Response],
+                      after_wait: Callable[[Opening[A], float], AnswerAfterWait], headers: dict,
+                      deadline: float | None = None) -> Response:
+    """The response of every stream that may wait for its slot: one place for each surface.
+
+    ``open_answer()`` runs in an ``Opening``; if the answer opens (or fails) within
+    ``scheduling.keepalive_interval`` (and ``deadline``, if any), the response is
+    ``opened(answer)``, as it always was. Otherwise it starts now: 200 with
+    ``headers``, and ``after_wait(opening, interval)`` as its body.
+    """
+    opening = Opening(open_answer, current_record())
+    interval = keepalive_interval()
+    if opening.settle(interval, deadline):
+        return opened(opening.result())
+    note_upstream_since(opening.started)
+    return Response(after_wait(opening, interval), 200, headers, direct_passthrough=True)
 
 
 def ndjson_after_wait(opening: Opening, environ: dict, interval: float, relay: Callable[[A], Iterator[bytes]],

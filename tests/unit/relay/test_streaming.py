@@ -8,7 +8,8 @@ from ollama_proxy.relay.streaming import (
     HEARTBEAT,
     ClosingStream,
     encoded_frames,
-    ndjson_relay,
+    ndjson_failure,
+    relayed,
     sse_event,
     sse_event_named_by_type,
     sse_named_event,
@@ -36,17 +37,17 @@ def _failing(*chunks):
     ((b'{"done":false}\n{"do',), b'\n{"error":"connection to Ollama lost mid-answer: reset"}\n'),
     ((), b'{"error":"connection to Ollama lost mid-answer: reset"}\n'),
 ])
-def test_ndjson_relay_ends_a_cut_stream_with_an_error_line(chunks, tail):
+def test_a_relayed_ndjson_stream_ends_a_cut_stream_with_an_error_line(chunks, tail):
     seen = []
-    out = b"".join(ndjson_relay(_failing(*chunks), seen.append))
+    out = b"".join(relayed(_failing(*chunks), seen.append, ndjson_failure))
     assert out == b"".join(chunks) + tail
     assert json.loads(out.splitlines()[-1]) == {"error": "connection to Ollama lost mid-answer: reset"}
     assert [type(e) for e in seen] == [UpstreamUnavailable]
 
 
-def test_ndjson_relay_passes_a_whole_stream_untouched():
+def test_a_relayed_ndjson_stream_passes_a_whole_stream_untouched():
     chunks = [b'{"a":1}\n', b'{"b":2}\n']
-    assert list(ndjson_relay(iter(chunks), lambda e: None)) == chunks
+    assert list(relayed(iter(chunks), pytest.fail, ndjson_failure)) == chunks
 
 
 def test_closing_stream_closes_once_even_when_never_iterated():
