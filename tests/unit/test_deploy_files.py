@@ -49,3 +49,26 @@ def test_the_state_and_log_directories_are_made_by_systemd():
 
 def test_the_deploy_environment_trusts_the_one_nginx_in_front():
     assert parse_settings({}, environ=_environment()).service.trusted_proxies == 1
+
+
+_WORKER_STARTS = """
+import gc, runpy, sys, types
+conf = runpy.run_path(sys.argv[1])
+conf["post_worker_init"](types.SimpleNamespace())
+print(*gc.get_threshold())
+"""
+
+
+def test_a_worker_collects_its_youngest_garbage_as_the_environment_says():
+    import os
+    import subprocess
+    import sys
+
+    def thresholds(**environ: str) -> list[int]:
+        # A process of its own: the worker's hook freezes the heap and sets the collector for good.
+        done = subprocess.run([sys.executable, "-c", _WORKER_STARTS, str(DEPLOY / "gunicorn.conf.py")],
+                              env={**os.environ, **environ}, capture_output=True, text=True, timeout=60, check=True)
+        return [int(n) for n in done.stdout.split()]
+
+    assert thresholds()[0] == 50_000
+    assert thresholds(OLLAMA_PROXY_GC_THRESHOLD="9000")[0] == 9000
