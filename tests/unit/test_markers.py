@@ -29,6 +29,7 @@ IN_HOUSE = {
     "tests.e2e.test_readme": "bash, curl, scripts/serve.sh and the fake Ollama, as the README's first request does",
     "tests.e2e.vm": "INSTALL.md's lines with bash, gunicorn as the unit says (nginx: tests.e2e.nginx)",
     "tests.unit.cli.test_usage": "the ollama-proxy command from this .venv, piped into head",
+    "tests.unit.test_deploy_files": "this Python, running deploy/gunicorn.conf.py's worker hook",
     "tests.unit.test_scripts": "scripts/check on a fake .venv",
     "tests.unit.backends.test_ollama_gevent": "a probe, with this Python",
     "tests.unit.config.test_reference": "the reference generator, with this Python",
