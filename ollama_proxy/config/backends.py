@@ -193,6 +193,11 @@ class SchedulingSettings:
         help="seconds a streamed request waits for its slot in silence; then its stream starts and gets a "
              "keepalive this often (a space on the native API, an SSE comment on OpenAI's, a `ping` on "
              "Anthropic's) until its answer comes, so clients and front proxies do not time it out")
+    order: str = setting(
+        "fair", validate=validate.OneOf(["fair", "arrival"]),
+        help="who of the requests waiting for a slot goes first: `fair`, people before `batch` work, then the key "
+             "(or end user) that has had the least slot-time; `arrival`, first come, first served, as Ollama's own "
+             "queue (placement, `interactive_headroom` and the queue's bounds still hold)")
     batch_ageing: float = setting(
         60.0, validate=AT_LEAST_0,
         help="seconds after which a waiting `batch` request goes by fair share alone, as an `interactive` one")

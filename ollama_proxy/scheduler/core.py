@@ -37,10 +37,11 @@ from cachetools import LRUCache
 
 from ollama_proxy.errors import Overloaded, RateLimited
 from ollama_proxy.scheduler.estimates import MODELS_KEPT, Estimates
-from ollama_proxy.scheduler.fairness import FairShare, class_rank
+from ollama_proxy.scheduler.fairness import class_rank
 from ollama_proxy.scheduler.hits import HitBook
 from ollama_proxy.scheduler.lending import Lending
 from ollama_proxy.scheduler.options import unify
+from ollama_proxy.scheduler.order import order_of
 from ollama_proxy.scheduler.placement import QUESTION_TOKENS, PromptPlacement
 from ollama_proxy.scheduler.prefix import prompt_tokens
 from ollama_proxy.scheduler.servers import Loaded, Placement, ServerSlots, ServerSpec, Start
@@ -60,7 +61,7 @@ class Scheduler(Lending, PromptPlacement):
         self.bounds = bounds
         self.estimates = estimates or Estimates()
         self.hits = HitBook()
-        self.fair = FairShare(bounds.fair_memory, bounds.max_end_users_per_key)
+        self.order = order_of(bounds)
         self.waiting: dict[str, Ticket] = {}
         self.running: dict[str, Running] = {}
         self.hold_until = 0.0  # no grants before then: a new arbiter first learns what is running
@@ -121,7 +122,7 @@ class Scheduler(Lending, PromptPlacement):
             self.estimates.ended(ticket.model, used, now, ticket.share.principal)
         if read is not None:
             self.estimates.generated(ticket.model, used - read.seconds)
-        self.fair.finish(ticket.share, run.charged, used)
+        self.order.finish(ticket.share, run.charged, used)
         self._leave(ticket, now)
         if load_seconds is not None and placement.start is not Start.WARM:
             self.estimates.loaded(ticket.model, placement.server, load_seconds)
@@ -263,9 +264,7 @@ class Scheduler(Lending, PromptPlacement):
         return grants
 
     def _in_turn(self, now: float) -> list[Ticket]:
-        ageing = self.bounds.batch_ageing
-        return sorted(self.waiting.values(), key=lambda t: (
-            class_rank(t.share, now - t.enqueued, ageing), self.fair.rank(t.share), t.enqueued))
+        return sorted(self.waiting.values(), key=lambda t: (self.order.turn(t.share, now - t.enqueued), t.enqueued))
 
     def _next_grant(self, now: float) -> Grant | None:
         turn = self._in_turn(now)
@@ -384,7 +383,7 @@ class Scheduler(Lending, PromptPlacement):
     def _run(self, ticket: Ticket, placement: Placement, now: float, loan: str | None = None) -> None:
         """Count ``ticket`` as running, charged its expected slot-time, in the slot llama-server will give it."""
         charged = self._expected(ticket)
-        self.fair.start(ticket.share, charged)
+        self.order.start(ticket.share, charged)
         runner = self.servers[placement.server].runners.get(ticket.model)
         cached = (runner.caches.take(ticket.id, ticket.prefix, now, ticket.share.shown, self._tenant(ticket))
                   if runner is not None else 0)
@@ -394,9 +393,9 @@ class Scheduler(Lending, PromptPlacement):
 
     def _activate(self, ticket: Ticket, now: float) -> None:
         """Count the ticket in, under its end user's share or, past ``max_end_users_per_key``, its key's."""
-        ticket.share = self.fair.admit(ticket.share, now)
-        self.fair.enter(ticket.share, now)
+        ticket.share = self.order.admit(ticket.share, now)
+        self.order.enter(ticket.share, now)
 
     def _leave(self, ticket: Ticket, now: float) -> None:
         """Count the ticket out (it ended, or left the queue unstarted)."""
-        self.fair.leave(ticket.share, now)
+        self.order.leave(ticket.share, now)

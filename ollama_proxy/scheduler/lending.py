@@ -89,7 +89,7 @@ class Lending:
         """
         if requests < 1:
             return
-        self.fair.ran(self.fair.admit(share, now), seconds, now)
+        self.order.ran(self.order.admit(share, now), seconds, now)
         self.estimates.ended(model, seconds / requests, now, share.principal, requests)
         runner = self.servers[server].runners.get(model) if server in self.servers else None
         if runner is not None:

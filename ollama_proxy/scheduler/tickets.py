@@ -28,6 +28,7 @@ class Bounds:
     prefix_hold: float = _SETTINGS.prefix_hold  # seconds a long prompt waits at most for the busy server holding it
     prompt_cache_isolation: str = _SETTINGS.prompt_cache_isolation  # whose cached prompts placement may use
     yield_within: float = _SETTINGS.yield_within  # seconds one may wait so that a much longer one starts first
+    order: str = _SETTINGS.order  # who of the waiting goes first (``order``: ``fair`` or ``arrival``)
 
     @property
     def principal_part_of_queue(self) -> int:

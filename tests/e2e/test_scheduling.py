@@ -420,6 +420,25 @@ def test_slots_lent_to_the_workers_while_nothing_waits_are_called_back_for_a_bac
         gpu.stop()
 
 
+def test_in_arrival_order_a_newcomer_waits_behind_a_backlog_as_on_ollama(start_proxy):
+    """``scheduling.order: arrival``: first come, first served, whoever sent them; each still waits in the proxy."""
+    gpu = FakeOllama(num_parallel=1, max_loaded_models=1).start()
+    try:
+        gpu.script("llama3.2", chunk_delay=CHUNK)
+        config = base_config(gpu.url, scheduling=True, num_parallel=1, max_loaded_models=1)
+        config["scheduling"] = {"order": "arrival"}
+        proxy = start_proxy(config, workers=2)
+        with ThreadPoolExecutor(5) as pool:
+            backlog = [pool.submit(_chat, proxy, GENERATE, f"batch {i}") for i in range(4)]
+            assert wait_for(lambda: _all_in(proxy, [gpu], 4), timeout=20)
+            newcomer = pool.submit(_chat, proxy, ALICE, "newcomer")
+            assert [f.result() for f in backlog] + [newcomer.result()] == [200] * 5
+        assert _prompts_in_arrival_order([gpu])[-1] == "newcomer"  # fair order would have run it second
+        assert gpu.scheduler.stats().max_concurrent["llama3.2:latest"] == 1
+    finally:
+        gpu.stop()
+
+
 @pytest.mark.parametrize("victim", ["the arbiter's worker", "another worker"])
 def test_a_worker_that_dies_gives_its_slot_back(start_proxy, victim):
     gpu = FakeOllama(num_parallel=1, max_loaded_models=1).start()

@@ -372,7 +372,7 @@ def _assert_counted_in(s: Scheduler) -> None:
     """The nodes counted as active are exactly those with a request waiting or running under them, as many times."""
     tickets = [*s.waiting.values(), *(run.ticket for run in s.running.values())]
     inside = Counter(node for t in tickets for node, _ in t.share.path)
-    assert s.fair.counts() == dict(inside)
+    assert s.order.counts() == dict(inside)
 
 
 def test_whenever_nothing_runs_nothing_waits():
@@ -455,7 +455,7 @@ def test_a_request_on_a_loan_runs_as_any_other_and_its_slot_goes_back_to_the_loa
     runner = s.servers["gpu1"].runners["m"]
     assert (runner.running, runner.lent, loan.in_use) == (1, 2, 1)
     assert s.status(now=2)["running"][0]["principal"] == "alice"
-    assert s.fair.vtime(("alice",)) > 0  # charged at start, as a granted request is
+    assert s.order.vtime(("alice",)) > 0  # charged at start, as a granted request is
     assert s.end("t1", now=3) == []
     assert (runner.running, runner.lent, loan.in_use) == (0, 3, 0)
     assert s.estimates.slot_seconds("m", "alice") != Estimates().slot_seconds("m")  # its time was learned
@@ -468,7 +468,7 @@ def test_a_request_that_ran_on_a_loan_before_it_was_told_of_is_charged_and_learn
     s.ran(Share("bob"), "m", "gpu1", 4, 2.0, now=2)  # four of bob's ran and ended on other lent slots
     runner = s.servers["gpu1"].runners["m"]
     assert (runner.running, runner.lent, loan.in_use) == (1, 2, 1) and list(s.running) == ["t1"]
-    assert s.fair.vtime(("bob",)) == pytest.approx(2.0)  # level with what alice has had (nothing), then charged
+    assert s.order.vtime(("bob",)) == pytest.approx(2.0)  # level with what alice has had (nothing), then charged
     assert s.estimates.slot_seconds("m", "bob") == 0.5 and runner.last_used == 2  # each held its slot 0.5 s
     assert s.estimates.drain_rate("m", now=2) == 4.0  # four ended within the last second
     assert s.returned(loan.id, now=3) == [] and s.servers["gpu1"].free_slots("m") == 5  # alice's still runs
