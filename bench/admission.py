@@ -27,10 +27,10 @@ import uuid  # noqa: E402
 
 import gevent  # noqa: E402
 
-from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket  # noqa: E402
-from ollama_proxy.scheduler.fairness import Share  # noqa: E402
-from ollama_proxy.scheduler.local import LocalScheduler  # noqa: E402
-from ollama_proxy.scheduler.servers import ServerSpec  # noqa: E402
+from ollama_proxy.scheduler.decisions.core import Bounds, Scheduler, Ticket  # noqa: E402
+from ollama_proxy.scheduler.decisions.fairness import Share  # noqa: E402
+from ollama_proxy.scheduler.decisions.servers import ServerSpec  # noqa: E402
+from ollama_proxy.scheduler.transport.local import LocalScheduler  # noqa: E402
 
 
 def build() -> Scheduler:

@@ -161,7 +161,7 @@ def measure(repeats: int) -> dict:
     from bench.servers import TOKEN, fake_upstream
     from ollama_proxy.dispatch.dispatcher import DISPATCHER
     from ollama_proxy.greenlets import gevent_active
-    from ollama_proxy.scheduler.client import REPORT_AFTER
+    from ollama_proxy.scheduler.transport.client import REPORT_AFTER
 
     if CHUNKS * GAP <= REPORT_AFTER:
         raise SystemExit(f"an answer of {CHUNKS} chunks {GAP}s apart ends before REPORT_AFTER ({REPORT_AFTER}s)")

@@ -182,7 +182,7 @@ def _forget_in_the_shared_scheduler(pid):
     status = 0
     try:
         if os.fork() == 0:
-            from ollama_proxy.scheduler.shared import forget_worker
+            from ollama_proxy.scheduler.transport.shared import forget_worker
 
             forget_worker(url, master, pid)
     except Exception:  # the lease lapses in its time anyway

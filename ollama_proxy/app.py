@@ -41,7 +41,7 @@ from ollama_proxy.observability import chatlog, logs, metrics, usage
 from ollama_proxy.routing import catalog as model_catalog
 from ollama_proxy.routing import thinking as model_thinking
 from ollama_proxy.routing.routes import ROUTER, Router
-from ollama_proxy.scheduler.instance import build_admission
+from ollama_proxy.scheduler.transport.instance import build_admission
 from ollama_proxy.surfaces import surface_of
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ Each case sends chats one after another to one server of two slots and says, for
 server reads from its cache: ``none`` (nothing but the template's first tokens), ``all`` (the whole
 prompt of the conversation's last turn) or ``part`` (some, less than that: a system text another
 conversation shares). The real llama-server behind Ollama's API (tests/e2e/ollama_on_llama.py), the
-fake Ollama (tests/fakes/ollama_cache.py) and the proxy's mirror (ollama_proxy/scheduler/caches.py)
+fake Ollama (tests/fakes/ollama_cache.py) and the proxy's mirror (ollama_proxy/scheduler/decisions/caches.py)
 are each held to the same table, each counting tokens its own way.
 """
 

@@ -1,7 +1,7 @@
 """The noisy neighbour on a virtual clock, through the scheduler's own decisions: no servers, no proxy.
 
 ``python -m bench.scheduling.simulate [--seconds 45] [--yield-within S] [--pace GAP ...]`` drives the
-proxy's ``Scheduler`` (scheduler/core.py) with the noisy neighbour's load: a batch job keeping 24 answers
+proxy's ``Scheduler`` (scheduler/decisions/core.py) with the noisy neighbour's load: a batch job keeping 24 answers
 of 6 s in flight on two servers of two slots, four people asking 0.6 s questions, on a beat every
 3 s or 3 s after reading each answer. Every answer takes exactly its length and nothing else
 takes time, so it shows what the decisions alone give, in a second, and lets a policy be tried
@@ -18,9 +18,9 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
-from ollama_proxy.scheduler.fairness import Share
-from ollama_proxy.scheduler.servers import Loaded, ServerSpec
+from ollama_proxy.scheduler.decisions.core import Bounds, Scheduler, Ticket
+from ollama_proxy.scheduler.decisions.fairness import Share
+from ollama_proxy.scheduler.decisions.servers import Loaded, ServerSpec
 
 MODEL, JOB = "m", "batch-job"
 BATCH_SECONDS, QUESTION_SECONDS, ASK_EVERY, PEOPLE_START, TICK = 6.0, 0.6, 3.0, 2.0, 0.05

@@ -1,7 +1,7 @@
 """Agents beside people on a virtual clock, through the scheduler's own decisions: no servers, no proxy.
 
 ``python -m bench.scheduling.simulate_agents [--seconds 90] [--prefix-hold S ...]`` drives the proxy's
-``Scheduler`` (scheduler/core.py) with the load of the agents scenario (agents.py): six agents whose
+``Scheduler`` (scheduler/decisions/core.py) with the load of the agents scenario (agents.py): six agents whose
 conversations start near 16,000 tokens and grow 1,500 a turn, asking again 1 s after each answer of 100
 tokens; two people asking 200-token questions every 4 s for 40-token answers; two servers of two slots
 reading 4,000 prompt tokens a second, 20 ms a token generated. The servers keep their slots' prompts and
@@ -20,11 +20,11 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from ollama_proxy.scheduler.core import Bounds, Scheduler, Ticket
-from ollama_proxy.scheduler.fairness import Share
-from ollama_proxy.scheduler.prefix import chain_of
-from ollama_proxy.scheduler.servers import Loaded, ServerSpec
-from ollama_proxy.scheduler.tickets import PromptRead
+from ollama_proxy.scheduler.decisions.core import Bounds, Scheduler, Ticket
+from ollama_proxy.scheduler.decisions.fairness import Share
+from ollama_proxy.scheduler.decisions.prefix import chain_of
+from ollama_proxy.scheduler.decisions.servers import Loaded, ServerSpec
+from ollama_proxy.scheduler.decisions.tickets import PromptRead
 from tests.fakes.ollama_cache import PromptCache
 
 MODEL, SERVERS, SLOTS = "m", ("a", "b"), 2

@@ -38,7 +38,7 @@ from ollama_proxy.config.access import token_names
 from ollama_proxy.errors import Forbidden, ProxyError, Unauthorized
 from ollama_proxy.ledger import access_record
 from ollama_proxy.routing.names import matches_any
-from ollama_proxy.scheduler.fairness import BATCH
+from ollama_proxy.scheduler.decisions.fairness import BATCH
 from ollama_proxy.store import ApiKey, DatabaseError, Member, Store, Team, current_store
 from ollama_proxy.store.keys import is_secret_shaped
 from ollama_proxy.surfaces import GENERATE, MANAGE, PUBLIC, ollama_path, surface_of

@@ -12,7 +12,7 @@ from ollama_proxy.cli.store_access import open_for_command
 from ollama_proxy.cli.text import printable
 from ollama_proxy.config import CONFIG_ENV, ConfigError, load_settings
 from ollama_proxy.config.access import token_names
-from ollama_proxy.scheduler.fairness import CLASSES, MAX_WEIGHT
+from ollama_proxy.scheduler.decisions.fairness import CLASSES, MAX_WEIGHT
 from ollama_proxy.store import ApiKey, DatabaseError, StoreError
 from ollama_proxy.store.keys import SCOPES, expiry_after, last_day_before
 

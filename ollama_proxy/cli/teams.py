@@ -8,7 +8,7 @@ import sys
 
 from ollama_proxy.cli.keys import _positive, _weight, config_option, table
 from ollama_proxy.cli.operator import operator
-from ollama_proxy.scheduler.fairness import CLASSES
+from ollama_proxy.scheduler.decisions.fairness import CLASSES
 from ollama_proxy.store import Team
 
 LIST_COLUMNS = ("name", "weight", "class", "models", "limits", "keys")

@@ -10,7 +10,7 @@ from marshmallow import ValidationError, fields, validate
 from ollama_proxy.config.checks import AT_LEAST_1, NON_EMPTY
 from ollama_proxy.config.declare import setting
 from ollama_proxy.config.schema import schema_for
-from ollama_proxy.scheduler.fairness import CLASSES, MAX_WEIGHT
+from ollama_proxy.scheduler.decisions.fairness import CLASSES, MAX_WEIGHT
 
 
 @dataclass(frozen=True)

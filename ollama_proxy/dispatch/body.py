@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
-from ollama_proxy.scheduler.options import reload_options
+from ollama_proxy.scheduler.decisions.options import reload_options
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps builds an encoder each call for these
 

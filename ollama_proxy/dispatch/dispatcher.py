@@ -37,8 +37,8 @@ from ollama_proxy.errors import Overloaded
 from ollama_proxy.greenlets import gevent_active, off_loop
 from ollama_proxy.ledger import Hold, hold_slot
 from ollama_proxy.observability.accounting import prompt_estimate
-from ollama_proxy.scheduler.admission import Admission, Requester
-from ollama_proxy.scheduler.prefix import chain_of
+from ollama_proxy.scheduler.decisions.prefix import chain_of
+from ollama_proxy.scheduler.transport.admission import Admission, Requester
 from ollama_proxy.surfaces import ollama_path
 
 DISPATCHER = "ollama_proxy.dispatcher"  # the app's extension

@@ -6,8 +6,8 @@ from flask import has_request_context, request
 
 from ollama_proxy.access.budgets import check_at_grant
 from ollama_proxy.ledger import current_record
-from ollama_proxy.scheduler.admission import Requester, share_of
-from ollama_proxy.scheduler.options import RELOAD_OPTIONS
+from ollama_proxy.scheduler.decisions.options import RELOAD_OPTIONS
+from ollama_proxy.scheduler.transport.admission import Requester, share_of
 
 
 def current_requester(enforce: dict) -> Requester:

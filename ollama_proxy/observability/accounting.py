@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 
 from ollama_proxy.ledger import AnswerText, Hold, RequestRecord
 from ollama_proxy.lines import LineDecoder
-from ollama_proxy.scheduler.prefix import chain_of, prompt_tokens, text_tokens
+from ollama_proxy.scheduler.decisions.prefix import chain_of, prompt_tokens, text_tokens
 from ollama_proxy.translate.ollama import chunk_text
 from ollama_proxy.translate.openai_common import choice_texts
 

@@ -35,7 +35,7 @@ from ollama_proxy.errors import ProxyError
 from ollama_proxy.observability import scheduler_metrics
 from ollama_proxy.observability.metric_labels import ModelLabels, method_label
 from ollama_proxy.routing.routes import ROUTER
-from ollama_proxy.scheduler.servers import Placement, Start
+from ollama_proxy.scheduler.decisions.servers import Placement, Start
 
 log = logging.getLogger(__name__)
 # Seconds: from a cached embedding to a long generation behind a model load.

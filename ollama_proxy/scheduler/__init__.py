@@ -3,9 +3,11 @@
 The proxy holds the queue instead of Ollama: each server is sent only what it
 runs at once, the next request is chosen by weighted fair share between
 principals (interactive ahead of batch, with ageing), and a request is bound to
-a server only when a slot frees, warm first. ``core.Scheduler`` is the pure
-decision logic, driven by a clock; where its state lives (one process, or
-several instances sharing Redis) is another module's job.
+a server only when a slot frees, warm first. Two rooms: ``decisions``, the
+pure logic driven by a clock (``core.Scheduler``, its order behind ``order``),
+and ``transport``, where its state lives and how each worker reaches it (one
+process, or several instances sharing Redis). The decisions never import the
+transport.
 
 How a ticket travels:
 

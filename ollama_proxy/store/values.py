@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ollama_proxy.scheduler.fairness import CLASSES, MAX_WEIGHT
+from ollama_proxy.scheduler.decisions.fairness import CLASSES, MAX_WEIGHT
 from ollama_proxy.store.errors import StoreError
 
 

@@ -33,7 +33,7 @@ import pytest
 import redis
 import requests
 
-from ollama_proxy.scheduler.redis_lines import BEAT, WORKER_LEASE, key
+from ollama_proxy.scheduler.transport.redis_lines import BEAT, WORKER_LEASE, key
 from tests.e2e import processes
 from tests.e2e.chaos import (
     ANSWER,

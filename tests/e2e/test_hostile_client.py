@@ -25,7 +25,7 @@ import sqlalchemy
 from requests.adapters import HTTPAdapter
 from werkzeug.security import generate_password_hash
 
-from ollama_proxy.scheduler.options import reload_options
+from ollama_proxy.scheduler.decisions.options import reload_options
 from tests.actors import TESTER
 from tests.e2e.admin_page import ATTEMPTS, PASSWORD, admin_config, csrf_token
 from tests.e2e.command import cli, create_key

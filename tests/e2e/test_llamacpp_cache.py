@@ -1,7 +1,7 @@
 """The real llama-server, run as Ollama 0.33 runs it, reads from its cache as tests/llama_server_cases.py says.
 
 The same table holds the fake Ollama (tests/unit/fakes/test_ollama_cache.py) and the proxy's mirror
-(tests/unit/scheduler/test_caches.py): what they assume of llama-server's slot choice and RAM prompt
+(tests/unit/scheduler/decisions/test_caches.py): what they assume of llama-server's slot choice and RAM prompt
 cache is what the real one does. Each case starts a fresh server: nothing cached.
 """
 

@@ -16,6 +16,9 @@ def _room(module: str) -> str:
     return parts[0] if parts else ""
 
 
+_WAITS_OR_SENDS = ("gevent", "redis", "socket", "threading", "flask", "requests", "urllib3")
+
+
 def _forbidden(importer: str, target: str) -> str | None:
     """Say why the module ``importer`` may not import ``target`` (both dotted), or None if it may."""
     source, room = _room(importer), _room(target) if target.startswith("ollama_proxy.") else None
@@ -27,6 +30,9 @@ def _forbidden(importer: str, target: str) -> str | None:
         return "the dispatcher is called by the relay and the blueprints"
     if source.startswith("blueprints.") and (room or "").startswith("blueprints.") and room != source:
         return "a blueprint is glue over the rooms below it, not over another blueprint"
+    if importer.startswith("ollama_proxy.scheduler.decisions") and (
+            target.startswith("ollama_proxy.scheduler.transport") or target.split(".")[0] in _WAITS_OR_SENDS):
+        return "the scheduler's decisions are pure and clock-driven: the transport carries them, never the other way"
     if source == "translate" and room is not None and room not in ("translate", "errors"):
         return "translation is pure: it knows protocols and the error family, nothing of the app"
     if source == "ledger" and room is not None and room not in ("ledger", "errors"):
@@ -84,12 +90,15 @@ def test_every_allowed_exception_still_needs_to_be_allowed():
 
 def test_the_rules_see_what_they_forbid():
     assert _forbidden("ollama_proxy.backends.pool", "ollama_proxy.relay.streaming")
-    assert _forbidden("ollama_proxy.scheduler.local", "ollama_proxy.relay")
-    assert _forbidden("ollama_proxy.routing.routes", "ollama_proxy.scheduler.client")
+    assert _forbidden("ollama_proxy.scheduler.transport.local", "ollama_proxy.relay")
+    assert _forbidden("ollama_proxy.routing.routes", "ollama_proxy.scheduler.transport.client")
     assert _forbidden("ollama_proxy.blueprints.openai", "ollama_proxy.blueprints.native")
     assert _forbidden("ollama_proxy.translate.openai", "ollama_proxy.lines")
     assert _forbidden("ollama_proxy.relay.streaming", "requests")
     assert _forbidden("ollama_proxy.ledger", "ollama_proxy.surfaces")
+    assert _forbidden("ollama_proxy.scheduler.decisions.core", "ollama_proxy.scheduler.transport.wire")
+    assert _forbidden("ollama_proxy.scheduler.decisions.placement", "gevent.event")
+    assert not _forbidden("ollama_proxy.scheduler.transport.arbiter", "ollama_proxy.scheduler.decisions.core")
     assert not _forbidden("ollama_proxy.ledger", "ollama_proxy.errors")
     assert not _forbidden("ollama_proxy.blueprints.admin.keys", "ollama_proxy.blueprints.admin.forms")
     assert not _forbidden("ollama_proxy.translate.anthropic.stream", "ollama_proxy.errors")

@@ -13,8 +13,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
 from ollama_proxy.config.models import check_fields
-from ollama_proxy.scheduler import fairness
-from ollama_proxy.scheduler.fairness import MAX_WEIGHT
+from ollama_proxy.scheduler.decisions import fairness
+from ollama_proxy.scheduler.decisions.fairness import MAX_WEIGHT
 from ollama_proxy.store.budgets import HOLDERS, MODES, PERIODS
 from ollama_proxy.store.keys import expiry_after, last_day_before
 

@@ -9,7 +9,7 @@ from ollama_proxy.backends.openai_compat import ProviderBackend
 from ollama_proxy.backends.pool import OllamaPool
 from ollama_proxy.config import parse_settings
 from ollama_proxy.dispatch.dispatcher import Dispatcher
-from ollama_proxy.scheduler.admission import Requester
+from ollama_proxy.scheduler.transport.admission import Requester
 from tests.fakes.clock import ManualClock
 
 

@@ -19,7 +19,7 @@ from ollama_proxy.backends.provider_answer import OllamaAnswer, PassthroughAnswe
 from ollama_proxy.backends.upstream_response import UpstreamResponse
 from ollama_proxy.config import ProviderSettings, RetrySettings, ServiceSettings
 from ollama_proxy.dispatch.dispatcher import OllamaModel
-from ollama_proxy.scheduler.admission import Requester
+from ollama_proxy.scheduler.transport.admission import Requester
 
 _CONTEXT_METHODS = ("__enter__", "__exit__")
 

@@ -6,7 +6,7 @@ import pytest
 
 from ollama_proxy.dispatch.body import OllamaBody
 from ollama_proxy.errors import InvalidRequest
-from ollama_proxy.scheduler.options import reload_options
+from ollama_proxy.scheduler.decisions.options import reload_options
 from ollama_proxy.schemas.loading import load, parse_json_object
 from ollama_proxy.schemas.ollama import BODY_SCHEMAS
 from tests.fakes.go_json import as_struct, object_pairs

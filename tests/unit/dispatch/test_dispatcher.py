@@ -11,8 +11,8 @@ from ollama_proxy.dispatch.body import OllamaBody
 from ollama_proxy.dispatch.dispatcher import Dispatcher, OllamaModel
 from ollama_proxy.errors import Overloaded, UpstreamConnectTimeout, UpstreamTimeout, UpstreamUnavailable
 from ollama_proxy.ledger import RequestRecord
-from ollama_proxy.scheduler.admission import Admitted, Requester
-from ollama_proxy.scheduler.prefix import chain_of
+from ollama_proxy.scheduler.decisions.prefix import chain_of
+from ollama_proxy.scheduler.transport.admission import Admitted, Requester
 from tests.unit.backends.stub_servers import StubServer, stub_pool
 
 NOBODY = Requester()

@@ -6,7 +6,7 @@ from ollama_proxy.access.auth import Principal
 from ollama_proxy.access.end_users import note_end_user
 from ollama_proxy.dispatch.requester import current_requester
 from ollama_proxy.ledger import RECORD_KEY, RequestRecord
-from ollama_proxy.scheduler.admission import ANONYMOUS
+from ollama_proxy.scheduler.transport.admission import ANONYMOUS
 
 WEBUI = Principal("webui", "generate", weight=2, trusted_frontend=True)
 SCRIPT = Principal("script", "generate", klass="batch")

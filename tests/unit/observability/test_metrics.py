@@ -7,7 +7,7 @@ from ollama_proxy.config import MetricsSettings, parse_settings
 from ollama_proxy.ledger import RequestRecord
 from ollama_proxy.observability.metric_labels import ModelLabels
 from ollama_proxy.observability.metrics import UNMATCHED, ProxyMetrics
-from ollama_proxy.scheduler.servers import Placement, Start
+from ollama_proxy.scheduler.decisions.servers import Placement, Start
 
 
 def record(**fields) -> RequestRecord:

@@ -11,7 +11,7 @@ from ollama_proxy.dispatch.body import OllamaBody
 from ollama_proxy.dispatch.dispatcher import OllamaModel
 from ollama_proxy.relay.translated import open_streams
 from ollama_proxy.routing.routes import Route
-from ollama_proxy.scheduler.admission import Requester
+from ollama_proxy.scheduler.transport.admission import Requester
 
 CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -1,0 +1,233 @@
+"""What one model's llama-server holds: its slots' prompts and its RAM prompt cache, as it chooses slots (pure).
+
+Ollama 0.30 and later run each loaded model in llama.cpp's ``llama-server``, started with
+``-np NUM_PARALLEL`` and sent every prompt with ``cache_prompt: true``. It keeps, in each
+slot, the prompt it last read, and reads again only what a new prompt does not share with
+it. A request takes the idle slot whose prompt is over a tenth of its own
+(``--slot-prompt-similarity`` 0.1), the most similar; otherwise the least recently used idle
+slot, a never-used one first. A slot taken that way, or by similarity keeping under half of
+what it held, is saved to the RAM prompt cache (``--cache-ram``, 8 GiB) first, and the saved
+prompt that serves the request better is loaded into it; once a request has its slot, every
+idle slot is saved there too. The RAM cache drops its oldest prompts when full. So a
+conversation pushed out of its slot is still cheap on the server that read it, unless a
+similar prompt took its slot before it was saved.
+
+The proxy knows every prompt it sent (``prefix``: chains of hashed links with estimated
+tokens), so it can tell, before sending one, how much of it a server holds and what it would
+lose. What Ollama reports back (``prompt_eval_cached_count``) confirms or corrects it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ollama_proxy.scheduler.decisions.prefix import Chain, Link, links_of, prompt_tokens, shared_tokens
+
+SIMILARITY = 0.1  # llama-server's --slot-prompt-similarity
+KEEP_WHEN_SIMILAR = 0.5  # a slot taken by similarity is saved first if the prompt keeps less of it than this
+LOAD_AT_LEAST = 0.25  # a saved prompt is loaded only if the request keeps this much of it
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt a slot or the RAM cache holds."""
+
+    chain: Chain
+    links: dict[int, Link]
+    tokens: int
+    owner: tuple = ()  # whose prompt it is (``Share.shown``: by name), for the admin page
+    tenant: tuple = ()  # whose prompts placement may send one another to (``placement.tenant``)
+
+    @classmethod
+    def of(cls, chain: Chain, owner: tuple = (), tenant: tuple = ()) -> Prompt | None:
+        return cls(chain, links_of(chain), prompt_tokens(chain), owner, tenant) if chain else None
+
+    def shared(self, chain: Chain) -> int:
+        """The tokens ``chain`` shares with this prompt, from their start."""
+        return shared_tokens(chain, self.links)
+
+
+@dataclass
+class CacheSlot:
+    prompt: Prompt | None = None  # None: empty, or holding a prompt the proxy cannot compare (no chain)
+    ticket: str | None = None  # the request using it now
+    last_used: float = -1.0  # when its last request ended; never used: -1, the oldest
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt.tokens if self.prompt is not None else 0
+
+
+@dataclass(frozen=True)
+class Pick:
+    """Where a prompt would go on this server now, and what it would read from cache and lose."""
+
+    slot: int
+    cached: int  # the prompt's tokens already held (in the slot, or loaded into it from RAM)
+    restored: int | None  # the RAM cache's entry loaded into the slot, if one is
+    saves: bool  # the slot's prompt is saved to the RAM cache before it is replaced
+    lost: int  # tokens of another prompt that vanish: the slot's, replaced unsaved and held nowhere else
+    foreign: bool = False  # the cached tokens are another tenant's prompt
+
+
+class PromptCaches:
+    """The slots and the RAM prompt cache of one model loaded on one server."""
+
+    def __init__(self, slots: int, ram_tokens: int | None = None) -> None:
+        """``ram_tokens``: the RAM cache's size, in the proxy's estimated tokens (None: no limit; 0: none)."""
+        self.size = max(1, slots)
+        # The slots used so far, in the order of their first use. The others are all alike (empty, never used,
+        # so the least recently used): none is made until it is taken, so that a server declared with many
+        # slots costs each request only the slots it has used.
+        self.slots: list[CacheSlot] = []
+        self.ram: list[Prompt] = []  # oldest first
+        self.ram_tokens = ram_tokens
+        self._tickets: dict[str, int] = {}  # request -> the slot it runs on
+
+    def resize(self, slots: int, ram_tokens: int | None) -> None:
+        """Take the slots and RAM size the server runs the model with (learned after the runner was made)."""
+        self.size = max(1, slots)
+        while len(self.slots) > self.size and self.slots[-1].ticket is None:
+            self.slots.pop()
+        self.ram_tokens = ram_tokens
+        self._trim()
+
+    @property
+    def slot_count(self) -> int:
+        """The slots the server has now: those it runs with, and any beyond that still busy since a resize."""
+        return max(self.size, len(self.slots))
+
+    def pick(self, chain: Chain, tenant: tuple | None = None) -> Pick | None:
+        """The slot a prompt ``chain`` takes now and what it reads from cache; None if every slot is busy.
+
+        ``tenant``: whose request it is, to tell whether what it would read from cache is another tenant's.
+        """
+        index, saves = self._choose(chain)
+        if index is None:
+            return None
+        slot = self.slots[index] if index < len(self.slots) else CacheSlot()
+        source = slot.prompt if chain else None
+        restored = self._restorable(slot, chain) if saves and self.ram_tokens != 0 else None
+        if restored is not None:
+            source = self.ram[restored]
+        cached = source.shared(chain) if source is not None else 0
+        lost = 0
+        if slot.prompt is not None and not self._kept(index, saves):
+            lost = slot.prompt.tokens - (slot.prompt.shared(chain) if chain else 0)
+        foreign = tenant is not None and cached > 0 and source.tenant != tenant
+        return Pick(index, min(cached, max(0, prompt_tokens(chain) - 1)), restored, saves, lost, foreign)
+
+    def _kept(self, index: int, saves: bool) -> bool:
+        """Whether the prompt of slot ``index`` stays on the server when another replaces it there."""
+        prompt = self.slots[index].prompt
+        fits = self.ram_tokens is None or 0 < prompt.tokens <= self.ram_tokens
+        return (saves and fits) or self._saved_somewhere(prompt) or self._elsewhere(index, prompt)
+
+    def take(self, ticket: str, chain: Chain, now: float, owner: tuple = (), tenant: tuple = ()) -> int:
+        """Count a request in on the slot llama-server gives it; return the prompt tokens it reads from cache."""
+        pick = self.pick(chain)
+        if pick is None:  # more running than the mirror has slots (adopted work): no slot to tell of
+            return 0
+        if pick.slot == len(self.slots):
+            self.slots.append(CacheSlot())
+        slot = self.slots[pick.slot]
+        if pick.saves and self.ram_tokens != 0:
+            self._save(slot.prompt)
+        if pick.restored is not None:
+            # The entry is found again: saving the slot's prompt may have dropped older ones before it.
+            restored = self._restorable(slot, chain)
+            if restored is not None:
+                self.ram.pop(restored)
+        slot.prompt, slot.ticket = Prompt.of(chain, owner, tenant), ticket
+        self._tickets[ticket] = pick.slot
+        if self.ram_tokens != 0:
+            for idle in self.slots:
+                if idle.ticket is None and idle.prompt is not None:
+                    self._save(idle.prompt)
+        return pick.cached
+
+    def release(self, ticket: str, now: float) -> None:
+        """Free a request's slot: it keeps the prompt it read."""
+        index = self._tickets.pop(ticket, None)
+        if index is not None and index < len(self.slots):
+            slot = self.slots[index]
+            slot.ticket, slot.last_used = None, now
+
+    def forget(self, chain: Chain) -> None:
+        """Drop what the mirror holds of ``chain`` beyond its first link: the server said it did not hold it."""
+        self.ram = [saved for saved in self.ram if saved.shared(chain) <= chain[0].tokens]
+
+    def holds(self, chain: Chain, tenant: tuple | None = None) -> int:
+        """The most of ``chain`` this server holds anywhere: in a slot, busy or not, or in RAM (of ``tenant``'s
+        prompts only, if given)."""
+        held = [slot.prompt for slot in self.slots if slot.prompt is not None] + self.ram
+        return max((prompt.shared(chain) for prompt in held if tenant is None or prompt.tenant == tenant), default=0)
+
+    def held(self) -> list[CacheSlot]:
+        """The slots that hold a prompt."""
+        return [slot for slot in self.slots if slot.prompt is not None]
+
+    def prompts(self) -> int:
+        """How many prompts this server holds, in slots and in RAM."""
+        return len(self.held()) + len(self.ram)
+
+    def _choose(self, chain: Chain) -> tuple[int | None, bool]:
+        """The slot llama-server gives ``chain``, and whether it saves that slot's prompt first."""
+        best, best_similarity = None, 0.0
+        tokens = prompt_tokens(chain)
+        for index, slot in enumerate(self.slots):
+            if slot.ticket is not None or slot.prompt is None or not tokens:
+                continue
+            similarity = slot.prompt.shared(chain) / tokens
+            if similarity > best_similarity and similarity > SIMILARITY:
+                best, best_similarity = index, similarity
+        if best is not None:
+            return best, best_similarity * tokens / self.slots[best].tokens < KEEP_WHEN_SIMILAR
+        if len(self.slots) < self.size:
+            return len(self.slots), True  # a never-used slot: the least recently used of all
+        oldest = None
+        for index, slot in enumerate(self.slots):  # the last of equals, as llama-server compares with <=
+            if slot.ticket is None and (oldest is None or slot.last_used <= self.slots[oldest].last_used):
+                oldest = index
+        return oldest, True
+
+    def _restorable(self, slot: CacheSlot, chain: Chain) -> int | None:
+        """The RAM entry llama-server loads into ``slot`` for ``chain``: one that both keeps more of itself and
+        serves more of the prompt than the slot does."""
+        tokens = prompt_tokens(chain)
+        if not tokens:
+            return None
+        shared = slot.prompt.shared(chain) if slot.prompt is not None else 0
+        best_keep = shared / slot.tokens if slot.tokens else -1.0
+        best_similarity = shared / tokens
+        best = None
+        for index, saved in enumerate(self.ram):
+            common = saved.shared(chain)
+            keep, similarity = common / saved.tokens, common / tokens
+            if keep >= LOAD_AT_LEAST and best_keep < keep and best_similarity < similarity:
+                best, best_keep, best_similarity = index, keep, similarity
+        return best
+
+    def _save(self, prompt: Prompt | None) -> None:
+        """Save a slot's prompt to the RAM cache, unless it holds it already (llama-server's ``alloc``)."""
+        if prompt is None or self._saved_somewhere(prompt):
+            return
+        if self.ram_tokens is not None and prompt.tokens > self.ram_tokens:
+            return
+        self.ram = [saved for saved in self.ram if prompt.shared(saved.chain) < saved.tokens]
+        self.ram.append(prompt)
+        self._trim()
+
+    def _saved_somewhere(self, prompt: Prompt) -> bool:
+        return any(saved.shared(prompt.chain) >= prompt.tokens for saved in self.ram)
+
+    def _elsewhere(self, index: int, prompt: Prompt) -> bool:
+        """Whether another slot holds all of ``prompt``."""
+        return any(i != index and other.prompt is not None and other.prompt.shared(prompt.chain) >= prompt.tokens
+                   for i, other in enumerate(self.slots))
+
+    def _trim(self) -> None:
+        if self.ram_tokens is None:
+            return
+        while self.ram and sum(saved.tokens for saved in self.ram) > self.ram_tokens:
+            self.ram.pop(0)

@@ -1,0 +1,191 @@
+"""Where a prompt is cheapest to read, and the slots kept free for the people using a model.
+
+Coding agents send their whole conversation again each turn; a server whose llama-server holds it,
+in a slot or in its RAM prompt cache, reads only what is new (``caches``). A request goes to the
+warm server where its prompt costs least to read, counting what it would push off that server for
+good (``_prompt_cost``), then to the least busy. One whose prompt a busy server holds waits for that
+server rather than read it all again elsewhere, while the wait there is expected to be shorter than
+what that reading costs (its time, and as much of the other server's), and at most ``prefix_hold``
+(``_worth_waiting``): a server's queue grows while another idles only for less than it costs. Whose
+prompt it is does not matter: one key's conversations are as much worth keeping as anyone's. But only a
+tenant's own cached prompts draw its requests (``tenant``, ``scheduling.prompt_cache_isolation``): what an answer
+read from cache, in its counts and its speed, would tell a probe how much of another tenant's prompt it guessed.
+
+What each answer says it read (``_confirm``) bears the mirror out or corrects it: a predicted hit
+that did not happen drops what the mirror held, and costs that server some of the proxy's trust
+(``hits``); a turn whose prompt holds a running turn's answer ends that turn (``_answered_in``).
+
+People asking short questions beside batch work or agents' long prompts find a slot free: while they
+use a model, those leave them one (``_leaves_too_little``).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ollama_proxy.scheduler.decisions.caches import Pick
+from ollama_proxy.scheduler.decisions.fairness import Share, class_rank
+from ollama_proxy.scheduler.decisions.prefix import links_of, prompt_tokens, shared_tokens
+from ollama_proxy.scheduler.decisions.servers import Placement, Start
+from ollama_proxy.scheduler.decisions.tickets import PromptRead, Running, Ticket
+
+QUESTION_TOKENS = 1024  # a prompt shorter than this is a question, not an agent's conversation
+NEGLIGIBLE = 64  # tokens whose reading tells two servers' costs apart no more than the estimate's error
+# Reading a conversation again elsewhere costs twice its time: the request waits for it, and that server's GPU is
+# taken from whoever else it serves for as long; waiting for the server that holds it takes nothing from anyone.
+MOVE_COST = 2.0
+
+
+def tenant(share: Share, isolation: str) -> tuple:
+    """Whose cached prompts a request of ``share`` may be placed on: its team's, its key's, or anyone's (``()``)."""
+    if isolation == "off":
+        return ()
+    if isolation == "team" and share.team is not None:
+        return ("team", share.team)
+    return ("key", share.principal)
+
+
+class PromptPlacement:
+    """The scheduler's placement by prompt cache and its headroom (mixed into ``core.Scheduler``, whose state
+    they read)."""
+
+    def _answered_in(self, ticket: Ticket) -> list[Running]:
+        """The running requests whose whole prompt ``ticket``'s continues with more: their answers came back.
+
+        A conversation's next turn can only have been written after the last one's answer: that answer has
+        ended, and its slot is free in Ollama, though its end has not reached the scheduler yet (another
+        worker's client, a message on its way). Left running, it would send the turn away from its own slot.
+        """
+        if not ticket.prefix:
+            return []
+        tokens = prompt_tokens(ticket.prefix)
+        mine = self._tenant(ticket)
+        return [run for run in self.running.values()
+                if run.ticket.model == ticket.model and run.ticket.prefix and self._tenant(run.ticket) == mine
+                and prompt_tokens(run.ticket.prefix) < tokens
+                and shared_tokens(run.ticket.prefix, links_of(ticket.prefix)) == prompt_tokens(run.ticket.prefix)]
+
+    def _expected_run(self, ticket: Ticket, server: str, cached: int) -> float:
+        """Seconds ``ticket`` is expected to hold its slot on ``server``: reading what it lacks, then answering.
+
+        Until answers have taught how long the model answers (the time beyond its prompt's reading), its
+        slot-time as the principal's requests have taken it.
+        """
+        answering = self.estimates.generation_seconds(ticket.model)
+        if answering is None:
+            return self._expected(ticket)
+        return self.estimates.prefill_seconds(ticket.model, server, prompt_tokens(ticket.prefix) - cached) + answering
+
+    def _tenant(self, ticket: Ticket) -> tuple:
+        return tenant(ticket.share, self.bounds.prompt_cache_isolation)
+
+    def _cache_pick(self, ticket: Ticket, server: str) -> Pick | None:
+        """Where ``server``'s warm runner would put ``ticket``'s prompt now (None: no prompt, or no idle slot)."""
+        if not ticket.prefix:
+            return None
+        return self.servers[server].runners[ticket.model].caches.pick(ticket.prefix, self._tenant(ticket))
+
+    def _cheapest(self, ticket: Ticket, warm: list[Placement]) -> tuple[Placement, float]:
+        """The warm placement where ``ticket``'s prompt costs least to read, and that cost.
+
+        Costs within ``NEGLIGIBLE`` tokens of reading are alike (every prompt shares the template's first
+        tokens with any slot): of those, the server with most free slots, then the one holding fewest prompts,
+        so that new conversations spread over the servers.
+        """
+        cost = {p.server: self._prompt_cost(ticket, p.server, self._cache_pick(ticket, p.server)) for p in warm}
+        least = min(cost.values()) + self.estimates.prefill_seconds(ticket.model, warm[0].server, NEGLIGIBLE)
+        best = min((p for p in warm if cost[p.server] <= least),
+                   key=lambda p: (-self.servers[p.server].free_slots(ticket.model),
+                                  self.servers[p.server].runners[ticket.model].caches.prompts(), cost[p.server],
+                                  p.server))
+        return best, cost[best.server]
+
+    def _prompt_cost(self, ticket: Ticket, server: str, pick: Pick | None) -> float:
+        """Seconds of prompt reading ``ticket`` costs on ``server``'s warm runner now: the part of its prompt the
+        server does not hold (as far as the server's answers have borne the mirror out), and the prompts it would
+        push off the server for good."""
+        if pick is None:
+            return 0.0
+        cached = 0 if pick.foreign else pick.cached * self.hits.reliability(server, ticket.model)
+        return self.estimates.prefill_seconds(ticket.model, server, prompt_tokens(ticket.prefix) - cached + pick.lost)
+
+    def _worth_waiting(self, ticket: Ticket, best: Placement, cost: float, ahead: list[Ticket], now: float) -> bool:
+        """Whether ``ticket`` should wait for a busy server that holds more of its prompt than ``best`` does.
+
+        For at most ``prefix_hold`` seconds from its arrival, and only while what it has waited and the wait
+        expected for the slot (behind the others waiting for it) stay under what reading it all elsewhere costs
+        (``MOVE_COST``): a wait that runs long ends once it has cost as much.
+        """
+        ticket.waits_for = None
+        waited = now - ticket.enqueued
+        if not self.bounds.prefix_hold or waited >= self.bounds.prefix_hold:
+            return False
+        for name in ticket.candidates:
+            server = self.servers.get(name)
+            runner = server.runners.get(ticket.model) if server is not None else None
+            if name == best.server or runner is None or server.free_slots(ticket.model) > 0:
+                continue
+            held = runner.caches.holds(ticket.prefix, self._tenant(ticket))
+            reading = self.estimates.prefill_seconds(ticket.model, name, prompt_tokens(ticket.prefix) - held)
+            queued = sum(1 for t in ahead if t.waits_for == name)
+            if waited + reading + self._warm_wait(ticket, [server], queued, now) < MOVE_COST * cost:
+                ticket.waits_for = name
+                return True
+        return False
+
+    def _confirm(self, run: Running, read: PromptRead) -> None:
+        """Learn from what an answer says it read: the prefill rate, the tokens an estimate stands for, and whether
+        the mirror was right; a predicted hit that did not happen drops what the mirror wrongly held."""
+        ticket, server = run.ticket, run.placement.server
+        estimate = prompt_tokens(ticket.prefix)
+        if read.cached is not None:
+            self.estimates.prefilled(ticket.model, server, read.tokens - read.cached, read.seconds)
+        elif not run.cached:  # an Ollama before 0.33, and a prompt the mirror expected read whole
+            self.estimates.prefilled(ticket.model, server, read.tokens, read.seconds)
+        if not estimate:
+            return
+        self.estimates.counted(ticket.model, estimate, read.tokens)
+        cached = read.cached
+        if cached is None:  # what it read again, from the time it took
+            reread = self.estimates.reread(ticket.model, server, read.seconds)
+            if reread is None:
+                return
+            cached = max(0, read.tokens - reread)
+        predicted = round(run.cached * self.estimates.scale(ticket.model))
+        runner = self.servers[server].runners.get(ticket.model)
+        if self.hits.note(server, ticket.model, read.tokens, predicted, cached) and runner is not None:
+            runner.caches.forget(ticket.prefix)
+
+    def _leaves_too_little(self, ticket: Ticket, placement: Placement, now: float) -> bool:
+        """Whether a batch request would take a slot people using its model may need any moment.
+
+        Strict priority alone still makes a question wait for a batch answer to end whenever batch
+        work holds every slot; ``interactive_headroom`` warm slots are left free for as long as
+        interactive requests for the model keep coming (``headroom_window``).
+        """
+        if self._leaves_no_slot_for_short(ticket, placement, now):
+            return True
+        headroom = self.bounds.interactive_headroom
+        if not headroom or class_rank(ticket.share, now - ticket.enqueued, self.bounds.batch_ageing) == 0:
+            return False
+        if now - self.last_interactive.get(ticket.model, -math.inf) >= self.bounds.headroom_window:
+            return False
+        if placement.start is not Start.WARM:
+            return True
+        free = sum(self.servers[name].free_slots(ticket.model) for name in ticket.candidates if name in self.servers)
+        return free - 1 < headroom
+
+    def _leaves_no_slot_for_short(self, ticket: Ticket, placement: Placement, now: float) -> bool:
+        """Whether a long prompt would take the last free slot while questions come.
+
+        A question then finds a slot, and waits for no agent's turn to end. As the interactive
+        headroom, for as long as questions come; never where the candidates have fewer than three
+        slots, so long prompts always have two or more.
+        """
+        if (prompt_tokens(ticket.prefix) < QUESTION_TOKENS or placement.start is not Start.WARM
+                or now - self.last_short.get(ticket.model, -math.inf) >= self.bounds.headroom_window):
+            return False
+        servers = [self.servers[name] for name in ticket.candidates if name in self.servers]
+        if sum(server.slots_of(ticket.model) for server in servers if ticket.model in server.runners) < 3:
+            return False
+        return sum(server.free_slots(ticket.model) for server in servers) < 2

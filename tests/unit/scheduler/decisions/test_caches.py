@@ -1,0 +1,98 @@
+"""The proxy's mirror of one server's llama-server: held to the table the real engine and the fake are held to."""
+
+import pytest
+
+from ollama_proxy.scheduler.decisions.caches import PromptCaches
+from ollama_proxy.scheduler.decisions.prefix import chain_of, prompt_tokens
+from tests.llama_server_cases import SLOTS, expected, messages, parametrized, reads
+
+
+def chat(*texts: str) -> tuple:
+    """The chain of a chat whose messages say ``texts``, a user's and an assistant's in turn."""
+    roles = ("user", "assistant")
+    return chain_of("/api/chat", {"model": "m", "messages": [
+        {"role": roles[i % 2], "content": text} for i, text in enumerate(texts)]})
+
+
+def long(word: str) -> str:
+    return " ".join([word] * 200)
+
+
+@parametrized
+def test_the_mirror_reads_from_cache_as_the_table_says(case):
+    caches, last, found = PromptCaches(SLOTS), {}, []
+    for now, step in enumerate(case.steps):
+        chain = chain_of("/api/chat", {"model": "m", "messages": messages(case, step)})
+        cached = caches.take(f"t{now}", chain, float(now))
+        found.append(reads(cached, prompt_tokens(chain), last.get(step.who)))
+        last[step.who] = prompt_tokens(chain)
+        caches.release(f"t{now}", float(now))
+    assert found == expected(case)
+
+
+def test_a_pick_says_what_a_prompt_reads_and_what_it_would_lose():
+    caches = PromptCaches(1, ram_tokens=0)  # no RAM cache: a replaced prompt is gone
+    a = chat(long("alpha"))
+    caches.take("t1", a, 1.0)
+    assert caches.pick(a) is None  # its one slot is busy
+    caches.release("t1", 2.0)
+    again = caches.pick(chat(long("alpha"), "ok", "and then?"))
+    assert (again.slot, again.cached, again.lost) == (0, prompt_tokens(a), 0)
+    other = caches.pick(chat(long("beta")))
+    assert other.cached < 0.1 * prompt_tokens(a) and other.lost > 0.9 * prompt_tokens(a) and other.saves
+
+
+def test_a_prompt_pushed_out_of_its_slot_is_held_in_ram_and_comes_back_from_it():
+    caches = PromptCaches(1)
+    a, b = chat(long("alpha")), chat(long("beta"))
+    caches.take("t1", a, 1.0)
+    caches.release("t1", 2.0)
+    assert caches.pick(b).lost == 0  # saved to RAM before b takes the slot
+    caches.take("t2", b, 3.0)
+    caches.release("t2", 4.0)
+    assert caches.holds(a) == prompt_tokens(a) and caches.prompts() == 2
+    back = caches.pick(chat(long("alpha"), "ok", "go on"))
+    assert back.restored is not None and back.cached == prompt_tokens(a)
+
+
+def test_the_ram_cache_drops_its_oldest_prompts_when_full():
+    a = chat(long("alpha"))
+    caches = PromptCaches(1, ram_tokens=prompt_tokens(a) + 10)
+    for now, word in enumerate(("alpha", "beta", "gamma")):
+        caches.take(f"t{now}", chat(long(word)), float(now))
+        caches.release(f"t{now}", float(now))
+    assert caches.holds(a) < prompt_tokens(a)  # alpha went first
+    assert caches.holds(chat(long("gamma"))) == prompt_tokens(chat(long("gamma")))
+
+
+def test_a_similar_slot_is_taken_before_the_least_recently_used_and_another_tenants_read_is_foreign():
+    caches = PromptCaches(2)
+    shared = long("system")
+    mine = caches.pick(chat(shared, "ok", "mine")).slot
+    caches.take("t1", chat(shared, "ok", "mine"), 1.0, tenant=("team:1",))
+    caches.release("t1", 5.0)  # the other slot was never used: the least recently used, but not similar
+    pick = caches.pick(chat(shared, "ok", "theirs"), tenant=("team:2",))
+    assert pick.slot == mine and pick.cached > 0.9 * prompt_tokens(chat(shared)) and pick.foreign
+    assert not caches.pick(chat(shared, "ok", "theirs"), tenant=("team:1",)).foreign
+    assert caches.holds(chat(shared), tenant=("team:2",)) == 0  # none of team 2's own
+
+
+@pytest.mark.parametrize("slots, running, kept", [(4, 0, 4), (1, 0, 1), (1, 2, 2)])
+def test_a_server_resized_keeps_its_slots_in_use(slots, running, kept):
+    caches = PromptCaches(2)
+    for n in range(running):
+        caches.take(f"t{n}", chat(long(f"w{n}")), 1.0)
+    caches.resize(slots, None)
+    assert caches.slot_count == kept
+
+
+def test_a_server_of_many_slots_makes_only_those_its_requests_used():
+    caches = PromptCaches(100_000)  # as a server declared with a huge num_parallel, so that nothing queues
+    for n in range(3):
+        caches.take(f"t{n}", chat(long(f"w{n}")), 1.0)
+    caches.release("t0", 2.0)
+    picked = caches.pick(chat(long("fresh")))
+    assert (caches.slot_count, len(caches.slots)) == (100_000, 3)
+    assert picked.slot == 3 and not picked.lost  # a never-used slot still comes before the idle one of w0
+    caches.take("t3", chat(long("fresh")), 3.0)
+    assert len(caches.slots) == 4 and caches.holds(chat(long("w0"))) == prompt_tokens(chat(long("w0")))

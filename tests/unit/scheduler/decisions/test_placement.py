@@ -1,0 +1,253 @@
+"""Where a prompt goes: the server whose llama-server holds it (slot or RAM), never held back while a slot that
+costs no more is idle; what each answer says it read bears the mirror out or corrects it."""
+
+import pytest
+
+from ollama_proxy.scheduler.decisions.core import Bounds, Scheduler, Ticket
+from ollama_proxy.scheduler.decisions.estimates import Estimates
+from ollama_proxy.scheduler.decisions.fairness import Share
+from ollama_proxy.scheduler.decisions.prefix import chain_of, prompt_tokens
+from ollama_proxy.scheduler.decisions.servers import Loaded, ServerSpec
+from ollama_proxy.scheduler.decisions.tickets import PromptRead
+
+SERVERS = ("gpu1", "gpu2")
+DEFAULT_BOUNDS = Bounds()
+
+
+def _scheduler(*specs: ServerSpec, bounds: Bounds = DEFAULT_BOUNDS, **estimates) -> Scheduler:
+    scheduler = Scheduler(specs or [ServerSpec(n, num_parallel=2) for n in SERVERS], bounds, Estimates(**estimates))
+    for server in scheduler.servers.values():
+        server.warm("m", Loaded({}))
+    return scheduler
+
+
+def _turn(name: str, turns: int, system: str | None = None):
+    """An agent's prompt: a system text of 2,000 tokens (its own, or ``system``), then turns of 1,000."""
+    text = system if system is not None else f"{name} " + "s" * 8000
+    asked = [{"role": "user", "content": f"{name} {i} " + "x" * 4000} for i in range(turns)]
+    return chain_of("/api/chat", {"messages": [{"role": "system", "content": text}, *asked]})
+
+
+def _question(text: str):
+    return chain_of("/api/chat", {"messages": [{"role": "user", "content": text}]})
+
+
+def _ticket(id: str, who: str, prefix=(), **kw) -> Ticket:
+    return Ticket(id, Share(who), "m", kw.pop("candidates", SERVERS), prefix=prefix, **kw)
+
+
+def _served(s: Scheduler, id: str, who: str, prefix, now: float, read: PromptRead | None = None) -> str:
+    """Submit, see it granted at once, end it a second later; return the server it ran on."""
+    [grant] = s.submit(_ticket(id, who, prefix), now)
+    s.end(id, now + 1, read=read)
+    return grant.placement.server
+
+
+def test_a_conversations_next_turn_goes_to_the_server_that_holds_its_prompt():
+    s = _scheduler()
+    first = _served(s, "a1", "agent-a", _turn("a", 4), now=0)
+    [grant] = s.submit(_ticket("a2", "agent-a", _turn("a", 6)), now=6)
+    assert grant.placement.server == first and s.running["a2"].cached == prompt_tokens(_turn("a", 4))
+
+
+def test_one_keys_conversations_spread_over_the_servers_and_each_comes_back_to_its_own():
+    s = _scheduler()
+    servers = [_served(s, f"{name}1", "alice", _turn(name, 2), now=n) for n, name in enumerate("ab")]
+    assert sorted(servers) == ["gpu1", "gpu2"]  # the second conversation is no cheaper on the first's server
+    for n, name in enumerate("ab"):
+        assert _served(s, f"{name}2", "alice", _turn(name, 3), now=5 + n) == servers[n]
+
+
+def test_a_conversation_pushed_out_of_its_slot_into_ram_still_goes_back_to_that_server():
+    s = _scheduler()
+    home = {name: _served(s, f"{name}1", f"agent-{name}", _turn(name, 2), now=n) for n, name in enumerate("abcde")}
+    assert sorted(home.values()) == ["gpu1", "gpu1", "gpu1", "gpu2", "gpu2"]  # five conversations, four slots
+    for n, name in enumerate("abcde"):
+        [grant] = s.submit(_ticket(f"{name}2", f"agent-{name}", _turn(name, 3)), now=10 + n)
+        assert grant.placement.server == home[name], name
+        assert s.running[f"{name}2"].cached == prompt_tokens(_turn(name, 2)), name
+        s.end(f"{name}2", now=10.5 + n)
+
+
+def test_a_new_prompt_is_never_held_back_while_a_slot_is_idle():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1))
+    for n, name in enumerate("ab"):
+        _served(s, f"{name}1", f"agent-{name}", _turn(name, 4), now=n)
+    # Both slots hold another's conversation, which llama-server saves to RAM when a new prompt takes its slot.
+    assert [g.ticket for g in s.submit(_ticket("c1", "agent-c", _turn("c", 4)), now=3)] == ["c1"]
+
+
+def _busy_home(prefill_rate: float, **bounds) -> tuple[Scheduler, str]:
+    """Agent a's conversation on its server, which is now busy with b's; the other server idle."""
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1),
+                   bounds=Bounds(**bounds), default_slot_seconds=2.0, default_prefill_rate=prefill_rate)
+    home = _served(s, "a1", "agent-a", _turn("a", 4), now=0)
+    b1 = _ticket("b1", "agent-b", _turn("b", 1), candidates=(home,))
+    assert [g.ticket for g in s.submit(b1, now=2)] == ["b1"]  # expected to hold the slot 2 s
+    return s, home
+
+
+def test_a_turn_waits_for_its_busy_server_when_reading_it_all_again_elsewhere_costs_more():
+    s, home = _busy_home(prefill_rate=1000.0)  # the whole conversation again elsewhere: 6 s
+    assert s.submit(_ticket("a2", "agent-a", _turn("a", 5)), now=2.5) == []
+    [grant] = s.end("b1", now=3)
+    assert (grant.ticket, grant.placement.server) == ("a2", home)
+
+
+def test_a_turn_goes_to_an_idle_server_when_reading_it_all_again_is_quicker_than_the_wait():
+    s, home = _busy_home(prefill_rate=100_000.0)  # the whole conversation again elsewhere: 0.06 s
+    [grant] = s.submit(_ticket("a2", "agent-a", _turn("a", 5)), now=2.5)
+    assert grant.placement.server != home
+
+
+def test_a_turn_waits_for_its_server_at_most_prefix_hold():
+    s, home = _busy_home(prefill_rate=1000.0, prefix_hold=3.0)
+    assert s.submit(_ticket("a2", "agent-a", _turn("a", 5)), now=2.5) == []
+    [grant] = s.dispatch(now=5.5)  # waited 3 s: it goes to the idle server
+    assert grant.placement.server != home
+    assert _scheduler(bounds=Bounds(prefix_hold=0.0)).bounds.prefix_hold == 0.0
+
+
+def test_long_prompts_leave_questions_a_free_slot():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=2), ServerSpec("gpu2", num_parallel=1))
+    _served(s, "q0", "person", _question("hello"), now=0)  # questions come for the model
+    for name in "ab":
+        s.submit(_ticket(f"{name}1", f"agent-{name}", _turn(name, 4)), now=1)
+    assert sorted(s.running) == ["a1", "b1"]
+    assert s.submit(_ticket("c1", "agent-c", _turn("c", 4)), now=1.5) == []  # the last free slot
+    assert [g.ticket for g in s.submit(_ticket("q1", "person", _question("and now?")), now=2)] == ["q1"]
+
+
+def test_with_fewer_than_three_slots_no_slot_is_kept_for_questions():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=2))
+    _served(s, "q0", "person", _question("hello"), now=0)
+    for name in "ab":
+        assert [g.ticket for g in s.submit(_ticket(f"{name}1", f"agent-{name}", _turn(name, 4)), now=1)] == [f"{name}1"]
+
+
+def test_what_answers_say_they_read_teaches_the_prefill_rate_of_re_read_tokens_and_the_token_scale():
+    s = _scheduler()
+    estimate = prompt_tokens(_turn("a", 4))
+    _served(s, "a1", "agent-a", _turn("a", 4), now=0, read=PromptRead(2 * estimate, 0, 4.0))
+    assert s.estimates.scale("m") == 2.0  # Ollama counts twice the proxy's estimate
+    server = next(name for name in SERVERS if s.servers[name].runners["m"].caches.held())
+    assert s.estimates.prefill_seconds("m", server, estimate) == pytest.approx(4.0)
+    # A turn read mostly from cache: only what it read again teaches the rate (2,000 tokens in 1 s).
+    _served(s, "a2", "agent-a", _turn("a", 5), now=5, read=PromptRead(2 * estimate + 2000, 2 * estimate, 1.0))
+    assert s.estimates.prefill_seconds("m", server, 1000) == pytest.approx(1.0, rel=0.3)
+
+
+def test_a_predicted_hit_the_answer_does_not_bear_out_corrects_the_mirror_and_is_reported():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1))
+    for n, name in enumerate("ab"):  # a is pushed into RAM by b
+        _served(s, f"{name}1", f"agent-{name}", _turn(name, 2), now=n,
+                read=PromptRead(prompt_tokens(_turn(name, 2)), 0, 1.0))
+    caches = s.servers["gpu1"].runners["m"].caches
+    assert caches.holds(_turn("a", 3)) == prompt_tokens(_turn("a", 2))
+    tokens = prompt_tokens(_turn("a", 3))
+    _served(s, "a2", "agent-a", _turn("a", 3), now=5, read=PromptRead(tokens, 10, 3.0))  # the server had lost it
+    [report] = s.hits.report()
+    assert (report["predicted"], report["confirmed"]) == (1, 0) and report["reliability"] < 1.0
+    assert report["predicted_tokens"] >= prompt_tokens(_turn("a", 2)) and report["confirmed_tokens"] == 10
+    assert caches.holds(_turn("b", 3)) == prompt_tokens(_turn("b", 2))  # b's is another prompt: still held
+
+
+def test_a_hit_confirmed_keeps_full_trust_and_a_surprise_is_counted():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1))
+    tokens = prompt_tokens(_turn("a", 2))
+    _served(s, "a1", "agent-a", _turn("a", 2), now=0, read=PromptRead(tokens, tokens - 1, 0.1))  # unforeseen
+    _served(s, "a2", "agent-a", _turn("a", 3), now=5, read=PromptRead(prompt_tokens(_turn("a", 3)), tokens, 1.0))
+    [report] = s.hits.report()
+    assert (report["predicted"], report["confirmed"], report["surprises"], report["reliability"]) == (1, 1, 1, 1.0)
+
+
+def test_before_ollama_0_33_what_was_read_again_is_told_by_the_time_it_took():
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1))
+    first = prompt_tokens(_turn("a", 2))
+    _served(s, "a1", "agent-a", _turn("a", 2), now=0, read=PromptRead(first, None, first / 1000))  # cold: the rate
+    second = prompt_tokens(_turn("a", 3))
+    _served(s, "a2", "agent-a", _turn("a", 3), now=5, read=PromptRead(second, None, (second - first) / 1000))
+    [report] = s.hits.report()
+    assert (report["predicted"], report["confirmed"]) == (1, 1)
+    assert report["confirmed_tokens"] == pytest.approx(first, abs=2)
+
+
+def test_an_embedding_loading_its_model_is_counted_on_one_slot():
+    s = Scheduler([ServerSpec("gpu1", num_parallel=4)])
+    s.submit(Ticket("e1", Share("a"), "embed", ("gpu1",), embeds=True), now=0)
+    assert s.submit(Ticket("e2", Share("a"), "embed", ("gpu1",), embeds=True), now=0) == []  # Ollama runs one
+    assert s.servers["gpu1"].slots_of("embed") == 1
+
+
+def test_a_turn_that_comes_before_the_last_ones_end_reached_the_scheduler_still_goes_to_its_slot():
+    """The end of a1 is on its way from another worker when a2, which holds a1's answer, is submitted."""
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1))
+    [first] = s.submit(_ticket("a1", "agent-a", _turn("a", 4)), now=0)
+    [grant] = s.submit(_ticket("a2", "agent-a", _turn("a", 5)), now=5)
+    assert grant.placement.server == first.placement.server and "a1" not in s.running
+    assert s.running["a2"].cached == prompt_tokens(_turn("a", 4))
+    tokens = prompt_tokens(_turn("a", 4))
+    assert s.end("a1", now=5.1, read=PromptRead(tokens, 0, 1.0)) == []  # its end, late: what it read still counts
+    assert s.estimates.prefill_seconds("m", first.placement.server, tokens) == 1.0
+    # A prompt that only shares the start of a running one (another question after the same system text) ends nothing.
+    s.submit(_ticket("b1", "agent-b", _turn("a", 4)[:2]), now=6)
+    assert "a2" in s.running
+
+
+def test_the_wait_for_a_busy_server_is_its_running_requests_reading_and_answering_as_learned():
+    """b1 reads a long prompt cold on a's server (22 s at the learned rate): a2 reads its own elsewhere instead."""
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1),
+                   default_prefill_rate=1000.0, default_slot_seconds=1.0)
+    home = _served(s, "a1", "agent-a", _turn("a", 4), now=0,
+                   read=PromptRead(prompt_tokens(_turn("a", 4)), 0, prompt_tokens(_turn("a", 4)) / 1000))
+    s.estimates.generated("m", 0.5)
+    s.submit(_ticket("b1", "agent-b", _turn("b", 20), candidates=(home,)), now=2)  # 22,000 tokens to read
+    [grant] = s.submit(_ticket("a2", "agent-a", _turn("a", 5)), now=2.1)
+    assert grant.placement.server != home  # reading a's 7,000 elsewhere (7 s, twice: 14) beats waiting 22 s
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1),
+                   default_prefill_rate=1000.0, default_slot_seconds=30.0)
+    home = _served(s, "a1", "agent-a", _turn("a", 4), now=0)
+    s.estimates.generated("m", 0.5)
+    s.submit(_ticket("b1", "agent-b", _turn("b", 1), candidates=(home,)), now=2)  # 2,000 tokens: 2.5 s in all
+    assert s.submit(_ticket("a2", "agent-a", _turn("a", 5)), now=2.1) == []  # though its slot-time says 30 s
+
+
+def test_a_wait_that_runs_long_ends_once_it_has_cost_what_moving_would():
+    """b1 on a's server runs far past what was expected: a2 waits until its wait alone cost twice the re-reading."""
+    s, home = _busy_home(prefill_rate=1000.0, prefix_hold=60.0)  # a2 read elsewhere: 7 s; at home: 1 s
+    assert s.submit(_ticket("a2", "agent-a", _turn("a", 5)), now=2.5) == []
+    assert s.dispatch(now=2.5 + 12.5) == []  # b1 was expected to end long ago; still, 12.5 s and 1 s < twice 7 s
+    [grant] = s.dispatch(now=2.5 + 13.5)
+    assert grant.placement.server != home
+
+
+def test_a_probe_is_not_drawn_to_the_server_holding_another_tenants_prompt():
+    s = _scheduler()
+    victim = _served(s, "b1", "bob", _turn("b", 2), now=0)
+    [grant] = s.submit(_ticket("m1", "mallory", _turn("b", 3)), now=5)  # bob's conversation, guessed, and more
+    assert grant.placement.server != victim  # to the server holding fewer prompts, as a new conversation would
+    shared = _scheduler(bounds=Bounds(prompt_cache_isolation="off"))
+    victim = _served(shared, "b1", "bob", _turn("b", 2), now=0)
+    [grant] = shared.submit(_ticket("m1", "mallory", _turn("b", 3)), now=5)
+    assert grant.placement.server == victim  # with isolation off, anyone's cached prompt draws it
+
+
+def test_a_team_shares_its_cached_prompts_and_isolation_by_key_does_not():
+    system = "the team's house rules " + "r" * 8000
+    for isolation, drawn in (("team", True), ("key", False)):
+        s = _scheduler(bounds=Bounds(prompt_cache_isolation=isolation))
+        [first] = s.submit(Ticket("a1", Share("alice", team="research"), "m", SERVERS,
+                                  prefix=_turn("a", 1, system)), now=0)
+        s.end("a1", now=1)
+        [grant] = s.submit(Ticket("c1", Share("carol", team="research"), "m", SERVERS,
+                                  prefix=_turn("c", 1, system)), now=5)
+        assert (grant.placement.server == first.placement.server) is drawn, isolation
+
+
+def test_another_tenants_prompt_containing_a_running_one_does_not_end_it():
+    s = _scheduler()
+    s.submit(_ticket("b1", "bob", _turn("b", 2)), now=0)
+    s.submit(_ticket("m1", "mallory", _turn("b", 3)), now=1)
+    assert "b1" in s.running  # only bob's own next turn tells that bob's answer came back
+    s.submit(_ticket("b2", "bob", _turn("b", 3)), now=2)
+    assert "b1" not in s.running
