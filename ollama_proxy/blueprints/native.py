@@ -78,13 +78,13 @@ def _stream_when_open(route: Route, body: OllamaBody) -> Response:
     rename = route.model if route.alias else None
     send = partial(route.backend.open, request.method, request.path, body=body,
                    headers=upstream_headers(request.headers.items()), query=request.query_string.decode("latin-1"))
-    record, on_error = current_record(), failure_logger()
 
     def opened(upstream: OllamaShapedAnswer) -> Response:
         note_routed(route, upstream)
         return relay(upstream, rename)
 
     def after_wait(opening: Opening, interval: float) -> Iterable[bytes]:
+        record, on_error = current_record(), failure_logger()
         return ndjson_after_wait(opening, request.environ, interval, on_error=on_error,
                                  relay=lambda upstream: ndjson_body(upstream, rename, record, on_error))
     return respond_when_open(send, opened, after_wait, {"Content-Type": "application/x-ndjson", **STREAM_HEADERS})

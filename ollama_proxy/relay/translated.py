@@ -215,18 +215,18 @@ def stream_answers(route: Route, path: str, ollama_body: dict, converters: list,
         return _sse_response(Upstreams(open_streams(route, path, ollama_body, n)), framing)
     note_routed(route)
     body = upstream_body(route, ollama_body)
-    on_error, record = _stream_failure_logger(), current_record()
 
     def opened(upstreams: Upstreams) -> Response:
         note_upstream(max(upstream.waited for upstream in upstreams.opened))
         note_routed(route, upstreams.opened[0])
         return _sse_response(upstreams, framing)
 
-    def fail(error: ProxyError) -> Iterator[bytes]:
-        on_error(error)
-        return framing.failed(error)
-
     def after_wait(opening: Opening, interval: float) -> AnswerAfterWait:
+        on_error, record = _stream_failure_logger(), current_record()
+
+        def fail(error: ProxyError) -> Iterator[bytes]:
+            on_error(error)
+            return framing.failed(error)
         cadence = interval if heartbeat is None else min(interval, heartbeat)
         return AnswerAfterWait(opening, request.environ, cadence, keepalive=keepalive, fail=fail,
                                relay=lambda upstreams: framing.frames(upstreams, record, on_error))
