@@ -92,8 +92,10 @@ class ProxyServer:
         return self.stderr_path.read_text(errors="replace")
 
     def access_lines(self) -> list[str]:
+        """The access log's lines that have their end: the writer's buffer may have flushed half of the last one."""
         path = self.log_dir / "access.log"
-        return path.read_text().splitlines() if path.exists() else []
+        text = path.read_text() if path.exists() else ""
+        return text[:text.rfind("\n") + 1].splitlines()
 
     def access_entry(self, request_id: str, timeout: float = 5.0) -> dict:
         """Return the access-log entry of one request, waiting for it: it is written when the response closes."""
