@@ -35,7 +35,9 @@ class Job:
 
     With ``repeat`` each connection sends requests back to back until
     ``duration`` has passed; without, each sends one (a long stream) and is
-    done. Connection starts are spread over ``ramp`` seconds from ``t0`` (a
+    done. With ``pace`` (seconds) a connection sends its next request that
+    long after the one before was sent, not at once: a person's think time,
+    during which the server sits idle. Connection starts are spread over ``ramp`` seconds from ``t0`` (a
     ``time.monotonic()`` instant shared by every driver). ``stamps`` is how
     many stamps a complete answer carries at least.
     """
@@ -49,6 +51,7 @@ class Job:
     ramp: float = 0.0
     t0: float = 0.0
     stamps: int = 0
+    pace: float = 0.0
     headers: dict = field(default_factory=dict)
 
 
@@ -132,6 +135,7 @@ class Connection:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.setblocking(False)
         self.answer: Answer | None = None
+        self.due: float | None = None  # when to send the next request, if it waits for its pace
 
     def send(self) -> None:
         """Send the request (small enough for one send on a fresh socket buffer)."""
@@ -156,7 +160,10 @@ class Connection:
             return True
         self._record(self.answer, now, results)
         if self.job.repeat and now < self.job.t0 + self.job.ramp + self.job.duration:
-            self.send()
+            if self.job.pace:
+                self.due = max(now, self.answer.sent + self.job.pace)
+            else:
+                self.send()
             return True
         return False
 
@@ -192,6 +199,8 @@ def drive(job: Job) -> Results:
         while (starts or open_conns) and time.monotonic() < deadline:
             starts = _start_due(starts, job, request, poller, open_conns)
             wait = min(0.05, max(0.0, starts[0] - time.monotonic())) if starts else 0.05
+            if job.pace:
+                wait = min([wait, *(_send_paced(conn) for conn in open_conns.values() if conn.due is not None)])
             for fd, _ in poller.poll(wait):
                 if not open_conns[fd].readable(results):
                     _close(open_conns.pop(fd), poller)
@@ -214,6 +223,16 @@ def _start_due(starts: list[float], job: Job, request: bytes, poller, open_conns
         conn.send()
         due += 1
     return starts[due:]
+
+
+def _send_paced(conn: Connection) -> float:
+    """Send the connection's next request if its time has come; return the seconds left until then (0 if sent)."""
+    left = conn.due - time.monotonic()
+    if left > 0:
+        return left
+    conn.due = None
+    conn.send()
+    return 0.05
 
 
 def _close(conn: Connection, poller) -> None:

@@ -22,6 +22,7 @@ from bench.servers import ROOT, TOKEN, fake_upstream, proxy
 
 CHAT = [{"role": "user", "content": "Why is the sky blue?"}]
 MS, MB = 1e3, 1024 ** 2
+THINK_RATE = 20.0  # requests a second on one connection, the server idle between them: a person's pace
 # The first-chunk request of each surface: one chunk (num_predict 1), streamed.
 SURFACES = {
     "native /api/chat": ("/api/chat", {"model": "bench", "messages": CHAT, "options": {"num_predict": 1}}),
@@ -91,7 +92,8 @@ class Setup:
 
 
 def latency_rows(setup: Setup) -> list[Row]:
-    """Scenario 1: whole (non-stream) chat answers, back to back, at concurrency 1, 16 and 64."""
+    """Scenario 1: whole (non-stream) chat answers, back to back at concurrency 1, 16 and 64, then one connection
+    at a person's pace (``THINK_RATE``), the proxy idle between requests."""
     seconds = 2.0 if setup.quick else 10.0
     body = {"model": "bench", "messages": CHAT, "stream": False}
     rows, failed = [], [0, 0]
@@ -105,10 +107,19 @@ def latency_rows(setup: Setup) -> list[Row]:
                             target=("added", "≤", limit) if limit else None))
         if concurrency > 1:
             rows.append(Row(name, "requests/s", direct.results.completed / direct.wall,
-                            via.results.completed / via.wall, "ratio"))
+                            via.results.completed / via.wall, "ratio",
+                            target=("proxy", "≥", 1500) if concurrency == 16 else None))
         failed = [failed[0] + direct.results.failed, failed[1] + via.results.failed]
-    rows.append(Row("1. request latency", "failed requests, all c", *failed, "", target=("proxy", "≤", 0)))
-    return rows + cost_rows("1. request latency, c=64", direct, via)
+    cost = cost_rows("1. request latency, c=64", direct, via)
+    direct, via = setup.both("/api/chat", body, connections=1, duration=2 * seconds, pace=1 / THINK_RATE)
+    name = f"1. request latency, think time ({THINK_RATE:g} req/s on one connection)"
+    for label, fraction, limit in (("p50", 0.5, 1.0), ("p99", 0.99, None)):
+        rows.append(Row(name, f"latency {label}, ms", percentile(direct.results.latencies, fraction) * MS,
+                        percentile(via.results.latencies, fraction) * MS,
+                        target=("added", "≤", limit) if limit else None))
+    failed = [failed[0] + direct.results.failed, failed[1] + via.results.failed]
+    rows.append(Row("1. request latency", "failed requests, all", *failed, "", target=("proxy", "≤", 0)))
+    return rows + cost
 
 
 def cost_rows(name: str, direct: Run, via: Run) -> list[Row]:
