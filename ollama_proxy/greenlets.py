@@ -37,3 +37,11 @@ def _outcome_of(work: Callable[[], T]) -> tuple[bool, object]:
         return True, work()
     except Exception as exc:
         return False, exc
+
+
+def let_others_run() -> None:
+    """Let the greenlets that are ready run before this one goes on, where greenlets run; else nothing."""
+    if gevent_active():
+        import gevent
+
+        gevent.sleep(0)

@@ -17,7 +17,9 @@ then, unsent, and its slot goes to the next.
 
 When the response closes, the request's tokens (prompt and answer) and, on an
 Ollama server, its GPU-seconds (``total_duration``) are added to every budget it
-was checked against, in the period it started in (``store.budgets``). A
+was checked against, in the period it started in (``store.budgets``). Requests
+that read their spend, or add their charge, at the same moment in one worker do
+so in one statement (``access.together``); each waits for its own. A
 request already running when a budget runs out finishes: a budget is overshot by
 what was running, never by what started after.
 
@@ -38,11 +40,13 @@ from zoneinfo import ZoneInfo
 from flask import Flask, current_app, request
 
 from ollama_proxy import ledger
+from ollama_proxy.access.together import Together
 from ollama_proxy.config import BudgetSettings
 from ollama_proxy.errors import ProxyError, RateLimited
+from ollama_proxy.greenlets import let_others_run
 from ollama_proxy.ledger import RequestRecord, access_record, current_record
 from ollama_proxy.store import Budget, DatabaseError, current_store
-from ollama_proxy.store.budgets import Standing
+from ollama_proxy.store.budgets import Standing, period_bounds, standings_in
 
 log = logging.getLogger(__name__)
 EXTENSION = "ollama_proxy.access.budgets"
@@ -52,7 +56,7 @@ ROUTER_EXTENSION = "ollama_proxy.router"  # routing.routes.ROUTER: its providers
 class Budgets:
     """The budgets every worker reads (kept ``cache_seconds``), and the checks and charges made with them."""
 
-    def __init__(self, settings: BudgetSettings, store, clock=time.monotonic):
+    def __init__(self, settings: BudgetSettings, store, clock=time.monotonic, pause=let_others_run):
         self.zone = ZoneInfo(settings.timezone)
         self._cache_seconds = settings.cache_seconds
         self._store = store  # a callable returning the Store: opened on first use
@@ -60,6 +64,10 @@ class Budgets:
         self._budgets: list[Budget] = []
         self._read_at = float("-inf")
         self._warned: set[tuple] = set()  # (slot, period start) a soft budget was said spent for, by this worker
+        self._periods: dict[str, tuple[datetime, datetime]] = {}  # the current one of each kind of period
+        # The requests that read their spend, or add their charge, at the same moment do so in one statement.
+        self._read = Together(self._read_spent, pause)
+        self._add = Together(self._add_charges, pause)
 
     def of(self, principal) -> list[Budget]:
         """The budgets that hold ``principal``: its key's, its team's, and its owner's (a person's)."""
@@ -77,7 +85,23 @@ class Budgets:
                 and b.holder_id == holders[(b.holder_kind, b.holder)]]
 
     def standings(self, budgets: list[Budget], now: datetime) -> list[Standing]:
-        return self._store().standings_of(budgets, self.zone, now)
+        periods = [(budget, *self._period(budget.period, now)) for budget in budgets]
+        return standings_in(periods, self._read([(budget.slot, start) for budget, start, _ in periods]))
+
+    def _period(self, period: str, now: datetime) -> tuple[datetime, datetime]:
+        """The start and end of the ``period`` (day, week, month) holding ``now``: worked out as one begins."""
+        bounds = self._periods.get(period)
+        if bounds is None or not bounds[0] <= now < bounds[1]:
+            bounds = self._periods[period] = period_bounds(period, now, self.zone)
+        return bounds
+
+    def _read_spent(self, asked: list[list[tuple]]) -> list[dict]:
+        spent = self._store().spent([slot for slots in asked for slot in slots])
+        return [{slot: spent[slot] for slot in slots} for slots in asked]
+
+    def _add_charges(self, requests: list[tuple[list, dict]]) -> list[None]:
+        self._store().charge_together(requests)
+        return [None] * len(requests)
 
     def charge(self, record: RequestRecord, providers) -> None:
         """Add a finished request's spending to the budgets it was checked against (a close listener)."""
@@ -87,8 +111,11 @@ class Budgets:
         gpu = 0.0 if record.backend in providers else (record.gpu_seconds or 0.0)
         charges = [(slot, start, tokens if slot[3] == "tokens" else gpu) for slot, start in record.budgeted]
         ids = {("key", record.principal): record.key_id, ("team", record.team): record.team_id}
+        charged = [c for c in charges if c[2] > 0]
+        if not charged:
+            return
         try:
-            self._store().charge([c for c in charges if c[2] > 0], ids)
+            self._add((charged, ids))
         except DatabaseError as exc:
             log.error("budgets: request %s's spending (%d tokens, %.1f GPU-seconds) not charged: %s",
                       record.request_id, tokens, gpu, exc.reason)

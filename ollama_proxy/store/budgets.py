@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from sqlalchemy import Engine, and_, bindparam, delete, func, insert, literal, select, tuple_, union_all, update
+from sqlalchemy import Engine, and_, bindparam, delete, false, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import Boolean, Integer
 
 from ollama_proxy.store.audit import Actor, write_entry
 from ollama_proxy.store.errors import Missing, StoreError, maps_database_errors
@@ -116,6 +117,12 @@ def period_bounds(period: str, now: datetime, zone: tzinfo) -> tuple[datetime, d
     return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
 
+def standings_in(periods: list[tuple[Budget, datetime, datetime]], spent: Mapping[tuple, tuple[float, int]]
+                 ) -> list[Standing]:
+    """Each (budget, period start, period end) of ``periods`` with what was spent of it (``BudgetStore.spent``)."""
+    return [Standing(budget, start, end, *spent[(budget.slot, start)]) for budget, start, end in periods]
+
+
 def _row_to_budget(row, holder_id: int | None = None) -> Budget:
     """A budget of its row; the holder's id from the row where it was read with it (``list_budgets``)."""
     values = row._mapping
@@ -197,10 +204,11 @@ class BudgetStore:
         found = dict.fromkeys(slots, (0.0, 0))
         if not slots:
             return found
+        values = {f"{name}_{number}": value for number, (slot, start) in enumerate(found)
+                  for name, value in zip(_PERIOD_ROW, (*slot, start), strict=True)}
         with self.engine.connect() as connection:
-            rows = connection.execute(_SPENT, {"periods": [(*slot, start) for slot, start in slots]})
-            for row in rows:
-                found[((row.holder_kind, row.holder, row.period, row.unit), row.period_start)] = (row.spent,
+            for row in connection.execute(_spent_of(len(found)), values):
+                    found[((row.holder_kind, row.holder, row.period, row.unit), row.period_start)] = (row.spent,
                                                                                                    row.refusals)
         return found
 
@@ -212,20 +220,23 @@ class BudgetStore:
         ``ids``: the id each (holder kind, name) had when the request was checked. A charge to a key or team whose
         name another holds now (deleted and made again meanwhile) is dropped: the new one did not spend it.
         """
-        if not charges:
+        self.charge_together([(charges, ids or {})])
+
+    @maps_database_errors
+    def charge_together(self, requests: list[tuple[list[tuple[tuple[str, str, str, str], datetime, float]],
+                                                   Mapping[tuple[str, str], int | None]]]) -> None:
+        """``charge`` several requests' spending, (charges, ids) each, in one transaction and one statement."""
+        rows = [{**_period_values(slot, start, amount, 0), "checked": slot[:2] in ids, "holder_id": ids.get(slot[:2])}
+                for charges, ids in requests for slot, start, amount in charges]
+        if not rows:
             return
         with self.engine.begin() as connection:
-            held = {slot[:2] for slot, _, _ in charges}
-            gone = _moved(connection, {holder: wanted for holder, wanted in (ids or {}).items() if holder in held})
-            kept = [(slot, start, amount, 0) for slot, start, amount in charges if slot[:2] not in gone]
-            if kept:
-                _add(connection, kept)
+            connection.execute(_charge(connection.dialect.name), rows)
 
     def standings_of(self, budgets: list[Budget], zone: tzinfo, now: datetime) -> list[Standing]:
         """Each of ``budgets`` in its period holding ``now`` (in ``zone``), with what was spent of it."""
         periods = [(budget, *period_bounds(budget.period, now, zone)) for budget in budgets]
-        spent = self.spent([(budget.slot, start) for budget, start, _ in periods])
-        return [Standing(budget, start, end, *spent[(budget.slot, start)]) for budget, start, end in periods]
+        return standings_in(periods, self.spent([(budget.slot, start) for budget, start, _ in periods]))
 
     def standings(self, zone: tzinfo, now: datetime, team: str | None = None) -> list[dict]:
         """Every budget with what was spent in its current period (in ``zone``), what is left, and when it resets.
@@ -247,17 +258,16 @@ class BudgetStore:
 
 
 _PERIOD_KEYS = tuple(budget_spend.c[name] for name in _PERIOD_ROW)
-# What some holders' periods spent (``spent``): made once, read for every budgeted request.
-_SPENT = select(*_PERIOD_KEYS, budget_spend.c.spent, budget_spend.c.refusals).where(
-    tuple_(*_PERIOD_KEYS).in_(bindparam("periods", expanding=True)))
 
 
-# The ids some keys and teams have now, by name (``_moved``): made once, read for every budgeted charge.
-_HOLDER_IDS = union_all(
-    select(literal("key").label("kind"), api_keys.c.name, api_keys.c.id).where(
-        api_keys.c.name.in_(bindparam("keys", expanding=True))),
-    select(literal("team").label("kind"), teams.c.name, teams.c.id).where(
-        teams.c.name.in_(bindparam("teams", expanding=True))))
+@functools.lru_cache(maxsize=64)
+def _spent_of(count: int):
+    """What ``count`` holders' periods spent (``spent``): one statement for each count, compiled once, its values
+    bound by name (``holder_kind_0`` …): for every budgeted request, so nothing in it is rendered per request."""
+    periods = [tuple_(*(bindparam(f"{column.name}_{number}", type_=column.type) for column in _PERIOD_KEYS))
+               for number in range(count)]
+    return select(*_PERIOD_KEYS, budget_spend.c.spent, budget_spend.c.refusals).where(
+        tuple_(*_PERIOD_KEYS).in_(periods))
 
 
 def _holder_exists(connection, holder_kind: str, holder: str) -> int | None:
@@ -272,16 +282,6 @@ def _holder_exists(connection, holder_kind: str, holder: str) -> int | None:
     if found is None:
         raise Missing(f"no {holder_kind} named '{holder}'")
     return found
-
-
-def _moved(connection, ids: Mapping[tuple[str, str], int | None]) -> set[tuple[str, str]]:
-    """The keys and teams, (kind, name), of ``ids`` whose name no longer is that id's."""
-    named = {kind: [name for (held_kind, name) in ids if held_kind == kind] for kind in ("key", "team")}
-    if not named["key"] and not named["team"]:
-        return set()
-    now = {(row.kind, row.name): row.id for row in connection.execute(
-        _HOLDER_IDS, {"keys": named["key"], "teams": named["team"]})}
-    return {holder for holder, wanted in ids.items() if holder[0] in named and now.get(holder) != wanted}
 
 
 def drop_held(connection, by: Actor, holder_kind: str, holder: str) -> None:
@@ -300,22 +300,51 @@ def _audit_cleared(connection, by: Actor, rows) -> None:
                     {"period": row.period, "unit": row.unit, "amount": row.amount, "mode": row.mode}, None)
 
 
-def _add(connection, additions: list[tuple[tuple[str, str, str, str], datetime, float, int]]) -> None:
-    """Add (slot, period start, spent, refusals) to each holder's period, making rows that are new.
+def _period_values(slot: tuple[str, str, str, str], start: datetime, spent: float, refusals: int) -> dict:
+    kind, holder, period, unit = slot
+    return {"holder_kind": kind, "holder": holder, "period": period, "unit": unit, "period_start": start,
+            "spent": spent, "refusals": refusals}
 
-    The database adds (no update is lost between workers), and an insert that meets another's row adds to it.
-    One statement, made once per database, sent with one row of values per addition: it is compiled once,
-    not for every request's charge.
-    """
-    connection.execute(_upsert(connection.dialect.name), [
-        {"holder_kind": kind, "holder": holder, "period": period, "unit": unit, "period_start": start,
-         "spent": spent, "refusals": refusals} for (kind, holder, period, unit), start, spent, refusals in additions])
+
+def _add(connection, additions: list[tuple[tuple[str, str, str, str], datetime, float, int]]) -> None:
+    """Add (slot, period start, spent, refusals) to each holder's period, making rows that are new (``_upsert``)."""
+    connection.execute(_upsert(connection.dialect.name), [_period_values(*addition) for addition in additions])
+
+
+def _adding(statement):
+    """``statement`` (an insert into budget_spend) adding to the row it meets: the database adds, so no update is lost
+    between workers or instances."""
+    return statement.on_conflict_do_update(
+        index_elements=_PERIOD_ROW, set_={"spent": budget_spend.c.spent + statement.excluded.spent,
+                                          "refusals": budget_spend.c.refusals + statement.excluded.refusals})
+
+
+def _insert(dialect_name: str):
+    return (postgresql if dialect_name == "postgresql" else sqlite).insert(budget_spend)
 
 
 @functools.cache
 def _upsert(dialect_name: str):
-    """The statement that adds to a holder's period, or makes its row (``_add``), for the database's dialect."""
-    statement = (postgresql if dialect_name == "postgresql" else sqlite).insert(budget_spend)
-    return statement.on_conflict_do_update(
-        index_elements=_PERIOD_ROW, set_={"spent": budget_spend.c.spent + statement.excluded.spent,
-                                          "refusals": budget_spend.c.refusals + statement.excluded.refusals})
+    """The statement that adds to a holder's period, or makes its row (``_add``), for the database's dialect: made
+    once, sent with one row of values per addition, so it is compiled once, not for every addition."""
+    return _adding(_insert(dialect_name))
+
+
+@functools.cache
+def _charge(dialect_name: str):
+    """``_upsert`` for a request's charge, made once: a row whose ``checked`` holder (a key or team) no longer has the
+    ``holder_id`` the request was checked with (deleted and made again under its name meanwhile) adds nothing, as
+    the new one did not spend it. The holder's id is read in the same statement as the row is added."""
+    def value(column):
+        return bindparam(column.name, type_=column.type)
+
+    def current_id(table):
+        return select(table.c.id).where(table.c.name == value(budget_spend.c.holder)).scalar_subquery()
+
+    kind, holder_id = value(budget_spend.c.holder_kind), bindparam("holder_id", type_=Integer)
+    still_held = or_(bindparam("checked", type_=Boolean) == false(),
+                     and_(kind == "key", current_id(api_keys).is_not_distinct_from(holder_id)),
+                     and_(kind == "team", current_id(teams).is_not_distinct_from(holder_id)))
+    columns = [*_PERIOD_ROW, "spent", "refusals"]
+    rows = select(*(value(budget_spend.c[name]) for name in columns)).where(still_held)
+    return _adding(_insert(dialect_name).from_select(columns, rows))

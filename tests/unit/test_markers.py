@@ -32,6 +32,7 @@ IN_HOUSE = {
     "tests.unit.test_deploy_files": "this Python, running deploy/gunicorn.conf.py's worker hook",
     "tests.unit.test_scripts": "scripts/check on a fake .venv",
     "tests.unit.backends.test_ollama_gevent": "a probe, with this Python",
+    "tests.unit.access.test_together": "greenlets in a gevent-patched process, with this Python",
     "tests.unit.config.test_reference": "the reference generator, with this Python",
     "tests.unit.test_docs": "mkdocs from this .venv",
     "tests.unit.test_markers": "pytest, to collect the end-to-end tests",

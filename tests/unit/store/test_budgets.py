@@ -138,6 +138,34 @@ def test_a_charge_of_a_holder_made_again_meanwhile_is_not_the_new_ones(store, ki
     assert store.spent([(slot, start)])[(slot, start)] == (5.0, 0)
 
 
+def test_requests_charged_together_each_add_theirs_and_a_moved_holders_charge_alone_is_dropped(store):
+    """``charge_together``: one statement for several requests, as if each were charged alone."""
+    team = store.create_team("lab", by=TESTER)
+    key, _ = store.create_key("bot", team="lab", by=TESTER)
+    store.create_key("gone", by=TESTER)
+    start = datetime(2026, 11, 25, tzinfo=UTC)
+    team_slot, key_slot, person_slot = (("team", "lab", "day", "tokens"), ("key", "bot", "day", "tokens"),
+                                        ("person", "mia", "day", "gpu_seconds"))
+    store.charge_together([
+        ([(team_slot, start, 10.0), (key_slot, start, 10.0)], {("team", "lab"): team.id, ("key", "bot"): key.id}),
+        ([(team_slot, start, 7.0), (person_slot, start, 1.5)], {("team", "lab"): team.id}),
+        ([(key_slot, start, 1000.0)], {("key", "bot"): key.id + 100}),  # an older key of the name: not this one's
+        ([(team_slot, start, 3.0)], {}),  # no id to hold it to
+    ])
+    assert store.spent([(team_slot, start), (key_slot, start), (person_slot, start)]) == {
+        (team_slot, start): (20.0, 0), (key_slot, start): (10.0, 0), (person_slot, start): (1.5, 0)}
+
+
+def test_the_spend_of_many_periods_at_once_is_each_its_own(store):
+    start = datetime(2026, 11, 25, tzinfo=UTC)
+    slots = [(("key", f"k{n}", "day", "tokens"), start) for n in range(12)]
+    store.charge_together([([(slot, at, float(n + 1))], {}) for n, (slot, at) in enumerate(slots)])
+    later = datetime(2026, 11, 26, tzinfo=UTC)
+    asked = [*slots, (slots[0][0], later), *slots[:3]]  # another period of one, and some asked twice
+    assert store.spent(asked) == {**{slot: (float(n + 1), 0) for n, slot in enumerate(slots)},
+                                  (slots[0][0], later): (0.0, 0)}
+
+
 def test_a_persons_budget_is_set_for_someone_who_owns_a_key_and_outlives_their_keys(store):
     store.create_team("research", by=TESTER)
     with pytest.raises(Missing, match="no key is owned by a person 'mia'"):

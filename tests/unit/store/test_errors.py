@@ -77,6 +77,7 @@ CALLS = {
     "clear_budgets": lambda store: store.clear_budgets("team", "lab", by=TESTER),
     "spent": lambda store: store.spent([(("team", "lab", "day", "tokens"), NOW)]),
     "charge": lambda store: store.charge([(("team", "lab", "day", "tokens"), NOW, 5)]),
+    "charge_together": lambda store: store.charge_together([([(("team", "lab", "day", "tokens"), NOW, 5)], {})]),
     "standings": lambda store: store.standings(timezone.utc, NOW),
     "standings_of": lambda store: store.standings_of([Budget(1, "team", "lab", "day", "tokens", 5.0, "hard", NOW)],
                                                      timezone.utc, NOW),
