@@ -16,4 +16,5 @@ _URL_USERINFO = re.compile(r"(://)[^/?#\s\"'<>]+@")
 
 def without_password(text: str) -> str:
     """Return ``text`` with the ``user:password@`` of every URL in it blanked to ``***@``."""
-    return _URL_USERINFO.sub(r"\1***@", text)
+    # Most text holds no URL (every access line passes here): a substring search is many times the regex's speed.
+    return _URL_USERINFO.sub(r"\1***@", text) if "://" in text else text

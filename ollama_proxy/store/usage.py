@@ -31,13 +31,18 @@ def fit_usage_row(row: dict) -> dict:
     number is held within PostgreSQL's integer. A row that does not fit would fail its batch.
     """
     fitted = dict(row)
-    for column in usage.columns:
-        value = row.get(column.name)
-        if isinstance(value, str) and isinstance(column.type, String) and column.type.length:
-            fitted[column.name] = fit_text(value, column.type.length)
-        elif isinstance(value, int) and isinstance(column.type, Integer):
-            fitted[column.name] = min(max(value, INTEGER_RANGE[0]), INTEGER_RANGE[1])
+    for name, value in row.items():
+        length = _TEXT_LENGTHS.get(name)
+        if length is not None and isinstance(value, str):
+            fitted[name] = fit_text(value, length)
+        elif name in _WHOLE_NUMBERS and isinstance(value, int):
+            fitted[name] = min(max(value, INTEGER_RANGE[0]), INTEGER_RANGE[1])
     return fitted
+
+
+# The usage columns of bounded text, by their length, and those of whole numbers (``fit_usage_row``, every request).
+_TEXT_LENGTHS = {c.name: c.type.length for c in usage.columns if isinstance(c.type, String) and c.type.length}
+_WHOLE_NUMBERS = frozenset(c.name for c in usage.columns if isinstance(c.type, Integer))
 
 
 # What the usage report reads of each row (``observability.usage_report``).
