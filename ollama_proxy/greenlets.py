@@ -40,8 +40,10 @@ def _outcome_of(work: Callable[[], T]) -> tuple[bool, object]:
 
 
 def let_others_run() -> None:
-    """Let the greenlets that are ready run before this one goes on, where greenlets run; else nothing."""
+    """Let the greenlets that are ready run before this one goes on, where greenlets run; else (and in the hub,
+    which may not wait) nothing."""
     if gevent_active():
         import gevent
 
-        gevent.sleep(0)
+        if gevent.getcurrent() is not gevent.get_hub():
+            gevent.sleep(0)
