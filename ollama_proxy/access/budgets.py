@@ -67,7 +67,8 @@ class Budgets:
         self._periods: dict[str, tuple[datetime, datetime]] = {}  # the current one of each kind of period
         # The requests that read their spend, or add their charge, at the same moment do so in one statement.
         self._read = Together(self._read_spent, pause)
-        self._add = Together(self._add_charges, pause)
+        self._add = Together(self._add_charges, pause, interrupted=lambda: DatabaseError(
+            "a charge's writer was stopped as it wrote", "its worker stopped as the charge was written"))
 
     def of(self, principal) -> list[Budget]:
         """The budgets that hold ``principal``: its key's, its team's, and its owner's (a person's)."""

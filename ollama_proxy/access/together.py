@@ -10,9 +10,11 @@ asked, so gathering loses nothing of what a read alone would have seen.
 With one request at a time the leader serves its own item alone, at once: the
 cost is one ``pause``. With many, one statement serves many requests.
 
-A leader that dies (its greenlet killed as its client left) passes what it had
-not answered to the next caller waiting, which leads from there: no caller is
-left waiting on a leader that is gone.
+A leader that dies (its greenlet killed, as a stopping worker kills them) passes
+the lead to the next caller waiting: no caller is left waiting on a leader that
+is gone. What it was serving as it died is served again by the next leader, or,
+where serving twice could do a thing twice (a charge whose commit may have
+landed), answered with ``interrupted()`` instead.
 """
 
 from __future__ import annotations
@@ -47,9 +49,11 @@ class Together(Generic[Item, Answer]):
     ``serve`` answers every item of its list, in order, or raises: each caller of that call then raises it.
     """
 
-    def __init__(self, serve: Callable[[list[Item]], Sequence[Answer]], pause: Callable[[], None]):
+    def __init__(self, serve: Callable[[list[Item]], Sequence[Answer]], pause: Callable[[], None],
+                 interrupted: Callable[[], Exception] | None = None):
         self._serve = serve
         self._pause = pause
+        self._interrupted = interrupted  # None: a call cut short by its leader's death is served again
         self._lock = threading.Lock()
         self._waiting: list[_Call] = []
         self._leading = False
@@ -82,8 +86,13 @@ class Together(Generic[Item, Answer]):
                         return
                 self._answer(batch)
         except BaseException:
+            unanswered = [call for call in batch if not call.answered.is_set() and call is not own]
+            if self._interrupted is not None:
+                for call in unanswered:
+                    call.error = self._interrupted()
+                    call.answered.set()
+                unanswered = []
             with self._lock:
-                unanswered = [call for call in batch if not call.answered.is_set()]
                 self._waiting = [call for call in unanswered + self._waiting if call is not own]
                 self._pass_lead()
             raise

@@ -143,6 +143,34 @@ def test_a_leader_killed_as_it_serves_hands_what_it_did_not_answer_to_the_next()
     assert together(3) == 6
 
 
+def test_what_a_killed_leader_was_serving_is_not_served_again_where_twice_would_do_it_twice():
+    """A charge whose commit may have landed as its leader died is answered ``interrupted``, not written again."""
+    started, release, served = threading.Event(), threading.Event(), []
+
+    def serve(items):
+        served.append(list(items))
+        if len(served) == 1:
+            started.set()
+            release.wait(BOUND)
+            raise Killed
+        return [item * 2 for item in items]
+
+    pause = threading.Event()
+    together = Together(serve, lambda: pause.wait(BOUND), interrupted=lambda: LookupError("cut short"))
+    got, threads = _call_in_threads(together, [1])
+    _until(lambda: together._leading)
+    more, others = _call_in_threads(together, [2])  # served with the first
+    _until(lambda: len(together._waiting) == 2)
+    pause.set()
+    started.wait(BOUND)
+    later, last = _call_in_threads(together, [3])  # comes as the first serves: led next
+    _until(lambda: len(together._waiting) == 1)
+    release.set()
+    _joined(threads + others + last)
+    assert isinstance(got[1], Killed) and isinstance(more[2], LookupError) and later == {3: 6}
+    assert served == [[1, 2], [3]]
+
+
 def test_a_caller_killed_as_it_was_told_to_lead_passes_the_lead_on():
     entered, release = threading.Event(), threading.Event()
 
