@@ -31,6 +31,9 @@ from ollama_proxy.scheduler.decisions.tickets import PromptRead, Running, Ticket
 
 QUESTION_TOKENS = 1024  # a prompt shorter than this is a question, not an agent's conversation
 NEGLIGIBLE = 64  # tokens whose reading tells two servers' costs apart no more than the estimate's error
+# How far apart two like servers' prefill rates, learned from timings, may be by noise alone: costs within it are
+# alike, so a server measured a little faster does not take every new conversation while it has a free slot.
+RATE_NOISE = 0.25
 # Reading a conversation again elsewhere costs twice its time: the request waits for it, and that server's GPU is
 # taken from whoever else it serves for as long; waiting for the server that holds it takes nothing from anyone.
 MOVE_COST = 2.0
@@ -93,7 +96,8 @@ class PromptPlacement:
         so that new conversations spread over the servers.
         """
         cost = {p.server: self._prompt_cost(ticket, p.server, self._cache_pick(ticket, p.server)) for p in warm}
-        least = min(cost.values()) + self.estimates.prefill_seconds(ticket.model, warm[0].server, NEGLIGIBLE)
+        least = (min(cost.values()) * (1 + RATE_NOISE)
+                 + self.estimates.prefill_seconds(ticket.model, warm[0].server, NEGLIGIBLE))
         best = min((p for p in warm if cost[p.server] <= least),
                    key=lambda p: (-self.servers[p.server].free_slots(ticket.model),
                                   self.servers[p.server].runners[ticket.model].caches.prompts(), cost[p.server],

@@ -58,6 +58,22 @@ def test_one_keys_conversations_spread_over_the_servers_and_each_comes_back_to_i
         assert _served(s, f"{name}2", "alice", _turn(name, 3), now=5 + n) == servers[n]
 
 
+def test_new_conversations_spread_over_servers_whose_learned_rates_differ_by_noise():
+    """Two like servers, one measured a fifth slower: new conversations still go to both, not all to one."""
+    s = _scheduler()
+    s.estimates.prefilled("m", "gpu1", 1000, 1.0)
+    s.estimates.prefilled("m", "gpu2", 800, 1.0)
+    home = [_served(s, f"{name}1", "alice", _turn(name, 1), now=n) for n, name in enumerate("abcde")]
+    assert set(home) == {"gpu1", "gpu2"}, home
+
+
+def test_a_server_twice_as_fast_takes_a_new_conversation_while_it_has_a_free_slot():
+    s = _scheduler()
+    s.estimates.prefilled("m", "gpu1", 1000, 1.0)
+    s.estimates.prefilled("m", "gpu2", 500, 1.0)
+    assert _served(s, "a1", "alice", _turn("a", 1), now=0) == "gpu1"
+
+
 def test_a_conversation_pushed_out_of_its_slot_into_ram_still_goes_back_to_that_server():
     s = _scheduler()
     home = {name: _served(s, f"{name}1", f"agent-{name}", _turn(name, 2), now=n) for n, name in enumerate("abcde")}
