@@ -100,14 +100,20 @@ def test_every_caller_of_a_call_that_fails_meets_its_error_and_the_next_call_is_
     assert together(3) == 3  # nothing is left leading
 
 
-def test_a_leader_killed_as_it_pauses_hands_its_followers_to_one_of_them():
+def _first_leader_killed_at_its_pause():
+    """A pause that holds the first leader until ``release`` is set, then kills it; ``entered`` once it holds."""
     entered, release = threading.Event(), threading.Event()
 
     def pause():
-        if not entered.is_set():  # the first leader is killed here, once its followers wait
+        if not entered.is_set():
             entered.set()
             release.wait(BOUND)
             raise Killed
+    return entered, release, pause
+
+
+def test_a_leader_killed_as_it_pauses_hands_its_followers_to_one_of_them():
+    entered, release, pause = _first_leader_killed_at_its_pause()
     serve = Recorded()
     together = Together(serve, pause)
     got, threads = _call_in_threads(together, [1])
@@ -172,13 +178,7 @@ def test_what_a_killed_leader_was_serving_is_not_served_again_where_twice_would_
 
 
 def test_a_caller_killed_as_it_was_told_to_lead_passes_the_lead_on():
-    entered, release = threading.Event(), threading.Event()
-
-    def pause():
-        if not entered.is_set():
-            entered.set()
-            release.wait(BOUND)
-            raise Killed
+    entered, release, pause = _first_leader_killed_at_its_pause()
     serve = Recorded()
     together = Together(serve, pause)
     got, threads = _call_in_threads(together, [1])
