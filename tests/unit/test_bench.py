@@ -1,7 +1,12 @@
-"""Every benchmark module imports: a benchmark the code moved away from is found here, not when it is next run."""
+"""Every benchmark module imports: a benchmark the code moved away from is found here, not when it is next run.
 
+And the load driver paces a connection as a person would (``bench.load.Job.pace``)."""
+
+import http.server
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,3 +29,42 @@ def test_every_benchmark_imports():
     done = subprocess.run([sys.executable, "-c", IMPORT_EACH, *MODULES], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert MODULES and done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr[-2000:]
+
+
+class _Answers(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: every request of a connection comes on it
+    arrivals: list[float] = []
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).arrivals.append(time.monotonic())
+        body = b'{"done": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_paced_connection_sends_each_request_no_sooner_than_its_pace_after_the_one_before():
+    # Back to back, this connection would send hundreds in the time; paced, one every `pace` seconds.
+    from bench.load import Job, drive
+
+    pace, duration = 0.1, 0.6
+    _Answers.arrivals = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        results = drive(Job(server.server_address[1], "/api/chat", {"model": "m"}, duration=duration,
+                            t0=time.monotonic(), pace=pace))
+    finally:
+        server.shutdown()
+        server.server_close()
+    gaps = [later - earlier for earlier, later in zip(_Answers.arrivals, _Answers.arrivals[1:], strict=False)]
+    assert results.failed == 0 and results.completed == len(_Answers.arrivals)
+    assert 2 <= results.completed <= round(duration / pace) + 1, results.completed
+    assert min(gaps) >= pace * 0.9, gaps  # the server saw each sent a pace after the one before, or later
