@@ -77,8 +77,10 @@ def test_a_waiter_whose_client_hangs_up_is_never_started():
 def test_a_client_leaving_mid_stream_frees_the_slot_for_the_next():
     with FakeOllama(num_parallel=1) as fake:
         fake.script("llama3.2", reply="word " * 100, chunk_delay=0.02)
-        with requests.post(fake.url + "/api/chat", json=chat_body(), stream=True, timeout=10) as response:
-            next(response.iter_lines())
+        leaving = send_then_hang_up(fake, chat_body())
+        leaving.settimeout(10)
+        assert leaving.recv(65536).startswith(b"HTTP/1.1 200")  # the stream has begun
+        leaving.close()  # gone now: not whenever a client library gets round to closing its socket
         headers_after, chunks = timed_chat(fake, chat_body(messages=[{"role": "user", "content": "x"}]))
         left, served = fake.scheduler.records()
     assert left.state == CANCELLED and served.state == FINISHED and chunks[-1]["done"]
