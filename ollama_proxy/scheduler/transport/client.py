@@ -58,14 +58,15 @@ class SchedulerClient:
                  ask: Callable[[Callable[[dict], None]], Link] | None = None, borrow: bool = False, *,
                  specs: Iterable[ServerSpec] = (), accept: Callable[[Ticket, dict], bool] | None = None,
                  unreachable_timeout: float = 10.0, clock: Callable[[], float] = time.monotonic,
-                 reply: Callable[[], Reply] | None = None) -> None:
+                 reply: Callable[[], Reply] | None = None, report_after: float = REPORT_AFTER) -> None:
         """``connect(receive)`` opens the line to the arbiter (one that carries no messages calls ``receive``);
         ``ask(receive)`` a line for one question; with ``borrow``, this worker takes the slots the arbiter lends.
 
         ``specs`` are this worker's scheduled servers, told with each ticket; ``accept(ticket, grant)`` takes a grant
         for good where the transport fences its arbiters' terms (False: a deposed arbiter's, dropped);
         ``unreachable_timeout`` bounds the wait while no arbiter can be reached; ``clock`` tells the time (seconds);
-        ``reply()`` makes what a waiting request waits on (``Reply``: a gevent event), as APF's queues take theirs.
+        ``reply()`` makes what a waiting request waits on (``Reply``: a gevent event), as APF's queues take theirs;
+        ``report_after``: how long a request on a loan runs before the arbiter is told it started (``REPORT_AFTER``).
         """
         self._connect = connect
         self._ask = ask or connect  # a line for one question: the shared one carries grants
@@ -77,6 +78,7 @@ class SchedulerClient:
         self._unreachable_timeout = unreachable_timeout
         self._clock = clock
         self._reply = reply or Reply
+        self._report_after = report_after
         self._link: Link | None = None
         self._connector = None  # the greenlet that opens the line, while there is none
         self._unreachable_since: float | None = None
@@ -84,7 +86,8 @@ class SchedulerClient:
         self._running: dict[str, tuple[Ticket, Grant]] = {}
         self._loans: dict[str, Loan] = {}
         self._on_loan: dict[str, str] = {}  # ticket -> the loan it runs on
-        self._untold: dict[str, float] = {}  # ticket -> when it started on a loan, until the arbiter is told
+        # ticket -> when it started on a loan (on ``clock``, and on the timers' clock), until the arbiter is told
+        self._untold: dict[str, tuple[float, float]] = {}
         self._ran: dict[tuple, list] = {}  # (share leaf, model, server) -> [share, requests, seconds]
         self._teller = None  # the greenlet that tells the arbiter of those after REPORT_AFTER
 
@@ -183,14 +186,14 @@ class SchedulerClient:
         loan = self._loans.get(loan_id)
         if loan is not None:
             loan.in_use -= 1
-        started = self._untold.pop(ticket_id, None)
-        if started is None:
+        untold = self._untold.pop(ticket_id, None)
+        if untold is None:
             self._post(wire.end(ticket_id, load_seconds, read) if sent else {"op": "cancel", "id": ticket_id})
             return
         if not sent:  # the arbiter never heard of it, and nothing ran
             return
         ticket, granted = running  # it ran before the arbiter heard of it: told with the others, soon
-        seconds = self._clock() - started
+        seconds = self._clock() - untold[0]
         key = (ticket.share.leaf, ticket.model, granted.placement.server)
         ran = self._ran.get(key)
         if ran is None:
@@ -203,9 +206,13 @@ class SchedulerClient:
         self._tell_starts()  # first: the arbiter frees the loan's slots that no request holds
         self._post({"op": "returned", "id": "", "loan": loan_id})
 
-    def _tell_starts(self) -> None:
-        """Tell the arbiter of every request started on a loan that it has not heard of yet."""
-        untold, self._untold = self._untold, {}
+    def _tell_starts(self, ran_for: float = 0.0) -> None:
+        """Tell the arbiter of every request started on a loan that it has not heard of yet (that has run
+        ``ran_for`` seconds)."""
+        now = time.monotonic()
+        untold = [ticket_id for ticket_id, (_, since) in self._untold.items() if now - since >= ran_for]
+        for ticket_id in untold:
+            del self._untold[ticket_id]
         for ticket_id in untold:
             running = self._running.get(ticket_id)  # it may have ended while a new line was opened
             if running is not None:
@@ -223,7 +230,13 @@ class SchedulerClient:
         self._teller = None
         for report in self._ran_reports():
             self._post(report)
-        self._tell_starts()
+        # Under load every request is still running when the teller comes: those that started since are told
+        # once they have run as long too, or, ended sooner, with the others in a ``ran`` report.
+        self._tell_starts(ran_for=self._report_after)
+        if self._untold:
+            oldest = min(since for _, since in self._untold.values())
+            self._teller = gevent.spawn_later(max(0.0, oldest + self._report_after - time.monotonic()),
+                                              self._tell_starts_later)
 
     def _start_on_loan(self, ticket: Ticket) -> Grant | None:
         """Start ``ticket`` on a lent slot that fits it (the one with most left), told of later; None if none.
@@ -246,9 +259,9 @@ class SchedulerClient:
         best.in_use += 1
         self._running[ticket.id] = (ticket, granted)
         self._on_loan[ticket.id] = best.id
-        self._untold[ticket.id] = self._clock()
+        self._untold[ticket.id] = (self._clock(), time.monotonic())
         if self._teller is None:
-            self._teller = gevent.spawn_later(REPORT_AFTER, self._tell_starts_later)
+            self._teller = gevent.spawn_later(self._report_after, self._tell_starts_later)
         return granted
 
     def status(self, timeout: float) -> dict | None:

@@ -266,6 +266,28 @@ def test_requests_that_end_on_a_loan_before_report_after_are_told_in_one_ran_rep
                              wire.ran(Share("bob"), "m", "gpu1", 1, 1.0)]
 
 
+def test_under_load_a_request_is_told_as_started_only_once_it_has_run_report_after_itself(arbiter, clock):
+    # The first request's teller finds a second one running that started half a report_after later: it tells
+    # the first only. The second ends before it has run report_after and is told as ran, never as a start.
+    report_after = 1.0
+    client = _client(arbiter, clock, borrow=True, report_after=report_after)
+    line = arbiter.line
+    line.answer(_lend("l1", slots=2))
+    first, second = _ticket("t1"), _ticket("t2", "bob")
+    client.admit(first)
+    gevent.sleep(report_after / 2)
+    client.admit(second)
+    clock.advance(0.25)  # the second's slot-time, on the client's clock
+    _until(lambda: "start" in line.ops(), timeout=2 * report_after)
+    assert line.sent[2:] == [wire.start(first, "l1", _placement(), [SPECS[0]])]
+    client.end("t2")
+    _until(lambda: "ran" in line.ops(), timeout=2 * report_after)
+    client.end("t1")
+    assert line.sent[2:] == [wire.start(first, "l1", _placement(), [SPECS[0]]),
+                             wire.ran(Share("bob"), "m", "gpu1", 1, 0.25),
+                             {"op": "end", "id": "t1", "load_seconds": None}]
+
+
 @pytest.mark.parametrize("classes, prompt_below, ticket, on_loan", [
     ((INTERACTIVE,), 1024, _ticket("t1", prompt=1023), True),
     ((INTERACTIVE,), 1024, _ticket("t1", prompt=1024), False),
