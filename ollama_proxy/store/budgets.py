@@ -23,11 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from sqlalchemy import Engine, and_, bindparam, delete, false, func, insert, or_, select, tuple_, update
+from sqlalchemy import Dialect, Engine, and_, bindparam, delete, false, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import Boolean, Integer
 
 from ollama_proxy.store.audit import Actor, write_entry
+from ollama_proxy.store.driver_sql import DriverStatement, for_driver
 from ollama_proxy.store.errors import Missing, StoreError, maps_database_errors
 from ollama_proxy.store.schema import api_keys, budget_spend, budgets, teams, utcnow
 
@@ -204,12 +205,14 @@ class BudgetStore:
         found = dict.fromkeys(slots, (0.0, 0))
         if not slots:
             return found
-        values = {f"{name}_{number}": value for number, (slot, start) in enumerate(found)
-                  for name, value in zip(_PERIOD_ROW, (*slot, start), strict=True)}
+        statement = _spent_of(len(found), self.engine.dialect)
+        sent = statement.converted({f"{name}_{number}": value for number, (slot, start) in enumerate(found)
+                                    for name, value in zip(_PERIOD_ROW, (*slot, start), strict=True)})
+        # A row comes back as the driver gives it: it is told by the values it was asked with, as they were sent.
+        asked = {tuple(sent[f"{name}_{number}"] for name in _PERIOD_ROW): period for number, period in enumerate(found)}
         with self.engine.connect() as connection:
-            for row in connection.execute(_spent_of(len(found)), values):
-                    found[((row.holder_kind, row.holder, row.period, row.unit), row.period_start)] = (row.spent,
-                                                                                                   row.refusals)
+            for *period, spent, refusals in statement.execute(connection, sent):
+                found[asked[tuple(period)]] = (spent, refusals)
         return found
 
     @maps_database_errors
@@ -230,8 +233,9 @@ class BudgetStore:
                 for charges, ids in requests for slot, start, amount in charges]
         if not rows:
             return
+        statement = _charge(self.engine.dialect)
         with self.engine.begin() as connection:
-            connection.execute(_charge(connection.dialect.name), rows)
+            statement.execute(connection, [statement.converted(row) for row in rows])
 
     def standings_of(self, budgets: list[Budget], zone: tzinfo, now: datetime) -> list[Standing]:
         """Each of ``budgets`` in its period holding ``now`` (in ``zone``), with what was spent of it."""
@@ -261,13 +265,13 @@ _PERIOD_KEYS = tuple(budget_spend.c[name] for name in _PERIOD_ROW)
 
 
 @functools.lru_cache(maxsize=64)
-def _spent_of(count: int):
-    """What ``count`` holders' periods spent (``spent``): one statement for each count, compiled once, its values
-    bound by name (``holder_kind_0`` …): for every budgeted request, so nothing in it is rendered per request."""
+def _spent_of(count: int, dialect: Dialect) -> DriverStatement:
+    """What ``count`` holders' periods spent (``spent``): one statement for each count, compiled once for the
+    driver, its values bound by name (``holder_kind_0`` …): it runs for every budgeted request."""
     periods = [tuple_(*(bindparam(f"{column.name}_{number}", type_=column.type) for column in _PERIOD_KEYS))
                for number in range(count)]
-    return select(*_PERIOD_KEYS, budget_spend.c.spent, budget_spend.c.refusals).where(
-        tuple_(*_PERIOD_KEYS).in_(periods))
+    return for_driver(select(*_PERIOD_KEYS, budget_spend.c.spent, budget_spend.c.refusals).where(
+        tuple_(*_PERIOD_KEYS).in_(periods)), dialect)
 
 
 def _holder_exists(connection, holder_kind: str, holder: str) -> int | None:
@@ -330,11 +334,13 @@ def _upsert(dialect_name: str):
     return _adding(_insert(dialect_name))
 
 
-@functools.cache
-def _charge(dialect_name: str):
-    """``_upsert`` for a request's charge, made once: a row whose ``checked`` holder (a key or team) no longer has the
-    ``holder_id`` the request was checked with (deleted and made again under its name meanwhile) adds nothing, as
-    the new one did not spend it. The holder's id is read in the same statement as the row is added."""
+@functools.lru_cache(maxsize=8)
+def _charge(dialect: Dialect) -> DriverStatement:
+    """``_upsert`` for a request's charge, compiled once for the driver (it runs as every budgeted request ends).
+
+    A row whose ``checked`` holder (a key or team) no longer has the ``holder_id`` the request was checked with
+    (deleted and made again under its name meanwhile) adds nothing, as the new one did not spend it. The holder's
+    id is read in the same statement as the row is added."""
     def value(column):
         return bindparam(column.name, type_=column.type)
 
@@ -347,4 +353,4 @@ def _charge(dialect_name: str):
                      and_(kind == "team", current_id(teams).is_not_distinct_from(holder_id)))
     columns = [*_PERIOD_ROW, "spent", "refusals"]
     rows = select(*(value(budget_spend.c[name]) for name in columns)).where(still_held)
-    return _adding(_insert(dialect_name).from_select(columns, rows))
+    return for_driver(_adding(_insert(dialect.name).from_select(columns, rows)), dialect)
