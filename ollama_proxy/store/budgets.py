@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import Boolean, Integer
 
 from ollama_proxy.store.audit import Actor, write_entry
-from ollama_proxy.store.driver_sql import DriverStatement, for_driver
+from ollama_proxy.store.driver_sql import DriverStatement, driver_connection, for_driver
 from ollama_proxy.store.errors import Missing, StoreError, maps_database_errors
 from ollama_proxy.store.schema import api_keys, budget_spend, budgets, teams, utcnow
 
@@ -210,8 +210,8 @@ class BudgetStore:
                                     for name, value in zip(_PERIOD_ROW, (*slot, start), strict=True)})
         # A row comes back as the driver gives it: it is told by the values it was asked with, as they were sent.
         asked = {tuple(sent[f"{name}_{number}"] for name in _PERIOD_ROW): period for number, period in enumerate(found)}
-        with self.engine.connect() as connection:
-            for *period, spent, refusals in statement.execute(connection, sent):
+        with driver_connection(self.engine) as connection:
+            for *period, spent, refusals in statement.rows(connection, sent):
                 found[asked[tuple(period)]] = (spent, refusals)
         return found
 
@@ -234,8 +234,9 @@ class BudgetStore:
         if not rows:
             return
         statement = _charge(self.engine.dialect)
-        with self.engine.begin() as connection:
-            statement.execute(connection, [statement.converted(row) for row in rows])
+        with driver_connection(self.engine) as connection:
+            statement.run_each(connection, [statement.converted(row) for row in rows])
+            connection.commit()
 
     def standings_of(self, budgets: list[Budget], zone: tzinfo, now: datetime) -> list[Standing]:
         """Each of ``budgets`` in its period holding ``now`` (in ``zone``), with what was spent of it."""
