@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Engine
@@ -34,7 +35,7 @@ class DriverStatement:
     sql: str
     convert: dict[str, Callable[[Any], Any] | None]  # each parameter's conversion to what the driver sends
     fixed: dict[str, Any]  # the values the statement carries itself (``kind == "key"``), converted
-    order: tuple[str, ...] | None  # SQLite's driver takes a tuple (``?``) in this order; psycopg a mapping
+    order: Callable[[dict], tuple] | None  # SQLite's driver takes a tuple (``?``), in order; psycopg a mapping
 
     def converted(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """What the driver is sent for ``values`` (bound parameter name -> value), by name."""
@@ -59,7 +60,7 @@ class DriverStatement:
             cursor.close()
 
     def _sent(self, converted: dict[str, Any]) -> tuple | dict:
-        return converted if self.order is None else tuple(converted[name] for name in self.order)
+        return converted if self.order is None else self.order(converted)
 
 
 def for_driver(statement: ClauseElement, dialect: Dialect) -> DriverStatement:
@@ -74,7 +75,7 @@ def for_driver(statement: ClauseElement, dialect: Dialect) -> DriverStatement:
             convert[name] = processor
         else:
             fixed[name] = parameter.effective_value if processor is None else processor(parameter.effective_value)
-    order = tuple(compiled.positiontup) if compiled.positional else None
+    order = _in_order(compiled.positiontup) if compiled.positional else None
     return DriverStatement(compiled.string, convert, fixed, order)
 
 
@@ -98,3 +99,10 @@ def driver_connection(engine: Engine) -> Iterator[Any]:
     finally:
         if connection is not None:
             connection.close()
+
+
+def _in_order(names: list[str]) -> Callable[[dict], tuple]:
+    """Pick ``names`` out of a mapping, in order, as a tuple (``itemgetter`` gives a lone name's value bare)."""
+    if len(names) < 2:
+        return lambda values: tuple(values[name] for name in names)
+    return itemgetter(*names)
