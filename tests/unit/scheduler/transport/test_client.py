@@ -269,7 +269,7 @@ def test_requests_that_end_on_a_loan_before_report_after_are_told_in_one_ran_rep
 def test_under_load_a_request_is_told_as_started_only_once_it_has_run_report_after_itself(arbiter, clock):
     # The first request's teller finds a second one running that started half a report_after later: it tells
     # the first only. The second ends before it has run report_after and is told as ran, never as a start.
-    report_after = 1.0
+    report_after = 2.0  # the second has run a second, not report_after, when the first is told: a wide margin
     client = _client(arbiter, clock, borrow=True, report_after=report_after)
     line = arbiter.line
     line.answer(_lend("l1", slots=2))
