@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from sqlalchemy import Dialect, Engine, and_, bindparam, delete, false, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import Boolean, Integer
 
 from ollama_proxy.store.audit import Actor, write_entry
@@ -234,9 +235,19 @@ class BudgetStore:
         if not rows:
             return
         statement = _charge(self.engine.dialect)
-        with driver_connection(self.engine) as connection:
-            statement.run_each(connection, [statement.converted(row) for row in rows])
-            connection.commit()
+        converted = [statement.converted(row) for row in rows]
+        for last in (False, True):
+            committing = False
+            try:
+                with driver_connection(self.engine) as connection:
+                    statement.run_each(connection, converted)
+                    committing = True  # a connection lost from here on may have committed: not sent again
+                    connection.commit()
+                return
+            except DBAPIError as exc:
+                # Its connection lost before the commit was sent, nothing landed: it is sent once more, on a new one.
+                if last or committing or not exc.connection_invalidated:
+                    raise
 
     def standings_of(self, budgets: list[Budget], zone: tzinfo, now: datetime) -> list[Standing]:
         """Each of ``budgets`` in its period holding ``now`` (in ``zone``), with what was spent of it."""

@@ -27,6 +27,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
+from ollama_proxy.store.engine import connection_lost
+
 
 @dataclass(frozen=True)
 class DriverStatement:
@@ -91,7 +93,8 @@ def driver_connection(engine: Engine) -> Iterator[Any]:
         connection = engine.raw_connection()  # opening one may fail too (no database file, no server)
         yield connection
     except engine.dialect.loaded_dbapi.Error as exc:
-        broken = connection is not None and engine.dialect.is_disconnect(exc, connection.dbapi_connection, None)
+        broken = connection is not None and (engine.dialect.is_disconnect(exc, connection.dbapi_connection, None)
+                                             or connection_lost(exc, engine.dialect.loaded_dbapi))
         if broken:
             connection.invalidate(exc)
         raise DBAPIError.instance(None, None, exc, engine.dialect.loaded_dbapi.Error,
