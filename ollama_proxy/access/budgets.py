@@ -56,12 +56,14 @@ ROUTER_EXTENSION = "ollama_proxy.router"  # routing.routes.ROUTER: its providers
 class Budgets:
     """The budgets every worker reads (kept ``cache_seconds``), and the checks and charges made with them."""
 
-    def __init__(self, settings: BudgetSettings, store, clock=time.monotonic, pause=let_others_run):
+    def __init__(self, settings: BudgetSettings, store, clock=time.monotonic, pause=let_others_run,
+                 on_lost: Callable[[], None] = lambda: None):
         self.zone = ZoneInfo(settings.timezone)
+        self._on_lost = on_lost  # called for each request whose charge the store did not take
         self._cache_seconds = settings.cache_seconds
         self._store = store  # a callable returning the Store: opened on first use
         self._clock = clock
-        self._budgets: list[Budget] = []
+        self._budgets: list[Budget] | None = None  # None: not read yet
         self._read_at = float("-inf")
         self._warned: set[tuple] = set()  # (slot, period start) a soft budget was said spent for, by this worker
         self._periods: dict[str, tuple[datetime, datetime]] = {}  # the current one of each kind of period
@@ -76,13 +78,18 @@ class Budgets:
             # Marked fresh only once read: a greenlet that comes while another reads reads too, never the old list.
             try:
                 self._budgets = self._store().list_budgets()
-            except DatabaseError as exc:  # the budgets read last hold (none, at first): tokens from the file work on
+            except DatabaseError as exc:
+                if self._budgets is None and principal.key_id is not None:  # never read: a managed key may be held
+                    log.error("budgets: the store cannot be read, and was never read: %s", exc.reason)
+                    raise _cannot_check() from None
+                # Those read last hold (a token of the file is never held: it works on).
                 log.error("budgets: the store cannot be read; holding the %d budgets read before: %s",
-                          len(self._budgets), exc.reason)
-            self._read_at = self._clock()
+                          len(self._budgets or ()), exc.reason)
+            if self._budgets is not None:
+                self._read_at = self._clock()
         holders = {("key", principal.name): principal.key_id, ("team", principal.team): principal.team_id,
                    ("person", principal.owner): None}
-        return [b for b in self._budgets if (b.holder_kind, b.holder) in holders
+        return [b for b in self._budgets or () if (b.holder_kind, b.holder) in holders
                 and b.holder_id == holders[(b.holder_kind, b.holder)]]
 
     def standings(self, budgets: list[Budget], now: datetime) -> list[Standing]:
@@ -118,6 +125,7 @@ class Budgets:
         try:
             self._add((charged, ids))
         except DatabaseError as exc:
+            self._on_lost()
             log.error("budgets: request %s's spending (%d tokens, %.1f GPU-seconds) not charged: %s",
                       record.request_id, tokens, gpu, exc.reason)
 
@@ -143,8 +151,12 @@ def _standings(budgets: Budgets, held: list[Budget], now: datetime) -> list[Stan
         return budgets.standings(held, now)
     except DatabaseError as exc:
         log.error("budgets: what was spent cannot be read: %s", exc.reason)
-        raise ProxyError("the budgets cannot be checked now (the store cannot be reached); try again shortly",
-                         status=503) from None
+        raise _cannot_check() from None
+
+
+def _cannot_check() -> ProxyError:
+    return ProxyError("the budgets cannot be checked now (the store cannot be reached); try again shortly",
+                      status=503)
 
 
 def _refuse_if_hard_spent(standings: list[Standing], record: RequestRecord, now: datetime) -> None:
@@ -219,7 +231,14 @@ def add_headers(response):
 
 def init_app(app: Flask) -> None:
     """Hold budgets after auth and the rate limits; charge them as responses close."""
-    budgets = app.extensions[EXTENSION] = Budgets(app.config["SETTINGS"].budgets, lambda: current_store(app))
+    budgets = app.extensions[EXTENSION] = Budgets(app.config["SETTINGS"].budgets, lambda: current_store(app),
+                                                  on_lost=lambda: _count_lost(app))
     app.before_request(check_budgets)
     app.after_request(add_headers)
     ledger.add_close_listener(app, lambda record: budgets.charge(record, app.extensions[ROUTER_EXTENSION].providers))
+
+
+def _count_lost(app: Flask) -> None:
+    proxy_metrics = app.extensions.get("ollama_proxy.observability.metrics")  # there when metrics.enabled
+    if proxy_metrics is not None:
+        proxy_metrics.budget_charges_lost.inc()

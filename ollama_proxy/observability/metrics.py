@@ -102,6 +102,9 @@ class ProxyMetrics:
                                        "Requests that found a budget of theirs spent, by its mode: hard (refused), "
                                        "soft (served, flagged), shadow (served; would have been refused)", ["mode"],
                                        **common)
+        self.budget_charges_lost = Counter("ollama_proxy_budget_charges_lost",
+                                           "Requests whose budget charge the store failed to take (one whose "
+                                           "connection was lost as it committed may have landed)", **common)
         self.usage_rows_rejected = Counter("ollama_proxy_usage_rows_rejected",
                                            "Usage rows the store refused (a value that does not fit its column), "
                                            "dropped instead of retried", **common)
