@@ -149,7 +149,18 @@ def _from_unexpected(exc: Exception) -> Response:
     return error_response(ProxyError(f"internal error in the proxy (request id {request_id})"))
 
 
+def _from_store_failure(exc: store.DatabaseError) -> Response:
+    """A store failure no layer answered for itself (each should): a 503 in the surface's shape, said in one line."""
+    if isinstance(exc, store.ValueRefused):  # a value the proxy should have made fit: its own fault
+        return _from_unexpected(exc)
+    record = ledger.access_record(request.environ)
+    log.error("the store failed in %s %s (request %s): %s", request.method, request.path,
+              record.request_id if record else "-", exc.reason)
+    return error_response(ProxyError("the store cannot be reached; try again shortly", status=503))
+
+
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ProxyError, error_response)
     app.register_error_handler(HTTPException, _from_http_exception)
+    app.register_error_handler(store.DatabaseError, _from_store_failure)
     app.register_error_handler(Exception, _from_unexpected)

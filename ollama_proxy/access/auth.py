@@ -188,8 +188,8 @@ class ManagedKeys:
         return found
 
     def _load(self, token: str, now: datetime) -> tuple[ApiKey, Team | None, Member | None] | None:
-        store: Store = self._store()
         try:
+            store: Store = self._store()  # opened on a worker's first use: that can fail too
             key = store.find_key(token)
             if key is None:
                 return None
@@ -198,7 +198,7 @@ class ManagedKeys:
                 store.touch_key(key.name, now)  # once per key per cache period
             return key, store.get_team(key.team) if key.team is not None else None, member
         except DatabaseError as exc:
-            log.error("the key store failed: %s", exc)
+            log.error("the key store failed: %s", exc.reason)
             raise ProxyError("the key store cannot be reached; try again shortly", status=503) from None
 
 

@@ -45,7 +45,7 @@ class ModelCatalog:
             store = self._store()
             return ModelTable.merged(self._settings, store.list_aliases(), store.list_overrides())
         except DatabaseError as exc:
-            log.warning("cannot read aliases and overrides from the store, keeping the last ones: %s", exc)
+            log.warning("cannot read aliases and overrides from the store, keeping the last ones: %s", exc.reason)
             return self._table
 
 

@@ -14,6 +14,7 @@ from ollama_proxy.errors import ProxyError, Unauthorized
 from ollama_proxy.store import open_store
 from ollama_proxy.store.keys import is_secret_shaped, new_secret
 from tests.actors import TESTER
+from tests.e2e.server import free_port
 from tests.fakes.clock import ManualClock
 
 NOW = datetime.now(timezone.utc)
@@ -140,6 +141,16 @@ def test_a_failing_database_is_a_503_not_a_traceback(tmp_path):
     (tmp_path / "store.db").unlink()
     (tmp_path / "store.db").mkdir()  # the file is now a directory: every query fails
     keys = ManagedKeys(lambda: broken, AuthSettings((), (), key_cache_seconds=1, key_cache_size=10))
+    with pytest.raises(ProxyError) as caught:
+        keys.find("op-" + "y" * 43, NOW)
+    assert caught.value.status == 503
+
+
+def test_a_store_that_cannot_be_opened_is_a_503_too():
+    def cannot_open():  # a worker's first use of the store opens it: the database may be down just then
+        return open_store(StoreSettings(f"postgresql://postgres@127.0.0.1:{free_port()}/gone", 5.0))
+
+    keys = ManagedKeys(cannot_open, AuthSettings((), (), key_cache_seconds=1, key_cache_size=10))
     with pytest.raises(ProxyError) as caught:
         keys.find("op-" + "y" * 43, NOW)
     assert caught.value.status == 503
