@@ -15,6 +15,7 @@ import requests
 from tests.e2e.command import cli, create_key
 from tests.e2e.conftest import base_config
 from tests.e2e.server import wait_for
+from tests.e2e.test_routes import scrape
 
 BUDGET = 600  # tokens a day for the team
 PEOPLE = 4  # clients asking at once, each until refused
@@ -167,3 +168,76 @@ def test_two_instances_refuse_queued_requests_at_their_grant(start_proxy, slow_g
     first, second = (start_proxy(copy.deepcopy(config), workers=2) for _ in range(2))
     served, refused = _flood([first, second], _key_with_a_gpu_budget(first))
     _assert_refused_at_the_grant(second, slow_gpu, served, refused)
+
+
+CUT_FOR = 4.0  # seconds the store's connections are cut, again and again, while budgeted requests run
+ASKERS = 6  # clients asking at once
+
+
+def _cut_connections(cluster, database: str, stop: threading.Event) -> int:
+    """Terminate every connection the proxy holds to ``database`` every 100 ms until ``stop``; return how many."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(cluster.url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    cut = 0
+    try:
+        with admin.connect() as connection:
+            while not stop.wait(0.1):
+                cut += connection.execute(text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = :database AND pid <> pg_backend_pid()"), {"database": database}).scalar()
+    finally:
+        admin.dispose()
+    return cut
+
+
+def _ask_until(proxy, secret: str, stop: threading.Event, answers: list[requests.Response]) -> None:
+    while not stop.is_set():
+        answers.append(requests.post(proxy.url + "/api/chat", headers={"Authorization": f"Bearer {secret}"},
+                                     json={"model": "llama3.2", "stream": False,
+                                           "messages": [{"role": "user", "content": "how far?"}]}, timeout=30))
+
+
+def _tokens(answer: requests.Response) -> int:
+    return answer.json()["prompt_eval_count"] + answer.json()["eval_count"]
+
+
+@pytest.mark.postgres
+def test_store_connections_cut_under_budgeted_load_end_each_request_cleanly_and_charge_what_ran(
+        start_proxy, fake, postgres_cluster):
+    """PostgreSQL's connections are terminated every 100 ms while budgeted requests run: each request gets its
+    answer or a clean 503, the pool mends itself once the cutting stops, and what was charged is what ran."""
+    config = base_config(fake.url)
+    config["store"] = {"url": postgres_cluster.new_database()}
+    proxy = start_proxy(config, workers=2)
+    secrets = _team_with_a_budget(proxy)
+    assert cli(proxy, "budgets", "set", "--team", "research", "--period", "day", "--tokens", "1e9").returncode == 0
+    requests.post(proxy.url + "/api/chat", headers={"Authorization": f"Bearer {secrets[0]}"}, timeout=30,
+                  json={"model": "llama3.2", "stream": False, "messages": [{"role": "user", "content": "warm"}]})
+    before = _spent(proxy)["spent"]  # the warming answer, charged
+    stop, answers = threading.Event(), []
+    with ThreadPoolExecutor(ASKERS + 1) as pool:
+        cutting = pool.submit(_cut_connections, postgres_cluster, config["store"]["url"].rsplit("/", 1)[1], stop)
+        asking = [pool.submit(_ask_until, proxy, secrets[n % PEOPLE], stop, answers) for n in range(ASKERS)]
+        time.sleep(CUT_FOR)
+        stop.set()
+        cut = cutting.result(timeout=30)
+        for each in asking:
+            each.result(timeout=60)  # every request ended within its client's 30 s
+    served = [a for a in answers if a.status_code == 200]
+    assert cut > 0 and len(served) > 20, (cut, len(served))
+    for refused in (a for a in answers if a.status_code != 200):  # only the store, said in the native shape
+        assert refused.status_code == 503, refused.text
+        assert "store" in refused.json()["error"], refused.text
+    after = [requests.post(proxy.url + "/api/chat", headers={"Authorization": f"Bearer {secrets[1]}"}, timeout=30,
+                           json={"model": "llama3.2", "stream": False,
+                                 "messages": [{"role": "user", "content": "mended?"}]}) for _ in range(20)]
+    assert [a.status_code for a in after] == [200] * 20  # no broken connection went back into the pool
+    assert "Traceback" not in (proxy.log_dir / "error.log").read_text() + proxy.stderr()
+    # A charge the store did not take is counted lost (one cut as it committed may have landed nonetheless).
+    lost = scrape(proxy, "ollama_proxy_budget_charges_lost_total")
+    most = before + sum(_tokens(a) for a in served + after)
+    sure = most - lost * max(_tokens(a) for a in served)
+    assert wait_for(lambda: _spent(proxy)["spent"] >= sure, timeout=10)
+    time.sleep(0.5)
+    assert sure <= _spent(proxy)["spent"] <= most, (sure, most, lost)
