@@ -170,7 +170,7 @@ def test_two_instances_refuse_queued_requests_at_their_grant(start_proxy, slow_g
     _assert_refused_at_the_grant(second, slow_gpu, served, refused)
 
 
-CUT_FOR = 4.0  # seconds the store's connections are cut, again and again, while budgeted requests run
+FAULT_FOR = 4.0  # seconds the store is broken, again and again, while budgeted requests run
 ASKERS = 6  # clients asking at once
 
 
@@ -191,6 +191,15 @@ def _cut_connections(cluster, database: str, stop: threading.Event) -> int:
     return cut
 
 
+def _restart(cluster, _database: str, stop: threading.Event) -> int:
+    """Crash the server and start it again a second later, every 1.5 s until ``stop``; return how many times."""
+    restarts = 0
+    while not stop.wait(0.5):
+        cluster.restart(down_for=1.0)
+        restarts += 1
+    return restarts
+
+
 def _ask_until(proxy, secret: str, stop: threading.Event, answers: list[requests.Response]) -> None:
     while not stop.is_set():
         answers.append(requests.post(proxy.url + "/api/chat", headers={"Authorization": f"Bearer {secret}"},
@@ -202,13 +211,26 @@ def _tokens(answer: requests.Response) -> int:
     return answer.json()["prompt_eval_count"] + answer.json()["eval_count"]
 
 
+@pytest.fixture
+def own_postgres(request):
+    """A PostgreSQL server of the test's own (it is crashed and started again), for tests marked ``postgres``."""
+    request.getfixturevalue("postgres_cluster")  # the marker checked, the server installed
+    from tests.services.postgres import PostgresCluster
+
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.mark.postgres
-def test_store_connections_cut_under_budgeted_load_end_each_request_cleanly_and_charge_what_ran(
-        start_proxy, fake, postgres_cluster):
-    """PostgreSQL's connections are terminated every 100 ms while budgeted requests run: each request gets its
-    answer or a clean 503, the pool mends itself once the cutting stops, and what was charged is what ran."""
+@pytest.mark.parametrize("fault", [_cut_connections, _restart], ids=["connections-cut", "server-restarted"])
+def test_a_store_broken_under_budgeted_load_ends_each_request_cleanly_and_charges_what_ran(
+        start_proxy, fake, own_postgres, fault):
+    """PostgreSQL's connections are terminated every 100 ms, or the server crashes and is started again, while
+    budgeted requests run: each request gets its answer or a clean 503, the pool mends itself once the store is
+    whole, and what was charged is what ran."""
     config = base_config(fake.url)
-    config["store"] = {"url": postgres_cluster.new_database()}
+    config["store"] = {"url": own_postgres.new_database()}
     proxy = start_proxy(config, workers=2)
     secrets = _team_with_a_budget(proxy)
     assert cli(proxy, "budgets", "set", "--team", "research", "--period", "day", "--tokens", "1e9").returncode == 0
@@ -217,15 +239,15 @@ def test_store_connections_cut_under_budgeted_load_end_each_request_cleanly_and_
     before = _spent(proxy)["spent"]  # the warming answer, charged
     stop, answers = threading.Event(), []
     with ThreadPoolExecutor(ASKERS + 1) as pool:
-        cutting = pool.submit(_cut_connections, postgres_cluster, config["store"]["url"].rsplit("/", 1)[1], stop)
+        breaking = pool.submit(fault, own_postgres, config["store"]["url"].rsplit("/", 1)[1], stop)
         asking = [pool.submit(_ask_until, proxy, secrets[n % PEOPLE], stop, answers) for n in range(ASKERS)]
-        time.sleep(CUT_FOR)
+        time.sleep(FAULT_FOR)
         stop.set()
-        cut = cutting.result(timeout=30)
+        broken = breaking.result(timeout=60)
         for each in asking:
             each.result(timeout=60)  # every request ended within its client's 30 s
     served = [a for a in answers if a.status_code == 200]
-    assert cut > 0 and len(served) > 20, (cut, len(served))
+    assert broken > 0 and len(served) > 20, (broken, len(served))
     for refused in (a for a in answers if a.status_code != 200):  # only the store, said in the native shape
         assert refused.status_code == 503, refused.text
         assert "store" in refused.json()["error"], refused.text

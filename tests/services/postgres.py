@@ -8,6 +8,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 
 from sqlalchemy import create_engine, text
@@ -54,9 +55,18 @@ class PostgresCluster:
             user = pwd.getpwnam(UNPRIVILEGED_USER)
             os.chown(self.dir, user.pw_uid, user.pw_gid)
         self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self._start()
+        return self
+
+    def _start(self) -> None:
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run("pg_ctl", "-D", self.data, "-o", options, "-l", os.path.join(self.dir, "log"), "-w", "start")
-        return self
+
+    def restart(self, down_for: float) -> None:
+        """Stop the server as a crash would (every connection cut), leave it down ``down_for`` seconds, start it."""
+        self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+        time.sleep(down_for)
+        self._start()
 
     def stop(self) -> None:
         try:
