@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -263,3 +264,29 @@ def test_a_store_broken_under_budgeted_load_ends_each_request_cleanly_and_charge
     assert wait_for(lambda: _spent(proxy)["spent"] >= sure, timeout=10)
     time.sleep(0.5)
     assert sure <= _spent(proxy)["spent"] <= most, (sure, most, lost)
+
+
+def test_a_reload_under_budgeted_load_answers_every_request_and_charges_each_once(start_proxy, fake):
+    """gunicorn reloaded twice (new workers, the old ones finishing theirs) while six clients send budgeted
+    requests on the embedded SQLite store: every request is answered and charged, once."""
+    proxy = start_proxy(base_config(fake.url), workers=2)
+    secrets = _team_with_a_budget(proxy)
+    assert cli(proxy, "budgets", "set", "--team", "research", "--period", "day", "--tokens", "1e9").returncode == 0
+    old_workers = proxy.worker_pids()
+    stop, answers = threading.Event(), []
+    with ThreadPoolExecutor(ASKERS) as pool:
+        asking = [pool.submit(_ask_until, proxy, secrets[n % PEOPLE], stop, answers) for n in range(ASKERS)]
+        for _ in range(2):
+            time.sleep(1.5)
+            proxy.signal(signal.SIGHUP)
+        time.sleep(1.5)
+        stop.set()
+        for each in asking:
+            each.result(timeout=60)
+    assert wait_for(lambda: old_workers.isdisjoint(proxy.worker_pids()), timeout=30)  # each finished, then left
+    assert [a.status_code for a in answers] == [200] * len(answers) and len(answers) > 20
+    served = sum(_tokens(a) for a in answers)
+    assert wait_for(lambda: _spent(proxy)["spent"] >= served, timeout=10)
+    time.sleep(0.5)
+    assert _spent(proxy)["spent"] == served
+    assert scrape(proxy, "ollama_proxy_budget_charges_lost_total") == 0
