@@ -37,6 +37,10 @@ class StoreSettings:
              "`postgresql://user:password@host/db` for several instances)")
     busy_timeout: float = setting(
         5.0, validate=SECONDS, help="seconds to wait for a database lock held by another process")
+    network_timeout: float = setting(
+        10.0, validate=SECONDS,
+        help="seconds a PostgreSQL connection may take to open, or go unanswered on a silent network, before it is "
+             "given up (the request gets a 503)")
     cache_seconds: float = setting(
         5.0, validate=AT_LEAST_0, help="seconds a worker keeps the aliases and overrides it read from the store")
 

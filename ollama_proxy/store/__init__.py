@@ -99,7 +99,7 @@ class Store(KeyStore, TeamStore, BudgetStore, UsageStore, ModelStore, ShownSecre
 def open_store(settings: StoreSettings, migrate: bool = True) -> Store:
     """Open the store that ``settings`` name, migrating its schema to the newest first."""
     with database_errors():
-        store = Store(open_engine(settings.url, settings.busy_timeout))
+        store = Store(open_engine(settings.url, settings.busy_timeout, settings.network_timeout))
         if migrate:
             upgrade(store.engine)
     return store

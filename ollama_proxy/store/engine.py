@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 from sqlalchemy import Engine, create_engine, event
@@ -11,13 +12,13 @@ from sqlalchemy.engine import make_url
 from ollama_proxy.store.errors import short_reason
 
 
-def open_engine(url: str, busy_timeout: float) -> Engine:
+def open_engine(url: str, busy_timeout: float, network_timeout: float = 10.0) -> Engine:
     """Return an engine for ``url``; a SQLite file's directory is created."""
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, not SQLAlchemy's psycopg2 default
     if parsed.get_backend_name() != "sqlite":
-        engine = create_engine(parsed, pool_pre_ping=True, connect_args=_pg_args(parsed, busy_timeout))
+        engine = create_engine(parsed, pool_pre_ping=True, connect_args=_pg_args(parsed, busy_timeout, network_timeout))
         event.listen(engine, "handle_error", _drop_lost_connection)
         logging.getLogger(f"sqlalchemy.pool.impl.{type(engine.pool).__name__}").addFilter(_reset_failure_in_one_line)
         return engine
@@ -54,11 +55,20 @@ def _reset_failure_in_one_line(record: logging.LogRecord) -> bool:
     return True
 
 
-def _pg_args(url, busy_timeout: float) -> dict:
+def _pg_args(url, busy_timeout: float, network_timeout: float) -> dict:
     if url.get_backend_name() != "postgresql":
         return {}
+    seconds = max(2, math.ceil(network_timeout))  # libpq's least connect_timeout
+    bounds = {
+        "connect_timeout": seconds,
+        # A silent network (no reset, packets dropped): what was sent goes unacknowledged, or no answer comes.
+        "tcp_user_timeout": round(network_timeout * 1000),
+        "keepalives": 1, "keepalives_idle": max(1, seconds // 2), "keepalives_interval": max(1, seconds // 6),
+        "keepalives_count": 3,
+    }
     # A statement stuck behind a lock fails instead of hanging a request forever.
-    return {"options": f"-c lock_timeout={int(busy_timeout * 1000)}"}
+    return {"options": f"-c lock_timeout={int(busy_timeout * 1000)}",
+            **{name: value for name, value in bounds.items() if name not in url.query}}  # the URL's own win
 
 
 def _tune_sqlite(dbapi_connection, _record) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
 import sys
+import time
 from datetime import datetime, timezone
 
 import psycopg
@@ -13,7 +15,7 @@ from psycopg import errors
 from sqlalchemy import create_engine, event, text
 
 from ollama_proxy.config import StoreSettings
-from ollama_proxy.store import open_store
+from ollama_proxy.store import DatabaseError, open_store
 from ollama_proxy.store.engine import _reset_failure_in_one_line, connection_lost
 
 SLOT = ("key", "alice", "day", "tokens")
@@ -74,3 +76,17 @@ def test_a_charge_whose_connection_is_cut_before_its_commit_is_sent_again_and_la
         assert store.spent([(SLOT, START)]) == {(SLOT, START): (7.0, 0)}
     finally:
         store.close()
+
+
+def test_a_database_that_never_answers_is_given_up_after_network_timeout():
+    silent = socket.socket()  # takes the connection (the kernel does) and never says a word
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    url = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/gone"
+    started = time.monotonic()
+    try:
+        with pytest.raises(DatabaseError):
+            open_store(StoreSettings(url, busy_timeout=5.0, network_timeout=2.0))
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 15  # not forever: about network_timeout, on a loaded machine
