@@ -47,7 +47,7 @@ def _drop_lost_connection(context) -> None:
 def _reset_failure_in_one_line(record: logging.LogRecord) -> bool:
     """Say in one line, not with a traceback, that a connection cut as it went back to the pool (its rollback
     failed) was dropped: the pool has handled it, and the next request gets a new one."""
-    if record.getMessage() == "Exception during reset or similar" and record.exc_info:
+    if record.msg == "Exception during reset or similar" and record.exc_info:
         record.msg, record.args = "store: a connection lost as it went back to the pool was dropped: %s", (
             short_reason(record.exc_info[1]),)
         record.exc_info, record.exc_text = None, None
