@@ -37,7 +37,6 @@ import json
 import math
 import random
 import re
-import select
 import socket
 import threading
 import time
@@ -56,7 +55,16 @@ from tests.fakes.go_json import as_struct, object_pairs
 from tests.fakes.ollama_audio import AudioRoutes
 from tests.fakes.ollama_cloud import CloudRoutes
 from tests.fakes.ollama_scheduler import DEFAULT_KEEP_ALIVE, DEFAULT_MAX_LOADED_MODELS, DEFAULT_MAX_QUEUE
-from tests.fakes.ollama_slots import ClientGone, Lease, LiveScheduler, NoLease, QueueFull, Unscheduled, peer_gone
+from tests.fakes.ollama_slots import (
+    ClientGone,
+    Lease,
+    LiveScheduler,
+    NoLease,
+    QueueFull,
+    Unscheduled,
+    peer_gone,
+    readable_within,
+)
 
 LISTEN_BACKLOG = 1024
 BLOB_PIECE_SIZE = 64 * 1024
@@ -877,8 +885,7 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         """Wait up to seconds; say whether the client hung up meanwhile, as Go's server notices."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0 and not self._stopping.is_set():
-            readable, _, _ = select.select([sock], [], [], min(left, 0.05))
-            if readable and sock.recv(1, socket.MSG_PEEK) == b"":
+            if readable_within(sock, min(left, 0.05)) and sock.recv(1, socket.MSG_PEEK) == b"":
                 return True
         return False
 

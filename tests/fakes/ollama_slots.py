@@ -80,11 +80,18 @@ def keep_alive_seconds(value: Any) -> float | None:
     return FOREVER if sign < 0 and seconds else seconds
 
 
+def readable_within(sock: socket.socket, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``sock`` to have something to read (or its end closed). poll, not select:
+    select cannot watch a descriptor numbered 1024 or more, which a long test session's sockets reach."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(seconds * 1000))
+
+
 def peer_gone(sock: socket.socket) -> bool:
     """Tell, without waiting, whether the client closed its end of the connection."""
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        return readable_within(sock, 0) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
     except BlockingIOError:
         return False
     except (OSError, ValueError):  # reset, or already closed
