@@ -177,9 +177,9 @@ ASKERS = 6  # clients asking at once
 
 def _cut_connections(cluster, database: str, stop: threading.Event) -> int:
     """Terminate every connection the proxy holds to ``database`` every 100 ms until ``stop``; return how many."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    admin = create_engine(cluster.url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    admin = cluster.admin_engine()
     cut = 0
     try:
         with admin.connect() as connection:
@@ -201,13 +201,16 @@ def _restart(cluster, _database: str, stop: threading.Event) -> int:
     return restarts
 
 
+def _chat(proxy, secret: str, content: str) -> requests.Response:
+    """Ask for a whole answer, on a connection of its own closed once answered (a kept answer holds no socket)."""
+    return requests.post(proxy.url + "/api/chat", headers={"Authorization": f"Bearer {secret}", "Connection": "close"},
+                         json={"model": "llama3.2", "stream": False,
+                               "messages": [{"role": "user", "content": content}]}, timeout=30)
+
+
 def _ask_until(proxy, secret: str, stop: threading.Event, answers: list[requests.Response]) -> None:
-    # Each on a connection of its own, closed once answered: hundreds of answers kept need no socket each.
-    headers = {"Authorization": f"Bearer {secret}", "Connection": "close"}
     while not stop.is_set():
-        answers.append(requests.post(proxy.url + "/api/chat", headers=headers,
-                                     json={"model": "llama3.2", "stream": False,
-                                           "messages": [{"role": "user", "content": "how far?"}]}, timeout=30))
+        answers.append(_chat(proxy, secret, "how far?"))
 
 
 def _tokens(answer: requests.Response) -> int:
@@ -237,8 +240,7 @@ def test_a_store_broken_under_budgeted_load_ends_each_request_cleanly_and_charge
     proxy = start_proxy(config, workers=2)
     secrets = _team_with_a_budget(proxy)
     assert cli(proxy, "budgets", "set", "--team", "research", "--period", "day", "--tokens", "1e9").returncode == 0
-    requests.post(proxy.url + "/api/chat", headers={"Authorization": f"Bearer {secrets[0]}"}, timeout=30,
-                  json={"model": "llama3.2", "stream": False, "messages": [{"role": "user", "content": "warm"}]})
+    _chat(proxy, secrets[0], "warm")
     before = _spent(proxy)["spent"]  # the warming answer, charged
     stop, answers = threading.Event(), []
     with ThreadPoolExecutor(ASKERS + 1) as pool:
@@ -254,9 +256,7 @@ def test_a_store_broken_under_budgeted_load_ends_each_request_cleanly_and_charge
     for refused in (a for a in answers if a.status_code != 200):  # only the store, said in the native shape
         assert refused.status_code == 503, refused.text
         assert "store" in refused.json()["error"], refused.text
-    after = [requests.post(proxy.url + "/api/chat", headers={"Authorization": f"Bearer {secrets[1]}"}, timeout=30,
-                           json={"model": "llama3.2", "stream": False,
-                                 "messages": [{"role": "user", "content": "mended?"}]}) for _ in range(20)]
+    after = [_chat(proxy, secrets[1], "mended?") for _ in range(20)]
     assert [a.status_code for a in after] == [200] * 20  # no broken connection went back into the pool
     assert "Traceback" not in (proxy.log_dir / "error.log").read_text() + proxy.stderr()
     # A charge the store did not take is counted lost (one cut as it committed may have landed nonetheless).

@@ -74,11 +74,14 @@ class PostgresCluster:
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
+    def admin_engine(self):
+        """An engine on the server's own database, each statement committed as it runs (dispose of it after)."""
+        return create_engine(self.url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+
     def new_database(self) -> str:
         """Create an empty database and return its URL."""
         name = "t_" + uuid.uuid4().hex[:12]
-        engine = create_engine(self.url.replace("postgresql://", "postgresql+psycopg://"),
-                               isolation_level="AUTOCOMMIT")
+        engine = self.admin_engine()
         try:
             with engine.connect() as connection:
                 connection.execute(text(f'CREATE DATABASE "{name}"'))

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 from psycopg import errors
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import event, text
 
 from ollama_proxy.config import StoreSettings
 from ollama_proxy.store import DatabaseError, open_store
@@ -55,8 +55,7 @@ def test_a_connection_cut_as_it_went_back_to_the_pool_is_said_in_one_line():
 @pytest.mark.postgres
 def test_a_charge_whose_connection_is_cut_before_its_commit_is_sent_again_and_lands_once(postgres_cluster):
     store = open_store(StoreSettings(postgres_cluster.new_database(), busy_timeout=5.0))
-    admin = create_engine(postgres_cluster.url.replace("postgresql://", "postgresql+psycopg://"),
-                          isolation_level="AUTOCOMMIT")
+    admin = postgres_cluster.admin_engine()
     cut = []
 
     def cut_the_first(dbapi_connection, _record, _proxy):  # lent after its pre-ping: cut before the charge is sent
