@@ -98,6 +98,7 @@ class RequestRecord:
     gpu_seconds: float | None = None  # the answers' GPU time, summed (Ollama's total_duration, else measured: Hold)
     measured: bool = False  # a figure is the proxy's own measure or estimate, where Ollama reported none
     budgeted: tuple = ()  # the budgets' (slot, period start) the request is charged to when it ends (access.budgets)
+    budget_leased: bool = False  # admitted against its worker's leases (``access.leases``): charged to them
     deferred: list = field(default_factory=list)  # work that waits until the close listeners ran (``after_listeners``)
     listened: bool = False  # the close listeners ran
     rate_windows: tuple = ()  # the rate-limit windows it was counted in (``access.ratelimit``), for its headers

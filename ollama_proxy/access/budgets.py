@@ -40,6 +40,7 @@ from zoneinfo import ZoneInfo
 from flask import Flask, current_app, request
 
 from ollama_proxy import ledger
+from ollama_proxy.access.leases import Leases
 from ollama_proxy.access.together import Together
 from ollama_proxy.config import BudgetSettings
 from ollama_proxy.errors import ProxyError, RateLimited
@@ -57,9 +58,10 @@ class Budgets:
     """The budgets every worker reads (kept ``cache_seconds``), and the checks and charges made with them."""
 
     def __init__(self, settings: BudgetSettings, store, clock=time.monotonic, pause=let_others_run,
-                 on_lost: Callable[[], None] = lambda: None):
+                 on_lost: Callable[[int], None] = lambda count: None):
         self.zone = ZoneInfo(settings.timezone)
-        self._on_lost = on_lost  # called for each request whose charge the store did not take
+        self._on_lost = on_lost  # called with the number of requests whose charges the store did not take
+        self.leases = Leases(settings.lease_seconds, store, on_lost, clock)
         self._cache_seconds = settings.cache_seconds
         self._store = store  # a callable returning the Store: opened on first use
         self._clock = clock
@@ -92,9 +94,13 @@ class Budgets:
         return [b for b in self._budgets or () if (b.holder_kind, b.holder) in holders
                 and b.holder_id == holders[(b.holder_kind, b.holder)]]
 
-    def standings(self, budgets: list[Budget], now: datetime) -> list[Standing]:
+    def standings(self, budgets: list[Budget], now: datetime) -> tuple[list[Standing], bool]:
+        """The standings of ``budgets`` at ``now``, and whether they are the worker's leases (no store read)."""
         periods = [(budget, *self._period(budget.period, now)) for budget in budgets]
-        return standings_in(periods, self._read([(budget.slot, start) for budget, start, _ in periods]))
+        leased = self.leases.standings(periods)
+        if leased is not None:
+            return leased, True
+        return standings_in(periods, self._read([(budget.slot, start) for budget, start, _ in periods])), False
 
     def _period(self, period: str, now: datetime) -> tuple[datetime, datetime]:
         """The start and end of the ``period`` (day, week, month) holding ``now``: worked out as one begins."""
@@ -119,15 +125,19 @@ class Budgets:
         gpu = 0.0 if record.backend in providers else (record.gpu_seconds or 0.0)
         charges = [(slot, start, tokens if slot[3] == "tokens" else gpu) for slot, start in record.budgeted]
         ids = {("key", record.principal): record.key_id, ("team", record.team): record.team_id}
+        self.leases.learn(charges)
         charged = [c for c in charges if c[2] > 0]
-        if not charged:
+        if record.budget_leased:
+            self.leases.charge(charged, ids)
             return
         try:
-            self._add((charged, ids))
+            if charged:
+                self._add((charged, ids))
         except DatabaseError as exc:
-            self._on_lost()
+            self._on_lost(1)
             log.error("budgets: request %s's spending (%d tokens, %.1f GPU-seconds) not charged: %s",
                       record.request_id, tokens, gpu, exc.reason)
+        self.leases.ask()
 
     def count_refusal(self, standing: Standing, request_id: str) -> None:
         """Record a request a shadow budget would have refused; it is served."""
@@ -146,7 +156,7 @@ class Budgets:
                         standing.budget.period, standing.budget.amount, standing.budget.unit, standing.end.isoformat())
 
 
-def _standings(budgets: Budgets, held: list[Budget], now: datetime) -> list[Standing]:
+def _standings(budgets: Budgets, held: list[Budget], now: datetime) -> tuple[list[Standing], bool]:
     try:
         return budgets.standings(held, now)
     except DatabaseError as exc:
@@ -182,7 +192,7 @@ def check_budgets() -> None:
     if not held:
         return
     now = datetime.now(timezone.utc)
-    standings = _standings(budgets, held, now)
+    standings, record.budget_leased = _standings(budgets, held, now)
     record.budgeted = tuple((s.budget.slot, s.start) for s in standings)
     record.budget_remaining = min(standings, key=lambda s: s.share_left).header()
     spent_out = [s for s in standings if s.spent_out]
@@ -213,7 +223,8 @@ def check_at_grant() -> Callable[[], None] | None:
         held = budgets.of(principal)
         if any(b.mode == "hard" for b in held):
             now = datetime.now(timezone.utc)
-            standings = _standings(budgets, held, now)
+            standings, leased = _standings(budgets, held, now)
+            record.budget_leased = record.budget_leased and leased
             record.budget_remaining = min(standings, key=lambda s: s.share_left).header()
             _refuse_if_hard_spent(standings, record, now)
     return check
@@ -232,13 +243,13 @@ def add_headers(response):
 def init_app(app: Flask) -> None:
     """Hold budgets after auth and the rate limits; charge them as responses close."""
     budgets = app.extensions[EXTENSION] = Budgets(app.config["SETTINGS"].budgets, lambda: current_store(app),
-                                                  on_lost=lambda: _count_lost(app))
+                                                  on_lost=lambda count: _count_lost(app, count))
     app.before_request(check_budgets)
     app.after_request(add_headers)
     ledger.add_close_listener(app, lambda record: budgets.charge(record, app.extensions[ROUTER_EXTENSION].providers))
 
 
-def _count_lost(app: Flask) -> None:
+def _count_lost(app: Flask, count: int) -> None:
     proxy_metrics = app.extensions.get("ollama_proxy.observability.metrics")  # there when metrics.enabled
     if proxy_metrics is not None:
-        proxy_metrics.budget_charges_lost.inc()
+        proxy_metrics.budget_charges_lost.inc(count)

@@ -99,3 +99,8 @@ class BudgetSettings:
     cache_seconds: float = setting(
         2.0, validate=AT_LEAST_0,
         help="seconds a worker keeps the budgets it read from the store (what was spent is read at each request)")
+    lease_seconds: float = setting(
+        1.0, validate=AT_LEAST_0,
+        help="seconds a worker admits a budgeted key's requests against a share of its budgets it leased, without "
+             "the store; their charges land as the lease ends (a worker killed loses them). 0: every request "
+             "reads its spend and adds its charge")

@@ -19,7 +19,7 @@ starts from nothing, even while a request of the old one ends.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 
@@ -31,7 +31,7 @@ from sqlalchemy.types import Boolean, Integer
 from ollama_proxy.store.audit import Actor, write_entry
 from ollama_proxy.store.driver_sql import DriverStatement, driver_connection, for_driver
 from ollama_proxy.store.errors import Missing, StoreError, maps_database_errors
-from ollama_proxy.store.schema import api_keys, budget_spend, budgets, teams, utcnow
+from ollama_proxy.store.schema import api_keys, budget_leases, budget_spend, budgets, teams, utcnow
 
 HOLDERS = ("team", "key", "person")  # a person: every key they own (``api_keys.owner``, their sign-on subject)
 HOLDER_LENGTH = 100  # the budgets.holder column
@@ -76,10 +76,11 @@ class Standing:
     end: datetime
     spent: float
     refusals: int = 0  # requests a shadow budget would have refused in the period
+    leased: float = 0.0  # what workers leased of it and have not charged yet: spent, for admitting a request
 
     @property
     def left(self) -> float:
-        return max(0.0, self.budget.amount - self.spent)
+        return max(0.0, self.budget.amount - self.spent - self.leased)
 
     @property
     def share_left(self) -> float:
@@ -87,7 +88,7 @@ class Standing:
 
     @property
     def spent_out(self) -> bool:
-        return self.spent >= self.budget.amount
+        return self.spent + self.leased >= self.budget.amount
 
     def header(self) -> str:
         left = round(self.left) if self.budget.unit == "tokens" else round(self.left, 1)
@@ -98,8 +99,8 @@ class Standing:
         budget = self.budget
         return {"holder_kind": budget.holder_kind, "holder": budget.holder, "period": budget.period,
                 "unit": budget.unit, "amount": budget.amount, "mode": budget.mode, "spent": self.spent,
-                "left": self.left, "refusals": self.refusals, "period_start": self.start.isoformat(),
-                "resets": self.end.isoformat()}
+                "left": max(0.0, budget.amount - self.spent), "refusals": self.refusals,
+                "period_start": self.start.isoformat(), "resets": self.end.isoformat()}
 
 
 def period_bounds(period: str, now: datetime, zone: tzinfo) -> tuple[datetime, datetime]:
@@ -119,9 +120,10 @@ def period_bounds(period: str, now: datetime, zone: tzinfo) -> tuple[datetime, d
     return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
 
-def standings_in(periods: list[tuple[Budget, datetime, datetime]], spent: Mapping[tuple, tuple[float, int]]
+def standings_in(periods: list[tuple[Budget, datetime, datetime]], spent: Mapping[tuple, tuple[float, int, float]]
                  ) -> list[Standing]:
-    """Each (budget, period start, period end) of ``periods`` with what was spent of it (``BudgetStore.spent``)."""
+    """Each (budget, period start, period end) of ``periods`` with what was spent and leased of it
+    (``BudgetStore.spent``)."""
     return [Standing(budget, start, end, *spent[(budget.slot, start)]) for budget, start, end in periods]
 
 
@@ -201,19 +203,66 @@ class BudgetStore:
         return len(gone)
 
     @maps_database_errors
-    def spent(self, slots: list[tuple[tuple[str, str, str, str], datetime]]) -> dict[tuple, tuple[float, int]]:
-        """What each (slot, period start) spent so far, and the refusals a shadow budget counted: (0.0, 0) if none."""
-        found = dict.fromkeys(slots, (0.0, 0))
+    def spent(self, slots: list[tuple[tuple[str, str, str, str], datetime]], now: datetime | None = None
+              ) -> dict[tuple, tuple[float, int, float]]:
+        """What each (slot, period start) spent so far, the refusals a shadow budget counted, and what workers
+        hold leased of it at ``now`` (``renew_leases``): (0.0, 0, 0.0) if none."""
+        found = dict.fromkeys(slots, (0.0, 0, 0.0))
         if not slots:
             return found
         statement = _spent_of(len(found), self.engine.dialect)
-        sent = statement.converted({f"{name}_{number}": value for number, (slot, start) in enumerate(found)
-                                    for name, value in zip(_PERIOD_ROW, (*slot, start), strict=True)})
+        sent = statement.converted({"now": now or datetime.now(timezone.utc),
+                                    **{f"{name}_{number}": value for number, (slot, start) in enumerate(found)
+                                       for name, value in zip(_PERIOD_ROW, (*slot, start), strict=True)}})
         # A row comes back as the driver gives it: it is told by the values it was asked with, as they were sent.
         asked = {tuple(sent[f"{name}_{number}"] for name in _PERIOD_ROW): period for number, period in enumerate(found)}
         with driver_connection(self.engine) as connection:
-            for *period, spent, refusals in statement.rows(connection, sent):
-                found[asked[tuple(period)]] = (spent, refusals)
+            for *period, spent, refusals, leased in statement.rows(connection, sent):
+                found[asked[tuple(period)]] = (spent, refusals, float(leased))
+        return found
+
+    @maps_database_errors
+    def renew_leases(self, lessee: str, charges: list[tuple[list[tuple[tuple[str, str, str, str], datetime, float]],
+                                                            Mapping[tuple[str, str], int | None]]],
+                     wanted: list[tuple[Budget, datetime]], size: Callable[[Budget, float, float], float],
+                     now: datetime, until: datetime) -> dict[tuple, tuple[float, float, float]]:
+        """In one transaction: add ``charges`` (as ``charge_together``: what the requests ``lessee`` admitted on its
+        leases spent), give back every lease ``lessee`` held (and drop those lapsed), and lease it each of
+        ``wanted`` (budget, period start) again until ``until``: ``size(budget, spent, leased by others)`` of it.
+
+        Each holder's row is locked first, in one order, so two workers never lease the same room. Return each
+        wanted (slot, period start)'s (spent, leased by others, leased now)."""
+        rows = _charge_rows(charges)
+        periods = sorted({(budget.slot, start) for budget, start in wanted} | {
+            (tuple(row[name] for name in _PERIOD_ROW[:4]), row["period_start"]) for row in rows})
+        found: dict[tuple, tuple[float, float, float]] = {}
+        with self.engine.begin() as connection:
+            if periods:
+                _add(connection, [(slot, start, 0.0, 0) for slot, start in periods])
+            if rows:
+                connection.execute(_charge_statement(connection.dialect.name), rows)
+            connection.execute(delete(budget_leases).where(
+                or_(budget_leases.c.lessee == lessee, budget_leases.c.expires_at <= now)))
+            if not wanted:
+                return found
+            keys = [(*budget.slot, start) for budget, start in wanted]
+            spent = {tuple(row[:5]): row[5] for row in connection.execute(
+                select(*_PERIOD_KEYS, budget_spend.c.spent).where(tuple_(*_PERIOD_KEYS).in_(keys)))}
+            lease_keys = tuple(budget_leases.c[name] for name in _PERIOD_ROW)
+            others = {tuple(row[:5]): row[5] for row in connection.execute(
+                select(*lease_keys, func.sum(budget_leases.c.amount)).where(tuple_(*lease_keys).in_(keys))
+                .group_by(*lease_keys))}
+            leases = []
+            for budget, start in wanted:
+                key = (*budget.slot, start)
+                spent_now, leased = spent.get(key, 0.0), float(others.get(key) or 0.0)
+                granted = size(budget, spent_now, leased)
+                found[(budget.slot, start)] = (spent_now, leased, granted)
+                if granted > 0:
+                    leases.append({**dict(zip(_PERIOD_ROW, key, strict=True)), "lessee": lessee, "amount": granted,
+                                   "expires_at": until})
+            if leases:
+                connection.execute(insert(budget_leases), leases)
         return found
 
     @maps_database_errors
@@ -230,8 +279,7 @@ class BudgetStore:
     def charge_together(self, requests: list[tuple[list[tuple[tuple[str, str, str, str], datetime, float]],
                                                    Mapping[tuple[str, str], int | None]]]) -> None:
         """``charge`` several requests' spending, (charges, ids) each, in one transaction and one statement."""
-        rows = [{**_period_values(slot, start, amount, 0), "checked": slot[:2] in ids, "holder_id": ids.get(slot[:2])}
-                for charges, ids in requests for slot, start, amount in charges]
+        rows = _charge_rows(requests)
         if not rows:
             return
         statement = _charge(self.engine.dialect)
@@ -282,7 +330,11 @@ def _spent_of(count: int, dialect: Dialect) -> DriverStatement:
     driver, its values bound by name (``holder_kind_0`` …): it runs for every budgeted request."""
     periods = [tuple_(*(bindparam(f"{column.name}_{number}", type_=column.type) for column in _PERIOD_KEYS))
                for number in range(count)]
-    return for_driver(select(*_PERIOD_KEYS, budget_spend.c.spent, budget_spend.c.refusals).where(
+    leased = (select(func.coalesce(func.sum(budget_leases.c.amount), 0.0))
+              .where(*(budget_leases.c[name] == budget_spend.c[name] for name in _PERIOD_ROW),
+                     budget_leases.c.expires_at > bindparam("now", type_=budget_leases.c.expires_at.type))
+              .scalar_subquery())
+    return for_driver(select(*_PERIOD_KEYS, budget_spend.c.spent, budget_spend.c.refusals, leased).where(
         tuple_(*_PERIOD_KEYS).in_(periods)), dialect)
 
 
@@ -305,7 +357,7 @@ def drop_held(connection, by: Actor, holder_kind: str, holder: str) -> None:
     team of the name starts clean (it is called as one is made too, for a charge that landed late)."""
     gone = connection.execute(select(budgets).where(budgets.c.holder_kind == holder_kind,
                                                     budgets.c.holder == holder)).all()
-    for table in (budgets, budget_spend):
+    for table in (budgets, budget_spend, budget_leases):
         connection.execute(delete(table).where(table.c.holder_kind == holder_kind, table.c.holder == holder))
     _audit_cleared(connection, by, gone)
 
@@ -346,9 +398,21 @@ def _upsert(dialect_name: str):
     return _adding(_insert(dialect_name))
 
 
+def _charge_rows(requests) -> list[dict]:
+    """The values of ``_charge_statement`` for each charge of each (charges, ids) of ``requests``."""
+    return [{**_period_values(slot, start, amount, 0), "checked": slot[:2] in ids, "holder_id": ids.get(slot[:2])}
+            for charges, ids in requests for slot, start, amount in charges]
+
+
 @functools.lru_cache(maxsize=8)
 def _charge(dialect: Dialect) -> DriverStatement:
-    """``_upsert`` for a request's charge, compiled once for the driver (it runs as every budgeted request ends).
+    """``_charge_statement`` compiled once for the driver: it runs as every budgeted request ends."""
+    return for_driver(_charge_statement(dialect.name), dialect)
+
+
+@functools.cache
+def _charge_statement(dialect_name: str):
+    """``_upsert`` for a request's charge.
 
     A row whose ``checked`` holder (a key or team) no longer has the ``holder_id`` the request was checked with
     (deleted and made again under its name meanwhile) adds nothing, as the new one did not spend it. The holder's
@@ -365,4 +429,4 @@ def _charge(dialect: Dialect) -> DriverStatement:
                      and_(kind == "team", current_id(teams).is_not_distinct_from(holder_id)))
     columns = [*_PERIOD_ROW, "spent", "refusals"]
     rows = select(*(value(budget_spend.c[name]) for name in columns)).where(still_held)
-    return for_driver(_adding(_insert(dialect.name).from_select(columns, rows)), dialect)
+    return _adding(_insert(dialect_name).from_select(columns, rows))

@@ -174,6 +174,24 @@ budget_spend = Table(
     UniqueConstraint("holder_kind", "holder", "period", "unit", "period_start", name="uq_budget_spend_period"),
 )
 
+# The shares of budgets that workers leased (``access.leases``): each admits requests against its own without
+# reading the store, and adds what they spent as its lease ends. A lease counts as spent for every other worker
+# until it expires; one whose worker died lapses then.
+budget_leases = Table(
+    "budget_leases", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("holder_kind", String(8), nullable=False),
+    Column("holder", String(100), nullable=False),
+    Column("period", String(8), nullable=False),
+    Column("unit", String(16), nullable=False),
+    Column("period_start", UtcDateTime, nullable=False),
+    Column("lessee", String(80), nullable=False),  # the worker: host, pid and a random part
+    Column("amount", Float, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    UniqueConstraint("holder_kind", "holder", "period", "unit", "period_start", "lessee",
+                     name="uq_budget_leases_lessee"),
+)
+
 # A new key's secret on its way from the admin page's create form to the page that shows it, once: sealed with a
 # one-time pad that only the browser's session holds, deleted as it is shown or once gone by.
 shown_secrets = Table(

@@ -21,7 +21,7 @@ ASKED = {"model": "llama3.2", "stream": False, "messages": [{"role": "user", "co
 def app(tmp_path, fake):
     settings = parse_settings({"logging": {"dir": str(tmp_path)}, "store": {"url": f"sqlite:///{tmp_path}/s.db"},
                                "service": {"base_url": fake.url}, "metrics": {"enabled": True},
-                               "budgets": {"cache_seconds": 0}}, environ={})
+                               "budgets": {"cache_seconds": 0, "lease_seconds": 0}}, environ={})
     app = create_app(settings)
     with app.app_context():
         store = current_store()
@@ -64,7 +64,7 @@ def test_an_answer_is_charged_its_tokens_and_gpu_seconds_once_it_ends(app, fake)
     tokens = answer.json["prompt_eval_count"] + answer.json["eval_count"]
     week, month = ("key", "alice", "week", "tokens"), ("key", "alice", "month", "gpu_seconds")
     spent = store.spent([(week, _slot_start("week")), (month, _slot_start("month"))])
-    assert spent[(week, _slot_start("week"))] == (tokens, 0)
+    assert spent[(week, _slot_start("week"))] == (tokens, 0, 0.0)
     assert spent[(month, _slot_start("month"))][0] == pytest.approx(answer.json["total_duration"] / 1e9)
     left = 1_000_000 - tokens
     assert _ask(app).headers["X-Budget-Remaining"] == f"{left}; period=week; unit=tokens"  # the tightest share left
@@ -188,7 +188,7 @@ def test_a_deleted_keys_principal_still_cached_is_not_held_to_nor_charged_to_a_n
     record = RequestRecord("r1", "POST", "/api/chat", "-", 0.0, principal="alice", key_id=old.key_id, team="research",
                            team_id=old.team_id, prompt_tokens=40, budgeted=((slot, _slot_start("day")),))
     budgets.charge(record, providers=())  # checked against the old key's budget, it ends after the new key came
-    assert store.spent([(slot, _slot_start("day"))])[(slot, _slot_start("day"))] == (0.0, 0)
+    assert store.spent([(slot, _slot_start("day"))])[(slot, _slot_start("day"))] == (0.0, 0, 0.0)
 
 
 def _alice():

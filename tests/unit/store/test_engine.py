@@ -72,7 +72,7 @@ def test_a_charge_whose_connection_is_cut_before_its_commit_is_sent_again_and_la
         admin.dispose()
     try:
         assert cut == [True]
-        assert store.spent([(SLOT, START)]) == {(SLOT, START): (7.0, 0)}
+        assert store.spent([(SLOT, START)]) == {(SLOT, START): (7.0, 0, 0.0)}
     finally:
         store.close()
 

@@ -81,6 +81,7 @@ CALLS = {
     "standings": lambda store: store.standings(timezone.utc, NOW),
     "standings_of": lambda store: store.standings_of([Budget(1, "team", "lab", "day", "tokens", 5.0, "hard", NOW)],
                                                      timezone.utc, NOW),
+    "renew_leases": lambda store: store.renew_leases("worker", [], [], lambda *_: 0.0, NOW, NOW),
     "note_refusal": lambda store: store.note_refusal(("team", "lab", "day", "tokens"), NOW),
     "add_usage": lambda store: store.add_usage([{"ts": NOW, "request_id": "r1"}]),
     "query_usage": lambda store: store.query_usage(),
