@@ -34,8 +34,9 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-from ollama_proxy.store import Budget, DatabaseError
+from ollama_proxy.store import Budget, DatabaseError, ValueRefused
 from ollama_proxy.store.budgets import Standing
+from ollama_proxy.store.errors import MayHaveLanded
 
 log = logging.getLogger(__name__)
 LEASE_SHARE = 1 / 16  # of what is left unleased: a few dozen workers together lease a fraction of it
@@ -111,20 +112,25 @@ class Leases:
             self._typical[slot] = amount if typical is None else typical + TYPICAL_WEIGHT * (amount - typical)
 
     def charge(self, charges: list[tuple[tuple, datetime, float]], ids: dict) -> None:
-        """Hold a leased request's charges to add as the lease ends; ask for a new lease once one is used up."""
+        """Hold a leased request's charges to add as the lease ends; ask for a new lease once one is used up.
+
+        A request that outlived its lease (given back as it ended) has its charges added at once."""
         if not charges:
             return
-        used_up = False
+        land_now = self._clock() >= self._ends
         with self._lock:
             self._pending.append((charges, ids))
             for slot, start, amount in charges:
                 self._used.add((slot, start))
                 lease = self._held.get((slot, start))
-                if lease is not None:
+                if lease is None:
+                    land_now = True
+                else:
                     lease.left -= amount
                     lease.spent += amount
-                    used_up = used_up or lease.left <= 0
-        if used_up:
+                    land_now = land_now or lease.left <= 0
+        if land_now:
+            self._start()
             self._wake.set()
 
     def renew(self, again: bool = True) -> bool:
@@ -145,6 +151,10 @@ class Leases:
             try:
                 found = self._store().renew_leases(self._lessee or self._name(), pending, list(wanted), self._size,
                                                    now, until)
+            except (MayHaveLanded, ValueRefused) as exc:  # sent again, they could be charged twice, or never taken
+                self._on_lost(len(pending))
+                log.error("budgets: %d requests' charges not added: %s", len(pending), exc.reason)
+                return False
             except DatabaseError as exc:
                 with self._lock:
                     self._pending[:0] = pending

@@ -30,7 +30,7 @@ from sqlalchemy.types import Boolean, Integer
 
 from ollama_proxy.store.audit import Actor, write_entry
 from ollama_proxy.store.driver_sql import DriverStatement, driver_connection, for_driver
-from ollama_proxy.store.errors import Missing, StoreError, maps_database_errors
+from ollama_proxy.store.errors import MayHaveLanded, Missing, StoreError, maps_database_errors, short_reason
 from ollama_proxy.store.schema import api_keys, budget_leases, budget_spend, budgets, teams, utcnow
 
 HOLDERS = ("team", "key", "person")  # a person: every key they own (``api_keys.owner``, their sign-on subject)
@@ -99,7 +99,7 @@ class Standing:
         budget = self.budget
         return {"holder_kind": budget.holder_kind, "holder": budget.holder, "period": budget.period,
                 "unit": budget.unit, "amount": budget.amount, "mode": budget.mode, "spent": self.spent,
-                "left": max(0.0, budget.amount - self.spent), "refusals": self.refusals,
+                "left": max(0.0, budget.amount - self.spent), "leased": self.leased, "refusals": self.refusals,
                 "period_start": self.start.isoformat(), "resets": self.end.isoformat()}
 
 
@@ -235,34 +235,16 @@ class BudgetStore:
         rows = _charge_rows(charges)
         periods = sorted({(budget.slot, start) for budget, start in wanted} | {
             (tuple(row[name] for name in _PERIOD_ROW[:4]), row["period_start"]) for row in rows})
-        found: dict[tuple, tuple[float, float, float]] = {}
-        with self.engine.begin() as connection:
-            if periods:
-                _add(connection, [(slot, start, 0.0, 0) for slot, start in periods])
-            if rows:
-                connection.execute(_charge_statement(connection.dialect.name), rows)
-            connection.execute(delete(budget_leases).where(
-                or_(budget_leases.c.lessee == lessee, budget_leases.c.expires_at <= now)))
-            if not wanted:
-                return found
-            keys = [(*budget.slot, start) for budget, start in wanted]
-            spent = {tuple(row[:5]): row[5] for row in connection.execute(
-                select(*_PERIOD_KEYS, budget_spend.c.spent).where(tuple_(*_PERIOD_KEYS).in_(keys)))}
-            lease_keys = tuple(budget_leases.c[name] for name in _PERIOD_ROW)
-            others = {tuple(row[:5]): row[5] for row in connection.execute(
-                select(*lease_keys, func.sum(budget_leases.c.amount)).where(tuple_(*lease_keys).in_(keys))
-                .group_by(*lease_keys))}
-            leases = []
-            for budget, start in wanted:
-                key = (*budget.slot, start)
-                spent_now, leased = spent.get(key, 0.0), float(others.get(key) or 0.0)
-                granted = size(budget, spent_now, leased)
-                found[(budget.slot, start)] = (spent_now, leased, granted)
-                if granted > 0:
-                    leases.append({**dict(zip(_PERIOD_ROW, key, strict=True)), "lessee": lessee, "amount": granted,
-                                   "expires_at": until})
-            if leases:
-                connection.execute(insert(budget_leases), leases)
+        committing = False
+        try:
+            with self.engine.connect() as connection:
+                found = _lease(connection, lessee, rows, periods, wanted, size, now, until)
+                committing = True
+                connection.commit()
+        except DBAPIError as exc:
+            if committing:
+                raise MayHaveLanded(str(exc), short_reason(exc)) from exc
+            raise
         return found
 
     @maps_database_errors
@@ -336,6 +318,40 @@ def _spent_of(count: int, dialect: Dialect) -> DriverStatement:
               .scalar_subquery())
     return for_driver(select(*_PERIOD_KEYS, budget_spend.c.spent, budget_spend.c.refusals, leased).where(
         tuple_(*_PERIOD_KEYS).in_(periods)), dialect)
+
+
+def _lease(connection, lessee: str, rows: list[dict], periods: list[tuple], wanted: list[tuple[Budget, datetime]],
+           size: Callable[[Budget, float, float], float], now: datetime, until: datetime
+           ) -> dict[tuple, tuple[float, float, float]]:
+    """``BudgetStore.renew_leases``'s statements, on ``connection``, in its transaction."""
+    found: dict[tuple, tuple[float, float, float]] = {}
+    if periods:
+        _add(connection, [(slot, start, 0.0, 0) for slot, start in periods])
+    if rows:
+        connection.execute(_charge_statement(connection.dialect.name), rows)
+    connection.execute(delete(budget_leases).where(
+        or_(budget_leases.c.lessee == lessee, budget_leases.c.expires_at <= now)))
+    if not wanted:
+        return found
+    keys = [(*budget.slot, start) for budget, start in wanted]
+    spent = {tuple(row[:5]): row[5] for row in connection.execute(
+        select(*_PERIOD_KEYS, budget_spend.c.spent).where(tuple_(*_PERIOD_KEYS).in_(keys)))}
+    lease_keys = tuple(budget_leases.c[name] for name in _PERIOD_ROW)
+    others = {tuple(row[:5]): row[5] for row in connection.execute(
+        select(*lease_keys, func.sum(budget_leases.c.amount)).where(tuple_(*lease_keys).in_(keys))
+        .group_by(*lease_keys))}
+    leases = []
+    for budget, start in wanted:
+        key = (*budget.slot, start)
+        spent_now, leased = spent.get(key, 0.0), float(others.get(key) or 0.0)
+        granted = size(budget, spent_now, leased)
+        found[(budget.slot, start)] = (spent_now, leased, granted)
+        if granted > 0:
+            leases.append({**dict(zip(_PERIOD_ROW, key, strict=True)), "lessee": lessee, "amount": granted,
+                           "expires_at": until})
+    if leases:
+        connection.execute(insert(budget_leases), leases)
+    return found
 
 
 def _holder_exists(connection, holder_kind: str, holder: str) -> int | None:

@@ -46,6 +46,10 @@ class ValueRefused(DatabaseError):
     """The database refused a value it was sent (too long, out of range, against a constraint)."""
 
 
+class MayHaveLanded(DatabaseError):
+    """The connection was lost as a transaction committed: what it wrote may have landed, so it is not sent again."""
+
+
 def mapped(error: sa.SQLAlchemyError) -> DatabaseError:
     """Return the store's error for one of SQLAlchemy's."""
     kind = ValueRefused if _refused_value(error) else DatabaseError

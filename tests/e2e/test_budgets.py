@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import signal
 import threading
@@ -18,7 +19,8 @@ from tests.e2e.conftest import base_config
 from tests.e2e.server import wait_for
 from tests.e2e.test_routes import scrape
 
-BUDGET = 600  # tokens a day for the team
+BUDGET = 600  # tokens a day for the team: too little to lease, each request reads and charges the store
+LEASED_BUDGET = 6000  # enough that workers lease it (``access.leases``) for most of the way, then not
 PEOPLE = 4  # clients asking at once, each until refused
 
 
@@ -30,7 +32,7 @@ def _spend_until_refused(proxies, secrets: list[str]) -> tuple[list[int], list[r
 
     def ask(n: int) -> None:
         url, secret = proxies[n % len(proxies)].url, secrets[n]
-        for turn in range(200):
+        for turn in range(2000):
             answer = requests.post(url + "/api/chat", headers={"Authorization": f"Bearer {secret}"}, timeout=30,
                                    json={"model": "llama3.2", "stream": False,
                                          "messages": [{"role": "user", "content": f"question {n}.{turn}"}]})
@@ -43,7 +45,7 @@ def _spend_until_refused(proxies, secrets: list[str]) -> tuple[list[int], list[r
     for thread in asking:
         thread.start()
     for thread in asking:
-        thread.join(60)
+        thread.join(120)
     return served, refused
 
 
@@ -52,52 +54,81 @@ def _spent(proxy) -> dict:
     return budget
 
 
-def _assert_spent_exactly(proxy, fake, served: list[int], refused: list[requests.Response]) -> None:
-    # An answer is charged as its response closes, just after its client has read it: the last may be a moment late.
+def _assert_spent_exactly(proxy, fake, served: list[int], refused: list[requests.Response], amount: int = BUDGET
+                          ) -> None:
+    # An answer is charged as its response closes, just after its client has read it: the last may be a moment late
+    # (a lease's charges land as it ends, a second after it began).
     assert wait_for(lambda: _spent(proxy)["spent"] >= sum(served), timeout=5)
     time.sleep(0.5)
     budget = _spent(proxy)
     assert budget["spent"] == sum(served)  # every answer charged, once, whichever worker or instance served it
-    assert budget["spent"] >= BUDGET and budget["left"] == 0
+    assert budget["spent"] >= amount and budget["left"] == 0
     # Overshot only by what was running when it ran out: each client's answer in flight, and the next it may send
     # in the moment between reading an answer and that answer's charge landing (as its response closes).
-    assert budget["spent"] - BUDGET < 2 * PEOPLE * max(served)
+    assert budget["spent"] - amount < 2 * PEOPLE * max(served)
     assert len(fake.calls("/api/chat")) == len(served)  # no refused request reached Ollama
     assert len(refused) == PEOPLE and {r.status_code for r in refused} == {429}
     for refusal in refused:
-        assert refusal.json()["error"].startswith(f"team 'research' spent its day's budget of {BUDGET} tokens")
+        assert refusal.json()["error"].startswith(f"team 'research' spent its day's budget of {amount} tokens")
         assert int(refusal.headers["Retry-After"]) >= 1
         assert refusal.headers["X-Budget-Remaining"] == "0; period=day; unit=tokens"
 
 
-def _team_with_a_budget(proxy) -> list[str]:
+def _team_with_a_budget(proxy, amount: int = BUDGET) -> list[str]:
     assert cli(proxy, "teams", "create", "research").returncode == 0
     secrets = [create_key(proxy, "--name", f"member{n}", "--team", "research") for n in range(PEOPLE)]
-    made = cli(proxy, "budgets", "set", "--team", "research", "--period", "day", "--tokens", str(BUDGET))
+    made = cli(proxy, "budgets", "set", "--team", "research", "--period", "day", "--tokens", str(amount))
     assert made.returncode == 0, made.stderr
     return secrets
 
 
-def test_a_hard_budget_is_spent_exactly_and_overshot_only_by_what_was_already_running(start_proxy, fake):
+class LeaseWatch:
+    """What workers held leased of the one budget, read through ``budgets list`` while clients spend it."""
+
+    def __init__(self, proxy):
+        self.proxy, self.seen, self._done = proxy, [], threading.Event()
+        self._thread = threading.Thread(target=self._watch)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.2):
+            self.seen.append(_spent(self.proxy)["leased"])
+
+    def stop(self) -> list[float]:
+        self._done.set()
+        self._thread.join()
+        return self.seen
+
+
+@pytest.mark.parametrize("amount", [BUDGET, LEASED_BUDGET], ids=["read-each-time", "leased"])
+def test_a_hard_budget_is_spent_exactly_and_overshot_only_by_what_was_already_running(start_proxy, fake, amount):
     proxy = start_proxy(base_config(fake.url), workers=2)
-    secrets = _team_with_a_budget(proxy)
+    secrets = _team_with_a_budget(proxy, amount)
+    watch = LeaseWatch(proxy)
     served, refused = _spend_until_refused([proxy], secrets)
-    _assert_spent_exactly(proxy, fake, served, refused)
+    leased = watch.stop()
+    _assert_spent_exactly(proxy, fake, served, refused, amount)
+    assert (max(leased) > 0) is (amount == LEASED_BUDGET)  # leased most of the way, the small one never
+    assert wait_for(lambda: _spent(proxy)["leased"] == 0, timeout=5)  # no lease near its end; the last given back
     trail = json.loads(cli(proxy, "audit", "--format", "json").stdout)
-    assert trail[-1]["action"] == "budget.set" and trail[-1]["after"]["amount"] == BUDGET
+    assert trail[-1]["action"] == "budget.set" and trail[-1]["after"]["amount"] == amount
 
 
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_two_instances_spend_one_budget_exactly(start_proxy, fake, postgres_cluster, redis_server):
+@pytest.mark.parametrize("amount", [BUDGET, LEASED_BUDGET], ids=["read-each-time", "leased"])
+def test_two_instances_spend_one_budget_exactly(start_proxy, fake, postgres_cluster, redis_server, amount):
     """Two instances of two workers, one PostgreSQL store, one Redis for the limits: one count for all."""
     config = base_config(fake.url)
     config["store"] = {"url": postgres_cluster.new_database()}
     config["ratelimit"] = {"storage_url": redis_server.url}
     first, second = (start_proxy(copy.deepcopy(config), workers=2) for _ in range(2))  # logs of their own
-    secrets = _team_with_a_budget(first)
+    secrets = _team_with_a_budget(first, amount)
+    watch = LeaseWatch(second)
     served, refused = _spend_until_refused([first, second], secrets)
-    _assert_spent_exactly(second, fake, served, refused)
+    leased = watch.stop()
+    _assert_spent_exactly(second, fake, served, refused, amount)
+    assert (max(leased) > 0) is (amount == LEASED_BUDGET)
 
 
 GPU_BUDGET = 2.0  # GPU-seconds a day for one key
@@ -292,3 +323,45 @@ def test_a_reload_under_budgeted_load_answers_every_request_and_charges_each_onc
     time.sleep(0.5)
     assert _spent(proxy)["spent"] == served
     assert scrape(proxy, "ollama_proxy_budget_charges_lost_total") == 0
+
+
+def test_a_worker_killed_while_it_holds_leases_loses_at_most_its_last_leases_charges(start_proxy, fake):
+    """A worker SIGKILLed under budgeted load (leased: far from the budget's end) takes the charges of its last
+    lease with it, never more, and never one twice; its leases lapse, and the budget is whole for the others."""
+    proxy = start_proxy(base_config(fake.url), workers=2)
+    secrets = _team_with_a_budget(proxy)
+    assert cli(proxy, "budgets", "set", "--team", "research", "--period", "day", "--tokens", "1e9").returncode == 0
+    stop, answered, failed = threading.Event(), [], []
+
+    def ask(secret: str) -> None:
+        while not stop.is_set():
+            try:
+                answer = _chat(proxy, secret, "how far?")
+            except requests.ConnectionError:  # its worker was killed under it
+                failed.append(time.monotonic())
+                continue
+            assert answer.status_code == 200, answer.text
+            answered.append((time.monotonic(), _tokens(answer)))
+
+    watch = LeaseWatch(proxy)
+    with ThreadPoolExecutor(ASKERS) as pool:
+        asking = [pool.submit(ask, secrets[n % PEOPLE]) for n in range(ASKERS)]
+        time.sleep(3.0)
+        victim = min(proxy.worker_pids())
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        time.sleep(3.0)
+        stop.set()
+        for each in asking:
+            each.result(timeout=60)
+    assert max(watch.stop()) > 0  # leased
+    assert victim not in proxy.worker_pids() and len(proxy.worker_pids()) == 2
+    served = sum(tokens for _, tokens in answered)
+    # Its last lease began at most a lease's time (1 s) before it died; a second more of margin for a busy worker.
+    at_risk = sum(tokens for moment, tokens in answered if killed_at - 2.0 <= moment <= killed_at + 0.5)
+    assert wait_for(lambda: _spent(proxy)["spent"] >= served - at_risk, timeout=10)
+    time.sleep(1.5)  # the live workers' leases end and land
+    spent = _spent(proxy)
+    assert served - at_risk <= spent["spent"] <= served, (served, at_risk, spent)
+    assert wait_for(lambda: _spent(proxy)["leased"] == 0, timeout=10)  # given back, or lapsed with their worker
+    assert [_chat(proxy, secrets[0], "still held?").status_code for _ in range(10)] == [200] * 10

@@ -32,7 +32,9 @@ def store(tmp_path):
 
 
 def _worker(store, clock, lost=None) -> Leases:
-    return Leases(1.0, lambda: store, (lost or []).append, clock)
+    leases = Leases(1.0, lambda: store, (lost or []).append, clock)
+    leases._start = lambda: None  # no renewing greenlet: each test renews when it means to
+    return leases
 
 
 def _budget(store, amount=16_000.0):
@@ -130,6 +132,7 @@ def test_charges_the_store_does_not_take_wait_for_the_next_renewal_and_are_count
     budget, clock, lost = _budget(store), Clock(), []
     working = store
     leases = Leases(1.0, lambda: working, lost.append, clock)
+    leases._start = lambda: None
     leases.standings([(budget, START, END)])
     leases.learn([(budget.slot, START, 10.0)])
     assert leases.renew()
@@ -161,3 +164,18 @@ def test_a_dead_workers_lease_lapses_after_twice_its_time(store):
     later = datetime.now(timezone.utc) + timedelta(seconds=2.5)
     assert store.spent([(budget.slot, START)])[(budget.slot, START)][2] == 1000.0
     assert store.spent([(budget.slot, START)], later)[(budget.slot, START)][2] == 0.0
+
+
+def test_a_request_that_outlived_its_lease_has_its_charge_added_at_once(store):
+    budget, clock = _budget(store), Clock()
+    leases = _worker(store, clock)
+    leases.standings([(budget, START, END)])
+    leases.learn([(budget.slot, START, 10.0)])
+    assert leases.renew()
+    assert leases.standings([(budget, START, END)]) is not None  # a long answer starts on the lease
+    clock.now += 1.0
+    assert leases.renew()  # the lease ends unused (the answer still runs): given back, not leased again
+    leases.charge([(budget.slot, START, 500.0)], {})
+    assert leases._wake.is_set()
+    assert leases.renew()
+    assert store.spent([(budget.slot, START)])[(budget.slot, START)] == (500.0, 0, 0.0)
