@@ -36,7 +36,7 @@ from datetime import datetime, timedelta, timezone
 
 from ollama_proxy.store import Budget, DatabaseError, ValueRefused
 from ollama_proxy.store.budgets import Standing
-from ollama_proxy.store.errors import MayHaveLanded
+from ollama_proxy.store.errors import MayHaveLanded, short_reason
 
 log = logging.getLogger(__name__)
 LEASE_SHARE = 1 / 16  # of what is left unleased: a few dozen workers together lease a fraction of it
@@ -155,13 +155,13 @@ class Leases:
                 self._on_lost(len(pending))
                 log.error("budgets: %d requests' charges not added: %s", len(pending), exc.reason)
                 return False
-            except DatabaseError as exc:
+            except Exception as exc:  # the store failed (or worse): nothing landed, so the charges wait for the next
                 with self._lock:
                     self._pending[:0] = pending
                 for key in wanted:
                     self._not_before[key] = ended + self.seconds
                 log.error("budgets: the leases cannot be renewed (%d requests' charges wait): %s", len(pending),
-                          exc.reason)
+                          exc.reason if isinstance(exc, DatabaseError) else short_reason(exc))
                 return False
             held = {(budget.slot, start): _Lease(budget, granted, spent, others)
                     for (budget, start), (spent, others, granted)
@@ -207,5 +207,5 @@ class Leases:
                 continue
             try:
                 self.renew()
-            except Exception:  # the greenlet must outlive any one failure: the next renewal may succeed
+            except Exception:  # the greenlet outlives any one failure: the charges held wait for the next renewal
                 log.exception("budgets: renewing the leases failed")

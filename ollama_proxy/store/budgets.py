@@ -415,9 +415,11 @@ def _upsert(dialect_name: str):
 
 
 def _charge_rows(requests) -> list[dict]:
-    """The values of ``_charge_statement`` for each charge of each (charges, ids) of ``requests``."""
+    """The values of ``_charge_statement`` for each charge of each (charges, ids) of ``requests``: in the order of
+    the rows they add to, so that two transactions lock rows in one order and never wait for each other."""
     return [{**_period_values(slot, start, amount, 0), "checked": slot[:2] in ids, "holder_id": ids.get(slot[:2])}
-            for charges, ids in requests for slot, start, amount in charges]
+            for slot, start, amount, ids in sorted(((*charge, ids) for charges, ids in requests for charge in charges),
+                                                   key=lambda charge: charge[:2])]
 
 
 @functools.lru_cache(maxsize=8)

@@ -10,7 +10,7 @@ import pytest
 
 from ollama_proxy.config import StoreSettings
 from ollama_proxy.store import Missing, StoreError, open_store
-from ollama_proxy.store.budgets import period_bounds
+from ollama_proxy.store.budgets import _charge_rows, period_bounds
 from tests.actors import TESTER
 
 UTC = timezone.utc
@@ -229,3 +229,13 @@ def test_processes_leasing_at_once_never_lease_more_than_is_left(store_url, stor
     spent, _, leased = store.spent([(budget.slot, start)], now)[(budget.slot, start)]
     assert spent == 100.0  # every charge added once
     assert 0 < leased <= 1000 - spent
+
+
+def test_charges_sent_together_add_to_their_rows_in_one_order_whatever_order_they_came_in():
+    """Two transactions that lock the same rows in one order never wait for each other (no deadlock)."""
+    day = datetime(2026, 11, 25, tzinfo=UTC)
+    team, first, second = (("team", "lab", "day", "tokens"), ("key", "a", "day", "tokens"),
+                           ("key", "b", "day", "tokens"))
+    rows = _charge_rows([([(team, day, 1.0), (second, day, 2.0)], {}), ([(first, day, 3.0)], {("key", "a"): 7})])
+    assert [(row["holder_kind"], row["holder"], row["spent"], row["holder_id"]) for row in rows] == [
+        ("key", "a", 3.0, 7), ("key", "b", 2.0, None), ("team", "lab", 1.0, None)]
