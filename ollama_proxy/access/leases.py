@@ -176,7 +176,7 @@ class Leases:
 
     def close(self) -> None:
         """Add the charges held and give back every lease: the worker's last act."""
-        if (self._pending or self._held) and not self.renew(again=False):
+        if (self._pending or self._held) and not self.renew(again=False) and self._pending:
             self._on_lost(len(self._pending))
             log.error("budgets: %d requests' charges not added as the worker stopped", len(self._pending))
             self._pending = []

@@ -9,6 +9,7 @@ import pytest
 from ollama_proxy.access.leases import LEASE_SHARE, LEAST_REQUESTS, Leases, lease_size
 from ollama_proxy.config import StoreSettings
 from ollama_proxy.store import DatabaseError, open_store
+from ollama_proxy.store.errors import MayHaveLanded
 from tests.actors import TESTER
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -179,3 +180,26 @@ def test_a_request_that_outlived_its_lease_has_its_charge_added_at_once(store):
     assert leases._wake.is_set()
     assert leases.renew()
     assert store.spent([(budget.slot, START)])[(budget.slot, START)] == (500.0, 0, 0.0)
+
+
+def test_charges_whose_commit_was_cut_are_counted_lost_once_never_sent_again(store):
+    budget, clock, lost = _budget(store), Clock(), []
+    working = store
+    leases = Leases(1.0, lambda: working, lost.append, clock)
+    leases._start = lambda: None
+    leases.standings([(budget, START, END)])
+    leases.learn([(budget.slot, START, 10.0)])
+    assert leases.renew()
+    leases.charge([(budget.slot, START, 42.0)], {})
+    leases.charge([(budget.slot, START, 8.0)], {})
+
+    class CutAsItCommitted:
+        def renew_leases(self, *args):
+            raise MayHaveLanded("server closed the connection unexpectedly", "the connection was lost")
+
+    working = CutAsItCommitted()
+    leases.close()
+    assert lost == [2]
+    working = store
+    assert leases.renew()  # nothing is held to send again
+    assert store.spent([(budget.slot, START)])[(budget.slot, START)][0] == 0.0
