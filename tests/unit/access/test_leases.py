@@ -38,6 +38,13 @@ def _worker(store, clock, lost=None) -> Leases:
     return leases
 
 
+def _lease(leases: Leases, budget) -> None:
+    """Have ``leases`` lease ``budget``, as a worker does once a request read it and charged it 10 tokens."""
+    leases.standings([(budget, START, END)])
+    leases.learn([(budget.slot, START, 10.0)])
+    assert leases.renew()
+
+
 def _budget(store, amount=16_000.0):
     return store.set_budget("team", "lab", period="month", unit="tokens", amount=amount, by=TESTER)
 
@@ -82,9 +89,7 @@ def test_a_worker_leases_once_a_charge_is_known_then_admits_and_charges_without_
 def test_a_lease_admits_nothing_once_its_time_is_over_nor_for_a_budget_changed_since(store):
     budget, clock = _budget(store), Clock()
     leases = _worker(store, clock)
-    leases.standings([(budget, START, END)])
-    leases.learn([(budget.slot, START, 10.0)])
-    assert leases.renew()
+    _lease(leases, budget)
     assert leases.standings([(budget, START, END)]) is not None
     raised = _budget(store, amount=32_000.0)
     assert leases.standings([(raised, START, END)]) is None
@@ -109,9 +114,7 @@ def test_two_workers_lease_apart_and_a_read_counts_both_as_spent(store):
     budget, clock = _budget(store), Clock()
     first, second = _worker(store, clock), _worker(store, clock)
     for leases in (first, second):
-        leases.standings([(budget, START, END)])
-        leases.learn([(budget.slot, START, 10.0)])
-        assert leases.renew()
+        _lease(leases, budget)
     standing, = second.standings([(budget, START, END)])
     assert standing.leased == 1000.0  # the first's sixteenth of 16,000
     spent, _, leased = store.spent([(budget.slot, START)])[(budget.slot, START)]
@@ -121,9 +124,7 @@ def test_two_workers_lease_apart_and_a_read_counts_both_as_spent(store):
 def test_a_worker_that_stops_adds_what_it_holds_and_gives_its_leases_back(store):
     budget, clock = _budget(store), Clock()
     leases = _worker(store, clock)
-    leases.standings([(budget, START, END)])
-    leases.learn([(budget.slot, START, 10.0)])
-    assert leases.renew()
+    _lease(leases, budget)
     leases.charge([(budget.slot, START, 42.0)], {})
     leases.close()
     assert store.spent([(budget.slot, START)])[(budget.slot, START)] == (42.0, 0, 0.0)
@@ -134,9 +135,7 @@ def test_charges_the_store_does_not_take_wait_for_the_next_renewal_and_are_count
     working = store
     leases = Leases(1.0, lambda: working, lost.append, clock)
     leases._start = lambda: None
-    leases.standings([(budget, START, END)])
-    leases.learn([(budget.slot, START, 10.0)])
-    assert leases.renew()
+    _lease(leases, budget)
     leases.charge([(budget.slot, START, 42.0)], {})
 
     class Broken:
@@ -159,9 +158,7 @@ def test_charges_the_store_does_not_take_wait_for_the_next_renewal_and_are_count
 def test_a_dead_workers_lease_lapses_after_twice_its_time(store):
     budget, clock = _budget(store), Clock()
     leases = _worker(store, clock)
-    leases.standings([(budget, START, END)])
-    leases.learn([(budget.slot, START, 10.0)])
-    assert leases.renew()
+    _lease(leases, budget)
     later = datetime.now(timezone.utc) + timedelta(seconds=2.5)
     assert store.spent([(budget.slot, START)])[(budget.slot, START)][2] == 1000.0
     assert store.spent([(budget.slot, START)], later)[(budget.slot, START)][2] == 0.0
@@ -170,9 +167,7 @@ def test_a_dead_workers_lease_lapses_after_twice_its_time(store):
 def test_a_request_that_outlived_its_lease_has_its_charge_added_at_once(store):
     budget, clock = _budget(store), Clock()
     leases = _worker(store, clock)
-    leases.standings([(budget, START, END)])
-    leases.learn([(budget.slot, START, 10.0)])
-    assert leases.renew()
+    _lease(leases, budget)
     assert leases.standings([(budget, START, END)]) is not None  # a long answer starts on the lease
     clock.now += 1.0
     assert leases.renew()  # the lease ends unused (the answer still runs): given back, not leased again
@@ -187,9 +182,7 @@ def test_charges_whose_commit_was_cut_are_counted_lost_once_never_sent_again(sto
     working = store
     leases = Leases(1.0, lambda: working, lost.append, clock)
     leases._start = lambda: None
-    leases.standings([(budget, START, END)])
-    leases.learn([(budget.slot, START, 10.0)])
-    assert leases.renew()
+    _lease(leases, budget)
     leases.charge([(budget.slot, START, 42.0)], {})
     leases.charge([(budget.slot, START, 8.0)], {})
 
