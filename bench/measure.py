@@ -43,8 +43,8 @@ def merge(parts: list[Results]) -> Results:
     return merged
 
 
-def run(jobs: list[Job], parties: dict[str, list[int]]) -> Run:
-    """Run each job in its own driver process; watch the parties' CPU, and the proxy's memory."""
+def run(jobs: list[Job], parties: dict[str, list[int]], rss_of: str = "proxy") -> Run:
+    """Run each job in its own driver process; watch the parties' CPU, and the memory of ``rss_of``."""
     t0 = time.monotonic() + START_DELAY
     jobs = [Job(**{**job.__dict__, "t0": t0}) for job in jobs]
     before = {name: procstat.cpu_seconds(pids) for name, pids in parties.items()}
@@ -53,7 +53,7 @@ def run(jobs: list[Job], parties: dict[str, list[int]]) -> Run:
     with ProcessPoolExecutor(len(jobs), mp_context=get_context("fork")) as pool:
         futures = [pool.submit(drive, job) for job in jobs]
         while wait(futures, SAMPLE_EVERY, FIRST_EXCEPTION).not_done:
-            rss_max = max(rss_max, procstat.rss_bytes(parties.get("proxy", [])))
+            rss_max = max(rss_max, procstat.rss_bytes(parties.get(rss_of, [])))
         parts = [future.result() for future in futures]
     wall = time.monotonic() - started - START_DELAY
     cpu = {name: procstat.cpu_seconds(pids) - before[name] for name, pids in parties.items()}

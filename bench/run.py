@@ -1,7 +1,9 @@
 """Run every benchmark scenario, straight to the fake upstream and through the proxy: ``python -m bench.run``.
 
-Prints one table: each figure measured direct and via the proxy in the same
-run, what the proxy adds (or the ratio), and whether the issue's target is met.
+Prints one table: each figure measured direct, through the bare design
+(``bench/bare.py``: Flask, ``requests`` and gunicorn's gevent worker alone) and
+via the proxy in the same run, what the proxy adds over direct and over the
+bare design (or the ratio), and whether the issue's target is met.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 from bench import procstat, translation
+from bench.bare import bare_proxy
 from bench.load import Job, raise_open_files_limit
 from bench.measure import Run, percentile, run
 from bench.servers import ROOT, TOKEN, fake_upstream, proxy
@@ -45,6 +48,12 @@ class Row:
     proxy: float | None
     compare: str = "added"  # "added", "ratio" or "" (nothing to compare)
     target: tuple[str, str, float] | None = None
+    bare: float | None = None  # through the bare design
+
+    def over_bare(self) -> float | None:
+        if self.bare is None or self.proxy is None or self.compare != "added":
+            return None
+        return self.proxy - self.bare
 
     def added(self) -> float | None:
         if self.direct is None or self.proxy is None or self.compare != "added":
@@ -71,6 +80,7 @@ class Setup:
     """The servers under test and how hard to drive them."""
 
     upstream_port: int
+    bare_port: int
     proxy_port: int
     parties: dict[str, list[int]]
     quick: bool
@@ -82,13 +92,13 @@ class Setup:
     def job(self, port: int, path: str, body: dict, **options) -> Job:
         return Job(port, path, body, headers={"Authorization": f"Bearer {TOKEN}"}, **options)
 
-    def both(self, path: str, body: dict, **options) -> tuple[Run, Run]:
-        """Run the same load straight to the upstream, then through the proxy."""
-        direct = run([self.job(self.upstream_port, path, body, **options)], self.parties)
-        time.sleep(0.5)
-        via = run([self.job(self.proxy_port, path, body, **options)], self.parties)
-        time.sleep(0.5)
-        return direct, via
+    def each(self, path: str, body: dict, **options) -> tuple[Run, Run, Run]:
+        """Run the same load straight to the upstream, through the bare design, then through the proxy."""
+        runs = []
+        for port in (self.upstream_port, self.bare_port, self.proxy_port):
+            runs.append(run([self.job(port, path, body, **options)], self.parties))
+            time.sleep(0.5)
+        return tuple(runs)
 
 
 def latency_rows(setup: Setup) -> list[Row]:
@@ -96,36 +106,43 @@ def latency_rows(setup: Setup) -> list[Row]:
     at a person's pace (``THINK_RATE``), the proxy idle between requests."""
     seconds = 2.0 if setup.quick else 10.0
     body = {"model": "bench", "messages": CHAT, "stream": False}
-    rows, failed = [], [0, 0]
+    rows, failed = [], [0, 0, 0]  # direct, bare, via
     for concurrency in (1, 16, 64):
-        direct, via = setup.both("/api/chat", body, connections=concurrency, duration=seconds)
+        direct, bare, via = setup.each("/api/chat", body, connections=concurrency, duration=seconds)
         name = f"1. request latency, c={concurrency}"
         limits = (1.0, 5.0) if concurrency == 1 else (None, None)
-        for label, fraction, limit in (("p50", 0.5, limits[0]), ("p99", 0.99, limits[1])):
-            rows.append(Row(name, f"latency {label}, ms", percentile(direct.results.latencies, fraction) * MS,
-                            percentile(via.results.latencies, fraction) * MS,
-                            target=("added", "≤", limit) if limit else None))
+        rows += latency_percentiles(name, (direct, bare, via), limits)
         if concurrency > 1:
-            rows.append(Row(name, "requests/s", direct.results.completed / direct.wall,
-                            via.results.completed / via.wall, "ratio",
+            direct_rate, bare_rate, proxy_rate = (one.results.completed / one.wall for one in (direct, bare, via))
+            rows.append(Row(name, "requests/s", direct_rate, proxy_rate, "ratio", bare=bare_rate,
                             target=("proxy", "≥", 1500) if concurrency == 16 else None))
-        failed = [failed[0] + direct.results.failed, failed[1] + via.results.failed]
-    cost = cost_rows("1. request latency, c=64", direct, via)
-    direct, via = setup.both("/api/chat", body, connections=1, duration=2 * seconds, pace=1 / THINK_RATE)
-    name = f"1. request latency, think time ({THINK_RATE:g} req/s on one connection)"
-    for label, fraction, limit in (("p50", 0.5, 1.0), ("p99", 0.99, None)):
-        rows.append(Row(name, f"latency {label}, ms", percentile(direct.results.latencies, fraction) * MS,
-                        percentile(via.results.latencies, fraction) * MS,
-                        target=("added", "≤", limit) if limit else None))
-    failed = [failed[0] + direct.results.failed, failed[1] + via.results.failed]
-    rows.append(Row("1. request latency", "failed requests, all", *failed, "", target=("proxy", "≤", 0)))
+        failed = [count + one.results.failed for count, one in zip(failed, (direct, bare, via), strict=True)]
+    cost = cost_rows("1. request latency, c=64", direct, bare, via)
+    runs = setup.each("/api/chat", body, connections=1, duration=2 * seconds, pace=1 / THINK_RATE)
+    rows += latency_percentiles(f"1. request latency, think time ({THINK_RATE:g} req/s on one connection)", runs,
+                                (1.0, None))
+    failed = [count + one.results.failed for count, one in zip(failed, runs, strict=True)]
+    rows.append(Row("1. request latency", "failed requests, all", failed[0], failed[2], "", bare=failed[1],
+                    target=("proxy", "≤", 0)))
     return rows + cost
 
 
-def cost_rows(name: str, direct: Run, via: Run) -> list[Row]:
-    """Return each party's CPU during a pair of runs, in % of one core (200 % is both cores of two)."""
+def latency_percentiles(name: str, runs: tuple[Run, Run, Run], limits: tuple) -> list[Row]:
+    """Return the p50 and p99 latency rows of one load run direct, bare and via the proxy."""
+    rows = []
+    for label, fraction, limit in (("p50", 0.5, limits[0]), ("p99", 0.99, limits[1])):
+        direct, bare, via = (percentile(one.results.latencies, fraction) * MS for one in runs)
+        rows.append(Row(name, f"latency {label}, ms", direct, via, bare=bare,
+                        target=("added", "≤", limit) if limit else None))
+    return rows
+
+
+def cost_rows(name: str, direct: Run, bare: Run, via: Run) -> list[Row]:
+    """Return each party's CPU during the runs, in % of one core (200 % is both cores of two); the bare design's
+    own CPU stands in its column on the proxy's line."""
     return [Row(name, f"{party} CPU, % of a core", None if party == "proxy" else direct.cores(party) * 100,
-                via.cores(party) * 100, "") for party in ("proxy", "upstream", "driver", "others")]
+                via.cores(party) * 100, "", bare=bare.cores("bare" if party == "proxy" else party) * 100)
+            for party in ("proxy", "upstream", "driver", "others")]
 
 
 def stream_rows(setup: Setup) -> list[Row]:
@@ -135,33 +152,34 @@ def stream_rows(setup: Setup) -> list[Row]:
     share = -(-setup.streams // setup.drivers)
     options = dict(duration=setup.stream_seconds, repeat=False, ramp=setup.stream_seconds / 6, stamps=count)
     runs = []
-    for port in (setup.upstream_port, setup.proxy_port):
+    for port, party in ((setup.upstream_port, "upstream"), (setup.bare_port, "bare"), (setup.proxy_port, "proxy")):
         jobs = [setup.job(port, "/api/chat", body, connections=min(share, setup.streams - i * share), **options)
                 for i in range(setup.drivers)]
-        runs.append(run(jobs, setup.parties))
+        runs.append(run(jobs, setup.parties, rss_of=party))
         time.sleep(0.5)
-    direct, via = runs
+    direct, bare, via = runs
     name = f"2. {setup.streams} streams × {setup.rate:g}/s × {setup.stream_seconds:g}s"
     per_chunk = [run.cpu[party] / max(1, len(run.results.delays)) * 1e6
-                 for run, party in ((direct, "upstream"), (via, "proxy"))]
+                 for run, party in ((direct, "upstream"), (via, "proxy"), (bare, "bare"))]
     return [Row(name, "streams complete", direct.results.completed, via.results.completed, "",
-                target=("proxy", "≥", setup.streams)),
-            *delay_rows(name, direct, via),
-            Row(name, "proxy RSS max, MB", None, via.proxy_rss_max / MB, "", target=("proxy", "≤", 300)),
-            Row(name, "CPU per chunk (direct: the upstream), µs", *per_chunk, ""),
-            *cost_rows(name, direct, via)]
+                bare=bare.results.completed, target=("proxy", "≥", setup.streams)),
+            *delay_rows(name, direct, bare, via),
+            Row(name, "proxy RSS max, MB", None, via.proxy_rss_max / MB, "", bare=bare.proxy_rss_max / MB,
+                target=("proxy", "≤", 300)),
+            Row(name, "CPU per chunk (direct: the upstream), µs", *per_chunk[:2], "", bare=per_chunk[2]),
+            *cost_rows(name, direct, bare, via)]
 
 
-def delay_rows(name: str, direct: Run, via: Run) -> list[Row]:
+def delay_rows(name: str, direct: Run, bare: Run, via: Run) -> list[Row]:
     """Return the chunk delays of a stream run: over every chunk, and while every stream is open."""
     rows = []
     for which, label, stats in (("delays", "all chunks", ("p50", "p99", "max")),
                                 ("steady_delays", "all streams open", ("p50", "p99"))):
         for stat in stats:
             fraction = {"p50": 0.5, "p99": 0.99, "max": 1.0}[stat]
-            rows.append(Row(name, f"chunk delay {stat} ({label}), ms",
-                            percentile(getattr(direct.results, which), fraction) * MS,
-                            percentile(getattr(via.results, which), fraction) * MS,
+            direct_delay, bare_delay, proxy_delay = (percentile(getattr(one.results, which), fraction) * MS
+                                                     for one in (direct, bare, via))
+            rows.append(Row(name, f"chunk delay {stat} ({label}), ms", direct_delay, proxy_delay, bare=bare_delay,
                             target=("added", "≤", 5.0) if stat == "p99" else None))
     return rows
 
@@ -170,15 +188,17 @@ def first_chunk_rows(setup: Setup) -> list[Row]:
     """Scenario 3: time to the first chunk of a stream, one request at a time, on each surface."""
     seconds = 2.0 if setup.quick else 5.0
     path, body = SURFACES["native /api/chat"]
-    direct = run([setup.job(setup.upstream_port, path, body, duration=seconds, stamps=1)], setup.parties)
+    direct, bare = (run([setup.job(port, path, body, duration=seconds, stamps=1)], setup.parties)
+                    for port in (setup.upstream_port, setup.bare_port))
     rows = []
     for surface, (path, body) in SURFACES.items():
         via = run([setup.job(setup.proxy_port, path, body, duration=seconds, stamps=1)], setup.parties)
         name = f"3. first chunk, {surface}"
         native = surface.startswith("native")
         for label, fraction, limit in (("p50", 0.5, 2.0), ("p99", 0.99, None)):
-            rows.append(Row(name, f"time to first chunk {label}, ms", percentile(direct.results.first_chunks,
-                            fraction) * MS, percentile(via.results.first_chunks, fraction) * MS,
+            direct_first, bare_first, proxy_first = (percentile(one.results.first_chunks, fraction) * MS
+                                                     for one in (direct, bare, via))
+            rows.append(Row(name, f"time to first chunk {label}, ms", direct_first, proxy_first, bare=bare_first,
                             target=("added", "≤", limit) if limit and native else None))
         if via.results.failed:
             rows.append(Row(name, "failed requests", direct.results.failed, via.results.failed, "",
@@ -202,11 +222,13 @@ def number(value: float | None, digits: int = 2) -> str:
 
 def table(rows: list[Row]) -> str:
     """Return the rows as a Markdown table."""
-    lines = ["| scenario | metric | direct | via proxy | added | ratio | target |", "|---|---|--:|--:|--:|--:|---|"]
+    lines = ["| scenario | metric | direct | bare design | via proxy | added | added over bare | ratio | target |",
+             "|---|---|--:|--:|--:|--:|--:|--:|---|"]
     for row in rows:
         ratio = row.ratio()
-        lines.append(f"| {row.scenario} | {row.metric} | {number(row.direct)} | {number(row.proxy)} | "
-                     f"{number(row.added())} | {'-' if ratio is None else f'×{ratio:.2f}'} | {row.verdict()} |")
+        lines.append(f"| {row.scenario} | {row.metric} | {number(row.direct)} | {number(row.bare)} | "
+                     f"{number(row.proxy)} | {number(row.added())} | {number(row.over_bare())} | "
+                     f"{'-' if ratio is None else f'×{ratio:.2f}'} | {row.verdict()} |")
     return "\n".join(lines)
 
 
@@ -249,9 +271,11 @@ def main(argv: list[str] | None = None) -> None:
     scenarios = {"1": latency_rows, "2": stream_rows, "3": first_chunk_rows, "4": translation_rows}
     chosen = [key for key in scenarios if not args.only or key in args.only]
     rows = []
-    with fake_upstream(args.rate) as upstream, proxy(upstream.port, args.workers) as server:
-        parties = {"proxy": procstat.tree(server.process.pid), "upstream": [upstream.pid]}
-        setup = Setup(upstream.port, server.port, parties, args.quick, args.drivers, args.streams,
+    with (fake_upstream(args.rate) as upstream, bare_proxy(upstream.port, args.workers) as bare,
+          proxy(upstream.port, args.workers) as server):
+        parties = {"proxy": procstat.tree(server.process.pid), "upstream": [upstream.pid],
+                   "bare": procstat.tree(bare.pid)}
+        setup = Setup(upstream.port, bare.port, server.port, parties, args.quick, args.drivers, args.streams,
                       args.stream_seconds, args.rate)
         for key in chosen:
             print(f"running scenario {key} …", file=sys.stderr, flush=True)

@@ -71,3 +71,24 @@ def test_a_paced_connection_sends_each_request_no_sooner_than_its_pace_after_the
     assert results.failed == 0 and results.completed == len(arrivals)
     assert 2 <= results.completed <= round(duration / pace) + 1, results.completed
     assert all(at >= began + number * pace for number, at in enumerate(arrivals)), [at - began for at in arrivals]
+
+
+def test_the_bare_design_passes_each_answer_on_as_the_upstream_gave_it():
+    # The floor the proxy is weighed against must do the proxy's job, no less: the same answer, streamed or whole.
+    import requests
+
+    from bench.bare import bare_proxy
+    from bench.load import STAMP
+    from bench.servers import fake_upstream
+
+    def answers(port: int) -> list:
+        got, chat = [], {"model": "bench", "messages": [{"role": "user", "content": "hi"}]}
+        for body in ({**chat, "stream": False}, {**chat, "options": {"num_predict": 3}}):
+            answer = requests.post(f"http://127.0.0.1:{port}/api/chat", json=body, timeout=10)
+            got.append((answer.status_code, answer.headers["Content-Type"], STAMP.sub(b"", answer.content)))
+        return got
+
+    with fake_upstream(rate=100.0) as upstream, bare_proxy(upstream.port, workers=1) as bare:
+        direct, through = answers(upstream.port), answers(bare.port)
+    assert through == direct
+    assert [len(content.splitlines()) for _, _, content in through] == [1, 4]  # whole; three chunks and the last
