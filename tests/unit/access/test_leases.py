@@ -11,17 +11,10 @@ from ollama_proxy.config import StoreSettings
 from ollama_proxy.store import DatabaseError, open_store
 from ollama_proxy.store.errors import MayHaveLanded
 from tests.actors import TESTER
+from tests.fakes.clock import ManualClock
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 END = datetime(2026, 12, 1, tzinfo=timezone.utc)
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -64,7 +57,7 @@ def test_a_lease_is_a_share_of_what_is_left_unleased_worth_several_typical_charg
 
 
 def test_a_worker_leases_once_a_charge_is_known_then_admits_and_charges_without_the_store(store):
-    budget, clock = _budget(store), Clock()
+    budget, clock = _budget(store), ManualClock()
     leases = _worker(store, clock)
     periods = [(budget, START, END)]
     assert leases.standings(periods) is None  # not leased: the request reads; it is wanted
@@ -87,7 +80,7 @@ def test_a_worker_leases_once_a_charge_is_known_then_admits_and_charges_without_
 
 
 def test_a_lease_admits_nothing_once_its_time_is_over_nor_for_a_budget_changed_since(store):
-    budget, clock = _budget(store), Clock()
+    budget, clock = _budget(store), ManualClock()
     leases = _worker(store, clock)
     _lease(leases, budget)
     assert leases.standings([(budget, START, END)]) is not None
@@ -98,7 +91,7 @@ def test_a_lease_admits_nothing_once_its_time_is_over_nor_for_a_budget_changed_s
 
 
 def test_a_budget_near_its_end_is_leased_to_no_one_and_not_asked_for_again_for_a_leases_time(store):
-    budget, clock = _budget(store, amount=1000.0), Clock()
+    budget, clock = _budget(store, amount=1000.0), ManualClock()
     leases = _worker(store, clock)
     leases.standings([(budget, START, END)])
     leases.learn([(budget.slot, START, 10.0)])  # a sixteenth of 1000 is worth fewer than 8 such charges
@@ -111,7 +104,7 @@ def test_a_budget_near_its_end_is_leased_to_no_one_and_not_asked_for_again_for_a
 
 
 def test_two_workers_lease_apart_and_a_read_counts_both_as_spent(store):
-    budget, clock = _budget(store), Clock()
+    budget, clock = _budget(store), ManualClock()
     first, second = _worker(store, clock), _worker(store, clock)
     for leases in (first, second):
         _lease(leases, budget)
@@ -122,7 +115,7 @@ def test_two_workers_lease_apart_and_a_read_counts_both_as_spent(store):
 
 
 def test_a_worker_that_stops_adds_what_it_holds_and_gives_its_leases_back(store):
-    budget, clock = _budget(store), Clock()
+    budget, clock = _budget(store), ManualClock()
     leases = _worker(store, clock)
     _lease(leases, budget)
     leases.charge([(budget.slot, START, 42.0)], {})
@@ -131,7 +124,7 @@ def test_a_worker_that_stops_adds_what_it_holds_and_gives_its_leases_back(store)
 
 
 def test_charges_the_store_does_not_take_wait_for_the_next_renewal_and_are_counted_lost_only_at_the_end(store):
-    budget, clock, lost = _budget(store), Clock(), []
+    budget, clock, lost = _budget(store), ManualClock(), []
     working = store
     leases = Leases(1.0, lambda: working, lost.append, clock)
     leases._start = lambda: None
@@ -156,7 +149,7 @@ def test_charges_the_store_does_not_take_wait_for_the_next_renewal_and_are_count
 
 
 def test_a_dead_workers_lease_lapses_after_twice_its_time(store):
-    budget, clock = _budget(store), Clock()
+    budget, clock = _budget(store), ManualClock()
     leases = _worker(store, clock)
     _lease(leases, budget)
     later = datetime.now(timezone.utc) + timedelta(seconds=2.5)
@@ -165,7 +158,7 @@ def test_a_dead_workers_lease_lapses_after_twice_its_time(store):
 
 
 def test_a_request_that_outlived_its_lease_has_its_charge_added_at_once(store):
-    budget, clock = _budget(store), Clock()
+    budget, clock = _budget(store), ManualClock()
     leases = _worker(store, clock)
     _lease(leases, budget)
     assert leases.standings([(budget, START, END)]) is not None  # a long answer starts on the lease
@@ -178,7 +171,7 @@ def test_a_request_that_outlived_its_lease_has_its_charge_added_at_once(store):
 
 
 def test_charges_whose_commit_was_cut_are_counted_lost_once_never_sent_again(store):
-    budget, clock, lost = _budget(store), Clock(), []
+    budget, clock, lost = _budget(store), ManualClock(), []
     working = store
     leases = Leases(1.0, lambda: working, lost.append, clock)
     leases._start = lambda: None

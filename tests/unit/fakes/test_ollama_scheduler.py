@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.fakes.clock import ManualClock
 from tests.fakes.ollama_runner import (
     CANCELLED,
     DROPPED,
@@ -16,22 +17,9 @@ from tests.fakes.ollama_runner import (
 from tests.fakes.ollama_scheduler import OllamaScheduler
 
 
-class FakeClock:
-    """A clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return ManualClock(0.0)
 
 
 def scheduler(clock, **settings):

@@ -12,6 +12,7 @@ from ollama_proxy.scheduler.decisions.prefix import chain_of
 from ollama_proxy.scheduler.decisions.servers import Loaded, Placement, ServerSpec, Start
 from ollama_proxy.scheduler.transport import wire
 from ollama_proxy.scheduler.transport.arbiter import Arbiter
+from tests.fakes.clock import ManualClock
 
 
 class Worker:
@@ -28,18 +29,10 @@ class Worker:
         return [m["id"] for m in self.sent if m["op"] == op]
 
 
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def arbiter():
     scheduler = Scheduler([ServerSpec("gpu1", num_parallel=2, max_loaded_models=1)], Bounds())
-    return Arbiter(scheduler, Clock())
+    return Arbiter(scheduler, ManualClock())
 
 
 def _ticket(ticket_id: str, model: str = "m", candidates=("gpu1",), principal: str = "alice") -> Ticket:
@@ -152,7 +145,7 @@ def test_a_worker_whose_line_broke_mid_decision_does_not_stop_the_grants_to_the_
 
 
 def test_a_request_held_back_by_a_bound_is_granted_once_it_runs_out_with_nothing_else_happening():
-    clock = Clock()
+    clock = ManualClock()
     specs = [ServerSpec("gpu1", num_parallel=1, max_loaded_models=1), ServerSpec("gpu2", num_parallel=1)]
     scheduler = Scheduler(specs, Bounds(prefix_hold=1.0), Estimates(default_slot_seconds=1.0, default_prefill_rate=100))
     for server in scheduler.servers.values():
