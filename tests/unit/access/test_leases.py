@@ -25,8 +25,28 @@ def store(tmp_path):
     opened.close()
 
 
+class Reached:
+    """The store a worker reaches, which the test swaps: the real one, or one whose renewals fail."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def __call__(self):
+        return self.store
+
+
+class Failing:
+    def __init__(self, error: DatabaseError):
+        self.error = error
+
+    def renew_leases(self, *args):
+        raise self.error
+
+
 def _worker(store, clock, lost=None) -> Leases:
-    leases = Leases(1.0, lambda: store, (lost or []).append, clock)
+    """A worker's leases on ``store`` (or on what a ``Reached`` gives)."""
+    reach = store if isinstance(store, Reached) else lambda: store
+    leases = Leases(1.0, reach, [].append if lost is None else lost.append, clock)
     leases._start = lambda: None  # no renewing greenlet: each test renews when it means to
     return leases
 
@@ -124,25 +144,20 @@ def test_a_worker_that_stops_adds_what_it_holds_and_gives_its_leases_back(store)
 
 
 def test_charges_the_store_does_not_take_wait_for_the_next_renewal_and_are_counted_lost_only_at_the_end(store):
-    budget, clock, lost = _budget(store), ManualClock(), []
-    working = store
-    leases = Leases(1.0, lambda: working, lost.append, clock)
-    leases._start = lambda: None
+    budget, clock, lost, reached = _budget(store), ManualClock(), [], Reached(store)
+    leases = _worker(reached, clock, lost)
     _lease(leases, budget)
     leases.charge([(budget.slot, START, 42.0)], {})
+    broken = Failing(DatabaseError("the store cannot be reached", "connection refused"))
 
-    class Broken:
-        def renew_leases(self, *args):
-            raise DatabaseError("the store cannot be reached", "connection refused")
-
-    working = Broken()
+    reached.store = broken
     assert not leases.renew()
     assert leases.standings([(budget, START, END)]) is None  # nothing is leased: requests read (and get a 503)
-    working = store
+    reached.store = store
     assert leases.renew()
     assert store.spent([(budget.slot, START)])[(budget.slot, START)][0] == 42.0
     leases.charge([(budget.slot, START, 8.0)], {})  # one more on no lease: held all the same
-    working = Broken()
+    reached.store = broken
     leases.close()
     assert lost == [1]
     assert store.spent([(budget.slot, START)])[(budget.slot, START)][0] == 42.0
@@ -171,21 +186,15 @@ def test_a_request_that_outlived_its_lease_has_its_charge_added_at_once(store):
 
 
 def test_charges_whose_commit_was_cut_are_counted_lost_once_never_sent_again(store):
-    budget, clock, lost = _budget(store), ManualClock(), []
-    working = store
-    leases = Leases(1.0, lambda: working, lost.append, clock)
-    leases._start = lambda: None
+    budget, clock, lost, reached = _budget(store), ManualClock(), [], Reached(store)
+    leases = _worker(reached, clock, lost)
     _lease(leases, budget)
     leases.charge([(budget.slot, START, 42.0)], {})
     leases.charge([(budget.slot, START, 8.0)], {})
 
-    class CutAsItCommitted:
-        def renew_leases(self, *args):
-            raise MayHaveLanded("server closed the connection unexpectedly", "the connection was lost")
-
-    working = CutAsItCommitted()
+    reached.store = Failing(MayHaveLanded("server closed the connection unexpectedly", "the connection was lost"))
     leases.close()
     assert lost == [2]
-    working = store
+    reached.store = store
     assert leases.renew()  # nothing is held to send again
     assert store.spent([(budget.slot, START)])[(budget.slot, START)][0] == 0.0
