@@ -161,14 +161,17 @@ budgets = Table(
 )
 
 # What each holder spent in each period (the period's start, UTC), in each unit: added to as requests end.
+def _budget_period_columns() -> list[Column]:
+    """The columns that name one period of one budget: its holder, period, unit and the period's start."""
+    return [Column("holder_kind", String(8), nullable=False), Column("holder", String(100), nullable=False),
+            Column("period", String(8), nullable=False), Column("unit", String(16), nullable=False),
+            Column("period_start", UtcDateTime, nullable=False)]
+
+
 budget_spend = Table(
     "budget_spend", metadata,
     Column("id", Integer, primary_key=True),
-    Column("holder_kind", String(8), nullable=False),
-    Column("holder", String(100), nullable=False),
-    Column("period", String(8), nullable=False),
-    Column("unit", String(16), nullable=False),
-    Column("period_start", UtcDateTime, nullable=False),
+    *_budget_period_columns(),
     Column("spent", Float, nullable=False),
     Column("refusals", Integer, nullable=False, server_default="0"),  # requests a shadow budget would have refused
     UniqueConstraint("holder_kind", "holder", "period", "unit", "period_start", name="uq_budget_spend_period"),
@@ -180,11 +183,7 @@ budget_spend = Table(
 budget_leases = Table(
     "budget_leases", metadata,
     Column("id", Integer, primary_key=True),
-    Column("holder_kind", String(8), nullable=False),
-    Column("holder", String(100), nullable=False),
-    Column("period", String(8), nullable=False),
-    Column("unit", String(16), nullable=False),
-    Column("period_start", UtcDateTime, nullable=False),
+    *_budget_period_columns(),
     Column("lessee", String(80), nullable=False),  # the worker: host, pid and a random part
     Column("amount", Float, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
