@@ -66,3 +66,46 @@ def test_the_worker_is_gunicorns_gevent_worker():
     from ollama_proxy.worker import GeventWorker
 
     assert issubclass(GeventWorker, GunicornGeventWorker)
+
+
+def _served_after_a_request(monkeypatch, turn: bool) -> list[str]:
+    """Two connections whose data the event loop finds ready at once: one ends a request (gunicorn's own work
+    left out) in the proxy's worker, or in gunicorn's without the turn, then reads on; say in which order they
+    went on."""
+    import gevent
+    import gevent.socket
+    from gunicorn.workers import ggevent
+
+    from ollama_proxy.worker import GeventWorker
+
+    monkeypatch.setattr(ggevent.GeventWorker, "handle_request", lambda self, *args: None)
+    worker, went_on = object.__new__(GeventWorker), []
+    handle_request = GeventWorker.handle_request if turn else ggevent.GeventWorker.handle_request
+    other_end, other_client = gevent.socket.socketpair()
+    busy_end, busy_client = gevent.socket.socketpair()
+
+    def other_connection():
+        other_end.recv(1)
+        went_on.append("the other connection")
+
+    def busy_connection():
+        busy_end.recv(1)  # its answer is sent: it ends the request, its next one already there
+        handle_request(worker, "listener", None, None, None)
+        went_on.append("the busy connection's next request")
+
+    waiting = [gevent.spawn(other_connection), gevent.spawn(busy_connection)]
+    gevent.sleep(0.01)
+    other_client.send(b"x")
+    busy_client.send(b"x")
+    gevent.joinall(waiting, timeout=5)
+    for sock in (other_end, other_client, busy_end, busy_client):
+        sock.close()
+    return went_on
+
+
+def test_after_each_request_the_connections_the_loop_found_ready_go_first(monkeypatch):
+    # Without the turn the busy connection goes on first (the loop wakes what it found last, first).
+    assert _served_after_a_request(monkeypatch, turn=False) == [
+        "the busy connection's next request", "the other connection"]
+    assert _served_after_a_request(monkeypatch, turn=True) == [
+        "the other connection", "the busy connection's next request"]
