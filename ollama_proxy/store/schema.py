@@ -160,7 +160,6 @@ budgets = Table(
     UniqueConstraint("holder_kind", "holder", "period", "unit", name="uq_budgets_holder"),
 )
 
-# What each holder spent in each period (the period's start, UTC), in each unit: added to as requests end.
 def _budget_period_columns() -> list[Column]:
     """The columns that name one period of one budget: its holder, period, unit and the period's start."""
     return [Column("holder_kind", String(8), nullable=False), Column("holder", String(100), nullable=False),
@@ -168,6 +167,7 @@ def _budget_period_columns() -> list[Column]:
             Column("period_start", UtcDateTime, nullable=False)]
 
 
+# What each holder spent in each period (the period's start, UTC), in each unit: added to as requests end.
 budget_spend = Table(
     "budget_spend", metadata,
     Column("id", Integer, primary_key=True),
