@@ -20,8 +20,7 @@ import requests
 from flask import Flask, Response, request
 
 from bench.procstat import workers as children
-from bench.servers import ROOT, wait_for_port
-from tests.e2e.server import die_with_parent, free_port
+from bench.servers import serving
 
 UPSTREAM_ENV = "BENCH_BARE_UPSTREAM"
 
@@ -40,20 +39,13 @@ def forward(path: str) -> Response:
 @contextlib.contextmanager
 def bare_proxy(upstream_port: int, workers: int) -> Iterator[subprocess.Popen]:
     """Run this app under gunicorn with ``workers`` gevent workers; yield the master with ``.port`` set."""
-    port = free_port()
-    argv = [sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", str(workers),
-            "--worker-connections", "2000", "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-            "bench.bare:app"]
-    env = {**os.environ, UPSTREAM_ENV: f"http://127.0.0.1:{upstream_port}"}
-    process = subprocess.Popen(argv, cwd=ROOT, env=env, preexec_fn=die_with_parent)
-    process.port = port
-    try:
-        wait_for_port(port, process)
+    def argv(port: int) -> list[str]:
+        return [sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", str(workers),
+                "--worker-connections", "2000", "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+                "bench.bare:app"]
+    with serving(argv, {**os.environ, UPSTREAM_ENV: f"http://127.0.0.1:{upstream_port}"}) as process:
         _wait_for_workers(process, workers)
         yield process
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def _wait_for_workers(process: subprocess.Popen, count: int, timeout: float = 10.0) -> None:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.e2e.server import ProxyServer, die_with_parent, free_port
@@ -42,11 +42,11 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10.0) -
 
 
 @contextlib.contextmanager
-def fake_upstream(rate: float) -> Iterator[subprocess.Popen]:
-    """Run the fake upstream in its own process; yield it with ``.port`` set."""
+def serving(argv_on_port: Callable[[int], list[str]], env: dict | None = None) -> Iterator[subprocess.Popen]:
+    """Run ``argv_on_port(port)`` on a free port, from the project root; yield the process with ``.port`` set once
+    the port accepts connections; stop it after."""
     port = free_port()
-    argv = [sys.executable, "-m", "bench.fake_upstream", "--port", str(port), "--rate", str(rate)]
-    process = subprocess.Popen(argv, cwd=ROOT, preexec_fn=die_with_parent)
+    process = subprocess.Popen(argv_on_port(port), cwd=ROOT, env=env, preexec_fn=die_with_parent)
     process.port = port
     try:
         wait_for_port(port, process)
@@ -54,6 +54,11 @@ def fake_upstream(rate: float) -> Iterator[subprocess.Popen]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def fake_upstream(rate: float) -> contextlib.AbstractContextManager[subprocess.Popen]:
+    """Run the fake upstream in its own process; yield it with ``.port`` set."""
+    return serving(lambda port: [sys.executable, "-m", "bench.fake_upstream", "--port", str(port), "--rate", str(rate)])
 
 
 @contextlib.contextmanager
