@@ -164,6 +164,7 @@ def stream_rows(setup: Setup) -> list[Row]:
     return [Row(name, "streams complete", direct.results.completed, via.results.completed, "",
                 bare=bare.results.completed, target=("proxy", "≥", setup.streams)),
             *delay_rows(name, direct, bare, via),
+            *opening_rows(name, direct, bare, via),
             Row(name, "proxy RSS max, MB", None, via.proxy_rss_max / MB, "", bare=bare.proxy_rss_max / MB,
                 target=("proxy", "≤", 300)),
             Row(name, "CPU per chunk (direct: the upstream), µs", *per_chunk[:2], "", bare=per_chunk[2]),
@@ -181,6 +182,17 @@ def delay_rows(name: str, direct: Run, bare: Run, via: Run) -> list[Row]:
                                                      for one in (direct, bare, via))
             rows.append(Row(name, f"chunk delay {stat} ({label}), ms", direct_delay, proxy_delay, bare=bare_delay,
                             target=("added", "≤", 5.0) if stat == "p99" else None))
+    return rows
+
+
+def opening_rows(name: str, direct: Run, bare: Run, via: Run) -> list[Row]:
+    """Return how long the streams, opened over the ramp while the others run, waited for their first chunk."""
+    rows = []
+    for stat, fraction in (("p50", 0.5), ("p99", 0.99)):
+        direct_first, bare_first, proxy_first = (percentile(one.results.first_chunks, fraction) * MS
+                                                 for one in (direct, bare, via))
+        rows.append(Row(name, f"time to first chunk {stat} (opening beside the others), ms", direct_first,
+                        proxy_first, bare=bare_first))
     return rows
 
 

@@ -40,6 +40,12 @@ control_socket_disable = _env("OLLAMA_PROXY_CONTROL_SOCKET", "off") == "off"
 # 700). Every chunk of every open stream allocates; at the default, a worker holding 1,000 streams runs a
 # collection of its middle generation (up to 30 ms, every stream waits) about twice a second.
 gc_young_threshold = _env("OLLAMA_PROXY_GC_THRESHOLD", 50_000, int)
+# New connections a worker takes from the listening socket each turn of its event loop (gunicorn's own: 1 with
+# several workers). A turn of a saturated worker lasts tens of milliseconds; at one a turn, a burst of new
+# clients waits seconds to be taken. More a turn starts them sooner, but a worker may take more than its share.
+accept_per_turn = _env("OLLAMA_PROXY_ACCEPT_PER_TURN", 8, int)
+if accept_per_turn < 1:
+    raise SystemExit(f"OLLAMA_PROXY_ACCEPT_PER_TURN is {accept_per_turn}: a worker takes at least 1 connection a turn")
 
 
 # Metrics: every worker writes its values to files in one directory, which /metrics adds up.
@@ -132,6 +138,7 @@ def post_worker_init(worker):
     gevent.config.track_greenlet_tree = False
     gc.freeze()
     gc.set_threshold(gc_young_threshold, *gc.get_threshold()[1:])
+    worker.accept_per_turn = accept_per_turn
     # Join the scheduler (and stand for its arbiter) now: the first request finds it ready.
     admission = _admission(worker)
     if admission is not None:

@@ -1,5 +1,5 @@
-"""gunicorn's gevent worker, with a cheaper write for the small pieces a stream is made of, and a turn for the
-other connections after each request.
+"""gunicorn's gevent worker, with a cheaper write for the small pieces a stream is made of, a turn for the
+other connections after each request, and more than one new connection taken a turn.
 
 Every chunk of every stream is one ``sendall`` on the client's socket. gevent's
 ``sendall`` asks the kernel for the socket's buffer size and walks several
@@ -10,7 +10,11 @@ piece at once, and only what it leaves goes through ``sendall``.
 from __future__ import annotations
 
 import gevent
+from gevent.server import StreamServer
+from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
+
+ACCEPT_PER_TURN = 8  # the default of the setting OLLAMA_PROXY_ACCEPT_PER_TURN (deploy/gunicorn.conf.py)
 
 
 class QuickSendSocket:
@@ -31,9 +35,38 @@ class QuickSendSocket:
         return getattr(self._sock, name)
 
 
+class AcceptingServer(StreamServer):
+    """gevent's server as gunicorn builds it, taking up to ``accept_per_turn`` new connections each time the
+    event loop finds the listening socket ready, where gunicorn sets one for a worker of several.
+
+    gunicorn takes one so that a worker does not take a burst its siblings could start sooner. But the loop
+    finds the socket ready once a turn, and a turn of a saturated worker (a thousand streams) lasts tens of
+    milliseconds: at one connection a turn, new requests waited seconds in the kernel's queue before any
+    worker took them (bench/RESULTS.md, round seven). A few a turn keeps the burst one worker takes small.
+    """
+
+    accept_per_turn = ACCEPT_PER_TURN
+
+    @property
+    def max_accept(self) -> int:
+        return self.accept_per_turn
+
+    @max_accept.setter
+    def max_accept(self, gunicorns: int) -> None:
+        pass  # gunicorn's 1, set as it builds the server
+
+
 class GeventWorker(_GeventWorker):
-    """gunicorn's gevent worker, handing each connection's socket over as a QuickSendSocket, and letting the
-    other connections in after each request."""
+    """gunicorn's gevent worker, handing each connection's socket over as a QuickSendSocket, letting the
+    other connections in after each request, and taking up to ``accept_per_turn`` new ones a turn."""
+
+    accept_per_turn = ACCEPT_PER_TURN  # post_worker_init (deploy/gunicorn.conf.py) sets it from the environment
+
+    def run(self):
+        # gunicorn builds its servers in run() from the name StreamServer of its module: no other way in.
+        AcceptingServer.accept_per_turn = self.accept_per_turn
+        ggevent.StreamServer = AcceptingServer
+        super().run()
 
     def handle(self, listener, client, addr):
         # A TLS socket stays as it is: gunicorn and ssl look at its type.

@@ -54,8 +54,9 @@ def test_the_deploy_environment_trusts_the_one_nginx_in_front():
 _WORKER_STARTS = """
 import gc, runpy, sys, types
 conf = runpy.run_path(sys.argv[1])
-conf["post_worker_init"](types.SimpleNamespace())
-print(*gc.get_threshold())
+worker = types.SimpleNamespace()
+conf["post_worker_init"](worker)
+print(*gc.get_threshold(), worker.accept_per_turn)
 """
 
 
@@ -72,3 +73,19 @@ def test_a_worker_collects_its_youngest_garbage_as_the_environment_says():
 
     assert thresholds()[0] == 50_000
     assert thresholds(OLLAMA_PROXY_GC_THRESHOLD="9000")[0] == 9000
+
+
+def test_a_worker_takes_as_many_new_connections_a_turn_as_the_environment_says():
+    import os
+    import subprocess
+    import sys
+
+    def started(**environ: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", _WORKER_STARTS, str(DEPLOY / "gunicorn.conf.py")],
+                              env={**os.environ, **environ}, capture_output=True, text=True, timeout=60)
+
+    assert int(started().stdout.split()[-1]) == 8
+    assert int(started(OLLAMA_PROXY_ACCEPT_PER_TURN="2").stdout.split()[-1]) == 2
+    refused = started(OLLAMA_PROXY_ACCEPT_PER_TURN="0")
+    assert refused.returncode != 0 and "OLLAMA_PROXY_ACCEPT_PER_TURN is 0" in refused.stderr
+    assert "Traceback" not in refused.stderr

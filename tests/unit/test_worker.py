@@ -109,3 +109,58 @@ def test_after_each_request_the_connections_the_loop_found_ready_go_first(monkey
         "the busy connection's next request", "the other connection"]
     assert _served_after_a_request(monkeypatch, turn=True) == [
         "the other connection", "the busy connection's next request"]
+
+
+def _taken_in_one_turn(server_class, queued: int) -> int:
+    """Queue ``queued`` connections on a listening socket, build ``server_class`` on it as gunicorn does for a
+    worker of several (``max_accept = 1``), and say how many the server takes the one time the loop finds the
+    socket ready."""
+    import socket as plain_socket
+
+    import gevent.socket
+    from gevent.pool import Pool
+
+    listener = gevent.socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    clients = [plain_socket.create_connection(listener.getsockname(), timeout=5) for _ in range(queued)]
+    taken, pool = [], Pool(100)
+    server = server_class(listener, handle=lambda client, address: taken.append(client), spawn=pool)
+    server.max_accept = 1  # what gunicorn's run() sets with workers > 1
+    try:
+        server._do_read()  # what the loop calls when it finds the listening socket ready
+        pool.join(timeout=5)  # each connection taken is handled in a greenlet of its own
+        return len(taken)
+    finally:
+        for sock in (*clients, *taken, listener):
+            sock.close()
+
+
+def test_a_worker_of_several_takes_up_to_accept_per_turn_new_connections_a_turn(monkeypatch):
+    from gevent.server import StreamServer
+
+    from ollama_proxy.worker import AcceptingServer
+
+    monkeypatch.setattr(AcceptingServer, "accept_per_turn", 8)
+    assert _taken_in_one_turn(StreamServer, queued=12) == 1  # gunicorn's own, the control
+    assert _taken_in_one_turn(AcceptingServer, queued=12) == 8
+    assert _taken_in_one_turn(AcceptingServer, queued=3) == 3
+
+
+def test_gunicorn_builds_the_server_the_worker_names(monkeypatch):
+    import inspect
+
+    from gunicorn.workers import ggevent
+
+    from ollama_proxy.worker import AcceptingServer, GeventWorker
+
+    # The worker swaps the class behind the name gunicorn's run() builds its servers from, and lets it set 1.
+    source = inspect.getsource(ggevent.GeventWorker.run)
+    assert "server = StreamServer(s, handle=hfun" in source and "server.max_accept = 1" in source
+    monkeypatch.setattr(ggevent, "StreamServer", ggevent.StreamServer)  # restored after the test
+    monkeypatch.setattr(AcceptingServer, "accept_per_turn", AcceptingServer.accept_per_turn)
+    monkeypatch.setattr(ggevent.GeventWorker, "run", lambda self: None)
+    worker = object.__new__(GeventWorker)
+    worker.accept_per_turn = 5
+    worker.run()
+    assert ggevent.StreamServer is AcceptingServer and AcceptingServer.accept_per_turn == 5
