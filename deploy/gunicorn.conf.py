@@ -40,9 +40,10 @@ control_socket_disable = _env("OLLAMA_PROXY_CONTROL_SOCKET", "off") == "off"
 # 700). Every chunk of every open stream allocates; at the default, a worker holding 1,000 streams runs a
 # collection of its middle generation (up to 30 ms, every stream waits) about twice a second.
 gc_young_threshold = _env("OLLAMA_PROXY_GC_THRESHOLD", 50_000, int)
-# New connections a worker takes from the listening socket each turn of its event loop (gunicorn's own: 1 with
-# several workers). A turn of a saturated worker lasts tens of milliseconds; at one a turn, a burst of new
-# clients waits seconds to be taken. More a turn starts them sooner, but a worker may take more than its share.
+# New connections a worker takes from the listening socket each turn of its event loop, with one worker or
+# several (gunicorn's own: 1 with several, gevent's 100 with one). A turn of a saturated worker lasts tens of
+# milliseconds; at one a turn, a burst of new clients waits seconds to be taken. More a turn starts them
+# sooner, but a worker may take more than its share.
 accept_per_turn = _env("OLLAMA_PROXY_ACCEPT_PER_TURN", 8, int)
 if accept_per_turn < 1:
     raise SystemExit(f"OLLAMA_PROXY_ACCEPT_PER_TURN is {accept_per_turn}: a worker takes at least 1 connection a turn")
