@@ -25,6 +25,7 @@ from bench.servers import ROOT, TOKEN, fake_upstream, proxy
 
 CHAT = [{"role": "user", "content": "Why is the sky blue?"}]
 MS, MB = 1e3, 1024 ** 2
+STATS = {"p50": 0.5, "p99": 0.99, "max": 1.0}  # the fraction of the results below each statistic
 THINK_RATE = 20.0  # requests a second on one connection, the server idle between them: a person's pace
 # The first-chunk request of each surface: one chunk (num_predict 1), streamed.
 SURFACES = {
@@ -111,7 +112,8 @@ def latency_rows(setup: Setup) -> list[Row]:
         direct, bare, via = setup.each("/api/chat", body, connections=concurrency, duration=seconds)
         name = f"1. request latency, c={concurrency}"
         limits = (1.0, 5.0) if concurrency == 1 else (None, None)
-        rows += latency_percentiles(name, (direct, bare, via), limits)
+        rows += percentile_rows(name, (direct, bare, via), "latencies", "latency {stat}, ms",
+                                {"p50": limits[0], "p99": limits[1]})
         if concurrency > 1:
             direct_rate, bare_rate, proxy_rate = (one.results.completed / one.wall for one in (direct, bare, via))
             rows.append(Row(name, "requests/s", direct_rate, proxy_rate, "ratio", bare=bare_rate,
@@ -119,20 +121,23 @@ def latency_rows(setup: Setup) -> list[Row]:
         failed = [count + one.results.failed for count, one in zip(failed, (direct, bare, via), strict=True)]
     cost = cost_rows("1. request latency, c=64", direct, bare, via)
     runs = setup.each("/api/chat", body, connections=1, duration=2 * seconds, pace=1 / THINK_RATE)
-    rows += latency_percentiles(f"1. request latency, think time ({THINK_RATE:g} req/s on one connection)", runs,
-                                (1.0, None))
+    rows += percentile_rows(f"1. request latency, think time ({THINK_RATE:g} req/s on one connection)", runs,
+                            "latencies", "latency {stat}, ms", {"p50": 1.0, "p99": None})
     failed = [count + one.results.failed for count, one in zip(failed, runs, strict=True)]
     rows.append(Row("1. request latency", "failed requests, all", failed[0], failed[2], "", bare=failed[1],
                     target=("proxy", "≤", 0)))
     return rows + cost
 
 
-def latency_percentiles(name: str, runs: tuple[Run, Run, Run], limits: tuple) -> list[Row]:
-    """Return the p50 and p99 latency rows of one load run direct, bare and via the proxy."""
+def percentile_rows(name: str, runs: tuple[Run, Run, Run], field: str, metric: str,
+                    limits: dict[str, float | None]) -> list[Row]:
+    """Return a row, in ms, for each statistic of ``limits`` ("p50", "p99", "max") of the results field ``field``
+    of one load run direct, bare and via the proxy; ``metric`` names it (``{stat}``), its limit is a target on
+    what the proxy adds (None: no target)."""
     rows = []
-    for label, fraction, limit in (("p50", 0.5, limits[0]), ("p99", 0.99, limits[1])):
-        direct, bare, via = (percentile(one.results.latencies, fraction) * MS for one in runs)
-        rows.append(Row(name, f"latency {label}, ms", direct, via, bare=bare,
+    for stat, limit in limits.items():
+        direct, bare, via = (percentile(getattr(one.results, field), STATS[stat]) * MS for one in runs)
+        rows.append(Row(name, metric.format(stat=stat), direct, via, bare=bare,
                         target=("added", "≤", limit) if limit else None))
     return rows
 
@@ -157,43 +162,22 @@ def stream_rows(setup: Setup) -> list[Row]:
                 for i in range(setup.drivers)]
         runs.append(run(jobs, setup.parties, rss_of=party))
         time.sleep(0.5)
-    direct, bare, via = runs
+    direct, bare, via = runs = tuple(runs)
     name = f"2. {setup.streams} streams × {setup.rate:g}/s × {setup.stream_seconds:g}s"
     per_chunk = [run.cpu[party] / max(1, len(run.results.delays)) * 1e6
                  for run, party in ((direct, "upstream"), (via, "proxy"), (bare, "bare"))]
     return [Row(name, "streams complete", direct.results.completed, via.results.completed, "",
                 bare=bare.results.completed, target=("proxy", "≥", setup.streams)),
-            *delay_rows(name, direct, bare, via),
-            *opening_rows(name, direct, bare, via),
+            *percentile_rows(name, runs, "delays", "chunk delay {stat} (all chunks), ms",
+                             {"p50": None, "p99": 5.0, "max": None}),
+            *percentile_rows(name, runs, "steady_delays", "chunk delay {stat} (all streams open), ms",
+                             {"p50": None, "p99": 5.0}),
+            *percentile_rows(name, runs, "first_chunks",
+                             "time to first chunk {stat} (opening beside the others), ms", {"p50": None, "p99": None}),
             Row(name, "proxy RSS max, MB", None, via.proxy_rss_max / MB, "", bare=bare.proxy_rss_max / MB,
                 target=("proxy", "≤", 300)),
             Row(name, "CPU per chunk (direct: the upstream), µs", *per_chunk[:2], "", bare=per_chunk[2]),
             *cost_rows(name, direct, bare, via)]
-
-
-def delay_rows(name: str, direct: Run, bare: Run, via: Run) -> list[Row]:
-    """Return the chunk delays of a stream run: over every chunk, and while every stream is open."""
-    rows = []
-    for which, label, stats in (("delays", "all chunks", ("p50", "p99", "max")),
-                                ("steady_delays", "all streams open", ("p50", "p99"))):
-        for stat in stats:
-            fraction = {"p50": 0.5, "p99": 0.99, "max": 1.0}[stat]
-            direct_delay, bare_delay, proxy_delay = (percentile(getattr(one.results, which), fraction) * MS
-                                                     for one in (direct, bare, via))
-            rows.append(Row(name, f"chunk delay {stat} ({label}), ms", direct_delay, proxy_delay, bare=bare_delay,
-                            target=("added", "≤", 5.0) if stat == "p99" else None))
-    return rows
-
-
-def opening_rows(name: str, direct: Run, bare: Run, via: Run) -> list[Row]:
-    """Return how long the streams, opened over the ramp while the others run, waited for their first chunk."""
-    rows = []
-    for stat, fraction in (("p50", 0.5), ("p99", 0.99)):
-        direct_first, bare_first, proxy_first = (percentile(one.results.first_chunks, fraction) * MS
-                                                 for one in (direct, bare, via))
-        rows.append(Row(name, f"time to first chunk {stat} (opening beside the others), ms", direct_first,
-                        proxy_first, bare=bare_first))
-    return rows
 
 
 def first_chunk_rows(setup: Setup) -> list[Row]:
@@ -207,11 +191,8 @@ def first_chunk_rows(setup: Setup) -> list[Row]:
         via = run([setup.job(setup.proxy_port, path, body, duration=seconds, stamps=1)], setup.parties)
         name = f"3. first chunk, {surface}"
         native = surface.startswith("native")
-        for label, fraction, limit in (("p50", 0.5, 2.0), ("p99", 0.99, None)):
-            direct_first, bare_first, proxy_first = (percentile(one.results.first_chunks, fraction) * MS
-                                                     for one in (direct, bare, via))
-            rows.append(Row(name, f"time to first chunk {label}, ms", direct_first, proxy_first, bare=bare_first,
-                            target=("added", "≤", limit) if limit and native else None))
+        rows += percentile_rows(name, (direct, bare, via), "first_chunks", "time to first chunk {stat}, ms",
+                                {"p50": 2.0 if native else None, "p99": None})
         if via.results.failed:
             rows.append(Row(name, "failed requests", direct.results.failed, via.results.failed, "",
                             target=("proxy", "≤", 0)))
