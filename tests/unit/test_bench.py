@@ -92,3 +92,18 @@ def test_the_bare_design_passes_each_answer_on_as_the_upstream_gave_it():
         direct, through = answers(upstream.port), answers(bare.port)
     assert through == direct
     assert [len(content.splitlines()) for _, _, content in through] == [1, 4]  # whole; three chunks and the last
+
+
+def test_a_row_says_each_target_met_or_not_against_direct_and_against_the_bare_design():
+    from bench.run import Row
+
+    latency = Row("1. c=1", "latency p50, ms", direct=0.1, proxy=1.6, bare=1.5,
+                  target=("added", "≤", 1.0), bare_target=("over bare", "≤", 1.0))
+    assert latency.verdict() == "added ≤ 1: NOT MET; over bare ≤ 1: met"
+    rate = Row("1. c=16", "requests/s", direct=20000.0, proxy=540.0, compare="ratio", bare=600.0,
+               target=("proxy", "≥", 1500), bare_target=("× bare", "≥", 0.9))
+    assert rate.verdict() == "proxy ≥ 1500: NOT MET; × bare ≥ 0.9: met"
+    slower = Row("1. c=16", "requests/s", direct=20000.0, proxy=530.0, compare="ratio", bare=600.0,
+                 bare_target=("× bare", "≥", 0.9))
+    assert slower.verdict() == "× bare ≥ 0.9: NOT MET"
+    assert Row("2.", "streams complete", direct=100, proxy=100, compare="").verdict() == ""
