@@ -117,9 +117,12 @@ class Afternoon:
             self.stop.wait(1)
 
     def agent(self) -> None:
-        client = anthropic.Anthropic(base_url=self.url, api_key=self.keys["agent"], max_retries=0)
         tools = [{"name": "read_file", "description": "Read a file of the repository",
                   "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}]
+        with anthropic.Anthropic(base_url=self.url, api_key=self.keys["agent"], max_retries=0) as client:
+            self._agent_turns(client, tools)
+
+    def _agent_turns(self, client: anthropic.Anthropic, tools: list[dict]) -> None:
         while not self.stop.is_set():
             try:
                 with client.messages.stream(model="llama3.2", max_tokens=200, tools=tools,
