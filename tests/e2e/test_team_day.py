@@ -62,8 +62,7 @@ TWICE = b'{"model":"llama3.2","messages":[{"role":"user","content":"x"}],"stream
 def boxes():
     servers = [FakeOllama(**SLOTS).start() for _ in range(2)]
     for fake in servers:
-        for model in ("llama3.2", "llava"):
-            fake.script(model, chunk_delay=CHUNK)
+        fake.script("llama3.2", chunk_delay=CHUNK)
         fake.script("llava", chunk_delay=CHUNK, reply="a long answer nobody reads to the end " * 20)
     yield servers
     for fake in servers:
