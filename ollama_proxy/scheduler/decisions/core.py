@@ -121,7 +121,7 @@ class Scheduler(Lending, PromptPlacement):
         if learn:
             self.estimates.ended(ticket.model, used, now, ticket.share.principal)
         if read is not None:
-            self.estimates.generated(ticket.model, used - read.seconds)
+            self.estimates.generated(ticket.model, ticket.share.principal, used - read.seconds)
         self.order.finish(ticket.share, run.charged, used)
         self._leave(ticket, now)
         if load_seconds is not None and placement.start is not Start.WARM:

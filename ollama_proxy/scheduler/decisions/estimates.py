@@ -4,8 +4,8 @@ All are moving averages of what the proxy saw: slot-time from each request's
 start to its end, load time from the ``load_duration`` Ollama reports in a
 final chunk, the rate a server reads prompts at from the tokens it read again
 (``prompt_eval_count`` less ``prompt_eval_cached_count``) and
-``prompt_eval_duration``, how long a request holds its slot beyond that reading
-(answering), and how many of Ollama's tokens the proxy's estimate of a prompt
+``prompt_eval_duration``, how long a principal's requests hold their slots beyond
+that reading (answering), and how many of Ollama's tokens the proxy's estimate of a prompt
 stands for. Until a first observation the defaults stand in; a principal's
 slot-time for a model, until it has had one request end, is the model's. The drain rate
 (requests ended per second, per model) gives waiting clients a ``Retry-After``.
@@ -33,7 +33,8 @@ class Estimates:
         self._slot: LRUCache[str, float] = LRUCache(MODELS_KEPT)
         self._prefill_rate: LRUCache[tuple[str, str], float] = LRUCache(MODELS_KEPT)
         self._scale: LRUCache[str, float] = LRUCache(MODELS_KEPT)  # Ollama's tokens per estimated token
-        self._generation: LRUCache[str, float] = LRUCache(MODELS_KEPT)  # seconds answering, beyond the prompt
+        # Seconds a principal's requests for a model hold their slots answering, beyond their prompts' reading.
+        self._generation: LRUCache[tuple[str, str], float] = LRUCache(PRINCIPALS_KEPT)
         self._slot_of: dict[tuple[str, str], float] = {}
         self._load: LRUCache[tuple[str, str], float] = LRUCache(MODELS_KEPT)
         self._ends: LRUCache[str, deque[float]] = LRUCache(MODELS_KEPT)
@@ -92,13 +93,18 @@ class Estimates:
         if tokens >= MIN_PREFILL_TOKENS and seconds > 0:
             self._prefill_rate[(model, server)] = _smoothed(self._prefill_rate.get((model, server)), tokens / seconds)
 
-    def generation_seconds(self, model: str) -> float | None:
-        """How long a request for ``model`` holds its slot beyond reading its prompt; None until an answer said."""
-        return self._generation.get(model)
+    def generation_seconds(self, model: str, principal: str) -> float | None:
+        """How long ``principal``'s requests for ``model`` hold their slots beyond reading their prompts.
 
-    def generated(self, model: str, seconds: float) -> None:
-        """A request for ``model`` held its slot ``seconds`` beyond the reading of its prompt."""
-        self._generation[model] = _smoothed(self._generation.get(model), max(0.0, seconds))
+        Learned per principal, never per model alone: one model serves a batch job's long answers and people's
+        short ones, and their average fits neither. None until one of the principal's answers said.
+        """
+        return self._generation.get((model, principal))
+
+    def generated(self, model: str, principal: str, seconds: float) -> None:
+        """A request of ``principal`` for ``model`` held its slot ``seconds`` beyond the reading of its prompt."""
+        key = (model, principal)
+        self._generation[key] = _smoothed(self._generation.get(key), max(0.0, seconds))
 
     def scale(self, model: str) -> float:
         """How many of Ollama's tokens one of the proxy's estimated prompt tokens stands for."""

@@ -71,10 +71,10 @@ class PromptPlacement:
     def _expected_run(self, ticket: Ticket, server: str, cached: int) -> float:
         """Seconds ``ticket`` is expected to hold its slot on ``server``: reading what it lacks, then answering.
 
-        Until answers have taught how long the model answers (the time beyond its prompt's reading), its
-        slot-time as the principal's requests have taken it.
+        Until the principal's answers have taught how long it answers (the time beyond its prompt's reading), its
+        slot-time as its requests have taken it.
         """
-        answering = self.estimates.generation_seconds(ticket.model)
+        answering = self.estimates.generation_seconds(ticket.model, ticket.share.principal)
         if answering is None:
             return self._expected(ticket)
         return self.estimates.prefill_seconds(ticket.model, server, prompt_tokens(ticket.prefix) - cached) + answering

@@ -61,3 +61,17 @@ def test_requests_told_of_together_count_as_if_told_one_by_one():
         assert together.slot_seconds("m", principal) == pytest.approx(one_by_one.slot_seconds("m", principal))
     assert together.slot_seconds("m") == pytest.approx(2 + (1 - 0.8 ** 3) * 10)
     assert together.drain_rate("m", now=2.0) == one_by_one.drain_rate("m", now=2.0) == 4.0
+
+
+def test_answering_time_is_each_principals_own_for_a_model():
+    """A batch job's long answers and people's short ones on one model: neither's average stands for the other."""
+    e = Estimates()
+    assert e.generation_seconds("m", "job") is None
+    for _ in range(20):
+        e.generated("m", "job", 6.0)
+    e.generated("m", "person", 0.6)
+    assert e.generation_seconds("m", "job") == 6.0
+    assert e.generation_seconds("m", "person") == 0.6
+    assert e.generation_seconds("m", "newcomer") is None
+    e.generated("m", "person", -1.0)  # a reading that took longer than the slot's whole time
+    assert e.generation_seconds("m", "person") == pytest.approx(0.48)

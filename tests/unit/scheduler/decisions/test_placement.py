@@ -216,14 +216,14 @@ def test_the_wait_for_a_busy_server_is_its_running_requests_reading_and_answerin
                    default_prefill_rate=1000.0, default_slot_seconds=1.0)
     home = _served(s, "a1", "agent-a", _turn("a", 4), now=0,
                    read=PromptRead(prompt_tokens(_turn("a", 4)), 0, prompt_tokens(_turn("a", 4)) / 1000))
-    s.estimates.generated("m", 0.5)
+    s.estimates.generated("m", "agent-b", 0.5)
     s.submit(_ticket("b1", "agent-b", _turn("b", 20), candidates=(home,)), now=2)  # 22,000 tokens to read
     [grant] = s.submit(_ticket("a2", "agent-a", _turn("a", 5)), now=2.1)
     assert grant.placement.server != home  # reading a's 7,000 elsewhere (7 s, twice: 14) beats waiting 22 s
     s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1),
                    default_prefill_rate=1000.0, default_slot_seconds=30.0)
     home = _served(s, "a1", "agent-a", _turn("a", 4), now=0)
-    s.estimates.generated("m", 0.5)
+    s.estimates.generated("m", "agent-b", 0.5)
     s.submit(_ticket("b1", "agent-b", _turn("b", 1), candidates=(home,)), now=2)  # 2,000 tokens: 2.5 s in all
     assert s.submit(_ticket("a2", "agent-a", _turn("a", 5)), now=2.1) == []  # though its slot-time says 30 s
 
@@ -267,3 +267,18 @@ def test_another_tenants_prompt_containing_a_running_one_does_not_end_it():
     assert "b1" in s.running  # only bob's own next turn tells that bob's answer came back
     s.submit(_ticket("b2", "bob", _turn("b", 3)), now=2)
     assert "b1" not in s.running
+
+
+def test_a_running_request_is_expected_to_answer_as_long_as_its_principals_answers_take():
+    """One model: the job's answers take 6 s beyond their reading, a person's 0.5 s; each run is expected so."""
+    s = _scheduler(ServerSpec("gpu1", num_parallel=2), default_prefill_rate=1000.0)
+    question, job = _question("person " + "q" * 400), _question("job " + "j" * 400)
+    for _ in range(10):
+        s.estimates.generated("m", "job", 6.0)
+    s.estimates.generated("m", "person", 0.5)
+    s.submit(_ticket("p", "person", question), now=200)
+    s.submit(_ticket("j", "job", job), now=200)
+    person_reads = s.estimates.prefill_seconds("m", "gpu1", prompt_tokens(question) - s.running["p"].cached)
+    assert s.running["p"].expected == pytest.approx(person_reads + 0.5)
+    assert s.running["j"].expected > 6.0
+
