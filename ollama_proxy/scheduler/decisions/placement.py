@@ -34,8 +34,9 @@ NEGLIGIBLE = 64  # tokens whose reading tells two servers' costs apart no more t
 # How far apart two like servers' prefill rates, learned from timings, may be by noise alone: costs within it are
 # alike, so a server measured a little faster does not take every new conversation while it has a free slot.
 RATE_NOISE = 0.25
-# Reading a conversation again elsewhere costs twice its time: the request waits for it, and that server's GPU is
-# taken from whoever else it serves for as long; waiting for the server that holds it takes nothing from anyone.
+# A second of prompt reading costs twice: the request waits for it, and that server's GPU is taken from whoever
+# else it serves for as long; a second waiting for a slot costs the request alone. So a request waits for the busy
+# server that holds its prompt only while its wait stays under twice the reading that server saves it.
 MOVE_COST = 2.0
 
 
@@ -117,12 +118,14 @@ class PromptPlacement:
         """Whether ``ticket`` should wait for a busy server that holds more of its prompt than ``best`` does.
 
         For at most ``prefix_hold`` seconds from its arrival, and only while what it has waited and the wait
-        expected for the slot (behind the others waiting for it) stay under what reading it all elsewhere costs
-        (``MOVE_COST``): a wait that runs long ends once it has cost as much.
+        expected for the slot (behind the others waiting for it) stay under what that server saves it, weighed
+        by ``MOVE_COST``: a wait that runs long ends once it has cost as much. A question never waits: what a
+        cache saves it is less than the estimate's error.
         """
         ticket.waits_for = None
         waited = now - ticket.enqueued
-        if not self.bounds.prefix_hold or waited >= self.bounds.prefix_hold:
+        if (not self.bounds.prefix_hold or waited >= self.bounds.prefix_hold
+                or prompt_tokens(ticket.prefix) < QUESTION_TOKENS):
             return False
         for name in ticket.candidates:
             server = self.servers.get(name)
@@ -132,7 +135,7 @@ class PromptPlacement:
             held = runner.caches.holds(ticket.prefix, self._tenant(ticket))
             reading = self.estimates.prefill_seconds(ticket.model, name, prompt_tokens(ticket.prefix) - held)
             queued = sum(1 for t in ahead if t.waits_for == name)
-            if waited + reading + self._warm_wait(ticket, [server], queued, now) < MOVE_COST * cost:
+            if waited + self._warm_wait(ticket, [server], queued, now) < MOVE_COST * (cost - reading):
                 ticket.waits_for = name
                 return True
         return False

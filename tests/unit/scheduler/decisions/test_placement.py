@@ -229,11 +229,11 @@ def test_the_wait_for_a_busy_server_is_its_running_requests_reading_and_answerin
 
 
 def test_a_wait_that_runs_long_ends_once_it_has_cost_what_moving_would():
-    """b1 on a's server runs far past what was expected: a2 waits until its wait alone cost twice the re-reading."""
+    """b1 on a's server runs far past what was expected: a2 waits until its wait cost twice what home saves it."""
     s, home = _busy_home(prefill_rate=1000.0, prefix_hold=60.0)  # a2 read elsewhere: 7 s; at home: 1 s
     assert s.submit(_ticket("a2", "agent-a", _turn("a", 5)), now=2.5) == []
-    assert s.dispatch(now=2.5 + 12.5) == []  # b1 was expected to end long ago; still, 12.5 s and 1 s < twice 7 s
-    [grant] = s.dispatch(now=2.5 + 13.5)
+    assert s.dispatch(now=2.5 + 11.5) == []  # b1 was expected to end long ago; still, 11.5 s < twice (7 s - 1 s)
+    [grant] = s.dispatch(now=2.5 + 12.5)
     assert grant.placement.server != home
 
 
@@ -282,3 +282,20 @@ def test_a_running_request_is_expected_to_answer_as_long_as_its_principals_answe
     assert s.running["p"].expected == pytest.approx(person_reads + 0.5)
     assert s.running["j"].expected > 6.0
 
+
+def test_a_long_prompt_no_busy_server_holds_takes_a_free_slot_at_once():
+    """Nothing of c1's prompt is on the busy server: waiting there saves no reading, so the free slot is taken."""
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1), default_prefill_rate=1000.0)
+    s.submit(_ticket("a1", "agent-a", _turn("a", 4)), now=0)
+    [grant] = s.submit(_ticket("c1", "agent-c", _turn("c", 12)), now=0.5)
+    assert grant.placement.server != s.running["a1"].placement.server
+
+
+def test_a_question_never_waits_for_the_server_that_holds_it():
+    """The server that answered a person's last question is busy: the next one takes the free slot elsewhere."""
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1), default_prefill_rate=10.0)
+    text = "a question " + "q" * 2000
+    home = _served(s, "p1", "person", _question(text), now=0)
+    s.submit(_ticket("a1", "agent-a", _turn("a", 4), candidates=(home,)), now=2)
+    [grant] = s.submit(_ticket("p2", "person", _question(text + " and one more")), now=2.1)
+    assert grant.placement.server != home
