@@ -107,9 +107,13 @@ class PromptCaches:
             return None
         slot = self.slots[index] if index < len(self.slots) else CacheSlot()
         source = slot.prompt if chain else None
-        restored = self._restorable(slot, chain) if saves and self.ram_tokens != 0 else None
-        if restored is not None:
-            source = self.ram[restored]
+        restored = None
+        if saves and self.ram_tokens != 0:
+            # llama-server saves the slot's prompt first, which may push out the entry that would have served.
+            ram = self._with_saved(slot.prompt)
+            restored = self._restorable(slot, chain, ram)
+            if restored is not None:
+                source = ram[restored]
         cached = source.shared(chain) if source is not None else 0
         lost = 0
         if slot.prompt is not None and not self._kept(index, saves):
@@ -191,9 +195,9 @@ class PromptCaches:
                 oldest = index
         return oldest, True
 
-    def _restorable(self, slot: CacheSlot, chain: Chain) -> int | None:
-        """The RAM entry llama-server loads into ``slot`` for ``chain``: one that both keeps more of itself and
-        serves more of the prompt than the slot does."""
+    def _restorable(self, slot: CacheSlot, chain: Chain, ram: list[Prompt] | None = None) -> int | None:
+        """The RAM entry (of ``ram``, the RAM cache as it is if not given) llama-server loads into ``slot`` for
+        ``chain``: one that both keeps more of itself and serves more of the prompt than the slot does."""
         tokens = prompt_tokens(chain)
         if not tokens:
             return None
@@ -201,7 +205,7 @@ class PromptCaches:
         best_keep = shared / slot.tokens if slot.tokens else -1.0
         best_similarity = shared / tokens
         best = None
-        for index, saved in enumerate(self.ram):
+        for index, saved in enumerate(self.ram if ram is None else ram):
             common = saved.shared(chain)
             keep, similarity = common / saved.tokens, common / tokens
             if keep >= LOAD_AT_LEAST and best_keep < keep and best_similarity < similarity:
@@ -210,13 +214,17 @@ class PromptCaches:
 
     def _save(self, prompt: Prompt | None) -> None:
         """Save a slot's prompt to the RAM cache, unless it holds it already (llama-server's ``alloc``)."""
+        self.ram = self._with_saved(prompt)
+
+    def _with_saved(self, prompt: Prompt | None) -> list[Prompt]:
+        """The RAM cache once ``prompt`` is saved to it: the entries it contains dropped, the oldest past the size."""
         if prompt is None or self._saved_somewhere(prompt):
-            return
+            return self.ram
         if self.ram_tokens is not None and prompt.tokens > self.ram_tokens:
-            return
-        self.ram = [saved for saved in self.ram if prompt.shared(saved.chain) < saved.tokens]
-        self.ram.append(prompt)
-        self._trim()
+            return self.ram
+        ram = [saved for saved in self.ram if prompt.shared(saved.chain) < saved.tokens]
+        ram.append(prompt)
+        return _trimmed(ram, self.ram_tokens)
 
     def _saved_somewhere(self, prompt: Prompt) -> bool:
         return any(saved.shared(prompt.chain) >= prompt.tokens for saved in self.ram)
@@ -227,7 +235,15 @@ class PromptCaches:
                    for i, other in enumerate(self.slots))
 
     def _trim(self) -> None:
-        if self.ram_tokens is None:
-            return
-        while self.ram and sum(saved.tokens for saved in self.ram) > self.ram_tokens:
-            self.ram.pop(0)
+        self.ram = _trimmed(self.ram, self.ram_tokens)
+
+
+def _trimmed(ram: list[Prompt], ram_tokens: int | None) -> list[Prompt]:
+    """``ram`` less its oldest entries, until the rest fit in ``ram_tokens`` (None: no limit)."""
+    if ram_tokens is None:
+        return ram
+    total, first = sum(saved.tokens for saved in ram), 0
+    while first < len(ram) and total > ram_tokens:
+        total -= ram[first].tokens
+        first += 1
+    return ram[first:]

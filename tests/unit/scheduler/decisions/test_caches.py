@@ -96,3 +96,17 @@ def test_a_server_of_many_slots_makes_only_those_its_requests_used():
     assert picked.slot == 3 and not picked.lost  # a never-used slot still comes before the idle one of w0
     caches.take("t3", chat(long("fresh")), 3.0)
     assert len(caches.slots) == 4 and caches.holds(chat(long("w0"))) == prompt_tokens(chat(long("w0")))
+
+
+def test_a_prompt_whose_ram_entry_the_slots_save_pushes_out_reads_nothing():
+    """llama-server saves the slot's prompt before it loads one from RAM: in a RAM cache that holds one prompt, a
+    conversation pushed out by another is itself pushed out of RAM when it comes back, and is read again whole."""
+    a, b = chat(long("alpha")), chat(long("beta"))
+    caches = PromptCaches(1, ram_tokens=prompt_tokens(a) + 10)
+    for n, chain in enumerate((a, b)):
+        caches.take(f"t{n}", chain, float(n))
+        caches.release(f"t{n}", float(n) + 0.5)
+    assert caches.holds(a) == prompt_tokens(a)  # in RAM, until b is saved
+    back = caches.pick(a)
+    assert back.restored is None and back.cached < 0.1 * prompt_tokens(a)
+    assert caches.take("t2", a, 2.0) == back.cached
