@@ -1,15 +1,17 @@
 """Agents beside people on a virtual clock, through the scheduler's own decisions: no servers, no proxy.
 
-``python -m bench.scheduling.simulate_agents [--seconds 90] [--prefix-hold S ...]`` drives the proxy's
-``Scheduler`` (scheduler/decisions/core.py) with the load of the agents scenario (agents.py): six agents whose
-conversations start near 16,000 tokens and grow 1,500 a turn, asking again 1 s after each answer of 100
+``python -m bench.scheduling.simulate_agents [--seconds 90] [--prefix-hold S ...] [--reports-cached]`` drives
+the proxy's ``Scheduler`` (scheduler/decisions/core.py) with the load of the agents scenario: six agents whose
+conversations start near 16,000 tokens and grow 1,500 a turn, asking again 1 s after each answer of 30
 tokens; two people asking 200-token questions every 4 s for 40-token answers; two servers of two slots
 reading 4,000 prompt tokens a second, 20 ms a token generated. The servers keep their slots' prompts and
-a RAM prompt cache as the llama-server under Ollama 0.30 and later does (the tests' model of it,
-tests/fakes/ollama_cache.py, held to the real one by tests/llama_server_cases.py), and tell the scheduler
-what each turn read from cache, as Ollama 0.33 does: only what a server lacks is read. Straight to Ollama
-is round-robin with each server's first-come queue. It shows what the decisions alone give, in seconds,
-and lets a setting be tried before it is built.
+a RAM prompt cache of 65,536 tokens (an 8B model's keys and values in llama-server's default 8 GiB) as the
+llama-server under Ollama 0.30 and later does (the tests' model of it, tests/fakes/ollama_cache.py, held to
+the real one by tests/llama_server_cases.py): only what a server lacks is read. Each answer tells the
+scheduler how many tokens it read and how long that took, as Ollama 0.33 does; ``--reports-cached`` has it
+tell the cached count too, as a later Ollama may. Straight to Ollama is round-robin with each server's
+first-come queue; sticky, each conversation always on one server (agents and people spread in turn). It
+shows what the decisions alone give, in seconds, and lets a setting be tried before it is built.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from tests.fakes.ollama_cache import PromptCache
 
 MODEL, SERVERS, SLOTS = "m", ("a", "b"), 2
 PROMPT_RATE, TOKEN_SECONDS, TICK = 4000.0, 0.02, 0.05
-AGENTS, OPENING, GROWTH, THINK, AGENT_ANSWER = 6, 16_000, 1_500, 1.0, 100
+AGENTS, OPENING, GROWTH, THINK, AGENT_ANSWER = 6, 16_000, 1_500, 1.0, 30
+RAM_TOKENS = 65_536  # each server's RAM prompt cache
 PEOPLE, ASK_EVERY, QUESTION, QUESTION_ANSWER, PEOPLE_START = 2, 4.0, 200, 40, 2.0
 
 
@@ -69,13 +72,16 @@ def _prompt(messages: list[dict]) -> Prompt:
     return Prompt(chain_of("/api/chat", {"messages": messages}), tokens)
 
 
-def simulate(via_proxy: bool, seconds: float, bounds: Bounds | None = None, by_prompt: bool = True) -> Figures:
-    """Run the load for ``seconds``; through the scheduler if ``via_proxy``, else round-robin to FIFO queues."""
+def simulate(via_proxy: bool, seconds: float, bounds: Bounds | None = None, by_prompt: bool = True,
+             sticky: bool = False, reports_cached: bool = False) -> Figures:
+    """Run the load for ``seconds``; through the scheduler if ``via_proxy``, else to FIFO queues: round-robin, or
+    each principal always to one server if ``sticky``."""
     specs = [ServerSpec(name, SLOTS, 1) for name in SERVERS]
     scheduler = Scheduler(specs, bounds or Bounds())
     for server in scheduler.servers.values():
         server.warm(MODEL, Loaded({}))
-    caches = {name: PromptCache(SLOTS) for name in SERVERS}  # what the servers really hold
+    caches = {name: PromptCache(SLOTS, ram_tokens=RAM_TOKENS) for name in SERVERS}  # what the servers really hold
+    home: dict[str, str] = {}
     slot_of: dict[str, int] = {}
     queues: dict[str, list[str]] = {name: [] for name in SERVERS}
     busy = dict.fromkeys(SERVERS, 0)
@@ -96,7 +102,7 @@ def simulate(via_proxy: bool, seconds: float, bounds: Bounds | None = None, by_p
         slot_of[ticket], cached = caches[server].load(prompt.tokens, now)
         tokens = len(prompt.tokens) - cached
         caches[server].extend(slot_of[ticket], prompt.tokens[cached:])
-        read[ticket] = PromptRead(len(prompt.tokens), cached, tokens / PROMPT_RATE)
+        read[ticket] = PromptRead(len(prompt.tokens), cached if reports_cached else None, tokens / PROMPT_RATE)
         figures.prefill += tokens / PROMPT_RATE
         if who.startswith("agent"):
             figures.first_token.append(now + tokens / PROMPT_RATE - since)
@@ -119,7 +125,7 @@ def simulate(via_proxy: bool, seconds: float, bounds: Bounds | None = None, by_p
             chain = prompt.chain if by_prompt else ()
             granted(scheduler.submit(Ticket(ticket, Share(who), MODEL, SERVERS, prefix=chain), now))
             return
-        server = next(turn_of)
+        server = home.setdefault(who, next(turn_of)) if sticky else next(turn_of)
         if busy[server] < SLOTS:
             start(ticket, server, now)
         else:
@@ -168,14 +174,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=90.0, help="how long the load runs (default 90)")
     parser.add_argument("--prefix-hold", type=float, action="append", default=[],
                         help=f"scheduling.prefix_hold to try (may be repeated; default {Bounds().prefix_hold:g})")
+    parser.add_argument("--reports-cached", action="store_true",
+                        help="answers tell how many prompt tokens came from cache (no Ollama release does yet)")
     args = parser.parse_args()
-    runs = [("straight to Ollama", False, None, True), ("proxy, by model alone", True, Bounds(), False)]
-    runs += [(f"proxy, prefix_hold {hold:g}", True, Bounds(prefix_hold=hold), True)
+    runs = [("straight to Ollama", False, None, True, False), ("straight, sticky", False, None, True, True),
+            ("proxy, by model alone", True, Bounds(), False, False)]
+    runs += [(f"proxy, prefix_hold {hold:g}", True, Bounds(prefix_hold=hold), True, False)
              for hold in args.prefix_hold or [Bounds().prefix_hold]]
     print(f"{'':26} {'agents: first token mean / p95 s':>33} {'turns':>6} {'from cache':>11} {'prefill s':>10} "
           f"{'people: wait p95 s (served/asked)':>34}")
-    for name, via_proxy, bounds, by_prompt in runs:
-        f = simulate(via_proxy, args.seconds, bounds, by_prompt)
+    for name, via_proxy, bounds, by_prompt, sticky in runs:
+        f = simulate(via_proxy, args.seconds, bounds, by_prompt, sticky, args.reports_cached)
         first = f"{sum(f.first_token) / len(f.first_token):.1f} / {_p(f.first_token, .95):.1f}"
         people = f"{_p(f.waits, .95):.1f} ({len(f.waits)}/{f.asked})"
         print(f"{name:26} {first:>33} {f.turns:>6} {f.cached / max(f.prompt, 1):>11.0%} {f.prefill:>10.0f} "
