@@ -1,7 +1,20 @@
 """What the model of Ollama's scheduler keeps: runners, their load options, and one record per request.
 
 The load options are Ollama's api.Runner fields, compared as server/sched.go's needsReload compares
-them; adapters and projectors are out of scope.
+them (Ollama 0.33); adapters and projectors are out of scope. The rules it follows:
+
+- A request's num_ctx is the one it sends, else the model's Modelfile one, else OLLAMA_CONTEXT_LENGTH,
+  else a default by VRAM: 4096 under 23 GiB, 32768 under 47 GiB, 262144 above (routes.go,
+  modelOptions and Serve). Only in the last case is it automatic (usesAutomaticNumCtx). getRunner
+  raises it to 4 at least; it is cut to the model's training context when compared and loaded
+  (effectiveContext; NewLlamaServer), and that cut value is what the runner keeps and /api/ps shows.
+- needsReload: the request's api.Runner must equal the runner's (reflect.DeepEqual), larger or
+  smaller alike, except that an automatic num_ctx (num_batch) on both sides takes the runner's, and a
+  negative num_gpu matches any. So a request naming no num_ctx reloads a runner loaded with an
+  explicit value other than the default, and one naming 2048 reloads a runner loaded with 4096.
+- A runner serves num_parallel requests (OLLAMA_NUM_PARALLEL; 1 for embedding models and some
+  architectures); its llama-server runs with ``-c num_ctx*num_parallel -np num_parallel``
+  (llm/llama_server.go): num_ctx 8192 and two slots show as ``-c 16384 -np 2``.
 """
 
 from __future__ import annotations
@@ -116,8 +129,13 @@ class Runner:
 
     @property
     def context_length(self) -> int:
-        """Return the context length /api/ps shows for it."""
+        """Return the context length /api/ps shows for it: a slot's (llama.ContextLength)."""
         return self.options.num_ctx
+
+    @property
+    def ctx_size(self) -> int:
+        """Return its llama-server's ``-c``: every slot's context together (num_ctx times num_parallel)."""
+        return self.options.num_ctx * self.parallel
 
     @property
     def running(self) -> list[RequestRecord]:

@@ -1,12 +1,20 @@
 """Make the options that force Ollama to reload a model take one value per model and server.
 
-Ollama reloads a loaded model when a request's runner options differ from
-those it was loaded with (``needsReload`` in its scheduler): the context
-length, batch size, GPU layers, main GPU, memory mapping and threads. Three
-clients asking 2048, 8192 and nothing for one model would reload it on every
-switch. Here a request asking less than the loaded value, or nothing, gets the
-loaded value; one asking more reloads it once, to the larger value, which then
-stays. A value a per-model ``enforce`` fixed is sent as the policy set it.
+Ollama 0.33 reloads a loaded model when a request's runner options are not
+exactly those it was loaded with (``needsReload`` in ``server/sched.go``
+compares ``api.Runner`` with ``reflect.DeepEqual``): the context length, batch
+size, GPU layers, main GPU, memory mapping and threads. Smaller differs as much
+as larger, and a request that names no ``num_ctx`` gets the server's default
+(``OLLAMA_CONTEXT_LENGTH``, else 4096, 32768 or 262144 by VRAM), which differs
+from an explicit value the model was loaded with. Three clients asking 2048, 8192
+and nothing for one model would reload it on every switch.
+
+So the proxy decides the values itself. A model loads with the largest value
+asked for it on that server so far (``largest``), sent to every request,
+including those that asked less or nothing; a request asking less than the loaded
+value, or nothing, is sent the loaded value; one asking more reloads it once, to
+the largest asked, which then stays. A value a per-model ``enforce`` fixed is sent
+as the policy set it, and is not remembered.
 """
 
 from __future__ import annotations
@@ -23,23 +31,50 @@ def reload_options(options: Mapping | None) -> dict:
     return {name: options[name] for name in RELOAD_OPTIONS if name in options and options[name] is not None}
 
 
-def unify(loaded: Mapping | None, asked: Mapping, enforced: Collection[str] = ()) -> tuple[dict, bool]:
+def unify(loaded: Mapping | None, asked: Mapping, enforced: Collection[str] = (),
+          chosen: Mapping | None = None) -> tuple[dict, bool]:
     """Return the reload options to send, and whether sending them makes the server reload.
 
     ``loaded`` is what the model runs with on the server (None: not loaded);
     ``asked`` the request's reload options; ``enforced`` the names a per-model
-    override fixed.
+    override fixed; ``chosen`` the values decided for the model on the server so
+    far (``largest``), which a load or reload takes where they are larger than
+    asked. A loaded value not known (the model was loaded without it: Ollama's
+    default, until ``/api/ps`` says) is kept for a request that asks none.
     """
     if loaded is None:
-        return dict(asked), False
+        return _widened(asked, chosen, enforced), False
     unified = dict(loaded)
     for name, value in asked.items():
         current = loaded.get(name)
         if name in enforced or current is None or _larger(value, current):
             unified[name] = value
-    return unified, unified != dict(loaded)
+    if unified == dict(loaded):
+        return unified, False
+    return _widened(unified, chosen, enforced), True
+
+
+def largest(chosen: Mapping | None, asked: Mapping, enforced: Collection[str] = ()) -> dict:
+    """Return ``chosen`` with each number ``asked`` (not ``enforced``) that is larger, or new, put in."""
+    kept = dict(chosen or {})
+    for name, value in asked.items():
+        if name not in enforced and _number(value) and (name not in kept or _larger(value, kept[name])):
+            kept[name] = value
+    return kept
+
+
+def _widened(options: Mapping, chosen: Mapping | None, enforced: Collection[str]) -> dict:
+    """Return ``options`` with each ``chosen`` value that is larger, or unset, put in (an enforced one stays)."""
+    widened = dict(options)
+    for name, value in (chosen or {}).items():
+        if name not in enforced and (name not in widened or _larger(value, widened[name])):
+            widened[name] = value
+    return widened
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _larger(value, current) -> bool:
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, current))
-    return numbers and value > current
+    return _number(value) and _number(current) and value > current

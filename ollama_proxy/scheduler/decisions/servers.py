@@ -13,11 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from cachetools import LRUCache
+
 from ollama_proxy.scheduler.decisions.caches import PromptCaches
-from ollama_proxy.scheduler.decisions.options import unify
+from ollama_proxy.scheduler.decisions.options import largest, unify
 from ollama_proxy.scheduler.decisions.runners import KV_BYTES_UNKNOWN
 
 MIB = 1024 * 1024
+MODELS_ASKED = 256  # models whose largest asked options a server remembers, the least recently asked forgotten
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class ServerSlots:
 
     spec: ServerSpec
     runners: dict[str, Runner] = field(default_factory=dict)
+    # model -> the largest reload options asked for it here so far: what it loads, or reloads, with (``options``)
+    asked: LRUCache[str, dict] = field(default_factory=lambda: LRUCache(MODELS_ASKED))
 
     @property
     def running(self) -> int:
@@ -98,7 +103,12 @@ class ServerSlots:
         return min(self.slots_of(model) - runner.running - runner.lent, self._under_cap())
 
     def placement(self, model: str, asked: dict, enforced=(), ticket: str | None = None) -> Placement | None:
-        """Return how a request for ``model`` asking ``asked`` would start here now, or None if it would wait."""
+        """Return how a request for ``model`` asking ``asked`` would start here now, or None if it would wait.
+
+        What it asks is remembered first: a load or reload here takes the largest value asked so far,
+        waiting requests' included, so that Ollama loads the model once for all of them.
+        """
+        chosen = self.asked[model] = largest(self.asked.get(model), asked, enforced)
         if self._under_cap() <= 0:
             return None
         runner = self.runners.get(model)
@@ -106,8 +116,8 @@ class ServerSlots:
             evict = self._room_for_one_more()
             if evict is False:
                 return None
-            return Placement(self.spec.name, Start.LOAD, unify(None, asked, enforced)[0], evict or None)
-        options, reload = unify(runner.options, asked, enforced)
+            return Placement(self.spec.name, Start.LOAD, unify(None, asked, enforced, chosen)[0], evict or None)
+        options, reload = unify(runner.options, asked, enforced, chosen)
         if not reload:
             # Its own reservation too: what it waited to reload for may already be loaded (``/api/ps`` says so).
             free = runner.reserved_by in (None, ticket) and runner.running + runner.lent < self.slots_of(model)

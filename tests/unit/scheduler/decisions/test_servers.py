@@ -92,3 +92,23 @@ def test_the_ram_prompt_cache_holds_as_many_tokens_as_its_mib_hold_of_the_models
     assert state.runners["m"].caches.ram_tokens == 65_536
     state.loaded({"m": Loaded({}, kv_bytes=32 * 1024)})
     assert state.runners["m"].caches.ram_tokens == 4 * 65_536
+
+
+def test_a_model_loads_with_the_largest_context_asked_for_it_here_sent_to_every_request():
+    server = _server(num_parallel=2)
+    server.warm("m", Loaded({"num_ctx": 2048})).running = 1
+    assert server.placement("m", {"num_ctx": 8192}) is None  # waits for the runner to drain; remembered
+    server.runners.clear()  # the model unloads
+    assert server.placement("m", {"num_ctx": 2048}) == Placement("gpu1", Start.LOAD, {"num_ctx": 8192})
+    assert server.placement("m", {}) == Placement("gpu1", Start.LOAD, {"num_ctx": 8192})
+    assert server.placement("other", {}) == Placement("gpu1", Start.LOAD, {})  # per model
+    enforced = server.placement("m", {"num_ctx": 1024}, enforced=frozenset({"num_ctx"}))
+    assert enforced.options == {"num_ctx": 1024} and server.asked["m"] == {"num_ctx": 8192}
+
+
+def test_a_runner_ollama_loaded_with_its_default_is_shared_by_requests_asking_none_until_ps_says_its_size():
+    server = _server(num_parallel=2)
+    server.begin("m", Placement("gpu1", Start.LOAD, {}), now=0)  # sent without num_ctx: Ollama's default
+    assert server.placement("m", {}) == Placement("gpu1", Start.WARM, {})
+    server.loaded({"m": Loaded({"num_ctx": 4096})})
+    assert server.placement("m", {"num_ctx": 2048}) == Placement("gpu1", Start.WARM, {"num_ctx": 4096})

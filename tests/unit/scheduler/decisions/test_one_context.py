@@ -1,0 +1,115 @@
+"""The scheduler's reload options, sent to the model of Ollama's scheduler: how often it loads a model.
+
+Twelve requests for one model come at once, asking num_ctx 2048, 8192 and nothing, on one server
+with two slots (``-np 2``). Ollama reloads a model on any other num_ctx (server/sched.go,
+needsReload), and a request naming none gets its default (4096 here); the proxy must send
+values such that the model loads once.
+"""
+
+from ollama_proxy.scheduler.decisions.core import Scheduler, Ticket
+from ollama_proxy.scheduler.decisions.estimates import Estimates
+from ollama_proxy.scheduler.decisions.fairness import Share
+from ollama_proxy.scheduler.decisions.servers import Loaded, ServerSpec
+from tests.fakes.clock import ManualClock
+from tests.fakes.ollama_runner import RUNNING
+from tests.fakes.ollama_scheduler import OllamaScheduler
+from tests.fakes.ollama_slots import runner_options
+
+MIXED = [{"num_ctx": 2048}, {"num_ctx": 8192}, {}] * 4
+ANSWER_SECONDS = 2.0
+STEP = 0.25
+
+
+class Bench:
+    """The proxy's scheduler in front of one Ollama server; time moves by hand."""
+
+    def __init__(self) -> None:
+        self.clock = ManualClock(0.0)
+        self.proxy = Scheduler([ServerSpec("gpu1", num_parallel=2, max_loaded_models=1)], estimates=Estimates())
+        self.ollama = OllamaScheduler(self.clock, num_parallel=2, max_loaded_models=1, load_seconds=1.0)
+        self.sent: dict[str, tuple] = {}  # ticket -> (options sent, Ollama's record)
+        self.ids = iter(range(1_000_000))
+
+    def ps(self) -> None:
+        """Let the proxy read /api/ps, as its refresh does."""
+        loaded = {r.model: Loaded({"num_ctx": r.context_length}) for r in self.ollama.loaded()}
+        self._send(self.proxy.refresh("gpu1", loaded, self.clock.now))
+
+    def burst(self, asks: list[dict]) -> None:
+        for asked in asks:
+            n = next(self.ids)
+            ticket = Ticket(f"t{n}", Share(f"p{n % 3}", 1.0, "interactive"), "m", ("gpu1",), asked=dict(asked))
+            self._send(self.proxy.submit(ticket, self.clock.now))
+        while self.proxy.waiting or self.proxy.running:
+            self.clock.advance(STEP)
+            self.ollama.settle()
+            for ticket, (_, record) in list(self.sent.items()):
+                if record.state == RUNNING and record.started_at + ANSWER_SECONDS <= self.clock.now:
+                    self.ollama.finish(record)
+                    self._send(self.proxy.end(ticket, self.clock.now))
+            assert self.clock.now < 600, "the requests never ran"
+
+    def _send(self, grants) -> None:
+        for grant in grants:
+            options = grant.placement.options
+            record = self.ollama.submit("m", runner_options(options, default_num_ctx=4096, context_limit=131072))
+            self.sent[grant.ticket] = (options, record)
+
+    def loads(self) -> int:
+        return self.ollama.stats().loads
+
+
+def test_a_server_that_never_ran_the_model_loads_it_once_for_mixed_contexts_the_proxy_knows():
+    bench = Bench()
+    bench.proxy.servers["gpu1"].asked["m"] = {"num_ctx": 8192}  # asked for before, here or when it last loaded
+    bench.burst(MIXED)
+    assert bench.loads() == 1
+    assert {options.get("num_ctx") for options, _ in bench.sent.values()} == {8192}  # those asking none too
+
+
+def test_once_it_ran_the_mixed_contexts_a_fresh_server_loads_the_model_once():
+    """The first time, the first request loads before the larger one is asked: one reload, to 8192, which stays."""
+    first = Bench()
+    first.burst(MIXED)
+    assert (first.loads(), first.ollama.stats().reloads) == (2, 1)
+    second = Bench()
+    second.proxy = first.proxy  # the same proxy, in front of a fresh server
+    first.proxy.servers["gpu1"].runners.clear()
+    second.burst(MIXED)
+    assert second.loads() == 1
+
+
+def test_a_model_loaded_with_ollamas_default_reloads_once_for_a_larger_context():
+    bench = Bench()
+    record = bench.ollama.submit("m", runner_options(None, default_num_ctx=4096, context_limit=131072))
+    bench.clock.advance(2.0)
+    bench.ollama.finish(record)
+    bench.ps()
+    bench.burst(MIXED)
+    assert bench.loads() == 2  # the load before, and one reload to 8192
+    assert [r.ctx_size for r in bench.ollama.loaded()] == [16384]
+
+
+def test_a_model_loaded_with_a_larger_context_serves_every_request_without_a_reload():
+    bench = Bench()
+    record = bench.ollama.submit("m", runner_options({"num_ctx": 16384}, default_num_ctx=4096, context_limit=131072))
+    bench.clock.advance(2.0)
+    bench.ollama.finish(record)
+    bench.ps()
+    bench.burst(MIXED)
+    assert bench.loads() == 1  # the load before only
+    assert {options.get("num_ctx") for options, _ in bench.sent.values()} == {16384}
+
+
+def test_requests_naming_no_context_share_the_default_one():
+    bench = Bench()
+    bench.burst([{}] * 12)
+    assert bench.loads() == 1 and {tuple(options) for options, _ in bench.sent.values()} == {()}
+
+
+def test_a_first_request_naming_none_then_smaller_and_larger_ones_reload_once_to_the_largest():
+    """As reported on Ollama 0.33: -c 8192, then -c 4096, then -c 16384 (-np 2); now -c 8192, then -c 16384."""
+    bench = Bench()
+    bench.burst([{}, {"num_ctx": 2048}, {"num_ctx": 8192}] * 4)
+    assert (bench.loads(), bench.ollama.stats().reloads) == (2, 1)
+    assert [r.ctx_size for r in [*bench.ollama.unloaded, *bench.ollama.loaded()]] == [8192, 16384]
