@@ -107,19 +107,28 @@ class PromptCaches:
             return None
         slot = self.slots[index] if index < len(self.slots) else CacheSlot()
         source = slot.prompt if chain else None
-        restored = None
+        restored, lost = None, 0
         if saves and self.ram_tokens != 0:
-            # llama-server saves the slot's prompt first, which may push out the entry that would have served.
+            # llama-server saves the slot's prompt first, which may push out the entry that would have served,
+            # and other prompts held nowhere else.
             ram = self._with_saved(slot.prompt)
             restored = self._restorable(slot, chain, ram)
             if restored is not None:
                 source = ram[restored]
+            lost = sum(self._lost(saved, chain, slot.prompt) for saved in self.ram if saved not in ram)
         cached = source.shared(chain) if source is not None else 0
-        lost = 0
         if slot.prompt is not None and not self._kept(index, saves):
-            lost = slot.prompt.tokens - (slot.prompt.shared(chain) if chain else 0)
+            lost += slot.prompt.tokens - (slot.prompt.shared(chain) if chain else 0)
         foreign = tenant is not None and cached > 0 and source.tenant != tenant
         return Pick(index, min(cached, max(0, prompt_tokens(chain) - 1)), restored, saves, lost, foreign)
+
+    def _lost(self, dropped: Prompt, chain: Chain, saved: Prompt | None) -> int:
+        """The tokens of a RAM entry that saving ``saved`` drops, and that no slot, nor ``saved``, nor the new
+        prompt ``chain`` holds: read again whole, should its conversation come back."""
+        if (saved is not None and saved.shared(dropped.chain) >= dropped.tokens) or any(
+                slot.prompt is not None and slot.prompt.shared(dropped.chain) >= dropped.tokens for slot in self.slots):
+            return 0
+        return dropped.tokens - (dropped.shared(chain) if chain else 0)
 
     def _kept(self, index: int, saves: bool) -> bool:
         """Whether the prompt of slot ``index`` stays on the server when another replaces it there."""

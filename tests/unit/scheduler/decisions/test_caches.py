@@ -110,3 +110,16 @@ def test_a_prompt_whose_ram_entry_the_slots_save_pushes_out_reads_nothing():
     back = caches.pick(a)
     assert back.restored is None and back.cached < 0.1 * prompt_tokens(a)
     assert caches.take("t2", a, 2.0) == back.cached
+
+
+def test_a_pick_counts_as_lost_the_ram_entries_its_slots_save_pushes_out():
+    """A RAM cache that holds one prompt: a new prompt on the used slot saves that slot's prompt and so drops the
+    older one, held nowhere else; on a server with an empty slot it would lose nothing."""
+    a, b, c = chat(long("alpha")), chat(long("beta")), chat(long("gamma"))
+    for slots, lost in ((1, prompt_tokens(a) - c[0].tokens), (2, 0)):
+        caches = PromptCaches(slots, ram_tokens=prompt_tokens(a) + 10)
+        caches.take("t0", a, 0.0)
+        caches.release("t0", 0.5)
+        caches.take("t1", b, 1.0)  # on one slot, a is saved to RAM first; on two, b takes the empty one
+        caches.release("t1", 1.5)
+        assert caches.pick(c).lost == lost
