@@ -52,6 +52,11 @@ def chunk_text(chunk: object) -> str:
 
 
 def cached_prompt_tokens(ollama_resp: dict) -> int | None:
-    """The prompt tokens Ollama read from its cache (``prompt_eval_cached_count``, 0.33 and later); None if unsaid."""
+    """The prompt tokens Ollama read from its cache, as it said (``prompt_eval_cached_count``); None if unsaid.
+
+    No Ollama release up to 0.33 says it (only an unmerged branch adds the field): their ``prompt_eval_count``
+    counts every prompt token, cached or not, and nothing tells the cached apart. None is not 0: a client must
+    not read "none cached" where nobody measured, so the figure is Ollama's or nothing, never the proxy's guess.
+    """
     cached = ollama_resp.get("prompt_eval_cached_count")
     return cached if isinstance(cached, int) and not isinstance(cached, bool) and cached >= 0 else None

@@ -116,8 +116,10 @@ def think_from_effort(effort: object, param: str) -> bool | str:
 def to_openai_usage(ollama_resp: dict) -> dict:
     """Build OpenAI's ``usage`` from Ollama's token counts (missing counts are 0).
 
-    The prompt tokens read from cache are told where Ollama tells them (``prompt_eval_cached_count``,
-    0.33 and later), as Ollama's own OpenAI API does; where it does not, nothing is said.
+    The prompt tokens read from cache (``prompt_tokens_details.cached_tokens``) are told only where Ollama tells
+    them (``prompt_eval_cached_count``, which no release up to 0.33 sends); where it does not, ``prompt_tokens_details``
+    is left out, as OpenAI's usage allows (optional) and Ollama's own OpenAI API always does: a 0 would say "measured,
+    none cached".
     """
     prompt = ollama_resp.get("prompt_eval_count") or 0
     completion = ollama_resp.get("eval_count") or 0

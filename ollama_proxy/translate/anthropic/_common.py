@@ -53,7 +53,9 @@ def token_usage(ollama_resp: dict) -> dict:
     """Return Anthropic usage from Ollama's counters (absent counts are 0).
 
     Anthropic's input figures part the prompt: ``input_tokens`` not read from cache, ``cache_read_input_tokens``
-    read from it, told where Ollama tells it (0.33 and later).
+    read from it, told only where Ollama tells it (no release up to 0.33 does). Unsaid, it is left out (Anthropic's
+    usage allows it absent or null; Ollama's own Messages API never sends it) and ``input_tokens`` is every prompt
+    token, as ``prompt_eval_count`` counts them.
     """
     usage = {"input_tokens": ollama_resp.get("prompt_eval_count") or 0,
              "output_tokens": ollama_resp.get("eval_count") or 0}

@@ -1,7 +1,8 @@
 """Say how many input tokens an Anthropic answer reports: counted, estimated, or scaled.
 
 A Messages answer's input is Ollama's ``prompt_eval_count``: ``input_tokens``, less
-what ``prompt_eval_cached_count`` says was read from cache, ``cache_read_input_tokens``. Where
+what ``prompt_eval_cached_count`` says was read from cache, ``cache_read_input_tokens`` (left
+out where Ollama does not say, as no release up to 0.33 does). Where
 there is none yet (a stream's ``message_start``: Ollama counts only in its final
 chunk) or none at all, it is the estimate, corrected by the ratio learnt for
 the model. With ``report_context``, every figure (``count_tokens`` too) is

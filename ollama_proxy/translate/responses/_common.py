@@ -60,7 +60,9 @@ def function_call_item(item_id: str, call: dict, new_id: NewId, tools: ToolSet) 
 
 
 def token_usage(ollama_resp: dict) -> dict:
-    # Thinking tokens are not counted apart (0); cached prompt tokens are where Ollama counts them (0.33 and later).
+    # Thinking tokens are not counted apart (0). Cached prompt tokens are Ollama's prompt_eval_cached_count where it
+    # says it (no release up to 0.33 does); else 0, as Ollama's own Responses API sends: the Responses usage requires
+    # input_tokens_details.cached_tokens, an integer, so "not said" has no shape of its own here.
     prompt = ollama_resp.get("prompt_eval_count") or 0
     completion = ollama_resp.get("eval_count") or 0
     return {"input_tokens": prompt,

@@ -103,13 +103,20 @@ SUM_CASES = [
 
 
 @pytest.mark.parametrize("answer, expected", [
+    pytest.param({"prompt_eval_count": 4300, "eval_count": 12}, usage(4300, 12),
+                 id="Ollama 0.33: not told, nothing said"),
     pytest.param({"prompt_eval_count": 4300, "prompt_eval_cached_count": 3990, "eval_count": 12},
-                 {**usage(4300, 12), "prompt_tokens_details": {"cached_tokens": 3990}}, id="Ollama 0.33: told"),
+                 {**usage(4300, 12), "prompt_tokens_details": {"cached_tokens": 3990}}, id="an Ollama that tells"),
     pytest.param({"prompt_eval_count": 4300, "prompt_eval_cached_count": 0, "eval_count": 12},
                  {**usage(4300, 12), "prompt_tokens_details": {"cached_tokens": 0}}, id="none cached, told"),
-    pytest.param({"prompt_eval_count": 4300, "eval_count": 12}, usage(4300, 12), id="not told: nothing said"),
+    pytest.param({"prompt_eval_count": 4300, "prompt_eval_cached_count": None, "eval_count": 12}, usage(4300, 12),
+                 id="null: nothing said"),
     pytest.param({"prompt_eval_count": 4300, "prompt_eval_cached_count": "3990"}, usage(4300, 0),
                  id="not a count: nothing said"),
+    pytest.param({"prompt_eval_count": 4300, "prompt_eval_cached_count": True}, usage(4300, 0),
+                 id="a bool: nothing said"),
+    pytest.param({"prompt_eval_count": 4300, "prompt_eval_cached_count": -1}, usage(4300, 0),
+                 id="negative: nothing said"),
 ])
 def test_openai_usage_tells_the_cached_prompt_tokens_exactly_where_ollama_does(answer, expected):
     assert to_openai_usage(answer) == expected

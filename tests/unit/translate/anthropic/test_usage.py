@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ollama_proxy.translate.anthropic._common import token_usage
 from ollama_proxy.translate.anthropic.answer import to_anthropic_message
 from ollama_proxy.translate.anthropic.stream import MessagesStreamConverter
 from ollama_proxy.translate.anthropic.tokens import Estimate
@@ -86,6 +87,32 @@ def test_errors_and_an_early_end_pass_through():
 
 
 CACHED = {**DONE, "prompt_eval_count": 4300, "prompt_eval_cached_count": 3990}
+
+# Ollama's answer in, Anthropic's input figures out: cache_read_input_tokens only where Ollama said how many.
+CACHE_CASES = [
+    pytest.param({"prompt_eval_count": 4300, "eval_count": 5}, {"input_tokens": 4300},
+                 id="Ollama 0.33: not told, every prompt token is input, nothing said of the cache"),
+    pytest.param({"prompt_eval_count": 4300, "prompt_eval_cached_count": 3990, "eval_count": 5},
+                 {"input_tokens": 310, "cache_read_input_tokens": 3990}, id="an Ollama that tells"),
+    pytest.param({"prompt_eval_count": 4300, "prompt_eval_cached_count": 0, "eval_count": 5},
+                 {"input_tokens": 4300, "cache_read_input_tokens": 0}, id="none cached, told"),
+    pytest.param({"prompt_eval_count": 4300, "prompt_eval_cached_count": None, "eval_count": 5},
+                 {"input_tokens": 4300}, id="null: nothing said"),
+    pytest.param({"prompt_eval_count": 4300, "prompt_eval_cached_count": "3990", "eval_count": 5},
+                 {"input_tokens": 4300}, id="not a count: nothing said"),
+    pytest.param({"prompt_eval_count": 10, "prompt_eval_cached_count": 12, "eval_count": 5},
+                 {"input_tokens": 0, "cache_read_input_tokens": 10}, id="more cached than counted: held to the count"),
+]
+
+
+@pytest.mark.parametrize(("answer", "figures"), CACHE_CASES)
+def test_the_converters_usage_says_what_came_from_cache_only_where_ollama_does(answer, figures):
+    assert token_usage(answer) == {**figures, "output_tokens": 5}
+
+
+@pytest.mark.parametrize(("answer", "figures"), CACHE_CASES)
+def test_the_reported_input_says_what_came_from_cache_only_where_ollama_does(answer, figures):
+    assert InputUsage(Estimate(40)).input_figures(answer) == figures
 
 
 def test_a_whole_message_parts_its_input_into_what_was_read_and_what_came_from_cache():

@@ -104,8 +104,13 @@ def test_sdk_create_parses_the_response():
 
 
 @pytest.mark.parametrize("answer, cached", [
-    ({"prompt_eval_count": 4300, "prompt_eval_cached_count": 3990, "eval_count": 5}, 3990),
-    ({"prompt_eval_count": 4300, "eval_count": 5}, 0),  # before Ollama 0.33: the field the SDK needs, as Ollama's 0
+    # Ollama 0.33 does not say: the field the Responses usage requires (an integer), 0 as Ollama's own Responses API
+    pytest.param({"prompt_eval_count": 4300, "eval_count": 5}, 0, id="Ollama 0.33: not told, the required 0"),
+    pytest.param({"prompt_eval_count": 4300, "prompt_eval_cached_count": 3990, "eval_count": 5}, 3990,
+                 id="an Ollama that tells"),
+    pytest.param({"prompt_eval_count": 4300, "prompt_eval_cached_count": None, "eval_count": 5}, 0, id="null"),
+    pytest.param({"prompt_eval_count": 4300, "prompt_eval_cached_count": "3990", "eval_count": 5}, 0,
+                 id="not a count"),
 ])
 def test_the_cached_input_tokens_are_what_ollama_says(answer, cached):
     from ollama_proxy.translate.responses._common import token_usage
