@@ -93,8 +93,12 @@ class RequestRecord:
     left_in_queue: bool = False  # its client left while it waited for a slot: dropped, never sent
     load_seconds: float | None = None  # the model's load time, as Ollama reported it in a final chunk
     prefill_seconds: float | None = None  # the time Ollama took to read the prompt not in its cache (final chunk)
-    # Of prompt_tokens, those Ollama read from its cache, as its answers said (prompt_eval_cached_count, from 0.33):
+    # Of prompt_tokens, those Ollama read from its cache, as its answers said (prompt_eval_cached_count: no release up
+    # to 0.33 sends it, only an unmerged branch does; their prompt_eval_count counts cached tokens too):
     cached_tokens: int | None = None  # None: no answer said
+    # The proxy's own estimate of the same, never Ollama's word: the tokens the scheduler's mirror of the servers'
+    # caches expected the server it placed the request on to hold (in Ollama's tokens), summed over the answers sent.
+    cached_tokens_estimated: int | None = None  # None: none made (not scheduled, or no prompt the mirror follows)
     gpu_seconds: float | None = None  # the answers' GPU time, summed (Ollama's total_duration, else measured: Hold)
     measured: bool = False  # a figure is the proxy's own measure or estimate, where Ollama reported none
     budgeted: tuple = ()  # the budgets' (slot, period start) the request is charged to when it ends (access.budgets)

@@ -36,7 +36,7 @@ from ollama_proxy.dispatch.requester import current_requester
 from ollama_proxy.errors import Overloaded
 from ollama_proxy.greenlets import gevent_active, off_loop
 from ollama_proxy.ledger import Hold, hold_slot
-from ollama_proxy.observability.accounting import prompt_estimate
+from ollama_proxy.observability.accounting import note_cache_estimate, prompt_estimate
 from ollama_proxy.scheduler.decisions.prefix import chain_of
 from ollama_proxy.scheduler.transport.admission import Admission, Requester
 from ollama_proxy.surfaces import ollama_path
@@ -127,6 +127,7 @@ class Dispatcher:
             answer = self._try(server, _counted(server, admitted.release), not remaining, method, path, who, True,
                                sent, request, _charged_prompt(path, body))
             if answer is not None:
+                note_cache_estimate(who.record, admitted.cached)  # a server that failed answered nothing: not noted
                 return answer
         raise AssertionError("a scheduled request has at least one candidate")
 

@@ -50,6 +50,13 @@ def note_tokens(record: RequestRecord | None, prompt: int | None, completion: in
         record.cached_tokens = (record.cached_tokens or 0) + cached
 
 
+def note_cache_estimate(record: RequestRecord | None, cached: int | None) -> None:
+    """Add the tokens the scheduler expected an answer's server to read from its cache: the proxy's estimate, kept
+    apart from what Ollama says (``cached_tokens``); None: none made."""
+    if record is not None and _count(cached):
+        record.cached_tokens_estimated = (record.cached_tokens_estimated or 0) + cached
+
+
 def _count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -180,6 +180,8 @@ def access_line(record: RequestRecord, now: float) -> str:
         "upstream_model": record.upstream_model,
         "prompt_tokens": record.prompt_tokens,
         "cached_tokens": record.cached_tokens,  # of those, read from Ollama's cache, as it said; null: not said
+        # the scheduler's estimate of the same, never Ollama's word; null: none made
+        "cached_tokens_estimated": record.cached_tokens_estimated,
         "completion_tokens": record.completion_tokens,
         "token": record.principal,
         "client": record.client,

@@ -69,7 +69,12 @@ class ProxyMetrics:
                                          ["model", "key"], **common)
         self.prompt_cached = Counter("ollama_proxy_prompt_cached_tokens",
                                      "Prompt tokens an Ollama server read from its cache, as it said "
-                                     "(prompt_eval_cached_count, Ollama 0.33 and later)", ["model", "server"], **common)
+                                     "(prompt_eval_cached_count, which no Ollama release up to 0.33 sends)",
+                                     ["model", "server"], **common)
+        self.prompt_cached_estimated = Counter("ollama_proxy_prompt_cached_tokens_estimated",
+                                               "Prompt tokens the proxy's scheduler expected an Ollama server to "
+                                               "read from its cache when it placed a request: an estimate, not the "
+                                               "server's word", ["model", "server"], **common)
         self.prompt_prefilled = Counter("ollama_proxy_prompt_prefilled_tokens",
                                         "Prompt tokens an Ollama server read again, not from its cache, as it said "
                                         "(prompt_eval_count less prompt_eval_cached_count)", ["model", "server"],
@@ -140,6 +145,8 @@ class ProxyMetrics:
             self._child(self.completion_tokens, model, key).inc(record.completion_tokens)
         if record.cached_tokens is not None and record.prompt_tokens:  # an Ollama server said: its name is the backend
             self._count_prompt(record, model, record.backend or "")
+        if record.cached_tokens_estimated:  # the scheduler placed it, on the backend named
+            self._child(self.prompt_cached_estimated, model, record.backend or "").inc(record.cached_tokens_estimated)
 
     def _count_prompt(self, record: ledger.RequestRecord, model: str, server: str) -> None:
         """Count a request's prompt tokens the server read from its cache, and those it read again (prefilled)."""

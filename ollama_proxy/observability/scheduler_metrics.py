@@ -30,11 +30,12 @@ LENT_HELP = ("Free slots of a model on the server lent to the proxy's workers, w
 HITS = (("predicted", "ollama_proxy_prompt_cache_predicted_hits",
          "Requests the scheduler expected to read most of their prompt from the server's cache"),
         ("confirmed", "ollama_proxy_prompt_cache_confirmed_hits",
-         "Of those, the ones whose answer said it read them from cache (prompt_eval_cached_count)"),
+         "Of those, the ones whose answer bore it out: its prompt_eval_cached_count where sent (no Ollama "
+         "release up to 0.33 sends it), else what its prompt_eval_duration says was read again"),
         ("predicted_tokens", "ollama_proxy_prompt_cache_predicted_tokens",
          "Prompt tokens the scheduler expected the server to read from its cache"),
         ("confirmed_tokens", "ollama_proxy_prompt_cache_confirmed_tokens",
-         "Of those, the tokens the answers said were read from cache"))
+         "Of those, the tokens the answers bore out (said, or inferred from prompt_eval_duration)"))
 
 
 def families(status: dict | None, model_label: Callable[[str], str] = str) -> list[GaugeMetricFamily]:

@@ -62,7 +62,7 @@ def usage_row(record: RequestRecord, now: float, wall: datetime) -> dict:
         "ttft_ms": record.ttft_ms,
         "status": record.status,
         "aborted": record.aborted,
-        "cached_tokens": record.cached_tokens,
+        "cached_tokens": record.cached_tokens,  # Ollama's own figure; null: it did not say (none up to 0.33 does)
         **named,
         "team": record.team,
         "gpu_seconds": record.gpu_seconds,
@@ -70,6 +70,7 @@ def usage_row(record: RequestRecord, now: float, wall: datetime) -> dict:
         "measured": record.measured or bool(record.provisional_tokens),  # the proxy's figures, not Ollama's
         "key_id": record.key_id,  # what tells two keys of one name apart (one deleted, then made again)
         "team_id": record.team_id,
+        "cached_tokens_estimated": record.cached_tokens_estimated,  # the scheduler's estimate, not Ollama's word
     })
 
 

@@ -115,6 +115,9 @@ usage = Table(
     # under its name is another. Null: a token of the file, no team, or a row of a key gone before 0016.
     Column("key_id", Integer),
     Column("team_id", Integer, index=True),
+    # Of prompt_tokens, those the scheduler expected the server to hold in its cache: the proxy's estimate, never
+    # Ollama's word (that is cached_tokens). Null: none made.
+    Column("cached_tokens_estimated", Integer),
 )
 
 aliases = Table(

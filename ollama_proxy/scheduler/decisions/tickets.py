@@ -62,7 +62,7 @@ class PromptRead:
     """What an answer says of its prompt: Ollama's tokens, those read from cache (None: not said), the seconds."""
 
     tokens: int  # prompt_eval_count: every prompt token, those from cache included (Ollama 0.30 and later)
-    cached: int | None  # prompt_eval_cached_count (Ollama 0.33 and later)
+    cached: int | None  # prompt_eval_cached_count (None: not said, as no Ollama release up to 0.33 says it)
     seconds: float  # prompt_eval_duration: the reading of what was not cached
 
 
@@ -71,6 +71,9 @@ class Grant:
     ticket: str
     placement: Placement
     waited: float
+    # The prompt tokens the mirror expects the server to read from its cache, in Ollama's tokens: the proxy's
+    # estimate, never an answer's figure (None: none made; the arbiter adds it as it sends the grant).
+    cached: int | None = None
 
 
 @dataclass

@@ -66,6 +66,7 @@ class Admitted:
     server: str
     options: dict
     release: Callable[[], None]
+    cached: int | None = None  # the prompt tokens the scheduler expects the server to read from cache: an estimate
 
 
 class Admission:
@@ -128,7 +129,7 @@ class Admission:
                 after_listeners(record, end)
             else:
                 end()
-        return Admitted(placement.server, placement.options, release)
+        return Admitted(placement.server, placement.options, release, granted.cached)
 
     def _watcher(self, who: Requester, record: RequestRecord | None):
         asked_at = time.perf_counter()

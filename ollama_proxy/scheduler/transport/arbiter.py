@@ -15,6 +15,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 import gevent
@@ -163,7 +164,7 @@ class Arbiter:
             run = self.scheduler.running.get(ticket.id)
             if run is not None:  # granted while its grant could not reach the worker: said again
                 self._own(worker, ticket.id)
-                _send(worker, wire.grant(Grant(ticket.id, run.placement, now - run.started)))
+                _send(worker, wire.grant(self._estimated(Grant(ticket.id, run.placement, now - run.started))))
             elif ticket.id not in self.scheduler.waiting:
                 self._submit_ticket(worker, ticket, now)
         self._heard(worker, now)
@@ -232,7 +233,15 @@ class Arbiter:
         for granted in grants:
             worker = self._owners.get(granted.ticket)
             if worker is not None:
-                _send(worker, wire.grant(granted))
+                _send(worker, wire.grant(self._estimated(granted)))
+
+    def _estimated(self, granted: Grant) -> Grant:
+        """The grant with the prompt tokens the mirror expects its server to read from cache, in Ollama's tokens
+        (as ``_confirm`` scales them); unchanged for a request without a prompt the mirror follows."""
+        run = self.scheduler.running.get(granted.ticket)
+        if run is None or not run.ticket.prefix:
+            return granted
+        return replace(granted, cached=round(run.cached * self.scheduler.estimates.scale(run.ticket.model)))
 
     def _tick_forever(self) -> None:
         while self.holding():  # a hold may end early: every worker expected said what it holds

@@ -162,12 +162,18 @@ def sync(running_now: Iterable[dict], waiting: Iterable[dict]) -> dict:
 
 def grant(granted: Grant) -> dict:
     placement = granted.placement
-    return {"op": "grant", "id": granted.ticket, "server": placement.server, "start": placement.start.value,
-            "options": placement.options, "evict": placement.evict, "waited": granted.waited}
+    message = {"op": "grant", "id": granted.ticket, "server": placement.server, "start": placement.start.value,
+               "options": placement.options, "evict": placement.evict, "waited": granted.waited}
+    if granted.cached is not None:
+        message["cached"] = granted.cached
+    return message
 
 
 def grant_of(message: dict) -> Grant:
-    return Grant(message["id"], placement_of(message), float(message.get("waited", 0.0)))
+    """A grant, with the mirror's estimate of its cached prompt tokens if told (an older arbiter's: none)."""
+    cached = message.get("cached")
+    return Grant(message["id"], placement_of(message), float(message.get("waited", 0.0)),
+                 cached if _count(cached) else None)
 
 
 def lend(loan: Loan) -> dict:

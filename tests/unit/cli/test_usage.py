@@ -33,7 +33,8 @@ ROW = {"id": 7, "ts": datetime(2026, 11, 22, 8, 30, 1, 250000, tzinfo=UTC), "req
        "key_name": "alice", "surface": "openai", "model": "llama3.2", "backend": "default",
        "upstream_model": "llama3.2:latest", "prompt_tokens": 12, "completion_tokens": 30,
        "duration_ms": 812.5, "ttft_ms": 120.0, "status": 200, "aborted": False, "cached_tokens": 3990,
-       "team": "research", "gpu_seconds": 0.75, "queue_ms": 40.5, "measured": True, "key_id": 3, "team_id": 1}
+       "team": "research", "gpu_seconds": 0.75, "queue_ms": 40.5, "measured": True, "key_id": 3, "team_id": 1,
+       "cached_tokens_estimated": 3900}
 
 
 def test_csv_has_a_header_and_one_line_per_row():
@@ -41,9 +42,9 @@ def test_csv_has_a_header_and_one_line_per_row():
     write([ROW, {**ROW, "id": 8, "prompt_tokens": None}], "csv", out)
     lines = out.getvalue().splitlines()
     assert lines[0] == ",".join(COLUMNS)
-    # New columns go last (the key's and team's ids, 0016): the others stay.
+    # New columns go last (the key's and team's ids, 0016; the scheduler's cache estimate, 0018): the others stay.
     assert lines[1] == ("7,2026-11-22T08:30:01.250Z,r7,alice,openai,llama3.2,default,llama3.2:latest,12,30,"
-                        "812.5,120.0,200,False,3990,research,0.75,40.5,True,3,1")
+                        "812.5,120.0,200,False,3990,research,0.75,40.5,True,3,1,3900")
     assert lines[2].split(",")[8] == ""  # unknown counts stay empty, not 0
 
 
@@ -73,8 +74,8 @@ def test_the_end_user_column_comes_last_when_asked_for():
     write([named, ROW], "csv", out, (*COLUMNS, "end_user"))
     lines = out.getvalue().splitlines()
     assert lines[0] == ",".join(COLUMNS) + ",end_user"
-    assert lines[1].endswith(",3990,research,0.75,40.5,True,3,1,ann@lan")
-    assert lines[2].endswith(",3990,research,0.75,40.5,True,3,1,")
+    assert lines[1].endswith(",3990,research,0.75,40.5,True,3,1,3900,ann@lan")
+    assert lines[2].endswith(",3990,research,0.75,40.5,True,3,1,3900,")
     out = io.StringIO()
     write([named], "csv", out)
     assert "ann@lan" not in out.getvalue()  # the default export keeps its columns

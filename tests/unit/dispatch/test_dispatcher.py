@@ -102,8 +102,8 @@ def test_max_concurrent_waits_then_overloaded_on_a_server_the_proxy_does_not_sch
 class StubAdmission:
     """Grants every request a slot on the server it names, at once or after a wait; keeps what it was asked."""
 
-    def __init__(self, server, wait=0.0, options=None):
-        self.server, self.wait, self.options = server, wait, options
+    def __init__(self, server, wait=0.0, options=None, cached=None):
+        self.server, self.wait, self.options, self.cached = server, wait, options, cached
         self.asked = []
         self.prefixes = []
         self.embeds = []
@@ -114,7 +114,7 @@ class StubAdmission:
         self.prefixes.append(prefix)
         self.embeds.append(embeds)
         time.sleep(self.wait)
-        return Admitted(self.server, self.options if self.options is not None else asked, self._release)
+        return Admitted(self.server, self.options if self.options is not None else asked, self._release, self.cached)
 
     def _release(self):
         self.released += 1
@@ -163,6 +163,28 @@ def test_the_whole_wait_is_bounded_from_when_the_request_asks_whatever_server_fa
     assert admission.released == 2  # and the answer's, once it closed
     deadline = admission.asked[0][3]
     assert started + 60.0 <= deadline < time.monotonic() + 60.0
+
+
+def test_the_grants_estimate_of_the_cached_prompt_is_noted_for_the_server_that_answered_alone(tmp_path, scheduled):
+    first = StubServer("default", ["m:latest"], chat=UpstreamUnavailable("refused"))
+    pool = stub_pool(tmp_path, first, StubServer("gpu2", ["m:latest"]))
+    admission = StubAdmission("default", cached=5000)
+    admission.admit = lambda who, model, candidates, asked, deadline=None, prefix=(), embeds=False: (
+        StubAdmission.admit(admission, who, model, candidates, asked, deadline)
+        if "default" in candidates else Admitted("gpu2", asked, admission._release, 3990))
+    record = RequestRecord("r1", "POST", "/api/chat", "-", 0.0)
+    with _send(Dispatcher(pool, admission, 60.0), Requester(record=record), body=OllamaBody({"model": "m"})):
+        pass
+    assert (record.cached_tokens_estimated, record.cached_tokens) == (3990, None)  # the estimate, not Ollama's word
+
+
+def test_a_grant_without_an_estimate_notes_none(tmp_path, scheduled):
+    pool = stub_pool(tmp_path, StubServer("default", ["m:latest"]))
+    record = RequestRecord("r1", "POST", "/api/chat", "-", 0.0)
+    with _send(Dispatcher(pool, StubAdmission("default"), 60.0), Requester(record=record),
+               body=OllamaBody({"model": "m"})):
+        pass
+    assert record.cached_tokens_estimated is None
 
 
 def test_the_body_goes_with_the_options_granted_and_as_it_came_when_they_are_the_asked_ones(tmp_path, scheduled):

@@ -9,6 +9,7 @@ from ollama_proxy.observability.accounting import (
     keep_openai_text,
     note_answer,
     note_arrival,
+    note_cache_estimate,
     prompt_estimate,
     tap_chunks,
     tap_ndjson,
@@ -164,6 +165,20 @@ def test_the_prompt_tokens_ollama_read_from_cache_are_what_it_says_and_unknown_w
     before = _record()
     list(tap_chunks([{**CHAT[-1], "prompt_eval_count": 4300}], before))  # an Ollama before 0.33
     assert (before.prompt_tokens, before.cached_tokens) == (4300, None)
+
+
+@pytest.mark.parametrize("estimates, noted", [
+    pytest.param([], None, id="none made"),
+    pytest.param([None], None, id="a grant without one"),
+    pytest.param([0], 0, id="nothing expected from cache"),
+    pytest.param([3900, 100], 4000, id="side by side answers, added up"),
+    pytest.param([True, "3900"], None, id="not a count"),
+])
+def test_the_schedulers_estimate_of_the_cached_prompt_is_noted_apart_from_ollamas_figure(estimates, noted):
+    record = _record()
+    for estimate in estimates:
+        note_cache_estimate(record, estimate)
+    assert (record.cached_tokens_estimated, record.cached_tokens) == (noted, None)
 
 
 def test_side_by_side_answers_add_up_what_each_read_from_cache():

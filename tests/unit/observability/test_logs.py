@@ -66,6 +66,20 @@ def test_the_access_line_names_the_end_user_when_a_trusted_front_end_named_one()
     assert (entry["token"], entry["end_user"]) == ("alice", "ann@lan")
 
 
+def test_the_access_line_keeps_ollamas_cached_tokens_apart_from_the_proxys_estimate():
+    def placed_app(told, estimated):
+        def app(environ, start_response):
+            record = access_record(environ)
+            record.prompt_tokens, record.cached_tokens, record.cached_tokens_estimated = 4300, told, estimated
+            return _streaming_app(environ, start_response)
+        return app
+
+    for told, estimated in ((None, 3900), (3990, 3900), (None, None)):  # Ollama 0.33 says nothing of its cache
+        entry = json.loads(_run(placed_app(told, estimated))[2][0])
+        assert (entry["prompt_tokens"], entry["cached_tokens"], entry["cached_tokens_estimated"]) == (
+            4300, told, estimated)
+
+
 def test_stream_left_early_is_logged_as_aborted_once():
     _, chunks, lines = _run(_streaming_app, consume=1)
     assert len(lines) == 1

@@ -114,6 +114,22 @@ def test_where_the_server_did_not_say_what_it_read_from_cache_nothing_is_counted
     assert sample(metrics, "ollama_proxy_prompt_prefilled_tokens_total", **labels) is None
 
 
+@pytest.mark.parametrize("told", [None, 3990])  # Ollama 0.33 does not say; one that would
+def test_the_schedulers_estimate_of_the_cached_prompt_is_counted_apart_from_what_the_server_said(told):
+    metrics = observed(upstream_model="llama3.2:latest", backend="gpu1", prompt_tokens=4300, cached_tokens=told,
+                       cached_tokens_estimated=3900)
+    labels = {"model": "llama3.2:latest", "server": "gpu1"}
+    assert sample(metrics, "ollama_proxy_prompt_cached_tokens_estimated_total", **labels) == 3900
+    assert sample(metrics, "ollama_proxy_prompt_cached_tokens_total", **labels) == told
+
+
+@pytest.mark.parametrize("estimated", [None, 0])
+def test_no_estimate_or_an_estimate_of_none_cached_counts_nothing(estimated):
+    metrics = observed(upstream_model="llama3.2:latest", backend="gpu1", prompt_tokens=4300,
+                       cached_tokens_estimated=estimated)
+    assert "ollama_proxy_prompt_cached_tokens_estimated_total{" not in metrics.exposition().decode()
+
+
 def test_a_request_without_tokens_counts_none():
     metrics = observed(model="llama3.2", prompt_tokens=None, counted_tokens=None)
     assert "ollama_proxy_prompt_tokens_total{" not in metrics.exposition().decode()

@@ -30,15 +30,21 @@ def finished(**fields) -> RequestRecord:
 
 
 def test_usage_row_carries_every_field():
-    record = finished(cached_tokens=3990, team="research", gpu_seconds=1.75, queued=0.3, key_id=3, team_id=1)
+    record = finished(cached_tokens=3990, team="research", gpu_seconds=1.75, queued=0.3, key_id=3, team_id=1,
+                      cached_tokens_estimated=3900)
     assert usage_row(record, now=102.5, wall=WALL) == {
         "ts": datetime(2026, 11, 22, 20, 0, 7, 500000, tzinfo=timezone.utc),
         "request_id": "r1", "key_name": "alice", "surface": "openai", "model": "llama3.2",
         "backend": "default", "upstream_model": "llama3.2:latest", "prompt_tokens": 12,
         "completion_tokens": 30, "duration_ms": 2500.0, "ttft_ms": 250.0, "status": 200, "aborted": False,
         "cached_tokens": 3990, "team": "research", "gpu_seconds": 1.75, "queue_ms": 300.0, "measured": False,
-        "key_id": 3, "team_id": 1,
+        "key_id": 3, "team_id": 1, "cached_tokens_estimated": 3900,
     }
+
+
+def test_a_usage_row_says_ollamas_cached_tokens_only_where_it_did_and_the_estimate_apart():
+    row = usage_row(finished(cached_tokens_estimated=3900), now=102.5, wall=WALL)  # Ollama 0.33: nothing said
+    assert (row["cached_tokens"], row["cached_tokens_estimated"]) == (None, 3900)
 
 
 def test_a_request_whose_client_left_while_it_waited_counts_the_wait_until_then():

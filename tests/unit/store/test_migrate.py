@@ -274,3 +274,25 @@ def test_a_store_made_before_key_ids_gives_its_usage_the_ids_of_the_keys_it_was_
     finally:
         store.close()
         engine.dispose()
+
+
+def test_a_store_made_before_the_cache_estimate_keeps_its_usage_and_records_it_apart_after(store_url):
+    engine = open_engine(store_url, 10.0)
+    with _migrated(engine, "0017") as connection:
+        connection.execute(text("INSERT INTO usage (ts, request_id, prompt_tokens) VALUES (:now, 'old', 12)"),
+                           {"now": datetime.now(timezone.utc).replace(tzinfo=None)})
+    store = open_store(StoreSettings(store_url, 5.0))
+    try:
+        assert current_revision(store.engine) == head_revision()
+        store.add_usage([{"ts": datetime.now(timezone.utc), "request_id": "new", "prompt_tokens": 4300,
+                          "cached_tokens": None, "cached_tokens_estimated": 3900}])
+        assert [(r["request_id"], r["cached_tokens"], r["cached_tokens_estimated"]) for r in store.query_usage()] == [
+            ("old", None, None), ("new", None, 3900)]
+        with _migrated(store.engine, "0017", "downgrade"):  # and back: the column goes, the rows stay
+            pass
+        assert "cached_tokens_estimated" not in {c["name"] for c in inspect(store.engine).get_columns("usage")}
+        with store.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM usage")).scalar() == 2
+    finally:
+        store.close()
+        engine.dispose()

@@ -16,7 +16,8 @@ def row(ts, key="alice", model="llama3.2", prompt=10, completion=20, cached=None
             "backend": "default", "upstream_model": model, "prompt_tokens": prompt,
             "completion_tokens": completion, "duration_ms": 12.5, "ttft_ms": 3.25, "status": 200,
             "aborted": False, "end_user": None, "cached_tokens": cached, "team": None, "gpu_seconds": None,
-            "queue_ms": None, "measured": None, "key_id": None, "team_id": None, **extra}
+            "queue_ms": None, "measured": None, "key_id": None, "team_id": None, "cached_tokens_estimated": None,
+            **extra}
 
 
 def test_the_report_reads_a_periods_rows_and_a_team_keeps_its_own(store):

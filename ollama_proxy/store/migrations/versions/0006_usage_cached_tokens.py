@@ -1,4 +1,4 @@
-"""Add usage.cached_tokens: the prompt tokens Ollama read from its cache, estimated (null: unknown)."""
+"""Add usage.cached_tokens: the prompt tokens Ollama read from its cache, as it said (null: not said)."""
 
 import sqlalchemy as sa
 from alembic import op

@@ -104,7 +104,7 @@ def test_the_usage_page_shows_and_filters_the_end_user_and_the_export_has_it(cli
     export = client.get("/admin/usage.csv").get_data(as_text=True)
     # The columns added since come after end_user: an export read by position keeps its columns.
     assert export.splitlines()[0].endswith(",aborted,cached_tokens,end_user,team,gpu_seconds,queue_ms,measured,"
-                                           "key_id,team_id")
+                                           "key_id,team_id,cached_tokens_estimated")
     assert sorted(row["end_user"] for row in csv.DictReader(io.StringIO(export))) == ["", "ann@lan", "bob"]
     only_bob = client.get("/admin/usage.csv?end_user=bob").get_data(as_text=True).splitlines()
     assert [line.split(",")[1] for line in only_bob[1:]] == ["b"]

@@ -13,14 +13,15 @@ from ollama_proxy.scheduler.transport.admission import Admission, Requester
 class _GrantingClient:
     """A scheduler client that grants at once, with the reload options the arbiter chose."""
 
-    def __init__(self, placement: Placement) -> None:
+    def __init__(self, placement: Placement, cached: int | None = None) -> None:
         self.placement = placement
+        self.cached = cached
         self.tickets = []
         self.ended = []
 
     def admit(self, ticket, watch=None, deadline=None) -> Grant:
         self.tickets.append((ticket, deadline))
-        return Grant(ticket.id, self.placement, 0.25)
+        return Grant(ticket.id, self.placement, 0.25, self.cached)
 
     def end(self, ticket_id, load_seconds=None, read=None, sent=True):
         self.ended.append((ticket_id, load_seconds) if read is None else (ticket_id, load_seconds, read))
@@ -58,7 +59,7 @@ def test_a_grant_notes_its_wait_on_the_record_and_its_release_tells_the_load_tim
     assert client.ended == [(ticket.id, 3.5)]
 
 
-@pytest.mark.parametrize("cached", [1000, None])  # None: an Ollama before 0.33 does not say
+@pytest.mark.parametrize("cached", [1000, None])  # None: Ollama 0.33 and before do not say
 def test_a_release_tells_the_prompt_ollama_read_and_its_seconds_and_the_ticket_carries_the_prompt(cached):
     from ollama_proxy.scheduler.decisions.prefix import chain_of
 
@@ -118,3 +119,12 @@ def test_a_request_is_scheduled_under_its_keys_and_teams_ids_and_shown_by_its_na
     assert again.principal == "key:13" and again.leaf != admission.share_of(Principal("alice", GENERATE, key_id=12),
                                                                             None).leaf
     assert admission.share_of(Principal("alice", GENERATE), None).principal == "token:alice"
+
+
+@pytest.mark.parametrize("estimate", [3990, 0, None])
+def test_the_grants_estimate_of_the_cached_prompt_goes_to_the_dispatcher_and_not_into_ollamas_figure(estimate):
+    client = _GrantingClient(Placement("gpu1", Start.WARM, {}), cached=estimate)
+    record = RequestRecord("r1", "POST", "/api/chat", "-", 0.0)
+    admitted = Admission(lambda: client).admit(Requester(record=record), "m", ["gpu1"], {})
+    assert admitted.cached == estimate
+    assert record.cached_tokens is None and record.cached_tokens_estimated is None  # noted once an answer came

@@ -192,3 +192,33 @@ def test_expecting_only_workers_already_heard_ends_the_hold_at_once(arbiter):
     assert worker.ops("grant") == []
     arbiter.expect({"instance-a/1"})
     assert not arbiter.holding() and worker.ops("grant") == ["t1"]
+
+
+def test_a_grant_tells_the_prompt_tokens_the_mirror_expects_from_cache_in_ollamas_tokens(monkeypatch):
+    """The proxy's estimate, told to the worker with the grant: never mistaken for what Ollama says."""
+    scheduler = Scheduler([ServerSpec("gpu1", num_parallel=1, max_loaded_models=1)], Bounds())
+    scheduler.servers["gpu1"].warm("m", Loaded({}))
+    monkeypatch.setattr(scheduler.estimates, "scale", lambda model: 1.5)  # Ollama's tokens per estimated token
+    arbiter, worker = Arbiter(scheduler, ManualClock()), Worker()
+    said = [{"role": "user", "content": "tell me about the sky " * 300}]
+    arbiter.handle(worker, wire.submit(Ticket("a1", Share("ann"), "m", ("gpu1",), prefix=chain_of(
+        "/api/chat", {"messages": said}))))
+    arbiter.handle(worker, wire.end("a1", None, None))
+    again = chain_of("/api/chat", {"messages": [*said, {"role": "assistant", "content": "blue"},
+                                                {"role": "user", "content": "why?"}]})
+    arbiter.handle(worker, wire.submit(Ticket("a2", Share("ann"), "m", ("gpu1",), prefix=again)))
+    held = scheduler.running["a2"].cached  # in the mirror's estimated tokens
+    arbiter.handle(worker, wire.submit(_ticket("b1")))  # no prompt the mirror follows: no estimate
+    arbiter.handle(worker, wire.end("a2", None, None))
+    grants = {m["id"]: m for m in worker.sent if m["op"] == "grant"}
+    assert grants["a1"]["cached"] == 0  # the mirror held nothing of it
+    assert grants["a2"]["cached"] == round(held * 1.5) and held > 1000  # the first turn, held by the server
+    assert "cached" not in grants["b1"]
+
+
+def test_a_grant_said_again_tells_the_estimate_again(arbiter):
+    worker = Worker()
+    ticket = Ticket("t1", Share("ann"), "m", ("gpu1",), prefix=chain_of("/api/chat", {"messages": []}))
+    arbiter.handle(worker, wire.submit(ticket))
+    arbiter.handle(worker, wire.sync([], [wire.submit(ticket)]))  # its grant never reached the worker
+    assert [m.get("cached") for m in worker.sent if m["op"] == "grant"] == [0, 0]

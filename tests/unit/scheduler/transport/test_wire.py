@@ -48,6 +48,15 @@ def test_an_embedding_says_so():
 def test_a_grant_comes_back_as_it_went():
     granted = Grant("t1", Placement("gpu1", Start.LOAD, {}, evict="qwen3:8b"), 1.5)
     assert wire.grant_of(wire.decode(wire.encode(wire.grant(granted)))) == granted
+    assert "cached" not in wire.grant(granted)  # no estimate made: none said
+    estimated = Grant("t1", Placement("gpu1", Start.WARM, {}), 0.0, cached=3990)
+    assert wire.grant_of(wire.decode(wire.encode(wire.grant(estimated)))) == estimated
+
+
+@pytest.mark.parametrize("cached", ["3990", -1, True, 1.5, None])
+def test_a_grant_whose_estimate_is_no_count_or_missing_has_none(cached):
+    message = {**wire.grant(Grant("t1", Placement("gpu1", Start.WARM, {}), 0.0)), "cached": cached}
+    assert wire.grant_of(message).cached is None
 
 
 def test_a_sync_holds_what_runs_and_what_waits():
