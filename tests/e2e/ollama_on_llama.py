@@ -4,8 +4,10 @@ Ollama 0.30 and later start one ``llama-server`` per loaded model (llm/llama_ser
 ``-c NUM_CTX*NUM_PARALLEL -np NUM_PARALLEL`` and nothing about its caches, so llama-server's defaults
 hold: slots chosen by prompt similarity, a RAM prompt cache of 8 GiB, idle slots saved to it. Ollama
 sends every request with ``cache_prompt: true``, never more at once than the slots (a semaphore), and
-reports ``prompt_eval_count`` as llama-server's ``cache_n + prompt_n``, ``prompt_eval_cached_count``
-as ``cache_n`` (0.33) and ``prompt_eval_duration`` as ``prompt_ms``.
+reports ``prompt_eval_count`` as llama-server's ``cache_n + prompt_n`` (``promptEvalCount``) and
+``prompt_eval_duration`` as ``prompt_ms``: how many tokens came from the cache is not said (no release
+has ``prompt_eval_cached_count``). ``reports_cached=True`` adds it, as ``cache_n``, as an unmerged
+branch of Ollama's does; ``answers`` keeps ``cache_n`` either way.
 
 This layer does the same for ``/api/chat`` (streamed NDJSON or whole), and answers ``/``,
 ``/api/version``, ``/api/tags``, ``/api/ps`` and ``/api/show`` for its one model, so that the proxy
@@ -56,7 +58,8 @@ class Answered:
 class OllamaOnLlama:
     """One llama-server process with Ollama's chat API in front of it, on two free loopback ports."""
 
-    def __init__(self, workdir: Path, *, num_parallel: int = 2, num_ctx: int = 4096, threads: int = 1) -> None:
+    def __init__(self, workdir: Path, *, num_parallel: int = 2, num_ctx: int = 4096, threads: int = 1,
+                 reports_cached: bool = False) -> None:
         binary, model, template = installed_files()
         workdir.mkdir(parents=True, exist_ok=True)
         self.num_parallel = num_parallel
@@ -69,6 +72,7 @@ class OllamaOnLlama:
                      "-c", str(num_ctx * num_parallel), "-np", str(num_parallel), "--threads", str(threads),
                      "--no-warmup", "--jinja", "--chat-template-file", str(template)]
         self.answers: list[Answered] = []
+        self.reports_cached = reports_cached  # say prompt_eval_cached_count, as no Ollama release does (may change)
         self._slots = threading.BoundedSemaphore(num_parallel)  # Ollama's: never more requests than slots
         self._session = requests.Session()
         self._process: subprocess.Popen | None = None
@@ -181,8 +185,9 @@ class OllamaOnLlama:
         last = messages[-1].get("content", "") if messages else ""
         self.answers.append(Answered(last, cached, read, timings["prompt_ms"], first - arrived))
         total = time.monotonic() - arrived
+        said = {"prompt_eval_cached_count": cached} if self.reports_cached else {}
         return self._chunk("", done=True, done_reason="stop", total_duration=round(total * 1e9), load_duration=0,
-                           prompt_eval_count=cached + read, prompt_eval_cached_count=cached,
+                           prompt_eval_count=cached + read, **said,
                            prompt_eval_duration=round(timings["prompt_ms"] * 1e6),
                            eval_count=timings["predicted_n"], eval_duration=round(timings["predicted_ms"] * 1e6))
 

@@ -16,7 +16,7 @@ from tests.llama_server_cases import SLOTS, expected, messages, parametrized, re
 
 @parametrized
 def test_llama_server_reads_from_cache_as_the_table_says(case, tmp_path):
-    with OllamaOnLlama(tmp_path, num_parallel=SLOTS, threads=2) as server:
+    with OllamaOnLlama(tmp_path, num_parallel=SLOTS, threads=2, reports_cached=True) as server:  # cache_n said
         last, found = {}, []
         for step in case.steps:
             answer = requests.post(server.url + "/api/chat", timeout=120, json={

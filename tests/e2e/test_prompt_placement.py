@@ -2,11 +2,12 @@
 
 Two fake Ollama servers run two requests at once each and keep their slots' prompts and a RAM prompt
 cache, as the llama-server under Ollama 0.33 does (tests/fakes/ollama_cache.py, held to the real one by
-tests/llama_server_cases.py): a turn reads only what the server does not hold, TOKEN_SECONDS a token,
-and the answers say how much came from the cache. An agent sends its whole conversation again each turn
-(about 8,000 tokens); sent to the other server, it reads all of it again. With two servers a turn sent
-anywhere would land right half the time: each test follows several conversations over several turns,
-so chance cannot pass it.
+tests/llama_server_cases.py): a turn reads only what the server does not hold, TOKEN_SECONDS a token.
+As 0.33's, the answers do not say how much came from the cache (only prompt_eval_duration tells); some
+tests run again with fakes that say it, as an Ollama with prompt_eval_cached_count would. An agent
+sends its whole conversation again each turn (about 8,000 tokens); sent to the other server, it reads
+all of it again. With two servers a turn sent anywhere would land right half the time: each test
+follows several conversations over several turns, so chance cannot pass it.
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ LITTLE = 100  # tokens a turn reads when its slot held the conversation: the las
 
 
 @pytest.fixture
-def gpus():
-    servers = [FakeOllama(prompt_cache=True, prompt_token_seconds=TOKEN_SECONDS, **SLOTS).start() for _ in range(2)]
+def gpus(request):
+    """Two fakes; parametrized True, their answers say how many prompt tokens came from the cache."""
+    reports = getattr(request, "param", False)
+    servers = [FakeOllama(prompt_cache=True, prompt_token_seconds=TOKEN_SECONDS, reports_cached=reports,
+                          **SLOTS).start() for _ in range(2)]
     yield servers
     for server in servers:
         server.stop()
@@ -90,38 +94,56 @@ def _runs(fakes: list[FakeOllama], text: str) -> list[tuple[int, RequestRecord]]
 
 
 def _agent(proxy, name: str, *, think: float, turns: float = math.inf,
-           stop: threading.Event | None = None) -> list[int]:
-    """Work as a coding agent on the OpenAI API, ``turns`` turns or until ``stop``; return what each turn read.
+           stop: threading.Event | None = None) -> list[tuple[int | None, str]]:
+    """Work as a coding agent on the OpenAI API, ``turns`` turns or until ``stop``.
 
-    What a turn read again: the answer's usage.prompt_tokens less its prompt_tokens_details.cached_tokens, as
-    Ollama 0.33 counts them (prompt_eval_count and prompt_eval_cached_count).
+    Return, for each turn, the cached prompt tokens its answer told (usage.prompt_tokens_details.cached_tokens,
+    None where it told none, as with Ollama 0.33) and its request id.
     """
     client = openai.OpenAI(base_url=proxy.url + "/v1", api_key=AGENTS[name], max_retries=0, timeout=60)
     messages, tools = _conversation(name)
-    read = []
+    said = []
     with client:
-        while len(read) < turns and not (stop and stop.is_set()):
-            if read:
+        while len(said) < turns and not (stop and stop.is_set()):
+            if said:
                 time.sleep(think)  # runs a tool, then comes back with the whole conversation and the result
-                messages.append({"role": "user", "content": _ask(name, len(read))})
-            answer = client.chat.completions.create(model=MODEL, messages=messages, tools=tools)
+                messages.append({"role": "user", "content": _ask(name, len(said))})
+            raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=messages, tools=tools)
+            answer = raw.parse()
             messages.append({"role": "assistant", "content": answer.choices[0].message.content})
-            read.append(answer.usage.prompt_tokens - answer.usage.prompt_tokens_details.cached_tokens)
-    return read
+            details = answer.usage.prompt_tokens_details
+            said.append((None if details is None else details.cached_tokens, raw.headers["X-Request-Id"]))
+    return said
 
 
+def _read(fakes: list[FakeOllama], name: str, turns: int) -> list[int]:
+    """What each of an agent's turns read again, not from cache, as the fakes that ran them recorded it."""
+    return [record.prompt_tokens - record.cached_tokens for turn in range(turns)
+            for _, record in _runs(fakes, _ask(name, turn))]
+
+
+@pytest.mark.parametrize("gpus", [False, True], indirect=True, ids=["Ollama 0.33", "an Ollama that says"])
 def test_each_agents_next_turns_go_to_the_server_that_holds_its_conversation(proxy, gpus):
     thinks, turns = {"ann": 0.2, "bob": 0.5, "cat": 0.8}, 6  # each comes back while the others run, or think
+    reports = gpus[0].reports_cached
     with ThreadPoolExecutor(len(thinks)) as pool:
         working = {name: pool.submit(_agent, proxy, name, think=think, turns=turns) for name, think in thinks.items()}
-        read = {name: agent.result() for name, agent in working.items()}
+        said = {name: agent.result() for name, agent in working.items()}
     for name in thinks:
         runs = [run for turn in range(turns) for run in _runs(gpus, _ask(name, turn))]
         servers = [server for server, _ in runs]
         assert servers == [servers[0]] * turns, (name, servers)
         uncached = [record.prompt_tokens - record.cached_tokens for _, record in runs]
         assert uncached[0] > 7000 and max(uncached[1:]) < LITTLE, (name, uncached)
-        assert read[name] == uncached, name  # the answer tells what Ollama read
+        # The answer tells what Ollama said it read from cache, and nothing where it said nothing.
+        cached = [record.cached_tokens for _, record in runs]
+        assert [told for told, _ in said[name]] == (cached if reports else [None] * turns), name
+        # The access log keeps that apart from the scheduler's estimate: about the conversation, from turn 1 on.
+        entries = [proxy.access_entry(request_id) for _, request_id in said[name]]
+        assert [entry["cached_tokens"] for entry in entries] == (cached if reports else [None] * turns), name
+        estimated = [entry["cached_tokens_estimated"] for entry in entries]
+        assert estimated[0] == 0 and all(0.5 * c < e < 2 * c for c, e in zip(cached[1:], estimated[1:], strict=True)), (
+            name, cached, estimated)
 
 
 def _question(proxy, number: int) -> float:
@@ -156,7 +178,7 @@ def test_a_person_asking_beside_busy_agents_is_answered_promptly(proxy, gpus):
                 time.sleep(1)
         finally:
             stop.set()
-    read = {name: agent.result() for name, agent in agents.items()}
+    read = {name: _read(gpus, name, len(agent.result())) for name, agent in agents.items()}
     first, *later = answered
     # The first waits for a slot to free (a turn and a think at most); then its answer. Doubled: slack for a
     # loaded machine.
@@ -195,6 +217,7 @@ def test_server_timing_tells_the_prefill(proxy, gpus):
         assert first > 1000 and max(cached) < first / 20, (name, times)  # 7,800 tokens read, then some 40
 
 
+@pytest.mark.parametrize("gpus", [False, True], indirect=True, ids=["Ollama 0.33", "an Ollama that says"])
 def test_a_probe_with_another_keys_conversation_is_not_sent_to_the_server_that_holds_it(proxy, gpus):
     """dan guesses bob's conversation and asks on: placement does not send him to bob's cached prompt, whose reuse
     the answer's cached tokens (and, on a real GPU, its speed) would show him."""
@@ -207,4 +230,7 @@ def test_a_probe_with_another_keys_conversation_is_not_sent_to_the_server_that_h
         answer = client.chat.completions.create(model=MODEL, messages=probe, tools=tools)
     [(probed_server, record)] = _runs(gpus, "dan probes")
     assert probed_server != bobs_server
-    assert answer.usage.prompt_tokens_details.cached_tokens == record.cached_tokens < LITTLE  # nothing of bob's
+    assert record.cached_tokens < LITTLE  # nothing of bob's
+    told = answer.usage.prompt_tokens_details
+    assert (told.cached_tokens if gpus[0].reports_cached else told) == (
+        record.cached_tokens if gpus[0].reports_cached else None)  # and the answer says so only where Ollama does

@@ -17,9 +17,11 @@ happened is in ``fake.scheduler`` (records, stats, runners); a record's ``origin
 With ``prompt_cache`` too, each runner keeps its slots' prompts and a RAM prompt cache, as the
 llama-server under Ollama 0.30 and later does (ollama_cache.py): a prompt's tokens are its template's
 rendering (see ``_prompt_tokens``), only those its slot did not hold are processed,
-``prompt_token_seconds`` each, before the first chunk. As Ollama 0.33 does, prompt_eval_count counts
-every prompt token and prompt_eval_cached_count those read from the cache (``reports_cached=False``:
-as 0.30 to 0.32, which leave it out). ``fake.cache_slots(model)`` shows what the slots hold; each
+``prompt_token_seconds`` each, before the first chunk. As Ollama 0.30 to 0.33 do, prompt_eval_count
+counts every prompt token, cached or not, and nothing says how many came from the cache: no release sends
+``prompt_eval_cached_count`` (api/types.go has no such field; only an unmerged branch adds it), so only
+prompt_eval_duration, the reading of the uncached rest, tells. ``reports_cached=True`` sends it too, as
+cache_n, for an Ollama that someday does. ``fake.cache_slots(model)`` shows what the slots hold; each
 record says how long its prompt was, how much of it was cached, and in which slot.
 
 Ollama's newer routes (status, model recommendations, web search and fetch, the ollama.com
@@ -177,13 +179,13 @@ class _Turn:
     prefill: list[str] | None = None  # with a prompt cache: the prompt's tokens not cached, processed first
     prefill_seconds: float = 0.0  # ... and how long that takes
     prompt_tokens: int = 0  # ... of how many tokens
-    reports_cached: bool = True  # ... and whether the answer tells how many came from the cache
+    reports_cached: bool = False  # ... and whether the answer tells how many came from the cache (no release does)
 
     @classmethod
     def plan(cls, model: str, behavior: Behavior, prompt: _Prompt, thinks: bool, started: float,
              top_logprobs: int | None = None, loaded: float | None = None, began: float | None = None,
              prefill: list[str] | None = None, prefill_seconds: float = 0.0, prompt_tokens: int = 0,
-             reports_cached: bool = True) -> _Turn:
+             reports_cached: bool = False) -> _Turn:
         """Work out the chunks of the model's answer to prompt."""
         reply = f"You said: {prompt.text}" if behavior.reply is None else behavior.reply
         calls = behavior.tool_calls if prompt.tools_offered else None
@@ -276,7 +278,7 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         prompt_cache: bool = False,
         prompt_token_seconds: float = 0.0,
         prompt_cache_tokens: int | None = None,
-        reports_cached: bool = True,
+        reports_cached: bool = False,
     ) -> None:
         """Make a fake; num_parallel (OLLAMA_NUM_PARALLEL) runs requests in slots, None runs them all at once.
 
@@ -285,7 +287,8 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         default_num_ctx is the context length of a request that names none. prompt_cache keeps each
         runner's slots' prompts and RAM prompt cache (prompt_cache_tokens long; None: no limit, as
         llama-server's 8 GiB is for a small model), and a prompt's uncached tokens take prompt_token_seconds
-        each; reports_cached says the cached ones in prompt_eval_cached_count, as Ollama 0.33 does.
+        each; reports_cached says the cached ones in prompt_eval_cached_count, which no Ollama release up to
+        0.33 sends (off: as they answer, prompt_eval_count alone, every prompt token).
         """
         if prompt_cache and num_parallel is None:
             raise ValueError("prompt_cache needs num_parallel: only runners keep prompt caches")
@@ -297,7 +300,7 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         }
         self._prompt_cache = prompt_cache
         self._prompt_token_seconds = prompt_token_seconds
-        self._reports_cached = reports_cached
+        self.reports_cached = reports_cached
         self.url = ""
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -744,7 +747,7 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         prompt_tokens, prefill = self._prefill(lease, body)
         turn = _Turn.plan(requested, behavior, prompt, self._thinks(name, body), recorded.at, top_logprobs,
                           lease.loaded_at, lease.started_at, prefill, len(prefill or ()) * self._prompt_token_seconds,
-                          prompt_tokens, self._reports_cached)
+                          prompt_tokens, self.reports_cached)
         events = lease.watch(self._generation_events(turn, shape, lease))
         return lease.hold(lambda: self._answer(request, body, name, behavior, events, _merge))
 

@@ -79,7 +79,7 @@ def test_without_a_ram_cache_a_pushed_out_conversation_is_gone():
 
 @parametrized
 def test_the_fake_reads_from_cache_as_the_table_says(case):
-    with FakeOllama(num_parallel=SLOTS, prompt_cache=True) as fake:
+    with FakeOllama(num_parallel=SLOTS, prompt_cache=True, reports_cached=True) as fake:  # the count read back
         fake.script("llama3.2", reply=REPLY)
         last, found = {}, []
         for step in case.steps:
@@ -91,13 +91,13 @@ def test_the_fake_reads_from_cache_as_the_table_says(case):
     assert found == expected(case)
 
 
-def test_the_fake_says_what_it_read_from_cache_as_ollama_0_33_does_or_leaves_it_out_as_before():
+def test_the_fake_leaves_out_what_it_read_from_cache_as_ollama_0_33_does_and_says_it_when_asked_to():
     body = {"model": "llama3.2", "stream": False, "messages": [{"role": "user", "content": "why is the sky blue?"}]}
-    for reports, key in ((True, True), (False, False)):
-        with FakeOllama(num_parallel=1, prompt_cache=True, reports_cached=reports) as fake:
+    for settings, key in (({}, False), ({"reports_cached": False}, False), ({"reports_cached": True}, True)):
+        with FakeOllama(num_parallel=1, prompt_cache=True, **settings) as fake:
             first = requests.post(fake.url + "/api/chat", json=body, timeout=10).json()
             again = requests.post(fake.url + "/api/chat", json=body, timeout=10).json()
-        assert ("prompt_eval_cached_count" in again) is key
+        assert ("prompt_eval_cached_count" in first, "prompt_eval_cached_count" in again) == (key, key), settings
         assert first["prompt_eval_count"] == again["prompt_eval_count"]  # every prompt token, cached or not
         if key:
             assert (first["prompt_eval_cached_count"], again["prompt_eval_cached_count"]) == (

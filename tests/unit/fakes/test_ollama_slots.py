@@ -202,7 +202,7 @@ def chat_turns(*said):
 
 
 def test_a_prompt_cache_spares_a_conversation_its_earlier_turns_and_keeps_one_pushed_out_in_ram():
-    with FakeOllama(num_parallel=2, prompt_cache=True, prompt_token_seconds=0.02) as fake:
+    with FakeOllama(num_parallel=2, prompt_cache=True, prompt_token_seconds=0.02, reports_cached=True) as fake:
         fake.script("llama3.2", reply="ok sure")
         essay = {name: f"{name} " + "tell me about the history of the sky " * 10 for name in "ABC"}
 
