@@ -17,7 +17,7 @@ than the one whose turn it is may start first, if every request it passes is
 still expected to start within ``yield_within`` seconds, on slots about to free.
 Long answers then start at the moments slots free rather than all together after
 a burst of short ones, so they do not end together either, and a slot frees
-every so often instead of all of them once an answer.
+every so often instead of all of them once an answer; ``pacing`` keeps them apart.
 
 Loans of free slots while nothing waits are a layer over it (``lending``), and so
 is where a prompt is cheapest to read (``placement``, over what each server's
@@ -42,6 +42,7 @@ from ollama_proxy.scheduler.decisions.hits import HitBook
 from ollama_proxy.scheduler.decisions.lending import Lending
 from ollama_proxy.scheduler.decisions.options import unify
 from ollama_proxy.scheduler.decisions.order import order_of
+from ollama_proxy.scheduler.decisions.pacing import LONGER, Pacing
 from ollama_proxy.scheduler.decisions.placement import QUESTION_TOKENS, PromptPlacement
 from ollama_proxy.scheduler.decisions.prefix import prompt_tokens
 from ollama_proxy.scheduler.decisions.servers import Loaded, Placement, ServerSlots, ServerSpec, Start
@@ -49,7 +50,6 @@ from ollama_proxy.scheduler.decisions.snapshot import snapshot
 from ollama_proxy.scheduler.decisions.tickets import Bounds, Grant, Loan, PromptRead, Running, Ticket
 
 _DEFAULT_BOUNDS = Bounds()
-LONGER = 2.0  # how much longer than the request whose turn it is a request must be expected to run to go first
 
 
 class Scheduler(Lending, PromptPlacement):
@@ -61,6 +61,7 @@ class Scheduler(Lending, PromptPlacement):
         self.bounds = bounds
         self.estimates = estimates or Estimates()
         self.hits = HitBook()
+        self.pacing = Pacing()
         self.order = order_of(bounds)
         self.waiting: dict[str, Ticket] = {}
         self.running: dict[str, Running] = {}
@@ -89,6 +90,9 @@ class Scheduler(Lending, PromptPlacement):
             self.last_interactive[ticket.model] = now
         if ticket.prefix and prompt_tokens(ticket.prefix) < QUESTION_TOKENS:
             self.last_short[ticket.model] = now
+        self.pacing.asked(ticket.model, ticket.share.principal,
+                          self.estimates.own_slot_seconds(ticket.model, ticket.share.principal), now,
+                          self.bounds.headroom_window)
         grants = []
         for run in self._answered_in(ticket):  # their end is on its way: their slots are free in Ollama now
             grants += self.end(run.ticket.id, now)
@@ -377,6 +381,7 @@ class Scheduler(Lending, PromptPlacement):
         del self.waiting[ticket.id]
         self._unreserve(ticket.id)
         self.servers[placement.server].begin(ticket.model, placement, now, ticket.embeds)
+        self.pacing.started(ticket.model, ticket.share.principal, now)
         self._run(ticket, placement, now)
         return Grant(ticket.id, placement, now - ticket.enqueued)
 

@@ -48,6 +48,10 @@ class Estimates:
             return known
         return self._slot.get(model, self.default_slot_seconds)
 
+    def own_slot_seconds(self, model: str, principal: str) -> float | None:
+        """How long ``principal``'s requests for ``model`` have held their slots; None before one ended."""
+        return self._slot_of.get((model, principal))
+
     def load_seconds(self, model: str, server: str) -> float:
         known = self._load.get((model, server))
         if known is not None:

@@ -1,0 +1,52 @@
+"""Hold a principal's long requests apart while shorter ones use the model (pure, clock given).
+
+A job that keeps every slot of a model busy with answers of one length starts them together whenever
+slots free together, and they then end together: a question asked just after waits for a whole answer,
+whatever its turn. Started at least ``its expected slot-time / the model's slots`` apart, its answers end
+that far apart too, so a slot frees that often and a question waits about that long at most. The job
+loses nothing but the moments a slot stands free before its next start may go.
+
+The hold applies only while another principal, whose requests are expected to hold a slot ``LONGER``
+times less (or who has had none end yet: a person's first question), has asked for the model within
+``window`` seconds (``scheduling.headroom_window``): a job alone, or beside others as long as it, starts
+as fast as slots free. A principal with one request at a
+time (a person, an agent between turns) is never held: its next request comes after its last one ended.
+"""
+
+from __future__ import annotations
+
+from cachetools import LRUCache
+
+from ollama_proxy.scheduler.decisions.estimates import MODELS_KEPT, PRINCIPALS_KEPT
+
+LONGER = 2.0  # how many times longer than another's a request must be expected to run to yield or be paced
+
+
+class Pacing:
+    """When each principal last started a request for a model, and who asked for each model lately."""
+
+    def __init__(self) -> None:
+        # model -> principal -> (when it last asked, the slot-time its requests held; None: none ended yet)
+        self._asked: LRUCache[str, dict[str, tuple[float, float | None]]] = LRUCache(MODELS_KEPT)
+        self._started: LRUCache[tuple[str, str], float] = LRUCache(PRINCIPALS_KEPT)
+
+    def asked(self, model: str, principal: str, expected: float | None, now: float, window: float) -> None:
+        """``principal`` asked for ``model``, its requests expected to hold a slot ``expected`` seconds (None:
+        unknown yet)."""
+        recent = self._asked.get(model)
+        if recent is None:
+            recent = self._asked[model] = {}
+        for stale in [p for p, (at, _) in recent.items() if now - at >= window]:
+            del recent[stale]
+        recent[principal] = (now, expected)
+
+    def started(self, model: str, principal: str, now: float) -> None:
+        self._started[(model, principal)] = now
+
+    def holds(self, model: str, principal: str, expected: float, slots: int, now: float, window: float) -> bool:
+        """Whether a request of ``principal`` expected to hold a slot ``expected`` seconds waits for its pace."""
+        last = self._started.get((model, principal))
+        if last is None or now - last >= expected / max(1, slots):
+            return False
+        return any(other != principal and now - at < window and (shorter is None or shorter * LONGER <= expected)
+                   for other, (at, shorter) in self._asked.get(model, {}).items())
