@@ -48,9 +48,14 @@ class Answer:
         return next(t for t in (self.finished_at, self.left_at, self.first_token_at, self.asked_at) if t is not None)
 
 
-def prompt(label: str, tokens: int) -> str:
-    """Return a prompt the fake answers in exactly tokens tokens, opening with label."""
-    return " ".join([label] + ["w"] * (tokens - ECHO_TOKENS - 1))
+def prompt(label: str, tokens: int, instruction: str = "") -> str:
+    """Return a prompt the fake answers in exactly tokens tokens: label on a line of its own, then instruction.
+
+    The fake echoes the prompt a word a token, so words are added after the instruction up to tokens; an
+    instruction longer than that makes the answer longer too.
+    """
+    words = instruction.split()
+    return f"{label}\n" + " ".join(words + ["w"] * (tokens - ECHO_TOKENS - 1 - len(words)))
 
 
 def label_of(body: object) -> str | None:
@@ -62,14 +67,14 @@ def label_of(body: object) -> str | None:
 
 
 def ask(url: str, token: str | None, principal: str, number: int, tokens: int, *, options: dict | None = None,
-        first_token_within: float | None = None, hangup: Hangup | None = None) -> Answer:
+        first_token_within: float | None = None, hangup: Hangup | None = None, instruction: str = "") -> Answer:
     """Stream one chat to url and time it.
 
     The client leaves (closes its socket) if no token came within first_token_within seconds, or
     when hangup is called, whatever it got by then.
     """
     answer = Answer(f"{principal}#{number}", principal, time.monotonic())
-    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt(answer.label, tokens)}]}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt(answer.label, tokens, instruction)}]}
     if options:
         body["options"] = options
     headers = {"Content-Type": "application/json"}

@@ -1,7 +1,12 @@
 """Noisy neighbour: a batch job keeps 24 long answers in flight while four people ask short questions.
 
-Run straight to the servers (round-robin), then through the proxy with the job's key in class
-``interactive`` and in class ``batch``. A request's wait is the time from asking until the fake
+Every prompt is one user message: its own first line, then an instruction text they all share. The
+servers keep prompt caches as llama-server does (a slot by similarity, else the least recently used;
+a RAM prompt cache), reading what they lack at 4,000 tokens a second.
+
+Run straight to the servers (round-robin), through the proxy as a plain fair queue (``PLAIN_QUEUE``: no
+yielding, no slot kept for people, no placement by prompt), then through the proxy as it is with the job's
+key in class ``interactive`` and in class ``batch``. A request's wait is the time from asking until the fake
 started it in a slot (the fake's record, found by the question's label); its time to first token
 is measured by the client. Slot-time shares are each principal's slot-seconds over all the slots'
 time; the fair figure splits that time by max-min fairness (equal weights), each person wanting
@@ -27,24 +32,34 @@ from bench.scheduling.table import Column, Target, print_scenario, show, triple
 from bench.scheduling.workload import BATCH_JOB, Workload, drive
 from tests.fakes.ollama_runner import RequestRecord
 
-SERVERS = Servers(count=2, num_parallel=2, token_seconds=0.02)
-LOAD = Workload(batch_in_flight=24, batch_tokens=300, people=4, question_tokens=30, ask_every=3.0)
+SERVERS = Servers(count=2, num_parallel=2, token_seconds=0.02, prompt_token_seconds=1 / 4000)
+# ~200 characters every prompt shares after its first line, short enough that a question's answer stays 30 tokens.
+INSTRUCTION = ("Answer plainly and briefly, without lists or headings; state assumptions, mention uncertainty "
+               "honestly, include one concrete example, and finish with exactly one verification step.")
+LOAD = Workload(batch_in_flight=24, batch_tokens=300, people=4, question_tokens=30, ask_every=3.0,
+                instruction=INSTRUCTION)
 READING = replace(LOAD, reads_for=3.0)
 STRAIGHT, INTERACTIVE, BATCH = "straight to Ollama", "proxy, batch key interactive", "proxy, batch key in class batch"
-RUNS = {STRAIGHT: None, INTERACTIVE: "interactive", BATCH: "batch"}
+PLAIN = "plain fair queue"
+# A gateway that only queues fairly: no one yields, no slot kept for people, no placement by prompt.
+PLAIN_QUEUE = {"yield_within": 0, "interactive_headroom": 0, "prefix_hold": 0, "prompt_placement": False}
+RUNS = {STRAIGHT: (None, None), PLAIN: ("interactive", PLAIN_QUEUE), INTERACTIVE: ("interactive", None),
+        BATCH: ("batch", None)}
 
 
 def main(seconds: float, load: Workload = LOAD, title: str = "noisy neighbour") -> None:
     columns, figures = {}, {}
-    for name, job_class in RUNS.items():
-        with rig(SERVERS, via_proxy=job_class is not None, people=load.names, jobs={BATCH_JOB: job_class}) as where:
+    for name, (job_class, scheduling) in RUNS.items():
+        with rig(SERVERS, via_proxy=job_class is not None, people=load.names, jobs={BATCH_JOB: job_class},
+                 scheduling=scheduling) as where:
             tally, window = drive(where, load, seconds)
             columns[name], figures[name] = measure(where, tally, window)
     asking = (f"every {load.ask_every:g} s" if load.reads_for is None
               else f"again {load.reads_for:g} s after each answer")
     about = (f"{load.batch_in_flight} batch answers of {load.batch_tokens} tokens in flight, {load.people} people "
              f"asking {load.question_tokens} tokens {asking}; {SERVERS.count} servers x "
-             f"{SERVERS.num_parallel} slots, {SERVERS.token_seconds * 1e3:g} ms a token, people ask for {seconds:g} s")
+             f"{SERVERS.num_parallel} slots keeping prompt caches, {SERVERS.token_seconds * 1e3:g} ms a token, "
+             f"people ask for {seconds:g} s")
     print_scenario(title, about, columns, targets(figures))
 
 
@@ -85,7 +100,7 @@ def targets(figures: dict[str, dict]) -> list[Target]:
     for run in (INTERACTIVE, BATCH):
         got = figures[run]
         found += [Target("people's questions not served = 0", run, got["unserved"], 0),
-                  Target("people wait p95 <= 4 s", run, got["wait p95"], 4.0, "s"),
+                  Target("people wait p95 <= 3 s", run, got["wait p95"], 3.0, "s"),
                   Target("utilisation while anything waits >= 98 %", run, got["utilisation"], 0.98, "%", at_least=True)]
     found.append(Target("people wait p95 <= 2 s", BATCH, figures[BATCH]["wait p95"], 2.0, "s"))
     return found

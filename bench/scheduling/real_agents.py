@@ -12,9 +12,9 @@ the proxy (two gevent workers, default settings); every run starts the servers a
 Printed per run: what the servers read again on later turns (llama-server's ``prompt_n``, of the whole
 prompts), the later turns' time to first token at the client and at the servers (from the request's
 arrival at Ollama's API: what the proxy's way adds is the difference), the time requests waited in the
-proxy's queue, the cached tokens the proxy reported (``ollama_proxy_prompt_cached_tokens_total``) against
-the servers' own (``cache_n``), and the hits the proxy's mirror predicted against those the answers
-confirmed.
+proxy's queue, the cached tokens the proxy estimated (``ollama_proxy_prompt_cached_tokens_estimated_total``:
+Ollama 0.33 reports none) against the servers' own (``cache_n``), and the hits the proxy's mirror
+predicted against those the answers confirmed.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def _run(run: str, people: int, one_key: bool, system_tokens: int, turn_tokens: 
                 return _measure(engines, asked, None, None)
             hits = tuple(metric_sum(proxy.url, f"ollama_proxy_prompt_cache_{name}_total") for name in (
                 "predicted_hits", "confirmed_hits", "predicted_tokens", "confirmed_tokens"))
-            return _measure(engines, asked, metric_sum(proxy.url, "ollama_proxy_prompt_cached_tokens_total"), hits)
+            return _measure(engines, asked, metric_sum(proxy.url, "ollama_proxy_prompt_cached_tokens_estimated_total"),
+                            hits)
         finally:
             if proxy is not None:
                 proxy.stop()
@@ -145,7 +146,7 @@ def _measure(engines: list[OllamaOnLlama], asked: list[Turn], reported: float | 
         "first token, later turns (sum)": f"{first:.1f} s",
         "  of which at the servers (sum)": f"{at_server:.1f} s",
         "time in the proxy's queue (sum / max)": f"{sum(queued):.1f} / {max(queued):.1f} s",
-        "cached tokens: proxy said / servers said": "-" if reported is None else f"{reported:,.0f} / {said:,}",
+        "cached tokens: proxy estimated / servers said": "-" if reported is None else f"{reported:,.0f} / {said:,}",
         "hits: confirmed / predicted": "-" if hits is None else f"{hits[1]:.0f} / {hits[0]:.0f}",
         "hit tokens: confirmed / predicted": "-" if hits is None else f"{hits[3]:,.0f} / {hits[2]:,.0f}",
     }
@@ -158,8 +159,8 @@ def _targets(figures: dict[str, dict]) -> list[Target]:
     return [Target("tokens re-read on later turns <= 1.1 x sticky's", PROXY, proxy["reread"] / max(sticky["reread"], 1),
                    1.1),
             Target("first token on later turns <= sticky's + 10 %", PROXY, proxy["first"] / sticky["first"], 1.1),
-            Target("cached tokens reported within 1 % of the servers'", PROXY,
-                   abs(proxy["reported"] - proxy["said"]) / max(proxy["said"], 1), 0.01, "%")]
+            Target("cached tokens estimated within 10 % of the servers'", PROXY,
+                   abs(proxy["reported"] - proxy["said"]) / max(proxy["said"], 1), 0.10, "%")]
 
 
 def _knows_loaded(proxy: ProxyServer) -> bool:

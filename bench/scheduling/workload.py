@@ -31,6 +31,8 @@ class Workload:
     give_up_after: float | None = None  # seconds a person waits for the first token before leaving
     # People who read each answer this long before asking again, in place of asking on a beat.
     reads_for: float | None = None
+    # Every prompt's text after its own first line (the job's and the people's alike), as a team's tools send.
+    instruction: str = ""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -46,14 +48,15 @@ def drive(rig: Rig, load: Workload, seconds: float) -> tuple[Tally, Interval]:
     def job(first: int) -> None:
         numbers = itertools.count(first, load.batch_in_flight)
         while hangup.at is None:
-            tally.add(ask(rig.url(), rig.token(BATCH_JOB), BATCH_JOB, next(numbers), load.batch_tokens, hangup=hangup))
+            tally.add(ask(rig.url(), rig.token(BATCH_JOB), BATCH_JOB, next(numbers), load.batch_tokens, hangup=hangup,
+                          instruction=load.instruction))
 
     def person(name: str, offset: float) -> None:
         turn, numbers = since + offset, itertools.count()
         while turn < stop:
             time.sleep(max(0.0, turn - time.monotonic()))
             tally.add(ask(rig.url(), rig.token(name), name, next(numbers), load.question_tokens,
-                          first_token_within=load.give_up_after))
+                          first_token_within=load.give_up_after, instruction=load.instruction))
             if load.reads_for is not None:
                 turn = time.monotonic() + load.reads_for
             while turn <= time.monotonic():  # a turn missed while waiting for an answer is skipped
