@@ -184,6 +184,8 @@ class PromptPlacement:
 
     def _paced(self, ticket: Ticket, now: float) -> bool:
         """Whether a long request of a principal that just started one waits for its pace (``pacing``)."""
+        if not self.bounds.interactive_headroom:
+            return False  # nothing kept for people's questions: every slot as soon as it frees
         if class_rank(ticket.share, now - ticket.enqueued, self.bounds.batch_ageing) != 0:
             return False  # batch work leaves people their headroom instead
         if not any(run.ticket.model == ticket.model and run.ticket.share.principal == ticket.share.principal

@@ -7,6 +7,7 @@ from ollama_proxy.scheduler.decisions.pacing import Pacing
 from ollama_proxy.scheduler.decisions.servers import Loaded, ServerSpec
 
 WINDOW = 30.0
+DEFAULT_BOUNDS = Bounds()
 
 
 def test_a_long_principal_is_held_to_its_pace_only_while_a_shorter_one_asks():
@@ -30,8 +31,8 @@ def test_a_person_whose_answers_are_not_known_yet_counts_as_shorter():
     assert pacing.holds("m", "job", expected=6.0, slots=4, now=1.0, window=WINDOW)
 
 
-def _scheduler() -> Scheduler:
-    s = Scheduler([ServerSpec("gpu1", num_parallel=2), ServerSpec("gpu2", num_parallel=2)], Bounds(),
+def _scheduler(bounds: Bounds = DEFAULT_BOUNDS) -> Scheduler:
+    s = Scheduler([ServerSpec("gpu1", num_parallel=2), ServerSpec("gpu2", num_parallel=2)], bounds,
                   Estimates(default_slot_seconds=6.0))
     for server in s.servers.values():
         server.warm("m", Loaded({}))
@@ -73,4 +74,9 @@ def test_beside_a_person_a_jobs_answers_start_a_quarter_of_their_length_apart_on
 
 def test_batch_work_is_not_paced_it_leaves_people_a_slot_instead():
     starts = _starts(_scheduler(), "batch")
+    assert len(starts) >= 10 and any(b - a < 1.0 for a, b in zip(starts[4:], starts[5:], strict=False))
+
+
+def test_no_headroom_for_people_no_pace_either():
+    starts = _starts(_scheduler(Bounds(interactive_headroom=0)), "interactive")
     assert len(starts) >= 10 and any(b - a < 1.0 for a, b in zip(starts[4:], starts[5:], strict=False))
