@@ -34,6 +34,7 @@ class Servers:
     token_seconds: float = 0.02
     load_seconds: float = 0.0
     prompt_token_seconds: float | None = None  # given: the servers keep prompt caches, as Ollama's llama-server does
+    ram_tokens: int | None = None  # ... with a RAM prompt cache this many tokens long (None: no limit)
 
     @property
     def slots(self) -> int:
@@ -48,12 +49,17 @@ class Rig:
     urls: list[str]
     tokens: dict[str, str] = field(default_factory=dict)
     proxy: ProxyServer | None = None
+    sticky: bool = False  # each principal always to the server it was first sent to
 
     def __post_init__(self) -> None:
         self._turn = itertools.cycle(self.urls)
+        self._home: dict[str, str] = {}
 
-    def url(self) -> str:
-        """Return where the next request goes: round-robin over the servers, as a client spreads load."""
+    def url(self, principal: str | None = None) -> str:
+        """Return where the next request goes: round-robin over the servers, as a client spreads load, or,
+        sticky, the server ``principal`` was first sent to (the principals spread in turn)."""
+        if self.sticky and principal is not None:
+            return self._home.setdefault(principal, next(self._turn))
         return next(self._turn)
 
     def token(self, principal: str) -> str | None:
@@ -79,23 +85,24 @@ class Rig:
 
 @contextmanager
 def rig(servers: Servers, *, via_proxy: bool, people: tuple[str, ...] = (), jobs: dict[str, str] | None = None,
-        scheduling: dict | None = None, **script) -> Iterator[Rig]:
+        scheduling: dict | None = None, sticky: bool = False, **script) -> Iterator[Rig]:
     """Start the fakes, and the proxy in front of them if via_proxy; stop them all at the end.
 
-    people get file tokens; jobs (principal -> class) get managed keys of that class; script: more of
-    how the fakes answer (``Behavior``).
+    people get file tokens; jobs (principal -> class) get managed keys of that class; sticky: straight, each
+    principal to one server; script: more of how the fakes answer (``Behavior``).
     """
     settings = {"num_parallel": servers.num_parallel, "max_loaded_models": servers.max_loaded_models}
     caches = {}
     if servers.prompt_token_seconds is not None:
-        caches = {"prompt_cache": True, "prompt_token_seconds": servers.prompt_token_seconds}
+        caches = {"prompt_cache": True, "prompt_token_seconds": servers.prompt_token_seconds,
+                  "prompt_cache_tokens": servers.ram_tokens}
     fakes = [FakeOllama(load_seconds=servers.load_seconds, num_parallel=servers.num_parallel,
                         max_loaded_models=servers.max_loaded_models, **caches).start() for _ in range(servers.count)]
     for fake in fakes:
         fake.script(MODEL_SCRIPT, chunk_delay=servers.token_seconds, **script)
     try:
         if not via_proxy:
-            yield Rig(fakes, [fake.url for fake in fakes])
+            yield Rig(fakes, [fake.url for fake in fakes], sticky=sticky)
             return
         with tempfile.TemporaryDirectory(prefix="ollama-proxy-sched-") as workdir:
             tokens = {name: f"{name}-token-0123456789" for name in people}
