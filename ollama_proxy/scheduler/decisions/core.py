@@ -90,9 +90,7 @@ class Scheduler(Lending, PromptPlacement):
             self.last_interactive[ticket.model] = now
         if ticket.prefix and prompt_tokens(ticket.prefix) < QUESTION_TOKENS:
             self.last_short[ticket.model] = now
-        self.pacing.asked(ticket.model, ticket.share.principal,
-                          self.estimates.own_slot_seconds(ticket.model, ticket.share.principal), now,
-                          self.bounds.headroom_window)
+        self.pacing.asked(ticket.model, ticket.share.principal, now, self.bounds.headroom_window)
         grants = []
         for run in self._answered_in(ticket):  # their end is on its way: their slots are free in Ollama now
             grants += self.end(run.ticket.id, now)

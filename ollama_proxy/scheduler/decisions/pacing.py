@@ -4,7 +4,8 @@ A job that keeps every slot of a model busy with answers of one length starts th
 slots free together, and they then end together: a question asked just after waits for a whole answer,
 whatever its turn. Started at least ``its expected slot-time / the model's slots`` apart, its answers end
 that far apart too, so a slot frees that often and a question waits about that long at most. The job
-loses nothing but the moments a slot stands free before its next start may go.
+loses nothing but the moments a slot stands free before its next start may go. Only a principal whose
+answers have ended is paced: until then nothing says they are long.
 
 The hold applies only while another principal, whose requests are expected to hold a slot ``LONGER``
 times less (or who has had none end yet: a person's first question), has asked for the model within
@@ -14,6 +15,8 @@ time (a person, an agent between turns) is never held: its next request comes af
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from cachetools import LRUCache
 
@@ -26,27 +29,30 @@ class Pacing:
     """When each principal last started a request for a model, and who asked for each model lately."""
 
     def __init__(self) -> None:
-        # model -> principal -> (when it last asked, the slot-time its requests held; None: none ended yet)
-        self._asked: LRUCache[str, dict[str, tuple[float, float | None]]] = LRUCache(MODELS_KEPT)
+        self._asked: LRUCache[str, dict[str, float]] = LRUCache(MODELS_KEPT)  # model -> principal -> last asked
         self._started: LRUCache[tuple[str, str], float] = LRUCache(PRINCIPALS_KEPT)
 
-    def asked(self, model: str, principal: str, expected: float | None, now: float, window: float) -> None:
-        """``principal`` asked for ``model``, its requests expected to hold a slot ``expected`` seconds (None:
-        unknown yet)."""
+    def asked(self, model: str, principal: str, now: float, window: float) -> None:
+        """``principal`` asked for ``model`` now."""
         recent = self._asked.get(model)
         if recent is None:
             recent = self._asked[model] = {}
-        for stale in [p for p, (at, _) in recent.items() if now - at >= window]:
+        for stale in [p for p, at in recent.items() if now - at >= window]:
             del recent[stale]
-        recent[principal] = (now, expected)
+        recent[principal] = now
 
     def started(self, model: str, principal: str, now: float) -> None:
         self._started[(model, principal)] = now
 
-    def holds(self, model: str, principal: str, expected: float, slots: int, now: float, window: float) -> bool:
-        """Whether a request of ``principal`` expected to hold a slot ``expected`` seconds waits for its pace."""
+    def holds(self, model: str, principal: str, expected: float, slots: int, now: float, window: float,
+              slot_seconds: Callable[[str], float | None]) -> bool:
+        """Whether a request of ``principal`` expected to hold a slot ``expected`` seconds waits for its pace.
+
+        ``slot_seconds``: how long a principal's requests for the model have held their slots (None: none ended).
+        """
         last = self._started.get((model, principal))
         if last is None or now - last >= expected / max(1, slots):
             return False
-        return any(other != principal and now - at < window and (shorter is None or shorter * LONGER <= expected)
-                   for other, (at, shorter) in self._asked.get(model, {}).items())
+        return any(other != principal and now - at < window
+                   and ((shorter := slot_seconds(other)) is None or shorter * LONGER <= expected)
+                   for other, at in self._asked.get(model, {}).items())

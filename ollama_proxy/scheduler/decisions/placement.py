@@ -170,7 +170,7 @@ class PromptPlacement:
         work holds every slot; ``interactive_headroom`` warm slots are left free for as long as
         interactive requests for the model keep coming (``headroom_window``).
         """
-        if self._leaves_no_slot_for_short(ticket, placement, now) or self._paced(ticket, now):
+        if self._leaves_no_slot_for_short(ticket, placement, now) or self._paced(ticket, placement, now):
             return True
         headroom = self.bounds.interactive_headroom
         if not headroom or class_rank(ticket.share, now - ticket.enqueued, self.bounds.batch_ageing) == 0:
@@ -182,9 +182,10 @@ class PromptPlacement:
         free = sum(self.servers[name].free_slots(ticket.model) for name in ticket.candidates if name in self.servers)
         return free - 1 < headroom
 
-    def _paced(self, ticket: Ticket, now: float) -> bool:
-        """Whether a long request of a principal that just started one waits for its pace (``pacing``)."""
-        if not self.bounds.interactive_headroom:
+    def _paced(self, ticket: Ticket, placement: Placement, now: float) -> bool:
+        """Whether a long request of a principal that just started one waits for its pace (``pacing``) to take
+        a warm slot (a load starts a server's slots afresh: nothing there to keep apart)."""
+        if not self.bounds.interactive_headroom or placement.start is not Start.WARM:
             return False  # nothing kept for people's questions: every slot as soon as it frees
         if class_rank(ticket.share, now - ticket.enqueued, self.bounds.batch_ageing) != 0:
             return False  # batch work leaves people their headroom instead
@@ -193,8 +194,11 @@ class PromptPlacement:
             return False  # none of its answers runs: there is no end to keep this one's apart from
         slots = sum(server.slots_of(ticket.model) for name in ticket.candidates
                     if (server := self.servers.get(name)) is not None and ticket.model in server.runners)
-        return self.pacing.holds(ticket.model, ticket.share.principal, self._expected(ticket), slots, now,
-                                 self.bounds.headroom_window)
+        own = self.estimates.own_slot_seconds(ticket.model, ticket.share.principal)
+        if own is None:
+            return False  # none of its answers has ended: nothing says they are long
+        return self.pacing.holds(ticket.model, ticket.share.principal, own, slots, now, self.bounds.headroom_window,
+                                 lambda other: self.estimates.own_slot_seconds(ticket.model, other))
 
     def _leaves_no_slot_for_short(self, ticket: Ticket, placement: Placement, now: float) -> bool:
         """Whether a long prompt would take the last free slot while questions come.
