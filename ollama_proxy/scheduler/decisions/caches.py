@@ -14,7 +14,8 @@ similar prompt took its slot before it was saved.
 
 The proxy knows every prompt it sent (``prefix``: chains of hashed links with estimated
 tokens), so it can tell, before sending one, how much of it a server holds and what it would
-lose. What Ollama reports back (``prompt_eval_cached_count``) confirms or corrects it.
+lose. What Ollama reports back (the time it took to read the prompt, up to 0.33) confirms or
+corrects it.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 All are moving averages of what the proxy saw: slot-time from each request's
 start to its end, load time from the ``load_duration`` Ollama reports in a
 final chunk, the rate a server reads prompts at from the tokens it read again
-(``prompt_eval_count`` less ``prompt_eval_cached_count``) and
+(a whole prompt the mirror expected read whole, or ``prompt_eval_count`` less an
+Ollama's ``prompt_eval_cached_count``, where one sends it) and
 ``prompt_eval_duration``, how long a principal's requests hold their slots beyond
 that reading (answering), and how many of Ollama's tokens the proxy's estimate of a prompt
 stands for. Until a first observation the defaults stand in; a principal's

@@ -1,8 +1,9 @@
 """What each server's answers say of the mirror's prompt cache: predicted hits, confirmed ones, and how far to trust it.
 
-After every answer, Ollama says how many of the prompt's tokens it read from its cache
-(``prompt_eval_cached_count``, from 0.33). Before 0.33 only ``prompt_eval_duration`` says it: what
-was read again is estimated from it at the server's learned prefill rate. The mirror predicted a
+After every answer, Ollama says how long it took to read the prompt (``prompt_eval_duration``) and,
+up to 0.33, nothing of what came from its cache (``prompt_eval_count`` counts every prompt token):
+what was read again is estimated from that time at the server's learned prefill rate. An Ollama that
+sends ``prompt_eval_cached_count`` (not yet released) is taken at its word. The mirror predicted a
 number before the request was sent; per server and model, this keeps both, in Ollama's tokens, and
 a reliability: the part of the predicted tokens the answers confirm, as a moving average. A server
 that keeps answering below the mirror (its RAM cache smaller than said, another client using it)
