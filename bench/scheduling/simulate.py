@@ -3,7 +3,8 @@
 ``python -m bench.scheduling.simulate [--seconds 45] [--yield-within S] [--pace GAP ...]`` drives the
 proxy's ``Scheduler`` (scheduler/decisions/core.py) with the noisy neighbour's load: a batch job keeping 24 answers
 of 6 s in flight on two servers of two slots, four people asking 0.6 s questions, on a beat every
-3 s or 3 s after reading each answer. Every answer takes exactly its length and nothing else
+3 s or 3 s after reading each answer; each prompt as the benchmark sends it (noisy.py), each answer telling
+how long its prompt took to read. Every answer takes exactly its length and nothing else
 takes time, so it shows what the decisions alone give, in a second, and lets a policy be tried
 before it is built. ``--yield-within`` sets ``scheduling.yield_within`` (default 1; 0: strict order);
 ``--pace`` holds the batch job's starts on the model that many seconds apart while people use it
@@ -18,12 +19,16 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from bench.scheduling.noisy import INSTRUCTION
 from ollama_proxy.scheduler.decisions.core import Bounds, Scheduler, Ticket
 from ollama_proxy.scheduler.decisions.fairness import Share
+from ollama_proxy.scheduler.decisions.prefix import Chain, chain_of, prompt_tokens
 from ollama_proxy.scheduler.decisions.servers import Loaded, ServerSpec
+from ollama_proxy.scheduler.decisions.tickets import PromptRead
 
 MODEL, JOB = "m", "batch-job"
 BATCH_SECONDS, QUESTION_SECONDS, ASK_EVERY, PEOPLE_START, TICK = 6.0, 0.6, 3.0, 2.0, 0.05
+PROMPT_RATE = 4000.0  # prompt tokens a second: each answer tells the scheduler how long its prompt took
 
 
 class PacedScheduler(Scheduler):
@@ -57,6 +62,7 @@ class Run:
     intervals: list = field(default_factory=list)  # (asked, started) of every request
     busy: list = field(default_factory=list)  # (start, end) of every slot use
     numbers: itertools.count = field(default_factory=itertools.count)
+    prompts: dict = field(default_factory=dict)  # ticket -> its prompt, as the proxy follows it
 
     def at(self, when: float, what: str, who: str = "") -> None:
         heapq.heappush(self.events, (when, next(self.numbers), what, who))
@@ -65,7 +71,14 @@ class Run:
         ticket = f"{who}#{next(self.numbers)}"
         self.asked[ticket] = (who, now)
         klass = "interactive" if who != JOB else self.job_class
-        self.started(now, self.scheduler.submit(Ticket(ticket, Share(who, 1.0, klass), MODEL, ("a", "b")), now))
+        self.prompts[ticket] = prompt = _prompt(ticket, 270 if who == JOB else 3)
+        self.started(now, self.scheduler.submit(Ticket(ticket, Share(who, 1.0, klass), MODEL, ("a", "b"),
+                                                       prefix=prompt), now))
+
+    def end(self, now: float, ticket: str):
+        """The answer ended: it tells how many prompt tokens it read, and how long that took (as Ollama 0.33)."""
+        tokens = prompt_tokens(self.prompts.pop(ticket))
+        return self.scheduler.end(ticket, now, read=PromptRead(tokens, None, tokens / PROMPT_RATE))
 
     def started(self, now: float, grants) -> None:
         for grant in grants:
@@ -105,7 +118,7 @@ def simulate(job_class: str, reading: bool, seconds: float, gap: float = 0.0,
             run.started(now, scheduler.dispatch(now))
         elif what == "end":
             asker = run.asked[who][0]
-            run.started(now, scheduler.end(who, now))
+            run.started(now, run.end(now, who))
             if asker == JOB:
                 run.at(now, "job")
             elif reading:
@@ -115,6 +128,12 @@ def simulate(job_class: str, reading: bool, seconds: float, gap: float = 0.0,
                     beats[asker] += ASK_EVERY
                 run.at(beats[asker], "ask", asker)
     return run.waits, _use_while_waiting(run, stop)
+
+
+def _prompt(label: str, filler: int) -> Chain:
+    """A one-message chat as the benchmark sends it: its label, the shared instruction, filler words."""
+    text = f"{label}\n{INSTRUCTION} " + "w " * filler
+    return chain_of("/api/chat", {"messages": [{"role": "user", "content": text}]})
 
 
 def _use_while_waiting(run: Run, stop: float) -> float:
