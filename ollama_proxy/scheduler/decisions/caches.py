@@ -67,8 +67,9 @@ class Pick:
     cached: int  # the prompt's tokens already held (in the slot, or loaded into it from RAM)
     restored: int | None  # the RAM cache's entry loaded into the slot, if one is
     saves: bool  # the slot's prompt is saved to the RAM cache before it is replaced
-    lost: int  # tokens of another prompt that vanish: the slot's, replaced unsaved and held nowhere else
+    lost: int  # tokens of other prompts that vanish from the server: the slot's or a RAM entry's
     foreign: bool = False  # the cached tokens are another tenant's prompt
+    pushed: int = 0  # of ``lost``, those of the slot's own prompt (or the RAM entry loaded there): held, now gone
 
 
 class PromptCaches:
@@ -118,10 +119,14 @@ class PromptCaches:
                 source = ram[restored]
             lost = sum(self._lost(saved, chain, slot.prompt) for saved in self.ram if saved not in ram)
         cached = source.shared(chain) if source is not None else 0
+        pushed = 0
         if slot.prompt is not None and not self._kept(index, saves):
-            lost += slot.prompt.tokens - (slot.prompt.shared(chain) if chain else 0)
+            pushed = slot.prompt.tokens - (slot.prompt.shared(chain) if chain else 0)
+        if source is not None and source is not slot.prompt:  # a RAM entry, loaded and then overwritten
+            pushed += self._lost(source, chain, slot.prompt if saves else None)
         foreign = tenant is not None and cached > 0 and source.tenant != tenant
-        return Pick(index, min(cached, max(0, prompt_tokens(chain) - 1)), restored, saves, lost, foreign)
+        return Pick(index, min(cached, max(0, prompt_tokens(chain) - 1)), restored, saves, lost + pushed, foreign,
+                    pushed)
 
     def _lost(self, dropped: Prompt, chain: Chain, saved: Prompt | None) -> int:
         """The tokens of a RAM entry that saving ``saved`` drops, and that no slot, nor ``saved``, nor the new

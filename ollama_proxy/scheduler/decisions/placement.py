@@ -92,11 +92,17 @@ class PromptPlacement:
     def _cheapest(self, ticket: Ticket, warm: list[Placement]) -> tuple[Placement, float]:
         """The warm placement where ``ticket``'s prompt costs least to read, and that cost.
 
-        Costs within ``NEGLIGIBLE`` tokens of reading are alike (every prompt shares the template's first
-        tokens with any slot): of those, the server with most free slots, then the one holding fewest prompts,
-        so that new conversations spread over the servers.
+        A server where llama-server would push a conversation it holds out of the slot it takes (a similar
+        prompt's, replaced unsaved: another conversation after the same system text) is used only where every
+        server would: taken, the two conversations would take the slot from each other turn after turn, each
+        reading its own part again, while an empty slot elsewhere costs one reading. Costs within ``NEGLIGIBLE``
+        tokens of reading are alike (every prompt shares the template's first tokens with any slot): of those,
+        the server with most free slots, then the one holding fewest prompts, so that new conversations spread.
         """
-        cost = {p.server: self._prompt_cost(ticket, p.server, self._cache_pick(ticket, p.server)) for p in warm}
+        picks = {p.server: self._cache_pick(ticket, p.server) for p in warm}
+        keeping = [p for p in warm if picks[p.server] is None or picks[p.server].pushed <= NEGLIGIBLE]
+        warm = keeping or warm
+        cost = {p.server: self._prompt_cost(ticket, p.server, picks[p.server]) for p in warm}
         least = (min(cost.values()) * (1 + RATE_NOISE)
                  + self.estimates.prefill_seconds(ticket.model, warm[0].server, NEGLIGIBLE))
         best = min((p for p in warm if cost[p.server] <= least),

@@ -249,15 +249,39 @@ def test_a_probe_is_not_drawn_to_the_server_holding_another_tenants_prompt():
 
 
 def test_a_team_shares_its_cached_prompts_and_isolation_by_key_does_not():
+    """carol's conversation opens with the system text alice's holds; alice's is more than twice as long, so
+    llama-server saves it to RAM before carol's takes its slot: nothing of alice's is lost."""
     system = "the team's house rules " + "r" * 8000
     for isolation, drawn in (("team", True), ("key", False)):
         s = _scheduler(bounds=Bounds(prompt_cache_isolation=isolation))
         [first] = s.submit(Ticket("a1", Share("alice", team="research"), "m", SERVERS,
-                                  prefix=_turn("a", 1, system)), now=0)
+                                  prefix=_turn("a", 3, system)), now=0)
         s.end("a1", now=1)
         [grant] = s.submit(Ticket("c1", Share("carol", team="research"), "m", SERVERS,
                                   prefix=_turn("c", 1, system)), now=5)
         assert (grant.placement.server == first.placement.server) is drawn, isolation
+
+
+@pytest.mark.parametrize("who", ["carol", "alice"])
+def test_a_conversation_after_the_same_system_text_takes_an_empty_slot_before_pushing_one_out(who):
+    """llama-server would give c1 the idle slot of a1, which shares the system text, over an empty one, and
+    drop a1's turn unsaved (c1 keeps more than half of it): the two would take the slot from each other turn
+    after turn. The other server's empty slot costs the system text once. With every server holding such a
+    conversation, one is pushed out: there is no other way."""
+    system = "the team's house rules " + "r" * 8000
+    s = _scheduler()
+    shares = {name: Share(name, team="research") for name in ("alice", "carol")}
+    home = _served_by(s, "a1", shares["alice"], _turn("a", 1, system), now=0)
+    other = _served_by(s, "c1", shares[who], _turn("c", 1, system), now=2)
+    assert other != home
+    third = _served_by(s, "d1", shares[who], _turn("d", 1, system), now=4)
+    assert third in SERVERS
+
+
+def _served_by(s: Scheduler, id: str, share: Share, prefix, now: float) -> str:
+    [grant] = s.submit(Ticket(id, share, "m", SERVERS, prefix=prefix), now)
+    s.end(id, now + 1)
+    return grant.placement.server
 
 
 def test_another_tenants_prompt_containing_a_running_one_does_not_end_it():
