@@ -4,6 +4,7 @@ import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import inspect, text
 
 from ollama_proxy.config import StoreSettings
@@ -144,20 +145,24 @@ def test_a_store_made_before_the_web_permission_keeps_its_keys_none_allowed(stor
         engine.dispose()
 
 
-def test_a_store_made_before_cached_tokens_keeps_its_usage_and_records_them_after(store_url):
+@pytest.mark.parametrize(("before", "column", "row", "read"), [
+    ("0005", "cached_tokens", {"prompt_tokens": 310, "cached_tokens": 3990}, 3990),
+    ("0017", "cached_tokens_estimated", {"prompt_tokens": 4300, "cached_tokens": None, "cached_tokens_estimated": 3900},
+     3900),
+])
+def test_a_store_made_before_a_usage_column_keeps_its_usage_and_records_it_after(store_url, before, column, row, read):
     engine = open_engine(store_url, 10.0)
-    with _migrated(engine, "0005") as connection:
+    with _migrated(engine, before) as connection:
         connection.execute(text("INSERT INTO usage (ts, request_id, prompt_tokens) VALUES (:now, 'old', 12)"),
                            {"now": datetime.now(timezone.utc).replace(tzinfo=None)})
     store = open_store(StoreSettings(store_url, 5.0))
     try:
         assert current_revision(store.engine) == head_revision()
-        store.add_usage([{"ts": datetime.now(timezone.utc), "request_id": "new", "prompt_tokens": 310,
-                          "cached_tokens": 3990}])
-        assert [(r["request_id"], r["cached_tokens"]) for r in store.query_usage()] == [("old", None), ("new", 3990)]
-        with _migrated(store.engine, "0005", "downgrade"):  # and back: the column goes, the rows stay
+        store.add_usage([{"ts": datetime.now(timezone.utc), "request_id": "new", **row}])
+        assert [(r["request_id"], r[column]) for r in store.query_usage()] == [("old", None), ("new", read)]
+        with _migrated(store.engine, before, "downgrade"):  # and back: the column goes, the rows stay
             pass
-        assert "cached_tokens" not in {c["name"] for c in inspect(store.engine).get_columns("usage")}
+        assert column not in {c["name"] for c in inspect(store.engine).get_columns("usage")}
         with store.engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM usage")).scalar() == 2
     finally:
@@ -271,28 +276,6 @@ def test_a_store_made_before_key_ids_gives_its_usage_the_ids_of_the_keys_it_was_
         assert not {"key_id", "team_id"} & {c["name"] for c in inspect(store.engine).get_columns("usage")}
         with store.engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM usage")).scalar() == 3
-    finally:
-        store.close()
-        engine.dispose()
-
-
-def test_a_store_made_before_the_cache_estimate_keeps_its_usage_and_records_it_apart_after(store_url):
-    engine = open_engine(store_url, 10.0)
-    with _migrated(engine, "0017") as connection:
-        connection.execute(text("INSERT INTO usage (ts, request_id, prompt_tokens) VALUES (:now, 'old', 12)"),
-                           {"now": datetime.now(timezone.utc).replace(tzinfo=None)})
-    store = open_store(StoreSettings(store_url, 5.0))
-    try:
-        assert current_revision(store.engine) == head_revision()
-        store.add_usage([{"ts": datetime.now(timezone.utc), "request_id": "new", "prompt_tokens": 4300,
-                          "cached_tokens": None, "cached_tokens_estimated": 3900}])
-        assert [(r["request_id"], r["cached_tokens"], r["cached_tokens_estimated"]) for r in store.query_usage()] == [
-            ("old", None, None), ("new", None, 3900)]
-        with _migrated(store.engine, "0017", "downgrade"):  # and back: the column goes, the rows stay
-            pass
-        assert "cached_tokens_estimated" not in {c["name"] for c in inspect(store.engine).get_columns("usage")}
-        with store.engine.connect() as connection:
-            assert connection.execute(text("SELECT count(*) FROM usage")).scalar() == 2
     finally:
         store.close()
         engine.dispose()
