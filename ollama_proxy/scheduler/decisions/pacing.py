@@ -10,8 +10,8 @@ answers have ended is paced: until then nothing says they are long.
 The hold applies only while another principal, whose requests are expected to hold a slot ``LONGER``
 times less (or who has had none end yet: a person's first question), has asked for the model within
 ``window`` seconds (``scheduling.headroom_window``): a job alone, or beside others as long as it, starts
-as fast as slots free. A principal with one request at a
-time (a person, an agent between turns) is never held: its next request comes after its last one ended.
+as fast as slots free. A principal with one request at a time (a person, an agent between turns) is
+never held: its next request comes after its last one ended.
 """
 
 from __future__ import annotations

@@ -191,18 +191,19 @@ class PromptPlacement:
     def _paced(self, ticket: Ticket, placement: Placement, now: float) -> bool:
         """Whether a long request of a principal that just started one waits for its pace (``pacing``) to take
         a warm slot (a load starts a server's slots afresh: nothing there to keep apart)."""
-        if not self.bounds.interactive_headroom or placement.start is not Start.WARM:
+        if not self.bounds.interactive_headroom:
             return False  # nothing kept for people's questions: every slot as soon as it frees
-        if class_rank(ticket.share, now - ticket.enqueued, self.bounds.batch_ageing) != 0:
-            return False  # batch work leaves people their headroom instead
+        if placement.start is not Start.WARM or class_rank(ticket.share, now - ticket.enqueued,
+                                                           self.bounds.batch_ageing) != 0:
+            return False  # a load, or batch work, which leaves people their headroom instead
+        own = self.estimates.own_slot_seconds(ticket.model, ticket.share.principal)
+        if own is None:
+            return False  # none of its answers has ended: nothing says they are long
         if not any(run.ticket.model == ticket.model and run.ticket.share.principal == ticket.share.principal
                    for run in self.running.values()):
             return False  # none of its answers runs: there is no end to keep this one's apart from
         slots = sum(server.slots_of(ticket.model) for name in ticket.candidates
                     if (server := self.servers.get(name)) is not None and ticket.model in server.runners)
-        own = self.estimates.own_slot_seconds(ticket.model, ticket.share.principal)
-        if own is None:
-            return False  # none of its answers has ended: nothing says they are long
         return self.pacing.holds(ticket.model, ticket.share.principal, own, slots, now, self.bounds.headroom_window,
                                  lambda other: self.estimates.own_slot_seconds(ticket.model, other))
 
