@@ -123,3 +123,18 @@ def test_a_pick_counts_as_lost_the_ram_entries_its_slots_save_pushes_out():
         caches.take("t1", b, 1.0)  # on one slot, a is saved to RAM first; on two, b takes the empty one
         caches.release("t1", 1.5)
         assert caches.pick(c).lost == lost
+
+
+def test_a_ram_entry_loaded_for_a_similar_prompt_and_overwritten_is_pushed_out():
+    """llama-server loads the saved conversation that shares the most with a new prompt into the slot, then
+    reads the new prompt over it: what that conversation held beyond the shared part is gone from the server."""
+    system = long("rules")
+    a, b, c = chat(system, "ok", long("alpha")), chat(long("beta")), chat(system, "ok", long("gamma"))
+    caches = PromptCaches(1)
+    for n, chain in enumerate((a, b)):
+        caches.take(f"t{n}", chain, float(n))
+        caches.release(f"t{n}", float(n) + 0.5)
+    pick = caches.pick(c)
+    assert pick.restored is not None and pick.cached > 0
+    assert pick.pushed == prompt_tokens(a) - pick.cached > 0 and pick.lost == pick.pushed
+    assert caches.pick(chat(system, "ok", long("alpha"), "next", "turn")).pushed == 0  # a's own next turn
