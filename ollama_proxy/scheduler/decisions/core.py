@@ -88,9 +88,9 @@ class Scheduler(Lending, PromptPlacement):
         self.waiting[ticket.id] = ticket
         if class_rank(ticket.share, 0.0, self.bounds.batch_ageing) == 0:
             self.last_interactive[ticket.model] = now
+            self.pacing.asked(ticket.model, ticket.share.principal, now, self.bounds.headroom_window)
         if ticket.prefix and prompt_tokens(ticket.prefix) < QUESTION_TOKENS:
             self.last_short[ticket.model] = now
-        self.pacing.asked(ticket.model, ticket.share.principal, now, self.bounds.headroom_window)
         grants = []
         for run in self._answered_in(ticket):  # their end is on its way: their slots are free in Ollama now
             grants += self.end(run.ticket.id, now)

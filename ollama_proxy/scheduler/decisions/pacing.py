@@ -7,9 +7,10 @@ that far apart too, so a slot frees that often and a question waits about that l
 loses nothing but the moments a slot stands free before its next start may go. Only a principal whose
 answers have ended is paced: until then nothing says they are long.
 
-The hold applies only while another principal, whose requests are expected to hold a slot ``LONGER``
-times less (or who has had none end yet: a person's first question), has asked for the model within
-``window`` seconds (``scheduling.headroom_window``): a job alone, or beside others as long as it, starts
+The hold applies only while another interactive principal, whose requests are expected to hold a slot
+``LONGER`` times less (or who has had none end yet: a person's first question), has asked for the model
+within ``window`` seconds (``scheduling.headroom_window``), and no batch work waits for the model (it would
+take the slot held, ahead of its class): a job alone, or beside others as long as it, starts
 as fast as slots free. A principal with one request at a time (a person, an agent between turns) is
 never held: its next request comes after its last one ended.
 """

@@ -202,6 +202,9 @@ class PromptPlacement:
         if not any(run.ticket.model == ticket.model and run.ticket.share.principal == ticket.share.principal
                    for run in self.running.values()):
             return False  # none of its answers runs: there is no end to keep this one's apart from
+        if any(t.model == ticket.model and class_rank(t.share, now - t.enqueued, self.bounds.batch_ageing) > 0
+               for t in self.waiting.values()):
+            return False  # batch work would take the slot held: class goes first, and no slot stays free anyway
         slots = sum(server.slots_of(ticket.model) for name in ticket.candidates
                     if (server := self.servers.get(name)) is not None and ticket.model in server.runners)
         return self.pacing.holds(ticket.model, ticket.share.principal, own, slots, now, self.bounds.headroom_window,

@@ -114,3 +114,20 @@ def test_a_load_is_not_held_to_the_pace():
     grants = [g for n in range(3) for g in s.submit(_ticket(f"j{n}", "job"), now=1.0)]
     assert [g.ticket for g in grants] == ["j0", "j1"]  # j1 loads gpu2 at once; j2 waits there for its pace
     assert grants[1].placement.server == "gpu2" and grants[1].placement.start is not Start.WARM
+
+
+def test_no_pace_while_batch_work_waits_nor_for_a_batch_newcomer():
+    """Interactive work goes ahead of batch work whatever its pace; and a batch key is no one a pace keeps a
+    slot for."""
+    s = _beside_a_question(6)
+    s.estimates.ended("m", 6.0, 0.0, "job")
+    batch = [g.ticket for n in range(5) for g in s.submit(_ticket(f"b{n}", "batch-key", "batch"), now=0.5)]
+    assert batch == ["b0", "b1", "b2", "b3"]  # b4 waits: one slot is kept for people
+    assert [g.ticket for n in range(2) for g in s.submit(_ticket(f"j{n}", "job"), now=1.0)] == ["j0"]
+    assert [g.ticket for g in s.end("b0", now=1.1)] == ["j1"]  # though j0 started just now
+    s = Scheduler([ServerSpec("gpu1", num_parallel=4)], Bounds(), Estimates(default_slot_seconds=6.0))
+    s.servers["gpu1"].warm("m", Loaded({}))
+    s.estimates.ended("m", 6.0, 0.0, "job")
+    s.submit(_ticket("b0", "batch-key", "batch"), now=0.0)
+    s.end("b0", now=0.1)
+    assert [g.ticket for n in range(2) for g in s.submit(_ticket(f"j{n}", "job"), now=1.0)] == ["j0", "j1"]
