@@ -164,10 +164,14 @@ class PromptPlacement:
             if reread is None:
                 return
             cached = max(0, read.tokens - reread)
-        predicted = round(run.cached * self.estimates.scale(ticket.model))
+        predicted = self.predicted_cached(run)
         runner = self.servers[server].runners.get(ticket.model)
         if self.hits.note(server, ticket.model, read.tokens, predicted, cached) and runner is not None:
             runner.caches.forget(ticket.prefix)
+
+    def predicted_cached(self, run: Running) -> int:
+        """The prompt tokens the mirror expects ``run``'s server to read from cache, in Ollama's tokens."""
+        return round(run.cached * self.estimates.scale(run.ticket.model))
 
     def _leaves_too_little(self, ticket: Ticket, placement: Placement, now: float) -> bool:
         """Whether a batch request would take a slot people using its model may need any moment.

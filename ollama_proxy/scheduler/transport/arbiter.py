@@ -237,11 +237,11 @@ class Arbiter:
 
     def _estimated(self, granted: Grant) -> Grant:
         """The grant with the prompt tokens the mirror expects its server to read from cache, in Ollama's tokens
-        (as ``_confirm`` scales them); unchanged for a request without a prompt the mirror follows."""
+        (``predicted_cached``); unchanged for a request without a prompt the mirror follows."""
         run = self.scheduler.running.get(granted.ticket)
         if run is None or not run.ticket.prefix:
             return granted
-        return replace(granted, cached=round(run.cached * self.scheduler.estimates.scale(run.ticket.model)))
+        return replace(granted, cached=self.scheduler.predicted_cached(run))
 
     def _tick_forever(self) -> None:
         while self.holding():  # a hold may end early: every worker expected said what it holds
