@@ -8,7 +8,8 @@ management endpoint, its model patterns which models it may use.
 
 A worker keeps what it read of a managed key for ``auth.key_cache_seconds``, so
 the hot path seldom reaches the database; a disabled or deleted key stops
-working within that bound, an expired one at once. A key a person made for
+working within that bound, an expired one at once. So does a key's old secret after a rotation: within
+that bound without a grace period, at once when its grace period ends. A key a person made for
 themselves works while the identity provider vouches for its owner
 (``membership``): it lapses at once when the last confirmation grows older than
 ``admin.oidc.membership_max_age``, and within the cache's bound when a re-check
@@ -130,6 +131,11 @@ class TokenTable:
         return found
 
 
+# What a worker keeps of a managed key's secret: the key, its team, its owner's membership, and when the secret
+# stops working (an old one a rotation replaced; None: the current one).
+_Found = tuple[ApiKey, Team | None, Member | None, datetime | None]
+
+
 class ManagedKeys:
     """Look managed keys up in the store, through short-lived per-worker caches.
 
@@ -154,7 +160,9 @@ class ManagedKeys:
         found = self._key(token, now)
         if found is None:
             return None
-        key, team, member = found
+        key, team, member, retired_at = found
+        if retired_at is not None and retired_at <= now:
+            raise Unauthorized(f"key '{key.name}' was rotated: this secret stopped working at {retired_at.isoformat()}")
         if not key.enabled:
             raise Unauthorized(f"key '{key.name}' is disabled")
         if key.expired(now):
@@ -173,9 +181,9 @@ class ManagedKeys:
         admin's key."""
         return None if key.owner is None else lapse(member, key.team, now, self._membership_max_age)
 
-    def _key(self, token: str, now: datetime) -> tuple[ApiKey, Team | None, Member | None] | None:
-        """Return the key of a secret, its team and its owner's membership, from a cache when either holds the
-        answer, else from the store."""
+    def _key(self, token: str, now: datetime) -> _Found | None:
+        """Return the key of a secret, its team, its owner's membership and when the secret stops working (an old
+        one after a rotation), from a cache when either holds the answer, else from the store."""
         digest = hashlib.sha256(token.encode()).digest()  # the caches hold no secret
         found = self._found.get(digest)
         if found is not None or digest in self._unknown:
@@ -187,16 +195,17 @@ class ManagedKeys:
             self._found[digest] = found
         return found
 
-    def _load(self, token: str, now: datetime) -> tuple[ApiKey, Team | None, Member | None] | None:
+    def _load(self, token: str, now: datetime) -> _Found | None:
         try:
             store: Store = self._store()  # opened on a worker's first use: that can fail too
-            key = store.find_key(token)
-            if key is None:
+            found = store.find_secret(token)
+            if found is None:
                 return None
+            key = found.key
             member = store.get_member(key.owner) if key.owner is not None else None
-            if key.usable(now) and self._lapse(key, member, now) is None:
+            if key.usable(now) and not found.refused(now) and self._lapse(key, member, now) is None:
                 store.touch_key(key.name, now)  # once per key per cache period
-            return key, store.get_team(key.team) if key.team is not None else None, member
+            return key, store.get_team(key.team) if key.team is not None else None, member, found.retired_at
         except DatabaseError as exc:
             log.error("the key store failed: %s", exc.reason)
             raise ProxyError("the key store cannot be reached; try again shortly", status=503) from None

@@ -16,6 +16,8 @@ Keys (a secret is shown once, at creation; only its sha256 is kept):
                trusted_frontend=False, web=False, cloud=False, team=None, owner=None) -> (ApiKey, secret)
     list_keys(team=None, owner=None) -> [ApiKey]   get_key(name) -> ApiKey | None
     find_key(secret) -> ApiKey | None  (disabled and expired keys too: see ApiKey.usable(now))
+    find_secret(secret) -> FoundSecret | None  (the key, and when an old secret a rotation replaced stops)
+    rotate_key(name, by, grace=timedelta(0)) -> (ApiKey, secret)   (same key; the old secret works ``grace``)
     update_key(name, by, **fields) -> ApiKey   (scope, models, rpm, tpm, expires_at, enabled,
                                                 chat_log, weight, klass, trusted_frontend, web, cloud,
                                                 team)

@@ -10,7 +10,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ollama_proxy.store.audit import Actor, changed, write_entry
@@ -54,6 +54,11 @@ class ApiKey:
     cloud: bool = False  # may use cloud models, which run on ollama.com (access.cloud_models)
     team: str | None = None  # the team whose models, limits and class bound it (store.teams)
     owner: str | None = None  # who made it for themselves on "My keys" (their sign-on subject); None: an admin's
+    previous_until: datetime | None = None  # the secret its last rotation replaced works until then; None: none
+
+    def previous_works(self, now: datetime) -> bool:
+        """Tell whether the secret the key had before its last rotation still works (a grace period runs)."""
+        return self.previous_until is not None and self.previous_until > now
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -74,6 +79,18 @@ def expiry_after(day: date) -> datetime:
 def last_day_before(expires_at: datetime) -> date:
     """Return the last UTC day a key expiring at ``expires_at`` works: at midnight, the day before."""
     return (expires_at.astimezone(timezone.utc) - timedelta(microseconds=1)).date()
+
+
+@dataclass(frozen=True)
+class FoundSecret:
+    """A key found by a secret: its current one (``retired_at`` None), or the one its last rotation replaced,
+    which works until ``retired_at``."""
+
+    key: ApiKey
+    retired_at: datetime | None = None
+
+    def refused(self, now: datetime) -> bool:
+        return self.retired_at is not None and self.retired_at <= now
 
 
 def hash_secret(secret: str) -> str:
@@ -199,19 +216,28 @@ class KeyStore:
         with self.engine.connect() as connection:
             return _read(connection, name)
 
-    @maps_database_errors
     def find_key(self, secret: str) -> ApiKey | None:
-        """Return the key whose secret this is (enabled or not, expired or not), or None."""
+        """Return the key whose secret this is (enabled or not, expired or not), or whose secret it was before a
+        rotation while its grace period runs; else None."""
+        found = self.find_secret(secret)
+        return None if found is None or found.refused(utcnow()) else found.key
+
+    @maps_database_errors
+    def find_secret(self, secret: str) -> FoundSecret | None:
+        """Return the key whose current secret this is, or whose secret it was before its last rotation (with
+        when that one stops working, gone by or not); else None."""
         if not secret.startswith(SECRET_PREFIX) or len(secret) <= PREFIX_LENGTH:
             return None
-        wanted = hash_secret(secret).encode()
-        query = select(api_keys).where(api_keys.c.prefix == secret[:PREFIX_LENGTH])
+        wanted, prefix = hash_secret(secret).encode(), secret[:PREFIX_LENGTH]
+        query = select(api_keys).where(or_(api_keys.c.prefix == prefix, api_keys.c.previous_prefix == prefix))
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
         found = None
         for row in rows:  # a prefix may be shared; compare every hash, in constant time
-            if hmac.compare_digest(row.secret_hash.encode(), wanted) and found is None:
-                found = _row_to_key(row)
+            current = hmac.compare_digest(row.secret_hash.encode(), wanted)
+            previous = hmac.compare_digest((row.previous_secret_hash or "").encode(), wanted)
+            if (current or previous) and found is None:
+                found = FoundSecret(_row_to_key(row), None if current else row.previous_until)
         return found
 
     @maps_database_errors
@@ -236,6 +262,29 @@ class KeyStore:
         return after
 
     @maps_database_errors
+    def rotate_key(self, name: str, *, by: Actor, grace: timedelta = timedelta(0)) -> tuple[ApiKey, str]:
+        """Give a key a new secret; return the key and the secret, which is shown this once and never stored.
+
+        The key stays itself (its id, settings, team, owner, budgets and usage). The old secret works ``grace``
+        longer, then never again. One old secret is kept: rotating again within a grace period ends it at once.
+        """
+        if not isinstance(grace, timedelta) or grace < timedelta(0):
+            raise StoreError("a grace period is a duration of 0 or more")
+        secret = new_secret()
+        with self.engine.begin() as connection:
+            row = connection.execute(select(api_keys).where(api_keys.c.name == name)).first()
+            if row is None:
+                raise Missing(f"no key named '{name}'")
+            until = utcnow() + grace
+            connection.execute(update(api_keys).where(api_keys.c.id == row.id).values(
+                prefix=secret[:PREFIX_LENGTH], secret_hash=hash_secret(secret), previous_prefix=row.prefix,
+                previous_secret_hash=row.secret_hash, previous_until=until))
+            key = _read(connection, name)
+            write_entry(connection, by, "key.rotate", name, {"prefix": row.prefix},
+                        {"prefix": key.prefix, "grace_seconds": grace.total_seconds(), "old_secret_until": until})
+        return key, secret
+
+    @maps_database_errors
     def touch_key(self, name: str, when: datetime) -> None:
         """Note when a key was last used (the proxy's own bookkeeping: no entry in the audit trail)."""
         _checked({"last_used_at": when})
@@ -258,6 +307,14 @@ def _read(connection, name: str) -> ApiKey | None:
     return None if row is None else _row_to_key(row)
 
 
+# What the audit trail leaves out of a key's record: its row's id, and what no one changes by hand.
+_UNRECORDED = ("id", "last_used_at", "previous_until")
+
+
 def key_record(key: ApiKey) -> dict:
-    """What the audit trail keeps of a key: every field but its id and last use; its prefix, never its secret."""
-    return {name: getattr(key, name) for name in ApiKey.__dataclass_fields__ if name not in ("id", "last_used_at")}
+    """What the audit trail keeps of a key: its fields but the bookkeeping; its prefix, never its secret; its
+    expiry as the last day it works when it ends at a midnight (as ``--expires`` and the admin page take it)."""
+    record = {name: getattr(key, name) for name in ApiKey.__dataclass_fields__ if name not in _UNRECORDED}
+    if key.expires_at is not None and key.expires_at.astimezone(timezone.utc).time() == time():
+        record["expires_at"] = key.last_day().isoformat()
+    return record

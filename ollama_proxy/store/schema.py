@@ -72,6 +72,11 @@ api_keys = Table(
     Column("cloud", Boolean, nullable=False, server_default=false()),  # may use cloud models (ollama.com)
     Column("team", String(100), index=True),  # the team it belongs to (teams.name); null: none
     Column("owner", String(255), index=True),  # who made it for themselves (a sign-on subject); null: an admin's
+    # The secret the last rotation replaced (migration 0019): its prefix and hash, and when it stops working
+    # (the rotation itself without a grace period). Null: never rotated.
+    Column("previous_prefix", String(16), index=True),
+    Column("previous_secret_hash", String(64)),
+    Column("previous_until", UtcDateTime),
     sqlite_autoincrement=True,  # an id is never given again (migration 0016): it keys counters and usage
 )
 

@@ -29,9 +29,9 @@ class CountingStore:
         self.store = store
         self.calls: Counter = Counter()
 
-    def find_key(self, secret: str):
+    def find_secret(self, secret: str):
         self.calls["find_key"] += 1
-        return self.store.find_key(secret)
+        return self.store.find_secret(secret)
 
     def touch_key(self, name: str, when):
         self.calls["touch_key"] += 1
@@ -292,3 +292,22 @@ def test_a_key_a_token_of_the_file_was_later_named_like_is_refused(store, counte
     keys = ManagedKeys(lambda: counted, settings, clock, token_names=frozenset({"alice"}))
     with pytest.raises(Unauthorized, match="name of a token of the configuration file"):
         keys.find(secret, NOW)
+
+
+def test_a_rotated_key_answers_to_its_new_secret_and_its_old_one_until_the_grace_ends(store, keys):
+    key, old = store.create_key("alice", rpm=60, by=TESTER)
+    rotated, new = store.rotate_key("alice", grace=timedelta(hours=1), by=TESTER)
+    assert new != old and rotated.id == key.id and rotated.rpm == 60
+    assert keys.find(new, NOW).key_id == key.id
+    assert keys.find(old, NOW).key_id == key.id
+    with pytest.raises(Unauthorized, match="key 'alice' was rotated: this secret stopped working at"):
+        keys.find(old, NOW + timedelta(hours=2))  # from the cache, yet at once once the grace has ended
+    assert keys.find(new, NOW + timedelta(hours=2)).name == "alice"
+
+
+def test_a_key_rotated_without_grace_refuses_its_old_secret(store, keys):
+    _, old = store.create_key("alice", by=TESTER)
+    _, new = store.rotate_key("alice", by=TESTER)
+    with pytest.raises(Unauthorized, match="was rotated"):
+        keys.find(old, datetime.now(timezone.utc))
+    assert keys.find(new, datetime.now(timezone.utc)).name == "alice"

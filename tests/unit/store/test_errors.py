@@ -62,6 +62,8 @@ CALLS = {
     "list_keys": lambda store: store.list_keys(),
     "get_key": lambda store: store.get_key("alice"),
     "find_key": lambda store: store.find_key(new_secret()),
+    "find_secret": lambda store: store.find_secret(new_secret()),
+    "rotate_key": lambda store: store.rotate_key("alice", by=TESTER),
     "update_key": lambda store: store.update_key("alice", enabled=False, by=TESTER),
     "touch_key": lambda store: store.touch_key("alice", NOW),
     "record_event": lambda store: store.record_event(TESTER, "sign-in", "admin"),

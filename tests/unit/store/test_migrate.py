@@ -211,6 +211,12 @@ def test_a_store_made_before_owners_keeps_its_keys_owned_by_no_one(store_url):
         engine.dispose()
 
 
+def _old_key_column(engine, column: str):
+    """Read one column of the key 'old' with SQL alone: the store's code reads the columns of the newest schema."""
+    with engine.connect() as connection:
+        return connection.execute(text(f"SELECT {column} FROM api_keys WHERE name = 'old'")).scalar_one()
+
+
 def test_a_store_made_before_shown_secrets_gets_the_table_and_loses_it_going_back(store_url):
     engine = open_engine(store_url, 10.0)
     with _migrated(engine, "0013") as connection:
@@ -223,7 +229,7 @@ def test_a_store_made_before_shown_secrets_gets_the_table_and_loses_it_going_bac
         with _migrated(store.engine, "0013", "downgrade"):
             pass
         assert "shown_secrets" not in inspect(store.engine).get_table_names()
-        assert store.get_key("old") is not None
+        assert _old_key_column(store.engine, "name") == "old"  # read as 0013 has it: newer code reads newer columns
     finally:
         store.close()
         engine.dispose()
@@ -242,7 +248,7 @@ def test_a_store_made_before_members_confirms_the_owners_of_its_keys_from_then(s
         with _migrated(store.engine, "0014", "downgrade"):
             pass
         assert "members" not in inspect(store.engine).get_table_names()
-        assert store.get_key("old").owner == "sub-mia"
+        assert _old_key_column(store.engine, "owner") == "sub-mia"
     finally:
         store.close()
         engine.dispose()
@@ -276,6 +282,25 @@ def test_a_store_made_before_key_ids_gives_its_usage_the_ids_of_the_keys_it_was_
         assert not {"key_id", "team_id"} & {c["name"] for c in inspect(store.engine).get_columns("usage")}
         with store.engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM usage")).scalar() == 3
+    finally:
+        store.close()
+        engine.dispose()
+
+
+def test_a_store_made_before_key_rotation_keeps_its_keys_rotates_them_and_goes_back(store_url):
+    engine = open_engine(store_url, 10.0)
+    with _migrated(engine, "0018") as connection:
+        _insert_old_key(connection)
+    store = open_store(StoreSettings(store_url, 5.0))
+    try:
+        assert store.get_key("old").previous_until is None
+        _, secret = store.rotate_key("old", grace=timedelta(hours=1), by=TESTER)
+        assert store.find_key(secret).name == "old"
+        with _migrated(store.engine, "0018", "downgrade"):  # and back: the columns go, the key stays
+            pass
+        columns = {c["name"] for c in inspect(store.engine).get_columns("api_keys")}
+        assert not {"previous_prefix", "previous_secret_hash", "previous_until"} & columns
+        assert _old_key_column(store.engine, "prefix") == secret[:11]
     finally:
         store.close()
         engine.dispose()
