@@ -4,29 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from ollama_proxy.cli.keys import expiry, table
 from ollama_proxy.cli.store_access import open_for_command
 from ollama_proxy.cli.usage import since as moment_since
 from ollama_proxy.cli.usage import write
 from ollama_proxy.config import CONFIG_ENV, ConfigError, load_settings
+from ollama_proxy.durations import parse_duration
 from ollama_proxy.store import AuditEntry, DatabaseError, StoreError
 
 COLUMNS = ("id", "ts", "actor", "actor_kind", "origin", "action", "target", "before", "after")
 TABLE_COLUMNS = ("when", "who", "from", "action", "target", "change")
-_AGO = re.compile(r"(\d+)([mhdw])")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def since(text: str, now: datetime | None = None) -> datetime:
     """Read ``--since``: a time ago (``30m``, ``24h``, ``7d``, ``2w``), a UTC date, or an ISO date and time."""
-    ago = _AGO.fullmatch(text.strip())
+    ago = parse_duration(text)
     if ago is None:
         return moment_since(text)
-    return (now or datetime.now(timezone.utc)) - timedelta(**{_UNITS[ago.group(2)]: int(ago.group(1))})
+    return (now or datetime.now(timezone.utc)) - ago
 
 
 def row(entry: AuditEntry) -> tuple[str, ...]:

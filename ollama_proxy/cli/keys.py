@@ -1,10 +1,10 @@
-"""The ``ollama-proxy keys`` commands: create, list, enable, disable, allow, deny and delete managed keys."""
+"""The ``ollama-proxy keys`` commands: create, list, enable, disable, rotate, allow, deny and delete managed keys."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 from ollama_proxy.access.membership import lapses
 from ollama_proxy.cli.operator import operator
@@ -12,6 +12,7 @@ from ollama_proxy.cli.store_access import open_for_command
 from ollama_proxy.cli.text import printable
 from ollama_proxy.config import CONFIG_ENV, ConfigError, load_settings
 from ollama_proxy.config.access import token_names
+from ollama_proxy.durations import FORMS, parse_duration, said
 from ollama_proxy.scheduler.decisions.fairness import CLASSES, MAX_WEIGHT
 from ollama_proxy.store import ApiKey, DatabaseError, StoreError
 from ollama_proxy.store.keys import SCOPES, expiry_after, last_day_before
@@ -48,6 +49,14 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
     return int(text)
+
+
+def grace(text: str) -> timedelta:
+    """Read ``--grace``: how long a rotated key's old secret still works."""
+    parsed = parse_duration(text)
+    if parsed is None:
+        raise argparse.ArgumentTypeError(f"not a duration ({FORMS}, or 0): {text!r}")
+    return parsed
 
 
 def _weight(text: str) -> float:
@@ -143,6 +152,18 @@ def set_allowed(allowed: bool):
     return command
 
 
+def rotate(store, args) -> int:
+    """Give a key a new secret, printed on the last line as ``create`` prints one; the old one works ``--grace``."""
+    key, secret = store.rotate_key(args.name, by=operator(), grace=args.grace)
+    old = (f"works until {_moment(key.previous_until)} ({said(args.grace)} of grace)" if args.grace
+           else "no longer works")
+    print(f"rotated key '{key.name}' ({key.prefix}...): the same key, its settings, team, budgets and usage kept; "
+          f"its old secret {old}")
+    print("the new secret is shown once, below; only its hash is kept:")
+    print(secret)  # alone on the last line: KEY=$(ollama-proxy keys rotate NAME | tail -n1)
+    return 0
+
+
 def delete(store, args) -> int:
     store.delete_key(args.name, by=operator())
     print(f"key '{args.name}' deleted")
@@ -190,6 +211,14 @@ def add_parser(commands) -> None:
         action = actions.add_parser(name, parents=[config], help=text)
         action.add_argument("name", help="the key's name (as keys list shows it)")
         action.set_defaults(run=run)
+    rotation = actions.add_parser("rotate", parents=[config],
+                                  help="give a key a new secret (last line), keeping the key: its settings, team, "
+                                       "budgets and usage")
+    rotation.add_argument("name", help="the key's name (as keys list shows it)")
+    rotation.add_argument("--grace", type=grace, default=timedelta(0), metavar="DURATION",
+                          help=f"how long the old secret still works ({FORMS}), time for clients to take the new "
+                               "one (default: 0, refused at once)")
+    rotation.set_defaults(run=rotate)
     for name, run, text in (("allow", set_allowed(True), "let a key use a permission (as create's --allow)"),
                             ("deny", set_allowed(False), "take a permission from a key")):
         action = actions.add_parser(name, parents=[config], help=text)

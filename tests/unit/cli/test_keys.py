@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from contextlib import nullcontext
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -177,3 +178,33 @@ def test_list_shows_who_made_a_key_and_why_it_lapsed_with_their_membership(store
     assert rows["ann-laptop"].endswith("red   sub-ann") and rows["team-bot"].endswith("red   -")
     assert lines[-1] == ("key 'mia-laptop' lapsed: the identity provider no longer vouches for its owner "
                          "(refresh token refused: invalid_grant)")
+
+
+def test_rotate_prints_the_new_secret_last_and_keeps_the_key(store_config, capsys):
+    assert main(["keys", "create", "--name", "ada", "--rpm", "60", "--config", store_config]) == 0
+    old = capsys.readouterr().out.splitlines()[-1]
+    assert main(["keys", "rotate", "ada", "--grace", "1h", "--config", store_config]) == 0
+    said = capsys.readouterr().out.splitlines()
+    new = said[-1]
+    assert new != old and new.startswith("op-")
+    assert said[0].startswith(f"rotated key 'ada' ({new[:11]}...)") and "(1h of grace)" in said[0]
+    store = open_store(load_settings(store_config).store)
+    try:
+        assert store.find_key(new).rpm == 60 and store.find_key(old).name == "ada"
+        assert main(["keys", "rotate", "ada", "--config", store_config]) == 0
+        assert store.find_key(new) is None  # no grace: refused at once
+        assert store.audit_trail()[-1].after["grace_seconds"] == 0
+    finally:
+        store.close()
+    assert "its old secret no longer works" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, status, message", [
+    (["nobody"], 1, "no key named 'nobody'"),
+    (["ada", "--grace", "soon"], 2, "--grace: not a duration (90s, 30m, 24h, 7d, 2w, or 0): 'soon'"),
+])
+def test_rotate_reports_mistakes(store_config, capsys, args, status, message):
+    main(["keys", "create", "--name", "ada", "--config", store_config])
+    with pytest.raises(SystemExit) if status == 2 else nullcontext():  # argparse exits with 2
+        assert main(["keys", "rotate", *args, "--config", store_config]) == status
+    assert message in capsys.readouterr().err
