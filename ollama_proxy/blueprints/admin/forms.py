@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from flask_wtf import FlaskForm
 from marshmallow import ValidationError as FieldError
@@ -13,6 +13,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
 from ollama_proxy.config.models import check_fields
+from ollama_proxy.durations import FORMS, parse_duration
 from ollama_proxy.scheduler.decisions import fairness
 from ollama_proxy.scheduler.decisions.fairness import MAX_WEIGHT
 from ollama_proxy.store.budgets import HOLDERS, MODES, PERIODS
@@ -130,6 +131,20 @@ class KeyLimitsForm(FlaskForm):
 
 class NewKeyForm(KeyLimitsForm):
     name = name_field()
+
+
+class RotateKeyForm(FlaskForm):
+    """A key's new secret: how long its old one still works, time for its clients to take the new one."""
+
+    grace = StringField("Old secret works for", default="0", validators=[Length(max=20)],
+                        description=f"{FORMS}, or 0: refused at once")
+
+    def validate_grace(self, field) -> None:
+        if parse_duration(field.data or "") is None:
+            raise ValidationError(f"not a duration ({FORMS}, or 0)")
+
+    def grace_span(self) -> timedelta:
+        return parse_duration(self.grace.data)
 
 
 class MyKeyForm(FlaskForm):

@@ -1,4 +1,4 @@
-"""Manage API keys: create (the secret shown once), change, disable, delete.
+"""Manage API keys: create (the secret shown once), change, rotate (a new secret, shown once), disable, delete.
 
 A team admin sees and changes its own team's keys alone, and cannot give one the manage scope
 (pulling and deleting models acts on every team's), nor change a key's chat log (its forms have no
@@ -13,13 +13,13 @@ from flask import current_app, flash, redirect, render_template, session, url_fo
 
 from ollama_proxy.access.membership import lapses
 from ollama_proxy.blueprints.admin.base import bp, change_and_return, signed_in
-from ollama_proxy.blueprints.admin.forms import KeyLimitsForm, NewKeyForm, chat_log_choice
+from ollama_proxy.blueprints.admin.forms import KeyLimitsForm, NewKeyForm, RotateKeyForm, chat_log_choice
 from ollama_proxy.blueprints.admin.roles import check_scope, team_scope
 from ollama_proxy.blueprints.admin.shown_secrets import hold_secret, take_secret
 from ollama_proxy.blueprints.admin.teams import team_names
 from ollama_proxy.config.access import token_names
 from ollama_proxy.errors import Forbidden, NotFound
-from ollama_proxy.store import StoreError, current_store
+from ollama_proxy.store import Missing, StoreError, current_store
 
 
 def create_and_show(form, page, created: str, **fields):
@@ -126,16 +126,21 @@ def key_created(name: str):
                            chat_logs_enabled=_chat_logs_enabled())
 
 
-@bp.route("/keys/<name>", methods=["GET", "POST"])
-def edit_key(name: str):
-    """Show a key's settings; on a POST, change them."""
-    key = _key_or_404(name)
-    form = KeyLimitsForm(data={"scope": key.scope, "models": " ".join(key.models), "rpm": key.rpm, "tpm": key.tpm,
+def _settings_form(key) -> KeyLimitsForm:
+    """The form of a key's settings, filled with them (a POST's fields win)."""
+    return KeyLimitsForm(data={"scope": key.scope, "models": " ".join(key.models), "rpm": key.rpm, "tpm": key.tpm,
                                "expires": key.last_day(), "chat_log": chat_log_choice(key.chat_log),
                                "weight": key.weight, "klass": key.klass, "trusted_frontend": key.trusted_frontend,
                                "web": key.web, "cloud": key.cloud, "team": key.team or ""},
                          chat_logs_enabled=_chat_logs_enabled(), kept_expiry=key.expires_at, teams=_teams(),
                          chat_log_locked=_chat_log_locked())
+
+
+@bp.route("/keys/<name>", methods=["GET", "POST"])
+def edit_key(name: str):
+    """Show a key's settings; on a POST, change them."""
+    key = _key_or_404(name)
+    form = _settings_form(key)
     if form.is_submitted():
         if not form.validate():
             return _edit_page(key, form, 400)
@@ -149,8 +154,37 @@ def edit_key(name: str):
     return _edit_page(key, form)
 
 
-def _edit_page(key, form: KeyLimitsForm, status: int = 200):
-    return render_template("admin/key_edit.html", key=key, form=form, chat_logs_enabled=_chat_logs_enabled()), status
+def _edit_page(key, form: KeyLimitsForm, status: int = 200, rotation: RotateKeyForm | None = None):
+    return render_template("admin/key_edit.html", key=key, form=form, rotation=rotation or RotateKeyForm(formdata=None),
+                           chat_logs_enabled=_chat_logs_enabled(), now=datetime.now(timezone.utc)), status
+
+
+@bp.post("/keys/<name>/rotate")
+def rotate_key(name: str):
+    """Give a key a new secret, then redirect to the page that shows it once, as a new key's.
+
+    The key stays itself: its settings, team, budgets and usage. Its old secret works for the grace
+    period the form gives, then never again.
+    """
+    key = _key_or_404(name)
+    rotation = RotateKeyForm()
+    if not rotation.validate():
+        return _edit_page(key, _settings_form(key), 400, rotation)
+    try:
+        _, secret = current_store().rotate_key(name, by=signed_in(), grace=rotation.grace_span())
+    except Missing:
+        raise NotFound(f"no key named '{name}'") from None
+    hold_secret(session, current_store(), name, secret, current_app.config["SETTINGS"].admin.secret_shown_within)
+    return redirect(url_for("admin.key_rotated", name=name), 303)
+
+
+@bp.get("/keys/<name>/rotated")
+def key_rotated(name: str):
+    """Show a rotated key's new secret, once, and until when its old one works."""
+    secret = shown_secret(name)  # first: a held secret never outlives this page
+    key = _key_or_404(name)
+    return render_template("admin/key_created.html", key=key, secret=secret, rotated=True,
+                           now=datetime.now(timezone.utc), chat_logs_enabled=_chat_logs_enabled())
 
 
 @bp.post("/keys/<name>/enabled/<int:enabled>")

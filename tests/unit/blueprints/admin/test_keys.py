@@ -221,3 +221,44 @@ def test_editing_a_key_gives_and_takes_the_cloud_permission(client, store):
     assert re.search(r'<input[^>]*checked[^>]*name="cloud"|<input[^>]*name="cloud"[^>]*checked', page)
     assert edit(client, "alice", web="y").status_code == 302  # the box unticked
     assert (store.get_key("alice").web, store.get_key("alice").cloud) == (True, False)
+
+
+def rotate(client, name: str, grace: str):
+    token = csrf_token(client, f"/admin/keys/{name}")
+    return client.post(f"/admin/keys/{name}/rotate", data={"csrf_token": token, "grace": grace})
+
+
+def test_rotate_shows_the_new_secret_once_and_the_old_ones_end(client, store):
+    key, old = store.create_key("alice", rpm=60, by=TESTER)
+    page = client.get("/admin/keys/alice").get_data(as_text=True)
+    assert 'id="rotate-key"' in page and 'name="grace"' in page
+    answer = rotate(client, "alice", "1h")
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("/admin/keys/alice/rotated")
+    shown = client.get("/admin/keys/alice/rotated").get_data(as_text=True)
+    new = SECRET.search(shown.split('id="secret"', 1)[1]).group(0)
+    assert "Key 'alice' rotated" in shown and "Its old secret works until" in shown
+    assert store.find_key(new).id == store.find_key(old).id == key.id and store.get_key("alice").rpm == 60
+    again = client.get("/admin/keys/alice/rotated").get_data(as_text=True)
+    assert new not in again and "rotate the key on" in again
+    assert "Its old secret works until" in client.get("/admin/keys/alice").get_data(as_text=True)
+
+
+def test_rotate_without_grace_ends_the_old_secret_at_once(client, store):
+    _, old = store.create_key("alice", by=TESTER)
+    assert rotate(client, "alice", "0").status_code == 303
+    assert store.find_key(old) is None
+    assert "Its old secret no longer works" in client.get("/admin/keys/alice/rotated").get_data(as_text=True)
+
+
+def test_rotate_refuses_a_grace_it_cannot_read(client, store):
+    _, old = store.create_key("alice", by=TESTER)
+    answer = rotate(client, "alice", "a while")
+    assert answer.status_code == 400 and "not a duration (90s, 30m" in answer.get_data(as_text=True)
+    assert store.find_key(old).name == "alice"
+
+
+def test_a_created_keys_page_no_longer_says_to_delete_it_when_the_secret_is_lost(client, store):
+    create(client, "alice")
+    client.get("/admin/keys/alice/created")
+    again = client.get("/admin/keys/alice/created").get_data(as_text=True)
+    assert "rotate the key on" in again and "delete this key" not in again
