@@ -20,7 +20,7 @@ corrects it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ollama_proxy.scheduler.decisions.prefix import Chain, Link, links_of, prompt_tokens, shared_tokens
 
@@ -38,10 +38,12 @@ class Prompt:
     tokens: int
     owner: tuple = ()  # whose prompt it is (``Share.shown``: by name), for the admin page
     tenant: tuple = ()  # whose prompts placement may send one another to (``placement.tenant``)
+    ended: float | None = None  # when the request that read it ended (None: it still runs)
+    came_back: float | None = None  # seconds its conversation took to ask again after its turn before (None: new)
 
     @classmethod
-    def of(cls, chain: Chain, owner: tuple = (), tenant: tuple = ()) -> Prompt | None:
-        return cls(chain, links_of(chain), prompt_tokens(chain), owner, tenant) if chain else None
+    def of(cls, chain: Chain, owner: tuple = (), tenant: tuple = (), came_back: float | None = None) -> Prompt | None:
+        return cls(chain, links_of(chain), prompt_tokens(chain), owner, tenant, came_back=came_back) if chain else None
 
     def shared(self, chain: Chain) -> int:
         """The tokens ``chain`` shares with this prompt, from their start."""
@@ -136,20 +138,36 @@ class PromptCaches:
             return 0
         return dropped.tokens - (dropped.shared(chain) if chain else 0)
 
+    def survives(self, index: int, incoming: int) -> bool:
+        """Whether slot ``index``'s prompt, replaced there by one of ``incoming`` tokens, stays in the RAM cache
+        beside what every slot then holds: each idle slot is saved there at every request's start."""
+        beside = incoming + sum(slot.tokens for i, slot in enumerate(self.slots) if i != index)
+        return self.ram_tokens is None or self.slots[index].tokens + beside <= self.ram_tokens
+
     def _kept(self, index: int, saves: bool) -> bool:
         """Whether the prompt of slot ``index`` stays on the server when another replaces it there."""
         prompt = self.slots[index].prompt
         fits = self.ram_tokens is None or 0 < prompt.tokens <= self.ram_tokens
         return (saves and fits) or self._saved_somewhere(prompt) or self._elsewhere(index, prompt)
 
-    def take(self, ticket: str, chain: Chain, now: float, owner: tuple = (), tenant: tuple = ()) -> int:
-        """Count a request in on the slot llama-server gives it; return the prompt tokens it reads from cache."""
+    def take(self, ticket: str, chain: Chain, now: float, owner: tuple = (), tenant: tuple = (),
+             asked: float | None = None) -> int:
+        """Count a request in on the slot llama-server gives it; return the prompt tokens it reads from cache.
+
+        ``asked``: when the request came; if it continues its own conversation, how long that took to come back
+        is kept with its prompt.
+        """
         pick = self.pick(chain)
         if pick is None:  # more running than the mirror has slots (adopted work): no slot to tell of
             return 0
         if pick.slot == len(self.slots):
             self.slots.append(CacheSlot())
         slot = self.slots[pick.slot]
+        before = self.ram[pick.restored] if pick.restored is not None else slot.prompt
+        came_back = None
+        if (before is not None and before.owner == owner and before.ended is not None and asked is not None
+                and before.shared(chain) >= before.tokens):
+            came_back = max(0.0, asked - before.ended)
         if pick.saves and self.ram_tokens != 0:
             self._save(slot.prompt)
         if pick.restored is not None:
@@ -157,7 +175,7 @@ class PromptCaches:
             restored = self._restorable(slot, chain)
             if restored is not None:
                 self.ram.pop(restored)
-        slot.prompt, slot.ticket = Prompt.of(chain, owner, tenant), ticket
+        slot.prompt, slot.ticket = Prompt.of(chain, owner, tenant, came_back), ticket
         self._tickets[ticket] = pick.slot
         if self.ram_tokens != 0:
             for idle in self.slots:
@@ -171,6 +189,8 @@ class PromptCaches:
         if index is not None and index < len(self.slots):
             slot = self.slots[index]
             slot.ticket, slot.last_used = None, now
+            if slot.prompt is not None:
+                slot.prompt = replace(slot.prompt, ended=now)
 
     def forget(self, chain: Chain) -> None:
         """Drop what the mirror holds of ``chain`` beyond its first link: the server said it did not hold it."""

@@ -12,12 +12,7 @@ than the load. A request that cannot start anywhere now waits; one behind it
 that can, starts: no slot stays idle while work it could run waits.
 
 One exception to the order keeps questions from waiting on a batch job's rhythm
-(``_yield_to``): when a slot frees, a request expected to hold a slot much longer
-than the one whose turn it is may start first, if every request it passes is
-still expected to start within ``yield_within`` seconds, on slots about to free.
-Long answers then start at the moments slots free rather than all together after
-a burst of short ones, so they do not end together either, and a slot frees
-every so often instead of all of them once an answer; ``pacing`` keeps them apart.
+(``giving_way``): a request expected to hold a slot much longer may start first.
 
 Loans of free slots while nothing waits are a layer over it (``lending``), and so
 is where a prompt is cheapest to read (``placement``, over what each server's
@@ -27,7 +22,6 @@ the mirror out or corrects it (``hits``).
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
 import uuid
@@ -38,11 +32,12 @@ from cachetools import LRUCache
 from ollama_proxy.errors import Overloaded, RateLimited
 from ollama_proxy.scheduler.decisions.estimates import MODELS_KEPT, Estimates
 from ollama_proxy.scheduler.decisions.fairness import class_rank
+from ollama_proxy.scheduler.decisions.giving_way import GivingWay
 from ollama_proxy.scheduler.decisions.hits import HitBook
 from ollama_proxy.scheduler.decisions.lending import Lending
 from ollama_proxy.scheduler.decisions.options import unify
 from ollama_proxy.scheduler.decisions.order import order_of
-from ollama_proxy.scheduler.decisions.pacing import LONGER, Pacing
+from ollama_proxy.scheduler.decisions.pacing import Pacing
 from ollama_proxy.scheduler.decisions.placement import QUESTION_TOKENS, PromptPlacement
 from ollama_proxy.scheduler.decisions.prefix import prompt_tokens
 from ollama_proxy.scheduler.decisions.servers import Loaded, Placement, ServerSlots, ServerSpec, Start
@@ -52,7 +47,7 @@ from ollama_proxy.scheduler.decisions.tickets import Bounds, Grant, Loan, Prompt
 _DEFAULT_BOUNDS = Bounds()
 
 
-class Scheduler(Lending, PromptPlacement):
+class Scheduler(Lending, PromptPlacement, GivingWay):
     """The waiting and running requests, the servers' slots, and the order between them (the module says how)."""
 
     def __init__(self, servers: Iterable[ServerSpec], bounds: Bounds = _DEFAULT_BOUNDS,
@@ -220,7 +215,7 @@ class Scheduler(Lending, PromptPlacement):
 
     def status(self, now: float) -> dict:
         """Describe the servers, who runs where and who waits, as plain data (``snapshot``)."""
-        return snapshot(self, now)
+        return snapshot(self.servers, self.running.values(), self.queue(now), self.hits.report(), now)
 
     # the decision
 
@@ -276,54 +271,6 @@ class Scheduler(Lending, PromptPlacement):
                 return self._begin(*self._yield_to(turn, position, placement, now) or (ticket, placement), now)
         return None
 
-    def _yield_to(self, turn: list[Ticket], position: int, placement: Placement,
-                  now: float) -> tuple[Ticket, Placement] | None:
-        """A request behind ``turn[position]`` to start in its place on its warm slot, if one should, and how.
-
-        The first one behind, of another principal and for the same model, expected to hold a slot at
-        least ``LONGER`` times as long; if it may run on the slot, and the requests it passes are all
-        still expected to start within ``yield_within`` seconds of when they first gave way (on the
-        slots already free and those expected to free, in turn).
-        """
-        first = turn[position]
-        if not self.bounds.yield_within or placement.start is not Start.WARM:
-            return None
-        server = self.servers[placement.server]
-        longer = LONGER * self._expected(first)
-        passed = [first]
-        for later in turn[position + 1:]:
-            if (later.model != first.model or later.share.principal == first.share.principal
-                    or self._expected(later) < longer):
-                passed.append(later)
-                continue
-            fits = server.placement(later.model, later.asked, later.enforced, later.id)
-            if (placement.server not in later.candidates or fits is None or fits.start is not Start.WARM
-                    or self._leaves_too_little(later, fits, now)):
-                return None
-            if not self._start_in_time([t for t in passed if t.model == first.model], first, now):
-                return None
-            for ticket in passed:
-                if ticket.yielded_at is None:
-                    ticket.yielded_at = now
-            return later, fits
-        return None
-
-    def _start_in_time(self, passed: list[Ticket], first: Ticket, now: float) -> bool:
-        """Whether ``passed``, in turn, would all start within ``yield_within`` of giving way, one slot fewer."""
-        servers = [self.servers[name] for name in first.candidates if name in self.servers]
-        frees = [max(now, r.started + r.expected) for r in self.running.values()
-                 if r.ticket.model == first.model and r.placement.server in first.candidates]
-        frees += [now] * (sum(s.free_slots(first.model) for s in servers) - 1)
-        heapq.heapify(frees)
-        for ticket in passed:
-            if not frees:
-                return False
-            start = heapq.heappop(frees)
-            if start - (ticket.yielded_at if ticket.yielded_at is not None else now) > self.bounds.yield_within:
-                return False
-            heapq.heappush(frees, start + self._expected(ticket))
-        return True
-
     def _expected(self, ticket: Ticket) -> float:
         return self.estimates.slot_seconds(ticket.model, ticket.share.principal)
 
@@ -332,8 +279,8 @@ class Scheduler(Lending, PromptPlacement):
         possible = [p for s in candidates if (p := s.placement(ticket.model, ticket.asked, ticket.enforced, ticket.id))]
         warm = [p for p in possible if p.start is Start.WARM]
         if warm:
-            best, cost = self._cheapest(ticket, warm)
-            return None if ticket.prefix and self._worth_waiting(ticket, best, cost, ahead, now) else best
+            best, cost, pick = self._cheapest(ticket, warm)
+            return None if ticket.prefix and self._worth_waiting(ticket, best, cost, ahead, now, pick) else best
         cold = [p for p in possible if p.start is not Start.WARM]
         if not cold:
             self._reserve_for_reload(ticket, candidates)
@@ -388,7 +335,8 @@ class Scheduler(Lending, PromptPlacement):
         charged = self._expected(ticket)
         self.order.start(ticket.share, charged)
         runner = self.servers[placement.server].runners.get(ticket.model)
-        cached = (runner.caches.take(ticket.id, ticket.prefix, now, ticket.share.shown, self._tenant(ticket))
+        cached = (runner.caches.take(ticket.id, ticket.prefix, now, ticket.share.shown, self._tenant(ticket),
+                                     ticket.enqueued)
                   if runner is not None else 0)
         ticket.waits_for = None
         expected = self._expected_run(ticket, placement.server, cached) if ticket.prefix else charged

@@ -6,7 +6,10 @@ warm server where its prompt costs least to read, counting what it would push of
 good (``_prompt_cost``), then to the least busy. One whose prompt a busy server holds waits for that
 server rather than read it all again elsewhere, while the wait there is expected to be shorter than
 what that reading costs (its time, and as much of the other server's), and at most ``prefix_hold``
-(``_worth_waiting``): a server's queue grows while another idles only for less than it costs. Whose
+(``_worth_waiting``): a server's queue grows while another idles only for less than it costs. Nor does a long
+prompt push a conversation expected back out of a server whose RAM cache cannot keep it, until its wait has cost
+what that conversation would read again (``_displaces``): more conversations than a server keeps then take turns
+at it in stretches, not a turn each, every one read again. Whose
 prompt it is does not matter: one key's conversations are as much worth keeping as anyone's. But only a
 tenant's own cached prompts draw its requests (``tenant``, ``scheduling.prompt_cache_isolation``): what an answer
 read from cache, in its counts and its speed, would tell a probe how much of another tenant's prompt it guessed.
@@ -38,6 +41,8 @@ RATE_NOISE = 0.25
 # else it serves for as long; a second waiting for a slot costs the request alone. So a request waits for the busy
 # server that holds its prompt only while its wait stays under twice the reading that server saves it.
 MOVE_COST = 2.0
+# A conversation is expected back within twice the time it last took to come back, and a second more.
+RETURN_MARGIN, RETURN_SLACK = 2.0, 1.0
 
 
 def tenant(share: Share, isolation: str) -> tuple:
@@ -89,7 +94,7 @@ class PromptPlacement:
             return None
         return self.servers[server].runners[ticket.model].caches.pick(ticket.prefix, self._tenant(ticket))
 
-    def _cheapest(self, ticket: Ticket, warm: list[Placement]) -> tuple[Placement, float]:
+    def _cheapest(self, ticket: Ticket, warm: list[Placement]) -> tuple[Placement, float, Pick | None]:
         """The warm placement where ``ticket``'s prompt costs least to read, and that cost.
 
         A server where llama-server would push a conversation it holds out of the slot it takes (a similar
@@ -109,7 +114,7 @@ class PromptPlacement:
                    key=lambda p: (-self.servers[p.server].free_slots(ticket.model),
                                   self.servers[p.server].runners[ticket.model].caches.prompts(), cost[p.server],
                                   p.server))
-        return best, cost[best.server]
+        return best, cost[best.server], picks[best.server]
 
     def _prompt_cost(self, ticket: Ticket, server: str, pick: Pick | None) -> float:
         """Seconds of prompt reading ``ticket`` costs on ``server``'s warm runner now: the part of its prompt the
@@ -120,19 +125,39 @@ class PromptPlacement:
         cached = 0 if pick.foreign else pick.cached * self.hits.reliability(server, ticket.model)
         return self.estimates.prefill_seconds(ticket.model, server, prompt_tokens(ticket.prefix) - cached + pick.lost)
 
-    def _worth_waiting(self, ticket: Ticket, best: Placement, cost: float, ahead: list[Ticket], now: float) -> bool:
-        """Whether ``ticket`` should wait for a busy server that holds more of its prompt than ``best`` does.
+    def _displaces(self, ticket: Ticket, server: str, pick: Pick | None, now: float) -> int:
+        """The tokens of a conversation expected back soon that ``ticket``, placed by ``pick``, pushes off
+        ``server`` before it comes back: out of its slot, and then out of a RAM cache too small to keep it."""
+        caches = self.servers[server].runners[ticket.model].caches
+        if pick is None or pick.slot >= len(caches.slots):
+            return 0
+        prompt = caches.slots[pick.slot].prompt
+        if prompt is None or prompt.tokens < QUESTION_TOKENS or prompt.ended is None:
+            return 0
+        kept = prompt.shared(ticket.prefix)
+        if kept >= prompt.tokens or caches.survives(pick.slot, prompt_tokens(ticket.prefix)):
+            return 0
+        back = self.bounds.prefix_hold if prompt.came_back is None else RETURN_MARGIN * prompt.came_back + RETURN_SLACK
+        return prompt.tokens - kept if now - prompt.ended < min(back, self.bounds.prefix_hold) else 0
 
-        For at most ``prefix_hold`` seconds from its arrival, and only while what it has waited and the wait
-        expected for the slot (behind the others waiting for it) stay under what that server saves it, weighed
-        by ``MOVE_COST``: a wait that runs long ends once it has cost as much. A question never waits: what a
-        cache saves it is less than the estimate's error.
+    def _worth_waiting(self, ticket: Ticket, best: Placement, cost: float, ahead: list[Ticket], now: float,
+                       pick: Pick | None = None) -> bool:
+        """Whether ``ticket`` should wait: rather than push out, on ``best`` (by ``pick``), a conversation expected
+        back, or for a busy server that holds more of its prompt than ``best`` does.
+
+        For at most ``prefix_hold`` seconds from its arrival, and only while what it has waited (and, for a busy
+        server, the wait expected for its slot, behind the others waiting for it) stays under the reading it spares,
+        weighed by ``MOVE_COST``: a wait that runs long ends once it has cost as much. A question never waits: what
+        a cache saves it, or another, is less than the estimate's error.
         """
         ticket.waits_for = None
         waited = now - ticket.enqueued
         if (not self.bounds.prefix_hold or waited >= self.bounds.prefix_hold
                 or prompt_tokens(ticket.prefix) < QUESTION_TOKENS):
             return False
+        displaced = self._displaces(ticket, best.server, pick, now)
+        if waited < MOVE_COST * self.estimates.prefill_seconds(ticket.model, best.server, displaced):
+            return True
         for name in ticket.candidates:
             server = self.servers.get(name)
             runner = server.runners.get(ticket.model) if server is not None else None

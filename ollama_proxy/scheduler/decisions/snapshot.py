@@ -9,27 +9,27 @@ the arbiter's clock means nothing in another process.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
 from ollama_proxy.scheduler.decisions.caches import Prompt
 from ollama_proxy.scheduler.decisions.fairness import named
 from ollama_proxy.scheduler.decisions.servers import Runner, ServerSlots
-
-if TYPE_CHECKING:
-    from ollama_proxy.scheduler.decisions.core import Scheduler
+from ollama_proxy.scheduler.decisions.tickets import Running, Ticket
 
 
-def snapshot(scheduler: Scheduler, now: float) -> dict:
-    """Return ``{"servers": [...], "running": [...], "waiting": [...]}``, the waiting in the order they go."""
-    running = sorted(scheduler.running.values(), key=lambda run: run.started)
+def snapshot(servers: dict[str, ServerSlots], running: Iterable[Running], queue: list[Ticket], prompt_cache: list[dict],
+             now: float) -> dict:
+    """Return ``{"servers": [...], "running": [...], "waiting": [...]}``: the servers, the requests running on
+    them, ``queue`` (the waiting, in the order they go) and ``prompt_cache`` (what the answers said of the mirror)."""
+    running = sorted(running, key=lambda run: run.started)
     return {
-        "servers": [_server(state) for state in scheduler.servers.values()],
-        "prompt_cache": scheduler.hits.report(),
+        "servers": [_server(state) for state in servers.values()],
+        "prompt_cache": prompt_cache,
         "running": [{**_who(run.ticket), "server": run.placement.server, "start": run.placement.start.value,
                      "options": dict(run.placement.options), "running": now - run.started} for run in running],
         "waiting": [{**_who(ticket), "asked": dict(ticket.asked), "waited": now - ticket.enqueued,
-                     "servers": [name for name in ticket.candidates if name in scheduler.servers]}
-                    for ticket in scheduler.queue(now)],
+                     "servers": [name for name in ticket.candidates if name in servers]}
+                    for ticket in queue],
     }
 
 

@@ -323,3 +323,60 @@ def test_a_question_never_waits_for_the_server_that_holds_it():
     s.submit(_ticket("a1", "agent-a", _turn("a", 4), candidates=(home,)), now=2)
     [grant] = s.submit(_ticket("p2", "person", _question(text + " and one more")), now=2.1)
     assert grant.placement.server != home
+
+
+def _small_ram(slots: int = 1) -> Scheduler:
+    """One server whose RAM prompt cache holds 8,192 tokens: not two of the 6,000-token conversations below."""
+    s = Scheduler([ServerSpec("gpu1", num_parallel=slots, prompt_cache_mib=8)], DEFAULT_BOUNDS,
+                  Estimates(default_prefill_rate=1000.0))
+    s.servers["gpu1"].warm("m", Loaded({}, kv_bytes=1024))
+    return s
+
+
+def test_a_long_prompt_waits_rather_than_push_out_a_conversation_expected_back_that_ram_cannot_keep():
+    """Taken, a's slot would go to c and a's conversation out of a RAM cache too small for both: a comes back
+    to its slot, and c waits while a is expected back (within twice the 2 s it last took, and a second)."""
+    s = _small_ram()
+    _served(s, "a1", "agent-a", _turn("a", 4), now=0)
+    assert s.submit(_ticket("c1", "agent-c", _turn("c", 4), candidates=("gpu1",)), now=2) == []
+    [grant] = s.submit(_ticket("a2", "agent-a", _turn("a", 5), candidates=("gpu1",)), now=3)
+    assert grant.ticket == "a2" and s.running["a2"].cached == prompt_tokens(_turn("a", 4))
+    s.end("a2", now=4)
+    assert s.dispatch(now=8.5) == []
+    assert [g.ticket for g in s.dispatch(now=9.5)] == ["c1"]
+
+
+def test_a_long_prompt_waits_at_most_twice_the_reading_it_spares_a_conversation_expected_back():
+    """a's 6,000 tokens read again would take 6 s: c waits 12 s at most."""
+    s = _small_ram()
+    _served(s, "a1", "agent-a", _turn("a", 4), now=0)  # a first turn: expected back within prefix_hold
+    assert s.submit(_ticket("c1", "agent-c", _turn("c", 4)), now=2) == []
+    assert s.dispatch(now=12) == []
+    assert [g.ticket for g in s.dispatch(now=14.5)] == ["c1"]
+
+
+def test_a_conversation_ram_can_keep_beside_the_new_prompt_is_pushed_out_at_once():
+    s = _small_ram()
+    _served(s, "a1", "agent-a", _turn("a", 1), now=0)  # 3,000 tokens: RAM keeps it beside c's 5,000
+    assert [g.ticket for g in s.submit(_ticket("c1", "agent-c", _turn("c", 3)), now=2)] == ["c1"]
+
+
+def test_a_question_never_waits_to_spare_a_conversation_its_slot():
+    s = _small_ram()
+    _served(s, "a1", "agent-a", _turn("a", 6), now=0)
+    assert [g.ticket for g in s.submit(_ticket("p1", "person", _question("a question")), now=2)] == ["p1"]
+
+
+def test_a_longer_request_does_not_go_first_onto_a_slot_its_own_placement_would_wait_for():
+    """A question may give way to a much longer request on the slot that frees (its own starts within
+    ``yield_within`` on the next), but not when that request, placed in its own turn, would wait rather than push a
+    conversation expected back out of the server: the question runs."""
+    s = _small_ram(slots=2)
+    s.estimates.ended("m", 30.0, 0, "agent-c")
+    s.estimates.ended("m", 2.0, 0, "person-b")
+    s.estimates.ended("m", 1.0, 0, "person")
+    s.submit(_ticket("a1", "agent-a", _turn("a", 4)), now=0)
+    s.submit(_ticket("b1", "person-b", _question("one")), now=0.2)  # expected to end at 2.2
+    s.submit(_ticket("p1", "person", _question("two")), now=0.5)
+    s.submit(_ticket("c1", "agent-c", _turn("c", 4)), now=0.6)
+    assert [g.ticket for g in s.end("a1", now=1.5)] == ["p1"]
