@@ -60,28 +60,68 @@ def on_starting(server):
 
     # First: prometheus_client reads the variable when it is imported, in the workers.
     os.environ[MULTIPROC_ENV] = multiproc.prepare(os.environ.get(MULTIPROC_ENV))
-
-    from ollama_proxy.config import ConfigError, load_settings
-
     try:
-        settings = load_settings()
-    except ConfigError:
-        return  # the workers stop on it, naming the key
-    _migrate_in_a_child(settings.store)  # a database that cannot be migrated stops the start here
-    _note_shared_scheduler(settings)
-    if not settings.admin.enabled:  # said once here, not by every worker at every (re)start
+        prepared = _prepare_in_a_child(server, build_app=False)  # the workers build the app, and stop if it fails
+    except ReloadRefused as exc:
+        if exc.stage == "config":
+            return  # the workers stop on it, naming the key
+        raise RuntimeError(f"the store could not be opened and migrated: {exc}") from None
+    _note_shared_scheduler(prepared)
+    if not prepared["admin_enabled"]:  # said once here, not by every worker at every (re)start
         server.log.warning("the admin page is off: set admin.password_hash to the output of "
                            "`ollama-proxy admin-password`, or admin.oidc (docs/oidc.md), to turn it on")
 
 
-def on_reload(server):
-    """SIGHUP: the new workers read the file again; so does the master, for where the scheduler is shared."""
-    from ollama_proxy.config import ConfigError, load_settings
+def when_ready(server):
+    """Check every reload before gunicorn begins it (SIGHUP, ``systemctl reload``).
 
-    try:
-        _note_shared_scheduler(load_settings())
-    except ConfigError:
-        pass  # the workers stop on it, naming the key
+    gunicorn has no hook that can refuse a reload: by on_reload the new workers are decided, and
+    the old ones are sent TERM as soon as the new ones are forked, before they have loaded the
+    app. New code that cannot serve (a migration that fails, a store newer than the code, an app
+    that does not build) would stop every worker, and gunicorn with them. So the reload itself
+    is wrapped: the code on disk is made ready first, and a refusal leaves the workers serving.
+    """
+    reload = server.reload
+
+    def checked_reload():
+        try:
+            server.ollama_proxy_prepared = _prepare_in_a_child(server, build_app=True)
+        except ReloadRefused as exc:
+            server.log.error("reload refused, the running workers go on serving the code they run: %s", exc)
+            return
+        reload()
+
+    server.reload = checked_reload
+
+
+def on_reload(server):
+    """SIGHUP, checked: the new workers run the code on disk, worker class included."""
+    prepared = server.__dict__.pop("ollama_proxy_prepared", None)  # None: a reload that bypassed the check
+    _note_shared_scheduler(prepared or _prepare_in_a_child(server, build_app=True))
+    _forget_project_modules()
+    # Imported afresh: gunicorn made the worker objects in the master, from the class it holds.
+    server.worker_class = server.cfg.worker_class
+
+
+def post_fork(server, worker):
+    """A new worker imports the app from disk, none of what the master imported (a newer release may be there)."""
+    _forget_project_modules()
+
+
+class ReloadRefused(Exception):
+    """The code on disk cannot serve; ``stage`` says where it failed (config, store, app, code)."""
+
+    def __init__(self, reason, stage):
+        super().__init__(reason)
+        self.stage = stage
+
+
+def _forget_project_modules():
+    """Drop this process's modules of the project, so the next import reads the code on disk."""
+    import sys
+
+    for name in [name for name in sys.modules if name == "ollama_proxy" or name.startswith("ollama_proxy.")]:
+        del sys.modules[name]
 
 
 # The Redis URL through which instances share a scheduler, or None: only then does child_exit
@@ -89,36 +129,64 @@ def on_reload(server):
 _shared_scheduler_url = None
 
 
-def _note_shared_scheduler(settings):
+def _note_shared_scheduler(prepared):
     global _shared_scheduler_url
-    _shared_scheduler_url = settings.ratelimit.redis_url
+    _shared_scheduler_url = prepared["redis_url"]
 
 
-def _migrate_in_a_child(store_settings):
-    """Migrate the store from a forked child, so the master never loads the database libraries.
+def _prepare_in_a_child(server, build_app):
+    """Make the code on disk ready to serve (ollama_proxy.upgrade.prepare) in a forked child; return what it says.
 
-    The master lives as long as the service and only supervises: what it imports
-    stays in its memory for good (tens of megabytes for SQLAlchemy and alembic).
+    The master keeps no module of the project for itself: whatever it imported would stay for good,
+    and every worker forked from it would run that beside the newer code on disk (an upgrade's
+    reload once stopped every new worker that way). Nor does it load the database libraries,
+    which would weigh tens of megabytes in it for the service's life.
     """
+    import json
     import sys
-    import traceback
 
+    read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
-        status = 1
         try:
-            from ollama_proxy.store import open_store
-
-            open_store(store_settings).close()
-            status = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
+            os.close(read_end)
+            answer = _prepare_here(server.cfg.config, server.cfg.worker_class_str, build_app)
+            with os.fdopen(write_end, "w") as out:
+                json.dump(answer, out)
             sys.stderr.flush()
-            os._exit(status)
-    _, wait_status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(wait_status) != 0:
-        raise RuntimeError("the store could not be opened and migrated (the error is above)")
+        finally:
+            os._exit(0)  # never back into the master's loop
+    os.close(write_end)
+    with os.fdopen(read_end) as answer_pipe:
+        said = answer_pipe.read()
+    os.waitpid(pid, 0)
+    answer = json.loads(said) if said else {"refused": "the check died before it answered", "stage": "code"}
+    if "refused" in answer:
+        raise ReloadRefused(answer["refused"], answer["stage"])
+    return answer["prepared"]
+
+
+def _prepare_here(gunicorn_conf, worker_class, build_app):
+    """Read this file and the worker class as the reload will, then prepare the project's code on disk."""
+    import runpy
+    import traceback
+
+    try:
+        if gunicorn_conf:
+            runpy.run_path(gunicorn_conf)  # gunicorn exits on a file it cannot read again
+        _forget_project_modules()
+        from gunicorn.util import load_class
+
+        from ollama_proxy.upgrade import Refused, prepare
+
+        try:
+            load_class(worker_class)
+            return {"prepared": prepare(build_app).as_dict()}
+        except Refused as exc:
+            return {"refused": str(exc), "stage": exc.stage}
+    except BaseException as exc:  # new code that does not even import: said in full, in the journal
+        traceback.print_exc()
+        return {"refused": f"{type(exc).__name__}: {exc}", "stage": "code"}
 
 
 def post_worker_init(worker):
@@ -190,6 +258,7 @@ def _forget_in_the_shared_scheduler(pid):
     status = 0
     try:
         if os.fork() == 0:
+            _forget_project_modules()
             from ollama_proxy.scheduler.transport.shared import forget_worker
 
             forget_worker(url, master, pid)

@@ -51,7 +51,9 @@ class ProxyServer:
     """One gunicorn process tree serving the proxy with a given configuration."""
 
     def __init__(self, config: dict, workdir: Path, *, workers: int = 2, env: dict | None = None,
-                 bind: str | None = None):
+                 bind: str | None = None, root: Path = ROOT):
+        """``root``: the checkout gunicorn runs from, with its deploy/gunicorn.conf.py (default: this one)."""
+        self.root = root
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "config.yaml"
@@ -72,10 +74,10 @@ class ProxyServer:
         # Each server its own metrics directory, unless the test names one.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_PROXY_", "PROMETHEUS_"))}
         env.update(OLLAMA_PROXY_CONFIG=str(self.config_path), **self.env)
-        argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "-b", self.bind,
-                "--workers", str(self.workers), "wsgi:app"]
+        argv = [sys.executable, "-m", "gunicorn", "-c", str(self.root / "deploy" / "gunicorn.conf.py"), "-b",
+                self.bind, "--workers", str(self.workers), "wsgi:app"]
         self._stderr = open(self.stderr_path, "wb")
-        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._stderr, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(argv, cwd=self.root, env=env, stdout=self._stderr, stderr=subprocess.STDOUT,
                                         preexec_fn=die_with_parent)
         wait_until_listening(self.url, self.process, timeout, self.stderr_path)
         return self
