@@ -77,7 +77,7 @@ from ollama_proxy.store.engine import open_engine
 from ollama_proxy.store.errors import Conflict, DatabaseError, Missing, StoreError, ValueRefused, database_errors
 from ollama_proxy.store.keys import ApiKey, KeyStore
 from ollama_proxy.store.members import Member, MemberStore
-from ollama_proxy.store.migrate import upgrade
+from ollama_proxy.store.migrate import current_revision, upgrade
 from ollama_proxy.store.models import ModelStore
 from ollama_proxy.store.shown_secrets import ShownSecretStore
 from ollama_proxy.store.teams import Team, TeamStore
@@ -96,6 +96,11 @@ class Store(KeyStore, TeamStore, BudgetStore, UsageStore, ModelStore, ShownSecre
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def revision(self) -> str | None:
+        """Return the migration revision the database is at now (None: never migrated)."""
+        with database_errors():
+            return current_revision(self.engine)
 
 
 def open_store(settings: StoreSettings, migrate: bool = True) -> Store:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
 
 from sqlalchemy import Engine, inspect, text
+
+from ollama_proxy import __version__
+from ollama_proxy.store.backup import online_backup, upgrade_backup_path
+from ollama_proxy.store.errors import StoreError
+
+log = logging.getLogger(__name__)
 
 # Any fixed number: every process that migrates this store takes the same PostgreSQL lock.
 _PG_LOCK_KEY = 0x6F6C6C70  # "ollp"
@@ -17,6 +26,25 @@ HEAD_REVISION = "0019"
 # alembic runs a migration through module-level proxies (``alembic.op``, ``alembic.context``): two threads
 # migrating two databases at once would each run the other's steps on the wrong connection.
 ALEMBIC_IN_USE = threading.Lock()
+_VERSIONS = Path(__file__).parent / "migrations" / "versions"
+
+
+class UnknownRevision(StoreError):
+    """Newer code migrated the store: this code does not know its revision, and must not touch it."""
+
+
+def known_revisions() -> frozenset[str]:
+    """Return the revisions of the migration scripts this code ships, read from their names without alembic."""
+    return frozenset(path.name[:4] for path in _VERSIONS.glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
+def refuse_unknown(revision: str | None) -> None:
+    """Raise ``UnknownRevision`` for a store at a revision this code does not know, saying what to do."""
+    if revision is not None and revision not in known_revisions():
+        raise UnknownRevision(
+            f"the store is at migration {revision}, which ollama-proxy {__version__} (migrations up to "
+            f"{HEAD_REVISION}) does not know: a newer version migrated it. Run that version, or restore the "
+            f"backup taken before its upgrade (ollama-proxy restore FILE; docs/backup.md)")
 
 
 def alembic_config():
@@ -47,8 +75,12 @@ def upgrade(engine: Engine) -> None:
     # SQLite: the file lock covers the check too. A new database's first connections switch it to
     # WAL, and that switch answers "database is locked" to a connection racing it.
     with _migration_lock(engine):
-        if current_revision(engine) == HEAD_REVISION:
+        before = current_revision(engine)
+        if before == HEAD_REVISION:
             return  # the common case
+        refuse_unknown(before)  # else alembic fails with "Can't locate revision", a traceback
+        if before is not None:
+            back_up_before_upgrade(engine, before)
         from alembic import command
 
         config = alembic_config()
@@ -59,6 +91,25 @@ def upgrade(engine: Engine) -> None:
             config.attributes["connection"] = connection
             with ALEMBIC_IN_USE:
                 command.upgrade(config, "head")  # a no-op when another process got there first
+
+
+def back_up_before_upgrade(engine: Engine, revision: str) -> str | None:
+    """Write an online backup of a SQLite store beside it before it is migrated from ``revision``; log where.
+
+    Return its path (None for PostgreSQL, which is not backed up here: pg_dump is the admin's to run).
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite":
+        log.warning("store: migrating PostgreSQL from %s to %s with no backup taken here: take one first with "
+                    "`ollama-proxy backup FILE` (pg_dump; docs/backup.md)", revision, HEAD_REVISION)
+        return None
+    if not database or database == ":memory:":
+        return None
+    path = upgrade_backup_path(database, revision, datetime.now(timezone.utc))
+    online_backup(os.path.abspath(database), path)
+    log.warning("store: migrating from %s to %s; the store as it was is backed up to %s (the way back: "
+                "docs/backup.md)", revision, HEAD_REVISION, path)
+    return path
 
 
 @contextmanager
