@@ -62,6 +62,13 @@ class GeventWorker(_GeventWorker):
 
     accept_per_turn = ACCEPT_PER_TURN  # post_worker_init (deploy/gunicorn.conf.py) sets it from the environment
 
+    def load_wsgi(self):
+        super().load_wsgi()
+        from ollama_proxy.store import in_use  # not at the top: gunicorn's master imports this module
+
+        # Held while this worker lives, so that `ollama-proxy restore` refuses the store it serves from.
+        self.store_in_use = in_use.hold(self.wsgi.config["SETTINGS"].store.url)
+
     def run(self):
         # gunicorn builds its servers in run() from the name StreamServer of its module: no other way in.
         AcceptingServer.accept_per_turn = self.accept_per_turn

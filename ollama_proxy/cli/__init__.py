@@ -9,12 +9,13 @@ import sys
 
 from werkzeug.security import generate_password_hash
 
-from ollama_proxy import __version__
 from ollama_proxy.cli import audit as cli_audit
+from ollama_proxy.cli import backup as cli_backup
 from ollama_proxy.cli import budgets as cli_budgets
 from ollama_proxy.cli import keys as cli_keys
 from ollama_proxy.cli import teams as cli_teams
 from ollama_proxy.cli import usage as cli_usage
+from ollama_proxy.cli.version import ShowVersion
 from ollama_proxy.config import (
     CONFIG_ENV,
     PROJECT_ROOT,
@@ -109,7 +110,7 @@ def serve(config: str | None, bind: str | None, extra: list[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``ollama-proxy`` command line: its subcommands and their options, each with help."""
     parser = argparse.ArgumentParser(prog="ollama-proxy", description="A gateway in front of Ollama servers.")
-    parser.add_argument("--version", action="version", version=f"ollama-proxy {__version__}")
+    parser.add_argument("--version", action=ShowVersion)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("serve", help="run the proxy under gunicorn with gevent workers")
     run.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV} or config/config.yaml)")
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_budgets.add_parser(commands)
     cli_usage.add_parser(commands)
     cli_audit.add_parser(commands)
+    cli_backup.add_parser(commands)
     commands.add_parser("admin-password", help="hash a password for admin.password_hash (asks, or reads stdin)")
     return parser
 
@@ -149,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         return cli_usage.export(args)
     if args.command == "audit":
         return cli_audit.show(args)
+    if args.command in ("backup", "restore"):
+        return cli_backup.run(args)
     if args.command == "admin-password":
         return admin_password()
     if args.command == "serve":
