@@ -2,8 +2,8 @@
 
 Anyone may ask (a load balancer carries no token) and learns only the status:
 ``ok``, ``degraded`` or ``down`` (503: no Ollama server answers). The
-backends' URLs, versions and errors (``backends.health``) are for a caller
-with a valid token or managed key.
+backends' URLs, versions and errors (``backends.health``), the proxy's version
+and the store's migration are for a caller with a valid token or managed key.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, jsonify, request
 from ollama_proxy.access import auth
 from ollama_proxy.backends import health as backend_health
 from ollama_proxy.errors import ProxyError
+from ollama_proxy.store import DatabaseError, current_store
 
 bp = Blueprint("health", __name__)
 
@@ -23,7 +24,18 @@ bp = Blueprint("health", __name__)
 def health():
     """Report the status, and to a token holder every backend's, 503 when no Ollama server answers."""
     body, status = backend_health.report()
-    return jsonify(body if _token_holder() else {"status": body["status"]}), status
+    if not _token_holder():
+        return jsonify({"status": body["status"]}), status
+    return jsonify({"status": body["status"], "version": body["version"], "store_revision": store_revision(),
+                    "upstreams": body["upstreams"]}), status
+
+
+def store_revision() -> str | None:
+    """Return the migration the store is at now (None when it cannot be read): an upgrade shows here."""
+    try:
+        return current_store().revision()
+    except DatabaseError:
+        return None
 
 
 def _token_holder() -> bool:

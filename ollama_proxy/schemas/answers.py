@@ -66,6 +66,7 @@ class Health(Answer):
     status = _string(validate=validate.OneOf(["ok", "degraded", "down"]))
     # Only for a caller with a token: upstream URLs, versions and errors are not for anyone on the LAN.
     version = fields.String()
+    store_revision = fields.String(allow_none=True)
     upstreams = fields.List(obj())
 
 
