@@ -5,7 +5,9 @@ Environment variables are read here and in ``environment.py``, nowhere else.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,10 @@ def _with_api_keys(backends: tuple, environ: dict[str, str]) -> tuple:
             key = environ.get(backend.api_key_env, "").strip()
             if not key:
                 raise ConfigError(f"backends.{i}.api_key_env: backend '{backend.name}' needs its API key "
-                                  f"in ${backend.api_key_env}, which is unset or empty")
+                                  f"in ${backend.api_key_env}, which is unset or empty. The service reads it "
+                                  "from its environment: on a VM installed as INSTALL.md says, add a line "
+                                  f"{backend.api_key_env}=... to /etc/ollama-proxy/env, then systemctl restart "
+                                  "ollama-proxy (a reload keeps the environment the service started with)")
             backend = replace(backend, api_key=key)
         out.append(backend)
     return tuple(out)
@@ -100,11 +105,28 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return problem
 
 
+def _reader() -> str:
+    """Say who was refused a file, and what to do: the VM's ollama-proxy command runs as the service's user."""
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = f"uid {uid}"
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = str(gid)
+    return (f"(read as user {user}, which may not read it: make it readable to {user}, or check a copy where "
+            f"{user} can read it, e.g. install -m 0640 -g {group} FILE /etc/ollama-proxy/candidate.yaml)")
+
+
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Read, override and check the configuration file at ``path``."""
     path = Path(path) if path else config_path(environ)
     try:
         text = path.read_text(encoding="utf-8")
+    except PermissionError as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc.strerror} {_reader()}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
     try:

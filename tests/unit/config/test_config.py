@@ -1,4 +1,7 @@
+import os
+import pwd
 import re
+from pathlib import Path
 
 import pytest
 
@@ -353,3 +356,24 @@ backends:
     assert (gpu2.num_parallel, gpu2.max_loaded_models, gpu2.scheduling) == (2, 1, True)
     assert (old.num_parallel, old.max_loaded_models, old.scheduling) == (1, 3, False)  # Ollama's own defaults
     assert parse_settings({}, environ={"OLLAMA_PROXY_SCHEDULING": "off"}).service.scheduling is False
+
+
+def test_an_unset_api_key_says_where_the_service_reads_it_and_that_it_needs_a_restart(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_backends_file(tmp_path), environ={"LAB_KEY": "lab-key"})
+    assert "a line DEEPSEEK_API_KEY=... to /etc/ollama-proxy/env, then systemctl restart ollama-proxy" in str(
+        caught.value)
+
+
+def test_a_file_the_reader_may_not_read_names_the_reader_and_what_to_do(tmp_path, monkeypatch):
+    def refused(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_text", refused)
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path / "candidate.yaml", environ={})
+    said = str(caught.value)
+    assert said.startswith(f"cannot read configuration {tmp_path / 'candidate.yaml'}: Permission denied (read as "
+                           f"user {user}, which may not read it: make it readable to {user}")
+    assert "install -m 0640 -g " in said
