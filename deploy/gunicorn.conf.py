@@ -216,6 +216,10 @@ def post_worker_init(worker):
     from ollama_proxy.blueprints.admin import recheck_loop
 
     recheck_loop.start(getattr(worker, "wsgi", None))
+    # Read each Ollama server's models now, in the background: /health and the Backends page know them at once.
+    from ollama_proxy.backends.pool import learn_models
+
+    learn_models(getattr(worker, "wsgi", None))
 
 
 def worker_exit(server, worker):

@@ -73,8 +73,10 @@ def report(app: Flask | None = None, ask_providers: bool = False) -> tuple[dict,
     pool: OllamaPool = app.extensions["ollama_proxy.pool"]
     pool.start(wait=False)
     settings = app.config["SETTINGS"]
+    timeout = settings.service.health_timeout
+    # A worker just started may not have read the models yet: waited for within the probe's bound, else unknown.
     upstreams = app.extensions[_EXTENSION].get(
-        lambda: probe_all(pool.servers, settings.service.health_timeout, pool.reads_models))
+        lambda: probe_all(pool.servers, timeout, pool.models_known(timeout)))
     providers = app.extensions["ollama_proxy.providers"].values()
     upstreams = [*upstreams, *(_provider(provider, ask_providers) for provider in providers)]
     status = overall_status(upstreams)
@@ -91,8 +93,8 @@ def overall_status(upstreams: list[dict]) -> str:
 def probe_all(servers: list[PoolServer], timeout: float, models_read: bool = True) -> list[dict]:
     """Probe every server side by side, each within ``timeout`` seconds.
 
-    ``models_read``: whether the pool reads the servers' model lists (not for a lone server): else their
-    number is not known, and said as null rather than 0.
+    ``models_read``: whether the pool has read the servers' model lists (never for a lone server, whose requests
+    all go to it; not yet in a worker just started): else their number is not known, and said as null, not 0.
     """
     with ThreadPoolExecutor(max_workers=len(servers)) as probes:
         return list(probes.map(lambda server: _probe(server, timeout, time.monotonic(), models_read), servers))

@@ -3,7 +3,9 @@
 Each worker process keeps its own view of the servers: the models each lists
 (``/api/tags``) and has loaded (``/api/ps``), read again every
 ``routing.refresh_interval`` seconds by one background thread (a greenlet
-under gevent), started on first use, never at import. A server that refuses
+under gevent), started as the worker starts (``learn_models``, from gunicorn's
+``post_worker_init``) or on first use, never at import: the Backends page and
+/health know each server's models from the start, not once a request was routed. A server that refuses
 the connection or answers 5xx before the first byte is passed over (``fail``)
 for ``routing.cooldown`` seconds. Which server a request goes to, and when, is
 the dispatcher's decision (``dispatch.dispatcher``), in ``pool_servers.rank``'s
@@ -103,6 +105,11 @@ class OllamaPool:
         if wait:
             self._first_refresh.wait(self.routing.refresh_timeout * 2)
 
+    def models_known(self, within: float = 0.0) -> bool:
+        """Tell whether this worker has read its servers' models once, waiting up to ``within`` seconds for it
+        (its first read runs in the background: ``start``)."""
+        return self.reads_models and self._first_refresh.wait(within)
+
     def _refresh_forever(self) -> None:
         while True:
             self.refresh()
@@ -161,6 +168,14 @@ class OllamaPool:
             return server, answer
         with ThreadPoolExecutor(max_workers=len(self.servers)) as workers:
             return list(workers.map(one, self.servers))
+
+
+def learn_models(app) -> None:
+    """Start a worker's reads of its servers' models as it starts, without waiting for them: each read is bounded
+    by ``routing.refresh_timeout``, and the worker serves meanwhile."""
+    pool = getattr(app, "extensions", {}).get("ollama_proxy.pool")
+    if pool is not None:
+        pool.start(wait=False)
 
 
 def _names(listing: dict) -> list[str]:
