@@ -140,3 +140,26 @@ def test_health_and_the_admin_page_show_the_version_and_the_stores_migration(sta
     assert set(requests.get(server.url + "/health", timeout=30).json()) == {"status"}
     page = signed_in(server.url).get(server.url + "/admin/backends", timeout=30).text
     assert f"proxy version {__version__}, store at migration {HEAD_REVISION}" in page
+
+
+def test_an_upgrade_backs_the_store_up_beside_it_before_it_migrates_and_says_where(start_proxy, fake, tmp_path):
+    from alembic import command
+
+    from ollama_proxy.store.engine import open_engine
+    from ollama_proxy.store.migrate import ALEMBIC_IN_USE, alembic_config
+
+    store = tmp_path / "proxy0" / "store.db"
+    engine = open_engine(f"sqlite:///{store}", 5.0)
+    config = alembic_config()
+    with engine.begin() as connection, ALEMBIC_IN_USE:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0017")  # the store as an older release left it
+    engine.dispose()
+    old = rows(store)
+
+    server = start_proxy(base_config(fake.url), workers=1)
+    backups = list(store.parent.glob("store.db.upgrade-from-0017-*"))
+    assert len(backups) == 1
+    assert f"backed up to {backups[0]}" in server.stderr()
+    assert rows(backups[0]) == old
+    assert rows(store)["alembic_version"] == [(HEAD_REVISION,)]
