@@ -1,0 +1,82 @@
+"""``ollama-proxy backup``, ``restore`` and ``--version`` on a configured store."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+
+from ollama_proxy import __version__
+from ollama_proxy.cli import main
+from ollama_proxy.config import StoreSettings
+from ollama_proxy.store import Actor, in_use, open_store
+from ollama_proxy.store.migrate import HEAD_REVISION
+
+BY = Actor("tester", "cli", "here")
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{tmp_path / 'store.db'}"}}))
+    monkeypatch.setenv("OLLAMA_PROXY_CONFIG", str(path))
+    return path
+
+
+def _store(tmp_path):
+    return open_store(StoreSettings(f"sqlite:///{tmp_path / 'store.db'}", 5.0))
+
+
+def test_version_names_the_release_its_newest_migration_and_the_stores(config, tmp_path, capsys):
+    _store(tmp_path).close()
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"ollama-proxy {__version__} (migrations up to {HEAD_REVISION})",
+        f"store: at migration {HEAD_REVISION} ({tmp_path / 'store.db'})"]
+
+
+def test_version_is_a_number_from_the_package_metadata():
+    assert __version__.count(".") == 2 and __version__.replace(".", "").isdigit()
+
+
+def test_backup_then_restore_brings_back_the_store_as_it_was(config, tmp_path, capsys):
+    store = _store(tmp_path)
+    store.create_key("before", by=BY)
+    store.close()
+    assert main(["backup", str(tmp_path / "b.db")]) == 0
+    assert "1 keys" in capsys.readouterr().out
+    store = _store(tmp_path)
+    store.create_key("after", by=BY)
+    store.close()
+    assert main(["restore", str(tmp_path / "b.db")]) == 0
+    assert "start the service now" in capsys.readouterr().out
+    store = _store(tmp_path)
+    assert [key.name for key in store.list_keys()] == ["before"]
+    store.close()
+
+
+def test_restore_is_refused_in_one_line_while_the_service_holds_the_store(config, tmp_path, capsys):
+    _store(tmp_path).close()
+    assert main(["backup", str(tmp_path / "b.db")]) == 0
+    descriptor = in_use.hold(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        assert main(["restore", str(tmp_path / "b.db")]) == 1
+    finally:
+        os.close(descriptor)
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: the service runs on {tmp_path / 'store.db'} (pid {os.getpid()}): stop it")
+    assert len(error.splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["restore", "/nonexistent/b.db"], "error: there is no backup file at /nonexistent/b.db"),
+    (["backup", "/nonexistent/dir/b.db"], "error: cannot write /nonexistent/dir/b.db"),
+])
+def test_bad_files_are_said_in_one_line(config, tmp_path, capsys, args, message):
+    _store(tmp_path).close()
+    assert main(args) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(message) and len(error.splitlines()) == 1
