@@ -267,3 +267,20 @@ def test_a_failing_migration_refuses_the_reload_and_the_old_workers_go_on(fake, 
         assert store_revision(server) == old_revision
     finally:
         server.stop()
+
+
+def test_a_reload_and_a_stop_with_the_scheduler_on_log_no_fault(fake, start_proxy):
+    """The worker that decides who runs next closes its lines as it stops: that is no failed connection."""
+    config = base_config(fake.url)
+    del config["service"]["scheduling"]  # on, as a team runs it
+    server = start_proxy(config, workers=2)
+    fake.script(QUICK_MODEL, reply="ok")
+    body = {"model": QUICK_MODEL, "messages": [{"role": "user", "content": "x"}], "stream": False}
+    for _ in range(4):
+        assert requests.post(server.url + "/api/chat", json=body, headers=auth(), timeout=10).status_code == 200
+    server.signal(signal.SIGHUP)
+    assert wait_for(lambda: server.stderr().count("Booting worker") == 4, timeout=30), server.stderr()
+    assert requests.post(server.url + "/api/chat", json=body, headers=auth(), timeout=10).status_code == 200
+    assert server.stop() == 0
+    assert server.stderr().count("now decides who runs next") >= 2, "the scheduler was not on"
+    assert "scheduler connection failed" not in server.stderr(), server.stderr()

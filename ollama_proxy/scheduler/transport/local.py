@@ -240,7 +240,10 @@ class LocalScheduler(Candidacy):
             for message in worker.messages():
                 self.arbiter.handle(worker, message)
         except OSError as exc:
-            log.warning("a worker's scheduler connection failed: %s", exc)
+            # After resign() this worker is stopping and its lines close under their readers (EBADF, "closed in
+            # another greenlet"): the next arbiter hears from the workers, nothing failed.
+            if self._server is not None:
+                log.warning("a worker's scheduler connection failed: %s", exc)
         finally:
             self._workers.discard(worker)
             if self.arbiter is not None:
