@@ -1,8 +1,9 @@
+import threading
 import time
 
 import pytest
 
-from ollama_proxy.backends.pool import OllamaPool
+from ollama_proxy.backends.pool import OllamaPool, learn_models
 from ollama_proxy.backends.pool_servers import rank
 from ollama_proxy.config import RoutingSettings
 from ollama_proxy.errors import UpstreamTimeout, UpstreamUnavailable
@@ -40,3 +41,32 @@ def test_listings_are_bounded_by_the_refresh_timeout_not_the_read_timeout(tmp_pa
     assert [m["name"] for m in listed["models"]] == ["m"]
     assert sent == [{"timeout": (1.0, 1.0), "timeout_setting": "routing.refresh_timeout"}]
     assert pool.servers[1].last_error == failed.message == "did not answer within 1s (routing.refresh_timeout)"
+
+
+def test_learn_models_starts_the_reads_without_waiting_and_models_known_waits_within_its_bound(tmp_path):
+    answer = threading.Event()
+    slow = StubServer("gpu2", ["phi4"])
+    listing = slow.open
+
+    def held(method, path, **request):
+        answer.wait(5)
+        return listing(method, path, **request)
+    slow.open = held
+    pool = stub_pool(tmp_path, StubServer("default", ["llama3.2"]), slow)
+
+    class App:
+        extensions = {"ollama_proxy.pool": pool}
+    started = time.monotonic()
+    learn_models(App())
+    assert time.monotonic() - started < 0.5  # the worker boots on
+    assert not pool.models_known(within=0.05)
+    answer.set()
+    assert pool.models_known(within=5)
+    assert pool.servers[1].models == frozenset(["phi4:latest"])
+    learn_models(object())  # an app without a pool: nothing to learn
+
+
+def test_a_lone_servers_models_are_never_known(tmp_path):
+    pool = OllamaPool(SERVICE, (), RoutingSettings(), str(tmp_path))
+    pool.start(wait=False)
+    assert not pool.models_known(within=0.01)
