@@ -64,6 +64,7 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
         # model -> when an interactive request, a request with a short prompt, last asked for it
         self.last_interactive: LRUCache[str, float] = LRUCache(MODELS_KEPT)
         self.last_short: LRUCache[str, float] = LRUCache(MODELS_KEPT)
+        self.first_asked: LRUCache[str, float] = LRUCache(MODELS_KEPT)  # model -> when it was first asked for
         self.loans: dict[str, Loan] = {}
         # Requests ended by a later prompt that holds their answer, before their own end came: what they read, when
         # it comes, still bears the mirror out. Bounded: an end that never comes is forgotten in time.
@@ -81,6 +82,7 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
         self._activate(ticket, now)
         ticket.enqueued = now
         self.waiting[ticket.id] = ticket
+        self.first_asked.setdefault(ticket.model, now)
         if class_rank(ticket.share, 0.0, self.bounds.batch_ageing) == 0:
             self.last_interactive[ticket.model] = now
             self.pacing.asked(ticket.model, ticket.share.principal, now, self.bounds.headroom_window)
@@ -285,6 +287,8 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
         if not cold:
             self._reserve_for_reload(ticket, candidates)
             return None
+        if now - self.first_asked.get(ticket.model, now) < self.bounds.load_gather:
+            return None  # the requests that came with it may ask larger options: one load takes the largest
         best = min(cold, key=lambda p: (p.evict is not None, self.estimates.load_seconds(ticket.model, p.server)))
         same_model_ahead = sum(1 for t in ahead if t.model == ticket.model)
         if self._warm_wait(ticket, candidates, same_model_ahead, now) > self.estimates.load_seconds(ticket.model,

@@ -27,6 +27,7 @@ class Bounds:
     fair_memory: float = _SETTINGS.fair_memory  # seconds an idle principal keeps what it had over the least-served
     prefix_hold: float = _SETTINGS.prefix_hold  # seconds a long prompt waits at most for the busy server holding it
     prompt_cache_isolation: str = _SETTINGS.prompt_cache_isolation  # whose cached prompts placement may use
+    load_gather: float = _SETTINGS.load_gather  # seconds a model's first load waits for the requests come with it
     yield_within: float = _SETTINGS.yield_within  # seconds one may wait so that a much longer one starts first
     order: str = _SETTINGS.order  # who of the waiting goes first (``order``: ``fair`` or ``arrival``)
 

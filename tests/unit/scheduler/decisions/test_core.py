@@ -10,7 +10,7 @@ from ollama_proxy.scheduler.decisions.fairness import BATCH, Share
 from ollama_proxy.scheduler.decisions.servers import Loaded, Placement, ServerSpec, Start
 
 SERVERS = ("gpu1", "gpu2")
-DEFAULT_BOUNDS = Bounds()
+DEFAULT_BOUNDS = Bounds(load_gather=0)  # a first load at once (its gather: test_one_context.py and below)
 
 
 def _scheduler(*specs: ServerSpec, bounds: Bounds = DEFAULT_BOUNDS, loaded=("m",), **estimates) -> Scheduler:
@@ -157,6 +157,17 @@ def test_a_model_not_loaded_anywhere_loads_at_once():
     assert grant.placement.start is Start.LOAD
 
 
+def test_the_first_load_of_a_model_waits_load_gather_and_takes_the_largest_options_asked_with_it():
+    s = _scheduler(ServerSpec("gpu1"), loaded=(), bounds=Bounds(load_gather=0.25))
+    assert s.submit(_ticket("t1"), now=0) == []
+    assert s.submit(_ticket("t2", "bob", asked={"num_ctx": 8192}), now=0.1) == []
+    (grant,) = s.dispatch(now=0.3)
+    assert (grant.ticket, grant.placement.start, grant.placement.options) == ("t1", Start.LOAD, {"num_ctx": 8192})
+    s.end("t1", now=1)
+    s.servers["gpu1"].runners.clear()  # unloaded: a later load goes at once
+    assert [g.placement.start for g in s.submit(_ticket("t3"), now=2)] == [Start.LOAD]
+
+
 def test_a_larger_context_drains_the_runner_then_reloads_it_once_and_the_rest_use_it():
     s = _scheduler(ServerSpec("gpu1", num_parallel=2), loaded=())
     s.servers["gpu1"].warm("m", Loaded({"num_ctx": 2048}))
@@ -226,7 +237,7 @@ def test_queues_are_bounded_per_principal_and_per_model():
 
 
 def test_a_principal_fills_only_its_share_of_a_models_queue_and_others_still_get_in():
-    s = _scheduler(ServerSpec("gpu1", num_parallel=1), bounds=Bounds(max_queued_per_model=4))  # the default half
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), bounds=Bounds(max_queued_per_model=4, load_gather=0))  # the default half
     s.submit(_ticket("run"), now=0)
     s.submit(_ticket("a1"), now=0)
     s.submit(_ticket("a2"), now=0)
@@ -383,7 +394,7 @@ def test_whenever_nothing_runs_nothing_waits():
     for seed in range(300):
         rnd = random.Random(seed)
         s = _scheduler(ServerSpec("gpu1", 2, 1), ServerSpec("gpu2", 2, 1), loaded=(),
-                       bounds=Bounds(max_wait=3.0))  # some wait longer: they expire
+                       bounds=Bounds(max_wait=3.0, load_gather=0))  # some wait longer: they expire
         now, running, count = 0.0, set(), 0
         for _ in range(200):
             now += rnd.random() * 0.3

@@ -11,7 +11,7 @@ from ollama_proxy.scheduler.decisions.servers import Loaded, ServerSpec
 from ollama_proxy.scheduler.decisions.tickets import PromptRead
 
 SERVERS = ("gpu1", "gpu2")
-DEFAULT_BOUNDS = Bounds()
+DEFAULT_BOUNDS = Bounds(load_gather=0)  # a first load at once
 
 
 def _scheduler(*specs: ServerSpec, bounds: Bounds = DEFAULT_BOUNDS, **estimates) -> Scheduler:
@@ -189,7 +189,7 @@ def test_before_ollama_0_33_what_was_read_again_is_told_by_the_time_it_took():
 
 
 def test_an_embedding_loading_its_model_is_counted_on_one_slot():
-    s = Scheduler([ServerSpec("gpu1", num_parallel=4)])
+    s = Scheduler([ServerSpec("gpu1", num_parallel=4)], DEFAULT_BOUNDS)
     s.submit(Ticket("e1", Share("a"), "embed", ("gpu1",), embeds=True), now=0)
     assert s.submit(Ticket("e2", Share("a"), "embed", ("gpu1",), embeds=True), now=0) == []  # Ollama runs one
     assert s.servers["gpu1"].slots_of("embed") == 1

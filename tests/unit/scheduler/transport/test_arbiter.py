@@ -31,7 +31,7 @@ class Worker:
 
 @pytest.fixture
 def arbiter():
-    scheduler = Scheduler([ServerSpec("gpu1", num_parallel=2, max_loaded_models=1)], Bounds())
+    scheduler = Scheduler([ServerSpec("gpu1", num_parallel=2, max_loaded_models=1)], Bounds(load_gather=0))
     return Arbiter(scheduler, ManualClock())
 
 
@@ -147,7 +147,7 @@ def test_a_worker_whose_line_broke_mid_decision_does_not_stop_the_grants_to_the_
 def test_a_request_held_back_by_a_bound_is_granted_once_it_runs_out_with_nothing_else_happening():
     clock = ManualClock()
     specs = [ServerSpec("gpu1", num_parallel=1, max_loaded_models=1), ServerSpec("gpu2", num_parallel=1)]
-    scheduler = Scheduler(specs, Bounds(prefix_hold=1.0), Estimates(default_slot_seconds=1.0, default_prefill_rate=100))
+    scheduler = Scheduler(specs, Bounds(prefix_hold=1.0, load_gather=0), Estimates(default_slot_seconds=1.0, default_prefill_rate=100))
     for server in scheduler.servers.values():
         server.warm("m", Loaded({}))
     arbiter, worker = Arbiter(scheduler, clock), Worker()
@@ -196,7 +196,7 @@ def test_expecting_only_workers_already_heard_ends_the_hold_at_once(arbiter):
 
 def test_a_grant_tells_the_prompt_tokens_the_mirror_expects_from_cache_in_ollamas_tokens(monkeypatch):
     """The proxy's estimate, told to the worker with the grant: never mistaken for what Ollama says."""
-    scheduler = Scheduler([ServerSpec("gpu1", num_parallel=1, max_loaded_models=1)], Bounds())
+    scheduler = Scheduler([ServerSpec("gpu1", num_parallel=1, max_loaded_models=1)], Bounds(load_gather=0))
     scheduler.servers["gpu1"].warm("m", Loaded({}))
     monkeypatch.setattr(scheduler.estimates, "scale", lambda model: 1.5)  # Ollama's tokens per estimated token
     arbiter, worker = Arbiter(scheduler, ManualClock()), Worker()

@@ -25,7 +25,7 @@ WORKERS = ["the arbiter's worker", "another worker"]
 
 
 def _build(bounds=None, num_parallel=2):
-    return lambda: Scheduler([ServerSpec("gpu1", num_parallel=num_parallel)], bounds or Bounds())
+    return lambda: Scheduler([ServerSpec("gpu1", num_parallel=num_parallel)], bounds or Bounds(load_gather=0))
 
 
 def _ticket(ticket_id: str, principal: str = "alice") -> Ticket:
@@ -84,8 +84,17 @@ def test_a_third_request_waits_for_a_slot_and_gets_it_when_one_ends(client_of):
     assert third.get(timeout=2).ticket == "t3"
 
 
+def test_a_models_first_load_is_granted_by_the_arbiters_own_tick_once_its_gather_is_over(client_of):
+    """Nothing else happens after the first request: the arbiter's tick hands out its load."""
+    client = client_of(Bounds(load_gather=0.3))
+    first = _admit_later(client, _ticket("t1"))
+    gevent.sleep(0.15)
+    assert not first.ready()
+    assert first.get(timeout=2).placement.server == "gpu1"
+
+
 def test_a_refusal_comes_back_as_the_same_error(client_of):
-    client = client_of(Bounds(max_queued_per_principal=1))
+    client = client_of(Bounds(max_queued_per_principal=1, load_gather=0))
     client.admit(_ticket("t1"))
     client.admit(_ticket("t2"))
     waiting = _admit_later(client, _ticket("t3"))
@@ -117,7 +126,7 @@ def test_a_client_that_leaves_while_waiting_is_dropped_and_never_granted(client_
 
 
 def test_a_request_that_waits_past_max_wait_gets_a_503(client_of):
-    client = client_of(Bounds(max_wait=0.3), max_wait=0.3)
+    client = client_of(Bounds(max_wait=0.3, load_gather=0), max_wait=0.3)
     client.admit(_ticket("t1"))
     client.admit(_ticket("t2"))
     with pytest.raises(Exception) as late:
