@@ -8,7 +8,9 @@ import re
 import requests
 
 from tests.e2e.admin_page import PASSWORD, admin_config, csrf_token
+from tests.e2e.browser import screenshot
 from tests.e2e.command import cli, create_key
+from tests.e2e.test_admin_pages import logged_in
 
 
 def _form_token(session: requests.Session, url: str) -> str:
@@ -65,3 +67,23 @@ def test_one_keys_life_is_in_the_trail_with_who_from_where_before_and_after(star
     assert shown.text.count('data-target="build-bot"') == 4 and 'data-action="sign-in failed"' in shown.text
     for text in (listed.stdout, shown.text, cli(proxy, "audit", "--format", "csv").stdout):
         assert secret[11:] not in text
+
+
+def test_the_audit_page_fits_a_1366_pixel_screen_and_its_heading_names_what_it_holds(start_proxy, fake, tmp_path,
+                                                                                    browser):
+    proxy = start_proxy(admin_config(fake.url, tmp_path))
+    models = [f"--models=team-model-{n}:{'x' * 30}" for n in range(12)]  # a key's record: a long line of JSON
+    create_key(proxy, "--name", "a-key-with-a-long-record", "--expires", "2999-01-31", *models)
+    assert cli(proxy, "teams", "create", "research").returncode == 0
+    page = logged_in(browser, proxy.url)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.goto(proxy.url + "/admin/audit")
+    assert page.locator("tr[data-action='key.create']").count() == 1
+    widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    screenshot(page, "audit-1366")
+    assert widths[0] <= widths[1], f"the page is {widths[0]} px wide in a {widths[1]} px window"
+    heading = page.locator("main p.muted").first.inner_text()
+    for held in ("keys", "teams", "budgets", "aliases", "overrides", "member", "sign-in"):
+        assert held in heading
+    assert '"expires_at":"2999-01-31"' in page.locator("tr[data-action='key.create'] code").inner_text()
+    page.context.close()
