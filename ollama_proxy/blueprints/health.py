@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, jsonify, request
 from ollama_proxy.access import auth
 from ollama_proxy.backends import health as backend_health
 from ollama_proxy.errors import ProxyError
-from ollama_proxy.store import DatabaseError, current_store
+from ollama_proxy.store import shown_revision
 
 bp = Blueprint("health", __name__)
 
@@ -26,16 +26,8 @@ def health():
     body, status = backend_health.report()
     if not _token_holder():
         return jsonify({"status": body["status"]}), status
-    return jsonify({"status": body["status"], "version": body["version"], "store_revision": store_revision(),
+    return jsonify({"status": body["status"], "version": body["version"], "store_revision": shown_revision(),
                     "upstreams": body["upstreams"]}), status
-
-
-def store_revision() -> str | None:
-    """Return the migration the store is at now (None when it cannot be read): an upgrade shows here."""
-    try:
-        return current_store().revision()
-    except DatabaseError:
-        return None
 
 
 def _token_holder() -> bool:

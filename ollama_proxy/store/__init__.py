@@ -133,6 +133,14 @@ def init_app(app: Flask) -> None:
     app.extensions[_EXTENSION] = _LazyStore(app.config["SETTINGS"].store)
 
 
+def shown_revision(app: Flask | None = None) -> str | None:
+    """Return the migration the app's store is at now, or None when it cannot be read (/health, the admin page)."""
+    try:
+        return current_store(app).revision()
+    except DatabaseError:
+        return None
+
+
 def current_store(app: Flask | None = None) -> Store:
     """Return the store of ``app`` (default: the current app), opening it on first use."""
     return (app or current_app).extensions[_EXTENSION].get()

@@ -1,4 +1,4 @@
-"""``ollama-proxy backup``, ``restore`` and ``--version`` on a configured store."""
+"""``ollama-proxy backup`` and ``restore`` on a configured store."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import os
 import pytest
 import yaml
 
-from ollama_proxy import __version__
 from ollama_proxy.cli import main
 from ollama_proxy.config import StoreSettings
 from ollama_proxy.store import Actor, in_use, open_store
-from ollama_proxy.store.migrate import HEAD_REVISION
 
 BY = Actor("tester", "cli", "here")
 
@@ -26,20 +24,6 @@ def config(tmp_path, monkeypatch):
 
 def _store(tmp_path):
     return open_store(StoreSettings(f"sqlite:///{tmp_path / 'store.db'}", 5.0))
-
-
-def test_version_names_the_release_its_newest_migration_and_the_stores(config, tmp_path, capsys):
-    _store(tmp_path).close()
-    with pytest.raises(SystemExit) as done:
-        main(["--version"])
-    assert done.value.code == 0
-    assert capsys.readouterr().out.splitlines() == [
-        f"ollama-proxy {__version__} (migrations up to {HEAD_REVISION})",
-        f"store: at migration {HEAD_REVISION} ({tmp_path / 'store.db'})"]
-
-
-def test_version_is_a_number_from_the_package_metadata():
-    assert __version__.count(".") == 2 and __version__.replace(".", "").isdigit()
 
 
 def test_backup_then_restore_brings_back_the_store_as_it_was(config, tmp_path, capsys):

@@ -14,8 +14,14 @@ import pytest
 
 from ollama_proxy.config import StoreSettings
 from ollama_proxy.store import open_store
-from ollama_proxy.store.backup import BackupError, online_backup, read_revision, restore, row_counts, \
-    upgrade_backup_path
+from ollama_proxy.store.backup import (
+    BackupError,
+    online_backup,
+    read_revision,
+    restore,
+    row_counts,
+    upgrade_backup_path,
+)
 from ollama_proxy.store.engine import open_engine
 from ollama_proxy.store.migrate import HEAD_REVISION, UnknownRevision, head_revision, known_revisions, upgrade
 
@@ -158,6 +164,6 @@ def test_a_store_at_an_unknown_revision_is_refused_before_alembic_touches_it(tmp
     with pytest.raises(UnknownRevision) as refused:
         open_store(settings)
     assert "\n" not in str(refused.value)
-    assert str(refused.value).startswith(f"the store is at migration 0999, which ollama-proxy ")
+    assert str(refused.value).startswith("the store is at migration 0999, which ollama-proxy ")
     assert f"(migrations up to {HEAD_REVISION}) does not know" in str(refused.value)
     assert not list(tmp_path.glob("*.upgrade-from-*"))

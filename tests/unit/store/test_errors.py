@@ -105,6 +105,7 @@ CALLS = {
     "members_due": lambda store: store.members_due(before=NOW, now=NOW),
     "get_member": lambda store: store.get_member("sub-mia"),
     "list_members": lambda store: store.list_members(),
+    "revision": lambda store: store.revision(),
 }
 NO_DATABASE = {"close"}  # disposes of the connection pool: asks the database nothing
 
