@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
@@ -185,6 +186,24 @@ def test_one_context_length_per_model_and_server_so_ollama_loads_it_once(schedul
     assert all(stats.reloads == 0 for stats in loads), loads
     sent = {call.json.get("options", {}).get("num_ctx") for fake in fakes for call in fake.calls("/api/chat")}
     assert sent == {8192}, sent  # those that asked none too: Ollama's default would be another value
+
+
+def test_a_burst_of_mixed_contexts_for_a_model_never_asked_loads_it_once_per_server(scheduled, fakes):
+    """The first load of a model the proxy never heard of waits ``load_gather`` for the requests that come with
+    it: each server loads it once, with the largest value asked, and reloads it never."""
+    for fake in fakes:
+        fake.script("llava", chunk_delay=CHUNK)
+    asks = [{"model": "llava"}, {"model": "llava", "options": {"num_ctx": 2048}},
+            {"model": "llava", "options": {"num_ctx": 8192}}] * 4
+    with ThreadPoolExecutor(len(asks)) as pool:  # the first a moment ahead of the others, as a burst comes
+        first = pool.submit(_chat, scheduled, GENERATE, "context 0", **asks[0])
+        time.sleep(0.05)
+        rest = [pool.submit(_chat, scheduled, GENERATE, f"context {i}", **asks[i]) for i in range(1, len(asks))]
+        assert [answer.result() for answer in [first, *rest]] == [200] * len(asks)
+    loads = [fake.scheduler.stats() for fake in fakes]
+    assert all(stats.loads <= 1 and stats.reloads == 0 for stats in loads), loads
+    sent = {call.json.get("options", {}).get("num_ctx") for fake in fakes for call in fake.calls("/api/chat")}
+    assert sent == {8192}, sent
 
 
 def _at_once(proxy, asks: list[dict]) -> None:
