@@ -45,6 +45,9 @@ gc_young_threshold = _env("OLLAMA_PROXY_GC_THRESHOLD", 50_000, int)
 # milliseconds; at one a turn, a burst of new clients waits seconds to be taken. More a turn starts them
 # sooner, but a worker may take more than its share.
 accept_per_turn = _env("OLLAMA_PROXY_ACCEPT_PER_TURN", 8, int)
+# Seconds the check before a start or reload (the code on disk built, the store migrated) may take; past it,
+# the reload is refused. A migration of a large store takes longest.
+reload_check_timeout = _env("OLLAMA_PROXY_RELOAD_CHECK_TIMEOUT", 300, float)
 if accept_per_turn < 1:
     raise SystemExit(f"OLLAMA_PROXY_ACCEPT_PER_TURN is {accept_per_turn}: a worker takes at least 1 connection a turn")
 
@@ -143,6 +146,8 @@ def _prepare_in_a_child(server, build_app):
     which would weigh tens of megabytes in it for the service's life.
     """
     import json
+    import select
+    import signal
     import sys
 
     read_end, write_end = os.pipe()
@@ -158,9 +163,13 @@ def _prepare_in_a_child(server, build_app):
             os._exit(0)  # never back into the master's loop
     os.close(write_end)
     with os.fdopen(read_end) as answer_pipe:
-        said = answer_pipe.read()
+        answered = select.select([answer_pipe], [], [], reload_check_timeout)[0]
+        said = answer_pipe.read() if answered else ""
+    if not answered:
+        os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
-    answer = json.loads(said) if said else {"refused": "the check died before it answered", "stage": "code"}
+    answer = json.loads(said) if said else {"refused": "the check died before it answered" if answered else (
+        f"the check took longer than {reload_check_timeout:g} s (OLLAMA_PROXY_RELOAD_CHECK_TIMEOUT)"), "stage": "code"}
     if "refused" in answer:
         raise ReloadRefused(answer["refused"], answer["stage"])
     return answer["prepared"]
