@@ -237,7 +237,8 @@ def test_queues_are_bounded_per_principal_and_per_model():
 
 
 def test_a_principal_fills_only_its_share_of_a_models_queue_and_others_still_get_in():
-    s = _scheduler(ServerSpec("gpu1", num_parallel=1), bounds=Bounds(max_queued_per_model=4, load_gather=0))  # the default half
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1),
+                   bounds=Bounds(max_queued_per_model=4, load_gather=0))  # the default half
     s.submit(_ticket("run"), now=0)
     s.submit(_ticket("a1"), now=0)
     s.submit(_ticket("a2"), now=0)

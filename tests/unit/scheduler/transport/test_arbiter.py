@@ -147,7 +147,8 @@ def test_a_worker_whose_line_broke_mid_decision_does_not_stop_the_grants_to_the_
 def test_a_request_held_back_by_a_bound_is_granted_once_it_runs_out_with_nothing_else_happening():
     clock = ManualClock()
     specs = [ServerSpec("gpu1", num_parallel=1, max_loaded_models=1), ServerSpec("gpu2", num_parallel=1)]
-    scheduler = Scheduler(specs, Bounds(prefix_hold=1.0, load_gather=0), Estimates(default_slot_seconds=1.0, default_prefill_rate=100))
+    scheduler = Scheduler(specs, Bounds(prefix_hold=1.0, load_gather=0),
+                          Estimates(default_slot_seconds=1.0, default_prefill_rate=100))
     for server in scheduler.servers.values():
         server.warm("m", Loaded({}))
     arbiter, worker = Arbiter(scheduler, clock), Worker()
