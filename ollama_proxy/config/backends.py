@@ -179,8 +179,9 @@ class SchedulingSettings:
     max_queued_share: float = setting(
         0.5, validate=validate.Range(min=0, max=1, min_inclusive=False),
         help="the part of `max_queued_per_model` one key or token may fill with its own requests for one model "
-             "(at least one request); more are a 429 with `Retry-After`, so one key's flood never fills a model's "
-             "queue and others still get in (`1`: a key may fill it all, as Ollama lets it)")
+             "(at least one request), and so may a person's keys together and a team's; more are a 429 with "
+             "`Retry-After`, so one key's, person's or team's flood never fills a model's queue and others still get "
+             "in (`1`: a key may fill it all, as Ollama lets it)")
     max_wait: float = setting(
         600.0, validate=SECONDS, env="OLLAMA_PROXY_MAX_WAIT",
         help="seconds a request may wait for a slot; then a 503 with `Retry-After`")

@@ -25,13 +25,13 @@ from __future__ import annotations
 import itertools
 import math
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from cachetools import LRUCache
 
 from ollama_proxy.errors import Overloaded, RateLimited
 from ollama_proxy.scheduler.decisions.estimates import MODELS_KEPT, Estimates
-from ollama_proxy.scheduler.decisions.fairness import class_rank
+from ollama_proxy.scheduler.decisions.fairness import Share, class_rank
 from ollama_proxy.scheduler.decisions.giving_way import GivingWay
 from ollama_proxy.scheduler.decisions.hits import HitBook
 from ollama_proxy.scheduler.decisions.lending import Lending
@@ -233,22 +233,26 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
         # Each server's queue for the model is bounded; a request waits in the queues of all the servers
         # it may run on, so it is refused only when each of them is full.
         same = self._queued_for(ticket.model, ticket.candidates)
-        # A principal may fill its part of each queue, no more: one key's flood leaves room for the others.
-        ours = self._queued_for(ticket.model, ticket.candidates, ticket.share.principal)
-        if ours >= self.bounds.principal_part_of_queue:
-            raise RateLimited(f"{ours} requests of yours for {ticket.model} are already waiting for a slot, your "
-                              "part of its queue (scheduling.max_queued_share of scheduling.max_queued_per_model)",
-                              retry_after=self.retry_after(ticket.model, now, ours))
+        # A key, the person who owns it and its team may each fill their part of each queue, no more: one key's
+        # flood, or one person's or team's through several keys, leaves room for the others.
+        for whose, holder in _holders(ticket.share):
+            ours = self._queued_for(ticket.model, ticket.candidates, holder)
+            if ours >= self.bounds.principal_part_of_queue:
+                raise RateLimited(
+                    f"{ours} requests of {whose} for {ticket.model} are already waiting for a slot, the part of its "
+                    "queue one key, person or team may hold (scheduling.max_queued_share of "
+                    "scheduling.max_queued_per_model)", retry_after=self.retry_after(ticket.model, now, ours))
         if same >= self.bounds.max_queued_per_model:
             error = Overloaded(f"{same} requests for {ticket.model} are already waiting for a slot on every "
                                "server that may run it (scheduling.max_queued_per_model)")
             error.retry_after = self.retry_after(ticket.model, now, same)
             raise error
 
-    def _queued_for(self, model: str, candidates: tuple[str, ...], principal: str | None = None) -> int:
-        """The requests (of ``principal``, or anyone's) waiting for ``model`` in the shortest of its queues."""
+    def _queued_for(self, model: str, candidates: tuple[str, ...],
+                    holder: Callable[[Share], bool] | None = None) -> int:
+        """The requests (of whom ``holder`` says, or anyone's) waiting for ``model`` in the shortest of its queues."""
         return min(sum(1 for t in self.waiting.values() if t.model == model and server in t.candidates
-                       and principal in (None, t.share.principal)) for server in candidates) if candidates else 0
+                       and (holder is None or holder(t.share))) for server in candidates) if candidates else 0
 
     def dispatch(self, now: float) -> list[Grant]:
         """Hand out every grant possible now (after a hold)."""
@@ -354,3 +358,13 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
     def _leave(self, ticket: Ticket, now: float) -> None:
         """Count the ticket out (it ended, or left the queue unstarted)."""
         self.order.leave(ticket.share, now)
+
+
+def _holders(share: Share) -> list[tuple[str, Callable[[Share], bool]]]:
+    """Who a request's place in a queue counts against, as named in a refusal: its key, its owner, its team."""
+    holders = [("yours", lambda other: other.principal == share.principal)]
+    if share.owner is not None:
+        holders.append((f"person '{share.owner}'", lambda other: other.owner == share.owner))
+    if share.team is not None:
+        holders.append(("your team", lambda other: other.team == share.team))
+    return holders

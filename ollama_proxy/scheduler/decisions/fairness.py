@@ -59,6 +59,7 @@ class Share:
     team: str | None = None  # the team the principal belongs to: its share holds the principal's
     team_weight: float = 1.0
     name: str | None = None  # the principal's name, as logs and the admin page show it; None: ``principal``
+    owner: str | None = None  # the person the key belongs to (their sign-on subject), if it has one
     path: tuple = field(init=False, repr=False, compare=False)  # (node, weight among its siblings), from the top
 
     def __post_init__(self) -> None:

@@ -56,7 +56,7 @@ def share_of(principal, end_user: str | None) -> Share:
         return ANONYMOUS
     named = end_user is not None and principal.trusted_frontend
     return Share(principal.id, principal.weight, principal.klass, end_user if named else None,
-                 principal.team_ref, principal.team_weight, name=principal.name)
+                 principal.team_ref, principal.team_weight, name=principal.name, owner=principal.owner)
 
 
 @dataclass

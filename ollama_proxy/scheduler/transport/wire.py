@@ -232,15 +232,16 @@ def share_of(message: dict) -> Share:
         raise BadMessage(f"a weight that is not a number: {_head(message)}") from None
     end_user, team = message.get("end_user"), message.get("team")  # an older worker's message names neither
     name = message.get("name")  # nor the principal's name apart from its id (its principal was the name)
+    owner = message.get("owner")  # nor the person who owns the key
     try:
         team_weight = float(message.get("team_weight", 1.0))
     except (TypeError, ValueError):
         raise BadMessage(f"a team weight that is not a number: {_head(message)}") from None
     if (not isinstance(principal, str) or klass not in CLASSES or not weight > 0 or not team_weight > 0
             or not isinstance(end_user, str | None) or not isinstance(team, str | None)
-            or not isinstance(name, str | None)):
+            or not isinstance(name, str | None) or not isinstance(owner, str | None)):
         raise BadMessage(f"a share that is not a principal, a class and a positive weight: {_head(message)}")
-    return Share(principal, weight, klass, end_user, team, team_weight, name)
+    return Share(principal, weight, klass, end_user, team, team_weight, name, owner)
 
 
 def _share(share: Share) -> dict:
@@ -251,6 +252,8 @@ def _share(share: Share) -> dict:
         fields["team"], fields["team_weight"] = share.team, share.team_weight
     if share.name is not None:
         fields["name"] = share.name
+    if share.owner is not None:
+        fields["owner"] = share.owner
     return fields
 
 

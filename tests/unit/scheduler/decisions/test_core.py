@@ -251,6 +251,22 @@ def test_a_principal_fills_only_its_share_of_a_models_queue_and_others_still_get
     assert sorted(s.waiting) == ["a1", "a2", "b1", "b2"] and "other-model" in s.running
 
 
+@pytest.mark.parametrize("mine, theirs, whose", [
+    (Share("key:1", owner="mia"), Share("key:2", owner="mia"), "person 'mia'"),
+    (Share("key:1", team="red"), Share("key:2", team="red"), "your team"),
+], ids=["one person's keys", "one team's keys"])
+def test_a_persons_or_teams_keys_together_fill_only_one_part_of_a_models_queue(mine, theirs, whose):
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), bounds=Bounds(max_queued_per_model=4, load_gather=0))
+    s.submit(Ticket("run", Share("carol"), "m", SERVERS), now=0)
+    s.submit(Ticket("a1", mine, "m", SERVERS), now=0)
+    s.submit(Ticket("a2", mine, "m", SERVERS), now=0)
+    with pytest.raises(RateLimited, match=f"of {whose} for m") as past:
+        s.submit(Ticket("b1", theirs, "m", SERVERS), now=0)
+    assert past.value.status == 429
+    s.submit(Ticket("c1", Share("key:3", owner="leo", team="blue"), "m", SERVERS), now=0)  # others still get in
+    assert sorted(s.waiting) == ["a1", "a2", "c1"]
+
+
 def test_a_principals_part_of_a_queue_is_at_least_one_request():
     assert Bounds(max_queued_per_model=1).principal_part_of_queue == 1
     assert Bounds(max_queued_per_model=512).principal_part_of_queue == 256

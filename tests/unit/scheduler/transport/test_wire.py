@@ -137,6 +137,14 @@ def test_a_share_in_a_team_goes_over_the_wire_whole_and_an_older_workers_share_n
         wire.share_of({"principal": "bob", "weight": 1, "class": "interactive", "team": "apps", "team_weight": 0})
 
 
+def test_a_share_goes_over_the_wire_with_its_keys_owner_and_an_older_workers_names_none():
+    share = Share("key:12", name="mia-laptop", owner="mia")
+    assert wire.share_of(wire._share(share)) == share
+    assert wire.share_of({"principal": "key:12", "weight": 1, "class": "interactive"}).owner is None
+    with pytest.raises(wire.BadMessage):
+        wire.share_of({"principal": "key:12", "weight": 1, "class": "interactive", "owner": 7})
+
+
 def test_a_share_goes_over_the_wire_by_id_with_its_name_and_an_older_workers_names_none():
     share = Share("key:12", 1.0, "interactive", team="team:3", name="alice")
     assert wire.share_of(wire._share(share)) == share and wire.share_of(wire._share(share)).who == "alice"
