@@ -96,7 +96,7 @@ def init_backends(app: Flask, settings: Settings) -> None:
     slot_dir = os.path.join(settings.logging.dir, ".slots")
     pool = OllamaPool(settings.service, settings.ollama_servers, settings.routing, slot_dir)
     dispatcher = Dispatcher(pool, build_admission(settings, pool), settings.scheduling.max_wait,
-                            settings.scheduling.prompt_placement)
+                            settings.scheduling.prompt_placement, settings.scheduling.prompt_cache_isolation)
     providers = {p.name: _provider_backend(p, settings) for p in settings.providers}
     app.extensions["ollama_proxy.pool"] = pool
     app.extensions["ollama_proxy.providers"] = providers

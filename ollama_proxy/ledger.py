@@ -99,6 +99,8 @@ class RequestRecord:
     # The proxy's own estimate of the same, never Ollama's word: the tokens the scheduler's mirror of the servers'
     # caches expected the server it placed the request on to hold (in Ollama's tokens), summed over the answers sent.
     cached_tokens_estimated: int | None = None  # None: none made (not scheduled, or no prompt the mirror follows)
+    # Its server may hold another tenant's prompts (``dispatch.tenants``): no cache figure, nor prefill, is shown.
+    cache_withheld: bool = False
     gpu_seconds: float | None = None  # the answers' GPU time, summed (Ollama's total_duration, else measured: Hold)
     measured: bool = False  # a figure is the proxy's own measure or estimate, where Ollama reported none
     budgeted: tuple = ()  # the budgets' (slot, period start) the request is charged to when it ends (access.budgets)
@@ -136,7 +138,7 @@ class RequestRecord:
         proxy = max(0.0, now - self.started - self.upstream - queued)
         timing = (f"proxy;dur={proxy * 1000:.2f}, queue;dur={queued * 1000:.2f}, "
                   f"upstream;dur={self.upstream * 1000:.2f}")
-        if self.prefill_seconds is not None:  # known before the headers only when the answer was read whole
+        if self.prefill_seconds is not None and not self.cache_withheld:  # known only for an answer read whole
             timing += f", prefill;dur={self.prefill_seconds * 1000:.2f}"
         return timing
 

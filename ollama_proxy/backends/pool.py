@@ -50,7 +50,8 @@ class OllamaPool:
         default = OllamaServerSettings(DEFAULT_SERVER, service.base_url, service.max_concurrent, (),
                                        service.num_parallel, service.max_loaded_models,
                                        model_num_parallel=service.model_num_parallel,
-                                       prompt_cache_mib=service.prompt_cache_mib, scheduling=service.scheduling)
+                                       prompt_cache_mib=service.prompt_cache_mib, scheduling=service.scheduling,
+                                       teams=service.teams, lend_idle=service.lend_idle)
         self.routing = routing
         self.servers = [PoolServer(s, OllamaBackend(replace(service, base_url=s.base_url), s.name),
                                     slots=_lock_slots(slot_dir, s)) for s in (default, *servers)]

@@ -15,6 +15,7 @@ from ollama_proxy.cli import budgets as cli_budgets
 from ollama_proxy.cli import keys as cli_keys
 from ollama_proxy.cli import teams as cli_teams
 from ollama_proxy.cli import usage as cli_usage
+from ollama_proxy.cli.store_access import sqlite_file
 from ollama_proxy.cli.version import ShowVersion
 from ollama_proxy.config import (
     CONFIG_ENV,
@@ -25,6 +26,7 @@ from ollama_proxy.config import (
     config_path,
     load_settings,
 )
+from ollama_proxy.store import open_store
 
 GUNICORN_CONF = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
 
@@ -34,6 +36,8 @@ def describe_backend(backend: OllamaServerSettings | ProviderSettings) -> str:
     if isinstance(backend, OllamaServerSettings):
         kind = "ollama"
         extra = f", at most {backend.max_concurrent} at once" if backend.max_concurrent else ""
+        if backend.teams:
+            extra += f", kept to team {', '.join(backend.teams)}" + (" (lent while idle)" if backend.lend_idle else "")
     else:
         kind = "openai"
         extra = f", key from ${backend.api_key_env}" if backend.api_key_env else ", no key"
@@ -47,6 +51,11 @@ def check_config(path: str | None) -> int:
         settings = load_settings(path)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 1
+    unknown = unknown_teams(settings)
+    if unknown:
+        print(f"configuration error: backends[].teams names {', '.join(map(repr, unknown))}, which the store has "
+              f"no team of (ollama-proxy teams create NAME)", file=sys.stderr)
         return 1
     auth = settings.auth
     print(f"configuration OK: {settings.source}")
@@ -65,6 +74,21 @@ def check_config(path: str | None) -> int:
     if not auth.generate_tokens and not auth.manage_tokens:
         print("  note:       no tokens in the file: only managed keys (ollama-proxy keys create) get in")
     return 0
+
+
+def unknown_teams(settings) -> list[str]:
+    """The team names that ``backends[].teams`` gives and the store does not know (a store not made yet: all)."""
+    named = sorted({team for server in settings.ollama_servers for team in server.teams} | set(settings.service.teams))
+    if not named:
+        return []
+    path = sqlite_file(settings.store.url)
+    if path is not None and not os.path.exists(path):
+        return named  # no store yet, so no team: checked without making one
+    store = open_store(settings.store, migrate=False)
+    try:
+        return [name for name in named if store.get_team(name) is None]
+    finally:
+        store.close()
 
 
 MIN_PASSWORD_LENGTH = 8

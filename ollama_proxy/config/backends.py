@@ -62,6 +62,13 @@ class OllamaServerSettings:
     scheduling: bool = setting(
         True, help="the proxy decides who runs next on the server (see `scheduling`); `off`: requests are sent at "
                    "once, and queue in Ollama")
+    teams: tuple[NonEmpty, ...] = setting(
+        (), help="the teams (`ollama-proxy teams`) whose keys alone are sent to the server: it keeps their prompts, "
+                 "in its llama-server's cache, from every other tenant (empty: shared by every key; see "
+                 "docs/tenants.md)")
+    lend_idle: bool = setting(
+        False, help="with `teams`: other keys may use the server while it runs nothing of this worker's; they then "
+                    "share its prompt cache with its teams, who may time one another's prompts")
 
 
 Capability = Annotated[str, validate.OneOf(CAPABILITIES)]

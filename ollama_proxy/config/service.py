@@ -50,6 +50,9 @@ class ServiceSettings:
         True, env="OLLAMA_PROXY_SCHEDULING",
         help="the proxy decides who runs next on the server (see `scheduling`); `off`: requests are sent at "
              "once, and queue in Ollama")
+    teams: tuple[NonEmpty, ...] = setting(
+        (), help="the teams whose keys alone are sent to the server, as `backends[].teams` (empty: every key)")
+    lend_idle: bool = setting(False, help="with `teams`: as `backends[].lend_idle`")
     health_timeout: float = setting(2.0, validate=SECONDS, help="seconds `/health` waits for Ollama")
     pool_size: int = setting(1000, validate=AT_LEAST_1, help="pooled connections to Ollama per worker process")
     stream_ping_interval: float = setting(

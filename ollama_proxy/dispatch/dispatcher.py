@@ -33,7 +33,8 @@ from ollama_proxy.backends.pool_servers import PooledResponse, PoolServer, rank
 from ollama_proxy.client_watch import cancelled_if_client_leaves
 from ollama_proxy.dispatch.body import OllamaBody
 from ollama_proxy.dispatch.requester import current_requester
-from ollama_proxy.errors import Overloaded
+from ollama_proxy.dispatch.tenants import shows_cache, usable
+from ollama_proxy.errors import Forbidden, Overloaded
 from ollama_proxy.greenlets import gevent_active, off_loop
 from ollama_proxy.ledger import Hold, hold_slot
 from ollama_proxy.observability.accounting import note_cache_estimate, prompt_estimate
@@ -69,11 +70,12 @@ class Dispatcher:
         return self.admission is not None and gevent_active()
 
     def __init__(self, pool: OllamaPool, admission: Admission | None, max_wait: float,
-                 place_by_prompt: bool = True) -> None:
+                 place_by_prompt: bool = True, isolation: str = "team") -> None:
         self.pool = pool
         self.admission = admission
         self.max_wait = max_wait
         self.place_by_prompt = place_by_prompt  # tell the scheduler each prompt (``scheduling.prompt_placement``)
+        self.isolation = isolation  # whose cache figures a request is told (``scheduling.prompt_cache_isolation``)
 
     def for_model(self, model: str, read_timeout: tuple[float, str] | None = None, enforce: dict | None = None,
                   who: Requester | None = None) -> OllamaModel:
@@ -85,7 +87,11 @@ class Dispatcher:
         """Send a request for ``model``; return the open answer of the server that took it."""
         self.pool.start()
         now = time.monotonic()
-        candidates = rank(self.pool.servers, model, now)
+        team = who.record.team if who.record is not None else None
+        servers = usable(self.pool.servers, team)
+        if not servers:
+            raise Forbidden(f"no Ollama server serves {_whom(team)}: each is kept to other teams (backends[].teams)")
+        candidates = rank(servers, model, now)
         scheduled = [s for s in candidates if s.settings.scheduling]
         if scheduled and self.admission is not None and _makes_a_gpu_work(path) and gevent_active():
             return self._send_scheduled(model, method, path, who, body, scheduled, now + self.max_wait, request)
@@ -164,6 +170,8 @@ class Dispatcher:
                 _ended(hold)
                 release()
                 return None
+        if who.record is not None:
+            who.record.cache_withheld = not shows_cache(server.settings, who.record.team, self.isolation)
         return PooledResponse(upstream, server, lambda: (_ended(hold), release()), hold)
 
     def _take_slot(self, server: PoolServer, who: Requester) -> Callable[[], None]:
@@ -176,6 +184,10 @@ class Dispatcher:
             return _counted(server, self.pool.take_slot(server))
         finally:
             record.slots_awaited -= 1
+
+
+def _whom(team: str | None) -> str:
+    return f"team '{team}'" if team is not None else "a key without a team"
 
 
 def _charged_prompt(path: str, body) -> Callable[[], int] | None:

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 
 from ollama_proxy.ledger import AnswerText, Hold, RequestRecord
 from ollama_proxy.lines import LineDecoder
+from ollama_proxy.observability.cache_figures import withheld
 from ollama_proxy.scheduler.decisions.prefix import chain_of, prompt_tokens, text_tokens
 from ollama_proxy.translate.ollama import chunk_text
 from ollama_proxy.translate.openai_common import choice_texts
@@ -164,7 +165,7 @@ def tap_chunks(chunks: Iterable[dict], record: RequestRecord | None, choice: int
             count.generated()
         if answer is not None:
             answer.add(chunk_text(chunk), choice)
-        yield chunk
+        yield withheld(chunk) if record.cache_withheld else chunk
 
 
 def tap_ndjson(pieces: Iterable[bytes], record: RequestRecord | None, hold: Hold | None = None) -> Iterator[bytes]:

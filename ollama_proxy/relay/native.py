@@ -15,6 +15,7 @@ from ollama_proxy.backends.protocols import OllamaShapedAnswer
 from ollama_proxy.client_watch import watch_client
 from ollama_proxy.ledger import current_record, note_upstream
 from ollama_proxy.observability.accounting import count_body, hold_of, tap_ndjson
+from ollama_proxy.observability.cache_figures import withheld_line, withheld_ndjson
 from ollama_proxy.relay.streaming import (
     STREAM_HEADERS,
     ClosingStream,
@@ -47,6 +48,8 @@ def relay(upstream: OllamaShapedAnswer, rename: str | None = None) -> Response:
     with upstream:
         body = upstream.read()
         count_body(body, record, hold_of(upstream))  # before the close, which charges a slot Ollama gave no figures
+    if record is not None and record.cache_withheld:
+        body = withheld_line(body)
     if rename is not None and upstream.status < 400:
         body = renamed_line(body, rename)
     note_upstream(upstream.busy)
@@ -60,7 +63,9 @@ def ndjson_body(upstream: OllamaShapedAnswer, rename: str | None, record,
                 on_error: Callable[[Exception], None]) -> Iterator[bytes]:
     """Yield an NDJSON answer's bytes, renamed if asked, its tokens counted, a failure as its last line."""
     chunks = upstream.iter_bytes() if rename is None else renamed_lines(upstream.iter_bytes(), rename)
-    return relayed(tap_ndjson(chunks, record, hold_of(upstream)), on_error, ndjson_failure)
+    counted = tap_ndjson(chunks, record, hold_of(upstream))
+    return relayed(withheld_ndjson(counted) if record is not None and record.cache_withheld else counted, on_error,
+                   ndjson_failure)
 
 
 def failure_logger() -> Callable[[Exception], None]:
