@@ -31,7 +31,7 @@ from tests.e2e.vm import (
 )
 
 PASSWORD = "a long admin password"
-DAY_TWO = "8. Day two"
+LAST_STEP = "9. Back up and restore"
 
 
 def edit_config(vm: VM, upstream_url: str, token: str) -> None:
@@ -77,8 +77,8 @@ def test_install_then_day_two_as_the_admin_types_it(vm, fake):
     vm.shell_env["TOKEN"] = token
     steps = install_steps(INSTALL.read_text())
     assert [title.split(".")[0] for title, _ in steps] == [str(n) for n in range(1, len(steps) + 1)]
-    assert steps[-1][0].startswith(DAY_TWO)
-    key = None
+    assert steps[-1][0].startswith(LAST_STEP)
+    key = backed_up = None
     for title, lines in steps:
         vm.say(f"## {title}")
         for line in lines:
@@ -124,6 +124,11 @@ def test_install_then_day_two_as_the_admin_types_it(vm, fake):
                 for action in ("team.create", "key.create", "key.update", "budget.set"):
                     assert action in output
                 assert "root (as ollama-proxy)" in output  # who typed it, not only the service user
+            if command.startswith("ollama-proxy backup"):
+                backed_up = vm.run("ollama-proxy keys list")
+            if command == "systemctl start ollama-proxy":  # the restored store is the backup: the same keys
+                assert backed_up is not None and vm.run("ollama-proxy keys list") == backed_up
+                assert wait_for(lambda: chat(vm, key).status_code == 401, 15)  # disabled before the backup
             if command.startswith("tail -n 2"):
                 entries = [json.loads(entry) for entry in output.splitlines()]
                 assert [(entry["path"], entry["status"]) for entry in entries] == [("/health", 200), ("/api/chat", 200)]

@@ -213,6 +213,13 @@ class VM:
             return ""
         if command == f"systemctl enable --now {SERVICE_USER}":
             return self.start_service(line)
+        if command == f"systemctl stop {SERVICE_USER}":
+            stop_process(self.service, 30)
+            self._service_out.close()
+            self.say(f"# {line}\n(stood in for) stopped main PID {self.service.pid}")
+            return ""
+        if command == f"systemctl start {SERVICE_USER}":
+            return self.start_service(line)
         if command == f"systemctl status {SERVICE_USER}":
             assert self.service and self.service.poll() is None, self.service_output()
             self.say(f"# {line}\n(stood in for) active (running), main PID {self.service.pid}")
@@ -262,7 +269,7 @@ class VM:
             path.chmod(0o750)
         environ = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": account.pw_dir, "USER": unit.user,
                    **environment_file(Path(unit.env_file))}
-        self._service_out = open(self.service_log, "wb")
+        self._service_out = open(self.service_log, "ab")  # a start after a stop adds to the log
         self.service = subprocess.Popen(unit.exec_start, cwd=unit.workdir, env=environ, user=unit.user,
                                         group=unit.group, extra_groups=[], umask=unit.umask,
                                         stdout=self._service_out, stderr=subprocess.STDOUT,
