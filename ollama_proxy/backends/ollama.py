@@ -104,4 +104,4 @@ class OllamaBackend:
         except urllib3.exceptions.HTTPError as exc:
             raise UpstreamUnavailable(f"cannot reach {self.describe}: {reason(exc)}") from None
         return UpstreamResponse(response, self.describe, time.perf_counter() - started,
-                                self.settings.stream_idle_timeout)
+                                self.settings.stream_idle_timeout, cut_hold=self.settings.cut_hold)

@@ -24,6 +24,7 @@ from ollama_proxy.greenlets import gevent_active
 from ollama_proxy.lines import LineDecoder
 
 READ_PIECE = 64 * 1024
+AFTER_CUT_PIECES = 16  # reads of a cut answer kept for counting its last tokens: Ollama stops within a token or two
 
 
 class UpstreamResponse:
@@ -34,7 +35,7 @@ class UpstreamResponse:
     """
 
     def __init__(self, response: requests.Response | urllib3.HTTPResponse, describe: str, waited: float,
-                 idle_timeout: float, idle_setting: str = "service.stream_idle_timeout"):
+                 idle_timeout: float, idle_setting: str = "service.stream_idle_timeout", cut_hold: float = 0.0):
         # requests' answers (providers) wrap urllib3's; the Ollama backend hands urllib3's over as they are.
         self._raw = response.raw if isinstance(response, requests.Response) else response
         self._idle_setting = idle_setting
@@ -46,6 +47,11 @@ class UpstreamResponse:
         self._socket = _socket_of(self._raw)
         self._watchdog: IdleWatchdog | None = None
         self._readable = None  # the gevent watcher a stream's reads wait on
+        self._cut_hold = cut_hold  # seconds a cut answer waits for the upstream to close (``service.cut_hold``)
+        self._ended = False  # the body was read to its end
+        self._cut = False  # told the upstream we are done (a half-close): never back to the pool
+        self.after_cut = b""  # what came while it stopped, for its tokens to be counted
+        self._cut_timer = None  # cuts a half-closed answer outright after cut_hold
         if self._socket is None:
             return
         if gevent_active():
@@ -71,6 +77,7 @@ class UpstreamResponse:
             else:
                 while piece := self._wait_for(raw.read1, READ_PIECE, decode_content=False):
                     yield piece
+                self._ended = True
             if self._cut_idle():  # a body without framing just ends when the watchdog cuts it
                 raise self._idle_error()
         except (ChunkedFramingError, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -86,8 +93,10 @@ class UpstreamResponse:
         """Read the socket once per wake-up and decode the chunk framing of all that came."""
         original = raw._original_response  # http.client's response: its buffer holds the body's start
         if original is None or original.fp is None:
+            self._ended = True
             return  # read already
         if is_response_to_head(original):
+            self._ended = True
             original.close()
             return
         decoder = ChunkedDecoder()
@@ -106,6 +115,10 @@ class UpstreamResponse:
             if payload:
                 yield payload
         self._stop_waiting()  # before the connection goes to another request
+        self._ended = True
+        if self._cut:
+            self._drop_connection()  # half-closed: no request can be sent on it
+            return
         # As urllib3 does at the end of a body: the connection goes back to the pool.
         original.close()
         raw.release_conn()
@@ -194,16 +207,56 @@ class UpstreamResponse:
         return json_object(data, self._describe)
 
     def abort(self) -> None:
-        """Drop the connection from any greenlet: the reader sees the end, Ollama sees us go."""
-        if self._socket is not None:
-            try:
-                self._socket.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # closed already
+        """Cut the answer from any greenlet (the event loop's included): Ollama sees us go and stops; the reader
+        sees the end when Ollama has closed, or ``cut_hold`` seconds later."""
+        if self._socket is None:
+            return
+        if not self._cut_hold or not gevent_active():
+            self._shut(socket.SHUT_RDWR)
+            return
+        self._half_close()
+        import gevent
+
+        if self._cut_timer is None:
+            self._cut_timer = timer = gevent.get_hub().loop.timer(self._cut_hold)
+            timer.ref = False  # a cut answer must not keep a stopping worker alive
+            timer.start(lambda: self._shut(socket.SHUT_RDWR))
+
+    def _half_close(self) -> None:
+        # Ollama's Go server cancels a request whose client half-closed, as llama-server does: a read of the
+        # connection returns EOF. What it then sends, until it closes, is read to its end (``_let_go``).
+        self._cut = True
+        self._shut(socket.SHUT_WR)
+
+    def _shut(self, how: int) -> None:
+        try:
+            self._socket.shutdown(how)
+        except OSError:
+            pass  # closed already
+
+    def _let_go(self) -> None:
+        """Hold a cut answer until Ollama has closed its end (it stopped), or ``cut_hold`` seconds."""
+        self._half_close()
+        sock, deadline, kept = self._socket, time.monotonic() + self._cut_hold, [self.after_cut]
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                piece = sock.recv(READ_PIECE)
+                if not piece:
+                    break
+                if len(kept) < AFTER_CUT_PIECES:
+                    kept.append(piece)
+        except OSError:
+            pass  # reset, timed out, or closed by a reader of another greenlet: it has let go or will not say
+        self.after_cut = b"".join(kept)
 
     def close(self) -> None:
         if self._watchdog is not None:
             self._watchdog.close()
+        if not self._ended and self._socket is not None and self._cut_hold and gevent_active():
+            self._let_go()
+        if self._cut_timer is not None:
+            self._cut_timer.close()
         readable, self._readable = self._readable, None
         if readable is None:
             self._drop_connection()

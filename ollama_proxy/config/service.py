@@ -69,6 +69,18 @@ class ServiceSettings:
              "what the last of them saw (access log, admin-login counters). `0`: a client's own `X-Forwarded-For` "
              "is ignored; `1` behind the nginx of `deploy/nginx.conf` (its environment file sets "
              "`OLLAMA_PROXY_TRUSTED_PROXIES=1`). Never more than really stand in front")
+    # llama-server stopped 2-27 ms (tokens 7 ms apart) after its client half-closed, and closed its end with it
+    # (tests/e2e/test_llamacpp_cancel.py): a slower model stops within a token's time, which this bound covers.
+    cut_hold: float = setting(
+        0.5, validate=AT_LEAST_0,
+        help="seconds a cut answer (its client left, or it fell silent) keeps its slot, and is charged, while "
+             "Ollama stops: the proxy tells Ollama it is done sending and waits for Ollama to close; an Ollama "
+             "still answering then is cut outright (`0`: at once, and the slot's next request may wait in Ollama)")
+    context_length: int = setting(
+        4096, validate=AT_LEAST_1,
+        help="tokens of context the server gives a model that no request or load names a `num_ctx` for: its "
+             "`OLLAMA_CONTEXT_LENGTH` (Ollama's default is 4096, 32768 or 262144 by VRAM); a request whose answer "
+             "never says its prompt's count is charged no more prompt tokens than its context holds")
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ from ollama_proxy.dispatch.tenants import shows_cache, usable
 from ollama_proxy.errors import Forbidden, Overloaded
 from ollama_proxy.greenlets import gevent_active, off_loop
 from ollama_proxy.ledger import Hold, hold_slot
-from ollama_proxy.observability.accounting import note_cache_estimate, prompt_estimate
-from ollama_proxy.scheduler.decisions.prefix import chain_of
+from ollama_proxy.observability.accounting import count_after_cut, note_cache_estimate, prompt_estimate
+from ollama_proxy.scheduler.decisions.prefix import chain_of, prompt_tokens
 from ollama_proxy.scheduler.transport.admission import Admission, Requester
 from ollama_proxy.surfaces import ollama_path
 
@@ -98,7 +98,7 @@ class Dispatcher:
         sent = body.encoded() if isinstance(body, OllamaBody) else body
         for i, server in enumerate(candidates):
             answer = self._try(server, self._take_slot(server, who), i == len(candidates) - 1, method, path, who,
-                               False, sent, request, _charged_prompt(path, body))
+                               False, sent, request, _charged_prompt(path, body, server))
             if answer is not None:
                 return answer
         raise AssertionError("rank() returns at least one server")
@@ -131,7 +131,7 @@ class Dispatcher:
             # Its client is watched until Ollama answers: Ollama sends nothing, headers included, before its
             # first token, and loading the model or reading a long prompt may take a GPU many seconds.
             answer = self._try(server, _counted(server, admitted.release), not remaining, method, path, who, True,
-                               sent, request, _charged_prompt(path, body))
+                               sent, request, _charged_prompt(path, body, server, chain, admitted.options))
             if answer is not None:
                 note_cache_estimate(who.record, admitted.cached)  # a server that failed answered nothing: not noted
                 return answer
@@ -172,7 +172,9 @@ class Dispatcher:
                 return None
         if who.record is not None:
             who.record.cache_withheld = not shows_cache(server.settings, who.record.team, self.isolation)
-        return PooledResponse(upstream, server, lambda: (_ended(hold), release()), hold)
+        return PooledResponse(upstream, server,
+                              lambda: (count_after_cut(hold, getattr(upstream, "after_cut", b"")), _ended(hold), release()),
+                              hold)
 
     def _take_slot(self, server: PoolServer, who: Requester) -> Callable[[], None]:
         """Count a request in; wait for one of a server's lock-file slots at its max_concurrent (scheduling off)."""
@@ -190,15 +192,35 @@ def _whom(team: str | None) -> str:
     return f"team '{team}'" if team is not None else "a key without a team"
 
 
-def _charged_prompt(path: str, body) -> Callable[[], int] | None:
-    """The estimate of the prompt tokens a send is charged if Ollama never counts them; None if it makes no GPU work.
+def _charged_prompt(path: str, body, server: PoolServer, chain: tuple = (),
+                    granted: dict | None = None) -> Callable[[], int] | None:
+    """The prompt tokens a send is charged if Ollama never counts them; None if it makes no GPU work.
 
-    Estimated only when needed (an answer cut short): hashing a long prompt costs the event loop.
+    What Ollama would read: the placement chain's count (estimated when needed, off the event loop for a
+    large body, where placement made none), but never more than the context the prompt is read into, as
+    Ollama truncates it there.
     """
     if not _makes_a_gpu_work(path):
         return None
     data = body.data if isinstance(body, OllamaBody) else {}
-    return lambda: prompt_estimate(path, data)
+    context = _context_of(data, granted, server.backend.settings.context_length)
+
+    def tokens() -> int:
+        if chain and path not in EMBEDDING_PATHS and (data.get("messages") or data.get("prompt")):
+            return min(prompt_tokens(chain), context)
+        if isinstance(body, OllamaBody) and len(body.encoded()) > CHAIN_OFF_LOOP_BYTES:
+            return min(off_loop(lambda: prompt_estimate(path, data)), context)
+        return min(prompt_estimate(path, data), context)
+    return tokens
+
+
+def _context_of(data: dict, granted: dict | None, default: int) -> int:
+    """The ``num_ctx`` a request runs with: the one its grant sends, else its own, else the server's default."""
+    for options in (granted, data.get("options")):
+        value = options.get("num_ctx") if isinstance(options, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return default
 
 
 def _ended(hold: Hold | None, ran: bool = True) -> None:

@@ -193,6 +193,17 @@ def tap_ndjson(pieces: Iterable[bytes], record: RequestRecord | None, hold: Hold
         yield piece
 
 
+def count_after_cut(hold: Hold | None, sent: bytes) -> None:
+    """Count the tokens a cut answer generated while Ollama stopped (``sent``: its bytes as they came, framing and
+    all), which no client read: a token a line, as a stream's are counted until its end."""
+    if hold is None or not sent:
+        return
+    generated = sum(1 for line in sent.split(b"\n") if line.startswith(b"{") and _DONE not in line
+                    and not line.startswith(b'{"error"'))
+    if generated:
+        hold.record.provisional_tokens += generated
+
+
 def _keep_text(answer: AnswerText, lines: list[bytes]) -> None:
     for line in lines:
         try:

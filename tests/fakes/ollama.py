@@ -840,6 +840,11 @@ class FakeOllama(CloudRoutes, AudioRoutes):
                 if index == behavior.stall_after and self._peer_leaves_within(sock, behavior.stall_seconds):
                     record.aborted = True  # Ollama cancels a request whose client went away
                     return
+                if index and peer_gone(sock):
+                    # Go's server reads the connection meanwhile: a client that closed it, or only its sending
+                    # half, cancels the request, and the runner stops before its next token.
+                    record.aborted = True
+                    return
                 yield _ndjson_line(event)
                 record.chunks_sent += 1
             record.completed = True
