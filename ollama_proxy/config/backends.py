@@ -246,10 +246,10 @@ class SchedulingSettings:
         5.0, validate=SECONDS, help="how long a request is expected to hold its slot, until the proxy has seen some")
     load_gather: float = setting(
         0.25, validate=AT_LEAST_0,
-        help="seconds the first load (or reload) of a model after the proxy first hears of it waits for the "
-             "requests that come with it, so that Ollama loads it once with the largest reload options they ask "
-             "(`num_ctx` and the like, which make Ollama reload on any other value); later loads take the largest "
-             "asked so far at once (`0`: the first load at once too)")
+        help="seconds the first load of a model loaded on no server, after the proxy first hears of it, waits for "
+             "the requests that come with it, so that Ollama loads it once with the largest reload options they ask "
+             "(`num_ctx` and the like, which make Ollama reload on any other value); later loads, and loads beside "
+             "a server that has it loaded, take the largest asked so far at once (`0`: the first load at once too)")
     load_seconds: float = setting(
         10.0, validate=AT_LEAST_0,
         help="how long a model is expected to take to load, until the proxy has seen Ollama's `load_duration`")

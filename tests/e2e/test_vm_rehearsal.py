@@ -128,7 +128,7 @@ def test_install_then_day_two_as_the_admin_types_it(vm, fake):
                 backed_up = vm.run("ollama-proxy keys list")
             if command == "systemctl start ollama-proxy":  # the restored store is the backup: the same keys
                 assert backed_up is not None and vm.run("ollama-proxy keys list") == backed_up
-                assert wait_for(lambda: chat(vm, key).status_code == 401, 15)  # disabled before the backup
+                assert wait_for(lambda secret=key: chat(vm, secret).status_code == 401, 15)  # disabled before it
             if command.startswith("tail -n 2"):
                 entries = [json.loads(entry) for entry in output.splitlines()]
                 assert [(entry["path"], entry["status"]) for entry in entries] == [("/health", 200), ("/api/chat", 200)]
