@@ -102,7 +102,9 @@ class PromptPlacement:
         server would: taken, the two conversations would take the slot from each other turn after turn, each
         reading its own part again, while an empty slot elsewhere costs one reading. Costs within ``NEGLIGIBLE``
         tokens of reading are alike (every prompt shares the template's first tokens with any slot): of those,
-        the server with most free slots, then the one holding fewest prompts, so that new conversations spread.
+        one where the prompt would not read another tenant's cached prompt (its speed would tell a probe how much
+        it guessed), then the server with most free slots, then the one holding fewest prompts, so that new
+        conversations spread.
         """
         picks = {p.server: self._cache_pick(ticket, p.server) for p in warm}
         keeping = [p for p in warm if picks[p.server] is None or picks[p.server].pushed <= NEGLIGIBLE]
@@ -111,7 +113,7 @@ class PromptPlacement:
         least = (min(cost.values()) * (1 + RATE_NOISE)
                  + self.estimates.prefill_seconds(ticket.model, warm[0].server, NEGLIGIBLE))
         best = min((p for p in warm if cost[p.server] <= least),
-                   key=lambda p: (-self.servers[p.server].free_slots(ticket.model),
+                   key=lambda p: (_reads_foreign(picks[p.server]), -self.servers[p.server].free_slots(ticket.model),
                                   self.servers[p.server].runners[ticket.model].caches.prompts(), cost[p.server],
                                   p.server))
         return best, cost[best.server], picks[best.server]
@@ -253,3 +255,8 @@ class PromptPlacement:
         if sum(server.slots_of(ticket.model) for server in servers if ticket.model in server.runners) < 3:
             return False
         return sum(server.free_slots(ticket.model) for server in servers) < 2
+
+
+def _reads_foreign(pick: Pick | None) -> bool:
+    """Whether a prompt placed by ``pick`` reads from cache more of another tenant's prompt than any two share."""
+    return pick is not None and pick.foreign and pick.cached > NEGLIGIBLE

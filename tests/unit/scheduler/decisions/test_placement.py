@@ -248,6 +248,17 @@ def test_a_probe_is_not_drawn_to_the_server_holding_another_tenants_prompt():
     assert grant.placement.server == victim  # with isolation off, anyone's cached prompt draws it
 
 
+def test_a_probe_goes_where_it_reads_no_other_tenants_prompt_even_to_the_server_holding_more():
+    s = _scheduler()
+    victim = _served(s, "b1", "bob", _turn("b", 2), now=0)
+    other = "gpu2" if victim == "gpu1" else "gpu1"
+    for name in "cd":  # the other server holds more prompts: a new conversation would go to the victim's
+        s.submit(_ticket(f"{name}1", f"agent-{name}", _turn(name, 1), candidates=(other,)), now=1)
+        s.end(f"{name}1", now=2)
+    [grant] = s.submit(_ticket("m1", "mallory", _turn("b", 3)), now=5)
+    assert grant.placement.server == other and s.running["m1"].cached < prompt_tokens(_turn("b", 2))
+
+
 def test_a_team_shares_its_cached_prompts_and_isolation_by_key_does_not():
     """carol's conversation opens with the system text alice's holds; alice's is more than twice as long, so
     llama-server saves it to RAM before carol's takes its slot: nothing of alice's is lost."""
