@@ -108,7 +108,7 @@ def test_a_cut_slot_goes_to_the_next_request_only_once_ollama_let_it_go(proxy, g
     whole = {**body, "stream": False}
     later = [threading.Thread(target=requests.post, args=(proxy.url + path,),
                               kwargs={"headers": headers, "json": whole, "timeout": 30}) for _ in range(2)]
-    cuts = [threading.Thread(target=_cut, args=(proxy.url + path, secret, f"busy-{n}", body, 2)) for n in range(2)]
+    cuts = [threading.Thread(target=_cut, args=(proxy.url + path, secret, f"busy-{n}", body, 4)) for n in range(2)]
     for thread in cuts:  # both slots run a cut stream; two more wait in the proxy for them
         thread.start()
     assert wait_for(lambda: len(gpu.scheduler.records()) == 2, timeout=10)
