@@ -172,8 +172,8 @@ class Dispatcher:
                 return None
         if who.record is not None:
             who.record.cache_withheld = not shows_cache(server.settings, who.record.team, self.isolation)
-        return PooledResponse(upstream, server,
-                              lambda: (count_after_cut(hold, getattr(upstream, "after_cut", b"")), _ended(hold), release()),
+        after_cut = lambda: getattr(upstream, "after_cut", b"")  # noqa: E731 - read when it closes
+        return PooledResponse(upstream, server, lambda: (count_after_cut(hold, after_cut()), _ended(hold), release()),
                               hold)
 
     def _take_slot(self, server: PoolServer, who: Requester) -> Callable[[], None]:

@@ -119,7 +119,7 @@ def test_a_cut_slot_goes_to_the_next_request_only_once_ollama_let_it_go(proxy, g
     records = gpu.scheduler.records()
     assert len(records) == 4, records
     cut_ends = sorted(record.left_at for record in records[:2])
-    for waited, freed in zip(sorted(records[2:], key=lambda r: r.queued_at), cut_ends):
+    for waited, freed in zip(sorted(records[2:], key=lambda r: r.queued_at), cut_ends, strict=True):
         assert waited.queued_at >= freed, (waited, freed)  # sent once Ollama let the cut one go
         assert waited.started_at - waited.queued_at < 0.05, waited  # so it waited for nothing inside Ollama
     charged = sum(_row(proxy, "busy", f"busy-{n}")["gpu_seconds"] for n in range(2))
