@@ -54,6 +54,15 @@ def unify(loaded: Mapping | None, asked: Mapping, enforced: Collection[str] = ()
     return _widened(unified, chosen, enforced), True
 
 
+def within_training(asked: Mapping, train_ctx: int | None) -> Mapping:
+    """``asked`` with a ``num_ctx`` past the model's training context brought down to it, as Ollama compares it
+    (``effectiveContext`` in ``needsReload``): a larger one reloads nothing there."""
+    value = asked.get("num_ctx")
+    if train_ctx is None or not _number(value) or value <= train_ctx:
+        return asked
+    return {**asked, "num_ctx": train_ctx}
+
+
 def largest(chosen: Mapping | None, asked: Mapping, enforced: Collection[str] = ()) -> dict:
     """Return ``chosen`` with each number ``asked`` (not ``enforced``) that is larger, or new, put in."""
     kept = dict(chosen or {})

@@ -45,6 +45,13 @@ def kv_bytes_per_token(shown: dict) -> int:
     return layers * heads_kv * (key + value) * F16_BYTES
 
 
+def train_context(shown: dict) -> int | None:
+    """The context the model was trained on (``model_info``), which Ollama caps any ``num_ctx`` at; None if unsaid."""
+    info = shown.get("model_info") if isinstance(shown.get("model_info"), dict) else {}
+    architecture = info.get("general.architecture")
+    return (_number(info, f"{architecture}.context_length") or None) if isinstance(architecture, str) else None
+
+
 def _number(info: dict, key: str) -> int:
     value = info.get(key)
     if isinstance(value, list):  # per-layer head counts: the largest bounds the cache

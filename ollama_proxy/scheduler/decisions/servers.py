@@ -16,7 +16,7 @@ from enum import Enum
 from cachetools import LRUCache
 
 from ollama_proxy.scheduler.decisions.caches import PromptCaches
-from ollama_proxy.scheduler.decisions.options import largest, unify
+from ollama_proxy.scheduler.decisions.options import largest, unify, within_training
 from ollama_proxy.scheduler.decisions.runners import KV_BYTES_UNKNOWN
 
 MIB = 1024 * 1024
@@ -46,6 +46,7 @@ class Loaded:
     options: dict  # the reload options it runs with
     one_slot: bool = False  # Ollama runs it with one slot, whatever OLLAMA_NUM_PARALLEL says
     kv_bytes: int = KV_BYTES_UNKNOWN  # a token's keys and values: what the RAM prompt cache holds of it
+    train_ctx: int | None = None  # the context it was trained on, which Ollama caps a num_ctx at (None: unsaid)
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Runner:
     lent: int = 0  # free slots lent to workers, to start requests on without asking (``core.Loan``)
     last_used: float = 0.0
     reserved_by: str | None = None  # a ticket waiting for it to drain, to reload it with larger options
+    train_ctx: int | None = None  # the context it was trained on: a num_ctx past it is the same to Ollama
     caches: PromptCaches = field(default_factory=lambda: PromptCaches(1))  # a new runner's slots hold nothing
 
 
@@ -117,7 +119,7 @@ class ServerSlots:
             if evict is False:
                 return None
             return Placement(self.spec.name, Start.LOAD, unify(None, asked, enforced, chosen)[0], evict or None)
-        options, reload = unify(runner.options, asked, enforced, chosen)
+        options, reload = unify(runner.options, within_training(asked, runner.train_ctx), enforced, chosen)
         if not reload:
             # Its own reservation too: what it waited to reload for may already be loaded (``/api/ps`` says so).
             free = runner.reserved_by in (None, ticket) and runner.running + runner.lent < self.slots_of(model)
@@ -168,7 +170,7 @@ class ServerSlots:
     def warm(self, model: str, loaded: Loaded) -> Runner:
         """Count ``model`` as newly loaded here as ``loaded`` says: its slots as many as Ollama gives it, empty."""
         slots = 1 if loaded.one_slot else self.spec.slots_for(model)
-        runner = self.runners[model] = Runner(dict(loaded.options), slots,
+        runner = self.runners[model] = Runner(dict(loaded.options), slots, train_ctx=loaded.train_ctx,
                                               caches=PromptCaches(slots, self._ram_tokens(loaded.kv_bytes)))
         return runner
 
@@ -216,6 +218,7 @@ class ServerSlots:
         if runner is None:
             return self.warm(name, loaded)
         runner.options = {**runner.options, **loaded.options}
+        runner.train_ctx = loaded.train_ctx or runner.train_ctx
         runner.slots = 1 if loaded.one_slot else self.spec.slots_for(name)
         runner.caches.resize(runner.slots, self._ram_tokens(loaded.kv_bytes))
         return runner

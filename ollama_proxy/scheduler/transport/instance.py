@@ -15,7 +15,7 @@ from ollama_proxy.errors import ProxyError
 from ollama_proxy.routing.names import canonical
 from ollama_proxy.scheduler.decisions.core import Bounds, Scheduler
 from ollama_proxy.scheduler.decisions.estimates import MODELS_KEPT, Estimates
-from ollama_proxy.scheduler.decisions.runners import KV_BYTES_UNKNOWN, kv_bytes_per_token, one_slot
+from ollama_proxy.scheduler.decisions.runners import KV_BYTES_UNKNOWN, kv_bytes_per_token, one_slot, train_context
 from ollama_proxy.scheduler.decisions.servers import Loaded, ServerSpec
 from ollama_proxy.scheduler.transport.admission import Admission
 from ollama_proxy.scheduler.transport.local import LocalScheduler
@@ -76,19 +76,20 @@ class ModelShapes:
 
     def __init__(self, pool) -> None:
         self._pool = pool
-        self._known: LRUCache[tuple[str, str], tuple[bool, int]] = LRUCache(MODELS_KEPT)
+        self._known: LRUCache[tuple[str, str], tuple[bool, int, int | None]] = LRUCache(MODELS_KEPT)
 
-    def of(self, server, model: str) -> tuple[bool, int]:
-        """Whether ``model`` runs with one slot on ``server``, and its KV bytes a token (unknown: the defaults)."""
+    def of(self, server, model: str) -> tuple[bool, int, int | None]:
+        """Whether ``model`` runs with one slot on ``server``, its KV bytes a token and its training context
+        (unknown: the defaults)."""
         key = (server.name, canonical(model))
         known = self._known.get(key)
         if known is None:
             try:
                 shown = self._pool.show(server, model)
             except ProxyError:
-                return False, KV_BYTES_UNKNOWN  # asked again at the next read
-            known = self._known[key] = (one_slot(shown), kv_bytes_per_token(shown)) if isinstance(shown, dict) \
-                else (False, KV_BYTES_UNKNOWN)
+                return False, KV_BYTES_UNKNOWN, None  # asked again at the next read
+            known = self._known[key] = ((one_slot(shown), kv_bytes_per_token(shown), train_context(shown))
+                                        if isinstance(shown, dict) else (False, KV_BYTES_UNKNOWN, None))
         return known
 
 

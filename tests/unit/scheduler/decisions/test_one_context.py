@@ -9,7 +9,7 @@ values such that the model loads once.
 from ollama_proxy.scheduler.decisions.core import Bounds, Scheduler, Ticket
 from ollama_proxy.scheduler.decisions.estimates import Estimates
 from ollama_proxy.scheduler.decisions.fairness import Share
-from ollama_proxy.scheduler.decisions.servers import Loaded, ServerSpec
+from ollama_proxy.scheduler.decisions.servers import Loaded, ServerSpec, Start
 from tests.fakes.clock import ManualClock
 from tests.fakes.ollama_runner import RUNNING
 from tests.fakes.ollama_scheduler import OllamaScheduler
@@ -24,8 +24,10 @@ DEFAULT_BOUNDS = Bounds()
 class Bench:
     """The proxy's scheduler in front of one Ollama server; time moves by hand."""
 
-    def __init__(self, bounds: Bounds = DEFAULT_BOUNDS) -> None:
+    def __init__(self, bounds: Bounds = DEFAULT_BOUNDS, train_ctx: int = 131072) -> None:
         self.clock = ManualClock(0.0)
+        self.train_ctx = train_ctx  # the model's: Ollama caps a num_ctx at it
+        self.starts: list[Start] = []  # how the proxy placed each request
         self.proxy = Scheduler([ServerSpec("gpu1", num_parallel=2, max_loaded_models=1)], bounds, Estimates())
         self.ollama = OllamaScheduler(self.clock, num_parallel=2, max_loaded_models=1, load_seconds=1.0)
         self.sent: dict[str, tuple] = {}  # ticket -> (options sent, Ollama's record)
@@ -33,7 +35,8 @@ class Bench:
 
     def ps(self) -> None:
         """Let the proxy read /api/ps, as its refresh does."""
-        loaded = {r.model: Loaded({"num_ctx": r.context_length}) for r in self.ollama.loaded()}
+        loaded = {r.model: Loaded({"num_ctx": r.context_length}, train_ctx=self.train_ctx)
+                  for r in self.ollama.loaded()}
         self._send(self.proxy.refresh("gpu1", loaded, self.clock.now))
 
     def burst(self, asks: list[dict]) -> None:
@@ -54,8 +57,10 @@ class Bench:
     def _send(self, grants) -> None:
         for grant in grants:
             options = grant.placement.options
-            record = self.ollama.submit("m", runner_options(options, default_num_ctx=4096, context_limit=131072))
+            asked = runner_options(options, default_num_ctx=4096, context_limit=self.train_ctx)
+            record = self.ollama.submit("m", asked)
             self.sent[grant.ticket] = (options, record)
+            self.starts.append(grant.placement.start)
 
     def loads(self) -> int:
         return self.ollama.stats().loads
@@ -123,3 +128,17 @@ def test_a_first_request_naming_none_then_smaller_and_larger_ones_load_once_with
     bench.burst([{}, {"num_ctx": 2048}, {"num_ctx": 8192}] * 4)
     assert (bench.loads(), bench.ollama.stats().reloads) == (1, 0)
     assert [r.ctx_size for r in [*bench.ollama.unloaded, *bench.ollama.loaded()]] == [16384]
+
+
+def test_a_context_past_the_models_training_one_reloads_nothing_and_drains_nothing():
+    """Ollama caps num_ctx at the model's training context before it compares: 131072 on a model trained on
+    32768 and loaded with it is the loaded runner, and the proxy sends it there at once, as a warm start."""
+    bench = Bench(train_ctx=32768)
+    record = bench.ollama.submit("m", runner_options({"num_ctx": 32768}, default_num_ctx=4096, context_limit=32768))
+    bench.clock.advance(2.0)
+    bench.ollama.finish(record)
+    bench.ps()
+    bench.burst([{"num_ctx": 131072}, {"num_ctx": 32768}, {}] * 4)
+    assert (bench.loads(), bench.ollama.stats().reloads) == (1, 0)  # the load before only
+    assert set(bench.starts) == {Start.WARM}  # none waited for the runner to drain for a reload
+

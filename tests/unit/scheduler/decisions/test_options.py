@@ -1,6 +1,6 @@
 import pytest
 
-from ollama_proxy.scheduler.decisions.options import largest, reload_options, unify
+from ollama_proxy.scheduler.decisions.options import largest, reload_options, unify, within_training
 
 
 def test_only_the_options_that_make_ollama_reload_are_kept():
@@ -55,3 +55,9 @@ def test_unify_with_the_values_chosen_for_the_model(loaded, asked, enforced, cho
 ])
 def test_largest_keeps_the_largest_number_asked(chosen, asked, enforced, kept):
     assert largest(chosen, asked, enforced) == kept
+
+
+def test_a_context_past_the_training_one_is_brought_down_to_it_and_others_are_kept():
+    assert within_training({"num_ctx": 131072, "num_batch": 512}, 32768) == {"num_ctx": 32768, "num_batch": 512}
+    assert within_training({"num_ctx": 8192}, 32768) == {"num_ctx": 8192}
+    assert within_training({"num_ctx": 131072}, None) == {"num_ctx": 131072}  # not known: as asked

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ollama_proxy.scheduler.decisions.runners import KV_BYTES_UNKNOWN, kv_bytes_per_token, one_slot
+from ollama_proxy.scheduler.decisions.runners import KV_BYTES_UNKNOWN, kv_bytes_per_token, one_slot, train_context
 
 LLAMA_8B = {"general.architecture": "llama", "llama.block_count": 32, "llama.attention.head_count": 32,
             "llama.attention.head_count_kv": 8, "llama.embedding_length": 4096}
@@ -30,3 +30,9 @@ def test_ollama_runs_embedding_models_and_some_architectures_on_one_slot(shown, 
 ])
 def test_a_tokens_keys_and_values_take_two_vectors_a_layer_in_f16(info, kv_bytes):
     assert kv_bytes_per_token({"model_info": info}) == kv_bytes
+
+
+def test_the_training_context_is_read_from_model_info_and_none_when_unsaid():
+    assert train_context({"model_info": {"general.architecture": "qwen3", "qwen3.context_length": 40960}}) == 40960
+    assert train_context({"model_info": {"general.architecture": "qwen3"}}) is None
+    assert train_context({}) is None

@@ -19,7 +19,9 @@ SPECS = [ServerSpec("gpu1", num_parallel=2, max_loaded_models=1)]
 
 @pytest.fixture
 def store(redis_server):
-    return redis.Redis.from_url(redis_server.url)
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()  # its pooled connections too: left to the collector, they warn as unclosed sockets
 
 
 @pytest.fixture
@@ -29,7 +31,8 @@ def worker(redis_server, tmp_path):
                            directory=str(tmp_path), specs=SPECS)
     made._forked()  # its Redis client and its name, as in a new worker
     made._client = SchedulerClient(lambda receive: None, 5.0, specs=SPECS)  # a grant's record names its servers
-    return made
+    yield made
+    made._redis.close()
 
 
 def _ticket(ticket_id: str) -> Ticket:
