@@ -211,6 +211,16 @@ def add_parser(commands) -> None:
         action = actions.add_parser(name, parents=[config], help=text)
         action.add_argument("name", help="the key's name (as keys list shows it)")
         action.set_defaults(run=run)
+    _add_rotate(actions, config)
+    for name, run, text in (("allow", set_allowed(True), "let a key use a permission (as create's --allow)"),
+                            ("deny", set_allowed(False), "take a permission from a key")):
+        action = actions.add_parser(name, parents=[config], help=text)
+        action.add_argument("name", help="the key's name (as keys list shows it)")
+        action.add_argument("permission", choices=PERMISSIONS, help=PERMISSION_HELP)
+        action.set_defaults(run=run)
+
+
+def _add_rotate(actions, config: argparse.ArgumentParser) -> None:
     rotation = actions.add_parser("rotate", parents=[config],
                                   help="give a key a new secret (last line), keeping the key: its settings, team, "
                                        "budgets and usage")
@@ -219,12 +229,6 @@ def add_parser(commands) -> None:
                           help=f"how long the old secret still works ({FORMS}), time for clients to take the new "
                                "one (default: 0, refused at once)")
     rotation.set_defaults(run=rotate)
-    for name, run, text in (("allow", set_allowed(True), "let a key use a permission (as create's --allow)"),
-                            ("deny", set_allowed(False), "take a permission from a key")):
-        action = actions.add_parser(name, parents=[config], help=text)
-        action.add_argument("name", help="the key's name (as keys list shows it)")
-        action.add_argument("permission", choices=PERMISSIONS, help=PERMISSION_HELP)
-        action.set_defaults(run=run)
 
 
 def config_option() -> argparse.ArgumentParser:
