@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from ollama_proxy import content_encoding, ledger, store
+from ollama_proxy import content_encoding, greenlets, ledger, store
 from ollama_proxy.access import auth, budgets, ratelimit
 from ollama_proxy.backends import health as backend_health
 from ollama_proxy.backends.image_fetcher import ImageFetcher
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)  # the admin blueprint serves static/ under /admin
     app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.limits.max_body_bytes)
     app.json.sort_keys = False
+    greenlets.init_app(app)
     content_encoding.init_app(app)  # innermost layer: what every view reads is the decoded body
     ledger.init_app(app, lambda path: surface_of(path).name)
     logs.init_app(app)  # first of the close listeners: the access line is written before any other reads the record

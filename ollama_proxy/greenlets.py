@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+_lanes: object | None = None  # this process's gevent semaphore: the off-loop works that may run at once
+_lane_count = 2
 
 
 def gevent_active() -> bool:
@@ -15,21 +17,40 @@ def gevent_active() -> bool:
     return monkey is not None and monkey.is_module_patched("socket")
 
 
+def init_app(app) -> None:
+    """Bound the off-loop works that run at once by ``limits.off_loop_threads``."""
+    global _lanes, _lane_count
+    _lanes, _lane_count = None, app.config["SETTINGS"].limits.off_loop_threads
+
+
 def off_loop(work: Callable[[], T]) -> T:
     """Run ``work`` in a thread of the hub's pool and wait for it, where greenlets run; else here.
 
     For CPU work long enough to be felt (checking a body of many megabytes): the
     interpreter hands the GIL between that thread and the event loop every few
-    milliseconds, so the worker's other streams go on meanwhile.
+    milliseconds, so the worker's other streams go on meanwhile. At most
+    ``limits.off_loop_threads`` such works run at once; the others wait their turn
+    (first come, first served) without holding a thread of the pool.
     """
     if not gevent_active():
         return work()
     import gevent
 
-    done, outcome = gevent.get_hub().threadpool.apply(_outcome_of, (work,))
+    with _lanes_here():
+        done, outcome = gevent.get_hub().threadpool.apply(_outcome_of, (work,))
     if not done:
         raise outcome  # here, as if it had run here: the pool would print it as a fault of its own
     return outcome
+
+
+def _lanes_here():
+    # Made in the worker, on its hub, at its first use: a semaphore belongs to the hub that made it.
+    global _lanes
+    if _lanes is None:
+        from gevent.lock import Semaphore
+
+        _lanes = Semaphore(_lane_count)
+    return _lanes
 
 
 def _outcome_of(work: Callable[[], T]) -> tuple[bool, object]:

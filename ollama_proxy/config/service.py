@@ -99,6 +99,13 @@ class LimitSettings:
     max_blob_bytes: int = setting(
         64 * 1024 * MiB, validate=AT_LEAST_1,
         help="largest blob upload, streamed to Ollama, never held in memory")
+    # Threads share the interpreter lock with the event loop: more at once read no faster, and each one more is
+    # one more the loop may wait behind for the lock (a long C call, such as decoding a 45 MB JSON string).
+    off_loop_threads: int = setting(
+        2, validate=AT_LEAST_1,
+        help="threads of a worker that read large request bodies at once, off its event loop (parse, check, "
+             "estimate, encode and hash them); other large bodies wait their turn, so the worker's streams go on "
+             "and its thread pool keeps room for other work")
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import secrets
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii
 
 from ollama_proxy.scheduler.decisions.options import reload_options
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps builds an encoder each call for these
+PIECE_CHARS = 1 << 18  # a longer string is encoded a piece at a time
+# A body is large, its encoding work for a thread, past this many characters of text or this many values.
+LARGE_CHARS = 256 * 1024
+LARGE_VALUES = 5_000
 
 
 class OllamaBody:
@@ -20,17 +26,23 @@ class OllamaBody:
     A translated body is encoded once, however many answers send it (n choices).
     """
 
-    __slots__ = ("data", "_raw", "asked")
+    __slots__ = ("data", "_raw", "asked", "_large")
 
     def __init__(self, data: dict, raw: bytes | None = None) -> None:
         self.data = data
         self._raw = raw
         self.asked = reload_options(data.get("options"))  # the options that make Ollama reload, as asked
+        self._large: bool | None = None
+
+    def large(self) -> bool:
+        """Whether encoding this body (again) is work long enough to be felt: for a thread, off the event loop."""
+        if self._large is None:
+            self._large = len(self._raw) > LARGE_CHARS if self._raw is not None else _large(self.data)
+        return self._large
 
     def encoded(self) -> bytes:
         if self._raw is None:
-            # ASCII escapes: a lone surrogate from a client stays valid JSON instead of failing to encode.
-            self._raw = _COMPACT.encode(self.data).encode()
+            self._raw = encode_json(self.data)
         return self._raw
 
     def with_options(self, options: dict) -> bytes:
@@ -43,7 +55,92 @@ class OllamaBody:
             head = self._raw.rstrip()
             if head.endswith(b"}") and head[:-1].rstrip() != b"{":
                 return head[:-1] + b',"options":' + _encoded_options(options) + b"}"
-        return _COMPACT.encode({**self.data, "options": {**(self.data.get("options") or {}), **options}}).encode()
+        return encode_json({**self.data, "options": {**(self.data.get("options") or {}), **options}})
+
+
+def encode_json(data) -> bytes:
+    """Encode ``data`` as compact JSON with ASCII escapes; its long strings a piece at a time.
+
+    ASCII escapes: a lone surrogate from a client stays valid JSON instead of failing to encode.
+    The pieces keep each call into the C encoder short, so a thread encoding 45 MB lets the event
+    loop run; the bytes are those of one call.
+    """
+    paths = _long_strings(data)
+    if not paths:
+        return _COMPACT.encode(data).encode()
+    skeleton, strings = _marked(data, paths)
+    text = _COMPACT.encode(skeleton)
+    if any(text.count(mark) != 1 for mark in strings):  # a container two places share: marked twice
+        return _COMPACT.encode(data).encode()
+    out, start = [], 0
+    for at, mark in sorted((text.index(mark), mark) for mark in strings):
+        string = strings[mark]
+        out += [text[start:at].encode(), b'"']
+        out += [encode_basestring_ascii(string[i:i + PIECE_CHARS])[1:-1].encode()
+                for i in range(0, len(string), PIECE_CHARS)]
+        out.append(b'"')
+        start = at + len(mark)
+    out.append(text[start:].encode())
+    return b"".join(out)
+
+
+def _large(data) -> bool:
+    """Whether ``data`` holds more than ``LARGE_CHARS`` characters of strings or ``LARGE_VALUES`` values."""
+    chars, pending = 0, [data]
+    for _ in range(LARGE_VALUES):
+        if not pending:
+            return False
+        value = pending.pop()
+        if isinstance(value, str):
+            chars += len(value)
+            if chars > LARGE_CHARS:
+                return True
+        elif isinstance(value, dict):
+            pending += value.keys()
+            pending += value.values()
+        elif isinstance(value, list):
+            pending += value
+    return bool(pending)
+
+
+def _long_strings(data) -> list[tuple]:
+    """The paths (keys and indexes from the top) of the strings in ``data`` longer than ``PIECE_CHARS``."""
+    found, pending = [], [((), data)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            if len(value) > PIECE_CHARS and path:
+                found.append(path)
+        elif isinstance(value, dict):
+            pending += (((*path, key), item) for key, item in value.items())
+        elif isinstance(value, list):
+            pending += (((*path, index), item) for index, item in enumerate(value))
+    return found
+
+
+def _marked(data, paths: list[tuple]) -> tuple[object, dict[str, str]]:
+    """A copy of ``data`` with a mark in place of each long string (the containers on their way copied, the rest
+    shared), and the string each mark stands for, by the mark as it is encoded."""
+    copies: dict[int, object] = {}
+
+    def copied(value):
+        if id(value) not in copies:
+            copies[id(value)] = dict(value) if isinstance(value, dict) else list(value)
+        return copies[id(value)]
+
+    top = copied(data)
+    nonce = secrets.token_hex(8)  # unguessable: no client's string holds it
+    strings = {}
+    for n, path in enumerate(paths):
+        into, original = top, data
+        for key in path[:-1]:
+            original = original[key]
+            into[key] = copied(original)
+            into = into[key]
+        mark = f"\x00{nonce}:{n}"
+        strings[_COMPACT.encode(mark)] = original[path[-1]]
+        into[path[-1]] = mark
+    return top, strings
 
 
 def _encoded_options(options: dict) -> bytes:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,14 @@ _TOKENS_PER_LONG_WORD_PART = 0.5
 _TOKENS_PER_MORE_PUNCTUATION = 0.25
 _TOKENS_PER_GAP = 0.5
 _TOKENS_PER_OTHER_BYTE = 0.5
+_PIECE_CHARS = 1 << 18  # a longer text is counted a piece at a time
+_CUT_WINDOW = 1 << 16  # characters searched at once for a place to cut it
+_PUNCTUATION_CLASS = r"!-/:-@\[-`{-~"
+# Where a text may be cut without changing a count: before a letter, digit or mark that does not go on a run of
+# its kind (a word, a spaced number, a run of marks), or before a character no count looks at (not ASCII, or a
+# control character other than a tab or a line break).
+_CUT = re.compile(rf"(?<![A-Za-z])[A-Za-z]|(?<![ \t])[0-9]|(?<![{_PUNCTUATION_CLASS}])[{_PUNCTUATION_CLASS}]"
+                  r"|[^\t\n -~]")
 _CACHED_FROM = 2048  # characters: shorter texts are estimated again, longer ones remembered
 _CACHE_ENTRIES = 4096
 
@@ -147,21 +156,49 @@ _remembered: dict[tuple[int, int], float] = {}
 
 
 def _text_tokens(text: str) -> float:
+    counts = [0] * 11
+    for piece in _pieces(text):
+        for i, n in enumerate(_counts(piece)):
+            counts[i] += n
+    (words, long_word_parts, digits, spaced_numbers, punctuation_runs, more_marks, breaks, blank_lines, tabs,
+     spaces, other_bytes) = counts
+    return (words + _TOKENS_PER_LONG_WORD_PART * long_word_parts + digits + spaced_numbers
+            + punctuation_runs + _TOKENS_PER_MORE_PUNCTUATION * more_marks
+            + breaks - blank_lines  # a blank line is one token with its break
+            + _TOKENS_PER_GAP * (tabs + spaces) + _TOKENS_PER_OTHER_BYTE * other_bytes)
+
+
+def _pieces(text: str):
+    """Cut a long text where no count spans the cut (``_CUT``), about every ``_PIECE_CHARS`` characters.
+
+    Each count then adds up over the pieces to the whole text's, and no one call over a
+    piece holds the interpreter long: a thread counting 45 MB lets the event loop run.
+    """
+    start = 0
+    while len(text) - start > _PIECE_CHARS:
+        end = start + _PIECE_CHARS
+        while end < len(text) and (found := _CUT.search(text, end, end + _CUT_WINDOW)) is None:
+            end += _CUT_WINDOW  # a long run without a cut (spaces, letters, punctuation): the piece goes on
+        end = min(end, len(text)) if found is None else found.start()
+        yield text[start:end]
+        start = end
+    yield text[start:]
+
+
+def _counts(text: str) -> tuple[int, ...]:
     raw = text.encode("utf-8", "surrogatepass")
     letters = raw.translate(_LETTERS)
-    words = letters.count(b" a") + letters.startswith(b"a")
     punctuation = raw.translate(_PUNCTUATION_RUNS)
     marks = raw.translate(_MARK_RUNS)
-    more_marks = marks.count(b"p") - marks.count(b" p") - marks.startswith(b"p")
     numbers = raw.translate(_NUMBERS)
     gaps = raw.translate(_GAPS)
-    other_bytes = len(raw) - len(text.encode("ascii", "ignore"))
-    return (words + _TOKENS_PER_LONG_WORD_PART * letters.count(_LONG_WORD)
-            + numbers.count(b"d") + numbers.count(b"sd")
-            + punctuation.count(b" p") + punctuation.startswith(b"p") + _TOKENS_PER_MORE_PUNCTUATION * more_marks
-            + raw.count(b"\n") - raw.count(b"\n\n")  # a blank line is one token with its break
-            + _TOKENS_PER_GAP * (gaps.count(b"xt") + gaps.count(b"x  "))
-            + _TOKENS_PER_OTHER_BYTE * other_bytes)
+    return (letters.count(b" a") + letters.startswith(b"a"), letters.count(_LONG_WORD),
+            numbers.count(b"d"), numbers.count(b"sd"),
+            punctuation.count(b" p") + punctuation.startswith(b"p"),
+            marks.count(b"p") - marks.count(b" p") - marks.startswith(b"p"),
+            raw.count(b"\n"), raw.count(b"\n\n"),
+            gaps.count(b"xt"), gaps.count(b"x  "),
+            len(raw) - len(text.encode("ascii", "ignore")))
 
 
 def _system(system: Any) -> Estimate:

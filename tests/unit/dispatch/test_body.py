@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from ollama_proxy.dispatch.body import OllamaBody
+from ollama_proxy.dispatch import body as body_module
+from ollama_proxy.dispatch.body import OllamaBody, encode_json
 from ollama_proxy.errors import InvalidRequest
 from ollama_proxy.scheduler.decisions.options import reload_options
 from ollama_proxy.schemas.loading import load, parse_json_object
@@ -98,3 +99,34 @@ def test_a_field_ollama_would_read_otherwise_is_refused(raw, param):
     with pytest.raises(InvalidRequest) as refused:
         _native(raw)
     assert refused.value.param == param and param in refused.value.message
+
+
+LONG = "log line caf\u00e9 \U0001F600 \ud800 \"quoted\" \\ " * 3
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param({"model": "m", "messages": [{"role": "user", "content": LONG}], "options": {"num_ctx": 8}},
+                 id="a long message"),
+    pytest.param({"a": [LONG, {"b": LONG}], "c": LONG, "d": 1.5, "e": None}, id="long strings here and there"),
+    pytest.param({"shared": [LONG] * 3}, id="one string in three places"),
+    pytest.param({"model": "m", "messages": [{"role": "user", "content": "short"}]}, id="nothing long"),
+])
+def test_long_strings_are_encoded_a_piece_at_a_time_into_the_same_bytes(monkeypatch, data):
+    monkeypatch.setattr(body_module, "PIECE_CHARS", 8)
+    assert encode_json(data) == json.dumps(data, separators=(",", ":")).encode()
+
+
+def test_a_container_two_places_share_is_encoded_whole_the_same(monkeypatch):
+    monkeypatch.setattr(body_module, "PIECE_CHARS", 8)
+    shared = {"content": LONG}
+    data = {"messages": [shared, shared]}
+    assert encode_json(data) == json.dumps(data, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("data, large", [
+    ({"model": "m", "messages": [{"role": "user", "content": "x" * 300_000}]}, True),
+    ({"model": "m", "messages": [{"role": "user", "content": "hi"}] * 2_000}, True),  # values, not characters
+    ({"model": "m", "messages": [{"role": "user", "content": "hi"}] * 10}, False),
+])
+def test_a_body_is_large_by_its_text_or_its_values(data, large):
+    assert OllamaBody(data).large() is large

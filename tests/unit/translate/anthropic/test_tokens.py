@@ -38,6 +38,19 @@ def test_text_tokens(text, expected):
     assert text_tokens(text) == expected
 
 
+@pytest.mark.parametrize("text", [
+    pytest.param("".join(case.values[0] for case in TEXT_CASES) * 3, id="every case, one after another"),
+    pytest.param("word " * 9 + " " * 30 + "a" * 30 + "!" * 30 + "\n" * 9 + "1 2 34 " * 5, id="long runs"),
+    pytest.param("\t\t x\t  y\r\n\n\n  \"q\": [1, 2]," * 7, id="gaps, breaks and marks"),
+])
+def test_a_long_text_is_counted_a_piece_at_a_time_as_whole(monkeypatch, text):
+    whole = tokens._text_tokens(text)
+    monkeypatch.setattr(tokens, "_PIECE_CHARS", 5)
+    monkeypatch.setattr(tokens, "_CUT_WINDOW", 3)
+    assert len(list(tokens._pieces(text))) > 10
+    assert tokens._text_tokens(text) == whole
+
+
 COUNT_CASES = [
     pytest.param({"messages": [{"role": "user", "content": "abcdefgh"}]}, math.ceil(PROMPT + MESSAGE + 1.5),
                  id="one short message"),
