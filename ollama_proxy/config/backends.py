@@ -245,11 +245,12 @@ class SchedulingSettings:
     slot_seconds: float = setting(
         5.0, validate=SECONDS, help="how long a request is expected to hold its slot, until the proxy has seen some")
     load_gather: float = setting(
-        0.25, validate=AT_LEAST_0,
-        help="seconds the first load of a model loaded on no server, after the proxy first hears of it, waits for "
-             "the requests that come with it, so that Ollama loads it once with the largest reload options they ask "
-             "(`num_ctx` and the like, which make Ollama reload on any other value); later loads, and loads beside "
-             "a server that has it loaded, take the largest asked so far at once (`0`: the first load at once too)")
+        0.1, validate=AT_LEAST_0,
+        help="seconds the first load of a model that no server says it has loaded, after the proxy first hears of "
+             "it, waits for the requests that come with it, so that Ollama loads it once with the largest reload "
+             "options they ask (`num_ctx` and the like, which make Ollama reload on any other value); later loads, "
+             "loads beside a server that has it, and loads before the servers said what they have, take the "
+             "largest asked so far at once (`0`: the first load at once too)")
     load_seconds: float = setting(
         10.0, validate=AT_LEAST_0,
         help="how long a model is expected to take to load, until the proxy has seen Ollama's `load_duration`")

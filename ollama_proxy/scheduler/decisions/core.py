@@ -291,8 +291,8 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
         if not cold:
             self._reserve_for_reload(ticket, candidates)
             return None
-        if (now - self.first_asked.get(ticket.model, now) < self.bounds.load_gather
-                and not any(ticket.model in server.runners for server in candidates)):
+        if now - self.first_asked.get(ticket.model, now) < self.bounds.load_gather and all(
+                server.listed and ticket.model not in server.runners for server in candidates):
             return None  # the requests that came with it may ask larger options: one load takes the largest
         best = min(cold, key=lambda p: (p.evict is not None, self.estimates.load_seconds(ticket.model, p.server)))
         same_model_ahead = sum(1 for t in ahead if t.model == ticket.model)

@@ -87,6 +87,7 @@ class ServerSlots:
     runners: dict[str, Runner] = field(default_factory=dict)
     # model -> the largest reload options asked for it here so far: what it loads, or reloads, with (``options``)
     asked: LRUCache[str, dict] = field(default_factory=lambda: LRUCache(MODELS_ASKED))
+    listed: bool = False  # whether the server has said what it has loaded (``/api/ps``) since the scheduler began
 
     @property
     def running(self) -> int:
@@ -207,6 +208,7 @@ class ServerSlots:
         newer word, and a listed model that would make more than ``max_loaded_models`` beside the busy
         runners is one they replaced.
         """
+        self.listed = True
         runners = {name: r for name, r in self.runners.items() if r.running + r.lent > 0}
         for name, loaded in models.items():
             if name in runners or len(runners) < self.spec.max_loaded_models:

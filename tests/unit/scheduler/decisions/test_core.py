@@ -159,6 +159,7 @@ def test_a_model_not_loaded_anywhere_loads_at_once():
 
 def test_the_first_load_of_a_model_waits_load_gather_and_takes_the_largest_options_asked_with_it():
     s = _scheduler(ServerSpec("gpu1"), loaded=(), bounds=Bounds(load_gather=0.25))
+    s.refresh("gpu1", {}, now=0)  # the server says it has nothing loaded
     assert s.submit(_ticket("t1"), now=0) == []
     assert s.submit(_ticket("t2", "bob", asked={"num_ctx": 8192}), now=0.1) == []
     (grant,) = s.dispatch(now=0.3)
@@ -166,6 +167,12 @@ def test_the_first_load_of_a_model_waits_load_gather_and_takes_the_largest_optio
     s.end("t1", now=1)
     s.servers["gpu1"].runners.clear()  # unloaded: a later load goes at once
     assert [g.placement.start for g in s.submit(_ticket("t3"), now=2)] == [Start.LOAD]
+
+
+def test_before_the_servers_said_what_they_have_loaded_a_first_load_does_not_wait():
+    """The model may be loaded already (a restarted proxy): the request goes at once, warm there if it is."""
+    s = _scheduler(ServerSpec("gpu1"), loaded=(), bounds=Bounds(load_gather=0.25))
+    assert [g.placement.start for g in s.submit(_ticket("t1"), now=0)] == [Start.LOAD]
 
 
 def test_a_larger_context_drains_the_runner_then_reloads_it_once_and_the_rest_use_it():

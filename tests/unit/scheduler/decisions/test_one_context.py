@@ -32,6 +32,7 @@ class Bench:
         self.ollama = OllamaScheduler(self.clock, num_parallel=2, max_loaded_models=1, load_seconds=1.0)
         self.sent: dict[str, tuple] = {}  # ticket -> (options sent, Ollama's record)
         self.ids = iter(range(1_000_000))
+        self.ps()  # the proxy has read what the server has loaded before the first request
 
     def ps(self) -> None:
         """Let the proxy read /api/ps, as its refresh does."""

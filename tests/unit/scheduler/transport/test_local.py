@@ -24,8 +24,13 @@ from ollama_proxy.scheduler.transport.local import LocalScheduler, SocketLink, a
 WORKERS = ["the arbiter's worker", "another worker"]
 
 
-def _build(bounds=None, num_parallel=2):
-    return lambda: Scheduler([ServerSpec("gpu1", num_parallel=num_parallel)], bounds or Bounds(load_gather=0))
+def _build(bounds=None, num_parallel=2, listed=False):
+    def build():
+        scheduler = Scheduler([ServerSpec("gpu1", num_parallel=num_parallel)], bounds or Bounds(load_gather=0))
+        if listed:  # the server said it has nothing loaded, as /api/ps does
+            scheduler.refresh("gpu1", {}, 0.0)
+        return scheduler
+    return build
 
 
 def _ticket(ticket_id: str, principal: str = "alice") -> Ticket:
@@ -43,8 +48,8 @@ def instance(tmp_path):
     made = []
     instance_name = f"test-{uuid.uuid4().hex}"  # the workers of one instance: one scheduler
 
-    def make(bounds=None, max_wait=5.0, num_parallel=2):
-        local = LocalScheduler(str(tmp_path), _build(bounds, num_parallel), max_wait, instance=instance_name)
+    def make(bounds=None, max_wait=5.0, num_parallel=2, listed=False):
+        local = LocalScheduler(str(tmp_path), _build(bounds, num_parallel, listed), max_wait, instance=instance_name)
         made.append(local)
         return local
     yield make
@@ -59,12 +64,12 @@ def instance(tmp_path):
 @pytest.fixture(params=WORKERS)
 def client_of(request, instance):
     """A scheduler client in the worker the test names, the first of the instance being the arbiter."""
-    def make(bounds=None, max_wait=5.0, num_parallel=2):
-        arbiter = instance(bounds, max_wait, num_parallel)
+    def make(bounds=None, max_wait=5.0, num_parallel=2, listed=False):
+        arbiter = instance(bounds, max_wait, num_parallel, listed)
         client = arbiter.client()
         _wait_for(lambda: arbiter.arbiter is not None)
         if request.param == WORKERS[1]:
-            client = instance(bounds, max_wait, num_parallel).client()  # the lock is taken: this one only asks
+            client = instance(bounds, max_wait, num_parallel, listed).client()  # the lock is taken: this one asks
         return client
     return make
 
@@ -86,7 +91,7 @@ def test_a_third_request_waits_for_a_slot_and_gets_it_when_one_ends(client_of):
 
 def test_a_models_first_load_is_granted_by_the_arbiters_own_tick_once_its_gather_is_over(client_of):
     """Nothing else happens after the first request: the arbiter's tick hands out its load."""
-    client = client_of(Bounds(load_gather=0.3))
+    client = client_of(Bounds(load_gather=0.3), listed=True)
     first = _admit_later(client, _ticket("t1"))
     gevent.sleep(0.15)
     assert not first.ready()
