@@ -5,25 +5,15 @@ from __future__ import annotations
 import os
 
 import pytest
-import yaml
 
 from ollama_proxy.cli import main
-from ollama_proxy.config import StoreSettings
-from ollama_proxy.store import Actor, in_use, open_store
+from ollama_proxy.store import Actor, in_use
+from tests.unit.cli.conftest import open_test_store
 
 BY = Actor("tester", "cli", "here")
 
 
-@pytest.fixture
-def config(tmp_path, monkeypatch):
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{tmp_path / 'store.db'}"}}))
-    monkeypatch.setenv("OLLAMA_PROXY_CONFIG", str(path))
-    return path
-
-
-def _store(tmp_path):
-    return open_store(StoreSettings(f"sqlite:///{tmp_path / 'store.db'}", 5.0))
+_store = open_test_store
 
 
 def test_backup_then_restore_brings_back_the_store_as_it_was(config, tmp_path, capsys):

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from ollama_proxy import __version__
 from ollama_proxy.cli import main
-from ollama_proxy.config import StoreSettings
-from ollama_proxy.store import open_store
 from ollama_proxy.store.migrate import HEAD_REVISION
+from tests.unit.cli.conftest import open_test_store
 
-
-@pytest.fixture
-def config(tmp_path, monkeypatch):
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{tmp_path / 'store.db'}"}}))
-    monkeypatch.setenv("OLLAMA_PROXY_CONFIG", str(path))
-    return path
-
-
-def _store(tmp_path):
-    return open_store(StoreSettings(f"sqlite:///{tmp_path / 'store.db'}", 5.0))
+_store = open_test_store
 
 
 def test_version_names_the_release_its_newest_migration_and_the_stores(config, tmp_path, capsys):
