@@ -40,7 +40,9 @@ def _read_in_pieces(request) -> bytes:
         while piece := request.stream.read(READ_PIECE_BYTES):
             pieces.append(piece)
             let_others_run()
-        request._cached_data = b"".join(pieces)  # as get_data caches it, for whatever reads the body again
+        # Joined in a thread past a piece (the join lets go of the interpreter while it copies; the loop could not).
+        raw = off_loop(lambda: b"".join(pieces)) if len(pieces) > 1 else b"".join(pieces)
+        request._cached_data = raw  # as get_data caches it, for whatever reads the body again
     return request.get_data()
 
 
