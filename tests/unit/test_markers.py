@@ -23,6 +23,7 @@ IN_HOUSE = {
     "tests.e2e.server": "gunicorn from this .venv",
     "tests.e2e.command": "the ollama-proxy command from this .venv",
     "tests.e2e.test_chaos": "the fake Ollama, with this Python",
+    "tests.e2e.test_loop_stalls": "the fake Ollama, with this Python",
     "tests.e2e.test_deploy": "the tools test_services installs, through that fixture",
     "tests.e2e.test_keys": "the ollama-proxy command from this .venv",
     "tests.e2e.test_start": "gunicorn and scripts/serve.sh from this checkout",
