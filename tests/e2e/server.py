@@ -10,7 +10,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -168,3 +169,25 @@ def wait_until_listening(url: str, process: subprocess.Popen | None, timeout: fl
         except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
     raise RuntimeError(f"server at {url} did not start within {timeout}s")
+
+
+@contextmanager
+def fake_ollamas_apart(count: int, chunk_delay: float) -> Iterator[list[str]]:
+    """``count`` fake Ollama servers of one slot each, in processes of their own (what one parses stalls nothing in
+    the test's process); their URLs."""
+    started = []
+    try:
+        for _ in range(count):
+            port = free_port()
+            process = subprocess.Popen([sys.executable, "-m", "tests.fakes.ollama", "--port", str(port),
+                                        "--num-parallel", "1", "--max-loaded-models", "1", "--chunk-delay",
+                                        str(chunk_delay)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+            started.append((f"http://127.0.0.1:{port}", process))
+        for url, process in started:
+            wait_until_listening(url, process, 30)
+        yield [url for url, _ in started]
+    finally:
+        for _, process in started:
+            stop_process(process, 10)
+

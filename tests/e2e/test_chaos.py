@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +44,10 @@ from tests.e2e.chaos import (
     repeated_lines,
 )
 from tests.e2e.conftest import GENERATE, auth, base_config
-from tests.e2e.server import ROOT, die_with_parent, free_port, stop_process, wait_for, wait_until_listening
+from tests.e2e.server import (
+    fake_ollamas_apart,
+    wait_for,
+)
 from tests.fakes.ollama import FakeOllama
 
 MAX_WAIT = 12.0
@@ -199,18 +200,8 @@ def test_two_instances_started_from_one_directory_each_schedule_their_own_server
 @pytest.fixture
 def fakes_apart(tmp_path):
     """Two fake Ollama servers of one slot each, in processes of their own: what one parses stalls nothing here."""
-    started = []
-    for _ in range(2):
-        port = free_port()
-        process = subprocess.Popen([sys.executable, "-m", "tests.fakes.ollama", "--port", str(port), "--num-parallel",
-                                    "1", "--max-loaded-models", "1", "--chunk-delay", "0.04"], cwd=ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
-        started.append((f"http://127.0.0.1:{port}", process))
-    for url, process in started:
-        wait_until_listening(url, process, 30)
-    yield [url for url, _ in started]
-    for _, process in started:
-        stop_process(process, 10)
+    with fake_ollamas_apart(2, 0.04) as urls:
+        yield urls
 
 
 def _agents_session() -> bytes:

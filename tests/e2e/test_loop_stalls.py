@@ -10,8 +10,6 @@ its stamp) is the loop's gap: a chunk the fake sent while the loop was held wait
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +19,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import GENERATE, auth, base_config
-from tests.e2e.server import ROOT, die_with_parent, free_port, stop_process, wait_until_listening
+from tests.e2e.server import fake_ollamas_apart
 
 BOUND = 0.1  # the longest a chunk may wait in the proxy while huge bodies are read beside it
 CHUNK_DELAY = 0.04
@@ -59,18 +57,8 @@ def _anthropic(n: int) -> bytes:
 @pytest.fixture
 def fakes(tmp_path):
     """Two fake Ollama servers of one slot each, in processes of their own: what one parses stalls nothing here."""
-    started = []
-    for _ in range(2):
-        port = free_port()
-        process = subprocess.Popen([sys.executable, "-m", "tests.fakes.ollama", "--port", str(port), "--num-parallel",
-                                    "1", "--max-loaded-models", "1", "--chunk-delay", str(CHUNK_DELAY)], cwd=ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
-        started.append((f"http://127.0.0.1:{port}", process))
-    for url, process in started:
-        wait_until_listening(url, process, 30)
-    yield [url for url, _ in started]
-    for _, process in started:
-        stop_process(process, 10)
+    with fake_ollamas_apart(2, CHUNK_DELAY) as urls:
+        yield urls
 
 
 @pytest.fixture
