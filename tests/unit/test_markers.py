@@ -20,10 +20,8 @@ STARTERS = {fixture: marker for marker, (fixtures, _) in OUTSIDE_TOOLS.items() f
 IN_HOUSE = {
     "tests.e2e.conftest": "the fixtures of OUTSIDE_TOOLS (llama_server, browser, test_services) start them",
     "tests.e2e.nginx": "run only by tests that ask for the test_services fixture first",
-    "tests.e2e.server": "gunicorn from this .venv",
+    "tests.e2e.server": "gunicorn and the fake Ollama, from this .venv",
     "tests.e2e.command": "the ollama-proxy command from this .venv",
-    "tests.e2e.test_chaos": "the fake Ollama, with this Python",
-    "tests.e2e.test_loop_stalls": "the fake Ollama, with this Python",
     "tests.e2e.test_deploy": "the tools test_services installs, through that fixture",
     "tests.e2e.test_keys": "the ollama-proxy command from this .venv",
     "tests.e2e.test_start": "gunicorn and scripts/serve.sh from this checkout",
