@@ -1,11 +1,13 @@
-"""Say whether a key a person made for themselves still stands on their membership at the identity provider.
+"""Say whether a key a person answers for still stands on their membership at the identity provider.
 
-A key made on My keys (it has an owner, their sign-on subject) works while the provider vouches
-that its owner is in the key's team: the store's member row (``store.members``) says what the
-provider last said, and when. The key lapses when the provider no longer vouches for its owner
-(a re-check found them gone, or signed in with no team), when it puts them in another team, and
-when it has not confirmed them for ``admin.oidc.membership_max_age``. A key with no owner is an
-admin's, and never lapses this way.
+A key with an owner (their sign-on subject: made on My keys, on the keys page by someone signed in,
+or a service key's responsible person) works while the provider vouches that its owner is in the
+key's team, or is an admin (who answers for every team's keys): the store's member row
+(``store.members``) says what the provider last said, and when. The key lapses when the provider no
+longer vouches for its owner (a re-check found them gone, or signed in with no team), when it puts
+them in another team, and when it has not confirmed them for ``admin.oidc.membership_max_age``. A
+key with no owner is the operator's (made with the command line, or by the password login), and
+never lapses this way.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime, timedelta
 from ollama_proxy.store import ApiKey, Member
 
 SIGN_IN_AGAIN = "signing in to the admin page again confirms it"
+ADMIN = "admin"  # the role whose keys stand in every team (``blueprints.admin.roles.ADMIN``)
 
 
 def lapse(member: Member | None, team: str | None, now: datetime, max_age: float) -> str | None:
@@ -25,7 +28,7 @@ def lapse(member: Member | None, team: str | None, now: datetime, max_age: float
         return f"lapsed: the identity provider never confirmed its owner here; {SIGN_IN_AGAIN}"
     if member.lost_at is not None:
         return f"lapsed: the identity provider no longer vouches for its owner ({member.note})"
-    if member.team != team:
+    if member.team != team and member.role != ADMIN:
         now_in = f"team '{member.team}'" if member.team else "no team"
         return f"lapsed: at the identity provider its owner is in {now_in}, not in team '{team}'"
     if now - member.confirmed_at > timedelta(seconds=max_age):

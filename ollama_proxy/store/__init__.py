@@ -13,14 +13,15 @@ trail in the same transaction (``store.audit``).
 Keys (a secret is shown once, at creation; only its sha256 is kept):
     create_key(name, by, scope="generate"|"manage", models=[globs], rpm=None, tpm=None,
                expires_at=None, chat_log=None, weight=1.0, klass="interactive",
-               trusted_frontend=False, web=False, cloud=False, team=None, owner=None) -> (ApiKey, secret)
+               trusted_frontend=False, web=False, cloud=False, team=None, owner=None, service=False,
+               max_owned=None) -> (ApiKey, secret)   (owner: the person who answers for it)
     list_keys(team=None, owner=None) -> [ApiKey]   get_key(name) -> ApiKey | None
     find_key(secret) -> ApiKey | None  (disabled and expired keys too: see ApiKey.usable(now))
     find_secret(secret) -> FoundSecret | None  (the key, and when an old secret a rotation replaced stops)
     rotate_key(name, by, grace=timedelta(0)) -> (ApiKey, secret)   (same key; the old secret works ``grace``)
     update_key(name, by, **fields) -> ApiKey   (scope, models, rpm, tpm, expires_at, enabled,
                                                 chat_log, weight, klass, trusted_frontend, web, cloud,
-                                                team)
+                                                team, owner: a service key's alone)
     touch_key(name, when)              (last used: not in the audit trail)
     delete_key(name, by)
 Teams (a key of a team gets no more than its team: see ``store.teams``):

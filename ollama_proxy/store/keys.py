@@ -28,7 +28,7 @@ OWNER_LENGTH = 255  # the api_keys.owner column
 _POSITIONAL_TOKEN = re.compile(r"(generate|manage|metrics)#[0-9]+")
 SCOPES = ("generate", "manage")
 _CHANGEABLE = {"scope", "models", "rpm", "tpm", "expires_at", "enabled", "chat_log", "weight", "klass",
-               "trusted_frontend", "web", "cloud", "team"}
+               "trusted_frontend", "web", "cloud", "team", "owner"}
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ class ApiKey:
     web: bool = False  # may use Ollama's web search and fetch (access.api_routes)
     cloud: bool = False  # may use cloud models, which run on ollama.com (access.cloud_models)
     team: str | None = None  # the team whose models, limits and class bound it (store.teams)
-    owner: str | None = None  # who made it for themselves on "My keys" (their sign-on subject); None: an admin's
+    owner: str | None = None  # the person who answers for it (their sign-on subject); None: the operator (the CLI)
+    service: bool = False  # a service's key: its owner is the person named responsible for it, not its user
     previous_until: datetime | None = None  # the secret its last rotation replaced works until then; None: none
 
     def previous_works(self, now: datetime) -> bool:
@@ -120,7 +121,7 @@ def _checked(fields: dict) -> dict:
     checked_share(fields)
     if fields.get("chat_log") not in (None, True, False):
         raise StoreError("chat_log must be true, false or none")
-    for flag in ("trusted_frontend", "web", "cloud"):
+    for flag in ("trusted_frontend", "web", "cloud", "service"):
         if flag in fields and fields[flag] not in (True, False):
             raise StoreError(f"{flag} must be true or false")
     for moment in ("expires_at", "last_used_at"):
@@ -158,6 +159,14 @@ def _within_cap(connection, owner: str, most: int) -> None:
                          "revoke one to make another")
 
 
+def _check_handover(key: ApiKey, owner: str | None) -> None:
+    """Refuse to give a key another owner unless it is a service key, handed to a person (never to no one)."""
+    if not key.service:
+        raise StoreError(f"the key '{key.name}' is its owner's own: only a service key changes hands")
+    if owner is None:
+        raise StoreError("a service key names the person responsible for it (its owner)")
+
+
 class KeyStore:
     """The api_keys table; mixed into ``Store``."""
 
@@ -168,12 +177,13 @@ class KeyStore:
                    tpm: int | None = None, expires_at: datetime | None = None,
                    chat_log: bool | None = None, weight: float = 1.0, klass: str = "interactive",
                    trusted_frontend: bool = False, web: bool = False, cloud: bool = False,
-                   team: str | None = None, owner: str | None = None, reserved: Collection[str] = (),
-                   max_owned: int | None = None) -> tuple[ApiKey, str]:
+                   team: str | None = None, owner: str | None = None, service: bool = False,
+                   reserved: Collection[str] = (), max_owned: int | None = None) -> tuple[ApiKey, str]:
         """Create a key; return it and its secret, which is shown this once and never stored.
 
-        ``owner``: who made it for themselves; it stays theirs (it is no field ``update_key`` changes), and
-        they own at most ``max_owned`` keys. ``reserved``: the names of the file's tokens, which share rate
+        ``owner``: the person who answers for it; it stays theirs (only a service key changes hands, with
+        ``update_key``), and they own at most ``max_owned`` keys. ``service``: a service's key, whose owner is
+        the person named responsible for it. ``reserved``: the names of the file's tokens, which share rate
         limits, GPU shares, budgets and usage by name with the keys: no key may take one.
         """
         if not isinstance(name, str) or not name.strip() or len(name) > 100:
@@ -183,7 +193,9 @@ class KeyStore:
         fields = _checked({"scope": scope, "models": models, "rpm": rpm, "tpm": tpm, "expires_at": expires_at,
                            "chat_log": chat_log, "weight": weight, "klass": klass,
                            "trusted_frontend": trusted_frontend, "web": web, "cloud": cloud, "team": team,
-                           "owner": owner})
+                           "owner": owner, "service": service})
+        if service and owner is None:
+            raise StoreError("a service key names the person responsible for it (its owner)")
         secret = new_secret()
         values = dict(fields, name=name, prefix=secret[:PREFIX_LENGTH], secret_hash=hash_secret(secret),
                       enabled=True, created_at=utcnow(), last_used_at=None)
@@ -254,6 +266,8 @@ class KeyStore:
             if not fields:
                 return before
             _team_exists(connection, fields)
+            if fields.get("owner", before.owner) != before.owner:
+                _check_handover(before, fields["owner"])
             connection.execute(update(api_keys).where(api_keys.c.name == name).values(**fields))
             after = _read(connection, name)
             was, now = changed(key_record(before), key_record(after))

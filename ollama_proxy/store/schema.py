@@ -71,7 +71,8 @@ api_keys = Table(
     Column("web", Boolean, nullable=False, server_default=false()),  # may use Ollama's web search and fetch
     Column("cloud", Boolean, nullable=False, server_default=false()),  # may use cloud models (ollama.com)
     Column("team", String(100), index=True),  # the team it belongs to (teams.name); null: none
-    Column("owner", String(255), index=True),  # who made it for themselves (a sign-on subject); null: an admin's
+    Column("owner", String(255), index=True),  # the person who answers for it (a sign-on subject); null: the operator
+    Column("service", Boolean, nullable=False, server_default=false()),  # a service's key, its owner responsible
     # The secret the last rotation replaced (migration 0019): its prefix and hash, and when it stops working
     # (the rotation itself without a grace period). Null: never rotated.
     Column("previous_prefix", String(16), index=True),

@@ -18,10 +18,10 @@ NOW = datetime(2026, 11, 22, 20, 0, tzinfo=timezone.utc)
 DAY = 86400.0
 
 
-def member(team: str | None = "red", confirmed: float = 60, lost: str | None = None) -> Member:
+def member(team: str | None = "red", confirmed: float = 60, lost: str | None = None, role: str = "member") -> Member:
     """A member of ``team``, confirmed ``confirmed`` seconds ago, lost for ``lost`` if that says why."""
     at = NOW - timedelta(seconds=confirmed)
-    return Member("sub-mia", "mia", "member", team, at, at, NOW if lost else None, lost, not lost)
+    return Member("sub-mia", "mia", role, team, at, at, NOW if lost else None, lost, not lost)
 
 
 @pytest.mark.parametrize("found, team, why", [
@@ -38,6 +38,14 @@ def member(team: str | None = "red", confirmed: float = 60, lost: str | None = N
                  "lapsed: at the identity provider its owner is in team 'blue', not in team 'red'", id="moved"),
     pytest.param(member(team=None), "red",
                  "lapsed: at the identity provider its owner is in no team, not in team 'red'", id="in-no-team"),
+    pytest.param(member(team=None, role="admin"), "red", None, id="an-admin-answers-for-every-teams-keys"),
+    pytest.param(member(team=None, role="admin"), None, None, id="an-admins-key-in-no-team"),
+    pytest.param(member(team=None, role="team_admin"), "red",
+                 "lapsed: at the identity provider its owner is in no team, not in team 'red'",
+                 id="a-team-admin-put-in-no-team"),
+    pytest.param(member(team=None, role="admin", lost="refresh token refused: invalid_grant"), "red",
+                 "lapsed: the identity provider no longer vouches for its owner (refresh token refused: "
+                 "invalid_grant)", id="an-admin-lost"),
     pytest.param(None, "red",
                  "lapsed: the identity provider never confirmed its owner here; signing in to the admin page "
                  "again confirms it", id="never-seen"),

@@ -168,7 +168,7 @@ def test_a_key_made_for_oneself_keeps_its_owner_and_is_listed_by_owner_and_team(
     assert [k.name for k in store.list_keys(team="red")] == ["mine", "theirs"]
     assert [k.name for k in store.list_keys(team="red", owner="sub-max")] == ["theirs"]
     assert [k.name for k in store.list_keys()] == ["admins", "mine", "theirs"]
-    with pytest.raises(StoreError, match="cannot change owner"):
+    with pytest.raises(StoreError, match="only a service key changes hands"):
         store.update_key("mine", owner="sub-max", by=TESTER)
     for odd in ("", "x" * 256, 7):
         with pytest.raises(StoreError, match="owner"):
@@ -197,3 +197,21 @@ def test_someone_owns_at_most_the_cap_of_keys(store):
     store.delete_key("mia-0", by=TESTER)
     store.create_key("mia-3", team="research", owner="mia", max_owned=3, by=TESTER)
     assert [k.name for k in store.list_keys(owner="mia")] == ["mia-1", "mia-2", "mia-3"]
+
+
+def test_a_service_key_names_its_responsible_person_who_may_hand_it_over_to_another(store):
+    store.create_team("red", by=TESTER)
+    with pytest.raises(StoreError, match="names the person responsible"):
+        store.create_key("webui", team="red", service=True, by=TESTER)
+    with pytest.raises(StoreError, match="service must be true or false"):
+        store.create_key("webui", team="red", owner="sub-mia", service="yes", by=TESTER)
+    made, _ = store.create_key("webui", team="red", owner="sub-mia", service=True, max_owned=1, by=TESTER)
+    assert (made.owner, made.service) == ("sub-mia", True)
+    with pytest.raises(StoreError, match="at most 1 keys"):  # it counts toward its responsible person's cap
+        store.create_key("mia-laptop", team="red", owner="sub-mia", max_owned=1, by=TESTER)
+    assert store.update_key("webui", owner="sub-max", by=TESTER).owner == "sub-max"
+    with pytest.raises(StoreError, match="names the person responsible"):
+        store.update_key("webui", owner=None, by=TESTER)
+    entries = [entry for entry in store.audit_trail() if entry.target == "webui"]
+    assert [(e.action, e.after["owner"]) for e in entries] == [("key.create", "sub-mia"), ("key.update", "sub-max")]
+    assert entries[0].after["service"] is True  # the trail says it is a service key, and who answers for it
