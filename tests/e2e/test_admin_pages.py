@@ -104,6 +104,32 @@ def test_a_new_keys_secret_never_rides_in_the_cookie_and_is_shown_once_whichever
         store.close()
 
 
+def test_another_keys_created_page_leaves_a_secret_still_to_be_shown(admin):
+    client = signed_in(admin.url)
+
+    def make(name: str) -> str:
+        made = client.post(admin.url + "/admin/keys", allow_redirects=False, timeout=30, data={
+            "csrf_token": form_token(client, admin.url + "/admin/keys"), "name": name, "scope": "generate",
+            "chat_log": "global", "weight": "1", "klass": "interactive"})
+        assert made.status_code == 303, made.text[:300]
+        return admin.url + made.headers["Location"]
+
+    shown_before = client.get(make("earlier-key"), timeout=30)
+    assert SECRET_PATTERN.search(shown_before.text)
+    pending = make("pending-key")
+    for other in ("/admin/keys/earlier-key/created", "/admin/keys/earlier-key/rotated",
+                  "/admin/keys/no-such-key/created"):
+        elsewhere = client.get(admin.url + other, timeout=30)
+        assert elsewhere.status_code in (200, 404) and SECRET_PATTERN.search(elsewhere.text) is None, other
+    shown = client.get(pending, timeout=30)
+    store = admin.open_store(migrate=False)
+    try:
+        assert store.find_key(SECRET_PATTERN.search(shown.text).group(0)).name == "pending-key"
+    finally:
+        store.close()
+    assert SECRET_PATTERN.search(client.get(pending, timeout=30).text) is None  # still once
+
+
 def test_the_dashboard_charts_and_the_usage_page_read_the_usage_table(page, admin):
     today = datetime.now(timezone.utc).replace(hour=0, minute=30)
     store = admin.open_store(migrate=False)

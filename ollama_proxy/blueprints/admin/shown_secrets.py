@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 from ollama_proxy.store import Store
 
-# The session's hold on a new key's secret: its handle in the store, and the pad that opens it.
+# The session's hold on a new key's secret: the key's name, its handle in the store, and the pad that opens it.
 CREATED = "created_key"
 
 
@@ -41,12 +41,18 @@ def hold_secret(session, store: Store, name: str, secret: str, within: float) ->
     sealed, pad = seal(secret)
     handle = secrets.token_urlsafe(32)
     store.hold_shown_secret(handle, name, sealed, until=datetime.now(timezone.utc) + timedelta(seconds=within))
-    session[CREATED] = {"handle": handle, "pad": base64.urlsafe_b64encode(pad).decode()}
+    session[CREATED] = {"name": name, "handle": handle, "pad": base64.urlsafe_b64encode(pad).decode()}
 
 
 def take_secret(session, store: Store, name: str) -> str | None:
-    """Remove the secret ``session`` holds; return it if it is the key ``name``'s and not gone by."""
-    held = session.pop(CREATED, None)
+    """Remove the secret ``session`` holds for the key ``name``; return it if not gone by.
+
+    Another key's page leaves a held secret alone: it is still to be shown on its own key's page.
+    """
+    held = session.get(CREATED)
+    if isinstance(held, dict) and held.get("name", name) != name:
+        return None
+    session.pop(CREATED, None)
     if not isinstance(held, dict) or not isinstance(held.get("handle"), str):
         return None  # none held, or held the way an older version did
     sealed = store.take_shown_secret(held["handle"], name)
