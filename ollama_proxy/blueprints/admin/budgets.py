@@ -1,6 +1,7 @@
 """Show and set budgets: each with what was spent this period and what is left; a spent soft one flagged.
 
-A team admin sees its own team's budget, its keys' and their owners', and sets and clears its keys' alone.
+A team admin sees its own team's budget, its keys' and their owners', and sets and clears its keys' and its
+team's people's (not its own: an admin's to set).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 
 from ollama_proxy.blueprints.admin.base import bp, signed_in
 from ollama_proxy.blueprints.admin.forms import BudgetForm
+from ollama_proxy.blueprints.admin.owners import check_person
 from ollama_proxy.blueprints.admin.roles import check_scope, team_scope
 from ollama_proxy.errors import Forbidden
 from ollama_proxy.store import StoreError, current_store
@@ -25,7 +27,8 @@ def budget_standings() -> list[dict]:
 
 
 def check_holder(holder_kind: str, holder: str) -> None:
-    """Refuse (403) a team admin's budget of a team or a person, or of another team's key (or of no key at all).
+    """Refuse (403) a team admin's budget of a team, of a person not of its team (or itself), or of another
+    team's key (or of no key at all).
 
     A team's own budget is the department's word on what the team may spend: an admin sets and clears it,
     and its team admin shares it out among the team's keys.
@@ -36,15 +39,15 @@ def check_holder(holder_kind: str, holder: str) -> None:
         check_scope(holder, f"The team '{holder}'")
         raise Forbidden("A team's own budget is set by an admin; a team admin gives budgets to the team's keys.")
     if holder_kind == "person":
-        raise Forbidden("A person's budget is set by an admin; a team admin gives budgets to the team's keys.")
+        return check_person(holder)
     key = current_store().get_key(holder)
     check_scope(key.team if key else None, f"The key '{holder}'")
 
 
 def _page(form: BudgetForm, status: int = 200):
-    sets_teams = team_scope() is None  # a team admin gives budgets to its keys, not to its team
+    sets_teams = team_scope() is None  # a team admin gives budgets to its keys and people, not to its team
     if not sets_teams:
-        form.holder_kind.choices = [choice for choice in form.holder_kind.choices if choice.value == "key"]
+        form.holder_kind.choices = [choice for choice in form.holder_kind.choices if choice.value != "team"]
     return render_template("admin/budgets.html", standings=budget_standings(), form=form, sets_teams=sets_teams,
                            zone=current_app.config["SETTINGS"].budgets.timezone), status
 

@@ -130,7 +130,20 @@ class KeyLimitsForm(FlaskForm):
 
 
 class NewKeyForm(KeyLimitsForm):
+    """A new key's name and settings, and who answers for it: its maker, or the person a service key names."""
+
     name = name_field()
+    service = BooleanField("Service key", description="a service's (a shared front end's, a pipeline's), not yours: "
+                                                       "the person named responsible answers for it")
+    responsible = SelectField("Responsible person", choices=[SelectChoice("", "me")], default="",
+                              description="who answers for a service key: it lapses with them, counts toward "
+                                          "their keys and their budget")
+
+    def __init__(self, *args, people=(), **kwargs):
+        """``people``: those who may be named responsible for a service key (``owners.people_in_scope``)."""
+        super().__init__(*args, **kwargs)
+        self.responsible.choices = [SelectChoice("", "me"),
+                                    *(SelectChoice(p.subject, f"{p.name} ({p.subject})") for p in people)]
 
 
 class RotateKeyForm(FlaskForm):

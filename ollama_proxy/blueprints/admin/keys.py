@@ -14,6 +14,7 @@ from flask import current_app, flash, redirect, render_template, session, url_fo
 from ollama_proxy.access.membership import lapses
 from ollama_proxy.blueprints.admin.base import bp, change_and_return, signed_in
 from ollama_proxy.blueprints.admin.forms import KeyLimitsForm, NewKeyForm, RotateKeyForm, chat_log_choice
+from ollama_proxy.blueprints.admin.owners import Unowned, owner_fields, people_in_scope
 from ollama_proxy.blueprints.admin.roles import check_scope, team_scope
 from ollama_proxy.blueprints.admin.shown_secrets import hold_secret, take_secret
 from ollama_proxy.blueprints.admin.teams import team_names
@@ -83,7 +84,7 @@ def _chat_log_locked() -> bool:
 
 
 def lapsed(keys, now: datetime) -> dict[str, str]:
-    """Why each key made on My keys among ``keys`` no longer works, by name: its owner's membership lapsed."""
+    """Why each owned key among ``keys`` no longer works, by name: its owner's membership lapsed."""
     if not any(key.owner for key in keys):
         return {}
     max_age = current_app.config["SETTINGS"].admin.oidc.membership_max_age
@@ -100,7 +101,7 @@ def _list_page(form: NewKeyForm, status: int = 200):
 def keys():
     """List every key (a team admin: its team's), with the form to create one."""
     return _list_page(NewKeyForm(chat_logs_enabled=_chat_logs_enabled(), teams=_teams(), team=team_scope() or "",
-                                 chat_log_locked=_chat_log_locked()))
+                                 chat_log_locked=_chat_log_locked(), people=people_in_scope()))
 
 
 @bp.post("/keys")
@@ -109,12 +110,20 @@ def create_key():
 
     Redirecting keeps a reload from sending the form again (and creating a second key). The
     secret crosses the redirect sealed in the store, never in a URL or the cookie, and the page
-    that shows it removes it (``shown_secrets``).
+    that shows it removes it (``shown_secrets``). The key is owned (``owners``): by the person signed in,
+    or by the person a service key names responsible.
     """
-    form = NewKeyForm(chat_logs_enabled=_chat_logs_enabled(), teams=_teams(), chat_log_locked=_chat_log_locked())
+    form = NewKeyForm(chat_logs_enabled=_chat_logs_enabled(), teams=_teams(), chat_log_locked=_chat_log_locked(),
+                      people=people_in_scope())
     if not form.validate():
         return _list_page(form, 400)
-    return create_and_show(form, _list_page, "admin.key_created", **_check_fields(form.store_fields()))
+    fields = _check_fields(form.store_fields())
+    try:
+        fields.update(owner_fields(form.service.data, form.responsible.data, fields.get("team")))
+    except Unowned as exc:
+        form.responsible.errors.append(str(exc))
+        return _list_page(form, 400)
+    return create_and_show(form, _list_page, "admin.key_created", **fields)
 
 
 @bp.get("/keys/<name>/created")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime, timezone
 
 import pytest
 from flask import Flask, session
@@ -71,10 +72,13 @@ def app_sections():
 
 
 def signed_in_as(app, role: str, team: str | None = None, user: str = "ann"):
+    """A client signed in as the provider's ``user``, whom the store's member row confirms, as a sign-in does."""
     client = app.test_client()
     with client.session_transaction("/admin") as session:
         start_oidc_session(session, app.config["SETTINGS"].admin.oidc, user=user, subject=f"sub-{user}",
                            role=role, team=team, checked=time.time())
+    current_store(app).confirm_member(f"sub-{user}", name=user, role=role, team=team, refresh_token=None,
+                                      now=datetime.now(timezone.utc))
     return client
 
 
