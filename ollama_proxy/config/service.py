@@ -72,12 +72,11 @@ class ServiceSettings:
     # llama-server stopped 2-27 ms (tokens 7 ms apart) after its client half-closed, and closed its end with it
     # (tests/e2e/test_llamacpp_cancel.py): a slower model stops within a token's time, which this bound covers.
     cut_hold: float = setting(
-        0.0, validate=AT_LEAST_0,
+        0.5, validate=AT_LEAST_0,
         help="seconds a cut answer (its client left, or it fell silent) keeps its slot, and is charged, while "
              "Ollama stops: the proxy tells Ollama it is done sending and waits for Ollama to close; an Ollama "
-             "still answering then is cut outright (`0`, the default: at once, and the slot's next request may wait "
-             "in Ollama; `0.5` covers a real llama-server's stop, but a stream whose client left while Ollama was "
-             "silent is then not logged as left, so it is not on by default yet)")
+             "still answering then is cut outright. `0.5` covers a real llama-server's stop (2-27 ms) with room for "
+             "a slow model's token (`0`: at once, and the slot's next request may wait in Ollama)")
     context_length: int = setting(
         4096, validate=AT_LEAST_1,
         help="tokens of context the server gives a model that no request or load names a `num_ctx` for: its "

@@ -82,7 +82,10 @@ class ClosingStream:
             if close is not None:
                 close()
         finally:
-            self._on_close()
+            try:
+                self._on_close()
+            finally:
+                log_if_left(self._record)
 
 
 def relayed(pieces: Iterator[bytes], on_error: Callable[[Exception], None],
@@ -110,19 +113,31 @@ def ndjson_failure(error: ProxyError, last: bytes) -> list[bytes]:
 
 
 def stream_failure_logger(described: str, record: RequestRecord | None) -> Callable[[Exception], None]:
-    """Return a stream's ``on_error``: a warning when the upstream failed it, a note when its client left.
+    """Return a stream's ``on_error``: a warning when the upstream failed it, silence when its client left.
 
     A client that hangs up has ``watch_client`` cut the upstream, and the read
-    that then fails is no fault of the upstream's: the record says who left.
+    that then fails is no fault of the upstream's: the record says who left,
+    and ``log_if_left`` tells it when the response closes.
     """
     def on_error(error: Exception) -> None:
         # Runs inside the stream, after the view returned: no request context here.
-        request_id = record.request_id if record is not None else "-"
-        if record is not None and record.client_left:
-            log.info("stream of %s ended: the client left (request %s)", described, request_id)
-        else:
-            log.warning("stream of %s cut: %s (request %s)", described, error, request_id)
+        if record is None or not record.client_left:
+            log.warning("stream of %s cut: %s (request %s)", described, error,
+                        record.request_id if record is not None else "-")
     return on_error
+
+
+def log_if_left(record: RequestRecord | None) -> None:
+    """Say, as a stream's response closes, that its client left.
+
+    Told here, not where the upstream's read fails: once the proxy tells Ollama
+    it is done (``service.cut_hold``), Ollama may end its answer cleanly or with
+    an error line, and the stream then ends as any other. The watcher saw the
+    client go: that is the fact, whatever the upstream did after.
+    """
+    if record is not None and record.client_left:
+        log.info("stream of %s %s ended: the client left (request %s)", record.method, record.path,
+                 record.request_id)
 
 
 class StreamConverter(Protocol):

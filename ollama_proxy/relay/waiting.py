@@ -30,6 +30,7 @@ from ollama_proxy.errors import ProxyError
 from ollama_proxy.greenlets import gevent_active
 from ollama_proxy.ledger import RequestRecord, access_record, current_record, note_upstream_since
 from ollama_proxy.lines import ndjson_line
+from ollama_proxy.relay.streaming import log_if_left
 
 NDJSON_KEEPALIVE = b" "
 SSE_KEEPALIVE = b": keepalive\n\n"
@@ -200,6 +201,7 @@ class AnswerAfterWait(Generic[A]):
                 self._answer.close()
             else:
                 self._opening.abandon()
+            log_if_left(access_record(self._environ))
 
 
 def respond_when_open(open_answer: Callable[[], A], opened: Callable[[A], Response],

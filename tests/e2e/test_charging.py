@@ -25,7 +25,6 @@ REPLY = " ".join(f"tok{i}" for i in range(WORDS))
 LAST = f"tok{WORDS - 1}".encode()
 SLOTS = {"scheduling": True, "num_parallel": 2, "max_loaded_models": 2}
 PROMPT = "please count a few words for me"
-CUT_HOLD = 0.5  # service.cut_hold: a cut stream is charged until Ollama let it go (off by default, test_cut_charging)
 
 
 @pytest.fixture
@@ -108,7 +107,7 @@ CUTS = {
 
 @pytest.fixture
 def proxy(start_proxy, gpu):
-    return start_proxy(base_config(gpu.url, cut_hold=CUT_HOLD, **SLOTS), workers=2)
+    return start_proxy(base_config(gpu.url, **SLOTS), workers=2)
 
 
 def test_streams_cut_before_their_end_are_charged_their_gpu_time_and_prompt(proxy, gpu):
@@ -226,7 +225,7 @@ def test_the_spend_is_what_ran_with_cut_streams_leaving_clients_and_embeddings(p
 
 def test_a_stream_left_after_its_grant_and_before_ollamas_first_byte_is_charged(start_proxy, gpu):
     """Anthropic's stream pings while the model loads: its client leaves then, and the slot's time is still charged."""
-    proxy = start_proxy(base_config(gpu.url, stream_ping_interval=0.3, cut_hold=CUT_HOLD, **SLOTS), workers=2)
+    proxy = start_proxy(base_config(gpu.url, stream_ping_interval=0.3, **SLOTS), workers=2)
     secret = _key(proxy, "pinged")
     gpu.script("llama3.2", reply=REPLY, chunk_delay=DELAY, first_byte_delay=3.0)
     _, body = CUTS["anthropic"]

@@ -31,7 +31,6 @@ SURFACES = {
     "responses": ("/v1/responses", {"model": "llama3.2", "stream": True, "input": PROMPT}),
 }
 EXACT = 0.02  # the exactness table's bound: within 2 % of what the upstream held
-CUT_HOLD = 0.5  # service.cut_hold: off by default until a cut stream's "client left" line is kept (test_faults)
 
 
 @pytest.fixture
@@ -48,7 +47,6 @@ def gpu():
 def proxy(start_proxy, gpu):
     config = base_config(gpu.url, **SLOTS)
     config["limits"] = {"max_body_bytes": 64 * 1024 * 1024}
-    config["service"]["cut_hold"] = CUT_HOLD
     return start_proxy(config, workers=2)
 
 

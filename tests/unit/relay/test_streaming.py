@@ -70,28 +70,52 @@ def test_closing_stream_closes_once_even_when_never_iterated():
     assert closed == ["upstream", "generator", "upstream"]
 
 
-@pytest.mark.parametrize("client_left, level, message", [
-    (True, "INFO", "stream of POST /api/chat ended: the client left (request r1)"),
-    (False, "WARNING", "stream of POST /api/chat cut: connection to Ollama lost mid-answer: reset (request r1)"),
-], ids=["the client left: the proxy cut the upstream", "the upstream failed"])
-def test_a_cut_stream_is_logged_as_whoever_ended_it(monkeypatch, client_left, level, message):
+@pytest.fixture
+def logged(monkeypatch):
+    """Return the list the stream module's log lines go to, apart from whatever apps made earlier set up."""
     import logging
 
-    from ollama_proxy.ledger import RequestRecord
-    from ollama_proxy.relay.streaming import stream_failure_logger
-
-    logged: list[logging.LogRecord] = []
+    lines: list[logging.LogRecord] = []
     handler = logging.Handler(logging.DEBUG)
-    handler.emit = logged.append
+    handler.emit = lines.append
     logger = logging.getLogger("ollama_proxy.relay.streaming")
-    monkeypatch.setattr(logger, "handlers", [handler])  # apart from whatever apps made earlier set up
+    monkeypatch.setattr(logger, "handlers", [handler])
     monkeypatch.setattr(logger, "propagate", False)
     monkeypatch.setattr(logger, "disabled", False)
     monkeypatch.setattr(logger, "level", logging.DEBUG)
-    record = RequestRecord(request_id="r1", method="POST", path="/api/chat", client="-", started=0.0,
-                           client_left=client_left)
-    stream_failure_logger("POST /api/chat", record)(UpstreamUnavailable("connection to Ollama lost mid-answer: reset"))
-    assert [(r.levelname, r.getMessage()) for r in logged] == [(level, message)]
+    return lines
+
+
+def _record(client_left: bool):
+    from ollama_proxy.ledger import RequestRecord
+
+    return RequestRecord(request_id="r1", method="POST", path="/api/chat", client="-", started=0.0,
+                         client_left=client_left)
+
+
+@pytest.mark.parametrize("client_left, said", [
+    (True, []),
+    (False, [("WARNING", "stream of POST /api/chat cut: connection to Ollama lost mid-answer: reset (request r1)")]),
+], ids=["the client left: told at the close", "the upstream failed"])
+def test_a_cut_stream_is_logged_as_whoever_ended_it(logged, client_left, said):
+    from ollama_proxy.relay.streaming import stream_failure_logger
+
+    stream_failure_logger("POST /api/chat", _record(client_left))(
+        UpstreamUnavailable("connection to Ollama lost mid-answer: reset"))
+    assert [(r.levelname, r.getMessage()) for r in logged] == said
+
+
+@pytest.mark.parametrize("client_left, said", [
+    (True, [("INFO", "stream of POST /api/chat ended: the client left (request r1)")]),
+    (False, []),
+], ids=["the client left", "it read to the end"])
+def test_a_stream_whose_client_left_says_so_when_it_closes_however_the_upstream_ended(logged, client_left, said):
+    """With the cut hold Ollama may end its answer cleanly after the proxy told it to stop: no error is seen."""
+    stream = ClosingStream(iter([b"one\n"]), lambda: None, _record(client_left))
+    assert list(stream) == [b"one\n"]
+    stream.close()
+    stream.close()
+    assert [(r.levelname, r.getMessage()) for r in logged] == said
 
 
 @pytest.mark.parametrize("consume, sent, completed", [(None, 14, True), (1, 4, False)])
