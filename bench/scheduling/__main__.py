@@ -24,13 +24,15 @@ def main() -> None:
     parser.add_argument("--system-tokens", type=int, default=2050, help="with --real: each system text's tokens")
     parser.add_argument("--turn-tokens", type=int, default=200, help="with --real: each question's tokens")
     parser.add_argument("--turns", type=int, default=4, help="with --real: turns of each conversation")
+    parser.add_argument("--case", choices=list(real_agents.CASES), action="append",
+                        help="with --real: run only this case (may be given more than once; default: all)")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the fakes' access lines
     began = time.monotonic()
     scenarios = dict(SCENARIOS)
     if args.real:
         scenarios["agents"] = lambda seconds: real_agents.main(seconds, args.system_tokens, args.turn_tokens,
-                                                               args.turns)
+                                                               args.turns, args.case)
     for name, scenario in scenarios.items():
         if not args.only or name in args.only:
             scenario(args.seconds)

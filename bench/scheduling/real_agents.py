@@ -5,7 +5,10 @@
 API (tests/e2e/ollama_on_llama.py). Conversations of a ``--system-tokens`` system text of their own,
 growing by a question of ``--turn-tokens`` and its answer a turn, ``--turns`` turns each, run side by
 side (each asks its next turn half a second after its answer): three of them (fewer than the four
-slots) and five (more), each with its own key and all with one key. Each is run straight to the
+slots) and five (more), each with its own key and all with one key; and two and three that open with one
+system text shared by all, as a team's coding agents do (llama-server gives the second the first one's slot
+over an empty one, and the two then take it from each other: only the choice of server keeps them apart).
+``--case`` runs some of them (``CASES``). Each is run straight to the
 servers, round-robin request by request and sticky (each conversation kept on one server), and through
 the proxy (two gevent workers, default settings); every run starts the servers and the proxy afresh.
 
@@ -24,6 +27,7 @@ import re
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -40,28 +44,43 @@ ROUND_ROBIN, STICKY, PROXY = "straight, round-robin", "straight, sticky", "proxy
 _ASKED = re.compile(r"(\S+) asks, turn (\d+):")
 
 
-def main(seconds: float, system_tokens: int = 2050, turn_tokens: int = 200, turns: int = 4) -> None:
-    """Run every case (``seconds`` is the other scenarios' and unused: each run lasts as its turns do)."""
-    for people, one_key in ((3, False), (3, True), (5, False), (5, True)):
+@dataclass(frozen=True)
+class Case:
+    people: int  # conversations side by side
+    one_key: bool = False  # all through one key, else a key each
+    shared_system: bool = False  # all open with one system text
+
+
+CASES = {"3": Case(3), "3-one-key": Case(3, one_key=True), "5": Case(5), "5-one-key": Case(5, one_key=True),
+         "2-shared": Case(2, shared_system=True), "3-shared": Case(3, shared_system=True)}
+
+
+def main(seconds: float, system_tokens: int = 2050, turn_tokens: int = 200, turns: int = 4,
+         cases: list[str] | None = None) -> None:
+    """Run the ``cases`` named (all by default; ``seconds`` is the other scenarios' and unused: each run lasts as
+    its turns do)."""
+    for name in cases or CASES:
+        case = CASES[name]
         columns, figures = {}, {}
         for run in (ROUND_ROBIN, STICKY, PROXY):
-            columns[run], figures[run] = _run(run, people, one_key, system_tokens, turn_tokens, turns)
-        keys = "one key" if one_key else "a key each"
-        about = (f"{people} conversations ({keys}) of {system_tokens:,} tokens of system text, growing by "
-                 f"{turn_tokens} and the answer a turn, {turns} turns each; 2 llama-servers x 2 slots")
+            columns[run], figures[run] = _run(run, case, system_tokens, turn_tokens, turns)
+        keys = "one key" if case.one_key else "a key each"
+        text = "one system text shared by all" if case.shared_system else "a system text each"
+        about = (f"{case.people} conversations ({keys}) opening with {text} of {system_tokens:,} tokens, growing "
+                 f"by {turn_tokens} and the answer a turn, {turns} turns each; 2 llama-servers x 2 slots")
         print_scenario("conversations on the real engine", about, columns, _targets(figures))
 
 
-def _run(run: str, people: int, one_key: bool, system_tokens: int, turn_tokens: int,
-         turns: int) -> tuple[dict, dict]:
+def _run(run: str, case: Case, system_tokens: int, turn_tokens: int, turns: int) -> tuple[dict, dict]:
     with tempfile.TemporaryDirectory(prefix="ollama-proxy-real-") as workdir:
         engines = [OllamaOnLlama(Path(workdir) / f"llama{i}", num_parallel=2, threads=1).start() for i in range(2)]
         proxy = None
         try:
             if run == PROXY:
                 proxy = _proxy(engines, Path(workdir) / "proxy")
-            chats = [Conversation(f"person{i}", system_tokens, turn_tokens) for i in range(people)]
-            send = _sender(run, engines, proxy, one_key)
+            chats = [Conversation(f"person{i}", system_tokens, turn_tokens, case.shared_system)
+                     for i in range(case.people)]
+            send = _sender(run, engines, proxy, case.one_key)
             asked = _talk(chats, turns, send)
             if proxy is None:
                 return _measure(engines, asked, None, None)
