@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable
 
 import gevent
-from gevent.event import AsyncResult
 
 from ollama_proxy.errors import Overloaded
 from ollama_proxy.scheduler.decisions.options import unify
@@ -31,10 +29,10 @@ from ollama_proxy.scheduler.decisions.prefix import prompt_tokens
 from ollama_proxy.scheduler.decisions.servers import Placement, ServerSpec, Start
 from ollama_proxy.scheduler.decisions.tickets import Grant, Loan, PromptRead, Ticket
 from ollama_proxy.scheduler.transport import wire
+from ollama_proxy.scheduler.transport.questions import RECONNECT_DELAY, Reply, ask_status
 from ollama_proxy.scheduler.transport.wire import Link
 
 log = logging.getLogger(__name__)
-RECONNECT_DELAY = 0.02  # seconds between tries to reach a new arbiter, for the first RECONNECT_QUICKLY seconds
 # A new arbiter takes office the moment the last one's worker is gone, and grants nothing for half a second
 # while the workers say what they hold: they try often at first, then ever less often, up to RECONNECT_MAX.
 RECONNECT_QUICKLY = 1.0
@@ -266,34 +264,7 @@ class SchedulerClient:
 
     def status(self, timeout: float) -> dict | None:
         """Return the arbiter's state (``snapshot``), or None if it did not answer within ``timeout`` seconds."""
-        question = uuid.uuid4().hex
-        answer = AsyncResult()
-
-        def receive(message: dict) -> None:
-            if message.get("id") == question:
-                answer.set(message["status"])
-        link = None
-        try:
-            with gevent.Timeout(timeout, False):
-                link = self._question_link(receive)
-                link.send({"op": "status", "id": question})
-                for message in () if answer.ready() else link.messages():
-                    receive(message)
-                    if answer.ready():
-                        break
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("the scheduler did not answer a status question: %s", exc)
-        finally:
-            if link is not None:
-                link.close()
-        return answer.value if answer.ready() else None
-
-    def _question_link(self, receive: Callable[[dict], None]) -> Link:
-        while True:  # while a new arbiter takes over; the caller's timeout ends it
-            try:
-                return self._ask(receive)
-            except OSError:
-                gevent.sleep(RECONNECT_DELAY)
+        return ask_status(self._ask, timeout)
 
     def _post(self, message: dict) -> None:
         """Send ``message`` on the line, if there is one; never wait, never fail.
@@ -415,23 +386,3 @@ class SchedulerClient:
         except OSError:
             pass
 
-
-class Reply:
-    """The word a waiting request gets, set once from another greenlet: the client's waiting primitive
-    (``SchedulerClient(reply=...)`` takes another, as a test's)."""
-
-    def __init__(self) -> None:
-        self._result = AsyncResult()
-
-    def set(self, message: dict) -> None:
-        self._result.set(message)
-
-    def ready(self) -> bool:
-        return self._result.ready()
-
-    def wait(self, seconds: float) -> dict | None:
-        """The message set within ``seconds``, or None."""
-        try:
-            return self._result.get(timeout=max(0.0, seconds))
-        except gevent.Timeout:
-            return None
