@@ -15,4 +15,5 @@ PYTHON=.venv/bin/python bash scripts/install-llama-server.sh
 bash scripts/install-codex.sh
 # Claude Code's CLI, pinned, for tests/e2e/test_claude_code.py (installed once from npm, then cached)
 bash scripts/install-claude-code.sh
-exec .venv/bin/python -m pytest "$@"
+# the slowest twenty are named at the end, so that a run that grows says where
+exec .venv/bin/python -m pytest --durations=20 "$@"
