@@ -7,8 +7,14 @@ bash scripts/install-test-services.sh  # nginx, systemd-analyze, logrotate for t
 bash scripts/install-js-clients.sh     # the JavaScript clients of tests/e2e/test_js_*.py (npm ci)
 bash scripts/install-go.sh             # Go, which reads multipart forms as Ollama does (tests/go_reader.py)
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet -e '.[test,dev]'  # dev: ruff, for scripts/check
+# Installed again only when what it installs changed (setup.cfg, pyproject.toml): the code itself is editable.
+stamp=".venv/.installed-test-$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+    .venv/bin/pip install --quiet --upgrade pip
+    .venv/bin/pip install --quiet -e '.[test,dev]'  # dev: ruff, for scripts/check
+    rm -f .venv/.installed-test-*
+    touch "$stamp"
+fi
 # llama-server and a tiny model for tests/e2e/test_llamacpp.py (built once, then cached)
 PYTHON=.venv/bin/python bash scripts/install-llama-server.sh
 # the Codex CLI for tests/e2e/test_codex.py, from npm at a pinned version (installed once, then cached)
