@@ -9,6 +9,7 @@ import sys
 
 from werkzeug.security import generate_password_hash
 
+from ollama_proxy.access.ratelimit.sqlite import check_file, file_of
 from ollama_proxy.cli import audit as cli_audit
 from ollama_proxy.cli import backup as cli_backup
 from ollama_proxy.cli import budgets as cli_budgets
@@ -49,6 +50,8 @@ def check_config(path: str | None) -> int:
     """Load and check a configuration; print a summary or the problem."""
     try:
         settings = load_settings(path)
+        if settings.ratelimit.storage_url.startswith("sqlite:"):
+            check_file(file_of(settings.ratelimit.storage_url))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 1

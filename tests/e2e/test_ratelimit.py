@@ -6,6 +6,8 @@ import copy
 import http.client
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -184,3 +186,40 @@ def test_tokens_are_charged_when_the_answer_ends(start_proxy, fake):
         time.sleep(0.05)
     assert after.status_code == 429 and "5 tokens per minute" in after.json()["error"]
     assert after.headers["x-ratelimit-remaining-tokens"] == "0"
+
+
+def test_counters_in_a_directory_still_to_be_made_limit_as_the_default_file_does(start_proxy, fake, tmp_path):
+    config = limited_config(fake.url, rpm=3)
+    counters = tmp_path / "state" / "not" / "made" / "yet" / "ratelimit.db"
+    config["ratelimit"] = {"storage_url": f"sqlite:///{counters}"}
+    proxy = start_proxy(config)
+    statuses = [requests.get(proxy.url + "/api/tags", headers=auth(LIMITED), timeout=30).status_code
+                for _ in range(6)]
+    assert statuses == [200, 200, 200, 429, 429, 429]
+    assert counters.is_file()
+
+
+@pytest.mark.parametrize("where", ["under a file", "a directory", "a directory to make"])
+def test_counters_that_cannot_be_kept_stop_the_start_and_fail_check_config(start_proxy, fake, tmp_path, where):
+    blocker = tmp_path / "blocker"
+    if where == "under a file":
+        blocker.write_text("not a directory")
+        counters = blocker / "ratelimit.db"
+    elif where == "a directory":
+        blocker.mkdir()
+        counters = blocker
+    else:  # its directory could be made, the file never opened: every request would be admitted
+        counters = tmp_path / "blocker" / "new"
+    config = limited_config(fake.url, rpm=3)
+    config["ratelimit"] = {"storage_url": f"sqlite:///{counters}" + ("/" if where == "a directory to make" else "")}
+    with pytest.raises(RuntimeError, match="server exited") as stopped:
+        start_proxy(config)
+    said = "is not a directory" if where == "under a file" else "it is a directory"
+    assert f"ratelimit.storage_url: cannot keep the counters in {counters}: " in str(stopped.value)
+    assert said in str(stopped.value)
+    checked = subprocess.run([sys.executable, "-m", "ollama_proxy.cli", "check-config",
+                              str(tmp_path / "proxy0" / "config.yaml")], capture_output=True, text=True, timeout=60,
+                             env={k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_PROXY_")})
+    assert checked.returncode == 1, checked.stdout
+    assert checked.stderr.startswith("configuration error: ratelimit.storage_url: cannot keep the counters in ")
+    assert said in checked.stderr

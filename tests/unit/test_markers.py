@@ -24,6 +24,7 @@ IN_HOUSE = {
     "tests.e2e.command": "the ollama-proxy command from this .venv",
     "tests.e2e.test_deploy": "the tools test_services installs, through that fixture",
     "tests.e2e.test_keys": "the ollama-proxy command from this .venv",
+    "tests.e2e.test_ratelimit": "ollama-proxy check-config, with this Python",
     "tests.e2e.test_start": "gunicorn and scripts/serve.sh from this checkout",
     "tests.e2e.test_upgrade_reload": "gunicorn, ollama-proxy and kill as the unit's ExecReload= says, from this .venv",
     "tests.e2e.test_readme": "bash, curl, scripts/serve.sh and the fake Ollama, as the README's first request does",

@@ -36,7 +36,7 @@ from limits.strategies import FixedWindowRateLimiter
 
 from ollama_proxy import ledger
 from ollama_proxy.access.auth import Principal
-from ollama_proxy.access.ratelimit import sqlite  # noqa: F401  registers the sqlite:// scheme with limits
+from ollama_proxy.access.ratelimit import sqlite  # registers the sqlite:// scheme with limits
 from ollama_proxy.config import RateLimitSettings
 from ollama_proxy.errors import RateLimited
 from ollama_proxy.ledger import RequestRecord, current_caller, current_record
@@ -82,6 +82,8 @@ class RateLimiter:
     def __init__(self, settings: RateLimitSettings):
         options = _storage_options(settings.storage_url, settings.storage_timeout)
         self.storage = storage_from_string(settings.storage_url, wrap_exceptions=True, **options)
+        if isinstance(self.storage, sqlite.SQLiteStorage):
+            self.storage.prepare()
         self.strategy = FixedWindowRateLimiter(self.storage)
         # principal id -> the holders its tokens are charged to (itself, its team), as last seen by this worker
         self.charged_to: dict[str, tuple[Holder, ...]] = {}

@@ -18,8 +18,11 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import closing
 
 from limits.storage import Storage
+
+from ollama_proxy.config import ConfigError
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, count INTEGER NOT NULL, expires REAL NOT NULL)"
 # A counter whose window has passed starts again from this increment.
@@ -41,7 +44,7 @@ class SQLiteStorage(Storage):
 
     def __init__(self, uri: str, wrap_exceptions: bool = False, busy_timeout: float = 5.0, **options):
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-        self.path = uri.split("://", 1)[1][1:]  # sqlite:///x -> x (relative), sqlite:////x -> /x
+        self.path = file_of(uri)
         if not self.path:
             raise ValueError(f"a SQLite rate-limit storage needs a file: {uri}")
         self.busy_timeout = busy_timeout
@@ -50,9 +53,24 @@ class SQLiteStorage(Storage):
         self._lock = threading.Lock()
         self._increments = 0
 
+    def prepare(self) -> None:
+        """Make the file and its table now, or raise ConfigError saying why it cannot be used.
+
+        At start, not at the first request: a file that cannot be made would fail every request, and one
+        that cannot be opened would admit every request unlimited (a storage outage admits).
+        """
+        check_file(self.path)
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            with closing(sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)) as db:
+                self._set_up(db)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(_cannot_keep(self.path, str(exc))) from None
+
     @property
     def base_exceptions(self):
-        return sqlite3.Error
+        # A directory deleted under a running service is an outage of the storage, as a locked file is.
+        return (sqlite3.Error, OSError)
 
     def _db(self) -> sqlite3.Connection:
         # A connection must not cross a fork: each worker opens its own.
@@ -119,3 +137,39 @@ class SQLiteStorage(Storage):
 
     def clear(self, key: str) -> None:
         self._query("DELETE FROM counters WHERE key = ?", (key,))
+
+
+def file_of(url: str) -> str:
+    """The file a ``sqlite://`` URL names: ``sqlite:///x`` is ``x`` (relative), ``sqlite:////x`` is ``/x``."""
+    return url.split("://", 1)[1][1:]
+
+
+def check_file(path: str) -> None:
+    """Raise ConfigError if the counters' file at ``path`` could not be made or written; nothing is made."""
+    problem = unusable(path)
+    if problem is not None:
+        raise ConfigError(_cannot_keep(path, problem))
+
+
+def _cannot_keep(path: str, problem: str) -> str:
+    return f"ratelimit.storage_url: cannot keep the counters in {os.path.abspath(path)}: {problem}"
+
+
+def unusable(path: str) -> str | None:
+    """Say why a SQLite file at ``path`` could not be made or written, or None if it could; nothing is made."""
+    if path == ":memory:":
+        return "an in-memory database is one per worker, each admitting the whole limit: name a file"
+    if os.path.isdir(path) or path.endswith("/"):
+        return "it is a directory"
+    directory = os.path.dirname(os.path.abspath(path))
+    existing = directory
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing} is not a directory"
+    # SQLite writes its -wal and -shm files beside the database: the directory must take new files.
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        return "it cannot be read and written"
+    return None

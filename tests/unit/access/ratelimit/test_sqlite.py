@@ -5,12 +5,14 @@ from __future__ import annotations
 import multiprocessing
 import time
 
+import pytest
 from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from ollama_proxy.access.ratelimit import sqlite as sqlite_storage
 from ollama_proxy.access.ratelimit.sqlite import SQLiteStorage
+from ollama_proxy.config import ConfigError
 
 PROCESSES = 4
 HITS_EACH = 50
@@ -76,3 +78,26 @@ def test_window_stats_through_the_strategy(tmp_path):
     stats = limiter.get_window_stats(item, "bob")
     assert stats.remaining == 0
     assert 0 < stats.reset_time - time.time() <= 1
+
+
+@pytest.mark.parametrize("name, made, said", [
+    ("new/dirs/c.db", None, None),
+    ("c.db", "a directory", "it is a directory"),
+    ("new/", None, "it is a directory"),
+    ("c.db/x.db", "a file", "is not a directory"),
+    (":memory:", None, "one per worker"),
+])
+def test_a_file_that_cannot_keep_the_counters_is_a_configuration_error(tmp_path, monkeypatch, name, made, said):
+    monkeypatch.chdir(tmp_path)
+    if made == "a directory":
+        (tmp_path / "c.db").mkdir()
+    elif made == "a file":
+        (tmp_path / "c.db").write_text("")
+    storage = SQLiteStorage(f"sqlite:///{name}")
+    if said is None:
+        storage.prepare()
+        assert (tmp_path / name).is_file()
+        return
+    with pytest.raises(ConfigError, match="^ratelimit.storage_url: cannot keep the counters in ") as refused:
+        storage.prepare()
+    assert said in str(refused.value)
