@@ -85,8 +85,9 @@ class AdminSettings:
         help="audit trail entries shown on the audit page (the newest); `ollama-proxy audit` lists them all")
     max_keys_per_member: int = setting(
         10, validate=AT_LEAST_1,
-        help="keys one person may own at once, made on **My keys** (docs/oidc.md); one more is refused until "
-             "they revoke one")
+        help="keys one person may own at once: made on **My keys** or the keys page, or service keys they are "
+             "named responsible for (docs/keys.md); one more is refused until they revoke one (an admin's own "
+             "making is not refused)")
     secret_shown_within: float = setting(
         300.0, validate=SECONDS,
         help="seconds a new key's secret waits in the store, sealed, for the page that shows it once after the "

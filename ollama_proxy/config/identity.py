@@ -72,9 +72,9 @@ class OidcSettings:
              "token, else by signing in again), and a worker asks it for every key owner (docs/oidc.md)")
     membership_max_age: float = setting(
         86400.0, validate=SECONDS,
-        help="seconds a key made on **My keys** works after the provider last confirmed that its owner is "
-             "in its team (a sign-in, or a re-check); past it the key is refused until one confirms it again. "
-             "At least `recheck`")
+        help="seconds a key with an owner (made on **My keys** or the keys page, or a service key) works after "
+             "the provider last confirmed that its owner is in its team, or an admin (a sign-in, or a re-check); "
+             "past it the key is refused until one confirms it again. At least `recheck`")
 
     @property
     def enabled(self) -> bool:

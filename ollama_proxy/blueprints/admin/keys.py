@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from flask import current_app, flash, redirect, render_template, session, url_for
+from flask import current_app, flash, redirect, render_template, request, session, url_for
 
 from ollama_proxy.access.membership import lapses
 from ollama_proxy.blueprints.admin.base import bp, change_and_return, signed_in
@@ -165,7 +165,25 @@ def edit_key(name: str):
 
 def _edit_page(key, form: KeyLimitsForm, status: int = 200, rotation: RotateKeyForm | None = None):
     return render_template("admin/key_edit.html", key=key, form=form, rotation=rotation or RotateKeyForm(formdata=None),
-                           chat_logs_enabled=_chat_logs_enabled(), now=datetime.now(timezone.utc)), status
+                           chat_logs_enabled=_chat_logs_enabled(), now=datetime.now(timezone.utc),
+                           people=people_in_scope() if key.service else ()), status
+
+
+@bp.post("/keys/<name>/responsible")
+def hand_over_key(name: str):
+    """Name another person responsible for a service key (its owner), as ``owners`` allows one at its making."""
+    key = _key_or_404(name)
+    try:
+        owner = owner_fields(True, request.form.get("responsible", ""), key.team)
+        owned = [other for other in current_store().list_keys(owner=owner["owner"]) if other.name != name]
+        if len(owned) >= owner.get("max_owned", len(owned) + 1):
+            raise Unowned(f"'{owner['owner']}' owns {owner['max_owned']} keys already (admin.max_keys_per_member)")
+        current_store().update_key(name, owner=owner["owner"], by=signed_in())
+    except (Unowned, StoreError) as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.edit_key", name=name) + "#responsible")
+    flash(f"Key '{name}' handed over to '{owner['owner']}'.", "ok")
+    return redirect(url_for("admin.edit_key", name=name))
 
 
 @bp.post("/keys/<name>/rotate")

@@ -27,7 +27,8 @@ SIGN_OUT = "admin.logout"  # anyone signed in may leave, a viewer too
 MY_KEYS = frozenset({"admin.my_keys", "admin.create_my_key", "admin.my_key_created", "admin.revoke_my_key"})
 # What a team admin reaches besides: its team's keys, budgets and usage (each page keeps to the team).
 TEAM_PAGES = frozenset({"admin.keys", "admin.create_key", "admin.key_created", "admin.edit_key", "admin.enable_key",
-                        "admin.rotate_key", "admin.key_rotated", "admin.delete_key", "admin.budgets",
+                        "admin.rotate_key", "admin.key_rotated", "admin.delete_key", "admin.hand_over_key",
+                        "admin.budgets",
                         "admin.set_budget", "admin.clear_budget", "admin.usage", "admin.usage_csv",
                         "admin.usage_report", "admin.usage_report_csv"})
 # The page each role lands on after signing in.

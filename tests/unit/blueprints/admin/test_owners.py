@@ -96,3 +96,21 @@ def test_a_team_admin_sets_and_clears_budgets_of_its_teams_people_not_its_own_no
     assert [(b.holder_kind, b.holder) for b in store.list_budgets()] == [("person", "sub-bob")]
     trail = [(e.action, e.target) for e in store.audit_trail() if e.action.startswith("budget") and e.actor == "tom"]
     assert trail == [("budget.set", "person sub-mia"), ("budget.clear", "person sub-mia")]
+
+
+def test_a_service_key_is_handed_over_within_the_team_and_a_persons_own_key_never(app, store):
+    signed_in_as(app, "member", "red", user="mia")
+    signed_in_as(app, "member", "blue", user="bob")
+    lead = signed_in_as(app, "team_admin", "red", user="tom")
+    assert new_key(lead, "red-webui", service="y").status_code == 303
+    assert new_key(lead, "tom-laptop").status_code == 303
+    page = lead.get("/admin/keys/red-webui").get_data(as_text=True)
+    assert 'id="hand-over"' in page and 'value="sub-mia"' in page and 'value="sub-bob"' not in page
+    handed = post(lead, "/admin/keys/red-webui/responsible", "/admin/keys/red-webui", responsible="sub-mia")
+    assert handed.status_code == 302 and store.get_key("red-webui").owner == "sub-mia"
+    for name, to in (("red-webui", "sub-bob"), ("tom-laptop", "sub-mia")):  # another team's; a person's own key
+        post(lead, f"/admin/keys/{name}/responsible", f"/admin/keys/{name}", responsible=to)
+    assert {k.name: k.owner for k in store.list_keys()} == {"red-webui": "sub-mia", "tom-laptop": "sub-tom"}
+    assert 'id="hand-over"' not in lead.get("/admin/keys/tom-laptop").get_data(as_text=True)
+    updates = [e for e in store.audit_trail() if e.action == "key.update"]
+    assert [(e.actor, e.before["owner"], e.after["owner"]) for e in updates] == [("tom", "sub-tom", "sub-mia")]
