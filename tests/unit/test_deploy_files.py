@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import yaml
+
 from ollama_proxy.config import parse_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -39,6 +41,28 @@ def test_every_file_the_service_writes_is_under_a_read_write_path():
         assert path.is_absolute(), f"{path} would be under the read-only code directory"
         assert any(path == root or root in path.parents for root in writable), \
             f"{path} is not writable under ProtectSystem=strict (ReadWritePaths={writable})"
+
+
+def _image_environment() -> dict[str, str]:
+    """The OLLAMA_PROXY_ variables the Dockerfile's ENV sets."""
+    return dict(re.findall(r"\b(OLLAMA_PROXY_\w+)=(\S+)", (DEPLOY / "Dockerfile").read_text()))
+
+
+def test_every_file_the_read_only_container_writes_is_on_a_volume():
+    service = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["ollama-proxy"]
+    assert service["read_only"] is True
+    volumes = [entry.split(":")[1] for entry in service["volumes"]] + service["tmpfs"]
+    writable = [Path(path) for path in volumes]
+    paths = _written_paths(_image_environment())
+    assert Path("/var/lib/ollama-proxy") in writable and len(paths) == 4
+    for path in paths:
+        assert any(path == root or root in path.parents for root in writable), \
+            f"{path} is not on a volume of deploy/compose.yaml ({writable}): the container is read-only"
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    made = re.search(r"install -d -o ollama-proxy .*", dockerfile).group(0).split()
+    declared = re.search(r"^VOLUME (.*)$", dockerfile, re.M).group(1)
+    for root in writable[:-1]:  # a new volume takes the owner the image gave its directory (tmpfs: anyone's)
+        assert str(root) in made and f'"{root}"' in declared, root
 
 
 def test_the_state_and_log_directories_are_made_by_systemd():
