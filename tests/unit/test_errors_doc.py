@@ -7,6 +7,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "ollama_proxy"
 DOC = ROOT / "docs" / "errors.md"
@@ -145,28 +147,36 @@ def _where(statuses, sources: dict[int, list[str]]) -> str:
     return "\n".join(f"  {status}: {', '.join(sources.get(status, ['?']))}" for status in sorted(statuses))
 
 
-def test_every_error_status_the_code_answers_has_a_row_in_docs_errors_md():
-    in_code = statuses_in_code(parse_package())
+@pytest.fixture(scope="module")
+def package() -> dict[str, ast.Module]:
+    """The package's syntax trees, read once for the tests of this module: none of them changes a tree."""
+    return parse_package()
+
+
+@pytest.fixture(scope="module")
+def in_code(package) -> dict[int, list[str]]:
+    return statuses_in_code(package)
+
+
+def test_every_error_status_the_code_answers_has_a_row_in_docs_errors_md(in_code):
     missing = set(in_code) - statuses_in_doc(DOC.read_text(encoding="utf-8"))
     assert not missing, f"statuses the code answers with no row in {DOC.name}:\n{_where(missing, in_code)}"
 
 
-def test_every_status_row_of_docs_errors_md_is_one_the_code_answers():
-    in_code = statuses_in_code(parse_package())
+def test_every_status_row_of_docs_errors_md_is_one_the_code_answers(in_code):
     stale = statuses_in_doc(DOC.read_text(encoding="utf-8")) - set(in_code) - set(DOCUMENTED_WITHOUT_A_LITERAL)
     assert not stale, (f"rows of {DOC.name} for statuses nothing in ollama_proxy/ answers (remove them, or say "
                        f"in DOCUMENTED_WITHOUT_A_LITERAL why they are true): {sorted(stale)}")
 
 
-def test_every_status_documented_without_a_literal_is_still_not_one_in_the_code():
-    in_code = statuses_in_code(parse_package())
+def test_every_status_documented_without_a_literal_is_still_not_one_in_the_code(in_code):
     assert not set(DOCUMENTED_WITHOUT_A_LITERAL) & set(in_code), (
         f"the code now gives these itself; drop them from DOCUMENTED_WITHOUT_A_LITERAL:\n"
         f"{_where(set(DOCUMENTED_WITHOUT_A_LITERAL) & set(in_code), in_code)}")
 
 
-def test_the_statuses_passed_on_from_an_upstream_have_a_row_of_their_own():
-    passed_on = passed_on_in_code(parse_package())
+def test_the_statuses_passed_on_from_an_upstream_have_a_row_of_their_own(package):
+    passed_on = passed_on_in_code(package)
     assert passed_on, "no error keeps an upstream's status any more: drop the row for them, and this test"
     rows = [when for status, when in status_rows(DOC.read_text(encoding="utf-8")) if not _STATUS.search(status)]
     assert any("Ollama" in when and "provider" in when for when in rows), (
