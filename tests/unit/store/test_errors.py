@@ -115,12 +115,14 @@ def test_every_public_method_of_the_store_is_called_below():
     assert public - NO_DATABASE == set(CALLS)
 
 
-@pytest.fixture
-def broken_store(tmp_path):
-    store = open_store(StoreSettings(f"sqlite:///{tmp_path / 'store.db'}", 5.0))
+@pytest.fixture(scope="module")
+def broken_store(tmp_path_factory):
+    """One store for every method: migrating a store takes long, and a method that fails changes nothing."""
+    where = tmp_path_factory.mktemp("broken")
+    store = open_store(StoreSettings(f"sqlite:///{where / 'store.db'}", 5.0))
     store.engine.dispose()
-    (tmp_path / "store.db").unlink()
-    (tmp_path / "store.db").mkdir()  # the file is now a directory: every query fails
+    (where / "store.db").unlink()
+    (where / "store.db").mkdir()  # the file is now a directory: every query fails
     yield store
     store.close()
 
