@@ -25,6 +25,7 @@ from tests.e2e.vm import (
     LAN_HOST,
     SERVICE_USER,
     VM,
+    edit_config,
     install_steps,
     without_comment,
     working_tree_repository,
@@ -32,24 +33,6 @@ from tests.e2e.vm import (
 
 PASSWORD = "a long admin password"
 LAST_STEP = "9. Back up and restore"
-
-
-def edit_config(vm: VM, upstream_url: str, token: str) -> None:
-    """What step 3 asks of the admin: Ollama's address, a token; and plain HTTP on the LAN for the admin page."""
-    path = vm.path("/etc/ollama-proxy/config.yaml")
-    text = path.read_text()
-    edits = {'base_url: "http://localhost:11434"': f'base_url: "{upstream_url}"',
-             "generate_tokens: []": f'generate_tokens: [{{name: lan, token: "{token}"}}]'}
-    for old, new in edits.items():
-        assert old in text, f"config/config.yaml has no `{old}` line any more"
-        text = text.replace(old, new, 1)
-    path.write_text(text)
-    vm.say(f"(the admin edits {path}: service.base_url, auth.generate_tokens)")
-    env = vm.path("/etc/ollama-proxy/env")
-    commented = "# OLLAMA_PROXY_ADMIN_COOKIE_SECURE=false"
-    assert commented in env.read_text(), "deploy/ollama-proxy.env has no line to let the admin page use plain HTTP"
-    env.write_text(env.read_text().replace(commented, commented[2:]))
-    vm.say(f"(and uncomments {commented[2:]} in {env}: plain HTTP on the LAN)")
 
 
 def chat(vm: VM, key: str) -> requests.Response:

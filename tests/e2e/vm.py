@@ -28,7 +28,7 @@ INSTALL = ROOT / "INSTALL.md"
 SERVICE_USER = "ollama-proxy"
 # The absolute paths of the VM that move under the scratch root.
 MOVED = ("/etc/ollama-proxy", "/opt/ollama-proxy", "/var/lib/ollama-proxy", "/var/log/ollama-proxy",
-         "/etc/systemd/system", "/etc/nginx", "/etc/logrotate.d", "/usr/local/bin")
+         "/etc/systemd/system", "/etc/nginx", "/etc/logrotate.d", "/usr/local/bin", "/root")
 # Files installed from the checkout whose contents name those paths.
 INSTALLED = ("etc/ollama-proxy/env", "usr/local/bin/ollama-proxy", "etc/systemd/system/ollama-proxy.service",
              "etc/logrotate.d/ollama-proxy")
@@ -45,6 +45,34 @@ def working_tree_repository(dest: Path) -> Path:
 
     `git clone <this repository>` then installs what is being tested: in CI, a clean clone, the same.
     """
+    _git(dest, "init", "-q")
+    _copy_working_tree(dest)
+    _git(dest, "add", "-A")
+    _git(dest, "commit", "-q", "-m", "the checkout under test")
+    return dest
+
+
+def release_repository(dest: Path, commit: str) -> Path:
+    """Return a git repository at ``dest`` whose one commit holds ``commit``'s files: a release published once."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=ROOT, capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    _git(dest, "init", "-q")
+    _git(dest, "add", "-A")
+    _git(dest, "commit", "-q", "-m", f"the release of commit {commit}")
+    return dest
+
+
+def publish_working_tree(repository: Path) -> None:
+    """Make this checkout's files the repository's next commit: the newer release `git pull` brings."""
+    _git(repository, "rm", "-rq", ".")
+    _copy_working_tree(repository)
+    _git(repository, "add", "-A")
+    _git(repository, "commit", "-q", "-m", "the checkout under test")
+
+
+def _copy_working_tree(dest: Path) -> None:
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                             capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, listed):
@@ -52,24 +80,41 @@ def working_tree_repository(dest: Path) -> Path:
         if source.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
-    for command in (["init", "-q"], ["add", "-A"], ["-c", "user.name=vm", "-c", "user.email=vm@lan", "commit",
-                                                       "-q", "-m", "the checkout under test"]):
-        subprocess.run(["git", *command], cwd=dest, check=True, capture_output=True)
-    return dest
+
+
+def _git(repository: Path, *command: str) -> None:
+    subprocess.run(["git", "-c", "user.name=vm", "-c", "user.email=vm@lan", *command], cwd=repository, check=True,
+                   capture_output=True)
 
 
 def install_steps(text: str) -> list[tuple[str, list[str]]]:
     """Return each "### N." step of the "On a VM" section with its shell lines (continuations joined)."""
     section = text.split("## On a VM", 1)[1].split("\n## ", 1)[0]
-    steps = []
-    for title, body in re.findall(r"^### (\d+\.[^\n]*)\n(.*?)(?=^### |\Z)", section, flags=re.M | re.S):
-        lines = []
-        for block in re.findall(r"```sh\n(.*?)```", body, flags=re.S):
-            for line in block.replace("\\\n", " ").splitlines():
-                if line.strip() and not line.lstrip().startswith("#"):
-                    lines.append(re.sub(r"\s+", " ", line.strip()))
-        steps.append((title.strip(), lines))
-    return steps
+    return [(title.strip(), shell_lines(body))
+            for title, body in re.findall(r"^### (\d+\.[^\n]*)\n(.*?)(?=^### |\Z)", section, flags=re.M | re.S)]
+
+
+def section_lines(text: str, heading: str) -> list[str]:
+    """Return the shell lines of the "## heading" section of a Markdown text."""
+    assert f"\n## {heading}\n" in text, f"no section \"## {heading}\""
+    return shell_lines(text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0])
+
+
+def shell_lines(markdown: str) -> list[str]:
+    """Return the lines of the ```sh blocks in ``markdown``, continuations joined, comment lines left out."""
+    lines = []
+    for block in re.findall(r"```sh\n(.*?)```", markdown, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                lines.append(re.sub(r"\s+", " ", line.strip()))
+    return lines
+
+
+def doc_line(markdown: str, start: str) -> str:
+    """Return the first shell line of ``markdown`` that begins with ``start``: a line the docs give to type."""
+    found = [line for line in shell_lines(markdown) if line.startswith(start)]
+    assert found, f"the docs no longer have a line beginning `{start}`"
+    return found[0]
 
 
 def without_comment(line: str) -> str:
@@ -88,17 +133,27 @@ class Unit:
     exec_start: list[str]
     umask: int
     directories: list[str]
+    exec_reload: list[list[str]]
 
     @classmethod
     def read(cls, path: Path) -> Unit:
         settings: dict[str, str] = {}
+        reload_lines = []
         for line in path.read_text().splitlines():
             if "=" in line and not line.startswith("#"):
                 key, value = line.split("=", 1)
-                settings.setdefault(key.strip(), value.strip())  # the first ExecReload= is enough here
+                settings.setdefault(key.strip(), value.strip())
+                if key.strip() == "ExecReload":
+                    reload_lines.append(shlex.split(value.strip()))
         return cls(settings["User"], settings["Group"], settings["WorkingDirectory"], settings["EnvironmentFile"],
                    shlex.split(settings["ExecStart"]), int(settings["UMask"], 8),
-                   [f"/var/lib/{settings['StateDirectory']}", f"/var/log/{settings['LogsDirectory']}"])
+                   [f"/var/lib/{settings['StateDirectory']}", f"/var/log/{settings['LogsDirectory']}"], reload_lines)
+
+    def environment(self) -> dict[str, str]:
+        """The environment systemd gives the unit's commands: a few of its own, then the EnvironmentFile=."""
+        account = pwd.getpwnam(self.user)
+        return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": account.pw_dir, "USER": self.user,
+                **environment_file(Path(self.env_file))}
 
 
 def environment_file(path: Path) -> dict[str, str]:
@@ -115,6 +170,24 @@ def environment_file(path: Path) -> dict[str, str]:
     return environ
 
 
+def edit_config(vm: VM, upstream_url: str, token: str) -> None:
+    """What step 3 asks of the admin: Ollama's address, a token; and plain HTTP on the LAN for the admin page."""
+    path = vm.path("/etc/ollama-proxy/config.yaml")
+    text = path.read_text()
+    edits = {'base_url: "http://localhost:11434"': f'base_url: "{upstream_url}"',
+             "generate_tokens: []": f'generate_tokens: [{{name: lan, token: "{token}"}}]'}
+    for old, new in edits.items():
+        assert old in text, f"config/config.yaml has no `{old}` line any more"
+        text = text.replace(old, new, 1)
+    path.write_text(text)
+    vm.say(f"(the admin edits {path}: service.base_url, auth.generate_tokens)")
+    env = vm.path("/etc/ollama-proxy/env")
+    commented = "# OLLAMA_PROXY_ADMIN_COOKIE_SECURE=false"
+    assert commented in env.read_text(), "deploy/ollama-proxy.env has no line to let the admin page use plain HTTP"
+    env.write_text(env.read_text().replace(commented, commented[2:]))
+    vm.say(f"(and uncomments {commented[2:]} in {env}: plain HTTP on the LAN)")
+
+
 @dataclass
 class VM:
     """A scratch root standing in for the VM, the running service and nginx, and a transcript."""
@@ -126,6 +199,7 @@ class VM:
     service: subprocess.Popen | None = None
     cwd: Path | None = None
     shell_env: dict = field(default_factory=dict)
+    placeholders: dict = field(default_factory=dict)  # what a git line's <...> stands for, beside the repository
     transcript: list[str] = field(default_factory=list)
 
     def __post_init__(self):
@@ -202,8 +276,10 @@ class VM:
                 self.say(f"# {line}\n(stood in for: the user {SERVICE_USER} exists already)")
                 return ""
             return self.run(line)
-        if words[0] == "git" and "<this repository>" in command:
-            return self.run(command.replace("<this repository>", str(self.repository)), shown=line)
+        if words[0] == "git" and "<" in command:
+            for placeholder, value in {"<this repository>": str(self.repository), **self.placeholders}.items():
+                command = command.replace(placeholder, value)
+            return self.run(command, shown=line)
         if words[0] == "cd" and len(words) == 2:
             self.cwd = self.path(words[1])
             self.say(f"# {line}")
@@ -220,6 +296,8 @@ class VM:
             return ""
         if command == f"systemctl start {SERVICE_USER}":
             return self.start_service(line)
+        if command == f"systemctl reload {SERVICE_USER}":
+            return self.reload_service(line)
         if command == f"systemctl status {SERVICE_USER}":
             assert self.service and self.service.poll() is None, self.service_output()
             self.say(f"# {line}\n(stood in for) active (running), main PID {self.service.pid}")
@@ -267,16 +345,28 @@ class VM:
             path.mkdir(parents=True, exist_ok=True)
             os.chown(path, account.pw_uid, account.pw_gid)
             path.chmod(0o750)
-        environ = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": account.pw_dir, "USER": unit.user,
-                   **environment_file(Path(unit.env_file))}
         self._service_out = open(self.service_log, "ab")  # a start after a stop adds to the log
-        self.service = subprocess.Popen(unit.exec_start, cwd=unit.workdir, env=environ, user=unit.user,
+        self.service = subprocess.Popen(unit.exec_start, cwd=unit.workdir, env=unit.environment(), user=unit.user,
                                         group=unit.group, extra_groups=[], umask=unit.umask,
                                         stdout=self._service_out, stderr=subprocess.STDOUT,
                                         preexec_fn=die_with_parent)
         wait_until_listening(f"http://127.0.0.1:{self.gunicorn_port}", self.service, 120, self.service_log)
         self.say(f"# {line}\n(stood in for) started {' '.join(unit.exec_start)} as {unit.user} "
                  f"in {unit.workdir}, environment from {unit.env_file}")
+        return ""
+
+    def reload_service(self, line: str) -> str:
+        """Run the installed unit's ExecReload= lines as systemd does: in order, as its user; a failure ends it."""
+        unit = Unit.read(self.root / "etc/systemd/system/ollama-proxy.service")
+        assert self.service and self.service.poll() is None, "systemctl reload of a service that is not running"
+        said = []
+        for argv in unit.exec_reload:
+            argv = [word.replace("$MAINPID", str(self.service.pid)) for word in argv]
+            done = subprocess.run(argv, cwd=unit.workdir, env=unit.environment(), user=unit.user, group=unit.group,
+                                  extra_groups=[], umask=unit.umask, capture_output=True, text=True, timeout=600)
+            said.append(f"(stood in for) ExecReload={' '.join(argv)}\n{(done.stdout + done.stderr).rstrip()}")
+            assert done.returncode == 0, f"`{line}` failed at {argv}:\n{done.stdout}{done.stderr}"
+        self.say(f"# {line}\n" + "\n".join(said))
         return ""
 
     def service_output(self) -> str:

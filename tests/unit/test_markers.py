@@ -28,6 +28,7 @@ IN_HOUSE = {
     "tests.e2e.test_start": "gunicorn and scripts/serve.sh from this checkout",
     "tests.e2e.test_upgrade_reload": "gunicorn, ollama-proxy and kill as the unit's ExecReload= says, from this .venv",
     "tests.e2e.test_readme": "bash, curl, scripts/serve.sh and the fake Ollama, as the README's first request does",
+    "tests.e2e.test_vm_year": "git, to find the earlier release (the VM's own lines run through tests.e2e.vm)",
     "tests.e2e.vm": "INSTALL.md's lines with bash, gunicorn as the unit says (nginx: tests.e2e.nginx)",
     "tests.unit.cli.test_usage": "the ollama-proxy command from this .venv, piped into head",
     "tests.unit.test_deploy_files": "this Python, running deploy/gunicorn.conf.py's worker hook",
