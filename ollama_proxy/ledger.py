@@ -159,6 +159,9 @@ class Hold:
     prompt: Callable[[], int] | None = None
     reported: bool = False
     ended: bool = False
+    figures: dict | None = None  # the counts and durations of the answer's final chunk, once it came
+    # A whole answer's tokens generated in (seconds held, prompt tokens): none came to be counted one by one.
+    generated: Callable[[float, int], int] | None = None
 
     def end(self, ran: bool = True) -> None:
         """The answer closed (``ran``: False if Ollama was never reached): charge it, once."""
@@ -168,10 +171,13 @@ class Hold:
         if self.reported or not ran:
             return
         record = self.record
-        record.gpu_seconds = (record.gpu_seconds or 0.0) + time.perf_counter() - self.granted
+        held = time.perf_counter() - self.granted
+        record.gpu_seconds = (record.gpu_seconds or 0.0) + held
         prompt = self.prompt() if self.prompt is not None else 0
         if prompt:
             record.prompt_tokens = (record.prompt_tokens or 0) + prompt
+        if self.generated is not None:
+            record.provisional_tokens += self.generated(held, prompt)
         record.measured = True
 
 

@@ -31,14 +31,16 @@ from ollama_proxy.backends.ollama import post_json
 from ollama_proxy.backends.pool import NOT_REACHED, OllamaPool
 from ollama_proxy.backends.pool_servers import PooledResponse, PoolServer, rank
 from ollama_proxy.client_watch import cancelled_if_client_leaves
+from ollama_proxy.dispatch.answer_counts import AnswerCounts
 from ollama_proxy.dispatch.body import OllamaBody
+from ollama_proxy.dispatch.charging import EMBEDDING_PATHS, PromptCharge, prompt_charge
 from ollama_proxy.dispatch.requester import current_requester
 from ollama_proxy.dispatch.tenants import shows_cache, usable
 from ollama_proxy.errors import Forbidden, Overloaded
 from ollama_proxy.greenlets import gevent_active, off_loop
 from ollama_proxy.ledger import Hold, hold_slot
-from ollama_proxy.observability.accounting import count_after_cut, note_cache_estimate, prompt_estimate
-from ollama_proxy.scheduler.decisions.prefix import chain_of, prompt_tokens
+from ollama_proxy.observability.accounting import count_after_cut, note_cache_estimate
+from ollama_proxy.scheduler.decisions.prefix import chain_of
 from ollama_proxy.scheduler.transport.admission import Admission, Requester
 from ollama_proxy.surfaces import ollama_path
 
@@ -46,7 +48,6 @@ DISPATCHER = "ollama_proxy.dispatcher"  # the app's extension
 # A chain over more messages is hashed on a thread: 20,000 of them take 0.16 s, which would hold every stream.
 CHAIN_OFF_LOOP_MESSAGES = 500
 CHAIN_OFF_LOOP_BYTES = 256 * 1024  # one huge message: 45 MB took 0.46 s to hash
-EMBEDDING_PATHS = ("/api/embed", "/api/embeddings")  # Ollama runs an embedding model with one slot
 
 
 def server_failed(status: int) -> bool:
@@ -76,6 +77,7 @@ class Dispatcher:
         self.max_wait = max_wait
         self.place_by_prompt = place_by_prompt  # tell the scheduler each prompt (``scheduling.prompt_placement``)
         self.isolation = isolation  # whose cache figures a request is told (``scheduling.prompt_cache_isolation``)
+        self.counts = AnswerCounts()  # how Ollama counts each model's prompts, and its pace: charged where unsaid
 
     def for_model(self, model: str, read_timeout: tuple[float, str] | None = None, enforce: dict | None = None,
                   who: Requester | None = None) -> OllamaModel:
@@ -100,7 +102,7 @@ class Dispatcher:
         sent = body.encoded() if isinstance(body, OllamaBody) else body
         for i, server in enumerate(candidates):
             answer = self._try(server, self._take_slot(server, who), i == len(candidates) - 1, method, path, who,
-                               False, sent, request, _charged_prompt(path, body, server))
+                               False, sent, request, self._charge(model, path, body, server))
             if answer is not None:
                 return answer
         raise AssertionError("rank() returns at least one server")
@@ -133,7 +135,7 @@ class Dispatcher:
             # Its client is watched until Ollama answers: Ollama sends nothing, headers included, before its
             # first token, and loading the model or reading a long prompt may take a GPU many seconds.
             answer = self._try(server, _counted(server, admitted.release), not remaining, method, path, who, True,
-                               sent, request, _charged_prompt(path, body, server, chain, admitted.options))
+                               sent, request, self._charge(model, path, body, server, chain, admitted.options))
             if answer is not None:
                 note_cache_estimate(who.record, admitted.cached)  # a server that failed answered nothing: not noted
                 return answer
@@ -141,14 +143,14 @@ class Dispatcher:
 
     def _try(self, server: PoolServer, release: Callable[[], None], last: bool, method: str, path: str,
              who: Requester, watched: bool, body, request: dict,
-             prompt: Callable[[], int] | None) -> PooledResponse | None:
+             charge: PromptCharge | None) -> PooledResponse | None:
         """Send to one server holding its slot; None to try the next (it was unreachable or failed, and is not last).
 
         ``watched``: a client that leaves before Ollama answers (its headers) cancels the request.
-        ``prompt``: GPU work's prompt tokens as estimated (when asked), charged with its slot-time if Ollama never
-        counts them.
+        ``charge``: GPU work's prompt (and a whole answer's generation) as the proxy counts them, charged with its
+        slot-time if Ollama never counts them.
         """
-        hold = hold_slot(who.record, prompt) if prompt is not None else None
+        hold = _hold(who, charge)
         try:
             with cancelled_if_client_leaves(who.environ if watched else None):
                 upstream = server.backend.open(method, path, body=body, **request)
@@ -164,7 +166,7 @@ class Dispatcher:
             release()
             raise
         if hold is not None and upstream.status >= 400:
-            hold.prompt = None  # refused, or failed before its answer: Ollama read no prompt to charge
+            hold.prompt = hold.generated = None  # refused, or failed before its answer: Ollama read no prompt
         if server_failed(upstream.status):
             self.pool.fail(server, f"answered status {upstream.status} to {path}")
             if not last:
@@ -175,8 +177,15 @@ class Dispatcher:
         if who.record is not None:
             who.record.cache_withheld = not shows_cache(server.settings, who.record.team, self.isolation)
         after_cut = lambda: getattr(upstream, "after_cut", b"")  # noqa: E731 - read when it closes
-        return PooledResponse(upstream, server, lambda: (count_after_cut(hold, after_cut()), _ended(hold), release()),
-                              hold)
+        return PooledResponse(upstream, server, lambda: (count_after_cut(hold, after_cut()), _learn(charge, hold),
+                                                         _ended(hold), release()), hold)
+
+    def _charge(self, model: str, path: str, body, server: PoolServer, chain: tuple = (),
+                granted: dict | None = None) -> PromptCharge | None:
+        """How a send is charged where Ollama never counts; None if it makes no GPU work."""
+        if not _makes_a_gpu_work(path):
+            return None
+        return prompt_charge(path, body, model, server.backend.settings.context_length, self.counts, chain, granted)
 
     def _take_slot(self, server: PoolServer, who: Requester) -> Callable[[], None]:
         """Count a request in; wait for one of a server's lock-file slots at its max_concurrent (scheduling off)."""
@@ -201,35 +210,19 @@ def _with_options(body, options: dict):
     return off_loop(lambda: body.with_options(options)) if body.large() else body.with_options(options)
 
 
-def _charged_prompt(path: str, body, server: PoolServer, chain: tuple = (),
-                    granted: dict | None = None) -> Callable[[], int] | None:
-    """The prompt tokens a send is charged if Ollama never counts them; None if it makes no GPU work.
-
-    What Ollama would read: the placement chain's count (estimated when needed, off the event loop for a
-    large body, where placement made none), but never more than the context the prompt is read into, as
-    Ollama truncates it there.
-    """
-    if not _makes_a_gpu_work(path):
+def _hold(who: Requester, charge: PromptCharge | None) -> Hold | None:
+    """Start charging a send of GPU work (None for other work, or without a record)."""
+    if charge is None:
         return None
-    data = body.data if isinstance(body, OllamaBody) else {}
-    context = _context_of(data, granted, server.backend.settings.context_length)
-
-    def tokens() -> int:
-        if chain and path not in EMBEDDING_PATHS and (data.get("messages") or data.get("prompt")):
-            return min(prompt_tokens(chain), context)
-        if isinstance(body, OllamaBody) and len(body.encoded()) > CHAIN_OFF_LOOP_BYTES:
-            return min(off_loop(lambda: prompt_estimate(path, data)), context)
-        return min(prompt_estimate(path, data), context)
-    return tokens
+    hold = hold_slot(who.record, charge.tokens)
+    if hold is not None and charge.whole:
+        hold.generated = charge.generated
+    return hold
 
 
-def _context_of(data: dict, granted: dict | None, default: int) -> int:
-    """The ``num_ctx`` a request runs with: the one its grant sends, else its own, else the server's default."""
-    for options in (granted, data.get("options")):
-        value = options.get("num_ctx") if isinstance(options, dict) else None
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return default
+def _learn(charge: PromptCharge | None, hold: Hold | None) -> None:
+    if charge is not None and hold is not None:
+        charge.answered(hold.figures)
 
 
 def _ended(hold: Hold | None, ran: bool = True) -> None:

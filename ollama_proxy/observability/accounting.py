@@ -33,6 +33,7 @@ from ollama_proxy.translate.openai_common import choice_texts
 
 _DONE = b'"done":true'  # Ollama writes compact JSON; inside a string the quotes would be escaped
 _GENERATED = ("content", "thinking", "tool_calls")
+_FIGURES = ("prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration")  # what a hold learns from
 # An OpenAI stream's line with generated text in it: content, reasoning, or a tool call's arguments.
 _SSE_GENERATED = re.compile(rb'"(?:content|reasoning_content|reasoning|arguments)"\s*:\s*"[^"]')
 
@@ -74,6 +75,7 @@ def note_answer(record: RequestRecord | None, answer: dict, hold: Hold | None = 
         record.gpu_seconds = (record.gpu_seconds or 0.0) + total / 1e9
         if hold is not None:
             hold.reported = True
+            hold.figures = {key: answer.get(key) for key in _FIGURES}
     if record is not None and _nanoseconds(load):
         record.load_seconds = load / 1e9
     if record is not None and _nanoseconds(prefill):

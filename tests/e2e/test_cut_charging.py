@@ -139,3 +139,42 @@ def test_a_huge_cut_prompt_is_charged_at_most_its_context(proxy, gpu):
     assert row["aborted"] and row["measured"], row
     assert 0 < row["prompt_tokens"] <= 2048, row
     assert time.monotonic() - started < 30
+
+
+@pytest.fixture
+def lone_proxy(start_proxy, gpu):
+    """One worker: what its answers taught it is what charges the next request."""
+    return start_proxy(base_config(gpu.url, **SLOTS), workers=1)
+
+
+def _whole(proxy, secret: str, request_id: str) -> dict:
+    path, body = SURFACES["native"]
+    answer = requests.post(proxy.url + path, json={**body, "stream": False}, timeout=30,
+                           headers={"Authorization": f"Bearer {secret}", "X-Request-Id": request_id})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_a_short_cut_prompt_is_charged_what_ollama_counted_of_it_on_every_surface(lone_proxy, gpu):
+    secret = _key(lone_proxy, "short")
+    counted = _whole(lone_proxy, secret, "short-whole")["prompt_eval_count"]
+    for surface, (path, body) in SURFACES.items():
+        _cut(lone_proxy.url + path, secret, f"short-{surface}", body, 1)
+        _held(gpu, -1)
+    for surface in SURFACES:
+        row = _row(lone_proxy, "short", f"short-{surface}")
+        assert row["measured"] and abs(row["prompt_tokens"] - counted) <= max(1, EXACT * counted), (surface, row)
+
+
+def test_a_whole_answer_whose_client_left_is_charged_the_tokens_it_generated(lone_proxy, gpu):
+    secret = _key(lone_proxy, "leaver")
+    _whole(lone_proxy, secret, "leaver-whole")  # its answer says the model's pace
+    path, body = SURFACES["native"]
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(lone_proxy.url + path, json={**body, "stream": False}, timeout=(5, 5.5 * DELAY),
+                      headers={"Authorization": f"Bearer {secret}", "X-Request-Id": "leaver-left"})
+    assert wait_for(lambda: gpu.left_whole, timeout=10)
+    generated = gpu.left_whole[-1]
+    row = _row(lone_proxy, "leaver", "leaver-left")
+    assert row["aborted"] and row["measured"], row
+    assert generated >= 4 and abs(row["completion_tokens"] - generated) <= 1, (row, generated)

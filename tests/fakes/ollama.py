@@ -374,6 +374,7 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         self.loaded = set()
         self.requests = []
         self.streams = []
+        self.left_whole: list[int] = []  # tokens each whole answer whose client left had generated
         self.blobs = {}
         self.reset_cloud()
         self._scripts: dict[str, Behavior] = {}
@@ -867,6 +868,7 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         chunks = []
         for index, event in enumerate(events):
             if peer_gone(sock):
+                self.left_whole.append(len(chunks))
                 return _error(499, "request canceled")
             if index == behavior.drop_after:
                 _hang_up(sock)
