@@ -78,7 +78,7 @@ def test_creating_redirects_and_the_secret_is_shown_once(client, store):
     shown = client.get(answer.location)
     secret = SECRET.search(shown.get_data(as_text=True)).group(0)
     assert store.find_key(secret).name == "alice"
-    assert set(held) == {"handle", "pad"} and secret not in str(held)  # the cookie is signed, not encrypted
+    assert set(held) == {"name", "handle", "pad"} and secret not in str(held)  # the cookie is signed, not encrypted
     assert shown.headers["Cache-Control"] == "no-store"
     with client.session_transaction("/admin") as session:
         assert CREATED not in session

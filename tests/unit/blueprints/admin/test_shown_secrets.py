@@ -25,12 +25,13 @@ def test_a_pad_of_another_length_opens_nothing():
 def test_a_held_secret_is_taken_once_and_only_by_its_key(store):
     session = {}
     hold_secret(session, store, "alice", SECRET, 60)
-    assert set(session[CREATED]) == {"handle", "pad"} and SECRET not in str(session)
+    assert set(session[CREATED]) == {"name", "handle", "pad"} and SECRET not in str(session)
     assert take_secret(session, store, "alice") == SECRET
     assert session == {} and take_secret(session, store, "alice") is None
     hold_secret(session, store, "alice", SECRET, 60)
     assert take_secret(session, store, "bob") is None
-    assert session == {}  # a secret for another key is dropped, not kept
+    assert session[CREATED]["name"] == "alice"  # another key's page leaves it to be shown on alice's
+    assert take_secret(session, store, "alice") == SECRET and session == {}
 
 
 def test_a_secret_held_the_way_an_older_version_did_is_dropped(store):
