@@ -10,12 +10,13 @@ from ollama_proxy.app import create_app
 from ollama_proxy.blueprints.admin.session import start_session
 from ollama_proxy.config import parse_settings
 from ollama_proxy.store import current_store
+from tests.migrated import migrated_sqlite
 
 CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 def admin_app(tmp_path, **sections):
-    raw = {"logging": {"dir": str(tmp_path / "logs")}, "store": {"url": f"sqlite:///{tmp_path}/store.db"},
+    raw = {"logging": {"dir": str(tmp_path / "logs")}, "store": {"url": migrated_sqlite(tmp_path / "store.db")},
            "admin": {"password_hash": "pbkdf2:sha256:1000$salt$00ff", "secret_key": "k" * 40}}
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}
