@@ -12,6 +12,7 @@ from ollama_proxy.config import parse_settings
 from ollama_proxy.store import current_store
 from ollama_proxy.store.budgets import period_bounds
 from tests.actors import TESTER
+from tests.migrated import migrated_sqlite
 
 TOKEN = "sk-budget-test-token-000001"
 ASKED = {"model": "llama3.2", "stream": False, "messages": [{"role": "user", "content": "hi"}]}
@@ -19,7 +20,7 @@ ASKED = {"model": "llama3.2", "stream": False, "messages": [{"role": "user", "co
 
 @pytest.fixture
 def app(tmp_path, fake):
-    settings = parse_settings({"logging": {"dir": str(tmp_path)}, "store": {"url": f"sqlite:///{tmp_path}/s.db"},
+    settings = parse_settings({"logging": {"dir": str(tmp_path)}, "store": {"url": migrated_sqlite(tmp_path / "s.db")},
                                "service": {"base_url": fake.url}, "metrics": {"enabled": True},
                                "budgets": {"cache_seconds": 0, "lease_seconds": 0}}, environ={})
     app = create_app(settings)
@@ -111,7 +112,7 @@ def test_budgets_the_store_cannot_read_again_are_those_read_last(app, caplog):
 
 
 def test_a_token_of_the_file_is_served_though_the_budgets_were_never_read(tmp_path, fake):
-    settings = parse_settings({"logging": {"dir": str(tmp_path)}, "store": {"url": f"sqlite:///{tmp_path}/s.db"},
+    settings = parse_settings({"logging": {"dir": str(tmp_path)}, "store": {"url": migrated_sqlite(tmp_path / "s.db")},
                                "service": {"base_url": fake.url}, "auth": {"generate_tokens": [TOKEN]}}, environ={})
     app = create_app(settings)
     with app.app_context():

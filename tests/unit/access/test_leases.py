@@ -12,6 +12,7 @@ from ollama_proxy.store import DatabaseError, open_store
 from ollama_proxy.store.errors import MayHaveLanded
 from tests.actors import TESTER
 from tests.fakes.clock import ManualClock
+from tests.migrated import migrated_sqlite
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 END = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -19,7 +20,7 @@ END = datetime(2026, 12, 1, tzinfo=timezone.utc)
 
 @pytest.fixture
 def store(tmp_path):
-    opened = open_store(StoreSettings(f"sqlite:///{tmp_path / 'store.db'}", busy_timeout=5.0))
+    opened = open_store(StoreSettings(migrated_sqlite(tmp_path / "store.db"), busy_timeout=5.0))
     opened.create_team("lab", by=TESTER)
     yield opened
     opened.close()

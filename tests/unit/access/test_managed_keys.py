@@ -16,6 +16,7 @@ from ollama_proxy.store.keys import is_secret_shaped, new_secret
 from tests.actors import TESTER
 from tests.e2e.server import free_port
 from tests.fakes.clock import ManualClock
+from tests.migrated import migrated_sqlite
 
 NOW = datetime.now(timezone.utc)
 CACHE_SECONDS = 5
@@ -44,7 +45,7 @@ class CountingStore:
 
 @pytest.fixture
 def store(tmp_path):
-    opened = open_store(StoreSettings(f"sqlite:///{tmp_path / 'store.db'}", 5.0))
+    opened = open_store(StoreSettings(migrated_sqlite(tmp_path / "store.db"), 5.0))
     yield opened
     opened.close()
 
