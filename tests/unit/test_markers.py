@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import ast
 import configparser
+import functools
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.conftest import OUTSIDE_TOOLS, imported_modules
@@ -37,7 +36,7 @@ IN_HOUSE = {
     "tests.unit.access.test_together": "greenlets in a gevent-patched process, with this Python",
     "tests.unit.config.test_reference": "the reference generator, with this Python",
     "tests.unit.test_docs": "mkdocs from this .venv",
-    "tests.unit.test_markers": "pytest, to collect the end-to-end tests",
+    "tests.unit.conftest": "pytest, to collect the end-to-end tests for tests.unit.test_markers",
     "tests.unit.test_bench": "the benchmarks imported, with this Python",
 }
 _STARTS = re.compile(r"\bsubprocess\.|\bPopen\(|\bsync_playwright\b")
@@ -73,19 +72,17 @@ def test_every_module_that_starts_a_program_is_known():
     assert not set(IN_HOUSE) - starting, "IN_HOUSE names a module that starts nothing now"
 
 
+@functools.cache  # read once per file, not once per test of it
 def _starts_directly(path: Path) -> dict[str, set[str]]:
     """Map each function of a test file to the markers of the fixtures among its own parameters."""
     return {node.name: {STARTERS[arg.arg] for arg in node.args.args if arg.arg in STARTERS}
             for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.FunctionDef)}
 
 
-def test_leaving_every_tool_out_leaves_out_every_test_that_starts_one():
-    leave_out = " or ".join(OUTSIDE_TOOLS)
-    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                           "-m", f"not ({leave_out})", "tests/e2e"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    kept = [line.split("::") for line in done.stdout.splitlines() if "::" in line]
+def test_leaving_every_tool_out_leaves_out_every_test_that_starts_one(e2e_collection):
+    status, listed = e2e_collection  # collected beside the other unit tests: tests/unit/conftest.py
+    assert status == 0, listed[-6000:]
+    kept = [line.split("::") for line in listed.splitlines() if "::" in line]
     assert kept
     for file, name, *_ in kept:
         path = ROOT / file
