@@ -202,7 +202,9 @@ def chat_turns(*said):
 
 
 def test_a_prompt_cache_spares_a_conversation_its_earlier_turns_and_keeps_one_pushed_out_in_ram():
-    with FakeOllama(num_parallel=2, prompt_cache=True, prompt_token_seconds=0.02, reports_cached=True) as fake:
+    # Per token read: enough that a prompt of ~90 tokens read takes clearly longer than one of 25.
+    per_token = 0.01
+    with FakeOllama(num_parallel=2, prompt_cache=True, prompt_token_seconds=per_token, reports_cached=True) as fake:
         fake.script("llama3.2", reply="ok sure")
         essay = {name: f"{name} " + "tell me about the history of the sky " * 10 for name in "ABC"}
 
@@ -223,7 +225,7 @@ def test_a_prompt_cache_spares_a_conversation_its_earlier_turns_and_keeps_one_pu
         assert second["prompt_eval_count"] == second_record.prompt_tokens
         assert second["prompt_eval_cached_count"] == second_record.cached_tokens
         assert second_record.prompt_tokens - second_record.cached_tokens == 25
-        assert second["prompt_eval_duration"] == pytest.approx(25 * 0.02e9, rel=1e-6)
+        assert second["prompt_eval_duration"] == pytest.approx(25 * per_token * 1e9, rel=1e-6)
         assert second["total_duration"] >= second["prompt_eval_duration"] + second["eval_duration"]
         assert second_took < first_took - 0.2
         assert fake.cache_slots("llama3.2") == [(0, False), (second_record.prompt_tokens + 2, False)]
