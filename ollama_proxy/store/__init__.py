@@ -3,7 +3,8 @@
 SQLAlchemy Core over SQLite (the default, a file, nothing to install) or
 PostgreSQL (``postgresql://...``, psycopg 3, for several instances). The schema
 is created and migrated with Alembic when the store opens (``migrate=True``),
-under a lock, so several processes may start at once.
+under a lock, so several processes may start at once. The app's workers only
+check it (``check_serving``): gunicorn's master migrates it at start and reload.
 
     store = open_store(settings.store)      # or, in the app: current_store()
 
@@ -78,7 +79,7 @@ from ollama_proxy.store.engine import open_engine
 from ollama_proxy.store.errors import Conflict, DatabaseError, Missing, StoreError, ValueRefused, database_errors
 from ollama_proxy.store.keys import ApiKey, KeyStore
 from ollama_proxy.store.members import Member, MemberStore
-from ollama_proxy.store.migrate import current_revision, upgrade
+from ollama_proxy.store.migrate import check_serving, current_revision, upgrade
 from ollama_proxy.store.models import ModelStore
 from ollama_proxy.store.shown_secrets import ShownSecretStore
 from ollama_proxy.store.teams import Team, TeamStore
@@ -125,9 +126,20 @@ class _LazyStore:
         if self._store is None:
             with self._lock:
                 if self._store is None:
-                    # gunicorn's master migrated already (deploy/gunicorn.conf.py): this only checks.
-                    self._store = open_store(self._settings)
+                    self._store = _open_for_a_worker(self._settings)
         return self._store
+
+
+def _open_for_a_worker(settings: StoreSettings) -> Store:
+    """Open the store with a check only: gunicorn's master migrates it (deploy/gunicorn.conf.py), never a worker."""
+    store = open_store(settings, migrate=False)
+    try:
+        with database_errors():
+            check_serving(store.engine)
+    except DatabaseError:
+        store.close()
+        raise
+    return store
 
 
 def init_app(app: Flask) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, inspect, text
 
 from ollama_proxy import __version__
 from ollama_proxy.store.backup import online_backup, upgrade_backup_path
-from ollama_proxy.store.errors import StoreError
+from ollama_proxy.store.errors import DatabaseError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,10 @@ class UnknownRevision(StoreError):
 def known_revisions() -> frozenset[str]:
     """Return the revisions of the migration scripts this code ships, read from their names without alembic."""
     return frozenset(path.name[:4] for path in _VERSIONS.glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
+class StoreBehind(DatabaseError):
+    """The store is at an older migration than this code: a worker waits for gunicorn's master to migrate it."""
 
 
 def refuse_unknown(revision: str | None) -> None:
@@ -91,6 +95,26 @@ def upgrade(engine: Engine) -> None:
             config.attributes["connection"] = connection
             with ALEMBIC_IN_USE:
                 command.upgrade(config, "head")  # a no-op when another process got there first
+
+
+def check_serving(engine: Engine) -> None:
+    """Make a worker's store ready without migrating one that is in use; raise ``StoreBehind`` for an older one.
+
+    Only gunicorn's master (at start and reload) and the ``ollama-proxy`` commands migrate a store in use,
+    backing it up first. A worker of the older release still serving during a reload finds the store at a
+    newer migration and serves on: each release's migrations keep the previous release working (it once
+    tried to migrate, and failed at an unknown revision). A new database, which nothing runs on yet, is
+    made here: the app run outside gunicorn (tests, ``flask run``) has no master to make it.
+    """
+    with _migration_lock(engine):
+        revision = current_revision(engine)
+    if revision is None:
+        upgrade(engine)
+    # Ordered by number, not by the scripts on disk: `git pull` puts the newer release's there under this code.
+    elif revision < HEAD_REVISION and revision in known_revisions():
+        message = (f"the store is at migration {revision}, older than this code's {HEAD_REVISION}: gunicorn's "
+                   f"master migrates it at start and at reload (systemctl reload ollama-proxy)")
+        raise StoreBehind(message, f"store at migration {revision}, this code needs {HEAD_REVISION}")
 
 
 def back_up_before_upgrade(engine: Engine, revision: str) -> str | None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import requests
 
+from tests.actors import TESTER
 from tests.e2e.conftest import auth, base_config
 from tests.e2e.server import DEPLOY, ROOT, ProxyServer, start_server, wait_for
 
@@ -265,6 +266,32 @@ def test_a_failing_migration_refuses_the_reload_and_the_old_workers_go_on(fake, 
         assert answer.status_code == 200 and MARK_HEADER not in answer.headers, "not the old code's answer"
         assert server.worker_pids() == old_workers and server.process.poll() is None
         assert store_revision(server) == old_revision
+    finally:
+        server.stop()
+
+
+def test_a_worker_that_first_opens_the_store_after_a_newer_migration_serves_on(fake, tmp_path):
+    """Workers only check the store. Another instance sharing it (as on PostgreSQL) is upgraded first and migrates
+    it: this instance's workers, opening it only then, serve on with the code they run."""
+    server = start_release(fake, tmp_path)
+    try:
+        store = server.open_store()
+        secret = store.create_key("early", by=TESTER)[1]
+        store.close()
+        workers = server.worker_pids()
+        other = release(tmp_path / "other-instance")
+        new_revision = pull(other, GOOD_MIGRATION)
+        migrated = subprocess.run([sys.executable, "-m", "ollama_proxy.upgrade"], cwd=other, capture_output=True,
+                                  text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(other),
+                                                               "OLLAMA_PROXY_CONFIG": str(server.config_path)})
+        assert migrated.returncode == 0, migrated.stderr
+        assert store_revision(server) == new_revision
+        body = {"model": QUICK_MODEL, "messages": [{"role": "user", "content": "x"}], "stream": False}
+        answers = [requests.post(server.url + "/api/chat", json=body, timeout=10,
+                                 headers={"Authorization": f"Bearer {secret}"}) for _ in range(6)]
+        assert [answer.status_code for answer in answers] == [200] * 6, answers[-1].text
+        assert all(MARK_HEADER not in answer.headers for answer in answers), "not the old workers' answers"
+        assert server.worker_pids() == workers and store_revision(server) == new_revision
     finally:
         server.stop()
 

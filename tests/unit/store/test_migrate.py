@@ -10,7 +10,15 @@ from sqlalchemy import inspect, text
 from ollama_proxy.config import StoreSettings
 from ollama_proxy.store import open_store
 from ollama_proxy.store.engine import open_engine
-from ollama_proxy.store.migrate import ALEMBIC_IN_USE, HEAD_REVISION, current_revision, head_revision, upgrade
+from ollama_proxy.store.migrate import (
+    ALEMBIC_IN_USE,
+    HEAD_REVISION,
+    StoreBehind,
+    check_serving,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 from tests.actors import TESTER
 
 
@@ -303,4 +311,38 @@ def test_a_store_made_before_key_rotation_keeps_its_keys_rotates_them_and_goes_b
         assert _old_key_column(store.engine, "prefix") == secret[:11]
     finally:
         store.close()
+        engine.dispose()
+
+
+def test_a_worker_makes_a_new_store(store_url):
+    engine = open_engine(store_url, 5.0)
+    try:
+        check_serving(engine)
+        assert current_revision(engine) == HEAD_REVISION
+    finally:
+        engine.dispose()
+
+
+def test_a_worker_serves_a_store_a_newer_release_migrated_and_leaves_it_so(store_url):
+    """An old worker during an upgrade's reload: the store is past its code, and it must serve on."""
+    store = open_store(StoreSettings(store_url, 5.0))
+    try:
+        with store.engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        check_serving(store.engine)
+        assert current_revision(store.engine) == "9999"
+    finally:
+        store.close()
+
+
+def test_a_worker_refuses_an_older_store_and_leaves_migrating_it_to_the_master(store_url):
+    engine = open_engine(store_url, 5.0)
+    try:
+        with _migrated(engine, "0018"):
+            pass
+        with pytest.raises(StoreBehind) as refused:
+            check_serving(engine)
+        assert current_revision(engine) == "0018"
+        assert "older than this code's" in str(refused.value) and "reload" in str(refused.value)
+    finally:
         engine.dispose()
