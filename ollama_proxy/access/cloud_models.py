@@ -16,14 +16,21 @@ from ollama_proxy.errors import Forbidden
 from ollama_proxy.routing.names import is_cloud_model
 
 
-def may_use_cloud(principal, model: str) -> bool:
-    """Tell whether ``principal`` may use ``model`` as far as the cloud goes: a local model, or the permission."""
-    return principal is None or principal.cloud or not is_cloud_model(model)
+def may_use_cloud(principal, model: str, remote: bool = False) -> bool:
+    """Tell whether ``principal`` may use ``model`` as far as the cloud goes: a local model, or the permission.
+
+    ``remote``: an Ollama server lists the model as run on another host (``remote_host``), whatever its name
+    says. So a copy of a cloud model under a local-sounding name (``/api/copy``, ``/api/create`` from one),
+    which Ollama still runs on ollama.com, is a cloud model too.
+    """
+    return principal is None or principal.cloud or not (remote or is_cloud_model(model))
 
 
-def check_cloud_use(principal, model: str, asked: str | None = None, field: str = "model") -> None:
-    """Refuse ``principal`` a cloud model (``model``, which ``asked`` names, if an alias) it has no permission for."""
-    if may_use_cloud(principal, model):
+def check_cloud_use(principal, model: str, asked: str | None = None, field: str = "model",
+                    remote: bool = False) -> None:
+    """Refuse ``principal`` a cloud model (``model``, which ``asked`` names, if an alias) it has no permission for;
+    ``remote`` as for ``may_use_cloud``."""
+    if may_use_cloud(principal, model, remote):
         return
     named = f"'{model}'" if asked is None or asked == model else f"'{asked}' (an alias of '{model}')"
     raise Forbidden(f"token '{principal.name}' may not use the cloud model {named}: cloud models send the prompt to "

@@ -58,6 +58,7 @@ class OllamaPool:
         self._lock = threading.Lock()
         self._pid = 0
         self._first_refresh = threading.Event()
+        self._listed_until = 0.0  # with one server: when this worker's last read of its listing goes stale
 
     @property
     def default(self) -> PoolServer:
@@ -106,6 +107,17 @@ class OllamaPool:
         if wait:
             self._first_refresh.wait(self.routing.refresh_timeout * 2)
 
+    def runs_remotely(self, model: str) -> bool:
+        """Tell whether a server lists ``model`` as run on another host (``remote_host``), as it last read.
+
+        With one server no thread reads its listing (``start``): it is read here, once a ``refresh_interval``.
+        """
+        if not self.reads_models and time.monotonic() >= self._listed_until:
+            self._listed_until = time.monotonic() + self.routing.refresh_interval
+            self.gather("/api/tags")  # a server that does not answer: its models are judged by their names alone
+        wanted = canonical(model)
+        return any(wanted in server.remote for server in self.servers)
+
     def models_known(self, within: float = 0.0) -> bool:
         """Tell whether this worker has read its servers' models once, waiting up to ``within`` seconds for it
         (its first read runs in the background: ``start``)."""
@@ -132,7 +144,7 @@ class OllamaPool:
             else:
                 server.last_error = exc.message
             return
-        server.models = frozenset(_names(tags))
+        server.models, server.remote = frozenset(_names(tags)), frozenset(_remote_names(tags))
         server.loaded = frozenset(_names(ps))
 
     def read_json(self, server: PoolServer, path: str) -> dict:
@@ -165,7 +177,7 @@ class OllamaPool:
                 server.last_error = exc.message
                 return server, exc
             if path == "/api/tags":
-                server.models = frozenset(_names(answer))
+                server.models, server.remote = frozenset(_names(answer)), frozenset(_remote_names(answer))
             return server, answer
         with ThreadPoolExecutor(max_workers=len(self.servers)) as workers:
             return list(workers.map(one, self.servers))
@@ -184,6 +196,15 @@ def _names(listing: dict) -> list[str]:
     if not isinstance(models, list):
         return []
     return [canonical(m.get("name") or m.get("model") or "") for m in models if isinstance(m, dict)]
+
+
+def _remote_names(listing: dict) -> list[str]:
+    """The canonical names a listing gives a ``remote_host``: Ollama runs them on that host, not on its GPUs."""
+    models = listing.get("models")
+    if not isinstance(models, list):
+        return []
+    return [canonical(m.get("name") or m.get("model") or "") for m in models
+            if isinstance(m, dict) and m.get("remote_host")]
 
 
 def _nothing() -> None:

@@ -25,6 +25,7 @@ class PoolServer:
     settings: OllamaServerSettings
     backend: OllamaBackend
     models: frozenset[str] = frozenset()  # canonical names from /api/tags
+    remote: frozenset[str] = frozenset()  # those of them it lists as run on another host: cloud models, copies too
     loaded: frozenset[str] = frozenset()  # canonical names from /api/ps
     in_flight: int = 0
     cool_until: float = 0.0  # time.monotonic() before which the server is passed over

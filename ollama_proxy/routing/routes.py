@@ -10,7 +10,8 @@ alias, the model it names decides (``ModelTable.may_use``), on every surface
 and in every listing alike. Management requests name models Ollama acts on as
 written, so their names are judged as written (``refuse_unusable_model``). A
 cloud model of the Ollama servers needs the caller's ``cloud`` permission too
-(``access.cloud_models``), wherever a model is judged.
+(``access.cloud_models``), wherever a model is judged: by its tag, or because a
+server lists it as run on another host (a local copy of a cloud model).
 
 Aliases resolve first (``models.aliases`` and the store's): the route goes to
 the model the alias names, and keeps the name asked for, which answers carry.
@@ -76,9 +77,14 @@ class Router:
         if split is not None:
             provider, upstream_model = split
             return Route(self.providers[provider], model, upstream_model, to_provider=True, **extra)
-        check_cloud_use(principal, target, model)
+        check_cloud_use(principal, target, model, remote=self.remote_for(principal, target))
         backend = self.dispatcher.for_model(target, models.timeout_for(model), models.override_for(model).enforce)
         return Route(backend, model, target, **extra)
+
+    def remote_for(self, principal, model: str) -> bool:
+        """Tell whether an Ollama server runs ``model`` on another host, asked only for a caller without the cloud
+        permission (for whom the answer matters)."""
+        return principal is not None and not principal.cloud and self.pool.runs_remotely(model)
 
     def provider_named_by(self, model: str) -> str | None:
         """Return the provider a model name points at, if any (management endpoints refuse them)."""
@@ -103,7 +109,7 @@ def visible_listing(path: str) -> dict:
     routes = router()
 
     def may_use(model: str) -> bool:
-        return principal.may_use(model) and (may_use_cloud(principal, model)
+        return principal.may_use(model) and (may_use_cloud(principal, model, routes.remote_for(principal, model))
                                              or routes.provider_named_by(model) is not None)
     return merged_listing(routes, path, may_use, current_models())
 
@@ -151,4 +157,4 @@ def refuse_unusable_model(model, field: str) -> None:
         return
     if not principal.may_use(model):
         raise Forbidden(f"{principal.said} may not use the model '{model}' named in '{field}'", param=field)
-    check_cloud_use(principal, model, field=field)
+    check_cloud_use(principal, model, field=field, remote=router().remote_for(principal, model))

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.e2e.command import create_key
-from tests.e2e.conftest import GENERATE, auth, base_config
+from tests.e2e.conftest import GENERATE, MANAGE, auth, base_config
 from tests.e2e.server import ProxyServer
 from tests.e2e.surfaces import assert_error_shape
 
@@ -57,6 +57,7 @@ def server(fake_server, tmp_path_factory):
     started = ProxyServer(config, tmp_path_factory.mktemp("cloud")).start()
     started.local_key = create_key(started, "--name", "local-key")
     started.cloud_key = create_key(started, "--name", "cloud-key", "--allow", "cloud")
+    started.manage_key = create_key(started, "--name", "manage-key", "--scope", "manage")
     yield started
     started.stop()
 
@@ -116,3 +117,53 @@ def test_listings_show_cloud_models_only_to_callers_allowed_them(server, listed,
     assert show.status_code == (200 if shown else 404), show.text
     one = requests.get(f"{server.url}/v1/models/{CLOUD}", headers=auth(token), timeout=TIMEOUT)
     assert one.status_code == (200 if shown else 404), one.text
+
+
+# (path, body) of every management request whose source is a model, copied to a local one
+COPIES = [
+    ("/api/copy", lambda m: {"source": m, "destination": "my-copy"}),
+    ("/api/create", lambda m: {"model": "my-copy", "from": m, "stream": False}),
+]
+
+
+@pytest.mark.parametrize("path, body", COPIES, ids=[path for path, _ in COPIES])
+@pytest.mark.parametrize("model", [CLOUD, "Gpt-OSS:120B-Cloud"])
+@pytest.mark.parametrize("who", ["file token", "managed key"])
+def test_a_local_copy_of_a_cloud_model_is_refused_without_the_permission(server, listed, path, body, model, who):
+    token = MANAGE if who == "file token" else server.manage_key
+    answer = requests.post(server.url + path, json=body(model), headers=auth(token), timeout=TIMEOUT)
+    assert answer.status_code == 403, answer.text
+    message = assert_error_shape("ollama", answer)
+    assert "may not use the cloud model" in message and model in message and "cloud permission" in message
+    assert _asked_for(listed, b"my-copy") == []  # Ollama was not asked
+
+
+def test_a_local_copy_of_a_cloud_model_is_a_cloud_model_to_whoever_uses_it(start_proxy, listed):
+    proxy = start_proxy(base_config(listed.url))  # one Ollama server: no worker reads its listing in the background
+    manager = create_key(proxy, "--name", "cloud-manager", "--scope", "manage", "--allow", "cloud")
+    local = create_key(proxy, "--name", "local-key")
+    local_manager = create_key(proxy, "--name", "local-manager", "--scope", "manage")
+    made = [requests.post(proxy.url + "/api/copy", json={"source": CLOUD, "destination": "team-model"},
+                          headers=auth(manager), timeout=TIMEOUT),
+            requests.post(proxy.url + "/api/create", json={"model": "team-model-2", "from": CLOUD, "stream": False},
+                          headers=auth(manager), timeout=TIMEOUT)]
+    assert [answer.status_code for answer in made] == [200, 200], [answer.text for answer in made]
+    for model in ("team-model", "team-model-2:latest"):  # used at once, before any listing is asked for
+        for path, dialect, body in SURFACES[:5]:
+            before = len(listed.requests)
+            answer = _send(proxy, path, body(model), local)
+            assert answer.status_code == 403, (path, answer.text)
+            message = assert_error_shape(dialect, answer)
+            assert f"may not use the cloud model '{model}'" in message and "cloud permission" in message
+            assert not [r.path for r in listed.requests[before:] if r.path != "/api/tags"]  # Ollama was not asked
+        copied = requests.post(proxy.url + "/api/copy", json={"source": model, "destination": "again"},
+                               headers=auth(local_manager), timeout=TIMEOUT)
+        assert copied.status_code == 403 and "may not use the cloud model" in copied.json()["error"], copied.text
+    hidden = {m["name"] for m in requests.get(proxy.url + "/api/tags", headers=auth(local), timeout=TIMEOUT)
+              .json()["models"]}
+    assert "llama3.2:latest" in hidden and not hidden & {"team-model:latest", "team-model-2:latest", CLOUD}
+    shown = {m["name"] for m in requests.get(proxy.url + "/api/tags", headers=auth(manager), timeout=TIMEOUT)
+             .json()["models"]}
+    assert {"team-model:latest", "team-model-2:latest", CLOUD} <= shown
+    allowed = _send(proxy, "/api/chat", {"model": "team-model", "messages": HI, "stream": False}, manager)
+    assert allowed.status_code == 200, allowed.text

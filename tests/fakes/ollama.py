@@ -629,17 +629,23 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         """How the model answers: as scripted, else the default."""
         return self._scripts.get(_canonical(name).lower(), Behavior())
 
-    def _model_of(self, body: dict, *, or_name: bool = False) -> tuple[str, Behavior]:
+    def _model_of(self, body: dict, *, or_name: bool = False,
+                  sock: socket.socket | None = None) -> tuple[str, Behavior]:
         """Return the requested model name and its behavior, after its scripted delay and status.
 
         or_name: read the deprecated ``name`` when ``model`` is empty, as Ollama's show, pull,
         push, create and delete handlers do (the ollama JavaScript client sends only ``name``).
+        sock: a generation's connection, watched during the delay: Go's server cancels a request whose
+        client closed its end, or only its sending half, a model loading included (499 "request canceled").
         """
         requested = body.get("model") or (body.get("name") if or_name else None)
         if not isinstance(requested, str) or not requested:
             abort(_error(400, "model is required"))
         behavior = self._behavior_of(requested)
-        self._pause(behavior.first_byte_delay)
+        if sock is None or not behavior.first_byte_delay:
+            self._pause(behavior.first_byte_delay)
+        elif self._peer_leaves_within(sock, behavior.first_byte_delay):
+            abort(_error(499, "request canceled"))
         if behavior.status:
             abort(_error(behavior.status, behavior.error))
         return requested, behavior
@@ -701,7 +707,9 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         """Install name as a variant of the installed model source; return the statuses."""
         base = self._installed(source, f'model "{source}" not found')
         details = {**self.models[base]["details"], "parent_model": base}
-        self.models[name] = _model_entry(name, self.models[base]["size"], **details)
+        # A model made from a cloud model still runs where that one does.
+        remote = {key: self.models[base][key] for key in ("remote_model", "remote_host") if key in self.models[base]}
+        self.models[name] = {**_model_entry(name, self.models[base]["size"], **details), **remote}
         self.capabilities[name] = list(self.capabilities.get(base, []))
         layers = [f"using already created layer {digest}" for digest, _ in _layers(base)]
         system = ["creating system layer"] if has_system else []
@@ -729,7 +737,7 @@ class FakeOllama(CloudRoutes, AudioRoutes):
     ) -> Response:
         """Answer a generate or chat request the way Ollama's handlers do."""
         body = _object(recorded)
-        requested, behavior = self._model_of(body)
+        requested, behavior = self._model_of(body, sock=request.environ["werkzeug.socket"])
         name = self._installed(requested, _not_pulled(requested))
         prompt = prompt_of(body)
         if prompt is not None and behavior.prompt_tokens == "template":
@@ -1292,10 +1300,17 @@ def _embedding(text: str, dimensions: int) -> list[float]:
 
 
 def _model_entry(name: str, size: int = 4_920_753_328, **details: Any) -> dict:
-    """Build a model's /api/tags entry; details override those of a generic 8B llama."""
+    """Build a model's /api/tags entry; details override those of a generic 8B llama.
+
+    A cloud model (its tag ``cloud`` or ``*-cloud``) names the model and host that run it, as Ollama lists one.
+    """
+    model, _, tag = name.rpartition(":")
+    remote = ({"remote_model": f"{model}:{tag.removesuffix('-cloud')}" if tag != "cloud" else model,
+               "remote_host": "https://ollama.com:443"} if tag == "cloud" or tag.endswith("-cloud") else {})
     return {
         "name": name,
         "model": name,
+        **remote,
         "modified_at": _now(),
         "size": size,
         "digest": hashlib.sha256(name.encode()).hexdigest(),

@@ -1,3 +1,4 @@
+import json
 import threading
 import time
 
@@ -7,7 +8,7 @@ from ollama_proxy.backends.pool import OllamaPool, learn_models
 from ollama_proxy.backends.pool_servers import rank
 from ollama_proxy.config import RoutingSettings
 from ollama_proxy.errors import UpstreamTimeout, UpstreamUnavailable
-from tests.unit.backends.stub_servers import SERVICE, StubServer, stub_pool
+from tests.unit.backends.stub_servers import SERVICE, StubAnswer, StubServer, stub_pool
 
 
 def test_refresh_reads_models_and_cools_a_refusing_server(tmp_path):
@@ -70,3 +71,20 @@ def test_a_lone_servers_models_are_never_known(tmp_path):
     pool = OllamaPool(SERVICE, (), RoutingSettings(), str(tmp_path))
     pool.start(wait=False)
     assert not pool.models_known(within=0.01)
+
+
+def test_a_model_listed_with_a_remote_host_runs_remotely_and_a_lone_server_is_read_for_it_once_an_interval(tmp_path):
+    reads = []
+    only = StubServer("default", [])
+
+    def listing(method, path, **request):
+        reads.append(path)
+        return StubAnswer(200, json.dumps({"models": [
+            {"name": "team-model:latest", "remote_model": "gpt-oss:120b", "remote_host": "https://ollama.com:443"},
+            {"name": "llama3.2:latest"}]}).encode())
+    only.open = listing
+    pool = OllamaPool(SERVICE, (), RoutingSettings(refresh_interval=60.0), str(tmp_path))
+    pool.servers[0].backend = only
+    assert pool.runs_remotely("Team-Model") and not pool.runs_remotely("llama3.2")
+    assert not pool.runs_remotely("never-listed")
+    assert reads == ["/api/tags"]  # once in the interval, whatever is asked

@@ -2,7 +2,8 @@ import pytest
 
 from ollama_proxy.access.auth import Principal
 from ollama_proxy.errors import Forbidden
-from ollama_proxy.routing.routes import Route, Router, body_for
+from ollama_proxy.routing.names import canonical
+from ollama_proxy.routing.routes import ROUTER, Route, Router, body_for
 
 PROVIDERS = {"deepseek": "deepseek-backend", "openrouter": "openrouter-backend"}
 
@@ -18,14 +19,27 @@ class Dispatcher:
 _ollama = Dispatcher()
 
 
+class Pool:
+    """The Ollama servers, as far as routing asks them: which models they list as run on another host."""
+
+    def __init__(self, *remote: str):
+        self.remote = {canonical(name) for name in remote}
+
+    def runs_remotely(self, model: str) -> bool:
+        return canonical(model) in self.remote
+
+
+POOL = Pool("gpt-oss-copy")  # a local copy of a cloud model: Ollama lists it with its remote_host
+
+
 def test_provider_model_routes_to_the_provider():
-    route = Router("pool", PROVIDERS, _ollama).resolve("openrouter/anthropic/claude-sonnet-4")
+    route = Router(POOL, PROVIDERS, _ollama).resolve("openrouter/anthropic/claude-sonnet-4")
     assert route == Route("openrouter-backend", "openrouter/anthropic/claude-sonnet-4", "anthropic/claude-sonnet-4",
                           to_provider=True)
 
 
 def test_ollama_model_routes_to_the_pool():
-    route = Router("pool", PROVIDERS, _ollama).resolve("hf.co/user/repo:Q4_K_M")
+    route = Router(POOL, PROVIDERS, _ollama).resolve("hf.co/user/repo:Q4_K_M")
     assert route.backend == ("ollama", "hf.co/user/repo:Q4_K_M", None, {}) and not route.to_provider
     assert route.upstream_model == route.model == "hf.co/user/repo:Q4_K_M"
 
@@ -36,7 +50,7 @@ def test_ollama_model_routes_to_the_pool():
 ])
 def test_principal_model_access(model, allowed):
     principal = Principal("alice", "generate", ("llama3*", "deepseek:deepseek-chat"))
-    router = Router("pool", PROVIDERS, _ollama)
+    router = Router(POOL, PROVIDERS, _ollama)
     if allowed:
         assert router.resolve(model, principal).model == model
     else:
@@ -45,7 +59,7 @@ def test_principal_model_access(model, allowed):
 
 
 def test_unrestricted_principal_may_use_any_model():
-    assert Router("pool", PROVIDERS, _ollama).resolve("anything", Principal("bob", "generate")).model == "anything"
+    assert Router(POOL, PROVIDERS, _ollama).resolve("anything", Principal("bob", "generate")).model == "anything"
 
 
 def test_body_for_renames_only_when_the_upstream_name_differs():
@@ -69,7 +83,7 @@ def _models():
 
 
 def test_an_alias_routes_to_its_model_and_keeps_the_name_asked_for():
-    route = Router("pool", PROVIDERS, _ollama).resolve("gpt-4o", None, _models())
+    route = Router(POOL, PROVIDERS, _ollama).resolve("gpt-4o", None, _models())
     assert (route.model, route.upstream_model, route.alias) == ("gpt-4o", "llama3.2:latest", True)
     _, model, timeout, _ = route.backend
     assert (model, timeout) == ("llama3.2:latest", (900, "models.overrides.llama3.2.defaults.timeout"))
@@ -78,7 +92,7 @@ def test_an_alias_routes_to_its_model_and_keeps_the_name_asked_for():
 
 
 def test_an_alias_of_a_provider_model_routes_to_the_provider():
-    route = Router("pool", PROVIDERS, _ollama).resolve("cloud", None, _models())
+    route = Router(POOL, PROVIDERS, _ollama).resolve("cloud", None, _models())
     assert (route.backend, route.upstream_model, route.alias) == ("openrouter-backend", "anthropic/claude-sonnet-4",
                                                                   True)
 
@@ -94,7 +108,7 @@ def test_an_alias_of_a_provider_model_routes_to_the_provider():
 ])
 def test_access_through_an_alias(patterns, model, allowed):
     principal = Principal("k", "generate", patterns)
-    router = Router("pool", PROVIDERS, _ollama)
+    router = Router(POOL, PROVIDERS, _ollama)
     if allowed:
         assert router.resolve(model, principal, _models()).model == model
     else:
@@ -103,9 +117,9 @@ def test_access_through_an_alias(patterns, model, allowed):
 
 
 @pytest.mark.parametrize("model", ["gpt-oss:120b-cloud", "Kimi-K2:1T-Cloud", "registry.ollama.ai/library/glm-4.6:cloud",
-                                   "big"])
+                                   "big", "gpt-oss-copy:latest"])
 def test_a_cloud_model_needs_the_cloud_permission(model):
-    router = Router("pool", PROVIDERS, _ollama)
+    router = Router(POOL, PROVIDERS, _ollama)
     with pytest.raises(Forbidden, match=r"token 'bob' may not use the cloud model .*ollama\.com.*--allow cloud"):
         router.resolve(model, Principal("bob", "generate"), _models())
     assert router.resolve(model, Principal("ann", "generate", cloud=True), _models()).model == model
@@ -113,7 +127,7 @@ def test_a_cloud_model_needs_the_cloud_permission(model):
 
 
 def test_a_cloud_alias_is_named_with_its_model_and_patterns_still_decide():
-    router = Router("pool", PROVIDERS, _ollama)
+    router = Router(POOL, PROVIDERS, _ollama)
     with pytest.raises(Forbidden, match=r"'big' \(an alias of 'gpt-oss:120b-cloud'\)"):
         router.resolve("big", Principal("bob", "generate"), _models())
     with pytest.raises(Forbidden, match="may not use the model 'big'"):
@@ -121,19 +135,19 @@ def test_a_cloud_alias_is_named_with_its_model_and_patterns_still_decide():
 
 
 def test_a_provider_model_tagged_cloud_is_the_provider_s():
-    route = Router("pool", PROVIDERS, _ollama).resolve("openrouter/some/model:cloud", Principal("bob", "generate"))
+    route = Router(POOL, PROVIDERS, _ollama).resolve("openrouter/some/model:cloud", Principal("bob", "generate"))
     assert route.to_provider
 
 
 def test_a_body_without_overrides_is_the_same_object():
-    route = Router("pool", PROVIDERS, _ollama).resolve("qwen3:8b")
+    route = Router(POOL, PROVIDERS, _ollama).resolve("qwen3:8b")
     body = {"model": "qwen3:8b"}
     assert body_for(route, body) is body
 
 
 def test_a_provider_s_own_body_gets_only_its_name():
     from ollama_proxy.routing.routes import named_for
-    route = Router("pool", PROVIDERS, _ollama).resolve("cloud", None, _models())
+    route = Router(POOL, PROVIDERS, _ollama).resolve("cloud", None, _models())
     body = {"model": "cloud", "messages": [], "max_tokens": 5}
     assert named_for(route, body) == {"model": "anthropic/claude-sonnet-4", "messages": [], "max_tokens": 5}
 
@@ -151,6 +165,8 @@ def test_a_provider_s_own_body_gets_only_its_name():
     (Principal("admin", "manage"), "from", "gpt-oss:120b-cloud", True),  # a cloud model needs cloud
     (Principal("admin", "manage"), "model", "kimi-k2:1t-cloud", True),
     (Principal("admin", "manage", cloud=True), "from", "gpt-oss:120b-cloud", False),
+    (Principal("admin", "manage"), "source", "GPT-OSS-Copy", True),  # a copy of one runs on ollama.com too
+    (Principal("admin", "manage", cloud=True), "source", "gpt-oss-copy", False),
 ])
 def test_refuse_unusable_model(principal, field, model, refused):
     from flask import Flask
@@ -158,7 +174,9 @@ def test_refuse_unusable_model(principal, field, model, refused):
     from ollama_proxy.ledger import RECORD_KEY, RequestRecord
     from ollama_proxy.routing.routes import refuse_unusable_model
     record = RequestRecord("r1", "POST", "/api/pull", "-", 0.0, caller=principal)
-    with Flask(__name__).test_request_context(environ_base={RECORD_KEY: record}):
+    app = Flask(__name__)
+    app.extensions[ROUTER] = Router(POOL, PROVIDERS, _ollama)
+    with app.test_request_context(environ_base={RECORD_KEY: record}):
         if not refused:
             assert refuse_unusable_model(model, field) is None
             return
