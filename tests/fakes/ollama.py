@@ -629,23 +629,17 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         """How the model answers: as scripted, else the default."""
         return self._scripts.get(_canonical(name).lower(), Behavior())
 
-    def _model_of(self, body: dict, *, or_name: bool = False,
-                  sock: socket.socket | None = None) -> tuple[str, Behavior]:
+    def _model_of(self, body: dict, *, or_name: bool = False) -> tuple[str, Behavior]:
         """Return the requested model name and its behavior, after its scripted delay and status.
 
         or_name: read the deprecated ``name`` when ``model`` is empty, as Ollama's show, pull,
         push, create and delete handlers do (the ollama JavaScript client sends only ``name``).
-        sock: a generation's connection, watched during the delay: Go's server cancels a request whose
-        client closed its end, or only its sending half, a model loading included (499 "request canceled").
         """
         requested = body.get("model") or (body.get("name") if or_name else None)
         if not isinstance(requested, str) or not requested:
             abort(_error(400, "model is required"))
         behavior = self._behavior_of(requested)
-        if sock is None or not behavior.first_byte_delay:
-            self._pause(behavior.first_byte_delay)
-        elif self._peer_leaves_within(sock, behavior.first_byte_delay):
-            abort(_error(499, "request canceled"))
+        self._pause(behavior.first_byte_delay)
         if behavior.status:
             abort(_error(behavior.status, behavior.error))
         return requested, behavior
@@ -737,7 +731,7 @@ class FakeOllama(CloudRoutes, AudioRoutes):
     ) -> Response:
         """Answer a generate or chat request the way Ollama's handlers do."""
         body = _object(recorded)
-        requested, behavior = self._model_of(body, sock=request.environ["werkzeug.socket"])
+        requested, behavior = self._model_of(body)
         name = self._installed(requested, _not_pulled(requested))
         prompt = prompt_of(body)
         if prompt is not None and behavior.prompt_tokens == "template":
