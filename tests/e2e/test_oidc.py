@@ -198,6 +198,45 @@ def test_a_member_makes_a_key_that_gets_no_more_than_the_team_and_revokes_it(bro
                                       ("key.delete", "mia-laptop", "oidc")]
 
 
+def test_a_member_rotates_a_key_of_their_own_and_it_stays_the_same_key(browser, site):
+    proxy, store = site
+    page = sign_in(browser, proxy, "mia")
+    page.fill("#new-my-key input[name=name]", "mia-phone")
+    page.click("#new-my-key button[type=submit]")
+    page.wait_for_url(proxy.url + "/admin/my-keys/mia-phone/created")
+    old, made = page.locator("#secret").inner_text(), store.get_key("mia-phone")
+
+    def chat(secret: str) -> int:
+        return requests.post(proxy.url + "/api/chat", headers={"Authorization": f"Bearer {secret}"}, timeout=30,
+                             json={"model": "llama3.2", "stream": False,
+                                   "messages": [{"role": "user", "content": "hi"}]}).status_code
+
+    assert chat(old) == 200
+    page.goto(proxy.url + "/admin/my-keys/mia-phone/created")  # shown once: the page now says what to do instead
+    gone = page.locator("#secret-gone").inner_text()
+    assert "rotate the key" in gone and "create another" not in gone
+    page.goto(proxy.url + "/admin/my-keys")
+    row = page.locator('tr[data-key="mia-phone"]')
+    row.locator("input[name=grace]").fill("1h")
+    page.on("dialog", lambda dialog: dialog.accept())
+    row.locator('button:has-text("Rotate")').click()
+    page.wait_for_url(proxy.url + "/admin/my-keys/mia-phone/rotated")
+    new = page.locator("#secret").inner_text()
+    assert "Its old secret works until" in page.locator("#rotated").inner_text()
+    screenshot(page, "oidc-my-key-rotated")
+    key = store.get_key("mia-phone")
+    assert new != old and (key.id, key.team, key.owner) == (made.id, "research", "mia") and key.prefix != made.prefix
+    assert chat(new) == 200 and chat(old) == 200  # the old one through the hour given
+    others = store.create_key("tom-own", team="research", owner="tom", by=TESTER)[0]
+    page.goto(proxy.url + "/admin/my-keys")
+    token = page.locator("#new-my-key input[name=csrf_token]").get_attribute("value")
+    refused = page.request.post(proxy.url + "/admin/my-keys/tom-own/rotate", max_redirects=0,
+                                form={"csrf_token": token, "grace": "0"})
+    assert refused.status == 403 and store.get_key("tom-own").prefix == others.prefix  # not hers
+    assert ("key.rotate", "mia-phone", "oidc") in trail_of(store, "mia")
+    assert page.script_errors == []
+
+
 def test_a_team_admin_sees_a_keys_chat_log_but_cannot_change_it(browser, site):
     """Whose chats are logged is the site's admins' decision: a team admin's form shows it, and its posts are
     saved without it (a new key follows chat_logs.enabled, an edited one keeps its own)."""

@@ -24,7 +24,8 @@ READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 SIGN_OUT = "admin.logout"  # anyone signed in may leave, a viewer too
 # A member's pages, a team admin's too: the keys they made for themselves in their team.
-MY_KEYS = frozenset({"admin.my_keys", "admin.create_my_key", "admin.my_key_created", "admin.revoke_my_key"})
+MY_KEYS = frozenset({"admin.my_keys", "admin.create_my_key", "admin.my_key_created", "admin.revoke_my_key",
+                     "admin.rotate_my_key", "admin.my_key_rotated"})
 # What a team admin reaches besides: its team's keys, budgets and usage (each page keeps to the team).
 TEAM_PAGES = frozenset({"admin.keys", "admin.create_key", "admin.key_created", "admin.edit_key", "admin.enable_key",
                         "admin.rotate_key", "admin.key_rotated", "admin.delete_key", "admin.hand_over_key",
