@@ -32,7 +32,7 @@ def _collect_e2e() -> tuple[subprocess.Popen, object]:
 
 
 def pytest_collection_finish(session):
-    if any(item.nodeid.endswith(WAITS_FOR_IT) for item in session.items):
+    if not session.config.option.collectonly and any(item.nodeid.endswith(WAITS_FOR_IT) for item in session.items):
         session.config.stash[_COLLECTING] = _collect_e2e()
 
 
