@@ -9,6 +9,9 @@ from typing import TypeVar
 T = TypeVar("T")
 _lanes: object | None = None  # this process's gevent semaphore: the off-loop works that may run at once
 _lane_count = 2
+# A body is read this much at a time, the worker's other greenlets let run between pieces: a client that sends
+# faster than the proxy reads never makes a read wait, so reading 45 MB whole held the loop 0.1-0.2 s.
+READ_PIECE_BYTES = 1024 * 1024
 
 
 def gevent_active() -> bool:
@@ -68,3 +71,16 @@ def let_others_run() -> None:
 
         if gevent.getcurrent() is not gevent.get_hub():
             gevent.sleep(0)
+
+
+def read_in_pieces(request) -> bytes:
+    """``request.get_data()``, read a piece at a time, letting the loop run between pieces."""
+    if getattr(request, "_cached_data", None) is None:
+        pieces = []
+        while piece := request.stream.read(READ_PIECE_BYTES):
+            pieces.append(piece)
+            let_others_run()
+        # Joined in a thread past a piece (the join lets go of the interpreter while it copies; the loop could not).
+        raw = off_loop(lambda: b"".join(pieces)) if len(pieces) > 1 else b"".join(pieces)
+        request._cached_data = raw  # as get_data caches it, for whatever reads the body again
+    return request.get_data()

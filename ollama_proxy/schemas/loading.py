@@ -9,7 +9,7 @@ from json.decoder import JSONObject
 from marshmallow import Schema, ValidationError
 
 from ollama_proxy.errors import InvalidRequest, PayloadTooLarge
-from ollama_proxy.greenlets import let_others_run, off_loop
+from ollama_proxy.greenlets import off_loop, read_in_pieces
 from ollama_proxy.schemas.counts import check_item_counts
 from ollama_proxy.schemas.field_names import check_field_names, unrepeated_fields
 from ollama_proxy.schemas.long_strings import decoded_text, parsed_in_pieces
@@ -17,33 +17,17 @@ from ollama_proxy.schemas.long_strings import decoded_text, parsed_in_pieces
 # A body this large is parsed and checked in a thread, not on the event loop: the other streams of its
 # worker go on meanwhile (a valid 6.5 MiB chat takes a second or more to check).
 OFF_LOOP_BYTES = 256 * 1024
-# A body is read this much at a time, the worker's other greenlets let run between pieces: a client that sends
-# faster than the proxy reads never makes a read wait, so reading 45 MB whole held the loop 0.1-0.2 s.
-READ_PIECE_BYTES = 1024 * 1024
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # JSON's own
 
 
 def read_request_body(request) -> bytes:
     """Return the request body, refusing one over the limit even when it came without a length."""
-    raw = _read_in_pieces(request)
+    raw = read_in_pieces(request)
     limit = request.max_content_length
     # Werkzeug stops reading a chunked body at the limit without saying so.
     if request.content_length is None and limit is not None and len(raw) >= limit:
         raise PayloadTooLarge(f"the request body is larger than the limit ({limit} bytes)")
     return raw
-
-
-def _read_in_pieces(request) -> bytes:
-    """``request.get_data()``, read a piece at a time, letting the loop run between pieces."""
-    if getattr(request, "_cached_data", None) is None:
-        pieces = []
-        while piece := request.stream.read(READ_PIECE_BYTES):
-            pieces.append(piece)
-            let_others_run()
-        # Joined in a thread past a piece (the join lets go of the interpreter while it copies; the loop could not).
-        raw = off_loop(lambda: b"".join(pieces)) if len(pieces) > 1 else b"".join(pieces)
-        request._cached_data = raw  # as get_data caches it, for whatever reads the body again
-    return request.get_data()
 
 
 def checked_body(raw: bytes, schema: Schema | None, limits) -> tuple[dict, dict | None]:

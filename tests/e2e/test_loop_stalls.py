@@ -63,12 +63,15 @@ def fakes(tmp_path):
 
 @pytest.fixture
 def worker(start_proxy, fakes):
-    """One worker, scheduling two servers: the stream holds one, the huge requests queue for the other."""
+    """One worker, scheduling two servers: the stream holds one, the huge requests queue for the other. Chats are
+    logged: each line (the request parsed, images elided, encoded, redacted, written) is made as its response
+    closes, beside the stream."""
     config = base_config(fakes[0], scheduling=True, num_parallel=1, max_loaded_models=1)
     config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": fakes[1], "num_parallel": 1,
                            "max_loaded_models": 1}]
     config["limits"] = {"max_body_bytes": MAX_BODY}
     config["scheduling"] = {"max_wait": 120}
+    config["chat_logs"] = {"enabled": True}
     return start_proxy(config, workers=1)
 
 
@@ -141,3 +144,17 @@ def test_an_anthropic_message_of_45_mb_stalls_no_stream(worker):
 def test_six_prompts_of_45_mb_at_once_stall_no_stream(worker, path, make):
     rounds = [[make(r * 6 + n) for n in range(6)] for r in range(ROUNDS)]
     _assert_no_stall(_stalls(worker.url, path, rounds, NATIVE, window=5.0))
+    logged = _logged_huge(worker, 6 * ROUNDS)
+    # each kept as its ends: the conversation's last turn is there
+    assert len(logged) == 6 * ROUNDS and all('"What failed?"}]' in entry["request"][-60:] for entry in logged)
+
+
+def _logged_huge(worker, count: int) -> list[dict]:
+    """The chat log's lines of huge requests (each kept as its ends), once ``count`` are written (or 30 s)."""
+    deadline, huge = time.time() + 30, []
+    while len(huge) < count and time.time() < deadline:  # each written once its response closed, on a thread
+        time.sleep(0.2)
+        logged = [json.loads(line) for line in (worker.log_dir / "chat.jsonl").read_text().splitlines()]
+        huge = [entry for entry in logged if entry.get("request_bytes", 0) > 45_000_000]
+    return huge
+

@@ -9,7 +9,7 @@ import pytest
 
 from ollama_proxy.config import ChatLogSettings, parse_settings
 from ollama_proxy.ledger import AnswerText, RequestRecord
-from ollama_proxy.observability.chatlog import TOO_DEEP, ChatLog, _request_body, elide_images, wants_log
+from ollama_proxy.observability.chatlog import TOO_DEEP, ChatLog, _request_body, chat_entry, elide_images, wants_log
 
 PNG = base64.b64encode(b"\x89PNG" + b"\x00" * 96).decode()  # 100 bytes
 MARK = "<image elided: 100 bytes>"
@@ -111,3 +111,15 @@ def test_a_request_too_deep_to_write_is_logged_without_it(chat_log, tmp_path):
 ])
 def test_wants_log(choice, enabled, logged):
     assert wants_log(choice, ChatLogSettings(enabled, "chat.jsonl", 1000, 2, 100)) is logged
+
+
+def test_a_request_longer_than_its_bound_is_written_as_its_first_and_last_halves_with_its_size():
+    messages = [{"role": "user", "content": "é" * 3000}, {"role": "user", "content": "what failed?"}]
+    raw = json.dumps({"model": "m", "messages": messages}).encode()
+    record = RequestRecord("r3", "POST", "/api/chat", "10.0.0.1", 0.0, status=200)
+    record.chat_request = raw
+    entry = chat_entry(record, max_request_bytes=1000)
+    assert entry["request_truncated"] is True and entry["request_bytes"] == len(json.dumps(json.loads(raw)).encode())
+    assert entry["request"].startswith('{"model": "m"') and entry["request"].endswith('"what failed?"}]}')
+    assert " bytes elided> " in entry["request"] and len(entry["request"].encode()) < 1100
+    assert "request_truncated" not in chat_entry(record, max_request_bytes=len(raw) * 2)
