@@ -66,21 +66,37 @@ def _peer_gone(sock) -> bool | None:
 
 
 @contextmanager
-def cancelled_if_client_leaves(environ: dict | None) -> Iterator[None]:
+def cancelled_if_client_leaves(environ: dict | None, stop: Callable[[], bool] | None = None,
+                               within: float = 0.0) -> Iterator[None]:
     """Raise ClientGone in this greenlet, wherever it waits, the moment the client hangs up.
 
     For a call nothing else can interrupt: a request to Ollama blocked until its
-    headers come, which Ollama sends with the first token. The call unwinds as at
-    any failure; urllib3 closes the connection, and Ollama cancels the request.
+    headers come, which Ollama sends with the first token (or, for an answer read
+    whole, with its end). The call unwinds as at any failure; urllib3 closes the
+    connection, and Ollama cancels the request. With ``stop``, the client's leaving
+    calls it first: if it could tell Ollama to stop (True), the call is left to end
+    as Ollama answers it, so the slot is held until Ollama let it go; it is raised
+    into only if it still waits ``within`` seconds later.
     """
     if environ is None or not gevent_active():
         yield
         return
+    import gevent
     from greenlet import getcurrent
 
-    waiting = getcurrent()
-    stop = watch_client(environ, lambda: waiting.throw(ClientGone("the client left before its answer began")))
+    waiting, timer = getcurrent(), None
+
+    def gone() -> None:
+        nonlocal timer
+        if stop is not None and within > 0 and stop():
+            timer = gevent.get_hub().loop.timer(within)
+            timer.start(lambda: waiting.throw(ClientGone("the client left before its answer began")))
+        else:
+            waiting.throw(ClientGone("the client left before its answer began"))
+    stop_watching = watch_client(environ, gone)
     try:
         yield
     finally:
-        stop()
+        stop_watching()
+        if timer is not None:
+            timer.close()

@@ -149,8 +149,9 @@ class Hold:
 
     An answer that reports Ollama's figures (``total_duration``, ``prompt_eval_count``) is charged
     those (``reported``); one that never does (a stream cut short, a client that left, an error after
-    the start, an endpoint that reports none) is charged what the proxy measured: the time from the
-    grant to the moment the answer closed, which stops Ollama, and ``prompt()`` (its estimate of the
+    the start, an endpoint that reports none) is charged what the proxy measured: the time from its
+    grant (the dispatcher moves it on to when the whole request was out, as Ollama got it) to the
+    moment Ollama was seen to let it go (``at``), else the answer closed, and ``prompt()`` (its estimate of the
     prompt's tokens, made only then; None once Ollama refused the request, as it then read none).
     """
 
@@ -163,15 +164,16 @@ class Hold:
     # A whole answer's tokens generated in (seconds held, prompt tokens): none came to be counted one by one.
     generated: Callable[[float, int], int] | None = None
 
-    def end(self, ran: bool = True) -> None:
-        """The answer closed (``ran``: False if Ollama was never reached): charge it, once."""
+    def end(self, ran: bool = True, at: float | None = None) -> None:
+        """The answer closed (``ran``: False if Ollama was never reached; ``at``: the perf_counter time Ollama was
+        seen to let it go, if it was): charge it, once."""
         if self.ended:
             return
         self.ended = True
         if self.reported or not ran:
             return
         record = self.record
-        held = time.perf_counter() - self.granted
+        held = (time.perf_counter() if at is None else at) - self.granted
         record.gpu_seconds = (record.gpu_seconds or 0.0) + held
         prompt = self.prompt() if self.prompt is not None else 0
         if prompt:

@@ -51,6 +51,7 @@ class UpstreamResponse:
         self._ended = False  # the body was read to its end
         self._cut = False  # told the upstream we are done (a half-close): never back to the pool
         self.after_cut = b""  # what came while it stopped, for its tokens to be counted
+        self.let_go_at: float | None = None  # perf_counter time a cut answer's Ollama was seen to close its end
         self._cut_timer = None  # cuts a half-closed answer outright after cut_hold
         if self._socket is None:
             return
@@ -117,6 +118,7 @@ class UpstreamResponse:
         self._stop_waiting()  # before the connection goes to another request
         self._ended = True
         if self._cut:
+            self.let_go_at = time.perf_counter()  # Ollama ended the answer it was told to stop, and closes
             self._drop_connection()  # half-closed: no request can be sent on it
             return
         # As urllib3 does at the end of a body: the connection goes back to the pool.
@@ -243,6 +245,7 @@ class UpstreamResponse:
                 sock.settimeout(left)
                 piece = sock.recv(READ_PIECE)
                 if not piece:
+                    self.let_go_at = time.perf_counter()
                     break
                 if len(kept) < AFTER_CUT_PIECES:
                     kept.append(piece)

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 
+from ollama_proxy.backends.connection import Sending
 from ollama_proxy.backends.ollama import post_json
 from ollama_proxy.backends.pool import NOT_REACHED, OllamaPool
 from ollama_proxy.backends.pool_servers import PooledResponse, PoolServer, rank
@@ -36,7 +37,7 @@ from ollama_proxy.dispatch.body import OllamaBody
 from ollama_proxy.dispatch.charging import EMBEDDING_PATHS, PromptCharge, prompt_charge
 from ollama_proxy.dispatch.requester import current_requester
 from ollama_proxy.dispatch.tenants import shows_cache, usable
-from ollama_proxy.errors import Forbidden, Overloaded
+from ollama_proxy.errors import ClientGone, Forbidden, Overloaded
 from ollama_proxy.greenlets import gevent_active, off_loop
 from ollama_proxy.ledger import Hold, hold_slot
 from ollama_proxy.observability.accounting import count_after_cut, note_cache_estimate
@@ -150,9 +151,10 @@ class Dispatcher:
         ``charge``: GPU work's prompt (and a whole answer's generation) as the proxy counts them, charged with its
         slot-time if Ollama never counts them.
         """
-        hold = _hold(who, charge)
+        hold, sending = _hold(who, charge), Sending()
         try:
-            with cancelled_if_client_leaves(who.environ if watched else None):
+            with cancelled_if_client_leaves(who.environ if watched else None, sending.half_close,
+                                            server.backend.settings.cut_hold), sending:
                 upstream = server.backend.open(method, path, body=body, **request)
         except NOT_REACHED as exc:
             _ended(hold, ran=False)
@@ -162,9 +164,15 @@ class Dispatcher:
                 raise
             return None
         except BaseException:
-            _ended(hold)  # the client left, or the read timed out, while Ollama worked
+            _ended(_metered(hold, sending))  # the client left, or the read timed out, while Ollama worked
             release()
             raise
+        _metered(hold, sending)
+        if sending.half_closed:  # its client left, and Ollama answered that it stopped: it let the slot go
+            upstream.close()
+            _ended(hold, at=upstream.let_go_at)
+            release()
+            raise ClientGone("the client left before its answer began")
         if hold is not None and upstream.status >= 400:
             hold.prompt = hold.generated = None  # refused, or failed before its answer: Ollama read no prompt
         if server_failed(upstream.status):
@@ -178,7 +186,8 @@ class Dispatcher:
             who.record.cache_withheld = not shows_cache(server.settings, who.record.team, self.isolation)
         after_cut = lambda: getattr(upstream, "after_cut", b"")  # noqa: E731 - read when it closes
         return PooledResponse(upstream, server, lambda: (count_after_cut(hold, after_cut()), _learn(charge, hold),
-                                                         _ended(hold), release()), hold)
+                                                         _ended(hold, at=getattr(upstream, "let_go_at", None)),
+                                                         release()), hold)
 
     def _charge(self, model: str, path: str, body, server: PoolServer, chain: tuple = (),
                 granted: dict | None = None) -> PromptCharge | None:
@@ -225,9 +234,16 @@ def _learn(charge: PromptCharge | None, hold: Hold | None) -> None:
         charge.answered(hold.figures)
 
 
-def _ended(hold: Hold | None, ran: bool = True) -> None:
+def _metered(hold: Hold | None, sending: Sending) -> Hold | None:
+    """Start a hold's meter when Ollama got the request (sent whole): what it held the slot for."""
+    if hold is not None and sending.sent_at is not None:
+        hold.granted = sending.sent_at
+    return hold
+
+
+def _ended(hold: Hold | None, ran: bool = True, at: float | None = None) -> None:
     if hold is not None:
-        hold.end(ran)
+        hold.end(ran, at)
 
 
 def _counted(server: PoolServer, release_slot: Callable[[], None]) -> Callable[[], None]:

@@ -96,6 +96,7 @@ def test_a_cut_stream_is_charged_what_ollama_held_on_every_surface(proxy, gpu, t
         assert record.left_at is not None, surface  # cancelled by its client, not finished
     for surface, seconds in held.items():
         row = _row(proxy, "cutter", f"cut-{surface}")
+        print(f"cut after {tokens} on {surface}: charged {row['gpu_seconds']:.4f}s, Ollama held {seconds:.4f}s")
         assert row["aborted"] and row["measured"], row
         assert abs(row["gpu_seconds"] - seconds) <= EXACT * seconds, (surface, row["gpu_seconds"], seconds)
         assert row["completion_tokens"] >= tokens, row
@@ -174,7 +175,10 @@ def test_a_whole_answer_whose_client_left_is_charged_the_tokens_it_generated(lon
         requests.post(lone_proxy.url + path, json={**body, "stream": False}, timeout=(5, 5.5 * DELAY),
                       headers={"Authorization": f"Bearer {secret}", "X-Request-Id": "leaver-left"})
     assert wait_for(lambda: gpu.left_whole, timeout=10)
-    generated = gpu.left_whole[-1]
+    generated, (held, record) = gpu.left_whole[-1], _held(gpu, -1)
     row = _row(lone_proxy, "leaver", "leaver-left")
-    assert row["aborted"] and row["measured"], row
+    print(f"left whole answer: charged {row['gpu_seconds']:.4f}s and {row['completion_tokens']} tokens, "
+          f"Ollama held {held:.4f}s and generated {generated}")
+    assert row["aborted"] and row["measured"] and record.left_at is not None, row
+    assert abs(row["gpu_seconds"] - held) <= EXACT * held, (row["gpu_seconds"], held)  # held until Ollama let go
     assert generated >= 4 and abs(row["completion_tokens"] - generated) <= 1, (row, generated)

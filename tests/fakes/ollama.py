@@ -109,6 +109,9 @@ class Behavior:
     done_reason: str = "stop"
     chunk_delay: float = 0.0  # seconds between chunks (and between progress objects); per input when embedding in slots
     first_byte_delay: float = 0.0  # seconds before answering at all (model loading)
+    # ... a generation's watching its client meanwhile, as Go's server does: one that closes its end, or only its
+    # sending half, is answered 499 "request canceled" at once (off: the delay runs out first, as ever)
+    cancels_while_loading: bool = False
     drop_after: int | None = None  # after N chunks, cut the connection
     error_after: int | None = None  # after N chunks, send {"error": ...} and end the stream
     error_message: str = "an error was encountered while running the model"
@@ -629,17 +632,22 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         """How the model answers: as scripted, else the default."""
         return self._scripts.get(_canonical(name).lower(), Behavior())
 
-    def _model_of(self, body: dict, *, or_name: bool = False) -> tuple[str, Behavior]:
+    def _model_of(self, body: dict, *, or_name: bool = False,
+                  sock: socket.socket | None = None) -> tuple[str, Behavior]:
         """Return the requested model name and its behavior, after its scripted delay and status.
 
         or_name: read the deprecated ``name`` when ``model`` is empty, as Ollama's show, pull,
         push, create and delete handlers do (the ollama JavaScript client sends only ``name``).
+        sock: a generation's connection, watched during the delay if its behavior ``cancels_while_loading``.
         """
         requested = body.get("model") or (body.get("name") if or_name else None)
         if not isinstance(requested, str) or not requested:
             abort(_error(400, "model is required"))
         behavior = self._behavior_of(requested)
-        self._pause(behavior.first_byte_delay)
+        if sock is None or not behavior.cancels_while_loading:
+            self._pause(behavior.first_byte_delay)
+        elif self._peer_leaves_within(sock, behavior.first_byte_delay):
+            abort(_error(499, "request canceled"))
         if behavior.status:
             abort(_error(behavior.status, behavior.error))
         return requested, behavior
@@ -731,7 +739,7 @@ class FakeOllama(CloudRoutes, AudioRoutes):
     ) -> Response:
         """Answer a generate or chat request the way Ollama's handlers do."""
         body = _object(recorded)
-        requested, behavior = self._model_of(body)
+        requested, behavior = self._model_of(body, sock=request.environ["werkzeug.socket"])
         name = self._installed(requested, _not_pulled(requested))
         prompt = prompt_of(body)
         if prompt is not None and behavior.prompt_tokens == "template":

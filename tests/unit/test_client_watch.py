@@ -65,3 +65,42 @@ def test_a_call_that_waits_is_ended_the_moment_its_client_leaves(monkeypatch, le
         assert isinstance(waiting.exception, ClientGone)
     else:
         assert waiting.value == "answered"
+
+
+@pytest.mark.parametrize("told, answers, thrown", [
+    (True, True, False),  # Ollama was told to stop: the call ends as Ollama answers
+    (True, False, True),  # ... and is ended when Ollama has not answered within the bound
+    (False, True, True),  # the request was not all out: ended at once, as ever
+], ids=["told, answered", "told, silent", "not told"])
+def test_a_call_whose_client_leaves_may_wait_for_ollama_to_answer_that_it_stopped(monkeypatch, told, answers, thrown):
+    import socket
+
+    import gevent
+
+    from ollama_proxy import client_watch
+    from ollama_proxy.errors import ClientGone
+
+    monkeypatch.setattr(client_watch, "gevent_active", lambda: True)
+    server_side, client_side = socket.socketpair()
+    answered, stopped = gevent.event.Event(), []
+
+    def stop() -> bool:
+        stopped.append(True)
+        if answers:
+            gevent.get_hub().loop.timer(0.05).start(answered.set)  # Ollama answers that it stopped, soon
+        return told
+
+    def call_upstream() -> str:
+        with client_watch.cancelled_if_client_leaves({"gunicorn.socket": server_side}, stop, 0.5):
+            answered.wait(5)
+        gevent.sleep(0.6)  # past the bound: nothing is thrown in after the block
+        return "answered"
+    waiting = gevent.spawn(call_upstream)
+    gevent.sleep(0.01)
+    try:
+        client_side.close()
+        waiting.join(5)
+    finally:
+        server_side.close()
+    assert stopped == [True]
+    assert isinstance(waiting.exception, ClientGone) if thrown else waiting.value == "answered"

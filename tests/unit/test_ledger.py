@@ -132,6 +132,14 @@ def test_a_hold_whose_answer_reported_keeps_ollamas_figures_and_one_never_sent_c
     assert (unsent.gpu_seconds, unsent.prompt_tokens, unsent.measured) == (None, None, False)
 
 
+def test_a_hold_is_charged_until_ollama_let_go_and_a_whole_answer_what_it_generated_meanwhile():
+    record = _record()
+    hold = hold_slot(record, lambda: 12)
+    hold.generated = lambda seconds, prompt: round(seconds * 4) if prompt == 12 else -1
+    hold.end(at=hold.granted + 1.5)  # Ollama closed 1.5 s in: what the proxy did after is not charged
+    assert record.gpu_seconds == pytest.approx(1.5) and record.completion_tokens == 6 and record.prompt_tokens == 12
+
+
 def test_a_refused_hold_is_charged_its_time_but_no_prompt():
     record = _record()
     hold = hold_slot(record, lambda: 12)

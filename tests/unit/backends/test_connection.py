@@ -57,3 +57,41 @@ def test_the_pool_reuses_a_live_connection_and_replaces_one_the_server_closed():
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _AnswersWhenTheClientStops(BaseHTTPRequestHandler):
+    """As Go's server does with a request whose client half-closed: it stops, answers that, and closes."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        ended = self.rfile.read(1)  # waits until the client says nothing more comes
+        body = b'{"error":"context canceled"}' if ended == b"" else b'{"error":"unexpected"}'
+        self.send_response(500)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_request_sent_inside_sending_can_tell_ollama_it_stops_once_it_is_all_out():
+    from ollama_proxy.backends.connection import Sending
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _AnswersWhenTheClientStops)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = ServiceSettings(f"http://127.0.0.1:{server.server_port}", 1.0, 5.0, 5.0, 1.0, 10, 1.0)
+        sending = Sending()
+        assert not sending.half_close() and sending.sent_at is None  # nothing sent yet: nothing done
+        # The client leaving is told from another thread (the event loop, under gevent) while Ollama works.
+        threading.Timer(0.2, sending.half_close).start()
+        with sending, OllamaBackend(settings).open("POST", "/api/chat", body=b'{"model":"m"}') as answer:
+            assert answer.status == 500 and answer.read() == b'{"error":"context canceled"}'
+        assert sending.half_closed and sending.sent_at is not None
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -137,8 +137,9 @@ def test_a_granted_request_is_cancelled_if_its_client_leaves_before_ollama_answe
     watching = []
 
     @contextmanager
-    def cancelled_if_client_leaves(environ):
+    def cancelled_if_client_leaves(environ, stop=None, within=0.0):
         watching.append(environ)
+        assert stop is not None and within == 0.5  # Ollama is told to stop, and let go within service.cut_hold
         yield
     monkeypatch.setattr(dispatcher_module, "cancelled_if_client_leaves", cancelled_if_client_leaves)
     environ = {}
