@@ -44,6 +44,7 @@ Budgets (``store.budgets``; periods in the proxy's time zone):
     set_budget(holder_kind, holder, period, unit, amount, mode="hard", by) -> Budget
     list_budgets() -> [Budget] (each with its key's or team's id)
     clear_budgets(holder_kind, holder, period=None, unit=None, by) -> int
+Budgets' spending (``store.spend``: each holder's period, charged as requests end, and workers' leases):
     spent([(slot, period_start)]) -> {(slot, period_start): (spent, refusals)}
     charge([(slot, period_start, amount)], ids={(kind, name): id as checked})  (none to a holder made again)
     note_refusal(slot, period_start)
@@ -82,6 +83,7 @@ from ollama_proxy.store.members import Member, MemberStore
 from ollama_proxy.store.migrate import check_serving, current_revision, upgrade
 from ollama_proxy.store.models import ModelStore
 from ollama_proxy.store.shown_secrets import ShownSecretStore
+from ollama_proxy.store.spend import SpendStore
 from ollama_proxy.store.teams import Team, TeamStore
 from ollama_proxy.store.usage import USAGE_FIELDS, UsageStore
 
@@ -90,7 +92,8 @@ __all__ = ["Actor", "ApiKey", "AuditEntry", "Budget", "Conflict", "DatabaseError
 _EXTENSION = "ollama_proxy.store"
 
 
-class Store(KeyStore, TeamStore, BudgetStore, UsageStore, ModelStore, ShownSecretStore, MemberStore, AuditStore):
+class Store(KeyStore, TeamStore, BudgetStore, SpendStore, UsageStore, ModelStore, ShownSecretStore, MemberStore,
+            AuditStore):
     """The store's whole API over one engine (a pool of connections)."""
 
     def __init__(self, engine: Engine):
