@@ -58,7 +58,6 @@ class OllamaPool:
         self._lock = threading.Lock()
         self._pid = 0
         self._first_refresh = threading.Event()
-        self._listed_until = 0.0  # with one server: when this worker's last read of its listing goes stale
 
     @property
     def default(self) -> PoolServer:
@@ -108,15 +107,18 @@ class OllamaPool:
             self._first_refresh.wait(self.routing.refresh_timeout * 2)
 
     def runs_remotely(self, model: str) -> bool:
-        """Tell whether a server lists ``model`` as run on another host (``remote_host``), as it last read.
-
-        With one server no thread reads its listing (``start``): it is read here, once a ``refresh_interval``.
-        """
-        if not self.reads_models and time.monotonic() >= self._listed_until:
-            self._listed_until = time.monotonic() + self.routing.refresh_interval
-            self.gather("/api/tags")  # a server that does not answer: its models are judged by their names alone
+        """Tell whether a server lists ``model`` as run on another host (``remote_host``), as this worker last read
+        its listing (every ``refresh_interval`` with several servers, and at each listing a client asks for), or
+        as ``note_remote`` noted since."""
         wanted = canonical(model)
         return any(wanted in server.remote for server in self.servers)
+
+    def note_remote(self, server_name: str, model: str) -> None:
+        """Count ``model`` as run on another host by the server ``server_name`` (a copy of a cloud model made
+        through this worker), until its listing is read again."""
+        server = self.server(server_name)
+        if server is not None:
+            server.remote = server.remote | {canonical(model)}
 
     def models_known(self, within: float = 0.0) -> bool:
         """Tell whether this worker has read its servers' models once, waiting up to ``within`` seconds for it

@@ -45,6 +45,7 @@ from ollama_proxy.relay.waiting import Opening, ndjson_after_wait, respond_when_
 from ollama_proxy.routing.routes import (
     Route,
     body_for,
+    note_made_from,
     note_routed,
     refuse_provider_model,
     refuse_unusable_model,
@@ -170,7 +171,20 @@ def forward_checked() -> Response:
     if served.routed:
         return _forward_routed(_route(model), raw, body)
     _check_managed_models(body, served.model_fields)
-    return _forward(managed_server(), raw, model)
+    target = managed_server()
+    response = _forward(target, raw, model)
+    if response.status_code == 200 and request.path in _MADE_FROM:
+        _note_made(target.name, body, *_MADE_FROM[request.path])
+    return response
+
+
+def _note_made(server: str, body: dict, source: str, made: tuple[str, ...]) -> None:
+    """Tell routing a model was made from another on ``server``: a copy of a cloud model is one too."""
+    note_made_from(server, body.get(source), next((body[field] for field in made if body.get(field)), None))
+
+
+# The requests that make a model from another: the field naming the source, those naming the model made.
+_MADE_FROM = {"/api/copy": ("source", ("destination",)), "/api/create": ("from", ("model", "name"))}
 
 
 def _check_managed_models(body: dict, model_fields: tuple[str, ...]) -> None:

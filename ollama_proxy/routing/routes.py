@@ -11,7 +11,8 @@ and in every listing alike. Management requests name models Ollama acts on as
 written, so their names are judged as written (``refuse_unusable_model``). A
 cloud model of the Ollama servers needs the caller's ``cloud`` permission too
 (``access.cloud_models``), wherever a model is judged: by its tag, or because a
-server lists it as run on another host (a local copy of a cloud model).
+server lists it as run on another host (a local copy of a cloud model, noted at
+once when made through this worker: ``note_made_from``).
 
 Aliases resolve first (``models.aliases`` and the store's): the route goes to
 the model the alias names, and keeps the name asked for, which answers carry.
@@ -32,7 +33,7 @@ from ollama_proxy.errors import Forbidden, InvalidRequest
 from ollama_proxy.ledger import current_caller, note_route
 from ollama_proxy.routing.catalog import current_models
 from ollama_proxy.routing.listings import merged_listing
-from ollama_proxy.routing.names import split_provider
+from ollama_proxy.routing.names import is_cloud_model, split_provider
 from ollama_proxy.routing.overrides import NO_OVERRIDE, ModelTable, apply_override
 
 ROUTER = "ollama_proxy.router"
@@ -144,6 +145,16 @@ def refuse_provider_model(model, action: str) -> None:
     if provider is not None:
         raise InvalidRequest(f"cannot {action} '{model}': it is a model of the provider '{provider}', "
                              "and only Ollama servers can manage models", param="model")
+
+
+def note_made_from(server: str, source, made) -> None:
+    """Count the model ``made`` on ``server`` from ``source`` (``/api/copy``, ``/api/create``) as the cloud model
+    it is, if ``source`` is one: at once in this worker, before the server's listing says so."""
+    if not (isinstance(source, str) and isinstance(made, str) and source and made):
+        return
+    routes = router()
+    if is_cloud_model(source) or routes.pool.runs_remotely(source):
+        routes.pool.note_remote(server, made)
 
 
 def refuse_unusable_model(model, field: str) -> None:

@@ -139,7 +139,8 @@ def test_a_local_copy_of_a_cloud_model_is_refused_without_the_permission(server,
 
 
 def test_a_local_copy_of_a_cloud_model_is_a_cloud_model_to_whoever_uses_it(start_proxy, listed):
-    proxy = start_proxy(base_config(listed.url))  # one Ollama server: no worker reads its listing in the background
+    # One worker: a copy made through a worker is known to that worker at once, to the others from a listing.
+    proxy = start_proxy(base_config(listed.url), workers=1)
     manager = create_key(proxy, "--name", "cloud-manager", "--scope", "manage", "--allow", "cloud")
     local = create_key(proxy, "--name", "local-key")
     local_manager = create_key(proxy, "--name", "local-manager", "--scope", "manage")
@@ -148,22 +149,31 @@ def test_a_local_copy_of_a_cloud_model_is_a_cloud_model_to_whoever_uses_it(start
             requests.post(proxy.url + "/api/create", json={"model": "team-model-2", "from": CLOUD, "stream": False},
                           headers=auth(manager), timeout=TIMEOUT)]
     assert [answer.status_code for answer in made] == [200, 200], [answer.text for answer in made]
-    for model in ("team-model", "team-model-2:latest"):  # used at once, before any listing is asked for
+
+    def assert_refused(model: str) -> None:
         for path, dialect, body in SURFACES[:5]:
             before = len(listed.requests)
             answer = _send(proxy, path, body(model), local)
             assert answer.status_code == 403, (path, answer.text)
             message = assert_error_shape(dialect, answer)
             assert f"may not use the cloud model '{model}'" in message and "cloud permission" in message
-            assert not [r.path for r in listed.requests[before:] if r.path != "/api/tags"]  # Ollama was not asked
+            assert len(listed.requests) == before  # Ollama was not asked
         copied = requests.post(proxy.url + "/api/copy", json={"source": model, "destination": "again"},
                                headers=auth(local_manager), timeout=TIMEOUT)
         assert copied.status_code == 403 and "may not use the cloud model" in copied.json()["error"], copied.text
+
+    assert_refused("team-model")  # made through the proxy: known at once, before any listing
+    assert_refused("team-model-2:latest")
+    # Made on the server itself (`ollama cp`): known once a listing has been read through the proxy.
+    assert requests.post(listed.url + "/api/copy", json={"source": CLOUD, "destination": "team-model-3"},
+                         timeout=TIMEOUT).status_code == 200
     hidden = {m["name"] for m in requests.get(proxy.url + "/api/tags", headers=auth(local), timeout=TIMEOUT)
               .json()["models"]}
-    assert "llama3.2:latest" in hidden and not hidden & {"team-model:latest", "team-model-2:latest", CLOUD}
+    assert "llama3.2:latest" in hidden and not hidden & {
+        "team-model:latest", "team-model-2:latest", "team-model-3:latest", CLOUD}
+    assert_refused("Team-Model-3")
     shown = {m["name"] for m in requests.get(proxy.url + "/api/tags", headers=auth(manager), timeout=TIMEOUT)
              .json()["models"]}
-    assert {"team-model:latest", "team-model-2:latest", CLOUD} <= shown
+    assert {"team-model:latest", "team-model-2:latest", "team-model-3:latest", CLOUD} <= shown
     allowed = _send(proxy, "/api/chat", {"model": "team-model", "messages": HI, "stream": False}, manager)
     assert allowed.status_code == 200, allowed.text

@@ -73,18 +73,17 @@ def test_a_lone_servers_models_are_never_known(tmp_path):
     assert not pool.models_known(within=0.01)
 
 
-def test_a_model_listed_with_a_remote_host_runs_remotely_and_a_lone_server_is_read_for_it_once_an_interval(tmp_path):
-    reads = []
+def test_a_model_listed_with_a_remote_host_runs_remotely_and_a_copy_noted_does_until_the_next_read(tmp_path):
+    listed = [{"name": "team-model:latest", "remote_model": "gpt-oss:120b", "remote_host": "https://ollama.com:443"},
+              {"name": "llama3.2:latest"}]
     only = StubServer("default", [])
-
-    def listing(method, path, **request):
-        reads.append(path)
-        return StubAnswer(200, json.dumps({"models": [
-            {"name": "team-model:latest", "remote_model": "gpt-oss:120b", "remote_host": "https://ollama.com:443"},
-            {"name": "llama3.2:latest"}]}).encode())
-    only.open = listing
-    pool = OllamaPool(SERVICE, (), RoutingSettings(refresh_interval=60.0), str(tmp_path))
+    only.open = lambda method, path, **request: StubAnswer(200, json.dumps({"models": listed}).encode())
+    pool = OllamaPool(SERVICE, (), RoutingSettings(), str(tmp_path))
     pool.servers[0].backend = only
+    assert not pool.runs_remotely("team-model")  # a lone server's listing is read only when a client asks for one
+    pool.gather("/api/tags")
     assert pool.runs_remotely("Team-Model") and not pool.runs_remotely("llama3.2")
-    assert not pool.runs_remotely("never-listed")
-    assert reads == ["/api/tags"]  # once in the interval, whatever is asked
+    pool.note_remote("default", "made-here")
+    assert pool.runs_remotely("made-here:latest")
+    pool.gather("/api/tags")  # the server's word replaces the note
+    assert not pool.runs_remotely("made-here") and pool.runs_remotely("team-model")
