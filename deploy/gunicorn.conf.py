@@ -222,7 +222,7 @@ def post_worker_init(worker):
     if admission is not None:
         admission.stand()
     # Re-check the membership of key owners at the identity provider, if it signs people in (docs/oidc.md).
-    from ollama_proxy.blueprints.admin import recheck_loop
+    from ollama_proxy.identity import recheck_loop
 
     recheck_loop.start(getattr(worker, "wsgi", None))
     # Read each Ollama server's models now, in the background: /health and the Backends page know them at once.

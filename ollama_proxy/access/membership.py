@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from ollama_proxy.store import ApiKey, Member
 
 SIGN_IN_AGAIN = "signing in to the admin page again confirms it"
-ADMIN = "admin"  # the role whose keys stand in every team (``blueprints.admin.roles.ADMIN``)
+ADMIN = "admin"  # the role whose keys stand in every team (``identity.roles.ADMIN``)
 
 
 def lapse(member: Member | None, team: str | None, now: datetime, max_age: float) -> str | None:

@@ -30,6 +30,8 @@ def _forbidden(importer: str, target: str) -> str | None:
         return "the dispatcher is called by the relay and the blueprints"
     if source.startswith("blueprints.") and (room or "").startswith("blueprints.") and room != source:
         return "a blueprint is glue over the rooms below it, not over another blueprint"
+    if source == "identity" and (room or "").startswith("blueprints"):
+        return "the admin page's glue calls the identity room, never the other way"
     if importer.startswith("ollama_proxy.scheduler.decisions") and (
             target.startswith("ollama_proxy.scheduler.transport") or target.split(".")[0] in _WAITS_OR_SENDS):
         return "the scheduler's decisions are pure and clock-driven: the transport carries them, never the other way"
@@ -93,6 +95,8 @@ def test_the_rules_see_what_they_forbid():
     assert _forbidden("ollama_proxy.scheduler.transport.local", "ollama_proxy.relay")
     assert _forbidden("ollama_proxy.routing.routes", "ollama_proxy.scheduler.transport.client")
     assert _forbidden("ollama_proxy.blueprints.openai", "ollama_proxy.blueprints.native")
+    assert _forbidden("ollama_proxy.identity.recheck", "ollama_proxy.blueprints.admin.session")
+    assert not _forbidden("ollama_proxy.blueprints.admin.oidc", "ollama_proxy.identity.claims")
     assert _forbidden("ollama_proxy.translate.openai", "ollama_proxy.lines")
     assert _forbidden("ollama_proxy.relay.streaming", "requests")
     assert _forbidden("ollama_proxy.ledger", "ollama_proxy.surfaces")

@@ -3,7 +3,7 @@
 Server-rendered (Jinja templates under ``templates/admin/``, files under
 ``static/``). A session cookie signed with the admin secret key carries the
 login; every form carries a CSRF token. One signs in with the admin password, or
-with an OpenID Connect provider whose claims give a role (``roles.py``). With
+with an OpenID Connect provider whose claims give a role (``roles.py``, ``identity/``). With
 neither ``admin.password_hash`` nor ``admin.oidc`` the page is off and every
 /admin path answers 404.
 """
@@ -23,13 +23,13 @@ from ollama_proxy.blueprints.admin import (  # noqa: F401
     my_keys,
     oidc,
     pages,
-    recheck_loop,
     scheduler,
     session,
     teams,
     usage,
 )
 from ollama_proxy.blueprints.admin.base import bp
+from ollama_proxy.identity import recheck_loop
 
 __all__ = ["bp", "init_app"]
 

@@ -10,20 +10,12 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from ollama_proxy.blueprints.admin.roles import (
-    LABELS,
-    LANDING,
-    MEMBER,
-    SIGN_OUT,
-    TEAM_ADMIN,
-    VIEWER,
-    current_role,
-    may,
-)
+from ollama_proxy.blueprints.admin.roles import LANDING, SIGN_OUT, current_role, may
 from ollama_proxy.blueprints.admin.session import cookie_dropped, session_is_valid, signed_in_with_oidc
 from ollama_proxy.blueprints.admin.session_recheck import recheck_session
 from ollama_proxy.config import AdminSettings
 from ollama_proxy.errors import Forbidden, InvalidRequest, NotFound
+from ollama_proxy.identity.roles import LABELS, MEMBER, TEAM_ADMIN, VIEWER
 from ollama_proxy.store import Actor, Missing
 
 PREFIX = "/admin"

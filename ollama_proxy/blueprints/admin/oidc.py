@@ -5,10 +5,11 @@ document (once per worker), keeps a state, a nonce and a PKCE verifier in the si
 cookie, and sends the browser to the provider. The provider sends it back to
 ``/admin/login/oidc/callback`` with a code, which is traded for tokens; the ID token's signature
 (the provider's published keys), issuer, audience, expiry and nonce are all checked before its
-claims are read (``claims.py``) for a role. Every way this can fail ends on the login form, in the
+claims are read (``identity.claims``) for a role. Every way this can fail ends on the login form, in the
 audit trail as a failed sign-in, and in the log; nothing about it starts a session. A sign-in also
 confirms the person's membership in the store (``store.members``), with the refresh token, if the
-provider gave one, sealed (``refresh_tokens.py``): it lets ``recheck.py`` ask again while they are away.
+provider gave one, sealed (``identity.refresh_tokens``): it lets ``identity.recheck`` ask again while they are
+away.
 
 The button is a link, not a form: the page's content security policy allows forms to reach this
 site alone (``form-action 'self'``), and browsers hold a form's redirects to it, which would stop
@@ -27,14 +28,14 @@ from flask import Flask, current_app, redirect, render_template, request, sessio
 from joserfc.errors import JoseError
 
 from ollama_proxy.blueprints.admin.base import bp, landing
-from ollama_proxy.blueprints.admin.claims import Grant, claims_options, grant, person
 from ollama_proxy.blueprints.admin.login import UNKNOWN_USER, login_page, record
-from ollama_proxy.blueprints.admin.recheck import CLIENT
-from ollama_proxy.blueprints.admin.refresh_tokens import seal
-from ollama_proxy.blueprints.admin.roles import LABELS
 from ollama_proxy.blueprints.admin.session import start_oidc_session
 from ollama_proxy.config.identity import OidcSettings
 from ollama_proxy.errors import NotFound
+from ollama_proxy.identity.claims import Grant, claims_options, grant, person
+from ollama_proxy.identity.recheck import CLIENT
+from ollama_proxy.identity.refresh_tokens import seal
+from ollama_proxy.identity.roles import LABELS
 from ollama_proxy.store import Actor, DatabaseError, current_store
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,9 @@ from datetime import datetime, timezone
 from flask import current_app, session
 
 from ollama_proxy.access.membership import lapse
-from ollama_proxy.blueprints.admin.roles import ADMIN, check_scope, current_role, team_scope
+from ollama_proxy.blueprints.admin.roles import check_scope, current_role, team_scope
 from ollama_proxy.errors import Forbidden
+from ollama_proxy.identity.roles import ADMIN
 from ollama_proxy.store import Member, current_store
 
 

@@ -1,14 +1,10 @@
 """Say what the person signed in may do on the admin page: their role, the team they are bound to, the pages.
 
-Four roles, from the most to the least:
-
-- ``admin``: everything (the password login is always this one);
-- ``viewer``: reads every page, changes nothing;
-- ``team_admin``: its own team's keys, budgets and usage, nothing else;
-- ``member``: the "My keys" page alone, where they make and revoke keys of their own in their team.
+Four roles (``identity.roles``): an admin reaches everything, a viewer reads every page, a team
+admin its own team's keys, budgets and usage, a member the "My keys" page alone.
 
 A password session holds no role: it is an admin's. A single sign-on session holds the role and
-the team the identity provider's claims gave at sign-in (``claims.py``).
+the team the identity provider's claims gave at sign-in (``identity.claims``).
 """
 
 from __future__ import annotations
@@ -16,10 +12,8 @@ from __future__ import annotations
 from flask import session
 
 from ollama_proxy.errors import Forbidden
+from ollama_proxy.identity.roles import ADMIN, MEMBER, ROLES, TEAM_ADMIN, VIEWER
 
-ADMIN, VIEWER, TEAM_ADMIN, MEMBER = "admin", "viewer", "team_admin", "member"
-ROLES = (ADMIN, VIEWER, TEAM_ADMIN, MEMBER)
-LABELS = {ADMIN: "admin", VIEWER: "viewer", TEAM_ADMIN: "team admin", MEMBER: "member"}
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 SIGN_OUT = "admin.logout"  # anyone signed in may leave, a viewer too

@@ -3,7 +3,8 @@
 A session holds when its sign-in confirmed the role (``session.CHECKED``). Past ``recheck``, each
 admin page takes the role and team of the person's member row (``store.members``) while the
 provider confirmed them within ``recheck`` (a worker's background re-check, a sign-in in another
-browser); else it asks the provider now, with the kept refresh token (``recheck.recheck_member``).
+browser); else it asks the provider now, with the kept refresh token (``identity.recheck.recheck_member``);
+``identity.session_checks`` decides which.
 Someone the provider no longer vouches for loses the session at once, with a 403 page saying so;
 someone it cannot confirm now (no refresh token, the provider unreachable) signs in again through
 the provider, which may let them through without its form while its own session lasts.
@@ -12,35 +13,20 @@ the provider, which may let them through without its form while its own session 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from flask import current_app, redirect, render_template, request, url_for
 
-from ollama_proxy.blueprints.admin.recheck import BUSY, CLIENT, recheck_member
 from ollama_proxy.blueprints.admin.session import CHECKED
 from ollama_proxy.config.identity import OidcSettings
-from ollama_proxy.store import Member, current_store
+from ollama_proxy.identity.recheck import BUSY, CLIENT, recheck_member
+from ollama_proxy.identity.session_checks import ADOPT, ENDED, STALE, is_due, verdict
+from ollama_proxy.store import current_store
 
 log = logging.getLogger(__name__)
 
-ADOPT, ENDED, STALE = "adopt", "ended", "stale"
 ENDED_MESSAGE = ("The identity provider no longer gives you a role or a team here ({why}), so your session has "
                  "ended. Ask an administrator if that is a mistake.")
-
-
-def is_due(checked, now: float, recheck: float) -> bool:
-    """Tell whether a session whose role was confirmed at ``checked`` (seconds; None: never) is to be re-checked."""
-    return not isinstance(checked, (int, float)) or now - checked >= recheck
-
-
-def verdict(member: Member | None, now: datetime, recheck: float) -> str:
-    """What a session due for a re-check does with the person's member row: ENDED when the provider no longer
-    vouches for them, ADOPT its role and team when confirmed within ``recheck``, else STALE (ask again)."""
-    if member is not None and member.lost_at is not None:
-        return ENDED
-    if member is not None and now - member.confirmed_at < timedelta(seconds=recheck):
-        return ADOPT
-    return STALE
 
 
 def recheck_session(session, oidc: OidcSettings):

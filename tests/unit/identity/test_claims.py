@@ -1,7 +1,7 @@
 import pytest
 
-from ollama_proxy.blueprints.admin.claims import Grant, grant, person, values_of
 from ollama_proxy.config import parse_settings
+from ollama_proxy.identity.claims import Grant, grant, person, values_of
 
 
 def oidc_settings(**oidc):

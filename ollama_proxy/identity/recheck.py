@@ -25,14 +25,14 @@ from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.base_client import OAuthError
 from joserfc.errors import JoseError
 
-from ollama_proxy.blueprints.admin.claims import claims_options, grant, person
-from ollama_proxy.blueprints.admin.refresh_tokens import seal, unseal
 from ollama_proxy.config.identity import OidcSettings
+from ollama_proxy.identity.claims import claims_options, grant, person
+from ollama_proxy.identity.refresh_tokens import seal, unseal
 from ollama_proxy.store import Actor, Store
 
 log = logging.getLogger(__name__)
 
-CLIENT = "ollama_proxy.admin_oidc"  # the provider's Authlib client, as ``oidc.init_app`` registers it
+CLIENT = "ollama_proxy.admin_oidc"  # the provider's Authlib client, as ``blueprints.admin.oidc.init_app`` registers it
 # A re-check may wait on the provider three times (the token, its keys, its userinfo): its claim outlasts them.
 WAITS = 3
 UNREACHABLE = (OSError, ValueError)  # requests' exceptions are OSErrors, a body that is no JSON a ValueError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ollama_proxy.blueprints.admin.refresh_tokens import seal, unseal
+from ollama_proxy.identity.refresh_tokens import seal, unseal
 
 KEY = "k" * 40
 TOKEN = "eyJhbGciOi.refresh-token-of-the-provider.sig"

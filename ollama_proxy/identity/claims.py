@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ollama_proxy.blueprints.admin.roles import ADMIN, MEMBER, TEAM_ADMIN, VIEWER
 from ollama_proxy.config.identity import OidcSettings
+from ollama_proxy.identity.roles import ADMIN, MEMBER, TEAM_ADMIN, VIEWER
 
 NAME_CLAIMS = ("email", "sub")  # after the configured username_claim, in this order
 LONGEST_NAME = 255  # what the audit trail keeps of an actor

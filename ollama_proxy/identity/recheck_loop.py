@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 
 from flask import Flask
 
-from ollama_proxy.blueprints.admin.recheck import CLIENT, recheck_member
+from ollama_proxy.identity.recheck import CLIENT, recheck_member
 from ollama_proxy.store import current_store
 
 log = logging.getLogger(__name__)

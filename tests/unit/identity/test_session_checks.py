@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ollama_proxy.blueprints.admin.session_recheck import ADOPT, ENDED, STALE, is_due, verdict
+from ollama_proxy.identity.session_checks import ADOPT, ENDED, STALE, is_due, verdict
 from ollama_proxy.store import Member
 
 NOW = datetime(2026, 11, 22, 20, 0, tzinfo=timezone.utc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ollama_proxy.blueprints.admin.recheck_loop import pause_between_rounds
+from ollama_proxy.identity.recheck_loop import pause_between_rounds
 
 
 @pytest.mark.parametrize("recheck, pause", [(2, 0.5), (120, 30), (900, 60), (86400, 60)])

@@ -10,10 +10,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 
-from ollama_proxy.blueprints.admin.recheck import BUSY, CLIENT, CONFIRMED, LOST, NOTHING, UNSURE, recheck_member
-from ollama_proxy.blueprints.admin.recheck_loop import EXTENSION
-from ollama_proxy.blueprints.admin.refresh_tokens import unseal
 from ollama_proxy.blueprints.admin.session import CHECKED, start_session
+from ollama_proxy.identity.recheck import BUSY, CLIENT, CONFIRMED, LOST, NOTHING, UNSURE, recheck_member
+from ollama_proxy.identity.recheck_loop import EXTENSION
+from ollama_proxy.identity.refresh_tokens import unseal
 from ollama_proxy.store import current_store
 from ollama_proxy.store.schema import members
 from tests.actors import TESTER
