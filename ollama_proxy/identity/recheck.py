@@ -32,7 +32,6 @@ from ollama_proxy.store import Actor, Store
 
 log = logging.getLogger(__name__)
 
-CLIENT = "ollama_proxy.admin_oidc"  # the provider's Authlib client, as ``blueprints.admin.oidc.init_app`` registers it
 # A re-check may wait on the provider three times (the token, its keys, its userinfo): its claim outlasts them.
 WAITS = 3
 UNREACHABLE = (OSError, ValueError)  # requests' exceptions are OSErrors, a body that is no JSON a ValueError

@@ -20,7 +20,8 @@ from datetime import datetime, timedelta, timezone
 
 from flask import Flask
 
-from ollama_proxy.identity.recheck import CLIENT, recheck_member
+from ollama_proxy.identity.provider import CLIENT
+from ollama_proxy.identity.recheck import recheck_member
 from ollama_proxy.store import current_store
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from ollama_proxy.blueprints.admin import (  # noqa: F401
     usage,
 )
 from ollama_proxy.blueprints.admin.base import bp
-from ollama_proxy.identity import recheck_loop
+from ollama_proxy.identity import provider, recheck_loop
 
 __all__ = ["bp", "init_app"]
 
@@ -43,7 +43,7 @@ def init_app(app: Flask) -> None:
     session.configure(app, settings)
     CSRFProtect(app)
     login.init_app(app)
-    oidc.init_app(app, settings.oidc)
+    provider.init_app(app, settings.oidc)
     if settings.oidc.enabled:
         recheck_loop.init_app(app)  # its loop starts in each worker (deploy/gunicorn.conf.py)
 

@@ -1,15 +1,15 @@
 """Sign in with an OpenID Connect provider: the authorization code flow with PKCE (S256), through Authlib.
 
 The login page's button links to ``/admin/login/oidc``, which reads the provider's discovery
-document (once per worker), keeps a state, a nonce and a PKCE verifier in the signed session
-cookie, and sends the browser to the provider. The provider sends it back to
-``/admin/login/oidc/callback`` with a code, which is traded for tokens; the ID token's signature
-(the provider's published keys), issuer, audience, expiry and nonce are all checked before its
-claims are read (``identity.claims``) for a role. Every way this can fail ends on the login form, in the
-audit trail as a failed sign-in, and in the log; nothing about it starts a session. A sign-in also
-confirms the person's membership in the store (``store.members``), with the refresh token, if the
-provider gave one, sealed (``identity.refresh_tokens``): it lets ``identity.recheck`` ask again while they are
-away.
+document (once per worker, through the client ``identity.provider`` registers), keeps a state, a
+nonce and a PKCE verifier in the signed session cookie, and sends the browser to the provider. The
+provider sends it back to ``/admin/login/oidc/callback`` with a code, which is traded for tokens;
+the ID token's signature (the provider's published keys), issuer, audience, expiry and nonce are
+all checked before its claims are read (``identity.claims``) for a role. Every way this can fail
+ends on the login form, in the audit trail as a failed sign-in, and in the log; nothing about it
+starts a session. A sign-in also confirms the person's membership in the store
+(``store.members``), with the refresh token, if the provider gave one, sealed
+(``identity.refresh_tokens``): it lets ``identity.recheck`` ask again while they are away.
 
 The button is a link, not a form: the page's content security policy allows forms to reach this
 site alone (``form-action 'self'``), and browsers hold a form's redirects to it, which would stop
@@ -23,8 +23,7 @@ import logging
 from datetime import datetime, timezone
 
 from authlib.common.errors import AuthlibBaseError
-from authlib.integrations.flask_client import OAuth
-from flask import Flask, current_app, redirect, render_template, request, session, url_for
+from flask import current_app, redirect, render_template, request, session, url_for
 from joserfc.errors import JoseError
 
 from ollama_proxy.blueprints.admin.base import bp, landing
@@ -33,17 +32,14 @@ from ollama_proxy.blueprints.admin.session import start_oidc_session
 from ollama_proxy.config.identity import OidcSettings
 from ollama_proxy.errors import NotFound
 from ollama_proxy.identity.claims import Grant, claims_options, grant, person
-from ollama_proxy.identity.recheck import CLIENT
+from ollama_proxy.identity.provider import CLIENT, CLIENT_NAME, discovery_problem, discovery_url
 from ollama_proxy.identity.refresh_tokens import seal
 from ollama_proxy.identity.roles import LABELS
 from ollama_proxy.store import Actor, DatabaseError, current_store
 
 log = logging.getLogger(__name__)
-CLIENT_NAME = "oidc"
 NEXT = "oidc_next"  # the page asked for before signing in, kept in the session across the provider's pages
 STATE_PREFIX = f"_state_{CLIENT_NAME}_"  # where Authlib keeps a sign-in's state, nonce and PKCE verifier
-DISCOVERY = "/.well-known/openid-configuration"
-NEEDED_ENDPOINTS = ("authorization_endpoint", "token_endpoint", "jwks_uri")
 # Authlib's failures (a state that does not match, the provider's error answer, an ID token refused) and
 # the HTTP ones beneath it: requests' exceptions are OSErrors, a body that is no JSON a ValueError.
 REFUSED = (AuthlibBaseError, JoseError)
@@ -64,23 +60,6 @@ def printable(reason: str) -> str:
     """``reason`` fit for one log line and the audit trail: a callback's query (the provider's error
     description) is anyone's to write, so no control character passes, and it is cut short."""
     return "".join(c if c.isprintable() else " " for c in reason)[:REASON_LENGTH]
-
-
-def discovery_url(issuer: str) -> str:
-    return issuer.rstrip("/") + DISCOVERY
-
-
-def scope_text(scopes: tuple[str, ...]) -> str:
-    """The scopes asked for, ``openid`` first whether configured or not: without it there is no ID token."""
-    return " ".join(["openid", *(scope for scope in scopes if scope != "openid")])
-
-
-def discovery_problem(metadata: dict, oidc: OidcSettings) -> str | None:
-    """Say what makes a discovery document unusable, or None: it must name our issuer, exactly, and the endpoints."""
-    if metadata.get("issuer") != oidc.issuer:
-        return f"the discovery document names the issuer {metadata.get('issuer')!r}, not {oidc.issuer!r}"
-    missing = [name for name in NEEDED_ENDPOINTS if not metadata.get(name)]
-    return f"the discovery document has no {', '.join(missing)}" if missing else None
 
 
 def _client():
@@ -179,15 +158,3 @@ def verified_claims(oidc: OidcSettings) -> tuple[dict, str | None]:
     if not claims or not claims.get("sub"):
         raise SignInFailed("the provider answered without an ID token")
     return dict(claims), token.get("refresh_token")
-
-
-def init_app(app: Flask, oidc: OidcSettings) -> None:
-    """Register the provider as Authlib's client, when one is configured."""
-    if not oidc.enabled:
-        return
-    client_kwargs = {"scope": scope_text(oidc.scopes), "code_challenge_method": "S256",
-                     "default_timeout": oidc.timeout,
-                     "token_endpoint_auth_method": "client_secret_basic" if oidc.client_secret else "none"}
-    app.extensions[CLIENT] = OAuth(app).register(
-        CLIENT_NAME, client_id=oidc.client_id, client_secret=oidc.client_secret or None,
-        server_metadata_url=discovery_url(oidc.issuer), client_kwargs=client_kwargs)

@@ -19,7 +19,8 @@ from flask import current_app, redirect, render_template, request, url_for
 
 from ollama_proxy.blueprints.admin.session import CHECKED
 from ollama_proxy.config.identity import OidcSettings
-from ollama_proxy.identity.recheck import BUSY, CLIENT, recheck_member
+from ollama_proxy.identity.provider import CLIENT
+from ollama_proxy.identity.recheck import BUSY, recheck_member
 from ollama_proxy.identity.session_checks import ADOPT, ENDED, STALE, is_due, verdict
 from ollama_proxy.store import current_store
 

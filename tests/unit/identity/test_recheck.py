@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from ollama_proxy.blueprints.admin.session import CHECKED, start_session
-from ollama_proxy.identity.recheck import BUSY, CLIENT, CONFIRMED, LOST, NOTHING, UNSURE, recheck_member
+from ollama_proxy.identity.provider import CLIENT
+from ollama_proxy.identity.recheck import BUSY, CONFIRMED, LOST, NOTHING, UNSURE, recheck_member
 from ollama_proxy.identity.recheck_loop import EXTENSION
 from ollama_proxy.identity.refresh_tokens import unseal
 from ollama_proxy.store import current_store
