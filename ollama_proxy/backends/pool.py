@@ -127,7 +127,10 @@ class OllamaPool:
 
     def _refresh_forever(self) -> None:
         while True:
-            self.refresh()
+            try:
+                self.refresh()
+            except RuntimeError:  # the process is exiting: no new threads may start ("after interpreter shutdown")
+                return
             self._first_refresh.set()
             time.sleep(self.routing.refresh_interval)
 

@@ -1,5 +1,6 @@
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ollama_proxy.backends.connection import CheckedConnection, readable_now
@@ -87,10 +88,18 @@ def test_a_request_sent_inside_sending_can_tell_ollama_it_stops_once_it_is_all_o
         settings = ServiceSettings(f"http://127.0.0.1:{server.server_port}", 1.0, 5.0, 5.0, 1.0, 10, 1.0)
         sending = Sending()
         assert not sending.half_close() and sending.sent_at is None  # nothing sent yet: nothing done
-        # The client leaving is told from another thread (the event loop, under gevent) while Ollama works.
-        threading.Timer(0.2, sending.half_close).start()
+        # The client leaving is told from another thread (the event loop, under gevent) while Ollama works: once
+        # the request is all out, however long a busy machine takes to send it.
+        def leave() -> None:
+            deadline = time.monotonic() + 10
+            while sending.sent_at is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            sending.half_close()
+        leaving = threading.Thread(target=leave, daemon=True)
+        leaving.start()
         with sending, OllamaBackend(settings).open("POST", "/api/chat", body=b'{"model":"m"}') as answer:
             assert answer.status == 500 and answer.read() == b'{"error":"context canceled"}'
+        leaving.join(10)  # Ollama may answer before the thread that told it has noted so
         assert sending.half_closed and sending.sent_at is not None
     finally:
         server.shutdown()

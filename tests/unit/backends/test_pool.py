@@ -87,3 +87,15 @@ def test_a_model_listed_with_a_remote_host_runs_remotely_and_a_copy_noted_does_u
     assert pool.runs_remotely("made-here:latest")
     pool.gather("/api/tags")  # the server's word replaces the note
     assert not pool.runs_remotely("made-here") and pool.runs_remotely("team-model")
+
+
+def test_the_refresh_thread_ends_quietly_when_the_process_exits_under_it(tmp_path):
+    pool = stub_pool(tmp_path, StubServer("default", ["m"]), StubServer("gpu2", ["m"]))
+
+    def exiting():
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+    pool.refresh = exiting
+    ended = threading.Thread(target=pool._refresh_forever, daemon=True)
+    ended.start()
+    ended.join(5)
+    assert not ended.is_alive() and not pool.models_known()
