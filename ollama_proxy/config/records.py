@@ -68,9 +68,9 @@ class ChatLogSettings:
         help="bytes of answer text kept for one line (UTF-8); more is marked `answer_truncated`")
     max_request_bytes: int = setting(
         4 * MiB, validate=AT_LEAST_1,
-        help="bytes of a request kept for one line (its JSON, images elided): a longer one is written as its first "
-             "and last halves of this, as text, marked `request_truncated` with its whole size (`request_bytes`); "
-             "a 45 MB line took a worker 0.2 s to write, beside every stream it served")
+        help="bytes of a request kept for one line: a longer one is written as the text of its first and last halves "
+             "of this, base64 runs elided, marked `request_truncated` with its whole size (`request_bytes`); a 45 MB "
+             "line took a worker 0.2 s to write, beside every stream it served")
 
 
 @dataclass(frozen=True)

@@ -114,12 +114,14 @@ def test_wants_log(choice, enabled, logged):
 
 
 def test_a_request_longer_than_its_bound_is_written_as_its_first_and_last_halves_with_its_size():
-    messages = [{"role": "user", "content": "é" * 3000}, {"role": "user", "content": "what failed?"}]
+    image = base64.b64encode(bytes(range(256)) * 40).decode()
+    messages = [{"role": "user", "content": "é" * 3000, "images": [image]}, {"role": "user", "content": "what failed?"}]
     raw = json.dumps({"model": "m", "messages": messages}).encode()
     record = RequestRecord("r3", "POST", "/api/chat", "10.0.0.1", 0.0, status=200)
     record.chat_request = raw
-    entry = chat_entry(record, max_request_bytes=1000)
-    assert entry["request_truncated"] is True and entry["request_bytes"] == len(json.dumps(json.loads(raw)).encode())
+    entry = chat_entry(record, max_request_bytes=len(raw) - 1000)
+    assert entry["request_truncated"] is True and entry["request_bytes"] == len(raw)
     assert entry["request"].startswith('{"model": "m"') and entry["request"].endswith('"what failed?"}]}')
-    assert " bytes elided> " in entry["request"] and len(entry["request"].encode()) < 1100
-    assert "request_truncated" not in chat_entry(record, max_request_bytes=len(raw) * 2)
+    assert " bytes elided> " in entry["request"] and len(entry["request"].encode()) < len(raw) - 1000
+    assert image not in entry["request"] and "<base64 elided: 10240 bytes>" in entry["request"]
+    assert "request_truncated" not in chat_entry(record, max_request_bytes=len(raw))
