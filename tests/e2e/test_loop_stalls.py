@@ -61,17 +61,17 @@ def fakes(tmp_path):
         yield urls
 
 
-@pytest.fixture
-def worker(start_proxy, fakes):
-    """One worker, scheduling two servers: the stream holds one, the huge requests queue for the other. Chats are
-    logged: each line (the request parsed, images elided, encoded, redacted, written) is made as its response
-    closes, beside the stream."""
+@pytest.fixture(params=[False], ids=["chat logs off"])
+def worker(request, start_proxy, fakes):
+    """One worker, scheduling two servers: the stream holds one, the huge requests queue for the other. With
+    chat logs (``request.param``), each chat's line (its request's ends, base64 elided, encoded, redacted,
+    written) is made as its response closes, beside the stream."""
     config = base_config(fakes[0], scheduling=True, num_parallel=1, max_loaded_models=1)
     config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": fakes[1], "num_parallel": 1,
                            "max_loaded_models": 1}]
     config["limits"] = {"max_body_bytes": MAX_BODY}
     config["scheduling"] = {"max_wait": 120}
-    config["chat_logs"] = {"enabled": True}
+    config["chat_logs"] = {"enabled": request.param}
     return start_proxy(config, workers=1)
 
 
@@ -134,9 +134,12 @@ def test_anthropic_count_tokens_of_45_mb_stalls_no_stream(worker):
     _assert_no_stall(_stalls(worker.url, "/v1/messages/count_tokens", rounds, ANTHROPIC, window=3.0))
 
 
+@pytest.mark.parametrize("worker", [True], ids=["chat logs on"], indirect=True)
 def test_an_anthropic_message_of_45_mb_stalls_no_stream(worker):
     rounds = [[_anthropic(n)] for n in range(ROUNDS)]
     _assert_no_stall(_stalls(worker.url, "/v1/messages", rounds, ANTHROPIC, window=3.0))
+    logged = _logged_huge(worker, ROUNDS)  # each kept as its ends: the conversation's last turn is there
+    assert len(logged) == ROUNDS and all('"What failed?"}]' in entry["request"][-60:] for entry in logged)
 
 
 @pytest.mark.parametrize("path, make", [("/api/chat", _native), ("/v1/chat/completions", _openai)],
@@ -144,9 +147,6 @@ def test_an_anthropic_message_of_45_mb_stalls_no_stream(worker):
 def test_six_prompts_of_45_mb_at_once_stall_no_stream(worker, path, make):
     rounds = [[make(r * 6 + n) for n in range(6)] for r in range(ROUNDS)]
     _assert_no_stall(_stalls(worker.url, path, rounds, NATIVE, window=5.0))
-    logged = _logged_huge(worker, 6 * ROUNDS)
-    # each kept as its ends: the conversation's last turn is there
-    assert len(logged) == 6 * ROUNDS and all('"What failed?"}]' in entry["request"][-60:] for entry in logged)
 
 
 def _logged_huge(worker, count: int) -> list[dict]:
