@@ -9,6 +9,9 @@ from typing import TypeVar
 T = TypeVar("T")
 _lanes: object | None = None  # this process's gevent semaphore: the off-loop works that may run at once
 _lane_count = 2
+# Work that grows with a body larger than this runs off the loop (``off_loop``): parsing, hashing, estimating,
+# encoding a few hundred KiB already holds the loop for milliseconds, 45 MB for a fifth of a second and more.
+OFF_LOOP_BYTES = 256 * 1024
 # A body is read this much at a time, the worker's other greenlets let run between pieces: a client that sends
 # faster than the proxy reads never makes a read wait, so reading 45 MB whole held the loop 0.1-0.2 s.
 READ_PIECE_BYTES = 1024 * 1024

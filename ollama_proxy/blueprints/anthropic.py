@@ -11,7 +11,7 @@ from functools import partial
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ollama_proxy.access.end_users import from_anthropic
-from ollama_proxy.greenlets import off_loop
+from ollama_proxy.greenlets import OFF_LOOP_BYTES, off_loop
 from ollama_proxy.relay.streaming import sse_named_event
 from ollama_proxy.relay.translated import generate, new_id, prepare, read_body, stream_answers
 from ollama_proxy.relay.waiting import pings
@@ -19,7 +19,6 @@ from ollama_proxy.routing.names import canonical
 from ollama_proxy.routing.routes import Route, body_for
 from ollama_proxy.routing.thinking import thinking_for_route
 from ollama_proxy.schemas.anthropic import CountTokensRequest, MessagesRequest
-from ollama_proxy.schemas.loading import OFF_LOOP_BYTES
 from ollama_proxy.translate.anthropic import tokens
 from ollama_proxy.translate.anthropic.answer import to_anthropic_message
 from ollama_proxy.translate.anthropic.correction import TokenCorrection

@@ -19,12 +19,12 @@ from flask import Blueprint, Response, request
 
 from ollama_proxy.backends.ollama_headers import upstream_headers
 from ollama_proxy.errors import InvalidRequest
-from ollama_proxy.greenlets import off_loop
+from ollama_proxy.greenlets import OFF_LOOP_BYTES, off_loop
 from ollama_proxy.ledger import current_record, note_model
 from ollama_proxy.observability.accounting import estimate_answer, note_arrival
 from ollama_proxy.relay.native import relay
 from ollama_proxy.routing.routes import note_routed, resolve
-from ollama_proxy.schemas.loading import OFF_LOOP_BYTES, read_request_body
+from ollama_proxy.schemas.loading import read_request_body
 from ollama_proxy.schemas.multipart import read_form, write_form
 
 bp = Blueprint("audio", __name__)

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 from flask import Flask, current_app, request
 
 from ollama_proxy.config import ChatLogSettings, Settings
-from ollama_proxy.greenlets import off_loop, read_in_pieces
+from ollama_proxy.greenlets import OFF_LOOP_BYTES, off_loop, read_in_pieces
 from ollama_proxy.ledger import (
     AnswerText,
     RequestRecord,
@@ -43,8 +43,6 @@ _IMAGE_KEYS = {"images"}
 TOO_DEEP = "<request elided: nested too deeply to write>"
 # An image's base64 in a request too long to parse for the line: no text of a chat runs this long unbroken.
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{1024,}={0,2}")
-# A larger request's line is made (parsed, images elided, encoded, redacted) on a thread.
-OFF_LOOP_BYTES = 256 * 1024
 
 
 def _image_marker(encoded: str) -> str:

@@ -9,14 +9,13 @@ from json.decoder import JSONObject
 from marshmallow import Schema, ValidationError
 
 from ollama_proxy.errors import InvalidRequest, PayloadTooLarge
-from ollama_proxy.greenlets import off_loop, read_in_pieces
+from ollama_proxy.greenlets import OFF_LOOP_BYTES, off_loop, read_in_pieces
 from ollama_proxy.schemas.counts import check_item_counts
 from ollama_proxy.schemas.field_names import check_field_names, unrepeated_fields
 from ollama_proxy.schemas.long_strings import decoded_text, parsed_in_pieces
 
-# A body this large is parsed and checked in a thread, not on the event loop: the other streams of its
+# A body past OFF_LOOP_BYTES is parsed and checked in a thread, not on the event loop: the other streams of its
 # worker go on meanwhile (a valid 6.5 MiB chat takes a second or more to check).
-OFF_LOOP_BYTES = 256 * 1024
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # JSON's own
 
 
