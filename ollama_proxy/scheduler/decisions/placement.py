@@ -149,13 +149,17 @@ class PromptPlacement:
 
         For at most ``prefix_hold`` seconds from its arrival, and only while what it has waited (and, for a busy
         server, the wait expected for its slot, behind the others waiting for it) stays under the reading it spares,
-        weighed by ``MOVE_COST``: a wait that runs long ends once it has cost as much. A question never waits: what
-        a cache saves it, or another, is less than the estimate's error.
+        weighed by ``MOVE_COST``: a wait that runs long ends once it has cost as much. A question never waits for a
+        busy server: what a cache saves it, or another, is less than the estimate's error. Slots lent out are not
+        busy (``_held_behind_loans``).
         """
         ticket.waits_for = None
         waited = now - ticket.enqueued
-        if (not self.bounds.prefix_hold or waited >= self.bounds.prefix_hold
-                or prompt_tokens(ticket.prefix) < QUESTION_TOKENS):
+        if not self.bounds.prefix_hold or waited >= self.bounds.prefix_hold:
+            return False
+        if self._held_behind_loans(ticket, cost):
+            return True
+        if prompt_tokens(ticket.prefix) < QUESTION_TOKENS:
             return False
         displaced = self._displaces(ticket, best.server, pick, now)
         if waited < MOVE_COST * self.estimates.prefill_seconds(ticket.model, best.server, displaced):
@@ -169,6 +173,23 @@ class PromptPlacement:
             reading = self.estimates.prefill_seconds(ticket.model, name, prompt_tokens(ticket.prefix) - held)
             queued = sum(1 for t in ahead if t.waits_for == name)
             if waited + self._warm_wait(ticket, [server], queued, now) < MOVE_COST * (cost - reading):
+                ticket.waits_for = name
+                return True
+        return False
+
+    def _held_behind_loans(self, ticket: Ticket, cost: float) -> bool:
+        """Whether a server that holds more of ``ticket``'s prompt than ``cost`` says is full only for the slots it
+        lent a worker, not for what runs there. Its loans come back within a round trip once anything waits
+        (``lending.recall``), so even a question waits for them: a slot idle in the engine is not busy."""
+        for name in ticket.candidates:
+            server = self.servers.get(name)
+            runner = server.runners.get(ticket.model) if server is not None else None
+            if (runner is None or not runner.lent or runner.reserved_by is not None
+                    or runner.running >= server.slots_of(ticket.model)):
+                continue
+            held = runner.caches.holds(ticket.prefix, self._tenant(ticket))
+            reading = self.estimates.prefill_seconds(ticket.model, name, prompt_tokens(ticket.prefix) - held)
+            if cost - reading > self.estimates.prefill_seconds(ticket.model, name, NEGLIGIBLE):
                 ticket.waits_for = name
                 return True
         return False

@@ -7,7 +7,7 @@ from ollama_proxy.scheduler.decisions.core import Bounds, Scheduler, Ticket
 from ollama_proxy.scheduler.decisions.estimates import Estimates
 from ollama_proxy.scheduler.decisions.fairness import Share
 from ollama_proxy.scheduler.decisions.prefix import chain_of, prompt_tokens
-from ollama_proxy.scheduler.decisions.servers import Loaded, ServerSpec
+from ollama_proxy.scheduler.decisions.servers import Loaded, Placement, ServerSpec, Start
 from ollama_proxy.scheduler.decisions.tickets import PromptRead
 
 SERVERS = ("gpu1", "gpu2")
@@ -334,6 +334,42 @@ def test_a_question_never_waits_for_the_server_that_holds_it():
     s.submit(_ticket("a1", "agent-a", _turn("a", 4), candidates=(home,)), now=2)
     [grant] = s.submit(_ticket("p2", "person", _question(text + " and one more")), now=2.1)
     assert grant.placement.server != home
+
+
+def test_a_question_waits_for_the_slot_its_server_lent_a_worker_and_takes_it_once_given_back():
+    """Its server's other slot runs another's question (its end not yet told) and this one is lent to a worker: the
+    engine has it idle. The question waits for the loan's return, a round trip, rather than be read whole elsewhere;
+    when the lent slot was taken meanwhile, it goes elsewhere once the loan is back."""
+    s = _scheduler(default_prefill_rate=10.0)
+    home = _served(s, "p1", "person", _chat("person", 1), now=0)
+    loans = {loan.server: loan for loan in s.lend(["a"], now=1)}  # a slot of each server's two
+    [_] = s.submit(_ticket("b1", "bob", _chat("bob", 1), candidates=(home,)), now=2)
+    assert s.submit(_ticket("p2", "person", _chat("person", 2)), now=2.1) == []  # waits
+    assert {loan.id for loan in s.recall()} == {loan.id for loan in loans.values()}
+    [grant] = s.returned(loans[home].id, now=2.2)
+    assert grant.placement.server == home and s.running["p2"].cached > 0
+    s.end("p2", now=3)
+    s.end("b1", now=3)
+    s.returned(next(loan for server, loan in loans.items() if server != home).id, now=3)
+    loans = {loan.server: loan for loan in s.lend(["a"], now=3)}
+    [_] = s.submit(_ticket("b2", "bob", _chat("bob", 2), candidates=(home,)), now=4)
+    assert s.submit(_ticket("p3", "person", _chat("person", 3)), now=4.1) == []
+    _on_loan(s, _ticket("c1", "cat", _chat("cat", 1)), loans[home], now=4.1)  # the lent slot was taken meanwhile:
+    [grant] = s.returned(loans[home].id, now=4.2)  # the question goes elsewhere once the loan is back
+    assert grant.placement.server != home
+
+
+def _chat(name: str, turns: int):
+    """A person's conversation: ``turns`` questions of about 100 tokens, each answered but the last."""
+    messages = []
+    for i in range(turns):
+        messages += [{"role": "user", "content": f"{name} asks {i} " + "q" * 400},
+                     {"role": "assistant", "content": f"an answer {i}"}]
+    return chain_of("/api/chat", {"messages": messages[:-1]})
+
+
+def _on_loan(s: Scheduler, ticket: Ticket, loan, now: float) -> None:
+    s.start_on_loan(ticket, loan.id, Placement(loan.server, Start.WARM, dict(loan.options)), now)
 
 
 def _small_ram(slots: int = 1) -> Scheduler:
