@@ -21,5 +21,20 @@ PYTHON=.venv/bin/python bash scripts/install-llama-server.sh
 bash scripts/install-codex.sh
 # Claude Code's CLI, pinned, for tests/e2e/test_claude_code.py (installed once from npm, then cached)
 bash scripts/install-claude-code.sh
-# the slowest twenty are named at the end, so that a run that grows says where
-exec .venv/bin/python -m pytest --durations=20 "$@"
+# The slowest twenty are named at the end, so that a run that grows says where.
+if [ $# -gt 0 ]; then
+    exec .venv/bin/python -m pytest --durations=20 "$@"
+fi
+# The whole suite: two test files at a time (pytest-xdist, one process a core, a file's tests together so
+# that its fixtures start once), then, one at a time, the tests marked `alone`, whose timing or machine-wide
+# state another test beside them would disturb.
+# Both sessions keep their files under one directory, whose every log the last test reads for secrets.
+OLLAMA_PROXY_TEST_LOGS=$(mktemp -d "${TMPDIR:-/tmp}/ollama-proxy-tests-XXXXXX")
+export OLLAMA_PROXY_TEST_LOGS
+status=0
+.venv/bin/python -m pytest --durations=20 -n 2 --dist loadfile -m "not alone" \
+    --basetemp "$OLLAMA_PROXY_TEST_LOGS/together" || status=$?
+.venv/bin/python -m pytest --durations=20 -m alone --basetemp "$OLLAMA_PROXY_TEST_LOGS/alone" \
+    || status=$((status ? status : $?))
+[ "$status" -ne 0 ] || rm -rf "$OLLAMA_PROXY_TEST_LOGS"  # kept when a test failed, to be read
+exit "$status"
