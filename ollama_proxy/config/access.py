@@ -7,7 +7,7 @@ from functools import partial
 
 from marshmallow import validate
 
-from ollama_proxy.config.checks import AT_LEAST_0, AT_LEAST_1, NON_EMPTY, SECONDS
+from ollama_proxy.config.checks import AT_LEAST_0, AT_LEAST_1, DATABASE_URL, NON_EMPTY, SECONDS
 from ollama_proxy.config.declare import setting
 from ollama_proxy.config.identity import OidcSettings, complete
 from ollama_proxy.config.paths import rooted_sqlite, under_project_root
@@ -114,7 +114,7 @@ def token_names(settings) -> frozenset[str]:
 class RateLimitSettings:
     # A Redis URL may carry a password: it may come from the environment.
     storage_url: str = setting(
-        "sqlite:///data/ratelimit.db", validate=NON_EMPTY, then=rooted_sqlite,
+        "sqlite:///data/ratelimit.db", validate=DATABASE_URL, then=rooted_sqlite,
         env="OLLAMA_PROXY_RATELIMIT_STORAGE_URL",
         help="where rate-limit counters live: a SQLite file (the workers of one instance) or "
              "`redis://host:port/db` (several instances); a relative `sqlite:///` path is under the project root")

@@ -8,7 +8,7 @@ from functools import partial
 
 from marshmallow import ValidationError, validate
 
-from ollama_proxy.config.checks import AT_LEAST_0, AT_LEAST_1, NON_EMPTY, SECONDS, MiB
+from ollama_proxy.config.checks import AT_LEAST_0, AT_LEAST_1, DATABASE_URL, NON_EMPTY, SECONDS, MiB
 from ollama_proxy.config.declare import setting
 from ollama_proxy.config.paths import rooted_sqlite, under_project_root
 from ollama_proxy.config.tokens import Token, TokenList
@@ -32,7 +32,7 @@ class LoggingSettings:
 class StoreSettings:
     # A PostgreSQL URL carries a password: it may come from the environment.
     url: str = setting(
-        "sqlite:///data/ollama-proxy.db", validate=NON_EMPTY, then=rooted_sqlite, env="OLLAMA_PROXY_STORE_URL",
+        "sqlite:///data/ollama-proxy.db", validate=DATABASE_URL, then=rooted_sqlite, env="OLLAMA_PROXY_STORE_URL",
         help="the store's database (SQLAlchemy URL; a relative SQLite path is under the project root; "
              "`postgresql://user:password@host/db` for several instances)")
     busy_timeout: float = setting(

@@ -63,6 +63,15 @@ def test_ratelimit_storage_url(url, expected):
     assert parse_settings({}, environ=environ).ratelimit.storage_url == "redis://:pw@cache:6379/1"
 
 
+@pytest.mark.parametrize("key", ["store.url", "ratelimit.storage_url"])
+@pytest.mark.parametrize("url", ["sqlite://data/op.db", "sqlite://", "SQLite+pysqlite://op.db"])
+def test_a_sqlite_url_naming_no_file_is_refused(key, url):
+    """Two slashes name a host: SQLAlchemy would keep the store in each worker's memory, the limiter read ``.db``."""
+    section, name = key.split(".")
+    with pytest.raises(ConfigError, match=f"{key}.*three slashes"):
+        parse_settings({section: {name: url}}, environ={})
+
+
 @pytest.mark.parametrize("raw, named", [
     ({"servce": {}}, "servce: Unknown field"),
     ({"service": {"read_timeot": 5}}, "service.read_timeot: Unknown field"),
