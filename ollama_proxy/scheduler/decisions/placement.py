@@ -25,11 +25,12 @@ use a model, those leave them one (``_leaves_too_little``).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 from ollama_proxy.scheduler.decisions.caches import Pick
 from ollama_proxy.scheduler.decisions.fairness import Share, class_rank
 from ollama_proxy.scheduler.decisions.prefix import links_of, prompt_tokens, shared_tokens
-from ollama_proxy.scheduler.decisions.servers import Placement, Start
+from ollama_proxy.scheduler.decisions.servers import Placement, Runner, ServerSlots, Start
 from ollama_proxy.scheduler.decisions.tickets import PromptRead, Running, Ticket
 
 QUESTION_TOKENS = 1024  # a prompt shorter than this is a question, not an agent's conversation
@@ -164,13 +165,10 @@ class PromptPlacement:
         displaced = self._displaces(ticket, best.server, pick, now)
         if waited < MOVE_COST * self.estimates.prefill_seconds(ticket.model, best.server, displaced):
             return True
-        for name in ticket.candidates:
-            server = self.servers.get(name)
-            runner = server.runners.get(ticket.model) if server is not None else None
-            if name == best.server or runner is None or server.free_slots(ticket.model) > 0:
+        for name, server, runner in self._loaded_for(ticket):
+            if name == best.server or server.free_slots(ticket.model) > 0:
                 continue
-            held = runner.caches.holds(ticket.prefix, self._tenant(ticket))
-            reading = self.estimates.prefill_seconds(ticket.model, name, prompt_tokens(ticket.prefix) - held)
+            reading = self._reading_on(ticket, name, runner)
             queued = sum(1 for t in ahead if t.waits_for == name)
             if waited + self._warm_wait(ticket, [server], queued, now) < MOVE_COST * (cost - reading):
                 ticket.waits_for = name
@@ -181,18 +179,27 @@ class PromptPlacement:
         """Whether a server that holds more of ``ticket``'s prompt than ``cost`` says is full only for the slots it
         lent a worker, not for what runs there. Its loans come back within a round trip once anything waits
         (``lending.recall``), so even a question waits for them: a slot idle in the engine is not busy."""
-        for name in ticket.candidates:
-            server = self.servers.get(name)
-            runner = server.runners.get(ticket.model) if server is not None else None
-            if (runner is None or not runner.lent or runner.reserved_by is not None
-                    or runner.running >= server.slots_of(ticket.model)):
+        for name, server, runner in self._loaded_for(ticket):
+            if not runner.lent or runner.reserved_by is not None or runner.running >= server.slots_of(ticket.model):
                 continue
-            held = runner.caches.holds(ticket.prefix, self._tenant(ticket))
-            reading = self.estimates.prefill_seconds(ticket.model, name, prompt_tokens(ticket.prefix) - held)
-            if cost - reading > self.estimates.prefill_seconds(ticket.model, name, NEGLIGIBLE):
+            if cost - self._reading_on(ticket, name, runner) > self.estimates.prefill_seconds(ticket.model, name,
+                                                                                             NEGLIGIBLE):
                 ticket.waits_for = name
                 return True
         return False
+
+    def _loaded_for(self, ticket: Ticket) -> Iterator[tuple[str, ServerSlots, Runner]]:
+        """Each server ``ticket`` may run on that has its model loaded, and that model's runner there."""
+        for name in ticket.candidates:
+            server = self.servers.get(name)
+            runner = server.runners.get(ticket.model) if server is not None else None
+            if runner is not None:
+                yield name, server, runner
+
+    def _reading_on(self, ticket: Ticket, name: str, runner: Runner) -> float:
+        """Seconds of reading ``ticket``'s prompt costs on server ``name``: the part its runner holds nowhere."""
+        held = runner.caches.holds(ticket.prefix, self._tenant(ticket))
+        return self.estimates.prefill_seconds(ticket.model, name, prompt_tokens(ticket.prefix) - held)
 
     def _confirm(self, run: Running, read: PromptRead) -> None:
         """Learn from what an answer says it read: the prefill rate, the tokens an estimate stands for, and whether

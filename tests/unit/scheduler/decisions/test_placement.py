@@ -7,8 +7,9 @@ from ollama_proxy.scheduler.decisions.core import Bounds, Scheduler, Ticket
 from ollama_proxy.scheduler.decisions.estimates import Estimates
 from ollama_proxy.scheduler.decisions.fairness import Share
 from ollama_proxy.scheduler.decisions.prefix import chain_of, prompt_tokens
-from ollama_proxy.scheduler.decisions.servers import Loaded, Placement, ServerSpec, Start
+from ollama_proxy.scheduler.decisions.servers import Loaded, ServerSpec
 from ollama_proxy.scheduler.decisions.tickets import PromptRead
+from tests.unit.scheduler.decisions.test_core import _on_loan
 
 SERVERS = ("gpu1", "gpu2")
 DEFAULT_BOUNDS = Bounds(load_gather=0)  # a first load at once
@@ -366,10 +367,6 @@ def _chat(name: str, turns: int):
         messages += [{"role": "user", "content": f"{name} asks {i} " + "q" * 400},
                      {"role": "assistant", "content": f"an answer {i}"}]
     return chain_of("/api/chat", {"messages": messages[:-1]})
-
-
-def _on_loan(s: Scheduler, ticket: Ticket, loan, now: float) -> None:
-    s.start_on_loan(ticket, loan.id, Placement(loan.server, Start.WARM, dict(loan.options)), now)
 
 
 def _small_ram(slots: int = 1) -> Scheduler:
