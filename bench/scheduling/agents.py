@@ -28,7 +28,9 @@ from bench.scheduling.noisy import waits
 from bench.scheduling.rig import Rig, Servers, rig
 from bench.scheduling.table import Column, Target, print_scenario, show, triple
 
-SERVERS = Servers(count=2, num_parallel=2, token_seconds=0.02, prompt_token_seconds=1 / 4000, ram_tokens=65_536)
+# Agents' conversations need a context that holds them (the 4,096 a small GPU gets would cut them to it).
+SERVERS = Servers(count=2, num_parallel=2, token_seconds=0.02, prompt_token_seconds=1 / 4000, ram_tokens=65_536,
+                  num_ctx=65_536)
 AGENTS, PEOPLE = 6, 2
 OPENING_TOKENS, TURN_TOKENS, ANSWER_TOKENS, THINK_SECONDS = 16_000, 1_500, 30, 1.0
 QUESTION_TOKENS, ASK_EVERY = 40, 4.0

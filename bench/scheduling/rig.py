@@ -35,6 +35,7 @@ class Servers:
     load_seconds: float = 0.0
     prompt_token_seconds: float | None = None  # given: the servers keep prompt caches, as Ollama's llama-server does
     ram_tokens: int | None = None  # ... with a RAM prompt cache this many tokens long (None: no limit)
+    num_ctx: int = 4096  # a slot's context (OLLAMA_CONTEXT_LENGTH): Ollama cuts a longer prompt to fit
 
     @property
     def slots(self) -> int:
@@ -97,7 +98,8 @@ def rig(servers: Servers, *, via_proxy: bool, people: tuple[str, ...] = (), jobs
         caches = {"prompt_cache": True, "prompt_token_seconds": servers.prompt_token_seconds,
                   "prompt_cache_tokens": servers.ram_tokens}
     fakes = [FakeOllama(load_seconds=servers.load_seconds, num_parallel=servers.num_parallel,
-                        max_loaded_models=servers.max_loaded_models, **caches).start() for _ in range(servers.count)]
+                        max_loaded_models=servers.max_loaded_models, default_num_ctx=servers.num_ctx,
+                        **caches).start() for _ in range(servers.count)]
     for fake in fakes:
         fake.script(MODEL_SCRIPT, chunk_delay=servers.token_seconds, **script)
     try:

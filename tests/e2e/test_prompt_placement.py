@@ -29,6 +29,7 @@ from tests.fakes.ollama_runner import RequestRecord
 
 MODEL = "llama3.2"
 SLOTS = {"num_parallel": 2, "max_loaded_models": 1}
+CONTEXT = 32_768  # what a team running agents sets (OLLAMA_CONTEXT_LENGTH): 4,096 would cut their conversations
 TOKEN_SECONDS = 0.0002  # the fakes' prefill: an agent's whole conversation takes about 1.6 s
 AGENTS = {name: f"{name}-token-0123456789" for name in ("ann", "bob", "cat", "dan")}
 TELL_FIGURES = ("test_each_agents_next_turns_go_to_the_server_that_holds_its_conversation",
@@ -41,7 +42,7 @@ def gpus(request):
     """Two fakes; parametrized True, their answers say how many prompt tokens came from the cache."""
     reports = getattr(request, "param", False)
     servers = [FakeOllama(prompt_cache=True, prompt_token_seconds=TOKEN_SECONDS, reports_cached=reports,
-                          **SLOTS).start() for _ in range(2)]
+                          default_num_ctx=CONTEXT, **SLOTS).start() for _ in range(2)]
     yield servers
     for server in servers:
         server.stop()

@@ -157,6 +157,12 @@ class LiveScheduler:
         with self._changed:
             return [record for record in self.model.records if model in (None, record.model)]
 
+    def context(self, record: RequestRecord) -> int:
+        """The context a slot of the record's runner holds (its request's, if not bound to one)."""
+        with self._changed:
+            runner = self.model.runner_of(record)
+            return (runner.options if runner is not None else record.options).num_ctx
+
     def load_prompt(self, record: RequestRecord, tokens: list[str]) -> int | None:
         with self._changed:
             return self.model.load_prompt(record, tokens)
@@ -221,6 +227,11 @@ class Lease:
     def started_at(self) -> float | None:
         return self.record.started_at
 
+    @property
+    def context(self) -> int:
+        """The context a slot of its runner holds: Ollama cuts a longer chat to fit it."""
+        return self._live.context(self.record)
+
     def load_prompt(self, tokens: list[str]) -> int | None:
         """Take the cache slot the runner picks for the prompt; return how many tokens it held (None: no cache)."""
         return self._live.load_prompt(self.record, tokens)
@@ -270,6 +281,8 @@ class NoLease:
 
     loaded_at = None
     started_at = None
+
+    context = None  # nothing loaded for it: nothing to cut a prompt to
 
     def load_prompt(self, tokens: list[str]) -> None:
         return None

@@ -16,6 +16,12 @@ The proxy knows every prompt it sent (``prefix``: chains of hashed links with es
 tokens), so it can tell, before sending one, how much of it a server holds and what it would
 lose. What Ollama reports back (the time it took to read the prompt, up to 0.33) confirms or
 corrects it.
+
+A slot holds at most the model's context (``num_ctx``): Ollama cuts a longer conversation's first
+messages until it fits (``chatPrompt`` in ``server/prompt.go``), then a prompt still too long
+loses its middle (``llm/llama_server.go``). Such a prompt is not the chain the proxy hashed: it
+reads nothing from cache here, and what it leaves in its slot is nothing the proxy can compare
+(``context``).
 """
 
 from __future__ import annotations
@@ -86,6 +92,7 @@ class PromptCaches:
         self.slots: list[CacheSlot] = []
         self.ram: list[Prompt] = []  # oldest first
         self.ram_tokens = ram_tokens
+        self.context: float | None = None  # the most a slot holds, in estimated tokens (None: not known)
         self._tickets: dict[str, int] = {}  # request -> the slot it runs on
 
     def resize(self, slots: int, ram_tokens: int | None) -> None:
@@ -95,6 +102,18 @@ class PromptCaches:
             self.slots.pop()
         self.ram_tokens = ram_tokens
         self._trim()
+
+    def limit(self, context: float | None) -> None:
+        """Take the most a slot holds (the model's context, in estimated tokens); drop the prompts held past it."""
+        self.context = context
+        for slot in self.slots:
+            if slot.prompt is not None and not self.fits(slot.prompt.chain):
+                slot.prompt = None
+        self.ram = [saved for saved in self.ram if self.fits(saved.chain)]
+
+    def fits(self, chain: Chain) -> bool:
+        """Whether a slot holds ``chain`` as the proxy hashed it, not cut to the context."""
+        return self.context is None or prompt_tokens(chain) <= self.context
 
     @property
     def slot_count(self) -> int:
@@ -106,6 +125,7 @@ class PromptCaches:
 
         ``tenant``: whose request it is, to tell whether what it would read from cache is another tenant's.
         """
+        chain = chain if self.fits(chain) else ()
         index, saves = self._choose(chain)
         if index is None:
             return None
@@ -157,6 +177,7 @@ class PromptCaches:
         ``asked``: when the request came; if it continues its own conversation, how long that took to come back
         is kept with its prompt.
         """
+        chain = chain if self.fits(chain) else ()
         pick = self.pick(chain)
         if pick is None:  # more running than the mirror has slots (adopted work): no slot to tell of
             return 0
@@ -199,6 +220,8 @@ class PromptCaches:
     def holds(self, chain: Chain, tenant: tuple | None = None) -> int:
         """The most of ``chain`` this server holds anywhere: in a slot, busy or not, or in RAM (of ``tenant``'s
         prompts only, if given)."""
+        if not self.fits(chain):
+            return 0
         held = [slot.prompt for slot in self.slots if slot.prompt is not None] + self.ram
         return max((prompt.shared(chain) for prompt in held if tenant is None or prompt.tenant == tenant), default=0)
 

@@ -40,7 +40,7 @@ from ollama_proxy.scheduler.decisions.order import order_of
 from ollama_proxy.scheduler.decisions.pacing import Pacing
 from ollama_proxy.scheduler.decisions.placement import QUESTION_TOKENS, PromptPlacement
 from ollama_proxy.scheduler.decisions.prefix import prompt_tokens
-from ollama_proxy.scheduler.decisions.servers import Loaded, Placement, ServerSlots, ServerSpec, Start
+from ollama_proxy.scheduler.decisions.servers import Loaded, Placement, Runner, ServerSlots, ServerSpec, Start
 from ollama_proxy.scheduler.decisions.snapshot import snapshot
 from ollama_proxy.scheduler.decisions.tickets import Bounds, Grant, Loan, PromptRead, Running, Ticket
 
@@ -195,6 +195,8 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
         """Take a server's loaded models (from ``/api/ps``) and hand on what that makes possible."""
         state = self.servers[server]
         state.loaded(loaded)
+        for model, runner in state.runners.items():
+            self._limit_caches(model, runner)
         for loan in self.loans.values():
             runner = state.runners.get(loan.model)
             if loan.server == server and (runner is None or runner.options != loan.options):
@@ -344,12 +346,20 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
         charged = self._expected(ticket)
         self.order.start(ticket.share, charged)
         runner = self.servers[placement.server].runners.get(ticket.model)
+        if runner is not None:
+            self._limit_caches(ticket.model, runner)
         cached = (runner.caches.take(ticket.id, ticket.prefix, now, ticket.share.shown, self._tenant(ticket),
                                      ticket.enqueued)
                   if runner is not None else 0)
         ticket.waits_for = None
         expected = self._expected_run(ticket, placement.server, cached) if ticket.prefix else charged
         self.running[ticket.id] = Running(ticket, placement, now, charged, loan, cached, expected)
+
+    def _limit_caches(self, model: str, runner: Runner) -> None:
+        """Tell ``runner``'s caches the most a slot holds: the context it runs with, in the proxy's estimated tokens."""
+        context = runner.options.get("num_ctx")
+        known = isinstance(context, (int, float)) and not isinstance(context, bool) and context > 0
+        runner.caches.limit(context / self.estimates.scale(model) if known else None)
 
     def _activate(self, ticket: Ticket, now: float) -> None:
         """Count the ticket in, under its end user's share or, past ``max_end_users_per_key``, its key's."""

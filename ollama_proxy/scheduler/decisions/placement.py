@@ -84,7 +84,8 @@ class PromptPlacement:
         answering = self.estimates.generation_seconds(ticket.model, ticket.share.principal)
         if answering is None:
             return self._expected(ticket)
-        return self.estimates.prefill_seconds(ticket.model, server, prompt_tokens(ticket.prefix) - cached) + answering
+        runner = self.servers[server].runners[ticket.model]
+        return self.estimates.prefill_seconds(ticket.model, server, _readable(ticket, runner) - cached) + answering
 
     def _tenant(self, ticket: Ticket) -> tuple:
         return tenant(ticket.share, self.bounds.prompt_cache_isolation)
@@ -126,19 +127,21 @@ class PromptPlacement:
         if pick is None:
             return 0.0
         cached = 0 if pick.foreign else pick.cached * self.hits.reliability(server, ticket.model)
-        return self.estimates.prefill_seconds(ticket.model, server, prompt_tokens(ticket.prefix) - cached + pick.lost)
+        readable = _readable(ticket, self.servers[server].runners[ticket.model])
+        return self.estimates.prefill_seconds(ticket.model, server, readable - cached + pick.lost)
 
     def _displaces(self, ticket: Ticket, server: str, pick: Pick | None, now: float) -> int:
         """The tokens of a conversation expected back soon that ``ticket``, placed by ``pick``, pushes off
         ``server`` before it comes back: out of its slot, and then out of a RAM cache too small to keep it."""
-        caches = self.servers[server].runners[ticket.model].caches
+        runner = self.servers[server].runners[ticket.model]
+        caches = runner.caches
         if pick is None or pick.slot >= len(caches.slots):
             return 0
         prompt = caches.slots[pick.slot].prompt
         if prompt is None or prompt.tokens < QUESTION_TOKENS or prompt.ended is None:
             return 0
-        kept = prompt.shared(ticket.prefix)
-        if kept >= prompt.tokens or caches.survives(pick.slot, prompt_tokens(ticket.prefix)):
+        kept = prompt.shared(ticket.prefix) if caches.fits(ticket.prefix) else 0
+        if kept >= prompt.tokens or caches.survives(pick.slot, _readable(ticket, runner)):
             return 0
         back = self.bounds.prefix_hold if prompt.came_back is None else RETURN_MARGIN * prompt.came_back + RETURN_SLACK
         return prompt.tokens - kept if now - prompt.ended < min(back, self.bounds.prefix_hold) else 0
@@ -199,7 +202,7 @@ class PromptPlacement:
     def _reading_on(self, ticket: Ticket, name: str, runner: Runner) -> float:
         """Seconds of reading ``ticket``'s prompt costs on server ``name``: the part its runner holds nowhere."""
         held = runner.caches.holds(ticket.prefix, self._tenant(ticket))
-        return self.estimates.prefill_seconds(ticket.model, name, prompt_tokens(ticket.prefix) - held)
+        return self.estimates.prefill_seconds(ticket.model, name, _readable(ticket, runner) - held)
 
     def _confirm(self, run: Running, read: PromptRead) -> None:
         """Learn from what an answer says it read: the prefill rate, the tokens an estimate stands for, and whether
@@ -210,8 +213,9 @@ class PromptPlacement:
             self.estimates.prefilled(ticket.model, server, read.tokens - read.cached, read.seconds)
         elif not run.cached:  # an Ollama before 0.33, and a prompt the mirror expected read whole
             self.estimates.prefilled(ticket.model, server, read.tokens, read.seconds)
-        if not estimate:
-            return
+        runner = self.servers[server].runners.get(ticket.model)
+        if not estimate or (runner is not None and not runner.caches.fits(ticket.prefix)):
+            return  # Ollama cut the prompt to its context: its count is of another prompt
         self.estimates.counted(ticket.model, estimate, read.tokens)
         cached = read.cached
         if cached is None:  # what it read again, from the time it took
@@ -220,7 +224,6 @@ class PromptPlacement:
                 return
             cached = max(0, read.tokens - reread)
         predicted = self.predicted_cached(run)
-        runner = self.servers[server].runners.get(ticket.model)
         if self.hits.note(server, ticket.model, read.tokens, predicted, cached) and runner is not None:
             runner.caches.forget(ticket.prefix)
 
@@ -283,6 +286,12 @@ class PromptPlacement:
         if sum(server.slots_of(ticket.model) for server in servers if ticket.model in server.runners) < 3:
             return False
         return sum(server.free_slots(ticket.model) for server in servers) < 2
+
+
+def _readable(ticket: Ticket, runner: Runner) -> float:
+    """The tokens of ``ticket``'s prompt ``runner`` reads at most: a longer prompt is cut to the model's context."""
+    tokens = prompt_tokens(ticket.prefix)
+    return tokens if runner.caches.context is None else min(tokens, runner.caches.context)
 
 
 def _reads_foreign(pick: Pick | None) -> bool:

@@ -252,3 +252,16 @@ def test_a_client_leaving_mid_answer_leaves_its_cache_slot_with_what_was_process
 def test_a_prompt_cache_needs_slots():
     with pytest.raises(ValueError, match="num_parallel"):
         FakeOllama(prompt_cache=True)
+
+
+def test_a_chat_longer_than_the_context_loses_its_first_messages_but_its_system_ones():
+    """As server/prompt.go's chatPrompt: what is read, and kept in the slot, is the system prompt and the latest
+    turns that fit ``num_ctx``."""
+    system = {"role": "system", "content": "be brief"}
+    with FakeOllama(num_parallel=1, prompt_cache=True, default_num_ctx=64) as fake:
+        fake.script("llama3.2", reply="ok sure")
+        messages = [system, *chat_turns("tell me about the history of the sky " * 10, "and then?")]
+        *_, done = timed_chat(fake, chat_body(messages=messages))[1]
+        cut = [system, *messages[2:]]  # the long question dropped: its answer and the rest fit
+        *_, alone = timed_chat(fake, chat_body(model="llama3.2", messages=cut))[1]
+    assert done["prompt_eval_count"] == alone["prompt_eval_count"] < 64
