@@ -312,7 +312,7 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
         slots = sum(s.slots_of(ticket.model) for s in warm)
         expected = self.estimates.slot_seconds(ticket.model)
         names = {s.spec.name for s in warm}
-        remaining = sorted(max(0.0, r.started + r.expected - now) for r in self.running.values()
+        remaining = sorted(_left(r, now) for r in self.running.values()
                            if r.placement.server in names and r.ticket.model == ticket.model)
         remaining += [0.0] * max(0, slots - len(remaining))
         rounds, index = divmod(ahead, slots)
@@ -369,6 +369,12 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
     def _leave(self, ticket: Ticket, now: float) -> None:
         """Count the ticket out (it ended, or left the queue unstarted)."""
         self.order.leave(ticket.share, now)
+
+
+def _left(run: Running, now: float) -> float:
+    """Seconds ``run`` is still expected to hold its slot. Past its expected end, the estimate was short (a long
+    stream of a principal none of whose answers has ended yet): it is expected to run on as long as it overran."""
+    return abs(run.started + run.expected - now)
 
 
 def _holders(share: Share) -> list[tuple[str, Callable[[Share], bool]]]:

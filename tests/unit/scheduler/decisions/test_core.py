@@ -151,6 +151,18 @@ def test_another_server_loads_the_model_only_when_that_beats_the_wait_for_a_warm
             assert grants[0].placement.start is Start.LOAD
 
 
+def test_a_request_stops_waiting_for_a_warm_slot_held_far_past_its_expected_end_and_loads_elsewhere():
+    """t1, expected to take 5 s, streams on: from 5 s on it is expected to run as long again as it overran, and
+    once that passes the load (10 s) the other server loads the model rather than t2 wait on."""
+    s = _scheduler(ServerSpec("gpu1", num_parallel=1), ServerSpec("gpu2", num_parallel=1), loaded=(),
+                   default_slot_seconds=5.0, default_load_seconds=10.0)
+    s.servers["gpu1"].warm("m", Loaded({}))
+    s.submit(_ticket("t1"), now=0)
+    assert s.submit(_ticket("t2", "bob"), now=1) == [] and s.dispatch(now=14.5) == []
+    [grant] = s.dispatch(now=15.5)
+    assert (grant.placement.server, grant.placement.start) == ("gpu2", Start.LOAD)
+
+
 def test_a_model_not_loaded_anywhere_loads_at_once():
     s = _scheduler(ServerSpec("gpu1"), loaded=())
     (grant,) = s.submit(_ticket("t1"), now=0)

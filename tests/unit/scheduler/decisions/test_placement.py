@@ -230,11 +230,12 @@ def test_the_wait_for_a_busy_server_is_its_running_requests_reading_and_answerin
 
 
 def test_a_wait_that_runs_long_ends_once_it_has_cost_what_moving_would():
-    """b1 on a's server runs far past what was expected: a2 waits until its wait cost twice what home saves it."""
+    """b1 on a's server runs far past what was expected (1 s, as a1 took, from 2 s): a2 waits until its wait so
+    far and the wait still expected (as long again as b1 overran) cost twice what home saves it: 2 x (7 - 1 s)."""
     s, home = _busy_home(prefill_rate=1000.0, prefix_hold=60.0)  # a2 read elsewhere: 7 s; at home: 1 s
     assert s.submit(_ticket("a2", "agent-a", _turn("a", 5)), now=2.5) == []
-    assert s.dispatch(now=2.5 + 11.5) == []  # b1 was expected to end long ago; still, 11.5 s < twice (7 s - 1 s)
-    [grant] = s.dispatch(now=2.5 + 12.5)
+    assert s.dispatch(now=8.5) == []  # waited 6 s, b1 overran by 5.5 s: 11.5 s < 12 s
+    [grant] = s.dispatch(now=9.0)  # 6.5 s and 6 s
     assert grant.placement.server != home
 
 
