@@ -31,9 +31,6 @@ from tests.e2e.vm import (
     working_tree_repository,
 )
 
-# It creates the service user on this machine and runs nginx, as test_vm_year does: never both at once.
-pytestmark = pytest.mark.alone
-
 PASSWORD = "a long admin password"
 LAST_STEP = "9. Back up and restore"
 

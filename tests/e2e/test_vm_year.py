@@ -44,9 +44,6 @@ from tests.e2e.vm import (
     without_comment,
 )
 
-# It creates the service user on this machine and runs nginx, as test_vm_rehearsal does: never both at once.
-pytestmark = pytest.mark.alone
-
 ARTIFACTS = ROOT / "test-artifacts"  # kept after the run, beside test_vm_rehearsal's transcript
 MIGRATIONS = ROOT / "ollama_proxy" / "store" / "migrations" / "versions"
 PEOPLE = {"bob": "research", "carol": "platform", "dave": "platform"}  # each chats with a key of their own

@@ -12,12 +12,16 @@ The service user is created on this machine, as `useradd` in step 1 says, and ke
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import re
 import shlex
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +41,7 @@ DEBIAN_DIRECTORIES = ("root", "opt", "var/lib", "var/log", "etc/systemd/system",
                       "etc/nginx/sites-enabled", "etc/logrotate.d", "usr/local/bin")
 # A root shell's PATH on Debian: python3 is Debian's, as `apt-get install python3` gives it.
 DEBIAN_ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+USERADD_LOCK = Path(tempfile.gettempdir()) / "ollama-proxy-tests-useradd.lock"
 LAN_HOST = "proxy.lan"  # what the LAN calls the VM: not a loopback name, so no browser treats it as secure
 
 
@@ -272,10 +277,11 @@ class VM:
         if words[0] == "apt-get":
             return self._packages(words)
         if words[0] == "useradd":
-            if _user_exists(SERVICE_USER):
-                self.say(f"# {line}\n(stood in for: the user {SERVICE_USER} exists already)")
-                return ""
-            return self.run(line)
+            with _one_at_a_time(USERADD_LOCK):  # two rehearsals at once: one creates the user, the other finds it
+                if _user_exists(SERVICE_USER):
+                    self.say(f"# {line}\n(stood in for: the user {SERVICE_USER} exists already)")
+                    return ""
+                return self.run(line)
         if words[0] == "git" and "<" in command:
             for placeholder, value in {"<this repository>": str(self.repository), **self.placeholders}.items():
                 command = command.replace(placeholder, value)
@@ -386,6 +392,17 @@ class VM:
         if self.service:
             stop_process(self.service, 30)
             self._service_out.close()
+
+
+@contextmanager
+def _one_at_a_time(lock: Path) -> Iterator[None]:
+    """Hold ``lock``, a file every test process on this machine can open, for the block."""
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
 
 
 def _user_exists(name: str) -> bool:
