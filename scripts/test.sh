@@ -26,8 +26,8 @@ if [ $# -gt 0 ]; then
     exec .venv/bin/python -m pytest --durations=20 "$@"
 fi
 # The whole suite: two test files at a time (pytest-xdist, one process a core, a file's tests together so
-# that its fixtures start once), then, one at a time, the tests marked `alone`, whose timing or machine-wide
-# state another test beside them would disturb.
+# that its fixtures start once), then, one at a time, the tests marked `alone`: a timing bound another test
+# beside it would stretch, a tool xdist stops, or a read of the whole run's logs.
 # Both sessions keep their files under one directory, whose every log the last test reads for secrets.
 OLLAMA_PROXY_TEST_LOGS=$(mktemp -d "${TMPDIR:-/tmp}/ollama-proxy-tests-XXXXXX")
 export OLLAMA_PROXY_TEST_LOGS
