@@ -766,7 +766,7 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         """With prompt caches: take the slot the runner picks for the prompt; return its length, and what it lacked."""
         if not self._prompt_cache:
             return 0, None
-        tokens = _prompt_tokens(_cut_to_context(body, lease.context))
+        tokens = _context_tokens(body, lease.context)
         cached = lease.load_prompt(tokens)
         return len(tokens), None if cached is None else tokens[cached:]
 
@@ -1254,17 +1254,18 @@ def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-def _cut_to_context(body: dict, num_ctx: int | None) -> dict:
-    """A chat as Ollama renders it for a context of ``num_ctx``: its first messages dropped, its system messages
-    kept, until it fits; the last message always (``chatPrompt`` in server/prompt.go)."""
-    messages = body.get("messages")
-    if num_ctx is None or not isinstance(messages, list) or len(_prompt_tokens(body)) <= num_ctx:
-        return body
+def _context_tokens(body: dict, num_ctx: int | None) -> list[str]:
+    """A chat's prompt tokens as Ollama renders it for a context of ``num_ctx``: its first messages dropped, its
+    system messages kept, until it fits; the last message always (``chatPrompt`` in server/prompt.go)."""
+    tokens, messages = _prompt_tokens(body), body.get("messages")
+    if num_ctx is None or not isinstance(messages, list) or len(tokens) <= num_ctx:
+        return tokens  # tokenized once: a coding agent's prompt is tens of thousands of tokens
     for first in range(1, len(messages)):
         kept = [m for m in messages[:first] if isinstance(m, dict) and m.get("role") == "system"] + messages[first:]
-        if first == len(messages) - 1 or len(_prompt_tokens({**body, "messages": kept})) <= num_ctx:
-            return {**body, "messages": kept}
-    return body
+        tokens = _prompt_tokens({**body, "messages": kept})
+        if first == len(messages) - 1 or len(tokens) <= num_ctx:
+            return tokens
+    return tokens
 
 
 def _prompt_tokens(body: dict) -> list[str]:
