@@ -115,6 +115,11 @@ class PromptCaches:
         """Whether a slot holds ``chain`` as the proxy hashed it, not cut to the context."""
         return self.context is None or prompt_tokens(chain) <= self.context
 
+    def readable(self, chain: Chain) -> float:
+        """The tokens of ``chain`` a slot reads at most: a longer prompt is cut to the context."""
+        tokens = prompt_tokens(chain)
+        return tokens if self.context is None else min(tokens, self.context)
+
     @property
     def slot_count(self) -> int:
         """The slots the server has now: those it runs with, and any beyond that still busy since a resize."""

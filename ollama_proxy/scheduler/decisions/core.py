@@ -35,7 +35,7 @@ from ollama_proxy.scheduler.decisions.fairness import Share, class_rank
 from ollama_proxy.scheduler.decisions.giving_way import GivingWay
 from ollama_proxy.scheduler.decisions.hits import HitBook
 from ollama_proxy.scheduler.decisions.lending import Lending
-from ollama_proxy.scheduler.decisions.options import unify
+from ollama_proxy.scheduler.decisions.options import num_ctx_of, unify
 from ollama_proxy.scheduler.decisions.order import order_of
 from ollama_proxy.scheduler.decisions.pacing import Pacing
 from ollama_proxy.scheduler.decisions.placement import QUESTION_TOKENS, PromptPlacement
@@ -357,9 +357,8 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
 
     def _limit_caches(self, model: str, runner: Runner) -> None:
         """Tell ``runner``'s caches the most a slot holds: the context it runs with, in the proxy's estimated tokens."""
-        context = runner.options.get("num_ctx")
-        known = isinstance(context, (int, float)) and not isinstance(context, bool) and context > 0
-        runner.caches.limit(context / self.estimates.scale(model) if known else None)
+        context = num_ctx_of(runner.options)
+        runner.caches.limit(None if context is None else context / self.estimates.scale(model))
 
     def _activate(self, ticket: Ticket, now: float) -> None:
         """Count the ticket in, under its end user's share or, past ``max_end_users_per_key``, its key's."""

@@ -81,6 +81,12 @@ def _widened(options: Mapping, chosen: Mapping | None, enforced: Collection[str]
     return widened
 
 
+def num_ctx_of(options: Mapping) -> float | None:
+    """The context ``options`` give a slot (``num_ctx``), if they name one that can be; None if not."""
+    value = options.get("num_ctx")
+    return value if _number(value) and value > 0 else None
+
+
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

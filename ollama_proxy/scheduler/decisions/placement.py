@@ -84,8 +84,8 @@ class PromptPlacement:
         answering = self.estimates.generation_seconds(ticket.model, ticket.share.principal)
         if answering is None:
             return self._expected(ticket)
-        runner = self.servers[server].runners[ticket.model]
-        return self.estimates.prefill_seconds(ticket.model, server, _readable(ticket, runner) - cached) + answering
+        readable = self.servers[server].runners[ticket.model].caches.readable(ticket.prefix)
+        return self.estimates.prefill_seconds(ticket.model, server, readable - cached) + answering
 
     def _tenant(self, ticket: Ticket) -> tuple:
         return tenant(ticket.share, self.bounds.prompt_cache_isolation)
@@ -127,21 +127,20 @@ class PromptPlacement:
         if pick is None:
             return 0.0
         cached = 0 if pick.foreign else pick.cached * self.hits.reliability(server, ticket.model)
-        readable = _readable(ticket, self.servers[server].runners[ticket.model])
+        readable = self.servers[server].runners[ticket.model].caches.readable(ticket.prefix)
         return self.estimates.prefill_seconds(ticket.model, server, readable - cached + pick.lost)
 
     def _displaces(self, ticket: Ticket, server: str, pick: Pick | None, now: float) -> int:
         """The tokens of a conversation expected back soon that ``ticket``, placed by ``pick``, pushes off
         ``server`` before it comes back: out of its slot, and then out of a RAM cache too small to keep it."""
-        runner = self.servers[server].runners[ticket.model]
-        caches = runner.caches
+        caches = self.servers[server].runners[ticket.model].caches
         if pick is None or pick.slot >= len(caches.slots):
             return 0
         prompt = caches.slots[pick.slot].prompt
         if prompt is None or prompt.tokens < QUESTION_TOKENS or prompt.ended is None:
             return 0
         kept = prompt.shared(ticket.prefix) if caches.fits(ticket.prefix) else 0
-        if kept >= prompt.tokens or caches.survives(pick.slot, _readable(ticket, runner)):
+        if kept >= prompt.tokens or caches.survives(pick.slot, caches.readable(ticket.prefix)):
             return 0
         back = self.bounds.prefix_hold if prompt.came_back is None else RETURN_MARGIN * prompt.came_back + RETURN_SLACK
         return prompt.tokens - kept if now - prompt.ended < min(back, self.bounds.prefix_hold) else 0
@@ -202,7 +201,7 @@ class PromptPlacement:
     def _reading_on(self, ticket: Ticket, name: str, runner: Runner) -> float:
         """Seconds of reading ``ticket``'s prompt costs on server ``name``: the part its runner holds nowhere."""
         held = runner.caches.holds(ticket.prefix, self._tenant(ticket))
-        return self.estimates.prefill_seconds(ticket.model, name, _readable(ticket, runner) - held)
+        return self.estimates.prefill_seconds(ticket.model, name, runner.caches.readable(ticket.prefix) - held)
 
     def _confirm(self, run: Running, read: PromptRead) -> None:
         """Learn from what an answer says it read: the prefill rate, the tokens an estimate stands for, and whether
@@ -286,12 +285,6 @@ class PromptPlacement:
         if sum(server.slots_of(ticket.model) for server in servers if ticket.model in server.runners) < 3:
             return False
         return sum(server.free_slots(ticket.model) for server in servers) < 2
-
-
-def _readable(ticket: Ticket, runner: Runner) -> float:
-    """The tokens of ``ticket``'s prompt ``runner`` reads at most: a longer prompt is cut to the model's context."""
-    tokens = prompt_tokens(ticket.prefix)
-    return tokens if runner.caches.context is None else min(tokens, runner.caches.context)
 
 
 def _reads_foreign(pick: Pick | None) -> bool:
