@@ -8,6 +8,7 @@ import time
 
 from bench.scheduling import SCENARIOS, real_agents
 from bench.scheduling import __doc__ as about
+from bench.scheduling.table import Target, print_spread
 
 
 def main() -> None:
@@ -17,6 +18,9 @@ def main() -> None:
                              "of it (default 45)")
     parser.add_argument("--only", choices=sorted(SCENARIOS), action="append",
                         help="run only this scenario (may be given more than once)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="run the scenarios this many times over (in turn, so the host's drift falls on each "
+                             "alike), then print each target's figure run by run: how far one run can be trusted")
     parser.add_argument("--real", action="store_true",
                         help="agents on the real engine: two llama-servers run as Ollama 0.33 runs them "
                              "(scripts/install-llama-server.sh installs it), conversations as --system-tokens, "
@@ -33,9 +37,13 @@ def main() -> None:
     if args.real:
         scenarios["agents"] = lambda seconds: real_agents.main(seconds, args.system_tokens, args.turn_tokens,
                                                                args.turns, args.case)
-    for name, scenario in scenarios.items():
-        if not args.only or name in args.only:
-            scenario(args.seconds)
+    held: dict[str, list[list[Target]]] = {}
+    for _ in range(args.runs):
+        for name, scenario in scenarios.items():
+            if not args.only or name in args.only:
+                held.setdefault(name, []).append(scenario(args.seconds))
+    if args.runs > 1:
+        print_spread(held)
     print(f"\n(took {time.monotonic() - began:.0f} s)")
 
 

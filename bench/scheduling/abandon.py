@@ -22,7 +22,7 @@ STRAIGHT, PROXY = "straight to Ollama", "proxy, batch key interactive"
 SHARE_OF_SECONDS = 1 / 2  # of --seconds
 
 
-def main(seconds: float) -> None:
+def main(seconds: float) -> list[Target]:
     seconds *= SHARE_OF_SECONDS
     columns, late = {}, {}
     for name, via_proxy in ((STRAIGHT, False), (PROXY, True)):
@@ -32,7 +32,7 @@ def main(seconds: float) -> None:
     about = (f"{LOAD.people} people asking {LOAD.question_tokens} tokens every {LOAD.ask_every:g} s and leaving "
              f"after {LOAD.give_up_after:g} s without a token, for {seconds:g} s; {LOAD.batch_in_flight} batch "
              f"answers of {LOAD.batch_tokens} tokens in flight; {SERVERS.count} servers x {SERVERS.num_parallel} slots")
-    print_scenario("abandonment", about, columns,
+    return print_scenario("abandonment", about, columns,
                    [Target("started after their client left = 0", PROXY, late[PROXY], 0)])
 
 

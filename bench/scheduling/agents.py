@@ -48,7 +48,7 @@ class Turn:
     finished_at: float | None = None
 
 
-def main(seconds: float) -> None:
+def main(seconds: float) -> list[Target]:
     """Run each way for twice ``seconds`` (the issue's 90 s by default) and print them side by side."""
     seconds *= 2
     agents = tuple(f"agent-{i}" for i in range(AGENTS))
@@ -64,7 +64,7 @@ def main(seconds: float) -> None:
              f"every {ASK_EVERY:g} s; {SERVERS.count} servers x {SERVERS.num_parallel} slots keeping prompt "
              f"caches ({SERVERS.ram_tokens:,} tokens of RAM each), {1 / SERVERS.prompt_token_seconds:,.0f} prompt "
              f"tokens/s, for {seconds:g} s")
-    print_scenario("agents beside people", about, columns, targets(figures))
+    return print_scenario("agents beside people", about, columns, targets(figures))
 
 
 def drive(where: Rig, agents: tuple[str, ...], people: tuple[str, ...],

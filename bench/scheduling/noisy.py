@@ -47,7 +47,7 @@ RUNS = {STRAIGHT: (None, None), PLAIN: ("interactive", PLAIN_QUEUE), INTERACTIVE
         BATCH: ("batch", None)}
 
 
-def main(seconds: float, load: Workload = LOAD, title: str = "noisy neighbour") -> None:
+def main(seconds: float, load: Workload = LOAD, title: str = "noisy neighbour") -> list[Target]:
     columns, figures = {}, {}
     for name, (job_class, scheduling) in RUNS.items():
         with rig(SERVERS, via_proxy=job_class is not None, people=load.names, jobs={BATCH_JOB: job_class},
@@ -60,12 +60,12 @@ def main(seconds: float, load: Workload = LOAD, title: str = "noisy neighbour") 
              f"asking {load.question_tokens} tokens {asking}; {SERVERS.count} servers x "
              f"{SERVERS.num_parallel} slots keeping prompt caches, {SERVERS.token_seconds * 1e3:g} ms a token, "
              f"people ask for {seconds:g} s")
-    print_scenario(title, about, columns, targets(figures))
+    return print_scenario(title, about, columns, targets(figures))
 
 
-def reading(seconds: float) -> None:
+def reading(seconds: float) -> list[Target]:
     """The noisy neighbour with people who read each answer before they ask again."""
-    main(seconds, READING, "noisy neighbour, people reading their answers")
+    return main(seconds, READING, "noisy neighbour, people reading their answers")
 
 
 def measure(where: Rig, tally: Tally, window: Interval) -> tuple[Column, dict]:

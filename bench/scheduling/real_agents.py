@@ -56,9 +56,10 @@ CASES = {"3": Case(3), "3-one-key": Case(3, one_key=True), "5": Case(5), "5-one-
 
 
 def main(seconds: float, system_tokens: int = 2050, turn_tokens: int = 200, turns: int = 4,
-         cases: list[str] | None = None) -> None:
+         cases: list[str] | None = None) -> list[Target]:
     """Run the ``cases`` named (all by default; ``seconds`` is the other scenarios' and unused: each run lasts as
     its turns do)."""
+    held = []
     for name in cases or CASES:
         case = CASES[name]
         columns, figures = {}, {}
@@ -68,7 +69,8 @@ def main(seconds: float, system_tokens: int = 2050, turn_tokens: int = 200, turn
         text = "one system text shared by all" if case.shared_system else "a system text each"
         about = (f"{case.people} conversations ({keys}) opening with {text} of {system_tokens:,} tokens, growing "
                  f"by {turn_tokens} and the answer a turn, {turns} turns each; 2 llama-servers x 2 slots")
-        print_scenario("conversations on the real engine", about, columns, _targets(figures))
+        held += print_scenario("conversations on the real engine", about, columns, _targets(figures))
+    return held
 
 
 def _run(run: str, case: Case, system_tokens: int, turn_tokens: int, turns: int) -> tuple[dict, dict]:

@@ -1,6 +1,7 @@
 """What one run of a scenario talks to: fake GPU servers, straight or behind the real proxy.
 
-The fakes run in this process, so their records share the benchmark's clock. Through the proxy
+Each fake runs in a process of its own (apart.py), so its work does not slow the clients that time it; its
+records keep the benchmark's clock, ``time.monotonic``, which every process shares. Through the proxy
 (gunicorn, two gevent workers, the embedded scheduler), people come with tokens from the
 configuration file and a job with a managed key of its class (``ollama-proxy keys create``).
 """
@@ -14,10 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.scheduling.client import label_of
+from bench.scheduling.apart import FakeApart
 from tests.e2e.command import create_key
 from tests.e2e.server import ProxyServer, start_server
-from tests.fakes.ollama import FakeOllama
 from tests.fakes.ollama_runner import RequestRecord
 
 MODEL_SCRIPT = "llama3.2"
@@ -46,7 +46,7 @@ class Servers:
 class Rig:
     """The fakes, where clients send (the fakes in turn, or the proxy) and each principal's token."""
 
-    fakes: list[FakeOllama]
+    fakes: list[FakeApart]
     urls: list[str]
     tokens: dict[str, str] = field(default_factory=dict)
     proxy: ProxyServer | None = None
@@ -70,8 +70,7 @@ class Rig:
         """Return the fakes' request records by the label of the question each ran, over every fake."""
         found: dict[str, list[RequestRecord]] = {}
         for fake in self.fakes:
-            for record in fake.scheduler.records():
-                label = label_of(record.origin.json if record.origin is not None else None)
+            for label, record in fake.records():
                 if label is not None:
                     found.setdefault(label, []).append(record)
         return found
@@ -79,7 +78,7 @@ class Rig:
     def server_of(self, label: str) -> int | None:
         """Return the index of the fake that ran the labelled question, if one did."""
         for index, fake in enumerate(self.fakes):
-            if any(label_of(r.origin.json) == label and r.started_at is not None for r in fake.scheduler.records()):
+            if any(their == label and r.started_at is not None for their, r in fake.records()):
                 return index
         return None
 
@@ -97,12 +96,12 @@ def rig(servers: Servers, *, via_proxy: bool, people: tuple[str, ...] = (), jobs
     if servers.prompt_token_seconds is not None:
         caches = {"prompt_cache": True, "prompt_token_seconds": servers.prompt_token_seconds,
                   "prompt_cache_tokens": servers.ram_tokens}
-    fakes = [FakeOllama(load_seconds=servers.load_seconds, num_parallel=servers.num_parallel,
-                        max_loaded_models=servers.max_loaded_models, default_num_ctx=servers.num_ctx,
-                        **caches).start() for _ in range(servers.count)]
-    for fake in fakes:
-        fake.script(MODEL_SCRIPT, chunk_delay=servers.token_seconds, **script)
+    fake_settings = {"load_seconds": servers.load_seconds, "num_parallel": servers.num_parallel,
+                     "max_loaded_models": servers.max_loaded_models, "default_num_ctx": servers.num_ctx, **caches}
+    fakes: list[FakeApart] = []
     try:
+        fakes += [FakeApart(fake_settings, MODEL_SCRIPT, {"chunk_delay": servers.token_seconds, **script})
+                  for _ in range(servers.count)]
         if not via_proxy:
             yield Rig(fakes, [fake.url for fake in fakes], sticky=sticky)
             return

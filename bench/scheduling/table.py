@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 Column = dict[str, str]  # row name -> the figure printed in it
@@ -50,8 +51,8 @@ def triple(values: tuple[float, float, float]) -> str:
     return " / ".join(show(value) for value in values)
 
 
-def print_scenario(title: str, about: str, columns: dict[str, Column], targets: list[Target]) -> None:
-    """Print the scenario's heading, one column a run, and its targets."""
+def print_scenario(title: str, about: str, columns: dict[str, Column], targets: list[Target]) -> list[Target]:
+    """Print the scenario's heading, one column a run, and its targets; return the targets."""
     rows = list(dict.fromkeys(row for column in columns.values() for row in column))
     first = max(map(len, rows)) + 2
     widths = [max(len(name), *(len(column.get(row, "")) for row in rows)) + 3 for name, column in columns.items()]
@@ -63,3 +64,15 @@ def print_scenario(title: str, about: str, columns: dict[str, Column], targets: 
         print(f"{row:<{first}}{cells}")
     for target in targets:
         print(f"  target, {target.run}: {target.what}: {target.verdict()}")
+    return targets
+
+
+def print_spread(runs: dict[str, list[list[Target]]]) -> None:
+    """Print each target's figure in every run of its scenario, its median, and how many runs met it."""
+    print("\n== over the runs: each target's figure, run by run")
+    for scenario, held in runs.items():
+        for same in zip(*held, strict=True):  # one target, in each run
+            first, figures = same[0], [target.figure for target in same]
+            shown = ", ".join(show(figure, first.unit) for figure in figures)
+            middle, met = show(statistics.median(figures), first.unit), sum(target.met for target in same)
+            print(f"  {scenario}, {first.run}: {first.what}: {shown}; median {middle}; met in {met} of {len(same)}")

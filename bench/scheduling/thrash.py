@@ -22,18 +22,18 @@ STRAIGHT, PROXY = "straight to Ollama", "proxy"
 SHARE_OF_SECONDS = 1 / 3  # of --seconds: reloads show within seconds
 
 
-def main(seconds: float) -> None:
+def main(seconds: float) -> list[Target]:
     seconds *= SHARE_OF_SECONDS
     columns, reloads = {}, {}
     for name, via_proxy in ((STRAIGHT, False), (PROXY, True)):
         with rig(SERVERS, via_proxy=via_proxy, people=tuple(CLIENTS)) as where:
             tally, took = drive(where, seconds)
             columns[name] = measure(where, tally, took)
-            reloads[name] = where.fakes[0].scheduler.stats().reloads
+            reloads[name] = where.fakes[0].stats().reloads
     about = (f"{len(CLIENTS)} clients asking {QUESTION_TOKENS} tokens back to back with num_ctx 2048, 8192 and "
              f"unset, for {seconds:g} s; 1 server x {SERVERS.num_parallel} slots, one model loaded at a time, "
              f"{SERVERS.load_seconds:g} s a load")
-    print_scenario("thrash", about, columns, [Target("reloads <= 1", PROXY, reloads[PROXY], 1)])
+    return print_scenario("thrash", about, columns, [Target("reloads <= 1", PROXY, reloads[PROXY], 1)])
 
 
 def drive(where: Rig, seconds: float) -> tuple[Tally, float]:
@@ -52,14 +52,14 @@ def drive(where: Rig, seconds: float) -> tuple[Tally, float]:
 
 
 def measure(where: Rig, tally: Tally, took: float) -> Column:
-    stats = where.fakes[0].scheduler.stats()
+    stats = where.fakes[0].stats()
     served = [sum(a.served for a in tally.of(name)) for name in CLIENTS]
-    loaded = where.fakes[0].scheduler.loaded()
+    contexts = where.fakes[0].contexts_loaded()
     return {
         "reloads": str(stats.reloads),
         "loads": str(stats.loads),
         "answers served (" + " / ".join(CLIENTS) + ")": " / ".join(map(str, served)),
         "answers a second": f"{sum(served) / took:.2f}",
         "refused": str(sum(a.refused for a in tally.answers)),
-        "num_ctx loaded at the end": ", ".join(str(runner.context_length) for runner, _ in loaded) or "-",
+        "num_ctx loaded at the end": ", ".join(map(str, contexts)) or "-",
     }

@@ -26,7 +26,7 @@ ROUND_ROBIN, ALL_WARM, PROXY = "straight, round-robin", "straight, all to the wa
 TARGET_OVER_BEST = 1.05
 
 
-def main(seconds: float) -> None:
+def main(seconds: float) -> list[Target]:
     columns, over_best = {}, {}
     for name in (ROUND_ROBIN, ALL_WARM, PROXY):
         with rig(SERVERS, via_proxy=name == PROXY, people=(WARM_UP, "people")) as where:
@@ -37,7 +37,7 @@ def main(seconds: float) -> None:
     about = (f"{REQUESTS} requests of {ANSWER_TOKENS} tokens at once, {SERVERS.token_seconds * 1e3:g} ms a token; "
              f"{SERVERS.count} servers x {SERVERS.num_parallel} slots, the model loaded on one, "
              f"{SERVERS.load_seconds:g} s a load")
-    print_scenario("warm or cold", about, columns,
+    return print_scenario("warm or cold", about, columns,
                    [Target("mean completion <= best x 1.05", PROXY, over_best[PROXY], TARGET_OVER_BEST)])
 
 
@@ -71,5 +71,5 @@ def measure(where: Rig, warm: int, answers: list[Answer]) -> tuple[Column, float
         "best assignment warm / cold": f"{best_counts[warm]} / {best_counts[cold]}",
         "slot time measured": show(slot_seconds, "s"),
         "mean over best": f"{mean / best_mean:.3f}",
-        "loads on the cold server": str(where.fakes[cold].scheduler.stats().loads),
+        "loads on the cold server": str(where.fakes[cold].stats().loads),
     }, mean / best_mean
