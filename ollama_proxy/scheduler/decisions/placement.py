@@ -42,6 +42,10 @@ RATE_NOISE = 0.25
 # else it serves for as long; a second waiting for a slot costs the request alone. So a request waits for the busy
 # server that holds its prompt only while its wait stays under twice the reading that server saves it.
 MOVE_COST = 2.0
+# Seconds between two long prompts' starts on one runner. Granted together, they reach the engine in either order
+# (two workers, two connections), and the slot each takes, and what of its prompt is cached there, depend on which
+# comes first; a moment apart, they come in the order the mirror took them.
+STARTS_APART = 0.2
 # A conversation is expected back within twice the time it last took to come back, and a second more.
 RETURN_MARGIN, RETURN_SLACK = 2.0, 1.0
 
@@ -235,9 +239,11 @@ class PromptPlacement:
 
         Strict priority alone still makes a question wait for a batch answer to end whenever batch
         work holds every slot; ``interactive_headroom`` warm slots are left free for as long as
-        interactive requests for the model keep coming (``headroom_window``).
+        interactive requests for the model keep coming (``headroom_window``). Nor does a long prompt start just
+        after another on the same runner (``_too_close``).
         """
-        if self._leaves_no_slot_for_short(ticket, placement, now) or self._paced(ticket, placement, now):
+        if (self._leaves_no_slot_for_short(ticket, placement, now) or self._paced(ticket, placement, now)
+                or self._too_close(ticket, placement, now)):
             return True
         headroom = self.bounds.interactive_headroom
         if not headroom or class_rank(ticket.share, now - ticket.enqueued, self.bounds.batch_ageing) == 0:
@@ -248,6 +254,15 @@ class PromptPlacement:
             return True
         free = sum(self.servers[name].free_slots(ticket.model) for name in ticket.candidates if name in self.servers)
         return free - 1 < headroom
+
+    def _too_close(self, ticket: Ticket, placement: Placement, now: float) -> bool:
+        """Whether a long prompt would start on a warm runner within ``STARTS_APART`` of the last start there.
+
+        A question is never held: it reads little, cached or not, and a person waits for it.
+        """
+        if placement.start is not Start.WARM or prompt_tokens(ticket.prefix) < QUESTION_TOKENS:
+            return False
+        return now - self.servers[placement.server].runners[ticket.model].last_start < STARTS_APART
 
     def _paced(self, ticket: Ticket, placement: Placement, now: float) -> bool:
         """Whether a long request of a principal that just started one waits for its pace (``pacing``) to take

@@ -138,8 +138,9 @@ def test_long_prompts_leave_questions_a_free_slot():
 def test_with_fewer_than_three_slots_no_slot_is_kept_for_questions():
     s = _scheduler(ServerSpec("gpu1", num_parallel=2))
     _served(s, "q0", "person", _question("hello"), now=0)
-    for name in "ab":
-        assert [g.ticket for g in s.submit(_ticket(f"{name}1", f"agent-{name}", _turn(name, 4)), now=1)] == [f"{name}1"]
+    for now, name in enumerate("ab", start=1):
+        granted = s.submit(_ticket(f"{name}1", f"agent-{name}", _turn(name, 4)), now=now)
+        assert [g.ticket for g in granted] == [f"{name}1"]
 
 
 def test_what_answers_say_they_read_teaches_the_prefill_rate_of_re_read_tokens_and_the_token_scale():
@@ -254,9 +255,10 @@ def test_a_probe_goes_where_it_reads_no_other_tenants_prompt_even_to_the_server_
     s = _scheduler()
     victim = _served(s, "b1", "bob", _turn("b", 2), now=0)
     other = "gpu2" if victim == "gpu1" else "gpu1"
-    for name in "cd":  # the other server holds more prompts: a new conversation would go to the victim's
-        s.submit(_ticket(f"{name}1", f"agent-{name}", _turn(name, 1), candidates=(other,)), now=1)
-        s.end(f"{name}1", now=2)
+    # The other server holds more prompts: a new conversation would go to the victim's.
+    for now, name in ((1, "c"), (3, "d")):
+        s.submit(_ticket(f"{name}1", f"agent-{name}", _turn(name, 1), candidates=(other,)), now=now)
+        s.end(f"{name}1", now=now + 1)
     [grant] = s.submit(_ticket("m1", "mallory", _turn("b", 3)), now=5)
     assert grant.placement.server == other and s.running["m1"].cached < prompt_tokens(_turn("b", 2))
 

@@ -200,11 +200,13 @@ def test_a_grant_tells_the_prompt_tokens_the_mirror_expects_from_cache_in_ollama
     scheduler = Scheduler([ServerSpec("gpu1", num_parallel=1, max_loaded_models=1)], Bounds(load_gather=0))
     scheduler.servers["gpu1"].warm("m", Loaded({}))
     monkeypatch.setattr(scheduler.estimates, "scale", lambda model: 1.5)  # Ollama's tokens per estimated token
-    arbiter, worker = Arbiter(scheduler, ManualClock()), Worker()
+    clock = ManualClock()
+    arbiter, worker = Arbiter(scheduler, clock), Worker()
     said = [{"role": "user", "content": "tell me about the sky " * 300}]
     arbiter.handle(worker, wire.submit(Ticket("a1", Share("ann"), "m", ("gpu1",), prefix=chain_of(
         "/api/chat", {"messages": said}))))
     arbiter.handle(worker, wire.end("a1", None, None))
+    clock.advance(1.0)  # the next turn, a moment later
     again = chain_of("/api/chat", {"messages": [*said, {"role": "assistant", "content": "blue"},
                                                 {"role": "user", "content": "why?"}]})
     arbiter.handle(worker, wire.submit(Ticket("a2", Share("ann"), "m", ("gpu1",), prefix=again)))
