@@ -29,7 +29,6 @@ from collections.abc import Iterator
 
 from ollama_proxy.scheduler.decisions.caches import Pick
 from ollama_proxy.scheduler.decisions.fairness import Share, class_rank
-from ollama_proxy.scheduler.decisions.hits import HIT
 from ollama_proxy.scheduler.decisions.prefix import links_of, prompt_tokens, shared_tokens
 from ollama_proxy.scheduler.decisions.servers import Placement, Runner, ServerSlots, Start
 from ollama_proxy.scheduler.decisions.tickets import PromptRead, Running, Ticket
@@ -43,10 +42,9 @@ RATE_NOISE = 0.25
 # else it serves for as long; a second waiting for a slot costs the request alone. So a request waits for the busy
 # server that holds its prompt only while its wait stays under twice the reading that server saves it.
 MOVE_COST = 2.0
-# Seconds between two long prompts' starts on one runner where either is expected to read from cache. Granted
-# together, they reach the engine in either order (two workers, two connections), and the slot each takes, and what
-# of its prompt is cached there, depend on which comes first; a moment apart, they come in the order the mirror
-# took them.
+# Seconds between two long prompts' starts on one runner. Granted together, they reach the engine in either order
+# (two workers, two connections), and the slot each takes, and what of its prompt is cached there, depend on which
+# comes first; a moment apart, they come in the order the mirror took them.
 STARTS_APART = 0.2
 # A conversation is expected back within twice the time it last took to come back, and a second more.
 RETURN_MARGIN, RETURN_SLACK = 2.0, 1.0
@@ -258,22 +256,13 @@ class PromptPlacement:
         return free - 1 < headroom
 
     def _too_close(self, ticket: Ticket, placement: Placement, now: float) -> bool:
-        """Whether a long prompt would start on a warm runner within ``STARTS_APART`` of another start there, where
-        either of the two is expected to read most of its prompt from cache: which of them reaches the engine
-        first decides that.
+        """Whether a long prompt would start on a warm runner within ``STARTS_APART`` of the last start there.
 
-        A question is never held: it reads little, cached or not, and a person waits for it. Nor are prompts the
-        server holds little of: whichever comes first, neither finds more (a batch of long prompts is not slowed).
+        A question is never held: it reads little, cached or not, and a person waits for it.
         """
         if placement.start is not Start.WARM or prompt_tokens(ticket.prefix) < QUESTION_TOKENS:
             return False
-        recent = [run for run in self.running.values() if run.placement.server == placement.server
-                  and run.ticket.model == ticket.model and now - run.started < STARTS_APART]
-        if not recent:
-            return False
-        pick = self._cache_pick(ticket, placement.server)
-        return _a_hit(pick.cached if pick is not None else 0, ticket.prefix) or any(
-            _a_hit(run.cached, run.ticket.prefix) for run in recent)
+        return now - self.servers[placement.server].runners[ticket.model].last_start < STARTS_APART
 
     def _paced(self, ticket: Ticket, placement: Placement, now: float) -> bool:
         """Whether a long request of a principal that just started one waits for its pace (``pacing``) to take
@@ -311,11 +300,6 @@ class PromptPlacement:
         if sum(server.slots_of(ticket.model) for server in servers if ticket.model in server.runners) < 3:
             return False
         return sum(server.free_slots(ticket.model) for server in servers) < 2
-
-
-def _a_hit(cached: int, prefix) -> bool:
-    """Whether a prompt is expected to read most of itself from cache."""
-    return cached > 0 and cached >= HIT * prompt_tokens(prefix)
 
 
 def _reads_foreign(pick: Pick | None) -> bool:

@@ -10,6 +10,7 @@ load its model there first, or wait in Ollama's queue: the last is never sent.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -58,6 +59,7 @@ class Runner:
     running: int = 0
     lent: int = 0  # free slots lent to workers, to start requests on without asking (``core.Loan``)
     last_used: float = 0.0
+    last_start: float = -math.inf  # when a request last began here
     reserved_by: str | None = None  # a ticket waiting for it to drain, to reload it with larger options
     train_ctx: int | None = None  # the context it was trained on: a num_ctx past it is the same to Ollama
     caches: PromptCaches = field(default_factory=lambda: PromptCaches(1))  # a new runner's slots hold nothing
@@ -154,7 +156,7 @@ class ServerSlots:
         if runner is None or placement.start is not Start.WARM:
             runner = self.warm(model, Loaded(placement.options, one_slot=embeds))
         runner.running += 1
-        runner.last_used = now
+        runner.last_used = runner.last_start = now
 
     def adopt(self, model: str, options: dict, now: float) -> None:
         """Count in a request already running here, as a worker tells a new arbiter: its load, or eviction, is done.
