@@ -2,9 +2,9 @@
 
 ``python -m bench.scheduling.simulate [--seconds 45] [--yield-within S] [--pace GAP ...]`` drives the
 proxy's ``Scheduler`` (scheduler/decisions/core.py) with the noisy neighbour's load: a batch job keeping 24 answers
-of 6 s in flight on two servers of two slots, four people asking 0.6 s questions, on a beat every
-3 s or 3 s after reading each answer; each prompt as the benchmark sends it (noisy.py), each answer telling
-how long its prompt took to read. Every answer takes exactly its length and nothing else
+of 6 s in flight on two servers of two slots, four people asking 0.6 s questions, on a beat every 3 s
+(±0.5 s, answered or not) or 3 s after reading each answer; each prompt as the benchmark sends it (noisy.py), each
+answer telling how long its prompt took to read. Every answer takes exactly its length and nothing else
 takes time, so it shows what the decisions alone give, in a second, and lets a policy be tried
 before it is built. ``--yield-within`` sets ``scheduling.yield_within`` (default 1; 0: strict order);
 ``--pace`` holds the batch job's starts on the model that many seconds apart while people use it
@@ -17,9 +17,10 @@ import argparse
 import heapq
 import itertools
 import math
+import random
 from dataclasses import dataclass, field
 
-from bench.scheduling.noisy import INSTRUCTION
+from bench.scheduling.noisy import INSTRUCTION, LOAD
 from ollama_proxy.scheduler.decisions.core import Bounds, Scheduler, Ticket
 from ollama_proxy.scheduler.decisions.fairness import Share
 from ollama_proxy.scheduler.decisions.prefix import Chain, chain_of, prompt_tokens
@@ -28,6 +29,7 @@ from ollama_proxy.scheduler.decisions.tickets import PromptRead
 
 MODEL, JOB = "m", "batch-job"
 BATCH_SECONDS, QUESTION_SECONDS, ASK_EVERY, PEOPLE_START, TICK = 6.0, 0.6, 3.0, 2.0, 0.05
+JITTER = LOAD.jitter
 PROMPT_RATE = 4000.0  # prompt tokens a second: each answer tells the scheduler how long its prompt took
 
 
@@ -101,18 +103,22 @@ def simulate(job_class: str, reading: bool, seconds: float, gap: float = 0.0,
         server.warm(MODEL, Loaded({}))
     run = Run(scheduler, job_class)
     stop = PEOPLE_START + seconds
-    beats = {f"person-{i}": PEOPLE_START + i * ASK_EVERY / 4 for i in range(4)}
     for _ in range(24):
         run.at(0.0, "job")
-    for who, beat in beats.items():
-        run.at(beat, "ask", who)
+    for i in range(4):
+        who = f"person-{i}"
+        if reading:
+            run.at(PEOPLE_START + i * ASK_EVERY / 4, "ask", who)
+        else:  # on a beat whether answered or not, as the benchmark's people (workload.py): the same swings
+            for beat in beats(who, PEOPLE_START + i * ASK_EVERY / 4, seconds):
+                run.at(beat, "ask", who)
     for tick in range(int((stop + 10) / TICK)):
         run.at(tick * TICK, "tick")
     while run.events:
         now, _, what, who = heapq.heappop(run.events)
         if what == "job" and now < stop:
             run.ask(now, JOB)
-        elif what == "ask" and now < stop:
+        elif what == "ask" and (now < stop or not reading):
             run.ask(now, who)
         elif what == "tick":
             run.started(now, scheduler.dispatch(now))
@@ -123,11 +129,13 @@ def simulate(job_class: str, reading: bool, seconds: float, gap: float = 0.0,
                 run.at(now, "job")
             elif reading:
                 run.at(now + ASK_EVERY, "ask", asker)
-            else:
-                while beats[asker] <= now:  # a beat missed while waiting is skipped
-                    beats[asker] += ASK_EVERY
-                run.at(beats[asker], "ask", asker)
     return run.waits, _use_while_waiting(run, stop)
+
+
+def beats(who: str, first: float, seconds: float) -> list[float]:
+    """When one person on a beat asks: every ASK_EVERY seconds from ``first``, each up to JITTER early or late."""
+    swing = random.Random(who)
+    return [first + k * ASK_EVERY + swing.uniform(-JITTER, JITTER) for k in range(round(seconds / ASK_EVERY))]
 
 
 def _prompt(label: str, filler: int) -> Chain:

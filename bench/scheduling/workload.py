@@ -1,15 +1,17 @@
 """A batch job keeping the GPUs busy while people ask short questions: the load of two scenarios.
 
 The job keeps a number of long answers in flight until the people are done; the people ask
-for a given time, each on a beat of their own (staggered; a beat missed while waiting for an
-answer is skipped) or, reading each answer, a while after it came; they finish their last
-question; then the job is stopped (its connections closed), so the queue's pressure lasts as
-long as anyone waits.
+for a given time, each on a beat of their own (staggered, each question up to ``jitter`` seconds
+early or late, asked whether or not the one before was answered: 4 people every 3 s for 45 s ask
+60 questions) or, reading each answer, a while after it came; they finish their last question;
+then the job is stopped (its connections closed), so the queue's pressure lasts as long as
+anyone waits.
 """
 
 from __future__ import annotations
 
 import itertools
+import random
 import time
 from dataclasses import dataclass
 
@@ -28,6 +30,7 @@ class Workload:
     people: int = 4
     question_tokens: int = 30
     ask_every: float = 3.0
+    jitter: float = 0.5  # seconds a question on a beat comes early or late at most (the same every run)
     give_up_after: float | None = None  # seconds a person waits for the first token before leaving
     # People who read each answer this long before asking again, in place of asking on a beat.
     reads_for: float | None = None
@@ -51,18 +54,25 @@ def drive(rig: Rig, load: Workload, seconds: float) -> tuple[Tally, Interval]:
             tally.add(ask(rig.url(), rig.token(BATCH_JOB), BATCH_JOB, next(numbers), load.batch_tokens, hangup=hangup,
                           instruction=load.instruction))
 
-    def person(name: str, offset: float) -> None:
+    def question(name: str, number: int, at: float) -> None:
+        time.sleep(max(0.0, at - time.monotonic()))
+        tally.add(ask(rig.url(), rig.token(name), name, number, load.question_tokens,
+                      first_token_within=load.give_up_after, instruction=load.instruction))
+
+    def on_beat(name: str, offset: float) -> None:
+        swing = random.Random(name)
+        beats = [since + offset + k * load.ask_every + swing.uniform(-load.jitter, load.jitter)
+                 for k in range(round(seconds / load.ask_every))]
+        run_all(*(lambda k=k, at=at: question(name, k, at) for k, at in enumerate(beats)))
+
+    def reading(name: str, offset: float) -> None:
         turn, numbers = since + offset, itertools.count()
         while turn < stop:
-            time.sleep(max(0.0, turn - time.monotonic()))
-            tally.add(ask(rig.url(), rig.token(name), name, next(numbers), load.question_tokens,
-                          first_token_within=load.give_up_after, instruction=load.instruction))
-            if load.reads_for is not None:
-                turn = time.monotonic() + load.reads_for
-            while turn <= time.monotonic():  # a turn missed while waiting for an answer is skipped
-                turn += load.ask_every
+            question(name, next(numbers), turn)
+            turn = time.monotonic() + load.reads_for
 
     def people() -> None:
+        person = on_beat if load.reads_for is None else reading
         run_all(*(lambda n=name, i=i: person(n, PEOPLE_START + i * load.ask_every / load.people)
                   for i, name in enumerate(load.names)))
         hangup()
