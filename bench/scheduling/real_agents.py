@@ -17,12 +17,15 @@ prompts), the later turns' time to first token at the client and at the servers 
 arrival at Ollama's API: what the proxy's way adds is the difference), the time requests waited in the
 proxy's queue, the cached tokens the proxy estimated (``ollama_proxy_prompt_cached_tokens_estimated_total``:
 Ollama 0.33 reports none) against the servers' own (``cache_n``), and the hits the proxy's mirror
-predicted against those the answers confirmed.
+predicted against those the answers confirmed: by the proxy's own reckoning (from each answer's
+``prompt_eval_duration``, all Ollama 0.33 tells), and by the servers' ``cache_n`` (each turn's estimate
+from the access log, found by its ``X-Request-Id``).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import tempfile
 import threading
@@ -33,6 +36,7 @@ from pathlib import Path
 import requests
 
 from bench.scheduling.table import Target, print_scenario
+from ollama_proxy.scheduler.decisions.hits import CONFIRMED, HIT
 from tests.e2e.chaos import metric_sum
 from tests.e2e.conftest import SCRAPE
 from tests.e2e.conversations import Conversation, Turn
@@ -89,7 +93,7 @@ def _run(run: str, case: Case, system_tokens: int, turn_tokens: int, turns: int)
             hits = tuple(metric_sum(proxy.url, f"ollama_proxy_prompt_cache_{name}_total") for name in (
                 "predicted_hits", "confirmed_hits", "predicted_tokens", "confirmed_tokens"))
             return _measure(engines, asked, metric_sum(proxy.url, "ollama_proxy_prompt_cached_tokens_estimated_total"),
-                            hits)
+                            hits, _estimates(proxy))
         finally:
             if proxy is not None:
                 proxy.stop()
@@ -143,8 +147,27 @@ def _talk(chats: list[Conversation], turns: int, send) -> list[Turn]:
     return asked
 
 
+def _estimates(proxy: ProxyServer) -> dict[str, int]:
+    """Each chat's cached tokens the mirror expected (the access log's ``cached_tokens_estimated``), by request id."""
+    lines = (json.loads(line) for line in (proxy.workdir / "logs" / "access.log").read_text().splitlines())
+    return {line["request_id"]: line.get("cached_tokens_estimated") or 0 for line in lines
+            if line.get("path") == "/api/chat"}
+
+
+def _borne_out(asked: list[Turn], read: dict, estimates: dict[str, int]) -> tuple[int, int]:
+    """The hits the mirror predicted (as the proxy counts them: most of the prompt expected from cache), and how
+    many of them the servers' own ``cache_n`` bore out (as the proxy confirms one: most of what was expected)."""
+    predicted = borne = 0
+    for turn in asked:
+        expected, (_, answered) = estimates.get(turn.request_id, 0), read.get((turn.who, turn.number), (0, None))
+        if answered is not None and expected >= HIT * (answered.cached + answered.read):
+            predicted += 1
+            borne += answered.cached >= CONFIRMED * expected
+    return predicted, borne
+
+
 def _measure(engines: list[OllamaOnLlama], asked: list[Turn], reported: float | None,
-             hits: tuple[float, ...] | None) -> tuple[dict, dict]:
+             hits: tuple[float, ...] | None, estimates: dict[str, int] | None = None) -> tuple[dict, dict]:
     read = {}
     for index, engine in enumerate(engines):
         for answered in engine.answers:
@@ -158,6 +181,7 @@ def _measure(engines: list[OllamaOnLlama], asked: list[Turn], reported: float | 
     at_server = sum(answered.first_token for _, answered in later)
     queued = [turn.queued for turn in asked]
     said = sum(answered.cached for _, answered in read.values())
+    borne = _borne_out(asked, read, estimates or {})
     moved = sum(len({index for (who, _), (index, _) in read.items() if who == person}) - 1
                 for person in {who for who, _ in read})
     column = {
@@ -169,9 +193,11 @@ def _measure(engines: list[OllamaOnLlama], asked: list[Turn], reported: float | 
         "time in the proxy's queue (sum / max)": f"{sum(queued):.1f} / {max(queued):.1f} s",
         "cached tokens: proxy estimated / servers said": "-" if reported is None else f"{reported:,.0f} / {said:,}",
         "hits: confirmed / predicted": "-" if hits is None else f"{hits[1]:.0f} / {hits[0]:.0f}",
+        "  the same by the servers' cache_n": "-" if estimates is None else "{1} / {0}".format(*borne),
         "hit tokens: confirmed / predicted": "-" if hits is None else f"{hits[3]:,.0f} / {hits[2]:,.0f}",
     }
-    figures = {"reread": reread, "first": first, "queued": sum(queued), "reported": reported, "said": said}
+    figures = {"reread": reread, "first": first, "queued": sum(queued), "reported": reported, "said": said,
+               "predicted": borne[0], "borne out": borne[1]}
     return column, figures
 
 
@@ -181,7 +207,9 @@ def _targets(figures: dict[str, dict]) -> list[Target]:
                    1.1),
             Target("first token on later turns <= sticky's + 10 %", PROXY, proxy["first"] / sticky["first"], 1.1),
             Target("cached tokens estimated within 10 % of the servers'", PROXY,
-                   abs(proxy["reported"] - proxy["said"]) / max(proxy["said"], 1), 0.10, "%")]
+                   abs(proxy["reported"] - proxy["said"]) / max(proxy["said"], 1), 0.10, "%"),
+            Target("predicted hits the servers' cache_n did not bear out = 0", PROXY,
+                   proxy["predicted"] - proxy["borne out"], 0)]
 
 
 def _knows_loaded(proxy: ProxyServer) -> bool:

@@ -30,6 +30,7 @@ class Turn:
     queued: float  # seconds the proxy held it waiting for a slot (0 straight to a server)
     counted: int  # the final chunk's prompt_eval_count
     cached: int | None  # ... and prompt_eval_cached_count (None: not said)
+    request_id: str | None = None  # the proxy's X-Request-Id (None: straight to a server)
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Conversation:
                 "model": "smollm2", "messages": self.messages, "options": {"num_predict": num_predict}}) as answer:
             answer.raise_for_status()
             queued = _queued(answer.headers.get("Server-Timing", ""))
+            request_id = answer.headers.get("X-Request-Id")
             for line in answer.iter_lines():
                 chunk = json.loads(line)
                 text = (chunk.get("message") or {}).get("content")
@@ -74,7 +76,7 @@ class Conversation:
         self.messages.append({"role": "assistant", "content": "".join(reply)})
         self.turns += 1
         return Turn(self.who, self.turns - 1, (first or time.monotonic()) - asked, queued,
-                    done.get("prompt_eval_count", 0), done.get("prompt_eval_cached_count"))
+                    done.get("prompt_eval_count", 0), done.get("prompt_eval_cached_count"), request_id)
 
 
 def question_mark(who: str, number: int) -> str:
