@@ -41,6 +41,7 @@ from ollama_proxy.scheduler.decisions.pacing import Pacing
 from ollama_proxy.scheduler.decisions.placement import QUESTION_TOKENS, PromptPlacement
 from ollama_proxy.scheduler.decisions.prefix import prompt_tokens
 from ollama_proxy.scheduler.decisions.servers import Loaded, Placement, Runner, ServerSlots, ServerSpec, Start
+from ollama_proxy.scheduler.decisions.side_by_side import Read
 from ollama_proxy.scheduler.decisions.snapshot import snapshot
 from ollama_proxy.scheduler.decisions.tickets import Bounds, Grant, Loan, PromptRead, Running, Ticket
 
@@ -354,6 +355,9 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
         ticket.waits_for = None
         expected = self._expected_run(ticket, placement.server, cached) if ticket.prefix else charged
         self.running[ticket.id] = Running(ticket, placement, now, charged, loan, cached, expected)
+        if runner is not None and ticket.prefix:
+            unread = (prompt_tokens(ticket.prefix) - cached) * self.estimates.scale(ticket.model)
+            runner.reads.append(Read(ticket.id, now, round(unread)))
 
     def _limit_caches(self, model: str, runner: Runner) -> None:
         """Tell ``runner``'s caches the most a slot holds: the context it runs with, in the proxy's estimated tokens."""

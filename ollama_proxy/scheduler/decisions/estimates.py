@@ -85,6 +85,10 @@ class Estimates:
         known = (model, server) in self._prefill_rate or any(m == model for m, _ in self._prefill_rate)
         return round(seconds * self._rate(model, server)) if known else None
 
+    def prefill_rate(self, model: str, server: str) -> float:
+        """Tokens a second ``server`` reads prompts of ``model`` at (a rate seen on another server stands in)."""
+        return self._rate(model, server)
+
     def _rate(self, model: str, server: str) -> float:
         """Tokens a second ``server`` reads prompts of ``model`` at (a rate seen on another server stands in)."""
         rate = self._prefill_rate.get((model, server))

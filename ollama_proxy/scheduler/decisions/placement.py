@@ -31,6 +31,7 @@ from ollama_proxy.scheduler.decisions.caches import Pick
 from ollama_proxy.scheduler.decisions.fairness import Share, class_rank
 from ollama_proxy.scheduler.decisions.prefix import links_of, prompt_tokens, shared_tokens
 from ollama_proxy.scheduler.decisions.servers import Placement, Runner, ServerSlots, Start
+from ollama_proxy.scheduler.decisions.side_by_side import read_beside
 from ollama_proxy.scheduler.decisions.tickets import PromptRead, Running, Ticket
 
 QUESTION_TOKENS = 1024  # a prompt shorter than this is a question, not an agent's conversation
@@ -221,11 +222,13 @@ class PromptPlacement:
             return  # Ollama cut the prompt to its context: its count is of another prompt
         self.estimates.counted(ticket.model, estimate, read.tokens)
         cached = read.cached
-        if cached is None:  # what it read again, from the time it took
+        if cached is None:  # what it read again, from the time it took less what other slots read in it
             reread = self.estimates.reread(ticket.model, server, read.seconds)
             if reread is None:
                 return
-            cached = max(0, read.tokens - reread)
+            beside = 0.0 if runner is None else read_beside(runner.reads, ticket.id, run.started, read.seconds,
+                                                             self.estimates.prefill_rate(ticket.model, server))
+            cached = max(0, read.tokens - max(0, round(reread - beside)))
         predicted = self.predicted_cached(run)
         if self.hits.note(server, ticket.model, read.tokens, predicted, cached) and runner is not None:
             runner.caches.forget(ticket.prefix)

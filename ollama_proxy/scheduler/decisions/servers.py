@@ -11,6 +11,7 @@ load its model there first, or wait in Ollama's queue: the last is never sent.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -19,6 +20,7 @@ from cachetools import LRUCache
 from ollama_proxy.scheduler.decisions.caches import PromptCaches
 from ollama_proxy.scheduler.decisions.options import largest, unify, within_training
 from ollama_proxy.scheduler.decisions.runners import KV_BYTES_UNKNOWN
+from ollama_proxy.scheduler.decisions.side_by_side import READS_KEPT, Read
 
 MIB = 1024 * 1024
 MODELS_ASKED = 256  # models whose largest asked options a server remembers, the least recently asked forgotten
@@ -63,6 +65,7 @@ class Runner:
     reserved_by: str | None = None  # a ticket waiting for it to drain, to reload it with larger options
     train_ctx: int | None = None  # the context it was trained on: a num_ctx past it is the same to Ollama
     caches: PromptCaches = field(default_factory=lambda: PromptCaches(1))  # a new runner's slots hold nothing
+    reads: deque[Read] = field(default_factory=lambda: deque(maxlen=READS_KEPT))  # its latest prompts' reading
 
 
 class Start(Enum):
