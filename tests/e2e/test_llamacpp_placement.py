@@ -13,6 +13,7 @@ where they say them, none where they do not; its own estimate is counted apart.
 from __future__ import annotations
 
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -43,22 +44,28 @@ def engines(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def proxy(engines, tmp_path_factory):
-    gpu1, gpu2 = engines
+    server = _proxy(engines, tmp_path_factory.mktemp("proxy"))
+    yield server
+    server.stop()
+
+
+def _proxy(engines: list[OllamaOnLlama], workdir) -> ProxyServer:
+    """The proxy at its defaults before the servers ``engines``, two slots each, started and knowing them loaded."""
+    gpu1, *others = engines
     config = base_config(gpu1.url, scheduling=True, num_parallel=2, max_loaded_models=1, read_timeout=600)
     config["auth"]["generate_tokens"] += [{"name": name, "token": token} for name, token in KEYS.items()]
-    config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": gpu2.url, "num_parallel": 2,
-                           "max_loaded_models": 1}]
+    config["backends"] = [{"name": f"gpu{i}", "type": "ollama", "base_url": engine.url, "num_parallel": 2,
+                           "max_loaded_models": 1} for i, engine in enumerate(others, start=2)]
     config["routing"] = {"refresh_interval": 0.5}
     # One team's people: the cached-token figures the servers say reach them (docs/tenants.md; withheld on a
     # server shared between teams, as test_tenants.py shows).
     config["scheduling"] = {**config.get("scheduling", {}), "prompt_cache_isolation": "off"}
-    server = start_server(ProxyServer(config, tmp_path_factory.mktemp("proxy"), workers=2))
+    server = start_server(ProxyServer(config, workdir, workers=2))
     # Both workers in touch with the arbiter before the first turn, whichever worker takes it.
     assert wait_for(lambda: processes.lines_to_arbiter(server.process.pid) == 1, timeout=30)
     assert wait_for(lambda: "ollama_proxy_scheduler_slots_busy{" in requests.get(
         server.url + "/metrics", headers=auth(SCRAPE), timeout=10).text, timeout=30)  # the model known loaded
-    yield server
-    server.stop()
+    return server
 
 
 def _talk(conversations: list[Conversation], send) -> list[Turn]:
@@ -157,3 +164,31 @@ def test_a_conversation_comes_back_to_its_server_while_the_other_is_busy_beside_
         later = [answered.read for (who, turn), (_, answered) in read.items() if who == chat.who and turn > 0]
         assert max(later) < SYSTEM_TOKENS / 2, read  # what is new, not the conversation again
     assert max(turn.queued for mine in turns for turn in mine) < 0.1
+
+
+def test_a_turn_read_beside_a_long_first_turn_is_a_hit_confirmed(tmp_path):
+    """llama-server reads its slots' prompts in the same batches, the first slot's first: a turn that comes while
+    the other slot reads a long prompt ends with it, its time covering both. The proxy, told only that time (as by
+    Ollama 0.33), still confirms the hit the server's cache_n shows."""
+    with OllamaOnLlama(tmp_path / "llama", num_parallel=2, threads=1) as engine:
+        server = _proxy([engine], tmp_path / "proxy")
+        try:
+            send = lambda c: (server.url, KEYS[c.who.split("-")[0]])  # noqa: E731
+            first, mine, long = (Conversation(f"{name}-beside", tokens, TURN_TOKENS)
+                                 for name, tokens in (("cat", SYSTEM_TOKENS), ("dan", SYSTEM_TOKENS), ("eve", 1500)))
+            first.talk(*send(first))  # in slot 0, so the long prompt takes it (the least recently used) from it
+            mine.talk(*send(mine))  # in slot 1: the conversation whose next turn comes while the long one reads
+            before = {kind: metric_sum(server.url, HITS.format(kind)) for kind in ("predicted", "confirmed")}
+            with ThreadPoolExecutor(1) as pool:
+                reading = pool.submit(long.talk, *send(long))
+                time.sleep(2.0)  # well into its 1,500 tokens (several seconds at one thread)
+                mine.talk(*send(mine))
+                reading.result()
+            read = _read([engine], {mine.who, long.who})
+            turn = read[(mine.who, 1)][1]
+            assert turn.cached > SYSTEM_TOKENS and turn.prompt_ms > 3 * read[(mine.who, 0)][1].prompt_ms * (
+                turn.read / read[(mine.who, 0)][1].read), _listed(read)  # a hit, its time stretched by the other's
+            assert wait_for(lambda: metric_sum(server.url, HITS.format("predicted")) - before["predicted"] == 1)
+            assert metric_sum(server.url, HITS.format("confirmed")) - before["confirmed"] == 1
+        finally:
+            server.stop()
