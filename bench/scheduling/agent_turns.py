@@ -29,7 +29,7 @@ def run(seconds: float) -> None:
         column, _ = agents.measure(where, turns, tally)
         ran = {label: (server, record) for server, fake in enumerate(where.fakes)
                for label, record in fake.records() if label is not None and record.started_at is not None}
-        access = [json.loads(line) for line in (where.proxy.workdir / "logs" / "access.log").read_text().splitlines()]
+        access = [json.loads(line) for line in where.proxy.access_lines()]
     estimated: dict[str, list] = {}  # an agent's chats in the order they ended: one at a time, so turn by turn
     for line in access:
         if line.get("path") == "/api/chat":

@@ -36,7 +36,7 @@ from pathlib import Path
 import requests
 
 from bench.scheduling.table import Target, print_scenario
-from ollama_proxy.scheduler.decisions.hits import CONFIRMED, HIT
+from ollama_proxy.scheduler.decisions.hits import HitBook
 from tests.e2e.chaos import metric_sum
 from tests.e2e.conftest import SCRAPE
 from tests.e2e.conversations import Conversation, Turn
@@ -149,21 +149,22 @@ def _talk(chats: list[Conversation], turns: int, send) -> list[Turn]:
 
 def _estimates(proxy: ProxyServer) -> dict[str, int]:
     """Each chat's cached tokens the mirror expected (the access log's ``cached_tokens_estimated``), by request id."""
-    lines = (json.loads(line) for line in (proxy.workdir / "logs" / "access.log").read_text().splitlines())
+    lines = (json.loads(line) for line in proxy.access_lines())
     return {line["request_id"]: line.get("cached_tokens_estimated") or 0 for line in lines
             if line.get("path") == "/api/chat"}
 
 
 def _borne_out(asked: list[Turn], read: dict, estimates: dict[str, int]) -> tuple[int, int]:
-    """The hits the mirror predicted (as the proxy counts them: most of the prompt expected from cache), and how
-    many of them the servers' own ``cache_n`` bore out (as the proxy confirms one: most of what was expected)."""
-    predicted = borne = 0
+    """The hits the mirror predicted, and how many of them the servers' own ``cache_n`` bore out: counted by the
+    proxy's own book (``HitBook``), told what the servers read from cache instead of what the time says."""
+    book = HitBook()
     for turn in asked:
-        expected, (_, answered) = estimates.get(turn.request_id, 0), read.get((turn.who, turn.number), (0, None))
-        if answered is not None and expected >= HIT * (answered.cached + answered.read):
-            predicted += 1
-            borne += answered.cached >= CONFIRMED * expected
-    return predicted, borne
+        index, answered = read.get((turn.who, turn.number), (0, None))
+        if answered is not None:
+            book.note(str(index), "smollm2", answered.cached + answered.read, estimates.get(turn.request_id, 0),
+                      answered.cached)
+    reports = book.report()
+    return sum(r["predicted"] for r in reports), sum(r["confirmed"] for r in reports)
 
 
 def _measure(engines: list[OllamaOnLlama], asked: list[Turn], reported: float | None,

@@ -17,10 +17,10 @@ import argparse
 import heapq
 import itertools
 import math
-import random
 from dataclasses import dataclass, field
 
 from bench.scheduling.noisy import INSTRUCTION, LOAD
+from bench.scheduling.workload import beats
 from ollama_proxy.scheduler.decisions.core import Bounds, Scheduler, Ticket
 from ollama_proxy.scheduler.decisions.fairness import Share
 from ollama_proxy.scheduler.decisions.prefix import Chain, chain_of, prompt_tokens
@@ -29,7 +29,6 @@ from ollama_proxy.scheduler.decisions.tickets import PromptRead
 
 MODEL, JOB = "m", "batch-job"
 BATCH_SECONDS, QUESTION_SECONDS, ASK_EVERY, PEOPLE_START, TICK = 6.0, 0.6, 3.0, 2.0, 0.05
-JITTER = LOAD.jitter
 PROMPT_RATE = 4000.0  # prompt tokens a second: each answer tells the scheduler how long its prompt took
 
 
@@ -110,7 +109,7 @@ def simulate(job_class: str, reading: bool, seconds: float, gap: float = 0.0,
         if reading:
             run.at(PEOPLE_START + i * ASK_EVERY / 4, "ask", who)
         else:  # on a beat whether answered or not, as the benchmark's people (workload.py): the same swings
-            for beat in beats(who, PEOPLE_START + i * ASK_EVERY / 4, seconds):
+            for beat in beats(LOAD, who, PEOPLE_START + i * ASK_EVERY / 4, seconds):
                 run.at(beat, "ask", who)
     for tick in range(int((stop + 10) / TICK)):
         run.at(tick * TICK, "tick")
@@ -130,12 +129,6 @@ def simulate(job_class: str, reading: bool, seconds: float, gap: float = 0.0,
             elif reading:
                 run.at(now + ASK_EVERY, "ask", asker)
     return run.waits, _use_while_waiting(run, stop)
-
-
-def beats(who: str, first: float, seconds: float) -> list[float]:
-    """When one person on a beat asks: every ASK_EVERY seconds from ``first``, each up to JITTER early or late."""
-    swing = random.Random(who)
-    return [first + k * ASK_EVERY + swing.uniform(-JITTER, JITTER) for k in range(round(seconds / ASK_EVERY))]
 
 
 def _prompt(label: str, filler: int) -> Chain:

@@ -60,10 +60,8 @@ def drive(rig: Rig, load: Workload, seconds: float) -> tuple[Tally, Interval]:
                       first_token_within=load.give_up_after, instruction=load.instruction))
 
     def on_beat(name: str, offset: float) -> None:
-        swing = random.Random(name)
-        beats = [since + offset + k * load.ask_every + swing.uniform(-load.jitter, load.jitter)
-                 for k in range(round(seconds / load.ask_every))]
-        run_all(*(lambda k=k, at=at: question(name, k, at) for k, at in enumerate(beats)))
+        run_all(*(lambda k=k, at=at: question(name, k, at) for k, at in enumerate(beats(load, name, since + offset,
+                                                                                         seconds))))
 
     def reading(name: str, offset: float) -> None:
         turn, numbers = since + offset, itertools.count()
@@ -79,3 +77,11 @@ def drive(rig: Rig, load: Workload, seconds: float) -> tuple[Tally, Interval]:
 
     run_all(people, *(lambda i=i: job(i) for i in range(load.batch_in_flight)))
     return tally, (since, hangup.at)
+
+
+def beats(load: Workload, name: str, first: float, seconds: float) -> list[float]:
+    """When a person on a beat asks for ``seconds``: every ``ask_every`` from ``first``, each up to ``jitter`` early or
+    late, the swings drawn from the person's name (the same every run, in the bench and in ``simulate``)."""
+    swing = random.Random(name)
+    return [first + k * load.ask_every + swing.uniform(-load.jitter, load.jitter)
+            for k in range(round(seconds / load.ask_every))]

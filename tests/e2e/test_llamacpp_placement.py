@@ -173,7 +173,9 @@ def test_a_turn_read_beside_a_long_first_turn_is_a_hit_confirmed(tmp_path):
     with OllamaOnLlama(tmp_path / "llama", num_parallel=2, threads=1) as engine:
         server = _proxy([engine], tmp_path / "proxy")
         try:
-            send = lambda c: (server.url, KEYS[c.who.split("-")[0]])  # noqa: E731
+            def send(chat: Conversation) -> tuple[str, str]:
+                return server.url, KEYS[chat.who.split("-")[0]]
+
             first, mine, long = (Conversation(f"{name}-beside", tokens, TURN_TOKENS)
                                  for name, tokens in (("cat", SYSTEM_TOKENS), ("dan", SYSTEM_TOKENS), ("eve", 1500)))
             first.talk(*send(first))  # in slot 0, so the long prompt takes it (the least recently used) from it

@@ -78,18 +78,14 @@ class Estimates:
 
     def prefill_seconds(self, model: str, server: str, tokens: float) -> float:
         """How long ``server`` takes to read ``tokens`` prompt tokens of ``model``, as the proxy estimates them."""
-        return tokens * self.scale(model) / self._rate(model, server)
+        return tokens * self.scale(model) / self.prefill_rate(model, server)
 
     def reread(self, model: str, server: str, seconds: float) -> int | None:
         """The tokens ``server`` reads in ``seconds``, in Ollama's tokens; None until its rate is known."""
         known = (model, server) in self._prefill_rate or any(m == model for m, _ in self._prefill_rate)
-        return round(seconds * self._rate(model, server)) if known else None
+        return round(seconds * self.prefill_rate(model, server)) if known else None
 
     def prefill_rate(self, model: str, server: str) -> float:
-        """Tokens a second ``server`` reads prompts of ``model`` at (a rate seen on another server stands in)."""
-        return self._rate(model, server)
-
-    def _rate(self, model: str, server: str) -> float:
         """Tokens a second ``server`` reads prompts of ``model`` at (a rate seen on another server stands in)."""
         rate = self._prefill_rate.get((model, server))
         if rate is None:
