@@ -126,6 +126,9 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
         self._leave(ticket, now)
         if load_seconds is not None and placement.start is not Start.WARM:
             self.estimates.loaded(ticket.model, placement.server, load_seconds)
+        if runner is not None and runner.ready_at > now:  # an answer ended: the load it waited for is over
+            loaded = load_seconds is not None and placement.start is not Start.WARM
+            runner.ready_at = min(runner.ready_at, run.started + load_seconds if loaded else now)
         return self._dispatch(now)
 
     def cancel(self, ticket_id: str, now: float) -> list[Grant]:
@@ -313,11 +316,20 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
         slots = sum(s.slots_of(ticket.model) for s in warm)
         expected = self.estimates.slot_seconds(ticket.model)
         names = {s.spec.name for s in warm}
-        remaining = sorted(_left(r, now) for r in self.running.values()
+        remaining = sorted(abs(self._ends_at(r) - now) for r in self.running.values()
                            if r.placement.server in names and r.ticket.model == ticket.model)
         remaining += [0.0] * max(0, slots - len(remaining))
         rounds, index = divmod(ahead, slots)
         return remaining[index] + rounds * expected
+
+    def _ends_at(self, run: Running) -> float:
+        """When ``run`` is expected to free its slot: its expected hold, from the end of the load it waits for.
+
+        ``abs(ends_at - now)`` is what it still holds: past its expected end, the estimate was short (a long stream
+        of a principal none of whose answers has ended yet), and it is expected to run on as long as it overran.
+        """
+        runner = self.servers[run.placement.server].runners.get(run.ticket.model)
+        return max(run.started, runner.ready_at if runner is not None else -math.inf) + run.expected
 
     def _reserve_for_reload(self, ticket: Ticket, candidates: list[ServerSlots]) -> None:
         """Hold back new requests on a busy runner that ``ticket`` must reload with larger options."""
@@ -337,7 +349,8 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
     def _begin(self, ticket: Ticket, placement: Placement, now: float) -> Grant:
         del self.waiting[ticket.id]
         self._unreserve(ticket.id)
-        self.servers[placement.server].begin(ticket.model, placement, now, ticket.embeds)
+        self.servers[placement.server].begin(ticket.model, placement, now, ticket.embeds,
+                                             self.estimates.load_seconds(ticket.model, placement.server))
         self.pacing.started(ticket.model, ticket.share.principal, now)
         self._run(ticket, placement, now)
         return Grant(ticket.id, placement, now - ticket.enqueued)
@@ -372,12 +385,6 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
     def _leave(self, ticket: Ticket, now: float) -> None:
         """Count the ticket out (it ended, or left the queue unstarted)."""
         self.order.leave(ticket.share, now)
-
-
-def _left(run: Running, now: float) -> float:
-    """Seconds ``run`` is still expected to hold its slot. Past its expected end, the estimate was short (a long
-    stream of a principal none of whose answers has ended yet): it is expected to run on as long as it overran."""
-    return abs(run.started + run.expected - now)
 
 
 def _holders(share: Share) -> list[tuple[str, Callable[[Share], bool]]]:

@@ -62,6 +62,7 @@ class Runner:
     lent: int = 0  # free slots lent to workers, to start requests on without asking (``core.Loan``)
     last_used: float = 0.0
     last_start: float = -math.inf  # when a request last began here
+    ready_at: float = -math.inf  # when its load, under way, is expected to end: its requests start reading then
     reserved_by: str | None = None  # a ticket waiting for it to drain, to reload it with larger options
     train_ctx: int | None = None  # the context it was trained on: a num_ctx past it is the same to Ollama
     caches: PromptCaches = field(default_factory=lambda: PromptCaches(1))  # a new runner's slots hold nothing
@@ -151,13 +152,16 @@ class ServerSlots:
                 if r.running == r.lent == 0 and r.reserved_by is None]
         return min(idle)[1] if idle else False
 
-    def begin(self, model: str, placement: Placement, now: float, embeds: bool = False) -> None:
-        """Count a request in on ``model`` as placed; load or reload the runner it needs (an embedding's: one slot)."""
+    def begin(self, model: str, placement: Placement, now: float, embeds: bool = False,
+              load_seconds: float = 0.0) -> None:
+        """Count a request in on ``model`` as placed; load or reload the runner it needs (an embedding's: one slot),
+        expected to take ``load_seconds``."""
         if placement.evict:
             self.runners.pop(placement.evict, None)
         runner = self.runners.get(model)
         if runner is None or placement.start is not Start.WARM:
             runner = self.warm(model, Loaded(placement.options, one_slot=embeds))
+            runner.ready_at = now + load_seconds
         runner.running += 1
         runner.last_used = runner.last_start = now
 

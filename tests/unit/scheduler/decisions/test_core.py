@@ -163,6 +163,20 @@ def test_a_request_stops_waiting_for_a_warm_slot_held_far_past_its_expected_end_
     assert (grant.placement.server, grant.placement.start) == ("gpu2", Start.LOAD)
 
 
+def test_a_slot_on_a_server_still_loading_frees_after_the_load_so_an_idle_server_loads_rather_than_wait():
+    """Nothing loaded anywhere: two agents start the model on gpu1, and their slots there free after its load
+    (10 s, as far as the proxy knows) and their answers (5 s). A third request would wait that long for them; the
+    idle gpu2 loads the model for it instead, in the load's time. Once an answer ends, the load is over."""
+    s = _scheduler(ServerSpec("gpu1", num_parallel=2), ServerSpec("gpu2", num_parallel=2), loaded=(),
+                   default_slot_seconds=5.0, default_load_seconds=10.0)
+    first = s.submit(_ticket("a0", "agent-0"), now=0) + s.submit(_ticket("a1", "agent-1"), now=0.5)
+    assert [(g.placement.server, g.placement.start) for g in first] == [("gpu1", Start.LOAD), ("gpu1", Start.WARM)]
+    [third] = s.submit(_ticket("a2", "agent-2"), now=1.0)
+    assert (third.placement.server, third.placement.start) == ("gpu2", Start.LOAD)
+    s.end("a0", now=4.0, load_seconds=0.5)
+    assert s.servers["gpu1"].runners["m"].ready_at == 0.5  # a1 reads from then: its slot frees 5 s after
+
+
 def test_a_model_not_loaded_anywhere_loads_at_once():
     s = _scheduler(ServerSpec("gpu1"), loaded=())
     (grant,) = s.submit(_ticket("t1"), now=0)
