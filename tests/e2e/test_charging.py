@@ -56,9 +56,20 @@ def _rows(proxy, key: str) -> dict[str, dict]:
     return {row["request_id"]: row for row in json.loads(done.stdout)}
 
 
+def _rows_with(proxy, key: str, request_ids: list[str]) -> dict[str, dict]:
+    """The usage rows of ``key``'s ``request_ids``, once each is written (as its response closes): one command a
+    look for all of them."""
+    seen: dict[str, dict] = {}
+
+    def landed() -> bool:
+        seen.update(_rows(proxy, key))
+        return all(request_id in seen for request_id in request_ids)
+    assert wait_for(landed, timeout=10), [request_id for request_id in request_ids if request_id not in seen]
+    return {request_id: seen[request_id] for request_id in request_ids}
+
+
 def _row(proxy, key: str, request_id: str) -> dict:
-    assert wait_for(lambda: request_id in _rows(proxy, key), timeout=10), request_id
-    return _rows(proxy, key)[request_id]
+    return _rows_with(proxy, key, [request_id])[request_id]
 
 
 def _spent(proxy, key: str) -> dict[str, float]:
@@ -149,7 +160,8 @@ def test_legacy_embeddings_and_transcriptions_are_charged(proxy, gpu):
                            timeout=30)
     assert answer.status_code == 200, answer.text
     ran = _ran_until(gpu, time.monotonic())
-    embedding, transcription = _row(proxy, "listener", "legacy-embedding"), _row(proxy, "listener", "transcription")
+    rows = _rows_with(proxy, "listener", ["legacy-embedding", "transcription"])
+    embedding, transcription = rows["legacy-embedding"], rows["transcription"]
     assert embedding["gpu_seconds"] > 0 and embedding["prompt_tokens"] >= 4 and embedding["measured"], embedding
     assert ran * 0.9 < transcription["gpu_seconds"] < ran * 1.1 + 0.1 and transcription["measured"], transcription
     assert transcription["completion_tokens"] >= len(answer.json()["text"].split()), transcription
@@ -167,7 +179,7 @@ def test_model_pulls_are_no_tokens(proxy, gpu):
             assert answer.status_code == 200, answer.text
             lines = answer.content.splitlines()
         assert len(lines) > 2 and b"success" in lines[-1]
-    rows = [_row(proxy, "puller", f"pull-{n}") for n in range(4)]
+    rows = list(_rows_with(proxy, "puller", [f"pull-{n}" for n in range(4)]).values())
     assert all(not row["prompt_tokens"] and not row["completion_tokens"] for row in rows), rows
     assert _spent(proxy, "puller").get("tokens", 0) == 0
 
@@ -211,7 +223,8 @@ def test_the_spend_is_what_ran_with_cut_streams_leaving_clients_and_embeddings(p
         waited = [float(re.search(r"queue;dur=([\d.]+)", a.headers["Server-Timing"]).group(1)) for a in queued]
         assert sum(w > 1000 for w in waited) >= 2, waited
         ran.extend(a.json()["total_duration"] / 1e9 for a in queued)
-    rows = [_row(proxy, "mixed", f"mixed-{i}") for i in range(1, n + 1)]
+    ids = [f"mixed-{i}" for i in range(1, n + 1)]
+    rows = list(_rows_with(proxy, "mixed", ids).values())
     truth = sum(ran)
     assert wait_for(lambda: abs(_spent(proxy, "mixed")["gpu_seconds"] - truth) <= 0.01 * truth, timeout=5), (
         _spent(proxy, "mixed"), truth, [row["gpu_seconds"] for row in rows], ran)

@@ -56,7 +56,7 @@ class GivingWay:
     def _start_in_time(self, passed: list[Ticket], first: Ticket, now: float) -> bool:
         """Whether ``passed``, in turn, would all start within ``yield_within`` of giving way, one slot fewer."""
         servers = [self.servers[name] for name in first.candidates if name in self.servers]
-        frees = [max(now, self._ends_at(r)) for r in self.running.values()
+        frees = [max(now, r.started + r.expected) for r in self.running.values()
                  if r.ticket.model == first.model and r.placement.server in first.candidates]
         frees += [now] * (sum(s.free_slots(first.model) for s in servers) - 1)
         heapq.heapify(frees)
