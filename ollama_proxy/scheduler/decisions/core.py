@@ -124,11 +124,12 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
             self.estimates.generated(ticket.model, ticket.share.principal, used - read.seconds)
         self.order.finish(ticket.share, run.charged, used)
         self._leave(ticket, now)
+        loaded_at = now  # an answer ended: the load it waited for is over
         if load_seconds is not None and placement.start is not Start.WARM:
             self.estimates.loaded(ticket.model, placement.server, load_seconds)
-        if runner is not None and runner.ready_at > now:  # an answer ended: the load it waited for is over
-            loaded = load_seconds is not None and placement.start is not Start.WARM
-            runner.ready_at = min(runner.ready_at, run.started + load_seconds if loaded else now)
+            loaded_at = run.started + load_seconds
+        if runner is not None and runner.ready_at > now:
+            runner.ready_at = min(runner.ready_at, loaded_at)
         return self._dispatch(now)
 
     def cancel(self, ticket_id: str, now: float) -> list[Grant]:
