@@ -223,8 +223,9 @@ def _one_huge_message() -> bytes:
 # The longest a chunk may wait. 20,000 messages: checked on the loop 0.27-0.39 s, off it 0.04 s (only the C parse
 # holds the GIL, ~0.06 s). One 45 MB message: hashed whole on the loop 1.7 s; in pieces off it 0.15-0.27 s, of which
 # ~0.15 s is the C decoding of the one 45 MB string, which holds the GIL throughout and cannot be cut into pieces.
-# The body is sent three times and the shortest of the three stalls is held to the bound: a stall of the proxy's
-# comes every time, a busy machine's now and then (0.27-0.60 s seen once in a while, with six test runs at once).
+# The body is sent up to three times, until a stall is within the bound (the shortest is held to it): a stall of
+# the proxy's comes every time, a busy machine's now and then (0.27-0.60 s seen once in a while, with six test runs
+# at once).
 # Each is timed over the WINDOW after it was sent: it is checked and placed on arrival (sending 45 MB here takes
 # ~0.1 s), then waits for the stream's server.
 WINDOW = 2.5
@@ -241,11 +242,14 @@ def test_a_huge_body_does_not_stall_the_streams_beside_it(start_proxy, fakes_apa
     assert len(huge) > 6 * 2**20
     proxy = start_proxy(config, workers=1)
     held = []  # (when a chunk came, how long it took from the fake's stamp, this machine's clock, to here)
+    measured = threading.Event()
 
-    def stream() -> None:  # the fake answers "You said: " and the question, a word every 40 ms: 20 s
+    def stream() -> None:  # the fake answers "You said: " and the question, a word every 40 ms: 20 s, or until left
         body = {"model": "llama3.2", "messages": [{"role": "user", "content": " ".join(["word"] * 500)}]}
         with requests.post(proxy.url + "/api/chat", json=body, headers=auth(GENERATE), stream=True, timeout=60) as r:
             for line in r.iter_lines():
+                if measured.is_set():
+                    return  # what it was for is measured: the client leaves, as people do
                 if line.strip():
                     stamped = datetime.fromisoformat(json.loads(line)["created_at"]).timestamp()
                     held.append((time.time(), time.time() - stamped))
@@ -266,10 +270,13 @@ def test_a_huge_body_does_not_stall_the_streams_beside_it(start_proxy, fakes_apa
         beside = [late for came, late in held if sent <= came < sent + WINDOW]
         assert len(beside) > 5, "the stream did not run beside the big body"
         stalls.append(max(beside))
+        if stalls[-1] < bound:
+            break  # the least of the stalls is held to the bound: this one decides it
+    measured.set()
     for sender in senders:
         sender.join(90)
     streaming.join(60)
-    assert [answer.status_code for answer in answers] == [200] * 3, answers[0].text[:200]
+    assert [answer.status_code for answer in answers] == [200] * len(senders), answers[0].text[:200]
     # Timed from the fake's stamp, so a fake process the machine ran late (2 cores) is not the proxy's stall.
     assert min(stalls) < bound, (f"chunks waited {', '.join(f'{s:.2f}' for s in stalls)} s in the proxy while the big "
                                  "body was checked and placed")
