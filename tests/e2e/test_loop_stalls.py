@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -30,9 +29,6 @@ CHUNK_DELAY = 0.04
 # A stall of the proxy's comes every round; a loaded machine's (two cores, a benchmark beside) now and then:
 # the least of the rounds' stalls is held to the bound, so the rounds stop at the first one within it.
 ROUNDS = 3
-# Encoding a round's bodies holds this process's GIL: the chunks that came meanwhile are read before it is timed.
-DRAIN = 0.5
-AT_ONCE = 6  # the huge chats sent together in a round
 MAX_BODY = 50 * 2**20  # the shipped limits.max_body_bytes
 ANTHROPIC = {"x-api-key": GENERATE, "anthropic-version": "2023-06-01", "Content-Type": "application/json"}
 NATIVE = {**auth(GENERATE), "Content-Type": "application/json"}
@@ -119,15 +115,12 @@ class Stream:
         return max(beside)
 
 
-def _stalls(url: str, path: str, make_round: Callable[[int], list[bytes]], headers: dict,
-            window: float) -> list[float]:
+def _stalls(url: str, path: str, rounds: list[list[bytes]], headers: dict, window: float) -> list[float]:
     """Send each round's bodies at once beside a stream, until a round's longest wait of a chunk is within
-    the bound (at most ROUNDS); return each sent round's longest wait."""
+    the bound; return each sent round's longest wait."""
     stalls, answers = [], []
-    with Stream(url) as stream, ThreadPoolExecutor(AT_ONCE * ROUNDS) as pool:
-        for r in range(ROUNDS):
-            bodies = make_round(r)
-            time.sleep(DRAIN)
+    with Stream(url) as stream, ThreadPoolExecutor(sum(map(len, rounds))) as pool:
+        for bodies in rounds:
             sent = time.time()
             answers += [pool.submit(requests.post, url + path, data=body, headers=headers, timeout=300)
                         for body in bodies]
@@ -148,14 +141,14 @@ def _assert_no_stall(stalls: list[float]) -> list[float]:
 
 # Each body is fresh: the estimate remembers a long text's figure for the next turn of its conversation.
 def test_anthropic_count_tokens_of_45_mb_stalls_no_stream(worker):
-    _assert_no_stall(_stalls(worker.url, "/v1/messages/count_tokens", lambda r: [_anthropic(r)], ANTHROPIC,
-                             window=3.0))
+    rounds = [[_anthropic(n)] for n in range(ROUNDS)]
+    _assert_no_stall(_stalls(worker.url, "/v1/messages/count_tokens", rounds, ANTHROPIC, window=3.0))
 
 
 @pytest.mark.parametrize("worker", [True], ids=["chat logs on"], indirect=True)
 def test_an_anthropic_message_of_45_mb_stalls_no_stream(worker):
-    sent = len(_assert_no_stall(_stalls(worker.url, "/v1/messages", lambda r: [_anthropic(r)], ANTHROPIC,
-                                        window=3.0)))
+    rounds = [[_anthropic(n)] for n in range(ROUNDS)]
+    sent = len(_assert_no_stall(_stalls(worker.url, "/v1/messages", rounds, ANTHROPIC, window=3.0)))
     logged = _logged_huge(worker, sent)  # each kept as its ends: the conversation's last turn is there
     assert len(logged) == sent and all('"What failed?"}]' in entry["request"][-60:] for entry in logged)
 
@@ -163,8 +156,8 @@ def test_an_anthropic_message_of_45_mb_stalls_no_stream(worker):
 @pytest.mark.parametrize("path, make", [("/api/chat", _native), ("/v1/chat/completions", _openai)],
                          ids=["native", "openai"])
 def test_six_prompts_of_45_mb_at_once_stall_no_stream(worker, path, make):
-    bodies = lambda r: [make(r * AT_ONCE + n) for n in range(AT_ONCE)]  # noqa: E731
-    _assert_no_stall(_stalls(worker.url, path, bodies, NATIVE, window=5.0))
+    rounds = [[make(r * 6 + n) for n in range(6)] for r in range(ROUNDS)]
+    _assert_no_stall(_stalls(worker.url, path, rounds, NATIVE, window=5.0))
 
 
 def _logged_huge(worker, count: int) -> list[dict]:
