@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+import time
 
 from ollama_proxy.cli.store_access import foreign_owner, sqlite_file
 from ollama_proxy.config import CONFIG_ENV, ConfigError, StoreSettings, load_settings
@@ -108,7 +109,7 @@ def _restore_postgres(settings: StoreSettings, backup: str) -> str:
     _known(revision)
     engine = open_engine(settings.url, settings.busy_timeout, settings.network_timeout)
     try:
-        sessions = pg_backup.other_sessions(engine)
+        sessions = _other_sessions_left(engine)
         if sessions:
             raise BackupError(f"{len(sessions)} other connection(s) to the database ({', '.join(sessions)}): stop "
                               f"the service on every instance first (systemctl stop ollama-proxy)")
@@ -120,6 +121,19 @@ def _restore_postgres(settings: StoreSettings, backup: str) -> str:
         engine.dispose()
     pg_backup.restore(settings.url, backup)
     return revision
+
+
+# A server ends a connection's backend a moment after its client closed it: a restore just after
+# `systemctl stop ollama-proxy` waits this long for them to go before it refuses.
+SESSIONS_ENDING_SECONDS = 2.0
+
+
+def _other_sessions_left(engine) -> list[str]:
+    """Return the other connections to the store's database still open after SESSIONS_ENDING_SECONDS."""
+    deadline = time.monotonic() + SESSIONS_ENDING_SECONDS
+    while (sessions := pg_backup.other_sessions(engine)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return sessions
 
 
 def _known(revision: str) -> str:
