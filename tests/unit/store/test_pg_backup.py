@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import text
 
@@ -49,6 +51,25 @@ def test_a_dump_restores_into_a_new_database(postgres_cluster, tmp_path):
     fresh = StoreSettings(postgres_cluster.new_database(), 5.0)
     put_back(fresh, str(tmp_path / "b.dump"))
     store = open_store(fresh)
+    try:
+        assert _rows(store) == backed_up
+    finally:
+        store.close()
+
+
+def test_a_restore_waits_for_a_connection_that_closes_just_after_it_began(postgres_cluster, tmp_path):
+    settings = StoreSettings(postgres_cluster.new_database(), 5.0)
+    store = open_store(settings)
+    store.create_key("kept", by=BY)
+    backed_up = _rows(store)
+    back_up(settings, str(tmp_path / "b.dump"))
+    closing = threading.Timer(0.5, store.close)  # the service's last pool, closing as the admin restores
+    closing.start()
+    try:
+        assert "restored" in put_back(settings, str(tmp_path / "b.dump"))
+    finally:
+        closing.join()
+    store = open_store(settings)
     try:
         assert _rows(store) == backed_up
     finally:
