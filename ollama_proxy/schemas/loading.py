@@ -49,10 +49,9 @@ def parse_json_object(raw: bytes) -> dict:
     if not raw.strip():
         raise InvalidRequest("the request body is empty: a JSON object is required")
     try:
-        text = decoded_text(raw)
-        body = parsed_in_pieces(text, _decoded)
+        body = parsed_in_pieces(raw, _decoded)
         if body is None:
-            body = _decoded(text)
+            body = _decoded(decoded_text(raw))
     except UnicodeDecodeError:
         raise InvalidRequest("the request body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:

@@ -2,10 +2,11 @@
 
 json's C decoder reads a string in one call that holds the interpreter lock throughout
 (a 45 MB string: 40 ms, over 100 ms on a busy machine), so a thread reading one holds the
-worker's event loop as long. Here each long string literal is read in pieces at places no
-escape spans, the rest of the body as it was, with a mark where each long string stood;
-anything unexpected (an invalid body, above all) gives None, and the body is read whole as
-before, its error message and all.
+worker's event loop as long. Here each long string literal is read from the body's bytes in
+pieces, at places no escape nor UTF-8 character spans, and the rest of the body as it was,
+with a mark where each long string stood: each long string is made once, the whole body is
+never decoded as one text. Anything unexpected (an invalid body, above all) gives None, and
+the body is read whole as before, its error message and all.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import secrets
 from collections.abc import Callable
 from json.decoder import scanstring
 
-PIECE_CHARS = 1 << 18  # a string this long is read a piece at a time
+PIECE_CHARS = 1 << 18  # a string this long (in bytes of UTF-8) is read a piece at a time
 ESCAPE_CHARS = 6  # the longest escape, \uXXXX
 CUT_SEARCH_CHARS = 4096  # how far past a piece's end a place to cut it is looked for
+_BACKSLASH = ord("\\")
 
 
 def decoded_text(raw: bytes) -> str:
@@ -30,77 +32,83 @@ def decoded_text(raw: bytes) -> str:
     return "".join(parts)
 
 
-def parsed_in_pieces(text: str, parse: Callable[[str], object]) -> object | None:
-    """``parse(text)`` with its long strings read in pieces; None where it would not be the same (read it whole)."""
-    spans = _long_literals(text)
+def parsed_in_pieces(raw: bytes, parse: Callable[[str], object]) -> object | None:
+    """``parse(raw.decode())`` with its long strings read in pieces; None where it would not be the same (read it
+    whole). In UTF-8 a quote or a backslash is never part of another character: found in the bytes as in the text."""
+    spans = _long_literals(raw)
     if not spans:
         return None
     nonce = secrets.token_hex(8)  # unguessable: no client's string is a mark
     strings, parts, at = {}, [], 0
     for n, (start, end) in enumerate(spans):
-        string = _literal(text, start, end)
+        string = _literal(raw, start, end)
         if string is None:
             return None
         strings[f"{nonce}-{n}"] = string
-        parts += [text[at:start], f'"{nonce}-{n}"']
+        parts += [raw[at:start], f'"{nonce}-{n}"'.encode()]
         at = end
-    parts.append(text[at:])
+    parts.append(raw[at:])
     try:
-        body = parse("".join(parts))
-    except (ValueError, RecursionError):  # where, and how, the whole text says
+        body = parse(b"".join(parts).decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError too: where, and how, the whole text says
         return None
     return body if _put_back(body, strings) else None
 
 
-def _long_literals(text: str) -> list[tuple[int, int]]:
+def _long_literals(raw: bytes) -> list[tuple[int, int]]:
     """The string literals (start, end past the closing quote) that hold a whole aligned piece without a quote."""
     found: list[tuple[int, int]] = []
-    for window in range(0, len(text) - PIECE_CHARS, PIECE_CHARS):
-        if (found and found[-1][1] > window) or text.find('"', window, window + PIECE_CHARS) >= 0:
+    for window in range(0, len(raw) - PIECE_CHARS, PIECE_CHARS):
+        if (found and found[-1][1] > window) or raw.find(b'"', window, window + PIECE_CHARS) >= 0:
             continue
-        start = text.rfind('"', 0, window)
-        while start > 0 and _escaped(text, start):
-            start = text.rfind('"', 0, start)
-        end = text.find('"', window + PIECE_CHARS)
-        while end > 0 and _escaped(text, end):
-            end = text.find('"', end + 1)
+        start = raw.rfind(b'"', 0, window)
+        while start > 0 and _escaped(raw, start):
+            start = raw.rfind(b'"', 0, start)
+        end = raw.find(b'"', window + PIECE_CHARS)
+        while end > 0 and _escaped(raw, end):
+            end = raw.find(b'"', end + 1)
         if start < 0 or end < 0:
             return []  # not inside a string, or an unterminated one
         found.append((start, end + 1))
     return found
 
 
-def _escaped(text: str, quote: int) -> bool:
+def _escaped(raw: bytes, quote: int) -> bool:
     backslashes = 0
-    while quote > backslashes and text[quote - 1 - backslashes] == "\\":
+    while quote > backslashes and raw[quote - 1 - backslashes] == _BACKSLASH:
         backslashes += 1
     return backslashes % 2 == 1
 
 
-def _literal(text: str, start: int, end: int) -> str | None:
-    """The string the literal ``text[start:end]`` stands for, read a piece at a time; None if it is not one."""
+def _literal(raw: bytes, start: int, end: int) -> str | None:
+    """The string the literal ``raw[start:end]`` stands for, read a piece at a time; None if it is not one."""
     pieces, at, last = [], start + 1, end - 1
     while at < last:
-        cut = _cut(text, at + PIECE_CHARS, last)
+        cut = _cut(raw, at + PIECE_CHARS, last)
         try:
-            string, stop = scanstring(f'"{text[at:cut]}"', 1)
-        except ValueError:
+            text = raw[at:cut].decode("utf-8")
+            string, stop = scanstring(f'"{text}"', 1)
+        except ValueError:  # UnicodeDecodeError too
             return None
-        if stop != cut - at + 2:
+        if stop != len(text) + 2:
             return None
         pieces.append(string)
         at = cut
     return "".join(pieces)
 
 
-def _cut(text: str, at: int, last: int) -> int:
-    """A place at or after ``at`` that no escape spans (no backslash within ESCAPE_CHARS before it, nor at it)."""
+def _cut(raw: bytes, at: int, last: int) -> int:
+    """A place at or after ``at`` that no escape spans (no backslash within ESCAPE_CHARS before it, nor at it),
+    nor a character of UTF-8 (no continuation byte at it)."""
     limit = min(last, at + CUT_SEARCH_CHARS)
     while at < limit:
-        backslash = text.rfind("\\", at - ESCAPE_CHARS, at + 1)
-        if backslash < 0:
+        backslash = raw.rfind(b"\\", at - ESCAPE_CHARS, at + 1)
+        if backslash >= 0:
+            at = backslash + ESCAPE_CHARS + 1
+        elif 0x80 <= raw[at] < 0xC0:
+            at += 1
+        else:
             return at
-        at = backslash + ESCAPE_CHARS + 1
     return last  # escapes everywhere: the rest in one piece
 
 

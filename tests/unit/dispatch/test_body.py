@@ -16,11 +16,21 @@ CHAT_FIELDS = ("model", "messages", "tools", "stream", "format", "keep_alive", "
 
 
 @pytest.mark.parametrize("raw", [b'{"model":"m","messages":[{"role":"user","content":"}"}]}',
-                                 b'{"model": "m", "keep_alive": "5m"}\n'])
-def test_a_body_without_options_is_sent_the_loaded_ones_last_and_otherwise_as_it_came(raw):
+                                 b'{"model": "m", "keep_alive": "5m"}\n',
+                                 b'{"model": "m", "prompt": "' + b"log line " * 40 + b'" \n }\r\n'])
+def test_a_body_without_options_is_sent_the_loaded_ones_last_and_otherwise_as_it_came(monkeypatch, raw):
+    monkeypatch.setattr(body_module, "PIECE_BYTES", 16)  # copied in many pieces
     sent = OllamaBody(json.loads(raw), raw).with_options({"num_ctx": 8192})
     assert sent.startswith(raw.rstrip()[:-1]) and sent.endswith(b',"options":{"num_ctx":8192}}')
     assert json.loads(sent) == {**json.loads(raw), "options": {"num_ctx": 8192}}
+
+
+@pytest.mark.parametrize("raw", [b'{ \n }', b'{"model": "m"' + b" " * 5000 + b"}", b'{"model": "m"}' + b"\n" * 5000],
+                         ids=["empty", "far from its brace", "far from the end"])
+def test_a_body_whose_brace_is_not_found_near_its_end_is_encoded_again(raw):
+    sent = OllamaBody(json.loads(raw), raw).with_options({"num_ctx": 8192})
+    assert json.loads(sent) == {**json.loads(raw), "options": {"num_ctx": 8192}}
+    assert len(sent) < 100
 
 
 def test_a_body_asking_the_granted_options_goes_as_it_came():

@@ -59,3 +59,14 @@ def test_utf8_is_decoded_a_piece_at_a_time_as_it_is_whole(small_pieces):
     assert long_strings.decoded_text(raw) == raw.decode()
     with pytest.raises(UnicodeDecodeError):
         long_strings.decoded_text(raw + b"\xf0\x9f")
+
+
+@pytest.mark.parametrize("text", ["a\u00e9\u20ac\U0001F600" * 12, "\U0001F600" * 9 + "x" + "\u20ac" * 9],
+                         ids=["characters of one to four bytes", "four- and three-byte runs"])
+def test_a_piece_never_cuts_a_character_and_the_body_is_never_decoded_whole(small_pieces, monkeypatch, text):
+    def whole(raw):
+        raise AssertionError("the body was decoded whole")
+
+    monkeypatch.setattr("ollama_proxy.schemas.loading.decoded_text", whole)
+    raw = json.dumps({"model": "m", "prompt": text}, ensure_ascii=False).encode()
+    assert parse_json_object(raw) == {"model": "m", "prompt": text}
