@@ -201,6 +201,10 @@ def restore_into_a_second_store(vm: VM, backup: Path) -> None:
 def roll_back(vm: VM, upstream_url: str, keys: dict[str, str], before: dict) -> None:
     """Go back as docs/backup.md says: the upgrade's own backup and the earlier release's code."""
     made = sorted(vm.path("/var/lib/ollama-proxy").glob("ollama-proxy.db.upgrade-from-*"))
+    # An old worker that first opened the store after the migration backed it up again, from the new head
+    # (the earlier release migrated on a worker's first use): the upgraded store, which docs/backup.md says.
+    head = max(MIGRATIONS.glob("[0-9]*_*.py")).name[:4]
+    made = [path for path in made if path.name.split("upgrade-from-")[1][:4] != head]
     assert len(made) == 1, made
     vm.placeholders["<the release you ran>"] = subprocess.run(
         ["git", "rev-parse", "HEAD~1"], cwd=vm.repository, capture_output=True, text=True, check=True).stdout.strip()
