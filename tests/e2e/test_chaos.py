@@ -220,9 +220,9 @@ def _one_huge_message() -> bytes:
     return json.dumps({"model": "llama3.2", "messages": messages, "stream": False}).encode()
 
 
-# The longest a chunk may wait. 20,000 messages: checked on the loop 0.27-0.39 s, off it 0.04 s (only the C parse
-# holds the GIL, ~0.06 s). One 45 MB message: hashed whole on the loop 1.7 s; in pieces off it 0.15-0.27 s, of which
-# ~0.15 s is the C decoding of the one 45 MB string, which holds the GIL throughout and cannot be cut into pieces.
+# The longest a chunk may wait. 20,000 messages: checked on the loop 0.27-0.39 s, off it 0.02-0.06 s (only the C
+# parse holds the GIL, ~0.06 s). One 45 MB message: hashed whole on the loop 1.7 s; read, decoded and hashed in
+# pieces off it 0.02-0.05 s (0.15-0.27 s while its one string was decoded in one call, which held the GIL).
 # The body is sent up to three times, until a stall is within the bound (the shortest is held to it): a stall of
 # the proxy's comes every time, a busy machine's now and then (0.27-0.60 s seen once in a while, with six test runs
 # at once).
