@@ -16,18 +16,18 @@ import secrets
 from collections.abc import Callable
 from json.decoder import scanstring
 
-PIECE_CHARS = 1 << 18  # a string this long (in bytes of UTF-8) is read a piece at a time
-ESCAPE_CHARS = 6  # the longest escape, \uXXXX
-CUT_SEARCH_CHARS = 4096  # how far past a piece's end a place to cut it is looked for
+PIECE_BYTES = 1 << 18  # a string this long (in UTF-8) is read a piece at a time
+ESCAPE_BYTES = 6  # the longest escape, \uXXXX
+CUT_SEARCH_BYTES = 4096  # how far past a piece's end a place to cut it is looked for
 _BACKSLASH = ord("\\")
 
 
 def decoded_text(raw: bytes) -> str:
     """``raw.decode("utf-8")``, a piece at a time (raising the same UnicodeDecodeError)."""
-    if len(raw) <= PIECE_CHARS:
+    if len(raw) <= PIECE_BYTES:
         return raw.decode("utf-8")
     decoder, view = codecs.getincrementaldecoder("utf-8")(), memoryview(raw)
-    parts = [decoder.decode(view[i:i + PIECE_CHARS]) for i in range(0, len(raw), PIECE_CHARS)]
+    parts = [decoder.decode(view[i:i + PIECE_BYTES]) for i in range(0, len(raw), PIECE_BYTES)]
     parts.append(decoder.decode(b"", final=True))
     return "".join(parts)
 
@@ -58,13 +58,13 @@ def parsed_in_pieces(raw: bytes, parse: Callable[[str], object]) -> object | Non
 def _long_literals(raw: bytes) -> list[tuple[int, int]]:
     """The string literals (start, end past the closing quote) that hold a whole aligned piece without a quote."""
     found: list[tuple[int, int]] = []
-    for window in range(0, len(raw) - PIECE_CHARS, PIECE_CHARS):
-        if (found and found[-1][1] > window) or raw.find(b'"', window, window + PIECE_CHARS) >= 0:
+    for window in range(0, len(raw) - PIECE_BYTES, PIECE_BYTES):
+        if (found and found[-1][1] > window) or raw.find(b'"', window, window + PIECE_BYTES) >= 0:
             continue
         start = raw.rfind(b'"', 0, window)
         while start > 0 and _escaped(raw, start):
             start = raw.rfind(b'"', 0, start)
-        end = raw.find(b'"', window + PIECE_CHARS)
+        end = raw.find(b'"', window + PIECE_BYTES)
         while end > 0 and _escaped(raw, end):
             end = raw.find(b'"', end + 1)
         if start < 0 or end < 0:
@@ -84,7 +84,7 @@ def _literal(raw: bytes, start: int, end: int) -> str | None:
     """The string the literal ``raw[start:end]`` stands for, read a piece at a time; None if it is not one."""
     pieces, at, last = [], start + 1, end - 1
     while at < last:
-        cut = _cut(raw, at + PIECE_CHARS, last)
+        cut = _cut(raw, at + PIECE_BYTES, last)
         try:
             text = raw[at:cut].decode("utf-8")
             string, stop = scanstring(f'"{text}"', 1)
@@ -98,13 +98,13 @@ def _literal(raw: bytes, start: int, end: int) -> str | None:
 
 
 def _cut(raw: bytes, at: int, last: int) -> int:
-    """A place at or after ``at`` that no escape spans (no backslash within ESCAPE_CHARS before it, nor at it),
+    """A place at or after ``at`` that no escape spans (no backslash within ESCAPE_BYTES before it, nor at it),
     nor a character of UTF-8 (no continuation byte at it)."""
-    limit = min(last, at + CUT_SEARCH_CHARS)
+    limit = min(last, at + CUT_SEARCH_BYTES)
     while at < limit:
-        backslash = raw.rfind(b"\\", at - ESCAPE_CHARS, at + 1)
+        backslash = raw.rfind(b"\\", at - ESCAPE_BYTES, at + 1)
         if backslash >= 0:
-            at = backslash + ESCAPE_CHARS + 1
+            at = backslash + ESCAPE_BYTES + 1
         elif 0x80 <= raw[at] < 0xC0:
             at += 1
         else:

@@ -21,9 +21,9 @@ def _refusal(raw: bytes) -> str:
 
 @pytest.fixture
 def small_pieces(monkeypatch):
-    """Pieces of 8 characters, a place to cut looked for over 5: every string here is long."""
-    monkeypatch.setattr(long_strings, "PIECE_CHARS", 8)
-    monkeypatch.setattr(long_strings, "CUT_SEARCH_CHARS", 5)
+    """Pieces of 8 bytes, a place to cut looked for over 5: every string here is long."""
+    monkeypatch.setattr(long_strings, "PIECE_BYTES", 8)
+    monkeypatch.setattr(long_strings, "CUT_SEARCH_BYTES", 5)
 
 
 @pytest.mark.parametrize("raw", [
@@ -50,7 +50,7 @@ def test_a_body_is_read_as_it_is_whole(small_pieces, raw):
 ])
 def test_a_bad_body_is_refused_as_it_is_whole(small_pieces, monkeypatch, raw):
     refused = _refusal(raw.encode())
-    monkeypatch.setattr(long_strings, "PIECE_CHARS", 1 << 30)
+    monkeypatch.setattr(long_strings, "PIECE_BYTES", 1 << 30)
     assert refused == _refusal(raw.encode())
 
 
