@@ -1,5 +1,6 @@
 """gunicorn's gevent worker, with a cheaper write for the small pieces a stream is made of, a turn for the
-other connections after each request, and more than one new connection taken a turn.
+other connections after each request, more than one new connection taken a turn, and a stop that ends as
+soon as its connections do.
 
 Every chunk of every stream is one ``sendall`` on the client's socket. gevent's
 ``sendall`` asks the kernel for the socket's buffer size and walks several
@@ -9,12 +10,19 @@ piece at once, and only what it leaves goes through ``sendall``.
 
 from __future__ import annotations
 
+import signal
+import time
+from functools import partial
+
 import gevent
+from gevent.event import Event
+from gevent.pool import Pool
 from gevent.server import StreamServer
-from gunicorn.workers import ggevent
+from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
 
 ACCEPT_PER_TURN = 8  # the default of the setting OLLAMA_PROXY_ACCEPT_PER_TURN (deploy/gunicorn.conf.py)
+HEARTBEAT_SECONDS = 1.0  # how often a worker tells gunicorn's master it lives, as gunicorn's own does
 
 
 class QuickSendSocket:
@@ -35,30 +43,19 @@ class QuickSendSocket:
         return getattr(self._sock, name)
 
 
-class AcceptingServer(StreamServer):
-    """gevent's server as gunicorn builds it, taking up to ``accept_per_turn`` new connections each time the
-    event loop finds the listening socket ready, where gunicorn sets one for a worker of several.
-
-    gunicorn takes one so that a worker does not take a burst its siblings could start sooner. But the loop
-    finds the socket ready once a turn, and a turn of a saturated worker (a thousand streams) lasts tens of
-    milliseconds: at one connection a turn, new requests waited seconds in the kernel's queue before any
-    worker took them (bench/RESULTS.md, round seven). A few a turn keeps the burst one worker takes small.
-    """
-
-    accept_per_turn = ACCEPT_PER_TURN
-
-    @property
-    def max_accept(self) -> int:
-        return self.accept_per_turn
-
-    @max_accept.setter
-    def max_accept(self, gunicorns: int) -> None:
-        pass  # gunicorn's 1, set as it builds the server
-
-
 class GeventWorker(_GeventWorker):
     """gunicorn's gevent worker, handing each connection's socket over as a QuickSendSocket, letting the
-    other connections in after each request, and taking up to ``accept_per_turn`` new ones a turn."""
+    other connections in after each request, taking up to ``accept_per_turn`` new ones a turn, and, told to
+    stop, exiting as soon as its last connection ends.
+
+    gunicorn's own notices a stop up to a second late (Python runs a signal's handler only when the event
+    loop next runs Python code, and its main loop looks once a second) and then looks once a second whether
+    its connections have ended: a stop or a reload took 1.2 s with nothing running.
+
+    A connection idle between two requests is still kept until its keep-alive ends, as gunicorn keeps it:
+    closed by the server at the moment nginx writes a request on it, a POST would fail with a 502. nginx
+    closes it first (its keepalive_timeout, deploy/nginx.conf).
+    """
 
     accept_per_turn = ACCEPT_PER_TURN  # post_worker_init (deploy/gunicorn.conf.py) sets it from the environment
 
@@ -69,11 +66,49 @@ class GeventWorker(_GeventWorker):
         # Held while this worker lives, so that `ollama-proxy restore` refuses the store it serves from.
         self.store_in_use = in_use.hold(self.wsgi.config["SETTINGS"].store.url)
 
+    def init_signals(self):
+        super().init_signals()
+        self.stop_asked = Event()
+        # In the event loop, at once: Python's own handler runs only when the loop next runs Python code.
+        self.term_watcher = gevent.signal_handler(signal.SIGTERM, self.handle_exit, signal.SIGTERM, None)
+
+    def handle_exit(self, sig, frame):
+        super().handle_exit(sig, frame)
+        self.stop_asked.set()
+
     def run(self):
-        # gunicorn builds its servers in run() from the name StreamServer of its module: no other way in.
-        AcceptingServer.accept_per_turn = self.accept_per_turn
-        ggevent.StreamServer = AcceptingServer
-        super().run()
+        servers = [self.new_server(sock) for sock in self.sockets]
+        for server in servers:
+            server.start()
+        while self.alive:
+            self.notify()
+            self.stop_asked.wait(HEARTBEAT_SECONDS)
+        for server in servers:
+            server.close()  # no new connections
+        self._wait_for_connections(servers)
+
+    def new_server(self, sock) -> StreamServer:
+        ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
+        sock.setblocking(1)
+        server = StreamServer(sock, handle=partial(self.handle, sock), spawn=Pool(self.worker_connections),
+                              **ssl_args)
+        # gunicorn takes one new connection a turn for a worker of several, so that one worker does not take
+        # a burst its siblings could start sooner. But the loop finds the listening socket ready once a turn,
+        # and a turn of a saturated worker (a thousand streams) lasts tens of milliseconds: at one a turn,
+        # new requests waited seconds in the kernel's queue (bench/RESULTS.md, round seven).
+        server.max_accept = self.accept_per_turn
+        return server
+
+    def _wait_for_connections(self, servers: list[StreamServer]) -> None:
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        for server in servers:
+            while not server.pool.join(timeout=min(HEARTBEAT_SECONDS, max(deadline - time.monotonic(), 0))):
+                if time.monotonic() >= deadline:
+                    self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
+                    for each in servers:
+                        each.stop(timeout=1)
+                    return
+                self.notify()
 
     def handle(self, listener, client, addr):
         # A TLS socket stays as it is: gunicorn and ssl look at its type.

@@ -111,56 +111,117 @@ def test_after_each_request_the_connections_the_loop_found_ready_go_first(monkey
         "the other connection", "the busy connection's next request"]
 
 
-def _taken_in_one_turn(server_class, queued: int) -> int:
-    """Queue ``queued`` connections on a listening socket, build ``server_class`` on it as gunicorn does for a
-    worker of several (``max_accept = 1``), and say how many the server takes the one time the loop finds the
-    socket ready."""
+def _taken_in_one_turn(accept_per_turn: int | None, queued: int) -> int:
+    """Queue ``queued`` connections on a listening socket, build the worker's server on it (gunicorn's own, a
+    gevent server taking one a turn for a worker of several, when ``accept_per_turn`` is None), and say how
+    many the server takes the one time the loop finds the socket ready."""
     import socket as plain_socket
 
     import gevent.socket
     from gevent.pool import Pool
+    from gevent.server import StreamServer
 
     listener = gevent.socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     clients = [plain_socket.create_connection(listener.getsockname(), timeout=5) for _ in range(queued)]
-    taken, pool = [], Pool(100)
-    server = server_class(listener, handle=lambda client, address: taken.append(client), spawn=pool)
-    server.max_accept = 1  # what gunicorn's run() sets with workers > 1
+    taken = []
+    worker = _worker(handle=lambda listener, client, address: taken.append(client))
+    if accept_per_turn is None:
+        server = StreamServer(listener, handle=lambda client, address: taken.append(client), spawn=Pool(100))
+        server.max_accept = 1  # what gunicorn's run() sets with workers > 1
+    else:
+        worker.accept_per_turn = accept_per_turn
+        server = worker.new_server(listener)
     try:
         server._do_read()  # what the loop calls when it finds the listening socket ready
-        pool.join(timeout=5)  # each connection taken is handled in a greenlet of its own
+        server.pool.join(timeout=5)  # each connection taken is handled in a greenlet of its own
         return len(taken)
     finally:
         for sock in (*clients, *taken, listener):
             sock.close()
 
 
-def test_a_worker_of_several_takes_up_to_accept_per_turn_new_connections_a_turn(monkeypatch):
-    from gevent.server import StreamServer
+def _worker(**attributes):
+    """The proxy's worker as gunicorn has it once it runs, without a process of its own."""
+    from types import SimpleNamespace
 
-    from ollama_proxy.worker import AcceptingServer
+    from ollama_proxy.worker import GeventWorker
 
-    monkeypatch.setattr(AcceptingServer, "accept_per_turn", 8)
-    assert _taken_in_one_turn(StreamServer, queued=12) == 1  # gunicorn's own, the control
-    assert _taken_in_one_turn(AcceptingServer, queued=12) == 8
-    assert _taken_in_one_turn(AcceptingServer, queued=3) == 3
-
-
-def test_gunicorn_builds_the_server_the_worker_names(monkeypatch):
-    import inspect
-
-    from gunicorn.workers import ggevent
-
-    from ollama_proxy.worker import AcceptingServer, GeventWorker
-
-    # The worker swaps the class behind the name gunicorn's run() builds its servers from, and lets it set 1.
-    source = inspect.getsource(ggevent.GeventWorker.run)
-    assert "server = StreamServer(s, handle=hfun" in source and "server.max_accept = 1" in source
-    monkeypatch.setattr(ggevent, "StreamServer", ggevent.StreamServer)  # restored after the test
-    monkeypatch.setattr(AcceptingServer, "accept_per_turn", AcceptingServer.accept_per_turn)
-    monkeypatch.setattr(ggevent.GeventWorker, "run", lambda self: None)
     worker = object.__new__(GeventWorker)
-    worker.accept_per_turn = 5
-    worker.run()
-    assert ggevent.StreamServer is AcceptingServer and AcceptingServer.accept_per_turn == 5
+    worker.cfg = SimpleNamespace(is_ssl=False, keepalive=30)
+    worker.worker_connections = 100
+    worker.alive = True
+    worker.__dict__.update(attributes)
+    return worker
+
+
+def test_a_worker_of_several_takes_up_to_accept_per_turn_new_connections_a_turn():
+    assert _taken_in_one_turn(None, queued=12) == 1  # gunicorn's own, the control
+    assert _taken_in_one_turn(8, queued=12) == 8
+    assert _taken_in_one_turn(8, queued=3) == 3
+
+
+def _running_worker(graceful_timeout: float, handle):
+    """The proxy's worker running (its run(), in a greenlet) on a listening socket, with ``handle`` as what it
+    does with each connection; and that socket's address."""
+    import logging
+    from types import SimpleNamespace
+
+    import gevent
+    import gevent.socket
+
+    listener = gevent.socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    worker = _worker(sockets=[listener], handle=handle, notify=lambda: None, log=logging.getLogger("worker"),
+                     pid=0, stop_asked=gevent.event.Event())
+    worker.cfg = SimpleNamespace(is_ssl=False, graceful_timeout=graceful_timeout)
+    return worker, gevent.spawn(worker.run), listener.getsockname()
+
+
+def test_told_to_stop_the_worker_waits_for_its_connections_and_not_a_moment_more():
+    import socket
+    import time
+
+    import gevent
+    import gevent.event
+
+    def handle(listener, client, address):
+        gevent.sleep(0.5)  # a request that runs on after the stop
+        client.sendall(b"done")
+        client.close()
+
+    worker, running, address = _running_worker(30, handle)
+    with socket.create_connection(address, timeout=5) as client:
+        gevent.sleep(0.1)  # taken
+        asked = time.monotonic()
+        worker.handle_exit(None, None)
+        running.join(timeout=5)
+        stopped = time.monotonic() - asked
+        assert client.recv(10) == b"done"
+    assert running.successful() and not worker.alive
+    # gunicorn's own looks once a second: 1 s at least, where the request ended after 0.4 s.
+    assert 0.3 < stopped < 0.9, stopped
+
+
+def test_a_connection_past_the_graceful_timeout_is_ended():
+    import socket
+
+    import gevent
+
+    ended = []
+
+    def handle(listener, client, address):
+        try:
+            gevent.sleep(30)
+        finally:
+            ended.append(True)
+            client.close()
+
+    worker, running, address = _running_worker(0.2, handle)
+    with socket.create_connection(address, timeout=5):
+        gevent.sleep(0.1)
+        worker.handle_exit(None, None)
+        running.join(timeout=5)
+    assert running.successful() and ended == [True]
