@@ -102,7 +102,8 @@ def test_a_year_in_one_test(old_vm, fake):
     vm.say(f"(under load: {load.answered} chats answered, {len(load.streams)} agent streams ended, "
            f"failures: {load.failures})")
     assert load.failures == []
-    assert len(load.streams) >= 3 and all(stream["whole"] for stream in load.streams)
+    # How many streams end depends on how long the upgrade takes; one spanning the reload is what counts.
+    assert load.streams and all(stream["whole"] for stream in load.streams)
     assert any(s["opened"] < load.reload_at < s["ended"] for s in load.streams), "no stream spanned the reload"
     restore_into_a_second_store(vm, backup)
     roll_back(vm, fake.url, keys, before_upgrade)
