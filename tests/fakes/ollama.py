@@ -17,12 +17,14 @@ happened is in ``fake.scheduler`` (records, stats, runners); a record's ``origin
 With ``prompt_cache`` too, each runner keeps its slots' prompts and a RAM prompt cache, as the
 llama-server under Ollama 0.30 and later does (ollama_cache.py): a prompt's tokens are its template's
 rendering (see ``_prompt_tokens``), only those its slot did not hold are processed,
-``prompt_token_seconds`` each, before the first chunk. As Ollama 0.30 to 0.33 do, prompt_eval_count
-counts every prompt token, cached or not, and nothing says how many came from the cache: no release sends
-``prompt_eval_cached_count`` (api/types.go has no such field; only an unmerged branch adds it), so only
-prompt_eval_duration, the reading of the uncached rest, tells. ``reports_cached=True`` sends it too, as
-cache_n, for an Ollama that someday does. ``fake.cache_slots(model)`` shows what the slots hold; each
-record says how long its prompt was, how much of it was cached, and in which slot.
+``prompt_token_seconds`` each, before the first chunk, by one reader per runner that reads its slots'
+prompts lowest slot first, as llama-server batches them (ollama_reading.py). As Ollama 0.30 to 0.33 do,
+prompt_eval_count counts every prompt token, cached or not, and nothing says how many came from the
+cache: no release sends ``prompt_eval_cached_count`` (api/types.go has no such field; only an unmerged
+branch adds it), so only prompt_eval_duration, the reading of the uncached rest, tells.
+``reports_cached=True`` sends it too, as cache_n, for an Ollama that someday does.
+``fake.cache_slots(model)`` shows what the slots hold; each record says how long its prompt was, how much
+of it was cached, and in which slot.
 
 Ollama's newer routes (status, model recommendations, web search and fetch, the ollama.com
 account, audio transcriptions) are answered by ollama_cloud.py and ollama_audio.py.
@@ -180,15 +182,14 @@ class _Turn:
     top_logprobs: int | None = None  # None: the request did not ask for logprobs
     began: float | None = None  # when it got its slot, if it waited for one
     prefill: list[str] | None = None  # with a prompt cache: the prompt's tokens not cached, processed first
-    prefill_seconds: float = 0.0  # ... and how long that takes
+    prefill_seconds: float = 0.0  # ... and how long reading them took
     prompt_tokens: int = 0  # ... of how many tokens
     reports_cached: bool = False  # ... and whether the answer tells how many came from the cache (no release does)
 
     @classmethod
     def plan(cls, model: str, behavior: Behavior, prompt: _Prompt, thinks: bool, started: float,
              top_logprobs: int | None = None, loaded: float | None = None, began: float | None = None,
-             prefill: list[str] | None = None, prefill_seconds: float = 0.0, prompt_tokens: int = 0,
-             reports_cached: bool = False) -> _Turn:
+             prefill: list[str] | None = None, prompt_tokens: int = 0, reports_cached: bool = False) -> _Turn:
         """Work out the chunks of the model's answer to prompt."""
         reply = f"You said: {prompt.text}" if behavior.reply is None else behavior.reply
         calls = behavior.tool_calls if prompt.tools_offered else None
@@ -208,7 +209,7 @@ class _Turn:
             parts.append({"tool_calls": calls})
         loaded = time.monotonic() if loaded is None else loaded
         return cls(model, behavior, parts, final, prompt.words, eval_count, started, loaded, top_logprobs, began,
-                   prefill, prefill_seconds, prompt_tokens, reports_cached)
+                   prefill, prompt_tokens=prompt_tokens, reports_cached=reports_cached)
 
     def done_fields(self) -> dict:
         """Return the done object's fields after the message: done, done_reason and metrics."""
@@ -290,8 +291,9 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         default_num_ctx is the context length of a request that names none. prompt_cache keeps each
         runner's slots' prompts and RAM prompt cache (prompt_cache_tokens long; None: no limit, as
         llama-server's 8 GiB is for a small model), and a prompt's uncached tokens take prompt_token_seconds
-        each; reports_cached says the cached ones in prompt_eval_cached_count, which no Ollama release up to
-        0.33 sends (off: as they answer, prompt_eval_count alone, every prompt token).
+        each, read after those of the runner's lower slots; reports_cached says the cached ones in
+        prompt_eval_cached_count, which no Ollama release up to 0.33 sends (off: as they answer,
+        prompt_eval_count alone, every prompt token).
         """
         if prompt_cache and num_parallel is None:
             raise ValueError("prompt_cache needs num_parallel: only runners keep prompt caches")
@@ -757,8 +759,8 @@ class FakeOllama(CloudRoutes, AudioRoutes):
         top_logprobs = (body.get("top_logprobs") or 0) if body.get("logprobs") else None
         prompt_tokens, prefill = self._prefill(lease, body)
         turn = _Turn.plan(requested, behavior, prompt, self._thinks(name, body), recorded.at, top_logprobs,
-                          lease.loaded_at, lease.started_at, prefill, len(prefill or ()) * self._prompt_token_seconds,
-                          prompt_tokens, self.reports_cached)
+                          lease.loaded_at, lease.started_at, prefill, prompt_tokens=prompt_tokens,
+                          reports_cached=self.reports_cached)
         events = lease.watch(self._generation_events(turn, shape, lease))
         return lease.hold(lambda: self._answer(request, body, name, behavior, events, _merge))
 
@@ -788,11 +790,12 @@ class FakeOllama(CloudRoutes, AudioRoutes):
     def _generation_events(self, turn: _Turn, shape: Callable[..., dict], lease: Lease | NoLease) -> Iterator[dict]:
         """Yield a generation's chunks one chunk_delay apart, then its done object.
 
-        With a prompt cache, the prompt's uncached tokens take their time before the first chunk, and every
-        token processed goes into the request's cache slot as it is, so a client that leaves leaves them there.
+        With a prompt cache, the prompt's uncached tokens are read before the first chunk, after those of its
+        runner's lower slots (prompt_eval_duration says how long that took), and every token processed goes
+        into the request's cache slot as it is, so a client that leaves leaves them there.
         """
         if turn.prefill is not None:
-            self._pause(turn.prefill_seconds)
+            turn.prefill_seconds = lease.read(len(turn.prefill), self._prompt_token_seconds)
             lease.processed(turn.prefill)
         for part in turn.parts:
             if turn.prefill is not None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
+from tests.fakes.ollama_reading import PromptReader
 from tests.fakes.ollama_runner import (
     FOREVER,
     PENDING,
@@ -106,6 +107,7 @@ class LiveScheduler:
         self.model = OllamaScheduler(time.monotonic, **settings)
         self._stopping = stopping
         self._changed = threading.Condition()
+        self._readers: dict[int, PromptReader] = {}  # runner id -> its prompt reading
 
     def admit(self, model: str, body: dict, sock: socket.socket, *, context_limit: int, parallel: int | None,
               load_seconds: float | None, needs_slot: bool = True, origin: Any = None) -> Lease:
@@ -166,6 +168,14 @@ class LiveScheduler:
     def load_prompt(self, record: RequestRecord, tokens: list[str]) -> int | None:
         with self._changed:
             return self.model.load_prompt(record, tokens)
+
+    def read(self, record: RequestRecord, tokens: int, seconds_per_token: float) -> float:
+        """Read the record's uncached prompt tokens on its runner, beside its other slots' (ollama_reading.py);
+        return the seconds that took."""
+        with self._changed:
+            runner = self.model.runner_of(record)
+            reader = self._readers.setdefault(runner.id, PromptReader(seconds_per_token))
+        return reader.read(record.cache_slot, tokens, self._stopping)
 
     def processed(self, record: RequestRecord, tokens: list[str]) -> None:
         with self._changed:
@@ -235,6 +245,10 @@ class Lease:
     def load_prompt(self, tokens: list[str]) -> int | None:
         """Take the cache slot the runner picks for the prompt; return how many tokens it held (None: no cache)."""
         return self._live.load_prompt(self.record, tokens)
+
+    def read(self, tokens: int, seconds_per_token: float) -> float:
+        """Read the prompt's uncached tokens, as its runner reads them beside its other slots; return the seconds."""
+        return self._live.read(self.record, tokens, seconds_per_token)
 
     def processed(self, tokens: list[str]) -> None:
         """Note, in the request's cache slot, tokens its runner processed."""

@@ -225,7 +225,8 @@ def test_a_prompt_cache_spares_a_conversation_its_earlier_turns_and_keeps_one_pu
         assert second["prompt_eval_count"] == second_record.prompt_tokens
         assert second["prompt_eval_cached_count"] == second_record.cached_tokens
         assert second_record.prompt_tokens - second_record.cached_tokens == 25
-        assert second["prompt_eval_duration"] == pytest.approx(25 * per_token * 1e9, rel=1e-6)
+        # the reading measured, as llama-server reports it: 25 tokens' worth alone (the whole prompt: over 90)
+        assert 25 * per_token * 1e9 <= second["prompt_eval_duration"] < 60 * per_token * 1e9
         assert second["total_duration"] >= second["prompt_eval_duration"] + second["eval_duration"]
         assert second_took < first_took - 0.2
         assert fake.cache_slots("llama3.2") == [(0, False), (second_record.prompt_tokens + 2, False)]
