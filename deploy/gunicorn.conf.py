@@ -6,6 +6,7 @@ or by gunicorn's own command-line flags, which win over this file.
 
 import multiprocessing
 import os
+import signal
 
 
 def _env(name, default, kind=str):
@@ -108,7 +109,20 @@ def on_reload(server):
 
 def post_fork(server, worker):
     """A new worker imports the app from disk, none of what the master imported (a newer release may be there)."""
+    _keep_early_stop_signals(worker)
     _forget_project_modules()
+
+
+def _keep_early_stop_signals(worker):
+    """Keep the stop signals a new worker gets before it sets its own handlers; it takes them then (worker.py).
+
+    Until then it runs the handler it inherited from the master, which puts the signal in this process's copy of
+    the master's queue, where nothing reads it: a stop or a reload while a worker booted (after one died, say)
+    was lost on it, and the master waited out graceful_timeout (120 s) for a worker that never heard it.
+    """
+    worker.early_signals = []
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, lambda signum, frame: worker.early_signals.append(signum))
 
 
 class ReloadRefused(Exception):

@@ -10,6 +10,7 @@ piece at once, and only what it leaves goes through ``sendall``.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from functools import partial
@@ -71,6 +72,8 @@ class GeventWorker(_GeventWorker):
         self.stop_asked = Event()
         # In the event loop, at once: Python's own handler runs only when the loop next runs Python code.
         self.term_watcher = gevent.signal_handler(signal.SIGTERM, self.handle_exit, signal.SIGTERM, None)
+        for signum in getattr(self, "early_signals", ()):  # kept since the fork (deploy/gunicorn.conf.py)
+            os.kill(os.getpid(), signum)
 
     def handle_exit(self, sig, frame):
         super().handle_exit(sig, frame)

@@ -157,3 +157,26 @@ def test_the_admin_page_off_notice_is_said_once_not_per_worker_or_reload(tmp_pat
     finally:
         server.stop()
     assert server.stderr().count("the admin page is off") == 1, server.stderr()
+
+
+def test_a_stop_right_after_a_worker_died_ends_without_waiting_out_the_graceful_timeout(start_proxy):
+    """The master starts a worker in the dead one's place; a stop that comes while it boots still stops it."""
+    from tests.e2e import processes
+
+    graceful = 60
+    server = start_proxy(base_config(f"http://127.0.0.1:{free_port()}"), workers=2,
+                         env={"OLLAMA_PROXY_GRACEFUL_TIMEOUT": str(graceful)})
+    master = server.process.pid
+    doomed = processes.workers(master)[0]
+    os.kill(doomed, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (doomed in processes.workers(master) or len(processes.workers(master)) < 2):
+        time.sleep(0.005)
+    asked = time.monotonic()
+    server.signal(signal.SIGTERM)  # while the new worker boots
+    try:
+        server.process.wait(graceful / 2)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"still running {graceful / 2:.0f} s after SIGTERM:\n{server.stderr()}") from None
+    print(f"stopped {time.monotonic() - asked:.2f} s after SIGTERM")
+    assert server.process.returncode == 0, server.stderr()

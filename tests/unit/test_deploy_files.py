@@ -113,3 +113,35 @@ def test_a_worker_takes_as_many_new_connections_a_turn_as_the_environment_says()
     refused = started(OLLAMA_PROXY_ACCEPT_PER_TURN="0")
     assert refused.returncode != 0 and "OLLAMA_PROXY_ACCEPT_PER_TURN is 0" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+_SIGNALLED_WHILE_BOOTING = """
+import logging, os, runpy, signal, sys
+import gevent
+from ollama_proxy.worker import GeventWorker
+conf = runpy.run_path(sys.argv[1])
+worker = object.__new__(GeventWorker)
+worker.alive, worker.log = True, logging.getLogger("worker")
+conf["post_fork"](None, worker)
+os.kill(os.getpid(), signal.SIGTERM)  # the master's stop, while the worker still boots
+read, write = os.pipe()
+os.set_blocking(write, False)
+worker.PIPE = (read, write)
+worker.init_signals()
+gevent.sleep(0.5)
+print(worker.early_signals, worker.alive, worker.stop_asked.is_set())
+"""
+
+
+def test_a_stop_that_comes_while_a_worker_boots_stops_it():
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    # A process of its own: the hooks set signal handlers. Without the hook, the master's handler, inherited
+    # with the fork, would have taken the signal and the worker would run on.
+    done = subprocess.run([sys.executable, "-c", _SIGNALLED_WHILE_BOOTING, str(DEPLOY / "gunicorn.conf.py")],
+                          env=os.environ, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [f"[{int(signal.SIGTERM)}]", "False", "True"], done.stdout
