@@ -44,6 +44,22 @@ class QuickSendSocket:
         return getattr(self._sock, name)
 
 
+class ListenerName:
+    """The listening socket as a connection's handler sees it: its name, taken when the server is built.
+
+    A connection accepted in the turn the worker is told to stop is handled after the listening socket is
+    closed; gunicorn's handler then asks the socket its name, fails, and resets the connection.
+    """
+
+    __slots__ = ("_name",)
+
+    def __init__(self, sock):
+        self._name = sock.getsockname()
+
+    def getsockname(self):
+        return self._name
+
+
 class GeventWorker(_GeventWorker):
     """gunicorn's gevent worker, handing each connection's socket over as a QuickSendSocket, letting the
     other connections in after each request, taking up to ``accept_per_turn`` new ones a turn, and, told to
@@ -93,8 +109,8 @@ class GeventWorker(_GeventWorker):
     def new_server(self, sock) -> StreamServer:
         ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
         sock.setblocking(1)
-        server = StreamServer(sock, handle=partial(self.handle, sock), spawn=Pool(self.worker_connections),
-                              **ssl_args)
+        server = StreamServer(sock, handle=partial(self.handle, ListenerName(sock)),
+                              spawn=Pool(self.worker_connections), **ssl_args)
         # gunicorn takes one new connection a turn for a worker of several, so that one worker does not take
         # a burst its siblings could start sooner. But the loop finds the listening socket ready once a turn,
         # and a turn of a saturated worker (a thousand streams) lasts tens of milliseconds: at one a turn,

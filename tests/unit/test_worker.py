@@ -225,3 +225,24 @@ def test_a_connection_past_the_graceful_timeout_is_ended():
         worker.handle_exit(None, None)
         running.join(timeout=5)
     assert running.successful() and ended == [True]
+
+
+def test_a_connection_handled_after_the_listening_socket_closed_is_still_answered():
+    """A connection taken in the turn the worker stops runs after the listening socket is closed; gunicorn's
+    handler asks that socket its name first."""
+    import socket
+
+    import gevent
+
+    def handle(listener, client, address):
+        gevent.sleep(0.3)  # the stop closes the listening socket meanwhile
+        client.sendall(repr(listener.getsockname()).encode())
+        client.close()
+
+    worker, running, address = _running_worker(30, handle)
+    with socket.create_connection(address, timeout=5) as client:
+        gevent.sleep(0.1)  # taken
+        worker.handle_exit(None, None)
+        running.join(timeout=5)
+        assert client.recv(100) == repr(address).encode()
+    assert running.successful()
