@@ -43,7 +43,7 @@ from tests.e2e.chaos import (
     over_grants,
     repeated_lines,
 )
-from tests.e2e.conftest import GENERATE, auth, base_config
+from tests.e2e.conftest import GENERATE, SCRAPE, auth, base_config
 from tests.e2e.server import (
     fake_ollamas_apart,
     wait_for,
@@ -105,7 +105,8 @@ def _assert_sound(proxies, gpus, outcomes, cuts_allowed_at=(), over_granted_with
                                  "the scheduler's log:", *_scheduler_log(proxies)])
     for proxy in proxies:  # idle now: nothing counted as running anywhere
         assert wait_for(lambda proxy=proxy: metric_sum(proxy.url, "ollama_proxy_scheduler_slots_busy") == 0,
-                        timeout=15), f"slots still counted as busy on {proxy.url}"
+                        timeout=15), "\n".join([f"slots still counted as busy on {proxy.url}:",
+                                                *_busy_lines(proxy), "the scheduler's log:", *_scheduler_log(proxies)])
     _assert_full_capacity(proxies[0], gpus)
     assert not repeated_lines(_logs(*proxies)), repeated_lines(_logs(*proxies))[:5]
 
@@ -115,6 +116,13 @@ def _scheduler_log(proxies) -> list[str]:
     return [line[11:23] + line[line.index("["):][:110] for proxy in proxies
             for line in (proxy.log_dir / "error.log").read_text(errors="replace").splitlines()
             if "decides" in line or "term" in line or "scheduler" in line and "WARNING" in line][-12:]
+
+
+def _busy_lines(proxy) -> list[str]:
+    """The scheduler's busy slots and whether it answered, as the proxy's /metrics shows them now."""
+    text = requests.get(f"{proxy.url}/metrics", headers=auth(SCRAPE), timeout=10).text
+    return [line for line in text.splitlines() if line.startswith(("ollama_proxy_scheduler_slots_busy",
+                                                                     "ollama_proxy_scheduler_up"))]
 
 
 def _assert_full_capacity(proxy, gpus) -> None:
