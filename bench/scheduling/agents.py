@@ -9,7 +9,8 @@ keys and values in llama-server's default 8 GiB) as the llama-server under Ollam
 servers (round-robin, and sticky: each conversation and person always on one server), through the proxy
 placing by model alone (``scheduling.prompt_placement: false``) and through the proxy as it is. An
 agent's time to first token is measured by its client; prefill is the seconds the servers spent reading
-prompts; a person's wait runs from asking until a server started the question.
+prompts; a person's wait runs from asking until a server started the question, and the first token comes once the
+server has read the prompts of its lower slots too.
 """
 
 from __future__ import annotations
@@ -161,6 +162,8 @@ def measure(where: Rig, turns: list[Turn], tally: Tally) -> tuple[Column, dict]:
         "agents: prompt tokens from cache": show(cached / prompt if prompt else float("nan"), "%"),
         "prefill GPU-s (all requests)": f"{prefill:.0f}",
         "people: wait p50 / p95 / max s": triple(percentiles(people_waits)),
+        "people: first token p50 / p95 / max s": triple(percentiles(
+            [a.first_token_at - a.asked_at for a in tally.answers if a.first_token_at is not None])),
         "people: asked / served": f"{len(tally.answers)} / {sum(a.served for a in tally.answers)}",
     }
     return column, {"first token mean": mean(first), "turns": len(done), "cached": cached / prompt if prompt else 0.0,

@@ -125,6 +125,10 @@ class PromptCaches:
         """The slots the server has now: those it runs with, and any beyond that still busy since a resize."""
         return max(self.size, len(self.slots))
 
+    def running_slots(self) -> dict[str, int]:
+        """The slot each request running here took."""
+        return self._tickets
+
     def pick(self, chain: Chain, tenant: tuple | None = None) -> Pick | None:
         """The slot a prompt ``chain`` takes now and what it reads from cache; None if every slot is busy.
 

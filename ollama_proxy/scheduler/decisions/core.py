@@ -292,7 +292,7 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
         possible = [p for s in candidates if (p := s.placement(ticket.model, ticket.asked, ticket.enforced, ticket.id))]
         warm = [p for p in possible if p.start is Start.WARM]
         if warm:
-            best, cost, pick = self._cheapest(ticket, warm)
+            best, cost, pick = self._cheapest(ticket, warm, now)
             return None if ticket.prefix and self._worth_waiting(ticket, best, cost, ahead, now, pick) else best
         cold = [p for p in possible if p.start is not Start.WARM]
         if not cold:
@@ -367,7 +367,7 @@ class Scheduler(Lending, PromptPlacement, GivingWay):
                                      ticket.enqueued)
                   if runner is not None else 0)
         ticket.waits_for = None
-        expected = self._expected_run(ticket, placement.server, cached) if ticket.prefix else charged
+        expected = self._expected_run(ticket, placement.server, cached, now) if ticket.prefix else charged
         self.running[ticket.id] = Running(ticket, placement, now, charged, loan, cached, expected)
         if runner is not None and ticket.prefix:
             unread = (prompt_tokens(ticket.prefix) - cached) * self.estimates.scale(ticket.model)

@@ -31,7 +31,7 @@ from ollama_proxy.scheduler.decisions.caches import Pick
 from ollama_proxy.scheduler.decisions.fairness import Share, class_rank
 from ollama_proxy.scheduler.decisions.prefix import links_of, prompt_tokens, shared_tokens
 from ollama_proxy.scheduler.decisions.servers import Placement, Runner, ServerSlots, Start
-from ollama_proxy.scheduler.decisions.side_by_side import read_beside
+from ollama_proxy.scheduler.decisions.side_by_side import read_beside, reading_left
 from ollama_proxy.scheduler.decisions.tickets import PromptRead, Running, Ticket
 
 QUESTION_TOKENS = 1024  # a prompt shorter than this is a question, not an agent's conversation
@@ -80,8 +80,9 @@ class PromptPlacement:
                 and prompt_tokens(run.ticket.prefix) < tokens
                 and shared_tokens(run.ticket.prefix, links_of(ticket.prefix)) == prompt_tokens(run.ticket.prefix)]
 
-    def _expected_run(self, ticket: Ticket, server: str, cached: int) -> float:
-        """Seconds ``ticket`` is expected to hold its slot on ``server``: reading what it lacks, then answering.
+    def _expected_run(self, ticket: Ticket, server: str, cached: int, now: float) -> float:
+        """Seconds ``ticket`` is expected to hold its slot on ``server``: waiting for the prompts the slots below its
+        own have left to read, reading what it lacks, then answering.
 
         Until the principal's answers have taught how long it answers (the time beyond its prompt's reading), its
         slot-time as its requests have taken it.
@@ -89,8 +90,23 @@ class PromptPlacement:
         answering = self.estimates.generation_seconds(ticket.model, ticket.share.principal)
         if answering is None:
             return self._expected(ticket)
-        readable = self.servers[server].runners[ticket.model].caches.readable(ticket.prefix)
-        return self.estimates.prefill_seconds(ticket.model, server, readable - cached) + answering
+        caches = self.servers[server].runners[ticket.model].caches
+        slot = caches.running_slots().get(ticket.id)
+        behind = 0.0 if slot is None else self._reading_ahead(ticket.model, server, slot, now)
+        reading = self.estimates.prefill_seconds(ticket.model, server, caches.readable(ticket.prefix) - cached)
+        return behind + reading + answering
+
+    def _reading_ahead(self, model: str, server: str, slot: int, now: float) -> float:
+        """Seconds ``server``'s runner of ``model`` reads other prompts before one in ``slot`` gets a token read:
+        what the requests running in the slots below it have left to read (``side_by_side.reading_left``)."""
+        runner = self.servers[server].runners[model]
+        slots = runner.caches.running_slots()
+        reads = [(slots[read.ticket], max(read.started, runner.ready_at), read.tokens) for read in runner.reads
+                 if slots.get(read.ticket, slot) < slot]
+        if not reads:
+            return 0.0
+        rate = self.estimates.prefill_rate(model, server)
+        return sum(reading_left(reads, now, rate).values()) / rate
 
     def _tenant(self, ticket: Ticket) -> tuple:
         return tenant(ticket.share, self.bounds.prompt_cache_isolation)
@@ -101,8 +117,13 @@ class PromptPlacement:
             return None
         return self.servers[server].runners[ticket.model].caches.pick(ticket.prefix, self._tenant(ticket))
 
-    def _cheapest(self, ticket: Ticket, warm: list[Placement]) -> tuple[Placement, float, Pick | None]:
+    def _cheapest(self, ticket: Ticket, warm: list[Placement], now: float) -> tuple[Placement, float, Pick | None]:
         """The warm placement where ``ticket``'s prompt costs least to read, and that cost.
+
+        The reading weighs ``MOVE_COST`` a second, the wait before it (``_reading_ahead``: the prompts the slots
+        below the one it takes have left to read) one: a person's question goes where no agent's long prompt is
+        being read ahead of it, and a conversation does not leave the server that holds it only because another
+        prompt is read there first.
 
         A server where llama-server would push a conversation it holds out of the slot it takes (a similar
         prompt's, replaced unsaved: another conversation after the same system text) is used only where every
@@ -117,11 +138,13 @@ class PromptPlacement:
         keeping = [p for p in warm if picks[p.server] is None or picks[p.server].pushed <= NEGLIGIBLE]
         warm = keeping or warm
         cost = {p.server: self._prompt_cost(ticket, p.server, picks[p.server]) for p in warm}
-        least = (min(cost.values()) * (1 + RATE_NOISE)
-                 + self.estimates.prefill_seconds(ticket.model, warm[0].server, NEGLIGIBLE))
-        best = min((p for p in warm if cost[p.server] <= least),
+        weighed = {p.server: MOVE_COST * cost[p.server] + (0.0 if picks[p.server] is None else self._reading_ahead(
+            ticket.model, p.server, picks[p.server].slot, now)) for p in warm}
+        least = (min(weighed.values()) * (1 + RATE_NOISE)
+                 + MOVE_COST * self.estimates.prefill_seconds(ticket.model, warm[0].server, NEGLIGIBLE))
+        best = min((p for p in warm if weighed[p.server] <= least),
                    key=lambda p: (_reads_foreign(picks[p.server]), -self.servers[p.server].free_slots(ticket.model),
-                                  self.servers[p.server].runners[ticket.model].caches.prompts(), cost[p.server],
+                                  self.servers[p.server].runners[ticket.model].caches.prompts(), weighed[p.server],
                                   p.server))
         return best, cost[best.server], picks[best.server]
 

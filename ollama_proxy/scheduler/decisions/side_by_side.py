@@ -34,3 +34,29 @@ def read_beside(reads: Iterable[Read], ticket: str, started: float, seconds: flo
             overlap = min(started + seconds, read.started + read.tokens / rate) - max(started, read.started)
             beside += max(0.0, overlap) * rate
     return beside
+
+
+def reading_left(reads: Iterable[tuple[int, float, int]], now: float, rate: float) -> dict[int, float]:
+    """The tokens each slot has still to read at ``now``, of the prompts ``reads`` (slot, started, tokens) of
+    the requests running: read at ``rate`` tokens a second, the lowest slot first, as llama-server fills a batch."""
+    left: dict[int, float] = {}
+    clock = None
+    for slot, started, tokens in sorted(reads, key=lambda read: read[1]):
+        started = min(started, now)
+        if clock is not None:
+            _read(left, (started - clock) * rate)
+        clock = started if clock is None else max(clock, started)
+        left[slot] = left.get(slot, 0.0) + tokens
+    if clock is not None:
+        _read(left, (now - clock) * rate)
+    return {slot: tokens for slot, tokens in left.items() if tokens > 0}
+
+
+def _read(left: dict[int, float], tokens: float) -> None:
+    """Read ``tokens`` off what the slots have left, the lowest slot first."""
+    for slot in sorted(left):
+        if tokens <= 0:
+            return
+        taken = min(left[slot], tokens)
+        left[slot] -= taken
+        tokens -= taken

@@ -4,9 +4,9 @@ import pytest
 
 from ollama_proxy.scheduler.decisions.prefix import prompt_tokens
 from ollama_proxy.scheduler.decisions.servers import ServerSpec
-from ollama_proxy.scheduler.decisions.side_by_side import Read, read_beside
+from ollama_proxy.scheduler.decisions.side_by_side import Read, read_beside, reading_left
 from ollama_proxy.scheduler.decisions.tickets import PromptRead
-from tests.unit.scheduler.decisions.test_placement import _scheduler, _ticket, _turn
+from tests.unit.scheduler.decisions.test_placement import _question, _scheduler, _ticket, _turn
 
 RATE = 1000.0  # tokens a second the server reads at, learned from the first answer
 
@@ -48,3 +48,40 @@ def test_a_hit_read_alone_that_took_as_long_was_a_miss():
     s.end("a2", now=28, read=PromptRead(prompt_tokens(_turn("a", 5)), None, 21.0 + new / RATE))
     [report] = s.hits.report()
     assert (report["predicted"], report["confirmed"]) == (1, 0)
+
+
+def test_the_lowest_slot_is_read_first_and_a_later_one_below_goes_ahead_of_what_is_left():
+    # slot 1 starts 10,000 tokens at 0 s; slot 0 starts 4,000 at 2 s and takes every batch until 6 s.
+    reads = [(1, 0.0, 10_000), (0, 2.0, 4_000)]
+    assert reading_left(reads, 2.0, RATE) == {1: pytest.approx(8_000), 0: pytest.approx(4_000)}
+    assert reading_left(reads, 5.0, RATE) == {1: pytest.approx(8_000), 0: pytest.approx(1_000)}
+    assert reading_left(reads, 9.0, RATE) == {1: pytest.approx(5_000)}
+    assert reading_left(reads, 20.0, RATE) == {}
+
+
+def test_a_read_that_has_not_begun_is_left_whole():
+    assert reading_left([(0, 7.0, 3_000)], 5.0, RATE) == {0: pytest.approx(3_000)}
+
+
+def _reading_a_long_prompt():
+    """gpu1 (three slots) begins at 5 s to read agent b's 22,000-token first turn in its slot 0; gpu2 (two slots)
+    runs a question it has long read."""
+    s = _scheduler(ServerSpec("gpu1", num_parallel=3), ServerSpec("gpu2", num_parallel=2), default_prefill_rate=RATE)
+    [_] = s.submit(_ticket("q0", "bob", _question("hello there"), candidates=("gpu2",)), now=0)
+    [_] = s.submit(_ticket("b1", "agent-b", _turn("b", 20), candidates=("gpu1",)), now=5)
+    return s
+
+
+def test_a_question_goes_where_no_long_prompt_is_read_ahead_of_it():
+    s = _reading_a_long_prompt()
+    # gpu1 has more free slots, but there the question's few tokens would wait 21 s for b1's.
+    [grant] = s.submit(_ticket("q1", "carol", _question("what time is it?")), now=6)
+    assert grant.placement.server == "gpu2"
+
+
+def test_a_turn_read_behind_another_slot_is_expected_to_hold_its_slot_that_much_longer():
+    s = _reading_a_long_prompt()
+    s.estimates.generated("m", "agent-a", 2.0)  # its answers take 2 s beyond their prompts' reading
+    [grant] = s.submit(_ticket("a1", "agent-a", _turn("a", 4), candidates=("gpu1",)), now=6)
+    behind = prompt_tokens(_turn("b", 20)) / RATE - 1.0  # b1 has read for a second
+    assert s.running["a1"].expected == pytest.approx(behind + prompt_tokens(_turn("a", 4)) / RATE + 2.0)
