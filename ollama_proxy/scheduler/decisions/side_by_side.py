@@ -40,15 +40,13 @@ def reading_left(reads: Iterable[tuple[int, float, int]], now: float, rate: floa
     """The tokens each slot has still to read at ``now``, of the prompts ``reads`` (slot, started, tokens) of
     the requests running: read at ``rate`` tokens a second, the lowest slot first, as llama-server fills a batch."""
     left: dict[int, float] = {}
-    clock = None
+    clock = now
     for slot, started, tokens in sorted(reads, key=lambda read: read[1]):
         started = min(started, now)
-        if clock is not None:
-            _read(left, (started - clock) * rate)
-        clock = started if clock is None else max(clock, started)
+        _read(left, (started - clock) * rate)  # nothing before the first read
+        clock = started
         left[slot] = left.get(slot, 0.0) + tokens
-    if clock is not None:
-        _read(left, (now - clock) * rate)
+    _read(left, (now - clock) * rate)
     return {slot: tokens for slot, tokens in left.items() if tokens > 0}
 
 
