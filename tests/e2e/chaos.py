@@ -206,8 +206,13 @@ def _said(record) -> str | None:
         return None
 
 
+def metrics_text(url: str) -> str:
+    """The proxy's /metrics now, as a scraper reads it."""
+    return requests.get(f"{url}/metrics", headers=auth(SCRAPE), timeout=10).text
+
+
 def metric_sum(url: str, name: str) -> float:
-    text = requests.get(f"{url}/metrics", headers=auth(SCRAPE), timeout=10).text
+    text = metrics_text(url)
     return sum(float(value) for value in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 

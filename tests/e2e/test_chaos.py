@@ -40,10 +40,11 @@ from tests.e2e.chaos import (
     ask,
     assert_every_request_ended_well,
     metric_sum,
+    metrics_text,
     over_grants,
     repeated_lines,
 )
-from tests.e2e.conftest import GENERATE, SCRAPE, auth, base_config
+from tests.e2e.conftest import GENERATE, auth, base_config
 from tests.e2e.server import (
     fake_ollamas_apart,
     wait_for,
@@ -120,9 +121,8 @@ def _scheduler_log(proxies) -> list[str]:
 
 def _busy_lines(proxy) -> list[str]:
     """The scheduler's busy slots and whether it answered, as the proxy's /metrics shows them now."""
-    text = requests.get(f"{proxy.url}/metrics", headers=auth(SCRAPE), timeout=10).text
-    return [line for line in text.splitlines() if line.startswith(("ollama_proxy_scheduler_slots_busy",
-                                                                     "ollama_proxy_scheduler_up"))]
+    wanted = ("ollama_proxy_scheduler_slots_busy", "ollama_proxy_scheduler_up")
+    return [line for line in metrics_text(proxy.url).splitlines() if line.startswith(wanted)]
 
 
 def _assert_full_capacity(proxy, gpus) -> None:

@@ -169,6 +169,7 @@ def _running_worker(graceful_timeout: float, handle):
     from types import SimpleNamespace
 
     import gevent
+    import gevent.event
     import gevent.socket
 
     listener = gevent.socket.socket()
@@ -185,7 +186,6 @@ def test_told_to_stop_the_worker_waits_for_its_connections_and_not_a_moment_more
     import time
 
     import gevent
-    import gevent.event
 
     def handle(listener, client, address):
         gevent.sleep(0.5)  # a request that runs on after the stop
