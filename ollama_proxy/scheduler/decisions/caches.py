@@ -125,6 +125,13 @@ class PromptCaches:
         """The slots the server has now: those it runs with, and any beyond that still busy since a resize."""
         return max(self.size, len(self.slots))
 
+    def engine_index(self, index: int) -> int:
+        """The number llama-server gives the slot this mirror numbers ``index``, the slots being numbered here in
+        the order of their first use: llama-server takes the last of its never-used slots first (all alike least
+        recently used, compared with ``<=``), so its slot N-1 is used first, then N-2. Its lower numbers read first
+        (``side_by_side``), and its log and the admin page name slots by them."""
+        return self.slot_count - 1 - index
+
     def running_slots(self) -> dict[str, int]:
         """The slot each request running here took."""
         return self._tickets
@@ -242,6 +249,16 @@ class PromptCaches:
         """How many prompts this server holds, in slots and in RAM."""
         return len(self.held()) + len(self.ram)
 
+    def question_slot(self, taken: int | None = None) -> int | None:
+        """The slot a prompt like none held takes now, with slot ``taken`` busy too: a never-used one first, else
+        the least recently used idle one; None if none is idle. A person's short question shares too little with
+        any slot to be placed by similarity."""
+        unused = len(self.slots) + (taken == len(self.slots))
+        if unused < self.size:
+            return unused
+        idle = [i for i, slot in enumerate(self.slots) if slot.ticket is None and i != taken]
+        return min(idle, key=lambda i: (self.slots[i].last_used, i), default=None)
+
     def _choose(self, chain: Chain) -> tuple[int | None, bool]:
         """The slot llama-server gives ``chain``, and whether it saves that slot's prompt first."""
         best, best_similarity = None, 0.0
@@ -250,15 +267,15 @@ class PromptCaches:
             if slot.ticket is not None or slot.prompt is None or not tokens:
                 continue
             similarity = slot.prompt.shared(chain) / tokens
-            if similarity > best_similarity and similarity > SIMILARITY:
+            if similarity >= best_similarity and similarity > SIMILARITY:  # of equals, llama-server's first
                 best, best_similarity = index, similarity
         if best is not None:
             return best, best_similarity * tokens / self.slots[best].tokens < KEEP_WHEN_SIMILAR
         if len(self.slots) < self.size:
             return len(self.slots), True  # a never-used slot: the least recently used of all
         oldest = None
-        for index, slot in enumerate(self.slots):  # the last of equals, as llama-server compares with <=
-            if slot.ticket is None and (oldest is None or slot.last_used <= self.slots[oldest].last_used):
+        for index, slot in enumerate(self.slots):  # of equals, llama-server's last, as it compares with <=
+            if slot.ticket is None and (oldest is None or slot.last_used < self.slots[oldest].last_used):
                 oldest = index
         return oldest, True
 

@@ -44,7 +44,7 @@ def _runner(model: str, runner: Runner) -> dict:
     # reserved: it takes no new request until it drains, to be reloaded with larger options;
     # lent: free slots lent to workers while nothing waits (``core.Loan``)
     caches = runner.caches
-    slots = [{"where": f"slot {index}", "owner": _owner(slot.prompt), "tokens": slot.tokens,
+    slots = [{"where": f"slot {caches.engine_index(index)}", "owner": _owner(slot.prompt), "tokens": slot.tokens,
               "in_use": slot.ticket is not None} for index, slot in enumerate(caches.slots) if slot.prompt is not None]
     saved = [{"where": "RAM", "owner": _owner(prompt), "tokens": prompt.tokens, "in_use": False}
              for prompt in reversed(caches.ram)]

@@ -85,9 +85,10 @@ def test_the_fake_reads_from_cache_as_the_table_says(case):
         for step in case.steps:
             answer = requests.post(fake.url + "/api/chat", timeout=10, json={
                 "model": "llama3.2", "messages": messages(case, step), "stream": False}).json()
-            found.append(reads(answer["prompt_eval_cached_count"], answer["prompt_eval_count"], last.get(step.who)))
-            last[step.who] = answer["prompt_eval_count"]
             fake.wait_for(lambda: fake.scheduler.records()[-1].finished_at is not None)  # its slot freed
+            found.append((reads(answer["prompt_eval_cached_count"], answer["prompt_eval_count"], last.get(step.who)),
+                          fake.scheduler.records()[-1].cache_slot))
+            last[step.who] = answer["prompt_eval_count"]
     assert found == expected(case)
 
 

@@ -24,7 +24,8 @@ def test_the_mirror_reads_from_cache_as_the_table_says(case):
     for now, step in enumerate(case.steps):
         chain = chain_of("/api/chat", {"model": "m", "messages": messages(case, step)})
         cached = caches.take(f"t{now}", chain, float(now))
-        found.append(reads(cached, prompt_tokens(chain), last.get(step.who)))
+        slot = caches.engine_index(caches.running_slots()[f"t{now}"])
+        found.append((reads(cached, prompt_tokens(chain), last.get(step.who)), slot))
         last[step.who] = prompt_tokens(chain)
         caches.release(f"t{now}", float(now))
     assert found == expected(case)
@@ -138,3 +139,14 @@ def test_a_ram_entry_loaded_for_a_similar_prompt_and_overwritten_is_pushed_out()
     assert pick.restored is not None and pick.cached > 0
     assert pick.pushed == prompt_tokens(a) - pick.cached > 0 and pick.lost == pick.pushed
     assert caches.pick(chat(system, "ok", long("alpha"), "next", "turn")).pushed == 0  # a's own next turn
+
+
+def test_a_question_takes_a_never_used_slot_then_the_least_recently_used_idle_one():
+    caches = PromptCaches(3)
+    assert (caches.question_slot(), caches.question_slot(taken=0)) == (0, 1)
+    for n, word in enumerate(("alpha", "beta", "gamma")):
+        caches.take(f"t{n}", chat(long(word)), float(n))
+    assert caches.question_slot() is None  # every slot busy
+    for at, n in enumerate((2, 0, 1)):
+        caches.release(f"t{n}", 10.0 + at)  # slot 2 freed first, then 0, then 1
+    assert (caches.question_slot(), caches.question_slot(taken=2)) == (2, 0)
