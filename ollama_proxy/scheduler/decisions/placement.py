@@ -19,7 +19,7 @@ that did not happen drops what the mirror held, and costs that server some of th
 (``hits``); a turn whose prompt holds a running turn's answer ends that turn (``_answered_in``).
 
 People asking short questions beside batch work or agents' long prompts find a slot free: while they
-use a model, those leave them one (``_leaves_too_little``).
+use a model, those leave them one, and one where no long prompt is read ahead of them (``_leaves_too_little``).
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ MOVE_COST = 2.0
 STARTS_APART = 0.2
 # A conversation is expected back within twice the time it last took to come back, and a second more.
 RETURN_MARGIN, RETURN_SLACK = 2.0, 1.0
+# Seconds a person's question may wait, in the slot it would take, for the prompts lower slots read first: an
+# agent's turn read from cache takes less, one read whole from its first token many times more.
+QUESTION_READ_WAIT = 1.0
 
 
 def tenant(share: Share, isolation: str) -> tuple:
@@ -98,11 +101,12 @@ class PromptPlacement:
 
     def _reading_ahead(self, model: str, server: str, slot: int, now: float) -> float:
         """Seconds ``server``'s runner of ``model`` reads other prompts before one in ``slot`` gets a token read:
-        what the requests running in the slots below it have left to read (``side_by_side.reading_left``)."""
+        what the requests running in the slots llama-server numbers below it (``caches.engine_index``) have left to
+        read (``side_by_side.reading_left``)."""
         runner = self.servers[server].runners[model]
-        slots = runner.caches.running_slots()
-        reads = [(slots[read.ticket], max(read.started, runner.ready_at), read.tokens) for read in runner.reads
-                 if slots.get(read.ticket, slot) < slot]
+        slots, engine = runner.caches.running_slots(), runner.caches.engine_index
+        reads = [(engine(slots[read.ticket]), max(read.started, runner.ready_at), read.tokens) for read in runner.reads
+                 if read.ticket in slots and engine(slots[read.ticket]) < engine(slot)]
         if not reads:
             return 0.0
         rate = self.estimates.prefill_rate(model, server)
@@ -313,10 +317,11 @@ class PromptPlacement:
                                  lambda other: self.estimates.own_slot_seconds(ticket.model, other))
 
     def _leaves_no_slot_for_short(self, ticket: Ticket, placement: Placement, now: float) -> bool:
-        """Whether a long prompt would take the last free slot while questions come.
+        """Whether a long prompt would take the last free slot while questions come, or leave none where a question
+        is not read behind a long prompt (``_reads_ahead_of_questions``).
 
-        A question then finds a slot, and waits for no agent's turn to end. As the interactive
-        headroom, for as long as questions come; never where the candidates have fewer than three
+        A question then finds a slot, and waits for no agent's turn to end, nor for its reading. As the
+        interactive headroom, for as long as questions come; never where the candidates have fewer than three
         slots, so long prompts always have two or more.
         """
         if (prompt_tokens(ticket.prefix) < QUESTION_TOKENS or placement.start is not Start.WARM
@@ -325,7 +330,34 @@ class PromptPlacement:
         servers = [self.servers[name] for name in ticket.candidates if name in self.servers]
         if sum(server.slots_of(ticket.model) for server in servers if ticket.model in server.runners) < 3:
             return False
-        return sum(server.free_slots(ticket.model) for server in servers) < 2
+        return sum(server.free_slots(ticket.model) for server in servers) < 2 or self._reads_ahead_of_questions(
+            ticket, placement, now)
+
+    def _reads_ahead_of_questions(self, ticket: Ticket, placement: Placement, now: float) -> bool:
+        """Whether ``ticket``'s prompt, read where ``placement`` puts it, would make the next question wait longer
+        than ``QUESTION_READ_WAIT`` in whichever free slot it took: llama-server reads the lower slots' prompts
+        first, and a question takes the least recently used idle slot, which may be above the one this prompt
+        takes (``caches.question_slot``)."""
+        pick = self._cache_pick(ticket, placement.server)
+        if pick is None:
+            return False
+        caches = self.servers[placement.server].runners[ticket.model].caches
+        own = self.estimates.prefill_seconds(ticket.model, placement.server,
+                                             caches.readable(ticket.prefix) - pick.cached)
+        before = after = math.inf
+        for name, server in self.servers.items():  # any server a question may take, not only this request's
+            runner = server.runners.get(ticket.model)
+            if runner is None:
+                continue
+            free = server.free_slots(ticket.model)
+            if free > 0 and (slot := runner.caches.question_slot()) is not None:
+                before = min(before, self._reading_ahead(ticket.model, name, slot, now))
+            taken = pick.slot if name == placement.server else None
+            if free - (taken is not None) > 0 and (slot := runner.caches.question_slot(taken)) is not None:
+                engine = runner.caches.engine_index
+                behind = own if taken is not None and engine(taken) < engine(slot) else 0.0
+                after = min(after, self._reading_ahead(ticket.model, name, slot, now) + behind)
+        return after > max(before, QUESTION_READ_WAIT)
 
 
 def _reads_foreign(pick: Pick | None) -> bool:

@@ -126,7 +126,8 @@ def test_a_turn_waits_for_its_server_at_most_prefix_hold():
 
 
 def test_long_prompts_leave_questions_a_free_slot():
-    s = _scheduler(ServerSpec("gpu1", num_parallel=2), ServerSpec("gpu2", num_parallel=1))
+    # Prompts read at once: none read ahead of a question in another slot (side_by_side's tests).
+    s = _scheduler(ServerSpec("gpu1", num_parallel=2), ServerSpec("gpu2", num_parallel=1), default_prefill_rate=1e6)
     _served(s, "q0", "person", _question("hello"), now=0)  # questions come for the model
     for name in "ab":
         s.submit(_ticket(f"{name}1", f"agent-{name}", _turn(name, 4)), now=1)
@@ -347,7 +348,7 @@ def test_a_question_waits_for_the_slot_its_server_lent_a_worker_and_takes_it_onc
     s = _scheduler(default_prefill_rate=10.0)
     home = _served(s, "p1", "person", _chat("person", 1), now=0)
     loans = {loan.server: loan for loan in s.lend(["a"], now=1)}  # a slot of each server's two
-    [_] = s.submit(_ticket("b1", "bob", _chat("bob", 1), candidates=(home,)), now=2)
+    [_] = s.submit(_ticket("b1", "bob", _question("bob asks"), candidates=(home,)), now=2)  # read at once
     assert s.submit(_ticket("p2", "person", _chat("person", 2)), now=2.1) == []  # waits
     assert {loan.id for loan in s.recall()} == {loan.id for loan in loans.values()}
     [grant] = s.returned(loans[home].id, now=2.2)

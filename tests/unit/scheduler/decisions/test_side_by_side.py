@@ -64,11 +64,18 @@ def test_a_read_that_has_not_begun_is_left_whole():
 
 
 def _reading_a_long_prompt():
-    """gpu1 (three slots) begins at 5 s to read agent b's 22,000-token first turn in its slot 0; gpu2 (two slots)
-    runs a question it has long read."""
+    """gpu1 (three slots, two of them used before) begins at 5 s to read agent b's 22,000-token first turn in the
+    one never used, llama-server's slot 0 (it takes its last never-used slot first), which it reads before the
+    others; gpu2 (two slots) runs a question it has long read."""
     s = _scheduler(ServerSpec("gpu1", num_parallel=3), ServerSpec("gpu2", num_parallel=2), default_prefill_rate=RATE)
     [_] = s.submit(_ticket("q0", "bob", _question("hello there"), candidates=("gpu2",)), now=0)
+    for name in "xy":
+        [_] = s.submit(_ticket(f"{name}0", name, _question(f"{name} asks"), candidates=("gpu1",)), now=1)
+    for name in "xy":
+        s.end(f"{name}0", now=2)
     [_] = s.submit(_ticket("b1", "agent-b", _turn("b", 20), candidates=("gpu1",)), now=5)
+    assert s.servers["gpu1"].runners["m"].caches.engine_index(s.servers["gpu1"].runners["m"].caches.running_slots()[
+        "b1"]) == 0
     return s
 
 
@@ -85,3 +92,34 @@ def test_a_turn_read_behind_another_slot_is_expected_to_hold_its_slot_that_much_
     [grant] = s.submit(_ticket("a1", "agent-a", _turn("a", 4), candidates=("gpu1",)), now=6)
     behind = prompt_tokens(_turn("b", 20)) / RATE - 1.0  # b1 has read for a second
     assert s.running["a1"].expected == pytest.approx(behind + prompt_tokens(_turn("a", 4)) / RATE + 2.0)
+
+
+def _gpu2_busy_and_gpu1_holding_a(question_first: bool, rate: float = RATE):
+    """Two servers of two slots; people ask; gpu2 runs two conversations, read long ago; gpu1 holds agent a's, in
+    llama-server's slot 0 if a question came before it (a server takes its last never-used slot first), else in 1."""
+    s = _scheduler(ServerSpec("gpu1", num_parallel=2), ServerSpec("gpu2", num_parallel=2), default_prefill_rate=rate)
+    first, second = ("q0", "a1") if question_first else ("a1", "q0")
+    prompts = {"q0": ("bob", _question("hello there")), "a1": ("agent-a", _turn("a", 4))}
+    for now, id in ((0, first), (0.5, second)):
+        [_] = s.submit(_ticket(id, prompts[id][0], prompts[id][1], candidates=("gpu1",)), now=now)
+    s.end("q0", now=1)
+    s.end("a1", now=2)
+    for at, name in enumerate("bc", start=1):
+        [_] = s.submit(_ticket(f"{name}1", f"agent-{name}", _turn(name, 2), candidates=("gpu2",)), now=at)
+    return s
+
+
+def test_a_prompt_read_whole_waits_rather_than_read_ahead_of_the_only_slot_left_for_questions():
+    s = _gpu2_busy_and_gpu1_holding_a(question_first=False)
+    # d's 10,000 tokens would take gpu1's least recently used slot, 0, for 10 s, ahead of slot 1: the next question's.
+    assert s.submit(_ticket("d1", "agent-d", _turn("d", 16)), now=20) == []
+    [grant] = s.end("b1", now=21)  # a slot free on gpu2 with nothing read below it: a question's; d may start
+    assert grant.ticket == "d1"
+
+
+def test_a_turn_read_mostly_from_cache_is_not_held_for_questions():
+    s = _gpu2_busy_and_gpu1_holding_a(question_first=True, rate=4 * RATE)
+    # a's next turn, in slot 0, reads its 1,000 new tokens in a quarter of a second: the next question, in slot 1,
+    # waits no longer.
+    [grant] = s.submit(_ticket("a2", "agent-a", _turn("a", 5)), now=20)
+    assert grant.placement.server == "gpu1"

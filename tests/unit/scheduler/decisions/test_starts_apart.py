@@ -24,6 +24,6 @@ def test_a_second_long_prompt_for_a_runner_starts_a_moment_after_the_first():
 def test_a_question_is_not_held_after_a_long_prompt_nor_a_long_prompt_on_another_runner():
     s = _scheduler(ServerSpec("gpu1", num_parallel=4), ServerSpec("gpu2", num_parallel=4))
     [long] = s.submit(_ticket("a", "a", _turn("a", 3), candidates=("gpu1",)), now=10.0)
-    assert [g.ticket for g in s.submit(_ticket("q", "q", _question("why?"), candidates=("gpu1",)), now=10.0)] == ["q"]
     [elsewhere] = s.submit(_ticket("b", "b", _turn("b", 3), candidates=("gpu2",)), now=10.0)
+    assert [g.ticket for g in s.submit(_ticket("q", "q", _question("why?"), candidates=("gpu1",)), now=10.0)] == ["q"]
     assert (long.placement.server, elsewhere.placement.server) == ("gpu1", "gpu2")
