@@ -111,9 +111,17 @@ def _gpu2_busy_and_gpu1_holding_a(question_first: bool, rate: float = RATE):
 
 def test_a_prompt_read_whole_waits_rather_than_read_ahead_of_the_only_slot_left_for_questions():
     s = _gpu2_busy_and_gpu1_holding_a(question_first=False)
-    # d's 10,000 tokens would take gpu1's least recently used slot, 0, for 10 s, ahead of slot 1: the next question's.
+    # d's 18,000 tokens would take gpu1's least recently used slot, 0, for 18 s, ahead of slot 1: the next question's.
     assert s.submit(_ticket("d1", "agent-d", _turn("d", 16)), now=20) == []
     [grant] = s.end("b1", now=21)  # a slot free on gpu2 with nothing read below it: a question's; d may start
+    assert grant.ticket == "d1"
+
+
+def test_a_prompt_held_for_questions_waits_no_longer_than_it_would_make_a_question_wait():
+    s = _gpu2_busy_and_gpu1_holding_a(question_first=False)
+    assert s.submit(_ticket("d1", "agent-d", _turn("d", 16)), now=10) == []
+    assert s.dispatch(now=27) == []
+    [grant] = s.dispatch(now=10 + prompt_tokens(_turn("d", 16)) / RATE)  # as long as a question would wait for it
     assert grant.ticket == "d1"
 
 
