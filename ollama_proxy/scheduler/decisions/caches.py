@@ -253,31 +253,27 @@ class PromptCaches:
         """The slot a prompt like none held takes now, with slot ``taken`` busy too: a never-used one first, else
         the least recently used idle one; None if none is idle. A person's short question shares too little with
         any slot to be placed by similarity."""
-        unused = len(self.slots) + (taken == len(self.slots))
-        if unused < self.size:
-            return unused
-        idle = [i for i, slot in enumerate(self.slots) if slot.ticket is None and i != taken]
-        return min(idle, key=lambda i: (self.slots[i].last_used, i), default=None)
+        return self._choose((), taken)[0]
 
-    def _choose(self, chain: Chain) -> tuple[int | None, bool]:
-        """The slot llama-server gives ``chain``, and whether it saves that slot's prompt first."""
+    def _choose(self, chain: Chain, taken: int | None = None) -> tuple[int | None, bool]:
+        """The slot llama-server gives ``chain`` (slot ``taken`` counted busy too), and whether it saves that slot's
+        prompt first."""
         best, best_similarity = None, 0.0
         tokens = prompt_tokens(chain)
         for index, slot in enumerate(self.slots):
-            if slot.ticket is not None or slot.prompt is None or not tokens:
+            if slot.ticket is not None or index == taken or slot.prompt is None or not tokens:
                 continue
             similarity = slot.prompt.shared(chain) / tokens
             if similarity >= best_similarity and similarity > SIMILARITY:  # of equals, llama-server's first
                 best, best_similarity = index, similarity
         if best is not None:
             return best, best_similarity * tokens / self.slots[best].tokens < KEEP_WHEN_SIMILAR
-        if len(self.slots) < self.size:
-            return len(self.slots), True  # a never-used slot: the least recently used of all
-        oldest = None
-        for index, slot in enumerate(self.slots):  # of equals, llama-server's last, as it compares with <=
-            if slot.ticket is None and (oldest is None or slot.last_used < self.slots[oldest].last_used):
-                oldest = index
-        return oldest, True
+        unused = len(self.slots) + (taken == len(self.slots))
+        if unused < self.size:
+            return unused, True  # a never-used slot: the least recently used of all
+        idle = [index for index, slot in enumerate(self.slots) if slot.ticket is None and index != taken]
+        # Of equals, llama-server's last, as it compares with <=: here the first, the numbers running the other way.
+        return min(idle, key=lambda index: self.slots[index].last_used, default=None), True
 
     def _restorable(self, slot: CacheSlot, chain: Chain, ram: list[Prompt] | None = None) -> int | None:
         """The RAM entry (of ``ram``, the RAM cache as it is if not given) llama-server loads into ``slot`` for
