@@ -337,7 +337,8 @@ class PromptPlacement:
         """Whether ``ticket``'s prompt, read where ``placement`` puts it, would make the next question wait longer
         than ``QUESTION_READ_WAIT`` in whichever free slot it took: llama-server reads the lower slots' prompts
         first, and a question takes the least recently used idle slot, which may be above the one this prompt
-        takes (``caches.question_slot``). It waits at most as long as it would make that question wait: where
+        takes (``caches.question_slot``). Held, it waits at most as long as it would make that question wait,
+        counted from when it was first held, not from its arrival (it may have waited long for any slot): where
         slots free in an order that never leaves one clear (a single server, its least recently used slot the
         lowest), it then goes."""
         pick = self._cache_pick(ticket, placement.server)
@@ -359,7 +360,11 @@ class PromptPlacement:
                 engine = runner.caches.engine_index
                 behind = own if taken is not None and engine(taken) < engine(slot) else 0.0
                 after = min(after, self._reading_ahead(ticket.model, name, slot, now) + behind)
-        return after > max(before, QUESTION_READ_WAIT) and now - ticket.enqueued < after
+        if after <= max(before, QUESTION_READ_WAIT):
+            return False
+        if ticket.held_for_questions is None:
+            ticket.held_for_questions = now
+        return now - ticket.held_for_questions < after
 
 
 def _reads_foreign(pick: Pick | None) -> bool:

@@ -53,6 +53,7 @@ class Ticket:
     enforced: frozenset[str] = frozenset()  # those a per-model override fixed
     enqueued: float = 0.0
     yielded_at: float | None = None  # when it first let a longer request go ahead of it
+    held_for_questions: float | None = None  # when it was first held so as not to be read ahead of a question
     prefix: Chain = ()  # its prompt, as Ollama's prompt caches compare it (``prefix``)
     waits_for: str | None = None  # a busy server that holds its prompt, which it waits for (``placement``)
     embeds: bool = False  # an embedding: a model it loads is an embedding model, which Ollama runs with one slot

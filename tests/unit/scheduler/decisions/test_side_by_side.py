@@ -125,6 +125,20 @@ def test_a_prompt_held_for_questions_waits_no_longer_than_it_would_make_a_questi
     assert grant.ticket == "d1"
 
 
+def test_a_prompt_that_waited_for_any_slot_is_still_held_as_long_once_one_frees_ahead_of_questions():
+    s = _gpu2_busy_and_gpu1_holding_a(question_first=False)
+    for name in "xy":  # two people take gpu1's slots: x the least recently used, 0; y slot 1
+        [_] = s.submit(_ticket(f"{name}1", name, _question(f"{name} asks"), candidates=("gpu1",)), now=3)
+    assert s.submit(_ticket("d1", "agent-d", _turn("d", 16)), now=4) == []  # no slot free anywhere
+    s.end("x1", now=14.9)
+    # d1 waited 11 s for any slot, none of it for a question. Now its 18,000 tokens would take slot 0, read ahead of
+    # slot 1, the next question's: held from here, for as long as it would make that question wait.
+    assert s.end("y1", now=15) == []
+    assert s.dispatch(now=30) == []
+    [grant] = s.dispatch(now=15 + prompt_tokens(_turn("d", 16)) / RATE)
+    assert grant.ticket == "d1"
+
+
 def test_a_turn_read_mostly_from_cache_is_not_held_for_questions():
     s = _gpu2_busy_and_gpu1_holding_a(question_first=True, rate=4 * RATE)
     # a's next turn, in slot 0, reads its 1,000 new tokens in a quarter of a second: the next question, in slot 1,
