@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import os
 import signal
@@ -87,6 +88,9 @@ class ProxyServer:
         self.process.send_signal(signum)
 
     def stop(self, timeout: float = 30.0) -> int:
+        # A client's answer left in a reference cycle keeps its socket open (the answer's file holds it), and a
+        # stopping worker waits out the keep-alive of every open connection (ollama_proxy/worker.py): 5 s.
+        gc.collect()
         stop_process(self.process, timeout)
         self._stderr.close()
         return self.process.returncode
