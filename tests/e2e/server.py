@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,8 +90,11 @@ class ProxyServer:
 
     def stop(self, timeout: float = 30.0) -> int:
         # A client's answer left in a reference cycle keeps its socket open (the answer's file holds it), and a
-        # stopping worker waits out the keep-alive of every open connection (ollama_proxy/worker.py): 5 s.
-        gc.collect()
+        # stopping worker waits out the keep-alive of every open connection (ollama_proxy/worker.py): 5 s. The
+        # collection closes such sockets; that they were left to it is no fault of the server stopping.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
         stop_process(self.process, timeout)
         self._stderr.close()
         return self.process.returncode
