@@ -185,8 +185,9 @@ class PromptPlacement:
         For at most ``prefix_hold`` seconds from its arrival, and only while what it has waited (and, for a busy
         server, the wait expected for its slot, behind the others waiting for it) stays under the reading it spares,
         weighed by ``MOVE_COST``: a wait that runs long ends once it has cost as much. A question never waits for a
-        busy server: what a cache saves it, or another, is less than the estimate's error. Slots lent out are not
-        busy (``_held_behind_loans``).
+        cache: what one saves it is less than the estimate's error; it waits only for a slot that frees sooner than
+        its first token would come on ``best`` (``_sooner_elsewhere``). Slots lent out are not busy
+        (``_held_behind_loans``).
         """
         ticket.waits_for = None
         waited = now - ticket.enqueued
@@ -195,7 +196,7 @@ class PromptPlacement:
         if self._held_behind_loans(ticket, cost):
             return True
         if prompt_tokens(ticket.prefix) < QUESTION_TOKENS:
-            return False
+            return self._sooner_elsewhere(ticket, best, pick, ahead, now)
         displaced = self._displaces(ticket, best.server, pick, now)
         if waited < MOVE_COST * self.estimates.prefill_seconds(ticket.model, best.server, displaced):
             return True
@@ -205,6 +206,25 @@ class PromptPlacement:
             reading = self._reading_on(ticket, name, runner)
             queued = sum(1 for t in ahead if t.waits_for == name)
             if waited + self._warm_wait(ticket, [server], queued, now) < MOVE_COST * (cost - reading):
+                ticket.waits_for = name
+                return True
+        return False
+
+    def _sooner_elsewhere(self, ticket: Ticket, best: Placement, pick: Pick | None, ahead: list[Ticket],
+                          now: float) -> bool:
+        """Whether a question, whose free slot on ``best`` is behind more than ``QUESTION_READ_WAIT`` of other slots'
+        reading, is answered sooner by waiting for a busy server's slot: one whose running turns are expected to
+        end, behind the questions already waiting for it, before that reading would be done. As the reading goes
+        on, what is left of it shrinks, and a slot that does not free when expected is expected later: the
+        question goes to ``best`` once that is sooner."""
+        here = 0.0 if pick is None else self._reading_ahead(ticket.model, best.server, pick.slot, now)
+        if here <= QUESTION_READ_WAIT:
+            return False
+        for name, server, _ in self._loaded_for(ticket):
+            if name == best.server or server.free_slots(ticket.model) > 0:
+                continue
+            queued = sum(1 for t in ahead if t.waits_for == name)
+            if self._warm_wait(ticket, [server], queued, now) < here:
                 ticket.waits_for = name
                 return True
         return False

@@ -86,6 +86,29 @@ def test_a_question_goes_where_no_long_prompt_is_read_ahead_of_it():
     assert grant.placement.server == "gpu2"
 
 
+def _gpu2_full_of_questions():
+    """gpu1 reads b1 from 5 s to 27 s in its slot 0; gpu2's two slots run questions expected to end by 10.5 s."""
+    s = _reading_a_long_prompt()
+    [_] = s.submit(_ticket("q2", "dave", _question("a quick one"), candidates=("gpu2",)), now=5.5)
+    return s
+
+
+def test_a_question_waits_for_a_slot_that_frees_sooner_than_the_reading_ahead_of_its_free_one():
+    s = _gpu2_full_of_questions()
+    assert s.submit(_ticket("q1", "carol", _question("what time is it?")), now=6) == []  # 21 s behind b1 on gpu1
+    [grant] = s.end("q0", now=7)
+    assert (grant.ticket, grant.placement.server) == ("q1", "gpu2")
+
+
+def test_a_question_waiting_for_a_busy_server_goes_once_the_reading_ahead_is_nearly_done():
+    s = _gpu2_full_of_questions()
+    assert s.submit(_ticket("q1", "carol", _question("what time is it?")), now=6) == []
+    assert s.dispatch(now=12) == []  # q2 has just overrun: it is expected to end within 1.5 s, b1 in 15 s
+    # Overrunning, a turn is expected to run on as long as it overran: by now, q2 for 16 s more, b1 for half a second.
+    [grant] = s.dispatch(now=26.5)
+    assert (grant.ticket, grant.placement.server) == ("q1", "gpu1")
+
+
 def test_a_turn_read_behind_another_slot_is_expected_to_hold_its_slot_that_much_longer():
     s = _reading_a_long_prompt()
     s.estimates.generated("m", "agent-a", 2.0)  # its answers take 2 s beyond their prompts' reading
