@@ -255,6 +255,15 @@ class PromptCaches:
         any slot to be placed by similarity."""
         return self._choose((), taken)[0]
 
+    def question_overtakes(self, ticket: str) -> bool:
+        """Whether a question reaching llama-server just before running ``ticket``'s prompt would take its slot: the
+        least recently used of the idle ones, that slot counted idle (a never-used one goes before both)."""
+        slot = self._tickets.get(ticket)
+        if slot is None or len(self.slots) < self.size:
+            return False
+        idle = [index for index, each in enumerate(self.slots) if each.ticket is None or index == slot]
+        return min(idle, key=lambda index: self.slots[index].last_used) == slot
+
     def _choose(self, chain: Chain, taken: int | None = None) -> tuple[int | None, bool]:
         """The slot llama-server gives ``chain`` (slot ``taken`` counted busy too), and whether it saves that slot's
         prompt first."""

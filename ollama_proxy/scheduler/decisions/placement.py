@@ -308,11 +308,19 @@ class PromptPlacement:
     def _too_close(self, ticket: Ticket, placement: Placement, now: float) -> bool:
         """Whether a long prompt would start on a warm runner within ``STARTS_APART`` of the last start there.
 
-        A question is never held: it reads little, cached or not, and a person waits for it.
+        A question is held only where, reaching llama-server first, it would take the slot whose cache a prompt
+        granted there a moment before was placed to read (``caches.question_overtakes``): that prompt would be read
+        again whole, and the question wait behind it. Otherwise it reads little, cached or not, and a person
+        waits for it.
         """
-        if placement.start is not Start.WARM or prompt_tokens(ticket.prefix) < QUESTION_TOKENS:
+        if placement.start is not Start.WARM:
             return False
-        return now - self.servers[placement.server].runners[ticket.model].last_start < STARTS_APART
+        runner = self.servers[placement.server].runners[ticket.model]
+        if prompt_tokens(ticket.prefix) >= QUESTION_TOKENS:
+            return now - runner.last_start < STARTS_APART
+        return any(run.placement.server == placement.server and run.ticket.model == ticket.model
+                   and now - run.started < STARTS_APART and run.cached > NEGLIGIBLE
+                   and runner.caches.question_overtakes(run.ticket.id) for run in self.running.values())
 
     def _paced(self, ticket: Ticket, placement: Placement, now: float) -> bool:
         """Whether a long request of a principal that just started one waits for its pace (``pacing``) to take
