@@ -261,8 +261,7 @@ class PromptCaches:
         slot = self._tickets.get(ticket)
         if slot is None or len(self.slots) < self.size:
             return False
-        idle = [index for index, each in enumerate(self.slots) if each.ticket is None or index == slot]
-        return min(idle, key=lambda index: self.slots[index].last_used) == slot
+        return self._least_recently_used(freed=slot) == slot
 
     def _choose(self, chain: Chain, taken: int | None = None) -> tuple[int | None, bool]:
         """The slot llama-server gives ``chain`` (slot ``taken`` counted busy too), and whether it saves that slot's
@@ -280,9 +279,14 @@ class PromptCaches:
         unused = len(self.slots) + (taken == len(self.slots))
         if unused < self.size:
             return unused, True  # a never-used slot: the least recently used of all
-        idle = [index for index, slot in enumerate(self.slots) if slot.ticket is None and index != taken]
+        return self._least_recently_used(taken=taken), True
+
+    def _least_recently_used(self, taken: int | None = None, freed: int | None = None) -> int | None:
+        """The least recently used idle slot, slot ``taken`` counted busy and slot ``freed`` idle; None if none is."""
+        idle = [index for index, slot in enumerate(self.slots)
+                if (slot.ticket is None or index == freed) and index != taken]
         # Of equals, llama-server's last, as it compares with <=: here the first, the numbers running the other way.
-        return min(idle, key=lambda index: self.slots[index].last_used, default=None), True
+        return min(idle, key=lambda index: self.slots[index].last_used, default=None)
 
     def _restorable(self, slot: CacheSlot, chain: Chain, ram: list[Prompt] | None = None) -> int | None:
         """The RAM entry (of ``ram``, the RAM cache as it is if not given) llama-server loads into ``slot`` for

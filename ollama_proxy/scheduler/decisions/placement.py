@@ -200,15 +200,21 @@ class PromptPlacement:
         displaced = self._displaces(ticket, best.server, pick, now)
         if waited < MOVE_COST * self.estimates.prefill_seconds(ticket.model, best.server, displaced):
             return True
-        for name, server, runner in self._loaded_for(ticket):
-            if name == best.server or server.free_slots(ticket.model) > 0:
-                continue
-            reading = self._reading_on(ticket, name, runner)
-            queued = sum(1 for t in ahead if t.waits_for == name)
-            if waited + self._warm_wait(ticket, [server], queued, now) < MOVE_COST * (cost - reading):
+        for name, runner, wait in self._busy_waits(ticket, best, ahead, now):
+            if waited + wait < MOVE_COST * (cost - self._reading_on(ticket, name, runner)):
                 ticket.waits_for = name
                 return True
         return False
+
+    def _busy_waits(self, ticket: Ticket, best: Placement, ahead: list[Ticket],
+                    now: float) -> Iterator[tuple[str, Runner, float]]:
+        """Each busy server other than ``best`` that has ``ticket``'s model loaded, its runner, and the wait expected
+        there for a slot, behind those of ``ahead`` already waiting for it."""
+        for name, server, runner in self._loaded_for(ticket):
+            if name == best.server or server.free_slots(ticket.model) > 0:
+                continue
+            queued = sum(1 for t in ahead if t.waits_for == name)
+            yield name, runner, self._warm_wait(ticket, [server], queued, now)
 
     def _sooner_elsewhere(self, ticket: Ticket, best: Placement, pick: Pick | None, ahead: list[Ticket],
                           now: float) -> bool:
@@ -220,11 +226,8 @@ class PromptPlacement:
         here = 0.0 if pick is None else self._reading_ahead(ticket.model, best.server, pick.slot, now)
         if here <= QUESTION_READ_WAIT:
             return False
-        for name, server, _ in self._loaded_for(ticket):
-            if name == best.server or server.free_slots(ticket.model) > 0:
-                continue
-            queued = sum(1 for t in ahead if t.waits_for == name)
-            if self._warm_wait(ticket, [server], queued, now) < here:
+        for name, _, wait in self._busy_waits(ticket, best, ahead, now):
+            if wait < here:
                 ticket.waits_for = name
                 return True
         return False
