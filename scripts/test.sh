@@ -25,14 +25,15 @@ bash scripts/install-claude-code.sh
 if [ $# -gt 0 ]; then
     exec .venv/bin/python -m pytest --durations=20 "$@"
 fi
-# The whole suite: two test files at a time (pytest-xdist, one process a core, a file's tests together so
-# that its fixtures start once), then, one at a time, the tests marked `alone`: a timing bound another test
-# beside it would stretch, a tool xdist stops, or a read of the whole run's logs.
+# The whole suite: test files side by side (pytest-xdist, a file's tests together so that its fixtures start
+# once; one process more than the cores, as the end-to-end tests spend a third of their time waiting on
+# sockets), then, one at a time, the tests marked `alone`: a timing bound another test beside it would
+# stretch, a tool xdist stops, or a read of the whole run's logs.
 # Both sessions keep their files under one directory, whose every log the last test reads for secrets.
 OLLAMA_PROXY_TEST_LOGS=$(mktemp -d "${TMPDIR:-/tmp}/ollama-proxy-tests-XXXXXX")
 export OLLAMA_PROXY_TEST_LOGS
 status=0
-.venv/bin/python -m pytest --durations=20 -n 2 --dist loadfile -m "not alone" \
+.venv/bin/python -m pytest --durations=20 -n "$(($(nproc) + 1))" --dist loadfile -m "not alone" \
     --basetemp "$OLLAMA_PROXY_TEST_LOGS/together" || status=$?
 .venv/bin/python -m pytest --durations=20 -m alone --basetemp "$OLLAMA_PROXY_TEST_LOGS/alone" \
     || status=$((status ? status : $?))

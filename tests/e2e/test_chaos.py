@@ -237,6 +237,7 @@ def _one_huge_message() -> bytes:
 # Each is timed over the WINDOW after it was sent: it is checked and placed on arrival (sending 45 MB here takes
 # ~0.1 s), then waits for the stream's server.
 WINDOW = 2.5
+@pytest.mark.alone  # a stall bound of 0.2 s: tests beside it would stretch it
 @pytest.mark.parametrize("make_body, bound", [(_agents_session, 0.2), (_one_huge_message, 0.5)],
                          ids=["20,000 messages", "one 45 MB message"])
 def test_a_huge_body_does_not_stall_the_streams_beside_it(start_proxy, fakes_apart, make_body, bound):

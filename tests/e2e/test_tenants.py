@@ -30,6 +30,7 @@ REST = " ".join(f"step {i}: open the vault only with both keys and log who did."
 REST_TOKENS = 200  # about: what a right guess reads from cache beyond a wrong one (0.4 s of prefill)
 SECRET, GUESSES = "4 7 1 1", ("4 7 1 0", "4 7 1 1", "4 7 1 2", "4 7 1 3")
 LEAK = REST_TOKENS * TOKEN_SECONDS / 2  # seconds: a gap this wide between the right guess and the wrong is a leak
+pytestmark = pytest.mark.alone  # a gap of 0.2 s told apart from noise: tests beside these would stretch it
 
 
 def _prompt(code: str) -> str:

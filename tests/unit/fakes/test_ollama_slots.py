@@ -41,12 +41,12 @@ def send_then_hang_up(fake, body):
 
 def test_two_slots_admit_two_and_the_third_waits_for_one_to_finish():
     with FakeOllama(num_parallel=2) as fake:
-        fake.script("llama3.2", reply="one two three four five", chunk_delay=0.1)
+        fake.script("llama3.2", reply="one two three four five", chunk_delay=0.2)  # 1 s an answer
         with ThreadPoolExecutor(3) as pool:
             answers = list(pool.map(lambda _: timed_chat(fake, chat_body()), range(3)))
         records = fake.scheduler.records()
     quick, quick_too, late = sorted(headers_after for headers_after, _ in answers)
-    assert quick_too < 0.3 and late > 0.4, (quick, quick_too, late)  # headers only once a slot is held
+    assert quick_too < 0.6 and late > 0.9, (quick, quick_too, late)  # headers only once a slot is held
     assert all(chunks[-1]["done"] for _, chunks in answers)
     first_end = min(record.finished_at for record in records)
     assert sorted(record.started_at for record in records)[-1] >= first_end
