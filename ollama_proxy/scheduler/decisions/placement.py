@@ -137,13 +137,21 @@ class PromptPlacement:
         one where the prompt would not read another tenant's cached prompt (its speed would tell a probe how much
         it guessed), then the server with most free slots, then the one holding fewest prompts, so that new
         conversations spread.
+
+        A person waits for no cache: a question goes only where its few tokens are read within
+        ``QUESTION_READ_WAIT`` of the soonest, whatever it would push out of a cache there; what it pushes out
+        weighs only among those.
         """
         picks = {p.server: self._cache_pick(ticket, p.server) for p in warm}
+        ahead = {p.server: 0.0 if picks[p.server] is None else self._reading_ahead(
+            ticket.model, p.server, picks[p.server].slot, now) for p in warm}
+        if prompt_tokens(ticket.prefix) < QUESTION_TOKENS:
+            soonest = max(min(ahead.values()), QUESTION_READ_WAIT)
+            warm = [p for p in warm if ahead[p.server] <= soonest]
         keeping = [p for p in warm if picks[p.server] is None or picks[p.server].pushed <= NEGLIGIBLE]
         warm = keeping or warm
         cost = {p.server: self._prompt_cost(ticket, p.server, picks[p.server]) for p in warm}
-        weighed = {p.server: MOVE_COST * cost[p.server] + (0.0 if picks[p.server] is None else self._reading_ahead(
-            ticket.model, p.server, picks[p.server].slot, now)) for p in warm}
+        weighed = {p.server: MOVE_COST * cost[p.server] + ahead[p.server] for p in warm}
         least = (min(weighed.values()) * (1 + RATE_NOISE)
                  + MOVE_COST * self.estimates.prefill_seconds(ticket.model, warm[0].server, NEGLIGIBLE))
         best = min((p for p in warm if weighed[p.server] <= least),

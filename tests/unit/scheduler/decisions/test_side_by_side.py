@@ -86,6 +86,24 @@ def test_a_question_goes_where_no_long_prompt_is_read_ahead_of_it():
     assert grant.placement.server == "gpu2"
 
 
+def test_a_question_is_read_at_once_though_its_slot_holds_a_conversation_it_pushes_out():
+    """A person does not wait for a cache: gpu2 keeps no prompts in RAM (``prompt_cache_mib: 0``), so agent c's next
+    turn will read its conversation again whole there; on gpu1, the question's few tokens would wait 21 s for b1's."""
+    s = _scheduler(ServerSpec("gpu1", num_parallel=3), ServerSpec("gpu2", num_parallel=2, prompt_cache_mib=0),
+                   default_prefill_rate=RATE)
+    [_] = s.submit(_ticket("c1", "agent-c", _turn("c", 4), candidates=("gpu2",)), now=0)
+    s.end("c1", now=1)
+    [_] = s.submit(_ticket("q0", "bob", _question("hello there"), candidates=("gpu2",)), now=1.5)  # a slot never used
+    for name in "xy":
+        [_] = s.submit(_ticket(f"{name}0", name, _question(f"{name} asks"), candidates=("gpu1",)), now=1)
+    for name in "xy":
+        s.end(f"{name}0", now=2)
+    [_] = s.submit(_ticket("b1", "agent-b", _turn("b", 20), candidates=("gpu1",)), now=5)
+    [grant] = s.submit(_ticket("q1", "carol", _question("what time is it?")), now=6)
+    assert grant.placement.server == "gpu2"
+    assert s.servers["gpu2"].runners["m"].caches.holds(_turn("c", 4), ()) == 0  # c's conversation is gone from it
+
+
 def _gpu2_full_of_questions():
     """gpu1 reads b1 from 5 s to 27 s in its slot 0; gpu2's two slots run questions expected to end by 10.5 s."""
     s = _reading_a_long_prompt()
