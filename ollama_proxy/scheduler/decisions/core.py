@@ -33,6 +33,7 @@ from ollama_proxy.errors import Overloaded, RateLimited
 from ollama_proxy.scheduler.decisions.estimates import MODELS_KEPT, Estimates
 from ollama_proxy.scheduler.decisions.fairness import Share, class_rank
 from ollama_proxy.scheduler.decisions.giving_way import GivingWay
+from ollama_proxy.scheduler.decisions.headroom import Headroom
 from ollama_proxy.scheduler.decisions.hits import HitBook
 from ollama_proxy.scheduler.decisions.lending import Lending
 from ollama_proxy.scheduler.decisions.options import num_ctx_of, unify
@@ -48,7 +49,7 @@ from ollama_proxy.scheduler.decisions.tickets import Bounds, Grant, Loan, Prompt
 _DEFAULT_BOUNDS = Bounds()
 
 
-class Scheduler(Lending, PromptPlacement, GivingWay):
+class Scheduler(Lending, PromptPlacement, Headroom, GivingWay):
     """The waiting and running requests, the servers' slots, and the order between them (the module says how)."""
 
     def __init__(self, servers: Iterable[ServerSpec], bounds: Bounds = _DEFAULT_BOUNDS,

@@ -1,4 +1,4 @@
-"""Where a prompt is cheapest to read, and the slots kept free for the people using a model.
+"""Where a prompt is cheapest to read.
 
 Coding agents send their whole conversation again each turn; a server whose llama-server holds it,
 in a slot or in its RAM prompt cache, reads only what is new (``caches``). A request goes to the
@@ -18,19 +18,17 @@ What each answer says it read (``_confirm``) bears the mirror out or corrects it
 that did not happen drops what the mirror held, and costs that server some of the proxy's trust
 (``hits``); a turn whose prompt holds a running turn's answer ends that turn (``_answered_in``).
 
-People asking short questions beside batch work or agents' long prompts find a slot free: while they
-use a model, those leave them one, and one where no long prompt is read ahead of them (``_leaves_too_little``).
+The slots kept free for people's questions are ``headroom``'s.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 from ollama_proxy.scheduler.decisions.caches import Pick
-from ollama_proxy.scheduler.decisions.fairness import Share, class_rank
+from ollama_proxy.scheduler.decisions.fairness import Share
 from ollama_proxy.scheduler.decisions.prefix import links_of, prompt_tokens, shared_tokens
-from ollama_proxy.scheduler.decisions.servers import Placement, Runner, ServerSlots, Start
+from ollama_proxy.scheduler.decisions.servers import Placement, Runner, ServerSlots
 from ollama_proxy.scheduler.decisions.side_by_side import read_beside, reading_left
 from ollama_proxy.scheduler.decisions.tickets import PromptRead, Running, Ticket
 
@@ -294,116 +292,6 @@ class PromptPlacement:
     def predicted_cached(self, run: Running) -> int:
         """The prompt tokens the mirror expects ``run``'s server to read from cache, in Ollama's tokens."""
         return round(run.cached * self.estimates.scale(run.ticket.model))
-
-    def _leaves_too_little(self, ticket: Ticket, placement: Placement, now: float) -> bool:
-        """Whether a batch request would take a slot people using its model may need any moment.
-
-        Strict priority alone still makes a question wait for a batch answer to end whenever batch
-        work holds every slot; ``interactive_headroom`` warm slots are left free for as long as
-        interactive requests for the model keep coming (``headroom_window``). Nor does a long prompt start just
-        after another on the same runner (``_too_close``).
-        """
-        if (self._leaves_no_slot_for_short(ticket, placement, now) or self._paced(ticket, placement, now)
-                or self._too_close(ticket, placement, now)):
-            return True
-        headroom = self.bounds.interactive_headroom
-        if not headroom or class_rank(ticket.share, now - ticket.enqueued, self.bounds.batch_ageing) == 0:
-            return False
-        if now - self.last_interactive.get(ticket.model, -math.inf) >= self.bounds.headroom_window:
-            return False
-        if placement.start is not Start.WARM:
-            return True
-        free = sum(self.servers[name].free_slots(ticket.model) for name in ticket.candidates if name in self.servers)
-        return free - 1 < headroom
-
-    def _too_close(self, ticket: Ticket, placement: Placement, now: float) -> bool:
-        """Whether a long prompt would start on a warm runner within ``STARTS_APART`` of the last start there.
-
-        A question is held only where, reaching llama-server first, it would take the slot whose cache a prompt
-        granted there a moment before was placed to read (``caches.question_overtakes``): that prompt would be read
-        again whole, and the question wait behind it. Otherwise it reads little, cached or not, and a person
-        waits for it.
-        """
-        if placement.start is not Start.WARM:
-            return False
-        runner = self.servers[placement.server].runners[ticket.model]
-        if prompt_tokens(ticket.prefix) >= QUESTION_TOKENS:
-            return now - runner.last_start < STARTS_APART
-        return any(run.placement.server == placement.server and run.ticket.model == ticket.model
-                   and now - run.started < STARTS_APART and run.cached > NEGLIGIBLE
-                   and runner.caches.question_overtakes(run.ticket.id) for run in self.running.values())
-
-    def _paced(self, ticket: Ticket, placement: Placement, now: float) -> bool:
-        """Whether a long request of a principal that just started one waits for its pace (``pacing``) to take
-        a warm slot (a load starts a server's slots afresh: nothing there to keep apart)."""
-        if not self.bounds.interactive_headroom:
-            return False  # nothing kept for people's questions: every slot as soon as it frees
-        if placement.start is not Start.WARM or class_rank(ticket.share, now - ticket.enqueued,
-                                                           self.bounds.batch_ageing) != 0:
-            return False  # a load, or batch work, which leaves people their headroom instead
-        own = self.estimates.own_slot_seconds(ticket.model, ticket.share.principal)
-        if own is None:
-            return False  # none of its answers has ended: nothing says they are long
-        if not any(run.ticket.model == ticket.model and run.ticket.share.principal == ticket.share.principal
-                   for run in self.running.values()):
-            return False  # none of its answers runs: there is no end to keep this one's apart from
-        if any(t.model == ticket.model and class_rank(t.share, now - t.enqueued, self.bounds.batch_ageing) > 0
-               for t in self.waiting.values()):
-            return False  # batch work would take the slot held: class goes first, and no slot stays free anyway
-        slots = sum(server.slots_of(ticket.model) for name in ticket.candidates
-                    if (server := self.servers.get(name)) is not None and ticket.model in server.runners)
-        return self.pacing.holds(ticket.model, ticket.share.principal, own, slots, now, self.bounds.headroom_window,
-                                 lambda other: self.estimates.own_slot_seconds(ticket.model, other))
-
-    def _leaves_no_slot_for_short(self, ticket: Ticket, placement: Placement, now: float) -> bool:
-        """Whether a long prompt would take the last free slot while questions come, or leave none where a question
-        is not read behind a long prompt (``_reads_ahead_of_questions``).
-
-        A question then finds a slot, and waits for no agent's turn to end, nor for its reading. As the
-        interactive headroom, for as long as questions come; never where the candidates have fewer than three
-        slots, so long prompts always have two or more.
-        """
-        if (prompt_tokens(ticket.prefix) < QUESTION_TOKENS or placement.start is not Start.WARM
-                or now - self.last_short.get(ticket.model, -math.inf) >= self.bounds.headroom_window):
-            return False
-        servers = [self.servers[name] for name in ticket.candidates if name in self.servers]
-        if sum(server.slots_of(ticket.model) for server in servers if ticket.model in server.runners) < 3:
-            return False
-        return sum(server.free_slots(ticket.model) for server in servers) < 2 or self._reads_ahead_of_questions(
-            ticket, placement, now)
-
-    def _reads_ahead_of_questions(self, ticket: Ticket, placement: Placement, now: float) -> bool:
-        """Whether ``ticket``'s prompt, read where ``placement`` puts it, would make the next question wait longer
-        than ``QUESTION_READ_WAIT`` in whichever free slot it took: llama-server reads the lower slots' prompts
-        first, and a question takes the least recently used idle slot, which may be above the one this prompt
-        takes (``caches.question_slot``). Held, it waits at most as long as it would make that question wait,
-        counted from when it was first held, not from its arrival (it may have waited long for any slot): where
-        slots free in an order that never leaves one clear (a single server, its least recently used slot the
-        lowest), it then goes."""
-        pick = self._cache_pick(ticket, placement.server)
-        if pick is None:
-            return False
-        caches = self.servers[placement.server].runners[ticket.model].caches
-        own = self.estimates.prefill_seconds(ticket.model, placement.server,
-                                             caches.readable(ticket.prefix) - pick.cached)
-        before = after = math.inf
-        for name, server in self.servers.items():  # any server a question may take, not only this request's
-            runner = server.runners.get(ticket.model)
-            if runner is None:
-                continue
-            free = server.free_slots(ticket.model)
-            if free > 0 and (slot := runner.caches.question_slot()) is not None:
-                before = min(before, self._reading_ahead(ticket.model, name, slot, now))
-            taken = pick.slot if name == placement.server else None
-            if free - (taken is not None) > 0 and (slot := runner.caches.question_slot(taken)) is not None:
-                engine = runner.caches.engine_index
-                behind = own if taken is not None and engine(taken) < engine(slot) else 0.0
-                after = min(after, self._reading_ahead(ticket.model, name, slot, now) + behind)
-        if after <= max(before, QUESTION_READ_WAIT):
-            return False
-        if ticket.held_for_questions is None:
-            ticket.held_for_questions = now
-        return now - ticket.held_for_questions < after
 
 
 def _reads_foreign(pick: Pick | None) -> bool:
