@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from tests.e2e.server import ROOT
 
@@ -14,6 +14,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = ROOT / "test-artifacts"
+_opened: list[BrowserContext] = []  # every page's context, until close_pages
 
 
 def launch(*extra_args: str):
@@ -31,6 +32,7 @@ def launch(*extra_args: str):
 def new_page(browser: Browser) -> Page:
     """Open a page in a fresh context (its own cookies), failing on any page script error."""
     context = browser.new_context(viewport={"width": 1280, "height": 860})
+    _opened.append(context)
     page = context.new_page()
     page.set_default_timeout(15_000)
     errors: list[str] = []
@@ -40,6 +42,15 @@ def new_page(browser: Browser) -> Page:
             if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
     page.script_errors = errors
     return page
+
+
+def close_pages() -> None:
+    """Close every page opened since the last call: a page left open keeps its keep-alive connections, which a
+    stopping worker waits out (5 s). Those of a browser already closed went with it."""
+    while _opened:
+        context = _opened.pop()
+        if context.browser is not None and context.browser.is_connected():
+            context.close()
 
 
 def screenshot(page: Page, name: str) -> Path:

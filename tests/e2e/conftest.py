@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e.browser import launch
+from tests.e2e.browser import close_pages, launch
 from tests.e2e.llama import LlamaServer
 from tests.e2e.server import ROOT, ProxyServer
 
@@ -74,6 +74,7 @@ def start_proxy(tmp_path):
         return server.start()
 
     yield start
+    close_pages()  # a test's browser pages first: their connections would hold each worker's stop
     for server in servers:
         server.stop()
 

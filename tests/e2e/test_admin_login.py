@@ -9,7 +9,7 @@ import requests
 import yaml
 
 from tests.e2e.admin_page import ATTEMPTS, PASSWORD, admin_config, csrf_token
-from tests.e2e.browser import new_page, screenshot
+from tests.e2e.browser import close_pages, new_page, screenshot
 from tests.e2e.server import ProxyServer, free_port
 
 
@@ -34,6 +34,7 @@ def lockable(fake, tmp_path):
     """A server of its own, for a test that locks the administrator out."""
     server = start_admin(fake.url, tmp_path)
     yield server
+    close_pages()  # the test's page first: its connections would hold the workers' stop
     server.stop()
 
 

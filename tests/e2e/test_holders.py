@@ -17,6 +17,7 @@ import requests
 
 from tests.actors import TESTER
 from tests.e2e.admin_page import PASSWORD, admin_config, csrf_token
+from tests.e2e.browser import close_pages
 from tests.e2e.command import cli, create_key
 from tests.e2e.conftest import base_config
 from tests.e2e.oidc_provider import CLIENT_SECRET, OidcProvider
@@ -201,6 +202,7 @@ def capped_site(fake_server, tmp_path):
         yield proxy, store
         store.close()
     finally:
+        close_pages()  # the test's pages first: their connections would hold the workers' stop
         proxy.stop()
         provider.stop()
 
