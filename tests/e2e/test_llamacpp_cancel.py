@@ -11,12 +11,15 @@ import json
 import socket
 import time
 
+import pytest
 import requests
 
 from ollama_proxy.config import ServiceSettings
 from tests.e2e.llama import MODEL_NAME
 
 RUNS = 5
+# Alone: a stop within a few tokens' time of a real engine, which tests beside it on the same cores would stretch.
+pytestmark = pytest.mark.alone
 
 
 def _busy(server) -> bool:
