@@ -136,13 +136,14 @@ class PromptCaches:
         """The slot each request running here took."""
         return self._tickets
 
-    def pick(self, chain: Chain, tenant: tuple | None = None) -> Pick | None:
-        """The slot a prompt ``chain`` takes now and what it reads from cache; None if every slot is busy.
+    def pick(self, chain: Chain, tenant: tuple | None = None, freed: int | None = None) -> Pick | None:
+        """The slot a prompt ``chain`` takes now (slot ``freed``, busy, counted idle) and what it reads from cache;
+        None if every slot is busy.
 
         ``tenant``: whose request it is, to tell whether what it would read from cache is another tenant's.
         """
         chain = chain if self.fits(chain) else ()
-        index, saves = self._choose(chain)
+        index, saves = self._choose(chain, freed=freed)
         if index is None:
             return None
         slot = self.slots[index] if index < len(self.slots) else CacheSlot()
@@ -245,9 +246,14 @@ class PromptCaches:
         """The slots that hold a prompt."""
         return [slot for slot in self.slots if slot.prompt is not None]
 
-    def prompts(self) -> int:
-        """How many prompts this server holds, in slots and in RAM."""
-        return len(self.held()) + len(self.ram)
+    def conversations(self, chain: Chain = ()) -> int:
+        """How many conversations this server holds, in slots and in RAM, besides the one ``chain`` continues: its
+        prompts, less those a longer one held here continues (an idle slot's copy in RAM, an earlier turn's)."""
+        distinct: list[Prompt] = []
+        for prompt in sorted([slot.prompt for slot in self.held()] + self.ram, key=lambda held: -held.tokens):
+            if not any(longer.shared(prompt.chain) >= prompt.tokens for longer in distinct):
+                distinct.append(prompt)
+        return sum(1 for prompt in distinct if prompt.shared(chain) < prompt.tokens)
 
     def question_slot(self, taken: int | None = None) -> int | None:
         """The slot a prompt like none held takes now, with slot ``taken`` busy too: a never-used one first, else
@@ -263,13 +269,13 @@ class PromptCaches:
             return False
         return self._least_recently_used(freed=slot) == slot
 
-    def _choose(self, chain: Chain, taken: int | None = None) -> tuple[int | None, bool]:
-        """The slot llama-server gives ``chain`` (slot ``taken`` counted busy too), and whether it saves that slot's
-        prompt first."""
+    def _choose(self, chain: Chain, taken: int | None = None, freed: int | None = None) -> tuple[int | None, bool]:
+        """The slot llama-server gives ``chain`` (slot ``taken`` counted busy too, slot ``freed`` idle), and whether
+        it saves that slot's prompt first."""
         best, best_similarity = None, 0.0
         tokens = prompt_tokens(chain)
         for index, slot in enumerate(self.slots):
-            if slot.ticket is not None or index == taken or slot.prompt is None or not tokens:
+            if (slot.ticket is not None and index != freed) or index == taken or slot.prompt is None or not tokens:
                 continue
             similarity = slot.prompt.shared(chain) / tokens
             if similarity >= best_similarity and similarity > SIMILARITY:  # of equals, llama-server's first
@@ -279,7 +285,7 @@ class PromptCaches:
         unused = len(self.slots) + (taken == len(self.slots))
         if unused < self.size:
             return unused, True  # a never-used slot: the least recently used of all
-        return self._least_recently_used(taken=taken), True
+        return self._least_recently_used(taken=taken, freed=freed), True
 
     def _least_recently_used(self, taken: int | None = None, freed: int | None = None) -> int | None:
         """The least recently used idle slot, slot ``taken`` counted busy and slot ``freed`` idle; None if none is."""

@@ -133,8 +133,8 @@ class PromptPlacement:
         reading its own part again, while an empty slot elsewhere costs one reading. Costs within ``NEGLIGIBLE``
         tokens of reading are alike (every prompt shares the template's first tokens with any slot): of those,
         one where the prompt would not read another tenant's cached prompt (its speed would tell a probe how much
-        it guessed), then the server with most free slots, then the one holding fewest prompts, so that new
-        conversations spread.
+        it guessed), then the server with most free slots, then the one holding fewest other conversations, so that
+        new conversations spread and one read again whole anyway goes back to the server that held it.
 
         A person waits for no cache: a question goes only where its few tokens are read within
         ``QUESTION_READ_WAIT`` of the soonest, whatever it would push out of a cache there; what it pushes out
@@ -154,7 +154,8 @@ class PromptPlacement:
                  + MOVE_COST * self.estimates.prefill_seconds(ticket.model, warm[0].server, NEGLIGIBLE))
         best = min((p for p in warm if weighed[p.server] <= least),
                    key=lambda p: (_reads_foreign(picks[p.server]), -self.servers[p.server].free_slots(ticket.model),
-                                  self.servers[p.server].runners[ticket.model].caches.prompts(), weighed[p.server],
+                                  self.servers[p.server].runners[ticket.model].caches.conversations(ticket.prefix),
+                                  weighed[p.server],
                                   p.server))
         return best, cost[best.server], picks[best.server]
 
@@ -207,7 +208,7 @@ class PromptPlacement:
         if waited < MOVE_COST * self.estimates.prefill_seconds(ticket.model, best.server, displaced):
             return True
         for name, runner, wait in self._busy_waits(ticket, best, ahead, now):
-            if waited + wait < MOVE_COST * (cost - self._reading_on(ticket, name, runner)):
+            if waited + wait < MOVE_COST * (cost - self._reading_once_free(ticket, name, runner)):
                 ticket.waits_for = name
                 return True
         return False
@@ -258,6 +259,19 @@ class PromptPlacement:
             runner = server.runners.get(ticket.model) if server is not None else None
             if runner is not None:
                 yield name, server, runner
+
+    def _reading_once_free(self, ticket: Ticket, name: str, runner: Runner) -> float:
+        """Seconds of reading ``ticket``'s prompt costs on busy server ``name`` in the slot expected to free first
+        there: what its runner holds of it may not be there to read then. A conversation llama-server keeps only in
+        RAM is dropped from it, to make room for the prompt of the slot it takes, before it could be loaded; a turn
+        waiting for it would wait, and then read it all again."""
+        slots = runner.caches.running_slots()
+        first = min((run for run in self.running.values() if run.ticket.id in slots and run.placement.server == name
+                     and run.ticket.model == ticket.model), key=self._ends_at, default=None)
+        if first is None:
+            return self._reading_on(ticket, name, runner)
+        pick = runner.caches.pick(ticket.prefix, self._tenant(ticket), freed=slots[first.ticket.id])
+        return self._prompt_cost(ticket, name, pick) if pick is not None else self._reading_on(ticket, name, runner)
 
     def _reading_on(self, ticket: Ticket, name: str, runner: Runner) -> float:
         """Seconds of reading ``ticket``'s prompt costs on server ``name``: the part its runner holds nowhere."""

@@ -51,9 +51,22 @@ def test_a_prompt_pushed_out_of_its_slot_is_held_in_ram_and_comes_back_from_it()
     assert caches.pick(b).lost == 0  # saved to RAM before b takes the slot
     caches.take("t2", b, 3.0)
     caches.release("t2", 4.0)
-    assert caches.holds(a) == prompt_tokens(a) and caches.prompts() == 2
+    assert caches.holds(a) == prompt_tokens(a) and caches.conversations() == 2
     back = caches.pick(chat(long("alpha"), "ok", "go on"))
     assert back.restored is not None and back.cached == prompt_tokens(a)
+
+
+def test_a_server_counts_each_conversation_it_holds_once_and_not_the_one_a_prompt_continues():
+    caches = PromptCaches(2)
+    a, b = chat(long("alpha")), chat(long("beta"))
+    caches.take("t1", a, 1.0)
+    caches.release("t1", 2.0)
+    caches.take("t2", b, 3.0)  # the idle slot's alpha is saved to RAM too: held twice, one conversation
+    caches.release("t2", 4.0)
+    caches.take("t3", chat(long("alpha"), "ok", "go on"), 5.0)  # alpha's next turn: its earlier turn is held too
+    assert len(caches.held()) + len(caches.ram) > 2 and caches.conversations() == 2
+    assert caches.conversations(chat(long("beta"), "ok", "next")) == 1
+    assert caches.conversations(chat(long("gamma"))) == 2
 
 
 def test_the_ram_cache_drops_its_oldest_prompts_when_full():

@@ -381,6 +381,58 @@ def _small_ram(slots: int = 1) -> Scheduler:
     return s
 
 
+def test_a_conversation_read_again_whole_anyway_goes_back_to_the_server_that_held_it():
+    """On gpu2, saving p's slot to a RAM cache too small for both drops a's conversation before it could be loaded:
+    a's next turn reads all of it there as on gpu1. It goes back to gpu2, where it replaces its own copy, not to
+    gpu1, which would then hold three conversations for one slot and a RAM cache that keeps one."""
+    s = Scheduler([ServerSpec(name, num_parallel=1, prompt_cache_mib=8) for name in SERVERS], DEFAULT_BOUNDS,
+                  Estimates(default_prefill_rate=1000.0))
+    for server in s.servers.values():
+        server.warm("m", Loaded({}, kv_bytes=1024))  # 8,192 tokens of RAM cache each
+    for n, (name, turns, home) in enumerate((("a", 3, "gpu2"), ("p", 3, "gpu2"), ("q", 1, "gpu1"), ("r", 1, "gpu1"))):
+        [_] = s.submit(_ticket(f"{name}1", f"agent-{name}", _turn(name, turns), candidates=(home,)), now=100 * n)
+        s.end(f"{name}1", now=100 * n + 0.5)  # none expected back before the next comes
+    gpu1, gpu2 = (s.servers[name].runners["m"].caches for name in SERVERS)
+    assert gpu2.holds(_turn("a", 3)) == prompt_tokens(_turn("a", 3)) and gpu2.pick(_turn("a", 4)).cached < 10
+    assert gpu1.conversations(_turn("a", 4)) == 2 and gpu2.conversations(_turn("a", 4)) == 1
+    [grant] = s.submit(_ticket("a2", "agent-a", _turn("a", 4)), now=500)
+    assert grant.placement.server == "gpu2"
+
+
+def _two_small_servers() -> Scheduler:
+    """gpu1 and gpu2 of one slot each, whose RAM prompt caches hold 8,192 tokens: not two 5,000-token prompts."""
+    s = Scheduler([ServerSpec(name, num_parallel=1, prompt_cache_mib=8) for name in SERVERS], DEFAULT_BOUNDS,
+                  Estimates(default_prefill_rate=1000.0))
+    for server in s.servers.values():
+        server.warm("m", Loaded({}, kv_bytes=1024))
+    return s
+
+
+def test_a_turn_does_not_wait_for_a_server_that_will_drop_its_conversation_before_loading_it():
+    """a's conversation is in gpu2's RAM only, while p runs in gpu2's one slot: when p ends, its prompt saved to
+    RAM drops a's before a's next turn could load it. Waiting for gpu2 would spare no reading: a goes to gpu1."""
+    s = _two_small_servers()
+    [_] = s.submit(_ticket("a1", "agent-a", _turn("a", 3), candidates=("gpu2",)), now=0)
+    s.end("a1", now=0.5)
+    [_] = s.submit(_ticket("p1", "agent-p", _turn("p", 3), candidates=("gpu2",)), now=100)  # a not expected back
+    gpu2 = s.servers["gpu2"].runners["m"].caches
+    assert gpu2.holds(_turn("a", 4)) == prompt_tokens(_turn("a", 3))  # held, in RAM
+    assert gpu2.pick(_turn("a", 4), freed=gpu2.running_slots()["p1"]).cached < 10  # but not once p1 ends
+    [grant] = s.submit(_ticket("a2", "agent-a", _turn("a", 4)), now=101)
+    assert (grant.ticket, grant.placement.server) == ("a2", "gpu1")
+
+
+def test_a_turn_waits_for_a_busy_server_that_will_load_its_conversation_from_ram():
+    s = _two_small_servers()
+    [_] = s.submit(_ticket("a1", "agent-a", _turn("a", 3), candidates=("gpu2",)), now=0)
+    s.end("a1", now=0.5)
+    [_] = s.submit(_ticket("p1", "agent-p", _turn("p", 0), candidates=("gpu2",)), now=100)  # 2,000 tokens
+    assert s.submit(_ticket("a2", "agent-a", _turn("a", 4)), now=101) == []  # RAM keeps p1's prompt beside a's
+    [grant] = s.end("p1", now=102)
+    assert (grant.ticket, grant.placement.server) == ("a2", "gpu2")
+    assert s.running["a2"].cached == prompt_tokens(_turn("a", 3))
+
+
 def test_a_long_prompt_waits_rather_than_push_out_a_conversation_expected_back_that_ram_cannot_keep():
     """Taken, a's slot would go to c and a's conversation out of a RAM cache too small for both: a comes back
     to its slot, and c waits while a is expected back (within twice the 2 s it last took, and a second)."""
