@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import requests
 
 from bench.scheduling.client import MODEL, Tally, ask, run_all
-from bench.scheduling.measures import percentiles
+from bench.scheduling.measures import jain, percentiles
 from bench.scheduling.noisy import waits
 from bench.scheduling.rig import Rig, Servers, rig
 from bench.scheduling.table import Column, Target, print_scenario, show, triple
@@ -157,9 +157,13 @@ def measure(where: Rig, turns: list[Turn], tally: Tally) -> tuple[Column, dict]:
     prefill = sum((r.prompt_tokens - (r.cached_tokens or 0)) * SERVERS.prompt_token_seconds for r in all_records)
     people_waits = waits(tally.answers, records)
     people_first = [a.first_token_at - a.asked_at for a in tally.answers if a.first_token_at is not None]
+    # Fewer swaps of conversations in and out of slots means more from cache, and longer stretches for some agents.
+    each = sorted(sum(1 for t in done if t.label.split("#")[0] == agent)
+                  for agent in {t.label.split("#")[0] for t in turns})
     column: Column = {
         "agents: first token mean / p95 s": f"{mean(first):.2f} / {percentiles(first)[1]:.2f}",
         "agents: turns done": str(len(done)),
+        "agents: turns each, fewest / most (Jain)": f"{each[0]} / {each[-1]} ({jain(each):.2f})" if each else "-",
         "agents: prompt tokens from cache": show(cached / prompt if prompt else float("nan"), "%"),
         "prefill GPU-s (all requests)": f"{prefill:.0f}",
         "people: wait p50 / p95 / max s": triple(percentiles(people_waits)),

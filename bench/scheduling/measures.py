@@ -93,3 +93,10 @@ def percentiles(samples: Sequence[float]) -> tuple[float, float, float]:
     ordered = sorted(samples)
     return (ordered[min(len(ordered) - 1, int(0.5 * len(ordered)))],
             ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], ordered[-1])
+
+
+def jain(shares: Sequence[float]) -> float:
+    """Jain's fairness index of ``shares`` (what each got): 1 when all got the same, 1/n when one got all (nan if
+    none got anything)."""
+    total, squares = sum(shares), sum(share * share for share in shares)
+    return total * total / (len(shares) * squares) if squares else float("nan")

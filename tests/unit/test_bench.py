@@ -1,6 +1,7 @@
 """Every benchmark module imports: a benchmark the code moved away from is found here, not when it is next run.
 
-And the load driver paces a connection as a person would (``bench.load.Job.pace``)."""
+And the load driver paces a connection as a person would (``bench.load.Job.pace``); the scheduling bench's
+fairness index says how evenly a scenario's clients were served."""
 
 import http.server
 import subprocess
@@ -107,3 +108,12 @@ def test_a_row_says_each_target_met_or_not_against_direct_and_against_the_bare_d
                  bare_target=("× bare", "≥", 0.9))
     assert slower.verdict() == "× bare ≥ 0.9: NOT MET"
     assert Row("2.", "streams complete", direct=100, proxy=100, compare="").verdict() == ""
+
+
+def test_jains_index_is_one_for_equal_shares_and_one_over_n_when_one_client_gets_all():
+    from bench.scheduling.measures import jain
+
+    assert jain([15, 15, 15, 15]) == 1.0
+    assert jain([60, 0, 0, 0]) == 0.25
+    assert 0.25 < jain([33, 11, 9, 8]) < jain([18, 16, 15, 12]) < 1.0
+    assert jain([0, 0]) != jain([0, 0])  # nothing served: no index (nan)
