@@ -246,14 +246,16 @@ class PromptCaches:
         """The slots that hold a prompt."""
         return [slot for slot in self.slots if slot.prompt is not None]
 
-    def conversations(self, chain: Chain = ()) -> int:
-        """How many conversations this server holds, in slots and in RAM, besides the one ``chain`` continues: its
-        prompts, less those a longer one held here continues (an idle slot's copy in RAM, an earlier turn's)."""
+    def conversations(self, chain: Chain = (), tenant: tuple | None = None) -> int:
+        """How many conversations this server holds, in slots and in RAM, besides the one ``chain`` continues (of
+        ``tenant``'s prompts only, if given): its prompts, less those a longer one held here continues (an idle
+        slot's copy in RAM, an earlier turn's)."""
         distinct: list[Prompt] = []
         for prompt in sorted([slot.prompt for slot in self.held()] + self.ram, key=lambda held: -held.tokens):
             if not any(longer.shared(prompt.chain) >= prompt.tokens for longer in distinct):
                 distinct.append(prompt)
-        return sum(1 for prompt in distinct if prompt.shared(chain) < prompt.tokens)
+        return sum(1 for prompt in distinct
+                   if prompt.shared(chain) < prompt.tokens or (tenant is not None and prompt.tenant != tenant))
 
     def question_slot(self, taken: int | None = None) -> int | None:
         """The slot a prompt like none held takes now, with slot ``taken`` busy too: a never-used one first, else

@@ -152,11 +152,12 @@ class PromptPlacement:
         weighed = {p.server: MOVE_COST * cost[p.server] + ahead[p.server] for p in warm}
         least = (min(weighed.values()) * (1 + RATE_NOISE)
                  + MOVE_COST * self.estimates.prefill_seconds(ticket.model, warm[0].server, NEGLIGIBLE))
+        tenant = self._tenant(ticket)
         best = min((p for p in warm if weighed[p.server] <= least),
                    key=lambda p: (_reads_foreign(picks[p.server]), -self.servers[p.server].free_slots(ticket.model),
-                                  self.servers[p.server].runners[ticket.model].caches.conversations(ticket.prefix),
-                                  weighed[p.server],
-                                  p.server))
+                                  self.servers[p.server].runners[ticket.model].caches.conversations(ticket.prefix,
+                                                                                                   tenant),
+                                  weighed[p.server], p.server))
         return best, cost[best.server], picks[best.server]
 
     def _prompt_cost(self, ticket: Ticket, server: str, pick: Pick | None) -> float:

@@ -67,6 +67,8 @@ def test_a_server_counts_each_conversation_it_holds_once_and_not_the_one_a_promp
     assert len(caches.held()) + len(caches.ram) > 2 and caches.conversations() == 2
     assert caches.conversations(chat(long("beta"), "ok", "next")) == 1
     assert caches.conversations(chat(long("gamma"))) == 2
+    # Another tenant's conversation counts, though the prompt continues it: it draws no probe that guessed it.
+    assert caches.conversations(chat(long("beta"), "ok", "next"), tenant=("key", "probe")) == 2
 
 
 def test_the_ram_cache_drops_its_oldest_prompts_when_full():
