@@ -188,6 +188,7 @@ def test_one_context_length_per_model_and_server_so_ollama_loads_it_once(schedul
     assert sent == {8192}, sent  # those that asked none too: Ollama's default would be another value
 
 
+@pytest.mark.alone  # the burst must reach the scheduler within load_gather (0.1 s): tests beside it would stretch it
 def test_a_burst_of_mixed_contexts_for_a_model_never_asked_loads_it_once_per_server(scheduled, fakes):
     """The first load of a model the proxy never heard of waits ``load_gather`` for the requests that come with
     it: each server loads it once, with the largest value asked, and reloads it never."""
