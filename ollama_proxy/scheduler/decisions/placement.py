@@ -266,9 +266,8 @@ class PromptPlacement:
         there: what its runner holds of it may not be there to read then. A conversation llama-server keeps only in
         RAM is dropped from it, to make room for the prompt of the slot it takes, before it could be loaded; a turn
         waiting for it would wait, and then read it all again."""
-        slots = runner.caches.running_slots()
-        first = min((run for run in self.running.values() if run.ticket.id in slots and run.placement.server == name
-                     and run.ticket.model == ticket.model), key=self._ends_at, default=None)
+        slots = runner.caches.running_slots()  # this runner's own: on server ``name``, of the ticket's model
+        first = min((self.running[held] for held in slots if held in self.running), key=self._ends_at, default=None)
         if first is None:
             return self._reading_on(ticket, name, runner)
         pick = runner.caches.pick(ticket.prefix, self._tenant(ticket), freed=slots[first.ticket.id])
