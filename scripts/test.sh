@@ -15,6 +15,9 @@ if [ ! -f "$stamp" ]; then
     rm -f .venv/.installed-test-*
     touch "$stamp"
 fi
+# Go's reader of multipart forms, which the fake Ollama's audio route reads with (built once per version of its
+# source): built here, as a first build inside a test's request can outlast the client's timeout.
+.venv/bin/python -m tests.go_reader
 # llama-server and a tiny model for tests/e2e/test_llamacpp.py (built once, then cached)
 PYTHON=.venv/bin/python bash scripts/install-llama-server.sh
 # the Codex CLI for tests/e2e/test_codex.py, from npm at a pinned version (installed once, then cached)
@@ -27,14 +30,14 @@ if [ $# -gt 0 ]; then
 fi
 # The whole suite: test files side by side (pytest-xdist, a file's tests together so that its fixtures start
 # once; one process more than the cores, as the end-to-end tests spend a third of their time waiting on
-# sockets), then, one at a time, the tests marked `alone`: a timing bound another test beside it would
-# stretch, a tool xdist stops, or a read of the whole run's logs.
+# sockets; the slowest files first, tests/file_order.py), then, one at a time, the tests marked `alone`: a
+# timing bound another test beside it would stretch, a tool xdist stops, or a read of the whole run's logs.
 # Both sessions keep their files under one directory, whose every log the last test reads for secrets.
 OLLAMA_PROXY_TEST_LOGS=$(mktemp -d "${TMPDIR:-/tmp}/ollama-proxy-tests-XXXXXX")
 export OLLAMA_PROXY_TEST_LOGS
 status=0
-.venv/bin/python -m pytest --durations=20 -n "$(($(nproc) + 1))" --dist loadfile -m "not alone" \
-    --basetemp "$OLLAMA_PROXY_TEST_LOGS/together" || status=$?
+.venv/bin/python -m pytest --durations=20 -n "$(($(nproc) + 1))" --dist loadfile --no-loadscope-reorder \
+    -m "not alone" --basetemp "$OLLAMA_PROXY_TEST_LOGS/together" || status=$?
 .venv/bin/python -m pytest --durations=20 -m alone --basetemp "$OLLAMA_PROXY_TEST_LOGS/alone" \
     || status=$((status ? status : $?))
 [ "$status" -ne 0 ] || rm -rf "$OLLAMA_PROXY_TEST_LOGS"  # kept when a test failed, to be read

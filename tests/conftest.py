@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import file_order
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_provider import PROVIDER_KEY, FakeProvider
 from tests.services import ServiceNotInstalled
@@ -57,6 +58,10 @@ def pytest_collection_modifyitems(items):
         for marker in outside_tools(item.path, getattr(item, "fixturenames", ())):
             if item.get_closest_marker(marker) is None:
                 item.add_marker(marker)
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(file_order, "file_order")  # the slowest files first, under xdist
 
 
 @pytest.fixture(scope="session")

@@ -100,3 +100,10 @@ def read_as_go(content_type: str | None, body: bytes, target: str = "/v1/audio/t
             "files": {key.encode("latin-1"): [_file(entry) for entry in entries]
                       for key, entries in answer["files"].items()},
             "file": _file(answer["file"])}
+
+
+if __name__ == "__main__":  # scripts/test.sh: built before any test, not inside the first request that needs it
+    try:
+        print(f"go reader: {go_reader()}")
+    except GoMissing as missing:
+        print(f"go reader: not built: {missing}")
