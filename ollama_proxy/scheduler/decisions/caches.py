@@ -55,6 +55,10 @@ class Prompt:
         """The tokens ``chain`` shares with this prompt, from their start."""
         return shared_tokens(chain, self.links)
 
+    def of_tenant(self, tenant: tuple | None) -> bool:
+        """Whether this prompt is ``tenant``'s (anyone's, for a ``tenant`` of None)."""
+        return tenant is None or self.tenant == tenant
+
 
 @dataclass
 class CacheSlot:
@@ -163,7 +167,7 @@ class PromptCaches:
             pushed = slot.prompt.tokens - (slot.prompt.shared(chain) if chain else 0)
         if source is not None and source is not slot.prompt:  # a RAM entry, loaded and then overwritten
             pushed += self._lost(source, chain, slot.prompt if saves else None)
-        foreign = tenant is not None and cached > 0 and source.tenant != tenant
+        foreign = cached > 0 and not source.of_tenant(tenant)
         return Pick(index, min(cached, max(0, prompt_tokens(chain) - 1)), restored, saves, lost + pushed, foreign,
                     pushed)
 
@@ -239,23 +243,22 @@ class PromptCaches:
         prompts only, if given)."""
         if not self.fits(chain):
             return 0
-        held = [slot.prompt for slot in self.slots if slot.prompt is not None] + self.ram
-        return max((prompt.shared(chain) for prompt in held if tenant is None or prompt.tenant == tenant), default=0)
+        held = [slot.prompt for slot in self.held()] + self.ram
+        return max((prompt.shared(chain) for prompt in held if prompt.of_tenant(tenant)), default=0)
 
     def held(self) -> list[CacheSlot]:
         """The slots that hold a prompt."""
         return [slot for slot in self.slots if slot.prompt is not None]
 
     def conversations(self, chain: Chain = (), tenant: tuple | None = None) -> int:
-        """How many conversations this server holds, in slots and in RAM, besides the one ``chain`` continues (of
-        ``tenant``'s prompts only, if given): its prompts, less those a longer one held here continues (an idle
-        slot's copy in RAM, an earlier turn's)."""
+        """How many conversations this server holds, in slots and in RAM, besides the one ``chain`` continues (if
+        ``tenant``'s, when given): its prompts, less those a longer one held here continues (an idle slot's copy in
+        RAM, an earlier turn's)."""
         distinct: list[Prompt] = []
         for prompt in sorted([slot.prompt for slot in self.held()] + self.ram, key=lambda held: -held.tokens):
             if not any(longer.shared(prompt.chain) >= prompt.tokens for longer in distinct):
                 distinct.append(prompt)
-        return sum(1 for prompt in distinct
-                   if prompt.shared(chain) < prompt.tokens or (tenant is not None and prompt.tenant != tenant))
+        return sum(1 for prompt in distinct if prompt.shared(chain) < prompt.tokens or not prompt.of_tenant(tenant))
 
     def question_slot(self, taken: int | None = None) -> int | None:
         """The slot a prompt like none held takes now, with slot ``taken`` busy too: a never-used one first, else
