@@ -19,6 +19,7 @@ import json
 import random
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import requests
@@ -158,8 +159,8 @@ def measure(where: Rig, turns: list[Turn], tally: Tally) -> tuple[Column, dict]:
     people_waits = waits(tally.answers, records)
     people_first = [a.first_token_at - a.asked_at for a in tally.answers if a.first_token_at is not None]
     # Fewer swaps of conversations in and out of slots means more from cache, and longer stretches for some agents.
-    each = sorted(sum(1 for t in done if t.label.split("#")[0] == agent)
-                  for agent in {t.label.split("#")[0] for t in turns})
+    done_by = Counter(t.label.split("#")[0] for t in done)
+    each = sorted(done_by[agent] for agent in {t.label.split("#")[0] for t in turns})  # an agent done none: 0
     column: Column = {
         "agents: first token mean / p95 s": f"{mean(first):.2f} / {percentiles(first)[1]:.2f}",
         "agents: turns done": str(len(done)),
