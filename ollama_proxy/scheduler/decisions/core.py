@@ -280,8 +280,8 @@ class Scheduler(Lending, PromptPlacement, Headroom, GivingWay):
     def _next_grant(self, now: float) -> Grant | None:
         turn = self._in_turn(now)
         for position, ticket in enumerate(turn):
-            placement = self._place(ticket, turn[:position], now)
-            if placement is not None and not self._leaves_too_little(ticket, placement, now):
+            placement = self._within_headroom(ticket, self._place(ticket, turn[:position], now), now)
+            if placement is not None:
                 return self._begin(*self._yield_to(turn, position, placement, now) or (ticket, placement), now)
         return None
 

@@ -18,6 +18,19 @@ from ollama_proxy.scheduler.decisions.tickets import Ticket
 class Headroom:
     """Whether a grant would leave people's questions too little: no slot, or one behind a long reading."""
 
+    def _within_headroom(self, ticket: Ticket, placement: Placement | None, now: float) -> Placement | None:
+        """Return ``placement`` if it leaves people enough, else a load of the model where it is not loaded and
+        nothing need be unloaded, if that does: a request held from the warm slots kept free starts on slots no one
+        uses, not after them."""
+        if placement is None or not self._leaves_too_little(ticket, placement, now):
+            return placement
+        loads = [p for name in ticket.candidates if (server := self.servers.get(name)) is not None
+                 and ticket.model not in server.runners
+                 and (p := server.placement(ticket.model, ticket.asked, ticket.enforced, ticket.id)) is not None
+                 and p.evict is None]
+        best = min(loads, key=lambda p: self.estimates.load_seconds(ticket.model, p.server), default=None)
+        return None if best is None or self._leaves_too_little(ticket, best, now) else best
+
     def _leaves_too_little(self, ticket: Ticket, placement: Placement, now: float) -> bool:
         """Whether a batch request would take a slot people using its model may need any moment.
 
@@ -32,12 +45,18 @@ class Headroom:
         headroom = self.bounds.interactive_headroom
         if not headroom or class_rank(ticket.share, now - ticket.enqueued, self.bounds.batch_ageing) == 0:
             return False
-        if now - self.last_interactive.get(ticket.model, -math.inf) >= self.bounds.headroom_window:
+        if not self._questions_may_come(ticket.model, now):
             return False
         if placement.start is not Start.WARM:
-            return True
+            return placement.start is Start.RELOAD or placement.evict is not None
         free = sum(self.servers[name].free_slots(ticket.model) for name in ticket.candidates if name in self.servers)
         return free - 1 < headroom
+
+    def _questions_may_come(self, model: str, now: float) -> bool:
+        """Whether a question for ``model`` may come any moment: one came within ``headroom_window``, or the
+        scheduler has not yet watched the model that long (it cannot tell that no one uses it)."""
+        since = max(self.last_interactive.get(model, -math.inf), self.first_asked.get(model, -math.inf))
+        return now - since < self.bounds.headroom_window
 
     def _too_close(self, ticket: Ticket, placement: Placement, now: float) -> bool:
         """Whether a long prompt would start on a warm runner within ``STARTS_APART`` of the last start there.

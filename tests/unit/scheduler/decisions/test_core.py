@@ -346,6 +346,42 @@ def test_batch_work_leaves_a_warm_slot_free_while_people_use_the_model():
     assert _granted(s.dispatch(now=33)) == ["b3"]  # nobody asked for 30 s: batch may use every slot
 
 
+def test_batch_work_leaves_the_slot_for_people_until_a_whole_window_has_passed_without_a_question():
+    """A scheduler that has not watched a model for headroom_window yet cannot tell that nobody uses it: a batch
+    job started first (a restart, or the morning's job before people come) leaves the slot as if one had asked."""
+    s = _scheduler(bounds=Bounds(interactive_headroom=1, headroom_window=30, batch_ageing=100))
+    granted = [g for i in range(6) for g in s.submit(_ticket(f"b{i}", "job", klass=BATCH), now=0)]
+    assert len(granted) == 3
+    assert _granted(s.dispatch(now=29.9)) == []
+    assert _granted(s.dispatch(now=30)) == ["b3"]  # watched for 30 s, no question: batch may use every slot
+
+
+def test_batch_work_held_from_the_slot_kept_for_people_loads_the_model_on_a_server_with_room():
+    """The model warm on gpu1 only: batch work takes one slot there and leaves the other to people; rather than
+    wait beside an idle gpu2, it loads the model there, where nothing need be unloaded."""
+    s = _scheduler(bounds=Bounds(interactive_headroom=1, headroom_window=30, batch_ageing=100, load_gather=0),
+                   loaded=())
+    s.servers["gpu1"].warm("m", Loaded({"num_ctx": 4096}))
+    granted = [g for i in range(6) for g in s.submit(_ticket(f"b{i}", "job", klass=BATCH), now=0)]
+    assert [(g.placement.server, g.placement.start) for g in granted] == [
+        ("gpu1", Start.WARM), ("gpu2", Start.LOAD), ("gpu1", Start.WARM)]  # one of the four slots left free
+
+
+def test_batch_work_held_from_the_slot_kept_for_people_never_unloads_or_reloads_a_model_for_it():
+    """gpu2 holds another model, idle (loading m there would unload it), or m with a context too small for the
+    job (loading it again would stop anyone using it there): batch work waits rather than do either. (People's
+    questions, asking no context, can use m there: then both of gpu1's slots go to the job.)"""
+    bounds = Bounds(interactive_headroom=1, headroom_window=30, batch_ageing=100, load_gather=0)
+    for model, options, taken in (("other", {"num_ctx": 4096}, 1), ("m", {"num_ctx": 2048}, 2)):
+        s = _scheduler(ServerSpec("gpu1", num_parallel=2), ServerSpec("gpu2", num_parallel=2, max_loaded_models=1),
+                       bounds=bounds, loaded=())
+        s.servers["gpu1"].warm("m", Loaded({"num_ctx": 8192}))
+        s.servers["gpu2"].warm(model, Loaded(options))
+        granted = [g for i in range(4) for g in s.submit(
+            _ticket(f"b{i}", "job", klass=BATCH, asked={"num_ctx": 8192}), now=0)]
+        assert [(g.placement.server, g.placement.start) for g in granted] == [("gpu1", Start.WARM)] * taken, model
+
+
 def test_without_headroom_batch_work_takes_every_free_slot():
     s = _scheduler(bounds=Bounds(interactive_headroom=0))
     s.submit(_ticket("question", "alice"), now=0)
