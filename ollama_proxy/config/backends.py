@@ -216,7 +216,9 @@ class SchedulingSettings:
              "(`0`: neither, every free slot is taken at once)")
     headroom_window: float = setting(
         30.0, validate=AT_LEAST_0,
-        help="seconds after an interactive request for a model during which its headroom is held")
+        help="seconds after an interactive request for a model during which its headroom is held; so too for the "
+             "first this many seconds the proxy sees the model asked for, before which it cannot tell that no one "
+             "uses it")
     fair_memory: float = setting(
         120.0, validate=AT_LEAST_0,
         help="seconds a key that has nothing waiting or running keeps the slot-time it had beyond the least-served "

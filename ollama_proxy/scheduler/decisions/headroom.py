@@ -24,6 +24,8 @@ class Headroom:
         uses, not after them."""
         if placement is None or not self._leaves_too_little(ticket, placement, now):
             return placement
+        if not self._takes_the_headroom(ticket, placement, now):
+            return None  # held to keep long prompts apart, not for the slot kept: another server's load will not do
         loads = [p for name in ticket.candidates if (server := self.servers.get(name)) is not None
                  and ticket.model not in server.runners
                  and (p := server.placement(ticket.model, ticket.asked, ticket.enforced, ticket.id)) is not None
@@ -32,16 +34,20 @@ class Headroom:
         return None if best is None or self._leaves_too_little(ticket, best, now) else best
 
     def _leaves_too_little(self, ticket: Ticket, placement: Placement, now: float) -> bool:
-        """Whether a batch request would take a slot people using its model may need any moment.
+        """Whether a grant would take what people's questions need: a slot kept for them (``_takes_the_headroom``),
+        a slot where no long prompt is read ahead of them (``_leaves_no_slot_for_short``), or the moment between two
+        long prompts' starts on one runner (``_paced``, ``_too_close``)."""
+        return (self._leaves_no_slot_for_short(ticket, placement, now) or self._paced(ticket, placement, now)
+                or self._too_close(ticket, placement, now) or self._takes_the_headroom(ticket, placement, now))
 
-        Strict priority alone still makes a question wait for a batch answer to end whenever batch
-        work holds every slot; ``interactive_headroom`` warm slots are left free for as long as
-        interactive requests for the model keep coming (``headroom_window``). Nor does a long prompt start just
-        after another on the same runner (``_too_close``).
+    def _takes_the_headroom(self, ticket: Ticket, placement: Placement, now: float) -> bool:
+        """Whether batch work would take one of the warm slots kept for people's questions, or unload or reload a
+        model for itself while they may ask.
+
+        Strict priority alone still makes a question wait for a batch answer to end whenever batch work holds
+        every slot; ``interactive_headroom`` warm slots are left free for as long as questions for the model may
+        come (``_questions_may_come``). A load that unloads nothing takes no one's slot.
         """
-        if (self._leaves_no_slot_for_short(ticket, placement, now) or self._paced(ticket, placement, now)
-                or self._too_close(ticket, placement, now)):
-            return True
         headroom = self.bounds.interactive_headroom
         if not headroom or class_rank(ticket.share, now - ticket.enqueued, self.bounds.batch_ageing) == 0:
             return False
