@@ -7,9 +7,6 @@ import getpass
 import os
 import sys
 
-from werkzeug.security import generate_password_hash
-
-from ollama_proxy.access.ratelimit.sqlite import check_file, file_of
 from ollama_proxy.cli import audit as cli_audit
 from ollama_proxy.cli import backup as cli_backup
 from ollama_proxy.cli import budgets as cli_budgets
@@ -48,6 +45,9 @@ def describe_backend(backend: OllamaServerSettings | ProviderSettings) -> str:
 
 def check_config(path: str | None) -> int:
     """Load and check a configuration; print a summary or the problem."""
+    # Here, not at the top: the rate limiter's package loads Flask and limits, which no other command needs.
+    from ollama_proxy.access.ratelimit.sqlite import check_file, file_of
+
     try:
         settings = load_settings(path)
         if settings.ratelimit.storage_url.startswith("sqlite:"):
@@ -116,6 +116,8 @@ def admin_password(stdin=sys.stdin) -> int:
     if len(password) < MIN_PASSWORD_LENGTH:
         print(f"the password is too short: {MIN_PASSWORD_LENGTH} characters at least", file=sys.stderr)
         return 1
+    from werkzeug.security import generate_password_hash  # here: no other command needs werkzeug
+
     print(generate_password_hash(password))
     return 0
 
