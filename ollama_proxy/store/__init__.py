@@ -69,8 +69,8 @@ already taken raises ``Conflict``, an absent one ``Missing``, bad values
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
-from flask import Flask, current_app
 from sqlalchemy import Engine
 
 from ollama_proxy.config import StoreSettings
@@ -86,6 +86,9 @@ from ollama_proxy.store.shown_secrets import ShownSecretStore
 from ollama_proxy.store.spend import SpendStore
 from ollama_proxy.store.teams import Team, TeamStore
 from ollama_proxy.store.usage import USAGE_FIELDS, UsageStore
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 __all__ = ["Actor", "ApiKey", "AuditEntry", "Budget", "Conflict", "DatabaseError", "Member", "Missing", "Store",
            "StoreError", "Team", "USAGE_FIELDS", "ValueRefused", "current_store", "init_app", "open_store"]
@@ -159,4 +162,8 @@ def shown_revision(app: Flask | None = None) -> str | None:
 
 def current_store(app: Flask | None = None) -> Store:
     """Return the store of ``app`` (default: the current app), opening it on first use."""
-    return (app or current_app).extensions[_EXTENSION].get()
+    if app is None:
+        from flask import current_app  # here: the command line opens a store without loading Flask
+
+        app = current_app
+    return app.extensions[_EXTENSION].get()
