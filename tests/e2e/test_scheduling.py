@@ -427,6 +427,35 @@ def test_a_batch_keys_backlog_leaves_a_slot_free_for_people(scheduled, fakes, wa
     assert order.index("asked while the batch runs") == 4, order  # straight into the slot held for it
 
 
+def test_a_batch_job_started_before_anyone_asks_leaves_a_slot_and_loads_the_idle_server(start_proxy):
+    """A proxy just started has seen no question: the morning's batch job, or one running through a restart, still
+    leaves people a slot, and loads the model on the server where it is not loaded rather than wait beside it."""
+    gpus = [FakeOllama(**SLOTS).start() for _ in range(2)]
+    try:
+        for fake in gpus:
+            fake.script("llama3.2", chunk_delay=0.5)  # each answer holds its slot about 4 s
+        requests.post(gpus[0].url + "/api/chat", json={"model": "llama3.2"}, timeout=10).raise_for_status()
+        gpus[0].requests = []
+        config = base_config(gpus[0].url, scheduling=True, **SLOTS)
+        config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": gpus[1].url, **SLOTS}]
+        config["routing"] = {"refresh_interval": 0.5}
+        proxy = start_proxy(config, workers=2)
+        batch = create_key(proxy, "--name", "nightly", "--class", "batch")
+        assert wait_for(lambda: _loaded_on(proxy) == {"default"}, timeout=10)  # warm on the first server only
+        with ThreadPoolExecutor(8) as pool:
+            backlog = [pool.submit(_chat_as, proxy, batch, f"batch {i}") for i in range(6)]
+            assert wait_for(lambda: _all_in(proxy, gpus, 6) and _waiting(proxy) == 3, timeout=20)
+            assert [len(fake.calls("/api/chat")) for fake in gpus] in ([2, 1], [1, 2])  # gpu2 loaded for it
+            question = pool.submit(_chat_as, proxy, ALICE, "the first question of the day")
+            assert question.result() == 200
+            assert [f.result() for f in backlog] == [200] * 6
+        order = _prompts_in_arrival_order(gpus)
+        assert order.index("the first question of the day") == 3, order  # straight into the slot left
+    finally:
+        for fake in gpus:
+            fake.stop()
+
+
 def test_slots_lent_to_the_workers_while_nothing_waits_are_called_back_for_a_backlog(start_proxy):
     """Six slots and two workers: they borrow some while nothing waits; a backlog of 18 gets them all back."""
     gpu = FakeOllama(num_parallel=6, max_loaded_models=1).start()
