@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from cachetools import LRUCache
@@ -233,3 +233,12 @@ class ServerSlots:
         runner.slots = 1 if loaded.one_slot else self.spec.slots_for(name)
         runner.caches.resize(runner.slots, self._ram_tokens(loaded.kv_bytes))
         return runner
+
+
+def scaled(specs: list[ServerSpec], share: int) -> list[ServerSpec]:
+    """Each server's slots divided among ``share`` instances (at least one each)."""
+    if share <= 1:
+        return list(specs)
+    return [replace(spec, num_parallel=max(1, spec.num_parallel // share),
+                    max_concurrent=None if spec.max_concurrent is None else max(1, spec.max_concurrent // share))
+            for spec in specs]

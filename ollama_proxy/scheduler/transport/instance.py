@@ -16,10 +16,9 @@ from ollama_proxy.routing.names import canonical
 from ollama_proxy.scheduler.decisions.core import Bounds, Scheduler
 from ollama_proxy.scheduler.decisions.estimates import MODELS_KEPT, Estimates
 from ollama_proxy.scheduler.decisions.runners import KV_BYTES_UNKNOWN, kv_bytes_per_token, one_slot, train_context
-from ollama_proxy.scheduler.decisions.servers import Loaded, ServerSpec
+from ollama_proxy.scheduler.decisions.servers import Loaded, ServerSpec, scaled
 from ollama_proxy.scheduler.transport.admission import Admission
 from ollama_proxy.scheduler.transport.local import LocalScheduler
-from ollama_proxy.scheduler.transport.shared import SharedScheduler, scaled
 
 
 def build_admission(settings: Settings, pool) -> Admission | None:
@@ -46,6 +45,8 @@ def build_admission(settings: Settings, pool) -> Admission | None:
     url = settings.ratelimit.redis_url
     client = {"specs": specs, "unreachable_timeout": conf.unreachable_timeout}
     if url is not None:
+        from ollama_proxy.scheduler.transport.shared import SharedScheduler  # here: only then is Redis loaded
+
         service = SharedScheduler(url, build, conf.max_wait, loaded, settings.routing.refresh_interval,
                                   directory=settings.logging.dir, **client)
     else:

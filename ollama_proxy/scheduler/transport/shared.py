@@ -40,13 +40,12 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 
 import gevent
 import redis
 
 from ollama_proxy.scheduler.decisions.core import Scheduler
-from ollama_proxy.scheduler.decisions.servers import ServerSpec
+from ollama_proxy.scheduler.decisions.servers import scaled
 from ollama_proxy.scheduler.transport import wire
 from ollama_proxy.scheduler.transport.candidacy import Candidacy
 from ollama_proxy.scheduler.transport.local import LocalScheduler, start_time, this_instance
@@ -312,12 +311,3 @@ def _running_of(entry: bytes) -> dict:
         return json.loads(entry)
     except ValueError:
         return {"op": "running", "id": ""}  # dropped by the arbiter as a bad message
-
-
-def scaled(specs: list[ServerSpec], share: int) -> list[ServerSpec]:
-    """Each server's slots divided among ``share`` instances (at least one each)."""
-    if share <= 1:
-        return list(specs)
-    return [replace(spec, num_parallel=max(1, spec.num_parallel // share),
-                    max_concurrent=None if spec.max_concurrent is None else max(1, spec.max_concurrent // share))
-            for spec in specs]

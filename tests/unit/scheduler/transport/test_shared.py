@@ -7,11 +7,11 @@ import redis
 
 from ollama_proxy.scheduler.decisions.core import Scheduler, Ticket
 from ollama_proxy.scheduler.decisions.fairness import Share
-from ollama_proxy.scheduler.decisions.servers import ServerSpec
+from ollama_proxy.scheduler.decisions.servers import ServerSpec, scaled
 from ollama_proxy.scheduler.transport import redis_lines, wire
 from ollama_proxy.scheduler.transport.arbiter import Arbiter
 from ollama_proxy.scheduler.transport.client import SchedulerClient
-from ollama_proxy.scheduler.transport.shared import SharedScheduler, scaled
+from ollama_proxy.scheduler.transport.shared import SharedScheduler
 
 pytestmark = pytest.mark.redis
 SPECS = [ServerSpec("gpu1", num_parallel=2, max_loaded_models=1)]
