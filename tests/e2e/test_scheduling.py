@@ -433,7 +433,7 @@ def test_a_batch_job_started_before_anyone_asks_leaves_a_slot_and_loads_the_idle
     gpus = [FakeOllama(**SLOTS).start() for _ in range(2)]
     try:
         for fake in gpus:
-            fake.script("llama3.2", chunk_delay=0.5)  # each answer holds its slot about 4 s
+            fake.script("llama3.2", chunk_delay=1.0)  # each answer holds its slot about 8 s: the question comes first
         requests.post(gpus[0].url + "/api/chat", json={"model": "llama3.2"}, timeout=10).raise_for_status()
         gpus[0].requests = []
         config = base_config(gpus[0].url, scheduling=True, **SLOTS)
