@@ -212,8 +212,9 @@ class SchedulingSettings:
     interactive_headroom: int = setting(
         1, validate=AT_LEAST_0,
         help="warm slots of a model that `batch` work leaves free while people use the model, so a question "
-             "need not wait for a batch answer to end; an interactive key's long answers are paced apart then "
-             "(`0`: neither, every free slot is taken at once)")
+             "need not wait for a batch answer to end; an interactive key's long answers are paced apart then, "
+             "and its first answers asked as many at once as the slots leave as many free until one ends "
+             "(`0`: none of these, every free slot is taken at once)")
     headroom_window: float = setting(
         30.0, validate=AT_LEAST_0,
         help="seconds after an interactive request for a model during which its headroom is held; so too for the "

@@ -42,21 +42,52 @@ class Headroom:
 
     def _takes_the_headroom(self, ticket: Ticket, placement: Placement, now: float) -> bool:
         """Whether batch work would take one of the warm slots kept for people's questions, or unload or reload a
-        model for itself while they may ask.
+        model for itself while they may ask; or an interactive job's first answers would take the last of them.
 
         Strict priority alone still makes a question wait for a batch answer to end whenever batch work holds
         every slot; ``interactive_headroom`` warm slots are left free for as long as questions for the model may
-        come (``_questions_may_come``). A load that unloads nothing takes no one's slot.
+        come (``_questions_may_come``), and for a job whose answers' length is not known yet
+        (``_first_answers_of_a_job``). A load that unloads nothing takes no one's slot.
         """
         headroom = self.bounds.interactive_headroom
-        if not headroom or class_rank(ticket.share, now - ticket.enqueued, self.bounds.batch_ageing) == 0:
+        if not headroom:
             return False
-        if not self._questions_may_come(ticket.model, now):
+        if class_rank(ticket.share, now - ticket.enqueued, self.bounds.batch_ageing) == 0:
+            if placement.start is not Start.WARM or not self._first_answers_of_a_job(ticket, now):
+                return False
+        elif not self._questions_may_come(ticket.model, now):
             return False
-        if placement.start is not Start.WARM:
+        elif placement.start is not Start.WARM:
             return placement.start is Start.RELOAD or placement.evict is not None
         free = sum(self.servers[name].free_slots(ticket.model) for name in ticket.candidates if name in self.servers)
         return free - 1 < headroom
+
+    def _first_answers_of_a_job(self, ticket: Ticket, now: float) -> bool:
+        """Whether ``ticket`` is one of an interactive principal's first answers, asked as many at once as the model
+        has slots, while someone else's questions may come: the kept slot waits for one of its running answers to end.
+
+        Such a job, by class one of the people, would start an answer in every slot before anything says its
+        answers are long, and pacing (``_paced``) can act only once one has ended: the first questions would wait
+        for the whole first round. Never where the model has fewer than three warm slots, nor for a principal
+        asking fewer at once than the slots (a person's answer and its title never hold each other).
+        """
+        model, principal = ticket.model, ticket.share.principal
+        if self.estimates.own_slot_seconds(model, principal) is not None:
+            return False  # an answer of its own has ended: pacing knows its length
+        slots = sum(server.slots_of(model) for name in ticket.candidates
+                    if (server := self.servers.get(name)) is not None and model in server.runners)
+        if slots < 3:
+            return False
+        running = sum(1 for run in self.running.values()
+                      if run.ticket.model == model and run.ticket.share.principal == principal)
+        if not running:
+            return False  # nothing of its own would end to free the slot: it may wait for others forever
+        waiting = sum(1 for t in self.waiting.values() if t.model == model and t.share.principal == principal)
+        if running + waiting < slots:
+            return False
+        first = self.first_asked.get(model, -math.inf)
+        return (now - first < self.bounds.headroom_window
+                or self.pacing.others_asked(model, principal, now, self.bounds.headroom_window))
 
     def _questions_may_come(self, model: str, now: float) -> bool:
         """Whether a question for ``model`` may come any moment: one came within ``headroom_window``, or the

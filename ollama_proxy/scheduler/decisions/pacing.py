@@ -42,6 +42,10 @@ class Pacing:
             del recent[stale]
         recent[principal] = now
 
+    def others_asked(self, model: str, principal: str, now: float, window: float) -> bool:
+        """Whether a principal other than ``principal`` asked for ``model`` within ``window`` seconds."""
+        return any(other != principal and now - at < window for other, at in self._asked.get(model, {}).items())
+
     def started(self, model: str, principal: str, now: float) -> None:
         self._started[(model, principal)] = now
 

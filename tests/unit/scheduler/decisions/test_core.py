@@ -32,7 +32,7 @@ def _granted(grants) -> list[str]:
 
 def test_no_server_is_sent_more_than_it_runs_and_a_freed_slot_is_handed_on_in_the_same_call():
     s = _scheduler()
-    granted = [g for i in range(5) for g in s.submit(_ticket(f"t{i}"), now=0)]
+    granted = [g for i in range(5) for g in s.submit(_ticket(f"t{i}", f"person{i}"), now=0)]
     assert _granted(granted) == ["t0", "t1", "t2", "t3"]
     assert sorted(g.placement.server for g in granted) == ["gpu1", "gpu1", "gpu2", "gpu2"]
     assert list(s.waiting) == ["t4"]
@@ -380,6 +380,45 @@ def test_batch_work_held_from_the_slot_kept_for_people_never_unloads_or_reloads_
         granted = [g for i in range(4) for g in s.submit(
             _ticket(f"b{i}", "job", klass=BATCH, asked={"num_ctx": 8192}), now=0)]
         assert [(g.placement.server, g.placement.start) for g in granted] == [("gpu1", Start.WARM)] * taken, model
+
+
+def test_an_interactive_jobs_first_answers_leave_a_slot_for_people_until_one_of_them_ends():
+    """A key of the interactive class asking as many at once as the model has slots, none of whose answers has
+    ended: nothing says yet that they are long, and pacing can only act once one has ended."""
+    s = _scheduler(bounds=Bounds(interactive_headroom=1, headroom_window=30, load_gather=0))
+    granted = [g for i in range(6) for g in s.submit(_ticket(f"j{i}", "job"), now=0)]
+    assert _granted(granted) == ["j0", "j1", "j2"]  # of four slots: one stays free for the first question
+    assert _granted(s.submit(_ticket("question", "bob"), now=1)) == ["question"]
+    assert _granted(s.end("question", now=2)) == []  # freed again for people
+    assert _granted(s.end("j0", now=5)) == ["j3"]  # an answer of its own ended: its length is known, and it is
+    assert _granted(s.dispatch(now=6.2)) == []  # paced now (pacing.py), a quarter of its 5 s apart on four slots
+    assert _granted(s.dispatch(now=6.25)) == ["j4"]
+
+
+def test_a_principals_few_requests_at_once_never_hold_each_other():
+    """Fewer at once than the model's slots (an answer and its title), or a model with fewer than three warm slots:
+    nothing kept from them."""
+    s = _scheduler(bounds=Bounds(interactive_headroom=1, headroom_window=30, load_gather=0))
+    assert len([g for i in range(3) for g in s.submit(_ticket(f"a{i}"), now=0)]) == 3
+    s = _scheduler(ServerSpec("gpu1", num_parallel=2), bounds=Bounds(interactive_headroom=1, headroom_window=30))
+    assert len([g for i in range(4) for g in s.submit(_ticket(f"a{i}"), now=0)]) == 2
+
+
+@pytest.mark.parametrize(("asked_at", "taken"), [(0, 4), (20, 3)])
+def test_a_jobs_first_answers_leave_a_slot_only_while_someone_else_may_ask(asked_at, taken):
+    """Past the model's first window, only another's question within ``headroom_window`` keeps the slot."""
+    s = _scheduler(bounds=Bounds(interactive_headroom=1, headroom_window=30, load_gather=0))
+    s.submit(_ticket("question", "bob"), now=asked_at)
+    s.end("question", now=asked_at + 1)
+    assert len([g for i in range(6) for g in s.submit(_ticket(f"j{i}", "job"), now=40)]) == taken
+
+
+def test_a_job_with_nothing_running_is_never_held_from_the_last_slot():
+    """What would free the slot kept is one of its own answers ending: with none running, it could wait for
+    others' forever."""
+    s = _scheduler(bounds=Bounds(interactive_headroom=1, headroom_window=30, load_gather=0))
+    assert len([g for i in range(3) for g in s.submit(_ticket(f"b{i}", "bob"), now=0)]) == 3
+    assert _granted([g for i in range(4) for g in s.submit(_ticket(f"j{i}", "job"), now=0)]) == ["j0"]
 
 
 def test_without_headroom_batch_work_takes_every_free_slot():
