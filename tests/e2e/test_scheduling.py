@@ -275,7 +275,14 @@ def keys(scheduled):
 
 
 def _hold_every_slot(pool: ThreadPoolExecutor, proxy, fakes) -> list:
-    """Ask four questions as alice and wait until both servers run them: what comes next has to wait."""
+    """Ask four questions as alice and wait until both servers run them: what comes next has to wait.
+
+    One first, so that the scheduler knows how long her answers are: four at once before one of hers has ended
+    would leave a slot for others' questions until it did (docs/scheduling.md), and the four would not run together.
+    """
+    assert _chat_as(proxy, ALICE, "how long") == 200
+    for fake in fakes:
+        fake.requests = []  # the tests read the order from the four on
     holding = [pool.submit(_chat_as, proxy, ALICE, f"holding {i}") for i in range(4)]
     assert wait_for(lambda: sum(len(f.calls("/api/chat")) for f in fakes) == 4, timeout=20)
     return holding
@@ -451,6 +458,37 @@ def test_a_batch_job_started_before_anyone_asks_leaves_a_slot_and_loads_the_idle
             assert [f.result() for f in backlog] == [200] * 6
         order = _prompts_in_arrival_order(gpus)
         assert order.index("the first question of the day") == 3, order  # straight into the slot left
+    finally:
+        for fake in gpus:
+            fake.stop()
+
+
+def test_an_interactive_keys_first_answers_asked_at_once_leave_a_slot_for_the_first_question(start_proxy):
+    """A script on a key of the default class asks as many at once as the model has slots, before any of its
+    answers has ended: nothing says yet that they are long, so one slot waits for the first to end."""
+    gpus = [FakeOllama(**SLOTS).start() for _ in range(2)]
+    try:
+        for fake in gpus:
+            # Each answer holds its slot about 8 s: the question comes first.
+            fake.script("llama3.2", reply=" ".join(["word"] * 8), chunk_delay=1.0)
+            requests.post(fake.url + "/api/chat", json={"model": "llama3.2"}, timeout=10).raise_for_status()
+            fake.requests = []
+        config = base_config(gpus[0].url, scheduling=True, **SLOTS)
+        config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": gpus[1].url, **SLOTS}]
+        config["routing"] = {"refresh_interval": 0.5}
+        proxy = start_proxy(config, workers=2)
+        assert wait_for(lambda: _loaded_on(proxy) == set(SERVERS), timeout=10)  # warm on both: four slots
+        with ThreadPoolExecutor(8) as pool:
+            # Each a document to summarise: too long for a slot a worker borrows while nothing waits, which it tells
+            # the scheduler of only later (scheduler/transport/client.py), so every one of them is seen asked.
+            job = [pool.submit(_chat_as, proxy, GENERATE, f"summarise {i}: " + "a line of the document. " * 400)
+                   for i in range(6)]
+            assert wait_for(lambda: _all_in(proxy, gpus, 6) and _waiting(proxy) == 3, timeout=20)
+            question = pool.submit(_chat_as, proxy, ALICE, "a question beside the script")
+            assert question.result() == 200
+            assert [f.result() for f in job] == [200] * 6
+        order = _prompts_in_arrival_order(gpus)
+        assert order.index("a question beside the script") == 3, order  # straight into the slot left
     finally:
         for fake in gpus:
             fake.stop()
