@@ -434,6 +434,14 @@ def test_a_batch_keys_backlog_leaves_a_slot_free_for_people(scheduled, fakes, wa
     assert order.index("asked while the batch runs") == 4, order  # straight into the slot held for it
 
 
+def _proxy_on_two(start_proxy, gpus):
+    """A fresh proxy of two workers over two fakes of two slots each, refreshing what they hold every half second."""
+    config = base_config(gpus[0].url, scheduling=True, **SLOTS)
+    config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": gpus[1].url, **SLOTS}]
+    config["routing"] = {"refresh_interval": 0.5}
+    return start_proxy(config, workers=2)
+
+
 def test_a_batch_job_started_before_anyone_asks_leaves_a_slot_and_loads_the_idle_server(start_proxy):
     """A proxy just started has seen no question: the morning's batch job, or one running through a restart, still
     leaves people a slot, and loads the model on the server where it is not loaded rather than wait beside it."""
@@ -443,10 +451,7 @@ def test_a_batch_job_started_before_anyone_asks_leaves_a_slot_and_loads_the_idle
             fake.script("llama3.2", chunk_delay=1.0)  # each answer holds its slot about 8 s: the question comes first
         requests.post(gpus[0].url + "/api/chat", json={"model": "llama3.2"}, timeout=10).raise_for_status()
         gpus[0].requests = []
-        config = base_config(gpus[0].url, scheduling=True, **SLOTS)
-        config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": gpus[1].url, **SLOTS}]
-        config["routing"] = {"refresh_interval": 0.5}
-        proxy = start_proxy(config, workers=2)
+        proxy = _proxy_on_two(start_proxy, gpus)
         batch = create_key(proxy, "--name", "nightly", "--class", "batch")
         assert wait_for(lambda: _loaded_on(proxy) == {"default"}, timeout=10)  # warm on the first server only
         with ThreadPoolExecutor(8) as pool:
@@ -473,10 +478,7 @@ def test_an_interactive_keys_first_answers_asked_at_once_leave_a_slot_for_the_fi
             fake.script("llama3.2", reply=" ".join(["word"] * 8), chunk_delay=1.0)
             requests.post(fake.url + "/api/chat", json={"model": "llama3.2"}, timeout=10).raise_for_status()
             fake.requests = []
-        config = base_config(gpus[0].url, scheduling=True, **SLOTS)
-        config["backends"] = [{"name": "gpu2", "type": "ollama", "base_url": gpus[1].url, **SLOTS}]
-        config["routing"] = {"refresh_interval": 0.5}
-        proxy = start_proxy(config, workers=2)
+        proxy = _proxy_on_two(start_proxy, gpus)
         assert wait_for(lambda: _loaded_on(proxy) == set(SERVERS), timeout=10)  # warm on both: four slots
         with ThreadPoolExecutor(8) as pool:
             # Each a document to summarise: too long for a slot a worker borrows while nothing waits, which it tells
